@@ -1,0 +1,37 @@
+# `make demo` and `make test` work from a clean clone: they create .venv and install first.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# CPU build of torch from this machine kind's local disk; CUDA machines take the default build.
+TORCH_CPU := torch==2.13.0
+
+.PHONY: setup demo test lint format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	set -o pipefail; \
+	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PYTHON) -c "import torch" 2>/dev/null; then \
+		$(PYTHON) -m pip install -q "$(TORCH_CPU)" 2>&1 | { grep -v "is ignored: it is neither" || true; }; \
+	fi; \
+	$(PYTHON) -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/visuels demo
+
+test: setup
+	$(PYTHON) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) outputs/*/ .pytest_cache .ruff_cache

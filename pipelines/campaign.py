@@ -1,0 +1,205 @@
+"""Campaign files: what to render, for which communes, audiences and formats.
+
+Paths in a campaign file are relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from pipelines.charter import Charter, load_charter
+from pipelines.communes import Commune, load_communes
+from pipelines.config_files import read_yaml_mapping, validate_model
+from pipelines.errors import CampaignError, VisuelsError
+from pipelines.formats import FORMAT_PRESETS
+from pipelines.model_reference import DemoModelRef, ModelRef, resolve_paths
+from pipelines.slugs import slugify
+
+PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
+AudienceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
+
+
+class SchedulerName(StrEnum):
+    euler = "euler"
+    euler_a = "euler_a"
+    ddim = "ddim"
+    dpmpp_2m = "dpmpp_2m"
+    pndm = "pndm"
+    unipc = "unipc"
+
+
+class SeedPolicy(StrEnum):
+    fixed = "fixed"  # one seed for every image
+    per_commune = "per_commune"  # a commune's audiences and formats share a seed
+    per_job = "per_job"  # every image has its own seed
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Seeds(_Strict):
+    policy: SeedPolicy = SeedPolicy.per_job
+    base: int = Field(default=0, ge=0, lt=2**32)
+
+
+class CommuneSelection(_Strict):
+    """All communes of ``file``, or those of some departments, or a list (names or INSEE codes)."""
+
+    file: str
+    departments: list[str] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
+
+
+class LoraRef(_Strict):
+    path: str
+    scale: float = Field(default=1.0, ge=0.0, le=2.0)
+
+
+class CampaignSpec(_Strict):
+    """The campaign file as written."""
+
+    name: str = Field(min_length=1, max_length=120)
+    charter: str
+    communes: CommuneSelection
+    model: ModelRef = DemoModelRef()
+    lora: LoraRef | None = None
+    prompt: str = Field(min_length=1, description="Template; placeholders: " + ", ".join(PLACEHOLDERS))
+    season: str = Field(min_length=1)
+    audiences: dict[AudienceName, str] = Field(min_length=1, description="Audience name -> its words in the prompt.")
+    formats: list[str] = Field(min_length=1)
+    language: str = "fr"
+    steps: int = Field(default=25, ge=1, le=150)
+    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
+    scheduler: SchedulerName = SchedulerName.euler
+    seed: Seeds = Seeds()
+
+    @field_validator("prompt")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"malformed template ({exc})") from None
+        unknown = sorted({name for name in fields if name not in PLACEHOLDERS})
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {unknown}; allowed: {', '.join(PLACEHOLDERS)}")
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in FORMAT_PRESETS:
+                raise ValueError(f"unknown format '{name}'; known: {', '.join(FORMAT_PRESETS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a format is listed twice")
+        return value
+
+
+class Campaign(BaseModel):
+    """A validated campaign with its charter loaded and its communes selected."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: CampaignSpec
+    path: Path
+    slug: str
+    charter: Charter
+    communes: list[Commune]
+    model: ModelRef
+    lora_path: Path | None
+
+
+def _find_commune(wanted: str, by_code: dict[str, Commune], by_name: dict[str, list[Commune]]) -> Commune | None:
+    if wanted in by_code:
+        return by_code[wanted]
+    matches = by_name.get(wanted) or by_name.get(slugify(wanted), [])
+    return matches[0] if len(matches) == 1 else None
+
+
+def select_communes(
+    selection: CommuneSelection, communes: list[Commune], campaign_path: Path, field: str = "communes"
+) -> list[Commune]:
+    """Apply a selection; an unknown name or department is an error naming ``field``.
+
+    ``field`` says where the selection came from: ``communes`` in the campaign file, or a
+    command-line or flow parameter such as ``--communes``.
+    """
+    if selection.departments and selection.names:
+        raise CampaignError(campaign_path, field, "give either departments or names, not both")
+    if selection.departments:
+        known = {c.department for c in communes}
+        for index, department in enumerate(selection.departments):
+            if department not in known:
+                raise CampaignError(
+                    campaign_path, f"{field}.departments[{index}]", f"no commune in department '{department}'"
+                )
+        return [c for c in communes if c.department in selection.departments]
+    if not selection.names:
+        return list(communes)
+    by_code = {c.insee: c for c in communes}
+    by_name: dict[str, list[Commune]] = {}
+    for commune in communes:
+        by_name.setdefault(commune.name, []).append(commune)
+        by_name.setdefault(commune.slug, []).append(commune)
+    chosen: list[Commune] = []
+    for index, wanted in enumerate(selection.names):
+        commune = _find_commune(wanted, by_code, by_name)
+        if commune is None:
+            close = difflib.get_close_matches(wanted, [c.name for c in communes], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise CampaignError(
+                campaign_path, f"{field}.names[{index}]", f"unknown or ambiguous commune '{wanted}'{hint}"
+            )
+        if commune not in chosen:
+            chosen.append(commune)
+    return chosen
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Load a campaign, its charter and communes; every error names its file and field."""
+    campaign_path = Path(path)
+    data = read_yaml_mapping(campaign_path, CampaignError)
+    spec = validate_model(CampaignSpec, data, campaign_path, CampaignError)
+    base = campaign_path.parent
+
+    charter_file = base / spec.charter
+    if not charter_file.exists():
+        raise CampaignError(campaign_path, "charter", f"charter not found: {charter_file}")
+    charter = load_charter(charter_file)  # CharterError names the charter file itself
+    if spec.language not in charter.spec.ai_label.text:
+        raise CampaignError(
+            campaign_path, "language", f"the charter has no AI label text for language '{spec.language}'"
+        )
+
+    communes_file = base / spec.communes.file
+    try:
+        all_communes = load_communes(communes_file)
+    except VisuelsError as exc:
+        if exc.field is None and exc.message == "file not found":
+            raise CampaignError(campaign_path, "communes.file", f"file not found: {communes_file}") from None
+        raise
+    communes = select_communes(spec.communes, all_communes, campaign_path)
+
+    lora_path = None
+    if spec.lora is not None:
+        lora_path = (base / spec.lora.path).resolve()
+        if not lora_path.exists():
+            raise CampaignError(campaign_path, "lora.path", f"LoRA weights not found: {lora_path}")
+
+    return Campaign(
+        spec=spec,
+        path=campaign_path.resolve(),
+        slug=slugify(spec.name),
+        charter=charter,
+        communes=communes,
+        model=resolve_paths(spec.model, base),
+        lora_path=lora_path,
+    )

@@ -1,0 +1,195 @@
+"""The brand charter: palette, logos, font, AI label, style prompt, reference images.
+
+Every rule that post-processing applies comes from ``charter.yaml``; paths inside it are
+relative to the charter's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from PIL import Image, ImageFont, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+
+from pipelines.config_files import read_yaml_mapping, validate_model
+from pipelines.errors import CharterError
+from pipelines.hashing import sha256_file
+
+HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
+
+
+class ColourRole(StrEnum):
+    primary = "primary"
+    secondary = "secondary"
+    accent = "accent"
+    neutral = "neutral"
+
+
+class Corner(StrEnum):
+    top_left = "top_left"
+    top_right = "top_right"
+    bottom_left = "bottom_left"
+    bottom_right = "bottom_right"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PaletteColour(_Strict):
+    name: str = Field(min_length=1)
+    hex: HexColour
+    role: ColourRole
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return tuple(int(self.hex[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+class LogoRules(_Strict):
+    colour: str = Field(description="Full-colour logo, PNG with alpha.")
+    light: str = Field(description="Light monochrome logo for dark backgrounds, PNG with alpha.")
+    dark: str = Field(description="Dark monochrome logo for light backgrounds, PNG with alpha.")
+    allowed_corners: list[Corner] = Field(min_length=1)
+    min_width_share: float = Field(gt=0, le=0.5, description="Minimum width / short side.")
+    clear_zone: float = Field(ge=0, le=2, description="Free margin, in logo heights.")
+
+
+class Typography(_Strict):
+    font: str
+    font_licence: str
+
+
+class AiLabel(_Strict):
+    text: dict[str, str] = Field(description="Label text per language code; 'fr' is required.")
+    badge: str = Field(default="IA", min_length=1, max_length=4)
+    position: Corner = Corner.bottom_left
+
+    @field_validator("text")
+    @classmethod
+    def _needs_french(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value.get("fr", "").strip():
+            raise ValueError("a French label text ('fr') is required")
+        return value
+
+
+class Style(_Strict):
+    trigger_word: str = Field(min_length=2, pattern=r"^\S+$")
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_trigger(cls, value: str, info: ValidationInfo) -> str:
+        trigger = info.data.get("trigger_word")
+        if trigger and trigger not in value:
+            raise ValueError(f"the style prompt must contain the trigger word '{trigger}'")
+        return value
+
+
+class CharterSpec(_Strict):
+    """charter.yaml as written, before its files are checked."""
+
+    name: str = Field(min_length=1)
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    palette: list[PaletteColour] = Field(min_length=2)
+    logo: LogoRules
+    typography: Typography
+    ai_label: AiLabel
+    style: Style
+    references: str = Field(description="Folder of reference images with .txt captions.")
+    creator: str = Field(min_length=1, description="Credit written into output metadata.")
+
+    @model_validator(mode="after")
+    def _logo_has_a_corner_beside_the_label(self) -> CharterSpec:
+        if all(corner == self.ai_label.position for corner in self.logo.allowed_corners):
+            raise ValueError("logo.allowed_corners needs a corner other than ai_label.position")
+        return self
+
+
+class Charter(BaseModel):
+    """A validated charter with its files resolved and its content hash."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: CharterSpec
+    path: Path
+    folder: Path
+    logo_colour: Path
+    logo_light: Path
+    logo_dark: Path
+    font: Path
+    references: Path
+    hash: str
+
+    def colour(self, role: ColourRole) -> PaletteColour:
+        return next(c for c in self.spec.palette if c.role == role)
+
+
+def _check_logo(charter_path: Path, field: str, path: Path) -> None:
+    if not path.is_file():
+        raise CharterError(charter_path, field, f"logo file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
+            if has_alpha:
+                alpha = image.convert("RGBA").getchannel("A")
+                has_alpha = alpha.getextrema()[0] < 255
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CharterError(charter_path, field, f"not a readable image: {path} ({exc})") from None
+    if not has_alpha:
+        raise CharterError(charter_path, field, f"logo has no transparent pixels (alpha): {path}")
+
+
+def _check_font(charter_path: Path, path: Path) -> None:
+    if not path.is_file():
+        raise CharterError(charter_path, "typography.font", f"font file not found: {path}")
+    try:
+        ImageFont.truetype(str(path), 24)
+    except OSError:
+        raise CharterError(charter_path, "typography.font", f"not a TrueType/OpenType font: {path}") from None
+
+
+def _charter_hash(charter_path: Path, asset_paths: list[Path]) -> str:
+    digest = hashlib.sha256(charter_path.read_bytes())
+    for asset in asset_paths:
+        digest.update(sha256_file(asset).encode())
+    return digest.hexdigest()
+
+
+def load_charter(path: str | Path) -> Charter:
+    """Load and fully validate a charter; raise :class:`CharterError` naming file and field."""
+    charter_path = Path(path)
+    if charter_path.is_dir():
+        charter_path = charter_path / "charter.yaml"
+    data = read_yaml_mapping(charter_path, CharterError)
+    spec = validate_model(CharterSpec, data, charter_path, CharterError)
+    folder = charter_path.parent.resolve()
+    logos = {}
+    for variant in ("colour", "light", "dark"):
+        logo_path = folder / getattr(spec.logo, variant)
+        _check_logo(charter_path, f"logo.{variant}", logo_path)
+        logos[variant] = logo_path
+    font = folder / spec.typography.font
+    _check_font(charter_path, font)
+    licence = folder / spec.typography.font_licence
+    if not licence.is_file():
+        raise CharterError(charter_path, "typography.font_licence", f"file not found: {licence}")
+    references = folder / spec.references
+    if not references.is_dir():
+        raise CharterError(charter_path, "references", f"folder not found: {references}")
+    return Charter(
+        spec=spec,
+        path=charter_path.resolve(),
+        folder=folder,
+        logo_colour=logos["colour"],
+        logo_light=logos["light"],
+        logo_dark=logos["dark"],
+        font=font,
+        references=references,
+        hash=_charter_hash(charter_path, [*logos.values(), font]),
+    )

@@ -1,0 +1,190 @@
+"""The ``visuels`` command line: check inputs, render campaigns, run the demo.
+
+Bad input ends with one line on stderr naming the file and the field, and exit code 2.
+Rendering goes through the Prefect flow, which ``flows.cli`` hands in as ``render``: this
+package never imports Prefect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+
+from pipelines.devices import DeviceName, DtypeName
+from pipelines.errors import CampaignError, VisuelsError
+from pipelines.third_party_logs import quiet_third_party_logs
+
+if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
+    from pipelines.render import RenderSummary
+
+SAMPLE_CAMPAIGN = Path(__file__).resolve().parents[1] / "campaigns" / "ete-2027.yaml"
+DEMO_COMMUNES = ["Sète", "Castelnau-d'Estrétefonds", "Collioure"]
+EXIT_BAD_INPUT = 2
+
+
+class RenderRequest(BaseModel):
+    """The render flow's parameters, as the CLI fills them."""
+
+    campaign: str
+    communes: list[str] | None = None
+    max_communes: int | None = Field(default=None, ge=1)
+    output_dir: str = "outputs"
+    model: str | None = None
+    batch_size: int = Field(default=4, ge=1, le=64)
+    device: DeviceName = "auto"
+    dtype: DtypeName = "auto"
+
+
+Renderer = Callable[[RenderRequest], "RenderSummary"]
+
+# soft_wrap: a message stays on one line whatever the terminal width.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visuels", description="Per-commune campaign visuals, marked as AI-generated."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="validate charters, campaigns or communes CSV files")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    def add_render_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--output-dir", default="outputs", help="where to write (default: ./outputs)")
+        command.add_argument("--batch-size", type=_positive, default=4, help="images per model call (default: 4)")
+        command.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+        command.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
+
+    render = commands.add_parser("render", help="render a campaign through the Prefect flow")
+    render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
+    render.add_argument("--communes", help="comma-separated names or INSEE codes, a subset of the campaign's")
+    render.add_argument("--max-communes", type=_positive, help="only the first N selected communes")
+    render.add_argument(
+        "--model", help="override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME"
+    )
+    add_render_options(render)
+
+    demo = commands.add_parser("demo", help="render the sample campaign for a few communes with the demo model")
+    add_render_options(demo)
+    return parser
+
+
+def _check_file(path: Path) -> str:
+    """Validate one file; return a one-line description of it."""
+    from pipelines.campaign import load_campaign
+    from pipelines.charter import load_charter
+    from pipelines.communes import load_communes
+    from pipelines.config_files import read_yaml_mapping
+
+    if path.suffix.lower() == ".csv":
+        communes = load_communes(path)
+        return f"communes: {len(communes)} communes in {len({c.department for c in communes})} departments"
+    if path.is_dir() or read_yaml_mapping(path, CampaignError).get("palette") is not None:
+        charter = load_charter(path)
+        return f"charter '{charter.spec.name}': {len(charter.spec.palette)} colours, 3 logos, font {charter.font.name}"
+    campaign = load_campaign(path)
+    spec = campaign.spec
+    count = len(campaign.communes) * len(spec.audiences) * len(spec.formats)
+    return (
+        f"campaign '{spec.name}': {len(campaign.communes)} communes x {len(spec.audiences)} audiences"
+        f" x {len(spec.formats)} formats = {count} images"
+    )
+
+
+def _check(files: Sequence[Path]) -> int:
+    status = 0
+    for path in files:
+        try:
+            console.print(f"ok  {path}: {_check_file(path)}", highlight=False)
+        except VisuelsError as exc:
+            errors.print(f"error: {exc}", highlight=False, markup=False)
+            status = EXIT_BAD_INPUT
+    return status
+
+
+def _render(request: RenderRequest, render: Renderer) -> int:
+    from pipelines.model_reference import parse_model_option
+    from pipelines.render import plan_render
+
+    # Check everything before starting Prefect: bad input fails in a second, writing nothing.
+    model = parse_model_option(request.model) if request.model else None
+    plan = plan_render(
+        request.campaign, Path(request.output_dir).resolve(), request.communes, request.max_communes, model
+    )
+    console.print(
+        f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
+        f" with {plan.model_description}"
+    )
+    started = time.perf_counter()
+    summary = render(request)
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"[green]done[/green] in {elapsed:.1f} s: {summary.rendered} rendered, "
+        f"{summary.jobs - summary.rendered} already up to date"
+    )
+    console.print(f"images in [bold]{summary.output_dir}[/bold]", highlight=False)
+    if summary.manifest:
+        console.print(f"manifest: {summary.manifest}", highlight=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, render: Renderer | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    # No network at run time unless the user asks for it (HF_HUB_OFFLINE=0 for hub models).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # Prefect's usage telemetry: no network here, and on a fresh embedded SQLite database its
+    # first write races the migrations and prints a "database is locked" traceback.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args.files)
+        quiet_third_party_logs()
+        if render is None:
+            raise VisuelsError("visuels", args.command, "rendering needs the Prefect flow: run the `visuels` command")
+        common = {
+            "output_dir": args.output_dir,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "dtype": args.dtype,
+        }
+        if args.command == "demo":
+            request = RenderRequest(campaign=str(SAMPLE_CAMPAIGN), communes=DEMO_COMMUNES, model="demo", **common)
+        else:
+            communes = [name.strip() for name in args.communes.split(",") if name.strip()] if args.communes else None
+            request = RenderRequest(
+                campaign=str(args.campaign),
+                communes=communes,
+                max_communes=args.max_communes,
+                model=args.model,
+                **common,
+            )
+        return _render(request, render)
+    except VisuelsError as exc:
+        errors.print(f"error: {exc}", highlight=False, markup=False)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

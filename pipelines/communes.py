@@ -1,0 +1,107 @@
+"""Communes data: a CSV of real communes with INSEE code, name, department and tags.
+
+Columns: ``insee,name,department,landscapes,landmarks``; ``landscapes`` and ``landmarks``
+hold several values separated by ``;``.
+"""
+
+from __future__ import annotations
+
+import csv
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.config_files import field_path
+from pipelines.errors import CommunesError
+from pipelines.slugs import slugify
+
+COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
+
+
+class Landscape(StrEnum):
+    sea = "sea"
+    mountain = "mountain"
+    vineyard = "vineyard"
+    river = "river"
+    city = "city"
+    village = "village"
+    countryside = "countryside"
+    forest = "forest"
+    lake = "lake"
+    heritage = "heritage"
+
+
+class Commune(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    insee: str = Field(pattern=r"^(\d{5}|2[AB]\d{3})$", description="INSEE code (COG).")
+    name: str = Field(min_length=1, description="Official name, with its accents and hyphens.")
+    department: str = Field(pattern=r"^(\d{2,3}|2[AB])$")
+    landscapes: list[Landscape] = Field(min_length=1)
+    landmarks: list[str] = Field(min_length=1, max_length=2)
+
+    @field_validator("landscapes", "landmarks", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(";") if part.strip()]
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _no_outer_spaces(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("name has leading or trailing spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _department_matches_code(self) -> Commune:
+        if not self.insee.startswith(self.department):
+            raise ValueError(f"INSEE code {self.insee} is not in department {self.department}")
+        return self
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+def load_communes(path: str | Path) -> list[Commune]:
+    """Load and validate a communes CSV; errors name the file, the row and the column."""
+    csv_path = Path(path)
+    try:
+        with csv_path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [column for column in COLUMNS if column not in header]
+            if missing:
+                raise CommunesError(csv_path, "header", f"missing column(s): {', '.join(missing)}")
+            extra = [column for column in header if column not in COLUMNS]
+            if extra:
+                raise CommunesError(csv_path, "header", f"unknown column(s): {', '.join(extra)}")
+            rows = list(reader)
+    except FileNotFoundError:
+        raise CommunesError(csv_path, None, "file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CommunesError(csv_path, None, f"cannot read CSV ({exc})") from None
+
+    communes: list[Commune] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        if None in row:
+            raise CommunesError(csv_path, f"line {line}", "more values than columns")
+        try:
+            commune = Commune.model_validate(row)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            column = field_path(tuple(first["loc"][:1])) if first["loc"] else "row"
+            raise CommunesError(csv_path, f"line {line}, {column}", first["msg"]) from None
+        if commune.insee in seen:
+            raise CommunesError(
+                csv_path, f"line {line}, insee", f"duplicate code {commune.insee} (line {seen[commune.insee]})"
+            )
+        seen[commune.insee] = line
+        communes.append(commune)
+    if not communes:
+        raise CommunesError(csv_path, None, "no communes in file")
+    return communes

@@ -1,0 +1,164 @@
+"""Campaign expansion into render jobs, each named by a hash of what shapes its pixels.
+
+Same key, same file: a job whose key is unchanged never needs rendering again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.campaign import Campaign, SeedPolicy
+from pipelines.communes import Commune
+from pipelines.formats import FORMAT_PRESETS, FormatPreset
+from pipelines.hashing import cached_sha256_file, sha256_files, sha256_json
+from pipelines.model_reference import ModelInfo
+from pipelines.paths import cache_dir
+from pipelines.postprocess import POSTPROCESS_VERSION
+
+KEY_PREFIX_LENGTH = 12
+
+
+class RenderJob(BaseModel):
+    """One output file: a commune, an audience and a format."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    campaign: str
+    commune_insee: str
+    commune_name: str
+    audience: str
+    format: str
+    width: int
+    height: int
+    dpi: int
+    generation_width: int
+    generation_height: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    scheduler: str
+    model_hash: str
+    lora_hash: str | None
+    lora_scale: float | None
+    charter_hash: str
+    language: str
+    postprocess_version: str
+    relative_path: str
+
+
+def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
+    """The format's aspect ratio at the model's native pixel count, on the model's size grid."""
+    area = model.native_size**2
+    multiple = model.size_multiple
+    width = max(multiple, round(math.sqrt(area * preset.aspect) / multiple) * multiple)
+    height = max(multiple, round(math.sqrt(area / preset.aspect) / multiple) * multiple)
+    return width, height
+
+
+def derive_seed(policy: SeedPolicy, base: int, commune: Commune, audience: str, format_name: str) -> int:
+    if policy is SeedPolicy.fixed:
+        return base
+    parts: list[object] = [base, commune.insee]
+    if policy is SeedPolicy.per_job:
+        parts += [audience, format_name]
+    return int(sha256_json(parts)[:8], 16)
+
+
+def build_prompt(campaign: Campaign, commune: Commune, audience: str) -> str:
+    spec = campaign.spec
+    body = spec.prompt.format(
+        commune=commune.name,
+        landmark=commune.landmarks[0],
+        landscape=" and ".join(tag.value for tag in commune.landscapes[:2]),
+        audience=spec.audiences[audience],
+        season=spec.season,
+    )
+    return f"{campaign.charter.spec.style.prompt}, {body}"
+
+
+def lora_hash(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    hash_cache = cache_dir() / "file-hashes.json"
+    if path.is_dir():
+        return sha256_files([p for p in path.rglob("*.safetensors")], path)
+    return cached_sha256_file(path, hash_cache)
+
+
+def commune_folders(communes: list[Commune]) -> dict[str, str]:
+    """Folder name per INSEE code: the name's slug, plus the code where two names collide."""
+    counts: dict[str, int] = {}
+    for commune in communes:
+        counts[commune.slug] = counts.get(commune.slug, 0) + 1
+    return {c.insee: c.slug if counts[c.slug] == 1 else f"{c.slug}-{c.insee.lower()}" for c in communes}
+
+
+def expand_jobs(campaign: Campaign, model: ModelInfo) -> list[RenderJob]:
+    """Every (commune, audience, format) of the campaign as a render job, in a stable order."""
+    spec = campaign.spec
+    lora = lora_hash(campaign.lora_path)
+    folders = commune_folders(campaign.communes)
+    jobs = []
+    for commune in campaign.communes:
+        for audience in spec.audiences:
+            prompt = build_prompt(campaign, commune, audience)
+            for format_name in spec.formats:
+                preset = FORMAT_PRESETS[format_name]
+                gen_width, gen_height = generation_size(preset, model)
+                shaping = {
+                    "prompt": prompt,
+                    "negative_prompt": campaign.charter.spec.style.negative_prompt,
+                    "seed": derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name),
+                    "generation_width": gen_width,
+                    "generation_height": gen_height,
+                    "steps": spec.steps,
+                    "guidance": spec.guidance,
+                    "scheduler": spec.scheduler.value,
+                    "model_hash": model.hash,
+                    "lora_hash": lora,
+                    "lora_scale": spec.lora.scale if spec.lora else None,
+                    "charter_hash": campaign.charter.hash,
+                    "postprocess_version": POSTPROCESS_VERSION,
+                    # Post-processing draws these onto the picture.
+                    "commune_name": commune.name,
+                    "format": format_name,
+                    "width": preset.width,
+                    "height": preset.height,
+                    "dpi": preset.dpi,
+                    "language": spec.language,
+                }
+                key = sha256_json(shaping)
+                relative = (
+                    f"{campaign.slug}/{folders[commune.insee]}/{format_name}/{audience}-{key[:KEY_PREFIX_LENGTH]}.png"
+                )
+                jobs.append(
+                    RenderJob(
+                        key=key,
+                        campaign=campaign.slug,
+                        commune_insee=commune.insee,
+                        audience=audience,
+                        relative_path=relative,
+                        **shaping,
+                    )
+                )
+    return jobs
+
+
+def batches(jobs: list[RenderJob], batch_size: int) -> Iterator[list[RenderJob]]:
+    """Chunks of jobs that can share one diffusers call (same size, steps, guidance, scheduler)."""
+    groups: dict[tuple, list[RenderJob]] = {}
+    for job in jobs:
+        signature = (job.generation_width, job.generation_height, job.steps, job.guidance, job.scheduler)
+        groups.setdefault(signature, []).append(job)
+    for group in groups.values():
+        iterator = iter(group)
+        while chunk := list(islice(iterator, batch_size)):
+            yield chunk

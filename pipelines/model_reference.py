@@ -1,0 +1,168 @@
+"""Which model renders a campaign, and what must be known about it before loading it.
+
+A campaign names one of: the built-in demo model, a local diffusers folder, a single-file
+``.safetensors`` checkpoint (with a local diffusers config folder, so nothing is fetched),
+or a hub id (the only reference that may use the network).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.errors import ModelError
+from pipelines.hashing import cached_sha256_file, sha256_json
+from pipelines.paths import cache_dir
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
+
+
+class _Reference(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoModelRef(_Reference):
+    """The built-in tiny model with random weights (abstract pictures)."""
+
+    kind: Literal["demo"] = "demo"
+
+
+class DiffusersFolderRef(_Reference):
+    """A local folder in diffusers format (model_index.json and component folders)."""
+
+    kind: Literal["diffusers"] = "diffusers"
+    path: str
+
+
+class SingleFileRef(_Reference):
+    """A single .safetensors checkpoint; ``config`` is a local diffusers folder of configs."""
+
+    kind: Literal["single_file"] = "single_file"
+    path: str
+    config: str = Field(description="Local diffusers folder with configs and tokenizer (weights not needed).")
+
+
+class HubRef(_Reference):
+    """A Hugging Face hub id: needs the network or a filled local hub cache."""
+
+    kind: Literal["hub"] = "hub"
+    id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    revision: str = "main"
+    native_size: int = Field(default=512, ge=64, le=2048, description="Training resolution, pixels.")
+
+
+ModelRef = Annotated[DemoModelRef | DiffusersFolderRef | SingleFileRef | HubRef, Field(discriminator="kind")]
+
+
+class ModelInfo(BaseModel):
+    """What job expansion needs to know about a model without loading its weights."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hash: str
+    native_size: int
+    size_multiple: int = Field(description="Width and height must be multiples of this.")
+    description: str
+
+
+def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:
+    """Make a reference's relative paths relative to ``base`` (the campaign's folder)."""
+    if isinstance(ref, DiffusersFolderRef):
+        return ref.model_copy(update={"path": str((base / ref.path).resolve())})
+    if isinstance(ref, SingleFileRef):
+        return ref.model_copy(
+            update={"path": str((base / ref.path).resolve()), "config": str((base / ref.config).resolve())}
+        )
+    return ref
+
+
+def model_folder(ref: ModelRef) -> Path | None:
+    """The local diffusers folder holding the model's configs, if there is one."""
+    if isinstance(ref, DemoModelRef):
+        # Imported here: building the demo model needs torch, checking a campaign does not.
+        from pipelines.demo_model import ensure_demo_model
+
+        return ensure_demo_model()
+    if isinstance(ref, DiffusersFolderRef):
+        return Path(ref.path)
+    if isinstance(ref, SingleFileRef):
+        return Path(ref.config)
+    return None
+
+
+def _read_config(folder: Path, component: str, source: str) -> dict:
+    path = folder / component / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(source, "model", f"{path} not found: not a diffusers model folder") from None
+    except ValueError as exc:
+        raise ModelError(source, "model", f"{path} is not valid JSON ({exc})") from None
+
+
+def _sizes_from_folder(folder: Path, source: str) -> tuple[int, int]:
+    """Native pixel size and the size multiple, from the UNet and VAE configs."""
+    if not (folder / "model_index.json").is_file():
+        raise ModelError(source, "model", f"{folder} has no model_index.json: not a diffusers model folder")
+    unet = _read_config(folder, "unet", source)
+    vae = _read_config(folder, "vae", source)
+    vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)
+    unet_scale = 2 ** (len(unet["block_out_channels"]) - 1)
+    sample_size = unet["sample_size"]
+    if isinstance(sample_size, list):
+        sample_size = min(sample_size)
+    return int(sample_size) * vae_scale, vae_scale * unet_scale
+
+
+def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
+    """Hash and native size of a model, from its files only (weights are hashed, not loaded)."""
+    hash_cache = cache_dir() / "file-hashes.json"
+    if isinstance(ref, HubRef):
+        return ModelInfo(
+            hash=sha256_json({"hub": ref.id, "revision": ref.revision}),
+            native_size=ref.native_size,
+            size_multiple=64,
+            description=f"hub:{ref.id}@{ref.revision}",
+        )
+    folder = model_folder(ref)
+    assert folder is not None
+    native_size, multiple = _sizes_from_folder(folder, source)
+    if isinstance(ref, SingleFileRef):
+        checkpoint = Path(ref.path)
+        if not checkpoint.is_file():
+            raise ModelError(source, "model.path", f"checkpoint not found: {checkpoint}")
+        weights_hash = cached_sha256_file(checkpoint, hash_cache)
+        return ModelInfo(
+            hash=weights_hash, native_size=native_size, size_multiple=multiple, description=checkpoint.name
+        )
+    weight_files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not weight_files:
+        raise ModelError(source, "model.path", f"no weight files in {folder}")
+    per_file = {p.relative_to(folder).as_posix(): cached_sha256_file(p, hash_cache) for p in weight_files}
+    description = "demo model (random weights)" if isinstance(ref, DemoModelRef) else folder.name
+    return ModelInfo(
+        hash=sha256_json(per_file), native_size=native_size, size_multiple=multiple, description=description
+    )
+
+
+def parse_model_option(value: str) -> ModelRef:
+    """Turn a ``--model`` command-line value into a reference.
+
+    ``demo``; ``hub:OWNER/NAME``; a folder (diffusers format); or ``FILE.safetensors``, whose
+    config folder is given as ``FILE.safetensors::CONFIG_FOLDER``.
+    """
+    if value == "demo":
+        return DemoModelRef()
+    if value.startswith("hub:"):
+        return HubRef(id=value.removeprefix("hub:"))
+    path, _, config = value.partition("::")
+    if Path(path).suffix in WEIGHT_SUFFIXES:
+        if not config:
+            raise ModelError(
+                "--model", None, "a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR"
+            )
+        return SingleFileRef(path=str(Path(path).resolve()), config=str(Path(config).resolve()))
+    return DiffusersFolderRef(path=str(Path(path).resolve()))

@@ -1,0 +1,16 @@
+"""Where visuels keeps its caches (the built demo model, file hashes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$VISUELS_CACHE_DIR``, else ``$XDG_CACHE_HOME/visuels``, else ``~/.cache/visuels``."""
+    explicit = os.environ.get("VISUELS_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "visuels"

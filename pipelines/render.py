@@ -1,0 +1,132 @@
+"""Planning and rendering a campaign: the functions both the flow and the CLI run.
+
+``plan_render`` expands a campaign into jobs and leaves out those already done;
+``render_batch`` generates, post-processes and exports one batch;
+``finish_render`` records the batch results in the campaign's manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.campaign import CommuneSelection, load_campaign, select_communes
+from pipelines.charter import load_charter
+from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
+from pipelines.errors import CampaignError
+from pipelines.export import ExportedFile, export_png, is_done, read_manifest, write_manifest
+from pipelines.generation import generate
+from pipelines.jobs import RenderJob, expand_jobs
+from pipelines.model_loading import load_pipeline
+from pipelines.model_reference import ModelRef, describe_model
+from pipelines.postprocess.chain import postprocess
+
+log = logging.getLogger(__name__)
+
+
+class RenderSettings(BaseModel):
+    """How to run the model: these do not change which pictures are wanted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: DeviceName = "auto"
+    dtype: DtypeName = "auto"
+    batch_size: int = Field(default=4, ge=1, le=64)
+
+
+class RenderPlan(BaseModel):
+    """A campaign expanded into jobs, with those still to render."""
+
+    model_config = ConfigDict(frozen=True)
+
+    campaign_name: str
+    campaign_slug: str
+    charter_path: Path
+    model: ModelRef
+    model_description: str
+    jobs: list[RenderJob]
+    pending: list[RenderJob]
+
+
+def plan_render(
+    campaign_path: str | Path,
+    output_root: Path,
+    communes: list[str] | None = None,
+    max_communes: int | None = None,
+    model: ModelRef | None = None,
+) -> RenderPlan:
+    """Load and check the campaign, expand it, and find the jobs whose output is missing."""
+    campaign = load_campaign(campaign_path)
+    if communes:
+        chosen = select_communes(
+            CommuneSelection(file="", names=communes), campaign.communes, campaign.path, "communes override"
+        )
+        campaign = campaign.model_copy(update={"communes": chosen})
+    if max_communes is not None:
+        if max_communes < 1:
+            raise CampaignError(campaign.path, "--max-communes", "must be at least 1")
+        campaign = campaign.model_copy(update={"communes": campaign.communes[:max_communes]})
+    model_ref = model if model is not None else campaign.model
+    info = describe_model(model_ref, source=str(campaign.path))
+    jobs = expand_jobs(campaign, info)
+    manifest = read_manifest(output_root, campaign.slug)
+    pending = [job for job in jobs if not is_done(job, output_root, manifest)]
+    log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
+    return RenderPlan(
+        campaign_name=campaign.spec.name,
+        campaign_slug=campaign.slug,
+        charter_path=campaign.charter.path,
+        model=model_ref,
+        model_description=info.description,
+        jobs=jobs,
+        pending=pending,
+    )
+
+
+def render_batch(
+    plan: RenderPlan, jobs: list[RenderJob], output_root: Path, settings: RenderSettings
+) -> list[ExportedFile]:
+    """Generate one batch with the process's loaded model, post-process and export each picture."""
+    charter = load_charter(plan.charter_path)
+    if any(job.charter_hash != charter.hash for job in jobs):
+        raise CampaignError(plan.charter_path, None, "the charter changed since the campaign was planned")
+    device = choose_device(settings.device)
+    pipeline = load_pipeline(plan.model, device, choose_dtype(device, settings.dtype))
+    pictures = generate(pipeline, jobs)
+    exported = []
+    for job, picture in zip(jobs, pictures, strict=True):
+        result = postprocess(picture, charter, job.width, job.height, job.language)
+        exported.append(export_png(result.image, job, output_root, result.logo.corner, result.logo.variant))
+    log.info("rendered %d file(s): %s", len(exported), ", ".join(job.relative_path for job in jobs))
+    return exported
+
+
+def finish_render(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Path:
+    """Record what was written in the campaign's manifest; return the manifest's path."""
+    return write_manifest(output_root, plan.campaign_slug, plan.campaign_name, exported)
+
+
+class RenderSummary(BaseModel):
+    """What a render run did, for the CLI and the flow's result."""
+
+    campaign: str
+    output_dir: Path
+    manifest: Path | None
+    jobs: int
+    rendered: int
+    files: list[str]
+
+
+def summarise(
+    plan: RenderPlan, exported: list[ExportedFile], output_root: Path, manifest: Path | None
+) -> RenderSummary:
+    return RenderSummary(
+        campaign=plan.campaign_slug,
+        output_dir=output_root / plan.campaign_slug,
+        manifest=manifest,
+        jobs=len(plan.jobs),
+        rendered=len(exported),
+        files=[item.job.relative_path for item in exported],
+    )

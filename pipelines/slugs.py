@@ -1,0 +1,29 @@
+"""Safe ASCII path components from names with accents, apostrophes and hyphens."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Letters that NFKD does not decompose into ASCII.
+_LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss", "ø": "o", "Ø": "O"})
+# Names Windows refuses as file or folder names, whatever the extension.
+_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
+MAX_LENGTH = 80
+
+
+def slugify(text: str) -> str:
+    """Lower-case ASCII letters, digits and single hyphens; never empty, never a reserved name.
+
+    >>> slugify("Castelnau-d'Estrétefonds")
+    'castelnau-d-estretefonds'
+    """
+    ascii_text = unicodedata.normalize("NFKD", text.translate(_LIGATURES))
+    ascii_text = ascii_text.encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
+    slug = slug[:MAX_LENGTH].rstrip("-")
+    if not slug:
+        return "unnamed"
+    if slug in _RESERVED:
+        return f"{slug}-x"
+    return slug
