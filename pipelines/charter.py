@@ -149,7 +149,8 @@ def _check_font(charter_path: Path, path: Path) -> None:
     if not path.is_file():
         raise CharterError(charter_path, "typography.font", f"font file not found: {path}")
     try:
-        ImageFont.truetype(str(path), 24)
+        # Not ImageFont.truetype: on failure it quietly loads a system font of the same file name.
+        ImageFont.FreeTypeFont(str(path), 24)
     except OSError:
         raise CharterError(charter_path, "typography.font", f"not a TrueType/OpenType font: {path}") from None
 

@@ -94,8 +94,8 @@ def load_communes(path: str | Path) -> list[Commune]:
             commune = Commune.model_validate(row)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
-            column = field_path(tuple(first["loc"][:1])) if first["loc"] else "row"
-            raise CommunesError(csv_path, f"line {line}, {column}", first["msg"]) from None
+            where = f"line {line}, {field_path(tuple(first['loc'][:1]))}" if first["loc"] else f"line {line}"
+            raise CommunesError(csv_path, where, first["msg"]) from None
         if commune.insee in seen:
             raise CommunesError(
                 csv_path, f"line {line}, insee", f"duplicate code {commune.insee} (line {seen[commune.insee]})"

@@ -17,7 +17,7 @@ TEXT_SHARE = 0.022  # label text height as a share of the short side
 
 @lru_cache(maxsize=32)
 def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(path), size)
+    return ImageFont.FreeTypeFont(str(path), size)  # this file only, never a system look-alike
 
 
 def label_text_size(width: int, height: int) -> int:

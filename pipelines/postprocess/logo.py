@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.charter import Charter
-from pipelines.postprocess.colour import contrast_ratio, relative_luminance
+from pipelines.postprocess.colour import relative_luminance
 from pipelines.postprocess.layout import Box, box_in_corner, margin
 
 # WCAG 2 asks for 3:1 for graphical objects; below that the colour logo gives way to a monochrome one.
@@ -32,12 +32,17 @@ def _load_logo(path: Path) -> Image.Image:
         return logo.convert("RGBA")
 
 
-def _logo_luminance(logo: Image.Image) -> float:
-    """Luminance of the logo's mean colour, weighted by its alpha."""
-    pixels = np.asarray(logo, dtype=np.float64)
-    alpha = pixels[..., 3:4] / 255.0
-    mean_rgb = (pixels[..., :3] * alpha).sum(axis=(0, 1)) / max(alpha.sum(), 1e-9)
-    return float(relative_luminance(mean_rgb))
+def logo_contrast(logo: Image.Image, background: float) -> float:
+    """Median WCAG contrast of the logo's opaque pixels against a background luminance.
+
+    Per pixel, not of the mean colour: a yellow sun beside a dark-blue word averages to a
+    mid-tone that "contrasts" with black while the word itself vanishes into it.
+    """
+    pixels = np.asarray(logo, dtype=np.float64).reshape(-1, 4)
+    opaque = pixels[pixels[:, 3] >= 128, :3]
+    luminance = relative_luminance(opaque)
+    ratios = (np.maximum(luminance, background) + 0.05) / (np.minimum(luminance, background) + 0.05)
+    return float(np.median(ratios))
 
 
 def _resize_premultiplied(logo: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -71,7 +76,7 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
 
     behind = np.asarray(image.crop(box.as_tuple()), dtype=np.float64).reshape(-1, 3).mean(axis=0)
     background = float(relative_luminance(behind))
-    contrasts = {name: contrast_ratio(_logo_luminance(_load_logo(path)), background) for name, path in variants.items()}
+    contrasts = {name: logo_contrast(_load_logo(path), background) for name, path in variants.items()}
     if contrasts["colour"] >= MIN_GRAPHIC_CONTRAST:
         variant = "colour"
     else:

@@ -1,0 +1,71 @@
+"""Shared fixtures: the sample charter, campaign files to tweak, an isolated cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CHARTER_DIR = REPO / "brand_assets" / "solane"
+SAMPLE_CAMPAIGN = REPO / "campaigns" / "ete-2027.yaml"
+
+# Before any library import reads them: no network, quiet model libraries, no telemetry.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model and hash cache live in a folder of this test session only."""
+    folder = tmp_path_factory.mktemp("visuels-cache")
+    os.environ["VISUELS_CACHE_DIR"] = str(folder)
+    return folder
+
+
+@pytest.fixture
+def charter_dir(tmp_path: Path) -> Path:
+    """A private copy of the sample charter folder, safe to break."""
+    target = tmp_path / "charter"
+    shutil.copytree(SAMPLE_CHARTER_DIR, target)
+    return target
+
+
+def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_campaign(charter_dir: Path, tmp_path: Path) -> Callable[..., Path]:
+    """Write a small campaign over the copied charter; keyword arguments replace its fields."""
+
+    def make(name: str = "campaign.yaml", **fields: Any) -> Path:
+        data: dict[str, Any] = {
+            "name": "Test campagne",
+            "charter": "charter/charter.yaml",
+            "communes": {"file": "charter/communes.csv", "names": ["Sète", "Castelnau-d'Estrétefonds"]},
+            "model": {"kind": "demo"},
+            "prompt": "poster of {commune}, {landmark}, {landscape}, {season}, for {audience}",
+            "season": "summer",
+            "audiences": {"residents": "local families"},
+            "formats": ["instagram_square", "story"],
+            "steps": 3,
+            "guidance": 4.0,
+            "scheduler": "euler",
+            "seed": {"policy": "per_job", "base": 7},
+        }
+        data.update(fields)
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return path
+
+    return make

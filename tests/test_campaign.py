@@ -1,0 +1,71 @@
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.campaign import load_campaign
+from pipelines.errors import CampaignError, CharterError
+from tests.conftest import SAMPLE_CAMPAIGN, edit_yaml
+
+
+def test_sample_campaign_loads() -> None:
+    campaign = load_campaign(SAMPLE_CAMPAIGN)
+    assert campaign.slug == "ete-2027-vivre-en-solane"
+    assert set(campaign.spec.formats) == {"instagram_square", "story", "web_banner", "poster_a3"}
+    assert {c.department for c in campaign.communes} == {"11", "30", "31", "34", "66"}
+
+
+def test_selection_by_name_code_and_department(make_campaign: Callable[..., Path]) -> None:
+    by_names = load_campaign(make_campaign(communes={"file": "charter/communes.csv", "names": ["Sète", "31555"]}))
+    assert [c.name for c in by_names.communes] == ["Sète", "Toulouse"]
+    by_department = load_campaign(make_campaign(communes={"file": "charter/communes.csv", "departments": ["48"]}))
+    assert {c.department for c in by_department.communes} == {"48"} and len(by_department.communes) == 4
+    everything = load_campaign(make_campaign(communes={"file": "charter/communes.csv"}))
+    assert len(everything.communes) == 79
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"formats": ["instagram_square", "billboard"]}, "formats", "unknown format 'billboard'"),
+        ({"formats": []}, "formats", "at least 1"),
+        (
+            {"communes": {"file": "charter/communes.csv", "names": ["Sète", "Sette"]}},
+            "communes.names[1]",
+            "did you mean 'Sète'",
+        ),
+        ({"communes": {"file": "charter/communes.csv", "departments": ["75"]}}, "communes.departments[0]", "75"),
+        ({"communes": {"file": "charter/missing.csv"}}, "communes.file", "not found"),
+        ({"prompt": "poster of {city}"}, "prompt", "unknown placeholder"),
+        ({"prompt": "poster of {commune"}, "prompt", "malformed"),
+        ({"steps": 0}, "steps", "greater than or equal to 1"),
+        ({"guidance": 99}, "guidance", "less than or equal to 30"),
+        ({"scheduler": "magic"}, "scheduler", "euler"),
+        ({"language": "de"}, "language", "no AI label text"),
+        ({"charter": "nowhere/charter.yaml"}, "charter", "not found"),
+        ({"model": {"kind": "diffusers"}}, "model.diffusers.path", "required"),
+        ({"model": {"kind": "telepathy"}}, "model", "does not match"),
+        ({"audiences": {"Grand Public": "everyone"}}, "audiences.Grand Public.[key]", "pattern"),
+        ({"lora": {"path": "missing.safetensors"}}, "lora.path", "not found"),
+        ({"colour": "blue"}, "colour", "unknown key"),
+    ],
+)
+def test_bad_campaign_names_file_and_field(
+    make_campaign: Callable[..., Path], fields: dict, field: str, words: str
+) -> None:
+    path = make_campaign(**fields)
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path)
+    assert caught.value.file == str(path)
+    assert caught.value.field == field
+    assert words in caught.value.message
+
+
+def test_a_broken_charter_is_reported_against_the_charter_file(
+    make_campaign: Callable[..., Path], charter_dir: Path
+) -> None:
+    edit_yaml(charter_dir / "charter.yaml", lambda d: d["palette"][0].update(hex="#12345"))
+    with pytest.raises(CharterError) as caught:
+        load_campaign(make_campaign())
+    assert caught.value.file.endswith("charter.yaml")
+    assert caught.value.field == "palette[0].hex"

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipelines.charter import load_charter
+from pipelines.errors import CharterError
+from tests.conftest import SAMPLE_CHARTER_DIR, edit_yaml
+
+
+def test_sample_charter_loads() -> None:
+    charter = load_charter(SAMPLE_CHARTER_DIR / "charter.yaml")
+    assert charter.spec.name == "Région Solane"
+    assert {colour.role.value for colour in charter.spec.palette} == {"primary", "secondary", "accent", "neutral"}
+    assert charter.spec.ai_label.text["fr"] == "Image générée par IA"
+    assert charter.spec.style.trigger_word in charter.spec.style.prompt
+    references = sorted(charter.references.glob("*.png"))
+    assert 10 <= len(references) <= 20
+    assert all(path.with_suffix(".txt").is_file() for path in references)
+
+
+def test_charter_hash_is_stable_and_follows_assets(charter_dir: Path) -> None:
+    first = load_charter(charter_dir).hash
+    assert load_charter(charter_dir).hash == first
+    logo = charter_dir / "logos" / "solane-dark.png"
+    with Image.open(logo) as image:
+        image.rotate(180).save(logo)
+    assert load_charter(charter_dir).hash != first
+
+
+def _break(charter_dir: Path, change) -> CharterError:
+    edit_yaml(charter_dir / "charter.yaml", change)
+    with pytest.raises(CharterError) as caught:
+        load_charter(charter_dir / "charter.yaml")
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (lambda d: d.update(colour_scheme="warm"), "colour_scheme", "unknown key"),
+        (lambda d: d["palette"][1].update(hex="#C0583"), "palette[1].hex", "pattern"),
+        (lambda d: d["palette"][0].update(hex="blue"), "palette[0].hex", "pattern"),
+        (lambda d: d.update(palette=d["palette"][:1]), "palette", "at least 2"),
+        (lambda d: d["palette"][0].update(role="favourite"), "palette[0].role", "primary"),
+        (lambda d: d["logo"].update(colour="logos/missing.png"), "logo.colour", "not found"),
+        (lambda d: d["logo"].update(min_width_share=0), "logo.min_width_share", "greater than 0"),
+        (lambda d: d["ai_label"].update(text={"en": "AI"}), "ai_label.text", "French"),
+        (lambda d: d["style"].update(prompt="flat illustration"), "style.prompt", "trigger word"),
+        (lambda d: d["logo"].update(allowed_corners=["bottom_left"]), "(top level)", "other than ai_label"),
+        (lambda d: d["typography"].update(font="fonts/missing.ttf"), "typography.font", "not found"),
+    ],
+)
+def test_bad_charter_names_file_and_field(charter_dir: Path, change, field: str, words: str) -> None:
+    error = _break(charter_dir, change)
+    assert error.file.endswith("charter.yaml")
+    assert error.field == field
+    assert words in error.message
+
+
+def test_logo_without_alpha_is_refused(charter_dir: Path) -> None:
+    logo = charter_dir / "logos" / "solane-light.png"
+    with Image.open(logo) as image:
+        image.convert("RGB").save(logo)
+    error = _break(charter_dir, lambda d: None)
+    assert error.field == "logo.light"
+    assert "alpha" in error.message
+
+
+def test_font_that_is_not_a_font_is_refused(charter_dir: Path) -> None:
+    (charter_dir / "fonts" / "DejaVuSans-Bold.ttf").write_text("not a font")
+    error = _break(charter_dir, lambda d: None)
+    assert error.field == "typography.font"
+    assert "not a TrueType" in error.message
+
+
+def test_invalid_yaml_names_the_line(charter_dir: Path) -> None:
+    (charter_dir / "charter.yaml").write_text("name: [unclosed\nslug: x\n", encoding="utf-8")
+    with pytest.raises(CharterError) as caught:
+        load_charter(charter_dir / "charter.yaml")
+    assert caught.value.field is not None and caught.value.field.startswith("line ")

@@ -1,0 +1,99 @@
+"""The command line: one-line errors with exit code 2, nothing written on bad input."""
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import RenderRequest, main
+from pipelines.render import RenderSummary
+from tests.conftest import SAMPLE_CAMPAIGN, SAMPLE_CHARTER_DIR, edit_yaml
+
+
+def refuse_to_render(request: RenderRequest) -> RenderSummary:
+    raise AssertionError("bad input must be refused before the flow starts")
+
+
+def test_check_accepts_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(SAMPLE_CAMPAIGN), str(SAMPLE_CHARTER_DIR / "charter.yaml"), str(SAMPLE_CHARTER_DIR / "communes.csv")]
+    assert main(["check", *files]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok  ") == 3 and "656 images" in out
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"formats": ["instagram_square", "billboard"]}, "formats"),
+        ({"communes": {"file": "charter/communes.csv", "names": ["Atlantis"]}}, "communes.names[0]"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "render"])
+def test_bad_campaign_one_line_exit_2_nothing_written(
+    make_campaign: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    fields: dict,
+    field: str,
+) -> None:
+    campaign = make_campaign(**fields)
+    out_dir = tmp_path / "outputs"
+    argv = [command, str(campaign)] + (["--output-dir", str(out_dir)] if command == "render" else [])
+    assert main(argv, render=refuse_to_render) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith(f"error: {campaign}: {field}: ")
+    assert not out_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d.update(mood="sunny"), "mood"),
+        (lambda d: d["palette"][0].update(hex="#XYZXYZ"), "palette[0].hex"),
+        (lambda d: d["logo"].update(dark="logos/nope.png"), "logo.dark"),
+    ],
+)
+def test_bad_charter_through_render_names_the_charter(
+    make_campaign: Callable[..., Path],
+    charter_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    change: Callable[[dict], None],
+    field: str,
+) -> None:
+    edit_yaml(charter_dir / "charter.yaml", change)
+    out_dir = tmp_path / "outputs"
+    assert main(["render", str(make_campaign()), "--output-dir", str(out_dir)], render=refuse_to_render) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith(f"error: {charter_dir / 'charter.yaml'}: {field}: ")
+    assert not out_dir.exists()
+
+
+def test_unknown_commune_override_is_refused(
+    make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "outputs"
+    argv = ["render", str(make_campaign()), "--communes", "Sète,Paris", "--output-dir", str(out_dir)]
+    assert main(argv, render=refuse_to_render) == 2
+    assert "unknown or ambiguous commune 'Paris'" in capsys.readouterr().err
+    assert not out_dir.exists()
+
+
+def test_console_script_prints_no_traceback(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    campaign = make_campaign(steps=500)
+    script = Path(sys.executable).parent / "visuels"
+    result = subprocess.run(
+        [str(script), "render", str(campaign), "--output-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {campaign}: steps: Input should be less than or equal to 150"
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines.communes import load_communes
+from pipelines.errors import CommunesError
+from tests.conftest import SAMPLE_CHARTER_DIR
+
+HEADER = "insee,name,department,landscapes,landmarks\n"
+
+
+def test_sample_communes_are_real_names_with_their_accents() -> None:
+    communes = load_communes(SAMPLE_CHARTER_DIR / "communes.csv")
+    assert len(communes) >= 40
+    by_code = {commune.insee: commune for commune in communes}
+    assert by_code["31118"].name == "Castelnau-d'Estrétefonds"
+    assert by_code["31555"].name == "Toulouse"
+    assert by_code["34301"].name == "Sète"
+    assert len({commune.department for commune in communes}) == 13  # every department of Occitanie
+    assert all(1 <= len(commune.landmarks) <= 2 for commune in communes)
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "words"),
+    [
+        ("3430,Sète,34,sea,phare", "line 2, insee", "pattern"),
+        ("34301,Sète,31,sea,phare", "line 2", "not in department 31"),
+        ("34301,Sète,34,beach,phare", "line 2, landscapes", "sea"),
+        ("34301,Sète,34,sea,", "line 2, landmarks", "at least 1"),
+        ("34301,Sète,34,sea,phare;port;canal", "line 2, landmarks", "at most 2"),
+        ("34301, Sète,34,sea,phare", "line 2, name", "spaces"),
+        ("34301,Sète,34,sea,phare,extra", "line 2", "more values"),
+    ],
+)
+def test_bad_row_names_line_and_column(tmp_path: Path, row: str, field: str, words: str) -> None:
+    path = tmp_path / "communes.csv"
+    path.write_text(HEADER + row + "\n", encoding="utf-8")
+    with pytest.raises(CommunesError) as caught:
+        load_communes(path)
+    assert caught.value.file == str(path)
+    assert caught.value.field == field
+    assert words in caught.value.message
+
+
+def test_duplicate_code_and_missing_column(tmp_path: Path) -> None:
+    path = tmp_path / "communes.csv"
+    path.write_text(HEADER + "34301,Sète,34,sea,phare\n34301,Sète,34,sea,phare\n", encoding="utf-8")
+    with pytest.raises(CommunesError, match="duplicate code 34301"):
+        load_communes(path)
+    path.write_text("insee,name,department\n34301,Sète,34\n", encoding="utf-8")
+    with pytest.raises(CommunesError, match="missing column"):
+        load_communes(path)

@@ -1,0 +1,67 @@
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipelines.atomic import write_with
+from pipelines.campaign import load_campaign
+from pipelines.errors import ExportError
+from pipelines.export import export_png, is_done, read_manifest, write_manifest
+from pipelines.jobs import RenderJob, expand_jobs
+from pipelines.model_reference import ModelInfo
+
+MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test")
+
+
+@pytest.fixture
+def jobs(make_campaign: Callable[..., Path]) -> list[RenderJob]:
+    return expand_jobs(load_campaign(make_campaign()), MODEL)
+
+
+def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_path: Path) -> None:
+    job = jobs[0]
+    exported = export_png(Image.new("RGB", (job.width, job.height)), job, tmp_path, "top_right", "light")
+    written = tmp_path / job.relative_path
+    with Image.open(written) as image:
+        assert image.size == (job.width, job.height)
+        assert round(image.info["dpi"][0]) == job.dpi
+    assert exported.sha256 and not list(written.parent.glob(".*.tmp"))
+
+
+def test_wrong_size_is_refused_and_nothing_written(jobs: list[RenderJob], tmp_path: Path) -> None:
+    out_dir = tmp_path / "outputs"
+    with pytest.raises(ExportError, match="expected 1080x1080"):
+        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, "top_right", "light")
+    assert not out_dir.exists()
+
+
+def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "picture.png"
+
+    def fail_halfway(temporary: Path) -> None:
+        temporary.write_bytes(b"half a picture")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_with(target, fail_halfway)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_manifest_merges_runs_and_marks_jobs_done(jobs: list[RenderJob], tmp_path: Path) -> None:
+    first, second = jobs[0], jobs[1]
+    exported = [
+        export_png(Image.new("RGB", (j.width, j.height)), j, tmp_path, "top_right", "dark") for j in (first, second)
+    ]
+    write_manifest(tmp_path, first.campaign, "Test", exported[:1])
+    path = write_manifest(tmp_path, first.campaign, "Test", exported[1:])
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert set(document["files"]) == {first.key, second.key}
+    entry = document["files"][first.key]
+    assert entry["file"] == first.relative_path and entry["inputs"]["seed"] == first.seed
+    manifest = read_manifest(tmp_path, first.campaign)
+    assert is_done(first, tmp_path, manifest)
+    (tmp_path / first.relative_path).unlink()
+    assert not is_done(first, tmp_path, manifest)
+    assert not is_done(jobs[2], tmp_path, manifest)

@@ -1,0 +1,65 @@
+"""A real Prefect flow run on the demo model: 2 communes x 2 formats, then an incremental re-run."""
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import pipelines.render
+from flows.render_campaign import render_campaign
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_backend() -> Iterator[None]:
+    """One temporary Prefect server and database for the flow tests (starting one takes seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_flow_renders_then_skips_what_is_done(
+    make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign = make_campaign()  # Sète and Castelnau-d'Estrétefonds x residents x square and story
+    out_dir = tmp_path / "outputs"
+
+    summary = render_campaign(campaign=str(campaign), output_dir=str(out_dir), batch_size=2)
+
+    assert (summary.jobs, summary.rendered) == (4, 4)
+    files = sorted(out_dir.rglob("*.png"))
+    assert len(files) == 4
+    folders = {path.relative_to(out_dir / "test-campagne").parts[:2] for path in files}
+    assert folders == {
+        ("sete", "instagram_square"),
+        ("sete", "story"),
+        ("castelnau-d-estretefonds", "instagram_square"),
+        ("castelnau-d-estretefonds", "story"),
+    }
+    for path in files:
+        with Image.open(path) as image:
+            assert image.size in {(1080, 1080), (1080, 1920)}
+    manifest = json.loads((out_dir / "test-campagne" / "manifest.json").read_text(encoding="utf-8"))
+    assert {entry["file"] for entry in manifest["files"].values()} == {str(path.relative_to(out_dir)) for path in files}
+
+    # Same keys, same files: a second run renders nothing and never loads the model.
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded although nothing needed rendering")
+
+    monkeypatch.setattr(pipelines.render, "load_pipeline", no_model)
+    again = render_campaign(campaign=str(campaign), output_dir=str(out_dir))
+    assert (again.jobs, again.rendered) == (4, 0)
+
+
+def test_flow_with_bad_parameters_fails_with_the_input_error(
+    make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    from pipelines.errors import CampaignError
+
+    with pytest.raises(CampaignError, match="unknown or ambiguous commune 'Atlantis'"):
+        render_campaign(campaign=str(make_campaign()), communes=["Atlantis"], output_dir=str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()

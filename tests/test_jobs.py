@@ -1,0 +1,114 @@
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.campaign import load_campaign
+from pipelines.formats import FORMAT_PRESETS
+from pipelines.jobs import batches, expand_jobs, generation_size
+from pipelines.model_reference import ModelInfo
+from tests.conftest import edit_yaml
+
+MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test")
+
+
+def keys(campaign_path: Path, model: ModelInfo = MODEL) -> dict[tuple[str, str, str], str]:
+    jobs = expand_jobs(load_campaign(campaign_path), model)
+    return {(job.commune_insee, job.audience, job.format): job.key for job in jobs}
+
+
+def test_expansion_covers_communes_audiences_formats(make_campaign: Callable[..., Path]) -> None:
+    path = make_campaign(audiences={"residents": "families", "visitors": "tourists"})
+    jobs = expand_jobs(load_campaign(path), MODEL)
+    assert len(jobs) == 2 * 2 * 2
+    assert len({job.key for job in jobs}) == len(jobs)
+    first = jobs[0]
+    assert first.relative_path == f"test-campagne/sete/instagram_square/residents-{first.key[:12]}.png"
+    assert "Sète" in first.prompt and first.prompt.startswith("slnstyle")
+    assert {job.relative_path.split("/")[1] for job in jobs} == {"sete", "castelnau-d-estretefonds"}
+
+
+def test_same_inputs_same_keys(make_campaign: Callable[..., Path]) -> None:
+    assert keys(make_campaign()) == keys(make_campaign())
+
+
+def test_a_name_change_that_shapes_no_pixel_keeps_keys(make_campaign: Callable[..., Path]) -> None:
+    assert keys(make_campaign()) == keys(make_campaign(name="Renamed campaign"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"prompt": "a different {commune} poster"},
+        {"season": "winter"},
+        {"audiences": {"residents": "young families"}},
+        {"steps": 4},
+        {"guidance": 6.0},
+        {"scheduler": "ddim"},
+        {"seed": {"policy": "per_job", "base": 8}},
+        {"seed": {"policy": "fixed", "base": 7}},
+        {"language": "en"},
+    ],
+)
+def test_any_shaping_input_changes_every_key(make_campaign: Callable[..., Path], fields: dict) -> None:
+    before = keys(make_campaign())
+    after = keys(make_campaign(**fields))
+    assert before.keys() == after.keys()
+    assert all(before[job] != after[job] for job in before)
+
+
+def test_model_and_charter_changes_change_keys(make_campaign: Callable[..., Path], charter_dir: Path) -> None:
+    path = make_campaign()
+    before = keys(path)
+    other_model = keys(path, MODEL.model_copy(update={"hash": "b" * 64}))
+    assert all(before[job] != other_model[job] for job in before)
+    edit_yaml(charter_dir / "charter.yaml", lambda d: d["palette"][0].update(hex="#1B4F73"))
+    assert all(before[j] != k for j, k in keys(path).items())
+
+
+def test_lora_file_and_scale_change_keys(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"weights-1")
+    with_lora = keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.8}))
+    assert all(with_lora[j] != k for j, k in keys(make_campaign()).items())
+    assert all(
+        with_lora[j] != k for j, k in keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.5})).items()
+    )
+    lora.write_bytes(b"weights-2")
+    assert all(
+        with_lora[j] != k for j, k in keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.8})).items()
+    )
+
+
+def test_per_commune_seed_is_shared_by_a_communes_images(make_campaign: Callable[..., Path]) -> None:
+    path = make_campaign(seed={"policy": "per_commune", "base": 1}, audiences={"a": "x", "b": "y"})
+    jobs = expand_jobs(load_campaign(path), MODEL)
+    seeds = {job.commune_insee: set() for job in jobs}
+    for job in jobs:
+        seeds[job.commune_insee].add(job.seed)
+    assert all(len(values) == 1 for values in seeds.values())
+    assert len({next(iter(values)) for values in seeds.values()}) == 2
+
+
+@pytest.mark.parametrize("name", list(FORMAT_PRESETS))
+def test_generation_size_keeps_area_and_aspect_on_the_grid(name: str) -> None:
+    preset = FORMAT_PRESETS[name]
+    width, height = generation_size(preset, MODEL)
+    assert width % 64 == 0 and height % 64 == 0
+    assert abs(width * height / 512**2 - 1) < 0.2
+    assert abs((width / height) / preset.aspect - 1) < 0.15
+
+
+def test_poster_a3_is_150_dpi() -> None:
+    poster = FORMAT_PRESETS["poster_a3"]
+    assert (poster.width, poster.height, poster.dpi) == (1754, 2480, 150)
+
+
+def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[..., Path]) -> None:
+    path = make_campaign(audiences={"a": "x", "b": "y", "c": "z"})
+    jobs = expand_jobs(load_campaign(path), MODEL)
+    chunks = list(batches(jobs, batch_size=4))
+    assert sorted(job.key for chunk in chunks for job in chunk) == sorted(job.key for job in jobs)
+    for chunk in chunks:
+        assert 1 <= len(chunk) <= 4
+        assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
