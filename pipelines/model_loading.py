@@ -14,14 +14,27 @@ from pathlib import Path
 import diffusers
 import torch
 from diffusers import DiffusionPipeline
+from pydantic import BaseModel, ConfigDict
 
 from pipelines.errors import ModelError
 from pipelines.model_reference import DemoModelRef, DiffusersFolderRef, HubRef, ModelRef, SingleFileRef, model_folder
 
 log = logging.getLogger(__name__)
 
+LORA_ADAPTER = "charter"
+
 _lock = threading.Lock()
 _loaded: tuple[tuple, DiffusionPipeline] | None = None
+_active_lora: LoraWeights | None = None
+
+
+class LoraWeights(BaseModel):
+    """A LoRA file (diffusers or kohya format) and the scale to apply it at."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    scale: float
 
 
 def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
@@ -54,14 +67,35 @@ def _from_files(ref: ModelRef, dtype: torch.dtype, source: str) -> DiffusionPipe
     return DiffusionPipeline.from_pretrained(ref.id, revision=ref.revision, dtype=dtype)
 
 
-def load_pipeline(ref: ModelRef, device: torch.device, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
-    """The pipeline for ``ref`` on ``device``; loaded on first use, then reused."""
-    global _loaded
+def _use_lora(pipeline: DiffusionPipeline, lora: LoraWeights | None) -> None:
+    """Make ``lora`` (or none) the pipeline's only active LoRA."""
+    global _active_lora
+    if lora == _active_lora:
+        return
+    if _active_lora is not None:
+        pipeline.unload_lora_weights()
+        _active_lora = None
+    if lora is not None:
+        try:
+            pipeline.load_lora_weights(lora.path, adapter_name=LORA_ADAPTER)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(lora.path, "lora", f"cannot load LoRA weights: {str(exc).splitlines()[0]}") from None
+        pipeline.set_adapters([LORA_ADAPTER], adapter_weights=[lora.scale])
+        _active_lora = lora
+
+
+def load_pipeline(
+    ref: ModelRef, device: torch.device, dtype: torch.dtype, lora: LoraWeights | None = None, source: str = "model"
+) -> DiffusionPipeline:
+    """The pipeline for ``ref`` on ``device`` with ``lora`` applied; loaded on first use, then reused."""
+    global _loaded, _active_lora
     cache_key = (ref.model_dump_json(), str(device), str(dtype))
     with _lock:
         if _loaded is not None and _loaded[0] == cache_key:
+            _use_lora(_loaded[1], lora)
             return _loaded[1]
         _loaded = None  # release the previous model before loading the next one
+        _active_lora = None
         log.info("loading model %s on %s (%s)", ref.kind, device, dtype)
         try:
             pipeline = _from_files(ref, dtype, source)
@@ -71,6 +105,7 @@ def load_pipeline(ref: ModelRef, device: torch.device, dtype: torch.dtype, sourc
             raise ModelError(source, "model", f"cannot load model: {str(exc).splitlines()[0]}") from None
         pipeline = pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
+        _use_lora(pipeline, lora)
         _loaded = (cache_key, pipeline)
         return pipeline
 

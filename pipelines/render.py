@@ -19,7 +19,7 @@ from pipelines.errors import CampaignError
 from pipelines.export import ExportedFile, export_png, is_done, read_manifest, write_manifest
 from pipelines.generation import generate
 from pipelines.jobs import RenderJob, expand_jobs
-from pipelines.model_loading import load_pipeline
+from pipelines.model_loading import LoraWeights, load_pipeline
 from pipelines.model_reference import ModelRef, describe_model
 from pipelines.postprocess.chain import postprocess
 
@@ -46,6 +46,7 @@ class RenderPlan(BaseModel):
     charter_path: Path
     model: ModelRef
     model_description: str
+    lora: LoraWeights | None
     jobs: list[RenderJob]
     pending: list[RenderJob]
 
@@ -80,6 +81,7 @@ def plan_render(
         charter_path=campaign.charter.path,
         model=model_ref,
         model_description=info.description,
+        lora=LoraWeights(path=str(campaign.lora_path), scale=campaign.spec.lora.scale) if campaign.spec.lora else None,
         jobs=jobs,
         pending=pending,
     )
@@ -93,13 +95,14 @@ def render_batch(
     if any(job.charter_hash != charter.hash for job in jobs):
         raise CampaignError(plan.charter_path, None, "the charter changed since the campaign was planned")
     device = choose_device(settings.device)
-    pipeline = load_pipeline(plan.model, device, choose_dtype(device, settings.dtype))
+    pipeline = load_pipeline(plan.model, device, choose_dtype(device, settings.dtype), plan.lora)
     pictures = generate(pipeline, jobs)
     exported = []
     for job, picture in zip(jobs, pictures, strict=True):
         result = postprocess(picture, charter, job.width, job.height, job.language)
         exported.append(export_png(result.image, job, output_root, result.logo.corner, result.logo.variant))
-    log.info("rendered %d file(s): %s", len(exported), ", ".join(job.relative_path for job in jobs))
+    what = sorted({f"{job.commune_name} {job.format}" for job in jobs})
+    log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported
 
 
