@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipelines.devices import DeviceName, DtypeName
@@ -20,6 +21,7 @@ from pipelines.render import (
     render_batch,
     summarise,
 )
+from pipelines.report import Reports
 from pipelines.third_party_logs import quiet_third_party_logs
 
 
@@ -39,9 +41,16 @@ def render_batch_task(
     return render_batch(plan, jobs, output_root, settings)
 
 
-@task(name="write-manifest", cache_policy=NO_CACHE)
-def write_manifest_task(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Path:
-    return finish_render(plan, exported, output_root)
+@task(name="record-and-report", cache_policy=NO_CACHE)
+def record_and_report(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Reports:
+    reports = finish_render(plan, exported, output_root)
+    if reports.rows:
+        create_table_artifact(
+            key=f"compliance-{plan.campaign_slug}",
+            table=reports.rows,
+            description=f"Charter compliance of {plan.campaign_name}: {reports.html}",
+        )
+    return reports
 
 
 @flow(name="render-campaign")
@@ -75,5 +84,5 @@ def render_campaign(
     # Batches run one after another: they share the process's one loaded model.
     for batch in batches(plan.pending, settings.batch_size):
         exported += render_batch_task(plan, batch, output_root, settings)
-    manifest = write_manifest_task(plan, exported, output_root) if exported else None
-    return summarise(plan, exported, output_root, manifest)
+    reports = record_and_report(plan, exported, output_root)
+    return summarise(plan, exported, output_root, reports)

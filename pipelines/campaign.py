@@ -19,6 +19,7 @@ from pipelines.config_files import read_yaml_mapping, validate_model
 from pipelines.errors import CampaignError, VisuelsError
 from pipelines.formats import FORMAT_PRESETS
 from pipelines.model_reference import DemoModelRef, ModelRef, resolve_paths
+from pipelines.postprocess.logo import check_logo_fits
 from pipelines.slugs import slugify
 
 PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
@@ -72,6 +73,9 @@ class CampaignSpec(_Strict):
     lora: LoraRef | None = None
     prompt: str = Field(min_length=1, description="Template; placeholders: " + ", ".join(PLACEHOLDERS))
     season: str = Field(min_length=1)
+    headline: str = Field(
+        default="", max_length=80, description="Set under the commune name, in the campaign language."
+    )
     audiences: dict[AudienceName, str] = Field(min_length=1, description="Audience name -> its words in the prompt.")
     formats: list[str] = Field(min_length=1)
     language: str = "fr"
@@ -187,6 +191,8 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(campaign_path, "communes.file", f"file not found: {communes_file}") from None
         raise
     communes = select_communes(spec.communes, all_communes, campaign_path)
+    for format_name in spec.formats:
+        check_logo_fits(charter, FORMAT_PRESETS[format_name])
 
     lora_path = None
     if spec.lora is not None:

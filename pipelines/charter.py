@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from PIL import Image, ImageFont, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pipelines.config_files import read_yaml_mapping, validate_model
 from pipelines.errors import CharterError
 from pipelines.hashing import sha256_file
+from pipelines.postprocess.colour import contrast_ratio, relative_luminance
 
 HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 
@@ -61,12 +62,25 @@ class LogoRules(_Strict):
 class Typography(_Strict):
     font: str
     font_licence: str
+    position: Literal["top", "bottom"] = Field(default="bottom", description="Where the commune name goes.")
+    name_size_share: float = Field(default=0.09, gt=0, le=0.3, description="Commune name size / short side.")
+    headline_size_share: float = Field(default=0.045, gt=0, le=0.2, description="Headline size / short side.")
+    min_text_px: int = Field(default=16, ge=8, le=200, description="Text is never set smaller than this.")
+    max_name_lines: int = Field(default=3, ge=1, le=6)
+
+
+class PaletteGrading(_Strict):
+    tolerance: float = Field(default=20.0, gt=0, le=100, description="ΔE00 within which a pixel is on-palette.")
+    strength: float = Field(default=0.6, ge=0, le=1, description="Share of the way colours move to the palette.")
+    min_conformity: float = Field(default=0.5, ge=0, le=1, description="On-palette share an output must reach.")
 
 
 class AiLabel(_Strict):
     text: dict[str, str] = Field(description="Label text per language code; 'fr' is required.")
     badge: str = Field(default="IA", min_length=1, max_length=4)
     position: Corner = Corner.bottom_left
+    text_share: float = Field(default=0.022, gt=0, le=0.1, description="Label text size / short side.")
+    min_text_px: int = Field(default=14, ge=8, le=100, description="Label text is never smaller than this.")
 
     @field_validator("text")
     @classmethod
@@ -96,12 +110,22 @@ class CharterSpec(_Strict):
     name: str = Field(min_length=1)
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     palette: list[PaletteColour] = Field(min_length=2)
+    palette_grading: PaletteGrading = PaletteGrading()
     logo: LogoRules
     typography: Typography
     ai_label: AiLabel
     style: Style
     references: str = Field(description="Folder of reference images with .txt captions.")
     creator: str = Field(min_length=1, description="Credit written into output metadata.")
+
+    @model_validator(mode="after")
+    def _palette_can_carry_text(self) -> CharterSpec:
+        # Label and text use the palette's darkest and lightest colours on each other.
+        luminances = [relative_luminance(colour.rgb) for colour in self.palette]
+        ratio = contrast_ratio(max(luminances), min(luminances))
+        if ratio < 4.5:
+            raise ValueError(f"the palette's lightest and darkest colours contrast {ratio:.1f}:1, text needs 4.5:1")
+        return self
 
     @model_validator(mode="after")
     def _logo_has_a_corner_beside_the_label(self) -> CharterSpec:

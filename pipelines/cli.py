@@ -137,11 +137,12 @@ def _render(request: RenderRequest, render: Renderer) -> int:
     elapsed = time.perf_counter() - started
     console.print(
         f"[green]done[/green] in {elapsed:.1f} s: {summary.rendered} rendered, "
-        f"{summary.jobs - summary.rendered} already up to date"
+        f"{summary.jobs - summary.rendered} already up to date, "
+        f"{summary.failed_compliance} not compliant with the charter"
     )
     console.print(f"images in [bold]{summary.output_dir}[/bold]", highlight=False)
-    if summary.manifest:
-        console.print(f"manifest: {summary.manifest}", highlight=False)
+    if summary.report:
+        console.print(f"compliance report: {summary.report}", highlight=False)
     return 0
 
 

@@ -11,11 +11,13 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.atomic import write_text_atomic, write_with
+from pipelines.compliance import Compliance
 from pipelines.errors import ExportError
 from pipelines.hashing import sha256_file
-from pipelines.jobs import RenderJob
+from pipelines.jobs import KEY_PREFIX_LENGTH, RenderJob
 
 MANIFEST_NAME = "manifest.json"
+THUMBNAIL_SIDE = 320
 
 
 class ExportedFile(BaseModel):
@@ -25,8 +27,8 @@ class ExportedFile(BaseModel):
 
     job: RenderJob
     sha256: str
-    logo_corner: str
-    logo_variant: str
+    thumbnail: str
+    compliance: Compliance
     created: str
 
 
@@ -37,20 +39,28 @@ def output_path(output_root: Path, job: RenderJob) -> Path:
     return path
 
 
-def export_png(
-    image: Image.Image, job: RenderJob, output_root: Path, logo_corner: str, logo_variant: str
-) -> ExportedFile:
-    """Write the final picture for ``job``; readers never see a partial file."""
+def thumbnail_path(job: RenderJob) -> str:
+    """Where the report's contact sheet finds the job's thumbnail, relative to the output root."""
+    return f"{job.campaign}/thumbnails/{job.key[:KEY_PREFIX_LENGTH]}.jpg"
+
+
+def export_png(image: Image.Image, job: RenderJob, output_root: Path, compliance: Compliance) -> ExportedFile:
+    """Write the final picture for ``job`` and its thumbnail; readers never see a partial file."""
     target = output_path(output_root, job)
     if image.size != (job.width, job.height):
         raise ExportError(target, "size", f"expected {job.width}x{job.height}, got {image.size[0]}x{image.size[1]}")
     # zlib level 1: about 5x faster than the default level 6 on posters; files are somewhat larger.
     write_with(target, lambda temporary: image.save(temporary, format="PNG", dpi=(job.dpi, job.dpi), compress_level=1))
+    thumbnail = image.copy()
+    thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    write_with(
+        output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
+    )
     return ExportedFile(
         job=job,
         sha256=sha256_file(target),
-        logo_corner=logo_corner,
-        logo_variant=logo_variant,
+        thumbnail=thumbnail_path(job),
+        compliance=compliance,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -76,7 +86,8 @@ def write_manifest(output_root: Path, campaign_slug: str, campaign_name: str, ex
             "file": item.job.relative_path,
             "sha256": item.sha256,
             "created": item.created,
-            "logo": {"corner": item.logo_corner, "variant": item.logo_variant},
+            "thumbnail": item.thumbnail,
+            "compliance": item.compliance.model_dump(),
             "inputs": item.job.model_dump(exclude={"key", "relative_path"}),
         }
     target = manifest_path(output_root, campaign_slug)

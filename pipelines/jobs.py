@@ -32,6 +32,7 @@ class RenderJob(BaseModel):
     campaign: str
     commune_insee: str
     commune_name: str
+    headline: str
     audience: str
     format: str
     width: int
@@ -129,6 +130,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo) -> list[RenderJob]:
                     "postprocess_version": POSTPROCESS_VERSION,
                     # Post-processing draws these onto the picture.
                     "commune_name": commune.name,
+                    "headline": spec.headline,
                     "format": format_name,
                     "width": preset.width,
                     "height": preset.height,

@@ -14,14 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.campaign import CommuneSelection, load_campaign, select_communes
 from pipelines.charter import load_charter
+from pipelines.compliance import assess
 from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
 from pipelines.errors import CampaignError
-from pipelines.export import ExportedFile, export_png, is_done, read_manifest, write_manifest
+from pipelines.export import ExportedFile, export_png, is_done, manifest_path, read_manifest, write_manifest
 from pipelines.generation import generate
 from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.model_loading import LoraWeights, load_pipeline
 from pipelines.model_reference import ModelRef, describe_model
 from pipelines.postprocess.chain import postprocess
+from pipelines.report import Reports, write_reports
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +101,18 @@ def render_batch(
     pictures = generate(pipeline, jobs)
     exported = []
     for job, picture in zip(jobs, pictures, strict=True):
-        result = postprocess(picture, charter, job.width, job.height, job.language)
-        exported.append(export_png(result.image, job, output_root, result.logo.corner, result.logo.variant))
+        result = postprocess(picture, charter, job.width, job.height, job.language, job.commune_name, job.headline)
+        exported.append(export_png(result.image, job, output_root, assess(result, charter)))
     what = sorted({f"{job.commune_name} {job.format}" for job in jobs})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported
 
 
-def finish_render(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Path:
-    """Record what was written in the campaign's manifest; return the manifest's path."""
-    return write_manifest(output_root, plan.campaign_slug, plan.campaign_name, exported)
+def finish_render(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Reports:
+    """Record what was written in the manifest, then report on every output of the plan."""
+    if exported:
+        write_manifest(output_root, plan.campaign_slug, plan.campaign_name, exported)
+    return write_reports(output_root, plan.campaign_slug, plan.campaign_name, [job.key for job in plan.jobs])
 
 
 class RenderSummary(BaseModel):
@@ -117,19 +121,21 @@ class RenderSummary(BaseModel):
     campaign: str
     output_dir: Path
     manifest: Path | None
+    report: Path | None
     jobs: int
     rendered: int
+    failed_compliance: int
     files: list[str]
 
 
-def summarise(
-    plan: RenderPlan, exported: list[ExportedFile], output_root: Path, manifest: Path | None
-) -> RenderSummary:
+def summarise(plan: RenderPlan, exported: list[ExportedFile], output_root: Path, reports: Reports) -> RenderSummary:
     return RenderSummary(
         campaign=plan.campaign_slug,
         output_dir=output_root / plan.campaign_slug,
-        manifest=manifest,
+        manifest=manifest_path(output_root, plan.campaign_slug) if reports.rows else None,
+        report=reports.html if reports.rows else None,
         jobs=len(plan.jobs),
         rendered=len(exported),
+        failed_compliance=sum(1 for row in reports.rows if row["passed"] == "no"),
         files=[item.job.relative_path for item in exported],
     )

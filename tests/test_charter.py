@@ -49,6 +49,17 @@ def _break(charter_dir: Path, change) -> CharterError:
         (lambda d: d["style"].update(prompt="flat illustration"), "style.prompt", "trigger word"),
         (lambda d: d["logo"].update(allowed_corners=["bottom_left"]), "(top level)", "other than ai_label"),
         (lambda d: d["typography"].update(font="fonts/missing.ttf"), "typography.font", "not found"),
+        (
+            lambda d: d.update(
+                palette=[
+                    {"name": "a", "hex": "#777777", "role": "primary"},
+                    {"name": "b", "hex": "#888888", "role": "neutral"},
+                ]
+            ),
+            "(top level)",
+            "text needs 4.5:1",
+        ),
+        (lambda d: d["palette_grading"].update(strength=1.5), "palette_grading.strength", "less than or equal to 1"),
     ],
 )
 def test_bad_charter_names_file_and_field(charter_dir: Path, change, field: str, words: str) -> None:

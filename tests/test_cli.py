@@ -74,6 +74,17 @@ def test_bad_charter_through_render_names_the_charter(
     assert not out_dir.exists()
 
 
+def test_logo_too_large_for_a_format_is_refused(
+    make_campaign: Callable[..., Path], charter_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_yaml(charter_dir / "charter.yaml", lambda d: d["logo"].update(min_width_share=0.45, clear_zone=1.5))
+    campaign = make_campaign(formats=["web_banner"])
+    assert main(["check", str(campaign)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {charter_dir / 'charter.yaml'}: logo.min_width_share: ")
+    assert "more than a quarter of web_banner (1920x1080)" in err
+
+
 def test_unknown_commune_override_is_refused(
     make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,12 +7,31 @@ from PIL import Image
 
 from pipelines.atomic import write_with
 from pipelines.campaign import load_campaign
+from pipelines.compliance import Compliance
 from pipelines.errors import ExportError
 from pipelines.export import export_png, is_done, read_manifest, write_manifest
 from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.model_reference import ModelInfo
 
 MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test")
+CHECK = Compliance(
+    palette_before=0.4,
+    palette_after=0.8,
+    logo_corner="top_right",
+    logo_variant="light",
+    logo_contrast=5.0,
+    logo_clear_zone=True,
+    label_text_px=24,
+    label_contrast=12.0,
+    text_px=97,
+    text_lines=1,
+    text_contrast=6.0,
+    text_plate=False,
+    text_overflow=False,
+    collisions=[],
+    passed=True,
+    reasons=[],
+)
 
 
 @pytest.fixture
@@ -22,18 +41,20 @@ def jobs(make_campaign: Callable[..., Path]) -> list[RenderJob]:
 
 def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_path: Path) -> None:
     job = jobs[0]
-    exported = export_png(Image.new("RGB", (job.width, job.height)), job, tmp_path, "top_right", "light")
+    exported = export_png(Image.new("RGB", (job.width, job.height)), job, tmp_path, CHECK)
     written = tmp_path / job.relative_path
     with Image.open(written) as image:
         assert image.size == (job.width, job.height)
         assert round(image.info["dpi"][0]) == job.dpi
     assert exported.sha256 and not list(written.parent.glob(".*.tmp"))
+    with Image.open(tmp_path / exported.thumbnail) as thumbnail:
+        assert max(thumbnail.size) == 320
 
 
 def test_wrong_size_is_refused_and_nothing_written(jobs: list[RenderJob], tmp_path: Path) -> None:
     out_dir = tmp_path / "outputs"
     with pytest.raises(ExportError, match="expected 1080x1080"):
-        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, "top_right", "light")
+        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, CHECK)
     assert not out_dir.exists()
 
 
@@ -51,15 +72,14 @@ def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> Non
 
 def test_manifest_merges_runs_and_marks_jobs_done(jobs: list[RenderJob], tmp_path: Path) -> None:
     first, second = jobs[0], jobs[1]
-    exported = [
-        export_png(Image.new("RGB", (j.width, j.height)), j, tmp_path, "top_right", "dark") for j in (first, second)
-    ]
+    exported = [export_png(Image.new("RGB", (j.width, j.height)), j, tmp_path, CHECK) for j in (first, second)]
     write_manifest(tmp_path, first.campaign, "Test", exported[:1])
     path = write_manifest(tmp_path, first.campaign, "Test", exported[1:])
     document = json.loads(path.read_text(encoding="utf-8"))
     assert set(document["files"]) == {first.key, second.key}
     entry = document["files"][first.key]
     assert entry["file"] == first.relative_path and entry["inputs"]["seed"] == first.seed
+    assert entry["compliance"]["passed"] is True
     manifest = read_manifest(tmp_path, first.campaign)
     assert is_done(first, tmp_path, manifest)
     (tmp_path / first.relative_path).unlink()

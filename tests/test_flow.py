@@ -22,6 +22,19 @@ def prefect_backend() -> Iterator[None]:
         yield
 
 
+def published_table(key: str) -> list[dict]:
+    """The data of the newest artifact with ``key`` (Artifact.get in Prefect 3.8 sends an invalid query)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1, offset=0
+        )
+    assert found, f"no artifact {key}"
+    return json.loads(found[0].data)
+
+
 def test_flow_renders_then_skips_what_is_done(
     make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -45,6 +58,17 @@ def test_flow_renders_then_skips_what_is_done(
             assert image.size in {(1080, 1080), (1080, 1920)}
     manifest = json.loads((out_dir / "test-campagne" / "manifest.json").read_text(encoding="utf-8"))
     assert {entry["file"] for entry in manifest["files"].values()} == {str(path.relative_to(out_dir)) for path in files}
+
+    # The compliance report covers every output, with thumbnails; the flow published it too.
+    report_csv = (out_dir / "test-campagne" / "report.csv").read_text(encoding="utf-8").splitlines()
+    assert len(report_csv) == 1 + 4 and report_csv[0].startswith("commune,format,audience,file")
+    page = (out_dir / "test-campagne" / "report.html").read_text(encoding="utf-8")
+    assert page.count("<img ") == 4 and "Castelnau-d&#x27;Estrétefonds" in page
+    assert len(list((out_dir / "test-campagne" / "thumbnails").glob("*.jpg"))) == 4
+    assert summary.report == out_dir / "test-campagne" / "report.html"
+    table = published_table("compliance-test-campagne")
+    assert sorted(row["commune"] for row in table) == ["Castelnau-d'Estrétefonds"] * 2 + ["Sète"] * 2
+    assert all(row["passed"] == "yes" for row in table), table
 
     # Same keys, same files: a second run renders nothing and never loads the model.
     def no_model(*args: object, **kwargs: object) -> None:

@@ -1,15 +1,22 @@
+"""Charter enforcement on synthetic pictures whose right answer is known."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from pipelines.charter import Charter, load_charter
+from pipelines.compliance import assess
 from pipelines.formats import FORMAT_PRESETS
 from pipelines.postprocess.chain import postprocess
 from pipelines.postprocess.colour import contrast_ratio, relative_luminance
 from pipelines.postprocess.label import draw_ai_label, label_text_size
 from pipelines.postprocess.logo import place_logo
-from pipelines.postprocess.resize import fit_to_format
+from pipelines.postprocess.palette import ciede2000, conformity, grade_to_palette, rgb_to_lab
+from pipelines.postprocess.resize import crop_box, fit_to_format
+from pipelines.postprocess.typography import break_points, fit
 from tests.conftest import SAMPLE_CHARTER_DIR
+
+LONGEST_NAME = "Saint-Remy-en-Bouzemont-Saint-Genest-et-Isson"
 
 
 @pytest.fixture(scope="module")
@@ -17,56 +24,174 @@ def charter() -> Charter:
     return load_charter(SAMPLE_CHARTER_DIR)
 
 
+@pytest.fixture(scope="module")
+def palette(charter: Charter) -> tuple[tuple[int, int, int], ...]:
+    return tuple(colour.rgb for colour in charter.spec.palette)
+
+
 def noise(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("name", list(FORMAT_PRESETS))
-def test_chain_gives_the_exact_format_size(charter: Charter, name: str) -> None:
-    preset = FORMAT_PRESETS[name]
-    result = postprocess(noise(256, 256), charter, preset.width, preset.height, "fr")
-    assert result.image.size == (preset.width, preset.height)
-    assert result.image.mode == "RGB"
-    assert not result.logo.box.overlaps(result.label)
+# --- format adaptation ---------------------------------------------------------------
 
 
-def test_fit_crops_around_the_centre() -> None:
-    source = Image.new("RGB", (300, 100), (255, 0, 0))
-    source.paste((0, 0, 255), (100, 0, 200, 100))  # blue centre third
-    fitted = np.asarray(fit_to_format(source, 50, 50))
-    assert (fitted[..., 2] > 200).mean() > 0.95
+def test_crop_keeps_the_detailed_part() -> None:
+    # Flat grey, with all the detail in the right third: a square crop must take that third.
+    image = Image.new("RGB", (300, 100), (128, 128, 128))
+    image.paste(noise(100, 100), (200, 0))
+    left, top, right, bottom = crop_box(image, 1.0)
+    assert (top, bottom) == (0, 100) and right - left == pytest.approx(100)
+    assert left >= 190
+
+
+def test_crop_of_a_flat_picture_stays_centred() -> None:
+    left, _, right, _ = crop_box(Image.new("RGB", (300, 100), (90, 90, 90)), 1.0)
+    assert (left, right) == (100, 200)
+
+
+def test_upscaling_is_smooth_not_blocky() -> None:
+    # A smooth 64 px picture blown up 4x: Lanczos leaves no steps; nearest-neighbour would.
+    y, x = np.mgrid[0:64, 0:64]
+    source = Image.fromarray(np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8))
+    smooth = np.asarray(fit_to_format(source, 256, 256), dtype=np.int32)
+    blocky = np.asarray(source.resize((256, 256), Image.Resampling.NEAREST), dtype=np.int32)
+    steps = lambda a: np.abs(np.diff(a, axis=1)).max()  # noqa: E731 - a one-line measure
+    assert steps(smooth) <= steps(blocky) / 2
+
+
+# --- palette -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lab1", "lab2", "expected"),
+    [  # Sharma, Wu & Dalal (2005), test data for CIEDE2000
+        ((50, 2.6772, -79.7751), (50, 0, -82.7485), 2.0425),
+        ((50, -1.3802, -84.2814), (50, 0, -82.7485), 1.0),
+        ((2.0776, 0.0795, -1.135), (0.9033, -0.0636, -0.5514), 0.9082),
+        ((50, 2.5, 0), (73, 25, -18), 27.1492),
+        ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+    ],
+)
+def test_ciede2000_matches_reference_data(lab1: tuple, lab2: tuple, expected: float) -> None:
+    assert ciede2000(np.array(lab1), np.array(lab2)) == pytest.approx(expected, abs=1e-4)
+
+
+def test_conformity_agrees_with_exact_ciede2000(palette: tuple) -> None:
+    image = noise(128, 128, seed=5)
+    lab = rgb_to_lab(np.asarray(image)).reshape(-1, 1, 3)
+    exact = (ciede2000(lab, rgb_to_lab(np.array(palette, dtype=np.float32))[None]).min(axis=1) <= 20).mean()
+    assert conformity(image, palette, 20) == pytest.approx(exact, abs=0.02)
+
+
+def test_grading_raises_the_palette_score(palette: tuple) -> None:
+    image = noise(256, 256, seed=2)
+    before = conformity(image, palette, 20)
+    half = conformity(grade_to_palette(image, palette, 0.5), palette, 20)
+    full = conformity(grade_to_palette(image, palette, 1.0), palette, 20)
+    assert before < half < full
+    assert np.array_equal(np.asarray(grade_to_palette(image, palette, 0.0)), np.asarray(image))
+
+
+def test_overlays_are_drawn_after_grading(charter: Charter) -> None:
+    # On black the light (white) logo is used; white is off-palette, so grading would have tinted it.
+    result = postprocess(Image.new("RGB", (256, 256)), charter, 1080, 1080, "fr", "Sète", "")
+    assert result.logo.variant == "light"
+    box = result.logo.box
+    logo = np.asarray(result.image.crop(box.as_tuple())).reshape(-1, 3)
+    assert (logo == 255).all(axis=1).sum() > 0.1 * len(logo)
+    dark = min((c.rgb for c in charter.spec.palette), key=relative_luminance)
+    plate = result.label.box
+    assert tuple(np.asarray(result.image)[plate.top + 1, plate.left + plate.width // 2]) == dark
+
+
+# --- logo ----------------------------------------------------------------------------
 
 
 def test_logo_goes_to_the_flat_corner(charter: Charter) -> None:
-    # Flat grey everywhere, busy noise in the top-right corner: the logo avoids it.
     image = Image.new("RGB", (1080, 1080), (128, 128, 128))
-    image.paste(noise(540, 540), (540, 0))
+    image.paste(noise(540, 540), (540, 0))  # busy top-right
+    image.paste(noise(540, 540, seed=1), (0, 0))  # busy top-left
     _, placement = place_logo(image, charter, avoid=[])
-    assert placement.corner != "top_right"
-    assert placement.corner in {corner.value for corner in charter.spec.logo.allowed_corners}
+    assert placement.corner == "bottom_right"
 
 
 def test_dark_background_gets_the_light_logo(charter: Charter) -> None:
     _, placement = place_logo(Image.new("RGB", (1080, 1080), (10, 10, 10)), charter, avoid=[])
     assert placement.variant == "light"
     _, placement = place_logo(Image.new("RGB", (1080, 1080), (250, 250, 250)), charter, avoid=[])
-    assert placement.variant in {"colour", "dark"}
+    assert placement.variant == "colour"  # the blue word reads on white
     assert placement.contrast >= 3.0
 
 
-def test_logo_respects_minimum_width(charter: Charter) -> None:
+def test_logo_respects_minimum_width_and_clear_zone(charter: Charter) -> None:
     _, placement = place_logo(Image.new("RGB", (1080, 1920), (128, 128, 128)), charter, avoid=[])
     assert placement.box.width >= charter.spec.logo.min_width_share * 1080
+    assert placement.width_ok and placement.clear_zone_ok
+    clear = placement.box.left - placement.zone.left
+    assert clear >= charter.spec.logo.clear_zone * placement.box.height - 1
+
+
+# --- typography ----------------------------------------------------------------------
+
+
+def test_names_break_after_hyphens_and_at_spaces() -> None:
+    pieces = break_points("Castelnau-d'Estrétefonds Florac Trois-Rivières")
+    assert pieces == [
+        ("Castelnau-", ""),
+        ("d'Estrétefonds", " "),
+        ("Florac", " "),
+        ("Trois-", ""),
+        ("Rivières", " "),
+    ]
+
+
+def test_fit_shrinks_then_wraps(charter: Charter) -> None:
+    fitted = fit(LONGEST_NAME, charter.font, start_size=200, min_size=16, max_width=900, max_lines=3)
+    assert fitted.fits and len(fitted.lines) <= 3 and fitted.size < 200
+    assert "".join(fitted.lines) == LONGEST_NAME  # broken after hyphens: nothing lost or added
+    assert not fit("Anticonstitutionnellement", charter.font, 80, 80, 100, 1).fits
+
+
+@pytest.mark.parametrize("name", list(FORMAT_PRESETS))
+def test_longest_name_fits_every_format_without_collisions(charter: Charter, name: str) -> None:
+    preset = FORMAT_PRESETS[name]
+    source = Image.open(SAMPLE_CHARTER_DIR / "references" / "12-hills-village-sea.png")
+    result = postprocess(source, charter, preset.width, preset.height, "fr", LONGEST_NAME, "Vivre en Solane, l'été")
+    check = assess(result, charter)
+    assert result.image.size == (preset.width, preset.height)
+    assert not check.text_overflow and check.collisions == []
+    boxes = [result.label.box, result.logo.zone, result.text.box]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert check.passed, check.reasons
+    assert check.text_contrast >= 4.5
+
+
+def test_french_characters_are_drawn(charter: Charter) -> None:
+    from pipelines.postprocess.typography import font
+
+    face = font(charter.font, 40)
+    for character in "éèêëàâîïôöùûüçœæÉÈÀÇŒÆ'’-":
+        assert face.getmask(character).getbbox() is not None, character
+
+
+# --- label ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("background", [(0, 0, 0), (255, 255, 255), (128, 128, 128)])
-def test_label_is_drawn_in_its_corner_and_legible(charter: Charter, background: tuple[int, int, int]) -> None:
+def test_label_is_in_its_corner_and_legible(charter: Charter, background: tuple[int, int, int]) -> None:
     image = Image.new("RGB", (1080, 1080), background)
-    labelled, plate = draw_ai_label(image, charter, "fr")
+    labelled, label = draw_ai_label(image, charter, "fr")
+    plate = label.box
     assert plate.left < 540 and plate.top > 540  # bottom_left in the sample charter
     pixels = np.asarray(labelled)[plate.top : plate.bottom, plate.left : plate.right].reshape(-1, 3)
     luminances = relative_luminance(pixels)
     assert contrast_ratio(float(luminances.max()), float(luminances.min())) >= 4.5
-    assert plate.height >= label_text_size(1080, 1080)
-    untouched = np.asarray(labelled)[: plate.top]
-    assert (untouched == background).all()
+    assert label.contrast >= 4.5
+    assert label.text_px == label_text_size(charter, 1080, 1080) >= charter.spec.ai_label.min_text_px
+    assert (np.asarray(labelled)[: plate.top] == background).all()
+
+
+def test_label_never_smaller_than_the_charter_minimum(charter: Charter) -> None:
+    _, label = draw_ai_label(Image.new("RGB", (320, 320)), charter, "fr")
+    assert label.text_px == charter.spec.ai_label.min_text_px

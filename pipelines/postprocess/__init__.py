@@ -4,4 +4,4 @@ Bump ``POSTPROCESS_VERSION`` whenever a change here alters output pixels: it is 
 job key, so outputs made by older code get re-rendered.
 """
 
-POSTPROCESS_VERSION = "1"
+POSTPROCESS_VERSION = "2"

@@ -1,4 +1,4 @@
-"""The post-processing chain applied to every generated picture."""
+"""The post-processing chain applied to every generated picture, and what it measured."""
 
 from __future__ import annotations
 
@@ -7,22 +7,55 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipelines.charter import Charter
-from pipelines.postprocess.label import draw_ai_label
-from pipelines.postprocess.layout import Box
+from pipelines.postprocess.label import LabelPlacement, draw_ai_label
+from pipelines.postprocess.layout import margin
 from pipelines.postprocess.logo import LogoPlacement, place_logo
+from pipelines.postprocess.palette import conformity, grade_to_palette
 from pipelines.postprocess.resize import fit_to_format
+from pipelines.postprocess.typography import TextBlock, draw_text_block
 
 
 @dataclass(frozen=True)
 class PostprocessResult:
     image: Image.Image
+    palette_before: float
+    palette_after: float
+    label: LabelPlacement
     logo: LogoPlacement
-    label: Box
+    text: TextBlock
 
 
-def postprocess(generated: Image.Image, charter: Charter, width: int, height: int, language: str) -> PostprocessResult:
-    """Format, label, then logo (placed clear of the label)."""
+def postprocess(
+    generated: Image.Image, charter: Charter, width: int, height: int, language: str, commune: str, headline: str
+) -> PostprocessResult:
+    """Format, grade the colours, then label, logo and text — overlays last, so grading never touches them."""
+    spec = charter.spec
+    palette = tuple(colour.rgb for colour in spec.palette)
+    grading = spec.palette_grading
     formatted = fit_to_format(generated, width, height)
-    labelled, label_box = draw_ai_label(formatted, charter, language)
-    final, logo = place_logo(labelled, charter, avoid=[label_box])
-    return PostprocessResult(image=final, logo=logo, label=label_box)
+    graded = grade_to_palette(formatted, palette, grading.strength)
+    labelled, label = draw_ai_label(graded, charter, language)
+    with_logo, logo = place_logo(labelled, charter, avoid=[label.box])
+    typography = spec.typography
+    final, text = draw_text_block(
+        with_logo,
+        commune,
+        headline,
+        charter.font,
+        list(palette),
+        obstacles=[label.box, logo.zone],
+        position=typography.position,
+        name_share=typography.name_size_share,
+        headline_share=typography.headline_size_share,
+        min_px=typography.min_text_px,
+        max_lines=typography.max_name_lines,
+        inset=margin(width, height),
+    )
+    return PostprocessResult(
+        image=final,
+        palette_before=conformity(formatted, palette, grading.tolerance),
+        palette_after=conformity(graded, palette, grading.tolerance),
+        label=label,
+        logo=logo,
+        text=text,
+    )

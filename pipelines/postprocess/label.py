@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.charter import Charter
-from pipelines.postprocess.colour import relative_luminance
+from pipelines.postprocess.colour import contrast_ratio, relative_luminance
 from pipelines.postprocess.layout import Box, box_in_corner, margin
-
-MIN_TEXT_PX = 14  # below this a label is not legible on a phone
-TEXT_SHARE = 0.022  # label text height as a share of the short side
 
 
 @lru_cache(maxsize=32)
@@ -20,17 +18,25 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.FreeTypeFont(str(path), size)  # this file only, never a system look-alike
 
 
-def label_text_size(width: int, height: int) -> int:
-    return max(MIN_TEXT_PX, round(min(width, height) * TEXT_SHARE))
+@dataclass(frozen=True)
+class LabelPlacement:
+    box: Box
+    text_px: int
+    contrast: float
 
 
-def draw_ai_label(image: Image.Image, charter: Charter, language: str) -> tuple[Image.Image, Box]:
-    """Draw the label in the charter's corner; return the picture and the plate's box."""
+def label_text_size(charter: Charter, width: int, height: int) -> int:
+    label = charter.spec.ai_label
+    return max(label.min_text_px, round(min(width, height) * label.text_share))
+
+
+def draw_ai_label(image: Image.Image, charter: Charter, language: str) -> tuple[Image.Image, LabelPlacement]:
+    """Draw the label on an opaque plate in the charter's corner; say where, how big, what contrast."""
     label = charter.spec.ai_label
     palette = sorted((colour.rgb for colour in charter.spec.palette), key=relative_luminance)
     dark, light = palette[0], palette[-1]
     width, height = image.size
-    size = label_text_size(width, height)
+    size = label_text_size(charter, width, height)
     font = _font(charter.font, size)
     text = label.text[language]
 
@@ -52,4 +58,5 @@ def draw_ai_label(image: Image.Image, charter: Charter, language: str) -> tuple[
     text_top = inner_top + padding
     draw.text((badge_left + padding, text_top), label.badge, font=font, fill=dark, anchor="lt")
     draw.text((badge_left + badge_width + padding, text_top), text, font=font, fill=light, anchor="lt")
-    return composed, plate
+    contrast = contrast_ratio(relative_luminance(light), relative_luminance(dark))
+    return composed, LabelPlacement(box=plate, text_px=size, contrast=contrast)

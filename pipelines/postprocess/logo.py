@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from pipelines.charter import Charter
+from pipelines.errors import CharterError
+from pipelines.formats import FormatPreset
 from pipelines.postprocess.colour import relative_luminance
 from pipelines.postprocess.layout import Box, box_in_corner, margin
 
@@ -18,12 +21,24 @@ from pipelines.postprocess.layout import Box, box_in_corner, margin
 MIN_GRAPHIC_CONTRAST = 3.0
 
 
+CLUTTER_SLACK = 1.15  # corners this close to the calmest one compete on contrast instead
+
+
 @dataclass(frozen=True)
 class LogoPlacement:
     corner: str
     variant: str
     box: Box
+    zone: Box  # the logo and its clear zone
     contrast: float
+    width_ok: bool
+    clear_zone_ok: bool
+
+
+def clutter(region: np.ndarray) -> float:
+    """Edge density plus luminance spread of a greyscale region (both in 0-255 units)."""
+    gradient = cv2.magnitude(cv2.Sobel(region, cv2.CV_32F, 1, 0), cv2.Sobel(region, cv2.CV_32F, 0, 1))
+    return float(gradient.mean() + region.std())
 
 
 @lru_cache(maxsize=16)
@@ -32,15 +47,22 @@ def _load_logo(path: Path) -> Image.Image:
         return logo.convert("RGBA")
 
 
-def logo_contrast(logo: Image.Image, background: float) -> float:
+@lru_cache(maxsize=16)
+def _opaque_luminance(path: Path) -> np.ndarray:
+    """Relative luminance of the opaque pixels of a small copy of the logo."""
+    small = _load_logo(path).copy()
+    small.thumbnail((160, 160), Image.Resampling.BOX)
+    pixels = np.asarray(small, dtype=np.float64).reshape(-1, 4)
+    return relative_luminance(pixels[pixels[:, 3] >= 128, :3])
+
+
+def logo_contrast(path: Path, background: float) -> float:
     """Median WCAG contrast of the logo's opaque pixels against a background luminance.
 
     Per pixel, not of the mean colour: a yellow sun beside a dark-blue word averages to a
     mid-tone that "contrasts" with black while the word itself vanishes into it.
     """
-    pixels = np.asarray(logo, dtype=np.float64).reshape(-1, 4)
-    opaque = pixels[pixels[:, 3] >= 128, :3]
-    luminance = relative_luminance(opaque)
+    luminance = _opaque_luminance(path)
     ratios = (np.maximum(luminance, background) + 0.05) / (np.minimum(luminance, background) + 0.05)
     return float(np.median(ratios))
 
@@ -50,15 +72,34 @@ def _resize_premultiplied(logo: Image.Image, size: tuple[int, int]) -> Image.Ima
     return logo.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
 
 
+def logo_geometry(charter: Charter, width: int, height: int) -> tuple[int, int, int]:
+    """Logo width and height at the charter's minimum share, and the clear zone, in pixels."""
+    rules = charter.spec.logo
+    reference = _load_logo(charter.logo_colour)
+    logo_width = math.ceil(rules.min_width_share * min(width, height))
+    logo_height = max(1, round(logo_width * reference.height / reference.width))
+    return logo_width, logo_height, math.ceil(rules.clear_zone * logo_height)
+
+
+def check_logo_fits(charter: Charter, preset: FormatPreset) -> None:
+    """The logo with its clear zone must fit in a quarter of the format, or it crowds out the picture."""
+    logo_width, logo_height, clear = logo_geometry(charter, preset.width, preset.height)
+    zone = (logo_width + 2 * clear, logo_height + 2 * clear)
+    if zone[0] > preset.width / 2 or zone[1] > preset.height / 2:
+        raise CharterError(
+            charter.path,
+            "logo.min_width_share",
+            f"the logo with its clear zone needs {zone[0]}x{zone[1]} px, more than a quarter of "
+            f"{preset.name} ({preset.width}x{preset.height})",
+        )
+
+
 def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[Image.Image, LogoPlacement]:
-    """Composite the charter logo onto ``image`` and say where and which variant."""
+    """Composite the charter logo in the calmest allowed corner, in its most legible variant."""
     rules = charter.spec.logo
     width, height = image.size
     variants = {"colour": charter.logo_colour, "light": charter.logo_light, "dark": charter.logo_dark}
-    reference = _load_logo(variants["colour"])
-    logo_width = math.ceil(rules.min_width_share * min(width, height))
-    logo_height = max(1, round(logo_width * reference.height / reference.width))
-    clear = math.ceil(rules.clear_zone * logo_height)
+    logo_width, logo_height, clear = logo_geometry(charter, width, height)
     inset = max(margin(width, height), clear)
 
     luminance = np.asarray(image.convert("L"), dtype=np.float32)
@@ -68,22 +109,31 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
         zone = Box(box.left - clear, box.top - clear, box.width + 2 * clear, box.height + 2 * clear)
         if any(zone.overlaps(other) for other in avoid):
             continue
+        behind = np.asarray(image.crop(box.as_tuple()), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+        background = float(relative_luminance(behind))
+        contrasts = {name: logo_contrast(path, background) for name, path in variants.items()}
+        variant = "colour" if contrasts["colour"] >= MIN_GRAPHIC_CONTRAST else max(("light", "dark"), key=contrasts.get)
         region = luminance[box.top : box.bottom, box.left : box.right]
-        candidates.append((float(region.std()), corner, box))
+        candidates.append((clutter(region), contrasts[variant], corner, box, zone, variant))
     if not candidates:
         raise ValueError("no allowed logo corner is free of the label")
-    _, corner, box = min(candidates, key=lambda candidate: candidate[0])
-
-    behind = np.asarray(image.crop(box.as_tuple()), dtype=np.float64).reshape(-1, 3).mean(axis=0)
-    background = float(relative_luminance(behind))
-    contrasts = {name: logo_contrast(_load_logo(path), background) for name, path in variants.items()}
-    if contrasts["colour"] >= MIN_GRAPHIC_CONTRAST:
-        variant = "colour"
-    else:
-        variant = max(("light", "dark"), key=contrasts.__getitem__)
+    calmest = min(candidate[0] for candidate in candidates)
+    calm = [candidate for candidate in candidates if candidate[0] <= calmest * CLUTTER_SLACK + 1e-6]
+    _, contrast, corner, box, zone, variant = max(calm, key=lambda candidate: candidate[1])
 
     logo = _resize_premultiplied(_load_logo(variants[variant]), (box.width, box.height))
-    composed = image.convert("RGBA")
-    composed.alpha_composite(logo, dest=(box.left, box.top))
-    placement = LogoPlacement(corner=corner.value, variant=variant, box=box, contrast=contrasts[variant])
-    return composed.convert("RGB"), placement
+    # Composite on the logo's own region only: converting the whole picture costs more than the rest.
+    composed = image.convert("RGB")
+    region = composed.crop(box.as_tuple()).convert("RGBA")
+    region.alpha_composite(logo)
+    composed.paste(region.convert("RGB"), (box.left, box.top))
+    placement = LogoPlacement(
+        corner=corner.value,
+        variant=variant,
+        box=box,
+        zone=zone,
+        contrast=contrast,
+        width_ok=box.width >= rules.min_width_share * min(width, height),
+        clear_zone_ok=zone.left >= 0 and zone.top >= 0 and zone.right <= width and zone.bottom <= height,
+    )
+    return composed, placement

@@ -1,0 +1,203 @@
+"""Commune name and campaign headline in the charter font, fitted and placed clear of logo and label.
+
+Long names are broken after hyphens and at spaces and set smaller until they fit the width and
+the allowed number of lines; the block then goes in the free band above (or below) the other
+elements, and a collision check says whether anything still overlaps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pipelines.postprocess.colour import contrast_ratio, relative_luminance
+from pipelines.postprocess.layout import Box
+
+SIZE_STEP = 0.92  # each try sets the text this much smaller
+LINE_SPACING = 1.15
+PLATE_OPACITY = 0.82
+MIN_TEXT_CONTRAST = 4.5  # WCAG AA for text
+
+
+@lru_cache(maxsize=64)
+def font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.FreeTypeFont(str(path), size)
+
+
+def break_points(text: str) -> list[tuple[str, str]]:
+    """Pieces of ``text`` with what joins each to the next: "" after a hyphen, " " at a space."""
+    pieces: list[tuple[str, str]] = []
+    for word in text.split():
+        parts = re.findall(r"[^-]+-?|-", word)
+        pieces += [(part, "") for part in parts[:-1]] + [(parts[-1], " ")]
+    return pieces
+
+
+def wrap(text: str, typeface: ImageFont.FreeTypeFont, max_width: int) -> list[str]:
+    """Greedy line filling at the break points; a piece wider than the line stays whole."""
+    lines: list[str] = []
+    current = ""
+    joiner = ""
+    for piece, next_joiner in break_points(text):
+        candidate = f"{current}{joiner}{piece}" if current else piece
+        if current and typeface.getlength(candidate) > max_width:
+            lines.append(current)
+            candidate = piece
+        current, joiner = candidate, next_joiner
+    if current:
+        lines.append(current)
+    return lines
+
+
+@dataclass(frozen=True)
+class FittedText:
+    lines: list[str]
+    size: int
+    fits: bool
+
+
+def fit(text: str, font_path: Path, start_size: int, min_size: int, max_width: int, max_lines: int) -> FittedText:
+    """The largest size (down to ``min_size``) at which ``text`` fits ``max_width`` in ``max_lines``."""
+    size = start_size
+    while True:
+        typeface = font(font_path, size)
+        lines = wrap(text, typeface, max_width)
+        fits = len(lines) <= max_lines and all(typeface.getlength(line) <= max_width for line in lines)
+        if fits or size <= min_size:
+            return FittedText(lines=lines, size=size, fits=fits)
+        size = max(min_size, int(size * SIZE_STEP))
+
+
+@dataclass
+class TextBlock:
+    """What was drawn, and what the compliance check needs to know about it."""
+
+    box: Box
+    name: FittedText
+    headline: FittedText | None
+    contrast: float
+    plate: bool
+    collisions: list[str] = field(default_factory=list)
+
+    @property
+    def overflow(self) -> bool:
+        return not self.name.fits or (self.headline is not None and not self.headline.fits)
+
+
+def _block_height(name: FittedText, headline: FittedText | None) -> int:
+    height = round(len(name.lines) * name.size * LINE_SPACING)
+    if headline is not None:
+        height += round((len(headline.lines) * LINE_SPACING + 0.4) * headline.size)
+    return height
+
+
+def free_band(canvas: tuple[int, int], obstacles: list[Box], inset: int) -> tuple[int, int]:
+    """Top and bottom of the vertical band left for text, clear of every obstacle's rows."""
+    _, height = canvas
+    middle = height / 2
+    tops = [box.bottom for box in obstacles if box.top < middle]
+    bottoms = [box.top for box in obstacles if box.bottom > middle]
+    upper = max([inset, *[bottom + inset // 2 for bottom in tops]])
+    lower = min([height - inset, *[top - inset // 2 for top in bottoms]])
+    return upper, lower
+
+
+def _text_colours(palette: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    ordered = sorted(palette, key=relative_luminance)
+    return ordered[0], ordered[-1]
+
+
+def background_range(image: Image.Image, box: Box) -> tuple[float, float]:
+    """5th and 95th percentile luminance behind ``box`` (on a reduced copy: percentiles barely move)."""
+    region = image.crop(box.as_tuple()).convert("RGB")
+    region.thumbnail((256, 256), Image.Resampling.BOX)
+    luminance = relative_luminance(np.asarray(region, dtype=np.float64).reshape(-1, 3))
+    low, high = np.percentile(luminance, [5, 95])
+    return float(low), float(high)
+
+
+def worst_contrast(colour: tuple[int, int, int], background: tuple[float, float]) -> float:
+    """Contrast of ``colour`` against the darker and the lighter end of the background."""
+    text = relative_luminance(colour)
+    return min(contrast_ratio(text, background[0]), contrast_ratio(text, background[1]))
+
+
+def draw_text_block(
+    image: Image.Image,
+    commune: str,
+    headline: str,
+    font_path: Path,
+    palette: list[tuple[int, int, int]],
+    obstacles: list[Box],
+    position: str,
+    name_share: float,
+    headline_share: float,
+    min_px: int,
+    max_lines: int,
+    inset: int,
+) -> tuple[Image.Image, TextBlock]:
+    """Fit, place and draw the commune name (and headline); report size, contrast and collisions."""
+    width, height = image.size
+    short = min(width, height)
+    max_width = width - 2 * inset
+    upper, lower = free_band((width, height), obstacles, inset)
+    name_start = max(min_px, round(short * name_share))
+    headline_start = max(min_px, round(short * headline_share))
+
+    # Shrink both texts together until the block fits the free band's height too.
+    scale = 1.0
+    while True:
+        name = fit(commune, font_path, max(min_px, round(name_start * scale)), min_px, max_width, max_lines)
+        head = (
+            fit(headline, font_path, max(min_px, round(headline_start * scale)), min_px, max_width, 2)
+            if headline
+            else None
+        )
+        block_height = _block_height(name, head)
+        if block_height <= lower - upper or name.size <= min_px:
+            break
+        scale *= SIZE_STEP
+
+    top = upper if position == "top" else lower - block_height
+    box = Box(inset, top, max_width, block_height)
+    collisions = [f"text overlaps element {index}" for index, other in enumerate(obstacles) if box.overlaps(other)]
+    if box.top < 0 or box.bottom > height:
+        collisions.append("text runs off the picture")
+
+    dark, light = _text_colours(palette)
+    behind = background_range(image, box)
+    colour = max((dark, light), key=lambda c: worst_contrast(c, behind))
+    contrast = worst_contrast(colour, behind)
+    composed = image.convert("RGB")
+    plate = contrast < MIN_TEXT_CONTRAST
+    if plate:
+        # A translucent plate in the colour opposite the text's makes it legible on anything.
+        plate_colour = light if colour == dark else dark
+        pad = max(4, name.size // 5)
+        outer = (box.left - pad, box.top - pad, box.right + pad, box.bottom + pad)
+        region = composed.crop(outer).convert("RGBA")
+        overlay = Image.new("RGBA", region.size, (0, 0, 0, 0))
+        ImageDraw.Draw(overlay).rounded_rectangle(
+            (0, 0, region.width - 1, region.height - 1), radius=pad, fill=(*plate_colour, round(255 * PLATE_OPACITY))
+        )
+        region.alpha_composite(overlay)
+        composed.paste(region.convert("RGB"), outer[:2])
+        contrast = worst_contrast(colour, background_range(composed, box))
+
+    draw = ImageDraw.Draw(composed)
+    y = float(box.top)
+    for line in name.lines:
+        draw.text((box.left, round(y)), line, font=font(font_path, name.size), fill=colour, anchor="la")
+        y += name.size * LINE_SPACING
+    if head is not None:
+        y += 0.4 * head.size
+        for line in head.lines:
+            draw.text((box.left, round(y)), line, font=font(font_path, head.size), fill=colour, anchor="la")
+            y += head.size * LINE_SPACING
+    block = TextBlock(box=box, name=name, headline=head, contrast=contrast, plate=plate, collisions=collisions)
+    return composed, block
