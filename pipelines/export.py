@@ -1,4 +1,9 @@
-"""Writing outputs: one PNG per job, atomically, and the campaign's manifest.json."""
+"""Writing outputs: one PNG per job, atomically, and the campaign's manifest.json.
+
+Export is where marking happens, last, on every file: the invisible watermark (payload: the
+first 64 bits of the job key) goes into the pixels, IPTC XMP into the PNG. There is no other
+function that writes an output picture.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, PngImagePlugin
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.atomic import write_text_atomic, write_with
@@ -15,9 +21,12 @@ from pipelines.compliance import Compliance
 from pipelines.errors import ExportError
 from pipelines.hashing import sha256_file
 from pipelines.jobs import KEY_PREFIX_LENGTH, RenderJob
+from pipelines.marking import watermark
+from pipelines.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
 
 MANIFEST_NAME = "manifest.json"
 THUMBNAIL_SIDE = 320
+SOFTWARE = "visuels"
 
 
 class ExportedFile(BaseModel):
@@ -27,6 +36,7 @@ class ExportedFile(BaseModel):
 
     job: RenderJob
     sha256: str
+    watermark: str
     thumbnail: str
     compliance: Compliance
     created: str
@@ -39,19 +49,33 @@ def output_path(output_root: Path, job: RenderJob) -> Path:
     return path
 
 
+def watermark_id(job: RenderJob) -> int:
+    """The watermark payload of a job's file: the first 64 bits of its key."""
+    return int(job.key[:16], 16)
+
+
 def thumbnail_path(job: RenderJob) -> str:
     """Where the report's contact sheet finds the job's thumbnail, relative to the output root."""
     return f"{job.campaign}/thumbnails/{job.key[:KEY_PREFIX_LENGTH]}.jpg"
 
 
-def export_png(image: Image.Image, job: RenderJob, output_root: Path, compliance: Compliance) -> ExportedFile:
-    """Write the final picture for ``job`` and its thumbnail; readers never see a partial file."""
+def export_png(
+    image: Image.Image, job: RenderJob, output_root: Path, compliance: Compliance, creator: str
+) -> ExportedFile:
+    """Mark and write the final picture for ``job``, and its thumbnail; never a partial file."""
     target = output_path(output_root, job)
     if image.size != (job.width, job.height):
         raise ExportError(target, "size", f"expected {job.width}x{job.height}, got {image.size[0]}x{image.size[1]}")
-    # zlib level 1: about 5x faster than the default level 6 on posters; files are somewhat larger.
-    write_with(target, lambda temporary: image.save(temporary, format="PNG", dpi=(job.dpi, job.dpi), compress_level=1))
-    thumbnail = image.copy()
+    marked = Image.fromarray(watermark.embed(np.asarray(image.convert("RGB")), watermark_id(job)))
+    metadata = PngImagePlugin.PngInfo()
+    metadata.add_itxt(XMP_PNG_KEY, xmp_packet(DigitalSourceType.generated, creator, SOFTWARE))
+
+    def save(temporary: Path) -> None:
+        # zlib level 1: about 5x faster than the default level 6 on posters; files somewhat larger.
+        marked.save(temporary, format="PNG", dpi=(job.dpi, job.dpi), compress_level=1, pnginfo=metadata)
+
+    write_with(target, save)
+    thumbnail = marked.copy()
     thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     write_with(
         output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
@@ -59,6 +83,7 @@ def export_png(image: Image.Image, job: RenderJob, output_root: Path, compliance
     return ExportedFile(
         job=job,
         sha256=sha256_file(target),
+        watermark=f"{watermark_id(job):016x}",
         thumbnail=thumbnail_path(job),
         compliance=compliance,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -85,6 +110,7 @@ def write_manifest(output_root: Path, campaign_slug: str, campaign_name: str, ex
         entries[item.job.key] = {
             "file": item.job.relative_path,
             "sha256": item.sha256,
+            "watermark": item.watermark,
             "created": item.created,
             "thumbnail": item.thumbnail,
             "compliance": item.compliance.model_dump(),

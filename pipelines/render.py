@@ -102,7 +102,7 @@ def render_batch(
     exported = []
     for job, picture in zip(jobs, pictures, strict=True):
         result = postprocess(picture, charter, job.width, job.height, job.language, job.commune_name, job.headline)
-        exported.append(export_png(result.image, job, output_root, assess(result, charter)))
+        exported.append(export_png(result.image, job, output_root, assess(result, charter), charter.spec.creator))
     what = sorted({f"{job.commune_name} {job.format}" for job in jobs})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported

@@ -1,7 +1,9 @@
 import json
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -9,8 +11,10 @@ from pipelines.atomic import write_with
 from pipelines.campaign import load_campaign
 from pipelines.compliance import Compliance
 from pipelines.errors import ExportError
-from pipelines.export import export_png, is_done, read_manifest, write_manifest
+from pipelines.export import export_png, is_done, read_manifest, watermark_id, write_manifest
 from pipelines.jobs import RenderJob, expand_jobs
+from pipelines.marking.watermark import detect
+from pipelines.marking.xmp import XMP_PNG_KEY
 from pipelines.model_reference import ModelInfo
 
 MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test")
@@ -34,6 +38,13 @@ CHECK = Compliance(
 )
 
 
+def picture(job: RenderJob) -> Image.Image:
+    """A smooth, textured picture of the job's size (the watermark needs no more than that)."""
+    rows, cols = np.indices((job.height, job.width))
+    wave = 128 + 60 * np.sin(cols / 37.0) * np.cos(rows / 53.0)
+    return Image.fromarray(np.repeat(wave[..., None], 3, axis=2).astype(np.uint8))
+
+
 @pytest.fixture
 def jobs(make_campaign: Callable[..., Path]) -> list[RenderJob]:
     return expand_jobs(load_campaign(make_campaign()), MODEL)
@@ -41,7 +52,7 @@ def jobs(make_campaign: Callable[..., Path]) -> list[RenderJob]:
 
 def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_path: Path) -> None:
     job = jobs[0]
-    exported = export_png(Image.new("RGB", (job.width, job.height)), job, tmp_path, CHECK)
+    exported = export_png(picture(job), job, tmp_path, CHECK, "Région Test")
     written = tmp_path / job.relative_path
     with Image.open(written) as image:
         assert image.size == (job.width, job.height)
@@ -51,10 +62,25 @@ def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_p
         assert max(thumbnail.size) == 320
 
 
+def test_exported_file_is_marked(jobs: list[RenderJob], tmp_path: Path) -> None:
+    job = jobs[0]
+    exported = export_png(picture(job), job, tmp_path, CHECK, "Région Test")
+    with Image.open(tmp_path / job.relative_path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+        xmp = image.info[XMP_PNG_KEY]
+    assert detect(pixels).payload == watermark_id(job) == int(exported.watermark, 16)
+    assert exported.watermark == job.key[:16]
+    description = ElementTree.fromstring(xmp.split("?>", 1)[1].rsplit("<?xpacket", 1)[0]).find(".//{*}Description")
+    attributes = {name.split("}")[1]: value for name, value in description.attrib.items() if "}" in name}
+    assert attributes["DigitalSourceType"].endswith("/trainedAlgorithmicMedia")
+    assert attributes["Credit"] == "Région Test"
+    assert description.find(".//{*}creator//{*}li").text == "Région Test"
+
+
 def test_wrong_size_is_refused_and_nothing_written(jobs: list[RenderJob], tmp_path: Path) -> None:
     out_dir = tmp_path / "outputs"
     with pytest.raises(ExportError, match="expected 1080x1080"):
-        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, CHECK)
+        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, CHECK, "Région Test")
     assert not out_dir.exists()
 
 
@@ -72,7 +98,7 @@ def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> Non
 
 def test_manifest_merges_runs_and_marks_jobs_done(jobs: list[RenderJob], tmp_path: Path) -> None:
     first, second = jobs[0], jobs[1]
-    exported = [export_png(Image.new("RGB", (j.width, j.height)), j, tmp_path, CHECK) for j in (first, second)]
+    exported = [export_png(picture(j), j, tmp_path, CHECK, "Région Test") for j in (first, second)]
     write_manifest(tmp_path, first.campaign, "Test", exported[:1])
     path = write_manifest(tmp_path, first.campaign, "Test", exported[1:])
     document = json.loads(path.read_text(encoding="utf-8"))

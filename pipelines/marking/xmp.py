@@ -1,0 +1,37 @@
+"""IPTC XMP metadata saying a picture is AI-generated, with the charter's creator and credit."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from xml.sax.saxutils import escape, quoteattr
+
+XMP_PNG_KEY = "XML:com.adobe.xmp"  # the iTXt keyword under which PNG files carry XMP
+
+
+class DigitalSourceType(StrEnum):
+    """IPTC NewsCodes for how a picture was made."""
+
+    generated = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    composite = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+
+
+def xmp_packet(source_type: DigitalSourceType, creator: str, software: str) -> str:
+    """An XMP packet with IPTC DigitalSourceType, dc:creator, photoshop:Credit and the generator."""
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+        ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+        '  <rdf:Description rdf:about=""\n'
+        '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
+        '    xmlns:dc="http://purl.org/dc/elements/1.1/"\n'
+        '    xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"\n'
+        '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
+        f"    Iptc4xmpExt:DigitalSourceType={quoteattr(source_type.value)}\n"
+        f"    photoshop:Credit={quoteattr(creator)}\n"
+        f"    xmp:CreatorTool={quoteattr(software)}>\n"
+        f"   <dc:creator><rdf:Seq><rdf:li>{escape(creator)}</rdf:li></rdf:Seq></dc:creator>\n"
+        "  </rdf:Description>\n"
+        " </rdf:RDF>\n"
+        "</x:xmpmeta>\n"
+        '<?xpacket end="w"?>'
+    )
