@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from pipelines.devices import DeviceName, DtypeName
 from pipelines.export import ExportedFile
@@ -38,7 +39,7 @@ def plan_campaign(
 def render_batch_task(
     plan: RenderPlan, jobs: list[RenderJob], output_root: Path, settings: RenderSettings
 ) -> list[ExportedFile]:
-    return render_batch(plan, jobs, output_root, settings)
+    return render_batch(plan, jobs, output_root, settings, run_id=flow_run.get_id())
 
 
 @task(name="record-and-report", cache_policy=NO_CACHE)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check
     from pipelines.render import RenderSummary
 
 SAMPLE_CAMPAIGN = Path(__file__).resolve().parents[1] / "campaigns" / "ete-2027.yaml"
+SAMPLE_CHARTER = Path(__file__).resolve().parents[1] / "brand_assets" / "solane"
 DEMO_COMMUNES = ["Sète", "Castelnau-d'Estrétefonds", "Collioure"]
 EXIT_BAD_INPUT = 2
 
@@ -83,6 +84,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="render the sample campaign for a few communes with the demo model")
     add_render_options(demo)
+
+    verify = commands.add_parser("verify", help="check the AI marking of files, layer by layer")
+    verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")
+    verify.add_argument(
+        "--ledger", type=Path, help="ledger database (default: $VISUELS_LEDGER or outputs/ledger.sqlite)"
+    )
+    verify.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="charter whose label to look for")
+
+    keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
+    keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
+    keys.add_argument("--dir", type=Path, help="where (default: $VISUELS_KEYS_DIR or ./keys)")
+
+    ledger_command = commands.add_parser("ledger", help="the provenance ledger")
+    ledger_command.add_argument("action", choices=["verify"], help="verify: check the hash chain")
+    ledger_command.add_argument("--ledger", type=Path, help="default: $VISUELS_LEDGER or outputs/ledger.sqlite")
     return parser
 
 
@@ -146,6 +163,71 @@ def _render(request: RenderRequest, render: Renderer) -> int:
     return 0
 
 
+def _verify(files: Sequence[Path], as_json: bool, ledger_file: Path | None, charter_path: Path) -> int:
+    """0: every layer of every file is there and valid; 1: some layer is not; 2: a file is unreadable."""
+    import json
+
+    from pipelines.charter import load_charter
+    from pipelines.marking.keys import TRUST_ANCHORS, keys_dir
+    from pipelines.marking.ledger import ledger_path
+    from pipelines.marking.verify import verify_file
+
+    charter = load_charter(charter_path)
+    ledger_file = ledger_file or ledger_path(Path("outputs"))
+    reports = [verify_file(path, charter, ledger_file, keys_dir() / TRUST_ANCHORS) for path in files]
+    if as_json:
+        print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
+    for report in reports:
+        if report.error:
+            errors.print(f"error: {report.file}: {report.error}", highlight=False, markup=False)
+        elif not as_json:
+            record = report.ledger_record
+            where = (
+                f"ledger #{record['id']} by {report.found_by} (job {record['job_key'][:12]})"
+                if record
+                else "no ledger record"
+            )
+            console.print(
+                f"{'ok ' if report.ok else 'BAD'} {report.file}: label {'yes' if report.label_seen else 'no'}, "
+                f"watermark {report.watermark or 'none'}, XMP {'yes' if report.xmp_source_type else 'no'}, "
+                f"C2PA {report.c2pa}; {where}",
+                highlight=False,
+                markup=False,
+            )
+    if any(report.error for report in reports):
+        return EXIT_BAD_INPUT
+    return 0 if all(report.ok for report in reports) else 1
+
+
+def _keys_init(folder: Path | None) -> int:
+    from pipelines.marking.keys import init_local_chain, keys_dir
+
+    files = init_local_chain(folder or keys_dir())
+    console.print(f"local signing chain in {files.chain.parent} (keys mode 0600); trust anchor: {files.trust_anchors}")
+    return 0
+
+
+def _ledger_verify(ledger_file: Path | None) -> int:
+    from pipelines.marking.ledger import ledger_path, verify_chain
+
+    ledger_file = ledger_file or ledger_path(Path("outputs"))
+    rows, broken = verify_chain(ledger_file)
+    if broken is not None:
+        errors.print(f"error: {ledger_file}: row {broken}: hash chain broken (edited or deleted rows)", highlight=False)
+        return 1
+    console.print(f"ok  {ledger_file}: {rows} rows, hash chain intact", highlight=False)
+    return 0
+
+
+def _ensure_demo_keys() -> None:
+    """The demo signs with a local chain, made on first use."""
+    from pipelines.marking.keys import SIGNER_KEY, init_local_chain, keys_dir
+
+    if not (keys_dir() / SIGNER_KEY).exists():
+        init_local_chain(keys_dir())
+        console.print(f"made a local signing chain in {keys_dir()} (for the demo; see `visuels keys init`)")
+
+
 def main(argv: Sequence[str] | None = None, render: Renderer | None = None) -> int:
     """Run the CLI; return the exit code."""
     # No network at run time unless the user asks for it (HF_HUB_OFFLINE=0 for hub models).
@@ -158,6 +240,12 @@ def main(argv: Sequence[str] | None = None, render: Renderer | None = None) -> i
     try:
         if args.command == "check":
             return _check(args.files)
+        if args.command == "keys":
+            return _keys_init(args.dir)
+        if args.command == "ledger":
+            return _ledger_verify(args.ledger)
+        if args.command == "verify":
+            return _verify(args.files, args.json, args.ledger, args.charter)
         quiet_third_party_logs()
         if render is None:
             raise VisuelsError("visuels", args.command, "rendering needs the Prefect flow: run the `visuels` command")
@@ -168,6 +256,7 @@ def main(argv: Sequence[str] | None = None, render: Renderer | None = None) -> i
             "dtype": args.dtype,
         }
         if args.command == "demo":
+            _ensure_demo_keys()
             request = RenderRequest(campaign=str(SAMPLE_CAMPAIGN), communes=DEMO_COMMUNES, model="demo", **common)
         else:
             communes = [name.strip() for name in args.communes.split(",") if name.strip()] if args.communes else None

@@ -1,8 +1,7 @@
 """Writing outputs: one PNG per job, atomically, and the campaign's manifest.json.
 
-Export is where marking happens, last, on every file: the invisible watermark (payload: the
-first 64 bits of the job key) goes into the pixels, IPTC XMP into the PNG. There is no other
-function that writes an output picture.
+Export marks every file last (``pipelines.marking.mark``): invisible watermark (payload: the
+first 64 bits of the job key), IPTC XMP, signed C2PA manifest, ledger row.
 """
 
 from __future__ import annotations
@@ -12,21 +11,18 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.atomic import write_text_atomic, write_with
 from pipelines.compliance import Compliance
 from pipelines.errors import ExportError
-from pipelines.hashing import sha256_file
 from pipelines.jobs import KEY_PREFIX_LENGTH, RenderJob
-from pipelines.marking import watermark
-from pipelines.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
+from pipelines.marking.ledger import LedgerEntry
+from pipelines.marking.mark import MarkingContext, write_marked_png
 
 MANIFEST_NAME = "manifest.json"
 THUMBNAIL_SIDE = 320
-SOFTWARE = "visuels"
 
 
 class ExportedFile(BaseModel):
@@ -60,30 +56,37 @@ def thumbnail_path(job: RenderJob) -> str:
 
 
 def export_png(
-    image: Image.Image, job: RenderJob, output_root: Path, compliance: Compliance, creator: str
+    image: Image.Image, job: RenderJob, output_root: Path, compliance: Compliance, marking: MarkingContext
 ) -> ExportedFile:
     """Mark and write the final picture for ``job``, and its thumbnail; never a partial file."""
     target = output_path(output_root, job)
     if image.size != (job.width, job.height):
         raise ExportError(target, "size", f"expected {job.width}x{job.height}, got {image.size[0]}x{image.size[1]}")
-    marked = Image.fromarray(watermark.embed(np.asarray(image.convert("RGB")), watermark_id(job)))
-    metadata = PngImagePlugin.PngInfo()
-    metadata.add_itxt(XMP_PNG_KEY, xmp_packet(DigitalSourceType.generated, creator, SOFTWARE))
-
-    def save(temporary: Path) -> None:
-        # zlib level 1: about 5x faster than the default level 6 on posters; files somewhat larger.
-        marked.save(temporary, format="PNG", dpi=(job.dpi, job.dpi), compress_level=1, pnginfo=metadata)
-
-    write_with(target, save)
-    thumbnail = marked.copy()
+    entry = LedgerEntry(
+        file=job.relative_path,
+        sha256="",
+        phash="",
+        watermark=f"{watermark_id(job):016x}",
+        job_key=job.key,
+        model_hash=job.model_hash,
+        lora_hash=job.lora_hash,
+        charter_hash=job.charter_hash,
+        prompt=job.prompt,
+        seed=job.seed,
+        width=job.width,
+        height=job.height,
+    )
+    marked = write_marked_png(image, target, entry, job.dpi, marking)
+    with Image.open(target) as written:
+        thumbnail = written.convert("RGB")
     thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     write_with(
         output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
     )
     return ExportedFile(
         job=job,
-        sha256=sha256_file(target),
-        watermark=f"{watermark_id(job):016x}",
+        sha256=marked.sha256,
+        watermark=marked.watermark,
         thumbnail=thumbnail_path(job),
         compliance=compliance,
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -20,6 +20,9 @@ from pipelines.errors import CampaignError
 from pipelines.export import ExportedFile, export_png, is_done, manifest_path, read_manifest, write_manifest
 from pipelines.generation import generate
 from pipelines.jobs import RenderJob, expand_jobs
+from pipelines.marking.keys import signing_files
+from pipelines.marking.ledger import ledger_path
+from pipelines.marking.mark import MarkingContext
 from pipelines.model_loading import LoraWeights, load_pipeline
 from pipelines.model_reference import ModelRef, describe_model
 from pipelines.postprocess.chain import postprocess
@@ -71,6 +74,7 @@ def plan_render(
         if max_communes < 1:
             raise CampaignError(campaign.path, "--max-communes", "must be at least 1")
         campaign = campaign.model_copy(update={"communes": campaign.communes[:max_communes]})
+    signing_files()  # no keys, no export: say so before anything is rendered
     model_ref = model if model is not None else campaign.model
     info = describe_model(model_ref, source=str(campaign.path))
     jobs = expand_jobs(campaign, info)
@@ -90,10 +94,17 @@ def plan_render(
 
 
 def render_batch(
-    plan: RenderPlan, jobs: list[RenderJob], output_root: Path, settings: RenderSettings
+    plan: RenderPlan, jobs: list[RenderJob], output_root: Path, settings: RenderSettings, run_id: str | None = None
 ) -> list[ExportedFile]:
-    """Generate one batch with the process's loaded model, post-process and export each picture."""
+    """Generate one batch with the process's loaded model, post-process, mark and export each picture."""
     charter = load_charter(plan.charter_path)
+    marking = MarkingContext(
+        creator=charter.spec.creator,
+        model=plan.model_description,
+        signing=signing_files(),
+        ledger=ledger_path(output_root),
+        run_id=run_id,
+    )
     if any(job.charter_hash != charter.hash for job in jobs):
         raise CampaignError(plan.charter_path, None, "the charter changed since the campaign was planned")
     device = choose_device(settings.device)
@@ -102,7 +113,7 @@ def render_batch(
     exported = []
     for job, picture in zip(jobs, pictures, strict=True):
         result = postprocess(picture, charter, job.width, job.height, job.language, job.commune_name, job.headline)
-        exported.append(export_png(result.image, job, output_root, assess(result, charter), charter.spec.creator))
+        exported.append(export_png(result.image, job, output_root, assess(result, charter), marking))
     what = sorted({f"{job.commune_name} {job.format}" for job in jobs})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported

@@ -29,6 +29,17 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local C2PA signing chain for the whole test session."""
+    from pipelines.marking.keys import init_local_chain
+
+    folder = tmp_path_factory.mktemp("signing") / "keys"
+    init_local_chain(folder)
+    os.environ["VISUELS_KEYS_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture
 def charter_dir(tmp_path: Path) -> Path:
     """A private copy of the sample charter folder, safe to break."""

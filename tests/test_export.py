@@ -13,6 +13,8 @@ from pipelines.compliance import Compliance
 from pipelines.errors import ExportError
 from pipelines.export import export_png, is_done, read_manifest, watermark_id, write_manifest
 from pipelines.jobs import RenderJob, expand_jobs
+from pipelines.marking.keys import signing_files
+from pipelines.marking.mark import MarkingContext
 from pipelines.marking.watermark import detect
 from pipelines.marking.xmp import XMP_PNG_KEY
 from pipelines.model_reference import ModelInfo
@@ -38,6 +40,10 @@ CHECK = Compliance(
 )
 
 
+def marking(folder: Path) -> MarkingContext:
+    return MarkingContext(creator="Région Test", model="test", signing=signing_files(), ledger=folder / "ledger.sqlite")
+
+
 def picture(job: RenderJob) -> Image.Image:
     """A smooth, textured picture of the job's size (the watermark needs no more than that)."""
     rows, cols = np.indices((job.height, job.width))
@@ -52,7 +58,7 @@ def jobs(make_campaign: Callable[..., Path]) -> list[RenderJob]:
 
 def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_path: Path) -> None:
     job = jobs[0]
-    exported = export_png(picture(job), job, tmp_path, CHECK, "Région Test")
+    exported = export_png(picture(job), job, tmp_path, CHECK, marking(tmp_path))
     written = tmp_path / job.relative_path
     with Image.open(written) as image:
         assert image.size == (job.width, job.height)
@@ -64,7 +70,7 @@ def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_p
 
 def test_exported_file_is_marked(jobs: list[RenderJob], tmp_path: Path) -> None:
     job = jobs[0]
-    exported = export_png(picture(job), job, tmp_path, CHECK, "Région Test")
+    exported = export_png(picture(job), job, tmp_path, CHECK, marking(tmp_path))
     with Image.open(tmp_path / job.relative_path) as image:
         pixels = np.asarray(image.convert("RGB"))
         xmp = image.info[XMP_PNG_KEY]
@@ -80,7 +86,7 @@ def test_exported_file_is_marked(jobs: list[RenderJob], tmp_path: Path) -> None:
 def test_wrong_size_is_refused_and_nothing_written(jobs: list[RenderJob], tmp_path: Path) -> None:
     out_dir = tmp_path / "outputs"
     with pytest.raises(ExportError, match="expected 1080x1080"):
-        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, CHECK, "Région Test")
+        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, CHECK, marking(tmp_path))
     assert not out_dir.exists()
 
 
@@ -98,7 +104,7 @@ def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> Non
 
 def test_manifest_merges_runs_and_marks_jobs_done(jobs: list[RenderJob], tmp_path: Path) -> None:
     first, second = jobs[0], jobs[1]
-    exported = [export_png(picture(j), j, tmp_path, CHECK, "Région Test") for j in (first, second)]
+    exported = [export_png(picture(j), j, tmp_path, CHECK, marking(tmp_path)) for j in (first, second)]
     write_manifest(tmp_path, first.campaign, "Test", exported[:1])
     path = write_manifest(tmp_path, first.campaign, "Test", exported[1:])
     document = json.loads(path.read_text(encoding="utf-8"))

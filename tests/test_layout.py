@@ -25,3 +25,18 @@ def test_pipelines_never_imports_prefect_or_flows() -> None:
         for path in (REPO / "pipelines").rglob("*.py")
     }
     assert {file: names for file, names in offenders.items() if names} == {}
+
+
+def test_only_marking_writes_output_pictures() -> None:
+    """Every picture save in the library is in marking (outputs) or export (JPEG thumbnails):
+    no code path writes an output picture without the watermark, XMP, C2PA and ledger."""
+    allowed = {"pipelines/marking/mark.py", "pipelines/export.py"}
+    savers = set()
+    for path in (REPO / "pipelines").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "save":
+                savers.add(str(path.relative_to(REPO)))
+    assert savers <= allowed, savers - allowed
+    export = (REPO / "pipelines" / "export.py").read_text(encoding="utf-8")
+    assert export.count(".save(") == 1 and 'format="JPEG"' in export  # the thumbnail only

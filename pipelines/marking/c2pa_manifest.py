@@ -1,0 +1,123 @@
+"""Signed C2PA manifests: created by an AI model, watermarked, with the watermark as soft binding.
+
+Signing is the very last step of export: any later re-encoding invalidates the manifest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
+
+import c2pa
+
+from pipelines.marking.keys import SigningError, SigningFiles
+from pipelines.marking.xmp import DigitalSourceType
+
+WATERMARK_ALGORITHM = "org.visuels.tiled-spread-spectrum.1"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the manifest says about how the picture was made."""
+
+    title: str
+    source_type: DigitalSourceType
+    model: str
+    model_hash: str
+    lora_hash: str | None
+    watermark_id: str
+
+
+def manifest_definition(provenance: Provenance) -> dict:
+    software = version("visuels")
+    lora = provenance.lora_hash[:12] if provenance.lora_hash else "none"
+    agent = f"visuels {software}; model {provenance.model} ({provenance.model_hash[:12]}); LoRA {lora}"
+    return {
+        "claim_generator_info": [{"name": "visuels", "version": software}],
+        "title": provenance.title,
+        "format": "image/png",
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": provenance.source_type.value,
+                            "softwareAgent": {"name": agent, "version": software},
+                        },
+                        {"action": "c2pa.watermarked", "softwareAgent": {"name": "visuels", "version": software}},
+                    ]
+                },
+            },
+            {
+                "label": "c2pa.soft-binding",
+                "data": {
+                    "alg": WATERMARK_ALGORITHM,
+                    "blocks": [{"scope": {}, "value": provenance.watermark_id}],
+                },
+            },
+        ],
+    }
+
+
+@lru_cache(maxsize=4)
+def _context(trust_anchors: str | None) -> c2pa.Context:
+    settings: dict = {"version": 1, "builder": {"thumbnail": {"enabled": False}}}
+    if trust_anchors:
+        settings["trust"] = {"trust_anchors": trust_anchors}
+    return c2pa.Context(settings=c2pa.Settings.from_dict(settings))
+
+
+def sign_png(data: bytes, provenance: Provenance, files: SigningFiles) -> bytes:
+    """Return the PNG ``data`` with an embedded, signed C2PA manifest."""
+    info = c2pa.C2paSignerInfo(
+        alg=b"es256",
+        sign_cert=files.chain.read_bytes(),
+        private_key=files.private_key.read_bytes(),
+        ta_url=files.tsa_url.encode() if files.tsa_url else None,
+    )
+    try:
+        signer = c2pa.Signer.from_info(info)
+        builder = c2pa.Builder(json.dumps(manifest_definition(provenance)), context=_context(None))
+        output = io.BytesIO()
+        builder.sign(signer, "image/png", io.BytesIO(data), output)
+    except c2pa.C2paError as exc:
+        raise SigningError(files.chain, None, f"C2PA signing failed: {exc}") from None
+    return output.getvalue()
+
+
+@dataclass(frozen=True)
+class ManifestState:
+    state: str  # Trusted, Valid, Invalid or missing
+    soft_binding: str | None
+    source_type: str | None
+
+
+def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState:
+    """The C2PA validation state of a file, with its soft binding and digital source type."""
+    anchors = trust_anchors.read_text() if trust_anchors and trust_anchors.is_file() else None
+    try:
+        with c2pa.Reader(str(path), context=_context(anchors)) as reader:
+            state = reader.get_validation_state() or "Invalid"
+            store = json.loads(reader.json())
+    except c2pa.C2paError as exc:
+        text = str(exc)
+        if "ManifestNotFound" in text or "JumbfNotFound" in text or "not found" in text.lower():
+            return ManifestState(state="missing", soft_binding=None, source_type=None)
+        return ManifestState(state="Invalid", soft_binding=None, source_type=None)
+    active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
+    soft_binding = source_type = None
+    for assertion in active.get("assertions", []):
+        if assertion.get("label", "").startswith("c2pa.soft-binding"):
+            blocks = assertion.get("data", {}).get("blocks", [])
+            soft_binding = blocks[0].get("value") if blocks else None
+        if assertion.get("label", "").startswith("c2pa.actions"):
+            for action in assertion.get("data", {}).get("actions", []):
+                if action.get("action") == "c2pa.created":
+                    source_type = action.get("digitalSourceType")
+    return ManifestState(state=str(state), soft_binding=soft_binding, source_type=source_type)

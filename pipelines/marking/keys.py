@@ -1,0 +1,131 @@
+"""The signing chain for C2PA manifests: a local one for development, or production files.
+
+``visuels keys init`` makes a root CA, an intermediate CA and a signing (leaf) certificate, as
+c2pa accepts them: ES256 keys; the leaf with CA:false, a critical digitalSignature key usage, the
+emailProtection extended key usage, and subject/authority key identifiers. The chain file holds
+the leaf then the intermediate (never the root); the root is the trust anchor for readers.
+Production deployments put their own ``signer.key``, ``chain.pem`` and ``trust-anchors.pem`` in
+the folder instead, and may set a timestamp authority with ``VISUELS_TSA_URL``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pipelines.atomic import write_bytes_atomic
+from pipelines.errors import VisuelsError
+
+SIGNER_KEY = "signer.key"
+CHAIN = "chain.pem"
+TRUST_ANCHORS = "trust-anchors.pem"
+ROOT_KEY = "root-ca.key"
+INTERMEDIATE_KEY = "intermediate-ca.key"
+
+
+class SigningError(VisuelsError):
+    """Signing keys or certificates are missing or unusable."""
+
+
+@dataclass(frozen=True)
+class SigningFiles:
+    private_key: Path
+    chain: Path
+    trust_anchors: Path
+    tsa_url: str | None
+
+
+def keys_dir() -> Path:
+    """``$VISUELS_KEYS_DIR``, else ``./keys`` (git-ignored)."""
+    return Path(os.environ.get("VISUELS_KEYS_DIR", "keys"))
+
+
+def signing_files(folder: Path | None = None) -> SigningFiles:
+    """The signing files in ``folder``; a clear error if one is missing."""
+    folder = folder or keys_dir()
+    files = SigningFiles(
+        private_key=folder / SIGNER_KEY,
+        chain=folder / CHAIN,
+        trust_anchors=folder / TRUST_ANCHORS,
+        tsa_url=os.environ.get("VISUELS_TSA_URL") or None,
+    )
+    for path in (files.private_key, files.chain, files.trust_anchors):
+        if not path.is_file():
+            raise SigningError(path, None, "signing file not found: run `visuels keys init` (or set VISUELS_KEYS_DIR)")
+    return files
+
+
+def _name(common_name: str, organisation: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _certificate(
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    ca_path_length: int | None,
+    days: int,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    is_ca = ca_path_length is not None or subject == issuer
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=ca_path_length), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    if is_ca:
+        usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)  # certs, CRLs
+    else:
+        usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)  # signatures
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+    return builder.add_extension(usage, critical=True).sign(issuer_key, hashes.SHA256())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_bytes_atomic(path, pem)
+    path.chmod(0o600)
+
+
+def init_local_chain(folder: Path, organisation: str = "visuels (local development)") -> SigningFiles:
+    """Create root, intermediate and signer keys and certificates in ``folder`` (keys mode 0600)."""
+    if (folder / SIGNER_KEY).exists():
+        raise SigningError(folder / SIGNER_KEY, None, "a signing key already exists here; not overwritten")
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    root_key, intermediate_key, signer_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root_name = _name("visuels local root CA", organisation)
+    intermediate_name = _name("visuels local intermediate CA", organisation)
+    root = _certificate(root_name, root_key.public_key(), root_name, root_key, 1, days=3650)
+    intermediate = _certificate(intermediate_name, intermediate_key.public_key(), root_name, root_key, 0, days=1825)
+    signer = _certificate(
+        _name("visuels signer", organisation), signer_key.public_key(), intermediate_name, intermediate_key, None, 365
+    )
+    _write_key(folder / ROOT_KEY, root_key)
+    _write_key(folder / INTERMEDIATE_KEY, intermediate_key)
+    _write_key(folder / SIGNER_KEY, signer_key)
+    pem = serialization.Encoding.PEM
+    write_bytes_atomic(folder / CHAIN, signer.public_bytes(pem) + intermediate.public_bytes(pem))
+    write_bytes_atomic(folder / TRUST_ANCHORS, root.public_bytes(pem))
+    return signing_files(folder)

@@ -1,0 +1,143 @@
+"""Checking a file's AI marking, layer by layer, and finding its ledger record.
+
+Layers: the visible label (the charter's "IA" badge, found by template matching), the invisible
+watermark (and whether the ledger knows its id), the IPTC XMP digital source type, and the C2PA
+manifest (Trusted, Valid, Invalid or missing). When the metadata was stripped, the record is
+found through the watermark or, failing that, the perceptual hash.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel
+
+from pipelines.charter import Charter
+from pipelines.marking import ledger, watermark
+from pipelines.marking.c2pa_manifest import read_manifest_state
+from pipelines.marking.phash import perceptual_hash
+from pipelines.marking.xmp import XMP_PNG_KEY
+from pipelines.postprocess.label import draw_ai_label
+
+MAX_PIXELS = 120_000_000  # larger pictures are refused as possible decompression bombs
+LABEL_MATCH = 0.75  # normalised correlation above which the label's badge counts as seen
+CORNER_SHARE = 0.4
+SOURCE_TYPE = re.compile(r"DigitalSourceType(?:=\"|>)\s*([^\"<\s]+)")
+
+
+class FileReport(BaseModel):
+    file: str
+    error: str | None = None
+    label_seen: bool = False
+    watermark: str | None = None
+    watermark_in_ledger: bool = False
+    xmp_source_type: str | None = None
+    c2pa: str = "missing"
+    c2pa_soft_binding: str | None = None
+    ledger_record: dict | None = None
+    found_by: str | None = None
+    ok: bool = False
+
+
+_templates: dict[str, list[np.ndarray]] = {}  # by charter hash
+
+
+def _badge_templates(charter: Charter) -> list[np.ndarray]:
+    """The label's badge ("IA" on its plate) at text sizes from the charter minimum to ~100 px."""
+    if charter.hash in _templates:
+        return _templates[charter.hash]
+    templates = []
+    size = charter.spec.ai_label.min_text_px
+    while size <= 100:
+        side = max(64, round(size / charter.spec.ai_label.text_share))
+        labelled, label = draw_ai_label(Image.new("RGB", (side, side), (128, 128, 128)), charter, "fr")
+        box = label.box
+        padding = max(3, label.text_px // 3)
+        badge_right = box.left + padding + round(label.text_px * 1.6) + 3 * padding
+        crop = labelled.crop((box.left, box.top, min(box.right, badge_right), box.bottom)).convert("L")
+        templates.append(np.asarray(crop, dtype=np.float32))
+        size = round(size * 1.15) + 1
+    _templates[charter.hash] = templates
+    return templates
+
+
+def label_seen(rgb: np.ndarray, charter: Charter) -> bool:
+    """Whether the charter's label badge appears in one of the picture's corners."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    height, width = grey.shape
+    corner_h, corner_w = max(1, round(height * CORNER_SHARE)), max(1, round(width * CORNER_SHARE))
+    corners = [
+        grey[:corner_h, :corner_w],
+        grey[:corner_h, width - corner_w :],
+        grey[height - corner_h :, :corner_w],
+        grey[height - corner_h :, width - corner_w :],
+    ]
+    for template in _badge_templates(charter):
+        for corner in corners:
+            if corner.shape[0] < template.shape[0] or corner.shape[1] < template.shape[1]:
+                continue
+            if cv2.matchTemplate(corner, template, cv2.TM_CCOEFF_NORMED).max() >= LABEL_MATCH:
+                return True
+    return False
+
+
+def _read_pixels_and_xmp(path: Path) -> tuple[np.ndarray, str | None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        try:
+            with Image.open(path) as image:
+                image.load()
+                xmp = image.info.get(XMP_PNG_KEY) or image.info.get("xmp")
+                pixels = np.asarray(image.convert("RGB"))
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+    if isinstance(xmp, bytes):
+        xmp = xmp.decode("utf-8", "replace")
+    return pixels, xmp
+
+
+def verify_file(path: Path, charter: Charter, ledger_file: Path, trust_anchors: Path | None) -> FileReport:
+    """Check every marking layer of one file; a file that cannot be read gets an error, not an exception."""
+    report = FileReport(file=str(path))
+    try:
+        pixels, xmp = _read_pixels_and_xmp(path)
+    except FileNotFoundError:
+        return report.model_copy(update={"error": "file not found"})
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return report.model_copy(update={"error": f"more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)"})
+    except UnidentifiedImageError:
+        return report.model_copy(update={"error": "not an image"})
+    except (OSError, SyntaxError, ValueError) as exc:
+        return report.model_copy(update={"error": f"unreadable or truncated image ({exc})"})
+
+    found = watermark.detect(pixels)
+    mark = f"{found.payload:016x}" if found.payload is not None else None
+    record, found_by = ledger.find(ledger_file, watermark=mark, phash=perceptual_hash(pixels))
+    source = SOURCE_TYPE.search(xmp) if xmp else None
+    manifest = read_manifest_state(path, trust_anchors)
+    report = report.model_copy(
+        update={
+            "label_seen": label_seen(pixels, charter),
+            "watermark": mark,
+            "watermark_in_ledger": found_by == "watermark",
+            "xmp_source_type": source.group(1) if source else None,
+            "c2pa": manifest.state,
+            "c2pa_soft_binding": manifest.soft_binding,
+            "ledger_record": record,
+            "found_by": found_by,
+        }
+    )
+    complete = (
+        report.label_seen
+        and report.watermark_in_ledger
+        and report.xmp_source_type is not None
+        and report.c2pa in ("Trusted", "Valid")
+    )
+    return report.model_copy(update={"ok": complete})

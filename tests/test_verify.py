@@ -1,0 +1,243 @@
+"""Issue 4 acceptance: every layer present and checkable, by us and by independent readers."""
+
+import io
+import json
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.charter import Charter, load_charter
+from pipelines.cli import main
+from pipelines.marking.keys import TRUST_ANCHORS, signing_files
+from pipelines.marking.ledger import verify_chain
+from pipelines.marking.verify import verify_file
+from pipelines.render import RenderSettings, finish_render, plan_render, render_batch
+from tests.conftest import SAMPLE_CHARTER_DIR
+
+
+@pytest.fixture(scope="module")
+def charter() -> Charter:
+    return load_charter(SAMPLE_CHARTER_DIR)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """Two real outputs of the demo model, exported through the only export path."""
+    folder = tmp_path_factory.mktemp("verify")
+    campaign = folder / "campaign.yaml"
+    campaign.write_text(
+        f"""
+name: Vérification
+charter: {SAMPLE_CHARTER_DIR / "charter.yaml"}
+communes: {{file: {SAMPLE_CHARTER_DIR / "communes.csv"}, names: ["Collioure"]}}
+prompt: "poster of {{commune}}, {{landscape}}"
+season: summer
+audiences: {{residents: families}}
+formats: [instagram_square, web_banner]
+steps: 4
+""",
+        encoding="utf-8",
+    )
+    out = folder / "outputs"
+    plan = plan_render(campaign, out)
+    exported = render_batch(plan, plan.pending[:1], out, RenderSettings(device="cpu"))
+    exported += render_batch(plan, plan.pending[1:], out, RenderSettings(device="cpu"))
+    finish_render(plan, exported, out)
+    return out, [out / item.job.relative_path for item in exported]
+
+
+def flip_pixel_data_bit(png: bytes) -> bytes:
+    """Change one pixel byte of a PNG and rebuild its IDAT data: a valid PNG with other pixels."""
+    chunks, offset = [], 8  # after the PNG signature
+    while offset < len(png):
+        length = struct.unpack(">I", png[offset : offset + 4])[0]
+        chunks.append((png[offset + 4 : offset + 8], png[offset + 8 : offset + 8 + length]))
+        offset += 12 + length
+    width = struct.unpack(">I", chunks[0][1][:4])[0]
+    raw = bytearray(zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT")))
+    row = 1 + 3 * width  # filter byte, then RGB
+    raw[(len(raw) // row // 2) * row + 1 + 3 * (width // 2)] ^= 0x01  # the middle pixel's red
+    idat = zlib.compress(bytes(raw))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rebuilt, placed = png[:8], False
+    for kind, body in chunks:
+        if kind == b"IDAT":
+            rebuilt += b"" if placed else chunk(b"IDAT", idat)
+            placed = True
+        else:
+            rebuilt += chunk(kind, body)
+    return rebuilt
+
+
+def check(path: Path, charter: Charter, out: Path):
+    return verify_file(path, charter, out / "ledger.sqlite", signing_files().trust_anchors)
+
+
+def test_every_exported_file_passes_every_layer(rendered: tuple[Path, list[Path]], charter: Charter) -> None:
+    out, files = rendered
+    for path in files:
+        report = check(path, charter, out)
+        assert report.ok, report
+        assert report.label_seen and report.watermark_in_ledger and report.c2pa == "Trusted"
+        assert report.xmp_source_type.endswith("/trainedAlgorithmicMedia")
+        assert report.c2pa_soft_binding == report.watermark == report.ledger_record["watermark"]
+        assert report.ledger_record["file"] == str(path.relative_to(out))
+
+
+def test_c2pa_reader_in_another_process_agrees(rendered: tuple[Path, list[Path]]) -> None:
+    _, files = rendered
+    anchors = signing_files().trust_anchors.read_text()
+    script = """
+import json, sys, c2pa
+path, anchors = sys.argv[1], sys.argv[2]
+settings = {"version": 1}
+if anchors:
+    settings["trust"] = {"trust_anchors": anchors}
+context = c2pa.Context(settings=c2pa.Settings.from_dict(settings))
+with c2pa.Reader(path, context=context) as reader:
+    print(reader.get_validation_state())
+"""
+    for anchor, expected in (("", "Valid"), (anchors, "Trusted")):
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(files[0]), anchor], capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == expected
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool (libimage-exiftool-perl) not installed")
+def test_exiftool_reads_the_digital_source_type(rendered: tuple[Path, list[Path]]) -> None:
+    _, files = rendered
+    result = subprocess.run(
+        ["exiftool", "-json", "-XMP-iptcExt:DigitalSourceType", "-XMP-dc:Creator", str(files[0])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tags = json.loads(result.stdout)[0]
+    assert tags["DigitalSourceType"] == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    assert "Région Solane" in str(tags["Creator"])
+
+
+def test_a_file_edited_after_signing_reads_invalid(
+    rendered: tuple[Path, list[Path]], charter: Charter, tmp_path: Path
+) -> None:
+    out, files = rendered
+    edited = tmp_path / "edited.png"
+    edited.write_bytes(flip_pixel_data_bit(files[0].read_bytes()))
+    report = check(edited, charter, out)
+    assert report.c2pa == "Invalid" and not report.ok
+
+
+@pytest.mark.parametrize("format_name", ["PNG", "JPEG"])
+def test_a_stripped_file_is_found_through_its_watermark(
+    rendered: tuple[Path, list[Path]], charter: Charter, tmp_path: Path, format_name: str
+) -> None:
+    out, files = rendered
+    stripped = tmp_path / f"stripped.{format_name.lower()}"
+    with Image.open(files[0]) as image:
+        image.convert("RGB").save(stripped, format_name)  # Pillow drops XMP and the C2PA manifest
+    report = check(stripped, charter, out)
+    assert report.c2pa == "missing" and report.xmp_source_type is None and not report.ok
+    assert report.found_by == "watermark" and report.ledger_record["file"] == str(files[0].relative_to(out))
+    assert report.label_seen
+
+
+def test_an_unmarked_picture_has_no_layer(charter: Charter, tmp_path: Path, rendered: tuple[Path, list[Path]]) -> None:
+    out, _ = rendered
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(plain)
+    report = check(plain, charter, out)
+    assert not (report.label_seen or report.watermark or report.xmp_source_type or report.ledger_record)
+    assert report.c2pa == "missing" and not report.ok
+
+
+def test_bad_files_get_one_line_each_and_the_others_are_still_verified(
+    rendered: tuple[Path, list[Path]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, files = rendered
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(signing_files().chain.parent))
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not a picture")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(files[0].read_bytes()[:5000])
+    bomb = tmp_path / "bomb.png"
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, "PNG")  # 144 megapixels in a few hundred kB
+    bomb.write_bytes(buffer.getvalue())
+    argv = ["verify", str(not_image), str(files[0]), str(truncated), str(bomb), "--ledger", str(out / "ledger.sqlite")]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err_lines = captured.err.strip().splitlines()
+    assert len(err_lines) == 3 and "Traceback" not in captured.err
+    assert err_lines[0] == f"error: {not_image}: not an image"
+    assert err_lines[1].startswith(f"error: {truncated}: unreadable or truncated image")
+    assert err_lines[2].startswith(f"error: {bomb}: more than 120,000,000 pixels")
+    assert captured.out.startswith(f"ok  {files[0]}: label yes")
+
+
+def test_verify_exit_codes_and_json(
+    rendered: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, files = rendered
+    ledger = ["--ledger", str(out / "ledger.sqlite")]
+    assert main(["verify", *map(str, files), *ledger]) == 0
+    capsys.readouterr()
+    stripped = tmp_path / "stripped.png"
+    Image.open(files[0]).convert("RGB").save(stripped)
+    assert main(["verify", "--json", str(stripped), *ledger]) == 1
+    report = json.loads(capsys.readouterr().out)[0]
+    assert report["c2pa"] == "missing" and report["found_by"] == "watermark"
+
+
+def test_ledger_chain_detects_edits(rendered: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    out, _ = rendered
+    copy = tmp_path / "ledger.sqlite"
+    shutil.copy(out / "ledger.sqlite", copy)
+    assert verify_chain(copy) == (2, None)
+    assert main(["ledger", "verify", "--ledger", str(copy)]) == 0
+    connection = sqlite3.connect(copy)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        connection.execute("UPDATE ledger SET prompt = 'something else' WHERE id = 1")
+    connection.execute("DROP TRIGGER ledger_no_update")  # a determined editor
+    connection.execute("UPDATE ledger SET seed = 1 WHERE id = 1")
+    connection.commit()
+    connection.close()
+    assert verify_chain(copy)[1] == 1
+    assert main(["ledger", "verify", "--ledger", str(copy)]) == 1
+
+
+def test_keys_init_makes_private_keys_readable_by_owner_only(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    assert main(["keys", "init", "--dir", str(folder)]) == 0
+    for key in folder.glob("*.key"):
+        assert key.stat().st_mode & 0o777 == 0o600
+    assert (folder / TRUST_ANCHORS).is_file()
+    assert main(["keys", "init", "--dir", str(folder)]) == 2  # never overwrites a key
+
+
+def test_render_without_keys_is_refused_before_anything_is_written(
+    make_campaign: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(tmp_path / "no-keys"))
+    out = tmp_path / "outputs"
+    assert main(["render", str(make_campaign()), "--output-dir", str(out)], render=lambda request: None) == 2
+    assert "run `visuels keys init`" in capsys.readouterr().err
+    assert not out.exists()
