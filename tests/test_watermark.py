@@ -155,8 +155,8 @@ def unmarked_pictures(count: int) -> list[np.ndarray]:
 
 
 def test_no_payload_on_1000_unmarked_pictures() -> None:
-    """With a CRC-32 and at most MAX_ATTEMPTS candidates, the false-positive rate is at most
-    MAX_ATTEMPTS * 2**-32 per picture (1.5e-7): 1,000 pictures should give none at all."""
+    """With a CRC-32 and at most MAX_ATTEMPTS decodings, the false-positive rate is at most
+    MAX_ATTEMPTS * 2**-32 per picture (2.3e-9): 1,000 pictures should give none at all."""
     assert MAX_ATTEMPTS * 2.0**-32 <= 1e-6
     found = [index for index, picture in enumerate(unmarked_pictures(1000)) if detect(picture).payload is not None]
     assert found == []
