@@ -9,7 +9,7 @@ import difflib
 import string
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -79,6 +79,7 @@ class CampaignSpec(_Strict):
     audiences: dict[AudienceName, str] = Field(min_length=1, description="Audience name -> its words in the prompt.")
     formats: list[str] = Field(min_length=1)
     language: str = "fr"
+    file_type: Literal["png", "jpeg", "webp"] = Field(default="png", description="Encoding of the output files.")
     steps: int = Field(default=25, ge=1, le=150)
     guidance: float = Field(default=7.0, ge=0.0, le=30.0)
     scheduler: SchedulerName = SchedulerName.euler

@@ -19,7 +19,7 @@ from pipelines.compliance import Compliance
 from pipelines.errors import ExportError
 from pipelines.jobs import KEY_PREFIX_LENGTH, RenderJob
 from pipelines.marking.ledger import LedgerEntry
-from pipelines.marking.mark import MarkingContext, write_marked_png
+from pipelines.marking.mark import MarkingContext, write_marked
 
 MANIFEST_NAME = "manifest.json"
 THUMBNAIL_SIDE = 320
@@ -76,7 +76,7 @@ def export_png(
         width=job.width,
         height=job.height,
     )
-    marked = write_marked_png(image, target, entry, job.dpi, marking)
+    marked = write_marked(image, target, job.file_type, entry, job.dpi, marking)
     with Image.open(target) as written:
         thumbnail = written.convert("RGB")
     thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)

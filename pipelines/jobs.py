@@ -21,6 +21,7 @@ from pipelines.paths import cache_dir
 from pipelines.postprocess import POSTPROCESS_VERSION
 
 KEY_PREFIX_LENGTH = 12
+FILE_SUFFIXES = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
 class RenderJob(BaseModel):
@@ -51,6 +52,7 @@ class RenderJob(BaseModel):
     lora_scale: float | None
     charter_hash: str
     language: str
+    file_type: str
     postprocess_version: str
     relative_path: str
 
@@ -136,11 +138,11 @@ def expand_jobs(campaign: Campaign, model: ModelInfo) -> list[RenderJob]:
                     "height": preset.height,
                     "dpi": preset.dpi,
                     "language": spec.language,
+                    "file_type": spec.file_type,
                 }
                 key = sha256_json(shaping)
-                relative = (
-                    f"{campaign.slug}/{folders[commune.insee]}/{format_name}/{audience}-{key[:KEY_PREFIX_LENGTH]}.png"
-                )
+                name = f"{audience}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
+                relative = f"{campaign.slug}/{folders[commune.insee]}/{format_name}/{name}"
                 jobs.append(
                     RenderJob(
                         key=key,

@@ -48,6 +48,7 @@ def test_a_name_change_that_shapes_no_pixel_keeps_keys(make_campaign: Callable[.
         {"seed": {"policy": "per_job", "base": 8}},
         {"seed": {"policy": "fixed", "base": 7}},
         {"language": "en"},
+        {"file_type": "webp"},
     ],
 )
 def test_any_shaping_input_changes_every_key(make_campaign: Callable[..., Path], fields: dict) -> None:

@@ -29,10 +29,8 @@ def charter() -> Charter:
     return load_charter(SAMPLE_CHARTER_DIR)
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    """Two real outputs of the demo model, exported through the only export path."""
-    folder = tmp_path_factory.mktemp("verify")
+def render_collioure(folder: Path, file_type: str = "png", formats: str = "instagram_square, web_banner") -> Path:
+    """Write a small campaign for Collioure in ``folder``; return its path."""
     campaign = folder / "campaign.yaml"
     campaign.write_text(
         f"""
@@ -42,11 +40,20 @@ communes: {{file: {SAMPLE_CHARTER_DIR / "communes.csv"}, names: ["Collioure"]}}
 prompt: "poster of {{commune}}, {{landscape}}"
 season: summer
 audiences: {{residents: families}}
-formats: [instagram_square, web_banner]
+formats: [{formats}]
+file_type: {file_type}
 steps: 4
 """,
         encoding="utf-8",
     )
+    return campaign
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """Two real outputs of the demo model, exported through the only export path."""
+    folder = tmp_path_factory.mktemp("verify")
+    campaign = render_collioure(folder)
     out = folder / "outputs"
     plan = plan_render(campaign, out)
     exported = render_batch(plan, plan.pending[:1], out, RenderSettings(device="cpu"))
@@ -94,6 +101,23 @@ def test_every_exported_file_passes_every_layer(rendered: tuple[Path, list[Path]
         assert report.xmp_source_type.endswith("/trainedAlgorithmicMedia")
         assert report.c2pa_soft_binding == report.watermark == report.ledger_record["watermark"]
         assert report.ledger_record["file"] == str(path.relative_to(out))
+
+
+@pytest.mark.parametrize(("file_type", "suffix"), [("jpeg", ".jpg"), ("webp", ".webp")])
+def test_jpeg_and_webp_exports_carry_every_layer(tmp_path: Path, charter: Charter, file_type: str, suffix: str) -> None:
+    campaign = render_collioure(tmp_path, file_type, formats="instagram_square")
+    out = tmp_path / "outputs"
+    plan = plan_render(campaign, out)
+    [exported] = render_batch(plan, plan.pending, out, RenderSettings(device="cpu"))
+    path = out / exported.job.relative_path
+    assert path.suffix == suffix
+    report = check(path, charter, out)
+    assert report.ok and report.c2pa == "Trusted" and report.watermark_in_ledger, report
+    if shutil.which("exiftool"):
+        result = subprocess.run(
+            ["exiftool", "-json", "-XMP-iptcExt:DigitalSourceType", str(path)], capture_output=True, text=True
+        )
+        assert json.loads(result.stdout)[0]["DigitalSourceType"].endswith("/trainedAlgorithmicMedia")
 
 
 def test_c2pa_reader_in_another_process_agrees(rendered: tuple[Path, list[Path]]) -> None:

@@ -32,14 +32,14 @@ class Provenance:
     watermark_id: str
 
 
-def manifest_definition(provenance: Provenance) -> dict:
+def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
     software = version("visuels")
     lora = provenance.lora_hash[:12] if provenance.lora_hash else "none"
     agent = f"visuels {software}; model {provenance.model} ({provenance.model_hash[:12]}); LoRA {lora}"
     return {
         "claim_generator_info": [{"name": "visuels", "version": software}],
         "title": provenance.title,
-        "format": "image/png",
+        "format": mime_type,
         "assertions": [
             {
                 "label": "c2pa.actions.v2",
@@ -73,8 +73,8 @@ def _context(trust_anchors: str | None) -> c2pa.Context:
     return c2pa.Context(settings=c2pa.Settings.from_dict(settings))
 
 
-def sign_png(data: bytes, provenance: Provenance, files: SigningFiles) -> bytes:
-    """Return the PNG ``data`` with an embedded, signed C2PA manifest."""
+def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: SigningFiles) -> bytes:
+    """Return the picture ``data`` (PNG, JPEG or WebP) with an embedded, signed C2PA manifest."""
     info = c2pa.C2paSignerInfo(
         alg=b"es256",
         sign_cert=files.chain.read_bytes(),
@@ -83,9 +83,9 @@ def sign_png(data: bytes, provenance: Provenance, files: SigningFiles) -> bytes:
     )
     try:
         signer = c2pa.Signer.from_info(info)
-        builder = c2pa.Builder(json.dumps(manifest_definition(provenance)), context=_context(None))
+        builder = c2pa.Builder(json.dumps(manifest_definition(provenance, mime_type)), context=_context(None))
         output = io.BytesIO()
-        builder.sign(signer, "image/png", io.BytesIO(data), output)
+        builder.sign(signer, mime_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
         raise SigningError(files.chain, None, f"C2PA signing failed: {exc}") from None
     return output.getvalue()

@@ -1,6 +1,6 @@
 """Marking, the last step of export: watermark, XMP, signed C2PA manifest, ledger row.
 
-``write_marked_png`` is the only function that writes an output picture; ``export_png`` calls
+``write_marked`` is the only function that writes an output picture; ``export_png`` calls
 it and nothing else writes pictures, so no file leaves the pipeline unmarked.
 """
 
@@ -16,7 +16,7 @@ from PIL import Image, PngImagePlugin
 from pipelines.atomic import write_bytes_atomic
 from pipelines.hashing import sha256_file
 from pipelines.marking import ledger, watermark
-from pipelines.marking.c2pa_manifest import Provenance, sign_png
+from pipelines.marking.c2pa_manifest import Provenance, sign_asset
 from pipelines.marking.keys import SigningFiles
 from pipelines.marking.phash import perceptual_hash
 from pipelines.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
@@ -43,19 +43,29 @@ class MarkedFile:
     ledger_id: int
 
 
-def png_bytes(image: Image.Image, dpi: int, xmp: str) -> bytes:
-    metadata = PngImagePlugin.PngInfo()
-    metadata.add_itxt(XMP_PNG_KEY, xmp)
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+LOSSY_QUALITY = 92  # JPEG and WebP: the watermark survives far lower (see benchmarks/RESULTS.md)
+
+
+def encode(image: Image.Image, file_type: str, dpi: int, xmp: str) -> bytes:
+    """The picture as PNG, JPEG or WebP bytes, with its XMP packet."""
     buffer = io.BytesIO()
-    # zlib level 1: about 5x faster than the default level 6 on posters; files somewhat larger.
-    image.save(buffer, format="PNG", dpi=(dpi, dpi), compress_level=1, pnginfo=metadata)
+    if file_type == "png":
+        metadata = PngImagePlugin.PngInfo()
+        metadata.add_itxt(XMP_PNG_KEY, xmp)
+        # zlib level 1: about 5x faster than the default level 6 on posters; files somewhat larger.
+        image.save(buffer, format="PNG", dpi=(dpi, dpi), compress_level=1, pnginfo=metadata)
+    elif file_type == "jpeg":
+        image.save(buffer, format="JPEG", quality=LOSSY_QUALITY, dpi=(dpi, dpi), xmp=xmp.encode("utf-8"))
+    else:
+        image.save(buffer, format="WEBP", quality=LOSSY_QUALITY, xmp=xmp.encode("utf-8"))
     return buffer.getvalue()
 
 
-def write_marked_png(
-    image: Image.Image, target: Path, entry: ledger.LedgerEntry, dpi: int, context: MarkingContext
+def write_marked(
+    image: Image.Image, target: Path, file_type: str, entry: ledger.LedgerEntry, dpi: int, context: MarkingContext
 ) -> MarkedFile:
-    """Watermark ``image`` with ``entry.watermark``, add XMP, sign, write atomically, record it."""
+    """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write atomically, record it."""
     pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
     xmp = xmp_packet(DigitalSourceType.generated, context.creator, SOFTWARE)
     provenance = Provenance(
@@ -66,10 +76,12 @@ def write_marked_png(
         lora_hash=entry.lora_hash,
         watermark_id=entry.watermark,
     )
-    signed = sign_png(png_bytes(Image.fromarray(pixels), dpi, xmp), provenance, context.signing)  # last
+    encoded = encode(Image.fromarray(pixels), file_type, dpi, xmp)
+    signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last
     write_bytes_atomic(target, signed)
     digest = sha256_file(target)
-    phash = perceptual_hash(pixels)
+    with Image.open(io.BytesIO(encoded)) as written:  # the pixels as stored (JPEG and WebP are lossy)
+        phash = perceptual_hash(np.asarray(written.convert("RGB")))
     record = entry.model_copy(update={"sha256": digest, "phash": phash, "run_id": context.run_id})
     row = ledger.append(context.ledger, record)
     return MarkedFile(sha256=digest, watermark=entry.watermark, phash=phash, ledger_id=row)
