@@ -12,6 +12,7 @@ from pipelines.cli import main as cli_main
 
 if TYPE_CHECKING:
     from pipelines.render import RenderSummary
+    from pipelines.training.run import TrainingSummary
 
 
 def run_render_flow(request: RenderRequest) -> RenderSummary:
@@ -21,5 +22,16 @@ def run_render_flow(request: RenderRequest) -> RenderSummary:
     return render_campaign(**request.model_dump(mode="json"))
 
 
+def run_training_flow(
+    charter: str, base: str, options: dict, resume: str | None, lora_dir: str | None
+) -> TrainingSummary:
+    from flows.train_lora import train_charter_lora
+    from pipelines.training.trainer import TrainingConfig
+
+    return train_charter_lora(
+        charter=charter, base=base, config=TrainingConfig(**options), resume=resume, lora_dir=lora_dir
+    )
+
+
 def main() -> int:
-    return cli_main(render=run_render_flow)
+    return cli_main(render=run_render_flow, train=run_training_flow)

@@ -21,8 +21,10 @@ from pipelines.formats import FORMAT_PRESETS
 from pipelines.model_reference import DemoModelRef, ModelRef, resolve_paths
 from pipelines.postprocess.logo import check_logo_fits
 from pipelines.slugs import slugify
+from pipelines.training.folders import WEIGHTS_FILE, latest_run, lora_root
 
 PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
+LATEST_LORA = "charter:latest"  # the newest complete LoRA trained on the campaign's charter
 AudienceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
 
 
@@ -196,7 +198,16 @@ def load_campaign(path: str | Path) -> Campaign:
         check_logo_fits(charter, FORMAT_PRESETS[format_name])
 
     lora_path = None
-    if spec.lora is not None:
+    if spec.lora is not None and spec.lora.path == LATEST_LORA:
+        run = latest_run(charter.spec.slug)
+        if run is None:
+            raise CampaignError(
+                campaign_path,
+                "lora.path",
+                f"no trained LoRA for charter '{charter.spec.slug}' under {lora_root()}: run `visuels train`",
+            )
+        lora_path = (run / WEIGHTS_FILE).resolve()
+    elif spec.lora is not None:
         lora_path = (base / spec.lora.path).resolve()
         if not lora_path.exists():
             raise CampaignError(campaign_path, "lora.path", f"LoRA weights not found: {lora_path}")

@@ -24,6 +24,7 @@ from pipelines.third_party_logs import quiet_third_party_logs
 
 if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
     from pipelines.render import RenderSummary
+    from pipelines.training.run import TrainingSummary
 
 SAMPLE_CAMPAIGN = Path(__file__).resolve().parents[1] / "campaigns" / "ete-2027.yaml"
 SAMPLE_CHARTER = Path(__file__).resolve().parents[1] / "brand_assets" / "solane"
@@ -45,6 +46,21 @@ class RenderRequest(BaseModel):
 
 
 Renderer = Callable[[RenderRequest], "RenderSummary"]
+Trainer = Callable[[str, str, dict, str | None, str | None], "TrainingSummary"]
+TRAINING_OPTIONS = {
+    "steps": int,
+    "rank": int,
+    "alpha": float,
+    "learning_rate": float,
+    "lr_schedule": str,
+    "resolution": int,
+    "batch_size": int,
+    "gradient_accumulation": int,
+    "gradient_checkpointing": bool,
+    "min_snr_gamma": float,
+    "seed": int,
+    "checkpoint_every": int,
+}
 
 # soft_wrap: a message stays on one line whatever the terminal width.
 console = Console(soft_wrap=True)
@@ -96,6 +112,17 @@ def _build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
     keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
     keys.add_argument("--dir", type=Path, help="where (default: $VISUELS_KEYS_DIR or ./keys)")
+
+    train = commands.add_parser("train", help="train the charter's style LoRA on its reference images")
+    train.add_argument("charter", type=Path, metavar="CHARTER_DIR")
+    train.add_argument("--base", default="demo", help="base model: demo or a diffusers folder (default: demo)")
+    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--lora-dir", help="root of the LoRA folders (default: $VISUELS_LORA_DIR or ./lora)")
+    for option, kind in TRAINING_OPTIONS.items():
+        if kind is bool:
+            train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None)
+        else:
+            train.add_argument(f"--{option.replace('_', '-')}", type=kind)
 
     ledger_command = commands.add_parser("ledger", help="the provenance ledger")
     ledger_command.add_argument("action", choices=["verify"], help="verify: check the hash chain")
@@ -219,6 +246,34 @@ def _ledger_verify(ledger_file: Path | None) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, train: Trainer) -> int:
+    from pydantic import ValidationError
+
+    from pipelines.config_files import field_path
+    from pipelines.training.trainer import TrainingConfig
+
+    options = {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name) is not None}
+    from pipelines.model_reference import parse_model_option
+    from pipelines.training.run import check_training_inputs
+
+    try:
+        config = TrainingConfig(**options)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        option = "--" + field_path(tuple(first["loc"])).replace("_", "-")
+        raise VisuelsError("visuels train", option, first["msg"]) from None
+    # Refuse bad input before Prefect starts: no traceback, no run folder.
+    root = Path(args.lora_dir) if args.lora_dir else None
+    check_training_inputs(args.charter, parse_model_option(args.base), config, args.resume, root)
+    summary = train(str(args.charter), args.base, options, args.resume, args.lora_dir)
+    console.print(
+        f"[green]done[/green]: {summary.steps} steps, loss {summary.first_loss:.4f} -> {summary.last_loss:.4f}"
+        f" ({summary.loss_drop:.1%} lower)"
+    )
+    console.print(f"LoRA in [bold]{summary.folder}[/bold]", highlight=False)
+    return 0
+
+
 def _ensure_demo_keys() -> None:
     """The demo signs with a local chain, made on first use."""
     from pipelines.marking.keys import SIGNER_KEY, init_local_chain, keys_dir
@@ -228,7 +283,7 @@ def _ensure_demo_keys() -> None:
         console.print(f"made a local signing chain in {keys_dir()} (for the demo; see `visuels keys init`)")
 
 
-def main(argv: Sequence[str] | None = None, render: Renderer | None = None) -> int:
+def main(argv: Sequence[str] | None = None, render: Renderer | None = None, train: Trainer | None = None) -> int:
     """Run the CLI; return the exit code."""
     # No network at run time unless the user asks for it (HF_HUB_OFFLINE=0 for hub models).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -247,6 +302,10 @@ def main(argv: Sequence[str] | None = None, render: Renderer | None = None) -> i
         if args.command == "verify":
             return _verify(args.files, args.json, args.ledger, args.charter)
         quiet_third_party_logs()
+        if args.command == "train":
+            if train is None:
+                raise VisuelsError("visuels", "train", "training needs the Prefect flow: run the `visuels` command")
+            return _train(args, train)
         if render is None:
             raise VisuelsError("visuels", args.command, "rendering needs the Prefect flow: run the `visuels` command")
         common = {

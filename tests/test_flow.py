@@ -87,3 +87,39 @@ def test_flow_with_bad_parameters_fails_with_the_input_error(
     with pytest.raises(CampaignError, match="unknown or ambiguous commune 'Atlantis'"):
         render_campaign(campaign=str(make_campaign()), communes=["Atlantis"], output_dir=str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+def test_training_flow_publishes_progress_and_results(tmp_path: Path) -> None:
+    from flows.train_lora import train_charter_lora
+    from pipelines.training.trainer import TrainingConfig
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    config = TrainingConfig(steps=4, resolution=64, rank=4, batch_size=2, checkpoint_every=2)
+    summary = train_charter_lora(charter=str(SAMPLE_CHARTER_DIR), config=config, lora_dir=str(tmp_path))
+    assert summary.diffusers_file.is_file() and summary.folder.parent == tmp_path / "solane"
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+
+    with get_client(sync_client=True) as client:
+        kinds = {
+            artifact.type
+            for artifact in client.read_artifacts(
+                artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress", "markdown"])),
+                limit=20,
+                offset=0,
+            )
+        }
+    assert kinds == {"progress", "markdown"}
+    assert "loss curve" in published_markdown("lora-training")
+
+
+def published_markdown(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1, offset=0
+        )
+    assert found, f"no artifact {key}"
+    return str(found[0].data)

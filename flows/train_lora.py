@@ -1,0 +1,75 @@
+"""The train-charter-lora flow: a LoRA from a charter's reference images, with progress and artifacts."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipelines.model_reference import parse_model_option
+from pipelines.third_party_logs import quiet_third_party_logs
+from pipelines.training.run import TrainingSummary, run_training
+from pipelines.training.trainer import TrainingConfig
+
+PROGRESS_UPDATES = 50  # artifact updates per run, whatever the number of steps
+
+
+def _inline_png(path: Path, width: int = 480) -> str:
+    """A small copy of a picture as a data URI, so the artifact shows it without a file server."""
+    with Image.open(path) as image:
+        copy = image.convert("RGB")
+    copy.thumbnail((width, width))
+    buffer = io.BytesIO()
+    copy.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@task(name="train-lora", cache_policy=NO_CACHE, tags=["gpu"])
+def train_task(
+    charter: str, base: str, config: TrainingConfig, resume: str | None, lora_dir: str | None
+) -> TrainingSummary:
+    progress = create_progress_artifact(0.0, description=f"LoRA training, {config.steps} steps")
+    every = max(1, config.steps // PROGRESS_UPDATES)
+
+    def on_step(step: int, loss: float) -> None:
+        if step % every == 0 or step == config.steps:
+            update_progress_artifact(progress, 100.0 * step / config.steps)
+
+    root = Path(lora_dir) if lora_dir else None
+    return run_training(Path(charter), parse_model_option(base), config, resume, root, on_step)
+
+
+@flow(name="train-charter-lora")
+def train_charter_lora(
+    charter: str,
+    base: str = "demo",
+    config: TrainingConfig | None = None,
+    resume: str | None = None,
+    lora_dir: str | None = None,
+) -> TrainingSummary:
+    """Train the charter's style LoRA on its reference images.
+
+    Args:
+        charter: Charter folder (or its charter.yaml).
+        base: Base model: demo, or a diffusers folder.
+        config: Training options (rank, steps, learning rate, resolution...).
+        resume: Name of an interrupted run to continue from its last checkpoint.
+        lora_dir: Root of the LoRA folders (default: ./lora).
+    """
+    quiet_third_party_logs()
+    summary = train_task(charter, base, config or TrainingConfig(), resume, lora_dir)
+    grids = "\n".join(f"![{grid.name}]({_inline_png(grid)})" for grid in summary.validation_grids[-2:])
+    create_markdown_artifact(
+        key="lora-training",
+        markdown=(
+            f"# LoRA {summary.run}\n\n{summary.steps} steps; loss {summary.first_loss:.4f} -> {summary.last_loss:.4f}"
+            f" ({summary.loss_drop:.1%} lower). Weights: `{summary.diffusers_file}`\n\n"
+            f"![loss curve]({_inline_png(summary.loss_curve, 800)})\n\n## Validation\n\n{grids}\n"
+        ),
+    )
+    return summary

@@ -1,0 +1,61 @@
+"""The training set: a charter's reference images, each with a caption in a sidecar ``.txt``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipelines.errors import VisuelsError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MIN_IMAGES = 5
+
+
+class DatasetError(VisuelsError):
+    """A training folder, image or caption is unusable."""
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    pixels: np.ndarray  # (n, size, size, 3) uint8, centre-cropped and resized
+    captions: list[str]
+    files: list[Path]
+    hash: str
+
+
+def load_training_set(folder: Path, size: int) -> TrainingSet:
+    """Validate the folder and return its pictures at ``size`` x ``size`` with their captions."""
+    if not folder.is_dir():
+        raise DatasetError(folder, None, "folder not found")
+    files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) < MIN_IMAGES:
+        raise DatasetError(folder, None, f"{len(files)} image(s); training needs at least {MIN_IMAGES}")
+    pixels, captions = [], []
+    digest = hashlib.sha256()
+    for path in files:
+        caption_file = path.with_suffix(".txt")
+        if not caption_file.is_file():
+            raise DatasetError(path, "caption", f"missing caption file {caption_file.name}")
+        caption = caption_file.read_text(encoding="utf-8").strip()
+        if not caption:
+            raise DatasetError(caption_file, "caption", "caption is empty")
+        try:
+            with Image.open(path) as image:
+                image.load()
+                picture = image.convert("RGB")
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DatasetError(path, None, f"not a readable image ({exc})") from None
+        if min(picture.size) < size:
+            raise DatasetError(path, "size", f"{picture.size[0]}x{picture.size[1]} is smaller than {size} px")
+        side = min(picture.size)
+        left, top = (picture.width - side) // 2, (picture.height - side) // 2
+        square = picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+        pixels.append(np.asarray(square))
+        captions.append(caption)
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(caption.encode("utf-8"))
+    return TrainingSet(pixels=np.stack(pixels), captions=captions, files=files, hash=digest.hexdigest())

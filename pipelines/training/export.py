@@ -1,0 +1,113 @@
+"""Writing a trained LoRA: diffusers and kohya files with metadata, loss curve, model card."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+from peft.utils import get_peft_model_state_dict
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file, save_file
+
+from pipelines.atomic import write_text_atomic, write_with
+
+DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
+KOHYA_FILE = "lora_kohya.safetensors"
+
+
+def library_versions() -> dict[str, str]:
+    return {name: version(name) for name in ("visuels", "torch", "diffusers", "peft", "transformers")}
+
+
+def _save_safetensors(target: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
+    write_with(target, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+
+
+def export_diffusers(pipeline: StableDiffusionPipeline, folder: Path, metadata: dict[str, str]) -> Path:
+    """The diffusers-format file, as ``save_lora_weights`` writes it, plus our metadata in its header."""
+    with tempfile.TemporaryDirectory() as scratch:
+        StableDiffusionPipeline.save_lora_weights(scratch, unet_lora_layers=get_peft_model_state_dict(pipeline.unet))
+        tensors = load_file(str(Path(scratch) / DIFFUSERS_FILE))
+    target = folder / DIFFUSERS_FILE
+    _save_safetensors(target, tensors, metadata)
+    return target
+
+
+def kohya_key(peft_key: str) -> str:
+    """``down_blocks.0...attn1.to_q.lora_A.weight`` -> ``lora_unet_down_blocks_0_..._to_q.lora_down.weight``."""
+    module, _, rest = peft_key.partition(".lora_")
+    direction = "lora_down" if rest.startswith("A") else "lora_up"
+    return f"lora_unet_{module.replace('.', '_')}.{direction}.weight"
+
+
+def export_kohya(pipeline: StableDiffusionPipeline, folder: Path, alpha: float, metadata: dict[str, str]) -> Path:
+    """The same weights in the kohya / A1111 / ComfyUI layout, with one ``.alpha`` per module."""
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in get_peft_model_state_dict(pipeline.unet).items():
+        converted = kohya_key(key)
+        tensors[converted] = value
+        tensors[converted.split(".")[0] + ".alpha"] = torch.tensor(float(alpha))
+    target = folder / KOHYA_FILE
+    _save_safetensors(target, tensors, {**metadata, "ss_network_dim": metadata["rank"], "ss_network_alpha": str(alpha)})
+    return target
+
+
+def draw_loss_curve(losses: list[float], target: Path, window: int = 20) -> Path:
+    """The loss per step (grey) and its moving average (blue), as a PNG."""
+    width, height, pad = 800, 400, 40
+    values = np.asarray(losses, dtype=np.float64)
+    smooth = np.convolve(values, np.ones(min(window, len(values))) / min(window, len(values)), mode="valid")
+    low, high = float(values.min()), float(values.max())
+    span = high - low or 1.0
+
+    def points(series: np.ndarray, offset: int) -> list[tuple[float, float]]:
+        count = max(len(values) - 1, 1)
+        return [
+            (pad + (offset + i) / count * (width - 2 * pad), height - pad - (v - low) / span * (height - 2 * pad))
+            for i, v in enumerate(series)
+        ]
+
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((pad, pad, width - pad, height - pad), outline=(180, 180, 180))
+    draw.line(points(values, 0), fill=(190, 190, 190), width=1)
+    draw.line(points(smooth, (len(values) - len(smooth)) // 2), fill=(27, 79, 114), width=3)
+    draw.text((pad, 10), f"training loss: {values[:window].mean():.4f} -> {values[-window:].mean():.4f}", fill="black")
+    draw.text((pad, height - pad + 10), f"step 1 .. {len(values)}", fill="black")
+    write_with(target, lambda temporary: image.save(temporary, format="PNG"))
+    return target
+
+
+def write_model_card(folder: Path, metadata: dict[str, str]) -> Path:
+    target = folder / "README.md"
+    lines = [
+        f"# {metadata['charter']} style LoRA",
+        "",
+        f"Trained by visuels on the charter's {metadata['images']} reference images.",
+        f"Trigger word: `{metadata['trigger_word']}`.",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {key} | `{value}` |" for key, value in sorted(metadata.items()) if key != "versions"],
+        f"| versions | `{metadata['versions']}` |",
+        "",
+        "Use it in a campaign: `lora: {path: <this folder>/pytorch_lora_weights.safetensors, scale: 0.8}`,",
+        "or `lora: {path: charter:latest}`. `lora_kohya.safetensors` holds the same weights for",
+        "A1111 / ComfyUI / kohya tools. Validation grids: `validation/`; loss: `loss_curve.png`.",
+        "",
+    ]
+    write_text_atomic(target, "\n".join(lines))
+    return target
+
+
+def metadata_for(**values: object) -> dict[str, str]:
+    """Safetensors headers hold strings only."""
+    data = {key: str(value) for key, value in values.items()}
+    data["versions"] = json.dumps(library_versions(), sort_keys=True)
+    return data

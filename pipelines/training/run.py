@@ -1,0 +1,124 @@
+"""A training run: from a charter folder to ``lora/<charter>/<run>/``, complete or not at all.
+
+The run trains in ``lora/<charter>/.<run>.partial/`` (checkpoints, validation grids) and is
+renamed to ``lora/<charter>/<run>/`` only when every output is written, so an interrupted run
+never looks complete; ``--resume RUN`` continues it from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from pipelines.charter import Charter, load_charter
+from pipelines.errors import ModelError, VisuelsError
+from pipelines.model_reference import ModelInfo, ModelRef, SingleFileRef, describe_model, model_folder
+from pipelines.training.dataset import TrainingSet, load_training_set
+from pipelines.training.export import (
+    draw_loss_curve,
+    export_diffusers,
+    export_kohya,
+    metadata_for,
+    write_model_card,
+)
+from pipelines.training.folders import lora_root
+from pipelines.training.trainer import TrainingConfig, loss_drop, train_lora
+
+
+class TrainingRunError(VisuelsError):
+    """A run cannot start or resume."""
+
+
+class TrainingSummary(BaseModel):
+    run: str
+    folder: Path
+    diffusers_file: Path
+    kohya_file: Path
+    loss_curve: Path
+    validation_grids: list[Path]
+    steps: int
+    first_loss: float
+    last_loss: float
+    loss_drop: float
+
+
+def check_training_inputs(
+    charter_path: Path, base: ModelRef, config: TrainingConfig, resume: str | None, root: Path | None
+) -> tuple[Charter, TrainingSet, ModelInfo, Path, Path, Path]:
+    """Validate everything a run needs; return charter, dataset, base model, its folder, partial and final folders."""
+    charter = load_charter(charter_path)
+    dataset = load_training_set(charter.references, config.resolution)
+    if isinstance(base, SingleFileRef):
+        raise ModelError(str(base.path), "base", "training needs a diffusers folder (convert the checkpoint first)")
+    base_info = describe_model(base)
+    base_folder = model_folder(base)
+    if base_folder is None:
+        raise ModelError(str(base), "base", "training needs a local model (the demo model or a diffusers folder)")
+
+    charter_folder = (root or lora_root()) / charter.spec.slug
+    run = resume or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    partial, final = charter_folder / f".{run}.partial", charter_folder / run
+    if resume and not partial.is_dir():
+        raise TrainingRunError(partial, "--resume", f"no interrupted run '{run}' to resume")
+    if final.exists():
+        raise TrainingRunError(final, None, "this run is already complete")
+    return charter, dataset, base_info, base_folder, partial, final
+
+
+def run_training(
+    charter_path: Path,
+    base: ModelRef,
+    config: TrainingConfig,
+    resume: str | None = None,
+    root: Path | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainingSummary:
+    """Train a LoRA on the charter's references; raise a VisuelsError on bad input."""
+    charter, dataset, base_info, base_folder, partial, final = check_training_inputs(
+        charter_path, base, config, resume, root
+    )
+    run = final.name
+    partial.mkdir(parents=True, exist_ok=True)
+
+    style = charter.spec.style.prompt
+    prompts = [f"{style}, the sea and a village", f"{style}, hills and vineyards"]
+    pipeline, result = train_lora(base_folder, dataset, config, partial, prompts, on_step)
+
+    metadata = metadata_for(
+        charter=charter.spec.name,
+        charter_hash=charter.hash,
+        trigger_word=charter.spec.style.trigger_word,
+        base_model=base_info.description,
+        base_model_hash=base_info.hash,
+        dataset_hash=dataset.hash,
+        images=len(dataset.files),
+        steps=config.steps,
+        rank=config.rank,
+        alpha=config.lora_alpha,
+        learning_rate=config.learning_rate,
+        resolution=config.resolution,
+        seed=config.seed,
+        config=config.model_dump_json(),
+    )
+    diffusers_file = export_diffusers(pipeline, partial, metadata)
+    kohya_file = export_kohya(pipeline, partial, config.lora_alpha, metadata)
+    curve = draw_loss_curve(result.losses, partial / "loss_curve.png")
+    write_model_card(partial, metadata)
+    partial.rename(final)  # complete: only now does the run look like one
+    moved = [final / grid.relative_to(partial) for grid in result.validation_grids]
+    window = min(50, len(result.losses))
+    return TrainingSummary(
+        run=run,
+        folder=final,
+        diffusers_file=final / diffusers_file.name,
+        kohya_file=final / kohya_file.name,
+        loss_curve=final / curve.name,
+        validation_grids=moved,
+        steps=result.steps,
+        first_loss=sum(result.losses[:window]) / window,
+        last_loss=sum(result.losses[-window:]) / window,
+        loss_drop=loss_drop(result.losses, window),
+    )

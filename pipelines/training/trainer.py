@@ -1,0 +1,229 @@
+"""LoRA training of a Stable Diffusion UNet's attention projections with peft.
+
+VAE latents and text embeddings are computed once; the loop then only runs the UNet. Every
+random draw comes from one seeded generator whose state is saved with each checkpoint, so a run
+resumed after an interruption ends with the same weights as one that never stopped (same
+seed, same device).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import compute_snr
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipelines.atomic import write_with
+from pipelines.training.dataset import TrainingSet
+
+log = logging.getLogger(__name__)
+
+TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+class TrainingConfig(BaseModel):
+    """Training options (all shape the result, so all go into the LoRA's metadata)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: int = Field(default=8, ge=1, le=256)
+    alpha: float | None = Field(default=None, gt=0, description="LoRA alpha; default: the rank.")
+    learning_rate: float = Field(default=1e-4, gt=0, le=1)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
+    steps: int = Field(default=500, ge=1, le=100_000)
+    batch_size: int = Field(default=1, ge=1, le=64)
+    gradient_accumulation: int = Field(default=1, ge=1, le=64)
+    gradient_checkpointing: bool = False
+    min_snr_gamma: float | None = Field(default=5.0, gt=0, description="Min-SNR loss weighting; None: off.")
+    seed: int = Field(default=0, ge=0)
+    resolution: int = Field(default=256, ge=64, le=2048)
+    checkpoint_every: int = Field(default=100, ge=1)
+    validation_seeds: list[int] = Field(default_factory=lambda: [1, 2])
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution_on_the_latent_grid(cls, value: int) -> int:
+        if value % 64:
+            raise ValueError("resolution must be a multiple of 64")
+        return value
+
+    @property
+    def lora_alpha(self) -> float:
+        return self.alpha if self.alpha is not None else float(self.rank)
+
+
+@dataclass
+class TrainingResult:
+    losses: list[float]
+    steps: int
+    validation_grids: list[Path] = field(default_factory=list)
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "checkpoints").glob("step-*.pt"))
+
+
+def _validation_grid(
+    pipeline: StableDiffusionPipeline, prompts: list[str], seeds: list[int], resolution: int, target: Path
+) -> Path:
+    """Pictures for fixed prompts (rows) and seeds (columns), saved as one grid."""
+    tiles = []
+    for prompt in prompts:
+        for seed in seeds:
+            generator = torch.Generator().manual_seed(seed)
+            image = pipeline(
+                prompt, height=resolution, width=resolution, num_inference_steps=20, generator=generator
+            ).images[0]
+            tiles.append(image)
+    grid = Image.new("RGB", (resolution * len(seeds), resolution * len(prompts)))
+    for index, tile in enumerate(tiles):
+        grid.paste(tile, ((index % len(seeds)) * resolution, (index // len(seeds)) * resolution))
+    write_with(target, lambda temporary: grid.save(temporary, format="PNG"))
+    return target
+
+
+def train_lora(
+    base_folder: Path,
+    dataset: TrainingSet,
+    config: TrainingConfig,
+    run_dir: Path,
+    validation_prompts: list[str],
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[StableDiffusionPipeline, TrainingResult]:
+    """Train (or resume, when ``run_dir`` holds checkpoints) and return the pipeline with its LoRA."""
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda, gradient_accumulation_steps=1)
+    device = accelerator.device
+    pipeline = StableDiffusionPipeline.from_pretrained(base_folder, local_files_only=True, safety_checker=None)
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.to(device)
+    unet, vae, text_encoder = pipeline.unet, pipeline.vae, pipeline.text_encoder
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False)
+    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+
+    # Cached once: the frozen VAE and text encoder never run in the loop.
+    with torch.no_grad():
+        pixels = torch.from_numpy(dataset.pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+        latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+        tokens = pipeline.tokenizer(
+            dataset.captions,
+            padding="max_length",
+            max_length=pipeline.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(device)
+        embeddings = text_encoder(tokens)[0]
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # the LoRA's initial weights
+        unet.add_adapter(
+            LoraConfig(
+                r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=TARGET_MODULES
+            )
+        )
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    parameters = [parameter for parameter in unet.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    schedule = get_scheduler(
+        config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
+    )
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    generator = torch.Generator().manual_seed(config.seed)  # every random draw of the loop
+    losses: list[float] = []
+    start = 0
+
+    existing = _checkpoints(run_dir)
+    if existing:
+        state = torch.load(existing[-1], map_location="cpu", weights_only=False)
+        set_peft_model_state_dict(accelerator.unwrap_model(unet), state["lora"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        losses, start = state["losses"], state["step"]
+        log.info("resuming %s from step %d", run_dir.name, start)
+
+    grids: list[Path] = []
+    unet.train()
+    for step in range(start, config.steps):
+        step_loss = 0.0
+        for _ in range(config.gradient_accumulation):
+            index = torch.randint(len(latents), (config.batch_size,), generator=generator)
+            noise = torch.randn(latents[index].shape, generator=generator).to(device)
+            timesteps = torch.randint(
+                0, noise_scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator
+            )
+            noisy = noise_scheduler.add_noise(latents[index], noise, timesteps.to(device))
+            with accelerator.autocast():
+                prediction = unet(noisy, timesteps.to(device), encoder_hidden_states=embeddings[index]).sample
+            target = (
+                noise_scheduler.get_velocity(latents[index], noise, timesteps.to(device))
+                if noise_scheduler.config.prediction_type == "v_prediction"
+                else noise
+            )
+            per_sample = torch.nn.functional.mse_loss(prediction.float(), target.float(), reduction="none").mean(
+                dim=(1, 2, 3)
+            )
+            if config.min_snr_gamma is not None:
+                snr = compute_snr(noise_scheduler, timesteps)
+                weights = torch.clamp(snr, max=config.min_snr_gamma) / snr
+                if noise_scheduler.config.prediction_type == "v_prediction":
+                    weights = torch.clamp(snr, max=config.min_snr_gamma) / (snr + 1)
+                per_sample = per_sample * weights.to(device)
+            loss = per_sample.mean() / config.gradient_accumulation
+            accelerator.backward(loss)
+            step_loss += float(loss.detach())
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        done = step + 1
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            state = {
+                "step": done,
+                "lora": get_peft_model_state_dict(accelerator.unwrap_model(unet)),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "generator": generator.get_state(),
+                "losses": losses,
+            }
+            target_file = run_dir / "checkpoints" / f"step-{done:06d}.pt"
+            write_with(target_file, lambda temporary, state=state: torch.save(state, temporary))
+            unet.eval()
+            grid = run_dir / "validation" / f"step-{done:06d}.png"
+            grids.append(
+                _validation_grid(pipeline, validation_prompts, config.validation_seeds, config.resolution, grid)
+            )
+            unet.train()
+        if on_step is not None:
+            on_step(done, step_loss)
+    unet.eval()
+    pipeline.unet = accelerator.unwrap_model(unet)
+    return pipeline, TrainingResult(losses=losses, steps=config.steps, validation_grids=grids)
+
+
+def smoothed(losses: list[float], window: int = 20) -> np.ndarray:
+    """Moving average of the loss (single steps are very noisy: one random timestep each)."""
+    values = np.asarray(losses, dtype=np.float64)
+    window = max(1, min(window, len(values)))
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def loss_drop(losses: list[float], window: int = 50) -> float:
+    """Relative drop of the mean loss from the first ``window`` steps to the last ``window``."""
+    first, last = np.mean(losses[:window]), np.mean(losses[-window:])
+    return float((first - last) / first) if first > 0 else 0.0
