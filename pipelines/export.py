@@ -32,6 +32,7 @@ class ExportedFile(BaseModel):
 
     job: RenderJob
     sha256: str
+    size: int
     watermark: str
     thumbnail: str
     compliance: Compliance
@@ -86,6 +87,7 @@ def export_png(
     return ExportedFile(
         job=job,
         sha256=marked.sha256,
+        size=target.stat().st_size,
         watermark=marked.watermark,
         thumbnail=thumbnail_path(job),
         compliance=compliance,
@@ -113,6 +115,7 @@ def write_manifest(output_root: Path, campaign_slug: str, campaign_name: str, ex
         entries[item.job.key] = {
             "file": item.job.relative_path,
             "sha256": item.sha256,
+            "size": item.size,
             "watermark": item.watermark,
             "created": item.created,
             "thumbnail": item.thumbnail,
@@ -126,5 +129,15 @@ def write_manifest(output_root: Path, campaign_slug: str, campaign_name: str, ex
 
 
 def is_done(job: RenderJob, output_root: Path, manifest: dict[str, dict]) -> bool:
-    """A job is done when the manifest knows its key and its file is on disk."""
-    return job.key in manifest and output_path(output_root, job).is_file()
+    """A job is done when the manifest knows its key and its file is on disk, whole.
+
+    The size recorded at export catches truncated or replaced files without hashing thousands
+    of pictures on every nightly run.
+    """
+    entry = manifest.get(job.key)
+    if entry is None:
+        return False
+    try:
+        return output_path(output_root, job).stat().st_size == entry.get("size")
+    except FileNotFoundError:
+        return False

@@ -36,17 +36,26 @@ class Reports:
     rows: list[dict[str, str]]
 
 
+def _identity(inputs: dict, entry: dict) -> dict[str, str]:
+    return {
+        "commune": inputs["commune_name"],
+        "format": inputs["format"],
+        "audience": inputs["audience"],
+        "file": entry["file"],
+    }
+
+
 def report_rows(entries: list[dict]) -> list[dict[str, str]]:
     """One row of plain strings per manifest entry, in the report's column order."""
     rows = []
     for entry in entries:
-        inputs, check = entry["inputs"], entry["compliance"]
+        inputs, check = entry["inputs"], entry.get("compliance")
+        if check is None:  # written before compliance checks existed: say so, do not guess
+            rows.append({column: "" for column in COLUMNS} | _identity(inputs, entry) | {"passed": "not checked"})
+            continue
         rows.append(
-            {
-                "commune": inputs["commune_name"],
-                "format": inputs["format"],
-                "audience": inputs["audience"],
-                "file": entry["file"],
+            _identity(inputs, entry)
+            | {
                 "palette_before": f"{check['palette_before']:.0%}",
                 "palette_after": f"{check['palette_after']:.0%}",
                 "logo": f"{check['logo_corner']} / {check['logo_variant']}",
@@ -101,6 +110,8 @@ def write_reports(output_root: Path, campaign_slug: str, campaign_name: str, key
     csv_path, html_path = folder / "report.csv", folder / "report.html"
     write_text_atomic(csv_path, buffer.getvalue())
     # Thumbnails are referenced relative to the report, so the folder can be moved or served as is.
-    thumbnails = [str(Path(entry["thumbnail"]).relative_to(campaign_slug)) for entry in entries]
+    thumbnails = [
+        str(Path(entry["thumbnail"]).relative_to(campaign_slug)) if "thumbnail" in entry else "" for entry in entries
+    ]
     write_text_atomic(html_path, _html(campaign_name, rows, thumbnails))
     return Reports(csv=csv_path, html=html_path, rows=rows)
