@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+from diffusers import DiffusionPipeline
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.campaign import CommuneSelection, load_campaign, select_communes
@@ -109,7 +112,7 @@ def render_batch(
         raise CampaignError(plan.charter_path, None, "the charter changed since the campaign was planned")
     device = choose_device(settings.device)
     pipeline = load_pipeline(plan.model, device, choose_dtype(device, settings.dtype), plan.lora)
-    pictures = generate(pipeline, jobs)
+    pictures = generate_fitting_memory(pipeline, jobs)
     exported = []
     for job, picture in zip(jobs, pictures, strict=True):
         result = postprocess(picture, charter, job.width, job.height, job.language, job.commune_name, job.headline)
@@ -117,6 +120,22 @@ def render_batch(
     what = sorted({f"{job.commune_name} {job.format}" for job in jobs})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported
+
+
+def generate_fitting_memory(pipeline: DiffusionPipeline, jobs: list[RenderJob]) -> list[Image.Image]:
+    """Generate ``jobs``; on a CUDA out-of-memory error, halve the batch and try each half.
+
+    Each job has its own generator, so the pictures do not depend on how the batch was split.
+    """
+    try:
+        return generate(pipeline, jobs)
+    except torch.cuda.OutOfMemoryError:
+        if len(jobs) == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(jobs) // 2
+        log.warning("out of GPU memory with %d images per call: trying %d and %d", len(jobs), half, len(jobs) - half)
+        return generate_fitting_memory(pipeline, jobs[:half]) + generate_fitting_memory(pipeline, jobs[half:])
 
 
 def finish_render(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Reports:

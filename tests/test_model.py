@@ -84,3 +84,29 @@ def test_same_job_same_pixels_other_seed_other_pixels(demo_pipeline, make_campai
     # A job's starting noise does not depend on its batch: alone it comes out (almost) the same.
     alone = np.asarray(generate(demo_pipeline, jobs[1:2])[0])
     assert np.abs(alone.astype(int) - first[1].astype(int)).max() <= 2
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_pictures(
+    demo_pipeline,
+    make_campaign: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pipelines.render
+    from pipelines.render import generate_fitting_memory
+
+    campaign = load_campaign(make_campaign(audiences={"a": "x", "b": "y", "c": "z"}, formats=["story"]))
+    jobs = expand_jobs(campaign, describe_model(DemoModelRef()))[:5]
+    expected = [np.asarray(image) for image in generate(demo_pipeline, jobs)]
+    calls = []
+
+    def small_gpu(pipeline, batch):
+        calls.append(len(batch))
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return generate(pipeline, batch)
+
+    monkeypatch.setattr(pipelines.render, "generate", small_gpu)
+    pictures = generate_fitting_memory(demo_pipeline, jobs)
+    assert calls == [5, 2, 3, 1, 2]
+    for got, want in zip(pictures, expected, strict=True):
+        assert np.abs(np.asarray(got).astype(int) - want.astype(int)).max() <= 2  # same pictures, other batches
