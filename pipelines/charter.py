@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pipelines.config_files import read_yaml_mapping, validate_model
 from pipelines.errors import CharterError
 from pipelines.hashing import sha256_file
-from pipelines.postprocess.colour import contrast_ratio, relative_luminance
+from pipelines.postprocess.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 
 HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 
@@ -121,8 +121,8 @@ class CharterSpec(_Strict):
     @model_validator(mode="after")
     def _palette_can_carry_text(self) -> CharterSpec:
         # Label and text use the palette's darkest and lightest colours on each other.
-        luminances = [relative_luminance(colour.rgb) for colour in self.palette]
-        ratio = contrast_ratio(max(luminances), min(luminances))
+        dark, light = darkest_and_lightest([colour.rgb for colour in self.palette])
+        ratio = contrast_ratio(relative_luminance(light), relative_luminance(dark))
         if ratio < 4.5:
             raise ValueError(f"the palette's lightest and darkest colours contrast {ratio:.1f}:1, text needs 4.5:1")
         return self
@@ -148,9 +148,6 @@ class Charter(BaseModel):
     font: Path
     references: Path
     hash: str
-
-    def colour(self, role: ColourRole) -> PaletteColour:
-        return next(c for c in self.spec.palette if c.role == role)
 
 
 def _check_logo(charter_path: Path, field: str, path: Path) -> None:

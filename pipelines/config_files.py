@@ -49,11 +49,10 @@ def validate_model(
     data: dict[str, Any],
     path: Path,
     error_type: type[VisuelsError],
-    context: dict[str, Any] | None = None,
 ) -> ModelT:
     """Validate ``data`` and report the first problem as ``file: field: message``."""
     try:
-        return model_type.model_validate(data, context=context)
+        return model_type.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         location = tuple(p for p in first["loc"] if not str(p).startswith("function-"))

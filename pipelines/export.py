@@ -78,8 +78,7 @@ def export_png(
         height=job.height,
     )
     marked = write_marked(image, target, job.file_type, entry, job.dpi, marking)
-    with Image.open(target) as written:
-        thumbnail = written.convert("RGB")
+    thumbnail = Image.fromarray(marked.pixels)
     thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     write_with(
         output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
@@ -87,7 +86,7 @@ def export_png(
     return ExportedFile(
         job=job,
         sha256=marked.sha256,
-        size=target.stat().st_size,
+        size=marked.size,
         watermark=marked.watermark,
         thumbnail=thumbnail_path(job),
         compliance=compliance,

@@ -108,8 +108,3 @@ def load_pipeline(
         _use_lora(pipeline, lora)
         _loaded = (cache_key, pipeline)
         return pipeline
-
-
-def loaded_model_count() -> int:
-    """How many models this process holds (0 or 1); lets tests check nothing was loaded."""
-    return 0 if _loaded is None else 1

@@ -6,6 +6,7 @@ it and nothing else writes pictures, so no file leaves the pipeline unmarked.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from pipelines.atomic import write_bytes_atomic
-from pipelines.hashing import sha256_file
 from pipelines.marking import ledger, watermark
 from pipelines.marking.c2pa_manifest import Provenance, sign_asset
 from pipelines.marking.keys import SigningFiles
@@ -38,9 +38,11 @@ class MarkingContext:
 @dataclass(frozen=True)
 class MarkedFile:
     sha256: str
+    size: int
     watermark: str
     phash: str
     ledger_id: int
+    pixels: np.ndarray  # as stored in the file (JPEG and WebP are lossy)
 
 
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -79,9 +81,13 @@ def write_marked(
     encoded = encode(Image.fromarray(pixels), file_type, dpi, xmp)
     signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last
     write_bytes_atomic(target, signed)
-    digest = sha256_file(target)
-    with Image.open(io.BytesIO(encoded)) as written:  # the pixels as stored (JPEG and WebP are lossy)
-        phash = perceptual_hash(np.asarray(written.convert("RGB")))
+    digest = hashlib.sha256(signed).hexdigest()
+    if file_type != "png":  # lossy: hash what readers will decode, not what was encoded
+        with Image.open(io.BytesIO(encoded)) as written:
+            pixels = np.asarray(written.convert("RGB"))
+    phash = perceptual_hash(pixels)
     record = entry.model_copy(update={"sha256": digest, "phash": phash, "run_id": context.run_id})
     row = ledger.append(context.ledger, record)
-    return MarkedFile(sha256=digest, watermark=entry.watermark, phash=phash, ledger_id=row)
+    return MarkedFile(
+        sha256=digest, size=len(signed), watermark=entry.watermark, phash=phash, ledger_id=row, pixels=pixels
+    )

@@ -13,6 +13,12 @@ def relative_luminance(rgb: np.ndarray | tuple[float, float, float]) -> np.ndarr
     return float(luminance) if np.ndim(luminance) == 0 else luminance
 
 
+def darkest_and_lightest(colours: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The colours of lowest and highest WCAG luminance (text and plate colours)."""
+    ordered = sorted(colours, key=relative_luminance)
+    return ordered[0], ordered[-1]
+
+
 def contrast_ratio(first: float, second: float) -> float:
     """WCAG contrast ratio between two relative luminances (1 to 21)."""
     lighter, darker = max(first, second), min(first, second)

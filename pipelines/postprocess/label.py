@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.charter import Charter
-from pipelines.postprocess.colour import contrast_ratio, relative_luminance
+from pipelines.postprocess.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 from pipelines.postprocess.layout import Box, box_in_corner, margin
 
 
@@ -33,8 +33,7 @@ def label_text_size(charter: Charter, width: int, height: int) -> int:
 def draw_ai_label(image: Image.Image, charter: Charter, language: str) -> tuple[Image.Image, LabelPlacement]:
     """Draw the label on an opaque plate in the charter's corner; say where, how big, what contrast."""
     label = charter.spec.ai_label
-    palette = sorted((colour.rgb for colour in charter.spec.palette), key=relative_luminance)
-    dark, light = palette[0], palette[-1]
+    dark, light = darkest_and_lightest([colour.rgb for colour in charter.spec.palette])
     width, height = image.size
     size = label_text_size(charter, width, height)
     font = _font(charter.font, size)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipelines.postprocess.colour import contrast_ratio, relative_luminance
+from pipelines.postprocess.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 from pipelines.postprocess.layout import Box
 
 SIZE_STEP = 0.92  # each try sets the text this much smaller
@@ -107,11 +107,6 @@ def free_band(canvas: tuple[int, int], obstacles: list[Box], inset: int) -> tupl
     return upper, lower
 
 
-def _text_colours(palette: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    ordered = sorted(palette, key=relative_luminance)
-    return ordered[0], ordered[-1]
-
-
 def background_range(image: Image.Image, box: Box) -> tuple[float, float]:
     """5th and 95th percentile luminance behind ``box`` (on a reduced copy: percentiles barely move)."""
     region = image.crop(box.as_tuple()).convert("RGB")
@@ -169,7 +164,7 @@ def draw_text_block(
     if box.top < 0 or box.bottom > height:
         collisions.append("text runs off the picture")
 
-    dark, light = _text_colours(palette)
+    dark, light = darkest_and_lightest(palette)
     behind = background_range(image, box)
     colour = max((dark, light), key=lambda c: worst_contrast(c, behind))
     contrast = worst_contrast(colour, behind)

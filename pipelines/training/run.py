@@ -25,7 +25,7 @@ from pipelines.training.export import (
     write_model_card,
 )
 from pipelines.training.folders import lora_root
-from pipelines.training.trainer import TrainingConfig, loss_drop, train_lora
+from pipelines.training.trainer import TrainingConfig, train_lora
 
 
 class TrainingRunError(VisuelsError):
@@ -109,7 +109,9 @@ def run_training(
     write_model_card(partial, metadata)
     partial.rename(final)  # complete: only now does the run look like one
     moved = [final / grid.relative_to(partial) for grid in result.validation_grids]
-    window = min(50, len(result.losses))
+    window = min(50, len(result.losses))  # compare the first and the last steps, averaged
+    first_loss = sum(result.losses[:window]) / window
+    last_loss = sum(result.losses[-window:]) / window
     return TrainingSummary(
         run=run,
         folder=final,
@@ -118,7 +120,7 @@ def run_training(
         loss_curve=final / curve.name,
         validation_grids=moved,
         steps=result.steps,
-        first_loss=sum(result.losses[:window]) / window,
-        last_loss=sum(result.losses[-window:]) / window,
-        loss_drop=loss_drop(result.losses, window),
+        first_loss=first_loss,
+        last_loss=last_loss,
+        loss_drop=(first_loss - last_loss) / first_loss if first_loss > 0 else 0.0,
     )

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from diffusers import DDPMScheduler, StableDiffusionPipeline
@@ -214,16 +213,3 @@ def train_lora(
     unet.eval()
     pipeline.unet = accelerator.unwrap_model(unet)
     return pipeline, TrainingResult(losses=losses, steps=config.steps, validation_grids=grids)
-
-
-def smoothed(losses: list[float], window: int = 20) -> np.ndarray:
-    """Moving average of the loss (single steps are very noisy: one random timestep each)."""
-    values = np.asarray(losses, dtype=np.float64)
-    window = max(1, min(window, len(values)))
-    return np.convolve(values, np.ones(window) / window, mode="valid")
-
-
-def loss_drop(losses: list[float], window: int = 50) -> float:
-    """Relative drop of the mean loss from the first ``window`` steps to the last ``window``."""
-    first, last = np.mean(losses[:window]), np.mean(losses[-window:])
-    return float((first - last) / first) if first > 0 else 0.0
