@@ -68,7 +68,9 @@ def train_charter_lora(
         key="lora-training",
         markdown=(
             f"# LoRA {summary.run}\n\n{summary.steps} steps; loss {summary.first_loss:.4f} -> {summary.last_loss:.4f}"
-            f" ({summary.loss_drop:.1%} lower). Weights: `{summary.diffusers_file}`\n\n"
+            f" ({summary.loss_drop:.1%} lower). Colour distance to the references (CIELAB):"
+            f" {summary.colour_distance_without_lora:.1f} without the LoRA, {summary.colour_distance_with_lora:.1f}"
+            f" with it. Weights: `{summary.diffusers_file}`\n\n"
             f"![loss curve]({_inline_png(summary.loss_curve, 800)})\n\n## Validation\n\n{grids}\n"
         ),
     )

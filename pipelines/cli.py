@@ -268,7 +268,8 @@ def _train(args: argparse.Namespace, train: Trainer) -> int:
     summary = train(str(args.charter), args.base, options, args.resume, args.lora_dir)
     console.print(
         f"[green]done[/green]: {summary.steps} steps, loss {summary.first_loss:.4f} -> {summary.last_loss:.4f}"
-        f" ({summary.loss_drop:.1%} lower)"
+        f" ({summary.loss_drop:.1%} lower); colour distance to the references"
+        f" {summary.colour_distance_without_lora:.1f} -> {summary.colour_distance_with_lora:.1f}"
     )
     console.print(f"LoRA in [bold]{summary.folder}[/bold]", highlight=False)
     return 0

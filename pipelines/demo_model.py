@@ -1,8 +1,10 @@
 """The built-in demo model: a tiny Stable Diffusion built from configs with a fixed seed.
 
 It is never downloaded. Built once into the cache folder in diffusers format, then loaded
-through the same code as any real checkpoint. Its weights are random, so its pictures are
-abstract textures; it exists so that every command runs on a fresh machine.
+through the same code as any real checkpoint. The text encoder and UNet have random weights;
+the VAE is a TAESD-shaped ``AutoencoderTiny`` whose weights are set by hand so that a latent
+holds the blurred colour of its 8x8 patch. Its pictures are smooth colour fields, and a LoRA
+trained on reference pictures visibly moves their colours: enough to test training end to end.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from pipelines.paths import cache_dir
@@ -21,8 +23,12 @@ from pipelines.paths import cache_dir
 log = logging.getLogger(__name__)
 
 DEMO_SEED = 20260802  # the day Article 50 applies
-DEMO_VERSION = 1  # bump when the architecture below changes
+DEMO_VERSION = 2  # bump when the architecture below changes
 NATIVE_SIZE = 256  # pixels; a 32x32 latent behind the 8x VAE
+VAE_CHANNELS = 4  # red, green, blue and one unused channel, at every level of the VAE
+# Latents hold (colour - 0.5), in [-0.5, 0.5]; the pipeline multiplies them by this factor so the
+# diffusion model sees a spread close to unit variance, as with real VAEs.
+VAE_SCALING_FACTOR = 4.0
 START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
 
@@ -49,6 +55,55 @@ def build_tokenizer() -> CLIPTokenizer:
     vocab[END_TOKEN] = len(vocab)
     # Without model_max_length the pipeline's truncation overflows the position embeddings.
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _set_per_channel(conv: torch.nn.Conv2d, kernel: torch.Tensor, channels: int) -> None:
+    """Make ``conv`` apply ``kernel`` to each of the first ``channels`` channels on its own."""
+    conv.weight.zero_()
+    for channel in range(channels):
+        conv.weight[channel, channel] = kernel
+    if conv.bias is not None:
+        conv.bias.zero_()
+
+
+@torch.no_grad()
+def build_colour_vae() -> AutoencoderTiny:
+    """An 8x VAE whose latent is the mean RGB colour of its 8x8 patch, minus 0.5.
+
+    Every residual block's last convolution is zero, so blocks pass their input through (all
+    values stay non-negative, so the ReLUs change nothing). The encoder's stride-2 convolutions
+    average 2x2 pixels; the decoder up-samples bilinearly. No tap ever reads the zero padding,
+    so edges keep their colour.
+    """
+    vae = AutoencoderTiny(
+        encoder_block_out_channels=(VAE_CHANNELS,) * 4,
+        decoder_block_out_channels=(VAE_CHANNELS,) * 4,
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+        upsample_fn="bilinear",
+        scaling_factor=VAE_SCALING_FACTOR,
+    )
+    for conv in vae.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.weight.zero_()
+            if conv.bias is not None:
+                conv.bias.zero_()
+    copy = torch.zeros(3, 3)
+    copy[1, 1] = 1.0
+    # With padding 1 and stride 2, taps (1, 1) to (2, 2) read exactly pixels 2i and 2i + 1.
+    box = torch.zeros(3, 3)
+    box[1:, 1:] = 0.25
+    encoder, decoder = list(vae.encoder.layers), list(vae.decoder.layers)
+    for layer in encoder:
+        if isinstance(layer, torch.nn.Conv2d):
+            _set_per_channel(layer, box if layer.stride == (2, 2) else copy, 3)
+    encoder[-1].bias[:3] = -0.5  # colour in [0, 1] -> latent in [-0.5, 0.5]
+    for layer in decoder:
+        if isinstance(layer, torch.nn.Conv2d):
+            _set_per_channel(layer, copy, 3)
+    decoder[0].bias[:3] = 0.5
+    return vae
 
 
 def build_demo_pipeline() -> StableDiffusionPipeline:
@@ -82,20 +137,18 @@ def build_demo_pipeline() -> StableDiffusionPipeline:
             attention_head_dim=8,
             norm_num_groups=8,
         )
-        # Four blocks, so 8x down-sampling like the VAEs of real Stable Diffusion models.
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(16, 32, 32, 64),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=NATIVE_SIZE,
-        )
+        with torch.no_grad():
+            unet.conv_out.bias.zero_()  # a random output bias would tint every picture alike
+    vae = build_colour_vae()
+    # The UNet predicts the clean latent ("sample"): a LoRA on a random UNet then learns the
+    # references' colours directly, where with noise prediction the random errors dominate.
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        prediction_type="sample",
     )
     return StableDiffusionPipeline(
         vae=vae,

@@ -32,27 +32,46 @@ def _save_safetensors(target: Path, tensors: dict[str, torch.Tensor], metadata: 
 def export_diffusers(pipeline: StableDiffusionPipeline, folder: Path, metadata: dict[str, str]) -> Path:
     """The diffusers-format file, as ``save_lora_weights`` writes it, plus our metadata in its header."""
     with tempfile.TemporaryDirectory() as scratch:
-        StableDiffusionPipeline.save_lora_weights(scratch, unet_lora_layers=get_peft_model_state_dict(pipeline.unet))
+        StableDiffusionPipeline.save_lora_weights(
+            scratch,
+            unet_lora_layers=get_peft_model_state_dict(pipeline.unet),
+            text_encoder_lora_layers=_text_encoder_lora(pipeline),
+        )
         tensors = load_file(str(Path(scratch) / DIFFUSERS_FILE))
     target = folder / DIFFUSERS_FILE
     _save_safetensors(target, tensors, metadata)
     return target
 
 
-def kohya_key(peft_key: str) -> str:
-    """``down_blocks.0...attn1.to_q.lora_A.weight`` -> ``lora_unet_down_blocks_0_..._to_q.lora_down.weight``."""
+def _text_encoder_lora(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor] | None:
+    """The text encoder's LoRA weights, or None when only the UNet was trained."""
+    if not getattr(pipeline.text_encoder, "peft_config", None):
+        return None
+    return get_peft_model_state_dict(pipeline.text_encoder)
+
+
+def kohya_key(peft_key: str, prefix: str) -> str:
+    """``down_blocks.0...attn1.to_q.lora_A.weight`` -> ``lora_unet_down_blocks_0_..._to_q.lora_down.weight``.
+
+    ``prefix`` is ``lora_unet`` for the UNet and ``lora_te`` for the text encoder, whose kohya
+    names start with ``text_model`` (the module path before transformers 5 flattened it).
+    """
     module, _, rest = peft_key.partition(".lora_")
+    if prefix == "lora_te" and not module.startswith("text_model."):
+        module = f"text_model.{module}"
     direction = "lora_down" if rest.startswith("A") else "lora_up"
-    return f"lora_unet_{module.replace('.', '_')}.{direction}.weight"
+    return f"{prefix}_{module.replace('.', '_')}.{direction}.weight"
 
 
 def export_kohya(pipeline: StableDiffusionPipeline, folder: Path, alpha: float, metadata: dict[str, str]) -> Path:
     """The same weights in the kohya / A1111 / ComfyUI layout, with one ``.alpha`` per module."""
     tensors: dict[str, torch.Tensor] = {}
-    for key, value in get_peft_model_state_dict(pipeline.unet).items():
-        converted = kohya_key(key)
-        tensors[converted] = value
-        tensors[converted.split(".")[0] + ".alpha"] = torch.tensor(float(alpha))
+    parts = [("lora_unet", get_peft_model_state_dict(pipeline.unet)), ("lora_te", _text_encoder_lora(pipeline) or {})]
+    for prefix, weights in parts:
+        for key, value in weights.items():
+            converted = kohya_key(key, prefix)
+            tensors[converted] = value
+            tensors[converted.split(".")[0] + ".alpha"] = torch.tensor(float(alpha))
     target = folder / KOHYA_FILE
     _save_safetensors(target, tensors, {**metadata, "ss_network_dim": metadata["rank"], "ss_network_alpha": str(alpha)})
     return target

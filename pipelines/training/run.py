@@ -17,6 +17,7 @@ from pipelines.charter import Charter, load_charter
 from pipelines.errors import ModelError, VisuelsError
 from pipelines.model_reference import ModelInfo, ModelRef, SingleFileRef, describe_model, model_folder
 from pipelines.training.dataset import TrainingSet, load_training_set
+from pipelines.training.evaluation import evaluate_colours
 from pipelines.training.export import (
     draw_loss_curve,
     export_diffusers,
@@ -43,6 +44,8 @@ class TrainingSummary(BaseModel):
     first_loss: float
     last_loss: float
     loss_drop: float
+    colour_distance_without_lora: float
+    colour_distance_with_lora: float
 
 
 def check_training_inputs(
@@ -86,6 +89,7 @@ def run_training(
     style = charter.spec.style.prompt
     prompts = [f"{style}, the sea and a village", f"{style}, hills and vineyards"]
     pipeline, result = train_lora(base_folder, dataset, config, partial, prompts, on_step)
+    colours = evaluate_colours(pipeline, dataset.captions, dataset.pixels, config.resolution)
 
     metadata = metadata_for(
         charter=charter.spec.name,
@@ -102,6 +106,8 @@ def run_training(
         resolution=config.resolution,
         seed=config.seed,
         config=config.model_dump_json(),
+        colour_distance_without_lora=round(colours.without_lora, 3),
+        colour_distance_with_lora=round(colours.with_lora, 3),
     )
     diffusers_file = export_diffusers(pipeline, partial, metadata)
     kohya_file = export_kohya(pipeline, partial, config.lora_alpha, metadata)
@@ -123,4 +129,6 @@ def run_training(
         first_loss=first_loss,
         last_loss=last_loss,
         loss_drop=(first_loss - last_loss) / first_loss if first_loss > 0 else 0.0,
+        colour_distance_without_lora=colours.without_lora,
+        colour_distance_with_lora=colours.with_lora,
     )

@@ -1,6 +1,7 @@
 """LoRA training of a Stable Diffusion UNet's attention projections with peft.
 
-VAE latents and text embeddings are computed once; the loop then only runs the UNet. Every
+VAE latents are computed once, and so are text embeddings unless the text encoder gets a LoRA
+too; the loop then only runs the UNet (and the text encoder when it trains). Every
 random draw comes from one seeded generator whose state is saved with each checkpoint, so a run
 resumed after an interruption ends with the same weights as one that never stopped (same
 seed, same device).
@@ -16,7 +17,7 @@ from typing import Literal
 
 import torch
 from accelerate import Accelerator
-from diffusers import DDPMScheduler, StableDiffusionPipeline
+from diffusers import AutoencoderKL, AutoencoderTiny, DDPMScheduler, StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import compute_snr
 from peft import LoraConfig
@@ -29,7 +30,8 @@ from pipelines.training.dataset import TrainingSet
 
 log = logging.getLogger(__name__)
 
-TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+UNET_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 class TrainingConfig(BaseModel):
@@ -46,6 +48,7 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(default=1, ge=1, le=64)
     gradient_accumulation: int = Field(default=1, ge=1, le=64)
     gradient_checkpointing: bool = False
+    train_text_encoder: bool = Field(default=False, description="Also put a LoRA on the text encoder's attention.")
     min_snr_gamma: float | None = Field(default=5.0, gt=0, description="Min-SNR loss weighting; None: off.")
     seed: int = Field(default=0, ge=0)
     resolution: int = Field(default=256, ge=64, le=2048)
@@ -69,6 +72,50 @@ class TrainingResult:
     losses: list[float]
     steps: int
     validation_grids: list[Path] = field(default_factory=list)
+
+
+def _set_training(modules: list[torch.nn.Module], training: bool) -> None:
+    for module in modules:
+        module.train(training)
+
+
+def _lora_config(config: TrainingConfig, target_modules: list[str]) -> LoraConfig:
+    return LoraConfig(
+        r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=target_modules
+    )
+
+
+def _encode(vae: AutoencoderKL | AutoencoderTiny, pixels: torch.Tensor) -> torch.Tensor:
+    """Scaled latents of pixels in [-1, 1]; a KL VAE gives its distribution's mean, a tiny VAE its latents."""
+    encoded = vae.encode(pixels)
+    raw = encoded.latents if isinstance(vae, AutoencoderTiny) else encoded.latent_dist.mean
+    return raw * vae.config.scaling_factor
+
+
+def _training_target(
+    scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """What the UNet must predict, for each of diffusers' three prediction types."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    if kind == "sample":
+        return latents
+    raise ValueError(f"unsupported prediction type {kind!r}")
+
+
+def _min_snr_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023), expressed for the scheduler's prediction type."""
+    snr = compute_snr(scheduler, timesteps)
+    clamped = torch.clamp(snr, max=gamma)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return clamped / snr
+    if kind == "v_prediction":
+        return clamped / (snr + 1)
+    return clamped  # the loss is already on the clean sample
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
@@ -114,10 +161,10 @@ def train_lora(
         module.requires_grad_(False)
     noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
 
-    # Cached once: the frozen VAE and text encoder never run in the loop.
+    # Cached once: the frozen VAE never runs in the loop, nor does a frozen text encoder.
     with torch.no_grad():
         pixels = torch.from_numpy(dataset.pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
-        latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+        latents = _encode(vae, pixels)
         tokens = pipeline.tokenizer(
             dataset.captions,
             padding="max_length",
@@ -125,23 +172,23 @@ def train_lora(
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(device)
-        embeddings = text_encoder(tokens)[0]
+        cached_embeddings = text_encoder(tokens)[0]
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # the LoRA's initial weights
-        unet.add_adapter(
-            LoraConfig(
-                r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=TARGET_MODULES
-            )
-        )
+        torch.manual_seed(config.seed)  # the LoRAs' initial weights
+        unet.add_adapter(_lora_config(config, UNET_TARGET_MODULES))
+        if config.train_text_encoder:
+            text_encoder.add_adapter(_lora_config(config, TEXT_ENCODER_TARGET_MODULES))
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    parameters = [parameter for parameter in unet.parameters() if parameter.requires_grad]
+    learning = [unet, text_encoder] if config.train_text_encoder else [unet]
+    parameters = [parameter for module in learning for parameter in module.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
     schedule = get_scheduler(
         config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
     )
-    unet, optimizer = accelerator.prepare(unet, optimizer)
+    unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
+    trained = [unet, text_encoder] if config.train_text_encoder else [unet]
     generator = torch.Generator().manual_seed(config.seed)  # every random draw of the loop
     losses: list[float] = []
     start = 0
@@ -150,6 +197,8 @@ def train_lora(
     if existing:
         state = torch.load(existing[-1], map_location="cpu", weights_only=False)
         set_peft_model_state_dict(accelerator.unwrap_model(unet), state["lora"])
+        if config.train_text_encoder:
+            set_peft_model_state_dict(accelerator.unwrap_model(text_encoder), state["text_encoder_lora"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
@@ -157,7 +206,7 @@ def train_lora(
         log.info("resuming %s from step %d", run_dir.name, start)
 
     grids: list[Path] = []
-    unet.train()
+    _set_training(trained, True)
     for step in range(start, config.steps):
         step_loss = 0.0
         for _ in range(config.gradient_accumulation):
@@ -168,21 +217,14 @@ def train_lora(
             )
             noisy = noise_scheduler.add_noise(latents[index], noise, timesteps.to(device))
             with accelerator.autocast():
-                prediction = unet(noisy, timesteps.to(device), encoder_hidden_states=embeddings[index]).sample
-            target = (
-                noise_scheduler.get_velocity(latents[index], noise, timesteps.to(device))
-                if noise_scheduler.config.prediction_type == "v_prediction"
-                else noise
-            )
+                embeddings = text_encoder(tokens[index])[0] if config.train_text_encoder else cached_embeddings[index]
+                prediction = unet(noisy, timesteps.to(device), encoder_hidden_states=embeddings).sample
+            target = _training_target(noise_scheduler, latents[index], noise, timesteps.to(device))
             per_sample = torch.nn.functional.mse_loss(prediction.float(), target.float(), reduction="none").mean(
                 dim=(1, 2, 3)
             )
             if config.min_snr_gamma is not None:
-                snr = compute_snr(noise_scheduler, timesteps)
-                weights = torch.clamp(snr, max=config.min_snr_gamma) / snr
-                if noise_scheduler.config.prediction_type == "v_prediction":
-                    weights = torch.clamp(snr, max=config.min_snr_gamma) / (snr + 1)
-                per_sample = per_sample * weights.to(device)
+                per_sample = per_sample * _min_snr_weights(noise_scheduler, timesteps, config.min_snr_gamma).to(device)
             loss = per_sample.mean() / config.gradient_accumulation
             accelerator.backward(loss)
             step_loss += float(loss.detach())
@@ -195,6 +237,11 @@ def train_lora(
             state = {
                 "step": done,
                 "lora": get_peft_model_state_dict(accelerator.unwrap_model(unet)),
+                "text_encoder_lora": (
+                    get_peft_model_state_dict(accelerator.unwrap_model(text_encoder))
+                    if config.train_text_encoder
+                    else None
+                ),
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(),
                 "generator": generator.get_state(),
@@ -202,14 +249,15 @@ def train_lora(
             }
             target_file = run_dir / "checkpoints" / f"step-{done:06d}.pt"
             write_with(target_file, lambda temporary, state=state: torch.save(state, temporary))
-            unet.eval()
+            _set_training(trained, False)
             grid = run_dir / "validation" / f"step-{done:06d}.png"
             grids.append(
                 _validation_grid(pipeline, validation_prompts, config.validation_seeds, config.resolution, grid)
             )
-            unet.train()
+            _set_training(trained, True)
         if on_step is not None:
             on_step(done, step_loss)
-    unet.eval()
+    _set_training(trained, False)
     pipeline.unet = accelerator.unwrap_model(unet)
+    pipeline.text_encoder = accelerator.unwrap_model(text_encoder)
     return pipeline, TrainingResult(losses=losses, steps=config.steps, validation_grids=grids)
