@@ -41,16 +41,16 @@ def stages() -> dict[str, dict[str, float]]:
     from pipelines.generation import generate
     from pipelines.jobs import batches
     from pipelines.model_loading import load_pipeline
-    from pipelines.model_reference import DemoModelRef
     from pipelines.postprocess.chain import postprocess
     from pipelines.render import plan_render
+    from pipelines.render_request import Overrides, Selection
     from pipelines.third_party_logs import quiet_third_party_logs
 
     quiet_third_party_logs()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as out_dir:
         root = Path(out_dir)
-        plan = plan_render(SAMPLE_CAMPAIGN, root, communes=DEMO_COMMUNES, model=DemoModelRef())
+        plan = plan_render(SAMPLE_CAMPAIGN, root, Selection(communes=DEMO_COMMUNES), Overrides(model="demo"))
         charter = load_charter(plan.charter_path)
         device = choose_device()
         started = time.perf_counter()

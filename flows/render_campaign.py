@@ -1,18 +1,33 @@
-"""The render-campaign flow: plan, render batch by batch, record the manifest."""
+"""The render-campaign flow: plan, render batch by batch (or in shards), report, ask for review."""
 
 from __future__ import annotations
 
+import logging
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.concurrency.sync import concurrency
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import wait_for_flow_run
+from prefect.runtime import deployment, flow_run
+from pydantic import Field
 
+from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.devices import DeviceName, DtypeName
 from pipelines.export import ExportedFile
-from pipelines.jobs import RenderJob, batches
-from pipelines.model_reference import parse_model_option
+from pipelines.jobs import RenderJob, batches, shard_by_commune
 from pipelines.render import (
     RenderPlan,
     RenderSettings,
@@ -20,18 +35,25 @@ from pipelines.render import (
     finish_render,
     plan_render,
     render_batch,
-    summarise,
+    rendered_since_plan,
+    summarise_jobs,
 )
+from pipelines.render_request import CampaignPath, Overrides, Selection
 from pipelines.report import Reports
+from pipelines.review import review_listing
 from pipelines.third_party_logs import quiet_third_party_logs
+
+log = logging.getLogger(__name__)
+
+GPU_LIMIT = "gpu"  # global concurrency limit: `make serve` creates it with one slot per GPU
+REVIEW_DEPLOYMENT = "review-campaign/review-campaign"
+EVERYTHING = Selection()  # frozen models: safe as shared defaults
+NO_OVERRIDES = Overrides()
 
 
 @task(name="plan-campaign", cache_policy=NO_CACHE)
-def plan_campaign(
-    campaign: str, output_root: Path, communes: list[str] | None, max_communes: int | None, model: str | None
-) -> RenderPlan:
-    model_ref = parse_model_option(model) if model else None
-    return plan_render(campaign, output_root, communes=communes, max_communes=max_communes, model=model_ref)
+def plan_campaign(campaign: str, output_root: Path, selection: Selection, overrides: Overrides) -> RenderPlan:
+    return plan_render(campaign, output_root, selection, overrides)
 
 
 # One task per batch, never per image or step: Prefect's per-task overhead stays small.
@@ -39,7 +61,10 @@ def plan_campaign(
 def render_batch_task(
     plan: RenderPlan, jobs: list[RenderJob], output_root: Path, settings: RenderSettings
 ) -> list[ExportedFile]:
-    return render_batch(plan, jobs, output_root, settings, run_id=flow_run.get_id())
+    # Deployed runs share the server's "gpu" limit; the CLI's temporary server has none.
+    limit = concurrency(GPU_LIMIT, occupy=1, strict=False) if deployment.id else nullcontext()
+    with limit:
+        return render_batch(plan, jobs, output_root, settings, run_id=flow_run.get_id())
 
 
 @task(name="record-and-report", cache_policy=NO_CACHE)
@@ -51,39 +76,116 @@ def record_and_report(plan: RenderPlan, exported: list[ExportedFile], output_roo
             table=reports.rows,
             description=f"Charter compliance of {plan.campaign_name}: {reports.html}",
         )
+        create_link_artifact(
+            key=f"report-{plan.campaign_slug}",
+            link="file://" + quote(str(reports.html)),
+            link_text=f"{plan.campaign_name}: compliance report",
+        )
     return reports
+
+
+def _render_here(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
+    """Batches one after another in this process: they share its one loaded model."""
+    progress = create_progress_artifact(0.0, description=f"{plan.campaign_name}: {len(plan.pending)} image(s)")
+    exported: list[ExportedFile] = []
+    for batch in batches(plan.pending, settings.batch_size):
+        exported += render_batch_task(plan, batch, output_root, settings)
+        update_progress_artifact(progress, 100.0 * len(exported) / len(plan.pending))
+    return [item.job for item in exported], record_and_report(plan, exported, output_root)
+
+
+def _render_in_shards(
+    plan: RenderPlan, shards: list[list[str]], parameters: dict, output_root: Path
+) -> tuple[list[RenderJob], Reports]:
+    """Start one sub-run of this deployment per shard, for any free worker, and wait for all."""
+    progress = create_progress_artifact(0.0, description=f"{plan.campaign_name}: {len(shards)} shard(s)")
+    runs = []
+    for number, communes in enumerate(shards, start=1):
+        selection = parameters["selection"] | {"communes": communes, "max_communes": None}
+        runs.append(
+            run_deployment(
+                name=f"render-campaign/{deployment.name}",
+                parameters={**parameters, "selection": selection, "shard_size": 0, "review": False},
+                flow_run_name=f"{flow_run.name}-shard-{number}",
+                timeout=0,  # start them all now; wait below
+            )
+        )
+    failed = []
+    for done, run in enumerate(runs, start=1):
+        finished = wait_for_flow_run(run.id, timeout=None)
+        if not finished.state or not finished.state.is_completed():
+            failed.append(finished.name)
+        update_progress_artifact(progress, 100.0 * done / len(runs))
+    if failed:
+        raise RuntimeError(f"{len(failed)} shard(s) did not complete: {', '.join(failed)}")
+    return rendered_since_plan(plan, output_root), record_and_report(plan, [], output_root)
+
+
+def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> None:
+    keys = [job.key for job in rendered]
+    create_markdown_artifact(
+        key=f"contact-sheet-{plan.campaign_slug}",
+        markdown=contact_sheet_markdown(
+            f"{plan.campaign_name}: rendered", output_root, review_listing(output_root, plan.campaign_slug, keys)
+        ),
+    )
+    try:
+        review = run_deployment(
+            name=REVIEW_DEPLOYMENT,
+            parameters={"campaign_slug": plan.campaign_slug, "keys": keys, "output_dir": str(output_root)},
+            flow_run_name=f"review-{flow_run.name}",
+            timeout=0,
+            as_subflow=False,  # its own run: this one ends, and its model with it
+        )
+        log.info("review waiting in flow run %s (%s)", review.name, review.id)
+    except ObjectNotFound:
+        log.warning("no %s deployment: files are rendered but not sent for review", REVIEW_DEPLOYMENT)
 
 
 @flow(name="render-campaign")
 def render_campaign(
-    campaign: str,
-    communes: list[str] | None = None,
-    max_communes: int | None = None,
+    campaign: CampaignPath,
+    selection: Selection = EVERYTHING,
+    overrides: Overrides = NO_OVERRIDES,
     output_dir: str = "outputs",
-    model: str | None = None,
-    batch_size: int = 4,
+    batch_size: Annotated[int, Field(ge=1, le=64)] = 4,
     device: DeviceName = "auto",
     dtype: DtypeName = "auto",
+    review: bool = False,
+    shard_size: Annotated[int, Field(ge=0, le=1_000_000)] = 0,
 ) -> RenderSummary:
     """Render a campaign's visuals for its communes, audiences and formats.
 
     Args:
-        campaign: Path to the campaign YAML file.
-        communes: Only these communes (official names or INSEE codes) of the campaign.
-        max_communes: Only the first N selected communes.
+        campaign: The campaign YAML file.
+        selection: Only some communes, audiences or formats of the campaign (empty: all).
+        overrides: Settings that replace the campaign's for this run: model, steps, seed, LoRA scale.
         output_dir: Folder that receives <campaign>/<commune>/<format>/ files.
-        model: Override the campaign's model: demo, a diffusers folder, FILE.safetensors::CONFIG_DIR or hub:ID.
         batch_size: Images generated per model call.
         device: auto, cuda, mps or cpu.
         dtype: auto, float32, float16 or bfloat16.
+        review: Afterwards, start a review-campaign run that waits for a designer's approval.
+        shard_size: Above this many images, split the run into sub-runs of about this size by commune,
+            for all the pool's workers (0: never split; only from a deployment).
     """
     quiet_third_party_logs()
     output_root = Path(output_dir).resolve()
     settings = RenderSettings(device=device, dtype=dtype, batch_size=batch_size)
-    plan = plan_campaign(campaign, output_root, communes, max_communes, model)
-    exported: list[ExportedFile] = []
-    # Batches run one after another: they share the process's one loaded model.
-    for batch in batches(plan.pending, settings.batch_size):
-        exported += render_batch_task(plan, batch, output_root, settings)
-    reports = record_and_report(plan, exported, output_root)
-    return summarise(plan, exported, output_root, reports)
+    plan = plan_campaign(campaign, output_root, selection, overrides)
+    shards = shard_by_commune(plan.pending, shard_size) if shard_size else []
+    if len(shards) > 1 and deployment.name:
+        parameters = {
+            "campaign": campaign,
+            "selection": selection.model_dump(mode="json"),
+            "overrides": overrides.model_dump(mode="json"),
+            "output_dir": str(output_root),
+            "batch_size": batch_size,
+            "device": device,
+            "dtype": dtype,
+        }
+        rendered, reports = _render_in_shards(plan, shards, parameters, output_root)
+    else:
+        rendered, reports = _render_here(plan, output_root, settings)
+    if review and rendered:
+        _ask_for_review(plan, rendered, output_root)
+    return summarise_jobs(plan, rendered, output_root, reports)

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from pydantic import ValidationError
 from rich.console import Console
 
-from pipelines.devices import DeviceName, DtypeName
 from pipelines.errors import CampaignError, VisuelsError
+from pipelines.render_request import Overrides, RenderRequest, Selection
 from pipelines.third_party_logs import quiet_third_party_logs
 
 if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
@@ -30,20 +30,6 @@ SAMPLE_CAMPAIGN = Path(__file__).resolve().parents[1] / "campaigns" / "ete-2027.
 SAMPLE_CHARTER = Path(__file__).resolve().parents[1] / "brand_assets" / "solane"
 DEMO_COMMUNES = ["Sète", "Castelnau-d'Estrétefonds", "Collioure"]
 EXIT_BAD_INPUT = 2
-
-
-class RenderRequest(BaseModel):
-    """The render flow's parameters, as the CLI fills them."""
-
-    campaign: str
-    communes: list[str] | None = None
-    max_communes: int | None = Field(default=None, ge=1)
-    output_dir: str = "outputs"
-    model: str | None = None
-    batch_size: int = Field(default=4, ge=1, le=64)
-    device: DeviceName = "auto"
-    dtype: DtypeName = "auto"
-
 
 Renderer = Callable[[RenderRequest], "RenderSummary"]
 Trainer = Callable[[str, str, dict, str | None, str | None], "TrainingSummary"]
@@ -163,15 +149,26 @@ def _check(files: Sequence[Path]) -> int:
     return status
 
 
+def _render_request(args: argparse.Namespace, common: dict) -> RenderRequest:
+    communes = [name.strip() for name in args.communes.split(",") if name.strip()] if args.communes else []
+    try:
+        return RenderRequest(
+            campaign=str(args.campaign),
+            selection=Selection(communes=communes, max_communes=args.max_communes),
+            overrides=Overrides(model=args.model),
+            **common,
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        option = "--" + str(first["loc"][-1]).replace("_", "-")
+        raise VisuelsError(str(args.campaign), option, first["msg"]) from None
+
+
 def _render(request: RenderRequest, render: Renderer) -> int:
-    from pipelines.model_reference import parse_model_option
     from pipelines.render import plan_render
 
     # Check everything before starting Prefect: bad input fails in a second, writing nothing.
-    model = parse_model_option(request.model) if request.model else None
-    plan = plan_render(
-        request.campaign, Path(request.output_dir).resolve(), request.communes, request.max_communes, model
-    )
+    plan = plan_render(request.campaign, Path(request.output_dir).resolve(), request.selection, request.overrides)
     console.print(
         f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
         f" with {plan.model_description}"
@@ -317,16 +314,14 @@ def main(argv: Sequence[str] | None = None, render: Renderer | None = None, trai
         }
         if args.command == "demo":
             _ensure_demo_keys()
-            request = RenderRequest(campaign=str(SAMPLE_CAMPAIGN), communes=DEMO_COMMUNES, model="demo", **common)
-        else:
-            communes = [name.strip() for name in args.communes.split(",") if name.strip()] if args.communes else None
             request = RenderRequest(
-                campaign=str(args.campaign),
-                communes=communes,
-                max_communes=args.max_communes,
-                model=args.model,
+                campaign=str(SAMPLE_CAMPAIGN),
+                selection=Selection(communes=DEMO_COMMUNES),
+                overrides=Overrides(model="demo"),
                 **common,
             )
+        else:
+            request = _render_request(args, common)
         return _render(request, render)
     except VisuelsError as exc:
         errors.print(f"error: {exc}", highlight=False, markup=False)

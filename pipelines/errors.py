@@ -40,3 +40,7 @@ class ModelError(VisuelsError):
 
 class ExportError(VisuelsError):
     """An output cannot be written."""
+
+
+class ReviewError(VisuelsError):
+    """A review decision that cannot be applied (unknown file, missing comment...)."""

@@ -6,8 +6,10 @@ first 64 bits of the job key), IPTC XMP, signed C2PA manifest, ledger row.
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,8 +109,28 @@ def read_manifest(output_root: Path, campaign_slug: str) -> dict[str, dict]:
         return {}
 
 
+@contextmanager
+def _manifest_lock(output_root: Path, campaign_slug: str) -> Iterator[None]:
+    """One writer at a time: shards of a campaign, on several workers, finish concurrently."""
+    lock_file = manifest_path(output_root, campaign_slug).with_suffix(".lock")
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_manifest(output_root: Path, campaign_slug: str, campaign_name: str, exported: Iterable[ExportedFile]) -> Path:
     """Merge new entries into the campaign's manifest (key -> inputs, file, hashes)."""
+    with _manifest_lock(output_root, campaign_slug):
+        return _merge_manifest(output_root, campaign_slug, campaign_name, exported)
+
+
+def _merge_manifest(
+    output_root: Path, campaign_slug: str, campaign_name: str, exported: Iterable[ExportedFile]
+) -> Path:
     entries = read_manifest(output_root, campaign_slug)
     for item in exported:
         entries[item.job.key] = {

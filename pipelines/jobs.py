@@ -166,3 +166,19 @@ def batches(jobs: list[RenderJob], batch_size: int) -> Iterator[list[RenderJob]]
         iterator = iter(group)
         while chunk := list(islice(iterator, batch_size)):
             yield chunk
+
+
+def shard_by_commune(jobs: list[RenderJob], shard_size: int) -> list[list[str]]:
+    """INSEE codes in groups whose jobs number about ``shard_size`` (a commune is never split)."""
+    per_commune: dict[str, int] = {}
+    for job in jobs:
+        per_commune[job.commune_insee] = per_commune.get(job.commune_insee, 0) + 1
+    shards: list[list[str]] = [[]]
+    filled = 0
+    for code, count in per_commune.items():
+        if shards[-1] and filled + count > shard_size:
+            shards.append([])
+            filled = 0
+        shards[-1].append(code)
+        filled += count
+    return [shard for shard in shards if shard]

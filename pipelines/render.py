@@ -15,7 +15,7 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.campaign import CommuneSelection, load_campaign, select_communes
+from pipelines.campaign import Campaign, CommuneSelection, load_campaign, select_communes
 from pipelines.charter import load_charter
 from pipelines.compliance import assess
 from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
@@ -27,8 +27,9 @@ from pipelines.marking.keys import signing_files
 from pipelines.marking.ledger import ledger_path
 from pipelines.marking.mark import MarkingContext
 from pipelines.model_loading import LoraWeights, load_pipeline
-from pipelines.model_reference import ModelRef, describe_model
+from pipelines.model_reference import ModelRef, describe_model, parse_model_option
 from pipelines.postprocess.chain import postprocess
+from pipelines.render_request import Overrides, Selection
 from pipelines.report import Reports, write_reports
 
 log = logging.getLogger(__name__)
@@ -59,28 +60,58 @@ class RenderPlan(BaseModel):
     pending: list[RenderJob]
 
 
+def _select(campaign: Campaign, selection: Selection) -> Campaign:
+    """Narrow the campaign to the selection; an unknown name is an error, never silently dropped."""
+    spec = campaign.spec
+    communes = campaign.communes
+    if selection.communes:
+        names = CommuneSelection(file="", names=selection.communes)
+        communes = select_communes(names, communes, campaign.path, "selection.communes")
+    if selection.max_communes is not None:
+        communes = communes[: selection.max_communes]
+    for field, wanted, available in (
+        ("selection.audiences", selection.audiences, list(spec.audiences)),
+        ("selection.formats", selection.formats, spec.formats),
+    ):
+        unknown = [name for name in wanted if name not in available]
+        if unknown:
+            known = ", ".join(available)
+            raise CampaignError(campaign.path, field, f"'{unknown[0]}' is not in this campaign ({known})")
+    audiences = {name: words for name, words in spec.audiences.items() if name in selection.audiences}
+    formats = [name for name in spec.formats if name in selection.formats]
+    spec = spec.model_copy(update={"audiences": audiences or spec.audiences, "formats": formats or spec.formats})
+    return campaign.model_copy(update={"spec": spec, "communes": communes})
+
+
+def _override(campaign: Campaign, overrides: Overrides) -> Campaign:
+    spec = campaign.spec
+    update: dict = {}
+    if overrides.steps is not None:
+        update["steps"] = overrides.steps
+    if overrides.seed is not None:
+        update["seed"] = spec.seed.model_copy(update={"base": overrides.seed})
+    if overrides.lora_scale is not None:
+        if spec.lora is None:
+            raise CampaignError(campaign.path, "overrides.lora_scale", "this campaign has no LoRA")
+        update["lora"] = spec.lora.model_copy(update={"scale": overrides.lora_scale})
+    model = parse_model_option(overrides.model) if overrides.model else campaign.model
+    return campaign.model_copy(update={"spec": spec.model_copy(update=update), "model": model})
+
+
 def plan_render(
     campaign_path: str | Path,
     output_root: Path,
-    communes: list[str] | None = None,
-    max_communes: int | None = None,
-    model: ModelRef | None = None,
+    selection: Selection | None = None,
+    overrides: Overrides | None = None,
 ) -> RenderPlan:
-    """Load and check the campaign, expand it, and find the jobs whose output is missing."""
+    """Load and check the campaign, narrow and adjust it, expand it, find the jobs still to render."""
     campaign = load_campaign(campaign_path)
-    if communes:
-        chosen = select_communes(
-            CommuneSelection(file="", names=communes), campaign.communes, campaign.path, "communes override"
-        )
-        campaign = campaign.model_copy(update={"communes": chosen})
-    if max_communes is not None:
-        if max_communes < 1:
-            raise CampaignError(campaign.path, "--max-communes", "must be at least 1")
-        campaign = campaign.model_copy(update={"communes": campaign.communes[:max_communes]})
+    campaign = _override(_select(campaign, selection or Selection()), overrides or Overrides())
     signing_files()  # no keys, no export: say so before anything is rendered
-    model_ref = model if model is not None else campaign.model
-    info = describe_model(model_ref, source=str(campaign.path))
+    info = describe_model(campaign.model, source=str(campaign.path))
     jobs = expand_jobs(campaign, info)
+    if not jobs:
+        raise CampaignError(campaign.path, "selection", "the selection is empty: no commune, audience or format left")
     manifest = read_manifest(output_root, campaign.slug)
     pending = [job for job in jobs if not is_done(job, output_root, manifest)]
     log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
@@ -88,7 +119,7 @@ def plan_render(
         campaign_name=campaign.spec.name,
         campaign_slug=campaign.slug,
         charter_path=campaign.charter.path,
-        model=model_ref,
+        model=campaign.model,
         model_description=info.description,
         lora=LoraWeights(path=str(campaign.lora_path), scale=campaign.spec.lora.scale) if campaign.spec.lora else None,
         jobs=jobs,
@@ -156,16 +187,28 @@ class RenderSummary(BaseModel):
     rendered: int
     failed_compliance: int
     files: list[str]
+    job_keys: list[str]
+
+
+def rendered_since_plan(plan: RenderPlan, output_root: Path) -> list[RenderJob]:
+    """The planned jobs that are done now: what sub-runs (shards) rendered for this plan."""
+    manifest = read_manifest(output_root, plan.campaign_slug)
+    return [job for job in plan.pending if is_done(job, output_root, manifest)]
 
 
 def summarise(plan: RenderPlan, exported: list[ExportedFile], output_root: Path, reports: Reports) -> RenderSummary:
+    return summarise_jobs(plan, [item.job for item in exported], output_root, reports)
+
+
+def summarise_jobs(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
     return RenderSummary(
         campaign=plan.campaign_slug,
         output_dir=output_root / plan.campaign_slug,
         manifest=manifest_path(output_root, plan.campaign_slug) if reports.rows else None,
         report=reports.html if reports.rows else None,
         jobs=len(plan.jobs),
-        rendered=len(exported),
+        rendered=len(rendered),
         failed_compliance=sum(1 for row in reports.rows if row["passed"] == "no"),
-        files=[item.job.relative_path for item in exported],
+        files=[job.relative_path for job in rendered],
+        job_keys=[job.key for job in rendered],
     )

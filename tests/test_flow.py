@@ -85,7 +85,9 @@ def test_flow_with_bad_parameters_fails_with_the_input_error(
     from pipelines.errors import CampaignError
 
     with pytest.raises(CampaignError, match="unknown or ambiguous commune 'Atlantis'"):
-        render_campaign(campaign=str(make_campaign()), communes=["Atlantis"], output_dir=str(tmp_path / "o"))
+        render_campaign(
+            campaign=str(make_campaign()), selection={"communes": ["Atlantis"]}, output_dir=str(tmp_path / "o")
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -123,3 +125,55 @@ def published_markdown(key: str) -> str:
         )
     assert found, f"no artifact {key}"
     return str(found[0].data)
+
+
+def wait_until_paused(flow_name: str, pauses: int = 1, timeout: float = 60.0) -> str:
+    """The id of the flow run of ``flow_name`` once it has paused ``pauses`` times (polling the API)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=1)
+            if runs and runs[0].state and runs[0].state.is_paused():
+                history = client.read_flow_run_states(runs[0].id)
+                if sum(1 for state in history if state.is_paused()) >= pauses:
+                    return str(runs[0].id)
+            time.sleep(0.5)
+    raise AssertionError(f"{flow_name} did not pause {pauses} time(s)")
+
+
+def test_review_waits_for_a_decision_then_applies_it(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    import threading
+
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.review_campaign import review_campaign
+
+    out = tmp_path / "outputs"
+    summary = render_campaign(campaign=str(make_campaign()), output_dir=str(out))
+    names = sorted(file.split("/", 1)[1] for file in summary.files)
+    result: dict = {}
+    reviewer = threading.Thread(
+        target=lambda: result.update(
+            outcome=review_campaign(campaign_slug=summary.campaign, keys=summary.job_keys, output_dir=str(out))
+        )
+    )
+    reviewer.start()
+    try:
+        run_id = wait_until_paused("review-campaign")
+        # What the UI's Resume form sends; the first answer is inconsistent and is asked again.
+        resume_flow_run(run_id, run_input={"approve_all": True, "rejected": [names[0]], "comment": "too dark"})
+        wait_until_paused("review-campaign", pauses=2)
+        resume_flow_run(run_id, run_input={"approve_all": False, "rejected": [names[0]], "comment": "too dark"})
+    finally:
+        reviewer.join(timeout=60)
+    outcome = result["outcome"]
+    assert outcome.rejected == [names[0]] and outcome.approved == names[1:]
+    assert (
+        sorted(str(p.relative_to(outcome.approved_folder)) for p in outcome.approved_folder.rglob("*.png"))
+        == (names[1:])
+    )

@@ -147,6 +147,15 @@ def verify_chain(path: Path) -> tuple[int, int | None]:
         return len(rows), None
 
 
+def latest_for_job(path: Path, job_key: str) -> dict | None:
+    """The newest row of a job: its export, or the last review of it."""
+    if not path.is_file():
+        return None
+    with _connect(path) as connection:
+        rows = _rows(connection, "WHERE job_key = ?", (job_key,))
+    return rows[-1] if rows else None
+
+
 def find(path: Path, watermark: str | None = None, phash: str | None = None) -> tuple[dict | None, str | None]:
     """The newest row with this watermark id, else the nearest perceptual hash; and how it was found."""
     if not path.is_file():

@@ -1,0 +1,68 @@
+"""The review-campaign flow: show a run's outputs, wait for a designer's decision, apply it.
+
+It is its own flow run, started by render-campaign once rendering is over, so the render run
+(and the GPU model it loaded) is gone while the review waits, for hours if need be.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import ValidationError
+
+from pipelines.contact_sheet import contact_sheet_markdown
+from pipelines.errors import ReviewError
+from pipelines.review import ReviewDecision, ReviewOutcome, apply_review, review_listing
+from pipelines.third_party_logs import quiet_third_party_logs
+
+REVIEW_TIMEOUT = timedelta(days=3)  # a long weekend; after that the run fails and can be re-run
+MAX_ANSWERS = 5  # a form answer that cannot be applied is asked again, this many times at most
+
+
+class ReviewForm(RunInput, ReviewDecision):
+    """The form Prefect shows on the paused run (Resume button)."""
+
+
+@flow(name="review-campaign")
+def review_campaign(campaign_slug: str, keys: list[str], output_dir: str = "outputs") -> ReviewOutcome:
+    """Ask a designer to approve a render run's files, then publish them and record the decisions.
+
+    Args:
+        campaign_slug: The campaign's folder name under the output folder.
+        keys: Job keys of the files to review (those the render run wrote).
+        output_dir: The render run's output folder.
+    """
+    quiet_third_party_logs()
+    logger = get_run_logger()
+    output_root = Path(output_dir).resolve()
+    listing = review_listing(output_root, campaign_slug, keys)
+    create_markdown_artifact(
+        key=f"review-{campaign_slug}",
+        markdown=contact_sheet_markdown(f"Review: {campaign_slug}", output_root, listing),
+        description="Files awaiting review; resume the run to approve or reject them.",
+    )
+    problem = ""
+    for _ in range(MAX_ANSWERS):
+        description = (
+            f"{len(listing)} file(s) of **{campaign_slug}** to review: approve all, or untick approve_all and list "
+            "the files to reject (as in the contact sheet) with a comment."
+        )
+        if problem:
+            description = f"**Previous answer refused: {problem}**\n\n{description}"
+        form = ReviewForm.with_initial_data(description=description)
+        try:
+            # The form's own checks (a comment with every rejection...) run when it is loaded here.
+            decision = pause_flow_run(wait_for_input=form, timeout=int(REVIEW_TIMEOUT.total_seconds()))
+            return apply_review(output_root, campaign_slug, keys, decision, run_id=flow_run.get_id())
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
+        except ReviewError as exc:
+            problem = str(exc)
+        logger.warning("review answer refused: %s", problem)
+    raise ReviewError(campaign_slug, "review", f"no applicable answer after {MAX_ANSWERS} tries: {problem}")

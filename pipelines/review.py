@@ -1,0 +1,107 @@
+"""Human review of a run's outputs: publish the approved files, record every decision.
+
+Approved files are copied to ``<output>/<campaign>/approved/`` (same sub-path); each decision,
+approval or rejection with its comment, is a new ledger row pointing at the export's row, so
+the ledger tells who decided what about which file, and the chain stays append-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipelines.atomic import write_bytes_atomic
+from pipelines.errors import ReviewError
+from pipelines.export import manifest_path, read_manifest
+from pipelines.marking.ledger import LedgerEntry, append, latest_for_job, ledger_path
+
+log = logging.getLogger(__name__)
+
+APPROVED_FOLDER = "approved"
+
+
+class ReviewDecision(BaseModel):
+    """A reviewer's answer: approve everything, or reject some files with a comment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approve_all: bool = Field(default=True, description="Approve every file of the run.")
+    rejected: list[str] = Field(
+        default_factory=list,
+        description="Files to reject, as listed in the contact sheet (commune/format/file); the rest is approved.",
+    )
+    comment: str = Field(default="", max_length=2000, description="Why: required when rejecting files.")
+    reviewer: str = Field(default="", max_length=200, description="Who reviewed (name or e-mail).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReviewDecision:
+        if self.approve_all and self.rejected:
+            raise ValueError("approve_all cannot be set together with rejected files")
+        if self.rejected and not self.comment.strip():
+            raise ValueError("a rejection needs a comment")
+        return self
+
+
+class ReviewOutcome(BaseModel):
+    approved: list[str]
+    rejected: list[str]
+    approved_folder: Path
+
+
+def _within_campaign(relative_path: str, campaign_slug: str) -> str:
+    """``<campaign>/<commune>/<format>/<file>`` -> ``<commune>/<format>/<file>``, the form reviewers see."""
+    prefix = f"{campaign_slug}/"
+    return relative_path[len(prefix) :] if relative_path.startswith(prefix) else relative_path
+
+
+def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:
+    """The manifest entries of ``keys``, by the file name reviewers see."""
+    manifest = read_manifest(output_root, campaign_slug)
+    missing = [key for key in keys if key not in manifest]
+    if missing:
+        raise ReviewError(manifest_path(output_root, campaign_slug), "files", f"no output for job {missing[0][:12]}")
+    return {_within_campaign(manifest[key]["file"], campaign_slug): {**manifest[key], "key": key} for key in keys}
+
+
+def apply_review(
+    output_root: Path, campaign_slug: str, keys: list[str], decision: ReviewDecision, run_id: str | None = None
+) -> ReviewOutcome:
+    """Check the whole decision first, then publish the approved files and record every decision."""
+    listing = review_listing(output_root, campaign_slug, keys)
+    unknown = [name for name in decision.rejected if _within_campaign(name, campaign_slug) not in listing]
+    if unknown:
+        raise ReviewError(unknown[0], "rejected", "not one of this run's files")
+    rejected = {_within_campaign(name, campaign_slug) for name in decision.rejected}
+    contents: dict[str, bytes] = {}
+    for name, entry in listing.items():
+        if name in rejected:
+            continue
+        data = (output_root / entry["file"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            # Never publish a file that is not the one the reviewer saw in the contact sheet.
+            raise ReviewError(output_root / entry["file"], "sha256", "the file changed since it was rendered")
+        contents[name] = data
+
+    approved_folder = output_root / campaign_slug / APPROVED_FOLDER
+    ledger = ledger_path(output_root)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for name, entry in sorted(listing.items()):
+        if name in contents:
+            write_bytes_atomic(approved_folder / name, contents[name])
+            verdict = "approved"
+        else:
+            verdict = f"rejected: {decision.comment.strip()}"
+        previous = latest_for_job(ledger, entry["key"])  # the export's row, or an earlier review's
+        if previous is None:
+            raise ReviewError(ledger, "job_key", f"no ledger row for {name}")
+        if decision.reviewer:
+            verdict = f"{verdict} (by {decision.reviewer})"
+        fields = {field: previous[field] for field in LedgerEntry.model_fields}
+        fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)
+        append(ledger, LedgerEntry(**fields))
+    log.info("%s: %d approved, %d rejected", campaign_slug, len(contents), len(rejected))
+    return ReviewOutcome(approved=sorted(contents), rejected=sorted(rejected), approved_folder=approved_folder)

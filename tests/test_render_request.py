@@ -1,0 +1,101 @@
+"""Selections and overrides of a render run, the run form's schema, and shards."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipelines.errors import CampaignError
+from pipelines.formats import FORMAT_PRESETS
+from pipelines.jobs import shard_by_commune
+from pipelines.render import plan_render
+from pipelines.render_request import Overrides, Selection
+
+
+def test_a_selection_narrows_communes_audiences_and_formats(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    campaign = make_campaign(audiences={"residents": "local families", "tourists": "visitors"})
+    everything = plan_render(campaign, tmp_path)
+    assert len(everything.jobs) == 2 * 2 * 2
+    chosen = plan_render(
+        campaign, tmp_path, Selection(communes=["34301"], audiences=["tourists"], formats=["story"])
+    )  # 34301: Sète's INSEE code
+    assert [(job.commune_name, job.audience, job.format) for job in chosen.jobs] == [("Sète", "tourists", "story")]
+    assert chosen.jobs[0].key in {job.key for job in everything.jobs}  # same job, same key
+
+
+def test_overrides_change_the_pictures_and_so_the_keys(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    campaign = make_campaign()
+    plain = plan_render(campaign, tmp_path).jobs
+    more_steps = plan_render(campaign, tmp_path, overrides=Overrides(steps=9)).jobs
+    other_seed = plan_render(campaign, tmp_path, overrides=Overrides(seed=8)).jobs
+    assert {job.steps for job in more_steps} == {9}
+    assert not {job.key for job in plain} & {job.key for job in more_steps}
+    assert [job.seed for job in plain] != [job.seed for job in other_seed]
+
+
+@pytest.mark.parametrize(
+    ("selection", "overrides", "field", "words"),
+    [
+        (Selection(communes=["Atlantis"]), Overrides(), "selection.communes", "Atlantis"),
+        (Selection(formats=["poster_a3"]), Overrides(), "selection.formats", "'poster_a3' is not in this campaign"),
+        (Selection(audiences=["martians"]), Overrides(), "selection.audiences", "'martians'"),
+        (Selection(), Overrides(lora_scale=0.5), "overrides.lora_scale", "no LoRA"),
+    ],
+)
+def test_bad_selections_are_clear_errors(
+    make_campaign: Callable[..., Path],
+    tmp_path: Path,
+    selection: Selection,
+    overrides: Overrides,
+    field: str,
+    words: str,
+) -> None:
+    with pytest.raises(CampaignError, match=words) as caught:
+        plan_render(make_campaign(), tmp_path, selection, overrides)
+    assert caught.value.field.startswith(field)
+
+
+def test_an_empty_selection_is_refused(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    campaign = make_campaign(communes={"file": "charter/communes.csv", "departments": ["99"]})
+    with pytest.raises(CampaignError, match="empty"):
+        plan_render(campaign, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"max_communes": 0}, {"formats": ["billboard"]}, {"communes": [""]}, {"colour": "red"}],
+)
+def test_the_schema_refuses_bad_selections(values: dict) -> None:
+    with pytest.raises(ValidationError):
+        Selection(**values)
+
+
+@pytest.mark.parametrize("values", [{"steps": 0}, {"steps": 151}, {"lora_scale": 3.0}, {"seed": -1}])
+def test_the_schema_refuses_bad_overrides(values: dict) -> None:
+    with pytest.raises(ValidationError):
+        Overrides(**values)
+
+
+def test_the_run_form_has_dropdowns_and_descriptions() -> None:
+    from flows.render_campaign import render_campaign
+
+    schema = render_campaign.parameters.model_dump()
+    properties, definitions = schema["properties"], schema["definitions"]
+    assert "campaigns/ete-2027.yaml" in properties["campaign"]["enum"]
+    assert properties["campaign"]["description"]
+    selection = definitions["Selection"]["properties"]
+    assert selection["formats"]["items"]["enum"] == list(FORMAT_PRESETS)
+    assert "residents" in selection["audiences"]["items"]["enum"]
+    assert definitions["Overrides"]["properties"]["steps"]["anyOf"][0]["maximum"] == 150
+    assert properties["shard_size"]["description"].startswith("Above this many images")
+
+
+def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    jobs = plan_render(make_campaign(), tmp_path).jobs  # 2 communes x 2 formats
+    assert shard_by_commune(jobs, 2) == [["34301"], ["31118"]]  # Sète, Castelnau-d'Estrétefonds
+    assert len(shard_by_commune(jobs, 3)) == 2  # a commune's 2 jobs do not fit beside the other's
+    assert len(shard_by_commune(jobs, 4)) == 1
+    assert sorted(code for shard in shard_by_commune(jobs, 1) for code in shard) == sorted(
+        {job.commune_insee for job in jobs}
+    )

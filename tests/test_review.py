@@ -1,0 +1,83 @@
+"""Review of a run's outputs: publish the approved files, record each decision in the ledger."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipelines.errors import ReviewError
+from pipelines.jobs import batches
+from pipelines.marking.ledger import ledger_path, verify_chain
+from pipelines.render import RenderSettings, finish_render, plan_render, render_batch
+from pipelines.review import ReviewDecision, apply_review, review_listing
+
+
+@pytest.fixture
+def rendered(make_campaign: Callable[..., Path], tmp_path: Path) -> tuple[Path, str, list[str]]:
+    """Four real outputs of the demo model (2 communes x 2 formats), and their job keys."""
+    out = tmp_path / "outputs"
+    plan = plan_render(make_campaign(steps=2), out)
+    exported = [item for batch in batches(plan.pending, 4) for item in render_batch(plan, batch, out, RenderSettings())]
+    finish_render(plan, exported, out)
+    return out, plan.campaign_slug, [item.job.key for item in exported]
+
+
+def ledger_rows(out: Path) -> list[dict]:
+    import sqlite3
+
+    with sqlite3.connect(ledger_path(out)) as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute("SELECT * FROM ledger ORDER BY id")]
+
+
+def test_reject_some_publish_the_rest(rendered: tuple[Path, str, list[str]]) -> None:
+    out, slug, keys = rendered
+    names = sorted(review_listing(out, slug, keys))
+    decision = ReviewDecision(
+        approve_all=False, rejected=[names[0]], comment="logo too close to the edge", reviewer="Léa"
+    )
+    outcome = apply_review(out, slug, keys, decision, run_id="run-1")
+
+    assert outcome.rejected == [names[0]] and outcome.approved == names[1:]
+    approved = out / slug / "approved"
+    assert sorted(str(path.relative_to(approved)) for path in approved.rglob("*.png")) == names[1:]
+    assert (approved / names[1]).read_bytes() == (out / slug / names[1]).read_bytes()  # the marked file itself
+    reviews = ledger_rows(out)[len(keys) :]
+    assert len(reviews) == len(keys)
+    verdicts = {row["file"].removeprefix(f"{slug}/"): row["approval"] for row in reviews}
+    assert verdicts[names[0]] == "rejected: logo too close to the edge (by Léa)"
+    assert all(verdicts[name] == "approved (by Léa)" for name in names[1:])
+    assert all(row["parent_id"] is not None and row["run_id"] == "run-1" for row in reviews)
+    assert verify_chain(ledger_path(out)) == (2 * len(keys), None)
+
+
+def test_a_decision_is_checked_before_anything_is_published(rendered: tuple[Path, str, list[str]]) -> None:
+    out, slug, keys = rendered
+    decision = ReviewDecision(approve_all=False, rejected=["nowhere/story/x.png"], comment="no")
+    with pytest.raises(ReviewError, match="not one of this run's files") as caught:
+        apply_review(out, slug, keys, decision)
+    assert caught.value.field == "rejected"
+    assert not (out / slug / "approved").exists()
+    assert len(ledger_rows(out)) == len(keys)
+
+
+def test_a_file_changed_since_rendering_is_not_published(rendered: tuple[Path, str, list[str]]) -> None:
+    out, slug, keys = rendered
+    name = sorted(review_listing(out, slug, keys))[0]
+    (out / slug / name).write_bytes(b"retouched elsewhere")
+    with pytest.raises(ReviewError, match="changed since it was rendered"):
+        apply_review(out, slug, keys, ReviewDecision())
+    assert not (out / slug / "approved").exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"approve_all": True, "rejected": ["a.png"], "comment": "x"}, "cannot be set together"),
+        ({"approve_all": False, "rejected": ["a.png"]}, "needs a comment"),
+    ],
+)
+def test_inconsistent_decisions_are_refused(values: dict, words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        ReviewDecision(**values)
