@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU build of torch from this machine kind's local disk; CUDA machines take the default build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test serve lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: setup
 
 test: setup
 	$(PYTHON) -m pytest
+
+serve: setup
+	$(VENV)/bin/python -m flows.serve
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -20,10 +20,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from prefect.flow_runs import wait_for_flow_run
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
+from flows.sub_runs import wait_for_runs
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.devices import DeviceName, DtypeName
 from pipelines.export import ExportedFile
@@ -110,12 +110,10 @@ def _render_in_shards(
                 timeout=0,  # start them all now; wait below
             )
         )
-    failed = []
-    for done, run in enumerate(runs, start=1):
-        finished = wait_for_flow_run(run.id, timeout=None)
-        if not finished.state or not finished.state.is_completed():
-            failed.append(finished.name)
-        update_progress_artifact(progress, 100.0 * done / len(runs))
+    finished = wait_for_runs(
+        [run.id for run in runs], on_finished=lambda done: update_progress_artifact(progress, 100.0 * done / len(runs))
+    )
+    failed = [run.name for run in finished if not (run.state and run.state.is_completed())]
     if failed:
         raise RuntimeError(f"{len(failed)} shard(s) did not complete: {', '.join(failed)}")
     return rendered_since_plan(plan, output_root), record_and_report(plan, [], output_root)

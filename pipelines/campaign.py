@@ -86,6 +86,7 @@ class CampaignSpec(_Strict):
     guidance: float = Field(default=7.0, ge=0.0, le=30.0)
     scheduler: SchedulerName = SchedulerName.euler
     seed: Seeds = Seeds()
+    active: bool = Field(default=True, description="Rendered by the nightly run (render-nightly).")
 
     @field_validator("prompt")
     @classmethod

@@ -1,0 +1,43 @@
+"""The render-nightly flow: re-render every active campaign of ``campaigns/``.
+
+Each campaign is its own render-campaign run on the work pool, so campaigns run side by side on
+the pool's workers, shard when large, and each asks for its own review. Thanks to incremental
+runs, a night with no change renders nothing and loads no model.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.deployments import run_deployment
+
+from flows.sub_runs import wait_for_runs
+from pipelines.campaign import load_campaign
+from pipelines.errors import VisuelsError
+from pipelines.render_request import CAMPAIGNS_DIR
+
+RENDER_DEPLOYMENT = "render-campaign/render-campaign"
+
+
+@flow(name="render-nightly")
+def render_nightly(output_dir: str = "outputs", shard_size: int = 2000) -> dict[str, str]:
+    """Render every active campaign, each in its own run; return each campaign's final state.
+
+    Args:
+        output_dir: Folder that receives the campaigns' files.
+        shard_size: Passed to each render-campaign run (0: never split).
+    """
+    logger = get_run_logger()
+    started = {}
+    for path in sorted(CAMPAIGNS_DIR.glob("*.yaml")):
+        try:
+            if not load_campaign(path).spec.active:
+                continue
+        except VisuelsError as exc:  # one broken campaign must not stop the others
+            logger.error("skipping %s", exc)
+            continue
+        parameters = {"campaign": f"campaigns/{path.name}", "output_dir": output_dir, "review": True}
+        started[path.name] = run_deployment(
+            name=RENDER_DEPLOYMENT, parameters={**parameters, "shard_size": shard_size}, timeout=0
+        )
+    finished = wait_for_runs([run.id for run in started.values()])
+    return {name: run.state.name if run.state else "unknown" for name, run in zip(started, finished, strict=True)}

@@ -1,0 +1,123 @@
+"""`make serve`: a local Prefect server (SQLite, 127.0.0.1), the work pool, the deployments, workers.
+
+    .venv/bin/python -m flows.serve [--port 4200] [--workers 1]
+
+Everything runs until Ctrl-C. The server keeps its database in $PREFECT_HOME (default
+~/.prefect). For production, point PREFECT_API_DATABASE_CONNECTION_URL at PostgreSQL (README).
+The integration test drives the same functions with a temporary home and two workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+POOL = "visuels"
+GPU_LIMIT = "gpu"
+
+
+def prefect_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "prefect", *arguments]
+
+
+def serving_environment(api_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """What the server, workers and flow runs share: the API, the project folder, no network."""
+    environment = dict(os.environ)
+    environment.update(
+        PREFECT_API_URL=api_url,
+        VISUELS_HOME=str(REPO),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+    )
+    environment.update(extra or {})
+    return environment
+
+
+def start_server(port: int, environment: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        prefect_command("server", "start", "--host", "127.0.0.1", "--port", str(port)),
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_until_healthy(api_url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the Prefect server exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the Prefect server did not answer on {api_url} within {timeout:.0f} s")
+
+
+def register(environment: dict[str, str], gpu_slots: int) -> None:
+    """Work pool, GPU concurrency limit (one slot per GPU) and every deployment of prefect.yaml."""
+    run = {"env": environment, "cwd": REPO, "capture_output": True, "text": True}
+    pool = subprocess.run(prefect_command("work-pool", "create", POOL, "--type", "process"), **run)
+    if pool.returncode and "already exists" not in pool.stdout + pool.stderr:
+        raise RuntimeError(f"cannot create the work pool: {pool.stdout}{pool.stderr}")
+    limit = subprocess.run(prefect_command("gcl", "create", GPU_LIMIT, "--limit", str(gpu_slots)), **run)
+    if limit.returncode and "already exists" not in limit.stdout + limit.stderr:
+        raise RuntimeError(f"cannot create the gpu limit: {limit.stdout}{limit.stderr}")
+    deploy = subprocess.run(prefect_command("--no-prompt", "deploy", "--all"), **run)
+    if deploy.returncode:
+        raise RuntimeError(f"prefect deploy failed: {deploy.stdout}{deploy.stderr}")
+
+
+def start_worker(name: str, environment: dict[str, str], limit: int = 2) -> subprocess.Popen:
+    return subprocess.Popen(
+        prefect_command("worker", "start", "--pool", POOL, "--name", name, "--limit", str(limit)),
+        env=environment,
+        cwd=REPO,
+    )
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    except ImportError:
+        return 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("--workers", type=int, default=1, help="workers on this machine (one per GPU)")
+    args = parser.parse_args()
+    api_url = f"http://127.0.0.1:{args.port}/api"
+    environment = serving_environment(api_url)
+    processes = [start_server(args.port, environment)]
+    try:
+        wait_until_healthy(api_url, processes[0])
+        register(environment, gpu_count())
+        processes += [start_worker(f"{POOL}-{number}", environment) for number in range(1, args.workers + 1)]
+        print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployments registered; Ctrl-C stops everything)")
+        processes[0].wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

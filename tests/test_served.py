@@ -1,0 +1,115 @@
+"""The deployed set-up end to end: a real `prefect server`, the process pool, two workers.
+
+A sharded render of the sample campaign (2 communes, one job each, shard size 1) runs as a
+parent run and two sub-runs picked up by the workers; every job is rendered exactly once, every
+output verifies, and the review run the parent started publishes the files once resumed.
+"""
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.serve import register, serving_environment, start_server, start_worker, wait_until_healthy
+from pipelines.charter import load_charter
+from pipelines.export import read_manifest
+from pipelines.marking.keys import signing_files
+from pipelines.marking.verify import verify_file
+from tests.conftest import SAMPLE_CHARTER_DIR
+
+pytestmark = pytest.mark.integration
+
+COMMUNES = ["Sète", "Collioure"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """API URL and output folder of a served set-up with two workers, stopped afterwards."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    out = tmp_path_factory.mktemp("served") / "outputs"
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    environment = serving_environment(
+        api_url,
+        {
+            "PREFECT_HOME": str(home),
+            "VISUELS_LEDGER": str(out / "ledger.sqlite"),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        },
+    )
+    processes = [start_server(port, environment)]
+    try:
+        wait_until_healthy(api_url, processes[0])
+        register(environment, gpu_slots=2)
+        processes += [start_worker(f"worker-{number}", environment) for number in (1, 2)]
+        yield api_url, out
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+
+
+def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[str, Path]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api_url, out = served
+    parameters = {
+        "campaign": "campaigns/ete-2027.yaml",
+        "selection": {"communes": COMMUNES, "audiences": ["residents"], "formats": ["instagram_square"]},
+        "overrides": {"model": "demo", "steps": 2},
+        "output_dir": str(out),
+        "review": True,
+        "shard_size": 1,
+    }
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        parent = run_deployment("render-campaign/render-campaign", parameters=parameters, timeout=420, poll_interval=2)
+        assert parent.state is not None and parent.state.is_completed(), parent.state
+        with get_client(sync_client=True) as client:
+            renders = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["render-campaign"])))
+            shards = [run for run in renders if run.id != parent.id]
+            assert len(shards) == 2 and all(run.state and run.state.is_completed() for run in shards)
+
+            # The parent started the review; it waits (Paused) until a designer answers.
+            deadline, review = time.monotonic() + 180, None
+            while time.monotonic() < deadline:
+                reviews = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["review-campaign"])))
+                if reviews and reviews[0].state and reviews[0].state.is_paused():
+                    review = reviews[0]
+                    break
+                time.sleep(1)
+            assert review is not None, "no paused review run"
+            resume_flow_run(review.id, run_input={"approve_all": True, "reviewer": "test"})
+            while time.monotonic() < deadline:
+                state = client.read_flow_run(review.id).state
+                if state and state.is_final():
+                    break
+                time.sleep(1)
+            assert state is not None and state.is_completed(), state
+
+    manifest = read_manifest(out, "ete-2027-vivre-en-solane")
+    assert len(manifest) == len(COMMUNES)
+    with sqlite3.connect(out / "ledger.sqlite") as connection:
+        exports = connection.execute("SELECT job_key, COUNT(*) FROM ledger WHERE approval = 'pending' GROUP BY job_key")
+        assert dict(exports.fetchall()) == {key: 1 for key in manifest}  # each job rendered exactly once
+    charter = load_charter(SAMPLE_CHARTER_DIR)
+    for entry in manifest.values():
+        report = verify_file(out / entry["file"], charter, out / "ledger.sqlite", signing_files().trust_anchors)
+        assert report.ok, report
+        assert (out / "ete-2027-vivre-en-solane" / "approved" / entry["file"].split("/", 1)[1]).is_file()
+    assert os.environ.get("PREFECT_API_URL") is None  # the test did not leak its server into others
