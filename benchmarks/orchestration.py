@@ -1,0 +1,83 @@
+"""Prefect's share of a render run: flow wall time vs time inside the pipeline functions.
+
+    .venv/bin/python benchmarks/orchestration.py [--communes 3]
+
+Runs the real render-campaign flow on the demo model (sample campaign, 1 audience, 4 formats)
+against a temporary Prefect server (its start-up is not counted), timing ``plan_render``,
+``render_batch`` and ``finish_render`` from inside; the rest of the flow's wall time is Prefect
+(task and state bookkeeping, artifacts, API calls). Reported per rendered image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMMUNES = ["Sète", "Collioure", "Nîmes", "Toulouse", "Perpignan", "Carcassonne"]
+
+
+def timed(function: Callable, spent: list[float]) -> Callable:
+    @functools.wraps(function)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--communes", type=int, default=3)
+    args = parser.parse_args()
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    import flows.render_campaign as flow_module
+    from pipelines.marking.keys import init_local_chain
+    from pipelines.third_party_logs import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    spent: list[float] = []
+    for name in ("plan_render", "render_batch", "finish_render"):
+        setattr(flow_module, name, timed(getattr(flow_module, name), spent))
+    selection = {"communes": COMMUNES[: args.communes], "audiences": ["residents"]}
+    with tempfile.TemporaryDirectory() as scratch, prefect_test_harness(server_startup_timeout=120):
+        os.environ.setdefault("VISUELS_KEYS_DIR", str(Path(scratch) / "keys"))
+        init_local_chain(Path(os.environ["VISUELS_KEYS_DIR"]))
+        flow_module.render_campaign(  # warm-up: model build and load, imports
+            campaign=str(REPO / "campaigns/ete-2027.yaml"),
+            selection={"communes": ["Narbonne"], "audiences": ["residents"], "formats": ["story"]},
+            overrides={"model": "demo"},
+            output_dir=str(Path(scratch) / "warm"),
+        )
+        spent.clear()
+        started = time.perf_counter()
+        summary = flow_module.render_campaign(
+            campaign=str(REPO / "campaigns/ete-2027.yaml"),
+            selection=selection,
+            overrides={"model": "demo"},
+            output_dir=str(Path(scratch) / "out"),
+        )
+        total = time.perf_counter() - started
+    inside = sum(spent)
+    print(f"{platform.machine()}, prefect {version('prefect')}, torch {version('torch')}")
+    print(
+        f"{summary.rendered} images: flow {total:.2f} s, pipeline functions {inside:.2f} s,"
+        f" Prefect {total - inside:.2f} s = {(total - inside) / total:.1%} of the run,"
+        f" {(total - inside) / summary.rendered * 1000:.0f} ms per image"
+    )
+
+
+if __name__ == "__main__":
+    main()
