@@ -23,6 +23,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
+from flows.serve import GPU_LIMIT
 from flows.sub_runs import wait_for_runs
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.devices import DeviceName, DtypeName
@@ -36,7 +37,7 @@ from pipelines.render import (
     plan_render,
     render_batch,
     rendered_since_plan,
-    summarise_jobs,
+    summarise,
 )
 from pipelines.render_request import CampaignPath, Overrides, Selection
 from pipelines.report import Reports
@@ -45,7 +46,6 @@ from pipelines.third_party_logs import quiet_third_party_logs
 
 log = logging.getLogger(__name__)
 
-GPU_LIMIT = "gpu"  # global concurrency limit: `make serve` creates it with one slot per GPU
 REVIEW_DEPLOYMENT = "review-campaign/review-campaign"
 EVERYTHING = Selection()  # frozen models: safe as shared defaults
 NO_OVERRIDES = Overrides()
@@ -186,4 +186,4 @@ def render_campaign(
         rendered, reports = _render_here(plan, output_root, settings)
     if review and rendered:
         _ask_for_review(plan, rendered, output_root)
-    return summarise_jobs(plan, rendered, output_root, reports)
+    return summarise(plan, rendered, output_root, reports)

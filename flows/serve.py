@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
-GPU_LIMIT = "gpu"
+GPU_LIMIT = "gpu"  # global concurrency limit held by render batches; one slot per GPU
 
 
 def prefect_command(*arguments: str) -> list[str]:

@@ -196,11 +196,7 @@ def rendered_since_plan(plan: RenderPlan, output_root: Path) -> list[RenderJob]:
     return [job for job in plan.pending if is_done(job, output_root, manifest)]
 
 
-def summarise(plan: RenderPlan, exported: list[ExportedFile], output_root: Path, reports: Reports) -> RenderSummary:
-    return summarise_jobs(plan, [item.job for item in exported], output_root, reports)
-
-
-def summarise_jobs(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
+def summarise(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
     return RenderSummary(
         campaign=plan.campaign_slug,
         output_dir=output_root / plan.campaign_slug,

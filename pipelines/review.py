@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipelines.atomic import write_bytes_atomic
 from pipelines.errors import ReviewError
 from pipelines.export import manifest_path, read_manifest
-from pipelines.marking.ledger import LedgerEntry, append, latest_for_job, ledger_path
+from pipelines.marking.ledger import LedgerEntry, append, latest_for_jobs, ledger_path
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +85,22 @@ def apply_review(
             # Never publish a file that is not the one the reviewer saw in the contact sheet.
             raise ReviewError(output_root / entry["file"], "sha256", "the file changed since it was rendered")
         contents[name] = data
+    ledger = ledger_path(output_root)
+    previous_rows = latest_for_jobs(ledger, keys)  # each export's row, or an earlier review's
+    unrecorded = [name for name, entry in listing.items() if entry["key"] not in previous_rows]
+    if unrecorded:
+        raise ReviewError(ledger, "job_key", f"no ledger row for {unrecorded[0]}")
 
     approved_folder = output_root / campaign_slug / APPROVED_FOLDER
-    ledger = ledger_path(output_root)
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    by = f" (by {decision.reviewer})" if decision.reviewer else ""
     for name, entry in sorted(listing.items()):
         if name in contents:
             write_bytes_atomic(approved_folder / name, contents[name])
-            verdict = "approved"
+            verdict = f"approved{by}"
         else:
-            verdict = f"rejected: {decision.comment.strip()}"
-        previous = latest_for_job(ledger, entry["key"])  # the export's row, or an earlier review's
-        if previous is None:
-            raise ReviewError(ledger, "job_key", f"no ledger row for {name}")
-        if decision.reviewer:
-            verdict = f"{verdict} (by {decision.reviewer})"
+            verdict = f"rejected: {decision.comment.strip()}{by}"
+        previous = previous_rows[entry["key"]]
         fields = {field: previous[field] for field in LedgerEntry.model_fields}
         fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)
         append(ledger, LedgerEntry(**fields))

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     row_hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_watermark ON ledger (watermark);
+CREATE INDEX IF NOT EXISTS ledger_job_key ON ledger (job_key);
 CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger
@@ -147,13 +148,15 @@ def verify_chain(path: Path) -> tuple[int, int | None]:
         return len(rows), None
 
 
-def latest_for_job(path: Path, job_key: str) -> dict | None:
-    """The newest row of a job: its export, or the last review of it."""
-    if not path.is_file():
-        return None
+def latest_for_jobs(path: Path, job_keys: list[str]) -> dict[str, dict]:
+    """The newest row of each job (its export, or the last review of it), in one query."""
+    if not path.is_file() or not job_keys:
+        return {}
     with _connect(path) as connection:
-        rows = _rows(connection, "WHERE job_key = ?", (job_key,))
-    return rows[-1] if rows else None
+        connection.execute("CREATE TEMP TABLE wanted (job_key TEXT PRIMARY KEY)")
+        connection.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(key,) for key in job_keys])
+        rows = _rows(connection, "WHERE job_key IN (SELECT job_key FROM wanted)")
+    return {row["job_key"]: row for row in rows}  # ordered by id: the newest row wins
 
 
 def find(path: Path, watermark: str | None = None, phash: str | None = None) -> tuple[dict | None, str | None]:
