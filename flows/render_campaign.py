@@ -158,7 +158,7 @@ def render_campaign(
         campaign: The campaign YAML file.
         selection: Only some communes, audiences or formats of the campaign (empty: all).
         overrides: Settings that replace the campaign's for this run: model, steps, seed, LoRA scale.
-        output_dir: Folder that receives <campaign>/<commune>/<format>/ files.
+        output_dir: Folder that receives the files, as campaign/commune/format/ (relative to the project).
         batch_size: Images generated per model call.
         device: auto, cuda, mps or cpu.
         dtype: auto, float32, float16 or bfloat16.
