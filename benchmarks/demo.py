@@ -51,10 +51,10 @@ def stages() -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as out_dir:
         root = Path(out_dir)
         plan = plan_render(SAMPLE_CAMPAIGN, root, Selection(communes=DEMO_COMMUNES), Overrides(model="demo"))
-        charter = load_charter(plan.charter_path)
+        charter = load_charter(plan.setup.charter_path)
         device = choose_device()
         started = time.perf_counter()
-        pipeline = load_pipeline(plan.model, device, choose_dtype(device))
+        pipeline = load_pipeline(plan.setup.model, device, choose_dtype(device))
         results["load model"] = {"seconds": time.perf_counter() - started}
         for batch in batches(plan.pending, 4):
             row = results.setdefault(batch[0].format, {"images": 0, "generate": 0.0, "postprocess": 0.0, "export": 0.0})

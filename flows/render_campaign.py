@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -17,25 +16,24 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
+from flows.render_batches import render_batches
 from flows.serve import GPU_LIMIT
 from flows.sub_runs import wait_for_runs
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.devices import DeviceName, DtypeName
 from pipelines.export import ExportedFile
-from pipelines.jobs import RenderJob, batches, shard_by_commune
+from pipelines.jobs import RenderJob, shard_by_commune
 from pipelines.render import (
     RenderPlan,
     RenderSettings,
     RenderSummary,
     finish_render,
     plan_render,
-    render_batch,
     rendered_since_plan,
     summarise,
 )
@@ -56,17 +54,6 @@ def plan_campaign(campaign: str, output_root: Path, selection: Selection, overri
     return plan_render(campaign, output_root, selection, overrides)
 
 
-# One task per batch, never per image or step: Prefect's per-task overhead stays small.
-@task(name="render-batch", cache_policy=NO_CACHE, tags=["gpu"])
-def render_batch_task(
-    plan: RenderPlan, jobs: list[RenderJob], output_root: Path, settings: RenderSettings
-) -> list[ExportedFile]:
-    # Deployed runs share the server's "gpu" limit; the CLI's temporary server has none.
-    limit = concurrency(GPU_LIMIT, occupy=1, strict=False) if deployment.id else nullcontext()
-    with limit:
-        return render_batch(plan, jobs, output_root, settings, run_id=flow_run.get_id())
-
-
 @task(name="record-and-report", cache_policy=NO_CACHE)
 def record_and_report(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Reports:
     reports = finish_render(plan, exported, output_root)
@@ -85,12 +72,16 @@ def record_and_report(plan: RenderPlan, exported: list[ExportedFile], output_roo
 
 
 def _render_here(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
-    """Batches one after another in this process: they share its one loaded model."""
+    """This run's batches, rendered by the render workers if any are connected, else in this process."""
     progress = create_progress_artifact(0.0, description=f"{plan.campaign_name}: {len(plan.pending)} image(s)")
-    exported: list[ExportedFile] = []
-    for batch in batches(plan.pending, settings.batch_size):
-        exported += render_batch_task(plan, batch, output_root, settings)
-        update_progress_artifact(progress, 100.0 * len(exported) / len(plan.pending))
+    exported = render_batches(
+        plan,
+        output_root,
+        settings,
+        run_id=flow_run.get_id(),
+        gpu_limit=GPU_LIMIT if deployment.id else None,  # the CLI's temporary server has no such limit
+        on_progress=lambda done: update_progress_artifact(progress, 100.0 * done / len(plan.pending)),
+    )
     return [item.job for item in exported], record_and_report(plan, exported, output_root)
 
 

@@ -2,6 +2,9 @@
 
     .venv/bin/python -m flows.serve [--port 4200] [--workers 1]
 
+Process workers run the flows; render workers (flows.render_batches, one per GPU, or one on a
+machine without) render their batches and keep the model loaded between runs.
+
 Everything runs until Ctrl-C. The server keeps its database in $PREFECT_HOME (default
 ~/.prefect). For production, point PREFECT_API_DATABASE_CONNECTION_URL at PostgreSQL (README).
 The integration test drives the same functions with a temporary home and two workers.
@@ -16,6 +19,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
@@ -78,35 +82,50 @@ def register(environment: dict[str, str], gpu_slots: int) -> None:
         raise RuntimeError(f"prefect deploy failed: {deploy.stdout}{deploy.stderr}")
 
 
-def start_worker(name: str, environment: dict[str, str], limit: int = 2) -> subprocess.Popen:
+def start_worker(name: str, environment: dict[str, str], limit: int = 2, output: IO | None = None) -> subprocess.Popen:
+    """A process worker of the pool: it starts each flow run in a new process."""
     return subprocess.Popen(
         prefect_command("worker", "start", "--pool", POOL, "--name", name, "--limit", str(limit)),
         env=environment,
         cwd=REPO,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+    )
+
+
+def start_render_worker(environment: dict[str, str], gpu: int | None, output: IO | None = None) -> subprocess.Popen:
+    """A render worker (flows.render_batches) that keeps its model loaded; on GPU ``gpu`` if given."""
+    extra = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.render_batches"],
+        env=environment | extra,
+        cwd=REPO,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
     )
 
 
 def gpu_count() -> int:
-    try:
-        import torch
+    import torch
 
-        return max(1, torch.cuda.device_count())
-    except ImportError:
-        return 1
+    return torch.cuda.device_count()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=4200)
-    parser.add_argument("--workers", type=int, default=1, help="workers on this machine (one per GPU)")
+    parser.add_argument("--workers", type=int, default=1, help="process workers: they run the flows")
     args = parser.parse_args()
     api_url = f"http://127.0.0.1:{args.port}/api"
     environment = serving_environment(api_url)
+    gpus = gpu_count()
     processes = [start_server(args.port, environment)]
     try:
         wait_until_healthy(api_url, processes[0])
-        register(environment, gpu_count())
+        register(environment, max(1, gpus))
         processes += [start_worker(f"{POOL}-{number}", environment) for number in range(1, args.workers + 1)]
+        # Render workers keep their model loaded between runs: one per GPU, or one on the CPU.
+        processes += [start_render_worker(environment, gpu) for gpu in list(range(gpus)) or [None]]
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployments registered; Ctrl-C stops everything)")
         processes[0].wait()
     except KeyboardInterrupt:

@@ -171,7 +171,7 @@ def _render(request: RenderRequest, render: Renderer) -> int:
     plan = plan_render(request.campaign, Path(request.output_dir).resolve(), request.selection, request.overrides)
     console.print(
         f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
-        f" with {plan.model_description}"
+        f" with {plan.setup.model_description}"
     )
     started = time.perf_counter()
     summary = render(request)

@@ -45,6 +45,17 @@ class RenderSettings(BaseModel):
     batch_size: int = Field(default=4, ge=1, le=64)
 
 
+class RenderSetup(BaseModel):
+    """What every batch of a plan shares: the charter and the model with its LoRA (small, to send)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    charter_path: Path
+    model: ModelRef
+    model_description: str
+    lora: LoraWeights | None
+
+
 class RenderPlan(BaseModel):
     """A campaign expanded into jobs, with those still to render."""
 
@@ -52,10 +63,7 @@ class RenderPlan(BaseModel):
 
     campaign_name: str
     campaign_slug: str
-    charter_path: Path
-    model: ModelRef
-    model_description: str
-    lora: LoraWeights | None
+    setup: RenderSetup
     jobs: list[RenderJob]
     pending: list[RenderJob]
 
@@ -115,34 +123,37 @@ def plan_render(
     manifest = read_manifest(output_root, campaign.slug)
     pending = [job for job in jobs if not is_done(job, output_root, manifest)]
     log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
+    lora = campaign.spec.lora
     return RenderPlan(
         campaign_name=campaign.spec.name,
         campaign_slug=campaign.slug,
-        charter_path=campaign.charter.path,
-        model=campaign.model,
-        model_description=info.description,
-        lora=LoraWeights(path=str(campaign.lora_path), scale=campaign.spec.lora.scale) if campaign.spec.lora else None,
+        setup=RenderSetup(
+            charter_path=campaign.charter.path,
+            model=campaign.model,
+            model_description=info.description,
+            lora=LoraWeights(path=str(campaign.lora_path), scale=lora.scale) if lora else None,
+        ),
         jobs=jobs,
         pending=pending,
     )
 
 
 def render_batch(
-    plan: RenderPlan, jobs: list[RenderJob], output_root: Path, settings: RenderSettings, run_id: str | None = None
+    setup: RenderSetup, jobs: list[RenderJob], output_root: Path, settings: RenderSettings, run_id: str | None = None
 ) -> list[ExportedFile]:
     """Generate one batch with the process's loaded model, post-process, mark and export each picture."""
-    charter = load_charter(plan.charter_path)
+    charter = load_charter(setup.charter_path)
     marking = MarkingContext(
         creator=charter.spec.creator,
-        model=plan.model_description,
+        model=setup.model_description,
         signing=signing_files(),
         ledger=ledger_path(output_root),
         run_id=run_id,
     )
     if any(job.charter_hash != charter.hash for job in jobs):
-        raise CampaignError(plan.charter_path, None, "the charter changed since the campaign was planned")
+        raise CampaignError(setup.charter_path, None, "the charter changed since the campaign was planned")
     device = choose_device(settings.device)
-    pipeline = load_pipeline(plan.model, device, choose_dtype(device, settings.dtype), plan.lora)
+    pipeline = load_pipeline(setup.model, device, choose_dtype(device, settings.dtype), setup.lora)
     pictures = generate_fitting_memory(pipeline, jobs)
     exported = []
     for job, picture in zip(jobs, pictures, strict=True):

@@ -34,7 +34,7 @@ def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def render_first(plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:
     plan = plan_render(plan_campaign, out)
     device = choose_device("cpu")
-    pipeline = load_pipeline(plan.model, device, choose_dtype(device), lora)
+    pipeline = load_pipeline(plan.setup.model, device, choose_dtype(device), lora)
     return np.asarray(generate(pipeline, plan.jobs[:1])[0]).astype(int)
 
 
@@ -53,7 +53,7 @@ def test_lora_changes_pixels_and_scale_zero_does_not(
 
 def test_campaign_lora_reaches_the_plan(make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path) -> None:
     plan = plan_render(make_campaign(lora={"path": str(lora_file), "scale": 0.7}), tmp_path)
-    assert plan.lora == LoraWeights(path=str(lora_file), scale=0.7)
+    assert plan.setup.lora == LoraWeights(path=str(lora_file), scale=0.7)
     assert all(job.lora_hash and job.lora_scale == 0.7 for job in plan.jobs)
 
 

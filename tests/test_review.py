@@ -18,7 +18,9 @@ def rendered(make_campaign: Callable[..., Path], tmp_path: Path) -> tuple[Path, 
     """Four real outputs of the demo model (2 communes x 2 formats), and their job keys."""
     out = tmp_path / "outputs"
     plan = plan_render(make_campaign(steps=2), out)
-    exported = [item for batch in batches(plan.pending, 4) for item in render_batch(plan, batch, out, RenderSettings())]
+    exported = [
+        item for batch in batches(plan.pending, 4) for item in render_batch(plan.setup, batch, out, RenderSettings())
+    ]
     finish_render(plan, exported, out)
     return out, plan.campaign_slug, [item.job.key for item in exported]
 

@@ -1,20 +1,30 @@
 """The deployed set-up end to end: a real `prefect server`, the process pool, two workers.
 
 A sharded render of the sample campaign (2 communes, one job each, shard size 1) runs as a
-parent run and two sub-runs picked up by the workers; every job is rendered exactly once, every
-output verifies, and the review run the parent started publishes the files once resumed.
+parent run and two sub-runs picked up by the workers; their batches go to the render worker,
+which loads the model once for both runs. Every job is rendered exactly once, every output
+verifies, and the review run the parent started publishes the files once resumed.
 """
 
 import os
 import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from flows.serve import register, serving_environment, start_server, start_worker, wait_until_healthy
+from flows.render_batches import connected_render_workers
+from flows.serve import (
+    register,
+    serving_environment,
+    start_render_worker,
+    start_server,
+    start_worker,
+    wait_until_healthy,
+)
 from pipelines.charter import load_charter
 from pipelines.export import read_manifest
 from pipelines.marking.keys import signing_files
@@ -32,11 +42,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_render_worker(api_url: str, render_worker: subprocess.Popen, timeout: float = 120.0) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline = time.monotonic() + timeout
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        while not connected_render_workers():
+            assert render_worker.poll() is None, "the render worker exited"
+            assert time.monotonic() < deadline, "the render worker did not connect"
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """API URL and output folder of a served set-up with two workers, stopped afterwards."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    """API URL, output folder and render worker's log of a served set-up, stopped afterwards."""
     home = tmp_path_factory.mktemp("prefect-home")
     out = tmp_path_factory.mktemp("served") / "outputs"
+    render_log = home / "render-worker.log"
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     environment = serving_environment(
@@ -50,10 +72,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     )
     processes = [start_server(port, environment)]
     try:
-        wait_until_healthy(api_url, processes[0])
-        register(environment, gpu_slots=2)
-        processes += [start_worker(f"worker-{number}", environment) for number in (1, 2)]
-        yield api_url, out
+        with render_log.open("w") as output:
+            wait_until_healthy(api_url, processes[0])
+            register(environment, gpu_slots=2)
+            processes.append(start_render_worker(environment, gpu=None, output=output))
+            processes += [start_worker(f"worker-{number}", environment) for number in (1, 2)]
+            wait_for_render_worker(api_url, processes[1])
+            yield api_url, out, render_log
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -61,14 +86,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             process.wait(timeout=60)
 
 
-def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[str, Path]) -> None:
+def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[str, Path, Path]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    api_url, out = served
+    api_url, out, render_log = served
     parameters = {
         "campaign": "campaigns/ete-2027.yaml",
         "selection": {"communes": COMMUNES, "audiences": ["residents"], "formats": ["instagram_square"]},
@@ -112,4 +137,9 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
         report = verify_file(out / entry["file"], charter, out / "ledger.sqlite", signing_files().trust_anchors)
         assert report.ok, report
         assert (out / "ete-2027-vivre-en-solane" / "approved" / entry["file"].split("/", 1)[1]).is_file()
+    # Both sub-runs' batches went to the render worker, which loaded the model once for both.
+    worker_output = render_log.read_text(encoding="utf-8")
+    assert worker_output.count("loading model demo") == 1, worker_output
+    for commune in COMMUNES:
+        assert f"rendered 1 image(s): {commune} instagram_square" in worker_output
     assert os.environ.get("PREFECT_API_URL") is None  # the test did not leak its server into others

@@ -56,8 +56,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
     campaign = render_collioure(folder)
     out = folder / "outputs"
     plan = plan_render(campaign, out)
-    exported = render_batch(plan, plan.pending[:1], out, RenderSettings(device="cpu"))
-    exported += render_batch(plan, plan.pending[1:], out, RenderSettings(device="cpu"))
+    exported = render_batch(plan.setup, plan.pending[:1], out, RenderSettings(device="cpu"))
+    exported += render_batch(plan.setup, plan.pending[1:], out, RenderSettings(device="cpu"))
     finish_render(plan, exported, out)
     return out, [out / item.job.relative_path for item in exported]
 
@@ -108,7 +108,7 @@ def test_jpeg_and_webp_exports_carry_every_layer(tmp_path: Path, charter: Charte
     campaign = render_collioure(tmp_path, file_type, formats="instagram_square")
     out = tmp_path / "outputs"
     plan = plan_render(campaign, out)
-    [exported] = render_batch(plan, plan.pending, out, RenderSettings(device="cpu"))
+    [exported] = render_batch(plan.setup, plan.pending, out, RenderSettings(device="cpu"))
     path = out / exported.job.relative_path
     assert path.suffix == suffix
     report = check(path, charter, out)
