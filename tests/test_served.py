@@ -2,16 +2,19 @@
 
 A sharded render of the sample campaign (2 communes, one job each, shard size 1) runs as a
 parent run and two sub-runs picked up by the workers; their batches go to the render worker,
-which loads the model once for both runs. Every job is rendered exactly once, every output
-verifies, and the review run the parent started publishes the files once resumed.
+which loads the model once for both runs. The two workers race for every flow run and the
+server lets each start once. Every job is rendered exactly once, every output verifies, and the
+review run the parent started publishes the files once resumed.
 """
 
 import os
+import re
 import socket
 import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,7 @@ from tests.conftest import SAMPLE_CHARTER_DIR
 pytestmark = pytest.mark.integration
 
 COMMUNES = ["Sète", "Collioure"]
+WORKERS = ["worker-1", "worker-2"]
 
 
 def free_port() -> int:
@@ -55,10 +59,10 @@ def wait_for_render_worker(api_url: str, render_worker: subprocess.Popen, timeou
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
-    """API URL, output folder and render worker's log of a served set-up, stopped afterwards."""
+    """API URL, output folder and log folder (one file per worker) of a served set-up, stopped afterwards."""
     home = tmp_path_factory.mktemp("prefect-home")
     out = tmp_path_factory.mktemp("served") / "outputs"
-    render_log = home / "render-worker.log"
+    logs = tmp_path_factory.mktemp("worker-logs")
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     environment = serving_environment(
@@ -72,13 +76,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     )
     processes = [start_server(port, environment)]
     try:
-        with render_log.open("w") as output:
+        with ExitStack() as files:
             wait_until_healthy(api_url, processes[0])
             register(environment, gpu_slots=2)
-            processes.append(start_render_worker(environment, gpu=None, output=output))
-            processes += [start_worker(f"worker-{number}", environment) for number in (1, 2)]
+            render_output = files.enter_context((logs / "render-worker.log").open("w"))
+            processes.append(start_render_worker(environment, gpu=None, output=render_output))
+            for name in WORKERS:
+                output = files.enter_context((logs / f"{name}.log").open("w"))
+                processes.append(start_worker(name, environment, output=output))
             wait_for_render_worker(api_url, processes[1])
-            yield api_url, out, render_log
+            yield api_url, out, logs
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -93,7 +100,7 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    api_url, out, render_log = served
+    api_url, out, logs = served
     parameters = {
         "campaign": "campaigns/ete-2027.yaml",
         "selection": {"communes": COMMUNES, "audiences": ["residents"], "formats": ["instagram_square"]},
@@ -138,8 +145,12 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
         assert report.ok, report
         assert (out / "ete-2027-vivre-en-solane" / "approved" / entry["file"].split("/", 1)[1]).is_file()
     # Both sub-runs' batches went to the render worker, which loaded the model once for both.
-    worker_output = render_log.read_text(encoding="utf-8")
-    assert worker_output.count("loading model demo") == 1, worker_output
+    render_output = (logs / "render-worker.log").read_text(encoding="utf-8")
+    assert render_output.count("loading model demo") == 1, render_output
     for commune in COMMUNES:
-        assert f"rendered 1 image(s): {commune} instagram_square" in worker_output
+        assert f"rendered 1 image(s): {commune} instagram_square" in render_output
+    # The workers raced for the flow runs (parent, 2 shards, review); the server let each start once.
+    started = "Flow run '(.+)' submitted to infrastructure"
+    started_runs = [name for worker in WORKERS for name in re.findall(started, (logs / f"{worker}.log").read_text())]
+    assert sorted(started_runs) == sorted(run.name for run in [*renders, review])
     assert os.environ.get("PREFECT_API_URL") is None  # the test did not leak its server into others
