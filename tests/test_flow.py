@@ -3,6 +3,8 @@
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from uuid import uuid4
 
 import pytest
 from PIL import Image
@@ -177,3 +179,32 @@ def test_review_waits_for_a_decision_then_applies_it(make_campaign: Callable[...
         sorted(str(p.relative_to(outcome.approved_folder)) for p in outcome.approved_folder.rglob("*.png"))
         == (names[1:])
     )
+
+
+def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
+    make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.nightly
+
+    make_campaign("a-active.yaml")
+    make_campaign("b-paused.yaml", active=False)
+    (tmp_path / "c-broken.yaml").write_text("name: [unclosed\n", encoding="utf-8")
+    started: list[dict] = []
+
+    def fake_run_deployment(name: str, parameters: dict, timeout: int) -> SimpleNamespace:
+        assert name == "render-campaign/render-campaign" and timeout == 0  # started, not awaited one by one
+        started.append(parameters)
+        return SimpleNamespace(id=uuid4())
+
+    def fake_wait_for_runs(ids: list) -> list[SimpleNamespace]:
+        return [SimpleNamespace(state=SimpleNamespace(name="Completed")) for _ in ids]
+
+    monkeypatch.setattr(flows.nightly, "CAMPAIGNS_DIR", tmp_path)
+    monkeypatch.setattr(flows.nightly, "run_deployment", fake_run_deployment)
+    monkeypatch.setattr(flows.nightly, "wait_for_runs", fake_wait_for_runs)
+    states = flows.nightly.render_nightly(output_dir="out", shard_size=500)
+
+    assert started == [
+        {"campaign": "campaigns/a-active.yaml", "output_dir": "out", "review": True, "shard_size": 500}
+    ]  # the paused campaign is left alone, the broken one skipped (logged) without stopping the night
+    assert states == {"a-active.yaml": "Completed"}
