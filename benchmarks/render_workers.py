@@ -14,32 +14,25 @@ from __future__ import annotations
 
 import argparse
 import platform
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
 
-from flows.render_batches import connected_render_workers
 from flows.serve import (
+    free_port,
     register,
     serving_environment,
     start_render_worker,
     start_server,
     start_worker,
+    wait_for_render_workers,
     wait_until_healthy,
 )
 
 COMMUNES = ["Sète", "Collioure", "Nîmes", "Toulouse", "Perpignan", "Carcassonne", "Narbonne", "Montpellier"]
 MODEL_LOAD = "loading model demo"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def timed_runs(communes: list[str], out: Path) -> list[float]:
@@ -63,13 +56,6 @@ def timed_runs(communes: list[str], out: Path) -> list[float]:
         assert run.state is not None and run.state.is_completed(), run.state
         seconds.append(time.perf_counter() - started)
     return seconds
-
-
-def wait_for_render_worker(render_worker: subprocess.Popen) -> None:
-    while not connected_render_workers():
-        if render_worker.poll() is not None:
-            raise RuntimeError("the render worker exited")
-        time.sleep(0.5)
 
 
 def main() -> None:
@@ -107,7 +93,7 @@ def main() -> None:
                 in_process_loads = worker_log.read_text(encoding="utf-8").count(MODEL_LOAD) - loads_before
                 with render_log.open("w") as render_output:
                     processes.append(start_render_worker(environment, gpu=None, output=render_output))
-                    wait_for_render_worker(processes[-1])
+                    wait_for_render_workers(api_url, processes[-1:])
                     on_worker = timed_runs(COMMUNES[1 + args.runs : 1 + 2 * args.runs], out)
                 worker_loads = render_log.read_text(encoding="utf-8").count(MODEL_LOAD)
         finally:

@@ -87,6 +87,8 @@ def render_batches(
     on_progress: Callable[[int], None],
 ) -> list[ExportedFile]:
     """Render the plan's pending jobs batch by batch; ``on_progress`` gets the count done so far."""
+    if not plan.pending:
+        return []  # a quiet night: no question to the API either
     workers = connected_render_workers()
     arguments = (output_root, settings, run_id, gpu_limit)
     exported: list[ExportedFile] = []

@@ -71,7 +71,7 @@ def record_and_report(plan: RenderPlan, exported: list[ExportedFile], output_roo
     return reports
 
 
-def _render_here(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
+def _render_unsharded(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
     """This run's batches, rendered by the render workers if any are connected, else in this process."""
     progress = create_progress_artifact(0.0, description=f"{plan.campaign_name}: {len(plan.pending)} image(s)")
     exported = render_batches(
@@ -174,7 +174,7 @@ def render_campaign(
         }
         rendered, reports = _render_in_shards(plan, shards, parameters, output_root)
     else:
-        rendered, reports = _render_here(plan, output_root, settings)
+        rendered, reports = _render_unsharded(plan, output_root, settings)
     if review and rendered:
         _ask_for_review(plan, rendered, output_root)
     return summarise(plan, rendered, output_root, reports)

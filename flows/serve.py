@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,12 @@ def start_server(port: int, environment: dict[str, str]) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_until_healthy(api_url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -105,6 +112,23 @@ def start_render_worker(environment: dict[str, str], gpu: int | None, output: IO
     )
 
 
+def wait_for_render_workers(api_url: str, render_workers: list[subprocess.Popen], timeout: float = 120.0) -> None:
+    """Until every render worker is connected: before that, runs would render in their own process."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.render_batches import connected_render_workers  # imports the model libraries: only here
+
+    deadline = time.monotonic() + timeout
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        while connected_render_workers() < len(render_workers):
+            exited = [worker.returncode for worker in render_workers if worker.poll() is not None]
+            if exited:
+                raise RuntimeError(f"a render worker exited with code {exited[0]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the render workers did not connect within {timeout:.0f} s")
+            time.sleep(0.5)
+
+
 def gpu_count() -> int:
     import torch
 
@@ -125,7 +149,9 @@ def main() -> int:
         register(environment, max(1, gpus))
         processes += [start_worker(f"{POOL}-{number}", environment) for number in range(1, args.workers + 1)]
         # Render workers keep their model loaded between runs: one per GPU, or one on the CPU.
-        processes += [start_render_worker(environment, gpu) for gpu in list(range(gpus)) or [None]]
+        render_workers = [start_render_worker(environment, gpu) for gpu in list(range(gpus)) or [None]]
+        processes += render_workers
+        wait_for_render_workers(api_url, render_workers)
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployments registered; Ctrl-C stops everything)")
         processes[0].wait()
     except KeyboardInterrupt:

@@ -9,9 +9,7 @@ review run the parent started publishes the files once resumed.
 
 import os
 import re
-import socket
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -19,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.render_batches import connected_render_workers
 from flows.serve import (
+    free_port,
     register,
     serving_environment,
     start_render_worker,
     start_server,
     start_worker,
+    wait_for_render_workers,
     wait_until_healthy,
 )
 from pipelines.charter import load_charter
@@ -38,23 +37,6 @@ pytestmark = pytest.mark.integration
 
 COMMUNES = ["Sète", "Collioure"]
 WORKERS = ["worker-1", "worker-2"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_render_worker(api_url: str, render_worker: subprocess.Popen, timeout: float = 120.0) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    deadline = time.monotonic() + timeout
-    with temporary_settings({PREFECT_API_URL: api_url}):
-        while not connected_render_workers():
-            assert render_worker.poll() is None, "the render worker exited"
-            assert time.monotonic() < deadline, "the render worker did not connect"
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             for name in WORKERS:
                 output = files.enter_context((logs / f"{name}.log").open("w"))
                 processes.append(start_worker(name, environment, output=output))
-            wait_for_render_worker(api_url, processes[1])
+            wait_for_render_workers(api_url, processes[1:2])
             yield api_url, out, logs
     finally:
         for process in reversed(processes):

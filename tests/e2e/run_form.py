@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.serve import register, serving_environment, start_server, wait_until_healthy
+from flows.serve import free_port, register, serving_environment, start_server, wait_until_healthy
 
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 # Headless, as root, on a machine with no network: no sandbox, no GPU, no background connections.
@@ -52,9 +51,7 @@ def _deployment_id(api_url: str, name: str) -> str:
 @contextmanager
 def served_run_form() -> Iterator[str]:
     """The URL of render-campaign's run form on a temporary server, stopped afterwards."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     with tempfile.TemporaryDirectory() as home:
         environment = serving_environment(api_url, {"PREFECT_HOME": home})
