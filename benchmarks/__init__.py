@@ -1,0 +1,1 @@
+"""Scripts that measure speed and quality; results in RESULTS.md."""
