@@ -1,123 +1,173 @@
-"""A render run's batches: rendered in the run's own process, or by long-lived render workers.
+"""A render run's chunks: rendered in the run's own process, or by long-lived render workers.
 
     .venv/bin/python -m flows.render_batches     # a render worker; one per GPU (`make serve` starts them)
 
-A process worker starts a new process for every flow run, and that process loads the model
-again. A render worker is a Prefect task worker serving the `render-batch` task: it stays up
-between runs and keeps its model loaded. A run that finds one connected sends its batches there
-(`.delay()`) and waits for them; otherwise it renders them itself.
+A task renders a chunk of a plan's jobs (several model batches) through the process's
+``Renderer``: the GPU stage and its pool of CPU worker processes, each file recorded as it is
+written. A process worker starts a new process for every flow run, which would load the model
+again; a render worker is a Prefect task worker serving the `render-chunk` task: it stays up
+between runs and keeps its models loaded. A run that finds one connected sends its chunks there
+(`.delay()`); otherwise it renders them in its own process. Either way two chunks per device are
+under way, so one chunk's last pictures are finished while the next one is generated.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
-from contextlib import nullcontext
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from itertools import islice
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
-from prefect.futures import PrefectDistributedFuture
+from prefect.futures import PrefectFuture
 from prefect.task_worker import serve
 
-from pipelines.export import ExportedFile
-from pipelines.jobs import RenderJob, batches
-from pipelines.render import RenderPlan, RenderSettings, RenderSetup, render_batch
+from pipelines.cpu_stage import ExportTarget
+from pipelines.jobs import RenderJob
+from pipelines.render import RenderPlan, RenderSettings, RenderSetup, render_jobs
+from pipelines.renderer import GPU_BATCH_SIZE, Renderer, default_batch_size
 from pipelines.third_party_logs import quiet_third_party_logs
 
 log = logging.getLogger(__name__)
 
-QUEUED_PER_WORKER = 2  # one batch rendering and one waiting, so no worker idles between batches
-BATCH_TIMEOUT_S = 3600.0  # a worker that died mid-batch fails the run instead of hanging it
+CHUNKS_PER_DEVICE = 2  # one being generated, one being finished: the GPU never drains between chunks
+BATCHES_PER_CHUNK = 8  # a task's size: Prefect's per-task cost stays under 1 % of its time
+CHUNK_TIMEOUT_S = 3600.0  # a worker that died mid-chunk fails the run instead of hanging it
 CHECK_EVERY_S = 30.0
+STATE_POLL_S = 0.5
+
+# The renderer of this process: set by a render worker's main() or by the run rendering in its
+# own process, read by the task. A context variable reaches the task worker's and the task
+# runner's threads (both run tasks in a copy of the context) without living in a global.
+process_renderer: ContextVar[Renderer | None] = ContextVar("process_renderer", default=None)
 
 
-# One task per batch, never per image or step: Prefect's per-task overhead stays small.
-@task(name="render-batch", cache_policy=NO_CACHE, tags=["gpu"])
-def render_batch_task(
+@task(name="render-chunk", cache_policy=NO_CACHE)
+def render_chunk_task(
     setup: RenderSetup,
     jobs: list[RenderJob],
-    output_root: Path,
+    target: ExportTarget,
     settings: RenderSettings,
-    run_id: str | None,
     gpu_limit: str | None,
-) -> list[ExportedFile]:
+) -> list[str]:
+    """Render a chunk of jobs; return their keys (files and records are already committed)."""
+    renderer = process_renderer.get()
+    if renderer is None:
+        raise RuntimeError("render-chunk runs only in a render worker or in a render run's own process")
     # The limit's name comes from the run: a render worker has no flow run of its own to ask.
     limit = concurrency(gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext()
     with limit:
-        return render_batch(setup, jobs, output_root, settings, run_id=run_id)
+        return [item.job.key for item in render_jobs(renderer, setup, jobs, target, settings)]
 
 
 def connected_render_workers() -> int:
     """How many render workers the API knows now (a temporary local server never has any)."""
     with get_client(sync_client=True) as client:
         response = client.request(
-            "POST", "/task_workers/filter", json={"task_worker_filter": {"task_keys": [render_batch_task.task_key]}}
+            "POST", "/task_workers/filter", json={"task_worker_filter": {"task_keys": [render_chunk_task.task_key]}}
         )
     response.raise_for_status()
     return len(response.json())
 
 
-def _batch_result(future: PrefectDistributedFuture[list[ExportedFile]]) -> list[ExportedFile]:
-    """Wait for a batch sent to the render workers; a lost batch fails the run rather than hang it."""
-    deadline = time.monotonic() + BATCH_TIMEOUT_S
+def _chunk_result(future: PrefectFuture[list[str]], sent_away: bool) -> list[str]:
+    """Wait for a chunk; a lost one fails the run rather than hang it.
+
+    Right after it starts, and for a moment after it ends, the server may not have recorded a
+    state for a task run sent to a render worker (states arrive as events): that is waited
+    through, never taken for a failure.
+    """
+    if not sent_away:
+        return future.result()
+    deadline = time.monotonic() + CHUNK_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             future.wait(timeout=CHECK_EVERY_S)
-            if future.state.is_final():
-                return future.result()
         except ObjectNotFound:
             # A worker deletes a task run it cannot start (say, unreadable parameters): its log says why.
-            raise RuntimeError(f"a render worker dropped batch {future.task_run_id}: see its log") from None
-    raise TimeoutError(f"batch {future.task_run_id} did not finish within {BATCH_TIMEOUT_S:.0f} s")
+            raise RuntimeError(f"a render worker dropped chunk {future.task_run_id}: see its log") from None
+        except RuntimeError as exc:
+            if "has no state" not in str(exc):
+                raise
+            time.sleep(STATE_POLL_S)
+            continue
+        if future.state.is_final():
+            return future.result()
+    raise TimeoutError(f"chunk {future.task_run_id} did not finish within {CHUNK_TIMEOUT_S:.0f} s")
+
+
+def chunks(jobs: list[RenderJob], size: int) -> Iterator[list[RenderJob]]:
+    iterator = iter(jobs)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+@contextmanager
+def rendering_here(settings: RenderSettings) -> Iterator[Renderer]:
+    """A renderer for this process while the block runs (a run with no render worker to send to)."""
+    renderer = Renderer.for_device(settings.device, settings.cpu_workers, settings.compile)
+    token = process_renderer.set(renderer)
+    try:
+        yield renderer
+    finally:
+        process_renderer.reset(token)
+        renderer.close()
 
 
 def render_batches(
     plan: RenderPlan,
-    output_root: Path,
+    target: ExportTarget,
     settings: RenderSettings,
-    run_id: str | None,
     gpu_limit: str | None,
     on_progress: Callable[[int], None],
-) -> list[ExportedFile]:
-    """Render the plan's pending jobs batch by batch; ``on_progress`` gets the count done so far."""
+) -> list[str]:
+    """Render the plan's pending jobs chunk by chunk; ``on_progress`` gets the count done so far."""
     if not plan.pending:
         return []  # a quiet night: no question to the API either
     workers = connected_render_workers()
-    arguments = (output_root, settings, run_id, gpu_limit)
-    exported: list[ExportedFile] = []
-    if not workers:
-        for batch in batches(plan.pending, settings.batch_size):
-            exported += render_batch_task(plan.setup, batch, *arguments)
-            on_progress(len(exported))
-        return exported
+    sent_away = workers > 0
+    if sent_away:
+        log.info("sending the chunks to %d render worker(s)", workers)
+    done: list[str] = []
+    with nullcontext() if sent_away else rendering_here(settings) as renderer:
+        # Render workers choose their batch size when the run sets none: chunks are sized for a GPU.
+        automatic = default_batch_size(renderer.host.device) if renderer else GPU_BATCH_SIZE
+        chunk_size = BATCHES_PER_CHUNK * (settings.batch_size or automatic)
+        window = CHUNKS_PER_DEVICE * max(1, workers)
+        queued: deque[PrefectFuture[list[str]]] = deque()
 
-    log.info("sending the batches to %d render worker(s)", workers)
-    queued: deque[PrefectDistributedFuture[list[ExportedFile]]] = deque()
+        def collect_oldest() -> None:
+            done.extend(_chunk_result(queued.popleft(), sent_away))
+            on_progress(len(done))
 
-    def collect_oldest() -> None:
-        exported.extend(_batch_result(queued.popleft()))
-        on_progress(len(exported))
-
-    for batch in batches(plan.pending, settings.batch_size):
-        if len(queued) >= QUEUED_PER_WORKER * workers:
+        for chunk in chunks(plan.pending, chunk_size):
+            if len(queued) >= window:
+                collect_oldest()
+            arguments = (plan.setup, chunk, target, settings, gpu_limit)
+            queued.append(render_chunk_task.delay(*arguments) if sent_away else render_chunk_task.submit(*arguments))
+        while queued:
             collect_oldest()
-        queued.append(render_batch_task.delay(plan.setup, batch, *arguments))
-    while queued:
-        collect_oldest()
-    return exported
+    return done
 
 
-def main() -> int:
-    """Serve render-batch until stopped, one batch at a time: the process has its GPU to itself."""
+def main(argv: list[str] | None = None) -> int:
+    """Serve render-chunk until stopped: one renderer (models, CPU workers) for the process's GPU."""
+    parser = argparse.ArgumentParser(description="A render worker: renders chunks for render runs, models kept.")
+    parser.add_argument("--cpu-workers", type=int, default=0, help="processes that finish pictures (0: automatic)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each model (for long nightly runs)")
+    args = parser.parse_args(argv)
     quiet_third_party_logs()
-    serve(render_batch_task, limit=1)
+    with rendering_here(RenderSettings(cpu_workers=args.cpu_workers, compile=args.compile)):
+        serve(render_chunk_task, limit=CHUNKS_PER_DEVICE)
     return 0
 
 

@@ -21,17 +21,17 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
+from flows.names import GPU_LIMIT
 from flows.render_batches import render_batches
-from flows.serve import GPU_LIMIT
 from flows.sub_runs import wait_for_runs
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.devices import DeviceName, DtypeName
-from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, shard_by_commune
 from pipelines.render import (
     RenderPlan,
     RenderSettings,
     RenderSummary,
+    export_target,
     finish_render,
     plan_render,
     rendered_since_plan,
@@ -50,13 +50,15 @@ NO_OVERRIDES = Overrides()
 
 
 @task(name="plan-campaign", cache_policy=NO_CACHE)
-def plan_campaign(campaign: str, output_root: Path, selection: Selection, overrides: Overrides) -> RenderPlan:
-    return plan_render(campaign, output_root, selection, overrides)
+def plan_campaign(
+    campaign: str, output_root: Path, selection: Selection, overrides: Overrides, settings: RenderSettings
+) -> RenderPlan:
+    return plan_render(campaign, output_root, selection, overrides, settings)
 
 
-@task(name="record-and-report", cache_policy=NO_CACHE)
-def record_and_report(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Reports:
-    reports = finish_render(plan, exported, output_root)
+@task(name="report", cache_policy=NO_CACHE)
+def report(plan: RenderPlan, output_root: Path) -> Reports:
+    reports = finish_render(plan, output_root)
     if reports.rows:
         create_table_artifact(
             key=f"compliance-{plan.campaign_slug}",
@@ -72,17 +74,18 @@ def record_and_report(plan: RenderPlan, exported: list[ExportedFile], output_roo
 
 
 def _render_unsharded(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
-    """This run's batches, rendered by the render workers if any are connected, else in this process."""
+    """This run's chunks, rendered by the render workers if any are connected, else in this process."""
     progress = create_progress_artifact(0.0, description=f"{plan.campaign_name}: {len(plan.pending)} image(s)")
-    exported = render_batches(
-        plan,
-        output_root,
-        settings,
-        run_id=flow_run.get_id(),
-        gpu_limit=GPU_LIMIT if deployment.id else None,  # the CLI's temporary server has no such limit
-        on_progress=lambda done: update_progress_artifact(progress, 100.0 * done / len(plan.pending)),
+    keys = set(
+        render_batches(
+            plan,
+            export_target(plan, output_root, run_id=flow_run.get_id()),
+            settings,
+            gpu_limit=GPU_LIMIT if deployment.id else None,  # the CLI's temporary server has no such limit
+            on_progress=lambda done: update_progress_artifact(progress, 100.0 * done / len(plan.pending)),
+        )
     )
-    return [item.job for item in exported], record_and_report(plan, exported, output_root)
+    return [job for job in plan.pending if job.key in keys], report(plan, output_root)
 
 
 def _render_in_shards(
@@ -107,7 +110,7 @@ def _render_in_shards(
     failed = [run.name for run in finished if not (run.state and run.state.is_completed())]
     if failed:
         raise RuntimeError(f"{len(failed)} shard(s) did not complete: {', '.join(failed)}")
-    return rendered_since_plan(plan, output_root), record_and_report(plan, [], output_root)
+    return rendered_since_plan(plan, output_root), report(plan, output_root)
 
 
 def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> None:
@@ -137,9 +140,11 @@ def render_campaign(
     selection: Selection = EVERYTHING,
     overrides: Overrides = NO_OVERRIDES,
     output_dir: str = "outputs",
-    batch_size: Annotated[int, Field(ge=1, le=64)] = 4,
+    batch_size: Annotated[int, Field(ge=0, le=64)] = 0,
     device: DeviceName = "auto",
     dtype: DtypeName = "auto",
+    cpu_workers: Annotated[int, Field(ge=0, le=256)] = 0,
+    compile: bool = False,
     review: bool = False,
     shard_size: Annotated[int, Field(ge=0, le=1_000_000)] = 0,
 ) -> RenderSummary:
@@ -150,17 +155,22 @@ def render_campaign(
         selection: Only some communes, audiences or formats of the campaign (empty: all).
         overrides: Settings that replace the campaign's for this run: model, steps, seed, LoRA scale.
         output_dir: Folder that receives the files, as campaign/commune/format/ (relative to the project).
-        batch_size: Images generated per model call.
+        batch_size: Images generated per model call (0: 16 on a GPU, 4 otherwise).
         device: auto, cuda, mps or cpu.
-        dtype: auto, float32, float16 or bfloat16.
+        dtype: auto, float32, float16 or bfloat16 (part of each picture's key: it changes the pixels).
+        cpu_workers: Processes that finish the pictures while the model generates (0: automatic).
+        compile: torch.compile the model when rendering in this run's process (about a minute
+            per picture size, then about 30 % faster on a GPU; render workers have their own setting).
         review: Afterwards, start a review-campaign run that waits for a designer's approval.
         shard_size: Above this many images, split the run into sub-runs of about this size by commune,
             for all the pool's workers (0: never split; only from a deployment).
     """
     quiet_third_party_logs()
     output_root = Path(output_dir).resolve()
-    settings = RenderSettings(device=device, dtype=dtype, batch_size=batch_size)
-    plan = plan_campaign(campaign, output_root, selection, overrides)
+    settings = RenderSettings(
+        device=device, dtype=dtype, batch_size=batch_size, cpu_workers=cpu_workers, compile=compile
+    )
+    plan = plan_campaign(campaign, output_root, selection, overrides, settings)
     shards = shard_by_commune(plan.pending, shard_size) if shard_size else []
     if len(shards) > 1 and deployment.name:
         parameters = {
@@ -171,6 +181,8 @@ def render_campaign(
             "batch_size": batch_size,
             "device": device,
             "dtype": dtype,
+            "cpu_workers": cpu_workers,
+            "compile": compile,
         }
         rendered, reports = _render_in_shards(plan, shards, parameters, output_root)
     else:

@@ -22,9 +22,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from flows.names import GPU_LIMIT
+
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
-GPU_LIMIT = "gpu"  # global concurrency limit held by render batches; one slot per GPU
 
 
 def prefect_command(*arguments: str) -> list[str]:
@@ -76,7 +77,7 @@ def wait_until_healthy(api_url: str, server: subprocess.Popen, timeout: float = 
 
 
 def register(environment: dict[str, str], gpu_slots: int) -> None:
-    """Work pool, GPU concurrency limit (one slot per GPU) and every deployment of prefect.yaml."""
+    """Work pool, GPU concurrency limit (two chunks per GPU) and every deployment of prefect.yaml."""
     run = {"env": environment, "cwd": REPO, "capture_output": True, "text": True}
     pool = subprocess.run(prefect_command("work-pool", "create", POOL, "--type", "process"), **run)
     if pool.returncode and "already exists" not in pool.stdout + pool.stderr:
@@ -89,22 +90,27 @@ def register(environment: dict[str, str], gpu_slots: int) -> None:
         raise RuntimeError(f"prefect deploy failed: {deploy.stdout}{deploy.stderr}")
 
 
-def start_worker(name: str, environment: dict[str, str], limit: int = 2, output: IO | None = None) -> subprocess.Popen:
-    """A process worker of the pool: it starts each flow run in a new process."""
+def start_worker(
+    name: str, environment: dict[str, str], limit: int = 2, output: IO | None = None, gpu: int | None = None
+) -> subprocess.Popen:
+    """A process worker of the pool: it starts each flow run in a new process (on GPU ``gpu`` if given)."""
+    extra = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
     return subprocess.Popen(
         prefect_command("worker", "start", "--pool", POOL, "--name", name, "--limit", str(limit)),
-        env=environment,
+        env=environment | extra,
         cwd=REPO,
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
     )
 
 
-def start_render_worker(environment: dict[str, str], gpu: int | None, output: IO | None = None) -> subprocess.Popen:
-    """A render worker (flows.render_batches) that keeps its model loaded; on GPU ``gpu`` if given."""
+def start_render_worker(
+    environment: dict[str, str], gpu: int | None, output: IO | None = None, compile_models: bool = False
+) -> subprocess.Popen:
+    """A render worker (flows.render_batches) that keeps its models loaded; on GPU ``gpu`` if given."""
     extra = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.render_batches"],
+        [sys.executable, "-m", "flows.render_batches", *(["--compile"] if compile_models else [])],
         env=environment | extra,
         cwd=REPO,
         stdout=output,
@@ -138,7 +144,8 @@ def gpu_count() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=4200)
-    parser.add_argument("--workers", type=int, default=1, help="process workers: they run the flows")
+    parser.add_argument("--workers", type=int, help="process workers, which run the flows (default: one per GPU)")
+    parser.add_argument("--compile", action="store_true", help="render workers torch.compile their models")
     args = parser.parse_args()
     api_url = f"http://127.0.0.1:{args.port}/api"
     environment = serving_environment(api_url)
@@ -146,10 +153,17 @@ def main() -> int:
     processes = [start_server(args.port, environment)]
     try:
         wait_until_healthy(api_url, processes[0])
-        register(environment, max(1, gpus))
-        processes += [start_worker(f"{POOL}-{number}", environment) for number in range(1, args.workers + 1)]
+        register(environment, 2 * max(1, gpus))
+        # A run that finds no render worker renders in its own process: on its worker's GPU.
+        workers = args.workers or max(1, gpus)
+        processes += [
+            start_worker(f"{POOL}-{number}", environment, gpu=number % gpus if gpus else None)
+            for number in range(workers)
+        ]
         # Render workers keep their model loaded between runs: one per GPU, or one on the CPU.
-        render_workers = [start_render_worker(environment, gpu) for gpu in list(range(gpus)) or [None]]
+        render_workers = [
+            start_render_worker(environment, gpu, compile_models=args.compile) for gpu in list(range(gpus)) or [None]
+        ]
         processes += render_workers
         wait_for_render_workers(api_url, render_workers)
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployments registered; Ctrl-C stops everything)")

@@ -1,30 +1,46 @@
-"""Write files so that readers never see half of one: temporary name, then ``os.replace``."""
+"""Write files so that readers never see half of one: temporary name, then ``os.replace``.
+
+A temporary file is named ``.<name>.<host>.<pid>.<random>.tmp`` beside its target, so a run
+that starts after a crash can tell its own leftovers (a process of this host that is gone) from
+the live temporary files of another process, and remove only those.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
+import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
+FOREIGN_STALE_AFTER_S = 24 * 3600  # another host's leftover: its process cannot be asked
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; move it into place only if the block succeeds."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    temporary_path = Path(temporary)
+    temporary = target.parent / f".{target.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+    os.chmod(temporary, mode)  # whatever the umask: outputs are shared, keys are not
     try:
-        yield temporary_path
-        os.replace(temporary_path, target)
+        yield temporary
+        os.replace(temporary, target)
     finally:
-        temporary_path.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
 
 
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as temporary:
+def write_bytes_atomic(target: Path, data: bytes, mode: int = OUTPUT_MODE) -> None:
+    with atomic_path(target, mode) as temporary:
         temporary.write_bytes(data)
 
 
@@ -36,3 +52,35 @@ def write_with(target: Path, writer: Callable[[Path], None]) -> None:
     """Let ``writer`` fill a temporary file, then move it onto ``target``."""
     with atomic_path(target) as temporary:
         writer(temporary)
+
+
+def _is_leftover(path: Path, host: str, now: float) -> bool:
+    match = _TEMPORARY.match(path.name)
+    if match is None:
+        return False
+    if match["host"] != host:
+        try:
+            return now - path.stat().st_mtime > FOREIGN_STALE_AFTER_S
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True  # its writer is gone: killed mid-write
+    except PermissionError:
+        return False  # alive, another account's
+    return False
+
+
+def remove_leftover_temporaries(folder: Path) -> int:
+    """Delete the temporary files that crashed writers left under ``folder``; return how many."""
+    if not folder.is_dir():
+        return 0
+    host, now, removed = _host(), time.time(), 0
+    for directory, _subfolders, names in os.walk(folder):
+        for name in names:
+            path = Path(directory) / name
+            if name.endswith(".tmp") and _is_leftover(path, host, now):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

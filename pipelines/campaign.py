@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from pipelines.charter import Charter, load_charter
-from pipelines.communes import Commune, load_communes
+from pipelines.communes import Commune, commune_folders, load_communes
 from pipelines.config_files import read_yaml_mapping, validate_model
 from pipelines.errors import CampaignError, VisuelsError
 from pipelines.formats import FORMAT_PRESETS
@@ -121,6 +121,7 @@ class Campaign(BaseModel):
     slug: str
     charter: Charter
     communes: list[Commune]
+    commune_folders: dict[str, str]  # INSEE code -> output folder, from the whole communes file
     model: ModelRef
     lora_path: Path | None
 
@@ -219,6 +220,7 @@ def load_campaign(path: str | Path) -> Campaign:
         slug=slugify(spec.name),
         charter=charter,
         communes=communes,
+        commune_folders=commune_folders(all_communes),
         model=resolve_paths(spec.model, base),
         lora_path=lora_path,
     )

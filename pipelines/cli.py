@@ -23,15 +23,20 @@ from pipelines.render_request import Overrides, RenderRequest, Selection
 from pipelines.third_party_logs import quiet_third_party_logs
 
 if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
+    from pipelines.database import Database
     from pipelines.render import RenderSummary
     from pipelines.training.run import TrainingSummary
 
 SAMPLE_CAMPAIGN = Path(__file__).resolve().parents[1] / "campaigns" / "ete-2027.yaml"
 SAMPLE_CHARTER = Path(__file__).resolve().parents[1] / "brand_assets" / "solane"
 DEMO_COMMUNES = ["Sète", "Castelnau-d'Estrétefonds", "Collioure"]
+DATABASE_HELP = (
+    "the database of record: a SQLAlchemy URL or a SQLite file"
+    " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
+)
 EXIT_BAD_INPUT = 2
 
-Renderer = Callable[[RenderRequest], "RenderSummary"]
+RenderFlow = Callable[[RenderRequest], "RenderSummary"]
 Trainer = Callable[[str, str, dict, str | None, str | None], "TrainingSummary"]
 TRAINING_OPTIONS = {
     "steps": int,
@@ -71,9 +76,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def add_render_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--output-dir", default="outputs", help="where to write (default: ./outputs)")
-        command.add_argument("--batch-size", type=_positive, default=4, help="images per model call (default: 4)")
+        command.add_argument(
+            "--batch-size", type=_positive, help="images per model call (default: 16 on a GPU, else 4)"
+        )
         command.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
         command.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
+        command.add_argument(
+            "--cpu-workers", type=_positive, help="processes that finish the pictures (default: by device)"
+        )
+        command.add_argument(
+            "--compile", action="store_true", help="torch.compile the model (faster on a GPU after a minute)"
+        )
 
     render = commands.add_parser("render", help="render a campaign through the Prefect flow")
     render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
@@ -90,9 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check the AI marking of files, layer by layer")
     verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
     verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")
-    verify.add_argument(
-        "--ledger", type=Path, help="ledger database (default: $VISUELS_LEDGER or outputs/ledger.sqlite)"
-    )
+    verify.add_argument("--database", help=DATABASE_HELP)
     verify.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="charter whose label to look for")
 
     keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
@@ -112,7 +123,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ledger_command = commands.add_parser("ledger", help="the provenance ledger")
     ledger_command.add_argument("action", choices=["verify"], help="verify: check the hash chain")
-    ledger_command.add_argument("--ledger", type=Path, help="default: $VISUELS_LEDGER or outputs/ledger.sqlite")
+    ledger_command.add_argument("--database", help=DATABASE_HELP)
     return parser
 
 
@@ -164,11 +175,14 @@ def _render_request(args: argparse.Namespace, common: dict) -> RenderRequest:
         raise VisuelsError(str(args.campaign), option, first["msg"]) from None
 
 
-def _render(request: RenderRequest, render: Renderer) -> int:
-    from pipelines.render import plan_render
+def _render(request: RenderRequest, render: RenderFlow) -> int:
+    from pipelines.render import RenderSettings, plan_render
 
     # Check everything before starting Prefect: bad input fails in a second, writing nothing.
-    plan = plan_render(request.campaign, Path(request.output_dir).resolve(), request.selection, request.overrides)
+    settings = RenderSettings(device=request.device, dtype=request.dtype)
+    plan = plan_render(
+        request.campaign, Path(request.output_dir).resolve(), request.selection, request.overrides, settings
+    )
     console.print(
         f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
         f" with {plan.setup.model_description}"
@@ -187,18 +201,27 @@ def _render(request: RenderRequest, render: Renderer) -> int:
     return 0
 
 
-def _verify(files: Sequence[Path], as_json: bool, ledger_file: Path | None, charter_path: Path) -> int:
+def _database(option: str | None) -> Database:
+    """The database ``--database`` names, else the default one; it must exist already."""
+    from pipelines.database import Database, database_url, url_option
+
+    return Database(url_option(option) if option else database_url(Path("outputs")), must_exist=True)
+
+
+def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, charter_path: Path) -> int:
     """0: every layer of every file is there and valid; 1: some layer is not; 2: a file is unreadable."""
     import json
 
     from pipelines.charter import load_charter
     from pipelines.marking.keys import TRUST_ANCHORS, keys_dir
-    from pipelines.marking.ledger import ledger_path
     from pipelines.marking.verify import verify_file
 
     charter = load_charter(charter_path)
-    ledger_file = ledger_file or ledger_path(Path("outputs"))
-    reports = [verify_file(path, charter, ledger_file, keys_dir() / TRUST_ANCHORS) for path in files]
+    database = _database(database_option)
+    try:
+        reports = [verify_file(path, charter, database, keys_dir() / TRUST_ANCHORS) for path in files]
+    finally:
+        database.close()
     if as_json:
         print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
     for report in reports:
@@ -231,15 +254,20 @@ def _keys_init(folder: Path | None) -> int:
     return 0
 
 
-def _ledger_verify(ledger_file: Path | None) -> int:
-    from pipelines.marking.ledger import ledger_path, verify_chain
+def _ledger_verify(database_option: str | None) -> int:
+    from pipelines.database import display_url
+    from pipelines.marking.ledger import verify_chain
 
-    ledger_file = ledger_file or ledger_path(Path("outputs"))
-    rows, broken = verify_chain(ledger_file)
+    database = _database(database_option)
+    try:
+        rows, broken = verify_chain(database)
+    finally:
+        database.close()
+    where = display_url(database.url)
     if broken is not None:
-        errors.print(f"error: {ledger_file}: row {broken}: hash chain broken (edited or deleted rows)", highlight=False)
+        errors.print(f"error: {where}: row {broken}: hash chain broken (edited or deleted rows)", highlight=False)
         return 1
-    console.print(f"ok  {ledger_file}: {rows} rows, hash chain intact", highlight=False)
+    console.print(f"ok  {where}: {rows} rows, hash chain intact", highlight=False)
     return 0
 
 
@@ -281,7 +309,7 @@ def _ensure_demo_keys() -> None:
         console.print(f"made a local signing chain in {keys_dir()} (for the demo; see `visuels keys init`)")
 
 
-def main(argv: Sequence[str] | None = None, render: Renderer | None = None, train: Trainer | None = None) -> int:
+def main(argv: Sequence[str] | None = None, render: RenderFlow | None = None, train: Trainer | None = None) -> int:
     """Run the CLI; return the exit code."""
     # No network at run time unless the user asks for it (HF_HUB_OFFLINE=0 for hub models).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -296,9 +324,9 @@ def main(argv: Sequence[str] | None = None, render: Renderer | None = None, trai
         if args.command == "keys":
             return _keys_init(args.dir)
         if args.command == "ledger":
-            return _ledger_verify(args.ledger)
+            return _ledger_verify(args.database)
         if args.command == "verify":
-            return _verify(args.files, args.json, args.ledger, args.charter)
+            return _verify(args.files, args.json, args.database, args.charter)
         quiet_third_party_logs()
         if args.command == "train":
             if train is None:
@@ -308,9 +336,11 @@ def main(argv: Sequence[str] | None = None, render: Renderer | None = None, trai
             raise VisuelsError("visuels", args.command, "rendering needs the Prefect flow: run the `visuels` command")
         common = {
             "output_dir": args.output_dir,
-            "batch_size": args.batch_size,
+            "batch_size": args.batch_size or 0,
             "device": args.device,
             "dtype": args.dtype,
+            "cpu_workers": args.cpu_workers or 0,
+            "compile": args.compile,
         }
         if args.command == "demo":
             _ensure_demo_keys()

@@ -105,3 +105,15 @@ def load_communes(path: str | Path) -> list[Commune]:
     if not communes:
         raise CommunesError(csv_path, None, "no communes in file")
     return communes
+
+
+def commune_folders(communes: list[Commune]) -> dict[str, str]:
+    """Folder name per INSEE code: the name's slug, plus the code where two names collide.
+
+    Give it the whole communes file, never a selection: a commune's folder must not depend on
+    which others are rendered with it (shards, ``--communes``).
+    """
+    counts: dict[str, int] = {}
+    for commune in communes:
+        counts[commune.slug] = counts.get(commune.slug, 0) + 1
+    return {c.insee: c.slug if counts[c.slug] == 1 else f"{c.slug}-{c.insee.lower()}" for c in communes}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from diffusers import (
     DDIMScheduler,
@@ -14,9 +15,8 @@ from diffusers import (
     PNDMScheduler,
     UniPCMultistepScheduler,
 )
-from PIL import Image
 
-from pipelines.jobs import RenderJob
+from pipelines.jobs import BATCH_FIELDS, RenderJob, batch_signature
 
 SCHEDULERS = {
     "euler": EulerDiscreteScheduler,
@@ -35,17 +35,19 @@ def use_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
         pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
 
 
-def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[Image.Image]:
-    """Render jobs that share size, steps, guidance and scheduler in one diffusers call.
+def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[np.ndarray]:
+    """Render jobs that share a batch signature in one diffusers call: H×W×3 uint8 pictures.
 
     Each job gets its own CPU generator seeded with its seed, so its starting noise does not
-    depend on the batch it lands in or on the device.
+    depend on the batch it lands in or on the device. The pictures become bytes on the device,
+    so only a quarter of the floats' size crosses to the host.
     """
     first = jobs[0]
-    signature = (first.generation_width, first.generation_height, first.steps, first.guidance, first.scheduler)
+    signature = batch_signature(first)
     for job in jobs[1:]:
-        if (job.generation_width, job.generation_height, job.steps, job.guidance, job.scheduler) != signature:
-            raise ValueError("jobs in one batch must share size, steps, guidance and scheduler")
+        for field, wanted, got in zip(BATCH_FIELDS, signature, batch_signature(job), strict=True):
+            if got != wanted:
+                raise ValueError(f"jobs in one batch must share `{field}`: got {wanted!r} and {got!r}")
     use_scheduler(pipeline, first.scheduler)
     generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
     with torch.inference_mode():
@@ -57,6 +59,8 @@ def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[Ima
             num_inference_steps=first.steps,
             guidance_scale=first.guidance,
             generator=generators,
-            output_type="pil",
+            output_type="pt",
         )
-    return list(result.images)
+        # The same rounding as diffusers' own conversion to PIL: float32, x 255, round half to even.
+        pixels = (result.images.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return list(pixels.cpu().numpy())

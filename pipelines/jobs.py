@@ -48,6 +48,7 @@ class RenderJob(BaseModel):
     guidance: float
     scheduler: str
     model_hash: str
+    precision: str
     lora_hash: str | None
     lora_scale: float | None
     charter_hash: str
@@ -96,19 +97,15 @@ def lora_hash(path: Path | None) -> str | None:
     return cached_sha256_file(path, hash_cache)
 
 
-def commune_folders(communes: list[Commune]) -> dict[str, str]:
-    """Folder name per INSEE code: the name's slug, plus the code where two names collide."""
-    counts: dict[str, int] = {}
-    for commune in communes:
-        counts[commune.slug] = counts.get(commune.slug, 0) + 1
-    return {c.insee: c.slug if counts[c.slug] == 1 else f"{c.slug}-{c.insee.lower()}" for c in communes}
+def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[RenderJob]:
+    """Every (commune, audience, format) of the campaign as a render job, in a stable order.
 
-
-def expand_jobs(campaign: Campaign, model: ModelInfo) -> list[RenderJob]:
-    """Every (commune, audience, format) of the campaign as a render job, in a stable order."""
+    ``precision`` is the dtype the model runs in (float32, float16, bfloat16): half precisions
+    change pictures visibly, so it is part of the key. The device is not: kernels on different
+    devices differ by rounding only.
+    """
     spec = campaign.spec
     lora = lora_hash(campaign.lora_path)
-    folders = commune_folders(campaign.communes)
     jobs = []
     for commune in campaign.communes:
         for audience in spec.audiences:
@@ -126,6 +123,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo) -> list[RenderJob]:
                     "guidance": spec.guidance,
                     "scheduler": spec.scheduler.value,
                     "model_hash": model.hash,
+                    "precision": precision,
                     "lora_hash": lora,
                     "lora_scale": spec.lora.scale if spec.lora else None,
                     "charter_hash": campaign.charter.hash,
@@ -142,7 +140,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo) -> list[RenderJob]:
                 }
                 key = sha256_json(shaping)
                 name = f"{audience}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
-                relative = f"{campaign.slug}/{folders[commune.insee]}/{format_name}/{name}"
+                relative = f"{campaign.slug}/{campaign.commune_folders[commune.insee]}/{format_name}/{name}"
                 jobs.append(
                     RenderJob(
                         key=key,
@@ -156,12 +154,20 @@ def expand_jobs(campaign: Campaign, model: ModelInfo) -> list[RenderJob]:
     return jobs
 
 
+# What must be equal for jobs to share one model call (the model, LoRA and precision are the
+# plan's). Prompts, negative prompts and seeds may differ: each job has its own generator.
+BATCH_FIELDS = ("generation_width", "generation_height", "steps", "guidance", "scheduler")
+
+
+def batch_signature(job: RenderJob) -> tuple:
+    return tuple(getattr(job, name) for name in BATCH_FIELDS)
+
+
 def batches(jobs: list[RenderJob], batch_size: int) -> Iterator[list[RenderJob]]:
-    """Chunks of jobs that can share one diffusers call (same size, steps, guidance, scheduler)."""
+    """Chunks of jobs that can share one model call (see ``BATCH_FIELDS``), in the jobs' order per group."""
     groups: dict[tuple, list[RenderJob]] = {}
     for job in jobs:
-        signature = (job.generation_width, job.generation_height, job.steps, job.guidance, job.scheduler)
-        groups.setdefault(signature, []).append(job)
+        groups.setdefault(batch_signature(job), []).append(job)
     for group in groups.values():
         iterator = iter(group)
         while chunk := list(islice(iterator, batch_size)):

@@ -8,13 +8,14 @@ or a hub id (the only reference that may use the network).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import ModelError
-from pipelines.hashing import cached_sha256_file, sha256_json
+from pipelines.hashing import cached_sha256_file, sha256_file, sha256_json
 from pipelines.paths import cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
@@ -46,12 +47,14 @@ class SingleFileRef(_Reference):
 
 
 class HubRef(_Reference):
-    """A Hugging Face hub id: needs the network or a filled local hub cache."""
+    """A Hugging Face hub id: needs the network or a filled local hub cache.
+
+    Planning pins ``revision`` (a branch such as ``main`` moves) to the commit it names then.
+    """
 
     kind: Literal["hub"] = "hub"
     id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
     revision: str = "main"
-    native_size: int = Field(default=512, ge=64, le=2048, description="Training resolution, pixels.")
 
 
 ModelRef = Annotated[DemoModelRef | DiffusersFolderRef | SingleFileRef | HubRef, Field(discriminator="kind")]
@@ -66,6 +69,7 @@ class ModelInfo(BaseModel):
     native_size: int
     size_multiple: int = Field(description="Width and height must be multiples of this.")
     description: str
+    ref: ModelRef = Field(description="What to load: the reference, a hub id pinned to a commit.")
 
 
 def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:
@@ -117,15 +121,51 @@ def _sizes_from_folder(folder: Path, source: str) -> tuple[int, int]:
     return int(sample_size) * vae_scale, vae_scale * unet_scale
 
 
+def _hub_snapshot(ref: HubRef, source: str) -> Path:
+    """The local snapshot of a hub model at ``ref.revision``, fetched only where the network is allowed."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        return Path(snapshot_download(ref.id, revision=ref.revision, local_files_only=offline))
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            source, "model.id", f"{ref.id}@{ref.revision} is not in the local hub cache (HF_HUB_OFFLINE=1)"
+        ) from None
+    except Exception as exc:  # the hub client raises many kinds: unknown repo, no network, bad revision
+        raise ModelError(source, "model.id", f"cannot fetch {ref.id}@{ref.revision}: {exc}") from None
+
+
+def _folder_hash(folder: Path, hash_cache: Path, skip_weights: bool = False) -> dict[str, str]:
+    """sha256 per file of a model folder: weights (remembered by size and time) and every config,
+    tokenizer and scheduler file, since those shape the pictures as much as the weights do."""
+    hashes = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        is_weights = path.suffix in WEIGHT_SUFFIXES
+        if is_weights and skip_weights:
+            continue
+        hashes[path.relative_to(folder).as_posix()] = (
+            cached_sha256_file(path, hash_cache) if is_weights else sha256_file(path)
+        )
+    return hashes
+
+
 def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
-    """Hash and native size of a model, from its files only (weights are hashed, not loaded)."""
+    """Hash and native size of a model from its files only (nothing is loaded), and the reference
+    to load: a hub id is pinned to the commit its revision points at now, so the pictures and the
+    key always come from the same weights."""
     hash_cache = cache_dir() / "file-hashes.json"
     if isinstance(ref, HubRef):
+        snapshot = _hub_snapshot(ref, source)
+        commit = snapshot.name  # the cache names each snapshot folder by its commit
+        native_size, multiple = _sizes_from_folder(snapshot, source)
         return ModelInfo(
-            hash=sha256_json({"hub": ref.id, "revision": ref.revision}),
-            native_size=ref.native_size,
-            size_multiple=64,
-            description=f"hub:{ref.id}@{ref.revision}",
+            hash=sha256_json({"hub": ref.id, "commit": commit}),
+            native_size=native_size,
+            size_multiple=multiple,
+            description=f"hub:{ref.id}@{commit[:12]}",
+            ref=ref.model_copy(update={"revision": commit}),
         )
     folder = model_folder(ref)
     assert folder is not None
@@ -134,17 +174,21 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
         checkpoint = Path(ref.path)
         if not checkpoint.is_file():
             raise ModelError(source, "model.path", f"checkpoint not found: {checkpoint}")
-        weights_hash = cached_sha256_file(checkpoint, hash_cache)
+        configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
+        files = {"checkpoint": cached_sha256_file(checkpoint, hash_cache), "config": sha256_json(configs)}
         return ModelInfo(
-            hash=weights_hash, native_size=native_size, size_multiple=multiple, description=checkpoint.name
+            hash=sha256_json(files),
+            native_size=native_size,
+            size_multiple=multiple,
+            description=checkpoint.name,
+            ref=ref,
         )
-    weight_files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    if not weight_files:
+    files = _folder_hash(folder, hash_cache)
+    if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in files):
         raise ModelError(source, "model.path", f"no weight files in {folder}")
-    per_file = {p.relative_to(folder).as_posix(): cached_sha256_file(p, hash_cache) for p in weight_files}
     description = "demo model (random weights)" if isinstance(ref, DemoModelRef) else folder.name
     return ModelInfo(
-        hash=sha256_json(per_file), native_size=native_size, size_multiple=multiple, description=description
+        hash=sha256_json(files), native_size=native_size, size_multiple=multiple, description=description, ref=ref
     )
 
 

@@ -1,8 +1,8 @@
-"""Planning and rendering a campaign: the functions both the flow and the CLI run.
+"""Planning and rendering a campaign: the functions the flows, the CLI and the render workers share.
 
-``plan_render`` expands a campaign into jobs and leaves out those already done;
-``render_batch`` generates, post-processes and exports one batch;
-``finish_render`` records the batch results in the campaign's manifest.
+``plan_render`` expands a campaign into jobs and leaves out those the record says are done;
+``render_jobs`` sends jobs through a process's ``Renderer`` (GPU stage, then CPU workers that
+record each file as it is written); ``finish_render`` exports ``manifest.json`` and the reports.
 """
 
 from __future__ import annotations
@@ -10,49 +10,53 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-from diffusers import DiffusionPipeline
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines import manifest
+from pipelines.atomic import remove_leftover_temporaries
 from pipelines.campaign import Campaign, CommuneSelection, load_campaign, select_communes
-from pipelines.charter import load_charter
-from pipelines.compliance import assess
+from pipelines.cpu_stage import ExportTarget
+from pipelines.database import Database, database_url, is_missing
 from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
 from pipelines.errors import CampaignError
-from pipelines.export import ExportedFile, export_png, is_done, manifest_path, read_manifest, write_manifest
-from pipelines.generation import generate
+from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.marking.keys import signing_files
-from pipelines.marking.ledger import ledger_path
-from pipelines.marking.mark import MarkingContext
-from pipelines.model_loading import LoraWeights, load_pipeline
+from pipelines.model_host import LoraWeights
 from pipelines.model_reference import ModelRef, describe_model, parse_model_option
-from pipelines.postprocess.chain import postprocess
 from pipelines.render_request import Overrides, Selection
+from pipelines.renderer import Renderer, default_batch_size
 from pipelines.report import Reports, write_reports
 
 log = logging.getLogger(__name__)
 
 
 class RenderSettings(BaseModel):
-    """How to run the model: these do not change which pictures are wanted."""
+    """How to run the model: these never change which pictures are wanted, except ``dtype``,
+    which is part of every job's key (half precisions change pictures visibly)."""
 
     model_config = ConfigDict(frozen=True)
 
     device: DeviceName = "auto"
     dtype: DtypeName = "auto"
-    batch_size: int = Field(default=4, ge=1, le=64)
+    batch_size: int = Field(default=0, ge=0, le=64, description="Pictures per model call; 0: 16 on a GPU, else 4.")
+    cpu_workers: int = Field(default=0, ge=0, le=256, description="Processes that finish pictures; 0: automatic.")
+    compile: bool = Field(default=False, description="torch.compile the model: faster on a GPU after ~1 min.")
+
+    def precision(self) -> str:
+        """The dtype the pictures are made in, as the key records it ("auto" resolved on this machine)."""
+        return str(choose_dtype(choose_device(self.device), self.dtype)).removeprefix("torch.")
 
 
 class RenderSetup(BaseModel):
-    """What every batch of a plan shares: the charter and the model with its LoRA (small, to send)."""
+    """What every batch of a plan shares: the charter and the model with its LoRA and precision."""
 
     model_config = ConfigDict(frozen=True)
 
     charter_path: Path
     model: ModelRef
     model_description: str
+    precision: str
     lora: LoraWeights | None
 
 
@@ -111,17 +115,21 @@ def plan_render(
     output_root: Path,
     selection: Selection | None = None,
     overrides: Overrides | None = None,
+    settings: RenderSettings | None = None,
 ) -> RenderPlan:
     """Load and check the campaign, narrow and adjust it, expand it, find the jobs still to render."""
     campaign = load_campaign(campaign_path)
     campaign = _override(_select(campaign, selection or Selection()), overrides or Overrides())
     signing_files()  # no keys, no export: say so before anything is rendered
     info = describe_model(campaign.model, source=str(campaign.path))
-    jobs = expand_jobs(campaign, info)
+    precision = (settings or RenderSettings()).precision()
+    jobs = expand_jobs(campaign, info, precision)
     if not jobs:
         raise CampaignError(campaign.path, "selection", "the selection is empty: no commune, audience or format left")
-    manifest = read_manifest(output_root, campaign.slug)
-    pending = [job for job in jobs if not is_done(job, output_root, manifest)]
+    pending = pending_jobs(jobs, output_root, campaign.slug)
+    if pending:
+        # What a killed run left half-written has no record, so its jobs are among these.
+        remove_leftover_temporaries(output_root / campaign.slug)
     log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
     lora = campaign.spec.lora
     return RenderPlan(
@@ -129,8 +137,9 @@ def plan_render(
         campaign_slug=campaign.slug,
         setup=RenderSetup(
             charter_path=campaign.charter.path,
-            model=campaign.model,
+            model=info.ref,
             model_description=info.description,
+            precision=precision,
             lora=LoraWeights(path=str(campaign.lora_path), scale=lora.scale) if lora else None,
         ),
         jobs=jobs,
@@ -138,53 +147,55 @@ def plan_render(
     )
 
 
-def render_batch(
-    setup: RenderSetup, jobs: list[RenderJob], output_root: Path, settings: RenderSettings, run_id: str | None = None
-) -> list[ExportedFile]:
-    """Generate one batch with the process's loaded model, post-process, mark and export each picture."""
-    charter = load_charter(setup.charter_path)
-    marking = MarkingContext(
-        creator=charter.spec.creator,
-        model=setup.model_description,
+def pending_jobs(jobs: list[RenderJob], output_root: Path, campaign_slug: str) -> list[RenderJob]:
+    """The jobs whose file is not on disk at the size the record holds."""
+    url = database_url(output_root)
+    if is_missing(url):
+        return list(jobs)  # planning writes nothing: a first run creates the database as it exports
+    database = Database(url)
+    try:
+        recorded = manifest.recorded_sizes(database, campaign_slug)
+    finally:
+        database.close()
+    return [job for job in jobs if not manifest.is_done(output_root, job.relative_path, recorded.get(job.key))]
+
+
+def export_target(plan: RenderPlan, output_root: Path, run_id: str | None = None) -> ExportTarget:
+    return ExportTarget(
+        output_root=output_root,
+        charter_path=plan.setup.charter_path,
+        database_url=database_url(output_root),
         signing=signing_files(),
-        ledger=ledger_path(output_root),
+        model_description=plan.setup.model_description,
         run_id=run_id,
     )
-    if any(job.charter_hash != charter.hash for job in jobs):
-        raise CampaignError(setup.charter_path, None, "the charter changed since the campaign was planned")
-    device = choose_device(settings.device)
-    pipeline = load_pipeline(setup.model, device, choose_dtype(device, settings.dtype), setup.lora)
-    pictures = generate_fitting_memory(pipeline, jobs)
-    exported = []
-    for job, picture in zip(jobs, pictures, strict=True):
-        result = postprocess(picture, charter, job.width, job.height, job.language, job.commune_name, job.headline)
-        exported.append(export_png(result.image, job, output_root, assess(result, charter), marking))
-    what = sorted({f"{job.commune_name} {job.format}" for job in jobs})
+
+
+def render_jobs(
+    renderer: Renderer,
+    setup: RenderSetup,
+    jobs: list[RenderJob],
+    target: ExportTarget,
+    settings: RenderSettings,
+) -> list[ExportedFile]:
+    """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written."""
+    batch_size = settings.batch_size or default_batch_size(renderer.host.device)
+    exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size)
+    what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported
 
 
-def generate_fitting_memory(pipeline: DiffusionPipeline, jobs: list[RenderJob]) -> list[Image.Image]:
-    """Generate ``jobs``; on a CUDA out-of-memory error, halve the batch and try each half.
-
-    Each job has its own generator, so the pictures do not depend on how the batch was split.
-    """
+def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
+    """Export the campaign's record as manifest.json, then report on every output of the plan."""
+    database = Database(database_url(output_root))
     try:
-        return generate(pipeline, jobs)
-    except torch.cuda.OutOfMemoryError:
-        if len(jobs) == 1:
-            raise
-        torch.cuda.empty_cache()
-        half = len(jobs) // 2
-        log.warning("out of GPU memory with %d images per call: trying %d and %d", len(jobs), half, len(jobs) - half)
-        return generate_fitting_memory(pipeline, jobs[:half]) + generate_fitting_memory(pipeline, jobs[half:])
-
-
-def finish_render(plan: RenderPlan, exported: list[ExportedFile], output_root: Path) -> Reports:
-    """Record what was written in the manifest, then report on every output of the plan."""
-    if exported:
-        write_manifest(output_root, plan.campaign_slug, plan.campaign_name, exported)
-    return write_reports(output_root, plan.campaign_slug, plan.campaign_name, [job.key for job in plan.jobs])
+        manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
+        return write_reports(
+            database, output_root, plan.campaign_slug, plan.campaign_name, [job.key for job in plan.jobs]
+        )
+    finally:
+        database.close()
 
 
 class RenderSummary(BaseModel):
@@ -202,16 +213,16 @@ class RenderSummary(BaseModel):
 
 
 def rendered_since_plan(plan: RenderPlan, output_root: Path) -> list[RenderJob]:
-    """The planned jobs that are done now: what sub-runs (shards) rendered for this plan."""
-    manifest = read_manifest(output_root, plan.campaign_slug)
-    return [job for job in plan.pending if is_done(job, output_root, manifest)]
+    """The planned jobs that are done now: what this run, or its sub-runs (shards), rendered."""
+    still_pending = {job.key for job in pending_jobs(plan.pending, output_root, plan.campaign_slug)}
+    return [job for job in plan.pending if job.key not in still_pending]
 
 
 def summarise(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
     return RenderSummary(
         campaign=plan.campaign_slug,
         output_dir=output_root / plan.campaign_slug,
-        manifest=manifest_path(output_root, plan.campaign_slug) if reports.rows else None,
+        manifest=manifest.manifest_path(output_root, plan.campaign_slug) if reports.rows else None,
         report=reports.html if reports.rows else None,
         jobs=len(plan.jobs),
         rendered=len(rendered),

@@ -85,6 +85,8 @@ class RenderRequest(_Strict):
     selection: Selection = Selection()
     overrides: Overrides = Overrides()
     output_dir: str = "outputs"
-    batch_size: int = Field(default=4, ge=1, le=64)
+    batch_size: int = Field(default=0, ge=0, le=64)
     device: DeviceName = "auto"
     dtype: DtypeName = "auto"
+    cpu_workers: int = Field(default=0, ge=0, le=256)
+    compile: bool = False

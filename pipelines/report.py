@@ -8,8 +8,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import manifest
 from pipelines.atomic import write_text_atomic
-from pipelines.export import read_manifest
+from pipelines.database import Database
 
 COLUMNS = (
     "commune",
@@ -49,10 +50,7 @@ def report_rows(entries: list[dict]) -> list[dict[str, str]]:
     """One row of plain strings per manifest entry, in the report's column order."""
     rows = []
     for entry in entries:
-        inputs, check = entry["inputs"], entry.get("compliance")
-        if check is None:  # written before compliance checks existed: say so, do not guess
-            rows.append({column: "" for column in COLUMNS} | _identity(inputs, entry) | {"passed": "not checked"})
-            continue
+        inputs, check = entry["inputs"], entry["compliance"]
         rows.append(
             _identity(inputs, entry)
             | {
@@ -97,10 +95,12 @@ tr.fail {{ background: #fde8e4; }}
 """
 
 
-def write_reports(output_root: Path, campaign_slug: str, campaign_name: str, keys: list[str]) -> Reports:
-    """Write report.csv and report.html for the outputs of ``keys`` that the manifest holds."""
-    manifest = read_manifest(output_root, campaign_slug)
-    entries = [manifest[key] for key in keys if key in manifest]
+def write_reports(
+    database: Database, output_root: Path, campaign_slug: str, campaign_name: str, keys: list[str]
+) -> Reports:
+    """Write report.csv and report.html for the outputs of ``keys`` that the record holds."""
+    recorded = manifest.entries(database, campaign_slug)
+    entries = [recorded[key] for key in keys if key in recorded]
     rows = report_rows(entries)
     folder = output_root / campaign_slug
     buffer = io.StringIO()
@@ -110,8 +110,6 @@ def write_reports(output_root: Path, campaign_slug: str, campaign_name: str, key
     csv_path, html_path = folder / "report.csv", folder / "report.html"
     write_text_atomic(csv_path, buffer.getvalue())
     # Thumbnails are referenced relative to the report, so the folder can be moved or served as is.
-    thumbnails = [
-        str(Path(entry["thumbnail"]).relative_to(campaign_slug)) if "thumbnail" in entry else "" for entry in entries
-    ]
+    thumbnails = [str(Path(entry["thumbnail"]).relative_to(campaign_slug)) for entry in entries]
     write_text_atomic(html_path, _html(campaign_name, rows, thumbnails))
     return Reports(csv=csv_path, html=html_path, rows=rows)

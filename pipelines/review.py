@@ -14,10 +14,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines import manifest
 from pipelines.atomic import write_bytes_atomic
+from pipelines.database import Database, database_url
 from pipelines.errors import ReviewError
-from pipelines.export import manifest_path, read_manifest
-from pipelines.marking.ledger import LedgerEntry, append, latest_for_jobs, ledger_path
+from pipelines.marking.ledger import LedgerEntry, append, latest_for_jobs
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,16 @@ def _within_campaign(relative_path: str, campaign_slug: str) -> str:
 
 
 def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:
-    """The manifest entries of ``keys``, by the file name reviewers see."""
-    manifest = read_manifest(output_root, campaign_slug)
-    missing = [key for key in keys if key not in manifest]
+    """The recorded outputs of ``keys``, by the file name reviewers see."""
+    database = Database(database_url(output_root))
+    try:
+        recorded = manifest.entries(database, campaign_slug)
+    finally:
+        database.close()
+    missing = [key for key in keys if key not in recorded]
     if missing:
-        raise ReviewError(manifest_path(output_root, campaign_slug), "files", f"no output for job {missing[0][:12]}")
-    return {_within_campaign(manifest[key]["file"], campaign_slug): {**manifest[key], "key": key} for key in keys}
+        raise ReviewError(output_root / campaign_slug, "files", f"no output for job {missing[0][:12]}")
+    return {_within_campaign(recorded[key]["file"], campaign_slug): {**recorded[key], "key": key} for key in keys}
 
 
 def apply_review(
@@ -85,24 +90,25 @@ def apply_review(
             # Never publish a file that is not the one the reviewer saw in the contact sheet.
             raise ReviewError(output_root / entry["file"], "sha256", "the file changed since it was rendered")
         contents[name] = data
-    ledger = ledger_path(output_root)
-    previous_rows = latest_for_jobs(ledger, keys)  # each export's row, or an earlier review's
-    unrecorded = [name for name, entry in listing.items() if entry["key"] not in previous_rows]
-    if unrecorded:
-        raise ReviewError(ledger, "job_key", f"no ledger row for {unrecorded[0]}")
-
-    approved_folder = output_root / campaign_slug / APPROVED_FOLDER
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    by = f" (by {decision.reviewer})" if decision.reviewer else ""
-    for name, entry in sorted(listing.items()):
-        if name in contents:
+    database = Database(database_url(output_root))
+    try:
+        previous_rows = latest_for_jobs(database, keys)  # each export's row, or an earlier review's
+        unrecorded = [name for name, entry in listing.items() if entry["key"] not in previous_rows]
+        if unrecorded:
+            raise ReviewError(output_root / campaign_slug, "job_key", f"no ledger row for {unrecorded[0]}")
+        approved_folder = output_root / campaign_slug / APPROVED_FOLDER
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        by = f" (by {decision.reviewer})" if decision.reviewer else ""
+        for name in sorted(contents):
             write_bytes_atomic(approved_folder / name, contents[name])
-            verdict = f"approved{by}"
-        else:
-            verdict = f"rejected: {decision.comment.strip()}{by}"
-        previous = previous_rows[entry["key"]]
-        fields = {field: previous[field] for field in LedgerEntry.model_fields}
-        fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)
-        append(ledger, LedgerEntry(**fields))
+        with database.transaction() as connection:  # every decision of the review, or none
+            for name, entry in sorted(listing.items()):
+                verdict = f"approved{by}" if name in contents else f"rejected: {decision.comment.strip()}{by}"
+                previous = previous_rows[entry["key"]]
+                fields = {field: previous[field] for field in LedgerEntry.model_fields}
+                fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)
+                append(connection, LedgerEntry(**fields))
+    finally:
+        database.close()
     log.info("%s: %d approved, %d rejected", campaign_slug, len(contents), len(rejected))
     return ReviewOutcome(approved=sorted(contents), rejected=sorted(rejected), approved_folder=approved_folder)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from pipelines.export import ExportedFile
+    from pipelines.render import RenderPlan
+    from pipelines.renderer import Renderer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CHARTER_DIR = REPO / "brand_assets" / "solane"
@@ -80,3 +85,25 @@ def make_campaign(charter_dir: Path, tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def renderer() -> Iterator[Renderer]:
+    """A renderer finishing pictures inline, with the demo model kept loaded for the whole session."""
+    import torch
+
+    from pipelines.cpu_stage import CpuStage
+    from pipelines.model_host import ModelHost
+    from pipelines.renderer import Renderer
+
+    rendering = Renderer(ModelHost(torch.device("cpu")), CpuStage(workers=0))
+    yield rendering
+    rendering.close()
+
+
+def render_now(renderer: Renderer, plan: RenderPlan, out: Path, jobs: list | None = None) -> list[ExportedFile]:
+    """Render ``jobs`` (default: the plan's pending ones) and record them, as a run does."""
+    from pipelines.render import RenderSettings, export_target, render_jobs
+
+    chosen = plan.pending if jobs is None else jobs
+    return render_jobs(renderer, plan.setup, chosen, export_target(plan, out), RenderSettings(batch_size=4))

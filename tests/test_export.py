@@ -7,19 +7,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.atomic import write_with
+from pipelines import manifest
+from pipelines.atomic import remove_leftover_temporaries, write_with
 from pipelines.campaign import load_campaign
 from pipelines.compliance import Compliance
+from pipelines.database import Database, database_url
 from pipelines.errors import ExportError
-from pipelines.export import export_png, is_done, read_manifest, watermark_id, write_manifest
+from pipelines.export import export_picture, watermark_id
 from pipelines.jobs import RenderJob, expand_jobs
+from pipelines.marking import ledger
 from pipelines.marking.keys import signing_files
 from pipelines.marking.mark import MarkingContext
 from pipelines.marking.watermark import detect
 from pipelines.marking.xmp import XMP_PNG_KEY
-from pipelines.model_reference import ModelInfo
+from pipelines.model_reference import DemoModelRef, ModelInfo
 
-MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test")
+MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test", ref=DemoModelRef())
 CHECK = Compliance(
     palette_before=0.4,
     palette_after=0.8,
@@ -40,8 +43,16 @@ CHECK = Compliance(
 )
 
 
-def marking(folder: Path) -> MarkingContext:
-    return MarkingContext(creator="Région Test", model="test", signing=signing_files(), ledger=folder / "ledger.sqlite")
+def export(image: Image.Image, job: RenderJob, folder: Path) -> object:
+    database = Database(database_url(folder))
+    try:
+        return export_picture(image, job, folder, CHECK, marking(), database)
+    finally:
+        database.close()
+
+
+def marking() -> MarkingContext:
+    return MarkingContext(creator="Région Test", model="test", signing=signing_files())
 
 
 def picture(job: RenderJob) -> Image.Image:
@@ -53,12 +64,12 @@ def picture(job: RenderJob) -> Image.Image:
 
 @pytest.fixture
 def jobs(make_campaign: Callable[..., Path]) -> list[RenderJob]:
-    return expand_jobs(load_campaign(make_campaign()), MODEL)
+    return expand_jobs(load_campaign(make_campaign()), MODEL, "float32")
 
 
 def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_path: Path) -> None:
     job = jobs[0]
-    exported = export_png(picture(job), job, tmp_path, CHECK, marking(tmp_path))
+    exported = export(picture(job), job, tmp_path)
     written = tmp_path / job.relative_path
     with Image.open(written) as image:
         assert image.size == (job.width, job.height)
@@ -70,7 +81,7 @@ def test_export_writes_the_png_at_its_path_with_dpi(jobs: list[RenderJob], tmp_p
 
 def test_exported_file_is_marked(jobs: list[RenderJob], tmp_path: Path) -> None:
     job = jobs[0]
-    exported = export_png(picture(job), job, tmp_path, CHECK, marking(tmp_path))
+    exported = export(picture(job), job, tmp_path)
     with Image.open(tmp_path / job.relative_path) as image:
         pixels = np.asarray(image.convert("RGB"))
         xmp = image.info[XMP_PNG_KEY]
@@ -86,8 +97,8 @@ def test_exported_file_is_marked(jobs: list[RenderJob], tmp_path: Path) -> None:
 def test_wrong_size_is_refused_and_nothing_written(jobs: list[RenderJob], tmp_path: Path) -> None:
     out_dir = tmp_path / "outputs"
     with pytest.raises(ExportError, match="expected 1080x1080"):
-        export_png(Image.new("RGB", (10, 10)), jobs[0], out_dir, CHECK, marking(tmp_path))
-    assert not out_dir.exists()
+        export(Image.new("RGB", (10, 10)), jobs[0], out_dir)
+    assert not (out_dir / jobs[0].campaign).exists()
 
 
 def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> None:
@@ -102,18 +113,47 @@ def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> Non
     assert list(target.parent.iterdir()) == []
 
 
-def test_manifest_merges_runs_and_marks_jobs_done(jobs: list[RenderJob], tmp_path: Path) -> None:
+def test_a_file_and_its_record_are_committed_together(jobs: list[RenderJob], tmp_path: Path) -> None:
     first, second = jobs[0], jobs[1]
-    exported = [export_png(picture(j), j, tmp_path, CHECK, marking(tmp_path)) for j in (first, second)]
-    write_manifest(tmp_path, first.campaign, "Test", exported[:1])
-    path = write_manifest(tmp_path, first.campaign, "Test", exported[1:])
-    document = json.loads(path.read_text(encoding="utf-8"))
-    assert set(document["files"]) == {first.key, second.key}
-    entry = document["files"][first.key]
+    exported = [export(picture(j), j, tmp_path) for j in (first, second)]
+    database = Database(database_url(tmp_path))
+    recorded = manifest.recorded_sizes(database, first.campaign)
+    assert manifest.is_done(tmp_path, first.relative_path, recorded[first.key])
+    entry = manifest.entries(database, first.campaign)[first.key]
     assert entry["file"] == first.relative_path and entry["inputs"]["seed"] == first.seed
-    assert entry["compliance"]["passed"] is True
-    manifest = read_manifest(tmp_path, first.campaign)
-    assert is_done(first, tmp_path, manifest)
+    assert entry["compliance"]["passed"] is True and entry["ledger_id"] == exported[0].ledger_id
+    rows = ledger.latest_for_jobs(database, [first.key, second.key])
+    assert rows[first.key]["sha256"] == exported[0].sha256 == entry["sha256"]
+    path = manifest.write_manifest_json(database, tmp_path, first.campaign, "Test")
+    assert set(json.loads(path.read_text(encoding="utf-8"))["files"]) == {first.key, second.key}
     (tmp_path / first.relative_path).unlink()
-    assert not is_done(first, tmp_path, manifest)
-    assert not is_done(jobs[2], tmp_path, manifest)
+    assert not manifest.is_done(tmp_path, first.relative_path, recorded[first.key])
+    assert not manifest.is_done(tmp_path, jobs[2].relative_path, recorded.get(jobs[2].key))
+    database.close()
+
+
+def test_outputs_are_readable_by_all_and_keys_by_their_owner(jobs: list[RenderJob], tmp_path: Path) -> None:
+    job = jobs[0]
+    exported = export(picture(job), job, tmp_path)
+    assert (tmp_path / job.relative_path).stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / exported.thumbnail).stat().st_mode & 0o777 == 0o644
+    assert signing_files().private_key.stat().st_mode & 0o777 == 0o600
+
+
+def test_only_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "campaign" / "sete"
+    folder.mkdir(parents=True)
+    leftover = folder / f".a.png.{host}.{dead.stdout.strip()}.0123abcd.tmp"
+    live = folder / f".b.png.{host}.{os.getpid()}.0123abcd.tmp"
+    unrelated = folder / "notes.tmp"
+    for path in (leftover, live, unrelated):
+        path.write_bytes(b"x")
+    assert remove_leftover_temporaries(tmp_path / "campaign") == 1
+    assert not leftover.exists() and live.exists() and unrelated.exists()

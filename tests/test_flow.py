@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 from PIL import Image
 
-import pipelines.render
+import pipelines.model_host
 from flows.render_campaign import render_campaign
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def test_flow_renders_then_skips_what_is_done(
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded although nothing needed rendering")
 
-    monkeypatch.setattr(pipelines.render, "load_pipeline", no_model)
+    monkeypatch.setattr(pipelines.model_host, "load_from_files", no_model)
     again = render_campaign(campaign=str(campaign), output_dir=str(out_dir))
     assert (again.jobs, again.rendered) == (4, 0)
 

@@ -1,25 +1,28 @@
 """Incremental runs: same key, nothing to render; a changed commune or LoRA re-renders what it shapes."""
 
 import csv
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.export import manifest_path
+from pipelines import manifest
+from pipelines.database import Database, database_url
 from pipelines.render import plan_render
 from tests.conftest import edit_yaml
 
 
 def pretend_rendered(out: Path, campaign: Path) -> list[str]:
-    """Files and manifest entries for every job, as if a run had exported them."""
+    """Files and their records for every job, as if a run had exported them."""
     plan = plan_render(campaign, out)
-    files = {}
-    for job in plan.jobs:
-        path = out / job.relative_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"picture")
-        files[job.key] = {"file": job.relative_path, "size": 7}
-    manifest_path(out, plan.campaign_slug).write_text(json.dumps({"files": files}), encoding="utf-8")
+    database = Database(database_url(out))
+    with database.transaction() as connection:
+        for job in plan.jobs:
+            path = out / job.relative_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"picture")
+            entry = {"file": job.relative_path, "size": 7, "sha256": "", "watermark": "", "thumbnail": ""}
+            entry |= {"compliance": {}, "inputs": {}, "created": "", "ledger_id": 0}
+            manifest.add(connection, job.key, job.campaign, entry)
+    database.close()
     return [job.key for job in plan.jobs]
 
 
@@ -73,20 +76,3 @@ def test_a_charter_change_re_renders_everything(
     keys = pretend_rendered(out, campaign)
     edit_yaml(charter_dir / "charter.yaml", lambda d: d["palette"][0].update(hex="#1B4F73"))
     assert len(plan_render(campaign, out).pending) == len(keys)
-
-
-def test_reports_cope_with_entries_from_before_compliance_checks(
-    make_campaign: Callable[..., Path], tmp_path: Path
-) -> None:
-    from pipelines.report import write_reports
-
-    campaign, out = make_campaign(), tmp_path / "outputs"
-    keys = pretend_rendered(out, campaign)  # entries with no compliance record, no thumbnail
-    plan = plan_render(campaign, out)
-    manifest = json.loads(manifest_path(out, plan.campaign_slug).read_text(encoding="utf-8"))
-    for job in plan.jobs:
-        manifest["files"][job.key]["inputs"] = job.model_dump()
-    manifest_path(out, plan.campaign_slug).write_text(json.dumps(manifest), encoding="utf-8")
-    reports = write_reports(out, plan.campaign_slug, "Test", keys)
-    assert [row["passed"] for row in reports.rows] == ["not checked"] * len(keys)
-    assert reports.html.is_file() and reports.csv.is_file()

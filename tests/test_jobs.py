@@ -6,20 +6,20 @@ import pytest
 from pipelines.campaign import load_campaign
 from pipelines.formats import FORMAT_PRESETS
 from pipelines.jobs import batches, expand_jobs, generation_size
-from pipelines.model_reference import ModelInfo
+from pipelines.model_reference import DemoModelRef, ModelInfo
 from tests.conftest import edit_yaml
 
-MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test")
+MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test", ref=DemoModelRef())
 
 
-def keys(campaign_path: Path, model: ModelInfo = MODEL) -> dict[tuple[str, str, str], str]:
-    jobs = expand_jobs(load_campaign(campaign_path), model)
+def keys(campaign_path: Path, model: ModelInfo = MODEL, precision: str = "float32") -> dict[tuple[str, str, str], str]:
+    jobs = expand_jobs(load_campaign(campaign_path), model, precision)
     return {(job.commune_insee, job.audience, job.format): job.key for job in jobs}
 
 
 def test_expansion_covers_communes_audiences_formats(make_campaign: Callable[..., Path]) -> None:
     path = make_campaign(audiences={"residents": "families", "visitors": "tourists"})
-    jobs = expand_jobs(load_campaign(path), MODEL)
+    jobs = expand_jobs(load_campaign(path), MODEL, "float32")
     assert len(jobs) == 2 * 2 * 2
     assert len({job.key for job in jobs}) == len(jobs)
     first = jobs[0]
@@ -58,6 +58,18 @@ def test_any_shaping_input_changes_every_key(make_campaign: Callable[..., Path],
     assert all(before[job] != after[job] for job in before)
 
 
+def test_precision_changes_keys(make_campaign: Callable[..., Path]) -> None:
+    path = make_campaign()
+    single, half = keys(path), keys(path, precision="bfloat16")
+    assert all(single[job] != half[job] for job in single)
+
+
+def test_key_is_pinned(make_campaign: Callable[..., Path]) -> None:
+    """Every output of every campaign re-renders when this changes: change it only on purpose."""
+    job = expand_jobs(load_campaign(make_campaign()), MODEL, "float32")[0]
+    assert job.key == GOLDEN_KEY
+
+
 def test_model_and_charter_changes_change_keys(make_campaign: Callable[..., Path], charter_dir: Path) -> None:
     path = make_campaign()
     before = keys(path)
@@ -81,9 +93,25 @@ def test_lora_file_and_scale_change_keys(make_campaign: Callable[..., Path], tmp
     )
 
 
+def test_homonyms_keep_their_folder_whatever_the_selection(charter_dir: Path, make_campaign: Callable) -> None:
+    communes = charter_dir / "communes.csv"
+    communes.write_text(
+        communes.read_text(encoding="utf-8") + "30999,Sète,30,sea,port\n", encoding="utf-8"
+    )  # a second Sète, in the Gard
+
+    def folders(names: list[str]) -> dict[str, str]:
+        campaign = load_campaign(make_campaign(communes={"file": "charter/communes.csv", "names": names}))
+        return {job.commune_insee: job.relative_path.split("/")[1] for job in expand_jobs(campaign, MODEL, "float32")}
+
+    both = folders(["34301", "30999", "Collioure"])
+    assert both == {"34301": "sete-34301", "30999": "sete-30999", "66053": "collioure"}
+    assert folders(["34301"]) == {"34301": "sete-34301"}  # alone in the selection: same folder
+    assert folders(["Collioure", "30999"])["30999"] == "sete-30999"
+
+
 def test_per_commune_seed_is_shared_by_a_communes_images(make_campaign: Callable[..., Path]) -> None:
     path = make_campaign(seed={"policy": "per_commune", "base": 1}, audiences={"a": "x", "b": "y"})
-    jobs = expand_jobs(load_campaign(path), MODEL)
+    jobs = expand_jobs(load_campaign(path), MODEL, "float32")
     seeds = {job.commune_insee: set() for job in jobs}
     for job in jobs:
         seeds[job.commune_insee].add(job.seed)
@@ -107,9 +135,12 @@ def test_poster_a3_is_150_dpi() -> None:
 
 def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[..., Path]) -> None:
     path = make_campaign(audiences={"a": "x", "b": "y", "c": "z"})
-    jobs = expand_jobs(load_campaign(path), MODEL)
+    jobs = expand_jobs(load_campaign(path), MODEL, "float32")
     chunks = list(batches(jobs, batch_size=4))
     assert sorted(job.key for chunk in chunks for job in chunk) == sorted(job.key for job in jobs)
     for chunk in chunks:
         assert 1 <= len(chunk) <= 4
         assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
+
+
+GOLDEN_KEY = "6f57403f2abb8e5d823096242830feef40b69721bc13ff744d101ac9f3854ed7"

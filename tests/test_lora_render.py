@@ -11,10 +11,10 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from pipelines.demo_model import build_demo_pipeline
-from pipelines.devices import choose_device, choose_dtype
+from pipelines.devices import choose_device
 from pipelines.errors import ModelError
-from pipelines.generation import generate
-from pipelines.model_loading import LoraWeights, load_pipeline
+from pipelines.model_host import LoraWeights, ModelHost
+from pipelines.model_reference import DemoModelRef
 from pipelines.render import plan_render
 
 
@@ -31,24 +31,27 @@ def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "pytorch_lora_weights.safetensors"
 
 
-def render_first(plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:
+def render_first(host: ModelHost, plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:
     plan = plan_render(plan_campaign, out)
-    device = choose_device("cpu")
-    pipeline = load_pipeline(plan.setup.model, device, choose_dtype(device), lora)
-    return np.asarray(generate(pipeline, plan.jobs[:1])[0]).astype(int)
+    return host.generate(plan.setup.model, torch.float32, lora, plan.jobs[:1])[0].astype(int)
 
 
+@pytest.mark.parametrize("fuse", [False, True], ids=["adapters", "fused"])
 def test_lora_changes_pixels_and_scale_zero_does_not(
-    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path, fuse: bool
 ) -> None:
+    host = ModelHost(choose_device("cpu"), fuse_lora=fuse)
     campaign = make_campaign(formats=["instagram_square"])
-    plain = render_first(campaign, tmp_path, None)
-    with_lora = render_first(campaign, tmp_path, LoraWeights(path=str(lora_file), scale=1.0))
-    at_zero = render_first(campaign, tmp_path, LoraWeights(path=str(lora_file), scale=0.0))
-    back_to_plain = render_first(campaign, tmp_path, None)
+    plain = render_first(host, campaign, tmp_path, None)
+    with_lora = render_first(host, campaign, tmp_path, LoraWeights(path=str(lora_file), scale=1.0))
+    at_zero = render_first(host, campaign, tmp_path, LoraWeights(path=str(lora_file), scale=0.0))
+    again = render_first(host, campaign, tmp_path, LoraWeights(path=str(lora_file), scale=1.0))
+    back_to_plain = render_first(host, campaign, tmp_path, None)
     assert np.abs(with_lora - plain).mean() > 1.0
     assert np.abs(at_zero - plain).max() <= 2
+    assert np.array_equal(again, with_lora)  # switching back and forth is exact, fused or not
     assert np.array_equal(back_to_plain, plain)
+    assert host.loads == 1
 
 
 def test_campaign_lora_reaches_the_plan(make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path) -> None:
@@ -60,9 +63,7 @@ def test_campaign_lora_reaches_the_plan(make_campaign: Callable[..., Path], tmp_
 def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not safetensors")
-    device = choose_device("cpu")
-    from pipelines.model_reference import DemoModelRef
-
+    host = ModelHost(choose_device("cpu"))
     with pytest.raises(ModelError, match="cannot load LoRA weights"):
-        load_pipeline(DemoModelRef(), device, choose_dtype(device), LoraWeights(path=str(bogus), scale=1.0))
-    load_pipeline(DemoModelRef(), device, choose_dtype(device), None)  # the model is still usable
+        host.pipeline(DemoModelRef(), torch.float32, LoraWeights(path=str(bogus), scale=1.0))
+    host.pipeline(DemoModelRef(), torch.float32, None)  # the model is still usable

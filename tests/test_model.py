@@ -1,5 +1,7 @@
-"""The demo model: built from configs, loaded like any checkpoint, deterministic per job."""
+"""The demo model and the model host: built from configs, loaded like any checkpoint, deterministic per job."""
 
+import shutil
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from pipelines.devices import choose_device, choose_dtype
 from pipelines.errors import ModelError
 from pipelines.generation import generate
 from pipelines.jobs import expand_jobs
-from pipelines.model_loading import load_pipeline
+from pipelines.model_host import GpuMemoryError, ModelHost
 from pipelines.model_reference import (
     DemoModelRef,
     DiffusersFolderRef,
@@ -62,51 +64,113 @@ def test_missing_or_broken_model_folders_are_clear_errors(tmp_path: Path) -> Non
         describe_model(SingleFileRef(path=str(tmp_path / "x.safetensors"), config=str(ensure_demo_model())))
 
 
+def test_configs_shape_the_model_hash_as_much_as_weights(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(ensure_demo_model(), folder)
+    before = describe_model(DiffusersFolderRef(path=str(folder))).hash
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace('"scaled_linear"', '"linear"'))
+    assert describe_model(DiffusersFolderRef(path=str(folder))).hash != before
+
+
+def test_a_hub_id_is_pinned_to_the_commit_its_revision_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repository = tmp_path / "models--region--sd"
+    for commit in ("a" * 40, "b" * 40):
+        shutil.copytree(ensure_demo_model(), repository / "snapshots" / commit)
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text("a" * 40)
+    first = describe_model(HubRef(id="region/sd"))
+    assert first.ref == HubRef(id="region/sd", revision="a" * 40) and first.native_size == 256
+    (repository / "refs" / "main").write_text("b" * 40)  # someone pushed to main
+    second = describe_model(HubRef(id="region/sd"))
+    assert second.ref.revision == "b" * 40 and second.hash != first.hash
+    with pytest.raises(ModelError, match="not in the local hub cache"):
+        describe_model(HubRef(id="region/other"))
+
+
 @pytest.fixture(scope="module")
-def demo_pipeline():
-    device = choose_device("cpu")
-    return load_pipeline(DemoModelRef(), device, choose_dtype(device))
+def host() -> ModelHost:
+    return ModelHost(choose_device("cpu"), keep_models=2)
 
 
-def test_loading_twice_reuses_the_process_model(demo_pipeline) -> None:
-    device = choose_device("cpu")
-    assert load_pipeline(DemoModelRef(), device, choose_dtype(device)) is demo_pipeline
+@pytest.fixture(scope="module")
+def demo_pipeline(host: ModelHost):
+    return host.pipeline(DemoModelRef(), torch.float32, None)
+
+
+def test_the_host_keeps_its_models(host: ModelHost, demo_pipeline) -> None:
+    loads = host.loads
+    assert host.pipeline(DemoModelRef(), torch.float32, None) is demo_pipeline
+    as_folder = DiffusersFolderRef(path=str(ensure_demo_model()))
+    other = host.pipeline(as_folder, torch.float32, None)  # a second model: both are kept
+    assert host.pipeline(DemoModelRef(), torch.float32, None) is demo_pipeline
+    assert host.pipeline(as_folder, torch.float32, None) is other and host.loads == loads + 1
+    single = ModelHost(choose_device("cpu"), keep_models=1)
+    single.pipeline(DemoModelRef(), torch.float32, None)
+    single.pipeline(as_folder, torch.float32, None)
+    assert not single.holds(DemoModelRef(), torch.float32) and single.holds(as_folder, torch.float32)
 
 
 def test_same_job_same_pixels_other_seed_other_pixels(demo_pipeline, make_campaign: Callable[..., Path]) -> None:
     campaign = load_campaign(make_campaign(audiences={"a": "families", "b": "students"}, formats=["story"]))
-    jobs = expand_jobs(campaign, describe_model(DemoModelRef()))
-    first = [np.asarray(image) for image in generate(demo_pipeline, jobs[:2])]
-    again = [np.asarray(image) for image in generate(demo_pipeline, jobs[:2])]
+    jobs = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")
+    first = generate(demo_pipeline, jobs[:2])
+    again = generate(demo_pipeline, jobs[:2])
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert first[0].shape == (jobs[0].generation_height, jobs[0].generation_width, 3)
+    assert first[0].dtype == np.uint8
     assert not np.array_equal(first[0], first[1])
     # A job's starting noise does not depend on its batch: alone it comes out (almost) the same.
-    alone = np.asarray(generate(demo_pipeline, jobs[1:2])[0])
+    alone = generate(demo_pipeline, jobs[1:2])[0]
     assert np.abs(alone.astype(int) - first[1].astype(int)).max() <= 2
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_the_pictures(
+def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pictures(
+    host: ModelHost,
     demo_pipeline,
     make_campaign: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import pipelines.render
-    from pipelines.render import generate_fitting_memory
+    import pipelines.model_host
 
     campaign = load_campaign(make_campaign(audiences={"a": "x", "b": "y", "c": "z"}, formats=["story"]))
-    jobs = expand_jobs(campaign, describe_model(DemoModelRef()))[:5]
-    expected = [np.asarray(image) for image in generate(demo_pipeline, jobs)]
-    calls = []
+    jobs = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")[:5]
+    expected = generate(demo_pipeline, jobs)
+    calls: list[int] = []
+    failed_calls_memory: list[weakref.ref] = []
 
     def small_gpu(pipeline, batch):
+        # What a failed call held (its activations) must be gone before the next call starts.
+        assert all(memory() is None for memory in failed_calls_memory), "a failed call's memory is still held"
         calls.append(len(batch))
         if len(batch) > 2:
+            activations = torch.ones(4_000_000)
+            failed_calls_memory.append(weakref.ref(activations))
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return generate(pipeline, batch)
 
-    monkeypatch.setattr(pipelines.render, "generate", small_gpu)
-    pictures = generate_fitting_memory(demo_pipeline, jobs)
-    assert calls == [5, 2, 3, 1, 2]
+    monkeypatch.setattr(pipelines.model_host, "generate", small_gpu)
+    pictures = host.generate(DemoModelRef(), torch.float32, None, jobs)
+    assert calls == [5, 3, 2, 1, 2]
     for got, want in zip(pictures, expected, strict=True):
-        assert np.abs(np.asarray(got).astype(int) - want.astype(int)).max() <= 2  # same pictures, other batches
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 2  # same pictures, other batches
+    calls.clear()
+    host.generate(DemoModelRef(), torch.float32, None, jobs)
+    assert calls == [2, 2, 1]  # the host remembers what fits
+
+
+def test_one_picture_that_does_not_fit_is_a_clear_error(
+    host: ModelHost, make_campaign: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.model_host
+
+    def no_memory(pipeline, batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(pipelines.model_host, "generate", no_memory)
+    jobs = expand_jobs(load_campaign(make_campaign(formats=["story"])), describe_model(DemoModelRef()), "float32")
+    with pytest.raises(GpuMemoryError, match="one picture does not fit"):
+        host.generate(DemoModelRef(), torch.float32, None, jobs[:1])

@@ -1,4 +1,4 @@
-"""Sending a run's batches to render workers: a few queued at a time, in order; a lost batch fails.
+"""Sending a run's chunks to render workers: a few queued at a time, in order; a lost chunk fails.
 
 The task worker itself runs in tests/test_served.py; here the task's `.delay()` is replaced by a
 recorder, so the queueing logic is checked without a server.
@@ -14,73 +14,92 @@ import pytest
 from prefect.exceptions import ObjectNotFound
 
 import flows.render_batches as render_batches_module
-from flows.render_batches import QUEUED_PER_WORKER, render_batches
+from flows.render_batches import CHUNKS_PER_DEVICE, render_batches
 from pipelines.jobs import RenderJob
-from pipelines.render import RenderSettings, plan_render
+from pipelines.render import RenderPlan, RenderSettings, export_target, plan_render
 
 
-class FakeBatch:
-    """A batch a render worker has taken: it finishes when waited for (or was dropped)."""
+class FakeChunk:
+    """A chunk a render worker has taken: it finishes when waited for (or was dropped)."""
 
-    def __init__(self, jobs: list[RenderJob], dropped: bool, workers: FakeWorkers) -> None:
-        self.jobs, self.dropped, self.workers = jobs, dropped, workers
-        self.task_run_id = f"batch-{len(workers.sent)}"
+    def __init__(self, jobs: list[RenderJob], workers: FakeWorkers, dropped: bool, stateless_waits: int) -> None:
+        self.jobs, self.workers, self.dropped = jobs, workers, dropped
+        self.stateless_waits = stateless_waits
+        self.task_run_id = f"chunk-{len(workers.sent)}"
         self.state = SimpleNamespace(is_final=lambda: True)
 
     def wait(self, timeout: float | None = None) -> None:
         if self.dropped:
             raise ObjectNotFound(http_exc=Exception("404"))
+        if self.stateless_waits:
+            # What Prefect raises while the server has not yet recorded the task run's state.
+            self.stateless_waits -= 1
+            raise RuntimeError(f"Task run {self.task_run_id} has no state which means it hasn't started yet.")
 
-    def result(self) -> list[RenderJob]:
+    def result(self) -> list[str]:
         self.workers.queued -= 1
-        return self.jobs
+        return [job.key for job in self.jobs]
 
 
 class FakeWorkers:
-    """Stands in for render_batch_task: records what is sent and how many wait at once."""
+    """Stands in for render_chunk_task: records what is sent and how many wait at once."""
 
-    def __init__(self, drop: int | None = None) -> None:
+    def __init__(self, drop: int | None, stateless_waits: int) -> None:
         self.sent: list[list[RenderJob]] = []
         self.queued = self.most_queued = 0
-        self.drop = drop
+        self.drop, self.stateless_waits = drop, stateless_waits
 
-    def delay(self, setup: object, jobs: list[RenderJob], *arguments: object) -> FakeBatch:
-        batch = FakeBatch(jobs, dropped=len(self.sent) == self.drop, workers=self)
+    def delay(self, setup: object, jobs: list[RenderJob], *arguments: object) -> FakeChunk:
+        chunk = FakeChunk(jobs, self, dropped=len(self.sent) == self.drop, stateless_waits=self.stateless_waits)
         self.sent.append(jobs)
         self.queued += 1
         self.most_queued = max(self.most_queued, self.queued)
-        return batch
+        return chunk
 
 
 @pytest.fixture
 def with_one_render_worker(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeWorkers]:
-    def install(drop: int | None = None) -> FakeWorkers:
-        workers = FakeWorkers(drop)
+    def install(drop: int | None = None, stateless_waits: int = 0) -> FakeWorkers:
+        workers = FakeWorkers(drop, stateless_waits)
         monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: 1)
-        monkeypatch.setattr(render_batches_module, "render_batch_task", workers)
+        monkeypatch.setattr(render_batches_module, "render_chunk_task", workers)
+        monkeypatch.setattr(render_batches_module, "BATCHES_PER_CHUNK", 1)
+        monkeypatch.setattr(render_batches_module, "STATE_POLL_S", 0.0)
         return workers
 
     return install
 
 
-def test_batches_go_to_the_render_workers_a_few_at_a_time_in_order(
+def send(plan: RenderPlan, out: Path, progress: Callable[[int], None]) -> list[str]:
+    return render_batches(plan, export_target(plan, out), RenderSettings(batch_size=1), "gpu", on_progress=progress)
+
+
+def test_chunks_go_to_the_render_workers_a_few_at_a_time_in_order(
     make_campaign: Callable[..., Path], tmp_path: Path, with_one_render_worker: Callable[..., FakeWorkers]
 ) -> None:
     plan = plan_render(make_campaign(), tmp_path / "outputs")  # 2 communes x 2 formats
     workers = with_one_render_worker()
     progress: list[int] = []
-    done = render_batches(plan, tmp_path, RenderSettings(batch_size=1), "run", "gpu", on_progress=progress.append)
+    done = send(plan, tmp_path, progress.append)
     assert len(workers.sent) == 4
-    assert done == [job for batch in workers.sent for job in batch]  # collected in the order sent
-    assert sorted(job.key for job in done) == sorted(job.key for job in plan.pending)
-    assert workers.most_queued == QUEUED_PER_WORKER
+    assert done == [job.key for chunk in workers.sent for job in chunk]  # collected in the order sent
+    assert sorted(done) == sorted(job.key for job in plan.pending)
+    assert workers.most_queued == CHUNKS_PER_DEVICE
     assert progress == [1, 2, 3, 4]
 
 
-def test_a_batch_a_worker_dropped_fails_the_run(
+def test_a_chunk_without_a_state_yet_is_waited_for(
+    make_campaign: Callable[..., Path], tmp_path: Path, with_one_render_worker: Callable[..., FakeWorkers]
+) -> None:
+    plan = plan_render(make_campaign(), tmp_path / "outputs")
+    with_one_render_worker(stateless_waits=3)
+    assert sorted(send(plan, tmp_path, lambda done: None)) == sorted(job.key for job in plan.pending)
+
+
+def test_a_chunk_a_worker_dropped_fails_the_run(
     make_campaign: Callable[..., Path], tmp_path: Path, with_one_render_worker: Callable[..., FakeWorkers]
 ) -> None:
     plan = plan_render(make_campaign(), tmp_path / "outputs")
     with_one_render_worker(drop=1)
-    with pytest.raises(RuntimeError, match="dropped batch batch-1"):
-        render_batches(plan, tmp_path, RenderSettings(batch_size=1), "run", "gpu", on_progress=lambda done: None)
+    with pytest.raises(RuntimeError, match="dropped chunk chunk-1"):
+        send(plan, tmp_path, lambda done: None)

@@ -6,29 +6,29 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipelines.database import Database, database_url
 from pipelines.errors import ReviewError
-from pipelines.jobs import batches
-from pipelines.marking.ledger import ledger_path, verify_chain
-from pipelines.render import RenderSettings, finish_render, plan_render, render_batch
+from pipelines.marking.ledger import verify_chain
+from pipelines.render import finish_render, plan_render
+from pipelines.renderer import Renderer
 from pipelines.review import ReviewDecision, apply_review, review_listing
+from tests.conftest import render_now
 
 
 @pytest.fixture
-def rendered(make_campaign: Callable[..., Path], tmp_path: Path) -> tuple[Path, str, list[str]]:
+def rendered(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer) -> tuple[Path, str, list[str]]:
     """Four real outputs of the demo model (2 communes x 2 formats), and their job keys."""
     out = tmp_path / "outputs"
     plan = plan_render(make_campaign(steps=2), out)
-    exported = [
-        item for batch in batches(plan.pending, 4) for item in render_batch(plan.setup, batch, out, RenderSettings())
-    ]
-    finish_render(plan, exported, out)
+    exported = render_now(renderer, plan, out)
+    finish_render(plan, out)
     return out, plan.campaign_slug, [item.job.key for item in exported]
 
 
 def ledger_rows(out: Path) -> list[dict]:
     import sqlite3
 
-    with sqlite3.connect(ledger_path(out)) as connection:
+    with sqlite3.connect(out / "visuels.sqlite") as connection:
         connection.row_factory = sqlite3.Row
         return [dict(row) for row in connection.execute("SELECT * FROM ledger ORDER BY id")]
 
@@ -51,7 +51,7 @@ def test_reject_some_publish_the_rest(rendered: tuple[Path, str, list[str]]) -> 
     assert verdicts[names[0]] == "rejected: logo too close to the edge (by Léa)"
     assert all(verdicts[name] == "approved (by Léa)" for name in names[1:])
     assert all(row["parent_id"] is not None and row["run_id"] == "run-1" for row in reviews)
-    assert verify_chain(ledger_path(out)) == (2 * len(keys), None)
+    assert verify_chain(Database(database_url(out))) == (2 * len(keys), None)
 
 
 def test_a_decision_is_checked_before_anything_is_published(rendered: tuple[Path, str, list[str]]) -> None:

@@ -9,7 +9,6 @@ review run the parent started publishes the files once resumed.
 
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -27,8 +26,9 @@ from flows.serve import (
     wait_for_render_workers,
     wait_until_healthy,
 )
+from pipelines import manifest
 from pipelines.charter import load_charter
-from pipelines.export import read_manifest
+from pipelines.database import Database, database_url, ledger_table
 from pipelines.marking.keys import signing_files
 from pipelines.marking.verify import verify_file
 from tests.conftest import SAMPLE_CHARTER_DIR
@@ -51,7 +51,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         api_url,
         {
             "PREFECT_HOME": str(home),
-            "VISUELS_LEDGER": str(out / "ledger.sqlite"),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         },
@@ -116,17 +115,25 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
                 time.sleep(1)
             assert state is not None and state.is_completed(), state
 
-    manifest = read_manifest(out, "ete-2027-vivre-en-solane")
-    assert len(manifest) == len(COMMUNES)
-    with sqlite3.connect(out / "ledger.sqlite") as connection:
-        exports = connection.execute("SELECT job_key, COUNT(*) FROM ledger WHERE approval = 'pending' GROUP BY job_key")
-        assert dict(exports.fetchall()) == {key: 1 for key in manifest}  # each job rendered exactly once
+    from sqlalchemy import func, select
+
+    database = Database(database_url(out))
+    recorded = manifest.entries(database, "ete-2027-vivre-en-solane")
+    assert len(recorded) == len(COMMUNES)
+    with database.reading() as connection:
+        exports = connection.execute(
+            select(ledger_table.c.job_key, func.count())
+            .where(ledger_table.c.parent_id.is_(None))
+            .group_by(ledger_table.c.job_key)
+        )
+        assert dict(exports.all()) == {key: 1 for key in recorded}  # each job rendered exactly once
     charter = load_charter(SAMPLE_CHARTER_DIR)
-    for entry in manifest.values():
-        report = verify_file(out / entry["file"], charter, out / "ledger.sqlite", signing_files().trust_anchors)
+    for entry in recorded.values():
+        report = verify_file(out / entry["file"], charter, database, signing_files().trust_anchors)
         assert report.ok, report
         assert (out / "ete-2027-vivre-en-solane" / "approved" / entry["file"].split("/", 1)[1]).is_file()
-    # Both sub-runs' batches went to the render worker, which loaded the model once for both.
+    database.close()
+    # Both sub-runs' chunks went to the render worker, which loaded the model once for both.
     render_output = (logs / "render-worker.log").read_text(encoding="utf-8")
     assert render_output.count("loading model demo") == 1, render_output
     for commune in COMMUNES:

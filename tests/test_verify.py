@@ -17,11 +17,13 @@ from PIL import Image
 
 from pipelines.charter import Charter, load_charter
 from pipelines.cli import main
+from pipelines.database import Database, database_url, url_option
 from pipelines.marking.keys import TRUST_ANCHORS, signing_files
 from pipelines.marking.ledger import verify_chain
 from pipelines.marking.verify import verify_file
-from pipelines.render import RenderSettings, finish_render, plan_render, render_batch
-from tests.conftest import SAMPLE_CHARTER_DIR
+from pipelines.render import finish_render, plan_render
+from pipelines.renderer import Renderer
+from tests.conftest import SAMPLE_CHARTER_DIR, render_now
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +52,14 @@ steps: 4
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+def rendered(tmp_path_factory: pytest.TempPathFactory, renderer: Renderer) -> tuple[Path, list[Path]]:
     """Two real outputs of the demo model, exported through the only export path."""
     folder = tmp_path_factory.mktemp("verify")
     campaign = render_collioure(folder)
     out = folder / "outputs"
     plan = plan_render(campaign, out)
-    exported = render_batch(plan.setup, plan.pending[:1], out, RenderSettings(device="cpu"))
-    exported += render_batch(plan.setup, plan.pending[1:], out, RenderSettings(device="cpu"))
-    finish_render(plan, exported, out)
+    exported = render_now(renderer, plan, out, plan.pending[:1]) + render_now(renderer, plan, out, plan.pending[1:])
+    finish_render(plan, out)
     return out, [out / item.job.relative_path for item in exported]
 
 
@@ -89,7 +90,11 @@ def flip_pixel_data_bit(png: bytes) -> bytes:
 
 
 def check(path: Path, charter: Charter, out: Path):
-    return verify_file(path, charter, out / "ledger.sqlite", signing_files().trust_anchors)
+    database = Database(database_url(out))
+    try:
+        return verify_file(path, charter, database, signing_files().trust_anchors)
+    finally:
+        database.close()
 
 
 def test_every_exported_file_passes_every_layer(rendered: tuple[Path, list[Path]], charter: Charter) -> None:
@@ -104,11 +109,13 @@ def test_every_exported_file_passes_every_layer(rendered: tuple[Path, list[Path]
 
 
 @pytest.mark.parametrize(("file_type", "suffix"), [("jpeg", ".jpg"), ("webp", ".webp")])
-def test_jpeg_and_webp_exports_carry_every_layer(tmp_path: Path, charter: Charter, file_type: str, suffix: str) -> None:
+def test_jpeg_and_webp_exports_carry_every_layer(
+    tmp_path: Path, charter: Charter, renderer: Renderer, file_type: str, suffix: str
+) -> None:
     campaign = render_collioure(tmp_path, file_type, formats="instagram_square")
     out = tmp_path / "outputs"
     plan = plan_render(campaign, out)
-    [exported] = render_batch(plan.setup, plan.pending, out, RenderSettings(device="cpu"))
+    [exported] = render_now(renderer, plan, out)
     path = out / exported.job.relative_path
     assert path.suffix == suffix
     report = check(path, charter, out)
@@ -203,7 +210,15 @@ def test_bad_files_get_one_line_each_and_the_others_are_still_verified(
     buffer = io.BytesIO()
     Image.new("1", (12000, 12000)).save(buffer, "PNG")  # 144 megapixels in a few hundred kB
     bomb.write_bytes(buffer.getvalue())
-    argv = ["verify", str(not_image), str(files[0]), str(truncated), str(bomb), "--ledger", str(out / "ledger.sqlite")]
+    argv = [
+        "verify",
+        str(not_image),
+        str(files[0]),
+        str(truncated),
+        str(bomb),
+        "--database",
+        str(out / "visuels.sqlite"),
+    ]
     assert main(argv) == 2
     captured = capsys.readouterr()
     err_lines = captured.err.strip().splitlines()
@@ -218,7 +233,7 @@ def test_verify_exit_codes_and_json(
     rendered: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out, files = rendered
-    ledger = ["--ledger", str(out / "ledger.sqlite")]
+    ledger = ["--database", str(out / "visuels.sqlite")]
     assert main(["verify", *map(str, files), *ledger]) == 0
     capsys.readouterr()
     stripped = tmp_path / "stripped.png"
@@ -230,10 +245,10 @@ def test_verify_exit_codes_and_json(
 
 def test_ledger_chain_detects_edits(rendered: tuple[Path, list[Path]], tmp_path: Path) -> None:
     out, _ = rendered
-    copy = tmp_path / "ledger.sqlite"
-    shutil.copy(out / "ledger.sqlite", copy)
-    assert verify_chain(copy) == (2, None)
-    assert main(["ledger", "verify", "--ledger", str(copy)]) == 0
+    copy = tmp_path / "copy.sqlite"
+    shutil.copy(out / "visuels.sqlite", copy)
+    assert verify_chain(Database(url_option(str(copy)))) == (2, None)
+    assert main(["ledger", "verify", "--database", str(copy)]) == 0
     connection = sqlite3.connect(copy)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         connection.execute("UPDATE ledger SET prompt = 'something else' WHERE id = 1")
@@ -241,8 +256,8 @@ def test_ledger_chain_detects_edits(rendered: tuple[Path, list[Path]], tmp_path:
     connection.execute("UPDATE ledger SET seed = 1 WHERE id = 1")
     connection.commit()
     connection.close()
-    assert verify_chain(copy)[1] == 1
-    assert main(["ledger", "verify", "--ledger", str(copy)]) == 1
+    assert verify_chain(Database(url_option(str(copy))))[1] == 1
+    assert main(["ledger", "verify", "--database", str(copy)]) == 1
 
 
 def test_keys_init_makes_private_keys_readable_by_owner_only(tmp_path: Path) -> None:

@@ -104,8 +104,7 @@ def _certificate(
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    write_bytes_atomic(path, pem)
-    path.chmod(0o600)
+    write_bytes_atomic(path, pem, mode=0o600)  # never readable by others, not even for a moment
 
 
 def init_local_chain(folder: Path, organisation: str = "visuels (local development)") -> SigningFiles:

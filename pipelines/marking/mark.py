@@ -1,7 +1,8 @@
-"""Marking, the last step of export: watermark, XMP, signed C2PA manifest, ledger row.
+"""Marking, the last step of export: watermark, XMP, signed C2PA manifest, and the ledger row to record.
 
-``write_marked`` is the only function that writes an output picture; ``export_png`` calls
-it and nothing else writes pictures, so no file leaves the pipeline unmarked.
+``write_marked`` is the only function that writes an output picture; ``export_picture`` calls
+it and nothing else writes pictures, so no file leaves the pipeline unmarked. It returns the
+file's ledger row, which export commits with the file's outputs row.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ SOFTWARE = "visuels"
 
 @dataclass(frozen=True)
 class MarkingContext:
-    """Who and what made the pictures, where the keys and the ledger are."""
+    """Who and what made the pictures, and where the signing keys are."""
 
     creator: str
     model: str
     signing: SigningFiles
-    ledger: Path
     run_id: str | None = None
 
 
@@ -41,7 +41,7 @@ class MarkedFile:
     size: int
     watermark: str
     phash: str
-    ledger_id: int
+    record: ledger.LedgerEntry  # the file's ledger row, for export to commit with its outputs row
     pixels: np.ndarray  # as stored in the file (JPEG and WebP are lossy)
 
 
@@ -67,7 +67,7 @@ def encode(image: Image.Image, file_type: str, dpi: int, xmp: str) -> bytes:
 def write_marked(
     image: Image.Image, target: Path, file_type: str, entry: ledger.LedgerEntry, dpi: int, context: MarkingContext
 ) -> MarkedFile:
-    """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write atomically, record it."""
+    """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write atomically."""
     pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
     xmp = xmp_packet(DigitalSourceType.generated, context.creator, SOFTWARE)
     provenance = Provenance(
@@ -87,7 +87,6 @@ def write_marked(
             pixels = np.asarray(written.convert("RGB"))
     phash = perceptual_hash(pixels)
     record = entry.model_copy(update={"sha256": digest, "phash": phash, "run_id": context.run_id})
-    row = ledger.append(context.ledger, record)
     return MarkedFile(
-        sha256=digest, size=len(signed), watermark=entry.watermark, phash=phash, ledger_id=row, pixels=pixels
+        sha256=digest, size=len(signed), watermark=entry.watermark, phash=phash, record=record, pixels=pixels
     )

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
 from pipelines.charter import Charter
+from pipelines.database import Database
 from pipelines.marking import ledger, watermark
 from pipelines.marking.c2pa_manifest import read_manifest_state
 from pipelines.marking.phash import perceptual_hash
@@ -103,7 +104,7 @@ def _read_pixels_and_xmp(path: Path) -> tuple[np.ndarray, str | None]:
     return pixels, xmp
 
 
-def verify_file(path: Path, charter: Charter, ledger_file: Path, trust_anchors: Path | None) -> FileReport:
+def verify_file(path: Path, charter: Charter, database: Database, trust_anchors: Path | None) -> FileReport:
     """Check every marking layer of one file; a file that cannot be read gets an error, not an exception."""
     report = FileReport(file=str(path))
     try:
@@ -119,7 +120,7 @@ def verify_file(path: Path, charter: Charter, ledger_file: Path, trust_anchors: 
 
     found = watermark.detect(pixels)
     mark = f"{found.payload:016x}" if found.payload is not None else None
-    record, found_by = ledger.find(ledger_file, watermark=mark, phash=perceptual_hash(pixels))
+    record, found_by = ledger.find(database, watermark=mark, phash=perceptual_hash(pixels))
     source = SOURCE_TYPE.search(xmp) if xmp else None
     manifest = read_manifest_state(path, trust_anchors)
     report = report.model_copy(

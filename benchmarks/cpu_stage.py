@@ -1,0 +1,195 @@
+"""Throughput of the CPU stage alone: post-process, assess, mark, encode, sign, write, record.
+
+    python -m benchmarks.cpu_stage [--pictures 48] [--workers 1 2 4]
+
+An instant stand-in generator: pictures of an SD1.5-sized generation (512×512, textured like
+a photograph) are ready before timing starts, so only the CPU stage is measured, through the
+same ``CpuStage`` the renderer uses. Output format instagram_square (1080×1080, PNG), the sample
+charter, a local signing chain and a SQLite database of record in a temporary folder.
+
+First the cost per picture of each step, in one process (each step's function timed where the
+stage calls it); then pictures per second for each number of worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_IMAGES_PER_S = 8.0  # one H100 with SD1.5 (benchmarks/gpu_render.py)
+
+
+def stand_in_pictures(count: int, size: int = 512) -> list[np.ndarray]:
+    """Smooth shapes plus fine noise: as busy as a photograph for the crop, grading and watermark."""
+    generator = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:size, 0:size] / size
+    pictures = []
+    for _ in range(count):
+        phase = generator.uniform(0, 6.3, 3)
+        base = np.stack([np.sin(cols * 5 + phase[c]) * np.cos(rows * 3 - phase[c]) for c in range(3)], axis=2)
+        noise = generator.normal(0, 0.08, (size, size, 3))
+        pictures.append((np.clip(0.5 + 0.35 * base + noise, 0, 1) * 255).astype(np.uint8))
+    return pictures
+
+
+def plan_jobs(folder: Path, count: int) -> tuple[list, object]:
+    """``count`` jobs of a campaign over the sample charter, for an SD1.5-sized model, and their export target."""
+    from pipelines.campaign import load_campaign
+    from pipelines.database import database_url
+    from pipelines.jobs import expand_jobs
+    from pipelines.marking.keys import signing_files
+    from pipelines.model_reference import DemoModelRef, ModelInfo
+    from pipelines.cpu_stage import ExportTarget
+
+    campaign_file = folder / "campaign.yaml"
+    charter = REPO / "brand_assets" / "solane"
+    campaign_file.write_text(
+        f"""
+name: Banc d'essai
+charter: {charter / "charter.yaml"}
+communes: {{file: {charter / "communes.csv"}}}
+prompt: "poster of {{commune}}, {{landscape}}"
+season: summer
+audiences: {{residents: families}}
+formats: [instagram_square]
+""",
+        encoding="utf-8",
+    )
+    campaign = load_campaign(campaign_file)
+    sd15 = ModelInfo(hash="0" * 64, native_size=512, size_multiple=64, description="SD1.5", ref=DemoModelRef())
+    jobs = expand_jobs(campaign, sd15, "bfloat16")
+    jobs = (jobs * (count // len(jobs) + 1))[:count]
+    # Each picture its own key and file, as in a real run.
+    jobs = [job.model_copy(update={"key": f"{n:064x}", "relative_path": job.relative_path.replace(job.key[:12], f"{n:012x}")}) for n, job in enumerate(jobs)]
+    output = folder / "outputs"
+    target = ExportTarget(
+        output_root=output,
+        charter_path=campaign.charter.path,
+        database_url=database_url(output),
+        signing=signing_files(),
+        model_description="SD1.5 stand-in",
+    )
+    return jobs, target
+
+
+def step_costs(jobs: list, target: object, pictures: list[np.ndarray]) -> dict[str, float]:
+    """Milliseconds per picture of each step, finishing pictures one after another in this process."""
+    import cv2
+
+    from pipelines import cpu_stage, export
+    from pipelines.marking import mark
+    from pipelines.postprocess import chain
+
+    cv2.setNumThreads(1)
+    timings: dict[str, list[float]] = defaultdict(list)
+
+    def timed(module: object, name: str, label: str) -> None:
+        original: Callable = getattr(module, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timings[label].append(time.perf_counter() - started)
+
+        setattr(module, name, wrapper)
+
+    for module, name, label in (
+        (chain, "fit_to_format", "crop + resize to 1080²"),
+        (chain, "grade_to_palette", "palette grading"),
+        (chain, "conformity", "palette scores (2)"),
+        (chain, "draw_ai_label", "AI label"),
+        (chain, "place_logo", "logo"),
+        (chain, "draw_text_block", "commune name + headline"),
+        (cpu_stage, "assess", "compliance"),
+        (mark.watermark, "embed", "watermark"),
+        (mark, "encode", "PNG encode + XMP"),
+        (mark, "sign_asset", "C2PA signing"),
+        (mark, "write_bytes_atomic", "write file"),
+        (mark, "perceptual_hash", "perceptual hash"),
+        (export, "write_with", "thumbnail write"),
+        (export.ledger, "append", "ledger row"),
+        (export.manifest, "add", "outputs row"),
+    ):
+        timed(module, name, label)
+    resources = cpu_stage.WorkerResources()
+    cpu_stage.finish_picture(resources, target, jobs[-1], pictures[-1])  # warm-up: charter, tables, LUT
+    timings.clear()
+    totals = []
+    for job, picture in zip(jobs[:-1], pictures[:-1], strict=True):
+        started = time.perf_counter()
+        cpu_stage.finish_picture(resources, target, job, picture)
+        totals.append(time.perf_counter() - started)
+    resources.close()
+    costs = {label: 1000 * statistics.median(values) for label, values in timings.items()}
+    costs["whole stage"] = 1000 * statistics.median(totals)
+    return costs
+
+
+def throughput(jobs: list, target: object, pictures: list[np.ndarray], workers: int) -> float:
+    """Pictures per second through a pool of ``workers`` processes (started and warmed up first)."""
+    from pipelines.cpu_stage import CpuStage
+
+    stage = CpuStage(workers)
+    try:
+        warm = [stage.submit(target, job, picture) for job, picture in zip(jobs[:workers], pictures[:workers], strict=True)]
+        for future in warm:
+            future.result()
+        started = time.perf_counter()
+        futures = [stage.submit(target, job, picture) for job, picture in zip(jobs[workers:], pictures[workers:], strict=True)]
+        for future in futures:
+            future.result()
+        return len(futures) / (time.perf_counter() - started)
+    finally:
+        stage.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pictures", type=int, default=48)
+    parser.add_argument("--workers", type=int, nargs="+", help="pool sizes (default: 1, 2, 4, … up to the cores)")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    pools = args.workers or sorted({1, 2, *[n for n in (4, 8, 12, 14, 16) if n <= cores], cores})
+    print(f"{platform.machine()}, {cores} cores, Python {platform.python_version()}", flush=True)
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        os.environ.setdefault("VISUELS_KEYS_DIR", str(folder / "keys"))
+        from pipelines.marking.keys import init_local_chain, keys_dir
+
+        if not (keys_dir() / "signer.key").exists():
+            init_local_chain(keys_dir())
+        pictures = stand_in_pictures(args.pictures + max(pools))
+        jobs, target = plan_jobs(folder, len(pictures))
+        costs = step_costs(jobs[:24], target.model_copy(update={"output_root": folder / "steps"}), pictures[:24])
+        print("\nstep (one process)                 ms per picture")
+        for label, value in costs.items():
+            print(f"{label:34} {value:8.1f}")
+        print("\nworkers  pictures/s  per worker   speed-up")
+        rates = {}
+        for workers in pools:
+            rates[workers] = throughput(
+                jobs, target.model_copy(update={"output_root": folder / f"pool-{workers}"}), pictures, workers
+            )
+            print(f"{workers:7d}  {rates[workers]:10.2f}  {rates[workers] / workers:10.2f}  {rates[workers] / rates[min(pools)] * min(pools):8.2f}x", flush=True)
+        largest = max(pools)
+        per_worker = rates[largest] / largest
+        print(
+            f"\nAt {per_worker:.2f} pictures/s per worker with {largest} workers, {TARGET_IMAGES_PER_S:.0f} pictures/s"
+            f" need about {TARGET_IMAGES_PER_S / per_worker:.1f} worker processes (cores), beside the GPU's feeder."
+        )
+
+
+if __name__ == "__main__":
+    main()

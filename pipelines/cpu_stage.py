@@ -1,0 +1,166 @@
+"""The CPU stage of rendering: from a generated picture to a marked, recorded file, per job.
+
+``finish_picture`` post-processes (format, palette, label, logo, text), assesses compliance,
+marks, writes and records one picture. ``CpuStage`` runs it in a pool of worker processes so
+that the GPU stage never waits for it, or inline when asked for no workers (tests, debugging).
+
+This module never imports torch: spawned worker processes start in about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.charter import Charter, load_charter
+from pipelines.compliance import assess
+from pipelines.database import Database
+from pipelines.errors import CampaignError
+from pipelines.export import ExportedFile, export_picture
+from pipelines.jobs import RenderJob
+from pipelines.marking.keys import SigningFiles
+from pipelines.marking.mark import MarkingContext
+from pipelines.postprocess.chain import postprocess
+
+log = logging.getLogger(__name__)
+
+
+class ExportTarget(BaseModel):
+    """Where and how a plan's pictures are exported: small, sent with every picture."""
+
+    model_config = ConfigDict(frozen=True)
+
+    output_root: Path
+    charter_path: Path
+    database_url: str
+    signing: SigningFiles
+    model_description: str
+    run_id: str | None = None
+
+
+@dataclass
+class WorkerResources:
+    """What one process keeps between pictures: loaded charters, open databases."""
+
+    charters: dict[Path, Charter] = field(default_factory=dict)
+    databases: dict[str, Database] = field(default_factory=dict)
+
+    def charter(self, path: Path) -> Charter:
+        if path not in self.charters:
+            self.charters[path] = load_charter(path)
+        return self.charters[path]
+
+    def database(self, url: str) -> Database:
+        if url not in self.databases:
+            self.databases[url] = Database(url)
+        return self.databases[url]
+
+    def close(self) -> None:
+        for database in self.databases.values():
+            database.close()
+
+
+def finish_picture(
+    resources: WorkerResources, target: ExportTarget, job: RenderJob, pixels: np.ndarray
+) -> ExportedFile:
+    """Post-process, assess, mark, write and record one generated picture."""
+    charter = resources.charter(target.charter_path)
+    if job.charter_hash != charter.hash:
+        raise CampaignError(target.charter_path, None, "the charter changed since the campaign was planned")
+    result = postprocess(
+        Image.fromarray(pixels), charter, job.width, job.height, job.language, job.commune_name, job.headline
+    )
+    marking = MarkingContext(
+        creator=charter.spec.creator, model=target.model_description, signing=target.signing, run_id=target.run_id
+    )
+    database = resources.database(target.database_url)
+    return export_picture(result.image, job, target.output_root, assess(result, charter), marking, database)
+
+
+# A worker process's resources. ProcessPoolExecutor gives a task function no other way to reach
+# state that lives as long as its process (torch's DataLoader workers keep theirs the same way).
+_process_resources: WorkerResources | None = None
+
+
+def _start_worker(parent: int) -> None:
+    global _process_resources
+    _process_resources = WorkerResources()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import cv2
+
+    cv2.setNumThreads(1)  # one core per worker process: the pool is the parallelism
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """A killed parent cannot shut its pool down: then its workers stop by themselves."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _finish_in_worker(target: ExportTarget, job: RenderJob, pixels: np.ndarray) -> ExportedFile:
+    assert _process_resources is not None, "runs only in a worker started by CpuStage"
+    return finish_picture(_process_resources, target, job, pixels)
+
+
+class CpuStage:
+    """A pool of ``workers`` processes finishing pictures; with 0 workers, it finishes them inline."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._inline = WorkerResources()
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn: the parent holds CUDA, which a forked child must never touch.
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker,
+                    initargs=(os.getpid(),),
+                )
+            return self._pool
+
+    def submit(self, target: ExportTarget, job: RenderJob, pixels: np.ndarray) -> Future[ExportedFile]:
+        if self.workers == 0:
+            future: Future[ExportedFile] = Future()
+            try:
+                future.set_result(finish_picture(self._inline, target, job, pixels))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        try:
+            return self._executor().submit(_finish_in_worker, target, job, pixels)
+        except BrokenProcessPool:
+            self.reset()  # a worker died earlier: that run failed; this one gets a fresh pool
+            return self._executor().submit(_finish_in_worker, target, job, pixels)
+
+    def reset(self) -> None:
+        """Drop a broken pool (a worker process died); the next picture starts a new one."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._inline.close()

@@ -1,0 +1,190 @@
+"""The database of record: the provenance ledger and the outputs table, behind SQLAlchemy.
+
+SQLite by default (``visuels.sqlite`` in the output folder: one machine, nothing to install);
+any SQLAlchemy URL with ``$VISUELS_DATABASE_URL`` (PostgreSQL for several machines). Export
+writes a file, then commits its ledger row and its outputs row in one transaction, so a file
+counts as done exactly when its record does.
+
+The schema lives here, in one place: ``ledger`` (append-only, hash-chained, one row per export,
+review or retouch) and ``outputs`` (per job key: the file, its hashes and compliance: what the
+next run skips).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Column, Connection, Engine, Index, Integer, MetaData, Table, Text, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from pipelines.errors import VisuelsError
+
+DATABASE_FILE = "visuels.sqlite"
+
+LEDGER_FIELDS = (
+    "created",
+    "file",
+    "sha256",
+    "phash",
+    "watermark",
+    "job_key",
+    "model_hash",
+    "lora_hash",
+    "charter_hash",
+    "prompt",
+    "seed",
+    "width",
+    "height",
+    "run_id",
+    "parent_id",
+    "approval",
+)
+_INTEGER_FIELDS = ("seed", "width", "height", "parent_id")
+
+metadata = MetaData()
+ledger_table = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *(Column(name, Integer if name in _INTEGER_FIELDS else Text) for name in LEDGER_FIELDS),
+    Column("previous_hash", Text, nullable=False),
+    Column("row_hash", Text, nullable=False),
+    Index("ledger_watermark", "watermark"),
+    Index("ledger_job_key", "job_key"),
+)
+outputs_table = Table(
+    "outputs",
+    metadata,
+    Column("job_key", Text, primary_key=True),
+    Column("campaign", Text, nullable=False),
+    Column("file", Text, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("watermark", Text, nullable=False),
+    Column("thumbnail", Text, nullable=False),
+    Column("compliance", Text, nullable=False),  # JSON
+    Column("inputs", Text, nullable=False),  # JSON: what shaped the picture
+    Column("created", Text, nullable=False),
+    Column("ledger_id", Integer, nullable=False),
+    Index("outputs_campaign", "campaign"),
+)
+_SQLITE_APPEND_ONLY = (
+    "CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger"
+    " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger"
+    " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END",
+)
+
+
+class DatabaseError(VisuelsError):
+    """The database of record cannot be opened or used."""
+
+
+def database_url(output_root: Path) -> str:
+    """``$VISUELS_DATABASE_URL``, else a SQLite file in the output folder."""
+    return os.environ.get("VISUELS_DATABASE_URL") or f"sqlite:///{output_root.resolve() / DATABASE_FILE}"
+
+
+def url_option(value: str) -> str:
+    """A command-line ``--database`` value: a SQLAlchemy URL, or the path of a SQLite file."""
+    return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
+
+
+def is_missing(url: str) -> bool:
+    """A SQLite database whose file does not exist yet: nothing was ever recorded there."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(parsed.database).is_file()
+
+
+def display_url(url: str) -> str:
+    """The URL as messages show it: never a password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+class Database:
+    """One connection pool to the database of record; create one per process and pass it along."""
+
+    def __init__(self, url: str, must_exist: bool = False) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise DatabaseError(
+                url, None, "not a database URL (expected e.g. sqlite:///path or postgresql://…)"
+            ) from None
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite and parsed.database:
+            path = Path(parsed.database)
+            if must_exist and not path.is_file():
+                raise DatabaseError(path, None, "database not found")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = self._engine(url)
+            with self.engine.begin() as connection:
+                metadata.create_all(connection)
+                if self.is_sqlite:
+                    for statement in _SQLITE_APPEND_ONLY:
+                        connection.exec_driver_sql(statement)
+        except SQLAlchemyError as exc:
+            raise DatabaseError(display_url(url), None, f"not a usable database ({_first_line(exc)})") from None
+
+    def _engine(self, url: str) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(url, pool_pre_ping=True)
+        # One connection per use: worker processes and threads each open their own.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection, _record) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+            cursor = dbapi_connection.cursor()
+            # WAL: readers never block the writer; NORMAL: a killed process loses no commit.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # Writers take the lock at BEGIN, so two writers never both read the ledger's tip.
+            read_only = connection.get_execution_options().get("read_only", False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on any exception."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise DatabaseError(display_url(self.url), None, _first_line(exc)) from None
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only transaction (it takes no write lock on SQLite)."""
+        try:
+            with self.engine.connect() as connection:
+                connection = connection.execution_options(read_only=True)
+                with connection.begin():
+                    yield connection
+        except SQLAlchemyError as exc:
+            raise DatabaseError(display_url(self.url), None, _first_line(exc)) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -1,0 +1,248 @@
+"""The model host: the one object that owns a device's diffusion models and runs them.
+
+A process that renders (a render worker, a CLI or flow run) creates one host per device and
+passes it along; nothing about loaded models lives at module level. The host loads a pipeline
+once and keeps the last few (interleaved campaigns with different models do not reload), keeps
+each LoRA loaded as a named adapter and switches between them without reading files again,
+optionally compiles the UNet and VAE decoder, and splits a batch that runs out of GPU memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import diffusers
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.errors import ModelError
+from pipelines.generation import generate
+from pipelines.hashing import sha256_json
+from pipelines.jobs import RenderJob, batch_signature
+from pipelines.model_reference import DemoModelRef, DiffusersFolderRef, HubRef, ModelRef, SingleFileRef, model_folder
+
+log = logging.getLogger(__name__)
+
+
+class LoraWeights(BaseModel):
+    """A LoRA file (diffusers or kohya format) and the scale to apply it at."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    scale: float
+
+
+class GpuMemoryError(ModelError):
+    """Even a single picture does not fit in the device's memory."""
+
+
+def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    class_name = index.get("_class_name", "")
+    pipeline_class = getattr(diffusers, class_name, None)
+    if pipeline_class is None:
+        raise ModelError(source, "model", f"unsupported pipeline class '{class_name}' in {folder}")
+    return pipeline_class
+
+
+def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
+    """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it."""
+    folder = model_folder(ref)
+    try:
+        if isinstance(ref, (DemoModelRef, DiffusersFolderRef)):
+            assert folder is not None
+            index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+            extra = {"safety_checker": None} if "safety_checker" in index else {}
+            return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
+        if isinstance(ref, SingleFileRef):
+            assert folder is not None
+            # Without a local config, from_single_file fetches one from the hub: never at run time.
+            return _pipeline_class(folder, source).from_single_file(
+                ref.path, config=str(folder), local_files_only=True, dtype=dtype
+            )
+        assert isinstance(ref, HubRef)
+        return DiffusionPipeline.from_pretrained(ref.id, revision=ref.revision, dtype=dtype)
+    except ModelError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ModelError(source, "model", f"cannot load model: {str(exc).splitlines()[0]}") from None
+
+
+@dataclass
+class _Hosted:
+    """A loaded pipeline and the LoRA state the host keeps for it."""
+
+    pipeline: DiffusionPipeline
+    adapters: dict[str, str] = field(default_factory=dict)  # LoRA path -> adapter name
+    lora: LoraWeights | None = None
+    fused: bool = False
+    pristine: dict[str, torch.Tensor] = field(default_factory=dict)  # base weights a fused LoRA changed
+    compiled: bool = False
+
+
+class ModelHost:
+    """Owns one device's models: load, keep, LoRA, compile, generate (one call at a time)."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        keep_models: int = 1,
+        compile_models: bool = False,
+        fuse_lora: bool | None = None,
+    ) -> None:
+        self.device = device
+        self.keep_models = keep_models
+        self.compile_models = compile_models
+        # Fusing folds the LoRA into the weights (no extra work per step) and keeps a compiled
+        # graph valid when the LoRA changes; on a CPU switching unfused adapters is cheaper.
+        self.fuse_lora = device.type == "cuda" if fuse_lora is None else fuse_lora
+        self._models: OrderedDict[str, _Hosted] = OrderedDict()
+        self._fitting: dict[tuple, int] = {}  # largest batch known to fit, after an out-of-memory error
+        self.loads = 0  # how many times a model was read from disk (render workers report it)
+        self.lock = threading.Lock()  # one model call at a time on this device
+
+    @staticmethod
+    def model_key(ref: ModelRef, dtype: torch.dtype) -> str:
+        return sha256_json({"ref": ref.model_dump(mode="json"), "dtype": str(dtype)})
+
+    def holds(self, ref: ModelRef, dtype: torch.dtype) -> bool:
+        return self.model_key(ref, dtype) in self._models
+
+    def pipeline(self, ref: ModelRef, dtype: torch.dtype, lora: LoraWeights | None) -> DiffusionPipeline:
+        """The pipeline for ``ref`` in ``dtype`` with ``lora`` (or none) applied: loaded once, then kept."""
+        key = self.model_key(ref, dtype)
+        hosted = self._models.get(key)
+        if hosted is None:
+            while len(self._models) >= self.keep_models:
+                self._models.popitem(last=False)  # the least recently used goes first
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            log.info("loading model %s on %s (%s)", ref.kind, self.device, dtype)
+            pipeline = load_from_files(ref, dtype).to(self.device)
+            pipeline.set_progress_bar_config(disable=True)
+            hosted = _Hosted(pipeline=pipeline)
+            self.loads += 1
+            self._models[key] = hosted
+        self._models.move_to_end(key)
+        self._use_lora(hosted, lora)
+        if self.compile_models and not hosted.compiled:
+            self._compile(hosted)
+        return hosted.pipeline
+
+    def _use_lora(self, hosted: _Hosted, lora: LoraWeights | None) -> None:
+        """Make ``lora`` the pipeline's only active LoRA; each file is read once per pipeline."""
+        if lora == hosted.lora:
+            return
+        pipeline = hosted.pipeline
+        if hosted.fused:
+            self._unfuse(hosted)
+        if lora is None:
+            if hosted.adapters:
+                pipeline.disable_lora()
+            hosted.lora = None
+            return
+        name = hosted.adapters.get(lora.path)
+        if name is None:
+            name = f"lora{len(hosted.adapters)}"
+            try:
+                pipeline.load_lora_weights(lora.path, adapter_name=name)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelError(lora.path, "lora", f"cannot load LoRA weights: {str(exc).splitlines()[0]}") from None
+            hosted.adapters[lora.path] = name
+        pipeline.enable_lora()
+        pipeline.set_adapters([name], adapter_weights=[lora.scale])
+        hosted.lora = lora
+        if self.fuse_lora:
+            self._fuse(hosted, name)
+
+    def _lora_layers(self, hosted: _Hosted) -> dict[str, torch.nn.Module]:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = {}
+        for component in ("unet", "text_encoder", "text_encoder_2"):
+            module = getattr(hosted.pipeline, component, None)
+            if module is None:
+                continue
+            for name, layer in module.named_modules():
+                if isinstance(layer, BaseTunerLayer):
+                    layers[f"{component}.{name}"] = layer
+        return layers
+
+    def _fuse(self, hosted: _Hosted, name: str) -> None:
+        for layer_name, layer in self._lora_layers(hosted).items():
+            if layer_name not in hosted.pristine:
+                hosted.pristine[layer_name] = layer.get_base_layer().weight.detach().clone()
+        hosted.pipeline.fuse_lora(adapter_names=[name], lora_scale=1.0)
+        hosted.fused = True
+
+    def _unfuse(self, hosted: _Hosted) -> None:
+        """Unfuse, then restore the exact base weights: subtracting in half precision is not exact."""
+        hosted.pipeline.unfuse_lora()
+        with torch.no_grad():
+            for layer_name, layer in self._lora_layers(hosted).items():
+                if layer_name in hosted.pristine:
+                    layer.get_base_layer().weight.copy_(hosted.pristine[layer_name])
+        hosted.fused = False
+
+    def _compile(self, hosted: _Hosted) -> None:
+        """Compile the UNet and the VAE decoder in place, for static shapes (once per batch shape)."""
+        pipeline = hosted.pipeline
+        for module in (pipeline.unet, pipeline.vae.decoder):
+            module.to(memory_format=torch.channels_last)
+            module.compile(fullgraph=True, dynamic=False)
+        hosted.compiled = True
+
+    def generate(
+        self,
+        ref: ModelRef,
+        dtype: torch.dtype,
+        lora: LoraWeights | None,
+        jobs: Sequence[RenderJob],
+        pad_to: int | None = None,
+    ) -> list[np.ndarray]:
+        """The jobs' pictures (H×W×3 uint8), one model call per batch; on out-of-memory, halve and go on.
+
+        ``pad_to``: fill short batches up to this size with copies of their last job (results
+        dropped), so a compiled model sees one shape. Each job has its own generator, so neither
+        padding nor splitting changes a picture.
+        """
+        with self.lock:
+            pipeline = self.pipeline(ref, dtype, lora)
+            signature = batch_signature(jobs[0])
+            limit = self._fitting.get(signature, len(jobs))
+            pad = min(pad_to, limit) if pad_to else 0
+            pending = [list(jobs[start : start + limit]) for start in range(0, len(jobs), limit)]
+            pictures: list[np.ndarray] = []
+            while pending:
+                chunk = pending.pop(0)
+                padded = chunk + [chunk[-1]] * (pad - len(chunk))
+                result = self._try_generate(pipeline, padded)
+                if result is not None:
+                    pictures += result[: len(chunk)]
+                    continue
+                # Here, outside the except clause, the failed call's frames and activations are freed.
+                if len(chunk) == 1:
+                    raise GpuMemoryError(str(self.device), "batch_size", "one picture does not fit in GPU memory")
+                torch.cuda.empty_cache()
+                half = (len(chunk) + 1) // 2
+                self._fitting[signature] = min(half, self._fitting.get(signature, half))
+                pad = 0  # a new, smaller shape: never pad back up to the one that failed
+                log.warning("out of GPU memory with %d pictures per call: going on with %d", len(chunk), half)
+                pending[:0] = [chunk[:half], chunk[half:]]
+            return pictures
+
+    @staticmethod
+    def _try_generate(pipeline: DiffusionPipeline, jobs: list[RenderJob]) -> list[np.ndarray] | None:
+        try:
+            return generate(pipeline, jobs)
+        except torch.cuda.OutOfMemoryError:
+            return None

@@ -1,0 +1,194 @@
+"""The staged renderer: the GPU stage overlaps the CPU stage under back-pressure, pictures do not
+depend on batch size or worker count, a failure names its job, and a killed run loses nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines.cpu_stage import CpuStage
+from pipelines.errors import CampaignError
+from pipelines.model_host import ModelHost
+from pipelines.render import RenderPlan, RenderSettings, export_target, plan_render, render_jobs
+from pipelines.renderer import Renderer
+from tests.conftest import render_now
+
+
+class FakeHost:
+    """Generates instantly and notes how many pictures were still being finished at each call."""
+
+    compile_models = False
+    device = torch.device("cpu")
+
+    def __init__(self, cpu: SlowCpu) -> None:
+        self.cpu = cpu
+        self.unfinished_at_calls: list[int] = []
+
+    def generate(self, model, dtype, lora, jobs, pad_to=None) -> list[np.ndarray]:
+        self.unfinished_at_calls.append(self.cpu.unfinished)
+        return [np.zeros((8, 8, 3), np.uint8) for _ in jobs]
+
+
+class SlowCpu:
+    """Two threads that take 20 ms per picture."""
+
+    workers = 2
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(2)
+        self.unfinished = 0
+        self.lock = threading.Lock()
+
+    def submit(self, target, job, pixels) -> Future:
+        with self.lock:
+            self.unfinished += 1
+        return self.pool.submit(self.finish, job)
+
+    def finish(self, job) -> SimpleNamespace:
+        time.sleep(0.02)
+        with self.lock:
+            self.unfinished -= 1
+        return SimpleNamespace(job=job)
+
+
+def test_the_gpu_stage_goes_on_while_the_queue_has_room_and_waits_when_full() -> None:
+    cpu = SlowCpu()
+    host = FakeHost(cpu)
+    renderer = Renderer(host, cpu, max_in_flight=6)  # type: ignore[arg-type]
+    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH, 1)) for n in range(40)]
+    exported = renderer.render(None, "float32", None, jobs, None, batch_size=2)  # type: ignore[arg-type]
+    assert [item.job.key for item in exported] == [job.key for job in jobs]  # in order
+    assert max(host.unfinished_at_calls) <= 6  # back-pressure: never more than the limit waiting
+    assert sum(1 for unfinished in host.unfinished_at_calls if unfinished > 0) > 10  # no wait for an empty queue
+    cpu.pool.shutdown()
+
+
+BATCH = ("generation_width", "generation_height", "steps", "guidance", "scheduler")
+
+
+@pytest.fixture(scope="module")
+def campaign_plan(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], RenderPlan]:
+    """4 jobs (2 communes x 2 audiences, one format) planned into any output folder."""
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    folder = tmp_path_factory.mktemp("campaign")
+    campaign = folder / "campaign.yaml"
+    campaign.write_text(
+        f"""
+name: Étapes
+charter: {SAMPLE_CHARTER_DIR / "charter.yaml"}
+communes: {{file: {SAMPLE_CHARTER_DIR / "communes.csv"}, names: ["Sète", "Collioure"]}}
+prompt: "poster of {{commune}}, {{landscape}}, for {{audience}}"
+season: summer
+audiences: {{residents: families, visitors: tourists}}
+formats: [instagram_square]
+steps: 3
+""",
+        encoding="utf-8",
+    )
+    return lambda out: plan_render(campaign, out)
+
+
+def pixels_by_file(out: Path) -> dict[str, np.ndarray]:
+    return {
+        str(path.relative_to(out)): np.asarray(Image.open(path).convert("RGB")).astype(int)
+        for path in sorted(out.rglob("*.png"))
+        if "thumbnails" not in path.parts
+    }
+
+
+def render_with(plan_for: Callable[[Path], RenderPlan], out: Path, workers: int, batch: int) -> dict[str, np.ndarray]:
+    renderer = Renderer(ModelHost(torch.device("cpu")), CpuStage(workers))
+    try:
+        plan = plan_for(out)
+        render_jobs(renderer, plan.setup, plan.pending, export_target(plan, out), RenderSettings(batch_size=batch))
+    finally:
+        renderer.close()
+    return pixels_by_file(out)
+
+
+def test_pictures_do_not_depend_on_worker_count_or_batch_size(campaign_plan, tmp_path: Path) -> None:
+    one_worker = render_with(campaign_plan, tmp_path / "one", workers=1, batch=4)
+    three_workers = render_with(campaign_plan, tmp_path / "three", workers=3, batch=4)
+    batch_of_one = render_with(campaign_plan, tmp_path / "single", workers=0, batch=1)
+    assert len(one_worker) == 4 and one_worker.keys() == three_workers.keys() == batch_of_one.keys()
+    for name, picture in one_worker.items():
+        assert np.array_equal(picture, three_workers[name]), name  # the CPU stage is deterministic
+        # Matrix kernels round differently by batch size; the difference stays invisible.
+        assert np.abs(picture - batch_of_one[name]).max() <= 4, name
+
+
+def test_a_failure_in_the_cpu_stage_names_the_job_and_keeps_what_was_done(
+    campaign_plan, tmp_path: Path, renderer: Renderer
+) -> None:
+    out = tmp_path / "outputs"
+    plan = campaign_plan(out)
+    broken = plan.pending[2].model_copy(update={"charter_hash": "0" * 64})
+    jobs = [*plan.pending[:2], broken]
+    pool = Renderer(renderer.host, CpuStage(1))
+    try:
+        with pytest.raises(CampaignError, match="the charter changed since the campaign was planned"):
+            render_jobs(pool, plan.setup, jobs, export_target(plan, out), RenderSettings(batch_size=1))
+    finally:
+        pool.cpu.close()
+    assert [job.key for job in campaign_plan(out).pending] == [job.key for job in plan.pending[2:]]
+
+
+def database_rows(out: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(out / "visuels.sqlite") as connection:
+        return connection.execute(query).fetchall()
+
+
+def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    campaign = make_campaign(audiences={"residents": "families", "visitors": "tourists"}, steps=2)  # 8 jobs
+    out = tmp_path / "outputs"
+    environment = os.environ | {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+    command = [sys.executable, "-c", "from flows.cli import main; raise SystemExit(main())", "render", str(campaign)]
+    command += ["--output-dir", str(out), "--batch-size", "1"]
+    killed = subprocess.Popen(command, env=environment, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None:
+        if (out / "visuels.sqlite").is_file() and database_rows(out, "SELECT COUNT(*) FROM outputs")[0][0] >= 1:
+            break
+        time.sleep(0.05)
+    assert killed.poll() is None, "the render ended before it could be killed"
+    os.killpg(killed.pid, signal.SIGKILL)  # the whole run: CLI, Prefect's server, CPU workers
+    killed.wait()
+    recorded = database_rows(out, "SELECT COUNT(*) FROM outputs")[0][0]
+    assert 1 <= recorded < 8
+
+    rerun = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{8 - recorded} rendered, {recorded} already up to date" in rerun.stdout
+
+    reference = tmp_path / "uninterrupted"
+    render_now(renderer, plan_render(campaign, reference), reference)
+    finished = pixels_by_file(out)
+    assert finished.keys() == pixels_by_file(reference).keys() and len(finished) == 8
+    for name, picture in pixels_by_file(reference).items():
+        assert np.abs(picture - finished[name]).max() <= 4, name  # batch 1 there, batch 4 here
+    assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
+    outputs = dict(database_rows(out, "SELECT file, sha256 FROM outputs"))
+    assert outputs == {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in finished}
+    exports = database_rows(out, "SELECT file, sha256, COUNT(*) FROM ledger WHERE parent_id IS NULL GROUP BY job_key")
+    assert sorted(exports) == sorted((name, sha, 1) for name, sha in outputs.items())  # one export row per file
