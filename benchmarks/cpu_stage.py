@@ -45,11 +45,11 @@ def stand_in_pictures(count: int, size: int = 512) -> list[np.ndarray]:
 def plan_jobs(folder: Path, count: int) -> tuple[list, object]:
     """``count`` jobs of a campaign over the sample charter, for an SD1.5-sized model, and their export target."""
     from pipelines.campaign import load_campaign
+    from pipelines.cpu_stage import ExportTarget
     from pipelines.database import database_url
     from pipelines.jobs import expand_jobs
     from pipelines.marking.keys import signing_files
     from pipelines.model_reference import DemoModelRef, ModelInfo
-    from pipelines.cpu_stage import ExportTarget
 
     campaign_file = folder / "campaign.yaml"
     charter = REPO / "brand_assets" / "solane"
@@ -70,7 +70,12 @@ formats: [instagram_square]
     jobs = expand_jobs(campaign, sd15, "bfloat16")
     jobs = (jobs * (count // len(jobs) + 1))[:count]
     # Each picture its own key and file, as in a real run.
-    jobs = [job.model_copy(update={"key": f"{n:064x}", "relative_path": job.relative_path.replace(job.key[:12], f"{n:012x}")}) for n, job in enumerate(jobs)]
+    jobs = [
+        job.model_copy(
+            update={"key": f"{n:064x}", "relative_path": job.relative_path.replace(job.key[:12], f"{n:012x}")}
+        )
+        for n, job in enumerate(jobs)
+    ]
     output = folder / "outputs"
     target = ExportTarget(
         output_root=output,
@@ -143,11 +148,11 @@ def throughput(jobs: list, target: object, pictures: list[np.ndarray], workers: 
 
     stage = CpuStage(workers)
     try:
-        warm = [stage.submit(target, job, picture) for job, picture in zip(jobs[:workers], pictures[:workers], strict=True)]
-        for future in warm:
-            future.result()
+        pairs = list(zip(jobs, pictures, strict=True))
+        for future in [stage.submit(target, job, picture) for job, picture in pairs[:workers]]:
+            future.result()  # every worker started and warm (charter, tables, signing)
         started = time.perf_counter()
-        futures = [stage.submit(target, job, picture) for job, picture in zip(jobs[workers:], pictures[workers:], strict=True)]
+        futures = [stage.submit(target, job, picture) for job, picture in pairs[workers:]]
         for future in futures:
             future.result()
         return len(futures) / (time.perf_counter() - started)
@@ -182,7 +187,10 @@ def main() -> None:
             rates[workers] = throughput(
                 jobs, target.model_copy(update={"output_root": folder / f"pool-{workers}"}), pictures, workers
             )
-            print(f"{workers:7d}  {rates[workers]:10.2f}  {rates[workers] / workers:10.2f}  {rates[workers] / rates[min(pools)] * min(pools):8.2f}x", flush=True)
+            speed_up = rates[workers] / rates[min(pools)] * min(pools)
+            print(
+                f"{workers:7d}  {rates[workers]:10.2f}  {rates[workers] / workers:10.2f}  {speed_up:8.2f}x", flush=True
+            )
         largest = max(pools)
         per_worker = rates[largest] / largest
         print(

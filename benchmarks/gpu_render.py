@@ -1,7 +1,14 @@
 """Rendering speed on a GPU: each speed-up alone, then the whole renderer against naive diffusers.
 
     python -m benchmarks.gpu_render variants [--family sd15 sdxl]   # the generation stage alone
-    python -m benchmarks.gpu_render --tiny                           # proves the script runs (CPU)
+    python -m benchmarks.gpu_render render [--family sd15 sdxl]     # end to end, CPU stage included
+    python -m benchmarks.gpu_render render --tiny                   # proves the script runs (CPU, demo model)
+
+End to end ("render"): the sample charter's campaign over its 79 communes, 4 audiences, format
+instagram_square (1080², PNG), every file post-processed, watermarked, signed and recorded.
+Naive: diffusers in fp16, one picture per call, then that picture's CPU stage, in one loop.
+This renderer: the model host (bf16, torch.compile) and the CPU worker pool, after a warm-up
+call that loads and compiles; images/s, peak GPU memory, how busy the GPU stage kept the GPU.
 
 Models: SD1.5 (512², 25 steps, guidance 7.5) and SDXL (1024², 30 steps) built from their
 configurations with random weights (``full_size_models``): real kernels at real sizes, no
@@ -20,10 +27,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.full_size_models import NATIVE_SIZE, Family, build
+from benchmarks.full_size_models import NATIVE_SIZE, Family, build, save
+
+REPO = Path(__file__).resolve().parents[1]
 
 STEPS = {"sd15": 25, "sdxl": 30}
 GUIDANCE = 7.5
@@ -70,6 +80,25 @@ def flops_per_image(pipeline: torch.nn.Module, family: Family) -> float:
         )
     per_step = counter.get_total_flops() - one_step
     return one_step + per_step * (STEPS[family] - 1)
+
+
+def add_random_lora(unet: torch.nn.Module, rank: int = 8) -> None:
+    """A style LoRA's shape (rank 8 on the attention projections) with random weights."""
+    from peft import LoraConfig
+
+    unet.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
+        )
+    )
+
+
+def set_lora_merged(unet: torch.nn.Module, merged: bool) -> None:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in unet.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge() if merged else module.unmerge()
 
 
 def time_calls(call: Callable[[], object], calls: int) -> float:
@@ -131,10 +160,18 @@ def variants(family: Family, peak: float) -> list[Measurement]:
     run("naive fp16", 1)
     pipeline.to(dtype=torch.bfloat16)
     run("bf16", 1)
-    batches = (4, 8, 16, 32) if family == "sd15" else (2, 4, 8)
+    batches = (4, 8, 16, 32) if family == "sd15" else (4, 8)
     for batch in batches:
         run("bf16", batch)
+    if family == "sdxl":
+        return results  # compiled SDXL: measured through the renderer (render mode)
     big = batches[-2]
+    add_random_lora(pipeline.unet)
+    run("bf16 + LoRA r8 (adapters)", big)
+    set_lora_merged(pipeline.unet, True)
+    run("bf16 + LoRA r8 (fused)", big)
+    set_lora_merged(pipeline.unet, False)
+    pipeline.unet.unload_lora()
     pipeline.unet.to(memory_format=torch.channels_last)
     pipeline.vae.to(memory_format=torch.channels_last)
     run("bf16 channels_last", big)
@@ -150,11 +187,153 @@ def variants(family: Family, peak: float) -> list[Measurement]:
     return results
 
 
+def write_campaign(folder: Path, model: dict, steps: int) -> Path:
+    charter = REPO / "brand_assets" / "solane"
+    campaign = folder / "campaign.yaml"
+    campaign.write_text(
+        json.dumps(
+            {
+                "name": "Banc GPU",
+                "charter": str(charter / "charter.yaml"),
+                "communes": {"file": str(charter / "communes.csv")},
+                "model": model,
+                "prompt": "photograph of {commune}, {landmark}, {landscape}, {season}, for {audience}",
+                "season": "summer",
+                "audiences": {
+                    "residents": "families",
+                    "visitors": "tourists",
+                    "investors": "firms",
+                    "students": "youth",
+                },
+                "formats": ["instagram_square"],
+                "steps": steps,
+                "guidance": GUIDANCE,
+                "scheduler": "euler",
+                "seed": {"policy": "per_job", "base": 1},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return campaign
+
+
+def naive_rate(model_folder: Path | None, jobs: list, target: object, device: str) -> float:
+    """A straightforward loop: diffusers in fp16 (fp32 on a CPU), one picture per call, then its CPU stage."""
+    from diffusers import DiffusionPipeline
+
+    from pipelines.cpu_stage import WorkerResources, finish_picture
+    from pipelines.demo_model import ensure_demo_model
+
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    pipeline = DiffusionPipeline.from_pretrained(model_folder or ensure_demo_model(), dtype=dtype).to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    resources = WorkerResources()
+
+    def one(job: object) -> None:
+        image = pipeline(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            width=job.generation_width,
+            height=job.generation_height,
+            num_inference_steps=job.steps,
+            guidance_scale=job.guidance,
+            generator=torch.Generator().manual_seed(job.seed),
+        ).images[0]
+        finish_picture(resources, target, job, np.asarray(image))
+
+    one(jobs[0])  # warm-up
+    started = time.perf_counter()
+    for job in jobs[1:]:
+        one(job)
+    rate = (len(jobs) - 1) / (time.perf_counter() - started)
+    resources.close()
+    return rate
+
+
+def renderer_run(
+    plan: object, target: object, device: str, workers: int, compile_models: bool, batch: int, timed: int
+) -> dict:
+    """The renderer: one warm-up call (load, compile), then ``timed`` pictures, timed."""
+    from pipelines.cpu_stage import CpuStage
+    from pipelines.model_host import ModelHost
+    from pipelines.renderer import Renderer
+
+    renderer = Renderer(ModelHost(torch.device(device), compile_models=compile_models), CpuStage(workers))
+    busy = [0.0]
+    generate = renderer.host.generate
+
+    def timed_generate(*args: object, **kwargs: object) -> list:
+        started = time.perf_counter()
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            busy[0] += time.perf_counter() - started
+
+    renderer.host.generate = timed_generate
+    setup = plan.setup
+    started = time.perf_counter()
+    renderer.render(setup.model, setup.precision, setup.lora, plan.pending[:batch], target, batch)
+    warm_up = time.perf_counter() - started
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    busy[0] = 0.0
+    jobs = plan.pending[batch : batch + timed]
+    started = time.perf_counter()
+    renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch)
+    wall = time.perf_counter() - started
+    renderer.close()
+    return {
+        "images_per_s": len(jobs) / wall,
+        "warm_up_s": warm_up,
+        "gpu_stage_busy": busy[0] / wall,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0,
+        "images": len(jobs),
+    }
+
+
+def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images: int) -> dict:
+    """Naive against this renderer, end to end, for one model family (or the demo model with --tiny)."""
+    import tempfile
+
+    from pipelines.marking.keys import init_local_chain
+    from pipelines.render import RenderSettings, export_target, plan_render
+
+    device = "cpu" if tiny else "cuda"
+    folder = Path(tempfile.mkdtemp(prefix="gpu-render-"))
+    os.environ["VISUELS_KEYS_DIR"] = str(folder / "keys")
+    init_local_chain(folder / "keys")
+    model_folder = None if tiny else save(family, folder / "model")
+    model = {"kind": "demo"} if tiny else {"kind": "diffusers", "path": str(model_folder)}
+    campaign = write_campaign(folder, model, steps=4 if tiny else STEPS[family])
+    batch = 2 if tiny else (16 if family == "sd15" else 8)
+    settings = RenderSettings(device=device, dtype="float32" if tiny else "bfloat16")
+    naive_plan = plan_render(campaign, folder / "naive", settings=settings)
+    naive = naive_rate(
+        model_folder, naive_plan.pending[:naive_images], export_target(naive_plan, folder / "naive"), device
+    )
+    print(f"{family}: naive {naive:.2f} images/s", flush=True)
+    plan = plan_render(campaign, folder / "renderer", settings=settings)
+    staged = renderer_run(plan, export_target(plan, folder / "renderer"), device, workers, not tiny, batch, timed)
+    result = {
+        "family": "demo (tiny, CPU)" if tiny else family,
+        "batch": batch,
+        "workers": workers,
+        "naive_images_per_s": naive,
+        **staged,
+    }
+    result["speed_up"] = staged["images_per_s"] / naive
+    print(result, flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", default="render", choices=["variants", "render"])
     parser.add_argument("--family", nargs="+", default=["sd15", "sdxl"], choices=["sd15", "sdxl"])
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "gpu_render.json")
+    parser.add_argument("--tiny", action="store_true", help="the demo model on the CPU: proves the script runs")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="CPU stage processes")
+    parser.add_argument("--images", type=int, default=0, help="timed pictures (default: 256 SD1.5, 64 SDXL)")
     args = parser.parse_args()
     import diffusers
 
@@ -173,6 +352,21 @@ def main() -> None:
             print(
                 f"{m.family:6} {m.variant:48} {m.batch:5d} {m.images_per_s:7.2f} {m.peak_gib:6.1f}"
                 f" {m.peak_fraction:7.1%}"
+            )
+    else:
+        families = ["demo"] if args.tiny else args.family
+        results = []
+        for family in families:
+            timed = args.images or (4 if args.tiny else 256 if family == "sd15" else 64)
+            naive_images = 3 if args.tiny else 13 if family == "sd15" else 5
+            results.append(render_mode(family, args.tiny, args.workers, timed, naive_images))
+        args.out.write_text(json.dumps(results, indent=1))
+        print(f"{'model':16} batch workers naive/s   img/s     x GPU busy   GiB  warm-up")
+        for r in results:
+            print(
+                f"{r['family']:16} {r['batch']:5d} {r['workers']:7d} {r['naive_images_per_s']:7.2f}"
+                f" {r['images_per_s']:7.2f} {r['speed_up']:5.1f} {r['gpu_stage_busy']:8.0%} {r['peak_gib']:5.1f}"
+                f" {r['warm_up_s']:7.0f}s"
             )
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from pipelines.charter import Charter, load_charter
 from pipelines.compliance import assess
 from pipelines.database import Database
-from pipelines.errors import CampaignError
+from pipelines.errors import CampaignError, ExportError, VisuelsError
 from pipelines.export import ExportedFile, export_picture
 from pipelines.jobs import RenderJob
 from pipelines.marking.keys import SigningFiles
@@ -94,14 +94,14 @@ def finish_picture(
 _process_resources: WorkerResources | None = None
 
 
-def _start_worker(parent: int) -> None:
+def _start_worker() -> None:
     global _process_resources
     _process_resources = WorkerResources()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cv2
 
     cv2.setNumThreads(1)  # one core per worker process: the pool is the parallelism
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -111,9 +111,31 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(0)
 
 
+def _clean_process_context() -> multiprocessing.context.BaseContext:
+    """Worker processes that share nothing with this one: never a fork of a process holding CUDA.
+
+    A fork server started with only this module imported forks each worker in milliseconds; spawn
+    (where there is no fork server) would also import the parent's main module in every worker,
+    with torch when that is a render worker.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def _finish_in_worker(target: ExportTarget, job: RenderJob, pixels: np.ndarray) -> ExportedFile:
     assert _process_resources is not None, "runs only in a worker started by CpuStage"
-    return finish_picture(_process_resources, target, job, pixels)
+    try:
+        return finish_picture(_process_resources, target, job, pixels)
+    except VisuelsError:
+        raise
+    except Exception as exc:
+        # Sent back as an error every process can rebuild (an exception that cannot be unpickled
+        # would break the whole pool); the full traceback goes to this worker's log.
+        log.exception("finishing %s failed", job.relative_path)
+        raise ExportError(job.relative_path, None, f"could not be finished: {type(exc).__name__}: {exc}") from None
 
 
 class CpuStage:
@@ -128,12 +150,8 @@ class CpuStage:
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                # spawn: the parent holds CUDA, which a forked child must never touch.
                 self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_worker,
-                    initargs=(os.getpid(),),
+                    max_workers=self.workers, mp_context=_clean_process_context(), initializer=_start_worker
                 )
             return self._pool
 

@@ -21,6 +21,10 @@ class VisuelsError(Exception):
         where = f"{self.file}: {self.field}" if self.field else self.file
         return f"{where}: {self.message}"
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its parts when it crosses a process boundary (a CPU worker's error).
+        return (type(self), (self.file, self.field, self.message))
+
 
 class CharterError(VisuelsError):
     """A brand charter (charter.yaml and its assets) is invalid."""

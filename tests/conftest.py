@@ -88,6 +88,26 @@ def make_campaign(charter_dir: Path, tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA on the demo UNet's attention projections, with random (non-zero) weights."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from pipelines.demo_model import build_demo_pipeline
+
+    unet = build_demo_pipeline().unet
+    torch.manual_seed(3)
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
+    folder = tmp_path_factory.mktemp("lora")
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+@pytest.fixture(scope="session")
 def renderer() -> Iterator[Renderer]:
     """A renderer finishing pictures inline, with the demo model kept loaded for the whole session."""
     import torch

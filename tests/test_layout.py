@@ -29,7 +29,7 @@ def test_pipelines_never_imports_prefect_or_flows() -> None:
 
 def test_only_marking_writes_output_pictures() -> None:
     """Every picture save in the library is in marking (outputs) or export (JPEG thumbnails):
-    no code path writes an output picture without the watermark, XMP, C2PA and ledger.
+    no code path writes an output picture without the watermark, XMP, C2PA and its record.
     Training writes its own diagnostics (validation grids, the loss curve) into the run folder
     under lora/, which is never published."""
     allowed = {
@@ -47,3 +47,13 @@ def test_only_marking_writes_output_pictures() -> None:
     assert savers <= allowed, savers - allowed
     export = (REPO / "pipelines" / "export.py").read_text(encoding="utf-8")
     assert export.count(".save(") == 1 and 'format="JPEG"' in export  # the thumbnail only
+
+
+def test_the_cpu_stage_never_imports_torch() -> None:
+    """Its worker processes start in about a second only if the model libraries stay out."""
+    import subprocess
+    import sys
+
+    script = "import sys, pipelines.cpu_stage; print(sorted({'torch', 'diffusers', 'prefect'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.strip() == "[]"

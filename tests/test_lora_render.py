@@ -6,29 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
-from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict
 
-from pipelines.demo_model import build_demo_pipeline
 from pipelines.devices import choose_device
 from pipelines.errors import ModelError
 from pipelines.model_host import LoraWeights, ModelHost
 from pipelines.model_reference import DemoModelRef
 from pipelines.render import plan_render
-
-
-@pytest.fixture(scope="module")
-def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA on the demo UNet's attention projections, with random (non-zero) weights."""
-    unet = build_demo_pipeline().unet
-    torch.manual_seed(3)
-    unet.add_adapter(
-        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
-    )
-    folder = tmp_path_factory.mktemp("lora")
-    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
-    return folder / "pytorch_lora_weights.safetensors"
 
 
 def render_first(host: ModelHost, plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:

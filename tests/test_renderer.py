@@ -112,6 +112,14 @@ def pixels_by_file(out: Path) -> dict[str, np.ndarray]:
     }
 
 
+def nearly_equal(first: np.ndarray, second: np.ndarray) -> bool:
+    """The same picture but for kernels' rounding: generation differs by batch size by a level or
+    two, and where a colour sits on the edge between two palette colours, grading may pick the
+    other one. So: mean difference under 0.05 levels, and under 0.01 % of pixels off by more than 4."""
+    difference = np.abs(first - second)
+    return difference.mean() < 0.05 and (difference.max(axis=2) > 4).mean() < 1e-4
+
+
 def render_with(plan_for: Callable[[Path], RenderPlan], out: Path, workers: int, batch: int) -> dict[str, np.ndarray]:
     renderer = Renderer(ModelHost(torch.device("cpu")), CpuStage(workers))
     try:
@@ -129,8 +137,7 @@ def test_pictures_do_not_depend_on_worker_count_or_batch_size(campaign_plan, tmp
     assert len(one_worker) == 4 and one_worker.keys() == three_workers.keys() == batch_of_one.keys()
     for name, picture in one_worker.items():
         assert np.array_equal(picture, three_workers[name]), name  # the CPU stage is deterministic
-        # Matrix kernels round differently by batch size; the difference stays invisible.
-        assert np.abs(picture - batch_of_one[name]).max() <= 4, name
+        assert nearly_equal(picture, batch_of_one[name]), name  # kernels round differently by batch size
 
 
 def test_a_failure_in_the_cpu_stage_names_the_job_and_keeps_what_was_done(
@@ -186,7 +193,7 @@ def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
     finished = pixels_by_file(out)
     assert finished.keys() == pixels_by_file(reference).keys() and len(finished) == 8
     for name, picture in pixels_by_file(reference).items():
-        assert np.abs(picture - finished[name]).max() <= 4, name  # batch 1 there, batch 4 here
+        assert nearly_equal(picture, finished[name]), name  # batch 1 there, batch 4 here
     assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
     outputs = dict(database_rows(out, "SELECT file, sha256 FROM outputs"))
     assert outputs == {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in finished}

@@ -1,0 +1,76 @@
+"""The renderer's CUDA paths on the demo model: bf16, torch.compile, fused LoRA, CPU workers.
+
+Skipped without CUDA; run on a GPU machine (`pytest -m gpu`). Full-size models are measured by
+benchmarks/gpu_render.py.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.charter import load_charter
+from pipelines.database import Database, database_url
+from pipelines.marking.keys import signing_files
+from pipelines.marking.verify import verify_file
+from pipelines.model_host import LoraWeights, ModelHost
+from pipelines.model_reference import DemoModelRef
+from pipelines.render import RenderSettings, export_target, plan_render, render_jobs
+from pipelines.renderer import Renderer
+from tests.conftest import SAMPLE_CHARTER_DIR
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def test_renders_in_bf16_with_cpu_workers_and_every_file_verifies(
+    make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "outputs"
+    plan = plan_render(make_campaign(), out, settings=RenderSettings(device="cuda"))
+    assert plan.setup.precision == "bfloat16"
+    renderer = Renderer.for_device("cuda", cpu_workers=2)
+    try:
+        exported = render_jobs(renderer, plan.setup, plan.pending, export_target(plan, out), RenderSettings())
+    finally:
+        renderer.close()
+    assert len(exported) == len(plan.jobs) == 4
+    database = Database(database_url(out))
+    charter = load_charter(SAMPLE_CHARTER_DIR)
+    for item in exported:
+        report = verify_file(out / item.job.relative_path, charter, database, signing_files().trust_anchors)
+        assert report.ok, report
+    database.close()
+
+
+def test_a_compiled_model_pads_short_batches_and_makes_the_same_pictures(
+    make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    plan = plan_render(make_campaign(formats=["story"]), tmp_path, settings=RenderSettings(device="cuda"))
+    jobs = plan.pending[:2] + plan.pending[:1]  # 3 pictures in batches of 2: the last one padded
+    eager = ModelHost(torch.device("cuda")).generate(DemoModelRef(), torch.bfloat16, None, jobs)
+    compiled = ModelHost(torch.device("cuda"), compile_models=True)
+    pictures = compiled.generate(DemoModelRef(), torch.bfloat16, None, jobs[:2], pad_to=2)
+    pictures += compiled.generate(DemoModelRef(), torch.bfloat16, None, jobs[2:], pad_to=2)
+    assert len(pictures) == 3 and np.array_equal(pictures[0], pictures[2])
+    for fast, plain in zip(pictures, eager, strict=True):
+        assert np.abs(fast.astype(int) - plain.astype(int)).mean() < 2.0  # fused bf16 kernels round differently (1.4 seen)
+
+
+def test_a_fused_lora_switches_back_and_forth_exactly_in_bf16(
+    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+) -> None:
+    plan = plan_render(make_campaign(formats=["story"]), tmp_path, settings=RenderSettings(device="cuda"))
+    host = ModelHost(torch.device("cuda"))
+    assert host.fuse_lora
+    lora = LoraWeights(path=str(lora_file), scale=1.0)
+
+    def picture(weights: LoraWeights | None) -> np.ndarray:
+        return host.generate(DemoModelRef(), torch.bfloat16, weights, plan.pending[:1])[0]
+
+    plain, styled = picture(None), picture(lora)
+    assert np.abs(plain.astype(int) - styled.astype(int)).mean() > 1.0
+    for _ in range(3):  # subtracting a fused LoRA in bf16 would drift; restoring the weights does not
+        assert np.array_equal(picture(None), plain)
+        assert np.array_equal(picture(lora), styled)
