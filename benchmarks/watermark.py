@@ -35,16 +35,14 @@ PAYLOAD = 0x0123456789ABCDEF
 
 
 def demo_picture() -> Image.Image:
-    from pipelines.devices import choose_device, choose_dtype
-    from pipelines.model_loading import load_pipeline
+    import torch
+
+    from pipelines.model_host import ModelHost
     from pipelines.model_reference import DemoModelRef
     from pipelines.third_party_logs import quiet_third_party_logs
 
     quiet_third_party_logs()
-    import torch
-
-    device = choose_device("cpu")
-    pipeline = load_pipeline(DemoModelRef(), device, choose_dtype(device))
+    pipeline = ModelHost(torch.device("cpu")).pipeline(DemoModelRef(), torch.float32, None)
     generator = torch.Generator().manual_seed(7)
     return pipeline("a village by the sea", num_inference_steps=20, generator=generator).images[0]
 

@@ -187,6 +187,10 @@ def _render(request: RenderRequest, render: RenderFlow) -> int:
         f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
         f" with {plan.setup.model_description}"
     )
+    if not plan.pending:
+        # Every file is there, recorded: no flow run, no model, no rewritten report.
+        console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
+        return 0
     started = time.perf_counter()
     summary = render(request)
     elapsed = time.perf_counter() - started

@@ -18,12 +18,11 @@ import torch
 from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from pipelines.paths import cache_dir
+from pipelines.paths import demo_model_dir
 
 log = logging.getLogger(__name__)
 
 DEMO_SEED = 20260802  # the day Article 50 applies
-DEMO_VERSION = 2  # bump when the architecture below changes
 NATIVE_SIZE = 256  # pixels; a 32x32 latent behind the 8x VAE
 VAE_CHANNELS = 4  # red, green, blue and one unused channel, at every level of the VAE
 # Latents hold (colour - 0.5), in [-0.5, 0.5]; the pipeline multiplies them by this factor so the
@@ -160,10 +159,6 @@ def build_demo_pipeline() -> StableDiffusionPipeline:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-
-
-def demo_model_dir() -> Path:
-    return cache_dir() / f"demo-model-v{DEMO_VERSION}"
 
 
 def ensure_demo_model() -> Path:

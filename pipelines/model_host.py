@@ -21,24 +21,23 @@ import diffusers
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
-from pydantic import BaseModel, ConfigDict
 
 from pipelines.errors import ModelError
 from pipelines.generation import generate
 from pipelines.hashing import sha256_json
 from pipelines.jobs import RenderJob, batch_signature
-from pipelines.model_reference import DemoModelRef, DiffusersFolderRef, HubRef, ModelRef, SingleFileRef, model_folder
+from pipelines.model_reference import (
+    DemoModelRef,
+    DiffusersFolderRef,
+    HubRef,
+    LoraWeights,
+    ModelRef,
+    SingleFileRef,
+    model_folder,
+)
+from pipelines.third_party_logs import quiet_third_party_logs
 
 log = logging.getLogger(__name__)
-
-
-class LoraWeights(BaseModel):
-    """A LoRA file (diffusers or kohya format) and the scale to apply it at."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    scale: float
 
 
 class GpuMemoryError(ModelError):
@@ -56,6 +55,7 @@ def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
 
 def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
     """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it."""
+    quiet_third_party_logs()  # no loading bars
     folder = model_folder(ref)
     try:
         if isinstance(ref, (DemoModelRef, DiffusersFolderRef)):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import ModelError
 from pipelines.hashing import cached_sha256_file, sha256_file, sha256_json
-from pipelines.paths import cache_dir
+from pipelines.paths import cache_dir, demo_model_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
 
@@ -60,6 +60,15 @@ class HubRef(_Reference):
 ModelRef = Annotated[DemoModelRef | DiffusersFolderRef | SingleFileRef | HubRef, Field(discriminator="kind")]
 
 
+class LoraWeights(BaseModel):
+    """A LoRA file (diffusers or kohya format) and the scale to apply it at."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    scale: float
+
+
 class ModelInfo(BaseModel):
     """What job expansion needs to know about a model without loading its weights."""
 
@@ -86,7 +95,9 @@ def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:
 def model_folder(ref: ModelRef) -> Path | None:
     """The local diffusers folder holding the model's configs, if there is one."""
     if isinstance(ref, DemoModelRef):
-        # Imported here: building the demo model needs torch, checking a campaign does not.
+        if (demo_model_dir() / "model_index.json").is_file():
+            return demo_model_dir()
+        # Imported here: building the demo model needs the model libraries, reading it does not.
         from pipelines.demo_model import ensure_demo_model
 
         return ensure_demo_model()

@@ -14,3 +14,11 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "visuels"
+
+
+DEMO_VERSION = 2  # bump when the demo model's architecture (pipelines/demo_model.py) changes
+
+
+def demo_model_dir() -> Path:
+    """Where the demo model is built once, in diffusers format."""
+    return cache_dir() / f"demo-model-v{DEMO_VERSION}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,11 +23,12 @@ from pipelines.errors import CampaignError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.marking.keys import signing_files
-from pipelines.model_host import LoraWeights
-from pipelines.model_reference import ModelRef, describe_model, parse_model_option
+from pipelines.model_reference import LoraWeights, ModelRef, describe_model, parse_model_option
 from pipelines.render_request import Overrides, Selection
-from pipelines.renderer import Renderer, default_batch_size
 from pipelines.report import Reports, write_reports
+
+if TYPE_CHECKING:  # the renderer imports the model libraries: planning does not need them
+    from pipelines.renderer import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,8 @@ def render_jobs(
     settings: RenderSettings,
 ) -> list[ExportedFile]:
     """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written."""
+    from pipelines.renderer import default_batch_size
+
     batch_size = settings.batch_size or default_batch_size(renderer.host.device)
     exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size)
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})

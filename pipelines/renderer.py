@@ -29,8 +29,8 @@ from pipelines.devices import DeviceName, choose_device
 from pipelines.errors import ExportError, VisuelsError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, batches
-from pipelines.model_host import LoraWeights, ModelHost
-from pipelines.model_reference import ModelRef
+from pipelines.model_host import ModelHost
+from pipelines.model_reference import LoraWeights, ModelRef
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from pipelines.charter import load_charter
 from pipelines.database import Database, database_url
 from pipelines.marking.keys import signing_files
 from pipelines.marking.verify import verify_file
-from pipelines.model_host import LoraWeights, ModelHost
-from pipelines.model_reference import DemoModelRef
+from pipelines.model_host import ModelHost
+from pipelines.model_reference import DemoModelRef, LoraWeights
 from pipelines.render import RenderSettings, export_target, plan_render, render_jobs
 from pipelines.renderer import Renderer
 from tests.conftest import SAMPLE_CHARTER_DIR
@@ -55,7 +55,9 @@ def test_a_compiled_model_pads_short_batches_and_makes_the_same_pictures(
     pictures += compiled.generate(DemoModelRef(), torch.bfloat16, None, jobs[2:], pad_to=2)
     assert len(pictures) == 3 and np.array_equal(pictures[0], pictures[2])
     for fast, plain in zip(pictures, eager, strict=True):
-        assert np.abs(fast.astype(int) - plain.astype(int)).mean() < 2.0  # fused bf16 kernels round differently (1.4 seen)
+        assert (
+            np.abs(fast.astype(int) - plain.astype(int)).mean() < 2.0
+        )  # fused bf16 kernels round differently (1.4 seen)
 
 
 def test_a_fused_lora_switches_back_and_forth_exactly_in_bf16(

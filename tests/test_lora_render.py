@@ -9,8 +9,8 @@ import torch
 
 from pipelines.devices import choose_device
 from pipelines.errors import ModelError
-from pipelines.model_host import LoraWeights, ModelHost
-from pipelines.model_reference import DemoModelRef
+from pipelines.model_host import ModelHost
+from pipelines.model_reference import DemoModelRef, LoraWeights
 from pipelines.render import plan_render
 
 

@@ -174,3 +174,69 @@ def test_one_picture_that_does_not_fit_is_a_clear_error(
     jobs = expand_jobs(load_campaign(make_campaign(formats=["story"])), describe_model(DemoModelRef()), "float32")
     with pytest.raises(GpuMemoryError, match="one picture does not fit"):
         host.generate(DemoModelRef(), torch.float32, None, jobs[:1])
+
+
+def save_tiny_sdxl(folder: Path) -> Path:
+    """An SDXL-architecture pipeline (two text encoders, text-time conditioning), tiny, random."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from pipelines.demo_model import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2}
+    text |= {"num_attention_heads": 4, "max_position_embeddings": 77, "projection_dim": 32}
+    text |= {"bos_token_id": len(tokenizer) - 2, "eos_token_id": len(tokenizer) - 1}
+    torch.manual_seed(0)
+    pipeline = StableDiffusionXLPipeline(
+        vae=AutoencoderKL(
+            block_out_channels=(32, 32, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            latent_channels=4,
+        ),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
+        tokenizer=tokenizer,
+        tokenizer_2=build_tokenizer(),
+        unet=UNet2DConditionModel(
+            sample_size=16,
+            block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            layers_per_block=1,
+            attention_head_dim=(2, 4),
+            cross_attention_dim=64,
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=80,
+            norm_num_groups=8,
+        ),
+        scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+    )
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def test_an_sdxl_checkpoint_renders_at_its_native_size(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    from pipelines.render import plan_render
+    from tests.conftest import render_now
+
+    folder = save_tiny_sdxl(tmp_path / "sdxl")
+    info = describe_model(DiffusersFolderRef(path=str(folder)))
+    assert (info.native_size, info.size_multiple) == (128, 16)  # latent 16 x the VAE's 8
+    checkpoint = tmp_path / "sdxl.safetensors"
+    checkpoint.write_bytes(b"weights")  # a single file reads its sizes from its config folder
+    single = describe_model(SingleFileRef(path=str(checkpoint), config=str(folder)))
+    assert (single.native_size, single.size_multiple) == (128, 16)
+
+    out = tmp_path / "outputs"
+    campaign = make_campaign(model={"kind": "diffusers", "path": str(folder)}, formats=["instagram_square", "story"])
+    plan = plan_render(campaign, out)
+    assert {(job.generation_width, job.generation_height) for job in plan.jobs} == {(128, 128), (96, 176)}
+    exported = render_now(renderer, plan, out, plan.pending[:2])
+    assert len(exported) == 2 and all((out / item.job.relative_path).is_file() for item in exported)

@@ -26,6 +26,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.atomic import write_with
+from pipelines.third_party_logs import quiet_third_party_logs
 from pipelines.training.dataset import TrainingSet
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ def train_lora(
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda, gradient_accumulation_steps=1)
     device = accelerator.device
+    quiet_third_party_logs()  # no loading bars
     pipeline = StableDiffusionPipeline.from_pretrained(base_folder, local_files_only=True, safety_checker=None)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(device)
