@@ -63,9 +63,9 @@ def _scheduler() -> EulerDiscreteScheduler:
     )
 
 
-def _sd15() -> StableDiffusionPipeline:
-    tokenizer = build_tokenizer()
-    unet = UNet2DConditionModel(
+def sd15_unet() -> UNet2DConditionModel:
+    """Stable Diffusion 1.5's UNet (860 M parameters), random weights."""
+    return UNet2DConditionModel(
         sample_size=64,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -74,11 +74,15 @@ def _sd15() -> StableDiffusionPipeline:
         attention_head_dim=8,
         layers_per_block=2,
     )
+
+
+def _sd15() -> StableDiffusionPipeline:
+    tokenizer = build_tokenizer()
     return StableDiffusionPipeline(
         vae=_vae(0.18215),
         text_encoder=CLIPTextModel(_clip_l(len(tokenizer))),
         tokenizer=tokenizer,
-        unet=unet,
+        unet=sd15_unet(),
         scheduler=_scheduler(),
         safety_checker=None,
         feature_extractor=None,

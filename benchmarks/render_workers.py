@@ -76,7 +76,6 @@ def main() -> None:
             api_url,
             {
                 "PREFECT_HOME": str(home),
-                "VISUELS_LEDGER": str(out / "ledger.sqlite"),
                 "PREFECT_WORKER_QUERY_SECONDS": "1",
             },
         )

@@ -1,6 +1,6 @@
 """LoRA training speed and peak memory.
 
-    .venv/bin/python benchmarks/train_lora.py [--steps 100]
+    .venv/bin/python -m benchmarks.train_lora [--steps 100]
 
 CPU: the real training run (``run_training``) on the demo model and the sample references at
 64 px and at 128 px, UNet LoRA alone and with the text encoder's; steps/s and the process's peak
@@ -98,19 +98,12 @@ def quality_runs() -> None:
 
 
 def gpu_runs(steps: int) -> None:
-    from diffusers import UNet2DConditionModel
     from peft import LoraConfig
 
+    from benchmarks.full_size_models import sd15_unet
+
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(  # Stable Diffusion 1.5's UNet configuration, random weights
-        sample_size=64,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=768,
-        attention_head_dim=8,
-        layers_per_block=2,
-    ).to("cuda")
+    unet = sd15_unet().to("cuda")
     unet.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=16, lora_alpha=16, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     optimizer = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=1e-4)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -32,10 +33,13 @@ from prefect.futures import PrefectFuture
 from prefect.task_worker import serve
 
 from pipelines.cpu_stage import ExportTarget
+from pipelines.devices import GPU_BATCH_SIZE, default_batch_size
 from pipelines.jobs import RenderJob
 from pipelines.render import RenderPlan, RenderSettings, RenderSetup, render_jobs
-from pipelines.renderer import GPU_BATCH_SIZE, Renderer, default_batch_size
 from pipelines.third_party_logs import quiet_third_party_logs
+
+if TYPE_CHECKING:  # imports the model libraries: only where a renderer is made
+    from pipelines.renderer import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,8 @@ def chunks(jobs: list[RenderJob], size: int) -> Iterator[list[RenderJob]]:
 @contextmanager
 def rendering_here(settings: RenderSettings) -> Iterator[Renderer]:
     """A renderer for this process while the block runs (a run with no render worker to send to)."""
+    from pipelines.renderer import Renderer
+
     renderer = Renderer.for_device(settings.device, settings.cpu_workers, settings.compile)
     token = process_renderer.set(renderer)
     try:

@@ -114,9 +114,10 @@ def _exit_when_orphaned(parent: int) -> None:
 def _clean_process_context() -> multiprocessing.context.BaseContext:
     """Worker processes that share nothing with this one: never a fork of a process holding CUDA.
 
-    A fork server started with only this module imported forks each worker in milliseconds; spawn
-    (where there is no fork server) would also import the parent's main module in every worker,
-    with torch when that is a render worker.
+    A fork server started with only this module imported forks each worker in milliseconds
+    (spawn, where there is none, starts an interpreter per worker). Either way a worker imports
+    the parent's main module, as multiprocessing does: entry points keep their imports light
+    (flows.render_batches imports the model libraries only where it makes a renderer).
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

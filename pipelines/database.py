@@ -105,11 +105,14 @@ def is_missing(url: str) -> bool:
 
 
 def display_url(url: str) -> str:
-    """The URL as messages show it: never a password."""
+    """The database as messages show it: a SQLite file by its path; never a password."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return parsed.database
+    return parsed.render_as_string(hide_password=True)
 
 
 class Database:

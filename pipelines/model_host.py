@@ -53,6 +53,12 @@ def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
     return pipeline_class
 
 
+def _every_component_has(folder: Path, variant: str) -> bool:
+    """Whether each component folder with weights also holds them as ``variant`` (``unet/*.fp16.safetensors``)."""
+    components = {path.parent for path in folder.glob("*/*.safetensors")}
+    return bool(components) and all(any(part.glob(f"*.{variant}.safetensors")) for part in components)
+
+
 def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
     """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it."""
     quiet_third_party_logs()  # no loading bars
@@ -62,6 +68,8 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
             assert folder is not None
             index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
             extra = {"safety_checker": None} if "safety_checker" in index else {}
+            if dtype != torch.float32 and _every_component_has(folder, "fp16"):
+                extra["variant"] = "fp16"  # half the bytes to read, and nothing to convert
             return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
         if isinstance(ref, SingleFileRef):
             assert folder is not None

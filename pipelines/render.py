@@ -18,7 +18,7 @@ from pipelines.atomic import remove_leftover_temporaries
 from pipelines.campaign import Campaign, CommuneSelection, load_campaign, select_communes
 from pipelines.cpu_stage import ExportTarget
 from pipelines.database import Database, database_url, is_missing
-from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
+from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype, default_batch_size
 from pipelines.errors import CampaignError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, expand_jobs
@@ -181,8 +181,6 @@ def render_jobs(
     settings: RenderSettings,
 ) -> list[ExportedFile]:
     """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written."""
-    from pipelines.renderer import default_batch_size
-
     batch_size = settings.batch_size or default_batch_size(renderer.host.device)
     exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size)
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})

@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from pipelines.cpu_stage import CpuStage, ExportTarget
-from pipelines.devices import DeviceName, choose_device
+from pipelines.devices import DeviceName, choose_device, default_cpu_workers
 from pipelines.errors import ExportError, VisuelsError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, batches
@@ -33,19 +33,6 @@ from pipelines.model_host import ModelHost
 from pipelines.model_reference import LoraWeights, ModelRef
 
 log = logging.getLogger(__name__)
-
-GPU_BATCH_SIZE = 16  # SD1.5 on an H100: 97 % of batch 32's speed for half its memory (RESULTS.md)
-CPU_BATCH_SIZE = 4
-
-
-def default_batch_size(device: torch.device) -> int:
-    return GPU_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
-
-
-def default_cpu_workers(device: torch.device) -> int:
-    """On a GPU machine every core but two finishes pictures (one feeds the GPU); on a CPU
-    the model needs the cores, so one worker overlaps finishing with the next generation."""
-    return max(1, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 1
 
 
 class Renderer:
@@ -63,6 +50,10 @@ class Renderer:
         """The usual set-up: ``cpu_workers`` 0 picks a number for the device."""
         chosen = choose_device(device)
         workers = cpu_workers or default_cpu_workers(chosen)
+        if chosen.type == "cpu":
+            # The model and the workers share the cores; oversubscribed, both slow down (the demo
+            # on 2 cores: 62.9 s with 2 torch threads beside a worker, 49.7 s with 1).
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
         host = ModelHost(chosen, keep_models=keep_models if chosen.type == "cuda" else 1, compile_models=compile_models)
         return cls(host, CpuStage(workers))
 

@@ -240,3 +240,19 @@ def test_an_sdxl_checkpoint_renders_at_its_native_size(
     assert {(job.generation_width, job.generation_height) for job in plan.jobs} == {(128, 128), (96, 176)}
     exported = render_now(renderer, plan, out, plan.pending[:2])
     assert len(exported) == 2 and all((out / item.job.relative_path).is_file() for item in exported)
+
+
+def test_a_folder_with_fp16_weights_loads_them_in_half_precision(tmp_path: Path) -> None:
+    from pipelines.demo_model import build_demo_pipeline
+    from pipelines.model_host import load_from_files
+
+    folder = tmp_path / "model"
+    build_demo_pipeline().save_pretrained(folder)
+    marked = build_demo_pipeline().to(torch.float16)  # as SD checkpoints ship: *.fp16.safetensors
+    with torch.no_grad():
+        marked.unet.conv_in.weight.zero_()  # so the test can tell which file was read
+    marked.save_pretrained(folder, variant="fp16")
+    half = load_from_files(DiffusersFolderRef(path=str(folder)), torch.bfloat16)
+    full = load_from_files(DiffusersFolderRef(path=str(folder)), torch.float32)
+    assert half.unet.dtype == torch.bfloat16 and not half.unet.conv_in.weight.any()
+    assert full.unet.dtype == torch.float32 and full.unet.conv_in.weight.any()

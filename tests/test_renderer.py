@@ -157,6 +157,8 @@ def test_a_failure_in_the_cpu_stage_names_the_job_and_keeps_what_was_done(
 
 
 def database_rows(out: Path, query: str) -> list[tuple]:
+    if not (out / "visuels.sqlite").is_file():
+        raise sqlite3.OperationalError("no database yet")  # connecting would create an empty file
     with sqlite3.connect(out / "visuels.sqlite") as connection:
         return connection.execute(query).fetchall()
 
@@ -175,8 +177,11 @@ def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
     killed = subprocess.Popen(command, env=environment, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and killed.poll() is None:
-        if (out / "visuels.sqlite").is_file() and database_rows(out, "SELECT COUNT(*) FROM outputs")[0][0] >= 1:
-            break
+        try:
+            if database_rows(out, "SELECT COUNT(*) FROM outputs")[0][0] >= 1:
+                break
+        except sqlite3.OperationalError:
+            pass  # no database, or no tables yet
         time.sleep(0.05)
     assert killed.poll() is None, "the render ended before it could be killed"
     os.killpg(killed.pid, signal.SIGKILL)  # the whole run: CLI, Prefect's server, CPU workers
