@@ -142,8 +142,8 @@ def measure_variant(
     )
 
 
-def variants(family: Family, peak: float) -> list[Measurement]:
-    """Each speed-up added in turn, generation only (no CPU stage)."""
+def variants(family: Family, peak: float, lora_only: bool = False) -> list[Measurement]:
+    """Each speed-up added in turn, generation only (no CPU stage); or just LoRA adapters vs fused."""
     results = []
     pipeline = build(family, "cuda", torch.float16)
     flops = flops_per_image(pipeline, family)
@@ -157,20 +157,26 @@ def variants(family: Family, peak: float) -> list[Measurement]:
             print(f"{family} {variant} batch {batch}: out of memory", flush=True)
             torch.cuda.empty_cache()
 
-    run("naive fp16", 1)
-    pipeline.to(dtype=torch.bfloat16)
-    run("bf16", 1)
     batches = (4, 8, 16, 32) if family == "sd15" else (4, 8)
-    for batch in batches:
-        run("bf16", batch)
+    big = batches[-2]
+    if lora_only:
+        pipeline.to(dtype=torch.bfloat16)
+        run("bf16", big)
+    else:
+        run("naive fp16", 1)
+        pipeline.to(dtype=torch.bfloat16)
+        run("bf16", 1)
+        for batch in batches:
+            run("bf16", batch)
     if family == "sdxl":
         return results  # compiled SDXL: measured through the renderer (render mode)
-    big = batches[-2]
     add_random_lora(pipeline.unet)
     run("bf16 + LoRA r8 (adapters)", big)
     set_lora_merged(pipeline.unet, True)
     run("bf16 + LoRA r8 (fused)", big)
     set_lora_merged(pipeline.unet, False)
+    if lora_only:
+        return results
     pipeline.unet.unload_lora()
     pipeline.unet.to(memory_format=torch.channels_last)
     pipeline.vae.to(memory_format=torch.channels_last)
@@ -332,6 +338,7 @@ def main() -> None:
     parser.add_argument("--family", nargs="+", default=["sd15", "sdxl"], choices=["sd15", "sdxl"])
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "gpu_render.json")
     parser.add_argument("--tiny", action="store_true", help="the demo model on the CPU: proves the script runs")
+    parser.add_argument("--lora-only", action="store_true", help="variants: only a LoRA as adapters vs fused")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="CPU stage processes")
     parser.add_argument("--images", type=int, default=0, help="timed pictures (default: 256 SD1.5, 64 SDXL)")
     args = parser.parse_args()
@@ -345,7 +352,7 @@ def main() -> None:
     if args.mode == "variants":
         peak = matmul_peak_tflops()
         print(f"bf16 matmul 8192³: {peak:.0f} TFLOP/s", flush=True)
-        results = [m for family in args.family for m in variants(family, peak)]
+        results = [m for family in args.family for m in variants(family, peak, args.lora_only)]
         args.out.write_text(json.dumps([asdict(m) for m in results], indent=1))
         print(f"{'family':6} {'variant':48} {'batch':>5} {'img/s':>7} {'GiB':>6} {'of peak':>7}")
         for m in results:
