@@ -27,20 +27,25 @@ Family = Literal["sd15", "sdxl"]
 NATIVE_SIZE = {"sd15": 512, "sdxl": 1024}
 
 
-def _clip_l(tokenizer_size: int) -> CLIPTextConfig:
-    """CLIP ViT-L/14's text tower (SD1.5's encoder and SDXL's first); our byte-level tokenizer's ids fit."""
+def _clip_text(tokenizer_size: int, width: int, layers: int, heads: int, activation: str) -> CLIPTextConfig:
+    """A CLIP text tower at full size (77 tokens, CLIP's vocabulary); our byte-level tokenizer's ids fit."""
     return CLIPTextConfig(
         vocab_size=49408,
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         max_position_embeddings=77,
-        hidden_act="quick_gelu",
-        projection_dim=768,
+        hidden_act=activation,
+        projection_dim=width,
         bos_token_id=tokenizer_size - 2,
         eos_token_id=tokenizer_size - 1,
     )
+
+
+def _clip_l(tokenizer_size: int) -> CLIPTextConfig:
+    """CLIP ViT-L/14's text tower: SD1.5's encoder and SDXL's first."""
+    return _clip_text(tokenizer_size, width=768, layers=12, heads=12, activation="quick_gelu")
 
 
 def _vae(scaling_factor: float) -> AutoencoderKL:
@@ -106,18 +111,8 @@ def _sdxl() -> StableDiffusionXLPipeline:
         projection_class_embeddings_input_dim=2816,
         layers_per_block=2,
     )
-    big_g = CLIPTextConfig(  # OpenCLIP ViT-bigG/14's text tower, with its projection
-        vocab_size=49408,
-        hidden_size=1280,
-        intermediate_size=5120,
-        num_hidden_layers=32,
-        num_attention_heads=20,
-        max_position_embeddings=77,
-        hidden_act="gelu",
-        projection_dim=1280,
-        bos_token_id=len(tokenizer) - 2,
-        eos_token_id=len(tokenizer) - 1,
-    )
+    # OpenCLIP ViT-bigG/14's text tower, with its projection: SDXL's second encoder.
+    big_g = _clip_text(len(tokenizer), width=1280, layers=32, heads=20, activation="gelu")
     return StableDiffusionXLPipeline(
         vae=_vae(0.13025),
         text_encoder=CLIPTextModel(_clip_l(len(tokenizer))),

@@ -167,19 +167,15 @@ class CpuStage:
         try:
             return self._executor().submit(_finish_in_worker, target, job, pixels)
         except BrokenProcessPool:
-            self.reset()  # a worker died earlier: that run failed; this one gets a fresh pool
+            self._drop_pool(wait=False)  # a worker died earlier: that run failed; this one gets a fresh pool
             return self._executor().submit(_finish_in_worker, target, job, pixels)
 
-    def reset(self) -> None:
-        """Drop a broken pool (a worker process died); the next picture starts a new one."""
+    def _drop_pool(self, wait: bool) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._drop_pool(wait=True)
         self._inline.close()

@@ -127,11 +127,10 @@ class Database:
                 url, None, "not a database URL (expected e.g. sqlite:///path or postgresql://…)"
             ) from None
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if must_exist and is_missing(url):
+            raise DatabaseError(str(parsed.database), None, "database not found")
         if self.is_sqlite and parsed.database:
-            path = Path(parsed.database)
-            if must_exist and not path.is_file():
-                raise DatabaseError(path, None, "database not found")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = self._engine(url)
             with self.engine.begin() as connection:

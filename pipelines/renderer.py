@@ -77,8 +77,7 @@ class Renderer:
             job, future = in_flight.popleft()
             try:
                 item = future.result()
-            except BrokenProcessPool:
-                self.cpu.reset()
+            except BrokenProcessPool:  # the stage starts a fresh pool on its next picture
                 raise ExportError(job.relative_path, None, "a CPU worker process died while finishing it") from None
             except VisuelsError:
                 raise
