@@ -24,6 +24,7 @@ from pipelines.third_party_logs import quiet_third_party_logs
 
 if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
     from pipelines.database import Database
+    from pipelines.derivatives import Derivative
     from pipelines.render import RenderSummary
     from pipelines.training.run import TrainingSummary
 
@@ -105,6 +106,46 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")
     verify.add_argument("--database", help=DATABASE_HELP)
     verify.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="charter whose label to look for")
+
+    finalize = commands.add_parser(
+        "finalize", help="mark again files edited outside visuels (Photoshop, GIMP...) from their original"
+    )
+    finalize.add_argument("files", nargs="+", type=Path, metavar="EDITED")
+    finalize.add_argument(
+        "--from",
+        dest="original",
+        type=Path,
+        metavar="ORIGINAL",
+        help="the exported file they were edited from (default: found through each file's watermark)",
+    )
+    finalize.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="a file, or a folder for several (default: beside each, NAME-final.EXT)",
+    )
+    finalize.add_argument("--database", help=DATABASE_HELP)
+    finalize.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check them against")
+
+    retouch = commands.add_parser(
+        "retouch", help="repaint part of an output with the model that made it; each variant is marked again"
+    )
+    retouch.add_argument("image", type=Path, metavar="IMAGE", help="an exported file")
+    retouch.add_argument(
+        "--mask", type=Path, help="white where to repaint, black elsewhere (or painted on transparency)"
+    )
+    retouch.add_argument("--prompt", required=True, help="what to paint")
+    retouch.add_argument("--mode", choices=["inpaint", "img2img"], default="inpaint")
+    retouch.add_argument("--variants", type=_positive, default=4, help="how many (default: 4)")
+    retouch.add_argument("--strength", type=float, default=0.85, help="0 keeps the picture, 1 repaints (default: 0.85)")
+    retouch.add_argument("--seed", type=int, default=0, help="variant i uses seed + i (default: 0)")
+    retouch.add_argument("-o", "--output-dir", type=Path, help="where to write the variants (default: beside IMAGE)")
+    retouch.add_argument("--model", help="the model that made IMAGE, if its record cannot say where it is")
+    retouch.add_argument("--lora", help="the LoRA that made IMAGE, if its record cannot say where it is")
+    retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+    retouch.add_argument("--database", help=DATABASE_HELP)
+    retouch.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check them against")
 
     keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
     keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
@@ -212,6 +253,13 @@ def _database(option: str | None) -> Database:
     return Database(url_option(option) if option else database_url(Path("outputs")), must_exist=True)
 
 
+def _output_root(database: Database) -> Path:
+    """Where the files this database records are (their ledger names are relative to it)."""
+    from pipelines.database import output_root_of
+
+    return output_root_of(database.url, Path("outputs"))
+
+
 def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, charter_path: Path) -> int:
     """0: every layer of every file is there and valid; 1: some layer is not; 2: a file is unreadable."""
     import json
@@ -238,6 +286,12 @@ def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, c
                 if record
                 else "no ledger record"
             )
+            if report.original:
+                original = report.original
+                where += (
+                    f"; made from {original['file']} (ledger #{original['ledger_id']},"
+                    f" job {original['job_key'][:12]}, sha256 {original['sha256'][:12]})"
+                )
             console.print(
                 f"{'ok ' if report.ok else 'BAD'} {report.file}: label {'yes' if report.label_seen else 'no'}, "
                 f"watermark {report.watermark or 'none'}, XMP {'yes' if report.xmp_source_type else 'no'}, "
@@ -248,6 +302,95 @@ def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, c
     if any(report.error for report in reports):
         return EXIT_BAD_INPUT
     return 0 if all(report.ok for report in reports) else 1
+
+
+def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path | None]:
+    if output is None:
+        return [None] * len(files)
+    if len(files) > 1 or output.is_dir():
+        if output.exists() and not output.is_dir():
+            raise VisuelsError(output, "--output", "with several files, OUT must be a folder")
+        return [output / path.name for path in files]
+    return [output]
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    """0: every file marked and within the charter; 1: marked, but some charter check failed; 2: bad input."""
+    from pipelines.charter import load_charter
+    from pipelines.derivatives import finalize_file
+    from pipelines.marking.keys import signing_files
+
+    charter = load_charter(args.charter)
+    signing = signing_files()
+    targets = _finalize_targets(args.files, args.output)
+    database = _database(args.database)
+    status = 0
+    try:
+        for path, target in zip(args.files, targets, strict=True):
+            done = finalize_file(path, args.original, target, charter, database, signing, _output_root(database))
+            _print_derivative(path, done)
+            if not done.check.passed:
+                status = 1
+    finally:
+        database.close()
+    return status
+
+
+def _print_derivative(source: Path, done: Derivative) -> None:
+    check = done.check
+    state = "already marked" if done.already_done else "marked"
+    where = f"changed {check.changed_share:.1%} of the pixels" + (
+        f" in {check.changed_box}" if check.changed_box else ""
+    )
+    verdict = "charter ok" if check.passed else "charter: " + "; ".join(check.reasons)
+    console.print(
+        f"{'ok ' if check.passed else 'CHECK'} {source} -> {done.file}: {state} (ledger #{done.ledger_id},"
+        f" from {done.original.file} #{done.original.ledger_id}); {where}; {verdict}",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _retouch(args: argparse.Namespace) -> int:
+    """Variants of an output, each marked and recorded; 1 if one fails a charter check."""
+    from pipelines.charter import load_charter
+    from pipelines.derivatives import file_type_of, find_original, mark_derivative
+    from pipelines.devices import choose_device, choose_dtype
+    from pipelines.image_input import read_mask, read_picture
+    from pipelines.marking.keys import signing_files
+    from pipelines.model_host import ModelHost
+    from pipelines.retouch import RetouchSettings, retouch, retouch_edit, retouch_model
+
+    try:
+        settings = RetouchSettings(
+            prompt=args.prompt, mode=args.mode, variants=args.variants, strength=args.strength, seed=args.seed
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise VisuelsError("visuels retouch", "--" + str(first["loc"][-1]), first["msg"]) from None
+    charter = load_charter(args.charter)
+    signing = signing_files()
+    database = _database(args.database)
+    status = 0
+    try:
+        original = find_original(database, args.image, _output_root(database), "IMAGE")
+        picture = read_picture(original.path, "IMAGE")
+        mask = read_mask(args.mask, picture.size, "--mask") if args.mask else None
+        model = retouch_model(database, original, args.model, args.lora)
+        file_type_of(original.path)  # a format the variants can be written in, before any work
+        device = choose_device(args.device)
+        console.print(f"{settings.variants} variant(s) of {args.image} with {model.description} on {device}")
+        variants = retouch(ModelHost(device), model, picture, mask, settings, choose_dtype(device))
+        folder = args.output_dir or args.image.parent
+        for number, variant in enumerate(variants):
+            target = folder / f"{args.image.stem}-retouch-{settings.seed + number}{original.path.suffix}"
+            edit = retouch_edit(model, settings, number)
+            done = mark_derivative(variant, original, target, edit, charter, database, signing, _output_root(database))
+            _print_derivative(args.image, done)
+            status = status or (0 if done.check.passed else 1)
+    finally:
+        database.close()
+    return status
 
 
 def _keys_init(folder: Path | None) -> int:
@@ -331,6 +474,11 @@ def main(argv: Sequence[str] | None = None, render: RenderFlow | None = None, tr
             return _ledger_verify(args.database)
         if args.command == "verify":
             return _verify(args.files, args.json, args.database, args.charter)
+        if args.command == "finalize":
+            return _finalize(args)
+        if args.command == "retouch":
+            quiet_third_party_logs()
+            return _retouch(args)
         quiet_third_party_logs()
         if args.command == "train":
             if train is None:

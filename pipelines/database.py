@@ -6,8 +6,8 @@ writes a file, then commits its ledger row and its outputs row in one transactio
 counts as done exactly when its record does.
 
 The schema lives here, in one place: ``ledger`` (append-only, hash-chained, one row per export,
-review or retouch) and ``outputs`` (per job key: the file, its hashes and compliance: what the
-next run skips).
+review or retouch), ``outputs`` (per job key: the file, its hashes and compliance: what the
+next run skips) and ``sources`` (which model and LoRA files a hash names, for retouching).
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ outputs_table = Table(
     Column("ledger_id", Integer, nullable=False),
     Index("outputs_campaign", "campaign"),
 )
+sources_table = Table(
+    "sources",
+    metadata,
+    Column("hash", Text, primary_key=True),  # a model's or LoRA's hash, as jobs and ledger rows hold it
+    Column("kind", Text, nullable=False),  # model or lora
+    Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA path)
+)
 _SQLITE_APPEND_ONLY = (
     "CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger"
     " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END",
@@ -102,6 +109,17 @@ def is_missing(url: str) -> bool:
     except ArgumentError:
         return False
     return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(parsed.database).is_file()
+
+
+def output_root_of(url: str, default: Path) -> Path:
+    """The output folder a database records files relative to: a SQLite file's folder, else ``default``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return default
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return Path(parsed.database).resolve().parent
+    return default
 
 
 def display_url(url: str) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines import manifest
+from pipelines import manifest, model_sources
 from pipelines.atomic import remove_leftover_temporaries
 from pipelines.campaign import Campaign, CommuneSelection, load_campaign, select_communes
 from pipelines.cpu_stage import ExportTarget
@@ -182,6 +182,12 @@ def render_jobs(
 ) -> list[ExportedFile]:
     """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written."""
     batch_size = settings.batch_size or default_batch_size(renderer.host.device)
+    if jobs:  # so that a retouch can load the same model and LoRA, from their hashes
+        database = Database(target.database_url)
+        try:
+            model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].lora_hash, setup.lora)
+        finally:
+            database.close()
     exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size)
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))

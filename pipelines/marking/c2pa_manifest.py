@@ -20,9 +20,21 @@ from pipelines.marking.xmp import DigitalSourceType
 WATERMARK_ALGORITHM = "org.visuels.tiled-spread-spectrum.1"
 
 
+INGREDIENT_LABEL = "original"
+
+
+@dataclass(frozen=True)
+class Ingredient:
+    """The picture an edited one was made from, embedded as the new manifest's parent."""
+
+    title: str
+    data: bytes
+    mime_type: str
+
+
 @dataclass(frozen=True)
 class Provenance:
-    """What the manifest says about how the picture was made."""
+    """What the manifest says about how the picture was made (or edited, from ``parent``)."""
 
     title: str
     source_type: DigitalSourceType
@@ -30,6 +42,27 @@ class Provenance:
     model_hash: str
     lora_hash: str | None
     watermark_id: str
+    parent: Ingredient | None = None
+
+
+def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
+    watermarked = {"action": "c2pa.watermarked", "softwareAgent": {"name": "visuels", "version": software}}
+    if provenance.parent is None:
+        created = {
+            "action": "c2pa.created",
+            "digitalSourceType": provenance.source_type.value,
+            "softwareAgent": {"name": agent, "version": software},
+        }
+        return [created, watermarked]
+    # An edit: the original opened as the parent ingredient, then edited (by a person, an
+    # inpainting model, or both: a composite with generated parts).
+    opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [INGREDIENT_LABEL]}}
+    edited = {
+        "action": "c2pa.edited",
+        "digitalSourceType": provenance.source_type.value,
+        "softwareAgent": {"name": agent, "version": software},
+    }
+    return [opened, edited, watermarked]
 
 
 def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
@@ -41,19 +74,7 @@ def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
         "title": provenance.title,
         "format": mime_type,
         "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": provenance.source_type.value,
-                            "softwareAgent": {"name": agent, "version": software},
-                        },
-                        {"action": "c2pa.watermarked", "softwareAgent": {"name": "visuels", "version": software}},
-                    ]
-                },
-            },
+            {"label": "c2pa.actions.v2", "data": {"actions": _actions(provenance, agent, software)}},
             {
                 "label": "c2pa.soft-binding",
                 "data": {
@@ -84,6 +105,10 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
     try:
         signer = c2pa.Signer.from_info(info)
         builder = c2pa.Builder(json.dumps(manifest_definition(provenance, mime_type)), context=_context(None))
+        if provenance.parent is not None:
+            parent = provenance.parent
+            ingredient = {"title": parent.title, "relationship": "parentOf", "label": INGREDIENT_LABEL}
+            builder.add_ingredient(ingredient, parent.mime_type, io.BytesIO(parent.data))
         output = io.BytesIO()
         builder.sign(signer, mime_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
@@ -96,6 +121,7 @@ class ManifestState:
     state: str  # Trusted, Valid, Invalid or missing
     soft_binding: str | None
     source_type: str | None
+    edited_from: str | None = None  # the parent ingredient's title, for an edit
 
 
 def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState:
@@ -111,13 +137,16 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             return ManifestState(state="missing", soft_binding=None, source_type=None)
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
-    soft_binding = source_type = None
+    soft_binding = source_type = edited_from = None
+    for ingredient in active.get("ingredients", []):
+        if ingredient.get("relationship") == "parentOf":
+            edited_from = ingredient.get("title")
     for assertion in active.get("assertions", []):
         if assertion.get("label", "").startswith("c2pa.soft-binding"):
             blocks = assertion.get("data", {}).get("blocks", [])
             soft_binding = blocks[0].get("value") if blocks else None
         if assertion.get("label", "").startswith("c2pa.actions"):
             for action in assertion.get("data", {}).get("actions", []):
-                if action.get("action") == "c2pa.created":
+                if action.get("action") in ("c2pa.created", "c2pa.edited"):
                     source_type = action.get("digitalSourceType")
-    return ManifestState(state=str(state), soft_binding=soft_binding, source_type=source_type)
+    return ManifestState(state=str(state), soft_binding=soft_binding, source_type=source_type, edited_from=edited_from)

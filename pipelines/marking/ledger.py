@@ -98,3 +98,27 @@ def find(database: Database, watermark: str | None = None, phash: str | None = N
         if close:
             return min(close, key=lambda item: item[0])[1], "perceptual hash"
     return None, None
+
+
+def by_sha256(database: Database, sha256: str) -> dict | None:
+    """The newest row recording a file with exactly these bytes."""
+    rows = _rows(database, ledger_table.c.sha256 == sha256)
+    return rows[-1] if rows else None
+
+
+def by_job_key(database: Database, job_key: str) -> dict | None:
+    rows = _rows(database, ledger_table.c.job_key == job_key)
+    return rows[-1] if rows else None
+
+
+def lineage(database: Database, row: dict) -> list[dict]:
+    """``row``, then the row it points at, and so on back to the first export: reviews, retouches, edits."""
+    chain = [row]
+    seen = {row["id"]}
+    while chain[-1]["parent_id"] is not None and chain[-1]["parent_id"] not in seen:
+        parents = _rows(database, ledger_table.c.id == chain[-1]["parent_id"])
+        if not parents:
+            break
+        chain.append(parents[0])
+        seen.add(parents[0]["id"])
+    return chain

@@ -17,7 +17,7 @@ from PIL import Image, PngImagePlugin
 
 from pipelines.atomic import write_bytes_atomic
 from pipelines.marking import ledger, watermark
-from pipelines.marking.c2pa_manifest import Provenance, sign_asset
+from pipelines.marking.c2pa_manifest import Ingredient, Provenance, sign_asset
 from pipelines.marking.keys import SigningFiles
 from pipelines.marking.phash import perceptual_hash
 from pipelines.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
@@ -65,18 +65,30 @@ def encode(image: Image.Image, file_type: str, dpi: int, xmp: str) -> bytes:
 
 
 def write_marked(
-    image: Image.Image, target: Path, file_type: str, entry: ledger.LedgerEntry, dpi: int, context: MarkingContext
+    image: Image.Image,
+    target: Path,
+    file_type: str,
+    entry: ledger.LedgerEntry,
+    dpi: int,
+    context: MarkingContext,
+    parent: Ingredient | None = None,
 ) -> MarkedFile:
-    """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write atomically."""
+    """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write atomically.
+
+    ``parent``: the picture this one was edited from (a retouch, outside edits). The file is
+    then a composite with generated parts, and its manifest records the edit of its parent.
+    """
     pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
-    xmp = xmp_packet(DigitalSourceType.generated, context.creator, SOFTWARE)
+    source_type = DigitalSourceType.generated if parent is None else DigitalSourceType.composite
+    xmp = xmp_packet(source_type, context.creator, SOFTWARE)
     provenance = Provenance(
         title=target.name,
-        source_type=DigitalSourceType.generated,
+        source_type=source_type,
         model=context.model,
         model_hash=entry.model_hash,
         lora_hash=entry.lora_hash,
         watermark_id=entry.watermark,
+        parent=parent,
     )
     encoded = encode(Image.fromarray(pixels), file_type, dpi, xmp)
     signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last

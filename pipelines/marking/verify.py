@@ -40,8 +40,11 @@ class FileReport(BaseModel):
     xmp_source_type: str | None = None
     c2pa: str = "missing"
     c2pa_soft_binding: str | None = None
+    c2pa_edited_from: str | None = None  # the parent ingredient's title, for an edited file
     ledger_record: dict | None = None
     found_by: str | None = None
+    original: dict | None = None  # for a retouched or edited file: the output it was made from
+    lineage: list[dict] = []  # its ledger rows, newest first, back to the first export
     ok: bool = False
 
 
@@ -104,6 +107,14 @@ def _read_pixels_and_xmp(path: Path) -> tuple[np.ndarray, str | None]:
     return pixels, xmp
 
 
+def _original(chain: list[dict]) -> dict | None:
+    """The first row of another job in a file's lineage: the output a derivative was made from."""
+    for row in chain[1:]:
+        if row["job_key"] != chain[0]["job_key"]:
+            return {"file": row["file"], "job_key": row["job_key"], "sha256": row["sha256"], "ledger_id": row["id"]}
+    return None
+
+
 def verify_file(path: Path, charter: Charter, database: Database, trust_anchors: Path | None) -> FileReport:
     """Check every marking layer of one file; a file that cannot be read gets an error, not an exception."""
     report = FileReport(file=str(path))
@@ -123,6 +134,7 @@ def verify_file(path: Path, charter: Charter, database: Database, trust_anchors:
     record, found_by = ledger.find(database, watermark=mark, phash=perceptual_hash(pixels))
     source = SOURCE_TYPE.search(xmp) if xmp else None
     manifest = read_manifest_state(path, trust_anchors)
+    chain = ledger.lineage(database, record) if record else []
     report = report.model_copy(
         update={
             "label_seen": label_seen(pixels, charter),
@@ -131,8 +143,13 @@ def verify_file(path: Path, charter: Charter, database: Database, trust_anchors:
             "xmp_source_type": source.group(1) if source else None,
             "c2pa": manifest.state,
             "c2pa_soft_binding": manifest.soft_binding,
+            "c2pa_edited_from": manifest.edited_from,
             "ledger_record": record,
             "found_by": found_by,
+            "original": _original(chain),
+            "lineage": [
+                {key: row[key] for key in ("id", "file", "job_key", "sha256", "prompt", "approval")} for row in chain
+            ],
         }
     )
     complete = (
