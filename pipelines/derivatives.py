@@ -180,6 +180,13 @@ def _touched(changed: np.ndarray, box: Box) -> bool:
     return region.size > 0 and float(region.mean()) > TOUCHED_SHARE
 
 
+def changed_pixels(original: Image.Image, edited: Image.Image) -> np.ndarray:
+    """Where the edited picture differs from the original (compared at the original's size)."""
+    compared = edited.resize(original.size, Image.Resampling.LANCZOS) if edited.size != original.size else edited
+    difference = np.abs(np.asarray(compared, dtype=np.int16) - np.asarray(original, dtype=np.int16)).max(axis=2)
+    return difference > CHANGE_THRESHOLD
+
+
 def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, record: Original) -> EditCheck:
     """Compare the derivative with its original and the charter; report, never repaint."""
     reasons = []
@@ -189,9 +196,7 @@ def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, rec
             f"size changed from {original.width}x{original.height} to {edited.width}x{edited.height}"
             " (the format's size)"
         )
-    compared = edited.resize(original.size, Image.Resampling.LANCZOS) if size_changed else edited
-    difference = np.abs(np.asarray(compared, dtype=np.int16) - np.asarray(original, dtype=np.int16)).max(axis=2)
-    changed = difference > CHANGE_THRESHOLD
+    changed = changed_pixels(original, edited)
     rows, columns = np.nonzero(changed)
     changed_box = (
         (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1) if rows.size else None
@@ -311,7 +316,10 @@ def mark_derivative(
     parent_format = Image.open(io.BytesIO(original.data)).format or "PNG"
     parent = Ingredient(title=original.path.name, data=original.data, mime_type=f"image/{parent_format.lower()}")
     context = MarkingContext(creator=charter.spec.creator, model=edit.description[:80], signing=signing)
-    marked = write_marked(edited, target, file_type, entry, dpi, context, parent=parent)
+    # The original's mark is taken out where its pixels were kept, so only the new payload is read.
+    kept = None if edited.size != original_image.size else ~changed_pixels(original_image, edited)
+    unmarked = watermark.remove(np.asarray(edited), int(row["watermark"], 16), kept)
+    marked = write_marked(Image.fromarray(unmarked), target, file_type, entry, dpi, context, parent=parent)
     with database.transaction() as connection:
         ledger_id = ledger.append(connection, marked.record)
     return Derivative(

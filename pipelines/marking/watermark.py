@@ -152,6 +152,16 @@ def embed(rgb: np.ndarray, payload: int, key: int = DEFAULT_KEY) -> np.ndarray:
     return np.clip(np.rint(marked), 0, 255).astype(np.uint8)
 
 
+def remove(rgb: np.ndarray, payload: int, where: np.ndarray | None = None, key: int = DEFAULT_KEY) -> np.ndarray:
+    """Subtract the payload's pattern (where ``where`` is True): a derivative's unchanged areas still
+    carry their original's mark, which would otherwise garble the new payload laid over it."""
+    height, width = rgb.shape[:2]
+    pattern = AMPLITUDE * cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
+    if where is not None:
+        pattern = pattern * where
+    return np.clip(np.rint(rgb.astype(np.float32) - pattern[..., None]), 0, 255).astype(np.uint8)
+
+
 def _whitened_residual(rgb: np.ndarray) -> np.ndarray:
     """Canonical-grid luminance minus its smooth part, divided by the local contrast."""
     luminance = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)

@@ -1,0 +1,173 @@
+"""Retouched and outside-edited files: marked again, recorded against their original, verified with the chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from pipelines.cli import main
+from pipelines.database import Database
+from pipelines.marking.ledger import verify_chain
+from pipelines.render import plan_render
+from pipelines.renderer import Renderer
+from tests.conftest import render_now
+
+
+@pytest.fixture
+def exported(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer) -> tuple[Path, Path, Path]:
+    """One real output of the demo model: (its file, the output folder, the charter folder)."""
+    out = tmp_path / "outputs"
+    plan = plan_render(
+        make_campaign(
+            steps=2, formats=["instagram_square"], communes={"file": "charter/communes.csv", "names": ["Sète"]}
+        ),
+        out,
+    )
+    [item] = render_now(renderer, plan, out)
+    return out / item.job.relative_path, out, tmp_path / "charter"
+
+
+def _cli(out: Path, charter: Path, *argv: str) -> int:
+    return main([*argv, "--database", str(out / "visuels.sqlite"), "--charter", str(charter)])
+
+
+def _ledger(out: Path) -> list[dict]:
+    import sqlite3
+
+    with sqlite3.connect(out / "visuels.sqlite") as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute("SELECT * FROM ledger ORDER BY id")]
+
+
+def test_a_resaved_stripped_file_finalized_from_its_original_verifies(
+    exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original, out, charter = exported
+    # What Photoshop or GIMP does: decode, paint, save without the metadata (no C2PA, no XMP).
+    edited = Image.open(original).convert("RGB")
+    ImageDraw.Draw(edited).rectangle((400, 300, 600, 500), fill=(40, 90, 160))
+    edited_path = tmp_path / "edited.png"
+    edited.save(edited_path)
+    assert _cli(out, charter, "verify", str(edited_path)) == 1  # unmarked as it comes
+    capsys.readouterr()
+
+    assert _cli(out, charter, "finalize", str(edited_path), "--from", str(original)) == 0
+    final = tmp_path / "edited-final.png"
+    assert final.is_file() and oct(final.stat().st_mode & 0o777) == "0o644"
+    assert "marked" in capsys.readouterr().out
+
+    assert _cli(out, charter, "verify", "--json", str(final)) == 0
+    [report] = json.loads(capsys.readouterr().out)
+    original_row = _ledger(out)[0]
+    assert report["ok"] and report["c2pa"] in ("Trusted", "Valid")
+    assert report["xmp_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
+    assert report["c2pa_edited_from"] == original.name
+    assert report["original"]["job_key"] == original_row["job_key"]
+    assert report["original"]["sha256"] == original_row["sha256"]
+    assert report["ledger_record"]["parent_id"] == original_row["id"]
+    assert report["watermark"] != original_row["watermark"]  # a payload of its own
+
+    # Again: nothing new is written or recorded.
+    rows = len(_ledger(out))
+    assert _cli(out, charter, "finalize", str(edited_path), "--from", str(original)) == 0
+    assert "already marked" in capsys.readouterr().out
+    assert len(_ledger(out)) == rows
+    database = Database(f"sqlite:///{out / 'visuels.sqlite'}")
+    assert verify_chain(database)[1] is None
+    database.close()
+
+
+def test_finalize_finds_the_original_through_the_watermark_and_reports_a_hidden_label(
+    exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original, out, charter = exported
+    edited = Image.open(original).convert("RGB")
+    width, height = edited.size
+    ImageDraw.Draw(edited).rectangle((0, height * 3 // 4, width // 2, height), fill=(250, 250, 250))  # over the label
+    edited.save(tmp_path / "no-label.jpg", quality=90)
+    assert _cli(out, charter, "finalize", str(tmp_path / "no-label.jpg"), "-o", str(tmp_path / "out.png")) == 1
+    printed = capsys.readouterr().out
+    assert "AI label is no longer visible" in printed
+    assert (tmp_path / "out.png").is_file()  # marked all the same: reported, never silently repainted
+    assert _ledger(out)[-1]["parent_id"] == _ledger(out)[0]["id"]
+
+
+def test_finalize_refuses_what_it_cannot_link(
+    exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original, out, charter = exported
+    assert _cli(out, charter, "finalize", str(original)) == 2
+    assert "unchanged: nothing to finalize" in capsys.readouterr().err
+    Image.effect_noise((64, 64), 50).convert("RGB").save(tmp_path / "stranger.png")
+    assert _cli(out, charter, "finalize", str(tmp_path / "stranger.png")) == 2
+    error = capsys.readouterr().err
+    assert "stranger.png: original: no ledger record" in error and "Traceback" not in error
+    assert not (tmp_path / "stranger-final.png").exists()
+
+
+def test_a_retouch_changes_only_the_masked_area(
+    exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original, out, charter = exported
+    with Image.open(original) as picture:
+        size = picture.size
+        before = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    mask = np.zeros((size[1], size[0]), dtype=bool)
+    mask[200:520, 300:700] = True
+    Image.fromarray((mask * 255).astype(np.uint8)).save(tmp_path / "mask.png")
+    code = _cli(
+        out,
+        charter,
+        "retouch",
+        str(original),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "--prompt",
+        "a red boat",
+        "--variants",
+        "2",
+        "--seed",
+        "5",
+        "-o",
+        str(tmp_path / "variants"),
+    )
+    assert code == 0, capsys.readouterr()
+    capsys.readouterr()
+    variants = sorted((tmp_path / "variants").glob("*-retouch-*.png"))
+    assert [path.name.split("-retouch-")[1] for path in variants] == ["5.png", "6.png"]
+    pictures = []
+    for path in variants:
+        after = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+        changed = np.abs(after - before).max(axis=2) > 16  # the new watermark moves pixels by a few levels only
+        outside, inside = changed[~mask].mean(), changed[mask].mean()
+        assert outside < 0.002, f"{outside:.2%} of the pixels outside the mask changed"
+        assert inside > 0.5, f"only {inside:.2%} of the masked pixels changed"
+        pictures.append(after)
+    assert np.abs(pictures[0] - pictures[1]).max() > 16  # two seeds, two variants
+
+    assert _cli(out, charter, "verify", "--json", *map(str, variants)) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert all(report["original"]["file"] == _ledger(out)[0]["file"] for report in reports)
+    assert all(report["ledger_record"]["prompt"] == "retouch (inpainting): a red boat" for report in reports)
+
+
+def test_a_retouch_refuses_another_model_and_a_mask_of_another_size(
+    exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original, out, charter = exported
+    Image.new("L", (100, 100), 255).save(tmp_path / "small-mask.png")
+    assert (
+        _cli(out, charter, "retouch", str(original), "--mask", str(tmp_path / "small-mask.png"), "--prompt", "x") == 2
+    )
+    assert "--mask: is 100x100 but the picture is" in capsys.readouterr().err
+    other = tmp_path / "other-model"
+    (other / "unet").mkdir(parents=True)
+    assert (
+        _cli(out, charter, "retouch", str(original), "--mode", "img2img", "--prompt", "x", "--model", str(other)) == 2
+    )
+    assert "Traceback" not in capsys.readouterr().err
