@@ -23,6 +23,7 @@ from pydantic import Field
 
 from flows.names import GPU_LIMIT
 from flows.render_batches import render_batches
+from flows.review_campaign import studio_link
 from flows.sub_runs import wait_for_runs
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.devices import DeviceName, DtypeName
@@ -130,6 +131,11 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
             as_subflow=False,  # its own run: this one ends, and its model with it
         )
         log.info("review waiting in flow run %s (%s)", review.name, review.id)
+        create_link_artifact(
+            key=f"review-{plan.campaign_slug}",
+            link=studio_link(str(review.id)),
+            link_text=f"{plan.campaign_name}: review the pictures in the studio (`visuels studio`)",
+        )
     except ObjectNotFound:
         log.warning("no %s deployment: files are rendered but not sent for review", REVIEW_DEPLOYMENT)
 

@@ -6,27 +6,45 @@ It is its own flow run, started by render-campaign once rendering is over, so th
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, create_model
 
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.errors import ReviewError
-from pipelines.review import ReviewDecision, ReviewOutcome, apply_review, review_listing
+from pipelines.review import ReviewDecision, ReviewOutcome, apply_review, review_listing, short_id
 from pipelines.third_party_logs import quiet_third_party_logs
 
 REVIEW_TIMEOUT = timedelta(days=3)  # a long weekend; after that the run fails and can be re-run
+DEFAULT_STUDIO_URL = "http://127.0.0.1:7860"  # `visuels studio`'s default address
 MAX_ANSWERS = 5  # a form answer that cannot be applied is asked again, this many times at most
 
 
 class ReviewForm(RunInput, ReviewDecision):
     """The form Prefect shows on the paused run (Resume button)."""
+
+
+def review_form(short_ids: list[str]) -> type[ReviewForm]:
+    """The form with ``rejected`` as a multi-select of this run's short ids: no path to type."""
+    choices = Literal[tuple(short_ids)]  # type: ignore[valid-type]
+    rejected = (
+        list[choices],
+        Field(default_factory=list, description="Files to reject (their codes, as in the contact sheet)."),
+    )
+    return create_model("ReviewForm", __base__=ReviewForm, rejected=rejected)
+
+
+def studio_link(run_id: str) -> str:
+    """Where the studio shows this review run as a grid of pictures."""
+    return f"{os.environ.get('VISUELS_STUDIO_URL', DEFAULT_STUDIO_URL).rstrip('/')}/review/{run_id}"
 
 
 @flow(name="review-campaign")
@@ -47,21 +65,30 @@ def review_campaign(campaign_slug: str, keys: list[str], output_dir: str = "outp
         markdown=contact_sheet_markdown(f"Review: {campaign_slug}", output_root, listing),
         description="Files awaiting review; resume the run to approve or reject them.",
     )
-    problem = ""
+    run_id = flow_run.get_id()
+    form_class = review_form(sorted(short_id(key) for key in keys))
+    problem, previous = "", {}
     for _ in range(MAX_ANSWERS):
         description = (
-            f"{len(listing)} file(s) of **{campaign_slug}** to review: approve all, or untick approve_all and list "
-            "the files to reject (as in the contact sheet) with a comment."
+            f"{len(listing)} file(s) of **{campaign_slug}** to review, as pictures in the studio: "
+            f"[{studio_link(run_id)}]({studio_link(run_id)}) (`visuels studio`).\n\n"
+            "Or here: pick the files to reject by their code (see the contact sheet artifact) and say why; "
+            "every other file is approved. Submit with nothing picked to approve them all."
         )
         if problem:
             description = f"**Previous answer refused: {problem}**\n\n{description}"
-        form = ReviewForm.with_initial_data(description=description)
+        # A refused answer comes back filled in as it was sent, to be corrected rather than retyped.
+        form = form_class.with_initial_data(description=description, **previous)
         try:
             # The form's own checks (a comment with every rejection...) run when it is loaded here.
-            decision = pause_flow_run(wait_for_input=form, timeout=int(REVIEW_TIMEOUT.total_seconds()))
-            return apply_review(output_root, campaign_slug, keys, decision, run_id=flow_run.get_id())
+            answer = pause_flow_run(wait_for_input=form, timeout=int(REVIEW_TIMEOUT.total_seconds()))
+            previous = answer.model_dump(include=set(ReviewDecision.model_fields))
+            return apply_review(output_root, campaign_slug, keys, ReviewDecision(**previous), run_id=run_id)
         except ValidationError as exc:
-            problem = exc.errors()[0]["msg"]
+            first = exc.errors()[0]
+            problem = first["msg"].removeprefix("Value error, ")
+            if isinstance(first.get("input"), dict):
+                previous = {name: value for name, value in first["input"].items() if name in ReviewDecision.model_fields}
         except ReviewError as exc:
             problem = str(exc)
         logger.warning("review answer refused: %s", problem)

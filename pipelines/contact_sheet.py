@@ -28,8 +28,8 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
         verdict = "" if not check else (" ✅" if check.get("passed") else " ⚠️ " + "; ".join(check.get("reasons", [])))
         if thumbnail.is_file():
             lines.append(f"![{name}]({_inline_jpeg(thumbnail)})")
-        lines += [f"`{name}`{verdict}", ""]
+        lines += [f"**{entry['key'][:12]}** `{name}`{verdict}", ""]
     if len(names) > MAX_THUMBNAILS:
         lines.append(f"… and {len(names) - MAX_THUMBNAILS} more (see the campaign report):")
-        lines += [f"- `{name}`" for name in names[MAX_THUMBNAILS:]]
+        lines += [f"- **{listing[name]['key'][:12]}** `{name}`" for name in names[MAX_THUMBNAILS:]]
     return "\n".join(lines) + "\n"

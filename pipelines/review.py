@@ -18,6 +18,7 @@ from pipelines import manifest
 from pipelines.atomic import write_bytes_atomic
 from pipelines.database import Database, database_url
 from pipelines.errors import ReviewError
+from pipelines.jobs import KEY_PREFIX_LENGTH
 from pipelines.marking.ledger import LedgerEntry, append, latest_for_jobs
 
 log = logging.getLogger(__name__)
@@ -26,25 +27,34 @@ APPROVED_FOLDER = "approved"
 
 
 class ReviewDecision(BaseModel):
-    """A reviewer's answer: approve everything, or reject some files with a comment."""
+    """A reviewer's answer: the files to reject, each with a reason; every other file is approved."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    approve_all: bool = Field(default=True, description="Approve every file of the run.")
     rejected: list[str] = Field(
         default_factory=list,
-        description="Files to reject, as listed in the contact sheet (commune/format/file); the rest is approved.",
+        description="Files to reject, by their short id (the contact sheet's bold code); none: approve everything.",
     )
-    comment: str = Field(default="", max_length=2000, description="Why: required when rejecting files.")
+    comment: str = Field(
+        default="", max_length=2000, description="Why they are rejected (for those without a comment of their own)."
+    )
+    comments: dict[str, str] = Field(
+        default_factory=dict, description="A comment per rejected file, by short id (the studio fills this in)."
+    )
     reviewer: str = Field(default="", max_length=200, description="Who reviewed (name or e-mail).")
 
     @model_validator(mode="after")
     def _consistent(self) -> ReviewDecision:
-        if self.approve_all and self.rejected:
-            raise ValueError("approve_all cannot be set together with rejected files")
-        if self.rejected and not self.comment.strip():
-            raise ValueError("a rejection needs a comment")
+        stray = [name for name in self.comments if name not in self.rejected]
+        if stray:
+            raise ValueError(f"a comment for {stray[0]}, which is not rejected")
+        silent = [name for name in self.rejected if not (self.comments.get(name, "").strip() or self.comment.strip())]
+        if silent:
+            raise ValueError(f"the rejection of {silent[0]} needs a comment")
         return self
+
+    def reason(self, name: str) -> str:
+        return (self.comments.get(name, "").strip() or self.comment.strip())[:2000]
 
 
 class ReviewOutcome(BaseModel):
@@ -57,6 +67,11 @@ def _within_campaign(relative_path: str, campaign_slug: str) -> str:
     """``<campaign>/<commune>/<format>/<file>`` -> ``<commune>/<format>/<file>``, the form reviewers see."""
     prefix = f"{campaign_slug}/"
     return relative_path[len(prefix) :] if relative_path.startswith(prefix) else relative_path
+
+
+def short_id(key: str) -> str:
+    """How reviewers name a file: its key's first characters, as in its file name."""
+    return key[:KEY_PREFIX_LENGTH]
 
 
 def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:
@@ -77,10 +92,14 @@ def apply_review(
 ) -> ReviewOutcome:
     """Check the whole decision first, then publish the approved files and record every decision."""
     listing = review_listing(output_root, campaign_slug, keys)
-    unknown = [name for name in decision.rejected if _within_campaign(name, campaign_slug) not in listing]
+    by_id = {short_id(entry["key"]): name for name, entry in listing.items()}
+    # A rejected file is named by its short id (forms, studio) or by its path (scripts).
+    chosen = {given: by_id.get(given) or _within_campaign(given, campaign_slug) for given in decision.rejected}
+    unknown = [given for given, name in chosen.items() if name not in listing]
     if unknown:
         raise ReviewError(unknown[0], "rejected", "not one of this run's files")
-    rejected = {_within_campaign(name, campaign_slug) for name in decision.rejected}
+    rejected = set(chosen.values())
+    reasons = {name: decision.reason(given) for given, name in chosen.items()}
     contents: dict[str, bytes] = {}
     for name, entry in listing.items():
         if name in rejected:
@@ -103,7 +122,7 @@ def apply_review(
             write_bytes_atomic(approved_folder / name, contents[name])
         with database.transaction() as connection:  # every decision of the review, or none
             for name, entry in sorted(listing.items()):
-                verdict = f"approved{by}" if name in contents else f"rejected: {decision.comment.strip()}{by}"
+                verdict = f"approved{by}" if name in contents else f"rejected: {reasons[name]}{by}"
                 previous = previous_rows[entry["key"]]
                 fields = {field: previous[field] for field in LedgerEntry.model_fields}
                 fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)

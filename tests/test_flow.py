@@ -167,10 +167,23 @@ def test_review_waits_for_a_decision_then_applies_it(make_campaign: Callable[...
     reviewer.start()
     try:
         run_id = wait_until_paused("review-campaign")
-        # What the UI's Resume form sends; the first answer is inconsistent and is asked again.
-        resume_flow_run(run_id, run_input={"approve_all": True, "rejected": [names[0]], "comment": "too dark"})
+        # What the UI's Resume form sends: codes from a multi-select. The first answer lacks its
+        # comment and is asked again, with the form filled in as it was sent.
+        code = summary.job_keys[[f.split("/", 1)[1] for f in summary.files].index(names[0])][:12]
+        resume_flow_run(run_id, run_input={"rejected": [code], "reviewer": "Léa"})
         wait_until_paused("review-campaign", pauses=2)
-        resume_flow_run(run_id, run_input={"approve_all": False, "rejected": [names[0]], "comment": "too dark"})
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+        from prefect.input.actions import read_flow_run_input
+
+        with get_client(sync_client=True) as client:
+            keyset = client.read_flow_run(run_id).state.state_details.run_input_keyset
+        form = read_flow_run_input(keyset["schema"], flow_run_id=UUID(run_id))
+        assert form["properties"]["rejected"]["default"] == [code]  # the answer, kept
+        assert code in json.dumps(form["properties"]["rejected"])  # a multi-select of this run's codes
+        assert "needs a comment" in read_flow_run_input(keyset["description"], flow_run_id=UUID(run_id))
+        resume_flow_run(run_id, run_input={"rejected": [code], "comment": "too dark", "reviewer": "Léa"})
     finally:
         reviewer.join(timeout=60)
     outcome = result["outcome"]

@@ -36,9 +36,7 @@ def ledger_rows(out: Path) -> list[dict]:
 def test_reject_some_publish_the_rest(rendered: tuple[Path, str, list[str]]) -> None:
     out, slug, keys = rendered
     names = sorted(review_listing(out, slug, keys))
-    decision = ReviewDecision(
-        approve_all=False, rejected=[names[0]], comment="logo too close to the edge", reviewer="Léa"
-    )
+    decision = ReviewDecision(rejected=[names[0]], comment="logo too close to the edge", reviewer="Léa")
     outcome = apply_review(out, slug, keys, decision, run_id="run-1")
 
     assert outcome.rejected == [names[0]] and outcome.approved == names[1:]
@@ -54,9 +52,21 @@ def test_reject_some_publish_the_rest(rendered: tuple[Path, str, list[str]]) -> 
     assert verify_chain(Database(database_url(out))) == (2 * len(keys), None)
 
 
+def test_rejections_by_short_id_each_with_its_comment(rendered: tuple[Path, str, list[str]]) -> None:
+    out, slug, keys = rendered
+    listing = review_listing(out, slug, keys)
+    names = sorted(listing)
+    first, second = (listing[name]["key"][:12] for name in names[:2])
+    decision = ReviewDecision(rejected=[first, second], comments={first: "too dark"}, comment="off-charter")
+    outcome = apply_review(out, slug, keys, decision)
+    assert outcome.rejected == names[:2]
+    verdicts = {row["file"].removeprefix(f"{slug}/"): row["approval"] for row in ledger_rows(out)[len(keys) :]}
+    assert verdicts[names[0]] == "rejected: too dark" and verdicts[names[1]] == "rejected: off-charter"
+
+
 def test_a_decision_is_checked_before_anything_is_published(rendered: tuple[Path, str, list[str]]) -> None:
     out, slug, keys = rendered
-    decision = ReviewDecision(approve_all=False, rejected=["nowhere/story/x.png"], comment="no")
+    decision = ReviewDecision(rejected=["nowhere/story/x.png"], comment="no")
     with pytest.raises(ReviewError, match="not one of this run's files") as caught:
         apply_review(out, slug, keys, decision)
     assert caught.value.field == "rejected"
@@ -76,8 +86,9 @@ def test_a_file_changed_since_rendering_is_not_published(rendered: tuple[Path, s
 @pytest.mark.parametrize(
     ("values", "words"),
     [
-        ({"approve_all": True, "rejected": ["a.png"], "comment": "x"}, "cannot be set together"),
-        ({"approve_all": False, "rejected": ["a.png"]}, "needs a comment"),
+        ({"rejected": ["a.png"], "comments": {"b.png": "x"}}, "which is not rejected"),
+        ({"rejected": ["a.png"]}, "needs a comment"),
+        ({"rejected": ["a.png", "b.png"], "comments": {"a.png": "blurry"}}, "rejection of b.png needs a comment"),
     ],
 )
 def test_inconsistent_decisions_are_refused(values: dict, words: str) -> None:

@@ -107,7 +107,7 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
                     break
                 time.sleep(1)
             assert review is not None, "no paused review run"
-            resume_flow_run(review.id, run_input={"approve_all": True, "reviewer": "test"})
+            resume_flow_run(review.id, run_input={"reviewer": "test"})
             while time.monotonic() < deadline:
                 state = client.read_flow_run(review.id).state
                 if state and state.is_final():
