@@ -88,7 +88,8 @@ def review_campaign(campaign_slug: str, keys: list[str], output_dir: str = "outp
             first = exc.errors()[0]
             problem = first["msg"].removeprefix("Value error, ")
             if isinstance(first.get("input"), dict):
-                previous = {name: value for name, value in first["input"].items() if name in ReviewDecision.model_fields}
+                fields = ReviewDecision.model_fields
+                previous = {name: value for name, value in first["input"].items() if name in fields}
         except ReviewError as exc:
             problem = str(exc)
         logger.warning("review answer refused: %s", problem)
