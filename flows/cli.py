@@ -34,4 +34,14 @@ def run_training_flow(
 
 
 def main() -> int:
-    return cli_main(render=run_render_flow, train=run_training_flow)
+    import sys
+
+    reviews = None
+    if sys.argv[1:2] == ["studio"]:  # only the studio talks to Prefect's API directly
+        from prefect.settings import PREFECT_API_URL
+
+        from flows.studio_reviews import PrefectReviews
+
+        # Reviews wait on a served Prefect (`make serve`); without one the studio retouches only.
+        reviews = PrefectReviews() if PREFECT_API_URL.value() else None
+    return cli_main(render=run_render_flow, train=run_training_flow, reviews=reviews)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check
     from pipelines.database import Database
     from pipelines.derivatives import Derivative
     from pipelines.render import RenderSummary
+    from pipelines.studio.reviews import ReviewBackend
     from pipelines.training.run import TrainingSummary
 
 SAMPLE_CAMPAIGN = Path(__file__).resolve().parents[1] / "campaigns" / "ete-2027.yaml"
@@ -146,6 +147,14 @@ def _build_parser() -> argparse.ArgumentParser:
     retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
     retouch.add_argument("--database", help=DATABASE_HELP)
     retouch.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check them against")
+
+    studio = commands.add_parser(
+        "studio", help="the designers' studio in a browser: review runs, retouch outputs, finalize edited files"
+    )
+    studio.add_argument("--port", type=int, default=7860, help="on 127.0.0.1 (default: 7860)")
+    studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help="the outputs (default: ./outputs)")
+    studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help="for retouching")
+    studio.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check retouches against")
 
     keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
     keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
@@ -393,6 +402,31 @@ def _retouch(args: argparse.Namespace) -> int:
     return status
 
 
+def _studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
+    import uvicorn
+
+    from pipelines.charter import load_charter
+    from pipelines.database import Database, database_url
+    from pipelines.marking.keys import signing_files
+    from pipelines.studio.app import Studio, create_app
+
+    output_root = args.output_dir.resolve()
+    studio = Studio(
+        output_root=output_root,
+        database=Database(database_url(output_root)),
+        charter=load_charter(args.charter),
+        signing=signing_files(),
+        device=args.device,
+        reviews=reviews,
+    )
+    console.print(f"studio on [bold]http://127.0.0.1:{args.port}[/bold] for {output_root} (Ctrl-C to stop)")
+    try:
+        uvicorn.run(create_app(studio), host="127.0.0.1", port=args.port, log_level="warning")
+    finally:
+        studio.database.close()
+    return 0
+
+
 def _keys_init(folder: Path | None) -> int:
     from pipelines.marking.keys import init_local_chain, keys_dir
 
@@ -456,7 +490,12 @@ def _ensure_demo_keys() -> None:
         console.print(f"made a local signing chain in {keys_dir()} (for the demo; see `visuels keys init`)")
 
 
-def main(argv: Sequence[str] | None = None, render: RenderFlow | None = None, train: Trainer | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    render: RenderFlow | None = None,
+    train: Trainer | None = None,
+    reviews: ReviewBackend | None = None,
+) -> int:
     """Run the CLI; return the exit code."""
     # No network at run time unless the user asks for it (HF_HUB_OFFLINE=0 for hub models).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -476,6 +515,8 @@ def main(argv: Sequence[str] | None = None, render: RenderFlow | None = None, tr
             return _verify(args.files, args.json, args.database, args.charter)
         if args.command == "finalize":
             return _finalize(args)
+        if args.command == "studio":
+            return _studio(args, reviews)
         if args.command == "retouch":
             quiet_third_party_logs()
             return _retouch(args)

@@ -1,0 +1,1 @@
+"""The designers' studio: a local web app to review runs by looking, retouch outputs and finalize edited files."""

@@ -1,0 +1,306 @@
+"""The studio's web app (FastAPI, served on 127.0.0.1 by ``visuels studio``).
+
+Pages: the home page (paused reviews, campaigns), a review grid that resumes the paused Prefect
+run, a retouch page (brush a mask, make variants, keep one) and a finalize page (drop a file
+edited elsewhere beside its original). Every file it writes goes through
+``pipelines.derivatives.mark_derivative``: marked again and recorded against its original.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import secrets
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from PIL import Image
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+
+from pipelines.charter import Charter
+from pipelines.database import Database, outputs_table
+from pipelines.derivatives import Derivative, finalize_file, find_original, mark_derivative
+from pipelines.errors import VisuelsError
+from pipelines.image_input import read_mask, read_picture
+from pipelines.jobs import KEY_PREFIX_LENGTH
+from pipelines.marking.keys import SigningFiles
+from pipelines.review import ReviewDecision, review_listing
+from pipelines.studio.reviews import ReviewBackend
+
+TEMPLATES = Path(__file__).parent / "templates"
+PREVIEW_SIDE = 1024  # variants are shown at most this large; only a kept one is written, marked
+KEPT_SESSIONS = 8  # retouch sessions (their variants, in memory) kept at once
+
+
+class RetouchAsk(BaseModel):
+    file: str
+    mask: str | None = None  # a PNG data URL: painted strokes on transparency
+    prompt: str
+    mode: str = "inpaint"
+    variants: int = 3
+    strength: float = 0.85
+    seed: int = 0
+
+
+class KeepAsk(BaseModel):
+    session: str
+    variant: int
+
+
+class FinalizeAsk(BaseModel):
+    file: str  # the original, relative to the output folder
+    name: str  # the dropped file's name
+    data: str  # its bytes, base64 (a data URL is accepted)
+
+
+@dataclass
+class RetouchSession:
+    original: str
+    variants: list[Image.Image]
+    settings: Any
+    model: Any
+
+
+@dataclass
+class Studio:
+    """Everything the app keeps: where outputs are, the charter and keys, the model host, retouch sessions."""
+
+    output_root: Path
+    database: Database
+    charter: Charter
+    signing: SigningFiles
+    device: str = "auto"
+    reviews: ReviewBackend | None = None
+    sessions: OrderedDict[str, RetouchSession] = field(default_factory=OrderedDict)
+    _host: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def host(self) -> Any:
+        """The model host, created on first retouch: the other pages never load torch."""
+        from pipelines.devices import choose_device
+        from pipelines.model_host import ModelHost
+
+        with self._lock:
+            if self._host is None:
+                self._host = ModelHost(choose_device(self.device))  # type: ignore[arg-type]
+            return self._host
+
+    def path_of(self, relative: str) -> Path:
+        """A file under the output folder; nothing outside it is ever served or read."""
+        path = (self.output_root / relative).resolve()
+        if not path.is_relative_to(self.output_root.resolve()) or not path.is_file():
+            raise HTTPException(404, f"{relative}: no such output")
+        return path
+
+    def campaigns(self) -> dict[str, int]:
+        with self.database.reading() as connection:
+            rows = connection.execute(select(outputs_table.c.campaign)).scalars().all()
+        counts: dict[str, int] = {}
+        for campaign in rows:
+            counts[campaign] = counts.get(campaign, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def outputs(self, campaign: str) -> list[dict]:
+        with self.database.reading() as connection:
+            query = select(outputs_table).where(outputs_table.c.campaign == campaign).order_by(outputs_table.c.file)
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+        return [_describe(row) for row in rows]
+
+
+def _describe(row: dict) -> dict:
+    """An outputs row as pages show it."""
+    inputs = json.loads(row["inputs"]) if isinstance(row.get("inputs"), str) else row.get("inputs") or {}
+    compliance = json.loads(row["compliance"]) if isinstance(row.get("compliance"), str) else row.get("compliance")
+    compliance = compliance or {}
+    return {
+        "file": row["file"],
+        "thumbnail": row["thumbnail"],
+        "id": (row.get("job_key") or row.get("key") or "")[:KEY_PREFIX_LENGTH],
+        "commune": inputs.get("commune_name", ""),
+        "format": inputs.get("format", ""),
+        "audience": inputs.get("audience", ""),
+        "passed": compliance.get("passed", True),
+        "reasons": compliance.get("reasons", []),
+    }
+
+
+def _decode_upload(data: str) -> bytes:
+    try:
+        return base64.b64decode(data.split(",", 1)[1] if data.startswith("data:") else data, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, "the upload is not base64 data") from None
+
+
+def _derivative_json(done: Derivative, output_root: Path) -> dict:
+    path = Path(done.file).resolve()
+    shown = (
+        path.relative_to(output_root.resolve()).as_posix() if path.is_relative_to(output_root.resolve()) else done.file
+    )
+    return {
+        "file": shown,
+        "ledger_id": done.ledger_id,
+        "original": done.original.file,
+        "already_done": done.already_done,
+        "check": done.check.model_dump(),
+    }
+
+
+def create_app(studio: Studio) -> FastAPI:
+    app = FastAPI(title="visuels studio", docs_url=None, redoc_url=None, openapi_url=None)
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+
+    @app.exception_handler(VisuelsError)
+    async def _bad_input(_request: Request, exc: VisuelsError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request) -> HTMLResponse:
+        reviews, review_error = [], ""
+        if studio.reviews is not None:
+            try:
+                reviews = studio.reviews.paused_runs()
+            except Exception as exc:  # no server reachable: retouching still works
+                review_error = f"Prefect server not reachable ({type(exc).__name__})"
+        context = {"reviews": reviews, "review_error": review_error, "campaigns": studio.campaigns()}
+        return templates.TemplateResponse(request, "home.html", context)
+
+    @app.get("/files/{relative:path}")
+    def files(relative: str) -> FileResponse:
+        return FileResponse(studio.path_of(relative))
+
+    @app.get("/review/{run_id}", response_class=HTMLResponse)
+    def review_page(request: Request, run_id: str) -> HTMLResponse:
+        if studio.reviews is None:
+            raise HTTPException(404, "reviews need a Prefect server (PREFECT_API_URL)")
+        run = studio.reviews.run(run_id)
+        if run is None:
+            raise HTTPException(404, f"no review run {run_id}")
+        listing = review_listing(Path(run.output_dir), run.campaign_slug, run.keys)
+        pictures = [
+            {**_describe({**entry, "job_key": entry["key"]}), "name": name} for name, entry in sorted(listing.items())
+        ]
+        context = {"run": run, "pictures": pictures, "root_matches": Path(run.output_dir) == studio.output_root}
+        return templates.TemplateResponse(request, "review.html", context)
+
+    @app.post("/api/review/{run_id}")
+    def review_answer(run_id: str, answer: dict) -> JSONResponse:
+        if studio.reviews is None:
+            raise HTTPException(404, "reviews need a Prefect server")
+        run = studio.reviews.run(run_id)
+        if run is None or not run.paused:
+            raise HTTPException(409, "this review is not waiting for a decision any more")
+        try:
+            decision = ReviewDecision(**answer)
+        except ValidationError as exc:
+            return JSONResponse({"error": exc.errors()[0]["msg"].removeprefix("Value error, ")}, status_code=422)
+        known = {key[:KEY_PREFIX_LENGTH] for key in run.keys}
+        unknown = [code for code in decision.rejected if code not in known]
+        if unknown:
+            return JSONResponse({"error": f"{unknown[0]} is not one of this run's files"}, status_code=422)
+        studio.reviews.resume(run_id, decision)
+        return JSONResponse({"rejected": len(decision.rejected), "approved": len(run.keys) - len(decision.rejected)})
+
+    @app.get("/retouch", response_class=HTMLResponse)
+    def retouch_page(request: Request, campaign: str = "", file: str = "") -> HTMLResponse:
+        if file:
+            studio.path_of(file)
+            return templates.TemplateResponse(request, "retouch.html", {"file": file})
+        chosen = campaign or next(iter(studio.campaigns()), "")
+        context = {"campaign": chosen, "campaigns": studio.campaigns(), "outputs": studio.outputs(chosen)}
+        return templates.TemplateResponse(request, "pick.html", context)
+
+    @app.post("/api/retouch")
+    def make_variants(ask: RetouchAsk) -> JSONResponse:
+        from pipelines.devices import choose_dtype
+        from pipelines.retouch import RetouchSettings, retouch, retouch_model
+
+        try:
+            settings = RetouchSettings(
+                prompt=ask.prompt, mode=ask.mode, variants=ask.variants, strength=ask.strength, seed=ask.seed
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return JSONResponse({"error": f"{first['loc'][-1]}: {first['msg']}"}, status_code=422)
+        original = find_original(studio.database, studio.path_of(ask.file), studio.output_root)
+        picture = read_picture(original.path)
+        mask = None
+        if ask.mask:
+            with tempfile.TemporaryDirectory() as folder:
+                mask_file = Path(folder) / "mask.png"
+                mask_file.write_bytes(_decode_upload(ask.mask))
+                mask = read_mask(mask_file, picture.size)
+        model = retouch_model(studio.database, original)
+        host = studio.host()
+        variants = retouch(host, model, picture, mask, settings, choose_dtype(host.device))
+        token = secrets.token_urlsafe(8)
+        studio.sessions[token] = RetouchSession(original=ask.file, variants=variants, settings=settings, model=model)
+        while len(studio.sessions) > KEPT_SESSIONS:
+            studio.sessions.popitem(last=False)
+        urls = [f"/api/variants/{token}/{number}.jpg" for number in range(len(variants))]
+        return JSONResponse({"session": token, "variants": urls})
+
+    @app.get("/api/variants/{token}/{number}.jpg")
+    def variant_preview(token: str, number: int) -> Response:
+        session = studio.sessions.get(token)
+        if session is None or not 0 <= number < len(session.variants):
+            raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
+        preview = session.variants[number].copy()
+        preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        preview.save(buffer, format="JPEG", quality=85)
+        return Response(buffer.getvalue(), media_type="image/jpeg")
+
+    @app.post("/api/keep")
+    def keep_variant(ask: KeepAsk) -> JSONResponse:
+        from pipelines.retouch import retouch_edit
+
+        session = studio.sessions.get(ask.session)
+        if session is None or not 0 <= ask.variant < len(session.variants):
+            raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
+        source = studio.path_of(session.original)
+        original = find_original(studio.database, source, studio.output_root)
+        seed = session.settings.seed + ask.variant
+        target = source.with_name(f"{source.stem}-retouch-{seed}{source.suffix}")
+        edit = retouch_edit(session.model, session.settings, ask.variant)
+        done = mark_derivative(
+            session.variants[ask.variant],
+            original,
+            target,
+            edit,
+            studio.charter,
+            studio.database,
+            studio.signing,
+            studio.output_root,
+        )
+        return JSONResponse(_derivative_json(done, studio.output_root))
+
+    @app.get("/finalize", response_class=HTMLResponse)
+    def finalize_page(request: Request, file: str = "") -> HTMLResponse:
+        if file:
+            studio.path_of(file)
+        return templates.TemplateResponse(request, "finalize.html", {"file": file})
+
+    @app.post("/api/finalize")
+    def finalize_upload(ask: FinalizeAsk) -> JSONResponse:
+        source = studio.path_of(ask.file)
+        name = Path(ask.name).name or "edited.png"
+        with tempfile.TemporaryDirectory() as folder:
+            dropped = Path(folder) / name
+            dropped.write_bytes(_decode_upload(ask.data))
+            target = source.with_name(f"{Path(name).stem}-final{source.suffix}")
+            done = finalize_file(
+                dropped, source, target, studio.charter, studio.database, studio.signing, studio.output_root
+            )
+        return JSONResponse(_derivative_json(done, studio.output_root))
+
+    return app

@@ -1,0 +1,151 @@
+"""The studio in headless Chromium: a review grid that resumes a real paused run, and a retouch made by brush."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.render import finish_render, plan_render
+from pipelines.renderer import Renderer
+from tests.conftest import SAMPLE_CHARTER_DIR, render_now
+from tests.e2e.run_form import find_chromium
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def outputs(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer) -> tuple[Path, str, list[str]]:
+    out = tmp_path / "outputs"
+    plan = plan_render(make_campaign(steps=2), out)
+    exported = render_now(renderer, plan, out)
+    finish_render(plan, out)
+    return out, plan.campaign_slug, [item.job.key for item in exported]
+
+
+@pytest.fixture
+def studio_url(outputs: tuple[Path, str, list[str]]) -> Iterator[str]:
+    """The studio on a free port of 127.0.0.1, serving ``outputs``, answering reviews through Prefect."""
+    import uvicorn
+
+    from flows.serve import free_port
+    from flows.studio_reviews import PrefectReviews
+    from pipelines.charter import load_charter
+    from pipelines.database import Database, database_url
+    from pipelines.marking.keys import signing_files
+    from pipelines.studio.app import Studio, create_app
+
+    out = outputs[0]
+    studio = Studio(
+        output_root=out,
+        database=Database(database_url(out)),
+        charter=load_charter(SAMPLE_CHARTER_DIR),
+        signing=signing_files(),
+        device="cpu",
+        reviews=PrefectReviews(),
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    studio.database.close()
+
+
+ALL_IMAGES_SHOWN = (
+    "[...document.images].length > 0 && [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+)
+
+
+def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
+    outputs: tuple[Path, str, list[str]], studio_url: str, tmp_path: Path
+) -> None:
+    from flows.review_campaign import review_campaign
+    from pipelines.review import review_listing
+    from tests.e2e.browser import Browser
+    from tests.test_flow import wait_until_paused
+
+    out, slug, keys = outputs
+    result: dict = {}
+    reviewer = threading.Thread(
+        target=lambda: result.update(outcome=review_campaign(campaign_slug=slug, keys=keys, output_dir=str(out)))
+    )
+    reviewer.start()
+    try:
+        run_id = wait_until_paused("review-campaign")
+        browser_path = find_chromium()
+        assert browser_path is not None
+        with Browser(browser_path) as browser:
+            browser.goto(f"{studio_url}/review/{run_id}")
+            browser.wait_for(ALL_IMAGES_SHOWN)
+            assert browser.evaluate("document.querySelectorAll('.card').length") == len(keys)
+            first_code = browser.evaluate("document.querySelector('.card').dataset.code")
+            browser.click_at(*browser.centre_of(".card img"))
+            assert browser.evaluate("document.querySelector('.card').classList.contains('rejected')")
+            browser.evaluate("document.querySelector('.card textarea').value = 'logo hidden'")
+            browser.evaluate("document.getElementById('reviewer').value = 'Léa'")
+            browser.screenshot(tmp_path / "review.png")
+            browser.click_at(*browser.centre_of("#submit"))
+            assert "Sent" in browser.wait_for("document.getElementById('status').textContent")
+    finally:
+        reviewer.join(timeout=120)
+    outcome = result["outcome"]
+    listing = review_listing(out, slug, keys)
+    rejected_name = next(name for name, entry in listing.items() if entry["key"].startswith(first_code))
+    assert outcome.rejected == [rejected_name]
+    assert sorted(outcome.approved) == sorted(name for name in listing if name != rejected_name)
+    with Image.open(tmp_path / "review.png") as shot:
+        assert shot.width >= 1000
+
+
+def test_the_retouch_page_paints_a_mask_and_keeps_a_variant(
+    outputs: tuple[Path, str, list[str]], studio_url: str, tmp_path: Path
+) -> None:
+    from pipelines.review import review_listing
+    from tests.e2e.browser import Browser
+
+    out, slug, keys = outputs
+    entry = next(iter(review_listing(out, slug, keys).values()))
+    browser_path = find_chromium()
+    assert browser_path is not None
+    with Browser(browser_path) as browser:
+        browser.goto(f"{studio_url}/retouch?file={entry['file']}")
+        browser.wait_for(ALL_IMAGES_SHOWN + " && document.getElementById('mask').width > 0")
+        x, y = browser.centre_of("#mask")
+        browser.drag([(x - 60, y - 40), (x, y), (x + 60, y + 40)])
+        browser.evaluate("document.getElementById('prompt').value = 'a lighthouse'")
+        browser.evaluate("document.getElementById('variants').value = 2")
+        browser.click_at(*browser.centre_of("#make"))
+        browser.wait_for("document.querySelectorAll('.variant img').length === 2 && " + ALL_IMAGES_SHOWN)
+        browser.screenshot(tmp_path / "retouch.png")
+        browser.click_at(*browser.centre_of(".variant button"))
+        kept = browser.wait_for("document.getElementById('kept').textContent")
+    assert kept.startswith("Kept and marked"), kept
+    original = out / entry["file"]
+    retouched = sorted(original.parent.glob(f"{original.stem}-retouch-*{original.suffix}"))
+    assert len(retouched) == 1
+    before = np.asarray(Image.open(original).convert("RGB"), dtype=np.int16)
+    after = np.asarray(Image.open(retouched[0]).convert("RGB"), dtype=np.int16)
+    changed = (np.abs(after - before).max(axis=2) > 16).mean()
+    assert 0.005 < changed < 0.5  # the brushed stroke, not the whole picture
