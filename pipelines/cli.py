@@ -156,6 +156,11 @@ def _build_parser() -> argparse.ArgumentParser:
     studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help="for retouching")
     studio.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check retouches against")
 
+    doctor = commands.add_parser(
+        "doctor", help="what this machine has (GPU, versions, model, keys) and what is missing"
+    )
+    doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
+
     keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
     keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
     keys.add_argument("--dir", type=Path, help="where (default: $VISUELS_KEYS_DIR or ./keys)")
@@ -427,6 +432,17 @@ def _studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     return 0
 
 
+def _doctor(output_root: Path) -> int:
+    from pipelines.doctor import diagnose
+
+    findings = diagnose(output_root)
+    for finding in findings:
+        mark = "[green]ok[/green]     " if finding.ok else "[red]missing[/red]"
+        console.print(f"{mark} {finding.topic}: ", end="")
+        console.print(finding.text, highlight=False, markup=False)
+    return 0 if all(finding.ok for finding in findings) else 1
+
+
 def _keys_init(folder: Path | None) -> int:
     from pipelines.marking.keys import init_local_chain, keys_dir
 
@@ -515,6 +531,8 @@ def main(
             return _verify(args.files, args.json, args.database, args.charter)
         if args.command == "finalize":
             return _finalize(args)
+        if args.command == "doctor":
+            return _doctor(args.output_dir)
         if args.command == "studio":
             return _studio(args, reviews)
         if args.command == "retouch":

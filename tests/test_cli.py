@@ -108,3 +108,13 @@ def test_console_script_prints_no_traceback(make_campaign: Callable[..., Path], 
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {campaign}: steps: Input should be less than or equal to 150"
     assert not (tmp_path / "out").exists()
+
+
+def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:
+    from pipelines.cli import main as cli
+
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(tmp_path / "no-keys"))
+    assert cli(["doctor", "--output-dir", str(tmp_path)]) == 1
+    printed = capsys.readouterr().out
+    assert "CUDA" in printed and "torch" in printed
+    assert "signing keys" in printed and "visuels keys init" in printed
