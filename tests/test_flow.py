@@ -139,11 +139,12 @@ def wait_until_paused(flow_name: str, pauses: int = 1, timeout: float = 60.0) ->
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=1)
-            if runs and runs[0].state and runs[0].state.is_paused():
-                history = client.read_flow_run_states(runs[0].id)
-                if sum(1 for state in history if state.is_paused()) >= pauses:
-                    return str(runs[0].id)
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=20)
+            for run in runs:  # earlier tests' runs of the same flow are there too, finished
+                if run.state and run.state.is_paused():
+                    history = client.read_flow_run_states(run.id)
+                    if sum(1 for state in history if state.is_paused()) >= pauses:
+                        return str(run.id)
             time.sleep(0.5)
     raise AssertionError(f"{flow_name} did not pause {pauses} time(s)")
 
@@ -221,3 +222,42 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
         {"campaign": "campaigns/a-active.yaml", "output_dir": "out", "review": True, "shard_size": 500}
     ]  # the paused campaign is left alone, the broken one skipped (logged) without stopping the night
     assert states == {"a-active.yaml": "Completed"}
+
+
+def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from flows.review_campaign import review_campaign
+    from flows.studio_reviews import PrefectReviews
+    from pipelines.charter import load_charter
+    from pipelines.database import Database, database_url
+    from pipelines.marking.keys import signing_files
+    from pipelines.studio.app import Studio, create_app
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    out = tmp_path / "outputs"
+    summary = render_campaign(campaign=str(make_campaign()), output_dir=str(out))
+    result: dict = {}
+    reviewer = threading.Thread(
+        target=lambda: result.update(
+            outcome=review_campaign(campaign_slug=summary.campaign, keys=summary.job_keys, output_dir=str(out))
+        )
+    )
+    reviewer.start()
+    database = Database(database_url(out))
+    studio = Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), reviews=PrefectReviews())
+    try:
+        run_id = wait_until_paused("review-campaign")
+        with TestClient(create_app(studio)) as client:
+            assert f"/review/{run_id}" in client.get("/").text  # the home page lists the paused run
+            code = summary.job_keys[0][:12]
+            answer = {"rejected": [code], "comments": {code: "label hidden"}, "reviewer": "Léa"}
+            assert client.post(f"/api/review/{run_id}", json=answer).status_code == 200
+    finally:
+        reviewer.join(timeout=60)
+        database.close()
+    outcome = result["outcome"]
+    rejected_file = summary.files[0].split("/", 1)[1]
+    assert outcome.rejected == [rejected_file] and len(outcome.approved) == len(summary.job_keys) - 1

@@ -102,3 +102,16 @@ def write_marked(
     return MarkedFile(
         sha256=digest, size=len(signed), watermark=entry.watermark, phash=phash, record=record, pixels=pixels
     )
+
+
+def preview_jpeg(image: Image.Image, watermark_id: str, creator: str, side: int) -> bytes:
+    """A studio preview of a variant, at most ``side`` pixels: watermarked and tagged, never written.
+
+    Its watermark is the original's id, so a preview saved from the browser still leads to the
+    original's ledger row; only a kept variant gets its own payload, XMP and signed manifest.
+    """
+    preview = image.convert("RGB")
+    preview.thumbnail((side, side), Image.Resampling.LANCZOS)
+    pixels = watermark.embed(np.asarray(preview), int(watermark_id, 16))
+    xmp = xmp_packet(DigitalSourceType.composite, creator, SOFTWARE)
+    return encode(Image.fromarray(pixels), "jpeg", 72, xmp)

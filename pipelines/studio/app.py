@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import secrets
 import tempfile
@@ -18,7 +17,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -34,8 +33,12 @@ from pipelines.errors import VisuelsError
 from pipelines.image_input import read_mask, read_picture
 from pipelines.jobs import KEY_PREFIX_LENGTH
 from pipelines.marking.keys import SigningFiles
+from pipelines.marking.mark import preview_jpeg
 from pipelines.review import ReviewDecision, review_listing
 from pipelines.studio.reviews import ReviewBackend
+
+if TYPE_CHECKING:  # the retouch module imports torch: only the retouch endpoints load it
+    from pipelines.retouch import RetouchModel, RetouchSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
 PREVIEW_SIDE = 1024  # variants are shown at most this large; only a kept one is written, marked
@@ -65,10 +68,11 @@ class FinalizeAsk(BaseModel):
 
 @dataclass
 class RetouchSession:
-    original: str
+    original: str  # relative to the output folder
+    watermark: str  # the original's watermark id: previews carry it
     variants: list[Image.Image]
-    settings: Any
-    model: Any
+    settings: RetouchSettings
+    model: RetouchModel
 
 
 @dataclass
@@ -243,7 +247,9 @@ def create_app(studio: Studio) -> FastAPI:
         host = studio.host()
         variants = retouch(host, model, picture, mask, settings, choose_dtype(host.device))
         token = secrets.token_urlsafe(8)
-        studio.sessions[token] = RetouchSession(original=ask.file, variants=variants, settings=settings, model=model)
+        studio.sessions[token] = RetouchSession(
+            original=ask.file, watermark=original.row["watermark"], variants=variants, settings=settings, model=model
+        )
         while len(studio.sessions) > KEPT_SESSIONS:
             studio.sessions.popitem(last=False)
         urls = [f"/api/variants/{token}/{number}.jpg" for number in range(len(variants))]
@@ -254,11 +260,8 @@ def create_app(studio: Studio) -> FastAPI:
         session = studio.sessions.get(token)
         if session is None or not 0 <= number < len(session.variants):
             raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
-        preview = session.variants[number].copy()
-        preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        preview.save(buffer, format="JPEG", quality=85)
-        return Response(buffer.getvalue(), media_type="image/jpeg")
+        data = preview_jpeg(session.variants[number], session.watermark, studio.charter.spec.creator, PREVIEW_SIDE)
+        return Response(data, media_type="image/jpeg")
 
     @app.post("/api/keep")
     def keep_variant(ask: KeepAsk) -> JSONResponse:

@@ -1,0 +1,165 @@
+"""The studio's pages and API, called directly (the browser tests are in tests/e2e/test_studio.py)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from pipelines.charter import load_charter
+from pipelines.database import Database, database_url
+from pipelines.marking.keys import signing_files
+from pipelines.render import finish_render, plan_render
+from pipelines.renderer import Renderer
+from pipelines.review import ReviewDecision
+from pipelines.studio.app import Studio, create_app
+from pipelines.studio.reviews import ReviewRun
+from tests.conftest import SAMPLE_CHARTER_DIR, render_now
+
+
+class RecordedReviews:
+    """A review backend that records the decisions it is asked to send (the Prefect one is in test_flow)."""
+
+    def __init__(self, run: ReviewRun) -> None:
+        self.review = run
+        self.sent: list[ReviewDecision] = []
+
+    def paused_runs(self) -> list[ReviewRun]:
+        return [self.review]
+
+    def run(self, run_id: str) -> ReviewRun | None:
+        return self.review if run_id == self.review.id else None
+
+    def resume(self, run_id: str, decision: ReviewDecision) -> None:
+        self.sent.append(decision)
+
+
+@pytest.fixture
+def studio(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> Iterator[tuple[TestClient, Path, list[str], RecordedReviews]]:
+    out = tmp_path / "outputs"
+    plan = plan_render(make_campaign(steps=2), out)
+    exported = render_now(renderer, plan, out)
+    finish_render(plan, out)
+    files = [item.job.relative_path for item in exported]
+    keys = [item.job.key for item in exported]
+    reviews = RecordedReviews(
+        ReviewRun(
+            id="run-1",
+            name="review-x",
+            campaign_slug=plan.campaign_slug,
+            keys=keys,
+            output_dir=str(out),
+            paused=True,
+            state="Paused",
+        )
+    )
+    database = Database(database_url(out))
+    app = create_app(
+        Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), device="cpu", reviews=reviews)
+    )
+    with TestClient(app) as client:
+        yield client, out, files, reviews
+    database.close()
+
+
+def _png_data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_home_and_review_grid_list_the_pictures(studio: tuple) -> None:
+    client, _, files, _ = studio
+    home = client.get("/")
+    assert home.status_code == 200 and "/review/run-1" in home.text and "test-campagne" in home.text
+    grid = client.get("/review/run-1")
+    assert grid.status_code == 200
+    assert grid.text.count('class="card"') == len(files)
+    assert "Sète" in grid.text and "instagram_square" in grid.text and "residents" in grid.text
+    thumbnail = client.get(grid.text.split('src="', 1)[1].split('"', 1)[0])
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+
+
+def test_a_review_answer_is_checked_then_sent(studio: tuple) -> None:
+    client, _, _, reviews = studio
+    code = reviews.review.keys[0][:12]
+    refused = client.post("/api/review/run-1", json={"rejected": [code]})
+    assert refused.status_code == 422 and "needs a comment" in refused.json()["error"]
+    assert client.post("/api/review/run-1", json={"rejected": ["nope"], "comment": "x"}).status_code == 422
+    assert reviews.sent == []
+    sent = client.post("/api/review/run-1", json={"rejected": [code], "comments": {code: "blurry"}, "reviewer": "Léa"})
+    assert sent.status_code == 200 and sent.json() == {"rejected": 1, "approved": len(reviews.review.keys) - 1}
+    assert reviews.sent == [ReviewDecision(rejected=[code], comments={code: "blurry"}, reviewer="Léa")]
+
+
+def test_nothing_outside_the_output_folder_is_served(studio: tuple) -> None:
+    client, out, _, _ = studio
+    (out.parent / "secret.txt").write_text("no")
+    assert client.get("/files/../secret.txt").status_code == 404
+    assert client.get("/files/%2E%2E/secret.txt").status_code == 404
+    assert client.get("/retouch", params={"file": "../secret.txt"}).status_code == 404
+
+
+def test_retouch_then_keep_writes_one_marked_file(studio: tuple) -> None:
+    client, out, files, _ = studio
+    original = out / files[0]
+    size = Image.open(original).size
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).ellipse((100, 100, 400, 300), fill=(255, 40, 40, 255))
+    made = client.post(
+        "/api/retouch", json={"file": files[0], "prompt": "a boat", "variants": 2, "mask": _png_data_url(layer)}
+    )
+    assert made.status_code == 200, made.text
+    body = made.json()
+    assert len(body["variants"]) == 2
+    assert client.get(body["variants"][1]).headers["content-type"] == "image/jpeg"
+    assert not list(original.parent.glob("*-retouch-*"))  # previews are never written
+    kept = client.post("/api/keep", json={"session": body["session"], "variant": 1})
+    assert kept.status_code == 200, kept.text
+    result = kept.json()
+    assert result["original"] == files[0] and result["check"]["passed"]
+    written = out / result["file"]
+    assert written.is_file() and written.name == f"{original.stem}-retouch-1{original.suffix}"
+    changed = np.abs(
+        np.asarray(Image.open(written).convert("RGB"), dtype=np.int16)
+        - np.asarray(Image.open(original).convert("RGB"), dtype=np.int16)
+    ).max(axis=2)
+    assert (changed[:90] > 16).mean() < 0.002  # above the brushed ellipse: unchanged
+
+
+def test_retouch_refusals_are_one_line(studio: tuple) -> None:
+    client, _, files, _ = studio
+    wrong = client.post(
+        "/api/retouch",
+        json={"file": files[0], "prompt": "x", "mask": _png_data_url(Image.new("RGBA", (10, 10), (255, 0, 0, 255)))},
+    )
+    assert wrong.status_code == 400 and "is 10x10 but the picture is" in wrong.json()["error"]
+    empty = client.post("/api/retouch", json={"file": files[0], "prompt": ""})
+    assert empty.status_code == 422 and "prompt" in empty.json()["error"]
+    no_mask = client.post("/api/retouch", json={"file": files[0], "prompt": "x", "mode": "inpaint"})
+    assert no_mask.status_code == 400 and "needs a mask" in no_mask.json()["error"]
+
+
+def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
+    client, out, files, _ = studio
+    original = out / files[0]
+    edited = Image.open(original).convert("RGB")
+    ImageDraw.Draw(edited).rectangle((300, 200, 500, 400), fill=(20, 60, 120))
+    buffer = io.BytesIO()
+    edited.save(buffer, format="JPEG", quality=92)
+    data = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    done = client.post("/api/finalize", json={"file": files[0], "name": "retouche lea.jpg", "data": data})
+    assert done.status_code == 200, done.text
+    result = done.json()
+    assert (out / result["file"]).parent == original.parent
+    assert result["file"].endswith(f"retouche lea-final{original.suffix}")
+    assert result["original"] == files[0]
+    assert client.post("/api/finalize", json={"file": files[0], "name": "x.png", "data": "%%%"}).status_code == 400
