@@ -132,7 +132,7 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
         )
         log.info("review waiting in flow run %s (%s)", review.name, review.id)
         create_link_artifact(
-            key=f"review-{plan.campaign_slug}",
+            key=f"studio-review-{plan.campaign_slug}",
             link=studio_link(str(review.id)),
             link_text=f"{plan.campaign_name}: review the pictures in the studio (`visuels studio`)",
         )

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 
 from pipelines.cli import main
 from pipelines.database import Database
+from pipelines.errors import ModelError
 from pipelines.marking.ledger import verify_chain
 from pipelines.render import plan_render
 from pipelines.renderer import Renderer
@@ -171,3 +172,62 @@ def test_a_retouch_refuses_another_model_and_a_mask_of_another_size(
         _cli(out, charter, "retouch", str(original), "--mode", "img2img", "--prompt", "x", "--model", str(other)) == 2
     )
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_retouch_uses_the_recorded_lora_and_its_scale(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, lora_file: Path
+) -> None:
+    from pipelines.derivatives import find_original
+    from pipelines.retouch import retouch_model
+
+    out = tmp_path / "outputs"
+    one = {"file": "charter/communes.csv", "names": ["Sète"]}
+    campaign = make_campaign(
+        steps=2, formats=["instagram_square"], communes=one, lora={"path": str(lora_file), "scale": 0.7}
+    )
+    [item] = render_now(renderer, plan_render(campaign, out), out)
+    database = Database(f"sqlite:///{out / 'visuels.sqlite'}")
+    try:
+        original = find_original(database, out / item.job.relative_path, out)
+        model = retouch_model(database, original)
+        assert model.lora is not None and model.lora.scale == 0.7 and Path(model.lora.path) == lora_file
+        assert model.lora_hash == item.job.lora_hash
+        other = tmp_path / "other-lora.safetensors"
+        other.write_bytes(lora_file.read_bytes()[:-8] + b"\0" * 8)
+        with pytest.raises(ModelError, match="not the LoRA that made this picture"):
+            retouch_model(database, original, lora_option=str(other))
+    finally:
+        database.close()
+
+
+def test_an_sdxl_picture_is_retouched_with_its_own_pipeline(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    import torch
+
+    from pipelines.derivatives import find_original
+    from pipelines.image_input import read_picture
+    from pipelines.retouch import RetouchSettings, retouch, retouch_model
+    from tests.test_model import save_tiny_sdxl
+
+    folder = save_tiny_sdxl(tmp_path / "sdxl")
+    out = tmp_path / "outputs"
+    one = {"file": "charter/communes.csv", "names": ["Sète"]}
+    campaign = make_campaign(
+        steps=2, formats=["instagram_square"], communes=one, model={"kind": "diffusers", "path": str(folder)}
+    )
+    [item] = render_now(renderer, plan_render(campaign, out), out)
+    database = Database(f"sqlite:///{out / 'visuels.sqlite'}")
+    try:
+        original = find_original(database, out / item.job.relative_path, out)
+        model = retouch_model(database, original)
+    finally:
+        database.close()
+    picture = read_picture(original.path)
+    mask = np.zeros((picture.height, picture.width), dtype=bool)
+    mask[100:300, 100:300] = True
+    for mode in ("inpaint", "img2img"):
+        settings = RetouchSettings(prompt="a boat", mode=mode, variants=1, strength=0.9)
+        [variant] = retouch(renderer.host, model, picture, mask, settings, torch.float32)
+        changed = np.abs(np.asarray(variant, dtype=np.int16) - np.asarray(picture, dtype=np.int16)).max(axis=2) > 0
+        assert not changed[~mask].any() and changed[mask].mean() > 0.5, mode

@@ -107,6 +107,15 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
                     break
                 time.sleep(1)
             assert review is not None, "no paused review run"
+            # The render run links to the studio's page for this review.
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+            [link] = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["studio-review-ete-2027-vivre-en-solane"])),
+                limit=1,
+                offset=0,
+            )
+            assert f"/review/{review.id}" in str(link.data)
             resume_flow_run(review.id, run_input={"reviewer": "test"})
             while time.monotonic() < deadline:
                 state = client.read_flow_run(review.id).state
