@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU build of torch from this machine kind's local disk; CUDA machines take the default build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup demo test serve lint format clean
+.PHONY: setup demo test serve studio lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -27,6 +27,9 @@ test: setup
 
 serve: setup
 	$(VENV)/bin/python -m flows.serve
+
+studio: setup
+	$(VENV)/bin/visuels studio
 
 lint: setup
 	$(VENV)/bin/ruff check .
