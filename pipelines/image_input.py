@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from pipelines.errors import VisuelsError
+from pipelines.marking.xmp import XMP_PNG_KEY
 
 MAX_PIXELS = 120_000_000  # a 13,000 x 9,000 poster; above: refused as a possible decompression bomb
 MASK_THRESHOLD = 128  # mask pixels at least this bright (or opaque) are repainted
@@ -92,14 +93,20 @@ def _flatten(image: Image.Image) -> Image.Image:
     return _to_srgb(image)
 
 
-def read_picture(path: Path, field: str = "image") -> Image.Image:
-    """An RGB picture upright as its camera or editor meant it; ``ImageInputError`` otherwise."""
+def read_picture_and_xmp(path: Path, field: str = "image") -> tuple[Image.Image, str | None]:
+    """An RGB picture upright as its camera or editor meant it, and its XMP packet if it has one."""
     image = _open(path, field)
+    xmp = image.info.get(XMP_PNG_KEY) or image.info.get("xmp")
     try:
         upright = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError):
         upright = image  # unreadable EXIF: keep the pixels as stored
-    return _flatten(upright)
+    return _flatten(upright), xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+
+
+def read_picture(path: Path, field: str = "image") -> Image.Image:
+    """An RGB picture upright as its camera or editor meant it; ``ImageInputError`` otherwise."""
+    return read_picture_and_xmp(path, field)[0]
 
 
 def read_mask(path: Path, size: tuple[int, int], field: str = "mask") -> np.ndarray:

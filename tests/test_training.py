@@ -44,7 +44,7 @@ def references(tmp_path: Path) -> Path:
         (lambda f: [p.unlink() for p in sorted(f.glob("*.png"))[4:]], None, "at least 5"),
         (lambda f: (f / "03-hills.txt").unlink(), "caption", "missing caption"),
         (lambda f: (f / "03-hills.txt").write_text("  \n"), "caption", "empty"),
-        (lambda f: (f / "03-hills.png").write_bytes(b"\x89PNG broken"), None, "not a readable image"),
+        (lambda f: (f / "03-hills.png").write_bytes(b"\x89PNG broken"), None, "not a picture"),
         (lambda f: Image.new("RGB", (32, 32)).save(f / "03-hills.png"), "size", "smaller than 64"),
     ],
 )

@@ -9,23 +9,21 @@ found through the watermark or, failing that, the perceptual hash.
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel
 
 from pipelines.charter import Charter
 from pipelines.database import Database
+from pipelines.image_input import ImageInputError, read_picture_and_xmp
 from pipelines.marking import ledger, watermark
 from pipelines.marking.c2pa_manifest import read_manifest_state
 from pipelines.marking.phash import perceptual_hash
-from pipelines.marking.xmp import XMP_PNG_KEY
 from pipelines.postprocess.label import draw_ai_label
 
-MAX_PIXELS = 120_000_000  # larger pictures are refused as possible decompression bombs
 LABEL_MATCH = 0.75  # normalised correlation above which the label's badge counts as seen
 CORNER_SHARE = 0.4
 SOURCE_TYPE = re.compile(r"DigitalSourceType(?:=\"|>)\s*([^\"<\s]+)")
@@ -90,23 +88,6 @@ def label_seen(rgb: np.ndarray, charter: Charter) -> bool:
     return False
 
 
-def _read_pixels_and_xmp(path: Path) -> tuple[np.ndarray, str | None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        try:
-            with Image.open(path) as image:
-                image.load()
-                xmp = image.info.get(XMP_PNG_KEY) or image.info.get("xmp")
-                pixels = np.asarray(image.convert("RGB"))
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
-    if isinstance(xmp, bytes):
-        xmp = xmp.decode("utf-8", "replace")
-    return pixels, xmp
-
-
 def _original(chain: list[dict]) -> dict | None:
     """The first row of another job in a file's lineage: the output a derivative was made from."""
     for row in chain[1:]:
@@ -119,15 +100,10 @@ def verify_file(path: Path, charter: Charter, database: Database, trust_anchors:
     """Check every marking layer of one file; a file that cannot be read gets an error, not an exception."""
     report = FileReport(file=str(path))
     try:
-        pixels, xmp = _read_pixels_and_xmp(path)
-    except FileNotFoundError:
-        return report.model_copy(update={"error": "file not found"})
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        return report.model_copy(update={"error": f"more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)"})
-    except UnidentifiedImageError:
-        return report.model_copy(update={"error": "not an image"})
-    except (OSError, SyntaxError, ValueError) as exc:
-        return report.model_copy(update={"error": f"unreadable or truncated image ({exc})"})
+        picture, xmp = read_picture_and_xmp(path, "file")
+    except ImageInputError as exc:
+        return report.model_copy(update={"error": exc.message})
+    pixels = np.asarray(picture)
 
     found = watermark.detect(pixels)
     mark = f"{found.payload:016x}" if found.payload is not None else None

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pipelines.errors import VisuelsError
+from pipelines.image_input import ImageInputError, read_picture
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_IMAGES = 5
@@ -44,11 +45,9 @@ def load_training_set(folder: Path, size: int) -> TrainingSet:
         if not caption:
             raise DatasetError(caption_file, "caption", "caption is empty")
         try:
-            with Image.open(path) as image:
-                image.load()
-                picture = image.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DatasetError(path, None, f"not a readable image ({exc})") from None
+            picture = read_picture(path)  # upright (EXIF), sRGB, transparency on white
+        except ImageInputError as exc:
+            raise DatasetError(path, None, exc.message) from None
         if min(picture.size) < size:
             raise DatasetError(path, "size", f"{picture.size[0]}x{picture.size[1]} is smaller than {size} px")
         side = min(picture.size)
