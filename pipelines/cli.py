@@ -321,7 +321,8 @@ def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, c
 def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path | None]:
     if output is None:
         return [None] * len(files)
-    if len(files) > 1 or output.is_dir():
+    # A folder: several files, an existing folder, or a name without a picture suffix.
+    if len(files) > 1 or output.is_dir() or not output.suffix:
         if output.exists() and not output.is_dir():
             raise VisuelsError(output, "--output", "with several files, OUT must be a folder")
         return [output / path.name for path in files]

@@ -231,3 +231,35 @@ def test_an_sdxl_picture_is_retouched_with_its_own_pipeline(
         [variant] = retouch(renderer.host, model, picture, mask, settings, torch.float32)
         changed = np.abs(np.asarray(variant, dtype=np.int16) - np.asarray(picture, dtype=np.int16)).max(axis=2) > 0
         assert not changed[~mask].any() and changed[mask].mean() > 0.5, mode
+
+
+def test_several_edits_at_once_and_a_crash_before_the_record(
+    exported: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipelines.marking import ledger
+
+    original, out, charter = exported
+    edits = []
+    for number, colour in enumerate([(200, 30, 30), (30, 30, 200)]):
+        edited = Image.open(original).convert("RGB")
+        ImageDraw.Draw(edited).rectangle((300, 200, 500, 400), fill=colour)
+        edits.append(tmp_path / f"edit-{number}.png")
+        edited.save(edits[-1])
+
+    # Killed after the file is written, before its record is committed: a re-run marks and records it once.
+    def killed(*_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ledger, "append", killed)
+    marked = str(tmp_path / "marked")
+    assert _cli(out, charter, "finalize", str(edits[0]), "--from", str(original), "-o", marked) == 130
+    assert (tmp_path / "marked" / "edit-0.png").is_file()  # written, not recorded
+    monkeypatch.undo()
+    rows = len(_ledger(out))
+    assert _cli(out, charter, "finalize", *map(str, edits), "--from", str(original), "-o", marked) == 0
+    assert sorted(path.name for path in (tmp_path / "marked").iterdir()) == ["edit-0.png", "edit-1.png"]
+    assert len(_ledger(out)) == rows + 2
+    assert "already marked" not in capsys.readouterr().out
