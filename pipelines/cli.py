@@ -159,6 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor", help="what this machine has (GPU, versions, model, keys) and what is missing"
     )
+    doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help="also its model and LoRA")
     doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
 
     keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
@@ -433,10 +434,10 @@ def _studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     return 0
 
 
-def _doctor(output_root: Path) -> int:
+def _doctor(output_root: Path, campaign: Path | None) -> int:
     from pipelines.doctor import diagnose
 
-    findings = diagnose(output_root)
+    findings = diagnose(output_root, campaign)
     for finding in findings:
         mark = "[green]ok[/green]     " if finding.ok else "[red]missing[/red]"
         console.print(f"{mark} {finding.topic}: ", end="")
@@ -533,7 +534,7 @@ def main(
         if args.command == "finalize":
             return _finalize(args)
         if args.command == "doctor":
-            return _doctor(args.output_dir)
+            return _doctor(args.output_dir, args.campaign)
         if args.command == "studio":
             return _studio(args, reviews)
         if args.command == "retouch":

@@ -94,5 +94,25 @@ def _prefect() -> Finding:
     return Finding("Prefect", True, "no PREFECT_API_URL: renders start a temporary server; the studio retouches only")
 
 
-def diagnose(output_root: Path) -> list[Finding]:
-    return [*_hardware(), *_versions(), *_models(), _keys(), _record(output_root), _prefect()]
+def _campaign(path: Path) -> list[Finding]:
+    """The model and LoRA a campaign would render with (a bad campaign raises its usual error)."""
+    from pipelines.campaign import load_campaign
+    from pipelines.jobs import lora_hash
+    from pipelines.model_reference import describe_model
+
+    campaign = load_campaign(path)
+    info = describe_model(campaign.model, source=str(path))
+    findings = [Finding("campaign model", True, f"{info.description} (hash {info.hash[:12]}, {info.native_size} px)")]
+    if campaign.lora_path is None:
+        findings.append(Finding("campaign LoRA", True, "none"))
+    else:
+        lora = lora_hash(campaign.lora_path)
+        findings.append(Finding("campaign LoRA", True, f"{campaign.lora_path} (hash {(lora or '')[:12]})"))
+    return findings
+
+
+def diagnose(output_root: Path, campaign: Path | None = None) -> list[Finding]:
+    found = [*_hardware(), *_versions(), *_models()]
+    if campaign is not None:
+        found += _campaign(campaign)
+    return [*found, _keys(), _record(output_root), _prefect()]

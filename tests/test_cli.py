@@ -118,3 +118,5 @@ def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:
     printed = capsys.readouterr().out
     assert "CUDA" in printed and "torch" in printed
     assert "signing keys" in printed and "visuels keys init" in printed
+    assert cli(["doctor", str(SAMPLE_CAMPAIGN), "--output-dir", str(tmp_path)]) == 1
+    assert "campaign model: demo model (random weights)" in capsys.readouterr().out
