@@ -17,18 +17,19 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pipelines.charter import Charter
 from pipelines.database import Database, outputs_table
 from pipelines.derivatives import Derivative, finalize_file, find_original, mark_derivative
+from pipelines.devices import DeviceName
 from pipelines.errors import VisuelsError
 from pipelines.image_input import read_mask, read_picture
 from pipelines.jobs import KEY_PREFIX_LENGTH
@@ -37,7 +38,8 @@ from pipelines.marking.mark import preview_jpeg
 from pipelines.review import ReviewDecision, review_listing
 from pipelines.studio.reviews import ReviewBackend
 
-if TYPE_CHECKING:  # the retouch module imports torch: only the retouch endpoints load it
+if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
+    from pipelines.model_host import ModelHost
     from pipelines.retouch import RetouchModel, RetouchSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -83,20 +85,20 @@ class Studio:
     database: Database
     charter: Charter
     signing: SigningFiles
-    device: str = "auto"
+    device: DeviceName = "auto"
     reviews: ReviewBackend | None = None
     sessions: OrderedDict[str, RetouchSession] = field(default_factory=OrderedDict)
-    _host: Any = None
+    _host: ModelHost | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def host(self) -> Any:
+    def host(self) -> ModelHost:
         """The model host, created on first retouch: the other pages never load torch."""
         from pipelines.devices import choose_device
         from pipelines.model_host import ModelHost
 
         with self._lock:
             if self._host is None:
-                self._host = ModelHost(choose_device(self.device))  # type: ignore[arg-type]
+                self._host = ModelHost(choose_device(self.device))
             return self._host
 
     def path_of(self, relative: str) -> Path:
@@ -107,12 +109,11 @@ class Studio:
         return path
 
     def campaigns(self) -> dict[str, int]:
+        """Each campaign with recorded outputs, and how many."""
+        campaign = outputs_table.c.campaign
         with self.database.reading() as connection:
-            rows = connection.execute(select(outputs_table.c.campaign)).scalars().all()
-        counts: dict[str, int] = {}
-        for campaign in rows:
-            counts[campaign] = counts.get(campaign, 0) + 1
-        return dict(sorted(counts.items()))
+            rows = connection.execute(select(campaign, func.count()).group_by(campaign).order_by(campaign))
+            return {name: count for name, count in rows}
 
     def outputs(self, campaign: str) -> list[dict]:
         with self.database.reading() as connection:
