@@ -18,6 +18,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, ValidationError, create_model
 
+from pipelines.config_files import plain_message
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.errors import ReviewError
 from pipelines.review import ReviewDecision, ReviewOutcome, apply_review, review_listing, short_id
@@ -86,7 +87,7 @@ def review_campaign(campaign_slug: str, keys: list[str], output_dir: str = "outp
             return apply_review(output_root, campaign_slug, keys, ReviewDecision(**previous), run_id=run_id)
         except ValidationError as exc:
             first = exc.errors()[0]
-            problem = first["msg"].removeprefix("Value error, ")
+            problem = plain_message(first)
             if isinstance(first.get("input"), dict):
                 fields = ReviewDecision.model_fields
                 previous = {name: value for name, value in first["input"].items() if name in fields}

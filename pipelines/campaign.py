@@ -126,11 +126,12 @@ class Campaign(BaseModel):
     lora_path: Path | None
 
 
-def _find_commune(wanted: str, by_code: dict[str, Commune], by_name: dict[str, list[Commune]]) -> Commune | None:
+def _find_communes(wanted: str, by_code: dict[str, Commune], by_name: dict[str, list[Commune]]) -> list[Commune]:
+    """The communes a name or INSEE code designates: one, several (homonyms) or none."""
     if wanted in by_code:
-        return by_code[wanted]
-    matches = by_name.get(wanted) or by_name.get(slugify(wanted), [])
-    return matches[0] if len(matches) == 1 else None
+        return [by_code[wanted]]
+    # The slug makes "Sables-d’Olonne", "sables d'olonne" and "Sables-d'Olonne" the same name.
+    return by_name.get(wanted) or by_name.get(slugify(wanted), [])
 
 
 def select_communes(
@@ -157,18 +158,23 @@ def select_communes(
     by_name: dict[str, list[Commune]] = {}
     for commune in communes:
         by_name.setdefault(commune.name, []).append(commune)
-        by_name.setdefault(commune.slug, []).append(commune)
+        if commune.slug != commune.name:
+            by_name.setdefault(commune.slug, []).append(commune)
     chosen: list[Commune] = []
     for index, wanted in enumerate(selection.names):
-        commune = _find_commune(wanted, by_code, by_name)
-        if commune is None:
+        where = f"{field}.names[{index}]"
+        matches = _find_communes(wanted, by_code, by_name)
+        if not matches:
             close = difflib.get_close_matches(wanted, [c.name for c in communes], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise CampaignError(campaign_path, where, f"unknown commune '{wanted}'{hint}")
+        if len(matches) > 1:
+            homonyms = ", ".join(f"{c.name} ({c.insee}, department {c.department})" for c in matches)
             raise CampaignError(
-                campaign_path, f"{field}.names[{index}]", f"unknown or ambiguous commune '{wanted}'{hint}"
+                campaign_path, where, f"'{wanted}' names {len(matches)} communes: {homonyms}; give the INSEE code"
             )
-        if commune not in chosen:
-            chosen.append(commune)
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
     return chosen
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from rich.console import Console
 
+from pipelines.config_files import first_problem
 from pipelines.errors import CampaignError, VisuelsError
 from pipelines.render_request import Overrides, RenderRequest, Selection
 from pipelines.third_party_logs import quiet_third_party_logs
@@ -40,19 +41,19 @@ EXIT_BAD_INPUT = 2
 
 RenderFlow = Callable[[RenderRequest], "RenderSummary"]
 Trainer = Callable[[str, str, dict, str | None, str | None], "TrainingSummary"]
-TRAINING_OPTIONS = {
-    "steps": int,
-    "rank": int,
-    "alpha": float,
-    "learning_rate": float,
-    "lr_schedule": str,
-    "resolution": int,
-    "batch_size": int,
-    "gradient_accumulation": int,
-    "gradient_checkpointing": bool,
-    "min_snr_gamma": float,
-    "seed": int,
-    "checkpoint_every": int,
+TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
+    "steps": (int, "optimiser steps, 1-100,000 (default: 500)"),
+    "rank": (int, "LoRA rank, 1-256: larger learns more, and overfits sooner (default: 8)"),
+    "alpha": (float, "LoRA alpha, > 0 (default: the rank)"),
+    "learning_rate": (float, "learning rate, > 0 and <= 1 (default: 1e-4)"),
+    "lr_schedule": (str, "constant, cosine or linear (default: constant)"),
+    "resolution": (int, "training picture side, a multiple of 64 from 64 to 2048 (default: 256)"),
+    "batch_size": (int, "pictures per step, 1-64 (default: 1)"),
+    "gradient_accumulation": (int, "steps whose gradients are summed before an update, 1-64 (default: 1)"),
+    "gradient_checkpointing": (bool, "trade compute for memory (large models on small GPUs)"),
+    "min_snr_gamma": (float, "Min-SNR loss weighting gamma, > 0 (default: 5)"),
+    "seed": (int, "random seed, >= 0 (default: 0)"),
+    "checkpoint_every": (int, "save a resumable checkpoint every N steps (default: 100)"),
 }
 
 # soft_wrap: a message stays on one line whatever the terminal width.
@@ -61,19 +62,26 @@ errors = Console(stderr=True, soft_wrap=True)
 
 
 def _positive(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
     if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"{number}: must be at least 1")
     return number
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="visuels", description="Per-commune campaign visuals, marked as AI-generated."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    check = commands.add_parser("check", help="validate charters, campaigns or communes CSV files")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        # The line `visuels -h` shows for a command is also the description of `visuels NAME -h`.
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+    check = command("check", "validate charters, campaigns or communes CSV files")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     def add_render_options(command: argparse.ArgumentParser) -> None:
@@ -90,7 +98,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "--compile", action="store_true", help="torch.compile the model (faster on a GPU after a minute)"
         )
 
-    render = commands.add_parser("render", help="render a campaign through the Prefect flow")
+    render = command("render", "render a campaign through the Prefect flow")
     render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
     render.add_argument("--communes", help="comma-separated names or INSEE codes, a subset of the campaign's")
     render.add_argument("--max-communes", type=_positive, help="only the first N selected communes")
@@ -99,18 +107,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_render_options(render)
 
-    demo = commands.add_parser("demo", help="render the sample campaign for a few communes with the demo model")
+    demo = command("demo", "render the sample campaign for a few communes with the demo model")
     add_render_options(demo)
 
-    verify = commands.add_parser("verify", help="check the AI marking of files, layer by layer")
+    verify = command("verify", "check the AI marking of files, layer by layer")
     verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
     verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")
     verify.add_argument("--database", help=DATABASE_HELP)
     verify.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="charter whose label to look for")
 
-    finalize = commands.add_parser(
-        "finalize", help="mark again files edited outside visuels (Photoshop, GIMP...) from their original"
-    )
+    finalize = command("finalize", "mark again files edited outside visuels (Photoshop, GIMP...) from their original")
     finalize.add_argument("files", nargs="+", type=Path, metavar="EDITED")
     finalize.add_argument(
         "--from",
@@ -129,9 +135,7 @@ def _build_parser() -> argparse.ArgumentParser:
     finalize.add_argument("--database", help=DATABASE_HELP)
     finalize.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check them against")
 
-    retouch = commands.add_parser(
-        "retouch", help="repaint part of an output with the model that made it; each variant is marked again"
-    )
+    retouch = command("retouch", "repaint part of an output with the model that made it; each variant is marked again")
     retouch.add_argument("image", type=Path, metavar="IMAGE", help="an exported file")
     retouch.add_argument(
         "--mask", type=Path, help="white where to repaint, black elsewhere (or painted on transparency)"
@@ -148,39 +152,37 @@ def _build_parser() -> argparse.ArgumentParser:
     retouch.add_argument("--database", help=DATABASE_HELP)
     retouch.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check them against")
 
-    studio = commands.add_parser(
-        "studio", help="the designers' studio in a browser: review runs, retouch outputs, finalize edited files"
+    studio = command(
+        "studio", "the designers' studio in a browser: review runs, retouch outputs, finalize edited files"
     )
     studio.add_argument("--port", type=int, default=7860, help="on 127.0.0.1 (default: 7860)")
     studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help="the outputs (default: ./outputs)")
     studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help="for retouching")
     studio.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check retouches against")
 
-    doctor = commands.add_parser(
-        "doctor", help="what this machine has (GPU, versions, model, keys) and what is missing"
-    )
+    doctor = command("doctor", "what this machine has (GPU, versions, model, keys) and what is missing")
     doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help="also its model and LoRA")
     doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
 
-    keys = commands.add_parser("keys", help="signing keys for C2PA manifests")
+    keys = command("keys", "signing keys for C2PA manifests")
     keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
     keys.add_argument("--dir", type=Path, help="where (default: $VISUELS_KEYS_DIR or ./keys)")
 
-    train = commands.add_parser("train", help="train the charter's style LoRA on its reference images")
+    train = command("train", "train the charter's style LoRA on its reference images")
     train.add_argument("charter", type=Path, metavar="CHARTER_DIR")
     train.add_argument("--base", default="demo", help="base model: demo or a diffusers folder (default: demo)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--lora-dir", help="root of the LoRA folders (default: $VISUELS_LORA_DIR or ./lora)")
-    for option, kind in TRAINING_OPTIONS.items():
+    for option, (kind, explanation) in TRAINING_OPTIONS.items():
         if kind is bool:
-            train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None)
+            train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None, help=explanation)
         else:
-            train.add_argument(f"--{option.replace('_', '-')}", type=kind)
+            train.add_argument(f"--{option.replace('_', '-')}", type=kind, help=explanation)
 
-    ledger_command = commands.add_parser("ledger", help="the provenance ledger")
+    ledger_command = command("ledger", "the provenance ledger")
     ledger_command.add_argument("action", choices=["verify"], help="verify: check the hash chain")
     ledger_command.add_argument("--database", help=DATABASE_HELP)
-    return parser
+    return parser, commands.choices
 
 
 def _check_file(path: Path) -> str:
@@ -226,9 +228,9 @@ def _render_request(args: argparse.Namespace, common: dict) -> RenderRequest:
             **common,
         )
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        option = "--" + str(first["loc"][-1]).replace("_", "-")
-        raise VisuelsError(str(args.campaign), option, first["msg"]) from None
+        location, message = first_problem(exc)
+        option = "--" + str(location[-1]).replace("_", "-")
+        raise VisuelsError(str(args.campaign), option, message) from None
 
 
 def _render(request: RenderRequest, render: RenderFlow) -> int:
@@ -382,8 +384,8 @@ def _retouch(args: argparse.Namespace) -> int:
             prompt=args.prompt, mode=args.mode, variants=args.variants, strength=args.strength, seed=args.seed
         )
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise VisuelsError("visuels retouch", "--" + str(first["loc"][-1]), first["msg"]) from None
+        location, message = first_problem(exc)
+        raise VisuelsError("visuels retouch", "--" + str(location[-1]), message) from None
     charter = load_charter(args.charter)
     signing = signing_files()
     database = _database(args.database)
@@ -473,7 +475,7 @@ def _ledger_verify(database_option: str | None) -> int:
 def _train(args: argparse.Namespace, train: Trainer) -> int:
     from pydantic import ValidationError
 
-    from pipelines.config_files import field_path
+    from pipelines.config_files import field_path, first_problem
     from pipelines.training.trainer import TrainingConfig
 
     options = {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name) is not None}
@@ -483,9 +485,9 @@ def _train(args: argparse.Namespace, train: Trainer) -> int:
     try:
         config = TrainingConfig(**options)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        option = "--" + field_path(tuple(first["loc"])).replace("_", "-")
-        raise VisuelsError("visuels train", option, first["msg"]) from None
+        location, message = first_problem(exc)
+        option = "--" + field_path(location).replace("_", "-")
+        raise VisuelsError("visuels train", option, message) from None
     # Refuse bad input before Prefect starts: no traceback, no run folder.
     root = Path(args.lora_dir) if args.lora_dir else None
     check_training_inputs(args.charter, parse_model_option(args.base), config, args.resume, root)
@@ -521,7 +523,10 @@ def main(
     # Prefect's usage telemetry: no network here, and on a fresh embedded SQLite database its
     # first write races the migrations and prints a "database is locked" traceback.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    args = _build_parser().parse_args(argv)
+    parser, command_parsers = _build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its own usage line
+        command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "check":
             return _check(args.files)

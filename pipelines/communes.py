@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.config_files import field_path
+from pipelines.config_files import field_path, plain_message
 from pipelines.errors import CommunesError
 from pipelines.slugs import slugify
 
@@ -95,7 +95,7 @@ def load_communes(path: str | Path) -> list[Commune]:
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = f"line {line}, {field_path(tuple(first['loc'][:1]))}" if first["loc"] else f"line {line}"
-            raise CommunesError(csv_path, where, first["msg"]) from None
+            raise CommunesError(csv_path, where, plain_message(first)) from None
         if commune.insee in seen:
             raise CommunesError(
                 csv_path, f"line {line}, insee", f"duplicate code {commune.insee} (line {seen[commune.insee]})"

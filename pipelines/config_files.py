@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from pipelines.errors import VisuelsError
 
@@ -44,6 +46,38 @@ def field_path(location: tuple[int | str, ...]) -> str:
     return rendered or "(top level)"
 
 
+VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def plain_message(error: ErrorDetails) -> str:
+    """A pydantic error's message without the validator-kind prefix people need not see."""
+    message = error["msg"]
+    for prefix in VALIDATOR_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message
+
+
+def first_problem(exc: ValidationError) -> tuple[tuple[int | str, ...], str]:
+    """The error to report first, as (location, message).
+
+    A misspelt key fails twice, as an unknown key and as a missing one; the unknown key is the
+    cause, so it comes first, with the missing key it probably meant.
+    """
+    errors = exc.errors(include_url=False)
+    unknown = [error for error in errors if error["type"] == "extra_forbidden"]
+    chosen = unknown[0] if unknown else errors[0]
+    location = tuple(part for part in chosen["loc"] if not str(part).startswith("function-"))
+    if not unknown:
+        return location, plain_message(chosen)
+    missing = [
+        str(error["loc"][-1])
+        for error in errors
+        if error["type"] == "missing" and tuple(error["loc"][:-1]) == tuple(chosen["loc"][:-1])
+    ]
+    close = get_close_matches(str(chosen["loc"][-1]), missing, n=1, cutoff=0.5)
+    return location, "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
 def validate_model(
     model_type: type[ModelT],
     data: dict[str, Any],
@@ -54,9 +88,5 @@ def validate_model(
     try:
         return model_type.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        location = tuple(p for p in first["loc"] if not str(p).startswith("function-"))
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            message = "unknown key"
+        location, message = first_problem(exc)
         raise error_type(path, field_path(location), message) from None

@@ -120,6 +120,10 @@ def _read_config(folder: Path, component: str, source: str) -> dict:
 
 def _sizes_from_folder(folder: Path, source: str) -> tuple[int, int]:
     """Native pixel size and the size multiple, from the UNet and VAE configs."""
+    if not folder.exists():
+        raise ModelError(source, "model", f"{folder} not found")
+    if not folder.is_dir():
+        raise ModelError(source, "model", f"{folder} is a file, not a diffusers model folder")
     if not (folder / "model_index.json").is_file():
         raise ModelError(source, "model", f"{folder} has no model_index.json: not a diffusers model folder")
     unet = _read_config(folder, "unet", source)

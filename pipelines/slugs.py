@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Letters that NFKD does not decompose into ASCII.
-_LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss", "ø": "o", "Ø": "O"})
+# Letters that NFKD does not decompose into ASCII, and typographic punctuation that separates
+# words as its ASCII form does ("Sables-d’Olonne" is "Sables-d'Olonne").
+_LIGATURES = str.maketrans(
+    {"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss", "ø": "o", "Ø": "O"}
+    | {"’": "'", "‘": "'", "ʼ": "'", "‐": "-", "‑": "-", "–": "-", "—": "-"}
+)
 # Names Windows refuses as file or folder names, whatever the extension.
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
 MAX_LENGTH = 80

@@ -69,3 +69,31 @@ def test_a_broken_charter_is_reported_against_the_charter_file(
         load_campaign(make_campaign())
     assert caught.value.file.endswith("charter.yaml")
     assert caught.value.field == "palette[0].hex"
+
+
+def test_typographic_apostrophes_and_homonyms(make_campaign: Callable[..., Path], charter_dir: Path) -> None:
+    pasted = {"file": "charter/communes.csv", "names": ["Castelnau-d’Estrétefonds", "l’isle-jourdain"]}
+    chosen = load_campaign(make_campaign(communes=pasted)).communes
+    assert [c.name for c in chosen] == ["Castelnau-d'Estrétefonds", "L'Isle-Jourdain"]
+    with (charter_dir / "communes.csv").open("a", encoding="utf-8") as csv_file:
+        csv_file.write("11999,Sète,11,sea,the other Sète\n")  # a homonym in another department
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(make_campaign(communes={"file": "charter/communes.csv", "names": ["Sète"]}))
+    assert "'Sète' names 2 communes: Sète (34301, department 34), Sète (11999, department 11)" in caught.value.message
+    assert "give the INSEE code" in caught.value.message
+
+
+def test_a_misspelt_key_is_reported_as_unknown_with_what_it_meant(make_campaign: Callable[..., Path]) -> None:
+    path = make_campaign()
+    text = path.read_text(encoding="utf-8").replace("audiences:", "audience:")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path)
+    assert caught.value.field == "audience"
+    assert caught.value.message == "unknown key (did you mean 'audiences'?)"
+
+
+def test_validator_messages_have_no_pydantic_prefix(make_campaign: Callable[..., Path]) -> None:
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(make_campaign(formats=["billboard"]))
+    assert not caught.value.message.startswith("Value error")

@@ -91,7 +91,7 @@ def test_unknown_commune_override_is_refused(
     out_dir = tmp_path / "outputs"
     argv = ["render", str(make_campaign()), "--communes", "Sète,Paris", "--output-dir", str(out_dir)]
     assert main(argv, render=refuse_to_render) == 2
-    assert "unknown or ambiguous commune 'Paris'" in capsys.readouterr().err
+    assert "unknown commune 'Paris'" in capsys.readouterr().err
     assert not out_dir.exists()
 
 
@@ -120,3 +120,28 @@ def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:
     assert "signing keys" in printed and "visuels keys init" in printed
     assert cli(["doctor", str(SAMPLE_CAMPAIGN), "--output-dir", str(tmp_path)]) == 1
     assert "campaign model: demo model (random weights)" in capsys.readouterr().out
+
+
+def test_command_line_mistakes_are_explained(
+    make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    campaign = str(make_campaign())
+    for argv, words in (
+        (["render", campaign, "--max-communes", "abc"], "--max-communes: 'abc' is not a whole number"),
+        (["render", campaign, "--foo"], "visuels render: error: unrecognized arguments: --foo"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(argv, render=refuse_to_render)
+        assert exited.value.code == 2
+        error = capsys.readouterr().err
+        assert words in error and "invalid _positive value" not in error
+        assert error.startswith("usage: visuels render")  # the command's usage, not the top level's
+    assert main(["render", campaign, "--model", str(tmp_path / "nonexistent")], render=refuse_to_render) == 2
+    assert capsys.readouterr().err.strip().endswith(f"model: {tmp_path / 'nonexistent'} not found")
+    for command in ("check", "verify", "render"):
+        with pytest.raises(SystemExit):
+            main([command, "-h"])
+        assert capsys.readouterr().out.split("\n\n")[1].strip()[0].isupper()  # a description under the usage
+    with pytest.raises(SystemExit):
+        main(["train", "-h"])
+    assert "optimiser steps, 1-100,000" in capsys.readouterr().out

@@ -86,7 +86,7 @@ def test_flow_with_bad_parameters_fails_with_the_input_error(
 ) -> None:
     from pipelines.errors import CampaignError
 
-    with pytest.raises(CampaignError, match="unknown or ambiguous commune 'Atlantis'"):
+    with pytest.raises(CampaignError, match="unknown commune 'Atlantis'"):
         render_campaign(
             campaign=str(make_campaign()), selection={"communes": ["Atlantis"]}, output_dir=str(tmp_path / "o")
         )

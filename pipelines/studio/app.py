@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 
 from pipelines.charter import Charter
+from pipelines.config_files import first_problem
 from pipelines.database import Database, outputs_table
 from pipelines.derivatives import Derivative, finalize_file, find_original, mark_derivative
 from pipelines.devices import DeviceName
@@ -207,7 +208,7 @@ def create_app(studio: Studio) -> FastAPI:
         try:
             decision = ReviewDecision(**answer)
         except ValidationError as exc:
-            return JSONResponse({"error": exc.errors()[0]["msg"].removeprefix("Value error, ")}, status_code=422)
+            return JSONResponse({"error": first_problem(exc)[1]}, status_code=422)
         known = {key[:KEY_PREFIX_LENGTH] for key in run.keys}
         unknown = [code for code in decision.rejected if code not in known]
         if unknown:
@@ -234,8 +235,8 @@ def create_app(studio: Studio) -> FastAPI:
                 prompt=ask.prompt, mode=ask.mode, variants=ask.variants, strength=ask.strength, seed=ask.seed
             )
         except ValidationError as exc:
-            first = exc.errors()[0]
-            return JSONResponse({"error": f"{first['loc'][-1]}: {first['msg']}"}, status_code=422)
+            location, message = first_problem(exc)
+            return JSONResponse({"error": f"{location[-1]}: {message}"}, status_code=422)
         original = find_original(studio.database, studio.path_of(ask.file), studio.output_root)
         picture = read_picture(original.path)
         mask = None
