@@ -263,11 +263,31 @@ def _render(request: RenderRequest, render: RenderFlow) -> int:
     return 0
 
 
-def _database(option: str | None) -> Database:
-    """The database ``--database`` names, else the default one; it must exist already."""
-    from pipelines.database import Database, database_url, url_option
+def _database_url(option: str | None, near: Path | None = None) -> str:
+    """The database ``--database`` names; else ``$VISUELS_DATABASE_URL``; else the ``visuels.sqlite``
+    of the output folder ``near`` (a file) lies in, whatever ``--output-dir`` made it; else ./outputs'."""
+    from pipelines.database import DATABASE_FILE, DatabaseError, database_url, is_missing, url_option
 
-    return Database(url_option(option) if option else database_url(Path("outputs")), must_exist=True)
+    if option:
+        return url_option(option)
+    if near is not None and not os.environ.get("VISUELS_DATABASE_URL"):
+        for folder in near.resolve().parents:
+            if (folder / DATABASE_FILE).is_file():
+                return f"sqlite:///{folder / DATABASE_FILE}"
+    url = database_url(Path("outputs"))
+    if is_missing(url):
+        looked = f"in the folders above {near} and " if near is not None else ""
+        raise DatabaseError(
+            near or "outputs", "--database", f"no {DATABASE_FILE} found {looked}in ./outputs: give --database"
+        )
+    return url
+
+
+def _database(option: str | None, near: Path | None = None) -> Database:
+    """The database of record for a command; it must exist already."""
+    from pipelines.database import Database
+
+    return Database(_database_url(option, near), must_exist=True)
 
 
 def _output_root(database: Database) -> Path:
@@ -286,11 +306,17 @@ def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, c
     from pipelines.marking.verify import verify_file
 
     charter = load_charter(charter_path)
-    database = _database(database_option)
+    databases: dict[str, Database] = {}  # each file is checked against the record of its own output folder
+    reports = []
     try:
-        reports = [verify_file(path, charter, database, keys_dir() / TRUST_ANCHORS) for path in files]
+        for path in files:
+            url = _database_url(database_option, path)
+            if url not in databases:
+                databases[url] = _database(url)
+            reports.append(verify_file(path, charter, databases[url], keys_dir() / TRUST_ANCHORS))
     finally:
-        database.close()
+        for database in databases.values():
+            database.close()
     if as_json:
         print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
     for report in reports:
@@ -341,7 +367,7 @@ def _finalize(args: argparse.Namespace) -> int:
     charter = load_charter(args.charter)
     signing = signing_files()
     targets = _finalize_targets(args.files, args.output)
-    database = _database(args.database)
+    database = _database(args.database, args.original or args.files[0])
     status = 0
     try:
         for path, target in zip(args.files, targets, strict=True):
@@ -388,7 +414,7 @@ def _retouch(args: argparse.Namespace) -> int:
         raise VisuelsError("visuels retouch", "--" + str(location[-1]), message) from None
     charter = load_charter(args.charter)
     signing = signing_files()
-    database = _database(args.database)
+    database = _database(args.database, args.image)
     status = 0
     try:
         original = find_original(database, args.image, _output_root(database), "IMAGE")

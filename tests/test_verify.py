@@ -280,3 +280,23 @@ def test_render_without_keys_is_refused_before_anything_is_written(
     assert main(["render", str(make_campaign()), "--output-dir", str(out)], render=lambda request: None) == 2
     assert "run `visuels keys init`" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_verify_finds_the_record_of_the_files_own_output_folder(
+    rendered: tuple[Path, list[Path]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, files = rendered  # rendered with an output folder of its own, not ./outputs
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("VISUELS_DATABASE_URL", raising=False)
+    assert main(["verify", str(files[0])]) == 0
+    assert "ledger #" in capsys.readouterr().out
+    stray = tmp_path / "stray.png"
+    stray.write_bytes(files[0].read_bytes())
+    assert main(["verify", str(stray)]) == 2
+    error = capsys.readouterr().err
+    assert f"no visuels.sqlite found in the folders above {stray}" in error and "give --database" in error
