@@ -143,4 +143,4 @@ def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[
         assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
 
 
-GOLDEN_KEY = "6f57403f2abb8e5d823096242830feef40b69721bc13ff744d101ac9f3854ed7"
+GOLDEN_KEY = "081da2e513c4885979cabe23bc0243102402f2a3c6e88da9b2045b84c8fa9127"  # post-processing 3

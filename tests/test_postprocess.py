@@ -13,7 +13,7 @@ from pipelines.postprocess.label import draw_ai_label, label_text_size
 from pipelines.postprocess.logo import place_logo
 from pipelines.postprocess.palette import ciede2000, conformity, grade_to_palette, rgb_to_lab
 from pipelines.postprocess.resize import crop_box, fit_to_format
-from pipelines.postprocess.typography import break_points, fit
+from pipelines.postprocess.typography import break_points, fit, typographic
 from tests.conftest import SAMPLE_CHARTER_DIR
 
 LONGEST_NAME = "Saint-Remy-en-Bouzemont-Saint-Genest-et-Isson"
@@ -195,3 +195,12 @@ def test_label_is_in_its_corner_and_legible(charter: Charter, background: tuple[
 def test_label_never_smaller_than_the_charter_minimum(charter: Charter) -> None:
     _, label = draw_ai_label(Image.new("RGB", (320, 320)), charter, "fr")
     assert label.text_px == charter.spec.ai_label.min_text_px
+
+
+def test_no_line_ends_after_saint_and_apostrophes_are_typographic(charter: Charter) -> None:
+    assert break_points("Saint-Genest-Malifaux")[0] == ("Saint-Genest-", "")
+    assert break_points("Sainte-Croix-Vallée-Française")[0] == ("Sainte-Croix-", "")
+    for width in (250, 400, 600, 900):
+        fitted = fit("Saint-Genest-Malifaux", charter.font, 120, 40, width, 3)
+        assert not any(line.lower().endswith(("saint-", "sainte-")) for line in fitted.lines), fitted.lines
+    assert typographic("Vivre en Solane, l'été") == "Vivre en Solane, l’été"

@@ -29,12 +29,30 @@ def font(path: Path, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.FreeTypeFont(str(path), size)
 
 
+# French typography: "Saint-|Genest" or "Sainte-|Croix" must not end a line.
+NO_BREAK_AFTER = {"saint-", "sainte-", "st-", "ste-"}
+
+
+def typographic(text: str) -> str:
+    """The typographic apostrophe (’) for the typewriter one: "l'été" is set "l’été"."""
+    return text.replace("'", "’")
+
+
 def break_points(text: str) -> list[tuple[str, str]]:
-    """Pieces of ``text`` with what joins each to the next: "" after a hyphen, " " at a space."""
+    """Pieces of ``text`` with what joins each to the next: "" after a hyphen, " " at a space.
+
+    A hyphen after "Saint" or "Sainte" is no break point: the piece stays with the next one.
+    """
     pieces: list[tuple[str, str]] = []
     for word in text.split():
         parts = re.findall(r"[^-]+-?|-", word)
-        pieces += [(part, "") for part in parts[:-1]] + [(parts[-1], " ")]
+        merged: list[str] = []
+        for part in parts:
+            if merged and merged[-1].lower() in NO_BREAK_AFTER:
+                merged[-1] += part
+            else:
+                merged.append(part)
+        pieces += [(part, "") for part in merged[:-1]] + [(merged[-1], " ")]
     return pieces
 
 
@@ -137,6 +155,7 @@ def draw_text_block(
     inset: int,
 ) -> tuple[Image.Image, TextBlock]:
     """Fit, place and draw the commune name (and headline); report size, contrast and collisions."""
+    commune, headline = typographic(commune), typographic(headline)
     width, height = image.size
     short = min(width, height)
     max_width = width - 2 * inset
