@@ -72,6 +72,9 @@ class RenderPlan(BaseModel):
     setup: RenderSetup
     jobs: list[RenderJob]
     pending: list[RenderJob]
+    campaign_keys: list[str] = Field(
+        default_factory=list, description="Keys of the whole campaign, selection or not: what its report covers."
+    )
 
 
 def _select(campaign: Campaign, selection: Selection) -> Campaign:
@@ -120,14 +123,20 @@ def plan_render(
     settings: RenderSettings | None = None,
 ) -> RenderPlan:
     """Load and check the campaign, narrow and adjust it, expand it, find the jobs still to render."""
-    campaign = load_campaign(campaign_path)
-    campaign = _override(_select(campaign, selection or Selection()), overrides or Overrides())
+    loaded = load_campaign(campaign_path)
+    campaign = _override(_select(loaded, selection or Selection()), overrides or Overrides())
     signing_files()  # no keys, no export: say so before anything is rendered
     info = describe_model(campaign.model, source=str(campaign.path))
     precision = (settings or RenderSettings()).precision()
     jobs = expand_jobs(campaign, info, precision)
     if not jobs:
         raise CampaignError(campaign.path, "selection", "the selection is empty: no commune, audience or format left")
+    # The report is the whole campaign's, whatever this run renders: a subset run must not shrink it.
+    whole = (
+        jobs
+        if selection in (None, Selection())
+        else expand_jobs(_override(loaded, overrides or Overrides()), info, precision)
+    )
     pending = pending_jobs(jobs, output_root, campaign.slug)
     if pending:
         # What a killed run left half-written has no record, so its jobs are among these.
@@ -146,6 +155,7 @@ def plan_render(
         ),
         jobs=jobs,
         pending=pending,
+        campaign_keys=[job.key for job in whole],
     )
 
 
@@ -199,9 +209,7 @@ def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
     database = Database(database_url(output_root))
     try:
         manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
-        return write_reports(
-            database, output_root, plan.campaign_slug, plan.campaign_name, [job.key for job in plan.jobs]
-        )
+        return write_reports(database, output_root, plan.campaign_slug, plan.campaign_name, plan.campaign_keys)
     finally:
         database.close()
 

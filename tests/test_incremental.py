@@ -76,3 +76,21 @@ def test_a_charter_change_re_renders_everything(
     keys = pretend_rendered(out, campaign)
     edit_yaml(charter_dir / "charter.yaml", lambda d: d["palette"][0].update(hex="#1B4F73"))
     assert len(plan_render(campaign, out).pending) == len(keys)
+
+
+def test_the_report_covers_the_whole_campaign_after_a_subset_render(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    from pipelines.render import finish_render
+    from pipelines.render_request import Selection
+    from tests.conftest import render_now
+
+    campaign, out = make_campaign(steps=2, formats=["instagram_square"]), tmp_path / "outputs"
+    for commune in ("Sète", "Castelnau-d'Estrétefonds"):  # two runs, one commune each
+        plan = plan_render(campaign, out, Selection(communes=[commune]))
+        render_now(renderer, plan, out)
+        reports = finish_render(plan, out)
+    with (out / plan.campaign_slug / "report.csv").open(encoding="utf-8") as report:
+        communes = {row["commune"] for row in csv.DictReader(report)}
+    assert communes == {"Sète", "Castelnau-d'Estrétefonds"}, communes
+    assert len(reports.rows) == 2
