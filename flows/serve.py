@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from flows.names import GPU_LIMIT
+from pipelines.marking.keys import ensure_local_chain, keys_dir
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
@@ -42,6 +43,8 @@ def serving_environment(api_url: str, extra: dict[str, str] | None = None) -> di
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_VERBOSITY="error",
     )
+    # Every flow run signs with the same keys, wherever its worker starts it.
+    environment.setdefault("VISUELS_KEYS_DIR", str(keys_dir().resolve()))
     environment.update(extra or {})
     return environment
 
@@ -148,6 +151,9 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="render workers torch.compile their models")
     args = parser.parse_args()
     api_url = f"http://127.0.0.1:{args.port}/api"
+    if ensure_local_chain(keys_dir()):
+        # A first run would otherwise fail on export: no key to sign its C2PA manifests with.
+        print(f"made a local signing chain in {keys_dir()} for trials; production: see `visuels keys init`")
     environment = serving_environment(api_url)
     gpus = gpu_count()
     processes = [start_server(args.port, environment)]

@@ -529,10 +529,9 @@ def _train(args: argparse.Namespace, train: Trainer) -> int:
 
 def _ensure_demo_keys() -> None:
     """The demo signs with a local chain, made on first use."""
-    from pipelines.marking.keys import SIGNER_KEY, init_local_chain, keys_dir
+    from pipelines.marking.keys import ensure_local_chain, keys_dir
 
-    if not (keys_dir() / SIGNER_KEY).exists():
-        init_local_chain(keys_dir())
+    if ensure_local_chain(keys_dir()):
         console.print(f"made a local signing chain in {keys_dir()} (for the demo; see `visuels keys init`)")
 
 

@@ -145,3 +145,16 @@ def test_command_line_mistakes_are_explained(
     with pytest.raises(SystemExit):
         main(["train", "-h"])
     assert "optimiser steps, 1-100,000" in capsys.readouterr().out
+
+
+def test_a_first_serve_or_demo_makes_local_keys_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.serve import serving_environment
+    from pipelines.marking.keys import SIGNER_KEY, ensure_local_chain
+
+    folder = tmp_path / "keys"
+    assert ensure_local_chain(folder) and (folder / SIGNER_KEY).is_file()
+    before = (folder / SIGNER_KEY).read_bytes()
+    assert not ensure_local_chain(folder) and (folder / SIGNER_KEY).read_bytes() == before  # never overwritten
+    monkeypatch.delenv("VISUELS_KEYS_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert serving_environment("http://127.0.0.1:1/api")["VISUELS_KEYS_DIR"] == str(folder)

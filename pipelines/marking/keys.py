@@ -128,3 +128,12 @@ def init_local_chain(folder: Path, organisation: str = "visuels (local developme
     write_bytes_atomic(folder / CHAIN, signer.public_bytes(pem) + intermediate.public_bytes(pem))
     write_bytes_atomic(folder / TRUST_ANCHORS, root.public_bytes(pem))
     return signing_files(folder)
+
+
+def ensure_local_chain(folder: Path) -> bool:
+    """Make a local chain in ``folder`` unless one is there (for trials: the demo, a first `make serve`);
+    True if it was made. Production signs with its own certificate (`visuels keys init` explains)."""
+    if (folder / SIGNER_KEY).exists():
+        return False
+    init_local_chain(folder)
+    return True
