@@ -9,13 +9,17 @@ TORCH_CPU := torch==2.13.0
 .PHONY: setup demo test serve studio lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PYTHON) || python3 -m venv $(VENV)
-	set -o pipefail; \
+	@echo "Setting up .venv: first time only, about 2-3 minutes"
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	@set -o pipefail; \
 	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PYTHON) -c "import torch" 2>/dev/null; then \
+		echo "  installing torch (CPU build)..."; \
 		$(PYTHON) -m pip install -q "$(TORCH_CPU)" 2>&1 | { grep -v "is ignored: it is neither" || true; }; \
 	fi; \
+	echo "  installing visuels and its libraries (diffusers, transformers, Prefect, c2pa...)"; \
 	$(PYTHON) -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
-	touch $(STAMP)
+	@touch $(STAMP)
+	@echo "Set-up done."
 
 setup: $(STAMP)
 
