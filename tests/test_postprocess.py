@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
 from pipelines.charter import Charter, load_charter
 from pipelines.compliance import assess
@@ -204,3 +204,20 @@ def test_no_line_ends_after_saint_and_apostrophes_are_typographic(charter: Chart
         fitted = fit("Saint-Genest-Malifaux", charter.font, 120, 40, width, 3)
         assert not any(line.lower().endswith(("saint-", "sainte-")) for line in fitted.lines), fitted.lines
     assert typographic("Vivre en Solane, l'été") == "Vivre en Solane, l’été"
+
+
+@pytest.mark.parametrize("name", list(FORMAT_PRESETS))
+def test_the_text_plate_is_fitted_to_its_text_and_inside_the_margins(charter: Charter, name: str) -> None:
+    from pipelines.postprocess.layout import margin
+
+    preset = FORMAT_PRESETS[name]
+    source = Image.open(SAMPLE_CHARTER_DIR / "references" / "12-hills-village-sea.png")
+    inset = margin(preset.width, preset.height)
+    for commune in ("Foix", LONGEST_NAME):
+        result = postprocess(source, charter, preset.width, preset.height, "fr", commune, "")
+        box, size = result.text.box, result.text.name.size
+        pad = box.left - inset  # the plate's padding: the plate starts at the margin, as the label does
+        assert pad > 0 and box.right + pad <= preset.width - inset
+        widest = max(ImageFont.FreeTypeFont(str(charter.font), size).getlength(line) for line in result.text.name.lines)
+        assert box.width <= widest + 1  # as wide as the text, not the picture
+    assert result.label.box.left == inset

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from math import ceil
 from pathlib import Path
 
 import numpy as np
@@ -158,10 +159,13 @@ def draw_text_block(
     commune, headline = typographic(commune), typographic(headline)
     width, height = image.size
     short = min(width, height)
-    max_width = width - 2 * inset
     upper, lower = free_band((width, height), obstacles, inset)
     name_start = max(min_px, round(short * name_share))
     headline_start = max(min_px, round(short * headline_share))
+    # A plate, if one is needed, must stay inside the margins the logo and label keep: the text
+    # is fitted inside the inset minus the plate's padding (at its largest: the starting size's).
+    pad = max(4, name_start // 5)
+    max_width = width - 2 * (inset + pad)
 
     # Shrink both texts together until the block fits the free band's height too.
     scale = 1.0
@@ -173,12 +177,19 @@ def draw_text_block(
             else None
         )
         block_height = _block_height(name, head)
-        if block_height <= lower - upper or name.size <= min_px:
+        if block_height <= lower - upper - 2 * pad or name.size <= min_px:
             break
         scale *= SIZE_STEP
 
-    top = upper if position == "top" else lower - block_height
-    box = Box(inset, top, max_width, block_height)
+    # The block is as wide as its longest line, so a plate behind it is fitted to the text.
+    text_width = max(
+        font(font_path, fitted.size).getlength(line)
+        for fitted in (name, head)
+        if fitted is not None
+        for line in fitted.lines
+    )
+    top = upper + pad if position == "top" else lower - pad - block_height
+    box = Box(inset + pad, top, min(max_width, ceil(text_width)), block_height)
     collisions = [f"text overlaps element {index}" for index, other in enumerate(obstacles) if box.overlaps(other)]
     if box.top < 0 or box.bottom > height:
         collisions.append("text runs off the picture")
@@ -192,7 +203,6 @@ def draw_text_block(
     if plate:
         # A translucent plate in the colour opposite the text's makes it legible on anything.
         plate_colour = light if colour == dark else dark
-        pad = max(4, name.size // 5)
         outer = (box.left - pad, box.top - pad, box.right + pad, box.bottom + pad)
         region = composed.crop(outer).convert("RGBA")
         overlay = Image.new("RGBA", region.size, (0, 0, 0, 0))
