@@ -221,3 +221,16 @@ def test_the_text_plate_is_fitted_to_its_text_and_inside_the_margins(charter: Ch
         widest = max(ImageFont.FreeTypeFont(str(charter.font), size).getlength(line) for line in result.text.name.lines)
         assert box.width <= widest + 1  # as wide as the text, not the picture
     assert result.label.box.left == inset
+
+
+def test_story_keeps_logo_label_and_text_out_of_the_apps_interface(charter: Charter) -> None:
+    from pipelines.postprocess.layout import app_covered
+
+    preset = FORMAT_PRESETS["story"]
+    top, bottom = app_covered(preset.width, preset.height)
+    assert (top, bottom) == (269, 384)  # Instagram's header and reply bar on 1080x1920
+    source = Image.open(SAMPLE_CHARTER_DIR / "references" / "12-hills-village-sea.png")
+    result = postprocess(source, charter, preset.width, preset.height, "fr", LONGEST_NAME, "Vivre en Solane, l'été")
+    for box in (result.label.box, result.logo.box, result.text.box):
+        assert box.top >= top and box.bottom <= preset.height - bottom, box
+    assert app_covered(1080, 1080) == (0, 0)  # other formats are not covered

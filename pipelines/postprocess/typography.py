@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.postprocess.colour import contrast_ratio, darkest_and_lightest, relative_luminance
-from pipelines.postprocess.layout import Box
+from pipelines.postprocess.layout import Box, app_covered
 
 SIZE_STEP = 0.92  # each try sets the text this much smaller
 LINE_SPACING = 1.15
@@ -117,12 +117,13 @@ def _block_height(name: FittedText, headline: FittedText | None) -> int:
 
 def free_band(canvas: tuple[int, int], obstacles: list[Box], inset: int) -> tuple[int, int]:
     """Top and bottom of the vertical band left for text, clear of every obstacle's rows."""
-    _, height = canvas
+    width, height = canvas
+    covered_top, covered_bottom = app_covered(width, height)
     middle = height / 2
     tops = [box.bottom for box in obstacles if box.top < middle]
     bottoms = [box.top for box in obstacles if box.bottom > middle]
-    upper = max([inset, *[bottom + inset // 2 for bottom in tops]])
-    lower = min([height - inset, *[top - inset // 2 for top in bottoms]])
+    upper = max([inset + covered_top, *[bottom + inset // 2 for bottom in tops]])
+    lower = min([height - inset - covered_bottom, *[top - inset // 2 for top in bottoms]])
     return upper, lower
 
 
