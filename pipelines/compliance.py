@@ -27,6 +27,7 @@ class Compliance(BaseModel):
     collisions: list[str]
     passed: bool
     reasons: list[str]
+    notes: list[str] = []  # choices a designer should know of: the logo out of its usual corner...
 
 
 def assess(result: PostprocessResult, charter: Charter) -> Compliance:
@@ -65,4 +66,5 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
         collisions=result.text.collisions,
         passed=not reasons,
         reasons=reasons,
+        notes=[note for note in (result.logo.note, result.text.note) if note],
     )

@@ -63,7 +63,7 @@ def report_rows(entries: list[dict]) -> list[dict[str, str]]:
                 "text_px": str(check["text_px"]),
                 "text_contrast": f"{check['text_contrast']:.1f}",
                 "passed": "yes" if check["passed"] else "no",
-                "reasons": "; ".join(check["reasons"]),
+                "reasons": "; ".join(check["reasons"] + check.get("notes", [])),
             }
         )
     return rows

@@ -108,12 +108,14 @@ def test_overlays_are_drawn_after_grading(charter: Charter) -> None:
 # --- logo ----------------------------------------------------------------------------
 
 
-def test_logo_goes_to_the_flat_corner(charter: Charter) -> None:
+def test_logo_keeps_its_usual_corner_while_it_reads_there(charter: Charter) -> None:
     image = Image.new("RGB", (1080, 1080), (128, 128, 128))
     image.paste(noise(540, 540), (540, 0))  # busy top-right
     image.paste(noise(540, 540, seed=1), (0, 0))  # busy top-left
     _, placement = place_logo(image, charter, avoid=[])
-    assert placement.corner == "bottom_right"
+    # The same corner on every picture of a series: a busy corner is no reason to move.
+    assert placement.corner == charter.spec.logo.allowed_corners[0].value
+    assert placement.contrast >= 3.0 and placement.note is None
 
 
 def test_dark_background_gets_the_light_logo(charter: Charter) -> None:
@@ -234,3 +236,22 @@ def test_story_keeps_logo_label_and_text_out_of_the_apps_interface(charter: Char
     for box in (result.label.box, result.logo.box, result.text.box):
         assert box.top >= top and box.bottom <= preset.height - bottom, box
     assert app_covered(1080, 1080) == (0, 0)  # other formats are not covered
+
+
+def test_a_series_keeps_its_logo_corner_and_text_tone(charter: Charter) -> None:
+    """Pictures of one commune differ; where the rules allow it, their logo corner and text tone do not."""
+    sources = sorted((SAMPLE_CHARTER_DIR / "references").glob("*.png"))
+    corners, plates = set(), set()
+    for source in sources:
+        with Image.open(source) as picture:
+            for name in ("instagram_square", "story", "web_banner"):
+                preset = FORMAT_PRESETS[name]
+                result = postprocess(picture, charter, preset.width, preset.height, "fr", "Sète", "l'été")
+                if result.logo.note is None:
+                    corners.add(result.logo.corner)
+                else:
+                    assert "contrast there" in result.logo.note
+                if result.text.note is None:
+                    box = result.text.box
+                    plates.add(result.image.getpixel((box.left - 2, box.top - 2)) < (128, 128, 128))
+    assert len(corners) == 1 and plates == {True}  # one corner, dark plates, on every picture

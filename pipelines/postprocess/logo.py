@@ -1,4 +1,5 @@
-"""Logo placement: an allowed corner with the least clutter, the variant with the best contrast."""
+"""Logo placement: the charter's first allowed corner unless the logo cannot be read there,
+in its most legible variant."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class LogoPlacement:
     contrast: float
     width_ok: bool
     clear_zone_ok: bool
+    note: str | None = None  # why the logo is not in its usual corner
 
 
 def clutter(region: np.ndarray) -> float:
@@ -95,7 +97,7 @@ def check_logo_fits(charter: Charter, preset: FormatPreset) -> None:
 
 
 def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[Image.Image, LogoPlacement]:
-    """Composite the charter logo in the calmest allowed corner, in its most legible variant."""
+    """Composite the charter logo in its usual corner (else a calm, legible one), in its most legible variant."""
     rules = charter.spec.logo
     width, height = image.size
     variants = {"colour": charter.logo_colour, "light": charter.logo_light, "dark": charter.logo_dark}
@@ -117,9 +119,21 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
         candidates.append((clutter(region), contrasts[variant], corner, box, zone, variant))
     if not candidates:
         raise ValueError("no allowed logo corner is free of the label")
-    calmest = min(candidate[0] for candidate in candidates)
-    calm = [candidate for candidate in candidates if candidate[0] <= calmest * CLUTTER_SLACK + 1e-6]
-    _, contrast, corner, box, zone, variant = max(calm, key=lambda candidate: candidate[1])
+    # The charter's first allowed corner, on every picture of a series, unless the logo cannot be
+    # read there; then the calmest corners compete on contrast, and the placement says why.
+    note = None
+    preferred = candidates[0]
+    if preferred[1] >= MIN_GRAPHIC_CONTRAST:
+        _, contrast, corner, box, zone, variant = preferred
+    else:
+        calmest = min(candidate[0] for candidate in candidates)
+        calm = [candidate for candidate in candidates if candidate[0] <= calmest * CLUTTER_SLACK + 1e-6]
+        _, contrast, corner, box, zone, variant = max(calm, key=lambda candidate: candidate[1])
+        if corner != preferred[2]:
+            note = (
+                f"logo moved from {preferred[2].value.replace('_', ' ')}: contrast there"
+                f" {preferred[1]:.1f}:1 < {MIN_GRAPHIC_CONTRAST:g}:1"
+            )
 
     logo = _resize_premultiplied(_load_logo(variants[variant]), (box.width, box.height))
     # Composite on the logo's own region only: converting the whole picture costs more than the rest.
@@ -135,5 +149,6 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
         contrast=contrast,
         width_ok=box.width >= rules.min_width_share * min(width, height),
         clear_zone_ok=zone.left >= 0 and zone.top >= 0 and zone.right <= width and zone.bottom <= height,
+        note=note,
     )
     return composed, placement

@@ -102,6 +102,7 @@ class TextBlock:
     contrast: float
     plate: bool
     collisions: list[str] = field(default_factory=list)
+    note: str | None = None  # why the text is not in the series' usual tone
 
     @property
     def overflow(self) -> bool:
@@ -142,6 +143,20 @@ def worst_contrast(colour: tuple[int, int, int], background: tuple[float, float]
     return min(contrast_ratio(text, background[0]), contrast_ratio(text, background[1]))
 
 
+def _with_plate(image: Image.Image, box: Box, pad: int, colour: tuple[int, int, int]) -> Image.Image:
+    """``image`` with a translucent rounded plate of ``colour`` around ``box``."""
+    composed = image.convert("RGB")
+    outer = (box.left - pad, box.top - pad, box.right + pad, box.bottom + pad)
+    region = composed.crop(outer).convert("RGBA")
+    overlay = Image.new("RGBA", region.size, (0, 0, 0, 0))
+    ImageDraw.Draw(overlay).rounded_rectangle(
+        (0, 0, region.width - 1, region.height - 1), radius=pad, fill=(*colour, round(255 * PLATE_OPACITY))
+    )
+    region.alpha_composite(overlay)
+    composed.paste(region.convert("RGB"), outer[:2])
+    return composed
+
+
 def draw_text_block(
     image: Image.Image,
     commune: str,
@@ -163,7 +178,7 @@ def draw_text_block(
     upper, lower = free_band((width, height), obstacles, inset)
     name_start = max(min_px, round(short * name_share))
     headline_start = max(min_px, round(short * headline_share))
-    # A plate, if one is needed, must stay inside the margins the logo and label keep: the text
+    # The plate must stay inside the margins the logo and label keep: the text
     # is fitted inside the inset minus the plate's padding (at its largest: the starting size's).
     pad = max(4, name_start // 5)
     max_width = width - 2 * (inset + pad)
@@ -195,24 +210,18 @@ def draw_text_block(
     if box.top < 0 or box.bottom > height:
         collisions.append("text runs off the picture")
 
+    # One tone for every picture of a series: light text on a dark plate; the other way round
+    # only where the plate cannot carry the text (the placement then says why).
     dark, light = darkest_and_lightest(palette)
-    behind = background_range(image, box)
-    colour = max((dark, light), key=lambda c: worst_contrast(c, behind))
-    contrast = worst_contrast(colour, behind)
-    composed = image.convert("RGB")
-    plate = contrast < MIN_TEXT_CONTRAST
-    if plate:
-        # A translucent plate in the colour opposite the text's makes it legible on anything.
-        plate_colour = light if colour == dark else dark
-        outer = (box.left - pad, box.top - pad, box.right + pad, box.bottom + pad)
-        region = composed.crop(outer).convert("RGBA")
-        overlay = Image.new("RGBA", region.size, (0, 0, 0, 0))
-        ImageDraw.Draw(overlay).rounded_rectangle(
-            (0, 0, region.width - 1, region.height - 1), radius=pad, fill=(*plate_colour, round(255 * PLATE_OPACITY))
-        )
-        region.alpha_composite(overlay)
-        composed.paste(region.convert("RGB"), outer[:2])
-        contrast = worst_contrast(colour, background_range(composed, box))
+    colour, plate_colour, note = light, dark, None
+    composed = _with_plate(image, box, pad, plate_colour)
+    contrast = worst_contrast(colour, background_range(composed, box))
+    if contrast < MIN_TEXT_CONTRAST:
+        inverse = _with_plate(image, box, pad, light)
+        inverse_contrast = worst_contrast(dark, background_range(inverse, box))
+        if inverse_contrast > contrast:
+            note = f"dark text on a light plate: light text reached only {contrast:.1f}:1 here"
+            colour, composed, contrast = dark, inverse, inverse_contrast
 
     draw = ImageDraw.Draw(composed)
     y = float(box.top)
@@ -224,5 +233,7 @@ def draw_text_block(
         for line in head.lines:
             draw.text((box.left, round(y)), line, font=font(font_path, head.size), fill=colour, anchor="la")
             y += head.size * LINE_SPACING
-    block = TextBlock(box=box, name=name, headline=head, contrast=contrast, plate=plate, collisions=collisions)
+    block = TextBlock(
+        box=box, name=name, headline=head, contrast=contrast, plate=True, collisions=collisions, note=note
+    )
     return composed, block
