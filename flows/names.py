@@ -1,3 +1,13 @@
 """Names the flows and their launcher (`make serve`) share, in a module light enough for both."""
 
+import os
+
 GPU_LIMIT = "gpu"  # global concurrency limit held by render chunks: two slots per GPU (flows.serve)
+
+
+DEFAULT_STUDIO_URL = "http://127.0.0.1:7860"  # `visuels studio`'s default address
+
+
+def studio_url(path: str) -> str:
+    """A page of the studio (``$VISUELS_STUDIO_URL``, else its default address): what artifacts link to."""
+    return f"{os.environ.get('VISUELS_STUDIO_URL', DEFAULT_STUDIO_URL).rstrip('/')}/{path.lstrip('/')}"

@@ -21,7 +21,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
-from flows.names import GPU_LIMIT
+from flows.names import GPU_LIMIT, studio_url
 from flows.render_batches import render_batches
 from flows.review_campaign import studio_link
 from flows.sub_runs import wait_for_runs
@@ -63,13 +63,15 @@ def report(plan: RenderPlan, output_root: Path) -> Reports:
     if reports.rows:
         create_table_artifact(
             key=f"compliance-{plan.campaign_slug}",
-            table=reports.rows,
-            description=f"Charter compliance of {plan.campaign_name}: {reports.html}",
+            table=reports.table,
+            description=f"Charter compliance of {plan.campaign_name}, every picture of the campaign",
         )
+        # Over http, through the studio (browsers refuse file:// links from a web page).
+        relative = reports.html.relative_to(output_root).as_posix()
         create_link_artifact(
             key=f"report-{plan.campaign_slug}",
-            link="file://" + quote(str(reports.html)),
-            link_text=f"{plan.campaign_name}: compliance report",
+            link=studio_url(f"files/{quote(relative)}"),
+            link_text=f"{plan.campaign_name}: compliance report (`visuels studio` serves it)",
         )
     return reports
 

@@ -6,7 +6,6 @@ It is its own flow run, started by render-campaign once rendering is over, so th
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, ValidationError, create_model
 
+from flows.names import studio_url
 from pipelines.config_files import plain_message
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.errors import ReviewError
@@ -25,7 +25,6 @@ from pipelines.review import ReviewDecision, ReviewOutcome, apply_review, review
 from pipelines.third_party_logs import quiet_third_party_logs
 
 REVIEW_TIMEOUT = timedelta(days=3)  # a long weekend; after that the run fails and can be re-run
-DEFAULT_STUDIO_URL = "http://127.0.0.1:7860"  # `visuels studio`'s default address
 MAX_ANSWERS = 5  # a form answer that cannot be applied is asked again, this many times at most
 
 
@@ -45,7 +44,7 @@ def review_form(short_ids: list[str]) -> type[ReviewForm]:
 
 def studio_link(run_id: str) -> str:
     """Where the studio shows this review run as a grid of pictures."""
-    return f"{os.environ.get('VISUELS_STUDIO_URL', DEFAULT_STUDIO_URL).rstrip('/')}/review/{run_id}"
+    return studio_url(f"review/{run_id}")
 
 
 @flow(name="review-campaign")

@@ -2,7 +2,9 @@
 
 Artifacts are stored by the Prefect server and shown by its UI, which cannot read our output
 folder: the small JPEG thumbnails written at export travel inside the markdown as data URLs.
-Past ``MAX_THUMBNAILS`` the sheet lists the rest by name and points to the campaign report.
+The sheet is a grid (a markdown table, which the UI renders): a row of pictures, then a row with
+each one's code, commune, format, audience and charter verdict. Past ``MAX_THUMBNAILS`` the
+sheet lists the rest by name and points to the campaign report.
 """
 
 from __future__ import annotations
@@ -11,25 +13,41 @@ import base64
 from pathlib import Path
 
 MAX_THUMBNAILS = 48  # ~15 kB each: a sheet stays under a megabyte in the server's database
+COLUMNS = 4
 
 
 def _inline_jpeg(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _caption(name: str, entry: dict) -> str:
+    inputs = entry.get("inputs") or {}
+    check = entry.get("compliance") or {}
+    verdict = "" if not check else (" ✅" if check.get("passed") else " ⚠️ " + "; ".join(check.get("reasons", [])))
+    what = " · ".join(
+        part for part in (inputs.get("commune_name"), inputs.get("format"), inputs.get("audience")) if part
+    )
+    return f"**{entry['key'][:12]}** {what or name}{verdict}".replace("|", "/")
+
+
 def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dict]) -> str:
-    """``listing`` maps the names shown to designers to manifest entries (with their thumbnail)."""
-    lines = [f"# {title}", "", f"{len(listing)} file(s).", ""]
+    """``listing`` maps the names shown to designers to manifest entries (with key and thumbnail)."""
+    lines = [f"# {title}", "", f"{len(listing)} file(s). Codes in bold name the files in the review form.", ""]
     names = sorted(listing)
-    for name in names[:MAX_THUMBNAILS]:
-        entry = listing[name]
-        thumbnail = output_root / entry["thumbnail"]
-        check = entry.get("compliance") or {}
-        verdict = "" if not check else (" ✅" if check.get("passed") else " ⚠️ " + "; ".join(check.get("reasons", [])))
-        if thumbnail.is_file():
-            lines.append(f"![{name}]({_inline_jpeg(thumbnail)})")
-        lines += [f"**{entry['key'][:12]}** `{name}`{verdict}", ""]
+    shown = names[:MAX_THUMBNAILS]
+    if shown:
+        lines += ["| " + " | ".join([" "] * COLUMNS) + " |", "|" + "---|" * COLUMNS]
+    for start in range(0, len(shown), COLUMNS):
+        row = shown[start : start + COLUMNS]
+        pictures, captions = [], []
+        for name in row:
+            thumbnail = output_root / listing[name]["thumbnail"]
+            pictures.append(f"![{name}]({_inline_jpeg(thumbnail)})" if thumbnail.is_file() else name)
+            captions.append(_caption(name, listing[name]))
+        padding = [" "] * (COLUMNS - len(row))
+        lines.append("| " + " | ".join(pictures + padding) + " |")
+        lines.append("| " + " | ".join(captions + padding) + " |")
     if len(names) > MAX_THUMBNAILS:
-        lines.append(f"… and {len(names) - MAX_THUMBNAILS} more (see the campaign report):")
+        lines += ["", f"… and {len(names) - MAX_THUMBNAILS} more (see the campaign report):"]
         lines += [f"- **{listing[name]['key'][:12]}** `{name}`" for name in names[MAX_THUMBNAILS:]]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines import manifest, model_sources
 from pipelines.atomic import remove_leftover_temporaries
 from pipelines.campaign import Campaign, CommuneSelection, load_campaign, select_communes
+from pipelines.charter import load_charter
 from pipelines.cpu_stage import ExportTarget
 from pipelines.database import Database, database_url, is_missing
 from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype, default_batch_size
@@ -25,7 +26,7 @@ from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.marking.keys import signing_files
 from pipelines.model_reference import LoraWeights, ModelRef, describe_model, parse_model_option
 from pipelines.render_request import Overrides, Selection
-from pipelines.report import Reports, write_reports
+from pipelines.report import Reports, Thresholds, write_reports
 
 if TYPE_CHECKING:  # the renderer imports the model libraries: planning does not need them
     from pipelines.renderer import Renderer
@@ -206,10 +207,11 @@ def render_jobs(
 
 def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
     """Export the campaign's record as manifest.json, then report on every output of the plan."""
+    limits = Thresholds.of(load_charter(plan.setup.charter_path))
     database = Database(database_url(output_root))
     try:
         manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
-        return write_reports(database, output_root, plan.campaign_slug, plan.campaign_name, plan.campaign_keys)
+        return write_reports(database, output_root, plan.campaign_slug, plan.campaign_name, plan.campaign_keys, limits)
     finally:
         database.close()
 
@@ -242,7 +244,7 @@ def summarise(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, re
         report=reports.html if reports.rows else None,
         jobs=len(plan.jobs),
         rendered=len(rendered),
-        failed_compliance=sum(1 for row in reports.rows if row["passed"] == "no"),
+        failed_compliance=reports.failed,
         files=[job.relative_path for job in rendered],
         job_keys=[job.key for job in rendered],
     )

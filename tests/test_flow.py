@@ -63,14 +63,15 @@ def test_flow_renders_then_skips_what_is_done(
 
     # The compliance report covers every output, with thumbnails; the flow published it too.
     report_csv = (out_dir / "test-campagne" / "report.csv").read_text(encoding="utf-8").splitlines()
-    assert len(report_csv) == 1 + 4 and report_csv[0].startswith("commune,format,audience,file")
+    assert len(report_csv) == 1 + 4 and report_csv[0].startswith("verdict,reasons,commune,format,audience,file")
     page = (out_dir / "test-campagne" / "report.html").read_text(encoding="utf-8")
-    assert page.count("<img ") == 4 and "Castelnau-d&#x27;Estrétefonds" in page
+    assert page.count("<img ") == 4 and "Castelnau-d&#39;Estrétefonds" in page
     assert len(list((out_dir / "test-campagne" / "thumbnails").glob("*.jpg"))) == 4
     assert summary.report == out_dir / "test-campagne" / "report.html"
     table = published_table("compliance-test-campagne")
-    assert sorted(row["commune"] for row in table) == ["Castelnau-d'Estrétefonds"] * 2 + ["Sète"] * 2
-    assert all(row["passed"] == "yes" for row in table), table
+    assert list(table[0])[:5] == ["Verdict", "Raisons", "Commune", "Format", "Public"]  # plain headers, verdict first
+    assert sorted(row["Commune"] for row in table) == ["Castelnau-d'Estrétefonds"] * 2 + ["Sète"] * 2
+    assert all(row["Verdict"] == "✔ Conforme" for row in table), table
 
     # Same keys, same files: a second run renders nothing and never loads the model.
     def no_model(*args: object, **kwargs: object) -> None:

@@ -68,7 +68,7 @@ def test_sample_references_make_a_training_set() -> None:
         (["--rank", "0"], "error: visuels train: --rank: Input should be greater than or equal to 1"),
         (
             ["--resolution", "100"],
-            "error: visuels train: --resolution: Value error, resolution must be a multiple of 64",
+            "error: visuels train: --resolution: resolution must be a multiple of 64",
         ),
         (["--resume", "20990101-000000"], "no interrupted run '20990101-000000' to resume"),
     ],

@@ -149,3 +149,25 @@ def test_the_retouch_page_paints_a_mask_and_keeps_a_variant(
     after = np.asarray(Image.open(retouched[0]).convert("RGB"), dtype=np.int16)
     changed = (np.abs(after - before).max(axis=2) > 16).mean()
     assert 0.005 < changed < 0.5  # the brushed stroke, not the whole picture
+
+
+def test_the_report_is_served_and_each_card_opens_its_full_picture(
+    outputs: tuple[Path, str, list[str]], studio_url: str, tmp_path: Path
+) -> None:
+    from tests.e2e.browser import Browser
+
+    _, slug, keys = outputs
+    browser_path = find_chromium()
+    assert browser_path is not None
+    with Browser(browser_path) as browser:
+        browser.goto(f"{studio_url}/files/{slug}/report.html")
+        browser.wait_for(ALL_IMAGES_SHOWN)
+        assert browser.evaluate("document.querySelectorAll('.card').length") == len(keys)
+        assert browser.evaluate("document.querySelectorAll('h2').length") == 2  # one section per commune
+        browser.screenshot(tmp_path / "report.png")
+        browser.click_at(*browser.centre_of(".card img"))
+        browser.wait_for("location.pathname.endsWith('.png') && document.images.length === 1")
+        width = browser.evaluate("document.images[0].naturalWidth")
+    assert width >= 1080  # the full-size picture, not its thumbnail
+    with Image.open(tmp_path / "report.png") as shot:
+        assert shot.width >= 1000

@@ -1,0 +1,62 @@
+"""The compliance report and the contact sheet, as a communication officer reads them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from pipelines.contact_sheet import contact_sheet_markdown
+from pipelines.render import finish_render, plan_render
+from pipelines.renderer import Renderer
+from pipelines.review import review_listing
+from tests.conftest import render_now
+
+
+def _render(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, **fields: object) -> tuple:
+    out = tmp_path / "outputs"
+    plan = plan_render(make_campaign(steps=2, **fields), out)
+    exported = render_now(renderer, plan, out)
+    return out, plan, exported, finish_render(plan, out)
+
+
+def test_the_report_reads_at_a_glance_in_the_campaigns_language(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    _, plan, exported, reports = _render(make_campaign, tmp_path, renderer)
+    page = reports.html.read_text(encoding="utf-8")
+    assert '<html lang="fr">' in page
+    verdict = page.index('class="verdict"')
+    assert verdict < page.index("Règles vérifiées") < page.index("<h2>")  # the verdict first, then the rules
+    assert "Toutes les images sont conformes" in page or "à revoir" in page
+    assert "au moins 50 %" in page and "au moins 3:1" in page and "4,5:1" in page  # thresholds spelt out
+    for raw in ("palette_before", "logo_contrast", "label_px"):
+        assert raw not in page  # no field names
+    headings = re.findall(r"<h2>([^<]+) <small>", page)
+    assert headings == ["Castelnau-d&#39;Estrétefonds", "Sète"]  # grouped by commune
+    for item in exported:  # every picture one click from its full-size file, relative to the report
+        relative = item.job.relative_path.removeprefix(f"{plan.campaign_slug}/")
+        assert f'href="{relative}"' in page
+        assert (reports.html.parent / relative).is_file()
+
+
+def test_an_english_campaign_gets_an_english_report(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    _, _, _, reports = _render(make_campaign, tmp_path, renderer, language="en", formats=["instagram_square"])
+    page = reports.html.read_text(encoding="utf-8")
+    assert '<html lang="en">' in page and "Rules checked on every picture" in page and "at least 3:1" in page
+    assert reports.table[0]["Verdict"] in ("✔ Complies", "✖ To review")
+
+
+def test_the_contact_sheet_is_a_grid_with_captions(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    out, plan, exported, _ = _render(make_campaign, tmp_path, renderer)
+    listing = review_listing(out, plan.campaign_slug, [item.job.key for item in exported])
+    sheet = contact_sheet_markdown("Review", out, listing)
+    rows = [line for line in sheet.splitlines() if line.startswith("|")]
+    assert rows[1] == "|---|---|---|---|"
+    pictures, captions = rows[2], rows[3]
+    assert pictures.count("![") == 4
+    assert "Sète · story · residents" in captions and captions.count("**") == 8
