@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
+from prefect.states import Failed, State
 from pydantic import Field
 
 from flows.names import GPU_LIMIT, studio_url
@@ -27,6 +28,7 @@ from flows.review_campaign import studio_link
 from flows.sub_runs import wait_for_runs
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.devices import DeviceName, DtypeName
+from pipelines.errors import VisuelsError
 from pipelines.jobs import RenderJob, shard_by_commune
 from pipelines.render import (
     RenderPlan,
@@ -53,8 +55,12 @@ NO_OVERRIDES = Overrides()
 @task(name="plan-campaign", cache_policy=NO_CACHE)
 def plan_campaign(
     campaign: str, output_root: Path, selection: Selection, overrides: Overrides, settings: RenderSettings
-) -> RenderPlan:
-    return plan_render(campaign, output_root, selection, overrides, settings)
+) -> RenderPlan | State:
+    try:
+        return plan_render(campaign, output_root, selection, overrides, settings)
+    except VisuelsError as exc:
+        # Bad input: the run fails with the one-line message, and no traceback fills the logs.
+        return Failed(message=str(exc), data=exc)
 
 
 @task(name="report", cache_policy=NO_CACHE)
@@ -178,7 +184,10 @@ def render_campaign(
     settings = RenderSettings(
         device=device, dtype=dtype, batch_size=batch_size, cpu_workers=cpu_workers, compile=compile
     )
-    plan = plan_campaign(campaign, output_root, selection, overrides, settings)
+    planned = plan_campaign(campaign, output_root, selection, overrides, settings, return_state=True)
+    if planned.is_failed():  # the run ends failed with the input error's one line
+        return Failed(message=planned.message, data=planned.result(raise_on_failure=False))
+    plan = planned.result()
     shards = shard_by_commune(plan.pending, shard_size) if shard_size else []
     if len(shards) > 1 and deployment.name:
         parameters = {

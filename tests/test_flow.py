@@ -92,6 +92,14 @@ def test_flow_with_bad_parameters_fails_with_the_input_error(
             campaign=str(make_campaign()), selection={"communes": ["Atlantis"]}, output_dir=str(tmp_path / "o")
         )
     assert not (tmp_path / "o").exists()
+    # In the UI: the run's state says it in one line (and no traceback is logged for bad input).
+    state = render_campaign(
+        campaign=str(make_campaign()),
+        selection={"communes": ["Atlantis"]},
+        output_dir=str(tmp_path / "o"),
+        return_state=True,
+    )
+    assert state.is_failed() and state.message.endswith("selection.communes.names[0]: unknown commune 'Atlantis'")
 
 
 def test_training_flow_publishes_progress_and_results(tmp_path: Path) -> None:
