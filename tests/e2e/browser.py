@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
+from contextlib import suppress
 from itertools import count
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +30,8 @@ class Browser:
     """One headless Chromium with one page; use as a context manager."""
 
     def __init__(self, executable: str, width: int = 1400, height: int = 1000) -> None:
-        self._profile = tempfile.TemporaryDirectory()
+        # Chromium's helper processes may still write to the profile for a moment after it exits.
+        self._profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         port = free_port()
         flags = [flag for flag in CHROMIUM_FLAGS if not flag.startswith(("--window-size", "--virtual-time"))]
         self._process = subprocess.Popen(
@@ -41,6 +45,7 @@ class Browser:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: closing stops the helpers too
         )
         self._ids = count(1)
         self._socket = connect(self._page_socket(port), max_size=64 * 1024 * 1024, open_timeout=30)
@@ -124,9 +129,12 @@ class Browser:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._socket.close()
-        self._process.terminate()
+        with suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGTERM)
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            with suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
         self._profile.cleanup()
