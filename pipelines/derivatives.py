@@ -24,7 +24,7 @@ from pipelines.charter import Charter
 from pipelines.database import Database, outputs_table
 from pipelines.errors import ExportError
 from pipelines.hashing import sha256_json
-from pipelines.image_input import ImageInputError, read_picture
+from pipelines.image_input import ImageInputError, read_file, read_picture
 from pipelines.marking import ledger, watermark
 from pipelines.marking.c2pa_manifest import Ingredient
 from pipelines.marking.keys import SigningFiles
@@ -128,12 +128,7 @@ def find_original(database: Database, path: Path, output_root: Path | None, fiel
     Found by its marks (``path`` was re-saved or edited), the original's own file is read from
     where the record says it is: that file, with its manifest, is the derivative's ingredient.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageInputError(path, field, "file not found") from None
-    except IsADirectoryError:
-        raise ImageInputError(path, field, "is a folder, not a picture") from None
+    data = read_file(path, field)
     row = ledger.by_sha256(database, _sha256(data))
     if row is None:
         pixels = np.asarray(read_picture(path, field))
@@ -276,6 +271,7 @@ def mark_derivative(
     with Image.open(io.BytesIO(original.data)) as decoded:
         original_image = decoded.convert("RGB")
         dpi = round(decoded.info.get("dpi", (72, 72))[0])
+        parent_format = decoded.format or "PNG"
     check = check_edit(original_image, edited, charter, original)
     key = derivative_key(original, edited, edit)
     original_ref = OriginalRef(
@@ -313,7 +309,6 @@ def mark_derivative(
         height=edited.height,
         parent_id=row["id"],
     )
-    parent_format = Image.open(io.BytesIO(original.data)).format or "PNG"
     parent = Ingredient(title=original.path.name, data=original.data, mime_type=f"image/{parent_format.lower()}")
     context = MarkingContext(creator=charter.spec.creator, model=edit.description[:80], signing=signing)
     # The original's mark is taken out where its pixels were kept, so only the new payload is read.

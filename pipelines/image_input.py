@@ -28,14 +28,19 @@ class ImageInputError(VisuelsError):
     """A picture or mask that cannot be read, or does not fit what it is used with."""
 
 
-def _open(path: Path, field: str) -> Image.Image:
-    """The file decoded in full, its size checked before any pixel is decoded."""
+def read_file(path: Path, field: str) -> bytes:
+    """A supplied file's bytes; a missing file or a folder is said in one line."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise ImageInputError(path, field, "file not found") from None
     except IsADirectoryError:
         raise ImageInputError(path, field, "is a folder, not a picture") from None
+
+
+def _open(path: Path, field: str) -> Image.Image:
+    """The file decoded in full, its size checked before any pixel is decoded."""
+    data = read_file(path, field)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
         try:

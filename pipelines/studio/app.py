@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from pipelines.charter import Charter
 from pipelines.config_files import first_problem
 from pipelines.database import Database, outputs_table
-from pipelines.derivatives import Derivative, finalize_file, find_original, mark_derivative
+from pipelines.derivatives import Derivative, Original, finalize_file, find_original, mark_derivative
 from pipelines.devices import DeviceName
 from pipelines.errors import VisuelsError
 from pipelines.image_input import read_mask, read_picture
@@ -71,8 +71,7 @@ class FinalizeAsk(BaseModel):
 
 @dataclass
 class RetouchSession:
-    original: str  # relative to the output folder
-    watermark: str  # the original's watermark id: previews carry it
+    original: Original  # its record, found once when the variants were made
     variants: list[Image.Image]
     settings: RetouchSettings
     model: RetouchModel
@@ -249,9 +248,7 @@ def create_app(studio: Studio) -> FastAPI:
         host = studio.host()
         variants = retouch(host, model, picture, mask, settings, choose_dtype(host.device))
         token = secrets.token_urlsafe(8)
-        studio.sessions[token] = RetouchSession(
-            original=ask.file, watermark=original.row["watermark"], variants=variants, settings=settings, model=model
-        )
+        studio.sessions[token] = RetouchSession(original=original, variants=variants, settings=settings, model=model)
         while len(studio.sessions) > KEPT_SESSIONS:
             studio.sessions.popitem(last=False)
         urls = [f"/api/variants/{token}/{number}.jpg" for number in range(len(variants))]
@@ -262,7 +259,8 @@ def create_app(studio: Studio) -> FastAPI:
         session = studio.sessions.get(token)
         if session is None or not 0 <= number < len(session.variants):
             raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
-        data = preview_jpeg(session.variants[number], session.watermark, studio.charter.spec.creator, PREVIEW_SIDE)
+        watermark = session.original.row["watermark"]  # a saved preview still leads to the original
+        data = preview_jpeg(session.variants[number], watermark, studio.charter.spec.creator, PREVIEW_SIDE)
         return Response(data, media_type="image/jpeg")
 
     @app.post("/api/keep")
@@ -272,8 +270,8 @@ def create_app(studio: Studio) -> FastAPI:
         session = studio.sessions.get(ask.session)
         if session is None or not 0 <= ask.variant < len(session.variants):
             raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
-        source = studio.path_of(session.original)
-        original = find_original(studio.database, source, studio.output_root)
+        original = session.original
+        source = original.path
         seed = session.settings.seed + ask.variant
         target = source.with_name(f"{source.stem}-retouch-{seed}{source.suffix}")
         edit = retouch_edit(session.model, session.settings, ask.variant)
