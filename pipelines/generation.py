@@ -16,7 +16,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from pipelines.jobs import BATCH_FIELDS, RenderJob, batch_signature
+from pipelines.jobs import BATCH_FIELDS, HiresPass, RenderJob, batch_signature
 
 SCHEDULERS = {
     "euler": EulerDiscreteScheduler,
@@ -61,6 +61,46 @@ def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[np.
             generator=generators,
             output_type="pt",
         )
+        pictures = result.images
+        if first.hires is not None:
+            pictures = redraw_larger(pipeline, jobs, pictures, first.hires)
         # The same rounding as diffusers' own conversion to PIL: float32, x 255, round half to even.
-        pixels = (result.images.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return list(pixels.cpu().numpy())
+
+
+def redraw_larger(
+    pipeline: DiffusionPipeline, jobs: Sequence[RenderJob], pictures: torch.Tensor, hires: HiresPass
+) -> torch.Tensor:
+    """The high-resolution pass: enlarge, then let img2img redraw detail at the new size, per size step.
+
+    At a low strength the first pass's composition stays; only texture and edges are drawn again,
+    which a Lanczos resize cannot invent. The VAE works in tiles here, so encoding and decoding a
+    poster-sized picture needs the memory of one tile. Each pass seeds the job's generator again,
+    so a picture depends on its job alone, as in the first pass.
+    """
+    # Imported here, once a model is loaded and the libraries' chatter is off: it imports every
+    # pipeline family and their image processors (a second, and warnings, at import time).
+    from diffusers import AutoPipelineForImage2Image
+
+    first = jobs[0]
+    # The same modules as ``pipeline`` (weights, LoRA, scheduler): nothing is loaded or copied.
+    redraw = AutoPipelineForImage2Image.from_pipe(pipeline)
+    redraw.set_progress_bar_config(disable=True)
+    pipeline.vae.enable_tiling()
+    try:
+        for width, height in hires.sizes:
+            larger = torch.nn.functional.interpolate(pictures, size=(height, width), mode="bicubic").clamp(0, 1)
+            pictures = redraw(
+                prompt=[job.prompt for job in jobs],
+                negative_prompt=[job.negative_prompt for job in jobs],
+                image=larger,
+                strength=hires.strength,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance,
+                generator=[torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs],
+                output_type="pt",
+            ).images
+    finally:
+        pipeline.vae.disable_tiling()  # the first pass of the next batch decodes whole, as before
+    return pictures

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipelines.campaign import Campaign, SeedPolicy
 from pipelines.communes import Commune
-from pipelines.formats import FORMAT_PRESETS, FormatPreset
+from pipelines.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from pipelines.hashing import cached_sha256_file, sha256_files, sha256_json
 from pipelines.model_reference import ModelInfo
 from pipelines.paths import cache_dir
@@ -22,6 +22,15 @@ from pipelines.postprocess import POSTPROCESS_VERSION
 
 KEY_PREFIX_LENGTH = 12
 FILE_SUFFIXES = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+class HiresPass(BaseModel):
+    """Redraw a first pass at larger sizes, each an img2img pass from the one before (print formats)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sizes: tuple[tuple[int, int], ...]  # (width, height) of each pass, growing
+    strength: float
 
 
 class RenderJob(BaseModel):
@@ -41,6 +50,7 @@ class RenderJob(BaseModel):
     dpi: int
     generation_width: int
     generation_height: int
+    hires: HiresPass | None = None
     prompt: str
     negative_prompt: str
     seed: int
@@ -65,6 +75,25 @@ def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
     width = max(multiple, round(math.sqrt(area * preset.aspect) / multiple) * multiple)
     height = max(multiple, round(math.sqrt(area / preset.aspect) / multiple) * multiple)
     return width, height
+
+
+def hires_pass(preset: FormatPreset, generation: tuple[int, int], model: ModelInfo) -> HiresPass | None:
+    """The preset's high-resolution passes: up to ``hires_scale`` times the generation size, never
+    beyond the format's own pixels, in equal steps of at most 2x (beyond that, one img2img step
+    starts repeating subjects)."""
+    if preset.hires_scale is None:
+        return None
+    width, height = generation
+    scale = min(preset.hires_scale, preset.width / width, preset.height / height)
+    if scale <= 1:
+        return None
+    steps = math.ceil(math.log2(scale) - 1e-9)
+    multiple = model.size_multiple
+    sizes = []
+    for step in range(1, steps + 1):
+        factor = scale ** (step / steps)
+        sizes.append((round(width * factor / multiple) * multiple, round(height * factor / multiple) * multiple))
+    return HiresPass(sizes=tuple(sizes), strength=HIRES_STRENGTH)
 
 
 def derive_seed(policy: SeedPolicy, base: int, commune: Commune, audience: str, format_name: str) -> int:
@@ -113,7 +142,8 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[Re
             for format_name in spec.formats:
                 preset = FORMAT_PRESETS[format_name]
                 gen_width, gen_height = generation_size(preset, model)
-                shaping = {
+                hires = hires_pass(preset, (gen_width, gen_height), model)
+                shaping: dict[str, object] = {
                     "prompt": prompt,
                     "negative_prompt": campaign.charter.spec.style.negative_prompt,
                     "seed": derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name),
@@ -138,6 +168,8 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[Re
                     "language": spec.language,
                     "file_type": spec.file_type,
                 }
+                if hires is not None:  # only when set: the keys of other formats stay as they were
+                    shaping["hires"] = hires.model_dump(mode="json")
                 key = sha256_json(shaping)
                 name = f"{audience}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
                 relative = f"{campaign.slug}/{campaign.commune_folders[commune.insee]}/{format_name}/{name}"
@@ -156,7 +188,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[Re
 
 # What must be equal for jobs to share one model call (the model, LoRA and precision are the
 # plan's). Prompts, negative prompts and seeds may differ: each job has its own generator.
-BATCH_FIELDS = ("generation_width", "generation_height", "steps", "guidance", "scheduler")
+BATCH_FIELDS = ("generation_width", "generation_height", "hires", "steps", "guidance", "scheduler")
 
 
 def batch_signature(job: RenderJob) -> tuple:

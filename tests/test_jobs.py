@@ -1,11 +1,12 @@
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from pipelines.campaign import load_campaign
 from pipelines.formats import FORMAT_PRESETS
-from pipelines.jobs import batches, expand_jobs, generation_size
+from pipelines.jobs import batches, expand_jobs, generation_size, hires_pass
 from pipelines.model_reference import DemoModelRef, ModelInfo
 from tests.conftest import edit_yaml
 
@@ -128,9 +129,46 @@ def test_generation_size_keeps_area_and_aspect_on_the_grid(name: str) -> None:
     assert abs((width / height) / preset.aspect - 1) < 0.15
 
 
-def test_poster_a3_is_150_dpi() -> None:
-    poster = FORMAT_PRESETS["poster_a3"]
+def test_print_formats_are_a3_at_150_and_300_dpi() -> None:
+    poster, print_quality = FORMAT_PRESETS["poster_a3"], FORMAT_PRESETS["poster_a3_300dpi"]
     assert (poster.width, poster.height, poster.dpi) == (1754, 2480, 150)
+    assert (print_quality.width, print_quality.height, print_quality.dpi) == (3508, 4961, 300)
+
+
+SD15 = MODEL
+SDXL = ModelInfo(hash="b" * 64, native_size=1024, size_multiple=8, description="sdxl", ref=DemoModelRef())
+DEMO = ModelInfo(hash="c" * 64, native_size=256, size_multiple=16, description="demo", ref=DemoModelRef())
+
+
+@pytest.mark.parametrize("model", [SD15, SDXL, DEMO], ids=["sd15", "sdxl", "demo"])
+@pytest.mark.parametrize("name", list(FORMAT_PRESETS))
+def test_high_resolution_passes_grow_at_most_2x_each_on_the_grid_within_the_format(name: str, model: ModelInfo) -> None:
+    preset = FORMAT_PRESETS[name]
+    generation = generation_size(preset, model)
+    hires = hires_pass(preset, generation, model)
+    if preset.hires_scale is None:
+        assert hires is None
+        return
+    assert hires is not None and 0 < hires.strength < 0.5  # redraws detail, keeps the composition
+    sizes = [generation, *hires.sizes]
+    for (width, height), (larger_width, larger_height) in pairwise(sizes):
+        assert 1 < larger_width / width <= 2.1 and 1 < larger_height / height <= 2.1
+        assert larger_width % model.size_multiple == 0 and larger_height % model.size_multiple == 0
+    last_width, last_height = sizes[-1]
+    assert last_width <= preset.width + model.size_multiple and last_height <= preset.height + model.size_multiple
+    wanted = min(preset.hires_scale, preset.width / generation[0])
+    assert last_width / generation[0] == pytest.approx(wanted, rel=0.1)
+
+
+def test_the_300_dpi_poster_is_redrawn_twice_and_never_shares_a_call_with_the_150_dpi_one(
+    make_campaign: Callable[..., Path],
+) -> None:
+    jobs = expand_jobs(load_campaign(make_campaign(formats=["poster_a3", "poster_a3_300dpi"])), SD15, "float32")
+    by_format = {job.format: job for job in jobs}
+    assert by_format["poster_a3"].hires.sizes == ((896, 1280),)  # type: ignore[union-attr]
+    assert by_format["poster_a3_300dpi"].hires.sizes == ((896, 1280), (1792, 2560))  # type: ignore[union-attr]
+    for chunk in batches(jobs, batch_size=8):
+        assert len({job.format for job in chunk}) == 1  # same first pass size, other redraws
 
 
 def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[..., Path]) -> None:

@@ -128,6 +128,49 @@ def test_same_job_same_pixels_other_seed_other_pixels(demo_pipeline, make_campai
     assert np.abs(alone.astype(int) - first[1].astype(int)).max() <= 2
 
 
+class SpyingRedraw:
+    """The img2img pipeline the high-resolution pass builds, recording each call and the VAE's tiling."""
+
+    def __init__(self, redraw, vae) -> None:
+        self.redraw, self.vae, self.calls = redraw, vae, []
+
+    def set_progress_bar_config(self, **settings) -> None:
+        self.redraw.set_progress_bar_config(**settings)
+
+    def __call__(self, **arguments):
+        self.calls.append({**arguments, "tiled": self.vae.use_tiling})
+        return self.redraw(**arguments)
+
+
+def test_the_high_resolution_pass_redraws_the_enlarged_first_pass_in_tiles(
+    demo_pipeline, make_campaign: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffusers import AutoPipelineForImage2Image
+
+    campaign = load_campaign(make_campaign(audiences={"a": "families", "b": "students"}, formats=["poster_a3_300dpi"]))
+    jobs = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")[:2]
+    assert jobs[0].hires is not None and jobs[0].hires.sizes == ((416, 608), (832, 1216))
+    first_pass = generate(demo_pipeline, [job.model_copy(update={"hires": None}) for job in jobs])
+    build = AutoPipelineForImage2Image.from_pipe
+    spies: list[SpyingRedraw] = []
+    monkeypatch.setattr(
+        AutoPipelineForImage2Image,
+        "from_pipe",
+        lambda pipeline: spies.append(SpyingRedraw(build(pipeline), pipeline.vae)) or spies[-1],
+    )
+    pictures = generate(demo_pipeline, jobs)
+
+    assert [picture.shape for picture in pictures] == [(1216, 832, 3)] * 2
+    calls = spies[0].calls
+    assert [tuple(call["image"].shape[-2:]) for call in calls] == [(608, 416), (1216, 832)]
+    assert all(call["tiled"] and call["strength"] == jobs[0].hires.strength for call in calls)
+    assert not demo_pipeline.vae.use_tiling  # the next first pass decodes whole
+    # The first redraw starts from the first pass, enlarged: the same picture at half the size.
+    shrunk = torch.nn.functional.avg_pool2d(calls[0]["image"], 2).permute(0, 2, 3, 1).numpy() * 255
+    assert np.abs(shrunk - np.stack(first_pass)).mean() < 2
+    assert all(np.array_equal(a, b) for a, b in zip(generate(demo_pipeline, jobs), pictures, strict=True))
+
+
 def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pictures(
     host: ModelHost,
     demo_pipeline,

@@ -23,6 +23,7 @@ from PIL import Image
 
 from pipelines.cpu_stage import CpuStage
 from pipelines.errors import CampaignError
+from pipelines.jobs import BATCH_FIELDS
 from pipelines.model_host import ModelHost
 from pipelines.render import RenderPlan, RenderSettings, export_target, plan_render, render_jobs
 from pipelines.renderer import Renderer
@@ -70,15 +71,12 @@ def test_the_gpu_stage_goes_on_while_the_queue_has_room_and_waits_when_full() ->
     cpu = SlowCpu()
     host = FakeHost(cpu)
     renderer = Renderer(host, cpu, max_in_flight=6)  # type: ignore[arg-type]
-    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH, 1)) for n in range(40)]
+    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(40)]
     exported = renderer.render(None, "float32", None, jobs, None, batch_size=2)  # type: ignore[arg-type]
     assert [item.job.key for item in exported] == [job.key for job in jobs]  # in order
     assert max(host.unfinished_at_calls) <= 6  # back-pressure: never more than the limit waiting
     assert sum(1 for unfinished in host.unfinished_at_calls if unfinished > 0) > 10  # no wait for an empty queue
     cpu.pool.shutdown()
-
-
-BATCH = ("generation_width", "generation_height", "steps", "guidance", "scheduler")
 
 
 @pytest.fixture(scope="module")
