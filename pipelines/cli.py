@@ -10,13 +10,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from pipelines.config_files import first_problem
 from pipelines.errors import CampaignError, VisuelsError
@@ -26,7 +36,7 @@ from pipelines.third_party_logs import quiet_third_party_logs
 if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
     from pipelines.database import Database
     from pipelines.derivatives import Derivative
-    from pipelines.render import RenderSummary
+    from pipelines.render import RenderPlan, RenderSummary
     from pipelines.studio.reviews import ReviewBackend
     from pipelines.training.run import TrainingSummary
 
@@ -38,6 +48,7 @@ DATABASE_HELP = (
     " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
 )
 EXIT_BAD_INPUT = 2
+PROGRESS_EVERY_S = 1.0  # how often the progress bar looks at the record
 
 RenderFlow = Callable[[RenderRequest], "RenderSummary"]
 Trainer = Callable[[str, str, dict, str | None, str | None], "TrainingSummary"]
@@ -96,6 +107,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         )
         command.add_argument(
             "--compile", action="store_true", help="torch.compile the model (faster on a GPU after a minute)"
+        )
+        command.add_argument(
+            "-v", "--verbose", action="store_true", help="show the flow's log lines (Prefect's, each task's)"
         )
 
     render = command("render", "render a campaign through the Prefect flow")
@@ -250,7 +264,8 @@ def _render(request: RenderRequest, render: RenderFlow) -> int:
         console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
         return 0
     started = time.perf_counter()
-    summary = render(request)
+    with _progress_bar(plan, Path(request.output_dir).resolve()):
+        summary = render(request)
     elapsed = time.perf_counter() - started
     console.print(
         f"[green]done[/green] in {elapsed:.1f} s: {summary.rendered} rendered, "
@@ -261,6 +276,44 @@ def _render(request: RenderRequest, render: RenderFlow) -> int:
     if summary.report:
         console.print(f"compliance report: {summary.report}", highlight=False)
     return 0
+
+
+@contextmanager
+def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
+    """A bar of the plan's pictures, counted in the record as they are written there: it shows the
+    same whether this process, render workers or shards make them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipelines.render import rendered_since_plan
+
+    columns = (
+        TextColumn("rendering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("rendering", total=len(plan.pending))
+        stop = threading.Event()
+
+        def count() -> None:
+            while not stop.wait(PROGRESS_EVERY_S):
+                try:
+                    bar.update(task, completed=len(rendered_since_plan(plan, output_root)))
+                except (SQLAlchemyError, OSError):
+                    continue  # the record is busy or not created yet: the next look will tell
+
+        watcher = threading.Thread(target=count, name="progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+        bar.update(task, completed=len(rendered_since_plan(plan, output_root)))
 
 
 def _database_url(option: str | None, near: Path | None = None) -> str:
@@ -577,6 +630,10 @@ def main(
             return _train(args, train)
         if render is None:
             raise VisuelsError("visuels", args.command, "rendering needs the Prefect flow: run the `visuels` command")
+        if not args.verbose:
+            # The progress bar says what happens; Prefect's console shows warnings and errors only
+            # (its run logs still reach the server in full).
+            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
         common = {
             "output_dir": args.output_dir,
             "batch_size": args.batch_size or 0,
