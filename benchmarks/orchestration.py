@@ -73,7 +73,7 @@ def main() -> None:
             campaign=str(REPO / "campaigns/ete-2027.yaml"),
             selection={"communes": ["Narbonne"], "audiences": ["residents"], "formats": ["story"]},
             overrides={"model": "demo"},
-            output_dir=str(Path(scratch) / "warm"),
+            run={"output_dir": str(Path(scratch) / "warm")},
         )
         spans.clear()
         chunks.clear()
@@ -82,8 +82,7 @@ def main() -> None:
             campaign=str(REPO / "campaigns/ete-2027.yaml"),
             selection=selection,
             overrides={"model": "demo"},
-            output_dir=str(Path(scratch) / "out"),
-            batch_size=args.batch_size,
+            run={"output_dir": str(Path(scratch) / "out"), "batch_size": args.batch_size},
         )
         total = time.perf_counter() - started
     inside = covered(spans)

@@ -7,24 +7,32 @@ runs, a night with no change renders nothing and loads no model.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
+from pydantic import Field
 
 from flows.sub_runs import wait_for_runs
 from pipelines.campaign import load_campaign
 from pipelines.errors import VisuelsError
+from pipelines.form_fields import form_parameter
 from pipelines.render_request import CAMPAIGNS_DIR
 
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 
 
 @flow(name="render-nightly")
-def render_nightly(output_dir: str = "outputs", shard_size: int = 2000) -> dict[str, str]:
+def render_nightly(
+    output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
+    shard_size: Annotated[int, Field(ge=0, le=1_000_000), form_parameter("Split above this many pictures")] = 2000,
+) -> dict[str, str]:
     """Render every active campaign, each in its own run; return each campaign's final state.
 
     Args:
-        output_dir: Folder that receives the campaigns' files.
-        shard_size: Passed to each render-campaign run (0: never split).
+        output_dir: Receives the campaigns' files; relative to the project folder.
+        shard_size: Each campaign's run splits into sub-runs of about this many pictures,
+            0 to 1,000,000; 0: never split.
     """
     logger = get_run_logger()
     started = {}
@@ -35,9 +43,11 @@ def render_nightly(output_dir: str = "outputs", shard_size: int = 2000) -> dict[
         except VisuelsError as exc:  # one broken campaign must not stop the others
             logger.error("skipping %s", exc)
             continue
-        parameters = {"campaign": f"campaigns/{path.name}", "output_dir": output_dir, "review": True}
-        started[path.name] = run_deployment(
-            name=RENDER_DEPLOYMENT, parameters={**parameters, "shard_size": shard_size}, timeout=0
-        )
+        parameters = {
+            "campaign": f"campaigns/{path.name}",
+            "review": True,
+            "run": {"output_dir": output_dir, "shard_size": shard_size},
+        }
+        started[path.name] = run_deployment(name=RENDER_DEPLOYMENT, parameters=parameters, timeout=0)
     finished = wait_for_runs([run.id for run in started.values()])
     return {name: run.state.name if run.state else "unknown" for name, run in zip(started, finished, strict=True)}

@@ -20,19 +20,17 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
-from pydantic import Field
 
 from flows.names import GPU_LIMIT, studio_url
 from flows.render_batches import render_batches
 from flows.review_campaign import studio_link
 from flows.sub_runs import wait_for_runs
 from pipelines.contact_sheet import contact_sheet_markdown
-from pipelines.devices import DeviceName, DtypeName
 from pipelines.errors import VisuelsError
+from pipelines.form_fields import form_group, form_parameter
 from pipelines.jobs import RenderJob, shard_by_commune
 from pipelines.render import (
     RenderPlan,
-    RenderSettings,
     RenderSummary,
     export_target,
     finish_render,
@@ -40,7 +38,7 @@ from pipelines.render import (
     rendered_since_plan,
     summarise,
 )
-from pipelines.render_request import CampaignPath, Overrides, Selection
+from pipelines.render_request import CampaignPath, Overrides, RenderSettings, RunSettings, Selection
 from pipelines.report import Reports
 from pipelines.review import review_listing
 from pipelines.third_party_logs import quiet_third_party_logs
@@ -50,6 +48,7 @@ log = logging.getLogger(__name__)
 REVIEW_DEPLOYMENT = "review-campaign/review-campaign"
 EVERYTHING = Selection()  # frozen models: safe as shared defaults
 NO_OVERRIDES = Overrides()
+DEFAULT_RUN = RunSettings()
 
 
 @task(name="plan-campaign", cache_policy=NO_CACHE)
@@ -108,7 +107,7 @@ def _render_in_shards(
         runs.append(
             run_deployment(
                 name=f"render-campaign/{deployment.name}",
-                parameters={**parameters, "selection": selection, "shard_size": 0, "review": False},
+                parameters={**parameters, "selection": selection, "review": False},
                 flow_run_name=f"{flow_run.name}-shard-{number}",
                 timeout=0,  # start them all now; wait below
             )
@@ -151,59 +150,39 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
 @flow(name="render-campaign")
 def render_campaign(
     campaign: CampaignPath,
-    selection: Selection = EVERYTHING,
-    overrides: Overrides = NO_OVERRIDES,
-    output_dir: str = "outputs",
-    batch_size: Annotated[int, Field(ge=0, le=64)] = 0,
-    device: DeviceName = "auto",
-    dtype: DtypeName = "auto",
-    cpu_workers: Annotated[int, Field(ge=0, le=256)] = 0,
-    compile: bool = False,
-    review: bool = False,
-    shard_size: Annotated[int, Field(ge=0, le=1_000_000)] = 0,
+    selection: Annotated[Selection, *form_group("Which pictures", EVERYTHING)] = EVERYTHING,
+    overrides: Annotated[Overrides, *form_group("Change for this run", NO_OVERRIDES)] = NO_OVERRIDES,
+    review: Annotated[bool, form_parameter("Send for review")] = False,
+    run: Annotated[RunSettings, *form_group("Technical settings", DEFAULT_RUN)] = DEFAULT_RUN,
 ) -> RenderSummary:
     """Render a campaign's visuals for its communes, audiences and formats.
 
     Args:
-        campaign: The campaign YAML file.
-        selection: Only some communes, audiences or formats of the campaign (empty: all).
-        overrides: Settings that replace the campaign's for this run: model, steps, seed, LoRA scale.
-        output_dir: Folder that receives the files, as campaign/commune/format/ (relative to the project).
-        batch_size: Images generated per model call (0: 16 on a GPU, 4 otherwise).
-        device: auto, cuda, mps or cpu.
-        dtype: auto, float32, float16 or bfloat16 (part of each picture's key: it changes the pixels).
-        cpu_workers: Processes that finish the pictures while the model generates (0: automatic).
-        compile: torch.compile the model when rendering in this run's process (about a minute
-            per picture size, then about 30 % faster on a GPU; render workers have their own setting).
-        review: Afterwards, start a review-campaign run that waits for a designer's approval.
-        shard_size: Above this many images, split the run into sub-runs of about this size by commune,
-            for all the pool's workers (0: never split; only from a deployment).
+        campaign: The campaign file, in the project's campaigns/ folder.
+        selection: Only some communes, audiences or formats of the campaign. Empty: all of them.
+        overrides: Model, steps, seed or charter style strength for this run instead of the
+            campaign's. Empty: the campaign's.
+        review: Afterwards, wait for a designer to approve the pictures (in the studio, or here
+            with Resume).
+        run: Where the files go and how the machine runs the model: the defaults suit most runs.
     """
     quiet_third_party_logs()
-    output_root = Path(output_dir).resolve()
-    settings = RenderSettings(
-        device=device, dtype=dtype, batch_size=batch_size, cpu_workers=cpu_workers, compile=compile
-    )
-    planned = plan_campaign(campaign, output_root, selection, overrides, settings, return_state=True)
+    output_root = Path(run.output_dir).resolve()
+    planned = plan_campaign(campaign, output_root, selection, overrides, run, return_state=True)
     if planned.is_failed():  # the run ends failed with the input error's one line
         return Failed(message=planned.message, data=planned.result(raise_on_failure=False))
     plan = planned.result()
-    shards = shard_by_commune(plan.pending, shard_size) if shard_size else []
+    shards = shard_by_commune(plan.pending, run.shard_size) if run.shard_size else []
     if len(shards) > 1 and deployment.name:
         parameters = {
             "campaign": campaign,
             "selection": selection.model_dump(mode="json"),
             "overrides": overrides.model_dump(mode="json"),
-            "output_dir": str(output_root),
-            "batch_size": batch_size,
-            "device": device,
-            "dtype": dtype,
-            "cpu_workers": cpu_workers,
-            "compile": compile,
+            "run": run.model_dump(mode="json") | {"output_dir": str(output_root), "shard_size": 0},
         }
         rendered, reports = _render_in_shards(plan, shards, parameters, output_root)
     else:
-        rendered, reports = _render_unsharded(plan, output_root, settings)
+        rendered, reports = _render_unsharded(plan, output_root, run)
     if review and rendered:
         _ask_for_review(plan, rendered, output_root)
     return summarise(plan, rendered, output_root, reports)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -21,6 +21,7 @@ from flows.names import studio_url
 from pipelines.config_files import plain_message
 from pipelines.contact_sheet import contact_sheet_markdown
 from pipelines.errors import ReviewError
+from pipelines.form_fields import form_parameter
 from pipelines.review import ReviewDecision, ReviewOutcome, apply_review, review_listing, short_id
 from pipelines.third_party_logs import quiet_third_party_logs
 
@@ -48,7 +49,11 @@ def studio_link(run_id: str) -> str:
 
 
 @flow(name="review-campaign")
-def review_campaign(campaign_slug: str, keys: list[str], output_dir: str = "outputs") -> ReviewOutcome:
+def review_campaign(
+    campaign_slug: Annotated[str, form_parameter("Campaign folder")],
+    keys: Annotated[list[str], form_parameter("Pictures (job keys)")],
+    output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
+) -> ReviewOutcome:
     """Ask a designer to approve a render run's files, then publish them and record the decisions.
 
     Args:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import Annotated
 
 from PIL import Image
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from pipelines.form_fields import form_group, form_parameter
 from pipelines.model_reference import parse_model_option
 from pipelines.third_party_logs import quiet_third_party_logs
 from pipelines.training.run import TrainingSummary, run_training
 from pipelines.training.trainer import TrainingConfig
 
 PROGRESS_UPDATES = 50  # artifact updates per run, whatever the number of steps
+DEFAULT_TRAINING = TrainingConfig()  # frozen: safe as a shared default
 
 
 def _inline_png(path: Path, width: int = 480) -> str:
@@ -46,11 +49,11 @@ def train_task(
 
 @flow(name="train-charter-lora")
 def train_charter_lora(
-    charter: str,
-    base: str = "demo",
-    config: TrainingConfig | None = None,
-    resume: str | None = None,
-    lora_dir: str | None = None,
+    charter: Annotated[str, form_parameter("Charter")],
+    base: Annotated[str, form_parameter("Base model")] = "demo",
+    config: Annotated[TrainingConfig, *form_group("Training options", DEFAULT_TRAINING)] = DEFAULT_TRAINING,
+    resume: Annotated[str, form_parameter("Resume run")] = "",
+    lora_dir: Annotated[str, form_parameter("LoRA folder")] = "",
 ) -> TrainingSummary:
     """Train the charter's style LoRA on its reference images.
 
@@ -58,11 +61,11 @@ def train_charter_lora(
         charter: Charter folder (or its charter.yaml).
         base: Base model: demo, or a diffusers folder.
         config: Training options (rank, steps, learning rate, resolution...).
-        resume: Name of an interrupted run to continue from its last checkpoint.
-        lora_dir: Root of the LoRA folders (default: ./lora).
+        resume: Name of an interrupted run to continue from its last checkpoint. Empty: a new run.
+        lora_dir: Root of the LoRA folders. Empty: ./lora.
     """
     quiet_third_party_logs()
-    summary = train_task(charter, base, config or TrainingConfig(), resume, lora_dir)
+    summary = train_task(charter, base, config, resume or None, lora_dir or None)
     grids = "\n".join(f"![{grid.name}]({_inline_png(grid)})" for grid in summary.validation_grids[-2:])
     create_markdown_artifact(
         key="lora-training",

@@ -30,7 +30,7 @@ from rich.progress import (
 
 from pipelines.config_files import first_problem
 from pipelines.errors import CampaignError, VisuelsError
-from pipelines.render_request import Overrides, RenderRequest, Selection
+from pipelines.render_request import Overrides, RenderRequest, RunSettings, Selection
 from pipelines.third_party_logs import quiet_third_party_logs
 
 if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
@@ -232,29 +232,45 @@ def _check(files: Sequence[Path]) -> int:
     return status
 
 
-def _render_request(args: argparse.Namespace, common: dict) -> RenderRequest:
+def _option_error(source: str, exc: ValidationError) -> VisuelsError:
+    """A validation error of a command line value, named as its option: ``--max-communes``."""
+    location, message = first_problem(exc)
+    return VisuelsError(source, "--" + str(location[-1]).replace("_", "-"), message)
+
+
+def _run_settings(args: argparse.Namespace) -> RunSettings:
+    try:
+        return RunSettings(
+            output_dir=args.output_dir,
+            batch_size=args.batch_size or 0,
+            device=args.device,
+            dtype=args.dtype,
+            cpu_workers=args.cpu_workers or 0,
+            compile=args.compile,
+        )
+    except ValidationError as exc:
+        raise _option_error(f"visuels {args.command}", exc) from None
+
+
+def _render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest:
     communes = [name.strip() for name in args.communes.split(",") if name.strip()] if args.communes else []
     try:
         return RenderRequest(
             campaign=str(args.campaign),
             selection=Selection(communes=communes, max_communes=args.max_communes),
             overrides=Overrides(model=args.model),
-            **common,
+            run=run,
         )
     except ValidationError as exc:
-        location, message = first_problem(exc)
-        option = "--" + str(location[-1]).replace("_", "-")
-        raise VisuelsError(str(args.campaign), option, message) from None
+        raise _option_error(str(args.campaign), exc) from None
 
 
 def _render(request: RenderRequest, render: RenderFlow) -> int:
-    from pipelines.render import RenderSettings, plan_render
+    from pipelines.render import plan_render
 
     # Check everything before starting Prefect: bad input fails in a second, writing nothing.
-    settings = RenderSettings(device=request.device, dtype=request.dtype)
-    plan = plan_render(
-        request.campaign, Path(request.output_dir).resolve(), request.selection, request.overrides, settings
-    )
+    output_root = Path(request.run.output_dir).resolve()
+    plan = plan_render(request.campaign, output_root, request.selection, request.overrides, request.run)
     console.print(
         f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
         f" with {plan.setup.model_description}"
@@ -264,7 +280,7 @@ def _render(request: RenderRequest, render: RenderFlow) -> int:
         console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
         return 0
     started = time.perf_counter()
-    with _progress_bar(plan, Path(request.output_dir).resolve()):
+    with _progress_bar(plan, output_root):
         summary = render(request)
     elapsed = time.perf_counter() - started
     console.print(
@@ -634,24 +650,17 @@ def main(
             # The progress bar says what happens; Prefect's console shows warnings and errors only
             # (its run logs still reach the server in full).
             os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-        common = {
-            "output_dir": args.output_dir,
-            "batch_size": args.batch_size or 0,
-            "device": args.device,
-            "dtype": args.dtype,
-            "cpu_workers": args.cpu_workers or 0,
-            "compile": args.compile,
-        }
+        run = _run_settings(args)
         if args.command == "demo":
             _ensure_demo_keys()
             request = RenderRequest(
                 campaign=str(SAMPLE_CAMPAIGN),
                 selection=Selection(communes=DEMO_COMMUNES),
                 overrides=Overrides(model="demo"),
-                **common,
+                run=run,
             )
         else:
-            request = _render_request(args, common)
+            request = _render_request(args, run)
         return _render(request, render)
     except VisuelsError as exc:
         errors.print(f"error: {exc}", highlight=False, markup=False)

@@ -19,36 +19,19 @@ from pipelines.campaign import Campaign, CommuneSelection, load_campaign, select
 from pipelines.charter import load_charter
 from pipelines.cpu_stage import ExportTarget
 from pipelines.database import Database, database_url, is_missing
-from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype, default_batch_size
+from pipelines.devices import default_batch_size
 from pipelines.errors import CampaignError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.marking.keys import signing_files
 from pipelines.model_reference import LoraWeights, ModelRef, describe_model, parse_model_option
-from pipelines.render_request import Overrides, Selection
+from pipelines.render_request import Overrides, RenderSettings, Selection
 from pipelines.report import Reports, Thresholds, write_reports
 
 if TYPE_CHECKING:  # the renderer imports the model libraries: planning does not need them
     from pipelines.renderer import Renderer
 
 log = logging.getLogger(__name__)
-
-
-class RenderSettings(BaseModel):
-    """How to run the model: these never change which pictures are wanted, except ``dtype``,
-    which is part of every job's key (half precisions change pictures visibly)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    device: DeviceName = "auto"
-    dtype: DtypeName = "auto"
-    batch_size: int = Field(default=0, ge=0, le=64, description="Pictures per model call; 0: 16 on a GPU, else 4.")
-    cpu_workers: int = Field(default=0, ge=0, le=256, description="Processes that finish pictures; 0: automatic.")
-    compile: bool = Field(default=False, description="torch.compile the model: faster on a GPU after ~1 min.")
-
-    def precision(self) -> str:
-        """The dtype the pictures are made in, as the key records it ("auto" resolved on this machine)."""
-        return str(choose_dtype(choose_device(self.device), self.dtype)).removeprefix("torch.")
 
 
 class RenderSetup(BaseModel):

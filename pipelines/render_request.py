@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.devices import DeviceName, DtypeName
+from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
+from pipelines.form_fields import blank_when_unset
 from pipelines.formats import FORMAT_PRESETS
 
 CAMPAIGNS_DIR = Path(__file__).resolve().parents[1] / "campaigns"
@@ -46,7 +47,7 @@ CampaignPath = Annotated[
     Field(
         min_length=1,
         description="The campaign YAML file (relative to the project folder, or absolute).",
-        json_schema_extra=_dropdown(_known_campaigns()),
+        json_schema_extra={"title": "Campaign", **_dropdown(_known_campaigns())},
     ),
 ]
 AudienceChoice = Annotated[str, Field(json_schema_extra=_dropdown(_known_audiences()))]
@@ -57,36 +58,124 @@ class _Strict(BaseModel):
 
 
 class Selection(_Strict):
-    """Which of the campaign's jobs to render; empty lists mean all of them."""
+    """Which of the campaign's pictures to render; empty means all of them."""
 
     communes: list[Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=list, description="Only these communes: official names or INSEE codes. Empty: all."
+        default_factory=list,
+        title="Communes",
+        description="Official names or INSEE codes, e.g. Sète or 34301. Empty: every commune of the campaign.",
     )
-    max_communes: int | None = Field(default=None, ge=1, le=100_000, description="Only the first N communes.")
-    audiences: list[AudienceChoice] = Field(default_factory=list, description="Only these audiences. Empty: all.")
-    formats: list[FormatName] = Field(default_factory=list, description="Only these formats. Empty: all.")
+    max_communes: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        title="At most this many communes",
+        description="The first N of those selected, 1 to 100,000. Empty: no limit.",
+        json_schema_extra=blank_when_unset,
+    )
+    audiences: list[AudienceChoice] = Field(
+        default_factory=list, title="Audiences", description="Empty: every audience of the campaign."
+    )
+    formats: list[FormatName] = Field(
+        default_factory=list, title="Formats", description="Empty: every format of the campaign."
+    )
 
 
 class Overrides(_Strict):
     """Generation settings that replace the campaign's for this run (they change the pictures)."""
 
     model: str | None = Field(
-        default=None, description="demo, a diffusers folder, FILE.safetensors::CONFIG_DIR or hub:ID."
+        default=None,
+        title="Model",
+        description="demo, a diffusers folder, FILE.safetensors::CONFIG_DIR or hub:ID. Empty: the campaign's.",
+        json_schema_extra=blank_when_unset,
     )
-    steps: int | None = Field(default=None, ge=1, le=150, description="Denoising steps.")
-    seed: int | None = Field(default=None, ge=0, lt=2**32, description="Base seed of the campaign's seed policy.")
-    lora_scale: float | None = Field(default=None, ge=0.0, le=2.0, description="Strength of the campaign's LoRA.")
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=150,
+        title="Steps",
+        description="Denoising steps, 1 to 150: more is slower and finer. Empty: the campaign's.",
+        json_schema_extra=blank_when_unset,
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        lt=2**32,
+        title="Seed",
+        description="Base seed, 0 to 4,294,967,295: another seed, other pictures. Empty: the campaign's.",
+        json_schema_extra=blank_when_unset,
+    )
+    lora_scale: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=2.0,
+        title="Charter style strength",
+        description="Scale of the campaign's LoRA, 0 to 2 (0: no charter style). Empty: the campaign's.",
+        json_schema_extra=blank_when_unset,
+    )
+
+
+class RenderSettings(BaseModel):
+    """How to run the model: these never change which pictures are wanted, except ``dtype``,
+    which is part of every job's key (half precisions change pictures visibly)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: DeviceName = Field(
+        default="auto", title="Device", description="auto: a CUDA GPU, else Apple MPS, else the CPU."
+    )
+    dtype: DtypeName = Field(
+        default="auto",
+        title="Precision",
+        description="auto: bfloat16 on CUDA, float16 on MPS, float32 on a CPU. It changes the pictures.",
+    )
+    batch_size: int = Field(
+        default=0, ge=0, le=64, title="Pictures per model call", description="0 to 64; 0: 16 on a GPU, else 4."
+    )
+    cpu_workers: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        title="CPU worker processes",
+        description="Processes that finish pictures while the model draws, 0 to 256; 0: chosen for the device.",
+    )
+    compile: bool = Field(
+        default=False,
+        title="Compile the model",
+        description="torch.compile, in this run's process: about a minute per picture size, then about 30 %"
+        " faster on a GPU (render workers have their own setting).",
+    )
+
+    def precision(self) -> str:
+        """The dtype the pictures are made in, as the key records it ("auto" resolved on this machine)."""
+        return str(choose_dtype(choose_device(self.device), self.dtype)).removeprefix("torch.")
+
+
+class RunSettings(RenderSettings):
+    """Where the files go and how this machine runs: the defaults suit most runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: str = Field(
+        default="outputs",
+        title="Output folder",
+        description="Receives campaign/commune/format/ files; relative to the project folder.",
+    )
+    shard_size: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        title="Split above this many pictures",
+        description="Sub-runs of about this many pictures, by commune, for every worker of the pool,"
+        " 0 to 1,000,000; 0: never split (only from a deployment).",
+    )
 
 
 class RenderRequest(_Strict):
-    """Everything the CLI hands to the render flow."""
+    """Everything the CLI hands to the render flow: its parameters."""
 
     campaign: str
     selection: Selection = Selection()
     overrides: Overrides = Overrides()
-    output_dir: str = "outputs"
-    batch_size: int = Field(default=0, ge=0, le=64)
-    device: DeviceName = "auto"
-    dtype: DtypeName = "auto"
-    cpu_workers: int = Field(default=0, ge=0, le=256)
-    compile: bool = False
+    run: RunSettings = RunSettings()

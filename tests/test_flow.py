@@ -43,7 +43,7 @@ def test_flow_renders_then_skips_what_is_done(
     campaign = make_campaign()  # Sète and Castelnau-d'Estrétefonds x residents x square and story
     out_dir = tmp_path / "outputs"
 
-    summary = render_campaign(campaign=str(campaign), output_dir=str(out_dir), batch_size=2)
+    summary = render_campaign(campaign=str(campaign), run={"output_dir": str(out_dir), "batch_size": 2})
 
     assert (summary.jobs, summary.rendered) == (4, 4)
     files = sorted(out_dir.rglob("*.png"))
@@ -78,7 +78,7 @@ def test_flow_renders_then_skips_what_is_done(
         raise AssertionError("the model was loaded although nothing needed rendering")
 
     monkeypatch.setattr(pipelines.model_host, "load_from_files", no_model)
-    again = render_campaign(campaign=str(campaign), output_dir=str(out_dir))
+    again = render_campaign(campaign=str(campaign), run={"output_dir": str(out_dir)})
     assert (again.jobs, again.rendered) == (4, 0)
 
 
@@ -89,14 +89,16 @@ def test_flow_with_bad_parameters_fails_with_the_input_error(
 
     with pytest.raises(CampaignError, match="unknown commune 'Atlantis'"):
         render_campaign(
-            campaign=str(make_campaign()), selection={"communes": ["Atlantis"]}, output_dir=str(tmp_path / "o")
+            campaign=str(make_campaign()),
+            selection={"communes": ["Atlantis"]},
+            run={"output_dir": str(tmp_path / "o")},
         )
     assert not (tmp_path / "o").exists()
     # In the UI: the run's state says it in one line (and no traceback is logged for bad input).
     state = render_campaign(
         campaign=str(make_campaign()),
         selection={"communes": ["Atlantis"]},
-        output_dir=str(tmp_path / "o"),
+        run={"output_dir": str(tmp_path / "o")},
         return_state=True,
     )
     assert state.is_failed() and state.message.endswith("selection.communes.names[0]: unknown commune 'Atlantis'")
@@ -166,7 +168,7 @@ def test_review_waits_for_a_decision_then_applies_it(make_campaign: Callable[...
     from flows.review_campaign import review_campaign
 
     out = tmp_path / "outputs"
-    summary = render_campaign(campaign=str(make_campaign()), output_dir=str(out))
+    summary = render_campaign(campaign=str(make_campaign()), run={"output_dir": str(out)})
     names = sorted(file.split("/", 1)[1] for file in summary.files)
     result: dict = {}
     reviewer = threading.Thread(
@@ -228,7 +230,7 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
     states = flows.nightly.render_nightly(output_dir="out", shard_size=500)
 
     assert started == [
-        {"campaign": "campaigns/a-active.yaml", "output_dir": "out", "review": True, "shard_size": 500}
+        {"campaign": "campaigns/a-active.yaml", "review": True, "run": {"output_dir": "out", "shard_size": 500}}
     ]  # the paused campaign is left alone, the broken one skipped (logged) without stopping the night
     assert states == {"a-active.yaml": "Completed"}
 
@@ -247,7 +249,7 @@ def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[...
     from tests.conftest import SAMPLE_CHARTER_DIR
 
     out = tmp_path / "outputs"
-    summary = render_campaign(campaign=str(make_campaign()), output_dir=str(out))
+    summary = render_campaign(campaign=str(make_campaign()), run={"output_dir": str(out)})
     result: dict = {}
     reviewer = threading.Thread(
         target=lambda: result.update(

@@ -1,5 +1,6 @@
 """Selections and overrides of a render run, the run form's schema, and shards."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,18 +78,32 @@ def test_the_schema_refuses_bad_overrides(values: dict) -> None:
         Overrides(**values)
 
 
-def test_the_run_form_has_dropdowns_and_descriptions() -> None:
+def test_the_run_form_has_plain_labels_dropdowns_ranges_and_no_null_switches() -> None:
     from flows.render_campaign import render_campaign
+    from flows.train_lora import train_charter_lora
 
     schema = render_campaign.parameters.model_dump()
-    properties, definitions = schema["properties"], schema["definitions"]
+    properties = schema["properties"]
+    assert [(name, field["title"]) for name, field in properties.items()] == [
+        ("campaign", "Campaign"),
+        ("selection", "Which pictures"),
+        ("overrides", "Change for this run"),
+        ("review", "Send for review"),
+        ("run", "Technical settings"),  # the technical fields, grouped apart, last
+    ]
     assert "campaigns/ete-2027.yaml" in properties["campaign"]["enum"]
-    assert properties["campaign"]["description"]
-    selection = definitions["Selection"]["properties"]
+    selection = properties["selection"]["properties"]
     assert selection["formats"]["items"]["enum"] == list(FORMAT_PRESETS)
     assert "residents" in selection["audiences"]["items"]["enum"]
-    assert definitions["Overrides"]["properties"]["steps"]["anyOf"][0]["maximum"] == 150
-    assert properties["shard_size"]["description"].startswith("Above this many images")
+    steps = properties["overrides"]["properties"]["steps"]
+    assert (steps["minimum"], steps["maximum"]) == (1, 150) and "1 to 150" in steps["description"]
+    technical = set(properties["run"]["properties"])
+    assert {"output_dir", "batch_size", "device", "dtype", "shard_size"} <= technical
+    for flow in (render_campaign, train_charter_lora):
+        text = json.dumps(flow.parameters.model_dump())
+        assert '"type": "null"' not in text and "null" not in text  # no "int | None" switches, no null defaults
+        titles = [field["title"] for field in flow.parameters.model_dump()["properties"].values()]
+        assert not [title for title in titles if "_" in title or title.islower()]  # never python_names
 
 
 def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_path: Path) -> None:

@@ -86,9 +86,8 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
         "campaign": "campaigns/ete-2027.yaml",
         "selection": {"communes": COMMUNES, "audiences": ["residents"], "formats": ["instagram_square"]},
         "overrides": {"model": "demo", "steps": 2},
-        "output_dir": str(out),
         "review": True,
-        "shard_size": 1,
+        "run": {"output_dir": str(out), "shard_size": 1},
     }
     with temporary_settings({PREFECT_API_URL: api_url}):
         parent = run_deployment("render-campaign/render-campaign", parameters=parameters, timeout=420, poll_interval=2)

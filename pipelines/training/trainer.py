@@ -26,6 +26,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.atomic import write_with
+from pipelines.form_fields import blank_when_unset
 from pipelines.third_party_logs import quiet_third_party_logs
 from pipelines.training.dataset import TrainingSet
 
@@ -41,7 +42,9 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rank: int = Field(default=8, ge=1, le=256)
-    alpha: float | None = Field(default=None, gt=0, description="LoRA alpha; default: the rank.")
+    alpha: float | None = Field(
+        default=None, gt=0, description="LoRA alpha, > 0. Empty: the rank.", json_schema_extra=blank_when_unset
+    )
     learning_rate: float = Field(default=1e-4, gt=0, le=1)
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = Field(default=0, ge=0)
@@ -50,7 +53,12 @@ class TrainingConfig(BaseModel):
     gradient_accumulation: int = Field(default=1, ge=1, le=64)
     gradient_checkpointing: bool = False
     train_text_encoder: bool = Field(default=False, description="Also put a LoRA on the text encoder's attention.")
-    min_snr_gamma: float | None = Field(default=5.0, gt=0, description="Min-SNR loss weighting; None: off.")
+    min_snr_gamma: float | None = Field(
+        default=5.0,
+        gt=0,
+        description="Min-SNR loss weighting gamma, > 0; None: off.",
+        json_schema_extra=blank_when_unset,
+    )
     seed: int = Field(default=0, ge=0)
     resolution: int = Field(default=256, ge=64, le=2048)
     checkpoint_every: int = Field(default=100, ge=1)

@@ -6,7 +6,7 @@
 Starts a temporary server (SQLite in a temporary PREFECT_HOME, 127.0.0.1, a free port),
 registers the deployments of prefect.yaml, then lets Chromium load the deployment's custom-run
 page (a single-page app: a virtual-time budget lets its scripts finish) and save a screenshot.
-`tests/e2e/test_run_form.py` checks the same page's DOM.
+`tests/e2e/test_run_form.py` uses the same page through the DevTools protocol.
 """
 
 from __future__ import annotations
@@ -80,11 +80,6 @@ def _chromium(browser: str, *arguments: str) -> str:
 
 def screenshot(browser: str, page: str, out: Path) -> None:
     _chromium(browser, f"--screenshot={out.resolve()}", page)
-
-
-def page_dom(browser: str, page: str) -> str:
-    """The page's HTML once its scripts ran."""
-    return _chromium(browser, "--dump-dom", page)
 
 
 def main() -> int:

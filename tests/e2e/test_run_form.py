@@ -1,52 +1,120 @@
-"""The UI shows render-campaign's parameters as a form with dropdowns, not as raw JSON."""
+"""Render-campaign's run form in the Prefect UI, used as a designer would: read, fill in, submit."""
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
+import json
+import re
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image
 
+from flows.render_campaign import render_campaign
 from pipelines.formats import FORMAT_PRESETS
 from tests.conftest import SAMPLE_CAMPAIGN
-from tests.e2e.run_form import find_chromium, page_dom, screenshot, served_run_form
+from tests.e2e.browser import Browser
+from tests.e2e.run_form import find_chromium, served_run_form
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (apt-get install chromium)"),
 ]
 
+# The form's groups and fields, designers' first, in this order; each line of the page.
+LABELS = [
+    "Campaign",
+    "Which pictures",
+    "Communes",
+    "At most this many communes",
+    "Audiences",
+    "Formats",
+    "Change for this run",
+    "Model",
+    "Steps",
+    "Seed",
+    "Charter style strength",
+    "Send for review",
+    "Technical settings",
+    "Device",
+    "Precision",
+    "Pictures per model call",
+    "CPU worker processes",
+    "Compile the model",
+    "Output folder",
+    "Split above this many pictures",
+]
+SUBMIT = "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Submit').click()"
+# Lines naming a field: its label, "(Optional)" unless required.
+LABEL_LINE = re.compile(r"^(.+?)(?: \(Optional\))?$")
 
-class _Dropdowns(HTMLParser):
-    """The option values of every <select> of a page, one set per select."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.options: list[set[str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "select":
-            self.options.append(set())
-        elif tag == "option" and self.options:
-            self.options[-1].add(dict(attrs).get("value") or "")
+def _input_after(label: str) -> str:
+    """A script that focuses the input under the field labelled ``label``."""
+    return (
+        "(() => { const label = [...document.querySelectorAll('*')].find(e => e.children.length === 0"
+        f" && e.textContent.trim() === {json.dumps(label + ' (Optional)')});"
+        " let node = label, input = null;"
+        " while (node && !input) { node = node.parentElement; input = node && node.querySelector('input'); }"
+        " input.scrollIntoView({block: 'center'}); input.focus(); return true; })()"
+    )
 
 
-def test_the_run_form_has_dropdowns_and_descriptions(tmp_path: Path) -> None:
-    browser = find_chromium()
-    assert browser is not None
-    with served_run_form() as page:
-        dom = page_dom(browser, page)
-        screenshot(browser, page, tmp_path / "run-form.png")
+def _flow_runs(api_url: str) -> list[dict]:
+    request = urllib.request.Request(
+        f"{api_url}/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
 
-    dropdowns = _Dropdowns()
-    dropdowns.feed(dom)
-    campaigns = {f"campaigns/{path.name}" for path in SAMPLE_CAMPAIGN.parent.glob("*.yaml")}
-    audiences = set(yaml.safe_load(SAMPLE_CAMPAIGN.read_text(encoding="utf-8"))["audiences"])
-    for wanted in (campaigns, audiences, set(FORMAT_PRESETS), {"auto", "cuda", "mps", "cpu"}):
-        assert any(wanted <= options for options in dropdowns.options), (wanted, dropdowns.options)
-    for description in ("Only these communes", "Denoising steps", "Strength of the campaign's LoRA"):
-        assert description in dom
+
+def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(tmp_path: Path) -> None:
+    browser_path = find_chromium()
+    assert browser_path is not None
+    # A window as tall as the whole form, so that one screenshot shows all of it.
+    with served_run_form() as page, Browser(browser_path, 1280, 3000) as browser:
+        api_url = page.split("/deployments/")[0] + "/api"
+        browser.goto(page)
+        browser.wait_for(f"{json.dumps(LABELS)}.every(label => document.body.innerText.includes(label))")
+        text = browser.evaluate("document.body.innerText")
+        browser.screenshot(tmp_path / "run-form.png")
+
+        lines = [line.strip() for line in text.splitlines()]
+        named = [LABEL_LINE.match(line).group(1) for line in lines if line.endswith("(Optional)")]  # type: ignore[union-attr]
+        assert [label for label in named if label in LABELS] == LABELS[1:]  # designers' fields first
+        assert not [label for label in named if "_" in label]  # no Python names
+        assert "Property is type" not in text and "None" not in named  # no null switches
+        for described in ("1 to 150", "0 to 2", "1 to 100,000", "0 to 64"):  # ranges said up front
+            assert described in text
+        dropdowns = browser.evaluate(
+            "[...document.querySelectorAll('select')].map(s => [...s.options].map(o => o.value))"
+        )
+        campaigns = {f"campaigns/{path.name}" for path in SAMPLE_CAMPAIGN.parent.glob("*.yaml")}
+        audiences = set(yaml.safe_load(SAMPLE_CAMPAIGN.read_text(encoding="utf-8"))["audiences"])
+        for wanted in (campaigns, audiences, set(FORMAT_PRESETS), {"auto", "cuda", "mps", "cpu"}):
+            assert any(wanted <= set(options) for options in dropdowns), (wanted, dropdowns)
+
+        # Out of range: the message says the range.
+        browser.evaluate(_input_after("Steps"))
+        browser.call("Input.insertText", text="500")
+        browser.evaluate(SUBMIT)
+        message = browser.wait_for(
+            "[...document.querySelectorAll('*')].map(e => e.children.length ? '' : e.textContent)"
+            ".find(t => t.includes('500 is'))",
+            timeout=30,
+        )
+        assert "500 is greater than the maximum of 150" in message
+        assert not _flow_runs(api_url)
+
+        # Emptied again and sent: the defaults, without a null anywhere.
+        browser.evaluate(_input_after("Steps"))
+        browser.evaluate("document.execCommand('selectAll'); document.execCommand('delete')")
+        browser.evaluate(SUBMIT)
+        browser.wait_for("location.href.includes('tab=Runs') || location.href.includes('/flow-run/')", timeout=30)
+        (run,) = _flow_runs(api_url)
+    assert "null" not in json.dumps(run["parameters"])
+    parameters = render_campaign.validate_parameters(run["parameters"])
+    assert parameters["overrides"].steps is None and parameters["run"].shard_size == 2000  # the deployment's
     with Image.open(tmp_path / "run-form.png") as shot:
-        assert shot.size == (1280, 2200)
+        assert shot.width == 1280 and shot.height > 2500  # the whole form in one picture
