@@ -11,9 +11,7 @@ from prefect import flow, task
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
-    create_progress_artifact,
     create_table_artifact,
-    update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
@@ -22,6 +20,7 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
 
 from flows.names import GPU_LIMIT, studio_url
+from flows.progress import RunProgress
 from flows.render_batches import render_batches
 from flows.review_campaign import studio_link
 from flows.sub_runs import wait_for_runs
@@ -76,21 +75,21 @@ def report(plan: RenderPlan, output_root: Path) -> Reports:
         create_link_artifact(
             key=f"report-{plan.campaign_slug}",
             link=studio_url(f"files/{quote(relative)}"),
-            link_text=f"{plan.campaign_name}: compliance report (`visuels studio` serves it)",
+            link_text=f"{plan.campaign_name}: compliance report (served by the studio: make studio)",
         )
     return reports
 
 
 def _render_unsharded(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
     """This run's chunks, rendered by the render workers if any are connected, else in this process."""
-    progress = create_progress_artifact(0.0, description=f"{plan.campaign_name}: {len(plan.pending)} image(s)")
+    progress = RunProgress(plan.campaign_name, len(plan.pending), "pictures")
     keys = set(
         render_batches(
             plan,
             export_target(plan, output_root, run_id=flow_run.get_id()),
             settings,
             gpu_limit=GPU_LIMIT if deployment.id else None,  # the CLI's temporary server has no such limit
-            on_progress=lambda done: update_progress_artifact(progress, 100.0 * done / len(plan.pending)),
+            on_progress=progress.update,
         )
     )
     return [job for job in plan.pending if job.key in keys], report(plan, output_root)
@@ -100,7 +99,7 @@ def _render_in_shards(
     plan: RenderPlan, shards: list[list[str]], parameters: dict, output_root: Path
 ) -> tuple[list[RenderJob], Reports]:
     """Start one sub-run of this deployment per shard, for any free worker, and wait for all."""
-    progress = create_progress_artifact(0.0, description=f"{plan.campaign_name}: {len(shards)} shard(s)")
+    progress = RunProgress(f"{plan.campaign_name}: {len(plan.pending)} pictures in shards", len(shards), "shards")
     runs = []
     for number, communes in enumerate(shards, start=1):
         selection = parameters["selection"] | {"communes": communes, "max_communes": None}
@@ -112,9 +111,7 @@ def _render_in_shards(
                 timeout=0,  # start them all now; wait below
             )
         )
-    finished = wait_for_runs(
-        [run.id for run in runs], on_finished=lambda done: update_progress_artifact(progress, 100.0 * done / len(runs))
-    )
+    finished = wait_for_runs([run.id for run in runs], on_finished=progress.update)
     failed = [run.name for run in finished if not (run.state and run.state.is_completed())]
     if failed:
         raise RuntimeError(f"{len(failed)} shard(s) did not complete: {', '.join(failed)}")

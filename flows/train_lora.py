@@ -9,9 +9,10 @@ from typing import Annotated
 
 from PIL import Image
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import RunProgress
 from pipelines.form_fields import form_group, form_parameter
 from pipelines.model_reference import parse_model_option
 from pipelines.third_party_logs import quiet_third_party_logs
@@ -36,12 +37,12 @@ def _inline_png(path: Path, width: int = 480) -> str:
 def train_task(
     charter: str, base: str, config: TrainingConfig, resume: str | None, lora_dir: str | None
 ) -> TrainingSummary:
-    progress = create_progress_artifact(0.0, description=f"LoRA training, {config.steps} steps")
+    progress = RunProgress("LoRA training", config.steps, "steps")
     every = max(1, config.steps // PROGRESS_UPDATES)
 
     def on_step(step: int, loss: float) -> None:
         if step % every == 0 or step == config.steps:
-            update_progress_artifact(progress, 100.0 * step / config.steps)
+            progress.update(step)
 
     root = Path(lora_dir) if lora_dir else None
     return run_training(Path(charter), parse_model_option(base), config, resume, root, on_step)

@@ -23,7 +23,8 @@ def _inline_jpeg(path: Path) -> str:
 def _caption(name: str, entry: dict) -> str:
     inputs = entry.get("inputs") or {}
     check = entry.get("compliance") or {}
-    verdict = "" if not check else (" ✅" if check.get("passed") else " ⚠️ " + "; ".join(check.get("reasons", [])))
+    # Text symbols, not emoji: they show in any font, where an emoji may be an empty box.
+    verdict = "" if not check else (" ✔" if check.get("passed") else " ⚠ " + "; ".join(check.get("reasons", [])))
     what = " · ".join(
         part for part in (inputs.get("commune_name"), inputs.get("format"), inputs.get("audience")) if part
     )

@@ -72,6 +72,7 @@ def test_flow_renders_then_skips_what_is_done(
     assert list(table[0])[:5] == ["Verdict", "Raisons", "Commune", "Format", "Public"]  # plain headers, verdict first
     assert sorted(row["Commune"] for row in table) == ["Castelnau-d'Estrétefonds"] * 2 + ["Sète"] * 2
     assert all(row["Verdict"] == "✔ Conforme" for row in table), table
+    assert "**4 of 4 pictures** · 100% " in run_progress()  # the bar, updated in place to the end
 
     # Same keys, same files: a second run renders nothing and never loads the model.
     def no_model(*args: object, **kwargs: object) -> None:
@@ -116,16 +117,30 @@ def test_training_flow_publishes_progress_and_results(tmp_path: Path) -> None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
 
     with get_client(sync_client=True) as client:
-        kinds = {
-            artifact.type
+        markdown = [
+            artifact.data
             for artifact in client.read_artifacts(
-                artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress", "markdown"])),
-                limit=20,
-                offset=0,
+                artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["markdown"])), limit=20, offset=0
             )
-        }
-    assert kinds == {"progress", "markdown"}
+        ]
+    assert any("**4 of 4 steps**" in text and "data:image/svg+xml" in text for text in markdown)  # a drawn bar
     assert "loss curve" in published_markdown("lora-training")
+
+
+def run_progress() -> str:
+    """The newest progress artifact's markdown (one per run, rewritten as it goes)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["markdown"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=20,
+            offset=0,
+        )
+    return next(artifact.data for artifact in found if "pictures**" in (artifact.data or ""))
 
 
 def published_markdown(key: str) -> str:

@@ -114,3 +114,17 @@ def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_pa
     assert sorted(code for shard in shard_by_commune(jobs, 1) for code in shard) == sorted(
         {job.commune_insee for job in jobs}
     )
+
+
+def test_every_deployment_says_what_it_does_and_a_schedule_shows_its_time_zone() -> None:
+    import yaml
+
+    from tests.conftest import SAMPLE_CAMPAIGN
+
+    project = yaml.safe_load((SAMPLE_CAMPAIGN.parents[1] / "prefect.yaml").read_text(encoding="utf-8"))
+    for deployment in project["deployments"]:
+        assert len(deployment.get("description", "")) > 20, deployment["name"]
+        for schedule in deployment.get("schedules", []):
+            # The UI writes a cron as "At 02:00 AM every day": a tag gives the zone it means.
+            hour, minute = int(schedule["cron"].split()[1]), int(schedule["cron"].split()[0])
+            assert f"{hour:02d}:{minute:02d} {schedule['timezone']}" in deployment["tags"]

@@ -1,10 +1,13 @@
-"""Render-campaign's run form in the Prefect UI, used as a designer would: read, fill in, submit."""
+"""Render-campaign in the Prefect UI, used as a designer would: its run form (read, fill in,
+submit), then a finished run's artifacts (progress bar, compliance table, report link, contact
+sheet), each page opened in headless Chromium and saved as a screenshot."""
 
 from __future__ import annotations
 
 import json
 import re
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,20 +64,32 @@ def _input_after(label: str) -> str:
     )
 
 
-def _flow_runs(api_url: str) -> list[dict]:
+def _read(api_url: str, what: str) -> list[dict]:
     request = urllib.request.Request(
-        f"{api_url}/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"}
+        f"{api_url}/{what}/filter", data=b"{}", headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 
-def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(tmp_path: Path) -> None:
+def _deployed_runs(api_url: str) -> list[dict]:
+    """Render-campaign runs started from the form (a deployment's)."""
+    return [run for run in _read(api_url, "flow_runs") if run["deployment_id"] and not run["name"].startswith("review")]
+
+
+@pytest.fixture(scope="module")
+def run_form() -> Iterator[str]:
+    """The run form's URL on a served Prefect with the project's deployments."""
+    with served_run_form() as page:
+        yield page
+
+
+def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(run_form: str, tmp_path: Path) -> None:
     browser_path = find_chromium()
     assert browser_path is not None
+    page, api_url = run_form, run_form.split("/deployments/")[0] + "/api"
     # A window as tall as the whole form, so that one screenshot shows all of it.
-    with served_run_form() as page, Browser(browser_path, 1280, 3000) as browser:
-        api_url = page.split("/deployments/")[0] + "/api"
+    with Browser(browser_path, 1280, 3000) as browser:
         browser.goto(page)
         browser.wait_for(f"{json.dumps(LABELS)}.every(label => document.body.innerText.includes(label))")
         text = browser.evaluate("document.body.innerText")
@@ -105,16 +120,55 @@ def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(tmp_path: Pat
             timeout=30,
         )
         assert "500 is greater than the maximum of 150" in message
-        assert not _flow_runs(api_url)
+        assert not _deployed_runs(api_url)
 
         # Emptied again and sent: the defaults, without a null anywhere.
         browser.evaluate(_input_after("Steps"))
         browser.evaluate("document.execCommand('selectAll'); document.execCommand('delete')")
         browser.evaluate(SUBMIT)
         browser.wait_for("location.href.includes('tab=Runs') || location.href.includes('/flow-run/')", timeout=30)
-        (run,) = _flow_runs(api_url)
+        (run,) = _deployed_runs(api_url)
     assert "null" not in json.dumps(run["parameters"])
     parameters = render_campaign.validate_parameters(run["parameters"])
     assert parameters["overrides"].steps is None and parameters["run"].shard_size == 2000  # the deployment's
     with Image.open(tmp_path / "run-form.png") as shot:
         assert shot.width == 1280 and shot.height > 2500  # the whole form in one picture
+
+
+def test_a_finished_runs_artifacts_show_a_bar_a_plain_table_and_working_links(
+    run_form: str, make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    browser_path = find_chromium()
+    assert browser_path is not None
+    base = run_form.split("/deployments/")[0]
+    campaign = make_campaign(communes={"file": "charter/communes.csv", "names": ["Sète"]}, steps=2)
+    with temporary_settings({PREFECT_API_URL: f"{base}/api"}):
+        summary = render_campaign(campaign=str(campaign), review=True, run={"output_dir": str(tmp_path / "out")})
+    assert summary.rendered == 2
+    artifacts = {artifact["key"] or artifact["description"]: artifact for artifact in _read(f"{base}/api", "artifacts")}
+    with Browser(browser_path, 1280, 1100) as browser:
+
+        def show(name: str, ready: str) -> str:
+            browser.goto(f"{base}/artifacts/artifact/{artifacts[name]['id']}")
+            browser.wait_for(ready, timeout=60)
+            browser.screenshot(tmp_path / f"{name[:40]}.png")
+            return browser.evaluate("document.body.innerText")
+
+        every_image_drawn = "[...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        progress = show(
+            "Test campagne: progress",
+            f"document.body.innerText.includes('2 of 2 pictures') && {every_image_drawn}"
+            " && [...document.images].some(i => i.src.startsWith('data:image/svg'))",
+        )
+        assert "Progress:" not in progress and "done" in progress
+        table = show("compliance-test-campagne", "document.querySelectorAll('th').length > 4")
+        headers = browser.evaluate("[...document.querySelectorAll('th')].map(h => h.innerText.trim())")
+        assert headers[:5] == ["Verdict", "Raisons", "Commune", "Format", "Public"] and "Sète" in table
+        assert not [header for header in headers if "_" in header]
+        show("report-test-campagne", "document.querySelectorAll('a[href^=\"http\"]').length > 0")
+        links = browser.evaluate("[...document.querySelectorAll('a')].map(a => a.href)")
+        assert any(link.startswith("http://") and link.endswith("/report.html") for link in links)  # not file://
+        sheet = show("contact-sheet-test-campagne", f"document.images.length >= 2 && {every_image_drawn}")
+        assert "instagram_square" in sheet and "story" in sheet and "residents" in sheet and "✔" in sheet

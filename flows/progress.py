@@ -1,0 +1,27 @@
+"""A run's progress as an artifact that the UI draws as a bar, updated in place."""
+
+from __future__ import annotations
+
+import time
+
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
+
+from pipelines.progress_view import progress_markdown
+
+
+class RunProgress:
+    """One markdown artifact of the current run, rewritten at each step (not one version per step)."""
+
+    def __init__(self, title: str, total: int, unit: str) -> None:
+        self.title, self.total, self.unit = title, total, unit
+        self.started = time.monotonic()
+        self.artifact_id = create_markdown_artifact(markdown=self._markdown(0), description=f"{title}: progress")
+
+    def _markdown(self, done: int) -> str:
+        return progress_markdown(self.title, done, self.total, self.unit, time.monotonic() - self.started)
+
+    def update(self, done: int) -> None:
+        with get_client(sync_client=True) as client:
+            client.update_artifact(self.artifact_id, ArtifactUpdate(data=self._markdown(done)))
