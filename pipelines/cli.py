@@ -265,7 +265,7 @@ def _render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest
         raise _option_error(str(args.campaign), exc) from None
 
 
-def _render(request: RenderRequest, render: RenderFlow) -> int:
+def _render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     from pipelines.render import plan_render
 
     # Check everything before starting Prefect: bad input fails in a second, writing nothing.
@@ -280,7 +280,7 @@ def _render(request: RenderRequest, render: RenderFlow) -> int:
         console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
         return 0
     started = time.perf_counter()
-    with _progress_bar(plan, output_root):
+    with _progress_bar(plan, output_root), _prefect_console(verbose):
         summary = render(request)
     elapsed = time.perf_counter() - started
     console.print(
@@ -292,6 +292,22 @@ def _render(request: RenderRequest, render: RenderFlow) -> int:
     if summary.report:
         console.print(f"compliance report: {summary.report}", highlight=False)
     return 0
+
+
+@contextmanager
+def _prefect_console(verbose: bool) -> Iterator[None]:
+    """Prefect's console down to warnings and errors while the flow runs (set before Prefect is
+    imported, and for this call only): the progress bar says what happens, and the run's logs
+    still reach the server in full."""
+    variable = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+    before = os.environ.get(variable)
+    if not verbose and before is None:
+        os.environ[variable] = "WARNING"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(variable, None)
 
 
 @contextmanager
@@ -646,10 +662,6 @@ def main(
             return _train(args, train)
         if render is None:
             raise VisuelsError("visuels", args.command, "rendering needs the Prefect flow: run the `visuels` command")
-        if not args.verbose:
-            # The progress bar says what happens; Prefect's console shows warnings and errors only
-            # (its run logs still reach the server in full).
-            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
         run = _run_settings(args)
         if args.command == "demo":
             _ensure_demo_keys()
@@ -661,7 +673,7 @@ def main(
             )
         else:
             request = _render_request(args, run)
-        return _render(request, render)
+        return _render(request, render, args.verbose)
     except VisuelsError as exc:
         errors.print(f"error: {exc}", highlight=False, markup=False)
         return EXIT_BAD_INPUT
