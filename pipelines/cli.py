@@ -62,6 +62,7 @@ TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
     "batch_size": (int, "pictures per step, 1-64 (default: 1)"),
     "gradient_accumulation": (int, "steps whose gradients are summed before an update, 1-64 (default: 1)"),
     "gradient_checkpointing": (bool, "trade compute for memory (large models on small GPUs)"),
+    "train_text_encoder": (bool, "also train a LoRA on the text encoder's attention (slower: embeddings each step)"),
     "min_snr_gamma": (float, "Min-SNR loss weighting gamma, > 0 (default: 5)"),
     "seed": (int, "random seed, >= 0 (default: 0)"),
     "checkpoint_every": (int, "save a resumable checkpoint every N steps (default: 100)"),

@@ -1,5 +1,6 @@
 """LoRA training on the demo model: dataset checks, loss, exports, resume, charter:latest."""
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,18 @@ def test_sample_references_make_a_training_set() -> None:
     assert dataset.hash == load_training_set(SAMPLE_CHARTER_DIR / "references", 64).hash
 
 
+def test_every_documented_training_option_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import SAMPLE_CAMPAIGN
+
+    readme = (SAMPLE_CAMPAIGN.parents[1] / "README.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    usage = capsys.readouterr().out
+    section = readme.split("## Charter LoRA training", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(--[a-z-]+)`", section))
+    assert documented and not [option for option in documented if option not in usage]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -71,6 +84,7 @@ def test_sample_references_make_a_training_set() -> None:
             "error: visuels train: --resolution: resolution must be a multiple of 64",
         ),
         (["--resume", "20990101-000000"], "no interrupted run '20990101-000000' to resume"),
+        (["--train-text-encoder", "--rank", "0"], "--rank: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_training_options_are_refused_before_anything_runs(
@@ -184,9 +198,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
-def test_a_text_encoder_lora_is_exported_and_loads_in_both_formats(tmp_path: Path) -> None:
+def test_a_text_encoder_lora_is_exported_and_loads_in_both_formats_at_its_alpha(tmp_path: Path) -> None:
+    # alpha != rank: a file that loses alpha renders at rank/alpha (here 1/4) of the trained strength.
     config = TrainingConfig(
-        steps=20, resolution=64, rank=4, learning_rate=3e-3, batch_size=2, checkpoint_every=20, train_text_encoder=True
+        steps=20,
+        resolution=64,
+        rank=4,
+        alpha=16,
+        learning_rate=3e-3,
+        batch_size=2,
+        checkpoint_every=20,
+        train_text_encoder=True,
     )
     summary = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path)
     with safe_open(str(summary.diffusers_file), "pt") as weights:

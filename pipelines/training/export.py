@@ -12,6 +12,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from peft.utils import get_peft_model_state_dict
 from PIL import Image, ImageDraw
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pipelines.atomic import write_text_atomic, write_with
@@ -29,17 +30,32 @@ def _save_safetensors(target: Path, tensors: dict[str, torch.Tensor], metadata: 
     write_with(target, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
 
 
+def _adapter_config(module: torch.nn.Module) -> dict | None:
+    """The module's LoRA configuration (rank, alpha, targets) as peft writes it, or None without a LoRA."""
+    configs = getattr(module, "peft_config", None)
+    return next(iter(configs.values())).to_dict() if configs else None
+
+
 def export_diffusers(pipeline: StableDiffusionPipeline, folder: Path, metadata: dict[str, str]) -> Path:
-    """The diffusers-format file, as ``save_lora_weights`` writes it, plus our metadata in its header."""
+    """The diffusers-format file, as ``save_lora_weights`` writes it, plus our metadata in its header.
+
+    The header keeps diffusers' own entry with each adapter's configuration: without it a loader
+    assumes alpha = rank, and a LoRA trained with another alpha renders at rank/alpha its strength.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         StableDiffusionPipeline.save_lora_weights(
             scratch,
             unet_lora_layers=get_peft_model_state_dict(pipeline.unet),
             text_encoder_lora_layers=_text_encoder_lora(pipeline),
+            unet_lora_adapter_metadata=_adapter_config(pipeline.unet),
+            text_encoder_lora_adapter_metadata=_adapter_config(pipeline.text_encoder),
         )
-        tensors = load_file(str(Path(scratch) / DIFFUSERS_FILE))
+        written = Path(scratch) / DIFFUSERS_FILE
+        tensors = load_file(str(written))
+        with safe_open(str(written), "pt") as weights:
+            header = weights.metadata() or {}
     target = folder / DIFFUSERS_FILE
-    _save_safetensors(target, tensors, metadata)
+    _save_safetensors(target, tensors, {**header, **metadata})
     return target
 
 
