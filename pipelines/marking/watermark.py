@@ -22,12 +22,15 @@ Design (tiled spread spectrum with a synchronisation pattern):
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from pipelines.errors import VisuelsError
 
 CANONICAL = 512
 TILE = 128
@@ -47,7 +50,31 @@ REFINE_STEPS = (-0.5, 0.0, 0.5)  # canonical pixels tried around each period, pe
 AUTOCORRELATION_PEAKS = 3  # per axis
 SYNC_CANDIDATES = 2
 MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES
-DEFAULT_KEY = 0x56495355454C53  # "VISUELS"; production deployments set their own
+DEFAULT_KEY = 0x56495355454C53  # "VISUELS": public, so that anyone can detect; see configured_key
+KEY_VARIABLE = "VISUELS_WATERMARK_KEY"
+
+
+class WatermarkKeyError(VisuelsError):
+    """The deployment's watermark key setting is not a key."""
+
+
+def configured_key() -> int:
+    """The deployment's watermark key: ``$VISUELS_WATERMARK_KEY`` (hexadecimal), else ``DEFAULT_KEY``.
+
+    The public default lets anyone detect the mark, as disclosure wants, and lets anyone forge or
+    target it too; a private key keeps both to those who hold it. Every embed, detect and remove
+    uses this unless given a key, so renders, verify and the studio agree.
+    """
+    value = os.environ.get(KEY_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_KEY
+    try:
+        key = int(value.removeprefix("0x"), 16)
+    except ValueError:
+        raise WatermarkKeyError(KEY_VARIABLE, None, f"'{value}' is not a hexadecimal number") from None
+    if not 0 < key < 2**128:
+        raise WatermarkKeyError(KEY_VARIABLE, None, "the key must be a positive number of at most 128 bits")
+    return key
 
 
 @dataclass(frozen=True)
@@ -141,10 +168,11 @@ def _canonical_pattern(payload: int, key: int) -> np.ndarray:
     return np.tile(tile, (repeats, repeats)).astype(np.float32)
 
 
-def embed(rgb: np.ndarray, payload: int, key: int = DEFAULT_KEY) -> np.ndarray:
+def embed(rgb: np.ndarray, payload: int, key: int | None = None) -> np.ndarray:
     """Add the payload's pattern to the luminance of an (h, w, 3) uint8 image; returns uint8."""
     if not 0 <= payload < 2**PAYLOAD_BITS:
         raise ValueError("payload must be a 64-bit unsigned integer")
+    key = configured_key() if key is None else key
     height, width = rgb.shape[:2]
     pattern = cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
     # Same offset on R, G and B: a pure luminance change, no colour shift.
@@ -152,9 +180,10 @@ def embed(rgb: np.ndarray, payload: int, key: int = DEFAULT_KEY) -> np.ndarray:
     return np.clip(np.rint(marked), 0, 255).astype(np.uint8)
 
 
-def remove(rgb: np.ndarray, payload: int, where: np.ndarray | None = None, key: int = DEFAULT_KEY) -> np.ndarray:
+def remove(rgb: np.ndarray, payload: int, where: np.ndarray | None = None, key: int | None = None) -> np.ndarray:
     """Subtract the payload's pattern (where ``where`` is True): a derivative's unchanged areas still
     carry their original's mark, which would otherwise garble the new payload laid over it."""
+    key = configured_key() if key is None else key
     height, width = rgb.shape[:2]
     pattern = AMPLITUDE * cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
     if where is not None:
@@ -255,8 +284,9 @@ def _read_bits(tile: np.ndarray, key: int) -> tuple[list[np.ndarray], float]:
     return candidates, sync
 
 
-def detect(rgb: np.ndarray, key: int = DEFAULT_KEY) -> Detection:
+def detect(rgb: np.ndarray, key: int | None = None) -> Detection:
     """Look for a payload in an (h, w, 3) uint8 image of any size."""
+    key = configured_key() if key is None else key
     residual = _whitened_residual(rgb)
     attempts = 0
     best_sync = 0.0
@@ -281,11 +311,12 @@ def detect(rgb: np.ndarray, key: int = DEFAULT_KEY) -> Detection:
     return Detection(payload=None, sync_strength=best_sync, attempts=attempts)
 
 
-def best_guess_bits(rgb: np.ndarray, key: int = DEFAULT_KEY) -> np.ndarray:
+def best_guess_bits(rgb: np.ndarray, key: int | None = None) -> np.ndarray:
     """Hard decisions of the 204 coded bits where the sync pattern is strongest, before decoding.
 
     For measuring bit accuracy under attacks (benchmarks); ``detect`` is what decides.
     """
+    key = configured_key() if key is None else key
     residual = _whitened_residual(rgb)
     periods = [(float(TILE), float(TILE)), *_periods(residual)]
     period = max(periods, key=lambda p: _sync_strength(_fold(residual, *p), key))
