@@ -130,6 +130,11 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")
     verify.add_argument("--database", help=DATABASE_HELP)
     verify.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="charter whose label to look for")
+    verify.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="accept a C2PA signature by a certificate the trust anchors do not know (default: refused)",
+    )
 
     finalize = command("finalize", "mark again files edited outside visuels (Photoshop, GIMP...) from their original")
     finalize.add_argument("files", nargs="+", type=Path, metavar="EDITED")
@@ -383,7 +388,9 @@ def _output_root(database: Database) -> Path:
     return output_root_of(database.url, Path("outputs"))
 
 
-def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, charter_path: Path) -> int:
+def _verify(
+    files: Sequence[Path], as_json: bool, database_option: str | None, charter_path: Path, allow_untrusted: bool
+) -> int:
     """0: every layer of every file is there and valid; 1: some layer is not; 2: a file is unreadable."""
     import json
 
@@ -399,7 +406,8 @@ def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, c
             url = _database_url(database_option, path)
             if url not in databases:
                 databases[url] = _database(url)
-            reports.append(verify_file(path, charter, databases[url], keys_dir() / TRUST_ANCHORS))
+            anchors = keys_dir() / TRUST_ANCHORS
+            reports.append(verify_file(path, charter, databases[url], anchors, allow_untrusted))
     finally:
         for database in databases.values():
             database.close()
@@ -428,6 +436,9 @@ def _verify(files: Sequence[Path], as_json: bool, database_option: str | None, c
                 highlight=False,
                 markup=False,
             )
+            for name, check in report.checks.items():
+                if not check.passed:
+                    console.print(f"    {name}: {check.detail}", highlight=False, markup=False)
     if any(report.error for report in reports):
         return EXIT_BAD_INPUT
     return 0 if all(report.ok for report in reports) else 1
@@ -569,18 +580,25 @@ def _keys_init(folder: Path | None) -> int:
 
 def _ledger_verify(database_option: str | None) -> int:
     from pipelines.database import display_url
+    from pipelines.marking.checkpoints import checkpoint_problems
+    from pipelines.marking.keys import SIGNER_KEY, keys_dir, signing_files
     from pipelines.marking.ledger import verify_chain
 
     database = _database(database_option)
     try:
         rows, broken = verify_chain(database)
+        signing = signing_files() if (keys_dir() / SIGNER_KEY).exists() else None
+        problems = checkpoint_problems(database, _output_root(database), signing)
     finally:
         database.close()
     where = display_url(database.url)
     if broken is not None:
-        errors.print(f"error: {where}: row {broken}: hash chain broken (edited or deleted rows)", highlight=False)
+        problems.insert(0, f"row {broken}: hash chain broken (edited or deleted rows)")
+    for problem in problems:
+        errors.print(f"error: {where}: {problem}", highlight=False, markup=False)
+    if problems:
         return 1
-    console.print(f"ok  {where}: {rows} rows, hash chain intact", highlight=False)
+    console.print(f"ok  {where}: {rows} rows, hash chain intact, as its signed checkpoints say", highlight=False)
     return 0
 
 
@@ -646,7 +664,7 @@ def main(
         if args.command == "ledger":
             return _ledger_verify(args.database)
         if args.command == "verify":
-            return _verify(args.files, args.json, args.database, args.charter)
+            return _verify(args.files, args.json, args.database, args.charter, args.allow_untrusted)
         if args.command == "finalize":
             return _finalize(args)
         if args.command == "doctor":

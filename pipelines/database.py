@@ -80,11 +80,21 @@ sources_table = Table(
     Column("kind", Text, nullable=False),  # model or lora
     Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA path)
 )
-_SQLITE_APPEND_ONLY = (
-    "CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger"
-    " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger"
-    " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END",
+checkpoints_table = Table(
+    "ledger_checkpoints",  # signed (count, head hash, time) of the ledger: see marking/checkpoints.py
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("count", Integer, nullable=False),
+    Column("head", Text, nullable=False),
+    Column("created", Text, nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("certificate", Text, nullable=False),
+)
+_SQLITE_APPEND_ONLY = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb} BEFORE {verb.upper()} ON {table}"
+    " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
+    for table in ("ledger", "ledger_checkpoints")
+    for verb in ("update", "delete")
 )
 
 

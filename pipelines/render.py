@@ -23,6 +23,8 @@ from pipelines.devices import default_batch_size
 from pipelines.errors import CampaignError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, expand_jobs
+from pipelines.marking import watermark
+from pipelines.marking.checkpoints import write_checkpoint
 from pipelines.marking.keys import signing_files
 from pipelines.model_reference import LoraWeights, ModelRef, describe_model, parse_model_option
 from pipelines.render_request import Overrides, RenderSettings, Selection
@@ -110,6 +112,7 @@ def plan_render(
     loaded = load_campaign(campaign_path)
     campaign = _override(_select(loaded, selection or Selection()), overrides or Overrides())
     signing_files()  # no keys, no export: say so before anything is rendered
+    watermark.configured_key()  # nor with a watermark key setting that is not a key
     info = describe_model(campaign.model, source=str(campaign.path))
     precision = (settings or RenderSettings()).precision()
     jobs = expand_jobs(campaign, info, precision)
@@ -189,12 +192,17 @@ def render_jobs(
 
 
 def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
-    """Export the campaign's record as manifest.json, then report on every output of the plan."""
+    """Export the campaign's record as manifest.json, report on every output of the plan, and sign a
+    checkpoint of the ledger as it now is."""
     limits = Thresholds.of(load_charter(plan.setup.charter_path))
     database = Database(database_url(output_root))
     try:
         manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
-        return write_reports(database, output_root, plan.campaign_slug, plan.campaign_name, plan.campaign_keys, limits)
+        reports = write_reports(
+            database, output_root, plan.campaign_slug, plan.campaign_name, plan.campaign_keys, limits
+        )
+        write_checkpoint(database, output_root, signing_files())
+        return reports
     finally:
         database.close()
 

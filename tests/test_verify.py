@@ -18,9 +18,13 @@ from PIL import Image
 from pipelines.charter import Charter, load_charter
 from pipelines.cli import main
 from pipelines.database import Database, database_url, url_option
-from pipelines.marking.keys import TRUST_ANCHORS, signing_files
-from pipelines.marking.ledger import verify_chain
+from pipelines.marking.c2pa_manifest import Provenance, sign_asset
+from pipelines.marking.checkpoints import CHECKPOINT_FILE
+from pipelines.marking.keys import TRUST_ANCHORS, init_local_chain, signing_files
+from pipelines.marking.ledger import LedgerEntry, append, verify_chain
+from pipelines.marking.mark import encode
 from pipelines.marking.verify import verify_file
+from pipelines.marking.xmp import DigitalSourceType, xmp_packet
 from pipelines.render import finish_render, plan_render
 from pipelines.renderer import Renderer
 from tests.conftest import SAMPLE_CHARTER_DIR, render_now
@@ -300,3 +304,117 @@ def test_verify_finds_the_record_of_the_files_own_output_folder(
     assert main(["verify", str(stray)]) == 2
     error = capsys.readouterr().err
     assert f"no visuels.sqlite found in the folders above {stray}" in error and "give --database" in error
+
+
+def test_a_file_signed_by_a_chain_the_anchors_do_not_know_fails_unless_allowed(
+    rendered: tuple[Path, list[Path]], charter: Charter, tmp_path: Path
+) -> None:
+    out, files = rendered
+    stranger = init_local_chain(tmp_path / "other-chain", organisation="Somebody else")
+    database = Database(database_url(out))
+    try:
+        refused = verify_file(files[0], charter, database, stranger.trust_anchors)
+        allowed = verify_file(files[0], charter, database, stranger.trust_anchors, allow_untrusted=True)
+    finally:
+        database.close()
+    assert refused.c2pa == "Valid" and not refused.ok
+    assert [name for name, check in refused.checks.items() if not check.passed] == ["c2pa"]
+    assert "--allow-untrusted" in refused.checks["c2pa"].detail
+    assert allowed.ok
+
+
+def test_a_soft_binding_that_is_not_the_watermark_fails(
+    rendered: tuple[Path, list[Path]], charter: Charter, tmp_path: Path
+) -> None:
+    out, files = rendered
+    report = check(files[0], charter, out)
+    with Image.open(files[0]) as image:
+        pixels = image.convert("RGB")  # the watermark stays in the pixels
+    provenance = Provenance(
+        title="forged.png",
+        source_type=DigitalSourceType.generated,
+        model="demo",
+        model_hash="0" * 64,
+        lora_hash=None,
+        watermark_id="0123456789abcdef",  # another payload than the one in the pixels
+    )
+    forged = tmp_path / "forged.png"
+    encoded = encode(pixels, "png", 72, xmp_packet(DigitalSourceType.generated, "x", "visuels"))
+    forged.write_bytes(sign_asset(encoded, "image/png", provenance, signing_files()))
+    forgery = check(forged, charter, out)
+    assert forgery.c2pa == "Trusted" and forgery.watermark == report.watermark and forgery.watermark_in_ledger
+    assert not forgery.checks["soft_binding"].passed and not forgery.ok
+    assert not forgery.checks["ledger"].passed  # nor are these bytes the exported ones
+    assert "changed since it was exported" in forgery.checks["ledger"].detail
+
+
+def test_verify_lists_each_failed_check(
+    rendered: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, files = rendered
+    stripped = tmp_path / "stripped.png"
+    Image.open(files[0]).convert("RGB").save(stripped)
+    assert main(["verify", str(stripped), "--database", str(out / "visuels.sqlite")]) == 1
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"BAD {stripped}")
+    for line in ("    xmp: no IPTC digital source type", "    c2pa: no C2PA manifest", "    soft_binding:"):
+        assert line in printed
+    assert "    label:" not in printed and "    watermark:" not in printed  # those passed
+
+
+def ledger_rows(database: Database) -> list:
+    from sqlalchemy import select
+
+    from pipelines.database import ledger_table
+
+    with database.reading() as connection:
+        return [row._mapping for row in connection.execute(select(ledger_table).order_by(ledger_table.c.id))]
+
+
+def tampered_copy(out: Path, folder: Path, *statements: str) -> Path:
+    """A copy of the output folder's record and checkpoint file, after ``statements`` (triggers dropped)."""
+    folder.mkdir()
+    shutil.copy(out / "visuels.sqlite", folder / "visuels.sqlite")
+    shutil.copy(out / CHECKPOINT_FILE, folder / CHECKPOINT_FILE)
+    connection = sqlite3.connect(folder / "visuels.sqlite")
+    for table in ("ledger", "ledger_checkpoints"):
+        for verb in ("update", "delete"):
+            connection.execute(f"DROP TRIGGER {table}_no_{verb}")  # a determined editor
+    for statement in statements:
+        connection.execute(statement)
+    connection.commit()
+    connection.close()
+    return folder / "visuels.sqlite"
+
+
+def test_a_cut_rewritten_or_wholly_replaced_ledger_fails_against_its_signed_checkpoint(
+    rendered: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = rendered
+    assert main(["ledger", "verify", "--database", str(out / "visuels.sqlite")]) == 0
+    assert "as its signed checkpoints say" in capsys.readouterr().out
+
+    cut = tampered_copy(out, tmp_path / "cut", "DELETE FROM ledger WHERE id = (SELECT max(id) FROM ledger)")
+    assert verify_chain(Database(url_option(str(cut))))[1] is None  # the chain alone sees nothing
+    assert main(["ledger", "verify", "--database", str(cut)]) == 1
+    assert "the ledger was cut: 1 rows" in capsys.readouterr().err
+
+    # Rewritten from the start: a consistent chain with other content, checkpoints left alone.
+    database = Database(url_option(str(tampered_copy(out, tmp_path / "rewritten"))))
+    rows = [dict(row) for row in ledger_rows(database)]
+    with database.transaction() as connection:
+        connection.exec_driver_sql("DROP TRIGGER ledger_no_delete")  # opening the record put it back
+        connection.exec_driver_sql("DELETE FROM ledger")
+        for row in rows:
+            entry = LedgerEntry(**{**{name: row[name] for name in LedgerEntry.model_fields}, "prompt": "other"})
+            append(connection, entry)
+    assert verify_chain(database)[1] is None
+    database.close()
+    assert main(["ledger", "verify", "--database", str(tmp_path / "rewritten" / "visuels.sqlite")]) == 1
+    assert "the ledger was rewritten" in capsys.readouterr().err
+
+    # The whole record replaced, its checkpoints too: the file beside the outputs still disagrees.
+    wiped = tampered_copy(out, tmp_path / "wiped", "DELETE FROM ledger_checkpoints", "DELETE FROM ledger")
+    assert main(["ledger", "verify", "--database", str(wiped)]) == 1
+    err = capsys.readouterr().err
+    assert "the ledger was cut: 0 rows" in err and "the database lost checkpoints" in err

@@ -4,10 +4,16 @@ Layers: the visible label (the charter's "IA" badge, found by template matching)
 watermark (and whether the ledger knows its id), the IPTC XMP digital source type, and the C2PA
 manifest (Trusted, Valid, Invalid or missing). When the metadata was stripped, the record is
 found through the watermark or, failing that, the perceptual hash.
+
+A file passes only when every layer is there and they agree with each other: C2PA trusted by the
+configured anchors (merely Valid, i.e. signed by anyone, passes only when allowed), a source
+type that says generated, a soft binding equal to the watermark, and the file's sha256 equal to
+what the ledger recorded for it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -22,6 +28,7 @@ from pipelines.image_input import ImageInputError, read_picture_and_xmp
 from pipelines.marking import ledger, watermark
 from pipelines.marking.c2pa_manifest import read_manifest_state
 from pipelines.marking.phash import perceptual_hash
+from pipelines.marking.xmp import DigitalSourceType
 from pipelines.postprocess.label import draw_ai_label
 
 LABEL_MATCH = 0.75  # normalised correlation above which the label's badge counts as seen
@@ -29,9 +36,15 @@ CORNER_SHARE = 0.4
 SOURCE_TYPE = re.compile(r"DigitalSourceType(?:=\"|>)\s*([^\"<\s]+)")
 
 
+class Check(BaseModel):
+    passed: bool
+    detail: str
+
+
 class FileReport(BaseModel):
     file: str
     error: str | None = None
+    sha256: str | None = None
     label_seen: bool = False
     watermark: str | None = None
     watermark_in_ledger: bool = False
@@ -43,6 +56,7 @@ class FileReport(BaseModel):
     found_by: str | None = None
     original: dict | None = None  # for a retouched or edited file: the output it was made from
     lineage: list[dict] = []  # its ledger rows, newest first, back to the first export
+    checks: dict[str, Check] = {}  # each layer and cross-check, by name; ``ok`` when all pass
     ok: bool = False
 
 
@@ -96,7 +110,9 @@ def _original(chain: list[dict]) -> dict | None:
     return None
 
 
-def verify_file(path: Path, charter: Charter, database: Database, trust_anchors: Path | None) -> FileReport:
+def verify_file(
+    path: Path, charter: Charter, database: Database, trust_anchors: Path | None, allow_untrusted: bool = False
+) -> FileReport:
     """Check every marking layer of one file; a file that cannot be read gets an error, not an exception."""
     report = FileReport(file=str(path))
     try:
@@ -104,6 +120,7 @@ def verify_file(path: Path, charter: Charter, database: Database, trust_anchors:
     except ImageInputError as exc:
         return report.model_copy(update={"error": exc.message})
     pixels = np.asarray(picture)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
     found = watermark.detect(pixels)
     mark = f"{found.payload:016x}" if found.payload is not None else None
@@ -113,6 +130,7 @@ def verify_file(path: Path, charter: Charter, database: Database, trust_anchors:
     chain = ledger.lineage(database, record) if record else []
     report = report.model_copy(
         update={
+            "sha256": digest,
             "label_seen": label_seen(pixels, charter),
             "watermark": mark,
             "watermark_in_ledger": found_by == "watermark",
@@ -128,10 +146,67 @@ def verify_file(path: Path, charter: Charter, database: Database, trust_anchors:
             ],
         }
     )
-    complete = (
-        report.label_seen
-        and report.watermark_in_ledger
-        and report.xmp_source_type is not None
-        and report.c2pa in ("Trusted", "Valid")
-    )
-    return report.model_copy(update={"ok": complete})
+    checks = marking_checks(report, allow_untrusted, sha256_in_ledger=bool(ledger.by_sha256(database, digest)))
+    return report.model_copy(update={"checks": checks, "ok": all(check.passed for check in checks.values())})
+
+
+def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: bool) -> dict[str, Check]:
+    """Each layer, and whether the layers agree: the watermark, the C2PA soft binding and the ledger."""
+    source = report.xmp_source_type
+    generated = {kind.value for kind in DigitalSourceType}
+    record = report.ledger_record
+    checks = {
+        "label": Check(
+            passed=report.label_seen,
+            detail="the charter's AI label is visible" if report.label_seen else "no AI label in any corner",
+        ),
+        "watermark": Check(
+            passed=report.watermark_in_ledger,
+            detail=f"payload {report.watermark}, in the ledger"
+            if report.watermark_in_ledger
+            else f"payload {report.watermark}, unknown to the ledger"
+            if report.watermark
+            else "no watermark found",
+        ),
+        "xmp": Check(
+            passed=source in generated,
+            detail=f"IPTC digital source type {source}"
+            if source in generated
+            else f"IPTC digital source type {source} does not say AI-generated"
+            if source
+            else "no IPTC digital source type",
+        ),
+        "c2pa": _c2pa_check(report.c2pa, allow_untrusted),
+        "soft_binding": Check(
+            passed=report.c2pa_soft_binding is not None and report.c2pa_soft_binding == report.watermark,
+            detail="the C2PA soft binding is the watermark"
+            if report.c2pa_soft_binding is not None and report.c2pa_soft_binding == report.watermark
+            else f"the C2PA soft binding ({report.c2pa_soft_binding or 'none'}) is not the watermark"
+            f" ({report.watermark or 'none'})",
+        ),
+        "ledger": Check(
+            passed=sha256_in_ledger,
+            detail=f"sha256 {report.sha256} recorded (ledger #{record['id']})"
+            if sha256_in_ledger and record
+            else f"sha256 {report.sha256} recorded"
+            if sha256_in_ledger
+            else f"sha256 {report.sha256} is in no ledger row: the file changed since it was exported"
+            if record
+            else "no ledger record of this file",
+        ),
+    }
+    return checks
+
+
+def _c2pa_check(state: str, allow_untrusted: bool) -> Check:
+    if state == "Trusted":
+        return Check(passed=True, detail="signed by a certificate the trust anchors know")
+    if state == "Valid":
+        return Check(
+            passed=allow_untrusted,
+            detail="intact, but signed by a certificate the trust anchors do not know"
+            + (" (allowed)" if allow_untrusted else "; --allow-untrusted accepts it"),
+        )
+    if state == "Invalid":
+        return Check(passed=False, detail="the manifest does not match the file (altered or broken)")
+    return Check(passed=False, detail="no C2PA manifest")

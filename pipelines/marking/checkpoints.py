@@ -1,0 +1,123 @@
+"""Signed checkpoints of the ledger, so that a cut or rewritten chain shows.
+
+The hash chain shows an edited row, but a chain cut at its tail, or rewritten from the start
+after the append-only triggers were dropped, is consistent again. A checkpoint pins it: the
+ledger's row count and head hash at a time, signed with the signing key, kept in the database
+and, newest only, in ``ledger-checkpoint.json`` beside the outputs (a copy of the database
+rewritten whole still disagrees with the file). A later ledger must be at least as long and hold
+the same row at that count. Each render run ends with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel
+from sqlalchemy import func, insert, select
+
+from pipelines.atomic import write_text_atomic
+from pipelines.database import Database, checkpoints_table, ledger_table
+from pipelines.marking.keys import SigningFiles
+
+CHECKPOINT_FILE = "ledger-checkpoint.json"
+
+
+class Checkpoint(BaseModel):
+    count: int
+    head: str
+    created: str
+    signature: str  # base64 ECDSA P-256 / SHA-256 of ``payload``
+    certificate: str  # PEM of the signer's certificate
+
+    def payload(self) -> bytes:
+        return f"visuels ledger checkpoint\n{self.count}\n{self.head}\n{self.created}".encode()
+
+
+def _head(database: Database) -> tuple[int, str]:
+    with database.reading() as connection:
+        count = connection.execute(select(func.count()).select_from(ledger_table)).scalar_one()
+        tip = connection.execute(select(ledger_table.c.row_hash).order_by(ledger_table.c.id.desc()).limit(1)).first()
+    return count, tip[0] if tip else ""
+
+
+def _leaf_certificate(signing: SigningFiles) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(signing.chain.read_bytes())[0]
+
+
+def write_checkpoint(database: Database, output_root: Path, signing: SigningFiles) -> Checkpoint:
+    """Sign the ledger's current length and head; record it in the database and beside the outputs."""
+    count, head = _head(database)
+    key = serialization.load_pem_private_key(signing.private_key.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    certificate = _leaf_certificate(signing).public_bytes(serialization.Encoding.PEM).decode("ascii")
+    unsigned = Checkpoint(
+        count=count, head=head, created=datetime.now(UTC).isoformat(timespec="seconds"), signature="", certificate=""
+    )
+    signature = base64.b64encode(key.sign(unsigned.payload(), ec.ECDSA(hashes.SHA256()))).decode("ascii")
+    checkpoint = unsigned.model_copy(update={"signature": signature, "certificate": certificate})
+    with database.transaction() as connection:
+        connection.execute(insert(checkpoints_table).values(**checkpoint.model_dump()))
+    write_text_atomic(output_root / CHECKPOINT_FILE, checkpoint.model_dump_json(indent=2) + "\n")
+    return checkpoint
+
+
+def _newest_recorded(database: Database) -> Checkpoint | None:
+    with database.reading() as connection:
+        row = connection.execute(select(checkpoints_table).order_by(checkpoints_table.c.id.desc()).limit(1)).first()
+    return Checkpoint(**{name: row._mapping[name] for name in Checkpoint.model_fields}) if row else None
+
+
+def _signature_problem(checkpoint: Checkpoint, where: str, signing: SigningFiles | None) -> str | None:
+    certificate = x509.load_pem_x509_certificate(checkpoint.certificate.encode("ascii"))
+    if signing is not None and signing.chain.is_file() and certificate != _leaf_certificate(signing):
+        return f"the checkpoint in {where} is signed by another certificate than this deployment's signer"
+    public_key = certificate.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    try:
+        public_key.verify(base64.b64decode(checkpoint.signature), checkpoint.payload(), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return f"the checkpoint in {where} has a bad signature (edited)"
+    return None
+
+
+def checkpoint_problems(database: Database, output_root: Path, signing: SigningFiles | None) -> list[str]:
+    """What the ledger's checkpoints say is wrong with it now: nothing when it only grew since."""
+    found: list[tuple[str, Checkpoint]] = []
+    recorded = _newest_recorded(database)
+    if recorded is not None:
+        found.append(("the database", recorded))
+    beside = output_root / CHECKPOINT_FILE
+    if beside.is_file():
+        try:
+            found.append((str(beside), Checkpoint(**json.loads(beside.read_text(encoding="utf-8")))))
+        except (ValueError, TypeError):
+            return [f"{beside} is not a ledger checkpoint (damaged)"]
+    problems = []
+    with database.reading() as connection:
+        rows = connection.execute(select(ledger_table.c.row_hash).order_by(ledger_table.c.id))
+        hashes_in_order = [row[0] for row in rows]
+    for where, checkpoint in found:
+        bad_signature = _signature_problem(checkpoint, where, signing)
+        if bad_signature:
+            problems.append(bad_signature)
+        elif len(hashes_in_order) < checkpoint.count:
+            problems.append(
+                f"the ledger was cut: {len(hashes_in_order)} rows, the checkpoint of {checkpoint.created}"
+                f" in {where} signed {checkpoint.count}"
+            )
+        elif checkpoint.count and hashes_in_order[checkpoint.count - 1] != checkpoint.head:
+            problems.append(
+                f"the ledger was rewritten: its row {checkpoint.count} is not the one the checkpoint of"
+                f" {checkpoint.created} in {where} signed"
+            )
+    newest_beside = found[-1][1] if found and found[-1][0] != "the database" else None
+    if newest_beside is not None and (recorded is None or newest_beside.count > recorded.count):
+        problems.append(f"the database lost checkpoints: {beside} is newer than any it holds")
+    return problems
