@@ -118,6 +118,21 @@ class CharterSpec(_Strict):
     references: str = Field(description="Folder of reference images with .txt captions.")
     creator: str = Field(min_length=1, description="Credit written into output metadata.")
 
+    @field_validator("palette")
+    @classmethod
+    def _palette_colours_are_distinct(cls, palette: list[PaletteColour]) -> list[PaletteColour]:
+        for attribute in ("name", "hex"):
+            seen: dict[str, str] = {}
+            for colour in palette:
+                value = getattr(colour, attribute).lower()
+                if value in seen:
+                    raise ValueError(f"'{seen[value]}' and '{colour.name}' have the same {attribute} {value}")
+                seen[value] = colour.name
+        primaries = [colour.name for colour in palette if colour.role is ColourRole.primary]
+        if len(primaries) != 1:
+            raise ValueError(f"needs exactly one primary colour, has {len(primaries)}")
+        return palette
+
     @model_validator(mode="after")
     def _palette_can_carry_text(self) -> CharterSpec:
         # Label and text use the palette's darkest and lightest colours on each other.

@@ -50,9 +50,12 @@ class Commune(BaseModel):
 
     @field_validator("name")
     @classmethod
-    def _no_outer_spaces(cls, value: str) -> str:
+    def _a_plain_name(cls, value: str) -> str:
         if value != value.strip():
             raise ValueError("name has leading or trailing spaces")
+        # No official name holds these; a name that does is a path or garbage, never a commune.
+        if any(character in value for character in "/\\") or any(ord(character) < 32 for character in value):
+            raise ValueError(f"{value!r} is not a commune name (slash, backslash or control character)")
         return value
 
     @model_validator(mode="after")
@@ -70,7 +73,8 @@ def load_communes(path: str | Path) -> list[Commune]:
     """Load and validate a communes CSV; errors name the file, the row and the column."""
     csv_path = Path(path)
     try:
-        with csv_path.open(encoding="utf-8", newline="") as handle:
+        # utf-8-sig: a file saved by a spreadsheet may start with a byte order mark.
+        with csv_path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
             missing = [column for column in COLUMNS if column not in header]

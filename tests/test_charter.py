@@ -60,6 +60,9 @@ def _break(charter_dir: Path, change) -> CharterError:
             "text needs 4.5:1",
         ),
         (lambda d: d["palette_grading"].update(strength=1.5), "palette_grading.strength", "less than or equal to 1"),
+        (lambda d: d["palette"][1].update(name="bleu-mer"), "palette", "'bleu-mer' and 'bleu-mer' have the same name"),
+        (lambda d: d["palette"][2].update(hex="#c0583a"), "palette", "the same hex #c0583a"),
+        (lambda d: d["palette"][1].update(role="primary"), "palette", "exactly one primary colour, has 2"),
     ],
 )
 def test_bad_charter_names_file_and_field(charter_dir: Path, change, field: str, words: str) -> None:

@@ -30,6 +30,10 @@ def test_sample_communes_are_real_names_with_their_accents() -> None:
         ("34301,Sète,34,sea,phare;port;canal", "line 2, landmarks", "at most 2"),
         ("34301, Sète,34,sea,phare", "line 2, name", "spaces"),
         ("34301,Sète,34,sea,phare,extra", "line 2", "more values"),
+        ("34301,../../etc/passwd,34,sea,phare", "line 2, name", "is not a commune name"),
+        ("34301,/abs,34,sea,phare", "line 2, name", "is not a commune name"),
+        ("34301,Sè\x00te,34,sea,phare", "line 2, name", "control character"),
+        ("34301,C:\\Windows,34,sea,phare", "line 2, name", "backslash"),
     ],
 )
 def test_bad_row_names_line_and_column(tmp_path: Path, row: str, field: str, words: str) -> None:
@@ -50,3 +54,9 @@ def test_duplicate_code_and_missing_column(tmp_path: Path) -> None:
     path.write_text("insee,name,department\n34301,Sète,34\n", encoding="utf-8")
     with pytest.raises(CommunesError, match="missing column"):
         load_communes(path)
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads_like_any_other(tmp_path: Path) -> None:
+    path = tmp_path / "communes.csv"
+    path.write_text("\ufeff" + HEADER + "34301,Sète,34,sea,phare\n", encoding="utf-8")  # as spreadsheets save
+    assert [commune.name for commune in load_communes(path)] == ["Sète"]
