@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.cli import RenderRequest
 from pipelines.cli import main as cli_main
+from pipelines.errors import VisuelsError
 
 if TYPE_CHECKING:
     from pipelines.render import RenderSummary
@@ -19,7 +20,15 @@ def run_render_flow(request: RenderRequest) -> RenderSummary:
     # Imported on use: `visuels check` should not pay for importing Prefect and torch.
     from flows.render_campaign import render_campaign
 
-    return render_campaign(**request.model_dump(mode="json"))
+    try:
+        return render_campaign(**request.model_dump(mode="json"))
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        raise VisuelsError(
+            "Prefect", None, "its temporary server did not start in time (a busy machine?): try again, or"
+            " start a server (`make serve`) and set PREFECT_API_URL"
+        ) from None
 
 
 def run_training_flow(

@@ -13,8 +13,10 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from pipelines.errors import ExportError
 
 OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
 FOREIGN_STALE_AFTER_S = 24 * 3600  # another host's leftover: its process cannot be asked
@@ -27,16 +29,25 @@ def _host() -> str:
 
 @contextmanager
 def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; move it into place only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary path next to ``target``; move it into place only if the block succeeds.
+
+    A failure to write (a full disk, a folder that is a file, no permission) is an ``ExportError``
+    naming ``target``, and leaves neither the temporary file nor a partial ``target``.
+    """
     temporary = target.parent / f".{target.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
-    os.chmod(temporary, mode)  # whatever the umask: outputs are shared, keys are not
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+        os.chmod(temporary, mode)  # whatever the umask: outputs are shared, keys are not
         yield temporary
         os.replace(temporary, target)
+    except OSError as exc:
+        blocking = next((folder for folder in target.parents if folder.exists() and not folder.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking else exc.strerror or str(exc)
+        raise ExportError(target, None, f"cannot write it: {reason}") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(target: Path, data: bytes, mode: int = OUTPUT_MODE) -> None:

@@ -49,6 +49,7 @@ DATABASE_HELP = (
 )
 EXIT_BAD_INPUT = 2
 PROGRESS_EVERY_S = 1.0  # how often the progress bar looks at the record
+SERVER_START_TIMEOUT_S = 120
 
 RenderFlow = Callable[[RenderRequest], "RenderSummary"]
 Trainer = Callable[[str, str, dict, str | None, str | None], "TrainingSummary"]
@@ -652,6 +653,8 @@ def main(
     # Prefect's usage telemetry: no network here, and on a fresh embedded SQLite database its
     # first write races the migrations and prints a "database is locked" traceback.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's temporary server gets 20 s to start by default: too few on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(SERVER_START_TIMEOUT_S))
     parser, command_parsers = _build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its own usage line

@@ -20,7 +20,7 @@ from pipelines.charter import load_charter
 from pipelines.cpu_stage import ExportTarget
 from pipelines.database import Database, database_url, is_missing
 from pipelines.devices import default_batch_size
-from pipelines.errors import CampaignError
+from pipelines.errors import CampaignError, ExportError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.marking import watermark
@@ -109,6 +109,8 @@ def plan_render(
     settings: RenderSettings | None = None,
 ) -> RenderPlan:
     """Load and check the campaign, narrow and adjust it, expand it, find the jobs still to render."""
+    if output_root.exists() and not output_root.is_dir():
+        raise ExportError(output_root, None, "is a file: the output folder must be a folder")
     loaded = load_campaign(campaign_path)
     campaign = _override(_select(loaded, selection or Selection()), overrides or Overrides())
     signing_files()  # no keys, no export: say so before anything is rendered

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import RenderRequest, main
+from pipelines.errors import VisuelsError
 from pipelines.render import RenderSummary
 from tests.conftest import SAMPLE_CAMPAIGN, SAMPLE_CHARTER_DIR, edit_yaml
 
@@ -127,6 +128,28 @@ def test_render_shows_a_progress_bar_instead_of_prefects_log_lines(
         assert chatter not in shown
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
     assert "nothing to render" in again.stdout and "rendering" not in again.stdout  # no run, no server
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(
+    make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "outputs"
+    taken.write_text("a file, not a folder")
+    assert main(["render", str(make_campaign()), "--output-dir", str(taken)], render=refuse_to_render) == 2
+    assert capsys.readouterr().err.strip() == f"error: {taken}: is a file: the output folder must be a folder"
+    assert taken.read_text() == "a file, not a folder"
+
+
+def test_a_temporary_server_that_does_not_start_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.cli
+    import flows.render_campaign
+
+    def slow_server(**parameters: object) -> None:
+        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+
+    monkeypatch.setattr(flows.render_campaign, "render_campaign", slow_server)
+    with pytest.raises(VisuelsError, match="temporary server did not start in time"):
+        flows.cli.run_render_flow(RenderRequest(campaign="campaigns/ete-2027.yaml"))
 
 
 def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:

@@ -1,4 +1,6 @@
+import errno
 import json
+import os
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
@@ -101,16 +103,20 @@ def test_wrong_size_is_refused_and_nothing_written(jobs: list[RenderJob], tmp_pa
     assert not (out_dir / jobs[0].campaign).exists()
 
 
-def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> None:
+def test_a_full_disk_names_the_file_and_leaves_neither_file_nor_temporary(tmp_path: Path) -> None:
     target = tmp_path / "out" / "picture.png"
 
     def fail_halfway(temporary: Path) -> None:
         temporary.write_bytes(b"half a picture")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ExportError) as caught:
         write_with(target, fail_halfway)
+    assert str(caught.value) == f"{target}: cannot write it: No space left on device"
     assert list(target.parent.iterdir()) == []
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ExportError, match="is a file, not a folder"):
+        write_with(tmp_path / "file" / "picture.png", fail_halfway)
 
 
 def test_a_file_and_its_record_are_committed_together(jobs: list[RenderJob], tmp_path: Path) -> None:
@@ -141,7 +147,6 @@ def test_outputs_are_readable_by_all_and_keys_by_their_owner(jobs: list[RenderJo
 
 
 def test_only_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
-    import os
     import socket
     import subprocess
     import sys
