@@ -34,6 +34,7 @@ from pipelines.model_reference import (
     ModelRef,
     SingleFileRef,
     model_folder,
+    pickle_allowed,
 )
 from pipelines.third_party_logs import quiet_third_party_logs
 
@@ -70,6 +71,8 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
             extra = {"safety_checker": None} if "safety_checker" in index else {}
             if dtype != torch.float32 and _every_component_has(folder, "fp16"):
                 extra["variant"] = "fp16"  # half the bytes to read, and nothing to convert
+            # safetensors only, unless pickle was allowed (describe_model refused it before).
+            extra["use_safetensors"] = not pickle_allowed()
             return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
         if isinstance(ref, SingleFileRef):
             assert folder is not None
@@ -78,7 +81,9 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
                 ref.path, config=str(folder), local_files_only=True, dtype=dtype
             )
         assert isinstance(ref, HubRef)
-        return DiffusionPipeline.from_pretrained(ref.id, revision=ref.revision, dtype=dtype)
+        return DiffusionPipeline.from_pretrained(
+            ref.id, revision=ref.revision, dtype=dtype, use_safetensors=not pickle_allowed()
+        )
     except ModelError:
         raise
     except (OSError, ValueError) as exc:

@@ -19,6 +19,22 @@ from pipelines.hashing import cached_sha256_file, sha256_file, sha256_json
 from pipelines.paths import cache_dir, demo_model_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
+PICKLE_VARIABLE = "VISUELS_ALLOW_PICKLE"
+
+
+def pickle_allowed() -> bool:
+    """Whether this deployment loads pickle weights (.bin, .ckpt, .pt), which can run code when
+    loaded: only with ``VISUELS_ALLOW_PICKLE=1``, for files from a source it trusts."""
+    return os.environ.get(PICKLE_VARIABLE) == "1"
+
+
+def _refuse_pickle(source: str, what: str) -> ModelError:
+    return ModelError(
+        source,
+        "model.path",
+        f"{what} holds pickle weights, which can run code when loaded: convert them to .safetensors,"
+        f" or set {PICKLE_VARIABLE}=1 if you trust their source",
+    )
 
 
 class _Reference(BaseModel):
@@ -189,6 +205,8 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
         checkpoint = Path(ref.path)
         if not checkpoint.is_file():
             raise ModelError(source, "model.path", f"checkpoint not found: {checkpoint}")
+        if checkpoint.suffix != ".safetensors" and not pickle_allowed():
+            raise _refuse_pickle(source, checkpoint.name)
         configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
         files = {"checkpoint": cached_sha256_file(checkpoint, hash_cache), "config": sha256_json(configs)}
         return ModelInfo(
@@ -201,6 +219,8 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
     files = _folder_hash(folder, hash_cache)
     if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in files):
         raise ModelError(source, "model.path", f"no weight files in {folder}")
+    if not any(name.endswith(".safetensors") for name in files) and not pickle_allowed():
+        raise _refuse_pickle(source, str(folder))
     description = "demo model (random weights)" if isinstance(ref, DemoModelRef) else folder.name
     return ModelInfo(
         hash=sha256_json(files), native_size=native_size, size_multiple=multiple, description=description, ref=ref

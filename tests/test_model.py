@@ -299,3 +299,22 @@ def test_a_folder_with_fp16_weights_loads_them_in_half_precision(tmp_path: Path)
     full = load_from_files(DiffusersFolderRef(path=str(folder)), torch.float32)
     assert half.unet.dtype == torch.bfloat16 and not half.unet.conv_in.weight.any()
     assert full.unet.dtype == torch.float32 and full.unet.conv_in.weight.any()
+
+
+def test_pickle_weights_are_refused_unless_the_deployment_allows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(ensure_demo_model(), folder)
+    for weights in folder.rglob("*.safetensors"):
+        weights.rename(weights.with_suffix(".bin"))  # only the names matter to the check
+    checkpoint = tmp_path / "sd.ckpt"
+    checkpoint.write_bytes(b"pickle")
+    monkeypatch.delenv("VISUELS_ALLOW_PICKLE", raising=False)
+    with pytest.raises(ModelError, match="pickle weights, which can run code"):
+        describe_model(DiffusersFolderRef(path=str(folder)))
+    with pytest.raises(ModelError, match="sd.ckpt holds pickle weights"):
+        describe_model(SingleFileRef(path=str(checkpoint), config=str(ensure_demo_model())))
+    monkeypatch.setenv("VISUELS_ALLOW_PICKLE", "1")
+    assert describe_model(DiffusersFolderRef(path=str(folder))).hash
+    assert describe_model(SingleFileRef(path=str(checkpoint), config=str(ensure_demo_model()))).hash
