@@ -313,7 +313,7 @@ def test_pickle_weights_are_refused_unless_the_deployment_allows_them(
     monkeypatch.delenv("VISUELS_ALLOW_PICKLE", raising=False)
     with pytest.raises(ModelError, match="pickle weights, which can run code"):
         describe_model(DiffusersFolderRef(path=str(folder)))
-    with pytest.raises(ModelError, match="sd.ckpt holds pickle weights"):
+    with pytest.raises(ModelError, match=r"sd\.ckpt holds pickle weights"):
         describe_model(SingleFileRef(path=str(checkpoint), config=str(ensure_demo_model())))
     monkeypatch.setenv("VISUELS_ALLOW_PICKLE", "1")
     assert describe_model(DiffusersFolderRef(path=str(folder))).hash
