@@ -16,6 +16,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
+from pipelines.errors import ModelError
 from pipelines.jobs import BATCH_FIELDS, HiresPass, RenderJob, batch_signature
 
 SCHEDULERS = {
@@ -61,12 +62,27 @@ def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[np.
             generator=generators,
             output_type="pt",
         )
+        refuse_flagged(jobs, result)
         pictures = result.images
         if first.hires is not None:
             pictures = redraw_larger(pipeline, jobs, pictures, first.hires)
         # The same rounding as diffusers' own conversion to PIL: float32, x 255, round half to even.
         pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return list(pixels.cpu().numpy())
+
+
+def refuse_flagged(jobs: Sequence[RenderJob], result: object) -> None:
+    """Stop at a picture the model's own safety checker blacked out (hub models may carry one):
+    a black picture must never be exported as if it were the render."""
+    flags = getattr(result, "nsfw_content_detected", None) or []
+    flagged = [job for job, flag in zip(jobs, flags, strict=False) if flag]
+    if flagged:
+        raise ModelError(
+            flagged[0].relative_path,
+            "safety checker",
+            f"the model's safety checker blacked out {len(flagged)} picture(s): none is exported;"
+            " change the prompt or the seed",
+        )
 
 
 def redraw_larger(
@@ -91,7 +107,7 @@ def redraw_larger(
     try:
         for width, height in hires.sizes:
             larger = torch.nn.functional.interpolate(pictures, size=(height, width), mode="bicubic").clamp(0, 1)
-            pictures = redraw(
+            result = redraw(
                 prompt=[job.prompt for job in jobs],
                 negative_prompt=[job.negative_prompt for job in jobs],
                 image=larger,
@@ -100,7 +116,9 @@ def redraw_larger(
                 guidance_scale=first.guidance,
                 generator=[torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs],
                 output_type="pt",
-            ).images
+            )
+            refuse_flagged(jobs, result)
+            pictures = result.images
     finally:
         pipeline.vae.disable_tiling()  # the first pass of the next batch decodes whole, as before
     return pictures

@@ -318,3 +318,18 @@ def test_pickle_weights_are_refused_unless_the_deployment_allows_them(
     monkeypatch.setenv("VISUELS_ALLOW_PICKLE", "1")
     assert describe_model(DiffusersFolderRef(path=str(folder))).hash
     assert describe_model(SingleFileRef(path=str(checkpoint), config=str(ensure_demo_model()))).hash
+
+
+def test_a_picture_the_safety_checker_blacked_out_is_never_exported_silently(
+    make_campaign: Callable[..., Path],
+) -> None:
+    from types import SimpleNamespace
+
+    from pipelines.generation import refuse_flagged
+
+    jobs = expand_jobs(load_campaign(make_campaign()), describe_model(DemoModelRef()), "float32")[:2]
+    refuse_flagged(jobs, SimpleNamespace(images=None))  # no checker: nothing to say
+    refuse_flagged(jobs, SimpleNamespace(nsfw_content_detected=[False, False]))
+    with pytest.raises(ModelError, match="safety checker blacked out 1 picture") as caught:
+        refuse_flagged(jobs, SimpleNamespace(nsfw_content_detected=[False, True]))
+    assert caught.value.file == jobs[1].relative_path
