@@ -26,8 +26,10 @@ def run_render_flow(request: RenderRequest) -> RenderSummary:
         if "ephemeral Prefect API server" not in str(exc):
             raise
         raise VisuelsError(
-            "Prefect", None, "its temporary server did not start in time (a busy machine?): try again, or"
-            " start a server (`make serve`) and set PREFECT_API_URL"
+            "Prefect",
+            None,
+            "its temporary server did not start in time (a busy machine?): try again, or"
+            " start a server (`make serve`) and set PREFECT_API_URL",
         ) from None
 
 

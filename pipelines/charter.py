@@ -7,19 +7,38 @@ relative to the charter's folder.
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
 from PIL import Image, ImageFont, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.config_files import read_yaml_mapping, validate_model
 from pipelines.errors import CharterError
 from pipelines.hashing import sha256_file
 from pipelines.postprocess.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 
-HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
+MAX_LOGO_PIXELS = 25_000_000  # a 5000 x 5000 logo; beyond, a mistake or a decompression bomb
+
+
+def _hex_colour(value: str) -> str:
+    if not re.fullmatch(r"#[0-9A-Fa-f]{6}", value):
+        raise ValueError(f"'{value}' is not a colour: write it #RRGGBB, e.g. #1B4F72")
+    return value
+
+
+HexColour = Annotated[str, AfterValidator(_hex_colour)]
 
 
 class ColourRole(StrEnum):
@@ -165,11 +184,25 @@ class Charter(BaseModel):
     hash: str
 
 
+def _inside(charter_path: Path, field: str, folder: Path, relative: str) -> Path:
+    """``relative`` under the charter's folder; a path (or a link) that leads out of it is refused:
+    a charter names its own assets, never other files of the machine."""
+    path = folder / relative
+    if not path.resolve().is_relative_to(folder):
+        raise CharterError(charter_path, field, f"{relative} leads outside the charter's folder: refused")
+    return path
+
+
 def _check_logo(charter_path: Path, field: str, path: Path) -> None:
     if not path.is_file():
         raise CharterError(charter_path, field, f"logo file not found: {path}")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow's own bomb warning: the size check below says it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            if image.width * image.height > MAX_LOGO_PIXELS:  # before decoding: a bomb stays unread
+                raise CharterError(charter_path, field, f"{image.width}x{image.height} is too large for a logo: {path}")
             image.load()
             has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
             if has_alpha:
@@ -208,15 +241,15 @@ def load_charter(path: str | Path) -> Charter:
     folder = charter_path.parent.resolve()
     logos = {}
     for variant in ("colour", "light", "dark"):
-        logo_path = folder / getattr(spec.logo, variant)
+        logo_path = _inside(charter_path, f"logo.{variant}", folder, getattr(spec.logo, variant))
         _check_logo(charter_path, f"logo.{variant}", logo_path)
         logos[variant] = logo_path
-    font = folder / spec.typography.font
+    font = _inside(charter_path, "typography.font", folder, spec.typography.font)
     _check_font(charter_path, font)
-    licence = folder / spec.typography.font_licence
+    licence = _inside(charter_path, "typography.font_licence", folder, spec.typography.font_licence)
     if not licence.is_file():
         raise CharterError(charter_path, "typography.font_licence", f"file not found: {licence}")
-    references = folder / spec.references
+    references = _inside(charter_path, "references", folder, spec.references)
     if not references.is_dir():
         raise CharterError(charter_path, "references", f"folder not found: {references}")
     return Charter(

@@ -7,12 +7,13 @@ hold several values separated by ``;``.
 from __future__ import annotations
 
 import csv
+import re
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipelines.config_files import field_path, plain_message
+from pipelines.config_files import field_path, not_utf8, plain_message
 from pipelines.errors import CommunesError
 from pipelines.slugs import slugify
 
@@ -35,9 +36,24 @@ class Landscape(StrEnum):
 class Commune(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    insee: str = Field(pattern=r"^(\d{5}|2[AB]\d{3})$", description="INSEE code (COG).")
+    insee: str = Field(description="INSEE code (COG).")
     name: str = Field(min_length=1, description="Official name, with its accents and hyphens.")
-    department: str = Field(pattern=r"^(\d{2,3}|2[AB])$")
+    department: str
+
+    @field_validator("insee")
+    @classmethod
+    def _an_insee_code(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{5}|2[AB]\d{3}", value):
+            raise ValueError(f"'{value}' is not an INSEE code (5 digits, or 2A/2B and 3 digits)")
+        return value
+
+    @field_validator("department")
+    @classmethod
+    def _a_department(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2,3}|2[AB]", value):
+            raise ValueError(f"'{value}' is not a department number (2 or 3 digits, or 2A/2B)")
+        return value
+
     landscapes: list[Landscape] = Field(min_length=1)
     landmarks: list[str] = Field(min_length=1, max_length=2)
 
@@ -86,7 +102,9 @@ def load_communes(path: str | Path) -> list[Commune]:
             rows = list(reader)
     except FileNotFoundError:
         raise CommunesError(csv_path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise CommunesError(csv_path, None, not_utf8(exc)) from None
+    except (OSError, csv.Error) as exc:
         raise CommunesError(csv_path, None, f"cannot read CSV ({exc})") from None
 
     communes: list[Commune] = []

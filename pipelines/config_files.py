@@ -21,8 +21,10 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error_type(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error_type(path, None, f"cannot read file ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error_type(path, None, not_utf8(exc)) from None
+    except OSError as exc:
+        raise error_type(path, None, f"cannot read file ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -49,8 +51,15 @@ def field_path(location: tuple[int | str, ...]) -> str:
 VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8 text, and what to do."""
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}): save it as UTF-8"
+
+
 def plain_message(error: ErrorDetails) -> str:
     """A pydantic error's message without the validator-kind prefix people need not see."""
+    if error["type"] == "missing":
+        return "required, and missing"
     message = error["msg"]
     for prefix in VALIDATOR_PREFIXES:
         message = message.removeprefix(prefix)

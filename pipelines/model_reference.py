@@ -198,15 +198,16 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
             description=f"hub:{ref.id}@{commit[:12]}",
             ref=ref.model_copy(update={"revision": commit}),
         )
-    folder = model_folder(ref)
-    assert folder is not None
-    native_size, multiple = _sizes_from_folder(folder, source)
-    if isinstance(ref, SingleFileRef):
+    if isinstance(ref, SingleFileRef):  # the file the user named first, then its configs
         checkpoint = Path(ref.path)
         if not checkpoint.is_file():
             raise ModelError(source, "model.path", f"checkpoint not found: {checkpoint}")
         if checkpoint.suffix != ".safetensors" and not pickle_allowed():
             raise _refuse_pickle(source, checkpoint.name)
+    folder = model_folder(ref)
+    assert folder is not None
+    native_size, multiple = _sizes_from_folder(folder, source)
+    if isinstance(ref, SingleFileRef):
         configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
         files = {"checkpoint": cached_sha256_file(checkpoint, hash_cache), "config": sha256_json(configs)}
         return ModelInfo(

@@ -39,8 +39,8 @@ def _break(charter_dir: Path, change) -> CharterError:
     ("change", "field", "words"),
     [
         (lambda d: d.update(colour_scheme="warm"), "colour_scheme", "unknown key"),
-        (lambda d: d["palette"][1].update(hex="#C0583"), "palette[1].hex", "pattern"),
-        (lambda d: d["palette"][0].update(hex="blue"), "palette[0].hex", "pattern"),
+        (lambda d: d["palette"][1].update(hex="#C0583"), "palette[1].hex", "is not a colour: write it #RRGGBB"),
+        (lambda d: d["palette"][0].update(hex="blue"), "palette[0].hex", "'blue' is not a colour"),
         (lambda d: d.update(palette=d["palette"][:1]), "palette", "at least 2"),
         (lambda d: d["palette"][0].update(role="favourite"), "palette[0].role", "primary"),
         (lambda d: d["logo"].update(colour="logos/missing.png"), "logo.colour", "not found"),

@@ -23,7 +23,7 @@ def test_sample_communes_are_real_names_with_their_accents() -> None:
 @pytest.mark.parametrize(
     ("row", "field", "words"),
     [
-        ("3430,Sète,34,sea,phare", "line 2, insee", "pattern"),
+        ("3430,Sète,34,sea,phare", "line 2, insee", "is not an INSEE code"),
         ("34301,Sète,31,sea,phare", "line 2", "not in department 31"),
         ("34301,Sète,34,beach,phare", "line 2, landscapes", "sea"),
         ("34301,Sète,34,sea,", "line 2, landmarks", "at least 1"),
