@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -22,7 +23,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from pipelines.charter import Charter
+from pipelines.charter import Charter, load_charter
 from pipelines.database import Database
 from pipelines.image_input import ImageInputError, read_picture_and_xmp
 from pipelines.marking import ledger, watermark
@@ -60,13 +61,15 @@ class FileReport(BaseModel):
     ok: bool = False
 
 
-_templates: dict[str, list[np.ndarray]] = {}  # by charter hash
-
-
-def _badge_templates(charter: Charter) -> list[np.ndarray]:
+def _badge_templates(charter: Charter) -> tuple[np.ndarray, ...]:
     """The label's badge ("IA" on its plate) at text sizes from the charter minimum to ~100 px."""
-    if charter.hash in _templates:
-        return _templates[charter.hash]
+    return _drawn_badges(charter.path, charter.hash)
+
+
+@lru_cache(maxsize=4)
+def _drawn_badges(charter_path: Path, charter_hash: str) -> tuple[np.ndarray, ...]:
+    # Keyed by the charter's hash, so an edited charter is drawn again; drawn once per process.
+    charter = load_charter(charter_path)
     templates = []
     size = charter.spec.ai_label.min_text_px
     while size <= 100:
@@ -78,8 +81,7 @@ def _badge_templates(charter: Charter) -> list[np.ndarray]:
         crop = labelled.crop((box.left, box.top, min(box.right, badge_right), box.bottom)).convert("L")
         templates.append(np.asarray(crop, dtype=np.float32))
         size = round(size * 1.15) + 1
-    _templates[charter.hash] = templates
-    return templates
+    return tuple(templates)
 
 
 def label_seen(rgb: np.ndarray, charter: Charter) -> bool:
