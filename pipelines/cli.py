@@ -320,9 +320,9 @@ def _prefect_console(verbose: bool) -> Iterator[None]:
 @contextmanager
 def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
     """A bar of the plan's pictures, counted in the record as they are written there: it shows the
-    same whether this process, render workers or shards make them."""
-    from sqlalchemy.exc import SQLAlchemyError
-
+    same whether this process, render workers or shards make them. One light query a second."""
+    from pipelines import manifest
+    from pipelines.database import Database, database_url
     from pipelines.render import rendered_since_plan
 
     columns = (
@@ -334,16 +334,23 @@ def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
         TextColumn("left"),
         TimeRemainingColumn(),
     )
+    pending = {job.key for job in plan.pending}
+    database = Database(database_url(output_root))
+
+    def recorded() -> int:
+        return len(pending & manifest.recorded_sizes(database, plan.campaign_slug).keys())
+
+    already = recorded()  # recorded, but their file was missing: rendered again, counted when recorded again
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("rendering", total=len(plan.pending))
+        task = bar.add_task("rendering", total=len(pending))
         stop = threading.Event()
 
         def count() -> None:
             while not stop.wait(PROGRESS_EVERY_S):
                 try:
-                    bar.update(task, completed=len(rendered_since_plan(plan, output_root)))
-                except (SQLAlchemyError, OSError):
-                    continue  # the record is busy or not created yet: the next look will tell
+                    bar.update(task, completed=recorded() - already)
+                except VisuelsError:
+                    continue  # the record is busy: the next look will tell
 
         watcher = threading.Thread(target=count, name="progress", daemon=True)
         watcher.start()
@@ -352,7 +359,8 @@ def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
         finally:
             stop.set()
             watcher.join()
-        bar.update(task, completed=len(rendered_since_plan(plan, output_root)))
+            database.close()
+        bar.update(task, completed=len(rendered_since_plan(plan, output_root)))  # exact, files included
 
 
 def _database_url(option: str | None, near: Path | None = None) -> str:

@@ -38,9 +38,9 @@ def read_file(path: Path, field: str) -> bytes:
         raise ImageInputError(path, field, "is a folder, not a picture") from None
 
 
-def _open(path: Path, field: str) -> Image.Image:
-    """The file decoded in full, its size checked before any pixel is decoded."""
-    data = read_file(path, field)
+def _open(path: Path, field: str, data: bytes | None = None) -> Image.Image:
+    """The file (or its ``data``, already read) decoded in full, its size checked before any pixel is decoded."""
+    data = read_file(path, field) if data is None else data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
         try:
@@ -98,9 +98,10 @@ def _flatten(image: Image.Image) -> Image.Image:
     return _to_srgb(image)
 
 
-def read_picture_and_xmp(path: Path, field: str = "image") -> tuple[Image.Image, str | None]:
-    """An RGB picture upright as its camera or editor meant it, and its XMP packet if it has one."""
-    image = _open(path, field)
+def read_picture_and_xmp(path: Path, field: str = "image", data: bytes | None = None) -> tuple[Image.Image, str | None]:
+    """An RGB picture upright as its camera or editor meant it, and its XMP packet if it has one;
+    ``data``: the file's bytes when the caller has read them already."""
+    image = _open(path, field, data)
     xmp = image.info.get(XMP_PNG_KEY) or image.info.get("xmp")
     try:
         upright = ImageOps.exif_transpose(image)

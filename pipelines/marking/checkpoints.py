@@ -47,6 +47,13 @@ def _head(database: Database) -> tuple[int, str]:
     return count, tip[0] if tip else ""
 
 
+def _hash_of_row(database: Database, position: int) -> str:
+    """The chain hash of the ledger's ``position``-th row (1 for the first), in id order."""
+    with database.reading() as connection:
+        query = select(ledger_table.c.row_hash).order_by(ledger_table.c.id).offset(position - 1).limit(1)
+        return connection.execute(query).scalar_one()
+
+
 def _leaf_certificate(signing: SigningFiles) -> x509.Certificate:
     return x509.load_pem_x509_certificates(signing.chain.read_bytes())[0]
 
@@ -100,19 +107,17 @@ def checkpoint_problems(database: Database, output_root: Path, signing: SigningF
         except (ValueError, TypeError):
             return [f"{beside} is not a ledger checkpoint (damaged)"]
     problems = []
-    with database.reading() as connection:
-        rows = connection.execute(select(ledger_table.c.row_hash).order_by(ledger_table.c.id))
-        hashes_in_order = [row[0] for row in rows]
+    rows, _ = _head(database)
     for where, checkpoint in found:
         bad_signature = _signature_problem(checkpoint, where, signing)
         if bad_signature:
             problems.append(bad_signature)
-        elif len(hashes_in_order) < checkpoint.count:
+        elif rows < checkpoint.count:
             problems.append(
-                f"the ledger was cut: {len(hashes_in_order)} rows, the checkpoint of {checkpoint.created}"
+                f"the ledger was cut: {rows} rows, the checkpoint of {checkpoint.created}"
                 f" in {where} signed {checkpoint.count}"
             )
-        elif checkpoint.count and hashes_in_order[checkpoint.count - 1] != checkpoint.head:
+        elif checkpoint.count and _hash_of_row(database, checkpoint.count) != checkpoint.head:
             problems.append(
                 f"the ledger was rewritten: its row {checkpoint.count} is not the one the checkpoint of"
                 f" {checkpoint.created} in {where} signed"

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from pipelines.charter import Charter, load_charter
 from pipelines.database import Database
-from pipelines.image_input import ImageInputError, read_picture_and_xmp
+from pipelines.image_input import ImageInputError, read_file, read_picture_and_xmp
 from pipelines.marking import ledger, watermark
 from pipelines.marking.c2pa_manifest import read_manifest_state
 from pipelines.marking.phash import perceptual_hash
@@ -118,11 +118,12 @@ def verify_file(
     """Check every marking layer of one file; a file that cannot be read gets an error, not an exception."""
     report = FileReport(file=str(path))
     try:
-        picture, xmp = read_picture_and_xmp(path, "file")
+        data = read_file(path, "file")
+        picture, xmp = read_picture_and_xmp(path, "file", data)
     except ImageInputError as exc:
         return report.model_copy(update={"error": exc.message})
     pixels = np.asarray(picture)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
 
     found = watermark.detect(pixels)
     mark = f"{found.payload:016x}" if found.payload is not None else None
