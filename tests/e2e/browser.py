@@ -25,6 +25,13 @@ from websockets.sync.client import connect
 from flows.serve import free_port
 from tests.e2e.run_form import CHROMIUM_FLAGS
 
+# What Chromium answers when a script ran into a page being replaced by the next one.
+NAVIGATION_ERRORS = ("Inspected target navigated or closed", "Execution context was destroyed", "Cannot find context")
+
+
+class NavigatedAwayError(RuntimeError):
+    """The page navigated while a script was being evaluated in it."""
+
 
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
@@ -73,13 +80,18 @@ class Browser:
             message = json.loads(self._socket.recv(timeout=120))
             if message.get("id") == number:
                 if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
+                    error = str(message["error"])
+                    kind = NavigatedAwayError if any(text in error for text in NAVIGATION_ERRORS) else RuntimeError
+                    raise kind(f"{method}: {error}")
                 return message.get("result", {})
 
     def evaluate(self, script: str) -> Any:
         """The value of a JavaScript expression (promises awaited)."""
         result = self.call("Runtime.evaluate", expression=script, awaitPromise=True, returnByValue=True)
         if "exceptionDetails" in result:
+            details = str(result["exceptionDetails"])
+            if any(text in details for text in NAVIGATION_ERRORS):
+                raise NavigatedAwayError(f"{script[:80]}: {details}")
             raise RuntimeError(f"{script[:80]}: {result['exceptionDetails'].get('text')}")
         return result["result"].get("value")
 
@@ -90,7 +102,10 @@ class Browser:
     def wait_for(self, condition: str, timeout: float = 120.0) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.evaluate(condition)
+            try:
+                value = self.evaluate(condition)
+            except NavigatedAwayError:  # a click or a redirect is loading the next page: ask it again
+                value = None
             if value:
                 return value
             time.sleep(0.2)
