@@ -30,10 +30,12 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
+from prefect.states import Failed, State
 from prefect.task_worker import serve
 
 from pipelines.cpu_stage import ExportTarget
 from pipelines.devices import GPU_BATCH_SIZE, default_batch_size
+from pipelines.errors import VisuelsError
 from pipelines.jobs import RenderJob
 from pipelines.render import RenderPlan, RenderSettings, RenderSetup, render_jobs
 from pipelines.third_party_logs import quiet_third_party_logs
@@ -62,15 +64,20 @@ def render_chunk_task(
     target: ExportTarget,
     settings: RenderSettings,
     gpu_limit: str | None,
-) -> list[str]:
+) -> list[str] | State:
     """Render a chunk of jobs; return their keys (files and records are already committed)."""
     renderer = process_renderer.get()
     if renderer is None:
         raise RuntimeError("render-chunk runs only in a render worker or in a render run's own process")
     # The limit's name comes from the run: a render worker has no flow run of its own to ask.
     limit = concurrency(gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext()
-    with limit:
-        return [item.job.key for item in render_jobs(renderer, setup, jobs, target, settings)]
+    try:
+        with limit:
+            return [item.job.key for item in render_jobs(renderer, setup, jobs, target, settings)]
+    except VisuelsError as exc:
+        # A full disk, a changed charter: the chunk fails with its one line, and no traceback
+        # fills the logs (the run passes the error on to whoever started it).
+        return Failed(message=str(exc), data=exc)
 
 
 def connected_render_workers() -> int:

@@ -83,16 +83,30 @@ def report(plan: RenderPlan, output_root: Path) -> Reports:
 def _render_unsharded(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
     """This run's chunks, rendered by the render workers if any are connected, else in this process."""
     progress = RunProgress(plan.campaign_name, len(plan.pending), "pictures")
-    keys = set(
-        render_batches(
-            plan,
-            export_target(plan, output_root, run_id=flow_run.get_id()),
-            settings,
-            gpu_limit=GPU_LIMIT if deployment.id else None,  # the CLI's temporary server has no such limit
-            on_progress=progress.update,
+    try:
+        keys = set(
+            render_batches(
+                plan,
+                export_target(plan, output_root, run_id=flow_run.get_id()),
+                settings,
+                gpu_limit=GPU_LIMIT if deployment.id else None,  # the CLI's temporary server has no such limit
+                on_progress=progress.update,
+            )
         )
-    )
+    except Exception:
+        _export_what_is_done(plan, output_root)
+        raise
     return [job for job in plan.pending if job.key in keys], report(plan, output_root)
+
+
+def _export_what_is_done(plan: RenderPlan, output_root: Path) -> None:
+    """A run that fails (a full disk, a bad picture) still lists and reports the files it finished:
+    they are recorded already; manifest.json and the report show them too. What fails here (the
+    same full disk) is logged: the run's own error is the one to report."""
+    try:
+        finish_render(plan, output_root)
+    except VisuelsError as exc:
+        log.warning("could not list the files finished before the failure: %s", exc)
 
 
 def _render_in_shards(
@@ -170,16 +184,19 @@ def render_campaign(
         return Failed(message=planned.message, data=planned.result(raise_on_failure=False))
     plan = planned.result()
     shards = shard_by_commune(plan.pending, run.shard_size) if run.shard_size else []
-    if len(shards) > 1 and deployment.name:
-        parameters = {
-            "campaign": campaign,
-            "selection": selection.model_dump(mode="json"),
-            "overrides": overrides.model_dump(mode="json"),
-            "run": run.model_dump(mode="json") | {"output_dir": str(output_root), "shard_size": 0},
-        }
-        rendered, reports = _render_in_shards(plan, shards, parameters, output_root)
-    else:
-        rendered, reports = _render_unsharded(plan, output_root, run)
+    try:
+        if len(shards) > 1 and deployment.name:
+            parameters = {
+                "campaign": campaign,
+                "selection": selection.model_dump(mode="json"),
+                "overrides": overrides.model_dump(mode="json"),
+                "run": run.model_dump(mode="json") | {"output_dir": str(output_root), "shard_size": 0},
+            }
+            rendered, reports = _render_in_shards(plan, shards, parameters, output_root)
+        else:
+            rendered, reports = _render_unsharded(plan, output_root, run)
+    except VisuelsError as exc:  # a full disk, a picture the model blacked out: one line, as for bad input
+        return Failed(message=str(exc), data=exc)
     if review and rendered:
         _ask_for_review(plan, rendered, output_root)
     return summarise(plan, rendered, output_root, reports)

@@ -10,21 +10,17 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from pipelines.errors import ExportError
+from pipelines.liveness import host_name, is_gone
 
 OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
 FOREIGN_STALE_AFTER_S = 24 * 3600  # another host's leftover: its process cannot be asked
 _TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
 
 @contextmanager
@@ -34,7 +30,7 @@ def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
     A failure to write (a full disk, a folder that is a file, no permission) is an ``ExportError``
     naming ``target``, and leaves neither the temporary file nor a partial ``target``.
     """
-    temporary = target.parent / f".{target.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temporary = target.parent / f".{target.name}.{host_name()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
@@ -74,20 +70,14 @@ def _is_leftover(path: Path, host: str, now: float) -> bool:
             return now - path.stat().st_mtime > FOREIGN_STALE_AFTER_S
         except FileNotFoundError:
             return False
-    try:
-        os.kill(int(match["pid"]), 0)
-    except ProcessLookupError:
-        return True  # its writer is gone: killed mid-write
-    except PermissionError:
-        return False  # alive, another account's
-    return False
+    return is_gone(int(match["pid"]))  # its writer is gone: killed mid-write
 
 
 def remove_leftover_temporaries(folder: Path) -> int:
     """Delete the temporary files that crashed writers left under ``folder``; return how many."""
     if not folder.is_dir():
         return 0
-    host, now, removed = _host(), time.time(), 0
+    host, now, removed = host_name(), time.time(), 0
     for directory, _subfolders, names in os.walk(folder):
         for name in names:
             path = Path(directory) / name

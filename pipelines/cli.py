@@ -303,13 +303,13 @@ def _render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
 
 @contextmanager
 def _prefect_console(verbose: bool) -> Iterator[None]:
-    """Prefect's console down to warnings and errors while the flow runs (set before Prefect is
-    imported, and for this call only): the progress bar says what happens, and the run's logs
-    still reach the server in full."""
+    """Prefect's console quiet while the flow runs, but for critical messages (set before Prefect
+    is imported, and for this call only): the progress bar says what happens, a failure ends in
+    one line of ours, and the run's logs still reach the server in full (`-v` shows them here)."""
     variable = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
     before = os.environ.get(variable)
     if not verbose and before is None:
-        os.environ[variable] = "WARNING"
+        os.environ[variable] = "CRITICAL"
     try:
         yield
     finally:

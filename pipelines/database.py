@@ -7,7 +7,8 @@ counts as done exactly when its record does.
 
 The schema lives here, in one place: ``ledger`` (append-only, hash-chained, one row per export,
 review or retouch), ``outputs`` (per job key: the file, its hashes and compliance: what the
-next run skips) and ``sources`` (which model and LoRA files a hash names, for retouching).
+next run skips), ``claims`` (which process renders which job now), ``sources`` (which model and
+LoRA files a hash names, for retouching) and ``ledger_checkpoints`` (signed heads of the ledger).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Column, Connection, Engine, Index, Integer, MetaData, Table, Text, create_engine, event
+from sqlalchemy import Column, Connection, Engine, Float, Index, Integer, MetaData, Table, Text, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -79,6 +80,14 @@ sources_table = Table(
     Column("hash", Text, primary_key=True),  # a model's or LoRA's hash, as jobs and ledger rows hold it
     Column("kind", Text, nullable=False),  # model or lora
     Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA path)
+)
+claims_table = Table(
+    "claims",  # which process is rendering which job now: see claims.py
+    metadata,
+    Column("job_key", Text, primary_key=True),
+    Column("owner", Text, nullable=False),  # host:pid:tag of the rendering call
+    Column("expires", Float, nullable=False),  # seconds since the epoch; the owner renews it while alive
+    Index("claims_owner", "owner"),
 )
 checkpoints_table = Table(
     "ledger_checkpoints",  # signed (count, head hash, time) of the ledger: see marking/checkpoints.py
@@ -167,7 +176,7 @@ class Database:
                     for statement in _SQLITE_APPEND_ONLY:
                         connection.exec_driver_sql(statement)
         except SQLAlchemyError as exc:
-            raise DatabaseError(display_url(url), None, f"not a usable database ({_first_line(exc)})") from None
+            raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
 
     def _engine(self, url: str) -> Engine:
         if not self.is_sqlite:
@@ -199,7 +208,7 @@ class Database:
             with self.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
-            raise DatabaseError(display_url(self.url), None, _first_line(exc)) from None
+            raise DatabaseError(display_url(self.url), None, _problem(exc)) from None
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -210,10 +219,24 @@ class Database:
                 with connection.begin():
                     yield connection
         except SQLAlchemyError as exc:
-            raise DatabaseError(display_url(self.url), None, _first_line(exc)) from None
+            raise DatabaseError(display_url(self.url), None, _problem(exc)) from None
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+# What SQLite says of a damaged file: nothing in it can be trusted, so the message says what to do.
+_DAMAGED = ("file is not a database", "database disk image is malformed")
+REPAIR_HINT = (
+    "restore it from a backup and check it with `visuels ledger verify`; with no backup, move it"
+    " aside and render again: every picture is rendered and recorded anew"
+)
+
+
+def _problem(exc: Exception, what: str = "") -> str:
+    reason = _first_line(exc)
+    described = f"{what} ({reason})" if what else reason
+    return f"{described}: {REPAIR_HINT}" if any(text in reason for text in _DAMAGED) else described
 
 
 def _first_line(exc: Exception) -> str:

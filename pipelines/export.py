@@ -2,9 +2,9 @@
 
 Export marks every file last (``pipelines.marking.mark``): invisible watermark (payload: the
 first 64 bits of the job key), IPTC XMP, signed C2PA manifest. Then, in one transaction of the
-database of record, the file's ledger row and its outputs row. A file written but not yet
-recorded (a kill in between) is simply rendered again by the next run, over the same path, and
-recorded once.
+database of record, the file's ledger row and its outputs row; the job's claim is dropped in
+the same transaction (``pipelines.claims``). A file written but not yet recorded (a kill in
+between) is simply rendered again by the next run, over the same path, and recorded once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from pipelines import manifest
+from pipelines import claims, manifest
 from pipelines.atomic import write_with
 from pipelines.compliance import Compliance
 from pipelines.database import Database
@@ -105,6 +105,7 @@ def export_picture(
             ledger_id=ledger_id,
         )
         manifest.add(connection, job.key, job.campaign, manifest_entry(exported))
+        claims.release_job(connection, job.key)
     return exported
 
 

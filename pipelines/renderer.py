@@ -4,26 +4,28 @@
                 -> at most ``max_in_flight`` pictures waiting -> CpuStage (post-process, mark,
                    write, record each file in its own transaction)
 
-The GPU stage submits a batch's pictures and goes on to the next batch at once; it waits only
-when ``max_in_flight`` pictures are already queued or being finished (back-pressure, so memory
-stays bounded). Results are collected in submission order. A failure in either stage fails the
-call and names the job; what was exported before it stays recorded. One renderer serves a whole
-process (a render worker, a CLI or flow run): several threads may call ``render`` at once, and
-the model host lets one of them use the device at a time, so one call's CPU tail overlaps the
-next call's generation.
+Each batch is claimed in the database before it is generated (``pipelines.claims``), so calls
+rendering the same campaign at once split its jobs. The GPU stage submits a batch's pictures
+and goes on to the next batch at once; it waits only when ``max_in_flight`` pictures are already
+queued or being finished (back-pressure, so memory stays bounded). Results are collected in
+submission order. A failure in either stage fails the call and names the job; what was exported
+before it stays recorded. One renderer serves a whole process (a render worker, a CLI or flow
+run): several threads may call ``render`` at once, and the model host lets one of them use the
+device at a time, so one call's CPU tail overlaps the next call's generation.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
+from pipelines.claims import JobClaims
 from pipelines.cpu_stage import CpuStage, ExportTarget
 from pipelines.devices import DeviceName, choose_device, default_cpu_workers
 from pipelines.errors import ExportError, VisuelsError
@@ -33,6 +35,9 @@ from pipelines.model_host import ModelHost
 from pipelines.model_reference import LoraWeights, ModelRef
 
 log = logging.getLogger(__name__)
+
+WAIT_POLL_S = 1.0
+WAIT_WITHOUT_PROGRESS_S = 1800.0  # another run that renders nothing for this long is stuck, not slow
 
 
 class Renderer:
@@ -65,34 +70,78 @@ class Renderer:
         jobs: list[RenderJob],
         target: ExportTarget,
         batch_size: int,
-        on_exported: Callable[[ExportedFile], None] | None = None,
     ) -> list[ExportedFile]:
-        """Generate, finish and record ``jobs``; return what was exported, in the jobs' batch order."""
+        """Generate, finish and record ``jobs``; return what this call exported, in batch order.
+
+        Each batch is claimed before it is generated: jobs another call is rendering (another run
+        of the campaign, another machine) are left to it and waited for at the end, so every job
+        is done when this returns, and none was rendered twice.
+        """
+        exported: list[ExportedFile] = []
+        with JobClaims(target.database_url, target.output_root) as claims:
+
+            def render_claimable(candidates: list[RenderJob]) -> list[RenderJob]:
+                """Render what can be claimed of ``candidates``; return the jobs others hold or did."""
+                return self._render_claimed(model, precision, lora, candidates, target, batch_size, claims, exported)
+
+            waited = claims.unfinished(render_claimable(jobs))
+            if waited:
+                log.info("%d picture(s) are being rendered by another run: waiting for them", len(waited))
+            last_progress = time.monotonic()
+            while waited:
+                time.sleep(WAIT_POLL_S)
+                still = claims.unfinished(render_claimable(waited))  # a dead owner's claims lapse: ours now
+                if len(still) < len(waited):
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > WAIT_WITHOUT_PROGRESS_S:
+                    raise ExportError(
+                        still[0].relative_path,
+                        None,
+                        f"another run holds it and has finished nothing for {WAIT_WITHOUT_PROGRESS_S / 60:.0f}"
+                        " minutes: stop that run, then run this one again",
+                    )
+                waited = still
+        return exported
+
+    def _render_claimed(
+        self,
+        model: ModelRef,
+        precision: str,
+        lora: LoraWeights | None,
+        jobs: list[RenderJob],
+        target: ExportTarget,
+        batch_size: int,
+        claims: JobClaims,
+        exported: list[ExportedFile],
+    ) -> list[RenderJob]:
+        """Render the jobs of ``jobs`` this call can claim, batch by batch, adding them to ``exported``;
+        return the others."""
         dtype = getattr(torch, precision)
         limit = self.max_in_flight or 2 * batch_size + max(1, self.cpu.workers)
         in_flight: deque[tuple[RenderJob, Future[ExportedFile]]] = deque()
-        exported: list[ExportedFile] = []
+        not_claimed: list[RenderJob] = []
 
         def collect_oldest() -> None:
             job, future = in_flight.popleft()
             try:
-                item = future.result()
+                exported.append(future.result())
             except BrokenProcessPool:  # the stage starts a fresh pool on its next picture
                 raise ExportError(job.relative_path, None, "a CPU worker process died while finishing it") from None
             except VisuelsError:
                 raise
             except Exception as exc:
                 raise ExportError(job.relative_path, None, f"could not be finished: {exc}") from exc
-            exported.append(item)
-            if on_exported is not None:
-                on_exported(item)
 
         pad_to = batch_size if self.host.compile_models else None
         try:
             for batch in batches(jobs, batch_size):
-                pictures = self.host.generate(model, dtype, lora, batch, pad_to=pad_to)
+                mine = claims.take(batch)
+                not_claimed += [job for job in batch if job not in mine]
+                if not mine:
+                    continue
+                pictures = self.host.generate(model, dtype, lora, mine, pad_to=pad_to)
                 in_flight.extend(
-                    (job, self.cpu.submit(target, job, pixels)) for job, pixels in zip(batch, pictures, strict=True)
+                    (job, self.cpu.submit(target, job, pixels)) for job, pixels in zip(mine, pictures, strict=True)
                 )
                 while in_flight and (len(in_flight) > limit or in_flight[0][1].done()):
                     collect_oldest()
@@ -101,7 +150,7 @@ class Renderer:
         finally:
             for _job, future in in_flight:
                 future.cancel()  # not started yet: dropped; started: finished and recorded
-        return exported
+        return not_claimed
 
     def close(self) -> None:
         self.cpu.close()

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from pipelines.cpu_stage import CpuStage
+from pipelines.database import database_url
 from pipelines.errors import CampaignError
 from pipelines.jobs import BATCH_FIELDS
 from pipelines.model_host import ModelHost
@@ -67,12 +68,13 @@ class SlowCpu:
         return SimpleNamespace(job=job)
 
 
-def test_the_gpu_stage_goes_on_while_the_queue_has_room_and_waits_when_full() -> None:
+def test_the_gpu_stage_goes_on_while_the_queue_has_room_and_waits_when_full(tmp_path: Path) -> None:
     cpu = SlowCpu()
     host = FakeHost(cpu)
     renderer = Renderer(host, cpu, max_in_flight=6)  # type: ignore[arg-type]
     jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(40)]
-    exported = renderer.render(None, "float32", None, jobs, None, batch_size=2)  # type: ignore[arg-type]
+    target = SimpleNamespace(database_url=database_url(tmp_path), output_root=tmp_path)  # where claims are held
+    exported = renderer.render(None, "float32", None, jobs, target, batch_size=2)  # type: ignore[arg-type]
     assert [item.job.key for item in exported] == [job.key for job in jobs]  # in order
     assert max(host.unfinished_at_calls) <= 6  # back-pressure: never more than the limit waiting
     assert sum(1 for unfinished in host.unfinished_at_calls if unfinished > 0) > 10  # no wait for an empty queue

@@ -75,6 +75,7 @@ def _apply(case: dict, root: Path, places: dict[str, str]) -> None:
             _set(data, dotted, None, delete=True)
         path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     for relative, text in case.get("text", {}).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text.format(**places), encoding="utf-8")
     for relative, hexadecimal in case.get("bytes", {}).items():
         (root / relative).write_bytes(bytes.fromhex(hexadecimal))

@@ -1,0 +1,154 @@
+"""Faults injected into real renders: two renders of one campaign at once, and a run that fails
+on a full disk. (A render killed with SIGKILL is in test_renderer.py; a damaged database and the
+bad-input corpus in bad_inputs/.) Each ends with exactly the expected files, whole, each recorded
+once, and every file verifying."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.charter import load_charter
+from pipelines.database import Database, database_url
+from pipelines.marking import ledger
+from pipelines.marking.keys import signing_files
+from pipelines.marking.verify import verify_file
+from pipelines.render import RenderPlan, finish_render, plan_render
+from pipelines.renderer import Renderer
+from tests.conftest import render_now
+from tests.test_renderer import database_rows
+
+pytestmark = pytest.mark.integration
+
+# One render, as a process of its own: plan, wait for the signal, render with one CPU worker, report.
+RENDER_PROCESS = """
+import sys, time
+from pathlib import Path
+from pipelines.render import RenderSettings, export_target, finish_render, plan_render, render_jobs
+from pipelines.renderer import Renderer
+
+campaign, out, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+plan = plan_render(campaign, out)
+renderer = Renderer.for_device("cpu", cpu_workers=1)
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+exported = render_jobs(renderer, plan.setup, plan.pending, export_target(plan, out), RenderSettings(batch_size=1))
+finish_render(plan, out)
+renderer.close()
+print(len(exported))
+"""
+
+
+# `visuels` with a disk that fills up at the Nth picture ($FULL_AT; 0: never). Pictures are finished
+# in the run's own process (no CPU worker processes), where the fault is injected.
+CLI_WITH_A_DISK_THAT_FILLS = """
+import errno, os, sys
+import pipelines.marking.mark as mark
+import pipelines.renderer
+from pipelines.atomic import write_with
+
+pipelines.renderer.default_cpu_workers = lambda device: 0
+write, written, full_at = mark.write_bytes_atomic, [], int(os.environ["FULL_AT"])
+
+def write_until_full(target, data, mode=0o644):
+    if len(written) + 1 == full_at:
+        def half_then_full(temporary):
+            temporary.write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_with(target, half_then_full)
+    write(target, data, mode)
+    written.append(target)
+
+mark.write_bytes_atomic = write_until_full
+from flows.cli import main
+sys.argv = ["visuels", *sys.argv[1:]]
+raise SystemExit(main())
+"""
+
+
+def assert_record_matches_files(out: Path, plan: RenderPlan) -> None:
+    """Exactly the expected pictures, whole; one outputs row and one export row per file, with the
+    file's sha256; manifest.json the same; the chain intact; every file verifying."""
+    campaign_slug = plan.campaign_slug
+    pictures = {
+        str(path.relative_to(out)) for path in (out / campaign_slug).rglob("*.png") if "thumbnails" not in path.parts
+    }
+    assert pictures == {job.relative_path for job in plan.jobs}
+    assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
+    on_disk = {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in pictures}
+    assert dict(database_rows(out, "SELECT file, sha256 FROM outputs")) == on_disk
+    exports = database_rows(out, "SELECT file, sha256 FROM ledger WHERE parent_id IS NULL")
+    assert sorted(exports) == sorted(on_disk.items())  # one export row per file, none stale
+    listed = json.loads((out / campaign_slug / "manifest.json").read_text(encoding="utf-8"))["files"]
+    assert {entry["file"]: entry["sha256"] for entry in listed.values()} == on_disk
+    assert database_rows(out, "SELECT COUNT(*) FROM claims") == [(0,)]  # every claim released
+    database = Database(database_url(out))
+    try:
+        assert ledger.verify_chain(database)[1] is None
+        charter = load_charter(plan.setup.charter_path)
+        for name in pictures:
+            report = verify_file(out / name, charter, database, signing_files().trust_anchors)
+            assert report.ok, (name, {key: check.detail for key, check in report.checks.items() if not check.passed})
+    finally:
+        database.close()
+
+
+def test_two_renders_of_one_campaign_at_once_split_its_jobs_and_render_each_once(
+    make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    campaign = make_campaign(audiences={"residents": "families", "visitors": "tourists"}, steps=2)  # 8 jobs
+    out = tmp_path / "outputs"
+    go = tmp_path / "go"
+    runs = []
+    for number in (1, 2):
+        ready = tmp_path / f"ready-{number}"
+        command = [sys.executable, "-c", RENDER_PROCESS, str(campaign), str(out), str(ready), str(go)]
+        runs.append((ready, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    deadline = time.monotonic() + 300
+    while not all(ready.exists() for ready, _ in runs) and time.monotonic() < deadline:
+        assert all(run.poll() is None for _, run in runs), [run.communicate() for _, run in runs]
+        time.sleep(0.05)
+    go.touch()  # both planned all 8 jobs: now they race for them
+    counts = []
+    for _, run in runs:
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr
+        counts.append(int(stdout.strip().splitlines()[-1]))
+    assert sum(counts) == 8 and min(counts) >= 1, counts  # split between them, none rendered twice
+    assert_record_matches_files(out, plan_render(campaign, tmp_path / "elsewhere"))
+
+
+def test_a_full_disk_mid_run_ends_in_one_line_keeps_and_lists_what_was_finished_and_a_rerun_does_the_rest(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    campaign, out = make_campaign(), tmp_path / "outputs"  # 4 pictures
+    command = [sys.executable, "-c", CLI_WITH_A_DISK_THAT_FILLS, "render", str(campaign), "--output-dir", str(out)]
+    command += ["--batch-size", "1"]
+    environment = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect"), "FULL_AT": "3"}
+    full = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 2, full.stdout + full.stderr
+    assert re.fullmatch(
+        rf"error: {re.escape(str(out))}/\S+\.png: cannot write it: No space left on device\n", full.stderr
+    )
+    assert "Traceback" not in full.stdout
+    pictures = {path for path in (out / "test-campagne").rglob("*.png") if "thumbnails" not in path.parts}
+    assert len(pictures) == 2  # the two finished, whole; nothing of the third
+    assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
+    listed = json.loads((out / "test-campagne" / "manifest.json").read_text(encoding="utf-8"))["files"]
+    assert {out / entry["file"] for entry in listed.values()} == pictures  # listed although the run failed
+
+    rerun = plan_render(campaign, out)  # space freed: the same run again (here in this process)
+    assert len(rerun.pending) == 2
+    assert len(render_now(renderer, rerun, out)) == 2
+    finish_render(rerun, out)
+    assert_record_matches_files(out, rerun)
