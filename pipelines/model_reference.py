@@ -152,6 +152,18 @@ def _sizes_from_folder(folder: Path, source: str) -> tuple[int, int]:
     return int(sample_size) * vae_scale, vae_scale * unet_scale
 
 
+def _has_safety_checker(folder: Path) -> bool:
+    """Whether the model runs its own safety checker on each picture (hub models may; ours are
+    loaded without). Its verdict is recorded in the model's description, which every exported
+    picture's C2PA manifest carries: a picture it flags is refused, never exported."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    checker = index.get("safety_checker")
+    return isinstance(checker, list) and checker[0] is not None
+
+
 def _hub_snapshot(ref: HubRef, source: str) -> Path:
     """The local snapshot of a hub model at ``ref.revision``, fetched only where the network is allowed."""
     from huggingface_hub import snapshot_download
@@ -195,7 +207,7 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
             hash=sha256_json({"hub": ref.id, "commit": commit}),
             native_size=native_size,
             size_multiple=multiple,
-            description=f"hub:{ref.id}@{commit[:12]}",
+            description=f"hub:{ref.id}@{commit[:12]}" + (", safety-checked" if _has_safety_checker(snapshot) else ""),
             ref=ref.model_copy(update={"revision": commit}),
         )
     if isinstance(ref, SingleFileRef):  # the file the user named first, then its configs

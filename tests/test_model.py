@@ -1,5 +1,6 @@
 """The demo model and the model host: built from configs, loaded like any checkpoint, deterministic per job."""
 
+import json
 import shutil
 import weakref
 from collections.abc import Callable
@@ -84,9 +85,16 @@ def test_a_hub_id_is_pinned_to_the_commit_its_revision_names(tmp_path: Path, mon
     (repository / "refs" / "main").write_text("a" * 40)
     first = describe_model(HubRef(id="region/sd"))
     assert first.ref == HubRef(id="region/sd", revision="a" * 40) and first.native_size == 256
+    assert first.description == f"hub:region/sd@{'a' * 12}"  # loaded without a safety checker
+    index = repository / "snapshots" / ("b" * 40) / "model_index.json"
+    with_checker = json.loads(index.read_text()) | {
+        "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    }
+    index.write_text(json.dumps(with_checker))
     (repository / "refs" / "main").write_text("b" * 40)  # someone pushed to main
     second = describe_model(HubRef(id="region/sd"))
     assert second.ref.revision == "b" * 40 and second.hash != first.hash
+    assert second.description == f"hub:region/sd@{'b' * 12}, safety-checked"  # recorded in every picture's C2PA
     with pytest.raises(ModelError, match="not in the local hub cache"):
         describe_model(HubRef(id="region/other"))
 
