@@ -5,10 +5,12 @@ any SQLAlchemy URL with ``$VISUELS_DATABASE_URL`` (PostgreSQL for several machin
 writes a file, then commits its ledger row and its outputs row in one transaction, so a file
 counts as done exactly when its record does.
 
-The schema lives here, in one place: ``ledger`` (append-only, hash-chained, one row per export,
-review or retouch), ``outputs`` (per job key: the file, its hashes and compliance: what the
-next run skips), ``claims`` (which process renders which job now), ``sources`` (which model and
-LoRA files a hash names, for retouching) and ``ledger_checkpoints`` (signed heads of the ledger).
+The tables, as queries use them, are described here; ``pipelines/migrations`` builds and
+changes them (Alembic), and every process brings the database up to date when it opens it:
+``ledger`` (append-only, hash-chained, one row per export, review or retouch), ``outputs`` (per
+job key: the file, its hashes and compliance: what the next run skips), ``claims`` (which
+process renders which job now), ``sources`` (which model and LoRA files a hash names, for
+retouching) and ``ledger_checkpoints`` (signed heads of the ledger).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from pipelines import migrations
 from pipelines.errors import VisuelsError
 
 DATABASE_FILE = "visuels.sqlite"
@@ -57,6 +60,7 @@ ledger_table = Table(
     Column("row_hash", Text, nullable=False),
     Index("ledger_watermark", "watermark"),
     Index("ledger_job_key", "job_key"),
+    Index("ledger_one_successor", "previous_hash", unique=True),  # the chain cannot fork
 )
 outputs_table = Table(
     "outputs",
@@ -98,12 +102,6 @@ checkpoints_table = Table(
     Column("created", Text, nullable=False),
     Column("signature", Text, nullable=False),
     Column("certificate", Text, nullable=False),
-)
-_SQLITE_APPEND_ONLY = tuple(
-    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb} BEFORE {verb.upper()} ON {table}"
-    " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
-    for table in ("ledger", "ledger_checkpoints")
-    for verb in ("update", "delete")
 )
 
 
@@ -171,10 +169,7 @@ class Database:
         try:
             self.engine = self._engine(url)
             with self.engine.begin() as connection:
-                metadata.create_all(connection)
-                if self.is_sqlite:
-                    for statement in _SQLITE_APPEND_ONLY:
-                        connection.exec_driver_sql(statement)
+                migrations.upgrade(connection)
         except SQLAlchemyError as exc:
             raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
 

@@ -127,3 +127,33 @@ def render_now(renderer: Renderer, plan: RenderPlan, out: Path, jobs: list | Non
 
     chosen = plan.pending if jobs is None else jobs
     return render_jobs(renderer, plan.setup, chosen, export_target(plan, out), RenderSettings(batch_size=4))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of this test session (skipped, saying why, where none can run here)."""
+    from tests.postgres import missing_reason, postgres_server
+
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of record: a SQLite file, then a fresh database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'visuels.sqlite'}"
+    from uuid import uuid4
+
+    from sqlalchemy import create_engine
+
+    server: str = request.getfixturevalue("postgres_url")
+    name = f"test_{uuid4().hex[:12]}"
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return f"{server.rsplit('/', 1)[0]}/{name}"

@@ -50,6 +50,10 @@ def append(connection: Connection, entry: LedgerEntry) -> int:
     """Add one row at the end of the chain, in the caller's write transaction; return its id."""
     values = entry.model_dump()
     values["created"] = values["created"] or datetime.now(UTC).isoformat(timespec="seconds")
+    if connection.dialect.name == "postgresql":
+        # One appender at a time, readers never blocked: without it two transactions would read
+        # the same tip (SQLite's writers are serialised by BEGIN IMMEDIATE already).
+        connection.exec_driver_sql("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")
     tip = connection.execute(select(ledger_table.c.row_hash).order_by(ledger_table.c.id.desc()).limit(1)).first()
     previous = tip[0] if tip else GENESIS
     row = {name: values[name] for name in LEDGER_FIELDS}

@@ -1,0 +1,75 @@
+"""A throwaway PostgreSQL server for tests: Debian's `postgresql` package, a cluster in a temporary
+folder, listening on 127.0.0.1 only, run as the `postgres` account (``initdb`` refuses root)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flows.serve import free_port
+
+BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # the newest version first
+
+
+def missing_reason() -> str | None:
+    """Why no server can be started here, or None."""
+    if not BINARIES or not (BINARIES[0] / "initdb").is_file():
+        return "PostgreSQL is not installed (Debian's postgresql package)"
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "no postgres account to run the server as"
+    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != "postgres":
+        return "the server runs as the postgres account: needs root or that account"
+    return None
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Start a server with its data in a new temporary folder (one the postgres account can reach:
+    pytest's own are its owner's only); yield the SQLAlchemy URL of its database `visuels`."""
+    binaries = BINARIES[0]
+    folder = Path(tempfile.mkdtemp(prefix="visuels-postgres-"))
+    data = folder / "data"
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
+    subprocess.run(_as_postgres([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]), **run)
+    port = free_port()
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} -c fsync=off"
+    subprocess.run(
+        _as_postgres(
+            [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+        ),
+        **run,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError((folder / "log").read_text())
+            time.sleep(0.2)
+        subprocess.run(
+            [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "visuels"], **run
+        )
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/visuels"
+    finally:
+        subprocess.run(
+            _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+            timeout=120,
+        )
+        shutil.rmtree(folder, ignore_errors=True)

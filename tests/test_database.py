@@ -1,0 +1,109 @@
+"""The database of record, on SQLite and on PostgreSQL: migrations build the tables queries use
+and bring an older database under them without losing a row; the ledger refuses updates and
+deletes; concurrent writers never fork its hash chain."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, func, select
+
+from pipelines.database import Database, DatabaseError, ledger_table, metadata
+from pipelines.marking import ledger
+from pipelines.marking.ledger import LedgerEntry
+
+
+def entry(number: int) -> LedgerEntry:
+    return LedgerEntry(
+        file=f"c/{number}.png",
+        sha256=f"{number:064x}",
+        phash="0" * 16,
+        watermark=f"{number:016x}",
+        job_key=f"{number:064x}",
+        model_hash="m",
+        lora_hash=None,
+        charter_hash="c",
+        prompt="p",
+        seed=number,
+        width=8,
+        height=8,
+    )
+
+
+def test_the_migrated_schema_is_the_one_queries_use(any_database_url: str) -> None:
+    database = Database(any_database_url)
+    with database.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    database.close()
+
+
+def test_the_ledger_refuses_updates_and_deletes_even_after_its_trigger_was_dropped(any_database_url: str) -> None:
+    database = Database(any_database_url)
+    with database.transaction() as connection:
+        ledger.append(connection, entry(1))
+    for statement in ("UPDATE ledger SET prompt = 'other'", "DELETE FROM ledger"):
+        with pytest.raises(DatabaseError, match="append-only"), database.transaction() as connection:
+            connection.exec_driver_sql(statement)
+    trigger = "ledger_append_only ON ledger" if "postgresql" in any_database_url else "ledger_no_delete"
+    with database.transaction() as connection:
+        connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
+    database.close()
+    reopened = Database(any_database_url)  # opening the record puts the guard back
+    with pytest.raises(DatabaseError, match="append-only"), reopened.transaction() as connection:
+        connection.exec_driver_sql("DELETE FROM ledger")
+    reopened.close()
+
+
+def test_writers_at_once_never_fork_the_chain(any_database_url: str) -> None:
+    Database(any_database_url).close()  # the schema, before the race
+    start = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def writer(number: int) -> None:
+        database = Database(any_database_url)
+        start.wait()
+        try:
+            for index in range(15):
+                with database.transaction() as connection:
+                    ledger.append(connection, entry(number * 100 + index))
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    database = Database(any_database_url)
+    assert ledger.verify_chain(database) == (60, None)  # one chain, every row on it
+    with database.reading() as connection:
+        assert connection.execute(select(func.count(func.distinct(ledger_table.c.previous_hash)))).scalar() == 60
+    database.close()
+
+
+def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'visuels.sqlite'}"
+    old = create_engine(url)
+    with old.begin() as connection:  # the tables as the release before migrations made them
+        metadata.create_all(connection)
+        for statement in ("DROP INDEX ledger_one_successor", "DROP INDEX claims_owner", "DROP TABLE claims"):
+            connection.exec_driver_sql(statement)
+        ledger.append(connection, entry(0))
+    old.dispose()
+    database = Database(url)
+    with database.transaction() as connection:
+        ledger.append(connection, entry(1))
+    database.close()
+    database = Database(url)  # opened again: nothing left to migrate
+    assert ledger.verify_chain(database) == (2, None)  # its row kept, one added
+    database.close()
+    with create_engine(url).connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
