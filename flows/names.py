@@ -3,6 +3,12 @@
 import os
 
 GPU_LIMIT = "gpu"  # global concurrency limit held by render chunks: two slots per GPU (flows.serve)
+# The work queue of a sharded render's sub-runs: its own workers serve it, so runs that wait for
+# other runs (the nightly, a sharded render) can never take every slot its shards need.
+SHARDS_QUEUE = "shards"
+# The work queue of review runs: suspended while they wait, started again when answered, by a
+# worker with no slot limit (a limited Prefect 3.8 worker crashes on a run it started before).
+REVIEWS_QUEUE = "reviews"
 
 
 DEFAULT_STUDIO_URL = "http://127.0.0.1:7860"  # `visuels studio`'s default address

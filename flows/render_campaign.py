@@ -19,7 +19,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
 
-from flows.names import GPU_LIMIT, studio_url
+from flows.names import GPU_LIMIT, SHARDS_QUEUE, studio_url
 from flows.progress import RunProgress
 from flows.render_batches import render_batches
 from flows.review_campaign import studio_link
@@ -122,6 +122,7 @@ def _render_in_shards(
                 name=f"render-campaign/{deployment.name}",
                 parameters={**parameters, "selection": selection, "review": False},
                 flow_run_name=f"{flow_run.name}-shard-{number}",
+                work_queue_name=SHARDS_QUEUE,  # slots this run, waiting, does not hold
                 timeout=0,  # start them all now; wait below
             )
         )

@@ -1,7 +1,10 @@
 """The review-campaign flow: show a run's outputs, wait for a designer's decision, apply it.
 
 It is its own flow run, started by render-campaign once rendering is over, so the render run
-(and the GPU model it loaded) is gone while the review waits, for hours if need be.
+(and the GPU model it loaded) is gone while the review waits, for hours if need be. A deployed
+review suspends while it waits: its process ends and its worker slot is free, and the answer
+starts it again (each wait has its own key, so a run started again finds the answers it already
+had and goes on from there). Run directly (no deployment, no worker), it pauses in its process.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.flow_runs import pause_flow_run
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from pydantic import Field, ValidationError, create_model
 
 from flows.names import studio_url
@@ -41,6 +44,14 @@ def review_form(short_ids: list[str]) -> type[ReviewForm]:
         Field(default_factory=list, description="Files to reject (their codes, as in the contact sheet)."),
     )
     return create_model("ReviewForm", __base__=ReviewForm, rejected=rejected)
+
+
+def wait_for_answer(form: type[ReviewForm], attempt: int) -> ReviewForm:
+    """The designer's answer: a deployed run suspends for it (no process, no worker slot held)."""
+    timeout, key = int(REVIEW_TIMEOUT.total_seconds()), f"review-answer-{attempt}"
+    if deployment.id:
+        return suspend_flow_run(wait_for_input=form, timeout=timeout, key=key)
+    return pause_flow_run(wait_for_input=form, timeout=timeout, key=key)
 
 
 def studio_link(run_id: str) -> str:
@@ -73,7 +84,7 @@ def review_campaign(
     run_id = flow_run.get_id()
     form_class = review_form(sorted(short_id(key) for key in keys))
     problem, previous = "", {}
-    for _ in range(MAX_ANSWERS):
+    for attempt in range(MAX_ANSWERS):
         description = (
             f"{len(listing)} file(s) of **{campaign_slug}** to review, as pictures in the studio: "
             f"[{studio_link(run_id)}]({studio_link(run_id)}) (`visuels studio`).\n\n"
@@ -86,7 +97,7 @@ def review_campaign(
         form = form_class.with_initial_data(description=description, **previous)
         try:
             # The form's own checks (a comment with every rejection...) run when it is loaded here.
-            answer = pause_flow_run(wait_for_input=form, timeout=int(REVIEW_TIMEOUT.total_seconds()))
+            answer = wait_for_answer(form, attempt)
             previous = answer.model_dump(include=set(ReviewDecision.model_fields))
             return apply_review(output_root, campaign_slug, keys, ReviewDecision(**previous), run_id=run_id)
         except ValidationError as exc:

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO
 
-from flows.names import GPU_LIMIT
+from flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE
 from pipelines.marking.keys import ensure_local_chain, keys_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,10 @@ def register(environment: dict[str, str], gpu_slots: int) -> None:
     pool = subprocess.run(prefect_command("work-pool", "create", POOL, "--type", "process"), **run)
     if pool.returncode and "already exists" not in pool.stdout + pool.stderr:
         raise RuntimeError(f"cannot create the work pool: {pool.stdout}{pool.stderr}")
+    for name in (SHARDS_QUEUE, REVIEWS_QUEUE):
+        queue = subprocess.run(prefect_command("work-queue", "create", name, "--pool", POOL), **run)
+        if queue.returncode and "already exists" not in queue.stdout + queue.stderr:
+            raise RuntimeError(f"cannot create the {name} work queue: {queue.stdout}{queue.stderr}")
     limit = subprocess.run(prefect_command("gcl", "create", GPU_LIMIT, "--limit", str(gpu_slots)), **run)
     if limit.returncode and "already exists" not in limit.stdout + limit.stderr:
         raise RuntimeError(f"cannot create the gpu limit: {limit.stdout}{limit.stderr}")
@@ -94,12 +99,20 @@ def register(environment: dict[str, str], gpu_slots: int) -> None:
 
 
 def start_worker(
-    name: str, environment: dict[str, str], limit: int = 2, output: IO | None = None, gpu: int | None = None
+    name: str,
+    environment: dict[str, str],
+    limit: int | None = 2,
+    output: IO | None = None,
+    gpu: int | None = None,
+    queue: str = "default",
 ) -> subprocess.Popen:
-    """A process worker of the pool: it starts each flow run in a new process (on GPU ``gpu`` if given)."""
+    """A process worker of the pool's ``queue``: it starts each flow run in a new process (on GPU
+    ``gpu`` if given), at most ``limit`` at once (None: no limit)."""
     extra = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
+    command = ["worker", "start", "--pool", POOL, "--work-queue", queue, "--name", name]
+    command += ["--limit", str(limit)] if limit is not None else []
     return subprocess.Popen(
-        prefect_command("worker", "start", "--pool", POOL, "--name", name, "--limit", str(limit)),
+        prefect_command(*command),
         env=environment | extra,
         cwd=REPO,
         stdout=output,
@@ -138,6 +151,29 @@ def wait_for_render_workers(api_url: str, render_workers: list[subprocess.Popen]
             time.sleep(0.5)
 
 
+def start_flow_workers(
+    environment: dict[str, str], workers: int, gpus: int, logs: Path | None = None
+) -> list[subprocess.Popen]:
+    """Process workers for the default queue, as many for the shards queue, one for reviews.
+
+    Why no run can wait for ever for a slot: a run waits only for runs of the level below it (the
+    nightly for campaigns' runs, a sharded run for its shards), shards wait for no run, and the
+    shards queue has workers of its own, which no waiting run can occupy; so its shards always
+    progress, then their parent, then the nightly. A review waiting for its answer holds no slot
+    (it is suspended), and an answered one starts at once (its worker has no limit; a review
+    does little: it moves files and appends ledger rows). A run that finds no render worker
+    renders in its own process, on its worker's GPU. With ``logs``, each worker writes to
+    ``logs/<name>.log``."""
+    started = []
+    layout = [(queue, number, 2) for queue in ("default", SHARDS_QUEUE) for number in range(workers)]
+    for queue, number, limit in [*layout, (REVIEWS_QUEUE, 0, None)]:
+        name, gpu = f"{queue}-{number}", number % gpus if gpus else None
+        # A log file per worker where asked (tests), else the console; the worker keeps its copy.
+        with (logs / f"{name}.log").open("w") if logs else nullcontext() as output:
+            started.append(start_worker(name, environment, limit, output=output, gpu=gpu, queue=queue))
+    return started
+
+
 def gpu_count() -> int:
     import torch
 
@@ -160,12 +196,7 @@ def main() -> int:
     try:
         wait_until_healthy(api_url, processes[0])
         register(environment, 2 * max(1, gpus))
-        # A run that finds no render worker renders in its own process: on its worker's GPU.
-        workers = args.workers or max(1, gpus)
-        processes += [
-            start_worker(f"{POOL}-{number}", environment, gpu=number % gpus if gpus else None)
-            for number in range(workers)
-        ]
+        processes += start_flow_workers(environment, args.workers or max(1, gpus), gpus)
         # Render workers keep their model loaded between runs: one per GPU, or one on the CPU.
         render_workers = [
             start_render_worker(environment, gpu, compile_models=args.compile) for gpu in list(range(gpus)) or [None]

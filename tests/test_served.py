@@ -1,10 +1,12 @@
-"""The deployed set-up end to end: a real `prefect server`, the process pool, two workers.
+"""The deployed set-up end to end: a real `prefect server`, the process pool, its workers as
+`make serve` starts them on a machine without GPU (one each for the default, shards and reviews
+queues).
 
 A sharded render of the sample campaign (2 communes, one job each, shard size 1) runs as a
-parent run and two sub-runs picked up by the workers; their batches go to the render worker,
-which loads the model once for both runs. The two workers race for every flow run and the
-server lets each start once. Every job is rendered exactly once, every output verifies, and the
-review run the parent started publishes the files once resumed.
+parent run on the default queue and two sub-runs on the shards queue; their batches go to the
+render worker, which loads the model once for both runs. The server lets each run start once.
+Every job is rendered exactly once, every output verifies, and the review run the parent
+started waits suspended (no process, no slot), then publishes the files once answered.
 """
 
 import os
@@ -20,9 +22,9 @@ from flows.serve import (
     free_port,
     register,
     serving_environment,
+    start_flow_workers,
     start_render_worker,
     start_server,
-    start_worker,
     wait_for_render_workers,
     wait_until_healthy,
 )
@@ -36,7 +38,7 @@ from tests.conftest import SAMPLE_CHARTER_DIR
 pytestmark = pytest.mark.integration
 
 COMMUNES = ["Sète", "Collioure"]
-WORKERS = ["worker-1", "worker-2"]
+WORKERS = ["default-0", "shards-0", "reviews-0"]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             register(environment, gpu_slots=2)
             render_output = files.enter_context((logs / "render-worker.log").open("w"))
             processes.append(start_render_worker(environment, gpu=None, output=render_output))
-            for name in WORKERS:
-                output = files.enter_context((logs / f"{name}.log").open("w"))
-                processes.append(start_worker(name, environment, output=output))
+            # As `make serve` starts them on a machine without GPU: one worker per queue.
+            processes += start_flow_workers(environment, workers=1, gpus=0, logs=logs)
             wait_for_render_workers(api_url, processes[1:2])
             yield api_url, out, logs
     finally:
@@ -106,6 +107,7 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
                     break
                 time.sleep(1)
             assert review is not None, "no paused review run"
+            assert review.state.name == "Suspended"  # its process ended: no worker slot waits with it
             # The render run links to the studio's page for this review.
             from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -146,8 +148,9 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
     assert render_output.count("loading model demo") == 1, render_output
     for commune in COMMUNES:
         assert f"rendered 1 image(s): {commune} instagram_square" in render_output
-    # The workers raced for the flow runs (parent, 2 shards, review); the server let each start once.
+    # The workers raced for the flow runs (parent, 2 shards, review); the server let each start once,
+    # and the review once more when its answer came.
     started = "Flow run '(.+)' submitted to infrastructure"
     started_runs = [name for worker in WORKERS for name in re.findall(started, (logs / f"{worker}.log").read_text())]
-    assert sorted(started_runs) == sorted(run.name for run in [*renders, review])
+    assert sorted(started_runs) == sorted(run.name for run in [*renders, review, review])
     assert os.environ.get("PREFECT_API_URL") is None  # the test did not leak its server into others
