@@ -2,7 +2,8 @@
 
 import os
 
-GPU_LIMIT = "gpu"  # global concurrency limit held by render chunks: two slots per GPU (flows.serve)
+GPU_LIMIT = "gpu"  # global concurrency limit of the pool's GPUs: SLOTS_PER_GPU slots each (flows.serve)
+SLOTS_PER_GPU = 2  # a render chunk holds one (two overlap per GPU); a training run holds all of one GPU's
 # The work queue of a sharded render's sub-runs: its own workers serve it, so runs that wait for
 # other runs (the nightly, a sharded render) can never take every slot its shards need.
 SHARDS_QUEUE = "shards"

@@ -33,9 +33,11 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_worker import serve
 
+from flows.names import SLOTS_PER_GPU
+from pipelines.claims import JobClaims, abandoned
 from pipelines.cpu_stage import ExportTarget
 from pipelines.devices import GPU_BATCH_SIZE, default_batch_size
-from pipelines.errors import VisuelsError
+from pipelines.errors import ExportError, VisuelsError
 from pipelines.jobs import RenderJob
 from pipelines.render import RenderPlan, RenderSettings, RenderSetup, render_jobs
 from pipelines.third_party_logs import quiet_third_party_logs
@@ -45,10 +47,10 @@ if TYPE_CHECKING:  # imports the model libraries: only where a renderer is made
 
 log = logging.getLogger(__name__)
 
-CHUNKS_PER_DEVICE = 2  # one being generated, one being finished: the GPU never drains between chunks
+CHUNKS_PER_DEVICE = SLOTS_PER_GPU  # one being generated, one being finished: the GPU never drains between chunks
 BATCHES_PER_CHUNK = 8  # a task's size: Prefect's per-task cost stays under 1 % of its time
-CHUNK_TIMEOUT_S = 3600.0  # a worker that died mid-chunk fails the run instead of hanging it
-CHECK_EVERY_S = 30.0
+CHUNK_TIMEOUT_S = 6 * 3600.0  # a chunk still going after this is stuck: the run fails instead of waiting
+CHECK_EVERY_S = 10.0  # how often a run looks at its chunks' claims: a dead worker is seen within a minute
 STATE_POLL_S = 0.5
 
 # The renderer of this process: set by a render worker's main() or by the run rendering in its
@@ -72,8 +74,11 @@ def render_chunk_task(
     # The limit's name comes from the run: a render worker has no flow run of its own to ask.
     limit = concurrency(gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext()
     try:
-        with limit:
-            return [item.job.key for item in render_jobs(renderer, setup, jobs, target, settings)]
+        # The whole chunk claimed at once, before waiting for the GPU: other runs leave it alone,
+        # and the run that sent it sees it alive while the claims are renewed.
+        with JobClaims(target.database_url, target.output_root) as claims, limit:
+            claims.take(jobs)
+            return [item.job.key for item in render_jobs(renderer, setup, jobs, target, settings, claims)]
     except VisuelsError as exc:
         # A full disk, a changed charter: the chunk fails with its one line, and no traceback
         # fills the logs (the run passes the error on to whoever started it).
@@ -90,16 +95,20 @@ def connected_render_workers() -> int:
     return len(response.json())
 
 
-def _chunk_result(future: PrefectFuture[list[str]], sent_away: bool) -> list[str]:
+def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], target: ExportTarget | None) -> list[str]:
     """Wait for a chunk; a lost one fails the run rather than hang it.
 
-    Right after it starts, and for a moment after it ends, the server may not have recorded a
-    state for a task run sent to a render worker (states arrive as events): that is waited
-    through, never taken for a failure.
+    ``target`` is given for a chunk sent to a render worker. Right after it starts, and for a
+    moment after it ends, the server may not have recorded a state for the task run (states
+    arrive as events): that is waited through, never taken for a failure. Once the worker has
+    started it, the chunk's claims are its sign of life: when none of its unfinished jobs has a
+    live claim at two looks in a row, the worker is gone (claims lapse 40 s after their owner
+    stops renewing them), and the run fails within a minute, saying what to do.
     """
-    if not sent_away:
+    if target is None:
         return future.result()
     deadline = time.monotonic() + CHUNK_TIMEOUT_S
+    looked_dead = False
     while time.monotonic() < deadline:
         try:
             future.wait(timeout=CHECK_EVERY_S)
@@ -113,6 +122,16 @@ def _chunk_result(future: PrefectFuture[list[str]], sent_away: bool) -> list[str
             continue
         if future.state.is_final():
             return future.result()
+        if future.state.is_running():
+            dead = abandoned(target.database_url, target.output_root, chunk)
+            if dead and looked_dead:
+                raise ExportError(
+                    chunk[0].relative_path,
+                    None,
+                    "the render worker rendering it stopped (its claims lapsed): start it again and run"
+                    " this render again; what was recorded is kept",
+                )
+            looked_dead = dead
     raise TimeoutError(f"chunk {future.task_run_id} did not finish within {CHUNK_TIMEOUT_S:.0f} s")
 
 
@@ -156,17 +175,19 @@ def render_batches(
         automatic = default_batch_size(renderer.host.device) if renderer else GPU_BATCH_SIZE
         chunk_size = BATCHES_PER_CHUNK * (settings.batch_size or automatic)
         window = CHUNKS_PER_DEVICE * max(1, workers)
-        queued: deque[PrefectFuture[list[str]]] = deque()
+        queued: deque[tuple[PrefectFuture[list[str]], list[RenderJob]]] = deque()
 
         def collect_oldest() -> None:
-            done.extend(_chunk_result(queued.popleft(), sent_away))
+            future, chunk = queued.popleft()
+            done.extend(_chunk_result(future, chunk, target if sent_away else None))
             on_progress(len(done))
 
         for chunk in chunks(plan.pending, chunk_size):
             if len(queued) >= window:
                 collect_oldest()
             arguments = (plan.setup, chunk, target, settings, gpu_limit)
-            queued.append(render_chunk_task.delay(*arguments) if sent_away else render_chunk_task.submit(*arguments))
+            future = render_chunk_task.delay(*arguments) if sent_away else render_chunk_task.submit(*arguments)
+            queued.append((future, chunk))
         while queued:
             collect_oldest()
     return done

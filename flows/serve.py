@@ -23,7 +23,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import IO
 
-from flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE
+from flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
 from pipelines.marking.keys import ensure_local_chain, keys_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,8 +80,9 @@ def wait_until_healthy(api_url: str, server: subprocess.Popen, timeout: float = 
     raise RuntimeError(f"the Prefect server did not answer on {api_url} within {timeout:.0f} s")
 
 
-def register(environment: dict[str, str], gpu_slots: int) -> None:
-    """Work pool, GPU concurrency limit (two chunks per GPU) and every deployment of prefect.yaml."""
+def register(environment: dict[str, str], pool_gpus: int) -> None:
+    """Work pool and queues, the pool's GPU limit (SLOTS_PER_GPU per GPU of every machine in the
+    pool: a render chunk holds one, a training run a GPU's worth) and every deployment."""
     run = {"env": environment, "cwd": REPO, "capture_output": True, "text": True}
     pool = subprocess.run(prefect_command("work-pool", "create", POOL, "--type", "process"), **run)
     if pool.returncode and "already exists" not in pool.stdout + pool.stderr:
@@ -90,9 +91,12 @@ def register(environment: dict[str, str], gpu_slots: int) -> None:
         queue = subprocess.run(prefect_command("work-queue", "create", name, "--pool", POOL), **run)
         if queue.returncode and "already exists" not in queue.stdout + queue.stderr:
             raise RuntimeError(f"cannot create the {name} work queue: {queue.stdout}{queue.stderr}")
-    limit = subprocess.run(prefect_command("gcl", "create", GPU_LIMIT, "--limit", str(gpu_slots)), **run)
-    if limit.returncode and "already exists" not in limit.stdout + limit.stderr:
-        raise RuntimeError(f"cannot create the gpu limit: {limit.stdout}{limit.stderr}")
+    slots = str(SLOTS_PER_GPU * pool_gpus)
+    limit = subprocess.run(prefect_command("gcl", "create", GPU_LIMIT, "--limit", slots), **run)
+    if limit.returncode and "already exists" in limit.stdout + limit.stderr:  # sized again, as asked now
+        limit = subprocess.run(prefect_command("gcl", "update", GPU_LIMIT, "--limit", slots), **run)
+    if limit.returncode:
+        raise RuntimeError(f"cannot set the gpu limit: {limit.stdout}{limit.stderr}")
     deploy = subprocess.run(prefect_command("--no-prompt", "deploy", "--all"), **run)
     if deploy.returncode:
         raise RuntimeError(f"prefect deploy failed: {deploy.stdout}{deploy.stderr}")
@@ -185,6 +189,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=4200)
     parser.add_argument("--workers", type=int, help="process workers, which run the flows (default: one per GPU)")
     parser.add_argument("--compile", action="store_true", help="render workers torch.compile their models")
+    parser.add_argument(
+        "--pool-gpus", type=int, help="GPUs of every machine serving the pool, this one included (default: this one's)"
+    )
     args = parser.parse_args()
     api_url = f"http://127.0.0.1:{args.port}/api"
     if ensure_local_chain(keys_dir()):
@@ -195,7 +202,7 @@ def main() -> int:
     processes = [start_server(args.port, environment)]
     try:
         wait_until_healthy(api_url, processes[0])
-        register(environment, 2 * max(1, gpus))
+        register(environment, args.pool_gpus or max(1, gpus))
         processes += start_flow_workers(environment, args.workers or max(1, gpus), gpus)
         # Render workers keep their model loaded between runs: one per GPU, or one on the CPU.
         render_workers = [

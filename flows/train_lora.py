@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,10 @@ from PIL import Image
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import deployment
 
+from flows.names import GPU_LIMIT, SLOTS_PER_GPU
 from flows.progress import RunProgress
 from pipelines.form_fields import form_group, form_parameter
 from pipelines.model_reference import parse_model_option
@@ -33,7 +37,7 @@ def _inline_png(path: Path, width: int = 480) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-@task(name="train-lora", cache_policy=NO_CACHE, tags=["gpu"])
+@task(name="train-lora", cache_policy=NO_CACHE)
 def train_task(
     charter: str, base: str, config: TrainingConfig, resume: str | None, lora_dir: str | None
 ) -> TrainingSummary:
@@ -45,7 +49,11 @@ def train_task(
             progress.update(step)
 
     root = Path(lora_dir) if lora_dir else None
-    return run_training(Path(charter), parse_model_option(base), config, resume, root, on_step)
+    # A deployed run takes a whole GPU's slots of the pool's limit: rendering and training share
+    # the GPUs, each waiting for the other (the CLI's temporary server has no such limit).
+    limit = concurrency(GPU_LIMIT, occupy=SLOTS_PER_GPU, strict=False) if deployment.id else nullcontext()
+    with limit:
+        return run_training(Path(charter), parse_model_option(base), config, resume, root, on_step)
 
 
 @flow(name="train-charter-lora")

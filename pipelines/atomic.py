@@ -19,6 +19,7 @@ from pipelines.errors import ExportError
 from pipelines.liveness import host_name, is_gone
 
 OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
+FOLDER_MODE = 0o755  # and their folders listed, whatever the umask of the process that made them
 FOREIGN_STALE_AFTER_S = 24 * 3600  # another host's leftover: its process cannot be asked
 _TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
@@ -32,7 +33,7 @@ def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
     """
     temporary = target.parent / f".{target.name}.{host_name()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(target.parent)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         os.chmod(temporary, mode)  # whatever the umask: outputs are shared, keys are not
         yield temporary
@@ -44,6 +45,17 @@ def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
     finally:
         with suppress(OSError):
             temporary.unlink(missing_ok=True)
+
+
+def make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each readable and listable by all (FOLDER_MODE)."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue  # another process made it just now, with the same mode
+        os.chmod(path, FOLDER_MODE)
 
 
 def write_bytes_atomic(target: Path, data: bytes, mode: int = OUTPUT_MODE) -> None:

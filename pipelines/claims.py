@@ -9,7 +9,8 @@ A claim names its owner (``host:pid:tag``, one per rendering call) and expires `
 after it was last renewed; the owner's keeper thread renews it every ``RENEW_EVERY_S`` while the
 call runs. So a claim outlives its owner by at most a minute, and not at all when the owner was a
 process of this host that is gone (a killed run: the next one need not wait). Hosts' clocks are
-assumed to agree to within a few seconds (NTP).
+assumed to agree to within a few seconds (NTP). A render worker claims its whole chunk when it
+starts it, so the run that sent the chunk can tell a worker at work from a dead one.
 
 Claiming is one ``INSERT … ON CONFLICT (job_key) DO UPDATE … WHERE <the claim is free> RETURNING
 job_key``: PostgreSQL locks each conflicting row for the statement, and SQLite's writers are
@@ -34,8 +35,8 @@ from pipelines.database import Database, DatabaseError, claims_table, outputs_ta
 from pipelines.jobs import RenderJob
 from pipelines.liveness import host_name, is_gone
 
-CLAIM_TTL_S = 60.0  # a dead owner on another host is noticed within a minute
-RENEW_EVERY_S = 15.0
+CLAIM_TTL_S = 40.0  # a dead owner on another host is noticed within a minute
+RENEW_EVERY_S = 10.0
 KEYS_PER_STATEMENT = 500  # bounded IN lists and VALUES, for any database
 
 
@@ -52,6 +53,38 @@ def _owner_is_gone(owner: str) -> bool:
 def release_job(connection: Connection, key: str) -> None:
     """Drop a job's claim, in the caller's transaction (export: the job is done)."""
     connection.execute(delete(claims_table).where(claims_table.c.job_key == key))
+
+
+def abandoned(database_url: str, output_root: Path, jobs: list[RenderJob]) -> bool:
+    """Some of ``jobs`` are not done, and none is claimed by a caller still renewing its claims:
+    for the run that sent them to a render worker, the sign that the worker is gone."""
+    database = Database(database_url)
+    try:
+        with database.reading() as connection:
+            if len(_done(connection, output_root, jobs)) == len(jobs):
+                return False
+            for part in _parts([job.key for job in jobs]):
+                live = select(claims_table.c.job_key).where(
+                    claims_table.c.job_key.in_(part), claims_table.c.expires >= time.time()
+                )
+                if connection.execute(live.limit(1)).first() is not None:
+                    return False
+        return True
+    finally:
+        database.close()
+
+
+def _done(connection: Connection, output_root: Path, jobs: list[RenderJob]) -> set[str]:
+    """The keys of ``jobs`` whose file is recorded and on disk at its recorded size."""
+    recorded: dict[str, tuple[str, int]] = {}
+    for part in _parts([job.key for job in jobs]):
+        rows = connection.execute(
+            select(outputs_table.c.job_key, outputs_table.c.file, outputs_table.c.size).where(
+                outputs_table.c.job_key.in_(part)
+            )
+        )
+        recorded |= {key: (file, size) for key, file, size in rows}
+    return {job.key for job in jobs if manifest.is_done(output_root, job.relative_path, recorded.get(job.key))}
 
 
 def _parts(keys: list[str]) -> Iterable[list[str]]:
@@ -76,7 +109,7 @@ class JobClaims:
         with self._database.transaction() as connection:
             for part in _parts(keys):
                 claimed |= self._claim(connection, part)
-            done = self._done(connection, [job for job in jobs if job.key in claimed])
+            done = _done(connection, self.output_root, [job for job in jobs if job.key in claimed])
             for key in done:  # recorded since this call's plan was made: nothing to render
                 release_job(connection, key)
         return [job for job in jobs if job.key in claimed and job.key not in done]
@@ -84,7 +117,7 @@ class JobClaims:
     def unfinished(self, jobs: list[RenderJob]) -> list[RenderJob]:
         """The jobs of ``jobs`` whose file is not yet recorded and on disk."""
         with self._database.reading() as connection:
-            done = self._done(connection, jobs)
+            done = _done(connection, self.output_root, jobs)
         return [job for job in jobs if job.key not in done]
 
     def _claim(self, connection: Connection, keys: list[str]) -> set[str]:
@@ -104,17 +137,6 @@ class JobClaims:
             where=free,
         ).returning(claims_table.c.job_key)
         return set(connection.execute(statement).scalars())
-
-    def _done(self, connection: Connection, jobs: list[RenderJob]) -> set[str]:
-        recorded: dict[str, tuple[str, int]] = {}
-        for part in _parts([job.key for job in jobs]):
-            rows = connection.execute(
-                select(outputs_table.c.job_key, outputs_table.c.file, outputs_table.c.size).where(
-                    outputs_table.c.job_key.in_(part)
-                )
-            )
-            recorded |= {key: (file, size) for key, file, size in rows}
-        return {job.key for job in jobs if manifest.is_done(self.output_root, job.relative_path, recorded.get(job.key))}
 
     def _renew_until_stopped(self) -> None:
         while not self._stop.wait(RENEW_EVERY_S):

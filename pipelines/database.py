@@ -16,11 +16,25 @@ retouching) and ``ledger_checkpoints`` (signed heads of the ledger).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Column, Connection, Engine, Float, Index, Integer, MetaData, Table, Text, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -29,6 +43,7 @@ from pipelines import migrations
 from pipelines.errors import VisuelsError
 
 DATABASE_FILE = "visuels.sqlite"
+OPEN_PATIENCE_S = 60.0  # as long as a writer waits for SQLite's lock (the connections' timeout)
 
 LEDGER_FIELDS = (
     "created",
@@ -49,13 +64,18 @@ LEDGER_FIELDS = (
     "approval",
 )
 _INTEGER_FIELDS = ("seed", "width", "height", "parent_id")
+# 64 bits: seeds span 2**32 and beyond (SQLite's INTEGER is 64 bits already; PostgreSQL's is 32).
+BigNumber = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 ledger_table = Table(
     "ledger",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    *(Column(name, Integer if name in _INTEGER_FIELDS else Text) for name in LEDGER_FIELDS),
+    *(
+        Column(name, (BigNumber if name == "seed" else Integer) if name in _INTEGER_FIELDS else Text)
+        for name in LEDGER_FIELDS
+    ),
     Column("previous_hash", Text, nullable=False),
     Column("row_hash", Text, nullable=False),
     Index("ledger_watermark", "watermark"),
@@ -69,7 +89,7 @@ outputs_table = Table(
     Column("campaign", Text, nullable=False),
     Column("file", Text, nullable=False),
     Column("sha256", Text, nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigNumber, nullable=False),
     Column("watermark", Text, nullable=False),
     Column("thumbnail", Text, nullable=False),
     Column("compliance", Text, nullable=False),  # JSON
@@ -166,12 +186,19 @@ class Database:
             raise DatabaseError(str(parsed.database), None, "database not found")
         if self.is_sqlite and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine = self._engine(url)
-            with self.engine.begin() as connection:
-                migrations.upgrade(connection)
-        except SQLAlchemyError as exc:
-            raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
+        deadline = time.monotonic() + OPEN_PATIENCE_S
+        while True:
+            try:
+                self.engine = self._engine(url)
+                with self.engine.begin() as connection:
+                    migrations.upgrade(connection)
+                return
+            except SQLAlchemyError as exc:
+                # SQLite may answer "locked" at once, without waiting for the lock (seen when two
+                # processes open a new database at the same moment): asked again, it waits as usual.
+                if not (self.is_sqlite and "database is locked" in str(exc) and time.monotonic() < deadline):
+                    raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
+            time.sleep(0.05)
 
     def _engine(self, url: str) -> Engine:
         if not self.is_sqlite:

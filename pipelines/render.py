@@ -17,6 +17,7 @@ from pipelines import manifest, model_sources
 from pipelines.atomic import remove_leftover_temporaries
 from pipelines.campaign import Campaign, CommuneSelection, load_campaign, select_communes
 from pipelines.charter import load_charter
+from pipelines.claims import JobClaims
 from pipelines.cpu_stage import ExportTarget
 from pipelines.database import Database, database_url, is_missing
 from pipelines.devices import default_batch_size
@@ -178,8 +179,10 @@ def render_jobs(
     jobs: list[RenderJob],
     target: ExportTarget,
     settings: RenderSettings,
+    claims: JobClaims | None = None,
 ) -> list[ExportedFile]:
-    """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written."""
+    """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written
+    (``claims``: the caller's, if it holds some of the jobs already)."""
     batch_size = settings.batch_size or default_batch_size(renderer.host.device)
     if jobs:  # so that a retouch can load the same model and LoRA, from their hashes
         database = Database(target.database_url)
@@ -187,7 +190,7 @@ def render_jobs(
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].lora_hash, setup.lora)
         finally:
             database.close()
-    exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size)
+    exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims)
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
 
 import torch
 
@@ -70,15 +71,18 @@ class Renderer:
         jobs: list[RenderJob],
         target: ExportTarget,
         batch_size: int,
+        claims: JobClaims | None = None,
     ) -> list[ExportedFile]:
         """Generate, finish and record ``jobs``; return what this call exported, in batch order.
 
-        Each batch is claimed before it is generated: jobs another call is rendering (another run
-        of the campaign, another machine) are left to it and waited for at the end, so every job
-        is done when this returns, and none was rendered twice.
+        Each batch is claimed before it is generated (with ``claims``, the caller's, which may
+        hold some of these jobs already): jobs another call is rendering (another run of the
+        campaign, another machine) are left to it and waited for at the end, so every job is
+        done when this returns, and none was rendered twice.
         """
         exported: list[ExportedFile] = []
-        with JobClaims(target.database_url, target.output_root) as claims:
+        owned = JobClaims(target.database_url, target.output_root) if claims is None else nullcontext(claims)
+        with owned as claims:
 
             def render_claimable(candidates: list[RenderJob]) -> list[RenderJob]:
                 """Render what can be claimed of ``candidates``; return the jobs others hold or did."""

@@ -15,15 +15,17 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines import manifest
-from pipelines.atomic import write_bytes_atomic
+from pipelines.atomic import atomic_path
 from pipelines.database import Database, database_url
 from pipelines.errors import ReviewError
+from pipelines.hashing import sha256_file
 from pipelines.jobs import KEY_PREFIX_LENGTH
 from pipelines.marking.ledger import LedgerEntry, append, latest_for_jobs
 
 log = logging.getLogger(__name__)
 
 APPROVED_FOLDER = "approved"
+COPY_CHUNK = 1 << 20  # approving streams each file: a run of posters never sits in memory at once
 
 
 class ReviewDecision(BaseModel):
@@ -100,15 +102,9 @@ def apply_review(
         raise ReviewError(unknown[0], "rejected", "not one of this run's files")
     rejected = set(chosen.values())
     reasons = {name: decision.reason(given) for given, name in chosen.items()}
-    contents: dict[str, bytes] = {}
-    for name, entry in listing.items():
-        if name in rejected:
-            continue
-        data = (output_root / entry["file"]).read_bytes()
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            # Never publish a file that is not the one the reviewer saw in the contact sheet.
-            raise ReviewError(output_root / entry["file"], "sha256", "the file changed since it was rendered")
-        contents[name] = data
+    approved = sorted(name for name in listing if name not in rejected)
+    for name in approved:  # all checked before any is published; read in chunks, never whole
+        _check_unchanged(output_root / listing[name]["file"], listing[name]["sha256"])
     database = Database(database_url(output_root))
     try:
         previous_rows = latest_for_jobs(database, keys)  # each export's row, or an earlier review's
@@ -118,16 +114,41 @@ def apply_review(
         approved_folder = output_root / campaign_slug / APPROVED_FOLDER
         now = datetime.now(UTC).isoformat(timespec="seconds")
         by = f" (by {decision.reviewer})" if decision.reviewer else ""
-        for name in sorted(contents):
-            write_bytes_atomic(approved_folder / name, contents[name])
+        published: list[Path] = []
+        try:
+            for name in approved:
+                _publish(output_root / listing[name]["file"], approved_folder / name, listing[name]["sha256"])
+                published.append(approved_folder / name)
+        except ReviewError:
+            for path in published:  # every decision, or none: no approved file without its record
+                path.unlink(missing_ok=True)
+            raise
         with database.transaction() as connection:  # every decision of the review, or none
             for name, entry in sorted(listing.items()):
-                verdict = f"approved{by}" if name in contents else f"rejected: {reasons[name]}{by}"
+                verdict = f"approved{by}" if name not in rejected else f"rejected: {reasons[name]}{by}"
                 previous = previous_rows[entry["key"]]
                 fields = {field: previous[field] for field in LedgerEntry.model_fields}
                 fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)
                 append(connection, LedgerEntry(**fields))
     finally:
         database.close()
-    log.info("%s: %d approved, %d rejected", campaign_slug, len(contents), len(rejected))
-    return ReviewOutcome(approved=sorted(contents), rejected=sorted(rejected), approved_folder=approved_folder)
+    log.info("%s: %d approved, %d rejected", campaign_slug, len(approved), len(rejected))
+    return ReviewOutcome(approved=approved, rejected=sorted(rejected), approved_folder=approved_folder)
+
+
+def _check_unchanged(path: Path, sha256: str) -> None:
+    """Never publish a file that is not the one the reviewer saw in the contact sheet."""
+    if sha256_file(path) != sha256:
+        raise ReviewError(path, "sha256", "the file changed since it was rendered")
+
+
+def _publish(source: Path, target: Path, sha256: str) -> None:
+    """Copy ``source`` to ``target`` in chunks, hashing what is copied: a file changed since it was
+    checked is refused, and nothing is left at ``target``."""
+    digest = hashlib.sha256()
+    with atomic_path(target) as temporary, source.open("rb") as reading, temporary.open("wb") as writing:
+        while chunk := reading.read(COPY_CHUNK):
+            digest.update(chunk)
+            writing.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ReviewError(source, "sha256", "the file changed since it was rendered")

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from pipelines import claims
 from pipelines.claims import JobClaims
@@ -112,3 +112,16 @@ def test_callers_at_once_split_the_jobs_and_none_is_claimed_twice(tmp_path: Path
         thread.join()
     everything = [key for part in taken for key in part]
     assert sorted(everything) == sorted(keys(jobs))  # each job exactly once, whoever was quickest
+
+
+def test_jobs_are_abandoned_when_unfinished_and_no_live_caller_holds_any(tmp_path: Path, any_database_url: str) -> None:
+    url, jobs = any_database_url, fake_jobs(2)
+    Database(url).close()
+    assert claims.abandoned(url, tmp_path, jobs)  # nobody on them: a worker that never claimed, or died
+    hold(url, jobs[1].key, "other-host:1:live0000", time.time() + 30)
+    assert not claims.abandoned(url, tmp_path, jobs)  # one is being renewed: the worker is alive
+    database = Database(url)
+    with database.transaction() as connection:
+        connection.execute(update(claims_table).values(expires=time.time() - 1))  # it stopped renewing
+    database.close()
+    assert claims.abandoned(url, tmp_path, jobs)

@@ -18,6 +18,7 @@ from pipelines.marking.ledger import LedgerEntry
 
 
 def entry(number: int) -> LedgerEntry:
+    """A ledger row; its seed beyond 32 bits, as campaigns' seeds are."""
     return LedgerEntry(
         file=f"c/{number}.png",
         sha256=f"{number:064x}",
@@ -28,7 +29,7 @@ def entry(number: int) -> LedgerEntry:
         lora_hash=None,
         charter_hash="c",
         prompt="p",
-        seed=number,
+        seed=2**40 + number,
         width=8,
         height=8,
     )
@@ -105,5 +106,5 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     assert ledger.verify_chain(database) == (2, None)  # its row kept, one added
     database.close()
     with create_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert MigrationContext.configure(connection).get_current_revision() == "0003"
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []

@@ -140,9 +140,17 @@ def test_a_file_and_its_record_are_committed_together(jobs: list[RenderJob], tmp
 
 def test_outputs_are_readable_by_all_and_keys_by_their_owner(jobs: list[RenderJob], tmp_path: Path) -> None:
     job = jobs[0]
-    exported = export(picture(job), job, tmp_path)
+    umask = os.umask(0o077)  # a worker started with a strict umask: the outputs are shared all the same
+    try:
+        exported = export(picture(job), job, tmp_path)
+    finally:
+        os.umask(umask)
     assert (tmp_path / job.relative_path).stat().st_mode & 0o777 == 0o644
     assert (tmp_path / exported.thumbnail).stat().st_mode & 0o777 == 0o644
+    for folder in (tmp_path / job.relative_path).parents:
+        if folder == tmp_path:
+            break
+        assert folder.stat().st_mode & 0o777 == 0o755, folder
     assert signing_files().private_key.stat().st_mode & 0o777 == 0o600
 
 

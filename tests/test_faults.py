@@ -25,7 +25,6 @@ from pipelines.marking.verify import verify_file
 from pipelines.render import RenderPlan, finish_render, plan_render
 from pipelines.renderer import Renderer
 from tests.conftest import render_now
-from tests.test_renderer import database_rows
 
 pytestmark = pytest.mark.integration
 
@@ -76,9 +75,20 @@ raise SystemExit(main())
 """
 
 
-def assert_record_matches_files(out: Path, plan: RenderPlan) -> None:
+def rows(url: str, query: str) -> list[tuple]:
+    database = Database(url)
+    try:
+        with database.reading() as connection:
+            return [tuple(row) for row in connection.exec_driver_sql(query)]
+    finally:
+        database.close()
+
+
+def assert_record_matches_files(out: Path, plan: RenderPlan, url: str | None = None) -> None:
     """Exactly the expected pictures, whole; one outputs row and one export row per file, with the
-    file's sha256; manifest.json the same; the chain intact; every file verifying."""
+    file's sha256; manifest.json the same; the chain intact; every file verifying. ``url``: the
+    database of record, if not the output folder's."""
+    url = url or database_url(out)
     campaign_slug = plan.campaign_slug
     pictures = {
         str(path.relative_to(out)) for path in (out / campaign_slug).rglob("*.png") if "thumbnails" not in path.parts
@@ -86,13 +96,13 @@ def assert_record_matches_files(out: Path, plan: RenderPlan) -> None:
     assert pictures == {job.relative_path for job in plan.jobs}
     assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
     on_disk = {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in pictures}
-    assert dict(database_rows(out, "SELECT file, sha256 FROM outputs")) == on_disk
-    exports = database_rows(out, "SELECT file, sha256 FROM ledger WHERE parent_id IS NULL")
+    assert dict(rows(url, "SELECT file, sha256 FROM outputs")) == on_disk
+    exports = rows(url, "SELECT file, sha256 FROM ledger WHERE parent_id IS NULL")
     assert sorted(exports) == sorted(on_disk.items())  # one export row per file, none stale
     listed = json.loads((out / campaign_slug / "manifest.json").read_text(encoding="utf-8"))["files"]
     assert {entry["file"]: entry["sha256"] for entry in listed.values()} == on_disk
-    assert database_rows(out, "SELECT COUNT(*) FROM claims") == [(0,)]  # every claim released
-    database = Database(database_url(out))
+    assert rows(url, "SELECT COUNT(*) FROM claims") == [(0,)]  # every claim released
+    database = Database(url)
     try:
         assert ledger.verify_chain(database)[1] is None
         charter = load_charter(plan.setup.charter_path)
@@ -104,16 +114,27 @@ def assert_record_matches_files(out: Path, plan: RenderPlan) -> None:
 
 
 def test_two_renders_of_one_campaign_at_once_split_its_jobs_and_render_each_once(
-    make_campaign: Callable[..., Path], tmp_path: Path
+    make_campaign: Callable[..., Path], tmp_path: Path, any_database_url: str
 ) -> None:
+    """Two "machines": separate working folders, sharing only the output folder and the database
+    of record (a SQLite file, then a PostgreSQL server)."""
     campaign = make_campaign(audiences={"residents": "families", "visitors": "tourists"}, steps=2)  # 8 jobs
     out = tmp_path / "outputs"
     go = tmp_path / "go"
     runs = []
     for number in (1, 2):
-        ready = tmp_path / f"ready-{number}"
+        ready, machine = tmp_path / f"ready-{number}", tmp_path / f"machine-{number}"
+        machine.mkdir()
         command = [sys.executable, "-c", RENDER_PROCESS, str(campaign), str(out), str(ready), str(go)]
-        runs.append((ready, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        environment = os.environ | {"VISUELS_DATABASE_URL": any_database_url}
+        runs.append(
+            (
+                ready,
+                subprocess.Popen(
+                    command, cwd=machine, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                ),
+            )
+        )
     deadline = time.monotonic() + 300
     while not all(ready.exists() for ready, _ in runs) and time.monotonic() < deadline:
         assert all(run.poll() is None for _, run in runs), [run.communicate() for _, run in runs]
@@ -125,7 +146,7 @@ def test_two_renders_of_one_campaign_at_once_split_its_jobs_and_render_each_once
         assert run.returncode == 0, stderr
         counts.append(int(stdout.strip().splitlines()[-1]))
     assert sum(counts) == 8, counts  # both planned all 8: without claims, 16 would be rendered
-    assert_record_matches_files(out, plan_render(campaign, tmp_path / "elsewhere"))
+    assert_record_matches_files(out, plan_render(campaign, tmp_path / "elsewhere"), any_database_url)
 
 
 def test_a_full_disk_mid_run_ends_in_one_line_keeps_and_lists_what_was_finished_and_a_rerun_does_the_rest(

@@ -103,3 +103,44 @@ def test_a_chunk_a_worker_dropped_fails_the_run(
     with_one_render_worker(drop=1)
     with pytest.raises(RuntimeError, match="dropped chunk chunk-1"):
         send(plan, tmp_path, lambda done: None)
+
+
+class StartedChunk:
+    """A chunk's task run that a render worker started, ending after ``waits`` waits (None: never)."""
+
+    task_run_id = "chunk-1"
+
+    def __init__(self, waits: int | None) -> None:
+        self.left = waits
+        self.state = SimpleNamespace(is_final=lambda: self.left == 0, is_running=lambda: self.left != 0)
+
+    def wait(self, timeout: float) -> None:
+        if self.left:
+            self.left -= 1
+
+    def result(self) -> list[str]:
+        return ["done"]
+
+
+def test_a_chunk_whose_render_worker_died_fails_the_run_once_its_claims_lapse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from pipelines.claims import JobClaims
+    from pipelines.database import Database, claims_table, database_url
+    from pipelines.errors import ExportError
+
+    url = database_url(tmp_path)
+    chunk = [SimpleNamespace(key=f"{n:064x}", relative_path=f"c/{n}.png") for n in range(3)]
+    target = SimpleNamespace(database_url=url, output_root=tmp_path)
+    monkeypatch.setattr(render_batches_module, "CHECK_EVERY_S", 0.01)
+    worker = JobClaims(url, tmp_path)
+    worker.take(chunk)  # a render worker at work: its claims are live
+    assert render_batches_module._chunk_result(StartedChunk(waits=5), chunk, target) == ["done"]
+    database = Database(url)
+    with database.transaction() as connection:  # it died 40 s ago: nobody renewed its claims since
+        connection.execute(update(claims_table).values(expires=0.0))
+    database.close()
+    with pytest.raises(ExportError, match="the render worker rendering it stopped"):
+        render_batches_module._chunk_result(StartedChunk(waits=None), chunk, target)

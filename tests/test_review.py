@@ -83,6 +83,22 @@ def test_a_file_changed_since_rendering_is_not_published(rendered: tuple[Path, s
     assert not (out / slug / "approved").exists()
 
 
+def test_a_file_changed_while_publishing_leaves_no_approved_file_and_no_decision(
+    rendered: tuple[Path, str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.review
+
+    out, slug, keys = rendered
+    before = len(ledger_rows(out))
+    names = sorted(review_listing(out, slug, keys))
+    monkeypatch.setattr(pipelines.review, "_check_unchanged", lambda path, sha256: None)  # it was, when checked
+    (out / slug / names[1]).write_bytes(b"retouched meanwhile")  # the second one published
+    with pytest.raises(ReviewError, match="changed since it was rendered"):
+        apply_review(out, slug, keys, ReviewDecision())
+    assert [path for path in (out / slug / "approved").rglob("*") if path.is_file()] == []  # the first taken back
+    assert len(ledger_rows(out)) == before
+
+
 @pytest.mark.parametrize(
     ("values", "words"),
     [

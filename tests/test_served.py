@@ -61,7 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     try:
         with ExitStack() as files:
             wait_until_healthy(api_url, processes[0])
-            register(environment, gpu_slots=2)
+            register(environment, pool_gpus=1)
             render_output = files.enter_context((logs / "render-worker.log").open("w"))
             processes.append(start_render_worker(environment, gpu=None, output=render_output))
             # As `make serve` starts them on a machine without GPU: one worker per queue.
@@ -91,6 +91,8 @@ def test_a_sharded_campaign_renders_each_job_once_on_two_workers(served: tuple[s
         "run": {"output_dir": str(out), "shard_size": 1},
     }
     with temporary_settings({PREFECT_API_URL: api_url}):
+        with get_client(sync_client=True) as client:  # two slots per GPU of the pool (--pool-gpus 1)
+            assert client.read_global_concurrency_limit_by_name("gpu").limit == 2
         parent = run_deployment("render-campaign/render-campaign", parameters=parameters, timeout=420, poll_interval=2)
         assert parent.state is not None and parent.state.is_completed(), parent.state
         with get_client(sync_client=True) as client:
