@@ -83,7 +83,7 @@ def main() -> None:
         processes = [start_server(port, environment)]
         try:
             wait_until_healthy(api_url, processes[0])
-            register(environment, gpu_slots=1)
+            register(environment, pool_gpus=1)
             with worker_log.open("w") as output, temporary_settings({PREFECT_API_URL: api_url}):
                 processes.append(start_worker("bench", environment, limit=1, output=output))
                 timed_runs(COMMUNES[:1], out)  # warm-up: the demo model is built once, disk caches fill

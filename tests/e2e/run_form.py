@@ -58,7 +58,7 @@ def served_run_form() -> Iterator[str]:
         server = start_server(port, environment)
         try:
             wait_until_healthy(api_url, server)
-            register(environment, gpu_slots=1)
+            register(environment, pool_gpus=1)
             yield f"http://127.0.0.1:{port}/deployments/deployment/{_deployment_id(api_url, RENDER_DEPLOYMENT)}/run"
         finally:
             server.terminate()
