@@ -186,10 +186,13 @@ class Database:
             raise DatabaseError(str(parsed.database), None, "database not found")
         if self.is_sqlite and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = self._engine(url)
+        except SQLAlchemyError as exc:  # a driver missing for the URL's database
+            raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
         deadline = time.monotonic() + OPEN_PATIENCE_S
         while True:
             try:
-                self.engine = self._engine(url)
                 with self.engine.begin() as connection:
                     migrations.upgrade(connection)
                 return
