@@ -40,6 +40,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from pipelines import migrations
+from pipelines.atomic import OUTPUT_MODE, make_folders
 from pipelines.errors import VisuelsError
 
 DATABASE_FILE = "visuels.sqlite"
@@ -170,6 +171,18 @@ def display_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def _create_shared_file(path: Path) -> None:
+    """A new SQLite file readable by the other accounts that share the outputs, whatever the
+    umask (SQLite gives its -wal and -shm files the mode of the database file)."""
+    make_folders(path.parent)
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OUTPUT_MODE)
+    except FileExistsError:
+        return
+    os.fchmod(descriptor, OUTPUT_MODE)
+    os.close(descriptor)
+
+
 class Database:
     """One connection pool to the database of record; create one per process and pass it along."""
 
@@ -184,8 +197,8 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if must_exist and is_missing(url):
             raise DatabaseError(str(parsed.database), None, "database not found")
-        if self.is_sqlite and parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
+            _create_shared_file(Path(parsed.database))
         try:
             self.engine = self._engine(url)
         except SQLAlchemyError as exc:  # a driver missing for the URL's database

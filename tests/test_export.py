@@ -147,6 +147,8 @@ def test_outputs_are_readable_by_all_and_keys_by_their_owner(jobs: list[RenderJo
         os.umask(umask)
     assert (tmp_path / job.relative_path).stat().st_mode & 0o777 == 0o644
     assert (tmp_path / exported.thumbnail).stat().st_mode & 0o777 == 0o644
+    record = sorted(tmp_path.glob("visuels.sqlite*"))  # the database and its -wal and -shm files
+    assert record and all(path.stat().st_mode & 0o777 == 0o644 for path in record), record
     for folder in (tmp_path / job.relative_path).parents:
         if folder == tmp_path:
             break
