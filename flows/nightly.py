@@ -11,13 +11,14 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
+from prefect.exceptions import PrefectHTTPStatusError
 from pydantic import Field
 
 from flows.sub_runs import wait_for_runs
 from pipelines.campaign import load_campaign
 from pipelines.errors import VisuelsError
 from pipelines.form_fields import form_parameter
-from pipelines.render_request import CAMPAIGNS_DIR
+from pipelines.paths import campaigns_dir, project_dir
 
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 
@@ -35,8 +36,9 @@ def render_nightly(
             0 to 1,000,000; 0: never split.
     """
     logger = get_run_logger()
-    started = {}
-    for path in sorted(CAMPAIGNS_DIR.glob("*.yaml")):
+    project = project_dir()
+    started, refused = {}, {}
+    for path in sorted(campaigns_dir().glob("*.yaml")):
         try:
             if not load_campaign(path).spec.active:
                 continue
@@ -44,10 +46,17 @@ def render_nightly(
             logger.error("skipping %s", exc)
             continue
         parameters = {
-            "campaign": f"campaigns/{path.name}",
+            "campaign": path.relative_to(project).as_posix() if path.is_relative_to(project) else str(path),
             "review": True,
             "run": {"output_dir": output_dir, "shard_size": shard_size},
         }
-        started[path.name] = run_deployment(name=RENDER_DEPLOYMENT, parameters=parameters, timeout=0)
+        try:
+            started[path.name] = run_deployment(name=RENDER_DEPLOYMENT, parameters=parameters, timeout=0)
+        except PrefectHTTPStatusError as exc:  # the server refused this one: the others still run
+            # Typically a campaign added since the deployments were registered: the run form's
+            # list of campaigns does not have it yet (make serve registers them again).
+            logger.error("could not start %s: %s", path.name, exc.response.text)
+            refused[path.name] = "Not started"
     finished = wait_for_runs([run.id for run in started.values()])
-    return {name: run.state.name if run.state else "unknown" for name, run in zip(started, finished, strict=True)}
+    states = {name: run.state.name if run.state else "unknown" for name, run in zip(started, finished, strict=True)}
+    return states | refused

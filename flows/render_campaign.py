@@ -19,6 +19,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
 
+from flows.failures import log_known_failures_in_one_line
 from flows.names import GPU_LIMIT, SHARDS_QUEUE, studio_url
 from flows.progress import RunProgress
 from flows.render_batches import render_batches
@@ -179,6 +180,7 @@ def render_campaign(
         run: Where the files go and how the machine runs the model: the defaults suit most runs.
     """
     quiet_third_party_logs()
+    log_known_failures_in_one_line()
     output_root = Path(run.output_dir).resolve()
     planned = plan_campaign(campaign, output_root, selection, overrides, run, return_state=True)
     if planned.is_failed():  # the run ends failed with the input error's one line

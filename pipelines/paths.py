@@ -1,4 +1,4 @@
-"""Where visuels keeps its caches (the built demo model, file hashes)."""
+"""Where visuels finds its project folder and keeps its caches (the built demo model, file hashes)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,14 @@ DEMO_VERSION = 2  # bump when the demo model's architecture (pipelines/demo_mode
 def demo_model_dir() -> Path:
     """Where the demo model is built once, in diffusers format."""
     return cache_dir() / f"demo-model-v{DEMO_VERSION}"
+
+
+def project_dir() -> Path:
+    """The project folder: ``$VISUELS_HOME`` (where `make serve` runs the flows), else this checkout."""
+    explicit = os.environ.get("VISUELS_HOME")
+    return Path(explicit) if explicit else Path(__file__).resolve().parents[1]
+
+
+def campaigns_dir() -> Path:
+    """The project's campaigns, which the run form offers and the nightly renders."""
+    return project_dir() / "campaigns"

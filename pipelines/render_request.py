@@ -8,7 +8,6 @@ accepted from the CLI; the UI offers the known ones.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
@@ -17,19 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
 from pipelines.form_fields import blank_when_unset
 from pipelines.formats import FORMAT_PRESETS
-
-CAMPAIGNS_DIR = Path(__file__).resolve().parents[1] / "campaigns"
+from pipelines.paths import campaigns_dir
 
 FormatName = Literal[tuple(FORMAT_PRESETS)]  # type: ignore[valid-type]
 
 
 def _known_campaigns() -> list[str]:
-    return [f"campaigns/{path.name}" for path in sorted(CAMPAIGNS_DIR.glob("*.yaml"))]
+    return [f"campaigns/{path.name}" for path in sorted(campaigns_dir().glob("*.yaml"))]
 
 
 def _known_audiences() -> list[str]:
     names: set[str] = set()
-    for path in sorted(CAMPAIGNS_DIR.glob("*.yaml")):
+    for path in sorted(campaigns_dir().glob("*.yaml")):
         try:
             names.update((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("audiences", {}))
         except (OSError, yaml.YAMLError, AttributeError):

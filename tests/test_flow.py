@@ -6,8 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from uuid import uuid4
 
+import httpx
 import pytest
 from PIL import Image
+from prefect.exceptions import PrefectHTTPStatusError
 
 import pipelines.model_host
 from flows.render_campaign import render_campaign
@@ -229,25 +231,35 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
     make_campaign("a-active.yaml")
     make_campaign("b-paused.yaml", active=False)
     (tmp_path / "c-broken.yaml").write_text("name: [unclosed\n", encoding="utf-8")
+    make_campaign("d-refused.yaml")
     started: list[dict] = []
 
     def fake_run_deployment(name: str, parameters: dict, timeout: int) -> SimpleNamespace:
         assert name == "render-campaign/render-campaign" and timeout == 0  # started, not awaited one by one
+        if parameters["campaign"].endswith("d-refused.yaml"):
+            request = httpx.Request("POST", "http://server/api/deployments/x/create_flow_run")
+            response = httpx.Response(409, text="Validation failed for field 'campaign'", request=request)
+            raise PrefectHTTPStatusError("409 Conflict", request=request, response=response)
         started.append(parameters)
         return SimpleNamespace(id=uuid4())
 
     def fake_wait_for_runs(ids: list) -> list[SimpleNamespace]:
         return [SimpleNamespace(state=SimpleNamespace(name="Completed")) for _ in ids]
 
-    monkeypatch.setattr(flows.nightly, "CAMPAIGNS_DIR", tmp_path)
     monkeypatch.setattr(flows.nightly, "run_deployment", fake_run_deployment)
     monkeypatch.setattr(flows.nightly, "wait_for_runs", fake_wait_for_runs)
+    monkeypatch.setenv("VISUELS_HOME", str(tmp_path.parent))
+    monkeypatch.setattr(flows.nightly, "campaigns_dir", lambda: tmp_path)
     states = flows.nightly.render_nightly(output_dir="out", shard_size=500)
 
     assert started == [
-        {"campaign": "campaigns/a-active.yaml", "review": True, "run": {"output_dir": "out", "shard_size": 500}}
+        {
+            "campaign": f"{tmp_path.name}/a-active.yaml",  # relative to the project folder, as in the run form
+            "review": True,
+            "run": {"output_dir": "out", "shard_size": 500},
+        }
     ]  # the paused campaign is left alone, the broken one skipped (logged) without stopping the night
-    assert states == {"a-active.yaml": "Completed"}
+    assert states == {"a-active.yaml": "Completed", "d-refused.yaml": "Not started"}  # nor one the server refused
 
 
 def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
@@ -287,3 +299,22 @@ def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[...
     outcome = result["outcome"]
     rejected_file = summary.files[0].split("/", 1)[1]
     assert outcome.rejected == [rejected_file] and len(outcome.approved) == len(summary.job_keys) - 1
+
+
+def test_a_known_failure_is_logged_once_without_the_engine_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from flows.failures import FLOW_RUN_LOGGER, _KnownFailures, log_known_failures_in_one_line
+    from pipelines.errors import CampaignError
+
+    log_known_failures_in_one_line()
+    log_known_failures_in_one_line()  # installed once
+    logger = logging.getLogger(FLOW_RUN_LOGGER)
+    assert sum(isinstance(existing, _KnownFailures) for existing in logger.filters) == 1
+    for error in (CampaignError("campaign.yaml", "communes", "unknown commune"), RuntimeError("a bug")):
+        try:
+            raise error
+        except Exception:
+            logger.error("Engine execution exited with unexpected exception", exc_info=True)
+    [kept] = [record for record in caplog.records if record.name == FLOW_RUN_LOGGER]
+    assert isinstance(kept.exc_info[1], RuntimeError)  # a bug keeps its traceback
