@@ -25,6 +25,7 @@ from typing import IO
 
 from flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
 from pipelines.marking.keys import ensure_local_chain, keys_dir
+from pipelines.paths import project_dir
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
@@ -39,7 +40,7 @@ def serving_environment(api_url: str, extra: dict[str, str] | None = None) -> di
     environment = dict(os.environ)
     environment.update(
         PREFECT_API_URL=api_url,
-        VISUELS_HOME=str(REPO),
+        VISUELS_HOME=str(project_dir()),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_VERBOSITY="error",
@@ -118,7 +119,7 @@ def start_worker(
     return subprocess.Popen(
         prefect_command(*command),
         env=environment | extra,
-        cwd=REPO,
+        cwd=environment["VISUELS_HOME"],  # this machine's project folder
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
     )
@@ -132,7 +133,7 @@ def start_render_worker(
     return subprocess.Popen(
         [sys.executable, "-m", "flows.render_batches", *(["--compile"] if compile_models else [])],
         env=environment | extra,
-        cwd=REPO,
+        cwd=environment["VISUELS_HOME"],  # this machine's project folder
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
     )
@@ -156,7 +157,7 @@ def wait_for_render_workers(api_url: str, render_workers: list[subprocess.Popen]
 
 
 def start_flow_workers(
-    environment: dict[str, str], workers: int, gpus: int, logs: Path | None = None
+    environment: dict[str, str], workers: int, gpus: int, logs: Path | None = None, machine: str | None = None
 ) -> list[subprocess.Popen]:
     """Process workers for the default queue, as many for the shards queue, one for reviews.
 
@@ -166,12 +167,13 @@ def start_flow_workers(
     progress, then their parent, then the nightly. A review waiting for its answer holds no slot
     (it is suspended), and an answered one starts at once (its worker has no limit; a review
     does little: it moves files and appends ledger rows). A run that finds no render worker
-    renders in its own process, on its worker's GPU. With ``logs``, each worker writes to
-    ``logs/<name>.log``."""
+    renders in its own process, on its worker's GPU. Workers are named after ``machine`` (default:
+    this host), their queue and number: names are unique in the pool, whichever machines serve it.
+    With ``logs``, each worker writes to ``logs/<name>.log``."""
     started = []
     layout = [(queue, number, 2) for queue in ("default", SHARDS_QUEUE) for number in range(workers)]
     for queue, number, limit in [*layout, (REVIEWS_QUEUE, 0, None)]:
-        name, gpu = f"{queue}-{number}", number % gpus if gpus else None
+        name, gpu = f"{machine or socket.gethostname()}-{queue}-{number}", number % gpus if gpus else None
         # A log file per worker where asked (tests), else the console; the worker keeps its copy.
         with (logs / f"{name}.log").open("w") if logs else nullcontext() as output:
             started.append(start_worker(name, environment, limit, output=output, gpu=gpu, queue=queue))

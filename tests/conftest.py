@@ -148,12 +148,6 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'visuels.sqlite'}"
     from uuid import uuid4
 
-    from sqlalchemy import create_engine
+    from tests.postgres import new_database
 
-    server: str = request.getfixturevalue("postgres_url")
-    name = f"test_{uuid4().hex[:12]}"
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return f"{server.rsplit('/', 1)[0]}/{name}"
+    return new_database(request.getfixturevalue("postgres_url"), f"test_{uuid4().hex[:12]}")

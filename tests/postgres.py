@@ -73,3 +73,16 @@ def postgres_server() -> Iterator[str]:
             timeout=120,
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def new_database(server_url: str, name: str) -> str:
+    """Create an empty database ``name`` on the server of ``server_url``; return its URL."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        engine.dispose()
+    return f"{server_url.rsplit('/', 1)[0]}/{name}"

@@ -84,31 +84,37 @@ def rows(url: str, query: str) -> list[tuple]:
         database.close()
 
 
-def assert_record_matches_files(out: Path, plan: RenderPlan, url: str | None = None) -> None:
-    """Exactly the expected pictures, whole; one outputs row and one export row per file, with the
-    file's sha256; manifest.json the same; the chain intact; every file verifying. ``url``: the
-    database of record, if not the output folder's."""
+def assert_record_matches_files(out: Path, *plans: RenderPlan, url: str | None = None) -> None:
+    """Exactly the pictures of ``plans`` (one per campaign in the record), whole; one outputs row
+    and one export row per file, with the file's sha256; each manifest.json the same; the chain
+    intact; every file verifying. ``url``: the database of record, if not the output folder's."""
     url = url or database_url(out)
-    campaign_slug = plan.campaign_slug
     pictures = {
-        str(path.relative_to(out)) for path in (out / campaign_slug).rglob("*.png") if "thumbnails" not in path.parts
+        str(path.relative_to(out))
+        for plan in plans
+        for path in (out / plan.campaign_slug).rglob("*.png")
+        if not {"thumbnails", "approved"} & set(path.parts)
     }
-    assert pictures == {job.relative_path for job in plan.jobs}
+    assert pictures == {job.relative_path for plan in plans for job in plan.jobs}
     assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
     on_disk = {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in pictures}
     assert dict(rows(url, "SELECT file, sha256 FROM outputs")) == on_disk
     exports = rows(url, "SELECT file, sha256 FROM ledger WHERE parent_id IS NULL")
     assert sorted(exports) == sorted(on_disk.items())  # one export row per file, none stale
-    listed = json.loads((out / campaign_slug / "manifest.json").read_text(encoding="utf-8"))["files"]
-    assert {entry["file"]: entry["sha256"] for entry in listed.values()} == on_disk
+    for plan in plans:
+        listed = json.loads((out / plan.campaign_slug / "manifest.json").read_text(encoding="utf-8"))["files"]
+        assert {entry["file"]: entry["sha256"] for entry in listed.values()} == {
+            job.relative_path: on_disk[job.relative_path] for job in plan.jobs
+        }
     assert rows(url, "SELECT COUNT(*) FROM claims") == [(0,)]  # every claim released
     database = Database(url)
     try:
         assert ledger.verify_chain(database)[1] is None
-        charter = load_charter(plan.setup.charter_path)
-        for name in pictures:
-            report = verify_file(out / name, charter, database, signing_files().trust_anchors)
-            assert report.ok, (name, {key: check.detail for key, check in report.checks.items() if not check.passed})
+        for plan in plans:
+            charter = load_charter(plan.setup.charter_path)
+            for job in plan.jobs:
+                report = verify_file(out / job.relative_path, charter, database, signing_files().trust_anchors)
+                assert report.ok, (job.relative_path, {k: c.detail for k, c in report.checks.items() if not c.passed})
     finally:
         database.close()
 
@@ -146,7 +152,7 @@ def test_two_renders_of_one_campaign_at_once_split_its_jobs_and_render_each_once
         assert run.returncode == 0, stderr
         counts.append(int(stdout.strip().splitlines()[-1]))
     assert sum(counts) == 8, counts  # both planned all 8: without claims, 16 would be rendered
-    assert_record_matches_files(out, plan_render(campaign, tmp_path / "elsewhere"), any_database_url)
+    assert_record_matches_files(out, plan_render(campaign, tmp_path / "elsewhere"), url=any_database_url)
 
 
 def test_a_full_disk_mid_run_ends_in_one_line_keeps_and_lists_what_was_finished_and_a_rerun_does_the_rest(
