@@ -27,6 +27,7 @@ from flows.serve import (
     start_render_worker,
     start_server,
     start_worker,
+    stop,
     wait_for_render_workers,
     wait_until_healthy,
 )
@@ -96,10 +97,7 @@ def main() -> None:
                     on_worker = timed_runs(COMMUNES[1 + args.runs : 1 + 2 * args.runs], out)
                 worker_loads = render_log.read_text(encoding="utf-8").count(MODEL_LOAD)
         finally:
-            for process in reversed(processes):
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=60)
+            stop(processes)
 
     print(f"{platform.machine()}, prefect {version('prefect')}, torch {version('torch')}")
     for name, seconds, loads in (

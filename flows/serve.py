@@ -29,6 +29,7 @@ from pipelines.paths import project_dir
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
+STOP_PATIENCE_S = 20.0  # how long stopping waits for a process before it kills it
 
 
 def prefect_command(*arguments: str) -> list[str]:
@@ -180,6 +181,20 @@ def start_flow_workers(
     return started
 
 
+def stop(processes: list[subprocess.Popen], patience_s: float = STOP_PATIENCE_S) -> None:
+    """Ask each process to stop (the last started first), then kill those still running after
+    ``patience_s``: a worker that waits on a run's process must not keep Ctrl-C waiting."""
+    for process in reversed(processes):
+        process.terminate()
+    deadline = time.monotonic() + patience_s
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def gpu_count() -> int:
     import torch
 
@@ -217,10 +232,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop(processes)
     return 0
 
 
