@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,7 +126,14 @@ def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(run_form: str
         # Emptied again and sent: the defaults, without a null anywhere.
         browser.evaluate(_input_after("Steps"))
         browser.evaluate("document.execCommand('selectAll'); document.execCommand('delete')")
-        browser.evaluate(SUBMIT)
+        # The form checks itself again when asked; under load the first click can come before
+        # it has taken the emptied field in: click again until the run is there (once).
+        deadline = time.monotonic() + 60
+        while not _deployed_runs(api_url) and time.monotonic() < deadline:
+            browser.evaluate(SUBMIT)
+            waited = time.monotonic() + 10
+            while not _deployed_runs(api_url) and time.monotonic() < waited:
+                time.sleep(0.5)
         browser.wait_for("location.href.includes('tab=Runs') || location.href.includes('/flow-run/')", timeout=30)
         (run,) = _deployed_runs(api_url)
     assert "null" not in json.dumps(run["parameters"])
