@@ -19,8 +19,9 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
+from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ from prefect.task_worker import serve
 from flows.names import SLOTS_PER_GPU
 from pipelines.claims import JobClaims, abandoned
 from pipelines.cpu_stage import ExportTarget
+from pipelines.database import Database
 from pipelines.devices import GPU_BATCH_SIZE, default_batch_size
 from pipelines.errors import ExportError, VisuelsError
 from pipelines.jobs import RenderJob
@@ -95,17 +97,19 @@ def connected_render_workers() -> int:
     return len(response.json())
 
 
-def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], target: ExportTarget | None) -> list[str]:
+def _chunk_result(
+    future: PrefectFuture[list[str]], chunk: list[RenderJob], is_abandoned: Callable[[list[RenderJob]], bool] | None
+) -> list[str]:
     """Wait for a chunk; a lost one fails the run rather than hang it.
 
-    ``target`` is given for a chunk sent to a render worker. Right after it starts, and for a
+    ``is_abandoned`` is given for a chunk sent to a render worker. Right after it starts, and for a
     moment after it ends, the server may not have recorded a state for the task run (states
     arrive as events): that is waited through, never taken for a failure. Once the worker has
     started it, the chunk's claims are its sign of life: when none of its unfinished jobs has a
     live claim at two looks in a row, the worker is gone (claims lapse 40 s after their owner
     stops renewing them), and the run fails within a minute, saying what to do.
     """
-    if target is None:
+    if is_abandoned is None:
         return future.result()
     deadline = time.monotonic() + CHUNK_TIMEOUT_S
     looked_dead = False
@@ -123,7 +127,7 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], targ
         if future.state.is_final():
             return future.result()
         if future.state.is_running():
-            dead = abandoned(target.database_url, target.output_root, chunk)
+            dead = is_abandoned(chunk)
             if dead and looked_dead:
                 raise ExportError(
                     chunk[0].relative_path,
@@ -170,7 +174,12 @@ def render_batches(
     if sent_away:
         log.info("sending the chunks to %d render worker(s)", workers)
     done: list[str] = []
-    with nullcontext() if sent_away else rendering_here(settings) as renderer:
+    with nullcontext() if sent_away else rendering_here(settings) as renderer, ExitStack() as closing:
+        is_abandoned = None
+        if sent_away:  # chunks sent away are watched through their claims: one database opening for all
+            record = Database(target.database_url)
+            closing.callback(record.close)
+            is_abandoned = partial(abandoned, record, target.output_root)
         # Render workers choose their batch size when the run sets none: chunks are sized for a GPU.
         automatic = default_batch_size(renderer.host.device) if renderer else GPU_BATCH_SIZE
         chunk_size = BATCHES_PER_CHUNK * (settings.batch_size or automatic)
@@ -179,7 +188,7 @@ def render_batches(
 
         def collect_oldest() -> None:
             future, chunk = queued.popleft()
-            done.extend(_chunk_result(future, chunk, target if sent_away else None))
+            done.extend(_chunk_result(future, chunk, is_abandoned))
             on_progress(len(done))
 
         for chunk in chunks(plan.pending, chunk_size):

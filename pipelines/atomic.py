@@ -49,7 +49,11 @@ def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
 
 def make_folders(folder: Path) -> None:
     """Create ``folder`` and its missing parents, each readable and listable by all (FOLDER_MODE)."""
-    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    missing = []
+    for path in (folder, *folder.parents):  # on every write: only up to the first that exists
+        if path.exists():
+            break
+        missing.append(path)
     for path in reversed(missing):
         try:
             path.mkdir()

@@ -55,23 +55,19 @@ def release_job(connection: Connection, key: str) -> None:
     connection.execute(delete(claims_table).where(claims_table.c.job_key == key))
 
 
-def abandoned(database_url: str, output_root: Path, jobs: list[RenderJob]) -> bool:
+def abandoned(database: Database, output_root: Path, jobs: list[RenderJob]) -> bool:
     """Some of ``jobs`` are not done, and none is claimed by a caller still renewing its claims:
     for the run that sent them to a render worker, the sign that the worker is gone."""
-    database = Database(database_url)
-    try:
-        with database.reading() as connection:
-            if len(_done(connection, output_root, jobs)) == len(jobs):
+    with database.reading() as connection:
+        if len(_done(connection, output_root, jobs)) == len(jobs):
+            return False
+        for part in _parts([job.key for job in jobs]):
+            live = select(claims_table.c.job_key).where(
+                claims_table.c.job_key.in_(part), claims_table.c.expires >= time.time()
+            )
+            if connection.execute(live.limit(1)).first() is not None:
                 return False
-            for part in _parts([job.key for job in jobs]):
-                live = select(claims_table.c.job_key).where(
-                    claims_table.c.job_key.in_(part), claims_table.c.expires >= time.time()
-                )
-                if connection.execute(live.limit(1)).first() is not None:
-                    return False
-        return True
-    finally:
-        database.close()
+    return True
 
 
 def _done(connection: Connection, output_root: Path, jobs: list[RenderJob]) -> set[str]:

@@ -116,12 +116,11 @@ def test_callers_at_once_split_the_jobs_and_none_is_claimed_twice(tmp_path: Path
 
 def test_jobs_are_abandoned_when_unfinished_and_no_live_caller_holds_any(tmp_path: Path, any_database_url: str) -> None:
     url, jobs = any_database_url, fake_jobs(2)
-    Database(url).close()
-    assert claims.abandoned(url, tmp_path, jobs)  # nobody on them: a worker that never claimed, or died
-    hold(url, jobs[1].key, "other-host:1:live0000", time.time() + 30)
-    assert not claims.abandoned(url, tmp_path, jobs)  # one is being renewed: the worker is alive
     database = Database(url)
+    assert claims.abandoned(database, tmp_path, jobs)  # nobody on them: a worker that never claimed, or died
+    hold(url, jobs[1].key, "other-host:1:live0000", time.time() + 30)
+    assert not claims.abandoned(database, tmp_path, jobs)  # one is being renewed: the worker is alive
     with database.transaction() as connection:
         connection.execute(update(claims_table).values(expires=time.time() - 1))  # it stopped renewing
+    assert claims.abandoned(database, tmp_path, jobs)
     database.close()
-    assert claims.abandoned(url, tmp_path, jobs)

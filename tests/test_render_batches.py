@@ -7,6 +7,7 @@ recorder, so the queueing logic is checked without a server.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -127,20 +128,20 @@ def test_a_chunk_whose_render_worker_died_fails_the_run_once_its_claims_lapse(
 ) -> None:
     from sqlalchemy import update
 
-    from pipelines.claims import JobClaims
+    from pipelines.claims import JobClaims, abandoned
     from pipelines.database import Database, claims_table, database_url
     from pipelines.errors import ExportError
 
     url = database_url(tmp_path)
     chunk = [SimpleNamespace(key=f"{n:064x}", relative_path=f"c/{n}.png") for n in range(3)]
-    target = SimpleNamespace(database_url=url, output_root=tmp_path)
     monkeypatch.setattr(render_batches_module, "CHECK_EVERY_S", 0.01)
     worker = JobClaims(url, tmp_path)
     worker.take(chunk)  # a render worker at work: its claims are live
-    assert render_batches_module._chunk_result(StartedChunk(waits=5), chunk, target) == ["done"]
     database = Database(url)
+    is_abandoned = partial(abandoned, database, tmp_path)
+    assert render_batches_module._chunk_result(StartedChunk(waits=5), chunk, is_abandoned) == ["done"]
     with database.transaction() as connection:  # it died 40 s ago: nobody renewed its claims since
         connection.execute(update(claims_table).values(expires=0.0))
-    database.close()
     with pytest.raises(ExportError, match="the render worker rendering it stopped"):
-        render_batches_module._chunk_result(StartedChunk(waits=None), chunk, target)
+        render_batches_module._chunk_result(StartedChunk(waits=None), chunk, is_abandoned)
+    database.close()

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.serve import free_port, register, serving_environment, start_server, wait_until_healthy
+from flows.serve import free_port, register, serving_environment, start_server, stop, wait_until_healthy
 
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 # Headless, as root, on a machine with no network: no sandbox, no GPU, no background connections.
@@ -61,8 +61,7 @@ def served_run_form() -> Iterator[str]:
             register(environment, pool_gpus=1)
             yield f"http://127.0.0.1:{port}/deployments/deployment/{_deployment_id(api_url, RENDER_DEPLOYMENT)}/run"
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop([server])
 
 
 def _chromium(browser: str, *arguments: str) -> str:
