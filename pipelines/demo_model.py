@@ -139,15 +139,18 @@ def build_demo_pipeline() -> StableDiffusionPipeline:
         with torch.no_grad():
             unet.conv_out.bias.zero_()  # a random output bias would tint every picture alike
     vae = build_colour_vae()
-    # The UNet predicts the clean latent ("sample"): a LoRA on a random UNet then learns the
-    # references' colours directly, where with noise prediction the random errors dominate.
+    # The UNet predicts the velocity ("v_prediction"), for which the clean latent is mostly the
+    # prediction at high noise and mostly the noisy input at low noise. So a random UNet still
+    # paints colour fields from pure noise (and a LoRA learns the references' colours there
+    # directly, where with noise prediction the random errors dominate), while img2img at a low
+    # strength stays close to its source picture, as with a real model.
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
         num_train_timesteps=1000,
         steps_offset=1,
-        prediction_type="sample",
+        prediction_type="v_prediction",
     )
     return StableDiffusionPipeline(
         vae=vae,

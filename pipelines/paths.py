@@ -16,7 +16,7 @@ def cache_dir() -> Path:
     return base / "visuels"
 
 
-DEMO_VERSION = 2  # bump when the demo model's architecture (pipelines/demo_model.py) changes
+DEMO_VERSION = 3  # bump when the demo model (pipelines/demo_model.py) changes; 3: v-prediction
 
 
 def demo_model_dir() -> Path:
