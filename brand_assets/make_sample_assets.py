@@ -1,4 +1,6 @@
-"""Draw the sample charter's logos and reference images (Région Solane, a fictitious region).
+"""Draw the sample charter's logos and reference images (Région Solane, a fictitious region), and
+stand-ins for commune photos: no real photo can ship with the project, so these are drawn by
+code, credited as such in their photos.yaml, and only show the photo path working.
 
 Run from the repository root: ``python brand_assets/make_sample_assets.py``. The outputs are
 committed; this script is kept so they can be re-drawn or changed. Deterministic.
@@ -9,7 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 HERE = Path(__file__).parent / "solane"
 FONT = HERE / "fonts" / "DejaVuSans-Bold.ttf"
@@ -133,6 +136,81 @@ def draw_scene(kind: str, seed: int) -> Image.Image:
     return image
 
 
+# Stand-in photos: (commune folder, file, what it shows, seed).
+STAND_INS = [
+    ("34301-sete", "stand-in-harbour.jpg", "harbour", 1),
+    ("34301-sete", "stand-in-hill.jpg", "hill", 2),
+    ("66053-collioure", "stand-in-bay.jpg", "bay", 3),
+]
+PHOTO_SIZE = (768, 512)
+
+
+def draw_stand_in_photo(kind: str, seed: int) -> Image.Image:
+    """A photo-like scene: graded sky, sea with glints, a hillside, quays and houses, sensor noise."""
+    rng = random.Random(seed)
+    width, height = PHOTO_SIZE
+    horizon = int(height * (0.42 if kind != "hill" else 0.55))
+    rows = np.linspace(0.0, 1.0, horizon)[:, None, None]
+    sky = (1 - rows) * np.array([110, 160, 215]) + rows * np.array([205, 225, 238])
+    image = np.zeros((height, width, 3))
+    image[:horizon] = sky
+    sea_rows = np.linspace(0.0, 1.0, height - horizon)[:, None, None]
+    image[horizon:] = (1 - sea_rows) * np.array([40, 105, 150]) + sea_rows * np.array([20, 60, 95])
+    picture = Image.fromarray(image.astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    # The hill behind the town (Mont Saint-Clair, the slopes round a bay).
+    peak = rng.randint(width // 3, 2 * width // 3)
+    ridge = [(0, horizon), (peak, horizon - rng.randint(90, 150)), (width, horizon - rng.randint(10, 40))]
+    draw.polygon([*ridge, (width, horizon), (0, horizon)], fill=(88, 110, 70))
+    for _ in range(60 if kind == "hill" else 25):  # pines and scrub
+        x, y = rng.randint(0, width), rng.randint(horizon - 110, horizon)
+        r = rng.randint(4, 10)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(60, 85, 50))
+    # Houses along the water, lit from the left.
+    x = rng.randint(0, 30)
+    ground = horizon + (40 if kind == "harbour" else 15)
+    while x < width:
+        w, h = rng.randint(28, 60), rng.randint(30, 80)
+        wall = rng.choice([(232, 210, 170), (222, 180, 140), (240, 228, 200), (205, 150, 110)])
+        draw.rectangle((x, ground - h, x + w, ground), fill=wall)
+        draw.rectangle((x + w - 8, ground - h, x + w, ground), fill=tuple(int(c * 0.8) for c in wall))
+        draw.polygon([(x - 3, ground - h), (x + w // 2, ground - h - 12), (x + w + 3, ground - h)], fill=(170, 80, 55))
+        for wy in range(ground - h + 10, ground - 8, 16):
+            draw.rectangle((x + 6, wy, x + 12, wy + 8), fill=(60, 50, 45))
+        x += w + rng.randint(0, 6)
+    draw.rectangle((0, ground, width, ground + 8), fill=(150, 140, 125))  # the quay
+    if kind == "bay":  # a bell tower at the end of the quay
+        draw.rectangle((width - 120, ground - 140, width - 90, ground), fill=(200, 170, 130))
+        draw.ellipse((width - 124, ground - 160, width - 86, ground - 125), fill=(190, 120, 90))
+    for _ in range(12 if kind == "harbour" else 5):  # boats
+        bx, by = rng.randint(0, width - 60), rng.randint(ground + 20, height - 30)
+        draw.polygon([(bx, by), (bx + 50, by), (bx + 42, by + 12), (bx + 6, by + 12)], fill=(245, 245, 240))
+        draw.line((bx + 25, by, bx + 25, by - 40), fill=(230, 230, 225), width=2)
+    picture = picture.filter(ImageFilter.GaussianBlur(1.2))
+    grain = np.random.default_rng(seed).normal(0, 6, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(picture, dtype=np.float64) + grain, 0, 255).astype(np.uint8))
+
+
+def write_stand_in_photos() -> None:
+    folders: dict[str, list[tuple[str, str]]] = {}
+    for folder, name, kind, seed in STAND_INS:
+        target = HERE / "photos" / folder
+        target.mkdir(parents=True, exist_ok=True)
+        draw_stand_in_photo(kind, seed).save(target / name, quality=88)
+        folders.setdefault(folder, []).append((name, kind))
+    for folder, photos in folders.items():
+        lines = ["# Stand-ins drawn by brand_assets/make_sample_assets.py: NOT photos of the commune.", "photos:"]
+        for name, kind in photos:
+            lines += [
+                f"  - file: {name}",
+                f"    author: visuels sample assets ({kind} drawn by code)",
+                "    licence: CC0-1.0",
+                "    date: 2026-11-23",
+                "    stand_in: true",
+            ]
+        (HERE / "photos" / folder / "photos.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     logos = HERE / "logos"
     logos.mkdir(parents=True, exist_ok=True)
@@ -145,6 +223,7 @@ def main() -> None:
         stem = f"{index:02d}-{kind}"
         draw_scene(kind, seed=index).save(references / f"{stem}.png", optimize=True)
         (references / f"{stem}.txt").write_text(f"{TRIGGER} flat illustration, {caption}\n", encoding="utf-8")
+    write_stand_in_photos()
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def report(plan: RenderPlan, output_root: Path) -> Reports:
         create_table_artifact(
             key=f"compliance-{plan.campaign_slug}",
             table=reports.table,
-            description=f"Charter compliance of {plan.campaign_name}, every picture of the campaign",
+            description=f"Charter compliance of {plan.campaign_name}, every picture of the campaign"
+            + (f"; {len(plan.held)} held back for their prompt or texts (see the report)" if plan.held else ""),
         )
         # Over http, through the studio (browsers refuse file:// links from a web page).
         relative = reports.html.relative_to(output_root).as_posix()

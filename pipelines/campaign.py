@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from pipelines.charter import Charter, load_charter
 from pipelines.communes import Commune, commune_folders, load_communes
@@ -26,6 +26,12 @@ from pipelines.training.folders import WEIGHTS_FILE, latest_run, lora_root
 PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
 LATEST_LORA = "charter:latest"  # the newest complete LoRA trained on the campaign's charter
 AudienceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+# A text in one language (a campaign in one language), or per language code.
+Texts = (
+    Annotated[str, StringConstraints(max_length=80)]
+    | dict[LanguageCode, Annotated[str, StringConstraints(max_length=80)]]
+)
 
 
 class SchedulerName(StrEnum):
@@ -65,6 +71,50 @@ class LoraRef(_Strict):
     scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
+class Audience(_Strict):
+    """Who a picture speaks to: words in the prompt, tone, and its own texts.
+
+    Written as a plain string, an audience is its prompt words only.
+    """
+
+    prompt: str = Field(min_length=1, description="Words for this audience in the prompt ({audience}).")
+    tone: list[str] = Field(default_factory=list, description="Tone words added to the prompt (e.g. lively, calm).")
+    headline: Texts | None = Field(default=None, description="Set under the commune name; none: the campaign's.")
+    call_to_action: Texts = Field(default="", description="Set under the headline, e.g. a web address.")
+    languages: list[LanguageCode] | None = Field(
+        default=None, min_length=1, description="The languages of this audience's pictures; none: the campaign's."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_only(cls, data: object) -> object:
+        return {"prompt": data} if isinstance(data, str) else data
+
+
+class ControlNetRef(_Strict):
+    path: str = Field(description="A ControlNet for edges (Canny), as a local diffusers folder.")
+    scale: float = Field(default=1.0, ge=0.0, le=2.0, description="How strongly the edges steer the picture.")
+
+
+class PhotoUse(_Strict):
+    """How a commune's photos shape its pictures: img2img from the photo, its edges through a ControlNet, or both."""
+
+    strength: float | None = Field(
+        default=0.6, gt=0.0, le=1.0, description="img2img: share of the photo redrawn (low: close to it); null: none."
+    )
+    controlnet: ControlNetRef | None = None
+    canny_low: int = Field(default=100, ge=0, le=1000, description="Canny edge thresholds, on 0-255 gradients.")
+    canny_high: int = Field(default=200, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> PhotoUse:
+        if self.strength is None and self.controlnet is None:
+            raise ValueError("give a strength (img2img), a controlnet, or both")
+        if self.canny_low >= self.canny_high:
+            raise ValueError("canny_low must be below canny_high")
+        return self
+
+
 class CampaignSpec(_Strict):
     """The campaign file as written."""
 
@@ -75,18 +125,55 @@ class CampaignSpec(_Strict):
     lora: LoraRef | None = None
     prompt: str = Field(min_length=1, description="Template; placeholders: " + ", ".join(PLACEHOLDERS))
     season: str = Field(min_length=1)
-    headline: str = Field(
-        default="", max_length=80, description="Set under the commune name, in the campaign language."
+    headline: Texts = Field(default="", description="Set under the commune name: one text, or one per language.")
+    audiences: dict[AudienceName, Audience] = Field(
+        min_length=1, description="Audience name -> its prompt words, or its prompt, tone, texts and languages."
     )
-    audiences: dict[AudienceName, str] = Field(min_length=1, description="Audience name -> its words in the prompt.")
     formats: list[str] = Field(min_length=1)
-    language: str = "fr"
+    languages: list[LanguageCode] = Field(
+        default_factory=lambda: ["fr"],
+        min_length=1,
+        description="Languages of texts and AI label; the first is the report's.",
+    )
+    photos: PhotoUse | None = Field(
+        default=PhotoUse(), description="How communes with photos are rendered from them; null: photos are not used."
+    )
+    render_flagged: bool = Field(
+        default=False, description="Render jobs holding a sensitive term (marked for review); banned terms never."
+    )
     file_type: Literal["png", "jpeg", "webp"] = Field(default="png", description="Encoding of the output files.")
     steps: int = Field(default=25, ge=1, le=150)
     guidance: float = Field(default=7.0, ge=0.0, le=30.0)
     scheduler: SchedulerName = SchedulerName.euler
     seed: Seeds = Seeds()
     active: bool = Field(default=True, description="Rendered by the nightly run (render-nightly).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_language(cls, data: object) -> object:
+        """``language: fr``, as campaigns in one language write it, is ``languages: [fr]``."""
+        if isinstance(data, dict) and "language" in data:
+            if "languages" in data:
+                raise ValueError("give languages or language, not both")
+            data = {**data, "languages": [data["language"]]}
+            del data["language"]
+        return data
+
+    @field_validator("languages")
+    @classmethod
+    def _distinct_languages(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a language is listed twice")
+        return value
+
+    def audience_languages(self, audience: str) -> list[str]:
+        return self.audiences[audience].languages or self.languages
+
+    def texts(self, audience: str, language: str) -> tuple[str, str]:
+        """The headline and call to action of an audience's pictures in ``language``."""
+        chosen = self.audiences[audience]
+        headline = self.headline if chosen.headline is None else chosen.headline
+        return text_in(headline, language), text_in(chosen.call_to_action, language)
 
     @field_validator("prompt")
     @classmethod
@@ -111,6 +198,41 @@ class CampaignSpec(_Strict):
         return value
 
 
+def text_in(texts: str | dict[str, str], language: str) -> str:
+    """A text in ``language``: a plain string serves every language (``check_texts`` allows it for one)."""
+    return texts if isinstance(texts, str) else texts.get(language, "")
+
+
+def check_texts(spec: CampaignSpec, charter: Charter, path: Path) -> None:
+    """Each audience's languages have an AI label, a headline and a call to action (if it has any)."""
+    for index, language in enumerate(spec.languages):
+        if language not in charter.spec.ai_label.text:
+            raise CampaignError(path, f"languages[{index}]", f"the charter has no AI label text for '{language}'")
+    for name, audience in spec.audiences.items():
+        languages = spec.audience_languages(name)
+        for index, language in enumerate(audience.languages or []):
+            if language not in charter.spec.ai_label.text:
+                field = f"audiences.{name}.languages[{index}]"
+                raise CampaignError(path, field, f"the charter has no AI label text for '{language}'")
+        headline = (
+            ("headline", spec.headline)
+            if audience.headline is None
+            else (f"audiences.{name}.headline", audience.headline)
+        )
+        for field, texts in (headline, (f"audiences.{name}.call_to_action", audience.call_to_action)):
+            if isinstance(texts, str):
+                if texts and len(languages) > 1:
+                    raise CampaignError(
+                        path,
+                        field,
+                        f"pictures in {', '.join(languages)}: give this text per language ({{fr: ..., en: ...}})",
+                    )
+                continue
+            missing = [language for language in languages if not texts.get(language, "").strip()]
+            if missing and any(text.strip() for text in texts.values()):
+                raise CampaignError(path, field, f"no '{missing[0]}' text, and {name} pictures are made in it")
+
+
 class Campaign(BaseModel):
     """A validated campaign with its charter loaded and its communes selected."""
 
@@ -124,6 +246,7 @@ class Campaign(BaseModel):
     commune_folders: dict[str, str]  # INSEE code -> output folder, from the whole communes file
     model: ModelRef
     lora_path: Path | None
+    controlnet_path: Path | None = None
 
 
 def _find_communes(wanted: str, by_code: dict[str, Commune], by_name: dict[str, list[Commune]]) -> list[Commune]:
@@ -189,10 +312,7 @@ def load_campaign(path: str | Path) -> Campaign:
     if not charter_file.exists():
         raise CampaignError(campaign_path, "charter", f"charter not found: {charter_file}")
     charter = load_charter(charter_file)  # CharterError names the charter file itself
-    if spec.language not in charter.spec.ai_label.text:
-        raise CampaignError(
-            campaign_path, "language", f"the charter has no AI label text for language '{spec.language}'"
-        )
+    check_texts(spec, charter, campaign_path)
 
     communes_file = base / spec.communes.file
     try:
@@ -220,6 +340,16 @@ def load_campaign(path: str | Path) -> Campaign:
         if not lora_path.exists():
             raise CampaignError(campaign_path, "lora.path", f"LoRA weights not found: {lora_path}")
 
+    controlnet_path = None
+    if spec.photos is not None and spec.photos.controlnet is not None:
+        controlnet_path = (base / spec.photos.controlnet.path).resolve()
+        if not (controlnet_path / "config.json").is_file():
+            raise CampaignError(
+                campaign_path,
+                "photos.controlnet.path",
+                f"not a diffusers ControlNet folder (no config.json): {controlnet_path}",
+            )
+
     return Campaign(
         spec=spec,
         path=campaign_path.resolve(),
@@ -229,4 +359,5 @@ def load_campaign(path: str | Path) -> Campaign:
         commune_folders=commune_folders(all_communes),
         model=resolve_paths(spec.model, base),
         lora_path=lora_path,
+        controlnet_path=controlnet_path,
     )

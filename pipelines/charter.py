@@ -123,6 +123,53 @@ class Style(_Strict):
         return value
 
 
+class Fairness(_Strict):
+    """How prompts and texts are reviewed for bias and stereotypes (``pipelines.fairness``).
+
+    Terms match whole words, ignoring case and accents; a term may be several words.
+    """
+
+    banned_terms: list[str] = Field(default_factory=list, description="Never rendered: the job is left out.")
+    sensitive_terms: list[str] = Field(
+        default_factory=list,
+        description="Rendered only where the campaign allows it (render_flagged), then marked for review.",
+    )
+    people_terms: list[str] = Field(
+        default_factory=list, description="Words that put people in the picture: the diversity slots then apply."
+    )
+    diversity: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Slot name -> values (e.g. age: [children, older people]); each seed draws one value per slot.",
+    )
+
+    @field_validator("banned_terms", "sensitive_terms", "people_terms")
+    @classmethod
+    def _plain_terms(cls, terms: list[str]) -> list[str]:
+        for term in terms:
+            if not term.strip():
+                raise ValueError("an empty term")
+        return terms
+
+    @field_validator("diversity")
+    @classmethod
+    def _slots_have_values(cls, slots: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, values in slots.items():
+            if len(values) < 2 or not any(value.strip() for value in values):
+                raise ValueError(f"slot '{name}' needs at least two values to vary, one of them not empty")
+        return slots
+
+
+class Coherence(_Strict):
+    """How far an output's colours may stray from the rest of its campaign (``pipelines.coherence``)."""
+
+    max_distance: float = Field(
+        default=30.0, gt=0, description="Style distance to the campaign median beyond which an output is flagged."
+    )
+    max_reference_distance: float | None = Field(
+        default=None, gt=0, description="The same against the charter's reference images; none: not flagged."
+    )
+
+
 class CharterSpec(_Strict):
     """charter.yaml as written, before its files are checked."""
 
@@ -135,6 +182,8 @@ class CharterSpec(_Strict):
     ai_label: AiLabel
     style: Style
     references: str = Field(description="Folder of reference images with .txt captions.")
+    fairness: Fairness = Fairness()
+    coherence: Coherence = Coherence()
     creator: str = Field(min_length=1, description="Credit written into output metadata.")
 
     @field_validator("palette")

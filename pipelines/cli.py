@@ -34,6 +34,7 @@ from pipelines.render_request import Overrides, RenderRequest, RunSettings, Sele
 from pipelines.third_party_logs import quiet_third_party_logs
 
 if TYPE_CHECKING:  # pipelines.render imports torch: too slow for `visuels check`
+    from pipelines.campaign import Campaign
     from pipelines.database import Database
     from pipelines.derivatives import Derivative
     from pipelines.render import RenderPlan, RenderSummary
@@ -206,8 +207,36 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     return parser, commands.choices
 
 
-def _check_file(path: Path) -> str:
-    """Validate one file; return a one-line description of it."""
+def _describe_campaign(campaign: Campaign) -> str:
+    spec = campaign.spec
+    versions = sum(len(spec.audience_languages(name)) for name in spec.audiences)
+    count = len(campaign.communes) * versions * len(spec.formats)
+    photos = sum(1 for commune in campaign.communes if commune.photos)
+    from_photos = f", {photos} commune(s) rendered from their photos" if photos and spec.photos is not None else ""
+    return (
+        f"campaign '{spec.name}': {len(campaign.communes)} communes x {versions} audience-languages"
+        f" x {len(spec.formats)} formats = {count} images{from_photos}"
+    )
+
+
+def _lint(campaign: Campaign) -> int:
+    """Print the campaign's bias and stereotype findings; 1 if there is any."""
+    from pipelines.campaign_lint import lint_campaign
+
+    report = lint_campaign(campaign)
+    for finding in report.findings:
+        console.print(f"    {finding.message()}", highlight=False, markup=False)
+    if report.from_templates:
+        console.print(f"    ... and {report.from_templates} job(s) holding those template terms", highlight=False)
+    if report.held or report.for_review:
+        console.print(
+            f"    {report.held} job(s) held back, {report.for_review} rendered and marked for review", highlight=False
+        )
+    return 1 if report.findings else 0
+
+
+def _check_file(path: Path) -> int:
+    """Validate one file and print a line describing it (a campaign: and its review findings)."""
     from pipelines.campaign import load_campaign
     from pipelines.charter import load_charter
     from pipelines.communes import load_communes
@@ -215,24 +244,26 @@ def _check_file(path: Path) -> str:
 
     if path.suffix.lower() == ".csv":
         communes = load_communes(path)
-        return f"communes: {len(communes)} communes in {len({c.department for c in communes})} departments"
+        departments = len({c.department for c in communes})
+        console.print(f"ok  {path}: communes: {len(communes)} communes in {departments} departments", highlight=False)
+        return 0
     if path.is_dir() or read_yaml_mapping(path, CampaignError).get("palette") is not None:
         charter = load_charter(path)
-        return f"charter '{charter.spec.name}': {len(charter.spec.palette)} colours, 3 logos, font {charter.font.name}"
+        spec = charter.spec
+        description = f"charter '{spec.name}': {len(spec.palette)} colours, 3 logos, font {charter.font.name}"
+        console.print(f"ok  {path}: {description}", highlight=False)
+        return 0
     campaign = load_campaign(path)
-    spec = campaign.spec
-    count = len(campaign.communes) * len(spec.audiences) * len(spec.formats)
-    return (
-        f"campaign '{spec.name}': {len(campaign.communes)} communes x {len(spec.audiences)} audiences"
-        f" x {len(spec.formats)} formats = {count} images"
-    )
+    console.print(f"ok  {path}: {_describe_campaign(campaign)}", highlight=False)
+    return _lint(campaign)
 
 
 def _check(files: Sequence[Path]) -> int:
+    """0: every file valid, no review finding; 1: valid, with review findings; 2: a file is invalid."""
     status = 0
     for path in files:
         try:
-            console.print(f"ok  {path}: {_check_file(path)}", highlight=False)
+            status = max(status, _check_file(path))
         except VisuelsError as exc:
             errors.print(f"error: {exc}", highlight=False, markup=False)
             status = EXIT_BAD_INPUT

@@ -1,7 +1,8 @@
 """Communes data: a CSV of real communes with INSEE code, name, department and tags.
 
-Columns: ``insee,name,department,landscapes,landmarks``; ``landscapes`` and ``landmarks``
-hold several values separated by ``;``.
+Columns: ``insee,name,department,landscapes,landmarks``, and optionally ``photos``;
+``landscapes`` and ``landmarks`` hold several values separated by ``;``. ``photos`` names a
+folder of the commune's photos, relative to the CSV (``pipelines.photos``); empty: none.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.config_files import field_path, not_utf8, plain_message
 from pipelines.errors import CommunesError
+from pipelines.photos import CommunePhoto, load_photo_folder
 from pipelines.slugs import slugify
 
 COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
+OPTIONAL_COLUMNS = ("photos",)
 
 
 class Landscape(StrEnum):
@@ -56,6 +59,7 @@ class Commune(BaseModel):
 
     landscapes: list[Landscape] = Field(min_length=1)
     landmarks: list[str] = Field(min_length=1, max_length=2)
+    photos: tuple[CommunePhoto, ...] = ()
 
     @field_validator("landscapes", "landmarks", mode="before")
     @classmethod
@@ -96,7 +100,7 @@ def load_communes(path: str | Path) -> list[Commune]:
             missing = [column for column in COLUMNS if column not in header]
             if missing:
                 raise CommunesError(csv_path, "header", f"missing column(s): {', '.join(missing)}")
-            extra = [column for column in header if column not in COLUMNS]
+            extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS]
             if extra:
                 raise CommunesError(csv_path, "header", f"unknown column(s): {', '.join(extra)}")
             rows = list(reader)
@@ -112,12 +116,16 @@ def load_communes(path: str | Path) -> list[Commune]:
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         if None in row:
             raise CommunesError(csv_path, f"line {line}", "more values than columns")
+        photo_folder = (row.pop("photos", None) or "").strip()
         try:
             commune = Commune.model_validate(row)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = f"line {line}, {field_path(tuple(first['loc'][:1]))}" if first["loc"] else f"line {line}"
             raise CommunesError(csv_path, where, plain_message(first)) from None
+        if photo_folder:
+            photos = load_photo_folder(csv_path.parent / photo_folder, csv_path, f"line {line}, photos")
+            commune = commune.model_copy(update={"photos": photos})
         if commune.insee in seen:
             raise CommunesError(
                 csv_path, f"line {line}, insee", f"duplicate code {commune.insee} (line {seen[commune.insee]})"

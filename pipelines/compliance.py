@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from pipelines.charter import Charter
+from pipelines.coherence import StyleSignature
 from pipelines.postprocess.chain import PostprocessResult
 from pipelines.postprocess.logo import MIN_GRAPHIC_CONTRAST
 from pipelines.postprocess.typography import MIN_TEXT_CONTRAST
@@ -28,6 +29,7 @@ class Compliance(BaseModel):
     passed: bool
     reasons: list[str]
     notes: list[str] = []  # choices a designer should know of: the logo out of its usual corner...
+    style: StyleSignature | None = None  # colours, for the campaign's coherence (older records: none)
 
 
 def assess(result: PostprocessResult, charter: Charter) -> Compliance:
@@ -45,7 +47,7 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
     if result.label.contrast < MIN_TEXT_CONTRAST:
         reasons.append(f"label contrast {result.label.contrast:.1f}:1 < {MIN_TEXT_CONTRAST}:1")
     if result.text.overflow:
-        reasons.append("commune name or headline does not fit")
+        reasons.append("commune name, headline or call to action does not fit")
     if result.text.contrast < MIN_TEXT_CONTRAST:
         reasons.append(f"text contrast {result.text.contrast:.1f}:1 < {MIN_TEXT_CONTRAST}:1")
     reasons += result.text.collisions
@@ -67,4 +69,5 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
         passed=not reasons,
         reasons=reasons,
         notes=[note for note in (result.logo.note, result.text.note) if note],
+        style=result.style,
     )

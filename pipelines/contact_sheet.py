@@ -24,17 +24,18 @@ def _caption(name: str, entry: dict) -> str:
     inputs = entry.get("inputs") or {}
     check = entry.get("compliance") or {}
     # Text symbols, not emoji: they show in any font, where an emoji may be an empty box.
-    verdict = "" if not check else (" ✔" if check.get("passed") else " ⚠ " + "; ".join(check.get("reasons", [])))
-    what = " · ".join(
-        part for part in (inputs.get("commune_name"), inputs.get("format"), inputs.get("audience")) if part
-    )
-    return f"**{entry['key'][:12]}** {what or name}{verdict}".replace("|", "/")
+    verdict = "" if not check else (" ✔" if check.get("passed") else " ⚠")
+    flags = " ⚑ " + "; ".join(entry["attention"]) if entry.get("attention") else ""
+    parts = (inputs.get("commune_name"), inputs.get("format"), inputs.get("audience"), inputs.get("language"))
+    what = " · ".join(part for part in parts if part)
+    return f"**{entry['key'][:12]}** {what or name}{verdict}{flags}".replace("|", "/")
 
 
 def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dict]) -> str:
-    """``listing`` maps the names shown to designers to manifest entries (with key and thumbnail)."""
+    """``listing`` maps the names shown to designers to manifest entries (with key and thumbnail), in
+    the order to show them (``review_listing``: those to look at first first)."""
     lines = [f"# {title}", "", f"{len(listing)} file(s). Codes in bold name the files in the review form.", ""]
-    names = sorted(listing)
+    names = list(listing)
     shown = names[:MAX_THUMBNAILS]
     if shown:
         lines += ["| " + " | ".join([" "] * COLUMNS) + " |", "|" + "---|" * COLUMNS]

@@ -80,7 +80,14 @@ def finish_picture(
     if job.charter_hash != charter.hash:
         raise CampaignError(target.charter_path, None, "the charter changed since the campaign was planned")
     result = postprocess(
-        Image.fromarray(pixels), charter, job.width, job.height, job.language, job.commune_name, job.headline
+        Image.fromarray(pixels),
+        charter,
+        job.width,
+        job.height,
+        job.language,
+        job.commune_name,
+        job.headline,
+        job.call_to_action,
     )
     marking = MarkingContext(
         creator=charter.spec.creator, model=target.model_description, signing=target.signing, run_id=target.run_id

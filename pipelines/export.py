@@ -1,7 +1,8 @@
 """Exporting one output: the marked file, its thumbnail, then its record, committed together.
 
 Export marks every file last (``pipelines.marking.mark``): invisible watermark (payload: the
-first 64 bits of the job key), IPTC XMP, signed C2PA manifest. Then, in one transaction of the
+first 64 bits of the job key), IPTC XMP, signed C2PA manifest (with the commune photo it was
+made from, if any, and that photo's edge map saved for review). Then, in one transaction of the
 database of record, the file's ledger row and its outputs row; the job's claim is dropped in
 the same transaction (``pipelines.claims``). A file written but not yet recorded (a kill in
 between) is simply rendered again by the next run, over the same path, and recorded once.
@@ -22,9 +23,12 @@ from pipelines.database import Database
 from pipelines.errors import ExportError
 from pipelines.jobs import KEY_PREFIX_LENGTH, RenderJob
 from pipelines.marking import ledger
+from pipelines.marking.c2pa_manifest import Ingredient
 from pipelines.marking.mark import MarkingContext, write_marked
+from pipelines.photos import edge_map, fit_photo
 
 THUMBNAIL_SIDE = 320
+PHOTO_MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
 
 class ExportedFile(BaseModel):
@@ -59,6 +63,33 @@ def thumbnail_path(job: RenderJob) -> str:
     return f"{job.campaign}/thumbnails/{job.key[:KEY_PREFIX_LENGTH]}.jpg"
 
 
+def edges_path(campaign: str, key: str) -> str:
+    """Where the edge map of a job's photo is kept for review, relative to the output root."""
+    return f"{campaign}/edges/{key[:KEY_PREFIX_LENGTH]}.png"
+
+
+def photo_ingredient(job: RenderJob) -> Ingredient | None:
+    if job.photo is None:
+        return None
+    path = Path(job.photo.path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(path, None, f"cannot read the commune photo: {exc.strerror}") from None
+    return Ingredient(
+        title=path.name, data=data, mime_type=PHOTO_MIME_TYPES[path.suffix.lower()], credit=job.photo.credit
+    )
+
+
+def save_edge_map(job: RenderJob, output_root: Path) -> None:
+    """The edge map the render saw (the photo at the generation size), as a PNG for reviewers."""
+    if job.photo is None:
+        return
+    photo = fit_photo(Path(job.photo.path), job.generation_width, job.generation_height)
+    edges = Image.fromarray(edge_map(photo, job.photo.canny_low, job.photo.canny_high))
+    write_with(output_root / edges_path(job.campaign, job.key), lambda temporary: edges.save(temporary, format="PNG"))
+
+
 def export_picture(
     image: Image.Image,
     job: RenderJob,
@@ -85,7 +116,8 @@ def export_picture(
         width=job.width,
         height=job.height,
     )
-    marked = write_marked(image, target, job.file_type, entry, job.dpi, marking)
+    marked = write_marked(image, target, job.file_type, entry, job.dpi, marking, photo=photo_ingredient(job))
+    save_edge_map(job, output_root)
     thumbnail = Image.fromarray(marked.pixels)
     thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     write_with(

@@ -1,8 +1,11 @@
-"""Batched text-to-image through diffusers, deterministic per job."""
+"""Batched generation through diffusers, deterministic per job: from text, or from a commune's photo
+(img2img, its edges through a ControlNet, or both)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +21,7 @@ from diffusers import (
 
 from pipelines.errors import ModelError
 from pipelines.jobs import BATCH_FIELDS, HiresPass, RenderJob, batch_signature
+from pipelines.photos import edge_map, fit_photo
 
 SCHEDULERS = {
     "euler": EulerDiscreteScheduler,
@@ -36,8 +40,23 @@ def use_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
         pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
 
 
-def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[np.ndarray]:
+def img2img_steps(steps: int, strength: float) -> int:
+    """The schedule's length for an img2img pass of ``steps`` at ``strength``: diffusers runs
+    ``int(steps * strength)`` of them, so a short schedule at a low strength would run none (and
+    fail). At least one is run."""
+    return max(steps, math.ceil(1 / strength))
+
+
+def _generators(jobs: Sequence[RenderJob]) -> list[torch.Generator]:
+    return [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
+
+
+def generate(
+    pipeline: DiffusionPipeline, jobs: Sequence[RenderJob], controlnet: torch.nn.Module | None = None
+) -> list[np.ndarray]:
     """Render jobs that share a batch signature in one diffusers call: H×W×3 uint8 pictures.
+
+    ``controlnet``: loaded by the caller for jobs whose photo steers through one.
 
     Each job gets its own CPU generator seeded with its seed, so its starting noise does not
     depend on the batch it lands in or on the device. The pictures become bytes on the device,
@@ -50,18 +69,20 @@ def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[np.
             if got != wanted:
                 raise ValueError(f"jobs in one batch must share `{field}`: got {wanted!r} and {got!r}")
     use_scheduler(pipeline, first.scheduler)
-    generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
     with torch.inference_mode():
-        result = pipeline(
-            prompt=[job.prompt for job in jobs],
-            negative_prompt=[job.negative_prompt for job in jobs],
-            width=first.generation_width,
-            height=first.generation_height,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
-            generator=generators,
-            output_type="pt",
-        )
+        if first.photo is None:
+            result = pipeline(
+                prompt=[job.prompt for job in jobs],
+                negative_prompt=[job.negative_prompt for job in jobs],
+                width=first.generation_width,
+                height=first.generation_height,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance,
+                generator=_generators(jobs),
+                output_type="pt",
+            )
+        else:
+            result = from_photos(pipeline, jobs, controlnet)
         refuse_flagged(jobs, result)
         pictures = result.images
         if first.hires is not None:
@@ -69,6 +90,62 @@ def generate(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob]) -> list[np.
         # The same rounding as diffusers' own conversion to PIL: float32, x 255, round half to even.
         pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return list(pixels.cpu().numpy())
+
+
+def _as_batch(pictures: list[np.ndarray]) -> torch.Tensor:
+    """H×W×3 uint8 pictures as the B×3×H×W floats in [0, 1] that diffusers' image processors take."""
+    return torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def control_images(jobs: Sequence[RenderJob]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each job's photo fitted to the generation size, and its Canny edge map (H×W, 0 or 255)."""
+    first = jobs[0]
+    photos, edges = [], []
+    for job in jobs:
+        assert job.photo is not None
+        photo = fit_photo(Path(job.photo.path), first.generation_width, first.generation_height)
+        photos.append(photo)
+        edges.append(edge_map(photo, job.photo.canny_low, job.photo.canny_high))
+    return photos, edges
+
+
+def from_photos(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob], controlnet: torch.nn.Module | None) -> object:
+    """The first pass from each job's photo: img2img from it, its edges steering a ControlNet, or both.
+
+    The derived pipelines share ``pipeline``'s modules (weights, LoRA, scheduler): nothing is
+    loaded or copied. Imported here for the reason ``redraw_larger`` gives.
+    """
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+
+    first = jobs[0]
+    source = first.photo
+    assert source is not None
+    photos, edges = control_images(jobs)
+    steps = first.steps if source.strength is None else img2img_steps(first.steps, source.strength)
+    common = {
+        "prompt": [job.prompt for job in jobs],
+        "negative_prompt": [job.negative_prompt for job in jobs],
+        "num_inference_steps": steps,
+        "guidance_scale": first.guidance,
+        "generator": _generators(jobs),
+        "output_type": "pt",
+    }
+    if source.controlnet_path is None:
+        redraw = AutoPipelineForImage2Image.from_pipe(pipeline)
+        redraw.set_progress_bar_config(disable=True)
+        return redraw(image=_as_batch(photos), strength=source.strength, **common)
+    if controlnet is None:
+        raise ModelError(source.controlnet_path, "photos.controlnet", "the ControlNet was not loaded")
+    edge_batch = _as_batch([np.repeat(edge[..., None], 3, axis=2) for edge in edges])
+    steering = {"controlnet_conditioning_scale": source.controlnet_scale}
+    if source.strength is None:
+        steer = AutoPipelineForText2Image.from_pipe(pipeline, controlnet=controlnet)
+        steer.set_progress_bar_config(disable=True)
+        size = {"width": first.generation_width, "height": first.generation_height}
+        return steer(image=edge_batch, **size, **steering, **common)
+    steer = AutoPipelineForImage2Image.from_pipe(pipeline, controlnet=controlnet)
+    steer.set_progress_bar_config(disable=True)
+    return steer(image=_as_batch(photos), control_image=edge_batch, strength=source.strength, **steering, **common)
 
 
 def refuse_flagged(jobs: Sequence[RenderJob], result: object) -> None:
@@ -112,9 +189,9 @@ def redraw_larger(
                 negative_prompt=[job.negative_prompt for job in jobs],
                 image=larger,
                 strength=hires.strength,
-                num_inference_steps=first.steps,
+                num_inference_steps=img2img_steps(first.steps, hires.strength),
                 guidance_scale=first.guidance,
-                generator=[torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs],
+                generator=_generators(jobs),
                 output_type="pt",
             )
             refuse_flagged(jobs, result)

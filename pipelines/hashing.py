@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,6 @@ def sha256_file(path: Path) -> str:
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_files(paths: Iterable[Path], root: Path) -> str:
-    """Hash several files together, each under its path relative to ``root``."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(sha256_file(path).encode())
-        digest.update(b"\n")
     return digest.hexdigest()
 
 

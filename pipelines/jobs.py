@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict
 
 from pipelines.campaign import Campaign, SeedPolicy
 from pipelines.communes import Commune
+from pipelines.fairness import diversity_words, scan, shows_people
 from pipelines.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
-from pipelines.hashing import cached_sha256_file, sha256_files, sha256_json
+from pipelines.hashing import cached_sha256_file, sha256_json
 from pipelines.model_reference import ModelInfo
 from pipelines.paths import cache_dir
 from pipelines.postprocess import POSTPROCESS_VERSION
@@ -33,8 +34,32 @@ class HiresPass(BaseModel):
     strength: float
 
 
+class PhotoSource(BaseModel):
+    """The commune photo a job renders from, how, and its credit (``pipelines.photos``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str  # where this machine reads it: not part of the key, its hash is
+    sha256: str
+    credit: str  # "Author (licence, date)", as metadata and the report show it
+    strength: float | None  # img2img strength; None: the ControlNet alone
+    controlnet_path: str | None  # not part of the key, its hash is
+    controlnet_hash: str | None
+    controlnet_scale: float | None
+    canny_low: int
+    canny_high: int
+
+    def shaping(self) -> dict:
+        return self.model_dump(mode="json", exclude={"path", "controlnet_path"})
+
+    @property
+    def mode(self) -> tuple:
+        """What a batch's jobs must share to go through one pipeline call."""
+        return (self.strength, self.controlnet_path, self.controlnet_scale)
+
+
 class RenderJob(BaseModel):
-    """One output file: a commune, an audience and a format."""
+    """One output file: a commune, an audience, a language and a format."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -43,6 +68,7 @@ class RenderJob(BaseModel):
     commune_insee: str
     commune_name: str
     headline: str
+    call_to_action: str = ""
     audience: str
     format: str
     width: int
@@ -65,7 +91,14 @@ class RenderJob(BaseModel):
     language: str
     file_type: str
     postprocess_version: str
+    photo: PhotoSource | None = None
+    review: list[str] = []  # sensitive terms found: rendered only if the campaign allows, for review
+    banned: list[str] = []  # banned terms found: never rendered
     relative_path: str
+
+    @property
+    def photo_mode(self) -> tuple | None:
+        return None if self.photo is None else self.photo.mode
 
 
 def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
@@ -105,90 +138,158 @@ def derive_seed(policy: SeedPolicy, base: int, commune: Commune, audience: str, 
     return int(sha256_json(parts)[:8], 16)
 
 
-def build_prompt(campaign: Campaign, commune: Commune, audience: str) -> str:
+def build_prompt(campaign: Campaign, commune: Commune, audience: str, seed: int) -> str:
+    """Charter style, the campaign's template for this commune and audience, the audience's tone words,
+    and, where the prompt shows people, one value per diversity slot drawn from the seed."""
     spec = campaign.spec
+    chosen = spec.audiences[audience]
     body = spec.prompt.format(
         commune=commune.name,
         landmark=commune.landmarks[0],
         landscape=" and ".join(tag.value for tag in commune.landscapes[:2]),
-        audience=spec.audiences[audience],
+        audience=chosen.prompt,
         season=spec.season,
     )
-    return f"{campaign.charter.spec.style.prompt}, {body}"
+    parts = [campaign.charter.spec.style.prompt, body, *chosen.tone]
+    fairness = campaign.charter.spec.fairness
+    if fairness.diversity and shows_people(body, fairness):
+        parts += diversity_words(fairness, seed)
+    return ", ".join(parts)
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a file, remembered between runs (weights and photos do not change often)."""
+    return cached_sha256_file(path, cache_dir() / "file-hashes.json")
+
+
+def folder_hash(path: Path, pattern: str = "*.safetensors") -> str:
+    """Hash of a folder's weight files together, each under its path in the folder."""
+    files = sorted(path.rglob(pattern))
+    return sha256_json([[file.relative_to(path).as_posix(), file_hash(file)] for file in files])
 
 
 def lora_hash(path: Path | None) -> str | None:
     if path is None:
         return None
-    hash_cache = cache_dir() / "file-hashes.json"
-    if path.is_dir():
-        return sha256_files([p for p in path.rglob("*.safetensors")], path)
-    return cached_sha256_file(path, hash_cache)
+    return folder_hash(path) if path.is_dir() else file_hash(path)
+
+
+def photo_source(
+    campaign: Campaign, commune: Commune, audience: str, controlnet_hash: str | None
+) -> PhotoSource | None:
+    """The photo a commune's pictures for ``audience`` start from: one of its photos, the same in every
+    format and language, varied across audiences."""
+    use = campaign.spec.photos
+    if use is None or not commune.photos:
+        return None
+    photo = commune.photos[int(sha256_json([commune.insee, audience])[:8], 16) % len(commune.photos)]
+    controlnet = campaign.controlnet_path
+    return PhotoSource(
+        path=str(photo.path),
+        sha256=file_hash(photo.path),
+        credit=photo.credit_line(),
+        strength=use.strength,
+        controlnet_path=str(controlnet) if controlnet else None,
+        controlnet_hash=controlnet_hash,
+        controlnet_scale=use.controlnet.scale if use.controlnet else None,
+        canny_low=use.canny_low,
+        canny_high=use.canny_high,
+    )
 
 
 def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[RenderJob]:
-    """Every (commune, audience, format) of the campaign as a render job, in a stable order.
+    """Every (commune, audience, language, format) of the campaign as a render job, in a stable order.
 
     ``precision`` is the dtype the model runs in (float32, float16, bfloat16): half precisions
     change pictures visibly, so it is part of the key. The device is not: kernels on different
-    devices differ by rounding only.
+    devices differ by rounding only. A job also carries the charter's terms found in its prompt
+    and texts (``pipelines.fairness``): the plan holds back those it may not render.
     """
     spec = campaign.spec
     lora = lora_hash(campaign.lora_path)
+    controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
+    fairness = campaign.charter.spec.fairness
     jobs = []
     for commune in campaign.communes:
         for audience in spec.audiences:
-            prompt = build_prompt(campaign, commune, audience)
-            for format_name in spec.formats:
-                preset = FORMAT_PRESETS[format_name]
-                gen_width, gen_height = generation_size(preset, model)
-                hires = hires_pass(preset, (gen_width, gen_height), model)
-                shaping: dict[str, object] = {
-                    "prompt": prompt,
-                    "negative_prompt": campaign.charter.spec.style.negative_prompt,
-                    "seed": derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name),
-                    "generation_width": gen_width,
-                    "generation_height": gen_height,
-                    "steps": spec.steps,
-                    "guidance": spec.guidance,
-                    "scheduler": spec.scheduler.value,
-                    "model_hash": model.hash,
-                    "precision": precision,
-                    "lora_hash": lora,
-                    "lora_scale": spec.lora.scale if spec.lora else None,
-                    "charter_hash": campaign.charter.hash,
-                    "postprocess_version": POSTPROCESS_VERSION,
-                    # Post-processing draws these onto the picture.
-                    "commune_name": commune.name,
-                    "headline": spec.headline,
-                    "format": format_name,
-                    "width": preset.width,
-                    "height": preset.height,
-                    "dpi": preset.dpi,
-                    "language": spec.language,
-                    "file_type": spec.file_type,
-                }
-                if hires is not None:  # only when set: the keys of other formats stay as they were
-                    shaping["hires"] = hires.model_dump(mode="json")
-                key = sha256_json(shaping)
-                name = f"{audience}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
-                relative = f"{campaign.slug}/{campaign.commune_folders[commune.insee]}/{format_name}/{name}"
-                jobs.append(
-                    RenderJob(
-                        key=key,
-                        campaign=campaign.slug,
-                        commune_insee=commune.insee,
-                        audience=audience,
-                        relative_path=relative,
-                        **shaping,
-                    )
-                )
+            photo = photo_source(campaign, commune, audience, controlnet)
+            for language in spec.audience_languages(audience):
+                for format_name in spec.formats:
+                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name)
+                    job = _job(campaign, model, precision, lora, commune, audience, language, format_name, seed, photo)
+                    texts = {"prompt": job.prompt, "headline": job.headline, "call_to_action": job.call_to_action}
+                    findings = scan(texts, fairness, commune.name, audience, language)
+                    review = [finding.message() for finding in findings if finding.severity == "sensitive"]
+                    banned = [finding.message() for finding in findings if finding.severity == "banned"]
+                    jobs.append(job.model_copy(update={"review": review, "banned": banned}))
     return jobs
+
+
+def _job(
+    campaign: Campaign,
+    model: ModelInfo,
+    precision: str,
+    lora: str | None,
+    commune: Commune,
+    audience: str,
+    language: str,
+    format_name: str,
+    seed: int,
+    photo: PhotoSource | None,
+) -> RenderJob:
+    """One job and its key: the hash of everything that shapes its pixels and metadata."""
+    spec = campaign.spec
+    preset = FORMAT_PRESETS[format_name]
+    gen_width, gen_height = generation_size(preset, model)
+    hires = hires_pass(preset, (gen_width, gen_height), model)
+    headline, call_to_action = spec.texts(audience, language)
+    shaping: dict[str, object] = {
+        "prompt": build_prompt(campaign, commune, audience, seed),
+        "negative_prompt": campaign.charter.spec.style.negative_prompt,
+        "seed": seed,
+        "generation_width": gen_width,
+        "generation_height": gen_height,
+        "steps": spec.steps,
+        "guidance": spec.guidance,
+        "scheduler": spec.scheduler.value,
+        "model_hash": model.hash,
+        "precision": precision,
+        "lora_hash": lora,
+        "lora_scale": spec.lora.scale if spec.lora else None,
+        "charter_hash": campaign.charter.hash,
+        "postprocess_version": POSTPROCESS_VERSION,
+        # Post-processing draws these onto the picture.
+        "commune_name": commune.name,
+        "headline": headline,
+        "call_to_action": call_to_action,
+        "format": format_name,
+        "width": preset.width,
+        "height": preset.height,
+        "dpi": preset.dpi,
+        "language": language,  # the texts' and the AI label's
+        "file_type": spec.file_type,
+    }
+    if hires is not None:  # only when set: the keys of other formats stay as they were
+        shaping["hires"] = hires.model_dump(mode="json")
+    if photo is not None:
+        shaping["photo"] = photo.shaping()
+    key = sha256_json(shaping)
+    name = f"{audience}-{language}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
+    relative = f"{campaign.slug}/{campaign.commune_folders[commune.insee]}/{format_name}/{name}"
+    values = {**shaping, "photo": photo}
+    return RenderJob(
+        key=key,
+        campaign=campaign.slug,
+        commune_insee=commune.insee,
+        audience=audience,
+        relative_path=relative,
+        **values,
+    )
 
 
 # What must be equal for jobs to share one model call (the model, LoRA and precision are the
 # plan's). Prompts, negative prompts and seeds may differ: each job has its own generator.
-BATCH_FIELDS = ("generation_width", "generation_height", "hires", "steps", "guidance", "scheduler")
+BATCH_FIELDS = ("generation_width", "generation_height", "hires", "steps", "guidance", "scheduler", "photo_mode")
 
 
 def batch_signature(job: RenderJob) -> tuple:

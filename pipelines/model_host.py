@@ -119,6 +119,7 @@ class ModelHost:
         # graph valid when the LoRA changes; on a CPU switching unfused adapters is cheaper.
         self.fuse_lora = device.type == "cuda" if fuse_lora is None else fuse_lora
         self._models: OrderedDict[str, _Hosted] = OrderedDict()
+        self._controlnet: tuple[tuple[str, torch.dtype], torch.nn.Module] | None = None  # the last one used
         self._fitting: dict[tuple, int] = {}  # largest batch known to fit, after an out-of-memory error
         self.loads = 0  # how many times a model was read from disk (render workers report it)
         self.lock = threading.Lock()  # one model call at a time on this device
@@ -150,6 +151,23 @@ class ModelHost:
         if self.compile_models and not hosted.compiled:
             self._compile(hosted)
         return hosted.pipeline
+
+    def controlnet(self, path: str, dtype: torch.dtype) -> torch.nn.Module:
+        """The ControlNet of a folder, loaded once and kept while campaigns use it."""
+        if self._controlnet is not None and self._controlnet[0] == (path, dtype):
+            return self._controlnet[1]
+        from diffusers import ControlNetModel
+
+        self._controlnet = None  # the previous one goes before the next is read
+        log.info("loading ControlNet %s on %s (%s)", path, self.device, dtype)
+        try:
+            model = ControlNetModel.from_pretrained(
+                path, torch_dtype=dtype, local_files_only=True, use_safetensors=not pickle_allowed()
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(path, "photos.controlnet", f"cannot load ControlNet: {str(exc).splitlines()[0]}") from None
+        self._controlnet = ((path, dtype), model.to(self.device))
+        return self._controlnet[1]
 
     def _use_lora(self, hosted: _Hosted, lora: LoraWeights | None) -> None:
         """Make ``lora`` the pipeline's only active LoRA; each file is read once per pipeline."""
@@ -230,6 +248,8 @@ class ModelHost:
         """
         with self.lock:
             pipeline = self.pipeline(ref, dtype, lora)
+            photo = jobs[0].photo
+            controlnet = self.controlnet(photo.controlnet_path, dtype) if photo and photo.controlnet_path else None
             signature = batch_signature(jobs[0])
             limit = self._fitting.get(signature, len(jobs))
             pad = min(pad_to, limit) if pad_to else 0
@@ -238,7 +258,7 @@ class ModelHost:
             while pending:
                 chunk = pending.pop(0)
                 padded = chunk + [chunk[-1]] * (pad - len(chunk))
-                result = self._try_generate(pipeline, padded)
+                result = self._try_generate(pipeline, padded, controlnet)
                 if result is not None:
                     pictures += result[: len(chunk)]
                     continue
@@ -254,8 +274,10 @@ class ModelHost:
             return pictures
 
     @staticmethod
-    def _try_generate(pipeline: DiffusionPipeline, jobs: list[RenderJob]) -> list[np.ndarray] | None:
+    def _try_generate(
+        pipeline: DiffusionPipeline, jobs: list[RenderJob], controlnet: torch.nn.Module | None
+    ) -> list[np.ndarray] | None:
         try:
-            return generate(pipeline, jobs)
+            return generate(pipeline, jobs, controlnet)
         except torch.cuda.OutOfMemoryError:
             return None

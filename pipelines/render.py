@@ -29,7 +29,7 @@ from pipelines.marking.checkpoints import write_checkpoint
 from pipelines.marking.keys import signing_files
 from pipelines.model_reference import LoraWeights, ModelRef, describe_model, parse_model_option
 from pipelines.render_request import Overrides, RenderSettings, Selection
-from pipelines.report import Reports, Thresholds, write_reports
+from pipelines.report import Reports, write_reports
 
 if TYPE_CHECKING:  # the renderer imports the model libraries: planning does not need them
     from pipelines.renderer import Renderer
@@ -62,6 +62,11 @@ class RenderPlan(BaseModel):
     campaign_keys: list[str] = Field(
         default_factory=list, description="Keys of the whole campaign, selection or not: what its report covers."
     )
+    held: list[RenderJob] = Field(
+        default_factory=list,
+        description="Jobs not rendered: a banned term, or a sensitive one the campaign holds back.",
+    )
+    language: str = Field(default="fr", description="The campaign's first language: its report's.")
 
 
 def _select(campaign: Campaign, selection: Selection) -> Campaign:
@@ -127,6 +132,14 @@ def plan_render(
         if selection in (None, Selection())
         else expand_jobs(_override(loaded, overrides or Overrides()), info, precision)
     )
+    jobs, held = hold_flagged(jobs, campaign.spec.render_flagged)
+    if held:
+        log.warning(
+            "%s: %d job(s) held back for their prompt or texts (see `visuels check`): %s",
+            campaign.slug,
+            len(held),
+            "; ".join(sorted({reason for job in held for reason in job.banned + job.review})),
+        )
     pending = pending_jobs(jobs, output_root, campaign.slug)
     if pending:
         # What a killed run left half-written has no record, so its jobs are among these.
@@ -146,7 +159,17 @@ def plan_render(
         jobs=jobs,
         pending=pending,
         campaign_keys=[job.key for job in whole],
+        held=held,
+        language=campaign.spec.languages[0],
     )
+
+
+def hold_flagged(jobs: list[RenderJob], render_flagged: bool) -> tuple[list[RenderJob], list[RenderJob]]:
+    """(jobs to render, jobs held back): a banned term always holds a job back; a sensitive one
+    unless the campaign renders flagged jobs (they are then marked for review)."""
+    allowed = [job for job in jobs if not job.banned and (render_flagged or not job.review)]
+    kept = {job.key for job in allowed}
+    return allowed, [job for job in jobs if job.key not in kept]
 
 
 def pending_jobs(jobs: list[RenderJob], output_root: Path, campaign_slug: str) -> list[RenderJob]:
@@ -199,13 +222,11 @@ def render_jobs(
 def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
     """Export the campaign's record as manifest.json, report on every output of the plan, and sign a
     checkpoint of the ledger as it now is."""
-    limits = Thresholds.of(load_charter(plan.setup.charter_path))
+    charter = load_charter(plan.setup.charter_path)
     database = Database(database_url(output_root))
     try:
         manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
-        reports = write_reports(
-            database, output_root, plan.campaign_slug, plan.campaign_name, plan.campaign_keys, limits
-        )
+        reports = write_reports(database, output_root, plan, charter)
         write_checkpoint(database, output_root, signing_files())
         return reports
     finally:

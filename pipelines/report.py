@@ -1,10 +1,12 @@
 """The campaign's compliance report, for the communication officer who reads it at a glance.
 
-``report.html``: in the campaign's language (French or English), the verdict first, the rules
-and their thresholds spelt out, the pictures grouped by commune, each one click from its
-full-size file; always the whole campaign, whatever a run rendered. ``report.csv``: the same
-measurements, verdict first, for spreadsheets. ``Reports.table``: the rows Prefect's table
-artifact shows, with plain headers.
+``report.html``: in the campaign's first language (French or English), the verdict first, what
+to review first (outliers in style, non-compliant pictures, pictures flagged for their prompt or
+texts), the rules and their thresholds spelt out, the pictures grouped by commune with their
+audience, language and photo credit, each one click from its full-size file, and the jobs held
+back; always the whole campaign, whatever a run rendered. ``report.csv``: the same measurements,
+verdict first, for spreadsheets. ``Reports.table``: the rows Prefect's table artifact shows,
+with plain headers. ``coherence.json``: each output's style distance, for the review pages.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
@@ -20,9 +23,14 @@ from pydantic import BaseModel
 from pipelines import manifest
 from pipelines.atomic import write_text_atomic
 from pipelines.charter import Charter
+from pipelines.coherence import Coherence, StyleSignature, assess_campaign, write_coherence
 from pipelines.database import Database
+from pipelines.export import edges_path
 from pipelines.postprocess.logo import MIN_GRAPHIC_CONTRAST
 from pipelines.postprocess.typography import MIN_TEXT_CONTRAST
+
+if TYPE_CHECKING:
+    from pipelines.render import RenderPlan
 
 TEMPLATES = Path(__file__).parent / "templates"
 COLUMNS = (
@@ -31,6 +39,7 @@ COLUMNS = (
     "commune",
     "format",
     "audience",
+    "language",
     "file",
     "palette_before",
     "palette_after",
@@ -40,6 +49,10 @@ COLUMNS = (
     "label_contrast",
     "text_px",
     "text_contrast",
+    "style_distance",
+    "off_style",
+    "flagged",
+    "photo",
     "notes",
 )
 
@@ -49,13 +62,18 @@ class Thresholds(BaseModel):
 
     palette: float
     label_px: int
+    style_distance: float
     logo_contrast: float = MIN_GRAPHIC_CONTRAST
     text_contrast: float = MIN_TEXT_CONTRAST
 
     @classmethod
     def of(cls, charter: Charter) -> Thresholds:
         spec = charter.spec
-        return cls(palette=spec.palette_grading.min_conformity, label_px=spec.ai_label.min_text_px)
+        return cls(
+            palette=spec.palette_grading.min_conformity,
+            label_px=spec.ai_label.min_text_px,
+            style_distance=spec.coherence.max_distance,
+        )
 
 
 @dataclass(frozen=True)
@@ -70,19 +88,28 @@ class Wording:
     to_review_many: str
     counts_text: str
     review_first: str
+    to_look_at: str  # "{count}": off-style or flagged pictures, compliant or not
+    and_more: str  # "{count}": beyond the first ones listed
     rules: str
     rule_palette: str
     rule_logo: str
     rule_label: str
     rule_text: str
+    rule_style: str
     open_full: str
+    off_style: str  # "{distance}" "{limit}"
+    flagged: str
+    photo: str  # "{credit}"
+    edges: str
+    held_title: str
+    held_intro: str
     compliant: str
     not_compliant: str
     measure_palette: str
     measure_logo: str
     measure_label: str
     measure_text: str
-    headers: tuple[str, ...]  # verdict, reasons, commune, format, audience, palette, logo, label, text, file
+    headers: tuple[str, ...]  # verdict, reasons, commune, format, audience, language, palette, logo, label, text, file
 
     def to_review(self, count: int) -> str:
         return (self.to_review_one if count == 1 else self.to_review_many).format(count=count)
@@ -94,7 +121,8 @@ class Wording:
 
     def legend(self, limits: Thresholds) -> list[str]:
         values = self._values(limits)
-        return [rule.format(**values) for rule in (self.rule_palette, self.rule_logo, self.rule_label, self.rule_text)]
+        rules = (self.rule_palette, self.rule_logo, self.rule_label, self.rule_text, self.rule_style)
+        return [rule.format(**values) for rule in rules]
 
     def _values(self, limits: Thresholds) -> dict[str, str]:
         return {
@@ -102,7 +130,12 @@ class Wording:
             "logo": self.ratio(limits.logo_contrast),
             "label_px": str(limits.label_px),
             "text": self.ratio(limits.text_contrast),
+            "style": self.number(limits.style_distance),
         }
+
+    def number(self, value: float) -> str:
+        text = f"{value:.1f}"
+        return text.replace(".", ",") if self.lang == "fr" else text
 
     def percent(self, share: float) -> str:
         return f"{share:.0%}".replace("%", " %") if self.lang == "fr" else f"{share:.0%}"
@@ -122,6 +155,8 @@ WORDINGS = {
         to_review_many="{count} images à revoir",
         counts_text="{total} image{s}, {communes} commune{c}",
         review_first="À revoir d’abord :",
+        to_look_at="{count} à regarder en premier (hors ton, signalées ou non conformes)",
+        and_more="et {count} autres (marquées ⚑ ci-dessous)",
         rules="Règles vérifiées sur chaque image",
         rule_palette="Palette : au moins {palette} des pixels proches d’une couleur de la charte (écart ΔE00).",
         rule_logo=(
@@ -131,7 +166,18 @@ WORDINGS = {
         rule_text=(
             "Nom de la commune et accroche : contraste d’au moins {text} (WCAG AA), sans débordement ni chevauchement."
         ),
+        rule_style=(
+            "Cohérence : couleurs à moins de {style} (écart de style) de la médiane de la campagne ;"
+            " au-delà, l’image est signalée et revue en premier."
+        ),
         open_full="Ouvrir l’image en taille réelle",
+        off_style="Hors ton de la campagne : écart {distance} (max {limit})",
+        flagged="Signalée pour relecture : {reasons}",
+        photo="D’après la photo de {credit}",
+        edges="contours",
+        held_title="Non produites",
+        held_intro="Ces images ne sont pas produites : leur prompt ou leurs textes contiennent un terme interdit,"
+        " ou sensible sans accord de la campagne (render_flagged).",
         compliant="Conforme",
         not_compliant="À revoir",
         measure_palette="Palette {after} (min {palette}) ; avant étalonnage {before}",
@@ -144,6 +190,7 @@ WORDINGS = {
             "Commune",
             "Format",
             "Public",
+            "Langue",
             "Palette",
             "Logo",
             "Mention IA",
@@ -160,19 +207,44 @@ WORDINGS = {
         to_review_many="{count} pictures to review",
         counts_text="{total} picture{s}, {communes} commune{c}",
         review_first="Review first:",
+        to_look_at="{count} to look at first (off-style, flagged or not compliant)",
+        and_more="and {count} more (marked ⚑ below)",
         rules="Rules checked on every picture",
         rule_palette="Palette: at least {palette} of the pixels close to a charter colour (ΔE00 distance).",
         rule_logo="Logo: contrast of at least {logo} with its background (WCAG, graphics), clear zone free.",
         rule_label="“AI-generated” label: at least {label_px} px, contrast of at least {text}.",
         rule_text="Commune name and headline: contrast of at least {text} (WCAG AA), no overflow or overlap.",
+        rule_style=(
+            "Coherence: colours within {style} (style distance) of the campaign median;"
+            " beyond, the picture is flagged and reviewed first."
+        ),
         open_full="Open the full-size picture",
+        off_style="Off the campaign's style: distance {distance} (max {limit})",
+        flagged="Flagged for review: {reasons}",
+        photo="From a photo by {credit}",
+        edges="edges",
+        held_title="Not rendered",
+        held_intro="These pictures are not rendered: their prompt or texts hold a banned term, or a sensitive"
+        " one the campaign does not allow (render_flagged).",
         compliant="Complies",
         not_compliant="To review",
         measure_palette="Palette {after} (min {palette}); before grading {before}",
         measure_logo="Logo {contrast} (min {logo}), {corner}",
         measure_label="AI label {px} px (min {label_px}), {contrast}",
         measure_text="Text {px} px, {contrast} (min {text})",
-        headers=("Verdict", "Reasons", "Commune", "Format", "Audience", "Palette", "Logo", "AI label", "Text", "File"),
+        headers=(
+            "Verdict",
+            "Reasons",
+            "Commune",
+            "Format",
+            "Audience",
+            "Language",
+            "Palette",
+            "Logo",
+            "AI label",
+            "Text",
+            "File",
+        ),
     ),
 }
 CORNERS = {
@@ -207,11 +279,17 @@ def _within_campaign(path: str, campaign_slug: str) -> str:
     return path.removeprefix(f"{campaign_slug}/")
 
 
-def report_rows(entries: list[dict]) -> list[dict[str, str]]:
+def _photo_credit(inputs: dict) -> str:
+    photo = inputs.get("photo") or {}
+    return photo.get("credit", "")
+
+
+def report_rows(entries: list[dict], coherence: dict[str, Coherence]) -> list[dict[str, str]]:
     """One row of plain strings per output, verdict first: report.csv."""
     rows = []
     for entry in entries:
         inputs, check = entry["inputs"], entry["compliance"]
+        style = coherence.get(entry["key"])
         rows.append(
             {
                 "verdict": "pass" if check["passed"] else "fail",
@@ -219,6 +297,7 @@ def report_rows(entries: list[dict]) -> list[dict[str, str]]:
                 "commune": inputs["commune_name"],
                 "format": inputs["format"],
                 "audience": inputs["audience"],
+                "language": inputs.get("language", ""),
                 "file": entry["file"],
                 "palette_before": f"{check['palette_before']:.0%}",
                 "palette_after": f"{check['palette_after']:.0%}",
@@ -228,6 +307,10 @@ def report_rows(entries: list[dict]) -> list[dict[str, str]]:
                 "label_contrast": f"{check['label_contrast']:.1f}",
                 "text_px": str(check["text_px"]),
                 "text_contrast": f"{check['text_contrast']:.1f}",
+                "style_distance": f"{style.distance:.1f}" if style else "",
+                "off_style": "yes" if style and style.outlier else "no",
+                "flagged": "; ".join(inputs.get("review", [])),
+                "photo": _photo_credit(inputs),
                 "notes": "; ".join(check.get("notes", [])),
             }
         )
@@ -269,10 +352,11 @@ def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slu
         measures = [line for line, _ in _measures(check, words, limits)]
         values = (
             ("✔ " + words.compliant) if check["passed"] else ("✖ " + words.not_compliant),
-            "; ".join(check["reasons"] + check.get("notes", [])),
+            "; ".join(check["reasons"] + check.get("notes", []) + inputs.get("review", [])),
             inputs["commune_name"],
             inputs["format"],
             inputs["audience"],
+            inputs.get("language", ""),
             *measures,
             _within_campaign(entry["file"], campaign_slug),
         )
@@ -280,33 +364,53 @@ def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slu
     return rows
 
 
-def _cards(entries: list[dict], words: Wording, limits: Thresholds, campaign_slug: str) -> dict[str, list[dict]]:
-    """The pictures by commune, in name order; each card's links are relative to the report."""
-    communes: dict[str, list[dict]] = {}
-    for entry in sorted(entries, key=lambda e: (e["inputs"]["commune_name"], e["inputs"]["format"], e["file"])):
-        inputs, check = entry["inputs"], entry["compliance"]
-        communes.setdefault(inputs["commune_name"], []).append(
-            {
-                "anchor": Path(entry["file"]).stem,
-                "file": _within_campaign(entry["file"], campaign_slug),
-                "picture": _within_campaign(entry["file"], campaign_slug),
-                "thumbnail": _within_campaign(entry["thumbnail"], campaign_slug),
-                "commune": inputs["commune_name"],
-                "format": inputs["format"],
-                "audience": inputs["audience"],
-                "passed": check["passed"],
-                "reasons": check["reasons"],
-                "notes": check.get("notes", []),
-                "measures": _measures(check, words, limits),
-            }
+def _card(entry: dict, style: Coherence | None, words: Wording, limits: Thresholds, campaign_slug: str) -> dict:
+    """One picture as the report shows it; its links are relative to the report."""
+    inputs, check = entry["inputs"], entry["compliance"]
+    flags = []
+    if style is not None and style.outlier:
+        flags.append(
+            words.off_style.format(distance=words.number(style.distance), limit=words.number(limits.style_distance))
         )
-    return communes
+    if inputs.get("review"):
+        flags.append(words.flagged.format(reasons="; ".join(inputs["review"])))
+    credit = _photo_credit(inputs)
+    return {
+        "anchor": Path(entry["file"]).stem,
+        "file": _within_campaign(entry["file"], campaign_slug),
+        "picture": _within_campaign(entry["file"], campaign_slug),
+        "thumbnail": _within_campaign(entry["thumbnail"], campaign_slug),
+        "edges": _within_campaign(edges_path(campaign_slug, entry["key"]), campaign_slug)
+        if inputs.get("photo")
+        else None,
+        "commune": inputs["commune_name"],
+        "format": inputs["format"],
+        "audience": inputs["audience"],
+        "language": inputs.get("language", ""),
+        "photo": words.photo.format(credit=credit) if credit else "",
+        "passed": check["passed"],
+        "reasons": check["reasons"],
+        "notes": check.get("notes", []),
+        "flags": flags,
+        "outlier": style is not None and style.outlier,
+        "distance": style.distance if style else 0.0,
+        "measures": _measures(check, words, limits),
+    }
 
 
-def _html(campaign_name: str, words: Wording, limits: Thresholds, communes: dict[str, list[dict]]) -> str:
+def review_order(cards: list[dict]) -> list[dict]:
+    """What to review first: outliers in style (farthest first), then non-compliant, then flagged pictures."""
+    outliers = sorted((card for card in cards if card["outlier"]), key=lambda card: -card["distance"])
+    failing = [card for card in cards if not card["passed"] and not card["outlier"]]
+    flagged = [card for card in cards if card["flags"] and card["passed"] and not card["outlier"]]
+    return outliers + failing + flagged
+
+
+def _html(campaign_name: str, words: Wording, limits: Thresholds, cards: list[dict], held: list[dict]) -> str:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
-    cards = [card for group in communes.values() for card in group]
-    failing = [card for card in cards if not card["passed"]]
+    communes: dict[str, list[dict]] = {}
+    for card in sorted(cards, key=lambda card: (card["commune"], card["format"], card["file"])):
+        communes.setdefault(card["commune"], []).append(card)
     return environment.get_template("report.html").render(
         lang=words.lang,
         t=words,
@@ -314,33 +418,47 @@ def _html(campaign_name: str, words: Wording, limits: Thresholds, communes: dict
         campaign_name=campaign_name,
         communes=communes,
         total=len(cards),
-        failed=len(failing),
-        failing=failing,
+        failed=sum(1 for card in cards if not card["passed"]),
+        first=review_order(cards),
+        held=held,
     )
 
 
-def write_reports(
-    database: Database,
-    output_root: Path,
-    campaign_slug: str,
-    campaign_name: str,
-    keys: list[str],
-    limits: Thresholds,
-) -> Reports:
-    """Write report.csv and report.html for the outputs of ``keys`` (the whole campaign) the record holds."""
-    recorded = manifest.entries(database, campaign_slug)
-    entries = [recorded[key] for key in keys if key in recorded]
-    language = entries[0]["inputs"].get("language", "fr") if entries else "fr"
-    words = WORDINGS.get(language, WORDINGS["en"])
-    rows = report_rows(entries)
-    folder = output_root / campaign_slug
+def _held(plan: RenderPlan) -> list[dict]:
+    return [
+        {
+            "commune": job.commune_name,
+            "audience": job.audience,
+            "language": job.language,
+            "format": job.format,
+            "reasons": "; ".join(job.banned + job.review),
+        }
+        for job in plan.held
+    ]
+
+
+def write_reports(database: Database, output_root: Path, plan: RenderPlan, charter: Charter) -> Reports:
+    """Write report.csv, report.html and coherence.json for the outputs of the whole campaign the record holds."""
+    recorded = manifest.entries(database, plan.campaign_slug)
+    entries = [{**recorded[key], "key": key} for key in plan.campaign_keys if key in recorded]
+    signatures = {
+        entry["key"]: StyleSignature.model_validate(entry["compliance"]["style"])
+        for entry in entries
+        if entry["compliance"].get("style")
+    }
+    coherence = assess_campaign(signatures, charter)
+    words = WORDINGS.get(plan.language, WORDINGS["en"])
+    limits = Thresholds.of(charter)
+    rows = report_rows(entries, coherence)
+    folder = output_root / plan.campaign_slug
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     csv_path, html_path = folder / "report.csv", folder / "report.html"
     write_text_atomic(csv_path, buffer.getvalue())
+    write_coherence(folder, coherence)
     # Links are relative to the report, so the folder can be moved, or served as is by the studio.
-    communes = _cards(entries, words, limits, campaign_slug)
-    write_text_atomic(html_path, _html(campaign_name, words, limits, communes))
-    return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, campaign_slug))
+    cards = [_card(entry, coherence.get(entry["key"]), words, limits, plan.campaign_slug) for entry in entries]
+    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, cards, _held(plan)))
+    return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))

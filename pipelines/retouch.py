@@ -31,7 +31,7 @@ from pipelines import model_sources
 from pipelines.database import Database
 from pipelines.derivatives import Edit, Original, outputs_inputs
 from pipelines.errors import ModelError
-from pipelines.generation import use_scheduler
+from pipelines.generation import img2img_steps, use_scheduler
 from pipelines.jobs import lora_hash
 from pipelines.marking import ledger
 from pipelines.model_host import ModelHost
@@ -197,7 +197,7 @@ def retouch(
                 negative_prompt=[model.negative_prompt] * settings.variants,
                 image=crop,
                 strength=settings.strength,
-                num_inference_steps=model.steps,
+                num_inference_steps=img2img_steps(model.steps, settings.strength),
                 guidance_scale=model.guidance,
                 generator=generators,
                 output_type="np",

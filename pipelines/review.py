@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines import manifest
 from pipelines.atomic import atomic_path
+from pipelines.coherence import read_coherence
 from pipelines.database import Database, database_url
 from pipelines.errors import ReviewError
 from pipelines.hashing import sha256_file
@@ -77,7 +78,8 @@ def short_id(key: str) -> str:
 
 
 def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:
-    """The recorded outputs of ``keys``, by the file name reviewers see."""
+    """The recorded outputs of ``keys``, by the file name reviewers see, those to look at first first;
+    each with its coherence (from the campaign's last report) and why it needs attention."""
     database = Database(database_url(output_root))
     try:
         recorded = manifest.entries(database, campaign_slug)
@@ -86,7 +88,35 @@ def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> di
     missing = [key for key in keys if key not in recorded]
     if missing:
         raise ReviewError(output_root / campaign_slug, "files", f"no output for job {missing[0][:12]}")
-    return {_within_campaign(recorded[key]["file"], campaign_slug): {**recorded[key], "key": key} for key in keys}
+    coherence = read_coherence(output_root / campaign_slug)
+    listing = {}
+    for key in keys:
+        style = coherence.get(key)
+        entry = {**recorded[key], "key": key, "coherence": style.model_dump() if style else None}
+        listing[_within_campaign(recorded[key]["file"], campaign_slug)] = {**entry, "attention": attention(entry)}
+    # What needs a look comes first (in the order ``attention`` ranks it), then the rest by name.
+    order = sorted(listing, key=lambda name: (_rank(listing[name]), name))
+    return {name: listing[name] for name in order}
+
+
+def attention(entry: dict) -> list[str]:
+    """Why a reviewer should look at an output first: off the campaign's style, not compliant, flagged."""
+    reasons = []
+    style = entry.get("coherence")
+    if style and style["outlier"]:
+        reasons.append(f"off the campaign's style (distance {style['distance']:.1f})")
+    check = entry.get("compliance") or {}
+    if check and not check.get("passed", True):
+        reasons.append("not compliant: " + "; ".join(check.get("reasons", [])))
+    reasons += (entry.get("inputs") or {}).get("review", [])
+    return reasons
+
+
+def _rank(entry: dict) -> tuple[int, float]:
+    style = entry.get("coherence")
+    if style and style["outlier"]:
+        return (0, -style["distance"])  # the farthest first
+    return (1, 0.0) if entry["attention"] else (2, 0.0)
 
 
 def apply_review(

@@ -41,7 +41,7 @@ def test_selection_by_name_code_and_department(make_campaign: Callable[..., Path
         ({"steps": 0}, "steps", "greater than or equal to 1"),
         ({"guidance": 99}, "guidance", "less than or equal to 30"),
         ({"scheduler": "magic"}, "scheduler", "euler"),
-        ({"language": "de"}, "language", "no AI label text"),
+        ({"language": "de"}, "languages[0]", "no AI label text"),
         ({"charter": "nowhere/charter.yaml"}, "charter", "not found"),
         ({"model": {"kind": "diffusers"}}, "model.diffusers.path", "required"),
         ({"model": {"kind": "telepathy"}}, "model", "does not match"),

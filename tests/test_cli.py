@@ -22,7 +22,7 @@ def test_check_accepts_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
     files = [str(SAMPLE_CAMPAIGN), str(SAMPLE_CHARTER_DIR / "charter.yaml"), str(SAMPLE_CHARTER_DIR / "communes.csv")]
     assert main(["check", *files]) == 0
     out = capsys.readouterr().out
-    assert out.count("ok  ") == 3 and "656 images" in out
+    assert out.count("ok  ") == 3 and "984 images" in out and "2 commune(s) rendered from their photos" in out
 
 
 @pytest.mark.parametrize(

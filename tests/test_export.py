@@ -91,8 +91,10 @@ def test_exported_file_is_marked(jobs: list[RenderJob], tmp_path: Path) -> None:
     assert exported.watermark == job.key[:16]
     description = ElementTree.fromstring(xmp.split("?>", 1)[1].rsplit("<?xpacket", 1)[0]).find(".//{*}Description")
     attributes = {name.split("}")[1]: value for name, value in description.attrib.items() if "}" in name}
-    assert attributes["DigitalSourceType"].endswith("/trainedAlgorithmicMedia")
-    assert attributes["Credit"] == "Région Test"
+    made = "/compositeWithTrainedAlgorithmicMedia" if job.photo else "/trainedAlgorithmicMedia"
+    assert attributes["DigitalSourceType"].endswith(made)
+    credit = "Région Test" + (f"; photo: {job.photo.credit}" if job.photo else "")
+    assert attributes["Credit"] == credit
     assert description.find(".//{*}creator//{*}li").text == "Région Test"
 
 

@@ -93,7 +93,7 @@ def assert_record_matches_files(out: Path, *plans: RenderPlan, url: str | None =
         str(path.relative_to(out))
         for plan in plans
         for path in (out / plan.campaign_slug).rglob("*.png")
-        if not {"thumbnails", "approved"} & set(path.parts)
+        if not {"thumbnails", "edges", "approved"} & set(path.parts)
     }
     assert pictures == {job.relative_path for plan in plans for job in plan.jobs}
     assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
@@ -168,7 +168,9 @@ def test_a_full_disk_mid_run_ends_in_one_line_keeps_and_lists_what_was_finished_
         rf"error: {re.escape(str(out))}/\S+\.png: cannot write it: No space left on device\n", full.stderr
     )
     assert "Traceback" not in full.stdout
-    pictures = {path for path in (out / "test-campagne").rglob("*.png") if "thumbnails" not in path.parts}
+    pictures = {
+        path for path in (out / "test-campagne").rglob("*.png") if not {"thumbnails", "edges"} & set(path.parts)
+    }
     assert len(pictures) == 2  # the two finished, whole; nothing of the third
     assert not [path for path in out.rglob("*") if path.name.endswith(".tmp")]
     listed = json.loads((out / "test-campagne" / "manifest.json").read_text(encoding="utf-8"))["files"]

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.campaign import load_campaign
+from pipelines.errors import CampaignError
 from pipelines.formats import FORMAT_PRESETS
 from pipelines.jobs import batches, expand_jobs, generation_size, hires_pass
 from pipelines.model_reference import DemoModelRef, ModelInfo
@@ -24,7 +25,7 @@ def test_expansion_covers_communes_audiences_formats(make_campaign: Callable[...
     assert len(jobs) == 2 * 2 * 2
     assert len({job.key for job in jobs}) == len(jobs)
     first = jobs[0]
-    assert first.relative_path == f"test-campagne/sete/instagram_square/residents-{first.key[:12]}.png"
+    assert first.relative_path == f"test-campagne/sete/instagram_square/residents-fr-{first.key[:12]}.png"
     assert "Sète" in first.prompt and first.prompt.startswith("slnstyle")
     assert {job.relative_path.split("/")[1] for job in jobs} == {"sete", "castelnau-d-estretefonds"}
 
@@ -181,4 +182,83 @@ def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[
         assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
 
 
-GOLDEN_KEY = "081da2e513c4885979cabe23bc0243102402f2a3c6e88da9b2045b84c8fa9127"  # post-processing 3
+GOLDEN_KEY = "373492dff3416985b9b8aa7d61520b7cd935bd80ac45fdfd285ca01e6595bb73"  # post-processing 4, call to action
+
+
+def test_audiences_times_languages_give_their_texts_and_labels(make_campaign: Callable[..., Path]) -> None:
+    path = make_campaign(
+        languages=["fr", "en", "oc"],
+        headline={"fr": "L'été", "en": "Summer", "oc": "L'estiu"},
+        audiences={
+            "residents": {
+                "prompt": "local families",
+                "tone": ["warm"],
+                "call_to_action": {"fr": "agenda.example", "oc": "agenda-oc.example"},
+                "languages": ["fr", "oc"],
+            },
+            "visitors": {"prompt": "tourists", "headline": {"fr": "Venez", "en": "Come"}, "languages": ["fr", "en"]},
+            "investors": "entrepreneurs",  # every campaign language, the campaign's headline, no call to action
+        },
+        formats=["story"],
+    )
+    jobs = expand_jobs(load_campaign(path), MODEL, "float32")
+    texts = {(job.commune_name, job.audience, job.language): (job.headline, job.call_to_action) for job in jobs}
+    sete = {key[1:]: value for key, value in texts.items() if key[0] == "Sète"}
+    assert sete == {
+        ("residents", "fr"): ("L'été", "agenda.example"),
+        ("residents", "oc"): ("L'estiu", "agenda-oc.example"),
+        ("visitors", "fr"): ("Venez", ""),
+        ("visitors", "en"): ("Come", ""),
+        ("investors", "fr"): ("L'été", ""),
+        ("investors", "en"): ("Summer", ""),
+        ("investors", "oc"): ("L'estiu", ""),
+    }
+    assert len(jobs) == 2 * 7 and len({job.key for job in jobs}) == len(jobs)
+    for job in jobs:
+        assert f"/{job.audience}-{job.language}-" in job.relative_path
+    resident = next(job for job in jobs if job.audience == "residents")
+    assert "local families" in resident.prompt and resident.prompt.split(", ").count("warm") == 1
+    # The language's AI label is drawn: the label differs between the French and English pictures.
+    from PIL import Image
+
+    from pipelines.postprocess.chain import postprocess
+
+    charter = load_campaign(path).charter
+    source = Image.new("RGB", (256, 256), (120, 140, 160))
+    labels = {
+        language: postprocess(source, charter, 1080, 1920, language, "Sète", "Summer", "plan.example")
+        for language in ("fr", "en")
+    }
+    assert labels["fr"].label.box != labels["en"].label.box  # "Image générée par IA" / "AI-generated image"
+    assert len(labels["en"].text.below) == 2  # headline and call to action, under the name
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"languages": ["fr", "en"], "headline": "L'été"}, "headline", "give this text per language"),
+        (
+            {"languages": ["fr", "en"], "headline": {"fr": "L'été"}},
+            "headline",
+            "no 'en' text",
+        ),
+        (
+            {"audiences": {"visitors": {"prompt": "tourists", "call_to_action": {"fr": "x"}, "languages": ["en"]}}},
+            "audiences.visitors.call_to_action",
+            "no 'en' text",
+        ),
+        (
+            {"audiences": {"visitors": {"prompt": "tourists", "languages": ["de"]}}},
+            "audiences.visitors.languages[0]",
+            "no AI label text for 'de'",
+        ),
+        ({"languages": ["fr", "fr"]}, "languages", "listed twice"),
+        ({"language": "fr", "languages": ["fr"]}, "(top level)", "not both"),
+    ],
+)
+def test_texts_missing_a_language_name_the_field(
+    make_campaign: Callable[..., Path], fields: dict, field: str, message: str
+) -> None:
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(make_campaign(**fields))
+    assert (caught.value.field or "") == field and message in caught.value.message

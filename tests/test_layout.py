@@ -46,7 +46,8 @@ def test_only_marking_writes_output_pictures() -> None:
                 savers.add(str(path.relative_to(REPO)))
     assert savers <= allowed, savers - allowed
     export = (REPO / "pipelines" / "export.py").read_text(encoding="utf-8")
-    assert export.count(".save(") == 1 and 'format="JPEG"' in export  # the thumbnail only
+    # The thumbnail, and the edge map of the input photo (no generated pixel in it): nothing else.
+    assert export.count(".save(") == 2 and 'format="JPEG"' in export and "edges.save(" in export
 
 
 def test_the_cpu_stage_never_imports_torch() -> None:

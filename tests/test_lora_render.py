@@ -24,7 +24,7 @@ def test_lora_changes_pixels_and_scale_zero_does_not(
     make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path, fuse: bool
 ) -> None:
     host = ModelHost(choose_device("cpu"), fuse_lora=fuse)
-    campaign = make_campaign(formats=["instagram_square"])
+    campaign = make_campaign(formats=["instagram_square"], photos=None)  # from text: the LoRA's effect in full
     plain = render_first(host, campaign, tmp_path, None)
     with_lora = render_first(host, campaign, tmp_path, LoraWeights(path=str(lora_file), scale=1.0))
     at_zero = render_first(host, campaign, tmp_path, LoraWeights(path=str(lora_file), scale=0.0))

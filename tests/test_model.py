@@ -155,7 +155,9 @@ def test_the_high_resolution_pass_redraws_the_enlarged_first_pass_in_tiles(
 ) -> None:
     from diffusers import AutoPipelineForImage2Image
 
-    campaign = load_campaign(make_campaign(audiences={"a": "families", "b": "students"}, formats=["poster_a3_300dpi"]))
+    campaign = load_campaign(
+        make_campaign(audiences={"a": "families", "b": "students"}, formats=["poster_a3_300dpi"], photos=None)
+    )
     jobs = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")[:2]
     assert jobs[0].hires is not None and jobs[0].hires.sizes == ((416, 608), (832, 1216))
     first_pass = generate(demo_pipeline, [job.model_copy(update={"hires": None}) for job in jobs])
@@ -187,13 +189,14 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
 ) -> None:
     import pipelines.model_host
 
-    campaign = load_campaign(make_campaign(audiences={"a": "x", "b": "y", "c": "z"}, formats=["story"]))
+    # From text only: a batch of jobs from photos and from text would be two calls.
+    campaign = load_campaign(make_campaign(audiences={"a": "x", "b": "y", "c": "z"}, formats=["story"], photos=None))
     jobs = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")[:5]
     expected = generate(demo_pipeline, jobs)
     calls: list[int] = []
     failed_calls_memory: list[weakref.ref] = []
 
-    def small_gpu(pipeline, batch):
+    def small_gpu(pipeline, batch, controlnet):
         # What a failed call held (its activations) must be gone before the next call starts.
         assert all(memory() is None for memory in failed_calls_memory), "a failed call's memory is still held"
         calls.append(len(batch))
@@ -201,7 +204,7 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
             activations = torch.ones(4_000_000)
             failed_calls_memory.append(weakref.ref(activations))
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return generate(pipeline, batch)
+        return generate(pipeline, batch, controlnet)
 
     monkeypatch.setattr(pipelines.model_host, "generate", small_gpu)
     pictures = host.generate(DemoModelRef(), torch.float32, None, jobs)
@@ -218,7 +221,7 @@ def test_one_picture_that_does_not_fit_is_a_clear_error(
 ) -> None:
     import pipelines.model_host
 
-    def no_memory(pipeline, batch):
+    def no_memory(pipeline, batch, controlnet):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(pipelines.model_host, "generate", no_memory)

@@ -108,7 +108,7 @@ def pixels_by_file(out: Path) -> dict[str, np.ndarray]:
     return {
         str(path.relative_to(out)): np.asarray(Image.open(path).convert("RGB")).astype(int)
         for path in sorted(out.rglob("*.png"))
-        if "thumbnails" not in path.parts
+        if not {"thumbnails", "edges"} & set(path.parts)
     }
 
 

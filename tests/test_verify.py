@@ -36,7 +36,8 @@ def charter() -> Charter:
 
 
 def render_collioure(folder: Path, file_type: str = "png", formats: str = "instagram_square, web_banner") -> Path:
-    """Write a small campaign for Collioure in ``folder``; return its path."""
+    """Write a small campaign for Collioure in ``folder``; return its path. Collioure has a (stand-in)
+    photo: its pictures are composites, rendered from it."""
     campaign = folder / "campaign.yaml"
     campaign.write_text(
         f"""
@@ -107,7 +108,7 @@ def test_every_exported_file_passes_every_layer(rendered: tuple[Path, list[Path]
         report = check(path, charter, out)
         assert report.ok, report
         assert report.label_seen and report.watermark_in_ledger and report.c2pa == "Trusted"
-        assert report.xmp_source_type.endswith("/trainedAlgorithmicMedia")
+        assert report.xmp_source_type.endswith("/compositeWithTrainedAlgorithmicMedia")
         assert report.c2pa_soft_binding == report.watermark == report.ledger_record["watermark"]
         assert report.ledger_record["file"] == str(path.relative_to(out))
 
@@ -128,7 +129,7 @@ def test_jpeg_and_webp_exports_carry_every_layer(
         result = subprocess.run(
             ["exiftool", "-json", "-XMP-iptcExt:DigitalSourceType", str(path)], capture_output=True, text=True
         )
-        assert json.loads(result.stdout)[0]["DigitalSourceType"].endswith("/trainedAlgorithmicMedia")
+        assert json.loads(result.stdout)[0]["DigitalSourceType"].endswith("/compositeWithTrainedAlgorithmicMedia")
 
 
 def test_c2pa_reader_in_another_process_agrees(rendered: tuple[Path, list[Path]]) -> None:
@@ -155,14 +156,25 @@ with c2pa.Reader(path, context=context) as reader:
 def test_exiftool_reads_the_digital_source_type(rendered: tuple[Path, list[Path]]) -> None:
     _, files = rendered
     result = subprocess.run(
-        ["exiftool", "-json", "-XMP-iptcExt:DigitalSourceType", "-XMP-dc:Creator", str(files[0])],
+        [
+            "exiftool",
+            "-json",
+            "-XMP-iptcExt:DigitalSourceType",
+            "-XMP-dc:Creator",
+            "-XMP-dc:Contributor",
+            "-XMP-photoshop:Credit",
+            str(files[0]),
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
     tags = json.loads(result.stdout)[0]
-    assert tags["DigitalSourceType"] == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    made = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+    assert tags["DigitalSourceType"] == made  # rendered from Collioure's (stand-in) photo
     assert "Région Solane" in str(tags["Creator"])
+    assert "Photo: visuels sample assets (bay drawn by code)" in str(tags["Contributor"])
+    assert "; photo: visuels sample assets" in tags["Credit"]
 
 
 def test_a_file_edited_after_signing_reads_invalid(

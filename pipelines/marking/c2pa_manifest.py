@@ -21,15 +21,18 @@ WATERMARK_ALGORITHM = "org.visuels.tiled-spread-spectrum.1"
 
 
 INGREDIENT_LABEL = "original"
+PHOTO_LABEL = "photo"
 
 
 @dataclass(frozen=True)
 class Ingredient:
-    """The picture an edited one was made from, embedded as the new manifest's parent."""
+    """A picture this one was made from: the original of an edit (its parent), or a photo that was
+    input to the model, with its credit."""
 
     title: str
     data: bytes
     mime_type: str
+    credit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Provenance:
     lora_hash: str | None
     watermark_id: str
     parent: Ingredient | None = None
+    photo: Ingredient | None = None  # the commune photo the model started from
 
 
 def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
@@ -53,6 +57,8 @@ def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
             "digitalSourceType": provenance.source_type.value,
             "softwareAgent": {"name": agent, "version": software},
         }
+        if provenance.photo is not None:
+            created["parameters"] = {"ingredientIds": [PHOTO_LABEL]}
         return [created, watermarked]
     # An edit: the original opened as the parent ingredient, then edited (by a person, an
     # inpainting model, or both: a composite with generated parts).
@@ -109,6 +115,16 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
             parent = provenance.parent
             ingredient = {"title": parent.title, "relationship": "parentOf", "label": INGREDIENT_LABEL}
             builder.add_ingredient(ingredient, parent.mime_type, io.BytesIO(parent.data))
+        if provenance.photo is not None:
+            photo = provenance.photo
+            # inputTo: the photo went into the model (C2PA 2.1); its credit travels with it.
+            ingredient = {
+                "title": photo.title,
+                "relationship": "inputTo",
+                "label": PHOTO_LABEL,
+                "description": f"Photo: {photo.credit}",
+            }
+            builder.add_ingredient(ingredient, photo.mime_type, io.BytesIO(photo.data))
         output = io.BytesIO()
         builder.sign(signer, mime_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
@@ -122,6 +138,7 @@ class ManifestState:
     soft_binding: str | None
     source_type: str | None
     edited_from: str | None = None  # the parent ingredient's title, for an edit
+    photos: tuple[str, ...] = ()  # the input photos' descriptions (their credits)
 
 
 def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState:
@@ -138,9 +155,12 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
     soft_binding = source_type = edited_from = None
+    photos = []
     for ingredient in active.get("ingredients", []):
         if ingredient.get("relationship") == "parentOf":
             edited_from = ingredient.get("title")
+        if ingredient.get("relationship") == "inputTo":
+            photos.append(ingredient.get("description") or ingredient.get("title", ""))
     for assertion in active.get("assertions", []):
         if assertion.get("label", "").startswith("c2pa.soft-binding"):
             blocks = assertion.get("data", {}).get("blocks", [])
@@ -149,4 +169,10 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             for action in assertion.get("data", {}).get("actions", []):
                 if action.get("action") in ("c2pa.created", "c2pa.edited"):
                     source_type = action.get("digitalSourceType")
-    return ManifestState(state=str(state), soft_binding=soft_binding, source_type=source_type, edited_from=edited_from)
+    return ManifestState(
+        state=str(state),
+        soft_binding=soft_binding,
+        source_type=source_type,
+        edited_from=edited_from,
+        photos=tuple(photos),
+    )

@@ -72,15 +72,18 @@ def write_marked(
     dpi: int,
     context: MarkingContext,
     parent: Ingredient | None = None,
+    photo: Ingredient | None = None,
 ) -> MarkedFile:
     """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write atomically.
 
-    ``parent``: the picture this one was edited from (a retouch, outside edits). The file is
-    then a composite with generated parts, and its manifest records the edit of its parent.
+    ``parent``: the picture this one was edited from (a retouch, outside edits). ``photo``: the
+    real photo the model started from. Either way the file is a composite with generated parts:
+    its manifest records the parent's edit or the photo as the model's input, with its credit.
     """
     pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
-    source_type = DigitalSourceType.generated if parent is None else DigitalSourceType.composite
-    xmp = xmp_packet(source_type, context.creator, SOFTWARE)
+    composite = parent is not None or photo is not None
+    source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
+    xmp = xmp_packet(source_type, context.creator, SOFTWARE, photo.credit if photo else None)
     provenance = Provenance(
         title=target.name,
         source_type=source_type,
@@ -89,6 +92,7 @@ def write_marked(
         lora_hash=entry.lora_hash,
         watermark_id=entry.watermark,
         parent=parent,
+        photo=photo,
     )
     encoded = encode(Image.fromarray(pixels), file_type, dpi, xmp)
     signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last

@@ -1,4 +1,5 @@
-"""IPTC XMP metadata saying a picture is AI-generated, with the charter's creator and credit."""
+"""IPTC XMP metadata saying a picture is AI-generated, with the charter's creator and credit, and the
+credit of any photo it was made from."""
 
 from __future__ import annotations
 
@@ -15,8 +16,17 @@ class DigitalSourceType(StrEnum):
     composite = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 
 
-def xmp_packet(source_type: DigitalSourceType, creator: str, software: str) -> str:
-    """An XMP packet with IPTC DigitalSourceType, dc:creator, photoshop:Credit and the generator."""
+def xmp_packet(source_type: DigitalSourceType, creator: str, software: str, photo_credit: str | None = None) -> str:
+    """An XMP packet with IPTC DigitalSourceType, dc:creator, photoshop:Credit and the generator.
+
+    ``photo_credit``: the photo the picture was made from ("Author (licence, date)"): it joins the
+    credit line and is listed as a contributor (dc:contributor), as the photo's licence asks.
+    """
+    credit = creator if photo_credit is None else f"{creator}; photo: {photo_credit}"
+    contributor = ""
+    if photo_credit is not None:
+        item = escape(f"Photo: {photo_credit}")
+        contributor = f"   <dc:contributor><rdf:Bag><rdf:li>{item}</rdf:li></rdf:Bag></dc:contributor>\n"
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
@@ -27,9 +37,10 @@ def xmp_packet(source_type: DigitalSourceType, creator: str, software: str) -> s
         '    xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"\n'
         '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
         f"    Iptc4xmpExt:DigitalSourceType={quoteattr(source_type.value)}\n"
-        f"    photoshop:Credit={quoteattr(creator)}\n"
+        f"    photoshop:Credit={quoteattr(credit)}\n"
         f"    xmp:CreatorTool={quoteattr(software)}>\n"
         f"   <dc:creator><rdf:Seq><rdf:li>{escape(creator)}</rdf:li></rdf:Seq></dc:creator>\n"
+        f"{contributor}"
         "  </rdf:Description>\n"
         " </rdf:RDF>\n"
         "</x:xmpmeta>\n"

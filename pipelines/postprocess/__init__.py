@@ -4,4 +4,4 @@ Bump ``POSTPROCESS_VERSION`` whenever a change here alters output pixels: it is 
 job key, so outputs made by older code get re-rendered.
 """
 
-POSTPROCESS_VERSION = "3"  # 3: typographic apostrophes, no break after "Saint-"
+POSTPROCESS_VERSION = "4"  # 4: call to action under the headline; 3: typographic apostrophes

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipelines.charter import Charter
+from pipelines.coherence import StyleSignature, style_signature
 from pipelines.postprocess.label import LabelPlacement, draw_ai_label
 from pipelines.postprocess.layout import margin
 from pipelines.postprocess.logo import LogoPlacement, place_logo
@@ -23,10 +24,18 @@ class PostprocessResult:
     label: LabelPlacement
     logo: LogoPlacement
     text: TextBlock
+    style: StyleSignature  # of the graded picture, before the overlays every picture shares
 
 
 def postprocess(
-    generated: Image.Image, charter: Charter, width: int, height: int, language: str, commune: str, headline: str
+    generated: Image.Image,
+    charter: Charter,
+    width: int,
+    height: int,
+    language: str,
+    commune: str,
+    headline: str,
+    call_to_action: str = "",
 ) -> PostprocessResult:
     """Format, grade the colours, then label, logo and text — overlays last, so grading never touches them."""
     spec = charter.spec
@@ -50,6 +59,7 @@ def postprocess(
         min_px=typography.min_text_px,
         max_lines=typography.max_name_lines,
         inset=margin(width, height),
+        call_to_action=call_to_action,
     )
     return PostprocessResult(
         image=final,
@@ -58,4 +68,5 @@ def postprocess(
         label=label,
         logo=logo,
         text=text,
+        style=style_signature(graded, palette),
     )

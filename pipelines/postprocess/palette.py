@@ -108,6 +108,15 @@ def conformity(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], ...]
     return float((distance[_cells(np.asarray(small))] <= tolerance).mean())
 
 
+def palette_shares(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """Share of pixels (0-1) nearest to each palette colour, on a downsampled copy: the palette histogram."""
+    small = image.convert("RGB")
+    small.thumbnail((SCORE_SIDE, SCORE_SIDE), Image.Resampling.BOX)
+    _, nearest, _ = _palette_lattice(palette_rgb)
+    counts = np.bincount(nearest[_cells(np.asarray(small))].ravel(), minlength=len(palette_rgb))
+    return counts / counts.sum()
+
+
 @lru_cache(maxsize=8)
 def _grading_offsets(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> np.ndarray:
     """The RGB offset that grading adds, per lattice cell: int16, shape (64**3, 3).

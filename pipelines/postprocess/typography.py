@@ -98,7 +98,7 @@ class TextBlock:
 
     box: Box
     name: FittedText
-    headline: FittedText | None
+    below: list[FittedText]  # the headline and the call to action, those given
     contrast: float
     plate: bool
     collisions: list[str] = field(default_factory=list)
@@ -106,13 +106,13 @@ class TextBlock:
 
     @property
     def overflow(self) -> bool:
-        return not self.name.fits or (self.headline is not None and not self.headline.fits)
+        return not self.name.fits or any(not fitted.fits for fitted in self.below)
 
 
-def _block_height(name: FittedText, headline: FittedText | None) -> int:
+def _block_height(name: FittedText, below: list[FittedText]) -> int:
     height = round(len(name.lines) * name.size * LINE_SPACING)
-    if headline is not None:
-        height += round((len(headline.lines) * LINE_SPACING + 0.4) * headline.size)
+    for fitted in below:
+        height += round((len(fitted.lines) * LINE_SPACING + 0.4) * fitted.size)
     return height
 
 
@@ -170,9 +170,12 @@ def draw_text_block(
     min_px: int,
     max_lines: int,
     inset: int,
+    call_to_action: str = "",
 ) -> tuple[Image.Image, TextBlock]:
-    """Fit, place and draw the commune name (and headline); report size, contrast and collisions."""
-    commune, headline = typographic(commune), typographic(headline)
+    """Fit, place and draw the commune name (then headline and call to action, at the headline's size);
+    report size, contrast and collisions."""
+    commune = typographic(commune)
+    texts_below = [typographic(text) for text in (headline, call_to_action) if text]
     width, height = image.size
     short = min(width, height)
     upper, lower = free_band((width, height), obstacles, inset)
@@ -187,23 +190,17 @@ def draw_text_block(
     scale = 1.0
     while True:
         name = fit(commune, font_path, max(min_px, round(name_start * scale)), min_px, max_width, max_lines)
-        head = (
-            fit(headline, font_path, max(min_px, round(headline_start * scale)), min_px, max_width, 2)
-            if headline
-            else None
-        )
-        block_height = _block_height(name, head)
+        below = [
+            fit(text, font_path, max(min_px, round(headline_start * scale)), min_px, max_width, 2)
+            for text in texts_below
+        ]
+        block_height = _block_height(name, below)
         if block_height <= lower - upper - 2 * pad or name.size <= min_px:
             break
         scale *= SIZE_STEP
 
     # The block is as wide as its longest line, so a plate behind it is fitted to the text.
-    text_width = max(
-        font(font_path, fitted.size).getlength(line)
-        for fitted in (name, head)
-        if fitted is not None
-        for line in fitted.lines
-    )
+    text_width = max(font(font_path, fitted.size).getlength(line) for fitted in (name, *below) for line in fitted.lines)
     top = upper + pad if position == "top" else lower - pad - block_height
     box = Box(inset + pad, top, min(max_width, ceil(text_width)), block_height)
     collisions = [f"text overlaps element {index}" for index, other in enumerate(obstacles) if box.overlaps(other)]
@@ -228,12 +225,10 @@ def draw_text_block(
     for line in name.lines:
         draw.text((box.left, round(y)), line, font=font(font_path, name.size), fill=colour, anchor="la")
         y += name.size * LINE_SPACING
-    if head is not None:
-        y += 0.4 * head.size
-        for line in head.lines:
-            draw.text((box.left, round(y)), line, font=font(font_path, head.size), fill=colour, anchor="la")
-            y += head.size * LINE_SPACING
-    block = TextBlock(
-        box=box, name=name, headline=head, contrast=contrast, plate=True, collisions=collisions, note=note
-    )
+    for fitted in below:
+        y += 0.4 * fitted.size
+        for line in fitted.lines:
+            draw.text((box.left, round(y)), line, font=font(font_path, fitted.size), fill=colour, anchor="la")
+            y += fitted.size * LINE_SPACING
+    block = TextBlock(box=box, name=name, below=below, contrast=contrast, plate=True, collisions=collisions, note=note)
     return composed, block

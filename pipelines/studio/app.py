@@ -134,6 +134,7 @@ def _describe(row: dict) -> dict:
         "commune": inputs.get("commune_name", ""),
         "format": inputs.get("format", ""),
         "audience": inputs.get("audience", ""),
+        "language": inputs.get("language", ""),
         "passed": compliance.get("passed", True),
         "reasons": compliance.get("reasons", []),
     }
@@ -192,7 +193,8 @@ def create_app(studio: Studio) -> FastAPI:
             raise HTTPException(404, f"no review run {run_id}")
         listing = review_listing(Path(run.output_dir), run.campaign_slug, run.keys)
         pictures = [
-            {**_describe({**entry, "job_key": entry["key"]}), "name": name} for name, entry in sorted(listing.items())
+            {**_describe({**entry, "job_key": entry["key"]}), "name": name, "attention": entry["attention"]}
+            for name, entry in listing.items()  # those to look at first first
         ]
         context = {"run": run, "pictures": pictures, "root_matches": Path(run.output_dir) == studio.output_root}
         return templates.TemplateResponse(request, "review.html", context)
