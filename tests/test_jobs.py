@@ -182,7 +182,7 @@ def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[
         assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
 
 
-GOLDEN_KEY = "373492dff3416985b9b8aa7d61520b7cd935bd80ac45fdfd285ca01e6595bb73"  # post-processing 4, call to action
+GOLDEN_KEY = "db942b41d2abe9bb43d8ef3f4c10282d29e4cff3a911e4f46e68b6d10b1cb42c"  # post-processing 4, call to action
 
 
 def test_audiences_times_languages_give_their_texts_and_labels(make_campaign: Callable[..., Path]) -> None:
