@@ -469,9 +469,10 @@ def _verify(
                     f"; made from {original['file']} (ledger #{original['ledger_id']},"
                     f" job {original['job_key'][:12]}, sha256 {original['sha256'][:12]})"
                 )
+            geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
             console.print(
                 f"{'ok ' if report.ok else 'BAD'} {report.file}: label {'yes' if report.label_seen else 'no'}, "
-                f"watermark {report.watermark or 'none'}, XMP {'yes' if report.xmp_source_type else 'no'}, "
+                f"watermark {report.watermark or 'none'}{geometry}, XMP {'yes' if report.xmp_source_type else 'no'}, "
                 f"C2PA {report.c2pa}; {where}",
                 highlight=False,
                 markup=False,

@@ -28,6 +28,7 @@ from pipelines.marking.xmp import DigitalSourceType, xmp_packet
 from pipelines.render import finish_render, plan_render
 from pipelines.renderer import Renderer
 from tests.conftest import SAMPLE_CHARTER_DIR, render_now
+from tests.watermark_attacks import rotate
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +200,23 @@ def test_a_stripped_file_is_found_through_its_watermark(
     assert report.c2pa == "missing" and report.xmp_source_type is None and not report.ok
     assert report.found_by == "watermark" and report.ledger_record["file"] == str(files[0].relative_to(out))
     assert report.label_seen
+
+
+def test_a_mirrored_straightened_copy_is_found_and_verify_says_how(
+    rendered: tuple[Path, list[Path]], charter: Charter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy flipped for a layout, then turned by 3 degrees and cropped to fill (a straightened
+    horizon), saved as JPEG: the watermark still names its file, and verify says how it was found."""
+    out, files = rendered
+    with Image.open(files[0]) as image:
+        pixels = np.asarray(image.convert("RGB"))[:, ::-1]
+    changed = tmp_path / "copy.jpg"
+    Image.fromarray(rotate(np.ascontiguousarray(pixels), 3)).save(changed, quality=85)
+    report = check(changed, charter, out)
+    assert report.found_by == "watermark" and report.ledger_record["file"] == str(files[0].relative_to(out))
+    assert report.watermark_geometry.startswith("flipped, turned ") and report.watermark_geometry.endswith("°")
+    assert main(["verify", str(changed), "--database", str(out / "visuels.sqlite")]) == 1  # no XMP, no C2PA
+    assert f"(found {report.watermark_geometry})" in capsys.readouterr().out
 
 
 def test_an_unmarked_picture_has_no_layer(charter: Charter, tmp_path: Path, rendered: tuple[Path, list[Path]]) -> None:

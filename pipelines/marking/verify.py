@@ -49,6 +49,7 @@ class FileReport(BaseModel):
     label_seen: bool = False
     watermark: str | None = None
     watermark_in_ledger: bool = False
+    watermark_geometry: str = ""  # how the picture was found changed: flipped, turned...
     xmp_source_type: str | None = None
     c2pa: str = "missing"
     c2pa_soft_binding: str | None = None
@@ -137,6 +138,7 @@ def verify_file(
             "label_seen": label_seen(pixels, charter),
             "watermark": mark,
             "watermark_in_ledger": found_by == "watermark",
+            "watermark_geometry": found.geometry(),
             "xmp_source_type": source.group(1) if source else None,
             "c2pa": manifest.state,
             "c2pa_soft_binding": manifest.soft_binding,
@@ -158,6 +160,7 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
     source = report.xmp_source_type
     generated = {kind.value for kind in DigitalSourceType}
     record = report.ledger_record
+    geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
     checks = {
         "label": Check(
             passed=report.label_seen,
@@ -165,7 +168,7 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
         ),
         "watermark": Check(
             passed=report.watermark_in_ledger,
-            detail=f"payload {report.watermark}, in the ledger"
+            detail=f"payload {report.watermark}, in the ledger{geometry}"
             if report.watermark_in_ledger
             else f"payload {report.watermark}, unknown to the ledger"
             if report.watermark

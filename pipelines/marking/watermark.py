@@ -12,12 +12,21 @@ Design (tiled spread spectrum with a synchronisation pattern):
 - Decoding: luminance on the canonical grid, high-passed and whitened; its autocorrelation peaks
   at the tile period (larger than TILE after a crop); every tile is folded into one; the sync
   pattern's circular cross-correlation gives the tile's shift; the chips give soft coded bits.
+- Orientation: a flip or a quarter turn of the picture permutes the folded tile's cells the same
+  way (a dihedral transform of the tile); the sync pattern is not symmetric, so of the tile's 8
+  variants the one that matches it says how the picture was flipped or turned (``Detection``).
+- Rotation by a small angle (a straightened horizon, a scan): the tile lattice turns with the
+  picture, and the autocorrelation's strongest peaks off the axes point along it. Their angles
+  (in the picture's own pixels, whatever its aspect) are tried: the luminance is turned back,
+  its empty corners masked out, and the search above runs again on it.
 - Decision: a payload is reported only when the CRC-32 of the decoded message matches. On an
   unmarked picture the decoded message is, as far as the CRC is concerned, random, so each
   decoding matches with probability 2^-32; a picture gets at most MAX_ATTEMPTS decodings
-  (PERIOD_CANDIDATES x SYNC_CANDIDATES = 10; ranking and refining periods by the sync peak
-  decodes nothing), so the false-positive rate is at most 10 * 2^-32 = 2.3e-9 per picture, far
-  under the 1e-6 asked (union bound; checked on 1,000 unmarked pictures in the tests).
+  (PERIOD_CANDIDATES x SYNC_CANDIDATES = 10 on the picture as it is, and as many again for each
+  of at most ANGLE_CANDIDATES angles: 30; ranking periods, orientations and angles by the sync
+  peak decodes nothing), so the false-positive rate is at most 30 * 2^-32 = 7.0e-9 per picture,
+  far under the 1e-6 asked (union bound; 1,000 unmarked pictures in the tests, 10,000 in
+  benchmarks/watermark_false_positives.py).
 """
 
 from __future__ import annotations
@@ -44,12 +53,20 @@ GENERATORS = (0o171, 0o133)
 STATES = 2 ** (CONSTRAINT - 1)
 CODED_BITS = 2 * (MESSAGE_BITS + CONSTRAINT - 1)  # zero-terminated
 AMPLITUDE = 3.3  # luminance levels (0-255) of the pattern before smoothing: PSNR about 38.7 dB
-MIN_PERIOD, MAX_PERIOD = 96, 240  # tile periods searched on the canonical grid (crops up to ~45%)
+MIN_PERIOD, MAX_PERIOD = 96, 264  # tile periods searched on the canonical grid (crops to a half per side)
 PERIOD_CANDIDATES = 5  # the canonical period, then up to 4 from the autocorrelation
-REFINE_STEPS = (-0.5, 0.0, 0.5)  # canonical pixels tried around each period, per axis
-AUTOCORRELATION_PEAKS = 3  # per axis
+REFINE_STEPS = (1.0, 0.5, 0.25)  # canonical pixels tried each side of each period, per axis, in turn
+AUTOCORRELATION_PEAKS = 4  # per axis
 SYNC_CANDIDATES = 2
-MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES
+ANGLE_CANDIDATES = 2  # rotations tried when the picture as it is gives nothing
+MIN_ANGLE, MAX_ANGLE = 0.3, 20.0  # degrees: below, the search as it is copes; beyond, not a tilt
+ANGLE_SECTORS = 18  # autocorrelation peaks kept per 10 degrees: long edges make ridges of peaks
+ROTATION_SIDE = 1024  # the luminance is turned at most this large (pixels, long side): speed
+# Sync strength (peak over spread) below which a turned-back picture is not decoded at all: on
+# unmarked pictures it stays under 6.1 (200 measured, 99th percentile 5.7), on marked ones turned
+# by up to 10 degrees it is 6.9 or more (benchmarks/RESULTS.md). Only speed depends on it.
+ROTATION_SYNC_GATE = 6.3
+MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES * (1 + ANGLE_CANDIDATES)
 DEFAULT_KEY = 0x56495355454C53  # "VISUELS": public, so that anyone can detect; see configured_key
 KEY_VARIABLE = "VISUELS_WATERMARK_KEY"
 
@@ -82,6 +99,36 @@ class Detection:
     payload: int | None  # the 64-bit payload, or None when no CRC-valid payload was found
     sync_strength: float  # sync peak over the correlation's spread: how clearly the tiles were found
     attempts: int
+    flipped: bool = False  # found mirrored (a horizontal or vertical flip)
+    quarter_turns: int = 0  # found turned by this many quarter turns (counter-clockwise)
+    rotation: float = 0.0  # found turned by this many degrees besides (counter-clockwise)
+
+    def geometry(self) -> str:
+        """How the picture was found changed, in words ("flipped, turned +3.0°"); empty if as marked."""
+        parts = ["flipped"] if self.flipped else []
+        if self.quarter_turns:
+            parts.append(f"turned {90 * self.quarter_turns}°")
+        if self.rotation:
+            parts.append(f"turned {self.rotation:+.1f}°")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Orientation:
+    """How a folded tile must be transformed to read as embedded: transposed, then turned."""
+
+    transposed: bool
+    turns: int
+
+    def apply(self, tile: np.ndarray) -> np.ndarray:
+        return np.rot90(tile.T if self.transposed else tile, self.turns)
+
+    def undo(self, tile: np.ndarray) -> np.ndarray:
+        turned_back = np.rot90(tile, -self.turns)
+        return turned_back.T if self.transposed else turned_back
+
+
+ORIENTATIONS = tuple(_Orientation(transposed, turns) for transposed in (False, True) for turns in range(4))
 
 
 @lru_cache(maxsize=4)
@@ -191,22 +238,45 @@ def remove(rgb: np.ndarray, payload: int, where: np.ndarray | None = None, key: 
     return np.clip(np.rint(rgb.astype(np.float32) - pattern[..., None]), 0, 255).astype(np.uint8)
 
 
-def _whitened_residual(rgb: np.ndarray) -> np.ndarray:
-    """Canonical-grid luminance minus its smooth part, divided by the local contrast."""
-    luminance = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _whitened_residual(luminance: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Canonical-grid luminance minus its smooth part, divided by the local contrast; zero outside
+    ``valid`` (the picture's own pixels, where it was turned back)."""
     canonical = cv2.resize(luminance, (CANONICAL, CANONICAL), interpolation=cv2.INTER_AREA)
     residual = canonical - cv2.GaussianBlur(canonical, (0, 0), 2.5)
     local = np.sqrt(cv2.GaussianBlur(residual * residual, (0, 0), 8.0)) + 1.0
     # Clipped: glyph and logo edges would otherwise outweigh the faint pattern.
-    return np.clip(residual / local, -2.5, 2.5)
+    whitened = np.clip(residual / local, -2.5, 2.5)
+    if valid is not None:
+        inside = cv2.resize(valid, (CANONICAL, CANONICAL), interpolation=cv2.INTER_AREA) > 0.999
+        # The edge of the turned picture's corners is no pattern: keep clear of it.
+        whitened *= cv2.erode(inside.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(np.float32)
+    return whitened
+
+
+def _autocorrelation(residual: np.ndarray) -> np.ndarray:
+    spectrum = np.fft.rfft2(residual)
+    return np.fft.irfft2(spectrum * np.conj(spectrum), s=residual.shape)
+
+
+def _along(residual: np.ndarray) -> np.ndarray:
+    """The autocorrelation along the rows (shifts between rows of 0 and ±1), per pixel of overlap,
+    without wrapping
+    round: a circular one folds a period near half the grid onto its mirror image (a crop to a
+    quarter of the picture's area has a period of exactly half the grid)."""
+    rows = np.fft.rfft(residual, n=2 * CANONICAL, axis=1)
+    below = rows[1:] * np.conj(rows[:-1])
+    power = (rows * np.conj(rows)).sum(axis=0) + below.sum(axis=0) + np.conj(below).sum(axis=0)
+    # Divided by the overlap: a long period is seen over fewer pixels, not less clearly.
+    return np.fft.irfft(power, n=2 * CANONICAL)[:CANONICAL] / (CANONICAL - np.arange(CANONICAL))
 
 
 def _periods(residual: np.ndarray) -> list[tuple[float, float]]:
     """Candidate tile periods (x, y) from the autocorrelation's strongest peaks along each axis."""
-    spectrum = np.fft.rfft2(residual)
-    autocorrelation = np.fft.irfft2(spectrum * np.conj(spectrum), s=residual.shape)
-    along_x = autocorrelation[0, :] + autocorrelation[1, :] + autocorrelation[-1, :]
-    along_y = autocorrelation[:, 0] + autocorrelation[:, 1] + autocorrelation[:, -1]
+    along_x, along_y = _along(residual), _along(np.ascontiguousarray(residual.T))
 
     def peaks(profile: np.ndarray) -> list[float]:
         lags = np.arange(MIN_PERIOD, MAX_PERIOD + 1)
@@ -220,11 +290,53 @@ def _periods(residual: np.ndarray) -> list[tuple[float, float]]:
             found.append(float(lag + np.clip(offset, -0.5, 0.5)))
         return found
 
-    # Overlays (label, logo, text lines) make peaks of their own, so several are kept; a crop of
-    # the same share on both axes gives equal periods, so each peak is also tried for both axes.
+    # Overlays (label, logo, text lines) make peaks of their own, so several are kept, and paired
+    # across the axes (a crop's share differs between them); a crop of the same share on both
+    # axes gives equal periods, so each peak is also tried for both axes.
     xs, ys = peaks(along_x), peaks(along_y)
-    pairs = [(xs[0], ys[0])] if xs and ys else []
+    pairs = [(x, y) for x in xs[:3] for y in ys[:3]]
     return list(dict.fromkeys(pairs + [(p, p) for p in xs + ys]))
+
+
+def _angles(autocorrelation: np.ndarray, height: int, width: int) -> list[float]:
+    """Angles (degrees, counter-clockwise) the picture may have been turned by, from the strongest
+    autocorrelation peaks off the axes, in the picture's own pixels; at most ANGLE_CANDIDATES."""
+    shifted = np.fft.fftshift(autocorrelation)
+    offsets = np.arange(CANONICAL) - CANONICAL // 2
+    dy, dx = np.meshgrid(offsets, offsets, indexing="ij")
+    radius = np.hypot(dx, dy)
+    upper = (dy > 0) | ((dy == 0) & (dx > 0))  # the autocorrelation is symmetric: half is enough
+    local_max = shifted >= cv2.dilate(shifted.astype(np.float32), np.ones((7, 7), np.uint8))
+    candidates = np.flatnonzero(upper & local_max & (radius >= MIN_PERIOD) & (radius <= MAX_PERIOD))
+    sector_of = (np.degrees(np.arctan2(dy, dx)) % 180 // (180 / ANGLE_SECTORS)).astype(int).ravel()
+    angles: list[float] = []
+    used: set[int] = set()
+    for flat in candidates[np.argsort(shifted.ravel()[candidates])[::-1]]:
+        if sector_of[flat] in used:
+            continue
+        used.add(sector_of[flat])
+        # In pixels of the picture: the canonical grid stretches its width and height apart.
+        angle = float(np.degrees(np.arctan2(dy.flat[flat] * height, dx.flat[flat] * width)))
+        angle = (angle + 45.0) % 90.0 - 45.0  # a quarter turn is the orientation's business
+        if MIN_ANGLE <= abs(angle) <= MAX_ANGLE and all(abs(angle - seen) > MIN_ANGLE for seen in angles):
+            angles.append(angle)
+        if len(used) >= 3:  # the three strongest directions
+            break
+    return angles[:ANGLE_CANDIDATES]
+
+
+def _turned_back(luminance: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The luminance turned by ``angle`` degrees (at most ROTATION_SIDE on its long side), and where
+    it holds the picture's own pixels (1) rather than the empty corners (0)."""
+    height, width = luminance.shape
+    scale = min(1.0, ROTATION_SIDE / max(height, width))
+    if scale < 1.0:
+        luminance = cv2.resize(luminance, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    height, width = luminance.shape
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    turned = cv2.warpAffine(luminance, turn, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    valid = cv2.warpAffine(np.ones_like(luminance), turn, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    return turned, valid
 
 
 def _sync_strength(tile: np.ndarray, key: int) -> float:
@@ -232,15 +344,35 @@ def _sync_strength(tile: np.ndarray, key: int) -> float:
     return float(correlation.max() / (correlation.std() + 1e-12))
 
 
+def _oriented(tile: np.ndarray, key: int) -> tuple[float, _Orientation]:
+    """The orientation under which the tile best matches the sync pattern, and how well.
+
+    The oriented tile against the sync pattern is the tile against the pattern oriented back, at
+    other shifts: one transform of the tile, eight products with spectra computed once.
+    """
+    correlations = np.fft.irfft2(np.fft.rfft2(tile)[None] * _oriented_sync_spectra(key), s=tile.shape)
+    strengths = correlations.max(axis=(1, 2)) / (correlations.std(axis=(1, 2)) + 1e-12)
+    best = int(np.argmax(strengths))
+    return float(strengths[best]), ORIENTATIONS[best]
+
+
+@lru_cache(maxsize=4)
+def _oriented_sync_spectra(key: int) -> np.ndarray:
+    sync = np.kron(_layout(key)[0], np.ones((CHIP, CHIP)))
+    return np.stack([np.conj(np.fft.rfft2(np.ascontiguousarray(way.undo(sync)))) for way in ORIENTATIONS])
+
+
 def _refine(residual: np.ndarray, period_x: float, period_y: float, key: int) -> tuple[float, float]:
-    """Nudge the period on each axis to where the sync pattern stands out most."""
-    for axis in (0, 1):
-        trials = []
-        for step in REFINE_STEPS:
-            candidate = (period_x + step, period_y) if axis == 0 else (period_x, period_y + step)
-            trials.append((_sync_strength(_fold(residual, *candidate), key), candidate))
-        period_x, period_y = max(trials)[1]
-    return period_x, period_y
+    """Nudge the period on each axis to where the sync pattern stands out most, in smaller and
+    smaller steps: a period found from the autocorrelation may be a pixel or two off."""
+    best = (_oriented(_fold(residual, period_x, period_y), key)[0], (period_x, period_y))
+    for step in REFINE_STEPS:
+        for axis in (0, 1):
+            period_x, period_y = best[1]
+            for sign in (-1.0, 1.0):
+                candidate = (period_x + sign * step, period_y) if axis == 0 else (period_x, period_y + sign * step)
+                best = max(best, (_oriented(_fold(residual, *candidate), key)[0], candidate))
+    return best[1]
 
 
 def _phase(period: float) -> np.ndarray:
@@ -268,59 +400,100 @@ def _sync_spectrum(key: int) -> np.ndarray:
     return np.conj(np.fft.fft2(sync))
 
 
-def _read_bits(tile: np.ndarray, key: int) -> tuple[list[np.ndarray], float]:
-    """Align the folded tile on its strongest sync peaks; return soft-bit vectors and sync strength."""
+def _read_bits(tile: np.ndarray, key: int) -> list[np.ndarray]:
+    """Align the folded tile on its strongest sync peaks; return their soft-bit vectors."""
     correlation = np.real(np.fft.ifft2(np.fft.fft2(tile) * _sync_spectrum(key)))
     _, data_cells, bit_of_cell, signs = _layout(key)
     candidates = []
-    sync = float(correlation.max() / (correlation.std() + 1e-12))
     for flat in np.argsort(correlation.ravel())[::-1][:SYNC_CANDIDATES]:
         shift_y, shift_x = divmod(int(flat), TILE)
         aligned = np.roll(tile, (-shift_y, -shift_x), axis=(0, 1))
         chips = aligned.reshape(CHIPS, CHIP, CHIPS, CHIP).mean(axis=(1, 3)).reshape(-1)
         soft = np.bincount(bit_of_cell, weights=chips[data_cells] * signs, minlength=CODED_BITS)
         candidates.append(soft)
-    return candidates, sync
+    return candidates
 
 
-def detect(rgb: np.ndarray, key: int | None = None) -> Detection:
-    """Look for a payload in an (h, w, 3) uint8 image of any size."""
-    key = configured_key() if key is None else key
-    residual = _whitened_residual(rgb)
-    attempts = 0
+def _ranked_periods(residual: np.ndarray, key: int) -> list[tuple[float, tuple[float, float]]]:
+    """The autocorrelation's periods, each with how clearly the sync pattern appears at it, best
+    first (no decoding, so no false-positive cost)."""
+    scored = [(_oriented(_fold(residual, *period), key)[0], period) for period in _periods(residual)]
+    return sorted(scored, key=lambda item: -item[0])
+
+
+def _search(residual: np.ndarray, key: int, attempts: int, gate: float = 0.0) -> Detection:
+    """Look for a payload in one canonical residual: the canonical period first, then the
+    autocorrelation's, refined; each fold read in its best orientation. Attempts are counted
+    from ``attempts``. ``gate``: decode nothing unless the sync pattern stands out this clearly
+    at some period (a turned-back picture: the angle came from the picture, not from a mark)."""
+    canonical = (float(TILE), float(TILE))
+    ranked = None
+    if gate:
+        ranked = _ranked_periods(residual, key)
+        clearest = max([_oriented(_fold(residual, *canonical), key)[0], *(sync for sync, _ in ranked[:1])])
+        if clearest < gate:
+            return Detection(payload=None, sync_strength=clearest, attempts=attempts)
     best_sync = 0.0
     # A resize alone keeps the canonical period: try it first, as is; then the autocorrelation's.
-    periods = [(float(TILE), float(TILE))]
+    periods = [canonical]
     for index in range(PERIOD_CANDIDATES):
         if index == 1:
-            # Rank the autocorrelation's periods by how clearly the sync pattern appears (no
-            # decoding, so no false-positive cost), and refine the most promising.
-            ranked = sorted(_periods(residual), key=lambda p: -_sync_strength(_fold(residual, *p), key))
-            periods += [_refine(residual, px, py, key) for px, py in ranked[: PERIOD_CANDIDATES - 1]]
+            ranked = ranked or _ranked_periods(residual, key)
+            periods += [_refine(residual, *period, key) for _, period in ranked[: PERIOD_CANDIDATES - 1]]
         if index >= len(periods):
             break
-        period_x, period_y = periods[index]
-        candidates, sync = _read_bits(_fold(residual, period_x, period_y), key)
+        tile = _fold(residual, *periods[index])
+        sync, way = _oriented(tile, key)
         best_sync = max(best_sync, sync)
-        for soft in candidates:
+        for soft in _read_bits(way.apply(tile), key):
             attempts += 1
             payload = _bits_to_payload(_viterbi(soft))
             if payload is not None:
-                return Detection(payload=payload, sync_strength=sync, attempts=attempts)
+                # A picture turned by k quarter turns has its tile turned by k too: undone by 4 - k.
+                turns = (4 - way.turns) % 4
+                return Detection(payload, sync, attempts, flipped=way.transposed, quarter_turns=turns)
     return Detection(payload=None, sync_strength=best_sync, attempts=attempts)
 
 
+def detect(rgb: np.ndarray, key: int | None = None) -> Detection:
+    """Look for a payload in an (h, w, 3) uint8 image of any size, flipped or turned."""
+    key = configured_key() if key is None else key
+    luminance = _luminance(rgb)
+    residual = _whitened_residual(luminance)
+    found = _search(residual, key, 0)
+    if found.payload is not None:
+        return found
+    best_sync = found.sync_strength
+    for angle in _angles(_autocorrelation(residual), *luminance.shape):
+        turned, valid = _turned_back(luminance, angle)
+        found = _search(_whitened_residual(turned, valid), key, found.attempts, gate=ROTATION_SYNC_GATE)
+        if found.payload is not None:
+            # Turning back by ``angle`` (counter-clockwise) undid a turn by -angle.
+            return Detection(
+                found.payload,
+                found.sync_strength,
+                found.attempts,
+                flipped=found.flipped,
+                quarter_turns=found.quarter_turns,
+                rotation=-angle,
+            )
+        best_sync = max(best_sync, found.sync_strength)
+    return Detection(payload=None, sync_strength=best_sync, attempts=found.attempts)
+
+
 def best_guess_bits(rgb: np.ndarray, key: int | None = None) -> np.ndarray:
-    """Hard decisions of the 204 coded bits where the sync pattern is strongest, before decoding.
+    """Hard decisions of the 204 coded bits where the sync pattern is strongest, before decoding
+    (on the picture as it is: no rotation search).
 
     For measuring bit accuracy under attacks (benchmarks); ``detect`` is what decides.
     """
     key = configured_key() if key is None else key
-    residual = _whitened_residual(rgb)
+    residual = _whitened_residual(_luminance(rgb))
     periods = [(float(TILE), float(TILE)), *_periods(residual)]
-    period = max(periods, key=lambda p: _sync_strength(_fold(residual, *p), key))
-    candidates, _ = _read_bits(_fold(residual, *_refine(residual, *period, key)), key)
-    return candidates[0] > 0
+    period = max(periods, key=lambda p: _oriented(_fold(residual, *p), key)[0])
+    tile = _fold(residual, *_refine(residual, *period, key))
+    _, way = _oriented(tile, key)
+    return _read_bits(way.apply(tile), key)[0] > 0
 
 
 def coded_bits(payload: int) -> np.ndarray:
