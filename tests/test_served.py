@@ -302,7 +302,7 @@ def test_a_render_worker_killed_mid_chunk_fails_its_run_within_a_minute(cluster:
     chunks_before = {name: log.read_text().count("Submitting task run") for name, log in logs.items()}
     parameters = {
         "campaign": "campaigns/ete-2027.yaml",
-        "selection": {"communes": ["Montpellier"], "formats": ["instagram_square", "story"]},  # 8 jobs, one chunk
+        "selection": {"communes": ["Montpellier"], "formats": ["instagram_square", "story"]},  # 12 jobs, one chunk
         "overrides": {"model": "demo", "steps": 40},  # long enough to be killed in the middle
         "run": {"output_dir": str(cluster.out.parent / "killed"), "shard_size": 0, "batch_size": 1},
     }
