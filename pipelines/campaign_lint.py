@@ -3,7 +3,7 @@
 A term in a template is reported once, naming the campaign (or charter) field; a term that only
 the communes' data bring in (a name, a landmark) is reported for each commune and audience
 whose prompt or texts hold it. Render planning flags the same jobs (``RenderJob.review`` and
-``banned``), from the same expansion.
+``banned``), from the same expansion (``pipelines.jobs.job_texts``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pipelines.campaign import Campaign
 from pipelines.fairness import Finding, scan
-from pipelines.jobs import build_prompt, derive_seed
+from pipelines.jobs import job_texts
 
 
 @dataclass
@@ -65,26 +65,16 @@ def lint_campaign(campaign: Campaign) -> LintReport:
         report.templates += scan({field_name: text}, fairness)
     template_terms = {finding.term for finding in report.templates}
     seen: set[Finding] = set()
-    for commune in campaign.communes:
-        for audience in spec.audiences:
-            for language in spec.audience_languages(audience):
-                headline, call_to_action = spec.texts(audience, language)
-                for format_name in spec.formats:
-                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name)
-                    texts = {
-                        "prompt": build_prompt(campaign, commune, audience, seed),
-                        "headline": headline,
-                        "call_to_action": call_to_action,
-                    }
-                    findings = scan(texts, fairness, commune.name, audience, language)
-                    if any(finding.severity == "banned" for finding in findings):
-                        report.held += 1
-                    elif findings:
-                        report.held += not spec.render_flagged
-                        report.for_review += spec.render_flagged
-                    report.from_templates += any(finding.term in template_terms for finding in findings)
-                    for finding in findings:
-                        if finding.term not in template_terms and finding not in seen:
-                            seen.add(finding)
-                            report.jobs.append(finding)
+    for job in job_texts(campaign):
+        findings = job.findings(fairness)
+        if any(finding.severity == "banned" for finding in findings):
+            report.held += 1
+        elif findings:
+            report.held += not spec.render_flagged
+            report.for_review += spec.render_flagged
+        report.from_templates += any(finding.term in template_terms for finding in findings)
+        for finding in findings:
+            if finding.term not in template_terms and finding not in seen:
+                seen.add(finding)
+                report.jobs.append(finding)
     return report

@@ -97,16 +97,14 @@ def _as_batch(pictures: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def control_images(jobs: Sequence[RenderJob]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each job's photo fitted to the generation size, and its Canny edge map (H×W, 0 or 255)."""
+def fitted_photos(jobs: Sequence[RenderJob]) -> list[np.ndarray]:
+    """Each job's photo fitted to the generation size (H×W×3 uint8)."""
     first = jobs[0]
-    photos, edges = [], []
+    photos = []
     for job in jobs:
         assert job.photo is not None
-        photo = fit_photo(Path(job.photo.path), first.generation_width, first.generation_height)
-        photos.append(photo)
-        edges.append(edge_map(photo, job.photo.canny_low, job.photo.canny_high))
-    return photos, edges
+        photos.append(fit_photo(Path(job.photo.path), first.generation_width, first.generation_height))
+    return photos
 
 
 def from_photos(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob], controlnet: torch.nn.Module | None) -> object:
@@ -120,7 +118,7 @@ def from_photos(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob], controln
     first = jobs[0]
     source = first.photo
     assert source is not None
-    photos, edges = control_images(jobs)
+    photos = fitted_photos(jobs)
     steps = first.steps if source.strength is None else img2img_steps(first.steps, source.strength)
     common = {
         "prompt": [job.prompt for job in jobs],
@@ -136,6 +134,10 @@ def from_photos(pipeline: DiffusionPipeline, jobs: Sequence[RenderJob], controln
         return redraw(image=_as_batch(photos), strength=source.strength, **common)
     if controlnet is None:
         raise ModelError(source.controlnet_path, "photos.controlnet", "the ControlNet was not loaded")
+    # Only a ControlNet reads the edges (their map for reviewers is saved at export).
+    edges = [
+        edge_map(photo, job.photo.canny_low, job.photo.canny_high) for job, photo in zip(jobs, photos, strict=True)
+    ]
     edge_batch = _as_batch([np.repeat(edge[..., None], 3, axis=2) for edge in edges])
     steering = {"controlnet_conditioning_scale": source.controlnet_scale}
     if source.strength is None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from pipelines.campaign import Campaign, SeedPolicy
+from pipelines.charter import Fairness
 from pipelines.communes import Commune
-from pipelines.fairness import diversity_words, scan, shows_people
+from pipelines.fairness import Finding, diversity_words, scan, shows_people
 from pipelines.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from pipelines.hashing import cached_sha256_file, sha256_json
 from pipelines.model_reference import ModelInfo
@@ -197,6 +199,39 @@ def photo_source(
     )
 
 
+@dataclass(frozen=True)
+class JobText:
+    """What a job says, before any model is known: who and where, its seed, its prompt and texts."""
+
+    commune: Commune
+    audience: str
+    language: str
+    format_name: str
+    seed: int
+    prompt: str
+    headline: str
+    call_to_action: str
+
+    def findings(self, fairness: Fairness) -> list[Finding]:
+        """The charter's banned and sensitive terms in this job's prompt and texts."""
+        texts = {"prompt": self.prompt, "headline": self.headline, "call_to_action": self.call_to_action}
+        return scan(texts, fairness, self.commune.name, self.audience, self.language)
+
+
+def job_texts(campaign: Campaign) -> Iterator[JobText]:
+    """Every (commune, audience, language, format) of the campaign with its prompt and texts, in a
+    stable order: what render planning and the bias review both go through."""
+    spec = campaign.spec
+    for commune in campaign.communes:
+        for audience in spec.audiences:
+            for language in spec.audience_languages(audience):
+                headline, call_to_action = spec.texts(audience, language)
+                for format_name in spec.formats:
+                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name)
+                    prompt = build_prompt(campaign, commune, audience, seed)
+                    yield JobText(commune, audience, language, format_name, seed, prompt, headline, call_to_action)
+
+
 def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[RenderJob]:
     """Every (commune, audience, language, format) of the campaign as a render job, in a stable order.
 
@@ -205,23 +240,16 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[Re
     devices differ by rounding only. A job also carries the charter's terms found in its prompt
     and texts (``pipelines.fairness``): the plan holds back those it may not render.
     """
-    spec = campaign.spec
     lora = lora_hash(campaign.lora_path)
     controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
     fairness = campaign.charter.spec.fairness
+    photos: dict[tuple[str, str], PhotoSource | None] = {}  # one photo per commune and audience
     jobs = []
-    for commune in campaign.communes:
-        for audience in spec.audiences:
-            photo = photo_source(campaign, commune, audience, controlnet)
-            for language in spec.audience_languages(audience):
-                for format_name in spec.formats:
-                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name)
-                    job = _job(campaign, model, precision, lora, commune, audience, language, format_name, seed, photo)
-                    texts = {"prompt": job.prompt, "headline": job.headline, "call_to_action": job.call_to_action}
-                    findings = scan(texts, fairness, commune.name, audience, language)
-                    review = [finding.message() for finding in findings if finding.severity == "sensitive"]
-                    banned = [finding.message() for finding in findings if finding.severity == "banned"]
-                    jobs.append(job.model_copy(update={"review": review, "banned": banned}))
+    for text in job_texts(campaign):
+        where = (text.commune.insee, text.audience)
+        if where not in photos:
+            photos[where] = photo_source(campaign, text.commune, text.audience, controlnet)
+        jobs.append(_job(campaign, model, precision, lora, text, photos[where], text.findings(fairness)))
     return jobs
 
 
@@ -230,23 +258,19 @@ def _job(
     model: ModelInfo,
     precision: str,
     lora: str | None,
-    commune: Commune,
-    audience: str,
-    language: str,
-    format_name: str,
-    seed: int,
+    text: JobText,
     photo: PhotoSource | None,
+    findings: list[Finding],
 ) -> RenderJob:
     """One job and its key: the hash of everything that shapes its pixels and metadata."""
     spec = campaign.spec
-    preset = FORMAT_PRESETS[format_name]
+    preset = FORMAT_PRESETS[text.format_name]
     gen_width, gen_height = generation_size(preset, model)
     hires = hires_pass(preset, (gen_width, gen_height), model)
-    headline, call_to_action = spec.texts(audience, language)
     shaping: dict[str, object] = {
-        "prompt": build_prompt(campaign, commune, audience, seed),
+        "prompt": text.prompt,
         "negative_prompt": campaign.charter.spec.style.negative_prompt,
-        "seed": seed,
+        "seed": text.seed,
         "generation_width": gen_width,
         "generation_height": gen_height,
         "steps": spec.steps,
@@ -259,14 +283,14 @@ def _job(
         "charter_hash": campaign.charter.hash,
         "postprocess_version": POSTPROCESS_VERSION,
         # Post-processing draws these onto the picture.
-        "commune_name": commune.name,
-        "headline": headline,
-        "call_to_action": call_to_action,
-        "format": format_name,
+        "commune_name": text.commune.name,
+        "headline": text.headline,
+        "call_to_action": text.call_to_action,
+        "format": text.format_name,
         "width": preset.width,
         "height": preset.height,
         "dpi": preset.dpi,
-        "language": language,  # the texts' and the AI label's
+        "language": text.language,  # the texts' and the AI label's
         "file_type": spec.file_type,
     }
     if hires is not None:  # only when set: the keys of other formats stay as they were
@@ -274,16 +298,17 @@ def _job(
     if photo is not None:
         shaping["photo"] = photo.shaping()
     key = sha256_json(shaping)
-    name = f"{audience}-{language}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
-    relative = f"{campaign.slug}/{campaign.commune_folders[commune.insee]}/{format_name}/{name}"
-    values = {**shaping, "photo": photo}
+    name = f"{text.audience}-{text.language}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
+    relative = f"{campaign.slug}/{campaign.commune_folders[text.commune.insee]}/{text.format_name}/{name}"
     return RenderJob(
         key=key,
         campaign=campaign.slug,
-        commune_insee=commune.insee,
-        audience=audience,
+        commune_insee=text.commune.insee,
+        audience=text.audience,
         relative_path=relative,
-        **values,
+        review=[finding.message() for finding in findings if finding.severity == "sensitive"],
+        banned=[finding.message() for finding in findings if finding.severity == "banned"],
+        **{**shaping, "photo": photo},
     )
 
 

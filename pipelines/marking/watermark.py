@@ -339,11 +339,6 @@ def _turned_back(luminance: np.ndarray, angle: float) -> tuple[np.ndarray, np.nd
     return turned, valid
 
 
-def _sync_strength(tile: np.ndarray, key: int) -> float:
-    correlation = np.real(np.fft.ifft2(np.fft.fft2(tile) * _sync_spectrum(key)))
-    return float(correlation.max() / (correlation.std() + 1e-12))
-
-
 def _oriented(tile: np.ndarray, key: int) -> tuple[float, _Orientation]:
     """The orientation under which the tile best matches the sync pattern, and how well.
 
