@@ -1,8 +1,9 @@
 """Write files so that readers never see half of one: temporary name, then ``os.replace``.
 
-A temporary file is named ``.<name>.<host>.<pid>.<random>.tmp`` beside its target, so a run
-that starts after a crash can tell its own leftovers (a process of this host that is gone) from
-the live temporary files of another process, and remove only those.
+A temporary file is named ``.<name>.<machine>.<pid>.<random>.tmp`` beside its target, so a run
+that starts after a crash can tell its own leftovers (a process of this machine that is gone)
+from the live temporary files of another process, and remove only those (``pipelines.liveness``
+says what "this machine" is: a container sharing the host name is another).
 """
 
 from __future__ import annotations
@@ -16,35 +17,66 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from pipelines.errors import ExportError
-from pipelines.liveness import host_name, is_gone
+from pipelines.liveness import is_gone, machine_id
 
 OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
 FOLDER_MODE = 0o755  # and their folders listed, whatever the umask of the process that made them
-FOREIGN_STALE_AFTER_S = 24 * 3600  # another host's leftover: its process cannot be asked
+FOREIGN_STALE_AFTER_S = 24 * 3600  # another machine's leftover: its process cannot be asked
 _TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
+class StagedFile:
+    """A file written under a temporary name beside its target, moved onto it only by ``publish``."""
+
+    def __init__(self, target: Path, temporary: Path) -> None:
+        self.target = target
+        self.path = temporary  # where to write
+        self.published = False
+
+    def publish(self) -> None:
+        """Move the written file onto its target (a rename: it needs no room on the disk)."""
+        try:
+            os.replace(self.path, self.target)
+        except OSError as exc:
+            raise _write_error(self.target, exc) from None
+        self.published = True
+
+
 @contextmanager
-def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; move it into place only if the block succeeds.
+def staged(target: Path, mode: int = OUTPUT_MODE) -> Iterator[StagedFile]:
+    """Yield a temporary file next to ``target``, which the block publishes when its work is done:
+    export publishes a picture only once its claim is confirmed, inside its record's transaction.
 
     A failure to write (a full disk, a folder that is a file, no permission) is an ``ExportError``
-    naming ``target``, and leaves neither the temporary file nor a partial ``target``.
+    naming ``target``; an unpublished temporary is removed whatever happens.
     """
-    temporary = target.parent / f".{target.name}.{host_name()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temporary = target.parent / f".{target.name}.{machine_id()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    file = StagedFile(target, temporary)
     try:
         make_folders(target.parent)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         os.chmod(temporary, mode)  # whatever the umask: outputs are shared, keys are not
-        yield temporary
-        os.replace(temporary, target)
+        yield file
     except OSError as exc:
-        blocking = next((folder for folder in target.parents if folder.exists() and not folder.is_dir()), None)
-        reason = f"{blocking} is a file, not a folder" if blocking else exc.strerror or str(exc)
-        raise ExportError(target, None, f"cannot write it: {reason}") from None
+        raise _write_error(target, exc) from None
     finally:
-        with suppress(OSError):
-            temporary.unlink(missing_ok=True)
+        if not file.published:
+            with suppress(OSError):
+                temporary.unlink(missing_ok=True)
+
+
+def _write_error(target: Path, exc: OSError) -> ExportError:
+    blocking = next((folder for folder in target.parents if folder.exists() and not folder.is_dir()), None)
+    reason = f"{blocking} is a file, not a folder" if blocking else exc.strerror or str(exc)
+    return ExportError(target, None, f"cannot write it: {reason}")
+
+
+@contextmanager
+def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; move it into place only if the block succeeds."""
+    with staged(target, mode) as file:
+        yield file.path
+        file.publish()
 
 
 def make_folders(folder: Path) -> None:
@@ -93,7 +125,7 @@ def remove_leftover_temporaries(folder: Path) -> int:
     """Delete the temporary files that crashed writers left under ``folder``; return how many."""
     if not folder.is_dir():
         return 0
-    host, now, removed = host_name(), time.time(), 0
+    host, now, removed = machine_id(), time.time(), 0
     for directory, _subfolders, names in os.walk(folder):
         for name in names:
             path = Path(directory) / name

@@ -20,9 +20,10 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from pipelines.atomic import staged
 from pipelines.charter import Charter
 from pipelines.database import Database, outputs_table
-from pipelines.errors import ExportError
+from pipelines.errors import VisuelsError
 from pipelines.hashing import sha256_json
 from pipelines.image_input import ImageInputError, read_file, read_picture
 from pipelines.marking import ledger, watermark
@@ -245,7 +246,7 @@ def derivative_key(original: Original, edited: Image.Image, edit: Edit) -> str:
 def file_type_of(target: Path) -> str:
     file_type = FILE_TYPES.get(target.suffix.lower())
     if file_type is None:
-        raise ExportError(target, "output", f"unsupported file type '{target.suffix}': use .png, .jpg or .webp")
+        raise VisuelsError(target, "output", f"unsupported file type '{target.suffix}': use .png, .jpg or .webp")
     return file_type
 
 
@@ -314,7 +315,9 @@ def mark_derivative(
     # The original's mark is taken out where its pixels were kept, so only the new payload is read.
     kept = None if edited.size != original_image.size else ~changed_pixels(original_image, edited)
     unmarked = watermark.remove(np.asarray(edited), int(row["watermark"], 16), kept)
-    marked = write_marked(Image.fromarray(unmarked), target, file_type, entry, dpi, context, parent=parent)
+    with staged(target) as file:
+        marked = write_marked(Image.fromarray(unmarked), file, file_type, entry, dpi, context, parent=parent)
+        file.publish()
     with database.transaction() as connection:
         ledger_id = ledger.append(connection, marked.record)
     return Derivative(

@@ -2,9 +2,11 @@
 
 Export marks every file last (``pipelines.marking.mark``): invisible watermark (payload: the
 first 64 bits of the job key), IPTC XMP, signed C2PA manifest (with the commune photo it was
-made from, if any, and that photo's edge map saved for review). Then, in one transaction of the
-database of record, the file's ledger row and its outputs row; the job's claim is dropped in
-the same transaction (``pipelines.claims``). A file written but not yet recorded (a kill in
+made from, if any, and that photo's edge map saved for review), written under a temporary name.
+Then one transaction of the database of record confirms that the job's claim is still this
+run's and releases it (``pipelines.claims.settle``: the fence), moves the file into place, and
+adds its ledger row and its outputs row. A run whose claim lapsed records nothing and leaves the
+file to the run that took the job. A file moved into place but not yet recorded (a kill in
 between) is simply rendered again by the next run, over the same path, and recorded once.
 """
 
@@ -17,7 +19,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from pipelines import claims, manifest
-from pipelines.atomic import write_with
+from pipelines.atomic import staged, write_with
 from pipelines.compliance import Compliance
 from pipelines.database import Database
 from pipelines.errors import ExportError
@@ -44,6 +46,7 @@ class ExportedFile(BaseModel):
     compliance: Compliance
     created: str
     ledger_id: int
+    dtype: str = ""  # the precision the picture was rendered in, when the job asked for "auto"
 
 
 def output_path(output_root: Path, job: RenderJob) -> Path:
@@ -97,8 +100,15 @@ def export_picture(
     compliance: Compliance,
     marking: MarkingContext,
     database: Database,
+    claim_owner: str | None = None,
+    dtype: str = "",
 ) -> ExportedFile:
-    """Mark and write the final picture for ``job`` (PNG, JPEG or WebP) and its thumbnail, then record both."""
+    """Mark and write the final picture for ``job`` (PNG, JPEG or WebP) and its thumbnail, then record both.
+
+    ``claim_owner``: the rendering call whose claim on the job must still hold for the file to be
+    recorded (None: nobody claims it, as in a test that exports one picture). ``dtype``: what the
+    rendering machine ran the model in, recorded with the file.
+    """
     target = output_path(output_root, job)
     if image.size != (job.width, job.height):
         raise ExportError(target, "size", f"expected {job.width}x{job.height}, got {image.size[0]}x{image.size[1]}")
@@ -116,28 +126,32 @@ def export_picture(
         width=job.width,
         height=job.height,
     )
-    marked = write_marked(image, target, job.file_type, entry, job.dpi, marking, photo=photo_ingredient(job))
     save_edge_map(job, output_root)
-    thumbnail = Image.fromarray(marked.pixels)
-    thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
-    write_with(
-        output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
-    )
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    with database.transaction() as connection:
-        ledger_id = ledger.append(connection, marked.record.model_copy(update={"created": created}))
-        exported = ExportedFile(
-            job=job,
-            sha256=marked.sha256,
-            size=marked.size,
-            watermark=marked.watermark,
-            thumbnail=thumbnail_path(job),
-            compliance=compliance,
-            created=created,
-            ledger_id=ledger_id,
+    with staged(target) as file:
+        marked = write_marked(image, file, job.file_type, entry, job.dpi, marking, photo=photo_ingredient(job))
+        thumbnail = Image.fromarray(marked.pixels)
+        thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+        write_with(
+            output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
         )
-        manifest.add(connection, job.key, job.campaign, manifest_entry(exported))
-        claims.release_job(connection, job.key)
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        with database.transaction() as connection:
+            if claim_owner is not None:
+                claims.settle(connection, job.key, claim_owner)  # still ours: nobody else records this job
+            file.publish()
+            ledger_id = ledger.append(connection, marked.record.model_copy(update={"created": created}))
+            exported = ExportedFile(
+                job=job,
+                sha256=marked.sha256,
+                size=marked.size,
+                watermark=marked.watermark,
+                thumbnail=thumbnail_path(job),
+                compliance=compliance,
+                created=created,
+                ledger_id=ledger_id,
+                dtype=dtype,
+            )
+            manifest.add(connection, job.key, job.campaign, manifest_entry(exported))
     return exported
 
 
@@ -152,5 +166,7 @@ def manifest_entry(exported: ExportedFile) -> dict:
         "thumbnail": exported.thumbnail,
         "ledger_id": exported.ledger_id,
         "compliance": exported.compliance.model_dump(),
-        "inputs": exported.job.model_dump(exclude={"key", "relative_path"}),
+        # What shaped the picture, and the dtype "auto" became on the machine that rendered it.
+        "inputs": exported.job.model_dump(exclude={"key", "relative_path"})
+        | ({"dtype": exported.dtype} if exported.dtype else {}),
     }

@@ -1,13 +1,21 @@
 """Is a process that left something behind (a temporary file, a job claim) still running?
 
-Only a process of this host can be asked; another host's is judged by age or expiry instead.
+Only a process of this machine can be asked. "This machine" is more than a host name: two
+containers may share one (a fixed ``hostname:`` in compose) while each has its own process ids,
+so a process is known by its machine id, the host name with a hash of the kernel's boot id and
+the pid namespace. A process of another machine id is judged by age or by expiry instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
+from pathlib import Path
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+PID_NAMESPACE = Path("/proc/self/ns/pid")
 
 
 def host_name() -> str:
@@ -15,8 +23,20 @@ def host_name() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
 
+def machine_id() -> str:
+    """Where this process's id means something: ``<host>-<hash of boot id and pid namespace>``.
+
+    Without /proc (not Linux) it is the host name alone, and host names must then be unique.
+    """
+    try:
+        where = BOOT_ID.read_text().strip() + os.readlink(PID_NAMESPACE)
+    except OSError:
+        return host_name()
+    return f"{host_name()}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"
+
+
 def is_gone(pid: int) -> bool:
-    """True when no process of this host has this id (a killed writer); another account's counts as alive."""
+    """True when no process of this machine has this id (a killed writer); another account's counts as alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

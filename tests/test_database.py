@@ -1,6 +1,6 @@
 """The database of record, on SQLite and on PostgreSQL: migrations build the tables queries use
 and bring an older database under them without losing a row; the ledger refuses updates and
-deletes; concurrent writers never fork its hash chain."""
+deletes; concurrent writers never fork its hash chain; a signed checkpoint pins one snapshot."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, event, func, select
 
 from pipelines.database import Database, DatabaseError, ledger_table, metadata
 from pipelines.marking import ledger
+from pipelines.marking.checkpoints import checkpoint_problems, write_checkpoint
+from pipelines.marking.keys import signing_files
 from pipelines.marking.ledger import LedgerEntry
 
 
@@ -94,7 +96,8 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     old = create_engine(url)
     with old.begin() as connection:  # the tables as the release before migrations made them
         metadata.create_all(connection)
-        for statement in ("DROP INDEX ledger_one_successor", "DROP INDEX claims_owner", "DROP TABLE claims"):
+        newer = ("ledger_one_successor", "claims_owner", "ledger_sha256")  # made by the migrations since
+        for statement in [*(f"DROP INDEX {index}" for index in newer), "DROP TABLE claims", "DROP TABLE claim_owners"]:
             connection.exec_driver_sql(statement)
         ledger.append(connection, entry(0))
     old.dispose()
@@ -106,5 +109,33 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     assert ledger.verify_chain(database) == (2, None)  # its row kept, one added
     database.close()
     with create_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0003"
+        assert MigrationContext.configure(connection).get_current_revision() == "0004"
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_an_append_while_a_checkpoint_is_read_never_makes_the_ledger_look_rewritten(
+    tmp_path: Path, any_database_url: str
+) -> None:
+    """Another machine exports right after the checkpoint's first statement: the signed count and
+    head must still belong together, or `ledger verify` reports a rewrite nobody made."""
+    database, other = Database(any_database_url), Database(any_database_url)
+    with database.transaction() as connection:
+        for number in range(3):
+            ledger.append(connection, entry(number))
+    appended: list[int] = []
+
+    def append_meanwhile(*_arguments: object) -> None:
+        if not appended:  # once, between the reading transaction's statements
+            appended.append(1)
+            with other.transaction() as connection:
+                ledger.append(connection, entry(3))
+
+    event.listen(database.engine, "after_cursor_execute", append_meanwhile)
+    try:
+        checkpoint = write_checkpoint(database, tmp_path, signing_files())
+    finally:
+        event.remove(database.engine, "after_cursor_execute", append_meanwhile)
+    assert appended and checkpoint.count in (3, 4)
+    assert checkpoint_problems(database, tmp_path, signing_files()) == []
+    database.close()
+    other.close()

@@ -159,18 +159,52 @@ def test_outputs_are_readable_by_all_and_keys_by_their_owner(jobs: list[RenderJo
 
 
 def test_only_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
-    import socket
     import subprocess
     import sys
 
-    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname())
+    from pipelines.liveness import host_name, machine_id
+
+    here = machine_id()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     folder = tmp_path / "campaign" / "sete"
     folder.mkdir(parents=True)
-    leftover = folder / f".a.png.{host}.{dead.stdout.strip()}.0123abcd.tmp"
-    live = folder / f".b.png.{host}.{os.getpid()}.0123abcd.tmp"
+    leftover = folder / f".a.png.{here}.{dead.stdout.strip()}.0123abcd.tmp"
+    live = folder / f".b.png.{here}.{os.getpid()}.0123abcd.tmp"
+    # A container with this host's name: its pid means nothing here, so its file is left alone.
+    twin = folder / f".c.png.{host_name()}-0123456789.{dead.stdout.strip()}.0123abcd.tmp"
     unrelated = folder / "notes.tmp"
-    for path in (leftover, live, unrelated):
+    for path in (leftover, live, twin, unrelated):
         path.write_bytes(b"x")
     assert remove_leftover_temporaries(tmp_path / "campaign") == 1
-    assert not leftover.exists() and live.exists() and unrelated.exists()
+    assert not leftover.exists() and live.exists() and twin.exists() and unrelated.exists()
+
+
+def test_a_run_whose_claim_was_taken_records_nothing_and_leaves_the_file_to_the_taker(
+    jobs: list[RenderJob], tmp_path: Path
+) -> None:
+    """The fence: export moves a file into place and records it only while its job's claim is its own."""
+    from sqlalchemy import select, update
+
+    from pipelines.claims import JobClaims
+    from pipelines.database import claim_owners_table, outputs_table
+    from pipelines.errors import WorkerLostError
+
+    job, url = jobs[0], database_url(tmp_path)
+    database = Database(url)
+    with JobClaims(url, tmp_path) as late, JobClaims(url, tmp_path) as taker:
+        late.take([job])
+        with database.transaction() as connection:  # late paused past its lease, and another run took the job
+            connection.execute(
+                update(claim_owners_table).where(claim_owners_table.c.owner == late.owner).values(expires=0.0)
+            )
+        assert [taken.key for taken in taker.take([job])] == [job.key]
+        with pytest.raises(WorkerLostError, match="another run is rendering it"):
+            export_picture(picture(job), job, tmp_path, CHECK, marking(), database, claim_owner=late.owner)
+        assert not (tmp_path / job.relative_path).exists()  # not moved into place, temporary gone
+        assert not list((tmp_path / job.relative_path).parent.glob(".*.tmp"))
+        with database.reading() as connection:
+            assert connection.execute(select(outputs_table)).first() is None
+        assert ledger.verify_chain(database) == (0, None)
+        exported = export_picture(picture(job), job, tmp_path, CHECK, marking(), database, claim_owner=taker.owner)
+        assert (tmp_path / job.relative_path).is_file() and exported.ledger_id == 1
+    database.close()

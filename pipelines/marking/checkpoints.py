@@ -41,10 +41,15 @@ class Checkpoint(BaseModel):
 
 
 def _head(database: Database) -> tuple[int, str]:
+    """The ledger's row count and its last row's hash, read by one statement: one snapshot, so an
+    append committing meanwhile (another machine's export) can never pair a count with another
+    row's hash (PostgreSQL gives each statement of a transaction its own snapshot by default)."""
+    ledger = ledger_table.alias("tip")
+    earlier = ledger_table.alias("earlier")
+    count_to_tip = select(func.count()).select_from(earlier).where(earlier.c.id <= ledger.c.id).scalar_subquery()
     with database.reading() as connection:
-        count = connection.execute(select(func.count()).select_from(ledger_table)).scalar_one()
-        tip = connection.execute(select(ledger_table.c.row_hash).order_by(ledger_table.c.id.desc()).limit(1)).first()
-    return count, tip[0] if tip else ""
+        tip = connection.execute(select(count_to_tip, ledger.c.row_hash).order_by(ledger.c.id.desc()).limit(1)).first()
+    return (tip[0], tip[1]) if tip else (0, "")
 
 
 def _hash_of_row(database: Database, position: int) -> str:

@@ -1,8 +1,10 @@
 """Marking, the last step of export: watermark, XMP, signed C2PA manifest, and the ledger row to record.
 
-``write_marked`` is the only function that writes an output picture; ``export_picture`` calls
-it and nothing else writes pictures, so no file leaves the pipeline unmarked. It returns the
-file's ledger row, which export commits with the file's outputs row.
+``write_marked`` is the only function that writes an output picture: it fills a staged file
+(``pipelines.atomic.staged``), which its caller moves into place once the picture may be
+recorded (export: inside the transaction that records it, once its claim is confirmed). Nothing
+else writes pictures, so no file leaves the pipeline unmarked. It returns the file's ledger row,
+which export commits with the file's outputs row.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from pipelines.atomic import write_bytes_atomic
+from pipelines.atomic import StagedFile
+from pipelines.errors import ExportError
 from pipelines.marking import ledger, watermark
 from pipelines.marking.c2pa_manifest import Ingredient, Provenance, sign_asset
 from pipelines.marking.keys import SigningFiles
@@ -66,7 +68,7 @@ def encode(image: Image.Image, file_type: str, dpi: int, xmp: str) -> bytes:
 
 def write_marked(
     image: Image.Image,
-    target: Path,
+    target: StagedFile,
     file_type: str,
     entry: ledger.LedgerEntry,
     dpi: int,
@@ -74,7 +76,8 @@ def write_marked(
     parent: Ingredient | None = None,
     photo: Ingredient | None = None,
 ) -> MarkedFile:
-    """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write atomically.
+    """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write into ``target``
+    (a staged file: its caller publishes it).
 
     ``parent``: the picture this one was edited from (a retouch, outside edits). ``photo``: the
     real photo the model started from. Either way the file is a composite with generated parts:
@@ -85,7 +88,7 @@ def write_marked(
     source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
     xmp = xmp_packet(source_type, context.creator, SOFTWARE, photo.credit if photo else None)
     provenance = Provenance(
-        title=target.name,
+        title=target.target.name,
         source_type=source_type,
         model=context.model,
         model_hash=entry.model_hash,
@@ -96,7 +99,10 @@ def write_marked(
     )
     encoded = encode(Image.fromarray(pixels), file_type, dpi, xmp)
     signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last
-    write_bytes_atomic(target, signed)
+    try:
+        target.path.write_bytes(signed)
+    except OSError as exc:
+        raise ExportError(target.target, None, f"cannot write it: {exc.strerror or exc}") from None
     digest = hashlib.sha256(signed).hexdigest()
     if file_type != "png":  # lossy: hash what readers will decode, not what was encoded
         with Image.open(io.BytesIO(encoded)) as written:
