@@ -43,6 +43,7 @@ def poster_jobs(plan: RenderPlan, count: int) -> dict[str, list[RenderJob]]:
 def measure(family: str, folder: Path, count: int, device: torch.device) -> dict[str, dict[str, object]]:
     """Per variant: the sizes, and median seconds of generation and of the CPU stage per poster."""
     from pipelines.cpu_stage import WorkerResources, finish_picture
+    from pipelines.devices import choose_dtype
     from pipelines.model_host import ModelHost
     from pipelines.render import RenderSettings, export_target, plan_render
 
@@ -57,7 +58,7 @@ def measure(family: str, folder: Path, count: int, device: torch.device) -> dict
     output = folder / f"outputs-{family}"
     plan = plan_render(campaign_file, output, settings=RenderSettings(device=device.type))
     target = export_target(plan, output)
-    dtype = getattr(torch, plan.setup.precision)
+    dtype = choose_dtype(device, plan.setup.precision)
     host = ModelHost(device)
     resources = WorkerResources()
     results: dict[str, dict[str, object]] = {}

@@ -59,9 +59,9 @@ def demo_picture() -> Image.Image:
     from pipelines.third_party_logs import quiet_third_party_logs
 
     quiet_third_party_logs()
-    pipeline = ModelHost(torch.device("cpu")).pipeline(DemoModelRef(), torch.float32, None)
     generator = torch.Generator().manual_seed(7)
-    return pipeline("a village by the sea", num_inference_steps=20, generator=generator).images[0]
+    with ModelHost(torch.device("cpu")).use(DemoModelRef(), torch.float32, None) as pipeline:
+        return pipeline("a village by the sea", num_inference_steps=20, generator=generator).images[0]
 
 
 def hosts(quick: bool) -> dict[str, np.ndarray]:

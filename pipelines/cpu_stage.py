@@ -30,11 +30,14 @@ from pipelines.database import Database
 from pipelines.errors import CampaignError, ExportError, VisuelsError
 from pipelines.export import ExportedFile, export_picture
 from pipelines.jobs import RenderJob
+from pipelines.liveness import is_gone
 from pipelines.marking.keys import SigningFiles
 from pipelines.marking.mark import MarkingContext
 from pipelines.postprocess.chain import postprocess
 
 log = logging.getLogger(__name__)
+
+ORPHAN_CHECK_S = 1.0  # how soon a worker notices that the process that made its pool is gone
 
 
 class ExportTarget(BaseModel):
@@ -48,6 +51,8 @@ class ExportTarget(BaseModel):
     signing: SigningFiles
     model_description: str
     run_id: str | None = None
+    claim_owner: str | None = None  # whose claims must still hold for a file to be recorded (pipelines.claims)
+    dtype: str = ""  # what the rendering machine resolved the plan's precision to, recorded with each file
 
 
 @dataclass
@@ -93,7 +98,10 @@ def finish_picture(
         creator=charter.spec.creator, model=target.model_description, signing=target.signing, run_id=target.run_id
     )
     database = resources.database(target.database_url)
-    return export_picture(result.image, job, target.output_root, assess(result, charter), marking, database)
+    compliance = assess(result, charter)
+    return export_picture(
+        result.image, job, target.output_root, compliance, marking, database, target.claim_owner, target.dtype
+    )
 
 
 # A worker process's resources. ProcessPoolExecutor gives a task function no other way to reach
@@ -101,20 +109,25 @@ def finish_picture(
 _process_resources: WorkerResources | None = None
 
 
-def _start_worker() -> None:
+def _start_worker(owner: int) -> None:
     global _process_resources
     _process_resources = WorkerResources()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cv2
 
     cv2.setNumThreads(1)  # one core per worker process: the pool is the parallelism
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_when_orphaned, args=(owner,), daemon=True, name="orphan-watch").start()
 
 
-def _exit_when_orphaned(parent: int) -> None:
-    """A killed parent cannot shut its pool down: then its workers stop by themselves."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
+def _exit_when_orphaned(owner: int) -> None:
+    """A killed owner cannot shut its pool down: then its workers stop by themselves.
+
+    The owner is the process that made the pool, not this one's parent: a worker's parent is the
+    fork server, which lives as long as any worker does (each holds its "alive" pipe), so watching
+    the parent would keep both running for ever after the owner was killed.
+    """
+    while not is_gone(owner):
+        time.sleep(ORPHAN_CHECK_S)
     os._exit(0)
 
 
@@ -146,43 +159,82 @@ def _finish_in_worker(target: ExportTarget, job: RenderJob, pixels: np.ndarray) 
         raise ExportError(job.relative_path, None, f"could not be finished: {type(exc).__name__}: {exc}") from None
 
 
+class CpuStageClosedError(RuntimeError):
+    """A picture submitted after the stage was closed: a bug in the caller, never silently served."""
+
+
 class CpuStage:
-    """A pool of ``workers`` processes finishing pictures; with 0 workers, it finishes them inline."""
+    """A pool of ``workers`` processes finishing pictures; with 0 workers, it finishes them inline.
+
+    Several threads may submit at once (a render worker runs two chunks). When a worker process
+    dies, the pool it belonged to is broken: the next submit replaces that pool, and only that
+    one, so a thread still holding the broken pool never shuts down the fresh one another thread
+    made. ``close`` stops the pool, and the fork server with it when no other pool of this process
+    still uses it; a closed stage refuses new pictures.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._inline = WorkerResources()
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
+            if self._closed:
+                raise CpuStageClosedError("a picture was submitted to a closed CPU stage")
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=_clean_process_context(), initializer=_start_worker
+                    max_workers=self.workers,
+                    mp_context=_clean_process_context(),
+                    initializer=_start_worker,
+                    initargs=(os.getpid(),),
                 )
             return self._pool
 
     def submit(self, target: ExportTarget, job: RenderJob, pixels: np.ndarray) -> Future[ExportedFile]:
         if self.workers == 0:
+            if self._closed:
+                raise CpuStageClosedError("a picture was submitted to a closed CPU stage")
             future: Future[ExportedFile] = Future()
             try:
                 future.set_result(finish_picture(self._inline, target, job, pixels))
             except Exception as exc:
                 future.set_exception(exc)
             return future
+        pool = self._executor()
         try:
-            return self._executor().submit(_finish_in_worker, target, job, pixels)
+            return pool.submit(_finish_in_worker, target, job, pixels)
         except BrokenProcessPool:
-            self._drop_pool(wait=False)  # a worker died earlier: that run failed; this one gets a fresh pool
+            self._drop_pool(pool, wait=False)  # a worker died earlier: that run failed; this one gets a fresh pool
             return self._executor().submit(_finish_in_worker, target, job, pixels)
 
-    def _drop_pool(self, wait: bool) -> None:
+    def _drop_pool(self, broken: ProcessPoolExecutor | None, wait: bool) -> None:
+        """Forget the pool if it is still ``broken`` (None: whichever it is), and shut it down."""
         with self._lock:
+            if broken is not None and self._pool is not broken:
+                return  # another thread replaced it already: the current pool is a fresh one
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
 
     def close(self) -> None:
-        self._drop_pool(wait=True)
+        with self._lock:
+            self._closed = True
+        self._drop_pool(None, wait=True)
         self._inline.close()
+        _stop_idle_fork_server()
+
+
+def _stop_idle_fork_server() -> None:
+    """Stop this process's fork server once no worker of any pool is left: it would otherwise wait
+    for the interpreter to exit. multiprocessing has no public call for it; its ``_stop`` is what
+    its own tests use, and it waits for the server to end (safe only when no worker holds it)."""
+    if multiprocessing.active_children():
+        return
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None and getattr(server, "_forkserver_pid", None) is not None:
+        server._stop()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from pipelines.campaign import Campaign, SeedPolicy
 from pipelines.charter import Fairness
 from pipelines.communes import Commune
+from pipelines.devices import DtypeName
 from pipelines.fairness import Finding, diversity_words, scan, shows_people
 from pipelines.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from pipelines.hashing import cached_sha256_file, sha256_json
@@ -86,7 +87,7 @@ class RenderJob(BaseModel):
     guidance: float
     scheduler: str
     model_hash: str
-    precision: str
+    precision: DtypeName  # as asked ("auto" stays "auto"): the key is the same whichever machine plans
     lora_hash: str | None
     lora_scale: float | None
     charter_hash: str
@@ -232,13 +233,16 @@ def job_texts(campaign: Campaign) -> Iterator[JobText]:
                     yield JobText(commune, audience, language, format_name, seed, prompt, headline, call_to_action)
 
 
-def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[RenderJob]:
+def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> list[RenderJob]:
     """Every (commune, audience, language, format) of the campaign as a render job, in a stable order.
 
-    ``precision`` is the dtype the model runs in (float32, float16, bfloat16): half precisions
-    change pictures visibly, so it is part of the key. The device is not: kernels on different
-    devices differ by rounding only. A job also carries the charter's terms found in its prompt
-    and texts (``pipelines.fairness``): the plan holds back those it may not render.
+    ``precision`` is the precision asked for (``auto``, float32, float16, bfloat16), and it is part
+    of the key as asked: ``auto`` is resolved by the machine that renders (``devices.choose_dtype``:
+    bf16 or fp16 on a GPU, fp32 on a CPU), so every machine of a mixed pool plans the same keys and
+    none renders again what another made. A fixed dtype pins the pictures to the bit; ``auto``
+    pictures of one key may differ by rounding between machines, as they do between devices. A job
+    also carries the charter's terms found in its prompt and texts (``pipelines.fairness``): the
+    plan holds back those it may not render.
     """
     lora = lora_hash(campaign.lora_path)
     controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
@@ -256,7 +260,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: str) -> list[Re
 def _job(
     campaign: Campaign,
     model: ModelInfo,
-    precision: str,
+    precision: DtypeName,
     lora: str | None,
     text: JobText,
     photo: PhotoSource | None,

@@ -5,15 +5,22 @@ passes it along; nothing about loaded models lives at module level. The host loa
 once and keeps the last few (interleaved campaigns with different models do not reload), keeps
 each LoRA loaded as a named adapter and switches between them without reading files again,
 optionally compiles the UNet and VAE decoder, and splits a batch that runs out of GPU memory.
+
+It is safe to share between threads by construction: its two entry points, ``generate`` and
+``use`` (``with host.use(ref, dtype, lora) as pipeline:``, for callers that run a pipeline
+themselves, as retouching does), hold its lock for the whole call, and everything else is
+private. Like InvokeAI's model manager, a model is used only inside such a block.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +29,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from pipelines.errors import ModelError
+from pipelines.errors import EXIT_ENVIRONMENT, ModelError
 from pipelines.generation import generate
 from pipelines.hashing import sha256_json
 from pipelines.jobs import RenderJob, batch_signature
@@ -40,9 +47,13 @@ from pipelines.third_party_logs import quiet_third_party_logs
 
 log = logging.getLogger(__name__)
 
+REGROW_AFTER = 50  # calls at a reduced batch size before the full size is tried again
+
 
 class GpuMemoryError(ModelError):
-    """Even a single picture does not fit in the device's memory."""
+    """Even a single picture does not fit in the device's memory: the machine, not the input."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
@@ -91,6 +102,14 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
 
 
 @dataclass
+class _Fit:
+    """The batch size that fits a model and batch shape since an out-of-memory error."""
+
+    size: int
+    calls: int = 0  # calls that fitted since
+
+
+@dataclass
 class _Hosted:
     """A loaded pipeline and the LoRA state the host keeps for it."""
 
@@ -120,24 +139,36 @@ class ModelHost:
         self.fuse_lora = device.type == "cuda" if fuse_lora is None else fuse_lora
         self._models: OrderedDict[str, _Hosted] = OrderedDict()
         self._controlnet: tuple[tuple[str, torch.dtype], torch.nn.Module] | None = None  # the last one used
-        self._fitting: dict[tuple, int] = {}  # largest batch known to fit, after an out-of-memory error
-        self.loads = 0  # how many times a model was read from disk (render workers report it)
-        self.lock = threading.Lock()  # one model call at a time on this device
+        # Per model and batch shape, the largest batch known to fit after an out-of-memory error,
+        # and how many calls have fitted since; after REGROW_AFTER the full size is tried again.
+        self._fitting: dict[tuple, _Fit] = {}
+        self.loads = 0  # how many times a model was read from disk (tests and benchmarks count them)
+        self._lock = threading.Lock()  # one model call at a time on this device
 
     @staticmethod
     def model_key(ref: ModelRef, dtype: torch.dtype) -> str:
         return sha256_json({"ref": ref.model_dump(mode="json"), "dtype": str(dtype)})
 
     def holds(self, ref: ModelRef, dtype: torch.dtype) -> bool:
+        """Whether the model is loaded now (what ``keep_models`` kept)."""
         return self.model_key(ref, dtype) in self._models
 
-    def pipeline(self, ref: ModelRef, dtype: torch.dtype, lora: LoraWeights | None) -> DiffusionPipeline:
+    @contextmanager
+    def use(self, ref: ModelRef, dtype: torch.dtype, lora: LoraWeights | None) -> Iterator[DiffusionPipeline]:
+        """The pipeline for ``ref`` in ``dtype`` with ``lora``, for this block alone: no other
+        thread uses the device until it ends."""
+        with self._lock:
+            yield self._pipeline(ref, dtype, lora)
+
+    def _pipeline(self, ref: ModelRef, dtype: torch.dtype, lora: LoraWeights | None) -> DiffusionPipeline:
         """The pipeline for ``ref`` in ``dtype`` with ``lora`` (or none) applied: loaded once, then kept."""
         key = self.model_key(ref, dtype)
         hosted = self._models.get(key)
         if hosted is None:
             while len(self._models) >= self.keep_models:
                 self._models.popitem(last=False)  # the least recently used goes first
+                # PEFT layers and hooks hold reference cycles: collect them before freeing memory.
+                gc.collect()
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
             log.info("loading model %s on %s (%s)", ref.kind, self.device, dtype)
@@ -152,7 +183,7 @@ class ModelHost:
             self._compile(hosted)
         return hosted.pipeline
 
-    def controlnet(self, path: str, dtype: torch.dtype) -> torch.nn.Module:
+    def _controlnet_model(self, path: str, dtype: torch.dtype) -> torch.nn.Module:
         """The ControlNet of a folder, loaded once and kept while campaigns use it."""
         if self._controlnet is not None and self._controlnet[0] == (path, dtype):
             return self._controlnet[1]
@@ -176,10 +207,12 @@ class ModelHost:
         pipeline = hosted.pipeline
         if hosted.fused:
             self._unfuse(hosted)
+        # From here until the new LoRA is set, the pipeline holds no known LoRA state: a failure
+        # leaves it so, and the next call sets its LoRA from scratch instead of trusting a stale one.
+        hosted.lora = None
         if lora is None:
             if hosted.adapters:
                 pipeline.disable_lora()
-            hosted.lora = None
             return
         name = hosted.adapters.get(lora.path)
         if name is None:
@@ -246,12 +279,14 @@ class ModelHost:
         dropped), so a compiled model sees one shape. Each job has its own generator, so neither
         padding nor splitting changes a picture.
         """
-        with self.lock:
-            pipeline = self.pipeline(ref, dtype, lora)
+        with self.use(ref, dtype, lora) as pipeline:
             photo = jobs[0].photo
-            controlnet = self.controlnet(photo.controlnet_path, dtype) if photo and photo.controlnet_path else None
-            signature = batch_signature(jobs[0])
-            limit = self._fitting.get(signature, len(jobs))
+            controlnet = (
+                self._controlnet_model(photo.controlnet_path, dtype) if photo and photo.controlnet_path else None
+            )
+            fitting = (self.model_key(ref, dtype), batch_signature(jobs[0]))
+            fit = self._fitting.get(fitting)
+            limit = fit.size if fit else len(jobs)
             pad = min(pad_to, limit) if pad_to else 0
             pending = [list(jobs[start : start + limit]) for start in range(0, len(jobs), limit)]
             pictures: list[np.ndarray] = []
@@ -265,12 +300,18 @@ class ModelHost:
                 # Here, outside the except clause, the failed call's frames and activations are freed.
                 if len(chunk) == 1:
                     raise GpuMemoryError(str(self.device), "batch_size", "one picture does not fit in GPU memory")
+                gc.collect()
                 torch.cuda.empty_cache()
                 half = (len(chunk) + 1) // 2
-                self._fitting[signature] = min(half, self._fitting.get(signature, half))
+                fit = _Fit(size=min(half, fit.size if fit else half))
+                self._fitting[fitting] = fit
                 pad = 0  # a new, smaller shape: never pad back up to the one that failed
                 log.warning("out of GPU memory with %d pictures per call: going on with %d", len(chunk), half)
                 pending[:0] = [chunk[:half], chunk[half:]]
+            if fit is not None:
+                fit.calls += 1
+                if fit.calls >= REGROW_AFTER:  # the memory may have been another job's: try the full size again
+                    del self._fitting[fitting]
             return pictures
 
     @staticmethod

@@ -8,6 +8,7 @@ record each file as it is written); ``finish_render`` exports ``manifest.json`` 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +21,8 @@ from pipelines.charter import load_charter
 from pipelines.claims import JobClaims
 from pipelines.cpu_stage import ExportTarget
 from pipelines.database import Database, database_url, is_missing
-from pipelines.devices import default_batch_size
-from pipelines.errors import CampaignError, ExportError
+from pipelines.devices import DtypeName, default_batch_size
+from pipelines.errors import CampaignError, VisuelsError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, expand_jobs
 from pipelines.marking import watermark
@@ -30,6 +31,7 @@ from pipelines.marking.keys import signing_files
 from pipelines.model_reference import LoraWeights, ModelRef, describe_model, parse_model_option
 from pipelines.render_request import Overrides, RenderSettings, Selection
 from pipelines.report import Reports, write_reports
+from pipelines.review import sync_approved
 
 if TYPE_CHECKING:  # the renderer imports the model libraries: planning does not need them
     from pipelines.renderer import Renderer
@@ -45,7 +47,7 @@ class RenderSetup(BaseModel):
     charter_path: Path
     model: ModelRef
     model_description: str
-    precision: str
+    precision: DtypeName  # as asked: the machine that renders resolves "auto" (pipelines.devices)
     lora: LoraWeights | None
 
 
@@ -116,13 +118,13 @@ def plan_render(
 ) -> RenderPlan:
     """Load and check the campaign, narrow and adjust it, expand it, find the jobs still to render."""
     if output_root.exists() and not output_root.is_dir():
-        raise ExportError(output_root, None, "is a file: the output folder must be a folder")
+        raise VisuelsError(output_root, None, "is a file: the output folder must be a folder")
     loaded = load_campaign(campaign_path)
     campaign = _override(_select(loaded, selection or Selection()), overrides or Overrides())
     signing_files()  # no keys, no export: say so before anything is rendered
     watermark.configured_key()  # nor with a watermark key setting that is not a key
     info = describe_model(campaign.model, source=str(campaign.path))
-    precision = (settings or RenderSettings()).precision()
+    precision = (settings or RenderSettings()).dtype
     jobs = expand_jobs(campaign, info, precision)
     if not jobs:
         raise CampaignError(campaign.path, "selection", "the selection is empty: no commune, audience or format left")
@@ -203,9 +205,11 @@ def render_jobs(
     target: ExportTarget,
     settings: RenderSettings,
     claims: JobClaims | None = None,
+    keep_going: Callable[[], str | None] | None = None,
 ) -> list[ExportedFile]:
     """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written
-    (``claims``: the caller's, if it holds some of the jobs already)."""
+    (``claims``: the caller's, if it holds some of the jobs already; ``keep_going``: asked before each
+    batch, why to stop, or None)."""
     batch_size = settings.batch_size or default_batch_size(renderer.host.device)
     if jobs:  # so that a retouch can load the same model and LoRA, from their hashes
         database = Database(target.database_url)
@@ -213,7 +217,7 @@ def render_jobs(
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].lora_hash, setup.lora)
         finally:
             database.close()
-    exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims)
+    exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims, keep_going)
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported
@@ -221,10 +225,11 @@ def render_jobs(
 
 def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
     """Export the campaign's record as manifest.json, report on every output of the plan, and sign a
-    checkpoint of the ledger as it now is."""
+    checkpoint of the ledger as it now is; the approved folder is put in line with the record."""
     charter = load_charter(plan.setup.charter_path)
     database = Database(database_url(output_root))
     try:
+        sync_approved(database, output_root, plan.campaign_slug)
         manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
         reports = write_reports(database, output_root, plan, charter)
         write_checkpoint(database, output_root, signing_files())

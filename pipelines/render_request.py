@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype
+from pipelines.devices import DeviceName, DtypeName
 from pipelines.form_fields import blank_when_unset
 from pipelines.formats import FORMAT_PRESETS
 from pipelines.paths import campaigns_dir
@@ -116,7 +116,7 @@ class Overrides(_Strict):
 
 class RenderSettings(BaseModel):
     """How to run the model: these never change which pictures are wanted, except ``dtype``,
-    which is part of every job's key (half precisions change pictures visibly)."""
+    which is part of every job's key as chosen (half precisions change pictures visibly)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -126,7 +126,8 @@ class RenderSettings(BaseModel):
     dtype: DtypeName = Field(
         default="auto",
         title="Precision",
-        description="auto: bfloat16 on CUDA, float16 on MPS, float32 on a CPU. It changes the pictures.",
+        description="auto: each machine's best (bfloat16 on CUDA, float16 on MPS, float32 on a CPU); a fixed"
+        " one gives the same pictures to the bit on every machine. Part of every picture's key, as chosen.",
     )
     batch_size: int = Field(
         default=0, ge=0, le=64, title="Pictures per model call", description="0 to 64; 0: 16 on a GPU, else 4."
@@ -144,10 +145,6 @@ class RenderSettings(BaseModel):
         description="torch.compile, in this run's process: about a minute per picture size, then about 30 %"
         " faster on a GPU (render workers have their own setting).",
     )
-
-    def precision(self) -> str:
-        """The dtype the pictures are made in, as the key records it ("auto" resolved on this machine)."""
-        return str(choose_dtype(choose_device(self.device), self.dtype)).removeprefix("torch.")
 
 
 class RunSettings(RenderSettings):

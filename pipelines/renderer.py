@@ -20,16 +20,18 @@ import logging
 import os
 import time
 from collections import deque
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 
 from pipelines.claims import JobClaims
 from pipelines.cpu_stage import CpuStage, ExportTarget
-from pipelines.devices import DeviceName, choose_device, default_cpu_workers
-from pipelines.errors import ExportError, VisuelsError
+from pipelines.devices import DeviceName, DtypeName, choose_device, choose_dtype, default_cpu_workers
+from pipelines.errors import ExportError, OperationalError, VisuelsError
 from pipelines.export import ExportedFile
 from pipelines.jobs import RenderJob, batches
 from pipelines.model_host import ModelHost
@@ -39,6 +41,32 @@ log = logging.getLogger(__name__)
 
 WAIT_POLL_S = 1.0
 WAIT_WITHOUT_PROGRESS_S = 1800.0  # another run that renders nothing for this long is stuck, not slow
+
+
+class RenderStoppedError(OperationalError):
+    """The run this render belongs to stopped (another of its chunks failed): nothing more is started."""
+
+
+def _never_stop() -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What every batch of one ``render`` call shares."""
+
+    model: ModelRef
+    dtype: torch.dtype
+    lora: LoraWeights | None
+    target: ExportTarget
+    batch_size: int
+    claims: JobClaims
+    keep_going: Callable[[], str | None]
+
+    def stop_if_asked(self) -> None:
+        reason = self.keep_going()
+        if reason is not None:
+            raise RenderStoppedError(self.target.output_root, None, f"stopped before its next batch: {reason}")
 
 
 class Renderer:
@@ -66,35 +94,45 @@ class Renderer:
     def render(
         self,
         model: ModelRef,
-        precision: str,
+        precision: DtypeName,
         lora: LoraWeights | None,
         jobs: list[RenderJob],
         target: ExportTarget,
         batch_size: int,
         claims: JobClaims | None = None,
+        keep_going: Callable[[], str | None] | None = None,
     ) -> list[ExportedFile]:
         """Generate, finish and record ``jobs``; return what this call exported, in batch order.
 
         Each batch is claimed before it is generated (with ``claims``, the caller's, which may
         hold some of these jobs already): jobs another call is rendering (another run of the
         campaign, another machine) are left to it and waited for at the end, so every job is
-        done when this returns, and none was rendered twice.
+        done when this returns, and none was rendered twice. ``precision`` "auto" is resolved here,
+        for this machine's device. ``keep_going``, asked before each batch, returns why to stop
+        (the run failed elsewhere), or None to go on.
         """
         exported: list[ExportedFile] = []
         owned = JobClaims(target.database_url, target.output_root) if claims is None else nullcontext(claims)
+        dtype = choose_dtype(self.host.device, precision)
         with owned as claims:
+            # Export records a file only while this call's claim on its job holds (the fence).
+            fenced = target.model_copy(update={"claim_owner": claims.owner, "dtype": str(dtype).removeprefix("torch.")})
+            work = _Work(model, dtype, lora, fenced, batch_size, claims, keep_going or _never_stop)
 
-            def render_claimable(candidates: list[RenderJob]) -> list[RenderJob]:
-                """Render what can be claimed of ``candidates``; return the jobs others hold or did."""
-                return self._render_claimed(model, precision, lora, candidates, target, batch_size, claims, exported)
-
-            waited = claims.unfinished(render_claimable(jobs))
+            waited = claims.unfinished(self._render_claimed(work, jobs, exported))
             if waited:
                 log.info("%d picture(s) are being rendered by another run: waiting for them", len(waited))
             last_progress = time.monotonic()
             while waited:
                 time.sleep(WAIT_POLL_S)
-                still = claims.unfinished(render_claimable(waited))  # a dead owner's claims lapse: ours now
+                claims.check()
+                work.stop_if_asked()
+                # Read-only first: claim only jobs whose owner's lease lapsed (a dead run's).
+                still = claims.unfinished(waited)
+                free = claims.claimable(still)
+                if free:
+                    self._render_claimed(work, free, exported)
+                    still = claims.unfinished(still)
                 if len(still) < len(waited):
                     last_progress = time.monotonic()
                 elif time.monotonic() - last_progress > WAIT_WITHOUT_PROGRESS_S:
@@ -107,21 +145,11 @@ class Renderer:
                 waited = still
         return exported
 
-    def _render_claimed(
-        self,
-        model: ModelRef,
-        precision: str,
-        lora: LoraWeights | None,
-        jobs: list[RenderJob],
-        target: ExportTarget,
-        batch_size: int,
-        claims: JobClaims,
-        exported: list[ExportedFile],
-    ) -> list[RenderJob]:
+    def _render_claimed(self, work: _Work, jobs: list[RenderJob], exported: list[ExportedFile]) -> list[RenderJob]:
         """Render the jobs of ``jobs`` this call can claim, batch by batch, adding them to ``exported``;
-        return the others."""
-        dtype = getattr(torch, precision)
-        limit = self.max_in_flight or 2 * batch_size + max(1, self.cpu.workers)
+        return the others. Whatever happens, it returns or raises only once no picture it started
+        is still being finished: its claims are released after it, never under a worker's feet."""
+        limit = self.max_in_flight or 2 * work.batch_size + max(1, self.cpu.workers)
         in_flight: deque[tuple[RenderJob, Future[ExportedFile]]] = deque()
         not_claimed: list[RenderJob] = []
 
@@ -136,16 +164,19 @@ class Renderer:
             except Exception as exc:
                 raise ExportError(job.relative_path, None, f"could not be finished: {exc}") from exc
 
-        pad_to = batch_size if self.host.compile_models else None
+        pad_to = work.batch_size if self.host.compile_models else None
         try:
-            for batch in batches(jobs, batch_size):
-                mine = claims.take(batch)
-                not_claimed += [job for job in batch if job not in mine]
-                if not mine:
+            for batch in batches(jobs, work.batch_size):
+                work.stop_if_asked()
+                mine = {job.key for job in work.claims.take(batch)}
+                not_claimed += [job for job in batch if job.key not in mine]
+                claimed = [job for job in batch if job.key in mine]
+                if not claimed:
                     continue
-                pictures = self.host.generate(model, dtype, lora, mine, pad_to=pad_to)
+                pictures = self.host.generate(work.model, work.dtype, work.lora, claimed, pad_to=pad_to)
                 in_flight.extend(
-                    (job, self.cpu.submit(target, job, pixels)) for job, pixels in zip(mine, pictures, strict=True)
+                    (job, self.cpu.submit(work.target, job, pixels))
+                    for job, pixels in zip(claimed, pictures, strict=True)
                 )
                 while in_flight and (len(in_flight) > limit or in_flight[0][1].done()):
                     collect_oldest()
@@ -153,7 +184,8 @@ class Renderer:
                 collect_oldest()
         finally:
             for _job, future in in_flight:
-                future.cancel()  # not started yet: dropped; started: finished and recorded
+                future.cancel()  # not started yet: dropped
+            wait([future for _job, future in in_flight])  # started: finished (and recorded) before we go
         return not_claimed
 
     def close(self) -> None:

@@ -187,8 +187,8 @@ def retouch(
         assert mask is not None
         area = Image.fromarray((mask[box[1] : box[3], box[0] : box[2]] * 255).astype(np.uint8))
         arguments = {"mask_image": area.resize(size, Image.Resampling.BILINEAR), "width": size[0], "height": size[1]}
-    with host.lock:
-        pipeline = _editing_pipeline(host.pipeline(model.ref, dtype, model.lora), settings.mode, model.description)
+    with host.use(model.ref, dtype, model.lora) as loaded:
+        pipeline = _editing_pipeline(loaded, settings.mode, model.description)
         use_scheduler(pipeline, model.scheduler)
         generators = [torch.Generator(device="cpu").manual_seed(settings.seed + i) for i in range(settings.variants)]
         with torch.inference_mode():

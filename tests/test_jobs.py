@@ -262,3 +262,19 @@ def test_texts_missing_a_language_name_the_field(
     with pytest.raises(CampaignError) as caught:
         load_campaign(make_campaign(**fields))
     assert (caught.value.field or "") == field and message in caught.value.message
+
+
+def test_keys_name_the_precision_asked_for_whichever_machine_plans(
+    make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    """In a mixed pool (a CPU planner, bf16 and fp16 GPUs), "auto" must give one set of keys: the
+    machine that renders resolves it, not the one that plans."""
+    from pipelines.render import plan_render
+    from pipelines.render_request import RenderSettings
+
+    path = make_campaign()
+    plans = [plan_render(path, tmp_path, settings=RenderSettings(device=device)) for device in ("cpu", "cuda", "mps")]
+    assert {job.precision for plan in plans for job in plan.jobs} == {"auto"}
+    assert plans[0].jobs == plans[1].jobs == plans[2].jobs
+    pinned = plan_render(path, tmp_path, settings=RenderSettings(dtype="float16"))
+    assert all(job.key != auto.key for job, auto in zip(pinned.jobs, plans[0].jobs, strict=True))

@@ -47,6 +47,31 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not safetensors")
     host = ModelHost(choose_device("cpu"))
+    with (
+        pytest.raises(ModelError, match="cannot load LoRA weights"),
+        host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(bogus), scale=1.0)),
+    ):
+        pass
+    with host.use(DemoModelRef(), torch.float32, None):  # the model is still usable
+        pass
+
+
+def test_a_lora_that_fails_to_load_leaves_no_stale_lora_state(
+    make_campaign: Callable[..., Path], lora_file: Path
+) -> None:
+    """After a failed switch, asking for the previous LoRA again applies it again (fused, as before),
+    instead of trusting a state the failure left half-undone."""
+    from pipelines.campaign import load_campaign
+    from pipelines.jobs import expand_jobs
+    from pipelines.model_reference import describe_model
+
+    host = ModelHost(choose_device("cpu"), fuse_lora=True)
+    style = LoraWeights(path=str(lora_file), scale=1.0)
+    jobs = expand_jobs(load_campaign(make_campaign(formats=["story"])), describe_model(DemoModelRef()), "float32")[:1]
+    with_style = host.generate(DemoModelRef(), torch.float32, style, jobs)[0]
+    bogus = lora_file.parent / "bogus.safetensors"
+    bogus.write_bytes(b"not safetensors")
     with pytest.raises(ModelError, match="cannot load LoRA weights"):
-        host.pipeline(DemoModelRef(), torch.float32, LoraWeights(path=str(bogus), scale=1.0))
-    host.pipeline(DemoModelRef(), torch.float32, None)  # the model is still usable
+        host.generate(DemoModelRef(), torch.float32, LoraWeights(path=str(bogus), scale=1.0), jobs)
+    again = host.generate(DemoModelRef(), torch.float32, style, jobs)[0]
+    assert np.array_equal(again, with_style)

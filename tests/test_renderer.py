@@ -53,7 +53,8 @@ class SlowCpu:
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(2)
-        self.unfinished = 0
+        self.unfinished = 0  # submitted, not finished
+        self.running = 0  # being finished now
         self.lock = threading.Lock()
 
     def submit(self, target, job, pixels) -> Future:
@@ -62,10 +63,20 @@ class SlowCpu:
         return self.pool.submit(self.finish, job)
 
     def finish(self, job) -> SimpleNamespace:
+        with self.lock:
+            self.running += 1
         time.sleep(0.02)
         with self.lock:
             self.unfinished -= 1
+            self.running -= 1
         return SimpleNamespace(job=job)
+
+
+class FakeTarget(SimpleNamespace):
+    """Where claims are held; the renderer adds its claims' owner, as to an ExportTarget."""
+
+    def model_copy(self, update: dict) -> FakeTarget:
+        return FakeTarget(**(vars(self) | update))
 
 
 def test_the_gpu_stage_goes_on_while_the_queue_has_room_and_waits_when_full(tmp_path: Path) -> None:
@@ -73,11 +84,59 @@ def test_the_gpu_stage_goes_on_while_the_queue_has_room_and_waits_when_full(tmp_
     host = FakeHost(cpu)
     renderer = Renderer(host, cpu, max_in_flight=6)  # type: ignore[arg-type]
     jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(40)]
-    target = SimpleNamespace(database_url=database_url(tmp_path), output_root=tmp_path)  # where claims are held
+    target = FakeTarget(database_url=database_url(tmp_path), output_root=tmp_path)
     exported = renderer.render(None, "float32", None, jobs, target, batch_size=2)  # type: ignore[arg-type]
     assert [item.job.key for item in exported] == [job.key for job in jobs]  # in order
     assert max(host.unfinished_at_calls) <= 6  # back-pressure: never more than the limit waiting
     assert sum(1 for unfinished in host.unfinished_at_calls if unfinished > 0) > 10  # no wait for an empty queue
+    cpu.pool.shutdown()
+
+
+class FailingHost(FakeHost):
+    """Generates its first ``batches`` batches, then fails."""
+
+    def __init__(self, cpu: SlowCpu, batches: int) -> None:
+        super().__init__(cpu)
+        self.batches = batches
+
+    def generate(self, model, dtype, lora, jobs, pad_to=None) -> list[np.ndarray]:
+        if len(self.unfinished_at_calls) == self.batches:
+            raise CampaignError("model", None, "the model failed")
+        return super().generate(model, dtype, lora, jobs, pad_to)
+
+
+def test_a_failing_render_waits_for_the_pictures_it_started_before_letting_go_of_their_claims(
+    tmp_path: Path,
+) -> None:
+    """Its claims are released when it leaves: a picture still being finished then could be taken and
+    recorded by another run while this one records it too."""
+    cpu = SlowCpu()
+    renderer = Renderer(FailingHost(cpu, batches=3), cpu, max_in_flight=6)  # type: ignore[arg-type]
+    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(20)]
+    target = FakeTarget(database_url=database_url(tmp_path), output_root=tmp_path)
+    with pytest.raises(CampaignError, match="the model failed"):
+        renderer.render(None, "float32", None, jobs, target, batch_size=2)  # type: ignore[arg-type]
+    assert cpu.running == 0  # nothing started was still being finished when it let go
+    cpu.pool.shutdown()
+
+
+def test_a_render_asked_to_stop_starts_no_further_batch(tmp_path: Path) -> None:
+    from pipelines.renderer import RenderStoppedError
+
+    cpu = SlowCpu()
+    host = FakeHost(cpu)
+    renderer = Renderer(host, cpu)  # type: ignore[arg-type]
+    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(20)]
+    target = FakeTarget(database_url=database_url(tmp_path), output_root=tmp_path)
+    asked: list[int] = []
+
+    def keep_going() -> str | None:
+        asked.append(1)
+        return "another chunk of the run failed" if len(asked) > 2 else None
+
+    with pytest.raises(RenderStoppedError, match="another chunk of the run failed"):
+        renderer.render(None, "float32", None, jobs, target, 2, keep_going=keep_going)  # type: ignore[arg-type]
+    assert len(host.unfinished_at_calls) == 2 and cpu.running == 0
     cpu.pool.shutdown()
 
 
@@ -207,3 +266,20 @@ def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
     assert outputs == {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in finished}
     exports = database_rows(out, "SELECT file, sha256, COUNT(*) FROM ledger WHERE parent_id IS NULL GROUP BY job_key")
     assert sorted(exports) == sorted((name, sha, 1) for name, sha in outputs.items())  # one export row per file
+
+
+def test_auto_precision_is_resolved_by_the_machine_that_renders_and_recorded(
+    campaign_plan: Callable[[Path], RenderPlan], tmp_path: Path, renderer: Renderer
+) -> None:
+    from pipelines import manifest
+    from pipelines.database import Database
+
+    plan = campaign_plan(tmp_path)
+    assert plan.setup.precision == "auto"
+    render_now(renderer, plan, tmp_path, plan.pending[:1])
+    database = Database(database_url(tmp_path))
+    try:
+        [entry] = manifest.entries(database, plan.campaign_slug).values()
+    finally:
+        database.close()
+    assert entry["inputs"]["precision"] == "auto" and entry["inputs"]["dtype"] == "float32"  # this CPU's choice
