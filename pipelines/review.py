@@ -3,22 +3,31 @@
 Approved files are copied to ``<output>/<campaign>/approved/`` (same sub-path); each decision,
 approval or rejection with its comment, is a new ledger row pointing at the export's row, so
 the ledger tells who decided what about which file, and the chain stays append-only.
+
+Publishing and recording are one unit. The copies are written first under temporary names (a
+full disk fails here: nothing published, nothing recorded); then one transaction appends every
+decision and, before it commits, moves the copies into place (renames, which need no room). A
+transaction that fails takes the moved copies back. A kill between the renames and the commit
+can still leave approved copies with no decision: the approved folder is derived from the
+record, and ``sync_approved`` (run before each review and by each report) removes any copy the
+record does not approve and copies again any approved one that is missing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines import manifest
-from pipelines.atomic import atomic_path
+from pipelines.atomic import StagedFile, staged
 from pipelines.coherence import read_coherence
 from pipelines.database import Database, database_url
-from pipelines.errors import ReviewError
+from pipelines.errors import ExportError, ReviewError
 from pipelines.hashing import sha256_file
 from pipelines.jobs import KEY_PREFIX_LENGTH
 from pipelines.marking.ledger import LedgerEntry, append, latest_for_jobs
@@ -122,7 +131,8 @@ def _rank(entry: dict) -> tuple[int, float]:
 def apply_review(
     output_root: Path, campaign_slug: str, keys: list[str], decision: ReviewDecision, run_id: str | None = None
 ) -> ReviewOutcome:
-    """Check the whole decision first, then publish the approved files and record every decision."""
+    """Check the whole decision first, then publish the approved files and record every decision,
+    as one unit. Asked again for a run whose decision is recorded already, it records nothing more."""
     listing = review_listing(output_root, campaign_slug, keys)
     by_id = {short_id(entry["key"]): name for name, entry in listing.items()}
     # A rejected file is named by its short id (forms, studio) or by its path (scripts).
@@ -133,37 +143,90 @@ def apply_review(
     rejected = set(chosen.values())
     reasons = {name: decision.reason(given) for given, name in chosen.items()}
     approved = sorted(name for name in listing if name not in rejected)
+    approved_folder = output_root / campaign_slug / APPROVED_FOLDER
+    outcome = ReviewOutcome(approved=approved, rejected=sorted(rejected), approved_folder=approved_folder)
     for name in approved:  # all checked before any is published; read in chunks, never whole
         _check_unchanged(output_root / listing[name]["file"], listing[name]["sha256"])
     database = Database(database_url(output_root))
     try:
+        sync_approved(database, output_root, campaign_slug)  # what a crash in an earlier review left
         previous_rows = latest_for_jobs(database, keys)  # each export's row, or an earlier review's
         unrecorded = [name for name, entry in listing.items() if entry["key"] not in previous_rows]
         if unrecorded:
             raise ReviewError(output_root / campaign_slug, "job_key", f"no ledger row for {unrecorded[0]}")
-        approved_folder = output_root / campaign_slug / APPROVED_FOLDER
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        by = f" (by {decision.reviewer})" if decision.reviewer else ""
-        published: list[Path] = []
-        try:
-            for name in approved:
-                _publish(output_root / listing[name]["file"], approved_folder / name, listing[name]["sha256"])
-                published.append(approved_folder / name)
-        except ReviewError:
-            for path in published:  # every decision, or none: no approved file without its record
-                path.unlink(missing_ok=True)
-            raise
-        with database.transaction() as connection:  # every decision of the review, or none
+        if run_id is not None and all(
+            row["run_id"] == run_id and row["approval"] != "pending" for row in previous_rows.values()
+        ):
+            log.info("%s: this run's decision is recorded already", campaign_slug)
+            return outcome
+        with ExitStack() as copies:
+            staged_copies = [copies.enter_context(staged(approved_folder / name)) for name in approved]
+            for name, copy in zip(approved, staged_copies, strict=True):
+                _copy_checked(output_root / listing[name]["file"], copy.path, listing[name]["sha256"])
+            _record_and_publish(database, listing, rejected, reasons, decision, previous_rows, run_id, staged_copies)
+    finally:
+        database.close()
+    log.info("%s: %d approved, %d rejected", campaign_slug, len(approved), len(rejected))
+    return outcome
+
+
+def _record_and_publish(
+    database: Database,
+    listing: dict[str, dict],
+    rejected: set[str],
+    reasons: dict[str, str],
+    decision: ReviewDecision,
+    previous_rows: dict[str, dict],
+    run_id: str | None,
+    copies: list[StagedFile],
+) -> None:
+    """Every decision of the review, and the approved copies moved into place, in one transaction;
+    if it fails, the copies already moved are taken back: no approved file without its record."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    by = f" (by {decision.reviewer})" if decision.reviewer else ""
+    try:
+        with database.transaction() as connection:
             for name, entry in sorted(listing.items()):
                 verdict = f"approved{by}" if name not in rejected else f"rejected: {reasons[name]}{by}"
                 previous = previous_rows[entry["key"]]
                 fields = {field: previous[field] for field in LedgerEntry.model_fields}
                 fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)
                 append(connection, LedgerEntry(**fields))
-    finally:
-        database.close()
-    log.info("%s: %d approved, %d rejected", campaign_slug, len(approved), len(rejected))
-    return ReviewOutcome(approved=approved, rejected=sorted(rejected), approved_folder=approved_folder)
+            for copy in copies:
+                copy.publish()
+    except BaseException:
+        for copy in copies:
+            if copy.published:
+                copy.target.unlink(missing_ok=True)
+        raise
+
+
+def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> None:
+    """Make ``approved/`` hold exactly the files the record approves (each job's newest decision):
+    remove a copy it does not approve, copy again an approved one that is missing."""
+    folder = output_root / campaign_slug / APPROVED_FOLDER
+    recorded = manifest.entries(database, campaign_slug)
+    latest = latest_for_jobs(database, list(recorded))
+    wanted = {
+        _within_campaign(entry["file"], campaign_slug): entry
+        for key, entry in recorded.items()
+        if latest.get(key, {}).get("approval", "").startswith("approved")
+    }
+    if folder.is_dir():
+        for path in folder.rglob("*"):
+            name = path.relative_to(folder).as_posix()
+            if path.is_file() and not path.name.startswith(".") and name not in wanted:
+                log.warning("%s: approved copy without an approval on record, removed", path)
+                path.unlink()
+    for name, entry in wanted.items():
+        target = folder / name
+        if not target.is_file():
+            try:
+                with staged(target) as copy:
+                    _copy_checked(output_root / entry["file"], copy.path, entry["sha256"])
+                    copy.publish()
+            except (ReviewError, OSError) as exc:
+                log.warning("%s: approved, but could not be copied again: %s", target, exc)
 
 
 def _check_unchanged(path: Path, sha256: str) -> None:
@@ -172,13 +235,16 @@ def _check_unchanged(path: Path, sha256: str) -> None:
         raise ReviewError(path, "sha256", "the file changed since it was rendered")
 
 
-def _publish(source: Path, target: Path, sha256: str) -> None:
+def _copy_checked(source: Path, target: Path, sha256: str) -> None:
     """Copy ``source`` to ``target`` in chunks, hashing what is copied: a file changed since it was
-    checked is refused, and nothing is left at ``target``."""
+    checked is refused (its partial copy is the caller's temporary, removed with it)."""
     digest = hashlib.sha256()
-    with atomic_path(target) as temporary, source.open("rb") as reading, temporary.open("wb") as writing:
-        while chunk := reading.read(COPY_CHUNK):
-            digest.update(chunk)
-            writing.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise ReviewError(source, "sha256", "the file changed since it was rendered")
+    try:
+        with source.open("rb") as reading, target.open("wb") as writing:
+            while chunk := reading.read(COPY_CHUNK):
+                digest.update(chunk)
+                writing.write(chunk)
+    except OSError as exc:
+        raise ExportError(target, None, f"cannot write the approved copy: {exc.strerror or exc}") from None
+    if digest.hexdigest() != sha256:
+        raise ReviewError(source, "sha256", "the file changed since it was rendered")

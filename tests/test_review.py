@@ -99,6 +99,98 @@ def test_a_file_changed_while_publishing_leaves_no_approved_file_and_no_decision
     assert len(ledger_rows(out)) == before
 
 
+def approved_files(out: Path, slug: str) -> list[str]:
+    folder = out / slug / "approved"
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+
+
+def test_a_full_disk_while_copying_publishes_nothing_and_records_nothing(
+    rendered: tuple[Path, str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.review
+    from pipelines.errors import ExportError
+
+    out, slug, keys = rendered
+    before = len(ledger_rows(out))
+    copy = pipelines.review._copy_checked
+    calls: list[Path] = []
+
+    def disk_fills(source: Path, target: Path, sha256: str) -> None:
+        calls.append(target)
+        if len(calls) == 3:
+            raise ExportError(target, None, "cannot write the approved copy: No space left on device")
+        copy(source, target, sha256)
+
+    monkeypatch.setattr(pipelines.review, "_copy_checked", disk_fills)
+    with pytest.raises(ExportError, match="No space left"):
+        apply_review(out, slug, keys, ReviewDecision())
+    assert approved_files(out, slug) == [] and len(ledger_rows(out)) == before
+    assert not [path for path in (out / slug).rglob(".*.tmp")]  # no temporary copy left either
+
+
+@pytest.mark.parametrize("fails", ["database", "publishing"])
+def test_a_failure_while_recording_takes_back_every_published_copy(
+    rendered: tuple[Path, str, list[str]], monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    import pipelines.review
+    from pipelines.atomic import StagedFile
+    from pipelines.database import DatabaseError
+    from pipelines.errors import ExportError
+
+    out, slug, keys = rendered
+    before = len(ledger_rows(out))
+    if fails == "database":
+
+        def append(connection: object, entry: object) -> int:
+            raise DatabaseError(out / "visuels.sqlite", None, "disk I/O error")
+
+        monkeypatch.setattr(pipelines.review, "append", append)
+    else:  # the second rename fails (say, the folder was removed meanwhile), after the first was done
+        publish = StagedFile.publish
+        published: list[StagedFile] = []
+
+        def second_fails(self: StagedFile) -> None:
+            if published:
+                raise OSError("No such file or directory")
+            publish(self)
+            published.append(self)
+
+        monkeypatch.setattr(StagedFile, "publish", second_fails)
+    with pytest.raises((DatabaseError, ExportError)):
+        apply_review(out, slug, keys, ReviewDecision())
+    assert approved_files(out, slug) == [] and len(ledger_rows(out)) == before
+
+
+def test_the_approved_folder_follows_the_record_after_a_crash(rendered: tuple[Path, str, list[str]]) -> None:
+    """A kill between the renames and the commit leaves copies with no decision; one approved on
+    record may have lost its copy. The next review (and each report) puts the folder right."""
+    import shutil
+
+    from pipelines.review import sync_approved
+
+    out, slug, keys = rendered
+    names = sorted(review_listing(out, slug, keys))
+    apply_review(out, slug, keys, ReviewDecision(rejected=[names[0]], comment="too dark"))
+    orphan = out / slug / "approved" / names[0]
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / slug / names[0], orphan)  # published, then killed before the commit
+    (out / slug / "approved" / names[1]).unlink()  # approved on record, its copy lost
+    database = Database(database_url(out))
+    try:
+        sync_approved(database, out, slug)
+    finally:
+        database.close()
+    assert approved_files(out, slug) == names[1:]
+
+
+def test_a_review_applied_again_for_the_same_run_records_nothing_more(rendered: tuple[Path, str, list[str]]) -> None:
+    out, slug, keys = rendered
+    apply_review(out, slug, keys, ReviewDecision(), run_id="run-1")
+    after_first = len(ledger_rows(out))
+    outcome = apply_review(out, slug, keys, ReviewDecision(), run_id="run-1")  # a retried task, say
+    assert len(ledger_rows(out)) == after_first and len(outcome.approved) == len(keys)
+
+
 @pytest.mark.parametrize(
     ("values", "words"),
     [
