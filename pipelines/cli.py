@@ -29,7 +29,7 @@ from rich.progress import (
 )
 
 from pipelines.config_files import first_problem
-from pipelines.errors import CampaignError, VisuelsError
+from pipelines.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError, VisuelsError
 from pipelines.render_request import Overrides, RenderRequest, RunSettings, Selection
 from pipelines.third_party_logs import quiet_third_party_logs
 
@@ -48,12 +48,11 @@ DATABASE_HELP = (
     "the database of record: a SQLAlchemy URL or a SQLite file"
     " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
 )
-EXIT_BAD_INPUT = 2
 PROGRESS_EVERY_S = 1.0  # how often the progress bar looks at the record
 SERVER_START_TIMEOUT_S = 120
 
 RenderFlow = Callable[[RenderRequest], "RenderSummary"]
-Trainer = Callable[[str, str, dict, str | None, str | None], "TrainingSummary"]
+Trainer = Callable[[str, str, dict, str, str], "TrainingSummary"]  # "": no resume, the default LoRA folder
 TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
     "steps": (int, "optimiser steps, 1-100,000 (default: 500)"),
     "rank": (int, "LoRA rank, 1-256: larger learns more, and overfits sooner (default: 8)"),
@@ -125,6 +124,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     add_render_options(render)
 
     demo = command("demo", "render the sample campaign for a few communes with the demo model")
+    demo.add_argument(
+        "--communes", help=f"comma-separated, some of the demo's: {', '.join(DEMO_COMMUNES)} (default: all)"
+    )
     add_render_options(demo)
 
     verify = command("verify", "check the AI marking of files, layer by layer")
@@ -177,7 +179,19 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     studio = command(
         "studio", "the designers' studio in a browser: review runs, retouch outputs, finalize edited files"
     )
-    studio.add_argument("--port", type=int, default=7860, help="on 127.0.0.1 (default: 7860)")
+    studio.add_argument("--port", type=int, default=7860, help="(default: 7860)")
+    studio.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default: 127.0.0.1, this user only); any other asks for a token",
+    )
+    studio.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the studio is reached by besides 127.0.0.1 and localhost (repeatable)",
+    )
     studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help="the outputs (default: ./outputs)")
     studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help="for retouching")
     studio.add_argument("--charter", type=Path, default=SAMPLE_CHARTER, help="the charter to check retouches against")
@@ -232,7 +246,7 @@ def _lint(campaign: Campaign) -> int:
         console.print(
             f"    {report.held} job(s) held back, {report.for_review} rendered and marked for review", highlight=False
         )
-    return 1 if report.findings else 0
+    return EXIT_FINDING if report.findings else EXIT_OK
 
 
 def _check_file(path: Path) -> int:
@@ -246,13 +260,13 @@ def _check_file(path: Path) -> int:
         communes = load_communes(path)
         departments = len({c.department for c in communes})
         console.print(f"ok  {path}: communes: {len(communes)} communes in {departments} departments", highlight=False)
-        return 0
+        return EXIT_OK
     if path.is_dir() or read_yaml_mapping(path, CampaignError).get("palette") is not None:
         charter = load_charter(path)
         spec = charter.spec
         description = f"charter '{spec.name}': {len(spec.palette)} colours, 3 logos, font {charter.font.name}"
         console.print(f"ok  {path}: {description}", highlight=False)
-        return 0
+        return EXIT_OK
     campaign = load_campaign(path)
     console.print(f"ok  {path}: {_describe_campaign(campaign)}", highlight=False)
     return _lint(campaign)
@@ -266,7 +280,7 @@ def _check(files: Sequence[Path]) -> int:
             status = max(status, _check_file(path))
         except VisuelsError as exc:
             errors.print(f"error: {exc}", highlight=False, markup=False)
-            status = EXIT_BAD_INPUT
+            status = max(status, exc.exit_code)
     return status
 
 
@@ -290,8 +304,13 @@ def _run_settings(args: argparse.Namespace) -> RunSettings:
         raise _option_error(f"visuels {args.command}", exc) from None
 
 
+def _names(option: str | None) -> list[str]:
+    """A comma-separated option's names."""
+    return [name.strip() for name in option.split(",") if name.strip()] if option else []
+
+
 def _render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest:
-    communes = [name.strip() for name in args.communes.split(",") if name.strip()] if args.communes else []
+    communes = _names(args.communes)
     try:
         return RenderRequest(
             campaign=str(args.campaign),
@@ -316,7 +335,7 @@ def _render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     if not plan.pending:
         # Every file is there, recorded: no flow run, no model, no rewritten report.
         console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
-        return 0
+        return EXIT_OK
     started = time.perf_counter()
     with _progress_bar(plan, output_root), _prefect_console(verbose):
         summary = render(request)
@@ -329,7 +348,7 @@ def _render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     console.print(f"images in [bold]{summary.output_dir}[/bold]", highlight=False)
     if summary.report:
         console.print(f"compliance report: {summary.report}", highlight=False)
-    return 0
+    return EXIT_OK
 
 
 @contextmanager
@@ -397,7 +416,7 @@ def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
 def _database_url(option: str | None, near: Path | None = None) -> str:
     """The database ``--database`` names; else ``$VISUELS_DATABASE_URL``; else the ``visuels.sqlite``
     of the output folder ``near`` (a file) lies in, whatever ``--output-dir`` made it; else ./outputs'."""
-    from pipelines.database import DATABASE_FILE, DatabaseError, database_url, is_missing, url_option
+    from pipelines.database import DATABASE_FILE, DatabaseOptionError, database_url, is_missing, url_option
 
     if option:
         return url_option(option)
@@ -408,10 +427,21 @@ def _database_url(option: str | None, near: Path | None = None) -> str:
     url = database_url(Path("outputs"))
     if is_missing(url):
         looked = f"in the folders above {near} and " if near is not None else ""
-        raise DatabaseError(
+        raise DatabaseOptionError(
             near or "outputs", "--database", f"no {DATABASE_FILE} found {looked}in ./outputs: give --database"
         )
     return url
+
+
+def _record_near(path: Path) -> str | None:
+    """The record a file would be in, as ``_database_url`` finds it; None where there is none (a
+    picture that reached someone outside the project: it is judged from its own marks)."""
+    from pipelines.database import DatabaseOptionError
+
+    try:
+        return _database_url(None, path)
+    except DatabaseOptionError:
+        return None
 
 
 def _database(option: str | None, near: Path | None = None) -> Database:
@@ -439,18 +469,19 @@ def _verify(
     from pipelines.marking.verify import verify_file
 
     charter = load_charter(charter_path)
-    databases: dict[str, Database] = {}  # each file is checked against the record of its own output folder
+    databases: dict[str, Database | None] = {}  # each file is checked against the record of its own output folder
     reports = []
     try:
         for path in files:
-            url = _database_url(database_option, path)
+            url = _database_url(database_option, path) if database_option else _record_near(path)
             if url not in databases:
-                databases[url] = _database(url)
+                databases[url] = _database(url) if url else None
             anchors = keys_dir() / TRUST_ANCHORS
             reports.append(verify_file(path, charter, databases[url], anchors, allow_untrusted))
     finally:
         for database in databases.values():
-            database.close()
+            if database is not None:
+                database.close()
     if as_json:
         print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
     for report in reports:
@@ -462,6 +493,8 @@ def _verify(
                 f"ledger #{record['id']} by {report.found_by} (job {record['job_key'][:12]})"
                 if record
                 else "no ledger record"
+                if report.record_searched
+                else "no record found: judged from its marks alone"
             )
             if report.original:
                 original = report.original
@@ -482,7 +515,7 @@ def _verify(
                     console.print(f"    {name}: {check.detail}", highlight=False, markup=False)
     if any(report.error for report in reports):
         return EXIT_BAD_INPUT
-    return 0 if all(report.ok for report in reports) else 1
+    return EXIT_OK if all(report.ok for report in reports) else EXIT_FINDING
 
 
 def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path | None]:
@@ -512,7 +545,7 @@ def _finalize(args: argparse.Namespace) -> int:
             done = finalize_file(path, args.original, target, charter, database, signing, _output_root(database))
             _print_derivative(path, done)
             if not done.check.passed:
-                status = 1
+                status = EXIT_FINDING
     finally:
         database.close()
     return status
@@ -569,7 +602,7 @@ def _retouch(args: argparse.Namespace) -> int:
             edit = retouch_edit(model, settings, number)
             done = mark_derivative(variant, original, target, edit, charter, database, signing, _output_root(database))
             _print_derivative(args.image, done)
-            status = status or (0 if done.check.passed else 1)
+            status = status or (EXIT_OK if done.check.passed else EXIT_FINDING)
     finally:
         database.close()
     return status
@@ -582,6 +615,7 @@ def _studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     from pipelines.database import Database, database_url
     from pipelines.marking.keys import signing_files
     from pipelines.studio.app import Studio, create_app
+    from pipelines.web_guard import is_loopback, new_token
 
     output_root = args.output_dir.resolve()
     studio = Studio(
@@ -592,12 +626,20 @@ def _studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
         device=args.device,
         reviews=reviews,
     )
-    console.print(f"studio on [bold]http://127.0.0.1:{args.port}[/bold] for {output_root} (Ctrl-C to stop)")
+    every_address = args.host in ("0.0.0.0", "::")
+    hosts = [*args.allow_host, *([] if is_loopback(args.host) or every_address else [args.host])]
+    # Beyond loopback, other people's browsers can reach it: only those given the token get in.
+    token = None if is_loopback(args.host) else new_token()
+    address = f"http://{'127.0.0.1' if every_address else args.host}:{args.port}"
+    console.print(
+        f"studio on [bold]{address}{f'/?token={token}' if token else ''}[/bold] for {output_root} (Ctrl-C to stop)",
+        highlight=False,
+    )
     try:
-        uvicorn.run(create_app(studio), host="127.0.0.1", port=args.port, log_level="warning")
+        uvicorn.run(create_app(studio, hosts, token), host=args.host, port=args.port, log_level="warning")
     finally:
         studio.database.close()
-    return 0
+    return EXIT_OK
 
 
 def _doctor(output_root: Path, campaign: Path | None) -> int:
@@ -608,7 +650,7 @@ def _doctor(output_root: Path, campaign: Path | None) -> int:
         mark = "[green]ok[/green]     " if finding.ok else "[red]missing[/red]"
         console.print(f"{mark} {finding.topic}: ", end="")
         console.print(finding.text, highlight=False, markup=False)
-    return 0 if all(finding.ok for finding in findings) else 1
+    return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FINDING
 
 
 def _keys_init(folder: Path | None) -> int:
@@ -616,7 +658,7 @@ def _keys_init(folder: Path | None) -> int:
 
     files = init_local_chain(folder or keys_dir())
     console.print(f"local signing chain in {files.chain.parent} (keys mode 0600); trust anchor: {files.trust_anchors}")
-    return 0
+    return EXIT_OK
 
 
 def _ledger_verify(database_option: str | None) -> int:
@@ -638,9 +680,9 @@ def _ledger_verify(database_option: str | None) -> int:
     for problem in problems:
         errors.print(f"error: {where}: {problem}", highlight=False, markup=False)
     if problems:
-        return 1
+        return EXIT_FINDING
     console.print(f"ok  {where}: {rows} rows, hash chain intact, as its signed checkpoints say", highlight=False)
-    return 0
+    return EXIT_OK
 
 
 def _train(args: argparse.Namespace, train: Trainer) -> int:
@@ -662,14 +704,14 @@ def _train(args: argparse.Namespace, train: Trainer) -> int:
     # Refuse bad input before Prefect starts: no traceback, no run folder.
     root = Path(args.lora_dir) if args.lora_dir else None
     check_training_inputs(args.charter, parse_model_option(args.base), config, args.resume, root)
-    summary = train(str(args.charter), args.base, options, args.resume, args.lora_dir)
+    summary = train(str(args.charter), args.base, options, args.resume or "", args.lora_dir or "")
     console.print(
         f"[green]done[/green]: {summary.steps} steps, loss {summary.first_loss:.4f} -> {summary.last_loss:.4f}"
         f" ({summary.loss_drop:.1%} lower); colour distance to the references"
         f" {summary.colour_distance_without_lora:.1f} -> {summary.colour_distance_with_lora:.1f}"
     )
     console.print(f"LoRA in [bold]{summary.folder}[/bold]", highlight=False)
-    return 0
+    return EXIT_OK
 
 
 def _ensure_demo_keys() -> None:
@@ -729,7 +771,7 @@ def main(
             _ensure_demo_keys()
             request = RenderRequest(
                 campaign=str(SAMPLE_CAMPAIGN),
-                selection=Selection(communes=DEMO_COMMUNES),
+                selection=Selection(communes=_names(args.communes) or DEMO_COMMUNES),
                 overrides=Overrides(model="demo"),
                 run=run,
             )
@@ -738,7 +780,7 @@ def main(
         return _render(request, render, args.verbose)
     except VisuelsError as exc:
         errors.print(f"error: {exc}", highlight=False, markup=False)
-        return EXIT_BAD_INPUT
+        return exc.exit_code
     except KeyboardInterrupt:
         errors.print("interrupted")
         return 130

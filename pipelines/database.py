@@ -8,9 +8,10 @@ counts as done exactly when its record does.
 The tables, as queries use them, are described here; ``pipelines/migrations`` builds and
 changes them (Alembic), and every process brings the database up to date when it opens it:
 ``ledger`` (append-only, hash-chained, one row per export, review or retouch), ``outputs`` (per
-job key: the file, its hashes and compliance: what the next run skips), ``claims`` (which
-process renders which job now), ``sources`` (which model and LoRA files a hash names, for
-retouching) and ``ledger_checkpoints`` (signed heads of the ledger).
+job key: the file, its hashes and compliance: what the next run skips), ``claims`` and
+``claim_owners`` (which rendering call renders which job now, under a lease), ``sources``
+(which model and LoRA files a hash names, for retouching) and ``ledger_checkpoints`` (signed
+heads of the ledger).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from sqlalchemy.pool import NullPool
 
 from pipelines import migrations
 from pipelines.atomic import OUTPUT_MODE, make_folders
-from pipelines.errors import VisuelsError
+from pipelines.errors import OperationalError, VisuelsError
 
 DATABASE_FILE = "visuels.sqlite"
 OPEN_PATIENCE_S = 60.0  # as long as a writer waits for SQLite's lock (the connections' timeout)
@@ -81,6 +82,7 @@ ledger_table = Table(
     Column("row_hash", Text, nullable=False),
     Index("ledger_watermark", "watermark"),
     Index("ledger_job_key", "job_key"),
+    Index("ledger_sha256", "sha256"),
     Index("ledger_one_successor", "previous_hash", unique=True),  # the chain cannot fork
 )
 outputs_table = Table(
@@ -106,12 +108,20 @@ sources_table = Table(
     Column("kind", Text, nullable=False),  # model or lora
     Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA path)
 )
+claim_owners_table = Table(
+    "claim_owners",  # the rendering calls holding claims, each a lease it renews: see claims.py
+    metadata,
+    Column("owner", Text, primary_key=True),  # a random id, one per rendering call
+    Column("host", Text, nullable=False),  # for people reading the table
+    Column("machine", Text, nullable=False),  # where ``pid`` means something (pipelines.liveness)
+    Column("pid", Integer, nullable=False),
+    Column("expires", Float, nullable=False),  # seconds since the epoch; the owner renews it while alive
+)
 claims_table = Table(
-    "claims",  # which process is rendering which job now: see claims.py
+    "claims",  # which rendering call is rendering which job now: see claims.py
     metadata,
     Column("job_key", Text, primary_key=True),
-    Column("owner", Text, nullable=False),  # host:pid:tag of the rendering call
-    Column("expires", Float, nullable=False),  # seconds since the epoch; the owner renews it while alive
+    Column("owner", Text, nullable=False),  # a claim_owners row; free once that lease lapses
     Index("claims_owner", "owner"),
 )
 checkpoints_table = Table(
@@ -126,8 +136,12 @@ checkpoints_table = Table(
 )
 
 
-class DatabaseError(VisuelsError):
-    """The database of record cannot be opened or used."""
+class DatabaseError(OperationalError):
+    """The database of record cannot be opened or used (unreachable, damaged, locked too long)."""
+
+
+class DatabaseOptionError(VisuelsError):
+    """The database named is not there, or its URL is not one: bad input, not a failing server."""
 
 
 def database_url(output_root: Path) -> str:
@@ -191,12 +205,12 @@ class Database:
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise DatabaseError(
+            raise DatabaseOptionError(
                 url, None, "not a database URL (expected e.g. sqlite:///path or postgresql://…)"
             ) from None
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if must_exist and is_missing(url):
-            raise DatabaseError(str(parsed.database), None, "database not found")
+            raise DatabaseOptionError(str(parsed.database), None, "database not found")
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             _create_shared_file(Path(parsed.database))
         try:
@@ -234,17 +248,30 @@ class Database:
         @event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
             # Writers take the lock at BEGIN, so two writers never both read the ledger's tip.
-            read_only = connection.get_execution_options().get("read_only", False)
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            options = connection.get_execution_options()
+            if "patience_ms" in options:  # this connection waits less for the lock than the others
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(options['patience_ms'])}")
+            connection.exec_driver_sql("BEGIN" if options.get("read_only", False) else "BEGIN IMMEDIATE")
 
         return engine
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A write transaction: committed when the block ends, rolled back on any exception."""
+    def transaction(self, patience_s: float | None = None) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on any exception.
+
+        ``patience_s``: how long to wait for a lock before giving up with a ``DatabaseError``
+        (default: as long as any writer, ``OPEN_PATIENCE_S``); claim renewals ask for less.
+        """
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            with self.engine.connect() as connection:
+                if patience_s is not None:
+                    connection = connection.execution_options(patience_ms=round(patience_s * 1000))
+                with connection.begin():
+                    if patience_s is not None and not self.is_sqlite:
+                        milliseconds = round(patience_s * 1000)
+                        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+                        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+                    yield connection
         except SQLAlchemyError as exc:
             raise DatabaseError(display_url(self.url), None, _problem(exc)) from None
 

@@ -140,16 +140,23 @@ def test_an_output_folder_that_is_a_file_is_one_line(
     assert taken.read_text() == "a file, not a folder"
 
 
-def test_a_temporary_server_that_does_not_start_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_temporary_server_that_does_not_start_is_one_line_and_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     import flows.cli
-    import flows.render_campaign
+    import flows.prefect_server
+    from pipelines.errors import EXIT_ENVIRONMENT
 
-    def slow_server(**parameters: object) -> None:
-        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+    started = []
 
-    monkeypatch.setattr(flows.render_campaign, "render_campaign", slow_server)
-    with pytest.raises(VisuelsError, match="temporary server did not start in time"):
+    def never_healthy(api_url: str, server: subprocess.Popen, timeout: float) -> None:
+        started.append(server)
+        raise RuntimeError(f"the Prefect server did not answer on {api_url} within {timeout:.0f} s")
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(flows.prefect_server, "wait_until_healthy", never_healthy)
+    with pytest.raises(VisuelsError, match="temporary server did not start") as raised:
         flows.cli.run_render_flow(RenderRequest(campaign="campaigns/ete-2027.yaml"))
+    assert raised.value.exit_code == EXIT_ENVIRONMENT  # the machine, not the input
+    assert started and started[0].poll() is not None  # and the server it started is gone
 
 
 def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:

@@ -52,23 +52,25 @@ print(len(exported))
 # in the run's own process (no CPU worker processes), where the fault is injected.
 CLI_WITH_A_DISK_THAT_FILLS = """
 import errno, os, sys
-import pipelines.marking.mark as mark
+from pathlib import Path
+import pipelines.export as export
 import pipelines.renderer
-from pipelines.atomic import write_with
 
 pipelines.renderer.default_cpu_workers = lambda device: 0
-write, written, full_at = mark.write_bytes_atomic, [], int(os.environ["FULL_AT"])
+write, written, full_at = export.write_marked, [], int(os.environ["FULL_AT"])
 
-def write_until_full(target, data, mode=0o644):
-    if len(written) + 1 == full_at:
-        def half_then_full(temporary):
-            temporary.write_bytes(data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        write_with(target, half_then_full)
-    write(target, data, mode)
-    written.append(target)
+class FullDisk(type(Path())):
+    def write_bytes(self, data):
+        super().write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-mark.write_bytes_atomic = write_until_full
+def write_until_full(image, target, *arguments, **options):
+    written.append(target.target)
+    if len(written) == full_at:
+        target.path = FullDisk(target.path)
+    return write(image, target, *arguments, **options)
+
+export.write_marked = write_until_full
 from flows.cli import main
 sys.argv = ["visuels", *sys.argv[1:]]
 raise SystemExit(main())
@@ -163,7 +165,7 @@ def test_a_full_disk_mid_run_ends_in_one_line_keeps_and_lists_what_was_finished_
     command += ["--batch-size", "1"]
     environment = os.environ | {"PREFECT_HOME": str(tmp_path / "prefect"), "FULL_AT": "3"}
     full = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
-    assert full.returncode == 2, full.stdout + full.stderr
+    assert full.returncode == 3, full.stdout + full.stderr  # the environment failed, not the input
     assert re.fullmatch(
         rf"error: {re.escape(str(out))}/\S+\.png: cannot write it: No space left on device\n", full.stderr
     )

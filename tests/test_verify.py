@@ -329,11 +329,39 @@ def test_verify_finds_the_record_of_the_files_own_output_folder(
     monkeypatch.delenv("VISUELS_DATABASE_URL", raising=False)
     assert main(["verify", str(files[0])]) == 0
     assert "ledger #" in capsys.readouterr().out
-    stray = tmp_path / "stray.png"
-    stray.write_bytes(files[0].read_bytes())
-    assert main(["verify", str(stray)]) == 2
-    error = capsys.readouterr().err
-    assert f"no visuels.sqlite found in the folders above {stray}" in error and "give --database" in error
+
+
+def test_with_no_record_each_file_gets_its_own_verdict_from_its_marks(
+    rendered: tuple[Path, list[Path]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pictures that reached someone outside the project: no database, one line each all the same."""
+    _, files = rendered
+    received = tmp_path / "received"
+    received.mkdir()
+    monkeypatch.chdir(received)
+    monkeypatch.delenv("VISUELS_DATABASE_URL", raising=False)
+    valid = received / "valid.png"
+    valid.write_bytes(files[0].read_bytes())
+    empty = received / "empty.png"
+    empty.write_bytes(b"")
+    photo = received / "photo.png"
+    Image.new("RGB", (256, 256), (90, 140, 200)).save(photo)  # nobody's AI picture
+    assert main(["verify", str(valid), str(empty), str(photo)]) == 2  # one file could not be read
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith(f"ok  {valid}: label yes, watermark ") and lines[0].endswith(
+        "no record found: judged from its marks alone"
+    )
+    assert any(line.startswith(f"BAD {photo}: label no, watermark none") for line in lines)
+    assert captured.err.strip().splitlines() == [
+        f"error: {empty}: not a picture Pillow can read (PNG, JPEG, WebP, TIFF...)"
+    ]
+    assert main(["verify", str(valid)]) == 0 and main(["verify", str(photo)]) == 1
+    capsys.readouterr()
+    assert main(["verify", str(valid), "--database", str(received / "nowhere.sqlite")]) == 2  # named: must exist
 
 
 def test_a_file_signed_by_a_chain_the_anchors_do_not_know_fails_unless_allowed(

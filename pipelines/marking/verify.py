@@ -54,6 +54,7 @@ class FileReport(BaseModel):
     c2pa: str = "missing"
     c2pa_soft_binding: str | None = None
     c2pa_edited_from: str | None = None  # the parent ingredient's title, for an edited file
+    record_searched: bool = True  # False: no database of record was at hand, only the file's own marks
     ledger_record: dict | None = None
     found_by: str | None = None
     original: dict | None = None  # for a retouched or edited file: the output it was made from
@@ -114,9 +115,14 @@ def _original(chain: list[dict]) -> dict | None:
 
 
 def verify_file(
-    path: Path, charter: Charter, database: Database, trust_anchors: Path | None, allow_untrusted: bool = False
+    path: Path, charter: Charter, database: Database | None, trust_anchors: Path | None, allow_untrusted: bool = False
 ) -> FileReport:
-    """Check every marking layer of one file; a file that cannot be read gets an error, not an exception."""
+    """Check every marking layer of one file; a file that cannot be read gets an error, not an exception.
+
+    With no ``database`` (none was found), the file is judged from its own marks: each must be
+    there and agree with the others; the record's checks (watermark known, sha256 recorded) are
+    left out, and the report says so.
+    """
     report = FileReport(file=str(path))
     try:
         data = read_file(path, "file")
@@ -128,13 +134,16 @@ def verify_file(
 
     found = watermark.detect(pixels)
     mark = f"{found.payload:016x}" if found.payload is not None else None
-    record, found_by = ledger.find(database, watermark=mark, phash=perceptual_hash(pixels))
+    record, found_by = (
+        ledger.find(database, watermark=mark, phash=perceptual_hash(pixels)) if database else (None, None)
+    )
     source = SOURCE_TYPE.search(xmp) if xmp else None
     manifest = read_manifest_state(path, trust_anchors)
-    chain = ledger.lineage(database, record) if record else []
+    chain = ledger.lineage(database, record) if database and record else []
     report = report.model_copy(
         update={
             "sha256": digest,
+            "record_searched": database is not None,
             "label_seen": label_seen(pixels, charter),
             "watermark": mark,
             "watermark_in_ledger": found_by == "watermark",
@@ -151,12 +160,14 @@ def verify_file(
             ],
         }
     )
-    checks = marking_checks(report, allow_untrusted, sha256_in_ledger=bool(ledger.by_sha256(database, digest)))
+    in_ledger = bool(ledger.by_sha256(database, digest)) if database else None
+    checks = marking_checks(report, allow_untrusted, sha256_in_ledger=in_ledger)
     return report.model_copy(update={"checks": checks, "ok": all(check.passed for check in checks.values())})
 
 
-def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: bool) -> dict[str, Check]:
-    """Each layer, and whether the layers agree: the watermark, the C2PA soft binding and the ledger."""
+def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: bool | None) -> dict[str, Check]:
+    """Each layer, and whether the layers agree: the watermark, the C2PA soft binding and the ledger
+    (``sha256_in_ledger`` None: no record to ask; the watermark then only has to be there)."""
     source = report.xmp_source_type
     generated = {kind.value for kind in DigitalSourceType}
     record = report.ledger_record
@@ -166,7 +177,9 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
             passed=report.label_seen,
             detail="the charter's AI label is visible" if report.label_seen else "no AI label in any corner",
         ),
-        "watermark": Check(
+        "watermark": _watermark_alone(report.watermark, geometry)
+        if sha256_in_ledger is None
+        else Check(
             passed=report.watermark_in_ledger,
             detail=f"payload {report.watermark}, in the ledger{geometry}"
             if report.watermark_in_ledger
@@ -190,7 +203,9 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
             else f"the C2PA soft binding ({report.c2pa_soft_binding or 'none'}) is not the watermark"
             f" ({report.watermark or 'none'})",
         ),
-        "ledger": Check(
+    }
+    if sha256_in_ledger is not None:  # else nothing to compare with: the report says no record was found
+        checks["ledger"] = Check(
             passed=sha256_in_ledger,
             detail=f"sha256 {report.sha256} recorded (ledger #{record['id']})"
             if sha256_in_ledger and record
@@ -199,9 +214,14 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
             else f"sha256 {report.sha256} is in no ledger row: the file changed since it was exported"
             if record
             else "no ledger record of this file",
-        ),
-    }
+        )
     return checks
+
+
+def _watermark_alone(payload: str | None, geometry: str) -> Check:
+    if payload is None:
+        return Check(passed=False, detail="no watermark found")
+    return Check(passed=True, detail=f"payload {payload}{geometry} (no record to look it up in)")
 
 
 def _c2pa_check(state: str, allow_untrusted: bool) -> Check:
