@@ -20,16 +20,14 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from flows.processes import free_port, stop, wait_until_healthy
 from flows.serve import (
-    free_port,
     register,
     serving_environment,
     start_render_worker,
     start_server,
     start_worker,
-    stop,
     wait_for_render_workers,
-    wait_until_healthy,
 )
 
 COMMUNES = ["Sète", "Collioure", "Nîmes", "Toulouse", "Perpignan", "Carcassonne", "Narbonne", "Montpellier"]

@@ -1,46 +1,72 @@
-"""The ``visuels`` console script: the CLI of ``pipelines.cli`` with this package's flow as renderer.
+"""The ``visuels`` console script: the CLI of ``pipelines.cli`` with this package's flows.
 
-``pipelines`` never imports Prefect, so the flow is handed to the CLI from here.
+``pipelines`` never imports Prefect, so the flows are handed to the CLI from here. A render or a
+training run started from the command line without a Prefect server (no ``PREFECT_API_URL``)
+runs against a temporary one of its own (``flows.prefect_server``), which stops with it, however
+it stops.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.cli import RenderRequest
 from pipelines.cli import main as cli_main
-from pipelines.errors import VisuelsError
+from pipelines.errors import OperationalError
 
 if TYPE_CHECKING:
     from pipelines.render import RenderSummary
     from pipelines.training.run import TrainingSummary
+
+Result = TypeVar("Result")
+
+
+@contextmanager
+def _prefect_server() -> Iterator[None]:
+    """The server the user set (``PREFECT_API_URL``), else a temporary one for this command."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    from flows.prefect_server import temporary_server
+    from flows.processes import free_port
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(temporary_server(free_port()))
+        except RuntimeError as exc:
+            raise OperationalError(
+                "Prefect",
+                None,
+                f"its temporary server did not start ({exc}): a busy machine? try again, or start a server"
+                " (`make serve`) and set PREFECT_API_URL",
+            ) from None
+        yield
+
+
+def _with_server(run: Callable[[], Result]) -> Result:
+    with _prefect_server():
+        return run()
 
 
 def run_render_flow(request: RenderRequest) -> RenderSummary:
     # Imported on use: `visuels check` should not pay for importing Prefect and torch.
     from flows.render_campaign import render_campaign
 
-    try:
-        return render_campaign(**request.model_dump(mode="json"))
-    except RuntimeError as exc:
-        if "ephemeral Prefect API server" not in str(exc):
-            raise
-        raise VisuelsError(
-            "Prefect",
-            None,
-            "its temporary server did not start in time (a busy machine?): try again, or"
-            " start a server (`make serve`) and set PREFECT_API_URL",
-        ) from None
+    return _with_server(lambda: render_campaign(**request.model_dump(mode="json")))
 
 
-def run_training_flow(
-    charter: str, base: str, options: dict, resume: str | None, lora_dir: str | None
-) -> TrainingSummary:
+def run_training_flow(charter: str, base: str, options: dict, resume: str, lora_dir: str) -> TrainingSummary:
+    """The training flow, with the form's convention: "" for no resume and the default LoRA folder."""
     from flows.train_lora import train_charter_lora
     from pipelines.training.trainer import TrainingConfig
 
-    return train_charter_lora(
-        charter=charter, base=base, config=TrainingConfig(**options), resume=resume, lora_dir=lora_dir
+    config = TrainingConfig(**options)
+    return _with_server(
+        lambda: train_charter_lora(charter=charter, base=base, config=config, resume=resume, lora_dir=lora_dir)
     )
 
 

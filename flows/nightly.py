@@ -12,6 +12,7 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.states import Failed, State
 from pydantic import Field
 
 from flows.sub_runs import wait_for_runs
@@ -27,8 +28,12 @@ RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 def render_nightly(
     output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
     shard_size: Annotated[int, Field(ge=0, le=1_000_000), form_parameter("Split above this many pictures")] = 2000,
-) -> dict[str, str]:
+) -> dict[str, str] | State:
     """Render every active campaign, each in its own run; return each campaign's final state.
+
+    The night is Failed when any campaign did not complete (it could not be read, the server
+    refused its run, or its run failed), and its message names each with its one-line reason, so
+    an automation on failed runs tells someone; the other campaigns still run.
 
     Args:
         output_dir: Receives the campaigns' files; relative to the project folder.
@@ -37,13 +42,14 @@ def render_nightly(
     """
     logger = get_run_logger()
     project = project_dir()
-    started, refused = {}, {}
+    started, states, failures = {}, {}, {}
     for path in sorted(campaigns_dir().glob("*.yaml")):
         try:
             if not load_campaign(path).spec.active:
                 continue
         except VisuelsError as exc:  # one broken campaign must not stop the others
             logger.error("skipping %s", exc)
+            states[path.name], failures[path.name] = "Not read", str(exc)
             continue
         parameters = {
             "campaign": path.relative_to(project).as_posix() if path.is_relative_to(project) else str(path),
@@ -56,7 +62,17 @@ def render_nightly(
             # Typically a campaign added since the deployments were registered: the run form's
             # list of campaigns does not have it yet (make serve registers them again).
             logger.error("could not start %s: %s", path.name, exc.response.text)
-            refused[path.name] = "Not started"
+            states[path.name] = "Not started"
+            failures[path.name] = f"not started: {exc.response.text.strip()[:300]} (run `make serve` again)"
     finished = wait_for_runs([run.id for run in started.values()])
-    states = {name: run.state.name if run.state else "unknown" for name, run in zip(started, finished, strict=True)}
-    return states | refused
+    for name, run in zip(started, finished, strict=True):
+        states[name] = run.state.name if run.state else "unknown"
+        if not (run.state and run.state.is_completed()):
+            reason = (run.state.message or "").strip() if run.state else ""
+            failures[name] = states[name] + (f": {reason}" if reason else "")
+    if failures:
+        message = f"{len(failures)} campaign(s) did not complete: " + "; ".join(
+            f"{name}: {reason}" for name, reason in sorted(failures.items())
+        )
+        return Failed(message=message, data=states)
+    return states

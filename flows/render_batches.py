@@ -9,6 +9,12 @@ again; a render worker is a Prefect task worker serving the `render-chunk` task:
 between runs and keeps its models loaded. A run that finds one connected sends its chunks there
 (`.delay()`); otherwise it renders them in its own process. Either way two chunks per device are
 under way, so one chunk's last pictures are finished while the next one is generated.
+
+When one chunk fails, the run fails, and its other chunks stop before their next batch: those in
+the run's own process at once (it waits for them before closing its renderer), those sent away
+once they see the run has ended (they ask the API every ``CHECK_EVERY_S``); those no worker has
+started yet are cancelled. A chunk no render worker takes fails the run after
+``CHUNK_START_GRACE_S`` when none is connected, instead of waiting for hours.
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -31,7 +40,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
-from prefect.states import Failed, State
+from prefect.states import Cancelled, Failed, State
 from prefect.task_worker import serve
 
 from flows.names import SLOTS_PER_GPU
@@ -39,7 +48,7 @@ from pipelines.claims import JobClaims, abandoned
 from pipelines.cpu_stage import ExportTarget
 from pipelines.database import Database
 from pipelines.devices import GPU_BATCH_SIZE, default_batch_size
-from pipelines.errors import ExportError, VisuelsError
+from pipelines.errors import VisuelsError, WorkerLostError
 from pipelines.jobs import RenderJob
 from pipelines.render import RenderPlan, RenderSettings, RenderSetup, render_jobs
 from pipelines.third_party_logs import quiet_third_party_logs
@@ -53,12 +62,43 @@ CHUNKS_PER_DEVICE = SLOTS_PER_GPU  # one being generated, one being finished: th
 BATCHES_PER_CHUNK = 8  # a task's size: Prefect's per-task cost stays under 1 % of its time
 CHUNK_TIMEOUT_S = 6 * 3600.0  # a chunk still going after this is stuck: the run fails instead of waiting
 CHECK_EVERY_S = 10.0  # how often a run looks at its chunks' claims: a dead worker is seen within a minute
+CHUNK_START_GRACE_S = 180.0  # a chunk not started this long after it was sent, with no render worker: lost
 STATE_POLL_S = 0.5
 
 # The renderer of this process: set by a render worker's main() or by the run rendering in its
 # own process, read by the task. A context variable reaches the task worker's and the task
 # runner's threads (both run tasks in a copy of the context) without living in a global.
 process_renderer: ContextVar[Renderer | None] = ContextVar("process_renderer", default=None)
+# Set by a run for the chunks it renders in its own process: when one fails, the others stop.
+local_stop: ContextVar[threading.Event | None] = ContextVar("local_stop", default=None)
+
+
+def _keep_going(run_id: str | None) -> Callable[[], str | None]:
+    """What a chunk asks before each batch: why to stop (its run failed), or None. A chunk in the
+    run's own process is told at once; one on a render worker asks the API, at most every
+    ``CHECK_EVERY_S``, whether its run has ended."""
+    stop = local_stop.get()
+    asked = [0.0]
+
+    def keep_going() -> str | None:
+        if stop is not None and stop.is_set():
+            return "another chunk of its run failed"
+        if run_id is None or stop is not None or time.monotonic() - asked[0] < CHECK_EVERY_S:
+            return None
+        asked[0] = time.monotonic()
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(run_id)).state
+        return f"its run ended ({state.name})" if state is not None and state.is_final() else None
+
+    return keep_going
+
+
+@dataclass(frozen=True)
+class RemoteWatch:
+    """How a run watches the chunks it sent to render workers."""
+
+    abandoned: Callable[[list[RenderJob]], bool]  # unfinished, and nobody holds a live claim on them
+    workers: Callable[[], int]  # how many render workers are connected now
 
 
 @task(name="render-chunk", cache_policy=NO_CACHE)
@@ -80,7 +120,9 @@ def render_chunk_task(
         # and the run that sent it sees it alive while the claims are renewed.
         with JobClaims(target.database_url, target.output_root) as claims, limit:
             claims.take(jobs)
-            return [item.job.key for item in render_jobs(renderer, setup, jobs, target, settings, claims)]
+            keep_going = _keep_going(target.run_id)
+            exported = render_jobs(renderer, setup, jobs, target, settings, claims, keep_going)
+            return [item.job.key for item in exported]
     except VisuelsError as exc:
         # A full disk, a changed charter: the chunk fails with its one line, and no traceback
         # fills the logs (the run passes the error on to whoever started it).
@@ -97,21 +139,21 @@ def connected_render_workers() -> int:
     return len(response.json())
 
 
-def _chunk_result(
-    future: PrefectFuture[list[str]], chunk: list[RenderJob], is_abandoned: Callable[[list[RenderJob]], bool] | None
-) -> list[str]:
+def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watch: RemoteWatch | None) -> list[str]:
     """Wait for a chunk; a lost one fails the run rather than hang it.
 
-    ``is_abandoned`` is given for a chunk sent to a render worker. Right after it starts, and for a
+    ``watch`` is given for a chunk sent to a render worker. Right after it starts, and for a
     moment after it ends, the server may not have recorded a state for the task run (states
     arrive as events): that is waited through, never taken for a failure. Once the worker has
     started it, the chunk's claims are its sign of life: when none of its unfinished jobs has a
-    live claim at two looks in a row, the worker is gone (claims lapse 40 s after their owner
-    stops renewing them), and the run fails within a minute, saying what to do.
+    live claim at two looks in a row, the worker is gone (leases lapse 40 s after their owner
+    stops renewing them), and the run fails within a minute, saying what to do. A chunk no
+    worker has started after ``CHUNK_START_GRACE_S``, while none is connected, is lost too.
     """
-    if is_abandoned is None:
+    if watch is None:
         return future.result()
-    deadline = time.monotonic() + CHUNK_TIMEOUT_S
+    sent = time.monotonic()
+    deadline = sent + CHUNK_TIMEOUT_S
     looked_dead = False
     while time.monotonic() < deadline:
         try:
@@ -123,19 +165,28 @@ def _chunk_result(
             if "has no state" not in str(exc):
                 raise
             time.sleep(STATE_POLL_S)
-            continue
-        if future.state.is_final():
+            state = None
+        else:
+            state = future.state
+        if state is not None and state.is_final():
             return future.result()
-        if future.state.is_running():
-            dead = is_abandoned(chunk)
+        if state is not None and state.is_running():
+            dead = watch.abandoned(chunk)
             if dead and looked_dead:
-                raise ExportError(
+                raise WorkerLostError(
                     chunk[0].relative_path,
                     None,
                     "the render worker rendering it stopped (its claims lapsed): start it again and run"
                     " this render again; what was recorded is kept",
                 )
             looked_dead = dead
+        elif time.monotonic() - sent > CHUNK_START_GRACE_S and watch.workers() == 0:
+            raise WorkerLostError(
+                chunk[0].relative_path,
+                None,
+                f"no render worker took its chunk in {CHUNK_START_GRACE_S / 60:.0f} minutes and none is"
+                " connected: start one (`make serve`) and run this render again; what was recorded is kept",
+            )
     raise TimeoutError(f"chunk {future.task_run_id} did not finish within {CHUNK_TIMEOUT_S:.0f} s")
 
 
@@ -174,12 +225,15 @@ def render_batches(
     if sent_away:
         log.info("sending the chunks to %d render worker(s)", workers)
     done: list[str] = []
+    stop = threading.Event()
     with nullcontext() if sent_away else rendering_here(settings) as renderer, ExitStack() as closing:
-        is_abandoned = None
+        watch = None
         if sent_away:  # chunks sent away are watched through their claims: one database opening for all
             record = Database(target.database_url)
             closing.callback(record.close)
-            is_abandoned = partial(abandoned, record, target.output_root)
+            watch = RemoteWatch(partial(abandoned, record, target.output_root), connected_render_workers)
+        else:  # the chunks of this process see it from the context they are submitted in
+            closing.callback(local_stop.reset, local_stop.set(stop))
         # Render workers choose their batch size when the run sets none: chunks are sized for a GPU.
         automatic = default_batch_size(renderer.host.device) if renderer else GPU_BATCH_SIZE
         chunk_size = BATCHES_PER_CHUNK * (settings.batch_size or automatic)
@@ -188,18 +242,39 @@ def render_batches(
 
         def collect_oldest() -> None:
             future, chunk = queued.popleft()
-            done.extend(_chunk_result(future, chunk, is_abandoned))
+            done.extend(_chunk_result(future, chunk, watch))
             on_progress(len(done))
 
-        for chunk in chunks(plan.pending, chunk_size):
-            if len(queued) >= window:
+        try:
+            for chunk in chunks(plan.pending, chunk_size):
+                if len(queued) >= window:
+                    collect_oldest()
+                arguments = (plan.setup, chunk, target, settings, gpu_limit)
+                future = render_chunk_task.delay(*arguments) if sent_away else render_chunk_task.submit(*arguments)
+                queued.append((future, chunk))
+            while queued:
                 collect_oldest()
-            arguments = (plan.setup, chunk, target, settings, gpu_limit)
-            future = render_chunk_task.delay(*arguments) if sent_away else render_chunk_task.submit(*arguments)
-            queued.append((future, chunk))
-        while queued:
-            collect_oldest()
+        except BaseException:
+            stop.set()  # this process's chunks stop before their next batch...
+            _stop_the_others([future for future, _chunk in queued], sent_away)
+            raise
     return done
+
+
+def _stop_the_others(futures: list[PrefectFuture[list[str]]], sent_away: bool) -> None:
+    """After a chunk failed: wait for this process's other chunks to stop (its renderer closes next),
+    or cancel the chunks sent away that no worker has started (the started ones stop by themselves
+    once the run has ended)."""
+    if not sent_away:
+        for future in futures:
+            future.wait()
+        return
+    with get_client(sync_client=True) as client:
+        for future in futures:
+            with suppress(Exception):  # best effort: the run's own error is the one to report
+                state = client.read_task_run(future.task_run_id).state
+                if state is None or not (state.is_final() or state.is_running()):
+                    client.set_task_run_state(future.task_run_id, Cancelled(message="its run failed"), force=True)
 
 
 def main(argv: list[str] | None = None) -> int:

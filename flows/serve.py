@@ -1,43 +1,54 @@
 """`make serve`: a local Prefect server (SQLite, 127.0.0.1), the work pool, the deployments, workers.
 
-    .venv/bin/python -m flows.serve [--port 4200] [--workers 1]
+    .venv/bin/python -m flows.serve [--port 4200] [--workers 1] [--host 127.0.0.1]
 
 Process workers run the flows; render workers (flows.render_batches, one per GPU, or one on a
 machine without) render their batches and keep the model loaded between runs.
 
-Everything runs until Ctrl-C. The server keeps its database in $PREFECT_HOME (default
-~/.prefect). For production, point PREFECT_API_DATABASE_CONNECTION_URL at PostgreSQL (README).
-The integration test drives the same functions with a temporary home and two workers.
+Everything runs until Ctrl-C or SIGTERM, which stop every process it started; each of them also
+stops by itself if this one is killed. It refuses to start, in one line, on a port already
+taken. The server keeps its database in $PREFECT_HOME (default ~/.prefect). For production,
+point PREFECT_API_DATABASE_CONNECTION_URL at PostgreSQL (README). The server answers its own
+Host names only and refuses cross-site requests (flows.prefect_server); bound beyond loopback
+(``--host``), it also asks for an API key (Prefect's API authentication, with CSRF protection),
+written to $PREFECT_HOME/visuels-api-auth (0600) for the other machines' workers. The
+integration test drives the same functions with a temporary home and two workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
+import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
 from typing import IO
 
+from flows import prefect_server
 from flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
+from flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
+from pipelines.errors import VisuelsError
 from pipelines.marking.keys import ensure_local_chain, keys_dir
 from pipelines.paths import project_dir
+from pipelines.web_guard import is_loopback
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
-STOP_PATIENCE_S = 20.0  # how long stopping waits for a process before it kills it
+API_AUTH_FILE = "visuels-api-auth"  # in $PREFECT_HOME: the API's credentials when bound beyond loopback
 
 
 def prefect_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "prefect", *arguments]
 
 
-def serving_environment(api_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """What the server, workers and flow runs share: the API, the project folder, no network."""
+def serving_environment(api_url: str, extra: dict[str, str] | None = None, auth: str | None = None) -> dict[str, str]:
+    """What the server, workers and flow runs share: the API, the project folder, no network; and,
+    with ``auth`` (a server bound beyond loopback), the API's credentials and CSRF protection."""
     environment = dict(os.environ)
     environment.update(
         PREFECT_API_URL=api_url,
@@ -46,40 +57,38 @@ def serving_environment(api_url: str, extra: dict[str, str] | None = None) -> di
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_VERBOSITY="error",
     )
+    if auth is not None:
+        environment.update(
+            PREFECT_SERVER_API_AUTH_STRING=auth,  # the server asks for it...
+            PREFECT_API_AUTH_STRING=auth,  # ...which its own workers and flow runs send
+            PREFECT_SERVER_CSRF_PROTECTION_ENABLED="true",
+        )
     # Every flow run signs with the same keys, wherever its worker starts it.
     environment.setdefault("VISUELS_KEYS_DIR", str(keys_dir().resolve()))
     environment.update(extra or {})
     return environment
 
 
-def start_server(port: int, environment: dict[str, str]) -> subprocess.Popen:
+def api_credentials(prefect_home: Path) -> str:
+    """The API's ``user:password`` for a server bound beyond loopback: made once, kept 0600."""
+    path = prefect_home / API_AUTH_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    credentials = f"visuels:{secrets.token_urlsafe(24)}"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(credentials + "\n")
+    return credentials
+
+
+def start_server(
+    port: int, environment: dict[str, str], host: str = "127.0.0.1", allowed: list[str] | None = None
+) -> subprocess.Popen:
+    """The Prefect server behind the web guard (flows.prefect_server); its errors reach the console."""
     return subprocess.Popen(
-        prefect_command("server", "start", "--host", "127.0.0.1", "--port", str(port)),
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
+        prefect_server.command(port, host, allowed), env=environment, cwd=REPO, preexec_fn=die_with_parent
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_healthy(api_url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the Prefect server did not answer on {api_url} within {timeout:.0f} s")
 
 
 def register(environment: dict[str, str], pool_gpus: int) -> None:
@@ -123,6 +132,7 @@ def start_worker(
         cwd=environment["VISUELS_HOME"],  # this machine's project folder
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
+        preexec_fn=die_with_parent,
     )
 
 
@@ -137,17 +147,20 @@ def start_render_worker(
         cwd=environment["VISUELS_HOME"],  # this machine's project folder
         stdout=output,
         stderr=subprocess.STDOUT if output else None,
+        preexec_fn=die_with_parent,
     )
 
 
-def wait_for_render_workers(api_url: str, render_workers: list[subprocess.Popen], timeout: float = 120.0) -> None:
+def wait_for_render_workers(
+    api_url: str, render_workers: list[subprocess.Popen], timeout: float = 120.0, auth: str | None = None
+) -> None:
     """Until every render worker is connected: before that, runs would render in their own process."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from flows.render_batches import connected_render_workers  # imports the model libraries: only here
 
     deadline = time.monotonic() + timeout
-    with temporary_settings({PREFECT_API_URL: api_url}):
+    with temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}):
         while connected_render_workers() < len(render_workers):
             exited = [worker.returncode for worker in render_workers if worker.poll() is not None]
             if exited:
@@ -181,42 +194,50 @@ def start_flow_workers(
     return started
 
 
-def stop(processes: list[subprocess.Popen], patience_s: float = STOP_PATIENCE_S) -> None:
-    """Ask each process to stop (the last started first), then kill those still running after
-    ``patience_s``: a worker that waits on a run's process must not keep Ctrl-C waiting."""
-    for process in reversed(processes):
-        process.terminate()
-    deadline = time.monotonic() + patience_s
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count()
 
 
-def main() -> int:
+def _stop_on_sigterm(_signal: int, _frame: object) -> None:
+    raise SystemExit(0)  # unwinds main(): its `finally` stops every process it started
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on; beyond loopback the API asks for a key"
+    )
+    parser.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME", help="a name the server is reached by (repeatable)"
+    )
     parser.add_argument("--workers", type=int, help="process workers, which run the flows (default: one per GPU)")
     parser.add_argument("--compile", action="store_true", help="render workers torch.compile their models")
     parser.add_argument(
         "--pool-gpus", type=int, help="GPUs of every machine serving the pool, this one included (default: this one's)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        free_port_or_refuse(args.port, "0.0.0.0" if args.host in ("0.0.0.0", "::") else args.host)
+    except VisuelsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     api_url = f"http://127.0.0.1:{args.port}/api"
     if ensure_local_chain(keys_dir()):
         # A first run would otherwise fail on export: no key to sign its C2PA manifests with.
         print(f"made a local signing chain in {keys_dir()} for trials; production: see `visuels keys init`")
-    environment = serving_environment(api_url)
+    auth = None
+    if not is_loopback(args.host):
+        from prefect.settings import PREFECT_HOME
+
+        auth = api_credentials(PREFECT_HOME.value())
+        print(f"the API asks for a key beyond loopback: {PREFECT_HOME.value() / API_AUTH_FILE} (0600)")
+    environment = serving_environment(api_url, auth=auth)
     gpus = gpu_count()
-    processes = [start_server(args.port, environment)]
+    processes = [start_server(args.port, environment, args.host, args.allow_host)]
     try:
         wait_until_healthy(api_url, processes[0])
         register(environment, args.pool_gpus or max(1, gpus))
@@ -226,7 +247,7 @@ def main() -> int:
             start_render_worker(environment, gpu, compile_models=args.compile) for gpu in list(range(gpus)) or [None]
         ]
         processes += render_workers
-        wait_for_render_workers(api_url, render_workers)
+        wait_for_render_workers(api_url, render_workers, auth=auth)
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployments registered; Ctrl-C stops everything)")
         processes[0].wait()
     except KeyboardInterrupt:

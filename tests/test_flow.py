@@ -234,6 +234,7 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
     make_campaign("b-paused.yaml", active=False)
     (tmp_path / "c-broken.yaml").write_text("name: [unclosed\n", encoding="utf-8")
     make_campaign("d-refused.yaml")
+    make_campaign("e-failing.yaml")
     started: list[dict] = []
 
     def fake_run_deployment(name: str, parameters: dict, timeout: int) -> SimpleNamespace:
@@ -246,22 +247,34 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
         return SimpleNamespace(id=uuid4())
 
     def fake_wait_for_runs(ids: list) -> list[SimpleNamespace]:
-        return [SimpleNamespace(state=SimpleNamespace(name="Completed")) for _ in ids]
+        done = SimpleNamespace(name="Completed", message="", is_completed=lambda: True)
+        failed = SimpleNamespace(
+            name="Failed", message="outputs/x.png: cannot write it: No space", is_completed=lambda: False
+        )
+        return [SimpleNamespace(state=state) for state in (done, failed)][: len(ids)]
 
     monkeypatch.setattr(flows.nightly, "run_deployment", fake_run_deployment)
     monkeypatch.setattr(flows.nightly, "wait_for_runs", fake_wait_for_runs)
     monkeypatch.setenv("VISUELS_HOME", str(tmp_path.parent))
     monkeypatch.setattr(flows.nightly, "campaigns_dir", lambda: tmp_path)
-    states = flows.nightly.render_nightly(output_dir="out", shard_size=500)
+    night = flows.nightly.render_nightly(output_dir="out", shard_size=500, return_state=True)
 
-    assert started == [
-        {
-            "campaign": f"{tmp_path.name}/a-active.yaml",  # relative to the project folder, as in the run form
-            "review": True,
-            "run": {"output_dir": "out", "shard_size": 500},
-        }
-    ]  # the paused campaign is left alone, the broken one skipped (logged) without stopping the night
-    assert states == {"a-active.yaml": "Completed", "d-refused.yaml": "Not started"}  # nor one the server refused
+    assert [parameters["campaign"] for parameters in started] == [
+        f"{tmp_path.name}/a-active.yaml",  # relative to the project folder, as in the run form
+        f"{tmp_path.name}/e-failing.yaml",
+    ]  # the paused campaign is left alone, the broken and the refused ones do not stop the night
+    assert started[0]["review"] and started[0]["run"] == {"output_dir": "out", "shard_size": 500}
+    # ...but the night fails, naming each campaign that did not complete with its reason.
+    assert night.is_failed()
+    assert night.message.startswith("3 campaign(s) did not complete: c-broken.yaml: ")
+    assert "d-refused.yaml: not started: Validation failed for field 'campaign'" in night.message
+    assert "e-failing.yaml: Failed: outputs/x.png: cannot write it: No space" in night.message
+    assert night.result(raise_on_failure=False) == {
+        "a-active.yaml": "Completed",
+        "c-broken.yaml": "Not read",
+        "d-refused.yaml": "Not started",
+        "e-failing.yaml": "Failed",
+    }
 
 
 def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
@@ -290,7 +303,7 @@ def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[...
     studio = Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), reviews=PrefectReviews())
     try:
         run_id = wait_until_paused("review-campaign")
-        with TestClient(create_app(studio)) as client:
+        with TestClient(create_app(studio), base_url="http://127.0.0.1:7860") as client:
             assert f"/review/{run_id}" in client.get("/").text  # the home page lists the paused run
             code = summary.job_keys[0][:12]
             answer = {"rejected": [code], "comments": {code: "label hidden"}, "reviewer": "Léa"}

@@ -6,7 +6,13 @@ recorder, so the queueing logic is checked without a server.
 
 from __future__ import annotations
 
+import contextvars
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -123,25 +129,144 @@ class StartedChunk:
         return ["done"]
 
 
+def _watch(abandoned: Callable[[list], bool], workers: int = 1) -> render_batches_module.RemoteWatch:
+    return render_batches_module.RemoteWatch(abandoned=abandoned, workers=lambda: workers)
+
+
 def test_a_chunk_whose_render_worker_died_fails_the_run_once_its_claims_lapse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy import update
 
     from pipelines.claims import JobClaims, abandoned
-    from pipelines.database import Database, claims_table, database_url
-    from pipelines.errors import ExportError
+    from pipelines.database import Database, claim_owners_table, database_url
+    from pipelines.errors import WorkerLostError
 
     url = database_url(tmp_path)
     chunk = [SimpleNamespace(key=f"{n:064x}", relative_path=f"c/{n}.png") for n in range(3)]
     monkeypatch.setattr(render_batches_module, "CHECK_EVERY_S", 0.01)
-    worker = JobClaims(url, tmp_path)
-    worker.take(chunk)  # a render worker at work: its claims are live
     database = Database(url)
-    is_abandoned = partial(abandoned, database, tmp_path)
-    assert render_batches_module._chunk_result(StartedChunk(waits=5), chunk, is_abandoned) == ["done"]
-    with database.transaction() as connection:  # it died 40 s ago: nobody renewed its claims since
-        connection.execute(update(claims_table).values(expires=0.0))
-    with pytest.raises(ExportError, match="the render worker rendering it stopped"):
-        render_batches_module._chunk_result(StartedChunk(waits=None), chunk, is_abandoned)
+    watch = _watch(partial(abandoned, database, tmp_path))
+    with JobClaims(url, tmp_path) as worker:
+        worker.take(chunk)  # a render worker at work: its lease is live
+        assert render_batches_module._chunk_result(StartedChunk(waits=5), chunk, watch) == ["done"]
+        with database.transaction() as connection:  # it died 40 s ago: nobody renewed its lease since
+            connection.execute(update(claim_owners_table).values(expires=0.0))
+        with pytest.raises(WorkerLostError, match="the render worker rendering it stopped"):
+            render_batches_module._chunk_result(StartedChunk(waits=None), chunk, watch)
     database.close()
+
+
+class WaitingChunk:
+    """A chunk's task run that no render worker starts: scheduled for ever."""
+
+    task_run_id = "chunk-1"
+    state = SimpleNamespace(is_final=lambda: False, is_running=lambda: False)
+
+    def wait(self, timeout: float) -> None:
+        return None
+
+
+def test_a_chunk_nobody_takes_fails_the_run_within_its_grace_when_no_render_worker_is_connected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipelines.errors import WorkerLostError
+
+    monkeypatch.setattr(render_batches_module, "CHUNK_START_GRACE_S", 0.05)
+    monkeypatch.setattr(render_batches_module, "CHUNK_TIMEOUT_S", 0.3)
+    chunk = [SimpleNamespace(key="0" * 64, relative_path="c/0.png")]
+    with pytest.raises(WorkerLostError, match="no render worker took its chunk"):
+        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(lambda jobs: False, workers=0))
+    # With a worker connected (busy with other runs' chunks), it waits: here until the long timeout.
+    with pytest.raises(TimeoutError):
+        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(lambda jobs: False, workers=1))
+
+
+class LocalChunks:
+    """Stands in for render_chunk_task.submit in the run's own process: each chunk runs in a thread,
+    in a copy of the submitting context as Prefect's task runner does, batch by batch while its run
+    lets it; the chunk numbered ``failing`` fails at once."""
+
+    def __init__(self, failing: int) -> None:
+        self.failing = failing
+        self.pool = ThreadPoolExecutor(4)
+        self.batches_after_failure = 0
+        self.failed = threading.Event()
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def submit(self, setup: object, jobs: list, target: object, *arguments: object) -> LocalFuture:
+        number = self.sent = getattr(self, "sent", -1) + 1
+        context = contextvars.copy_context()
+        return LocalFuture(self.pool.submit(context.run, self.render, number, target))
+
+    def render(self, number: int, target: object) -> list[str]:
+        keep_going = render_batches_module._keep_going(None)
+        with self.lock:
+            self.running += 1
+        try:
+            if number == self.failing:
+                self.failed.set()
+                raise RuntimeError("the model failed")
+            for _batch in range(200):
+                if keep_going() is not None:
+                    raise RuntimeError("stopped")
+                if self.failed.is_set():
+                    self.batches_after_failure += 1
+                time.sleep(0.01)
+            return []
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+class LocalFuture:
+    def __init__(self, future: Future) -> None:
+        self.future = future
+
+    def result(self) -> list[str]:
+        return self.future.result()
+
+    def wait(self) -> None:
+        wait_for([self.future])
+
+
+def test_a_failing_chunk_stops_the_runs_other_chunks_and_the_run_waits_for_them(
+    make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = plan_render(make_campaign(), tmp_path / "outputs")  # 4 chunks of one job
+    chunks = LocalChunks(failing=0)
+    monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: 0)
+    monkeypatch.setattr(render_batches_module, "render_chunk_task", chunks)
+    monkeypatch.setattr(render_batches_module, "BATCHES_PER_CHUNK", 1)
+    monkeypatch.setattr(render_batches_module, "rendering_here", lambda settings: nullcontext(FakeRenderer()))
+    with pytest.raises(RuntimeError, match="the model failed"):
+        send(plan, tmp_path, lambda done: None)
+    assert chunks.running == 0  # none still rendering when the run goes on to fail (and closes its renderer)
+    assert chunks.batches_after_failure < 10  # each stopped before its next batch
+    chunks.pool.shutdown()
+
+
+class FakeRenderer:
+    host = SimpleNamespace(device=SimpleNamespace(type="cpu"))
+
+
+def test_a_chunk_on_a_render_worker_stops_once_its_run_has_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    states = {"state": SimpleNamespace(is_final=lambda: False, name="Running")}
+
+    class Client:
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def read_flow_run(self, run_id: object) -> SimpleNamespace:
+            return SimpleNamespace(state=states["state"])
+
+    monkeypatch.setattr(render_batches_module, "get_client", lambda sync_client: Client())
+    monkeypatch.setattr(render_batches_module, "CHECK_EVERY_S", 0.0)
+    keep_going = render_batches_module._keep_going("00000000-0000-0000-0000-000000000001")
+    assert keep_going() is None
+    states["state"] = SimpleNamespace(is_final=lambda: True, name="Failed")
+    assert keep_going() == "its run ended (Failed)"

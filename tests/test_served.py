@@ -33,17 +33,15 @@ import pytest
 import yaml
 from sqlalchemy import create_engine
 
+from flows.processes import free_port, stop, wait_until_healthy
 from flows.serve import (
     REPO,
-    free_port,
     register,
     serving_environment,
     start_flow_workers,
     start_render_worker,
     start_server,
-    stop,
     wait_for_render_workers,
-    wait_until_healthy,
 )
 from pipelines import manifest
 from pipelines.database import Database

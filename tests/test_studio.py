@@ -65,7 +65,7 @@ def studio(
     app = create_app(
         Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), device="cpu", reviews=reviews)
     )
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:7860") as client:
         yield client, out, files, reviews
     database.close()
 
@@ -106,6 +106,28 @@ def test_nothing_outside_the_output_folder_is_served(studio: tuple) -> None:
     assert client.get("/files/../secret.txt").status_code == 404
     assert client.get("/files/%2E%2E/secret.txt").status_code == 404
     assert client.get("/retouch", params={"file": "../secret.txt"}).status_code == 404
+    # Inside it, only outputs and reports: not the database of record, nor a file being written.
+    assert (out / "visuels.sqlite").is_file() and client.get("/files/visuels.sqlite").status_code == 404
+    (out / ".a.png.host.1.0123abcd.tmp").write_bytes(b"x")
+    assert client.get("/files/.a.png.host.1.0123abcd.tmp").status_code == 404
+
+
+def test_a_rebound_name_or_another_site_is_refused(studio: tuple) -> None:
+    """DNS rebinding (another name, resolved to 127.0.0.1) and cross-site requests get nothing."""
+    client, _, files, reviews = studio
+    assert client.get(f"/files/{files[0]}").status_code == 200
+    assert client.get(f"/files/{files[0]}", headers={"Host": "localhost:7860"}).status_code == 200
+    rebound = client.get(f"/files/{files[0]}", headers={"Host": "evil.example:7860"})
+    assert rebound.status_code == 403 and b"\x89PNG" not in rebound.content and "evil.example" in rebound.text
+    code = reviews.review.keys[0][:12]
+    decision = {"rejected": [code], "comment": "x"}
+    for origin in ("http://evil.example", "http://127.0.0.1:9999", "null"):
+        refused = client.post("/api/review/run-1", json=decision, headers={"Origin": origin})
+        assert refused.status_code == 403, origin
+    assert reviews.sent == []  # no review was resumed: nothing published
+    assert (
+        client.post("/api/review/run-1", json=decision, headers={"Origin": "http://127.0.0.1:7860"}).status_code == 200
+    )
 
 
 def test_retouch_then_keep_writes_one_marked_file(studio: tuple) -> None:
@@ -163,3 +185,27 @@ def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
     assert result["file"].endswith(f"retouche lea-final{original.suffix}")
     assert result["original"] == files[0]
     assert client.post("/api/finalize", json={"file": files[0], "name": "x.png", "data": "%%%"}).status_code == 400
+
+
+def test_bound_beyond_loopback_it_asks_for_its_token(tmp_path: Path) -> None:
+    from pipelines.web_guard import LocalOnly
+
+    async def hello(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    app = LocalOnly(hello, hosts=["studio.region.fr"], token="s3cret")
+    with TestClient(app, base_url="http://studio.region.fr:7860", follow_redirects=False) as client:
+        assert client.get("/").status_code == 401
+        assert client.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/", headers={"Authorization": "Bearer s3cret"}).text == "hello"
+        first = client.get("/retouch?token=s3cret&campaign=x")  # the address printed at start
+        assert first.status_code == 303 and first.headers["location"] == "/retouch?campaign=x"
+        assert "HttpOnly" in first.headers["set-cookie"] and "SameSite=Strict" in first.headers["set-cookie"]
+        assert client.get("/").text == "hello"  # the cookie from now on
+        assert client.get("/", headers={"Host": "evil.example"}).status_code == 403

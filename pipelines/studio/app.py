@@ -1,4 +1,4 @@
-"""The studio's web app (FastAPI, served on 127.0.0.1 by ``visuels studio``).
+"""The studio's web app (FastAPI, served on 127.0.0.1 by ``visuels studio``, behind ``LocalOnly``).
 
 Pages: the home page (paused reviews, campaigns), a review grid that resumes the paused Prefect
 run, a retouch page (brush a mask, make variants, keep one) and a finalize page (drop a file
@@ -15,6 +15,7 @@ import secrets
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,12 +39,16 @@ from pipelines.marking.keys import SigningFiles
 from pipelines.marking.mark import preview_jpeg
 from pipelines.review import ReviewDecision, review_listing
 from pipelines.studio.reviews import ReviewBackend
+from pipelines.web_guard import LocalOnly
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
     from pipelines.model_host import ModelHost
     from pipelines.retouch import RetouchModel, RetouchSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
+# What /files serves: the pictures, their thumbnails and edge maps, the reports. Never the database
+# of record, keys, or a temporary file being written.
+SERVED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".html", ".csv", ".json"})
 PREVIEW_SIDE = 1024  # variants are shown at most this large; only a kept one is written, marked
 KEPT_SESSIONS = 8  # retouch sessions (their variants, in memory) kept at once
 
@@ -89,7 +94,7 @@ class Studio:
     reviews: ReviewBackend | None = None
     sessions: OrderedDict[str, RetouchSession] = field(default_factory=OrderedDict)
     _host: ModelHost | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # the host, the sessions: endpoints run in threads
 
     def host(self) -> ModelHost:
         """The model host, created on first retouch: the other pages never load torch."""
@@ -102,11 +107,31 @@ class Studio:
             return self._host
 
     def path_of(self, relative: str) -> Path:
-        """A file under the output folder; nothing outside it is ever served or read."""
+        """An output file under the output folder; nothing outside it, and nothing but outputs and
+        reports in it (not the database, not a key, not a temporary file), is ever served or read."""
         path = (self.output_root / relative).resolve()
-        if not path.is_relative_to(self.output_root.resolve()) or not path.is_file():
+        root = self.output_root.resolve()
+        if (
+            not path.is_relative_to(root)
+            or not path.is_file()
+            or path.suffix.lower() not in SERVED_SUFFIXES
+            or any(part.startswith(".") for part in path.relative_to(root).parts)
+        ):
             raise HTTPException(404, f"{relative}: no such output")
         return path
+
+    def keep_session(self, session: RetouchSession) -> str:
+        """Keep a retouch's variants under a new token, forgetting the oldest beyond KEPT_SESSIONS."""
+        token = secrets.token_urlsafe(8)
+        with self._lock:
+            self.sessions[token] = session
+            while len(self.sessions) > KEPT_SESSIONS:
+                self.sessions.popitem(last=False)
+        return token
+
+    def session(self, token: str) -> RetouchSession | None:
+        with self._lock:
+            return self.sessions.get(token)
 
     def campaigns(self) -> dict[str, int]:
         """Each campaign with recorded outputs, and how many."""
@@ -161,7 +186,10 @@ def _derivative_json(done: Derivative, output_root: Path) -> dict:
     }
 
 
-def create_app(studio: Studio) -> FastAPI:
+def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = None) -> LocalOnly:
+    """The studio, behind the checks every served page has (``pipelines.web_guard``): the Host
+    names it answers to (``hosts`` besides loopback's), the Origin of state-changing requests,
+    and ``token`` when it is bound beyond loopback."""
     app = FastAPI(title="visuels studio", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(TEMPLATES))
 
@@ -249,16 +277,15 @@ def create_app(studio: Studio) -> FastAPI:
         model = retouch_model(studio.database, original)
         host = studio.host()
         variants = retouch(host, model, picture, mask, settings, choose_dtype(host.device))
-        token = secrets.token_urlsafe(8)
-        studio.sessions[token] = RetouchSession(original=original, variants=variants, settings=settings, model=model)
-        while len(studio.sessions) > KEPT_SESSIONS:
-            studio.sessions.popitem(last=False)
+        token = studio.keep_session(
+            RetouchSession(original=original, variants=variants, settings=settings, model=model)
+        )
         urls = [f"/api/variants/{token}/{number}.jpg" for number in range(len(variants))]
         return JSONResponse({"session": token, "variants": urls})
 
     @app.get("/api/variants/{token}/{number}.jpg")
     def variant_preview(token: str, number: int) -> Response:
-        session = studio.sessions.get(token)
+        session = studio.session(token)
         if session is None or not 0 <= number < len(session.variants):
             raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
         watermark = session.original.row["watermark"]  # a saved preview still leads to the original
@@ -269,7 +296,7 @@ def create_app(studio: Studio) -> FastAPI:
     def keep_variant(ask: KeepAsk) -> JSONResponse:
         from pipelines.retouch import retouch_edit
 
-        session = studio.sessions.get(ask.session)
+        session = studio.session(ask.session)
         if session is None or not 0 <= ask.variant < len(session.variants):
             raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
         original = session.original
@@ -308,4 +335,4 @@ def create_app(studio: Studio) -> FastAPI:
             )
         return JSONResponse(_derivative_json(done, studio.output_root))
 
-    return app
+    return LocalOnly(app, hosts, token)

@@ -22,7 +22,7 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from flows.serve import free_port
+from flows.processes import free_port
 from tests.e2e.run_form import CHROMIUM_FLAGS
 
 # What Chromium answers when a script ran into a page being replaced by the next one.

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.serve import free_port, register, serving_environment, start_server, stop, wait_until_healthy
+from flows.processes import free_port, stop, wait_until_healthy
+from flows.serve import register, serving_environment, start_server
 
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 # Headless, as root, on a machine with no network: no sandbox, no GPU, no background connections.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from flows.serve import free_port
+from flows.processes import free_port
 from pipelines.charter import load_charter
 from pipelines.database import Database, database_url
 from pipelines.marking.keys import signing_files

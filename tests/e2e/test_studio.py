@@ -44,7 +44,7 @@ def studio_url(outputs: tuple[Path, str, list[str]]) -> Iterator[str]:
     """The studio on a free port of 127.0.0.1, serving ``outputs``, answering reviews through Prefect."""
     import uvicorn
 
-    from flows.serve import free_port
+    from flows.processes import free_port
     from flows.studio_reviews import PrefectReviews
     from pipelines.charter import load_charter
     from pipelines.database import Database, database_url

@@ -1,0 +1,178 @@
+"""No process outlives what started it: a killed ``visuels render`` takes its temporary Prefect
+server and its CPU workers with it; ``make serve`` (``python -m flows.serve``) stops everything it
+started on SIGTERM, refuses a port already taken in one line, and answers only its own user:
+its own Host names, no cross-site requests, and an API key when bound beyond loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from flows.processes import free_port
+from tests.conftest import REPO, SAMPLE_CHARTER_DIR
+
+pytestmark = pytest.mark.integration
+
+
+def group_members(group: int) -> list[int]:
+    """The live (not zombie) processes whose process group is ``group``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.append(int(entry.name))
+    return members
+
+
+def wait_until_group_gone(group: int, within_s: float) -> list[int]:
+    deadline = time.monotonic() + within_s
+    while (left := group_members(group)) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return left
+
+
+def describe(pids: list[int]) -> list[str]:
+    described = []
+    for pid in pids:
+        try:
+            described.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160])
+        except OSError:
+            continue
+    return described
+
+
+@pytest.mark.timeout(420)
+def test_a_killed_render_leaves_no_process_of_its_group(tmp_path: Path) -> None:
+    (tmp_path / "campaign.yaml").write_text(
+        f"""
+name: Tuée
+charter: {SAMPLE_CHARTER_DIR / "charter.yaml"}
+communes: {{file: {SAMPLE_CHARTER_DIR / "communes.csv"}, names: ["Sète", "Collioure"]}}
+model: {{kind: demo}}
+prompt: "poster of {{commune}}, {{landscape}}, for {{audience}}"
+season: summer
+audiences: {{residents: families, visitors: tourists}}
+formats: [instagram_square, story, web_banner]
+steps: 12
+photos: null
+""",
+        encoding="utf-8",
+    )
+    environment = os.environ | {"VISUELS_KEYS_DIR": str(tmp_path / "keys"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    environment.pop("PREFECT_API_URL", None)
+    script = str(Path(sys.executable).parent / "visuels")
+    subprocess.run([script, "keys", "init"], cwd=tmp_path, env=environment, check=True, capture_output=True)
+    render = subprocess.Popen(
+        [script, "render", "campaign.yaml", "--cpu-workers", "2", "--batch-size", "1"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: everything it starts is in it
+    )
+    deadline = time.monotonic() + 300
+    out = tmp_path / "outputs"
+    while not list(out.rglob("thumbnails/*.jpg")) and time.monotonic() < deadline:  # pictures being recorded
+        assert render.poll() is None, "the render ended before it could be killed"
+        time.sleep(0.2)
+    members = group_members(render.pid)
+    assert len(members) >= 4, describe(members)  # the CLI, its Prefect server, the CPU workers...
+    os.kill(render.pid, signal.SIGKILL)
+    render.wait()
+    left = wait_until_group_gone(render.pid, within_s=30)
+    assert left == [], describe(left)
+
+
+def _request(url: str, auth: str | None = None, **headers: str) -> tuple[int, str]:
+    data = headers.pop("data", None)
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(
+        url, data=data.encode() if data else None, headers={"Content-Type": "application/json", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.timeout(420)
+def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everything_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    environment = os.environ | {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "VISUELS_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    environment.pop("PREFECT_API_URL", None)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve", "--port", str(port), "--workers", "1", "--host", "0.0.0.0"],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert serve.stdout is not None
+        lines = []
+        for line in serve.stdout:
+            lines.append(line)
+            if line.startswith("Prefect UI:"):
+                break
+        assert lines and lines[-1].startswith("Prefect UI:"), "".join(lines)
+        api = f"http://127.0.0.1:{port}/api"
+        auth = (tmp_path / "prefect" / "visuels-api-auth").read_text().strip()
+        assert (tmp_path / "prefect" / "visuels-api-auth").stat().st_mode & 0o777 == 0o600
+        pool = f"{api}/work_pools/visuels"
+        assert _request(pool, auth)[0] == 200
+        assert _request(pool)[0] == 401  # bound beyond loopback: the API asks for its key
+        rebound = _request(pool, auth, Host="evil.example")  # DNS rebinding
+        assert rebound[0] == 403 and "evil.example" in rebound[1]
+        query = {"data": json.dumps({"limit": 1})}
+        cross_site = _request(f"{api}/flow_runs/filter", auth, Origin="http://evil.example", **query)
+        assert cross_site[0] == 403 and "another site" in cross_site[1]
+        csrf = _request(f"{api}/flow_runs/filter", auth, **query)  # and Prefect's own CSRF check is on
+        assert csrf[0] == 403 and "CSRF" in csrf[1]
+
+        second = subprocess.run(
+            [sys.executable, "-m", "flows.serve", "--port", str(port)],
+            cwd=REPO,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert second.stderr.strip().splitlines() == [
+            f"error: port {port}: is taken: a server from another start still runs there (stop it), or choose"
+            " another --port"
+        ]
+        started = group_members(serve.pid)
+        assert len(started) >= 6, describe(started)  # server, 3 process workers, a render worker, and itself
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+        left = wait_until_group_gone(serve.pid, within_s=30)
+        assert left == [], describe(left)
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
