@@ -88,7 +88,9 @@ def rendered(project: Project) -> list[Path]:
     result = project.run("render", "campaign.yaml", "--cpu-workers", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rendered" in result.stdout
-    files = sorted(path for path in (project.folder / "outputs" / "commandes").rglob("*.png") if "thumbnails" not in path.parts)
+    files = sorted(
+        path for path in (project.folder / "outputs" / "commandes").rglob("*.png") if "thumbnails" not in path.parts
+    )
     assert len(files) == 2
     return files
 
