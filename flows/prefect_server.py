@@ -31,6 +31,7 @@ from pipelines.liveness import is_gone
 PARENT_CHECK_S = 1.0
 SHUTDOWN_PATIENCE_S = 10.0
 START_PATIENCE_S = 120.0  # a first start migrates Prefect's database: slow on a busy machine
+DRAIN_PATIENCE_S = 15.0
 
 
 def _stop_when_gone(parent: int) -> None:
@@ -71,9 +72,22 @@ def temporary_server(port: int) -> Iterator[str]:
     try:
         wait_until_healthy(api_url, server, START_PATIENCE_S)
         with temporary_settings({PREFECT_API_URL: api_url}):
-            yield api_url
+            try:
+                yield api_url
+            finally:
+                _send_what_is_queued()
     finally:
         stop([server])
+
+
+def _send_what_is_queued() -> None:
+    """Send the run's queued logs and events while the server still answers: stopped first, the
+    process would spend a minute retrying them at exit."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=DRAIN_PATIENCE_S, at_exit=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipelines.web_guard import LocalOnly
 
-    app = LocalOnly(create_app(final=True), hosts=[args.host, *args.allow_host])
+    # A temporary server runs no background services (scheduler, late runs...), as Prefect's own
+    # ephemeral one: a command's runs need the API only, and it starts in seconds.
+    app = LocalOnly(create_app(final=True, ephemeral=args.temporary), hosts=[args.host, *args.allow_host])
     uvicorn.run(app, host=args.host, port=args.port, log_level="error", lifespan="on", timeout_keep_alive=5)
     return 0
 

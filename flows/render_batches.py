@@ -13,8 +13,8 @@ under way, so one chunk's last pictures are finished while the next one is gener
 When one chunk fails, the run fails, and its other chunks stop before their next batch: those in
 the run's own process at once (it waits for them before closing its renderer), those sent away
 once they see the run has ended (they ask the API every ``CHECK_EVERY_S``); those no worker has
-started yet are cancelled. A chunk no render worker takes fails the run after
-``CHUNK_START_GRACE_S`` when none is connected, instead of waiting for hours.
+started yet are cancelled. A chunk no render worker starts (none is connected, or the one it was
+given died before starting it) fails the run within minutes, not hours.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ CHUNKS_PER_DEVICE = SLOTS_PER_GPU  # one being generated, one being finished: th
 BATCHES_PER_CHUNK = 8  # a task's size: Prefect's per-task cost stays under 1 % of its time
 CHUNK_TIMEOUT_S = 6 * 3600.0  # a chunk still going after this is stuck: the run fails instead of waiting
 CHECK_EVERY_S = 10.0  # how often a run looks at its chunks' claims: a dead worker is seen within a minute
-CHUNK_START_GRACE_S = 180.0  # a chunk not started this long after it was sent, with no render worker: lost
+CHUNK_START_GRACE_S = 60.0  # a chunk not started this long after it was sent is looked at: is it lost?
 STATE_POLL_S = 0.5
 
 # The renderer of this process: set by a render worker's main() or by the run rendering in its
@@ -98,7 +98,7 @@ class RemoteWatch:
     """How a run watches the chunks it sent to render workers."""
 
     abandoned: Callable[[list[RenderJob]], bool]  # unfinished, and nobody holds a live claim on them
-    workers: Callable[[], int]  # how many render workers are connected now
+    room: Callable[[], tuple[int, int]]  # render workers connected now, and chunks running on them
 
 
 @task(name="render-chunk", cache_policy=NO_CACHE)
@@ -139,6 +139,20 @@ def connected_render_workers() -> int:
     return len(response.json())
 
 
+def render_room() -> tuple[int, int]:
+    """(render workers connected, render chunks running now): whether a worker has room for a chunk."""
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName, TaskRunFilterState
+    from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypes
+    from prefect.client.schemas.objects import StateType
+
+    running = TaskRunFilter(
+        name=TaskRunFilterName(like_="render-chunk"),
+        state=TaskRunFilterState(type=StateTypes(any_=[StateType.RUNNING])),
+    )
+    with get_client(sync_client=True) as client:
+        return connected_render_workers(), len(client.read_task_runs(task_run_filter=running))
+
+
 def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watch: RemoteWatch | None) -> list[str]:
     """Wait for a chunk; a lost one fails the run rather than hang it.
 
@@ -147,14 +161,15 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
     arrive as events): that is waited through, never taken for a failure. Once the worker has
     started it, the chunk's claims are its sign of life: when none of its unfinished jobs has a
     live claim at two looks in a row, the worker is gone (leases lapse 40 s after their owner
-    stops renewing them), and the run fails within a minute, saying what to do. A chunk no
-    worker has started after ``CHUNK_START_GRACE_S``, while none is connected, is lost too.
+    stops renewing them), and the run fails within a minute, saying what to do. A chunk not started
+    ``CHUNK_START_GRACE_S`` after it was sent is lost when no render worker is connected, or when
+    one has room and none takes it (the worker it was given died before starting it).
     """
     if watch is None:
         return future.result()
     sent = time.monotonic()
     deadline = sent + CHUNK_TIMEOUT_S
-    looked_dead = False
+    looked_dead = had_room = False
     while time.monotonic() < deadline:
         try:
             future.wait(timeout=CHECK_EVERY_S)
@@ -170,6 +185,7 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
             state = future.state
         if state is not None and state.is_final():
             return future.result()
+        now = time.monotonic()
         if state is not None and state.is_running():
             dead = watch.abandoned(chunk)
             if dead and looked_dead:
@@ -180,13 +196,30 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
                     " this render again; what was recorded is kept",
                 )
             looked_dead = dead
-        elif time.monotonic() - sent > CHUNK_START_GRACE_S and watch.workers() == 0:
+            continue
+        # Not started yet. Either it waits for a render worker with room (they are all busy with
+        # other chunks), or the worker it was given died before starting it: the server gives a
+        # chunk to one worker only, so it would wait for ever. After a grace, if no worker is
+        # connected, or one has had room at two looks in a row and none took it, it is lost.
+        if now - sent < CHUNK_START_GRACE_S:
+            continue
+        workers, running = watch.room()
+        if workers == 0:
             raise WorkerLostError(
                 chunk[0].relative_path,
                 None,
-                f"no render worker took its chunk in {CHUNK_START_GRACE_S / 60:.0f} minutes and none is"
-                " connected: start one (`make serve`) and run this render again; what was recorded is kept",
+                f"no render worker took its chunk in {CHUNK_START_GRACE_S:.0f} s and none is connected: start"
+                " one (`make serve`) and run this render again; what was recorded is kept",
             )
+        has_room = running < workers * CHUNKS_PER_DEVICE
+        if has_room and had_room:
+            raise WorkerLostError(
+                chunk[0].relative_path,
+                None,
+                "the render worker that took its chunk stopped before starting it: start it again and run"
+                " this render again; what was recorded is kept",
+            )
+        had_room = has_room
     raise TimeoutError(f"chunk {future.task_run_id} did not finish within {CHUNK_TIMEOUT_S:.0f} s")
 
 
@@ -231,7 +264,7 @@ def render_batches(
         if sent_away:  # chunks sent away are watched through their claims: one database opening for all
             record = Database(target.database_url)
             closing.callback(record.close)
-            watch = RemoteWatch(partial(abandoned, record, target.output_root), connected_render_workers)
+            watch = RemoteWatch(partial(abandoned, record, target.output_root), render_room)
         else:  # the chunks of this process see it from the context they are submitted in
             closing.callback(local_stop.reset, local_stop.set(stop))
         # Render workers choose their batch size when the run sets none: chunks are sized for a GPU.

@@ -129,8 +129,8 @@ class StartedChunk:
         return ["done"]
 
 
-def _watch(abandoned: Callable[[list], bool], workers: int = 1) -> render_batches_module.RemoteWatch:
-    return render_batches_module.RemoteWatch(abandoned=abandoned, workers=lambda: workers)
+def _watch(abandoned: Callable[[list], bool], workers: int = 1, running: int = 0) -> render_batches_module.RemoteWatch:
+    return render_batches_module.RemoteWatch(abandoned=abandoned, room=lambda: (workers, running))
 
 
 def test_a_chunk_whose_render_worker_died_fails_the_run_once_its_claims_lapse(
@@ -158,7 +158,7 @@ def test_a_chunk_whose_render_worker_died_fails_the_run_once_its_claims_lapse(
 
 
 class WaitingChunk:
-    """A chunk's task run that no render worker starts: scheduled for ever."""
+    """A chunk's task run that never starts (no worker took it, or the one that did died first)."""
 
     task_run_id = "chunk-1"
     state = SimpleNamespace(is_final=lambda: False, is_running=lambda: False)
@@ -167,19 +167,23 @@ class WaitingChunk:
         return None
 
 
-def test_a_chunk_nobody_takes_fails_the_run_within_its_grace_when_no_render_worker_is_connected(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_chunk_nobody_starts_fails_the_run_unless_every_worker_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.errors import WorkerLostError
 
     monkeypatch.setattr(render_batches_module, "CHUNK_START_GRACE_S", 0.05)
-    monkeypatch.setattr(render_batches_module, "CHUNK_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(render_batches_module, "CHECK_EVERY_S", 0.01)
+    monkeypatch.setattr(render_batches_module, "CHUNK_TIMEOUT_S", 0.5)
     chunk = [SimpleNamespace(key="0" * 64, relative_path="c/0.png")]
+    nobody = lambda jobs: False  # noqa: E731 - no claim anywhere: it never started
     with pytest.raises(WorkerLostError, match="no render worker took its chunk"):
-        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(lambda jobs: False, workers=0))
-    # With a worker connected (busy with other runs' chunks), it waits: here until the long timeout.
+        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(nobody, workers=0))
+    # A worker has room and does not take it: the worker it was given died before starting it.
+    with pytest.raises(WorkerLostError, match="stopped before starting it"):
+        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(nobody, workers=2, running=3))
+    # Every worker busy with other runs' chunks: it waits its turn (here until the long timeout).
+    busy = _watch(nobody, workers=2, running=2 * render_batches_module.CHUNKS_PER_DEVICE)
     with pytest.raises(TimeoutError):
-        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(lambda jobs: False, workers=1))
+        render_batches_module._chunk_result(WaitingChunk(), chunk, busy)
 
 
 class LocalChunks:

@@ -300,7 +300,7 @@ def test_a_render_worker_killed_mid_chunk_fails_its_run_within_a_minute(cluster:
     chunks_before = {name: log.read_text().count("Submitting task run") for name, log in logs.items()}
     parameters = {
         "campaign": "campaigns/ete-2027.yaml",
-        "selection": {"communes": ["Montpellier"], "formats": ["instagram_square", "story"]},  # 12 jobs, one chunk
+        "selection": {"communes": ["Montpellier"], "formats": ["instagram_square", "story"]},  # 12 jobs
         "overrides": {"model": "demo", "steps": 40},  # long enough to be killed in the middle
         "run": {"output_dir": str(cluster.out.parent / "killed"), "shard_size": 0, "batch_size": 1},
     }
@@ -318,7 +318,9 @@ def test_a_render_worker_killed_mid_chunk_fails_its_run_within_a_minute(cluster:
         killed_at = time.monotonic()
         [run] = wait_for_runs([run.id], limit_s=180)
     assert run.state.is_failed(), run.state
-    assert "the render worker rendering it stopped" in run.state.message, run.state.message
+    # Killed before or after it started the chunk: either way the run fails, saying so.
+    assert re.search(r"the render worker (rendering it|that took its chunk) stopped", run.state.message), run.state
+
     # Its log ends with that one line, no traceback after it.
     ended, deadline = f"Flow run '{run.name}' - Finished in state Failed", time.monotonic() + 30
 
