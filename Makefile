@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CPU build of torch from this machine kind's local disk; CUDA machines take the default build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup demo test serve studio lint format clean
+.PHONY: setup demo test test-fast serve studio lint format wheel-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up .venv: first time only, about 2-3 minutes"
@@ -29,8 +29,13 @@ demo: setup
 test: setup
 	$(PYTHON) -m pytest
 
+# The unit tier, for the edit loop (under 3 minutes on 2 cores): no flows, servers, browsers,
+# PostgreSQL or long measurements. `make test` runs everything, as CI does.
+test-fast: setup
+	$(PYTHON) -m pytest -m "not (slow or integration or e2e or postgres)"
+
 serve: setup
-	$(VENV)/bin/python -m flows.serve
+	$(VENV)/bin/python -m visuels.flows.serve
 
 studio: setup
 	$(VENV)/bin/visuels studio
@@ -38,6 +43,13 @@ studio: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_layout.py  # the layers of pyproject.toml
+
+# The package as others install it: a wheel built from here, in a fresh virtual environment
+# (the dependencies as constraints.txt resolved them), runs the demo for one commune in an empty
+# folder and verifies its pictures, outside any checkout.
+wheel-check: setup
+	bash .ci/wheel-check
 
 format: setup
 	$(VENV)/bin/ruff format .

@@ -44,12 +44,13 @@ def stand_in_pictures(count: int, size: int = 512) -> list[np.ndarray]:
 
 def plan_jobs(folder: Path, count: int) -> tuple[list, object]:
     """``count`` jobs of a campaign over the sample charter, for an SD1.5-sized model, and their export target."""
-    from pipelines.campaign import load_campaign
-    from pipelines.cpu_stage import ExportTarget
-    from pipelines.database import database_url
-    from pipelines.jobs import expand_jobs
-    from pipelines.marking.keys import signing_files
-    from pipelines.model_reference import DemoModelRef, ModelInfo
+    from visuels.engine.cpu_stage import ExportTarget
+    from visuels.inputs.campaign import load_campaign
+    from visuels.inputs.model_refs import DemoModelRef
+    from visuels.marking.keys import signing_files
+    from visuels.models.reference import ModelInfo
+    from visuels.planning.jobs import expand_jobs
+    from visuels.record.database import database_url
 
     campaign_file = folder / "campaign.yaml"
     charter = REPO / "brand_assets" / "solane"
@@ -90,10 +91,9 @@ formats: [instagram_square]
 def step_costs(jobs: list, target: object, pictures: list[np.ndarray]) -> dict[str, float]:
     """Milliseconds per picture of each step, finishing pictures one after another in this process."""
     import cv2
-
-    from pipelines import cpu_stage, export
-    from pipelines.marking import mark
-    from pipelines.postprocess import chain
+    from visuels.engine import cpu_stage, export
+    from visuels.marking import mark
+    from visuels.postprocess import chain
 
     cv2.setNumThreads(1)
     timings: dict[str, list[float]] = defaultdict(list)
@@ -144,7 +144,7 @@ def step_costs(jobs: list, target: object, pictures: list[np.ndarray]) -> dict[s
 
 def throughput(jobs: list, target: object, pictures: list[np.ndarray], workers: int) -> float:
     """Pictures per second through a pool of ``workers`` processes (started and warmed up first)."""
-    from pipelines.cpu_stage import CpuStage
+    from visuels.engine.cpu_stage import CpuStage
 
     stage = CpuStage(workers)
     try:
@@ -171,7 +171,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         os.environ.setdefault("VISUELS_KEYS_DIR", str(folder / "keys"))
-        from pipelines.marking.keys import init_local_chain, keys_dir
+        from visuels.marking.keys import init_local_chain, keys_dir
 
         if not (keys_dir() / "signer.key").exists():
             init_local_chain(keys_dir())

@@ -20,8 +20,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-from pipelines.demo_model import build_tokenizer
+from visuels.models.demo import build_tokenizer
 
 Family = Literal["sd15", "sdxl"]
 NATIVE_SIZE = {"sd15": 512, "sdxl": 1024}

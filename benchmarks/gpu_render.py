@@ -226,9 +226,8 @@ def write_campaign(folder: Path, model: dict, steps: int) -> Path:
 def naive_rate(model_folder: Path | None, jobs: list, target: object, device: str) -> float:
     """A straightforward loop: diffusers in fp16 (fp32 on a CPU), one picture per call, then its CPU stage."""
     from diffusers import DiffusionPipeline
-
-    from pipelines.cpu_stage import WorkerResources, finish_picture
-    from pipelines.demo_model import ensure_demo_model
+    from visuels.engine.cpu_stage import WorkerResources, finish_picture
+    from visuels.models.demo import ensure_demo_model
 
     dtype = torch.float16 if device == "cuda" else torch.float32
     pipeline = DiffusionPipeline.from_pretrained(model_folder or ensure_demo_model(), dtype=dtype).to(device)
@@ -260,9 +259,9 @@ def renderer_run(
     plan: object, target: object, device: str, workers: int, compile_models: bool, batch: int, timed: int
 ) -> dict:
     """The renderer: one warm-up call (load, compile), then ``timed`` pictures, timed."""
-    from pipelines.cpu_stage import CpuStage
-    from pipelines.model_host import ModelHost
-    from pipelines.renderer import Renderer
+    from visuels.engine.cpu_stage import CpuStage
+    from visuels.engine.renderer import Renderer
+    from visuels.models.host import ModelHost
 
     renderer = Renderer(ModelHost(torch.device(device), compile_models=compile_models), CpuStage(workers))
     busy = [0.0]
@@ -301,8 +300,10 @@ def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images:
     """Naive against this renderer, end to end, for one model family (or the demo model with --tiny)."""
     import tempfile
 
-    from pipelines.marking.keys import init_local_chain
-    from pipelines.render import RenderSettings, export_target, plan_render
+    from visuels.engine.run import export_target
+    from visuels.marking.keys import init_local_chain
+    from visuels.planning.plan import plan_render
+    from visuels.planning.request import RenderSettings
 
     device = "cpu" if tiny else "cuda"
     folder = Path(tempfile.mkdtemp(prefix="gpu-render-"))

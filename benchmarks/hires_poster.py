@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import torch
+from visuels.planning.jobs import RenderJob
+from visuels.planning.plan import RenderPlan
 
 from benchmarks.full_size_models import save
 from benchmarks.gpu_render import write_campaign
-from pipelines.jobs import RenderJob
-from pipelines.render import RenderPlan
 
 VARIANTS = ("first pass + Lanczos", "poster_a3", "poster_a3_300dpi")
 
@@ -42,10 +42,12 @@ def poster_jobs(plan: RenderPlan, count: int) -> dict[str, list[RenderJob]]:
 
 def measure(family: str, folder: Path, count: int, device: torch.device) -> dict[str, dict[str, object]]:
     """Per variant: the sizes, and median seconds of generation and of the CPU stage per poster."""
-    from pipelines.cpu_stage import WorkerResources, finish_picture
-    from pipelines.devices import choose_dtype
-    from pipelines.model_host import ModelHost
-    from pipelines.render import RenderSettings, export_target, plan_render
+    from visuels.engine.cpu_stage import WorkerResources, finish_picture
+    from visuels.engine.run import export_target
+    from visuels.models.devices import choose_dtype
+    from visuels.models.host import ModelHost
+    from visuels.planning.plan import plan_render
+    from visuels.planning.request import RenderSettings
 
     if family == "demo":
         model: dict = {"kind": "demo"}
@@ -98,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         os.environ.setdefault("VISUELS_KEYS_DIR", str(folder / "keys"))
-        from pipelines.marking.keys import ensure_local_chain, keys_dir
+        from visuels.marking.keys import ensure_local_chain, keys_dir
 
         ensure_local_chain(keys_dir())
         for family in args.family:

@@ -67,9 +67,9 @@ formats: [instagram_square, story, web_banner, poster_a3]
 
 def record_outputs(campaign: Path, out: Path) -> None:
     """Stand-in files for every job, recorded as a run would have recorded them."""
-    from pipelines import manifest
-    from pipelines.database import Database, database_url
-    from pipelines.render import plan_render
+    from visuels.planning.plan import plan_render
+    from visuels.record import manifest
+    from visuels.record.database import Database, database_url
 
     plan = plan_render(campaign, out)
     database = Database(database_url(out))
@@ -86,8 +86,8 @@ def record_outputs(campaign: Path, out: Path) -> None:
 
 
 def no_op_night(communes: int) -> None:
-    from pipelines.marking.keys import init_local_chain
-    from pipelines.render import plan_render
+    from visuels.marking.keys import init_local_chain
+    from visuels.planning.plan import plan_render
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

@@ -52,12 +52,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="0: automatic; chunks hold 8 batches")
     args = parser.parse_args()
 
+    import visuels.flows.render_batches as chunk_module
+    import visuels.flows.render_campaign as flow_module
     from prefect.testing.utilities import prefect_test_harness
-
-    import flows.render_batches as chunk_module
-    import flows.render_campaign as flow_module
-    from pipelines.marking.keys import init_local_chain
-    from pipelines.third_party_logs import quiet_third_party_logs
+    from visuels._internal.logs import quiet_third_party_logs
+    from visuels.marking.keys import init_local_chain
 
     quiet_third_party_logs()
     spans: list[tuple[float, float]] = []

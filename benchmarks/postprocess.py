@@ -27,11 +27,10 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-
-from pipelines.charter import load_charter  # noqa: E402
-from pipelines.compliance import assess  # noqa: E402
-from pipelines.formats import FORMAT_PRESETS  # noqa: E402
-from pipelines.postprocess.chain import postprocess  # noqa: E402
+from visuels.inputs.charter import load_charter  # noqa: E402
+from visuels.inputs.formats import FORMAT_PRESETS  # noqa: E402
+from visuels.postprocess.chain import postprocess  # noqa: E402
+from visuels.postprocess.compliance import assess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MS_1080 = 150

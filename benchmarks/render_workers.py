@@ -20,8 +20,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from flows.processes import free_port, stop, wait_until_healthy
-from flows.serve import (
+from visuels.flows.processes import free_port, stop, wait_until_healthy
+from visuels.flows.serve import (
     register,
     serving_environment,
     start_render_worker,

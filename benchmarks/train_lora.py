@@ -26,22 +26,22 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from pipelines.training.run import TrainingSummary
-    from pipelines.training.trainer import TrainingConfig
+    from visuels.training.run import TrainingSummary
+    from visuels.training.trainer import TrainingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _training(config: TrainingConfig, on_step: Callable[[int, float], None] | None = None) -> TrainingSummary:
-    from pipelines.model_reference import DemoModelRef
-    from pipelines.training.run import run_training
+    from visuels.inputs.model_refs import DemoModelRef
+    from visuels.training.run import run_training
 
     with tempfile.TemporaryDirectory() as root:
         return run_training(REPO / "brand_assets" / "solane", DemoModelRef(), config, root=Path(root), on_step=on_step)
 
 
 def cpu_runs(steps: int) -> None:
-    from pipelines.training.trainer import TrainingConfig
+    from visuels.training.trainer import TrainingConfig
 
     for resolution, batch, text_encoder in ((64, 4, False), (64, 4, True), (128, 2, False)):
         config = TrainingConfig(
@@ -75,7 +75,7 @@ def cpu_runs(steps: int) -> None:
 
 
 def quality_runs() -> None:
-    from pipelines.training.trainer import TrainingConfig
+    from visuels.training.trainer import TrainingConfig
 
     for seed in (0, 1, 2):
         config = TrainingConfig(
@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
-    from pipelines.third_party_logs import quiet_third_party_logs
+    from visuels._internal.logs import quiet_third_party_logs
 
     quiet_third_party_logs()
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")

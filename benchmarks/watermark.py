@@ -33,8 +33,9 @@ from PIL import Image  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.charter import load_charter  # noqa: E402
-from pipelines.marking.watermark import best_guess_bits, coded_bits, detect, embed  # noqa: E402
+from visuels.inputs.charter import load_charter  # noqa: E402
+from visuels.marking.watermark import best_guess_bits, coded_bits, detect, embed  # noqa: E402
+
 from tests.watermark_attacks import (  # noqa: E402
     ATTACKS,
     REFERENCES,
@@ -53,10 +54,9 @@ PAYLOAD = 0x0123456789ABCDEF
 
 def demo_picture() -> Image.Image:
     import torch
-
-    from pipelines.model_host import ModelHost
-    from pipelines.model_reference import DemoModelRef
-    from pipelines.third_party_logs import quiet_third_party_logs
+    from visuels._internal.logs import quiet_third_party_logs
+    from visuels.inputs.model_refs import DemoModelRef
+    from visuels.models.host import ModelHost
 
     quiet_third_party_logs()
     generator = torch.Generator().manual_seed(7)

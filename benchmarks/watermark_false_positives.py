@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.marking.watermark import MAX_ATTEMPTS, Detection, detect  # noqa: E402
+from visuels.marking.watermark import MAX_ATTEMPTS, Detection, detect  # noqa: E402
+
 from tests.watermark_attacks import unmarked_pictures  # noqa: E402
 
 BATCH = 500  # pictures made and checked at a time: memory stays small

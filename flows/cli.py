@@ -1,8 +1,8 @@
-"""The ``visuels`` console script: the CLI of ``pipelines.cli`` with this package's flows.
+"""The ``visuels`` console script: the CLI of ``visuels.cli.main`` with this package's flows.
 
-``pipelines`` never imports Prefect, so the flows are handed to the CLI from here. A render or a
+The library never imports Prefect, so the flows are handed to the CLI from here. A render or a
 training run started from the command line without a Prefect server (no ``PREFECT_API_URL``)
-runs against a temporary one of its own (``flows.prefect_server``), which stops with it, however
+runs against a temporary one of its own (``visuels.flows.prefect_server``), which stops with it, however
 it stops.
 """
 
@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from pipelines.cli import RenderRequest
-from pipelines.cli import main as cli_main
-from pipelines.errors import OperationalError
+from visuels.cli import main as cli_main
+from visuels.errors import OperationalError
+from visuels.planning.request import RenderRequest
 
 if TYPE_CHECKING:
-    from pipelines.render import RenderSummary
-    from pipelines.training.run import TrainingSummary
+    from visuels.review.publish import RenderSummary
+    from visuels.training.run import TrainingSummary
 
 Result = TypeVar("Result")
 
@@ -31,8 +31,8 @@ def _prefect_server() -> Iterator[None]:
     if PREFECT_API_URL.value():
         yield
         return
-    from flows.prefect_server import temporary_server
-    from flows.processes import free_port
+    from visuels.flows.prefect_server import temporary_server
+    from visuels.flows.processes import free_port
 
     with ExitStack() as stack:
         try:
@@ -54,15 +54,15 @@ def _with_server(run: Callable[[], Result]) -> Result:
 
 def run_render_flow(request: RenderRequest) -> RenderSummary:
     # Imported on use: `visuels check` should not pay for importing Prefect and torch.
-    from flows.render_campaign import render_campaign
+    from visuels.flows.render_campaign import render_campaign
 
     return _with_server(lambda: render_campaign(**request.model_dump(mode="json")))
 
 
 def run_training_flow(charter: str, base: str, options: dict, resume: str, lora_dir: str) -> TrainingSummary:
     """The training flow, with the form's convention: "" for no resume and the default LoRA folder."""
-    from flows.train_lora import train_charter_lora
-    from pipelines.training.trainer import TrainingConfig
+    from visuels.flows.train_lora import train_charter_lora
+    from visuels.training.trainer import TrainingConfig
 
     config = TrainingConfig(**options)
     return _with_server(
@@ -76,8 +76,7 @@ def main() -> int:
     reviews = None
     if sys.argv[1:2] == ["studio"]:  # only the studio talks to Prefect's API directly
         from prefect.settings import PREFECT_API_URL
-
-        from flows.studio_reviews import PrefectReviews
+        from visuels.flows.studio_reviews import PrefectReviews
 
         # Reviews wait on a served Prefect (`make serve`); without one the studio retouches only.
         reviews = PrefectReviews() if PREFECT_API_URL.value() else None

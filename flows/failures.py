@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.errors import VisuelsError
+from visuels.errors import VisuelsError
 
 FLOW_RUN_LOGGER = "prefect.flow_runs"  # where the engine logs a flow run's final exception
 

@@ -14,12 +14,11 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Failed, State
 from pydantic import Field
-
-from flows.sub_runs import wait_for_runs
-from pipelines.campaign import load_campaign
-from pipelines.errors import VisuelsError
-from pipelines.form_fields import form_parameter
-from pipelines.paths import campaigns_dir, project_dir
+from visuels.config import campaigns_dir, project_dir
+from visuels.errors import VisuelsError
+from visuels.flows.forms import form_parameter
+from visuels.flows.sub_runs import wait_for_runs
+from visuels.inputs.campaign import load_campaign
 
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 

@@ -1,15 +1,15 @@
 """A Prefect server behind the project's web guard, that ends with the process that started it.
 
-    .venv/bin/python -m flows.prefect_server --port 4200 [--host 127.0.0.1] [--parent PID] [--temporary]
+    .venv/bin/python -m visuels.flows.prefect_server --port 4200 [--host 127.0.0.1] [--parent PID] [--temporary]
 
 Prefect's own ``prefect server start`` answers any ``Host`` and any ``Origin``, so a web page the
 user visits could drive it (DNS rebinding, cross-site POSTs: start, resume or cancel runs). This
 serves the same app (``prefect.server.api.server.create_app``, its UI and services) behind
-``pipelines.web_guard.LocalOnly``. ``make serve`` starts it for the pool; the CLI starts a
+``visuels._internal.web_guard.LocalOnly``. ``make serve`` starts it for the pool; the CLI starts a
 ``--temporary`` one (no UI) for a run, instead of Prefect's ephemeral server, which a killed CLI
 leaves running. With ``--parent``, it stops by itself when that process is gone, however it died.
 Bound beyond loopback, ``make serve`` also turns on Prefect's API authentication and CSRF
-protection (``flows.serve``).
+protection (``visuels.flows.serve``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
-from pipelines.liveness import is_gone
+from visuels._internal.liveness import is_gone
+from visuels.flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
 
 PARENT_CHECK_S = 1.0
 SHUTDOWN_PATIENCE_S = 10.0
@@ -44,7 +44,7 @@ def _stop_when_gone(parent: int) -> None:
 
 def command(port: int, host: str = "127.0.0.1", allowed: list[str] | None = None, temporary: bool = False) -> list[str]:
     """How to start one, watching the process that runs this."""
-    arguments = [sys.executable, "-m", "flows.prefect_server", "--port", str(port), "--host", host]
+    arguments = [sys.executable, "-m", "visuels.flows.prefect_server", "--port", str(port), "--host", host]
     arguments += ["--parent", str(os.getpid())]
     for name in allowed or []:
         arguments += ["--allow-host", name]
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PREFECT_UI_ENABLED"] = "false"
     import uvicorn
     from prefect.server.api.server import create_app
-
-    from pipelines.web_guard import LocalOnly
+    from visuels._internal.web_guard import LocalOnly
 
     # A temporary server runs no background services (scheduler, late runs...), as Prefect's own
     # ephemeral one: a command's runs need the API only, and it starts in seconds.

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from contextlib import suppress
 
-from pipelines.errors import OperationalError
+from visuels.errors import OperationalError
 
 STOP_PATIENCE_S = 20.0  # how long stopping waits for a process before it kills it
 _PR_SET_PDEATHSIG = 1

@@ -7,8 +7,7 @@ import time
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
-
-from pipelines.progress_view import progress_markdown
+from visuels.flows.artifacts.progress_view import progress_markdown
 
 
 class RunProgress:

@@ -1,6 +1,6 @@
 """A render run's chunks: rendered in the run's own process, or by long-lived render workers.
 
-    .venv/bin/python -m flows.render_batches     # a render worker; one per GPU (`make serve` starts them)
+    .venv/bin/python -m visuels.flows.render_batches     # a render worker; one per GPU (`make serve` starts them)
 
 A task renders a chunk of a plan's jobs (several model batches) through the process's
 ``Renderer``: the GPU stage and its pool of CPU worker processes, each file recorded as it is
@@ -42,19 +42,20 @@ from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, Failed, State
 from prefect.task_worker import serve
-
-from flows.names import SLOTS_PER_GPU
-from pipelines.claims import JobClaims, abandoned
-from pipelines.cpu_stage import ExportTarget
-from pipelines.database import Database
-from pipelines.devices import GPU_BATCH_SIZE, default_batch_size
-from pipelines.errors import VisuelsError, WorkerLostError
-from pipelines.jobs import RenderJob
-from pipelines.render import RenderPlan, RenderSettings, RenderSetup, render_jobs
-from pipelines.third_party_logs import quiet_third_party_logs
+from visuels._internal.logs import quiet_third_party_logs
+from visuels.engine.claims import JobClaims, abandoned
+from visuels.engine.cpu_stage import ExportTarget
+from visuels.engine.run import render_jobs
+from visuels.errors import VisuelsError, WorkerLostError
+from visuels.flows.names import SLOTS_PER_GPU
+from visuels.models.devices import GPU_BATCH_SIZE, default_batch_size
+from visuels.planning.jobs import RenderJob
+from visuels.planning.plan import RenderPlan, RenderSetup
+from visuels.planning.request import RenderSettings
+from visuels.record.database import Database
 
 if TYPE_CHECKING:  # imports the model libraries: only where a renderer is made
-    from pipelines.renderer import Renderer
+    from visuels.engine.renderer import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def chunks(jobs: list[RenderJob], size: int) -> Iterator[list[RenderJob]]:
 @contextmanager
 def rendering_here(settings: RenderSettings) -> Iterator[Renderer]:
     """A renderer for this process while the block runs (a run with no render worker to send to)."""
-    from pipelines.renderer import Renderer
+    from visuels.engine.renderer import Renderer
 
     renderer = Renderer.for_device(settings.device, settings.cpu_workers, settings.compile)
     token = process_renderer.set(renderer)

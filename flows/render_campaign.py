@@ -18,30 +18,23 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
-
-from flows.failures import log_known_failures_in_one_line
-from flows.names import GPU_LIMIT, SHARDS_QUEUE, studio_url
-from flows.progress import RunProgress
-from flows.render_batches import render_batches
-from flows.review_campaign import studio_link
-from flows.sub_runs import wait_for_runs
-from pipelines.contact_sheet import contact_sheet_markdown
-from pipelines.errors import VisuelsError
-from pipelines.form_fields import form_group, form_parameter
-from pipelines.jobs import RenderJob, shard_by_commune
-from pipelines.render import (
-    RenderPlan,
-    RenderSummary,
-    export_target,
-    finish_render,
-    plan_render,
-    rendered_since_plan,
-    summarise,
-)
-from pipelines.render_request import CampaignPath, Overrides, RenderSettings, RunSettings, Selection
-from pipelines.report import Reports
-from pipelines.review import review_listing
-from pipelines.third_party_logs import quiet_third_party_logs
+from visuels._internal.logs import quiet_third_party_logs
+from visuels.engine.run import export_target, rendered_since_plan
+from visuels.errors import VisuelsError
+from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
+from visuels.flows.failures import log_known_failures_in_one_line
+from visuels.flows.forms import form_group, form_parameter
+from visuels.flows.names import GPU_LIMIT, SHARDS_QUEUE, studio_url
+from visuels.flows.progress import RunProgress
+from visuels.flows.render_batches import render_batches
+from visuels.flows.review_campaign import studio_link
+from visuels.flows.sub_runs import wait_for_runs
+from visuels.planning.jobs import RenderJob, shard_by_commune
+from visuels.planning.plan import RenderPlan, plan_render
+from visuels.planning.request import CampaignPath, Overrides, RenderSettings, RunSettings, Selection
+from visuels.review.decisions import review_listing
+from visuels.review.publish import RenderSummary, finish_render, summarise
+from visuels.review.report import Reports
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,13 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from pydantic import Field, ValidationError, create_model
-
-from flows.names import studio_url
-from pipelines.config_files import plain_message
-from pipelines.contact_sheet import contact_sheet_markdown
-from pipelines.errors import ReviewError
-from pipelines.form_fields import form_parameter
-from pipelines.review import ReviewDecision, ReviewOutcome, apply_review, review_listing, short_id
-from pipelines.third_party_logs import quiet_third_party_logs
+from visuels._internal.logs import quiet_third_party_logs
+from visuels.errors import ReviewError
+from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
+from visuels.flows.forms import form_parameter
+from visuels.flows.names import studio_url
+from visuels.inputs.yamlfiles import plain_message
+from visuels.review.decisions import ReviewDecision, ReviewOutcome, apply_review, review_listing, short_id
 
 REVIEW_TIMEOUT = timedelta(days=3)  # a long weekend; after that the run fails and can be re-run
 MAX_ANSWERS = 5  # a form answer that cannot be applied is asked again, this many times at most

@@ -1,15 +1,15 @@
 """`make serve`: a local Prefect server (SQLite, 127.0.0.1), the work pool, the deployments, workers.
 
-    .venv/bin/python -m flows.serve [--port 4200] [--workers 1] [--host 127.0.0.1]
+    .venv/bin/python -m visuels.flows.serve [--port 4200] [--workers 1] [--host 127.0.0.1]
 
-Process workers run the flows; render workers (flows.render_batches, one per GPU, or one on a
+Process workers run the flows; render workers (visuels.flows.render_batches, one per GPU, or one on a
 machine without) render their batches and keep the model loaded between runs.
 
 Everything runs until Ctrl-C or SIGTERM, which stop every process it started; each of them also
 stops by itself if this one is killed. It refuses to start, in one line, on a port already
 taken. The server keeps its database in $PREFECT_HOME (default ~/.prefect). For production,
 point PREFECT_API_DATABASE_CONNECTION_URL at PostgreSQL (README). The server answers its own
-Host names only and refuses cross-site requests (flows.prefect_server); bound beyond loopback
+Host names only and refuses cross-site requests (visuels.flows.prefect_server); bound beyond loopback
 (``--host``), it also asks for an API key (Prefect's API authentication, with CSRF protection),
 written to $PREFECT_HOME/visuels-api-auth (0600) for the other machines' workers. The
 integration test drives the same functions with a temporary home and two workers.
@@ -29,13 +29,13 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import IO
 
-from flows import prefect_server
-from flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
-from flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
-from pipelines.errors import VisuelsError
-from pipelines.marking.keys import ensure_local_chain, keys_dir
-from pipelines.paths import project_dir
-from pipelines.web_guard import is_loopback
+from visuels._internal.web_guard import is_loopback
+from visuels.config import project_dir
+from visuels.errors import VisuelsError
+from visuels.flows import prefect_server
+from visuels.flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
+from visuels.flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
+from visuels.marking.keys import ensure_local_chain, keys_dir
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
@@ -85,7 +85,7 @@ def api_credentials(prefect_home: Path) -> str:
 def start_server(
     port: int, environment: dict[str, str], host: str = "127.0.0.1", allowed: list[str] | None = None
 ) -> subprocess.Popen:
-    """The Prefect server behind the web guard (flows.prefect_server); its errors reach the console."""
+    """The Prefect server behind the web guard (visuels.flows.prefect_server); its errors reach the console."""
     return subprocess.Popen(
         prefect_server.command(port, host, allowed), env=environment, cwd=REPO, preexec_fn=die_with_parent
     )
@@ -111,6 +111,32 @@ def register(environment: dict[str, str], pool_gpus: int) -> None:
     deploy = subprocess.run(prefect_command("--no-prompt", "deploy", "--all"), **run)
     if deploy.returncode:
         raise RuntimeError(f"prefect deploy failed: {deploy.stdout}{deploy.stderr}")
+    offer_campaigns(environment)
+
+
+def offer_campaigns(environment: dict[str, str]) -> None:
+    """The render form's dropdowns, listed now: the campaigns of the served project's campaigns/
+    folder (``VISUELS_HOME`` of the workers' environment) and their audiences; a campaign added
+    later is offered after `make serve` again."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+    from visuels.planning.request import known_audiences, known_campaigns
+
+    settings = {PREFECT_API_URL: environment["PREFECT_API_URL"]}
+    settings[PREFECT_API_AUTH_STRING] = environment.get("PREFECT_API_AUTH_STRING")
+    folder = Path(environment["VISUELS_HOME"]) / "campaigns"
+    campaigns, audiences_known = known_campaigns(folder), known_audiences(folder)
+    with temporary_settings(settings), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("render-campaign/render-campaign")
+        schema = deployment.parameter_openapi_schema or {}
+        properties = schema.get("properties", {})
+        if "campaign" in properties and campaigns:
+            properties["campaign"]["enum"] = campaigns
+        audiences = properties.get("selection", {}).get("properties", {}).get("audiences", {})
+        if "items" in audiences and audiences_known:
+            audiences["items"]["enum"] = audiences_known
+        client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
 
 
 def start_worker(
@@ -139,10 +165,10 @@ def start_worker(
 def start_render_worker(
     environment: dict[str, str], gpu: int | None, output: IO | None = None, compile_models: bool = False
 ) -> subprocess.Popen:
-    """A render worker (flows.render_batches) that keeps its models loaded; on GPU ``gpu`` if given."""
+    """A render worker (visuels.flows.render_batches) that keeps its models loaded; on GPU ``gpu`` if given."""
     extra = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.render_batches", *(["--compile"] if compile_models else [])],
+        [sys.executable, "-m", "visuels.flows.render_batches", *(["--compile"] if compile_models else [])],
         env=environment | extra,
         cwd=environment["VISUELS_HOME"],  # this machine's project folder
         stdout=output,
@@ -156,8 +182,7 @@ def wait_for_render_workers(
 ) -> None:
     """Until every render worker is connected: before that, runs would render in their own process."""
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-
-    from flows.render_batches import connected_render_workers  # imports the model libraries: only here
+    from visuels.flows.render_batches import connected_render_workers  # imports the model libraries: only here
 
     deadline = time.monotonic() + timeout
     with temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}):

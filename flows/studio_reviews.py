@@ -16,9 +16,8 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
-
-from pipelines.review import ReviewDecision
-from pipelines.studio.reviews import ReviewRun
+from visuels.review.decisions import ReviewDecision
+from visuels.studio.reviews import ReviewRun
 
 REVIEW_FLOW = "review-campaign"
 

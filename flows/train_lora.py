@@ -14,14 +14,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment
-
-from flows.names import GPU_LIMIT, SLOTS_PER_GPU
-from flows.progress import RunProgress
-from pipelines.form_fields import form_group, form_parameter
-from pipelines.model_reference import parse_model_option
-from pipelines.third_party_logs import quiet_third_party_logs
-from pipelines.training.run import TrainingSummary, run_training
-from pipelines.training.trainer import TrainingConfig
+from visuels._internal.logs import quiet_third_party_logs
+from visuels.flows.forms import form_group, form_parameter
+from visuels.flows.names import GPU_LIMIT, SLOTS_PER_GPU
+from visuels.flows.progress import RunProgress
+from visuels.inputs.model_refs import parse_model_option
+from visuels.training.run import TrainingSummary, run_training
+from visuels.training.trainer import TrainingConfig
 
 PROGRESS_UPDATES = 50  # artifact updates per run, whatever the number of steps
 DEFAULT_TRAINING = TrainingConfig()  # frozen: safe as a shared default

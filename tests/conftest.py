@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,18 +13,28 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
-    from pipelines.export import ExportedFile
-    from pipelines.render import RenderPlan
-    from pipelines.renderer import Renderer
+    from visuels.engine.export import ExportedFile
+    from visuels.engine.renderer import Renderer
+    from visuels.planning.plan import RenderPlan
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CHARTER_DIR = REPO / "brand_assets" / "solane"
 SAMPLE_CAMPAIGN = REPO / "campaigns" / "ete-2027.yaml"
 
-# Before any library import reads them: no network, quiet model libraries, no telemetry.
+# Before any library import reads them: no network, quiet model libraries, no telemetry, and
+# Prefect's files (the temporary servers' database) in a folder of this session, not ~/.prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="visuels-tests-prefect-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the PostgreSQL server the tests start is marked so (``make test-fast`` leaves it out)."""
+    for item in items:
+        parameters = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres_url" in getattr(item, "fixturenames", ()) or parameters.get("any_database_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,7 +48,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local C2PA signing chain for the whole test session."""
-    from pipelines.marking.keys import init_local_chain
+    from visuels.marking.keys import init_local_chain
 
     folder = tmp_path_factory.mktemp("signing") / "keys"
     init_local_chain(folder)
@@ -60,29 +71,33 @@ def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     return path
 
 
+def write_small_campaign(path: Path, **fields: Any) -> Path:
+    """A small campaign over a copy of the sample charter in ``charter/`` beside ``path`` (Sète and
+    Castelnau, one audience, two formats, 3 steps); keyword arguments replace its fields."""
+    data: dict[str, Any] = {
+        "name": "Test campagne",
+        "charter": "charter/charter.yaml",
+        "communes": {"file": "charter/communes.csv", "names": ["Sète", "Castelnau-d'Estrétefonds"]},
+        "model": {"kind": "demo"},
+        "prompt": "poster of {commune}, {landmark}, {landscape}, {season}, for {audience}",
+        "season": "summer",
+        "audiences": {"residents": "local families"},
+        "formats": ["instagram_square", "story"],
+        "steps": 3,
+        "guidance": 4.0,
+        "scheduler": "euler",
+        "seed": {"policy": "per_job", "base": 7},
+    } | fields
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def make_campaign(charter_dir: Path, tmp_path: Path) -> Callable[..., Path]:
     """Write a small campaign over the copied charter; keyword arguments replace its fields."""
 
     def make(name: str = "campaign.yaml", **fields: Any) -> Path:
-        data: dict[str, Any] = {
-            "name": "Test campagne",
-            "charter": "charter/charter.yaml",
-            "communes": {"file": "charter/communes.csv", "names": ["Sète", "Castelnau-d'Estrétefonds"]},
-            "model": {"kind": "demo"},
-            "prompt": "poster of {commune}, {landmark}, {landscape}, {season}, for {audience}",
-            "season": "summer",
-            "audiences": {"residents": "local families"},
-            "formats": ["instagram_square", "story"],
-            "steps": 3,
-            "guidance": 4.0,
-            "scheduler": "euler",
-            "seed": {"policy": "per_job", "base": 7},
-        }
-        data.update(fields)
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        return path
+        return write_small_campaign(tmp_path / name, **fields)
 
     return make
 
@@ -94,8 +109,7 @@ def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
-
-    from pipelines.demo_model import build_demo_pipeline
+    from visuels.models.demo import build_demo_pipeline
 
     unet = build_demo_pipeline().unet
     torch.manual_seed(3)
@@ -111,10 +125,9 @@ def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def renderer() -> Iterator[Renderer]:
     """A renderer finishing pictures inline, with the demo model kept loaded for the whole session."""
     import torch
-
-    from pipelines.cpu_stage import CpuStage
-    from pipelines.model_host import ModelHost
-    from pipelines.renderer import Renderer
+    from visuels.engine.cpu_stage import CpuStage
+    from visuels.engine.renderer import Renderer
+    from visuels.models.host import ModelHost
 
     rendering = Renderer(ModelHost(torch.device("cpu")), CpuStage(workers=0))
     yield rendering
@@ -123,10 +136,41 @@ def renderer() -> Iterator[Renderer]:
 
 def render_now(renderer: Renderer, plan: RenderPlan, out: Path, jobs: list | None = None) -> list[ExportedFile]:
     """Render ``jobs`` (default: the plan's pending ones) and record them, as a run does."""
-    from pipelines.render import RenderSettings, export_target, render_jobs
+    from visuels.engine.run import export_target, render_jobs
+    from visuels.planning.request import RenderSettings
 
     chosen = plan.pending if jobs is None else jobs
     return render_jobs(renderer, plan.setup, chosen, export_target(plan, out), RenderSettings(batch_size=4))
+
+
+@pytest.fixture(scope="session")
+def rendered_sample(
+    tmp_path_factory: pytest.TempPathFactory, renderer: Renderer
+) -> tuple[Path, str, list[str], list[str]]:
+    """Four real outputs of the demo model (Sète and Castelnau x 2 formats), rendered, recorded and
+    reported once: (output folder, campaign slug, files, job keys). Tests take a copy (``rendered_copy``)."""
+    from visuels.planning.plan import plan_render
+    from visuels.review.publish import finish_render
+
+    folder = tmp_path_factory.mktemp("sample-render")
+    shutil.copytree(SAMPLE_CHARTER_DIR, folder / "charter")
+    campaign = write_small_campaign(folder / "campaign.yaml", steps=2)
+    out = folder / "outputs"
+    plan = plan_render(campaign, out)
+    exported = render_now(renderer, plan, out)
+    finish_render(plan, out)
+    return out, plan.campaign_slug, [item.job.relative_path for item in exported], [item.job.key for item in exported]
+
+
+@pytest.fixture
+def rendered_copy(
+    rendered_sample: tuple[Path, str, list[str], list[str]], tmp_path: Path
+) -> tuple[Path, str, list[str], list[str]]:
+    """A private copy of ``rendered_sample``'s output folder (files, record, reports), safe to change."""
+    sample, slug, files, keys = rendered_sample
+    out = tmp_path / "outputs"
+    shutil.copytree(sample, out)
+    return out, slug, files, keys
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.processes import free_port
+from visuels.flows.processes import free_port
 
 BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # the newest version first
 

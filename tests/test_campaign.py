@@ -2,9 +2,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from visuels.errors import CampaignError, CharterError
+from visuels.inputs.campaign import load_campaign
 
-from pipelines.campaign import load_campaign
-from pipelines.errors import CampaignError, CharterError
 from tests.conftest import SAMPLE_CAMPAIGN, edit_yaml
 
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from visuels.errors import CharterError
+from visuels.inputs.charter import load_charter
 
-from pipelines.charter import load_charter
-from pipelines.errors import CharterError
 from tests.conftest import SAMPLE_CHARTER_DIR, edit_yaml
 
 

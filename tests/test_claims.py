@@ -15,12 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import insert, select, text, update
-
-from pipelines import claims
-from pipelines.claims import JobClaims
-from pipelines.database import Database, DatabaseError, claim_owners_table, claims_table, outputs_table
-from pipelines.errors import WorkerLostError
-from pipelines.liveness import host_name, machine_id
+from visuels._internal.liveness import host_name, machine_id
+from visuels.engine import claims
+from visuels.engine.claims import JobClaims
+from visuels.errors import WorkerLostError
+from visuels.record.database import Database, DatabaseError, claim_owners_table, claims_table, outputs_table
 
 QUICK = {"lease_s": 1.2, "renew_every_s": 0.1, "renew_patience_s": 0.1, "stop_margin_s": 0.6}
 
@@ -148,7 +147,7 @@ def test_a_renewal_that_keeps_failing_stops_the_owner_before_its_lease_lapses(
         raise DatabaseError(url, None, "could not connect to server")
 
     monkeypatch.setattr(JobClaims, "_renew", unreachable)
-    with caplog.at_level(logging.WARNING, logger="pipelines.claims"), JobClaims(url, tmp_path, **QUICK) as claim:
+    with caplog.at_level(logging.WARNING, logger="visuels.engine.claims"), JobClaims(url, tmp_path, **QUICK) as claim:
         claim.take(jobs[:1])
         started = time.monotonic()
         while claim.lost_reason is None and time.monotonic() - started < 5:

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from visuels.cli import main
+from visuels.errors import VisuelsError
+from visuels.planning.request import RenderRequest
+from visuels.review.publish import RenderSummary
 
-from pipelines.cli import RenderRequest, main
-from pipelines.errors import VisuelsError
-from pipelines.render import RenderSummary
 from tests.conftest import SAMPLE_CAMPAIGN, SAMPLE_CHARTER_DIR, edit_yaml
 
 
@@ -97,6 +98,7 @@ def test_unknown_commune_override_is_refused(
     assert not out_dir.exists()
 
 
+@pytest.mark.integration
 def test_console_script_prints_no_traceback(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     campaign = make_campaign(steps=500)
     script = Path(sys.executable).parent / "visuels"
@@ -112,6 +114,7 @@ def test_console_script_prints_no_traceback(make_campaign: Callable[..., Path], 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.integration
 def test_render_shows_a_progress_bar_instead_of_prefects_log_lines(
     make_campaign: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -141,9 +144,9 @@ def test_an_output_folder_that_is_a_file_is_one_line(
 
 
 def test_a_temporary_server_that_does_not_start_is_one_line_and_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.cli
-    import flows.prefect_server
-    from pipelines.errors import EXIT_ENVIRONMENT
+    import visuels.flows.cli
+    import visuels.flows.prefect_server
+    from visuels.errors import EXIT_ENVIRONMENT
 
     started = []
 
@@ -152,15 +155,15 @@ def test_a_temporary_server_that_does_not_start_is_one_line_and_is_stopped(monke
         raise RuntimeError(f"the Prefect server did not answer on {api_url} within {timeout:.0f} s")
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setattr(flows.prefect_server, "wait_until_healthy", never_healthy)
+    monkeypatch.setattr(visuels.flows.prefect_server, "wait_until_healthy", never_healthy)
     with pytest.raises(VisuelsError, match="temporary server did not start") as raised:
-        flows.cli.run_render_flow(RenderRequest(campaign="campaigns/ete-2027.yaml"))
+        visuels.flows.cli.run_render_flow(RenderRequest(campaign="campaigns/ete-2027.yaml"))
     assert raised.value.exit_code == EXIT_ENVIRONMENT  # the machine, not the input
     assert started and started[0].poll() is not None  # and the server it started is gone
 
 
 def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:
-    from pipelines.cli import main as cli
+    from visuels.cli import main as cli
 
     monkeypatch.setenv("VISUELS_KEYS_DIR", str(tmp_path / "no-keys"))
     assert cli(["doctor", "--output-dir", str(tmp_path)]) == 1
@@ -197,8 +200,8 @@ def test_command_line_mistakes_are_explained(
 
 
 def test_a_first_serve_or_demo_makes_local_keys_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.serve import serving_environment
-    from pipelines.marking.keys import SIGNER_KEY, ensure_local_chain
+    from visuels.flows.serve import serving_environment
+    from visuels.marking.keys import SIGNER_KEY, ensure_local_chain
 
     folder = tmp_path / "keys"
     assert ensure_local_chain(folder) and (folder / SIGNER_KEY).is_file()

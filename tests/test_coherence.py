@@ -7,14 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+from visuels.engine.renderer import Renderer
+from visuels.inputs.charter import load_charter
+from visuels.planning.plan import plan_render
+from visuels.postprocess.coherence import Coherence, assess_campaign, style_signature, write_coherence
+from visuels.review.decisions import review_listing
+from visuels.review.publish import finish_render
+from visuels.review.report import review_order
 
-from pipelines.charter import load_charter
-from pipelines.coherence import Coherence, assess_campaign, style_signature, write_coherence
-from pipelines.render import finish_render, plan_render
-from pipelines.renderer import Renderer
-from pipelines.report import review_order
-from pipelines.review import review_listing
 from tests.conftest import render_now
 
 
@@ -24,6 +26,7 @@ def _shift_colours(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels[..., [2, 0, 1]]))
 
 
+@pytest.mark.slow
 def test_coherence_flags_the_output_whose_colours_were_shifted(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:
@@ -49,6 +52,7 @@ def test_coherence_flags_the_output_whose_colours_were_shifted(
     assert others < limit < assessed[shifted.job.key].distance
 
 
+@pytest.mark.slow
 def test_the_report_and_the_review_list_the_outlier_first(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:

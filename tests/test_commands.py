@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from visuels.flows.processes import free_port
 
-from flows.processes import free_port
 from tests.conftest import SAMPLE_CHARTER_DIR
 
 pytestmark = pytest.mark.integration

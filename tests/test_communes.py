@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
+from visuels.errors import CommunesError
+from visuels.inputs.communes import load_communes
 
-from pipelines.communes import load_communes
-from pipelines.errors import CommunesError
 from tests.conftest import SAMPLE_CHARTER_DIR
 
 HEADER = "insee,name,department,landscapes,landmarks\n"

@@ -12,9 +12,8 @@ import threading
 import time
 
 import pytest
-
-from pipelines.cpu_stage import CpuStage, CpuStageClosedError
-from pipelines.liveness import is_gone
+from visuels._internal.liveness import is_gone
+from visuels.engine.cpu_stage import CpuStage, CpuStageClosedError
 
 
 class FakePool:
@@ -51,7 +50,7 @@ def test_a_closed_stage_takes_no_more_pictures() -> None:
 OWNER = textwrap.dedent(
     """
     import multiprocessing.forkserver, multiprocessing.resource_tracker, os, sys, time
-    from pipelines.cpu_stage import CpuStage
+    from visuels.engine.cpu_stage import CpuStage
 
     stage = CpuStage(2)
     pool = stage._executor()
@@ -85,6 +84,7 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_a_killed_owner_leaves_no_worker_no_fork_server_and_no_tracker_behind() -> None:
     owner = subprocess.Popen([sys.executable, "-c", OWNER, "kill"], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
@@ -96,6 +96,7 @@ def test_a_killed_owner_leaves_no_worker_no_fork_server_and_no_tracker_behind() 
     assert _wait_gone(pids, within_s=15) == []
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_closing_the_stage_stops_its_workers_and_the_fork_server() -> None:
     owner = subprocess.Popen([sys.executable, "-c", OWNER, "close"], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())

@@ -11,12 +11,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, event, func, select
-
-from pipelines.database import Database, DatabaseError, ledger_table, metadata
-from pipelines.marking import ledger
-from pipelines.marking.checkpoints import checkpoint_problems, write_checkpoint
-from pipelines.marking.keys import signing_files
-from pipelines.marking.ledger import LedgerEntry
+from visuels.marking.checkpoints import checkpoint_problems, write_checkpoint
+from visuels.marking.keys import signing_files
+from visuels.record import ledger
+from visuels.record.database import Database, DatabaseError, ledger_table, metadata
+from visuels.record.ledger import LedgerEntry
 
 
 def entry(number: int) -> LedgerEntry:

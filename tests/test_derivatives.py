@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from visuels.cli import main
+from visuels.engine.renderer import Renderer
+from visuels.errors import ModelError
+from visuels.planning.plan import plan_render
+from visuels.record.database import Database
+from visuels.record.ledger import verify_chain
 
-from pipelines.cli import main
-from pipelines.database import Database
-from pipelines.errors import ModelError
-from pipelines.marking.ledger import verify_chain
-from pipelines.render import plan_render
-from pipelines.renderer import Renderer
 from tests.conftest import render_now
 
 
@@ -179,8 +179,8 @@ def test_a_retouch_refuses_another_model_and_a_mask_of_another_size(
 def test_retouch_uses_the_recorded_lora_and_its_scale(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, lora_file: Path
 ) -> None:
-    from pipelines.derivatives import find_original
-    from pipelines.retouch import retouch_model
+    from visuels.review.derivatives import find_original
+    from visuels.review.retouch import retouch_model
 
     out = tmp_path / "outputs"
     one = {"file": "charter/communes.csv", "names": ["Sète"]}
@@ -206,10 +206,10 @@ def test_an_sdxl_picture_is_retouched_with_its_own_pipeline(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:
     import torch
+    from visuels.inputs.images import read_picture
+    from visuels.review.derivatives import find_original
+    from visuels.review.retouch import RetouchSettings, retouch, retouch_model
 
-    from pipelines.derivatives import find_original
-    from pipelines.image_input import read_picture
-    from pipelines.retouch import RetouchSettings, retouch, retouch_model
     from tests.test_model import save_tiny_sdxl
 
     folder = save_tiny_sdxl(tmp_path / "sdxl")
@@ -241,7 +241,7 @@ def test_several_edits_at_once_and_a_crash_before_the_record(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pipelines.marking import ledger
+    from visuels.record import ledger
 
     original, out, charter = exported
     edits = []

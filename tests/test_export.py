@@ -8,21 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from pipelines import manifest
-from pipelines.atomic import remove_leftover_temporaries, write_with
-from pipelines.campaign import load_campaign
-from pipelines.compliance import Compliance
-from pipelines.database import Database, database_url
-from pipelines.errors import ExportError
-from pipelines.export import export_picture, watermark_id
-from pipelines.jobs import RenderJob, expand_jobs
-from pipelines.marking import ledger
-from pipelines.marking.keys import signing_files
-from pipelines.marking.mark import MarkingContext
-from pipelines.marking.watermark import detect
-from pipelines.marking.xmp import XMP_PNG_KEY
-from pipelines.model_reference import DemoModelRef, ModelInfo
+from visuels._internal.atomic import remove_leftover_temporaries, write_with
+from visuels.engine.export import export_picture, watermark_id
+from visuels.errors import ExportError
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.model_refs import DemoModelRef
+from visuels.marking.keys import signing_files
+from visuels.marking.mark import MarkingContext
+from visuels.marking.watermark import detect
+from visuels.marking.xmp import XMP_PNG_KEY
+from visuels.models.reference import ModelInfo
+from visuels.planning.jobs import RenderJob, expand_jobs
+from visuels.postprocess.compliance import Compliance
+from visuels.record import ledger, manifest
+from visuels.record.database import Database, database_url
 
 MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test", ref=DemoModelRef())
 CHECK = Compliance(
@@ -162,7 +161,7 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from pipelines.liveness import host_name, machine_id
+    from visuels._internal.liveness import host_name, machine_id
 
     here = machine_id()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -184,10 +183,9 @@ def test_a_run_whose_claim_was_taken_records_nothing_and_leaves_the_file_to_the_
 ) -> None:
     """The fence: export moves a file into place and records it only while its job's claim is its own."""
     from sqlalchemy import select, update
-
-    from pipelines.claims import JobClaims
-    from pipelines.database import claim_owners_table, outputs_table
-    from pipelines.errors import WorkerLostError
+    from visuels.engine.claims import JobClaims
+    from visuels.errors import WorkerLostError
+    from visuels.record.database import claim_owners_table, outputs_table
 
     job, url = jobs[0], database_url(tmp_path)
     database = Database(url)

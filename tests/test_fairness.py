@@ -6,15 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from visuels.cli import main
+from visuels.config import sample_campaign
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.charter import Fairness
+from visuels.models.reference import describe_model
+from visuels.planning.fairness import diversity_words, find_terms
+from visuels.planning.jobs import expand_jobs
+from visuels.planning.lint import lint_campaign
+from visuels.planning.plan import plan_render
 
-from pipelines.campaign import load_campaign
-from pipelines.campaign_lint import lint_campaign
-from pipelines.charter import Fairness
-from pipelines.cli import SAMPLE_CAMPAIGN, main
-from pipelines.fairness import diversity_words, find_terms
-from pipelines.jobs import expand_jobs
-from pipelines.model_reference import describe_model
-from pipelines.render import plan_render
 from tests.conftest import edit_yaml
 
 
@@ -93,7 +94,7 @@ def test_flagged_jobs_are_held_unless_the_campaign_renders_them_banned_ones_alwa
 
 
 def test_a_clean_sample_campaign_checks_with_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", str(SAMPLE_CAMPAIGN)]) == 0
+    assert main(["check", str(sample_campaign())]) == 0
     assert "term" not in capsys.readouterr().out
 
 
@@ -122,8 +123,8 @@ def test_diversity_slots_vary_across_seeds_only_where_people_are_shown(
 
 
 def test_a_diversity_slot_needs_values_to_vary(charter_dir: Path) -> None:
-    from pipelines.charter import load_charter
-    from pipelines.errors import CharterError
+    from visuels.errors import CharterError
+    from visuels.inputs.charter import load_charter
 
     edit_yaml(charter_dir / "charter.yaml", lambda data: data["fairness"]["diversity"].update(age=["", ""]))
     with pytest.raises(CharterError) as caught:

@@ -16,14 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from visuels.engine.renderer import Renderer
+from visuels.inputs.charter import load_charter
+from visuels.marking.keys import signing_files
+from visuels.planning.plan import RenderPlan, plan_render
+from visuels.record import ledger
+from visuels.record.database import Database, database_url
+from visuels.review.publish import finish_render
+from visuels.review.verify import verify_file
 
-from pipelines.charter import load_charter
-from pipelines.database import Database, database_url
-from pipelines.marking import ledger
-from pipelines.marking.keys import signing_files
-from pipelines.marking.verify import verify_file
-from pipelines.render import RenderPlan, finish_render, plan_render
-from pipelines.renderer import Renderer
 from tests.conftest import render_now
 
 pytestmark = pytest.mark.integration
@@ -32,8 +33,11 @@ pytestmark = pytest.mark.integration
 RENDER_PROCESS = """
 import sys, time
 from pathlib import Path
-from pipelines.render import RenderSettings, export_target, finish_render, plan_render, render_jobs
-from pipelines.renderer import Renderer
+from visuels.planning.request import RenderSettings
+from visuels.engine.run import export_target, render_jobs
+from visuels.review.publish import finish_render
+from visuels.planning.plan import plan_render
+from visuels.engine.renderer import Renderer
 
 campaign, out, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 plan = plan_render(campaign, out)
@@ -53,10 +57,10 @@ print(len(exported))
 CLI_WITH_A_DISK_THAT_FILLS = """
 import errno, os, sys
 from pathlib import Path
-import pipelines.export as export
-import pipelines.renderer
+import visuels.engine.export as export
+import visuels.engine.renderer
 
-pipelines.renderer.default_cpu_workers = lambda device: 0
+visuels.engine.renderer.default_cpu_workers = lambda device: 0
 write, written, full_at = export.write_marked, [], int(os.environ["FULL_AT"])
 
 class FullDisk(type(Path())):
@@ -71,7 +75,7 @@ def write_until_full(image, target, *arguments, **options):
     return write(image, target, *arguments, **options)
 
 export.write_marked = write_until_full
-from flows.cli import main
+from visuels.flows.cli import main
 sys.argv = ["visuels", *sys.argv[1:]]
 raise SystemExit(main())
 """

@@ -8,11 +8,10 @@ from uuid import uuid4
 
 import httpx
 import pytest
+import visuels.models.host
 from PIL import Image
 from prefect.exceptions import PrefectHTTPStatusError
-
-import pipelines.model_host
-from flows.render_campaign import render_campaign
+from visuels.flows.render_campaign import render_campaign
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +81,7 @@ def test_flow_renders_then_skips_what_is_done(
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded although nothing needed rendering")
 
-    monkeypatch.setattr(pipelines.model_host, "load_from_files", no_model)
+    monkeypatch.setattr(visuels.models.host, "load_from_files", no_model)
     again = render_campaign(campaign=str(campaign), run={"output_dir": str(out_dir)})
     assert (again.jobs, again.rendered) == (4, 0)
 
@@ -90,7 +89,7 @@ def test_flow_renders_then_skips_what_is_done(
 def test_flow_with_bad_parameters_fails_with_the_input_error(
     make_campaign: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from pipelines.errors import CampaignError
+    from visuels.errors import CampaignError
 
     with pytest.raises(CampaignError, match="unknown commune 'Atlantis'"):
         render_campaign(
@@ -110,8 +109,9 @@ def test_flow_with_bad_parameters_fails_with_the_input_error(
 
 
 def test_training_flow_publishes_progress_and_results(tmp_path: Path) -> None:
-    from flows.train_lora import train_charter_lora
-    from pipelines.training.trainer import TrainingConfig
+    from visuels.flows.train_lora import train_charter_lora
+    from visuels.training.trainer import TrainingConfig
+
     from tests.conftest import SAMPLE_CHARTER_DIR
 
     config = TrainingConfig(steps=4, resolution=64, rank=4, batch_size=2, checkpoint_every=2)
@@ -183,8 +183,7 @@ def test_review_waits_for_a_decision_then_applies_it(make_campaign: Callable[...
     import threading
 
     from prefect.flow_runs import resume_flow_run
-
-    from flows.review_campaign import review_campaign
+    from visuels.flows.review_campaign import review_campaign
 
     out = tmp_path / "outputs"
     summary = render_campaign(campaign=str(make_campaign()), run={"output_dir": str(out)})
@@ -228,7 +227,7 @@ def test_review_waits_for_a_decision_then_applies_it(make_campaign: Callable[...
 def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
     make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flows.nightly
+    import visuels.flows.nightly
 
     make_campaign("a-active.yaml")
     make_campaign("b-paused.yaml", active=False)
@@ -253,11 +252,11 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
         )
         return [SimpleNamespace(state=state) for state in (done, failed)][: len(ids)]
 
-    monkeypatch.setattr(flows.nightly, "run_deployment", fake_run_deployment)
-    monkeypatch.setattr(flows.nightly, "wait_for_runs", fake_wait_for_runs)
+    monkeypatch.setattr(visuels.flows.nightly, "run_deployment", fake_run_deployment)
+    monkeypatch.setattr(visuels.flows.nightly, "wait_for_runs", fake_wait_for_runs)
     monkeypatch.setenv("VISUELS_HOME", str(tmp_path.parent))
-    monkeypatch.setattr(flows.nightly, "campaigns_dir", lambda: tmp_path)
-    night = flows.nightly.render_nightly(output_dir="out", shard_size=500, return_state=True)
+    monkeypatch.setattr(visuels.flows.nightly, "campaigns_dir", lambda: tmp_path)
+    night = visuels.flows.nightly.render_nightly(output_dir="out", shard_size=500, return_state=True)
 
     assert [parameters["campaign"] for parameters in started] == [
         f"{tmp_path.name}/a-active.yaml",  # relative to the project folder, as in the run form
@@ -281,13 +280,13 @@ def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[...
     import threading
 
     from fastapi.testclient import TestClient
+    from visuels.flows.review_campaign import review_campaign
+    from visuels.flows.studio_reviews import PrefectReviews
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import signing_files
+    from visuels.record.database import Database, database_url
+    from visuels.studio.app import Studio, create_app
 
-    from flows.review_campaign import review_campaign
-    from flows.studio_reviews import PrefectReviews
-    from pipelines.charter import load_charter
-    from pipelines.database import Database, database_url
-    from pipelines.marking.keys import signing_files
-    from pipelines.studio.app import Studio, create_app
     from tests.conftest import SAMPLE_CHARTER_DIR
 
     out = tmp_path / "outputs"
@@ -319,8 +318,8 @@ def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[...
 def test_a_known_failure_is_logged_once_without_the_engine_traceback(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from flows.failures import FLOW_RUN_LOGGER, _KnownFailures, log_known_failures_in_one_line
-    from pipelines.errors import CampaignError
+    from visuels.errors import CampaignError
+    from visuels.flows.failures import FLOW_RUN_LOGGER, _KnownFailures, log_known_failures_in_one_line
 
     log_known_failures_in_one_line()
     log_known_failures_in_one_line()  # installed once

@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from visuels.engine.renderer import Renderer
+from visuels.engine.run import export_target, render_jobs
+from visuels.inputs.charter import load_charter
+from visuels.inputs.model_refs import DemoModelRef, LoraWeights
+from visuels.marking.keys import signing_files
+from visuels.models.host import ModelHost
+from visuels.planning.plan import plan_render
+from visuels.planning.request import RenderSettings
+from visuels.record.database import Database, database_url
+from visuels.review.verify import verify_file
 
-from pipelines.charter import load_charter
-from pipelines.database import Database, database_url
-from pipelines.marking.keys import signing_files
-from pipelines.marking.verify import verify_file
-from pipelines.model_host import ModelHost
-from pipelines.model_reference import DemoModelRef, LoraWeights
-from pipelines.render import RenderSettings, export_target, plan_render, render_jobs
-from pipelines.renderer import Renderer
 from tests.conftest import SAMPLE_CHARTER_DIR
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

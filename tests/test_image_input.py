@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
-
-from pipelines.image_input import MAX_PIXELS, ImageInputError, read_mask, read_picture
+from visuels.inputs.images import MAX_PIXELS, ImageInputError, read_mask, read_picture
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

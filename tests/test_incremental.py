@@ -4,9 +4,10 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines import manifest
-from pipelines.database import Database, database_url
-from pipelines.render import plan_render
+from visuels.planning.plan import plan_render
+from visuels.record import manifest
+from visuels.record.database import Database, database_url
+
 from tests.conftest import edit_yaml
 
 
@@ -81,8 +82,9 @@ def test_a_charter_change_re_renders_everything(
 def test_the_report_covers_the_whole_campaign_after_a_subset_render(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer
 ) -> None:
-    from pipelines.render import finish_render
-    from pipelines.render_request import Selection
+    from visuels.planning.request import Selection
+    from visuels.review.publish import finish_render
+
     from tests.conftest import render_now
 
     campaign, out = make_campaign(steps=2, formats=["instagram_square"]), tmp_path / "outputs"

@@ -3,12 +3,13 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from visuels.errors import CampaignError
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.inputs.model_refs import DemoModelRef
+from visuels.models.reference import ModelInfo
+from visuels.planning.jobs import batches, expand_jobs, generation_size, hires_pass
 
-from pipelines.campaign import load_campaign
-from pipelines.errors import CampaignError
-from pipelines.formats import FORMAT_PRESETS
-from pipelines.jobs import batches, expand_jobs, generation_size, hires_pass
-from pipelines.model_reference import DemoModelRef, ModelInfo
 from tests.conftest import edit_yaml
 
 MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test", ref=DemoModelRef())
@@ -220,8 +221,7 @@ def test_audiences_times_languages_give_their_texts_and_labels(make_campaign: Ca
     assert "local families" in resident.prompt and resident.prompt.split(", ").count("warm") == 1
     # The language's AI label is drawn: the label differs between the French and English pictures.
     from PIL import Image
-
-    from pipelines.postprocess.chain import postprocess
+    from visuels.postprocess.chain import postprocess
 
     charter = load_campaign(path).charter
     source = Image.new("RGB", (256, 256), (120, 140, 160))
@@ -269,8 +269,8 @@ def test_keys_name_the_precision_asked_for_whichever_machine_plans(
 ) -> None:
     """In a mixed pool (a CPU planner, bf16 and fp16 GPUs), "auto" must give one set of keys: the
     machine that renders resolves it, not the one that plans."""
-    from pipelines.render import plan_render
-    from pipelines.render_request import RenderSettings
+    from visuels.planning.plan import plan_render
+    from visuels.planning.request import RenderSettings
 
     path = make_campaign()
     plans = [plan_render(path, tmp_path, settings=RenderSettings(device=device)) for device in ("cpu", "cuda", "mps")]

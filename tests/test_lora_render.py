@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from pipelines.devices import choose_device
-from pipelines.errors import ModelError
-from pipelines.model_host import ModelHost
-from pipelines.model_reference import DemoModelRef, LoraWeights
-from pipelines.render import plan_render
+from visuels.errors import ModelError
+from visuels.inputs.model_refs import DemoModelRef, LoraWeights
+from visuels.models.devices import choose_device
+from visuels.models.host import ModelHost
+from visuels.planning.plan import plan_render
 
 
 def render_first(host: ModelHost, plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:
@@ -61,9 +60,9 @@ def test_a_lora_that_fails_to_load_leaves_no_stale_lora_state(
 ) -> None:
     """After a failed switch, asking for the previous LoRA again applies it again (fused, as before),
     instead of trusting a state the failure left half-undone."""
-    from pipelines.campaign import load_campaign
-    from pipelines.jobs import expand_jobs
-    from pipelines.model_reference import describe_model
+    from visuels.inputs.campaign import load_campaign
+    from visuels.models.reference import describe_model
+    from visuels.planning.jobs import expand_jobs
 
     host = ModelHost(choose_device("cpu"), fuse_lora=True)
     style = LoraWeights(path=str(lora_file), scale=1.0)

@@ -9,22 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from pipelines.campaign import load_campaign
-from pipelines.demo_model import build_demo_pipeline, ensure_demo_model
-from pipelines.devices import choose_device, choose_dtype
-from pipelines.errors import ModelError
-from pipelines.generation import generate
-from pipelines.jobs import expand_jobs
-from pipelines.model_host import GpuMemoryError, ModelHost
-from pipelines.model_reference import (
-    DemoModelRef,
-    DiffusersFolderRef,
-    HubRef,
-    SingleFileRef,
-    describe_model,
-    parse_model_option,
-)
+from visuels.errors import ModelError
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, SingleFileRef, parse_model_option
+from visuels.models.demo import build_demo_pipeline, ensure_demo_model
+from visuels.models.devices import choose_device, choose_dtype
+from visuels.models.generation import generate
+from visuels.models.host import GpuMemoryError, ModelHost
+from visuels.models.reference import describe_model
+from visuels.planning.jobs import expand_jobs
 
 
 def test_demo_model_is_built_deterministically() -> None:
@@ -156,6 +149,7 @@ class SpyingRedraw:
         return self.redraw(**arguments)
 
 
+@pytest.mark.slow
 def test_the_high_resolution_pass_redraws_the_enlarged_first_pass_in_tiles(
     demo_pipeline, make_campaign: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,7 +187,7 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
     make_campaign: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import pipelines.model_host
+    import visuels.models.host
 
     # From text only: a batch of jobs from photos and from text would be two calls.
     campaign = load_campaign(make_campaign(audiences={"a": "x", "b": "y", "c": "z"}, formats=["story"], photos=None))
@@ -212,7 +206,7 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return generate(pipeline, batch, controlnet)
 
-    monkeypatch.setattr(pipelines.model_host, "generate", small_gpu)
+    monkeypatch.setattr(visuels.models.host, "generate", small_gpu)
     pictures = host.generate(DemoModelRef(), torch.float32, None, jobs)
     assert calls == [5, 3, 2, 1, 2]
     for got, want in zip(pictures, expected, strict=True):
@@ -220,10 +214,10 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
     calls.clear()
     host.generate(DemoModelRef(), torch.float32, None, jobs)
     assert calls == [2, 2, 1]  # the host remembers what fits...
-    monkeypatch.setattr(pipelines.model_host, "generate", lambda pipeline, batch, controlnet: [None] * len(batch))
-    for _call in range(pipelines.model_host.REGROW_AFTER):
+    monkeypatch.setattr(visuels.models.host, "generate", lambda pipeline, batch, controlnet: [None] * len(batch))
+    for _call in range(visuels.models.host.REGROW_AFTER):
         host.generate(DemoModelRef(), torch.float32, None, jobs)
-    monkeypatch.setattr(pipelines.model_host, "generate", small_gpu)
+    monkeypatch.setattr(visuels.models.host, "generate", small_gpu)
     calls.clear()
     host.generate(DemoModelRef(), torch.float32, None, jobs)
     assert calls[0] == 5  # ...for a while: the memory may have been another job's, so the full size is tried again
@@ -232,12 +226,12 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
 def test_one_picture_that_does_not_fit_is_a_clear_error(
     host: ModelHost, make_campaign: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.model_host
+    import visuels.models.host
 
     def no_memory(pipeline, batch, controlnet):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(pipelines.model_host, "generate", no_memory)
+    monkeypatch.setattr(visuels.models.host, "generate", no_memory)
     jobs = expand_jobs(load_campaign(make_campaign(formats=["story"])), describe_model(DemoModelRef()), "float32")
     with pytest.raises(GpuMemoryError, match="one picture does not fit"):
         host.generate(DemoModelRef(), torch.float32, None, jobs[:1])
@@ -247,8 +241,7 @@ def save_tiny_sdxl(folder: Path) -> Path:
     """An SDXL-architecture pipeline (two text encoders, text-time conditioning), tiny, random."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from pipelines.demo_model import build_tokenizer
+    from visuels.models.demo import build_tokenizer
 
     tokenizer = build_tokenizer()
     text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2}
@@ -290,7 +283,8 @@ def save_tiny_sdxl(folder: Path) -> Path:
 def test_an_sdxl_checkpoint_renders_at_its_native_size(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer
 ) -> None:
-    from pipelines.render import plan_render
+    from visuels.planning.plan import plan_render
+
     from tests.conftest import render_now
 
     folder = save_tiny_sdxl(tmp_path / "sdxl")
@@ -310,8 +304,8 @@ def test_an_sdxl_checkpoint_renders_at_its_native_size(
 
 
 def test_a_folder_with_fp16_weights_loads_them_in_half_precision(tmp_path: Path) -> None:
-    from pipelines.demo_model import build_demo_pipeline
-    from pipelines.model_host import load_from_files
+    from visuels.models.demo import build_demo_pipeline
+    from visuels.models.host import load_from_files
 
     folder = tmp_path / "model"
     build_demo_pipeline().save_pretrained(folder)
@@ -349,7 +343,7 @@ def test_a_picture_the_safety_checker_blacked_out_is_never_exported_silently(
 ) -> None:
     from types import SimpleNamespace
 
-    from pipelines.generation import refuse_flagged
+    from visuels.models.generation import refuse_flagged
 
     jobs = expand_jobs(load_campaign(make_campaign()), describe_model(DemoModelRef()), "float32")[:2]
     refuse_flagged(jobs, SimpleNamespace(images=None))  # no checker: nothing to say

@@ -11,20 +11,22 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
+from visuels.engine.export import edges_path
+from visuels.engine.renderer import Renderer
+from visuels.errors import CommunesError
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.communes import load_communes
+from visuels.inputs.model_refs import DemoModelRef
+from visuels.inputs.photos import edge_map, fit_photo
+from visuels.marking.c2pa_manifest import read_manifest_state
+from visuels.marking.xmp import DigitalSourceType
+from visuels.models.generation import generate
+from visuels.models.host import ModelHost, load_from_files
+from visuels.models.reference import describe_model
+from visuels.planning.jobs import RenderJob, expand_jobs
+from visuels.planning.plan import plan_render
+from visuels.review.publish import finish_render
 
-from pipelines.campaign import load_campaign
-from pipelines.communes import load_communes
-from pipelines.errors import CommunesError
-from pipelines.export import edges_path
-from pipelines.generation import generate
-from pipelines.jobs import RenderJob, expand_jobs
-from pipelines.marking.c2pa_manifest import read_manifest_state
-from pipelines.marking.xmp import DigitalSourceType
-from pipelines.model_host import ModelHost, load_from_files
-from pipelines.model_reference import DemoModelRef, describe_model
-from pipelines.photos import edge_map, fit_photo
-from pipelines.render import finish_render, plan_render
-from pipelines.renderer import Renderer
 from tests.conftest import render_now
 
 SETE_PHOTOS = "photos/34301-sete"
@@ -174,6 +176,7 @@ def _random_controlnet(pipeline: DiffusionPipeline, folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_tiny_random_controlnet_runs_through_the_same_path(
     make_campaign: Callable[..., Path],
     charter_dir: Path,

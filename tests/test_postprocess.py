@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 from PIL import Image, ImageFont
+from visuels.inputs.charter import Charter, load_charter
+from visuels.inputs.colour import contrast_ratio, relative_luminance
+from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.postprocess.chain import postprocess
+from visuels.postprocess.compliance import assess
+from visuels.postprocess.label import draw_ai_label, label_text_size
+from visuels.postprocess.logo import place_logo
+from visuels.postprocess.palette import ciede2000, conformity, grade_to_palette, rgb_to_lab
+from visuels.postprocess.resize import crop_box, fit_to_format
+from visuels.postprocess.typography import break_points, fit, typographic
 
-from pipelines.charter import Charter, load_charter
-from pipelines.compliance import assess
-from pipelines.formats import FORMAT_PRESETS
-from pipelines.postprocess.chain import postprocess
-from pipelines.postprocess.colour import contrast_ratio, relative_luminance
-from pipelines.postprocess.label import draw_ai_label, label_text_size
-from pipelines.postprocess.logo import place_logo
-from pipelines.postprocess.palette import ciede2000, conformity, grade_to_palette, rgb_to_lab
-from pipelines.postprocess.resize import crop_box, fit_to_format
-from pipelines.postprocess.typography import break_points, fit, typographic
 from tests.conftest import SAMPLE_CHARTER_DIR
 
 LONGEST_NAME = "Saint-Remy-en-Bouzemont-Saint-Genest-et-Isson"
@@ -170,7 +170,7 @@ def test_longest_name_fits_every_format_without_collisions(charter: Charter, nam
 
 
 def test_french_characters_are_drawn(charter: Charter) -> None:
-    from pipelines.postprocess.typography import font
+    from visuels.postprocess.typography import font
 
     face = font(charter.font, 40)
     for character in "éèêëàâîïôöùûüçœæÉÈÀÇŒÆ'’-":
@@ -208,9 +208,11 @@ def test_no_line_ends_after_saint_and_apostrophes_are_typographic(charter: Chart
     assert typographic("Vivre en Solane, l'été") == "Vivre en Solane, l’été"
 
 
-@pytest.mark.parametrize("name", list(FORMAT_PRESETS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if "300dpi" in name else name for name in FORMAT_PRESETS]
+)
 def test_the_text_plate_is_fitted_to_its_text_and_inside_the_margins(charter: Charter, name: str) -> None:
-    from pipelines.postprocess.layout import margin
+    from visuels.postprocess.layout import margin
 
     preset = FORMAT_PRESETS[name]
     source = Image.open(SAMPLE_CHARTER_DIR / "references" / "12-hills-village-sea.png")
@@ -226,7 +228,7 @@ def test_the_text_plate_is_fitted_to_its_text_and_inside_the_margins(charter: Ch
 
 
 def test_story_keeps_logo_label_and_text_out_of_the_apps_interface(charter: Charter) -> None:
-    from pipelines.postprocess.layout import app_covered
+    from visuels.postprocess.layout import app_covered
 
     preset = FORMAT_PRESETS["story"]
     top, bottom = app_covered(preset.width, preset.height)
@@ -238,6 +240,7 @@ def test_story_keeps_logo_label_and_text_out_of_the_apps_interface(charter: Char
     assert app_covered(1080, 1080) == (0, 0)  # other formats are not covered
 
 
+@pytest.mark.slow
 def test_a_series_keeps_its_logo_corner_and_text_tone(charter: Charter) -> None:
     """Pictures of one commune differ; where the rules allow it, their logo corner and text tone do not."""
     sources = sorted((SAMPLE_CHARTER_DIR / "references").glob("*.png"))

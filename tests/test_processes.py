@@ -1,5 +1,5 @@
 """No process outlives what started it: a killed ``visuels render`` takes its temporary Prefect
-server and its CPU workers with it; ``make serve`` (``python -m flows.serve``) stops everything it
+server and its CPU workers with it; ``make serve`` (``python -m visuels.flows.serve``) stops everything it
 started on SIGTERM, refuses a port already taken in one line, and answers only its own user:
 its own Host names, no cross-site requests, and an API key when bound beyond loopback."""
 
@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from visuels.flows.processes import free_port
 
-from flows.processes import free_port
 from tests.conftest import REPO, SAMPLE_CHARTER_DIR
 
 pytestmark = pytest.mark.integration
@@ -123,7 +123,7 @@ def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everythi
     }
     environment.pop("PREFECT_API_URL", None)
     serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.serve", "--port", str(port), "--workers", "1", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "visuels.flows.serve", "--port", str(port), "--workers", "1", "--host", "0.0.0.0"],
         cwd=REPO,
         env=environment,
         stdout=subprocess.PIPE,
@@ -154,7 +154,7 @@ def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everythi
         assert csrf[0] == 403 and "CSRF" in csrf[1]
 
         second = subprocess.run(
-            [sys.executable, "-m", "flows.serve", "--port", str(port)],
+            [sys.executable, "-m", "visuels.flows.serve", "--port", str(port)],
             cwd=REPO,
             env=environment,
             capture_output=True,

@@ -3,7 +3,7 @@
 import base64
 import re
 
-from pipelines.progress_view import BAR_WIDTH, progress_markdown
+from visuels.flows.artifacts.progress_view import BAR_WIDTH, progress_markdown
 
 
 def _filled_width(markdown: str) -> int:

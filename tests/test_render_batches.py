@@ -18,12 +18,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import visuels.flows.render_batches as render_batches_module
 from prefect.exceptions import ObjectNotFound
-
-import flows.render_batches as render_batches_module
-from flows.render_batches import CHUNKS_PER_DEVICE, render_batches
-from pipelines.jobs import RenderJob
-from pipelines.render import RenderPlan, RenderSettings, export_target, plan_render
+from visuels.engine.run import export_target
+from visuels.flows.render_batches import CHUNKS_PER_DEVICE, render_batches
+from visuels.planning.jobs import RenderJob
+from visuels.planning.plan import RenderPlan, plan_render
+from visuels.planning.request import RenderSettings
 
 
 class FakeChunk:
@@ -64,10 +65,31 @@ class FakeWorkers:
         return chunk
 
 
+class FakeClient:
+    """Stands in for the API: every chunk not collected yet is still scheduled; cancellations are noted."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read_task_run(self, task_run_id: str) -> SimpleNamespace:
+        return SimpleNamespace(state=SimpleNamespace(is_final=lambda: False, is_running=lambda: False))
+
+    def set_task_run_state(self, task_run_id: str, state: object, force: bool) -> None:
+        self.cancelled.append(task_run_id)
+
+
 @pytest.fixture
 def with_one_render_worker(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeWorkers]:
     def install(drop: int | None = None, stateless_waits: int = 0) -> FakeWorkers:
         workers = FakeWorkers(drop, stateless_waits)
+        workers.api = FakeClient()
+        monkeypatch.setattr(render_batches_module, "get_client", lambda sync_client: workers.api)
         monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: 1)
         monkeypatch.setattr(render_batches_module, "render_chunk_task", workers)
         monkeypatch.setattr(render_batches_module, "BATCHES_PER_CHUNK", 1)
@@ -107,9 +129,10 @@ def test_a_chunk_a_worker_dropped_fails_the_run(
     make_campaign: Callable[..., Path], tmp_path: Path, with_one_render_worker: Callable[..., FakeWorkers]
 ) -> None:
     plan = plan_render(make_campaign(), tmp_path / "outputs")
-    with_one_render_worker(drop=1)
+    workers = with_one_render_worker(drop=1)
     with pytest.raises(RuntimeError, match="dropped chunk chunk-1"):
         send(plan, tmp_path, lambda done: None)
+    assert workers.api.cancelled == ["chunk-2"]  # the run's chunk no worker had started yet: cancelled
 
 
 class StartedChunk:
@@ -137,10 +160,9 @@ def test_a_chunk_whose_render_worker_died_fails_the_run_once_its_claims_lapse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy import update
-
-    from pipelines.claims import JobClaims, abandoned
-    from pipelines.database import Database, claim_owners_table, database_url
-    from pipelines.errors import WorkerLostError
+    from visuels.engine.claims import JobClaims, abandoned
+    from visuels.errors import WorkerLostError
+    from visuels.record.database import Database, claim_owners_table, database_url
 
     url = database_url(tmp_path)
     chunk = [SimpleNamespace(key=f"{n:064x}", relative_path=f"c/{n}.png") for n in range(3)]
@@ -168,7 +190,7 @@ class WaitingChunk:
 
 
 def test_a_chunk_nobody_starts_fails_the_run_unless_every_worker_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.errors import WorkerLostError
+    from visuels.errors import WorkerLostError
 
     monkeypatch.setattr(render_batches_module, "CHUNK_START_GRACE_S", 0.05)
     monkeypatch.setattr(render_batches_module, "CHECK_EVERY_S", 0.01)

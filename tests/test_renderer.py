@@ -20,14 +20,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from visuels.engine.cpu_stage import CpuStage
+from visuels.engine.renderer import Renderer
+from visuels.engine.run import export_target, render_jobs
+from visuels.errors import CampaignError
+from visuels.models.host import ModelHost
+from visuels.models.spec import BATCH_FIELDS
+from visuels.planning.plan import RenderPlan, plan_render
+from visuels.planning.request import RenderSettings
+from visuels.record.database import database_url
 
-from pipelines.cpu_stage import CpuStage
-from pipelines.database import database_url
-from pipelines.errors import CampaignError
-from pipelines.jobs import BATCH_FIELDS
-from pipelines.model_host import ModelHost
-from pipelines.render import RenderPlan, RenderSettings, export_target, plan_render, render_jobs
-from pipelines.renderer import Renderer
 from tests.conftest import render_now
 
 
@@ -121,7 +123,7 @@ def test_a_failing_render_waits_for_the_pictures_it_started_before_letting_go_of
 
 
 def test_a_render_asked_to_stop_starts_no_further_batch(tmp_path: Path) -> None:
-    from pipelines.renderer import RenderStoppedError
+    from visuels.engine.renderer import RenderStoppedError
 
     cpu = SlowCpu()
     host = FakeHost(cpu)
@@ -189,6 +191,7 @@ def render_with(plan_for: Callable[[Path], RenderPlan], out: Path, workers: int,
     return pixels_by_file(out)
 
 
+@pytest.mark.slow
 def test_pictures_do_not_depend_on_worker_count_or_batch_size(campaign_plan, tmp_path: Path) -> None:
     one_worker = render_with(campaign_plan, tmp_path / "one", workers=1, batch=4)
     three_workers = render_with(campaign_plan, tmp_path / "three", workers=3, batch=4)
@@ -222,6 +225,7 @@ def database_rows(out: Path, query: str) -> list[tuple]:
         return connection.execute(query).fetchall()
 
 
+@pytest.mark.integration
 def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:
@@ -231,7 +235,13 @@ def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
-    command = [sys.executable, "-c", "from flows.cli import main; raise SystemExit(main())", "render", str(campaign)]
+    command = [
+        sys.executable,
+        "-c",
+        "from visuels.flows.cli import main; raise SystemExit(main())",
+        "render",
+        str(campaign),
+    ]
     command += ["--output-dir", str(out), "--batch-size", "1"]
     killed = subprocess.Popen(command, env=environment, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -271,8 +281,8 @@ def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
 def test_auto_precision_is_resolved_by_the_machine_that_renders_and_recorded(
     campaign_plan: Callable[[Path], RenderPlan], tmp_path: Path, renderer: Renderer
 ) -> None:
-    from pipelines import manifest
-    from pipelines.database import Database
+    from visuels.record import manifest
+    from visuels.record.database import Database
 
     plan = campaign_plan(tmp_path)
     assert plan.setup.precision == "auto"

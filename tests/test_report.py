@@ -6,10 +6,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.contact_sheet import contact_sheet_markdown
-from pipelines.render import finish_render, plan_render
-from pipelines.renderer import Renderer
-from pipelines.review import review_listing
+from visuels.engine.renderer import Renderer
+from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
+from visuels.planning.plan import plan_render
+from visuels.review.decisions import review_listing
+from visuels.review.publish import finish_render
+
 from tests.conftest import render_now
 
 

@@ -1,28 +1,20 @@
 """Review of a run's outputs: publish the approved files, record each decision in the ledger."""
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
-from pipelines.database import Database, database_url
-from pipelines.errors import ReviewError
-from pipelines.marking.ledger import verify_chain
-from pipelines.render import finish_render, plan_render
-from pipelines.renderer import Renderer
-from pipelines.review import ReviewDecision, apply_review, review_listing
-from tests.conftest import render_now
+from visuels.errors import ReviewError
+from visuels.record.database import Database, database_url
+from visuels.record.ledger import verify_chain
+from visuels.review.decisions import ReviewDecision, apply_review, review_listing
 
 
 @pytest.fixture
-def rendered(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer) -> tuple[Path, str, list[str]]:
+def rendered(rendered_copy: tuple[Path, str, list[str], list[str]]) -> tuple[Path, str, list[str]]:
     """Four real outputs of the demo model (2 communes x 2 formats), and their job keys."""
-    out = tmp_path / "outputs"
-    plan = plan_render(make_campaign(steps=2), out)
-    exported = render_now(renderer, plan, out)
-    finish_render(plan, out)
-    return out, plan.campaign_slug, [item.job.key for item in exported]
+    out, slug, _files, keys = rendered_copy
+    return out, slug, keys
 
 
 def ledger_rows(out: Path) -> list[dict]:
@@ -86,12 +78,12 @@ def test_a_file_changed_since_rendering_is_not_published(rendered: tuple[Path, s
 def test_a_file_changed_while_publishing_leaves_no_approved_file_and_no_decision(
     rendered: tuple[Path, str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.review
+    import visuels.review.decisions
 
     out, slug, keys = rendered
     before = len(ledger_rows(out))
     names = sorted(review_listing(out, slug, keys))
-    monkeypatch.setattr(pipelines.review, "_check_unchanged", lambda path, sha256: None)  # it was, when checked
+    monkeypatch.setattr(visuels.review.decisions, "_check_unchanged", lambda path, sha256: None)  # it was, when checked
     (out / slug / names[1]).write_bytes(b"retouched meanwhile")  # the second one published
     with pytest.raises(ReviewError, match="changed since it was rendered"):
         apply_review(out, slug, keys, ReviewDecision())
@@ -107,12 +99,12 @@ def approved_files(out: Path, slug: str) -> list[str]:
 def test_a_full_disk_while_copying_publishes_nothing_and_records_nothing(
     rendered: tuple[Path, str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.review
-    from pipelines.errors import ExportError
+    import visuels.review.decisions
+    from visuels.errors import ExportError
 
     out, slug, keys = rendered
     before = len(ledger_rows(out))
-    copy = pipelines.review._copy_checked
+    copy = visuels.review.decisions._copy_checked
     calls: list[Path] = []
 
     def disk_fills(source: Path, target: Path, sha256: str) -> None:
@@ -121,7 +113,7 @@ def test_a_full_disk_while_copying_publishes_nothing_and_records_nothing(
             raise ExportError(target, None, "cannot write the approved copy: No space left on device")
         copy(source, target, sha256)
 
-    monkeypatch.setattr(pipelines.review, "_copy_checked", disk_fills)
+    monkeypatch.setattr(visuels.review.decisions, "_copy_checked", disk_fills)
     with pytest.raises(ExportError, match="No space left"):
         apply_review(out, slug, keys, ReviewDecision())
     assert approved_files(out, slug) == [] and len(ledger_rows(out)) == before
@@ -132,10 +124,10 @@ def test_a_full_disk_while_copying_publishes_nothing_and_records_nothing(
 def test_a_failure_while_recording_takes_back_every_published_copy(
     rendered: tuple[Path, str, list[str]], monkeypatch: pytest.MonkeyPatch, fails: str
 ) -> None:
-    import pipelines.review
-    from pipelines.atomic import StagedFile
-    from pipelines.database import DatabaseError
-    from pipelines.errors import ExportError
+    import visuels.review.decisions
+    from visuels._internal.atomic import StagedFile
+    from visuels.errors import ExportError
+    from visuels.record.database import DatabaseError
 
     out, slug, keys = rendered
     before = len(ledger_rows(out))
@@ -144,7 +136,7 @@ def test_a_failure_while_recording_takes_back_every_published_copy(
         def append(connection: object, entry: object) -> int:
             raise DatabaseError(out / "visuels.sqlite", None, "disk I/O error")
 
-        monkeypatch.setattr(pipelines.review, "append", append)
+        monkeypatch.setattr(visuels.review.decisions, "append", append)
     else:  # the second rename fails (say, the folder was removed meanwhile), after the first was done
         publish = StagedFile.publish
         published: list[StagedFile] = []
@@ -166,7 +158,7 @@ def test_the_approved_folder_follows_the_record_after_a_crash(rendered: tuple[Pa
     record may have lost its copy. The next review (and each report) puts the folder right."""
     import shutil
 
-    from pipelines.review import sync_approved
+    from visuels.review.decisions import sync_approved
 
     out, slug, keys = rendered
     names = sorted(review_listing(out, slug, keys))

@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 from sqlalchemy import create_engine
-
-from flows.processes import free_port, stop, wait_until_healthy
-from flows.serve import (
+from visuels.flows.processes import free_port, stop, wait_until_healthy
+from visuels.flows.serve import (
     REPO,
     register,
     serving_environment,
@@ -43,11 +42,12 @@ from flows.serve import (
     start_server,
     wait_for_render_workers,
 )
-from pipelines import manifest
-from pipelines.database import Database
-from pipelines.marking.keys import keys_dir
-from pipelines.render import plan_render
-from pipelines.render_request import Overrides, Selection
+from visuels.marking.keys import keys_dir
+from visuels.planning.plan import plan_render
+from visuels.planning.request import Overrides, Selection
+from visuels.record import manifest
+from visuels.record.database import Database
+
 from tests.postgres import new_database
 from tests.test_faults import assert_record_matches_files
 
@@ -199,8 +199,7 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.sub_runs import wait_for_runs
+    from visuels.flows.sub_runs import wait_for_runs
 
     out = cluster.out
     with temporary_settings({PREFECT_API_URL: cluster.api_url}), get_client(sync_client=True) as client:
@@ -293,8 +292,7 @@ def test_a_render_worker_killed_mid_chunk_fails_its_run_within_a_minute(cluster:
 
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.sub_runs import wait_for_runs
+    from visuels.flows.sub_runs import wait_for_runs
 
     logs = {name: machine.logs / "render-worker.log" for name, machine in cluster.machines.items()}
     chunks_before = {name: log.read_text().count("Submitting task run") for name, log in logs.items()}

@@ -2,8 +2,7 @@ import random
 import re
 
 import pytest
-
-from pipelines.slugs import MAX_LENGTH, slugify
+from visuels.inputs.slugs import MAX_LENGTH, slugify
 
 
 @pytest.mark.parametrize(

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from visuels.inputs.charter import load_charter
+from visuels.marking.keys import signing_files
+from visuels.record.database import Database, database_url
+from visuels.review.decisions import ReviewDecision
+from visuels.studio.app import Studio, create_app
+from visuels.studio.reviews import ReviewRun
 
-from pipelines.charter import load_charter
-from pipelines.database import Database, database_url
-from pipelines.marking.keys import signing_files
-from pipelines.render import finish_render, plan_render
-from pipelines.renderer import Renderer
-from pipelines.review import ReviewDecision
-from pipelines.studio.app import Studio, create_app
-from pipelines.studio.reviews import ReviewRun
-from tests.conftest import SAMPLE_CHARTER_DIR, render_now
+from tests.conftest import SAMPLE_CHARTER_DIR
 
 
 class RecordedReviews:
@@ -42,19 +40,14 @@ class RecordedReviews:
 
 @pytest.fixture
 def studio(
-    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+    rendered_copy: tuple[Path, str, list[str], list[str]],
 ) -> Iterator[tuple[TestClient, Path, list[str], RecordedReviews]]:
-    out = tmp_path / "outputs"
-    plan = plan_render(make_campaign(steps=2), out)
-    exported = render_now(renderer, plan, out)
-    finish_render(plan, out)
-    files = [item.job.relative_path for item in exported]
-    keys = [item.job.key for item in exported]
+    out, slug, files, keys = rendered_copy
     reviews = RecordedReviews(
         ReviewRun(
             id="run-1",
             name="review-x",
-            campaign_slug=plan.campaign_slug,
+            campaign_slug=slug,
             keys=keys,
             output_dir=str(out),
             paused=True,
@@ -188,7 +181,7 @@ def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
 
 
 def test_bound_beyond_loopback_it_asks_for_its_token(tmp_path: Path) -> None:
-    from pipelines.web_guard import LocalOnly
+    from visuels._internal.web_guard import LocalOnly
 
     async def hello(scope, receive, send) -> None:
         if scope["type"] == "lifespan":

@@ -6,9 +6,8 @@ from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
-
-import flows.sub_runs
-from flows.sub_runs import wait_for_runs
+import visuels.flows.sub_runs
+from visuels.flows.sub_runs import wait_for_runs
 
 
 class FakeClient:
@@ -30,11 +29,11 @@ class FakeClient:
 
 def test_a_run_that_never_ends_fails_the_wait_after_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     done, stuck = uuid4(), uuid4()
-    monkeypatch.setattr(flows.sub_runs, "get_client", lambda sync_client: FakeClient({done}))
-    monkeypatch.setattr(flows.sub_runs, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(visuels.flows.sub_runs, "get_client", lambda sync_client: FakeClient({done}))
+    monkeypatch.setattr(visuels.flows.sub_runs, "POLL_SECONDS", 0.01)
     seen: list[int] = []
     with pytest.raises(TimeoutError, match=rf"1 run\(s\) still not finished after 0 h: run-{str(stuck)[:4]}"):
         wait_for_runs([done, stuck], on_finished=seen.append, limit_s=0.1)
     assert seen == [1]  # the one that ended was counted
-    monkeypatch.setattr(flows.sub_runs, "get_client", lambda sync_client: FakeClient({done, stuck}))
+    monkeypatch.setattr(visuels.flows.sub_runs, "get_client", lambda sync_client: FakeClient({done, stuck}))
     assert [run.id for run in wait_for_runs([stuck, done], limit_s=0.1)] == [stuck, done]

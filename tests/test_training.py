@@ -12,16 +12,16 @@ from diffusers import StableDiffusionPipeline
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
+from visuels.cli import main
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.lora_runs import latest_run
+from visuels.inputs.model_refs import DemoModelRef
+from visuels.models.demo import ensure_demo_model
+from visuels.training.dataset import DatasetError, load_training_set
+from visuels.training.evaluation import colour_distance
+from visuels.training.run import TrainingSummary, run_training
+from visuels.training.trainer import TrainingConfig
 
-from pipelines.campaign import load_campaign
-from pipelines.cli import main
-from pipelines.demo_model import ensure_demo_model
-from pipelines.model_reference import DemoModelRef
-from pipelines.training.dataset import DatasetError, load_training_set
-from pipelines.training.evaluation import colour_distance
-from pipelines.training.folders import latest_run
-from pipelines.training.run import TrainingSummary, run_training
-from pipelines.training.trainer import TrainingConfig
 from tests.conftest import SAMPLE_CHARTER_DIR
 
 # Measured on this machine kind (benchmarks/RESULTS.md), 300 steps at 64 px, batch 4, lr 3e-3
@@ -66,11 +66,11 @@ def test_sample_references_make_a_training_set() -> None:
 def test_every_documented_training_option_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import SAMPLE_CAMPAIGN
 
-    readme = (SAMPLE_CAMPAIGN.parents[1] / "README.md").read_text(encoding="utf-8")
+    guide = (SAMPLE_CAMPAIGN.parents[1] / "docs" / "designers.md").read_text(encoding="utf-8")
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     usage = capsys.readouterr().out
-    section = readme.split("## Charter LoRA training", 1)[1].split("\n## ", 1)[0]
+    section = guide.split("## Charter LoRA training", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`(--[a-z-]+)`", section))
     assert documented and not [option for option in documented if option not in usage]
 
@@ -107,11 +107,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainingSummary:
     return run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=root)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(trained: TrainingSummary) -> None:
     assert trained.loss_drop >= MIN_LOSS_DROP, trained
     assert trained.last_loss < trained.first_loss
 
 
+@pytest.mark.slow
 def test_the_lora_brings_colours_closer_to_the_references(trained: TrainingSummary) -> None:
     before, after = trained.colour_distance_without_lora, trained.colour_distance_with_lora
     assert (before - after) / before >= MIN_COLOUR_IMPROVEMENT, trained
@@ -126,6 +128,7 @@ def test_colour_distance_measures_palettes() -> None:
     assert 0 < colour_distance(darker, references) < colour_distance(much_darker, references)
 
 
+@pytest.mark.slow
 def test_a_complete_run_folder(trained: TrainingSummary) -> None:
     names = {path.name for path in trained.folder.iterdir()}
     assert {"pytorch_lora_weights.safetensors", "lora_kohya.safetensors", "loss_curve.png", "README.md"} <= names
@@ -150,6 +153,7 @@ def picture(lora_file: Path | None) -> np.ndarray:
     return pipeline(prompt, height=64, width=64, num_inference_steps=8, generator=generator, output_type="np").images[0]
 
 
+@pytest.mark.slow
 def test_diffusers_and_kohya_files_load_and_agree(trained: TrainingSummary) -> None:
     plain = picture(None)
     diffusers_output = picture(trained.diffusers_file)
@@ -158,6 +162,7 @@ def test_diffusers_and_kohya_files_load_and_agree(trained: TrainingSummary) -> N
     np.testing.assert_allclose(kohya_output, diffusers_output, atol=1e-5)  # ...the same in both files
 
 
+@pytest.mark.slow
 def test_campaigns_find_the_latest_lora(
     trained: TrainingSummary, make_campaign: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,13 +174,14 @@ def test_campaigns_find_the_latest_lora(
 def test_charter_latest_without_a_trained_lora_is_a_clear_error(
     make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.errors import CampaignError
+    from visuels.errors import CampaignError
 
     monkeypatch.setenv("VISUELS_LORA_DIR", str(tmp_path / "nothing"))
     with pytest.raises(CampaignError, match="no trained LoRA for charter 'solane'"):
         load_campaign(make_campaign(lora={"path": "charter:latest"}))
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
     config = TrainingConfig(
         steps=8, resolution=64, rank=4, learning_rate=1e-3, batch_size=2, checkpoint_every=4, train_text_encoder=True
@@ -198,6 +204,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
+@pytest.mark.slow
 def test_a_text_encoder_lora_is_exported_and_loads_in_both_formats_at_its_alpha(tmp_path: Path) -> None:
     # alpha != rank: a file that loses alpha renders at rank/alpha (here 1/4) of the trained strength.
     config = TrainingConfig(

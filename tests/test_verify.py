@@ -14,19 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from visuels.cli import main
+from visuels.engine.renderer import Renderer
+from visuels.inputs.charter import Charter, load_charter
+from visuels.marking.c2pa_manifest import Provenance, sign_asset
+from visuels.marking.checkpoints import CHECKPOINT_FILE
+from visuels.marking.keys import TRUST_ANCHORS, init_local_chain, signing_files
+from visuels.marking.mark import encode
+from visuels.marking.xmp import DigitalSourceType, xmp_packet
+from visuels.planning.plan import plan_render
+from visuels.record.database import Database, database_url, url_option
+from visuels.record.ledger import LedgerEntry, append, verify_chain
+from visuels.review.publish import finish_render
+from visuels.review.verify import verify_file
 
-from pipelines.charter import Charter, load_charter
-from pipelines.cli import main
-from pipelines.database import Database, database_url, url_option
-from pipelines.marking.c2pa_manifest import Provenance, sign_asset
-from pipelines.marking.checkpoints import CHECKPOINT_FILE
-from pipelines.marking.keys import TRUST_ANCHORS, init_local_chain, signing_files
-from pipelines.marking.ledger import LedgerEntry, append, verify_chain
-from pipelines.marking.mark import encode
-from pipelines.marking.verify import verify_file
-from pipelines.marking.xmp import DigitalSourceType, xmp_packet
-from pipelines.render import finish_render, plan_render
-from pipelines.renderer import Renderer
 from tests.conftest import SAMPLE_CHARTER_DIR, render_now
 from tests.watermark_attacks import rotate
 
@@ -422,8 +423,7 @@ def test_verify_lists_each_failed_check(
 
 def ledger_rows(database: Database) -> list:
     from sqlalchemy import select
-
-    from pipelines.database import ledger_table
+    from visuels.record.database import ledger_table
 
     with database.reading() as connection:
         return [row._mapping for row in connection.execute(select(ledger_table).order_by(ledger_table.c.id))]

@@ -8,9 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
-
-from pipelines.charter import Charter, load_charter
-from pipelines.marking.watermark import (
+from visuels.inputs.charter import Charter, load_charter
+from visuels.marking.watermark import (
     DEFAULT_KEY,
     KEY_VARIABLE,
     MAX_ATTEMPTS,
@@ -19,7 +18,8 @@ from pipelines.marking.watermark import (
     detect,
     embed,
 )
-from pipelines.postprocess.label import draw_ai_label
+from visuels.postprocess.label import draw_ai_label
+
 from tests.conftest import SAMPLE_CHARTER_DIR
 from tests.watermark_attacks import ATTACKS, REFERENCES, chain_output, pink_noise, psnr, unmarked_pictures
 
@@ -82,7 +82,10 @@ def test_marking_is_invisible_enough(outputs: dict[str, np.ndarray], marked: dic
         assert psnr(image, marked[name]) >= 38.0
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize(
+    "family",
+    [pytest.param(name, marks=pytest.mark.slow) if name in ("geometry", "chains") else name for name in FAMILIES],
+)
 def test_exact_payload_after_each_attack_of_a_family(marked: dict[str, np.ndarray], family: str) -> None:
     lost = []
     for attack in ["none", *FAMILIES[family]]:
@@ -95,7 +98,9 @@ def test_exact_payload_after_each_attack_of_a_family(marked: dict[str, np.ndarra
     assert lost == []
 
 
-@pytest.mark.parametrize("degrees", [3, -5, 10])
+@pytest.mark.parametrize(
+    "degrees", [3, pytest.param(-5, marks=pytest.mark.slow), pytest.param(10, marks=pytest.mark.slow)]
+)
 def test_a_turned_picture_is_found_turned_by_its_angle(marked: dict[str, np.ndarray], degrees: int) -> None:
     for name, image in marked.items():
         for attack in (f"rotate {degrees:+d}° crop", f"rotate {degrees:+d}° border"):
@@ -153,6 +158,7 @@ def test_payload_must_be_64_bits(outputs: dict[str, np.ndarray]) -> None:
         embed(outputs["illustration 1080x1080"], 2**64)
 
 
+@pytest.mark.slow
 def test_no_payload_on_1000_unmarked_pictures() -> None:
     """With a CRC-32 and at most MAX_ATTEMPTS decodings, the false-positive rate is at most
     MAX_ATTEMPTS * 2**-32 per picture (7.0e-9): 1,000 pictures should give none at all (10,000 in

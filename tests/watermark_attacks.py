@@ -14,9 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
-
-from pipelines.charter import Charter
-from pipelines.postprocess.chain import postprocess
+from visuels.inputs.charter import Charter
+from visuels.postprocess.chain import postprocess
 
 SAMPLE_CHARTER_DIR = Path(__file__).resolve().parents[1] / "brand_assets" / "solane"
 REFERENCES = sorted((SAMPLE_CHARTER_DIR / "references").glob("*.png"))

@@ -13,9 +13,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import c2pa
-
-from pipelines.marking.keys import SigningError, SigningFiles
-from pipelines.marking.xmp import DigitalSourceType
+from visuels.marking.keys import SigningError, SigningFiles
+from visuels.marking.xmp import DigitalSourceType
 
 WATERMARK_ALGORITHM = "org.visuels.tiled-spread-spectrum.1"
 

@@ -21,10 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select
-
-from pipelines.atomic import write_text_atomic
-from pipelines.database import Database, checkpoints_table, ledger_table
-from pipelines.marking.keys import SigningFiles
+from visuels._internal.atomic import write_text_atomic
+from visuels.marking.keys import SigningFiles
+from visuels.record.database import Database, checkpoints_table, ledger_table
 
 CHECKPOINT_FILE = "ledger-checkpoint.json"
 

@@ -11,7 +11,6 @@ the folder instead, and may set a timestamp authority with ``VISUELS_TSA_URL``.
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from pipelines.atomic import write_bytes_atomic
-from pipelines.errors import VisuelsError
+from visuels._internal.atomic import write_bytes_atomic
+from visuels.config import settings
+from visuels.errors import VisuelsError
 
 SIGNER_KEY = "signer.key"
 CHAIN = "chain.pem"
@@ -44,7 +43,7 @@ class SigningFiles:
 
 def keys_dir() -> Path:
     """``$VISUELS_KEYS_DIR``, else ``./keys`` (git-ignored)."""
-    return Path(os.environ.get("VISUELS_KEYS_DIR", "keys"))
+    return settings().keys_dir
 
 
 def signing_files(folder: Path | None = None) -> SigningFiles:
@@ -54,7 +53,7 @@ def signing_files(folder: Path | None = None) -> SigningFiles:
         private_key=folder / SIGNER_KEY,
         chain=folder / CHAIN,
         trust_anchors=folder / TRUST_ANCHORS,
-        tsa_url=os.environ.get("VISUELS_TSA_URL") or None,
+        tsa_url=settings().tsa_url or None,
     )
     for path in (files.private_key, files.chain, files.trust_anchors):
         if not path.is_file():

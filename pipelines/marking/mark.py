@@ -1,7 +1,7 @@
 """Marking, the last step of export: watermark, XMP, signed C2PA manifest, and the ledger row to record.
 
 ``write_marked`` is the only function that writes an output picture: it fills a staged file
-(``pipelines.atomic.staged``), which its caller moves into place once the picture may be
+(``visuels._internal.atomic.staged``), which its caller moves into place once the picture may be
 recorded (export: inside the transaction that records it, once its claim is confirmed). Nothing
 else writes pictures, so no file leaves the pipeline unmarked. It returns the file's ledger row,
 which export commits with the file's outputs row.
@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, PngImagePlugin
-
-from pipelines.atomic import StagedFile
-from pipelines.errors import ExportError
-from pipelines.marking import ledger, watermark
-from pipelines.marking.c2pa_manifest import Ingredient, Provenance, sign_asset
-from pipelines.marking.keys import SigningFiles
-from pipelines.marking.phash import perceptual_hash
-from pipelines.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
+from visuels._internal.atomic import StagedFile
+from visuels.errors import ExportError
+from visuels.marking import watermark
+from visuels.marking.c2pa_manifest import Ingredient, Provenance, sign_asset
+from visuels.marking.keys import SigningFiles
+from visuels.marking.phash import perceptual_hash
+from visuels.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
+from visuels.record import ledger
 
 SOFTWARE = "visuels"
 

@@ -31,15 +31,14 @@ Design (tiled spread spectrum with a synchronisation pattern):
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
-
-from pipelines.errors import VisuelsError
+from visuels.config import settings
+from visuels.errors import VisuelsError
 
 CANONICAL = 512
 TILE = 128
@@ -82,7 +81,7 @@ def configured_key() -> int:
     target it too; a private key keeps both to those who hold it. Every embed, detect and remove
     uses this unless given a key, so renders, verify and the studio agree.
     """
-    value = os.environ.get(KEY_VARIABLE, "").strip()
+    value = settings().watermark_key.strip()
     if not value:
         return DEFAULT_KEY
     try:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from enum import StrEnum
 from xml.sax.saxutils import escape, quoteattr
 
-XMP_PNG_KEY = "XML:com.adobe.xmp"  # the iTXt keyword under which PNG files carry XMP
+from visuels.inputs.images import XMP_PNG_KEY
+
+__all__ = ["XMP_PNG_KEY", "DigitalSourceType", "xmp_packet"]
 
 
 class DigitalSourceType(StrEnum):

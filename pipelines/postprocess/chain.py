@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PIL import Image
-
-from pipelines.charter import Charter
-from pipelines.coherence import StyleSignature, style_signature
-from pipelines.postprocess.label import LabelPlacement, draw_ai_label
-from pipelines.postprocess.layout import margin
-from pipelines.postprocess.logo import LogoPlacement, place_logo
-from pipelines.postprocess.palette import conformity, grade_to_palette
-from pipelines.postprocess.resize import fit_to_format
-from pipelines.postprocess.typography import TextBlock, draw_text_block
+from visuels.inputs.charter import Charter
+from visuels.postprocess.coherence import StyleSignature, style_signature
+from visuels.postprocess.label import LabelPlacement, draw_ai_label
+from visuels.postprocess.layout import margin
+from visuels.postprocess.logo import LogoPlacement, place_logo
+from visuels.postprocess.palette import conformity, grade_to_palette
+from visuels.postprocess.resize import fit_to_format
+from visuels.postprocess.typography import TextBlock, draw_text_block
 
 
 @dataclass(frozen=True)

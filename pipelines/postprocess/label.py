@@ -7,10 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
-
-from pipelines.charter import Charter
-from pipelines.postprocess.colour import contrast_ratio, darkest_and_lightest, relative_luminance
-from pipelines.postprocess.layout import Box, box_in_corner, margin
+from visuels.inputs.charter import Charter
+from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
+from visuels.postprocess.layout import Box, box_in_corner, margin
 
 
 @lru_cache(maxsize=32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.charter import Corner
+from visuels.inputs.charter import Corner
 
 MARGIN_SHARE = 0.03  # outer margin, as a share of the short side
 

@@ -3,7 +3,6 @@ in its most legible variant."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,12 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-
-from pipelines.charter import Charter
-from pipelines.errors import CharterError
-from pipelines.formats import FormatPreset
-from pipelines.postprocess.colour import relative_luminance
-from pipelines.postprocess.layout import Box, box_in_corner, margin
+from visuels.inputs.charter import Charter
+from visuels.inputs.colour import relative_luminance
+from visuels.inputs.logo_fit import logo_geometry
+from visuels.postprocess.layout import Box, box_in_corner, margin
 
 # WCAG 2 asks for 3:1 for graphical objects; below that the colour logo gives way to a monochrome one.
 MIN_GRAPHIC_CONTRAST = 3.0
@@ -72,28 +69,6 @@ def logo_contrast(path: Path, background: float) -> float:
 def _resize_premultiplied(logo: Image.Image, size: tuple[int, int]) -> Image.Image:
     # Resampling straight RGBA bleeds the colour of transparent pixels into the edges (fringes).
     return logo.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
-
-
-def logo_geometry(charter: Charter, width: int, height: int) -> tuple[int, int, int]:
-    """Logo width and height at the charter's minimum share, and the clear zone, in pixels."""
-    rules = charter.spec.logo
-    reference = _load_logo(charter.logo_colour)
-    logo_width = math.ceil(rules.min_width_share * min(width, height))
-    logo_height = max(1, round(logo_width * reference.height / reference.width))
-    return logo_width, logo_height, math.ceil(rules.clear_zone * logo_height)
-
-
-def check_logo_fits(charter: Charter, preset: FormatPreset) -> None:
-    """The logo with its clear zone must fit in a quarter of the format, or it crowds out the picture."""
-    logo_width, logo_height, clear = logo_geometry(charter, preset.width, preset.height)
-    zone = (logo_width + 2 * clear, logo_height + 2 * clear)
-    if zone[0] > preset.width / 2 or zone[1] > preset.height / 2:
-        raise CharterError(
-            charter.path,
-            "logo.min_width_share",
-            f"the logo with its clear zone needs {zone[0]}x{zone[1]} px, more than a quarter of "
-            f"{preset.name} ({preset.width}x{preset.height})",
-        )
 
 
 def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[Image.Image, LogoPlacement]:

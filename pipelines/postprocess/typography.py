@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-
-from pipelines.postprocess.colour import contrast_ratio, darkest_and_lightest, relative_luminance
-from pipelines.postprocess.layout import Box, app_covered
+from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
+from visuels.postprocess.layout import Box, app_covered
 
 SIZE_STEP = 0.92  # each try sets the text this much smaller
 LINE_SPACING = 1.15

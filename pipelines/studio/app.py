@@ -3,7 +3,7 @@
 Pages: the home page (paused reviews, campaigns), a review grid that resumes the paused Prefect
 run, a retouch page (brush a mask, make variants, keep one) and a finalize page (drop a file
 edited elsewhere beside its original). Every file it writes goes through
-``pipelines.derivatives.mark_derivative``: marked again and recorded against its original.
+``visuels.review.derivatives.mark_derivative``: marked again and recorded against its original.
 """
 
 from __future__ import annotations
@@ -26,24 +26,23 @@ from fastapi.templating import Jinja2Templates
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
-
-from pipelines.charter import Charter
-from pipelines.config_files import first_problem
-from pipelines.database import Database, outputs_table
-from pipelines.derivatives import Derivative, Original, finalize_file, find_original, mark_derivative
-from pipelines.devices import DeviceName
-from pipelines.errors import VisuelsError
-from pipelines.image_input import read_mask, read_picture
-from pipelines.jobs import KEY_PREFIX_LENGTH
-from pipelines.marking.keys import SigningFiles
-from pipelines.marking.mark import preview_jpeg
-from pipelines.review import ReviewDecision, review_listing
-from pipelines.studio.reviews import ReviewBackend
-from pipelines.web_guard import LocalOnly
+from visuels._internal.web_guard import LocalOnly
+from visuels.errors import VisuelsError
+from visuels.inputs.charter import Charter
+from visuels.inputs.images import read_mask, read_picture
+from visuels.inputs.yamlfiles import first_problem
+from visuels.marking.keys import SigningFiles
+from visuels.marking.mark import preview_jpeg
+from visuels.models.devices import DeviceName
+from visuels.planning.jobs import KEY_PREFIX_LENGTH
+from visuels.record.database import Database, outputs_table
+from visuels.review.decisions import ReviewDecision, review_listing
+from visuels.review.derivatives import Derivative, Original, finalize_file, find_original, mark_derivative
+from visuels.studio.reviews import ReviewBackend
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
-    from pipelines.model_host import ModelHost
-    from pipelines.retouch import RetouchModel, RetouchSettings
+    from visuels.models.host import ModelHost
+    from visuels.review.retouch import RetouchModel, RetouchSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
 # What /files serves: the pictures, their thumbnails and edge maps, the reports. Never the database
@@ -98,8 +97,8 @@ class Studio:
 
     def host(self) -> ModelHost:
         """The model host, created on first retouch: the other pages never load torch."""
-        from pipelines.devices import choose_device
-        from pipelines.model_host import ModelHost
+        from visuels.models.devices import choose_device
+        from visuels.models.host import ModelHost
 
         with self._lock:
             if self._host is None:
@@ -187,7 +186,7 @@ def _derivative_json(done: Derivative, output_root: Path) -> dict:
 
 
 def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = None) -> LocalOnly:
-    """The studio, behind the checks every served page has (``pipelines.web_guard``): the Host
+    """The studio, behind the checks every served page has (``visuels._internal.web_guard``): the Host
     names it answers to (``hosts`` besides loopback's), the Origin of state-changing requests,
     and ``token`` when it is bound beyond loopback."""
     app = FastAPI(title="visuels studio", docs_url=None, redoc_url=None, openapi_url=None)
@@ -256,8 +255,8 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
 
     @app.post("/api/retouch")
     def make_variants(ask: RetouchAsk) -> JSONResponse:
-        from pipelines.devices import choose_dtype
-        from pipelines.retouch import RetouchSettings, retouch, retouch_model
+        from visuels.models.devices import choose_dtype
+        from visuels.review.retouch import RetouchSettings, retouch, retouch_model
 
         try:
             settings = RetouchSettings(
@@ -294,7 +293,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
 
     @app.post("/api/keep")
     def keep_variant(ask: KeepAsk) -> JSONResponse:
-        from pipelines.retouch import retouch_edit
+        from visuels.review.retouch import retouch_edit
 
         session = studio.session(ask.session)
         if session is None or not 0 <= ask.variant < len(session.variants):

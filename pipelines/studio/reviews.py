@@ -1,6 +1,6 @@
 """What the studio needs from the orchestrator to show and answer paused review runs.
 
-The Prefect implementation lives in ``flows/studio_reviews.py`` (this package never imports
+The Prefect implementation lives in ``visuels.flows.studio_reviews`` (this package never imports
 Prefect); the studio works without one, for retouching on a laptop.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from pydantic import BaseModel
-
-from pipelines.review import ReviewDecision
+from visuels.review.decisions import ReviewDecision
 
 
 class ReviewRun(BaseModel):

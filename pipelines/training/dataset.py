@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from pipelines.errors import VisuelsError
-from pipelines.image_input import ImageInputError, read_picture
+from visuels.errors import VisuelsError
+from visuels.inputs.images import ImageInputError, read_picture
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_IMAGES = 5

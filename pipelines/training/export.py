@@ -14,8 +14,7 @@ from peft.utils import get_peft_model_state_dict
 from PIL import Image, ImageDraw
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-
-from pipelines.atomic import write_text_atomic, write_with
+from visuels._internal.atomic import write_text_atomic, write_with
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 KOHYA_FILE = "lora_kohya.safetensors"

@@ -12,21 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
-
-from pipelines.charter import Charter, load_charter
-from pipelines.errors import ModelError, VisuelsError
-from pipelines.model_reference import ModelInfo, ModelRef, SingleFileRef, describe_model, model_folder
-from pipelines.training.dataset import TrainingSet, load_training_set
-from pipelines.training.evaluation import evaluate_colours
-from pipelines.training.export import (
-    draw_loss_curve,
-    export_diffusers,
-    export_kohya,
-    metadata_for,
-    write_model_card,
-)
-from pipelines.training.folders import lora_root
-from pipelines.training.trainer import TrainingConfig, train_lora
+from visuels.errors import ModelError, VisuelsError
+from visuels.inputs.charter import Charter, load_charter
+from visuels.inputs.lora_runs import lora_root
+from visuels.inputs.model_refs import ModelRef, SingleFileRef
+from visuels.models.reference import ModelInfo, describe_model, model_folder
+from visuels.training.dataset import TrainingSet, load_training_set
+from visuels.training.evaluation import evaluate_colours
+from visuels.training.export import draw_loss_curve, export_diffusers, export_kohya, metadata_for, write_model_card
+from visuels.training.trainer import TrainingConfig, train_lora
 
 
 class TrainingRunError(VisuelsError):

@@ -24,11 +24,10 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from pipelines.atomic import write_with
-from pipelines.form_fields import blank_when_unset
-from pipelines.third_party_logs import quiet_third_party_logs
-from pipelines.training.dataset import TrainingSet
+from visuels._internal.atomic import write_with
+from visuels._internal.logs import quiet_third_party_logs
+from visuels._internal.schema import blank_when_unset
+from visuels.training.dataset import TrainingSet
 
 log = logging.getLogger(__name__)
 

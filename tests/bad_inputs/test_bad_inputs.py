@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from visuels.cli import main
 
-from pipelines.cli import main
 from tests.conftest import SAMPLE_CHARTER_DIR
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases.yaml").read_text(encoding="utf-8"))
@@ -114,7 +114,7 @@ def test_bad_input_is_one_line_its_exit_code_and_nothing_written(
     places["out"] = str(root / "out")
     _apply(case, root, places)
     if case.get("database"):  # a record to verify against, as an earlier render left it
-        from pipelines.database import Database
+        from visuels.record.database import Database
 
         Database(f"sqlite:///{root / 'record' / 'visuels.sqlite'}").close()
     before = _files(root)

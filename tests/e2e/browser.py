@@ -20,9 +20,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from visuels.flows.processes import free_port
 from websockets.sync.client import connect
 
-from flows.processes import free_port
 from tests.e2e.run_form import CHROMIUM_FLAGS
 
 # What Chromium answers when a script ran into a page being replaced by the next one.

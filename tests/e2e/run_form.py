@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.processes import free_port, stop, wait_until_healthy
-from flows.serve import register, serving_environment, start_server
+from visuels.flows.processes import free_port, stop, wait_until_healthy
+from visuels.flows.serve import register, serving_environment, start_server
 
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 # Headless, as root, on a machine with no network: no sandbox, no GPU, no background connections.

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import uvicorn
+from visuels.flows.processes import free_port
+from visuels.inputs.charter import load_charter
+from visuels.marking.keys import signing_files
+from visuels.record.database import Database, database_url
+from visuels.studio.app import Studio, create_app
 
-from flows.processes import free_port
-from pipelines.charter import load_charter
-from pipelines.database import Database, database_url
-from pipelines.marking.keys import signing_files
-from pipelines.studio.app import Studio, create_app
 from tests.conftest import SAMPLE_CHARTER_DIR
 from tests.e2e.browser import Browser
 from tests.e2e.run_form import find_chromium

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+from visuels.flows.render_campaign import render_campaign
+from visuels.inputs.formats import FORMAT_PRESETS
 
-from flows.render_campaign import render_campaign
-from pipelines.formats import FORMAT_PRESETS
 from tests.conftest import SAMPLE_CAMPAIGN
 from tests.e2e.browser import Browser
 from tests.e2e.run_form import find_chromium, served_run_form

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from visuels.engine.renderer import Renderer
+from visuels.planning.plan import plan_render
+from visuels.review.publish import finish_render
 
-from pipelines.render import finish_render, plan_render
-from pipelines.renderer import Renderer
 from tests.conftest import SAMPLE_CHARTER_DIR, render_now
 from tests.e2e.run_form import find_chromium
 
@@ -43,13 +44,12 @@ def outputs(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Render
 def studio_url(outputs: tuple[Path, str, list[str]]) -> Iterator[str]:
     """The studio on a free port of 127.0.0.1, serving ``outputs``, answering reviews through Prefect."""
     import uvicorn
-
-    from flows.processes import free_port
-    from flows.studio_reviews import PrefectReviews
-    from pipelines.charter import load_charter
-    from pipelines.database import Database, database_url
-    from pipelines.marking.keys import signing_files
-    from pipelines.studio.app import Studio, create_app
+    from visuels.flows.processes import free_port
+    from visuels.flows.studio_reviews import PrefectReviews
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import signing_files
+    from visuels.record.database import Database, database_url
+    from visuels.studio.app import Studio, create_app
 
     out = outputs[0]
     studio = Studio(
@@ -81,8 +81,9 @@ ALL_IMAGES_SHOWN = (
 def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
     outputs: tuple[Path, str, list[str]], studio_url: str, tmp_path: Path
 ) -> None:
-    from flows.review_campaign import review_campaign
-    from pipelines.review import review_listing
+    from visuels.flows.review_campaign import review_campaign
+    from visuels.review.decisions import review_listing
+
     from tests.e2e.browser import Browser
     from tests.test_flow import wait_until_paused
 
@@ -122,7 +123,8 @@ def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
 def test_the_retouch_page_paints_a_mask_and_keeps_a_variant(
     outputs: tuple[Path, str, list[str]], studio_url: str, tmp_path: Path
 ) -> None:
-    from pipelines.review import review_listing
+    from visuels.review.decisions import review_listing
+
     from tests.e2e.browser import Browser
 
     out, slug, keys = outputs

@@ -1,0 +1,1 @@
+"""What runs show in Prefect's UI beside their logs: the contact sheet, the progress view."""

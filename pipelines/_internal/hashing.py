@@ -1,0 +1,42 @@
+"""Content hashes used in job keys and provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from visuels._internal.atomic import write_text_atomic
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    """Hash a JSON-serialisable value in a canonical form (sorted keys, no spaces)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def cached_sha256_file(path: Path, cache_file: Path) -> str:
+    """sha256 of a (possibly multi-GB) file, remembered by path, size and modification time."""
+    stat = path.stat()
+    entry_key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        cache: dict[str, str] = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    if entry_key in cache:
+        return cache[entry_key]
+    digest = sha256_file(path)
+    cache[entry_key] = digest
+    write_text_atomic(cache_file, json.dumps(cache, indent=0, sort_keys=True))
+    return digest

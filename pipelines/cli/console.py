@@ -1,0 +1,91 @@
+"""What every command shares: the consoles it prints to, and how it finds the database of record."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from rich.console import Console
+from visuels.config import settings
+from visuels.errors import VisuelsError
+from visuels.inputs.yamlfiles import first_problem
+
+if TYPE_CHECKING:
+    from visuels.record.database import Database
+
+DATABASE_HELP = (
+    "the database of record: a SQLAlchemy URL or a SQLite file"
+    " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
+)
+
+# soft_wrap: a message stays on one line whatever the terminal width.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number}: must be at least 1")
+    return number
+
+
+def option_error(source: str, exc: ValidationError) -> VisuelsError:
+    """A validation error of a command line value, named as its option: ``--max-communes``."""
+    location, message = first_problem(exc)
+    return VisuelsError(source, "--" + str(location[-1]).replace("_", "-"), message)
+
+
+def split_names(option: str | None) -> list[str]:
+    """A comma-separated option's names."""
+    return [name.strip() for name in option.split(",") if name.strip()] if option else []
+
+
+def database_url_option(option: str | None, near: Path | None = None) -> str:
+    """The database ``--database`` names; else ``$VISUELS_DATABASE_URL``; else the ``visuels.sqlite``
+    of the output folder ``near`` (a file) lies in, whatever ``--output-dir`` made it; else ./outputs'."""
+    from visuels.record.database import DATABASE_FILE, DatabaseOptionError, database_url, is_missing, url_option
+
+    if option:
+        return url_option(option)
+    if near is not None and not settings().database_url:
+        for folder in near.resolve().parents:
+            if (folder / DATABASE_FILE).is_file():
+                return f"sqlite:///{folder / DATABASE_FILE}"
+    url = database_url(Path("outputs"))
+    if is_missing(url):
+        looked = f"in the folders above {near} and " if near is not None else ""
+        raise DatabaseOptionError(
+            near or "outputs", "--database", f"no {DATABASE_FILE} found {looked}in ./outputs: give --database"
+        )
+    return url
+
+
+def record_near(path: Path) -> str | None:
+    """The record a file would be in, as ``database_url_option`` finds it; None where there is none (a
+    picture that reached someone outside the project: it is judged from its own marks)."""
+    from visuels.record.database import DatabaseOptionError
+
+    try:
+        return database_url_option(None, path)
+    except DatabaseOptionError:
+        return None
+
+
+def open_record(option: str | None, near: Path | None = None) -> Database:
+    """The database of record for a command; it must exist already."""
+    from visuels.record.database import Database
+
+    return Database(database_url_option(option, near), must_exist=True)
+
+
+def record_folder(database: Database) -> Path:
+    """Where the files this database records are (their ledger names are relative to it)."""
+    from visuels.record.database import output_root_of
+
+    return output_root_of(database.url, Path("outputs"))

@@ -1,0 +1,168 @@
+"""The commands on files that reached someone: ``verify`` their marks, ``finalize`` an outside edit,
+``retouch`` an output with its own model."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from visuels.cli.console import console, database_url_option, errors, open_record, record_folder, record_near
+from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, VisuelsError
+from visuels.inputs.yamlfiles import first_problem
+
+if TYPE_CHECKING:
+    from visuels.record.database import Database
+    from visuels.review.derivatives import Derivative
+
+
+def verify(
+    files: Sequence[Path], as_json: bool, database_option: str | None, charter_path: Path, allow_untrusted: bool
+) -> int:
+    """0: every layer of every file is there and valid; 1: some layer is not; 2: a file is unreadable."""
+    import json
+
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import TRUST_ANCHORS, keys_dir
+    from visuels.review.verify import verify_file
+
+    charter = load_charter(charter_path)
+    databases: dict[str, Database | None] = {}  # each file is checked against the record of its own output folder
+    reports = []
+    try:
+        for path in files:
+            url = database_url_option(database_option, path) if database_option else record_near(path)
+            if url not in databases:
+                databases[url] = open_record(url) if url else None
+            anchors = keys_dir() / TRUST_ANCHORS
+            reports.append(verify_file(path, charter, databases[url], anchors, allow_untrusted))
+    finally:
+        for database in databases.values():
+            if database is not None:
+                database.close()
+    if as_json:
+        print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
+    for report in reports:
+        if report.error:
+            errors.print(f"error: {report.file}: {report.error}", highlight=False, markup=False)
+        elif not as_json:
+            record = report.ledger_record
+            where = (
+                f"ledger #{record['id']} by {report.found_by} (job {record['job_key'][:12]})"
+                if record
+                else "no ledger record"
+                if report.record_searched
+                else "no record found: judged from its marks alone"
+            )
+            if report.original:
+                original = report.original
+                where += (
+                    f"; made from {original['file']} (ledger #{original['ledger_id']},"
+                    f" job {original['job_key'][:12]}, sha256 {original['sha256'][:12]})"
+                )
+            geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
+            console.print(
+                f"{'ok ' if report.ok else 'BAD'} {report.file}: label {'yes' if report.label_seen else 'no'}, "
+                f"watermark {report.watermark or 'none'}{geometry}, XMP {'yes' if report.xmp_source_type else 'no'}, "
+                f"C2PA {report.c2pa}; {where}",
+                highlight=False,
+                markup=False,
+            )
+            for name, check in report.checks.items():
+                if not check.passed:
+                    console.print(f"    {name}: {check.detail}", highlight=False, markup=False)
+    if any(report.error for report in reports):
+        return EXIT_BAD_INPUT
+    return EXIT_OK if all(report.ok for report in reports) else EXIT_FINDING
+
+
+def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path | None]:
+    if output is None:
+        return [None] * len(files)
+    # A folder: several files, an existing folder, or a name without a picture suffix.
+    if len(files) > 1 or output.is_dir() or not output.suffix:
+        if output.exists() and not output.is_dir():
+            raise VisuelsError(output, "--output", "with several files, OUT must be a folder")
+        return [output / path.name for path in files]
+    return [output]
+
+
+def finalize(args: argparse.Namespace) -> int:
+    """0: every file marked and within the charter; 1: marked, but some charter check failed; 2: bad input."""
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import signing_files
+    from visuels.review.derivatives import finalize_file
+
+    charter = load_charter(args.charter)
+    signing = signing_files()
+    targets = _finalize_targets(args.files, args.output)
+    database = open_record(args.database, args.original or args.files[0])
+    status = 0
+    try:
+        for path, target in zip(args.files, targets, strict=True):
+            done = finalize_file(path, args.original, target, charter, database, signing, record_folder(database))
+            _print_derivative(path, done)
+            if not done.check.passed:
+                status = EXIT_FINDING
+    finally:
+        database.close()
+    return status
+
+
+def _print_derivative(source: Path, done: Derivative) -> None:
+    check = done.check
+    state = "already marked" if done.already_done else "marked"
+    where = f"changed {check.changed_share:.1%} of the pixels" + (
+        f" in {check.changed_box}" if check.changed_box else ""
+    )
+    verdict = "charter ok" if check.passed else "charter: " + "; ".join(check.reasons)
+    console.print(
+        f"{'ok ' if check.passed else 'CHECK'} {source} -> {done.file}: {state} (ledger #{done.ledger_id},"
+        f" from {done.original.file} #{done.original.ledger_id}); {where}; {verdict}",
+        highlight=False,
+        markup=False,
+    )
+
+
+def retouch(args: argparse.Namespace) -> int:
+    """Variants of an output, each marked and recorded; 1 if one fails a charter check."""
+    from visuels.inputs.charter import load_charter
+    from visuels.inputs.images import read_mask, read_picture
+    from visuels.marking.keys import signing_files
+    from visuels.models.devices import choose_device, choose_dtype
+    from visuels.models.host import ModelHost
+    from visuels.review.derivatives import file_type_of, find_original, mark_derivative
+    from visuels.review.retouch import RetouchSettings, retouch, retouch_edit, retouch_model
+
+    try:
+        settings = RetouchSettings(
+            prompt=args.prompt, mode=args.mode, variants=args.variants, strength=args.strength, seed=args.seed
+        )
+    except ValidationError as exc:
+        location, message = first_problem(exc)
+        raise VisuelsError("visuels retouch", "--" + str(location[-1]), message) from None
+    charter = load_charter(args.charter)
+    signing = signing_files()
+    database = open_record(args.database, args.image)
+    status = 0
+    try:
+        original = find_original(database, args.image, record_folder(database), "IMAGE")
+        picture = read_picture(original.path, "IMAGE")
+        mask = read_mask(args.mask, picture.size, "--mask") if args.mask else None
+        model = retouch_model(database, original, args.model, args.lora)
+        file_type_of(original.path)  # a format the variants can be written in, before any work
+        device = choose_device(args.device)
+        console.print(f"{settings.variants} variant(s) of {args.image} with {model.description} on {device}")
+        variants = retouch(ModelHost(device), model, picture, mask, settings, choose_dtype(device))
+        folder = args.output_dir or args.image.parent
+        for number, variant in enumerate(variants):
+            target = folder / f"{args.image.stem}-retouch-{settings.seed + number}{original.path.suffix}"
+            edit = retouch_edit(model, settings, number)
+            done = mark_derivative(variant, original, target, edit, charter, database, signing, record_folder(database))
+            _print_derivative(args.image, done)
+            status = status or (EXIT_OK if done.check.passed else EXIT_FINDING)
+    finally:
+        database.close()
+    return status

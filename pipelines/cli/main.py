@@ -1,0 +1,246 @@
+"""The ``visuels`` command line: each command's options, and ``main``, which runs the chosen one.
+
+Every command ends in one line on failure and an exit code that means one thing
+(``visuels.errors``). Rendering and training go through the Prefect flows, which the console
+script (``visuels.flows.cli``) hands in as ``Flows``: the library never imports Prefect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from visuels._internal.logs import quiet_third_party_logs
+from visuels.cli import files, project, rendering
+from visuels.cli.console import DATABASE_HELP, errors, positive
+from visuels.config import sample_charter
+from visuels.errors import VisuelsError
+
+if TYPE_CHECKING:
+    from visuels.cli.project import Trainer
+    from visuels.cli.rendering import RenderFlow
+    from visuels.studio.reviews import ReviewBackend
+
+
+@dataclass(frozen=True)
+class Flows:
+    """What the console script hands in: the render and training flows, the reviews' backend."""
+
+    render: RenderFlow | None = None
+    train: Trainer | None = None
+    reviews: ReviewBackend | None = None
+
+
+def _render(args: argparse.Namespace, flows: Flows) -> int:
+    quiet_third_party_logs()
+    request = rendering.render_request(args, rendering.run_settings(args))
+    return rendering.render(request, _flow(flows.render, args.command), args.verbose)
+
+
+def _demo(args: argparse.Namespace, flows: Flows) -> int:
+    quiet_third_party_logs()
+    rendering.ensure_demo_keys()
+    return rendering.render(rendering.demo_request(args), _flow(flows.render, args.command), args.verbose)
+
+
+def _retouch(args: argparse.Namespace, flows: Flows) -> int:
+    quiet_third_party_logs()
+    return files.retouch(args)
+
+
+def _train(args: argparse.Namespace, flows: Flows) -> int:
+    quiet_third_party_logs()
+    return project.train(args, _flow(flows.train, args.command))
+
+
+def _flow(flow, command: str):
+    if flow is None:
+        raise VisuelsError("visuels", command, "it needs the Prefect flows: run the `visuels` command")
+    return flow
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """Every command, its options, and its handler (``handler``: what ``main`` runs)."""
+    parser = argparse.ArgumentParser(
+        prog="visuels", description="Per-commune campaign visuals, marked as AI-generated."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        # The line `visuels -h` shows for a command is also the description of `visuels NAME -h`.
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+    check = command("check", "validate charters, campaigns or communes CSV files")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.set_defaults(handler=lambda args, flows: project.check(args.files))
+
+    def add_render_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--output-dir", default="outputs", help="where to write (default: ./outputs)")
+        command.add_argument("--batch-size", type=positive, help="images per model call (default: 16 on a GPU, else 4)")
+        command.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+        command.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
+        command.add_argument(
+            "--cpu-workers", type=positive, help="processes that finish the pictures (default: by device)"
+        )
+        command.add_argument(
+            "--compile", action="store_true", help="torch.compile the model (faster on a GPU after a minute)"
+        )
+        command.add_argument(
+            "-v", "--verbose", action="store_true", help="show the flow's log lines (Prefect's, each task's)"
+        )
+
+    render = command("render", "render a campaign through the Prefect flow")
+    render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
+    render.add_argument("--communes", help="comma-separated names or INSEE codes, a subset of the campaign's")
+    render.add_argument("--max-communes", type=positive, help="only the first N selected communes")
+    render.add_argument(
+        "--model", help="override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME"
+    )
+    add_render_options(render)
+    render.set_defaults(handler=_render)
+
+    demo = command("demo", "render the sample campaign for a few communes with the demo model")
+    demo.add_argument(
+        "--communes", help=f"comma-separated, some of the demo's: {', '.join(rendering.DEMO_COMMUNES)} (default: all)"
+    )
+    add_render_options(demo)
+    demo.set_defaults(handler=_demo)
+
+    verify = command("verify", "check the AI marking of files, layer by layer")
+    verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")
+    verify.add_argument("--database", help=DATABASE_HELP)
+    verify.add_argument("--charter", type=Path, default=sample_charter(), help="charter whose label to look for")
+    verify.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="accept a C2PA signature by a certificate the trust anchors do not know (default: refused)",
+    )
+
+    finalize = command("finalize", "mark again files edited outside visuels (Photoshop, GIMP...) from their original")
+    finalize.add_argument("files", nargs="+", type=Path, metavar="EDITED")
+    finalize.add_argument(
+        "--from",
+        dest="original",
+        type=Path,
+        metavar="ORIGINAL",
+        help="the exported file they were edited from (default: found through each file's watermark)",
+    )
+    finalize.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="a file, or a folder for several (default: beside each, NAME-final.EXT)",
+    )
+    finalize.add_argument("--database", help=DATABASE_HELP)
+    finalize.add_argument("--charter", type=Path, default=sample_charter(), help="the charter to check them against")
+
+    retouch = command("retouch", "repaint part of an output with the model that made it; each variant is marked again")
+    retouch.add_argument("image", type=Path, metavar="IMAGE", help="an exported file")
+    retouch.add_argument(
+        "--mask", type=Path, help="white where to repaint, black elsewhere (or painted on transparency)"
+    )
+    retouch.add_argument("--prompt", required=True, help="what to paint")
+    retouch.add_argument("--mode", choices=["inpaint", "img2img"], default="inpaint")
+    retouch.add_argument("--variants", type=positive, default=4, help="how many (default: 4)")
+    retouch.add_argument("--strength", type=float, default=0.85, help="0 keeps the picture, 1 repaints (default: 0.85)")
+    retouch.add_argument("--seed", type=int, default=0, help="variant i uses seed + i (default: 0)")
+    retouch.add_argument("-o", "--output-dir", type=Path, help="where to write the variants (default: beside IMAGE)")
+    retouch.add_argument("--model", help="the model that made IMAGE, if its record cannot say where it is")
+    retouch.add_argument("--lora", help="the LoRA that made IMAGE, if its record cannot say where it is")
+    retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+    retouch.add_argument("--database", help=DATABASE_HELP)
+    retouch.add_argument("--charter", type=Path, default=sample_charter(), help="the charter to check them against")
+
+    studio = command(
+        "studio", "the designers' studio in a browser: review runs, retouch outputs, finalize edited files"
+    )
+    studio.add_argument("--port", type=int, default=7860, help="(default: 7860)")
+    studio.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default: 127.0.0.1, this user only); any other asks for a token",
+    )
+    studio.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the studio is reached by besides 127.0.0.1 and localhost (repeatable)",
+    )
+    studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help="the outputs (default: ./outputs)")
+    studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help="for retouching")
+    studio.add_argument("--charter", type=Path, default=sample_charter(), help="the charter to check retouches against")
+
+    doctor = command("doctor", "what this machine has (GPU, versions, model, keys) and what is missing")
+    doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help="also its model and LoRA")
+    doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
+
+    keys = command("keys", "signing keys for C2PA manifests")
+    keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
+    keys.add_argument("--dir", type=Path, help="where (default: $VISUELS_KEYS_DIR or ./keys)")
+
+    train = command("train", "train the charter's style LoRA on its reference images")
+    train.add_argument("charter", type=Path, metavar="CHARTER_DIR")
+    train.add_argument("--base", default="demo", help="base model: demo or a diffusers folder (default: demo)")
+    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--lora-dir", help="root of the LoRA folders (default: $VISUELS_LORA_DIR or ./lora)")
+    for option, (kind, explanation) in project.TRAINING_OPTIONS.items():
+        if kind is bool:
+            train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None, help=explanation)
+        else:
+            train.add_argument(f"--{option.replace('_', '-')}", type=kind, help=explanation)
+
+    ledger_command = command("ledger", "the provenance ledger")
+    ledger_command.add_argument("action", choices=["verify"], help="verify: check the hash chain")
+    ledger_command.add_argument("--database", help=DATABASE_HELP)
+    verify.set_defaults(
+        handler=lambda args, flows: files.verify(
+            args.files, args.json, args.database, args.charter, args.allow_untrusted
+        )
+    )
+    finalize.set_defaults(handler=lambda args, flows: files.finalize(args))
+    retouch.set_defaults(handler=_retouch)
+    studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
+    doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign))
+    keys.set_defaults(handler=lambda args, flows: project.keys_init(args.dir))
+    train.set_defaults(handler=_train)
+    ledger_command.set_defaults(handler=lambda args, flows: project.ledger_verify(args.database))
+    return parser, commands.choices
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    render: RenderFlow | None = None,
+    train: Trainer | None = None,
+    reviews: ReviewBackend | None = None,
+) -> int:
+    """Run the CLI; return the exit code."""
+    # No network at run time unless the user asks for it (HF_HUB_OFFLINE=0 for hub models).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # Prefect's usage telemetry: no network here, and on a fresh embedded SQLite database its
+    # first write races the migrations and prints a "database is locked" traceback.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    parser, command_parsers = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its own usage line
+        command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return args.handler(args, Flows(render=render, train=train, reviews=reviews))
+    except VisuelsError as exc:
+        errors.print(f"error: {exc}", highlight=False, markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The commands on a project: ``check`` its inputs, ``keys``, ``ledger``, ``doctor``, the ``studio``,
+``train`` the charter's LoRA."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from visuels.cli.console import console, errors, open_record, record_folder
+from visuels.errors import EXIT_FINDING, EXIT_OK, CampaignError, VisuelsError
+
+if TYPE_CHECKING:
+    from visuels.inputs.campaign import Campaign
+    from visuels.studio.reviews import ReviewBackend
+    from visuels.training.run import TrainingSummary
+
+Trainer = Callable[[str, str, dict, str, str], "TrainingSummary"]  # "": no resume, the default LoRA folder
+TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
+    "steps": (int, "optimiser steps, 1-100,000 (default: 500)"),
+    "rank": (int, "LoRA rank, 1-256: larger learns more, and overfits sooner (default: 8)"),
+    "alpha": (float, "LoRA alpha, > 0 (default: the rank)"),
+    "learning_rate": (float, "learning rate, > 0 and <= 1 (default: 1e-4)"),
+    "lr_schedule": (str, "constant, cosine or linear (default: constant)"),
+    "resolution": (int, "training picture side, a multiple of 64 from 64 to 2048 (default: 256)"),
+    "batch_size": (int, "pictures per step, 1-64 (default: 1)"),
+    "gradient_accumulation": (int, "steps whose gradients are summed before an update, 1-64 (default: 1)"),
+    "gradient_checkpointing": (bool, "trade compute for memory (large models on small GPUs)"),
+    "train_text_encoder": (bool, "also train a LoRA on the text encoder's attention (slower: embeddings each step)"),
+    "min_snr_gamma": (float, "Min-SNR loss weighting gamma, > 0 (default: 5)"),
+    "seed": (int, "random seed, >= 0 (default: 0)"),
+    "checkpoint_every": (int, "save a resumable checkpoint every N steps (default: 100)"),
+}
+
+
+def _describe_campaign(campaign: Campaign) -> str:
+    spec = campaign.spec
+    versions = sum(len(spec.audience_languages(name)) for name in spec.audiences)
+    count = len(campaign.communes) * versions * len(spec.formats)
+    photos = sum(1 for commune in campaign.communes if commune.photos)
+    from_photos = f", {photos} commune(s) rendered from their photos" if photos and spec.photos is not None else ""
+    return (
+        f"campaign '{spec.name}': {len(campaign.communes)} communes x {versions} audience-languages"
+        f" x {len(spec.formats)} formats = {count} images{from_photos}"
+    )
+
+
+def _lint(campaign: Campaign) -> int:
+    """Print the campaign's bias and stereotype findings; 1 if there is any."""
+    from visuels.planning.lint import lint_campaign
+
+    report = lint_campaign(campaign)
+    for finding in report.findings:
+        console.print(f"    {finding.message()}", highlight=False, markup=False)
+    if report.from_templates:
+        console.print(f"    ... and {report.from_templates} job(s) holding those template terms", highlight=False)
+    if report.held or report.for_review:
+        console.print(
+            f"    {report.held} job(s) held back, {report.for_review} rendered and marked for review", highlight=False
+        )
+    return EXIT_FINDING if report.findings else EXIT_OK
+
+
+def _check_file(path: Path) -> int:
+    """Validate one file and print a line describing it (a campaign: and its review findings)."""
+    from visuels.inputs.campaign import load_campaign
+    from visuels.inputs.charter import load_charter
+    from visuels.inputs.communes import load_communes
+    from visuels.inputs.yamlfiles import read_yaml_mapping
+
+    if path.suffix.lower() == ".csv":
+        communes = load_communes(path)
+        departments = len({c.department for c in communes})
+        console.print(f"ok  {path}: communes: {len(communes)} communes in {departments} departments", highlight=False)
+        return EXIT_OK
+    if path.is_dir() or read_yaml_mapping(path, CampaignError).get("palette") is not None:
+        charter = load_charter(path)
+        spec = charter.spec
+        description = f"charter '{spec.name}': {len(spec.palette)} colours, 3 logos, font {charter.font.name}"
+        console.print(f"ok  {path}: {description}", highlight=False)
+        return EXIT_OK
+    campaign = load_campaign(path)
+    console.print(f"ok  {path}: {_describe_campaign(campaign)}", highlight=False)
+    return _lint(campaign)
+
+
+def check(files: Sequence[Path]) -> int:
+    """0: every file valid, no review finding; 1: valid, with review findings; 2: a file is invalid."""
+    status = 0
+    for path in files:
+        try:
+            status = max(status, _check_file(path))
+        except VisuelsError as exc:
+            errors.print(f"error: {exc}", highlight=False, markup=False)
+            status = max(status, exc.exit_code)
+    return status
+
+
+def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
+    import uvicorn
+    from visuels._internal.web_guard import is_loopback, new_token
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import signing_files
+    from visuels.record.database import Database, database_url
+    from visuels.studio.app import Studio, create_app
+
+    output_root = args.output_dir.resolve()
+    studio = Studio(
+        output_root=output_root,
+        database=Database(database_url(output_root)),
+        charter=load_charter(args.charter),
+        signing=signing_files(),
+        device=args.device,
+        reviews=reviews,
+    )
+    every_address = args.host in ("0.0.0.0", "::")
+    hosts = [*args.allow_host, *([] if is_loopback(args.host) or every_address else [args.host])]
+    # Beyond loopback, other people's browsers can reach it: only those given the token get in.
+    token = None if is_loopback(args.host) else new_token()
+    address = f"http://{'127.0.0.1' if every_address else args.host}:{args.port}"
+    console.print(
+        f"studio on [bold]{address}{f'/?token={token}' if token else ''}[/bold] for {output_root} (Ctrl-C to stop)",
+        highlight=False,
+    )
+    try:
+        uvicorn.run(create_app(studio, hosts, token), host=args.host, port=args.port, log_level="warning")
+    finally:
+        studio.database.close()
+    return EXIT_OK
+
+
+def doctor(output_root: Path, campaign: Path | None) -> int:
+    from visuels.cli.doctor import diagnose
+
+    findings = diagnose(output_root, campaign)
+    for finding in findings:
+        mark = "[green]ok[/green]     " if finding.ok else "[red]missing[/red]"
+        console.print(f"{mark} {finding.topic}: ", end="")
+        console.print(finding.text, highlight=False, markup=False)
+    return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FINDING
+
+
+def keys_init(folder: Path | None) -> int:
+    from visuels.marking.keys import init_local_chain, keys_dir
+
+    files = init_local_chain(folder or keys_dir())
+    console.print(f"local signing chain in {files.chain.parent} (keys mode 0600); trust anchor: {files.trust_anchors}")
+    return EXIT_OK
+
+
+def ledger_verify(database_option: str | None) -> int:
+    from visuels.marking.checkpoints import checkpoint_problems
+    from visuels.marking.keys import SIGNER_KEY, keys_dir, signing_files
+    from visuels.record.database import display_url
+    from visuels.record.ledger import verify_chain
+
+    database = open_record(database_option)
+    try:
+        rows, broken = verify_chain(database)
+        signing = signing_files() if (keys_dir() / SIGNER_KEY).exists() else None
+        problems = checkpoint_problems(database, record_folder(database), signing)
+    finally:
+        database.close()
+    where = display_url(database.url)
+    if broken is not None:
+        problems.insert(0, f"row {broken}: hash chain broken (edited or deleted rows)")
+    for problem in problems:
+        errors.print(f"error: {where}: {problem}", highlight=False, markup=False)
+    if problems:
+        return EXIT_FINDING
+    console.print(f"ok  {where}: {rows} rows, hash chain intact, as its signed checkpoints say", highlight=False)
+    return EXIT_OK
+
+
+def train(args: argparse.Namespace, train: Trainer) -> int:
+    from pydantic import ValidationError
+    from visuels.inputs.yamlfiles import field_path, first_problem
+    from visuels.training.trainer import TrainingConfig
+
+    options = {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name) is not None}
+    from visuels.inputs.model_refs import parse_model_option
+    from visuels.training.run import check_training_inputs
+
+    try:
+        config = TrainingConfig(**options)
+    except ValidationError as exc:
+        location, message = first_problem(exc)
+        option = "--" + field_path(location).replace("_", "-")
+        raise VisuelsError("visuels train", option, message) from None
+    # Refuse bad input before Prefect starts: no traceback, no run folder.
+    root = Path(args.lora_dir) if args.lora_dir else None
+    check_training_inputs(args.charter, parse_model_option(args.base), config, args.resume, root)
+    summary = train(str(args.charter), args.base, options, args.resume or "", args.lora_dir or "")
+    console.print(
+        f"[green]done[/green]: {summary.steps} steps, loss {summary.first_loss:.4f} -> {summary.last_loss:.4f}"
+        f" ({summary.loss_drop:.1%} lower); colour distance to the references"
+        f" {summary.colour_distance_without_lora:.1f} -> {summary.colour_distance_with_lora:.1f}"
+    )
+    console.print(f"LoRA in [bold]{summary.folder}[/bold]", highlight=False)
+    return EXIT_OK

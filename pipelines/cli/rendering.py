@@ -1,0 +1,172 @@
+"""``visuels render`` and ``visuels demo``: check the plan here, then run the render flow with a
+progress bar of the pictures recorded."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from visuels.cli.console import console, option_error, split_names
+from visuels.config import sample_campaign
+from visuels.errors import EXIT_OK, VisuelsError
+from visuels.planning.request import Overrides, RenderRequest, RunSettings, Selection
+
+if TYPE_CHECKING:  # planning and rendering import the model libraries: too slow for `visuels check`
+    from visuels.planning.plan import RenderPlan
+    from visuels.review.publish import RenderSummary
+
+DEMO_COMMUNES = ["Sète", "Castelnau-d'Estrétefonds", "Collioure"]
+PROGRESS_EVERY_S = 1.0  # how often the progress bar looks at the record
+
+RenderFlow = Callable[[RenderRequest], "RenderSummary"]
+
+
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    try:
+        return RunSettings(
+            output_dir=args.output_dir,
+            batch_size=args.batch_size or 0,
+            device=args.device,
+            dtype=args.dtype,
+            cpu_workers=args.cpu_workers or 0,
+            compile=args.compile,
+        )
+    except ValidationError as exc:
+        raise option_error(f"visuels {args.command}", exc) from None
+
+
+def render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest:
+    communes = split_names(args.communes)
+    try:
+        return RenderRequest(
+            campaign=str(args.campaign),
+            selection=Selection(communes=communes, max_communes=args.max_communes),
+            overrides=Overrides(model=args.model),
+            run=run,
+        )
+    except ValidationError as exc:
+        raise option_error(str(args.campaign), exc) from None
+
+
+def demo_request(args: argparse.Namespace) -> RenderRequest:
+    """The sample campaign on the demo model, for some of its communes (all three by default)."""
+    return RenderRequest(
+        campaign=str(sample_campaign()),
+        selection=Selection(communes=split_names(args.communes) or DEMO_COMMUNES),
+        overrides=Overrides(model="demo"),
+        run=run_settings(args),
+    )
+
+
+def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
+    from visuels.planning.plan import plan_render
+
+    # Check everything before starting Prefect: bad input fails in a second, writing nothing.
+    output_root = Path(request.run.output_dir).resolve()
+    plan = plan_render(request.campaign, output_root, request.selection, request.overrides, request.run)
+    console.print(
+        f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
+        f" with {plan.setup.model_description}"
+    )
+    if not plan.pending:
+        # Every file is there, recorded: no flow run, no model, no rewritten report.
+        console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
+        return EXIT_OK
+    started = time.perf_counter()
+    with _progress_bar(plan, output_root), _prefect_console(verbose):
+        summary = render(request)
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"[green]done[/green] in {elapsed:.1f} s: {summary.rendered} rendered, "
+        f"{summary.jobs - summary.rendered} already up to date, "
+        f"{summary.failed_compliance} not compliant with the charter"
+    )
+    console.print(f"images in [bold]{summary.output_dir}[/bold]", highlight=False)
+    if summary.report:
+        console.print(f"compliance report: {summary.report}", highlight=False)
+    return EXIT_OK
+
+
+@contextmanager
+def _prefect_console(verbose: bool) -> Iterator[None]:
+    """Prefect's console quiet while the flow runs, but for critical messages (set before Prefect
+    is imported, and for this call only): the progress bar says what happens, a failure ends in
+    one line of ours, and the run's logs still reach the server in full (`-v` shows them here)."""
+    variable = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+    before = os.environ.get(variable)
+    if not verbose and before is None:
+        os.environ[variable] = "CRITICAL"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(variable, None)
+
+
+@contextmanager
+def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
+    """A bar of the plan's pictures, counted in the record as they are written there: it shows the
+    same whether this process, render workers or shards make them. One light query a second."""
+    from visuels.engine.run import rendered_since_plan
+    from visuels.record import manifest
+    from visuels.record.database import Database, database_url
+
+    columns = (
+        TextColumn("rendering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    pending = {job.key for job in plan.pending}
+    database = Database(database_url(output_root))
+
+    def recorded() -> int:
+        return len(pending & manifest.recorded_sizes(database, plan.campaign_slug).keys())
+
+    already = recorded()  # recorded, but their file was missing: rendered again, counted when recorded again
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("rendering", total=len(pending))
+        stop = threading.Event()
+
+        def count() -> None:
+            while not stop.wait(PROGRESS_EVERY_S):
+                try:
+                    bar.update(task, completed=recorded() - already)
+                except VisuelsError:
+                    continue  # the record is busy: the next look will tell
+
+        watcher = threading.Thread(target=count, name="progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+            database.close()
+        bar.update(task, completed=len(rendered_since_plan(plan, output_root)))  # exact, files included
+
+
+def ensure_demo_keys() -> None:
+    """The demo signs with a local chain, made on first use."""
+    from visuels.marking.keys import ensure_local_chain, keys_dir
+
+    if ensure_local_chain(keys_dir()):
+        console.print(f"made a local signing chain in {keys_dir()} (for the demo; see `visuels keys init`)")

@@ -1,0 +1,140 @@
+"""Every ``VISUELS_*`` setting, with its default and what it means: one object, ``Settings``.
+
+``settings()`` reads the environment when called: a command reads it where it starts and passes
+on what its parts need (the CPU workers get theirs in each picture's export target, never from
+their own environment). ``docs/configuration.md`` is generated from this class
+(``python -m visuels.config``), and a test fails when the two differ.
+
+Relative folders (keys, lora) are relative to the current folder, as ``outputs/`` is; ``make
+serve`` runs its workers in the project folder (``VISUELS_HOME``) and gives them absolute ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_VERSION = 3  # bump when the demo model (visuels.models.demo) changes; 3: v-prediction
+SAMPLE_CAMPAIGN_FILE = "ete-2027.yaml"
+
+
+class Settings(BaseSettings):
+    """The deployment's settings, from ``VISUELS_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="VISUELS_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default_factory=Path.cwd,
+        description="The project folder: its campaigns/ (the run form's and the nightly's), keys/, lora/"
+        " and outputs/. Default: the current folder (`make serve` sets it for its workers).",
+    )
+    database_url: str = Field(
+        default="",
+        description="The database of record, as a SQLAlchemy URL (PostgreSQL for several machines)."
+        " Default: visuels.sqlite in each output folder.",
+    )
+    keys_dir: Path = Field(
+        default=Path("keys"),
+        description="The C2PA signing chain (signer key 0600, chain, trust anchors); relative to the current folder.",
+    )
+    tsa_url: str = Field(default="", description="An RFC 3161 time-stamp authority for C2PA signatures. Default: none.")
+    watermark_key: str = Field(
+        default="",
+        description="The invisible watermark's key, hexadecimal, at most 128 bits. Default: the built-in"
+        " public key (anyone can detect the mark).",
+    )
+    lora_dir: Path = Field(
+        default=Path("lora"),
+        description="Where trained LoRAs are written (lora/<charter>/<run>/); relative to the current folder.",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="The built demo model and the file-hash cache. Default: $XDG_CACHE_HOME/visuels,"
+        " else ~/.cache/visuels.",
+    )
+    allow_pickle: bool = Field(
+        default=False,
+        description="Load pickle weights (.bin, .ckpt, .pt), which can run code when loaded: only for"
+        " files from a source you trust. Default: refused.",
+    )
+    studio_url: str = Field(
+        default="http://127.0.0.1:7860",
+        description="Where the studio is reached: the address Prefect artifacts link to.",
+    )
+
+    def cache_folder(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        return (Path(xdg) if xdg else Path.home() / ".cache") / "visuels"
+
+
+def settings() -> Settings:
+    """The settings as the environment gives them now."""
+    return Settings()
+
+
+def cache_dir() -> Path:
+    return settings().cache_folder()
+
+
+def demo_model_dir() -> Path:
+    """Where the demo model is built once, in diffusers format."""
+    return cache_dir() / f"demo-model-v{DEMO_VERSION}"
+
+
+def project_dir() -> Path:
+    """The project folder (``VISUELS_HOME``)."""
+    return settings().home
+
+
+def campaigns_dir() -> Path:
+    """The project's campaigns, which the run form offers and the nightly renders."""
+    return project_dir() / "campaigns"
+
+
+def _sample_folder(name: str) -> Path:
+    """Where the sample's ``brand_assets`` or ``campaigns`` are: in an installed package, its
+    ``sample/`` data (pyproject.toml maps them there); in a checkout, the repository's folders."""
+    package = Path(__file__).resolve().parent
+    installed = package / "sample" / name
+    return installed if installed.is_dir() else package.parent / name
+
+
+def sample_campaign() -> Path:
+    """The sample campaign (the fictitious Région Solane), shipped with the package."""
+    return _sample_folder("campaigns") / SAMPLE_CAMPAIGN_FILE
+
+
+def sample_charter() -> Path:
+    """The sample charter folder, shipped with the package."""
+    return _sample_folder("brand_assets") / "solane"
+
+
+def configuration_table() -> str:
+    """The settings as docs/configuration.md lists them: variable, default, meaning."""
+    rows = ["| variable | default | what it is |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "(see meaning)" if field.default_factory or field.default in (None, "") else f"`{field.default}`"
+        rows.append(f"| `VISUELS_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows)
+
+
+CONFIGURATION_PAGE = """# Configuration
+
+Every setting is an environment variable, read by `visuels.config.Settings` (pydantic-settings);
+this table is generated from it (`.venv/bin/python -m visuels.config > docs/configuration.md`) and
+a test fails when the two differ. `visuels doctor` shows what this machine has. Prefect's own
+settings (`PREFECT_API_URL`, `PREFECT_HOME`, `PREFECT_API_DATABASE_CONNECTION_URL`…) are
+Prefect's: see [Operations](operations.md).
+
+{table}
+"""
+
+
+if __name__ == "__main__":
+    sys.stdout.write(CONFIGURATION_PAGE.format(table=configuration_table()))

@@ -1,0 +1,171 @@
+"""Exporting one output: the marked file, its thumbnail, then its record, committed together.
+
+Export marks every file last (``visuels.marking.mark``): invisible watermark (payload: the
+first 64 bits of the job key), IPTC XMP, signed C2PA manifest (with the commune photo it was
+made from, if any, and that photo's edge map saved for review), written under a temporary name.
+Then one transaction of the database of record confirms that the job's claim is still this
+run's and releases it (``visuels.engine.claims.settle``: the fence), moves the file into place, and
+adds its ledger row and its outputs row. A run whose claim lapsed records nothing and leaves the
+file to the run that took the job. A file moved into place but not yet recorded (a kill in
+between) is simply rendered again by the next run, over the same path, and recorded once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+from visuels._internal.atomic import staged, write_with
+from visuels.engine import claims
+from visuels.errors import ExportError
+from visuels.inputs.photos import edge_map, fit_photo
+from visuels.marking.c2pa_manifest import Ingredient
+from visuels.marking.mark import MarkingContext, write_marked
+from visuels.planning.jobs import KEY_PREFIX_LENGTH, RenderJob
+from visuels.postprocess.compliance import Compliance
+from visuels.record import ledger, manifest
+from visuels.record.database import Database
+
+THUMBNAIL_SIDE = 320
+PHOTO_MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+
+
+class ExportedFile(BaseModel):
+    """What the record holds about one written output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job: RenderJob
+    sha256: str
+    size: int
+    watermark: str
+    thumbnail: str
+    compliance: Compliance
+    created: str
+    ledger_id: int
+    dtype: str = ""  # the precision the picture was rendered in, when the job asked for "auto"
+
+
+def output_path(output_root: Path, job: RenderJob) -> Path:
+    path = (output_root / job.relative_path).resolve()
+    if not path.is_relative_to(output_root.resolve()):  # slugs make this impossible; check anyway
+        raise ExportError(job.relative_path, None, "output path escapes the output folder")
+    return path
+
+
+def watermark_id(job: RenderJob) -> int:
+    """The watermark payload of a job's file: the first 64 bits of its key."""
+    return int(job.key[:16], 16)
+
+
+def thumbnail_path(job: RenderJob) -> str:
+    """Where the report's contact sheet finds the job's thumbnail, relative to the output root."""
+    return f"{job.campaign}/thumbnails/{job.key[:KEY_PREFIX_LENGTH]}.jpg"
+
+
+def edges_path(campaign: str, key: str) -> str:
+    """Where the edge map of a job's photo is kept for review, relative to the output root."""
+    return f"{campaign}/edges/{key[:KEY_PREFIX_LENGTH]}.png"
+
+
+def photo_ingredient(job: RenderJob) -> Ingredient | None:
+    if job.photo is None:
+        return None
+    path = Path(job.photo.path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(path, None, f"cannot read the commune photo: {exc.strerror}") from None
+    return Ingredient(
+        title=path.name, data=data, mime_type=PHOTO_MIME_TYPES[path.suffix.lower()], credit=job.photo.credit
+    )
+
+
+def save_edge_map(job: RenderJob, output_root: Path) -> None:
+    """The edge map the render saw (the photo at the generation size), as a PNG for reviewers."""
+    if job.photo is None:
+        return
+    photo = fit_photo(Path(job.photo.path), job.generation_width, job.generation_height)
+    edges = Image.fromarray(edge_map(photo, job.photo.canny_low, job.photo.canny_high))
+    write_with(output_root / edges_path(job.campaign, job.key), lambda temporary: edges.save(temporary, format="PNG"))
+
+
+def export_picture(
+    image: Image.Image,
+    job: RenderJob,
+    output_root: Path,
+    compliance: Compliance,
+    marking: MarkingContext,
+    database: Database,
+    claim_owner: str | None = None,
+    dtype: str = "",
+) -> ExportedFile:
+    """Mark and write the final picture for ``job`` (PNG, JPEG or WebP) and its thumbnail, then record both.
+
+    ``claim_owner``: the rendering call whose claim on the job must still hold for the file to be
+    recorded (None: nobody claims it, as in a test that exports one picture). ``dtype``: what the
+    rendering machine ran the model in, recorded with the file.
+    """
+    target = output_path(output_root, job)
+    if image.size != (job.width, job.height):
+        raise ExportError(target, "size", f"expected {job.width}x{job.height}, got {image.size[0]}x{image.size[1]}")
+    entry = ledger.LedgerEntry(
+        file=job.relative_path,
+        sha256="",
+        phash="",
+        watermark=f"{watermark_id(job):016x}",
+        job_key=job.key,
+        model_hash=job.model_hash,
+        lora_hash=job.lora_hash,
+        charter_hash=job.charter_hash,
+        prompt=job.prompt,
+        seed=job.seed,
+        width=job.width,
+        height=job.height,
+    )
+    save_edge_map(job, output_root)
+    with staged(target) as file:
+        marked = write_marked(image, file, job.file_type, entry, job.dpi, marking, photo=photo_ingredient(job))
+        thumbnail = Image.fromarray(marked.pixels)
+        thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+        write_with(
+            output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
+        )
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        with database.transaction() as connection:
+            if claim_owner is not None:
+                claims.settle(connection, job.key, claim_owner)  # still ours: nobody else records this job
+            file.publish()
+            ledger_id = ledger.append(connection, marked.record.model_copy(update={"created": created}))
+            exported = ExportedFile(
+                job=job,
+                sha256=marked.sha256,
+                size=marked.size,
+                watermark=marked.watermark,
+                thumbnail=thumbnail_path(job),
+                compliance=compliance,
+                created=created,
+                ledger_id=ledger_id,
+                dtype=dtype,
+            )
+            manifest.add(connection, job.key, job.campaign, manifest_entry(exported))
+    return exported
+
+
+def manifest_entry(exported: ExportedFile) -> dict:
+    """The outputs row of an exported file, as ``manifest.json`` lists it."""
+    return {
+        "file": exported.job.relative_path,
+        "sha256": exported.sha256,
+        "size": exported.size,
+        "watermark": exported.watermark,
+        "created": exported.created,
+        "thumbnail": exported.thumbnail,
+        "ledger_id": exported.ledger_id,
+        "compliance": exported.compliance.model_dump(),
+        # What shaped the picture, and the dtype "auto" became on the machine that rendered it.
+        "inputs": exported.job.model_dump(exclude={"key", "relative_path"})
+        | ({"dtype": exported.dtype} if exported.dtype else {}),
+    }

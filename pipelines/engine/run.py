@@ -1,0 +1,67 @@
+"""Rendering a plan's jobs through a process's renderer, and what a run did: the functions the
+flows, the CLI and the render workers share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from visuels.engine.claims import JobClaims
+from visuels.engine.cpu_stage import ExportTarget
+from visuels.engine.export import ExportedFile
+from visuels.marking.keys import signing_files
+from visuels.models.devices import default_batch_size
+from visuels.planning.jobs import RenderJob
+from visuels.planning.plan import RenderPlan, RenderSetup, pending_jobs
+from visuels.planning.request import RenderSettings
+from visuels.record import model_sources
+from visuels.record.database import Database, database_url
+
+if TYPE_CHECKING:  # the renderer imports the model libraries: planning does not need them
+    from visuels.engine.renderer import Renderer
+
+log = logging.getLogger(__name__)
+
+
+def export_target(plan: RenderPlan, output_root: Path, run_id: str | None = None) -> ExportTarget:
+    return ExportTarget(
+        output_root=output_root,
+        charter_path=plan.setup.charter_path,
+        database_url=database_url(output_root),
+        signing=signing_files(),
+        model_description=plan.setup.model_description,
+        run_id=run_id,
+    )
+
+
+def render_jobs(
+    renderer: Renderer,
+    setup: RenderSetup,
+    jobs: list[RenderJob],
+    target: ExportTarget,
+    settings: RenderSettings,
+    claims: JobClaims | None = None,
+    keep_going: Callable[[], str | None] | None = None,
+) -> list[ExportedFile]:
+    """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written
+    (``claims``: the caller's, if it holds some of the jobs already; ``keep_going``: asked before each
+    batch, why to stop, or None)."""
+    batch_size = settings.batch_size or default_batch_size(renderer.host.device)
+    if jobs:  # so that a retouch can load the same model and LoRA, from their hashes
+        database = Database(target.database_url)
+        try:
+            model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].lora_hash, setup.lora)
+        finally:
+            database.close()
+    exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims, keep_going)
+    what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
+    log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
+    return exported
+
+
+def rendered_since_plan(plan: RenderPlan, output_root: Path) -> list[RenderJob]:
+    """The planned jobs that are done now: what this run, or its sub-runs (shards), rendered."""
+    still_pending = {job.key for job in pending_jobs(plan.pending, output_root, plan.campaign_slug)}
+    return [job for job in plan.pending if job.key not in still_pending]

@@ -1,0 +1,362 @@
+"""Campaign files: what to render, for which communes, audiences and formats.
+
+Paths in a campaign file are relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from visuels.errors import CampaignError, VisuelsError
+from visuels.inputs.charter import Charter, load_charter
+from visuels.inputs.communes import Commune, commune_folders, load_communes
+from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.inputs.logo_fit import check_logo_fits
+from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
+from visuels.inputs.model_refs import DemoModelRef, ModelRef, resolve_paths
+from visuels.inputs.slugs import slugify
+from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
+
+PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
+LATEST_LORA = "charter:latest"  # the newest complete LoRA trained on the campaign's charter
+AudienceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+# A text in one language (a campaign in one language), or per language code.
+Texts = (
+    Annotated[str, StringConstraints(max_length=80)]
+    | dict[LanguageCode, Annotated[str, StringConstraints(max_length=80)]]
+)
+
+
+class SchedulerName(StrEnum):
+    euler = "euler"
+    euler_a = "euler_a"
+    ddim = "ddim"
+    dpmpp_2m = "dpmpp_2m"
+    pndm = "pndm"
+    unipc = "unipc"
+
+
+class SeedPolicy(StrEnum):
+    fixed = "fixed"  # one seed for every image
+    per_commune = "per_commune"  # a commune's audiences and formats share a seed
+    per_job = "per_job"  # every image has its own seed
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Seeds(_Strict):
+    policy: SeedPolicy = SeedPolicy.per_job
+    base: int = Field(default=0, ge=0, lt=2**32)
+
+
+class CommuneSelection(_Strict):
+    """All communes of ``file``, or those of some departments, or a list (names or INSEE codes)."""
+
+    file: str
+    departments: list[str] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
+
+
+class LoraRef(_Strict):
+    path: str
+    scale: float = Field(default=1.0, ge=0.0, le=2.0)
+
+
+class Audience(_Strict):
+    """Who a picture speaks to: words in the prompt, tone, and its own texts.
+
+    Written as a plain string, an audience is its prompt words only.
+    """
+
+    prompt: str = Field(min_length=1, description="Words for this audience in the prompt ({audience}).")
+    tone: list[str] = Field(default_factory=list, description="Tone words added to the prompt (e.g. lively, calm).")
+    headline: Texts | None = Field(default=None, description="Set under the commune name; none: the campaign's.")
+    call_to_action: Texts = Field(default="", description="Set under the headline, e.g. a web address.")
+    languages: list[LanguageCode] | None = Field(
+        default=None, min_length=1, description="The languages of this audience's pictures; none: the campaign's."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_only(cls, data: object) -> object:
+        return {"prompt": data} if isinstance(data, str) else data
+
+
+class ControlNetRef(_Strict):
+    path: str = Field(description="A ControlNet for edges (Canny), as a local diffusers folder.")
+    scale: float = Field(default=1.0, ge=0.0, le=2.0, description="How strongly the edges steer the picture.")
+
+
+class PhotoUse(_Strict):
+    """How a commune's photos shape its pictures: img2img from the photo, its edges through a ControlNet, or both."""
+
+    strength: float | None = Field(
+        default=0.6, gt=0.0, le=1.0, description="img2img: share of the photo redrawn (low: close to it); null: none."
+    )
+    controlnet: ControlNetRef | None = None
+    canny_low: int = Field(default=100, ge=0, le=1000, description="Canny edge thresholds, on 0-255 gradients.")
+    canny_high: int = Field(default=200, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> PhotoUse:
+        if self.strength is None and self.controlnet is None:
+            raise ValueError("give a strength (img2img), a controlnet, or both")
+        if self.canny_low >= self.canny_high:
+            raise ValueError("canny_low must be below canny_high")
+        return self
+
+
+class CampaignSpec(_Strict):
+    """The campaign file as written."""
+
+    name: str = Field(min_length=1, max_length=120)
+    charter: str
+    communes: CommuneSelection
+    model: ModelRef = DemoModelRef()
+    lora: LoraRef | None = None
+    prompt: str = Field(min_length=1, description="Template; placeholders: " + ", ".join(PLACEHOLDERS))
+    season: str = Field(min_length=1)
+    headline: Texts = Field(default="", description="Set under the commune name: one text, or one per language.")
+    audiences: dict[AudienceName, Audience] = Field(
+        min_length=1, description="Audience name -> its prompt words, or its prompt, tone, texts and languages."
+    )
+    formats: list[str] = Field(min_length=1)
+    languages: list[LanguageCode] = Field(
+        default_factory=lambda: ["fr"],
+        min_length=1,
+        description="Languages of texts and AI label; the first is the report's.",
+    )
+    photos: PhotoUse | None = Field(
+        default=PhotoUse(), description="How communes with photos are rendered from them; null: photos are not used."
+    )
+    render_flagged: bool = Field(
+        default=False, description="Render jobs holding a sensitive term (marked for review); banned terms never."
+    )
+    file_type: Literal["png", "jpeg", "webp"] = Field(default="png", description="Encoding of the output files.")
+    steps: int = Field(default=25, ge=1, le=150)
+    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
+    scheduler: SchedulerName = SchedulerName.euler
+    seed: Seeds = Seeds()
+    active: bool = Field(default=True, description="Rendered by the nightly run (render-nightly).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_language(cls, data: object) -> object:
+        """``language: fr``, as campaigns in one language write it, is ``languages: [fr]``."""
+        if isinstance(data, dict) and "language" in data:
+            if "languages" in data:
+                raise ValueError("give languages or language, not both")
+            data = {**data, "languages": [data["language"]]}
+            del data["language"]
+        return data
+
+    @field_validator("languages")
+    @classmethod
+    def _distinct_languages(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a language is listed twice")
+        return value
+
+    def audience_languages(self, audience: str) -> list[str]:
+        return self.audiences[audience].languages or self.languages
+
+    def texts(self, audience: str, language: str) -> tuple[str, str]:
+        """The headline and call to action of an audience's pictures in ``language``."""
+        chosen = self.audiences[audience]
+        headline = self.headline if chosen.headline is None else chosen.headline
+        return text_in(headline, language), text_in(chosen.call_to_action, language)
+
+    @field_validator("prompt")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"malformed template ({exc})") from None
+        unknown = sorted({name for name in fields if name not in PLACEHOLDERS})
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {unknown}; allowed: {', '.join(PLACEHOLDERS)}")
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in FORMAT_PRESETS:
+                raise ValueError(f"unknown format '{name}'; known: {', '.join(FORMAT_PRESETS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a format is listed twice")
+        return value
+
+
+def text_in(texts: str | dict[str, str], language: str) -> str:
+    """A text in ``language``: a plain string serves every language (``check_texts`` allows it for one)."""
+    return texts if isinstance(texts, str) else texts.get(language, "")
+
+
+def check_texts(spec: CampaignSpec, charter: Charter, path: Path) -> None:
+    """Each audience's languages have an AI label, a headline and a call to action (if it has any)."""
+    for index, language in enumerate(spec.languages):
+        if language not in charter.spec.ai_label.text:
+            raise CampaignError(path, f"languages[{index}]", f"the charter has no AI label text for '{language}'")
+    for name, audience in spec.audiences.items():
+        languages = spec.audience_languages(name)
+        for index, language in enumerate(audience.languages or []):
+            if language not in charter.spec.ai_label.text:
+                field = f"audiences.{name}.languages[{index}]"
+                raise CampaignError(path, field, f"the charter has no AI label text for '{language}'")
+        headline = (
+            ("headline", spec.headline)
+            if audience.headline is None
+            else (f"audiences.{name}.headline", audience.headline)
+        )
+        for field, texts in (headline, (f"audiences.{name}.call_to_action", audience.call_to_action)):
+            if isinstance(texts, str):
+                if texts and len(languages) > 1:
+                    raise CampaignError(
+                        path,
+                        field,
+                        f"pictures in {', '.join(languages)}: give this text per language ({{fr: ..., en: ...}})",
+                    )
+                continue
+            missing = [language for language in languages if not texts.get(language, "").strip()]
+            if missing and any(text.strip() for text in texts.values()):
+                raise CampaignError(path, field, f"no '{missing[0]}' text, and {name} pictures are made in it")
+
+
+class Campaign(BaseModel):
+    """A validated campaign with its charter loaded and its communes selected."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: CampaignSpec
+    path: Path
+    slug: str
+    charter: Charter
+    communes: list[Commune]
+    commune_folders: dict[str, str]  # INSEE code -> output folder, from the whole communes file
+    model: ModelRef
+    lora_path: Path | None
+    controlnet_path: Path | None = None
+
+
+def _find_communes(wanted: str, by_code: dict[str, Commune], by_name: dict[str, list[Commune]]) -> list[Commune]:
+    """The communes a name or INSEE code designates: one, several (homonyms) or none."""
+    if wanted in by_code:
+        return [by_code[wanted]]
+    # The slug makes "Sables-d’Olonne", "sables d'olonne" and "Sables-d'Olonne" the same name.
+    return by_name.get(wanted) or by_name.get(slugify(wanted), [])
+
+
+def select_communes(
+    selection: CommuneSelection, communes: list[Commune], campaign_path: Path, field: str = "communes"
+) -> list[Commune]:
+    """Apply a selection; an unknown name or department is an error naming ``field``.
+
+    ``field`` says where the selection came from: ``communes`` in the campaign file, or a
+    command-line or flow parameter such as ``--communes``.
+    """
+    if selection.departments and selection.names:
+        raise CampaignError(campaign_path, field, "give either departments or names, not both")
+    if selection.departments:
+        known = {c.department for c in communes}
+        for index, department in enumerate(selection.departments):
+            if department not in known:
+                raise CampaignError(
+                    campaign_path, f"{field}.departments[{index}]", f"no commune in department '{department}'"
+                )
+        return [c for c in communes if c.department in selection.departments]
+    if not selection.names:
+        return list(communes)
+    by_code = {c.insee: c for c in communes}
+    by_name: dict[str, list[Commune]] = {}
+    for commune in communes:
+        by_name.setdefault(commune.name, []).append(commune)
+        if commune.slug != commune.name:
+            by_name.setdefault(commune.slug, []).append(commune)
+    chosen: list[Commune] = []
+    for index, wanted in enumerate(selection.names):
+        where = f"{field}.names[{index}]"
+        matches = _find_communes(wanted, by_code, by_name)
+        if not matches:
+            close = difflib.get_close_matches(wanted, [c.name for c in communes], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise CampaignError(campaign_path, where, f"unknown commune '{wanted}'{hint}")
+        if len(matches) > 1:
+            homonyms = ", ".join(f"{c.name} ({c.insee}, department {c.department})" for c in matches)
+            raise CampaignError(
+                campaign_path, where, f"'{wanted}' names {len(matches)} communes: {homonyms}; give the INSEE code"
+            )
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Load a campaign, its charter and communes; every error names its file and field."""
+    campaign_path = Path(path)
+    data = read_yaml_mapping(campaign_path, CampaignError)
+    spec = validate_model(CampaignSpec, data, campaign_path, CampaignError)
+    base = campaign_path.parent
+
+    charter_file = base / spec.charter
+    if not charter_file.exists():
+        raise CampaignError(campaign_path, "charter", f"charter not found: {charter_file}")
+    charter = load_charter(charter_file)  # CharterError names the charter file itself
+    check_texts(spec, charter, campaign_path)
+
+    communes_file = base / spec.communes.file
+    try:
+        all_communes = load_communes(communes_file)
+    except VisuelsError as exc:
+        if exc.field is None and exc.message == "file not found":
+            raise CampaignError(campaign_path, "communes.file", f"file not found: {communes_file}") from None
+        raise
+    communes = select_communes(spec.communes, all_communes, campaign_path)
+    for format_name in spec.formats:
+        check_logo_fits(charter, FORMAT_PRESETS[format_name])
+
+    lora_path = None
+    if spec.lora is not None and spec.lora.path == LATEST_LORA:
+        run = latest_run(charter.spec.slug)
+        if run is None:
+            raise CampaignError(
+                campaign_path,
+                "lora.path",
+                f"no trained LoRA for charter '{charter.spec.slug}' under {lora_root()}: run `visuels train`",
+            )
+        lora_path = (run / WEIGHTS_FILE).resolve()
+    elif spec.lora is not None:
+        lora_path = (base / spec.lora.path).resolve()
+        if not lora_path.exists():
+            raise CampaignError(campaign_path, "lora.path", f"LoRA weights not found: {lora_path}")
+
+    controlnet_path = None
+    if spec.photos is not None and spec.photos.controlnet is not None:
+        controlnet_path = (base / spec.photos.controlnet.path).resolve()
+        if not (controlnet_path / "config.json").is_file():
+            raise CampaignError(
+                campaign_path,
+                "photos.controlnet.path",
+                f"not a diffusers ControlNet folder (no config.json): {controlnet_path}",
+            )
+
+    return Campaign(
+        spec=spec,
+        path=campaign_path.resolve(),
+        slug=slugify(spec.name),
+        charter=charter,
+        communes=communes,
+        commune_folders=commune_folders(all_communes),
+        model=resolve_paths(spec.model, base),
+        lora_path=lora_path,
+        controlnet_path=controlnet_path,
+    )

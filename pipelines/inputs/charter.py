@@ -1,0 +1,313 @@
+"""The brand charter: palette, logos, font, AI label, style prompt, reference images.
+
+Every rule that post-processing applies comes from ``charter.yaml``; paths inside it are
+relative to the charter's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from PIL import Image, ImageFont, UnidentifiedImageError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from visuels._internal.hashing import sha256_file
+from visuels.errors import CharterError
+from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
+from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
+
+MAX_LOGO_PIXELS = 25_000_000  # a 5000 x 5000 logo; beyond, a mistake or a decompression bomb
+
+
+def _hex_colour(value: str) -> str:
+    if not re.fullmatch(r"#[0-9A-Fa-f]{6}", value):
+        raise ValueError(f"'{value}' is not a colour: write it #RRGGBB, e.g. #1B4F72")
+    return value
+
+
+HexColour = Annotated[str, AfterValidator(_hex_colour)]
+
+
+class ColourRole(StrEnum):
+    primary = "primary"
+    secondary = "secondary"
+    accent = "accent"
+    neutral = "neutral"
+
+
+class Corner(StrEnum):
+    top_left = "top_left"
+    top_right = "top_right"
+    bottom_left = "bottom_left"
+    bottom_right = "bottom_right"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PaletteColour(_Strict):
+    name: str = Field(min_length=1)
+    hex: HexColour
+    role: ColourRole
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return tuple(int(self.hex[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+class LogoRules(_Strict):
+    colour: str = Field(description="Full-colour logo, PNG with alpha.")
+    light: str = Field(description="Light monochrome logo for dark backgrounds, PNG with alpha.")
+    dark: str = Field(description="Dark monochrome logo for light backgrounds, PNG with alpha.")
+    allowed_corners: list[Corner] = Field(min_length=1)
+    min_width_share: float = Field(gt=0, le=0.5, description="Minimum width / short side.")
+    clear_zone: float = Field(ge=0, le=2, description="Free margin, in logo heights.")
+
+
+class Typography(_Strict):
+    font: str
+    font_licence: str
+    position: Literal["top", "bottom"] = Field(default="bottom", description="Where the commune name goes.")
+    name_size_share: float = Field(default=0.09, gt=0, le=0.3, description="Commune name size / short side.")
+    headline_size_share: float = Field(default=0.045, gt=0, le=0.2, description="Headline size / short side.")
+    min_text_px: int = Field(default=16, ge=8, le=200, description="Text is never set smaller than this.")
+    max_name_lines: int = Field(default=3, ge=1, le=6)
+
+
+class PaletteGrading(_Strict):
+    tolerance: float = Field(default=20.0, gt=0, le=100, description="ΔE00 within which a pixel is on-palette.")
+    strength: float = Field(default=0.6, ge=0, le=1, description="Share of the way colours move to the palette.")
+    min_conformity: float = Field(default=0.5, ge=0, le=1, description="On-palette share an output must reach.")
+
+
+class AiLabel(_Strict):
+    text: dict[str, str] = Field(description="Label text per language code; 'fr' is required.")
+    badge: str = Field(default="IA", min_length=1, max_length=4)
+    position: Corner = Corner.bottom_left
+    text_share: float = Field(default=0.022, gt=0, le=0.1, description="Label text size / short side.")
+    min_text_px: int = Field(default=14, ge=8, le=100, description="Label text is never smaller than this.")
+
+    @field_validator("text")
+    @classmethod
+    def _needs_french(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value.get("fr", "").strip():
+            raise ValueError("a French label text ('fr') is required")
+        return value
+
+
+class Style(_Strict):
+    trigger_word: str = Field(min_length=2, pattern=r"^\S+$")
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_trigger(cls, value: str, info: ValidationInfo) -> str:
+        trigger = info.data.get("trigger_word")
+        if trigger and trigger not in value:
+            raise ValueError(f"the style prompt must contain the trigger word '{trigger}'")
+        return value
+
+
+class Fairness(_Strict):
+    """How prompts and texts are reviewed for bias and stereotypes (``visuels.planning.fairness``).
+
+    Terms match whole words, ignoring case and accents; a term may be several words.
+    """
+
+    banned_terms: list[str] = Field(default_factory=list, description="Never rendered: the job is left out.")
+    sensitive_terms: list[str] = Field(
+        default_factory=list,
+        description="Rendered only where the campaign allows it (render_flagged), then marked for review.",
+    )
+    people_terms: list[str] = Field(
+        default_factory=list, description="Words that put people in the picture: the diversity slots then apply."
+    )
+    diversity: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Slot name -> values (e.g. age: [children, older people]); each seed draws one value per slot.",
+    )
+
+    @field_validator("banned_terms", "sensitive_terms", "people_terms")
+    @classmethod
+    def _plain_terms(cls, terms: list[str]) -> list[str]:
+        for term in terms:
+            if not term.strip():
+                raise ValueError("an empty term")
+        return terms
+
+    @field_validator("diversity")
+    @classmethod
+    def _slots_have_values(cls, slots: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, values in slots.items():
+            if len(values) < 2 or not any(value.strip() for value in values):
+                raise ValueError(f"slot '{name}' needs at least two values to vary, one of them not empty")
+        return slots
+
+
+class Coherence(_Strict):
+    """How far an output's colours may stray from the rest of its campaign (``visuels.postprocess.coherence``)."""
+
+    max_distance: float = Field(
+        default=30.0, gt=0, description="Style distance to the campaign median beyond which an output is flagged."
+    )
+    max_reference_distance: float | None = Field(
+        default=None, gt=0, description="The same against the charter's reference images; none: not flagged."
+    )
+
+
+class CharterSpec(_Strict):
+    """charter.yaml as written, before its files are checked."""
+
+    name: str = Field(min_length=1)
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    palette: list[PaletteColour] = Field(min_length=2)
+    palette_grading: PaletteGrading = PaletteGrading()
+    logo: LogoRules
+    typography: Typography
+    ai_label: AiLabel
+    style: Style
+    references: str = Field(description="Folder of reference images with .txt captions.")
+    fairness: Fairness = Fairness()
+    coherence: Coherence = Coherence()
+    creator: str = Field(min_length=1, description="Credit written into output metadata.")
+
+    @field_validator("palette")
+    @classmethod
+    def _palette_colours_are_distinct(cls, palette: list[PaletteColour]) -> list[PaletteColour]:
+        for attribute in ("name", "hex"):
+            seen: dict[str, str] = {}
+            for colour in palette:
+                value = getattr(colour, attribute).lower()
+                if value in seen:
+                    raise ValueError(f"'{seen[value]}' and '{colour.name}' have the same {attribute} {value}")
+                seen[value] = colour.name
+        primaries = [colour.name for colour in palette if colour.role is ColourRole.primary]
+        if len(primaries) != 1:
+            raise ValueError(f"needs exactly one primary colour, has {len(primaries)}")
+        return palette
+
+    @model_validator(mode="after")
+    def _palette_can_carry_text(self) -> CharterSpec:
+        # Label and text use the palette's darkest and lightest colours on each other.
+        dark, light = darkest_and_lightest([colour.rgb for colour in self.palette])
+        ratio = contrast_ratio(relative_luminance(light), relative_luminance(dark))
+        if ratio < 4.5:
+            raise ValueError(f"the palette's lightest and darkest colours contrast {ratio:.1f}:1, text needs 4.5:1")
+        return self
+
+    @model_validator(mode="after")
+    def _logo_has_a_corner_beside_the_label(self) -> CharterSpec:
+        if all(corner == self.ai_label.position for corner in self.logo.allowed_corners):
+            raise ValueError("logo.allowed_corners needs a corner other than ai_label.position")
+        return self
+
+
+class Charter(BaseModel):
+    """A validated charter with its files resolved and its content hash."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: CharterSpec
+    path: Path
+    folder: Path
+    logo_colour: Path
+    logo_light: Path
+    logo_dark: Path
+    font: Path
+    references: Path
+    hash: str
+
+
+def _inside(charter_path: Path, field: str, folder: Path, relative: str) -> Path:
+    """``relative`` under the charter's folder; a path (or a link) that leads out of it is refused:
+    a charter names its own assets, never other files of the machine."""
+    path = folder / relative
+    if not path.resolve().is_relative_to(folder):
+        raise CharterError(charter_path, field, f"{relative} leads outside the charter's folder: refused")
+    return path
+
+
+def _check_logo(charter_path: Path, field: str, path: Path) -> None:
+    if not path.is_file():
+        raise CharterError(charter_path, field, f"logo file not found: {path}")
+    try:
+        with warnings.catch_warnings():  # Pillow's own bomb warning: the size check below says it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            if image.width * image.height > MAX_LOGO_PIXELS:  # before decoding: a bomb stays unread
+                raise CharterError(charter_path, field, f"{image.width}x{image.height} is too large for a logo: {path}")
+            image.load()
+            has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
+            if has_alpha:
+                alpha = image.convert("RGBA").getchannel("A")
+                has_alpha = alpha.getextrema()[0] < 255
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CharterError(charter_path, field, f"not a readable image: {path} ({exc})") from None
+    if not has_alpha:
+        raise CharterError(charter_path, field, f"logo has no transparent pixels (alpha): {path}")
+
+
+def _check_font(charter_path: Path, path: Path) -> None:
+    if not path.is_file():
+        raise CharterError(charter_path, "typography.font", f"font file not found: {path}")
+    try:
+        # Not ImageFont.truetype: on failure it quietly loads a system font of the same file name.
+        ImageFont.FreeTypeFont(str(path), 24)
+    except OSError:
+        raise CharterError(charter_path, "typography.font", f"not a TrueType/OpenType font: {path}") from None
+
+
+def _charter_hash(charter_path: Path, asset_paths: list[Path]) -> str:
+    digest = hashlib.sha256(charter_path.read_bytes())
+    for asset in asset_paths:
+        digest.update(sha256_file(asset).encode())
+    return digest.hexdigest()
+
+
+def load_charter(path: str | Path) -> Charter:
+    """Load and fully validate a charter; raise :class:`CharterError` naming file and field."""
+    charter_path = Path(path)
+    if charter_path.is_dir():
+        charter_path = charter_path / "charter.yaml"
+    data = read_yaml_mapping(charter_path, CharterError)
+    spec = validate_model(CharterSpec, data, charter_path, CharterError)
+    folder = charter_path.parent.resolve()
+    logos = {}
+    for variant in ("colour", "light", "dark"):
+        logo_path = _inside(charter_path, f"logo.{variant}", folder, getattr(spec.logo, variant))
+        _check_logo(charter_path, f"logo.{variant}", logo_path)
+        logos[variant] = logo_path
+    font = _inside(charter_path, "typography.font", folder, spec.typography.font)
+    _check_font(charter_path, font)
+    licence = _inside(charter_path, "typography.font_licence", folder, spec.typography.font_licence)
+    if not licence.is_file():
+        raise CharterError(charter_path, "typography.font_licence", f"file not found: {licence}")
+    references = _inside(charter_path, "references", folder, spec.references)
+    if not references.is_dir():
+        raise CharterError(charter_path, "references", f"folder not found: {references}")
+    return Charter(
+        spec=spec,
+        path=charter_path.resolve(),
+        folder=folder,
+        logo_colour=logos["colour"],
+        logo_light=logos["light"],
+        logo_dark=logos["dark"],
+        font=font,
+        references=references,
+        hash=_charter_hash(charter_path, [*logos.values(), font]),
+    )

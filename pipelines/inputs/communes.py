@@ -1,0 +1,148 @@
+"""Communes data: a CSV of real communes with INSEE code, name, department and tags.
+
+Columns: ``insee,name,department,landscapes,landmarks``, and optionally ``photos``;
+``landscapes`` and ``landmarks`` hold several values separated by ``;``. ``photos`` names a
+folder of the commune's photos, relative to the CSV (``visuels.inputs.photos``); empty: none.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from visuels.errors import CommunesError
+from visuels.inputs.photos import CommunePhoto, load_photo_folder
+from visuels.inputs.slugs import slugify
+from visuels.inputs.yamlfiles import field_path, not_utf8, plain_message
+
+COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
+OPTIONAL_COLUMNS = ("photos",)
+
+
+class Landscape(StrEnum):
+    sea = "sea"
+    mountain = "mountain"
+    vineyard = "vineyard"
+    river = "river"
+    city = "city"
+    village = "village"
+    countryside = "countryside"
+    forest = "forest"
+    lake = "lake"
+    heritage = "heritage"
+
+
+class Commune(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    insee: str = Field(description="INSEE code (COG).")
+    name: str = Field(min_length=1, description="Official name, with its accents and hyphens.")
+    department: str
+
+    @field_validator("insee")
+    @classmethod
+    def _an_insee_code(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{5}|2[AB]\d{3}", value):
+            raise ValueError(f"'{value}' is not an INSEE code (5 digits, or 2A/2B and 3 digits)")
+        return value
+
+    @field_validator("department")
+    @classmethod
+    def _a_department(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2,3}|2[AB]", value):
+            raise ValueError(f"'{value}' is not a department number (2 or 3 digits, or 2A/2B)")
+        return value
+
+    landscapes: list[Landscape] = Field(min_length=1)
+    landmarks: list[str] = Field(min_length=1, max_length=2)
+    photos: tuple[CommunePhoto, ...] = ()
+
+    @field_validator("landscapes", "landmarks", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(";") if part.strip()]
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _a_plain_name(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("name has leading or trailing spaces")
+        # No official name holds these; a name that does is a path or garbage, never a commune.
+        if any(character in value for character in "/\\") or any(ord(character) < 32 for character in value):
+            raise ValueError(f"{value!r} is not a commune name (slash, backslash or control character)")
+        return value
+
+    @model_validator(mode="after")
+    def _department_matches_code(self) -> Commune:
+        if not self.insee.startswith(self.department):
+            raise ValueError(f"INSEE code {self.insee} is not in department {self.department}")
+        return self
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+def load_communes(path: str | Path) -> list[Commune]:
+    """Load and validate a communes CSV; errors name the file, the row and the column."""
+    csv_path = Path(path)
+    try:
+        # utf-8-sig: a file saved by a spreadsheet may start with a byte order mark.
+        with csv_path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [column for column in COLUMNS if column not in header]
+            if missing:
+                raise CommunesError(csv_path, "header", f"missing column(s): {', '.join(missing)}")
+            extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS]
+            if extra:
+                raise CommunesError(csv_path, "header", f"unknown column(s): {', '.join(extra)}")
+            rows = list(reader)
+    except FileNotFoundError:
+        raise CommunesError(csv_path, None, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise CommunesError(csv_path, None, not_utf8(exc)) from None
+    except (OSError, csv.Error) as exc:
+        raise CommunesError(csv_path, None, f"cannot read CSV ({exc})") from None
+
+    communes: list[Commune] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        if None in row:
+            raise CommunesError(csv_path, f"line {line}", "more values than columns")
+        photo_folder = (row.pop("photos", None) or "").strip()
+        try:
+            commune = Commune.model_validate(row)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = f"line {line}, {field_path(tuple(first['loc'][:1]))}" if first["loc"] else f"line {line}"
+            raise CommunesError(csv_path, where, plain_message(first)) from None
+        if photo_folder:
+            photos = load_photo_folder(csv_path.parent / photo_folder, csv_path, f"line {line}, photos")
+            commune = commune.model_copy(update={"photos": photos})
+        if commune.insee in seen:
+            raise CommunesError(
+                csv_path, f"line {line}, insee", f"duplicate code {commune.insee} (line {seen[commune.insee]})"
+            )
+        seen[commune.insee] = line
+        communes.append(commune)
+    if not communes:
+        raise CommunesError(csv_path, None, "no communes in file")
+    return communes
+
+
+def commune_folders(communes: list[Commune]) -> dict[str, str]:
+    """Folder name per INSEE code: the name's slug, plus the code where two names collide.
+
+    Give it the whole communes file, never a selection: a commune's folder must not depend on
+    which others are rendered with it (shards, ``--communes``).
+    """
+    counts: dict[str, int] = {}
+    for commune in communes:
+        counts[commune.slug] = counts.get(commune.slug, 0) + 1
+    return {c.insee: c.slug if counts[c.slug] == 1 else f"{c.slug}-{c.insee.lower()}" for c in communes}

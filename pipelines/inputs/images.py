@@ -1,0 +1,153 @@
+"""Reading pictures and masks that people bring: whatever the file, 8-bit sRGB pixels or one clear error.
+
+Every command that reads a picture a person supplies (retouch, finalize, the studio) goes
+through here: EXIF orientation applied; CMYK, greyscale, 16-bit, palette and alpha images
+converted (through their ICC profile when they carry one); a pixel-count limit against
+decompression bombs; truncated or unreadable files refused with one line.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from visuels.errors import VisuelsError
+
+XMP_PNG_KEY = "XML:com.adobe.xmp"  # the iTXt keyword under which PNG files carry XMP
+MAX_PIXELS = 120_000_000  # a 13,000 x 9,000 poster; above: refused as a possible decompression bomb
+MASK_THRESHOLD = 128  # mask pixels at least this bright (or opaque) are repainted
+MAX_MASK_CHROMA = 24  # a mask is black and white: channels further apart than this mean a colour picture
+BACKGROUND = (255, 255, 255)  # transparent areas become paper white, as a printer would show them
+
+
+class ImageInputError(VisuelsError):
+    """A picture or mask that cannot be read, or does not fit what it is used with."""
+
+
+def read_file(path: Path, field: str) -> bytes:
+    """A supplied file's bytes; a missing file or a folder is said in one line."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageInputError(path, field, "file not found") from None
+    except IsADirectoryError:
+        raise ImageInputError(path, field, "is a folder, not a picture") from None
+
+
+def _open(path: Path, field: str, data: bytes | None = None) -> Image.Image:
+    """The file (or its ``data``, already read) decoded in full, its size checked before any pixel is decoded."""
+    data = read_file(path, field) if data is None else data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
+        try:
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageInputError(
+                    path,
+                    field,
+                    f"{image.width}x{image.height} is more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)",
+                )
+            image.load()
+        except Image.DecompressionBombError:
+            raise ImageInputError(
+                path, field, f"more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)"
+            ) from None
+        except UnidentifiedImageError:
+            raise ImageInputError(path, field, "not a picture Pillow can read (PNG, JPEG, WebP, TIFF...)") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageInputError(path, field, f"truncated or damaged picture ({exc})") from None
+    return image
+
+
+def _sixteen_bit_to_eight(image: Image.Image) -> Image.Image:
+    """16- and 32-bit greyscale ("I;16", "I") scaled to 8 bits; Pillow's own convert would clip at 255."""
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+    return Image.fromarray(np.clip(np.round(values * 255.0 / top), 0, 255).astype(np.uint8), mode="L")
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """RGB pixels in sRGB: through the embedded ICC profile when there is one (CMYK, Adobe RGB, P3)."""
+    profile = image.info.get("icc_profile")
+    if profile and image.mode in ("RGB", "CMYK", "L"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+            return ImageCms.profileToProfile(
+                image, source, ImageCms.createProfile("sRGB"), outputMode="RGB", renderingIntent=0
+            )
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: the plain conversion below is still a fair picture
+    return image.convert("RGB")
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """RGB, alpha composited on white."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = _sixteen_bit_to_eight(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, BACKGROUND)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return _to_srgb(image)
+
+
+def read_picture_and_xmp(path: Path, field: str = "image", data: bytes | None = None) -> tuple[Image.Image, str | None]:
+    """An RGB picture upright as its camera or editor meant it, and its XMP packet if it has one;
+    ``data``: the file's bytes when the caller has read them already."""
+    image = _open(path, field, data)
+    xmp = image.info.get(XMP_PNG_KEY) or image.info.get("xmp")
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError):
+        upright = image  # unreadable EXIF: keep the pixels as stored
+    return _flatten(upright), xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+
+
+def read_picture(path: Path, field: str = "image") -> Image.Image:
+    """An RGB picture upright as its camera or editor meant it; ``ImageInputError`` otherwise."""
+    return read_picture_and_xmp(path, field)[0]
+
+
+def read_mask(path: Path, size: tuple[int, int], field: str = "mask") -> np.ndarray:
+    """A boolean H×W mask (True: repaint) for a picture of ``size``.
+
+    A mask is white where to repaint on black, or painted areas on a transparent layer (its
+    alpha channel is then the mask). Size and colour are explained when they do not match.
+    """
+    image = ImageOps.exif_transpose(_open(path, field))
+    if image.size != size:
+        raise ImageInputError(
+            path,
+            field,
+            f"is {image.width}x{image.height} but the picture is {size[0]}x{size[1]}:"
+            " paint the mask over the picture itself, at its size",
+        )
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"))
+        if alpha.min() < MASK_THRESHOLD:  # a real transparent layer: what is painted is the mask
+            selected = alpha >= MASK_THRESHOLD
+            return _non_empty(selected, path, field)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = _sixteen_bit_to_eight(image)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    chroma = rgb.max(axis=2) - rgb.min(axis=2)
+    if np.percentile(chroma, 99) > MAX_MASK_CHROMA:
+        raise ImageInputError(
+            path,
+            field,
+            f"is a colour picture ({image.mode}): a mask is white where to repaint and black elsewhere,"
+            " or painted strokes on a transparent layer",
+        )
+    return _non_empty(rgb.mean(axis=2) >= MASK_THRESHOLD, path, field)
+
+
+def _non_empty(selected: np.ndarray, path: Path, field: str) -> np.ndarray:
+    if not selected.any():
+        raise ImageInputError(path, field, "selects nothing: paint in white (or opaque) where to repaint")
+    return selected

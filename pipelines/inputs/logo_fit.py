@@ -1,0 +1,41 @@
+"""Whether a charter's logo, at its minimum size and with its clear zone, fits each format: checked
+when a campaign is loaded, and the geometry post-processing places the logo with."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image
+from visuels.errors import CharterError
+from visuels.inputs.charter import Charter
+from visuels.inputs.formats import FormatPreset
+
+
+@lru_cache(maxsize=16)
+def _logo_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as logo:  # the header only: no pixel is decoded
+        return logo.size
+
+
+def logo_geometry(charter: Charter, width: int, height: int) -> tuple[int, int, int]:
+    """Logo width and height at the charter's minimum share, and the clear zone, in pixels."""
+    rules = charter.spec.logo
+    reference = _logo_size(charter.logo_colour)
+    logo_width = math.ceil(rules.min_width_share * min(width, height))
+    logo_height = max(1, round(logo_width * reference[1] / reference[0]))
+    return logo_width, logo_height, math.ceil(rules.clear_zone * logo_height)
+
+
+def check_logo_fits(charter: Charter, preset: FormatPreset) -> None:
+    """The logo with its clear zone must fit in a quarter of the format, or it crowds out the picture."""
+    logo_width, logo_height, clear = logo_geometry(charter, preset.width, preset.height)
+    zone = (logo_width + 2 * clear, logo_height + 2 * clear)
+    if zone[0] > preset.width / 2 or zone[1] > preset.height / 2:
+        raise CharterError(
+            charter.path,
+            "logo.min_width_share",
+            f"the logo with its clear zone needs {zone[0]}x{zone[1]} px, more than a quarter of "
+            f"{preset.name} ({preset.width}x{preset.height})",
+        )

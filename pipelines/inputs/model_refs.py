@@ -1,0 +1,95 @@
+"""Which model renders a campaign, as a campaign or ``--model`` names it.
+
+One of: the built-in demo model, a local diffusers folder, a single-file ``.safetensors``
+checkpoint (with a local diffusers config folder, so nothing is fetched), or a hub id (the only
+reference that may use the network); and a LoRA file with its scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from visuels.errors import ModelError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
+
+
+class _Reference(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoModelRef(_Reference):
+    """The built-in tiny model with random weights (abstract pictures)."""
+
+    kind: Literal["demo"] = "demo"
+
+
+class DiffusersFolderRef(_Reference):
+    """A local folder in diffusers format (model_index.json and component folders)."""
+
+    kind: Literal["diffusers"] = "diffusers"
+    path: str
+
+
+class SingleFileRef(_Reference):
+    """A single .safetensors checkpoint; ``config`` is a local diffusers folder of configs."""
+
+    kind: Literal["single_file"] = "single_file"
+    path: str
+    config: str = Field(description="Local diffusers folder with configs and tokenizer (weights not needed).")
+
+
+class HubRef(_Reference):
+    """A Hugging Face hub id: needs the network or a filled local hub cache.
+
+    Planning pins ``revision`` (a branch such as ``main`` moves) to the commit it names then.
+    """
+
+    kind: Literal["hub"] = "hub"
+    id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    revision: str = "main"
+
+
+ModelRef = Annotated[DemoModelRef | DiffusersFolderRef | SingleFileRef | HubRef, Field(discriminator="kind")]
+
+
+class LoraWeights(BaseModel):
+    """A LoRA file (diffusers or kohya format) and the scale to apply it at."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    scale: float
+
+
+def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:
+    """Make a reference's relative paths relative to ``base`` (the campaign's folder)."""
+    if isinstance(ref, DiffusersFolderRef):
+        return ref.model_copy(update={"path": str((base / ref.path).resolve())})
+    if isinstance(ref, SingleFileRef):
+        return ref.model_copy(
+            update={"path": str((base / ref.path).resolve()), "config": str((base / ref.config).resolve())}
+        )
+    return ref
+
+
+def parse_model_option(value: str) -> ModelRef:
+    """Turn a ``--model`` command-line value into a reference.
+
+    ``demo``; ``hub:OWNER/NAME``; a folder (diffusers format); or ``FILE.safetensors``, whose
+    config folder is given as ``FILE.safetensors::CONFIG_FOLDER``.
+    """
+    if value == "demo":
+        return DemoModelRef()
+    if value.startswith("hub:"):
+        return HubRef(id=value.removeprefix("hub:"))
+    path, _, config = value.partition("::")
+    if Path(path).suffix in WEIGHT_SUFFIXES:
+        if not config:
+            raise ModelError(
+                "--model", None, "a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR"
+            )
+        return SingleFileRef(path=str(Path(path).resolve()), config=str(Path(config).resolve()))
+    return DiffusersFolderRef(path=str(Path(path).resolve()))

@@ -1,0 +1,113 @@
+"""Commune photos: real pictures of a place that a render starts from, with their credits.
+
+A commune's row in the communes CSV may name a folder of photos (``photos`` column, relative to
+the CSV). The folder holds the pictures and ``photos.yaml``, which credits each one:
+
+    photos:
+      - {file: port.jpg, author: Jeanne Martin, licence: CC BY 4.0, date: 2025-06-14}
+
+A render from a photo starts from it (img2img) and/or follows its structure: its edges (Canny)
+steer a ControlNet. Both read the photo fitted to the generation size, through this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field
+from visuels.errors import CommunesError
+from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
+
+CREDITS_FILE = "photos.yaml"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MAX_PHOTO_PIXELS = 60_000_000  # a 60 MP camera file; beyond, a mistake or a decompression bomb
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhotoCredit(_Strict):
+    """One photo's entry in ``photos.yaml``: who took it, under which licence, when."""
+
+    file: str = Field(min_length=1, pattern=r"^[^/\\]+$", description="File name in the same folder.")
+    author: str = Field(min_length=1, max_length=200)
+    licence: str = Field(min_length=1, max_length=200)
+    date: dt.date
+    stand_in: bool = Field(default=False, description="Drawn by code for the sample: not a real photo.")
+
+
+class PhotoCredits(_Strict):
+    photos: list[PhotoCredit] = Field(min_length=1)
+
+
+class CommunePhoto(_Strict):
+    """A checked photo of a commune and its credit."""
+
+    path: Path
+    credit: PhotoCredit
+
+    def credit_line(self) -> str:
+        """How the photo is credited in metadata and reports: "Author, licence, date"."""
+        made = "stand-in, not a photo; " if self.credit.stand_in else ""
+        return f"{self.credit.author} ({made}{self.credit.licence}, {self.credit.date.isoformat()})"
+
+
+def _check_readable(credits_file: Path, field: str, path: Path) -> None:
+    if not path.is_file():
+        raise CommunesError(credits_file, field, f"photo not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # the header only: a folder of large photos checks fast
+                if image.width * image.height > MAX_PHOTO_PIXELS:
+                    raise CommunesError(credits_file, field, f"{image.width}x{image.height} is too large: {path}")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CommunesError(credits_file, field, f"not a readable image: {path} ({exc})") from None
+
+
+def load_photo_folder(folder: Path, csv_path: Path, where: str) -> tuple[CommunePhoto, ...]:
+    """The photos of one commune's folder, each credited; ``where`` is the CSV row's field for errors."""
+    if not folder.is_dir():
+        raise CommunesError(csv_path, where, f"photo folder not found: {folder}")
+    credits_file = folder / CREDITS_FILE
+    if not credits_file.is_file():
+        raise CommunesError(csv_path, where, f"{folder} has no {CREDITS_FILE} crediting its photos")
+    credits = validate_model(PhotoCredits, read_yaml_mapping(credits_file, CommunesError), credits_file, CommunesError)
+    photos = []
+    seen: set[str] = set()
+    for index, credit in enumerate(credits.photos):
+        field = f"photos[{index}].file"
+        if credit.file in seen:
+            raise CommunesError(credits_file, field, f"{credit.file} is credited twice")
+        seen.add(credit.file)
+        if not credit.file.lower().endswith(PHOTO_SUFFIXES):
+            raise CommunesError(credits_file, field, f"{credit.file}: a photo is {', '.join(PHOTO_SUFFIXES)}")
+        path = folder / credit.file
+        _check_readable(credits_file, field, path)
+        photos.append(CommunePhoto(path=path.resolve(), credit=credit))
+    uncredited = sorted(
+        path.name for path in folder.iterdir() if path.suffix.lower() in PHOTO_SUFFIXES and path.name not in seen
+    )
+    if uncredited:  # a photo without author and licence must never reach a published picture
+        raise CommunesError(credits_file, "photos", f"{uncredited[0]} is in the folder but not credited here")
+    return tuple(photos)
+
+
+def fit_photo(path: Path, width: int, height: int) -> np.ndarray:
+    """The photo, upright, cropped to the aspect ratio around its centre and resized: H×W×3 uint8."""
+    with Image.open(path) as image:
+        upright = ImageOps.exif_transpose(image).convert("RGB")
+    fitted = ImageOps.fit(upright, (width, height), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+    return np.asarray(fitted)
+
+
+def edge_map(pixels: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Canny edges of an RGB picture (H×W uint8, 255 on an edge), as ControlNets for edges expect."""
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    return cv2.Canny(grey, low, high)

@@ -1,0 +1,204 @@
+"""Batched generation through diffusers, deterministic per job: from text, or from a commune's photo
+(img2img, its edges through a ControlNet, or both)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+from visuels.errors import ModelError
+from visuels.inputs.photos import edge_map, fit_photo
+from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature
+
+SCHEDULERS = {
+    "euler": EulerDiscreteScheduler,
+    "euler_a": EulerAncestralDiscreteScheduler,
+    "ddim": DDIMScheduler,
+    "dpmpp_2m": DPMSolverMultistepScheduler,
+    "pndm": PNDMScheduler,
+    "unipc": UniPCMultistepScheduler,
+}
+
+
+def use_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
+    """Swap the pipeline's scheduler, keeping the model's own noise schedule settings."""
+    scheduler_class = SCHEDULERS[name]
+    if not isinstance(pipeline.scheduler, scheduler_class):
+        pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """The schedule's length for an img2img pass of ``steps`` at ``strength``: diffusers runs
+    ``int(steps * strength)`` of them, so a short schedule at a low strength would run none (and
+    fail). At least one is run."""
+    return max(steps, math.ceil(1 / strength))
+
+
+def _generators(jobs: Sequence[GenerationJob]) -> list[torch.Generator]:
+    return [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
+
+
+def generate(
+    pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None = None
+) -> list[np.ndarray]:
+    """Render jobs that share a batch signature in one diffusers call: H×W×3 uint8 pictures.
+
+    ``controlnet``: loaded by the caller for jobs whose photo steers through one.
+
+    Each job gets its own CPU generator seeded with its seed, so its starting noise does not
+    depend on the batch it lands in or on the device. The pictures become bytes on the device,
+    so only a quarter of the floats' size crosses to the host.
+    """
+    first = jobs[0]
+    signature = batch_signature(first)
+    for job in jobs[1:]:
+        for field, wanted, got in zip(BATCH_FIELDS, signature, batch_signature(job), strict=True):
+            if got != wanted:
+                raise ValueError(f"jobs in one batch must share `{field}`: got {wanted!r} and {got!r}")
+    use_scheduler(pipeline, first.scheduler)
+    with torch.inference_mode():
+        if first.photo is None:
+            result = pipeline(
+                prompt=[job.prompt for job in jobs],
+                negative_prompt=[job.negative_prompt for job in jobs],
+                width=first.generation_width,
+                height=first.generation_height,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance,
+                generator=_generators(jobs),
+                output_type="pt",
+            )
+        else:
+            result = from_photos(pipeline, jobs, controlnet)
+        refuse_flagged(jobs, result)
+        pictures = result.images
+        if first.hires is not None:
+            pictures = redraw_larger(pipeline, jobs, pictures, first.hires)
+        # The same rounding as diffusers' own conversion to PIL: float32, x 255, round half to even.
+        pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return list(pixels.cpu().numpy())
+
+
+def _as_batch(pictures: list[np.ndarray]) -> torch.Tensor:
+    """H×W×3 uint8 pictures as the B×3×H×W floats in [0, 1] that diffusers' image processors take."""
+    return torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def fitted_photos(jobs: Sequence[GenerationJob]) -> list[np.ndarray]:
+    """Each job's photo fitted to the generation size (H×W×3 uint8)."""
+    first = jobs[0]
+    photos = []
+    for job in jobs:
+        assert job.photo is not None
+        photos.append(fit_photo(Path(job.photo.path), first.generation_width, first.generation_height))
+    return photos
+
+
+def from_photos(
+    pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None
+) -> object:
+    """The first pass from each job's photo: img2img from it, its edges steering a ControlNet, or both.
+
+    The derived pipelines share ``pipeline``'s modules (weights, LoRA, scheduler): nothing is
+    loaded or copied. Imported here for the reason ``redraw_larger`` gives.
+    """
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+
+    first = jobs[0]
+    source = first.photo
+    assert source is not None
+    photos = fitted_photos(jobs)
+    steps = first.steps if source.strength is None else img2img_steps(first.steps, source.strength)
+    common = {
+        "prompt": [job.prompt for job in jobs],
+        "negative_prompt": [job.negative_prompt for job in jobs],
+        "num_inference_steps": steps,
+        "guidance_scale": first.guidance,
+        "generator": _generators(jobs),
+        "output_type": "pt",
+    }
+    if source.controlnet_path is None:
+        redraw = AutoPipelineForImage2Image.from_pipe(pipeline)
+        redraw.set_progress_bar_config(disable=True)
+        return redraw(image=_as_batch(photos), strength=source.strength, **common)
+    if controlnet is None:
+        raise ModelError(source.controlnet_path, "photos.controlnet", "the ControlNet was not loaded")
+    # Only a ControlNet reads the edges (their map for reviewers is saved at export).
+    edges = [
+        edge_map(photo, job.photo.canny_low, job.photo.canny_high) for job, photo in zip(jobs, photos, strict=True)
+    ]
+    edge_batch = _as_batch([np.repeat(edge[..., None], 3, axis=2) for edge in edges])
+    steering = {"controlnet_conditioning_scale": source.controlnet_scale}
+    if source.strength is None:
+        steer = AutoPipelineForText2Image.from_pipe(pipeline, controlnet=controlnet)
+        steer.set_progress_bar_config(disable=True)
+        size = {"width": first.generation_width, "height": first.generation_height}
+        return steer(image=edge_batch, **size, **steering, **common)
+    steer = AutoPipelineForImage2Image.from_pipe(pipeline, controlnet=controlnet)
+    steer.set_progress_bar_config(disable=True)
+    return steer(image=_as_batch(photos), control_image=edge_batch, strength=source.strength, **steering, **common)
+
+
+def refuse_flagged(jobs: Sequence[GenerationJob], result: object) -> None:
+    """Stop at a picture the model's own safety checker blacked out (hub models may carry one):
+    a black picture must never be exported as if it were the render."""
+    flags = getattr(result, "nsfw_content_detected", None) or []
+    flagged = [job for job, flag in zip(jobs, flags, strict=False) if flag]
+    if flagged:
+        raise ModelError(
+            flagged[0].relative_path,
+            "safety checker",
+            f"the model's safety checker blacked out {len(flagged)} picture(s): none is exported;"
+            " change the prompt or the seed",
+        )
+
+
+def redraw_larger(
+    pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], pictures: torch.Tensor, hires: HiresPass
+) -> torch.Tensor:
+    """The high-resolution pass: enlarge, then let img2img redraw detail at the new size, per size step.
+
+    At a low strength the first pass's composition stays; only texture and edges are drawn again,
+    which a Lanczos resize cannot invent. The VAE works in tiles here, so encoding and decoding a
+    poster-sized picture needs the memory of one tile. Each pass seeds the job's generator again,
+    so a picture depends on its job alone, as in the first pass.
+    """
+    # Imported here, once a model is loaded and the libraries' chatter is off: it imports every
+    # pipeline family and their image processors (a second, and warnings, at import time).
+    from diffusers import AutoPipelineForImage2Image
+
+    first = jobs[0]
+    # The same modules as ``pipeline`` (weights, LoRA, scheduler): nothing is loaded or copied.
+    redraw = AutoPipelineForImage2Image.from_pipe(pipeline)
+    redraw.set_progress_bar_config(disable=True)
+    pipeline.vae.enable_tiling()
+    try:
+        for width, height in hires.sizes:
+            larger = torch.nn.functional.interpolate(pictures, size=(height, width), mode="bicubic").clamp(0, 1)
+            result = redraw(
+                prompt=[job.prompt for job in jobs],
+                negative_prompt=[job.negative_prompt for job in jobs],
+                image=larger,
+                strength=hires.strength,
+                num_inference_steps=img2img_steps(first.steps, hires.strength),
+                guidance_scale=first.guidance,
+                generator=_generators(jobs),
+                output_type="pt",
+            )
+            refuse_flagged(jobs, result)
+            pictures = result.images
+    finally:
+        pipeline.vae.disable_tiling()  # the first pass of the next batch decodes whole, as before
+    return pictures

@@ -1,0 +1,315 @@
+"""The model host: the one object that owns a device's diffusion models and runs them.
+
+A process that renders (a render worker, a CLI or flow run) creates one host per device and
+passes it along; nothing about loaded models lives at module level. The host loads a pipeline
+once and keeps the last few (interleaved campaigns with different models do not reload), keeps
+each LoRA loaded as a named adapter and switches between them without reading files again,
+optionally compiles the UNet and VAE decoder, and splits a batch that runs out of GPU memory.
+
+It is safe to share between threads by construction: its two entry points, ``generate`` and
+``use`` (``with host.use(ref, dtype, lora) as pipeline:``, for callers that run a pipeline
+themselves, as retouching does), hold its lock for the whole call, and everything else is
+private. Like InvokeAI's model manager, a model is used only inside such a block.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import diffusers
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from visuels._internal.hashing import sha256_json
+from visuels._internal.logs import quiet_third_party_logs
+from visuels.errors import EXIT_ENVIRONMENT, ModelError
+from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
+from visuels.models.generation import generate
+from visuels.models.reference import model_folder, pickle_allowed
+from visuels.models.spec import GenerationJob, batch_signature
+
+log = logging.getLogger(__name__)
+
+REGROW_AFTER = 50  # calls at a reduced batch size before the full size is tried again
+
+
+class GpuMemoryError(ModelError):
+    """Even a single picture does not fit in the device's memory: the machine, not the input."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    class_name = index.get("_class_name", "")
+    pipeline_class = getattr(diffusers, class_name, None)
+    if pipeline_class is None:
+        raise ModelError(source, "model", f"unsupported pipeline class '{class_name}' in {folder}")
+    return pipeline_class
+
+
+def _every_component_has(folder: Path, variant: str) -> bool:
+    """Whether each component folder with weights also holds them as ``variant`` (``unet/*.fp16.safetensors``)."""
+    components = {path.parent for path in folder.glob("*/*.safetensors")}
+    return bool(components) and all(any(part.glob(f"*.{variant}.safetensors")) for part in components)
+
+
+def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
+    """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it."""
+    quiet_third_party_logs()  # no loading bars
+    folder = model_folder(ref)
+    try:
+        if isinstance(ref, (DemoModelRef, DiffusersFolderRef)):
+            assert folder is not None
+            index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+            extra = {"safety_checker": None} if "safety_checker" in index else {}
+            if dtype != torch.float32 and _every_component_has(folder, "fp16"):
+                extra["variant"] = "fp16"  # half the bytes to read, and nothing to convert
+            # safetensors only, unless pickle was allowed (describe_model refused it before).
+            extra["use_safetensors"] = not pickle_allowed()
+            return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
+        if isinstance(ref, SingleFileRef):
+            assert folder is not None
+            # Without a local config, from_single_file fetches one from the hub: never at run time.
+            return _pipeline_class(folder, source).from_single_file(
+                ref.path, config=str(folder), local_files_only=True, dtype=dtype
+            )
+        assert isinstance(ref, HubRef)
+        return DiffusionPipeline.from_pretrained(
+            ref.id, revision=ref.revision, dtype=dtype, use_safetensors=not pickle_allowed()
+        )
+    except ModelError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ModelError(source, "model", f"cannot load model: {str(exc).splitlines()[0]}") from None
+
+
+@dataclass
+class _Fit:
+    """The batch size that fits a model and batch shape since an out-of-memory error."""
+
+    size: int
+    calls: int = 0  # calls that fitted since
+
+
+@dataclass
+class _Hosted:
+    """A loaded pipeline and the LoRA state the host keeps for it."""
+
+    pipeline: DiffusionPipeline
+    adapters: dict[str, str] = field(default_factory=dict)  # LoRA path -> adapter name
+    lora: LoraWeights | None = None
+    fused: bool = False
+    pristine: dict[str, torch.Tensor] = field(default_factory=dict)  # base weights a fused LoRA changed
+    compiled: bool = False
+
+
+class ModelHost:
+    """Owns one device's models: load, keep, LoRA, compile, generate (one call at a time)."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        keep_models: int = 1,
+        compile_models: bool = False,
+        fuse_lora: bool | None = None,
+    ) -> None:
+        self.device = device
+        self.keep_models = keep_models
+        self.compile_models = compile_models
+        # Fusing folds the LoRA into the weights (no extra work per step) and keeps a compiled
+        # graph valid when the LoRA changes; on a CPU switching unfused adapters is cheaper.
+        self.fuse_lora = device.type == "cuda" if fuse_lora is None else fuse_lora
+        self._models: OrderedDict[str, _Hosted] = OrderedDict()
+        self._controlnet: tuple[tuple[str, torch.dtype], torch.nn.Module] | None = None  # the last one used
+        # Per model and batch shape, the largest batch known to fit after an out-of-memory error,
+        # and how many calls have fitted since; after REGROW_AFTER the full size is tried again.
+        self._fitting: dict[tuple, _Fit] = {}
+        self.loads = 0  # how many times a model was read from disk (tests and benchmarks count them)
+        self._lock = threading.Lock()  # one model call at a time on this device
+
+    @staticmethod
+    def model_key(ref: ModelRef, dtype: torch.dtype) -> str:
+        return sha256_json({"ref": ref.model_dump(mode="json"), "dtype": str(dtype)})
+
+    def holds(self, ref: ModelRef, dtype: torch.dtype) -> bool:
+        """Whether the model is loaded now (what ``keep_models`` kept)."""
+        return self.model_key(ref, dtype) in self._models
+
+    @contextmanager
+    def use(self, ref: ModelRef, dtype: torch.dtype, lora: LoraWeights | None) -> Iterator[DiffusionPipeline]:
+        """The pipeline for ``ref`` in ``dtype`` with ``lora``, for this block alone: no other
+        thread uses the device until it ends."""
+        with self._lock:
+            yield self._pipeline(ref, dtype, lora)
+
+    def _pipeline(self, ref: ModelRef, dtype: torch.dtype, lora: LoraWeights | None) -> DiffusionPipeline:
+        """The pipeline for ``ref`` in ``dtype`` with ``lora`` (or none) applied: loaded once, then kept."""
+        key = self.model_key(ref, dtype)
+        hosted = self._models.get(key)
+        if hosted is None:
+            while len(self._models) >= self.keep_models:
+                self._models.popitem(last=False)  # the least recently used goes first
+                # PEFT layers and hooks hold reference cycles: collect them before freeing memory.
+                gc.collect()
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            log.info("loading model %s on %s (%s)", ref.kind, self.device, dtype)
+            pipeline = load_from_files(ref, dtype).to(self.device)
+            pipeline.set_progress_bar_config(disable=True)
+            hosted = _Hosted(pipeline=pipeline)
+            self.loads += 1
+            self._models[key] = hosted
+        self._models.move_to_end(key)
+        self._use_lora(hosted, lora)
+        if self.compile_models and not hosted.compiled:
+            self._compile(hosted)
+        return hosted.pipeline
+
+    def _controlnet_model(self, path: str, dtype: torch.dtype) -> torch.nn.Module:
+        """The ControlNet of a folder, loaded once and kept while campaigns use it."""
+        if self._controlnet is not None and self._controlnet[0] == (path, dtype):
+            return self._controlnet[1]
+        from diffusers import ControlNetModel
+
+        self._controlnet = None  # the previous one goes before the next is read
+        log.info("loading ControlNet %s on %s (%s)", path, self.device, dtype)
+        try:
+            model = ControlNetModel.from_pretrained(
+                path, torch_dtype=dtype, local_files_only=True, use_safetensors=not pickle_allowed()
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(path, "photos.controlnet", f"cannot load ControlNet: {str(exc).splitlines()[0]}") from None
+        self._controlnet = ((path, dtype), model.to(self.device))
+        return self._controlnet[1]
+
+    def _use_lora(self, hosted: _Hosted, lora: LoraWeights | None) -> None:
+        """Make ``lora`` the pipeline's only active LoRA; each file is read once per pipeline."""
+        if lora == hosted.lora:
+            return
+        pipeline = hosted.pipeline
+        if hosted.fused:
+            self._unfuse(hosted)
+        # From here until the new LoRA is set, the pipeline holds no known LoRA state: a failure
+        # leaves it so, and the next call sets its LoRA from scratch instead of trusting a stale one.
+        hosted.lora = None
+        if lora is None:
+            if hosted.adapters:
+                pipeline.disable_lora()
+            return
+        name = hosted.adapters.get(lora.path)
+        if name is None:
+            name = f"lora{len(hosted.adapters)}"
+            try:
+                pipeline.load_lora_weights(lora.path, adapter_name=name)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelError(lora.path, "lora", f"cannot load LoRA weights: {str(exc).splitlines()[0]}") from None
+            hosted.adapters[lora.path] = name
+        pipeline.enable_lora()
+        pipeline.set_adapters([name], adapter_weights=[lora.scale])
+        hosted.lora = lora
+        if self.fuse_lora:
+            self._fuse(hosted, name)
+
+    def _lora_layers(self, hosted: _Hosted) -> dict[str, torch.nn.Module]:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = {}
+        for component in ("unet", "text_encoder", "text_encoder_2"):
+            module = getattr(hosted.pipeline, component, None)
+            if module is None:
+                continue
+            for name, layer in module.named_modules():
+                if isinstance(layer, BaseTunerLayer):
+                    layers[f"{component}.{name}"] = layer
+        return layers
+
+    def _fuse(self, hosted: _Hosted, name: str) -> None:
+        for layer_name, layer in self._lora_layers(hosted).items():
+            if layer_name not in hosted.pristine:
+                hosted.pristine[layer_name] = layer.get_base_layer().weight.detach().clone()
+        hosted.pipeline.fuse_lora(adapter_names=[name], lora_scale=1.0)
+        hosted.fused = True
+
+    def _unfuse(self, hosted: _Hosted) -> None:
+        """Unfuse, then restore the exact base weights: subtracting in half precision is not exact."""
+        hosted.pipeline.unfuse_lora()
+        with torch.no_grad():
+            for layer_name, layer in self._lora_layers(hosted).items():
+                if layer_name in hosted.pristine:
+                    layer.get_base_layer().weight.copy_(hosted.pristine[layer_name])
+        hosted.fused = False
+
+    def _compile(self, hosted: _Hosted) -> None:
+        """Compile the UNet and the VAE decoder in place, for static shapes (once per batch shape)."""
+        pipeline = hosted.pipeline
+        for module in (pipeline.unet, pipeline.vae.decoder):
+            module.to(memory_format=torch.channels_last)
+            module.compile(fullgraph=True, dynamic=False)
+        hosted.compiled = True
+
+    def generate(
+        self,
+        ref: ModelRef,
+        dtype: torch.dtype,
+        lora: LoraWeights | None,
+        jobs: Sequence[GenerationJob],
+        pad_to: int | None = None,
+    ) -> list[np.ndarray]:
+        """The jobs' pictures (H×W×3 uint8), one model call per batch; on out-of-memory, halve and go on.
+
+        ``pad_to``: fill short batches up to this size with copies of their last job (results
+        dropped), so a compiled model sees one shape. Each job has its own generator, so neither
+        padding nor splitting changes a picture.
+        """
+        with self.use(ref, dtype, lora) as pipeline:
+            photo = jobs[0].photo
+            controlnet = (
+                self._controlnet_model(photo.controlnet_path, dtype) if photo and photo.controlnet_path else None
+            )
+            fitting = (self.model_key(ref, dtype), batch_signature(jobs[0]))
+            fit = self._fitting.get(fitting)
+            limit = fit.size if fit else len(jobs)
+            pad = min(pad_to, limit) if pad_to else 0
+            pending = [list(jobs[start : start + limit]) for start in range(0, len(jobs), limit)]
+            pictures: list[np.ndarray] = []
+            while pending:
+                chunk = pending.pop(0)
+                padded = chunk + [chunk[-1]] * (pad - len(chunk))
+                result = self._try_generate(pipeline, padded, controlnet)
+                if result is not None:
+                    pictures += result[: len(chunk)]
+                    continue
+                # Here, outside the except clause, the failed call's frames and activations are freed.
+                if len(chunk) == 1:
+                    raise GpuMemoryError(str(self.device), "batch_size", "one picture does not fit in GPU memory")
+                gc.collect()
+                torch.cuda.empty_cache()
+                half = (len(chunk) + 1) // 2
+                fit = _Fit(size=min(half, fit.size if fit else half))
+                self._fitting[fitting] = fit
+                pad = 0  # a new, smaller shape: never pad back up to the one that failed
+                log.warning("out of GPU memory with %d pictures per call: going on with %d", len(chunk), half)
+                pending[:0] = [chunk[:half], chunk[half:]]
+            if fit is not None:
+                fit.calls += 1
+                if fit.calls >= REGROW_AFTER:  # the memory may have been another job's: try the full size again
+                    del self._fitting[fitting]
+            return pictures
+
+    @staticmethod
+    def _try_generate(
+        pipeline: DiffusionPipeline, jobs: list[GenerationJob], controlnet: torch.nn.Module | None
+    ) -> list[np.ndarray] | None:
+        try:
+            return generate(pipeline, jobs, controlnet)
+        except torch.cuda.OutOfMemoryError:
+            return None

@@ -1,0 +1,81 @@
+"""What one generation needs, as the model layer sees a job: its prompts, seed, size, steps,
+guidance and scheduler, a photo to start from, a high-resolution pass. Planning's jobs carry
+these fields (``visuels.planning.jobs.RenderJob``); the model layer reads them through
+``GenerationJob`` and knows nothing else of campaigns."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class HiresPass(BaseModel):
+    """Redraw a first pass at larger sizes, each an img2img pass from the one before (print formats)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sizes: tuple[tuple[int, int], ...]  # (width, height) of each pass, growing
+    strength: float
+
+
+class PhotoSource(BaseModel):
+    """The commune photo a job renders from, how, and its credit (``visuels.inputs.photos``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str  # where this machine reads it: not part of the key, its hash is
+    sha256: str
+    credit: str  # "Author (licence, date)", as metadata and the report show it
+    strength: float | None  # img2img strength; None: the ControlNet alone
+    controlnet_path: str | None  # not part of the key, its hash is
+    controlnet_hash: str | None
+    controlnet_scale: float | None
+    canny_low: int
+    canny_high: int
+
+    def shaping(self) -> dict:
+        return self.model_dump(mode="json", exclude={"path", "controlnet_path"})
+
+    @property
+    def mode(self) -> tuple:
+        """What a batch's jobs must share to go through one pipeline call."""
+        return (self.strength, self.controlnet_path, self.controlnet_scale)
+
+
+class GenerationJob(Protocol):
+    """The fields of a job that generation reads."""
+
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def negative_prompt(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def generation_width(self) -> int: ...
+    @property
+    def generation_height(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def guidance(self) -> float: ...
+    @property
+    def scheduler(self) -> str: ...
+    @property
+    def photo(self) -> PhotoSource | None: ...
+    @property
+    def hires(self) -> HiresPass | None: ...
+    @property
+    def photo_mode(self) -> tuple | None: ...
+    @property
+    def relative_path(self) -> str: ...  # to name it in messages
+
+
+# What must be equal for jobs to share one model call (the model, LoRA and precision are the
+# plan's). Prompts, negative prompts and seeds may differ: each job has its own generator.
+BATCH_FIELDS = ("generation_width", "generation_height", "hires", "steps", "guidance", "scheduler", "photo_mode")
+
+
+def batch_signature(job: GenerationJob) -> tuple:
+    return tuple(getattr(job, name) for name in BATCH_FIELDS)

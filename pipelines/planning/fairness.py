@@ -1,0 +1,89 @@
+"""Bias and stereotype review of a campaign's prompts and texts, against the charter's terms.
+
+A banned term keeps a job from being rendered at all; a sensitive one lets it render only where
+the campaign says so (``render_flagged``), marked for a person's review. When a prompt shows
+people (one of the charter's people terms), the charter's diversity slots add one value each,
+drawn from the job's seed, so age, gender or ability vary across a campaign's pictures instead
+of repeating the model's default person.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from visuels._internal.hashing import sha256_json
+from visuels.inputs.charter import Fairness
+
+Severity = Literal["banned", "sensitive"]
+
+
+def normalise(text: str) -> str:
+    """Lower case, no accents, straight apostrophes: "Élève" and "eleve" match."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("’", "'"))
+    return "".join(character for character in decomposed if not unicodedata.combining(character)).casefold()
+
+
+def find_terms(text: str, terms: list[str]) -> list[str]:
+    """The terms that occur in ``text`` as whole words (a term may be several words)."""
+    plain = normalise(text)
+    return [term for term in terms if re.search(rf"(?<!\w){re.escape(normalise(term.strip()))}(?!\w)", plain)]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A term found in a template, or in what a template gave for one commune and audience."""
+
+    severity: Severity
+    term: str
+    field: str  # the campaign field of a template, or prompt / headline / call_to_action of a job
+    commune: str | None = None
+    audience: str | None = None
+    language: str | None = None
+
+    def message(self) -> str:
+        where = ", ".join(
+            part
+            for part in (
+                f"commune {self.commune}" if self.commune else "",
+                f"audience {self.audience}" if self.audience else "",
+                f"language {self.language}" if self.language else "",
+            )
+            if part
+        )
+        return f"{self.severity} term '{self.term}' in {self.field}" + (f" ({where})" if where else "")
+
+
+def scan(
+    texts: dict[str, str],
+    fairness: Fairness,
+    commune: str | None = None,
+    audience: str | None = None,
+    language: str | None = None,
+) -> list[Finding]:
+    """The banned, then sensitive terms in each of ``texts`` (field -> text)."""
+    findings = []
+    for field, text in texts.items():
+        for severity, terms in (("banned", fairness.banned_terms), ("sensitive", fairness.sensitive_terms)):
+            for term in find_terms(text, terms):
+                findings.append(Finding(severity, term, field, commune, audience, language))  # type: ignore[arg-type]
+    return findings
+
+
+def shows_people(prompt: str, fairness: Fairness) -> bool:
+    return bool(find_terms(prompt, fairness.people_terms))
+
+
+def diversity_words(fairness: Fairness, seed: int) -> list[str]:
+    """One value per diversity slot, drawn from the seed: each slot varies on its own across seeds.
+
+    An empty value leaves the slot unsaid: ``["", "", "a wheelchair user among them"]`` names it
+    in about a third of the pictures."""
+    chosen = []
+    for slot, values in fairness.diversity.items():
+        value = values[int(sha256_json([seed, slot])[:8], 16) % len(values)]
+        if value:  # an empty value: nothing said about this slot for this seed
+            chosen.append(value)
+    return chosen

@@ -1,0 +1,310 @@
+"""Campaign expansion into render jobs, each named by a hash of what shapes its pixels.
+
+Same key, same file: a job whose key is unchanged never needs rendering again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+from visuels._internal.hashing import cached_sha256_file, sha256_json
+from visuels.config import cache_dir
+from visuels.inputs.campaign import Campaign, SeedPolicy
+from visuels.inputs.charter import Fairness
+from visuels.inputs.communes import Commune
+from visuels.inputs.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
+from visuels.models.devices import DtypeName
+from visuels.models.reference import ModelInfo
+from visuels.models.spec import HiresPass, PhotoSource, batch_signature
+from visuels.planning.fairness import Finding, diversity_words, scan, shows_people
+from visuels.postprocess import POSTPROCESS_VERSION
+
+KEY_PREFIX_LENGTH = 12
+FILE_SUFFIXES = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+class RenderJob(BaseModel):
+    """One output file: a commune, an audience, a language and a format."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    campaign: str
+    commune_insee: str
+    commune_name: str
+    headline: str
+    call_to_action: str = ""
+    audience: str
+    format: str
+    width: int
+    height: int
+    dpi: int
+    generation_width: int
+    generation_height: int
+    hires: HiresPass | None = None
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    scheduler: str
+    model_hash: str
+    precision: DtypeName  # as asked ("auto" stays "auto"): the key is the same whichever machine plans
+    lora_hash: str | None
+    lora_scale: float | None
+    charter_hash: str
+    language: str
+    file_type: str
+    postprocess_version: str
+    photo: PhotoSource | None = None
+    review: list[str] = []  # sensitive terms found: rendered only if the campaign allows, for review
+    banned: list[str] = []  # banned terms found: never rendered
+    relative_path: str
+
+    @property
+    def photo_mode(self) -> tuple | None:
+        return None if self.photo is None else self.photo.mode
+
+
+def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
+    """The format's aspect ratio at the model's native pixel count, on the model's size grid."""
+    area = model.native_size**2
+    multiple = model.size_multiple
+    width = max(multiple, round(math.sqrt(area * preset.aspect) / multiple) * multiple)
+    height = max(multiple, round(math.sqrt(area / preset.aspect) / multiple) * multiple)
+    return width, height
+
+
+def hires_pass(preset: FormatPreset, generation: tuple[int, int], model: ModelInfo) -> HiresPass | None:
+    """The preset's high-resolution passes: up to ``hires_scale`` times the generation size, never
+    beyond the format's own pixels, in equal steps of at most 2x (beyond that, one img2img step
+    starts repeating subjects)."""
+    if preset.hires_scale is None:
+        return None
+    width, height = generation
+    scale = min(preset.hires_scale, preset.width / width, preset.height / height)
+    if scale <= 1:
+        return None
+    steps = math.ceil(math.log2(scale) - 1e-9)
+    multiple = model.size_multiple
+    sizes = []
+    for step in range(1, steps + 1):
+        factor = scale ** (step / steps)
+        sizes.append((round(width * factor / multiple) * multiple, round(height * factor / multiple) * multiple))
+    return HiresPass(sizes=tuple(sizes), strength=HIRES_STRENGTH)
+
+
+def derive_seed(policy: SeedPolicy, base: int, commune: Commune, audience: str, format_name: str) -> int:
+    if policy is SeedPolicy.fixed:
+        return base
+    parts: list[object] = [base, commune.insee]
+    if policy is SeedPolicy.per_job:
+        parts += [audience, format_name]
+    return int(sha256_json(parts)[:8], 16)
+
+
+def build_prompt(campaign: Campaign, commune: Commune, audience: str, seed: int) -> str:
+    """Charter style, the campaign's template for this commune and audience, the audience's tone words,
+    and, where the prompt shows people, one value per diversity slot drawn from the seed."""
+    spec = campaign.spec
+    chosen = spec.audiences[audience]
+    body = spec.prompt.format(
+        commune=commune.name,
+        landmark=commune.landmarks[0],
+        landscape=" and ".join(tag.value for tag in commune.landscapes[:2]),
+        audience=chosen.prompt,
+        season=spec.season,
+    )
+    parts = [campaign.charter.spec.style.prompt, body, *chosen.tone]
+    fairness = campaign.charter.spec.fairness
+    if fairness.diversity and shows_people(body, fairness):
+        parts += diversity_words(fairness, seed)
+    return ", ".join(parts)
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a file, remembered between runs (weights and photos do not change often)."""
+    return cached_sha256_file(path, cache_dir() / "file-hashes.json")
+
+
+def folder_hash(path: Path, pattern: str = "*.safetensors") -> str:
+    """Hash of a folder's weight files together, each under its path in the folder."""
+    files = sorted(path.rglob(pattern))
+    return sha256_json([[file.relative_to(path).as_posix(), file_hash(file)] for file in files])
+
+
+def lora_hash(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    return folder_hash(path) if path.is_dir() else file_hash(path)
+
+
+def photo_source(
+    campaign: Campaign, commune: Commune, audience: str, controlnet_hash: str | None
+) -> PhotoSource | None:
+    """The photo a commune's pictures for ``audience`` start from: one of its photos, the same in every
+    format and language, varied across audiences."""
+    use = campaign.spec.photos
+    if use is None or not commune.photos:
+        return None
+    photo = commune.photos[int(sha256_json([commune.insee, audience])[:8], 16) % len(commune.photos)]
+    controlnet = campaign.controlnet_path
+    return PhotoSource(
+        path=str(photo.path),
+        sha256=file_hash(photo.path),
+        credit=photo.credit_line(),
+        strength=use.strength,
+        controlnet_path=str(controlnet) if controlnet else None,
+        controlnet_hash=controlnet_hash,
+        controlnet_scale=use.controlnet.scale if use.controlnet else None,
+        canny_low=use.canny_low,
+        canny_high=use.canny_high,
+    )
+
+
+@dataclass(frozen=True)
+class JobText:
+    """What a job says, before any model is known: who and where, its seed, its prompt and texts."""
+
+    commune: Commune
+    audience: str
+    language: str
+    format_name: str
+    seed: int
+    prompt: str
+    headline: str
+    call_to_action: str
+
+    def findings(self, fairness: Fairness) -> list[Finding]:
+        """The charter's banned and sensitive terms in this job's prompt and texts."""
+        texts = {"prompt": self.prompt, "headline": self.headline, "call_to_action": self.call_to_action}
+        return scan(texts, fairness, self.commune.name, self.audience, self.language)
+
+
+def job_texts(campaign: Campaign) -> Iterator[JobText]:
+    """Every (commune, audience, language, format) of the campaign with its prompt and texts, in a
+    stable order: what render planning and the bias review both go through."""
+    spec = campaign.spec
+    for commune in campaign.communes:
+        for audience in spec.audiences:
+            for language in spec.audience_languages(audience):
+                headline, call_to_action = spec.texts(audience, language)
+                for format_name in spec.formats:
+                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name)
+                    prompt = build_prompt(campaign, commune, audience, seed)
+                    yield JobText(commune, audience, language, format_name, seed, prompt, headline, call_to_action)
+
+
+def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> list[RenderJob]:
+    """Every (commune, audience, language, format) of the campaign as a render job, in a stable order.
+
+    ``precision`` is the precision asked for (``auto``, float32, float16, bfloat16), and it is part
+    of the key as asked: ``auto`` is resolved by the machine that renders (``devices.choose_dtype``:
+    bf16 or fp16 on a GPU, fp32 on a CPU), so every machine of a mixed pool plans the same keys and
+    none renders again what another made. A fixed dtype pins the pictures to the bit; ``auto``
+    pictures of one key may differ by rounding between machines, as they do between devices. A job
+    also carries the charter's terms found in its prompt and texts (``visuels.planning.fairness``): the
+    plan holds back those it may not render.
+    """
+    lora = lora_hash(campaign.lora_path)
+    controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
+    fairness = campaign.charter.spec.fairness
+    photos: dict[tuple[str, str], PhotoSource | None] = {}  # one photo per commune and audience
+    jobs = []
+    for text in job_texts(campaign):
+        where = (text.commune.insee, text.audience)
+        if where not in photos:
+            photos[where] = photo_source(campaign, text.commune, text.audience, controlnet)
+        jobs.append(_job(campaign, model, precision, lora, text, photos[where], text.findings(fairness)))
+    return jobs
+
+
+def _job(
+    campaign: Campaign,
+    model: ModelInfo,
+    precision: DtypeName,
+    lora: str | None,
+    text: JobText,
+    photo: PhotoSource | None,
+    findings: list[Finding],
+) -> RenderJob:
+    """One job and its key: the hash of everything that shapes its pixels and metadata."""
+    spec = campaign.spec
+    preset = FORMAT_PRESETS[text.format_name]
+    gen_width, gen_height = generation_size(preset, model)
+    hires = hires_pass(preset, (gen_width, gen_height), model)
+    shaping: dict[str, object] = {
+        "prompt": text.prompt,
+        "negative_prompt": campaign.charter.spec.style.negative_prompt,
+        "seed": text.seed,
+        "generation_width": gen_width,
+        "generation_height": gen_height,
+        "steps": spec.steps,
+        "guidance": spec.guidance,
+        "scheduler": spec.scheduler.value,
+        "model_hash": model.hash,
+        "precision": precision,
+        "lora_hash": lora,
+        "lora_scale": spec.lora.scale if spec.lora else None,
+        "charter_hash": campaign.charter.hash,
+        "postprocess_version": POSTPROCESS_VERSION,
+        # Post-processing draws these onto the picture.
+        "commune_name": text.commune.name,
+        "headline": text.headline,
+        "call_to_action": text.call_to_action,
+        "format": text.format_name,
+        "width": preset.width,
+        "height": preset.height,
+        "dpi": preset.dpi,
+        "language": text.language,  # the texts' and the AI label's
+        "file_type": spec.file_type,
+    }
+    if hires is not None:  # only when set: the keys of other formats stay as they were
+        shaping["hires"] = hires.model_dump(mode="json")
+    if photo is not None:
+        shaping["photo"] = photo.shaping()
+    key = sha256_json(shaping)
+    name = f"{text.audience}-{text.language}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
+    relative = f"{campaign.slug}/{campaign.commune_folders[text.commune.insee]}/{text.format_name}/{name}"
+    return RenderJob(
+        key=key,
+        campaign=campaign.slug,
+        commune_insee=text.commune.insee,
+        audience=text.audience,
+        relative_path=relative,
+        review=[finding.message() for finding in findings if finding.severity == "sensitive"],
+        banned=[finding.message() for finding in findings if finding.severity == "banned"],
+        **{**shaping, "photo": photo},
+    )
+
+
+def batches(jobs: list[RenderJob], batch_size: int) -> Iterator[list[RenderJob]]:
+    """Chunks of jobs that can share one model call (see ``BATCH_FIELDS``), in the jobs' order per group."""
+    groups: dict[tuple, list[RenderJob]] = {}
+    for job in jobs:
+        groups.setdefault(batch_signature(job), []).append(job)
+    for group in groups.values():
+        iterator = iter(group)
+        while chunk := list(islice(iterator, batch_size)):
+            yield chunk
+
+
+def shard_by_commune(jobs: list[RenderJob], shard_size: int) -> list[list[str]]:
+    """INSEE codes in groups whose jobs number about ``shard_size`` (a commune is never split)."""
+    per_commune: dict[str, int] = {}
+    for job in jobs:
+        per_commune[job.commune_insee] = per_commune.get(job.commune_insee, 0) + 1
+    shards: list[list[str]] = [[]]
+    filled = 0
+    for code, count in per_commune.items():
+        if shards[-1] and filled + count > shard_size:
+            shards.append([])
+            filled = 0
+        shards[-1].append(code)
+        filled += count
+    return [shard for shard in shards if shard]

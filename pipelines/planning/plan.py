@@ -1,0 +1,171 @@
+"""Planning a render: a campaign expanded into jobs, narrowed to a selection, adjusted by a run's
+overrides, less the jobs the record says are done (``plan_render``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from visuels._internal.atomic import remove_leftover_temporaries
+from visuels.errors import CampaignError, VisuelsError
+from visuels.inputs.campaign import Campaign, CommuneSelection, load_campaign, select_communes
+from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
+from visuels.marking import watermark
+from visuels.marking.keys import signing_files
+from visuels.models.devices import DtypeName
+from visuels.models.reference import describe_model
+from visuels.planning.jobs import RenderJob, expand_jobs
+from visuels.planning.request import Overrides, RenderSettings, Selection
+from visuels.record import manifest
+from visuels.record.database import Database, database_url, is_missing
+
+log = logging.getLogger(__name__)
+
+
+class RenderSetup(BaseModel):
+    """What every batch of a plan shares: the charter and the model with its LoRA and precision."""
+
+    model_config = ConfigDict(frozen=True)
+
+    charter_path: Path
+    model: ModelRef
+    model_description: str
+    precision: DtypeName  # as asked: the machine that renders resolves "auto" (visuels.models.devices)
+    lora: LoraWeights | None
+
+
+class RenderPlan(BaseModel):
+    """A campaign expanded into jobs, with those still to render."""
+
+    model_config = ConfigDict(frozen=True)
+
+    campaign_name: str
+    campaign_slug: str
+    setup: RenderSetup
+    jobs: list[RenderJob]
+    pending: list[RenderJob]
+    campaign_keys: list[str] = Field(
+        default_factory=list, description="Keys of the whole campaign, selection or not: what its report covers."
+    )
+    held: list[RenderJob] = Field(
+        default_factory=list,
+        description="Jobs not rendered: a banned term, or a sensitive one the campaign holds back.",
+    )
+    language: str = Field(default="fr", description="The campaign's first language: its report's.")
+
+
+def _select(campaign: Campaign, selection: Selection) -> Campaign:
+    """Narrow the campaign to the selection; an unknown name is an error, never silently dropped."""
+    spec = campaign.spec
+    communes = campaign.communes
+    if selection.communes:
+        names = CommuneSelection(file="", names=selection.communes)
+        communes = select_communes(names, communes, campaign.path, "selection.communes")
+    if selection.max_communes is not None:
+        communes = communes[: selection.max_communes]
+    for field, wanted, available in (
+        ("selection.audiences", selection.audiences, list(spec.audiences)),
+        ("selection.formats", selection.formats, spec.formats),
+    ):
+        unknown = [name for name in wanted if name not in available]
+        if unknown:
+            known = ", ".join(available)
+            raise CampaignError(campaign.path, field, f"'{unknown[0]}' is not in this campaign ({known})")
+    audiences = {name: words for name, words in spec.audiences.items() if name in selection.audiences}
+    formats = [name for name in spec.formats if name in selection.formats]
+    spec = spec.model_copy(update={"audiences": audiences or spec.audiences, "formats": formats or spec.formats})
+    return campaign.model_copy(update={"spec": spec, "communes": communes})
+
+
+def _override(campaign: Campaign, overrides: Overrides) -> Campaign:
+    spec = campaign.spec
+    update: dict = {}
+    if overrides.steps is not None:
+        update["steps"] = overrides.steps
+    if overrides.seed is not None:
+        update["seed"] = spec.seed.model_copy(update={"base": overrides.seed})
+    if overrides.lora_scale is not None:
+        if spec.lora is None:
+            raise CampaignError(campaign.path, "overrides.lora_scale", "this campaign has no LoRA")
+        update["lora"] = spec.lora.model_copy(update={"scale": overrides.lora_scale})
+    model = parse_model_option(overrides.model) if overrides.model else campaign.model
+    return campaign.model_copy(update={"spec": spec.model_copy(update=update), "model": model})
+
+
+def plan_render(
+    campaign_path: str | Path,
+    output_root: Path,
+    selection: Selection | None = None,
+    overrides: Overrides | None = None,
+    settings: RenderSettings | None = None,
+) -> RenderPlan:
+    """Load and check the campaign, narrow and adjust it, expand it, find the jobs still to render."""
+    if output_root.exists() and not output_root.is_dir():
+        raise VisuelsError(output_root, None, "is a file: the output folder must be a folder")
+    loaded = load_campaign(campaign_path)
+    campaign = _override(_select(loaded, selection or Selection()), overrides or Overrides())
+    signing_files()  # no keys, no export: say so before anything is rendered
+    watermark.configured_key()  # nor with a watermark key setting that is not a key
+    info = describe_model(campaign.model, source=str(campaign.path))
+    precision = (settings or RenderSettings()).dtype
+    jobs = expand_jobs(campaign, info, precision)
+    if not jobs:
+        raise CampaignError(campaign.path, "selection", "the selection is empty: no commune, audience or format left")
+    # The report is the whole campaign's, whatever this run renders: a subset run must not shrink it.
+    whole = (
+        jobs
+        if selection in (None, Selection())
+        else expand_jobs(_override(loaded, overrides or Overrides()), info, precision)
+    )
+    jobs, held = hold_flagged(jobs, campaign.spec.render_flagged)
+    if held:
+        log.warning(
+            "%s: %d job(s) held back for their prompt or texts (see `visuels check`): %s",
+            campaign.slug,
+            len(held),
+            "; ".join(sorted({reason for job in held for reason in job.banned + job.review})),
+        )
+    pending = pending_jobs(jobs, output_root, campaign.slug)
+    if pending:
+        # What a killed run left half-written has no record, so its jobs are among these.
+        remove_leftover_temporaries(output_root / campaign.slug)
+    log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
+    lora = campaign.spec.lora
+    return RenderPlan(
+        campaign_name=campaign.spec.name,
+        campaign_slug=campaign.slug,
+        setup=RenderSetup(
+            charter_path=campaign.charter.path,
+            model=info.ref,
+            model_description=info.description,
+            precision=precision,
+            lora=LoraWeights(path=str(campaign.lora_path), scale=lora.scale) if lora else None,
+        ),
+        jobs=jobs,
+        pending=pending,
+        campaign_keys=[job.key for job in whole],
+        held=held,
+        language=campaign.spec.languages[0],
+    )
+
+
+def hold_flagged(jobs: list[RenderJob], render_flagged: bool) -> tuple[list[RenderJob], list[RenderJob]]:
+    """(jobs to render, jobs held back): a banned term always holds a job back; a sensitive one
+    unless the campaign renders flagged jobs (they are then marked for review)."""
+    allowed = [job for job in jobs if not job.banned and (render_flagged or not job.review)]
+    kept = {job.key for job in allowed}
+    return allowed, [job for job in jobs if job.key not in kept]
+
+
+def pending_jobs(jobs: list[RenderJob], output_root: Path, campaign_slug: str) -> list[RenderJob]:
+    """The jobs whose file is not on disk at the size the record holds."""
+    url = database_url(output_root)
+    if is_missing(url):
+        return list(jobs)  # planning writes nothing: a first run creates the database as it exports
+    database = Database(url)
+    try:
+        recorded = manifest.recorded_sizes(database, campaign_slug)
+    finally:
+        database.close()
+    return [job for job in jobs if not manifest.is_done(output_root, job.relative_path, recorded.get(job.key))]

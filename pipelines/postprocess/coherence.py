@@ -1,0 +1,115 @@
+"""Campaign coherence: how far each output's colours stray from the rest of its campaign.
+
+Each output's style signature (mean and spread of its colours in CIELAB, and its palette
+histogram: the share of pixels nearest each charter colour) is taken after palette grading and
+before the overlays, which every picture shares. An output's style distance is measured against
+the campaign's median signature and against the charter's reference images; beyond the
+charter's threshold it is an outlier, flagged in the report and listed first for review.
+
+Distance, in ΔE-like units: |Δ mean Lab| + ½ |Δ spread Lab| + 100 × (half the L1 distance of the
+palette histograms, i.e. the share of pixels that would have to change colour).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel
+from visuels._internal.atomic import write_text_atomic
+from visuels.inputs.charter import Charter
+from visuels.postprocess.palette import SCORE_SIDE, palette_shares, rgb_to_lab
+
+COHERENCE_FILE = "coherence.json"
+REFERENCE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class StyleSignature(BaseModel):
+    lab_mean: list[float]
+    lab_spread: list[float]
+    palette: list[float]  # share of pixels nearest each charter colour, in the charter's order
+
+
+class Coherence(BaseModel):
+    """One output's distances, and whether it is an outlier."""
+
+    distance: float
+    reference_distance: float | None
+    outlier: bool
+
+
+def style_signature(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], ...]) -> StyleSignature:
+    small = image.convert("RGB")
+    small.thumbnail((SCORE_SIDE, SCORE_SIDE), Image.Resampling.BOX)
+    lab = rgb_to_lab(np.asarray(small)).reshape(-1, 3)
+    return StyleSignature(
+        lab_mean=[round(float(value), 3) for value in lab.mean(axis=0)],
+        lab_spread=[round(float(value), 3) for value in lab.std(axis=0)],
+        palette=[round(float(value), 4) for value in palette_shares(small, palette_rgb)],
+    )
+
+
+def median_signature(signatures: list[StyleSignature]) -> StyleSignature:
+    def median(attribute: str) -> list[float]:
+        return [float(value) for value in np.median([getattr(s, attribute) for s in signatures], axis=0)]
+
+    return StyleSignature(lab_mean=median("lab_mean"), lab_spread=median("lab_spread"), palette=median("palette"))
+
+
+def style_distance(a: StyleSignature, b: StyleSignature) -> float:
+    mean = float(np.linalg.norm(np.subtract(a.lab_mean, b.lab_mean)))
+    spread = float(np.linalg.norm(np.subtract(a.lab_spread, b.lab_spread)))
+    palette = float(np.abs(np.subtract(a.palette, b.palette)).sum()) / 2
+    return mean + 0.5 * spread + 100.0 * palette
+
+
+def reference_signature(charter: Charter) -> StyleSignature | None:
+    """The median signature of the charter's reference images (what the brand looks like)."""
+    palette = tuple(colour.rgb for colour in charter.spec.palette)
+    signatures = []
+    for path in sorted(charter.references.iterdir()):
+        if path.suffix.lower() in REFERENCE_SUFFIXES:
+            with Image.open(path) as image:
+                signatures.append(style_signature(image, palette))
+    return median_signature(signatures) if signatures else None
+
+
+def assess_campaign(signatures: dict[str, StyleSignature], charter: Charter) -> dict[str, Coherence]:
+    """Each output's coherence (by key) against the campaign median and the charter's references."""
+    if not signatures:
+        return {}
+    limits = charter.spec.coherence
+    median = median_signature(list(signatures.values()))
+    references = reference_signature(charter)
+    assessed = {}
+    for key, signature in signatures.items():
+        distance = style_distance(signature, median)
+        to_references = style_distance(signature, references) if references is not None else None
+        outlier = distance > limits.max_distance or (
+            limits.max_reference_distance is not None
+            and to_references is not None
+            and to_references > limits.max_reference_distance
+        )
+        assessed[key] = Coherence(
+            distance=round(distance, 2),
+            reference_distance=None if to_references is None else round(to_references, 2),
+            outlier=outlier,
+        )
+    return assessed
+
+
+def write_coherence(folder: Path, assessed: dict[str, Coherence]) -> Path:
+    """``coherence.json`` beside the report: the review pages read it to list outliers first."""
+    path = folder / COHERENCE_FILE
+    write_text_atomic(path, json.dumps({key: value.model_dump() for key, value in assessed.items()}, indent=1))
+    return path
+
+
+def read_coherence(folder: Path) -> dict[str, Coherence]:
+    try:
+        data = json.loads((folder / COHERENCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # no report written yet: nothing is an outlier so far
+    return {key: Coherence.model_validate(value) for key, value in data.items()}

@@ -1,0 +1,72 @@
+"""Compliance of one output with its charter: measurements, then pass or fail with reasons."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from visuels.inputs.charter import Charter
+from visuels.postprocess.chain import PostprocessResult
+from visuels.postprocess.coherence import StyleSignature
+from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST
+from visuels.postprocess.typography import MIN_TEXT_CONTRAST
+
+
+class Compliance(BaseModel):
+    palette_before: float
+    palette_after: float
+    logo_corner: str
+    logo_variant: str
+    logo_contrast: float
+    logo_clear_zone: bool
+    label_text_px: int
+    label_contrast: float
+    text_px: int
+    text_lines: int
+    text_contrast: float
+    text_plate: bool
+    text_overflow: bool
+    collisions: list[str]
+    passed: bool
+    reasons: list[str]
+    notes: list[str] = []  # choices a designer should know of: the logo out of its usual corner...
+    style: StyleSignature | None = None  # colours, for the campaign's coherence (older records: none)
+
+
+def assess(result: PostprocessResult, charter: Charter) -> Compliance:
+    """Check one post-processed output against the charter's rules."""
+    spec = charter.spec
+    reasons = []
+    if result.palette_after < spec.palette_grading.min_conformity:
+        reasons.append(f"palette {result.palette_after:.0%} < {spec.palette_grading.min_conformity:.0%}")
+    if result.logo.contrast < MIN_GRAPHIC_CONTRAST:
+        reasons.append(f"logo contrast {result.logo.contrast:.1f}:1 < {MIN_GRAPHIC_CONTRAST}:1")
+    if not result.logo.clear_zone_ok or not result.logo.width_ok:
+        reasons.append("logo clear zone or minimum width not respected")
+    if result.label.text_px < spec.ai_label.min_text_px:
+        reasons.append(f"label text {result.label.text_px}px < {spec.ai_label.min_text_px}px")
+    if result.label.contrast < MIN_TEXT_CONTRAST:
+        reasons.append(f"label contrast {result.label.contrast:.1f}:1 < {MIN_TEXT_CONTRAST}:1")
+    if result.text.overflow:
+        reasons.append("commune name, headline or call to action does not fit")
+    if result.text.contrast < MIN_TEXT_CONTRAST:
+        reasons.append(f"text contrast {result.text.contrast:.1f}:1 < {MIN_TEXT_CONTRAST}:1")
+    reasons += result.text.collisions
+    return Compliance(
+        palette_before=round(result.palette_before, 4),
+        palette_after=round(result.palette_after, 4),
+        logo_corner=result.logo.corner,
+        logo_variant=result.logo.variant,
+        logo_contrast=round(result.logo.contrast, 2),
+        logo_clear_zone=result.logo.clear_zone_ok and result.logo.width_ok,
+        label_text_px=result.label.text_px,
+        label_contrast=round(result.label.contrast, 2),
+        text_px=result.text.name.size,
+        text_lines=len(result.text.name.lines),
+        text_contrast=round(result.text.contrast, 2),
+        text_plate=result.text.plate,
+        text_overflow=result.text.overflow,
+        collisions=result.text.collisions,
+        passed=not reasons,
+        reasons=reasons,
+        notes=[note for note in (result.logo.note, result.text.note) if note],
+        style=result.style,
+    )

@@ -1,0 +1,308 @@
+"""The database of record: the provenance ledger and the outputs table, behind SQLAlchemy.
+
+SQLite by default (``visuels.sqlite`` in the output folder: one machine, nothing to install);
+any SQLAlchemy URL with ``$VISUELS_DATABASE_URL`` (PostgreSQL for several machines). Export
+writes a file, then commits its ledger row and its outputs row in one transaction, so a file
+counts as done exactly when its record does.
+
+The tables, as queries use them, are described here; ``visuels.record.migrations`` builds and
+changes them (Alembic), and every process brings the database up to date when it opens it:
+``ledger`` (append-only, hash-chained, one row per export, review or retouch), ``outputs`` (per
+job key: the file, its hashes and compliance: what the next run skips), ``claims`` and
+``claim_owners`` (which rendering call renders which job now, under a lease), ``sources``
+(which model and LoRA files a hash names, for retouching) and ``ledger_checkpoints`` (signed
+heads of the ledger).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+from visuels._internal.atomic import OUTPUT_MODE, make_folders
+from visuels.config import settings
+from visuels.errors import OperationalError, VisuelsError
+from visuels.record import migrations
+
+DATABASE_FILE = "visuels.sqlite"
+OPEN_PATIENCE_S = 60.0  # as long as a writer waits for SQLite's lock (the connections' timeout)
+
+LEDGER_FIELDS = (
+    "created",
+    "file",
+    "sha256",
+    "phash",
+    "watermark",
+    "job_key",
+    "model_hash",
+    "lora_hash",
+    "charter_hash",
+    "prompt",
+    "seed",
+    "width",
+    "height",
+    "run_id",
+    "parent_id",
+    "approval",
+)
+_INTEGER_FIELDS = ("seed", "width", "height", "parent_id")
+# 64 bits: seeds span 2**32 and beyond (SQLite's INTEGER is 64 bits already; PostgreSQL's is 32).
+BigNumber = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+ledger_table = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *(
+        Column(name, (BigNumber if name == "seed" else Integer) if name in _INTEGER_FIELDS else Text)
+        for name in LEDGER_FIELDS
+    ),
+    Column("previous_hash", Text, nullable=False),
+    Column("row_hash", Text, nullable=False),
+    Index("ledger_watermark", "watermark"),
+    Index("ledger_job_key", "job_key"),
+    Index("ledger_sha256", "sha256"),
+    Index("ledger_one_successor", "previous_hash", unique=True),  # the chain cannot fork
+)
+outputs_table = Table(
+    "outputs",
+    metadata,
+    Column("job_key", Text, primary_key=True),
+    Column("campaign", Text, nullable=False),
+    Column("file", Text, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("size", BigNumber, nullable=False),
+    Column("watermark", Text, nullable=False),
+    Column("thumbnail", Text, nullable=False),
+    Column("compliance", Text, nullable=False),  # JSON
+    Column("inputs", Text, nullable=False),  # JSON: what shaped the picture
+    Column("created", Text, nullable=False),
+    Column("ledger_id", Integer, nullable=False),
+    Index("outputs_campaign", "campaign"),
+)
+sources_table = Table(
+    "sources",
+    metadata,
+    Column("hash", Text, primary_key=True),  # a model's or LoRA's hash, as jobs and ledger rows hold it
+    Column("kind", Text, nullable=False),  # model or lora
+    Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA path)
+)
+claim_owners_table = Table(
+    "claim_owners",  # the rendering calls holding claims, each a lease it renews: see claims.py
+    metadata,
+    Column("owner", Text, primary_key=True),  # a random id, one per rendering call
+    Column("host", Text, nullable=False),  # for people reading the table
+    Column("machine", Text, nullable=False),  # where ``pid`` means something (visuels._internal.liveness)
+    Column("pid", Integer, nullable=False),
+    Column("expires", Float, nullable=False),  # seconds since the epoch; the owner renews it while alive
+)
+claims_table = Table(
+    "claims",  # which rendering call is rendering which job now: see claims.py
+    metadata,
+    Column("job_key", Text, primary_key=True),
+    Column("owner", Text, nullable=False),  # a claim_owners row; free once that lease lapses
+    Index("claims_owner", "owner"),
+)
+checkpoints_table = Table(
+    "ledger_checkpoints",  # signed (count, head hash, time) of the ledger: see marking/checkpoints.py
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("count", Integer, nullable=False),
+    Column("head", Text, nullable=False),
+    Column("created", Text, nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("certificate", Text, nullable=False),
+)
+
+
+class DatabaseError(OperationalError):
+    """The database of record cannot be opened or used (unreachable, damaged, locked too long)."""
+
+
+class DatabaseOptionError(VisuelsError):
+    """The database named is not there, or its URL is not one: bad input, not a failing server."""
+
+
+def database_url(output_root: Path) -> str:
+    """``$VISUELS_DATABASE_URL``, else a SQLite file in the output folder."""
+    return settings().database_url or f"sqlite:///{output_root.resolve() / DATABASE_FILE}"
+
+
+def url_option(value: str) -> str:
+    """A command-line ``--database`` value: a SQLAlchemy URL, or the path of a SQLite file."""
+    return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
+
+
+def is_missing(url: str) -> bool:
+    """A SQLite database whose file does not exist yet: nothing was ever recorded there."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(parsed.database).is_file()
+
+
+def output_root_of(url: str, default: Path) -> Path:
+    """The output folder a database records files relative to: a SQLite file's folder, else ``default``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return default
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return Path(parsed.database).resolve().parent
+    return default
+
+
+def display_url(url: str) -> str:
+    """The database as messages show it: a SQLite file by its path; never a password."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return parsed.database
+    return parsed.render_as_string(hide_password=True)
+
+
+def _create_shared_file(path: Path) -> None:
+    """A new SQLite file readable by the other accounts that share the outputs, whatever the
+    umask (SQLite gives its -wal and -shm files the mode of the database file)."""
+    make_folders(path.parent)
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OUTPUT_MODE)
+    except FileExistsError:
+        return
+    os.fchmod(descriptor, OUTPUT_MODE)
+    os.close(descriptor)
+
+
+class Database:
+    """One connection pool to the database of record; create one per process and pass it along."""
+
+    def __init__(self, url: str, must_exist: bool = False) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise DatabaseOptionError(
+                url, None, "not a database URL (expected e.g. sqlite:///path or postgresql://…)"
+            ) from None
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if must_exist and is_missing(url):
+            raise DatabaseOptionError(str(parsed.database), None, "database not found")
+        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
+            _create_shared_file(Path(parsed.database))
+        try:
+            self.engine = self._engine(url)
+        except SQLAlchemyError as exc:  # a driver missing for the URL's database
+            raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
+        deadline = time.monotonic() + OPEN_PATIENCE_S
+        while True:
+            try:
+                with self.engine.begin() as connection:
+                    migrations.upgrade(connection)
+                return
+            except SQLAlchemyError as exc:
+                # SQLite may answer "locked" at once, without waiting for the lock (seen when two
+                # processes open a new database at the same moment): asked again, it waits as usual.
+                if not (self.is_sqlite and "database is locked" in str(exc) and time.monotonic() < deadline):
+                    raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
+            time.sleep(0.05)
+
+    def _engine(self, url: str) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(url, pool_pre_ping=True)
+        # One connection per use: worker processes and threads each open their own.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection, _record) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+            cursor = dbapi_connection.cursor()
+            # WAL: readers never block the writer; NORMAL: a killed process loses no commit.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # Writers take the lock at BEGIN, so two writers never both read the ledger's tip.
+            options = connection.get_execution_options()
+            if "patience_ms" in options:  # this connection waits less for the lock than the others
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(options['patience_ms'])}")
+            connection.exec_driver_sql("BEGIN" if options.get("read_only", False) else "BEGIN IMMEDIATE")
+
+        return engine
+
+    @contextmanager
+    def transaction(self, patience_s: float | None = None) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on any exception.
+
+        ``patience_s``: how long to wait for a lock before giving up with a ``DatabaseError``
+        (default: as long as any writer, ``OPEN_PATIENCE_S``); claim renewals ask for less.
+        """
+        try:
+            with self.engine.connect() as connection:
+                if patience_s is not None:
+                    connection = connection.execution_options(patience_ms=round(patience_s * 1000))
+                with connection.begin():
+                    if patience_s is not None and not self.is_sqlite:
+                        milliseconds = round(patience_s * 1000)
+                        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+                        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+                    yield connection
+        except SQLAlchemyError as exc:
+            raise DatabaseError(display_url(self.url), None, _problem(exc)) from None
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only transaction (it takes no write lock on SQLite)."""
+        try:
+            with self.engine.connect() as connection:
+                connection = connection.execution_options(read_only=True)
+                with connection.begin():
+                    yield connection
+        except SQLAlchemyError as exc:
+            raise DatabaseError(display_url(self.url), None, _problem(exc)) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# What SQLite says of a damaged file: nothing in it can be trusted, so the message says what to do.
+_DAMAGED = ("file is not a database", "database disk image is malformed")
+REPAIR_HINT = (
+    "restore it from a backup and check it with `visuels ledger verify`; with no backup, move it"
+    " aside and render again: every picture is rendered and recorded anew"
+)
+
+
+def _problem(exc: Exception, what: str = "") -> str:
+    reason = _first_line(exc)
+    described = f"{what} ({reason})" if what else reason
+    return f"{described}: {REPAIR_HINT}" if any(text in reason for text in _DAMAGED) else described
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

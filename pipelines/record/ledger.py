@@ -1,0 +1,123 @@
+"""The provenance ledger: one append-only, hash-chained row per exported file, in the database of record.
+
+Each row's hash covers its fields and the previous row's hash, so editing or deleting any
+row breaks the chain from there on (``visuels ledger verify``). On SQLite, triggers refuse
+UPDATE and DELETE; approvals and retouches are recorded as new rows pointing at their parent.
+Rows are appended inside the caller's write transaction, so a file's ledger row and its outputs
+row are committed together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, insert, select
+from visuels.record.database import LEDGER_FIELDS, Database, ledger_table
+
+GENESIS = "0" * 64
+
+
+class LedgerEntry(BaseModel):
+    created: str = ""
+    file: str
+    sha256: str
+    phash: str
+    watermark: str
+    job_key: str
+    model_hash: str
+    lora_hash: str | None
+    charter_hash: str
+    prompt: str
+    seed: int
+    width: int
+    height: int
+    run_id: str | None = None
+    parent_id: int | None = None
+    approval: str = "pending"
+
+
+def _row_hash(previous: str, values: dict) -> str:
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
+
+
+def append(connection: Connection, entry: LedgerEntry) -> int:
+    """Add one row at the end of the chain, in the caller's write transaction; return its id."""
+    values = entry.model_dump()
+    values["created"] = values["created"] or datetime.now(UTC).isoformat(timespec="seconds")
+    if connection.dialect.name == "postgresql":
+        # One appender at a time, readers never blocked: without it two transactions would read
+        # the same tip (SQLite's writers are serialised by BEGIN IMMEDIATE already).
+        connection.exec_driver_sql("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")
+    tip = connection.execute(select(ledger_table.c.row_hash).order_by(ledger_table.c.id.desc()).limit(1)).first()
+    previous = tip[0] if tip else GENESIS
+    row = {name: values[name] for name in LEDGER_FIELDS}
+    result = connection.execute(
+        insert(ledger_table).values(**row, previous_hash=previous, row_hash=_row_hash(previous, row))
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def _rows(database: Database, *conditions: object) -> list[dict]:
+    with database.reading() as connection:
+        query = select(ledger_table).where(*conditions).order_by(ledger_table.c.id)
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def verify_chain(database: Database) -> tuple[int, int | None]:
+    """(rows checked, id of the first broken row or None)."""
+    previous = GENESIS
+    rows = _rows(database)
+    for row in rows:
+        values = {name: row[name] for name in LEDGER_FIELDS}
+        if row["previous_hash"] != previous or row["row_hash"] != _row_hash(previous, values):
+            return len(rows), row["id"]
+        previous = row["row_hash"]
+    return len(rows), None
+
+
+def latest_for_jobs(database: Database, job_keys: list[str]) -> dict[str, dict]:
+    """The newest row of each job (its export, or the last review of it)."""
+    latest: dict[str, dict] = {}
+    for start in range(0, len(job_keys), 500):  # bounded IN lists, for any database
+        for row in _rows(database, ledger_table.c.job_key.in_(job_keys[start : start + 500])):
+            latest[row["job_key"]] = row  # ordered by id: the newest row wins
+    return latest
+
+
+def by_watermark(database: Database, watermark: str) -> dict | None:
+    """The newest row whose file carries this watermark id."""
+    rows = _rows(database, ledger_table.c.watermark == watermark)
+    return rows[-1] if rows else None
+
+
+def every_row(database: Database) -> list[dict]:
+    """Every row, oldest first (a search by perceptual hash reads them all)."""
+    return _rows(database)
+
+
+def by_sha256(database: Database, sha256: str) -> dict | None:
+    """The newest row recording a file with exactly these bytes."""
+    rows = _rows(database, ledger_table.c.sha256 == sha256)
+    return rows[-1] if rows else None
+
+
+def by_job_key(database: Database, job_key: str) -> dict | None:
+    rows = _rows(database, ledger_table.c.job_key == job_key)
+    return rows[-1] if rows else None
+
+
+def lineage(database: Database, row: dict) -> list[dict]:
+    """``row``, then the row it points at, and so on back to the first export: reviews, retouches, edits."""
+    chain = [row]
+    seen = {row["id"]}
+    while chain[-1]["parent_id"] is not None and chain[-1]["parent_id"] not in seen:
+        parents = _rows(database, ledger_table.c.id == chain[-1]["parent_id"])
+        if not parents:
+            break
+        chain.append(parents[0])
+        seen.add(parents[0]["id"])
+    return chain

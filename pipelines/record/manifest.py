@@ -1,0 +1,93 @@
+"""What is done and where: the outputs table of the database of record, per job key.
+
+Export adds an entry in the same transaction as the file's ledger row. Planning reads a
+campaign's entries in one query and skips the jobs whose file is on disk at the recorded size.
+``manifest.json`` is only an export of these entries for people, written at the end of a run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import Connection, delete, insert, select
+from visuels._internal.atomic import write_text_atomic
+from visuels.record.database import Database, outputs_table
+
+MANIFEST_NAME = "manifest.json"
+
+
+def add(connection: Connection, key: str, campaign: str, entry: dict) -> None:
+    """Record (or replace) the output of job ``key``, in the caller's write transaction."""
+    connection.execute(delete(outputs_table).where(outputs_table.c.job_key == key))
+    connection.execute(
+        insert(outputs_table).values(
+            job_key=key,
+            campaign=campaign,
+            file=entry["file"],
+            sha256=entry["sha256"],
+            size=entry["size"],
+            watermark=entry["watermark"],
+            thumbnail=entry["thumbnail"],
+            compliance=json.dumps(entry["compliance"], ensure_ascii=False),
+            inputs=json.dumps(entry["inputs"], ensure_ascii=False),
+            created=entry["created"],
+            ledger_id=entry["ledger_id"],
+        )
+    )
+
+
+def recorded_sizes(database: Database, campaign: str) -> dict[str, tuple[str, int]]:
+    """(file, size) per job key of a campaign: all that planning needs, in one light query."""
+    table = outputs_table
+    with database.reading() as connection:
+        rows = connection.execute(
+            select(table.c.job_key, table.c.file, table.c.size).where(table.c.campaign == campaign)
+        )
+        return {key: (file, size) for key, file, size in rows}
+
+
+def entries(database: Database, campaign: str) -> dict[str, dict]:
+    """Every recorded output of a campaign, by job key, as ``manifest.json`` lists them."""
+    with database.reading() as connection:
+        rows = connection.execute(select(outputs_table).where(outputs_table.c.campaign == campaign))
+        return {
+            row.job_key: {
+                "file": row.file,
+                "sha256": row.sha256,
+                "size": row.size,
+                "watermark": row.watermark,
+                "created": row.created,
+                "thumbnail": row.thumbnail,
+                "ledger_id": row.ledger_id,
+                "compliance": json.loads(row.compliance),
+                "inputs": json.loads(row.inputs),
+            }
+            for row in rows
+        }
+
+
+def is_done(output_root: Path, relative_path: str, recorded: tuple[str, int] | None) -> bool:
+    """Recorded, and its file is on disk, whole, where the job wants it.
+
+    The size recorded at export catches truncated or replaced files without hashing thousands
+    of pictures on every nightly run.
+    """
+    if recorded is None or recorded[0] != relative_path:
+        return False
+    try:
+        return (output_root / relative_path).stat().st_size == recorded[1]
+    except FileNotFoundError:
+        return False
+
+
+def manifest_path(output_root: Path, campaign_slug: str) -> Path:
+    return output_root / campaign_slug / MANIFEST_NAME
+
+
+def write_manifest_json(database: Database, output_root: Path, campaign_slug: str, campaign_name: str) -> Path:
+    """Export the campaign's entries as ``manifest.json``, for people and other tools."""
+    target = manifest_path(output_root, campaign_slug)
+    document = {"campaign": campaign_name, "files": dict(sorted(entries(database, campaign_slug).items()))}
+    write_text_atomic(target, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return target

@@ -1,0 +1,47 @@
+"""Which model and LoRA files a hash names: recorded as a run renders, read back to retouch its pictures.
+
+Jobs and ledger rows hold only hashes. To retouch a picture with the model, LoRA and scale that
+made it, the studio needs to know what to load: each render records its model reference and
+LoRA path under their hashes, once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import TypeAdapter
+from sqlalchemy import select
+from visuels.inputs.model_refs import LoraWeights, ModelRef
+from visuels.record.database import Database, sources_table
+
+_MODEL_REF: TypeAdapter[ModelRef] = TypeAdapter(ModelRef)
+
+
+def record(
+    database: Database, model_hash: str, model: ModelRef, lora_hash: str | None, lora: LoraWeights | None
+) -> None:
+    """Remember what ``model_hash`` (and ``lora_hash``) name, unless already known."""
+    wanted = {model_hash: ("model", model.model_dump_json())}
+    if lora_hash and lora:
+        wanted[lora_hash] = ("lora", json.dumps({"path": lora.path}))
+    with database.transaction() as connection:
+        known = set(connection.scalars(select(sources_table.c.hash).where(sources_table.c.hash.in_(wanted))))
+        for hash_, (kind, reference) in wanted.items():
+            if hash_ not in known:
+                connection.execute(sources_table.insert().values(hash=hash_, kind=kind, reference=reference))
+
+
+def _reference(database: Database, hash_: str, kind: str) -> str | None:
+    with database.reading() as connection:
+        query = select(sources_table.c.reference).where(sources_table.c.hash == hash_, sources_table.c.kind == kind)
+        return connection.scalar(query)
+
+
+def model_for(database: Database, model_hash: str) -> ModelRef | None:
+    reference = _reference(database, model_hash, "model")
+    return _MODEL_REF.validate_json(reference) if reference else None
+
+
+def lora_path_for(database: Database, lora_hash: str) -> str | None:
+    reference = _reference(database, lora_hash, "lora")
+    return json.loads(reference)["path"] if reference else None

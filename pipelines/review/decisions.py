@@ -1,0 +1,249 @@
+"""Human review of a run's outputs: publish the approved files, record every decision.
+
+Approved files are copied to ``<output>/<campaign>/approved/`` (same sub-path); each decision,
+approval or rejection with its comment, is a new ledger row pointing at the export's row, so
+the ledger tells who decided what about which file, and the chain stays append-only.
+
+Publishing and recording are one unit. The copies are written first under temporary names (a
+full disk fails here: nothing published, nothing recorded); then one transaction appends every
+decision and, before it commits, moves the copies into place (renames, which need no room). A
+transaction that fails takes the moved copies back. A kill between the renames and the commit
+can still leave approved copies with no decision: the approved folder is derived from the
+record, and ``sync_approved`` (run before each review and by each report) removes any copy the
+record does not approve and copies again any approved one that is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from visuels._internal.atomic import StagedFile, staged
+from visuels._internal.hashing import sha256_file
+from visuels.errors import ExportError, ReviewError
+from visuels.planning.jobs import KEY_PREFIX_LENGTH
+from visuels.postprocess.coherence import read_coherence
+from visuels.record import manifest
+from visuels.record.database import Database, database_url
+from visuels.record.ledger import LedgerEntry, append, latest_for_jobs
+
+log = logging.getLogger(__name__)
+
+APPROVED_FOLDER = "approved"
+COPY_CHUNK = 1 << 20  # approving streams each file: a run of posters never sits in memory at once
+
+
+class ReviewDecision(BaseModel):
+    """A reviewer's answer: the files to reject, each with a reason; every other file is approved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rejected: list[str] = Field(
+        default_factory=list,
+        description="Files to reject, by their short id (the contact sheet's bold code); none: approve everything.",
+    )
+    comment: str = Field(
+        default="", max_length=2000, description="Why they are rejected (for those without a comment of their own)."
+    )
+    comments: dict[str, str] = Field(
+        default_factory=dict, description="A comment per rejected file, by short id (the studio fills this in)."
+    )
+    reviewer: str = Field(default="", max_length=200, description="Who reviewed (name or e-mail).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReviewDecision:
+        stray = [name for name in self.comments if name not in self.rejected]
+        if stray:
+            raise ValueError(f"a comment for {stray[0]}, which is not rejected")
+        silent = [name for name in self.rejected if not (self.comments.get(name, "").strip() or self.comment.strip())]
+        if silent:
+            raise ValueError(f"the rejection of {silent[0]} needs a comment")
+        return self
+
+    def reason(self, name: str) -> str:
+        return (self.comments.get(name, "").strip() or self.comment.strip())[:2000]
+
+
+class ReviewOutcome(BaseModel):
+    approved: list[str]
+    rejected: list[str]
+    approved_folder: Path
+
+
+def _within_campaign(relative_path: str, campaign_slug: str) -> str:
+    """``<campaign>/<commune>/<format>/<file>`` -> ``<commune>/<format>/<file>``, the form reviewers see."""
+    prefix = f"{campaign_slug}/"
+    return relative_path[len(prefix) :] if relative_path.startswith(prefix) else relative_path
+
+
+def short_id(key: str) -> str:
+    """How reviewers name a file: its key's first characters, as in its file name."""
+    return key[:KEY_PREFIX_LENGTH]
+
+
+def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:
+    """The recorded outputs of ``keys``, by the file name reviewers see, those to look at first first;
+    each with its coherence (from the campaign's last report) and why it needs attention."""
+    database = Database(database_url(output_root))
+    try:
+        recorded = manifest.entries(database, campaign_slug)
+    finally:
+        database.close()
+    missing = [key for key in keys if key not in recorded]
+    if missing:
+        raise ReviewError(output_root / campaign_slug, "files", f"no output for job {missing[0][:12]}")
+    coherence = read_coherence(output_root / campaign_slug)
+    listing = {}
+    for key in keys:
+        style = coherence.get(key)
+        entry = {**recorded[key], "key": key, "coherence": style.model_dump() if style else None}
+        listing[_within_campaign(recorded[key]["file"], campaign_slug)] = {**entry, "attention": attention(entry)}
+    # What needs a look comes first (in the order ``attention`` ranks it), then the rest by name.
+    order = sorted(listing, key=lambda name: (_rank(listing[name]), name))
+    return {name: listing[name] for name in order}
+
+
+def attention(entry: dict) -> list[str]:
+    """Why a reviewer should look at an output first: off the campaign's style, not compliant, flagged."""
+    reasons = []
+    style = entry.get("coherence")
+    if style and style["outlier"]:
+        reasons.append(f"off the campaign's style (distance {style['distance']:.1f})")
+    check = entry.get("compliance") or {}
+    if check and not check.get("passed", True):
+        reasons.append("not compliant: " + "; ".join(check.get("reasons", [])))
+    reasons += (entry.get("inputs") or {}).get("review", [])
+    return reasons
+
+
+def _rank(entry: dict) -> tuple[int, float]:
+    style = entry.get("coherence")
+    if style and style["outlier"]:
+        return (0, -style["distance"])  # the farthest first
+    return (1, 0.0) if entry["attention"] else (2, 0.0)
+
+
+def apply_review(
+    output_root: Path, campaign_slug: str, keys: list[str], decision: ReviewDecision, run_id: str | None = None
+) -> ReviewOutcome:
+    """Check the whole decision first, then publish the approved files and record every decision,
+    as one unit. Asked again for a run whose decision is recorded already, it records nothing more."""
+    listing = review_listing(output_root, campaign_slug, keys)
+    by_id = {short_id(entry["key"]): name for name, entry in listing.items()}
+    # A rejected file is named by its short id (forms, studio) or by its path (scripts).
+    chosen = {given: by_id.get(given) or _within_campaign(given, campaign_slug) for given in decision.rejected}
+    unknown = [given for given, name in chosen.items() if name not in listing]
+    if unknown:
+        raise ReviewError(unknown[0], "rejected", "not one of this run's files")
+    rejected = set(chosen.values())
+    reasons = {name: decision.reason(given) for given, name in chosen.items()}
+    approved = sorted(name for name in listing if name not in rejected)
+    approved_folder = output_root / campaign_slug / APPROVED_FOLDER
+    outcome = ReviewOutcome(approved=approved, rejected=sorted(rejected), approved_folder=approved_folder)
+    for name in approved:  # all checked before any is published; read in chunks, never whole
+        _check_unchanged(output_root / listing[name]["file"], listing[name]["sha256"])
+    database = Database(database_url(output_root))
+    try:
+        sync_approved(database, output_root, campaign_slug)  # what a crash in an earlier review left
+        previous_rows = latest_for_jobs(database, keys)  # each export's row, or an earlier review's
+        unrecorded = [name for name, entry in listing.items() if entry["key"] not in previous_rows]
+        if unrecorded:
+            raise ReviewError(output_root / campaign_slug, "job_key", f"no ledger row for {unrecorded[0]}")
+        if run_id is not None and all(
+            row["run_id"] == run_id and row["approval"] != "pending" for row in previous_rows.values()
+        ):
+            log.info("%s: this run's decision is recorded already", campaign_slug)
+            return outcome
+        with ExitStack() as copies:
+            staged_copies = [copies.enter_context(staged(approved_folder / name)) for name in approved]
+            for name, copy in zip(approved, staged_copies, strict=True):
+                _copy_checked(output_root / listing[name]["file"], copy.path, listing[name]["sha256"])
+            _record_and_publish(database, listing, rejected, reasons, decision, previous_rows, run_id, staged_copies)
+    finally:
+        database.close()
+    log.info("%s: %d approved, %d rejected", campaign_slug, len(approved), len(rejected))
+    return outcome
+
+
+def _record_and_publish(
+    database: Database,
+    listing: dict[str, dict],
+    rejected: set[str],
+    reasons: dict[str, str],
+    decision: ReviewDecision,
+    previous_rows: dict[str, dict],
+    run_id: str | None,
+    copies: list[StagedFile],
+) -> None:
+    """Every decision of the review, and the approved copies moved into place, in one transaction;
+    if it fails, the copies already moved are taken back: no approved file without its record."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    by = f" (by {decision.reviewer})" if decision.reviewer else ""
+    try:
+        with database.transaction() as connection:
+            for name, entry in sorted(listing.items()):
+                verdict = f"approved{by}" if name not in rejected else f"rejected: {reasons[name]}{by}"
+                previous = previous_rows[entry["key"]]
+                fields = {field: previous[field] for field in LedgerEntry.model_fields}
+                fields.update(created=now, run_id=run_id, parent_id=previous["id"], approval=verdict)
+                append(connection, LedgerEntry(**fields))
+            for copy in copies:
+                copy.publish()
+    except BaseException:
+        for copy in copies:
+            if copy.published:
+                copy.target.unlink(missing_ok=True)
+        raise
+
+
+def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> None:
+    """Make ``approved/`` hold exactly the files the record approves (each job's newest decision):
+    remove a copy it does not approve, copy again an approved one that is missing."""
+    folder = output_root / campaign_slug / APPROVED_FOLDER
+    recorded = manifest.entries(database, campaign_slug)
+    latest = latest_for_jobs(database, list(recorded))
+    wanted = {
+        _within_campaign(entry["file"], campaign_slug): entry
+        for key, entry in recorded.items()
+        if latest.get(key, {}).get("approval", "").startswith("approved")
+    }
+    if folder.is_dir():
+        for path in folder.rglob("*"):
+            name = path.relative_to(folder).as_posix()
+            if path.is_file() and not path.name.startswith(".") and name not in wanted:
+                log.warning("%s: approved copy without an approval on record, removed", path)
+                path.unlink()
+    for name, entry in wanted.items():
+        target = folder / name
+        if not target.is_file():
+            try:
+                with staged(target) as copy:
+                    _copy_checked(output_root / entry["file"], copy.path, entry["sha256"])
+                    copy.publish()
+            except (ReviewError, OSError) as exc:
+                log.warning("%s: approved, but could not be copied again: %s", target, exc)
+
+
+def _check_unchanged(path: Path, sha256: str) -> None:
+    """Never publish a file that is not the one the reviewer saw in the contact sheet."""
+    if sha256_file(path) != sha256:
+        raise ReviewError(path, "sha256", "the file changed since it was rendered")
+
+
+def _copy_checked(source: Path, target: Path, sha256: str) -> None:
+    """Copy ``source`` to ``target`` in chunks, hashing what is copied: a file changed since it was
+    checked is refused (its partial copy is the caller's temporary, removed with it)."""
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as reading, target.open("wb") as writing:
+            while chunk := reading.read(COPY_CHUNK):
+                digest.update(chunk)
+                writing.write(chunk)
+    except OSError as exc:
+        raise ExportError(target, None, f"cannot write the approved copy: {exc.strerror or exc}") from None
+    if digest.hexdigest() != sha256:
+        raise ReviewError(source, "sha256", "the file changed since it was rendered")

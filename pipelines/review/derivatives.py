@@ -1,0 +1,360 @@
+"""Files made from an output: retouched in the studio, or edited in another program, then marked again.
+
+Opening an output in an editor and saving it strips its C2PA manifest, often its XMP, and may
+weaken its watermark. A derivative is therefore never published as it comes: it is checked
+against the charter (what changed since the original is reported, nothing is repainted),
+watermarked with a payload of its own, tagged as a composite with generated parts in XMP, and
+signed last with a C2PA manifest whose action is ``c2pa.edited`` and whose parent ingredient is
+the original file (its manifest included). Its ledger row points at the original's row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel
+from visuels._internal.atomic import staged
+from visuels._internal.hashing import sha256_json
+from visuels.errors import VisuelsError
+from visuels.inputs.charter import Charter
+from visuels.inputs.images import ImageInputError, read_file, read_picture
+from visuels.inputs.logo_fit import logo_geometry
+from visuels.marking import watermark
+from visuels.marking.c2pa_manifest import Ingredient
+from visuels.marking.keys import SigningFiles
+from visuels.marking.mark import MarkingContext, write_marked
+from visuels.marking.phash import perceptual_hash
+from visuels.postprocess.label import draw_ai_label
+from visuels.postprocess.layout import Box, box_in_corner, margin
+from visuels.postprocess.palette import conformity
+from visuels.record import ledger
+from visuels.record.database import Database, outputs_table
+from visuels.review.verify import find_record, label_seen
+
+CHANGE_THRESHOLD = 16  # a pixel changed when a channel moved by more than this (JPEG noise stays below)
+TOUCHED_SHARE = 0.02  # an overlay is touched when this share of its pixels changed
+FILE_TYPES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+@dataclass(frozen=True)
+class Original:
+    """An exported file and what the record knows about it."""
+
+    path: Path
+    data: bytes
+    row: dict  # its ledger row
+    inputs: dict | None  # the render job that made it, when the outputs table holds it
+    compliance: dict | None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """How a derivative was made: by hand elsewhere, or by the studio's inpainting."""
+
+    description: str  # recorded as the ledger row's prompt
+    model_hash: str | None = None  # the retouch's model, when a model made it
+    lora_hash: str | None = None
+    seed: int | None = None
+
+
+class EditCheck(BaseModel):
+    """What changed between the original and its derivative, against the charter's rules."""
+
+    changed_share: float
+    changed_box: tuple[int, int, int, int] | None
+    size_changed: bool
+    label_seen: bool
+    label_touched: bool
+    logo_touched: bool
+    palette_before: float
+    palette_after: float
+    passed: bool
+    reasons: list[str]
+
+
+class OriginalRef(BaseModel):
+    file: str
+    job_key: str
+    sha256: str
+    ledger_id: int
+
+
+class Derivative(BaseModel):
+    """A marked, recorded derivative."""
+
+    file: str
+    sha256: str
+    watermark: str
+    job_key: str
+    ledger_id: int
+    original: OriginalRef
+    check: EditCheck
+    already_done: bool = False
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _outputs_row(database: Database, job_key: str) -> dict | None:
+    with database.reading() as connection:
+        found = connection.execute(outputs_table.select().where(outputs_table.c.job_key == job_key)).first()
+    return dict(found._mapping) if found else None
+
+
+def outputs_inputs(database: Database, job_key: str) -> dict | None:
+    """The render job a job key's outputs row records (what shaped its pixels), if there is one."""
+    row = _outputs_row(database, job_key)
+    return json.loads(row["inputs"]) if row else None
+
+
+def _recorded_file(row: dict, output_root: Path | None) -> Path | None:
+    """Where the file a ledger row records is, if it is still there with the same bytes."""
+    recorded = Path(row["file"])
+    path = recorded if recorded.is_absolute() or output_root is None else output_root / recorded
+    if path.is_file() and _sha256(path.read_bytes()) == row["sha256"]:
+        return path
+    return None
+
+
+def find_original(database: Database, path: Path, output_root: Path | None, field: str = "original") -> Original:
+    """The record of an exported file: by its exact bytes, else by its watermark or perceptual hash.
+
+    Found by its marks (``path`` was re-saved or edited), the original's own file is read from
+    where the record says it is: that file, with its manifest, is the derivative's ingredient.
+    """
+    data = read_file(path, field)
+    row = ledger.by_sha256(database, _sha256(data))
+    if row is None:
+        pixels = np.asarray(read_picture(path, field))
+        found = watermark.detect(pixels)
+        mark = f"{found.payload:016x}" if found.payload is not None else None
+        row, _ = find_record(database, watermark=mark, phash=perceptual_hash(pixels))
+        if row is None:
+            raise ImageInputError(
+                path, field, "no ledger record: not a file exported by visuels (or recorded in another database)"
+            )
+        recorded = _recorded_file(row, output_root)
+        if recorded is None:
+            raise ImageInputError(
+                path, field, f"comes from {row['file']} (ledger #{row['id']}), which is not here: give it with --from"
+            )
+        path, data = recorded, recorded.read_bytes()
+    outputs = _outputs_row(database, row["job_key"])
+    return Original(
+        path=path,
+        data=data,
+        row=row,
+        inputs=json.loads(outputs["inputs"]) if outputs else None,
+        compliance=json.loads(outputs["compliance"]) if outputs else None,
+    )
+
+
+def _overlay_boxes(charter: Charter, original: Original, size: tuple[int, int]) -> dict[str, Box]:
+    """Where the original's AI label and logo are: the same geometry post-processing used."""
+    language = (original.inputs or {}).get("language", "fr")
+    _, label = draw_ai_label(
+        Image.new("RGB", size), charter, language if language in charter.spec.ai_label.text else "fr"
+    )
+    boxes = {"label": label.box}
+    corner = (original.compliance or {}).get("logo_corner")
+    if corner:
+        logo_width, logo_height, clear = logo_geometry(charter, *size)
+        inset = max(margin(*size), clear)
+        boxes["logo"] = box_in_corner(corner, (logo_width, logo_height), size, inset)
+    return boxes
+
+
+def _touched(changed: np.ndarray, box: Box) -> bool:
+    region = changed[max(0, box.top) : box.bottom, max(0, box.left) : box.right]
+    return region.size > 0 and float(region.mean()) > TOUCHED_SHARE
+
+
+def changed_pixels(original: Image.Image, edited: Image.Image) -> np.ndarray:
+    """Where the edited picture differs from the original (compared at the original's size)."""
+    compared = edited.resize(original.size, Image.Resampling.LANCZOS) if edited.size != original.size else edited
+    difference = np.abs(np.asarray(compared, dtype=np.int16) - np.asarray(original, dtype=np.int16)).max(axis=2)
+    return difference > CHANGE_THRESHOLD
+
+
+def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, record: Original) -> EditCheck:
+    """Compare the derivative with its original and the charter; report, never repaint."""
+    reasons = []
+    size_changed = edited.size != original.size
+    if size_changed:
+        reasons.append(
+            f"size changed from {original.width}x{original.height} to {edited.width}x{edited.height}"
+            " (the format's size)"
+        )
+    changed = changed_pixels(original, edited)
+    rows, columns = np.nonzero(changed)
+    changed_box = (
+        (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1) if rows.size else None
+    )
+    boxes = _overlay_boxes(charter, record, original.size)
+    label_touched = _touched(changed, boxes["label"])
+    logo_touched = "logo" in boxes and _touched(changed, boxes["logo"])
+    seen = label_seen(np.asarray(edited), charter)
+    if not seen:
+        reasons.append("the AI label is no longer visible: put it back (or re-render) before publishing")
+    elif label_touched:
+        reasons.append("the AI label's area changed")
+    if logo_touched:
+        reasons.append("the logo's area changed: check its clear zone and contrast")
+    palette = tuple(colour.rgb for colour in charter.spec.palette)
+    tolerance = charter.spec.palette_grading.tolerance
+    before, after = conformity(original, palette, tolerance), conformity(edited, palette, tolerance)
+    minimum = charter.spec.palette_grading.min_conformity
+    if after < minimum and after < before:
+        reasons.append(f"palette {after:.0%} < {minimum:.0%} (the original had {before:.0%})")
+    if record.row["charter_hash"] != charter.hash:
+        reasons.append("checked against another charter than the one the original was made with")
+    return EditCheck(
+        changed_share=round(float(changed.mean()), 5),
+        changed_box=changed_box,
+        size_changed=size_changed,
+        label_seen=seen,
+        label_touched=label_touched,
+        logo_touched=logo_touched,
+        palette_before=round(before, 4),
+        palette_after=round(after, 4),
+        passed=not reasons,
+        reasons=reasons,
+    )
+
+
+def derivative_key(original: Original, edited: Image.Image, edit: Edit) -> str:
+    """A derivative's identity: its original, its pixels and how it was made; the same edit, the same key."""
+    pixels = hashlib.sha256(edited.tobytes()).hexdigest()
+    return sha256_json(
+        {
+            "original": original.row["job_key"],
+            "original_sha256": original.row["sha256"],
+            "pixels": pixels,
+            "size": list(edited.size),
+            "edit": edit.description,
+        }
+    )
+
+
+def file_type_of(target: Path) -> str:
+    file_type = FILE_TYPES.get(target.suffix.lower())
+    if file_type is None:
+        raise VisuelsError(target, "output", f"unsupported file type '{target.suffix}': use .png, .jpg or .webp")
+    return file_type
+
+
+def _recorded_name(target: Path, output_root: Path | None) -> str:
+    resolved = target.resolve()
+    if output_root is not None and resolved.is_relative_to(output_root.resolve()):
+        return resolved.relative_to(output_root.resolve()).as_posix()
+    return str(resolved)
+
+
+def mark_derivative(
+    edited: Image.Image,
+    original: Original,
+    target: Path,
+    edit: Edit,
+    charter: Charter,
+    database: Database,
+    signing: SigningFiles,
+    output_root: Path | None = None,
+) -> Derivative:
+    """Check, mark (watermark, XMP, C2PA ``c2pa.edited`` with the original as ingredient), write, record."""
+    file_type = file_type_of(target)
+    with Image.open(io.BytesIO(original.data)) as decoded:
+        original_image = decoded.convert("RGB")
+        dpi = round(decoded.info.get("dpi", (72, 72))[0])
+        parent_format = decoded.format or "PNG"
+    check = check_edit(original_image, edited, charter, original)
+    key = derivative_key(original, edited, edit)
+    original_ref = OriginalRef(
+        file=original.row["file"],
+        job_key=original.row["job_key"],
+        sha256=original.row["sha256"],
+        ledger_id=original.row["id"],
+    )
+    done = ledger.by_job_key(database, key)
+    if done is not None and target.is_file() and _sha256(target.read_bytes()) == done["sha256"]:
+        # The same edit, already marked and recorded here: nothing to do, nothing recorded twice.
+        return Derivative(
+            file=str(target),
+            sha256=done["sha256"],
+            watermark=done["watermark"],
+            job_key=key,
+            ledger_id=done["id"],
+            original=original_ref,
+            check=check,
+            already_done=True,
+        )
+    row = original.row
+    entry = ledger.LedgerEntry(
+        file=_recorded_name(target, output_root),
+        sha256="",
+        phash="",
+        watermark=key[:16],
+        job_key=key,
+        model_hash=edit.model_hash or row["model_hash"],
+        lora_hash=edit.lora_hash if edit.model_hash else row["lora_hash"],
+        charter_hash=row["charter_hash"],
+        prompt=edit.description,
+        seed=edit.seed if edit.seed is not None else row["seed"],
+        width=edited.width,
+        height=edited.height,
+        parent_id=row["id"],
+    )
+    parent = Ingredient(title=original.path.name, data=original.data, mime_type=f"image/{parent_format.lower()}")
+    context = MarkingContext(creator=charter.spec.creator, model=edit.description[:80], signing=signing)
+    # The original's mark is taken out where its pixels were kept, so only the new payload is read.
+    kept = None if edited.size != original_image.size else ~changed_pixels(original_image, edited)
+    unmarked = watermark.remove(np.asarray(edited), int(row["watermark"], 16), kept)
+    with staged(target) as file:
+        marked = write_marked(Image.fromarray(unmarked), file, file_type, entry, dpi, context, parent=parent)
+        file.publish()
+    with database.transaction() as connection:
+        ledger_id = ledger.append(connection, marked.record)
+    return Derivative(
+        file=str(target),
+        sha256=marked.sha256,
+        watermark=marked.watermark,
+        job_key=key,
+        ledger_id=ledger_id,
+        original=original_ref,
+        check=check,
+    )
+
+
+def default_target(edited: Path, original: Original) -> Path:
+    """Beside the edited file, named after it, in the original's file type: ``poster-final.png``."""
+    suffix = Path(original.row["file"]).suffix or original.path.suffix
+    return edited.with_name(f"{edited.stem}-final{suffix}")
+
+
+def finalize_file(
+    edited_path: Path,
+    original_path: Path | None,
+    target: Path | None,
+    charter: Charter,
+    database: Database,
+    signing: SigningFiles,
+    output_root: Path | None = None,
+) -> Derivative:
+    """Mark again a file edited outside visuels; its original is ``original_path``, else found by its marks."""
+    edited = read_picture(edited_path, "edited")
+    if original_path is not None:
+        original = find_original(database, original_path, output_root, "--from")
+    else:
+        original = find_original(database, edited_path, output_root, "original")
+    if _sha256(edited_path.read_bytes()) == original.row["sha256"]:
+        raise ImageInputError(edited_path, "edited", "is the exported file itself, unchanged: nothing to finalize")
+    edit = Edit(description=f"edited outside visuels ({edited_path.name})")
+    return mark_derivative(
+        edited, original, target or default_target(edited_path, original), edit, charter, database, signing, output_root
+    )

@@ -1,0 +1,60 @@
+"""Publishing a render: the campaign's record exported as manifest.json, its reports, the approved
+folder in line with the record, and a signed checkpoint of the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+from visuels.inputs.charter import load_charter
+from visuels.marking.checkpoints import write_checkpoint
+from visuels.marking.keys import signing_files
+from visuels.planning.jobs import RenderJob
+from visuels.planning.plan import RenderPlan
+from visuels.record import manifest
+from visuels.record.database import Database, database_url
+from visuels.review.decisions import sync_approved
+from visuels.review.report import Reports, write_reports
+
+
+def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
+    """Export the campaign's record as manifest.json, report on every output of the plan, and sign a
+    checkpoint of the ledger as it now is; the approved folder is put in line with the record."""
+    charter = load_charter(plan.setup.charter_path)
+    database = Database(database_url(output_root))
+    try:
+        sync_approved(database, output_root, plan.campaign_slug)
+        manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
+        reports = write_reports(database, output_root, plan, charter)
+        write_checkpoint(database, output_root, signing_files())
+        return reports
+    finally:
+        database.close()
+
+
+class RenderSummary(BaseModel):
+    """What a render run did, for the CLI and the flow's result."""
+
+    campaign: str
+    output_dir: Path
+    manifest: Path | None
+    report: Path | None
+    jobs: int
+    rendered: int
+    failed_compliance: int
+    files: list[str]
+    job_keys: list[str]
+
+
+def summarise(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
+    return RenderSummary(
+        campaign=plan.campaign_slug,
+        output_dir=output_root / plan.campaign_slug,
+        manifest=manifest.manifest_path(output_root, plan.campaign_slug) if reports.rows else None,
+        report=reports.html if reports.rows else None,
+        jobs=len(plan.jobs),
+        rendered=len(rendered),
+        failed_compliance=reports.failed,
+        files=[job.relative_path for job in rendered],
+        job_keys=[job.key for job in rendered],
+    )

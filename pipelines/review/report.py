@@ -1,0 +1,463 @@
+"""The campaign's compliance report, for the communication officer who reads it at a glance.
+
+``report.html``: in the campaign's first language (French or English), the verdict first, what
+to review first (outliers in style, non-compliant pictures, pictures flagged for their prompt or
+texts), the rules and their thresholds spelt out, the pictures grouped by commune with their
+audience, language and photo credit, each one click from its full-size file, and the jobs held
+back; always the whole campaign, whatever a run rendered. ``report.csv``: the same measurements,
+verdict first, for spreadsheets. ``Reports.table``: the rows Prefect's table artifact shows,
+with plain headers. ``coherence.json``: each output's style distance, for the review pages.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+from visuels._internal.atomic import write_text_atomic
+from visuels.engine.export import edges_path
+from visuels.inputs.charter import Charter
+from visuels.postprocess.coherence import Coherence, StyleSignature, assess_campaign, write_coherence
+from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST
+from visuels.postprocess.typography import MIN_TEXT_CONTRAST
+from visuels.record import manifest
+from visuels.record.database import Database
+
+if TYPE_CHECKING:
+    from visuels.planning.plan import RenderPlan
+
+TEMPLATES = Path(__file__).parent / "templates"
+COLUMNS = (
+    "verdict",
+    "reasons",
+    "commune",
+    "format",
+    "audience",
+    "language",
+    "file",
+    "palette_before",
+    "palette_after",
+    "logo",
+    "logo_contrast",
+    "label_px",
+    "label_contrast",
+    "text_px",
+    "text_contrast",
+    "style_distance",
+    "off_style",
+    "flagged",
+    "photo",
+    "notes",
+)
+
+
+class Thresholds(BaseModel):
+    """The charter's limits the report states next to each measurement."""
+
+    palette: float
+    label_px: int
+    style_distance: float
+    logo_contrast: float = MIN_GRAPHIC_CONTRAST
+    text_contrast: float = MIN_TEXT_CONTRAST
+
+    @classmethod
+    def of(cls, charter: Charter) -> Thresholds:
+        spec = charter.spec
+        return cls(
+            palette=spec.palette_grading.min_conformity,
+            label_px=spec.ai_label.min_text_px,
+            style_distance=spec.coherence.max_distance,
+        )
+
+
+@dataclass(frozen=True)
+class Wording:
+    """The report's words in one language."""
+
+    lang: str
+    title: str
+    subtitle: str
+    all_ok: str
+    to_review_one: str
+    to_review_many: str
+    counts_text: str
+    review_first: str
+    to_look_at: str  # "{count}": off-style or flagged pictures, compliant or not
+    and_more: str  # "{count}": beyond the first ones listed
+    rules: str
+    rule_palette: str
+    rule_logo: str
+    rule_label: str
+    rule_text: str
+    rule_style: str
+    open_full: str
+    off_style: str  # "{distance}" "{limit}"
+    flagged: str
+    photo: str  # "{credit}"
+    edges: str
+    held_title: str
+    held_intro: str
+    compliant: str
+    not_compliant: str
+    measure_palette: str
+    measure_logo: str
+    measure_label: str
+    measure_text: str
+    headers: tuple[str, ...]  # verdict, reasons, commune, format, audience, language, palette, logo, label, text, file
+
+    def to_review(self, count: int) -> str:
+        return (self.to_review_one if count == 1 else self.to_review_many).format(count=count)
+
+    def counts(self, total: int, communes: int) -> str:
+        return self.counts_text.format(
+            total=total, communes=communes, s="s" if total > 1 else "", c="s" if communes > 1 else ""
+        )
+
+    def legend(self, limits: Thresholds) -> list[str]:
+        values = self._values(limits)
+        rules = (self.rule_palette, self.rule_logo, self.rule_label, self.rule_text, self.rule_style)
+        return [rule.format(**values) for rule in rules]
+
+    def _values(self, limits: Thresholds) -> dict[str, str]:
+        return {
+            "palette": self.percent(limits.palette),
+            "logo": self.ratio(limits.logo_contrast),
+            "label_px": str(limits.label_px),
+            "text": self.ratio(limits.text_contrast),
+            "style": self.number(limits.style_distance),
+        }
+
+    def number(self, value: float) -> str:
+        text = f"{value:.1f}"
+        return text.replace(".", ",") if self.lang == "fr" else text
+
+    def percent(self, share: float) -> str:
+        return f"{share:.0%}".replace("%", " %") if self.lang == "fr" else f"{share:.0%}"
+
+    def ratio(self, value: float) -> str:
+        text = f"{value:.1f}".rstrip("0").rstrip(".")
+        return (text.replace(".", ",") if self.lang == "fr" else text) + ":1"
+
+
+WORDINGS = {
+    "fr": Wording(
+        lang="fr",
+        title="conformité à la charte",
+        subtitle="Conformité à la charte graphique : toutes les images de la campagne.",
+        all_ok="Toutes les images sont conformes",
+        to_review_one="1 image à revoir",
+        to_review_many="{count} images à revoir",
+        counts_text="{total} image{s}, {communes} commune{c}",
+        review_first="À revoir d’abord :",
+        to_look_at="{count} à regarder en premier (hors ton, signalées ou non conformes)",
+        and_more="et {count} autres (marquées ⚑ ci-dessous)",
+        rules="Règles vérifiées sur chaque image",
+        rule_palette="Palette : au moins {palette} des pixels proches d’une couleur de la charte (écart ΔE00).",
+        rule_logo=(
+            "Logo : contraste d’au moins {logo} avec le fond (WCAG, éléments graphiques), zone de protection libre."
+        ),
+        rule_label="Mention « Image générée par IA » : au moins {label_px} px, contraste d’au moins {text}.",
+        rule_text=(
+            "Nom de la commune et accroche : contraste d’au moins {text} (WCAG AA), sans débordement ni chevauchement."
+        ),
+        rule_style=(
+            "Cohérence : couleurs à moins de {style} (écart de style) de la médiane de la campagne ;"
+            " au-delà, l’image est signalée et revue en premier."
+        ),
+        open_full="Ouvrir l’image en taille réelle",
+        off_style="Hors ton de la campagne : écart {distance} (max {limit})",
+        flagged="Signalée pour relecture : {reasons}",
+        photo="D’après la photo de {credit}",
+        edges="contours",
+        held_title="Non produites",
+        held_intro="Ces images ne sont pas produites : leur prompt ou leurs textes contiennent un terme interdit,"
+        " ou sensible sans accord de la campagne (render_flagged).",
+        compliant="Conforme",
+        not_compliant="À revoir",
+        measure_palette="Palette {after} (min {palette}) ; avant étalonnage {before}",
+        measure_logo="Logo {contrast} (min {logo}), {corner}",
+        measure_label="Mention IA {px} px (min {label_px}), {contrast}",
+        measure_text="Texte {px} px, {contrast} (min {text})",
+        headers=(
+            "Verdict",
+            "Raisons",
+            "Commune",
+            "Format",
+            "Public",
+            "Langue",
+            "Palette",
+            "Logo",
+            "Mention IA",
+            "Texte",
+            "Fichier",
+        ),
+    ),
+    "en": Wording(
+        lang="en",
+        title="brand charter compliance",
+        subtitle="Compliance with the brand charter: every picture of the campaign.",
+        all_ok="Every picture complies",
+        to_review_one="1 picture to review",
+        to_review_many="{count} pictures to review",
+        counts_text="{total} picture{s}, {communes} commune{c}",
+        review_first="Review first:",
+        to_look_at="{count} to look at first (off-style, flagged or not compliant)",
+        and_more="and {count} more (marked ⚑ below)",
+        rules="Rules checked on every picture",
+        rule_palette="Palette: at least {palette} of the pixels close to a charter colour (ΔE00 distance).",
+        rule_logo="Logo: contrast of at least {logo} with its background (WCAG, graphics), clear zone free.",
+        rule_label="“AI-generated” label: at least {label_px} px, contrast of at least {text}.",
+        rule_text="Commune name and headline: contrast of at least {text} (WCAG AA), no overflow or overlap.",
+        rule_style=(
+            "Coherence: colours within {style} (style distance) of the campaign median;"
+            " beyond, the picture is flagged and reviewed first."
+        ),
+        open_full="Open the full-size picture",
+        off_style="Off the campaign's style: distance {distance} (max {limit})",
+        flagged="Flagged for review: {reasons}",
+        photo="From a photo by {credit}",
+        edges="edges",
+        held_title="Not rendered",
+        held_intro="These pictures are not rendered: their prompt or texts hold a banned term, or a sensitive"
+        " one the campaign does not allow (render_flagged).",
+        compliant="Complies",
+        not_compliant="To review",
+        measure_palette="Palette {after} (min {palette}); before grading {before}",
+        measure_logo="Logo {contrast} (min {logo}), {corner}",
+        measure_label="AI label {px} px (min {label_px}), {contrast}",
+        measure_text="Text {px} px, {contrast} (min {text})",
+        headers=(
+            "Verdict",
+            "Reasons",
+            "Commune",
+            "Format",
+            "Audience",
+            "Language",
+            "Palette",
+            "Logo",
+            "AI label",
+            "Text",
+            "File",
+        ),
+    ),
+}
+CORNERS = {
+    "fr": {
+        "top_left": "en haut à gauche",
+        "top_right": "en haut à droite",
+        "bottom_left": "en bas à gauche",
+        "bottom_right": "en bas à droite",
+    },
+    "en": {
+        "top_left": "top left",
+        "top_right": "top right",
+        "bottom_left": "bottom left",
+        "bottom_right": "bottom right",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Reports:
+    csv: Path
+    html: Path
+    rows: list[dict[str, str]]  # report.csv's rows
+    table: list[dict[str, str]]  # the table artifact's rows: plain headers, verdict first
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for row in self.rows if row["verdict"] != "pass")
+
+
+def _within_campaign(path: str, campaign_slug: str) -> str:
+    return path.removeprefix(f"{campaign_slug}/")
+
+
+def _photo_credit(inputs: dict) -> str:
+    photo = inputs.get("photo") or {}
+    return photo.get("credit", "")
+
+
+def report_rows(entries: list[dict], coherence: dict[str, Coherence]) -> list[dict[str, str]]:
+    """One row of plain strings per output, verdict first: report.csv."""
+    rows = []
+    for entry in entries:
+        inputs, check = entry["inputs"], entry["compliance"]
+        style = coherence.get(entry["key"])
+        rows.append(
+            {
+                "verdict": "pass" if check["passed"] else "fail",
+                "reasons": "; ".join(check["reasons"]),
+                "commune": inputs["commune_name"],
+                "format": inputs["format"],
+                "audience": inputs["audience"],
+                "language": inputs.get("language", ""),
+                "file": entry["file"],
+                "palette_before": f"{check['palette_before']:.0%}",
+                "palette_after": f"{check['palette_after']:.0%}",
+                "logo": f"{check['logo_corner']} / {check['logo_variant']}",
+                "logo_contrast": f"{check['logo_contrast']:.1f}",
+                "label_px": str(check["label_text_px"]),
+                "label_contrast": f"{check['label_contrast']:.1f}",
+                "text_px": str(check["text_px"]),
+                "text_contrast": f"{check['text_contrast']:.1f}",
+                "style_distance": f"{style.distance:.1f}" if style else "",
+                "off_style": "yes" if style and style.outlier else "no",
+                "flagged": "; ".join(inputs.get("review", [])),
+                "photo": _photo_credit(inputs),
+                "notes": "; ".join(check.get("notes", [])),
+            }
+        )
+    return rows
+
+
+def _measures(check: dict, words: Wording, limits: Thresholds) -> list[tuple[str, bool]]:
+    """Each measurement in words with its threshold, and whether it is met."""
+    values = words._values(limits)
+    corner = CORNERS[words.lang].get(check["logo_corner"], check["logo_corner"])
+    return [
+        (
+            words.measure_palette.format(
+                after=words.percent(check["palette_after"]), before=words.percent(check["palette_before"]), **values
+            ),
+            check["palette_after"] >= limits.palette,
+        ),
+        (
+            words.measure_logo.format(contrast=words.ratio(check["logo_contrast"]), corner=corner, **values),
+            check["logo_contrast"] >= limits.logo_contrast and check["logo_clear_zone"],
+        ),
+        (
+            words.measure_label.format(
+                px=check["label_text_px"], contrast=words.ratio(check["label_contrast"]), **values
+            ),
+            check["label_text_px"] >= limits.label_px and check["label_contrast"] >= limits.text_contrast,
+        ),
+        (
+            words.measure_text.format(px=check["text_px"], contrast=words.ratio(check["text_contrast"]), **values),
+            check["text_contrast"] >= limits.text_contrast and not check["text_overflow"],
+        ),
+    ]
+
+
+def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slug: str) -> list[dict[str, str]]:
+    rows = []
+    for entry in entries:
+        inputs, check = entry["inputs"], entry["compliance"]
+        measures = [line for line, _ in _measures(check, words, limits)]
+        values = (
+            ("✔ " + words.compliant) if check["passed"] else ("✖ " + words.not_compliant),
+            "; ".join(check["reasons"] + check.get("notes", []) + inputs.get("review", [])),
+            inputs["commune_name"],
+            inputs["format"],
+            inputs["audience"],
+            inputs.get("language", ""),
+            *measures,
+            _within_campaign(entry["file"], campaign_slug),
+        )
+        rows.append(dict(zip(words.headers, values, strict=True)))
+    return rows
+
+
+def _card(entry: dict, style: Coherence | None, words: Wording, limits: Thresholds, campaign_slug: str) -> dict:
+    """One picture as the report shows it; its links are relative to the report."""
+    inputs, check = entry["inputs"], entry["compliance"]
+    flags = []
+    if style is not None and style.outlier:
+        flags.append(
+            words.off_style.format(distance=words.number(style.distance), limit=words.number(limits.style_distance))
+        )
+    if inputs.get("review"):
+        flags.append(words.flagged.format(reasons="; ".join(inputs["review"])))
+    credit = _photo_credit(inputs)
+    return {
+        "anchor": Path(entry["file"]).stem,
+        "file": _within_campaign(entry["file"], campaign_slug),
+        "picture": _within_campaign(entry["file"], campaign_slug),
+        "thumbnail": _within_campaign(entry["thumbnail"], campaign_slug),
+        "edges": _within_campaign(edges_path(campaign_slug, entry["key"]), campaign_slug)
+        if inputs.get("photo")
+        else None,
+        "commune": inputs["commune_name"],
+        "format": inputs["format"],
+        "audience": inputs["audience"],
+        "language": inputs.get("language", ""),
+        "photo": words.photo.format(credit=credit) if credit else "",
+        "passed": check["passed"],
+        "reasons": check["reasons"],
+        "notes": check.get("notes", []),
+        "flags": flags,
+        "outlier": style is not None and style.outlier,
+        "distance": style.distance if style else 0.0,
+        "measures": _measures(check, words, limits),
+    }
+
+
+def review_order(cards: list[dict]) -> list[dict]:
+    """What to review first: outliers in style (farthest first), then non-compliant, then flagged pictures."""
+    outliers = sorted((card for card in cards if card["outlier"]), key=lambda card: -card["distance"])
+    failing = [card for card in cards if not card["passed"] and not card["outlier"]]
+    flagged = [card for card in cards if card["flags"] and card["passed"] and not card["outlier"]]
+    return outliers + failing + flagged
+
+
+def _html(campaign_name: str, words: Wording, limits: Thresholds, cards: list[dict], held: list[dict]) -> str:
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    communes: dict[str, list[dict]] = {}
+    for card in sorted(cards, key=lambda card: (card["commune"], card["format"], card["file"])):
+        communes.setdefault(card["commune"], []).append(card)
+    return environment.get_template("report.html").render(
+        lang=words.lang,
+        t=words,
+        thresholds=limits,
+        campaign_name=campaign_name,
+        communes=communes,
+        total=len(cards),
+        failed=sum(1 for card in cards if not card["passed"]),
+        first=review_order(cards),
+        held=held,
+    )
+
+
+def _held(plan: RenderPlan) -> list[dict]:
+    return [
+        {
+            "commune": job.commune_name,
+            "audience": job.audience,
+            "language": job.language,
+            "format": job.format,
+            "reasons": "; ".join(job.banned + job.review),
+        }
+        for job in plan.held
+    ]
+
+
+def write_reports(database: Database, output_root: Path, plan: RenderPlan, charter: Charter) -> Reports:
+    """Write report.csv, report.html and coherence.json for the outputs of the whole campaign the record holds."""
+    recorded = manifest.entries(database, plan.campaign_slug)
+    entries = [{**recorded[key], "key": key} for key in plan.campaign_keys if key in recorded]
+    signatures = {
+        entry["key"]: StyleSignature.model_validate(entry["compliance"]["style"])
+        for entry in entries
+        if entry["compliance"].get("style")
+    }
+    coherence = assess_campaign(signatures, charter)
+    words = WORDINGS.get(plan.language, WORDINGS["en"])
+    limits = Thresholds.of(charter)
+    rows = report_rows(entries, coherence)
+    folder = output_root / plan.campaign_slug
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path, html_path = folder / "report.csv", folder / "report.html"
+    write_text_atomic(csv_path, buffer.getvalue())
+    write_coherence(folder, coherence)
+    # Links are relative to the report, so the folder can be moved, or served as is by the studio.
+    cards = [_card(entry, coherence.get(entry["key"]), words, limits, plan.campaign_slug) for entry in entries]
+    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, cards, _held(plan)))
+    return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))

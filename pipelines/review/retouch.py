@@ -1,0 +1,232 @@
+"""Retouching an output with the model that made it: inpaint a masked area, or img2img at a strength.
+
+The model, LoRA and scale come from the record (``model_sources``: what the original's hashes
+name); a model given by hand must have the same hash. Only the area around the mask goes
+through the model, at the model's own resolution (a poster is far larger than what it was
+generated at), and the result is pasted back through the mask: pixels outside it do not change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from diffusers import (
+    DiffusionPipeline,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+)
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from visuels.errors import ModelError
+from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
+from visuels.models.generation import img2img_steps, use_scheduler
+from visuels.models.host import ModelHost
+from visuels.models.reference import describe_model
+from visuels.planning.jobs import lora_hash
+from visuels.record import ledger, model_sources
+from visuels.record.database import Database
+from visuels.review.derivatives import Edit, Original, outputs_inputs
+
+RetouchMode = Literal["inpaint", "img2img"]
+CONTEXT_SHARE = 0.5  # the model sees the mask's box grown by half its size: enough to match the surroundings
+FEATHER_SHARE = 0.02  # soft inner edge of the paste, as a share of the box's shorter side
+# txt2img pipeline class -> (inpainting, img2img) built on the same components (``from_pipe``)
+EDITING_PIPELINES: dict[str, tuple[type[DiffusionPipeline], type[DiffusionPipeline]]] = {
+    "StableDiffusionPipeline": (StableDiffusionInpaintPipeline, StableDiffusionImg2ImgPipeline),
+    "StableDiffusionXLPipeline": (StableDiffusionXLInpaintPipeline, StableDiffusionXLImg2ImgPipeline),
+}
+
+
+class RetouchSettings(BaseModel):
+    """What a designer asks for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=1000, description="What to paint in the masked area.")
+    mode: RetouchMode = Field(default="inpaint", description="inpaint the mask, or img2img (the mask's area, or all).")
+    variants: int = Field(default=4, ge=1, le=16, description="How many variants to make.")
+    strength: float = Field(default=0.85, gt=0.0, le=1.0, description="How far from the original: 0 keeps, 1 repaints.")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Variant i uses seed + i.")
+
+
+@dataclass(frozen=True)
+class RetouchModel:
+    """The original's model set-up, as its record names it."""
+
+    ref: ModelRef
+    model_hash: str
+    description: str
+    native_size: int
+    size_multiple: int
+    lora: LoraWeights | None
+    lora_hash: str | None
+    negative_prompt: str
+    steps: int
+    guidance: float
+    scheduler: str
+
+
+def _render_inputs(database: Database, original: Original) -> dict:
+    """The render job behind ``original``, or behind the first export in its lineage (a retouch of a retouch)."""
+    if original.inputs:
+        return original.inputs
+    for row in ledger.lineage(database, original.row)[1:]:
+        inputs = outputs_inputs(database, row["job_key"])
+        if inputs:
+            return inputs
+    raise ModelError(original.path, "original", "no render job recorded for this picture: cannot find its model")
+
+
+def retouch_model(
+    database: Database, original: Original, model_option: str | None = None, lora_option: str | None = None
+) -> RetouchModel:
+    """The model, LoRA and settings that made ``original``; a given model or LoRA must be the same files."""
+    inputs = _render_inputs(database, original)
+    model_hash = inputs["model_hash"]
+    ref = parse_model_option(model_option) if model_option else model_sources.model_for(database, model_hash)
+    if ref is None:
+        raise ModelError(original.path, "model", "the record does not say which model made it: give it with --model")
+    info = describe_model(ref, source=str(original.path))
+    if info.hash != model_hash:
+        where = "--model" if model_option else "model"
+        raise ModelError(
+            original.path, where, f"{info.description} is not the model that made this picture (other files)"
+        )
+    lora = None
+    recorded_lora = inputs.get("lora_hash")
+    if recorded_lora:
+        path = lora_option or model_sources.lora_path_for(database, recorded_lora)
+        if path is None:
+            raise ModelError(original.path, "lora", "the record does not say which LoRA made it: give it with --lora")
+        if not Path(path).exists() or lora_hash(Path(path)) != recorded_lora:
+            raise ModelError(path, "lora", "not the LoRA that made this picture (missing or other weights)")
+        lora = LoraWeights(path=str(path), scale=inputs["lora_scale"])
+    return RetouchModel(
+        ref=info.ref,
+        model_hash=model_hash,
+        description=info.description,
+        native_size=info.native_size,
+        size_multiple=info.size_multiple,
+        lora=lora,
+        lora_hash=recorded_lora,
+        negative_prompt=inputs["negative_prompt"],
+        steps=inputs["steps"],
+        guidance=inputs["guidance"],
+        scheduler=inputs["scheduler"],
+    )
+
+
+def context_box(mask: np.ndarray | None, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The part of the picture the model sees: the mask's bounding box with some context, or everything."""
+    width, height = size
+    if mask is None:
+        return (0, 0, width, height)
+    rows, columns = np.nonzero(mask)
+    left, top, right, bottom = int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1
+    grow = max(16, round(CONTEXT_SHARE * max(right - left, bottom - top) / 2))
+    return (max(0, left - grow), max(0, top - grow), min(width, right + grow), min(height, bottom + grow))
+
+
+def model_size(box: tuple[int, int, int, int], model: RetouchModel) -> tuple[int, int]:
+    """The box's aspect ratio at the model's native pixel count, on its size grid."""
+    aspect = (box[2] - box[0]) / (box[3] - box[1])
+    area, multiple = model.native_size**2, model.size_multiple
+    width = max(multiple, round(math.sqrt(area * aspect) / multiple) * multiple)
+    height = max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple)
+    return width, height
+
+
+def paste_weights(mask: np.ndarray | None, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Per-pixel weight of the new pixels in the box: soft inside the mask's edge, exactly 0 outside it."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    if mask is None:
+        return np.ones((height, width), dtype=np.float32)
+    inside = mask[box[1] : box[3], box[0] : box[2]].astype(np.float32)
+    radius = max(1, round(FEATHER_SHARE * min(width, height)))
+    soft = cv2.GaussianBlur(inside, (2 * radius + 1, 2 * radius + 1), 0)
+    return np.minimum(soft * 2.0, 1.0) * inside  # full weight a little inside the edge, none outside
+
+
+def _editing_pipeline(pipeline: DiffusionPipeline, mode: RetouchMode, source: str) -> DiffusionPipeline:
+    classes = EDITING_PIPELINES.get(type(pipeline).__name__)
+    if classes is None:
+        raise ModelError(source, "model", f"retouching is not supported for {type(pipeline).__name__} models")
+    # The VAE passed by hand: from_pipe drops one whose class the new pipeline's type hint does
+    # not name (the demo model's tiny VAE), though every editing pipeline can use it.
+    editing = (classes[0] if mode == "inpaint" else classes[1]).from_pipe(pipeline, vae=pipeline.vae)
+    editing.set_progress_bar_config(disable=True)
+    return editing
+
+
+def retouch(
+    host: ModelHost,
+    model: RetouchModel,
+    picture: Image.Image,
+    mask: np.ndarray | None,
+    settings: RetouchSettings,
+    dtype: torch.dtype,
+) -> list[Image.Image]:
+    """``settings.variants`` retouched versions of ``picture``, at its size; outside ``mask`` nothing changes."""
+    if settings.mode == "inpaint" and mask is None:
+        raise ModelError("retouch", "mask", "inpainting needs a mask: paint where to change the picture")
+    box = context_box(mask, picture.size)
+    size = model_size(box, model)
+    crop = picture.crop(box).resize(size, Image.Resampling.LANCZOS)
+    arguments: dict = {}
+    if settings.mode == "inpaint":
+        assert mask is not None
+        area = Image.fromarray((mask[box[1] : box[3], box[0] : box[2]] * 255).astype(np.uint8))
+        arguments = {"mask_image": area.resize(size, Image.Resampling.BILINEAR), "width": size[0], "height": size[1]}
+    with host.use(model.ref, dtype, model.lora) as loaded:
+        pipeline = _editing_pipeline(loaded, settings.mode, model.description)
+        use_scheduler(pipeline, model.scheduler)
+        generators = [torch.Generator(device="cpu").manual_seed(settings.seed + i) for i in range(settings.variants)]
+        with torch.inference_mode():
+            result = pipeline(
+                prompt=[settings.prompt] * settings.variants,
+                negative_prompt=[model.negative_prompt] * settings.variants,
+                image=crop,
+                strength=settings.strength,
+                num_inference_steps=img2img_steps(model.steps, settings.strength),
+                guidance_scale=model.guidance,
+                generator=generators,
+                output_type="np",
+                **arguments,
+            )
+    weights = paste_weights(mask, box)[..., None]
+    original = np.asarray(picture, dtype=np.float32)
+    variants = []
+    for generated in _as_uint8(result.images):
+        new = np.asarray(
+            Image.fromarray(generated).resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS),
+            dtype=np.float32,
+        )
+        pixels = original.copy()
+        region = pixels[box[1] : box[3], box[0] : box[2]]
+        pixels[box[1] : box[3], box[0] : box[2]] = region * (1.0 - weights) + new * weights
+        variants.append(Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8)))
+    return variants
+
+
+def _as_uint8(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    return [np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8) for image in images]
+
+
+def retouch_edit(model: RetouchModel, settings: RetouchSettings, variant: int) -> Edit:
+    """How a kept variant was made, as its ledger row records it."""
+    how = "inpainting" if settings.mode == "inpaint" else f"img2img at strength {settings.strength:g}"
+    return Edit(
+        description=f"retouch ({how}): {settings.prompt}",
+        model_hash=model.model_hash,
+        lora_hash=model.lora_hash,
+        seed=settings.seed + variant,
+    )

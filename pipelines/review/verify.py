@@ -1,0 +1,254 @@
+"""Checking a file's AI marking, layer by layer, and finding its ledger record.
+
+Layers: the visible label (the charter's "IA" badge, found by template matching), the invisible
+watermark (and whether the ledger knows its id), the IPTC XMP digital source type, and the C2PA
+manifest (Trusted, Valid, Invalid or missing). When the metadata was stripped, the record is
+found through the watermark or, failing that, the perceptual hash.
+
+A file passes only when every layer is there and they agree with each other: C2PA trusted by the
+configured anchors (merely Valid, i.e. signed by anyone, passes only when allowed), a source
+type that says generated, a soft binding equal to the watermark, and the file's sha256 equal to
+what the ledger recorded for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel
+from visuels.inputs.charter import Charter, load_charter
+from visuels.inputs.images import ImageInputError, read_file, read_picture_and_xmp
+from visuels.marking import watermark
+from visuels.marking.c2pa_manifest import read_manifest_state
+from visuels.marking.phash import MATCH_DISTANCE, distance, perceptual_hash
+from visuels.marking.xmp import DigitalSourceType
+from visuels.postprocess.label import draw_ai_label
+from visuels.record import ledger
+from visuels.record.database import Database
+
+LABEL_MATCH = 0.75  # normalised correlation above which the label's badge counts as seen
+CORNER_SHARE = 0.4
+SOURCE_TYPE = re.compile(r"DigitalSourceType(?:=\"|>)\s*([^\"<\s]+)")
+
+
+class Check(BaseModel):
+    passed: bool
+    detail: str
+
+
+class FileReport(BaseModel):
+    file: str
+    error: str | None = None
+    sha256: str | None = None
+    label_seen: bool = False
+    watermark: str | None = None
+    watermark_in_ledger: bool = False
+    watermark_geometry: str = ""  # how the picture was found changed: flipped, turned...
+    xmp_source_type: str | None = None
+    c2pa: str = "missing"
+    c2pa_soft_binding: str | None = None
+    c2pa_edited_from: str | None = None  # the parent ingredient's title, for an edited file
+    record_searched: bool = True  # False: no database of record was at hand, only the file's own marks
+    ledger_record: dict | None = None
+    found_by: str | None = None
+    original: dict | None = None  # for a retouched or edited file: the output it was made from
+    lineage: list[dict] = []  # its ledger rows, newest first, back to the first export
+    checks: dict[str, Check] = {}  # each layer and cross-check, by name; ``ok`` when all pass
+    ok: bool = False
+
+
+def _badge_templates(charter: Charter) -> tuple[np.ndarray, ...]:
+    """The label's badge ("IA" on its plate) at text sizes from the charter minimum to ~100 px."""
+    return _drawn_badges(charter.path, charter.hash)
+
+
+@lru_cache(maxsize=4)
+def _drawn_badges(charter_path: Path, charter_hash: str) -> tuple[np.ndarray, ...]:
+    # Keyed by the charter's hash, so an edited charter is drawn again; drawn once per process.
+    charter = load_charter(charter_path)
+    templates = []
+    size = charter.spec.ai_label.min_text_px
+    while size <= 100:
+        side = max(64, round(size / charter.spec.ai_label.text_share))
+        labelled, label = draw_ai_label(Image.new("RGB", (side, side), (128, 128, 128)), charter, "fr")
+        box = label.box
+        padding = max(3, label.text_px // 3)
+        badge_right = box.left + padding + round(label.text_px * 1.6) + 3 * padding
+        crop = labelled.crop((box.left, box.top, min(box.right, badge_right), box.bottom)).convert("L")
+        templates.append(np.asarray(crop, dtype=np.float32))
+        size = round(size * 1.15) + 1
+    return tuple(templates)
+
+
+def label_seen(rgb: np.ndarray, charter: Charter) -> bool:
+    """Whether the charter's label badge appears in one of the picture's corners."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    height, width = grey.shape
+    corner_h, corner_w = max(1, round(height * CORNER_SHARE)), max(1, round(width * CORNER_SHARE))
+    corners = [
+        grey[:corner_h, :corner_w],
+        grey[:corner_h, width - corner_w :],
+        grey[height - corner_h :, :corner_w],
+        grey[height - corner_h :, width - corner_w :],
+    ]
+    for template in _badge_templates(charter):
+        for corner in corners:
+            if corner.shape[0] < template.shape[0] or corner.shape[1] < template.shape[1]:
+                continue
+            if cv2.matchTemplate(corner, template, cv2.TM_CCOEFF_NORMED).max() >= LABEL_MATCH:
+                return True
+    return False
+
+
+def _original(chain: list[dict]) -> dict | None:
+    """The first row of another job in a file's lineage: the output a derivative was made from."""
+    for row in chain[1:]:
+        if row["job_key"] != chain[0]["job_key"]:
+            return {"file": row["file"], "job_key": row["job_key"], "sha256": row["sha256"], "ledger_id": row["id"]}
+    return None
+
+
+def find_record(
+    database: Database, watermark: str | None = None, phash: str | None = None
+) -> tuple[dict | None, str | None]:
+    """The newest ledger row with this watermark id, else the nearest perceptual hash; and how it was found."""
+    if watermark:
+        row = ledger.by_watermark(database, watermark)
+        if row is not None:
+            return row, "watermark"
+    if phash:
+        scored = [(distance(phash, row["phash"]), row) for row in ledger.every_row(database)]
+        close = [item for item in scored if item[0] <= MATCH_DISTANCE]
+        if close:
+            return min(close, key=lambda item: item[0])[1], "perceptual hash"
+    return None, None
+
+
+def verify_file(
+    path: Path, charter: Charter, database: Database | None, trust_anchors: Path | None, allow_untrusted: bool = False
+) -> FileReport:
+    """Check every marking layer of one file; a file that cannot be read gets an error, not an exception.
+
+    With no ``database`` (none was found), the file is judged from its own marks: each must be
+    there and agree with the others; the record's checks (watermark known, sha256 recorded) are
+    left out, and the report says so.
+    """
+    report = FileReport(file=str(path))
+    try:
+        data = read_file(path, "file")
+        picture, xmp = read_picture_and_xmp(path, "file", data)
+    except ImageInputError as exc:
+        return report.model_copy(update={"error": exc.message})
+    pixels = np.asarray(picture)
+    digest = hashlib.sha256(data).hexdigest()
+
+    found = watermark.detect(pixels)
+    mark = f"{found.payload:016x}" if found.payload is not None else None
+    record, found_by = (
+        find_record(database, watermark=mark, phash=perceptual_hash(pixels)) if database else (None, None)
+    )
+    source = SOURCE_TYPE.search(xmp) if xmp else None
+    manifest = read_manifest_state(path, trust_anchors)
+    chain = ledger.lineage(database, record) if database and record else []
+    report = report.model_copy(
+        update={
+            "sha256": digest,
+            "record_searched": database is not None,
+            "label_seen": label_seen(pixels, charter),
+            "watermark": mark,
+            "watermark_in_ledger": found_by == "watermark",
+            "watermark_geometry": found.geometry(),
+            "xmp_source_type": source.group(1) if source else None,
+            "c2pa": manifest.state,
+            "c2pa_soft_binding": manifest.soft_binding,
+            "c2pa_edited_from": manifest.edited_from,
+            "ledger_record": record,
+            "found_by": found_by,
+            "original": _original(chain),
+            "lineage": [
+                {key: row[key] for key in ("id", "file", "job_key", "sha256", "prompt", "approval")} for row in chain
+            ],
+        }
+    )
+    in_ledger = bool(ledger.by_sha256(database, digest)) if database else None
+    checks = marking_checks(report, allow_untrusted, sha256_in_ledger=in_ledger)
+    return report.model_copy(update={"checks": checks, "ok": all(check.passed for check in checks.values())})
+
+
+def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: bool | None) -> dict[str, Check]:
+    """Each layer, and whether the layers agree: the watermark, the C2PA soft binding and the ledger
+    (``sha256_in_ledger`` None: no record to ask; the watermark then only has to be there)."""
+    source = report.xmp_source_type
+    generated = {kind.value for kind in DigitalSourceType}
+    record = report.ledger_record
+    geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
+    checks = {
+        "label": Check(
+            passed=report.label_seen,
+            detail="the charter's AI label is visible" if report.label_seen else "no AI label in any corner",
+        ),
+        "watermark": _watermark_alone(report.watermark, geometry)
+        if sha256_in_ledger is None
+        else Check(
+            passed=report.watermark_in_ledger,
+            detail=f"payload {report.watermark}, in the ledger{geometry}"
+            if report.watermark_in_ledger
+            else f"payload {report.watermark}, unknown to the ledger"
+            if report.watermark
+            else "no watermark found",
+        ),
+        "xmp": Check(
+            passed=source in generated,
+            detail=f"IPTC digital source type {source}"
+            if source in generated
+            else f"IPTC digital source type {source} does not say AI-generated"
+            if source
+            else "no IPTC digital source type",
+        ),
+        "c2pa": _c2pa_check(report.c2pa, allow_untrusted),
+        "soft_binding": Check(
+            passed=report.c2pa_soft_binding is not None and report.c2pa_soft_binding == report.watermark,
+            detail="the C2PA soft binding is the watermark"
+            if report.c2pa_soft_binding is not None and report.c2pa_soft_binding == report.watermark
+            else f"the C2PA soft binding ({report.c2pa_soft_binding or 'none'}) is not the watermark"
+            f" ({report.watermark or 'none'})",
+        ),
+    }
+    if sha256_in_ledger is not None:  # else nothing to compare with: the report says no record was found
+        checks["ledger"] = Check(
+            passed=sha256_in_ledger,
+            detail=f"sha256 {report.sha256} recorded (ledger #{record['id']})"
+            if sha256_in_ledger and record
+            else f"sha256 {report.sha256} recorded"
+            if sha256_in_ledger
+            else f"sha256 {report.sha256} is in no ledger row: the file changed since it was exported"
+            if record
+            else "no ledger record of this file",
+        )
+    return checks
+
+
+def _watermark_alone(payload: str | None, geometry: str) -> Check:
+    if payload is None:
+        return Check(passed=False, detail="no watermark found")
+    return Check(passed=True, detail=f"payload {payload}{geometry} (no record to look it up in)")
+
+
+def _c2pa_check(state: str, allow_untrusted: bool) -> Check:
+    if state == "Trusted":
+        return Check(passed=True, detail="signed by a certificate the trust anchors know")
+    if state == "Valid":
+        return Check(
+            passed=allow_untrusted,
+            detail="intact, but signed by a certificate the trust anchors do not know"
+            + (" (allowed)" if allow_untrusted else "; --allow-untrusted accepts it"),
+        )
+    if state == "Invalid":
+        return Check(passed=False, detail="the manifest does not match the file (altered or broken)")
+    return Check(passed=False, detail="no C2PA manifest")
