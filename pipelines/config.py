@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_VERSION = 3  # bump when the demo model (visuels.models.demo) changes; 3: v-prediction
 SAMPLE_CAMPAIGN_FILE = "ete-2027.yaml"
+SAMPLE_TEMPLATE_CAMPAIGN_FILE = "ete-2027-bande.yaml"  # the same summer, in the charter's "bande" templates
 
 
 class Settings(BaseSettings):
@@ -108,6 +109,11 @@ def _sample_folder(name: str) -> Path:
 def sample_campaign() -> Path:
     """The sample campaign (the fictitious Région Solane), shipped with the package."""
     return _sample_folder("campaigns") / SAMPLE_CAMPAIGN_FILE
+
+
+def sample_template_campaign() -> Path:
+    """The sample campaign laid out in the sample charter's templates (``layout: bande``)."""
+    return _sample_folder("campaigns") / SAMPLE_TEMPLATE_CAMPAIGN_FILE
 
 
 def sample_charter() -> Path:

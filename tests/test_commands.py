@@ -138,6 +138,13 @@ def test_finalize(project: Project, rendered: list[Path]) -> None:
     project.refuses("finalize", str(stranger), words="stranger.png")
 
 
+def test_layers(project: Project, rendered: list[Path]) -> None:
+    # The sample campaign here is in the built-in layout: no layers to give (test_demo makes one
+    # from a picture in the charter's templates).
+    project.refuses("layers", str(rendered[0]), words="built-in layout")
+    project.refuses("layers", str(project.folder / "missing.png"), words="missing.png")
+
+
 def test_retouch(project: Project, rendered: list[Path]) -> None:
     arguments = ["retouch", str(rendered[0]), "--mode", "img2img", "--prompt", "a brighter sky", "--variants", "1"]
     result = project.run(*arguments, "--strength", "0.3", "-o", str(project.folder / "retouched"))
@@ -209,4 +216,11 @@ def test_demo(project: Project, rendered: list[Path]) -> None:
     result = project.run("demo", "--communes", "Collioure", "--output-dir", str(demo / "outputs"), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rendered" in result.stdout and (demo / "outputs" / "ete-2027-vivre-en-solane" / "report.html").is_file()
+    # The second sample campaign, in the charter's templates, and the layered file of one of its pictures.
+    templated = demo / "outputs" / "ete-2027-la-solane-en-bande"
+    assert (templated / "report.html").is_file()
+    square = sorted((templated / "collioure" / "instagram_square").glob("*.png"))[0]
+    layered = project.run("layers", str(square))
+    assert layered.returncode == 0 and "layers (" in layered.stdout, layered.stdout + layered.stderr
+    assert square.with_suffix(".psd").is_file()
     project.refuses("demo", "--communes", "Paris", words="Paris")

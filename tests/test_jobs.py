@@ -183,7 +183,7 @@ def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[
         assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
 
 
-GOLDEN_KEY = "db942b41d2abe9bb43d8ef3f4c10282d29e4cff3a911e4f46e68b6d10b1cb42c"  # post-processing 4, call to action
+GOLDEN_KEY = "c341bd2d77d229a566332a21b99a85a70336def8851264ed4ec424aebb05cf0a"  # alt text in every file's XMP
 
 
 def test_audiences_times_languages_give_their_texts_and_labels(make_campaign: Callable[..., Path]) -> None:

@@ -102,8 +102,13 @@ def test_only_marking_writes_output_pictures() -> None:
     """Every picture save in the library is in marking (outputs) or export (JPEG thumbnails):
     no code path writes an output picture without the watermark, XMP, C2PA and its record.
     Training writes its own diagnostics (validation grids, the loss curve) into the run folder
-    under lora/, which is never published, and its flow shows small copies of them in memory."""
+    under lora/, which is never published, and its flow shows small copies of them in memory.
+    The layered working file (PSD) keeps the watermark in its picture layer and says in its XMP
+    that it is a working file; what is exported from it goes through finalize. The studio's
+    template preview is drawn in memory over a reference picture, no generated pixel in it."""
     allowed = {
+        "visuels.review.layers",
+        "visuels.studio.app",
         "visuels.marking.mark",
         "visuels.engine.export",
         "visuels.training.trainer",

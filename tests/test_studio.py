@@ -15,7 +15,7 @@ from visuels.inputs.charter import load_charter
 from visuels.marking.keys import signing_files
 from visuels.record.database import Database, database_url
 from visuels.review.decisions import ReviewDecision
-from visuels.studio.app import Studio, create_app
+from visuels.studio.app import PREVIEW_SIDE, Studio, create_app
 from visuels.studio.reviews import ReviewRun
 
 from tests.conftest import SAMPLE_CHARTER_DIR
@@ -161,6 +161,28 @@ def test_retouch_refusals_are_one_line(studio: tuple) -> None:
     assert empty.status_code == 422 and "prompt" in empty.json()["error"]
     no_mask = client.post("/api/retouch", json={"file": files[0], "prompt": "x", "mode": "inpaint"})
     assert no_mask.status_code == 400 and "needs a mask" in no_mask.json()["error"]
+
+
+def test_a_layered_file_is_offered_and_refused_for_the_built_in_layout_in_one_line(studio: tuple) -> None:
+    client, out, files, _ = studio
+    page = client.get("/retouch", params={"file": files[0]})
+    assert "/api/layers?file=" in page.text  # the retouch page links the layered file
+    refused = client.get("/api/layers", params={"file": files[0]})
+    assert refused.status_code == 400 and "built-in layout" in refused.json()["error"]
+    assert (out / files[0]).is_file() and not list(out.rglob("*.psd"))  # nothing written beside the outputs
+
+
+def test_the_charters_templates_are_shown_filled_with_sample_texts_before_any_render(studio: tuple) -> None:
+    client, out, _, _ = studio
+    assert '<a href="/templates/bande">bande</a>' in client.get("/").text
+    page = client.get("/templates/bande")
+    assert page.status_code == 200 and page.text.count("/api/template-preview/bande/") == 4
+    preview = client.get("/api/template-preview/bande/story.png")
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    picture = Image.open(io.BytesIO(preview.content))
+    assert picture.height == PREVIEW_SIDE and picture.width == PREVIEW_SIDE * 1080 // 1920
+    assert client.get("/api/template-preview/bande/poster_a3_300dpi.png").status_code == 404
+    assert not list(out.rglob("*story*.png"))  # shown, never written
 
 
 def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:

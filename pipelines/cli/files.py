@@ -111,6 +111,27 @@ def finalize(args: argparse.Namespace) -> int:
     return status
 
 
+def layers(args: argparse.Namespace) -> int:
+    """0: every layered file written; 2: bad input (not in the record, not a template layout)."""
+    from visuels.inputs.charter import load_charter
+    from visuels.review.layers import layered_file
+
+    charter = load_charter(args.charter)
+    database = open_record(args.database, args.files[0])
+    try:
+        for path in args.files:
+            written = layered_file(path, charter, database, record_folder(database))
+            console.print(
+                f"{path} -> {written.path}: {len(written.layers)} layers ({', '.join(written.layers)});"
+                " export from it, then `visuels finalize` the exported file",
+                highlight=False,
+                markup=False,
+            )
+    finally:
+        database.close()
+    return 0
+
+
 def _print_derivative(source: Path, done: Derivative) -> None:
     check = done.check
     state = "already marked" if done.already_done else "marked"

@@ -45,7 +45,11 @@ def _render(args: argparse.Namespace, flows: Flows) -> int:
 def _demo(args: argparse.Namespace, flows: Flows) -> int:
     quiet_third_party_logs()
     rendering.ensure_demo_keys()
-    return rendering.render(rendering.demo_request(args), _flow(flows.render, args.command), args.verbose)
+    statuses = [
+        rendering.render(request, _flow(flows.render, args.command), args.verbose)
+        for request in rendering.demo_requests(args)
+    ]
+    return max(statuses)
 
 
 def _retouch(args: argparse.Namespace, flows: Flows) -> int:
@@ -104,7 +108,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_render_options(render)
     render.set_defaults(handler=_render)
 
-    demo = command("demo", "render the sample campaign for a few communes with the demo model")
+    demo = command("demo", "render the two sample campaigns for a few communes with the demo model")
     demo.add_argument(
         "--communes", help=f"comma-separated, some of the demo's: {', '.join(rendering.DEMO_COMMUNES)} (default: all)"
     )
@@ -140,6 +144,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     finalize.add_argument("--database", help=DATABASE_HELP)
     finalize.add_argument("--charter", type=Path, default=sample_charter(), help="the charter to check them against")
+
+    layers = command("layers", "a layered working file (PSD) of an output laid out in a template, for retouching")
+    layers.add_argument("files", nargs="+", type=Path, metavar="FILE", help="exported files")
+    layers.add_argument("--database", help=DATABASE_HELP)
+    layers.add_argument("--charter", type=Path, default=sample_charter(), help="the charter they were laid out with")
 
     retouch = command("retouch", "repaint part of an output with the model that made it; each variant is marked again")
     retouch.add_argument("image", type=Path, metavar="IMAGE", help="an exported file")
@@ -206,6 +215,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         )
     )
     finalize.set_defaults(handler=lambda args, flows: files.finalize(args))
+    layers.set_defaults(handler=lambda args, flows: files.layers(args))
     retouch.set_defaults(handler=_retouch)
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
     doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign))

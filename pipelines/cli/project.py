@@ -78,8 +78,19 @@ def _check_file(path: Path) -> int:
         charter = load_charter(path)
         spec = charter.spec
         description = f"charter '{spec.name}': {len(spec.palette)} colours, 3 logos, font {charter.font.name}"
+        if charter.templates:
+            sets = ", ".join(f"{name} ({len(files)} formats)" for name, files in charter.templates.items())
+            description += f", templates: {sets}"
         console.print(f"ok  {path}: {description}", highlight=False)
-        return EXIT_OK
+        findings = [
+            f"{template.path.name}: {finding}"
+            for files in charter.templates.values()
+            for template in files.values()
+            for finding in template.findings
+        ]
+        for finding in findings:
+            console.print(f"    {finding}", highlight=False, markup=False)
+        return EXIT_FINDING if findings else EXIT_OK
     campaign = load_campaign(path)
     console.print(f"ok  {path}: {_describe_campaign(campaign)}", highlight=False)
     return _lint(campaign)

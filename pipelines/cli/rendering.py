@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from visuels.cli.console import console, option_error, split_names
-from visuels.config import sample_campaign
+from visuels.config import sample_campaign, sample_template_campaign
 from visuels.errors import EXIT_OK, VisuelsError
 from visuels.planning.request import Overrides, RenderRequest, RunSettings, Selection
 
@@ -63,14 +63,18 @@ def render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest:
         raise option_error(str(args.campaign), exc) from None
 
 
-def demo_request(args: argparse.Namespace) -> RenderRequest:
-    """The sample campaign on the demo model, for some of its communes (all three by default)."""
-    return RenderRequest(
-        campaign=str(sample_campaign()),
-        selection=Selection(communes=split_names(args.communes) or DEMO_COMMUNES),
-        overrides=Overrides(model="demo"),
-        run=run_settings(args),
-    )
+def demo_requests(args: argparse.Namespace) -> list[RenderRequest]:
+    """The two sample campaigns (built-in layout, then the charter's templates) on the demo model,
+    for some of their communes (all three by default)."""
+    return [
+        RenderRequest(
+            campaign=str(campaign),
+            selection=Selection(communes=split_names(args.communes) or DEMO_COMMUNES),
+            overrides=Overrides(model="demo"),
+            run=run_settings(args),
+        )
+        for campaign in (sample_campaign(), sample_template_campaign())
+    ]
 
 
 def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:

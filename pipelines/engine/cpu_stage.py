@@ -83,6 +83,9 @@ def finish_picture(
     charter = resources.charter(target.charter_path)
     if job.charter_hash != charter.hash:
         raise CampaignError(target.charter_path, None, "the charter changed since the campaign was planned")
+    template = charter.template(job.layout, job.format)
+    if job.template_hash is not None and (template is None or template.sha256 != job.template_hash):
+        raise CampaignError(target.charter_path, "templates", "a template changed since the campaign was planned")
     result = postprocess(
         Image.fromarray(pixels),
         charter,
@@ -92,6 +95,7 @@ def finish_picture(
         job.commune_name,
         job.headline,
         job.call_to_action,
+        template,
     )
     marking = MarkingContext(
         creator=charter.spec.creator, model=target.model_description, signing=target.signing, run_id=target.run_id

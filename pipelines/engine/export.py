@@ -127,7 +127,10 @@ def export_picture(
     )
     save_edge_map(job, output_root)
     with staged(target) as file:
-        marked = write_marked(image, file, job.file_type, entry, job.dpi, marking, photo=photo_ingredient(job))
+        alt_text = (job.language, job.alt_text) if job.alt_text else None
+        marked = write_marked(
+            image, file, job.file_type, entry, job.dpi, marking, photo=photo_ingredient(job), alt_text=alt_text
+        )
         thumbnail = Image.fromarray(marked.pixels)
         thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
         write_with(

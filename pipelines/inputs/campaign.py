@@ -146,6 +146,11 @@ class CampaignSpec(_Strict):
     scheduler: SchedulerName = SchedulerName.euler
     seed: Seeds = Seeds()
     active: bool = Field(default=True, description="Rendered by the nightly run (render-nightly).")
+    layout: str | None = Field(
+        default=None,
+        description="The charter's template set the pictures are laid out in (charter `templates`);"
+        " none: the built-in layout.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -323,6 +328,11 @@ def load_campaign(path: str | Path) -> Campaign:
     communes = select_communes(spec.communes, all_communes, campaign_path)
     for format_name in spec.formats:
         check_logo_fits(charter, FORMAT_PRESETS[format_name])
+    if spec.layout is not None and spec.layout not in charter.templates:
+        known = ", ".join(charter.templates) or "none"
+        raise CampaignError(
+            campaign_path, "layout", f"the charter has no template set '{spec.layout}' (it has: {known})"
+        )
 
     lora_path = None
     if spec.lora is not None and spec.lora.path == LATEST_LORA:

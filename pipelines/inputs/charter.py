@@ -26,6 +26,8 @@ from pydantic import (
 from visuels._internal.hashing import sha256_file
 from visuels.errors import CharterError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
+from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.inputs.templates import Template, load_template
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 MAX_LOGO_PIXELS = 25_000_000  # a 5000 x 5000 logo; beyond, a mistake or a decompression bomb
@@ -184,6 +186,22 @@ class CharterSpec(_Strict):
     fairness: Fairness = Fairness()
     coherence: Coherence = Coherence()
     creator: str = Field(min_length=1, description="Credit written into output metadata.")
+    templates: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Layout template sets: set name -> format name -> SVG file (visuels.inputs.templates);"
+        " a campaign chooses a set with `layout`; a format without a template keeps the built-in layout.",
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_name_known_formats(cls, sets: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, files in sets.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ValueError(f"template set '{name}': use lower-case letters, digits, - and _")
+            for format_name in files:
+                if format_name not in FORMAT_PRESETS:
+                    raise ValueError(f"template set '{name}': unknown format '{format_name}'")
+        return sets
 
     @field_validator("palette")
     @classmethod
@@ -217,9 +235,10 @@ class CharterSpec(_Strict):
 
 
 class Charter(BaseModel):
-    """A validated charter with its files resolved and its content hash."""
+    """A validated charter with its files resolved and its content hash (its templates are hashed
+    apart: a job that uses one has the template's hash in its key)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     spec: CharterSpec
     path: Path
@@ -230,6 +249,11 @@ class Charter(BaseModel):
     font: Path
     references: Path
     hash: str
+    templates: dict[str, dict[str, Template]] = {}
+
+    def template(self, layout: str | None, format_name: str) -> Template | None:
+        """The template of ``format_name`` in the set ``layout``; None: the built-in layout."""
+        return self.templates.get(layout, {}).get(format_name) if layout else None
 
 
 def _inside(charter_path: Path, field: str, folder: Path, relative: str) -> Path:
@@ -279,6 +303,31 @@ def _charter_hash(charter_path: Path, asset_paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def _load_templates(charter_path: Path, spec: CharterSpec, folder: Path, font: Path) -> dict[str, dict[str, Template]]:
+    palette = [colour.rgb for colour in spec.palette]
+    sets: dict[str, dict[str, Template]] = {}
+    for name, files in spec.templates.items():
+        sets[name] = {}
+        for format_name, relative in files.items():
+            field = f"templates.{name}.{format_name}"
+            path = _inside(charter_path, field, folder, relative)
+            if not path.is_file():
+                raise CharterError(charter_path, field, f"file not found: {path}")
+            preset = FORMAT_PRESETS[format_name]
+            sets[name][format_name] = load_template(
+                path,
+                format_name,
+                (preset.width, preset.height),
+                charter_path,
+                field,
+                font,
+                spec.typography.min_text_px,
+                spec.ai_label.min_text_px,
+                palette,
+            )
+    return sets
+
+
 def load_charter(path: str | Path) -> Charter:
     """Load and fully validate a charter; raise :class:`CharterError` naming file and field."""
     charter_path = Path(path)
@@ -300,8 +349,10 @@ def load_charter(path: str | Path) -> Charter:
     references = _inside(charter_path, "references", folder, spec.references)
     if not references.is_dir():
         raise CharterError(charter_path, "references", f"folder not found: {references}")
+    templates = _load_templates(charter_path, spec, folder, font)
     return Charter(
         spec=spec,
+        templates=templates,
         path=charter_path.resolve(),
         folder=folder,
         logo_colour=logos["colour"],

@@ -75,6 +75,7 @@ def write_marked(
     context: MarkingContext,
     parent: Ingredient | None = None,
     photo: Ingredient | None = None,
+    alt_text: tuple[str, str] | None = None,
 ) -> MarkedFile:
     """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write into ``target``
     (a staged file: its caller publishes it).
@@ -82,11 +83,12 @@ def write_marked(
     ``parent``: the picture this one was edited from (a retouch, outside edits). ``photo``: the
     real photo the model started from. Either way the file is a composite with generated parts:
     its manifest records the parent's edit or the photo as the model's input, with its credit.
+    ``alt_text``: (language, text) for screen readers, written to the XMP.
     """
     pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
     composite = parent is not None or photo is not None
     source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
-    xmp = xmp_packet(source_type, context.creator, SOFTWARE, photo.credit if photo else None)
+    xmp = xmp_packet(source_type, context.creator, SOFTWARE, photo.credit if photo else None, alt_text)
     provenance = Provenance(
         title=target.target.name,
         source_type=source_type,

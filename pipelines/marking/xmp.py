@@ -18,7 +18,13 @@ class DigitalSourceType(StrEnum):
     composite = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 
 
-def xmp_packet(source_type: DigitalSourceType, creator: str, software: str, photo_credit: str | None = None) -> str:
+def xmp_packet(
+    source_type: DigitalSourceType,
+    creator: str,
+    software: str,
+    photo_credit: str | None = None,
+    alt_text: tuple[str, str] | None = None,
+) -> str:
     """An XMP packet with IPTC DigitalSourceType, dc:creator, photoshop:Credit and the generator.
 
     ``photo_credit``: the photo the picture was made from ("Author (licence, date)"): it joins the
@@ -29,11 +35,20 @@ def xmp_packet(source_type: DigitalSourceType, creator: str, software: str, phot
     if photo_credit is not None:
         item = escape(f"Photo: {photo_credit}")
         contributor = f"   <dc:contributor><rdf:Bag><rdf:li>{item}</rdf:li></rdf:Bag></dc:contributor>\n"
+    alternative = ""
+    if alt_text is not None:
+        language, text = alt_text
+        alternative = (
+            "   <Iptc4xmpCore:AltTextAccessibility><rdf:Alt>"
+            f"<rdf:li xml:lang={quoteattr(language)}>{escape(text)}</rdf:li>"
+            "</rdf:Alt></Iptc4xmpCore:AltTextAccessibility>\n"
+        )
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
         ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
         '  <rdf:Description rdf:about=""\n'
+        '    xmlns:Iptc4xmpCore="http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/"\n'
         '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
         '    xmlns:dc="http://purl.org/dc/elements/1.1/"\n'
         '    xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"\n'
@@ -43,6 +58,7 @@ def xmp_packet(source_type: DigitalSourceType, creator: str, software: str, phot
         f"    xmp:CreatorTool={quoteattr(software)}>\n"
         f"   <dc:creator><rdf:Seq><rdf:li>{escape(creator)}</rdf:li></rdf:Seq></dc:creator>\n"
         f"{contributor}"
+        f"{alternative}"
         "  </rdf:Description>\n"
         " </rdf:RDF>\n"
         "</x:xmpmeta>\n"

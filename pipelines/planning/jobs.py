@@ -21,7 +21,9 @@ from visuels.inputs.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from visuels.models.devices import DtypeName
 from visuels.models.reference import ModelInfo
 from visuels.models.spec import HiresPass, PhotoSource, batch_signature
+from visuels.planning.alt_text import alt_text
 from visuels.planning.fairness import Finding, diversity_words, scan, shows_people
+from visuels.planning.layout_check import check_layout
 from visuels.postprocess import POSTPROCESS_VERSION
 
 KEY_PREFIX_LENGTH = 12
@@ -62,6 +64,9 @@ class RenderJob(BaseModel):
     file_type: str
     postprocess_version: str
     photo: PhotoSource | None = None
+    layout: str | None = None  # the charter's template set, None: the built-in layout
+    template_hash: str | None = None  # sha256 of the format's template in that set
+    alt_text: str = ""  # for screen readers, in the job's language (visuels.planning.alt_text)
     review: list[str] = []  # sensitive terms found: rendered only if the campaign allows, for review
     banned: list[str] = []  # banned terms found: never rendered
     relative_path: str
@@ -215,12 +220,13 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
     controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
     fairness = campaign.charter.spec.fairness
     photos: dict[tuple[str, str], PhotoSource | None] = {}  # one photo per commune and audience
+    checked: set[tuple] = set()  # texts and labels known to fit their template's slots
     jobs = []
     for text in job_texts(campaign):
         where = (text.commune.insee, text.audience)
         if where not in photos:
             photos[where] = photo_source(campaign, text.commune, text.audience, controlnet)
-        jobs.append(_job(campaign, model, precision, lora, text, photos[where], text.findings(fairness)))
+        jobs.append(_job(campaign, model, precision, lora, text, photos[where], text.findings(fairness), checked))
     return jobs
 
 
@@ -232,6 +238,7 @@ def _job(
     text: JobText,
     photo: PhotoSource | None,
     findings: list[Finding],
+    checked: set[tuple],
 ) -> RenderJob:
     """One job and its key: the hash of everything that shapes its pixels and metadata."""
     spec = campaign.spec
@@ -268,6 +275,13 @@ def _job(
         shaping["hires"] = hires.model_dump(mode="json")
     if photo is not None:
         shaping["photo"] = photo.shaping()
+    template = campaign.charter.template(spec.layout, text.format_name)
+    if template is not None:  # only when set: jobs in the built-in layout keep their keys
+        check_layout(campaign, template, text, checked)
+        shaping["layout"] = spec.layout
+        shaping["template_hash"] = template.sha256
+    label = campaign.charter.spec.ai_label.text[text.language]
+    shaping["alt_text"] = alt_text(spec.name, text.commune, text.language, label)
     key = sha256_json(shaping)
     name = f"{text.audience}-{text.language}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
     relative = f"{campaign.slug}/{campaign.commune_folders[text.commune.insee]}/{text.format_name}/{name}"

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from PIL import Image
 from visuels.inputs.charter import Charter
+from visuels.inputs.templates import Template
 from visuels.postprocess.coherence import StyleSignature, style_signature
 from visuels.postprocess.label import LabelPlacement, draw_ai_label
 from visuels.postprocess.layout import margin
 from visuels.postprocess.logo import LogoPlacement, place_logo
 from visuels.postprocess.palette import conformity, grade_to_palette
 from visuels.postprocess.resize import fit_to_format
+from visuels.postprocess.template_fill import Layer, fill_template
 from visuels.postprocess.typography import TextBlock, draw_text_block
 
 
@@ -24,6 +26,7 @@ class PostprocessResult:
     logo: LogoPlacement
     text: TextBlock
     style: StyleSignature  # of the graded picture, before the overlays every picture shares
+    layers: list[Layer] | None = None  # a template's layers, bottom first; None for the built-in layout
 
 
 def postprocess(
@@ -35,11 +38,31 @@ def postprocess(
     commune: str,
     headline: str,
     call_to_action: str = "",
+    template: Template | None = None,
 ) -> PostprocessResult:
-    """Format, grade the colours, then label, logo and text — overlays last, so grading never touches them."""
+    """Format, grade the colours, then label, logo and text — overlays last, so grading never touches them.
+
+    With a ``template``, the picture is fitted to its ``image`` slot and the template is filled;
+    else the built-in layout places label, logo and text."""
     spec = charter.spec
     palette = tuple(colour.rgb for colour in spec.palette)
     grading = spec.palette_grading
+    if template is not None:
+        slot = template.slots["image"]
+        formatted = fit_to_format(generated, round(slot.width), round(slot.height))
+        graded = grade_to_palette(formatted, palette, grading.strength)
+        texts = {"commune": commune, "headline": headline, "call_to_action": call_to_action}
+        filled = fill_template(template, graded, charter, language, texts)
+        return PostprocessResult(
+            image=filled.image,
+            palette_before=conformity(formatted, palette, grading.tolerance),
+            palette_after=conformity(graded, palette, grading.tolerance),
+            label=filled.label,
+            logo=filled.logo,
+            text=filled.text_block(),
+            style=style_signature(graded, palette),
+            layers=filled.layers,
+        )
     formatted = fit_to_format(generated, width, height)
     graded = grade_to_palette(formatted, palette, grading.strength)
     labelled, label = draw_ai_label(graded, charter, language)

@@ -47,8 +47,8 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
         reasons.append(f"label contrast {result.label.contrast:.1f}:1 < {MIN_TEXT_CONTRAST}:1")
     if result.text.overflow:
         reasons.append("commune name, headline or call to action does not fit")
-    if result.text.contrast < MIN_TEXT_CONTRAST:
-        reasons.append(f"text contrast {result.text.contrast:.1f}:1 < {MIN_TEXT_CONTRAST}:1")
+    if result.text.contrast < result.text.required_contrast:
+        reasons.append(f"text contrast {result.text.contrast:.1f}:1 < {result.text.required_contrast:g}:1")
     reasons += result.text.collisions
     return Compliance(
         palette_before=round(result.palette_before, 4),

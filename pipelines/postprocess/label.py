@@ -29,32 +29,37 @@ def label_text_size(charter: Charter, width: int, height: int) -> int:
     return max(label.min_text_px, round(min(width, height) * label.text_share))
 
 
-def draw_ai_label(image: Image.Image, charter: Charter, language: str) -> tuple[Image.Image, LabelPlacement]:
-    """Draw the label on an opaque plate in the charter's corner; say where, how big, what contrast."""
+def label_plate(charter: Charter, language: str, size: int) -> tuple[Image.Image, float]:
+    """The label at text size ``size``: an opaque plate with the badge and the text (RGBA, transparent
+    around its rounded corners), and the contrast of its text on the plate."""
     label = charter.spec.ai_label
     dark, light = darkest_and_lightest([colour.rgb for colour in charter.spec.palette])
-    width, height = image.size
-    size = label_text_size(charter, width, height)
     font = _font(charter.font, size)
     text = label.text[language]
-
     padding = max(3, size // 3)
     badge_box = font.getbbox(label.badge, anchor="lt")
     text_box = font.getbbox(text, anchor="lt")
     badge_width = badge_box[2] + 2 * padding
     content_height = max(badge_box[3], text_box[3])
-    plate_size = (badge_width + padding + text_box[2] + 2 * padding, content_height + 4 * padding)
-    plate = box_in_corner(label.position, plate_size, (width, height), margin(width, height))
+    width, height = badge_width + padding + text_box[2] + 2 * padding, content_height + 4 * padding
+    # Pillow's rectangles include their last row and column: the plate covers (width + 1) x (height + 1).
+    plate = Image.new("RGBA", (width + 1, height + 1))
+    draw = ImageDraw.Draw(plate)
+    draw.rounded_rectangle((0, 0, width, height), radius=padding, fill=dark)
+    draw.rounded_rectangle((padding, padding, padding + badge_width, height - padding), radius=padding // 2, fill=light)
+    text_top = 2 * padding
+    draw.text((2 * padding, text_top), label.badge, font=font, fill=dark, anchor="lt")
+    draw.text((padding + badge_width + padding, text_top), text, font=font, fill=light, anchor="lt")
+    return plate, contrast_ratio(relative_luminance(light), relative_luminance(dark))
 
+
+def draw_ai_label(image: Image.Image, charter: Charter, language: str) -> tuple[Image.Image, LabelPlacement]:
+    """Draw the label on an opaque plate in the charter's corner; say where, how big, what contrast."""
+    width, height = image.size
+    size = label_text_size(charter, width, height)
+    plate, contrast = label_plate(charter, language, size)
+    plate_size = (plate.width - 1, plate.height - 1)
+    box = box_in_corner(charter.spec.ai_label.position, plate_size, (width, height), margin(width, height))
     composed = image.convert("RGB")
-    draw = ImageDraw.Draw(composed)
-    draw.rounded_rectangle(plate.as_tuple(), radius=padding, fill=dark)
-    badge_left, inner_top = plate.left + padding, plate.top + padding
-    draw.rounded_rectangle(
-        (badge_left, inner_top, badge_left + badge_width, plate.bottom - padding), radius=padding // 2, fill=light
-    )
-    text_top = inner_top + padding
-    draw.text((badge_left + padding, text_top), label.badge, font=font, fill=dark, anchor="lt")
-    draw.text((badge_left + badge_width + padding, text_top), text, font=font, fill=light, anchor="lt")
-    contrast = contrast_ratio(relative_luminance(light), relative_luminance(dark))
-    return composed, LabelPlacement(box=plate, text_px=size, contrast=contrast)
+    composed.paste(plate, (box.left, box.top), plate)
+    return composed, LabelPlacement(box=box, text_px=size, contrast=contrast)

@@ -41,7 +41,7 @@ def clutter(region: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=16)
-def _load_logo(path: Path) -> Image.Image:
+def load_logo(path: Path) -> Image.Image:
     with Image.open(path) as logo:
         return logo.convert("RGBA")
 
@@ -49,7 +49,7 @@ def _load_logo(path: Path) -> Image.Image:
 @lru_cache(maxsize=16)
 def _opaque_luminance(path: Path) -> np.ndarray:
     """Relative luminance of the opaque pixels of a small copy of the logo."""
-    small = _load_logo(path).copy()
+    small = load_logo(path).copy()
     small.thumbnail((160, 160), Image.Resampling.BOX)
     pixels = np.asarray(small, dtype=np.float64).reshape(-1, 4)
     return relative_luminance(pixels[pixels[:, 3] >= 128, :3])
@@ -66,7 +66,7 @@ def logo_contrast(path: Path, background: float) -> float:
     return float(np.median(ratios))
 
 
-def _resize_premultiplied(logo: Image.Image, size: tuple[int, int]) -> Image.Image:
+def resize_premultiplied(logo: Image.Image, size: tuple[int, int]) -> Image.Image:
     # Resampling straight RGBA bleeds the colour of transparent pixels into the edges (fringes).
     return logo.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
 
@@ -110,7 +110,7 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
                 f" {preferred[1]:.1f}:1 < {MIN_GRAPHIC_CONTRAST:g}:1"
             )
 
-    logo = _resize_premultiplied(_load_logo(variants[variant]), (box.width, box.height))
+    logo = resize_premultiplied(load_logo(variants[variant]), (box.width, box.height))
     # Composite on the logo's own region only: converting the whole picture costs more than the rest.
     composed = image.convert("RGB")
     region = composed.crop(box.as_tuple()).convert("RGBA")

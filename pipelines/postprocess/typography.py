@@ -102,6 +102,7 @@ class TextBlock:
     plate: bool
     collisions: list[str] = field(default_factory=list)
     note: str | None = None  # why the text is not in the series' usual tone
+    required_contrast: float = MIN_TEXT_CONTRAST  # WCAG: 4.5:1, 3:1 for large text (templates)
 
     @property
     def overflow(self) -> bool:

@@ -96,6 +96,7 @@ class Wording:
     rule_text: str
     rule_style: str
     open_full: str
+    alt_text: str
     off_style: str  # "{distance}" "{limit}"
     flagged: str
     photo: str  # "{credit}"
@@ -170,6 +171,7 @@ WORDINGS = {
             " au-delà, l’image est signalée et revue en premier."
         ),
         open_full="Ouvrir l’image en taille réelle",
+        alt_text="Texte alternatif",
         off_style="Hors ton de la campagne : écart {distance} (max {limit})",
         flagged="Signalée pour relecture : {reasons}",
         photo="D’après la photo de {credit}",
@@ -218,6 +220,7 @@ WORDINGS = {
             " beyond, the picture is flagged and reviewed first."
         ),
         open_full="Open the full-size picture",
+        alt_text="Alt text",
         off_style="Off the campaign's style: distance {distance} (max {limit})",
         flagged="Flagged for review: {reasons}",
         photo="From a photo by {credit}",
@@ -386,6 +389,7 @@ def _card(entry: dict, style: Coherence | None, words: Wording, limits: Threshol
         "format": inputs["format"],
         "audience": inputs["audience"],
         "language": inputs.get("language", ""),
+        "alt_text": inputs.get("alt_text", ""),  # older records: none
         "photo": words.photo.format(credit=credit) if credit else "",
         "passed": check["passed"],
         "reasons": check["reasons"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import secrets
 import tempfile
@@ -30,11 +31,13 @@ from visuels._internal.web_guard import LocalOnly
 from visuels.errors import VisuelsError
 from visuels.inputs.charter import Charter
 from visuels.inputs.images import read_mask, read_picture
+from visuels.inputs.templates import Template
 from visuels.inputs.yamlfiles import first_problem
 from visuels.marking.keys import SigningFiles
 from visuels.marking.mark import preview_jpeg
 from visuels.models.devices import DeviceName
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
+from visuels.postprocess.chain import postprocess
 from visuels.record.database import Database, outputs_table
 from visuels.review.decisions import ReviewDecision, review_listing
 from visuels.review.derivatives import Derivative, Original, finalize_file, find_original, mark_derivative
@@ -164,6 +167,27 @@ def _describe(row: dict) -> dict:
     }
 
 
+SAMPLE_TEXTS = {
+    "commune": "Saint-Guilhem-le-Désert",
+    "headline": "Vivre en Solane, l'été",
+    "call_to_action": "L'agenda de l'été : solane.example",
+}
+
+
+def template_sample(charter: Charter, template: Template) -> bytes:
+    """A template filled with sample texts over the charter's first reference picture, as a PNG
+    (a preview: never marked, never written)."""
+    pictures = (".png", ".jpg", ".jpeg")
+    references = sorted(path for path in charter.references.iterdir() if path.suffix.lower() in pictures)
+    picture = read_picture(references[0]) if references else Image.new("RGB", (512, 512), (128, 128, 128))
+    result = postprocess(picture, charter, template.width, template.height, "fr", *SAMPLE_TEXTS.values(), template)
+    preview = result.image
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    preview.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _decode_upload(data: str) -> bytes:
     try:
         return base64.b64decode(data.split(",", 1)[1] if data.startswith("data:") else data, validate=True)
@@ -204,7 +228,12 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
                 reviews = studio.reviews.paused_runs()
             except Exception as exc:  # no server reachable: retouching still works
                 review_error = f"Prefect server not reachable ({type(exc).__name__})"
-        context = {"reviews": reviews, "review_error": review_error, "campaigns": studio.campaigns()}
+        context = {
+            "reviews": reviews,
+            "review_error": review_error,
+            "campaigns": studio.campaigns(),
+            "template_sets": {name: list(files) for name, files in studio.charter.templates.items()},
+        }
         return templates.TemplateResponse(request, "home.html", context)
 
     @app.get("/files/{relative:path}")
@@ -314,6 +343,39 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             studio.output_root,
         )
         return JSONResponse(_derivative_json(done, studio.output_root))
+
+    @app.get("/templates/{name}", response_class=HTMLResponse)
+    def template_set(request: Request, name: str) -> HTMLResponse:
+        files = studio.charter.templates.get(name)
+        if files is None:
+            raise HTTPException(404, f"the charter has no template set {name!r}")
+        context = {
+            "name": name,
+            "formats": {format_name: template.path.name for format_name, template in files.items()},
+            "findings": {format_name: template.findings for format_name, template in files.items()},
+        }
+        return templates.TemplateResponse(request, "template_set.html", context)
+
+    @app.get("/api/template-preview/{name}/{format_name}.png")
+    def template_preview(name: str, format_name: str) -> Response:
+        template = studio.charter.templates.get(name, {}).get(format_name)
+        if template is None:
+            raise HTTPException(404, f"no template for {format_name} in the set {name!r}")
+        return Response(template_sample(studio.charter, template), media_type="image/png")
+
+    @app.get("/api/layers")
+    def layers_download(file: str) -> Response:
+        """The output's layered working file, made in a temporary folder: nothing is written
+        beside the outputs by a page."""
+        from visuels.review.layers import layered_file
+
+        source = studio.path_of(file)
+        with tempfile.TemporaryDirectory() as folder:
+            target = Path(folder) / f"{source.stem}.psd"
+            layered_file(source, studio.charter, studio.database, studio.output_root, target)
+            data = target.read_bytes()
+        headers = {"Content-Disposition": f'attachment; filename="{source.stem}.psd"'}
+        return Response(data, media_type="image/vnd.adobe.photoshop", headers=headers)
 
     @app.get("/finalize", response_class=HTMLResponse)
     def finalize_page(request: Request, file: str = "") -> HTMLResponse:

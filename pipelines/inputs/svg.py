@@ -1,0 +1,160 @@
+"""SVG files from outside, read safely and drawn with resvg.
+
+A layout template is drawn by a designer in Illustrator, Figma, Inkscape or Affinity and comes
+from outside the project: it is parsed with defusedxml (no DTD, no entities), and refused when it
+is larger than ``MAX_SVG_BYTES``, holds a script, an event handler, a ``foreignObject`` or an
+external reference (``href`` to a URL, to a file outside its folder, CSS ``url()`` or
+``@import``). Pictures inside it may be embedded (``data:image/...``) or files beside it.
+
+It is drawn by resvg (``resvg-py``): a maintained renderer in Rust that never runs scripts, never
+fetches anything and ships as a wheel (cairosvg needs the system's cairo; skia's wheels are
+large). Text in decor is set with the charter's font only: system fonts are never looked up, so
+a picture looks the same on every machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree.ElementTree import Element, tostring
+
+import resvg_py
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeXml
+from PIL import Image, ImageFont
+
+SVG_NS = "http://www.w3.org/2000/svg"
+INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
+MAX_SVG_BYTES = 2_000_000  # a layout is a few kB to a few hundred; beyond, a mistake or an attack
+MAX_EMBEDDED_BYTES = 20_000_000  # pictures beside the template, all together
+EMBEDDABLE = (".png", ".jpg", ".jpeg", ".webp")
+REFUSED_ELEMENTS = {"script", "foreignObject", "iframe", "embed", "object", "handler", "listener"}
+_CSS_URL = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
+
+
+class SvgRefusedError(ValueError):
+    """Why an SVG file is refused; the caller names the file and the field."""
+
+
+def local_name(tag: str) -> str:
+    """``{namespace}rect`` -> ``rect``."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _check_reference(value: str, folder: Path, where: str) -> None:
+    """An ``href`` or CSS ``url()`` may point inside the document, to an embedded picture, or to a
+    picture file in the template's folder; nothing else."""
+    value = value.strip()
+    if not value or value.startswith("#") or re.match(r"data:image/(png|jpeg|webp);base64,", value):
+        return
+    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", value) or value.startswith(("/", "\\")):
+        raise SvgRefusedError(
+            f"{where} refers to {value[:60]!r} outside the template: embed the picture or put it beside the template"
+        )
+    path = (folder / value).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise SvgRefusedError(f"{where} refers to {value[:60]!r}, outside the template's folder")
+    if path.suffix.lower() not in EMBEDDABLE or not path.is_file():
+        raise SvgRefusedError(f"{where} refers to {value[:60]!r}, which is not a PNG, JPEG or WebP picture beside it")
+
+
+def _check_css(text: str, folder: Path, where: str) -> None:
+    if "@import" in text.lower():
+        raise SvgRefusedError(f"{where} imports a style sheet")
+    for match in _CSS_URL.finditer(text):
+        _check_reference(match.group(1), folder, where)
+
+
+def describe(element: Element) -> str:
+    """An element as a designer finds it in their layers panel: its name or id, else its tag."""
+    name = element.get("id") or element.get(f"{{{INKSCAPE_NS}}}label") or element.get("data-name")
+    return f"<{local_name(element.tag)} id={name!r}>" if name else f"<{local_name(element.tag)}>"
+
+
+def read_svg(path: Path) -> Element:
+    """The root element of a safe SVG file; :class:`SvgRefusedError` says why it is not."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SvgRefusedError(f"cannot read it ({exc.strerror})") from None
+    if size > MAX_SVG_BYTES:
+        raise SvgRefusedError(f"{size:,} bytes: a template is at most {MAX_SVG_BYTES:,}")
+    try:
+        root = SafeXml.fromstring(path.read_bytes(), forbid_dtd=True)
+    except DefusedXmlException:
+        raise SvgRefusedError("it declares a DTD or entities, which templates may not use") from None
+    except (SafeXml.ParseError, ValueError) as exc:
+        raise SvgRefusedError(f"not well-formed XML ({exc})") from None
+    if local_name(root.tag) != "svg":
+        raise SvgRefusedError(f"its root element is <{local_name(root.tag)}>, not <svg>")
+    folder = path.parent
+    embedded = 0
+    for element in root.iter():
+        name = local_name(element.tag)
+        where = describe(element)
+        if name in REFUSED_ELEMENTS:
+            raise SvgRefusedError(f"{where}: scripts and embedded documents are refused")
+        for attribute, value in element.attrib.items():
+            attribute_name = local_name(attribute)
+            if attribute_name.lower().startswith("on"):
+                raise SvgRefusedError(f"{where} has an event handler ({attribute_name}): scripts are refused")
+            if attribute_name == "href":
+                _check_reference(value, folder, where)
+                if not value.startswith(("#", "data:")) and value.strip():
+                    embedded += (folder / value.strip()).stat().st_size
+            elif attribute_name == "style" or "url(" in value:
+                _check_css(value, folder, where)
+        if name == "style" and element.text:
+            _check_css(element.text, folder, where)
+    if embedded > MAX_EMBEDDED_BYTES:
+        raise SvgRefusedError(f"the pictures it draws weigh {embedded:,} bytes: at most {MAX_EMBEDDED_BYTES:,}")
+    return root
+
+
+def inline_pictures(root: Element, folder: Path) -> None:
+    """Pictures beside the template, embedded as data URIs: the renderer then never opens a file."""
+    kinds = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+    for element in root.iter():
+        for attribute, value in list(element.attrib.items()):
+            if local_name(attribute) == "href" and value.strip() and not value.startswith(("#", "data:")):
+                file = folder / value.strip()
+                data = base64.b64encode(file.read_bytes()).decode("ascii")
+                element.set(attribute, f"data:image/{kinds[file.suffix.lower()]};base64,{data}")
+
+
+def to_text(root: Element) -> str:
+    return tostring(root, encoding="unicode")
+
+
+def rasterize(svg: str, width: int, height: int, font: Path) -> Image.Image:
+    """The SVG drawn at ``width`` x ``height`` pixels, RGBA, with the charter's font and no other."""
+    png = resvg_py.svg_to_bytes(
+        svg_string=svg,
+        width=width,
+        height=height,
+        skip_system_fonts=True,
+        font_files=[str(font)],
+        font_family=_family_name(font),
+    )
+    with Image.open(io.BytesIO(bytes(png))) as image:
+        drawn = image.convert("RGBA")
+    if drawn.size != (width, height):  # resvg keeps the artboard's aspect: the caller checked it
+        drawn = drawn.resize((width, height), Image.Resampling.LANCZOS)
+    return drawn
+
+
+def _family_name(font: Path) -> str:
+    return ImageFont.FreeTypeFont(str(font), 12).getname()[0]
+
+
+def iter_with_parents(root: Element) -> Iterator[tuple[Element, list[Element]]]:
+    """Every element in document order with its ancestors, outermost first."""
+    stack: list[tuple[Element, list[Element]]] = [(root, [])]
+    while stack:
+        element, parents = stack.pop()
+        yield element, parents
+        for child in reversed(list(element)):
+            stack.append((child, [*parents, element]))

@@ -1,0 +1,326 @@
+"""Layout templates: the designer's own layout of a format, as an SVG file with named slots.
+
+The artboard is the format's size in pixels (the ``viewBox``, else ``width`` and ``height``).
+Slots are rectangles named, by ``id`` or by the design tool's layer name (Inkscape's
+``inkscape:label``, Illustrator's ``data-name``, Affinity's ``serif:id``; Figma exports layer
+names as ids):
+
+- ``image``: the generated picture, cover-cropped around its focal point (rounded by ``rx``);
+- ``commune``, ``headline``, ``call_to_action``: text fitted inside the box in the charter's
+  font, wrapped and shrunk down to the charter's minimum size, never overflowing;
+- ``logo``: the charter's logo, in the variant that contrasts best with what is behind it;
+- ``ai_label``: the AI label. Nothing may be drawn over it (the label zone is locked).
+
+A slot name may end with its alignment: ``_left``, ``_center`` (or ``_centre``), ``_right``,
+then ``_top``, ``_middle``, ``_bottom`` (``headline_center_bottom``); by default text and logo
+sit left and top, the label left and bottom. Everything else is decor, drawn as designed, in
+document order: a frame drawn after ``image`` lies over the picture.
+
+``load_template`` refuses, naming the file and the slot: a missing slot, a slot outside the
+artboard, an artboard that is not the format's size, decor over the label, a text box too small
+for the charter's minimum text size, and every unsafe SVG feature (``visuels.inputs.svg``).
+Decor colours outside the charter's palette are findings, not errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from dataclasses import dataclass
+from math import ceil
+from pathlib import Path
+from xml.etree.ElementTree import Element
+
+import numpy as np
+from visuels.errors import CharterError
+from visuels.inputs.svg import (
+    INKSCAPE_NS,
+    SvgRefusedError,
+    describe,
+    inline_pictures,
+    iter_with_parents,
+    local_name,
+    rasterize,
+    read_svg,
+    to_text,
+)
+
+SLOT_NAMES = ("image", "commune", "headline", "call_to_action", "logo", "ai_label")
+TEXT_SLOTS = ("commune", "headline", "call_to_action")
+REQUIRED_SLOTS = ("image", "commune", "logo", "ai_label")
+LINE_SPACING = 1.15  # as the built-in layout's text (visuels.postprocess.typography)
+LABEL_PADDING_LINES = 1.4  # the label's plate is about this many text heights tall
+DRAWN = {"rect", "circle", "ellipse", "line", "polyline", "polygon", "path", "text", "image", "use"}
+NOT_DRAWN = {"defs", "clipPath", "mask", "pattern", "symbol", "marker", "linearGradient", "radialGradient",
+             "filter", "style", "title", "desc", "metadata"}  # fmt: skip
+_SLOT_NAME = re.compile(
+    r"^(image|commune|headline|call_to_action|logo|ai_label)(?:_(left|center|centre|right))?(?:_(top|middle|bottom))?$"
+)
+_NAME_ATTRIBUTES = ("id", f"{{{INKSCAPE_NS}}}label", "data-name", "{http://serif.com/}id")
+_COLOUR_ATTRIBUTES = ("fill", "stroke", "stop-color", "flood-color", "lighting-color", "color")
+_HEX = re.compile(r"#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b")
+_RGB = re.compile(r"rgb\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\)")
+_NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "blue": (0, 0, 255),
+          "green": (0, 128, 0), "yellow": (255, 255, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}  # fmt: skip
+PALETTE_TOLERANCE = 12  # RGB distance within which an exported colour is the palette's (tools round)
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    left: float
+    top: float
+    width: float
+    height: float
+    align: str  # left, center, right
+    valign: str  # top, middle, bottom
+    radius: float = 0.0
+
+    def box(self) -> tuple[int, int, int, int]:
+        """left, top, right, bottom in whole pixels."""
+        return (round(self.left), round(self.top), round(self.left + self.width), round(self.top + self.height))
+
+
+@dataclass(frozen=True)
+class TemplatePart:
+    """One step of the drawing order: decor (an SVG of its own) or a slot."""
+
+    name: str
+    slot: str | None = None  # the slot drawn here, or None for decor
+    svg: str = ""
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    format_name: str
+    width: int
+    height: int
+    slots: dict[str, Slot]
+    parts: tuple[TemplatePart, ...]  # in drawing order
+    sha256: str
+    findings: tuple[str, ...] = ()  # decor colours outside the palette
+
+
+def _number(value: str | None, where: str) -> float:
+    if value is None:
+        return 0.0
+    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*(px)?\s*", value)
+    if not match:
+        raise SvgRefusedError(f"{where}: {value!r} is not a length in pixels")
+    return float(match.group(1))
+
+
+def _translation(element: Element, where: str) -> tuple[float, float]:
+    """The shift of an element's ``transform``: slots must be upright rectangles, so only a
+    translation (or a matrix that is one) is allowed on a slot and its groups."""
+    transform = (element.get("transform") or "").strip()
+    if not transform:
+        return 0.0, 0.0
+    match = re.fullmatch(r"translate\(\s*(-?[\d.e-]+)(?:[\s,]+(-?[\d.e-]+))?\s*\)", transform)
+    if match:
+        return float(match.group(1)), float(match.group(2) or 0)
+    match = re.fullmatch(r"matrix\(([^)]*)\)", transform)
+    if match:
+        values = [float(v) for v in re.split(r"[\s,]+", match.group(1).strip())]
+        if len(values) == 6 and values[:4] == [1, 0, 0, 1]:
+            return values[4], values[5]
+    raise SvgRefusedError(f"{where} is rotated or scaled ({transform}): a slot must be an upright rectangle")
+
+
+def slot_name(element: Element) -> tuple[str, str | None, str | None] | None:
+    """The slot an element names (with its alignment), or None for decor."""
+    for attribute in _NAME_ATTRIBUTES:
+        value = element.get(attribute)
+        if value:
+            normal = re.sub(r"[\s-]+", "_", value.strip().lower())
+            match = _SLOT_NAME.match(normal)
+            if match:
+                return match.group(1), match.group(2), match.group(3)
+    return None
+
+
+def _artboard(root: Element, where: str) -> tuple[float, float]:
+    view_box = root.get("viewBox")
+    if view_box:
+        values = [float(v) for v in re.split(r"[\s,]+", view_box.strip())]
+        if len(values) != 4 or values[0] or values[1]:
+            raise SvgRefusedError(f"{where}: the viewBox must start at 0 0, it is {view_box!r}")
+        return values[2], values[3]
+    return _number(root.get("width"), where), _number(root.get("height"), where)
+
+
+def _colours(element: Element) -> list[tuple[str, tuple[int, int, int]]]:
+    """The colours an element paints with, as written and as RGB."""
+    texts = [element.get(name, "") for name in _COLOUR_ATTRIBUTES] + [element.get("style", "")]
+    found = []
+    for text in texts:
+        for match in _HEX.finditer(text):
+            digits = match.group(1)
+            digits = "".join(c * 2 for c in digits) if len(digits) == 3 else digits
+            found.append((match.group(0), tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))))
+        for match in _RGB.finditer(text):
+            found.append((match.group(0), tuple(min(255, int(v)) for v in match.groups())))
+        for word in re.findall(r"[a-z]+", text.lower()):
+            if word in _NAMED and re.search(rf"(^|[:\s]){word}\b", text.lower()):
+                found.append((word, _NAMED[word]))
+    return found  # type: ignore[return-value]
+
+
+def palette_findings(root: Element, palette: list[tuple[int, int, int]]) -> list[str]:
+    findings = []
+    seen = set()
+    for element in root.iter():
+        if slot_name(element):
+            continue
+        for written, rgb in _colours(element):
+            near = min(sum((a - b) ** 2 for a, b in zip(rgb, colour, strict=True)) ** 0.5 for colour in palette)
+            if near > PALETTE_TOLERANCE and written not in seen:
+                seen.add(written)
+                findings.append(f"decor colour {written} ({describe(element)}) is not in the charter's palette")
+    return findings
+
+
+def _drawn_elements(root: Element) -> list[Element]:
+    """The elements that paint, in document order (not those inside defs, masks or a text)."""
+    drawn = []
+    for element, parents in iter_with_parents(root):
+        if local_name(element.tag) in DRAWN and not any(
+            local_name(parent.tag) in NOT_DRAWN | {"text"} for parent in parents
+        ):
+            drawn.append(element)
+    return drawn
+
+
+def _decor_part(root: Element, drawn: list[Element], keep: set[int], index: int) -> TemplatePart:
+    """The template with only the painting elements in ``keep`` (their ``id()``) left to paint."""
+    part = copy.deepcopy(root)
+    copies = dict(zip((id(element) for element in root.iter()), part.iter(), strict=True))
+    parents = {child: parent for parent in part.iter() for child in parent}
+    for element in drawn:
+        if id(element) not in keep:
+            copied = copies[id(element)]
+            parents[copied].remove(copied)
+    return TemplatePart(name=f"décor {index}", svg=to_text(part))
+
+
+def _split(root: Element, slot_elements: dict[int, str]) -> tuple[TemplatePart, ...]:
+    """The drawing order: runs of decor between the slots, each run an SVG of its own."""
+    drawn = _drawn_elements(root)
+    parts: list[TemplatePart] = []
+    run: set[int] = set()
+    for element in drawn:
+        if id(element) in slot_elements:
+            if run:
+                parts.append(_decor_part(root, drawn, run, sum(part.slot is None for part in parts) + 1))
+                run = set()
+            parts.append(TemplatePart(name=slot_elements[id(element)], slot=slot_elements[id(element)]))
+        else:
+            run.add(id(element))
+    if run:
+        parts.append(_decor_part(root, drawn, run, sum(part.slot is None for part in parts) + 1))
+    return tuple(parts)
+
+
+def load_template(
+    path: Path,
+    format_name: str,
+    size: tuple[int, int],
+    charter_path: Path,
+    field: str,
+    font: Path,
+    min_text_px: int,
+    min_label_px: int,
+    palette: list[tuple[int, int, int]],
+) -> Template:
+    """Read and check one template for a format of ``size``; every refusal is a
+    :class:`CharterError` naming the charter, the field and the slot or element."""
+
+    def refuse(message: str) -> CharterError:
+        return CharterError(charter_path, field, f"{path.name}: {message}")
+
+    try:
+        root = read_svg(path)
+        width, height = _artboard(root, "the artboard")
+        if (round(width), round(height)) != size:
+            raise refuse(
+                f"the artboard is {width:g}x{height:g}, the format {format_name} is {size[0]}x{size[1]} pixels"
+            )
+        slots: dict[str, Slot] = {}
+        slot_elements: dict[int, str] = {}
+        for element, parents in iter_with_parents(root):
+            named = slot_name(element)
+            if named is None:
+                continue
+            name, align, valign = named
+            where = f"slot '{name}'"
+            if name in slots:
+                raise refuse(f"{where} is drawn twice")
+            if local_name(element.tag) != "rect":
+                raise refuse(f"{where} is a <{local_name(element.tag)}>: a slot is a rectangle")
+            dx = dy = 0.0
+            for holder in [*parents, element]:
+                shift = _translation(holder, where)
+                dx, dy = dx + shift[0], dy + shift[1]
+            slot = Slot(
+                name=name,
+                left=_number(element.get("x"), where) + dx,
+                top=_number(element.get("y"), where) + dy,
+                width=_number(element.get("width"), where),
+                height=_number(element.get("height"), where),
+                align={"centre": "center"}.get(align or "", align or "left"),
+                valign=valign or ("bottom" if name == "ai_label" else "top"),
+                radius=_number(element.get("rx") or element.get("ry"), where),
+            )
+            if slot.width <= 0 or slot.height <= 0:
+                raise refuse(f"{where} is empty ({slot.width:g}x{slot.height:g})")
+            if (
+                slot.left < -0.5
+                or slot.top < -0.5
+                or slot.left + slot.width > width + 0.5
+                or (slot.top + slot.height > height + 0.5)
+            ):
+                raise refuse(f"{where} runs outside the {width:g}x{height:g} artboard")
+            slots[name] = slot
+            slot_elements[id(element)] = name
+        for name in REQUIRED_SLOTS:
+            if name not in slots:
+                raise refuse(f"slot '{name}' is missing (a rectangle with id or layer name '{name}')")
+        for name in TEXT_SLOTS:
+            if name in slots and slots[name].height < ceil(min_text_px * LINE_SPACING):
+                raise refuse(
+                    f"slot '{name}' is {slots[name].height:g} px high: the charter's smallest text"
+                    f" ({min_text_px} px) needs {ceil(min_text_px * LINE_SPACING)}"
+                )
+        label_needs = ceil(min_label_px * LABEL_PADDING_LINES)
+        if slots["ai_label"].height < label_needs:
+            raise refuse(
+                f"slot 'ai_label' is {slots['ai_label'].height:g} px high: the label at the charter's"
+                f" smallest size ({min_label_px} px) needs {label_needs}"
+            )
+        inline_pictures(root, path.parent)
+        parts = _split(root, slot_elements)
+    except SvgRefusedError as exc:
+        raise refuse(str(exc)) from None
+    _check_label_is_clear(parts, slots["ai_label"], size, font, refuse)
+    return Template(
+        path=path,
+        format_name=format_name,
+        width=size[0],
+        height=size[1],
+        slots=slots,
+        parts=parts,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        findings=tuple(palette_findings(root, palette)),
+    )
+
+
+def _check_label_is_clear(parts, label: Slot, size: tuple[int, int], font: Path, refuse) -> None:
+    """Decor drawn after the label slot must leave its box untouched: the label zone is locked."""
+    after = [part for part in parts[[part.slot for part in parts].index("ai_label") + 1 :] if part.slot is None]
+    left, top, right, bottom = label.box()
+    for part in after:
+        alpha = np.asarray(rasterize(part.svg, *size, font).getchannel("A"))[top:bottom, left:right]
+        if alpha.size and alpha.max() > 0:
+            raise refuse(f"decor ({part.name}) is drawn over the 'ai_label' slot: the label zone is locked")

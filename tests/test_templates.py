@@ -1,0 +1,269 @@
+"""Layout templates: slots read from SVG drawn elsewhere, checked like any input, filled, and
+rendered to marked outputs with alt text and layered working files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from visuels.errors import CampaignError, CharterError
+from visuels.inputs.charter import load_charter
+from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.inputs.svg import MAX_SVG_BYTES
+from visuels.postprocess.chain import postprocess
+from visuels.postprocess.compliance import assess
+from visuels.postprocess.template_fill import LARGE_TEXT_PX, MIN_LARGE_TEXT_CONTRAST
+from visuels.postprocess.typography import MIN_TEXT_CONTRAST
+
+from tests.conftest import render_now, write_small_campaign
+
+SQUARE = (1080, 1080)
+# A template as Inkscape saves it: layer names in inkscape:label, groups moved by translate().
+INKSCAPE = """<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape"
+     width="1080" height="1080" viewBox="0 0 1080 1080">
+  <rect id="rect1" x="0" y="0" width="1080" height="1080" fill="#F4E9D8"/>
+  {before}
+  <g inkscape:label="Calque 1" transform="translate(40,40)">
+    <rect id="rect2" inkscape:label="image" x="0" y="0" width="1000" height="600" fill="#999"/>
+    <rect id="rect3" inkscape:label="Commune-Center" x="0" y="640" width="1000" height="150" fill="none"/>
+  </g>
+  {decor}
+  <rect id="rect4" inkscape:label="logo" x="60" y="860" width="300" height="120" fill="none"/>
+  <rect id="rect5" data-name="headline" x="400" y="860" width="620" height="60" fill="none"/>
+  <rect id="rect6" inkscape:label="ai_label" x="560" y="960" width="480" height="80" fill="none"/>
+  {after_label}
+</svg>
+"""
+
+
+def _template(folder: Path, decor: str = "", after_label: str = "", text: str | None = None, before: str = "") -> Path:
+    path = folder / "square.svg"
+    svg = text or INKSCAPE.format(before=before, decor=decor, after_label=after_label)
+    path.write_text(svg, encoding="utf-8")
+    return path
+
+
+def _use_templates(charter_dir: Path, files: dict[str, str], name: str = "maison") -> Path:
+    """The copied charter with the template set ``name``: format -> file in the charter folder."""
+    charter_file = charter_dir / "charter.yaml"
+    data = yaml.safe_load(charter_file.read_text(encoding="utf-8"))
+    data["templates"] = {name: files}
+    charter_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return charter_file
+
+
+def _load(charter_dir: Path, svg: Path) -> object:
+    return load_charter(_use_templates(charter_dir, {"instagram_square": svg.name})).templates["maison"][
+        "instagram_square"
+    ]
+
+
+def test_a_template_drawn_in_inkscape_gives_its_slots_alignment_and_drawing_order(charter_dir: Path) -> None:
+    template = _load(charter_dir, _template(charter_dir))
+    image, commune = template.slots["image"], template.slots["commune"]
+    assert (image.left, image.top, image.width, image.height) == (40, 40, 1000, 600)  # the group's translate
+    assert (commune.align, commune.top) == ("center", 680)  # "Commune-Center": the name's alignment
+    assert template.slots["ai_label"].valign == "bottom" and template.slots["headline"].align == "left"
+    assert [part.slot or "decor" for part in template.parts] == [
+        "decor", "image", "commune", "logo", "headline", "ai_label"
+    ]  # fmt: skip
+    assert template.findings == ()  # sable is the charter's
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda svg: svg.replace('inkscape:label="logo" ', ""), "slot 'logo' is missing"),
+        (lambda svg: svg.replace('x="560" y="960" width="480"', 'x="760" y="960" width="480"'), "outside"),
+        (lambda svg: svg.replace('viewBox="0 0 1080 1080"', 'viewBox="0 0 1000 1000"'), "1000x1000"),
+        (lambda svg: svg.replace('y="860" width="620" height="60"', 'y="860" width="620" height="12"'), "12 px high"),
+        (lambda svg: svg.replace('transform="translate(40,40)"', 'transform="rotate(3)"'), "upright"),
+    ],
+    ids=["missing slot", "slot off the artboard", "artboard size", "text box too small", "rotated slot"],
+)
+def test_a_template_that_cannot_be_filled_is_refused_naming_the_file_and_the_slot(
+    charter_dir: Path, change, words: str
+) -> None:
+    svg = _template(charter_dir, text=change(INKSCAPE.format(before="", decor="", after_label="")))
+    with pytest.raises(CharterError, match=words) as refused:
+        _load(charter_dir, svg)
+    assert "square.svg" in str(refused.value) and "templates.maison.instagram_square" in str(refused.value)
+
+
+def test_the_label_zone_is_locked_against_decor_drawn_over_it(charter_dir: Path) -> None:
+    over = '<circle cx="800" cy="1000" r="30" fill="#F2B134"/>'
+    with pytest.raises(CharterError, match="'ai_label' slot: the label zone is locked"):
+        _load(charter_dir, _template(charter_dir, after_label=over))
+    # Under the label (drawn before it) and beside it after it: allowed.
+    _load(charter_dir, _template(charter_dir, decor=over, after_label='<circle cx="100" cy="100" r="30"/>'))
+
+
+@pytest.mark.parametrize(
+    ("decor", "words"),
+    [
+        ("<script>alert(1)</script>", "scripts"),
+        ('<rect x="0" y="0" width="9" height="9" onclick="alert(1)"/>', "event handler"),
+        ('<foreignObject width="9" height="9"><p>hi</p></foreignObject>', "scripts and embedded"),
+        ('<image href="https://example.org/a.png" width="9" height="9"/>', "outside the template"),
+        ('<image href="file:///etc/passwd" width="9" height="9"/>', "outside the template"),
+        ('<image href="../../secret.png" width="9" height="9"/>', "outside the template's folder"),
+        ("<style>@import url(https://example.org/x.css);</style>", "imports a style sheet"),
+        ('<rect width="9" height="9" style="fill:url(https://example.org/p.svg#g)"/>', "outside the template"),
+    ],
+    ids=["script", "event handler", "foreignObject", "URL", "file URL", "outside folder", "@import", "CSS url"],
+)
+def test_unsafe_svg_features_are_refused(charter_dir: Path, decor: str, words: str) -> None:
+    with pytest.raises(CharterError, match=words):
+        _load(charter_dir, _template(charter_dir, decor=decor))
+
+
+def test_entities_and_oversized_files_are_refused(charter_dir: Path) -> None:
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>'
+    )
+    with pytest.raises(CharterError, match="DTD or entities"):
+        _load(charter_dir, _template(charter_dir, text=bomb))
+    padding = "<!--" + "x" * MAX_SVG_BYTES + "-->"
+    with pytest.raises(CharterError, match="a template is at most"):
+        _load(charter_dir, _template(charter_dir, decor=padding))
+
+
+def test_decor_colours_outside_the_palette_are_findings_not_errors(charter_dir: Path) -> None:
+    template = _load(
+        charter_dir, _template(charter_dir, decor='<rect id="tache" width="90" height="90" fill="#00ff00"/>')
+    )
+    assert template.findings == ("decor colour #00ff00 (<rect id='tache'>) is not in the charter's palette",)
+
+
+def _fill(charter_dir: Path, commune: str, before: str = "", picture: Image.Image | None = None):
+    """The test template filled, with ``before`` drawn under its picture and texts."""
+    svg = _template(charter_dir, before=before)
+    charter = load_charter(_use_templates(charter_dir, {"instagram_square": svg.name}))
+    template = charter.templates["maison"]["instagram_square"]
+    picture = picture or Image.new("RGB", (400, 300), (90, 120, 160))
+    result = postprocess(picture, charter, *SQUARE, "fr", commune, "Vivre en Solane, l'été", "", template)
+    return charter, template, result
+
+
+@pytest.mark.parametrize("commune", ["Sète", "Castelnau-d'Estrétefonds", "Saint-Guilhem-le-Désert"])
+def test_texts_are_fitted_inside_their_slots_aligned_as_named(charter_dir: Path, commune: str) -> None:
+    charter, template, result = _fill(charter_dir, commune)
+    for text in [result.text.name, *result.text.below]:
+        assert text.fits and text.size >= charter.spec.typography.min_text_px
+    slot = template.slots["commune"]
+    box = result.text.box  # the texts' union: the commune's box lies inside its slot
+    layers = {layer.name: layer for layer in result.layers}
+    drawn = layers["texte : commune"].image.getbbox()
+    assert slot.left <= drawn[0] and drawn[2] <= slot.left + slot.width
+    assert slot.top <= drawn[1] and drawn[3] <= slot.top + slot.height
+    centre = (drawn[0] + drawn[2]) / 2  # "commune_center"
+    assert abs(centre - (slot.left + slot.width / 2)) <= 3
+    assert box.width > 0 and result.image.size == SQUARE
+    assert [layer.kind for layer in result.layers] == ["decor", "picture", "text", "logo", "text", "label"]
+
+
+def test_a_text_that_cannot_fit_at_the_smallest_size_stops_the_plan_naming_its_slot(
+    charter_dir: Path, tmp_path: Path
+) -> None:
+    from visuels.planning.plan import plan_render
+
+    text = INKSCAPE.format(before="", decor="", after_label="").replace(
+        'x="0" y="640" width="1000" height="150"', 'x="0" y="640" width="120" height="20"'
+    )
+    _use_templates(charter_dir, {"instagram_square": _template(charter_dir, text=text).name})
+    campaign = write_small_campaign(
+        tmp_path / "campaign.yaml", layout="maison", formats=["instagram_square"], communes={
+            "file": "charter/communes.csv", "names": ["Castelnau-d'Estrétefonds"]}
+    )  # fmt: skip
+    with pytest.raises(CampaignError, match=r"overflows slot 'commune' of square\.svg") as refused:
+        plan_render(campaign, tmp_path / "outputs")
+    assert "layout" in str(refused.value) and not (tmp_path / "outputs").exists()
+
+
+def test_text_contrast_is_measured_against_what_is_behind_it(charter_dir: Path) -> None:
+    dark_band = '<rect x="0" y="660" width="1080" height="200" fill="#1B4F72"/>'
+    _, _, on_dark = _fill(charter_dir, "Sète", before=dark_band)
+    assert on_dark.text.contrast >= MIN_TEXT_CONTRAST  # the light palette colour was chosen
+    layers = {layer.name: layer for layer in on_dark.layers}
+    ink = np.asarray(layers["texte : commune"].image)
+    assert ink[ink[..., 3] == 255][:, :3].mean() > 200  # light ink on the sea-blue band
+    # A band from black to white: neither the darkest nor the lightest palette colour reads on
+    # all of it (the measure takes the 5th and 95th percentiles of what is behind the text).
+    gradient = (
+        '<defs><linearGradient id="g"><stop offset="0" stop-color="#000000"/><stop offset="1" stop-color="#ffffff"/>'
+        '</linearGradient></defs><rect x="0" y="660" width="1080" height="200" fill="url(#g)"/>'
+    )
+    charter, _, on_grey = _fill(charter_dir, "Sète", before=gradient)
+    compliance = assess(on_grey, charter)
+    required = MIN_LARGE_TEXT_CONTRAST if on_grey.text.name.size >= LARGE_TEXT_PX else MIN_TEXT_CONTRAST
+    assert on_grey.text.contrast < required and not compliance.passed
+    assert any(reason.startswith("text contrast") for reason in compliance.reasons)
+
+
+@pytest.mark.integration
+def test_a_template_campaign_renders_marked_outputs_with_alt_text_and_a_layered_file(
+    charter_dir: Path, tmp_path: Path, renderer
+) -> None:
+    from psd_tools import PSDImage
+    from visuels.planning.plan import plan_render
+    from visuels.record.database import Database, database_url
+    from visuels.review.layers import layered_file
+
+    campaign = write_small_campaign(
+        tmp_path / "campaign.yaml", layout="bande", formats=["instagram_square", "web_banner"], steps=2,
+        communes={"file": "charter/communes.csv", "names": ["Sète"]},
+    )  # fmt: skip
+    out = tmp_path / "outputs"
+    plan = plan_render(campaign, out)
+    exported = render_now(renderer, plan, out)
+    assert len(exported) == 2 and all(item.compliance.passed for item in exported), [
+        item.compliance.reasons for item in exported
+    ]
+    charter = load_charter(charter_dir)
+    for item in exported:
+        path = out / item.job.relative_path
+        assert (
+            item.job.alt_text.startswith("Test campagne, Sète : la mer") and "Image générée par IA" in item.job.alt_text
+        )
+        if shutil.which("exiftool"):
+            read = subprocess.run(
+                ["exiftool", "-json", "-XMP-iptcCore:all", str(path)], capture_output=True, text=True, check=True
+            )
+            # A language alternative: exiftool names it with its language.
+            assert json.loads(read.stdout)[0]["AltTextAccessibility-fr"] == item.job.alt_text
+        assert item.job.layout == "bande" and item.job.template_hash == (
+            charter.templates["bande"][item.job.format].sha256
+        )
+
+    square = out / next(item.job.relative_path for item in exported if item.job.format == "instagram_square")
+    database = Database(database_url(out))
+    try:
+        written = layered_file(square, charter, database, out)
+    finally:
+        database.close()
+    psd = PSDImage.open(written.path)
+    names = [layer.name for layer in psd]
+    assert names == ["décor 1", "image générée", "décor 2", "texte : commune", "logo", "mention IA"]  # no headline here
+    assert psd.size == (FORMAT_PRESETS["instagram_square"].width, FORMAT_PRESETS["instagram_square"].height)
+    flattened = np.asarray(psd.composite().convert("RGB"), dtype=np.int16)
+    original = np.asarray(Image.open(square).convert("RGB"), dtype=np.int16)
+    assert np.abs(flattened - original).mean() < 2  # the layers put back together are the output
+    # The picture layer is the output's own pixels wherever nothing lay over the picture: the
+    # watermark's signal is kept there, untouched.
+    full = [Image.new("RGBA", psd.size) for _ in psd]
+    for canvas, layer in zip(full, psd, strict=True):
+        canvas.paste(layer.topil().convert("RGBA"), (layer.left, layer.top))
+    alphas = [np.asarray(canvas.getchannel("A")) for canvas in full]
+    picture = names.index("image générée")
+    free = (alphas[picture] == 255) & ~np.any([alpha > 0 for alpha in alphas[picture + 1 :]], axis=0)
+    assert free.mean() > 0.3
+    kept = np.asarray(full[picture].convert("RGB"), dtype=np.int16)
+    assert np.array_equal(kept[free], original[free])
+    assert b"Fichier de travail" in psd.image_resources.get_data(1060)  # XMP: a working file
