@@ -267,3 +267,17 @@ def test_a_template_campaign_renders_marked_outputs_with_alt_text_and_a_layered_
     kept = np.asarray(full[picture].convert("RGB"), dtype=np.int16)
     assert np.array_equal(kept[free], original[free])
     assert b"Fichier de travail" in psd.image_resources.get_data(1060)  # XMP: a working file
+
+
+def test_the_report_holds_large_template_text_to_three_to_one(charter_dir: Path) -> None:
+    from visuels.review.report import WORDINGS, Thresholds, _measures
+
+    dark_band = '<rect x="0" y="660" width="1080" height="200" fill="#1B4F72"/>'
+    charter, _, filled = _fill(charter_dir, "Sète", before=dark_band)
+    check = assess(filled, charter).model_dump()
+    limits = Thresholds(palette=0.5, label_px=14, style_distance=30.0)
+    assert filled.text.name.size >= LARGE_TEXT_PX and check["text_required_contrast"] == MIN_LARGE_TEXT_CONTRAST
+    line, met = _measures(check, WORDINGS["fr"], limits)[-1]
+    assert "(min 3:1)" in line and met
+    older = {key: value for key, value in check.items() if key != "text_required_contrast"}  # an older record
+    assert "(min 4,5:1)" in _measures(older, WORDINGS["fr"], limits)[-1][0]

@@ -22,6 +22,7 @@ class Compliance(BaseModel):
     text_px: int
     text_lines: int
     text_contrast: float
+    text_required_contrast: float = MIN_TEXT_CONTRAST  # 3:1 for large text in a template
     text_plate: bool
     text_overflow: bool
     collisions: list[str]
@@ -62,6 +63,7 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
         text_px=result.text.name.size,
         text_lines=len(result.text.name.lines),
         text_contrast=round(result.text.contrast, 2),
+        text_required_contrast=result.text.required_contrast,
         text_plate=result.text.plate,
         text_overflow=result.text.overflow,
         collisions=result.text.collisions,
