@@ -170,7 +170,7 @@ def test_texts_are_fitted_inside_their_slots_aligned_as_named(charter_dir: Path,
 
 
 def test_a_text_that_cannot_fit_at_the_smallest_size_stops_the_plan_naming_its_slot(
-    charter_dir: Path, tmp_path: Path
+    charter_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from visuels.planning.plan import plan_render
 
@@ -185,6 +185,11 @@ def test_a_text_that_cannot_fit_at_the_smallest_size_stops_the_plan_naming_its_s
     with pytest.raises(CampaignError, match=r"overflows slot 'commune' of square\.svg") as refused:
         plan_render(campaign, tmp_path / "outputs")
     assert "layout" in str(refused.value) and not (tmp_path / "outputs").exists()
+    # `visuels check` says it too, before any render is asked for.
+    from visuels.cli.main import main
+
+    assert main(["check", str(campaign)]) == 2
+    assert "overflows slot 'commune'" in capsys.readouterr().err
 
 
 def test_text_contrast_is_measured_against_what_is_behind_it(charter_dir: Path) -> None:

@@ -92,8 +92,21 @@ def _check_file(path: Path) -> int:
             console.print(f"    {finding}", highlight=False, markup=False)
         return EXIT_FINDING if findings else EXIT_OK
     campaign = load_campaign(path)
+    _check_layout(campaign)
     console.print(f"ok  {path}: {_describe_campaign(campaign)}", highlight=False)
     return _lint(campaign)
+
+
+def _check_layout(campaign: Campaign) -> None:
+    """Every text of a campaign laid out in templates fits its slot, as a render would check."""
+    from visuels.planning.jobs import job_texts
+    from visuels.planning.layout_check import check_layout
+
+    checked: set[tuple] = set()
+    for text in job_texts(campaign) if campaign.spec.layout else ():
+        template = campaign.charter.template(campaign.spec.layout, text.format_name)
+        if template is not None:
+            check_layout(campaign, template, text, checked)
 
 
 def check(files: Sequence[Path]) -> int:
