@@ -47,24 +47,27 @@ def postprocess(
     spec = charter.spec
     palette = tuple(colour.rgb for colour in spec.palette)
     grading = spec.palette_grading
+    # A template's picture fills its image slot; the built-in layout's, the whole format.
+    slot = template.slots["image"] if template is not None else None
+    size = (round(slot.width), round(slot.height)) if slot is not None else (width, height)
+    formatted = fit_to_format(generated, *size)
+    graded = grade_to_palette(formatted, palette, grading.strength)
+    measured = {
+        "palette_before": conformity(formatted, palette, grading.tolerance),
+        "palette_after": conformity(graded, palette, grading.tolerance),
+        "style": style_signature(graded, palette),
+    }
     if template is not None:
-        slot = template.slots["image"]
-        formatted = fit_to_format(generated, round(slot.width), round(slot.height))
-        graded = grade_to_palette(formatted, palette, grading.strength)
         texts = {"commune": commune, "headline": headline, "call_to_action": call_to_action}
         filled = fill_template(template, graded, charter, language, texts)
         return PostprocessResult(
             image=filled.image,
-            palette_before=conformity(formatted, palette, grading.tolerance),
-            palette_after=conformity(graded, palette, grading.tolerance),
             label=filled.label,
             logo=filled.logo,
             text=filled.text_block(),
-            style=style_signature(graded, palette),
             layers=filled.layers,
+            **measured,
         )
-    formatted = fit_to_format(generated, width, height)
-    graded = grade_to_palette(formatted, palette, grading.strength)
     labelled, label = draw_ai_label(graded, charter, language)
     with_logo, logo = place_logo(labelled, charter, avoid=[label.box])
     typography = spec.typography
@@ -83,12 +86,4 @@ def postprocess(
         inset=margin(width, height),
         call_to_action=call_to_action,
     )
-    return PostprocessResult(
-        image=final,
-        palette_before=conformity(formatted, palette, grading.tolerance),
-        palette_after=conformity(graded, palette, grading.tolerance),
-        label=label,
-        logo=logo,
-        text=text,
-        style=style_signature(graded, palette),
-    )
+    return PostprocessResult(image=final, label=label, logo=logo, text=text, **measured)

@@ -121,8 +121,7 @@ def _text_layer(text: str, slot: Slot, charter: Charter, behind: Image.Image) ->
     block_width, block_height = round(max(widths)), round(len(fitted.lines) * fitted.size * LINE_SPACING)
     left, top = _aligned(slot, (block_width, block_height))
     box = Box(left, top, block_width, block_height)
-    background = background_range(behind, Box(*[round(v) for v in (slot.left, slot.top, slot.width, slot.height)]))
-    background = background_range(behind, box) if box.width and box.height else background
+    background = background_range(behind, box)  # what the lines actually lie on
     # The palette's darkest or lightest colour, whichever reads better on what is behind.
     candidates = darkest_and_lightest([colour.rgb for colour in charter.spec.palette])
     colour = max(candidates, key=lambda candidate: worst_contrast(candidate, background))
