@@ -95,10 +95,15 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     old = create_engine(url)
     with old.begin() as connection:  # the tables as the release before migrations made them
         metadata.create_all(connection)
-        newer = ("ledger_one_successor", "claims_owner", "ledger_sha256")  # made by the migrations since
-        for statement in [*(f"DROP INDEX {index}" for index in newer), "DROP TABLE claims", "DROP TABLE claim_owners"]:
-            connection.exec_driver_sql(statement)
         ledger.append(connection, entry(0))
+        newer = ("ledger_one_successor", "claims_owner", "ledger_sha256")  # made by the migrations since
+        for statement in [
+            *(f"DROP INDEX {index}" for index in newer),
+            "DROP TABLE claims",
+            "DROP TABLE claim_owners",
+            "ALTER TABLE ledger DROP COLUMN key_visual",
+        ]:
+            connection.exec_driver_sql(statement)
     old.dispose()
     database = Database(url)
     with database.transaction() as connection:
@@ -108,7 +113,7 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     assert ledger.verify_chain(database) == (2, None)  # its row kept, one added
     database.close()
     with create_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0004"
+        assert MigrationContext.configure(connection).get_current_revision() == "0005"
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 

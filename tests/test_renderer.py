@@ -24,6 +24,7 @@ from visuels.engine.cpu_stage import CpuStage
 from visuels.engine.renderer import Renderer
 from visuels.engine.run import export_target, render_jobs
 from visuels.errors import CampaignError
+from visuels.models.generation import GeneratedPicture
 from visuels.models.host import ModelHost
 from visuels.models.spec import BATCH_FIELDS
 from visuels.planning.plan import RenderPlan, plan_render
@@ -43,9 +44,9 @@ class FakeHost:
         self.cpu = cpu
         self.unfinished_at_calls: list[int] = []
 
-    def generate(self, model, dtype, lora, jobs, pad_to=None) -> list[np.ndarray]:
+    def generate_pictures(self, model, dtype, lora, jobs, pad_to=None) -> list[GeneratedPicture]:
         self.unfinished_at_calls.append(self.cpu.unfinished)
-        return [np.zeros((8, 8, 3), np.uint8) for _ in jobs]
+        return [GeneratedPicture(np.zeros((8, 8, 3), np.uint8)) for _ in jobs]
 
 
 class SlowCpu:
@@ -59,7 +60,7 @@ class SlowCpu:
         self.running = 0  # being finished now
         self.lock = threading.Lock()
 
-    def submit(self, target, job, pixels) -> Future:
+    def submit(self, target, job, pixels, key_visual=None) -> Future:
         with self.lock:
             self.unfinished += 1
         return self.pool.submit(self.finish, job)
@@ -74,6 +75,19 @@ class SlowCpu:
         return SimpleNamespace(job=job)
 
 
+def fake_job(number: int) -> SimpleNamespace:
+    """A job with the fields batching reads: all in one batch group, each its own picture."""
+    return SimpleNamespace(
+        key=str(number),
+        relative_path=f"{number}.png",
+        prompt=f"picture {number}",
+        negative_prompt="",
+        seed=number,
+        photo=None,
+        **dict.fromkeys(BATCH_FIELDS, 1),
+    )
+
+
 class FakeTarget(SimpleNamespace):
     """Where claims are held; the renderer adds its claims' owner, as to an ExportTarget."""
 
@@ -85,7 +99,7 @@ def test_the_gpu_stage_goes_on_while_the_queue_has_room_and_waits_when_full(tmp_
     cpu = SlowCpu()
     host = FakeHost(cpu)
     renderer = Renderer(host, cpu, max_in_flight=6)  # type: ignore[arg-type]
-    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(40)]
+    jobs = [fake_job(n) for n in range(40)]
     target = FakeTarget(database_url=database_url(tmp_path), output_root=tmp_path)
     exported = renderer.render(None, "float32", None, jobs, target, batch_size=2)  # type: ignore[arg-type]
     assert [item.job.key for item in exported] == [job.key for job in jobs]  # in order
@@ -101,10 +115,10 @@ class FailingHost(FakeHost):
         super().__init__(cpu)
         self.batches = batches
 
-    def generate(self, model, dtype, lora, jobs, pad_to=None) -> list[np.ndarray]:
+    def generate_pictures(self, model, dtype, lora, jobs, pad_to=None) -> list[GeneratedPicture]:
         if len(self.unfinished_at_calls) == self.batches:
             raise CampaignError("model", None, "the model failed")
-        return super().generate(model, dtype, lora, jobs, pad_to)
+        return super().generate_pictures(model, dtype, lora, jobs, pad_to)
 
 
 def test_a_failing_render_waits_for_the_pictures_it_started_before_letting_go_of_their_claims(
@@ -114,7 +128,7 @@ def test_a_failing_render_waits_for_the_pictures_it_started_before_letting_go_of
     recorded by another run while this one records it too."""
     cpu = SlowCpu()
     renderer = Renderer(FailingHost(cpu, batches=3), cpu, max_in_flight=6)  # type: ignore[arg-type]
-    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(20)]
+    jobs = [fake_job(n) for n in range(20)]
     target = FakeTarget(database_url=database_url(tmp_path), output_root=tmp_path)
     with pytest.raises(CampaignError, match="the model failed"):
         renderer.render(None, "float32", None, jobs, target, batch_size=2)  # type: ignore[arg-type]
@@ -128,7 +142,7 @@ def test_a_render_asked_to_stop_starts_no_further_batch(tmp_path: Path) -> None:
     cpu = SlowCpu()
     host = FakeHost(cpu)
     renderer = Renderer(host, cpu)  # type: ignore[arg-type]
-    jobs = [SimpleNamespace(key=str(n), relative_path=f"{n}.png", **dict.fromkeys(BATCH_FIELDS, 1)) for n in range(20)]
+    jobs = [fake_job(n) for n in range(20)]
     target = FakeTarget(database_url=database_url(tmp_path), output_root=tmp_path)
     asked: list[int] = []
 

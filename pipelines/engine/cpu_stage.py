@@ -77,9 +77,14 @@ class WorkerResources:
 
 
 def finish_picture(
-    resources: WorkerResources, target: ExportTarget, job: RenderJob, pixels: np.ndarray
+    resources: WorkerResources,
+    target: ExportTarget,
+    job: RenderJob,
+    pixels: np.ndarray,
+    key_visual: np.ndarray | None = None,
 ) -> ExportedFile:
-    """Post-process, assess, mark, write and record one generated picture."""
+    """Post-process, assess, mark, write and record one generated picture (``key_visual``: the
+    picture it was declined from, recorded as its C2PA ingredient)."""
     charter = resources.charter(target.charter_path)
     if job.charter_hash != charter.hash:
         raise CampaignError(target.charter_path, None, "the charter changed since the campaign was planned")
@@ -103,7 +108,15 @@ def finish_picture(
     database = resources.database(target.database_url)
     compliance = assess(result, charter)
     return export_picture(
-        result.image, job, target.output_root, compliance, marking, database, target.claim_owner, target.dtype
+        result.image,
+        job,
+        target.output_root,
+        compliance,
+        marking,
+        database,
+        target.claim_owner,
+        target.dtype,
+        key_visual=key_visual,
     )
 
 
@@ -149,10 +162,12 @@ def _clean_process_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _finish_in_worker(target: ExportTarget, job: RenderJob, pixels: np.ndarray) -> ExportedFile:
+def _finish_in_worker(
+    target: ExportTarget, job: RenderJob, pixels: np.ndarray, key_visual: np.ndarray | None
+) -> ExportedFile:
     assert _process_resources is not None, "runs only in a worker started by CpuStage"
     try:
-        return finish_picture(_process_resources, target, job, pixels)
+        return finish_picture(_process_resources, target, job, pixels, key_visual)
     except VisuelsError:
         raise
     except Exception as exc:
@@ -196,22 +211,24 @@ class CpuStage:
                 )
             return self._pool
 
-    def submit(self, target: ExportTarget, job: RenderJob, pixels: np.ndarray) -> Future[ExportedFile]:
+    def submit(
+        self, target: ExportTarget, job: RenderJob, pixels: np.ndarray, key_visual: np.ndarray | None = None
+    ) -> Future[ExportedFile]:
         if self.workers == 0:
             if self._closed:
                 raise CpuStageClosedError("a picture was submitted to a closed CPU stage")
             future: Future[ExportedFile] = Future()
             try:
-                future.set_result(finish_picture(self._inline, target, job, pixels))
+                future.set_result(finish_picture(self._inline, target, job, pixels, key_visual))
             except Exception as exc:
                 future.set_exception(exc)
             return future
         pool = self._executor()
         try:
-            return pool.submit(_finish_in_worker, target, job, pixels)
+            return pool.submit(_finish_in_worker, target, job, pixels, key_visual)
         except BrokenProcessPool:
             self._drop_pool(pool, wait=False)  # a worker died earlier: that run failed; this one gets a fresh pool
-            return self._executor().submit(_finish_in_worker, target, job, pixels)
+            return self._executor().submit(_finish_in_worker, target, job, pixels, key_visual)
 
     def _drop_pool(self, broken: ProcessPoolExecutor | None, wait: bool) -> None:
         """Forget the pool if it is still ``broken`` (None: whichever it is), and shut it down."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 from visuels._internal.atomic import staged, write_with
@@ -22,7 +23,7 @@ from visuels.engine import claims
 from visuels.errors import ExportError
 from visuels.inputs.photos import edge_map, fit_photo
 from visuels.marking.c2pa_manifest import Ingredient
-from visuels.marking.mark import MarkingContext, write_marked
+from visuels.marking.mark import MarkingContext, pixels_ingredient, write_marked
 from visuels.planning.jobs import KEY_PREFIX_LENGTH, RenderJob
 from visuels.postprocess.compliance import Compliance
 from visuels.record import ledger, manifest
@@ -83,6 +84,20 @@ def photo_ingredient(job: RenderJob) -> Ingredient | None:
     )
 
 
+def key_visual_ingredient(job: RenderJob, key_visual: np.ndarray | None) -> Ingredient | None:
+    """The key visual a declined format was made from, as a PNG ingredient (lossless: it is the
+    generated picture itself, before any format, text or mark)."""
+    if job.key_visual is None or key_visual is None:
+        return None
+    declined = job.key_visual
+    how = "cropped" if declined.method == "crop" else "outpainted"
+    return pixels_ingredient(
+        key_visual,
+        title=f"key visual {job.commune_name} {job.audience} {declined.format}.png",
+        description=f"{how} from the {declined.format} key visual (job {declined.master_job[:KEY_PREFIX_LENGTH]})",
+    )
+
+
 def save_edge_map(job: RenderJob, output_root: Path) -> None:
     """The edge map the render saw (the photo at the generation size), as a PNG for reviewers."""
     if job.photo is None:
@@ -101,12 +116,14 @@ def export_picture(
     database: Database,
     claim_owner: str | None = None,
     dtype: str = "",
+    key_visual: np.ndarray | None = None,
 ) -> ExportedFile:
     """Mark and write the final picture for ``job`` (PNG, JPEG or WebP) and its thumbnail, then record both.
 
     ``claim_owner``: the rendering call whose claim on the job must still hold for the file to be
     recorded (None: nobody claims it, as in a test that exports one picture). ``dtype``: what the
-    rendering machine ran the model in, recorded with the file.
+    rendering machine ran the model in, recorded with the file. ``key_visual``: the generated
+    picture a declined format was made from (its C2PA ingredient; its job is the ledger parent).
     """
     target = output_path(output_root, job)
     if image.size != (job.width, job.height):
@@ -124,12 +141,21 @@ def export_picture(
         seed=job.seed,
         width=job.width,
         height=job.height,
+        key_visual=job.key_visual.master_job if job.key_visual else None,
     )
     save_edge_map(job, output_root)
     with staged(target) as file:
         alt_text = (job.language, job.alt_text) if job.alt_text else None
         marked = write_marked(
-            image, file, job.file_type, entry, job.dpi, marking, photo=photo_ingredient(job), alt_text=alt_text
+            image,
+            file,
+            job.file_type,
+            entry,
+            job.dpi,
+            marking,
+            photo=photo_ingredient(job),
+            alt_text=alt_text,
+            key_visual=key_visual_ingredient(job, key_visual),
         )
         thumbnail = Image.fromarray(marked.pixels)
         thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)

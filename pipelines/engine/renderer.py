@@ -172,10 +172,10 @@ class Renderer:
                 claimed = [job for job in batch if job.key in mine]
                 if not claimed:
                     continue
-                pictures = self.host.generate(work.model, work.dtype, work.lora, claimed, pad_to=pad_to)
+                pictures = self.host.generate_pictures(work.model, work.dtype, work.lora, claimed, pad_to=pad_to)
                 in_flight.extend(
-                    (job, self.cpu.submit(work.target, job, pixels))
-                    for job, pixels in zip(claimed, pictures, strict=True)
+                    (job, self.cpu.submit(work.target, job, picture.pixels, picture.key_visual))
+                    for job, picture in zip(claimed, pictures, strict=True)
                 )
                 while in_flight and (len(in_flight) > limit or in_flight[0][1].done()):
                     collect_oldest()

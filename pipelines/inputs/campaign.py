@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from visuels.errors import CampaignError, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.communes import Commune, commune_folders, load_communes
@@ -151,6 +151,15 @@ class CampaignSpec(_Strict):
         description="The charter's template set the pictures are laid out in (charter `templates`);"
         " none: the built-in layout.",
     )
+    format_mode: Literal["native", "key_visual"] = Field(
+        default="native",
+        description="native: each format generated at its own aspect ratio; key_visual: one picture per"
+        " commune and audience at the key visual's format, every other format cropped from it (close"
+        " aspect ratios) or outpainted from it.",
+    )
+    key_visual_format: str | None = Field(
+        default=None, description="The format the key visual is generated at (key_visual mode); none: the first."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -169,6 +178,23 @@ class CampaignSpec(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("a language is listed twice")
         return value
+
+    @field_validator("key_visual_format")
+    @classmethod
+    def _key_visual_is_a_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            if info.data.get("format_mode") != "key_visual":
+                raise ValueError("read in format_mode: key_visual only")
+            if value not in info.data.get("formats", []):
+                raise ValueError(f"'{value}' is not one of the campaign's formats")
+        return value
+
+    @property
+    def master_format(self) -> str | None:
+        """The format every other one is derived from (key_visual mode), None in native mode."""
+        if self.format_mode != "key_visual":
+            return None
+        return self.key_visual_format or self.formats[0]
 
     def audience_languages(self, audience: str) -> list[str]:
         return self.audiences[audience].languages or self.languages

@@ -21,6 +21,8 @@ WATERMARK_ALGORITHM = "org.visuels.tiled-spread-spectrum.1"
 
 INGREDIENT_LABEL = "original"
 PHOTO_LABEL = "photo"
+KEY_VISUAL_LABEL = "key_visual"
+KEY_VISUAL_DESCRIPTION = "Key visual"  # how a reader tells the key visual from a photo (both inputTo)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Ingredient:
     data: bytes
     mime_type: str
     credit: str | None = None
+    description: str | None = None  # what it was to this picture, when the title does not say
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Provenance:
     watermark_id: str
     parent: Ingredient | None = None
     photo: Ingredient | None = None  # the commune photo the model started from
+    key_visual: Ingredient | None = None  # the picture this format was declined from (cropped, outpainted)
 
 
 def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
@@ -56,8 +60,12 @@ def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
             "digitalSourceType": provenance.source_type.value,
             "softwareAgent": {"name": agent, "version": software},
         }
-        if provenance.photo is not None:
-            created["parameters"] = {"ingredientIds": [PHOTO_LABEL]}
+        given = ((PHOTO_LABEL, provenance.photo), (KEY_VISUAL_LABEL, provenance.key_visual))
+        inputs = [label for label, ingredient in given if ingredient is not None]
+        if inputs:
+            created["parameters"] = {"ingredientIds": inputs}
+        if provenance.key_visual is not None:
+            created["description"] = provenance.key_visual.description
         return [created, watermarked]
     # An edit: the original opened as the parent ingredient, then edited (by a person, an
     # inpainting model, or both: a composite with generated parts).
@@ -114,16 +122,17 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
             parent = provenance.parent
             ingredient = {"title": parent.title, "relationship": "parentOf", "label": INGREDIENT_LABEL}
             builder.add_ingredient(ingredient, parent.mime_type, io.BytesIO(parent.data))
-        if provenance.photo is not None:
-            photo = provenance.photo
-            # inputTo: the photo went into the model (C2PA 2.1); its credit travels with it.
-            ingredient = {
-                "title": photo.title,
-                "relationship": "inputTo",
-                "label": PHOTO_LABEL,
-                "description": f"Photo: {photo.credit}",
-            }
-            builder.add_ingredient(ingredient, photo.mime_type, io.BytesIO(photo.data))
+        # inputTo: what went into the model (C2PA 2.1): the photo, with its credit; the key visual
+        # a format was cropped or outpainted from.
+        inputs = (
+            (provenance.photo, PHOTO_LABEL, "Photo: {credit}"),
+            (provenance.key_visual, KEY_VISUAL_LABEL, KEY_VISUAL_DESCRIPTION + ": {description}"),
+        )
+        for given, label, wording in inputs:
+            if given is not None:
+                described = wording.format(credit=given.credit, description=given.description)
+                ingredient = {"title": given.title, "relationship": "inputTo", "label": label, "description": described}
+                builder.add_ingredient(ingredient, given.mime_type, io.BytesIO(given.data))
         output = io.BytesIO()
         builder.sign(signer, mime_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
@@ -138,6 +147,7 @@ class ManifestState:
     source_type: str | None
     edited_from: str | None = None  # the parent ingredient's title, for an edit
     photos: tuple[str, ...] = ()  # the input photos' descriptions (their credits)
+    key_visual: str | None = None  # the key visual ingredient's description, for a declined format
 
 
 def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState:
@@ -153,13 +163,16 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             return ManifestState(state="missing", soft_binding=None, source_type=None)
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
-    soft_binding = source_type = edited_from = None
+    soft_binding = source_type = edited_from = key_visual = None
     photos = []
     for ingredient in active.get("ingredients", []):
+        description = ingredient.get("description") or ingredient.get("title", "")
         if ingredient.get("relationship") == "parentOf":
             edited_from = ingredient.get("title")
-        if ingredient.get("relationship") == "inputTo":
-            photos.append(ingredient.get("description") or ingredient.get("title", ""))
+        elif description.startswith(KEY_VISUAL_DESCRIPTION):
+            key_visual = description
+        elif ingredient.get("relationship") == "inputTo":
+            photos.append(description)
     for assertion in active.get("assertions", []):
         if assertion.get("label", "").startswith("c2pa.soft-binding"):
             blocks = assertion.get("data", {}).get("blocks", [])
@@ -174,4 +187,5 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         source_type=source_type,
         edited_from=edited_from,
         photos=tuple(photos),
+        key_visual=key_visual,
     )

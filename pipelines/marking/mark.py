@@ -76,6 +76,7 @@ def write_marked(
     parent: Ingredient | None = None,
     photo: Ingredient | None = None,
     alt_text: tuple[str, str] | None = None,
+    key_visual: Ingredient | None = None,
 ) -> MarkedFile:
     """Watermark ``image`` with ``entry.watermark``, encode with XMP, sign, write into ``target``
     (a staged file: its caller publishes it).
@@ -83,7 +84,8 @@ def write_marked(
     ``parent``: the picture this one was edited from (a retouch, outside edits). ``photo``: the
     real photo the model started from. Either way the file is a composite with generated parts:
     its manifest records the parent's edit or the photo as the model's input, with its credit.
-    ``alt_text``: (language, text) for screen readers, written to the XMP.
+    ``alt_text``: (language, text) for screen readers, written to the XMP. ``key_visual``: the
+    generated picture this format was declined from (generated too: the file stays generated).
     """
     pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
     composite = parent is not None or photo is not None
@@ -98,6 +100,7 @@ def write_marked(
         watermark_id=entry.watermark,
         parent=parent,
         photo=photo,
+        key_visual=key_visual,
     )
     encoded = encode(Image.fromarray(pixels), file_type, dpi, xmp)
     signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last
@@ -114,6 +117,14 @@ def write_marked(
     return MarkedFile(
         sha256=digest, size=len(signed), watermark=entry.watermark, phash=phash, record=record, pixels=pixels
     )
+
+
+def pixels_ingredient(pixels: np.ndarray, title: str, description: str) -> Ingredient:
+    """A generated picture as a C2PA ingredient (lossless PNG bytes, in memory: the manifest keeps
+    its hash, never the picture itself)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return Ingredient(title=title, data=buffer.getvalue(), mime_type="image/png", description=description)
 
 
 def preview_jpeg(image: Image.Image, watermark_id: str, creator: str, side: int) -> bytes:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from diffusers import (
@@ -20,7 +22,7 @@ from diffusers import (
 )
 from visuels.errors import ModelError
 from visuels.inputs.photos import edge_map, fit_photo
-from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature
+from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature, generation_identity
 
 SCHEDULERS = {
     "euler": EulerDiscreteScheduler,
@@ -201,4 +203,105 @@ def redraw_larger(
             pictures = result.images
     finally:
         pipeline.vae.disable_tiling()  # the first pass of the next batch decodes whole, as before
+    return pictures
+
+
+@dataclass(frozen=True)
+class GeneratedPicture:
+    """A job's picture (H×W×3 uint8) and, for a job declined from a key visual, that key visual."""
+
+    pixels: np.ndarray
+    key_visual: np.ndarray | None = None
+
+
+SEAM_PX = 16  # the band inside the key visual's edge that the outpaint redraws and blends over
+# The added area starts from the key visual's edges stretched outwards and blurred, redrawn at this
+# strength: its colours and light continue the key visual's, its content is the model's.
+OUTPAINT_STRENGTH = 0.85
+
+
+def key_visual_box(key_visual_size: tuple[int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """Where an outpainted picture of ``width`` x ``height`` holds its key visual: (left, top, width,
+    height), the key visual scaled to fit inside and centred."""
+    kv_width, kv_height = key_visual_size
+    scale = min(width / kv_width, height / kv_height)
+    inner_width, inner_height = round(kv_width * scale), round(kv_height * scale)
+    return (width - inner_width) // 2, (height - inner_height) // 2, inner_width, inner_height
+
+
+def _outpaint_inputs(key_visual: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The canvas the model extends (the key visual in place, its edges stretched outwards and
+    blurred), the mask of what it redraws (1: the added area
+    and the seam band), and the weight of the key visual in the final blend (1 inside, 0 outside)."""
+    left, top, inner_width, inner_height = key_visual_box((key_visual.shape[1], key_visual.shape[0]), width, height)
+    inner = cv2.resize(key_visual, (inner_width, inner_height), interpolation=cv2.INTER_AREA)
+    right, bottom = width - left - inner_width, height - top - inner_height
+    canvas = cv2.copyMakeBorder(inner, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    blurred = cv2.GaussianBlur(canvas, (0, 0), sigmaX=max(width, height) / 32)
+    weight = np.zeros((height, width), np.float32)
+    weight[top : top + inner_height, left : left + inner_width] = 1.0
+    # Inside the key visual, the weight ramps from 0 at its edge to 1 at SEAM_PX: the seam blends.
+    ramp = cv2.distanceTransform((weight > 0).astype(np.uint8), cv2.DIST_L2, 3)
+    weight = np.clip(ramp / SEAM_PX, 0.0, 1.0).astype(np.float32)
+    canvas = np.where(weight[..., None] > 0, canvas, blurred)
+    mask = (weight < 1.0).astype(np.float32)
+    return canvas, mask, weight
+
+
+def outpaint(
+    pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], key_visuals: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Each job's key visual extended to its format (``job.key_visual``'s size) by the same model,
+    LoRA, prompt and seed: the added area is generated, the key visual's own pixels are kept (only
+    the seam band is blended). Jobs share the declined size. Imported here as in ``redraw_larger``."""
+    from diffusers import AutoPipelineForInpainting
+
+    first = jobs[0]
+    assert first.key_visual is not None
+    width, height = first.key_visual.width, first.key_visual.height
+    inputs = [_outpaint_inputs(picture, width, height) for picture in key_visuals]
+    paint = AutoPipelineForInpainting.from_pipe(pipeline)
+    paint.set_progress_bar_config(disable=True)
+    with torch.inference_mode():
+        result = paint(
+            prompt=[job.prompt for job in jobs],
+            negative_prompt=[job.negative_prompt for job in jobs],
+            image=_as_batch([canvas for canvas, _, _ in inputs]),
+            mask_image=torch.from_numpy(np.stack([mask for _, mask, _ in inputs]))[:, None],
+            width=width,
+            height=height,
+            strength=OUTPAINT_STRENGTH,
+            num_inference_steps=img2img_steps(first.steps, OUTPAINT_STRENGTH),
+            guidance_scale=first.guidance,
+            generator=_generators(jobs),
+            output_type="pt",
+        )
+        refuse_flagged(jobs, result)
+        painted = (result.images.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        painted = list(painted.cpu().numpy())
+    finished = []
+    for (canvas, _, weight), picture in zip(inputs, painted, strict=True):
+        blend = weight[..., None]
+        finished.append(np.round(canvas * blend + picture * (1.0 - blend)).astype(np.uint8))
+    return finished
+
+
+def decline(
+    pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], key_visuals: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Each job's picture from its generated key visual: the key visual itself (a native job, or a
+    crop, which post-processing makes around the detail as for any picture), or outpainted to its
+    format, one model call per declined size; a job repeated in another language is painted once."""
+    pictures = list(key_visuals)
+    groups: dict[tuple[int, int], dict[tuple, list[int]]] = {}
+    for index, job in enumerate(jobs):
+        if job.key_visual is not None and job.key_visual.method == "outpaint":
+            size = (job.key_visual.width, job.key_visual.height)
+            groups.setdefault(size, {}).setdefault(generation_identity(job), []).append(index)
+    for same_size in groups.values():
+        firsts = [indices[0] for indices in same_size.values()]
+        painted = outpaint(pipeline, [jobs[index] for index in firsts], [key_visuals[index] for index in firsts])
+        for indices, picture in zip(same_size.values(), painted, strict=True):
+            for index in indices:
+                pictures[index] = picture
     return pictures

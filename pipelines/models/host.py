@@ -32,9 +32,9 @@ from visuels._internal.hashing import sha256_json
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.errors import EXIT_ENVIRONMENT, ModelError
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
-from visuels.models.generation import generate
+from visuels.models.generation import GeneratedPicture, decline, generate
 from visuels.models.reference import model_folder, pickle_allowed
-from visuels.models.spec import GenerationJob, batch_signature
+from visuels.models.spec import GenerationJob, batch_signature, generation_identity
 
 log = logging.getLogger(__name__)
 
@@ -264,46 +264,79 @@ class ModelHost:
         jobs: Sequence[GenerationJob],
         pad_to: int | None = None,
     ) -> list[np.ndarray]:
-        """The jobs' pictures (H×W×3 uint8), one model call per batch; on out-of-memory, halve and go on.
+        """The jobs' pictures (H×W×3 uint8): ``generate_pictures`` without the key visuals."""
+        return [picture.pixels for picture in self.generate_pictures(ref, dtype, lora, jobs, pad_to)]
 
+    def generate_pictures(
+        self,
+        ref: ModelRef,
+        dtype: torch.dtype,
+        lora: LoraWeights | None,
+        jobs: Sequence[GenerationJob],
+        pad_to: int | None = None,
+    ) -> list[GeneratedPicture]:
+        """The jobs' pictures, one model call per batch; on out-of-memory, halve and go on.
+
+        A picture that several jobs share (the same commune, audience and format in several
+        languages; a key visual's formats) is generated once. A job of a key_visual campaign gets
+        its key visual declined to its format (``generation.decline``), and keeps the key visual.
         ``pad_to``: fill short batches up to this size with copies of their last job (results
         dropped), so a compiled model sees one shape. Each job has its own generator, so neither
         padding nor splitting changes a picture.
         """
         with self.use(ref, dtype, lora) as pipeline:
-            photo = jobs[0].photo
-            controlnet = (
-                self._controlnet_model(photo.controlnet_path, dtype) if photo and photo.controlnet_path else None
-            )
-            fitting = (self.model_key(ref, dtype), batch_signature(jobs[0]))
-            fit = self._fitting.get(fitting)
-            limit = fit.size if fit else len(jobs)
-            pad = min(pad_to, limit) if pad_to else 0
-            pending = [list(jobs[start : start + limit]) for start in range(0, len(jobs), limit)]
-            pictures: list[np.ndarray] = []
-            while pending:
-                chunk = pending.pop(0)
-                padded = chunk + [chunk[-1]] * (pad - len(chunk))
-                result = self._try_generate(pipeline, padded, controlnet)
-                if result is not None:
-                    pictures += result[: len(chunk)]
-                    continue
-                # Here, outside the except clause, the failed call's frames and activations are freed.
-                if len(chunk) == 1:
-                    raise GpuMemoryError(str(self.device), "batch_size", "one picture does not fit in GPU memory")
-                gc.collect()
-                torch.cuda.empty_cache()
-                half = (len(chunk) + 1) // 2
-                fit = _Fit(size=min(half, fit.size if fit else half))
-                self._fitting[fitting] = fit
-                pad = 0  # a new, smaller shape: never pad back up to the one that failed
-                log.warning("out of GPU memory with %d pictures per call: going on with %d", len(chunk), half)
-                pending[:0] = [chunk[:half], chunk[half:]]
-            if fit is not None:
-                fit.calls += 1
-                if fit.calls >= REGROW_AFTER:  # the memory may have been another job's: try the full size again
-                    del self._fitting[fitting]
-            return pictures
+            identities = [generation_identity(job) for job in jobs]
+            distinct: dict[tuple, GenerationJob] = {}
+            for identity, job in zip(identities, jobs, strict=True):
+                distinct.setdefault(identity, job)
+            first_passes = self._first_passes(pipeline, ref, dtype, list(distinct.values()), pad_to)
+            by_identity = dict(zip(distinct, first_passes, strict=True))
+            key_visuals = [by_identity[identity] for identity in identities]
+            declined = decline(pipeline, jobs, key_visuals)
+            return [
+                GeneratedPicture(pixels, key_visual if job.key_visual is not None else None)
+                for job, pixels, key_visual in zip(jobs, declined, key_visuals, strict=True)
+            ]
+
+    def _first_passes(
+        self,
+        pipeline: DiffusionPipeline,
+        ref: ModelRef,
+        dtype: torch.dtype,
+        jobs: Sequence[GenerationJob],
+        pad_to: int | None,
+    ) -> list[np.ndarray]:
+        photo = jobs[0].photo
+        controlnet = self._controlnet_model(photo.controlnet_path, dtype) if photo and photo.controlnet_path else None
+        fitting = (self.model_key(ref, dtype), batch_signature(jobs[0]))
+        fit = self._fitting.get(fitting)
+        limit = fit.size if fit else len(jobs)
+        pad = min(pad_to, limit) if pad_to else 0
+        pending = [list(jobs[start : start + limit]) for start in range(0, len(jobs), limit)]
+        pictures: list[np.ndarray] = []
+        while pending:
+            chunk = pending.pop(0)
+            padded = chunk + [chunk[-1]] * (pad - len(chunk))
+            result = self._try_generate(pipeline, padded, controlnet)
+            if result is not None:
+                pictures += result[: len(chunk)]
+                continue
+            # Here, outside the except clause, the failed call's frames and activations are freed.
+            if len(chunk) == 1:
+                raise GpuMemoryError(str(self.device), "batch_size", "one picture does not fit in GPU memory")
+            gc.collect()
+            torch.cuda.empty_cache()
+            half = (len(chunk) + 1) // 2
+            fit = _Fit(size=min(half, fit.size if fit else half))
+            self._fitting[fitting] = fit
+            pad = 0  # a new, smaller shape: never pad back up to the one that failed
+            log.warning("out of GPU memory with %d pictures per call: going on with %d", len(chunk), half)
+            pending[:0] = [chunk[:half], chunk[half:]]
+        if fit is not None:
+            fit.calls += 1
+            if fit.calls >= REGROW_AFTER:  # the memory may have been another job's: try the full size again
+                del self._fitting[fitting]
+        return pictures
 
     @staticmethod
     def _try_generate(

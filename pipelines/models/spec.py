@@ -5,7 +5,7 @@ these fields (``visuels.planning.jobs.RenderJob``); the model layer reads them t
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -43,6 +43,19 @@ class PhotoSource(BaseModel):
         return (self.strength, self.controlnet_path, self.controlnet_scale)
 
 
+class KeyVisual(BaseModel):
+    """How a job's picture comes from its commune's key visual (a campaign in key_visual mode): the
+    job generates the key visual (its generation fields are the key visual's), then declines it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: str  # the format the key visual is generated for
+    method: Literal["crop", "outpaint"]  # crop: post-processing crops it; outpaint: the model extends it
+    width: int  # the declined picture, before post-processing: the key visual's size for a crop,
+    height: int  # the format's aspect ratio at the model's native size for an outpaint
+    master_job: str  # the key of the key visual format's job in the same language: its ledger parent
+
+
 class GenerationJob(Protocol):
     """The fields of a job that generation reads."""
 
@@ -69,6 +82,8 @@ class GenerationJob(Protocol):
     @property
     def photo_mode(self) -> tuple | None: ...
     @property
+    def key_visual(self) -> KeyVisual | None: ...
+    @property
     def relative_path(self) -> str: ...  # to name it in messages
 
 
@@ -79,3 +94,9 @@ BATCH_FIELDS = ("generation_width", "generation_height", "hires", "steps", "guid
 
 def batch_signature(job: GenerationJob) -> tuple:
     return tuple(getattr(job, name) for name in BATCH_FIELDS)
+
+
+def generation_identity(job: GenerationJob) -> tuple:
+    """What tells two jobs of one batch signature apart for the model: the same identity, the same
+    pixels (a picture repeated in several languages, a key visual's formats: generated once)."""
+    return (job.prompt, job.negative_prompt, job.seed, job.photo)

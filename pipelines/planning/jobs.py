@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -20,13 +20,16 @@ from visuels.inputs.communes import Commune
 from visuels.inputs.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from visuels.models.devices import DtypeName
 from visuels.models.reference import ModelInfo
-from visuels.models.spec import HiresPass, PhotoSource, batch_signature
+from visuels.models.spec import HiresPass, KeyVisual, PhotoSource, batch_signature, generation_identity
 from visuels.planning.alt_text import alt_text
 from visuels.planning.fairness import Finding, diversity_words, scan, shows_people
 from visuels.planning.layout_check import check_layout
 from visuels.postprocess import POSTPROCESS_VERSION
 
 KEY_PREFIX_LENGTH = 12
+# A format whose crop of the key visual keeps at least this share of its width (or height) is
+# cropped from it (1:1 -> 4:5 keeps 80 %); below, the crop would lose the composition: outpainted.
+CROP_MIN_SHARE = 0.75
 FILE_SUFFIXES = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
@@ -64,6 +67,7 @@ class RenderJob(BaseModel):
     file_type: str
     postprocess_version: str
     photo: PhotoSource | None = None
+    key_visual: KeyVisual | None = None  # how this format comes from the commune's key visual
     layout: str | None = None  # the charter's template set, None: the built-in layout
     template_hash: str | None = None  # sha256 of the format's template in that set
     alt_text: str = ""  # for screen readers, in the job's language (visuels.planning.alt_text)
@@ -200,7 +204,9 @@ def job_texts(campaign: Campaign) -> Iterator[JobText]:
             for language in spec.audience_languages(audience):
                 headline, call_to_action = spec.texts(audience, language)
                 for format_name in spec.formats:
-                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, format_name)
+                    # A key visual's formats share its seed: they are one picture.
+                    seeded_as = spec.master_format or format_name
+                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, seeded_as)
                     prompt = build_prompt(campaign, commune, audience, seed)
                     yield JobText(commune, audience, language, format_name, seed, prompt, headline, call_to_action)
 
@@ -221,13 +227,33 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
     fairness = campaign.charter.spec.fairness
     photos: dict[tuple[str, str], PhotoSource | None] = {}  # one photo per commune and audience
     checked: set[tuple] = set()  # texts and labels known to fit their template's slots
+    master = campaign.spec.master_format
     jobs = []
     for text in job_texts(campaign):
         where = (text.commune.insee, text.audience)
         if where not in photos:
             photos[where] = photo_source(campaign, text.commune, text.audience, controlnet)
-        jobs.append(_job(campaign, model, precision, lora, text, photos[where], text.findings(fairness), checked))
+        findings = text.findings(fairness)
+        key_visual = None
+        if master is not None and text.format_name != master:
+            master_text = replace(text, format_name=master)
+            master_job = _job(campaign, model, precision, lora, master_text, photos[where], findings, checked)
+            key_visual = declination(master_job, FORMAT_PRESETS[text.format_name], model)
+        jobs.append(_job(campaign, model, precision, lora, text, photos[where], findings, checked, key_visual))
     return jobs
+
+
+def declination(master_job: RenderJob, preset: FormatPreset, model: ModelInfo) -> KeyVisual:
+    """How a format comes from the key visual ``master_job`` generates: cropped where the crop keeps
+    at least CROP_MIN_SHARE of the key visual's width or height, outpainted to the format's aspect
+    ratio (at the model's native size) where it would not."""
+    key_aspect = master_job.generation_width / master_job.generation_height
+    share = min(preset.aspect / key_aspect, key_aspect / preset.aspect)
+    if share >= CROP_MIN_SHARE:
+        method, size = "crop", (master_job.generation_width, master_job.generation_height)
+    else:
+        method, size = "outpaint", generation_size(preset, model)
+    return KeyVisual(format=master_job.format, method=method, width=size[0], height=size[1], master_job=master_job.key)
 
 
 def _job(
@@ -239,12 +265,16 @@ def _job(
     photo: PhotoSource | None,
     findings: list[Finding],
     checked: set[tuple],
+    key_visual: KeyVisual | None = None,
 ) -> RenderJob:
-    """One job and its key: the hash of everything that shapes its pixels and metadata."""
+    """One job and its key: the hash of everything that shapes its pixels and metadata. A job
+    declined from a key visual generates the key visual (its format's size and high-resolution
+    pass), then ``key_visual`` says how its own format comes from it."""
     spec = campaign.spec
     preset = FORMAT_PRESETS[text.format_name]
-    gen_width, gen_height = generation_size(preset, model)
-    hires = hires_pass(preset, (gen_width, gen_height), model)
+    generated = preset if key_visual is None else FORMAT_PRESETS[key_visual.format]
+    gen_width, gen_height = generation_size(generated, model)
+    hires = hires_pass(generated, (gen_width, gen_height), model)
     shaping: dict[str, object] = {
         "prompt": text.prompt,
         "negative_prompt": campaign.charter.spec.style.negative_prompt,
@@ -275,6 +305,8 @@ def _job(
         shaping["hires"] = hires.model_dump(mode="json")
     if photo is not None:
         shaping["photo"] = photo.shaping()
+    if key_visual is not None:  # only when set: native jobs keep their keys
+        shaping["key_visual"] = key_visual.model_dump(mode="json")
     template = campaign.charter.template(spec.layout, text.format_name)
     if template is not None:  # only when set: jobs in the built-in layout keep their keys
         check_layout(campaign, template, text, checked)
@@ -293,19 +325,24 @@ def _job(
         relative_path=relative,
         review=[finding.message() for finding in findings if finding.severity == "sensitive"],
         banned=[finding.message() for finding in findings if finding.severity == "banned"],
-        **{**shaping, "photo": photo},
+        **{**shaping, "photo": photo, "key_visual": key_visual},
     )
 
 
 def batches(jobs: list[RenderJob], batch_size: int) -> Iterator[list[RenderJob]]:
-    """Chunks of jobs that can share one model call (see ``BATCH_FIELDS``), in the jobs' order per group."""
-    groups: dict[tuple, list[RenderJob]] = {}
+    """Chunks of jobs that can share one model call (see ``BATCH_FIELDS``), in the jobs' order per group.
+
+    A chunk holds ``batch_size`` distinct pictures (``generation_identity``) with every job of the
+    group that shares one of them (the same picture in several languages; a key visual's formats),
+    so the model host generates each picture once.
+    """
+    groups: dict[tuple, dict[tuple, list[RenderJob]]] = {}
     for job in jobs:
-        groups.setdefault(batch_signature(job), []).append(job)
+        groups.setdefault(batch_signature(job), {}).setdefault(generation_identity(job), []).append(job)
     for group in groups.values():
-        iterator = iter(group)
-        while chunk := list(islice(iterator, batch_size)):
-            yield chunk
+        pictures = iter(group.values())
+        while chunk := list(islice(pictures, batch_size)):
+            yield [job for sharing in chunk for job in sharing]
 
 
 def shard_by_commune(jobs: list[RenderJob], shard_size: int) -> list[list[str]]:

@@ -64,6 +64,7 @@ LEDGER_FIELDS = (
     "run_id",
     "parent_id",
     "approval",
+    "key_visual",
 )
 _INTEGER_FIELDS = ("seed", "width", "height", "parent_id")
 # 64 bits: seeds span 2**32 and beyond (SQLite's INTEGER is 64 bits already; PostgreSQL's is 32).

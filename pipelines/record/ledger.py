@@ -37,9 +37,15 @@ class LedgerEntry(BaseModel):
     run_id: str | None = None
     parent_id: int | None = None
     approval: str = "pending"
+    key_visual: str | None = None  # a declined format's key visual: the job key of its format's file
+
+
+# Fields added after the chain began: hashed only when set, so the rows written before keep their hash.
+LATER_FIELDS = ("key_visual",)
 
 
 def _row_hash(previous: str, values: dict) -> str:
+    values = {name: value for name, value in values.items() if value is not None or name not in LATER_FIELDS}
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
 

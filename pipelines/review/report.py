@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from visuels._internal.atomic import write_text_atomic
 from visuels.engine.export import edges_path
 from visuels.inputs.charter import Charter
+from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.postprocess.coherence import Coherence, StyleSignature, assess_campaign, write_coherence
 from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST
 from visuels.postprocess.typography import MIN_TEXT_CONTRAST
@@ -101,6 +102,8 @@ class Wording:
     flagged: str
     photo: str  # "{credit}"
     edges: str
+    cropped: str  # "{format}": a format cropped from the key visual
+    outpainted: str  # "{format}": a format outpainted from the key visual
     held_title: str
     held_intro: str
     compliant: str
@@ -176,6 +179,8 @@ WORDINGS = {
         flagged="Signalée pour relecture : {reasons}",
         photo="D’après la photo de {credit}",
         edges="contours",
+        cropped="Recadrée du visuel clé ({format})",
+        outpainted="Étendue du visuel clé ({format}) par le modèle",
         held_title="Non produites",
         held_intro="Ces images ne sont pas produites : leur prompt ou leurs textes contiennent un terme interdit,"
         " ou sensible sans accord de la campagne (render_flagged).",
@@ -225,6 +230,8 @@ WORDINGS = {
         flagged="Flagged for review: {reasons}",
         photo="From a photo by {credit}",
         edges="edges",
+        cropped="Cropped from the key visual ({format})",
+        outpainted="Extended from the key visual ({format}) by the model",
         held_title="Not rendered",
         held_intro="These pictures are not rendered: their prompt or texts hold a banned term, or a sensitive"
         " one the campaign does not allow (render_flagged).",
@@ -396,6 +403,7 @@ def _card(entry: dict, style: Coherence | None, words: Wording, limits: Threshol
         "language": inputs.get("language", ""),
         "alt_text": inputs.get("alt_text", ""),  # older records: none
         "photo": words.photo.format(credit=credit) if credit else "",
+        "key_visual": _declined(inputs.get("key_visual"), words),
         "passed": check["passed"],
         "reasons": check["reasons"],
         "notes": check.get("notes", []),
@@ -404,6 +412,14 @@ def _card(entry: dict, style: Coherence | None, words: Wording, limits: Threshol
         "distance": style.distance if style else 0.0,
         "measures": _measures(check, words, limits),
     }
+
+
+def _declined(key_visual: dict | None, words: Wording) -> str:
+    """How a format of a key_visual campaign came from its key visual; empty for a native one."""
+    if not key_visual:
+        return ""
+    wording = words.cropped if key_visual["method"] == "crop" else words.outpainted
+    return wording.format(format=key_visual["format"])
 
 
 def review_order(cards: list[dict]) -> list[dict]:
@@ -416,9 +432,16 @@ def review_order(cards: list[dict]) -> list[dict]:
 
 def _html(campaign_name: str, words: Wording, limits: Thresholds, cards: list[dict], held: list[dict]) -> str:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
-    communes: dict[str, list[dict]] = {}
-    for card in sorted(cards, key=lambda card: (card["commune"], card["format"], card["file"])):
-        communes.setdefault(card["commune"], []).append(card)
+    # Per commune, one row per audience and language: its formats side by side, as one series.
+    communes: dict[str, dict[str, list[dict]]] = {}
+    formats = list(FORMAT_PRESETS)
+    for card in sorted(cards, key=lambda card: (card["commune"], card["audience"], card["language"], card["file"])):
+        row = f"{card['audience']} · {card['language']}" if card["language"] else card["audience"]
+        communes.setdefault(card["commune"], {}).setdefault(row, []).append(card)
+    for rows in communes.values():
+        for series in rows.values():
+            # The key visual first, then the formats declined from it.
+            series.sort(key=lambda card: (bool(card["key_visual"]), formats.index(card["format"])))
     return environment.get_template("report.html").render(
         lang=words.lang,
         t=words,
