@@ -26,8 +26,12 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/visuels demo
 
+# Two test processes (pytest-xdist), each file's tests in one of them (module fixtures: a served
+# cluster, a project folder, are made once): many tests wait on servers and subprocesses, so a
+# second process fills the cores. One thread per library pool, or both processes oversubscribe.
+TEST_PROCESSES ?= 2
 test: setup
-	$(PYTHON) -m pytest
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # The unit tier, for the edit loop (under 3 minutes on 2 cores): no flows, servers, browsers,
 # PostgreSQL or long measurements. `make test` runs everything, as CI does.
