@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from visuels.cli import main
 from visuels.errors import VisuelsError
 from visuels.planning.request import RenderRequest
@@ -96,6 +97,21 @@ def test_unknown_commune_override_is_refused(
     assert main(argv, render=refuse_to_render) == 2
     assert "unknown commune 'Paris'" in capsys.readouterr().err
     assert not out_dir.exists()
+    # Foix is in the communes file, not among the campaign's communes: said so, not "unknown".
+    argv = ["render", str(make_campaign()), "--communes", "Foix", "--output-dir", str(out_dir)]
+    assert main(argv, render=refuse_to_render) == 2
+    err = capsys.readouterr().err
+    assert "Foix (09122, department 09) is in the communes file, but not among the communes this campaign" in err
+    assert "unknown commune" not in err
+
+
+def test_a_command_without_its_action_says_which_there_are(capsys: pytest.CaptureFixture[str]) -> None:
+    for command, words in (("keys", "init: create"), ("ledger", "verify: check the hash chain")):
+        with pytest.raises(SystemExit) as exited:
+            main([command])
+        assert exited.value.code == 2
+        error = capsys.readouterr().err
+        assert f"visuels {command}: error: say what to do: {words}" in error and "required" not in error
 
 
 @pytest.mark.integration
@@ -172,6 +188,28 @@ def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:
     assert "signing keys" in printed and "visuels keys init" in printed
     assert cli(["doctor", str(SAMPLE_CAMPAIGN), "--output-dir", str(tmp_path)]) == 1
     assert "campaign model: demo model (random weights)" in capsys.readouterr().out
+
+
+def test_doctor_says_note_for_what_works_but_matters_and_counts_a_training_run_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visuels.cli import main as cli
+    from visuels.marking.keys import init_local_chain
+
+    init_local_chain(tmp_path / "keys")
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(tmp_path / "keys"))
+    run = tmp_path / "lora" / "solane" / "20261203-0100"
+    run.mkdir(parents=True)
+    (run / "pytorch_lora_weights.safetensors").write_bytes(b"")  # and its kohya copy beside it:
+    (run / "lora_kohya.safetensors").write_bytes(b"")
+    monkeypatch.setenv("VISUELS_LORA_DIR", str(tmp_path / "lora"))
+    assert cli(["doctor", "--output-dir", str(tmp_path)]) == 0  # nothing missing
+    lines = capsys.readouterr().out.splitlines()
+    keys = next(line for line in lines if "signing keys:" in line)
+    assert keys.startswith("note") and "development keys" in keys
+    if not torch.cuda.is_available():
+        assert next(line for line in lines if "CUDA:" in line).startswith("note")
+    assert "1 trained LoRA(s)" in next(line for line in lines if "LoRA:" in line)
 
 
 def test_command_line_mistakes_are_explained(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cryptography import x509
 from visuels.config import demo_model_dir
-from visuels.inputs.lora_runs import lora_root
-from visuels.marking.keys import CHAIN, SIGNER_KEY, TRUST_ANCHORS, keys_dir
+from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
+from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
 from visuels.record.database import database_url, display_url, is_missing
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-python", "pillow", "opencv-python-headless")
@@ -20,8 +20,9 @@ LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-pyth
 @dataclass(frozen=True)
 class Finding:
     topic: str
-    ok: bool
+    ok: bool  # False: something is missing, and the command exits 1
     text: str
+    note: bool = False  # works, but worth knowing (no GPU, development keys): not "ok"
 
 
 def _hardware() -> list[Finding]:
@@ -34,7 +35,9 @@ def _hardware() -> list[Finding]:
             memory = properties.total_memory / 2**30
             findings.append(Finding(f"CUDA {index}", True, f"{properties.name}, {memory:.0f} GiB: renders run here"))
     else:
-        findings.append(Finding("CUDA", True, "no NVIDIA GPU seen: renders and retouches run on the CPU (slowly)"))
+        findings.append(
+            Finding("CUDA", True, "no NVIDIA GPU seen: renders and retouches run on the CPU (slowly)", note=True)
+        )
     if torch.backends.mps.is_available():
         findings.append(Finding("MPS", True, "Apple GPU available: retouches run on it (float16)"))
     return findings
@@ -62,15 +65,20 @@ def _keys() -> Finding:
         )
     leaf = x509.load_pem_x509_certificates((folder / CHAIN).read_bytes())[0]
     subject = leaf.subject.rfc4514_string()
-    return Finding("signing keys", True, f"{folder}: signer {subject}, valid until {leaf.not_valid_after_utc:%Y-%m-%d}")
+    text = f"{folder}: signer {subject}, valid until {leaf.not_valid_after_utc:%Y-%m-%d}"
+    if DEVELOPMENT_ORGANISATION in subject:
+        # Made by `visuels keys init`: fine to try things, not to publish (no one trusts its root).
+        text += "; development keys: publish with the region’s own certificate (docs/compliance.md, Keys)"
+    return Finding("signing keys", True, text, note=DEVELOPMENT_ORGANISATION in subject)
 
 
 def _models() -> list[Finding]:
     demo = demo_model_dir()
     demo_text = f"demo model in {demo}" if (demo / "model_index.json").is_file() else "demo model: built on first use"
-    loras = sorted(lora_root().rglob("*.safetensors")) if lora_root().is_dir() else []
+    # One per training run (its diffusers file; the kohya copy beside it is the same LoRA).
+    loras = sorted(lora_root().rglob(WEIGHTS_FILE)) if lora_root().is_dir() else []
     lora_text = (
-        f"{len(loras)} LoRA file(s) under {lora_root()}, newest {max(loras, key=lambda p: p.stat().st_mtime)}"
+        f"{len(loras)} trained LoRA(s) under {lora_root()}, newest {max(loras, key=lambda p: p.stat().st_mtime)}"
         if loras
         else f"no LoRA under {lora_root()}: `visuels train` makes the charter's"
     )

@@ -68,6 +68,15 @@ def _flow(flow, command: str):
     return flow
 
 
+KEYS_ACTIONS = "init: create a local root, intermediate and signer"
+LEDGER_ACTIONS = "verify: check the hash chain"
+
+
+def _no_action(command: argparse.ArgumentParser, actions: str) -> int:
+    """A command that needs an action was given none: say which there are (exit 2)."""
+    command.error(f"say what to do: {actions}")  # exits with 2
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """Every command, its options, and its handler (``handler``: what ``main`` runs)."""
     parser = argparse.ArgumentParser(
@@ -192,7 +201,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
 
     keys = command("keys", "signing keys for C2PA manifests")
-    keys.add_argument("action", choices=["init"], help="init: create a local root, intermediate and signer")
+    keys.add_argument("action", nargs="?", choices=["init"], help=KEYS_ACTIONS)
     keys.add_argument("--dir", type=Path, help="where (default: $VISUELS_KEYS_DIR or ./keys)")
 
     train = command("train", "train the charter's style LoRA on its reference images")
@@ -207,7 +216,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             train.add_argument(f"--{option.replace('_', '-')}", type=kind, help=explanation)
 
     ledger_command = command("ledger", "the provenance ledger")
-    ledger_command.add_argument("action", choices=["verify"], help="verify: check the hash chain")
+    ledger_command.add_argument("action", nargs="?", choices=["verify"], help=LEDGER_ACTIONS)
     ledger_command.add_argument("--database", help=DATABASE_HELP)
     verify.set_defaults(
         handler=lambda args, flows: files.verify(
@@ -219,9 +228,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     retouch.set_defaults(handler=_retouch)
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
     doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign))
-    keys.set_defaults(handler=lambda args, flows: project.keys_init(args.dir))
+    keys.set_defaults(
+        handler=lambda args, flows: project.keys_init(args.dir) if args.action else _no_action(keys, KEYS_ACTIONS)
+    )
     train.set_defaults(handler=_train)
-    ledger_command.set_defaults(handler=lambda args, flows: project.ledger_verify(args.database))
+    ledger_command.set_defaults(
+        handler=lambda args, flows: (
+            project.ledger_verify(args.database) if args.action else _no_action(ledger_command, LEDGER_ACTIONS)
+        )
+    )
     return parser, commands.choices
 
 

@@ -159,7 +159,13 @@ def doctor(output_root: Path, campaign: Path | None) -> int:
 
     findings = diagnose(output_root, campaign)
     for finding in findings:
-        mark = "[green]ok[/green]     " if finding.ok else "[red]missing[/red]"
+        mark = (
+            "[red]missing[/red]"
+            if not finding.ok
+            else "[yellow]note[/yellow]   "
+            if finding.note
+            else "[green]ok[/green]     "
+        )
         console.print(f"{mark} {finding.topic}: ", end="")
         console.print(finding.text, highlight=False, markup=False)
     return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FINDING

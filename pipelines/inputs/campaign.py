@@ -287,13 +287,28 @@ def _find_communes(wanted: str, by_code: dict[str, Commune], by_name: dict[str, 
     return by_name.get(wanted) or by_name.get(slugify(wanted), [])
 
 
+def _by_name(communes: list[Commune]) -> dict[str, list[Commune]]:
+    """Communes by name and by the slug of their name (homonyms share an entry)."""
+    by_name: dict[str, list[Commune]] = {}
+    for commune in communes:
+        by_name.setdefault(commune.name, []).append(commune)
+        if commune.slug != commune.name:
+            by_name.setdefault(commune.slug, []).append(commune)
+    return by_name
+
+
 def select_communes(
-    selection: CommuneSelection, communes: list[Commune], campaign_path: Path, field: str = "communes"
+    selection: CommuneSelection,
+    communes: list[Commune],
+    campaign_path: Path,
+    field: str = "communes",
+    left_out: list[Commune] | None = None,
 ) -> list[Commune]:
     """Apply a selection; an unknown name or department is an error naming ``field``.
 
     ``field`` says where the selection came from: ``communes`` in the campaign file, or a
-    command-line or flow parameter such as ``--communes``.
+    command-line or flow parameter such as ``--communes``. ``left_out``: communes of the file the
+    campaign does not select, so a name among them is said to be outside the campaign, not unknown.
     """
     if selection.departments and selection.names:
         raise CampaignError(campaign_path, field, "give either departments or names, not both")
@@ -308,15 +323,21 @@ def select_communes(
     if not selection.names:
         return list(communes)
     by_code = {c.insee: c for c in communes}
-    by_name: dict[str, list[Commune]] = {}
-    for commune in communes:
-        by_name.setdefault(commune.name, []).append(commune)
-        if commune.slug != commune.name:
-            by_name.setdefault(commune.slug, []).append(commune)
+    by_name = _by_name(communes)
     chosen: list[Commune] = []
     for index, wanted in enumerate(selection.names):
         where = f"{field}.names[{index}]"
         matches = _find_communes(wanted, by_code, by_name)
+        if not matches and left_out:
+            outside = _find_communes(wanted, {c.insee: c for c in left_out}, _by_name(left_out))
+            if outside:
+                found = outside[0]
+                raise CampaignError(
+                    campaign_path,
+                    where,
+                    f"{found.name} ({found.insee}, department {found.department}) is in the communes file, but"
+                    " not among the communes this campaign selects (its `communes:`)",
+                )
         if not matches:
             close = difflib.get_close_matches(wanted, [c.name for c in communes], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -106,7 +106,10 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     write_bytes_atomic(path, pem, mode=0o600)  # never readable by others, not even for a moment
 
 
-def init_local_chain(folder: Path, organisation: str = "visuels (local development)") -> SigningFiles:
+DEVELOPMENT_ORGANISATION = "visuels (local development)"  # the organisation of `visuels keys init`'s chain
+
+
+def init_local_chain(folder: Path, organisation: str = DEVELOPMENT_ORGANISATION) -> SigningFiles:
     """Create root, intermediate and signer keys and certificates in ``folder`` (keys mode 0600)."""
     if (folder / SIGNER_KEY).exists():
         raise SigningError(folder / SIGNER_KEY, None, "a signing key already exists here; not overwritten")

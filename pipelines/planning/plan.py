@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from visuels._internal.atomic import remove_leftover_temporaries
 from visuels.errors import CampaignError, VisuelsError
 from visuels.inputs.campaign import Campaign, CommuneSelection, load_campaign, select_communes
+from visuels.inputs.communes import load_communes
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
 from visuels.marking import watermark
 from visuels.marking.keys import signing_files
@@ -61,7 +62,10 @@ def _select(campaign: Campaign, selection: Selection) -> Campaign:
     communes = campaign.communes
     if selection.communes:
         names = CommuneSelection(file="", names=selection.communes)
-        communes = select_communes(names, communes, campaign.path, "selection.communes")
+        every = load_communes(campaign.path.parent / spec.communes.file)
+        selected = {commune.insee for commune in communes}
+        left_out = [commune for commune in every if commune.insee not in selected]
+        communes = select_communes(names, communes, campaign.path, "selection.communes", left_out)
     if selection.max_communes is not None:
         communes = communes[: selection.max_communes]
     for field, wanted, available in (
