@@ -120,7 +120,15 @@ def test_render(project: Project, rendered: list[Path]) -> None:
 def test_verify(project: Project, rendered: list[Path]) -> None:
     result = project.run("verify", *map(str, rendered))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert all(line.startswith("ok ") for line in result.stdout.splitlines() if line.strip())
+    *verdicts, total = [line for line in result.stdout.splitlines() if line.strip()]
+    assert all(line.startswith("ok ") for line in verdicts) and total == "2 file(s): 2 ok, 0 BAD"
+    copy = project.folder / "copy.png"
+    with Image.open(rendered[0]) as picture:
+        picture.convert("RGB").save(copy)  # its metadata gone, its pixels (and watermark) kept
+    result = project.run("verify", str(copy), str(rendered[1]))
+    assert result.returncode == 1 and result.stdout.startswith("BAD copy.png"), result.stdout
+    assert "what to do: an edited copy of one of its pictures: `visuels finalize copy.png`" in result.stdout
+    assert result.stdout.rstrip().endswith("2 file(s): 1 ok, 1 BAD")
     (project.folder / "notes.png").write_text("not a picture")
     result = project.run("verify", "notes.png")
     assert result.returncode == 2 and result.stderr.startswith("error: notes.png: not a picture")

@@ -83,7 +83,7 @@ def test_a_resaved_stripped_file_finalized_from_its_original_verifies(
     database.close()
 
 
-def test_finalize_finds_the_original_through_the_watermark_and_reports_a_hidden_label(
+def test_finalize_finds_the_original_through_the_watermark_and_draws_a_hidden_label_again(
     exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     original, out, charter = exported
@@ -91,11 +91,40 @@ def test_finalize_finds_the_original_through_the_watermark_and_reports_a_hidden_
     width, height = edited.size
     ImageDraw.Draw(edited).rectangle((0, height * 3 // 4, width // 2, height), fill=(250, 250, 250))  # over the label
     edited.save(tmp_path / "no-label.jpg", quality=90)
-    assert _cli(out, charter, "finalize", str(tmp_path / "no-label.jpg"), "-o", str(tmp_path / "out.png")) == 1
+    assert _cli(out, charter, "finalize", str(tmp_path / "no-label.jpg"), "-o", str(tmp_path / "out.png")) == 0
     printed = capsys.readouterr().out
-    assert "AI label is no longer visible" in printed
-    assert (tmp_path / "out.png").is_file()  # marked all the same: reported, never silently repainted
+    assert "the AI label was drawn again in its place (the edit had hidden it)" in printed
     assert _ledger(out)[-1]["parent_id"] == _ledger(out)[0]["id"]
+    # The deliverable carries its label again: it verifies, label and all.
+    assert _cli(out, charter, "verify", "--json", str(tmp_path / "out.png")) == 0
+    [report] = json.loads(capsys.readouterr().out)
+    assert report["label_seen"] and report["ok"]
+
+
+def test_an_unchanged_output_reexported_as_jpeg_is_not_an_edit_of_its_logo_or_label(
+    exported: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from visuels.inputs.charter import load_charter
+    from visuels.review.derivatives import check_edit, find_original
+
+    original, out, charter_dir = exported
+    charter = load_charter(charter_dir)
+    database = Database(f"sqlite:///{out / 'visuels.sqlite'}")
+    try:
+        record = find_original(database, original, out)
+    finally:
+        database.close()
+    before = Image.open(original).convert("RGB")
+    for quality in (75, 90):
+        Image.open(original).convert("RGB").save(tmp_path / "export.jpg", quality=quality)
+        check = check_edit(before, Image.open(tmp_path / "export.jpg").convert("RGB"), charter, record)
+        assert check.changed_share < 0.002 and not check.logo_touched and not check.label_touched, check
+        assert check.passed and not check.notes, check
+    painted = before.copy()
+    ImageDraw.Draw(painted).rectangle((400, 300, 600, 500), fill=(40, 90, 160))
+    painted.save(tmp_path / "painted.jpg", quality=75)
+    check = check_edit(before, Image.open(tmp_path / "painted.jpg").convert("RGB"), charter, record)
+    assert 0.02 < check.changed_share < 0.06  # the 200x200 square of 1080x1080 (3.4 %), seen through JPEG
 
 
 def test_finalize_refuses_what_it_cannot_link(

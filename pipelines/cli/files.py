@@ -16,6 +16,7 @@ from visuels.inputs.yamlfiles import first_problem
 if TYPE_CHECKING:
     from visuels.record.database import Database
     from visuels.review.derivatives import Derivative
+    from visuels.review.verify import FileReport
 
 
 def verify(
@@ -38,44 +39,74 @@ def verify(
                 databases[url] = open_record(url) if url else None
             anchors = keys_dir() / TRUST_ANCHORS
             reports.append(verify_file(path, charter, databases[url], anchors, allow_untrusted))
+            if not as_json:  # as each file is checked: a long list shows its progress
+                _print_verdict(reports[-1])
     finally:
         for database in databases.values():
             if database is not None:
                 database.close()
     if as_json:
         print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
-    for report in reports:
-        if report.error:
-            errors.print(f"error: {report.file}: {report.error}", highlight=False, markup=False)
-        elif not as_json:
-            record = report.ledger_record
-            where = (
-                f"ledger #{record['id']} by {report.found_by} (job {record['job_key'][:12]})"
-                if record
-                else "no ledger record"
-                if report.record_searched
-                else "no record found: judged from its marks alone"
-            )
-            if report.original:
-                original = report.original
-                where += (
-                    f"; made from {original['file']} (ledger #{original['ledger_id']},"
-                    f" job {original['job_key'][:12]}, sha256 {original['sha256'][:12]})"
-                )
-            geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
-            console.print(
-                f"{'ok ' if report.ok else 'BAD'} {report.file}: label {'yes' if report.label_seen else 'no'}, "
-                f"watermark {report.watermark or 'none'}{geometry}, XMP {'yes' if report.xmp_source_type else 'no'}, "
-                f"C2PA {report.c2pa}; {where}",
-                highlight=False,
-                markup=False,
-            )
-            for name, check in report.checks.items():
-                if not check.passed:
-                    console.print(f"    {name}: {check.detail}", highlight=False, markup=False)
+        for report in reports:
+            if report.error:
+                errors.print(f"error: {report.file}: {report.error}", highlight=False, markup=False)
+    else:
+        good = sum(report.ok for report in reports)
+        unreadable = sum(report.error is not None for report in reports)
+        bad = len(reports) - good - unreadable
+        console.print(
+            f"{len(reports)} file(s): {good} ok, {bad} BAD" + (f", {unreadable} unreadable" if unreadable else ""),
+            highlight=False,
+        )
     if any(report.error for report in reports):
         return EXIT_BAD_INPUT
     return EXIT_OK if all(report.ok for report in reports) else EXIT_FINDING
+
+
+def _print_verdict(report: FileReport) -> None:
+    """One file's line (ok or BAD, each layer), its failed checks, and for a BAD one what to do."""
+    if report.error:
+        errors.print(f"error: {report.file}: {report.error}", highlight=False, markup=False)
+        return
+    record = report.ledger_record
+    where = (
+        f"ledger #{record['id']} by {report.found_by} (job {record['job_key'][:12]})"
+        if record
+        else "no ledger record"
+        if report.record_searched
+        else "no record found: judged from its marks alone"
+    )
+    if report.original:
+        original = report.original
+        where += (
+            f"; made from {original['file']} (ledger #{original['ledger_id']},"
+            f" job {original['job_key'][:12]}, sha256 {original['sha256'][:12]})"
+        )
+    geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
+    console.print(
+        f"{'ok ' if report.ok else 'BAD'} {report.file}: label {'yes' if report.label_seen else 'no'}, "
+        f"watermark {report.watermark or 'none'}{geometry}, XMP {'yes' if report.xmp_source_type else 'no'}, "
+        f"C2PA {report.c2pa}; {where}",
+        highlight=False,
+        markup=False,
+    )
+    for name, check in report.checks.items():
+        if not check.passed:
+            console.print(f"    {name}: {check.detail}", highlight=False, markup=False)
+    if not report.ok:
+        console.print(f"    what to do: {_remedy(report)}", highlight=False, markup=False)
+
+
+def _remedy(report: FileReport) -> str:
+    """What a BAD file's owner can do about it, from which marks are left."""
+    if report.watermark is None and report.c2pa == "missing":
+        return "it carries none of this project's marks: not one of its pictures, or its marks were removed"
+    if report.watermark is not None:
+        return (
+            f"an edited copy of one of its pictures: `visuels finalize {report.file}` marks it again"
+            " (label, watermark, XMP, C2PA) and records it"
+        )
+    return "its watermark is gone but its metadata is left: render it again, or finalize it from its original (--from)"
 
 
 def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path | None]:
@@ -139,6 +170,7 @@ def _print_derivative(source: Path, done: Derivative) -> None:
         f" in {check.changed_box}" if check.changed_box else ""
     )
     verdict = "charter ok" if check.passed else "charter: " + "; ".join(check.reasons)
+    verdict += "".join(f"; {note}" for note in check.notes)
     console.print(
         f"{'ok ' if check.passed else 'CHECK'} {source} -> {done.file}: {state} (ledger #{done.ledger_id},"
         f" from {done.original.file} #{done.original.ledger_id}); {where}; {verdict}",

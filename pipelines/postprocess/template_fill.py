@@ -166,7 +166,7 @@ def _logo_layer(slot: Slot, charter: Charter, behind: Image.Image) -> tuple[Imag
     return layer, placement
 
 
-def _label_layer(
+def label_layer(
     slot: Slot, charter: Charter, language: str, canvas: tuple[int, int]
 ) -> tuple[Image.Image, LabelPlacement]:
     """The label at the charter's size for the format, smaller if the slot needs it, never under
@@ -211,7 +211,7 @@ def fill_template(
             image, logo = _logo_layer(template.slots["logo"], charter, composite)
             layer = Layer("logo", "logo", image)
         else:
-            image, label = _label_layer(template.slots["ai_label"], charter, language, canvas)
+            image, label = label_layer(template.slots["ai_label"], charter, language, canvas)
             layer = Layer("mention IA", "label", image)
         layers.append(layer)
         composite.alpha_composite(layer.image)

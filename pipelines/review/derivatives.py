@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel
@@ -25,19 +26,24 @@ from visuels.errors import VisuelsError
 from visuels.inputs.charter import Charter
 from visuels.inputs.images import ImageInputError, read_file, read_picture
 from visuels.inputs.logo_fit import logo_geometry
+from visuels.inputs.templates import Template
 from visuels.marking import watermark
 from visuels.marking.c2pa_manifest import Ingredient
 from visuels.marking.keys import SigningFiles
 from visuels.marking.mark import MarkingContext, write_marked
 from visuels.marking.phash import perceptual_hash
-from visuels.postprocess.label import draw_ai_label
 from visuels.postprocess.layout import Box, box_in_corner, margin
 from visuels.postprocess.palette import conformity
+from visuels.postprocess.relabel import label_place, relabel
 from visuels.record import ledger
 from visuels.record.database import Database, outputs_table
 from visuels.review.verify import find_record, label_seen
 
-CHANGE_THRESHOLD = 16  # a pixel changed when a channel moved by more than this (JPEG noise stays below)
+CHANGE_THRESHOLD = 16  # a pixel changed when a channel moved by more than this, both pictures smoothed
+# Both pictures are smoothed before they are compared: a lossy re-export (JPEG, WebP) rings around
+# every edge by more than CHANGE_THRESHOLD, pixel by pixel, but not on average over its 8x8 blocks;
+# a painted area moves the average too.
+COMPARE_SIGMA_PX = 2.0
 TOUCHED_SHARE = 0.02  # an overlay is touched when this share of its pixels changed
 FILE_TYPES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
@@ -76,6 +82,7 @@ class EditCheck(BaseModel):
     palette_after: float
     passed: bool
     reasons: list[str]
+    notes: list[str] = []  # what was put right before marking (the label drawn again)
 
 
 class OriginalRef(BaseModel):
@@ -156,12 +163,20 @@ def find_original(database: Database, path: Path, output_root: Path | None, fiel
     )
 
 
+def _label_language(charter: Charter, original: Original) -> str:
+    language = (original.inputs or {}).get("language", "fr")
+    return language if language in charter.spec.ai_label.text else "fr"
+
+
+def _template(charter: Charter, original: Original) -> Template | None:
+    """The template the original was laid out in (None: the built-in layout)."""
+    inputs = original.inputs or {}
+    return charter.template(inputs.get("layout"), inputs.get("format", ""))
+
+
 def _overlay_boxes(charter: Charter, original: Original, size: tuple[int, int]) -> dict[str, Box]:
     """Where the original's AI label and logo are: the same geometry post-processing used."""
-    language = (original.inputs or {}).get("language", "fr")
-    _, label = draw_ai_label(
-        Image.new("RGB", size), charter, language if language in charter.spec.ai_label.text else "fr"
-    )
+    label = label_place(size, charter, _label_language(charter, original), _template(charter, original))
     boxes = {"label": label.box}
     corner = (original.compliance or {}).get("logo_corner")
     if corner:
@@ -179,8 +194,11 @@ def _touched(changed: np.ndarray, box: Box) -> bool:
 def changed_pixels(original: Image.Image, edited: Image.Image) -> np.ndarray:
     """Where the edited picture differs from the original (compared at the original's size)."""
     compared = edited.resize(original.size, Image.Resampling.LANCZOS) if edited.size != original.size else edited
-    difference = np.abs(np.asarray(compared, dtype=np.int16) - np.asarray(original, dtype=np.int16)).max(axis=2)
-    return difference > CHANGE_THRESHOLD
+    smooth = [
+        cv2.GaussianBlur(np.asarray(picture.convert("RGB"), dtype=np.float32), (0, 0), COMPARE_SIGMA_PX)
+        for picture in (compared, original)
+    ]
+    return np.abs(smooth[0] - smooth[1]).max(axis=2) > CHANGE_THRESHOLD
 
 
 def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, record: Original) -> EditCheck:
@@ -201,10 +219,12 @@ def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, rec
     label_touched = _touched(changed, boxes["label"])
     logo_touched = "logo" in boxes and _touched(changed, boxes["logo"])
     seen = label_seen(np.asarray(edited), charter)
-    if not seen:
-        reasons.append("the AI label is no longer visible: put it back (or re-render) before publishing")
-    elif label_touched:
-        reasons.append("the AI label's area changed")
+    notes = []
+    if not seen or label_touched:
+        # Drawn again in its place before the file is marked (``relabelled``): said, not a fault.
+        notes.append(
+            "the AI label was drawn again in its place (the edit had " + ("hidden it)" if not seen else "touched it)")
+        )
     if logo_touched:
         reasons.append("the logo's area changed: check its clear zone and contrast")
     palette = tuple(colour.rgb for colour in charter.spec.palette)
@@ -226,6 +246,7 @@ def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, rec
         palette_after=round(after, 4),
         passed=not reasons,
         reasons=reasons,
+        notes=notes,
     )
 
 
@@ -274,6 +295,8 @@ def mark_derivative(
         dpi = round(decoded.info.get("dpi", (72, 72))[0])
         parent_format = decoded.format or "PNG"
     check = check_edit(original_image, edited, charter, original)
+    if check.notes:  # the label was hidden or touched: drawn again in its place, then marked
+        edited, _ = relabel(edited, charter, _label_language(charter, original), _template(charter, original))
     key = derivative_key(original, edited, edit)
     original_ref = OriginalRef(
         file=original.row["file"],
