@@ -76,10 +76,10 @@ def test_typographic_apostrophes_and_homonyms(make_campaign: Callable[..., Path]
     chosen = load_campaign(make_campaign(communes=pasted)).communes
     assert [c.name for c in chosen] == ["Castelnau-d'Estrétefonds", "L'Isle-Jourdain"]
     with (charter_dir / "communes.csv").open("a", encoding="utf-8") as csv_file:
-        csv_file.write("11999,Sète,11,sea,the other Sète\n")  # a homonym in another department
+        csv_file.write("09008,Alos,09,mountain,Couserans\n81007,Alos,81,countryside,Gaillac\n")  # real homonyms
     with pytest.raises(CampaignError) as caught:
-        load_campaign(make_campaign(communes={"file": "charter/communes.csv", "names": ["Sète"]}))
-    assert "'Sète' names 2 communes: Sète (34301, department 34), Sète (11999, department 11)" in caught.value.message
+        load_campaign(make_campaign(communes={"file": "charter/communes.csv", "names": ["Alos"]}))
+    assert "'Alos' names 2 communes: Alos (09008, department 09), Alos (81007, department 81)" in caught.value.message
     assert "give the INSEE code" in caught.value.message
 
 

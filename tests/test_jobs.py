@@ -99,17 +99,18 @@ def test_lora_file_and_scale_change_keys(make_campaign: Callable[..., Path], tmp
 def test_homonyms_keep_their_folder_whatever_the_selection(charter_dir: Path, make_campaign: Callable) -> None:
     communes = charter_dir / "communes.csv"
     communes.write_text(
-        communes.read_text(encoding="utf-8") + "30999,Sète,30,sea,port\n", encoding="utf-8"
-    )  # a second Sète, in the Gard
+        communes.read_text(encoding="utf-8") + "09008,Alos,09,mountain,Couserans\n81007,Alos,81,countryside,Gaillac\n",
+        encoding="utf-8",
+    )  # two real Alos, in the Ariège and the Tarn
 
     def folders(names: list[str]) -> dict[str, str]:
         campaign = load_campaign(make_campaign(communes={"file": "charter/communes.csv", "names": names}))
         return {job.commune_insee: job.relative_path.split("/")[1] for job in expand_jobs(campaign, MODEL, "float32")}
 
-    both = folders(["34301", "30999", "Collioure"])
-    assert both == {"34301": "sete-34301", "30999": "sete-30999", "66053": "collioure"}
-    assert folders(["34301"]) == {"34301": "sete-34301"}  # alone in the selection: same folder
-    assert folders(["Collioure", "30999"])["30999"] == "sete-30999"
+    both = folders(["09008", "81007", "Collioure"])
+    assert both == {"09008": "alos-09008", "81007": "alos-81007", "66053": "collioure"}
+    assert folders(["09008"]) == {"09008": "alos-09008"}  # alone in the selection: same folder
+    assert folders(["Collioure", "81007"])["81007"] == "alos-81007"
 
 
 def test_per_commune_seed_is_shared_by_a_communes_images(make_campaign: Callable[..., Path]) -> None:

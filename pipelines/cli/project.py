@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from visuels.cli.console import console, errors, open_record, record_folder
-from visuels.errors import EXIT_FINDING, EXIT_OK, CampaignError, VisuelsError
+from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError, VisuelsError
 
 if TYPE_CHECKING:
     from visuels.inputs.campaign import Campaign
@@ -66,14 +66,23 @@ def _check_file(path: Path) -> int:
     """Validate one file and print a line describing it (a campaign: and its review findings)."""
     from visuels.inputs.campaign import load_campaign
     from visuels.inputs.charter import load_charter
-    from visuels.inputs.communes import load_communes
+    from visuels.inputs.communes import load_communes, referential_findings
     from visuels.inputs.yamlfiles import read_yaml_mapping
 
     if path.suffix.lower() == ".csv":
-        communes = load_communes(path)
+        communes = load_communes(path, against_referential=False)
+        findings = referential_findings(communes)  # one line each, the blocking ones as errors
+        for finding in findings:
+            line = f"{path}: line {finding.line}, {finding.field}: {finding.message}"
+            if finding.blocking:
+                errors.print(f"error: {line}", highlight=False, markup=False)
+            else:
+                console.print(f"    {line}", highlight=False, markup=False)
+        if any(finding.blocking for finding in findings):
+            return EXIT_BAD_INPUT
         departments = len({c.department for c in communes})
         console.print(f"ok  {path}: communes: {len(communes)} communes in {departments} departments", highlight=False)
-        return EXIT_OK
+        return EXIT_FINDING if findings else EXIT_OK
     if path.is_dir() or read_yaml_mapping(path, CampaignError).get("palette") is not None:
         charter = load_charter(path)
         spec = charter.spec

@@ -14,11 +14,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from visuels.errors import CampaignError, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
-from visuels.inputs.communes import Commune, commune_folders, load_communes
+from visuels.inputs.communes import Commune, commune_folders, load_communes, referential_communes
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
 from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
 from visuels.inputs.model_refs import DemoModelRef, ModelRef, resolve_paths
+from visuels.inputs.referential import load_referential
 from visuels.inputs.slugs import slugify
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
@@ -57,12 +58,32 @@ class Seeds(_Strict):
     base: int = Field(default=0, ge=0, lt=2**32)
 
 
-class CommuneSelection(_Strict):
-    """All communes of ``file``, or those of some departments, or a list (names or INSEE codes)."""
+class PopulationRange(_Strict):
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
 
-    file: str
+
+class CommuneSelection(_Strict):
+    """The communes to choose from: those of ``file`` (a communes CSV), or every current commune
+    of the 2026 COG (``visuels.inputs.referential``), with ``details`` joining a CSV's columns
+    (landscapes, landmarks, photos) by INSEE code. Then all of them, or those of some regions,
+    departments, EPCI (SIREN) and population range, or a list (names or INSEE codes)."""
+
+    file: str | None = Field(default=None, description="A communes CSV to choose from; none: the COG 2026.")
+    details: str | None = Field(
+        default=None, description="Without file: a communes CSV joined by INSEE code to the COG's communes."
+    )
+    regions: list[str] = Field(default_factory=list, description="INSEE region codes (76: Occitanie).")
     departments: list[str] = Field(default_factory=list)
+    epci: list[str] = Field(default_factory=list, description="SIREN codes of intercommunalities.")
     names: list[str] = Field(default_factory=list)
+    population: PopulationRange | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CommuneSelection:
+        if self.file is not None and self.details is not None:
+            raise ValueError("give file (the communes to choose from) or details (columns for the COG's), not both")
+        return self
 
 
 class LoraRef(_Strict):
@@ -297,6 +318,32 @@ def _by_name(communes: list[Commune]) -> dict[str, list[Commune]]:
     return by_name
 
 
+def _in_referential(
+    selection: CommuneSelection, communes: list[Commune], campaign_path: Path, field: str
+) -> list[Commune]:
+    """The communes in the selection's regions, EPCI and population range (read in the COG)."""
+    referential = load_referential()
+    for name, wanted, known in (
+        ("regions", selection.regions, referential.regions),
+        ("epci", selection.epci, referential.epci),
+    ):
+        for index, code in enumerate(wanted):
+            if code not in known:
+                where = f"{field}.{name}[{index}]"
+                raise CampaignError(campaign_path, where, f"'{code}' is not a code of the 2026 COG")
+    population = selection.population or PopulationRange()
+    entries = {
+        entry.code
+        for entry in referential.select(
+            regions=selection.regions, epci=selection.epci, population_min=population.min, population_max=population.max
+        )
+    }
+    chosen = [commune for commune in communes if commune.insee in entries]
+    if not chosen:
+        raise CampaignError(campaign_path, field, "no commune matches these regions, EPCI and population range")
+    return chosen
+
+
 def select_communes(
     selection: CommuneSelection,
     communes: list[Commune],
@@ -310,8 +357,11 @@ def select_communes(
     command-line or flow parameter such as ``--communes``. ``left_out``: communes of the file the
     campaign does not select, so a name among them is said to be outside the campaign, not unknown.
     """
-    if selection.departments and selection.names:
-        raise CampaignError(campaign_path, field, "give either departments or names, not both")
+    criteria = selection.regions or selection.departments or selection.epci or selection.population
+    if criteria and selection.names:
+        raise CampaignError(campaign_path, field, "give either names or regions, departments, EPCI, population")
+    if selection.regions or selection.epci or selection.population:
+        communes = _in_referential(selection, communes, campaign_path, field)
     if selection.departments:
         known = {c.department for c in communes}
         for index, department in enumerate(selection.departments):
@@ -352,6 +402,24 @@ def select_communes(
     return chosen
 
 
+def communes_to_choose_from(selection: CommuneSelection, base: Path, campaign_path: Path) -> list[Commune]:
+    """Every commune a campaign may choose from: its communes file's, or the COG's current ones
+    (joined with ``details``' columns by code), before any selection."""
+    source = selection.file or selection.details
+    table = []
+    if source is not None:
+        try:
+            table = load_communes(base / source)
+        except VisuelsError as exc:
+            if exc.field is None and exc.message == "file not found":
+                field = "communes.file" if selection.file else "communes.details"
+                raise CampaignError(campaign_path, field, f"file not found: {base / source}") from None
+            raise
+    if selection.file is not None:
+        return table
+    return referential_communes({commune.insee: commune for commune in table})
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Load a campaign, its charter and communes; every error names its file and field."""
     campaign_path = Path(path)
@@ -365,13 +433,7 @@ def load_campaign(path: str | Path) -> Campaign:
     charter = load_charter(charter_file)  # CharterError names the charter file itself
     check_texts(spec, charter, campaign_path)
 
-    communes_file = base / spec.communes.file
-    try:
-        all_communes = load_communes(communes_file)
-    except VisuelsError as exc:
-        if exc.field is None and exc.message == "file not found":
-            raise CampaignError(campaign_path, "communes.file", f"file not found: {communes_file}") from None
-        raise
+    all_communes = communes_to_choose_from(spec.communes, base, campaign_path)
     communes = select_communes(spec.communes, all_communes, campaign_path)
     for format_name in spec.formats:
         check_logo_fits(charter, FORMAT_PRESETS[format_name])

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from visuels.errors import CommunesError
 from visuels.inputs.photos import CommunePhoto, load_photo_folder
+from visuels.inputs.referential import Finding, load_referential
 from visuels.inputs.slugs import slugify
 from visuels.inputs.yamlfiles import field_path, not_utf8, plain_message
 
@@ -56,8 +57,10 @@ class Commune(BaseModel):
             raise ValueError(f"'{value}' is not a department number (2 or 3 digits, or 2A/2B)")
         return value
 
-    landscapes: list[Landscape] = Field(min_length=1)
-    landmarks: list[str] = Field(min_length=1, max_length=2)
+    # Required in a communes file; a commune taken from the COG alone has none (prompts and alt
+    # texts then say less).
+    landscapes: list[Landscape] = Field(default_factory=list, min_length=1)
+    landmarks: list[str] = Field(default_factory=list, min_length=1, max_length=2)
     photos: tuple[CommunePhoto, ...] = ()
 
     @field_validator("landscapes", "landmarks", mode="before")
@@ -88,8 +91,11 @@ class Commune(BaseModel):
         return slugify(self.name)
 
 
-def load_communes(path: str | Path) -> list[Commune]:
-    """Load and validate a communes CSV; errors name the file, the row and the column."""
+def load_communes(path: str | Path, against_referential: bool = True) -> list[Commune]:
+    """Load and validate a communes CSV; errors name the file, the row and the column.
+
+    ``against_referential``: a row whose code names no current commune of the COG, or another
+    name than its own, is an error (``visuels check`` lists them all itself)."""
     csv_path = Path(path)
     try:
         # utf-8-sig: a file saved by a spreadsheet may start with a byte order mark.
@@ -133,6 +139,35 @@ def load_communes(path: str | Path) -> list[Commune]:
         communes.append(commune)
     if not communes:
         raise CommunesError(csv_path, None, "no communes in file")
+    # A code that names no current commune, or another name than the row's: never rendered.
+    for finding in referential_findings(communes) if against_referential else ():
+        if finding.blocking:
+            raise CommunesError(csv_path, f"line {finding.line}, {finding.field}", finding.message)
+    return communes
+
+
+def referential_findings(communes: list[Commune]) -> list[Finding]:
+    """What the 2026 COG says against a communes file's rows (in file order: line 2 onwards)."""
+    referential = load_referential()
+    checked = (referential.check_row(line, c.insee, c.name) for line, c in enumerate(communes, start=2))
+    return [finding for finding in checked if finding is not None]
+
+
+def referential_communes(details: dict[str, Commune]) -> list[Commune]:
+    """Every current commune of the COG, by code; where ``details`` (a communes file's rows, by
+    code) has the commune, its row, with its landscapes, landmarks and photos."""
+    communes = []
+    for code, entry in load_referential().current.items():
+        if code in details:
+            communes.append(details[code])
+        else:
+            # The COG's own data, already checked: built without the CSV's validation (its
+            # landscapes and landmarks, which the COG does not hold, are left empty).
+            communes.append(
+                Commune.model_construct(
+                    insee=code, name=entry.name, department=entry.department, landscapes=[], landmarks=[], photos=()
+                )
+            )
     return communes
 
 

@@ -8,6 +8,8 @@ landmark): the generator is told these, nothing reads the pixels back.
 
 from __future__ import annotations
 
+import re
+
 from visuels.inputs.communes import Commune
 
 # Per language: the sentence, and the commune's landscape tags in words. A language without its
@@ -36,10 +38,19 @@ def alt_text(campaign: str, commune: Commune, language: str, label: str) -> str:
     own words (``label``: the charter's label text in ``language``)."""
     words = language if language in SENTENCES else "fr"
     landscapes = [LANDSCAPES[words][tag.value] for tag in commune.landscapes[:2]]
-    return SENTENCES[words].format(
+    sentence = SENTENCES[words].format(
         campaign=campaign,
         commune=commune.name,
         landscapes=f" {AND[words]} ".join(landscapes),
-        landmark=commune.landmarks[0],
+        landmark=commune.landmarks[0] if commune.landmarks else "",
         label=label.rstrip("."),
     )
+    return _without_empty_parts(sentence)
+
+
+def _without_empty_parts(text: str) -> str:
+    """A commune taken from the COG alone has no landscapes or landmark: drop their empty places."""
+    text = re.sub(r"(\s*,\s*)+\.", ".", text)  # ", ." at the end of a list
+    text = re.sub(r"\s*:\s*,\s*", " : " if " : " in text else ": ", text)  # ": ," where the list began
+    text = re.sub(r"(,\s*){2,}", ", ", text)
+    return re.sub(r"\s*:\s*\.", ".", text)

@@ -6,6 +6,7 @@ Same key, same file: a job whose key is unchanged never needs rendering again.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -124,11 +125,13 @@ def build_prompt(campaign: Campaign, commune: Commune, audience: str, seed: int)
     chosen = spec.audiences[audience]
     body = spec.prompt.format(
         commune=commune.name,
-        landmark=commune.landmarks[0],
+        # A commune taken from the COG alone has none: the commune's own name stands for its landmark.
+        landmark=commune.landmarks[0] if commune.landmarks else commune.name,
         landscape=" and ".join(tag.value for tag in commune.landscapes[:2]),
         audience=chosen.prompt,
         season=spec.season,
     )
+    body = re.sub(r"(,\s*)+,", ",", body)  # an empty placeholder leaves no empty item behind
     parts = [campaign.charter.spec.style.prompt, body, *chosen.tone]
     fairness = campaign.charter.spec.fairness
     if fairness.diversity and shows_people(body, fairness):

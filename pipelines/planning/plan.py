@@ -9,8 +9,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from visuels._internal.atomic import remove_leftover_temporaries
 from visuels.errors import CampaignError, VisuelsError
-from visuels.inputs.campaign import Campaign, CommuneSelection, load_campaign, select_communes
-from visuels.inputs.communes import load_communes
+from visuels.inputs.campaign import (
+    Campaign,
+    CommuneSelection,
+    communes_to_choose_from,
+    load_campaign,
+    select_communes,
+)
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
 from visuels.marking import watermark
 from visuels.marking.keys import signing_files
@@ -62,7 +67,7 @@ def _select(campaign: Campaign, selection: Selection) -> Campaign:
     communes = campaign.communes
     if selection.communes:
         names = CommuneSelection(file="", names=selection.communes)
-        every = load_communes(campaign.path.parent / spec.communes.file)
+        every = communes_to_choose_from(spec.communes, campaign.path.parent, campaign.path)
         selected = {commune.insee for commune in communes}
         left_out = [commune for commune in every if commune.insee not in selected]
         communes = select_communes(names, communes, campaign.path, "selection.communes", left_out)
