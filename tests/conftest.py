@@ -29,12 +29,36 @@ os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 
+# The longest files (minutes each, measured), started first: ``make test`` runs the files in two
+# processes, which then finish together instead of one waiting for the other's last long file.
+LONGEST_FIRST = (
+    "tests/test_served.py",
+    "tests/test_commands.py",
+    "tests/test_watermark.py",
+    "tests/test_faults.py",
+    "tests/test_processes.py",
+    "tests/e2e/test_run_form.py",
+    "tests/e2e/test_studio.py",
+    "tests/test_flow.py",
+    "tests/test_training.py",
+    "tests/test_renderer.py",
+    "tests/test_cli.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test on the PostgreSQL server the tests start is marked so (``make test-fast`` leaves it out)."""
+    """A test on the PostgreSQL server the tests start is marked so (``make test-fast`` leaves it
+    out); the longest files go first, each file's tests in their own order."""
     for item in items:
         parameters = getattr(getattr(item, "callspec", None), "params", {})
         if "postgres_url" in getattr(item, "fixturenames", ()) or parameters.get("any_database_url") == "postgresql":
             item.add_marker(pytest.mark.postgres)
+
+    def rank(item: pytest.Item) -> int:
+        file = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(file) if file in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file keeps its tests' order
 
 
 @pytest.fixture(scope="session", autouse=True)
