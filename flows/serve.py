@@ -121,12 +121,12 @@ def offer_campaigns(environment: dict[str, str]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-    from visuels.planning.request import known_audiences, known_campaigns
+    from visuels.planning.request import known_audiences, known_campaigns, known_formats
 
     settings = {PREFECT_API_URL: environment["PREFECT_API_URL"]}
     settings[PREFECT_API_AUTH_STRING] = environment.get("PREFECT_API_AUTH_STRING")
     folder = Path(environment["VISUELS_HOME"]) / "campaigns"
-    campaigns, audiences_known = known_campaigns(folder), known_audiences(folder)
+    campaigns, audiences_known, formats_known = known_campaigns(folder), known_audiences(folder), known_formats(folder)
     with temporary_settings(settings), get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("render-campaign/render-campaign")
         schema = deployment.parameter_openapi_schema or {}
@@ -136,6 +136,9 @@ def offer_campaigns(environment: dict[str, str]) -> None:
         audiences = properties.get("selection", {}).get("properties", {}).get("audiences", {})
         if "items" in audiences and audiences_known:
             audiences["items"]["enum"] = audiences_known
+        formats = properties.get("selection", {}).get("properties", {}).get("formats", {})
+        if "items" in formats and formats_known:  # not poster_a3_300dpi when no campaign uses it
+            formats["items"]["enum"] = formats_known
         client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
 
 

@@ -110,6 +110,8 @@ def test_check(project: Project) -> None:
 def test_render(project: Project, rendered: list[Path]) -> None:
     again = project.run("render", "campaign.yaml")
     assert again.returncode == 0 and "nothing to render" in again.stdout
+    # Up to date, it still says where the pictures and their report are.
+    assert "images in" in again.stdout and "compliance report:" in again.stdout
     (project.folder / "steps.yaml").write_text(
         (project.folder / "campaign.yaml").read_text(encoding="utf-8").replace("steps: 2", "steps: 500"),
         encoding="utf-8",

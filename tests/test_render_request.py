@@ -80,7 +80,7 @@ def test_the_schema_refuses_bad_overrides(values: dict) -> None:
 def test_the_run_form_has_plain_labels_dropdowns_ranges_and_no_null_switches() -> None:
     from visuels.flows.render_campaign import render_campaign
     from visuels.flows.train_lora import train_charter_lora
-    from visuels.planning.request import known_audiences, known_campaigns
+    from visuels.planning.request import known_audiences, known_campaigns, known_formats
 
     schema = render_campaign.parameters.model_dump()
     properties = schema["properties"]
@@ -95,6 +95,8 @@ def test_the_run_form_has_plain_labels_dropdowns_ranges_and_no_null_switches() -
     # module is imported: a campaign added since is offered after the next `make serve`.
     assert "enum" not in properties["campaign"]
     assert "campaigns/ete-2027.yaml" in known_campaigns() and "residents" in known_audiences()
+    # `make serve` offers the formats the campaigns use, not every preset (no 300 dpi poster here).
+    assert known_formats() == ["instagram_square", "story", "web_banner", "poster_a3"]
     selection = properties["selection"]["properties"]
     assert selection["formats"]["items"]["enum"] == list(FORMAT_PRESETS)
     steps = properties["overrides"]["properties"]["steps"]

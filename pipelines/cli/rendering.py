@@ -90,6 +90,7 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     if not plan.pending:
         # Every file is there, recorded: no flow run, no model, no rewritten report.
         console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
+        _say_where(output_root / plan.campaign_slug)
         return EXIT_OK
     started = time.perf_counter()
     with _progress_bar(plan, output_root), _prefect_console(verbose):
@@ -100,10 +101,16 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
         f"{summary.jobs - summary.rendered} already up to date, "
         f"{summary.failed_compliance} not compliant with the charter"
     )
-    console.print(f"images in [bold]{summary.output_dir}[/bold]", highlight=False)
-    if summary.report:
-        console.print(f"compliance report: {summary.report}", highlight=False)
+    _say_where(Path(summary.output_dir), summary.report)
     return EXIT_OK
+
+
+def _say_where(campaign_folder: Path, report: Path | None = None) -> None:
+    """Where the pictures and the report are, after every render: the first or an up-to-date one."""
+    console.print(f"images in [bold]{campaign_folder}[/bold]", highlight=False)
+    report = report or (campaign_folder / "report.html" if (campaign_folder / "report.html").is_file() else None)
+    if report:
+        console.print(f"compliance report: {report}", highlight=False)
 
 
 @contextmanager
@@ -135,9 +142,10 @@ def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("images"),
+        TextColumn("elapsed"),
         TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
+        TextColumn("· left"),
+        TimeRemainingColumn(elapsed_when_finished=False),
     )
     pending = {job.key for job in plan.pending}
     database = Database(database_url(output_root))

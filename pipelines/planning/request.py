@@ -30,11 +30,22 @@ def known_campaigns(folder: Path | None = None) -> list[str]:
 
 def known_audiences(folder: Path | None = None) -> list[str]:
     """Every audience of those campaigns, as the run form offers them."""
+    return _every("audiences", folder)
+
+
+def known_formats(folder: Path | None = None) -> list[str]:
+    """Every format those campaigns use, in the presets' order: the run form offers no other."""
+    used = set(_every("formats", folder))
+    return [name for name in FORMAT_PRESETS if name in used]
+
+
+def _every(key: str, folder: Path | None) -> list[str]:
+    """The names under ``key`` (a mapping's keys, or a list) in every campaign of the folder."""
     names: set[str] = set()
     for path in sorted((folder or campaigns_dir()).glob("*.yaml")):
         try:
-            names.update((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("audiences", {}))
-        except (OSError, yaml.YAMLError, AttributeError):
+            names.update((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(key, []))
+        except (OSError, yaml.YAMLError, AttributeError, TypeError):
             continue  # a broken campaign is reported when it is used, not here
     return sorted(names)
 

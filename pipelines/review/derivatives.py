@@ -2,7 +2,8 @@
 
 Opening an output in an editor and saving it strips its C2PA manifest, often its XMP, and may
 weaken its watermark. A derivative is therefore never published as it comes: it is checked
-against the charter (what changed since the original is reported, nothing is repainted),
+against the charter (what changed since the original is reported; a label the edit hid or
+touched is drawn again in its place, nothing else is repainted),
 watermarked with a payload of its own, tagged as a composite with generated parts in XMP, and
 signed last with a C2PA manifest whose action is ``c2pa.edited`` and whose parent ingredient is
 the original file (its manifest included). Its ledger row points at the original's row.
@@ -186,6 +187,11 @@ def _overlay_boxes(charter: Charter, original: Original, size: tuple[int, int]) 
     return boxes
 
 
+def label_box(charter: Charter, original: Original, size: tuple[int, int]) -> Box:
+    """Where the original's AI label stands: the studio locks it while a retouch is painted."""
+    return _overlay_boxes(charter, original, size)["label"]
+
+
 def _touched(changed: np.ndarray, box: Box) -> bool:
     region = changed[max(0, box.top) : box.bottom, max(0, box.left) : box.right]
     return region.size > 0 and float(region.mean()) > TOUCHED_SHARE
@@ -202,7 +208,8 @@ def changed_pixels(original: Image.Image, edited: Image.Image) -> np.ndarray:
 
 
 def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, record: Original) -> EditCheck:
-    """Compare the derivative with its original and the charter; report, never repaint."""
+    """Compare the derivative with its original and the charter; report (``notes``: the label to
+    draw again, which ``mark_derivative`` does)."""
     reasons = []
     size_changed = edited.size != original.size
     if size_changed:

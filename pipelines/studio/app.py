@@ -40,7 +40,7 @@ from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess.chain import postprocess
 from visuels.record.database import Database, outputs_table
 from visuels.review.decisions import ReviewDecision, review_listing
-from visuels.review.derivatives import Derivative, Original, finalize_file, find_original, mark_derivative
+from visuels.review.derivatives import Derivative, Original, finalize_file, find_original, label_box, mark_derivative
 from visuels.studio.reviews import ReviewBackend
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
@@ -276,8 +276,18 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     @app.get("/retouch", response_class=HTMLResponse)
     def retouch_page(request: Request, campaign: str = "", file: str = "") -> HTMLResponse:
         if file:
-            studio.path_of(file)
-            return templates.TemplateResponse(request, "retouch.html", {"file": file})
+            original = find_original(studio.database, studio.path_of(file), studio.output_root)
+            with Image.open(original.path) as opened:
+                size = opened.size
+            box = label_box(studio.charter, original, size)
+            # As shares of the picture: the page draws the locked zone over the picture at any size.
+            locked = {
+                "left": box.left / size[0],
+                "top": box.top / size[1],
+                "width": box.width / size[0],
+                "height": box.height / size[1],
+            }
+            return templates.TemplateResponse(request, "retouch.html", {"file": file, "locked": locked})
         chosen = campaign or next(iter(studio.campaigns()), "")
         context = {"campaign": chosen, "campaigns": studio.campaigns(), "outputs": studio.outputs(chosen)}
         return templates.TemplateResponse(request, "pick.html", context)

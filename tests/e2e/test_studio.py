@@ -136,6 +136,17 @@ def test_the_retouch_page_paints_a_mask_and_keeps_a_variant(
         browser.wait_for(ALL_IMAGES_SHOWN + " && document.getElementById('mask').width > 0")
         x, y = browser.centre_of("#mask")
         browser.drag([(x - 60, y - 40), (x, y), (x + 60, y + 40)])
+        # The AI label's zone is shown locked, and a stroke across it leaves it out of the mask.
+        lx, ly = browser.centre_of("#locked")
+        browser.drag([(lx - 30, ly), (lx + 30, ly)])
+        masked_in_label = browser.evaluate(
+            "(() => { const c = document.getElementById('mask');"
+            " const d = c.getContext('2d').getImageData(Math.ceil(LOCKED.left * c.width),"
+            " Math.ceil(LOCKED.top * c.height), Math.floor(LOCKED.width * c.width) - 1,"
+            " Math.floor(LOCKED.height * c.height) - 1).data;"
+            " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; })()"
+        )
+        assert masked_in_label == 0
         browser.evaluate("document.getElementById('prompt').value = 'a lighthouse'")
         browser.evaluate("document.getElementById('variants').value = 2")
         browser.click_at(*browser.centre_of("#make"))
