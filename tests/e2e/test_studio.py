@@ -106,9 +106,14 @@ def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
             assert browser.evaluate("document.querySelector('.card').classList.contains('rejected')")
             browser.evaluate("document.querySelector('.card textarea').value = 'logo hidden'")
             browser.evaluate("document.getElementById('reviewer').value = 'Léa'")
+            # Nothing is approved unless said: sending now is refused, then "approve the rest".
+            browser.click_at(*browser.centre_of("#submit"))
+            assert "not decided yet" in browser.wait_for("document.getElementById('status').textContent")
+            browser.click_at(*browser.centre_of("#approve-rest"))
             browser.screenshot(tmp_path / "review.png")
             browser.click_at(*browser.centre_of("#submit"))
-            assert "Sent" in browser.wait_for("document.getElementById('status').textContent")
+            sent = "document.getElementById('status').textContent"
+            assert "Sent" in browser.wait_for(f"{sent}.startsWith('Sent') && {sent}")
     finally:
         reviewer.join(timeout=120)
     outcome = result["outcome"]
