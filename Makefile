@@ -31,7 +31,7 @@ demo: setup
 # second process fills the cores. One thread per library pool, or both processes oversubscribe.
 TEST_PROCESSES ?= 2
 test: setup
-	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile --durations=20
 
 # The unit tier, for the edit loop (under 3 minutes on 2 cores): no flows, servers, browsers,
 # PostgreSQL or long measurements. `make test` runs everything, as CI does.

@@ -78,6 +78,25 @@ def main() -> int:
         from prefect.settings import PREFECT_API_URL
         from visuels.flows.studio_reviews import PrefectReviews
 
-        # Reviews wait on a served Prefect (`make serve`); without one the studio retouches only.
-        reviews = PrefectReviews() if PREFECT_API_URL.value() else None
+        # Reviews wait on a served Prefect: the one PREFECT_API_URL names, else the one `make serve`
+        # runs on this machine by default; without one the studio retouches only, and says so.
+        if PREFECT_API_URL.value():
+            reviews = PrefectReviews()
+        elif _answers(SERVED_API_URL):
+            reviews = PrefectReviews(SERVED_API_URL)
     return cli_main(render=run_render_flow, train=run_training_flow, reviews=reviews)
+
+
+SERVED_API_URL = "http://127.0.0.1:4200/api"  # `make serve`'s default port
+
+
+def _answers(api_url: str) -> bool:
+    """Whether a Prefect server answers its health check there, within a second."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=1.0) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -16,6 +17,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from visuels.review.decisions import ReviewDecision
 from visuels.studio.reviews import ReviewRun
 
@@ -36,10 +38,17 @@ def _review_run(run: FlowRun) -> ReviewRun:
 
 
 class PrefectReviews:
-    """Reads and answers review runs on the server ``PREFECT_API_URL`` names."""
+    """Reads and answers review runs on the server ``api_url`` (None: the one ``PREFECT_API_URL`` names)."""
+
+    def __init__(self, api_url: str | None = None) -> None:
+        self.api_url = api_url
+
+    def _on_server(self) -> AbstractContextManager:
+        """Prefect's settings for this server (they are read once, at import: set here, not in os.environ)."""
+        return temporary_settings({PREFECT_API_URL: self.api_url}) if self.api_url else nullcontext()
 
     def paused_runs(self) -> list[ReviewRun]:
-        with get_client(sync_client=True) as client:
+        with self._on_server(), get_client(sync_client=True) as client:
             runs = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[REVIEW_FLOW])),
                 flow_run_filter=FlowRunFilter(
@@ -52,10 +61,11 @@ class PrefectReviews:
 
     def run(self, run_id: str) -> ReviewRun | None:
         try:
-            with get_client(sync_client=True) as client:
+            with self._on_server(), get_client(sync_client=True) as client:
                 return _review_run(client.read_flow_run(UUID(run_id)))
         except (ObjectNotFound, ValueError):
             return None
 
     def resume(self, run_id: str, decision: ReviewDecision) -> None:
-        resume_flow_run(UUID(run_id), run_input=decision.model_dump(mode="json"))
+        with self._on_server():
+            resume_flow_run(UUID(run_id), run_input=decision.model_dump(mode="json"))

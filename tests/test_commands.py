@@ -128,8 +128,10 @@ def test_verify(project: Project, rendered: list[Path]) -> None:
     with Image.open(rendered[0]) as picture:
         picture.convert("RGB").save(copy)  # its metadata gone, its pixels (and watermark) kept
     result = project.run("verify", str(copy), str(rendered[1]))
-    assert result.returncode == 1 and result.stdout.startswith("BAD copy.png"), result.stdout
-    assert "what to do: an edited copy of one of its pictures: `visuels finalize copy.png`" in result.stdout
+    first = result.stdout.splitlines()[0]
+    assert result.returncode == 1 and first.startswith("BAD ") and "copy.png: label yes" in first, result.stdout
+    assert "what to do: an edited copy of one of its pictures: `visuels finalize " in result.stdout
+    assert "copy.png` marks it again" in result.stdout
     assert result.stdout.rstrip().endswith("2 file(s): 1 ok, 1 BAD")
     (project.folder / "notes.png").write_text("not a picture")
     result = project.run("verify", "notes.png")

@@ -224,3 +224,36 @@ def test_bound_beyond_loopback_it_asks_for_its_token(tmp_path: Path) -> None:
         assert "HttpOnly" in first.headers["set-cookie"] and "SameSite=Strict" in first.headers["set-cookie"]
         assert client.get("/").text == "hello"  # the cookie from now on
         assert client.get("/", headers={"Host": "evil.example"}).status_code == 403
+
+
+def test_without_a_prefect_server_the_studio_says_so_in_its_pages(
+    rendered_copy: tuple[Path, str, list[str], list[str]],
+) -> None:
+    out = rendered_copy[0]
+    database = Database(database_url(out))
+    app = create_app(Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), device="cpu"))
+    try:
+        with TestClient(app, base_url="http://127.0.0.1:7860") as client:
+            home = client.get("/")
+            assert home.status_code == 200 and "No Prefect server here" in home.text and "make serve" in home.text
+            review = client.get("/review/0b1c2d3e-0000-0000-0000-000000000000")  # a run's artifact link
+            assert review.status_code == 503 and review.headers["content-type"].startswith("text/html")
+            assert "No Prefect server here" in review.text and '"detail"' not in review.text
+    finally:
+        database.close()
+
+
+def test_the_studio_finds_the_server_make_serve_runs_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import visuels.flows.cli as console_script
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    asked = []
+    monkeypatch.setattr(console_script, "_answers", lambda url: asked.append(url) or True)
+    handed = {}
+    monkeypatch.setattr(console_script, "cli_main", lambda **flows: handed.update(flows) or 0)
+    monkeypatch.setattr("sys.argv", ["visuels", "studio"])
+    assert console_script.main() == 0
+    assert asked == ["http://127.0.0.1:4200/api"] and handed["reviews"].api_url == "http://127.0.0.1:4200/api"
+    monkeypatch.setattr(console_script, "_answers", lambda url: False)
+    console_script.main()
+    assert handed["reviews"] is None  # nobody answers: the studio retouches only, and says so

@@ -220,6 +220,15 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     async def _bad_input(_request: Request, exc: VisuelsError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
+    def _home(reviews: list, review_error: str) -> dict:
+        return {
+            "reviews": reviews,
+            "review_error": review_error,
+            "no_server": studio.reviews is None,
+            "campaigns": studio.campaigns(),
+            "template_sets": {name: list(files) for name, files in studio.charter.templates.items()},
+        }
+
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
         reviews, review_error = [], ""
@@ -228,12 +237,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
                 reviews = studio.reviews.paused_runs()
             except Exception as exc:  # no server reachable: retouching still works
                 review_error = f"Prefect server not reachable ({type(exc).__name__})"
-        context = {
-            "reviews": reviews,
-            "review_error": review_error,
-            "campaigns": studio.campaigns(),
-            "template_sets": {name: list(files) for name, files in studio.charter.templates.items()},
-        }
+        context = _home(reviews, review_error)
         return templates.TemplateResponse(request, "home.html", context)
 
     @app.get("/files/{relative:path}")
@@ -242,8 +246,8 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
 
     @app.get("/review/{run_id}", response_class=HTMLResponse)
     def review_page(request: Request, run_id: str) -> HTMLResponse:
-        if studio.reviews is None:
-            raise HTTPException(404, "reviews need a Prefect server (PREFECT_API_URL)")
+        if studio.reviews is None:  # a page that says so, not an error in JSON
+            return templates.TemplateResponse(request, "home.html", _home([], ""), status_code=503)
         run = studio.reviews.run(run_id)
         if run is None:
             raise HTTPException(404, f"no review run {run_id}")
