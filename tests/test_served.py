@@ -62,7 +62,7 @@ SECOND_RUN = ["Collioure", "Narbonne", "Carcassonne"]  # two communes in common 
 NIGHTLY_CAMPAIGNS = {"nuit-a": ["Nîmes", "Perpignan"], "nuit-b": ["Foix"]}  # nuit-a is sharded
 # Each run: 3 communes x 4 audiences, in chunks of 8 (batch size 1): the two runs' 4 chunks at once
 # are more than one render worker takes (2 under way, 1 waiting), so both machines render.
-SQUARES = {"formats": ["instagram_square"]}
+SQUARES = {"formats": ["instagram_square"], "audiences": ["residents"]}  # 2 pictures a commune (fr, oc)
 QUICK = {"model": "demo", "steps": 2}
 STARTED = re.compile(r"Flow run '(.+)' submitted to infrastructure")
 
