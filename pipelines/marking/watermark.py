@@ -25,7 +25,7 @@ Design (tiled spread spectrum with a synchronisation pattern):
   (PERIOD_CANDIDATES x SYNC_CANDIDATES = 10 on the picture as it is, and as many again for each
   of at most ANGLE_CANDIDATES angles: 30; ranking periods, orientations and angles by the sync
   peak decodes nothing), so the false-positive rate is at most 30 * 2^-32 = 7.0e-9 per picture,
-  far under the 1e-6 asked (union bound; 240 unmarked pictures in the tests, 10,000 in
+  far under the 1e-6 asked (union bound; 160 unmarked pictures in the tests, 10,000 in
   benchmarks/watermark_false_positives.py).
 """
 
