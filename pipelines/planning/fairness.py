@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from visuels._internal.hashing import sha256_json
@@ -20,6 +21,7 @@ from visuels.inputs.charter import Fairness
 Severity = Literal["banned", "sensitive"]
 
 
+@lru_cache(maxsize=4096)  # a commune's prompt and the campaign's texts recur in every format
 def normalise(text: str) -> str:
     """Lower case, no accents, straight apostrophes: "Élève" and "eleve" match."""
     decomposed = unicodedata.normalize("NFKD", text.replace("’", "'"))
@@ -29,7 +31,14 @@ def normalise(text: str) -> str:
 def find_terms(text: str, terms: list[str]) -> list[str]:
     """The terms that occur in ``text`` as whole words (a term may be several words)."""
     plain = normalise(text)
-    return [term for term in terms if re.search(rf"(?<!\w){re.escape(normalise(term.strip()))}(?!\w)", plain)]
+    return [term for term, pattern in _patterns(tuple(terms)) if pattern.search(plain)]
+
+
+@lru_cache(maxsize=64)
+def _patterns(terms: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Each term's whole-word pattern, compiled once: a campaign of 35,000 communes scans its
+    jobs' texts against the same charter terms 100,000 times."""
+    return tuple((term, re.compile(rf"(?<!\w){re.escape(normalise(term.strip()))}(?!\w)")) for term in terms)
 
 
 @dataclass(frozen=True)
