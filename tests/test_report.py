@@ -30,7 +30,14 @@ def test_the_report_reads_at_a_glance_in_the_campaigns_language(
     assert '<html lang="fr">' in page
     verdict = page.index('class="verdict"')
     assert verdict < page.index("Règles vérifiées") < page.index("<h2>")  # the verdict first, then the rules
-    assert "Toutes les images sont conformes" in page or "à revoir" in page
+    assert "Toutes les images sont conformes à la charte" in page or "à revoir" in page
+    # One story: the headline counts what is to look at first in the cards' own words, and that
+    # list is a grid of thumbnails, each with its reasons.
+    outliers = page.count("Hors ton de la campagne : écart")
+    if outliers:
+        flagged = re.search(r"⚑ (\d+) à regarder en premier : ([^<]+)</span>", page)
+        assert flagged is not None and f"{outliers // 2} hors ton de la campagne" in flagged.group(2)
+        assert page.count('<div class="first">') == 1 and 'class="first"' in page
     assert "au moins 50 %" in page and "au moins 3:1" in page and "4,5:1" in page  # thresholds spelt out
     for raw in ("palette_before", "logo_contrast", "label_px"):
         assert raw not in page  # no field names

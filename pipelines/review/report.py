@@ -88,7 +88,10 @@ class Wording:
     to_review_many: str
     counts_text: str
     review_first: str
-    to_look_at: str  # "{count}": off-style or flagged pictures, compliant or not
+    to_look_at: str  # "{count}", "{reasons}": off-style or flagged pictures, compliant or not
+    why_off_style: str  # "{count}": the same words as the cards' flags, so the headline tells their story
+    why_flagged: str
+    why_failing: str
     and_more: str  # "{count}": beyond the first ones listed
     rules: str
     rule_palette: str
@@ -113,6 +116,15 @@ class Wording:
     measure_label: str
     measure_text: str
     headers: tuple[str, ...]  # verdict, reasons, commune, format, audience, language, palette, logo, label, text, file
+
+    def reasons_to_look(self, cards: list[dict]) -> str:
+        """Why the pictures to look at first are there, counted per reason (none left out)."""
+        counts = (
+            (self.why_off_style, sum(1 for card in cards if card["outlier"])),
+            (self.why_failing, sum(1 for card in cards if not card["passed"])),
+            (self.why_flagged, sum(1 for card in cards if card["terms_flagged"])),
+        )
+        return ", ".join(wording.format(count=count) for wording, count in counts if count)
 
     def to_review(self, count: int) -> str:
         return (self.to_review_one if count == 1 else self.to_review_many).format(count=count)
@@ -153,12 +165,15 @@ WORDINGS = {
         lang="fr",
         title="conformité à la charte",
         subtitle="Conformité à la charte graphique : toutes les images de la campagne.",
-        all_ok="Toutes les images sont conformes",
+        all_ok="Toutes les images sont conformes à la charte",
         to_review_one="1 image à revoir",
         to_review_many="{count} images à revoir",
         counts_text="{total} image{s}, {communes} commune{c}",
         review_first="À revoir d’abord :",
-        to_look_at="{count} à regarder en premier (hors ton, signalées ou non conformes)",
+        to_look_at="{count} à regarder en premier : {reasons}",
+        why_off_style="{count} hors ton de la campagne",
+        why_flagged="{count} signalée(s) pour relecture",
+        why_failing="{count} non conforme(s)",
         and_more="et {count} autres (marquées ⚑ ci-dessous)",
         rules="Règles vérifiées sur chaque image",
         rule_palette="Palette : au moins {palette} des pixels proches d’une couleur de la charte (écart ΔE00).",
@@ -208,12 +223,15 @@ WORDINGS = {
         lang="en",
         title="brand charter compliance",
         subtitle="Compliance with the brand charter: every picture of the campaign.",
-        all_ok="Every picture complies",
+        all_ok="Every picture complies with the charter",
         to_review_one="1 picture to review",
         to_review_many="{count} pictures to review",
         counts_text="{total} picture{s}, {communes} commune{c}",
         review_first="Review first:",
-        to_look_at="{count} to look at first (off-style, flagged or not compliant)",
+        to_look_at="{count} to look at first: {reasons}",
+        why_off_style="{count} off the campaign's style",
+        why_flagged="{count} flagged for review",
+        why_failing="{count} not compliant",
         and_more="and {count} more (marked ⚑ below)",
         rules="Rules checked on every picture",
         rule_palette="Palette: at least {palette} of the pixels close to a charter colour (ΔE00 distance).",
@@ -409,6 +427,7 @@ def _card(entry: dict, style: Coherence | None, words: Wording, limits: Threshol
         "notes": check.get("notes", []),
         "flags": flags,
         "outlier": style is not None and style.outlier,
+        "terms_flagged": bool(inputs.get("review")),
         "distance": style.distance if style else 0.0,
         "measures": _measures(check, words, limits),
     }
@@ -451,6 +470,7 @@ def _html(campaign_name: str, words: Wording, limits: Thresholds, cards: list[di
         total=len(cards),
         failed=sum(1 for card in cards if not card["passed"]),
         first=review_order(cards),
+        cards=cards,
         held=held,
     )
 
