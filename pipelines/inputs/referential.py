@@ -23,6 +23,7 @@ from visuels.inputs.slugs import slugify
 REFERENTIAL_FILE = Path(__file__).parent / "referential_data" / "cog.json.gz"
 
 Kind = Literal["current", "delegated", "associated", "district"]
+KIND_WORDS = {"delegated": "delegated commune", "associated": "associated commune", "district": "district"}
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,7 @@ class Referential:
         others = self.others.get(code, [])
         for entry in others:
             if entry.parent in self.current and entry.parent != code:
-                kinds = {"delegated": "delegated commune", "associated": "associated commune", "district": "district"}
-                return f"the {kinds[entry.kind]} {entry.name}", self.current[entry.parent]
+                return f"the {KIND_WORDS[entry.kind]} {entry.name}", self.current[entry.parent]
         if code in self.merged_into:
             return f"a former commune (code {code})", self.current[self.merged_into[code]]
         return None
