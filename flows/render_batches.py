@@ -161,8 +161,8 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
     moment after it ends, the server may not have recorded a state for the task run (states
     arrive as events): that is waited through, never taken for a failure. Once the worker has
     started it, the chunk's claims are its sign of life: when none of its unfinished jobs has a
-    live claim at two looks in a row, the worker is gone (leases lapse 40 s after their owner
-    stops renewing them), and the run fails within a minute, saying what to do. A chunk not started
+    live claim at two looks in a row, the worker is gone (leases lapse ``claim_lease_s`` after their
+    owner stops renewing them), and the run fails within a minute, saying what to do. A chunk not started
     ``CHUNK_START_GRACE_S`` after it was sent is lost when no render worker is connected, or when
     one has room and none takes it (the worker it was given died before starting it).
     """

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import IO
 
@@ -94,24 +94,47 @@ def start_server(
 def register(environment: dict[str, str], pool_gpus: int) -> None:
     """Work pool and queues, the pool's GPU limit (SLOTS_PER_GPU per GPU of every machine in the
     pool: a render chunk holds one, a training run a GPU's worth) and every deployment."""
-    run = {"env": environment, "cwd": REPO, "capture_output": True, "text": True}
-    pool = subprocess.run(prefect_command("work-pool", "create", POOL, "--type", "process"), **run)
-    if pool.returncode and "already exists" not in pool.stdout + pool.stderr:
-        raise RuntimeError(f"cannot create the work pool: {pool.stdout}{pool.stderr}")
-    for name in (SHARDS_QUEUE, REVIEWS_QUEUE):
-        queue = subprocess.run(prefect_command("work-queue", "create", name, "--pool", POOL), **run)
-        if queue.returncode and "already exists" not in queue.stdout + queue.stderr:
-            raise RuntimeError(f"cannot create the {name} work queue: {queue.stdout}{queue.stderr}")
-    slots = str(SLOTS_PER_GPU * pool_gpus)
-    limit = subprocess.run(prefect_command("gcl", "create", GPU_LIMIT, "--limit", slots), **run)
-    if limit.returncode and "already exists" in limit.stdout + limit.stderr:  # sized again, as asked now
-        limit = subprocess.run(prefect_command("gcl", "update", GPU_LIMIT, "--limit", slots), **run)
-    if limit.returncode:
-        raise RuntimeError(f"cannot set the gpu limit: {limit.stdout}{limit.stderr}")
-    deploy = subprocess.run(prefect_command("--no-prompt", "deploy", "--all"), **run)
+    _create_pool_and_limit(environment, SLOTS_PER_GPU * pool_gpus)
+    deploy = subprocess.run(
+        prefect_command("--no-prompt", "deploy", "--all"), env=environment, cwd=REPO, capture_output=True, text=True
+    )
     if deploy.returncode:
         raise RuntimeError(f"prefect deploy failed: {deploy.stdout}{deploy.stderr}")
     offer_campaigns(environment)
+
+
+def _create_pool_and_limit(environment: dict[str, str], slots: int) -> None:
+    """Through the API client, in this process (each ``prefect`` command would import Prefect again:
+    seconds apiece): what exists already is kept, the GPU limit sized again as asked now."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+        WorkPoolCreate,
+    )
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    pool = WorkPoolCreate(name=POOL, type="process", base_job_template=ProcessWorker.get_default_base_job_template())
+    with _client_settings(environment), get_client(sync_client=True) as client:
+        with suppress(ObjectAlreadyExists):
+            client.create_work_pool(pool)
+        for name in (SHARDS_QUEUE, REVIEWS_QUEUE):
+            with suppress(ObjectAlreadyExists):
+                client.create_work_queue(name, work_pool_name=POOL)
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=slots))
+        except ObjectAlreadyExists:
+            client.update_global_concurrency_limit(GPU_LIMIT, GlobalConcurrencyLimitUpdate(limit=slots))
+
+
+def _client_settings(environment: dict[str, str]) -> AbstractContextManager:
+    """Prefect's client settings for the API of ``environment``: its URL and credentials."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    settings = {PREFECT_API_URL: environment["PREFECT_API_URL"]}
+    settings[PREFECT_API_AUTH_STRING] = environment.get("PREFECT_API_AUTH_STRING")
+    return temporary_settings(settings)
 
 
 def offer_campaigns(environment: dict[str, str]) -> None:
@@ -120,14 +143,11 @@ def offer_campaigns(environment: dict[str, str]) -> None:
     later is offered after `make serve` again."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
     from visuels.planning.request import known_audiences, known_campaigns, known_formats
 
-    settings = {PREFECT_API_URL: environment["PREFECT_API_URL"]}
-    settings[PREFECT_API_AUTH_STRING] = environment.get("PREFECT_API_AUTH_STRING")
     folder = Path(environment["VISUELS_HOME"]) / "campaigns"
     campaigns, audiences_known, formats_known = known_campaigns(folder), known_audiences(folder), known_formats(folder)
-    with temporary_settings(settings), get_client(sync_client=True) as client:
+    with _client_settings(environment), get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("render-campaign/render-campaign")
         schema = deployment.parameter_openapi_schema or {}
         properties = schema.get("properties", {})

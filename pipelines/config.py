@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         description="Load pickle weights (.bin, .ckpt, .pt), which can run code when loaded: only for"
         " files from a source you trust. Default: refused.",
     )
+    claim_lease_s: float = Field(
+        default=40.0,
+        ge=10,
+        le=3600,
+        description="Seconds a rendering machine's claims on its jobs outlive its last sign of life: a"
+        " machine that died is noticed, and its jobs left to the others, this long after (plus up to 20 s).",
+    )
     studio_url: str = Field(
         default="http://127.0.0.1:7860",
         description="Where the studio is reached: the address Prefect artifacts link to.",

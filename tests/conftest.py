@@ -42,7 +42,6 @@ LONGEST_FIRST = (
     "tests/test_flow.py",
     "tests/test_training.py",
     "tests/test_renderer.py",
-    "tests/test_cli.py",
 )
 
 

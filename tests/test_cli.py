@@ -1,6 +1,5 @@
 """The command line: one-line errors with exit code 2, nothing written on bad input."""
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -128,25 +127,6 @@ def test_console_script_prints_no_traceback(make_campaign: Callable[..., Path], 
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {campaign}: steps: Input should be less than or equal to 150"
     assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.integration
-def test_render_shows_a_progress_bar_instead_of_prefects_log_lines(
-    make_campaign: Callable[..., Path], tmp_path: Path
-) -> None:
-    campaign = make_campaign(formats=["instagram_square"])
-    script = Path(sys.executable).parent / "visuels"
-    command = [str(script), "render", str(campaign), "--output-dir", str(tmp_path / "out"), "--cpu-workers", "1"]
-    environment = {**os.environ, "VISUELS_KEYS_DIR": str(tmp_path / "keys")}
-    subprocess.run([str(script), "keys", "init", "--dir", str(tmp_path / "keys")], check=True, capture_output=True)
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert first.returncode == 0, first.stderr
-    shown = first.stdout + first.stderr
-    assert "rendering" in shown and "2/2 images" in shown and "done in" in shown
-    for chatter in ("docs.prefect.io", "temporary server", "Task run", "Flow run", "| INFO"):
-        assert chatter not in shown
-    again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert "nothing to render" in again.stdout and "rendering" not in again.stdout  # no run, no server
 
 
 def test_an_output_folder_that_is_a_file_is_one_line(

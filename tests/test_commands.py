@@ -3,7 +3,9 @@ on the demo model, and one bad input (one line, exit code 2, no traceback). So a
 broken at its entry point (a parameter the flow refuses, an import that fails) cannot reach main.
 
 The commands share one project folder (keys, Prefect's home, outputs), in the order a user meets
-them: keys, check, render, verify, finalize, retouch, ledger, train, doctor, studio, demo.
+them: keys, check, render, verify, finalize, retouch, ledger, train, doctor, studio, demo. The first
+render starts its own temporary Prefect server, as a user's first command does; the later flow
+commands (train, demo) use one server set in ``PREFECT_API_URL``, as a served user's do.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from visuels.flows.prefect_server import temporary_server
 from visuels.flows.processes import free_port
 
 from tests.conftest import SAMPLE_CHARTER_DIR
@@ -30,8 +34,9 @@ SCRIPT = Path(sys.executable).parent / "visuels"
 class Project:
     """A user's folder: where ``visuels`` runs, with its own keys and Prefect home."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, api_url: str) -> None:
         self.folder = folder
+        self.api_url = api_url  # the module's Prefect server, for the commands run ``served``
         self.environment = os.environ | {
             "VISUELS_KEYS_DIR": str(folder / "keys"),
             "PREFECT_HOME": str(folder / "prefect"),
@@ -40,11 +45,11 @@ class Project:
         self.environment.pop("PREFECT_API_URL", None)
         self.environment.pop("VISUELS_DATABASE_URL", None)
 
-    def run(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(self, *arguments: str, timeout: float = 300, served: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(SCRIPT), *arguments],
             cwd=self.folder,
-            env=self.environment,
+            env=self.environment | ({"PREFECT_API_URL": self.api_url} if served else {}),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -60,7 +65,14 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+def prefect_api() -> Iterator[str]:
+    """A Prefect server for the module's later flow commands (the first render starts its own)."""
+    with temporary_server(free_port()) as api_url:
+        yield api_url
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Project:
     folder = tmp_path_factory.mktemp("project")
     (folder / "campaign.yaml").write_text(
         f"""
@@ -77,17 +89,22 @@ photos: null
 """,
         encoding="utf-8",
     )
-    return Project(folder)
+    return Project(folder, prefect_api)
 
 
 @pytest.fixture(scope="module")
 def rendered(project: Project) -> list[Path]:
-    """keys init, then a render of two pictures: what the other commands work on."""
+    """keys init, then a render of two pictures: what the other commands work on. It shows a
+    progress bar, and none of Prefect's log lines or notices."""
     made = project.run("keys", "init")
     assert made.returncode == 0 and "keys mode 0600" in made.stdout, made.stderr
     result = project.run("render", "campaign.yaml", "--cpu-workers", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rendered" in result.stdout
+    shown = result.stdout + result.stderr
+    assert "rendering" in shown and "2/2 images" in shown and "done in" in shown
+    for chatter in ("docs.prefect.io", "temporary server", "Task run", "Flow run", "| INFO"):
+        assert chatter not in shown
     files = sorted(
         path for path in (project.folder / "outputs" / "commandes").rglob("*.png") if "thumbnails" not in path.parts
     )
@@ -110,6 +127,7 @@ def test_check(project: Project) -> None:
 def test_render(project: Project, rendered: list[Path]) -> None:
     again = project.run("render", "campaign.yaml")
     assert again.returncode == 0 and "nothing to render" in again.stdout
+    assert "rendering" not in again.stdout  # no run, no server
     # Up to date, it still says where the pictures and their report are.
     assert "images in" in again.stdout and "compliance report:" in again.stdout
     (project.folder / "steps.yaml").write_text(
@@ -173,7 +191,7 @@ def test_ledger(project: Project, rendered: list[Path]) -> None:
 
 def test_train(project: Project) -> None:
     small = ["--steps", "2", "--resolution", "64", "--rank", "2", "--checkpoint-every", "2"]
-    result = project.run("train", str(SAMPLE_CHARTER_DIR), *small, "--lora-dir", "lora")
+    result = project.run("train", str(SAMPLE_CHARTER_DIR), *small, "--lora-dir", "lora", served=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done: 2 steps" in result.stdout and "LoRA in" in result.stdout
     project.refuses("train", str(SAMPLE_CHARTER_DIR), "--steps", "0", words="--steps")
@@ -225,7 +243,9 @@ def test_demo(project: Project, rendered: list[Path]) -> None:
     demo = project.folder / "demo"
     demo.mkdir()
     shutil.copytree(project.folder / "keys", demo / "keys")
-    result = project.run("demo", "--communes", "Collioure", "--output-dir", str(demo / "outputs"), timeout=600)
+    result = project.run(
+        "demo", "--communes", "Collioure", "--output-dir", str(demo / "outputs"), timeout=600, served=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rendered" in result.stdout and (demo / "outputs" / "ete-2027-vivre-en-solane" / "report.html").is_file()
     # The second sample campaign, in the charter's templates, and the layered file of one of its pictures.

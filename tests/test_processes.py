@@ -112,6 +112,25 @@ def _request(url: str, auth: str | None = None, **headers: str) -> tuple[int, st
         return exc.code, exc.read().decode()
 
 
+def _scheduled_nightly_runs(api_url: str, auth: str, within_s: float = 90) -> list:
+    """The nightly deployment's scheduled runs, once its server's scheduler has made some."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    deadline, runs = time.monotonic() + within_s, []
+    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
+    with temporary_settings(settings), get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("render-nightly/render-nightly")
+        only_nightly = DeploymentFilter(id=DeploymentFilterId(any_=[nightly.id]))
+        while not runs and time.monotonic() < deadline:
+            runs = [
+                run for run in client.read_flow_runs(deployment_filter=only_nightly) if run.state_type == "SCHEDULED"
+            ]
+            time.sleep(1)
+    return runs
+
+
 @pytest.mark.timeout(420)
 def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everything_on_sigterm(
     tmp_path: Path,
@@ -152,6 +171,7 @@ def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everythi
         assert cross_site[0] == 403 and "another site" in cross_site[1]
         csrf = _request(f"{api}/flow_runs/filter", auth, **query)  # and Prefect's own CSRF check is on
         assert csrf[0] == 403 and "CSRF" in csrf[1]
+        assert _scheduled_nightly_runs(api, auth)  # the scheduler service put the nightly's next runs in
 
         second = subprocess.run(
             [sys.executable, "-m", "visuels.flows.serve", "--port", str(port)],

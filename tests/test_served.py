@@ -64,6 +64,7 @@ NIGHTLY_CAMPAIGNS = {"nuit-a": ["Nîmes", "Perpignan"], "nuit-b": ["Foix"]}  # n
 # are more than one render worker takes (2 under way, 1 waiting), so both machines render.
 SQUARES = {"formats": ["instagram_square"], "audiences": ["residents"]}  # 2 pictures a commune (fr, oc)
 QUICK = {"model": "demo", "steps": 2}
+LEASE_S = 15  # the claims' lease (default 40 s): a killed render worker is noticed sooner
 STARTED = re.compile(r"Flow run '(.+)' submitted to infrastructure")
 
 
@@ -131,6 +132,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iter
                 "PREFECT_LOCAL_STORAGE_PATH": str(shared / "prefect-storage"),
                 "PREFECT_WORKER_QUERY_SECONDS": "1",
                 "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+                "VISUELS_CLAIM_LEASE_S": str(LEASE_S),
             },
         )
     server_database = prefect_database_url.replace("+psycopg", "+asyncpg")
@@ -333,6 +335,6 @@ def test_a_render_worker_killed_mid_chunk_fails_its_run_within_a_minute(cluster:
     assert run_log()
     time.sleep(2)  # anything the run's process logs after its last state
     assert "Traceback" not in run_log().split(ended)[1]
-    # Claims lapse 40 s after their last renewal and the run looks every 10 s: about a minute
-    # (measured, not asserted: this machine is shared).
+    # Claims lapse LEASE_S after their last renewal and the run looks every 10 s: about half a
+    # minute here, a minute with the default lease (measured, not asserted: this machine is shared).
     print(f"the run failed {time.monotonic() - killed_at:.0f} s after its render worker was killed")

@@ -5,13 +5,14 @@ overlap) split its jobs instead of rendering them twice: before a batch is gener
 are claimed, and a job another call holds is left to it.
 
 A claim is a lease. Each rendering call registers an owner (a random id, with its machine and
-process, in ``claim_owners``) and renews that one row every ``RENEW_EVERY_S``, each try waiting
-at most ``RENEW_PATIENCE_S`` for a lock; its claims are free once the lease has lapsed
-(``LEASE_S`` after the last renewal: a dead owner on another machine is noticed within a minute),
+process, in ``claim_owners``) and renews that one row every eighth of the lease, each try waiting
+at most a tenth of it for a lock; its claims are free once the lease has lapsed (the
+``claim_lease_s`` setting, 40 s by default, after the last renewal: a dead owner on another
+machine is noticed within a minute),
 or at once when the owner was a process of this machine that is gone (``visuels._internal.liveness``: a
 container sharing the host name is another machine). A lapsed lease is never renewed again.
 
-An owner that cannot renew stops before its lease can lapse: once ``LEASE_S - STOP_MARGIN_S``
+An owner that cannot renew stops before its lease can lapse: once five eighths of the lease
 have passed since its last renewal, ``take`` and ``check`` raise, so it starts no more work and
 its run fails loudly. What it has already generated is protected by the fence: export confirms,
 in the transaction that records a file and before the file is moved into place, that the job's
@@ -39,6 +40,7 @@ from types import TracebackType
 from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from visuels._internal.liveness import host_name, is_gone, machine_id
+from visuels.config import settings
 from visuels.errors import WorkerLostError
 from visuels.planning.jobs import RenderJob
 from visuels.record import manifest
@@ -46,10 +48,12 @@ from visuels.record.database import Database, DatabaseError, claim_owners_table,
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 40.0  # a dead owner on another machine is noticed within a minute
-RENEW_EVERY_S = 5.0
-RENEW_PATIENCE_S = 4.0  # a renewal waits this long for a lock, then tries again at the next turn
-STOP_MARGIN_S = 15.0  # an owner that could not renew stops this long before its lease would lapse
+# Shares of the lease (the ``claim_lease_s`` setting): with the default 40 s, renewed every 5 s,
+# each renewal waiting 4 s for a lock (then tried again at the next turn), and an owner that could
+# not renew stopping 15 s before its lease would lapse.
+RENEW_EVERY_SHARE = 1 / 8
+RENEW_PATIENCE_SHARE = 1 / 10
+STOP_MARGIN_SHARE = 3 / 8
 FORGET_OWNERS_AFTER_S = 3600.0  # lapsed owners' rows are deleted by the next owner to register
 KEYS_PER_STATEMENT = 500  # bounded IN lists and VALUES, for any database
 
@@ -138,17 +142,17 @@ class JobClaims:
         self,
         database_url: str,
         output_root: Path,
-        lease_s: float = LEASE_S,
-        renew_every_s: float = RENEW_EVERY_S,
-        renew_patience_s: float = RENEW_PATIENCE_S,
-        stop_margin_s: float = STOP_MARGIN_S,
+        lease_s: float | None = None,
+        renew_every_s: float | None = None,
+        renew_patience_s: float | None = None,
+        stop_margin_s: float | None = None,
     ) -> None:
         self.owner = secrets.token_hex(8)
         self.output_root = output_root
-        self.lease_s = lease_s
-        self.renew_every_s = renew_every_s
-        self.renew_patience_s = renew_patience_s
-        self.stop_margin_s = stop_margin_s
+        self.lease_s = settings().claim_lease_s if lease_s is None else lease_s
+        self.renew_every_s = renew_every_s or self.lease_s * RENEW_EVERY_SHARE
+        self.renew_patience_s = renew_patience_s or self.lease_s * RENEW_PATIENCE_SHARE
+        self.stop_margin_s = stop_margin_s or self.lease_s * STOP_MARGIN_SHARE
         self.lost_reason: str | None = None  # set by the keeper when the lease can no longer be trusted
         self._database_url = database_url
         self._database: Database | None = None
