@@ -1,4 +1,5 @@
-"""Campaign coherence: an output whose colours stray from the campaign is flagged and reviewed first."""
+"""Campaign coherence: an output whose colours stray from the campaign's fixed baseline is flagged
+and reviewed first; the baseline does not move when other communes are rendered."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from visuels.cli import main as cli
 from visuels.engine.renderer import Renderer
 from visuels.inputs.charter import load_charter
 from visuels.planning.plan import plan_render
-from visuels.postprocess.coherence import Coherence, assess_campaign, style_signature, write_coherence
+from visuels.planning.request import Selection
+from visuels.postprocess.coherence import (
+    BASELINE_FILE,
+    Coherence,
+    assess_campaign,
+    new_baseline,
+    read_baseline,
+    style_signature,
+    write_coherence,
+)
 from visuels.review.decisions import review_listing
 from visuels.review.publish import finish_render
 from visuels.review.report import review_order
@@ -37,14 +48,15 @@ def test_coherence_flags_the_output_whose_colours_were_shifted(
     charter = load_charter(plan.setup.charter_path)
     palette = tuple(colour.rgb for colour in charter.spec.palette)
     signatures = {item.job.key: item.compliance.style for item in exported}
-    assessed = assess_campaign(signatures, charter)
+    baseline = new_baseline(list(signatures.values()), "first report")
+    assessed = assess_campaign(signatures, charter, baseline)
     print({key[:8]: value.distance for key, value in assessed.items()})
     assert not any(value.outlier for value in assessed.values())  # one campaign, one style
 
     shifted = exported[3]
     with Image.open(out / shifted.job.relative_path) as picture:
         signatures[shifted.job.key] = style_signature(_shift_colours(picture), palette)
-    assessed = assess_campaign(signatures, charter)
+    assessed = assess_campaign(signatures, charter, baseline)
     print("shifted:", assessed[shifted.job.key])
     assert [key for key, value in assessed.items() if value.outlier] == [shifted.job.key]
     limit = charter.spec.coherence.max_distance
@@ -79,3 +91,43 @@ def test_the_report_and_the_review_list_the_outlier_first(
         {"outlier": True, "distance": 45.0, "passed": True, "flags": ["Off"], "name": "far"},
     ]
     assert [card["name"] for card in review_order(cards)] == ["far", "near", "failing", "flagged"]
+
+
+@pytest.mark.slow
+def test_the_baseline_stays_when_other_communes_are_rendered_until_the_designer_fixes_it(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "outputs"
+    campaign = make_campaign(steps=2, photos=None)  # 2 pictures a commune
+    first = plan_render(campaign, out, Selection(communes=["Sète"]))
+    render_now(renderer, first, out)
+    finish_render(first, out)
+    folder = out / first.campaign_slug
+    fixed = (folder / BASELINE_FILE).read_text(encoding="utf-8")
+    assert read_baseline(folder).fixed_by == "first report" and read_baseline(folder).pictures == 2
+    before = json.loads((folder / "coherence.json").read_text(encoding="utf-8"))
+
+    # Another commune rendered: the first pictures keep their distances, the baseline its file.
+    both = plan_render(campaign, out)
+    render_now(renderer, both, out)
+    finish_render(both, out)
+    after = json.loads((folder / "coherence.json").read_text(encoding="utf-8"))
+    assert len(after) == 4 and {key: after[key] for key in before} == before
+    assert (folder / BASELINE_FILE).read_text(encoding="utf-8") == fixed
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    assert "la médiane des 2 images de son premier rapport, fixée le" in report
+
+    # The designer fixes it again from the other commune's pictures: now measured against those.
+    assert cli(["baseline", str(campaign), "--communes", "Castelnau-d'Estrétefonds", "--output-dir", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "fixed from 2 pictures" in said and "off-tone" in said and "report.html" in said
+    refixed = read_baseline(folder)
+    assert refixed.fixed_by == "designer" and refixed.pictures == 2
+    again = json.loads((folder / "coherence.json").read_text(encoding="utf-8"))
+    assert {key: again[key]["distance"] for key in before} != {key: before[key]["distance"] for key in before}
+    assert "la médiane de 2 images choisies par la graphiste" in (folder / "report.html").read_text(encoding="utf-8")
+
+    # A commune with nothing recorded: one line, exit code 2, the baseline kept.
+    assert cli(["baseline", str(campaign), "--communes", "Collioure", "--output-dir", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert read_baseline(folder) == refixed

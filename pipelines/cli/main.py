@@ -124,6 +124,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_render_options(demo)
     demo.set_defaults(handler=_demo)
 
+    baseline = command(
+        "baseline", "fix again the campaign's style baseline, which off-tone pictures are measured against"
+    )
+    baseline.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
+    baseline.add_argument(
+        "--communes", help="from these communes' pictures only, comma-separated (default: every recorded picture)"
+    )
+    baseline.add_argument("--output-dir", default="outputs", help="where it was rendered (default: ./outputs)")
+    baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))
+
     verify = command("verify", "check the AI marking of files, layer by layer")
     verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
     verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")

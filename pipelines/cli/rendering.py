@@ -105,6 +105,29 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     return EXIT_OK
 
 
+def baseline(args: argparse.Namespace) -> int:
+    """``visuels baseline``: fix the campaign's style baseline again, from its recorded pictures (of
+    some communes), and write its report against it."""
+    from visuels.planning.plan import plan_render
+    from visuels.review.publish import fix_campaign_baseline
+
+    output_root = Path(args.output_dir).resolve()
+    try:
+        selection = Selection(communes=split_names(args.communes))
+    except ValidationError as exc:
+        raise option_error(str(args.campaign), exc) from None
+    plan = plan_render(args.campaign, output_root, selection)
+    fixed, reports = fix_campaign_baseline(plan, output_root)
+    off_tone = sum(1 for row in reports.rows if row["off_style"] == "yes")
+    console.print(
+        f"style baseline of [bold]{plan.campaign_name}[/bold] fixed from {fixed.pictures} pictures;"
+        f" against it, {off_tone} of the campaign's {len(reports.rows)} pictures are off-tone",
+        highlight=False,
+    )
+    _say_where(output_root / plan.campaign_slug, reports.html)
+    return EXIT_OK
+
+
 def _say_where(campaign_folder: Path, report: Path | None = None) -> None:
     """Where the pictures and the report are, after every render: the first or an up-to-date one."""
     console.print(f"images in [bold]{campaign_folder}[/bold]", highlight=False)

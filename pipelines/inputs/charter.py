@@ -164,7 +164,10 @@ class Coherence(_Strict):
     """How far an output's colours may stray from the rest of its campaign (``visuels.postprocess.coherence``)."""
 
     max_distance: float = Field(
-        default=30.0, gt=0, description="Style distance to the campaign median beyond which an output is flagged."
+        default=30.0,
+        gt=0,
+        description="Style distance to the campaign's baseline (fixed by its first report, or by the designer)"
+        " beyond which an output is flagged.",
     )
     max_reference_distance: float | None = Field(
         default=None, gt=0, description="The same against the charter's reference images; none: not flagged."

@@ -1,10 +1,15 @@
-"""Campaign coherence: how far each output's colours stray from the rest of its campaign.
+"""Campaign coherence: how far each output's colours stray from the campaign's look.
 
 Each output's style signature (mean and spread of its colours in CIELAB, and its palette
 histogram: the share of pixels nearest each charter colour) is taken after palette grading and
 before the overlays, which every picture shares. An output's style distance is measured against
-the campaign's median signature and against the charter's reference images; beyond the
-charter's threshold it is an outlier, flagged in the report and listed first for review.
+the campaign's baseline, and against the charter's reference images; beyond the charter's
+thresholds it is an outlier ("off-tone"), flagged in the report and listed first for review.
+
+The baseline is fixed, so that a picture's flag does not move when other communes are rendered:
+the median signature of the pictures of the campaign's first report, kept in
+``style-baseline.json`` beside it, until the designer fixes it again (``visuels baseline``) from
+the pictures they choose.
 
 Distance, in ΔE-like units: |Δ mean Lab| + ½ |Δ spread Lab| + 100 × (half the L1 distance of the
 palette histograms, i.e. the share of pixels that would have to change colour).
@@ -13,16 +18,20 @@ palette histograms, i.e. the share of pixels that would have to change colour).
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel
-from visuels._internal.atomic import write_text_atomic
+from visuels._internal.atomic import staged, write_text_atomic
 from visuels.inputs.charter import Charter
 from visuels.postprocess.palette import SCORE_SIDE, palette_shares, rgb_to_lab
 
 COHERENCE_FILE = "coherence.json"
+BASELINE_FILE = "style-baseline.json"
 REFERENCE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -32,8 +41,19 @@ class StyleSignature(BaseModel):
     palette: list[float]  # share of pixels nearest each charter colour, in the charter's order
 
 
+class StyleBaseline(BaseModel):
+    """What the campaign's pictures are measured against: fixed once, by its first report or by
+    the designer."""
+
+    signature: StyleSignature
+    pictures: int  # how many pictures' median it is
+    fixed_at: str  # ISO 8601, UTC
+    fixed_by: Literal["first report", "designer"]
+
+
 class Coherence(BaseModel):
-    """One output's distances, and whether it is an outlier."""
+    """One output's distances (to the campaign's baseline, to the charter's references), and
+    whether it is an outlier."""
 
     distance: float
     reference_distance: float | None
@@ -76,16 +96,17 @@ def reference_signature(charter: Charter) -> StyleSignature | None:
     return median_signature(signatures) if signatures else None
 
 
-def assess_campaign(signatures: dict[str, StyleSignature], charter: Charter) -> dict[str, Coherence]:
-    """Each output's coherence (by key) against the campaign median and the charter's references."""
+def assess_campaign(
+    signatures: dict[str, StyleSignature], charter: Charter, baseline: StyleBaseline | None
+) -> dict[str, Coherence]:
+    """Each output's coherence (by key) against the campaign's baseline and the charter's references."""
     if not signatures:
         return {}
     limits = charter.spec.coherence
-    median = median_signature(list(signatures.values()))
     references = reference_signature(charter)
     assessed = {}
     for key, signature in signatures.items():
-        distance = style_distance(signature, median)
+        distance = style_distance(signature, baseline.signature) if baseline is not None else 0.0
         to_references = style_distance(signature, references) if references is not None else None
         outlier = distance > limits.max_distance or (
             limits.max_reference_distance is not None
@@ -98,6 +119,45 @@ def assess_campaign(signatures: dict[str, StyleSignature], charter: Charter) -> 
             outlier=outlier,
         )
     return assessed
+
+
+def new_baseline(signatures: list[StyleSignature], fixed_by: Literal["first report", "designer"]) -> StyleBaseline:
+    return StyleBaseline(
+        signature=median_signature(signatures),
+        pictures=len(signatures),
+        fixed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        fixed_by=fixed_by,
+    )
+
+
+def read_baseline(folder: Path) -> StyleBaseline | None:
+    try:
+        return StyleBaseline.model_validate_json((folder / BASELINE_FILE).read_text(encoding="utf-8"))
+    except OSError:
+        return None
+
+
+def campaign_baseline(folder: Path, signatures: list[StyleSignature]) -> StyleBaseline | None:
+    """The campaign's baseline; fixed now from ``signatures`` (its first report's pictures) when
+    it has none. Two machines reporting at once keep the one written first."""
+    existing = read_baseline(folder)
+    if existing is not None or not signatures:
+        return existing
+    baseline = new_baseline(signatures, "first report")
+    with staged(folder / BASELINE_FILE) as file:  # its temporary is removed whatever happens
+        file.path.write_text(baseline.model_dump_json(indent=1), encoding="utf-8")
+        try:
+            os.link(file.path, folder / BASELINE_FILE)  # refused if another report fixed one meanwhile
+        except FileExistsError:
+            return read_baseline(folder)
+    return baseline
+
+
+def fix_baseline(folder: Path, signatures: list[StyleSignature]) -> StyleBaseline:
+    """The designer fixes the campaign's baseline again, from the pictures they chose."""
+    baseline = new_baseline(signatures, "designer")
+    write_text_atomic(folder / BASELINE_FILE, baseline.model_dump_json(indent=1))
+    return baseline
 
 
 def write_coherence(folder: Path, assessed: dict[str, Coherence]) -> Path:

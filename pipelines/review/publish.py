@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel
+from visuels.errors import VisuelsError
 from visuels.inputs.charter import load_charter
 from visuels.marking.checkpoints import write_checkpoint
 from visuels.marking.keys import signing_files
 from visuels.planning.jobs import RenderJob
 from visuels.planning.plan import RenderPlan
+from visuels.postprocess.coherence import StyleBaseline, StyleSignature, fix_baseline
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
 from visuels.review.decisions import sync_approved
@@ -30,6 +32,27 @@ def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
         return reports
     finally:
         database.close()
+
+
+def fix_campaign_baseline(plan: RenderPlan, output_root: Path) -> tuple[StyleBaseline, Reports]:
+    """The designer fixes the campaign's style baseline again, from the recorded pictures of the
+    plan's selection (its communes, formats, audiences); the reports are written against it."""
+    database = Database(database_url(output_root))
+    try:
+        recorded = manifest.entries(database, plan.campaign_slug)
+    finally:
+        database.close()
+    signatures = [
+        StyleSignature.model_validate(recorded[job.key]["compliance"]["style"])
+        for job in plan.jobs
+        if job.key in recorded and recorded[job.key]["compliance"].get("style")
+    ]
+    if not signatures:
+        raise VisuelsError(
+            output_root / plan.campaign_slug, None, "no recorded picture of this selection: render it first"
+        )
+    baseline = fix_baseline(output_root / plan.campaign_slug, signatures)
+    return baseline, finish_render(plan, output_root)
 
 
 class RenderSummary(BaseModel):

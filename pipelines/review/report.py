@@ -23,7 +23,14 @@ from visuels._internal.atomic import write_text_atomic
 from visuels.engine.export import edges_path
 from visuels.inputs.charter import Charter
 from visuels.inputs.formats import FORMAT_PRESETS
-from visuels.postprocess.coherence import Coherence, StyleSignature, assess_campaign, write_coherence
+from visuels.postprocess.coherence import (
+    Coherence,
+    StyleBaseline,
+    StyleSignature,
+    assess_campaign,
+    campaign_baseline,
+    write_coherence,
+)
 from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST
 from visuels.postprocess.typography import MIN_TEXT_CONTRAST
 from visuels.record import manifest
@@ -98,7 +105,9 @@ class Wording:
     rule_logo: str
     rule_label: str
     rule_text: str
-    rule_style: str
+    rule_style: str  # "{style}": the limit; "{baseline}": what the campaign's baseline is
+    baseline_first: str  # "{count}", "{date}": fixed by the campaign's first report
+    baseline_designer: str  # "{count}", "{date}": fixed again by the designer
     open_full: str
     alt_text: str
     off_style: str  # "{distance}" "{limit}"
@@ -134,10 +143,19 @@ class Wording:
             total=total, communes=communes, s="s" if total > 1 else "", c="s" if communes > 1 else ""
         )
 
-    def legend(self, limits: Thresholds) -> list[str]:
-        values = self._values(limits)
+    def legend(self, limits: Thresholds, baseline: StyleBaseline | None) -> list[str]:
+        values = self._values(limits) | {"baseline": self.baseline(baseline)}
         rules = (self.rule_palette, self.rule_logo, self.rule_label, self.rule_text, self.rule_style)
         return [rule.format(**values) for rule in rules]
+
+    def baseline(self, baseline: StyleBaseline | None) -> str:
+        """Which baseline the campaign's pictures are measured against, and since when."""
+        if baseline is None:
+            return ""
+        wording = self.baseline_first if baseline.fixed_by == "first report" else self.baseline_designer
+        day = baseline.fixed_at[:10]
+        date = "/".join(reversed(day.split("-"))) if self.lang == "fr" else day
+        return wording.format(count=baseline.pictures, date=date)
 
     def _values(self, limits: Thresholds) -> dict[str, str]:
         return {
@@ -185,9 +203,12 @@ WORDINGS = {
             "Nom de la commune et accroche : contraste d’au moins {text} (WCAG AA), sans débordement ni chevauchement."
         ),
         rule_style=(
-            "Cohérence : couleurs à moins de {style} (écart de style) de la médiane de la campagne ;"
-            " au-delà, l’image est signalée et revue en premier."
+            "Cohérence : couleurs à moins de {style} (écart de style) de la référence de la campagne,"
+            " {baseline} ; au-delà, l’image est signalée « hors ton » et revue en premier."
+            " Le rendu d’autres communes ne la change pas : `visuels baseline` la fixe à nouveau."
         ),
+        baseline_first="la médiane des {count} images de son premier rapport, fixée le {date}",
+        baseline_designer="la médiane de {count} images choisies par la graphiste, fixée le {date}",
         open_full="Ouvrir l’image en taille réelle",
         alt_text="Texte alternatif",
         off_style="Hors ton de la campagne : écart {distance} (max {limit})",
@@ -239,9 +260,12 @@ WORDINGS = {
         rule_label="“AI-generated” label: at least {label_px} px, contrast of at least {text}.",
         rule_text="Commune name and headline: contrast of at least {text} (WCAG AA), no overflow or overlap.",
         rule_style=(
-            "Coherence: colours within {style} (style distance) of the campaign median;"
-            " beyond, the picture is flagged and reviewed first."
+            "Coherence: colours within {style} (style distance) of the campaign's baseline, {baseline};"
+            " beyond, the picture is flagged off-tone and reviewed first. Rendering other communes does"
+            " not change it: `visuels baseline` fixes it again."
         ),
+        baseline_first="the median of the {count} pictures of its first report, fixed on {date}",
+        baseline_designer="the median of {count} pictures the designer chose, fixed on {date}",
         open_full="Open the full-size picture",
         alt_text="Alt text",
         off_style="Off the campaign's style: distance {distance} (max {limit})",
@@ -449,7 +473,14 @@ def review_order(cards: list[dict]) -> list[dict]:
     return outliers + failing + flagged
 
 
-def _html(campaign_name: str, words: Wording, limits: Thresholds, cards: list[dict], held: list[dict]) -> str:
+def _html(
+    campaign_name: str,
+    words: Wording,
+    limits: Thresholds,
+    baseline: StyleBaseline | None,
+    cards: list[dict],
+    held: list[dict],
+) -> str:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     # Per commune, one row per audience and language: its formats side by side, as one series.
     communes: dict[str, dict[str, list[dict]]] = {}
@@ -465,6 +496,7 @@ def _html(campaign_name: str, words: Wording, limits: Thresholds, cards: list[di
         lang=words.lang,
         t=words,
         thresholds=limits,
+        baseline=baseline,
         campaign_name=campaign_name,
         communes=communes,
         total=len(cards),
@@ -497,11 +529,12 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
         for entry in entries
         if entry["compliance"].get("style")
     }
-    coherence = assess_campaign(signatures, charter)
+    folder = output_root / plan.campaign_slug
+    baseline = campaign_baseline(folder, list(signatures.values()))
+    coherence = assess_campaign(signatures, charter, baseline)
     words = WORDINGS.get(plan.language, WORDINGS["en"])
     limits = Thresholds.of(charter)
     rows = report_rows(entries, coherence)
-    folder = output_root / plan.campaign_slug
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
@@ -511,5 +544,5 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
     write_coherence(folder, coherence)
     # Links are relative to the report, so the folder can be moved, or served as is by the studio.
     cards = [_card(entry, coherence.get(entry["key"]), words, limits, plan.campaign_slug) for entry in entries]
-    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, cards, _held(plan)))
+    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, baseline, cards, _held(plan)))
     return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))
