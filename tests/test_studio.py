@@ -197,8 +197,16 @@ def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
     assert done.status_code == 200, done.text
     result = done.json()
     assert (out / result["file"]).parent == original.parent
-    assert result["file"].endswith(f"retouche lea-final{original.suffix}")
+    # Named after its original, in the original's file type; again: a second name, nothing overwritten.
+    assert result["file"].endswith(f"{original.stem}-final{original.suffix}")
     assert result["original"] == files[0]
+    again = client.post(
+        "/api/finalize", json={"file": files[0], "name": "retouche lea.jpg", "data": data, "keep": "upload"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["file"].endswith(f"{original.stem}-final.jpg")  # the dropped file's type, asked for
+    with Image.open(out / again.json()["file"]) as written:
+        assert written.format == "JPEG"
     assert client.post("/api/finalize", json={"file": files[0], "name": "x.png", "data": "%%%"}).status_code == 400
 
 

@@ -16,6 +16,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -365,6 +366,19 @@ def default_target(edited: Path, original: Original) -> Path:
     """Beside the edited file, named after it, in the original's file type: ``poster-final.png``."""
     suffix = Path(original.row["file"]).suffix or original.path.suffix
     return edited.with_name(f"{edited.stem}-final{suffix}")
+
+
+def finalized_name(original: Path, dropped: Path, keep: Literal["original", "upload"]) -> Path:
+    """Where the studio writes a finalized file: beside its original, named after it
+    (``poster-final.png``, then ``poster-final-2.png``...), in the original's file type unless the
+    designer asks for the dropped file's (a type visuels exports)."""
+    wanted = dropped.suffix.lower() if keep == "upload" else original.suffix
+    suffix = wanted if wanted in FILE_TYPES else original.suffix
+    target, number = original.with_name(f"{original.stem}-final{suffix}"), 1
+    while target.exists():
+        number += 1
+        target = original.with_name(f"{original.stem}-final-{number}{suffix}")
+    return target
 
 
 def finalize_file(

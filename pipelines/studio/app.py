@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -40,7 +40,15 @@ from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess.chain import postprocess
 from visuels.record.database import Database, outputs_table
 from visuels.review.decisions import ReviewDecision, review_listing
-from visuels.review.derivatives import Derivative, Original, finalize_file, find_original, label_box, mark_derivative
+from visuels.review.derivatives import (
+    Derivative,
+    Original,
+    finalize_file,
+    finalized_name,
+    find_original,
+    label_box,
+    mark_derivative,
+)
 from visuels.studio.reviews import ReviewBackend
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
@@ -74,6 +82,7 @@ class FinalizeAsk(BaseModel):
     file: str  # the original, relative to the output folder
     name: str  # the dropped file's name
     data: str  # its bytes, base64 (a data URL is accepted)
+    keep: Literal["original", "upload"] = "original"  # whose file type the finalized file has
 
 
 @dataclass
@@ -404,7 +413,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         with tempfile.TemporaryDirectory() as folder:
             dropped = Path(folder) / name
             dropped.write_bytes(_decode_upload(ask.data))
-            target = source.with_name(f"{Path(name).stem}-final{source.suffix}")
+            target = finalized_name(source, dropped, ask.keep)
             done = finalize_file(
                 dropped, source, target, studio.charter, studio.database, studio.signing, studio.output_root
             )
