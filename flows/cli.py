@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from visuels.cli import main as cli_main
+from visuels.cli import offline_defaults
 from visuels.errors import OperationalError
 from visuels.planning.request import RenderRequest
 
@@ -73,6 +74,7 @@ def run_training_flow(charter: str, base: str, options: dict, resume: str, lora_
 def main() -> int:
     import sys
 
+    offline_defaults()  # before Prefect is imported, here for the studio
     reviews = None
     if sys.argv[1:2] == ["studio"]:  # only the studio talks to Prefect's API directly
         from prefect.settings import PREFECT_API_URL

@@ -54,6 +54,7 @@ def serving_environment(api_url: str, extra: dict[str, str] | None = None, auth:
         PREFECT_API_URL=api_url,
         VISUELS_HOME=str(project_dir()),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",  # nor the client's telemetry, from the workers and flow runs
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_VERBOSITY="error",
     )

@@ -1,5 +1,7 @@
 """The command line: one-line errors with exit code 2, nothing written on bad input."""
 
+import os
+import pty
 import subprocess
 import sys
 from collections.abc import Callable
@@ -228,3 +230,33 @@ def test_a_first_serve_or_demo_makes_local_keys_once(tmp_path: Path, monkeypatch
     monkeypatch.delenv("VISUELS_KEYS_DIR")
     monkeypatch.chdir(tmp_path)
     assert serving_environment("http://127.0.0.1:1/api")["VISUELS_KEYS_DIR"] == str(folder)
+
+
+def test_prefect_prints_no_telemetry_notice_in_a_terminal(tmp_path: Path) -> None:
+    """Prefect shows new users a telemetry notice in interactive terminals, in the middle of the
+    first progress bar, and would send usage events: the command line turns both off first."""
+    environment = {name: value for name, value in os.environ.items() if name not in {"DO_NOT_TRACK", "CI"}} | {
+        "PREFECT_HOME": str(tmp_path / "prefect")
+    }
+    code = "from visuels.flows.cli import offline_defaults; offline_defaults(); import prefect; print('imported')"
+    shown = _in_a_terminal([sys.executable, "-c", code], environment)
+    assert "imported" in shown and "telemetry" not in shown.lower(), shown
+
+
+def _in_a_terminal(command: list[str], environment: dict[str, str]) -> str:
+    """What ``command`` prints when its output is a terminal."""
+    main_end, child_end = pty.openpty()
+    process = subprocess.Popen(command, stdout=child_end, stderr=child_end, env=environment)
+    os.close(child_end)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_end, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=60)
+    os.close(main_end)
+    return b"".join(chunks).decode("utf-8", "replace")

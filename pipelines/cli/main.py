@@ -250,6 +250,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, commands.choices
 
 
+def offline_defaults() -> None:
+    """Before any model or Prefect library is imported: no network at run time unless the user asks
+    for it (HF_HUB_OFFLINE=0 for hub models), and none of their chatter."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # Prefect's usage telemetry: the server's (on a fresh embedded SQLite database its first write
+    # races the migrations and prints a "database is locked" traceback) and the client's, whose
+    # first-run notice would print in the middle of the first progress bar.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
 def main(
     argv: Sequence[str] | None = None,
     render: RenderFlow | None = None,
@@ -257,12 +269,7 @@ def main(
     reviews: ReviewBackend | None = None,
 ) -> int:
     """Run the CLI; return the exit code."""
-    # No network at run time unless the user asks for it (HF_HUB_OFFLINE=0 for hub models).
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    # Prefect's usage telemetry: no network here, and on a fresh embedded SQLite database its
-    # first write races the migrations and prints a "database is locked" traceback.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    offline_defaults()
     parser, command_parsers = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its own usage line
