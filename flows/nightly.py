@@ -1,8 +1,9 @@
 """The render-nightly flow: re-render every active campaign of ``campaigns/``.
 
 Each campaign is its own render-campaign run on the work pool, so campaigns run side by side on
-the pool's workers, shard when large, and each asks for its own review. Thanks to incremental
-runs, a night with no change renders nothing and loads no model.
+the pool's workers, shard when large, and each asks for its own review when its campaign says so
+(`review: true`). Thanks to incremental runs, a night with no change renders nothing and loads no
+model.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def render_nightly(
             continue
         parameters = {
             "campaign": path.relative_to(project).as_posix() if path.is_relative_to(project) else str(path),
-            "review": True,
+            "review": "as the campaign says",
             "run": {"output_dir": output_dir, "shard_size": shard_size},
         }
         try:

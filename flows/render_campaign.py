@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from prefect import flow, task
@@ -39,6 +39,7 @@ from visuels.review.report import Reports
 log = logging.getLogger(__name__)
 
 REVIEW_DEPLOYMENT = "review-campaign/review-campaign"
+ReviewChoice = Literal["as the campaign says", "yes", "no"]
 EVERYTHING = Selection()  # frozen models: safe as shared defaults
 NO_OVERRIDES = Overrides()
 DEFAULT_RUN = RunSettings()
@@ -115,7 +116,7 @@ def _render_in_shards(
         runs.append(
             run_deployment(
                 name=f"render-campaign/{deployment.name}",
-                parameters={**parameters, "selection": selection, "review": False},
+                parameters={**parameters, "selection": selection, "review": "no"},
                 flow_run_name=f"{flow_run.name}-shard-{number}",
                 work_queue_name=SHARDS_QUEUE,  # slots this run, waiting, does not hold
                 timeout=0,  # start them all now; wait below
@@ -154,12 +155,17 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
         log.warning("no %s deployment: files are rendered but not sent for review", REVIEW_DEPLOYMENT)
 
 
+def waits_for_review(choice: ReviewChoice, campaign_says: bool) -> bool:
+    """Whether a run asks for review: as its campaign's ``review:`` says, unless the run form said."""
+    return campaign_says if choice == "as the campaign says" else choice == "yes"
+
+
 @flow(name="render-campaign")
 def render_campaign(
     campaign: CampaignPath,
     selection: Annotated[Selection, *form_group("Which pictures", EVERYTHING)] = EVERYTHING,
     overrides: Annotated[Overrides, *form_group("Change for this run", NO_OVERRIDES)] = NO_OVERRIDES,
-    review: Annotated[bool, form_parameter("Send for review")] = False,
+    review: Annotated[ReviewChoice, form_parameter("Send for review")] = "as the campaign says",
     run: Annotated[RunSettings, *form_group("Technical settings", DEFAULT_RUN)] = DEFAULT_RUN,
 ) -> RenderSummary:
     """Render a campaign's visuals for its communes, audiences and formats.
@@ -170,7 +176,7 @@ def render_campaign(
         overrides: Model, steps, seed or charter style strength for this run instead of the
             campaign's. Empty: the campaign's.
         review: Afterwards, wait for a designer to approve the pictures (in the studio, or here
-            with Resume).
+            with Resume): as the campaign file says (its `review:`), or yes or no for this run.
         run: Where the files go and how the machine runs the model: the defaults suit most runs.
     """
     quiet_third_party_logs()
@@ -194,6 +200,6 @@ def render_campaign(
             rendered, reports = _render_unsharded(plan, output_root, run)
     except VisuelsError as exc:  # a full disk, a picture the model blacked out: one line, as for bad input
         return Failed(message=str(exc), data=exc)
-    if review and rendered:
+    if rendered and waits_for_review(review, plan.review):
         _ask_for_review(plan, rendered, output_root)
     return summarise(plan, rendered, output_root, reports)

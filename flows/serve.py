@@ -144,10 +144,11 @@ def offer_campaigns(environment: dict[str, str]) -> None:
     later is offered after `make serve` again."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
-    from visuels.planning.request import known_audiences, known_campaigns, known_formats
+    from visuels.planning.request import campaigns_waiting_for_review, known_audiences, known_campaigns, known_formats
 
     folder = Path(environment["VISUELS_HOME"]) / "campaigns"
     campaigns, audiences_known, formats_known = known_campaigns(folder), known_audiences(folder), known_formats(folder)
+    waiting = campaigns_waiting_for_review(folder)
     with _client_settings(environment), get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("render-campaign/render-campaign")
         schema = deployment.parameter_openapi_schema or {}
@@ -160,6 +161,14 @@ def offer_campaigns(environment: dict[str, str]) -> None:
         formats = properties.get("selection", {}).get("properties", {}).get("formats", {})
         if "items" in formats and formats_known:  # not poster_a3_300dpi when no campaign uses it
             formats["items"]["enum"] = formats_known
+        if "review" in properties and campaigns:  # each campaign's own setting, said where it is chosen
+            says = (
+                f"{', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for a designer's approval"
+                " (`review: true` in its file), the others publish at once"
+                if waiting
+                else "no campaign here waits for a designer's approval (`review: true` in its file would)"
+            )
+            properties["review"]["description"] = f"As the campaign says: {says}. Yes or no: for this run only."
         client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
 
 

@@ -263,7 +263,10 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
         f"{tmp_path.name}/a-active.yaml",  # relative to the project folder, as in the run form
         f"{tmp_path.name}/e-failing.yaml",
     ]  # the paused campaign is left alone, the broken and the refused ones do not stop the night
-    assert started[0]["review"] and started[0]["run"] == {"output_dir": "out", "shard_size": 500}
+    assert started[0]["review"] == "as the campaign says" and started[0]["run"] == {
+        "output_dir": "out",
+        "shard_size": 500,
+    }
     # ...but the night fails, naming each campaign that did not complete with its reason.
     assert night.is_failed()
     assert night.message.startswith("3 campaign(s) did not complete: c-broken.yaml: ")
@@ -333,3 +336,10 @@ def test_a_known_failure_is_logged_once_without_the_engine_traceback(caplog: pyt
             logger.error("Engine execution exited with unexpected exception", exc_info=True)
     [kept] = [record for record in caplog.records if record.name == FLOW_RUN_LOGGER]
     assert isinstance(kept.exc_info[1], RuntimeError)  # a bug keeps its traceback
+
+
+def test_a_run_waits_for_review_as_its_campaign_says_unless_the_run_form_says_otherwise() -> None:
+    from visuels.flows.render_campaign import waits_for_review
+
+    assert waits_for_review("as the campaign says", True) and not waits_for_review("as the campaign says", False)
+    assert waits_for_review("yes", False) and not waits_for_review("no", True)

@@ -103,6 +103,7 @@ def _machine_folder(root: Path, name: str) -> Path:
             "audiences": {"residents": sample["audiences"]["residents"]},
             "formats": ["instagram_square"],
             "steps": 2,
+            "review": True,  # the nightly's runs wait for review as their campaign says
         }
     for slug, campaign in campaigns.items():
         text = yaml.safe_dump(campaign, allow_unicode=True, sort_keys=False)
@@ -169,7 +170,7 @@ def _render_parameters(out: Path, communes: list[str]) -> dict:
         "campaign": "campaigns/ete-2027.yaml",
         "selection": {"communes": communes, **SQUARES},
         "overrides": QUICK,
-        "review": True,
+        "review": "yes",
         "run": {"output_dir": str(out), "shard_size": 0, "batch_size": 1},
     }
 

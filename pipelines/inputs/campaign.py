@@ -167,6 +167,11 @@ class CampaignSpec(_Strict):
     scheduler: SchedulerName = SchedulerName.euler
     seed: Seeds = Seeds()
     active: bool = Field(default=True, description="Rendered by the nightly run (render-nightly).")
+    review: bool = Field(
+        default=False,
+        description="Each served run waits for a designer to approve its pictures (in the studio) before"
+        " they are published; the run form can say otherwise for one run.",
+    )
     layout: str | None = Field(
         default=None,
         description="The charter's template set the pictures are laid out in (charter `templates`);"

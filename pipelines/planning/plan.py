@@ -59,6 +59,7 @@ class RenderPlan(BaseModel):
         description="Jobs not rendered: a banned term, or a sensitive one the campaign holds back.",
     )
     language: str = Field(default="fr", description="The campaign's first language: its report's.")
+    review: bool = Field(default=False, description="The campaign's setting: its served runs wait for review.")
 
 
 def _select(campaign: Campaign, selection: Selection) -> Campaign:
@@ -156,6 +157,7 @@ def plan_render(
         campaign_keys=[job.key for job in whole],
         held=held,
         language=campaign.spec.languages[0],
+        review=campaign.spec.review,
     )
 
 

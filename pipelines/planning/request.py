@@ -39,6 +39,18 @@ def known_formats(folder: Path | None = None) -> list[str]:
     return [name for name in FORMAT_PRESETS if name in used]
 
 
+def campaigns_waiting_for_review(folder: Path | None = None) -> list[str]:
+    """The campaigns of the folder whose runs wait for review (``review: true``), as the run form says."""
+    waiting = []
+    for path in sorted((folder or campaigns_dir()).glob("*.yaml")):
+        try:
+            if (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("review") is True:
+                waiting.append(f"campaigns/{path.name}")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # a broken campaign is reported when it is used, not here
+    return waiting
+
+
 def _every(key: str, folder: Path | None) -> list[str]:
     """The names under ``key`` (a mapping's keys, or a list) in every campaign of the folder."""
     names: set[str] = set()

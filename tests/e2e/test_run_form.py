@@ -111,6 +111,10 @@ def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(run_form: str
         for wanted in (campaigns, audiences, used, {"auto", "cuda", "mps", "cpu"}):
             assert any(wanted <= set(options) for options in dropdowns), (wanted, dropdowns)
         assert not any("poster_a3_300dpi" in options for options in dropdowns)  # no campaign uses it
+        review_choices = ["as the campaign says", "yes", "no"]
+        assert any(options == review_choices for options in dropdowns), dropdowns
+        # Which campaigns wait for review, said where it is chosen.
+        assert "As the campaign says: campaigns/ete-2027.yaml waits for a designer's approval" in text
 
         # Out of range: the message says the range.
         browser.evaluate(_input_after("Steps"))
@@ -140,6 +144,7 @@ def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(run_form: str
     assert "null" not in json.dumps(run["parameters"])
     parameters = render_campaign.validate_parameters(run["parameters"])
     assert parameters["overrides"].steps is None and parameters["run"].shard_size == 2000  # the deployment's
+    assert parameters["review"] == "as the campaign says"
     with Image.open(tmp_path / "run-form.png") as shot:
         assert shot.width == 1280 and shot.height > 2500  # the whole form in one picture
 
@@ -154,7 +159,7 @@ def test_a_finished_runs_artifacts_show_a_bar_a_plain_table_and_working_links(
     base = run_form.split("/deployments/")[0]
     campaign = make_campaign(communes={"file": "charter/communes.csv", "names": ["Sète"]}, steps=2)
     with temporary_settings({PREFECT_API_URL: f"{base}/api"}):
-        summary = render_campaign(campaign=str(campaign), review=True, run={"output_dir": str(tmp_path / "out")})
+        summary = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(tmp_path / "out")})
     assert summary.rendered == 2
     artifacts = {artifact["key"] or artifact["description"]: artifact for artifact in _read(f"{base}/api", "artifacts")}
     with Browser(browser_path, 1280, 1100) as browser:
