@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,12 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds a rendering machine's claims on its jobs outlive its last sign of life: a"
         " machine that died is noticed, and its jobs left to the others, this long after (plus up to 20 s).",
+    )
+    language: Literal["", "fr", "en"] = Field(
+        default="",
+        description="The language of the command line, the studio and the Prefect artifacts: fr or en."
+        " Default: the locale's (LANG...), else English; the studio follows the browser, a run's report"
+        " and artifacts the campaign's first language.",
     )
     studio_url: str = Field(
         default="http://127.0.0.1:7860",

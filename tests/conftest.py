@@ -27,6 +27,7 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="visuels-tests-prefect-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("VISUELS_LANGUAGE", "en")  # the messages tests read, whatever this machine's locale
 
 
 # The longest files (minutes each, measured), started first: ``make test`` runs the files in two

@@ -265,3 +265,38 @@ def test_the_studio_finds_the_server_make_serve_runs_by_default(monkeypatch: pyt
     monkeypatch.setattr(console_script, "_answers", lambda url: False)
     console_script.main()
     assert handed["reviews"] is None  # nobody answers: the studio retouches only, and says so
+
+
+def test_pages_speak_the_browsers_language_or_the_one_picked(studio: tuple) -> None:
+    client = studio[0]
+    french = client.get("/retouch", headers={"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"}).text
+    assert '<html lang="fr">' in french and "Retoucher : choisissez une image" in french
+    assert "Finaliser une retouche" in french and "Pick an output" not in french
+    english = client.get("/retouch?lang=en", headers={"Accept-Language": "fr"}).text
+    assert '<html lang="en">' in english and "Retouch: pick an output" in english
+    client.cookies.set("visuels_lang", "fr")  # what the page sets when French is picked
+    assert "Relectures en attente" in client.get("/").text
+    client.cookies.clear()
+
+
+def test_the_picker_filters_and_pages_with_readable_captions(studio: tuple) -> None:
+    from visuels.studio.app import PAGE_SIZE, picker_page
+
+    outputs = [
+        {"commune": commune, "format": "story", "audience": "families", "language": language, "passed": number % 3 > 0}
+        for number, (commune, language) in enumerate(
+            (commune, language) for commune in ("Sète", "Foix", "Albi") for language in ("fr", "oc") for _ in range(6)
+        )
+    ]
+    wanted = {"commune": "", "format": "", "audience": "", "language": ""}
+    first = picker_page(outputs, wanted, "", 1)
+    assert first["pages"] == 2 and len(first["outputs"]) == PAGE_SIZE and first["total"] == 36
+    assert picker_page(outputs, wanted, "", 9)["page"] == 2  # past the end: the last page
+    assert first["choices"]["commune"] == ["Albi", "Foix", "Sète"] and first["choices"]["language"] == ["fr", "oc"]
+    sete_oc = picker_page(outputs, wanted | {"commune": "Sète", "language": "oc"}, "", 1)
+    assert sete_oc["matching"] == 6 and {(o["commune"], o["language"]) for o in sete_oc["outputs"]} == {("Sète", "oc")}
+    to_review = picker_page(outputs, wanted, "review", 1)
+    assert to_review["matching"] == 12 and not any(output["passed"] for output in to_review["outputs"])
+
+    page = studio[0].get("/retouch?status=ok&language=fr").text
+    assert "of" in page and "outputs" in page and '<option value="fr" selected>' in page

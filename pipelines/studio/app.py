@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -27,6 +28,7 @@ from fastapi.templating import Jinja2Templates
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
+from visuels._internal.i18n import LANGUAGES, browser_language, user_language, words
 from visuels._internal.web_guard import LocalOnly
 from visuels.errors import VisuelsError
 from visuels.inputs.charter import Charter
@@ -61,6 +63,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 SERVED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".html", ".csv", ".json"})
 PREVIEW_SIDE = 1024  # variants are shown at most this large; only a kept one is written, marked
 KEPT_SESSIONS = 8  # retouch sessions (their variants, in memory) kept at once
+PAGE_SIZE = 24  # outputs a picker page shows
+LANGUAGE_COOKIE = "visuels_lang"  # set by the pages when the designer picks a language (?lang=)
 
 
 class RetouchAsk(BaseModel):
@@ -176,6 +180,43 @@ def _describe(row: dict) -> dict:
     }
 
 
+def page_language(request: Request) -> str:
+    """The page's language: the one picked (``?lang=``, then its cookie), else the browser's, else the user's."""
+    picked = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
+    if picked in LANGUAGES:
+        return picked
+    return browser_language(request.headers.get("accept-language")) or user_language()
+
+
+def page_words(request: Request) -> dict:
+    """What every page's template reads its words from: ``_("...")``, and ``lang``."""
+    lang = page_language(request)
+    return {"_": words(lang), "lang": lang}
+
+
+def picker_page(outputs: list[dict], wanted: dict[str, str], status: str, page: int) -> dict:
+    """The outputs a picker shows: those matching the chosen commune, format, audience, language
+    and status, PAGE_SIZE a page; and the values each filter offers."""
+    choices = {name: sorted({output[name] for output in outputs if output[name]}) for name in wanted}
+    shown = [
+        output
+        for output in outputs
+        if all(not value or output[name] == value for name, value in wanted.items())
+        and (not status or output["passed"] == (status == "ok"))
+    ]
+    pages = max(1, -(-len(shown) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    return {
+        "outputs": shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        "choices": choices,
+        "wanted": wanted | {"status": status},
+        "page": page,
+        "pages": pages,
+        "matching": len(shown),
+        "total": len(outputs),
+    }
+
+
 SAMPLE_TEXTS = {
     "commune": "Saint-Guilhem-le-Désert",
     "headline": "Vivre en Solane, l'été",
@@ -223,7 +264,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     names it answers to (``hosts`` besides loopback's), the Origin of state-changing requests,
     and ``token`` when it is bound beyond loopback."""
     app = FastAPI(title="visuels studio", docs_url=None, redoc_url=None, openapi_url=None)
-    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates = Jinja2Templates(directory=str(TEMPLATES), context_processors=[page_words])
 
     @app.exception_handler(VisuelsError)
     async def _bad_input(_request: Request, exc: VisuelsError) -> JSONResponse:
@@ -245,7 +286,9 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             try:
                 reviews = studio.reviews.paused_runs()
             except Exception as exc:  # no server reachable: retouching still works
-                review_error = f"Prefect server not reachable ({type(exc).__name__})"
+                review_error = words(page_language(request))(
+                    "Prefect server not reachable ({error})", error=type(exc).__name__
+                )
         context = _home(reviews, review_error)
         return templates.TemplateResponse(request, "home.html", context)
 
@@ -287,7 +330,17 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         return JSONResponse({"rejected": len(decision.rejected), "approved": len(run.keys) - len(decision.rejected)})
 
     @app.get("/retouch", response_class=HTMLResponse)
-    def retouch_page(request: Request, campaign: str = "", file: str = "") -> HTMLResponse:
+    def retouch_page(  # the picker's filters are the page's query parameters
+        request: Request,
+        campaign: str = "",
+        file: str = "",
+        commune: str = "",
+        format: str = "",  # the query parameter's name, as the outputs say it
+        audience: str = "",
+        language: str = "",
+        status: Literal["", "ok", "review"] = "",
+        page: int = 1,
+    ) -> HTMLResponse:
         if file:
             original = find_original(studio.database, studio.path_of(file), studio.output_root)
             with Image.open(original.path) as opened:
@@ -302,7 +355,11 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             }
             return templates.TemplateResponse(request, "retouch.html", {"file": file, "locked": locked})
         chosen = campaign or next(iter(studio.campaigns()), "")
-        context = {"campaign": chosen, "campaigns": studio.campaigns(), "outputs": studio.outputs(chosen)}
+        wanted = {"commune": commune, "format": format, "audience": audience, "language": language}
+        context = {"campaign": chosen, "campaigns": studio.campaigns()} | picker_page(
+            studio.outputs(chosen), wanted, status, page
+        )
+        context["query"] = urlencode({"campaign": chosen, **wanted, "status": status})
         return templates.TemplateResponse(request, "pick.html", context)
 
     @app.post("/api/retouch")

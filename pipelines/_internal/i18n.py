@@ -1,0 +1,80 @@
+"""The words people read, in French or in English: the studio's pages, the command line's lines,
+the Prefect artifacts.
+
+English is written in the code; ``locales/fr.json`` gives each English text its French (a text
+is a ``str.format`` pattern: its ``{names}`` are kept). ``tests/test_i18n.py`` fails when a text
+the code or a template asks for has no French. The language is the user's (the ``language`` setting,
+else the locale: ``LANG``...), the browser's for the studio, the campaign's for what a run shows.
+The report has its own wordings (``visuels.review.report``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from visuels.config import settings
+
+LANGUAGES = ("en", "fr")
+LOCALES = Path(__file__).parent / "locales"
+
+
+@dataclass(frozen=True)
+class Words:
+    """``words("Done in {seconds} s", seconds=3)``: the text in this language, filled in."""
+
+    lang: str
+    catalogue: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __call__(self, text: str, **values: object) -> str:
+        translated = self.catalogue.get(text, text)
+        return translated.format(**values) if values else translated
+
+    def plural(self, one: str, many: str, count: int, **values: object) -> str:
+        return self(one if count == 1 else many, count=count, **values)
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def words(lang: str) -> Words:
+    """The words of ``lang`` (a language other than French and English reads English)."""
+    lang = language_of(lang)
+    if lang == "en":
+        return Words("en")
+    catalogue = json.loads((LOCALES / f"{lang}.json").read_text(encoding="utf-8"))
+    return Words(lang, catalogue)
+
+
+def language_of(tag: str | None) -> str:
+    """``fr``, ``fr_FR.UTF-8``, ``fr-CA``: ``fr``; anything else, or nothing: ``en``."""
+    base = (tag or "").replace("-", "_").split("_")[0].split(".")[0].lower()
+    return base if base in LANGUAGES else "en"
+
+
+def user_language() -> str:
+    """The command line's and the studio's language: the ``language`` setting, else the locale's
+    (the variables gettext reads, in its order)."""
+    chosen = settings().language
+    if chosen:
+        return chosen
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        if os.environ.get(name):
+            return language_of(os.environ[name].split(":")[0])
+    return "en"
+
+
+def browser_language(accept_language: str | None) -> str | None:
+    """The first of French and English a browser's Accept-Language asks for, by its weights."""
+    asked = []
+    for position, part in enumerate((accept_language or "").split(",")):
+        tag, _, weight = part.strip().partition(";q=")
+        try:
+            quality = float(weight) if weight else 1.0
+        except ValueError:
+            continue
+        if tag.split("-")[0].lower() in LANGUAGES:
+            asked.append((-quality, position, tag.split("-")[0].lower()))
+    return min(asked)[2] if asked else None

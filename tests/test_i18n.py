@@ -1,0 +1,106 @@
+"""French and English: every text the studio's pages and the code ask for in both languages has
+its French, every visible text of a studio page goes through the catalogue, and the pages follow
+the browser's or the designer's choice."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from jinja2 import Environment
+from visuels._internal.i18n import LOCALES, browser_language, language_of, words
+
+REPO = Path(__file__).resolve().parents[1]
+STUDIO_TEMPLATES = REPO / "pipelines" / "studio" / "templates"
+# A call ``_("...")``, ``_.plural("...", "...", n)`` or ``words(lang)("...")`` in a template or in the code.
+TEMPLATE_TEXT = re.compile(r'_(?:\.plural)?\(\s*"((?:[^"\\]|\\.)*)"(?:\s*,\s*"((?:[^"\\]|\\.)*)")?')
+# Words that are the same in both languages: names, units, symbols.
+SAME_IN_BOTH = {"visuels studio", "English", "Français", "img2img", "PSD"}
+
+
+def _asked_in_templates() -> set[str]:
+    asked = set()
+    for path in STUDIO_TEMPLATES.glob("*.html"):
+        for one, many in TEMPLATE_TEXT.findall(path.read_text(encoding="utf-8")):
+            asked |= {json.loads(f'"{text}"') for text in (one, many) if text}
+    return asked
+
+
+def _asked_in_code() -> set[str]:
+    """Texts given to a ``Words`` in the code: the first argument of calls to ``words(...)(...)``,
+    to a name bound to ``words(...)``, or to ``.plural``."""
+    asked = set()
+    for folder in ("pipelines", "flows"):
+        for path in (REPO / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            bound = {
+                target.id
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Assign) and _is_words_call(node.value)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            }
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                function = node.func
+                is_words = _is_words_call(function) or (isinstance(function, ast.Name) and function.id in bound)
+                is_plural = isinstance(function, ast.Attribute) and function.attr == "plural"
+                texts = node.args[:2] if is_plural else node.args[:1] if is_words else []
+                asked |= {arg.value for arg in texts if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}
+    return asked
+
+
+def _is_words_call(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "words"
+
+
+def test_every_text_asked_for_has_its_french() -> None:
+    catalogue = json.loads((LOCALES / "fr.json").read_text(encoding="utf-8"))
+    asked = _asked_in_templates() | _asked_in_code()
+    assert len(asked) > 50
+    missing = sorted(asked - set(catalogue))
+    assert not missing, f"no French for {missing} in pipelines/_internal/locales/fr.json"
+    for english, french in catalogue.items():  # the same {names} in both
+        assert set(re.findall(r"{(\w*)}", english)) == set(re.findall(r"{(\w*)}", french)), english
+    unused = sorted(set(catalogue) - asked)
+    assert not unused, f"French for texts nothing asks for: {unused}"
+
+
+def test_every_visible_text_of_a_studio_page_goes_through_the_catalogue() -> None:
+    """Text between tags, outside Jinja and scripts, has no words of its own: they come from ``_()``."""
+    environment = Environment()
+    for path in STUDIO_TEMPLATES.glob("*.html"):
+        source = path.read_text(encoding="utf-8")
+        data = "".join(value for _, kind, value in environment.lex(source) if kind == "data")
+        data = re.sub(r"<(script|style)\b.*?</\1>", "", data, flags=re.S)
+        for attribute in ("alt", "title", "placeholder", "aria-label"):  # read aloud or shown
+            leftover = re.findall(rf'{attribute}="([^"]*[A-Za-zÀ-ÿ][^"]*)"', data)
+            assert not leftover, (path.name, attribute, leftover)
+        text = re.sub(r"<[^>]*>", " ", data)
+        for word in re.findall(r"[A-Za-zÀ-ÿ][\w'’-]*", text):
+            assert any(word in same.split() for same in SAME_IN_BOTH), (path.name, word)
+
+
+@pytest.mark.parametrize(
+    ("tag", "lang"), [("fr_FR.UTF-8", "fr"), ("fr-CA", "fr"), ("en_GB", "en"), ("oc", "en"), ("", "en"), (None, "en")]
+)
+def test_a_locale_or_a_tag_gives_french_or_english(tag: str | None, lang: str) -> None:
+    assert language_of(tag) == lang
+
+
+def test_the_browser_language_follows_its_weights() -> None:
+    assert browser_language("fr-FR,fr;q=0.9,en;q=0.8") == "fr"
+    assert browser_language("de-DE,en;q=0.7,fr;q=0.9") == "fr"
+    assert browser_language("en-US") == "en"
+    assert browser_language("de") is None and browser_language(None) is None
+
+
+def test_words_fill_their_values_and_count() -> None:
+    french = words("fr")
+    assert french("Page {page} of {pages}", page=2, pages=7) == "Page 2 sur 7"
+    assert words("en").plural("1 output", "{count} outputs", 3) == "3 outputs"
+    assert french.plural("1 output", "{count} outputs", 1) == "1 image"
