@@ -18,6 +18,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
+from visuels._internal.i18n import language_of, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.engine.run import export_target, rendered_since_plan
 from visuels.errors import VisuelsError
@@ -59,26 +60,30 @@ def plan_campaign(
 @task(name="report", cache_policy=NO_CACHE)
 def report(plan: RenderPlan, output_root: Path) -> Reports:
     reports = finish_render(plan, output_root)
+    t = words(plan.language)
+    name = plan.campaign_name
     if reports.rows:
+        held = t("; {count} held back for their prompt or texts (see the report)", count=len(plan.held))
         create_table_artifact(
             key=f"compliance-{plan.campaign_slug}",
             table=reports.table,
-            description=f"Charter compliance of {plan.campaign_name}, every picture of the campaign"
-            + (f"; {len(plan.held)} held back for their prompt or texts (see the report)" if plan.held else ""),
+            description=t("Charter compliance of {campaign}, every picture of the campaign", campaign=name)
+            + (held if plan.held else ""),
         )
         # Over http, through the studio (browsers refuse file:// links from a web page).
         relative = reports.html.relative_to(output_root).as_posix()
         create_link_artifact(
             key=f"report-{plan.campaign_slug}",
             link=studio_url(f"files/{quote(relative)}"),
-            link_text=f"{plan.campaign_name}: compliance report (served by the studio: make studio)",
+            link_text=t("{campaign}: compliance report (served by the studio: make studio)", campaign=name),
         )
     return reports
 
 
 def _render_unsharded(plan: RenderPlan, output_root: Path, settings: RenderSettings) -> tuple[list[RenderJob], Reports]:
     """This run's chunks, rendered by the render workers if any are connected, else in this process."""
-    progress = RunProgress(plan.campaign_name, len(plan.pending), "pictures")
+    t = words(plan.language)
+    progress = RunProgress(plan.campaign_name, len(plan.pending), t("pictures"), t)
     try:
         keys = set(
             render_batches(
@@ -109,7 +114,9 @@ def _render_in_shards(
     plan: RenderPlan, shards: list[list[str]], parameters: dict, output_root: Path
 ) -> tuple[list[RenderJob], Reports]:
     """Start one sub-run of this deployment per shard, for any free worker, and wait for all."""
-    progress = RunProgress(f"{plan.campaign_name}: {len(plan.pending)} pictures in shards", len(shards), "shards")
+    t = words(plan.language)
+    title = t("{campaign}: {count} pictures in shards", campaign=plan.campaign_name, count=len(plan.pending))
+    progress = RunProgress(title, len(shards), t("shards"), t)
     runs = []
     for number, communes in enumerate(shards, start=1):
         selection = parameters["selection"] | {"communes": communes, "max_communes": None}
@@ -131,16 +138,22 @@ def _render_in_shards(
 
 def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> None:
     keys = [job.key for job in rendered]
+    t = words(plan.language)
+    name = plan.campaign_name
+    listing = review_listing(output_root, plan.campaign_slug, keys)
     create_markdown_artifact(
         key=f"contact-sheet-{plan.campaign_slug}",
-        markdown=contact_sheet_markdown(
-            f"{plan.campaign_name}: rendered", output_root, review_listing(output_root, plan.campaign_slug, keys)
-        ),
+        markdown=contact_sheet_markdown(t("{campaign}: rendered", campaign=name), output_root, listing, t),
     )
     try:
         review = run_deployment(
             name=REVIEW_DEPLOYMENT,
-            parameters={"campaign_slug": plan.campaign_slug, "keys": keys, "output_dir": str(output_root)},
+            parameters={
+                "campaign_slug": plan.campaign_slug,
+                "keys": keys,
+                "output_dir": str(output_root),
+                "language": language_of(plan.language),
+            },
             flow_run_name=f"review-{flow_run.name}",
             timeout=0,
             as_subflow=False,  # its own run: this one ends, and its model with it
@@ -149,7 +162,7 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
         create_link_artifact(
             key=f"studio-review-{plan.campaign_slug}",
             link=studio_link(str(review.id)),
-            link_text=f"{plan.campaign_name}: review the pictures in the studio (`visuels studio`)",
+            link_text=t("{campaign}: review the pictures in the studio (`visuels studio`)", campaign=name),
         )
     except ObjectNotFound:
         log.warning("no %s deployment: files are rendered but not sent for review", REVIEW_DEPLOYMENT)

@@ -19,6 +19,7 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from pydantic import Field, ValidationError, create_model
+from visuels._internal.i18n import words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.errors import ReviewError
 from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
@@ -63,6 +64,7 @@ def review_campaign(
     campaign_slug: Annotated[str, form_parameter("Campaign folder")],
     keys: Annotated[list[str], form_parameter("Pictures (job keys)")],
     output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
+    language: Annotated[Literal["fr", "en"], form_parameter("Language")] = "en",
 ) -> ReviewOutcome:
     """Ask a designer to approve a render run's files, then publish them and record the decisions.
 
@@ -70,28 +72,32 @@ def review_campaign(
         campaign_slug: The campaign's folder name under the output folder.
         keys: Job keys of the files to review (those the render run wrote).
         output_dir: The render run's output folder.
+        language: Of the contact sheet and the form's words: the campaign's.
     """
     quiet_third_party_logs()
     logger = get_run_logger()
     output_root = Path(output_dir).resolve()
     listing = review_listing(output_root, campaign_slug, keys)
+    t = words(language)
     create_markdown_artifact(
         key=f"review-{campaign_slug}",
-        markdown=contact_sheet_markdown(f"Review: {campaign_slug}", output_root, listing),
-        description="Files awaiting review; resume the run to approve or reject them.",
+        markdown=contact_sheet_markdown(t("Review: {campaign}", campaign=campaign_slug), output_root, listing, t),
+        description=t("Files awaiting review; resume the run to approve or reject them."),
     )
     run_id = flow_run.get_id()
     form_class = review_form(sorted(short_id(key) for key in keys))
     problem, previous = "", {}
     for attempt in range(MAX_ANSWERS):
-        description = (
-            f"{len(listing)} file(s) of **{campaign_slug}** to review, as pictures in the studio: "
-            f"[{studio_link(run_id)}]({studio_link(run_id)}) (`visuels studio`).\n\n"
-            "Or here: pick the files to reject by their code (see the contact sheet artifact) and say why; "
-            "every other file is approved. Submit with nothing picked to approve them all."
+        description = t(
+            "{count} file(s) of **{campaign}** to review, as pictures in the studio: [{link}]({link})"
+            " (`visuels studio`).\n\nOr here: pick the files to reject by their code (see the contact sheet"
+            " artifact) and say why; every other file is approved. Submit with nothing picked to approve them all.",
+            count=len(listing),
+            campaign=campaign_slug,
+            link=studio_link(run_id),
         )
         if problem:
-            description = f"**Previous answer refused: {problem}**\n\n{description}"
+            description = t("**Previous answer refused: {problem}**", problem=problem) + f"\n\n{description}"
         # A refused answer comes back filled in as it was sent, to be corrected rather than retyped.
         form = form_class.with_initial_data(description=description, **previous)
         try:

@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment
+from visuels._internal.i18n import user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.flows.forms import form_group, form_parameter
 from visuels.flows.names import GPU_LIMIT, SLOTS_PER_GPU
@@ -40,7 +41,8 @@ def _inline_png(path: Path, width: int = 480) -> str:
 def train_task(
     charter: str, base: str, config: TrainingConfig, resume: str | None, lora_dir: str | None
 ) -> TrainingSummary:
-    progress = RunProgress("LoRA training", config.steps, "steps")
+    t = words(user_language())
+    progress = RunProgress(t("LoRA training"), config.steps, t("steps"), t)
     every = max(1, config.steps // PROGRESS_UPDATES)
 
     def on_step(step: int, loss: float) -> None:

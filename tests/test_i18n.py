@@ -31,12 +31,12 @@ def _asked_in_templates() -> set[str]:
 
 def _asked_in_code() -> set[str]:
     """Texts given to a ``Words`` in the code: the first argument of calls to ``words(...)(...)``,
-    to a name bound to ``words(...)``, or to ``.plural``."""
+    to a name bound to ``words(...)``, to ``t`` (a ``Words`` by convention), or to ``.plural``."""
     asked = set()
     for folder in ("pipelines", "flows"):
         for path in (REPO / folder).rglob("*.py"):
             tree = ast.parse(path.read_text(encoding="utf-8"))
-            bound = {
+            bound = {"t"} | {
                 target.id
                 for node in ast.walk(tree)
                 if isinstance(node, ast.Assign) and _is_words_call(node.value)
@@ -47,7 +47,11 @@ def _asked_in_code() -> set[str]:
                 if not isinstance(node, ast.Call):
                     continue
                 function = node.func
-                is_words = _is_words_call(function) or (isinstance(function, ast.Name) and function.id in bound)
+                is_words = (
+                    _is_words_call(function)
+                    or (isinstance(function, ast.Name) and function.id in bound)
+                    or (isinstance(function, ast.Attribute) and function.attr == "t")
+                )
                 is_plural = isinstance(function, ast.Attribute) and function.attr == "plural"
                 texts = node.args[:2] if is_plural else node.args[:1] if is_words else []
                 asked |= {arg.value for arg in texts if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}

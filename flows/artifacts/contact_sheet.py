@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from visuels._internal.i18n import Words, words
+
 MAX_THUMBNAILS = 48  # ~15 kB each: a sheet stays under a megabyte in the server's database
 COLUMNS = 4
 
@@ -31,10 +33,12 @@ def _caption(name: str, entry: dict) -> str:
     return f"**{entry['key'][:12]}** {what or name}{verdict}{flags}".replace("|", "/")
 
 
-def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dict]) -> str:
+def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dict], t: Words | None = None) -> str:
     """``listing`` maps the names shown to designers to manifest entries (with key and thumbnail), in
-    the order to show them (``review_listing``: those to look at first first)."""
-    lines = [f"# {title}", "", f"{len(listing)} file(s). Codes in bold name the files in the review form.", ""]
+    the order to show them (``review_listing``: those to look at first first); in the words of ``t``."""
+    t = t or words("en")
+    count = t("{count} file(s). Codes in bold name the files in the review form.", count=len(listing))
+    lines = [f"# {title}", "", count, ""]
     names = list(listing)
     shown = names[:MAX_THUMBNAILS]
     if shown:
@@ -50,6 +54,6 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
         lines.append("| " + " | ".join(pictures + padding) + " |")
         lines.append("| " + " | ".join(captions + padding) + " |")
     if len(names) > MAX_THUMBNAILS:
-        lines += ["", f"… and {len(names) - MAX_THUMBNAILS} more (see the campaign report):"]
+        lines += ["", t("… and {count} more (see the campaign report):", count=len(names) - MAX_THUMBNAILS)]
         lines += [f"- **{listing[name]['key'][:12]}** `{name}`" for name in names[MAX_THUMBNAILS:]]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 
+from visuels._internal.i18n import Words, words
+
 BAR_WIDTH = 480
 BAR_HEIGHT = 18
 TRACK_COLOUR = "#4b5563"  # grey: legible on the UI's light and dark themes
@@ -36,12 +38,22 @@ def _bar(share: float) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("ascii")).decode("ascii")
 
 
-def progress_markdown(title: str, done: int, total: int, unit: str, elapsed_s: float) -> str:
-    """``done`` of ``total`` ``unit`` (a plural: "pictures", "shards") after ``elapsed_s`` seconds."""
+def progress_markdown(title: str, done: int, total: int, unit: str, elapsed_s: float, t: Words | None = None) -> str:
+    """``done`` of ``total`` ``unit`` (a plural: "pictures", "shards") after ``elapsed_s`` seconds,
+    in the words of ``t`` (default: English)."""
+    t = t or words("en")
     share = done / total if total else 1.0
-    line = f"**{done} of {total} {unit}** · {share:.0%} · {_duration(elapsed_s)} so far"
+    percent = f"{share:.0%}" if t.lang == "en" else f"{share:.0%}".replace("%", " %")
+    line = t(
+        "**{done} of {total} {unit}** · {share} · {elapsed} so far",
+        done=done,
+        total=total,
+        unit=unit,
+        share=percent,
+        elapsed=_duration(elapsed_s),
+    )
     if 0 < done < total:
-        line += f" · about {_duration(elapsed_s / done * (total - done))} left"
+        line += t(" · about {left} left", left=_duration(elapsed_s / done * (total - done)))
     elif done >= total:
-        line += " · done"
-    return f"### {title}\n\n![{share:.0%}]({_bar(share)})\n\n{line}\n"
+        line += t(" · done")
+    return f"### {title}\n\n![{percent}]({_bar(share)})\n\n{line}\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from visuels._internal.i18n import Words, user_language, words
 from visuels.cli.console import console, database_url_option, errors, open_record, record_folder, record_near
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, VisuelsError
 from visuels.inputs.yamlfiles import first_problem
@@ -54,10 +55,9 @@ def verify(
         good = sum(report.ok for report in reports)
         unreadable = sum(report.error is not None for report in reports)
         bad = len(reports) - good - unreadable
-        console.print(
-            f"{len(reports)} file(s): {good} ok, {bad} BAD" + (f", {unreadable} unreadable" if unreadable else ""),
-            highlight=False,
-        )
+        t = words(user_language())
+        total = t("{count} file(s): {good} ok, {bad} BAD", count=len(reports), good=good, bad=bad)
+        console.print(total + (t(", {count} unreadable", count=unreadable) if unreadable else ""), highlight=False)
     if any(report.error for report in reports):
         return EXIT_BAD_INPUT
     return EXIT_OK if all(report.ok for report in reports) else EXIT_FINDING
@@ -94,19 +94,23 @@ def _print_verdict(report: FileReport) -> None:
         if not check.passed:
             console.print(f"    {name}: {check.detail}", highlight=False, markup=False)
     if not report.ok:
-        console.print(f"    what to do: {_remedy(report)}", highlight=False, markup=False)
+        t = words(user_language())
+        console.print("    " + t("what to do: {remedy}", remedy=_remedy(report, t)), highlight=False, markup=False)
 
 
-def _remedy(report: FileReport) -> str:
+def _remedy(report: FileReport, t: Words) -> str:
     """What a BAD file's owner can do about it, from which marks are left."""
     if report.watermark is None and report.c2pa == "missing":
-        return "it carries none of this project's marks: not one of its pictures, or its marks were removed"
+        return t("it carries none of this project's marks: not one of its pictures, or its marks were removed")
     if report.watermark is not None:
-        return (
-            f"an edited copy of one of its pictures: `visuels finalize {report.file}` marks it again"
-            " (label, watermark, XMP, C2PA) and records it"
+        return t(
+            "an edited copy of one of its pictures: `visuels finalize {file}` marks it again"
+            " (label, watermark, XMP, C2PA) and records it",
+            file=report.file,
         )
-    return "its watermark is gone but its metadata is left: render it again, or finalize it from its original (--from)"
+    return t(
+        "its watermark is gone but its metadata is left: render it again, or finalize it from its original (--from)"
+    )
 
 
 def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path | None]:

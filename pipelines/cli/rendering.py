@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from visuels._internal.i18n import Words, user_language, words
 from visuels.cli.console import console, option_error, split_names
 from visuels.config import sample_campaign, sample_template_campaign
 from visuels.errors import EXIT_OK, VisuelsError
@@ -83,25 +85,42 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     # Check everything before starting Prefect: bad input fails in a second, writing nothing.
     output_root = Path(request.run.output_dir).resolve()
     plan = plan_render(request.campaign, output_root, request.selection, request.overrides, request.run)
+    t = words(user_language())
     console.print(
-        f"[bold]{plan.campaign_name}[/bold]: {len(plan.jobs)} images, {len(plan.pending)} to render"
-        f" with {plan.setup.model_description}"
+        f"[bold]{escape(plan.campaign_name)}[/bold]: "
+        + escape(
+            t(
+                "{count} images, {pending} to render with {model}",
+                count=len(plan.jobs),
+                pending=len(plan.pending),
+                model=plan.setup.model_description,
+            )
+        )
     )
     if not plan.pending:
         # Every file is there, recorded: no flow run, no model, no rewritten report.
-        console.print(f"[green]done[/green]: nothing to render, all {len(plan.jobs)} images are up to date")
-        _say_where(output_root / plan.campaign_slug)
+        console.print(
+            f"[green]{t('done')}[/green]: "
+            + t("nothing to render, all {count} images are up to date", count=len(plan.jobs))
+        )
+        _say_where(output_root / plan.campaign_slug, t)
         return EXIT_OK
     started = time.perf_counter()
-    with _progress_bar(plan, output_root), _prefect_console(verbose):
+    with _progress_bar(plan, output_root, t), _prefect_console(verbose):
         summary = render(request)
     elapsed = time.perf_counter() - started
     console.print(
-        f"[green]done[/green] in {elapsed:.1f} s: {summary.rendered} rendered, "
-        f"{summary.jobs - summary.rendered} already up to date, "
-        f"{summary.failed_compliance} not compliant with the charter"
+        f"[green]{t('done')}[/green] "
+        + t(
+            "in {seconds} s: {rendered} rendered, {up_to_date} already up to date,"
+            " {failed} not compliant with the charter",
+            seconds=f"{elapsed:.1f}",
+            rendered=summary.rendered,
+            up_to_date=summary.jobs - summary.rendered,
+            failed=summary.failed_compliance,
+        )
     )
-    _say_where(Path(summary.output_dir), summary.report)
+    _say_where(Path(summary.output_dir), t, summary.report)
     return EXIT_OK
 
 
@@ -119,21 +138,26 @@ def baseline(args: argparse.Namespace) -> int:
     plan = plan_render(args.campaign, output_root, selection)
     fixed, reports = fix_campaign_baseline(plan, output_root)
     off_tone = sum(1 for row in reports.rows if row["off_style"] == "yes")
-    console.print(
-        f"style baseline of [bold]{plan.campaign_name}[/bold] fixed from {fixed.pictures} pictures;"
-        f" against it, {off_tone} of the campaign's {len(reports.rows)} pictures are off-tone",
-        highlight=False,
+    t = words(user_language())
+    said = t(
+        "style baseline of {campaign} fixed from {count} pictures; against it, {off_tone} of the campaign's"
+        " {total} pictures are off-tone",
+        campaign=plan.campaign_name,
+        count=fixed.pictures,
+        off_tone=off_tone,
+        total=len(reports.rows),
     )
-    _say_where(output_root / plan.campaign_slug, reports.html)
+    console.print(said, highlight=False, markup=False)
+    _say_where(output_root / plan.campaign_slug, t, reports.html)
     return EXIT_OK
 
 
-def _say_where(campaign_folder: Path, report: Path | None = None) -> None:
+def _say_where(campaign_folder: Path, t: Words, report: Path | None = None) -> None:
     """Where the pictures and the report are, after every render: the first or an up-to-date one."""
-    console.print(f"images in [bold]{campaign_folder}[/bold]", highlight=False)
+    console.print(t("images in {folder}", folder=campaign_folder), highlight=False, markup=False)
     report = report or (campaign_folder / "report.html" if (campaign_folder / "report.html").is_file() else None)
     if report:
-        console.print(f"compliance report: {report}", highlight=False)
+        console.print(t("compliance report: {path}", path=report), highlight=False, markup=False)
 
 
 @contextmanager
@@ -153,7 +177,7 @@ def _prefect_console(verbose: bool) -> Iterator[None]:
 
 
 @contextmanager
-def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
+def _progress_bar(plan: RenderPlan, output_root: Path, t: Words) -> Iterator[None]:
     """A bar of the plan's pictures, counted in the record as they are written there: it shows the
     same whether this process, render workers or shards make them. One light query a second."""
     from visuels.engine.run import rendered_since_plan
@@ -161,13 +185,13 @@ def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
     from visuels.record.database import Database, database_url
 
     columns = (
-        TextColumn("rendering"),
+        TextColumn(escape(t("rendering"))),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("images"),
-        TextColumn("elapsed"),
+        TextColumn(escape(t("images"))),
+        TextColumn(escape(t("elapsed"))),
         TimeElapsedColumn(),
-        TextColumn("· left"),
+        TextColumn(escape(t("· left"))),
         TimeRemainingColumn(elapsed_when_finished=False),
     )
     pending = {job.key for job in plan.pending}
@@ -178,7 +202,7 @@ def _progress_bar(plan: RenderPlan, output_root: Path) -> Iterator[None]:
 
     already = recorded()  # recorded, but their file was missing: rendered again, counted when recorded again
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("rendering", total=len(pending))
+        task = bar.add_task(t("rendering"), total=len(pending))
         stop = threading.Event()
 
         def count() -> None:

@@ -44,7 +44,7 @@ def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _deployment_id(api_url: str, name: str) -> str:
+def deployment_id(api_url: str, name: str) -> str:
     with urllib.request.urlopen(f"{api_url}/deployments/name/{name}", timeout=10) as response:
         return json.load(response)["id"]
 
@@ -60,7 +60,7 @@ def served_run_form() -> Iterator[str]:
         try:
             wait_until_healthy(api_url, server)
             register(environment, pool_gpus=1)
-            yield f"http://127.0.0.1:{port}/deployments/deployment/{_deployment_id(api_url, RENDER_DEPLOYMENT)}/run"
+            yield f"http://127.0.0.1:{port}/deployments/deployment/{deployment_id(api_url, RENDER_DEPLOYMENT)}/run"
         finally:
             stop([server])
 

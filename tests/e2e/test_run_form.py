@@ -18,7 +18,7 @@ from visuels.flows.render_campaign import render_campaign
 
 from tests.conftest import SAMPLE_CAMPAIGN
 from tests.e2e.browser import Browser
-from tests.e2e.run_form import find_chromium, served_run_form
+from tests.e2e.run_form import RENDER_DEPLOYMENT, deployment_id, find_chromium, served_run_form
 
 pytestmark = [
     pytest.mark.e2e,
@@ -73,8 +73,9 @@ def _read(api_url: str, what: str) -> list[dict]:
 
 
 def _deployed_runs(api_url: str) -> list[dict]:
-    """Render-campaign runs started from the form (a deployment's)."""
-    return [run for run in _read(api_url, "flow_runs") if run["deployment_id"] and not run["name"].startswith("review")]
+    """Render-campaign runs started from the form (not the nightly's scheduled ones, nor reviews)."""
+    render = deployment_id(api_url, RENDER_DEPLOYMENT)
+    return [run for run in _read(api_url, "flow_runs") if run["deployment_id"] == render]
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +172,13 @@ def test_a_finished_runs_artifacts_show_a_bar_a_plain_table_and_working_links(
             return browser.evaluate("document.body.innerText")
 
         every_image_drawn = "[...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        # In the campaign's language (French here), as its report and the table's headers.
         progress = show(
-            "Test campagne: progress",
-            f"document.body.innerText.includes('2 of 2 pictures') && {every_image_drawn}"
+            "Test campagne : avancement",
+            f"document.body.innerText.includes('2 sur 2 images') && {every_image_drawn}"
             " && [...document.images].some(i => i.src.startsWith('data:image/svg'))",
         )
-        assert "Progress:" not in progress and "done" in progress
+        assert "Progress:" not in progress and "terminé" in progress
         table = show("compliance-test-campagne", "document.querySelectorAll('th').length > 4")
         headers = browser.evaluate("[...document.querySelectorAll('th')].map(h => h.innerText.trim())")
         assert headers[:5] == ["Verdict", "Raisons", "Commune", "Format", "Public"] and "Sète" in table
@@ -186,3 +188,4 @@ def test_a_finished_runs_artifacts_show_a_bar_a_plain_table_and_working_links(
         assert any(link.startswith("http://") and link.endswith("/report.html") for link in links)  # not file://
         sheet = show("contact-sheet-test-campagne", f"document.images.length >= 2 && {every_image_drawn}")
         assert "instagram_square" in sheet and "story" in sheet and "residents" in sheet and "✔" in sheet
+        assert "Les codes en gras désignent les fichiers" in sheet
