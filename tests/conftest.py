@@ -186,6 +186,16 @@ def rendered_sample(
     return out, plan.campaign_slug, [item.job.relative_path for item in exported], [item.job.key for item in exported]
 
 
+def rendered_campaign_file(out: Path) -> Path:
+    """The campaign ``rendered_sample`` rendered, for a copy ``out`` of its output folder: the same
+    campaign file, its charter beside it."""
+    campaign = out.parent / "campaign.yaml"
+    if not campaign.exists():
+        shutil.copytree(SAMPLE_CHARTER_DIR, out.parent / "charter")
+        write_small_campaign(campaign, steps=2)
+    return campaign
+
+
 @pytest.fixture
 def rendered_copy(
     rendered_sample: tuple[Path, str, list[str], list[str]], tmp_path: Path

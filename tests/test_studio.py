@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from visuels.cli import main as cli
 from visuels.inputs.charter import load_charter
 from visuels.marking.keys import signing_files
 from visuels.record.database import Database, database_url
@@ -18,7 +19,7 @@ from visuels.review.decisions import ReviewDecision
 from visuels.studio.app import PREVIEW_SIDE, Studio, create_app
 from visuels.studio.reviews import ReviewRun
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.conftest import SAMPLE_CHARTER_DIR, rendered_campaign_file
 
 
 class RecordedReviews:
@@ -207,6 +208,14 @@ def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
     assert again.json()["file"].endswith(f"{original.stem}-final.jpg")  # the dropped file's type, asked for
     with Image.open(out / again.json()["file"]) as written:
         assert written.format == "JPEG"
+    # Both are listed with their original, in the picker and in the report written again.
+    picker = client.get(f"/retouch?campaign={files[0].split('/')[0]}").text
+    assert "Retouched or edited versions:" in picker
+    assert f"{original.stem}-final{original.suffix}" in picker and f"{original.stem}-final.jpg" in picker
+    campaign = rendered_campaign_file(out)
+    assert cli(["report", str(campaign), "--output-dir", str(out)]) == 0
+    report = (out / files[0].split("/")[0] / "report.html").read_text(encoding="utf-8")
+    assert "Versions retouchées ou modifiées" in report and f"{original.stem}-final.jpg" in report
     assert client.post("/api/finalize", json={"file": files[0], "name": "x.png", "data": "%%%"}).status_code == 400
 
 

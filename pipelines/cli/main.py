@@ -124,6 +124,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_render_options(demo)
     demo.set_defaults(handler=_demo)
 
+    report = command("report", "write a campaign's report again from its record (after retouches, edits or reviews)")
+    report.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
+    report.add_argument("--output-dir", default="outputs", help="where it was rendered (default: ./outputs)")
+    report.set_defaults(handler=lambda args, flows: rendering.report(args))
+
     baseline = command(
         "baseline", "fix again the campaign's style baseline, which off-tone pictures are measured against"
     )

@@ -124,6 +124,26 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     return EXIT_OK
 
 
+def report(args: argparse.Namespace) -> int:
+    """``visuels report``: write the campaign's report again from its record (after retouches,
+    finalized edits or reviews), rendering nothing."""
+    from visuels.planning.plan import plan_render
+    from visuels.review.publish import finish_render
+
+    output_root = Path(args.output_dir).resolve()
+    plan = plan_render(args.campaign, output_root)
+    reports = finish_render(plan, output_root)
+    t = words(user_language())
+    said = t(
+        "{count} pictures reported, {failed} not compliant with the charter",
+        count=len(reports.rows),
+        failed=reports.failed,
+    )
+    console.print(said, highlight=False, markup=False)
+    _say_where(output_root / plan.campaign_slug, t, reports.html)
+    return EXIT_OK
+
+
 def baseline(args: argparse.Namespace) -> int:
     """``visuels baseline``: fix the campaign's style baseline again, from its recorded pictures (of
     some communes), and write its report against it."""

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, insert, select
 from visuels.record.database import LEDGER_FIELDS, Database, ledger_table
 
+KEYS_PER_QUERY = 500  # bounded IN lists, for any database
+
 GENESIS = "0" * 64
 
 
@@ -114,6 +116,27 @@ def by_sha256(database: Database, sha256: str) -> dict | None:
 def by_job_key(database: Database, job_key: str) -> dict | None:
     rows = _rows(database, ledger_table.c.job_key == job_key)
     return rows[-1] if rows else None
+
+
+def derivatives(database: Database, job_keys: list[str]) -> dict[str, list[dict]]:
+    """The retouches and outside edits made from the exports of ``job_keys`` (rows pointing at one of
+    their rows with a key of their own; review decisions keep the export's key), by export key,
+    oldest first."""
+    made_from = ledger_table.alias("made_from")
+    found: dict[str, list[dict]] = {}
+    with database.reading() as connection:
+        for start in range(0, len(job_keys), KEYS_PER_QUERY):
+            query = (
+                select(made_from.c.job_key.label("original_key"), ledger_table)
+                .join(made_from, ledger_table.c.parent_id == made_from.c.id)
+                .where(made_from.c.job_key.in_(job_keys[start : start + KEYS_PER_QUERY]))
+                .where(ledger_table.c.job_key != made_from.c.job_key)
+                .order_by(ledger_table.c.id)
+            )
+            for row in connection.execute(query):
+                values = dict(row._mapping)
+                found.setdefault(values.pop("original_key"), []).append(values)
+    return found
 
 
 def lineage(database: Database, row: dict) -> list[dict]:

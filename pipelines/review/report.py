@@ -33,7 +33,7 @@ from visuels.postprocess.coherence import (
 )
 from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST
 from visuels.postprocess.typography import MIN_TEXT_CONTRAST
-from visuels.record import manifest
+from visuels.record import ledger, manifest
 from visuels.record.database import Database
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class Wording:
     flagged: str
     photo: str  # "{credit}"
     edges: str
+    derived: str  # before the retouched and edited files made from a picture
     cropped: str  # "{format}": a format cropped from the key visual
     outpainted: str  # "{format}": a format outpainted from the key visual
     held_title: str
@@ -215,6 +216,7 @@ WORDINGS = {
         flagged="Signalée pour relecture : {reasons}",
         photo="D’après la photo de {credit}",
         edges="contours",
+        derived="Versions retouchées ou modifiées :",
         cropped="Recadrée du visuel clé ({format})",
         outpainted="Étendue du visuel clé ({format}) par le modèle",
         held_title="Non produites",
@@ -272,6 +274,7 @@ WORDINGS = {
         flagged="Flagged for review: {reasons}",
         photo="From a photo by {credit}",
         edges="edges",
+        derived="Retouched or edited versions:",
         cropped="Cropped from the key visual ({format})",
         outpainted="Extended from the key visual ({format}) by the model",
         held_title="Not rendered",
@@ -420,8 +423,16 @@ def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slu
     return rows
 
 
-def _card(entry: dict, style: Coherence | None, words: Wording, limits: Thresholds, campaign_slug: str) -> dict:
-    """One picture as the report shows it; its links are relative to the report."""
+def _card(
+    entry: dict,
+    style: Coherence | None,
+    words: Wording,
+    limits: Thresholds,
+    campaign_slug: str,
+    derivatives: list[dict],
+) -> dict:
+    """One picture as the report shows it, with the files retouched or edited from it; its links
+    are relative to the report."""
     inputs, check = entry["inputs"], entry["compliance"]
     flags = []
     if style is not None and style.outlier:
@@ -454,6 +465,18 @@ def _card(entry: dict, style: Coherence | None, words: Wording, limits: Threshol
         "terms_flagged": bool(inputs.get("review")),
         "distance": style.distance if style else 0.0,
         "measures": _measures(check, words, limits),
+        "derivatives": [_derived(row, campaign_slug) for row in derivatives],
+    }
+
+
+def _derived(row: dict, campaign_slug: str) -> dict:
+    """A retouched or edited file: linked when it lies in the campaign's folder (where the studio
+    writes them), named only when it was written elsewhere."""
+    inside = row["file"].startswith(f"{campaign_slug}/")
+    return {
+        "name": Path(row["file"]).name,
+        "link": _within_campaign(row["file"], campaign_slug) if inside else None,
+        "what": row["prompt"],
     }
 
 
@@ -543,6 +566,10 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
     write_text_atomic(csv_path, buffer.getvalue())
     write_coherence(folder, coherence)
     # Links are relative to the report, so the folder can be moved, or served as is by the studio.
-    cards = [_card(entry, coherence.get(entry["key"]), words, limits, plan.campaign_slug) for entry in entries]
+    made = ledger.derivatives(database, [entry["key"] for entry in entries])
+    cards = [
+        _card(entry, coherence.get(entry["key"]), words, limits, plan.campaign_slug, made.get(entry["key"], []))
+        for entry in entries
+    ]
     write_text_atomic(html_path, _html(plan.campaign_name, words, limits, baseline, cards, _held(plan)))
     return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))

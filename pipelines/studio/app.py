@@ -40,6 +40,7 @@ from visuels.marking.mark import preview_jpeg
 from visuels.models.devices import DeviceName
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess.chain import postprocess
+from visuels.record import ledger
 from visuels.record.database import Database, outputs_table
 from visuels.review.decisions import ReviewDecision, review_listing
 from visuels.review.derivatives import (
@@ -156,10 +157,20 @@ class Studio:
             return {name: count for name, count in rows}
 
     def outputs(self, campaign: str) -> list[dict]:
+        """The campaign's outputs as pages show them, each with the files retouched or edited from it
+        (``derivatives``: their paths under the output folder, or absolute when written elsewhere)."""
         with self.database.reading() as connection:
             query = select(outputs_table).where(outputs_table.c.campaign == campaign).order_by(outputs_table.c.file)
             rows = [dict(row._mapping) for row in connection.execute(query)]
-        return [_describe(row) for row in rows]
+        made = ledger.derivatives(self.database, [row["job_key"] for row in rows])
+        return [
+            _describe(row) | {"derivatives": [_derived(done) for done in made.get(row["job_key"], [])]} for row in rows
+        ]
+
+
+def _derived(row: dict) -> dict:
+    """A retouched or edited file: served (``/files/``) when it lies in the output folder."""
+    return {"name": Path(row["file"]).name, "file": row["file"], "served": not Path(row["file"]).is_absolute()}
 
 
 def _describe(row: dict) -> dict:
