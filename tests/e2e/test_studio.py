@@ -106,6 +106,15 @@ def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
             assert browser.evaluate("document.querySelector('.card').classList.contains('rejected')")
             browser.evaluate("document.querySelector('.card textarea').value = 'logo hidden'")
             browser.evaluate("document.getElementById('reviewer').value = 'Léa'")
+            # The filters hide the other cards, and keep every decision.
+            status_filter = "document.querySelector('[data-filter=status]')"
+            browser.evaluate(f"{status_filter}.value = 'rejected'; {status_filter}.dispatchEvent(new Event('change'))")
+            visible = "[...document.querySelectorAll('.card')].filter(c => c.style.display !== 'none').length"
+            assert browser.evaluate(visible) == 1
+            shown = browser.evaluate("document.getElementById('shown').textContent")
+            assert shown == f"1 of {len(keys)} pictures shown"
+            browser.evaluate(f"{status_filter}.value = ''; {status_filter}.dispatchEvent(new Event('change'))")
+            assert browser.evaluate(visible) == len(keys)
             # Nothing is approved unless said: sending now is refused, then "approve the rest".
             browser.click_at(*browser.centre_of("#submit"))
             assert "not decided yet" in browser.wait_for("document.getElementById('status').textContent")
