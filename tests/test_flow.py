@@ -76,7 +76,7 @@ def test_flow_renders_then_skips_what_is_done(
     assert list(table[0])[:5] == ["Verdict", "Raisons", "Commune", "Format", "Public"]  # plain headers, verdict first
     assert sorted(row["Commune"] for row in table) == ["Castelnau-d'Estrétefonds"] * 2 + ["Sète"] * 2
     assert all(row["Verdict"] == "✔ Conforme" for row in table), table
-    assert "**4 of 4 pictures** · 100% " in run_progress()  # the bar, updated in place to the end
+    assert "**4 sur 4 images** · 100 % " in run_progress()  # the bar, updated in place to the end, in French
 
     # Same keys, same files: a second run renders nothing and never loads the model.
     def no_model(*args: object, **kwargs: object) -> None:
@@ -145,7 +145,7 @@ def run_progress() -> str:
             limit=20,
             offset=0,
         )
-    return next(artifact.data for artifact in found if "pictures**" in (artifact.data or ""))
+    return next(artifact.data for artifact in found if "images**" in (artifact.data or ""))
 
 
 def published_markdown(key: str) -> str:
