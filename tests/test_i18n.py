@@ -108,3 +108,23 @@ def test_words_fill_their_values_and_count() -> None:
     assert french("Page {page} of {pages}", page=2, pages=7) == "Page 2 sur 7"
     assert words("en").plural("1 output", "{count} outputs", 3) == "3 outputs"
     assert french.plural("1 output", "{count} outputs", 1) == "1 image"
+
+
+def test_the_command_line_speaks_the_users_language(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visuels.cli import main
+    from visuels.cli.main import build_parser
+
+    monkeypatch.setenv("VISUELS_LANGUAGE", "fr")
+    assert main(["check", "nowhere.yaml"]) == 2
+    assert capsys.readouterr().err.startswith("erreur : nowhere.yaml")
+    parser, commands = build_parser()
+    assert "utilisation :" in parser.format_help() and "valider des chartes" in parser.format_help()
+    assert "afficher cette aide et quitter" in commands["render"].format_help()
+    monkeypatch.setenv("VISUELS_LANGUAGE", "")
+    monkeypatch.setenv("LANG", "fr_FR.UTF-8")  # no setting: the locale's
+    monkeypatch.delenv("LANGUAGE", raising=False)
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    assert "valider des chartes" in build_parser()[0].format_help()

@@ -15,10 +15,6 @@ from visuels.inputs.yamlfiles import first_problem
 if TYPE_CHECKING:
     from visuels.record.database import Database
 
-DATABASE_HELP = (
-    "the database of record: a SQLAlchemy URL or a SQLite file"
-    " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
-)
 
 # soft_wrap: a message stays on one line whatever the terminal width.
 console = Console(soft_wrap=True)

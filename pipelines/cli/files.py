@@ -50,7 +50,11 @@ def verify(
         print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
         for report in reports:
             if report.error:
-                errors.print(f"error: {report.file}: {report.error}", highlight=False, markup=False)
+                errors.print(
+                    words(user_language())("error: {message}", message=f"{report.file}: {report.error}"),
+                    highlight=False,
+                    markup=False,
+                )
     else:
         good = sum(report.ok for report in reports)
         unreadable = sum(report.error is not None for report in reports)
@@ -66,7 +70,11 @@ def verify(
 def _print_verdict(report: FileReport) -> None:
     """One file's line (ok or BAD, each layer), its failed checks, and for a BAD one what to do."""
     if report.error:
-        errors.print(f"error: {report.file}: {report.error}", highlight=False, markup=False)
+        errors.print(
+            words(user_language())("error: {message}", message=f"{report.file}: {report.error}"),
+            highlight=False,
+            markup=False,
+        )
         return
     record = report.ledger_record
     where = (

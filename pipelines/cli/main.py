@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import files, project, rendering
-from visuels.cli.console import DATABASE_HELP, errors, positive
+from visuels.cli.console import errors, positive
 from visuels.config import sample_charter
 from visuels.errors import VisuelsError
 
@@ -68,171 +69,216 @@ def _flow(flow, command: str):
     return flow
 
 
-KEYS_ACTIONS = "init: create a local root, intermediate and signer"
-LEDGER_ACTIONS = "verify: check the hash chain"
-
-
-def _no_action(command: argparse.ArgumentParser, actions: str) -> int:
+def _no_action(command: argparse.ArgumentParser, actions: str, t: Words) -> int:
     """A command that needs an action was given none: say which there are (exit 2)."""
-    command.error(f"say what to do: {actions}")  # exits with 2
+    command.error(t("say what to do: {actions}", actions=actions))  # exits with 2
+
+
+def _help_formatter(t: Words) -> type[argparse.HelpFormatter]:
+    """argparse's help with its own words ("usage:") in the language of ``t``."""
+
+    class Formatter(argparse.HelpFormatter):
+        def add_usage(self, usage, actions, groups, prefix=None) -> None:  # type: ignore[no-untyped-def]
+            super().add_usage(usage, actions, groups, t("usage: ") if prefix is None else prefix)
+
+    return Formatter
+
+
+def _in_words(parser: argparse.ArgumentParser, t: Words) -> argparse.ArgumentParser:
+    """A parser whose group titles and -h say it in the language of ``t``."""
+    parser._positionals.title = t("positional arguments")
+    parser._optionals.title = t("options")
+    parser.add_argument("-h", "--help", action="help", help=t("show this help message and exit"))
+    return parser
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """Every command, its options, and its handler (``handler``: what ``main`` runs)."""
-    parser = argparse.ArgumentParser(
-        prog="visuels", description="Per-commune campaign visuals, marked as AI-generated."
+    t = words(user_language())
+    database_help = t(
+        "the database of record: a SQLAlchemy URL or a SQLite file"
+        " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    keys_actions = t("init: create a local root, intermediate and signer")
+    ledger_actions = t("verify: check the hash chain")
+    parser = _in_words(
+        argparse.ArgumentParser(
+            prog="visuels",
+            description=t("Per-commune campaign visuals, marked as AI-generated."),
+            formatter_class=_help_formatter(t),
+            add_help=False,
+        ),
+        t,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, title=t("commands"))
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         # The line `visuels -h` shows for a command is also the description of `visuels NAME -h`.
-        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        description = summary[0].upper() + summary[1:] + "."
+        made = commands.add_parser(
+            name, help=summary, description=description, formatter_class=_help_formatter(t), add_help=False
+        )
+        return _in_words(made, t)
 
-    check = command("check", "validate charters, campaigns or communes CSV files")
+    check = command("check", t("validate charters, campaigns or communes CSV files"))
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(handler=lambda args, flows: project.check(args.files))
 
     def add_render_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--output-dir", default="outputs", help="where to write (default: ./outputs)")
-        command.add_argument("--batch-size", type=positive, help="images per model call (default: 16 on a GPU, else 4)")
+        command.add_argument("--output-dir", default="outputs", help=t("where to write (default: ./outputs)"))
+        command.add_argument(
+            "--batch-size", type=positive, help=t("images per model call (default: 16 on a GPU, else 4)")
+        )
         command.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
         command.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
         command.add_argument(
-            "--cpu-workers", type=positive, help="processes that finish the pictures (default: by device)"
+            "--cpu-workers", type=positive, help=t("processes that finish the pictures (default: by device)")
         )
         command.add_argument(
-            "--compile", action="store_true", help="torch.compile the model (faster on a GPU after a minute)"
+            "--compile", action="store_true", help=t("torch.compile the model (faster on a GPU after a minute)")
         )
         command.add_argument(
-            "-v", "--verbose", action="store_true", help="show the flow's log lines (Prefect's, each task's)"
+            "-v", "--verbose", action="store_true", help=t("show the flow's log lines (Prefect's, each task's)")
         )
 
-    render = command("render", "render a campaign through the Prefect flow")
+    render = command("render", t("render a campaign through the Prefect flow"))
     render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
-    render.add_argument("--communes", help="comma-separated names or INSEE codes, a subset of the campaign's")
-    render.add_argument("--max-communes", type=positive, help="only the first N selected communes")
+    render.add_argument("--communes", help=t("comma-separated names or INSEE codes, a subset of the campaign's"))
+    render.add_argument("--max-communes", type=positive, help=t("only the first N selected communes"))
     render.add_argument(
-        "--model", help="override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME"
+        "--model", help=t("override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME")
     )
     add_render_options(render)
     render.set_defaults(handler=_render)
 
-    demo = command("demo", "render the two sample campaigns for a few communes with the demo model")
+    demo = command("demo", t("render the two sample campaigns for a few communes with the demo model"))
     demo.add_argument(
-        "--communes", help=f"comma-separated, some of the demo's: {', '.join(rendering.DEMO_COMMUNES)} (default: all)"
+        "--communes",
+        help=t(
+            "comma-separated, some of the demo's: {communes} (default: all)",
+            communes=", ".join(rendering.DEMO_COMMUNES),
+        ),
     )
     add_render_options(demo)
     demo.set_defaults(handler=_demo)
 
-    report = command("report", "write a campaign's report again from its record (after retouches, edits or reviews)")
+    report = command("report", t("write a campaign's report again from its record (after retouches, edits or reviews)"))
     report.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
-    report.add_argument("--output-dir", default="outputs", help="where it was rendered (default: ./outputs)")
+    report.add_argument("--output-dir", default="outputs", help=t("where it was rendered (default: ./outputs)"))
     report.set_defaults(handler=lambda args, flows: rendering.report(args))
 
     baseline = command(
-        "baseline", "fix again the campaign's style baseline, which off-tone pictures are measured against"
+        "baseline", t("fix again the campaign's style baseline, which off-tone pictures are measured against")
     )
     baseline.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
     baseline.add_argument(
-        "--communes", help="from these communes' pictures only, comma-separated (default: every recorded picture)"
+        "--communes", help=t("from these communes' pictures only, comma-separated (default: every recorded picture)")
     )
-    baseline.add_argument("--output-dir", default="outputs", help="where it was rendered (default: ./outputs)")
+    baseline.add_argument("--output-dir", default="outputs", help=t("where it was rendered (default: ./outputs)"))
     baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))
 
-    verify = command("verify", "check the AI marking of files, layer by layer")
+    verify = command("verify", t("check the AI marking of files, layer by layer"))
     verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    verify.add_argument("--json", action="store_true", help="one JSON report per file, as a list")
-    verify.add_argument("--database", help=DATABASE_HELP)
-    verify.add_argument("--charter", type=Path, default=sample_charter(), help="charter whose label to look for")
+    verify.add_argument("--json", action="store_true", help=t("one JSON report per file, as a list"))
+    verify.add_argument("--database", help=database_help)
+    verify.add_argument("--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for"))
     verify.add_argument(
         "--allow-untrusted",
         action="store_true",
-        help="accept a C2PA signature by a certificate the trust anchors do not know (default: refused)",
+        help=t("accept a C2PA signature by a certificate the trust anchors do not know (default: refused)"),
     )
 
-    finalize = command("finalize", "mark again files edited outside visuels (Photoshop, GIMP...) from their original")
+    finalize = command(
+        "finalize", t("mark again files edited outside visuels (Photoshop, GIMP...) from their original")
+    )
     finalize.add_argument("files", nargs="+", type=Path, metavar="EDITED")
     finalize.add_argument(
         "--from",
         dest="original",
         type=Path,
         metavar="ORIGINAL",
-        help="the exported file they were edited from (default: found through each file's watermark)",
+        help=t("the exported file they were edited from (default: found through each file's watermark)"),
     )
     finalize.add_argument(
         "-o",
         "--output",
         type=Path,
         metavar="OUT",
-        help="a file, or a folder for several (default: beside each, NAME-final.EXT)",
+        help=t("a file, or a folder for several (default: beside each, NAME-final.EXT)"),
     )
-    finalize.add_argument("--database", help=DATABASE_HELP)
-    finalize.add_argument("--charter", type=Path, default=sample_charter(), help="the charter to check them against")
+    finalize.add_argument("--database", help=database_help)
+    finalize.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
 
-    layers = command("layers", "a layered working file (PSD) of an output laid out in a template, for retouching")
-    layers.add_argument("files", nargs="+", type=Path, metavar="FILE", help="exported files")
-    layers.add_argument("--database", help=DATABASE_HELP)
-    layers.add_argument("--charter", type=Path, default=sample_charter(), help="the charter they were laid out with")
+    layers = command("layers", t("a layered working file (PSD) of an output laid out in a template, for retouching"))
+    layers.add_argument("files", nargs="+", type=Path, metavar="FILE", help=t("exported files"))
+    layers.add_argument("--database", help=database_help)
+    layers.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter they were laid out with"))
 
-    retouch = command("retouch", "repaint part of an output with the model that made it; each variant is marked again")
-    retouch.add_argument("image", type=Path, metavar="IMAGE", help="an exported file")
+    retouch = command(
+        "retouch", t("repaint part of an output with the model that made it; each variant is marked again")
+    )
+    retouch.add_argument("image", type=Path, metavar="IMAGE", help=t("an exported file"))
     retouch.add_argument(
-        "--mask", type=Path, help="white where to repaint, black elsewhere (or painted on transparency)"
+        "--mask", type=Path, help=t("white where to repaint, black elsewhere (or painted on transparency)")
     )
-    retouch.add_argument("--prompt", required=True, help="what to paint")
+    retouch.add_argument("--prompt", required=True, help=t("what to paint"))
     retouch.add_argument("--mode", choices=["inpaint", "img2img"], default="inpaint")
-    retouch.add_argument("--variants", type=positive, default=4, help="how many (default: 4)")
-    retouch.add_argument("--strength", type=float, default=0.85, help="0 keeps the picture, 1 repaints (default: 0.85)")
-    retouch.add_argument("--seed", type=int, default=0, help="variant i uses seed + i (default: 0)")
-    retouch.add_argument("-o", "--output-dir", type=Path, help="where to write the variants (default: beside IMAGE)")
-    retouch.add_argument("--model", help="the model that made IMAGE, if its record cannot say where it is")
-    retouch.add_argument("--lora", help="the LoRA that made IMAGE, if its record cannot say where it is")
+    retouch.add_argument("--variants", type=positive, default=4, help=t("how many (default: 4)"))
+    retouch.add_argument(
+        "--strength", type=float, default=0.85, help=t("0 keeps the picture, 1 repaints (default: 0.85)")
+    )
+    retouch.add_argument("--seed", type=int, default=0, help=t("variant i uses seed + i (default: 0)"))
+    retouch.add_argument("-o", "--output-dir", type=Path, help=t("where to write the variants (default: beside IMAGE)"))
+    retouch.add_argument("--model", help=t("the model that made IMAGE, if its record cannot say where it is"))
+    retouch.add_argument("--lora", help=t("the LoRA that made IMAGE, if its record cannot say where it is"))
     retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
-    retouch.add_argument("--database", help=DATABASE_HELP)
-    retouch.add_argument("--charter", type=Path, default=sample_charter(), help="the charter to check them against")
+    retouch.add_argument("--database", help=database_help)
+    retouch.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
 
     studio = command(
-        "studio", "the designers' studio in a browser: review runs, retouch outputs, finalize edited files"
+        "studio", t("the designers' studio in a browser: review runs, retouch outputs, finalize edited files")
     )
-    studio.add_argument("--port", type=int, default=7860, help="(default: 7860)")
+    studio.add_argument("--port", type=int, default=7860, help=t("(default: 7860)"))
     studio.add_argument(
         "--host",
         default="127.0.0.1",
-        help="the address to listen on (default: 127.0.0.1, this user only); any other asks for a token",
+        help=t("the address to listen on (default: 127.0.0.1, this user only); any other asks for a token"),
     )
     studio.add_argument(
         "--allow-host",
         action="append",
         default=[],
         metavar="NAME",
-        help="a name the studio is reached by besides 127.0.0.1 and localhost (repeatable)",
+        help=t("a name the studio is reached by besides 127.0.0.1 and localhost (repeatable)"),
     )
-    studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help="the outputs (default: ./outputs)")
-    studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help="for retouching")
-    studio.add_argument("--charter", type=Path, default=sample_charter(), help="the charter to check retouches against")
+    studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help=t("the outputs (default: ./outputs)"))
+    studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help=t("for retouching"))
+    studio.add_argument(
+        "--charter", type=Path, default=sample_charter(), help=t("the charter to check retouches against")
+    )
 
-    doctor = command("doctor", "what this machine has (GPU, versions, model, keys) and what is missing")
-    doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help="also its model and LoRA")
+    doctor = command("doctor", t("what this machine has (GPU, versions, model, keys) and what is missing"))
+    doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help=t("also its model and LoRA"))
     doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
 
-    keys = command("keys", "signing keys for C2PA manifests")
-    keys.add_argument("action", nargs="?", choices=["init"], help=KEYS_ACTIONS)
-    keys.add_argument("--dir", type=Path, help="where (default: $VISUELS_KEYS_DIR or ./keys)")
+    keys = command("keys", t("signing keys for C2PA manifests"))
+    keys.add_argument("action", nargs="?", choices=["init"], help=keys_actions)
+    keys.add_argument("--dir", type=Path, help=t("where (default: $VISUELS_KEYS_DIR or ./keys)"))
 
-    train = command("train", "train the charter's style LoRA on its reference images")
+    train = command("train", t("train the charter's style LoRA on its reference images"))
     train.add_argument("charter", type=Path, metavar="CHARTER_DIR")
-    train.add_argument("--base", default="demo", help="base model: demo or a diffusers folder (default: demo)")
-    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
-    train.add_argument("--lora-dir", help="root of the LoRA folders (default: $VISUELS_LORA_DIR or ./lora)")
-    for option, (kind, explanation) in project.TRAINING_OPTIONS.items():
+    train.add_argument("--base", default="demo", help=t("base model: demo or a diffusers folder (default: demo)"))
+    train.add_argument("--resume", metavar="RUN", help=t("continue an interrupted run from its last checkpoint"))
+    train.add_argument("--lora-dir", help=t("root of the LoRA folders (default: $VISUELS_LORA_DIR or ./lora)"))
+    for option, (kind, explanation) in project.training_options(t).items():
         if kind is bool:
             train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None, help=explanation)
         else:
             train.add_argument(f"--{option.replace('_', '-')}", type=kind, help=explanation)
 
-    ledger_command = command("ledger", "the provenance ledger")
-    ledger_command.add_argument("action", nargs="?", choices=["verify"], help=LEDGER_ACTIONS)
-    ledger_command.add_argument("--database", help=DATABASE_HELP)
+    ledger_command = command("ledger", t("the provenance ledger"))
+    ledger_command.add_argument("action", nargs="?", choices=["verify"], help=ledger_actions)
+    ledger_command.add_argument("--database", help=database_help)
     verify.set_defaults(
         handler=lambda args, flows: files.verify(
             args.files, args.json, args.database, args.charter, args.allow_untrusted
@@ -244,12 +290,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
     doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign))
     keys.set_defaults(
-        handler=lambda args, flows: project.keys_init(args.dir) if args.action else _no_action(keys, KEYS_ACTIONS)
+        handler=lambda args, flows: project.keys_init(args.dir) if args.action else _no_action(keys, keys_actions, t)
     )
     train.set_defaults(handler=_train)
     ledger_command.set_defaults(
         handler=lambda args, flows: (
-            project.ledger_verify(args.database) if args.action else _no_action(ledger_command, LEDGER_ACTIONS)
+            project.ledger_verify(args.database) if args.action else _no_action(ledger_command, ledger_actions, t)
         )
     )
     return parser, commands.choices
@@ -282,7 +328,7 @@ def main(
     try:
         return args.handler(args, Flows(render=render, train=train, reviews=reviews))
     except VisuelsError as exc:
-        errors.print(f"error: {exc}", highlight=False, markup=False)
+        errors.print(words(user_language())("error: {message}", message=exc), highlight=False, markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
         errors.print("interrupted")

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from visuels._internal.i18n import Words, user_language, words
 from visuels.cli.console import console, errors, open_record, record_folder
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError, VisuelsError
 
@@ -17,21 +18,28 @@ if TYPE_CHECKING:
     from visuels.training.run import TrainingSummary
 
 Trainer = Callable[[str, str, dict, str, str], "TrainingSummary"]  # "": no resume, the default LoRA folder
-TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
-    "steps": (int, "optimiser steps, 1-100,000 (default: 500)"),
-    "rank": (int, "LoRA rank, 1-256: larger learns more, and overfits sooner (default: 8)"),
-    "alpha": (float, "LoRA alpha, > 0 (default: the rank)"),
-    "learning_rate": (float, "learning rate, > 0 and <= 1 (default: 1e-4)"),
-    "lr_schedule": (str, "constant, cosine or linear (default: constant)"),
-    "resolution": (int, "training picture side, a multiple of 64 from 64 to 2048 (default: 256)"),
-    "batch_size": (int, "pictures per step, 1-64 (default: 1)"),
-    "gradient_accumulation": (int, "steps whose gradients are summed before an update, 1-64 (default: 1)"),
-    "gradient_checkpointing": (bool, "trade compute for memory (large models on small GPUs)"),
-    "train_text_encoder": (bool, "also train a LoRA on the text encoder's attention (slower: embeddings each step)"),
-    "min_snr_gamma": (float, "Min-SNR loss weighting gamma, > 0 (default: 5)"),
-    "seed": (int, "random seed, >= 0 (default: 0)"),
-    "checkpoint_every": (int, "save a resumable checkpoint every N steps (default: 100)"),
-}
+
+
+def training_options(t: Words) -> dict[str, tuple[type, str]]:
+    """``visuels train``'s options: their type and explanation, in the words of ``t``."""
+    return {
+        "steps": (int, t("optimiser steps, 1-100,000 (default: 500)")),
+        "rank": (int, t("LoRA rank, 1-256: larger learns more, and overfits sooner (default: 8)")),
+        "alpha": (float, t("LoRA alpha, > 0 (default: the rank)")),
+        "learning_rate": (float, t("learning rate, > 0 and <= 1 (default: 1e-4)")),
+        "lr_schedule": (str, t("constant, cosine or linear (default: constant)")),
+        "resolution": (int, t("training picture side, a multiple of 64 from 64 to 2048 (default: 256)")),
+        "batch_size": (int, t("pictures per step, 1-64 (default: 1)")),
+        "gradient_accumulation": (int, t("steps whose gradients are summed before an update, 1-64 (default: 1)")),
+        "gradient_checkpointing": (bool, t("trade compute for memory (large models on small GPUs)")),
+        "train_text_encoder": (
+            bool,
+            t("also train a LoRA on the text encoder's attention (slower: embeddings each step)"),
+        ),
+        "min_snr_gamma": (float, t("Min-SNR loss weighting gamma, > 0 (default: 5)")),
+        "seed": (int, t("random seed, >= 0 (default: 0)")),
+        "checkpoint_every": (int, t("save a resumable checkpoint every N steps (default: 100)")),
+    }
 
 
 def _describe_campaign(campaign: Campaign) -> str:
@@ -75,7 +83,7 @@ def _check_file(path: Path) -> int:
         for finding in findings:
             line = f"{path}: line {finding.line}, {finding.field}: {finding.message}"
             if finding.blocking:
-                errors.print(f"error: {line}", highlight=False, markup=False)
+                errors.print(words(user_language())("error: {message}", message=line), highlight=False, markup=False)
             else:
                 console.print(f"    {line}", highlight=False, markup=False)
         if any(finding.blocking for finding in findings):
@@ -125,7 +133,7 @@ def check(files: Sequence[Path]) -> int:
         try:
             status = max(status, _check_file(path))
         except VisuelsError as exc:
-            errors.print(f"error: {exc}", highlight=False, markup=False)
+            errors.print(words(user_language())("error: {message}", message=exc), highlight=False, markup=False)
             status = max(status, exc.exit_code)
     return status
 
@@ -205,7 +213,9 @@ def ledger_verify(database_option: str | None) -> int:
     if broken is not None:
         problems.insert(0, f"row {broken}: hash chain broken (edited or deleted rows)")
     for problem in problems:
-        errors.print(f"error: {where}: {problem}", highlight=False, markup=False)
+        errors.print(
+            words(user_language())("error: {message}", message=f"{where}: {problem}"), highlight=False, markup=False
+        )
     if problems:
         return EXIT_FINDING
     console.print(f"ok  {where}: {rows} rows, hash chain intact, as its signed checkpoints say", highlight=False)
@@ -217,7 +227,7 @@ def train(args: argparse.Namespace, train: Trainer) -> int:
     from visuels.inputs.yamlfiles import field_path, first_problem
     from visuels.training.trainer import TrainingConfig
 
-    options = {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name) is not None}
+    options = {name: getattr(args, name) for name in training_options(words("en")) if getattr(args, name) is not None}
     from visuels.inputs.model_refs import parse_model_option
     from visuels.training.run import check_training_inputs
 
