@@ -36,7 +36,7 @@ test: setup
 # The unit tier, for the edit loop (under 3 minutes on 2 cores): no flows, servers, browsers,
 # PostgreSQL or long measurements. `make test` runs everything, as CI does.
 test-fast: setup
-	$(PYTHON) -m pytest -m "not (slow or integration or e2e or postgres)"
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile -m "not (slow or integration or e2e or postgres)"
 
 serve: setup
 	$(VENV)/bin/python -m visuels.flows.serve
