@@ -18,7 +18,9 @@ from visuels.planning.request import Selection
 from visuels.postprocess.coherence import (
     BASELINE_FILE,
     Coherence,
+    StyleSignature,
     assess_campaign,
+    campaign_baseline,
     new_baseline,
     read_baseline,
     style_signature,
@@ -131,3 +133,15 @@ def test_the_baseline_stays_when_other_communes_are_rendered_until_the_designer_
     assert cli(["baseline", str(campaign), "--communes", "Collioure", "--output-dir", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert read_baseline(folder) == refixed
+
+
+def test_a_damaged_baseline_file_is_fixed_again_and_a_sound_one_is_kept(tmp_path: Path) -> None:
+    signature = StyleSignature(lab_mean=[50.0, 0.0, 10.0], lab_spread=[5.0, 5.0, 5.0], palette=[0.5, 0.5])
+    first = campaign_baseline(tmp_path, [signature])
+    assert first is not None and first.fixed_by == "first report"
+    other = StyleSignature(lab_mean=[20.0, 0.0, 0.0], lab_spread=[1.0, 1.0, 1.0], palette=[1.0, 0.0])
+    assert campaign_baseline(tmp_path, [other]) == first  # kept: other pictures do not move it
+    (tmp_path / BASELINE_FILE).write_text('{"signature": {"lab_mean": [1', encoding="utf-8")  # cut short
+    again = campaign_baseline(tmp_path, [other])
+    assert again is not None and again.signature == other and read_baseline(tmp_path) == again
+    assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]

@@ -18,6 +18,7 @@ palette histograms, i.e. the share of pixels that would have to change colour).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,8 @@ from pydantic import BaseModel
 from visuels._internal.atomic import staged, write_text_atomic
 from visuels.inputs.charter import Charter
 from visuels.postprocess.palette import SCORE_SIDE, palette_shares, rgb_to_lab
+
+log = logging.getLogger(__name__)
 
 COHERENCE_FILE = "coherence.json"
 BASELINE_FILE = "style-baseline.json"
@@ -131,21 +134,28 @@ def new_baseline(signatures: list[StyleSignature], fixed_by: Literal["first repo
 
 
 def read_baseline(folder: Path) -> StyleBaseline | None:
+    """The campaign's baseline; None when there is none, or when its file is damaged."""
     try:
         return StyleBaseline.model_validate_json((folder / BASELINE_FILE).read_text(encoding="utf-8"))
-    except OSError:
+    except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         return None
 
 
 def campaign_baseline(folder: Path, signatures: list[StyleSignature]) -> StyleBaseline | None:
     """The campaign's baseline; fixed now from ``signatures`` (its first report's pictures) when
-    it has none. Two machines reporting at once keep the one written first."""
+    it has none, or when its file is damaged (said in the log). Two machines reporting at once
+    keep the one written first."""
     existing = read_baseline(folder)
     if existing is not None or not signatures:
         return existing
+    damaged = (folder / BASELINE_FILE).exists()
     baseline = new_baseline(signatures, "first report")
     with staged(folder / BASELINE_FILE) as file:  # its temporary is removed whatever happens
         file.path.write_text(baseline.model_dump_json(indent=1), encoding="utf-8")
+        if damaged:
+            log.warning("%s was damaged: fixed again from the %d pictures recorded", BASELINE_FILE, len(signatures))
+            file.publish()
+            return baseline
         try:
             os.link(file.path, folder / BASELINE_FILE)  # refused if another report fixed one meanwhile
         except FileExistsError:
