@@ -42,8 +42,9 @@ def _prefect_server() -> Iterator[None]:
             raise OperationalError(
                 "Prefect",
                 None,
-                f"its temporary server did not start ({exc}): a busy machine? try again, or start a server"
-                " (`make serve`) and set PREFECT_API_URL",
+                "its temporary server did not start ({exc}): a busy machine? try again, or start a "
+                "server (`make serve`) and set PREFECT_API_URL",
+                exc=str(exc),
             ) from None
         yield
 

@@ -209,8 +209,9 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
             raise WorkerLostError(
                 chunk[0].relative_path,
                 None,
-                f"no render worker took its chunk in {CHUNK_START_GRACE_S:.0f} s and none is connected: start"
-                " one (`make serve`) and run this render again; what was recorded is kept",
+                "no render worker took its chunk in {CHUNK_START_GRACE_S:.0f} s and none is "
+                "connected: start one (`make serve`) and run this render again; what was recorded is kept",
+                CHUNK_START_GRACE_S=CHUNK_START_GRACE_S,
             )
         has_room = running < workers * CHUNKS_PER_DEVICE
         if has_room and had_room:

@@ -107,11 +107,17 @@ def review_campaign(
             return apply_review(output_root, campaign_slug, keys, ReviewDecision(**previous), run_id=run_id)
         except ValidationError as exc:
             first = exc.errors()[0]
-            problem = plain_message(first)
+            problem = plain_message(first).said(t)
             if isinstance(first.get("input"), dict):
                 fields = ReviewDecision.model_fields
                 previous = {name: value for name, value in first["input"].items() if name in fields}
         except ReviewError as exc:
-            problem = str(exc)
+            problem = exc.said(t)
         logger.warning("review answer refused: %s", problem)
-    raise ReviewError(campaign_slug, "review", f"no applicable answer after {MAX_ANSWERS} tries: {problem}")
+    raise ReviewError(
+        campaign_slug,
+        "review",
+        "no applicable answer after {tries} tries: {problem}",
+        tries=MAX_ANSWERS,
+        problem=problem,
+    )

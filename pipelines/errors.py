@@ -12,7 +12,9 @@ one thing each (README, "Exit codes"):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -20,24 +22,77 @@ EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
 
 
+class Text:
+    """A message as an English ``str.format`` pattern and its values, so it can be said in the
+    reader's language: ``str()`` gives the English, ``said(words)`` the words' language (a value
+    that is itself a :class:`Text` is said in that language too)."""
+
+    def __init__(self, pattern: str, /, **values: Any) -> None:
+        self.pattern = pattern
+        self.values: Mapping[str, Any] = values
+
+    def said(self, words: Callable[..., str]) -> str:
+        values = {name: value.said(words) if isinstance(value, Text) else value for name, value in self.values.items()}
+        return words(self.pattern, **values)
+
+    def __str__(self) -> str:
+        return self.said(_english)
+
+    def __repr__(self) -> str:
+        return f"Text({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Text) and (self.pattern, dict(self.values)) == (other.pattern, dict(other.values))
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+
+def _english(pattern: str, /, **values: Any) -> str:
+    return pattern.format(**values) if values else pattern
+
+
+class InvalidValueError(ValueError):
+    """Raised by a pydantic validator: the value's problem as a :class:`Text` pattern and values,
+    so the message reaches the reader in their language (``ValueError`` would carry only English)."""
+
+    def __init__(self, pattern: str, /, **values: Any) -> None:
+        self.text = Text(pattern, **values)
+        super().__init__(str(self.text))
+
+
 class VisuelsError(Exception):
-    """Bad input: carries the file and the field so the message can point at them."""
+    """Bad input: carries the file and the field so the message can point at them.
+
+    ``message`` is an English pattern filled with ``values`` (``"unknown commune '{name}'"``,
+    ``name=...``), or a :class:`Text`: the command line and the studio say it in the reader's
+    language (``said``), ``str()`` in English (logs, run states)."""
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, file: str | Path, field: str | None, message: str) -> None:
+    def __init__(self, file: str | Path, field: str | Text | None, message: str | Text, /, **values: Any) -> None:
         self.file = str(file)
-        self.field = field
-        self.message = message
+        self.field_text = field if isinstance(field, Text) else None  # "line 3, insee": said too
+        self.field = str(field) if field is not None else None
+        self.text = message if isinstance(message, Text) else Text(message, **values)
+        self.message = str(self.text)
         super().__init__(str(self))
 
+    def said(self, words: Callable[..., str]) -> str:
+        """``file: field: message``, the message in the language of ``words``."""
+        field = self.field_text.said(words) if self.field_text else self.field
+        return f"{self.file}: {field}: {self.text.said(words)}" if field else f"{self.file}: {self.text.said(words)}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}: {self.field}" if self.field else self.file
+
     def __str__(self) -> str:
-        where = f"{self.file}: {self.field}" if self.field else self.file
-        return f"{where}: {self.message}"
+        return f"{self.where}: {self.message}"
 
     def __reduce__(self) -> tuple:
         # Rebuilt from its parts when it crosses a process boundary (a CPU worker's error).
-        return (type(self), (self.file, self.field, self.message))
+        return (type(self), (self.file, self.field_text or self.field, self.text))
 
 
 class OperationalError(VisuelsError):

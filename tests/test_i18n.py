@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from jinja2 import Environment
+from pydantic_core import PydanticKnownError
 from visuels._internal.i18n import LOCALES, browser_language, language_of, words
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +20,38 @@ STUDIO_TEMPLATES = REPO / "pipelines" / "studio" / "templates"
 TEMPLATE_TEXT = re.compile(r'_(?:\.plural)?\(\s*"((?:[^"\\]|\\.)*)"(?:\s*,\s*"((?:[^"\\]|\\.)*)")?')
 # Words that are the same in both languages: names, units, symbols.
 SAME_IN_BOTH = {"visuels studio", "English", "Français", "img2img", "PSD"}
+# The kinds of pydantic error a charter, a campaign, an option or a form can give (with the
+# context pydantic fills their pattern from).
+PYDANTIC_KINDS = {
+    "extra_forbidden": None,
+    "string_type": None,
+    "string_too_short": {"min_length": 1},
+    "string_too_long": {"max_length": 1},
+    "string_pattern_mismatch": {"pattern": ""},
+    "int_type": None,
+    "int_parsing": None,
+    "int_from_float": None,
+    "float_type": None,
+    "float_parsing": None,
+    "bool_type": None,
+    "bool_parsing": None,
+    "list_type": None,
+    "dict_type": None,
+    "model_type": {"class_name": ""},
+    "model_attributes_type": None,
+    "literal_error": {"expected": ""},
+    "enum": {"expected": ""},
+    "greater_than": {"gt": 0},
+    "greater_than_equal": {"ge": 0},
+    "less_than": {"lt": 0},
+    "less_than_equal": {"le": 0},
+    "too_short": {"field_type": "", "min_length": 0, "actual_length": 0},
+    "too_long": {"field_type": "", "max_length": 0, "actual_length": 0},
+    "finite_number": None,
+    "union_tag_invalid": {"discriminator": "", "tag": "", "expected_tags": ""},
+    "union_tag_not_found": {"discriminator": ""},
+    "none_required": None,
+}
 
 
 def _asked_in_templates() -> set[str]:
@@ -53,9 +86,43 @@ def _asked_in_code() -> set[str]:
                     or (isinstance(function, ast.Attribute) and function.attr == "t")
                 )
                 is_plural = isinstance(function, ast.Attribute) and function.attr == "plural"
-                texts = node.args[:2] if is_plural else node.args[:1] if is_words else []
+                texts = node.args[:2] if is_plural else node.args[:1] if is_words else [_message_of(node)]
                 asked |= {arg.value for arg in texts if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}
     return asked
+
+
+def _called(node: ast.Call) -> str:
+    function = node.func
+    if isinstance(function, ast.Name):
+        return function.id
+    return function.attr if isinstance(function, ast.Attribute) else ""
+
+
+def _message_of(node: ast.Call) -> ast.expr | None:
+    """The message pattern of an error or a ``Text``: ``SomeError(file, field, "pattern", ...)``,
+    ``InvalidValueError("pattern", ...)``, ``Text("pattern", ...)``, ``refuse("pattern", ...)``."""
+    name = _called(node)
+    if name in ("Text", "InvalidValueError", "SvgRefusedError", "refuse"):
+        return node.args[0] if node.args else None
+    if (name.endswith("Error") or name == "error_type") and len(node.args) >= 3:
+        return node.args[2]
+    return None
+
+
+def _messages_written_in_place() -> list[str]:
+    """Error messages made as f-strings: their words cannot be looked up in a catalogue."""
+    found = []
+    for folder in ("pipelines", "flows"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and isinstance(_message_of(node), ast.JoinedStr):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    return found
+
+
+def _pydantic_patterns() -> set[str]:
+    """pydantic's own messages for the kinds of error our configuration models can give."""
+    return {PydanticKnownError(kind, context).message_template for kind, context in PYDANTIC_KINDS.items()}
 
 
 def _is_words_call(node: ast.AST) -> bool:
@@ -64,7 +131,7 @@ def _is_words_call(node: ast.AST) -> bool:
 
 def test_every_text_asked_for_has_its_french() -> None:
     catalogue = json.loads((LOCALES / "fr.json").read_text(encoding="utf-8"))
-    asked = _asked_in_templates() | _asked_in_code()
+    asked = _asked_in_templates() | _asked_in_code() | _pydantic_patterns()
     assert len(asked) > 50
     missing = sorted(asked - set(catalogue))
     assert not missing, f"no French for {missing} in pipelines/_internal/locales/fr.json"
@@ -72,6 +139,11 @@ def test_every_text_asked_for_has_its_french() -> None:
         assert set(re.findall(r"{(\w*)}", english)) == set(re.findall(r"{(\w*)}", french)), english
     unused = sorted(set(catalogue) - asked)
     assert not unused, f"French for texts nothing asks for: {unused}"
+
+
+def test_error_messages_are_patterns_the_catalogue_can_hold() -> None:
+    """``SomeError(file, field, "unknown commune '{name}'", name=...)``, never an f-string."""
+    assert not _messages_written_in_place()
 
 
 def test_every_visible_text_of_a_studio_page_goes_through_the_catalogue() -> None:
@@ -128,3 +200,21 @@ def test_the_command_line_speaks_the_users_language(
     monkeypatch.delenv("LC_ALL", raising=False)
     monkeypatch.delenv("LC_MESSAGES", raising=False)
     assert "valider des chartes" in build_parser()[0].format_help()
+
+
+def test_an_error_keeps_its_words_across_processes_and_says_them_in_either_language() -> None:
+    """A CPU worker's error is rebuilt in the parent: its pattern, values and field come along."""
+    import pickle
+
+    from visuels.errors import CommunesError, Text
+
+    hint = Text(" (did you mean '{name}'?)", name="Sète")
+    error = CommunesError(
+        "communes.csv", Text("line {line}", line=4), "unknown commune '{wanted}'{hint}", wanted="Sette", hint=hint
+    )
+    rebuilt = pickle.loads(pickle.dumps(error))
+    assert str(rebuilt) == "communes.csv: line 4: unknown commune 'Sette' (did you mean 'Sète'?)" == str(error)
+    assert (
+        rebuilt.said(words("fr")) == "communes.csv: ligne 4: commune inconnue « Sette » (vouliez-vous dire « Sète » ?)"
+    )
+    assert rebuilt.field == "line 4" and rebuilt.message == "unknown commune 'Sette' (did you mean 'Sète'?)"

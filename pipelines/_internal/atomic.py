@@ -68,7 +68,7 @@ def staged(target: Path, mode: int = OUTPUT_MODE) -> Iterator[StagedFile]:
 def _write_error(target: Path, exc: OSError) -> ExportError:
     blocking = next((folder for folder in target.parents if folder.exists() and not folder.is_dir()), None)
     reason = f"{blocking} is a file, not a folder" if blocking else exc.strerror or str(exc)
-    return ExportError(target, None, f"cannot write it: {reason}")
+    return ExportError(target, None, "cannot write it: {reason}", reason=reason)
 
 
 @contextmanager

@@ -30,7 +30,7 @@ class Words:
     lang: str
     catalogue: Mapping[str, str] = field(default_factory=dict, repr=False)
 
-    def __call__(self, text: str, **values: object) -> str:
+    def __call__(self, text: str, /, **values: object) -> str:
         translated = self.catalogue.get(text, text)
         return translated.format(**values) if values else translated
 

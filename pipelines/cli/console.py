@@ -25,7 +25,7 @@ def positive(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None  # cli.parser translates
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number}: must be at least 1")
     return number
@@ -57,7 +57,11 @@ def database_url_option(option: str | None, near: Path | None = None) -> str:
     if is_missing(url):
         looked = f"in the folders above {near} and " if near is not None else ""
         raise DatabaseOptionError(
-            near or "outputs", "--database", f"no {DATABASE_FILE} found {looked}in ./outputs: give --database"
+            near or "outputs",
+            "--database",
+            "no {DATABASE_FILE} found {looked}in ./outputs: give --database",
+            DATABASE_FILE=DATABASE_FILE,
+            looked=looked,
         )
     return url
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 from visuels.config import demo_model_dir
+from visuels.errors import Text
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
 from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
 from visuels.record.database import database_url, display_url, is_missing
@@ -19,27 +20,34 @@ LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-pyth
 
 @dataclass(frozen=True)
 class Finding:
-    topic: str
+    topic: Text
     ok: bool  # False: something is missing, and the command exits 1
-    text: str
+    text: Text
     note: bool = False  # works, but worth knowing (no GPU, development keys): not "ok"
 
 
 def _hardware() -> list[Finding]:
     import torch
 
-    findings = [Finding("CPU", True, f"{os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads")]
+    threads = Text("{cores} cores, torch uses {threads} threads", cores=os.cpu_count(), threads=torch.get_num_threads())
+    findings = [Finding(Text("CPU"), True, threads)]
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             properties = torch.cuda.get_device_properties(index)
             memory = properties.total_memory / 2**30
-            findings.append(Finding(f"CUDA {index}", True, f"{properties.name}, {memory:.0f} GiB: renders run here"))
+            here = Text("{name}, {memory:.0f} GiB: renders run here", name=properties.name, memory=memory)
+            findings.append(Finding(Text("CUDA {index}", index=index), True, here))
     else:
         findings.append(
-            Finding("CUDA", True, "no NVIDIA GPU seen: renders and retouches run on the CPU (slowly)", note=True)
+            Finding(
+                Text("CUDA"),
+                True,
+                Text("no NVIDIA GPU seen: renders and retouches run on the CPU (slowly)"),
+                note=True,
+            )
         )
     if torch.backends.mps.is_available():
-        findings.append(Finding("MPS", True, "Apple GPU available: retouches run on it (float16)"))
+        findings.append(Finding(Text("MPS"), True, Text("Apple GPU available: retouches run on it (float16)")))
     return findings
 
 
@@ -51,7 +59,8 @@ def _versions() -> list[Finding]:
         except PackageNotFoundError:
             found.append(f"{name} MISSING")
     text = ", ".join(found)
-    return [Finding("versions", "MISSING" not in text, f"Python {platform.python_version()}; {text}")]
+    versions = Text("Python {python}; {libraries}", python=platform.python_version(), libraries=text)
+    return [Finding(Text("versions"), "MISSING" not in text, versions)]
 
 
 def _keys() -> Finding:
@@ -59,46 +68,65 @@ def _keys() -> Finding:
     missing = [name for name in (SIGNER_KEY, CHAIN, TRUST_ANCHORS) if not (folder / name).is_file()]
     if missing:
         return Finding(
-            "signing keys",
+            Text("signing keys"),
             False,
-            f"{folder}: {', '.join(missing)} missing: run `visuels keys init` (or set VISUELS_KEYS_DIR)",
+            Text(
+                "{folder}: {files} missing: run `visuels keys init` (or set VISUELS_KEYS_DIR)",
+                folder=folder,
+                files=", ".join(missing),
+            ),
         )
     leaf = x509.load_pem_x509_certificates((folder / CHAIN).read_bytes())[0]
     subject = leaf.subject.rfc4514_string()
-    text = f"{folder}: signer {subject}, valid until {leaf.not_valid_after_utc:%Y-%m-%d}"
+    until = f"{leaf.not_valid_after_utc:%Y-%m-%d}"
+    text = Text("{folder}: signer {subject}, valid until {until}", folder=folder, subject=subject, until=until)
     if DEVELOPMENT_ORGANISATION in subject:
         # Made by `visuels keys init`: fine to try things, not to publish (no one trusts its root).
-        text += "; development keys: publish with the region’s own certificate (docs/compliance.md, Keys)"
-    return Finding("signing keys", True, text, note=DEVELOPMENT_ORGANISATION in subject)
+        text = Text(
+            "{folder}: signer {subject}, valid until {until}; development keys: publish with the region’s own"
+            " certificate (docs/compliance.md, Keys)",
+            folder=folder,
+            subject=subject,
+            until=until,
+        )
+    return Finding(Text("signing keys"), True, text, note=DEVELOPMENT_ORGANISATION in subject)
 
 
 def _models() -> list[Finding]:
     demo = demo_model_dir()
-    demo_text = f"demo model in {demo}" if (demo / "model_index.json").is_file() else "demo model: built on first use"
+    built = (demo / "model_index.json").is_file()
+    demo_text = Text("demo model in {folder}", folder=demo) if built else Text("demo model: built on first use")
     # One per training run (its diffusers file; the kohya copy beside it is the same LoRA).
     loras = sorted(lora_root().rglob(WEIGHTS_FILE)) if lora_root().is_dir() else []
     lora_text = (
-        f"{len(loras)} trained LoRA(s) under {lora_root()}, newest {max(loras, key=lambda p: p.stat().st_mtime)}"
+        Text(
+            "{count} trained LoRA(s) under {folder}, newest {newest}",
+            count=len(loras),
+            folder=lora_root(),
+            newest=max(loras, key=lambda p: p.stat().st_mtime),
+        )
         if loras
-        else f"no LoRA under {lora_root()}: `visuels train` makes the charter's"
+        else Text("no LoRA under {folder}: `visuels train` makes the charter's", folder=lora_root())
     )
-    return [
-        Finding("model", True, f"{demo_text}; a campaign's `model:` (or --model) names a real checkpoint"),
-        Finding("LoRA", True, lora_text),
-    ]
+    model = Text("{demo}; a campaign's `model:` (or --model) names a real checkpoint", demo=demo_text)
+    return [Finding(Text("model"), True, model), Finding(Text("LoRA"), True, lora_text)]
 
 
 def _record(output_root: Path) -> Finding:
     url = database_url(output_root)
-    state = "not created yet (the first render does)" if is_missing(url) else "present"
-    return Finding("database", True, f"{display_url(url)}: {state}")
+    state = Text("not created yet (the first render does)") if is_missing(url) else Text("present")
+    return Finding(Text("database"), True, Text("{url}: {state}", url=display_url(url), state=state))
 
 
 def _prefect() -> Finding:
     url = os.environ.get("PREFECT_API_URL")
     if url:
-        return Finding("Prefect", True, f"server {url}: the studio shows its paused reviews")
-    return Finding("Prefect", True, "no PREFECT_API_URL: renders start a temporary server; the studio retouches only")
+        return Finding(Text("Prefect"), True, Text("server {url}: the studio shows its paused reviews", url=url))
+    return Finding(
+        Text("Prefect"),
+        True,
+        Text("no PREFECT_API_URL: renders start a temporary server; the studio retouches only"),
+    )
 
 
 def _campaign(path: Path) -> list[Finding]:
@@ -109,12 +137,13 @@ def _campaign(path: Path) -> list[Finding]:
 
     campaign = load_campaign(path)
     info = describe_model(campaign.model, source=str(path))
-    findings = [Finding("campaign model", True, f"{info.description} (hash {info.hash[:12]}, {info.native_size} px)")]
+    model = Text("{model} (hash {hash}, {size} px)", model=info.description, hash=info.hash[:12], size=info.native_size)
+    findings = [Finding(Text("campaign model"), True, model)]
     if campaign.lora_path is None:
-        findings.append(Finding("campaign LoRA", True, "none"))
+        findings.append(Finding(Text("campaign LoRA"), True, Text("none")))
     else:
-        lora = lora_hash(campaign.lora_path)
-        findings.append(Finding("campaign LoRA", True, f"{campaign.lora_path} (hash {(lora or '')[:12]})"))
+        lora = Text("{path} (hash {hash})", path=campaign.lora_path, hash=(lora_hash(campaign.lora_path) or "")[:12])
+        findings.append(Finding(Text("campaign LoRA"), True, lora))
     return findings
 
 

@@ -48,13 +48,11 @@ def verify(
                 database.close()
     if as_json:
         print(json.dumps([report.model_dump() for report in reports], indent=2, ensure_ascii=False))
+        t = words(user_language())
         for report in reports:
             if report.error:
-                errors.print(
-                    words(user_language())("error: {message}", message=f"{report.file}: {report.error}"),
-                    highlight=False,
-                    markup=False,
-                )
+                message = f"{report.file}: {report.error_said(t)}"
+                errors.print(t("error: {message}", message=message), highlight=False, markup=False)
     else:
         good = sum(report.ok for report in reports)
         unreadable = sum(report.error is not None for report in reports)
@@ -70,11 +68,9 @@ def verify(
 def _print_verdict(report: FileReport) -> None:
     """One file's line (ok or BAD, each layer), its failed checks, and for a BAD one what to do."""
     if report.error:
-        errors.print(
-            words(user_language())("error: {message}", message=f"{report.file}: {report.error}"),
-            highlight=False,
-            markup=False,
-        )
+        t = words(user_language())
+        message = f"{report.file}: {report.error_said(t)}"
+        errors.print(t("error: {message}", message=message), highlight=False, markup=False)
         return
     record = report.ledger_record
     where = (

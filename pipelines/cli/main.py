@@ -19,6 +19,7 @@ from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import files, project, rendering
 from visuels.cli.console import errors, positive
+from visuels.cli.parser import Parser
 from visuels.config import sample_charter
 from visuels.errors import VisuelsError
 
@@ -74,24 +75,6 @@ def _no_action(command: argparse.ArgumentParser, actions: str, t: Words) -> int:
     command.error(t("say what to do: {actions}", actions=actions))  # exits with 2
 
 
-def _help_formatter(t: Words) -> type[argparse.HelpFormatter]:
-    """argparse's help with its own words ("usage:") in the language of ``t``."""
-
-    class Formatter(argparse.HelpFormatter):
-        def add_usage(self, usage, actions, groups, prefix=None) -> None:  # type: ignore[no-untyped-def]
-            super().add_usage(usage, actions, groups, t("usage: ") if prefix is None else prefix)
-
-    return Formatter
-
-
-def _in_words(parser: argparse.ArgumentParser, t: Words) -> argparse.ArgumentParser:
-    """A parser whose group titles and -h say it in the language of ``t``."""
-    parser._positionals.title = t("positional arguments")
-    parser._optionals.title = t("options")
-    parser.add_argument("-h", "--help", action="help", help=t("show this help message and exit"))
-    return parser
-
-
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """Every command, its options, and its handler (``handler``: what ``main`` runs)."""
     t = words(user_language())
@@ -101,24 +84,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     keys_actions = t("init: create a local root, intermediate and signer")
     ledger_actions = t("verify: check the hash chain")
-    parser = _in_words(
-        argparse.ArgumentParser(
-            prog="visuels",
-            description=t("Per-commune campaign visuals, marked as AI-generated."),
-            formatter_class=_help_formatter(t),
-            add_help=False,
-        ),
-        t,
-    )
+    parser = Parser(prog="visuels", description=t("Per-commune campaign visuals, marked as AI-generated."), words=t)
     commands = parser.add_subparsers(dest="command", required=True, title=t("commands"))
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         # The line `visuels -h` shows for a command is also the description of `visuels NAME -h`.
         description = summary[0].upper() + summary[1:] + "."
-        made = commands.add_parser(
-            name, help=summary, description=description, formatter_class=_help_formatter(t), add_help=False
-        )
-        return _in_words(made, t)
+        return commands.add_parser(name, help=summary, description=description, words=t)
 
     check = command("check", t("validate charters, campaigns or communes CSV files"))
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -328,7 +300,8 @@ def main(
     try:
         return args.handler(args, Flows(render=render, train=train, reviews=reviews))
     except VisuelsError as exc:
-        errors.print(words(user_language())("error: {message}", message=exc), highlight=False, markup=False)
+        t = words(user_language())
+        errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
         errors.print("interrupted")

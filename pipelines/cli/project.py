@@ -42,19 +42,29 @@ def training_options(t: Words) -> dict[str, tuple[type, str]]:
     }
 
 
-def _describe_campaign(campaign: Campaign) -> str:
+def _describe_campaign(campaign: Campaign, t: Words) -> str:
     spec = campaign.spec
     versions = sum(len(spec.audience_languages(name)) for name in spec.audiences)
     count = len(campaign.communes) * versions * len(spec.formats)
     photos = sum(1 for commune in campaign.communes if commune.photos)
-    from_photos = f", {photos} commune(s) rendered from their photos" if photos and spec.photos is not None else ""
+    from_photos = (
+        t(", {count} commune(s) rendered from their photos", count=photos) if photos and spec.photos is not None else ""
+    )
     return (
-        f"campaign '{spec.name}': {len(campaign.communes)} communes x {versions} audience-languages"
-        f" x {len(spec.formats)} formats = {count} images{from_photos}"
+        t(
+            "campaign '{name}': {communes} communes x {versions} audience-languages x {formats} formats"
+            " = {count} images",
+            name=spec.name,
+            communes=len(campaign.communes),
+            versions=versions,
+            formats=len(spec.formats),
+            count=count,
+        )
+        + from_photos
     )
 
 
-def _lint(campaign: Campaign) -> int:
+def _lint(campaign: Campaign, t: Words) -> int:
     """Print the campaign's bias and stereotype findings; 1 if there is any."""
     from visuels.planning.lint import lint_campaign
 
@@ -62,11 +72,15 @@ def _lint(campaign: Campaign) -> int:
     for finding in report.findings:
         console.print(f"    {finding.message()}", highlight=False, markup=False)
     if report.from_templates:
-        console.print(f"    ... and {report.from_templates} job(s) holding those template terms", highlight=False)
+        more = t("... and {count} job(s) holding those template terms", count=report.from_templates)
+        console.print(f"    {more}", highlight=False)
     if report.held or report.for_review:
-        console.print(
-            f"    {report.held} job(s) held back, {report.for_review} rendered and marked for review", highlight=False
+        held = t(
+            "{held} job(s) held back, {review} rendered and marked for review",
+            held=report.held,
+            review=report.for_review,
         )
+        console.print(f"    {held}", highlight=False)
     return EXIT_FINDING if report.findings else EXIT_OK
 
 
@@ -77,28 +91,39 @@ def _check_file(path: Path) -> int:
     from visuels.inputs.communes import load_communes, referential_findings
     from visuels.inputs.yamlfiles import read_yaml_mapping
 
+    t = words(user_language())
     if path.suffix.lower() == ".csv":
         communes = load_communes(path, against_referential=False)
         findings = referential_findings(communes)  # one line each, the blocking ones as errors
         for finding in findings:
-            line = f"{path}: line {finding.line}, {finding.field}: {finding.message}"
+            line = f"{path}: line {finding.line}, {finding.field}: {finding.message.said(t)}"
             if finding.blocking:
-                errors.print(words(user_language())("error: {message}", message=line), highlight=False, markup=False)
+                errors.print(t("error: {message}", message=line), highlight=False, markup=False)
             else:
                 console.print(f"    {line}", highlight=False, markup=False)
         if any(finding.blocking for finding in findings):
             return EXIT_BAD_INPUT
         departments = len({c.department for c in communes})
-        console.print(f"ok  {path}: communes: {len(communes)} communes in {departments} departments", highlight=False)
+        described = t(
+            "communes: {count} communes in {departments} departments", count=len(communes), departments=departments
+        )
+        console.print(f"{t('ok')}  {path}: {described}", highlight=False)
         return EXIT_FINDING if findings else EXIT_OK
     if path.is_dir() or read_yaml_mapping(path, CampaignError).get("palette") is not None:
         charter = load_charter(path)
         spec = charter.spec
-        description = f"charter '{spec.name}': {len(spec.palette)} colours, 3 logos, font {charter.font.name}"
+        description = t(
+            "charter '{name}': {colours} colours, 3 logos, font {font}",
+            name=spec.name,
+            colours=len(spec.palette),
+            font=charter.font.name,
+        )
         if charter.templates:
-            sets = ", ".join(f"{name} ({len(files)} formats)" for name, files in charter.templates.items())
-            description += f", templates: {sets}"
-        console.print(f"ok  {path}: {description}", highlight=False)
+            sets = ", ".join(
+                t("{name} ({count} formats)", name=name, count=len(files)) for name, files in charter.templates.items()
+            )
+            description += t(", templates: {sets}", sets=sets)
+        console.print(f"{t('ok')}  {path}: {description}", highlight=False)
         findings = [
             f"{template.path.name}: {finding}"
             for files in charter.templates.values()
@@ -110,8 +135,8 @@ def _check_file(path: Path) -> int:
         return EXIT_FINDING if findings else EXIT_OK
     campaign = load_campaign(path)
     _check_layout(campaign)
-    console.print(f"ok  {path}: {_describe_campaign(campaign)}", highlight=False)
-    return _lint(campaign)
+    console.print(f"{t('ok')}  {path}: {_describe_campaign(campaign, t)}", highlight=False)
+    return _lint(campaign, t)
 
 
 def _check_layout(campaign: Campaign) -> None:
@@ -133,7 +158,8 @@ def check(files: Sequence[Path]) -> int:
         try:
             status = max(status, _check_file(path))
         except VisuelsError as exc:
-            errors.print(words(user_language())("error: {message}", message=exc), highlight=False, markup=False)
+            t = words(user_language())
+            errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
             status = max(status, exc.exit_code)
     return status
 
@@ -174,17 +200,15 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
 def doctor(output_root: Path, campaign: Path | None) -> int:
     from visuels.cli.doctor import diagnose
 
+    t = words(user_language())
     findings = diagnose(output_root, campaign)
+    marks = {"missing": t("missing"), "note": t("note"), "ok": t("ok")}
+    width = max(len(mark) for mark in marks.values()) + 1
     for finding in findings:
-        mark = (
-            "[red]missing[/red]"
-            if not finding.ok
-            else "[yellow]note[/yellow]   "
-            if finding.note
-            else "[green]ok[/green]     "
-        )
-        console.print(f"{mark} {finding.topic}: ", end="")
-        console.print(finding.text, highlight=False, markup=False)
+        kind = "missing" if not finding.ok else "note" if finding.note else "ok"
+        colour = {"missing": "red", "note": "yellow", "ok": "green"}[kind]
+        console.print(f"[{colour}]{marks[kind].ljust(width)}[/{colour}]{finding.topic.said(t)}: ", end="")
+        console.print(finding.text.said(t), highlight=False, markup=False)
     return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FINDING
 
 

@@ -169,7 +169,10 @@ class JobClaims:
         """Raise ``WorkerLostError`` when this owner's lease can no longer be trusted: start nothing more."""
         if self.lost_reason is not None:
             raise WorkerLostError(
-                "claims", None, f"this run stopped: {self.lost_reason}; run it again to render what is missing"
+                "claims",
+                None,
+                "this run stopped: {lost_reason}; run it again to render what is missing",
+                lost_reason=self.lost_reason,
             )
 
     def take(self, jobs: list[RenderJob]) -> list[RenderJob]:

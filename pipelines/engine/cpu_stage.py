@@ -174,7 +174,9 @@ def _finish_in_worker(
         # Sent back as an error every process can rebuild (an exception that cannot be unpickled
         # would break the whole pool); the full traceback goes to this worker's log.
         log.exception("finishing %s failed", job.relative_path)
-        raise ExportError(job.relative_path, None, f"could not be finished: {type(exc).__name__}: {exc}") from None
+        raise ExportError(
+            job.relative_path, None, "could not be finished: {kind}: {exc}", kind=type(exc).__name__, exc=str(exc)
+        ) from None
 
 
 class CpuStageClosedError(RuntimeError):

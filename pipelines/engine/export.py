@@ -78,7 +78,7 @@ def photo_ingredient(job: RenderJob) -> Ingredient | None:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ExportError(path, None, f"cannot read the commune photo: {exc.strerror}") from None
+        raise ExportError(path, None, "cannot read the commune photo: {strerror}", strerror=exc.strerror) from None
     return Ingredient(
         title=path.name, data=data, mime_type=PHOTO_MIME_TYPES[path.suffix.lower()], credit=job.photo.credit
     )
@@ -127,7 +127,15 @@ def export_picture(
     """
     target = output_path(output_root, job)
     if image.size != (job.width, job.height):
-        raise ExportError(target, "size", f"expected {job.width}x{job.height}, got {image.size[0]}x{image.size[1]}")
+        raise ExportError(
+            target,
+            "size",
+            "expected {width}x{height}, got {got_width}x{got_height}",
+            width=job.width,
+            height=job.height,
+            got_width=image.size[0],
+            got_height=image.size[1],
+        )
     entry = ledger.LedgerEntry(
         file=job.relative_path,
         sha256="",

@@ -65,7 +65,9 @@ class _Work:
     def stop_if_asked(self) -> None:
         reason = self.keep_going()
         if reason is not None:
-            raise RenderStoppedError(self.target.output_root, None, f"stopped before its next batch: {reason}")
+            raise RenderStoppedError(
+                self.target.output_root, None, "stopped before its next batch: {reason}", reason=reason
+            )
 
 
 class Renderer:
@@ -138,8 +140,9 @@ class Renderer:
                     raise ExportError(
                         still[0].relative_path,
                         None,
-                        f"another run holds it and has finished nothing for {WAIT_WITHOUT_PROGRESS_S / 60:.0f}"
-                        " minutes: stop that run, then run this one again",
+                        "another run holds it and has finished nothing for {value:.0f} minutes: stop "
+                        "that run, then run this one again",
+                        value=WAIT_WITHOUT_PROGRESS_S / 60,
                     )
                 waited = still
         return exported
@@ -161,7 +164,7 @@ class Renderer:
             except VisuelsError:
                 raise
             except Exception as exc:
-                raise ExportError(job.relative_path, None, f"could not be finished: {exc}") from exc
+                raise ExportError(job.relative_path, None, "could not be finished: {exc}", exc=str(exc)) from exc
 
         pad_to = work.batch_size if self.host.compile_models else None
         try:

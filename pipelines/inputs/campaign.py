@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
-from visuels.errors import CampaignError, VisuelsError
+from visuels.errors import CampaignError, InvalidValueError, Text, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.communes import Commune, commune_folders, load_communes, referential_communes
 from visuels.inputs.formats import FORMAT_PRESETS
@@ -82,7 +82,9 @@ class CommuneSelection(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> CommuneSelection:
         if self.file is not None and self.details is not None:
-            raise ValueError("give file (the communes to choose from) or details (columns for the COG's), not both")
+            raise InvalidValueError(
+                "give file (the communes to choose from) or details (columns for the COG's), not both"
+            )
         return self
 
 
@@ -129,9 +131,9 @@ class PhotoUse(_Strict):
     @model_validator(mode="after")
     def _something_to_do(self) -> PhotoUse:
         if self.strength is None and self.controlnet is None:
-            raise ValueError("give a strength (img2img), a controlnet, or both")
+            raise InvalidValueError("give a strength (img2img), a controlnet, or both")
         if self.canny_low >= self.canny_high:
-            raise ValueError("canny_low must be below canny_high")
+            raise InvalidValueError("canny_low must be below canny_high")
         return self
 
 
@@ -193,7 +195,7 @@ class CampaignSpec(_Strict):
         """``language: fr``, as campaigns in one language write it, is ``languages: [fr]``."""
         if isinstance(data, dict) and "language" in data:
             if "languages" in data:
-                raise ValueError("give languages or language, not both")
+                raise InvalidValueError("give languages or language, not both")
             data = {**data, "languages": [data["language"]]}
             del data["language"]
         return data
@@ -202,7 +204,7 @@ class CampaignSpec(_Strict):
     @classmethod
     def _distinct_languages(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError("a language is listed twice")
+            raise InvalidValueError("a language is listed twice")
         return value
 
     @field_validator("key_visual_format")
@@ -210,9 +212,9 @@ class CampaignSpec(_Strict):
     def _key_visual_is_a_format(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             if info.data.get("format_mode") != "key_visual":
-                raise ValueError("read in format_mode: key_visual only")
+                raise InvalidValueError("read in format_mode: key_visual only")
             if value not in info.data.get("formats", []):
-                raise ValueError(f"'{value}' is not one of the campaign's formats")
+                raise InvalidValueError("'{value}' is not one of the campaign's formats", value=value)
         return value
 
     @property
@@ -237,10 +239,12 @@ class CampaignSpec(_Strict):
         try:
             fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
         except ValueError as exc:
-            raise ValueError(f"malformed template ({exc})") from None
+            raise InvalidValueError("malformed template ({exc})", exc=str(exc)) from None
         unknown = sorted({name for name in fields if name not in PLACEHOLDERS})
         if unknown:
-            raise ValueError(f"unknown placeholder(s) {unknown}; allowed: {', '.join(PLACEHOLDERS)}")
+            raise InvalidValueError(
+                "unknown placeholder(s) {unknown}; allowed: {value}", unknown=unknown, value=", ".join(PLACEHOLDERS)
+            )
         return value
 
     @field_validator("formats")
@@ -248,9 +252,11 @@ class CampaignSpec(_Strict):
     def _known_formats(cls, value: list[str]) -> list[str]:
         for name in value:
             if name not in FORMAT_PRESETS:
-                raise ValueError(f"unknown format '{name}'; known: {', '.join(FORMAT_PRESETS)}")
+                raise InvalidValueError(
+                    "unknown format '{name}'; known: {value}", name=name, value=", ".join(FORMAT_PRESETS)
+                )
         if len(set(value)) != len(value):
-            raise ValueError("a format is listed twice")
+            raise InvalidValueError("a format is listed twice")
         return value
 
 
@@ -263,13 +269,15 @@ def check_texts(spec: CampaignSpec, charter: Charter, path: Path) -> None:
     """Each audience's languages have an AI label, a headline and a call to action (if it has any)."""
     for index, language in enumerate(spec.languages):
         if language not in charter.spec.ai_label.text:
-            raise CampaignError(path, f"languages[{index}]", f"the charter has no AI label text for '{language}'")
+            raise CampaignError(
+                path, f"languages[{index}]", "the charter has no AI label text for '{language}'", language=language
+            )
     for name, audience in spec.audiences.items():
         languages = spec.audience_languages(name)
         for index, language in enumerate(audience.languages or []):
             if language not in charter.spec.ai_label.text:
                 field = f"audiences.{name}.languages[{index}]"
-                raise CampaignError(path, field, f"the charter has no AI label text for '{language}'")
+                raise CampaignError(path, field, "the charter has no AI label text for '{language}'", language=language)
         headline = (
             ("headline", spec.headline)
             if audience.headline is None
@@ -281,12 +289,19 @@ def check_texts(spec: CampaignSpec, charter: Charter, path: Path) -> None:
                     raise CampaignError(
                         path,
                         field,
-                        f"pictures in {', '.join(languages)}: give this text per language ({{fr: ..., en: ...}})",
+                        "pictures in {value}: give this text per language ({{fr: ..., en: ...}})",
+                        value=", ".join(languages),
                     )
                 continue
             missing = [language for language in languages if not texts.get(language, "").strip()]
             if missing and any(text.strip() for text in texts.values()):
-                raise CampaignError(path, field, f"no '{missing[0]}' text, and {name} pictures are made in it")
+                raise CampaignError(
+                    path,
+                    field,
+                    "no '{missing}' text, and {name} pictures are made in it",
+                    missing=missing[0],
+                    name=name,
+                )
 
 
 class Campaign(BaseModel):
@@ -335,7 +350,7 @@ def _in_referential(
         for index, code in enumerate(wanted):
             if code not in known:
                 where = f"{field}.{name}[{index}]"
-                raise CampaignError(campaign_path, where, f"'{code}' is not a code of the 2026 COG")
+                raise CampaignError(campaign_path, where, "'{code}' is not a code of the 2026 COG", code=code)
     population = selection.population or PopulationRange()
     entries = {
         entry.code
@@ -372,7 +387,10 @@ def select_communes(
         for index, department in enumerate(selection.departments):
             if department not in known:
                 raise CampaignError(
-                    campaign_path, f"{field}.departments[{index}]", f"no commune in department '{department}'"
+                    campaign_path,
+                    f"{field}.departments[{index}]",
+                    "no commune in department '{department}'",
+                    department=department,
                 )
         return [c for c in communes if c.department in selection.departments]
     if not selection.names:
@@ -390,17 +408,25 @@ def select_communes(
                 raise CampaignError(
                     campaign_path,
                     where,
-                    f"{found.name} ({found.insee}, department {found.department}) is in the communes file, but"
-                    " not among the communes this campaign selects (its `communes:`)",
+                    "{name} ({insee}, department {department}) is in the communes file, but not "
+                    "among the communes this campaign selects (its `communes:`)",
+                    name=found.name,
+                    insee=found.insee,
+                    department=found.department,
                 )
         if not matches:
             close = difflib.get_close_matches(wanted, [c.name for c in communes], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise CampaignError(campaign_path, where, f"unknown commune '{wanted}'{hint}")
+            hint = Text(" (did you mean '{name}'?)", name=close[0]) if close else ""
+            raise CampaignError(campaign_path, where, "unknown commune '{wanted}'{hint}", wanted=wanted, hint=hint)
         if len(matches) > 1:
             homonyms = ", ".join(f"{c.name} ({c.insee}, department {c.department})" for c in matches)
             raise CampaignError(
-                campaign_path, where, f"'{wanted}' names {len(matches)} communes: {homonyms}; give the INSEE code"
+                campaign_path,
+                where,
+                "'{wanted}' names {count} communes: {homonyms}; give the INSEE code",
+                wanted=wanted,
+                count=len(matches),
+                homonyms=homonyms,
             )
         if matches[0] not in chosen:
             chosen.append(matches[0])
@@ -418,7 +444,7 @@ def communes_to_choose_from(selection: CommuneSelection, base: Path, campaign_pa
         except VisuelsError as exc:
             if exc.field is None and exc.message == "file not found":
                 field = "communes.file" if selection.file else "communes.details"
-                raise CampaignError(campaign_path, field, f"file not found: {base / source}") from None
+                raise CampaignError(campaign_path, field, "file not found: {value}", value=base / source) from None
             raise
     if selection.file is not None:
         return table
@@ -434,7 +460,7 @@ def load_campaign(path: str | Path) -> Campaign:
 
     charter_file = base / spec.charter
     if not charter_file.exists():
-        raise CampaignError(campaign_path, "charter", f"charter not found: {charter_file}")
+        raise CampaignError(campaign_path, "charter", "charter not found: {charter_file}", charter_file=charter_file)
     charter = load_charter(charter_file)  # CharterError names the charter file itself
     check_texts(spec, charter, campaign_path)
 
@@ -445,7 +471,11 @@ def load_campaign(path: str | Path) -> Campaign:
     if spec.layout is not None and spec.layout not in charter.templates:
         known = ", ".join(charter.templates) or "none"
         raise CampaignError(
-            campaign_path, "layout", f"the charter has no template set '{spec.layout}' (it has: {known})"
+            campaign_path,
+            "layout",
+            "the charter has no template set '{layout}' (it has: {known})",
+            layout=spec.layout,
+            known=known,
         )
 
     lora_path = None
@@ -455,13 +485,15 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(
                 campaign_path,
                 "lora.path",
-                f"no trained LoRA for charter '{charter.spec.slug}' under {lora_root()}: run `visuels train`",
+                "no trained LoRA for charter '{slug}' under {value}: run `visuels train`",
+                slug=charter.spec.slug,
+                value=lora_root(),
             )
         lora_path = (run / WEIGHTS_FILE).resolve()
     elif spec.lora is not None:
         lora_path = (base / spec.lora.path).resolve()
         if not lora_path.exists():
-            raise CampaignError(campaign_path, "lora.path", f"LoRA weights not found: {lora_path}")
+            raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
 
     controlnet_path = None
     if spec.photos is not None and spec.photos.controlnet is not None:
@@ -470,7 +502,8 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(
                 campaign_path,
                 "photos.controlnet.path",
-                f"not a diffusers ControlNet folder (no config.json): {controlnet_path}",
+                "not a diffusers ControlNet folder (no config.json): {controlnet_path}",
+                controlnet_path=controlnet_path,
             )
 
     return Campaign(

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 from visuels._internal.hashing import sha256_file
-from visuels.errors import CharterError
+from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.templates import Template, load_template
@@ -35,7 +35,7 @@ MAX_LOGO_PIXELS = 25_000_000  # a 5000 x 5000 logo; beyond, a mistake or a decom
 
 def _hex_colour(value: str) -> str:
     if not re.fullmatch(r"#[0-9A-Fa-f]{6}", value):
-        raise ValueError(f"'{value}' is not a colour: write it #RRGGBB, e.g. #1B4F72")
+        raise InvalidValueError("'{value}' is not a colour: write it #RRGGBB, e.g. #1B4F72", value=value)
     return value
 
 
@@ -106,7 +106,7 @@ class AiLabel(_Strict):
     @classmethod
     def _needs_french(cls, value: dict[str, str]) -> dict[str, str]:
         if not value.get("fr", "").strip():
-            raise ValueError("a French label text ('fr') is required")
+            raise InvalidValueError("a French label text ('fr') is required")
         return value
 
 
@@ -120,7 +120,7 @@ class Style(_Strict):
     def _prompt_has_trigger(cls, value: str, info: ValidationInfo) -> str:
         trigger = info.data.get("trigger_word")
         if trigger and trigger not in value:
-            raise ValueError(f"the style prompt must contain the trigger word '{trigger}'")
+            raise InvalidValueError("the style prompt must contain the trigger word '{trigger}'", trigger=trigger)
         return value
 
 
@@ -148,7 +148,7 @@ class Fairness(_Strict):
     def _plain_terms(cls, terms: list[str]) -> list[str]:
         for term in terms:
             if not term.strip():
-                raise ValueError("an empty term")
+                raise InvalidValueError("an empty term")
         return terms
 
     @field_validator("diversity")
@@ -156,7 +156,9 @@ class Fairness(_Strict):
     def _slots_have_values(cls, slots: dict[str, list[str]]) -> dict[str, list[str]]:
         for name, values in slots.items():
             if len(values) < 2 or not any(value.strip() for value in values):
-                raise ValueError(f"slot '{name}' needs at least two values to vary, one of them not empty")
+                raise InvalidValueError(
+                    "slot '{name}' needs at least two values to vary, one of them not empty", name=name
+                )
         return slots
 
 
@@ -200,10 +202,12 @@ class CharterSpec(_Strict):
     def _templates_name_known_formats(cls, sets: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         for name, files in sets.items():
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-                raise ValueError(f"template set '{name}': use lower-case letters, digits, - and _")
+                raise InvalidValueError("template set '{name}': use lower-case letters, digits, - and _", name=name)
             for format_name in files:
                 if format_name not in FORMAT_PRESETS:
-                    raise ValueError(f"template set '{name}': unknown format '{format_name}'")
+                    raise InvalidValueError(
+                        "template set '{name}': unknown format '{format_name}'", name=name, format_name=format_name
+                    )
         return sets
 
     @field_validator("palette")
@@ -214,11 +218,17 @@ class CharterSpec(_Strict):
             for colour in palette:
                 value = getattr(colour, attribute).lower()
                 if value in seen:
-                    raise ValueError(f"'{seen[value]}' and '{colour.name}' have the same {attribute} {value}")
+                    raise InvalidValueError(
+                        "'{seen}' and '{name}' have the same {attribute} {value}",
+                        seen=seen[value],
+                        name=colour.name,
+                        attribute=attribute,
+                        value=value,
+                    )
                 seen[value] = colour.name
         primaries = [colour.name for colour in palette if colour.role is ColourRole.primary]
         if len(primaries) != 1:
-            raise ValueError(f"needs exactly one primary colour, has {len(primaries)}")
+            raise InvalidValueError("needs exactly one primary colour, has {count}", count=len(primaries))
         return palette
 
     @model_validator(mode="after")
@@ -227,13 +237,15 @@ class CharterSpec(_Strict):
         dark, light = darkest_and_lightest([colour.rgb for colour in self.palette])
         ratio = contrast_ratio(relative_luminance(light), relative_luminance(dark))
         if ratio < 4.5:
-            raise ValueError(f"the palette's lightest and darkest colours contrast {ratio:.1f}:1, text needs 4.5:1")
+            raise InvalidValueError(
+                "the palette's lightest and darkest colours contrast {ratio:.1f}:1, text needs 4.5:1", ratio=ratio
+            )
         return self
 
     @model_validator(mode="after")
     def _logo_has_a_corner_beside_the_label(self) -> CharterSpec:
         if all(corner == self.ai_label.position for corner in self.logo.allowed_corners):
-            raise ValueError("logo.allowed_corners needs a corner other than ai_label.position")
+            raise InvalidValueError("logo.allowed_corners needs a corner other than ai_label.position")
         return self
 
 
@@ -264,39 +276,50 @@ def _inside(charter_path: Path, field: str, folder: Path, relative: str) -> Path
     a charter names its own assets, never other files of the machine."""
     path = folder / relative
     if not path.resolve().is_relative_to(folder):
-        raise CharterError(charter_path, field, f"{relative} leads outside the charter's folder: refused")
+        raise CharterError(
+            charter_path, field, "{relative} leads outside the charter's folder: refused", relative=relative
+        )
     return path
 
 
 def _check_logo(charter_path: Path, field: str, path: Path) -> None:
     if not path.is_file():
-        raise CharterError(charter_path, field, f"logo file not found: {path}")
+        raise CharterError(charter_path, field, "logo file not found: {path}", path=path)
     try:
         with warnings.catch_warnings():  # Pillow's own bomb warning: the size check below says it
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
         with image:
             if image.width * image.height > MAX_LOGO_PIXELS:  # before decoding: a bomb stays unread
-                raise CharterError(charter_path, field, f"{image.width}x{image.height} is too large for a logo: {path}")
+                raise CharterError(
+                    charter_path,
+                    field,
+                    "{width}x{height} is too large for a logo: {path}",
+                    width=image.width,
+                    height=image.height,
+                    path=path,
+                )
             image.load()
             has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
             if has_alpha:
                 alpha = image.convert("RGBA").getchannel("A")
                 has_alpha = alpha.getextrema()[0] < 255
     except (UnidentifiedImageError, OSError) as exc:
-        raise CharterError(charter_path, field, f"not a readable image: {path} ({exc})") from None
+        raise CharterError(
+            charter_path, field, "not a readable image: {path} ({exc})", path=path, exc=str(exc)
+        ) from None
     if not has_alpha:
-        raise CharterError(charter_path, field, f"logo has no transparent pixels (alpha): {path}")
+        raise CharterError(charter_path, field, "logo has no transparent pixels (alpha): {path}", path=path)
 
 
 def _check_font(charter_path: Path, path: Path) -> None:
     if not path.is_file():
-        raise CharterError(charter_path, "typography.font", f"font file not found: {path}")
+        raise CharterError(charter_path, "typography.font", "font file not found: {path}", path=path)
     try:
         # Not ImageFont.truetype: on failure it quietly loads a system font of the same file name.
         ImageFont.FreeTypeFont(str(path), 24)
     except OSError:
-        raise CharterError(charter_path, "typography.font", f"not a TrueType/OpenType font: {path}") from None
+        raise CharterError(charter_path, "typography.font", "not a TrueType/OpenType font: {path}", path=path) from None
 
 
 def _charter_hash(charter_path: Path, asset_paths: list[Path]) -> str:
@@ -315,7 +338,7 @@ def _load_templates(charter_path: Path, spec: CharterSpec, folder: Path, font: P
             field = f"templates.{name}.{format_name}"
             path = _inside(charter_path, field, folder, relative)
             if not path.is_file():
-                raise CharterError(charter_path, field, f"file not found: {path}")
+                raise CharterError(charter_path, field, "file not found: {path}", path=path)
             preset = FORMAT_PRESETS[format_name]
             sets[name][format_name] = load_template(
                 path,
@@ -348,10 +371,10 @@ def load_charter(path: str | Path) -> Charter:
     _check_font(charter_path, font)
     licence = _inside(charter_path, "typography.font_licence", folder, spec.typography.font_licence)
     if not licence.is_file():
-        raise CharterError(charter_path, "typography.font_licence", f"file not found: {licence}")
+        raise CharterError(charter_path, "typography.font_licence", "file not found: {licence}", licence=licence)
     references = _inside(charter_path, "references", folder, spec.references)
     if not references.is_dir():
-        raise CharterError(charter_path, "references", f"folder not found: {references}")
+        raise CharterError(charter_path, "references", "folder not found: {references}", references=references)
     templates = _load_templates(charter_path, spec, folder, font)
     return Charter(
         spec=spec,

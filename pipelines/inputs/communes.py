@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from visuels.errors import CommunesError
+from visuels.errors import CommunesError, InvalidValueError, Text
 from visuels.inputs.photos import CommunePhoto, load_photo_folder
 from visuels.inputs.referential import Finding, load_referential
 from visuels.inputs.slugs import slugify
@@ -47,14 +47,14 @@ class Commune(BaseModel):
     @classmethod
     def _an_insee_code(cls, value: str) -> str:
         if not re.fullmatch(r"\d{5}|2[AB]\d{3}", value):
-            raise ValueError(f"'{value}' is not an INSEE code (5 digits, or 2A/2B and 3 digits)")
+            raise InvalidValueError("'{value}' is not an INSEE code (5 digits, or 2A/2B and 3 digits)", value=value)
         return value
 
     @field_validator("department")
     @classmethod
     def _a_department(cls, value: str) -> str:
         if not re.fullmatch(r"\d{2,3}|2[AB]", value):
-            raise ValueError(f"'{value}' is not a department number (2 or 3 digits, or 2A/2B)")
+            raise InvalidValueError("'{value}' is not a department number (2 or 3 digits, or 2A/2B)", value=value)
         return value
 
     # Required in a communes file; a commune taken from the COG alone has none (prompts and alt
@@ -74,16 +74,20 @@ class Commune(BaseModel):
     @classmethod
     def _a_plain_name(cls, value: str) -> str:
         if value != value.strip():
-            raise ValueError("name has leading or trailing spaces")
+            raise InvalidValueError("name has leading or trailing spaces")
         # No official name holds these; a name that does is a path or garbage, never a commune.
         if any(character in value for character in "/\\") or any(ord(character) < 32 for character in value):
-            raise ValueError(f"{value!r} is not a commune name (slash, backslash or control character)")
+            raise InvalidValueError(
+                "{value!r} is not a commune name (slash, backslash or control character)", value=value
+            )
         return value
 
     @model_validator(mode="after")
     def _department_matches_code(self) -> Commune:
         if not self.insee.startswith(self.department):
-            raise ValueError(f"INSEE code {self.insee} is not in department {self.department}")
+            raise InvalidValueError(
+                "INSEE code {insee} is not in department {department}", insee=self.insee, department=self.department
+            )
         return self
 
     @property
@@ -104,36 +108,46 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
             header = reader.fieldnames or []
             missing = [column for column in COLUMNS if column not in header]
             if missing:
-                raise CommunesError(csv_path, "header", f"missing column(s): {', '.join(missing)}")
+                raise CommunesError(csv_path, "header", "missing column(s): {value}", value=", ".join(missing))
             extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS]
             if extra:
-                raise CommunesError(csv_path, "header", f"unknown column(s): {', '.join(extra)}")
+                raise CommunesError(csv_path, "header", "unknown column(s): {value}", value=", ".join(extra))
             rows = list(reader)
     except FileNotFoundError:
         raise CommunesError(csv_path, None, "file not found") from None
     except UnicodeDecodeError as exc:
         raise CommunesError(csv_path, None, not_utf8(exc)) from None
     except (OSError, csv.Error) as exc:
-        raise CommunesError(csv_path, None, f"cannot read CSV ({exc})") from None
+        raise CommunesError(csv_path, None, "cannot read CSV ({exc})", exc=str(exc)) from None
 
     communes: list[Commune] = []
     seen: dict[str, int] = {}
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         if None in row:
-            raise CommunesError(csv_path, f"line {line}", "more values than columns")
+            raise CommunesError(csv_path, Text("line {line}", line=line), "more values than columns")
         photo_folder = (row.pop("photos", None) or "").strip()
         try:
             commune = Commune.model_validate(row)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
-            where = f"line {line}, {field_path(tuple(first['loc'][:1]))}" if first["loc"] else f"line {line}"
+            where = (
+                Text("line {line}, {field}", line=line, field=field_path(tuple(first["loc"][:1])))
+                if first["loc"]
+                else Text("line {line}", line=line)
+            )
             raise CommunesError(csv_path, where, plain_message(first)) from None
         if photo_folder:
-            photos = load_photo_folder(csv_path.parent / photo_folder, csv_path, f"line {line}, photos")
+            photos = load_photo_folder(
+                csv_path.parent / photo_folder, csv_path, Text("line {line}, {field}", line=line, field="photos")
+            )
             commune = commune.model_copy(update={"photos": photos})
         if commune.insee in seen:
             raise CommunesError(
-                csv_path, f"line {line}, insee", f"duplicate code {commune.insee} (line {seen[commune.insee]})"
+                csv_path,
+                Text("line {line}, {field}", line=line, field="insee"),
+                "duplicate code {insee} (line {seen})",
+                insee=commune.insee,
+                seen=seen[commune.insee],
             )
         seen[commune.insee] = line
         communes.append(commune)
@@ -142,7 +156,9 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
     # A code that names no current commune, or another name than the row's: never rendered.
     for finding in referential_findings(communes) if against_referential else ():
         if finding.blocking:
-            raise CommunesError(csv_path, f"line {finding.line}, {finding.field}", finding.message)
+            raise CommunesError(
+                csv_path, Text("line {line}, {field}", line=finding.line, field=finding.field), finding.message
+            )
     return communes
 
 

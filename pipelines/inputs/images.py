@@ -48,17 +48,20 @@ def _open(path: Path, field: str, data: bytes | None = None) -> Image.Image:
                 raise ImageInputError(
                     path,
                     field,
-                    f"{image.width}x{image.height} is more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)",
+                    "{width}x{height} is more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)",
+                    width=image.width,
+                    height=image.height,
+                    MAX_PIXELS=MAX_PIXELS,
                 )
             image.load()
         except Image.DecompressionBombError:
             raise ImageInputError(
-                path, field, f"more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)"
+                path, field, "more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)", MAX_PIXELS=MAX_PIXELS
             ) from None
         except UnidentifiedImageError:
             raise ImageInputError(path, field, "not a picture Pillow can read (PNG, JPEG, WebP, TIFF...)") from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageInputError(path, field, f"truncated or damaged picture ({exc})") from None
+            raise ImageInputError(path, field, "truncated or damaged picture ({exc})", exc=str(exc)) from None
     return image
 
 
@@ -125,8 +128,12 @@ def read_mask(path: Path, size: tuple[int, int], field: str = "mask") -> np.ndar
         raise ImageInputError(
             path,
             field,
-            f"is {image.width}x{image.height} but the picture is {size[0]}x{size[1]}:"
-            " paint the mask over the picture itself, at its size",
+            "is {width}x{height} but the picture is {picture_width}x{picture_height}: paint the mask over the picture "
+            "itself, at its size",
+            width=image.width,
+            height=image.height,
+            picture_width=size[0],
+            picture_height=size[1],
         )
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA").getchannel("A"))
@@ -141,8 +148,9 @@ def read_mask(path: Path, size: tuple[int, int], field: str = "mask") -> np.ndar
         raise ImageInputError(
             path,
             field,
-            f"is a colour picture ({image.mode}): a mask is white where to repaint and black elsewhere,"
-            " or painted strokes on a transparent layer",
+            "is a colour picture ({mode}): a mask is white where to repaint and black elsewhere, or "
+            "painted strokes on a transparent layer",
+            mode=image.mode,
         )
     return _non_empty(rgb.mean(axis=2) >= MASK_THRESHOLD, path, field)
 

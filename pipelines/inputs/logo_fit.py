@@ -36,6 +36,11 @@ def check_logo_fits(charter: Charter, preset: FormatPreset) -> None:
         raise CharterError(
             charter.path,
             "logo.min_width_share",
-            f"the logo with its clear zone needs {zone[0]}x{zone[1]} px, more than a quarter of "
-            f"{preset.name} ({preset.width}x{preset.height})",
+            "the logo with its clear zone needs {zone_width}x{zone_height} px, more than a quarter "
+            "of {name} ({width}x{height})",
+            zone_width=zone[0],
+            zone_height=zone[1],
+            name=preset.name,
+            width=preset.width,
+            height=preset.height,
         )

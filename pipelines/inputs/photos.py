@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
-from visuels.errors import CommunesError
+from visuels.errors import CommunesError, Text
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 CREDITS_FILE = "photos.yaml"
@@ -60,34 +60,51 @@ class CommunePhoto(_Strict):
 
 def _check_readable(credits_file: Path, field: str, path: Path) -> None:
     if not path.is_file():
-        raise CommunesError(credits_file, field, f"photo not found: {path}")
+        raise CommunesError(credits_file, field, "photo not found: {path}", path=path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:  # the header only: a folder of large photos checks fast
                 if image.width * image.height > MAX_PHOTO_PIXELS:
-                    raise CommunesError(credits_file, field, f"{image.width}x{image.height} is too large: {path}")
+                    raise CommunesError(
+                        credits_file,
+                        field,
+                        "{width}x{height} is too large: {path}",
+                        width=image.width,
+                        height=image.height,
+                        path=path,
+                    )
     except (UnidentifiedImageError, OSError) as exc:
-        raise CommunesError(credits_file, field, f"not a readable image: {path} ({exc})") from None
+        raise CommunesError(
+            credits_file, field, "not a readable image: {path} ({exc})", path=path, exc=str(exc)
+        ) from None
 
 
-def load_photo_folder(folder: Path, csv_path: Path, where: str) -> tuple[CommunePhoto, ...]:
+def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[CommunePhoto, ...]:
     """The photos of one commune's folder, each credited; ``where`` is the CSV row's field for errors."""
     if not folder.is_dir():
-        raise CommunesError(csv_path, where, f"photo folder not found: {folder}")
+        raise CommunesError(csv_path, where, "photo folder not found: {folder}", folder=folder)
     credits_file = folder / CREDITS_FILE
     if not credits_file.is_file():
-        raise CommunesError(csv_path, where, f"{folder} has no {CREDITS_FILE} crediting its photos")
+        raise CommunesError(
+            csv_path,
+            where,
+            "{folder} has no {CREDITS_FILE} crediting its photos",
+            folder=folder,
+            CREDITS_FILE=CREDITS_FILE,
+        )
     credits = validate_model(PhotoCredits, read_yaml_mapping(credits_file, CommunesError), credits_file, CommunesError)
     photos = []
     seen: set[str] = set()
     for index, credit in enumerate(credits.photos):
         field = f"photos[{index}].file"
         if credit.file in seen:
-            raise CommunesError(credits_file, field, f"{credit.file} is credited twice")
+            raise CommunesError(credits_file, field, "{file} is credited twice", file=credit.file)
         seen.add(credit.file)
         if not credit.file.lower().endswith(PHOTO_SUFFIXES):
-            raise CommunesError(credits_file, field, f"{credit.file}: a photo is {', '.join(PHOTO_SUFFIXES)}")
+            raise CommunesError(
+                credits_file, field, "{file}: a photo is {value}", file=credit.file, value=", ".join(PHOTO_SUFFIXES)
+            )
         path = folder / credit.file
         _check_readable(credits_file, field, path)
         photos.append(CommunePhoto(path=path.resolve(), credit=credit))
@@ -95,7 +112,9 @@ def load_photo_folder(folder: Path, csv_path: Path, where: str) -> tuple[Commune
         path.name for path in folder.iterdir() if path.suffix.lower() in PHOTO_SUFFIXES and path.name not in seen
     )
     if uncredited:  # a photo without author and licence must never reach a published picture
-        raise CommunesError(credits_file, "photos", f"{uncredited[0]} is in the folder but not credited here")
+        raise CommunesError(
+            credits_file, "photos", "{uncredited} is in the folder but not credited here", uncredited=uncredited[0]
+        )
     return tuple(photos)
 
 

@@ -18,12 +18,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from visuels.errors import Text
 from visuels.inputs.slugs import slugify
 
 REFERENTIAL_FILE = Path(__file__).parent / "referential_data" / "cog.json.gz"
 
 Kind = Literal["current", "delegated", "associated", "district"]
-KIND_WORDS = {"delegated": "delegated commune", "associated": "associated commune", "district": "district"}
+KIND_WORDS = {
+    "delegated": Text("the delegated commune {name}"),
+    "associated": Text("the associated commune {name}"),
+    "district": Text("the district {name}"),
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Finding:
 
     line: int
     field: str
-    message: str
+    message: Text
     blocking: bool
 
 
@@ -99,14 +104,14 @@ class Referential:
         """The current communes of this name (accents, case and hyphens aside): homonyms included."""
         return self.by_name.get(slugify(name), [])
 
-    def retired(self, code: str) -> tuple[str, Entry] | None:
+    def retired(self, code: str) -> tuple[Text, Entry] | None:
         """For a code that names no current commune: what it was, and the commune it belongs to now."""
         others = self.others.get(code, [])
         for entry in others:
             if entry.parent in self.current and entry.parent != code:
-                return f"the {KIND_WORDS[entry.kind]} {entry.name}", self.current[entry.parent]
+                return Text(KIND_WORDS[entry.kind].pattern, name=entry.name), self.current[entry.parent]
         if code in self.merged_into:
-            return f"a former commune (code {code})", self.current[self.merged_into[code]]
+            return Text("a former commune (code {code})", code=code), self.current[self.merged_into[code]]
         return None
 
     def check_row(self, line: int, code: str, name: str) -> Finding | None:
@@ -119,19 +124,33 @@ class Referential:
                 return Finding(
                     line,
                     "insee",
-                    f"{code} is {what}, part of the commune {now.describe()} in the 2026 COG: use {now.code}",
+                    Text(
+                        "{code} is {what}, part of the commune {commune} in the 2026 COG: use {now}",
+                        code=code,
+                        what=what,
+                        commune=now.describe(),
+                        now=now.code,
+                    ),
                     blocking=True,
                 )
             named = self.named(name)
-            hint = f" ({name} is {_codes(named)})" if named else ""
-            return Finding(line, "insee", f"{code} is not a commune in the 2026 COG{hint}", blocking=True)
+            hint = Text(" ({name} is {codes})", name=name, codes=_codes(named)) if named else ""
+            message = Text("{code} is not a commune in the 2026 COG{hint}", code=code, hint=hint)
+            return Finding(line, "insee", message, blocking=True)
         if slugify(entry.name) != slugify(name):
             named = [other for other in self.named(name) if other.code != code]
-            hint = f"; {name} is {_codes(named)}" if named else ""
+            hint = Text("; {name} is {codes}", name=name, codes=_codes(named)) if named else ""
+            message = Text(
+                "{code} is {official} in the 2026 COG, not {name}{hint}",
+                code=code,
+                official=entry.name,
+                name=name,
+                hint=hint,
+            )
             # The picture would carry one name and the record another commune: never rendered.
-            return Finding(line, "name", f"{code} is {entry.name} in the 2026 COG, not {name}{hint}", blocking=True)
+            return Finding(line, "name", message, blocking=True)
         if entry.name != name:
-            return Finding(line, "name", f"the official spelling is {entry.name!r}", blocking=False)
+            return Finding(line, "name", Text("the official spelling is {name!r}", name=entry.name), blocking=False)
         return None
 
     def select(

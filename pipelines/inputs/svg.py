@@ -25,6 +25,7 @@ import resvg_py
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeXml
 from PIL import Image, ImageFont
+from visuels.errors import InvalidValueError
 
 SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
@@ -35,7 +36,7 @@ REFUSED_ELEMENTS = {"script", "foreignObject", "iframe", "embed", "object", "han
 _CSS_URL = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
 
 
-class SvgRefusedError(ValueError):
+class SvgRefusedError(InvalidValueError):
     """Why an SVG file is refused; the caller names the file and the field."""
 
 
@@ -52,18 +53,26 @@ def _check_reference(value: str, folder: Path, where: str) -> None:
         return
     if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", value) or value.startswith(("/", "\\")):
         raise SvgRefusedError(
-            f"{where} refers to {value[:60]!r} outside the template: embed the picture or put it beside the template"
+            "{where} refers to {value!r} outside the template: embed the picture or put it beside the template",
+            where=where,
+            value=value[:60],
         )
     path = (folder / value).resolve()
     if not path.is_relative_to(folder.resolve()):
-        raise SvgRefusedError(f"{where} refers to {value[:60]!r}, outside the template's folder")
+        raise SvgRefusedError(
+            "{where} refers to {value!r}, outside the template's folder", where=where, value=value[:60]
+        )
     if path.suffix.lower() not in EMBEDDABLE or not path.is_file():
-        raise SvgRefusedError(f"{where} refers to {value[:60]!r}, which is not a PNG, JPEG or WebP picture beside it")
+        raise SvgRefusedError(
+            "{where} refers to {value!r}, which is not a PNG, JPEG or WebP picture beside it",
+            where=where,
+            value=value[:60],
+        )
 
 
 def _check_css(text: str, folder: Path, where: str) -> None:
     if "@import" in text.lower():
-        raise SvgRefusedError(f"{where} imports a style sheet")
+        raise SvgRefusedError("{where} imports a style sheet", where=where)
     for match in _CSS_URL.finditer(text):
         _check_reference(match.group(1), folder, where)
 
@@ -79,28 +88,34 @@ def read_svg(path: Path) -> Element:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise SvgRefusedError(f"cannot read it ({exc.strerror})") from None
+        raise SvgRefusedError("cannot read it ({strerror})", strerror=exc.strerror) from None
     if size > MAX_SVG_BYTES:
-        raise SvgRefusedError(f"{size:,} bytes: a template is at most {MAX_SVG_BYTES:,}")
+        raise SvgRefusedError(
+            "{size:,} bytes: a template is at most {MAX_SVG_BYTES:,}", size=size, MAX_SVG_BYTES=MAX_SVG_BYTES
+        )
     try:
         root = SafeXml.fromstring(path.read_bytes(), forbid_dtd=True)
     except DefusedXmlException:
         raise SvgRefusedError("it declares a DTD or entities, which templates may not use") from None
     except (SafeXml.ParseError, ValueError) as exc:
-        raise SvgRefusedError(f"not well-formed XML ({exc})") from None
+        raise SvgRefusedError("not well-formed XML ({exc})", exc=str(exc)) from None
     if local_name(root.tag) != "svg":
-        raise SvgRefusedError(f"its root element is <{local_name(root.tag)}>, not <svg>")
+        raise SvgRefusedError("its root element is <{value}>, not <svg>", value=local_name(root.tag))
     folder = path.parent
     embedded = 0
     for element in root.iter():
         name = local_name(element.tag)
         where = describe(element)
         if name in REFUSED_ELEMENTS:
-            raise SvgRefusedError(f"{where}: scripts and embedded documents are refused")
+            raise SvgRefusedError("{where}: scripts and embedded documents are refused", where=where)
         for attribute, value in element.attrib.items():
             attribute_name = local_name(attribute)
             if attribute_name.lower().startswith("on"):
-                raise SvgRefusedError(f"{where} has an event handler ({attribute_name}): scripts are refused")
+                raise SvgRefusedError(
+                    "{where} has an event handler ({attribute_name}): scripts are refused",
+                    where=where,
+                    attribute_name=attribute_name,
+                )
             if attribute_name == "href":
                 _check_reference(value, folder, where)
                 if not value.startswith(("#", "data:")) and value.strip():
@@ -110,7 +125,11 @@ def read_svg(path: Path) -> Element:
         if name == "style" and element.text:
             _check_css(element.text, folder, where)
     if embedded > MAX_EMBEDDED_BYTES:
-        raise SvgRefusedError(f"the pictures it draws weigh {embedded:,} bytes: at most {MAX_EMBEDDED_BYTES:,}")
+        raise SvgRefusedError(
+            "the pictures it draws weigh {embedded:,} bytes: at most {MAX_EMBEDDED_BYTES:,}",
+            embedded=embedded,
+            MAX_EMBEDDED_BYTES=MAX_EMBEDDED_BYTES,
+        )
     return root
 
 

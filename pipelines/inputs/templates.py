@@ -33,7 +33,7 @@ from pathlib import Path
 from xml.etree.ElementTree import Element
 
 import numpy as np
-from visuels.errors import CharterError
+from visuels.errors import CharterError, Text
 from visuels.inputs.svg import (
     INKSCAPE_NS,
     SvgRefusedError,
@@ -108,7 +108,7 @@ def _number(value: str | None, where: str) -> float:
         return 0.0
     match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*(px)?\s*", value)
     if not match:
-        raise SvgRefusedError(f"{where}: {value!r} is not a length in pixels")
+        raise SvgRefusedError("{where}: {value!r} is not a length in pixels", where=where, value=value)
     return float(match.group(1))
 
 
@@ -126,7 +126,11 @@ def _translation(element: Element, where: str) -> tuple[float, float]:
         values = [float(v) for v in re.split(r"[\s,]+", match.group(1).strip())]
         if len(values) == 6 and values[:4] == [1, 0, 0, 1]:
             return values[4], values[5]
-    raise SvgRefusedError(f"{where} is rotated or scaled ({transform}): a slot must be an upright rectangle")
+    raise SvgRefusedError(
+        "{where} is rotated or scaled ({transform}): a slot must be an upright rectangle",
+        where=where,
+        transform=transform,
+    )
 
 
 def slot_name(element: Element) -> tuple[str, str | None, str | None] | None:
@@ -146,7 +150,9 @@ def _artboard(root: Element, where: str) -> tuple[float, float]:
     if view_box:
         values = [float(v) for v in re.split(r"[\s,]+", view_box.strip())]
         if len(values) != 4 or values[0] or values[1]:
-            raise SvgRefusedError(f"{where}: the viewBox must start at 0 0, it is {view_box!r}")
+            raise SvgRefusedError(
+                "{where}: the viewBox must start at 0 0, it is {view_box!r}", where=where, view_box=view_box
+            )
         return values[2], values[3]
     return _number(root.get("width"), where), _number(root.get("height"), where)
 
@@ -237,15 +243,22 @@ def load_template(
     """Read and check one template for a format of ``size``; every refusal is a
     :class:`CharterError` naming the charter, the field and the slot or element."""
 
-    def refuse(message: str) -> CharterError:
-        return CharterError(charter_path, field, f"{path.name}: {message}")
+    def refuse(message: str | Text, **values: object) -> CharterError:
+        problem = message if isinstance(message, Text) else Text(message, **values)
+        return CharterError(charter_path, field, "{name}: {problem}", name=path.name, problem=problem)
 
     try:
         root = read_svg(path)
         width, height = _artboard(root, "the artboard")
         if (round(width), round(height)) != size:
             raise refuse(
-                f"the artboard is {width:g}x{height:g}, the format {format_name} is {size[0]}x{size[1]} pixels"
+                "the artboard is {width:g}x{height:g}, the format {format_name} is "
+                "{format_width}x{format_height} pixels",
+                width=width,
+                height=height,
+                format_name=format_name,
+                format_width=size[0],
+                format_height=size[1],
             )
         slots: dict[str, Slot] = {}
         slot_elements: dict[int, str] = {}
@@ -256,9 +269,11 @@ def load_template(
             name, align, valign = named
             where = f"slot '{name}'"
             if name in slots:
-                raise refuse(f"{where} is drawn twice")
+                raise refuse("{where} is drawn twice", where=where)
             if local_name(element.tag) != "rect":
-                raise refuse(f"{where} is a <{local_name(element.tag)}>: a slot is a rectangle")
+                raise refuse(
+                    "{where} is a <{value}>: a slot is a rectangle", where=where, value=local_name(element.tag)
+                )
             dx = dy = 0.0
             for holder in [*parents, element]:
                 shift = _translation(holder, where)
@@ -274,35 +289,45 @@ def load_template(
                 radius=_number(element.get("rx") or element.get("ry"), where),
             )
             if slot.width <= 0 or slot.height <= 0:
-                raise refuse(f"{where} is empty ({slot.width:g}x{slot.height:g})")
+                raise refuse(
+                    "{where} is empty ({width:g}x{height:g})", where=where, width=slot.width, height=slot.height
+                )
             if (
                 slot.left < -0.5
                 or slot.top < -0.5
                 or slot.left + slot.width > width + 0.5
                 or (slot.top + slot.height > height + 0.5)
             ):
-                raise refuse(f"{where} runs outside the {width:g}x{height:g} artboard")
+                raise refuse(
+                    "{where} runs outside the {width:g}x{height:g} artboard", where=where, width=width, height=height
+                )
             slots[name] = slot
             slot_elements[id(element)] = name
         for name in REQUIRED_SLOTS:
             if name not in slots:
-                raise refuse(f"slot '{name}' is missing (a rectangle with id or layer name '{name}')")
+                raise refuse("slot '{name}' is missing (a rectangle with id or layer name '{name}')", name=name)
         for name in TEXT_SLOTS:
             if name in slots and slots[name].height < ceil(min_text_px * LINE_SPACING):
                 raise refuse(
-                    f"slot '{name}' is {slots[name].height:g} px high: the charter's smallest text"
-                    f" ({min_text_px} px) needs {ceil(min_text_px * LINE_SPACING)}"
+                    "slot '{name}' is {height:g} px high: the charter's smallest text ({min_text_px} px) needs {value}",
+                    name=name,
+                    height=slots[name].height,
+                    min_text_px=min_text_px,
+                    value=ceil(min_text_px * LINE_SPACING),
                 )
         label_needs = ceil(min_label_px * LABEL_PADDING_LINES)
         if slots["ai_label"].height < label_needs:
             raise refuse(
-                f"slot 'ai_label' is {slots['ai_label'].height:g} px high: the label at the charter's"
-                f" smallest size ({min_label_px} px) needs {label_needs}"
+                "slot 'ai_label' is {height:g} px high: the label at the charter's smallest size "
+                "({min_label_px} px) needs {label_needs}",
+                height=slots["ai_label"].height,
+                min_label_px=min_label_px,
+                label_needs=label_needs,
             )
         inline_pictures(root, path.parent)
         parts = _split(root, slot_elements)
     except SvgRefusedError as exc:
-        raise refuse(str(exc)) from None
+        raise refuse(exc.text) from None
     _check_label_is_clear(parts, slots["ai_label"], size, font, refuse)
     return Template(
         path=path,
@@ -323,4 +348,4 @@ def _check_label_is_clear(parts, label: Slot, size: tuple[int, int], font: Path,
     for part in after:
         alpha = np.asarray(rasterize(part.svg, *size, font).getchannel("A"))[top:bottom, left:right]
         if alpha.size and alpha.max() > 0:
-            raise refuse(f"decor ({part.name}) is drawn over the 'ai_label' slot: the label zone is locked")
+            raise refuse("decor ({name}) is drawn over the 'ai_label' slot: the label zone is locked", name=part.name)

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from visuels.errors import VisuelsError
+from pydantic_core import PydanticKnownError
+from visuels.errors import InvalidValueError, Text, VisuelsError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -23,14 +24,16 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
     except UnicodeDecodeError as exc:
         raise error_type(path, None, not_utf8(exc)) from None
     except OSError as exc:
-        raise error_type(path, None, f"cannot read file ({exc.strerror or exc})") from None
+        raise error_type(path, None, "cannot read file ({reason})", reason=exc.strerror or str(exc)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise error_type(path, where, f"invalid YAML: {problem}") from None
+        where = Text("line {line}", line=mark.line + 1) if mark is not None else None
+        problem = getattr(exc, "problem", None)
+        if problem:  # the parser's words, in English
+            raise error_type(path, where, "invalid YAML: {problem}", problem=problem) from None
+        raise error_type(path, where, "invalid YAML") from None
     if not isinstance(data, dict):
         raise error_type(path, None, "expected a mapping of fields at the top level")
     return data
@@ -47,25 +50,43 @@ def field_path(location: tuple[int | str, ...]) -> str:
     return rendered or "(top level)"
 
 
-VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
-
-
-def not_utf8(exc: UnicodeDecodeError) -> str:
+def not_utf8(exc: UnicodeDecodeError) -> Text:
     """Where a file stops being UTF-8 text, and what to do."""
-    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}): save it as UTF-8"
+    return Text(
+        "not UTF-8 text (byte 0x{byte:02x} at position {position}): save it as UTF-8",
+        byte=exc.object[exc.start],
+        position=exc.start,
+    )
 
 
-def plain_message(error: Mapping[str, Any]) -> str:
-    """A pydantic error's message without the validator-kind prefix people need not see."""
+def plain_message(error: Mapping[str, Any]) -> Text:
+    """A pydantic error's message as a pattern the reader's language has: our validators'
+    :class:`InvalidValueError`, else pydantic's own pattern for its kind of error (filled with its
+    context), without the validator-kind prefix people need not see."""
     if error["type"] == "missing":
-        return "required, and missing"
-    message = error["msg"]
-    for prefix in VALIDATOR_PREFIXES:
-        message = message.removeprefix(prefix)
-    return message
+        return Text("required, and missing")
+    context = dict(error.get("ctx") or {})
+    cause = context.get("error")
+    if isinstance(cause, InvalidValueError):
+        return cause.text
+    if isinstance(cause, Exception):  # a plain ValueError or assertion: its English words
+        return Text(str(cause))
+    try:
+        pattern = PydanticKnownError(error["type"], context or None).message_template
+    except (KeyError, TypeError, ValueError):  # a custom kind: pydantic's own message
+        return Text(error["msg"])
+    # Said as pydantic says them: a bound of 0.0 reads 0.
+    context = {
+        name: int(value) if isinstance(value, float) and value.is_integer() else value
+        for name, value in context.items()
+    }
+    if "{expected_plural}" in pattern:  # pydantic works this one out itself, from the length
+        length = context.get("min_length", context.get("max_length", 0))
+        context["expected_plural"] = "" if length == 1 else "s"
+    return Text(pattern, **context) if context else Text(pattern)
 
 
-def first_problem(exc: ValidationError) -> tuple[tuple[int | str, ...], str]:
+def first_problem(exc: ValidationError) -> tuple[tuple[int | str, ...], Text]:
     """The error to report first, as (location, message).
 
     A misspelt key fails twice, as an unknown key and as a missing one; the unknown key is the
@@ -83,7 +104,9 @@ def first_problem(exc: ValidationError) -> tuple[tuple[int | str, ...], str]:
         if error["type"] == "missing" and tuple(error["loc"][:-1]) == tuple(chosen["loc"][:-1])
     ]
     close = get_close_matches(str(chosen["loc"][-1]), missing, n=1, cutoff=0.5)
-    return location, "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
+    if close:
+        return location, Text("unknown key (did you mean '{key}'?)", key=close[0])
+    return location, Text("unknown key")
 
 
 def validate_model(

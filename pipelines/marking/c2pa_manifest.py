@@ -136,7 +136,7 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
         output = io.BytesIO()
         builder.sign(signer, mime_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
-        raise SigningError(files.chain, None, f"C2PA signing failed: {exc}") from None
+        raise SigningError(files.chain, None, "C2PA signing failed: {exc}", exc=str(exc)) from None
     return output.getvalue()
 
 

@@ -107,7 +107,7 @@ def write_marked(
     try:
         target.path.write_bytes(signed)
     except OSError as exc:
-        raise ExportError(target.target, None, f"cannot write it: {exc.strerror or exc}") from None
+        raise ExportError(target.target, None, "cannot write it: {reason}", reason=exc.strerror or str(exc)) from None
     digest = hashlib.sha256(signed).hexdigest()
     if file_type != "png":  # lossy: hash what readers will decode, not what was encoded
         with Image.open(io.BytesIO(encoded)) as written:

@@ -87,7 +87,7 @@ def configured_key() -> int:
     try:
         key = int(value.removeprefix("0x"), 16)
     except ValueError:
-        raise WatermarkKeyError(KEY_VARIABLE, None, f"'{value}' is not a hexadecimal number") from None
+        raise WatermarkKeyError(KEY_VARIABLE, None, "'{value}' is not a hexadecimal number", value=value) from None
     if not 0 < key < 2**128:
         raise WatermarkKeyError(KEY_VARIABLE, None, "the key must be a positive number of at most 128 bits")
     return key

@@ -162,8 +162,9 @@ def refuse_flagged(jobs: Sequence[GenerationJob], result: object) -> None:
         raise ModelError(
             flagged[0].relative_path,
             "safety checker",
-            f"the model's safety checker blacked out {len(flagged)} picture(s): none is exported;"
-            " change the prompt or the seed",
+            "the model's safety checker blacked out {count} picture(s): none is exported; change the "
+            "prompt or the seed",
+            count=len(flagged),
         )
 
 

@@ -52,7 +52,13 @@ def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
     class_name = index.get("_class_name", "")
     pipeline_class = getattr(diffusers, class_name, None)
     if pipeline_class is None:
-        raise ModelError(source, "model", f"unsupported pipeline class '{class_name}' in {folder}")
+        raise ModelError(
+            source,
+            "model",
+            "unsupported pipeline class '{class_name}' in {folder}",
+            class_name=class_name,
+            folder=folder,
+        )
     return pipeline_class
 
 
@@ -89,7 +95,7 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
     except ModelError:
         raise
     except (OSError, ValueError) as exc:
-        raise ModelError(source, "model", f"cannot load model: {str(exc).splitlines()[0]}") from None
+        raise ModelError(source, "model", "cannot load model: {value}", value=str(exc).splitlines()[0]) from None
 
 
 @dataclass
@@ -187,7 +193,9 @@ class ModelHost:
                 path, torch_dtype=dtype, local_files_only=True, use_safetensors=not pickle_allowed()
             )
         except (OSError, ValueError) as exc:
-            raise ModelError(path, "photos.controlnet", f"cannot load ControlNet: {str(exc).splitlines()[0]}") from None
+            raise ModelError(
+                path, "photos.controlnet", "cannot load ControlNet: {value}", value=str(exc).splitlines()[0]
+            ) from None
         self._controlnet = ((path, dtype), model.to(self.device))
         return self._controlnet[1]
 
@@ -211,7 +219,9 @@ class ModelHost:
             try:
                 pipeline.load_lora_weights(lora.path, adapter_name=name)
             except (OSError, ValueError, KeyError) as exc:
-                raise ModelError(lora.path, "lora", f"cannot load LoRA weights: {str(exc).splitlines()[0]}") from None
+                raise ModelError(
+                    lora.path, "lora", "cannot load LoRA weights: {value}", value=str(exc).splitlines()[0]
+                ) from None
             hosted.adapters[lora.path] = name
         pipeline.enable_lora()
         pipeline.set_adapters([name], adapter_weights=[lora.scale])

@@ -33,8 +33,10 @@ def _refuse_pickle(source: str, what: str) -> ModelError:
     return ModelError(
         source,
         "model.path",
-        f"{what} holds pickle weights, which can run code when loaded: convert them to .safetensors,"
-        f" or set {PICKLE_VARIABLE}=1 if you trust their source",
+        "{what} holds pickle weights, which can run code when loaded: convert them to .safetensors, "
+        "or set {PICKLE_VARIABLE}=1 if you trust their source",
+        what=what,
+        PICKLE_VARIABLE=PICKLE_VARIABLE,
     )
 
 
@@ -71,19 +73,21 @@ def _read_config(folder: Path, component: str, source: str) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelError(source, "model", f"{path} not found: not a diffusers model folder") from None
+        raise ModelError(source, "model", "{path} not found: not a diffusers model folder", path=path) from None
     except ValueError as exc:
-        raise ModelError(source, "model", f"{path} is not valid JSON ({exc})") from None
+        raise ModelError(source, "model", "{path} is not valid JSON ({exc})", path=path, exc=str(exc)) from None
 
 
 def _sizes_from_folder(folder: Path, source: str) -> tuple[int, int]:
     """Native pixel size and the size multiple, from the UNet and VAE configs."""
     if not folder.exists():
-        raise ModelError(source, "model", f"{folder} not found")
+        raise ModelError(source, "model", "{folder} not found", folder=folder)
     if not folder.is_dir():
-        raise ModelError(source, "model", f"{folder} is a file, not a diffusers model folder")
+        raise ModelError(source, "model", "{folder} is a file, not a diffusers model folder", folder=folder)
     if not (folder / "model_index.json").is_file():
-        raise ModelError(source, "model", f"{folder} has no model_index.json: not a diffusers model folder")
+        raise ModelError(
+            source, "model", "{folder} has no model_index.json: not a diffusers model folder", folder=folder
+        )
     unet = _read_config(folder, "unet", source)
     vae = _read_config(folder, "vae", source)
     vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)
@@ -116,10 +120,16 @@ def _hub_snapshot(ref: HubRef, source: str) -> Path:
         return Path(snapshot_download(ref.id, revision=ref.revision, local_files_only=offline))
     except LocalEntryNotFoundError:
         raise ModelError(
-            source, "model.id", f"{ref.id}@{ref.revision} is not in the local hub cache (HF_HUB_OFFLINE=1)"
+            source,
+            "model.id",
+            "{id}@{revision} is not in the local hub cache (HF_HUB_OFFLINE=1)",
+            id=ref.id,
+            revision=ref.revision,
         ) from None
     except Exception as exc:  # the hub client raises many kinds: unknown repo, no network, bad revision
-        raise ModelError(source, "model.id", f"cannot fetch {ref.id}@{ref.revision}: {exc}") from None
+        raise ModelError(
+            source, "model.id", "cannot fetch {id}@{revision}: {exc}", id=ref.id, revision=ref.revision, exc=str(exc)
+        ) from None
 
 
 def _folder_hash(folder: Path, hash_cache: Path, skip_weights: bool = False) -> dict[str, str]:
@@ -155,7 +165,7 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
     if isinstance(ref, SingleFileRef):  # the file the user named first, then its configs
         checkpoint = Path(ref.path)
         if not checkpoint.is_file():
-            raise ModelError(source, "model.path", f"checkpoint not found: {checkpoint}")
+            raise ModelError(source, "model.path", "checkpoint not found: {checkpoint}", checkpoint=checkpoint)
         if checkpoint.suffix != ".safetensors" and not pickle_allowed():
             raise _refuse_pickle(source, checkpoint.name)
     folder = model_folder(ref)
@@ -173,7 +183,7 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
         )
     files = _folder_hash(folder, hash_cache)
     if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in files):
-        raise ModelError(source, "model.path", f"no weight files in {folder}")
+        raise ModelError(source, "model.path", "no weight files in {folder}", folder=folder)
     if not any(name.endswith(".safetensors") for name in files) and not pickle_allowed():
         raise _refuse_pickle(source, str(folder))
     description = "demo model (random weights)" if isinstance(ref, DemoModelRef) else folder.name

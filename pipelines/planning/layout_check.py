@@ -32,14 +32,24 @@ def check_layout(campaign: Campaign, template: Template, text, checked: set[tupl
             raise CampaignError(
                 campaign.path,
                 "layout",
-                f"{template.path.name} has no '{slot_name}' slot for the {SLOT_LABELS[slot_name]} {value!r}",
+                "{name} has no '{slot_name}' slot for the {label} {value!r}",
+                name=template.path.name,
+                slot_name=slot_name,
+                label=SLOT_LABELS[slot_name],
+                value=value,
             )
         if not fit_in_slot(typographic(value), charter.font, slot, minimum).fits:
             raise CampaignError(
                 campaign.path,
                 "layout",
-                f"{value!r} overflows slot '{slot_name}' of {template.path.name}"
-                f" ({slot.width:g}x{slot.height:g} px) even at the charter's smallest size, {minimum} px",
+                "{value!r} overflows slot '{slot_name}' of {name} ({width:g}x{height:g} px) even at "
+                "the charter's smallest size, {minimum} px",
+                value=value,
+                slot_name=slot_name,
+                name=template.path.name,
+                width=slot.width,
+                height=slot.height,
+                minimum=minimum,
             )
     if (template.sha256, text.language) in checked:
         return
@@ -50,6 +60,10 @@ def check_layout(campaign: Campaign, template: Template, text, checked: set[tupl
         raise CampaignError(
             campaign.path,
             "layout",
-            f"the AI label in '{text.language}' does not fit slot 'ai_label' of {template.path.name}"
-            f" ({slot.width:g}x{slot.height:g} px) at the charter's smallest label size",
+            "the AI label in '{language}' does not fit slot 'ai_label' of {name} "
+            "({width:g}x{height:g} px) at the charter's smallest label size",
+            language=text.language,
+            name=template.path.name,
+            width=slot.width,
+            height=slot.height,
         )

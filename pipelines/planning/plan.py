@@ -81,7 +81,9 @@ def _select(campaign: Campaign, selection: Selection) -> Campaign:
         unknown = [name for name in wanted if name not in available]
         if unknown:
             known = ", ".join(available)
-            raise CampaignError(campaign.path, field, f"'{unknown[0]}' is not in this campaign ({known})")
+            raise CampaignError(
+                campaign.path, field, "'{unknown}' is not in this campaign ({known})", unknown=unknown[0], known=known
+            )
     audiences = {name: words for name, words in spec.audiences.items() if name in selection.audiences}
     formats = [name for name in spec.formats if name in selection.formats]
     spec = spec.model_copy(update={"audiences": audiences or spec.audiences, "formats": formats or spec.formats})

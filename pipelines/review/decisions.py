@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from visuels._internal.atomic import StagedFile, staged
 from visuels._internal.hashing import sha256_file
-from visuels.errors import ExportError, ReviewError
+from visuels.errors import ExportError, InvalidValueError, ReviewError
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
@@ -58,10 +58,10 @@ class ReviewDecision(BaseModel):
     def _consistent(self) -> ReviewDecision:
         stray = [name for name in self.comments if name not in self.rejected]
         if stray:
-            raise ValueError(f"a comment for {stray[0]}, which is not rejected")
+            raise InvalidValueError("a comment for {stray}, which is not rejected", stray=stray[0])
         silent = [name for name in self.rejected if not (self.comments.get(name, "").strip() or self.comment.strip())]
         if silent:
-            raise ValueError(f"the rejection of {silent[0]} needs a comment")
+            raise InvalidValueError("the rejection of {silent} needs a comment", silent=silent[0])
         return self
 
     def reason(self, name: str) -> str:
@@ -95,7 +95,7 @@ def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> di
         database.close()
     missing = [key for key in keys if key not in recorded]
     if missing:
-        raise ReviewError(output_root / campaign_slug, "files", f"no output for job {missing[0][:12]}")
+        raise ReviewError(output_root / campaign_slug, "files", "no output for job {value}", value=missing[0][:12])
     coherence = read_coherence(output_root / campaign_slug)
     listing = {}
     for key in keys:
@@ -152,7 +152,9 @@ def apply_review(
         previous_rows = latest_for_jobs(database, keys)  # each export's row, or an earlier review's
         unrecorded = [name for name, entry in listing.items() if entry["key"] not in previous_rows]
         if unrecorded:
-            raise ReviewError(output_root / campaign_slug, "job_key", f"no ledger row for {unrecorded[0]}")
+            raise ReviewError(
+                output_root / campaign_slug, "job_key", "no ledger row for {unrecorded}", unrecorded=unrecorded[0]
+            )
         if run_id is not None and all(
             row["run_id"] == run_id and row["approval"] != "pending" for row in previous_rows.values()
         ):
@@ -244,6 +246,8 @@ def _copy_checked(source: Path, target: Path, sha256: str) -> None:
                 digest.update(chunk)
                 writing.write(chunk)
     except OSError as exc:
-        raise ExportError(target, None, f"cannot write the approved copy: {exc.strerror or exc}") from None
+        raise ExportError(
+            target, None, "cannot write the approved copy: {reason}", reason=exc.strerror or str(exc)
+        ) from None
     if digest.hexdigest() != sha256:
         raise ReviewError(source, "sha256", "the file changed since it was rendered")

@@ -152,7 +152,11 @@ def find_original(database: Database, path: Path, output_root: Path | None, fiel
         recorded = _recorded_file(row, output_root)
         if recorded is None:
             raise ImageInputError(
-                path, field, f"comes from {row['file']} (ledger #{row['id']}), which is not here: give it with --from"
+                path,
+                field,
+                "comes from {file} (ledger #{row}), which is not here: give it with --from",
+                file=row["file"],
+                row=row["id"],
             )
         path, data = recorded, recorded.read_bytes()
     outputs = _outputs_row(database, row["job_key"])
@@ -275,7 +279,9 @@ def derivative_key(original: Original, edited: Image.Image, edit: Edit) -> str:
 def file_type_of(target: Path) -> str:
     file_type = FILE_TYPES.get(target.suffix.lower())
     if file_type is None:
-        raise VisuelsError(target, "output", f"unsupported file type '{target.suffix}': use .png, .jpg or .webp")
+        raise VisuelsError(
+            target, "output", "unsupported file type '{suffix}': use .png, .jpg or .webp", suffix=target.suffix
+        )
     return file_type
 
 

@@ -54,10 +54,17 @@ def output_layers(output: Image.Image, inputs: dict, charter: Charter, source: P
             source, None, "this output uses the built-in layout: layered files are made for template layouts"
         )
     if template.sha256 != inputs.get("template_hash"):
-        raise LayersError(source, None, f"its template {template.path.name} changed since it was rendered")
+        raise LayersError(source, None, "its template {name} changed since it was rendered", name=template.path.name)
     if output.size != (template.width, template.height):
         size = f"{output.width}x{output.height}"
-        raise LayersError(source, None, f"{size}, its template is {template.width}x{template.height}")
+        raise LayersError(
+            source,
+            None,
+            "{size}, its template is {width}x{height}",
+            size=size,
+            width=template.width,
+            height=template.height,
+        )
     slot = template.slots["image"]
     left, top, right, bottom = slot.box()
     pixels = output.convert("RGB")

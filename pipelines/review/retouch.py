@@ -99,7 +99,10 @@ def retouch_model(
     if info.hash != model_hash:
         where = "--model" if model_option else "model"
         raise ModelError(
-            original.path, where, f"{info.description} is not the model that made this picture (other files)"
+            original.path,
+            where,
+            "{description} is not the model that made this picture (other files)",
+            description=info.description,
         )
     lora = None
     recorded_lora = inputs.get("lora_hash")
@@ -159,7 +162,7 @@ def paste_weights(mask: np.ndarray | None, box: tuple[int, int, int, int]) -> np
 def _editing_pipeline(pipeline: DiffusionPipeline, mode: RetouchMode, source: str) -> DiffusionPipeline:
     classes = EDITING_PIPELINES.get(type(pipeline).__name__)
     if classes is None:
-        raise ModelError(source, "model", f"retouching is not supported for {type(pipeline).__name__} models")
+        raise ModelError(source, "model", "retouching is not supported for {kind} models", kind=type(pipeline).__name__)
     # The VAE passed by hand: from_pipe drops one whose class the new pipeline's type hint does
     # not name (the demo model's tiny VAE), though every editing pipeline can use it.
     editing = (classes[0] if mode == "inpaint" else classes[1]).from_pipe(pipeline, vae=pipeline.vae)

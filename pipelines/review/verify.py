@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
+from visuels.errors import Text
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.images import ImageInputError, read_file, read_picture_and_xmp
 from visuels.marking import watermark
@@ -61,6 +63,11 @@ class FileReport(BaseModel):
     lineage: list[dict] = []  # its ledger rows, newest first, back to the first export
     checks: dict[str, Check] = {}  # each layer and cross-check, by name; ``ok`` when all pass
     ok: bool = False
+    _error_text: Text | None = PrivateAttr(default=None)  # ``error`` in any language
+
+    def error_said(self, words: Callable[..., str]) -> str:
+        """Why the file could not be read, in the language of ``words``."""
+        return self._error_text.said(words) if self._error_text else (self.error or "")
 
 
 def _badge_templates(charter: Charter) -> tuple[np.ndarray, ...]:
@@ -144,7 +151,9 @@ def verify_file(
         data = read_file(path, "file")
         picture, xmp = read_picture_and_xmp(path, "file", data)
     except ImageInputError as exc:
-        return report.model_copy(update={"error": exc.message})
+        unreadable = report.model_copy(update={"error": exc.message})
+        unreadable._error_text = exc.text
+        return unreadable
     pixels = np.asarray(picture)
     digest = hashlib.sha256(data).hexdigest()
 

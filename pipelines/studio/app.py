@@ -278,8 +278,8 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     templates = Jinja2Templates(directory=str(TEMPLATES), context_processors=[page_words])
 
     @app.exception_handler(VisuelsError)
-    async def _bad_input(_request: Request, exc: VisuelsError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+    async def _bad_input(request: Request, exc: VisuelsError) -> JSONResponse:
+        return JSONResponse({"error": exc.said(words(page_language(request)))}, status_code=400)
 
     def _home(reviews: list, review_error: str) -> dict:
         return {
@@ -323,20 +323,21 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         return templates.TemplateResponse(request, "review.html", context)
 
     @app.post("/api/review/{run_id}")
-    def review_answer(run_id: str, answer: dict) -> JSONResponse:
+    def review_answer(request: Request, run_id: str, answer: dict) -> JSONResponse:
+        t = words(page_language(request))
         if studio.reviews is None:
             raise HTTPException(404, "reviews need a Prefect server")
         run = studio.reviews.run(run_id)
         if run is None or not run.paused:
-            raise HTTPException(409, "this review is not waiting for a decision any more")
+            raise HTTPException(409, t("this review is not waiting for a decision any more"))
         try:
             decision = ReviewDecision(**answer)
         except ValidationError as exc:
-            return JSONResponse({"error": first_problem(exc)[1]}, status_code=422)
+            return JSONResponse({"error": first_problem(exc)[1].said(t)}, status_code=422)
         known = {key[:KEY_PREFIX_LENGTH] for key in run.keys}
         unknown = [code for code in decision.rejected if code not in known]
         if unknown:
-            return JSONResponse({"error": f"{unknown[0]} is not one of this run's files"}, status_code=422)
+            return JSONResponse({"error": t("{code} is not one of this run's files", code=unknown[0])}, status_code=422)
         studio.reviews.resume(run_id, decision)
         return JSONResponse({"rejected": len(decision.rejected), "approved": len(run.keys) - len(decision.rejected)})
 
@@ -374,7 +375,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         return templates.TemplateResponse(request, "pick.html", context)
 
     @app.post("/api/retouch")
-    def make_variants(ask: RetouchAsk) -> JSONResponse:
+    def make_variants(request: Request, ask: RetouchAsk) -> JSONResponse:
         from visuels.models.devices import choose_dtype
         from visuels.review.retouch import RetouchSettings, retouch, retouch_model
 
@@ -384,7 +385,8 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             )
         except ValidationError as exc:
             location, message = first_problem(exc)
-            return JSONResponse({"error": f"{location[-1]}: {message}"}, status_code=422)
+            said = message.said(words(page_language(request)))
+            return JSONResponse({"error": f"{location[-1]}: {said}"}, status_code=422)
         original = find_original(studio.database, studio.path_of(ask.file), studio.output_root)
         picture = read_picture(original.path)
         mask = None
@@ -412,12 +414,13 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         return Response(data, media_type="image/jpeg")
 
     @app.post("/api/keep")
-    def keep_variant(ask: KeepAsk) -> JSONResponse:
+    def keep_variant(request: Request, ask: KeepAsk) -> JSONResponse:
         from visuels.review.retouch import retouch_edit
 
         session = studio.session(ask.session)
         if session is None or not 0 <= ask.variant < len(session.variants):
-            raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
+            t = words(page_language(request))
+            raise HTTPException(404, t("no such variant (the studio keeps the last few retouches)"))
         original = session.original
         source = original.path
         seed = session.settings.seed + ask.variant

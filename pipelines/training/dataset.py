@@ -33,13 +33,19 @@ def load_training_set(folder: Path, size: int) -> TrainingSet:
         raise DatasetError(folder, None, "folder not found")
     files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
     if len(files) < MIN_IMAGES:
-        raise DatasetError(folder, None, f"{len(files)} image(s); training needs at least {MIN_IMAGES}")
+        raise DatasetError(
+            folder,
+            None,
+            "{count} image(s); training needs at least {MIN_IMAGES}",
+            count=len(files),
+            MIN_IMAGES=MIN_IMAGES,
+        )
     pixels, captions = [], []
     digest = hashlib.sha256()
     for path in files:
         caption_file = path.with_suffix(".txt")
         if not caption_file.is_file():
-            raise DatasetError(path, "caption", f"missing caption file {caption_file.name}")
+            raise DatasetError(path, "caption", "missing caption file {name}", name=caption_file.name)
         caption = caption_file.read_text(encoding="utf-8").strip()
         if not caption:
             raise DatasetError(caption_file, "caption", "caption is empty")
@@ -48,7 +54,14 @@ def load_training_set(folder: Path, size: int) -> TrainingSet:
         except ImageInputError as exc:
             raise DatasetError(path, None, exc.message) from None
         if min(picture.size) < size:
-            raise DatasetError(path, "size", f"{picture.size[0]}x{picture.size[1]} is smaller than {size} px")
+            raise DatasetError(
+                path,
+                "size",
+                "{width}x{height} is smaller than {size} px",
+                width=picture.size[0],
+                height=picture.size[1],
+                size=size,
+            )
         side = min(picture.size)
         left, top = (picture.width - side) // 2, (picture.height - side) // 2
         square = picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)

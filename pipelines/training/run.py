@@ -59,7 +59,7 @@ def check_training_inputs(
     run = resume or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     partial, final = charter_folder / f".{run}.partial", charter_folder / run
     if resume and not partial.is_dir():
-        raise TrainingRunError(partial, "--resume", f"no interrupted run '{run}' to resume")
+        raise TrainingRunError(partial, "--resume", "no interrupted run '{run}' to resume", run=run)
     if final.exists():
         raise TrainingRunError(final, None, "this run is already complete")
     return charter, dataset, base_info, base_folder, partial, final

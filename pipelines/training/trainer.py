@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from visuels._internal.atomic import write_with
 from visuels._internal.logs import quiet_third_party_logs
 from visuels._internal.schema import blank_when_unset
+from visuels.errors import InvalidValueError
 from visuels.training.dataset import TrainingSet
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class TrainingConfig(BaseModel):
     @classmethod
     def _resolution_on_the_latent_grid(cls, value: int) -> int:
         if value % 64:
-            raise ValueError("resolution must be a multiple of 64")
+            raise InvalidValueError("resolution must be a multiple of 64")
         return value
 
     @property

@@ -102,10 +102,8 @@ def _files(root: Path) -> dict[str, int]:
     }
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
-def test_bad_input_is_one_line_its_exit_code_and_nothing_written(
-    case: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _corpus(case: dict, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The case's folder, broken as it says, and its placeholders."""
     root = tmp_path / "corpus"
     shutil.copytree(SAMPLE_CHARTER_DIR, root / "charter", ignore=shutil.ignore_patterns("references"))
     shutil.copytree(SAMPLE_CHARTER_DIR / "references", root / "charter" / "references")
@@ -117,13 +115,25 @@ def test_bad_input_is_one_line_its_exit_code_and_nothing_written(
         from visuels.record.database import Database
 
         Database(f"sqlite:///{root / 'record' / 'visuels.sqlite'}").close()
+    return root, places
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return main(argv, render=_refuse, train=_refuse)  # type: ignore[arg-type]
+    except SystemExit as exit:  # argparse's own errors
+        return int(exit.code or 0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
+def test_bad_input_is_one_line_its_exit_code_and_nothing_written(
+    case: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, places = _corpus(case, tmp_path)
     before = _files(root)
 
     argv = [argument.format(**places) for argument in case["argv"]]
-    try:
-        code = main(argv, render=_refuse, train=_refuse)  # type: ignore[arg-type]
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
+    code = _run(argv)
     assert code == case.get("exit", 2)  # 2: bad input; 3: the environment (a damaged database)
 
     error = capsys.readouterr().err
@@ -134,3 +144,25 @@ def test_bad_input_is_one_line_its_exit_code_and_nothing_written(
     assert error.strip() == case["expect"].format(**places)
     assert not (root / "out").exists()
     assert _files(root) == before  # nothing added, nothing rewritten
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
+def test_bad_input_is_said_in_french_to_a_french_user(
+    case: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same line in French: its words from the catalogue, the names and values as they were
+    (the case's ``expect_fr`` when it gives the exact line)."""
+    _, places = _corpus(case, tmp_path)
+    argv = [argument.format(**places) for argument in case["argv"]]
+    assert _run(argv) == case.get("exit", 2)
+    english = capsys.readouterr().err.strip().splitlines()[-1]
+    monkeypatch.setenv("VISUELS_LANGUAGE", "fr")
+    assert _run(argv) == case.get("exit", 2)
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    if case.get("last_line"):
+        assert error.startswith("utilisation : ")
+    french = error.strip().splitlines()[-1]
+    assert "erreur : " in french and french != english
+    if "expect_fr" in case:
+        assert french == case["expect_fr"].format(**places)
