@@ -11,6 +11,9 @@ SHARDS_QUEUE = "shards"
 # worker with no slot limit (a limited Prefect 3.8 worker crashes on a run it started before).
 REVIEWS_QUEUE = "reviews"
 
+# The render deployment (flow name/deployment name): the nightly starts it, `make serve` fills its form.
+RENDER_DEPLOYMENT = "render-campaign/render-campaign"
+
 DEFAULT_STUDIO_URL = "http://127.0.0.1:7860"  # `visuels studio`'s default address
 
 

@@ -18,10 +18,9 @@ from pydantic import Field
 from visuels.config import campaigns_dir, project_dir
 from visuels.errors import VisuelsError
 from visuels.flows.forms import form_parameter
+from visuels.flows.names import RENDER_DEPLOYMENT
 from visuels.flows.sub_runs import wait_for_runs
 from visuels.inputs.campaign import load_campaign
-
-RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 
 
 @flow(name="render-nightly")

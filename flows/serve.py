@@ -29,11 +29,13 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import IO
 
+from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.web_guard import is_loopback
 from visuels.config import project_dir
 from visuels.errors import VisuelsError
 from visuels.flows import prefect_server
-from visuels.flows.names import GPU_LIMIT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
+from visuels.flows.forms import form_in_words, plain
+from visuels.flows.names import GPU_LIMIT, RENDER_DEPLOYMENT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
 from visuels.flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
 from visuels.marking.keys import ensure_local_chain, keys_dir
 
@@ -101,7 +103,7 @@ def register(environment: dict[str, str], pool_gpus: int) -> None:
     )
     if deploy.returncode:
         raise RuntimeError(f"prefect deploy failed: {deploy.stdout}{deploy.stderr}")
-    offer_campaigns(environment)
+    present_deployments(environment, words(user_language()))
 
 
 def _create_pool_and_limit(environment: dict[str, str], slots: int) -> None:
@@ -138,38 +140,58 @@ def _client_settings(environment: dict[str, str]) -> AbstractContextManager:
     return temporary_settings(settings)
 
 
-def offer_campaigns(environment: dict[str, str]) -> None:
-    """The render form's dropdowns, listed now: the campaigns of the served project's campaigns/
-    folder (``VISUELS_HOME`` of the workers' environment) and their audiences; a campaign added
-    later is offered after `make serve` again."""
+def present_deployments(environment: dict[str, str], t: Words) -> None:
+    """Every deployment's description and run form in the words of ``t`` (the language of whoever
+    runs `make serve`), and the render form's dropdowns listed now: the campaigns of the served
+    project's campaigns/ folder (``VISUELS_HOME`` of the workers' environment) and their
+    audiences; a campaign added later is offered after `make serve` again."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
-    from visuels.planning.request import campaigns_waiting_for_review, known_audiences, known_campaigns, known_formats
 
     folder = Path(environment["VISUELS_HOME"]) / "campaigns"
+    with _client_settings(environment), get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            schema = deployment.parameter_openapi_schema or {}
+            if deployment.name == RENDER_DEPLOYMENT.partition("/")[2]:
+                offer_campaigns(schema, folder, t)
+            update = DeploymentUpdate(
+                description=t(plain(deployment.description or "")) if deployment.description else None,
+                parameter_openapi_schema=form_in_words(schema, t),
+            )
+            client.update_deployment(deployment.id, update)
+
+
+def offer_campaigns(schema: dict, folder: Path, t: Words) -> None:
+    """The render form's campaigns, audiences and formats, those of ``folder``'s campaigns, and
+    which of them wait for a designer's approval, said where it is chosen."""
+    from visuels.planning.request import campaigns_waiting_for_review, known_audiences, known_campaigns, known_formats
+
     campaigns, audiences_known, formats_known = known_campaigns(folder), known_audiences(folder), known_formats(folder)
     waiting = campaigns_waiting_for_review(folder)
-    with _client_settings(environment), get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("render-campaign/render-campaign")
-        schema = deployment.parameter_openapi_schema or {}
-        properties = schema.get("properties", {})
-        if "campaign" in properties and campaigns:
-            properties["campaign"]["enum"] = campaigns
-        audiences = properties.get("selection", {}).get("properties", {}).get("audiences", {})
-        if "items" in audiences and audiences_known:
-            audiences["items"]["enum"] = audiences_known
-        formats = properties.get("selection", {}).get("properties", {}).get("formats", {})
-        if "items" in formats and formats_known:  # not poster_a3_300dpi when no campaign uses it
-            formats["items"]["enum"] = formats_known
-        if "review" in properties and campaigns:  # each campaign's own setting, said where it is chosen
-            says = (
-                f"{', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for a designer's approval"
-                " (`review: true` in its file), the others publish at once"
-                if waiting
-                else "no campaign here waits for a designer's approval (`review: true` in its file would)"
+    properties = schema.get("properties", {})
+    if "campaign" in properties and campaigns:
+        properties["campaign"]["enum"] = campaigns
+    audiences = properties.get("selection", {}).get("properties", {}).get("audiences", {})
+    if "items" in audiences and audiences_known:
+        audiences["items"]["enum"] = audiences_known
+    formats = properties.get("selection", {}).get("properties", {}).get("formats", {})
+    if "items" in formats and formats_known:  # not poster_a3_300dpi when no campaign uses it
+        formats["items"]["enum"] = formats_known
+    if "review" in properties and campaigns:  # each campaign's own setting, said where it is chosen
+        says = (
+            t.plural(
+                "{names} waits for a designer's approval (`review: true` in its file), the others publish at once",
+                "{names} wait for a designer's approval (`review: true` in their files), the others publish at once",
+                len(waiting),
+                names=", ".join(waiting),
             )
-            properties["review"]["description"] = f"As the campaign says: {says}. Yes or no: for this run only."
-        client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
+            if waiting
+            else t("no campaign here waits for a designer's approval (`review: true` in its file would)")
+        )
+        # Said in full here: the schema's texts are translated after, and this one is already.
+        properties["review"]["description"] = t(
+            "As the campaign says: {says}. Yes or no: for this run only.", says=says
+        )
 
 
 def start_worker(

@@ -5,11 +5,13 @@ the browser's or the designer's choice."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 from jinja2 import Environment
 from pydantic_core import PydanticKnownError
 from visuels._internal.i18n import LOCALES, browser_language, language_of, words
@@ -120,6 +122,20 @@ def _messages_written_in_place() -> list[str]:
     return found
 
 
+def _asked_in_run_forms() -> set[str]:
+    """The deployments' descriptions and their run forms' labels and explanations, as `make serve`
+    registers them (``prefect.yaml``, the flows' parameter schemas)."""
+    from prefect.utilities.callables import parameter_schema
+    from visuels.flows.forms import form_texts, plain
+
+    asked = set()
+    for deployment in yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]:
+        module, _, name = deployment["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(module), name)
+        asked |= {plain(deployment["description"])} | form_texts(parameter_schema(flow.fn).model_dump())
+    return asked
+
+
 def _pydantic_patterns() -> set[str]:
     """pydantic's own messages for the kinds of error our configuration models can give."""
     return {PydanticKnownError(kind, context).message_template for kind, context in PYDANTIC_KINDS.items()}
@@ -131,7 +147,7 @@ def _is_words_call(node: ast.AST) -> bool:
 
 def test_every_text_asked_for_has_its_french() -> None:
     catalogue = json.loads((LOCALES / "fr.json").read_text(encoding="utf-8"))
-    asked = _asked_in_templates() | _asked_in_code() | _pydantic_patterns()
+    asked = _asked_in_templates() | _asked_in_code() | _pydantic_patterns() | _asked_in_run_forms()
     assert len(asked) > 50
     missing = sorted(asked - set(catalogue))
     assert not missing, f"no French for {missing} in pipelines/_internal/locales/fr.json"
@@ -218,3 +234,18 @@ def test_an_error_keeps_its_words_across_processes_and_says_them_in_either_langu
         rebuilt.said(words("fr")) == "communes.csv: ligne 4: commune inconnue « Sette » (vouliez-vous dire « Sète » ?)"
     )
     assert rebuilt.field == "line 4" and rebuilt.message == "unknown commune 'Sette' (did you mean 'Sète'?)"
+
+
+def test_the_run_form_is_said_in_french_and_sends_the_same_values() -> None:
+    from prefect.utilities.callables import parameter_schema
+    from visuels.flows.forms import form_in_words
+    from visuels.flows.render_campaign import render_campaign
+
+    schema = parameter_schema(render_campaign.fn).model_dump()
+    french = form_in_words(schema, words("fr"))
+    assert french["properties"]["review"]["title"] == "Envoyer en relecture"
+    assert french["properties"]["selection"]["properties"]["max_communes"]["title"] == "Au plus ce nombre de communes"
+    assert french["properties"]["campaign"]["description"].startswith("Le fichier de la campagne")
+    for unchanged in ("enum", "default"):  # what the form sends: the flow's values
+        assert french["properties"]["review"][unchanged] == schema["properties"]["review"][unchanged]
+    assert french["properties"]["run"]["default"] == schema["properties"]["run"]["default"]

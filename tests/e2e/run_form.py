@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from visuels.flows.names import RENDER_DEPLOYMENT
 from visuels.flows.processes import free_port, stop, wait_until_healthy
 from visuels.flows.serve import register, serving_environment, start_server
 
-RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 # Headless, as root, on a machine with no network: no sandbox, no GPU, no background connections.
 CHROMIUM_FLAGS = [
     "--headless",

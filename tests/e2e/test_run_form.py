@@ -150,6 +150,37 @@ def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(run_form: str
         assert shot.width == 1280 and shot.height > 2500  # the whole form in one picture
 
 
+def test_the_run_form_speaks_the_language_of_whoever_serves(run_form: str, tmp_path: Path) -> None:
+    """`make serve` started in French: the deployments' descriptions, the form's labels and
+    explanations in French; the values it sends stay the flow's."""
+    from visuels._internal.i18n import words
+    from visuels.flows.serve import present_deployments, serving_environment
+
+    browser_path = find_chromium()
+    assert browser_path is not None
+    api_url = run_form.split("/deployments/")[0] + "/api"
+    environment = serving_environment(api_url)
+    present_deployments(environment, words("fr"))
+    try:
+        with Browser(browser_path, 1280, 3000) as browser:
+            browser.goto(run_form)
+            browser.wait_for("document.body.innerText.includes('Envoyer en relecture')")
+            text = browser.evaluate("document.body.innerText")
+            dropdowns = browser.evaluate(
+                "[...document.querySelectorAll('select')].map(s => [...s.options].map(o => o.value))"
+            )
+            browser.screenshot(tmp_path / "run-form-fr.png")
+        for label in ("Campagne", "Quelles images", "Au plus ce nombre de communes", "Réglages techniques"):
+            assert label in text
+        assert "Comme le dit la campagne : campaigns/ete-2027.yaml attend l’approbation" in text
+        assert "Send for review" not in text and "Which pictures" not in text
+        assert any(options == ["as the campaign says", "yes", "no"] for options in dropdowns)
+        with urllib.request.urlopen(f"{api_url}/deployments/{deployment_id(api_url, RENDER_DEPLOYMENT)}") as answer:
+            assert json.load(answer)["description"].startswith("Faire le rendu des visuels d’une campagne")
+    finally:
+        present_deployments(environment, words("en"))
+
+
 def test_a_finished_runs_artifacts_show_a_bar_a_plain_table_and_working_links(
     run_form: str, make_campaign: Callable[..., Path], tmp_path: Path
 ) -> None:
