@@ -84,7 +84,9 @@ def test_the_report_and_the_review_list_the_outlier_first(
     write_coherence(folder, assessed)
     listing = review_listing(out, plan.campaign_slug, [item.job.key for item in exported])
     first = next(iter(listing.values()))
-    assert first["key"] == outlier.key and first["attention"] == ["off the campaign's style (distance 55.0)"]
+    assert first["key"] == outlier.key and [str(reason) for reason in first["attention"]] == [
+        "off the campaign's style (distance 55.0)"
+    ]
     cards = [
         {"outlier": False, "distance": 3.0, "passed": True, "flags": [], "name": "ok"},
         {"outlier": False, "distance": 4.0, "passed": True, "flags": ["Flagged"], "name": "flagged"},

@@ -22,12 +22,12 @@ def _inline_jpeg(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _caption(name: str, entry: dict) -> str:
+def _caption(name: str, entry: dict, t: Words) -> str:
     inputs = entry.get("inputs") or {}
     check = entry.get("compliance") or {}
     # Text symbols, not emoji: they show in any font, where an emoji may be an empty box.
     verdict = "" if not check else (" ✔" if check.get("passed") else " ⚠")
-    flags = " ⚑ " + "; ".join(entry["attention"]) if entry.get("attention") else ""
+    flags = " ⚑ " + "; ".join(reason.said(t) for reason in entry["attention"]) if entry.get("attention") else ""
     parts = (inputs.get("commune_name"), inputs.get("format"), inputs.get("audience"), inputs.get("language"))
     what = " · ".join(part for part in parts if part)
     return f"**{entry['key'][:12]}** {what or name}{verdict}{flags}".replace("|", "/")
@@ -49,7 +49,7 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
         for name in row:
             thumbnail = output_root / listing[name]["thumbnail"]
             pictures.append(f"![{name}]({_inline_jpeg(thumbnail)})" if thumbnail.is_file() else name)
-            captions.append(_caption(name, listing[name]))
+            captions.append(_caption(name, listing[name], t))
         padding = [" "] * (COLUMNS - len(row))
         lines.append("| " + " | ".join(pictures + padding) + " |")
         lines.append("| " + " | ".join(captions + padding) + " |")

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from visuels._internal.atomic import StagedFile, staged
 from visuels._internal.hashing import sha256_file
-from visuels.errors import ExportError, InvalidValueError, ReviewError
+from visuels.errors import ExportError, InvalidValueError, ReviewError, Text
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
@@ -107,16 +107,18 @@ def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> di
     return {name: listing[name] for name in order}
 
 
-def attention(entry: dict) -> list[str]:
-    """Why a reviewer should look at an output first: off the campaign's style, not compliant, flagged."""
+def attention(entry: dict) -> list[Text]:
+    """Why a reviewer should look at an output first: off the campaign's style, not compliant,
+    flagged (said in the reader's language by ``Text.said``)."""
     reasons = []
     style = entry.get("coherence")
     if style and style["outlier"]:
-        reasons.append(f"off the campaign's style (distance {style['distance']:.1f})")
+        reasons.append(Text("off the campaign's style (distance {distance:.1f})", distance=style["distance"]))
     check = entry.get("compliance") or {}
     if check and not check.get("passed", True):
-        reasons.append("not compliant: " + "; ".join(check.get("reasons", [])))
-    reasons += (entry.get("inputs") or {}).get("review", [])
+        reasons.append(Text("not compliant: {reasons}", reasons="; ".join(check.get("reasons", []))))
+    # The fairness review's findings, as recorded with the job (English: they quote its terms).
+    reasons += [Text(finding) for finding in (entry.get("inputs") or {}).get("review", [])]
     return reasons
 
 

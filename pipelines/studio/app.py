@@ -65,6 +65,10 @@ SERVED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".html", ".csv", 
 PREVIEW_SIDE = 1024  # variants are shown at most this large; only a kept one is written, marked
 KEPT_SESSIONS = 8  # retouch sessions (their variants, in memory) kept at once
 PAGE_SIZE = 24  # outputs a picker page shows
+# Pictures a review page shows at once (``?per_page=``: 1 to REVIEW_MOST_PER_PAGE); the others are
+# a click away, their decisions kept in the page.
+REVIEW_PER_PAGE = 48
+REVIEW_MOST_PER_PAGE = 500
 LANGUAGE_COOKIE = "visuels_lang"  # set by the pages when the designer picks a language (?lang=)
 
 
@@ -308,18 +312,28 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         return FileResponse(studio.path_of(relative))
 
     @app.get("/review/{run_id}", response_class=HTMLResponse)
-    def review_page(request: Request, run_id: str) -> HTMLResponse:
+    def review_page(request: Request, run_id: str, per_page: int = REVIEW_PER_PAGE) -> HTMLResponse:
         if studio.reviews is None:  # a page that says so, not an error in JSON
             return templates.TemplateResponse(request, "home.html", _home([], ""), status_code=503)
         run = studio.reviews.run(run_id)
         if run is None:
             raise HTTPException(404, f"no review run {run_id}")
         listing = review_listing(Path(run.output_dir), run.campaign_slug, run.keys)
+        t = words(page_language(request))
         pictures = [
-            {**_describe({**entry, "job_key": entry["key"]}), "name": name, "attention": entry["attention"]}
+            {
+                **_describe({**entry, "job_key": entry["key"]}),
+                "name": name,
+                "attention": [reason.said(t) for reason in entry["attention"]],
+            }
             for name, entry in listing.items()  # those to look at first first
         ]
-        context = {"run": run, "pictures": pictures, "root_matches": Path(run.output_dir) == studio.output_root}
+        context = {
+            "run": run,
+            "pictures": pictures,
+            "root_matches": Path(run.output_dir) == studio.output_root,
+            "per_page": min(max(per_page, 1), REVIEW_MOST_PER_PAGE),
+        }
         return templates.TemplateResponse(request, "review.html", context)
 
     @app.post("/api/review/{run_id}")

@@ -98,8 +98,25 @@ def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
         browser_path = find_chromium()
         assert browser_path is not None
         with Browser(browser_path) as browser:
+            # One picture a page (``?per_page=``): the pages step through every picture, and a
+            # decision stays with its picture when its page is left.
+            browser.goto(f"{studio_url}/review/{run_id}?per_page=1")
+            visible = "[...document.querySelectorAll('.card')].filter(c => c.style.display !== 'none')"
+            page = "document.getElementById('page').textContent"
+            assert browser.wait_for(f"{page} === 'Page 1 of {len(keys)}' && {page}")
+            assert browser.evaluate(f"{visible}.length") == 1
+            browser.evaluate(f"{visible}[0].querySelector('.reject').click()")
+            browser.click_at(*browser.centre_of("#next"))
+            assert browser.evaluate(page) == f"Page 2 of {len(keys)}"
+            assert browser.evaluate(f"{visible}[0].dataset.code") != browser.evaluate(
+                "document.querySelector('.card').dataset.code"
+            )
+            browser.click_at(*browser.centre_of("#previous"))
+            assert browser.evaluate(f"{visible}[0].classList.contains('rejected')")
+
             browser.goto(f"{studio_url}/review/{run_id}")
             browser.wait_for(ALL_IMAGES_SHOWN)
+            assert not browser.evaluate("document.getElementById('pager').offsetParent")  # one page: no pager
             assert browser.evaluate("document.querySelectorAll('.card').length") == len(keys)
             first_code = browser.evaluate("document.querySelector('.card').dataset.code")
             browser.click_at(*browser.centre_of(".card img"))
@@ -109,7 +126,7 @@ def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
             # The filters hide the other cards, and keep every decision.
             status_filter = "document.querySelector('[data-filter=status]')"
             browser.evaluate(f"{status_filter}.value = 'rejected'; {status_filter}.dispatchEvent(new Event('change'))")
-            visible = "[...document.querySelectorAll('.card')].filter(c => c.style.display !== 'none').length"
+            visible = f"{visible}.length"
             assert browser.evaluate(visible) == 1
             shown = browser.evaluate("document.getElementById('shown').textContent")
             assert shown == f"1 of {len(keys)} pictures shown"
