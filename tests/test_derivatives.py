@@ -140,6 +140,7 @@ def test_finalize_refuses_what_it_cannot_link(
     assert not (tmp_path / "stranger-final.png").exists()
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_a_retouch_changes_only_the_masked_area(
     exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -205,6 +206,7 @@ def test_a_retouch_refuses_another_model_and_a_mask_of_another_size(
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_retouch_uses_the_recorded_lora_and_its_scale(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, lora_file: Path
 ) -> None:
@@ -231,6 +233,7 @@ def test_retouch_uses_the_recorded_lora_and_its_scale(
         database.close()
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_an_sdxl_picture_is_retouched_with_its_own_pipeline(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:
@@ -264,6 +267,7 @@ def test_an_sdxl_picture_is_retouched_with_its_own_pipeline(
         assert not changed[~mask].any() and changed[mask].mean() > 0.5, mode
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_several_edits_at_once_and_a_crash_before_the_record(
     exported: tuple[Path, Path, Path],
     tmp_path: Path,

@@ -4,6 +4,7 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from visuels.planning.plan import plan_render
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
@@ -79,6 +80,7 @@ def test_a_charter_change_re_renders_everything(
     assert len(plan_render(campaign, out).pending) == len(keys)
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_the_report_covers_the_whole_campaign_after_a_subset_render(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer
 ) -> None:

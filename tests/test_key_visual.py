@@ -95,6 +95,7 @@ def test_a_native_campaign_keeps_its_keys_and_a_key_visual_format_must_be_one_of
         load_campaign(wrong)
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_every_format_shows_the_key_visual_and_the_outpainted_area_is_drawn_once_per_picture(
     charter_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

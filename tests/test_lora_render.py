@@ -18,6 +18,7 @@ def render_first(host: ModelHost, plan_campaign: Path, out: Path, lora: LoraWeig
     return host.generate(plan.setup.model, torch.float32, lora, plan.jobs[:1])[0].astype(int)
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 @pytest.mark.parametrize("fuse", [False, True], ids=["adapters", "fused"])
 def test_lora_changes_pixels_and_scale_zero_does_not(
     make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path, fuse: bool

@@ -121,6 +121,7 @@ def test_the_host_keeps_its_models(host: ModelHost, demo_pipeline) -> None:
     assert not single.holds(DemoModelRef(), torch.float32) and single.holds(as_folder, torch.float32)
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_same_job_same_pixels_other_seed_other_pixels(demo_pipeline, make_campaign: Callable[..., Path]) -> None:
     campaign = load_campaign(make_campaign(audiences={"a": "families", "b": "students"}, formats=["story"]))
     jobs = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")
@@ -181,6 +182,7 @@ def test_the_high_resolution_pass_redraws_the_enlarged_first_pass_in_tiles(
     assert all(np.array_equal(a, b) for a, b in zip(generate(demo_pipeline, jobs), pictures, strict=True))
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pictures(
     host: ModelHost,
     demo_pipeline,
@@ -280,6 +282,7 @@ def save_tiny_sdxl(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_an_sdxl_checkpoint_renders_at_its_native_size(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer
 ) -> None:

@@ -136,6 +136,7 @@ def _mean_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(float) - b.astype(float)).mean())
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_a_render_from_a_photo_follows_it(
     make_campaign: Callable[..., Path], charter_dir: Path, demo_pipeline: DiffusionPipeline
 ) -> None:
@@ -211,6 +212,7 @@ def _xmp(path: Path) -> str:
         return image.info.get("XML:com.adobe.xmp", "")
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_credits_travel_into_xmp_c2pa_and_the_report(
     make_campaign: Callable[..., Path], charter_dir: Path, tmp_path: Path, renderer: Renderer
 ) -> None:

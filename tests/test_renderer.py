@@ -216,6 +216,7 @@ def test_pictures_do_not_depend_on_worker_count_or_batch_size(campaign_plan, tmp
         assert nearly_equal(picture, batch_of_one[name]), name  # kernels round differently by batch size
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_a_failure_in_the_cpu_stage_names_the_job_and_keeps_what_was_done(
     campaign_plan, tmp_path: Path, renderer: Renderer
 ) -> None:

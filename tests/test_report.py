@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from visuels.engine.renderer import Renderer
 from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
 from visuels.planning.plan import plan_render
@@ -22,6 +23,7 @@ def _render(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Render
     return out, plan, exported, finish_render(plan, out)
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_the_report_reads_at_a_glance_in_the_campaigns_language(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:
@@ -58,6 +60,7 @@ def test_an_english_campaign_gets_an_english_report(
     assert reports.table[0]["Verdict"] in ("✔ Complies", "✖ To review")
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_the_contact_sheet_is_a_grid_with_captions(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:

@@ -203,6 +203,7 @@ def test_a_stripped_file_is_found_through_its_watermark(
     assert report.label_seen
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_a_mirrored_straightened_copy_is_found_and_verify_says_how(
     rendered: tuple[Path, list[Path]], charter: Charter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -332,6 +333,7 @@ def test_verify_finds_the_record_of_the_files_own_output_folder(
     assert "ledger #" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_with_no_record_each_file_gets_its_own_verdict_from_its_marks(
     rendered: tuple[Path, list[Path]],
     tmp_path: Path,
