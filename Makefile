@@ -29,14 +29,16 @@ demo: setup
 # Two test processes (pytest-xdist), each file's tests in one of them (module fixtures: a served
 # cluster, a project folder, are made once): many tests wait on servers and subprocesses, so a
 # second process fills the cores. One thread per library pool, or both processes oversubscribe.
+# --no-loadscope-reorder: the files go in the order tests/conftest.py sorts them (the longest
+# first), not xdist's (the most tests first), so the two processes finish together.
 TEST_PROCESSES ?= 2
 test: setup
-	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile --durations=20
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder --durations=20
 
 # The unit tier, for the edit loop (under 3 minutes on 2 cores): no flows, servers, browsers,
 # PostgreSQL or long measurements. `make test` runs everything, as CI does.
 test-fast: setup
-	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile -m "not (slow or integration or e2e or postgres)"
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder -m "not (slow or integration or e2e or postgres)"
 
 serve: setup
 	$(VENV)/bin/python -m visuels.flows.serve

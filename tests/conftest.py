@@ -35,14 +35,14 @@ os.environ.setdefault("VISUELS_LANGUAGE", "en")  # the messages tests read, what
 LONGEST_FIRST = (
     "tests/test_served.py",
     "tests/test_commands.py",
-    "tests/test_watermark.py",
     "tests/test_faults.py",
     "tests/test_processes.py",
-    "tests/e2e/test_run_form.py",
-    "tests/e2e/test_studio.py",
+    "tests/test_watermark.py",
     "tests/test_flow.py",
+    "tests/e2e/test_run_form.py",
     "tests/test_training.py",
     "tests/test_renderer.py",
+    "tests/e2e/test_studio.py",
 )
 
 

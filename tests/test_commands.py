@@ -244,7 +244,15 @@ def test_demo(project: Project, rendered: list[Path]) -> None:
     demo.mkdir()
     shutil.copytree(project.folder / "keys", demo / "keys")
     result = project.run(
-        "demo", "--communes", "Collioure", "--output-dir", str(demo / "outputs"), timeout=600, served=True
+        "demo",
+        "--communes",
+        "Collioure",
+        "--formats",
+        "instagram_square",
+        "--output-dir",
+        str(demo / "outputs"),
+        timeout=600,
+        served=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rendered" in result.stdout and (demo / "outputs" / "ete-2027-vivre-en-solane" / "report.html").is_file()

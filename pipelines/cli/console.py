@@ -34,7 +34,8 @@ def positive(value: str) -> int:
 def option_error(source: str, exc: ValidationError) -> VisuelsError:
     """A validation error of a command line value, named as its option: ``--max-communes``."""
     location, message = first_problem(exc)
-    return VisuelsError(source, "--" + str(location[-1]).replace("_", "-"), message)
+    option = next((str(part) for part in reversed(location) if isinstance(part, str)), "")  # not a list index
+    return VisuelsError(source, "--" + option.replace("_", "-"), message)
 
 
 def split_names(option: str | None) -> list[str]:

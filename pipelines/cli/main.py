@@ -46,12 +46,9 @@ def _render(args: argparse.Namespace, flows: Flows) -> int:
 
 def _demo(args: argparse.Namespace, flows: Flows) -> int:
     quiet_third_party_logs()
+    requests = rendering.demo_requests(args)  # bad options refused before anything is written
     rendering.ensure_demo_keys()
-    statuses = [
-        rendering.render(request, _flow(flows.render, args.command), args.verbose)
-        for request in rendering.demo_requests(args)
-    ]
-    return max(statuses)
+    return max(rendering.render(request, _flow(flows.render, args.command), args.verbose) for request in requests)
 
 
 def _retouch(args: argparse.Namespace, flows: Flows) -> int:
@@ -113,6 +110,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             "-v", "--verbose", action="store_true", help=t("show the flow's log lines (Prefect's, each task's)")
         )
 
+    def add_selection_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--audiences", help=t("comma-separated, some of the campaign's (default: all)"))
+        command.add_argument(
+            "--formats", help=t("comma-separated, some of the campaign's, e.g. instagram_square (default: all)")
+        )
+
     render = command("render", t("render a campaign through the Prefect flow"))
     render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
     render.add_argument("--communes", help=t("comma-separated names or INSEE codes, a subset of the campaign's"))
@@ -120,6 +123,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     render.add_argument(
         "--model", help=t("override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME")
     )
+    add_selection_options(render)
     add_render_options(render)
     render.set_defaults(handler=_render)
 
@@ -131,6 +135,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             communes=", ".join(rendering.DEMO_COMMUNES),
         ),
     )
+    add_selection_options(demo)
     add_render_options(demo)
     demo.set_defaults(handler=_demo)
 

@@ -53,11 +53,10 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
 
 
 def render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest:
-    communes = split_names(args.communes)
     try:
         return RenderRequest(
             campaign=str(args.campaign),
-            selection=Selection(communes=communes, max_communes=args.max_communes),
+            selection=_selection(args, split_names(args.communes), args.max_communes),
             overrides=Overrides(model=args.model),
             run=run,
         )
@@ -65,15 +64,26 @@ def render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest:
         raise option_error(str(args.campaign), exc) from None
 
 
+def _selection(args: argparse.Namespace, communes: list[str], max_communes: int | None = None) -> Selection:
+    """The pictures ``--communes``, ``--audiences`` and ``--formats`` choose (all when not given)."""
+    return Selection(
+        communes=communes,
+        max_communes=max_communes,
+        audiences=split_names(args.audiences),
+        formats=split_names(args.formats),
+    )
+
+
 def demo_requests(args: argparse.Namespace) -> list[RenderRequest]:
     """The two sample campaigns (built-in layout, then the charter's templates) on the demo model,
     for some of their communes (all three by default)."""
+    try:
+        selection = _selection(args, split_names(args.communes) or DEMO_COMMUNES)
+    except ValidationError as exc:
+        raise option_error("visuels demo", exc) from None
     return [
         RenderRequest(
-            campaign=str(campaign),
-            selection=Selection(communes=split_names(args.communes) or DEMO_COMMUNES),
-            overrides=Overrides(model="demo"),
-            run=run_settings(args),
+            campaign=str(campaign), selection=selection, overrides=Overrides(model="demo"), run=run_settings(args)
         )
         for campaign in (sample_campaign(), sample_template_campaign())
     ]
