@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
-from visuels.cli import files, project, rendering
+from visuels.cli import detecting, files, project, rendering
 from visuels.cli.console import errors, positive
 from visuels.cli.parser import Parser
 from visuels.config import sample_charter
@@ -59,6 +59,14 @@ def _retouch(args: argparse.Namespace, flows: Flows) -> int:
 def _train(args: argparse.Namespace, flows: Flows) -> int:
     quiet_third_party_logs()
     return project.train(args, _flow(flows.train, args.command))
+
+
+def _detect(args: argparse.Namespace, flows: Flows) -> int:
+    if args.check is not None:
+        return detecting.check(args.check)
+    if not args.files:
+        raise VisuelsError("visuels detect", "FILE", "give the pictures to look at (or --check RESULT.json)")
+    return detecting.detect(args.files, args.charter, args.json)
 
 
 def _flow(flow, command: str):
@@ -153,6 +161,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     baseline.add_argument("--output-dir", default="outputs", help=t("where it was rendered (default: ./outputs)"))
     baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))
+
+    detect = command("detect", t("whether pictures carry this deployment's AI marks, from the files alone"))
+    detect.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    detect.add_argument("--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for"))
+    detect.add_argument(
+        "--json", type=Path, metavar="RESULT.json", help=t("also write the result, signed by the detector's key")
+    )
+    detect.add_argument("--check", type=Path, metavar="RESULT.json", help=t("check a signed result instead"))
+    detect.set_defaults(handler=_detect)
 
     verify = command("verify", t("check the AI marking of files, layer by layer"))
     verify.add_argument("files", nargs="+", type=Path, metavar="FILE")

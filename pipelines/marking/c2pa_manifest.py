@@ -148,6 +148,8 @@ class ManifestState:
     edited_from: str | None = None  # the parent ingredient's title, for an edit
     photos: tuple[str, ...] = ()  # the input photos' descriptions (their credits)
     key_visual: str | None = None  # the key visual ingredient's description, for a declined format
+    signer: str | None = None  # the signing certificate's subject (common name, organisation)
+    signed_at: str | None = None  # the time-stamp authority's time, when the manifest has one
 
 
 def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState:
@@ -181,6 +183,8 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             for action in assertion.get("data", {}).get("actions", []):
                 if action.get("action") in ("c2pa.created", "c2pa.edited"):
                     source_type = action.get("digitalSourceType")
+    signature = active.get("signature_info") or {}
+    signer = ", ".join(part for part in (signature.get("common_name"), signature.get("issuer")) if part) or None
     return ManifestState(
         state=str(state),
         soft_binding=soft_binding,
@@ -188,4 +192,6 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         edited_from=edited_from,
         photos=tuple(photos),
         key_visual=key_visual,
+        signer=signer,
+        signed_at=signature.get("time"),
     )

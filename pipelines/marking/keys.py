@@ -11,6 +11,8 @@ the folder instead, and may set a timestamp authority with ``VISUELS_TSA_URL``.
 from __future__ import annotations
 
 import datetime
+import os
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from visuels._internal.atomic import write_bytes_atomic
+from visuels._internal.atomic import staged, write_bytes_atomic
 from visuels.config import settings
 from visuels.errors import VisuelsError
 
@@ -27,6 +29,7 @@ CHAIN = "chain.pem"
 TRUST_ANCHORS = "trust-anchors.pem"
 ROOT_KEY = "root-ca.key"
 INTERMEDIATE_KEY = "intermediate-ca.key"
+DETECTOR_KEY = "detector.key"  # signs `visuels detect`'s results: the detector's word, not the region's C2PA signer
 
 
 class SigningError(VisuelsError):
@@ -139,3 +142,20 @@ def ensure_local_chain(folder: Path) -> bool:
         return False
     init_local_chain(folder)
     return True
+
+
+def detector_key(folder: Path | None = None) -> ec.EllipticCurvePrivateKey:
+    """The key that signs detection results, in ``folder`` (the keys folder): made on first use
+    (0600), once even when two detectors start at the same moment, then kept: its public half is
+    what the public checks results against."""
+    path = (folder or keys_dir()) / DETECTOR_KEY
+    if not path.is_file():
+        key = ec.generate_private_key(ec.SECP256R1())
+        with staged(path, mode=0o600) as file:  # its temporary is removed whatever happens
+            _write_key(file.path, key)
+            with suppress(FileExistsError):  # another detector made one meanwhile: that one is kept
+                os.link(file.path, path)
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise SigningError(path, None, "not an EC private key")
+    return loaded

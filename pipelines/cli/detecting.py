@@ -1,0 +1,80 @@
+"""``visuels detect``: whether pictures carry this deployment's AI marks, from the files alone,
+with a result anyone can keep and check (``--json``, ``--check``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from visuels._internal.atomic import write_text_atomic
+from visuels._internal.i18n import Words, user_language, words
+from visuels.cli.console import console, errors
+from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, Text
+
+if TYPE_CHECKING:
+    from visuels.review.detect import Detection
+
+
+def detect(files: Sequence[Path], charter_path: Path, result: Path | None) -> int:
+    """0: every file carries this deployment's marks; 1: one carries none; 2: one cannot be read
+    (as grep: scripts can use it). ``result``: where to write the signed result."""
+    from visuels.inputs.charter import load_charter
+    from visuels.inputs.images import ImageInputError
+    from visuels.marking.keys import TRUST_ANCHORS, detector_key, keys_dir
+    from visuels.review.detect import detect_file, signed_result
+
+    t = words(user_language())
+    charter = load_charter(charter_path)
+    detections, status = [], EXIT_OK
+    for path in files:
+        try:
+            detection = detect_file(path, charter, keys_dir() / TRUST_ANCHORS)
+        except ImageInputError as exc:
+            errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
+            status = EXIT_BAD_INPUT
+            continue
+        detections.append(detection)
+        _print_detection(detection, t)
+        if detection.verdict == "unmarked":
+            status = max(status, EXIT_FINDING)
+    if result is not None:
+        document = signed_result(detections, detector_key())
+        write_text_atomic(result, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+        console.print(t("signed result: {file}", file=result), highlight=False)
+    return status
+
+
+def _print_detection(detection: Detection, t: Words) -> None:
+    from visuels.review.detect import verdict_line
+
+    marked = detection.verdict == "marked"
+    console.print(("[green]" if marked else "[yellow]") + verdict_line(detection).said(t), highlight=False)
+    for name, mark in detection.marks.items():
+        sign = "+" if mark.found else "-"
+        console.print(f"    {sign} {name}: {mark.said(t)}", highlight=False, markup=False)
+
+
+def check(result: Path) -> int:
+    """0: the result's signature holds (by this deployment's detector or another, said); 2: it was
+    changed, or is no result."""
+    from visuels.marking.keys import DETECTOR_KEY, detector_key, keys_dir
+    from visuels.review.detect import check_result, verdict_line
+
+    t = words(user_language())
+    known = detector_key().public_key() if (keys_dir() / DETECTOR_KEY).is_file() else None
+    detections, ours = check_result(result, known)
+    said = (
+        Text("{file}: signature valid, by this deployment's detector", file=result)
+        if ours
+        else Text("{file}: signature valid, by a detector key this deployment does not hold", file=result)
+    )
+    console.print(said.said(t), highlight=False)
+    for detection in detections:
+        console.print(
+            f"    {detection.sha256[:16]}  {detection.checked_at}  {verdict_line(detection).said(t)}",
+            highlight=False,
+            markup=False,
+        )
+    return EXIT_OK if detections else EXIT_BAD_INPUT

@@ -1,0 +1,209 @@
+"""``visuels detect``: whether a picture is this deployment's AI picture, for anyone, from the
+file alone (no database of record, no GPU, no model: torch is never imported).
+
+Each mark is read and said with what it rests on: the C2PA manifest (valid, trusted by the
+deployment's anchors, its signer and time-stamp), the XMP digital source type, the watermark
+(payload, how it was found), whether the C2PA soft binding names that watermark, and the visible
+label. The verdict rests on the marks a forger cannot copy without the deployment's secrets: a
+manifest its anchors trust, or the watermark read with its key (Code of Practice, Commitment 2:
+the result says which). A result is signed by the detector's own key (``keys.DETECTOR_KEY``),
+with the file's sha256, the detector's name and version and the time, so it can be kept and
+checked later (``check_result``): anything changed in it breaks the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, PrivateAttr, ValidationError
+from visuels.errors import Text, VisuelsError
+from visuels.inputs.charter import Charter
+from visuels.inputs.images import read_file, read_picture_and_xmp
+from visuels.marking import watermark
+from visuels.marking.c2pa_manifest import read_manifest_state
+from visuels.marking.xmp import DigitalSourceType
+from visuels.review.verify import SOURCE_TYPE, label_seen
+
+DETECTOR = "visuels detect"
+RESULT_VERSION = 1  # of the result's layout; a reader refuses one it does not know
+
+
+def detector_version() -> str:
+    try:
+        return version("visuels")
+    except PackageNotFoundError:  # a checkout run without an install
+        return "unknown"
+
+
+class Mark(BaseModel):
+    """One mark: whether it is there, and what that rests on (in English in a result; ``said``
+    gives the words in the reader's language)."""
+
+    found: bool
+    basis: str
+    _text: Text | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of(cls, found: bool, text: Text) -> Mark:
+        mark = cls(found=found, basis=str(text))
+        mark._text = text
+        return mark
+
+    def said(self, words: Callable[..., str]) -> str:
+        return self._text.said(words) if self._text else self.basis
+
+
+class Detection(BaseModel):
+    """What was found in one file, and the verdict. ``relied_on``: the marks the verdict rests on."""
+
+    result_version: int = RESULT_VERSION
+    file: str
+    sha256: str
+    detector: str = DETECTOR
+    detector_version: str
+    checked_at: str  # UTC, ISO 8601
+    marks: dict[str, Mark]
+    verdict: Literal["marked", "unmarked"]
+    relied_on: list[str]
+
+
+class DetectionError(VisuelsError):
+    """A detection result that cannot be read or checked."""
+
+
+def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Detection:
+    """Read every mark of ``path``; an unreadable file raises :class:`ImageInputError`."""
+    data = read_file(path, "file")
+    picture, xmp = read_picture_and_xmp(path, "file", data)
+    pixels = np.asarray(picture)
+    found = watermark.detect(pixels)
+    payload = f"{found.payload:016x}" if found.payload is not None else None
+    manifest = read_manifest_state(path, trust_anchors)
+    source = SOURCE_TYPE.search(xmp) if xmp else None
+    source_type = source.group(1) if source else None
+    generated = {kind.value for kind in DigitalSourceType}
+    how = Text(" (found {how})", how=found.geometry()) if found.geometry() else ""
+    signer = Text(", signed by {signer}", signer=manifest.signer) if manifest.signer else ""
+    stamped = Text(", time-stamped {time}", time=manifest.signed_at) if manifest.signed_at else Text(", no time-stamp")
+    c2pa_basis = {
+        "Trusted": Text(
+            "valid, trusted by this deployment's anchors{signer}{stamped}",
+            signer=signer,
+            stamped=stamped,
+        ),
+        "Valid": Text(
+            "intact, but signed by a certificate this deployment's trust anchors do not know{signer}", signer=signer
+        ),
+        "Invalid": Text("present, but it does not match the file (altered or broken)"),
+    }.get(manifest.state, Text("no C2PA manifest"))
+    bound = payload is not None and manifest.soft_binding == payload
+    seen = label_seen(pixels, charter)
+    marks = {
+        "c2pa": Mark.of(manifest.state == "Trusted", c2pa_basis),
+        "watermark": Mark.of(
+            payload is not None,
+            Text("payload {payload}, read with this deployment's key{how}", payload=payload, how=how)
+            if payload
+            else Text("no watermark of this deployment's key"),
+        ),
+        "soft_binding": Mark.of(
+            bound,
+            Text("the manifest's soft binding is the watermark read")
+            if bound
+            else Text(
+                "the manifest's soft binding ({binding}) is not the watermark read ({payload})",
+                binding=manifest.soft_binding or "none",
+                payload=payload or "none",
+            ),
+        ),
+        "xmp": Mark.of(
+            source_type in generated,
+            Text("IPTC digital source type {source}", source=source_type)
+            if source_type
+            else Text("no IPTC digital source type"),
+        ),
+        "label": Mark.of(seen, Text("the charter's AI label in a corner") if seen else Text("no AI label in a corner")),
+    }
+    # Only what needs the deployment's secrets to make: its signing key, its watermark key.
+    relied_on = [name for name in ("c2pa", "watermark") if marks[name].found]
+    return Detection(
+        file=str(path),
+        sha256=hashlib.sha256(data).hexdigest(),
+        detector_version=detector_version(),
+        checked_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        marks=marks,
+        verdict="marked" if relied_on else "unmarked",
+        relied_on=relied_on,
+    )
+
+
+def verdict_line(detection: Detection) -> Text:
+    if detection.verdict == "marked":
+        return Text(
+            "{file}: AI picture of this deployment (relied on: {marks})",
+            file=detection.file,
+            marks=", ".join(detection.relied_on),
+        )
+    return Text("{file}: no mark of this deployment", file=detection.file)
+
+
+def _canonical(document: dict) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def signed_result(detections: list[Detection], key: ec.EllipticCurvePrivateKey) -> dict:
+    """The detections as a document signed by ``key`` (ECDSA P-256, SHA-256, over the canonical
+    JSON of everything but the signature), carrying its public key and that key's id."""
+    public = key.public_key()
+    document = {
+        "detections": [detection.model_dump() for detection in detections],
+        "public_key": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii"),
+        "key_id": _key_id(public),
+    }
+    signature = key.sign(_canonical(document), ec.ECDSA(hashes.SHA256()))
+    return {**document, "signature": base64.b64encode(signature).decode("ascii")}
+
+
+def check_result(path: Path, known: ec.EllipticCurvePublicKey | None) -> tuple[list[Detection], bool]:
+    """The detections of a signed result, once its signature is checked; whether it was signed by
+    ``known`` (this deployment's detector key). A changed or unsigned result raises
+    :class:`DetectionError`."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        signature = base64.b64decode(document.pop("signature"), validate=True)
+        public = serialization.load_pem_public_key(document["public_key"].encode("ascii"))
+    except FileNotFoundError:
+        raise DetectionError(path, None, "file not found") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise DetectionError(path, None, "not a signed detection result") from None
+    if not isinstance(public, ec.EllipticCurvePublicKey) or document.get("key_id") != _key_id(public):
+        raise DetectionError(path, "public_key", "not a detector's key")
+    try:
+        public.verify(signature, _canonical(document), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise DetectionError(path, "signature", "the signature does not match: the result was changed") from None
+    try:
+        detections = [Detection.model_validate(detection) for detection in document.get("detections", [])]
+    except ValidationError:
+        raise DetectionError(path, "detections", "not a detection result this detector reads") from None
+    if any(detection.result_version != RESULT_VERSION for detection in detections):
+        raise DetectionError(path, "result_version", "a result version this detector does not read")
+    return detections, known is not None and _key_id(known) == document["key_id"]

@@ -1,0 +1,113 @@
+"""`visuels detect`: from the files alone, our outputs are marked, an edited copy still is (by its
+watermark), pictures from elsewhere are not; a signed result is checked and a changed one refused;
+it never imports torch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from visuels.cli import main
+from visuels.inputs.charter import load_charter
+from visuels.marking.keys import DETECTOR_KEY, TRUST_ANCHORS
+from visuels.review.detect import detect_file
+
+from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.watermark_attacks import unmarked_pictures
+
+
+@pytest.fixture(scope="module")
+def charter():  # type: ignore[no-untyped-def]
+    return load_charter(SAMPLE_CHARTER_DIR)
+
+
+def _outputs(rendered_sample: tuple[Path, str, list[str], list[str]]) -> list[Path]:
+    out, _, files, _ = rendered_sample
+    return [out / file for file in files]
+
+
+def test_our_outputs_are_marked_and_the_verdict_says_on_what(
+    rendered_sample: tuple[Path, str, list[str], list[str]], charter, signing_keys: Path
+) -> None:  # type: ignore[no-untyped-def]
+    for path in _outputs(rendered_sample):
+        detection = detect_file(path, charter, signing_keys / TRUST_ANCHORS)
+        assert detection.verdict == "marked" and detection.relied_on == ["c2pa", "watermark"], detection
+        assert all(mark.found for mark in detection.marks.values()), detection.marks
+        assert "trusted by this deployment's anchors" in detection.marks["c2pa"].basis
+
+
+def test_an_edited_copy_is_still_found_by_its_watermark(
+    rendered_sample: tuple[Path, str, list[str], list[str]], charter, signing_keys: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Cropped and saved again as a JPEG elsewhere: the manifest and XMP are gone, the mark stays."""
+    with Image.open(_outputs(rendered_sample)[0]) as image:
+        width, height = image.size
+        copy = image.convert("RGB").crop((width // 10, height // 10, width, height))
+    edited = tmp_path / "copy.jpg"
+    copy.save(edited, quality=85)
+    detection = detect_file(edited, charter, signing_keys / TRUST_ANCHORS)
+    assert detection.verdict == "marked" and detection.relied_on == ["watermark"], detection
+    assert detection.marks["c2pa"].basis == "no C2PA manifest" and not detection.marks["xmp"].found
+
+
+def test_pictures_from_elsewhere_are_not_claimed(charter, signing_keys: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Photographs, drawings, flat colours and noise (those of the watermark guard): none is ours."""
+    for index, pixels in enumerate(unmarked_pictures(16)):
+        path = tmp_path / f"elsewhere-{index}.png"
+        Image.fromarray(pixels).save(path)
+        detection = detect_file(path, charter, signing_keys / TRUST_ANCHORS)
+        assert detection.verdict == "unmarked" and not detection.relied_on, (index, detection)
+
+
+def test_exit_codes_a_signed_result_and_a_changed_one(
+    rendered_sample: tuple[Path, str, list[str], list[str]],
+    tmp_path: Path,
+    signing_keys: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours = _outputs(rendered_sample)[0]
+    elsewhere = tmp_path / "photo.png"
+    Image.fromarray(unmarked_pictures(1)[0]).save(elsewhere)
+    result = tmp_path / "result.json"
+    assert main(["detect", str(ours)]) == 0
+    assert main(["detect", str(ours), str(elsewhere), "--json", str(result)]) == 1  # one carries none
+    assert main(["detect", str(tmp_path / "nowhere.png")]) == 2
+    printed = capsys.readouterr()
+    assert "AI picture of this deployment (relied on: c2pa, watermark)" in printed.out
+    assert f"{elsewhere}: no mark of this deployment" in printed.out
+    assert "nowhere.png" in printed.err and "Traceback" not in printed.err
+
+    document = json.loads(result.read_text(encoding="utf-8"))
+    assert (signing_keys / DETECTOR_KEY).stat().st_mode & 0o777 == 0o600
+    first = document["detections"][0]
+    assert first["sha256"] == hashlib.sha256(ours.read_bytes()).hexdigest()
+    assert {"detector", "detector_version", "checked_at", "marks", "relied_on"} <= set(first)
+    assert main(["detect", "--check", str(result)]) == 0
+    assert "signature valid, by this deployment's detector" in capsys.readouterr().out
+
+    document["detections"][1]["verdict"] = "marked"  # a forged claim
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(document), encoding="utf-8")
+    monkeypatch.setenv("VISUELS_LANGUAGE", "fr")
+    assert main(["detect", "--check", str(changed)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"erreur : {changed}: signature: la signature ne correspond pas : le résultat a été modifié"
+
+
+def test_detect_reads_a_picture_without_torch(
+    rendered_sample: tuple[Path, str, list[str], list[str]], tmp_path: Path
+) -> None:
+    """The public's detector: no model, no GPU stack, only the marks' readers."""
+    script = (
+        "import sys; from visuels.cli import main; "
+        f"code = main(['detect', {str(_outputs(rendered_sample)[0])!r}]); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
