@@ -195,6 +195,9 @@ def _started_by(machine: Machine) -> list[str]:
     return [name for log in machine.logs.glob("*-*-*.log") for name in STARTED.findall(log.read_text())]
 
 
+# The limit counts the cluster's start too (about 80 s, its fixture), and the test takes about
+# 200 s on 2 quiet cores: a shared machine doubles both.
+@pytest.mark.timeout(600)
 def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes_while_reviews_wait(
     cluster: Cluster,
 ) -> None:
