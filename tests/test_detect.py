@@ -39,6 +39,26 @@ def test_our_outputs_are_marked_and_the_verdict_says_on_what(
         assert detection.verdict == "marked" and detection.relied_on == ["c2pa", "watermark"], detection
         assert all(mark.found for mark in detection.marks.values()), detection.marks
         assert "trusted by this deployment's anchors" in detection.marks["c2pa"].basis
+        assert detection.marks["iscc"].found, detection.marks["iscc"]
+
+
+def test_the_manifest_carries_a_registered_iscc_soft_binding(
+    rendered_sample: tuple[Path, str, list[str], list[str]],
+) -> None:
+    """Read by c2pa's own reader, checked by iscc-core: ``io.iscc.v0`` beside the watermark's."""
+    import c2pa
+    import iscc_core
+    from visuels.marking.iscc import image_code
+
+    path = _outputs(rendered_sample)[0]
+    with c2pa.Reader(str(path)) as reader:
+        store = json.loads(reader.json())
+    assertions = store["manifests"][store["active_manifest"]]["assertions"]
+    bindings = {a["data"]["alg"]: a["data"]["blocks"][0]["value"] for a in assertions if "soft-binding" in a["label"]}
+    assert set(bindings) == {"org.visuels.tiled-spread-spectrum.1", "io.iscc.v0"}, bindings
+    assert iscc_core.iscc_validate(bindings["io.iscc.v0"], strict=True)
+    with Image.open(path) as picture:
+        assert image_code(picture) == bindings["io.iscc.v0"]
 
 
 def test_an_edited_copy_is_still_found_by_its_watermark(

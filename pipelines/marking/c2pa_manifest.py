@@ -1,4 +1,5 @@
-"""Signed C2PA manifests: created by an AI model, watermarked, with the watermark as soft binding.
+"""Signed C2PA manifests: created by an AI model, watermarked, with the watermark and the ISCC image
+code as soft bindings.
 
 Signing is the very last step of export: any later re-encoding invalidates the manifest.
 """
@@ -13,6 +14,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import c2pa
+from PIL import Image
+from visuels.marking import iscc
 from visuels.marking.keys import SigningError, SigningFiles
 from visuels.marking.xmp import DigitalSourceType
 
@@ -78,7 +81,9 @@ def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
     return [opened, edited, watermarked]
 
 
-def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
+def manifest_definition(provenance: Provenance, mime_type: str, image_code: str) -> dict:
+    """The manifest: what made the picture, and two soft bindings: the watermark's payload, and
+    the picture's ISCC image code (``io.iscc.v0``, on the C2PA soft-binding list)."""
     software = version("visuels")
     lora = provenance.lora_hash[:12] if provenance.lora_hash else "none"
     agent = f"visuels {software}; model {provenance.model} ({provenance.model_hash[:12]}); LoRA {lora}"
@@ -94,6 +99,10 @@ def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
                     "alg": WATERMARK_ALGORITHM,
                     "blocks": [{"scope": {}, "value": provenance.watermark_id}],
                 },
+            },
+            {
+                "label": "c2pa.soft-binding",
+                "data": {"alg": iscc.ALGORITHM, "blocks": [{"scope": {}, "value": image_code}]},
             },
         ],
     }
@@ -117,7 +126,10 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
     )
     try:
         signer = c2pa.Signer.from_info(info)
-        builder = c2pa.Builder(json.dumps(manifest_definition(provenance, mime_type)), context=_context(None))
+        with Image.open(io.BytesIO(data)) as picture:
+            code = iscc.image_code(picture)
+        definition = manifest_definition(provenance, mime_type, code)
+        builder = c2pa.Builder(json.dumps(definition), context=_context(None))
         if provenance.parent is not None:
             parent = provenance.parent
             ingredient = {"title": parent.title, "relationship": "parentOf", "label": INGREDIENT_LABEL}
@@ -143,11 +155,12 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
 @dataclass(frozen=True)
 class ManifestState:
     state: str  # Trusted, Valid, Invalid or missing
-    soft_binding: str | None
+    soft_binding: str | None  # the watermark's payload the manifest names
     source_type: str | None
     edited_from: str | None = None  # the parent ingredient's title, for an edit
     photos: tuple[str, ...] = ()  # the input photos' descriptions (their credits)
     key_visual: str | None = None  # the key visual ingredient's description, for a declined format
+    image_code: str | None = None  # the ISCC image code the manifest names (io.iscc.v0)
     signer: str | None = None  # the signing certificate's subject (common name, organisation)
     signed_at: str | None = None  # the time-stamp authority's time, when the manifest has one
 
@@ -165,7 +178,7 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             return ManifestState(state="missing", soft_binding=None, source_type=None)
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
-    soft_binding = source_type = edited_from = key_visual = None
+    soft_binding = source_type = edited_from = key_visual = image_code = None
     photos = []
     for ingredient in active.get("ingredients", []):
         description = ingredient.get("description") or ingredient.get("title", "")
@@ -178,7 +191,11 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
     for assertion in active.get("assertions", []):
         if assertion.get("label", "").startswith("c2pa.soft-binding"):
             blocks = assertion.get("data", {}).get("blocks", [])
-            soft_binding = blocks[0].get("value") if blocks else None
+            value = blocks[0].get("value") if blocks else None
+            if assertion.get("data", {}).get("alg") == iscc.ALGORITHM:
+                image_code = value
+            else:  # ours, the watermark's (older manifests name no algorithm we read otherwise)
+                soft_binding = value
         if assertion.get("label", "").startswith("c2pa.actions"):
             for action in assertion.get("data", {}).get("actions", []):
                 if action.get("action") in ("c2pa.created", "c2pa.edited"):
@@ -192,6 +209,7 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         edited_from=edited_from,
         photos=tuple(photos),
         key_visual=key_visual,
+        image_code=image_code,
         signer=signer,
         signed_at=signature.get("time"),
     )

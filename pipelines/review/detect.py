@@ -26,11 +26,12 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from PIL import Image
 from pydantic import BaseModel, PrivateAttr, ValidationError
 from visuels.errors import Text, VisuelsError
 from visuels.inputs.charter import Charter
 from visuels.inputs.images import read_file, read_picture_and_xmp
-from visuels.marking import watermark
+from visuels.marking import iscc, watermark
 from visuels.marking.c2pa_manifest import read_manifest_state
 from visuels.marking.xmp import DigitalSourceType
 from visuels.review.verify import SOURCE_TYPE, label_seen
@@ -127,6 +128,7 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
                 payload=payload or "none",
             ),
         ),
+        "iscc": _iscc_mark(picture, manifest.image_code),
         "xmp": Mark.of(
             source_type in generated,
             Text("IPTC digital source type {source}", source=source_type)
@@ -145,6 +147,20 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
         marks=marks,
         verdict="marked" if relied_on else "unmarked",
         relied_on=relied_on,
+    )
+
+
+def _iscc_mark(picture: Image.Image, named: str | None) -> Mark:
+    """Whether the pixels are those the manifest's ISCC image code names (re-encoded or resized
+    copies stay within ``iscc.MATCH_BITS``; a crop or an edit does not)."""
+    if named is None:
+        return Mark.of(False, Text("no ISCC soft binding in a manifest"))
+    differ = iscc.distance(iscc.image_code(picture), named)
+    if differ <= iscc.MATCH_BITS:
+        return Mark.of(True, Text("the pixels are those the manifest's ISCC code {code} names", code=named))
+    return Mark.of(
+        False,
+        Text("the pixels differ from the manifest's ISCC code {code} by {bits} bits of 64", code=named, bits=differ),
     )
 
 
