@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,22 @@ def test_detect_reads_a_picture_without_torch(
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_iptc_ai_fields_are_written_before_signing_and_read_by_exiftool(
+    rendered_sample: tuple[Path, str, list[str], list[str]], charter, signing_keys: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """IPTC 2025.1: the AI system and its version; the prompt only where the charter publishes it."""
+    from visuels.marking.xmp import DigitalSourceType, xmp_packet
+
+    path = _outputs(rendered_sample)[0]
+    assert detect_file(path, charter, signing_keys / TRUST_ANCHORS).marks["c2pa"].found  # still signed
+    packet = xmp_packet(DigitalSourceType.generated, "Région", "visuels", ai_system=("m", "h"), prompt="a <sea>")
+    assert 'Iptc4xmpExt:AIPromptInformation="a &lt;sea&gt;"' in packet
+    if not shutil.which("exiftool"):
+        pytest.skip("exiftool is not installed (apt-get install libimage-exiftool-perl)")
+    read = subprocess.run(["exiftool", "-json", "-XMP-iptcExt:all", str(path)], capture_output=True, text=True)
+    fields = json.loads(read.stdout)[0]
+    assert fields["AISystemUsed"] == "demo model (random weights)"
+    assert len(fields["AISystemVersionUsed"]) == 12  # the model's hash
+    assert "AIPromptInformation" not in fields  # the sample charter does not publish prompts

@@ -103,7 +103,11 @@ def finish_picture(
         template,
     )
     marking = MarkingContext(
-        creator=charter.spec.creator, model=target.model_description, signing=target.signing, run_id=target.run_id
+        creator=charter.spec.creator,
+        model=target.model_description,
+        signing=target.signing,
+        run_id=target.run_id,
+        disclose_prompt=charter.spec.disclose_prompt,
     )
     database = resources.database(target.database_url)
     compliance = assess(result, charter)

@@ -191,6 +191,11 @@ class CharterSpec(_Strict):
     fairness: Fairness = Fairness()
     coherence: Coherence = Coherence()
     creator: str = Field(min_length=1, description="Credit written into output metadata.")
+    disclose_prompt: bool = Field(
+        default=False,
+        description="Write each picture's prompt into its IPTC metadata (AIPromptInformation): off unless"
+        " the region chooses to publish its prompts.",
+    )
     templates: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="Layout template sets: set name -> format name -> SVG file (visuels.inputs.templates);"

@@ -35,6 +35,7 @@ class MarkingContext:
     model: str
     signing: SigningFiles
     run_id: str | None = None
+    disclose_prompt: bool = False  # the charter's choice: each picture's prompt in its IPTC metadata
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,15 @@ def write_marked(
     pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
     composite = parent is not None or photo is not None
     source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
-    xmp = xmp_packet(source_type, context.creator, SOFTWARE, photo.credit if photo else None, alt_text)
+    xmp = xmp_packet(
+        source_type,
+        context.creator,
+        SOFTWARE,
+        photo.credit if photo else None,
+        alt_text,
+        ai_system=(context.model, entry.model_hash[:12]),
+        prompt=entry.prompt if context.disclose_prompt else None,
+    )
     provenance = Provenance(
         title=target.target.name,
         source_type=source_type,

@@ -24,8 +24,13 @@ def xmp_packet(
     software: str,
     photo_credit: str | None = None,
     alt_text: tuple[str, str] | None = None,
+    ai_system: tuple[str, str] | None = None,
+    prompt: str | None = None,
 ) -> str:
     """An XMP packet with IPTC DigitalSourceType, dc:creator, photoshop:Credit and the generator.
+
+    ``ai_system``: (the model, its version: a hash) as IPTC 2025.1's AISystemUsed and
+    AISystemVersionUsed; ``prompt``: AIPromptInformation, only where the charter publishes prompts.
 
     ``photo_credit``: the photo the picture was made from ("Author (licence, date)"): it joins the
     credit line and is listed as a contributor (dc:contributor), as the photo's licence asks.
@@ -55,7 +60,7 @@ def xmp_packet(
         '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
         f"    Iptc4xmpExt:DigitalSourceType={quoteattr(source_type.value)}\n"
         f"    photoshop:Credit={quoteattr(credit)}\n"
-        f"    xmp:CreatorTool={quoteattr(software)}>\n"
+        f"    xmp:CreatorTool={quoteattr(software)}{_ai_fields(ai_system, prompt)}>\n"
         f"   <dc:creator><rdf:Seq><rdf:li>{escape(creator)}</rdf:li></rdf:Seq></dc:creator>\n"
         f"{contributor}"
         f"{alternative}"
@@ -64,3 +69,15 @@ def xmp_packet(
         "</x:xmpmeta>\n"
         '<?xpacket end="w"?>'
     )
+
+
+def _ai_fields(ai_system: tuple[str, str] | None, prompt: str | None) -> str:
+    """IPTC 2025.1's AI properties, as attributes of the description (written before signing)."""
+    fields = ""
+    if ai_system is not None:
+        name, version = ai_system
+        fields += f"\n    Iptc4xmpExt:AISystemUsed={quoteattr(name)}"
+        fields += f"\n    Iptc4xmpExt:AISystemVersionUsed={quoteattr(version)}"
+    if prompt is not None:
+        fields += f"\n    Iptc4xmpExt:AIPromptInformation={quoteattr(prompt)}"
+    return fields
