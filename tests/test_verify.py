@@ -17,6 +17,7 @@ from PIL import Image
 from visuels.cli import main
 from visuels.engine.renderer import Renderer
 from visuels.inputs.charter import Charter, load_charter
+from visuels.marking import iscc
 from visuels.marking.c2pa_manifest import Provenance, sign_asset
 from visuels.marking.checkpoints import CHECKPOINT_FILE
 from visuels.marking.keys import TRUST_ANCHORS, init_local_chain, signing_files
@@ -398,6 +399,7 @@ def test_a_soft_binding_that_is_not_the_watermark_fails(
         model_hash="0" * 64,
         lora_hash=None,
         watermark_id="0123456789abcdef",  # another payload than the one in the pixels
+        image_code=iscc.image_code(pixels),
     )
     forged = tmp_path / "forged.png"
     encoded = encode(pixels, "png", 72, xmp_packet(DigitalSourceType.generated, "x", "visuels"))

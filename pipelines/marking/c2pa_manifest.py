@@ -14,7 +14,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import c2pa
-from PIL import Image
 from visuels.marking import iscc
 from visuels.marking.keys import SigningError, SigningFiles
 from visuels.marking.xmp import DigitalSourceType
@@ -50,6 +49,7 @@ class Provenance:
     model_hash: str
     lora_hash: str | None
     watermark_id: str
+    image_code: str  # the picture's ISCC image code (visuels.marking.iscc), the registered soft binding
     parent: Ingredient | None = None
     photo: Ingredient | None = None  # the commune photo the model started from
     key_visual: Ingredient | None = None  # the picture this format was declined from (cropped, outpainted)
@@ -81,7 +81,7 @@ def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
     return [opened, edited, watermarked]
 
 
-def manifest_definition(provenance: Provenance, mime_type: str, image_code: str) -> dict:
+def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
     """The manifest: what made the picture, and two soft bindings: the watermark's payload, and
     the picture's ISCC image code (``io.iscc.v0``, on the C2PA soft-binding list)."""
     software = version("visuels")
@@ -102,7 +102,7 @@ def manifest_definition(provenance: Provenance, mime_type: str, image_code: str)
             },
             {
                 "label": "c2pa.soft-binding",
-                "data": {"alg": iscc.ALGORITHM, "blocks": [{"scope": {}, "value": image_code}]},
+                "data": {"alg": iscc.ALGORITHM, "blocks": [{"scope": {}, "value": provenance.image_code}]},
             },
         ],
     }
@@ -126,10 +126,7 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
     )
     try:
         signer = c2pa.Signer.from_info(info)
-        with Image.open(io.BytesIO(data)) as picture:
-            code = iscc.image_code(picture)
-        definition = manifest_definition(provenance, mime_type, code)
-        builder = c2pa.Builder(json.dumps(definition), context=_context(None))
+        builder = c2pa.Builder(json.dumps(manifest_definition(provenance, mime_type)), context=_context(None))
         if provenance.parent is not None:
             parent = provenance.parent
             ingredient = {"title": parent.title, "relationship": "parentOf", "label": INGREDIENT_LABEL}

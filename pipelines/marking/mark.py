@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 from visuels._internal.atomic import StagedFile
 from visuels.errors import ExportError
-from visuels.marking import watermark
+from visuels.marking import iscc, watermark
 from visuels.marking.c2pa_manifest import Ingredient, Provenance, sign_asset
 from visuels.marking.keys import SigningFiles
 from visuels.marking.phash import perceptual_hash
@@ -107,6 +107,7 @@ def write_marked(
         model_hash=entry.model_hash,
         lora_hash=entry.lora_hash,
         watermark_id=entry.watermark,
+        image_code=iscc.image_code(Image.fromarray(pixels)),  # from the pixels at hand: no decoding back
         parent=parent,
         photo=photo,
         key_visual=key_visual,

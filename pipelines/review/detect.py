@@ -22,7 +22,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,11 +29,9 @@ from PIL import Image
 from pydantic import BaseModel, PrivateAttr, ValidationError
 from visuels.errors import Text, VisuelsError
 from visuels.inputs.charter import Charter
-from visuels.inputs.images import read_file, read_picture_and_xmp
-from visuels.marking import iscc, watermark
-from visuels.marking.c2pa_manifest import read_manifest_state
+from visuels.marking import iscc
 from visuels.marking.xmp import DigitalSourceType
-from visuels.review.verify import SOURCE_TYPE, label_seen
+from visuels.review.verify import read_marks
 
 DETECTOR = "visuels detect"
 RESULT_VERSION = 1  # of the result's layout; a reader refuses one it does not know
@@ -85,16 +82,12 @@ class DetectionError(VisuelsError):
 
 def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Detection:
     """Read every mark of ``path``; an unreadable file raises :class:`ImageInputError`."""
-    data = read_file(path, "file")
-    picture, xmp = read_picture_and_xmp(path, "file", data)
-    pixels = np.asarray(picture)
-    found = watermark.detect(pixels)
-    payload = f"{found.payload:016x}" if found.payload is not None else None
-    manifest = read_manifest_state(path, trust_anchors)
-    source = SOURCE_TYPE.search(xmp) if xmp else None
-    source_type = source.group(1) if source else None
+    read = read_marks(path, charter, trust_anchors)
+    found, manifest = read.found, read.manifest
+    payload, source_type, seen = read.payload, read.source_type, read.label_seen
     generated = {kind.value for kind in DigitalSourceType}
-    how = Text(" (found {how})", how=found.geometry()) if found.geometry() else ""
+    geometry = found.geometry()
+    how = Text(" (found {how})", how=geometry) if geometry else ""
     signer = Text(", signed by {signer}", signer=manifest.signer) if manifest.signer else ""
     stamped = Text(", time-stamped {time}", time=manifest.signed_at) if manifest.signed_at else Text(", no time-stamp")
     c2pa_basis = {
@@ -109,7 +102,6 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
         "Invalid": Text("present, but it does not match the file (altered or broken)"),
     }.get(manifest.state, Text("no C2PA manifest"))
     bound = payload is not None and manifest.soft_binding == payload
-    seen = label_seen(pixels, charter)
     marks = {
         "c2pa": Mark.of(manifest.state == "Trusted", c2pa_basis),
         "watermark": Mark.of(
@@ -128,7 +120,7 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
                 payload=payload or "none",
             ),
         ),
-        "iscc": _iscc_mark(picture, manifest.image_code),
+        "iscc": _iscc_mark(read.picture, manifest.image_code),
         "xmp": Mark.of(
             source_type in generated,
             Text("IPTC digital source type {source}", source=source_type)
@@ -141,7 +133,7 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
     relied_on = [name for name in ("c2pa", "watermark") if marks[name].found]
     return Detection(
         file=str(path),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=read.sha256,
         detector_version=detector_version(),
         checked_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         marks=marks,

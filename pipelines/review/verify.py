@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from visuels.errors import Text
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.images import ImageInputError, read_file, read_picture_and_xmp
 from visuels.marking import watermark
-from visuels.marking.c2pa_manifest import read_manifest_state
+from visuels.marking.c2pa_manifest import ManifestState, read_manifest_state
 from visuels.marking.phash import MATCH_DISTANCE, distance, perceptual_hash
 from visuels.marking.xmp import DigitalSourceType
 from visuels.postprocess.label import draw_ai_label
@@ -137,6 +138,39 @@ def find_record(
     return None, None
 
 
+@dataclass(frozen=True)
+class FileMarks:
+    """What a file's bytes and pixels say, read once: what ``verify`` and ``detect`` judge."""
+
+    sha256: str
+    picture: Image.Image
+    pixels: np.ndarray
+    found: watermark.Detection
+    payload: str | None  # the watermark's, in hex
+    source_type: str | None  # the XMP's IPTC digital source type
+    manifest: ManifestState
+    label_seen: bool
+
+
+def read_marks(path: Path, charter: Charter, trust_anchors: Path | None) -> FileMarks:
+    """Every mark of ``path``; a file that cannot be read raises :class:`ImageInputError`."""
+    data = read_file(path, "file")
+    picture, xmp = read_picture_and_xmp(path, "file", data)
+    pixels = np.asarray(picture)
+    found = watermark.detect(pixels)
+    source = SOURCE_TYPE.search(xmp) if xmp else None
+    return FileMarks(
+        sha256=hashlib.sha256(data).hexdigest(),
+        picture=picture,
+        pixels=pixels,
+        found=found,
+        payload=f"{found.payload:016x}" if found.payload is not None else None,
+        source_type=source.group(1) if source else None,
+        manifest=read_manifest_state(path, trust_anchors),
+        label_seen=label_seen(pixels, charter),
+    )
+
+
 def verify_file(
     path: Path, charter: Charter, database: Database | None, trust_anchors: Path | None, allow_untrusted: bool = False
 ) -> FileReport:
@@ -148,32 +182,25 @@ def verify_file(
     """
     report = FileReport(file=str(path))
     try:
-        data = read_file(path, "file")
-        picture, xmp = read_picture_and_xmp(path, "file", data)
+        marks = read_marks(path, charter, trust_anchors)
     except ImageInputError as exc:
         unreadable = report.model_copy(update={"error": exc.message})
         unreadable._error_text = exc.text
         return unreadable
-    pixels = np.asarray(picture)
-    digest = hashlib.sha256(data).hexdigest()
-
-    found = watermark.detect(pixels)
-    mark = f"{found.payload:016x}" if found.payload is not None else None
+    found, mark, manifest, digest = marks.found, marks.payload, marks.manifest, marks.sha256
     record, found_by = (
-        find_record(database, watermark=mark, phash=perceptual_hash(pixels)) if database else (None, None)
+        find_record(database, watermark=mark, phash=perceptual_hash(marks.pixels)) if database else (None, None)
     )
-    source = SOURCE_TYPE.search(xmp) if xmp else None
-    manifest = read_manifest_state(path, trust_anchors)
     chain = ledger.lineage(database, record) if database and record else []
     report = report.model_copy(
         update={
             "sha256": digest,
             "record_searched": database is not None,
-            "label_seen": label_seen(pixels, charter),
+            "label_seen": marks.label_seen,
             "watermark": mark,
             "watermark_in_ledger": found_by == "watermark",
             "watermark_geometry": found.geometry(),
-            "xmp_source_type": source.group(1) if source else None,
+            "xmp_source_type": marks.source_type,
             "c2pa": manifest.state,
             "c2pa_soft_binding": manifest.soft_binding,
             "c2pa_edited_from": manifest.edited_from,
