@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+KEY = 0x9E3779B97F4A7C15F39CC0605CEDC834  # a full 128-bit key, as `visuels keys init` makes (fixed: runs compare)
 sys.path.insert(0, str(REPO))
 
 from visuels.inputs.charter import load_charter  # noqa: E402
@@ -82,7 +83,7 @@ def hosts(quick: bool) -> dict[str, np.ndarray]:
 def table(pictures: dict[str, np.ndarray]) -> dict[str, list[str]]:
     """Print attack x host; return the hosts each attack's exact payload was lost on."""
     truth = coded_bits(PAYLOAD)
-    marked = {name: embed(image, PAYLOAD) for name, image in pictures.items()}
+    marked = {name: embed(image, PAYLOAD, KEY) for name, image in pictures.items()}
     print("PSNR:", ", ".join(f"{name} {psnr(pictures[name], image):.1f} dB" for name, image in marked.items()))
     width = 24
     print(f"\n{'attack':<52}" + "".join(f"{name[: width - 2]:>{width}}" for name in pictures))
@@ -92,8 +93,8 @@ def table(pictures: dict[str, np.ndarray]) -> dict[str, list[str]]:
         cells, lost = [], []
         for name, image in marked.items():
             attacked = function(image)
-            accuracy = (best_guess_bits(attacked) == truth).mean()
-            found = detect(attacked)
+            accuracy = (best_guess_bits(attacked, KEY) == truth).mean()
+            found = detect(attacked, KEY)
             exact = found.payload == PAYLOAD
             if not exact:
                 lost.append(name)
@@ -135,10 +136,10 @@ def limits(pictures: dict[str, np.ndarray]) -> None:
         for image in pictures.values():
             reached = []
             for payload in payloads:
-                marked = embed(image, payload)
+                marked = embed(image, payload, KEY)
                 last = "-"
                 for level in levels:
-                    if detect(attack(marked, level)).payload != payload:
+                    if detect(attack(marked, level), KEY).payload != payload:
                         break
                     last = str(level)
                 reached.append(last)
@@ -150,21 +151,21 @@ def timings(image: np.ndarray) -> None:
     embed_times, detect_times, unmarked_times = [], [], []
     for _ in range(15):
         started = time.perf_counter()
-        marked_image = embed(image, PAYLOAD)
+        marked_image = embed(image, PAYLOAD, KEY)
         embed_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        detect(marked_image)
+        detect(marked_image, KEY)
         detect_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        detect(image)
+        detect(image, KEY)
         unmarked_times.append(time.perf_counter() - started)
     embed_ms, detect_ms = statistics.median(embed_times) * 1000, statistics.median(detect_times) * 1000
     print(f"\n1080x1080, one thread: embed {embed_ms:.1f} ms, detect (marked) {detect_ms:.1f} ms,")
     print(f"embed + detect {embed_ms + detect_ms:.1f} ms; detect on an unmarked picture (the whole search)")
     print(f"{statistics.median(unmarked_times) * 1000:.1f} ms")
-    turned = ATTACKS["rotate +3° crop"](embed(image, PAYLOAD))
+    turned = ATTACKS["rotate +3° crop"](embed(image, PAYLOAD, KEY))
     started = time.perf_counter()
-    detect(turned)
+    detect(turned, KEY)
     print(f"detect after a 3° turn and crop: {(time.perf_counter() - started) * 1000:.0f} ms")
 
 

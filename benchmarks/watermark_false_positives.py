@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+KEY = 0x9E3779B97F4A7C15F39CC0605CEDC834  # a full 128-bit key, as `visuels keys init` makes (fixed: runs compare)
 sys.path.insert(0, str(REPO))
 
 from visuels.marking.watermark import MAX_ATTEMPTS, Detection, detect  # noqa: E402
@@ -37,7 +38,7 @@ BATCH = 500  # pictures made and checked at a time: memory stays small
 
 def _timed_detect(picture: np.ndarray) -> tuple[Detection, float]:
     started = time.perf_counter()
-    found = detect(picture)
+    found = detect(picture, KEY)
     return found, time.perf_counter() - started
 
 

@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     tsa_url: str = Field(default="", description="An RFC 3161 time-stamp authority for C2PA signatures. Default: none.")
     watermark_key: str = Field(
         default="",
-        description="The invisible watermark's key, hexadecimal, at most 128 bits. Default: the built-in"
-        " public key (anyone can detect the mark).",
+        description="Overrides the watermark key ring of the keys folder: a secret key, hexadecimal, at most"
+        " 128 bits, or 'demo' for the public demo key (proves nothing). Default: the ring's newest key.",
     )
     lora_dir: Path = Field(
         default=Path("lora"),

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 from visuels.cli import main
 from visuels.inputs.charter import load_charter
-from visuels.marking.keys import DETECTOR_KEY, TRUST_ANCHORS
+from visuels.marking.c2pa_manifest import read_manifest_state
+from visuels.marking.keys import DETECTOR_KEY, TRUST_ANCHORS, signing_files
 from visuels.review.detect import detect_file
 
 from tests.conftest import SAMPLE_CHARTER_DIR
@@ -41,6 +42,23 @@ def test_our_outputs_are_marked_and_the_verdict_says_on_what(
         assert all(mark.found for mark in detection.marks.values()), detection.marks
         assert "trusted by this deployment's anchors" in detection.marks["c2pa"].basis
         assert detection.marks["iscc"].found, detection.marks["iscc"]
+        key = signing_files().watermark  # the session's secret key: its id is said, never the key
+        assert f"read with this deployment's key {key.id}" in detection.marks["watermark"].basis
+        assert read_manifest_state(path, None).watermark_key_id == key.id
+
+
+def test_a_picture_marked_with_the_public_demo_key_says_so_and_proves_nothing(
+    charter, signing_keys: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Anyone can write the demo key's mark: detect names it and does not rest a verdict on it."""
+    from visuels.marking.watermark import embed
+    from visuels.marking.watermark_keys import DEMO_KEY
+
+    forged = tmp_path / "forged.png"
+    Image.fromarray(embed(unmarked_pictures(1)[0], 0x1234, DEMO_KEY)).save(forged)
+    detection = detect_file(forged, charter, signing_keys / TRUST_ANCHORS)
+    assert detection.marks["watermark"].found and "public demo key" in detection.marks["watermark"].basis
+    assert detection.verdict == "unmarked" and detection.relied_on == []
 
 
 def test_the_manifest_carries_a_registered_iscc_soft_binding(

@@ -86,7 +86,7 @@ def test_exported_file_is_marked(jobs: list[RenderJob], tmp_path: Path) -> None:
     with Image.open(tmp_path / job.relative_path) as image:
         pixels = np.asarray(image.convert("RGB"))
         xmp = image.info[XMP_PNG_KEY]
-    assert detect(pixels).payload == watermark_id(job) == int(exported.watermark, 16)
+    assert detect(pixels, signing_files().watermark.value).payload == watermark_id(job) == int(exported.watermark, 16)
     assert exported.watermark == job.key[:16]
     description = ElementTree.fromstring(xmp.split("?>", 1)[1].rsplit("<?xpacket", 1)[0]).find(".//{*}Description")
     attributes = {name.split("}")[1]: value for name, value in description.attrib.items() if "}" in name}

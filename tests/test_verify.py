@@ -399,6 +399,7 @@ def test_a_soft_binding_that_is_not_the_watermark_fails(
         model_hash="0" * 64,
         lora_hash=None,
         watermark_id="0123456789abcdef",  # another payload than the one in the pixels
+        watermark_key_id=signing_files().watermark.id,
         image_code=iscc.image_code(pixels),
     )
     forged = tmp_path / "forged.png"

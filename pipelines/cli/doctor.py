@@ -13,6 +13,7 @@ from visuels.config import demo_model_dir
 from visuels.errors import Text
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
 from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
+from visuels.marking.watermark_keys import WatermarkKeyError, active_key, ring
 from visuels.record.database import database_url, display_url, is_missing
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-python", "pillow", "opencv-python-headless")
@@ -92,6 +93,18 @@ def _keys() -> Finding:
     return Finding(Text("signing keys"), True, text, note=DEVELOPMENT_ORGANISATION in subject)
 
 
+def _watermark_key() -> Finding:
+    topic = Text("watermark key")
+    try:
+        key = active_key(keys_dir())
+        held = len(ring(keys_dir()))
+    except WatermarkKeyError as exc:
+        return Finding(topic, False, exc.text)
+    if key.demo:  # set on purpose, but its marks prove nothing: anyone can write them
+        return Finding(topic, True, Text("the public demo key: fine to try things, not to publish"), note=True)
+    return Finding(topic, True, Text("{id} marks; {count} key(s) in the ring detect", id=key.id, count=held))
+
+
 def _models() -> list[Finding]:
     demo = demo_model_dir()
     built = (demo / "model_index.json").is_file()
@@ -151,4 +164,4 @@ def diagnose(output_root: Path, campaign: Path | None = None) -> list[Finding]:
     found = [*_hardware(), *_versions(), *_models()]
     if campaign is not None:
         found += _campaign(campaign)
-    return [*found, _keys(), _record(output_root), _prefect()]
+    return [*found, _keys(), _watermark_key(), _record(output_root), _prefect()]

@@ -87,7 +87,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "the database of record: a SQLAlchemy URL or a SQLite file"
         " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
     )
-    keys_actions = t("init: create a local root, intermediate and signer")
+    keys_actions = t(
+        "init: create a local root, intermediate and signer, and a secret watermark key;"
+        " rotate: a new watermark key marks from now on (the old ones still detect); list: the keys' ids"
+    )
     ledger_actions = t("verify: check the hash chain")
     parser = Parser(prog="visuels", description=t("Per-commune campaign visuals, marked as AI-generated."), words=t)
     commands = parser.add_subparsers(dest="command", required=True, title=t("commands"))
@@ -255,8 +258,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help=t("also its model and LoRA"))
     doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
 
-    keys = command("keys", t("signing keys for C2PA manifests"))
-    keys.add_argument("action", nargs="?", choices=["init"], help=keys_actions)
+    keys = command("keys", t("signing keys for C2PA manifests, and the watermark's secret keys"))
+    keys.add_argument("action", nargs="?", choices=["init", "rotate", "list"], help=keys_actions)
     keys.add_argument("--dir", type=Path, help=t("where (default: $VISUELS_KEYS_DIR or ./keys)"))
 
     train = command("train", t("train the charter's style LoRA on its reference images"))
@@ -284,7 +287,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
     doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign))
     keys.set_defaults(
-        handler=lambda args, flows: project.keys_init(args.dir) if args.action else _no_action(keys, keys_actions, t)
+        handler=lambda args, flows: (
+            project.keys(args.action, args.dir) if args.action else _no_action(keys, keys_actions, t)
+        )
     )
     train.set_defaults(handler=_train)
     ledger_command.set_defaults(

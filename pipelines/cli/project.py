@@ -212,11 +212,34 @@ def doctor(output_root: Path, campaign: Path | None) -> int:
     return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FINDING
 
 
-def keys_init(folder: Path | None) -> int:
-    from visuels.marking.keys import init_local_chain, keys_dir
+def keys(action: str, folder: Path | None) -> int:
+    """init: the signing chain and a first watermark key, each unless there; rotate: a new
+    watermark key; list: the watermark keys' ids, newest last (never the keys)."""
+    from visuels.marking.keys import SIGNER_KEY, SigningError, init_local_chain, keys_dir
+    from visuels.marking.watermark_keys import WATERMARK_KEYS, add_key, ensure_key, ring
 
-    files = init_local_chain(folder or keys_dir())
-    console.print(f"local signing chain in {files.chain.parent} (keys mode 0600); trust anchor: {files.trust_anchors}")
+    t = words(user_language())
+    folder = folder or keys_dir()
+    if action == "rotate":
+        key = add_key(folder)
+        console.print(t("new watermark key {id}: it marks from now on; the older ones still detect", id=key.id))
+    elif action == "list":
+        for key in ring(folder):
+            console.print(f"{key.id}  {key.created}", highlight=False)
+    elif (folder / SIGNER_KEY).exists():  # init, on a folder from before watermark keys
+        if not ensure_key(folder):
+            raise SigningError(folder / SIGNER_KEY, None, "a signing key already exists here; not overwritten")
+        console.print(t("watermark key {id} added in {folder}", id=ring(folder)[-1].id, folder=folder / WATERMARK_KEYS))
+    else:
+        files = init_local_chain(folder)
+        console.print(
+            t(
+                "local signing chain and watermark key in {folder} (keys mode 0600); trust anchor: {anchor}",
+                folder=files.chain.parent,
+                anchor=files.trust_anchors,
+            ),
+            highlight=False,
+        )
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from visuels.marking.keys import SigningError, SigningFiles
 from visuels.marking.xmp import DigitalSourceType
 
 WATERMARK_ALGORITHM = "org.visuels.tiled-spread-spectrum.1"
+WATERMARK_KEY_NAME = "key "  # the soft binding's name: "key <id>", the watermark key it was written with
 
 
 INGREDIENT_LABEL = "original"
@@ -49,6 +50,7 @@ class Provenance:
     model_hash: str
     lora_hash: str | None
     watermark_id: str
+    watermark_key_id: str  # which of the deployment's keys wrote it (watermark_keys.key_id), never the key
     image_code: str  # the picture's ISCC image code (visuels.marking.iscc), the registered soft binding
     parent: Ingredient | None = None
     photo: Ingredient | None = None  # the commune photo the model started from
@@ -98,6 +100,7 @@ def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
                 "data": {
                     "alg": WATERMARK_ALGORITHM,
                     "blocks": [{"scope": {}, "value": provenance.watermark_id}],
+                    "name": WATERMARK_KEY_NAME + provenance.watermark_key_id,
                 },
             },
             {
@@ -158,6 +161,7 @@ class ManifestState:
     photos: tuple[str, ...] = ()  # the input photos' descriptions (their credits)
     key_visual: str | None = None  # the key visual ingredient's description, for a declined format
     image_code: str | None = None  # the ISCC image code the manifest names (io.iscc.v0)
+    watermark_key_id: str | None = None  # the watermark key the manifest names
     signer: str | None = None  # the signing certificate's subject (common name, organisation)
     signed_at: str | None = None  # the time-stamp authority's time, when the manifest has one
 
@@ -175,7 +179,7 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             return ManifestState(state="missing", soft_binding=None, source_type=None)
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
-    soft_binding = source_type = edited_from = key_visual = image_code = None
+    soft_binding = source_type = edited_from = key_visual = image_code = key_id = None
     photos = []
     for ingredient in active.get("ingredients", []):
         description = ingredient.get("description") or ingredient.get("title", "")
@@ -193,6 +197,8 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
                 image_code = value
             else:  # ours, the watermark's (older manifests name no algorithm we read otherwise)
                 soft_binding = value
+                name = str(assertion.get("data", {}).get("name") or "")
+                key_id = name.removeprefix(WATERMARK_KEY_NAME) if name.startswith(WATERMARK_KEY_NAME) else None
         if assertion.get("label", "").startswith("c2pa.actions"):
             for action in assertion.get("data", {}).get("actions", []):
                 if action.get("action") in ("c2pa.created", "c2pa.edited"):
@@ -207,6 +213,7 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         photos=tuple(photos),
         key_visual=key_visual,
         image_code=image_code,
+        watermark_key_id=key_id,
         signer=signer,
         signed_at=signature.get("time"),
     )

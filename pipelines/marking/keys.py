@@ -5,7 +5,8 @@ c2pa accepts them: ES256 keys; the leaf with CA:false, a critical digitalSignatu
 emailProtection extended key usage, and subject/authority key identifiers. The chain file holds
 the leaf then the intermediate (never the root); the root is the trust anchor for readers.
 Production deployments put their own ``signer.key``, ``chain.pem`` and ``trust-anchors.pem`` in
-the folder instead, and may set a timestamp authority with ``VISUELS_TSA_URL``.
+the folder instead, and may set a timestamp authority with ``VISUELS_TSA_URL``. The same folder
+holds the watermark key ring (``visuels.marking.watermark_keys``), made beside the chain.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from visuels._internal.atomic import staged, write_bytes_atomic
 from visuels.config import settings
 from visuels.errors import VisuelsError
+from visuels.marking.watermark_keys import WatermarkKey, active_key, ensure_key
 
 SIGNER_KEY = "signer.key"
 CHAIN = "chain.pem"
@@ -42,6 +44,7 @@ class SigningFiles:
     chain: Path
     trust_anchors: Path
     tsa_url: str | None
+    watermark: WatermarkKey  # the key that marks new pictures
 
 
 def keys_dir() -> Path:
@@ -50,18 +53,18 @@ def keys_dir() -> Path:
 
 
 def signing_files(folder: Path | None = None) -> SigningFiles:
-    """The signing files in ``folder``; a clear error if one is missing."""
+    """The signing files and the watermark key in ``folder``; a clear error if one is missing."""
     folder = folder or keys_dir()
-    files = SigningFiles(
+    for path in (folder / SIGNER_KEY, folder / CHAIN, folder / TRUST_ANCHORS):
+        if not path.is_file():
+            raise SigningError(path, None, "signing file not found: run `visuels keys init` (or set VISUELS_KEYS_DIR)")
+    return SigningFiles(
         private_key=folder / SIGNER_KEY,
         chain=folder / CHAIN,
         trust_anchors=folder / TRUST_ANCHORS,
         tsa_url=settings().tsa_url or None,
+        watermark=active_key(folder),
     )
-    for path in (files.private_key, files.chain, files.trust_anchors):
-        if not path.is_file():
-            raise SigningError(path, None, "signing file not found: run `visuels keys init` (or set VISUELS_KEYS_DIR)")
-    return files
 
 
 def _name(common_name: str, organisation: str) -> x509.Name:
@@ -113,11 +116,13 @@ DEVELOPMENT_ORGANISATION = "visuels (local development)"  # the organisation of 
 
 
 def init_local_chain(folder: Path, organisation: str = DEVELOPMENT_ORGANISATION) -> SigningFiles:
-    """Create root, intermediate and signer keys and certificates in ``folder`` (keys mode 0600)."""
+    """Create root, intermediate and signer keys and certificates in ``folder`` (keys mode 0600),
+    and a first watermark key unless the folder has one."""
     if (folder / SIGNER_KEY).exists():
         raise SigningError(folder / SIGNER_KEY, None, "a signing key already exists here; not overwritten")
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
+    ensure_key(folder)
     root_key, intermediate_key, signer_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root_name = _name("visuels local root CA", organisation)
     intermediate_name = _name("visuels local intermediate CA", organisation)
@@ -136,9 +141,11 @@ def init_local_chain(folder: Path, organisation: str = DEVELOPMENT_ORGANISATION)
 
 
 def ensure_local_chain(folder: Path) -> bool:
-    """Make a local chain in ``folder`` unless one is there (for trials: the demo, a first `make serve`);
-    True if it was made. Production signs with its own certificate (`visuels keys init` explains)."""
+    """Make a local chain and a watermark key in ``folder`` unless they are there (for trials: the
+    demo, a first `make serve`); True if the chain was made. Production signs with its own
+    certificate (`visuels keys init` explains)."""
     if (folder / SIGNER_KEY).exists():
+        ensure_key(folder)  # a folder from before watermark keys had ids
         return False
     init_local_chain(folder)
     return True

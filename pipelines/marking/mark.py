@@ -21,6 +21,7 @@ from visuels.marking import iscc, watermark
 from visuels.marking.c2pa_manifest import Ingredient, Provenance, sign_asset
 from visuels.marking.keys import SigningFiles
 from visuels.marking.phash import perceptual_hash
+from visuels.marking.watermark_keys import WatermarkKey
 from visuels.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
 from visuels.record import ledger
 
@@ -88,7 +89,8 @@ def write_marked(
     ``alt_text``: (language, text) for screen readers, written to the XMP. ``key_visual``: the
     generated picture this format was declined from (generated too: the file stays generated).
     """
-    pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16))
+    key = context.signing.watermark
+    pixels = watermark.embed(np.asarray(image.convert("RGB")), int(entry.watermark, 16), key.value)
     composite = parent is not None or photo is not None
     source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
     xmp = xmp_packet(
@@ -107,6 +109,7 @@ def write_marked(
         model_hash=entry.model_hash,
         lora_hash=entry.lora_hash,
         watermark_id=entry.watermark,
+        watermark_key_id=key.id,
         image_code=iscc.image_code(Image.fromarray(pixels)),  # from the pixels at hand: no decoding back
         parent=parent,
         photo=photo,
@@ -137,7 +140,7 @@ def pixels_ingredient(pixels: np.ndarray, title: str, description: str) -> Ingre
     return Ingredient(title=title, data=buffer.getvalue(), mime_type="image/png", description=description)
 
 
-def preview_jpeg(image: Image.Image, watermark_id: str, creator: str, side: int) -> bytes:
+def preview_jpeg(image: Image.Image, watermark_id: str, creator: str, side: int, key: WatermarkKey) -> bytes:
     """A studio preview of a variant, at most ``side`` pixels: watermarked and tagged, never written.
 
     Its watermark is the original's id, so a preview saved from the browser still leads to the
@@ -145,6 +148,6 @@ def preview_jpeg(image: Image.Image, watermark_id: str, creator: str, side: int)
     """
     preview = image.convert("RGB")
     preview.thumbnail((side, side), Image.Resampling.LANCZOS)
-    pixels = watermark.embed(np.asarray(preview), int(watermark_id, 16))
+    pixels = watermark.embed(np.asarray(preview), int(watermark_id, 16), key.value)
     xmp = xmp_packet(DigitalSourceType.composite, creator, SOFTWARE)
     return encode(Image.fromarray(pixels), "jpeg", 72, xmp)

@@ -37,8 +37,6 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-from visuels.config import settings
-from visuels.errors import VisuelsError
 
 CANONICAL = 512
 TILE = 128
@@ -66,31 +64,6 @@ ROTATION_SIDE = 1024  # the luminance is turned at most this large (pixels, long
 # by up to 10 degrees it is 6.9 or more (benchmarks/RESULTS.md). Only speed depends on it.
 ROTATION_SYNC_GATE = 6.3
 MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES * (1 + ANGLE_CANDIDATES)
-DEFAULT_KEY = 0x56495355454C53  # "VISUELS": public, so that anyone can detect; see configured_key
-KEY_VARIABLE = "VISUELS_WATERMARK_KEY"
-
-
-class WatermarkKeyError(VisuelsError):
-    """The deployment's watermark key setting is not a key."""
-
-
-def configured_key() -> int:
-    """The deployment's watermark key: ``$VISUELS_WATERMARK_KEY`` (hexadecimal), else ``DEFAULT_KEY``.
-
-    The public default lets anyone detect the mark, as disclosure wants, and lets anyone forge or
-    target it too; a private key keeps both to those who hold it. Every embed, detect and remove
-    uses this unless given a key, so renders, verify and the studio agree.
-    """
-    value = settings().watermark_key.strip()
-    if not value:
-        return DEFAULT_KEY
-    try:
-        key = int(value.removeprefix("0x"), 16)
-    except ValueError:
-        raise WatermarkKeyError(KEY_VARIABLE, None, "'{value}' is not a hexadecimal number", value=value) from None
-    if not 0 < key < 2**128:
-        raise WatermarkKeyError(KEY_VARIABLE, None, "the key must be a positive number of at most 128 bits")
-    return key
 
 
 @dataclass(frozen=True)
@@ -214,11 +187,10 @@ def _canonical_pattern(payload: int, key: int) -> np.ndarray:
     return np.tile(tile, (repeats, repeats)).astype(np.float32)
 
 
-def embed(rgb: np.ndarray, payload: int, key: int | None = None) -> np.ndarray:
+def embed(rgb: np.ndarray, payload: int, key: int) -> np.ndarray:
     """Add the payload's pattern to the luminance of an (h, w, 3) uint8 image; returns uint8."""
     if not 0 <= payload < 2**PAYLOAD_BITS:
         raise ValueError("payload must be a 64-bit unsigned integer")
-    key = configured_key() if key is None else key
     height, width = rgb.shape[:2]
     pattern = cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
     # Same offset on R, G and B: a pure luminance change, no colour shift.
@@ -226,10 +198,9 @@ def embed(rgb: np.ndarray, payload: int, key: int | None = None) -> np.ndarray:
     return np.clip(np.rint(marked), 0, 255).astype(np.uint8)
 
 
-def remove(rgb: np.ndarray, payload: int, where: np.ndarray | None = None, key: int | None = None) -> np.ndarray:
+def remove(rgb: np.ndarray, payload: int, key: int, where: np.ndarray | None = None) -> np.ndarray:
     """Subtract the payload's pattern (where ``where`` is True): a derivative's unchanged areas still
     carry their original's mark, which would otherwise garble the new payload laid over it."""
-    key = configured_key() if key is None else key
     height, width = rgb.shape[:2]
     pattern = AMPLITUDE * cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
     if where is not None:
@@ -449,9 +420,8 @@ def _search(residual: np.ndarray, key: int, attempts: int, gate: float = 0.0) ->
     return Detection(payload=None, sync_strength=best_sync, attempts=attempts)
 
 
-def detect(rgb: np.ndarray, key: int | None = None) -> Detection:
+def detect(rgb: np.ndarray, key: int) -> Detection:
     """Look for a payload in an (h, w, 3) uint8 image of any size, flipped or turned."""
-    key = configured_key() if key is None else key
     luminance = _luminance(rgb)
     residual = _whitened_residual(luminance)
     found = _search(residual, key, 0)
@@ -475,13 +445,12 @@ def detect(rgb: np.ndarray, key: int | None = None) -> Detection:
     return Detection(payload=None, sync_strength=best_sync, attempts=found.attempts)
 
 
-def best_guess_bits(rgb: np.ndarray, key: int | None = None) -> np.ndarray:
+def best_guess_bits(rgb: np.ndarray, key: int) -> np.ndarray:
     """Hard decisions of the 204 coded bits where the sync pattern is strongest, before decoding
     (on the picture as it is: no rotation search).
 
     For measuring bit accuracy under attacks (benchmarks); ``detect`` is what decides.
     """
-    key = configured_key() if key is None else key
     residual = _whitened_residual(_luminance(rgb))
     periods = [(float(TILE), float(TILE)), *_periods(residual)]
     period = max(periods, key=lambda p: _oriented(_fold(residual, *p), key)[0])

@@ -17,7 +17,6 @@ from visuels.inputs.campaign import (
     select_communes,
 )
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
-from visuels.marking import watermark
 from visuels.marking.keys import signing_files
 from visuels.models.devices import DtypeName
 from visuels.models.reference import describe_model
@@ -117,8 +116,7 @@ def plan_render(
         raise VisuelsError(output_root, None, "is a file: the output folder must be a folder")
     loaded = load_campaign(campaign_path)
     campaign = _override(_select(loaded, selection or Selection()), overrides or Overrides())
-    signing_files()  # no keys, no export: say so before anything is rendered
-    watermark.configured_key()  # nor with a watermark key setting that is not a key
+    signing_files()  # no keys (signing chain, watermark key), no export: say so before anything is rendered
     info = describe_model(campaign.model, source=str(campaign.path))
     precision = (settings or RenderSettings()).dtype
     jobs = expand_jobs(campaign, info, precision)

@@ -31,9 +31,10 @@ from visuels.inputs.logo_fit import logo_geometry
 from visuels.inputs.templates import Template
 from visuels.marking import watermark
 from visuels.marking.c2pa_manifest import Ingredient
-from visuels.marking.keys import SigningFiles
+from visuels.marking.keys import SigningFiles, keys_dir
 from visuels.marking.mark import MarkingContext, write_marked
 from visuels.marking.phash import perceptual_hash
+from visuels.marking.watermark_keys import find_mark, known_keys
 from visuels.postprocess.layout import Box, box_in_corner, margin
 from visuels.postprocess.palette import conformity
 from visuels.postprocess.relabel import label_place, relabel
@@ -142,7 +143,7 @@ def find_original(database: Database, path: Path, output_root: Path | None, fiel
     row = ledger.by_sha256(database, _sha256(data))
     if row is None:
         pixels = np.asarray(read_picture(path, field))
-        found = watermark.detect(pixels)
+        found, _ = find_mark(pixels, known_keys(keys_dir()))
         mark = f"{found.payload:016x}" if found.payload is not None else None
         row, _ = find_record(database, watermark=mark, phash=perceptual_hash(pixels))
         if row is None:
@@ -292,6 +293,17 @@ def _recorded_name(target: Path, output_root: Path | None) -> str:
     return str(resolved)
 
 
+def _without_mark(
+    edited: np.ndarray, original: np.ndarray, payload: str, signing: SigningFiles, kept: np.ndarray | None
+) -> np.ndarray:
+    """``edited`` with its original's mark taken out where its pixels were kept, so that only the
+    new payload is read: subtracted with the key that wrote it (an older one, after a rotation)."""
+    found, key = find_mark(original, known_keys(signing.private_key.parent))
+    if key is None or found.payload != int(payload, 16):
+        return edited  # the original's mark cannot be read: nothing known to take out
+    return watermark.remove(edited, found.payload, key.value, kept)
+
+
 def mark_derivative(
     edited: Image.Image,
     original: Original,
@@ -351,7 +363,7 @@ def mark_derivative(
     context = MarkingContext(creator=charter.spec.creator, model=edit.description[:80], signing=signing)
     # The original's mark is taken out where its pixels were kept, so only the new payload is read.
     kept = None if edited.size != original_image.size else ~changed_pixels(original_image, edited)
-    unmarked = watermark.remove(np.asarray(edited), int(row["watermark"], 16), kept)
+    unmarked = _without_mark(np.asarray(edited), np.asarray(original_image), row["watermark"], signing, kept)
     with staged(target) as file:
         marked = write_marked(Image.fromarray(unmarked), file, file_type, entry, dpi, context, parent=parent)
         file.publish()

@@ -30,6 +30,7 @@ from pydantic import BaseModel, PrivateAttr, ValidationError
 from visuels.errors import Text, VisuelsError
 from visuels.inputs.charter import Charter
 from visuels.marking import iscc
+from visuels.marking.watermark_keys import WatermarkKey
 from visuels.marking.xmp import DigitalSourceType
 from visuels.review.verify import read_marks
 
@@ -104,12 +105,7 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
     bound = payload is not None and manifest.soft_binding == payload
     marks = {
         "c2pa": Mark.of(manifest.state == "Trusted", c2pa_basis),
-        "watermark": Mark.of(
-            payload is not None,
-            Text("payload {payload}, read with this deployment's key{how}", payload=payload, how=how)
-            if payload
-            else Text("no watermark of this deployment's key"),
-        ),
+        "watermark": _watermark_mark(payload, read.key, how),
         "soft_binding": Mark.of(
             bound,
             Text("the manifest's soft binding is the watermark read")
@@ -129,8 +125,10 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
         ),
         "label": Mark.of(seen, Text("the charter's AI label in a corner") if seen else Text("no AI label in a corner")),
     }
-    # Only what needs the deployment's secrets to make: its signing key, its watermark key.
-    relied_on = [name for name in ("c2pa", "watermark") if marks[name].found]
+    # Only what needs the deployment's secrets to make: its signing key, its watermark key (the
+    # public demo key is no secret: anyone can write its mark).
+    secret_mark = read.key is not None and not read.key.demo
+    relied_on = [name for name in ("c2pa", "watermark") if marks[name].found and (name == "c2pa" or secret_mark)]
     return Detection(
         file=str(path),
         sha256=read.sha256,
@@ -140,6 +138,22 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
         verdict="marked" if relied_on else "unmarked",
         relied_on=relied_on,
     )
+
+
+def _watermark_mark(payload: str | None, key: WatermarkKey | None, how: Text | str) -> Mark:
+    if payload is None or key is None:
+        return Mark.of(False, Text("no watermark of this deployment's keys"))
+    if key.demo:
+        return Mark.of(
+            True,
+            Text(
+                "payload {payload}, read with the public demo key{how}: anyone can write it, it proves nothing",
+                payload=payload,
+                how=how,
+            ),
+        )
+    said = Text("payload {payload}, read with this deployment's key {key}{how}", payload=payload, key=key.id, how=how)
+    return Mark.of(True, said)
 
 
 def _iscc_mark(picture: Image.Image, named: str | None) -> Mark:

@@ -29,7 +29,9 @@ from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.images import ImageInputError, read_file, read_picture_and_xmp
 from visuels.marking import watermark
 from visuels.marking.c2pa_manifest import ManifestState, read_manifest_state
+from visuels.marking.keys import keys_dir
 from visuels.marking.phash import MATCH_DISTANCE, distance, perceptual_hash
+from visuels.marking.watermark_keys import WatermarkKey, find_mark, known_keys
 from visuels.marking.xmp import DigitalSourceType
 from visuels.postprocess.label import draw_ai_label
 from visuels.record import ledger
@@ -53,6 +55,7 @@ class FileReport(BaseModel):
     watermark: str | None = None
     watermark_in_ledger: bool = False
     watermark_geometry: str = ""  # how the picture was found changed: flipped, turned...
+    watermark_key: str | None = None  # the id of the deployment's key that read it
     xmp_source_type: str | None = None
     c2pa: str = "missing"
     c2pa_soft_binding: str | None = None
@@ -147,17 +150,21 @@ class FileMarks:
     pixels: np.ndarray
     found: watermark.Detection
     payload: str | None  # the watermark's, in hex
+    key: WatermarkKey | None  # the deployment's key that read it
     source_type: str | None  # the XMP's IPTC digital source type
     manifest: ManifestState
     label_seen: bool
 
 
-def read_marks(path: Path, charter: Charter, trust_anchors: Path | None) -> FileMarks:
-    """Every mark of ``path``; a file that cannot be read raises :class:`ImageInputError`."""
+def read_marks(
+    path: Path, charter: Charter, trust_anchors: Path | None, keys: list[WatermarkKey] | None = None
+) -> FileMarks:
+    """Every mark of ``path``, the watermark tried with ``keys`` (default: every key the deployment
+    holds); a file that cannot be read raises :class:`ImageInputError`."""
     data = read_file(path, "file")
     picture, xmp = read_picture_and_xmp(path, "file", data)
     pixels = np.asarray(picture)
-    found = watermark.detect(pixels)
+    found, key = find_mark(pixels, known_keys(keys_dir()) if keys is None else keys)
     source = SOURCE_TYPE.search(xmp) if xmp else None
     return FileMarks(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -165,6 +172,7 @@ def read_marks(path: Path, charter: Charter, trust_anchors: Path | None) -> File
         pixels=pixels,
         found=found,
         payload=f"{found.payload:016x}" if found.payload is not None else None,
+        key=key,
         source_type=source.group(1) if source else None,
         manifest=read_manifest_state(path, trust_anchors),
         label_seen=label_seen(pixels, charter),
@@ -200,6 +208,7 @@ def verify_file(
             "watermark": mark,
             "watermark_in_ledger": found_by == "watermark",
             "watermark_geometry": found.geometry(),
+            "watermark_key": marks.key.id if marks.key else None,
             "xmp_source_type": marks.source_type,
             "c2pa": manifest.state,
             "c2pa_soft_binding": manifest.soft_binding,

@@ -424,7 +424,9 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         if session is None or not 0 <= number < len(session.variants):
             raise HTTPException(404, "no such variant (the studio keeps the last few retouches)")
         watermark = session.original.row["watermark"]  # a saved preview still leads to the original
-        data = preview_jpeg(session.variants[number], watermark, studio.charter.spec.creator, PREVIEW_SIDE)
+        data = preview_jpeg(
+            session.variants[number], watermark, studio.charter.spec.creator, PREVIEW_SIDE, studio.signing.watermark
+        )
         return Response(data, media_type="image/jpeg")
 
     @app.post("/api/keep")

@@ -1,0 +1,133 @@
+"""Secret watermark keys with ids: made by `visuels keys init`, rotated without losing old pictures,
+the public demo key only on purpose."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from visuels.cli.main import main
+from visuels.marking import watermark
+from visuels.marking.keys import SigningError, signing_files
+from visuels.marking.watermark_keys import (
+    DEMO_KEY,
+    WATERMARK_KEYS,
+    WatermarkKeyError,
+    active_key,
+    find_mark,
+    known_keys,
+    ring,
+)
+
+from tests.watermark_attacks import ATTACKS, chain_output, pink_noise
+
+PAYLOAD = 0x0123_4567_89AB_CDEF
+
+
+@pytest.fixture(scope="module")
+def picture() -> np.ndarray:
+    from visuels.inputs.charter import load_charter
+
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    return chain_output(load_charter(SAMPLE_CHARTER_DIR), pink_noise(540, 720, seed=7), 720, 540)
+
+
+@pytest.fixture
+def own_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "keys"
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(folder))
+    monkeypatch.delenv("VISUELS_WATERMARK_KEY", raising=False)
+    return folder
+
+
+def test_keys_init_makes_a_secret_key_with_an_id_then_rotation_keeps_old_pictures_found(
+    own_keys: Path, picture: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "init"]) == 0
+    ring_file = own_keys / WATERMARK_KEYS
+    assert ring_file.stat().st_mode & 0o777 == 0o600
+    first = signing_files().watermark
+    assert first.id.startswith("wk-") and not first.demo and first.value.bit_length() > 64
+    assert str(first.value) not in repr(first) and f"{first.value:x}" not in repr(first)  # never in a log
+    old_picture = watermark.embed(picture, PAYLOAD, first.value)
+
+    assert main(["keys", "rotate"]) == 0
+    second = signing_files().watermark
+    assert second.id != first.id and [key.id for key in ring(own_keys)] == [first.id, second.id]
+    new_picture = watermark.embed(picture, PAYLOAD + 1, second.value)
+    keys = known_keys(own_keys)
+    assert [key.id for key in keys] == [second.id, first.id, "demo"]  # newest first, the demo key last
+    for marked, payload, key in ((old_picture, PAYLOAD, first), (new_picture, PAYLOAD + 1, second)):
+        found, by = find_mark(ATTACKS["jpeg q50 4:2:0"](marked), keys)
+        assert found.payload == payload and by == key
+    found, by = find_mark(picture, keys)
+    assert found.payload is None and by is None
+
+    capsys.readouterr()
+    assert main(["keys", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert first.id in listed and second.id in listed and f"{second.value:032x}" not in listed
+    assert main(["keys", "init"]) == 2  # everything is there: nothing overwritten
+    assert [key.id for key in ring(own_keys)] == [first.id, second.id]
+
+
+def test_the_demo_key_marks_only_when_asked_for_on_purpose(
+    own_keys: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visuels.marking.keys import init_local_chain
+
+    init_local_chain(own_keys)
+    (own_keys / WATERMARK_KEYS).unlink()  # a keys folder from before watermark keys
+    with pytest.raises(WatermarkKeyError, match="no watermark key: run `visuels keys init`"):
+        signing_files()
+    monkeypatch.setenv("VISUELS_WATERMARK_KEY", "demo")
+    assert signing_files().watermark.demo and signing_files().watermark.id == "demo"
+    monkeypatch.setenv("VISUELS_WATERMARK_KEY", "0x5EC12E7")
+    assert active_key(own_keys).value == 0x5EC12E7 and not active_key(own_keys).demo
+    for bad, words in (("not-hex", "is not a hexadecimal number"), ("0", "positive"), ("f" * 40, "128 bits")):
+        monkeypatch.setenv("VISUELS_WATERMARK_KEY", bad)
+        with pytest.raises(WatermarkKeyError, match=words) as raised:
+            active_key(own_keys)
+        assert raised.value.file == "VISUELS_WATERMARK_KEY"
+    monkeypatch.delenv("VISUELS_WATERMARK_KEY")
+    assert main(["keys", "init"]) == 0  # adds the missing key, keeps the chain
+    assert "watermark key wk-" in capsys.readouterr().out
+    assert not active_key(own_keys).demo
+    assert known_keys(own_keys)[-1].value == DEMO_KEY  # old pictures, marked with it, still found
+
+
+def test_a_broken_key_ring_is_named_with_its_field(own_keys: Path) -> None:
+    own_keys.mkdir()
+    ring_file = own_keys / WATERMARK_KEYS
+    for content, field, words in (
+        ("{", None, "not a watermark key ring"),
+        ('{"keys": 3}', "keys", "a list of keys"),
+        ('{"keys": [{"key": 12}]}', "keys[0]", "a key is expected"),
+        ('{"keys": [{"key": "zz"}]}', "keys[0]", "not a hexadecimal number"),
+        ('{"keys": [{"id": "wk-0000000000", "key": "5ec12e7"}]}', "keys[0]", "its id does not match its key"),
+    ):
+        ring_file.write_text(content)
+        with pytest.raises(WatermarkKeyError, match=words) as raised:
+            ring(own_keys)
+        assert (raised.value.file, raised.value.field) == (str(ring_file), field)
+    ring_file.write_text(json.dumps({"keys": [{"key": "5ec12e7"}]}))  # an id is optional: derived
+    assert ring(own_keys)[0].value == 0x5EC12E7
+
+
+def test_rendering_without_a_watermark_key_is_refused_in_one_line(
+    own_keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visuels.marking.keys import init_local_chain
+
+    from tests.conftest import SAMPLE_CAMPAIGN
+
+    init_local_chain(own_keys)
+    (own_keys / WATERMARK_KEYS).unlink()
+    out = tmp_path / "outputs"
+    assert main(["render", str(SAMPLE_CAMPAIGN), "--output-dir", str(out)], render=lambda request: None) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "watermark-keys.json" in error and "visuels keys init" in error
+    assert not out.exists()
+    with pytest.raises(SigningError):
+        signing_files(tmp_path / "elsewhere")
