@@ -118,7 +118,7 @@ def test_exit_codes_a_signed_result_and_a_changed_one(
     assert main(["detect", str(ours), str(elsewhere), "--json", str(result)]) == 1  # one carries none
     assert main(["detect", str(tmp_path / "nowhere.png")]) == 2
     printed = capsys.readouterr()
-    assert "AI picture of this deployment (relied on: c2pa, watermark)" in printed.out
+    assert "of this deployment (relied on: content credential (C2PA) and invisible watermark)" in printed.out
     assert f"{elsewhere}: no mark of this deployment" in printed.out
     assert "nowhere.png" in printed.err and "Traceback" not in printed.err
 

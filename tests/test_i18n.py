@@ -18,10 +18,11 @@ from visuels._internal.i18n import LOCALES, browser_language, language_of, words
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIO_TEMPLATES = REPO / "pipelines" / "studio" / "templates"
+DETECTOR_TEMPLATES = REPO / "pipelines" / "detector" / "templates"
 # A call ``_("...")``, ``_.plural("...", "...", n)`` or ``words(lang)("...")`` in a template or in the code.
 TEMPLATE_TEXT = re.compile(r'_(?:\.plural)?\(\s*"((?:[^"\\]|\\.)*)"(?:\s*,\s*"((?:[^"\\]|\\.)*)")?')
 # Words that are the same in both languages: names, units, symbols.
-SAME_IN_BOTH = {"visuels studio", "English", "Français", "img2img", "PSD"}
+SAME_IN_BOTH = {"visuels studio", "English", "Français", "img2img", "PSD", "UTC"}
 # The kinds of pydantic error a charter, a campaign, an option or a form can give (with the
 # context pydantic fills their pattern from).
 PYDANTIC_KINDS = {
@@ -58,7 +59,7 @@ PYDANTIC_KINDS = {
 
 def _asked_in_templates() -> set[str]:
     asked = set()
-    for path in STUDIO_TEMPLATES.glob("*.html"):
+    for path in [*STUDIO_TEMPLATES.glob("*.html"), *DETECTOR_TEMPLATES.glob("*.html")]:
         for one, many in TEMPLATE_TEXT.findall(path.read_text(encoding="utf-8")):
             asked |= {json.loads(f'"{text}"') for text in (one, many) if text}
     return asked
@@ -165,7 +166,7 @@ def test_error_messages_are_patterns_the_catalogue_can_hold() -> None:
 def test_every_visible_text_of_a_studio_page_goes_through_the_catalogue() -> None:
     """Text between tags, outside Jinja and scripts, has no words of its own: they come from ``_()``."""
     environment = Environment()
-    for path in STUDIO_TEMPLATES.glob("*.html"):
+    for path in [*STUDIO_TEMPLATES.glob("*.html"), *DETECTOR_TEMPLATES.glob("*.html")]:
         source = path.read_text(encoding="utf-8")
         data = "".join(value for _, kind, value in environment.lex(source) if kind == "data")
         data = re.sub(r"<(script|style)\b.*?</\1>", "", data, flags=re.S)

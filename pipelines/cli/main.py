@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
-from visuels.cli import detecting, files, project, rendering
+from visuels.cli import detecting, detector_service, files, project, rendering
 from visuels.cli.console import errors, positive
 from visuels.cli.parser import Parser
 from visuels.config import sample_charter
@@ -173,6 +173,39 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     detect.add_argument("--check", type=Path, metavar="RESULT.json", help=t("check a signed result instead"))
     detect.set_defaults(handler=_detect)
+
+    detector = command("detector", t("the public detector: a web page and an API anyone can check pictures with"))
+    detector_actions = detector.add_subparsers(dest="action", required=True, title=t("actions"))
+    serve_summary = t("serve the detector on this machine, for your web server to publish")
+    detector_serve = detector_actions.add_parser(
+        "serve", help=serve_summary, description=serve_summary.capitalize() + ".", words=t
+    )
+    detector_serve.add_argument("--port", type=positive, default=8790, help=t("(default: 8790)"))
+    detector_serve.add_argument("--host", default="127.0.0.1", help=t("the address to listen on (default: 127.0.0.1)"))
+    detector_serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=t("the public name your web server gives it (repeatable); its X-Forwarded-For is then trusted"),
+    )
+    detector_serve.add_argument(
+        "--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for")
+    )
+    detector_serve.add_argument("--database", help=t("where wrong-label reports are kept (the database of record)"))
+    detector_serve.add_argument(
+        "--per-minute", type=positive, default=20, help=t("pictures a client may check per minute (default: 20)")
+    )
+    detector_serve.set_defaults(handler=lambda args, flows: detector_service.serve(args))
+    reports_summary = t("the wrong-label reports the public sent")
+    detector_reports = detector_actions.add_parser(
+        "reports", help=reports_summary, description=reports_summary.capitalize() + ".", words=t
+    )
+    detector_reports.add_argument("--database", help=database_help)
+    detector_reports.add_argument("--all", action="store_true", help=t("closed ones too"))
+    detector_reports.add_argument("--close", type=int, metavar="N", help=t("close report N"))
+    detector_reports.add_argument("--answer", help=t("what was done about it (with --close)"))
+    detector_reports.set_defaults(handler=lambda args, flows: detector_service.reports(args))
 
     verify = command("verify", t("check the AI marking of files, layer by layer"))
     verify.add_argument("files", nargs="+", type=Path, metavar="FILE")

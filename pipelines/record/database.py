@@ -136,6 +136,22 @@ checkpoints_table = Table(
     Column("certificate", Text, nullable=False),
 )
 
+label_reports_table = Table(
+    "label_reports",  # a wrong label reported by the public (visuels.record.reports)
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received", Text, nullable=False),  # UTC, ISO 8601
+    Column("kind", Text, nullable=False),  # not_ai, unlabelled or other
+    Column("sha256", Text),  # the picture's, when the reporter had it detected first
+    Column("where_seen", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("contact", Text),
+    Column("language", Text, nullable=False),
+    Column("status", Text, nullable=False),  # open, then closed by the region with its answer
+    Column("answer", Text),
+    Index("label_reports_status", "status"),
+)
+
 
 class DatabaseError(OperationalError):
     """The database of record cannot be opened or used (unreachable, damaged, locked too long)."""

@@ -35,6 +35,14 @@ from visuels.marking.xmp import DigitalSourceType
 from visuels.review.verify import read_marks
 
 DETECTOR = "visuels detect"
+MARK_NAMES = {  # each mark as the public calls it
+    "c2pa": Text("content credential (C2PA)"),
+    "watermark": Text("invisible watermark"),
+    "soft_binding": Text("watermark named by the credential"),
+    "iscc": Text("ISCC image code"),
+    "xmp": Text("metadata (IPTC)"),
+    "label": Text("visible label"),
+}
 RESULT_VERSION = 1  # of the result's layout; a reader refuses one it does not know
 
 
@@ -81,9 +89,12 @@ class DetectionError(VisuelsError):
     """A detection result that cannot be read or checked."""
 
 
-def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Detection:
-    """Read every mark of ``path``; an unreadable file raises :class:`ImageInputError`."""
-    read = read_marks(path, charter, trust_anchors)
+def detect_file(
+    path: Path, charter: Charter, trust_anchors: Path | None, keys: list[WatermarkKey] | None = None
+) -> Detection:
+    """Read every mark of ``path`` (the watermark with ``keys``, default: every key the deployment
+    holds); an unreadable file raises :class:`ImageInputError`."""
+    read = read_marks(path, charter, trust_anchors, keys)
     found, manifest = read.found, read.manifest
     payload, source_type, seen = read.payload, read.source_type, read.label_seen
     generated = {kind.value for kind in DigitalSourceType}
@@ -110,6 +121,8 @@ def detect_file(path: Path, charter: Charter, trust_anchors: Path | None) -> Det
             bound,
             Text("the manifest's soft binding is the watermark read")
             if bound
+            else Text("neither a soft binding nor a watermark to compare")
+            if manifest.soft_binding is None and payload is None
             else Text(
                 "the manifest's soft binding ({binding}) is not the watermark read ({payload})",
                 binding=manifest.soft_binding or "none",
@@ -172,11 +185,9 @@ def _iscc_mark(picture: Image.Image, named: str | None) -> Mark:
 
 def verdict_line(detection: Detection) -> Text:
     if detection.verdict == "marked":
-        return Text(
-            "{file}: AI picture of this deployment (relied on: {marks})",
-            file=detection.file,
-            marks=", ".join(detection.relied_on),
-        )
+        named = [MARK_NAMES[name] for name in detection.relied_on]  # one or two
+        marks = named[0] if len(named) == 1 else Text("{one} and {other}", one=named[0], other=named[1])
+        return Text("{file}: AI picture of this deployment (relied on: {marks})", file=detection.file, marks=marks)
     return Text("{file}: no mark of this deployment", file=detection.file)
 
 

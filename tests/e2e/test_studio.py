@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from visuels.review.publish import finish_render
 
 from tests.conftest import SAMPLE_CHARTER_DIR, render_now
 from tests.e2e.run_form import find_chromium
+from tests.e2e.servers import served
 
 pytestmark = [
     pytest.mark.e2e,
@@ -43,8 +43,6 @@ def outputs(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Render
 @pytest.fixture
 def studio_url(outputs: tuple[Path, str, list[str]]) -> Iterator[str]:
     """The studio on a free port of 127.0.0.1, serving ``outputs``, answering reviews through Prefect."""
-    import uvicorn
-    from visuels.flows.processes import free_port
     from visuels.flows.studio_reviews import PrefectReviews
     from visuels.inputs.charter import load_charter
     from visuels.marking.keys import signing_files
@@ -60,16 +58,8 @@ def studio_url(outputs: tuple[Path, str, list[str]]) -> Iterator[str]:
         device="cpu",
         reviews=PrefectReviews(),
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(studio)) as url:
+        yield url
     studio.database.close()
 
 

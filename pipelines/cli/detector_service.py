@@ -1,0 +1,83 @@
+"""``visuels detector``: serve the public detector (``serve``), and read the wrong-label reports it
+received (``reports``, ``reports --close N --answer TEXT``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from visuels._internal.i18n import user_language, words
+from visuels.cli.console import console, database_url_option, open_record
+from visuels.errors import EXIT_FINDING, EXIT_OK, VisuelsError
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from visuels._internal.web_guard import is_loopback
+    from visuels.detector.app import DetectorService, Limits, create_app
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import TRUST_ANCHORS, detector_key, keys_dir
+    from visuels.marking.watermark_keys import known_keys
+
+    if not is_loopback(args.host):
+        # Public, yet never on an open port of its own: the region's web server (TLS, its name)
+        # publishes it, and the app answers only to the names given with --allow-host.
+        raise VisuelsError(
+            "visuels detector serve",
+            "--host",
+            "the detector listens on this machine only (127.0.0.1): publish it through your web server"
+            " and give its public name with --allow-host",
+        )
+    service = DetectorService(
+        charter=load_charter(args.charter),
+        trust_anchors=keys_dir() / TRUST_ANCHORS,
+        keys=known_keys(keys_dir()),
+        signing_key=detector_key(),
+        database_url=database_url_option(args.database),
+        limits=Limits(per_minute=args.per_minute),
+        behind_proxy=bool(args.allow_host),
+    )
+    t = words(user_language())
+    console.print(
+        t(
+            "detector on {address}, for {names} (Ctrl-C to stop)",
+            address=f"http://{args.host}:{args.port}",
+            names=", ".join([args.host, *args.allow_host]),
+        ),
+        highlight=False,
+    )
+    uvicorn.run(create_app(service, tuple(args.allow_host)), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
+def reports(args: argparse.Namespace) -> int:
+    """The open reports (all with --all); --close N --answer TEXT closes one. 1 when some are open."""
+    from visuels.record.reports import close_report
+    from visuels.record.reports import reports as listed
+
+    t = words(user_language())
+    database = open_record(args.database)
+    try:
+        if args.close is not None:
+            if not args.answer:
+                raise VisuelsError("visuels detector reports", "--answer", "say what was done about the report")
+            if not close_report(database, args.close, args.answer):
+                number = args.close
+                raise VisuelsError("visuels detector reports", "--close", "no open report no. {number}", number=number)
+            console.print(t("report no. {number} closed", number=args.close), highlight=False)
+            return EXIT_OK
+        found = listed(database, include_closed=args.all)
+    finally:
+        database.close()
+    for report in found:
+        console.print(
+            f"#{report['id']}  {report['received']}  {report['status']}  {report['kind']}  {report['where_seen']}",
+            highlight=False,
+            markup=False,
+        )
+        console.print(f"    {report['description']}", highlight=False, markup=False)
+        for name in ("sha256", "contact", "answer"):
+            if report[name]:
+                console.print(f"    {name}: {report[name]}", highlight=False, markup=False)
+    open_count = sum(report["status"] == "open" for report in found)
+    console.print(t("{count} open report(s)", count=open_count), highlight=False)
+    return EXIT_FINDING if open_count else EXIT_OK
