@@ -46,8 +46,10 @@ def _break(charter_dir: Path, change) -> CharterError:
         (lambda d: d["logo"].update(colour="logos/missing.png"), "logo.colour", "not found"),
         (lambda d: d["logo"].update(min_width_share=0), "logo.min_width_share", "greater than 0"),
         (lambda d: d["ai_label"].update(text={"en": "AI"}), "ai_label.text", "French"),
+        (lambda d: d["ai_label"].update(edited_text={"fr": "Image modifiée"}), "ai_label", "missing en, oc"),
+        (lambda d: d["ai_label"].update(keep_in_crops=["3:2"]), "ai_label.keep_in_crops[0]", "'1:1', '4:5'"),
         (lambda d: d["style"].update(prompt="flat illustration"), "style.prompt", "trigger word"),
-        (lambda d: d["logo"].update(allowed_corners=["bottom_left"]), "(top level)", "other than ai_label"),
+        (lambda d: d["logo"].update(allowed_corners=["top_right"]), "(top level)", "other than ai_label"),
         (lambda d: d["typography"].update(font="fonts/missing.ttf"), "typography.font", "not found"),
         (
             lambda d: d.update(

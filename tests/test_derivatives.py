@@ -89,7 +89,7 @@ def test_finalize_finds_the_original_through_the_watermark_and_draws_a_hidden_la
     original, out, charter = exported
     edited = Image.open(original).convert("RGB")
     width, height = edited.size
-    ImageDraw.Draw(edited).rectangle((0, height * 3 // 4, width // 2, height), fill=(250, 250, 250))  # over the label
+    ImageDraw.Draw(edited).rectangle((width // 2, 0, width, height // 4), fill=(250, 250, 250))  # over the label
     edited.save(tmp_path / "no-label.jpg", quality=90)
     assert _cli(out, charter, "finalize", str(tmp_path / "no-label.jpg"), "-o", str(tmp_path / "out.png")) == 0
     printed = capsys.readouterr().out

@@ -184,7 +184,7 @@ def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[
         assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
 
 
-GOLDEN_KEY = "c341bd2d77d229a566332a21b99a85a70336def8851264ed4ec424aebb05cf0a"  # alt text in every file's XMP
+GOLDEN_KEY = "3306d1f1d33be50ff9451305d406477c1e0dd99fa9056132f91f92a5314aefec"  # label top right
 
 
 def test_audiences_times_languages_give_their_texts_and_labels(make_campaign: Callable[..., Path]) -> None:

@@ -9,6 +9,7 @@ from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.postprocess.chain import postprocess
 from visuels.postprocess.compliance import assess
 from visuels.postprocess.label import draw_ai_label, label_text_size
+from visuels.postprocess.layout import margin
 from visuels.postprocess.logo import place_logo
 from visuels.postprocess.palette import ciede2000, conformity, grade_to_palette, rgb_to_lab
 from visuels.postprocess.resize import crop_box, fit_to_format
@@ -185,13 +186,15 @@ def test_label_is_in_its_corner_and_legible(charter: Charter, background: tuple[
     image = Image.new("RGB", (1080, 1080), background)
     labelled, label = draw_ai_label(image, charter, "fr")
     plate = label.box
-    assert plate.left < 540 and plate.top > 540  # bottom_left in the sample charter
+    assert plate.left > 540 and plate.top < 540  # top right in the sample charter
+    # moved inward to stay inside the centred 4:5 crop (x from 108 to 972) the charter asks for
+    assert plate.right <= 972 and label.crops == {"1:1": True, "4:5": True, "9:16": False, "16:9": False}
     pixels = np.asarray(labelled)[plate.top : plate.bottom, plate.left : plate.right].reshape(-1, 3)
     luminances = relative_luminance(pixels)
     assert contrast_ratio(float(luminances.max()), float(luminances.min())) >= 4.5
     assert label.contrast >= 4.5
     assert label.text_px == label_text_size(charter, 1080, 1080) >= charter.spec.ai_label.min_text_px
-    assert (np.asarray(labelled)[: plate.top] == background).all()
+    assert (np.asarray(labelled)[plate.bottom + 1 :] == background).all()
 
 
 def test_label_never_smaller_than_the_charter_minimum(charter: Charter) -> None:
@@ -212,8 +215,6 @@ def test_no_line_ends_after_saint_and_apostrophes_are_typographic(charter: Chart
     "name", [pytest.param(name, marks=pytest.mark.slow) if "300dpi" in name else name for name in FORMAT_PRESETS]
 )
 def test_the_text_plate_is_fitted_to_its_text_and_inside_the_margins(charter: Charter, name: str) -> None:
-    from visuels.postprocess.layout import margin
-
     preset = FORMAT_PRESETS[name]
     source = Image.open(SAMPLE_CHARTER_DIR / "references" / "12-hills-village-sea.png")
     inset = margin(preset.width, preset.height)
@@ -224,7 +225,7 @@ def test_the_text_plate_is_fitted_to_its_text_and_inside_the_margins(charter: Ch
         assert pad > 0 and box.right + pad <= preset.width - inset
         widest = max(ImageFont.FreeTypeFont(str(charter.font), size).getlength(line) for line in result.text.name.lines)
         assert box.width <= widest + 1  # as wide as the text, not the picture
-    assert result.label.box.left == inset
+    assert result.label.box.right <= preset.width - inset and result.label.crops["4:5"]  # top right, in the 4:5 crop
 
 
 def test_story_keeps_logo_label_and_text_out_of_the_apps_interface(charter: Charter) -> None:
@@ -258,3 +259,50 @@ def test_a_series_keeps_its_logo_corner_and_text_tone(charter: Charter) -> None:
                     box = result.text.box
                     plates.add(result.image.getpixel((box.left - 2, box.top - 2)) < (128, 128, 128))
     assert len(corners) == 1 and plates == {True}  # one corner, dark plates, on every picture
+
+
+def _keeping(charter: Charter, crops: list[str]) -> Charter:
+    """The charter with its label kept inside ``crops``."""
+    label = charter.spec.ai_label.model_copy(update={"keep_in_crops": crops})
+    return charter.model_copy(update={"spec": charter.spec.model_copy(update={"ai_label": label})})
+
+
+def test_an_edited_picture_says_modifiee_on_a_plate_that_covers_the_generated_one(charter: Charter) -> None:
+    from visuels.postprocess.label import label_plate
+
+    for language in ("fr", "en", "oc"):
+        generated, _ = label_plate(charter, language, 24)
+        edited, contrast = label_plate(charter, language, 24, edited=True)
+        assert edited.size == generated.size and contrast >= 4.5  # drawn over the original's, it hides it
+        assert np.asarray(edited).tobytes() != np.asarray(generated).tobytes()
+    assert charter.spec.ai_label.edited_text["fr"] == "Image modifiée par IA"
+
+
+@pytest.mark.parametrize(("width", "height"), [(1080, 1080), (1080, 1350), (1080, 1920), (1920, 1080), (1754, 2480)])
+def test_the_label_stays_inside_the_crops_the_charter_names_where_it_fits(
+    charter: Charter, width: int, height: int
+) -> None:
+    """Each format says which centred crops keep its label; those the charter names (4:5 in the
+    sample) keep it, the label moved inward along its edge as little as it takes."""
+    from visuels.postprocess.crops import centred_crop, crops_kept
+
+    _, label = draw_ai_label(Image.new("RGB", (width, height)), charter, "fr")
+    assert label.crops == crops_kept(label.box, width, height) and label.crops["4:5"]
+    crop = centred_crop(width, height, "4:5")
+    assert label.box.right == min(width, crop.right) - margin(width, height) or label.box.right == width - margin(
+        width, height
+    )
+    assert label.box.top < height / 3  # still along the top edge
+    _, in_corner = draw_ai_label(Image.new("RGB", (width, height)), _keeping(charter, []), "fr")
+    assert in_corner.box.right == width - margin(width, height)
+
+
+def test_centred_crops_and_no_room_leave_the_label_in_its_corner_with_a_note(charter: Charter) -> None:
+    from visuels.postprocess.crops import centred_crop
+
+    assert centred_crop(1920, 1080, "1:1").as_tuple() == (420, 0, 1500, 1080)
+    assert centred_crop(1080, 1080, "9:16").as_tuple() == (236, 0, 844, 1080)
+    assert centred_crop(1080, 1920, "16:9").as_tuple() == (0, 656, 1080, 1264)
+    # A thin banner kept inside a 9:16 crop: no room for the plate there, so it stays in its corner.
+    _, label = draw_ai_label(Image.new("RGB", (1500, 300)), _keeping(charter, ["9:16"]), "fr")
+    assert label.box.right == 1500 - margin(1500, 300) and not label.crops["9:16"]

@@ -101,6 +101,7 @@ def finish_picture(
         job.headline,
         job.call_to_action,
         template,
+        edited=job.photo is not None,  # made from a commune's photo: "modifiée"
     )
     marking = MarkingContext(
         creator=charter.spec.creator,

@@ -97,8 +97,19 @@ class PaletteGrading(_Strict):
 
 class AiLabel(_Strict):
     text: dict[str, str] = Field(description="Label text per language code; 'fr' is required.")
+    edited_text: dict[str, str] = Field(
+        default_factory=lambda: {"fr": "Image modifiée par IA", "en": "AI-edited image"},
+        description="Label text of an edited or photo-based picture, per language code: every language of"
+        " 'text' needs one.",
+    )
     badge: str = Field(default="IA", min_length=1, max_length=4)
-    position: Corner = Corner.bottom_left
+    # Top right: where the Code of Practice's example puts it, clear of a feed's own overlays.
+    position: Corner = Corner.top_right
+    keep_in_crops: list[Literal["1:1", "4:5", "9:16", "16:9"]] = Field(
+        default=[],
+        description="Centred crops the label must stay inside (a feed's square or 4:5 preview...): it moves"
+        " inward just enough, where it fits.",
+    )
     text_share: float = Field(default=0.022, gt=0, le=0.1, description="Label text size / short side.")
     min_text_px: int = Field(default=14, ge=8, le=100, description="Label text is never smaller than this.")
 
@@ -108,6 +119,15 @@ class AiLabel(_Strict):
         if not value.get("fr", "").strip():
             raise InvalidValueError("a French label text ('fr') is required")
         return value
+
+    @model_validator(mode="after")
+    def _edited_in_every_language(self) -> AiLabel:
+        missing = sorted(set(self.text) - set(self.edited_text))
+        if missing:
+            raise InvalidValueError(
+                "edited_text needs a text for every language of text: missing {languages}", languages=", ".join(missing)
+            )
+        return self
 
 
 class Style(_Strict):

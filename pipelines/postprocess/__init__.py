@@ -5,6 +5,6 @@ Bump ``POSTPROCESS_VERSION`` whenever a change here alters output pixels: it is 
 job key, so outputs made by older code get re-rendered.
 """
 
-POSTPROCESS_VERSION = "4"  # 4: call to action under the headline; 3: typographic apostrophes
+POSTPROCESS_VERSION = "5"  # 5: label plates sized for "générée" and "modifiée" alike; 4: call to action
 
 __all__ = ["POSTPROCESS_VERSION"]  # the stages import what they use from its modules: chain, compliance...

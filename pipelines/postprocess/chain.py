@@ -39,11 +39,13 @@ def postprocess(
     headline: str,
     call_to_action: str = "",
     template: Template | None = None,
+    edited: bool = False,
 ) -> PostprocessResult:
     """Format, grade the colours, then label, logo and text — overlays last, so grading never touches them.
 
     With a ``template``, the picture is fitted to its ``image`` slot and the template is filled;
-    else the built-in layout places label, logo and text."""
+    else the built-in layout places label, logo and text. ``edited``: the picture was made from a
+    photo (its label says "modifiée")."""
     spec = charter.spec
     palette = tuple(colour.rgb for colour in spec.palette)
     grading = spec.palette_grading
@@ -59,7 +61,7 @@ def postprocess(
     }
     if template is not None:
         texts = {"commune": commune, "headline": headline, "call_to_action": call_to_action}
-        filled = fill_template(template, graded, charter, language, texts)
+        filled = fill_template(template, graded, charter, language, texts, edited)
         return PostprocessResult(
             image=filled.image,
             label=filled.label,
@@ -68,7 +70,7 @@ def postprocess(
             layers=filled.layers,
             **measured,
         )
-    labelled, label = draw_ai_label(graded, charter, language)
+    labelled, label = draw_ai_label(graded, charter, language, edited)
     with_logo, logo = place_logo(labelled, charter, avoid=[label.box])
     typography = spec.typography
     final, text = draw_text_block(

@@ -19,6 +19,7 @@ class Compliance(BaseModel):
     logo_clear_zone: bool
     label_text_px: int
     label_contrast: float
+    label_crops: dict[str, bool] = {}  # inside each centred crop (1:1, 4:5, 9:16, 16:9); older records: none
     text_px: int
     text_lines: int
     text_contrast: float
@@ -51,6 +52,8 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
     if result.text.contrast < result.text.required_contrast:
         reasons.append(f"text contrast {result.text.contrast:.1f}:1 < {result.text.required_contrast:g}:1")
     reasons += result.text.collisions
+    lost = [ratio for ratio in spec.ai_label.keep_in_crops if not result.label.crops.get(ratio, True)]
+    label_note = f"label outside the centred {', '.join(lost)} crop (no room there)" if lost else None
     return Compliance(
         palette_before=round(result.palette_before, 4),
         palette_after=round(result.palette_after, 4),
@@ -60,6 +63,7 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
         logo_clear_zone=result.logo.clear_zone_ok and result.logo.width_ok,
         label_text_px=result.label.text_px,
         label_contrast=round(result.label.contrast, 2),
+        label_crops=result.label.crops,
         text_px=result.text.name.size,
         text_lines=len(result.text.name.lines),
         text_contrast=round(result.text.contrast, 2),
@@ -69,6 +73,6 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
         collisions=result.text.collisions,
         passed=not reasons,
         reasons=reasons,
-        notes=[note for note in (result.logo.note, result.text.note) if note],
+        notes=[note for note in (result.logo.note, result.text.note, label_note) if note],
         style=result.style,
     )

@@ -19,12 +19,13 @@ def label_place(
 
 
 def relabel(
-    image: Image.Image, charter: Charter, language: str, template: Template | None
+    image: Image.Image, charter: Charter, language: str, template: Template | None, edited: bool = True
 ) -> tuple[Image.Image, LabelPlacement]:
-    """``image`` with the label drawn again in its place (see ``label_place``)."""
+    """``image`` with the label drawn again in its place (see ``label_place``), saying "modifiée"
+    unless ``edited`` is False."""
     if template is None or image.size != (template.width, template.height):
-        return draw_ai_label(image, charter, language)
-    layer, placement = label_layer(template.slots["ai_label"], charter, language, image.size)
+        return draw_ai_label(image, charter, language, edited)
+    layer, placement = label_layer(template.slots["ai_label"], charter, language, image.size, edited)
     composed = image.convert("RGBA")
     composed.alpha_composite(layer)
     return composed.convert("RGB"), placement

@@ -19,6 +19,7 @@ from visuels.inputs.charter import Charter
 from visuels.inputs.colour import darkest_and_lightest, relative_luminance
 from visuels.inputs.svg import rasterize
 from visuels.inputs.templates import LINE_SPACING, Slot, Template
+from visuels.postprocess.crops import crops_kept
 from visuels.postprocess.label import LabelPlacement, label_plate, label_text_size
 from visuels.postprocess.layout import Box
 from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST, LogoPlacement, load_logo, logo_contrast, resize_premultiplied
@@ -167,23 +168,29 @@ def _logo_layer(slot: Slot, charter: Charter, behind: Image.Image) -> tuple[Imag
 
 
 def label_layer(
-    slot: Slot, charter: Charter, language: str, canvas: tuple[int, int]
+    slot: Slot, charter: Charter, language: str, canvas: tuple[int, int], edited: bool = False
 ) -> tuple[Image.Image, LabelPlacement]:
     """The label at the charter's size for the format, smaller if the slot needs it, never under
-    the charter's minimum."""
+    the charter's minimum; which centred crops keep it is measured as for the built-in layout."""
     size = label_text_size(charter, *canvas)
-    plate, contrast = label_plate(charter, language, size)
+    plate, contrast = label_plate(charter, language, size, edited)
     while (plate.width > slot.width or plate.height > slot.height) and size > charter.spec.ai_label.min_text_px:
         size -= 1
-        plate, contrast = label_plate(charter, language, size)
+        plate, contrast = label_plate(charter, language, size, edited)
     left, top = _aligned(slot, plate.size)
     layer = Image.new("RGBA", canvas)
     layer.paste(plate, (left, top))
-    return layer, LabelPlacement(box=Box(left, top, plate.width, plate.height), text_px=size, contrast=contrast)
+    box = Box(left, top, plate.width, plate.height)
+    return layer, LabelPlacement(box=box, text_px=size, contrast=contrast, crops=crops_kept(box, *canvas))
 
 
 def fill_template(
-    template: Template, picture: Image.Image, charter: Charter, language: str, texts: dict[str, str]
+    template: Template,
+    picture: Image.Image,
+    charter: Charter,
+    language: str,
+    texts: dict[str, str],
+    edited: bool = False,
 ) -> FilledTemplate:
     """Draw the template's parts in order over a transparent canvas. ``picture`` is the generated
     picture already fitted to the ``image`` slot; ``texts`` maps text slots to their texts (an
@@ -211,7 +218,7 @@ def fill_template(
             image, logo = _logo_layer(template.slots["logo"], charter, composite)
             layer = Layer("logo", "logo", image)
         else:
-            image, label = label_layer(template.slots["ai_label"], charter, language, canvas)
+            image, label = label_layer(template.slots["ai_label"], charter, language, canvas, edited)
             layer = Layer("mention IA", "label", image)
         layers.append(layer)
         composite.alpha_composite(layer.image)

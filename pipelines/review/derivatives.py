@@ -321,8 +321,9 @@ def mark_derivative(
         dpi = round(decoded.info.get("dpi", (72, 72))[0])
         parent_format = decoded.format or "PNG"
     check = check_edit(original_image, edited, charter, original)
-    if check.notes:  # the label was hidden or touched: drawn again in its place, then marked
-        edited, _ = relabel(edited, charter, _label_language(charter, original), _template(charter, original))
+    # The label is drawn again in its place, saying "modifiée" (the Code of Practice's word for an
+    # edited picture); its plate covers the original's, and a hidden or touched label comes back.
+    edited, _ = relabel(edited, charter, _label_language(charter, original), _template(charter, original))
     key = derivative_key(original, edited, edit)
     original_ref = OriginalRef(
         file=original.row["file"],

@@ -124,6 +124,7 @@ class Wording:
     measure_palette: str
     measure_logo: str
     measure_label: str
+    label_crops: str  # after measure_label: which centred crops keep the label
     measure_text: str
     headers: tuple[str, ...]  # verdict, reasons, commune, format, audience, language, palette, logo, label, text, file
 
@@ -227,6 +228,7 @@ WORDINGS = {
         measure_palette="Palette {after} (min {palette}) ; avant étalonnage {before}",
         measure_logo="Logo {contrast} (min {logo}), {corner}",
         measure_label="Mention IA {px} px (min {label_px}), {contrast}",
+        label_crops=" ; recadrages centrés {crops}",
         measure_text="Texte {px} px, {contrast} (min {text})",
         headers=(
             "Verdict",
@@ -285,6 +287,7 @@ WORDINGS = {
         measure_palette="Palette {after} (min {palette}); before grading {before}",
         measure_logo="Logo {contrast} (min {logo}), {corner}",
         measure_label="AI label {px} px (min {label_px}), {contrast}",
+        label_crops="; centred crops {crops}",
         measure_text="Text {px} px, {contrast} (min {text})",
         headers=(
             "Verdict",
@@ -371,6 +374,14 @@ def report_rows(entries: list[dict], coherence: dict[str, Coherence]) -> list[di
     return rows
 
 
+def _crops(kept: dict[str, bool] | None, words: Wording) -> str:
+    """Which centred crops keep the label, "1:1 ✔ 4:5 ✔ 9:16 ✖ 16:9 ✖" (older records say nothing)."""
+    if not kept:
+        return ""
+    marks = " ".join(f"{ratio} {'✔' if inside else '✖'}" for ratio, inside in kept.items())
+    return words.label_crops.format(crops=marks)
+
+
 def _measures(check: dict, words: Wording, limits: Thresholds) -> list[tuple[str, bool]]:
     """Each measurement in words with its threshold, and whether it is met."""
     values = words._values(limits)
@@ -392,7 +403,8 @@ def _measures(check: dict, words: Wording, limits: Thresholds) -> list[tuple[str
         (
             words.measure_label.format(
                 px=check["label_text_px"], contrast=words.ratio(check["label_contrast"]), **values
-            ),
+            )
+            + _crops(check.get("label_crops"), words),
             check["label_text_px"] >= limits.label_px and check["label_contrast"] >= limits.text_contrast,
         ),
         (

@@ -38,7 +38,7 @@ from visuels.record import ledger
 from visuels.record.database import Database
 
 LABEL_MATCH = 0.75  # normalised correlation above which the label's badge counts as seen
-CORNER_SHARE = 0.4
+CORNER_SHARE = 0.4  # the label is looked for in the top and bottom bands this high
 SOURCE_TYPE = re.compile(r"DigitalSourceType(?:=\"|>)\s*([^\"<\s]+)")
 
 
@@ -98,21 +98,17 @@ def _drawn_badges(charter_path: Path, charter_hash: str) -> tuple[np.ndarray, ..
 
 
 def label_seen(rgb: np.ndarray, charter: Charter) -> bool:
-    """Whether the charter's label badge appears in one of the picture's corners."""
+    """Whether the charter's label badge appears near the top or the bottom edge: in a corner, or
+    moved inward along the edge to stay inside a platform's centred crop (``keep_in_crops``)."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    height, width = grey.shape
-    corner_h, corner_w = max(1, round(height * CORNER_SHARE)), max(1, round(width * CORNER_SHARE))
-    corners = [
-        grey[:corner_h, :corner_w],
-        grey[:corner_h, width - corner_w :],
-        grey[height - corner_h :, :corner_w],
-        grey[height - corner_h :, width - corner_w :],
-    ]
+    height = grey.shape[0]
+    band = max(1, round(height * CORNER_SHARE))
+    bands = [grey[:band], grey[height - band :]]
     for template in _badge_templates(charter):
-        for corner in corners:
-            if corner.shape[0] < template.shape[0] or corner.shape[1] < template.shape[1]:
+        for area in bands:
+            if area.shape[0] < template.shape[0] or area.shape[1] < template.shape[1]:
                 continue
-            if cv2.matchTemplate(corner, template, cv2.TM_CCOEFF_NORMED).max() >= LABEL_MATCH:
+            if cv2.matchTemplate(area, template, cv2.TM_CCOEFF_NORMED).max() >= LABEL_MATCH:
                 return True
     return False
 
