@@ -229,3 +229,39 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from tests.postgres import new_database
 
     return new_database(request.getfixturevalue("postgres_url"), f"test_{uuid4().hex[:12]}")
+
+
+def marked_picture(folder: Path, name: str = "marked.png") -> Path:
+    """A picture marked and signed as export marks its outputs (label, watermark, XMP, C2PA),
+    without a model or a record: for tests of what reads the marks (detect, the detector)."""
+    from PIL import Image
+    from visuels._internal.atomic import staged
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import signing_files
+    from visuels.marking.mark import MarkingContext, write_marked
+    from visuels.postprocess.label import draw_ai_label
+    from visuels.record.ledger import LedgerEntry
+
+    charter = load_charter(SAMPLE_CHARTER_DIR)
+    with Image.open(sorted((SAMPLE_CHARTER_DIR / "references").glob("*.png"))[1]) as reference:
+        labelled, _ = draw_ai_label(reference.convert("RGB").resize((768, 768)), charter, "fr")
+    entry = LedgerEntry(
+        file=name,
+        sha256="",
+        phash="",
+        watermark="5ea51de02027c0de",
+        job_key="5ea51de02027c0de" + "0" * 48,
+        model_hash="0" * 64,
+        lora_hash=None,
+        charter_hash=charter.hash,
+        prompt="a harbour",
+        seed=1,
+        width=768,
+        height=768,
+    )
+    context = MarkingContext(creator=charter.spec.creator, model="demo", signing=signing_files())
+    target = folder / name
+    with staged(target) as file:
+        write_marked(labelled, file, "png", entry, 72, context)
+        file.publish()
+    return target

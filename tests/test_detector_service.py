@@ -21,7 +21,7 @@ from visuels.record.database import Database, database_url
 from visuels.record.reports import reports
 from visuels.review.detect import check_result
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.conftest import SAMPLE_CHARTER_DIR, marked_picture
 from tests.watermark_attacks import unmarked_pictures
 
 PUBLIC_NAME = "detecteur.region.example"
@@ -50,11 +50,8 @@ def _png(pixels) -> bytes:  # type: ignore[no-untyped-def]
     return buffer.getvalue()
 
 
-def test_an_output_sent_to_the_api_and_the_page_gets_a_signed_verdict(
-    rendered_sample: tuple[Path, str, list[str], list[str]], signing_keys: Path, tmp_path: Path
-) -> None:
-    out, _, files, _ = rendered_sample
-    data = (out / files[0]).read_bytes()
+def test_an_output_sent_to_the_api_and_the_page_gets_a_signed_verdict(signing_keys: Path, tmp_path: Path) -> None:
+    data = marked_picture(tmp_path).read_bytes()  # as export marks an output
     client = _client(_service(signing_keys, tmp_path))
     answer = client.post("/api/detect", content=data, headers={"Content-Type": "image/png", "X-File-Name": "a.png"})
     assert answer.status_code == 200, answer.text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.conftest import SAMPLE_CHARTER_DIR, marked_picture
 from tests.e2e.run_form import find_chromium
 from tests.e2e.servers import served
 
@@ -61,12 +61,10 @@ def _press(browser, key: str, code: int) -> None:  # type: ignore[no-untyped-def
 
 
 @pytest.mark.timeout(300)
-def test_the_detector_pages_in_both_languages_by_keyboard(
-    detector_url: str, rendered_sample: tuple[Path, str, list[str], list[str]], tmp_path: Path
-) -> None:
+def test_the_detector_pages_in_both_languages_by_keyboard(detector_url: str, tmp_path: Path) -> None:
     from tests.e2e.browser import Browser
 
-    out, _, files, _ = rendered_sample
+    picture = marked_picture(tmp_path)  # as export marks an output
     chromium = find_chromium()
     assert chromium is not None
     with Browser(chromium, width=1100, height=1300) as browser:
@@ -87,7 +85,7 @@ def test_the_detector_pages_in_both_languages_by_keyboard(
             browser.screenshot(tmp_path / f"detector-home-{lang}.png")
             document = browser.call("DOM.getDocument")["root"]["nodeId"]
             node = browser.call("DOM.querySelector", nodeId=document, selector="#file")
-            browser.call("DOM.setFileInputFiles", nodeId=node["nodeId"], files=[str(out / files[0])])
+            browser.call("DOM.setFileInputFiles", nodeId=node["nodeId"], files=[str(picture)])
             _press(browser, "Tab", 9)  # to the button, then Enter sends the form
             assert browser.evaluate("document.activeElement.type") == "submit"
             _press(browser, "Enter", 13)
