@@ -150,6 +150,28 @@ def finalize(args: argparse.Namespace) -> int:
     return status
 
 
+def timestamp(args: argparse.Namespace) -> int:
+    """0: every file time-stamped (now or before); 2: a file not recorded, or no time-stamp authority."""
+    from visuels.marking.keys import signing_files
+    from visuels.review.timestamp import time_stamp_file
+
+    t = words(user_language())
+    signing = signing_files()
+    database = open_record(args.database, args.files[0])
+    try:
+        for path in args.files:
+            done = time_stamp_file(path, database, signing)
+            said = (
+                t("{file}: already time-stamped ({time})", file=path, time=done.signed_at)
+                if done.already
+                else t("{file}: time-stamped {time}, recorded", file=path, time=done.signed_at)
+            )
+            console.print(said, highlight=False, markup=False)
+    finally:
+        database.close()
+    return EXIT_OK
+
+
 def layers(args: argparse.Namespace) -> int:
     """0: every layered file written; 2: bad input (not in the record, not a template layout)."""
     from visuels.inputs.charter import load_charter

@@ -237,6 +237,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help=t("a file, or a folder for several (default: beside each, NAME-final.EXT)"),
     )
     finalize.add_argument("--database", help=database_help)
+
+    timestamp = command(
+        "timestamp", t("add an RFC 3161 time-stamp to exported pictures signed without one, before publishing them")
+    )
+    timestamp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    timestamp.add_argument("--database", help=database_help)
     finalize.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
 
     layers = command("layers", t("a layered working file (PSD) of an output laid out in a template, for retouching"))
@@ -315,6 +321,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         )
     )
     finalize.set_defaults(handler=lambda args, flows: files.finalize(args))
+    timestamp.set_defaults(handler=lambda args, flows: files.timestamp(args))
     layers.set_defaults(handler=lambda args, flows: files.layers(args))
     retouch.set_defaults(handler=_retouch)
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))

@@ -152,6 +152,40 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
     return output.getvalue()
 
 
+def time_stamp(data: bytes, mime_type: str, title: str, files: SigningFiles) -> bytes:
+    """``data`` (a signed picture) with an update manifest that adds an RFC 3161 time-stamp of its
+    manifest (C2PA 2.2: a ``c2pa.time-stamp`` assertion; the update's own signature is stamped
+    too), from the time-stamp authority ``files.tsa_url``. The picture's pixels and its manifest
+    stay as they were: readers find them as the update's parent."""
+    if not files.tsa_url:
+        raise SigningError("VISUELS_TSA_URL", None, "no time-stamp authority: set VISUELS_TSA_URL")
+    settings = {
+        "version": 1,
+        "builder": {
+            "thumbnail": {"enabled": False},
+            "auto_timestamp_assertion": {"enabled": True, "fetch_scope": "parent"},
+        },
+    }
+    info = c2pa.C2paSignerInfo(
+        alg=b"es256",
+        sign_cert=files.chain.read_bytes(),
+        private_key=files.private_key.read_bytes(),
+        ta_url=files.tsa_url.encode(),
+    )
+    definition = {"claim_generator_info": [{"name": "visuels", "version": version("visuels")}], "title": title}
+    try:
+        builder = c2pa.Builder(
+            json.dumps({**definition, "format": mime_type}),
+            context=c2pa.Context(settings=c2pa.Settings.from_dict(settings)),
+        )
+        builder.set_intent(c2pa.C2paBuilderIntent.UPDATE)
+        output = io.BytesIO()
+        builder.sign(c2pa.Signer.from_info(info), mime_type, io.BytesIO(data), output)
+    except c2pa.C2paError as exc:
+        raise SigningError(files.tsa_url, None, "time-stamping failed: {exc}", exc=str(exc)) from None
+    return output.getvalue()
+
+
 @dataclass(frozen=True)
 class ManifestState:
     state: str  # Trusted, Valid, Invalid or missing
@@ -166,6 +200,29 @@ class ManifestState:
     signed_at: str | None = None  # the time-stamp authority's time, when the manifest has one
 
 
+def _made_by(manifest: dict, manifests: dict) -> dict:
+    """The manifest that says how the picture was made: ``manifest`` itself, or, for an update
+    manifest (a later time-stamp: it only opens its parent), its parent's, and so on."""
+    seen = set()
+    while not _says_how_made(manifest):
+        parents = [item for item in manifest.get("ingredients", []) if item.get("relationship") == "parentOf"]
+        label = parents[0].get("active_manifest") if parents else None
+        if label is None or label in seen or label not in manifests:
+            return manifest
+        seen.add(label)
+        manifest = manifests[label]
+    return manifest
+
+
+def _says_how_made(manifest: dict) -> bool:
+    for assertion in manifest.get("assertions", []):
+        if assertion.get("label", "").startswith("c2pa.actions"):
+            actions = assertion.get("data", {}).get("actions", [])
+            if any(action.get("action") in ("c2pa.created", "c2pa.edited") for action in actions):
+                return True
+    return False
+
+
 def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState:
     """The C2PA validation state of a file, with its soft binding and digital source type."""
     anchors = trust_anchors.read_text() if trust_anchors and trust_anchors.is_file() else None
@@ -178,7 +235,10 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         if "ManifestNotFound" in text or "JumbfNotFound" in text or "not found" in text.lower():
             return ManifestState(state="missing", soft_binding=None, source_type=None)
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
-    active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
+    manifests = store.get("manifests", {})
+    active = manifests.get(store.get("active_manifest", ""), {})
+    signature = active.get("signature_info") or {}
+    active = _made_by(active, manifests)
     soft_binding = source_type = edited_from = key_visual = image_code = key_id = None
     photos = []
     for ingredient in active.get("ingredients", []):
@@ -203,7 +263,6 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             for action in assertion.get("data", {}).get("actions", []):
                 if action.get("action") in ("c2pa.created", "c2pa.edited"):
                     source_type = action.get("digitalSourceType")
-    signature = active.get("signature_info") or {}
     signer = ", ".join(part for part in (signature.get("common_name"), signature.get("issuer")) if part) or None
     return ManifestState(
         state=str(state),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 from visuels._internal.atomic import write_text_atomic
 from visuels.record.database import Database, outputs_table
 
@@ -34,6 +34,16 @@ def add(connection: Connection, key: str, campaign: str, entry: dict) -> None:
             created=entry["created"],
             ledger_id=entry["ledger_id"],
         )
+    )
+
+
+def replace_file(connection: Connection, old_sha256: str, sha256: str, size: int, ledger_id: int) -> None:
+    """The output whose file had ``old_sha256`` now has these bytes (time-stamped later), in the
+    caller's write transaction; planning then finds it done at its new size."""
+    connection.execute(
+        update(outputs_table)
+        .where(outputs_table.c.sha256 == old_sha256)
+        .values(sha256=sha256, size=size, ledger_id=ledger_id)
     )
 
 
