@@ -50,7 +50,9 @@ class FakeHost:
 
 
 class SlowCpu:
-    """Two threads that take 20 ms per picture."""
+    """Two threads that take 100 ms per picture: far slower than the fake GPU stage, even on a loaded
+    machine where each batch's claims take a while (at 20 ms the queue sometimes drained between
+    two batches, and the test read that as the GPU stage waiting)."""
 
     workers = 2
 
@@ -68,7 +70,7 @@ class SlowCpu:
     def finish(self, job) -> SimpleNamespace:
         with self.lock:
             self.running += 1
-        time.sleep(0.02)
+        time.sleep(0.1)
         with self.lock:
             self.unfinished -= 1
             self.running -= 1
