@@ -19,10 +19,10 @@ from visuels.errors import ExportError
 from visuels.inputs.images import ImageInputError, read_file
 from visuels.marking.c2pa_manifest import read_manifest_state, time_stamp
 from visuels.marking.keys import SigningFiles
+from visuels.marking.mark import MIME_TYPES
 from visuels.record import ledger, manifest
 from visuels.record.database import Database
-
-MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+from visuels.review.derivatives import FILE_TYPES
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,10 @@ def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> Ti
     """Time-stamp one exported file in place and record it; a file that is not a recorded export
     raises :class:`ImageInputError`."""
     data = read_file(path, "file")
-    mime_type = MIME_TYPES.get(path.suffix.lower())
-    if mime_type is None:
+    file_type = FILE_TYPES.get(path.suffix.lower())
+    if file_type is None:
         raise ImageInputError(path, "file", "not a PNG, JPEG or WebP picture")
+    mime_type = MIME_TYPES[file_type]
     digest = hashlib.sha256(data).hexdigest()
     row = ledger.by_sha256(database, digest)
     if row is None:
