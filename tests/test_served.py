@@ -205,6 +205,7 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
     from prefect.deployments import run_deployment
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
+    from visuels.flows.render_batches import connected_render_workers
     from visuels.flows.sub_runs import wait_for_runs
 
     out = cluster.out
@@ -243,6 +244,9 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
         [answered] = wait_for_runs([answered.id], limit_s=180)
         assert answered.state.is_completed(), answered.state
         every_run = [*renders, *reviews, nightly]
+        # Both render workers served the pool to the end. Which one a chunk goes to is Prefect's
+        # delivery (either may take them all while the other waits): not asserted.
+        assert connected_render_workers() == len(cluster.machines)
 
     # Each flow run started once, on one machine or the other; the answered review once more.
     started_runs = _started_by(cluster.machines["a"]) + _started_by(cluster.machines["b"])
@@ -256,14 +260,13 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
     finally:
         server_database.dispose()
 
-    # Every job rendered once, by one render worker or the other; each took chunks (a chunk whose
-    # pictures the other had claimed renders none: that worker waits, and loads no model for it).
-    rendered, chunks = {}, {}
+    # Every job rendered once, by the render workers (a chunk whose pictures the other had claimed
+    # renders none: that worker waits, and loads no model for it); none in a flow run's process.
+    rendered = {}
     for name, machine in cluster.machines.items():
         log = (machine.logs / "render-worker.log").read_text(encoding="utf-8")
         assert log.count("loading model demo") <= 1, log  # kept loaded between runs
         rendered[name] = sum(int(count) for count in re.findall(r"rendered (\d+) image\(s\)", log))
-        chunks[name] = log.count("Submitting task run")
 
     # The record: exactly these files, one export row each, the chain valid, every file verifying.
     elsewhere = out.parent / "planned"
@@ -278,7 +281,6 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
     ]
     assert_record_matches_files(out, *plans, url=cluster.record_url)
     assert sum(rendered.values()) == sum(len(plan.jobs) for plan in plans), rendered
-    assert all(chunks.values()), chunks  # both machines' render workers took chunks
     slug = plans[0].campaign_slug
     database = Database(cluster.record_url)
     try:
