@@ -48,7 +48,7 @@ def plan_jobs(folder: Path, count: int) -> tuple[list, object]:
     from visuels.inputs.campaign import load_campaign
     from visuels.inputs.model_refs import DemoModelRef
     from visuels.marking.keys import signing_files
-    from visuels.models.reference import ModelInfo
+    from visuels.models.reference import DEMO_LICENCE, ModelInfo
     from visuels.planning.jobs import expand_jobs
     from visuels.record.database import database_url
 
@@ -67,7 +67,15 @@ formats: [instagram_square]
         encoding="utf-8",
     )
     campaign = load_campaign(campaign_file)
-    sd15 = ModelInfo(hash="0" * 64, native_size=512, size_multiple=64, description="SD1.5", ref=DemoModelRef())
+    sd15 = ModelInfo(
+        hash="0" * 64,
+        family="sd15",
+        licence=DEMO_LICENCE,
+        native_size=512,
+        size_multiple=64,
+        description="SD1.5",
+        ref=DemoModelRef(),
+    )
     jobs = expand_jobs(campaign, sd15, "bfloat16")
     jobs = (jobs * (count // len(jobs) + 1))[:count]
     # Each picture its own key and file, as in a real run.

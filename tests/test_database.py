@@ -103,6 +103,8 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
             "DROP TABLE claim_owners",
             "DROP TABLE label_reports",
             "ALTER TABLE ledger DROP COLUMN key_visual",
+            "ALTER TABLE ledger DROP COLUMN model_licence",
+            "ALTER TABLE ledger DROP COLUMN licence_override",
         ]:
             connection.exec_driver_sql(statement)
     old.dispose()
@@ -114,7 +116,7 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     assert ledger.verify_chain(database) == (2, None)  # its row kept, one added
     database.close()
     with create_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0006"
+        assert MigrationContext.configure(connection).get_current_revision() == "0007"
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 

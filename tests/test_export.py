@@ -17,13 +17,21 @@ from visuels.marking.keys import signing_files
 from visuels.marking.mark import MarkingContext
 from visuels.marking.watermark import detect
 from visuels.marking.xmp import XMP_PNG_KEY
-from visuels.models.reference import ModelInfo
+from visuels.models.reference import DEMO_LICENCE, ModelInfo
 from visuels.planning.jobs import RenderJob, expand_jobs
 from visuels.postprocess.compliance import Compliance
 from visuels.record import ledger, manifest
 from visuels.record.database import Database, database_url
 
-MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test", ref=DemoModelRef())
+MODEL = ModelInfo(
+    hash="a" * 64,
+    family="sd15",
+    licence=DEMO_LICENCE,
+    native_size=512,
+    size_multiple=64,
+    description="test",
+    ref=DemoModelRef(),
+)
 CHECK = Compliance(
     palette_before=0.4,
     palette_after=0.8,

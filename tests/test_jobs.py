@@ -7,12 +7,20 @@ from visuels.errors import CampaignError
 from visuels.inputs.campaign import load_campaign
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.model_refs import DemoModelRef
-from visuels.models.reference import ModelInfo
+from visuels.models.reference import DEMO_LICENCE, ModelInfo
 from visuels.planning.jobs import batches, expand_jobs, generation_size, hires_pass
 
 from tests.conftest import edit_yaml
 
-MODEL = ModelInfo(hash="a" * 64, native_size=512, size_multiple=64, description="test", ref=DemoModelRef())
+MODEL = ModelInfo(
+    hash="a" * 64,
+    family="sd15",
+    licence=DEMO_LICENCE,
+    native_size=512,
+    size_multiple=64,
+    description="test",
+    ref=DemoModelRef(),
+)
 
 
 def keys(campaign_path: Path, model: ModelInfo = MODEL, precision: str = "float32") -> dict[tuple[str, str, str], str]:
@@ -139,8 +147,24 @@ def test_print_formats_are_a3_at_150_and_300_dpi() -> None:
 
 
 SD15 = MODEL
-SDXL = ModelInfo(hash="b" * 64, native_size=1024, size_multiple=8, description="sdxl", ref=DemoModelRef())
-DEMO = ModelInfo(hash="c" * 64, native_size=256, size_multiple=16, description="demo", ref=DemoModelRef())
+SDXL = ModelInfo(
+    hash="b" * 64,
+    family="sd15",
+    licence=DEMO_LICENCE,
+    native_size=1024,
+    size_multiple=8,
+    description="sdxl",
+    ref=DemoModelRef(),
+)
+DEMO = ModelInfo(
+    hash="c" * 64,
+    family="sd15",
+    licence=DEMO_LICENCE,
+    native_size=256,
+    size_multiple=16,
+    description="demo",
+    ref=DemoModelRef(),
+)
 
 
 @pytest.mark.parametrize("model", [SD15, SDXL, DEMO], ids=["sd15", "sdxl", "demo"])

@@ -154,7 +154,7 @@ class SpyingRedraw:
 def test_the_high_resolution_pass_redraws_the_enlarged_first_pass_in_tiles(
     demo_pipeline, make_campaign: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from diffusers import AutoPipelineForImage2Image
+    import visuels.models.generation
 
     campaign = load_campaign(
         make_campaign(audiences={"a": "families", "b": "students"}, formats=["poster_a3_300dpi"], photos=None)
@@ -162,12 +162,12 @@ def test_the_high_resolution_pass_redraws_the_enlarged_first_pass_in_tiles(
     jobs = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")[:2]
     assert jobs[0].hires is not None and jobs[0].hires.sizes == ((416, 608), (832, 1216))
     first_pass = generate(demo_pipeline, [job.model_copy(update={"hires": None}) for job in jobs])
-    build = AutoPipelineForImage2Image.from_pipe
+    build = visuels.models.generation.derived
     spies: list[SpyingRedraw] = []
     monkeypatch.setattr(
-        AutoPipelineForImage2Image,
-        "from_pipe",
-        lambda pipeline: spies.append(SpyingRedraw(build(pipeline), pipeline.vae)) or spies[-1],
+        visuels.models.generation,
+        "derived",
+        lambda pipeline, *args: spies.append(SpyingRedraw(build(pipeline, *args), pipeline.vae)) or spies[-1],
     )
     pictures = generate(demo_pipeline, jobs)
 

@@ -11,9 +11,13 @@ from pathlib import Path
 from cryptography import x509
 from visuels.config import demo_model_dir
 from visuels.errors import Text
+from visuels.inputs.campaign import ModelLicenceUse
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
 from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
 from visuels.marking.watermark_keys import WatermarkKeyError, active_key, ring
+from visuels.models.families import family_named
+from visuels.models.licences import known
+from visuels.models.reference import ModelInfo
 from visuels.record.database import database_url, display_url, is_missing
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-python", "pillow", "opencv-python-headless")
@@ -142,6 +146,53 @@ def _prefect() -> Finding:
     )
 
 
+def _model(topic: Text, info: ModelInfo, declared: ModelLicenceUse | None = None) -> list[Finding]:
+    """A model's family, size and hash, and its licence: whether a region may publish its pictures."""
+    family = family_named(info.family).label
+    said = Text(
+        "{model}: {family}, {size} px, hash {hash}",
+        model=info.description,
+        family=family,
+        size=info.native_size,
+        hash=info.hash[:12],
+    )
+    licence = info.licence
+    if licence.id is None and declared is not None and declared.licence is not None:
+        licence = known(declared.licence, "campaign")
+    topic_licence = Text("{topic} licence", topic=topic)
+    if licence.id is None:
+        verdict = Finding(
+            topic_licence,
+            True,
+            Text("none in its card or files: read its licence, then declare it (`model_licence.licence`)"),
+            note=True,
+        )
+    elif not licence.refuses_publication:
+        verdict = Finding(topic_licence, True, Text("{licence}: a region may publish its pictures", licence=licence.id))
+    elif declared is not None and declared.override is not None:
+        verdict = Finding(
+            topic_licence,
+            True,
+            Text(
+                "{licence} refuses publication; this campaign overrides it: {reason}",
+                licence=licence.id,
+                reason=declared.override,
+            ),
+            note=True,
+        )
+    else:
+        verdict = Finding(
+            topic_licence,
+            False,
+            Text(
+                "{licence} does not let a region publish its pictures: a campaign on it is refused unless it"
+                " records why (`model_licence.override`)",
+                licence=licence.id,
+            ),
+        )
+    return [Finding(topic, True, said), verdict]
+
+
 def _campaign(path: Path) -> list[Finding]:
     """The model and LoRA a campaign would render with (a bad campaign raises its usual error)."""
     from visuels.inputs.campaign import load_campaign
@@ -150,8 +201,7 @@ def _campaign(path: Path) -> list[Finding]:
 
     campaign = load_campaign(path)
     info = describe_model(campaign.model, source=str(path))
-    model = Text("{model} (hash {hash}, {size} px)", model=info.description, hash=info.hash[:12], size=info.native_size)
-    findings = [Finding(Text("campaign model"), True, model)]
+    findings = _model(Text("campaign model"), info, campaign.spec.model_licence)
     if campaign.lora_path is None:
         findings.append(Finding(Text("campaign LoRA"), True, Text("none")))
     else:
@@ -160,8 +210,20 @@ def _campaign(path: Path) -> list[Finding]:
     return findings
 
 
-def diagnose(output_root: Path, campaign: Path | None = None) -> list[Finding]:
+def _given_models(options: list[str]) -> list[Finding]:
+    """Each ``--model`` described from its files, with its licence."""
+    from visuels.inputs.model_refs import parse_model_option
+    from visuels.models.reference import describe_model
+
+    findings = []
+    for option in options:
+        findings += _model(Text("model {name}", name=option), describe_model(parse_model_option(option), source=option))
+    return findings
+
+
+def diagnose(output_root: Path, campaign: Path | None = None, models: list[str] | None = None) -> list[Finding]:
     found = [*_hardware(), *_versions(), *_models()]
     if campaign is not None:
         found += _campaign(campaign)
+    found += _given_models(models or [])
     return [*found, _keys(), _watermark_key(), _record(output_root), _prefect()]

@@ -296,6 +296,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     doctor = command("doctor", t("what this machine has (GPU, versions, model, keys) and what is missing"))
     doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help=t("also its model and LoRA"))
     doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    doctor.add_argument(
+        "--model", action="append", default=[], metavar="MODEL", help=t("also this model and its licence (repeatable)")
+    )
 
     keys = command("keys", t("signing keys for C2PA manifests, and the watermark's secret keys"))
     keys.add_argument("action", nargs="?", choices=["init", "rotate", "list"], help=keys_actions)
@@ -325,7 +328,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     layers.set_defaults(handler=lambda args, flows: files.layers(args))
     retouch.set_defaults(handler=_retouch)
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
-    doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign))
+    doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign, args.model))
     keys.set_defaults(
         handler=lambda args, flows: (
             project.keys(args.action, args.dir) if args.action else _no_action(keys, keys_actions, t)

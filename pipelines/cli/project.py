@@ -197,11 +197,11 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     return EXIT_OK
 
 
-def doctor(output_root: Path, campaign: Path | None) -> int:
+def doctor(output_root: Path, campaign: Path | None, models: list[str] | None = None) -> int:
     from visuels.cli.doctor import diagnose
 
     t = words(user_language())
-    findings = diagnose(output_root, campaign)
+    findings = diagnose(output_root, campaign, models)
     marks = {"missing": t("missing"), "note": t("note"), "ok": t("ok")}
     width = max(len(mark) for mark in marks.values()) + 1
     for finding in findings:

@@ -49,6 +49,8 @@ class ExportTarget(BaseModel):
     database_url: str
     signing: SigningFiles
     model_description: str
+    model_licence: str | None = None  # the model's licence id, recorded with every picture
+    licence_override: str | None = None  # the campaign's recorded reason, where the licence refuses publication
     run_id: str | None = None
     claim_owner: str | None = None  # whose claims must still hold for a file to be recorded (visuels.engine.claims)
     dtype: str = ""  # what the rendering machine resolved the plan's precision to, recorded with each file
@@ -109,6 +111,8 @@ def finish_picture(
         signing=target.signing,
         run_id=target.run_id,
         disclose_prompt=charter.spec.disclose_prompt,
+        model_licence=target.model_licence,
+        licence_override=target.licence_override,
     )
     database = resources.database(target.database_url)
     compliance = assess(result, charter)

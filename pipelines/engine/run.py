@@ -32,6 +32,8 @@ def export_target(plan: RenderPlan, output_root: Path, run_id: str | None = None
         database_url=database_url(output_root),
         signing=signing_files(),
         model_description=plan.setup.model_description,
+        model_licence=plan.setup.model_licence.licence.id,
+        licence_override=plan.setup.model_licence.override,
         run_id=run_id,
     )
 

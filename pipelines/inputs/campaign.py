@@ -35,6 +35,7 @@ Texts = (
 
 
 class SchedulerName(StrEnum):
+    default = "default"  # the model's own (the only one of the flow-matching families)
     euler = "euler"
     euler_a = "euler_a"
     ddim = "ddim"
@@ -137,6 +138,25 @@ class PhotoUse(_Strict):
         return self
 
 
+class ModelLicenceUse(_Strict):
+    """What a campaign says of its model's licence (docs/models.md)."""
+
+    licence: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=80,
+        description="The licence id (as model cards write it: apache-2.0, openrail++...) of a model whose"
+        " card and files do not name it.",
+    )
+    override: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=500,
+        description="Why this campaign renders with a model whose licence refuses publication (non-commercial,"
+        " research-only, revenue-capped): recorded with every picture.",
+    )
+
+
 class CampaignSpec(_Strict):
     """The campaign file as written."""
 
@@ -164,9 +184,16 @@ class CampaignSpec(_Strict):
         default=False, description="Render jobs holding a sensitive term (marked for review); banned terms never."
     )
     file_type: Literal["png", "jpeg", "webp"] = Field(default="png", description="Encoding of the output files.")
-    steps: int = Field(default=25, ge=1, le=150)
-    guidance: float = Field(default=7.0, ge=0.0, le=30.0)
-    scheduler: SchedulerName = SchedulerName.euler
+    steps: int | None = Field(default=None, ge=1, le=150, description="Denoising steps; none: the model family's.")
+    guidance: float | None = Field(
+        default=None, ge=0.0, le=30.0, description="Guidance as the model's family uses it; none: the family's."
+    )
+    scheduler: SchedulerName | None = Field(default=None, description="none: the model family's.")
+    model_licence: ModelLicenceUse = Field(
+        default_factory=ModelLicenceUse,
+        description="The model's licence where its files do not say it, and a recorded reason to use a"
+        " model whose licence does not allow a region to publish.",
+    )
     seed: Seeds = Seeds()
     active: bool = Field(default=True, description="Rendered by the nightly run (render-nightly).")
     review: bool = Field(

@@ -26,11 +26,24 @@ class DemoModelRef(_Reference):
     kind: Literal["demo"] = "demo"
 
 
+NativeSize = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=64,
+        le=4096,
+        description="The pixel size it was trained at, where its configs do not say (the 2026 families:"
+        " their family's, e.g. 1024); none: from its configs or its family.",
+    ),
+]
+
+
 class DiffusersFolderRef(_Reference):
     """A local folder in diffusers format (model_index.json and component folders)."""
 
     kind: Literal["diffusers"] = "diffusers"
     path: str
+    native_size: NativeSize = None
 
 
 class SingleFileRef(_Reference):
@@ -39,6 +52,7 @@ class SingleFileRef(_Reference):
     kind: Literal["single_file"] = "single_file"
     path: str
     config: str = Field(description="Local diffusers folder with configs and tokenizer (weights not needed).")
+    native_size: NativeSize = None
 
 
 class HubRef(_Reference):
@@ -50,6 +64,7 @@ class HubRef(_Reference):
     kind: Literal["hub"] = "hub"
     id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
     revision: str = "main"
+    native_size: NativeSize = None
 
 
 ModelRef = Annotated[DemoModelRef | DiffusersFolderRef | SingleFileRef | HubRef, Field(discriminator="kind")]

@@ -26,6 +26,7 @@ INGREDIENT_LABEL = "original"
 PHOTO_LABEL = "photo"
 KEY_VISUAL_LABEL = "key_visual"
 KEY_VISUAL_DESCRIPTION = "Key visual"  # how a reader tells the key visual from a photo (both inputTo)
+MODEL_LABEL = "org.visuels.model"  # the model that made the picture and its licence
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Provenance:
     parent: Ingredient | None = None
     photo: Ingredient | None = None  # the commune photo the model started from
     key_visual: Ingredient | None = None  # the picture this format was declined from (cropped, outpainted)
+    model_licence: str | None = None  # the model's licence id, where known
+    licence_override: str | None = None  # why a model whose licence refuses publication was used
 
 
 def _actions(provenance: Provenance, agent: str, software: str) -> list[dict]:
@@ -107,8 +110,20 @@ def manifest_definition(provenance: Provenance, mime_type: str) -> dict:
                 "label": "c2pa.soft-binding",
                 "data": {"alg": iscc.ALGORITHM, "blocks": [{"scope": {}, "value": provenance.image_code}]},
             },
+            *_model_assertion(provenance),
         ],
     }
+
+
+def _model_assertion(provenance: Provenance) -> list[dict]:
+    """The model and its licence, as a custom assertion (C2PA allows entity-specific labels):
+    where no licence is known, none is claimed."""
+    if provenance.model_licence is None:
+        return []
+    data = {"name": provenance.model, "hash": provenance.model_hash, "licence": provenance.model_licence}
+    if provenance.licence_override is not None:
+        data["licence_override"] = provenance.licence_override
+    return [{"label": MODEL_LABEL, "data": data}]
 
 
 @lru_cache(maxsize=4)
@@ -198,6 +213,7 @@ class ManifestState:
     watermark_key_id: str | None = None  # the watermark key the manifest names
     signer: str | None = None  # the signing certificate's subject (common name, organisation)
     signed_at: str | None = None  # the time-stamp authority's time, when the manifest has one
+    model_licence: str | None = None  # the licence of the model that made it, as the manifest says
 
 
 def _made_by(manifest: dict, manifests: dict) -> dict:
@@ -239,7 +255,7 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
     active = manifests.get(store.get("active_manifest", ""), {})
     signature = active.get("signature_info") or {}
     active = _made_by(active, manifests)
-    soft_binding = source_type = edited_from = key_visual = image_code = key_id = None
+    soft_binding = source_type = edited_from = key_visual = image_code = key_id = licence = None
     photos = []
     for ingredient in active.get("ingredients", []):
         description = ingredient.get("description") or ingredient.get("title", "")
@@ -259,6 +275,10 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
                 soft_binding = value
                 name = str(assertion.get("data", {}).get("name") or "")
                 key_id = name.removeprefix(WATERMARK_KEY_NAME) if name.startswith(WATERMARK_KEY_NAME) else None
+        if assertion.get("label") == MODEL_LABEL:
+            licence = assertion.get("data", {}).get("licence")
+        if assertion.get("label") == MODEL_LABEL:
+            licence = assertion.get("data", {}).get("licence")
         if assertion.get("label", "").startswith("c2pa.actions"):
             for action in assertion.get("data", {}).get("actions", []):
                 if action.get("action") in ("c2pa.created", "c2pa.edited"):
@@ -275,4 +295,5 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         watermark_key_id=key_id,
         signer=signer,
         signed_at=signature.get("time"),
+        model_licence=licence,
     )

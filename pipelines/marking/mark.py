@@ -37,6 +37,8 @@ class MarkingContext:
     signing: SigningFiles
     run_id: str | None = None
     disclose_prompt: bool = False  # the charter's choice: each picture's prompt in its IPTC metadata
+    model_licence: str | None = None  # the model's licence id, recorded in the ledger and the manifest
+    licence_override: str | None = None  # the campaign's reason to use a model whose licence refuses publication
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ def write_marked(
         parent=parent,
         photo=photo,
         key_visual=key_visual,
+        model_licence=context.model_licence,
+        licence_override=context.licence_override,
     )
     encoded = encode(Image.fromarray(pixels), file_type, dpi, xmp)
     signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last
@@ -126,7 +130,15 @@ def write_marked(
         with Image.open(io.BytesIO(encoded)) as written:
             pixels = np.asarray(written.convert("RGB"))
     phash = perceptual_hash(pixels)
-    record = entry.model_copy(update={"sha256": digest, "phash": phash, "run_id": context.run_id})
+    record = entry.model_copy(
+        update={
+            "sha256": digest,
+            "phash": phash,
+            "run_id": context.run_id,
+            "model_licence": context.model_licence,
+            "licence_override": context.licence_override,
+        }
+    )
     return MarkedFile(
         sha256=digest, size=len(signed), watermark=entry.watermark, phash=phash, record=record, pixels=pixels
     )

@@ -1,8 +1,10 @@
 """Batched generation through diffusers, deterministic per job: from text, or from a commune's photo
-(img2img, its edges through a ControlNet, or both)."""
+(img2img, its edges through a ControlNet, or both), with each model family's own arguments
+(``visuels.models.families``)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from diffusers import (
 )
 from visuels.errors import ModelError
 from visuels.inputs.photos import edge_map, fit_photo
+from visuels.models.families import Family, family_of_pipeline
 from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature, generation_identity
 
 SCHEDULERS = {
@@ -34,8 +37,55 @@ SCHEDULERS = {
 }
 
 
+def pipeline_family(pipeline: DiffusionPipeline) -> Family:
+    """The family of a loaded text-to-image pipeline (described before it was loaded)."""
+    family = family_of_pipeline(type(pipeline).__name__)
+    if family is None:
+        raise ModelError("model", None, "unsupported pipeline {name}", name=type(pipeline).__name__)
+    return family
+
+
+def text_arguments(family: Family, jobs: Sequence[GenerationJob], guidance: float) -> dict:
+    """The prompt and guidance arguments of a call for ``jobs``, as ``family`` takes them."""
+    return prompt_arguments(family, [job.prompt for job in jobs], [job.negative_prompt for job in jobs], guidance)
+
+
+def prompt_arguments(family: Family, prompts: list[str], negative_prompts: list[str], guidance: float) -> dict:
+    """Prompts and guidance as ``family`` takes them: a negative prompt only where it is read,
+    guidance as ``guidance_scale`` or Qwen-Image's ``true_cfg_scale``."""
+    arguments: dict[str, object] = {"prompt": prompts}
+    if family.negative_prompt:
+        arguments["negative_prompt"] = negative_prompts
+    arguments["true_cfg_scale" if family.guidance_use == "true_cfg" else "guidance_scale"] = guidance
+    if family.max_sequence_length is not None:
+        arguments["max_sequence_length"] = family.max_sequence_length
+    return arguments
+
+
+def derived(pipeline: DiffusionPipeline, class_name: str | None) -> DiffusionPipeline:
+    """The family's img2img or inpainting pipeline over ``pipeline``'s modules (weights, LoRA,
+    scheduler): nothing is loaded or copied. Imported here for the reason ``redraw_larger`` gives."""
+    import diffusers
+
+    if class_name is None:  # planning refuses such jobs first: a guard
+        name = type(pipeline).__name__
+        raise ModelError("model", None, "{name} has no image-to-image or inpainting pipeline", name=name)
+    pipeline_class = getattr(diffusers, class_name)
+    # Its constructor's arguments from ours: the modules, then settings such as FLUX.2's is_distilled.
+    # (``from_pipe`` would drop a module whose type differs from its annotation, as the demo's VAE.)
+    offered = {name: value for name, value in pipeline.config.items() if not name.startswith("_")}
+    offered |= pipeline.components
+    wanted = inspect.signature(pipeline_class.__init__).parameters
+    made = pipeline_class(**{name: value for name, value in offered.items() if name in wanted})
+    made.set_progress_bar_config(disable=True)
+    return made
+
+
 def use_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
-    """Swap the pipeline's scheduler, keeping the model's own noise schedule settings."""
+    """Swap the pipeline's scheduler, keeping the model's own noise schedule settings; "default"
+    keeps the model's own (the flow-matching families have no other)."""
+    if name == "default":
+        return
     scheduler_class = SCHEDULERS[name]
     if not isinstance(pipeline.scheduler, scheduler_class):
         pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
@@ -70,15 +120,14 @@ def generate(
             if got != wanted:
                 raise ValueError(f"jobs in one batch must share `{field}`: got {wanted!r} and {got!r}")
     use_scheduler(pipeline, first.scheduler)
+    family = pipeline_family(pipeline)
     with torch.inference_mode():
         if first.photo is None:
             result = pipeline(
-                prompt=[job.prompt for job in jobs],
-                negative_prompt=[job.negative_prompt for job in jobs],
+                **text_arguments(family, jobs, first.guidance),
                 width=first.generation_width,
                 height=first.generation_height,
                 num_inference_steps=first.steps,
-                guidance_scale=first.guidance,
                 generator=_generators(jobs),
                 output_type="pt",
             )
@@ -111,7 +160,8 @@ def fitted_photos(jobs: Sequence[GenerationJob]) -> list[np.ndarray]:
 def from_photos(
     pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None
 ) -> object:
-    """The first pass from each job's photo: img2img from it, its edges steering a ControlNet, or both.
+    """The first pass from each job's photo: img2img from it, its edges steering a ControlNet (the
+    UNet families), or both.
 
     The derived pipelines share ``pipeline``'s modules (weights, LoRA, scheduler): nothing is
     loaded or copied. Imported here for the reason ``redraw_larger`` gives.
@@ -121,19 +171,17 @@ def from_photos(
     first = jobs[0]
     source = first.photo
     assert source is not None
+    family = pipeline_family(pipeline)
     photos = fitted_photos(jobs)
     steps = first.steps if source.strength is None else img2img_steps(first.steps, source.strength)
     common = {
-        "prompt": [job.prompt for job in jobs],
-        "negative_prompt": [job.negative_prompt for job in jobs],
+        **text_arguments(family, jobs, first.guidance),
         "num_inference_steps": steps,
-        "guidance_scale": first.guidance,
         "generator": _generators(jobs),
         "output_type": "pt",
     }
     if source.controlnet_path is None:
-        redraw = AutoPipelineForImage2Image.from_pipe(pipeline)
-        redraw.set_progress_bar_config(disable=True)
+        redraw = derived(pipeline, family.img2img)
         return redraw(image=_as_batch(photos), strength=source.strength, **common)
     if controlnet is None:
         raise ModelError(source.controlnet_path, "photos.controlnet", "the ControlNet was not loaded")
@@ -178,25 +226,20 @@ def redraw_larger(
     poster-sized picture needs the memory of one tile. Each pass seeds the job's generator again,
     so a picture depends on its job alone, as in the first pass.
     """
-    # Imported here, once a model is loaded and the libraries' chatter is off: it imports every
-    # pipeline family and their image processors (a second, and warnings, at import time).
-    from diffusers import AutoPipelineForImage2Image
-
     first = jobs[0]
-    # The same modules as ``pipeline`` (weights, LoRA, scheduler): nothing is loaded or copied.
-    redraw = AutoPipelineForImage2Image.from_pipe(pipeline)
-    redraw.set_progress_bar_config(disable=True)
+    family = pipeline_family(pipeline)
+    # Made in ``derived``, once a model is loaded and the libraries' chatter is off: diffusers'
+    # pipeline classes import every family's image processors (a second, and warnings).
+    redraw = derived(pipeline, family.img2img)
     pipeline.vae.enable_tiling()
     try:
         for width, height in hires.sizes:
             larger = torch.nn.functional.interpolate(pictures, size=(height, width), mode="bicubic").clamp(0, 1)
             result = redraw(
-                prompt=[job.prompt for job in jobs],
-                negative_prompt=[job.negative_prompt for job in jobs],
+                **text_arguments(family, jobs, first.guidance),
                 image=larger,
                 strength=hires.strength,
                 num_inference_steps=img2img_steps(first.steps, hires.strength),
-                guidance_scale=first.guidance,
                 generator=_generators(jobs),
                 output_type="pt",
             )
@@ -254,26 +297,22 @@ def outpaint(
 ) -> list[np.ndarray]:
     """Each job's key visual extended to its format (``job.key_visual``'s size) by the same model,
     LoRA, prompt and seed: the added area is generated, the key visual's own pixels are kept (only
-    the seam band is blended). Jobs share the declined size. Imported here as in ``redraw_larger``."""
-    from diffusers import AutoPipelineForInpainting
-
+    the seam band is blended). Jobs share the declined size."""
     first = jobs[0]
     assert first.key_visual is not None
+    family = pipeline_family(pipeline)
     width, height = first.key_visual.width, first.key_visual.height
     inputs = [_outpaint_inputs(picture, width, height) for picture in key_visuals]
-    paint = AutoPipelineForInpainting.from_pipe(pipeline)
-    paint.set_progress_bar_config(disable=True)
+    paint = derived(pipeline, family.inpaint)
     with torch.inference_mode():
         result = paint(
-            prompt=[job.prompt for job in jobs],
-            negative_prompt=[job.negative_prompt for job in jobs],
+            **text_arguments(family, jobs, first.guidance),
             image=_as_batch([canvas for canvas, _, _ in inputs]),
             mask_image=torch.from_numpy(np.stack([mask for _, mask, _ in inputs]))[:, None],
             width=width,
             height=height,
             strength=OUTPAINT_STRENGTH,
             num_inference_steps=img2img_steps(first.steps, OUTPAINT_STRENGTH),
-            guidance_scale=first.guidance,
             generator=_generators(jobs),
             output_type="pt",
         )

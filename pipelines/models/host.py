@@ -144,7 +144,8 @@ class ModelHost:
 
     @staticmethod
     def model_key(ref: ModelRef, dtype: torch.dtype) -> str:
-        return sha256_json({"ref": ref.model_dump(mode="json"), "dtype": str(dtype)})
+        # The native size changes the jobs' sizes, not the weights: one loaded copy serves both.
+        return sha256_json({"ref": ref.model_dump(mode="json", exclude={"native_size"}), "dtype": str(dtype)})
 
     def holds(self, ref: ModelRef, dtype: torch.dtype) -> bool:
         """Whether the model is loaded now (what ``keep_models`` kept)."""
@@ -233,7 +234,7 @@ class ModelHost:
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         layers = {}
-        for component in ("unet", "text_encoder", "text_encoder_2"):
+        for component in ("unet", "transformer", "text_encoder", "text_encoder_2"):
             module = getattr(hosted.pipeline, component, None)
             if module is None:
                 continue
@@ -259,11 +260,15 @@ class ModelHost:
         hosted.fused = False
 
     def _compile(self, hosted: _Hosted) -> None:
-        """Compile the UNet and the VAE decoder in place, for static shapes (once per batch shape)."""
+        """Compile the denoiser (UNet or transformer) and the VAE decoder in place, for static
+        shapes (once per batch shape); the convolutions of UNets and VAEs run channels-last."""
         pipeline = hosted.pipeline
-        for module in (pipeline.unet, pipeline.vae.decoder):
-            module.to(memory_format=torch.channels_last)
-            module.compile(fullgraph=True, dynamic=False)
+        unet = getattr(pipeline, "unet", None)
+        # A transformer's text lengths and masks may break its graph in places: breaks allowed.
+        for module, whole in ((unet or pipeline.transformer, unet is not None), (pipeline.vae.decoder, True)):
+            if any(isinstance(layer, torch.nn.Conv2d) for layer in module.modules()):
+                module.to(memory_format=torch.channels_last)
+            module.compile(fullgraph=whole, dynamic=False)
         hosted.compiled = True
 
     def generate(

@@ -1,5 +1,5 @@
-"""What must be known about a model before loading it: its hash, native size and description,
-from its files alone (the reference a campaign names is ``visuels.inputs.model_refs``)."""
+"""What must be known about a model before loading it: its hash, family, native size, licence and
+description, from its files alone (the reference a campaign names is ``visuels.inputs.model_refs``)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,12 @@ from visuels.inputs.model_refs import (
     ModelRef,
     SingleFileRef,
 )
+from visuels.models.families import Family, family_of_pipeline
+from visuels.models.licences import Licence, card_licence, checkpoint_licence
 
 PICKLE_VARIABLE = "VISUELS_ALLOW_PICKLE"
+# The demo model is built by visuels from configs and a seed: the project's own licence.
+DEMO_LICENCE = Licence(id="apache-2.0", use="publishable", source="built in")
 
 
 def pickle_allowed() -> bool:
@@ -46,9 +50,11 @@ class ModelInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     hash: str
+    family: str = Field(description="Its family (visuels.models.families), from its pipeline class.")
     native_size: int
     size_multiple: int = Field(description="Width and height must be multiples of this.")
     description: str
+    licence: Licence
     ref: ModelRef = Field(description="What to load: the reference, a hub id pinned to a commit.")
 
 
@@ -68,8 +74,8 @@ def model_folder(ref: ModelRef) -> Path | None:
     return None
 
 
-def _read_config(folder: Path, component: str, source: str) -> dict:
-    path = folder / component / "config.json"
+def _read_config(folder: Path, component: str, source: str, name: str = "config.json") -> dict:
+    path = folder / component / name
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -78,8 +84,7 @@ def _read_config(folder: Path, component: str, source: str) -> dict:
         raise ModelError(source, "model", "{path} is not valid JSON ({exc})", path=path, exc=str(exc)) from None
 
 
-def _sizes_from_folder(folder: Path, source: str) -> tuple[int, int]:
-    """Native pixel size and the size multiple, from the UNet and VAE configs."""
+def _index(folder: Path, source: str) -> dict:
     if not folder.exists():
         raise ModelError(source, "model", "{folder} not found", folder=folder)
     if not folder.is_dir():
@@ -88,14 +93,45 @@ def _sizes_from_folder(folder: Path, source: str) -> tuple[int, int]:
         raise ModelError(
             source, "model", "{folder} has no model_index.json: not a diffusers model folder", folder=folder
         )
-    unet = _read_config(folder, "unet", source)
-    vae = _read_config(folder, "vae", source)
-    vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)
-    unet_scale = 2 ** (len(unet["block_out_channels"]) - 1)
-    sample_size = unet["sample_size"]
-    if isinstance(sample_size, list):
-        sample_size = min(sample_size)
-    return int(sample_size) * vae_scale, vae_scale * unet_scale
+    index = _read_config(folder, ".", source, "model_index.json")
+    return index if isinstance(index, dict) else {}
+
+
+def _family(index: dict, folder: Path, source: str) -> Family:
+    class_name = str(index.get("_class_name", ""))
+    family = family_of_pipeline(class_name)
+    if family is None:
+        raise ModelError(
+            source,
+            "model",
+            "{folder}: its pipeline '{class_name}' is not one visuels renders with (see docs/models.md)",
+            folder=folder,
+            class_name=class_name,
+        )
+    return family
+
+
+def _vae_factor(vae: dict) -> int:
+    """How many pixels one latent cell covers, from the VAE's config."""
+    if "temperal_downsample" in vae:  # Qwen-Image's causal video VAE
+        return 2 ** len(vae["temperal_downsample"])
+    return 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+def _sizes(family: Family, folder: Path, source: str, native_size: int | None) -> tuple[int, int]:
+    """Native pixel size and the size multiple, from the configs (UNet and VAE, or the family's
+    size and the VAE); ``native_size``, where the reference gives one, replaces the family's."""
+    vae_scale = _vae_factor(_read_config(folder, "vae", source))
+    if family.denoiser == "unet":
+        unet = _read_config(folder, "unet", source)
+        unet_scale = 2 ** (len(unet["block_out_channels"]) - 1)
+        sample_size = unet["sample_size"]
+        if isinstance(sample_size, list):
+            sample_size = min(sample_size)
+        return native_size or int(sample_size) * vae_scale, vae_scale * unet_scale
+    assert family.native_size is not None
+    multiple = vae_scale * 2  # the transformers read the latent in 2x2 patches
+    return native_size or family.native_size, multiple
 
 
 def _has_safety_checker(folder: Path) -> bool:
@@ -147,19 +183,23 @@ def _folder_hash(folder: Path, hash_cache: Path, skip_weights: bool = False) -> 
 
 
 def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
-    """Hash and native size of a model from its files only (nothing is loaded), and the reference
-    to load: a hub id is pinned to the commit its revision points at now, so the pictures and the
-    key always come from the same weights."""
+    """Hash, family, native size and licence of a model from its files only (nothing is loaded),
+    and the reference to load: a hub id is pinned to the commit its revision points at now, so the
+    pictures and the key always come from the same weights."""
     hash_cache = cache_dir() / "file-hashes.json"
+    native_size = getattr(ref, "native_size", None)
     if isinstance(ref, HubRef):
         snapshot = _hub_snapshot(ref, source)
         commit = snapshot.name  # the cache names each snapshot folder by its commit
-        native_size, multiple = _sizes_from_folder(snapshot, source)
+        family = _family(_index(snapshot, source), snapshot, source)
+        size, multiple = _sizes(family, snapshot, source, native_size)
         return ModelInfo(
             hash=sha256_json({"hub": ref.id, "commit": commit}),
-            native_size=native_size,
+            family=family.name,
+            native_size=size,
             size_multiple=multiple,
             description=f"hub:{ref.id}@{commit[:12]}" + (", safety-checked" if _has_safety_checker(snapshot) else ""),
+            licence=card_licence(snapshot),
             ref=ref.model_copy(update={"revision": commit}),
         )
     if isinstance(ref, SingleFileRef):  # the file the user named first, then its configs
@@ -170,15 +210,19 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
             raise _refuse_pickle(source, checkpoint.name)
     folder = model_folder(ref)
     assert folder is not None
-    native_size, multiple = _sizes_from_folder(folder, source)
+    family = _family(_index(folder, source), folder, source)
+    size, multiple = _sizes(family, folder, source, native_size)
     if isinstance(ref, SingleFileRef):
         configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
         files = {"checkpoint": cached_sha256_file(checkpoint, hash_cache), "config": sha256_json(configs)}
+        licence = checkpoint_licence(checkpoint)
         return ModelInfo(
             hash=sha256_json(files),
-            native_size=native_size,
+            family=family.name,
+            native_size=size,
             size_multiple=multiple,
             description=checkpoint.name,
+            licence=licence if licence.id else card_licence(folder),
             ref=ref,
         )
     files = _folder_hash(folder, hash_cache)
@@ -186,7 +230,16 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
         raise ModelError(source, "model.path", "no weight files in {folder}", folder=folder)
     if not any(name.endswith(".safetensors") for name in files) and not pickle_allowed():
         raise _refuse_pickle(source, str(folder))
-    description = "demo model (random weights)" if isinstance(ref, DemoModelRef) else folder.name
+    if isinstance(ref, DemoModelRef):
+        description, licence = "demo model (random weights)", DEMO_LICENCE
+    else:
+        description, licence = folder.name, card_licence(folder)
     return ModelInfo(
-        hash=sha256_json(files), native_size=native_size, size_multiple=multiple, description=description, ref=ref
+        hash=sha256_json(files),
+        family=family.name,
+        native_size=size,
+        size_multiple=multiple,
+        description=description,
+        licence=licence,
+        ref=ref,
     )

@@ -20,11 +20,19 @@ from visuels.inputs.charter import Fairness
 from visuels.inputs.communes import Commune
 from visuels.inputs.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from visuels.models.devices import DtypeName
+from visuels.models.families import family_named
 from visuels.models.reference import ModelInfo
 from visuels.models.spec import HiresPass, KeyVisual, PhotoSource, batch_signature, generation_identity
 from visuels.planning.alt_text import alt_text
 from visuels.planning.fairness import Finding, diversity_words, scan, shows_people
 from visuels.planning.layout_check import check_layout
+from visuels.planning.model_use import (
+    GenerationSettings,
+    cannot_outpaint,
+    check_capabilities,
+    generation_settings,
+    licence_record,
+)
 from visuels.postprocess import POSTPROCESS_VERSION
 
 KEY_PREFIX_LENGTH = 12
@@ -93,8 +101,9 @@ def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
 def hires_pass(preset: FormatPreset, generation: tuple[int, int], model: ModelInfo) -> HiresPass | None:
     """The preset's high-resolution passes: up to ``hires_scale`` times the generation size, never
     beyond the format's own pixels, in equal steps of at most 2x (beyond that, one img2img step
-    starts repeating subjects)."""
-    if preset.hires_scale is None:
+    starts repeating subjects). None for a family with no img2img pipeline: post-processing
+    enlarges its picture."""
+    if preset.hires_scale is None or family_named(model.family).img2img is None:
         return None
     width, height = generation
     scale = min(preset.hires_scale, preset.width / width, preset.height / height)
@@ -225,6 +234,9 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
     also carries the charter's terms found in its prompt and texts (``visuels.planning.fairness``): the
     plan holds back those it may not render.
     """
+    settings = generation_settings(campaign, model)
+    check_capabilities(campaign, model)
+    licence_record(campaign, model)  # refuses before any job is planned
     lora = lora_hash(campaign.lora_path)
     controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
     fairness = campaign.charter.spec.fairness
@@ -240,9 +252,13 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
         key_visual = None
         if master is not None and text.format_name != master:
             master_text = replace(text, format_name=master)
-            master_job = _job(campaign, model, precision, lora, master_text, photos[where], findings, checked)
+            master_job = _job(campaign, model, settings, precision, lora, master_text, photos[where], findings, checked)
             key_visual = declination(master_job, FORMAT_PRESETS[text.format_name], model)
-        jobs.append(_job(campaign, model, precision, lora, text, photos[where], findings, checked, key_visual))
+            if key_visual.method == "outpaint" and family_named(model.family).inpaint is None:
+                raise cannot_outpaint(campaign, family_named(model.family))
+        jobs.append(
+            _job(campaign, model, settings, precision, lora, text, photos[where], findings, checked, key_visual)
+        )
     return jobs
 
 
@@ -262,6 +278,7 @@ def declination(master_job: RenderJob, preset: FormatPreset, model: ModelInfo) -
 def _job(
     campaign: Campaign,
     model: ModelInfo,
+    settings: GenerationSettings,
     precision: DtypeName,
     lora: str | None,
     text: JobText,
@@ -278,15 +295,18 @@ def _job(
     generated = preset if key_visual is None else FORMAT_PRESETS[key_visual.format]
     gen_width, gen_height = generation_size(generated, model)
     hires = hires_pass(generated, (gen_width, gen_height), model)
+    family = family_named(model.family)
+    # A distilled family reads no negative prompt: it stays out of its jobs and keys.
+    negative_prompt = campaign.charter.spec.style.negative_prompt if family.negative_prompt else ""
     shaping: dict[str, object] = {
         "prompt": text.prompt,
-        "negative_prompt": campaign.charter.spec.style.negative_prompt,
+        "negative_prompt": negative_prompt,
         "seed": text.seed,
         "generation_width": gen_width,
         "generation_height": gen_height,
-        "steps": spec.steps,
-        "guidance": spec.guidance,
-        "scheduler": spec.scheduler.value,
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "scheduler": settings.scheduler,
         "model_hash": model.hash,
         "precision": precision,
         "lora_hash": lora,
@@ -304,6 +324,9 @@ def _job(
         "language": text.language,  # the texts' and the AI label's
         "file_type": spec.file_type,
     }
+    licence = licence_record(campaign, model)
+    if licence.licence.source == "campaign" or licence.override:  # a card's licence is in the model's hash
+        shaping["model_licence"] = licence.model_dump(mode="json")
     if hires is not None:  # only when set: the keys of other formats stay as they were
         shaping["hires"] = hires.model_dump(mode="json")
     if photo is not None:

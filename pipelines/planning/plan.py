@@ -21,6 +21,7 @@ from visuels.marking.keys import signing_files
 from visuels.models.devices import DtypeName
 from visuels.models.reference import describe_model
 from visuels.planning.jobs import RenderJob, expand_jobs
+from visuels.planning.model_use import LicenceRecord, licence_record
 from visuels.planning.request import Overrides, RenderSettings, Selection
 from visuels.record import manifest
 from visuels.record.database import Database, database_url, is_missing
@@ -36,6 +37,7 @@ class RenderSetup(BaseModel):
     charter_path: Path
     model: ModelRef
     model_description: str
+    model_licence: LicenceRecord  # what every picture records of the model's licence
     precision: DtypeName  # as asked: the machine that renders resolves "auto" (visuels.models.devices)
     lora: LoraWeights | None
 
@@ -149,6 +151,7 @@ def plan_render(
             charter_path=campaign.charter.path,
             model=info.ref,
             model_description=info.description,
+            model_licence=licence_record(campaign, info),
             precision=precision,
             lora=LoraWeights(path=str(campaign.lora_path), scale=lora.scale) if lora else None,
         ),

@@ -65,6 +65,8 @@ LEDGER_FIELDS = (
     "parent_id",
     "approval",
     "key_visual",
+    "model_licence",
+    "licence_override",
 )
 _INTEGER_FIELDS = ("seed", "width", "height", "parent_id")
 # 64 bits: seeds span 2**32 and beyond (SQLite's INTEGER is 64 bits already; PostgreSQL's is 32).

@@ -40,10 +40,12 @@ class LedgerEntry(BaseModel):
     parent_id: int | None = None
     approval: str = "pending"
     key_visual: str | None = None  # a declined format's key visual: the job key of its format's file
+    model_licence: str | None = None  # the licence id of the model that made it (None: unknown, or before)
+    licence_override: str | None = None  # the campaign's reason to publish under a licence that refuses it
 
 
 # Fields added after the chain began: hashed only when set, so the rows written before keep their hash.
-LATER_FIELDS = ("key_visual",)
+LATER_FIELDS = ("key_visual", "model_licence", "licence_override")
 
 
 def _row_hash(previous: str, values: dict) -> str:

@@ -17,18 +17,13 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-from diffusers import (
-    DiffusionPipeline,
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionXLImg2ImgPipeline,
-    StableDiffusionXLInpaintPipeline,
-)
+from diffusers import DiffusionPipeline
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import ModelError
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
-from visuels.models.generation import img2img_steps, use_scheduler
+from visuels.models.families import family_named
+from visuels.models.generation import derived, img2img_steps, prompt_arguments, use_scheduler
 from visuels.models.host import ModelHost
 from visuels.models.reference import describe_model
 from visuels.planning.jobs import lora_hash
@@ -39,11 +34,6 @@ from visuels.review.derivatives import Edit, Original, outputs_inputs
 RetouchMode = Literal["inpaint", "img2img"]
 CONTEXT_SHARE = 0.5  # the model sees the mask's box grown by half its size: enough to match the surroundings
 FEATHER_SHARE = 0.02  # soft inner edge of the paste, as a share of the box's shorter side
-# txt2img pipeline class -> (inpainting, img2img) built on the same components (``from_pipe``)
-EDITING_PIPELINES: dict[str, tuple[type[DiffusionPipeline], type[DiffusionPipeline]]] = {
-    "StableDiffusionPipeline": (StableDiffusionInpaintPipeline, StableDiffusionImg2ImgPipeline),
-    "StableDiffusionXLPipeline": (StableDiffusionXLInpaintPipeline, StableDiffusionXLImg2ImgPipeline),
-}
 
 
 class RetouchSettings(BaseModel):
@@ -65,6 +55,7 @@ class RetouchModel:
     ref: ModelRef
     model_hash: str
     description: str
+    family: str  # visuels.models.families: which editing pipelines it has
     native_size: int
     size_multiple: int
     lora: LoraWeights | None
@@ -117,6 +108,7 @@ def retouch_model(
         ref=info.ref,
         model_hash=model_hash,
         description=info.description,
+        family=info.family,
         native_size=info.native_size,
         size_multiple=info.size_multiple,
         lora=lora,
@@ -159,15 +151,19 @@ def paste_weights(mask: np.ndarray | None, box: tuple[int, int, int, int]) -> np
     return np.minimum(soft * 2.0, 1.0) * inside  # full weight a little inside the edge, none outside
 
 
-def _editing_pipeline(pipeline: DiffusionPipeline, mode: RetouchMode, source: str) -> DiffusionPipeline:
-    classes = EDITING_PIPELINES.get(type(pipeline).__name__)
-    if classes is None:
-        raise ModelError(source, "model", "retouching is not supported for {kind} models", kind=type(pipeline).__name__)
-    # The VAE passed by hand: from_pipe drops one whose class the new pipeline's type hint does
-    # not name (the demo model's tiny VAE), though every editing pipeline can use it.
-    editing = (classes[0] if mode == "inpaint" else classes[1]).from_pipe(pipeline, vae=pipeline.vae)
-    editing.set_progress_bar_config(disable=True)
-    return editing
+def _editing_pipeline(pipeline: DiffusionPipeline, mode: RetouchMode, model: RetouchModel) -> DiffusionPipeline:
+    """The family's inpainting or img2img pipeline over the loaded modules (nothing loaded again)."""
+    family = family_named(model.family)
+    class_name = family.inpaint if mode == "inpaint" else family.img2img
+    if class_name is None:
+        raise ModelError(
+            model.description,
+            "mode",
+            "{family} models have no {mode} pipeline in diffusers: retouch in the other mode",
+            family=family.label,
+            mode=mode,
+        )
+    return derived(pipeline, class_name)
 
 
 def retouch(
@@ -190,17 +186,17 @@ def retouch(
         area = Image.fromarray((mask[box[1] : box[3], box[0] : box[2]] * 255).astype(np.uint8))
         arguments = {"mask_image": area.resize(size, Image.Resampling.BILINEAR), "width": size[0], "height": size[1]}
     with host.use(model.ref, dtype, model.lora) as loaded:
-        pipeline = _editing_pipeline(loaded, settings.mode, model.description)
+        pipeline = _editing_pipeline(loaded, settings.mode, model)
         use_scheduler(pipeline, model.scheduler)
         generators = [torch.Generator(device="cpu").manual_seed(settings.seed + i) for i in range(settings.variants)]
+        prompts = [settings.prompt] * settings.variants
+        negatives = [model.negative_prompt] * settings.variants
         with torch.inference_mode():
             result = pipeline(
-                prompt=[settings.prompt] * settings.variants,
-                negative_prompt=[model.negative_prompt] * settings.variants,
+                **prompt_arguments(family_named(model.family), prompts, negatives, model.guidance),
                 image=crop,
                 strength=settings.strength,
                 num_inference_steps=img2img_steps(model.steps, settings.strength),
-                guidance_scale=model.guidance,
                 generator=generators,
                 output_type="np",
                 **arguments,

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 
 EVALUATION_PICTURES = 8
-EVALUATION_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,15 @@ def colour_distance(pictures: np.ndarray, references: np.ndarray) -> float:
     return float(np.linalg.norm(colour_statistics(pictures) - colour_statistics(references)))
 
 
-def _generate(pipeline: StableDiffusionPipeline, prompts: list[str], resolution: int) -> np.ndarray:
+def _generate(pipeline: DiffusionPipeline, prompts: list[str], resolution: int, steps: int) -> np.ndarray:
     pictures = []
     for seed, prompt in enumerate(prompts):
         generator = torch.Generator().manual_seed(seed)
         image = pipeline(
-            prompt,
+            prompt=prompt,
             height=resolution,
             width=resolution,
-            num_inference_steps=EVALUATION_STEPS,
+            num_inference_steps=steps,
             generator=generator,
             output_type="np",
         ).images[0]
@@ -60,19 +59,20 @@ def _generate(pipeline: StableDiffusionPipeline, prompts: list[str], resolution:
 
 
 def evaluate_colours(
-    pipeline: StableDiffusionPipeline, captions: list[str], references: np.ndarray, resolution: int
+    pipeline: DiffusionPipeline, captions: list[str], references: np.ndarray, resolution: int, steps: int
 ) -> ColourEvaluation:
     """Generate from the references' own captions, with the LoRA switched off then on, and compare."""
     prompts = captions[:EVALUATION_PICTURES]
-    adapted = [module for module in (pipeline.unet, pipeline.text_encoder) if getattr(module, "peft_config", None)]
+    modules = [getattr(pipeline, name, None) for name in ("unet", "transformer", "text_encoder")]
+    adapted = [module for module in modules if getattr(module, "peft_config", None)]
     for module in adapted:
         module.disable_adapters()
     try:
-        without = _generate(pipeline, prompts, resolution)
+        without = _generate(pipeline, prompts, resolution, steps)
     finally:
         for module in adapted:
             module.enable_adapters()
-    with_lora = _generate(pipeline, prompts, resolution)
+    with_lora = _generate(pipeline, prompts, resolution, steps)
     return ColourEvaluation(
         without_lora=colour_distance(without, references), with_lora=colour_distance(with_lora, references)
     )

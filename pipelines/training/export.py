@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 from peft.utils import get_peft_model_state_dict
 from PIL import Image, ImageDraw
 from safetensors import safe_open
@@ -35,20 +35,28 @@ def _adapter_config(module: torch.nn.Module) -> dict | None:
     return next(iter(configs.values())).to_dict() if configs else None
 
 
-def export_diffusers(pipeline: StableDiffusionPipeline, folder: Path, metadata: dict[str, str]) -> Path:
-    """The diffusers-format file, as ``save_lora_weights`` writes it, plus our metadata in its header.
+def export_diffusers(pipeline: DiffusionPipeline, folder: Path, metadata: dict[str, str]) -> Path:
+    """The diffusers-format file, as the pipeline's ``save_lora_weights`` writes it, plus our metadata
+    in its header (a UNet's and text encoder's LoRA, or a transformer's).
 
     The header keeps diffusers' own entry with each adapter's configuration: without it a loader
     assumes alpha = rank, and a LoRA trained with another alpha renders at rank/alpha its strength.
     """
+    unet = getattr(pipeline, "unet", None)
+    if unet is not None:
+        layers = {
+            "unet_lora_layers": get_peft_model_state_dict(unet),
+            "text_encoder_lora_layers": _text_encoder_lora(pipeline),
+            "unet_lora_adapter_metadata": _adapter_config(unet),
+            "text_encoder_lora_adapter_metadata": _adapter_config(pipeline.text_encoder),
+        }
+    else:
+        layers = {
+            "transformer_lora_layers": get_peft_model_state_dict(pipeline.transformer),
+            "transformer_lora_adapter_metadata": _adapter_config(pipeline.transformer),
+        }
     with tempfile.TemporaryDirectory() as scratch:
-        StableDiffusionPipeline.save_lora_weights(
-            scratch,
-            unet_lora_layers=get_peft_model_state_dict(pipeline.unet),
-            text_encoder_lora_layers=_text_encoder_lora(pipeline),
-            unet_lora_adapter_metadata=_adapter_config(pipeline.unet),
-            text_encoder_lora_adapter_metadata=_adapter_config(pipeline.text_encoder),
-        )
+        type(pipeline).save_lora_weights(scratch, **layers)
         written = Path(scratch) / DIFFUSERS_FILE
         tensors = load_file(str(written))
         with safe_open(str(written), "pt") as weights:
@@ -58,7 +66,7 @@ def export_diffusers(pipeline: StableDiffusionPipeline, folder: Path, metadata: 
     return target
 
 
-def _text_encoder_lora(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor] | None:
+def _text_encoder_lora(pipeline: DiffusionPipeline) -> dict[str, torch.Tensor] | None:
     """The text encoder's LoRA weights, or None when only the UNet was trained."""
     if not getattr(pipeline.text_encoder, "peft_config", None):
         return None
@@ -78,8 +86,8 @@ def kohya_key(peft_key: str, prefix: str) -> str:
     return f"{prefix}_{module.replace('.', '_')}.{direction}.weight"
 
 
-def export_kohya(pipeline: StableDiffusionPipeline, folder: Path, alpha: float, metadata: dict[str, str]) -> Path:
-    """The same weights in the kohya / A1111 / ComfyUI layout, with one ``.alpha`` per module."""
+def export_kohya(pipeline: DiffusionPipeline, folder: Path, alpha: float, metadata: dict[str, str]) -> Path:
+    """The same weights in the kohya / A1111 / ComfyUI layout, with one ``.alpha`` per module (UNet models)."""
     tensors: dict[str, torch.Tensor] = {}
     parts = [("lora_unet", get_peft_model_state_dict(pipeline.unet)), ("lora_te", _text_encoder_lora(pipeline) or {})]
     for prefix, weights in parts:

@@ -16,11 +16,13 @@ from visuels.errors import ModelError, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.lora_runs import lora_root
 from visuels.inputs.model_refs import ModelRef, SingleFileRef
+from visuels.models.families import family_named
 from visuels.models.reference import ModelInfo, describe_model, model_folder
 from visuels.training.dataset import TrainingSet, load_training_set
 from visuels.training.evaluation import evaluate_colours
 from visuels.training.export import draw_loss_curve, export_diffusers, export_kohya, metadata_for, write_model_card
-from visuels.training.trainer import TrainingConfig, train_lora
+from visuels.training.objectives import TRAINABLE_FAMILIES
+from visuels.training.trainer import TrainingConfig, train_lora, validation_steps
 
 
 class TrainingRunError(VisuelsError):
@@ -31,7 +33,7 @@ class TrainingSummary(BaseModel):
     run: str
     folder: Path
     diffusers_file: Path
-    kohya_file: Path
+    kohya_file: Path | None  # UNet models: the transformers' kohya/ComfyUI layout is not written yet
     loss_curve: Path
     validation_grids: list[Path]
     steps: int
@@ -51,6 +53,15 @@ def check_training_inputs(
     if isinstance(base, SingleFileRef):
         raise ModelError(str(base.path), "base", "training needs a diffusers folder (convert the checkpoint first)")
     base_info = describe_model(base)
+    if base_info.family not in TRAINABLE_FAMILIES:
+        raise ModelError(
+            str(base),
+            "base",
+            "training is built for SD1.5, FLUX.2 klein and Z-Image models, not {family}",
+            family=family_named(base_info.family).label,
+        )
+    if config.train_text_encoder and base_info.family != "sd15":
+        raise ModelError(str(base), "train_text_encoder", "only SD1.5 models train a LoRA on their text encoder")
     base_folder = model_folder(base)
     if base_folder is None:
         raise ModelError(str(base), "base", "training needs a local model (the demo model or a diffusers folder)")
@@ -83,7 +94,8 @@ def run_training(
     style = charter.spec.style.prompt
     prompts = [f"{style}, the sea and a village", f"{style}, hills and vineyards"]
     pipeline, result = train_lora(base_folder, dataset, config, partial, prompts, on_step)
-    colours = evaluate_colours(pipeline, dataset.captions, dataset.pixels, config.resolution)
+    steps = validation_steps(family_named(base_info.family))
+    colours = evaluate_colours(pipeline, dataset.captions, dataset.pixels, config.resolution, steps)
 
     metadata = metadata_for(
         charter=charter.spec.name,
@@ -104,7 +116,7 @@ def run_training(
         colour_distance_with_lora=round(colours.with_lora, 3),
     )
     diffusers_file = export_diffusers(pipeline, partial, metadata)
-    kohya_file = export_kohya(pipeline, partial, config.lora_alpha, metadata)
+    kohya_file = export_kohya(pipeline, partial, config.lora_alpha, metadata) if hasattr(pipeline, "unet") else None
     curve = draw_loss_curve(result.losses, partial / "loss_curve.png")
     write_model_card(partial, metadata)
     partial.rename(final)  # complete: only now does the run look like one
@@ -116,7 +128,7 @@ def run_training(
         run=run,
         folder=final,
         diffusers_file=final / diffusers_file.name,
-        kohya_file=final / kohya_file.name,
+        kohya_file=final / kohya_file.name if kohya_file else None,
         loss_curve=final / curve.name,
         validation_grids=moved,
         steps=result.steps,

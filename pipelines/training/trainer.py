@@ -1,14 +1,16 @@
-"""LoRA training of a Stable Diffusion UNet's attention projections with peft.
+"""LoRA training of a model's attention projections with peft: an SD1.5-architecture UNet, or the
+transformer of FLUX.2 klein or Z-Image (``visuels.training.objectives`` says what a step computes).
 
 VAE latents are computed once, and so are text embeddings unless the text encoder gets a LoRA
-too; the loop then only runs the UNet (and the text encoder when it trains). Every
-random draw comes from one seeded generator whose state is saved with each checkpoint, so a run
-resumed after an interruption ends with the same weights as one that never stopped (same
+too (SD1.5 only); the loop then only runs the denoiser (and the text encoder when it trains).
+Every random draw comes from one seeded generator whose state is saved with each checkpoint, so a
+run resumed after an interruption ends with the same weights as one that never stopped (same
 seed, same device).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +19,8 @@ from typing import Literal
 
 import torch
 from accelerate import Accelerator
-from diffusers import AutoencoderKL, AutoencoderTiny, DDPMScheduler, StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import compute_snr
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from PIL import Image
@@ -28,11 +29,13 @@ from visuels._internal.atomic import write_with
 from visuels._internal.logs import quiet_third_party_logs
 from visuels._internal.schema import blank_when_unset
 from visuels.errors import InvalidValueError
+from visuels.models.families import Family
+from visuels.models.generation import pipeline_family
 from visuels.training.dataset import TrainingSet
+from visuels.training.objectives import objective_for
 
 log = logging.getLogger(__name__)
 
-UNET_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
@@ -94,53 +97,21 @@ def _lora_config(config: TrainingConfig, target_modules: list[str]) -> LoraConfi
     )
 
 
-def _encode(vae: AutoencoderKL | AutoencoderTiny, pixels: torch.Tensor) -> torch.Tensor:
-    """Scaled latents of pixels in [-1, 1]; a KL VAE gives its distribution's mean, a tiny VAE its latents."""
-    encoded = vae.encode(pixels)
-    raw = encoded.latents if isinstance(vae, AutoencoderTiny) else encoded.latent_dist.mean
-    return raw * vae.config.scaling_factor
-
-
-def _training_target(
-    scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-) -> torch.Tensor:
-    """What the UNet must predict, for each of diffusers' three prediction types."""
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(latents, noise, timesteps)
-    if kind == "sample":
-        return latents
-    raise ValueError(f"unsupported prediction type {kind!r}")
-
-
-def _min_snr_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma loss weights (Hang et al. 2023), expressed for the scheduler's prediction type."""
-    snr = compute_snr(scheduler, timesteps)
-    clamped = torch.clamp(snr, max=gamma)
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return clamped / snr
-    if kind == "v_prediction":
-        return clamped / (snr + 1)
-    return clamped  # the loss is already on the clean sample
-
-
 def _checkpoints(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "checkpoints").glob("step-*.pt"))
 
 
 def _validation_grid(
-    pipeline: StableDiffusionPipeline, prompts: list[str], seeds: list[int], resolution: int, target: Path
+    pipeline: DiffusionPipeline, prompts: list[str], seeds: list[int], resolution: int, target: Path
 ) -> Path:
     """Pictures for fixed prompts (rows) and seeds (columns), saved as one grid."""
+    steps = validation_steps(pipeline_family(pipeline))
     tiles = []
     for prompt in prompts:
         for seed in seeds:
             generator = torch.Generator().manual_seed(seed)
             image = pipeline(
-                prompt, height=resolution, width=resolution, num_inference_steps=20, generator=generator
+                prompt=prompt, height=resolution, width=resolution, num_inference_steps=steps, generator=generator
             ).images[0]
             tiles.append(image)
     grid = Image.new("RGB", (resolution * len(seeds), resolution * len(prompts)))
@@ -150,6 +121,11 @@ def _validation_grid(
     return target
 
 
+def validation_steps(family: Family) -> int:
+    """Steps of the validation and evaluation pictures: 20, or a few-step family's own."""
+    return 20 if family.denoiser == "unet" else family.steps
+
+
 def train_lora(
     base_folder: Path,
     dataset: TrainingSet,
@@ -157,48 +133,47 @@ def train_lora(
     run_dir: Path,
     validation_prompts: list[str],
     on_step: Callable[[int, float], None] | None = None,
-) -> tuple[StableDiffusionPipeline, TrainingResult]:
+) -> tuple[DiffusionPipeline, TrainingResult]:
     """Train (or resume, when ``run_dir`` holds checkpoints) and return the pipeline with its LoRA."""
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda, gradient_accumulation_steps=1)
     device = accelerator.device
     quiet_third_party_logs()  # no loading bars
-    pipeline = StableDiffusionPipeline.from_pretrained(base_folder, local_files_only=True, safety_checker=None)
+    index = json.loads((base_folder / "model_index.json").read_text(encoding="utf-8"))
+    extra = {"safety_checker": None} if "safety_checker" in index else {}
+    pipeline = DiffusionPipeline.from_pretrained(base_folder, local_files_only=True, **extra)
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(device)
-    unet, vae, text_encoder = pipeline.unet, pipeline.vae, pipeline.text_encoder
-    for module in (unet, vae, text_encoder):
-        module.requires_grad_(False)
-    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    family = pipeline_family(pipeline)
+    frozen = [getattr(pipeline, name, None) for name in ("unet", "transformer", "vae", "text_encoder")]
+    for module in frozen:
+        if module is not None:
+            module.requires_grad_(False)
 
     # Cached once: the frozen VAE never runs in the loop, nor does a frozen text encoder.
-    with torch.no_grad():
-        pixels = torch.from_numpy(dataset.pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
-        latents = _encode(vae, pixels)
-        tokens = pipeline.tokenizer(
-            dataset.captions,
-            padding="max_length",
-            max_length=pipeline.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(device)
-        cached_embeddings = text_encoder(tokens)[0]
+    pixels = torch.from_numpy(dataset.pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+    objective = objective_for(family, pipeline, pixels, dataset.captions, config.min_snr_gamma)
+    denoiser, text_encoder = objective.module, pipeline.text_encoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the LoRAs' initial weights
-        unet.add_adapter(_lora_config(config, UNET_TARGET_MODULES))
+        denoiser.add_adapter(_lora_config(config, objective.target_modules))
         if config.train_text_encoder:
             text_encoder.add_adapter(_lora_config(config, TEXT_ENCODER_TARGET_MODULES))
     if config.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    learning = [unet, text_encoder] if config.train_text_encoder else [unet]
+        denoiser.enable_gradient_checkpointing()
+    learning = [denoiser, text_encoder] if config.train_text_encoder else [denoiser]
     parameters = [parameter for module in learning for parameter in module.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
     schedule = get_scheduler(
         config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
     )
-    unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
-    trained = [unet, text_encoder] if config.train_text_encoder else [unet]
+    denoiser, text_encoder, optimizer = accelerator.prepare(denoiser, text_encoder, optimizer)
+    objective.module = denoiser
+    if config.train_text_encoder:
+        objective.train_text_encoder = True
+        pipeline.text_encoder = text_encoder
+    trained = [denoiser, text_encoder] if config.train_text_encoder else [denoiser]
     generator = torch.Generator().manual_seed(config.seed)  # every random draw of the loop
     losses: list[float] = []
     start = 0
@@ -206,7 +181,7 @@ def train_lora(
     existing = _checkpoints(run_dir)
     if existing:
         state = torch.load(existing[-1], map_location="cpu", weights_only=False)
-        set_peft_model_state_dict(accelerator.unwrap_model(unet), state["lora"])
+        set_peft_model_state_dict(accelerator.unwrap_model(denoiser), state["lora"])
         if config.train_text_encoder:
             set_peft_model_state_dict(accelerator.unwrap_model(text_encoder), state["text_encoder_lora"])
         optimizer.load_state_dict(state["optimizer"])
@@ -220,22 +195,8 @@ def train_lora(
     for step in range(start, config.steps):
         step_loss = 0.0
         for _ in range(config.gradient_accumulation):
-            index = torch.randint(len(latents), (config.batch_size,), generator=generator)
-            noise = torch.randn(latents[index].shape, generator=generator).to(device)
-            timesteps = torch.randint(
-                0, noise_scheduler.config.num_train_timesteps, (config.batch_size,), generator=generator
-            )
-            noisy = noise_scheduler.add_noise(latents[index], noise, timesteps.to(device))
-            with accelerator.autocast():
-                embeddings = text_encoder(tokens[index])[0] if config.train_text_encoder else cached_embeddings[index]
-                prediction = unet(noisy, timesteps.to(device), encoder_hidden_states=embeddings).sample
-            target = _training_target(noise_scheduler, latents[index], noise, timesteps.to(device))
-            per_sample = torch.nn.functional.mse_loss(prediction.float(), target.float(), reduction="none").mean(
-                dim=(1, 2, 3)
-            )
-            if config.min_snr_gamma is not None:
-                per_sample = per_sample * _min_snr_weights(noise_scheduler, timesteps, config.min_snr_gamma).to(device)
-            loss = per_sample.mean() / config.gradient_accumulation
+            index = torch.randint(len(objective), (config.batch_size,), generator=generator)
+            loss = objective.losses(index, generator, accelerator.autocast).mean() / config.gradient_accumulation
             accelerator.backward(loss)
             step_loss += float(loss.detach())
         optimizer.step()
@@ -246,7 +207,7 @@ def train_lora(
         if done % config.checkpoint_every == 0 or done == config.steps:
             state = {
                 "step": done,
-                "lora": get_peft_model_state_dict(accelerator.unwrap_model(unet)),
+                "lora": get_peft_model_state_dict(accelerator.unwrap_model(denoiser)),
                 "text_encoder_lora": (
                     get_peft_model_state_dict(accelerator.unwrap_model(text_encoder))
                     if config.train_text_encoder
@@ -268,6 +229,6 @@ def train_lora(
         if on_step is not None:
             on_step(done, step_loss)
     _set_training(trained, False)
-    pipeline.unet = accelerator.unwrap_model(unet)
+    setattr(pipeline, "unet" if family.denoiser == "unet" else "transformer", accelerator.unwrap_model(denoiser))
     pipeline.text_encoder = accelerator.unwrap_model(text_encoder)
     return pipeline, TrainingResult(losses=losses, steps=config.steps, validation_grids=grids)

@@ -1,0 +1,146 @@
+"""The model families visuels renders with, and how each one is driven: its native size, its own
+defaults (steps, guidance), how it uses guidance and a negative prompt, and which diffusers
+pipelines it has for photos, high-resolution passes and outpainting. A model's family comes from
+the pipeline class its ``model_index.json`` names. Pure data: planning reads it without torch.
+
+Guidance, as each family uses it (``Family.guidance_use``):
+- ``cfg``: classifier-free guidance at ``guidance``, against the negative prompt (SD1.5, SDXL, Z-Image);
+- ``distilled``: the model was distilled to follow the prompt without a second pass; the value is
+  what the pipeline's ``guidance_scale`` takes (FLUX.1 schnell ignores it, FLUX.2 klein 4B too when
+  distilled; its base variant runs CFG), and no negative prompt is read;
+- ``true_cfg``: classifier-free guidance at ``guidance`` against the negative prompt, through the
+  pipeline's ``true_cfg_scale`` (Qwen-Image).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+GuidanceUse = Literal["cfg", "distilled", "true_cfg"]
+# The schedulers of the UNet families; the flow-matching families keep their own ("default").
+UNET_SCHEDULERS = ("euler", "euler_a", "ddim", "dpmpp_2m", "pndm", "unipc")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What visuels knows of one family of models."""
+
+    name: str  # as campaigns, the record and the docs name it
+    label: str  # as people call it
+    pipeline: str  # the diffusers pipeline class of its text-to-image folders
+    denoiser: Literal["unet", "transformer"]
+    native_size: int | None  # pixels; None: from the UNet's config (sample_size x the VAE's factor)
+    steps: int  # its publisher's default
+    guidance: float
+    guidance_use: GuidanceUse
+    scheduler: str  # the default: one of UNET_SCHEDULERS, or "default" (the model's own)
+    img2img: str | None  # the pipeline class for photos and the high-resolution pass; None: none
+    inpaint: str | None  # the pipeline class for outpainting and retouching; None: none
+    controlnet: bool = False  # a ControlNet steers it (visuels' ControlNet path is the UNet one)
+    max_sequence_length: int | None = None  # the text encoder's token budget the pipeline is given
+
+    @property
+    def negative_prompt(self) -> bool:
+        """Whether the negative prompt shapes its pictures."""
+        return self.guidance_use != "distilled"
+
+    @property
+    def schedulers(self) -> tuple[str, ...]:
+        return UNET_SCHEDULERS if self.denoiser == "unet" else ("default",)
+
+
+FAMILIES = (
+    Family(
+        name="sd15",
+        label="Stable Diffusion 1.5",
+        pipeline="StableDiffusionPipeline",
+        denoiser="unet",
+        native_size=None,
+        steps=25,
+        guidance=7.0,
+        guidance_use="cfg",
+        scheduler="euler",
+        img2img="StableDiffusionImg2ImgPipeline",
+        inpaint="StableDiffusionInpaintPipeline",
+        controlnet=True,
+    ),
+    Family(
+        name="sdxl",
+        label="Stable Diffusion XL",
+        pipeline="StableDiffusionXLPipeline",
+        denoiser="unet",
+        native_size=None,
+        steps=25,
+        guidance=7.0,
+        guidance_use="cfg",
+        scheduler="euler",
+        img2img="StableDiffusionXLImg2ImgPipeline",
+        inpaint="StableDiffusionXLInpaintPipeline",
+        controlnet=True,
+    ),
+    Family(
+        name="flux1",
+        label="FLUX.1",
+        pipeline="FluxPipeline",
+        denoiser="transformer",
+        native_size=1024,
+        steps=4,  # schnell; FLUX.1 dev (non-commercial) takes 28-50
+        guidance=0.0,
+        guidance_use="distilled",
+        scheduler="default",
+        img2img="FluxImg2ImgPipeline",
+        inpaint="FluxInpaintPipeline",
+        max_sequence_length=256,  # schnell's T5 budget
+    ),
+    Family(
+        name="flux2-klein",
+        label="FLUX.2 klein",
+        pipeline="Flux2KleinPipeline",
+        denoiser="transformer",
+        native_size=1024,
+        steps=4,
+        guidance=1.0,
+        guidance_use="distilled",
+        scheduler="default",
+        img2img=None,  # its image input is a reference to follow, not a start to redraw at a strength
+        inpaint="Flux2KleinInpaintPipeline",
+    ),
+    Family(
+        name="z-image",
+        label="Z-Image",
+        pipeline="ZImagePipeline",
+        denoiser="transformer",
+        native_size=1024,
+        steps=9,  # Turbo: 8 model evaluations; Base takes about 50 at guidance 4
+        guidance=0.0,
+        guidance_use="cfg",
+        scheduler="default",
+        img2img="ZImageImg2ImgPipeline",
+        inpaint="ZImageInpaintPipeline",
+    ),
+    Family(
+        name="qwen-image",
+        label="Qwen-Image",
+        pipeline="QwenImagePipeline",
+        denoiser="transformer",
+        native_size=1328,  # its card's 1:1 size
+        steps=50,
+        guidance=4.0,
+        guidance_use="true_cfg",
+        scheduler="default",
+        img2img="QwenImageImg2ImgPipeline",
+        inpaint="QwenImageInpaintPipeline",
+    ),
+)
+BY_PIPELINE = {family.pipeline: family for family in FAMILIES}
+BY_NAME = {family.name: family for family in FAMILIES}
+
+
+def family_of_pipeline(class_name: str) -> Family | None:
+    """The family of a text-to-image pipeline class (``model_index.json``'s ``_class_name``)."""
+    return BY_PIPELINE.get(class_name)
+
+
+def family_named(name: str) -> Family:
+    return BY_NAME[name]

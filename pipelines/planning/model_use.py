@@ -1,0 +1,110 @@
+"""How a campaign uses its model: the generation settings its family fills in, what the family
+can do for it (photos, ControlNet, outpainting), and whether its licence lets a region publish.
+
+Each refusal is one line naming the campaign file and the field, before any job is planned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+from visuels.errors import CampaignError
+from visuels.inputs.campaign import Campaign
+from visuels.models.families import Family, family_named
+from visuels.models.licences import Licence, known
+from visuels.models.reference import ModelInfo
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Steps, guidance and scheduler of every job: the campaign's, or its model family's defaults."""
+
+    steps: int
+    guidance: float
+    scheduler: str
+
+
+class LicenceRecord(BaseModel):
+    """The model's licence as every picture records it, and the campaign's reason when it overrides."""
+
+    model_config = ConfigDict(frozen=True)
+
+    licence: Licence
+    override: str | None = None
+
+
+def generation_settings(campaign: Campaign, model: ModelInfo) -> GenerationSettings:
+    spec, family = campaign.spec, family_named(model.family)
+    scheduler = spec.scheduler.value if spec.scheduler is not None else family.scheduler
+    if scheduler not in family.schedulers:
+        raise CampaignError(
+            campaign.path,
+            "scheduler",
+            "{family} models use their own flow-matching scheduler: write `scheduler: default` or leave it out",
+            family=family.label,
+        )
+    return GenerationSettings(
+        steps=spec.steps if spec.steps is not None else family.steps,
+        guidance=spec.guidance if spec.guidance is not None else family.guidance,
+        scheduler=scheduler,
+    )
+
+
+def check_capabilities(campaign: Campaign, model: ModelInfo) -> None:
+    """Refuse what the model's family cannot do for this campaign, naming the field to change."""
+    spec, family = campaign.spec, family_named(model.family)
+    if spec.photos is None or not any(commune.photos for commune in campaign.communes):
+        return
+    if spec.photos.controlnet is not None and not family.controlnet:
+        raise CampaignError(
+            campaign.path,
+            "photos.controlnet",
+            "{family} models cannot be steered by a photo's edges (ControlNet): remove `photos.controlnet`"
+            " or change the model (docs/models.md)",
+            family=family.label,
+        )
+    if spec.photos.strength is not None and family.img2img is None:
+        raise CampaignError(
+            campaign.path,
+            "photos",
+            "{family} models cannot start from a photo (no img2img pipeline in diffusers): set `photos: null`"
+            " or change the model (docs/models.md)",
+            family=family.label,
+        )
+
+
+def cannot_outpaint(campaign: Campaign, family: Family) -> CampaignError:
+    return CampaignError(
+        campaign.path,
+        "format_mode",
+        "{family} models cannot outpaint a key visual (no inpainting pipeline in diffusers): use formats"
+        " of close aspect ratios, `format_mode: native`, or another model (docs/models.md)",
+        family=family.label,
+    )
+
+
+def licence_record(campaign: Campaign, model: ModelInfo) -> LicenceRecord:
+    """The licence the model's files declare, or the campaign's where they declare none; a licence
+    that refuses publication stops the campaign unless it records an override with its reason."""
+    declared = campaign.spec.model_licence
+    licence = model.licence
+    if declared.licence is not None:
+        if licence.id is not None and licence.id != declared.licence.strip().lower():
+            raise CampaignError(
+                campaign.path,
+                "model_licence.licence",
+                "the model's own files say its licence is {found}, not {declared}",
+                found=licence.id,
+                declared=declared.licence,
+            )
+        licence = known(declared.licence, "campaign")
+    if licence.refuses_publication and declared.override is None:
+        raise CampaignError(
+            campaign.path,
+            "model",
+            "the model's licence ({licence}) does not let a region publish its pictures (non-commercial,"
+            " research-only or revenue-capped); record a reason in `model_licence.override` to render anyway",
+            licence=licence.said(),
+        )
+    return LicenceRecord(licence=licence, override=declared.override if licence.refuses_publication else None)

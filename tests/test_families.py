@@ -1,0 +1,339 @@
+"""The 2026 families (FLUX.1 schnell, FLUX.2 klein, Z-Image, Qwen-Image) through the same renderer
+as SD1.5 and SDXL: tiny folders made outside visuels (tests/tiny_families.py), described from their
+files, rendered from a campaign file and from ``--model DIR``, marked and recorded like any other
+picture; their licences as governance; LoRA on a transformer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from visuels.errors import CampaignError
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.model_refs import DiffusersFolderRef, LoraWeights
+from visuels.models.families import family_named
+from visuels.models.licences import card_licence, licence_use
+from visuels.models.reference import describe_model
+from visuels.planning.jobs import expand_jobs
+from visuels.planning.plan import plan_render
+from visuels.planning.request import Overrides
+from visuels.record.database import database_url
+
+from tests.conftest import render_now
+from tests.test_faults import assert_record_matches_files, rows
+from tests.tiny_families import FAMILIES, save_tiny
+
+NEW_FAMILIES = sorted(FAMILIES)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each family's tiny folder, saved once for the session."""
+    folder = tmp_path_factory.mktemp("families")
+    return {family: save_tiny(family, folder / family) for family in NEW_FAMILIES}
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_each_family_is_described_from_its_files(tiny_models: dict[str, Path], family: str) -> None:
+    info = describe_model(DiffusersFolderRef(path=str(tiny_models[family])))
+    assert info.family == family
+    assert (info.native_size, info.size_multiple) == (family_named(family).native_size, 16)
+    assert (info.licence.id, info.licence.use, info.licence.source) == ("apache-2.0", "publishable", "model card")
+    smaller = describe_model(DiffusersFolderRef(path=str(tiny_models[family]), native_size=256))
+    assert (smaller.native_size, smaller.hash) == (256, info.hash)  # the same files
+
+
+def test_an_unsupported_pipeline_is_one_clear_line(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    import shutil
+
+    folder = shutil.copytree(tiny_models["z-image"], tmp_path / "sd3")
+    index = folder / "model_index.json"
+    index.write_text(index.read_text().replace("ZImagePipeline", "StableDiffusion3Pipeline"))
+    with pytest.raises(Exception, match="StableDiffusion3Pipeline' is not one visuels renders with"):
+        describe_model(DiffusersFolderRef(path=str(folder)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_each_family_renders_marks_and_records_from_its_campaign_file(
+    tiny_models: dict[str, Path], family: str, make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    from visuels.marking.c2pa_manifest import read_manifest_state
+    from visuels.review.publish import finish_render
+
+    model = {"kind": "diffusers", "path": str(tiny_models[family]), "native_size": 256}
+    settings = {"steps": None, "guidance": None, "scheduler": None, "photos": None}
+    campaign = make_campaign(model=model, formats=["instagram_square", "story"], **settings)
+    defaults = family_named(family)
+    [square, story, *_] = expand_jobs(load_campaign(campaign), describe_model(DiffusersFolderRef(**model)), "float32")
+    assert (square.steps, square.guidance, square.scheduler) == (defaults.steps, defaults.guidance, "default")
+    assert (square.generation_width, square.generation_height) == (256, 256)
+    assert (story.generation_width, story.generation_height) == (192, 336)  # 9:16 on the 16-pixel grid
+    # A distilled family reads no negative prompt: it is neither sent nor in the key.
+    assert bool(square.negative_prompt) == defaults.negative_prompt
+
+    out = tmp_path / "outputs"
+    plan = plan_render(campaign, out, overrides=Overrides(steps=2))
+    assert len(plan.pending) == 4
+    exported = render_now(renderer, plan, out)
+    finish_render(plan, out)
+    assert len(exported) == 4
+    assert_record_matches_files(out, plan)  # whole, recorded once, the chain intact, every file verifying
+    assert rows(database_url(out), "SELECT DISTINCT model_licence FROM ledger") == [("apache-2.0",)]
+    manifest = read_manifest_state(out / exported[0].job.relative_path, None)
+    assert manifest.model_licence == "apache-2.0" and manifest.soft_binding is not None
+
+
+@pytest.mark.slow
+def test_model_dir_renders_a_family_at_its_native_size(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    """What ``visuels render --model DIR`` plans: the folder's family and native size (1024)."""
+    campaign = make_campaign(formats=["instagram_square"], steps=None, guidance=None, scheduler=None, photos=None)
+    campaign_path = load_campaign(campaign).path
+    out = tmp_path / "outputs"
+    plan = plan_render(campaign_path, out, overrides=Overrides(model=str(tiny_models["flux2-klein"]), steps=1))
+    assert {(job.generation_width, job.generation_height) for job in plan.jobs} == {(1024, 1024)}
+    exported = render_now(renderer, plan, out, plan.pending[:1])
+    assert len(exported) == 1 and (out / exported[0].job.relative_path).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["flux1", "z-image", "qwen-image"])
+def test_families_with_img2img_start_from_a_commune_photo(
+    tiny_models: dict[str, Path], family: str, make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    model = {"kind": "diffusers", "path": str(tiny_models[family]), "native_size": 256}
+    campaign = make_campaign(
+        model=model, formats=["instagram_square"], steps=4, guidance=None, scheduler=None, photos={"strength": 0.5}
+    )
+    out = tmp_path / "outputs"
+    plan = plan_render(campaign, out)
+    from_photo = [job for job in plan.pending if job.photo is not None]
+    assert from_photo  # Sète has photos
+    exported = render_now(renderer, plan, out, from_photo[:1])
+    assert len(exported) == 1 and (out / exported[0].job.relative_path).is_file()
+
+
+def test_a_family_without_img2img_refuses_photos_in_one_line(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    model = {"kind": "diffusers", "path": str(tiny_models["flux2-klein"]), "native_size": 256}
+    campaign = make_campaign(model=model, scheduler=None)
+    with pytest.raises(CampaignError, match=r"FLUX\.2 klein models cannot start from a photo") as caught:
+        plan_render(campaign, tmp_path / "outputs")
+    assert caught.value.field == "photos"
+    scheduled = make_campaign(model=model, photos=None, scheduler="euler")
+    with pytest.raises(CampaignError, match="use their own flow-matching scheduler"):
+        plan_render(scheduled, tmp_path / "outputs")
+
+
+def test_keys_are_stable_and_follow_the_family_settings(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path]
+) -> None:
+    """The same folder and campaign, the same keys; another family or other steps, other keys."""
+    keys: dict[tuple[str, int | None], list[str]] = {}
+    for family in ("flux2-klein", "z-image"):
+        model = DiffusersFolderRef(path=str(tiny_models[family]), native_size=256)
+        for steps in (None, 2):
+            fields = {"steps": steps, "guidance": None, "scheduler": None, "photos": None}
+            campaign = load_campaign(make_campaign(model=model.model_dump(), **fields))
+            keys[family, steps] = [job.key for job in expand_jobs(campaign, describe_model(model), "float32")]
+            assert [job.key for job in expand_jobs(campaign, describe_model(model), "float32")] == keys[family, steps]
+    every = [key for listed in keys.values() for key in listed]
+    assert len(set(every)) == len(every)
+
+
+def test_licences_are_read_and_classified(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("---\nlicense: other\nlicense_name: flux-1-dev-non-commercial-license\n---\n")
+    assert card_licence(tmp_path).use == "non_commercial"
+    assert [licence_use(name) for name in ("Apache-2.0", "openrail++", "cc-by-nc-4.0", "qwen-research", "x")] == [
+        "publishable",
+        "publishable",
+        "non_commercial",
+        "research_only",
+        "unknown",
+    ]
+    (tmp_path / "README.md").write_text("# no front matter\n")
+    assert card_licence(tmp_path).id is None
+
+
+@pytest.mark.slow
+def test_a_non_commercial_model_is_refused_unless_the_campaign_records_why(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    from visuels.cli.main import main
+
+    folder = save_tiny("z-image", tmp_path / "dev", licence="other", licence_name="flux-1-dev-non-commercial-license")
+    model = {"kind": "diffusers", "path": str(folder), "native_size": 256}
+    common = {"model": model, "formats": ["instagram_square"], "steps": 2, "guidance": None, "scheduler": None}
+    refused = make_campaign(**common, photos=None)
+    with pytest.raises(CampaignError, match=r"\(flux-1-dev-non-commercial-license\) does not let a region"):
+        plan_render(refused, tmp_path / "outputs")
+    # The command line says it in one line, exit code 2, before anything is rendered.
+    assert main(["render", str(refused), "--output-dir", str(tmp_path / "outputs")], render=lambda _: None) == 2
+    assert not (tmp_path / "outputs").exists()
+
+    reason = "Internal mock-ups for the jury, never published"
+    allowed = make_campaign("allowed.yaml", **common, photos=None, model_licence={"override": reason})
+    out = tmp_path / "outputs"
+    plan = plan_render(allowed, out)
+    assert plan.setup.model_licence.override == reason
+    render_now(renderer, plan, out, plan.pending[:1])
+    recorded = rows(database_url(out), "SELECT model_licence, licence_override FROM ledger")
+    assert recorded == [("flux-1-dev-non-commercial-license", reason)]
+
+
+def test_a_declared_licence_fills_a_silent_card_and_may_not_contradict_one(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    model = {"kind": "diffusers", "path": str(tiny_models["z-image"]), "native_size": 256}
+    common = {"model": model, "steps": 2, "guidance": None, "scheduler": None, "photos": None}
+    contradicting = make_campaign(**common, model_licence={"licence": "mit"})
+    with pytest.raises(CampaignError, match=r"own files say its licence is apache-2\.0, not mit"):
+        plan_render(contradicting, tmp_path / "outputs")
+
+
+@pytest.mark.slow
+def test_a_lora_on_a_transformer_loads_changes_the_pictures_and_fuses_to_the_same(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    from diffusers import Flux2KleinPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from visuels.models.host import ModelHost
+
+    folder = tiny_models["flux2-klein"]
+    transformer = Flux2KleinPipeline.from_pretrained(folder).transformer
+    torch.manual_seed(5)
+    transformer.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
+    with torch.no_grad():  # a strong style: the saved file keeps no alpha, so the weights carry it
+        for name, weights in transformer.named_parameters():
+            if "lora_B" in name:
+                weights.mul_(8)
+    Flux2KleinPipeline.save_lora_weights(tmp_path, transformer_lora_layers=get_peft_model_state_dict(transformer))
+    lora = LoraWeights(path=str(tmp_path / "pytorch_lora_weights.safetensors"), scale=1.0)
+
+    ref = DiffusersFolderRef(path=str(folder), native_size=256)
+    campaign = make_campaign(model=ref.model_dump(), steps=2, guidance=None, scheduler=None, photos=None)
+    jobs = expand_jobs(load_campaign(campaign), describe_model(ref), "float32")[:1]
+    unfused, fused = ModelHost(torch.device("cpu"), fuse_lora=False), ModelHost(torch.device("cpu"), fuse_lora=True)
+    plain = unfused.generate(ref, torch.float32, None, jobs)[0]
+    styled = unfused.generate(ref, torch.float32, lora, jobs)[0]
+    assert np.abs(styled.astype(int) - plain.astype(int)).mean() > 1
+    assert np.abs(fused.generate(ref, torch.float32, lora, jobs)[0].astype(int) - styled.astype(int)).max() <= 1
+    assert np.array_equal(fused.generate(ref, torch.float32, None, jobs)[0], plain)  # unfused back exactly
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["flux2-klein", "qwen-image"])
+def test_an_output_of_a_family_is_retouched_with_its_own_model(
+    tiny_models: dict[str, Path], family: str, make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    """Inpainting through the family's own pipeline: only the mask changes. FLUX.2 klein has no
+    img2img pipeline: that mode is one clear line."""
+    from visuels.errors import ModelError
+    from visuels.inputs.images import read_picture
+    from visuels.record.database import Database
+    from visuels.review.derivatives import find_original
+    from visuels.review.retouch import RetouchSettings, retouch, retouch_model
+
+    model = {"kind": "diffusers", "path": str(tiny_models[family]), "native_size": 256}
+    one = {"file": "charter/communes.csv", "names": ["Sète"]}
+    campaign = make_campaign(
+        model=model, communes=one, formats=["instagram_square"], steps=2, guidance=None, scheduler=None, photos=None
+    )
+    out = tmp_path / "outputs"
+    [item] = render_now(renderer, plan_render(campaign, out), out)
+    database = Database(database_url(out))
+    try:
+        retouching = retouch_model(database, find_original(database, out / item.job.relative_path, out))
+    finally:
+        database.close()
+    assert (retouching.family, retouching.native_size) == (family, 256)
+    picture = read_picture(out / item.job.relative_path)
+    mask = np.zeros((picture.height, picture.width), dtype=bool)
+    mask[200:500, 200:500] = True
+    settings = RetouchSettings(prompt="a boat", mode="inpaint", variants=1, strength=0.9)
+    [variant] = retouch(renderer.host, retouching, picture, mask, settings, torch.float32)
+    changed = np.abs(np.asarray(variant, dtype=np.int16) - np.asarray(picture, dtype=np.int16)).max(axis=2) > 0
+    assert not changed[~mask].any() and changed[mask].mean() > 0.5
+    if family == "flux2-klein":
+        with pytest.raises(ModelError, match=r"FLUX\.2 klein models have no img2img pipeline"):
+            retouch(
+                renderer.host, retouching, picture, mask, settings.model_copy(update={"mode": "img2img"}), torch.float32
+            )
+
+
+def test_doctor_shows_each_models_family_and_licence(
+    tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visuels.cli.main import main
+
+    dev = save_tiny("flux2-klein", tmp_path / "klein-9b", licence="other", licence_name="flux-non-commercial-license")
+    silent = save_tiny("z-image", tmp_path / "silent")
+    (silent / "README.md").unlink()
+    arguments = ["--model", str(tiny_models["qwen-image"]), "--model", str(dev), "--model", str(silent)]
+    assert main(["doctor", *arguments, "--output-dir", str(tmp_path / "outputs")]) == 1  # the refused licence
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "qwen-image: Qwen-Image, 1328 px" in shown
+    assert "apache-2.0: a region may publish its pictures" in shown
+    assert "flux-non-commercial-license does not let a region publish its pictures" in shown
+    assert "none in its card or files" in shown
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["flux2-klein", "z-image"])
+def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
+    tiny_models: dict[str, Path], family: str, tmp_path: Path, make_campaign: Callable[..., Path]
+) -> None:
+    """The flow-matching loss goes down over a short run; a run cut after a checkpoint and resumed
+    ends with the same weights; the exported file loads in a campaign and changes its pictures."""
+    from safetensors.torch import load_file
+    from visuels.models.host import ModelHost
+    from visuels.training import TrainingConfig, run_training
+
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    base = DiffusersFolderRef(path=str(tiny_models[family]))
+    config = TrainingConfig(
+        steps=20, resolution=128, rank=8, learning_rate=5e-3, batch_size=4, checkpoint_every=10, validation_seeds=[1]
+    )
+    straight = run_training(SAMPLE_CHARTER_DIR, base, config, root=tmp_path / "straight")
+    assert straight.kohya_file is None and len(straight.validation_grids) == 2
+    losses = torch.load(straight.folder / "checkpoints" / "step-000020.pt", weights_only=False)["losses"]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+
+    def power_cut(step: int, loss: float) -> None:
+        if step == 12:  # after the step-10 checkpoint, before the end
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(SAMPLE_CHARTER_DIR, base, config, root=tmp_path / "resumed", on_step=power_cut)
+    [partial] = list((tmp_path / "resumed" / "solane").glob(".*.partial"))
+    resumed = run_training(SAMPLE_CHARTER_DIR, base, config, resume=partial.name[1:-8], root=tmp_path / "resumed")
+    first, second = load_file(str(straight.diffusers_file)), load_file(str(resumed.diffusers_file))
+    assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+
+    ref = DiffusersFolderRef(path=str(tiny_models[family]), native_size=256)
+    campaign = make_campaign(model=ref.model_dump(), steps=2, guidance=None, scheduler=None, photos=None)
+    jobs = expand_jobs(load_campaign(campaign), describe_model(ref), "float32")[:1]
+    host = ModelHost(torch.device("cpu"))
+    plain = host.generate(ref, torch.float32, None, jobs)[0]
+    styled = host.generate(ref, torch.float32, LoraWeights(path=str(straight.diffusers_file), scale=1.0), jobs)[0]
+    assert not np.array_equal(plain, styled)
+
+
+def test_training_refuses_a_family_it_cannot_train(tiny_models: dict[str, Path]) -> None:
+    from visuels.errors import ModelError
+    from visuels.training import TrainingConfig, run_training
+
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    with pytest.raises(ModelError, match=r"training is built for SD1\.5, FLUX\.2 klein and Z-Image models, not Qwen"):
+        run_training(SAMPLE_CHARTER_DIR, DiffusersFolderRef(path=str(tiny_models["qwen-image"])), TrainingConfig())

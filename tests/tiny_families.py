@@ -1,0 +1,278 @@
+"""Tiny diffusers folders of the 2026 families (FLUX.1 schnell, FLUX.2 klein, Z-Image, Qwen-Image),
+built here from configs with random weights and saved as their publishers ship them (model_index,
+component folders, a model card with its licence): models made outside visuels, as a user brings
+them. Nothing is downloaded; the tokenizers are byte-level, so any text encodes.
+
+The shapes follow the real families (latent channels, patching, VAE factors, text encoders and
+their hidden layers) at a width that renders a 256-pixel picture in about a second on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from visuels.models.demo import build_tokenizer as build_clip_tokenizer
+
+IM_START, IM_END, END = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+# The Qwen chat format, as Qwen3's template writes it (thinking off: an empty think block).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}" + IM_START + "{{ message.role }}\n{{ message.content }}" + IM_END + "\n"
+    "{% endfor %}{% if add_generation_prompt %}" + IM_START + "assistant\n<think>\n\n</think>\n\n{% endif %}"
+)
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 bytes (byte-level BPE)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(byte if byte in printable else next(extra)) for byte in range(256)]
+
+
+def qwen_tokenizer():
+    """A Qwen2 byte-level tokenizer with no merges, the chat tokens and template."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {symbol: index for index, symbol in enumerate(_byte_symbols())}
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], model_max_length=2048)
+    tokenizer.add_special_tokens({"additional_special_tokens": [IM_START, IM_END]})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def t5_tokenizer():
+    """A T5 unigram tokenizer over single characters (FLUX.1's second tokenizer)."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0)]
+    pieces += [(chr(code), -2.0) for code in range(33, 0x250) if chr(code).isprintable()]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def _card(licence: str, name: str | None = None) -> str:
+    lines = ["---", f"license: {licence}"] + ([f"license_name: {name}"] if name else []) + ["---", ""]
+    return "\n".join(lines) + "A tiny model with random weights, for tests.\n"
+
+
+def _flow_scheduler(shift: float = 3.0):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(shift=shift)
+
+
+def _kl_vae(latent_channels: int, **extra):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(16, 16, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=8,
+        **extra,
+    )
+
+
+def flux1_schnell():
+    """FLUX.1 [schnell]-shaped: CLIP and T5 text encoders, 16-channel VAE, 2x2 patches."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    clip, t5 = build_clip_tokenizer(), t5_tokenizer()
+    return FluxPipeline(
+        scheduler=_flow_scheduler(1.0),
+        vae=_kl_vae(16, scaling_factor=0.3611, shift_factor=0.1159),
+        text_encoder=CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(clip),
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                projection_dim=32,
+                bos_token_id=len(clip) - 2,
+                eos_token_id=len(clip) - 1,
+            )
+        ),
+        tokenizer=clip,
+        text_encoder_2=T5EncoderModel(
+            T5Config(vocab_size=len(t5), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)
+        ),
+        tokenizer_2=t5,
+        transformer=FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=64,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            axes_dims_rope=(4, 6, 6),
+            guidance_embeds=False,
+        ),
+    )
+
+
+def flux2_klein():
+    """FLUX.2 [klein]-shaped: a Qwen3 text encoder read at three hidden layers, 32-channel VAE."""
+    from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = qwen_tokenizer()
+    hidden = 16
+    encoder = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=32,
+            num_hidden_layers=28,  # the pipeline reads layers 9, 18 and 27
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=1024,
+        )
+    )
+    return Flux2KleinPipeline(
+        scheduler=_flow_scheduler(),
+        vae=AutoencoderKLFlux2(
+            block_out_channels=(16, 16, 16, 16),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            latent_channels=32,
+            norm_num_groups=8,
+        ),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        transformer=Flux2Transformer2DModel(
+            patch_size=1,
+            in_channels=128,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=3 * hidden,
+            timestep_guidance_channels=256,
+            axes_dims_rope=(4, 4, 4, 4),
+            guidance_embeds=False,
+        ),
+        is_distilled=True,
+    )
+
+
+def z_image():
+    """Z-Image-shaped: a Qwen3 text encoder, 16-channel VAE, a single-stream transformer."""
+    from diffusers import ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = qwen_tokenizer()
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        qk_norm=True,
+        cap_feat_dim=16,
+        rope_theta=256.0,
+        axes_dims=[8, 4, 4],
+        axes_lens=[1024, 64, 64],
+    )
+    with torch.no_grad():  # made with torch.empty: give them values
+        transformer.x_pad_token.normal_()
+        transformer.cap_pad_token.normal_()
+    return ZImagePipeline(
+        scheduler=_flow_scheduler(),
+        vae=_kl_vae(16, scaling_factor=0.3611, shift_factor=0.1159),
+        text_encoder=Qwen3Model(
+            Qwen3Config(
+                vocab_size=len(tokenizer),
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                head_dim=8,
+                max_position_embeddings=1024,
+            )
+        ),
+        tokenizer=tokenizer,
+        transformer=transformer,
+    )
+
+
+def qwen_image():
+    """Qwen-Image-shaped: a Qwen2.5-VL text encoder, its causal video VAE, true CFG."""
+    from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = qwen_tokenizer()
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "vocab_size": len(tokenizer),
+            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+        },
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        hidden_size=16,
+        vocab_size=len(tokenizer),
+    )
+    return QwenImagePipeline(
+        scheduler=_flow_scheduler(),
+        vae=AutoencoderKLQwenImage(
+            base_dim=16,
+            z_dim=16,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+            latents_mean=[0.0] * 16,
+            latents_std=[1.0] * 16,
+        ),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
+        tokenizer=tokenizer,
+        transformer=QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=64,
+            out_channels=16,
+            num_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=16,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 4, 4),
+        ),
+    )
+
+
+# family name -> (builder, licence on its card, licence_name)
+FAMILIES: dict[str, tuple[Callable[[], object], str, str | None]] = {
+    "flux1": (flux1_schnell, "apache-2.0", None),
+    "flux2-klein": (flux2_klein, "apache-2.0", None),
+    "z-image": (z_image, "apache-2.0", None),
+    "qwen-image": (qwen_image, "apache-2.0", None),
+}
+
+
+def save_tiny(family: str, folder: Path, licence: str | None = None, licence_name: str | None = None) -> Path:
+    """Build ``family``'s tiny pipeline (seeded: the same weights every time) and save it to
+    ``folder`` with a model card naming its licence (``licence`` replaces the family's)."""
+    build, card_licence, card_name = FAMILIES[family]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        pipeline = build()
+    pipeline.save_pretrained(folder)
+    if licence is None:
+        licence, licence_name = card_licence, card_name
+    (folder / "README.md").write_text(_card(licence, licence_name), encoding="utf-8")
+    return folder
