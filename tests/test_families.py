@@ -337,3 +337,30 @@ def test_training_refuses_a_family_it_cannot_train(tiny_models: dict[str, Path])
 
     with pytest.raises(ModelError, match=r"training is built for SD1\.5, FLUX\.2 klein and Z-Image models, not Qwen"):
         run_training(SAMPLE_CHARTER_DIR, DiffusersFolderRef(path=str(tiny_models["qwen-image"])), TrainingConfig())
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_on_a_format_is_one_line_naming_the_job(
+    tmp_path: Path, make_campaign: Callable[..., Path]
+) -> None:
+    """A fine-tune whose position tables are too short for a tall format: a ModelError naming the
+    job's file and size (the CLI's one line), not a traceback."""
+    from diffusers import ZImagePipeline
+    from visuels.errors import ModelError
+    from visuels.models.host import ModelHost
+
+    folder = save_tiny("z-image", tmp_path / "short")
+    pipeline = ZImagePipeline.from_pretrained(folder)
+    short = type(pipeline.transformer).from_config({**pipeline.transformer.config, "axes_lens": [1024, 64, 64]})
+    short.load_state_dict(pipeline.transformer.state_dict())
+    short.save_pretrained(folder / "transformer")
+    ref = DiffusersFolderRef(path=str(folder))
+    campaign = make_campaign(
+        model=ref.model_dump(), formats=["story"], steps=1, guidance=None, scheduler=None, photos=None
+    )
+    [job, *_] = expand_jobs(load_campaign(campaign), describe_model(ref), "float32")
+    with pytest.raises(
+        ModelError, match=r"the model failed on a 768x1360 picture: index 64 is out of bounds"
+    ) as caught:
+        ModelHost(torch.device("cpu")).generate(ref, torch.float32, None, [job])
+    assert caught.value.file == job.relative_path

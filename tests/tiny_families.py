@@ -183,7 +183,7 @@ def z_image():
         cap_feat_dim=16,
         rope_theta=256.0,
         axes_dims=[8, 4, 4],
-        axes_lens=[1024, 64, 64],
+        axes_lens=[1024, 512, 512],
     )
     with torch.no_grad():  # made with torch.empty: give them values
         transformer.x_pad_token.normal_()

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,26 @@ def _generators(jobs: Sequence[GenerationJob]) -> list[torch.Generator]:
     return [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
 
 
+@contextmanager
+def model_failures(job: GenerationJob) -> Iterator[None]:
+    """A model that fails on a job's size or inputs (a fine-tune's position tables too short for a
+    format, a broken component) is one line naming the job, not a traceback; running out of GPU
+    memory stays what it is (the host halves the batch)."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError, ValueError) as exc:
+        raise ModelError(
+            job.relative_path,
+            "model",
+            "the model failed on a {width}x{height} picture: {reason}",
+            width=job.generation_width,
+            height=job.generation_height,
+            reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        ) from exc
+
+
 def generate(
     pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None = None
 ) -> list[np.ndarray]:
@@ -121,7 +142,7 @@ def generate(
                 raise ValueError(f"jobs in one batch must share `{field}`: got {wanted!r} and {got!r}")
     use_scheduler(pipeline, first.scheduler)
     family = pipeline_family(pipeline)
-    with torch.inference_mode():
+    with torch.inference_mode(), model_failures(first):
         if first.photo is None:
             result = pipeline(
                 **text_arguments(family, jobs, first.guidance),
@@ -304,7 +325,7 @@ def outpaint(
     width, height = first.key_visual.width, first.key_visual.height
     inputs = [_outpaint_inputs(picture, width, height) for picture in key_visuals]
     paint = derived(pipeline, family.inpaint)
-    with torch.inference_mode():
+    with torch.inference_mode(), model_failures(first):
         result = paint(
             **text_arguments(family, jobs, first.guidance),
             image=_as_batch([canvas for canvas, _, _ in inputs]),
