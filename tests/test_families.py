@@ -365,3 +365,11 @@ def test_a_model_that_fails_on_a_format_is_one_line_naming_the_job(
     ) as caught:
         ModelHost(torch.device("cpu")).generate(ref, torch.float32, None, [job])
     assert caught.value.file == job.relative_path
+
+
+def test_a_unet_model_keeps_its_own_scheduler_when_told_default(make_campaign: Callable[..., Path]) -> None:
+    from visuels.inputs.model_refs import DemoModelRef
+
+    campaign = load_campaign(make_campaign(scheduler="default", photos=None))
+    [job, *_] = expand_jobs(campaign, describe_model(DemoModelRef()), "float32")
+    assert (job.scheduler, job.steps, job.guidance) == ("default", 3, 4.0)  # the campaign's steps and guidance

@@ -47,7 +47,8 @@ class Family:
 
     @property
     def schedulers(self) -> tuple[str, ...]:
-        return UNET_SCHEDULERS if self.denoiser == "unet" else ("default",)
+        """The scheduler names it takes: "default" keeps the one its folder names."""
+        return (*UNET_SCHEDULERS, "default") if self.denoiser == "unet" else ("default",)
 
 
 FAMILIES = (

@@ -14,6 +14,8 @@ so a resumed run draws what an uninterrupted one would.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDPMScheduler, DiffusionPipeline
 from diffusers.training_utils import compute_snr
@@ -44,7 +46,7 @@ class UnetObjective:
         self.module = pipeline.unet
         self.scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
         self.min_snr = min_snr
-        self.train_text_encoder = False
+        self.train_text_encoder = False  # set by the trainer once the text encoder has its LoRA
         with torch.no_grad():  # the frozen VAE never runs in the loop, nor does a frozen text encoder
             self.latents = _encode(pipeline.vae, pixels)
             self.tokens = pipeline.tokenizer(
@@ -100,7 +102,7 @@ class UnetObjective:
         return clamped  # the loss is already on the clean sample
 
 
-class FlowObjective:
+class FlowObjective(ABC):
     """The flow-matching loss; a family says how it encodes pictures and captions and calls its transformer."""
 
     target_modules: list[str]
@@ -132,14 +134,17 @@ class FlowObjective:
         target = noise - clean
         return torch.nn.functional.mse_loss(velocity.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
 
+    @abstractmethod
     def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The pictures' latents, as the family's pipeline reads them."""
 
+    @abstractmethod
     def _conditioning(self, captions: list[str]) -> None:
-        raise NotImplementedError
+        """Encode the captions once (the text encoder is frozen)."""
 
+    @abstractmethod
     def _velocity(self, noisy: torch.Tensor, sigma: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The transformer's velocity for ``noisy`` latents at ``sigma``, captions ``index``."""
 
 
 class Flux2KleinObjective(FlowObjective):

@@ -169,7 +169,7 @@ def train_lora(
         config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
     )
     denoiser, text_encoder, optimizer = accelerator.prepare(denoiser, text_encoder, optimizer)
-    objective.module = denoiser
+    objective.module = denoiser  # the prepared modules are the ones the loop runs
     if config.train_text_encoder:
         objective.train_text_encoder = True
         pipeline.text_encoder = text_encoder
