@@ -157,7 +157,7 @@ def picture(lora_file: Path | None) -> np.ndarray:
 def test_diffusers_and_kohya_files_load_and_agree(trained: TrainingSummary) -> None:
     plain = picture(None)
     diffusers_output = picture(trained.diffusers_file)
-    kohya_output = picture(trained.kohya_file)  # through diffusers' conversion of kohya files
+    kohya_output = picture(trained.community_file)  # through diffusers' conversion of kohya files
     assert np.abs(diffusers_output - plain).max() > 1e-3  # the LoRA does something...
     np.testing.assert_allclose(kohya_output, diffusers_output, atol=1e-5)  # ...the same in both files
 
@@ -220,8 +220,8 @@ def test_a_text_encoder_lora_is_exported_and_loads_in_both_formats_at_its_alpha(
     summary = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path)
     with safe_open(str(summary.diffusers_file), "pt") as weights:
         diffusers_keys = set(weights.keys())
-    with safe_open(str(summary.kohya_file), "pt") as weights:
+    with safe_open(str(summary.community_file), "pt") as weights:
         kohya_keys = set(weights.keys())
     assert any(key.startswith("text_encoder.") for key in diffusers_keys)
     assert any(key.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj.") for key in kohya_keys)
-    np.testing.assert_allclose(picture(summary.kohya_file), picture(summary.diffusers_file), atol=1e-5)
+    np.testing.assert_allclose(picture(summary.community_file), picture(summary.diffusers_file), atol=1e-5)

@@ -18,6 +18,7 @@ from visuels._internal.atomic import write_text_atomic, write_with
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 KOHYA_FILE = "lora_kohya.safetensors"
+COMFYUI_FILE = "lora_comfyui.safetensors"
 
 
 def library_versions() -> dict[str, str]:
@@ -100,6 +101,21 @@ def export_kohya(pipeline: DiffusionPipeline, folder: Path, alpha: float, metada
     return target
 
 
+def export_comfyui(pipeline: DiffusionPipeline, folder: Path, alpha: float, metadata: dict[str, str]) -> Path:
+    """A Z-Image transformer's LoRA as ComfyUI loads it: each module under ``diffusion_model.`` and
+    its diffusers path, with its ``.alpha``. ComfyUI's Lumina2 loader (``comfy/lora.py``) maps
+    these names through ``comfy.utils.z_image_to_diffusers`` onto its own layers: to_q, to_k and
+    to_v onto their rows of the fused qkv, to_out.0 onto out."""
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in get_peft_model_state_dict(pipeline.transformer).items():
+        module = key.partition(".lora_")[0]
+        tensors[f"diffusion_model.{key}"] = value
+        tensors[f"diffusion_model.{module}.alpha"] = torch.tensor(float(alpha))
+    target = folder / COMFYUI_FILE
+    _save_safetensors(target, tensors, {**metadata, "ss_network_dim": metadata["rank"], "ss_network_alpha": str(alpha)})
+    return target
+
+
 def draw_loss_curve(losses: list[float], target: Path, window: int = 20) -> Path:
     """The loss per step (grey) and its moving average (blue), as a PNG."""
     width, height, pad = 800, 400, 40
@@ -126,7 +142,7 @@ def draw_loss_curve(losses: list[float], target: Path, window: int = 20) -> Path
     return target
 
 
-def write_model_card(folder: Path, metadata: dict[str, str]) -> Path:
+def write_model_card(folder: Path, metadata: dict[str, str], community_file: str | None) -> Path:
     target = folder / "README.md"
     lines = [
         f"# {metadata['charter']} style LoRA",
@@ -140,10 +156,13 @@ def write_model_card(folder: Path, metadata: dict[str, str]) -> Path:
         f"| versions | `{metadata['versions']}` |",
         "",
         "Use it in a campaign: `lora: {path: <this folder>/pytorch_lora_weights.safetensors, scale: 0.8}`,",
-        "or `lora: {path: charter:latest}`. `lora_kohya.safetensors` holds the same weights for",
-        "A1111 / ComfyUI / kohya tools. Validation grids: `validation/`; loss: `loss_curve.png`.",
+        "or `lora: {path: charter:latest}`. Validation grids: `validation/`; loss: `loss_curve.png`.",
         "",
     ]
+    if community_file == KOHYA_FILE:
+        lines += [f"`{KOHYA_FILE}` holds the same weights for A1111 / ComfyUI / kohya tools.", ""]
+    elif community_file == COMFYUI_FILE:
+        lines += [f"`{COMFYUI_FILE}` holds the same weights in ComfyUI's names (its LoRA loader).", ""]
     write_text_atomic(target, "\n".join(lines))
     return target
 

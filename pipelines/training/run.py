@@ -20,7 +20,14 @@ from visuels.models.families import family_named
 from visuels.models.reference import ModelInfo, describe_model, model_folder
 from visuels.training.dataset import TrainingSet, load_training_set
 from visuels.training.evaluation import evaluate_colours
-from visuels.training.export import draw_loss_curve, export_diffusers, export_kohya, metadata_for, write_model_card
+from visuels.training.export import (
+    draw_loss_curve,
+    export_comfyui,
+    export_diffusers,
+    export_kohya,
+    metadata_for,
+    write_model_card,
+)
 from visuels.training.objectives import TRAINABLE_FAMILIES
 from visuels.training.trainer import TrainingConfig, train_lora, validation_steps
 
@@ -33,7 +40,9 @@ class TrainingSummary(BaseModel):
     run: str
     folder: Path
     diffusers_file: Path
-    kohya_file: Path | None  # UNet models: the transformers' kohya/ComfyUI layout is not written yet
+    # The same LoRA for the community's tools: kohya's layout (UNet models), ComfyUI's (Z-Image);
+    # None for FLUX.2 klein, whose mapping onto ComfyUI's layers is not checked yet.
+    community_file: Path | None
     loss_curve: Path
     validation_grids: list[Path]
     steps: int
@@ -116,9 +125,13 @@ def run_training(
         colour_distance_with_lora=round(colours.with_lora, 3),
     )
     diffusers_file = export_diffusers(pipeline, partial, metadata)
-    kohya_file = export_kohya(pipeline, partial, config.lora_alpha, metadata) if hasattr(pipeline, "unet") else None
+    community_file = None
+    if base_info.family == "sd15":
+        community_file = export_kohya(pipeline, partial, config.lora_alpha, metadata)
+    elif base_info.family == "z-image":
+        community_file = export_comfyui(pipeline, partial, config.lora_alpha, metadata)
     curve = draw_loss_curve(result.losses, partial / "loss_curve.png")
-    write_model_card(partial, metadata)
+    write_model_card(partial, metadata, community_file.name if community_file else None)
     partial.rename(final)  # complete: only now does the run look like one
     moved = [final / grid.relative_to(partial) for grid in result.validation_grids]
     window = min(50, len(result.losses))  # compare the first and the last steps, averaged
@@ -128,7 +141,7 @@ def run_training(
         run=run,
         folder=final,
         diffusers_file=final / diffusers_file.name,
-        kohya_file=final / kohya_file.name if kohya_file else None,
+        community_file=final / community_file.name if community_file else None,
         loss_curve=final / curve.name,
         validation_grids=moved,
         steps=result.steps,
