@@ -308,14 +308,14 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     )
     straight = run_training(SAMPLE_CHARTER_DIR, base, config, root=tmp_path / "straight")
     assert len(straight.validation_grids) == 2
-    if family == "z-image":  # in ComfyUI's names: the diffusers modules its Lumina2 loader maps
-        modules = {key.rsplit(".lora_", 1)[0].removesuffix(".alpha") for key in load_file(straight.community_file)}
-        comfy_names = (
-            r"diffusion_model\.(layers|noise_refiner|context_refiner)\.\d+\.attention\.(to_q|to_k|to_v|to_out\.0)"
-        )
-        assert modules and all(re.fullmatch(comfy_names, module) for module in modules), modules
-    else:
-        assert straight.community_file is None  # FLUX.2 klein: ComfyUI's mapping not checked yet
+    # The ComfyUI file: Z-Image's diffusers module names (its Lumina2 loader maps them onto the
+    # fused layers), FLUX.2's original layer names (q, k, v fused), as ComfyUI's loaders take them.
+    comfy_names = {
+        "z-image": r"diffusion_model\.(layers|noise_refiner|context_refiner)\.\d+\.attention\.(to_[qkv]|to_out\.0)",
+        "flux2-klein": r"diffusion_model\.(double_blocks\.\d+\.(img|txt)_attn\.(qkv|proj)|single_blocks\.\d+\.linear1)",
+    }[family]
+    modules = {key.rsplit(".lora_", 1)[0].removesuffix(".alpha") for key in load_file(straight.community_file)}
+    assert modules and all(re.fullmatch(comfy_names, module) for module in modules), modules
     losses = torch.load(straight.folder / "checkpoints" / "step-000020.pt", weights_only=False)["losses"]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
 
@@ -337,9 +337,9 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     plain = host.generate(ref, torch.float32, None, jobs)[0]
     styled = host.generate(ref, torch.float32, LoraWeights(path=str(straight.diffusers_file), scale=1.0), jobs)[0]
     assert not np.array_equal(plain, styled)
-    if straight.community_file is not None:  # the ComfyUI file, through diffusers' own conversion: the same LoRA
-        community = LoraWeights(path=str(straight.community_file), scale=1.0)
-        assert np.array_equal(host.generate(ref, torch.float32, community, jobs)[0], styled)
+    # The ComfyUI file through diffusers' own conversion of that format: the same LoRA.
+    community = LoraWeights(path=str(straight.community_file), scale=1.0)
+    assert np.abs(host.generate(ref, torch.float32, community, jobs)[0].astype(int) - styled.astype(int)).max() <= 1
 
 
 def test_training_refuses_a_family_it_cannot_train(tiny_models: dict[str, Path]) -> None:

@@ -101,19 +101,73 @@ def export_kohya(pipeline: DiffusionPipeline, folder: Path, alpha: float, metada
     return target
 
 
-def export_comfyui(pipeline: DiffusionPipeline, folder: Path, alpha: float, metadata: dict[str, str]) -> Path:
-    """A Z-Image transformer's LoRA as ComfyUI loads it: each module under ``diffusion_model.`` and
-    its diffusers path, with its ``.alpha``. ComfyUI's Lumina2 loader (``comfy/lora.py``) maps
-    these names through ``comfy.utils.z_image_to_diffusers`` onto its own layers: to_q, to_k and
-    to_v onto their rows of the fused qkv, to_out.0 onto out."""
-    tensors: dict[str, torch.Tensor] = {}
-    for key, value in get_peft_model_state_dict(pipeline.transformer).items():
-        module = key.partition(".lora_")[0]
-        tensors[f"diffusion_model.{key}"] = value
-        tensors[f"diffusion_model.{module}.alpha"] = torch.tensor(float(alpha))
+def export_comfyui(
+    pipeline: DiffusionPipeline, family: str, folder: Path, alpha: float, metadata: dict[str, str]
+) -> Path:
+    """A transformer's LoRA as ComfyUI loads it, every module under ``diffusion_model.``.
+
+    Z-Image: the diffusers module paths with their ``.alpha``, which ComfyUI's Lumina2 loader
+    (``comfy/lora.py``) maps through ``comfy.utils.z_image_to_diffusers`` onto its own layers (to_q,
+    to_k, to_v onto their rows of the fused qkv; to_out.0 onto out). FLUX.2 klein: the original
+    (BFL) layer names its model keeps, which ComfyUI's loader takes as they are: q, k and v fused
+    into one qkv LoRA (their A stacked, their B block-diagonal: the same update, at three times the
+    rank), and alpha / rank folded into B (a fused module's rank differs from the others').
+    """
+    state = get_peft_model_state_dict(pipeline.transformer)
+    if family == "z-image":
+        tensors: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            tensors[f"diffusion_model.{key}"] = value
+            tensors[f"diffusion_model.{key.partition('.lora_')[0]}.alpha"] = torch.tensor(float(alpha))
+    else:
+        tensors = _flux2_original_names(state, alpha / int(metadata["rank"]))
     target = folder / COMFYUI_FILE
     _save_safetensors(target, tensors, {**metadata, "ss_network_dim": metadata["rank"], "ss_network_alpha": str(alpha)})
     return target
+
+
+# FLUX.2's diffusers module (under a double block's ``attn.``) -> its original layer, and which
+# diffusers modules one fused original layer holds, in order.
+_FLUX2_DOUBLE = {
+    "img_attn.qkv": ("to_q", "to_k", "to_v"),
+    "img_attn.proj": ("to_out.0",),
+    "txt_attn.qkv": ("add_q_proj", "add_k_proj", "add_v_proj"),
+    "txt_attn.proj": ("to_add_out",),
+}
+
+
+def _flux2_original_names(state: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """FLUX.2 diffusers-named LoRA weights in its original names, q/k/v fused, ``scale`` in B."""
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        module, _, rest = key.partition(".lora_")
+        pairs.setdefault(module, {})[rest[0]] = value  # "A" or "B"
+    tensors: dict[str, torch.Tensor] = {}
+
+    def put(name: str, down: torch.Tensor, up: torch.Tensor) -> None:
+        tensors[f"diffusion_model.{name}.lora_A.weight"] = down
+        tensors[f"diffusion_model.{name}.lora_B.weight"] = up * scale
+
+    for module in sorted(pairs):
+        block, _, path = module.partition(".attn.")
+        kind, _, index = block.partition(".")
+        if kind == "single_transformer_blocks" and path == "to_qkv_mlp_proj":
+            put(f"single_blocks.{index}.linear1", pairs[module]["A"], pairs[module]["B"])
+            continue
+        if kind != "transformer_blocks":
+            raise ValueError(f"no ComfyUI name for FLUX.2 module {module}")
+        for original, parts in _FLUX2_DOUBLE.items():
+            if path == parts[0]:  # the first of a fused layer's parts writes the whole layer
+                members = [pairs[f"{block}.attn.{part}"] for part in parts]
+                down = torch.cat([member["A"] for member in members])
+                up = torch.block_diag(*[member["B"] for member in members])
+                put(f"double_blocks.{index}.{original}", down, up)
+                break
+            if path in parts:
+                break
+        else:
+            raise ValueError(f"no ComfyUI name for FLUX.2 module {module}")
+    return tensors
 
 
 def draw_loss_curve(losses: list[float], target: Path, window: int = 20) -> Path:
@@ -142,7 +196,7 @@ def draw_loss_curve(losses: list[float], target: Path, window: int = 20) -> Path
     return target
 
 
-def write_model_card(folder: Path, metadata: dict[str, str], community_file: str | None) -> Path:
+def write_model_card(folder: Path, metadata: dict[str, str], community_file: str) -> Path:
     target = folder / "README.md"
     lines = [
         f"# {metadata['charter']} style LoRA",

@@ -40,9 +40,8 @@ class TrainingSummary(BaseModel):
     run: str
     folder: Path
     diffusers_file: Path
-    # The same LoRA for the community's tools: kohya's layout (UNet models), ComfyUI's (Z-Image);
-    # None for FLUX.2 klein, whose mapping onto ComfyUI's layers is not checked yet.
-    community_file: Path | None
+    # The same LoRA for the community's tools: kohya's layout (SD1.5), ComfyUI's (FLUX.2 klein, Z-Image).
+    community_file: Path
     loss_curve: Path
     validation_grids: list[Path]
     steps: int
@@ -125,13 +124,12 @@ def run_training(
         colour_distance_with_lora=round(colours.with_lora, 3),
     )
     diffusers_file = export_diffusers(pipeline, partial, metadata)
-    community_file = None
     if base_info.family == "sd15":
         community_file = export_kohya(pipeline, partial, config.lora_alpha, metadata)
-    elif base_info.family == "z-image":
-        community_file = export_comfyui(pipeline, partial, config.lora_alpha, metadata)
+    else:  # FLUX.2 klein, Z-Image
+        community_file = export_comfyui(pipeline, base_info.family, partial, config.lora_alpha, metadata)
     curve = draw_loss_curve(result.losses, partial / "loss_curve.png")
-    write_model_card(partial, metadata, community_file.name if community_file else None)
+    write_model_card(partial, metadata, community_file.name)
     partial.rename(final)  # complete: only now does the run look like one
     moved = [final / grid.relative_to(partial) for grid in result.validation_grids]
     window = min(50, len(result.losses))  # compare the first and the last steps, averaged
@@ -141,7 +139,7 @@ def run_training(
         run=run,
         folder=final,
         diffusers_file=final / diffusers_file.name,
-        community_file=final / community_file.name if community_file else None,
+        community_file=final / community_file.name,
         loss_curve=final / curve.name,
         validation_grids=moved,
         steps=result.steps,
