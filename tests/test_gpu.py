@@ -1,4 +1,5 @@
-"""The renderer's CUDA paths on the demo model: bf16, torch.compile, fused LoRA, CPU workers.
+"""The renderer's CUDA paths on the demo model (and two tiny transformer families): bf16, torch.compile,
+fused LoRA, CPU workers.
 
 Skipped without CUDA; run on a GPU machine (`pytest -m gpu`). Full-size models are measured by
 benchmarks/gpu_render.py.
@@ -78,3 +79,28 @@ def test_a_fused_lora_switches_back_and_forth_exactly_in_bf16(
     for _ in range(3):  # subtracting a fused LoRA in bf16 would drift; restoring the weights does not
         assert np.array_equal(picture(None), plain)
         assert np.array_equal(picture(lora), styled)
+
+
+@pytest.mark.parametrize("family", ["flux2-klein", "z-image"])
+def test_a_flow_family_renders_in_bf16_compiled_with_padded_batches(
+    family: str, make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A transformer family through the same CUDA paths: bf16, the transformer and VAE decoder
+    compiled (graph breaks allowed in the transformer), short batches padded to one shape."""
+    from visuels.inputs.model_refs import DiffusersFolderRef
+
+    from tests.tiny_families import save_tiny
+
+    ref = DiffusersFolderRef(path=str(save_tiny(family, tmp_path / family)), native_size=256)
+    settings = {"steps": 2, "guidance": None, "scheduler": None, "photos": None}
+    campaign = make_campaign(model=ref.model_dump(), formats=["story"], **settings)
+    plan = plan_render(campaign, tmp_path / "outputs", settings=RenderSettings(device="cuda"))
+    jobs = plan.pending[:2] + plan.pending[:1]
+    eager = ModelHost(torch.device("cuda")).generate(ref, torch.bfloat16, None, jobs)
+    compiled = ModelHost(torch.device("cuda"), compile_models=True)
+    pictures = compiled.generate(ref, torch.bfloat16, None, jobs[:2], pad_to=2)
+    pictures += compiled.generate(ref, torch.bfloat16, None, jobs[2:], pad_to=2)
+    # A job in another batch: the same picture but for rounding (on a CPU in fp32, 1 level at most).
+    assert len(pictures) == 3 and np.abs(pictures[0].astype(int) - pictures[2].astype(int)).mean() < 1.0
+    for fast, plain in zip(pictures, eager, strict=True):
+        assert np.abs(fast.astype(int) - plain.astype(int)).mean() < 4.0  # bf16 kernels round differently
