@@ -61,7 +61,8 @@ FIRST_RUN = ["Sète", "Collioure", "Narbonne", "Gruissan", "Leucate"]
 SECOND_RUN = ["Collioure", "Narbonne", "Carcassonne", "Limoux", "Gruissan"]  # three communes in common
 NIGHTLY_CAMPAIGNS = {"nuit-a": ["Nîmes", "Perpignan"], "nuit-b": ["Foix"]}  # nuit-a is sharded
 # Each run: 5 communes x 2 pictures, in chunks of 8 (batch size 1): the two runs' 4 chunks at once
-# are more than one render worker takes (2 under way), so both machines render.
+# are more than one render worker takes (2 under way), so both machines' workers can render (which
+# one a chunk goes to is Prefect's delivery).
 SQUARES = {"formats": ["instagram_square"], "audiences": ["residents"]}  # 2 pictures a commune (fr, oc)
 QUICK = {"model": "demo", "steps": 2}
 LEASE_S = 15  # the claims' lease (default 40 s): a killed render worker is noticed sooner
