@@ -410,3 +410,40 @@ def test_a_flow_family_draws_posters_larger_and_outpaints_a_key_visual(
         else:
             banner = next(job for job in plan.jobs if job.format == "web_banner")
             assert banner.key_visual is not None and banner.key_visual.method == "outpaint"
+
+
+@pytest.mark.slow
+def test_a_kohya_flux1_lora_from_the_community_loads_and_changes_the_pictures(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A LoRA in kohya's FLUX.1 layout (the original layer names, q/k/v and the MLP fused, as
+    community trainers write it), through diffusers' conversion: every key is taken."""
+    from safetensors.torch import save_file
+    from visuels.models.host import ModelHost
+
+    hidden, inner, mlp, rank = 32, 32, 128, 4  # the tiny FLUX.1's widths (tests/tiny_families.py)
+    layers = {
+        "double_blocks_0_img_attn_qkv": (3 * inner, hidden),
+        "double_blocks_0_img_attn_proj": (hidden, inner),
+        "double_blocks_0_txt_attn_qkv": (3 * inner, hidden),
+        "double_blocks_0_txt_attn_proj": (hidden, inner),
+        "double_blocks_0_img_mlp_0": (mlp, hidden),
+        "double_blocks_0_img_mlp_2": (hidden, mlp),
+    }  # not single_blocks' linear1: diffusers splits it at the full model's widths
+    generator = torch.Generator().manual_seed(7)
+    weights = {}
+    for name, (outputs, inputs) in layers.items():
+        weights[f"lora_unet_{name}.lora_down.weight"] = torch.randn(rank, inputs, generator=generator)
+        weights[f"lora_unet_{name}.lora_up.weight"] = torch.randn(outputs, rank, generator=generator)
+        weights[f"lora_unet_{name}.alpha"] = torch.tensor(float(rank))
+    save_file(weights, str(tmp_path / "kohya_flux.safetensors"))
+
+    ref = DiffusersFolderRef(path=str(tiny_models["flux1"]), native_size=256)
+    settings = {"steps": 2, "guidance": None, "scheduler": None, "photos": None}
+    jobs = expand_jobs(load_campaign(make_campaign(model=ref.model_dump(), **settings)), describe_model(ref), "float32")
+    host = ModelHost(torch.device("cpu"))
+    plain = host.generate(ref, torch.float32, None, jobs[:1])[0]
+    styled = host.generate(
+        ref, torch.float32, LoraWeights(path=str(tmp_path / "kohya_flux.safetensors"), scale=1.0), jobs[:1]
+    )[0]
+    assert np.abs(styled.astype(int) - plain.astype(int)).mean() > 1
