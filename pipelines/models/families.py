@@ -17,9 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from visuels.inputs.campaign import SchedulerName
+
 GuidanceUse = Literal["cfg", "distilled", "true_cfg"]
-# The schedulers of the UNet families; the flow-matching families keep their own ("default").
-UNET_SCHEDULERS = ("euler", "euler_a", "ddim", "dpmpp_2m", "pndm", "unipc")
+# The schedulers a campaign may name for a UNet family (``generation.SCHEDULERS`` makes them); the
+# flow-matching families keep their own ("default").
+UNET_SCHEDULERS = tuple(name.value for name in SchedulerName if name is not SchedulerName.default)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from visuels.planning.fairness import Finding, diversity_words, scan, shows_peop
 from visuels.planning.layout_check import check_layout
 from visuels.planning.model_use import (
     GenerationSettings,
+    LicenceRecord,
     cannot_outpaint,
     check_capabilities,
     generation_settings,
@@ -236,7 +237,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
     """
     settings = generation_settings(campaign, model)
     check_capabilities(campaign, model)
-    licence_record(campaign, model)  # refuses before any job is planned
+    licence = licence_record(campaign, model)  # refuses before any job is planned
     lora = lora_hash(campaign.lora_path)
     controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
     fairness = campaign.charter.spec.fairness
@@ -252,12 +253,16 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
         key_visual = None
         if master is not None and text.format_name != master:
             master_text = replace(text, format_name=master)
-            master_job = _job(campaign, model, settings, precision, lora, master_text, photos[where], findings, checked)
+            master_job = _job(
+                campaign, model, settings, licence, precision, lora, master_text, photos[where], findings, checked
+            )
             key_visual = declination(master_job, FORMAT_PRESETS[text.format_name], model)
             if key_visual.method == "outpaint" and family_named(model.family).inpaint is None:
                 raise cannot_outpaint(campaign, family_named(model.family))
         jobs.append(
-            _job(campaign, model, settings, precision, lora, text, photos[where], findings, checked, key_visual)
+            _job(
+                campaign, model, settings, licence, precision, lora, text, photos[where], findings, checked, key_visual
+            )
         )
     return jobs
 
@@ -279,6 +284,7 @@ def _job(
     campaign: Campaign,
     model: ModelInfo,
     settings: GenerationSettings,
+    licence: LicenceRecord,
     precision: DtypeName,
     lora: str | None,
     text: JobText,
@@ -324,7 +330,6 @@ def _job(
         "language": text.language,  # the texts' and the AI label's
         "file_type": spec.file_type,
     }
-    licence = licence_record(campaign, model)
     if licence.licence.source == "campaign" or licence.override:  # a card's licence is in the model's hash
         shaping["model_licence"] = licence.model_dump(mode="json")
     if hires is not None:  # only when set: the keys of other formats stay as they were

@@ -10,7 +10,6 @@ seed, same device).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +28,10 @@ from visuels._internal.atomic import write_with
 from visuels._internal.logs import quiet_third_party_logs
 from visuels._internal.schema import blank_when_unset
 from visuels.errors import InvalidValueError
+from visuels.inputs.model_refs import DiffusersFolderRef
 from visuels.models.families import Family
 from visuels.models.generation import pipeline_family
+from visuels.models.host import load_from_files
 from visuels.training.dataset import TrainingSet
 from visuels.training.objectives import objective_for
 
@@ -139,9 +140,8 @@ def train_lora(
     accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda, gradient_accumulation_steps=1)
     device = accelerator.device
     quiet_third_party_logs()  # no loading bars
-    index = json.loads((base_folder / "model_index.json").read_text(encoding="utf-8"))
-    extra = {"safety_checker": None} if "safety_checker" in index else {}
-    pipeline = DiffusionPipeline.from_pretrained(base_folder, local_files_only=True, **extra)
+    # Read as the renderer reads it: safetensors only, no safety checker, nothing fetched.
+    pipeline = load_from_files(DiffusersFolderRef(path=str(base_folder)), torch.float32, "base")
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(device)
     family = pipeline_family(pipeline)
