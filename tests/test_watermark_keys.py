@@ -9,6 +9,7 @@ import pytest
 from visuels.cli.main import main
 from visuels.marking import watermark
 from visuels.marking.keys import SigningError, signing_files
+from visuels.marking.mark import LOSSY_QUALITY
 from visuels.marking.watermark_keys import (
     DEMO_KEY,
     WATERMARK_KEYS,
@@ -19,7 +20,7 @@ from visuels.marking.watermark_keys import (
     ring,
 )
 
-from tests.watermark_attacks import ATTACKS, chain_output, pink_noise
+from tests.watermark_attacks import chain_output, encode, pink_noise
 
 PAYLOAD = 0x0123_4567_89AB_CDEF
 
@@ -59,7 +60,9 @@ def test_keys_init_makes_a_secret_key_with_an_id_then_rotation_keeps_old_picture
     keys = known_keys(own_keys)
     assert [key.id for key in keys] == [second.id, first.id, "demo"]  # newest first, the demo key last
     for marked, payload, key in ((old_picture, PAYLOAD, first), (new_picture, PAYLOAD + 1, second)):
-        found, by = find_mark(ATTACKS["jpeg q50 4:2:0"](marked), keys)
+        # Saved as exports save JPEG (q92): keys are random here, and q50 loses the mark for a few
+        # of them (the rates per attack are the benchmarks', over fixed keys).
+        found, by = find_mark(encode(marked, "JPEG", quality=LOSSY_QUALITY), keys)
         assert found.payload == payload and by == key
     found, by = find_mark(picture, keys)
     assert found.payload is None and by is None
