@@ -8,7 +8,9 @@ same ``CpuStage`` the renderer uses. Output format instagram_square (1080×1080,
 charter, a local signing chain and a SQLite database of record in a temporary folder.
 
 First the cost per picture of each step, in one process (each step's function timed where the
-stage calls it); then pictures per second for each number of worker processes.
+stage calls it); the whole stage for PNG, JPEG and WebP outputs; the encoders alone on finished
+pictures, Pillow's PNG encoder (what the stage used before issue #31) beside the one it uses, in
+the same run; then pictures per second for each number of worker processes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_IMAGES_PER_S = 8.0  # one H100 with SD1.5 (benchmarks/gpu_render.py)
+TARGET_MS_PER_PNG = 90.0  # issue #31: one core's time per 1080² PNG picture
 
 
 def stand_in_pictures(count: int, size: int = 512) -> list[np.ndarray]:
@@ -119,7 +122,8 @@ def step_costs(jobs: list, target: object, pictures: list[np.ndarray]) -> dict[s
         setattr(module, name, wrapper)
 
     for module, name, label in (
-        (chain, "fit_to_format", "crop + resize to 1080²"),
+        (chain, "crop_to_aspect", "crop to the format's aspect"),
+        (chain, "resample", "resample to 1080²"),
         (chain, "grade_to_palette", "palette grading"),
         (chain, "conformity", "palette scores (2)"),
         (chain, "draw_ai_label", "AI label"),
@@ -129,24 +133,73 @@ def step_costs(jobs: list, target: object, pictures: list[np.ndarray]) -> dict[s
         (mark.watermark, "embed", "watermark"),
         (mark, "encode", "PNG encode + XMP"),
         (mark, "sign_asset", "C2PA signing"),
-        (mark, "write_bytes_atomic", "write file"),
+        (export, "save_edge_map", "edge map write"),
         (mark, "perceptual_hash", "perceptual hash"),
         (export, "write_with", "thumbnail write"),
         (export.ledger, "append", "ledger row"),
         (export.manifest, "add", "outputs row"),
     ):
         timed(module, name, label)
+    whole = whole_stage(jobs, target, pictures, "png", after_warm_up=timings.clear)
+    costs = {label: 1000 * statistics.median(values) for label, values in timings.items()}
+    costs["whole stage"] = whole
+    return costs
+
+
+def whole_stage(
+    jobs: list, target: object, pictures: list[np.ndarray], file_type: str, after_warm_up: Callable = lambda: None
+) -> float:
+    """Median milliseconds per picture of the whole stage, its outputs written as ``file_type``;
+    the last picture warms the process up (charter, tables, signing) and is not counted."""
+    from visuels.engine import cpu_stage
+
+    suffix = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[file_type]
+    typed = [
+        job.model_copy(
+            update={"file_type": file_type, "relative_path": str(Path(job.relative_path).with_suffix(suffix))}
+        )
+        for job in jobs
+    ]
     resources = cpu_stage.WorkerResources()
-    cpu_stage.finish_picture(resources, target, jobs[-1], pictures[-1])  # warm-up: charter, tables, LUT
-    timings.clear()
+    cpu_stage.finish_picture(resources, target, typed[-1], pictures[-1])
+    after_warm_up()
     totals = []
-    for job, picture in zip(jobs[:-1], pictures[:-1], strict=True):
+    for job, picture in zip(typed[:-1], pictures[:-1], strict=True):
         started = time.perf_counter()
         cpu_stage.finish_picture(resources, target, job, picture)
         totals.append(time.perf_counter() - started)
     resources.close()
-    costs = {label: 1000 * statistics.median(values) for label, values in timings.items()}
-    costs["whole stage"] = 1000 * statistics.median(totals)
+    return 1000 * statistics.median(totals)
+
+
+def encoder_costs(pictures: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """Milliseconds and megabytes per finished 1080² picture for each encoder, in this process."""
+    import io
+
+    from PIL import Image
+    from visuels.marking.mark import encode
+
+    def pillow_png(image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
+
+    encoders: dict[str, Callable[[Image.Image], bytes]] = {
+        "PNG, this project's writer (ISA-L)": lambda image: encode(np.asarray(image), "png", 72, ""),
+        "PNG, Pillow at zlib level 1": pillow_png,
+        "JPEG q92 (Pillow, libjpeg-turbo)": lambda image: encode(np.asarray(image), "jpeg", 72, ""),
+        "WebP q92 (Pillow, libwebp)": lambda image: encode(np.asarray(image), "webp", 72, ""),
+    }
+    finished = [Image.fromarray(picture).resize((1080, 1080), Image.Resampling.BICUBIC) for picture in pictures]
+    costs = {}
+    for label, encoder in encoders.items():
+        encoder(finished[0])
+        times, sizes = [], []
+        for image in finished:
+            started = time.perf_counter()
+            sizes.append(len(encoder(image)))
+            times.append(time.perf_counter() - started)
+        costs[label] = (1000 * statistics.median(times), statistics.median(sizes) / 1e6)
     return costs
 
 
@@ -189,6 +242,13 @@ def main() -> None:
         print("\nstep (one process)                 ms per picture")
         for label, value in costs.items():
             print(f"{label:34} {value:8.1f}")
+        print(f"\nwhole stage by output type          ms per picture (target for PNG: ≤ {TARGET_MS_PER_PNG:.0f})")
+        for file_type in ("png", "jpeg", "webp"):
+            typed_target = target.model_copy(update={"output_root": folder / f"whole-{file_type}"})
+            print(f"{file_type:34} {whole_stage(jobs[:16], typed_target, pictures[:16], file_type):8.1f}", flush=True)
+        print("\nencoder on a finished 1080² picture       ms       MB")
+        for label, (milliseconds, megabytes) in encoder_costs(pictures[:12]).items():
+            print(f"{label:38} {milliseconds:8.1f} {megabytes:8.2f}")
         print("\nworkers  pictures/s  per worker   speed-up")
         rates = {}
         for workers in pools:

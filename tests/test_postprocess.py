@@ -12,7 +12,7 @@ from visuels.postprocess.label import draw_ai_label, label_text_size
 from visuels.postprocess.layout import margin
 from visuels.postprocess.logo import place_logo
 from visuels.postprocess.palette import ciede2000, conformity, grade_to_palette, rgb_to_lab
-from visuels.postprocess.resize import crop_box, fit_to_format
+from visuels.postprocess.resize import crop_box, crop_to_aspect, reduced, resample
 from visuels.postprocess.typography import break_points, fit, typographic
 
 from tests.conftest import SAMPLE_CHARTER_DIR
@@ -52,10 +52,10 @@ def test_crop_of_a_flat_picture_stays_centred() -> None:
 
 
 def test_upscaling_is_smooth_not_blocky() -> None:
-    # A smooth 64 px picture blown up 4x: Lanczos leaves no steps; nearest-neighbour would.
+    # A smooth 64 px picture blown up 4x: the bicubic leaves no steps; nearest-neighbour would.
     y, x = np.mgrid[0:64, 0:64]
     source = Image.fromarray(np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8))
-    smooth = np.asarray(fit_to_format(source, 256, 256), dtype=np.int32)
+    smooth = np.asarray(resample(crop_to_aspect(source, 1.0), 256, 256), dtype=np.int32)
     blocky = np.asarray(source.resize((256, 256), Image.Resampling.NEAREST), dtype=np.int32)
     steps = lambda a: np.abs(np.diff(a, axis=1)).max()  # noqa: E731 - a one-line measure
     assert steps(smooth) <= steps(blocky) / 2
@@ -92,6 +92,28 @@ def test_grading_raises_the_palette_score(palette: tuple) -> None:
     full = conformity(grade_to_palette(image, palette, 1.0), palette, 20)
     assert before < half < full
     assert np.array_equal(np.asarray(grade_to_palette(image, palette, 0.0)), np.asarray(image))
+
+
+def test_grading_moves_every_colour_of_a_lattice_cell_alike(palette: tuple) -> None:
+    # The grading table is one offset per 4x4x4 cell of RGB values, applied with saturation: two
+    # pixels of one cell move by the same amount unless a channel hits 0 or 255.
+    rng = np.random.default_rng(7)
+    cell = rng.integers(0, 64, (4096, 1, 3)) * 4
+    pair = np.concatenate([cell + rng.integers(0, 4, (4096, 1, 3)), cell + rng.integers(0, 4, (4096, 1, 3))], axis=1)
+    pixels = pair.astype(np.uint8)
+    moved = np.asarray(grade_to_palette(Image.fromarray(pixels), palette, 0.6)).astype(np.int16) - pixels
+    unclipped = (np.asarray(grade_to_palette(Image.fromarray(pixels), palette, 0.6)) % 255 != 0).all(axis=(1, 2))
+    assert unclipped.mean() > 0.5
+    assert np.array_equal(moved[unclipped, 0], moved[unclipped, 1])
+    assert np.abs(moved).max() > 10  # it does move colours
+
+
+def test_reduced_copies_keep_the_aspect_and_the_average() -> None:
+    pixels = np.asarray(noise(1080, 608, seed=4))
+    small = reduced(pixels, 320)
+    assert small.shape == (180, 320, 3)
+    assert np.abs(small.mean(axis=(0, 1)) - pixels.mean(axis=(0, 1))).max() < 1
+    assert reduced(pixels, 2000).shape == pixels.shape
 
 
 def test_overlays_are_drawn_after_grading(charter: Charter) -> None:

@@ -403,7 +403,7 @@ def test_a_soft_binding_that_is_not_the_watermark_fails(
         image_code=iscc.image_code(pixels),
     )
     forged = tmp_path / "forged.png"
-    encoded = encode(pixels, "png", 72, xmp_packet(DigitalSourceType.generated, "x", "visuels"))
+    encoded = encode(np.asarray(pixels), "png", 72, xmp_packet(DigitalSourceType.generated, "x", "visuels"))
     forged.write_bytes(sign_asset(encoded, "image/png", provenance, signing_files()))
     forgery = check(forged, charter, out)
     assert forgery.c2pa == "Trusted" and forgery.watermark == report.watermark and forgery.watermark_in_ledger

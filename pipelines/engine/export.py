@@ -26,6 +26,7 @@ from visuels.marking.c2pa_manifest import Ingredient
 from visuels.marking.mark import MarkingContext, pixels_ingredient, write_marked
 from visuels.planning.jobs import KEY_PREFIX_LENGTH, RenderJob
 from visuels.postprocess.compliance import Compliance
+from visuels.postprocess.resize import reduced
 from visuels.record import ledger, manifest
 from visuels.record.database import Database
 
@@ -165,8 +166,7 @@ def export_picture(
             alt_text=alt_text,
             key_visual=key_visual_ingredient(job, key_visual),
         )
-        thumbnail = Image.fromarray(marked.pixels)
-        thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+        thumbnail = Image.fromarray(reduced(marked.pixels, THUMBNAIL_SIDE))
         write_with(
             output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
         )

@@ -23,6 +23,11 @@ MAX_MASK_CHROMA = 24  # a mask is black and white: channels further apart than t
 BACKGROUND = (255, 255, 255)  # transparent areas become paper white, as a printer would show them
 
 
+def as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` in RGB: itself when it already is (``convert`` would copy it: a full frame, each time)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 class ImageInputError(VisuelsError):
     """A picture or mask that cannot be read, or does not fit what it is used with."""
 

@@ -5,6 +5,6 @@ Bump ``POSTPROCESS_VERSION`` whenever a change here alters output pixels: it is 
 job key, so outputs made by older code get re-rendered.
 """
 
-POSTPROCESS_VERSION = "5"  # 5: label plates sized for "générée" and "modifiée" alike; 4: call to action
+POSTPROCESS_VERSION = "6"  # 6: OpenCV resampling; 5: label plates fit "générée" and "modifiée"; 4: call to action
 
 __all__ = ["POSTPROCESS_VERSION"]  # the stages import what they use from its modules: chain, compliance...

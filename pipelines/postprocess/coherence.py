@@ -29,7 +29,7 @@ from PIL import Image
 from pydantic import BaseModel
 from visuels._internal.atomic import staged, write_text_atomic
 from visuels.inputs.charter import Charter
-from visuels.postprocess.palette import SCORE_SIDE, palette_shares, rgb_to_lab
+from visuels.postprocess.palette import palette_shares, rgb_to_lab, score_copy
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ class Coherence(BaseModel):
 
 
 def style_signature(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], ...]) -> StyleSignature:
-    small = image.convert("RGB")
-    small.thumbnail((SCORE_SIDE, SCORE_SIDE), Image.Resampling.BOX)
+    small = score_copy(image)
     lab = rgb_to_lab(np.asarray(small)).reshape(-1, 3)
     return StyleSignature(
         lab_mean=[round(float(value), 3) for value in lab.mean(axis=0)],

@@ -71,6 +71,13 @@ def resize_premultiplied(logo: Image.Image, size: tuple[int, int]) -> Image.Imag
     return logo.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
 
 
+@lru_cache(maxsize=32)
+def scaled_logo(path: Path, size: tuple[int, int]) -> Image.Image:
+    """The logo at ``path`` resampled to ``size``, once per worker process: every picture of a
+    format places it at the same size. Read only: callers composite it, never change it."""
+    return resize_premultiplied(load_logo(path), size)
+
+
 def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[Image.Image, LogoPlacement]:
     """Composite the charter logo in its usual corner (else a calm, legible one), in its most legible variant."""
     rules = charter.spec.logo
@@ -110,7 +117,7 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
                 f" {preferred[1]:.1f}:1 < {MIN_GRAPHIC_CONTRAST:g}:1"
             )
 
-    logo = resize_premultiplied(load_logo(variants[variant]), (box.width, box.height))
+    logo = scaled_logo(variants[variant], (box.width, box.height))
     # Composite on the logo's own region only: converting the whole picture costs more than the rest.
     composed = image.convert("RGB")
     region = composed.crop(box.as_tuple()).convert("RGBA")

@@ -3,7 +3,8 @@
 Score: the share of pixels, on a downsampled copy, within ``tolerance`` ΔE00 of a palette
 colour. Grading: every colour moves a share (the charter's strength) of the way to its nearest
 palette colour in Lab — chroma fully, lightness by half, so shapes and detail survive. The move
-is computed once per palette and strength on a 64³ RGB lattice (a 3D LUT of offsets).
+is computed once per palette and strength on a 64³ RGB lattice (a 3D LUT of offsets, gathered
+per pixel: about 15 ms for a 1080² picture).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 from PIL import Image
+from visuels.inputs.images import as_rgb
 
 SCORE_SIDE = 128  # the score is computed on a copy whose long side is this many pixels
 LUT_BITS = 6  # grading offsets on a 64x64x64 lattice of RGB cells
@@ -95,46 +97,67 @@ def _palette_lattice(palette_rgb: tuple[tuple[int, int, int], ...]) -> tuple[np.
 
 def _cells(rgb: np.ndarray) -> np.ndarray:
     """Index of each pixel's lattice cell."""
-    shift = 8 - LUT_BITS
-    red, green, blue = (rgb[..., channel].astype(np.int32) >> shift for channel in range(3))
-    return (red << (2 * LUT_BITS)) | (green << LUT_BITS) | blue
+    coarse = rgb >> (8 - LUT_BITS)  # shifted while still bytes: a third of the memory traffic
+    red, green = (coarse[..., channel].astype(np.int32) for channel in range(2))
+    return (red << (2 * LUT_BITS)) | (green << LUT_BITS) | coarse[..., 2]
+
+
+def score_copy(image: Image.Image) -> Image.Image:
+    """The picture in RGB at most ``SCORE_SIDE`` pixels on its long side: what every score reads
+    (box-averaged, straight from the picture: no full-size copy first)."""
+    rgb = as_rgb(image)
+    scale = SCORE_SIDE / max(rgb.size)
+    if scale >= 1:
+        return rgb
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    return rgb.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
 
 
 def conformity(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], ...], tolerance: float) -> float:
     """Share of pixels (0-1) within ``tolerance`` ΔE00 of some palette colour, on a downsampled copy."""
-    small = image.convert("RGB")
-    small.thumbnail((SCORE_SIDE, SCORE_SIDE), Image.Resampling.BOX)
+    small = score_copy(image)
     _, _, distance = _palette_lattice(palette_rgb)
     return float((distance[_cells(np.asarray(small))] <= tolerance).mean())
 
 
 def palette_shares(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], ...]) -> np.ndarray:
     """Share of pixels (0-1) nearest to each palette colour, on a downsampled copy: the palette histogram."""
-    small = image.convert("RGB")
-    small.thumbnail((SCORE_SIDE, SCORE_SIDE), Image.Resampling.BOX)
+    small = score_copy(image)
     _, nearest, _ = _palette_lattice(palette_rgb)
     counts = np.bincount(nearest[_cells(np.asarray(small))].ravel(), minlength=len(palette_rgb))
     return counts / counts.sum()
 
 
 @lru_cache(maxsize=8)
-def _grading_offsets(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> np.ndarray:
-    """The RGB offset that grading adds, per lattice cell: int16, shape (64**3, 3).
+def _grading_tables(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """What grading adds to and takes from each lattice cell's colour: two tables of 64³ uint32,
+    each entry the R, G, B amounts (and an unused fourth byte) packed as the bytes of one word.
 
-    Offsets vary slowly with the colour, so the offset at a cell's centre serves every colour
-    in the cell; one gather per pixel is ~20x faster than trilinear interpolation in numpy.
+    Offsets vary slowly with the colour, so the offset at a cell's centre serves every colour in
+    the cell: grading is one gather per pixel and table, not an interpolation. Split by sign, the
+    offsets apply as OpenCV's saturating add then subtract, which is exactly clip(colour + offset).
     """
     lab, nearest, _ = _palette_lattice(palette_rgb)
     palette_lab = rgb_to_lab(np.array(palette_rgb, dtype=np.float32))
     pull = np.array([strength * LIGHTNESS_PULL, strength, strength], dtype=np.float32)
     graded = lab + (palette_lab[nearest] - lab) * pull
-    return np.rint(lab_to_rgb(graded) - lab_to_rgb(lab)).astype(np.int16)
+    offsets = np.rint(lab_to_rgb(graded) - lab_to_rgb(lab)).astype(np.int16)
+    raised, lowered = (np.zeros((len(offsets), 4), dtype=np.uint8) for _ in range(2))
+    raised[:, :3] = np.clip(offsets, 0, 255)
+    lowered[:, :3] = np.clip(-offsets, 0, 255)
+    return raised.view(np.uint32).ravel(), lowered.view(np.uint32).ravel()
 
 
 def grade_to_palette(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> Image.Image:
     """Move the picture's colours towards the palette; strength 0 changes nothing."""
     if strength <= 0:
         return image.convert("RGB")
-    rgb = np.asarray(image.convert("RGB"))
-    graded = rgb.astype(np.int16) + _grading_offsets(palette_rgb, round(strength, 3))[_cells(rgb)]
-    return Image.fromarray(np.clip(graded, 0, 255).astype(np.uint8))
+    rgb = np.asarray(as_rgb(image))
+    raised, lowered = _grading_tables(palette_rgb, round(strength, 3))
+    cells = _cells(rgb)
+    shape = (*rgb.shape[:2], 4)
+    graded = cv2.subtract(
+        cv2.add(cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA), np.take(raised, cells).view(np.uint8).reshape(shape)),
+        np.take(lowered, cells).view(np.uint8).reshape(shape),
+    )
+    return Image.fromarray(cv2.cvtColor(graded, cv2.COLOR_RGBA2RGB))

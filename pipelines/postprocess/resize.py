@@ -1,4 +1,4 @@
-"""Fit a generated picture to an output format: content-aware crop, then Lanczos resampling.
+"""Fit a generated picture to an output format: content-aware crop, then resampling.
 
 The crop keeps the window with the most detail (edge density), so the subject survives when a
 square picture becomes a banner or a story; on a flat picture it stays centred.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from PIL import Image
+from visuels.inputs.images import as_rgb
 
 DETAIL_SIDE = 160  # the detail map is computed on a copy this many pixels on its long side
 CENTRE_PREFERENCE = 0.15  # at most this share of detail is traded for staying near the centre
@@ -51,7 +52,34 @@ def crop_box(image: Image.Image, aspect: float) -> tuple[float, float, float, fl
     return (0.0, top, float(width), top + crop_height)
 
 
-def fit_to_format(image: Image.Image, width: int, height: int) -> Image.Image:
-    """Crop to the format's aspect ratio around the detail, then resample to its exact size."""
-    box = crop_box(image, width / height)
-    return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS, box=box)
+def crop_to_aspect(image: Image.Image, aspect: float) -> Image.Image:
+    """The window of ``image`` with ``aspect`` that keeps the most detail, at the picture's own
+    resolution (rounded to whole pixels: the aspect is off by under a pixel, which resampling
+    to the format's exact size absorbs)."""
+    left, top, right, bottom = (round(value) for value in crop_box(image, aspect))
+    return as_rgb(image).crop((left, top, right, bottom))
+
+
+def resample(image: Image.Image, width: int, height: int) -> Image.Image:
+    """``image`` at exactly ``width`` x ``height``. OpenCV's bicubic enlarges (a sharp cubic,
+    a = -0.75: close to Lanczos, about a tenth of Pillow's Lanczos time); its pixel-area average
+    reduces, without aliasing."""
+    if image.size == (width, height):
+        return image
+    enlarging = width * height > image.width * image.height
+    interpolation = cv2.INTER_CUBIC if enlarging else cv2.INTER_AREA
+    return Image.fromarray(cv2.resize(np.asarray(image), (width, height), interpolation=interpolation))
+
+
+def reduced(pixels: np.ndarray, side: int) -> np.ndarray:
+    """A copy at most ``side`` pixels on its long side, aspect kept, by pixel-area averaging
+    (OpenCV's: a fifth of Pillow's Lanczos thumbnail time, without aliasing)."""
+    height, width = pixels.shape[:2]
+    scale = side / max(width, height)
+    if scale >= 1:
+        return pixels.copy()
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    while pixels.shape[1] >= 2 * size[0] and pixels.shape[0] >= 2 * size[1]:
+        # Halving is OpenCV's fast path for area averaging; a fractional factor is its slow one.
+        pixels = cv2.resize(pixels, (pixels.shape[1] // 2, pixels.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)

@@ -22,7 +22,7 @@ from visuels.inputs.templates import LINE_SPACING, Slot, Template
 from visuels.postprocess.crops import crops_kept
 from visuels.postprocess.label import LabelPlacement, label_plate, label_text_size
 from visuels.postprocess.layout import Box
-from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST, LogoPlacement, load_logo, logo_contrast, resize_premultiplied
+from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST, LogoPlacement, load_logo, logo_contrast, scaled_logo
 from visuels.postprocess.typography import (
     MIN_TEXT_CONTRAST,
     SIZE_STEP,
@@ -151,7 +151,7 @@ def _logo_layer(slot: Slot, charter: Charter, behind: Image.Image) -> tuple[Imag
     contrasts = {name: logo_contrast(path, background) for name, path in variants.items()}
     variant = "colour" if contrasts["colour"] >= MIN_GRAPHIC_CONTRAST else max(("light", "dark"), key=contrasts.get)
     layer = Image.new("RGBA", behind.size)
-    layer.paste(resize_premultiplied(load_logo(variants[variant]), size), (left, top))
+    layer.paste(scaled_logo(variants[variant], size), (left, top))
     canvas_width, canvas_height = behind.size
     clear = round(charter.spec.logo.clear_zone * box.height)
     zone = Box(box.left - clear, box.top - clear, box.width + 2 * clear, box.height + 2 * clear)
