@@ -3,6 +3,12 @@
     python -m benchmarks.gpu_render variants [--family sd15 sdxl]   # the generation stage alone
     python -m benchmarks.gpu_render render [--family sd15 sdxl]     # end to end, CPU stage included
     python -m benchmarks.gpu_render render --tiny                   # proves the script runs (CPU, demo model)
+    python -m benchmarks.gpu_render render --modes exact cutoff-40 few-step   # issue #31's speed options
+
+``--modes``: each speed option of issue #31 end to end (``benchmarks.quality_guard.MODES``: the
+campaign as written, guidance stopping at 40 % of the steps, a 4-step trailing schedule at
+guidance 1), then the quality guard on the same model: PSNR, SSIM and the charter's checks of each
+mode's pictures against the exact path's, same prompts and seeds. FP8 is not built yet.
 
 End to end ("render"): the sample charter's campaign over its 79 communes, 4 audiences, format
 instagram_square (1080², PNG), every file post-processed, watermarked, signed and recorded.
@@ -193,7 +199,7 @@ def variants(family: Family, peak: float, lora_only: bool = False) -> list[Measu
     return results
 
 
-def write_campaign(folder: Path, model: dict, steps: int) -> Path:
+def write_campaign(folder: Path, model: dict, steps: int, **settings: object) -> Path:
     charter = REPO / "brand_assets" / "solane"
     campaign = folder / "campaign.yaml"
     campaign.write_text(
@@ -216,6 +222,7 @@ def write_campaign(folder: Path, model: dict, steps: int) -> Path:
                 "guidance": GUIDANCE,
                 "scheduler": "euler",
                 "seed": {"policy": "per_job", "base": 1},
+                **settings,
             }
         ),
         encoding="utf-8",
@@ -296,8 +303,10 @@ def renderer_run(
     }
 
 
-def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images: int) -> dict:
-    """Naive against this renderer, end to end, for one model family (or the demo model with --tiny)."""
+def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images: int, mode: str = "exact") -> dict:
+    """Naive against this renderer, end to end, for one model family (or the demo model with --tiny),
+    the campaign changed as the speed ``mode`` says; then, for a mode other than the exact one, the
+    quality guard of its pictures against the exact path's."""
     import tempfile
 
     from visuels.engine.run import export_target
@@ -305,13 +314,16 @@ def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images:
     from visuels.planning.plan import plan_render
     from visuels.planning.request import RenderSettings
 
+    from benchmarks.quality_guard import MODES, guard
+
     device = "cpu" if tiny else "cuda"
     folder = Path(tempfile.mkdtemp(prefix="gpu-render-"))
     os.environ["VISUELS_KEYS_DIR"] = str(folder / "keys")
     init_local_chain(folder / "keys")
     model_folder = None if tiny else save(family, folder / "model")
     model = {"kind": "demo"} if tiny else {"kind": "diffusers", "path": str(model_folder)}
-    campaign = write_campaign(folder, model, steps=4 if tiny else STEPS[family])
+    exact = {"steps": 4 if tiny else STEPS[family], "guidance": GUIDANCE, "scheduler": "euler"}
+    campaign = write_campaign(folder, model, **{**exact, **MODES[mode]})
     batch = 2 if tiny else (16 if family == "sd15" else 8)
     settings = RenderSettings(device=device, dtype="float32" if tiny else "bfloat16")
     naive_plan = plan_render(campaign, folder / "naive", settings=settings)
@@ -323,12 +335,17 @@ def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images:
     staged = renderer_run(plan, export_target(plan, folder / "renderer"), device, workers, not tiny, batch, timed)
     result = {
         "family": "demo (tiny, CPU)" if tiny else family,
+        "mode": mode,
         "batch": batch,
         "workers": workers,
         "naive_images_per_s": naive,
         **staged,
     }
     result["speed_up"] = staged["images_per_s"] / naive
+    if mode != "exact":
+        dtype = "float32" if tiny else "bfloat16"
+        exact_and_mode = {name: MODES[name] for name in ("exact", mode)}
+        result["guard"] = guard(model, device, dtype, 4 if tiny else 16, batch, exact_and_mode, exact)[-1]
     print(result, flush=True)
     return result
 
@@ -342,6 +359,7 @@ def main() -> None:
     parser.add_argument("--lora-only", action="store_true", help="variants: only a LoRA as adapters vs fused")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="CPU stage processes")
     parser.add_argument("--images", type=int, default=0, help="timed pictures (default: 256 SD1.5, 64 SDXL)")
+    parser.add_argument("--modes", nargs="+", default=["exact"], help="render: speed options (quality_guard.MODES)")
     args = parser.parse_args()
     import diffusers
 
@@ -367,14 +385,16 @@ def main() -> None:
         for family in families:
             timed = args.images or (4 if args.tiny else 256 if family == "sd15" else 64)
             naive_images = 3 if args.tiny else 13 if family == "sd15" else 5
-            results.append(render_mode(family, args.tiny, args.workers, timed, naive_images))
+            for mode in args.modes:
+                results.append(render_mode(family, args.tiny, args.workers, timed, naive_images, mode))
         args.out.write_text(json.dumps(results, indent=1))
-        print(f"{'model':16} batch workers naive/s   img/s     x GPU busy   GiB  warm-up")
+        print(f"{'model':16} {'mode':10} batch workers naive/s   img/s     x GPU busy   GiB  warm-up  PSNR  SSIM")
         for r in results:
+            guarded = r.get("guard", {"psnr_db": float("inf"), "ssim": 1.0})
             print(
-                f"{r['family']:16} {r['batch']:5d} {r['workers']:7d} {r['naive_images_per_s']:7.2f}"
+                f"{r['family']:16} {r['mode']:10} {r['batch']:5d} {r['workers']:7d} {r['naive_images_per_s']:7.2f}"
                 f" {r['images_per_s']:7.2f} {r['speed_up']:5.1f} {r['gpu_stage_busy']:8.0%} {r['peak_gib']:5.1f}"
-                f" {r['warm_up_s']:7.0f}s"
+                f" {r['warm_up_s']:7.0f}s {guarded['psnr_db']:5.1f} {guarded['ssim']:5.3f}"
             )
 
 

@@ -200,6 +200,38 @@ def test_a_declared_licence_fills_a_silent_card_and_may_not_contradict_one(
 
 
 @pytest.mark.slow
+def test_z_image_guidance_stops_early_one_transformer_pass_per_picture_after(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path]
+) -> None:
+    from visuels.models.host import ModelHost
+
+    ref = DiffusersFolderRef(path=str(tiny_models["z-image"]), native_size=256)
+    campaign = make_campaign(
+        model=ref.model_dump(),
+        formats=["instagram_square"],
+        audiences={"a": "families", "b": "students"},
+        steps=5,
+        guidance=3.0,
+        guidance_cutoff=0.4,
+        scheduler=None,
+        photos=None,
+    )
+    jobs = expand_jobs(load_campaign(campaign), describe_model(ref), "float32")[:2]
+    host = ModelHost(torch.device("cpu"))
+    calls: list[int] = []
+    with host.use(ref, torch.float32, None) as pipeline:  # loaded once, kept by the host
+        # Z-Image's transformer takes a list of latents: its length is the pictures of the pass.
+        hook = pipeline.transformer.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    try:
+        cut = host.generate(ref, torch.float32, None, jobs)
+    finally:
+        hook.remove()
+    assert calls == [4] * 2 + [2] * 3  # guided for 2 of the 5 steps
+    full = host.generate(ref, torch.float32, None, [job.model_copy(update={"guidance_cutoff": None}) for job in jobs])
+    assert np.abs(cut[0].astype(int) - full[0].astype(int)).mean() > 0.5
+
+
+@pytest.mark.slow
 def test_a_lora_on_a_transformer_loads_changes_the_pictures_and_fuses_to_the_same(
     tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -1,5 +1,5 @@
 """The renderer's CUDA paths on the demo model (and two tiny transformer families): bf16, torch.compile,
-fused LoRA, CPU workers.
+fused LoRA, CPU workers, guidance stopping early under compile.
 
 Skipped without CUDA; run on a GPU machine (`pytest -m gpu`). Full-size models are measured by
 benchmarks/gpu_render.py.
@@ -61,6 +61,24 @@ def test_a_compiled_model_pads_short_batches_and_makes_the_same_pictures(
         assert (
             np.abs(fast.astype(int) - plain.astype(int)).mean() < 2.0
         )  # fused bf16 kernels round differently (1.4 seen)
+
+
+def test_guidance_stopping_early_compiles_two_batch_shapes_once(
+    make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Guided steps run the UNet on twice the batch, the later ones on the batch: two graphs,
+    compiled on the first batch; the next batches compile nothing."""
+    from torch._dynamo.utils import counters
+
+    campaign = make_campaign(formats=["story"], steps=6, guidance_cutoff=0.5)
+    plan = plan_render(campaign, tmp_path, settings=RenderSettings(device="cuda"))
+    compiled = ModelHost(torch.device("cuda"), compile_models=True)
+    compiled.generate(DemoModelRef(), torch.bfloat16, None, plan.pending[:2], pad_to=2)
+    graphs = counters["stats"]["unique_graphs"]
+    again = compiled.generate(DemoModelRef(), torch.bfloat16, None, plan.pending[:2], pad_to=2)
+    assert counters["stats"]["unique_graphs"] == graphs
+    eager = ModelHost(torch.device("cuda")).generate(DemoModelRef(), torch.bfloat16, None, plan.pending[:2])
+    assert all(np.abs(a.astype(int) - b.astype(int)).mean() < 2.0 for a, b in zip(again, eager, strict=True))
 
 
 def test_a_fused_lora_switches_back_and_forth_exactly_in_bf16(

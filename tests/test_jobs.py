@@ -208,7 +208,7 @@ def test_batches_group_jobs_that_share_a_diffusers_call(make_campaign: Callable[
         assert len({(j.generation_width, j.generation_height) for j in chunk}) == 1
 
 
-GOLDEN_KEY = "3306d1f1d33be50ff9451305d406477c1e0dd99fa9056132f91f92a5314aefec"  # label top right
+GOLDEN_KEY = "d8f780ccf509d0095ea42306a208decb62f52b034aedfe12f1cb9202388fba00"  # POSTPROCESS_VERSION 6 (#31)
 
 
 def test_audiences_times_languages_give_their_texts_and_labels(make_campaign: Callable[..., Path]) -> None:

@@ -42,6 +42,10 @@ class SchedulerName(StrEnum):
     dpmpp_2m = "dpmpp_2m"
     pndm = "pndm"
     unipc = "unipc"
+    # Few-step: for checkpoints and LoRAs distilled to 2-8 steps (docs/models.md, "Fewer steps").
+    euler_trailing = "euler_trailing"  # Euler on trailing timesteps (SDXL-Lightning, Hyper-SD)
+    lcm = "lcm"  # latent consistency (LCM-LoRA, LCM checkpoints)
+    tcd = "tcd"  # trajectory consistency distillation (TCD LoRAs)
 
 
 class SeedPolicy(StrEnum):
@@ -189,6 +193,13 @@ class CampaignSpec(_Strict):
         default=None, ge=0.0, le=30.0, description="Guidance as the model's family uses it; none: the family's."
     )
     scheduler: SchedulerName | None = Field(default=None, description="none: the model family's.")
+    guidance_cutoff: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Share of the steps that run classifier-free guidance; after them one model pass per step,"
+        " on the prompt alone. none: guidance to the last step.",
+    )
     model_licence: ModelLicenceUse = Field(
         default_factory=ModelLicenceUse,
         description="The model's licence where its files do not say it, and a recorded reason to use a"

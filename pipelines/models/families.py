@@ -41,6 +41,9 @@ class Family:
     img2img: str | None  # the pipeline class for photos and the high-resolution pass; None: none
     inpaint: str | None  # the pipeline class for outpainting and retouching; None: none
     controlnet: bool = False  # a ControlNet steers it (visuels' ControlNet path is the UNet one)
+    # Classifier-free guidance that may stop early: the conditioning tensors its pipelines hold as
+    # [unconditional rows; prompt rows], to halve when it stops. None: no such guidance to stop.
+    guidance_cutoff: tuple[str, ...] | None = None
     max_sequence_length: int | None = None  # the text encoder's token budget the pipeline is given
 
     @property
@@ -68,6 +71,7 @@ FAMILIES = (
         img2img="StableDiffusionImg2ImgPipeline",
         inpaint="StableDiffusionInpaintPipeline",
         controlnet=True,
+        guidance_cutoff=("prompt_embeds",),
     ),
     Family(
         name="sdxl",
@@ -82,6 +86,7 @@ FAMILIES = (
         img2img="StableDiffusionXLImg2ImgPipeline",
         inpaint="StableDiffusionXLInpaintPipeline",
         controlnet=True,
+        guidance_cutoff=("prompt_embeds", "add_text_embeds", "add_time_ids"),
     ),
     Family(
         name="flux1",
@@ -122,6 +127,7 @@ FAMILIES = (
         scheduler="default",
         img2img="ZImageImg2ImgPipeline",
         inpaint="ZImageInpaintPipeline",
+        guidance_cutoff=(),  # its prompts stay apart from the negative ones: only the scale goes to 0
     ),
     Family(
         name="qwen-image",

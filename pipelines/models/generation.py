@@ -20,21 +20,30 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    LCMScheduler,
     PNDMScheduler,
+    TCDScheduler,
     UniPCMultistepScheduler,
 )
 from visuels.errors import ModelError
 from visuels.inputs.photos import edge_map, fit_photo
 from visuels.models.families import Family, family_of_pipeline
+from visuels.models.guidance import cutoff_arguments
 from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature, generation_identity
 
-SCHEDULERS = {
-    "euler": EulerDiscreteScheduler,
-    "euler_a": EulerAncestralDiscreteScheduler,
-    "ddim": DDIMScheduler,
-    "dpmpp_2m": DPMSolverMultistepScheduler,
-    "pndm": PNDMScheduler,
-    "unipc": UniPCMultistepScheduler,
+# Each scheduler a campaign may name: its class, and what it changes in the model's own settings.
+# Few-step models are distilled on the last timesteps of the schedule ("trailing"): spacing them
+# from the start would skip the very noise level they start from.
+SCHEDULERS: dict[str, tuple[type, dict]] = {
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
+    "pndm": (PNDMScheduler, {}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "euler_trailing": (EulerDiscreteScheduler, {"timestep_spacing": "trailing"}),
+    "lcm": (LCMScheduler, {"timestep_spacing": "trailing"}),
+    "tcd": (TCDScheduler, {"timestep_spacing": "trailing"}),
 }
 
 
@@ -84,12 +93,21 @@ def derived(pipeline: DiffusionPipeline, class_name: str | None) -> DiffusionPip
 
 def use_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
     """Swap the pipeline's scheduler, keeping the model's own noise schedule settings; "default"
-    keeps the model's own (the flow-matching families have no other)."""
+    is the model's own (the flow-matching families have no other).
+
+    The model's own scheduler is kept on the pipeline the first time another replaces it: every
+    later swap starts from its settings, not from the last campaign's (a trailing spacing would
+    otherwise stay for the next campaign on the same loaded model)."""
+    own = pipeline.__dict__.setdefault("model_scheduler", pipeline.scheduler)
     if name == "default":
+        if pipeline.scheduler is not own:
+            pipeline.scheduler = own
         return
-    scheduler_class = SCHEDULERS[name]
-    if not isinstance(pipeline.scheduler, scheduler_class):
-        pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
+    scheduler_class, changes = SCHEDULERS[name]
+    current = pipeline.scheduler
+    spacing = changes.get("timestep_spacing", own.config.get("timestep_spacing"))
+    if type(current) is not scheduler_class or current.config.get("timestep_spacing") != spacing:
+        pipeline.scheduler = scheduler_class.from_config(own.config, **changes)
 
 
 def img2img_steps(steps: int, strength: float) -> int:
@@ -146,6 +164,7 @@ def generate(
         if first.photo is None:
             result = pipeline(
                 **text_arguments(family, jobs, first.guidance),
+                **cutoff_arguments(family, first.guidance_cutoff),
                 width=first.generation_width,
                 height=first.generation_height,
                 num_inference_steps=first.steps,
@@ -203,7 +222,8 @@ def from_photos(
     }
     if source.controlnet_path is None:
         redraw = derived(pipeline, family.img2img)
-        return redraw(image=_as_batch(photos), strength=source.strength, **common)
+        cutoff = cutoff_arguments(family, first.guidance_cutoff)
+        return redraw(image=_as_batch(photos), strength=source.strength, **common, **cutoff)
     if controlnet is None:
         raise ModelError(source.controlnet_path, "photos.controlnet", "the ControlNet was not loaded")
     # Only a ControlNet reads the edges (their map for reviewers is saved at export).
@@ -258,6 +278,7 @@ def redraw_larger(
             larger = torch.nn.functional.interpolate(pictures, size=(height, width), mode="bicubic").clamp(0, 1)
             result = redraw(
                 **text_arguments(family, jobs, first.guidance),
+                **cutoff_arguments(family, first.guidance_cutoff),
                 image=larger,
                 strength=hires.strength,
                 num_inference_steps=img2img_steps(first.steps, hires.strength),

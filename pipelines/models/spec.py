@@ -76,6 +76,8 @@ class GenerationJob(Protocol):
     @property
     def scheduler(self) -> str: ...
     @property
+    def guidance_cutoff(self) -> float | None: ...
+    @property
     def photo(self) -> PhotoSource | None: ...
     @property
     def hires(self) -> HiresPass | None: ...
@@ -89,7 +91,16 @@ class GenerationJob(Protocol):
 
 # What must be equal for jobs to share one model call (the model, LoRA and precision are the
 # plan's). Prompts, negative prompts and seeds may differ: each job has its own generator.
-BATCH_FIELDS = ("generation_width", "generation_height", "hires", "steps", "guidance", "scheduler", "photo_mode")
+BATCH_FIELDS = (
+    "generation_width",
+    "generation_height",
+    "hires",
+    "steps",
+    "guidance",
+    "scheduler",
+    "guidance_cutoff",
+    "photo_mode",
+)
 
 
 def batch_signature(job: GenerationJob) -> tuple:

@@ -68,6 +68,7 @@ class RenderJob(BaseModel):
     steps: int
     guidance: float
     scheduler: str
+    guidance_cutoff: float | None = None
     model_hash: str
     precision: DtypeName  # as asked ("auto" stays "auto"): the key is the same whichever machine plans
     lora_hash: str | None
@@ -332,6 +333,8 @@ def _job(
     }
     if licence.licence.source == "campaign" or licence.override:  # a card's licence is in the model's hash
         shaping["model_licence"] = licence.model_dump(mode="json")
+    if settings.guidance_cutoff is not None:  # only when set: other campaigns keep their keys
+        shaping["guidance_cutoff"] = settings.guidance_cutoff
     if hires is not None:  # only when set: the keys of other formats stay as they were
         shaping["hires"] = hires.model_dump(mode="json")
     if photo is not None:

@@ -23,6 +23,7 @@ class GenerationSettings:
     steps: int
     guidance: float
     scheduler: str
+    guidance_cutoff: float | None = None  # share of the steps with classifier-free guidance; None: all
 
 
 class LicenceRecord(BaseModel):
@@ -44,10 +45,18 @@ def generation_settings(campaign: Campaign, model: ModelInfo) -> GenerationSetti
             "{family} models use their own flow-matching scheduler: write `scheduler: default` or leave it out",
             family=family.label,
         )
+    if spec.guidance_cutoff is not None and family.guidance_cutoff is None:
+        raise CampaignError(
+            campaign.path,
+            "guidance_cutoff",
+            "{family} models run no classifier-free guidance that could stop early: remove `guidance_cutoff`",
+            family=family.label,
+        )
     return GenerationSettings(
         steps=spec.steps if spec.steps is not None else family.steps,
         guidance=spec.guidance if spec.guidance is not None else family.guidance,
         scheduler=scheduler,
+        guidance_cutoff=spec.guidance_cutoff,
     )
 
 
