@@ -388,11 +388,11 @@ def main() -> None:
             for mode in args.modes:
                 results.append(render_mode(family, args.tiny, args.workers, timed, naive_images, mode))
         args.out.write_text(json.dumps(results, indent=1))
-        print(f"{'model':16} {'mode':10} batch workers naive/s   img/s     x GPU busy   GiB  warm-up  PSNR  SSIM")
+        print(f"{'model':16} {'mode':22} batch workers naive/s   img/s     x GPU busy   GiB  warm-up  PSNR  SSIM")
         for r in results:
             guarded = r.get("guard", {"psnr_db": float("inf"), "ssim": 1.0})
             print(
-                f"{r['family']:16} {r['mode']:10} {r['batch']:5d} {r['workers']:7d} {r['naive_images_per_s']:7.2f}"
+                f"{r['family']:16} {r['mode']:22} {r['batch']:5d} {r['workers']:7d} {r['naive_images_per_s']:7.2f}"
                 f" {r['images_per_s']:7.2f} {r['speed_up']:5.1f} {r['gpu_stage_busy']:8.0%} {r['peak_gib']:5.1f}"
                 f" {r['warm_up_s']:7.0f}s {guarded['psnr_db']:5.1f} {guarded['ssim']:5.3f}"
             )

@@ -143,3 +143,63 @@ def test_options_combine(demo_pipeline, make_campaign: Callable[..., Path], lora
         pictures = generate(with_lora, jobs)
     assert sizes == [4] * 3 + [2] * 3
     assert len({job.key for job in jobs}) == 2 and all(picture.std() > 1 for picture in pictures)
+
+
+@contextmanager
+def deep_block_runs(pipeline) -> Iterator[list[int]]:
+    """How many times the UNet's middle block really ran inside the block (a deep block: skipped
+    on cached steps). Its first layer's hook tells: the block's own hooks fire on cached calls too."""
+    runs: list[int] = []
+    hook = pipeline.unet.mid_block.resnets[0].register_forward_hook(lambda module, args, output: runs.append(1))
+    try:
+        yield runs
+    finally:
+        hook.remove()
+
+
+def test_deep_features_are_computed_every_n_steps_and_reused_between(
+    demo_pipeline, make_campaign: Callable[..., Path]
+) -> None:
+    from visuels.models.feature_cache import feature_cache
+
+    jobs = planned(make_campaign, steps=9, deep_cache=3)[:2]
+    with unet_batches(demo_pipeline) as calls, deep_block_runs(demo_pipeline) as runs:
+        cached = generate(demo_pipeline, jobs)
+    assert len(calls) == 9 and len(runs) == 3
+    full = generate(demo_pipeline, [job.model_copy(update={"deep_cache": None}) for job in jobs])
+    difference = np.abs(cached[0].astype(int) - full[0].astype(int)).mean()
+    assert 0.1 < difference < 40  # another picture, the same one roughly
+    # Afterwards the UNet is whole again: a render without the cache is the same as before it.
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            generate(demo_pipeline, [job.model_copy(update={"deep_cache": None}) for job in jobs]), full, strict=True
+        )
+    )
+    assert "forward" not in demo_pipeline.unet.mid_block.__dict__
+    text = torch.zeros(1, 77, demo_pipeline.unet.config.cross_attention_dim)
+    with feature_cache(demo_pipeline.unet, 2) as cache, torch.inference_mode():
+        demo_pipeline.unet(torch.zeros(1, 4, 8, 8), 10, text)
+        demo_pipeline.unet(torch.zeros(1, 4, 8, 8), 9, text)
+        demo_pipeline.unet(torch.zeros(1, 4, 16, 16), 8, text)  # a new shape: whole
+    assert cache.deep_runs == 2
+
+
+def test_deep_cache_with_guidance_stopping_early_recomputes_at_the_new_batch(
+    demo_pipeline, make_campaign: Callable[..., Path]
+) -> None:
+    jobs = planned(make_campaign, steps=8, deep_cache=4, guidance_cutoff=0.25)[:2]
+    with unet_batches(demo_pipeline) as calls, deep_block_runs(demo_pipeline) as runs:
+        pictures = generate(demo_pipeline, jobs)
+    assert calls == [4] * 2 + [2] * 6
+    assert len(runs) == 3  # step 1 (new), step 3 (batch halved), step 7 (4 steps later)
+    assert all(picture.std() > 1 for picture in pictures)
+
+
+def test_deep_cache_is_keyed_and_refused_by_transformer_families(make_campaign: Callable[..., Path]) -> None:
+    plain, cached = planned(make_campaign, steps=9), planned(make_campaign, steps=9, deep_cache=3)
+    assert {job.key for job in plain}.isdisjoint(job.key for job in cached)
+    campaign = load_campaign(make_campaign(deep_cache=3, steps=None, guidance=None, scheduler=None))
+    zimage = describe_model(DemoModelRef()).model_copy(update={"family": "z-image"})
+    with pytest.raises(CampaignError, match="deep_cache"):
+        expand_jobs(campaign, zimage, "float32")

@@ -200,6 +200,13 @@ class CampaignSpec(_Strict):
         description="Share of the steps that run classifier-free guidance; after them one model pass per step,"
         " on the prompt alone. none: guidance to the last step.",
     )
+    deep_cache: int | None = Field(
+        default=None,
+        ge=2,
+        le=10,
+        description="UNet models: the whole UNet runs every N steps and its deep blocks' features are reused"
+        " in between (DeepCache). none: every step runs it whole.",
+    )
     model_licence: ModelLicenceUse = Field(
         default_factory=ModelLicenceUse,
         description="The model's licence where its files do not say it, and a recorded reason to use a"

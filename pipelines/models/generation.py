@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from diffusers import (
 from visuels.errors import ModelError
 from visuels.inputs.photos import edge_map, fit_photo
 from visuels.models.families import Family, family_of_pipeline
+from visuels.models.feature_cache import feature_cache
 from visuels.models.guidance import cutoff_arguments
 from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature, generation_identity
 
@@ -121,6 +122,14 @@ def _generators(jobs: Sequence[GenerationJob]) -> list[torch.Generator]:
     return [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
 
 
+def feature_reuse(pipeline: DiffusionPipeline, job: GenerationJob) -> AbstractContextManager:
+    """The UNet's deep features reused across the steps of one call, as the job's ``deep_cache``
+    says (``visuels.models.feature_cache``); nothing otherwise."""
+    if job.deep_cache is None:
+        return nullcontext()
+    return feature_cache(pipeline.unet, job.deep_cache)
+
+
 @contextmanager
 def model_failures(job: GenerationJob) -> Iterator[None]:
     """A model that fails on a job's size or inputs (a fine-tune's position tables too short for a
@@ -161,18 +170,19 @@ def generate(
     use_scheduler(pipeline, first.scheduler)
     family = pipeline_family(pipeline)
     with torch.inference_mode(), model_failures(first):
-        if first.photo is None:
-            result = pipeline(
-                **text_arguments(family, jobs, first.guidance),
-                **cutoff_arguments(family, first.guidance_cutoff),
-                width=first.generation_width,
-                height=first.generation_height,
-                num_inference_steps=first.steps,
-                generator=_generators(jobs),
-                output_type="pt",
-            )
-        else:
-            result = from_photos(pipeline, jobs, controlnet)
+        with feature_reuse(pipeline, first):
+            if first.photo is None:
+                result = pipeline(
+                    **text_arguments(family, jobs, first.guidance),
+                    **cutoff_arguments(family, first.guidance_cutoff),
+                    width=first.generation_width,
+                    height=first.generation_height,
+                    num_inference_steps=first.steps,
+                    generator=_generators(jobs),
+                    output_type="pt",
+                )
+            else:
+                result = from_photos(pipeline, jobs, controlnet)
         refuse_flagged(jobs, result)
         pictures = result.images
         if first.hires is not None:
@@ -276,15 +286,16 @@ def redraw_larger(
     try:
         for width, height in hires.sizes:
             larger = torch.nn.functional.interpolate(pictures, size=(height, width), mode="bicubic").clamp(0, 1)
-            result = redraw(
-                **text_arguments(family, jobs, first.guidance),
-                **cutoff_arguments(family, first.guidance_cutoff),
-                image=larger,
-                strength=hires.strength,
-                num_inference_steps=img2img_steps(first.steps, hires.strength),
-                generator=_generators(jobs),
-                output_type="pt",
-            )
+            with feature_reuse(pipeline, first):  # features kept for this pass alone
+                result = redraw(
+                    **text_arguments(family, jobs, first.guidance),
+                    **cutoff_arguments(family, first.guidance_cutoff),
+                    image=larger,
+                    strength=hires.strength,
+                    num_inference_steps=img2img_steps(first.steps, hires.strength),
+                    generator=_generators(jobs),
+                    output_type="pt",
+                )
             refuse_flagged(jobs, result)
             pictures = result.images
     finally:

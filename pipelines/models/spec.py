@@ -78,6 +78,8 @@ class GenerationJob(Protocol):
     @property
     def guidance_cutoff(self) -> float | None: ...
     @property
+    def deep_cache(self) -> int | None: ...
+    @property
     def photo(self) -> PhotoSource | None: ...
     @property
     def hires(self) -> HiresPass | None: ...
@@ -99,6 +101,7 @@ BATCH_FIELDS = (
     "guidance",
     "scheduler",
     "guidance_cutoff",
+    "deep_cache",
     "photo_mode",
 )
 

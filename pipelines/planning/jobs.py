@@ -69,6 +69,7 @@ class RenderJob(BaseModel):
     guidance: float
     scheduler: str
     guidance_cutoff: float | None = None
+    deep_cache: int | None = None
     model_hash: str
     precision: DtypeName  # as asked ("auto" stays "auto"): the key is the same whichever machine plans
     lora_hash: str | None
@@ -335,6 +336,8 @@ def _job(
         shaping["model_licence"] = licence.model_dump(mode="json")
     if settings.guidance_cutoff is not None:  # only when set: other campaigns keep their keys
         shaping["guidance_cutoff"] = settings.guidance_cutoff
+    if settings.deep_cache is not None:  # only when set: other campaigns keep their keys
+        shaping["deep_cache"] = settings.deep_cache
     if hires is not None:  # only when set: the keys of other formats stay as they were
         shaping["hires"] = hires.model_dump(mode="json")
     if photo is not None:

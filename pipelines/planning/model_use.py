@@ -24,6 +24,7 @@ class GenerationSettings:
     guidance: float
     scheduler: str
     guidance_cutoff: float | None = None  # share of the steps with classifier-free guidance; None: all
+    deep_cache: int | None = None  # a UNet's deep features computed every N steps; None: every step
 
 
 class LicenceRecord(BaseModel):
@@ -52,11 +53,19 @@ def generation_settings(campaign: Campaign, model: ModelInfo) -> GenerationSetti
             "{family} models run no classifier-free guidance that could stop early: remove `guidance_cutoff`",
             family=family.label,
         )
+    if spec.deep_cache is not None and family.denoiser != "unet":
+        raise CampaignError(
+            campaign.path,
+            "deep_cache",
+            "{family} models have no UNet whose deep features could be reused: remove `deep_cache`",
+            family=family.label,
+        )
     return GenerationSettings(
         steps=spec.steps if spec.steps is not None else family.steps,
         guidance=spec.guidance if spec.guidance is not None else family.guidance,
         scheduler=scheduler,
         guidance_cutoff=spec.guidance_cutoff,
+        deep_cache=spec.deep_cache,
     )
 
 
