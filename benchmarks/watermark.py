@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 KEY = 0x9E3779B97F4A7C15F39CC0605CEDC834  # a full 128-bit key, as `visuels keys init` makes (fixed: runs compare)
 sys.path.insert(0, str(REPO))
 
+from visuels._internal.payload_code import coded_bits  # noqa: E402
 from visuels.inputs.charter import load_charter  # noqa: E402
-from visuels.marking.watermark import best_guess_bits, coded_bits, detect, embed  # noqa: E402
+from visuels.marking.watermark import best_guess_bits, detect, embed  # noqa: E402
 
 from tests.watermark_attacks import (  # noqa: E402
     ATTACKS,
@@ -82,7 +83,7 @@ def hosts(quick: bool) -> dict[str, np.ndarray]:
 
 def table(pictures: dict[str, np.ndarray]) -> dict[str, list[str]]:
     """Print attack x host; return the hosts each attack's exact payload was lost on."""
-    truth = coded_bits(PAYLOAD)
+    truth = coded_bits(PAYLOAD).astype(bool)
     marked = {name: embed(image, PAYLOAD, KEY) for name, image in pictures.items()}
     print("PSNR:", ", ".join(f"{name} {psnr(pictures[name], image):.1f} dB" for name, image in marked.items()))
     width = 24

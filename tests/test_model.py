@@ -198,7 +198,7 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
     calls: list[int] = []
     failed_calls_memory: list[weakref.ref] = []
 
-    def small_gpu(pipeline, batch, controlnet):
+    def small_gpu(pipeline, batch, controlnet, noise_key):
         # What a failed call held (its activations) must be gone before the next call starts.
         assert all(memory() is None for memory in failed_calls_memory), "a failed call's memory is still held"
         calls.append(len(batch))
@@ -206,7 +206,7 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
             activations = torch.ones(4_000_000)
             failed_calls_memory.append(weakref.ref(activations))
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return generate(pipeline, batch, controlnet)
+        return generate(pipeline, batch, controlnet, noise_key)
 
     monkeypatch.setattr(visuels.models.host, "generate", small_gpu)
     pictures = host.generate(DemoModelRef(), torch.float32, None, jobs)
@@ -216,7 +216,7 @@ def test_out_of_memory_halves_the_batch_frees_the_failed_call_and_keeps_the_pict
     calls.clear()
     host.generate(DemoModelRef(), torch.float32, None, jobs)
     assert calls == [2, 2, 1]  # the host remembers what fits...
-    monkeypatch.setattr(visuels.models.host, "generate", lambda pipeline, batch, controlnet: [None] * len(batch))
+    monkeypatch.setattr(visuels.models.host, "generate", lambda pipeline, batch, *inputs: [None] * len(batch))
     for _call in range(visuels.models.host.REGROW_AFTER):
         host.generate(DemoModelRef(), torch.float32, None, jobs)
     monkeypatch.setattr(visuels.models.host, "generate", small_gpu)
@@ -230,7 +230,7 @@ def test_one_picture_that_does_not_fit_is_a_clear_error(
 ) -> None:
     import visuels.models.host
 
-    def no_memory(pipeline, batch, controlnet):
+    def no_memory(pipeline, batch, controlnet, noise_key):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(visuels.models.host, "generate", no_memory)

@@ -44,7 +44,7 @@ class FakeHost:
         self.cpu = cpu
         self.unfinished_at_calls: list[int] = []
 
-    def generate_pictures(self, model, dtype, lora, jobs, pad_to=None) -> list[GeneratedPicture]:
+    def generate_pictures(self, model, dtype, lora, jobs, pad_to=None, noise_key=None) -> list[GeneratedPicture]:
         self.unfinished_at_calls.append(self.cpu.unfinished)
         return [GeneratedPicture(np.zeros((8, 8, 3), np.uint8)) for _ in jobs]
 
@@ -91,7 +91,10 @@ def fake_job(number: int) -> SimpleNamespace:
 
 
 class FakeTarget(SimpleNamespace):
-    """Where claims are held; the renderer adds its claims' owner, as to an ExportTarget."""
+    """Where claims are held; the renderer adds its claims' owner, as to an ExportTarget, and
+    reads the watermark key its starting noise is marked under."""
+
+    signing = SimpleNamespace(watermark=SimpleNamespace(value=1))
 
     def model_copy(self, update: dict) -> FakeTarget:
         return FakeTarget(**(vars(self) | update))
@@ -117,10 +120,10 @@ class FailingHost(FakeHost):
         super().__init__(cpu)
         self.batches = batches
 
-    def generate_pictures(self, model, dtype, lora, jobs, pad_to=None) -> list[GeneratedPicture]:
+    def generate_pictures(self, model, dtype, lora, jobs, pad_to=None, noise_key=None) -> list[GeneratedPicture]:
         if len(self.unfinished_at_calls) == self.batches:
             raise CampaignError("model", None, "the model failed")
-        return super().generate_pictures(model, dtype, lora, jobs, pad_to)
+        return super().generate_pictures(model, dtype, lora, jobs, pad_to, noise_key)
 
 
 def test_a_failing_render_waits_for_the_pictures_it_started_before_letting_go_of_their_claims(

@@ -4,7 +4,7 @@ with a result anyone can keep and check (``--json``, ``--check``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from visuels.review.detect import Detection
 
 
-def detect(files: Sequence[Path], charter_path: Path, result: Path | None) -> int:
+def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_model: str | None = None) -> int:
     """0: every file carries this deployment's marks; 1: one carries none; 2: one cannot be read
-    (as grep: scripts can use it). ``result``: where to write the signed result."""
+    (as grep: scripts can use it). ``result``: where to write the signed result. ``deep_model``:
+    also read the starting-noise mark by inverting this model (``--deep``)."""
     from visuels.inputs.charter import load_charter
     from visuels.inputs.images import ImageInputError
     from visuels.marking.keys import TRUST_ANCHORS, detector_key, keys_dir
@@ -27,10 +28,11 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None) -> in
 
     t = words(user_language())
     charter = load_charter(charter_path)
+    deep = _deep_reader(deep_model) if deep_model is not None else None
     detections, status = [], EXIT_OK
     for path in files:
         try:
-            detection = detect_file(path, charter, keys_dir() / TRUST_ANCHORS)
+            detection = detect_file(path, charter, keys_dir() / TRUST_ANCHORS, deep=deep)
         except ImageInputError as exc:
             errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
             status = EXIT_BAD_INPUT
@@ -44,6 +46,21 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None) -> in
         write_text_atomic(result, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
         console.print(t("signed result: {file}", file=result), highlight=False)
     return status
+
+
+def _deep_reader(model: str) -> Callable:
+    """The starting-noise mark's reader: ``model`` loaded on this machine's best device (float32)."""
+    import torch
+    from visuels.inputs.model_refs import parse_model_option
+    from visuels.marking.keys import keys_dir
+    from visuels.marking.watermark_keys import known_keys
+    from visuels.models.devices import choose_device
+    from visuels.models.host import ModelHost
+    from visuels.models.reference import describe_model
+    from visuels.review.deep_detect import DeepReader
+
+    info = describe_model(parse_model_option(model))
+    return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32)
 
 
 def _print_detection(detection: Detection, t: Words) -> None:

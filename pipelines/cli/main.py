@@ -66,7 +66,7 @@ def _detect(args: argparse.Namespace, flows: Flows) -> int:
         return detecting.check(args.check)
     if not args.files:
         raise VisuelsError("visuels detect", "FILE", "give the pictures to look at (or --check RESULT.json)")
-    return detecting.detect(args.files, args.charter, args.json)
+    return detecting.detect(args.files, args.charter, args.json, args.deep)
 
 
 def _flow(flow, command: str):
@@ -172,6 +172,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--json", type=Path, metavar="RESULT.json", help=t("also write the result, signed by the detector's key")
     )
     detect.add_argument("--check", type=Path, metavar="RESULT.json", help=t("check a signed result instead"))
+    detect.add_argument(
+        "--deep",
+        metavar="MODEL",
+        help=t("also read the starting-noise mark by inverting MODEL (demo | DIR | …): slower, needs its files"),
+    )
     detect.set_defaults(handler=_detect)
 
     detector = command("detector", t("the public detector: a web page and an API anyone can check pictures with"))

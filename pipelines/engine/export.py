@@ -24,6 +24,7 @@ from visuels.errors import ExportError
 from visuels.inputs.photos import edge_map, fit_photo
 from visuels.marking.c2pa_manifest import Ingredient
 from visuels.marking.mark import MarkingContext, pixels_ingredient, write_marked
+from visuels.models.noise_mark import payload_for_key
 from visuels.planning.jobs import KEY_PREFIX_LENGTH, RenderJob
 from visuels.postprocess.compliance import Compliance
 from visuels.postprocess.resize import reduced
@@ -58,8 +59,8 @@ def output_path(output_root: Path, job: RenderJob) -> Path:
 
 
 def watermark_id(job: RenderJob) -> int:
-    """The watermark payload of a job's file: the first 64 bits of its key."""
-    return int(job.key[:16], 16)
+    """The watermark payload of a job's file (and of its starting noise): the first 64 bits of its key."""
+    return payload_for_key(job.key)
 
 
 def thumbnail_path(job: RenderJob) -> str:

@@ -175,7 +175,14 @@ class Renderer:
                 claimed = [job for job in batch if job.key in mine]
                 if not claimed:
                     continue
-                pictures = self.host.generate_pictures(work.model, work.dtype, work.lora, claimed, pad_to=pad_to)
+                pictures = self.host.generate_pictures(
+                    work.model,
+                    work.dtype,
+                    work.lora,
+                    claimed,
+                    pad_to=pad_to,
+                    noise_key=work.target.signing.watermark.value,
+                )
                 in_flight.extend(
                     (job, self.cpu.submit(work.target, job, picture.pixels, picture.key_visual))
                     for job, picture in zip(claimed, pictures, strict=True)

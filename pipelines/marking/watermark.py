@@ -8,7 +8,7 @@ Design (tiled spread spectrum with a synchronisation pattern):
   the coded message, each coded bit on 3-4 chips in key-chosen places with key-chosen signs.
 - Message: payload + CRC-32 (96 bits), protected by a rate-1/2 convolutional code (constraint
   length 7, generators 171/133 octal, zero-terminated: 204 coded bits), decoded by soft-decision
-  Viterbi.
+  Viterbi (``visuels._internal.payload_code``, shared with the starting-noise mark).
 - Decoding: luminance on the canonical grid, high-passed and whitened; its autocorrelation peaks
   at the tile period (larger than TILE after a crop); every tile is folded into one; the sync
   pattern's circular cross-correlation gives the tile's shift; the chips give soft coded bits.
@@ -31,24 +31,17 @@ Design (tiled spread spectrum with a synchronisation pattern):
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
+from visuels._internal.payload_code import CODED_BITS, PAYLOAD_BITS, coded_bits, decode
 
 CANONICAL = 512
 TILE = 128
 CHIP = 4
 CHIPS = TILE // CHIP  # per side
-PAYLOAD_BITS = 64
-CRC_BITS = 32
-MESSAGE_BITS = PAYLOAD_BITS + CRC_BITS
-CONSTRAINT = 7  # convolutional code: rate 1/2, constraint length 7, generators 171 and 133 (octal)
-GENERATORS = (0o171, 0o133)
-STATES = 2 ** (CONSTRAINT - 1)
-CODED_BITS = 2 * (MESSAGE_BITS + CONSTRAINT - 1)  # zero-terminated
 AMPLITUDE = 3.3  # luminance levels (0-255) of the pattern before smoothing: PSNR about 38.7 dB
 MIN_PERIOD, MAX_PERIOD = 96, 264  # tile periods searched on the canonical grid (crops to a half per side)
 PERIOD_CANDIDATES = 5  # the canonical period, then up to 4 from the autocorrelation
@@ -117,70 +110,12 @@ def _layout(key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return sync, data_cells, bit_of_cell, signs
 
 
-def _message_bits(payload: int) -> np.ndarray:
-    data = payload.to_bytes(8, "big")
-    crc = zlib.crc32(data).to_bytes(4, "big")
-    return np.unpackbits(np.frombuffer(data + crc, dtype=np.uint8))
-
-
-@lru_cache(maxsize=1)
-def _trellis() -> tuple[np.ndarray, np.ndarray]:
-    """Encoder outputs (state, input) -> 2 bits, and each next state's two (state, input) origins."""
-    outputs = np.zeros((STATES, 2, 2), dtype=np.int8)
-    for state in range(STATES):
-        for bit in (0, 1):
-            register = ((state << 1) | bit) & (2 * STATES - 1)
-            outputs[state, bit] = [(register & generator).bit_count() & 1 for generator in GENERATORS]
-    origins = np.array([[next_state >> 1, (next_state >> 1) | STATES // 2] for next_state in range(STATES)])
-    return outputs, origins
-
-
-def _convolve(bits: np.ndarray) -> np.ndarray:
-    outputs, _ = _trellis()
-    state, coded = 0, []
-    for bit in [*bits.tolist(), *([0] * (CONSTRAINT - 1))]:
-        coded += outputs[state, bit].tolist()
-        state = ((state << 1) | bit) & (STATES - 1)
-    return np.array(coded, dtype=np.uint8)
-
-
-def _viterbi(soft: np.ndarray) -> np.ndarray:
-    """Most likely message bits for soft coded values (positive means 1), by correlation metric."""
-    outputs, origins = _trellis()
-    signs = outputs.astype(np.float64) * 2 - 1  # (state, input, 2)
-    steps = len(soft) // 2
-    metric = np.full(STATES, -np.inf)
-    metric[0] = 0.0
-    choices = np.zeros((steps, STATES), dtype=np.int8)
-    inputs = np.arange(STATES) & 1  # the input bit that leads into each next state
-    for step in range(steps):
-        branch = signs @ soft[2 * step : 2 * step + 2]  # (state, input)
-        candidates = metric[origins] + branch[origins, inputs[:, None]]  # (next state, 2 origins)
-        choices[step] = candidates.argmax(axis=1)
-        metric = candidates.max(axis=1)
-    state, bits = 0, []  # zero-terminated: the path ends in state 0
-    for step in range(steps - 1, -1, -1):
-        bits.append(state & 1)
-        state = origins[state, choices[step, state]]
-    return np.array(bits[::-1][:MESSAGE_BITS], dtype=np.uint8)
-
-
-def _coded_bits(payload: int) -> np.ndarray:
-    return _convolve(_message_bits(payload)).astype(np.float64)
-
-
-def _bits_to_payload(bits: np.ndarray) -> int | None:
-    raw = np.packbits(bits.astype(np.uint8)).tobytes()
-    data, crc = raw[:8], raw[8:12]
-    return int.from_bytes(data, "big") if zlib.crc32(data).to_bytes(4, "big") == crc else None
-
-
 @lru_cache(maxsize=64)
 def _canonical_pattern(payload: int, key: int) -> np.ndarray:
     """The ±1 chip pattern over the canonical grid, float32."""
     sync, data_cells, bit_of_cell, signs = _layout(key)
     chips = sync.copy().reshape(-1)
-    bits = _coded_bits(payload) * 2 - 1
+    bits = coded_bits(payload).astype(np.float64) * 2 - 1
     chips[data_cells] = bits[bit_of_cell] * signs
     tile = np.kron(chips.reshape(CHIPS, CHIPS), np.ones((CHIP, CHIP)))
     repeats = CANONICAL // TILE
@@ -413,7 +348,7 @@ def _search(residual: np.ndarray, key: int, attempts: int, gate: float = 0.0) ->
         best_sync = max(best_sync, sync)
         for soft in _read_bits(way.apply(tile), key):
             attempts += 1
-            payload = _bits_to_payload(_viterbi(soft))
+            payload = decode(soft)
             if payload is not None:
                 # A picture turned by k quarter turns has its tile turned by k too: undone by 4 - k.
                 turns = (4 - way.turns) % 4
@@ -458,8 +393,3 @@ def best_guess_bits(rgb: np.ndarray, key: int) -> np.ndarray:
     tile = _fold(residual, *_refine(residual, *period, key))
     _, way = _oriented(tile, key)
     return _read_bits(way.apply(tile), key)[0] > 0
-
-
-def coded_bits(payload: int) -> np.ndarray:
-    """The 204 coded bits that ``embed`` writes for ``payload``, as booleans."""
-    return _coded_bits(payload).astype(bool)

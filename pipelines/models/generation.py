@@ -30,6 +30,7 @@ from visuels.inputs.photos import edge_map, fit_photo
 from visuels.models.families import Family, family_of_pipeline
 from visuels.models.feature_cache import feature_cache
 from visuels.models.guidance import cutoff_arguments
+from visuels.models.noise import starting_latents
 from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature, generation_identity
 
 # Each scheduler a campaign may name: its class, and what it changes in the model's own settings.
@@ -151,11 +152,17 @@ def model_failures(job: GenerationJob) -> Iterator[None]:
 
 
 def generate(
-    pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None = None
+    pipeline: DiffusionPipeline,
+    jobs: Sequence[GenerationJob],
+    controlnet: torch.nn.Module | None = None,
+    noise_key: int | None = None,
 ) -> list[np.ndarray]:
     """Render jobs that share a batch signature in one diffusers call: H×W×3 uint8 pictures.
 
-    ``controlnet``: loaded by the caller for jobs whose photo steers through one.
+    ``controlnet``: loaded by the caller for jobs whose photo steers through one. ``noise_key``:
+    the deployment's watermark key, under which jobs planned with the starting-noise mark start
+    from marked noise (``visuels.models.noise``; the renderer always gives it); without it they
+    start from ordinary noise of their seed (tests and benchmarks of everything else).
 
     Each job gets its own CPU generator seeded with its seed, so its starting noise does not
     depend on the batch it lands in or on the device. The pictures become bytes on the device,
@@ -172,9 +179,11 @@ def generate(
     with torch.inference_mode(), model_failures(first):
         with feature_reuse(pipeline, first):
             if first.photo is None:
+                marked = first.noise_mark is not None and noise_key is not None
                 result = pipeline(
                     **text_arguments(family, jobs, first.guidance),
                     **cutoff_arguments(family, first.guidance_cutoff),
+                    **({"latents": starting_latents(pipeline, jobs, noise_key)} if marked else {}),
                     width=first.generation_width,
                     height=first.generation_height,
                     num_inference_steps=first.steps,

@@ -278,9 +278,10 @@ class ModelHost:
         lora: LoraWeights | None,
         jobs: Sequence[GenerationJob],
         pad_to: int | None = None,
+        noise_key: int | None = None,
     ) -> list[np.ndarray]:
         """The jobs' pictures (H×W×3 uint8): ``generate_pictures`` without the key visuals."""
-        return [picture.pixels for picture in self.generate_pictures(ref, dtype, lora, jobs, pad_to)]
+        return [picture.pixels for picture in self.generate_pictures(ref, dtype, lora, jobs, pad_to, noise_key)]
 
     def generate_pictures(
         self,
@@ -289,6 +290,7 @@ class ModelHost:
         lora: LoraWeights | None,
         jobs: Sequence[GenerationJob],
         pad_to: int | None = None,
+        noise_key: int | None = None,
     ) -> list[GeneratedPicture]:
         """The jobs' pictures, one model call per batch; on out-of-memory, halve and go on.
 
@@ -297,14 +299,15 @@ class ModelHost:
         its key visual declined to its format (``generation.decline``), and keeps the key visual.
         ``pad_to``: fill short batches up to this size with copies of their last job (results
         dropped), so a compiled model sees one shape. Each job has its own generator, so neither
-        padding nor splitting changes a picture.
+        padding nor splitting changes a picture. ``noise_key``: the watermark key the starting
+        noise is marked under (``generation.generate``).
         """
         with self.use(ref, dtype, lora) as pipeline:
             identities = [generation_identity(job) for job in jobs]
             distinct: dict[tuple, GenerationJob] = {}
             for identity, job in zip(identities, jobs, strict=True):
                 distinct.setdefault(identity, job)
-            first_passes = self._first_passes(pipeline, ref, dtype, list(distinct.values()), pad_to)
+            first_passes = self._first_passes(pipeline, ref, dtype, list(distinct.values()), pad_to, noise_key)
             by_identity = dict(zip(distinct, first_passes, strict=True))
             key_visuals = [by_identity[identity] for identity in identities]
             declined = decline(pipeline, jobs, key_visuals)
@@ -320,6 +323,7 @@ class ModelHost:
         dtype: torch.dtype,
         jobs: Sequence[GenerationJob],
         pad_to: int | None,
+        noise_key: int | None,
     ) -> list[np.ndarray]:
         photo = jobs[0].photo
         controlnet = self._controlnet_model(photo.controlnet_path, dtype) if photo and photo.controlnet_path else None
@@ -332,7 +336,7 @@ class ModelHost:
         while pending:
             chunk = pending.pop(0)
             padded = chunk + [chunk[-1]] * (pad - len(chunk))
-            result = self._try_generate(pipeline, padded, controlnet)
+            result = self._try_generate(pipeline, padded, controlnet, noise_key)
             if result is not None:
                 pictures += result[: len(chunk)]
                 continue
@@ -355,9 +359,12 @@ class ModelHost:
 
     @staticmethod
     def _try_generate(
-        pipeline: DiffusionPipeline, jobs: list[GenerationJob], controlnet: torch.nn.Module | None
+        pipeline: DiffusionPipeline,
+        jobs: list[GenerationJob],
+        controlnet: torch.nn.Module | None,
+        noise_key: int | None,
     ) -> list[np.ndarray] | None:
         try:
-            return generate(pipeline, jobs, controlnet)
+            return generate(pipeline, jobs, controlnet, noise_key)
         except torch.cuda.OutOfMemoryError:
             return None

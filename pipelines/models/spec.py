@@ -80,6 +80,10 @@ class GenerationJob(Protocol):
     @property
     def deep_cache(self) -> int | None: ...
     @property
+    def noise_mark(self) -> str | None: ...  # the starting-noise mark's version; None: ordinary noise
+    @property
+    def generation_key(self) -> str: ...  # its first 64 bits: the starting noise's payload
+    @property
     def photo(self) -> PhotoSource | None: ...
     @property
     def hires(self) -> HiresPass | None: ...

@@ -21,6 +21,7 @@ from visuels.inputs.communes import Commune
 from visuels.inputs.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from visuels.models.devices import DtypeName
 from visuels.models.families import family_named
+from visuels.models.noise_mark import VERSION as NOISE_MARK_VERSION
 from visuels.models.reference import ModelInfo
 from visuels.models.spec import HiresPass, KeyVisual, PhotoSource, batch_signature, generation_identity
 from visuels.planning.alt_text import alt_text
@@ -70,6 +71,8 @@ class RenderJob(BaseModel):
     scheduler: str
     guidance_cutoff: float | None = None
     deep_cache: int | None = None
+    noise_mark: str | None = None  # the starting-noise mark's version (visuels.models.noise_mark)
+    generation_key: str = ""  # the hash of GENERATION_FIELDS: jobs sharing a generated picture share it
     model_hash: str
     precision: DtypeName  # as asked ("auto" stays "auto"): the key is the same whichever machine plans
     lora_hash: str | None
@@ -94,10 +97,15 @@ class RenderJob(BaseModel):
 
 def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
     """The format's aspect ratio at the model's native pixel count, on the model's size grid."""
+    return size_for_aspect(preset.aspect, model)
+
+
+def size_for_aspect(aspect: float, model: ModelInfo) -> tuple[int, int]:
+    """A picture of ``aspect`` (width / height) at the model's native pixel count, on its size grid."""
     area = model.native_size**2
     multiple = model.size_multiple
-    width = max(multiple, round(math.sqrt(area * preset.aspect) / multiple) * multiple)
-    height = max(multiple, round(math.sqrt(area / preset.aspect) / multiple) * multiple)
+    width = max(multiple, round(math.sqrt(area * aspect) / multiple) * multiple)
+    height = max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple)
     return width, height
 
 
@@ -282,6 +290,30 @@ def declination(master_job: RenderJob, preset: FormatPreset, model: ModelInfo) -
     return KeyVisual(format=master_job.format, method=method, width=size[0], height=size[1], master_job=master_job.key)
 
 
+# What makes a job's generated picture, before it is declined to a format and post-processed:
+# jobs that share these share one generated picture (a commune's languages; a key visual's
+# formats) and the payload of its starting noise (the first 64 bits of their hash).
+GENERATION_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "generation_width",
+    "generation_height",
+    "steps",
+    "guidance",
+    "scheduler",
+    "guidance_cutoff",
+    "deep_cache",
+    "noise_mark",
+    "hires",
+    "photo",
+    "model_hash",
+    "precision",
+    "lora_hash",
+    "lora_scale",
+)
+
+
 def _job(
     campaign: Campaign,
     model: ModelInfo,
@@ -336,6 +368,9 @@ def _job(
         shaping["model_licence"] = licence.model_dump(mode="json")
     if settings.guidance_cutoff is not None:  # only when set: other campaigns keep their keys
         shaping["guidance_cutoff"] = settings.guidance_cutoff
+    if photo is None and family.denoiser == "unet":
+        # Text-to-image on a UNet starts from noise carrying the keyed mark (visuels.models.noise).
+        shaping["noise_mark"] = NOISE_MARK_VERSION
     if settings.deep_cache is not None:  # only when set: other campaigns keep their keys
         shaping["deep_cache"] = settings.deep_cache
     if hires is not None:  # only when set: the keys of other formats stay as they were
@@ -352,6 +387,7 @@ def _job(
     label = campaign.charter.spec.ai_label.text[text.language]
     shaping["alt_text"] = alt_text(spec.name, text.commune, text.language, label)
     key = sha256_json(shaping)
+    generation_key = sha256_json({name: shaping.get(name) for name in GENERATION_FIELDS})
     name = f"{text.audience}-{text.language}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
     relative = f"{campaign.slug}/{campaign.commune_folders[text.commune.insee]}/{text.format_name}/{name}"
     return RenderJob(
@@ -362,6 +398,7 @@ def _job(
         relative_path=relative,
         review=[finding.message() for finding in findings if finding.severity == "sensitive"],
         banned=[finding.message() for finding in findings if finding.severity == "banned"],
+        generation_key=generation_key,
         **{**shaping, "photo": photo, "key_visual": key_visual},
     )
 

@@ -42,6 +42,7 @@ MARK_NAMES = {  # each mark as the public calls it
     "iscc": Text("ISCC image code"),
     "xmp": Text("metadata (IPTC)"),
     "label": Text("visible label"),
+    "noise": Text("starting-noise mark"),
 }
 RESULT_VERSION = 1  # of the result's layout; a reader refuses one it does not know
 
@@ -90,10 +91,15 @@ class DetectionError(VisuelsError):
 
 
 def detect_file(
-    path: Path, charter: Charter, trust_anchors: Path | None, keys: list[WatermarkKey] | None = None
+    path: Path,
+    charter: Charter,
+    trust_anchors: Path | None,
+    keys: list[WatermarkKey] | None = None,
+    deep: Callable[[Image.Image], Mark] | None = None,
 ) -> Detection:
     """Read every mark of ``path`` (the watermark with ``keys``, default: every key the deployment
-    holds); an unreadable file raises :class:`ImageInputError`."""
+    holds); an unreadable file raises :class:`ImageInputError`. ``deep``: also read the starting-
+    noise mark by inverting a model (``visuels.review.deep_detect``: the only part that needs one)."""
     read = read_marks(path, charter, trust_anchors, keys)
     found, manifest = read.found, read.manifest
     payload, source_type, seen = read.payload, read.source_type, read.label_seen
@@ -138,10 +144,14 @@ def detect_file(
         ),
         "label": Mark.of(seen, Text("the charter's AI label in a corner") if seen else Text("no AI label in a corner")),
     }
+    if deep is not None:
+        marks["noise"] = deep(read.picture)
     # Only what needs the deployment's secrets to make: its signing key, its watermark key (the
     # public demo key is no secret: anyone can write its mark).
     secret_mark = read.key is not None and not read.key.demo
     relied_on = [name for name in ("c2pa", "watermark") if marks[name].found and (name == "c2pa" or secret_mark)]
+    if "noise" in marks and marks["noise"].found:  # read with a key of the deployment's (deep_detect)
+        relied_on.append("noise")
     return Detection(
         file=str(path),
         sha256=read.sha256,
@@ -185,8 +195,10 @@ def _iscc_mark(picture: Image.Image, named: str | None) -> Mark:
 
 def verdict_line(detection: Detection) -> Text:
     if detection.verdict == "marked":
-        named = [MARK_NAMES[name] for name in detection.relied_on]  # one or two
-        marks = named[0] if len(named) == 1 else Text("{one} and {other}", one=named[0], other=named[1])
+        named = [MARK_NAMES[name] for name in detection.relied_on]  # one to three
+        marks = named[0]
+        for other in named[1:]:
+            marks = Text("{one} and {other}", one=marks, other=other)
         return Text("{file}: AI picture of this deployment (relied on: {marks})", file=detection.file, marks=marks)
     return Text("{file}: no mark of this deployment", file=detection.file)
 
