@@ -3,9 +3,10 @@
 Each value's half of the normal law comes from the mark's bits; its place inside that half from
 a uniform draw of the job's own generator (seeded with the job's seed, on the CPU): the same job,
 key and payload give the same noise on any device and in any batch, and the noise is a true
-standard normal sample. Text-to-image jobs of the UNet families start from it; the renderer's
-other passes (photos, poster passes, outpainting) start from a picture, not from noise alone, and
-the transformer families pack their latents in their own layouts (not marked yet: docs/compliance.md).
+standard normal sample. Text-to-image jobs start from it; the renderer's
+other passes (photos, poster passes, outpainting) start from a picture, not from noise alone.
+Families: SD1.5, SDXL and Z-Image (``Family.noise_mark``); FLUX and Qwen-Image pack their latents
+in their own layouts (not marked yet: docs/compliance.md).
 """
 
 from __future__ import annotations
@@ -32,13 +33,19 @@ def marked_noise(payload: int, key: int, seed: int, shape: tuple[int, ...]) -> t
 
 
 def latent_shape(pipeline: DiffusionPipeline, width: int, height: int) -> tuple[int, int, int]:
-    """(channels, height, width) of a UNet pipeline's starting latents for a picture of this size."""
+    """(channels, height, width) of the pipeline's starting latents for a picture of this size: a
+    UNet's, or Z-Image's (2x2 patches: its grid is rounded to even sizes, as its pipeline does)."""
     factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-    return (pipeline.unet.config.in_channels, height // factor, width // factor)
+    unet = getattr(pipeline, "unet", None)
+    if unet is not None:
+        return (unet.config.in_channels, height // factor, width // factor)
+    return (pipeline.transformer.in_channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
 
 
 def starting_latents(pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], key: int) -> torch.Tensor:
-    """The marked starting noise of each job, as a batch for the pipeline's ``latents`` argument."""
+    """The marked starting noise of each job, as a batch for the pipeline's ``latents`` argument
+    (in the UNet's precision; Z-Image keeps its latents in float32)."""
     shape = latent_shape(pipeline, jobs[0].generation_width, jobs[0].generation_height)
     noise = [marked_noise(payload_for_key(job.generation_key), key, job.seed, shape) for job in jobs]
-    return torch.stack(noise).to(pipeline.device, pipeline.unet.dtype)
+    unet = getattr(pipeline, "unet", None)
+    return torch.stack(noise).to(pipeline.device, unet.dtype if unet is not None else torch.float32)
