@@ -129,6 +129,24 @@ def test_inversion_reads_the_payload_from_exported_files_and_nothing_else(
     detection = detect_file(path, load_charter(SAMPLE_CHARTER_DIR), keys_dir() / TRUST_ANCHORS, deep=deep)
     assert detection.marks["noise"].found and "noise" in detection.relied_on
     assert f"{payload_for_key(exported[0].job.generation_key):016x}" in detection.marks["noise"].basis
+    # The detector service, started with --deep: the same mark in its signed answer.
+    from fastapi.testclient import TestClient
+    from visuels.detector.app import DetectorService, create_app
+    from visuels.marking.keys import detector_key
+    from visuels.record.database import database_url
+
+    service = DetectorService(
+        charter=load_charter(SAMPLE_CHARTER_DIR),
+        trust_anchors=keys_dir() / TRUST_ANCHORS,
+        keys=known_keys(keys_dir()),
+        signing_key=detector_key(),
+        database_url=database_url(tmp_path / "record"),
+        deep=deep,
+    )
+    client = TestClient(create_app(service), base_url="http://127.0.0.1", client=("127.0.0.1", 40000))
+    answer = client.post("/api/detect", content=path.read_bytes(), headers={"Content-Type": "image/png"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["detections"][0]["marks"]["noise"]["found"]
     # A picture of the same model the key never marked: ordinary starting noise.
     unmarked = renderer.host.generate(DemoModelRef(), torch.float32, None, [exported[0].job])[0]
     with renderer.host.use(DemoModelRef(), torch.float32, None) as pipeline:

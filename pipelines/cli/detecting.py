@@ -28,7 +28,7 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
 
     t = words(user_language())
     charter = load_charter(charter_path)
-    deep = _deep_reader(deep_model) if deep_model is not None else None
+    deep = deep_reader(deep_model) if deep_model is not None else None
     detections, status = [], EXIT_OK
     for path in files:
         try:
@@ -48,7 +48,7 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
     return status
 
 
-def _deep_reader(model: str) -> Callable:
+def deep_reader(model: str) -> Callable:
     """The starting-noise mark's reader: ``model`` loaded on this machine's best device (float32)."""
     import torch
     from visuels.inputs.model_refs import parse_model_option

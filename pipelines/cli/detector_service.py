@@ -13,6 +13,7 @@ from visuels.errors import EXIT_FINDING, EXIT_OK, VisuelsError
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
     from visuels._internal.web_guard import is_loopback
+    from visuels.cli.detecting import deep_reader
     from visuels.detector.app import DetectorService, Limits, create_app
     from visuels.inputs.charter import load_charter
     from visuels.marking.keys import TRUST_ANCHORS, detector_key, keys_dir
@@ -35,6 +36,7 @@ def serve(args: argparse.Namespace) -> int:
         database_url=database_url_option(args.database),
         limits=Limits(per_minute=args.per_minute),
         behind_proxy=bool(args.allow_host),
+        deep=deep_reader(args.deep) if args.deep else None,
     )
     t = words(user_language())
     console.print(

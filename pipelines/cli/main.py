@@ -201,6 +201,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     detector_serve.add_argument(
         "--per-minute", type=positive, default=20, help=t("pictures a client may check per minute (default: 20)")
     )
+    detector_serve.add_argument(
+        "--deep",
+        metavar="MODEL",
+        help=t("also read the starting-noise mark by inverting MODEL (seconds per picture: keep --per-minute low)"),
+    )
     detector_serve.set_defaults(handler=lambda args, flows: detector_service.serve(args))
     reports_summary = t("the wrong-label reports the public sent")
     detector_reports = detector_actions.add_parser(

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -47,6 +48,7 @@ from visuels.review.detect import (
     DETECTOR,
     MARK_NAMES,
     Detection,
+    Mark,
     detect_file,
     detector_version,
     signed_result,
@@ -117,6 +119,8 @@ class DetectorService:
     database_url: str
     limits: Limits = field(default_factory=Limits)
     behind_proxy: bool = False  # trust X-Forwarded-For from a proxy on this machine, for the rate limit
+    # Reads the starting-noise mark by inverting a model (``visuels.review.deep_detect``); None: not read.
+    deep: Callable[[Image.Image], Mark] | None = None
     _rate: RateLimit = field(init=False)
     _running: threading.BoundedSemaphore = field(init=False)
     _database: Database | None = None
@@ -156,7 +160,7 @@ class DetectorService:
                 path = Path(folder) / f"upload{suffix}"
                 path.write_bytes(data)
                 try:
-                    detection = detect_file(path, self.charter, self.trust_anchors, self.keys)
+                    detection = detect_file(path, self.charter, self.trust_anchors, self.keys, self.deep)
                 except ImageInputError:
                     raise RefusedError(400, Text("this file is not a picture the detector can read")) from None
         finally:
