@@ -196,9 +196,11 @@ def _iscc_mark(picture: Image.Image, named: str | None) -> Mark:
 def verdict_line(detection: Detection) -> Text:
     if detection.verdict == "marked":
         named = [MARK_NAMES[name] for name in detection.relied_on]  # one to three
-        marks = named[0]
-        for other in named[1:]:
-            marks = Text("{one} and {other}", one=marks, other=other)
+        marks = named[-1]
+        if len(named) > 1:
+            marks = Text("{one} and {other}", one=named[-2], other=named[-1])
+        if len(named) > 2:
+            marks = Text("{first}, {rest}", first=named[0], rest=marks)
         return Text("{file}: AI picture of this deployment (relied on: {marks})", file=detection.file, marks=marks)
     return Text("{file}: no mark of this deployment", file=detection.file)
 
