@@ -11,7 +11,7 @@ from visuels.postprocess.coherence import StyleSignature, style_signature
 from visuels.postprocess.label import LabelPlacement, draw_ai_label
 from visuels.postprocess.layout import margin
 from visuels.postprocess.logo import LogoPlacement, place_logo
-from visuels.postprocess.palette import conformity, grade_to_palette
+from visuels.postprocess.palette import conformity, grade_to_palette, score_copy
 from visuels.postprocess.resize import crop_to_aspect, resample
 from visuels.postprocess.template_fill import Layer, fill_template
 from visuels.postprocess.typography import TextBlock, draw_text_block
@@ -57,10 +57,11 @@ def postprocess(
     # those switches (24-36 dB away from grading the format's own pixels, measured).
     formatted = resample(crop_to_aspect(generated, size[0] / size[1]), *size)
     graded = grade_to_palette(formatted, palette, grading.strength)
+    graded_small = score_copy(graded)  # reduced once for both measures (each reduces a larger picture)
     measured = {
         "palette_before": conformity(formatted, palette, grading.tolerance),
-        "palette_after": conformity(graded, palette, grading.tolerance),
-        "style": style_signature(graded, palette),
+        "palette_after": conformity(graded_small, palette, grading.tolerance),
+        "style": style_signature(graded_small, palette),
     }
     if template is not None:
         texts = {"commune": commune, "headline": headline, "call_to_action": call_to_action}

@@ -18,7 +18,8 @@ from PIL import Image
 from visuels.errors import Text
 from visuels.marking.watermark_keys import WatermarkKey
 from visuels.models.host import ModelHost
-from visuels.models.inversion import read_noise_mark
+from visuels.models.inversion import recover_noise
+from visuels.models.noise_mark import read_bits
 from visuels.models.reference import ModelInfo
 from visuels.planning.jobs import size_for_aspect
 from visuels.review.detect import Mark
@@ -37,31 +38,32 @@ class DeepReader:
         pixels = np.asarray(picture.convert("RGB"))
         width, height = size_for_aspect(pixels.shape[1] / pixels.shape[0], self.model)
         with self.host.use(self.model.ref, self.dtype, None) as pipeline:
-            for key in self.keys:
-                reading = read_noise_mark(pipeline, pixels, key.value, width, height)
-                if reading.payload is None:
-                    continue
-                payload = f"{reading.payload:016x}"
-                if key.demo:
-                    return Mark.of(
-                        False,
-                        Text(
-                            "payload {payload}, read by inverting {model} with the public demo key: anyone can"
-                            " write it, it proves nothing",
-                            payload=payload,
-                            model=self.model.description,
-                        ),
-                    )
+            noise = recover_noise(pipeline, pixels, width, height)  # once: the keys only read its signs
+        for key in self.keys:
+            reading = read_bits(noise, key.value)
+            if reading.payload is None:
+                continue
+            payload = f"{reading.payload:016x}"
+            if key.demo:
                 return Mark.of(
-                    True,
+                    False,
                     Text(
-                        "payload {payload}, read by inverting {model} with this deployment's key {key}"
-                        " (a picture never marked reads one with probability 2^-32)",
+                        "payload {payload}, read by inverting {model} with the public demo key: anyone can"
+                        " write it, it proves nothing",
                         payload=payload,
                         model=self.model.description,
-                        key=key.id,
                     ),
                 )
+            return Mark.of(
+                True,
+                Text(
+                    "payload {payload}, read by inverting {model} with this deployment's key {key}"
+                    " (a picture never marked reads one with probability 2^-32)",
+                    payload=payload,
+                    model=self.model.description,
+                    key=key.id,
+                ),
+            )
         return Mark.of(
             False,
             Text("no starting-noise mark of this deployment's keys (inverting {model})", model=self.model.description),
