@@ -43,6 +43,10 @@ class Job:
     steps: int
     guidance: float
     scheduler: str = "default"
+    guidance_cutoff: None = None
+    deep_cache: None = None
+    noise_mark: None = None
+    generation_key: str = ""
     photo: None = None
     hires: None = None
     photo_mode: None = None
@@ -195,13 +199,14 @@ def build(family: str, tiny: bool):
     return pipeline
 
 
-def measure(family: str, batches: list[int], tiny: bool, calls: int) -> list[Measurement]:
+def measure(family: str, batches: list[int], tiny: bool, calls: int, step_counts: list[int]) -> list[Measurement]:
+    """Images/s per batch size and step count (none given: the family's default steps)."""
     defaults = family_named(family)
     size = 256 if tiny else defaults.native_size
     pipeline = build(family, tiny)
     results = []
-    for batch in batches:
-        jobs = [Job(PROMPT, "blurry", seed, size, size, defaults.steps, defaults.guidance) for seed in range(batch)]
+    for batch, steps in ((batch, steps) for batch in batches for steps in step_counts or [defaults.steps]):
+        jobs = [Job(PROMPT, "blurry", seed, size, size, steps, defaults.guidance) for seed in range(batch)]
         cuda = torch.cuda.is_available() and not tiny
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -216,7 +221,7 @@ def measure(family: str, batches: list[int], tiny: bool, calls: int) -> list[Mea
             torch.cuda.empty_cache()
             continue
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
-        results.append(Measurement(family, size, defaults.steps, batch, batch / seconds, peak))
+        results.append(Measurement(family, size, steps, batch, batch / seconds, peak))
         print(asdict(results[-1]), flush=True)
     del pipeline
     if torch.cuda.is_available():
@@ -230,13 +235,20 @@ def main() -> None:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--calls", type=int, default=2, help="timed calls per batch size, after one warm-up")
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny models on the CPU: proves the script runs")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        type=int,
+        default=[],
+        help="step counts instead of the family's default (two counts give the cost per step and the fixed cost)",
+    )
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "family_render.json")
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         parser.error("needs CUDA (or --tiny)")
     results = []
     for family in args.family:
-        results += [asdict(item) for item in measure(family, args.batch, args.tiny, args.calls)]
+        results += [asdict(item) for item in measure(family, args.batch, args.tiny, args.calls, args.steps)]
     device = "cpu" if args.tiny else torch.cuda.get_device_name()
     versions = {name: __import__(name).__version__ for name in ("torch", "diffusers", "transformers")}
     args.out.write_text(json.dumps({"device": device, "versions": versions, "results": results}, indent=1))

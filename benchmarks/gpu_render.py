@@ -6,9 +6,11 @@
     python -m benchmarks.gpu_render render --modes exact cutoff-40 few-step   # issue #31's speed options
 
 ``--modes``: each speed option of issue #31 end to end (``benchmarks.quality_guard.MODES``: the
-campaign as written, guidance stopping at 40 % of the steps, a 4-step trailing schedule at
-guidance 1), then the quality guard on the same model: PSNR, SSIM and the charter's checks of each
-mode's pictures against the exact path's, same prompts and seeds. FP8 is not built yet.
+campaign as written, the precision float8, guidance stopping at 40 % of the steps, a 4-step
+trailing schedule at guidance 1, DeepCache), one renderer for all of them (a compiled model
+compiles each batch shape once, as a render worker does), then the quality guard on the same
+model: PSNR, SSIM and the charter's checks of each mode's pictures against the exact path's, same
+prompts and seeds. ``--naive 0`` leaves out the naive loop.
 
 End to end ("render"): the sample charter's campaign over its 79 communes, 4 audiences, format
 instagram_square (1080², PNG), every file post-processed, watermarked, signed and recorded.
@@ -201,6 +203,7 @@ def variants(family: Family, peak: float, lora_only: bool = False) -> list[Measu
 
 def write_campaign(folder: Path, model: dict, steps: int, **settings: object) -> Path:
     charter = REPO / "brand_assets" / "solane"
+    folder.mkdir(parents=True, exist_ok=True)
     campaign = folder / "campaign.yaml"
     campaign.write_text(
         json.dumps(
@@ -262,17 +265,11 @@ def naive_rate(model_folder: Path | None, jobs: list, target: object, device: st
     return rate
 
 
-def renderer_run(
-    plan: object, target: object, device: str, workers: int, compile_models: bool, batch: int, timed: int
-) -> dict:
-    """The renderer: one warm-up call (load, compile), then ``timed`` pictures, timed."""
-    from visuels.engine.cpu_stage import CpuStage
-    from visuels.engine.renderer import Renderer
-    from visuels.models.host import ModelHost
-
-    renderer = Renderer(ModelHost(torch.device(device), compile_models=compile_models), CpuStage(workers))
+def renderer_run(renderer: object, plan: object, target: object, batch: int, timed: int) -> dict:
+    """One warm-up call (load, compile for a new batch shape), then ``timed`` pictures, timed."""
+    device = renderer.host.device.type
     busy = [0.0]
-    generate = renderer.host.generate
+    generate = renderer.host.generate_pictures
 
     def timed_generate(*args: object, **kwargs: object) -> list:
         started = time.perf_counter()
@@ -281,7 +278,7 @@ def renderer_run(
         finally:
             busy[0] += time.perf_counter() - started
 
-    renderer.host.generate = timed_generate
+    renderer.host.generate_pictures = timed_generate
     setup = plan.setup
     started = time.perf_counter()
     renderer.render(setup.model, setup.precision, setup.lora, plan.pending[:batch], target, batch)
@@ -293,7 +290,7 @@ def renderer_run(
     started = time.perf_counter()
     renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch)
     wall = time.perf_counter() - started
-    renderer.close()
+    del renderer.host.generate_pictures  # the class's method again
     return {
         "images_per_s": len(jobs) / wall,
         "warm_up_s": warm_up,
@@ -303,14 +300,18 @@ def renderer_run(
     }
 
 
-def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images: int, mode: str = "exact") -> dict:
-    """Naive against this renderer, end to end, for one model family (or the demo model with --tiny),
-    the campaign changed as the speed ``mode`` says; then, for a mode other than the exact one, the
-    quality guard of its pictures against the exact path's."""
+def render_family(family: str, tiny: bool, workers: int, timed: int, naive_images: int, modes: list[str]) -> list[dict]:
+    """Naive against this renderer, end to end, for one model family (or the demo model with
+    --tiny), once per speed ``mode`` (the campaign changed as the mode says); then the quality
+    guard of each mode's pictures against the exact path's. One renderer serves every mode, so a
+    compiled model compiles each batch shape once, as a render worker would."""
     import tempfile
 
+    from visuels.engine.cpu_stage import CpuStage
+    from visuels.engine.renderer import Renderer
     from visuels.engine.run import export_target
     from visuels.marking.keys import init_local_chain
+    from visuels.models.host import ModelHost
     from visuels.planning.plan import plan_render
     from visuels.planning.request import RenderSettings
 
@@ -323,31 +324,38 @@ def render_mode(family: str, tiny: bool, workers: int, timed: int, naive_images:
     model_folder = None if tiny else save(family, folder / "model")
     model = {"kind": "demo"} if tiny else {"kind": "diffusers", "path": str(model_folder)}
     exact = {"steps": 4 if tiny else STEPS[family], "guidance": GUIDANCE, "scheduler": "euler"}
-    campaign = write_campaign(folder, model, **{**exact, **MODES[mode]})
     batch = 2 if tiny else (16 if family == "sd15" else 8)
-    settings = RenderSettings(device=device, dtype="float32" if tiny else "bfloat16")
-    naive_plan = plan_render(campaign, folder / "naive", settings=settings)
-    naive = naive_rate(
-        model_folder, naive_plan.pending[:naive_images], export_target(naive_plan, folder / "naive"), device
-    )
-    print(f"{family}: naive {naive:.2f} images/s", flush=True)
-    plan = plan_render(campaign, folder / "renderer", settings=settings)
-    staged = renderer_run(plan, export_target(plan, folder / "renderer"), device, workers, not tiny, batch, timed)
-    result = {
-        "family": "demo (tiny, CPU)" if tiny else family,
-        "mode": mode,
-        "batch": batch,
-        "workers": workers,
-        "naive_images_per_s": naive,
-        **staged,
-    }
-    result["speed_up"] = staged["images_per_s"] / naive
-    if mode != "exact":
-        dtype = "float32" if tiny else "bfloat16"
-        exact_and_mode = {name: MODES[name] for name in ("exact", mode)}
-        result["guard"] = guard(model, device, dtype, 4 if tiny else 16, batch, exact_and_mode, exact)[-1]
-    print(result, flush=True)
-    return result
+    dtype = "float32" if tiny else "bfloat16"
+    settings = RenderSettings(device=device, dtype=dtype)
+    naive = None
+    if naive_images:
+        naive_plan = plan_render(write_campaign(folder / "naive", model, **exact), folder / "naive", settings=settings)
+        naive_target = export_target(naive_plan, folder / "naive")
+        naive = naive_rate(model_folder, naive_plan.pending[:naive_images], naive_target, device)
+        print(f"{family}: naive {naive:.2f} images/s", flush=True)
+    # Two models kept: a mode in float8 holds its own quantized copy beside the bf16 one.
+    renderer = Renderer(ModelHost(torch.device(device), keep_models=2, compile_models=not tiny), CpuStage(workers))
+    results = []
+    for mode in modes:
+        out = folder / mode
+        changes = dict(MODES[mode])
+        mode_settings = settings.model_copy(update={"dtype": changes.pop("precision", dtype)})
+        plan = plan_render(write_campaign(out, model, **{**exact, **changes}), out, settings=mode_settings)
+        staged = renderer_run(renderer, plan, export_target(plan, out), batch, timed)
+        name = "demo (tiny, CPU)" if tiny else family
+        results.append({"family": name, "mode": mode, "batch": batch, "workers": workers, **staged})
+        if naive:
+            results[-1] |= {"naive_images_per_s": naive, "speed_up": staged["images_per_s"] / naive}
+        print(results[-1], flush=True)
+    if len(modes) > 1:
+        guarded = {name: MODES[name] for name in dict.fromkeys(["exact", *modes])}
+        pictures = 4 if tiny else batch
+        guarded_results = guard(model, device, dtype, pictures, batch, guarded, exact, renderer.host)
+        by_mode = {item["mode"]: item for item in guarded_results}
+        for result in results:
+            result["guard"] = by_mode[result["mode"]]
+    renderer.close()
+    return results
 
 
 def main() -> None:
@@ -360,6 +368,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="CPU stage processes")
     parser.add_argument("--images", type=int, default=0, help="timed pictures (default: 256 SD1.5, 64 SDXL)")
     parser.add_argument("--modes", nargs="+", default=["exact"], help="render: speed options (quality_guard.MODES)")
+    parser.add_argument("--naive", type=int, help="render: pictures of the naive loop (0: skip it)")
     args = parser.parse_args()
     import diffusers
 
@@ -384,16 +393,16 @@ def main() -> None:
         results = []
         for family in families:
             timed = args.images or (4 if args.tiny else 256 if family == "sd15" else 64)
-            naive_images = 3 if args.tiny else 13 if family == "sd15" else 5
-            for mode in args.modes:
-                results.append(render_mode(family, args.tiny, args.workers, timed, naive_images, mode))
+            naive_images = args.naive if args.naive is not None else 3 if args.tiny else 13 if family == "sd15" else 5
+            results += render_family(family, args.tiny, args.workers, timed, naive_images, args.modes)
         args.out.write_text(json.dumps(results, indent=1))
         print(f"{'model':16} {'mode':22} batch workers naive/s   img/s     x GPU busy   GiB  warm-up  PSNR  SSIM")
         for r in results:
             guarded = r.get("guard", {"psnr_db": float("inf"), "ssim": 1.0})
             print(
-                f"{r['family']:16} {r['mode']:22} {r['batch']:5d} {r['workers']:7d} {r['naive_images_per_s']:7.2f}"
-                f" {r['images_per_s']:7.2f} {r['speed_up']:5.1f} {r['gpu_stage_busy']:8.0%} {r['peak_gib']:5.1f}"
+                f"{r['family']:16} {r['mode']:22} {r['batch']:5d} {r['workers']:7d}"
+                f" {r.get('naive_images_per_s', 0):7.2f}"
+                f" {r['images_per_s']:7.2f} {r.get('speed_up', 0):5.1f} {r['gpu_stage_busy']:8.0%} {r['peak_gib']:5.1f}"
                 f" {r['warm_up_s']:7.0f}s {guarded['psnr_db']:5.1f} {guarded['ssim']:5.3f}"
             )
 

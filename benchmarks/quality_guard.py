@@ -31,9 +31,12 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-# Each mode's campaign settings: "exact" is the campaign as written, the others change it.
+# Each mode's campaign settings: "exact" is the campaign as written, the others change it;
+# "precision" is the render's precision instead (RenderSettings.dtype), not a campaign setting.
 MODES: dict[str, dict] = {
     "exact": {},
+    "fp8": {"precision": "float8"},  # the denoiser's matrix products in FP8
+    "fp8+cutoff-40": {"precision": "float8", "guidance_cutoff": 0.4},
     "cutoff-40": {"guidance_cutoff": 0.4},  # guidance on the first 40 % of the steps
     "few-step": {"steps": 4, "scheduler": "euler_trailing", "guidance": 1.0},  # single pass
     "deep-cache-3": {"deep_cache": 3},  # the UNet's deep blocks on one step in three
@@ -101,29 +104,42 @@ def charter_passes(campaign: object, jobs: list, pictures: list[np.ndarray]) -> 
 
 
 def guard(
-    model: dict, device: str, dtype: str, pictures: int, batch: int, modes: dict[str, dict], base: dict | None = None
+    model: dict,
+    device: str,
+    dtype: str,
+    pictures: int,
+    batch: int,
+    modes: dict[str, dict],
+    base: dict | None = None,
+    host: object | None = None,
 ) -> list[dict]:
     """Each mode's pictures against the first mode's (the exact path), same prompts and seeds;
-    ``base``: campaign settings every mode starts from (none: the model family's defaults)."""
+    ``base``: campaign settings every mode starts from (none: the model family's defaults);
+    ``host``: a model host already warm (its compiled batch shapes reused: batches padded to
+    ``batch``), else a new one."""
     from visuels.inputs.campaign import load_campaign
+    from visuels.models.devices import choose_dtype
     from visuels.models.host import ModelHost
     from visuels.models.reference import describe_model
     from visuels.planning.jobs import expand_jobs
 
-    host = ModelHost(torch.device(device), compile_models=device == "cuda")
-    torch_dtype = getattr(torch, dtype)
+    pad_to = batch if host is not None else None
+    host = host or ModelHost(torch.device(device), compile_models=device == "cuda")
     folder = Path(tempfile.mkdtemp(prefix="quality-guard-"))
     results, reference = [], None
-    for label, settings in modes.items():
+    for label, mode in modes.items():
+        settings = dict(mode)
+        precision = settings.pop("precision", dtype)
+        torch_dtype = choose_dtype(host.device, precision)
         campaign = load_campaign(write_campaign(folder, model, **{**(base or {}), **settings}))
         info = describe_model(campaign.model)
-        jobs = expand_jobs(campaign, info, dtype)[:pictures]
-        host.generate(campaign.model, torch_dtype, None, jobs[:1])  # load, compile, warm up
+        jobs = expand_jobs(campaign, info, precision)[:pictures]
+        host.generate(campaign.model, torch_dtype, None, jobs[:1], pad_to)  # load, compile, warm up
         started = time.perf_counter()
         made = [
             picture
             for start in range(0, len(jobs), batch)
-            for picture in host.generate(campaign.model, torch_dtype, None, jobs[start : start + batch])
+            for picture in host.generate(campaign.model, torch_dtype, None, jobs[start : start + batch], pad_to)
         ]
         rate = len(jobs) / (time.perf_counter() - started)
         reference = reference if reference is not None else made

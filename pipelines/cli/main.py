@@ -110,7 +110,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             "--batch-size", type=positive, help=t("images per model call (default: 16 on a GPU, else 4)")
         )
         command.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
-        command.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
+        command.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "float8"], default="auto")
         command.add_argument(
             "--cpu-workers", type=positive, help=t("processes that finish the pictures (default: by device)")
         )

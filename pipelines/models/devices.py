@@ -3,6 +3,7 @@ and the defaults that depend on the device (batch size, CPU worker processes).""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Literal
 
@@ -10,7 +11,9 @@ if TYPE_CHECKING:
     import torch
 
 DeviceName = Literal["auto", "cuda", "mps", "cpu"]
-DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
+# float8: the denoiser's linear layers multiply in FP8, the rest in bf16 (visuels.models.float8).
+DtypeName = Literal["auto", "float32", "float16", "bfloat16", "float8"]
+log = logging.getLogger(__name__)
 GPU_BATCH_SIZE = 16  # SD1.5 on an H100: 97 % of batch 32's speed for half its memory (RESULTS.md)
 CPU_BATCH_SIZE = 4
 
@@ -28,8 +31,17 @@ def choose_device(requested: DeviceName = "auto") -> torch.device:
 
 
 def choose_dtype(device: torch.device, requested: DtypeName = "auto") -> torch.dtype:
+    """The dtype the model host receives: ``float8`` gives the FP8 token where the device computes
+    FP8 products (``visuels.models.float8``), else the device's own precision."""
     import torch
 
+    if requested == "float8":
+        from visuels.models.float8 import FLOAT8, float8_available
+
+        if float8_available(device):
+            return FLOAT8
+        log.warning("FP8 matrix products are not available on %s: rendering in its own precision", device)
+        return choose_dtype(device, "auto")
     if requested != "auto":
         return getattr(torch, requested)
     if device.type == "cuda":

@@ -32,6 +32,8 @@ from visuels._internal.hashing import sha256_json
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.errors import EXIT_ENVIRONMENT, ModelError
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
+from visuels.models.devices import choose_dtype
+from visuels.models.float8 import FLOAT8, refresh_float8, to_float8
 from visuels.models.generation import GeneratedPicture, decline, generate
 from visuels.models.reference import model_folder, pickle_allowed
 from visuels.models.spec import GenerationJob, batch_signature, generation_identity
@@ -39,6 +41,11 @@ from visuels.models.spec import GenerationJob, batch_signature, generation_ident
 log = logging.getLogger(__name__)
 
 REGROW_AFTER = 50  # calls at a reduced batch size before the full size is tried again
+
+
+def _denoiser(pipeline: DiffusionPipeline) -> torch.nn.Module:
+    unet = getattr(pipeline, "unet", None)
+    return unet if unet is not None else pipeline.transformer
 
 
 class GpuMemoryError(ModelError):
@@ -116,6 +123,7 @@ class _Hosted:
     fused: bool = False
     pristine: dict[str, torch.Tensor] = field(default_factory=dict)  # base weights a fused LoRA changed
     compiled: bool = False
+    float8: bool = False  # the denoiser's linear layers multiply in FP8 (visuels.models.float8)
 
 
 class ModelHost:
@@ -170,9 +178,11 @@ class ModelHost:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
             log.info("loading model %s on %s (%s)", ref.kind, self.device, dtype)
-            pipeline = load_from_files(ref, dtype).to(self.device)
+            pipeline = load_from_files(ref, self._weights_dtype(dtype)).to(self.device)
             pipeline.set_progress_bar_config(disable=True)
-            hosted = _Hosted(pipeline=pipeline)
+            hosted = _Hosted(pipeline=pipeline, float8=dtype == FLOAT8)
+            if hosted.float8:
+                to_float8(_denoiser(pipeline))
             self.loads += 1
             self._models[key] = hosted
         self._models.move_to_end(key)
@@ -181,8 +191,13 @@ class ModelHost:
             self._compile(hosted)
         return hosted.pipeline
 
+    def _weights_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype weights load in: FP8 layers keep the device's own precision beside their FP8 copy."""
+        return choose_dtype(self.device) if dtype == FLOAT8 else dtype
+
     def _controlnet_model(self, path: str, dtype: torch.dtype) -> torch.nn.Module:
         """The ControlNet of a folder, loaded once and kept while campaigns use it."""
+        dtype = self._weights_dtype(dtype)
         if self._controlnet is not None and self._controlnet[0] == (path, dtype):
             return self._controlnet[1]
         from diffusers import ControlNetModel
@@ -249,6 +264,8 @@ class ModelHost:
                 hosted.pristine[layer_name] = layer.get_base_layer().weight.detach().clone()
         hosted.pipeline.fuse_lora(adapter_names=[name], lora_scale=1.0)
         hosted.fused = True
+        if hosted.float8:  # the LoRA is fused before quantizing
+            refresh_float8(_denoiser(hosted.pipeline))
 
     def _unfuse(self, hosted: _Hosted) -> None:
         """Unfuse, then restore the exact base weights: subtracting in half precision is not exact."""
@@ -258,14 +275,16 @@ class ModelHost:
                 if layer_name in hosted.pristine:
                     layer.get_base_layer().weight.copy_(hosted.pristine[layer_name])
         hosted.fused = False
+        if hosted.float8:
+            refresh_float8(_denoiser(hosted.pipeline))
 
     def _compile(self, hosted: _Hosted) -> None:
         """Compile the denoiser (UNet or transformer) and the VAE decoder in place, for static
         shapes (once per batch shape); the convolutions of UNets and VAEs run channels-last."""
         pipeline = hosted.pipeline
-        unet = getattr(pipeline, "unet", None)
+        denoiser = _denoiser(pipeline)
         # A transformer's text lengths and masks may break its graph in places: breaks allowed.
-        for module, whole in ((unet or pipeline.transformer, unet is not None), (pipeline.vae.decoder, True)):
+        for module, whole in ((denoiser, denoiser is getattr(pipeline, "unet", None)), (pipeline.vae.decoder, True)):
             if any(isinstance(layer, torch.nn.Conv2d) for layer in module.modules()):
                 module.to(memory_format=torch.channels_last)
             module.compile(fullgraph=whole, dynamic=False)

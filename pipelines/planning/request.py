@@ -148,7 +148,9 @@ class RenderSettings(BaseModel):
         default="auto",
         title="Precision",
         description="auto: each machine's best (bfloat16 on CUDA, float16 on MPS, float32 on a CPU); a fixed"
-        " one gives the same pictures to the bit on every machine. Part of every picture's key, as chosen.",
+        " one gives the same pictures to the bit on every machine; float8: the model's linear layers in FP8 on"
+        " GPUs that have it (Ada, Hopper and newer), pictures slightly different, faster only for some models."
+        " Part of every picture's key, as chosen.",
     )
     batch_size: int = Field(
         default=0, ge=0, le=64, title="Pictures per model call", description="0 to 64; 0: 16 on a GPU, else 4."
