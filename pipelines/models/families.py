@@ -44,9 +44,6 @@ class Family:
     # Classifier-free guidance that may stop early: the conditioning tensors its pipelines hold as
     # [unconditional rows; prompt rows], to halve when it stops. None: no such guidance to stop.
     guidance_cutoff: tuple[str, ...] | None = None
-    # Its text-to-image pictures start from noise carrying the keyed mark (visuels.models.noise), and
-    # inversion reads it back: the families whose latents are a plain (channels, height, width) grid.
-    noise_mark: bool = False
     max_sequence_length: int | None = None  # the text encoder's token budget the pipeline is given
 
     @property
@@ -75,7 +72,6 @@ FAMILIES = (
         inpaint="StableDiffusionInpaintPipeline",
         controlnet=True,
         guidance_cutoff=("prompt_embeds",),
-        noise_mark=True,
     ),
     Family(
         name="sdxl",
@@ -91,7 +87,6 @@ FAMILIES = (
         inpaint="StableDiffusionXLInpaintPipeline",
         controlnet=True,
         guidance_cutoff=("prompt_embeds", "add_text_embeds", "add_time_ids"),
-        noise_mark=True,
     ),
     Family(
         name="flux1",
@@ -133,7 +128,6 @@ FAMILIES = (
         img2img="ZImageImg2ImgPipeline",
         inpaint="ZImageInpaintPipeline",
         guidance_cutoff=(),  # its prompts stay apart from the negative ones: only the scale goes to 0
-        noise_mark=True,
     ),
     Family(
         name="qwen-image",

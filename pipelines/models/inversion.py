@@ -2,8 +2,10 @@
 runs backwards with an empty prompt and no guidance, to an estimate of the noise the picture
 started from, whose signs carry the mark (``visuels.models.noise_mark.read_bits``). For a UNet,
 DDIM inversion (Song et al. 2021; as Gaussian Shading reads its mark); for a flow-matching
-transformer (Z-Image), the flow's ODE integrated from the picture (σ 0) to the noise (σ 1) with
-Euler steps of the model's own velocity.
+transformer (FLUX.1, FLUX.2 klein, Z-Image, Qwen-Image), the flow's ODE integrated from the
+picture (σ 0) to the noise (σ 1) with Euler steps of the model's own velocity: the family's own
+pipeline runs its loop with a scheduler whose σ rise instead of fall, so each family's inputs
+(packing, positions, text conditioning, its sign of the velocity) are its pipeline's.
 
 It needs the model that made the picture, and the size it was generated at: the picture is
 resampled back to it (the export enlarged and cropped it to its format).
@@ -11,28 +13,71 @@ resampled back to it (the export enlarged and cropped it to its format).
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import cv2
 import numpy as np
 import torch
-from diffusers import DDIMInverseScheduler, DiffusionPipeline
+from diffusers import DDIMInverseScheduler, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from visuels.models.families import family_of_pipeline
+from visuels.models.generation import prompt_arguments
 from visuels.models.noise_mark import NoiseReading, read_bits
 
-INVERSION_STEPS = 25  # more follow the sampler more closely; each costs one UNet evaluation
+INVERSION_STEPS = 25  # more follow the sampler more closely; each costs one model evaluation
+
+
+class RisingFlowScheduler(FlowMatchEulerDiscreteScheduler):
+    """Euler steps of a flow from σ 0 to σ 1, evenly spaced: the sampler run backwards. It takes
+    the σ a pipeline computes for sampling (and their shift) and sets its own instead."""
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        sigmas: list[float] | None = None,
+        mu: float | None = None,
+        timesteps: list[float] | None = None,
+    ) -> None:
+        # A pipeline's sigmas (or timesteps) say how many steps it asked for; their values are a
+        # falling schedule, replaced.
+        steps = num_inference_steps or len(sigmas if sigmas is not None else timesteps or [0])
+        self.num_inference_steps = steps
+        self.sigmas = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float32, device=device)
+        self.timesteps = self.sigmas[:-1] * self.config.num_train_timesteps
+        self._step_index = None
+        self._begin_index = None
+
+
+def _pixels(picture: np.ndarray, width: int, height: int) -> torch.Tensor:
+    """The picture at the generation size, as a VAE reads it: (1, 3, H, W) in [-1, 1]."""
+    enlarging = width * height > picture.shape[0] * picture.shape[1]
+    sized = cv2.resize(picture, (width, height), interpolation=cv2.INTER_CUBIC if enlarging else cv2.INTER_AREA)
+    return torch.from_numpy(np.ascontiguousarray(sized)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def _encoded(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    encoded = vae.encode(pixels.to(vae.device, vae.dtype))
+    # A KL autoencoder gives a law (its mode is taken); a tiny one (TAESD, the demo's) its latents.
+    return encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents
 
 
 def _as_latents(pipeline: DiffusionPipeline, picture: np.ndarray, width: int, height: int) -> torch.Tensor:
-    """The picture at the generation size, encoded by the VAE and scaled as the UNet reads latents."""
-    enlarging = width * height > picture.shape[0] * picture.shape[1]
-    sized = cv2.resize(picture, (width, height), interpolation=cv2.INTER_CUBIC if enlarging else cv2.INTER_AREA)
-    pixels = torch.from_numpy(np.ascontiguousarray(sized)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    """The picture encoded by the VAE, in the layout and scale of the pipeline's ``latents`` argument."""
+    pixels = _pixels(picture, width, height)
     vae = pipeline.vae
-    encoded = vae.encode(pixels.to(pipeline.device, vae.dtype))
-    # A KL autoencoder gives a law (its mean is taken); a tiny one (TAESD, the demo's) its latents.
-    latents = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
+    layout = type(pipeline).__name__
+    if layout == "Flux2KleinPipeline":  # its own encoding: 2×2 patches as channels, normalised
+        return pipeline._encode_vae_image(pixels.to(vae.device, vae.dtype), generator=None)
+    if layout == "QwenImagePipeline":  # a video VAE: one frame; per-channel mean and deviation
+        latents = _encoded(vae, pixels[:, :, None])
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
+        deviation = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
+        latents = (latents - mean) / deviation
+        return pipeline._pack_latents(latents, 1, latents.shape[1], latents.shape[3], latents.shape[4])
+    latents = _encoded(vae, pixels)
     shift = getattr(vae.config, "shift_factor", None) or 0.0  # the flow families' VAEs centre their latents
-    return (latents - shift) * vae.config.scaling_factor
+    latents = (latents - shift) * vae.config.scaling_factor
+    if layout == "FluxPipeline":
+        return pipeline._pack_latents(latents, 1, latents.shape[1], latents.shape[2], latents.shape[3])
+    return latents
 
 
 def _empty_prompt(pipeline: DiffusionPipeline, width: int, height: int) -> dict:
@@ -52,19 +97,37 @@ def _empty_prompt(pipeline: DiffusionPipeline, width: int, height: int) -> dict:
     return {"encoder_hidden_states": embeds}
 
 
-def invert_flow(pipeline: DiffusionPipeline, latents: torch.Tensor, steps: int) -> torch.Tensor:
-    """Z-Image's flow run backwards: Euler steps of its velocity from σ 0 (the picture) to σ 1.
-    Its pipeline feeds the transformer 1 − σ as the time and steps along the negated output."""
-    embeds, _ = pipeline.encode_prompt("", device=pipeline.device, do_classifier_free_guidance=False)
-    latents = latents.float()
-    sigmas = torch.linspace(0.0, 1.0, steps + 1)
-    for sigma, next_sigma in pairwise(sigmas):
-        time = (1 - sigma).reshape(1).to(pipeline.device)
-        grid = latents.to(pipeline.transformer.dtype).unsqueeze(2)
-        output = pipeline.transformer(list(grid.unbind(0)), time, embeds, return_dict=False)[0]
-        velocity = -torch.stack([each.float() for each in output]).squeeze(2)
-        latents = latents + (next_sigma - sigma) * velocity
-    return latents
+def invert_flow(
+    pipeline: DiffusionPipeline, latents: torch.Tensor, width: int, height: int, steps: int
+) -> torch.Tensor:
+    """A flow family's latents (its ``latents`` argument's layout) run back to their noise, in the
+    same layout: the family's pipeline, an empty prompt, no guidance, σ rising."""
+    family = family_of_pipeline(type(pipeline).__name__)
+    own = pipeline.scheduler
+    pipeline.scheduler = RisingFlowScheduler.from_config(own.config)
+    try:
+        noise = pipeline(
+            # No guidance: Z-Image's scale 0, the distilled families' and Qwen-Image's 1 (no second pass).
+            **prompt_arguments(family, [""], [""], 0.0 if family.guidance_use == "cfg" else 1.0),
+            latents=latents,
+            width=width,
+            height=height,
+            num_inference_steps=steps,
+            output_type="latent",
+        ).images
+    finally:
+        pipeline.scheduler = own
+    return as_latents_argument(pipeline, noise).float()
+
+
+def as_latents_argument(pipeline: DiffusionPipeline, latents: torch.Tensor) -> torch.Tensor:
+    """What a flow pipeline returns as ``output_type="latent"``, in the layout of its ``latents``
+    argument: the same but for FLUX.2 klein, which returns its VAE's latents."""
+    if type(pipeline).__name__ != "Flux2KleinPipeline":
+        return latents
+    mean = pipeline.vae.bn.running_mean.view(1, -1, 1, 1).to(latents)
+    deviation = torch.sqrt(pipeline.vae.bn.running_var.view(1, -1, 1, 1) + pipeline.vae.config.batch_norm_eps)
+    return (pipeline._patchify_latents(latents) - mean) / deviation.to(latents)
 
 
 def recover_noise(
@@ -73,7 +136,8 @@ def recover_noise(
     """The estimated starting noise of ``picture`` (H×W×3 uint8), generated at ``width`` x ``height``."""
     if getattr(pipeline, "unet", None) is None:
         with torch.inference_mode():
-            return invert_flow(pipeline, _as_latents(pipeline, picture, width, height), steps)[0].cpu().numpy()
+            latents = _as_latents(pipeline, picture, width, height)
+            return invert_flow(pipeline, latents, width, height, steps)[0].cpu().numpy()
     own = pipeline.__dict__.get("model_scheduler", pipeline.scheduler)  # the model's, not a campaign's
     # Leading spacing, as diffusers' inversion examples take it (the inverse scheduler has no linspace).
     inverse = DDIMInverseScheduler.from_config(own.config, timestep_spacing="leading")

@@ -5,8 +5,9 @@ a uniform draw of the job's own generator (seeded with the job's seed, on the CP
 key and payload give the same noise on any device and in any batch, and the noise is a true
 standard normal sample. Text-to-image jobs start from it; the renderer's
 other passes (photos, poster passes, outpainting) start from a picture, not from noise alone.
-Families: SD1.5, SDXL and Z-Image (``Family.noise_mark``); FLUX and Qwen-Image pack their latents
-in their own layouts (not marked yet: docs/compliance.md).
+Every family: the noise is drawn in the layout each pipeline's ``latents`` argument takes (a UNet's
+grid, Z-Image's, FLUX.2 klein's 2×2 patches as channels, FLUX.1's and Qwen-Image's packed
+sequences), and inversion gives its estimate back in that same layout.
 """
 
 from __future__ import annotations
@@ -32,19 +33,27 @@ def marked_noise(payload: int, key: int, seed: int, shape: tuple[int, ...]) -> t
     return torch.special.ndtri(quantile).reshape(shape).float()
 
 
-def latent_shape(pipeline: DiffusionPipeline, width: int, height: int) -> tuple[int, int, int]:
-    """(channels, height, width) of the pipeline's starting latents for a picture of this size: a
-    UNet's, or Z-Image's (2x2 patches: its grid is rounded to even sizes, as its pipeline does)."""
-    factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
+def latent_shape(pipeline: DiffusionPipeline, width: int, height: int) -> tuple[int, ...]:
+    """The shape of one picture's starting latents, as the pipeline's ``latents`` argument takes
+    them for a picture of this size (the transformers' grids rounded to even sizes, as their
+    pipelines round them)."""
     unet = getattr(pipeline, "unet", None)
     if unet is not None:
+        factor = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
         return (unet.config.in_channels, height // factor, width // factor)
-    return (pipeline.transformer.in_channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
+    channels = pipeline.transformer.config.in_channels
+    rows, columns = height // (pipeline.vae_scale_factor * 2), width // (pipeline.vae_scale_factor * 2)
+    layout = type(pipeline).__name__
+    if layout in ("FluxPipeline", "QwenImagePipeline"):  # packed: one row per 2×2 patch
+        return (rows * columns, channels)
+    if layout == "Flux2KleinPipeline":  # 2×2 patches as channels, packed by the pipeline
+        return (channels, rows, columns)
+    return (channels, 2 * rows, 2 * columns)  # Z-Image: the grid itself
 
 
 def starting_latents(pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], key: int) -> torch.Tensor:
     """The marked starting noise of each job, as a batch for the pipeline's ``latents`` argument
-    (in the UNet's precision; Z-Image keeps its latents in float32)."""
+    (in the UNet's precision; the transformers' pipelines take float32 and cast as they need)."""
     shape = latent_shape(pipeline, jobs[0].generation_width, jobs[0].generation_height)
     noise = [marked_noise(payload_for_key(job.generation_key), key, job.seed, shape) for job in jobs]
     unet = getattr(pipeline, "unet", None)

@@ -368,7 +368,7 @@ def _job(
         shaping["model_licence"] = licence.model_dump(mode="json")
     if settings.guidance_cutoff is not None:  # only when set: other campaigns keep their keys
         shaping["guidance_cutoff"] = settings.guidance_cutoff
-    if photo is None and family.noise_mark:
+    if photo is None:
         # Text to image starts from noise carrying the keyed mark (visuels.models.noise).
         shaping["noise_mark"] = NOISE_MARK_VERSION
     if settings.deep_cache is not None:  # only when set: other campaigns keep their keys
