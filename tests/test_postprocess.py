@@ -55,7 +55,7 @@ def test_upscaling_is_smooth_not_blocky() -> None:
     # A smooth 64 px picture blown up 4x: the bicubic leaves no steps; nearest-neighbour would.
     y, x = np.mgrid[0:64, 0:64]
     source = Image.fromarray(np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8))
-    smooth = np.asarray(resample(crop_to_aspect(source, 1.0), 256, 256), dtype=np.int32)
+    smooth = resample(crop_to_aspect(source, 1.0), 256, 256).astype(np.int32)
     blocky = np.asarray(source.resize((256, 256), Image.Resampling.NEAREST), dtype=np.int32)
     steps = lambda a: np.abs(np.diff(a, axis=1)).max()  # noqa: E731 - a one-line measure
     assert steps(smooth) <= steps(blocky) / 2
@@ -88,10 +88,11 @@ def test_conformity_agrees_with_exact_ciede2000(palette: tuple) -> None:
 def test_grading_raises_the_palette_score(palette: tuple) -> None:
     image = noise(256, 256, seed=2)
     before = conformity(image, palette, 20)
-    half = conformity(grade_to_palette(image, palette, 0.5), palette, 20)
-    full = conformity(grade_to_palette(image, palette, 1.0), palette, 20)
+    pixels = np.asarray(image)
+    half = conformity(Image.fromarray(grade_to_palette(pixels, palette, 0.5)), palette, 20)
+    full = conformity(Image.fromarray(grade_to_palette(pixels, palette, 1.0)), palette, 20)
     assert before < half < full
-    assert np.array_equal(np.asarray(grade_to_palette(image, palette, 0.0)), np.asarray(image))
+    assert np.array_equal(grade_to_palette(pixels, palette, 0.0), pixels)
 
 
 def test_grading_moves_every_colour_of_a_lattice_cell_alike(palette: tuple) -> None:
@@ -101,8 +102,8 @@ def test_grading_moves_every_colour_of_a_lattice_cell_alike(palette: tuple) -> N
     cell = rng.integers(0, 64, (4096, 1, 3)) * 4
     pair = np.concatenate([cell + rng.integers(0, 4, (4096, 1, 3)), cell + rng.integers(0, 4, (4096, 1, 3))], axis=1)
     pixels = pair.astype(np.uint8)
-    moved = np.asarray(grade_to_palette(Image.fromarray(pixels), palette, 0.6)).astype(np.int16) - pixels
-    unclipped = (np.asarray(grade_to_palette(Image.fromarray(pixels), palette, 0.6)) % 255 != 0).all(axis=(1, 2))
+    moved = grade_to_palette(pixels, palette, 0.6).astype(np.int16) - pixels
+    unclipped = (grade_to_palette(pixels, palette, 0.6) % 255 != 0).all(axis=(1, 2))
     assert unclipped.mean() > 0.5
     assert np.array_equal(moved[unclipped, 0], moved[unclipped, 1])
     assert np.abs(moved).max() > 10  # it does move colours

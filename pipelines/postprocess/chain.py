@@ -56,10 +56,10 @@ def postprocess(
     # colour, so on grain it switches pixel by pixel, and enlarging a graded picture would blur
     # those switches (24-36 dB away from grading the format's own pixels, measured).
     formatted = resample(crop_to_aspect(generated, size[0] / size[1]), *size)
-    graded = grade_to_palette(formatted, palette, grading.strength)
+    graded = Image.fromarray(grade_to_palette(formatted, palette, grading.strength))
     graded_small = score_copy(graded)  # reduced once for both measures (each reduces a larger picture)
     measured = {
-        "palette_before": conformity(formatted, palette, grading.tolerance),
+        "palette_before": conformity(Image.fromarray(formatted), palette, grading.tolerance),
         "palette_after": conformity(graded_small, palette, grading.tolerance),
         "style": style_signature(graded_small, palette),
     }

@@ -86,7 +86,6 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
     logo_width, logo_height, clear = logo_geometry(charter, width, height)
     inset = max(margin(width, height), clear)
 
-    luminance = np.asarray(image.convert("L"), dtype=np.float32)
     candidates = []
     for corner in rules.allowed_corners:
         box = box_in_corner(corner, (logo_width, logo_height), (width, height), inset)
@@ -97,7 +96,9 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
         background = float(relative_luminance(behind))
         contrasts = {name: logo_contrast(path, background) for name, path in variants.items()}
         variant = "colour" if contrasts["colour"] >= MIN_GRAPHIC_CONTRAST else max(("light", "dark"), key=contrasts.get)
-        region = luminance[box.top : box.bottom, box.left : box.right]
+        # Grey levels of the corner alone: converting the whole picture costs more than every corner.
+        inside = (max(box.left, 0), max(box.top, 0), min(box.right, width), min(box.bottom, height))
+        region = np.asarray(image.crop(inside).convert("L"), dtype=np.float32)
         candidates.append((clutter(region), contrasts[variant], corner, box, zone, variant))
     if not candidates:
         raise ValueError("no allowed logo corner is free of the label")
