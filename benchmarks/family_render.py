@@ -45,6 +45,7 @@ class Job:
     scheduler: str = "default"
     guidance_cutoff: None = None
     deep_cache: None = None
+    first_block_cache: float | None = None
     noise_mark: None = None
     generation_key: str = ""
     photo: None = None
@@ -62,6 +63,7 @@ class Measurement:
     batch: int
     images_per_s: float
     peak_gib: float
+    first_block_cache: float | None = None
 
 
 def _qwen3_4b():
@@ -199,14 +201,26 @@ def build(family: str, tiny: bool):
     return pipeline
 
 
-def measure(family: str, batches: list[int], tiny: bool, calls: int, step_counts: list[int]) -> list[Measurement]:
-    """Images/s per batch size and step count (none given: the family's default steps)."""
+def measure(
+    family: str, batches: list[int], tiny: bool, calls: int, step_counts: list[int], cache: float | None = None
+) -> list[Measurement]:
+    """Images/s per batch size and step count (none given: the family's default steps); with
+    ``cache``, also under First Block Cache at that threshold where the family takes it."""
     defaults = family_named(family)
     size = 256 if tiny else defaults.native_size
     pipeline = build(family, tiny)
     results = []
-    for batch, steps in ((batch, steps) for batch in batches for steps in step_counts or [defaults.steps]):
-        jobs = [Job(PROMPT, "blurry", seed, size, size, steps, defaults.guidance) for seed in range(batch)]
+    caches = [None, cache] if cache is not None and defaults.first_block_cache else [None]
+    for batch, steps, threshold in (
+        (batch, steps, threshold)
+        for batch in batches
+        for steps in step_counts or [defaults.steps]
+        for threshold in caches
+    ):
+        jobs = [
+            Job(PROMPT, "blurry", seed, size, size, steps, defaults.guidance, first_block_cache=threshold)
+            for seed in range(batch)
+        ]
         cuda = torch.cuda.is_available() and not tiny
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -221,7 +235,7 @@ def measure(family: str, batches: list[int], tiny: bool, calls: int, step_counts
             torch.cuda.empty_cache()
             continue
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
-        results.append(Measurement(family, size, steps, batch, batch / seconds, peak))
+        results.append(Measurement(family, size, steps, batch, batch / seconds, peak, threshold))
         print(asdict(results[-1]), flush=True)
     del pipeline
     if torch.cuda.is_available():
@@ -242,13 +256,17 @@ def main() -> None:
         default=[],
         help="step counts instead of the family's default (two counts give the cost per step and the fixed cost)",
     )
+    parser.add_argument(
+        "--first-block-cache", type=float, help="also measure First Block Cache at this threshold (FLUX.1, Qwen-Image)"
+    )
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "family_render.json")
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         parser.error("needs CUDA (or --tiny)")
     results = []
     for family in args.family:
-        results += [asdict(item) for item in measure(family, args.batch, args.tiny, args.calls, args.steps)]
+        measured = measure(family, args.batch, args.tiny, args.calls, args.steps, args.first_block_cache)
+        results += [asdict(item) for item in measured]
     device = "cpu" if args.tiny else torch.cuda.get_device_name()
     versions = {name: __import__(name).__version__ for name in ("torch", "diffusers", "transformers")}
     args.out.write_text(json.dumps({"device": device, "versions": versions, "results": results}, indent=1))

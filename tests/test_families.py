@@ -521,3 +521,50 @@ def test_a_kohya_flux1_lora_from_the_community_loads_and_changes_the_pictures(
         ref, torch.float32, LoraWeights(path=str(tmp_path / "kohya_flux.safetensors"), scale=1.0), jobs[:1]
     )[0]
     assert np.abs(styled.astype(int) - plain.astype(int)).mean() > 1
+
+
+@pytest.mark.slow
+def test_first_block_cache_skips_a_transformers_later_blocks_per_picture_and_is_keyed(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path]
+) -> None:
+    """First Block Cache on FLUX.1: a high threshold runs the later blocks on fewer steps and
+    changes the picture, a threshold of almost nothing runs them on every step and changes nothing;
+    a job gives the same picture alone or beside others (one picture per call); the key says it;
+    families it does not serve refuse it in one line."""
+    from visuels.models.host import ModelHost
+
+    ref = DiffusersFolderRef(path=str(tiny_models["flux1"]), native_size=256)
+    fields = {"formats": ["instagram_square"], "steps": 6, "guidance": None, "scheduler": None, "photos": None}
+
+    def planned(**settings: object) -> list:
+        campaign = load_campaign(make_campaign(model=ref.model_dump(), **fields, **settings))
+        return expand_jobs(campaign, describe_model(ref), "float32")
+
+    plain, cached, barely = planned(), planned(first_block_cache=0.5), planned(first_block_cache=1e-9)
+    assert plain[0].key != cached[0].key != barely[0].key
+    assert plain[0].generation_key != cached[0].generation_key
+    host = ModelHost(torch.device("cpu"))
+    with host.use(ref, torch.float32, None) as pipeline:
+        last = pipeline.transformer.single_transformer_blocks[-1].attn
+    runs: list[int] = []
+    hook = last.register_forward_pre_hook(lambda module, args: runs.append(1))
+    try:
+        full = host.generate(ref, torch.float32, None, plain[:1])[0]
+        full_runs = len(runs)
+        skipping = host.generate(ref, torch.float32, None, cached[:1])[0]
+        skipping_runs = len(runs) - full_runs
+    finally:
+        hook.remove()
+    assert full_runs == 6 and 1 <= skipping_runs < 6
+    assert not np.array_equal(full, skipping)  # 0.3 levels on average on the tiny model
+    assert np.array_equal(host.generate(ref, torch.float32, None, barely[:1])[0], full)
+    alone = host.generate(ref, torch.float32, None, cached[1:2])[0]
+    assert np.array_equal(host.generate(ref, torch.float32, None, cached[:2])[1], alone)
+    for family in ("z-image", "flux2-klein"):
+        other = DiffusersFolderRef(path=str(tiny_models[family]), native_size=256)
+        campaign = load_campaign(make_campaign(model=other.model_dump(), **fields, first_block_cache=0.1))
+        with pytest.raises(CampaignError, match="first_block_cache"):
+            expand_jobs(campaign, describe_model(other), "float32")
+    demo = load_campaign(make_campaign(first_block_cache=0.1, photos=None))
+    with pytest.raises(CampaignError, match="first_block_cache"):
+        plan_render(demo.path, demo.path.parent / "out")

@@ -207,6 +207,14 @@ class CampaignSpec(_Strict):
         description="UNet models: the whole UNet runs every N steps and its deep blocks' features are reused"
         " in between (DeepCache). none: every step runs it whole.",
     )
+    first_block_cache: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="FLUX.1 and Qwen-Image: each step runs the transformer's first block, and"
+        " the others only when its output changed by more than this share since they last ran (First Block"
+        " Cache; 0.05 to 0.2 usual). Text to image only. none: every step runs whole.",
+    )
     model_licence: ModelLicenceUse = Field(
         default_factory=ModelLicenceUse,
         description="The model's licence where its files do not say it, and a recorded reason to use a"

@@ -45,6 +45,8 @@ class Family:
     # [unconditional rows; prompt rows], to halve when it stops. None: no such guidance to stop.
     guidance_cutoff: tuple[str, ...] | None = None
     max_sequence_length: int | None = None  # the text encoder's token budget the pipeline is given
+    # diffusers' First Block Cache knows its transformer's blocks (its block registry).
+    first_block_cache: bool = False
 
     @property
     def negative_prompt(self) -> bool:
@@ -101,6 +103,7 @@ FAMILIES = (
         img2img="FluxImg2ImgPipeline",
         inpaint="FluxInpaintPipeline",
         max_sequence_length=256,  # schnell's T5 budget
+        first_block_cache=True,
     ),
     Family(
         name="flux2-klein",
@@ -114,6 +117,8 @@ FAMILIES = (
         scheduler="default",
         img2img=None,  # its image input is a reference to follow, not a start to redraw at a strength
         inpaint="Flux2KleinInpaintPipeline",
+        # diffusers 0.42's First Block Cache breaks on its single-stream blocks (they return one
+        # tensor where the cache expects the double-stream blocks' pair): not served.
     ),
     Family(
         name="z-image",
@@ -141,6 +146,7 @@ FAMILIES = (
         scheduler="default",
         img2img="QwenImageImg2ImgPipeline",
         inpaint="QwenImageInpaintPipeline",
+        first_block_cache=True,
     ),
 )
 BY_PIPELINE = {family.pipeline: family for family in FAMILIES}

@@ -1,5 +1,5 @@
-"""UNet feature caching, after DeepCache (Ma, Fang and Wang, CVPR 2024): the deep blocks' features
-reused across steps.
+"""Features reused across denoising steps: for a UNet, after DeepCache (Ma, Fang and Wang, CVPR
+2024), the deep blocks' features; for a transformer, diffusers' First Block Cache.
 
 Adjacent denoising steps produce nearly the same high-level features in a UNet's deep blocks; the
 shallow path (the input convolution, the first down block, the last up block and the skip
@@ -12,6 +12,12 @@ A full step runs whenever the UNet's input changes shape (guidance stopping earl
 batch; a new pass starts at another size): kept features are never reused at another shape.
 Against a compiled UNet it runs eager (see ``feature_cache``): on a GPU, measure it against the
 compiled full steps before keeping it (benchmarks/gpu_render.py).
+
+First Block Cache (ParaAttention's, as diffusers' hooks build it; an adaptive cousin of TeaCache)
+runs a transformer's first block on every step and the others only when that block's output has
+moved, in mean absolute terms, by more than ``threshold`` of its size since they last ran; in
+between they return what they added then. Its decision is taken over the whole batch, so a
+picture would depend on the pictures beside it: ``generation.generate`` runs such jobs one per call.
 """
 
 from __future__ import annotations
@@ -79,3 +85,17 @@ def feature_cache(unet: torch.nn.Module, interval: int) -> Iterator[FeatureCache
         hook.remove()
         for block in blocks:
             del block.forward
+
+
+@contextmanager
+def first_block_cache(transformer: torch.nn.Module, threshold: float) -> Iterator[None]:
+    """Within the block, ``transformer`` runs under First Block Cache at ``threshold``; afterwards
+    it is as it was (the pipeline's ``cache_context`` keeps the prompt's and the negative prompt's
+    passes apart)."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    try:
+        yield
+    finally:
+        transformer.disable_cache()

@@ -28,7 +28,7 @@ from diffusers import (
 from visuels.errors import ModelError
 from visuels.inputs.photos import edge_map, fit_photo
 from visuels.models.families import Family, family_of_pipeline
-from visuels.models.feature_cache import feature_cache
+from visuels.models.feature_cache import feature_cache, first_block_cache
 from visuels.models.guidance import cutoff_arguments
 from visuels.models.noise import starting_latents
 from visuels.models.spec import BATCH_FIELDS, GenerationJob, HiresPass, batch_signature, generation_identity
@@ -124,11 +124,14 @@ def _generators(jobs: Sequence[GenerationJob]) -> list[torch.Generator]:
 
 
 def feature_reuse(pipeline: DiffusionPipeline, job: GenerationJob) -> AbstractContextManager:
-    """The UNet's deep features reused across the steps of one call, as the job's ``deep_cache``
-    says (``visuels.models.feature_cache``); nothing otherwise."""
-    if job.deep_cache is None:
-        return nullcontext()
-    return feature_cache(pipeline.unet, job.deep_cache)
+    """Features reused across the steps of one call, as the job says (``visuels.models.feature_cache``):
+    a UNet's deep features (``deep_cache``), a transformer's later blocks (``first_block_cache``,
+    planned for text to image only); nothing otherwise."""
+    if job.deep_cache is not None:
+        return feature_cache(pipeline.unet, job.deep_cache)
+    if job.first_block_cache is not None:
+        return first_block_cache(pipeline.transformer, job.first_block_cache)
+    return nullcontext()
 
 
 @contextmanager
@@ -174,6 +177,10 @@ def generate(
         for field, wanted, got in zip(BATCH_FIELDS, signature, batch_signature(job), strict=True):
             if got != wanted:
                 raise ValueError(f"jobs in one batch must share `{field}`: got {wanted!r} and {got!r}")
+    if first.first_block_cache is not None and len(jobs) > 1:
+        # First Block Cache decides over the whole batch: one picture per call keeps each job's
+        # pixels its own (these transformers gain little from batches at their native sizes).
+        return [picture for job in jobs for picture in generate(pipeline, [job], controlnet, noise_key)]
     use_scheduler(pipeline, first.scheduler)
     family = pipeline_family(pipeline)
     with torch.inference_mode(), model_failures(first):

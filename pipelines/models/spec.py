@@ -80,6 +80,8 @@ class GenerationJob(Protocol):
     @property
     def deep_cache(self) -> int | None: ...
     @property
+    def first_block_cache(self) -> float | None: ...
+    @property
     def noise_mark(self) -> str | None: ...  # the starting-noise mark's version; None: ordinary noise
     @property
     def generation_key(self) -> str: ...  # its first 64 bits: the starting noise's payload
@@ -106,6 +108,7 @@ BATCH_FIELDS = (
     "scheduler",
     "guidance_cutoff",
     "deep_cache",
+    "first_block_cache",
     "photo_mode",
 )
 

@@ -71,6 +71,7 @@ class RenderJob(BaseModel):
     scheduler: str
     guidance_cutoff: float | None = None
     deep_cache: int | None = None
+    first_block_cache: float | None = None
     noise_mark: str | None = None  # the starting-noise mark's version (visuels.models.noise_mark)
     generation_key: str = ""  # the hash of GENERATION_FIELDS: jobs sharing a generated picture share it
     model_hash: str
@@ -312,6 +313,9 @@ GENERATION_FIELDS = (
     "lora_hash",
     "lora_scale",
 )
+# Added later: they count only when set, so that earlier jobs keep their generation keys (and
+# their starting noise's payload).
+LATER_GENERATION_FIELDS = ("first_block_cache",)
 
 
 def _job(
@@ -373,6 +377,8 @@ def _job(
         shaping["noise_mark"] = NOISE_MARK_VERSION
     if settings.deep_cache is not None:  # only when set: other campaigns keep their keys
         shaping["deep_cache"] = settings.deep_cache
+    if settings.first_block_cache is not None and photo is None:  # text to image only (generation.feature_reuse)
+        shaping["first_block_cache"] = settings.first_block_cache
     if hires is not None:  # only when set: the keys of other formats stay as they were
         shaping["hires"] = hires.model_dump(mode="json")
     if photo is not None:
@@ -387,7 +393,9 @@ def _job(
     label = campaign.charter.spec.ai_label.text[text.language]
     shaping["alt_text"] = alt_text(spec.name, text.commune, text.language, label)
     key = sha256_json(shaping)
-    generation_key = sha256_json({name: shaping.get(name) for name in GENERATION_FIELDS})
+    generation = {name: shaping.get(name) for name in GENERATION_FIELDS}
+    generation |= {name: shaping[name] for name in LATER_GENERATION_FIELDS if name in shaping}
+    generation_key = sha256_json(generation)
     name = f"{text.audience}-{text.language}-{key[:KEY_PREFIX_LENGTH]}.{FILE_SUFFIXES[spec.file_type]}"
     relative = f"{campaign.slug}/{campaign.commune_folders[text.commune.insee]}/{text.format_name}/{name}"
     return RenderJob(

@@ -25,6 +25,7 @@ class GenerationSettings:
     scheduler: str
     guidance_cutoff: float | None = None  # share of the steps with classifier-free guidance; None: all
     deep_cache: int | None = None  # a UNet's deep features computed every N steps; None: every step
+    first_block_cache: float | None = None  # a transformer's later blocks skipped below this change
 
 
 class LicenceRecord(BaseModel):
@@ -60,12 +61,21 @@ def generation_settings(campaign: Campaign, model: ModelInfo) -> GenerationSetti
             "{family} models have no UNet whose deep features could be reused: remove `deep_cache`",
             family=family.label,
         )
+    if spec.first_block_cache is not None and not family.first_block_cache:
+        raise CampaignError(
+            campaign.path,
+            "first_block_cache",
+            "{family} models are not among those First Block Cache serves (FLUX.1, Qwen-Image):"
+            " remove `first_block_cache`",
+            family=family.label,
+        )
     return GenerationSettings(
         steps=spec.steps if spec.steps is not None else family.steps,
         guidance=spec.guidance if spec.guidance is not None else family.guidance,
         scheduler=scheduler,
         guidance_cutoff=spec.guidance_cutoff,
         deep_cache=spec.deep_cache,
+        first_block_cache=spec.first_block_cache,
     )
 
 
