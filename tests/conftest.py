@@ -126,8 +126,7 @@ def make_campaign(charter_dir: Path, tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-@pytest.fixture(scope="session")
-def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_random_lora(folder: Path, seed: int) -> Path:
     """A LoRA on the demo UNet's attention projections, with random (non-zero) weights."""
     import torch
     from diffusers import StableDiffusionPipeline
@@ -136,13 +135,18 @@ def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from visuels.models.demo import build_demo_pipeline
 
     unet = build_demo_pipeline().unet
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     unet.add_adapter(
         LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
     )
-    folder = tmp_path_factory.mktemp("lora")
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
     return folder / "pytorch_lora_weights.safetensors"
+
+
+@pytest.fixture(scope="session")
+def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA on the demo UNet's attention projections, with random (non-zero) weights."""
+    return write_random_lora(tmp_path_factory.mktemp("lora"), seed=3)
 
 
 @pytest.fixture(scope="session")

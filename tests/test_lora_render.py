@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from visuels.errors import ModelError
+from visuels.errors import CampaignError, ModelError
 from visuels.inputs.model_refs import DemoModelRef, LoraWeights
 from visuels.models.devices import choose_device
 from visuels.models.host import ModelHost
 from visuels.planning.plan import plan_render
+
+from tests.conftest import write_random_lora
 
 
 def render_first(host: ModelHost, plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:
@@ -41,6 +43,43 @@ def test_campaign_lora_reaches_the_plan(make_campaign: Callable[..., Path], tmp_
     plan = plan_render(make_campaign(lora={"path": str(lora_file), "scale": 0.7}), tmp_path)
     assert plan.setup.lora == LoraWeights(path=str(lora_file), scale=0.7)
     assert all(job.lora_hash and job.lora_scale == 0.7 for job in plan.jobs)
+
+
+@pytest.mark.slow  # renders with the demo model
+def test_a_speed_lora_is_applied_with_the_style_lora_keyed_and_taken_off_exactly(
+    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+) -> None:
+    speed_file = write_random_lora(tmp_path / "speed", seed=11)
+    style = {"path": str(lora_file), "scale": 1.0}
+    plans = {
+        name: plan_render(make_campaign(f"{name}.yaml", formats=["instagram_square"], photos=None, **fields), tmp_path)
+        for name, fields in {
+            "style": {"lora": style},
+            "both": {"lora": style, "speed_lora": {"path": str(speed_file), "scale": 0.8}},
+            "speed": {"speed_lora": {"path": str(speed_file), "scale": 0.8}},
+        }.items()
+    }
+    speed = LoraWeights(path=str(speed_file), scale=0.8)
+    assert plans["both"].setup.lora == LoraWeights(path=str(lora_file), scale=1.0, speed=speed)
+    assert plans["speed"].setup.lora == speed
+    both = plans["both"].jobs[0]
+    assert (both.speed_lora_hash, both.speed_lora_scale) != (None, None) and both.lora_hash
+    assert plans["style"].jobs[0].speed_lora_hash is None
+    assert len({plan.jobs[0].key for plan in plans.values()}) == 3
+    assert len({plan.jobs[0].generation_key for plan in plans.values()}) == 3
+    host = ModelHost(choose_device("cpu"), fuse_lora=True)  # fused, as on a GPU
+
+    def picture(name: str) -> np.ndarray:
+        plan = plans[name]
+        return host.generate(plan.setup.model, torch.float32, plan.setup.lora, plan.jobs[:1])[0].astype(int)
+
+    style_only, stacked = picture("style"), picture("both")
+    assert np.abs(stacked - style_only).mean() > 1.0
+    assert np.array_equal(picture("style"), style_only)  # the speed LoRA taken off exactly
+    assert np.array_equal(picture("both"), stacked)
+    missing = make_campaign("missing.yaml", speed_lora={"path": str(tmp_path / "none.safetensors")})
+    with pytest.raises(CampaignError, match=r"speed_lora\.path"):
+        plan_render(missing, tmp_path)
 
 
 def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:

@@ -55,6 +55,8 @@ def render_jobs(
         database = Database(target.database_url)
         try:
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].lora_hash, setup.lora)
+            speed = setup.lora.applied()[-1] if setup.lora else None  # the speed LoRA is applied last
+            model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].speed_lora_hash, speed)
         finally:
             database.close()
     exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims, keep_going)

@@ -169,6 +169,11 @@ class CampaignSpec(_Strict):
     communes: CommuneSelection
     model: ModelRef = DemoModelRef()
     lora: LoraRef | None = None
+    speed_lora: LoraRef | None = Field(
+        default=None,
+        description="A few-step LoRA (LCM-LoRA, TCD, SDXL-Lightning, Hyper-SD) applied with the style LoRA;"
+        " give it the steps, scheduler and guidance it was distilled for.",
+    )
     prompt: str = Field(min_length=1, description="Template; placeholders: " + ", ".join(PLACEHOLDERS))
     season: str = Field(min_length=1)
     headline: Texts = Field(default="", description="Set under the commune name: one text, or one per language.")
@@ -371,6 +376,7 @@ class Campaign(BaseModel):
     model: ModelRef
     lora_path: Path | None
     controlnet_path: Path | None = None
+    speed_lora_path: Path | None = None
 
 
 def _find_communes(wanted: str, by_code: dict[str, Commune], by_name: dict[str, list[Commune]]) -> list[Commune]:
@@ -548,6 +554,14 @@ def load_campaign(path: str | Path) -> Campaign:
         if not lora_path.exists():
             raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
 
+    speed_lora_path = None
+    if spec.speed_lora is not None:
+        speed_lora_path = (base / spec.speed_lora.path).resolve()
+        if not speed_lora_path.exists():
+            raise CampaignError(
+                campaign_path, "speed_lora.path", "LoRA weights not found: {lora_path}", lora_path=speed_lora_path
+            )
+
     controlnet_path = None
     if spec.photos is not None and spec.photos.controlnet is not None:
         controlnet_path = (base / spec.photos.controlnet.path).resolve()
@@ -568,5 +582,6 @@ def load_campaign(path: str | Path) -> Campaign:
         commune_folders=commune_folders(all_communes),
         model=resolve_paths(spec.model, base),
         lora_path=lora_path,
+        speed_lora_path=speed_lora_path,
         controlnet_path=controlnet_path,
     )

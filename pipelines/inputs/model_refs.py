@@ -71,12 +71,18 @@ ModelRef = Annotated[DemoModelRef | DiffusersFolderRef | SingleFileRef | HubRef,
 
 
 class LoraWeights(BaseModel):
-    """A LoRA file (diffusers or kohya format) and the scale to apply it at."""
+    """A LoRA file (diffusers or kohya format) and the scale to apply it at; ``speed``: a few-step
+    LoRA applied with it (the campaign's ``speed_lora`` beside its style LoRA)."""
 
     model_config = ConfigDict(frozen=True)
 
     path: str
     scale: float
+    speed: LoraWeights | None = None
+
+    def applied(self) -> list[LoraWeights]:
+        """Each LoRA to apply, this one first."""
+        return [self.model_copy(update={"speed": None}), *([self.speed] if self.speed else [])]
 
 
 def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:

@@ -216,7 +216,7 @@ class ModelHost:
         return self._controlnet[1]
 
     def _use_lora(self, hosted: _Hosted, lora: LoraWeights | None) -> None:
-        """Make ``lora`` the pipeline's only active LoRA; each file is read once per pipeline."""
+        """Make ``lora`` (and its speed LoRA) the pipeline's only active LoRAs; each file is read once per pipeline."""
         if lora == hosted.lora:
             return
         pipeline = hosted.pipeline
@@ -229,21 +229,27 @@ class ModelHost:
             if hosted.adapters:
                 pipeline.disable_lora()
             return
-        name = hosted.adapters.get(lora.path)
+        names = [self._adapter(hosted, weights) for weights in lora.applied()]
+        pipeline.enable_lora()
+        pipeline.set_adapters(names, adapter_weights=[weights.scale for weights in lora.applied()])
+        hosted.lora = lora
+        if self.fuse_lora:
+            self._fuse(hosted, names)
+
+    @staticmethod
+    def _adapter(hosted: _Hosted, weights: LoraWeights) -> str:
+        """The adapter name of a LoRA file in this pipeline; its file read the first time only."""
+        name = hosted.adapters.get(weights.path)
         if name is None:
             name = f"lora{len(hosted.adapters)}"
             try:
-                pipeline.load_lora_weights(lora.path, adapter_name=name)
+                hosted.pipeline.load_lora_weights(weights.path, adapter_name=name)
             except (OSError, ValueError, KeyError) as exc:
                 raise ModelError(
-                    lora.path, "lora", "cannot load LoRA weights: {value}", value=str(exc).splitlines()[0]
+                    weights.path, "lora", "cannot load LoRA weights: {value}", value=str(exc).splitlines()[0]
                 ) from None
-            hosted.adapters[lora.path] = name
-        pipeline.enable_lora()
-        pipeline.set_adapters([name], adapter_weights=[lora.scale])
-        hosted.lora = lora
-        if self.fuse_lora:
-            self._fuse(hosted, name)
+            hosted.adapters[weights.path] = name
+        return name
 
     def _lora_layers(self, hosted: _Hosted) -> dict[str, torch.nn.Module]:
         from peft.tuners.tuners_utils import BaseTunerLayer
@@ -258,11 +264,11 @@ class ModelHost:
                     layers[f"{component}.{name}"] = layer
         return layers
 
-    def _fuse(self, hosted: _Hosted, name: str) -> None:
+    def _fuse(self, hosted: _Hosted, names: list[str]) -> None:
         for layer_name, layer in self._lora_layers(hosted).items():
             if layer_name not in hosted.pristine:
                 hosted.pristine[layer_name] = layer.get_base_layer().weight.detach().clone()
-        hosted.pipeline.fuse_lora(adapter_names=[name], lora_scale=1.0)
+        hosted.pipeline.fuse_lora(adapter_names=names, lora_scale=1.0)
         hosted.fused = True
         if hosted.float8:  # the LoRA is fused before quantizing
             refresh_float8(_denoiser(hosted.pipeline))

@@ -78,6 +78,8 @@ class RenderJob(BaseModel):
     precision: DtypeName  # as asked ("auto" stays "auto"): the key is the same whichever machine plans
     lora_hash: str | None
     lora_scale: float | None
+    speed_lora_hash: str | None = None  # the campaign's few-step LoRA, applied with the style LoRA
+    speed_lora_scale: float | None = None
     charter_hash: str
     language: str
     file_type: str
@@ -177,6 +179,14 @@ def lora_hash(path: Path | None) -> str | None:
     return folder_hash(path) if path.is_dir() else file_hash(path)
 
 
+@dataclass(frozen=True)
+class LoraHashes:
+    """The campaign's LoRA files by their contents, hashed once per plan."""
+
+    style: str | None
+    speed: str | None
+
+
 def photo_source(
     campaign: Campaign, commune: Commune, audience: str, controlnet_hash: str | None
 ) -> PhotoSource | None:
@@ -249,7 +259,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
     settings = generation_settings(campaign, model)
     check_capabilities(campaign, model)
     licence = licence_record(campaign, model)  # refuses before any job is planned
-    lora = lora_hash(campaign.lora_path)
+    lora = LoraHashes(style=lora_hash(campaign.lora_path), speed=lora_hash(campaign.speed_lora_path))
     controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None
     fairness = campaign.charter.spec.fairness
     photos: dict[tuple[str, str], PhotoSource | None] = {}  # one photo per commune and audience
@@ -315,7 +325,7 @@ GENERATION_FIELDS = (
 )
 # Added later: they count only when set, so that earlier jobs keep their generation keys (and
 # their starting noise's payload).
-LATER_GENERATION_FIELDS = ("first_block_cache",)
+LATER_GENERATION_FIELDS = ("first_block_cache", "speed_lora_hash", "speed_lora_scale")
 
 
 def _job(
@@ -324,7 +334,7 @@ def _job(
     settings: GenerationSettings,
     licence: LicenceRecord,
     precision: DtypeName,
-    lora: str | None,
+    lora: LoraHashes,
     text: JobText,
     photo: PhotoSource | None,
     findings: list[Finding],
@@ -353,7 +363,7 @@ def _job(
         "scheduler": settings.scheduler,
         "model_hash": model.hash,
         "precision": precision,
-        "lora_hash": lora,
+        "lora_hash": lora.style,
         "lora_scale": spec.lora.scale if spec.lora else None,
         "charter_hash": campaign.charter.hash,
         "postprocess_version": POSTPROCESS_VERSION,
@@ -377,6 +387,9 @@ def _job(
         shaping["noise_mark"] = NOISE_MARK_VERSION
     if settings.deep_cache is not None:  # only when set: other campaigns keep their keys
         shaping["deep_cache"] = settings.deep_cache
+    if lora.speed is not None and spec.speed_lora is not None:  # only when set, likewise
+        shaping["speed_lora_hash"] = lora.speed
+        shaping["speed_lora_scale"] = spec.speed_lora.scale
     if settings.first_block_cache is not None and photo is None:  # text to image only (generation.feature_reuse)
         shaping["first_block_cache"] = settings.first_block_cache
     if hires is not None:  # only when set: the keys of other formats stay as they were

@@ -106,6 +106,16 @@ def _override(campaign: Campaign, overrides: Overrides) -> Campaign:
     return campaign.model_copy(update={"spec": spec.model_copy(update=update), "model": model})
 
 
+def lora_weights(campaign: Campaign) -> LoraWeights | None:
+    """The LoRAs every job of the campaign applies: its style LoRA with its speed LoRA, or either alone."""
+    spec = campaign.spec
+    style = LoraWeights(path=str(campaign.lora_path), scale=spec.lora.scale) if spec.lora else None
+    speed = LoraWeights(path=str(campaign.speed_lora_path), scale=spec.speed_lora.scale) if spec.speed_lora else None
+    if style is None:
+        return speed
+    return style.model_copy(update={"speed": speed})
+
+
 def plan_render(
     campaign_path: str | Path,
     output_root: Path,
@@ -143,7 +153,6 @@ def plan_render(
         # What a killed run left half-written has no record, so its jobs are among these.
         remove_leftover_temporaries(output_root / campaign.slug)
     log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
-    lora = campaign.spec.lora
     return RenderPlan(
         campaign_name=campaign.spec.name,
         campaign_slug=campaign.slug,
@@ -153,7 +162,7 @@ def plan_render(
             model_description=info.description,
             model_licence=licence_record(campaign, info),
             precision=precision,
-            lora=LoraWeights(path=str(campaign.lora_path), scale=lora.scale) if lora else None,
+            lora=lora_weights(campaign),
         ),
         jobs=jobs,
         pending=pending,
