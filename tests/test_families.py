@@ -568,3 +568,44 @@ def test_first_block_cache_skips_a_transformers_later_blocks_per_picture_and_is_
     demo = load_campaign(make_campaign(first_block_cache=0.1, photos=None))
     with pytest.raises(CampaignError, match="first_block_cache"):
         plan_render(demo.path, demo.path.parent / "out")
+
+
+@pytest.mark.slow
+def test_a_kohya_qwen_image_lora_from_the_community_gives_the_pictures_of_its_diffusers_twin(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A LoRA in the layout community trainers write for Qwen-Image (``lora_unet_transformer_blocks_…``
+    with ``lora_down``, ``lora_up`` and ``.alpha``), through diffusers' conversion: the same
+    pictures as the same weights in diffusers' layout, and not the plain model's."""
+    from diffusers import QwenImagePipeline
+    from safetensors.torch import save_file
+    from visuels.models.host import ModelHost
+
+    transformer = QwenImagePipeline.from_pretrained(tiny_models["qwen-image"]).transformer
+    attention = transformer.transformer_blocks[0].attn
+    names = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+    generator, rank = torch.Generator().manual_seed(9), 4
+    kohya, diffusers_layout = {}, {}
+    for name in names:
+        layer = attention.get_submodule(name)
+        down = torch.randn(rank, layer.in_features, generator=generator) * 0.5
+        up = torch.randn(layer.out_features, rank, generator=generator) * 0.5
+        flat = f"lora_unet_transformer_blocks_0_attn_{name.replace('.', '_')}"
+        kohya |= {f"{flat}.lora_down.weight": down, f"{flat}.lora_up.weight": up, f"{flat}.alpha": torch.tensor(4.0)}
+        dotted = f"transformer.transformer_blocks.0.attn.{name}"
+        diffusers_layout |= {f"{dotted}.lora_A.weight": down, f"{dotted}.lora_B.weight": up}
+    save_file(kohya, str(tmp_path / "kohya_qwen.safetensors"))
+    save_file(diffusers_layout, str(tmp_path / "diffusers_qwen.safetensors"))
+
+    ref = DiffusersFolderRef(path=str(tiny_models["qwen-image"]), native_size=256)
+    settings = {"steps": 2, "guidance": None, "scheduler": None, "photos": None}
+    jobs = expand_jobs(load_campaign(make_campaign(model=ref.model_dump(), **settings)), describe_model(ref), "float32")
+    host = ModelHost(torch.device("cpu"))
+
+    def picture(file: str | None) -> np.ndarray:
+        weights = LoraWeights(path=str(tmp_path / file), scale=1.0) if file else None
+        return host.generate(ref, torch.float32, weights, jobs[:1])[0].astype(int)
+
+    plain, community, twin = picture(None), picture("kohya_qwen.safetensors"), picture("diffusers_qwen.safetensors")
+    assert np.abs(community - plain).mean() > 1
+    assert np.abs(community - twin).max() <= 1
