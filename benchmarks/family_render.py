@@ -3,6 +3,7 @@
     python -m benchmarks.family_render                    # every family, full size, on CUDA (bf16)
     python -m benchmarks.family_render --family flux2-klein z-image --batch 1 4
     python -m benchmarks.family_render --tiny             # proves the script runs (CPU, tiny models)
+    python -m benchmarks.family_render --family flux1 --first-block-cache 0.1 --float8   # speed options too
 
 Each family is built from its published architecture with random weights, directly on the GPU in
 bf16 (nothing downloaded: real kernels at real sizes, noise for pictures), then timed through
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import torch
 from visuels.models.families import family_named
+from visuels.models.float8 import to_float8
 from visuels.models.generation import generate
 
 FAMILIES = ("flux1", "flux2-klein", "z-image", "qwen-image")
@@ -64,6 +66,7 @@ class Measurement:
     images_per_s: float
     peak_gib: float
     first_block_cache: float | None = None
+    precision: str = "bfloat16"
 
 
 def _qwen3_4b():
@@ -202,41 +205,52 @@ def build(family: str, tiny: bool):
 
 
 def measure(
-    family: str, batches: list[int], tiny: bool, calls: int, step_counts: list[int], cache: float | None = None
+    family: str,
+    batches: list[int],
+    tiny: bool,
+    calls: int,
+    step_counts: list[int],
+    cache: float | None = None,
+    float8: bool = False,
 ) -> list[Measurement]:
     """Images/s per batch size and step count (none given: the family's default steps); with
-    ``cache``, also under First Block Cache at that threshold where the family takes it."""
+    ``cache``, also under First Block Cache at that threshold where the family takes it; with
+    ``float8``, all again with the transformer's linear layers in FP8 (``visuels.models.float8``)."""
     defaults = family_named(family)
     size = 256 if tiny else defaults.native_size
     pipeline = build(family, tiny)
     results = []
     caches = [None, cache] if cache is not None and defaults.first_block_cache else [None]
-    for batch, steps, threshold in (
-        (batch, steps, threshold)
-        for batch in batches
-        for steps in step_counts or [defaults.steps]
-        for threshold in caches
-    ):
-        jobs = [
-            Job(PROMPT, "blurry", seed, size, size, steps, defaults.guidance, first_block_cache=threshold)
-            for seed in range(batch)
-        ]
-        cuda = torch.cuda.is_available() and not tiny
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        try:
-            generate(pipeline, jobs)  # warm-up: allocator, kernels' autotuning
-            started = time.perf_counter()
-            for _ in range(calls):
-                generate(pipeline, jobs)
-            seconds = (time.perf_counter() - started) / calls
-        except torch.cuda.OutOfMemoryError:
-            print(f"{family} batch {batch}: out of memory", flush=True)
-            torch.cuda.empty_cache()
-            continue
-        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
-        results.append(Measurement(family, size, steps, batch, batch / seconds, peak, threshold))
-        print(asdict(results[-1]), flush=True)
+    base = "float32" if tiny else "bfloat16"  # the tiny models run in float32 on the CPU
+    for precision in (base, "float8") if float8 else (base,):
+        if precision == "float8":
+            to_float8(pipeline.transformer)
+        for batch, steps, threshold in (
+            (batch, steps, threshold)
+            for batch in batches
+            for steps in step_counts or [defaults.steps]
+            for threshold in caches
+        ):
+            jobs = [
+                Job(PROMPT, "blurry", seed, size, size, steps, defaults.guidance, first_block_cache=threshold)
+                for seed in range(batch)
+            ]
+            cuda = torch.cuda.is_available() and not tiny
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            try:
+                generate(pipeline, jobs)  # warm-up: allocator, kernels' autotuning
+                started = time.perf_counter()
+                for _ in range(calls):
+                    generate(pipeline, jobs)
+                seconds = (time.perf_counter() - started) / calls
+            except torch.cuda.OutOfMemoryError:
+                print(f"{family} batch {batch}: out of memory", flush=True)
+                torch.cuda.empty_cache()
+                continue
+            peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+            results.append(Measurement(family, size, steps, batch, batch / seconds, peak, threshold, precision))
+            print(asdict(results[-1]), flush=True)
     del pipeline
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -259,13 +273,14 @@ def main() -> None:
     parser.add_argument(
         "--first-block-cache", type=float, help="also measure First Block Cache at this threshold (FLUX.1, Qwen-Image)"
     )
+    parser.add_argument("--float8", action="store_true", help="also measure the transformer's linear layers in FP8")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "family_render.json")
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         parser.error("needs CUDA (or --tiny)")
     results = []
     for family in args.family:
-        measured = measure(family, args.batch, args.tiny, args.calls, args.steps, args.first_block_cache)
+        measured = measure(family, args.batch, args.tiny, args.calls, args.steps, args.first_block_cache, args.float8)
         results += [asdict(item) for item in measured]
     device = "cpu" if args.tiny else torch.cuda.get_device_name()
     versions = {name: __import__(name).__version__ for name in ("torch", "diffusers", "transformers")}

@@ -37,8 +37,8 @@ for name in "$@"; do
         ;;
     cpu) part cpu 70 python3 -m benchmarks.cpu_stage --pictures 24 --workers 1 8 14 ;;
     families)
-        part families 150 python3 -m benchmarks.family_render --family flux2-klein z-image flux1 --batch 1 4 --calls 1 \
-            --out "$out/families.json"
+        part families 200 python3 -m benchmarks.family_render --family flux2-klein z-image flux1 --batch 1 4 --calls 1 \
+            --first-block-cache 0.1 --float8 --out "$out/families.json"
         ;;
     qwen)
         part qwen 150 python3 -m benchmarks.family_render --family qwen-image --batch 1 --calls 1 --steps 4 8 \
