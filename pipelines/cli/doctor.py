@@ -33,6 +33,7 @@ class Finding:
 
 def _hardware() -> list[Finding]:
     import torch
+    from visuels.models.float8 import float8_available
 
     threads = Text("{cores} cores, torch uses {threads} threads", cores=os.cpu_count(), threads=torch.get_num_threads())
     findings = [Finding(Text("CPU"), True, threads)]
@@ -40,7 +41,14 @@ def _hardware() -> list[Finding]:
         for index in range(torch.cuda.device_count()):
             properties = torch.cuda.get_device_properties(index)
             memory = properties.total_memory / 2**30
-            here = Text("{name}, {memory:.0f} GiB: renders run here", name=properties.name, memory=memory)
+            if float8_available(torch.device("cuda", index)):
+                here = Text(
+                    "{name}, {memory:.0f} GiB, FP8 products (--dtype float8): renders run here",
+                    name=properties.name,
+                    memory=memory,
+                )
+            else:
+                here = Text("{name}, {memory:.0f} GiB: renders run here", name=properties.name, memory=memory)
             findings.append(Finding(Text("CUDA {index}", index=index), True, here))
     else:
         findings.append(
