@@ -364,12 +364,13 @@ def test_doctor_shows_each_models_family_and_licence(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["flux2-klein", "z-image"])
+@pytest.mark.parametrize("family", ["flux2-klein", "z-image", "flux1", "qwen-image"])
 def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     tiny_models: dict[str, Path], family: str, tmp_path: Path, make_campaign: Callable[..., Path]
 ) -> None:
     """The flow-matching loss goes down over a short run; a run cut after a checkpoint and resumed
-    ends with the same weights; the exported file loads in a campaign and changes its pictures."""
+    ends with the same weights; the exported file loads in a campaign and changes its pictures.
+    FLUX.1 and Qwen-Image runs write the diffusers file alone (no ComfyUI file yet)."""
     from safetensors.torch import load_file
     from visuels.models.host import ModelHost
     from visuels.training import TrainingConfig, run_training
@@ -384,9 +385,13 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     assert len(straight.validation_grids) == 2
     # The ComfyUI file: Z-Image's diffusers module names (its Lumina2 loader maps them onto the
     # fused layers), FLUX.2's original layer names (q, k, v fused), as ComfyUI's loaders take them.
+    projections = r"attn\.(to_[qkv]|to_out\.0|add_[qkv]_proj|to_add_out)"
     comfy_names = {
         "z-image": r"diffusion_model\.(layers|noise_refiner|context_refiner)\.\d+\.attention\.(to_[qkv]|to_out\.0)",
         "flux2-klein": r"diffusion_model\.(double_blocks\.\d+\.(img|txt)_attn\.(qkv|proj)|single_blocks\.\d+\.linear1)",
+        # The diffusers file: the transformer's attention projections, both streams.
+        "flux1": r"transformer\.(single_)?transformer_blocks\.\d+\." + projections,
+        "qwen-image": r"transformer\.transformer_blocks\.\d+\." + projections,
     }[family]
     modules = {key.rsplit(".lora_", 1)[0].removesuffix(".alpha") for key in load_file(straight.community_file)}
     assert modules and all(re.fullmatch(comfy_names, module) for module in modules), modules
@@ -416,14 +421,16 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     assert np.abs(host.generate(ref, torch.float32, community, jobs)[0].astype(int) - styled.astype(int)).max() <= 1
 
 
-def test_training_refuses_a_family_it_cannot_train(tiny_models: dict[str, Path]) -> None:
+def test_training_refuses_a_family_it_cannot_train(tmp_path: Path) -> None:
     from visuels.errors import ModelError
     from visuels.training import TrainingConfig, run_training
 
     from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.test_model import save_tiny_sdxl
 
-    with pytest.raises(ModelError, match=r"training is built for SD1\.5, FLUX\.2 klein and Z-Image models, not Qwen"):
-        run_training(SAMPLE_CHARTER_DIR, DiffusersFolderRef(path=str(tiny_models["qwen-image"])), TrainingConfig())
+    sdxl = DiffusersFolderRef(path=str(save_tiny_sdxl(tmp_path / "sdxl")))
+    with pytest.raises(ModelError, match=r"training is built for SD1\.5, FLUX\.1, .* Qwen-Image models, not Stable"):
+        run_training(SAMPLE_CHARTER_DIR, sdxl, TrainingConfig())
 
 
 @pytest.mark.slow

@@ -19,6 +19,9 @@ from visuels._internal.atomic import write_text_atomic, write_with
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 KOHYA_FILE = "lora_kohya.safetensors"
 COMFYUI_FILE = "lora_comfyui.safetensors"
+# The families whose ComfyUI file is written (its key names checked against ComfyUI's loader);
+# FLUX.1's and Qwen-Image's runs write the diffusers file only.
+COMFYUI_FAMILIES = ("flux2-klein", "z-image")
 
 
 def library_versions() -> dict[str, str]:

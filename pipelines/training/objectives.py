@@ -3,8 +3,9 @@ before the loop, and the loss of one batch.
 
 - SD1.5-architecture UNets (``UnetObjective``): noise added by the DDPM schedule, the target of
   the scheduler's prediction type (noise, velocity or sample), Min-SNR-gamma weights.
-- Flow-matching transformers, FLUX.2 klein and Z-Image (``Flux2KleinObjective``,
-  ``ZImageObjective``): as diffusers' own training examples do, a point on the straight path
+- Flow-matching transformers, FLUX.1, FLUX.2 klein, Z-Image and Qwen-Image (``Flux1Objective``,
+  ``Flux2KleinObjective``, ``ZImageObjective``, ``QwenImageObjective``): as diffusers' own
+  training examples do, a point on the straight path
   x_t = (1 - sigma) x_0 + sigma noise, sigma drawn logit-normal then shifted as the model's
   scheduler shifts it, and the loss on the velocity noise - x_0.
 
@@ -27,6 +28,8 @@ UNET_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 FLUX2_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 FLUX2_TARGET_MODULES += ["to_qkv_mlp_proj"]
 ZIMAGE_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+# FLUX.1's and Qwen-Image's attention projections, both streams (FLUX.1's single blocks' too).
+JOINT_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 
 
 def _encode(vae: AutoencoderKL | AutoencoderTiny, pixels: torch.Tensor) -> torch.Tensor:
@@ -203,6 +206,74 @@ class ZImageObjective(FlowObjective):
         return -torch.stack([answer.float() for answer in answers]).squeeze(2)
 
 
+class Flux1Objective(FlowObjective):
+    """FLUX.1: shifted and scaled KL latents packed in 2x2 patches, CLIP's pooled text and T5's
+    sequence, the transformer given sigma as its timestep (schnell: no guidance input)."""
+
+    target_modules = JOINT_TARGET_MODULES
+
+    def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        vae = self.pipeline.vae
+        latents = vae.encode(pixels).latent_dist.mode()
+        return (latents - vae.config.shift_factor) * vae.config.scaling_factor
+
+    def _conditioning(self, captions: list[str]) -> None:
+        self.embeddings, self.pooled, self.text_ids = self.pipeline.encode_prompt(
+            prompt=captions, prompt_2=None, device=self.latents.device, max_sequence_length=256
+        )
+
+    def _velocity(self, noisy: torch.Tensor, sigma: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        pipeline = self.pipeline
+        count, channels, height, width = noisy.shape
+        packed = pipeline._pack_latents(noisy, count, channels, height, width)
+        ids = pipeline._prepare_latent_image_ids(count, height // 2, width // 2, noisy.device, noisy.dtype)
+        guidance = torch.full((count,), 3.5, device=noisy.device) if self.module.config.guidance_embeds else None
+        predicted = self.module(
+            hidden_states=packed,
+            timestep=sigma,
+            guidance=guidance,
+            pooled_projections=self.pooled[index],
+            encoder_hidden_states=self.embeddings[index],
+            txt_ids=self.text_ids,
+            img_ids=ids,
+            return_dict=False,
+        )[0]
+        factor = pipeline.vae_scale_factor
+        return pipeline._unpack_latents(predicted, height * factor, width * factor, factor)
+
+
+class QwenImageObjective(FlowObjective):
+    """Qwen-Image: its video VAE's latents of one frame, normalised per channel, packed in 2x2
+    patches; Qwen2.5-VL's embeddings with their mask; the transformer given sigma."""
+
+    target_modules = JOINT_TARGET_MODULES
+
+    def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        vae = self.pipeline.vae
+        latents = vae.encode(pixels[:, :, None]).latent_dist.mode()  # one frame
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
+        deviation = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
+        return ((latents - mean) / deviation)[:, :, 0]
+
+    def _conditioning(self, captions: list[str]) -> None:
+        self.embeddings, self.mask = self.pipeline.encode_prompt(prompt=captions, device=self.latents.device)
+
+    def _velocity(self, noisy: torch.Tensor, sigma: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        pipeline = self.pipeline
+        count, channels, height, width = noisy.shape
+        packed = pipeline._pack_latents(noisy, count, channels, height, width)
+        predicted = self.module(
+            hidden_states=packed,
+            timestep=sigma,
+            encoder_hidden_states=self.embeddings[index],
+            encoder_hidden_states_mask=self.mask[index],
+            img_shapes=[[(1, height // 2, width // 2)]] * count,
+            return_dict=False,
+        )[0]
+        factor = pipeline.vae_scale_factor
+        return pipeline._unpack_latents(predicted, height * factor, width * factor, factor)[:, :, 0]
+
+
 def objective_for(
     family: Family, pipeline: DiffusionPipeline, pixels: torch.Tensor, captions: list[str], min_snr: float | None
 ) -> UnetObjective | FlowObjective:
@@ -213,7 +284,11 @@ def objective_for(
         return Flux2KleinObjective(pipeline, pixels, captions)
     if family.name == "z-image":
         return ZImageObjective(pipeline, pixels, captions)
+    if family.name == "flux1":
+        return Flux1Objective(pipeline, pixels, captions)
+    if family.name == "qwen-image":
+        return QwenImageObjective(pipeline, pixels, captions)
     raise ValueError(f"no training objective for {family.name}")
 
 
-TRAINABLE_FAMILIES = ("sd15", "flux2-klein", "z-image")
+TRAINABLE_FAMILIES = ("sd15", "flux1", "flux2-klein", "z-image", "qwen-image")

@@ -21,6 +21,7 @@ from visuels.models.reference import ModelInfo, describe_model, model_folder
 from visuels.training.dataset import TrainingSet, load_training_set
 from visuels.training.evaluation import evaluate_colours
 from visuels.training.export import (
+    COMFYUI_FAMILIES,
     draw_loss_curve,
     export_comfyui,
     export_diffusers,
@@ -40,7 +41,8 @@ class TrainingSummary(BaseModel):
     run: str
     folder: Path
     diffusers_file: Path
-    # The same LoRA for the community's tools: kohya's layout (SD1.5), ComfyUI's (FLUX.2 klein, Z-Image).
+    # The same LoRA for the community's tools: kohya's layout (SD1.5), ComfyUI's (FLUX.2 klein, Z-Image);
+    # FLUX.1's and Qwen-Image's runs give the diffusers file here.
     community_file: Path
     loss_curve: Path
     validation_grids: list[Path]
@@ -65,7 +67,7 @@ def check_training_inputs(
         raise ModelError(
             str(base),
             "base",
-            "training is built for SD1.5, FLUX.2 klein and Z-Image models, not {family}",
+            "training is built for SD1.5, FLUX.1, FLUX.2 klein, Z-Image and Qwen-Image models, not {family}",
             family=family_named(base_info.family).label,
         )
     if config.train_text_encoder and base_info.family != "sd15":
@@ -126,8 +128,10 @@ def run_training(
     diffusers_file = export_diffusers(pipeline, partial, metadata)
     if base_info.family == "sd15":
         community_file = export_kohya(pipeline, partial, config.lora_alpha, metadata)
-    else:  # FLUX.2 klein, Z-Image
+    elif base_info.family in COMFYUI_FAMILIES:
         community_file = export_comfyui(pipeline, base_info.family, partial, config.lora_alpha, metadata)
+    else:  # FLUX.1, Qwen-Image: the diffusers file alone (see export.COMFYUI_FAMILIES)
+        community_file = diffusers_file
     curve = draw_loss_curve(result.losses, partial / "loss_curve.png")
     write_model_card(partial, metadata, community_file.name)
     partial.rename(final)  # complete: only now does the run look like one
