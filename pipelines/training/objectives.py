@@ -137,9 +137,12 @@ class FlowObjective(ABC):
         target = noise - clean
         return torch.nn.functional.mse_loss(velocity.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
 
-    @abstractmethod
     def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The pictures' latents, as the family's pipeline reads them."""
+        """The pictures' latents, as the family's pipeline reads them: a KL VAE's, shifted and
+        scaled (FLUX.1, Z-Image); the other families say their own."""
+        vae = self.pipeline.vae
+        latents = vae.encode(pixels).latent_dist.mode()
+        return (latents - vae.config.shift_factor) * vae.config.scaling_factor
 
     @abstractmethod
     def _conditioning(self, captions: list[str]) -> None:
@@ -189,11 +192,6 @@ class ZImageObjective(FlowObjective):
 
     target_modules = ZIMAGE_TARGET_MODULES
 
-    def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        vae = self.pipeline.vae
-        latents = vae.encode(pixels).latent_dist.mode()
-        return (latents - vae.config.shift_factor) * vae.config.scaling_factor
-
     def _conditioning(self, captions: list[str]) -> None:
         self.embeddings = self.pipeline.encode_prompt(
             prompt=captions, device=self.latents.device, do_classifier_free_guidance=False
@@ -211,11 +209,6 @@ class Flux1Objective(FlowObjective):
     sequence, the transformer given sigma as its timestep (schnell: no guidance input)."""
 
     target_modules = JOINT_TARGET_MODULES
-
-    def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        vae = self.pipeline.vae
-        latents = vae.encode(pixels).latent_dist.mode()
-        return (latents - vae.config.shift_factor) * vae.config.scaling_factor
 
     def _conditioning(self, captions: list[str]) -> None:
         self.embeddings, self.pooled, self.text_ids = self.pipeline.encode_prompt(
