@@ -6,6 +6,7 @@ picture; their licences as governance; LoRA on a transformer."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -616,3 +617,45 @@ def test_a_kohya_qwen_image_lora_from_the_community_gives_the_pictures_of_its_di
     plain, community, twin = picture(None), picture("kohya_qwen.safetensors"), picture("diffusers_qwen.safetensors")
     assert np.abs(community - plain).mean() > 1
     assert np.abs(community - twin).max() <= 1
+
+
+@pytest.mark.slow
+def test_a_transformer_single_file_renders_with_the_rest_of_its_folder(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    """A FLUX.1 transformer as one safetensors file (as BFL and ComfyUI share them; here in
+    diffusers' names, which diffusers reads as they are: its conversion of the original names is
+    its own) beside a diffusers folder holding the rest: the same pictures as the whole folder,
+    marked and recorded; its key follows the file."""
+    from diffusers import FluxPipeline
+    from safetensors.torch import save_file
+    from visuels.inputs.model_refs import SingleFileRef
+    from visuels.models.host import ModelHost
+    from visuels.review.publish import finish_render
+
+    whole = tiny_models["flux1"]
+    rest = tmp_path / "flux1-rest"
+    shutil.copytree(whole, rest)
+    for weights in (rest / "transformer").glob("*.safetensors"):
+        weights.unlink()  # the folder's transformer weights are never read
+    state = FluxPipeline.from_pretrained(whole).transformer.state_dict()
+    save_file(
+        {name: value.contiguous() for name, value in state.items()}, str(tmp_path / "flux1-transformer.safetensors")
+    )
+    single = SingleFileRef(path=str(tmp_path / "flux1-transformer.safetensors"), config=str(rest), native_size=256)
+    folder = DiffusersFolderRef(path=str(whole), native_size=256)
+    info = describe_model(single)
+    assert info.family == "flux1" and info.licence.id == "apache-2.0"
+    fields = {"formats": ["instagram_square"], "steps": 2, "guidance": None, "scheduler": None, "photos": None}
+    jobs = expand_jobs(load_campaign(make_campaign(model=single.model_dump(), **fields)), info, "float32")
+    host = ModelHost(torch.device("cpu"))
+    assert np.array_equal(
+        host.generate(single, torch.float32, None, jobs[:1])[0], host.generate(folder, torch.float32, None, jobs[:1])[0]
+    )
+    campaign = make_campaign("single.yaml", model=single.model_dump(), **fields)
+    plan = plan_render(campaign, tmp_path / "out")
+    assert len(render_now(renderer, plan, tmp_path / "out")) == len(plan.jobs)
+    finish_render(plan, tmp_path / "out")
+    assert_record_matches_files(tmp_path / "out", plan)  # marked, recorded once, every file verifying
+    save_file({name: value.contiguous() + 1e-3 for name, value in state.items()}, str(single.path))
+    assert describe_model(single).hash != info.hash

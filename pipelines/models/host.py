@@ -33,6 +33,7 @@ from visuels._internal.logs import quiet_third_party_logs
 from visuels.errors import EXIT_ENVIRONMENT, ModelError
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
 from visuels.models.devices import choose_dtype
+from visuels.models.families import family_of_pipeline
 from visuels.models.float8 import FLOAT8, refresh_float8, to_float8
 from visuels.models.generation import GeneratedPicture, decline, generate
 from visuels.models.reference import model_folder, pickle_allowed
@@ -75,6 +76,21 @@ def _every_component_has(folder: Path, variant: str) -> bool:
     return bool(components) and all(any(part.glob(f"*.{variant}.safetensors")) for part in components)
 
 
+def _with_single_file_transformer(
+    pipeline_class: type[DiffusionPipeline], ref: SingleFileRef, folder: Path, dtype: torch.dtype
+) -> DiffusionPipeline:
+    """A 2026 family from its transformer's single file (as BFL and ComfyUI share them: diffusers
+    converts the original layer names) and the rest of its diffusers folder (VAE, text encoders)."""
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    transformer_class = getattr(diffusers, index["transformer"][1])
+    transformer = transformer_class.from_single_file(
+        ref.path, config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=dtype
+    )
+    return pipeline_class.from_pretrained(
+        folder, transformer=transformer, dtype=dtype, local_files_only=True, use_safetensors=not pickle_allowed()
+    )
+
+
 def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
     """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it."""
     quiet_third_party_logs()  # no loading bars
@@ -91,10 +107,12 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
             return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
         if isinstance(ref, SingleFileRef):
             assert folder is not None
+            pipeline_class = _pipeline_class(folder, source)
+            family = family_of_pipeline(pipeline_class.__name__)
+            if family is not None and family.denoiser == "transformer":
+                return _with_single_file_transformer(pipeline_class, ref, folder, dtype)
             # Without a local config, from_single_file fetches one from the hub: never at run time.
-            return _pipeline_class(folder, source).from_single_file(
-                ref.path, config=str(folder), local_files_only=True, dtype=dtype
-            )
+            return pipeline_class.from_single_file(ref.path, config=str(folder), local_files_only=True, dtype=dtype)
         assert isinstance(ref, HubRef)
         return DiffusionPipeline.from_pretrained(
             ref.id, revision=ref.revision, dtype=dtype, use_safetensors=not pickle_allowed()

@@ -168,17 +168,19 @@ def _hub_snapshot(ref: HubRef, source: str) -> Path:
         ) from None
 
 
-def _folder_hash(folder: Path, hash_cache: Path, skip_weights: bool = False) -> dict[str, str]:
+def _folder_hash(
+    folder: Path, hash_cache: Path, skip_weights: bool = False, skip_weights_of: str | None = None
+) -> dict[str, str]:
     """sha256 per file of a model folder: weights (remembered by size and time) and every config,
-    tokenizer and scheduler file, since those shape the pictures as much as the weights do."""
+    tokenizer and scheduler file, since those shape the pictures as much as the weights do.
+    ``skip_weights``: no weights at all; ``skip_weights_of``: none of that component's."""
     hashes = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         is_weights = path.suffix in WEIGHT_SUFFIXES
-        if is_weights and skip_weights:
+        name = path.relative_to(folder).as_posix()
+        if is_weights and (skip_weights or (skip_weights_of and name.startswith(f"{skip_weights_of}/"))):
             continue
-        hashes[path.relative_to(folder).as_posix()] = (
-            cached_sha256_file(path, hash_cache) if is_weights else sha256_file(path)
-        )
+        hashes[name] = cached_sha256_file(path, hash_cache) if is_weights else sha256_file(path)
     return hashes
 
 
@@ -213,7 +215,10 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
     family = _family(_index(folder, source), folder, source)
     size, multiple = _sizes(family, folder, source, native_size)
     if isinstance(ref, SingleFileRef):
-        configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
+        if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest
+            configs = _folder_hash(folder, hash_cache, skip_weights_of="transformer")
+        else:
+            configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
         files = {"checkpoint": cached_sha256_file(checkpoint, hash_cache), "config": sha256_json(configs)}
         licence = checkpoint_licence(checkpoint)
         return ModelInfo(
