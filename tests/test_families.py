@@ -28,7 +28,7 @@ from visuels.record.database import database_url
 
 from tests.conftest import render_now
 from tests.test_faults import assert_record_matches_files, rows
-from tests.tiny_families import FAMILIES, save_tiny
+from tests.tiny_families import FAMILIES, save_random_controlnet, save_tiny
 
 NEW_FAMILIES = sorted(FAMILIES)
 
@@ -659,3 +659,69 @@ def test_a_transformer_single_file_renders_with_the_rest_of_its_folder(
     assert_record_matches_files(tmp_path / "out", plan)  # marked, recorded once, every file verifying
     save_file({name: value.contiguous() + 1e-3 for name, value in state.items()}, str(single.path))
     assert describe_model(single).hash != info.hash
+
+
+def _random_flux_controlnet(folder: Path, pipeline_folder: Path) -> Path:
+    """A tiny FLUX.1 ControlNet shaped after the tiny transformer, random weights (its zero-started
+    projections too, so the edges do steer), saved as a diffusers folder like a real one."""
+    from diffusers import FluxControlNetModel, FluxPipeline
+
+    shape = FluxPipeline.from_pretrained(pipeline_folder).transformer.config
+    names = ("patch_size", "in_channels", "attention_head_dim", "num_attention_heads", "joint_attention_dim")
+    controlnet = FluxControlNetModel(
+        **{name: shape[name] for name in (*names, "pooled_projection_dim", "axes_dims_rope", "guidance_embeds")},
+        num_layers=1,
+        num_single_layers=0,
+    )
+    return save_random_controlnet(controlnet, [*controlnet.controlnet_blocks, controlnet.controlnet_x_embedder], folder)
+
+
+@pytest.mark.slow
+def test_a_flux_controlnet_steers_by_the_photos_edges_and_an_sd_one_is_refused(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, renderer, lora_file: Path
+) -> None:
+    """FLUX.1 steered by a commune photo's edges through its own ControlNet (FluxControlNetModel),
+    with img2img from the photo and from text: the edges change the picture, the key names the
+    ControlNet, a run renders and records it; a ControlNet of another family is refused in one line."""
+    from visuels.errors import CampaignError
+    from visuels.models.host import ModelHost
+    from visuels.review.publish import finish_render
+
+    ref = DiffusersFolderRef(path=str(tiny_models["flux1"]), native_size=256)
+    controlnet = _random_flux_controlnet(tmp_path / "flux-controlnet", tiny_models["flux1"])
+    sete = {"file": "charter/communes.csv", "names": ["Sète"]}
+    fields = {"communes": sete, "formats": ["instagram_square"], "steps": 2, "guidance": None, "scheduler": None}
+
+    def first_job(name: str, **photos: object):
+        campaign = load_campaign(make_campaign(f"{name}.yaml", model=ref.model_dump(), photos=photos, **fields))
+        return expand_jobs(campaign, describe_model(ref), "float32")[0]
+
+    steered = first_job("steered", strength=0.6, controlnet={"path": str(controlnet), "scale": 1.0})
+    plain = first_job("plain", strength=0.6)
+    assert steered.photo.controlnet_hash and steered.key != plain.key
+    host = ModelHost(torch.device("cpu"))
+    with_edges, without = (host.generate(ref, torch.float32, None, [job])[0] for job in (steered, plain))
+    assert np.abs(with_edges.astype(int) - without.astype(int)).mean() > 0.5
+    from_text = steered.model_copy(update={"photo": steered.photo.model_copy(update={"strength": None})})
+    assert host.generate(ref, torch.float32, None, [from_text])[0].shape == with_edges.shape
+
+    out = tmp_path / "outputs"
+    campaign = make_campaign(
+        "run.yaml", model=ref.model_dump(), photos={"strength": None, "controlnet": {"path": str(controlnet)}}, **fields
+    )
+    plan = plan_render(campaign, out)
+    assert len(render_now(renderer, plan, out)) == len(plan.jobs)
+    finish_render(plan, out)
+    assert_record_matches_files(out, plan)
+
+    sd_controlnet = tmp_path / "sd-controlnet"
+    sd_controlnet.mkdir()
+    (sd_controlnet / "config.json").write_text('{"_class_name": "ControlNetModel"}', encoding="utf-8")
+    wrong = make_campaign(
+        "wrong.yaml",
+        model=ref.model_dump(),
+        photos={"strength": 0.6, "controlnet": {"path": str(sd_controlnet)}},
+        **fields,
+    )
+    with pytest.raises(CampaignError, match=r"not one for FLUX\.1 models \(they take a FluxControlNetModel\)"):
+        plan_render(wrong, tmp_path / "wrong")

@@ -168,13 +168,12 @@ def _random_controlnet(pipeline: DiffusionPipeline, folder: Path) -> Path:
     convolutions too, so the edges do steer), saved as a diffusers folder like a real one."""
     from diffusers import ControlNetModel
 
+    from tests.tiny_families import save_random_controlnet
+
     controlnet = ControlNetModel.from_unet(pipeline.unet, load_weights_from_unet=False)
-    generator = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
-            block.weight.copy_(torch.randn(block.weight.shape, generator=generator) * 0.05)
-    controlnet.save_pretrained(folder)
-    return folder
+    return save_random_controlnet(
+        controlnet, [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block], folder
+    )
 
 
 @pytest.mark.slow

@@ -276,3 +276,14 @@ def save_tiny(family: str, folder: Path, licence: str | None = None, licence_nam
         licence, licence_name = card_licence, card_name
     (folder / "README.md").write_text(_card(licence, licence_name), encoding="utf-8")
     return folder
+
+
+def save_random_controlnet(controlnet: torch.nn.Module, zero_started: list[torch.nn.Module], folder: Path) -> Path:
+    """Give a tiny ControlNet's zero-started projections random weights (so a photo's edges do
+    steer) and save it as a diffusers folder, like a real one."""
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for layer in zero_started:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.05)
+    controlnet.save_pretrained(folder)
+    return folder

@@ -40,7 +40,8 @@ class Family:
     scheduler: str  # the default: one of UNET_SCHEDULERS, or "default" (the model's own)
     img2img: str | None  # the pipeline class for photos and the high-resolution pass; None: none
     inpaint: str | None  # the pipeline class for outpainting and retouching; None: none
-    controlnet: bool = False  # a ControlNet steers it (visuels' ControlNet path is the UNet one)
+    # The diffusers class of the ControlNets that steer it by a photo's edges; None: none does.
+    controlnet: str | None = None
     # Classifier-free guidance that may stop early: the conditioning tensors its pipelines hold as
     # [unconditional rows; prompt rows], to halve when it stops. None: no such guidance to stop.
     guidance_cutoff: tuple[str, ...] | None = None
@@ -72,7 +73,7 @@ FAMILIES = (
         scheduler="euler",
         img2img="StableDiffusionImg2ImgPipeline",
         inpaint="StableDiffusionInpaintPipeline",
-        controlnet=True,
+        controlnet="ControlNetModel",
         guidance_cutoff=("prompt_embeds",),
     ),
     Family(
@@ -87,7 +88,7 @@ FAMILIES = (
         scheduler="euler",
         img2img="StableDiffusionXLImg2ImgPipeline",
         inpaint="StableDiffusionXLInpaintPipeline",
-        controlnet=True,
+        controlnet="ControlNetModel",
         guidance_cutoff=("prompt_embeds", "add_text_embeds", "add_time_ids"),
     ),
     Family(
@@ -102,6 +103,7 @@ FAMILIES = (
         scheduler="default",
         img2img="FluxImg2ImgPipeline",
         inpaint="FluxInpaintPipeline",
+        controlnet="FluxControlNetModel",
         max_sequence_length=256,  # schnell's T5 budget
         first_block_cache=True,
     ),

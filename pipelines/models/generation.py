@@ -226,8 +226,8 @@ def fitted_photos(jobs: Sequence[GenerationJob]) -> list[np.ndarray]:
 def from_photos(
     pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None
 ) -> object:
-    """The first pass from each job's photo: img2img from it, its edges steering a ControlNet (the
-    UNet families), or both.
+    """The first pass from each job's photo: img2img from it, its edges steering a ControlNet (SD1.5,
+    SDXL, FLUX.1), or both.
 
     The derived pipelines share ``pipeline``'s modules (weights, LoRA, scheduler): nothing is
     loaded or copied. Imported here for the reason ``redraw_larger`` gives.
@@ -246,10 +246,14 @@ def from_photos(
         "generator": _generators(jobs),
         "output_type": "pt",
     }
+    # The photos are fitted to the generation size already; pipelines that take a size (FLUX's,
+    # Qwen-Image's) are given it, else they would draw at their default size whatever the photo's.
+    size = {"width": first.generation_width, "height": first.generation_height}
     if source.controlnet_path is None:
         redraw = derived(pipeline, family.img2img)
         cutoff = cutoff_arguments(family, first.guidance_cutoff)
-        return redraw(image=_as_batch(photos), strength=source.strength, **common, **cutoff)
+        sized = size if "height" in inspect.signature(redraw.__call__).parameters else {}
+        return redraw(image=_as_batch(photos), strength=source.strength, **sized, **common, **cutoff)
     if controlnet is None:
         raise ModelError(source.controlnet_path, "photos.controlnet", "the ControlNet was not loaded")
     # Only a ControlNet reads the edges (their map for reviewers is saved at export).
@@ -261,11 +265,14 @@ def from_photos(
     if source.strength is None:
         steer = AutoPipelineForText2Image.from_pipe(pipeline, controlnet=controlnet)
         steer.set_progress_bar_config(disable=True)
-        size = {"width": first.generation_width, "height": first.generation_height}
-        return steer(image=edge_batch, **size, **steering, **common)
+        # The edges: SD's ControlNet pipelines call them ``image``, FLUX's ``control_image``.
+        edges_argument = "control_image" if "control_image" in inspect.signature(steer.__call__).parameters else "image"
+        return steer(**{edges_argument: edge_batch}, **size, **steering, **common)
     steer = AutoPipelineForImage2Image.from_pipe(pipeline, controlnet=controlnet)
     steer.set_progress_bar_config(disable=True)
-    return steer(image=_as_batch(photos), control_image=edge_batch, strength=source.strength, **steering, **common)
+    return steer(
+        image=_as_batch(photos), control_image=edge_batch, strength=source.strength, **size, **steering, **common
+    )
 
 
 def refuse_flagged(jobs: Sequence[GenerationJob], result: object) -> None:

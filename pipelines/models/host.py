@@ -33,10 +33,10 @@ from visuels._internal.logs import quiet_third_party_logs
 from visuels.errors import EXIT_ENVIRONMENT, ModelError
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
 from visuels.models.devices import choose_dtype
-from visuels.models.families import family_of_pipeline
+from visuels.models.families import FAMILIES, family_of_pipeline
 from visuels.models.float8 import FLOAT8, refresh_float8, to_float8
 from visuels.models.generation import GeneratedPicture, decline, generate
-from visuels.models.reference import model_folder, pickle_allowed
+from visuels.models.reference import controlnet_class, model_folder, pickle_allowed
 from visuels.models.spec import GenerationJob, batch_signature, generation_identity
 
 log = logging.getLogger(__name__)
@@ -218,12 +218,13 @@ class ModelHost:
         dtype = self._weights_dtype(dtype)
         if self._controlnet is not None and self._controlnet[0] == (path, dtype):
             return self._controlnet[1]
-        from diffusers import ControlNetModel
-
         self._controlnet = None  # the previous one goes before the next is read
         log.info("loading ControlNet %s on %s (%s)", path, self.device, dtype)
+        name = controlnet_class(Path(path))
+        if name not in {family.controlnet for family in FAMILIES}:  # never an arbitrary class from a file
+            raise ModelError(path, "photos.controlnet", "not a ControlNet visuels knows: {value}", value=name)
         try:
-            model = ControlNetModel.from_pretrained(
+            model = getattr(diffusers, name).from_pretrained(
                 path, torch_dtype=dtype, local_files_only=True, use_safetensors=not pickle_allowed()
             )
         except (OSError, ValueError) as exc:

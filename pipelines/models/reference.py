@@ -84,6 +84,11 @@ def _read_config(folder: Path, component: str, source: str, name: str = "config.
         raise ModelError(source, "model", "{path} is not valid JSON ({exc})", path=path, exc=str(exc)) from None
 
 
+def controlnet_class(folder: Path) -> str:
+    """The diffusers class a ControlNet folder names (``ControlNetModel``, ``FluxControlNetModel``…)."""
+    return str(_read_config(folder, ".", "photos.controlnet.path").get("_class_name", "ControlNetModel"))
+
+
 def _index(folder: Path, source: str) -> dict:
     if not folder.exists():
         raise ModelError(source, "model", "{folder} not found", folder=folder)

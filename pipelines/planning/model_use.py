@@ -13,7 +13,7 @@ from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign
 from visuels.models.families import Family, family_named
 from visuels.models.licences import Licence, known
-from visuels.models.reference import ModelInfo
+from visuels.models.reference import ModelInfo, controlnet_class
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def check_capabilities(campaign: Campaign, model: ModelInfo) -> None:
     spec, family = campaign.spec, family_named(model.family)
     if spec.photos is None or not any(commune.photos for commune in campaign.communes):
         return
-    if spec.photos.controlnet is not None and not family.controlnet:
+    if spec.photos.controlnet is not None and family.controlnet is None:
         raise CampaignError(
             campaign.path,
             "photos.controlnet",
@@ -92,6 +92,17 @@ def check_capabilities(campaign: Campaign, model: ModelInfo) -> None:
             " or change the model (docs/models.md)",
             family=family.label,
         )
+    if campaign.controlnet_path is not None and family.controlnet is not None:
+        made_for = controlnet_class(campaign.controlnet_path)
+        if made_for != family.controlnet:
+            raise CampaignError(
+                campaign.path,
+                "photos.controlnet.path",
+                "this ControlNet ({value}) is not one for {family} models (they take a {expected})",
+                value=made_for,
+                family=family.label,
+                expected=family.controlnet,
+            )
     if spec.photos.strength is not None and family.img2img is None:
         raise CampaignError(
             campaign.path,
