@@ -725,3 +725,31 @@ def test_a_flux_controlnet_steers_by_the_photos_edges_and_an_sd_one_is_refused(
     )
     with pytest.raises(CampaignError, match=r"not one for FLUX\.1 models \(they take a FluxControlNetModel\)"):
         plan_render(wrong, tmp_path / "wrong")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["flux1", "z-image", "qwen-image"])
+def test_a_posters_second_pass_and_a_photo_draw_at_their_own_size(
+    family: str, tiny_models: dict[str, Path], make_campaign: Callable[..., Path]
+) -> None:
+    """The img2img pipelines of the flow families draw at the size they are given: a poster's
+    second pass at the poster's generation size, a photo's pass at the job's (FLUX's and
+    Qwen-Image's would draw at their default 1024² otherwise)."""
+    from visuels.models.host import ModelHost
+
+    ref = DiffusersFolderRef(path=str(tiny_models[family]), native_size=256)
+    sete = {"file": "charter/communes.csv", "names": ["Sète"]}
+    fields = {"communes": sete, "steps": 2, "guidance": None, "scheduler": None}
+    poster_campaign = make_campaign("poster.yaml", model=ref.model_dump(), formats=["poster_a3"], photos=None, **fields)
+    [poster, *_] = expand_jobs(load_campaign(poster_campaign), describe_model(ref), "float32")
+    photo_campaign = make_campaign("photo.yaml", model=ref.model_dump(), formats=["story"], **fields)
+    [photo, *_] = expand_jobs(load_campaign(photo_campaign), describe_model(ref), "float32")
+    assert poster.hires is not None and photo.photo is not None
+    host = ModelHost(torch.device("cpu"))
+    width, height = poster.hires.sizes[-1]
+    assert host.generate(ref, torch.float32, None, [poster])[0].shape == (height, width, 3)
+    assert host.generate(ref, torch.float32, None, [photo])[0].shape == (
+        photo.generation_height,
+        photo.generation_width,
+        3,
+    )

@@ -223,6 +223,12 @@ def fitted_photos(jobs: Sequence[GenerationJob]) -> list[np.ndarray]:
     return photos
 
 
+def sized(img2img: DiffusionPipeline, size: dict[str, int]) -> dict[str, int]:
+    """``size`` for an img2img pipeline that takes one: FLUX's and Qwen-Image's draw at their default
+    1024² without it, whatever their picture's size; SD's take their picture's size and have none."""
+    return size if "height" in inspect.signature(img2img.__call__).parameters else {}
+
+
 def from_photos(
     pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None
 ) -> object:
@@ -246,14 +252,11 @@ def from_photos(
         "generator": _generators(jobs),
         "output_type": "pt",
     }
-    # The photos are fitted to the generation size already; pipelines that take a size (FLUX's,
-    # Qwen-Image's) are given it, else they would draw at their default size whatever the photo's.
-    size = {"width": first.generation_width, "height": first.generation_height}
+    size = {"width": first.generation_width, "height": first.generation_height}  # the photos are fitted to it
     if source.controlnet_path is None:
         redraw = derived(pipeline, family.img2img)
         cutoff = cutoff_arguments(family, first.guidance_cutoff)
-        sized = size if "height" in inspect.signature(redraw.__call__).parameters else {}
-        return redraw(image=_as_batch(photos), strength=source.strength, **sized, **common, **cutoff)
+        return redraw(image=_as_batch(photos), strength=source.strength, **sized(redraw, size), **common, **cutoff)
     if controlnet is None:
         raise ModelError(source.controlnet_path, "photos.controlnet", "the ControlNet was not loaded")
     # Only a ControlNet reads the edges (their map for reviewers is saved at export).
@@ -314,6 +317,7 @@ def redraw_larger(
                     **text_arguments(family, jobs, first.guidance),
                     **cutoff_arguments(family, first.guidance_cutoff),
                     image=larger,
+                    **sized(redraw, {"width": width, "height": height}),
                     strength=hires.strength,
                     num_inference_steps=img2img_steps(first.steps, hires.strength),
                     generator=_generators(jobs),
