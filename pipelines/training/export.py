@@ -19,9 +19,6 @@ from visuels._internal.atomic import write_text_atomic, write_with
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 KOHYA_FILE = "lora_kohya.safetensors"
 COMFYUI_FILE = "lora_comfyui.safetensors"
-# The families whose ComfyUI file is written (its key names checked against ComfyUI's loader);
-# FLUX.1's and Qwen-Image's runs write the diffusers file only.
-COMFYUI_FAMILIES = ("flux2-klein", "z-image")
 
 
 def library_versions() -> dict[str, str]:
@@ -107,9 +104,14 @@ def export_kohya(pipeline: DiffusionPipeline, folder: Path, alpha: float, metada
 def export_comfyui(
     pipeline: DiffusionPipeline, family: str, folder: Path, alpha: float, metadata: dict[str, str]
 ) -> Path:
-    """A transformer's LoRA as ComfyUI loads it, every module under ``diffusion_model.``.
+    """A transformer's LoRA as ComfyUI loads it.
 
-    Z-Image: the diffusers module paths with their ``.alpha``, which ComfyUI's Lumina2 loader
+    FLUX.1: the diffusers module paths under ``transformer.``, with their ``.alpha``, which
+    ComfyUI's loader maps through ``comfy.utils.flux_to_diffusers`` onto its original layers (q, k
+    and v onto their rows of the fused qkv, the single blocks' onto linear1). Qwen-Image: the
+    diffusers module paths under ``diffusion_model.``, with their ``.alpha``: ComfyUI names its
+    layers as diffusers does and takes ``diffusion_model.`` weights as they are. Z-Image: the
+    diffusers module paths under ``diffusion_model.``, with their ``.alpha``, which ComfyUI's Lumina2 loader
     (``comfy/lora.py``) maps through ``comfy.utils.z_image_to_diffusers`` onto its own layers (to_q,
     to_k, to_v onto their rows of the fused qkv; to_out.0 onto out). FLUX.2 klein: the original
     (BFL) layer names its model keeps, which ComfyUI's loader takes as they are: q, k and v fused
@@ -117,11 +119,12 @@ def export_comfyui(
     rank), and alpha / rank folded into B (a fused module's rank differs from the others').
     """
     state = get_peft_model_state_dict(pipeline.transformer)
-    if family == "z-image":
+    if family in ("z-image", "flux1", "qwen-image"):
+        prefix = "transformer" if family == "flux1" else "diffusion_model"
         tensors: dict[str, torch.Tensor] = {}
         for key, value in state.items():
-            tensors[f"diffusion_model.{key}"] = value
-            tensors[f"diffusion_model.{key.partition('.lora_')[0]}.alpha"] = torch.tensor(float(alpha))
+            tensors[f"{prefix}.{key}"] = value
+            tensors[f"{prefix}.{key.partition('.lora_')[0]}.alpha"] = torch.tensor(float(alpha))
     else:
         tensors = _flux2_original_names(state, alpha / int(metadata["rank"]))
     target = folder / COMFYUI_FILE

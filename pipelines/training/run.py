@@ -21,7 +21,6 @@ from visuels.models.reference import ModelInfo, describe_model, model_folder
 from visuels.training.dataset import TrainingSet, load_training_set
 from visuels.training.evaluation import evaluate_colours
 from visuels.training.export import (
-    COMFYUI_FAMILIES,
     draw_loss_curve,
     export_comfyui,
     export_diffusers,
@@ -41,8 +40,7 @@ class TrainingSummary(BaseModel):
     run: str
     folder: Path
     diffusers_file: Path
-    # The same LoRA for the community's tools: kohya's layout (SD1.5), ComfyUI's (FLUX.2 klein, Z-Image);
-    # FLUX.1's and Qwen-Image's runs give the diffusers file here.
+    # The same LoRA for the community's tools: kohya's layout (SD1.5), ComfyUI's (the 2026 families).
     community_file: Path
     loss_curve: Path
     validation_grids: list[Path]
@@ -128,10 +126,8 @@ def run_training(
     diffusers_file = export_diffusers(pipeline, partial, metadata)
     if base_info.family == "sd15":
         community_file = export_kohya(pipeline, partial, config.lora_alpha, metadata)
-    elif base_info.family in COMFYUI_FAMILIES:
+    else:  # the 2026 families
         community_file = export_comfyui(pipeline, base_info.family, partial, config.lora_alpha, metadata)
-    else:  # FLUX.1, Qwen-Image: the diffusers file alone (see export.COMFYUI_FAMILIES)
-        community_file = diffusers_file
     curve = draw_loss_curve(result.losses, partial / "loss_curve.png")
     write_model_card(partial, metadata, community_file.name)
     partial.rename(final)  # complete: only now does the run look like one
