@@ -19,6 +19,7 @@ import torch
 from diffusers import DDIMInverseScheduler, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from visuels.models.families import family_of_pipeline
 from visuels.models.generation import prompt_arguments
+from visuels.models.latent_space import flux2_normalised, qwen_normalised
 from visuels.models.noise_mark import NoiseReading, read_bits
 
 INVERSION_STEPS = 25  # more follow the sampler more closely; each costs one model evaluation
@@ -67,10 +68,7 @@ def _as_latents(pipeline: DiffusionPipeline, picture: np.ndarray, width: int, he
     if layout == "Flux2KleinPipeline":  # its own encoding: 2×2 patches as channels, normalised
         return pipeline._encode_vae_image(pixels.to(vae.device, vae.dtype), generator=None)
     if layout == "QwenImagePipeline":  # a video VAE: one frame; per-channel mean and deviation
-        latents = _encoded(vae, pixels[:, :, None])
-        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
-        deviation = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
-        latents = (latents - mean) / deviation
+        latents = qwen_normalised(vae, _encoded(vae, pixels[:, :, None]))
         return pipeline._pack_latents(latents, 1, latents.shape[1], latents.shape[3], latents.shape[4])
     latents = _encoded(vae, pixels)
     shift = getattr(vae.config, "shift_factor", None) or 0.0  # the flow families' VAEs centre their latents
@@ -125,9 +123,7 @@ def as_latents_argument(pipeline: DiffusionPipeline, latents: torch.Tensor) -> t
     argument: the same but for FLUX.2 klein, which returns its VAE's latents."""
     if type(pipeline).__name__ != "Flux2KleinPipeline":
         return latents
-    mean = pipeline.vae.bn.running_mean.view(1, -1, 1, 1).to(latents)
-    deviation = torch.sqrt(pipeline.vae.bn.running_var.view(1, -1, 1, 1) + pipeline.vae.config.batch_norm_eps)
-    return (pipeline._patchify_latents(latents) - mean) / deviation.to(latents)
+    return flux2_normalised(pipeline, latents)
 
 
 def recover_noise(

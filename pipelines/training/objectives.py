@@ -21,6 +21,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDPMScheduler, DiffusionPipeline
 from diffusers.training_utils import compute_snr
 from visuels.models.families import Family
+from visuels.models.latent_space import flux2_normalised, qwen_normalised
 
 UNET_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 # The attention projections: FLUX.2's double blocks' image and text streams, and its single blocks'
@@ -160,11 +161,7 @@ class Flux2KleinObjective(FlowObjective):
     target_modules = FLUX2_TARGET_MODULES
 
     def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        vae = self.pipeline.vae
-        latents = self.pipeline._patchify_latents(vae.encode(pixels).latent_dist.mode())
-        mean = vae.bn.running_mean.view(1, -1, 1, 1)
-        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps)
-        return (latents - mean.to(latents)) / std.to(latents)
+        return flux2_normalised(self.pipeline, self.pipeline.vae.encode(pixels).latent_dist.mode())
 
     def _conditioning(self, captions: list[str]) -> None:
         self.embeddings, self.text_ids = self.pipeline.encode_prompt(prompt=captions, device=self.latents.device)
@@ -243,10 +240,7 @@ class QwenImageObjective(FlowObjective):
 
     def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
         vae = self.pipeline.vae
-        latents = vae.encode(pixels[:, :, None]).latent_dist.mode()  # one frame
-        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
-        deviation = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
-        return ((latents - mean) / deviation)[:, :, 0]
+        return qwen_normalised(vae, vae.encode(pixels[:, :, None]).latent_dist.mode())[:, :, 0]  # one frame
 
     def _conditioning(self, captions: list[str]) -> None:
         self.embeddings, self.mask = self.pipeline.encode_prompt(prompt=captions, device=self.latents.device)
