@@ -211,6 +211,27 @@ def rendered_copy(
     return out, slug, files, keys
 
 
+@pytest.fixture
+def exported(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer) -> tuple[Path, Path, Path]:
+    """One real output of the demo model: (its file, the output folder, the charter folder)."""
+    from visuels.planning.plan import plan_render
+
+    out = tmp_path / "outputs"
+    one = {"file": "charter/communes.csv", "names": ["Sète"]}
+    plan = plan_render(make_campaign(steps=2, formats=["instagram_square"], communes=one), out)
+    [item] = render_now(renderer, plan, out)
+    return out / item.job.relative_path, out, tmp_path / "charter"
+
+
+def ledger_rows(out: Path) -> list[dict]:
+    """The ledger of an output folder's SQLite record, oldest first."""
+    import sqlite3
+
+    with sqlite3.connect(out / "visuels.sqlite") as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute("SELECT * FROM ledger ORDER BY id")]
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL server of this test session (skipped, saying why, where none can run here)."""

@@ -16,33 +16,11 @@ from visuels.planning.plan import plan_render
 from visuels.record.database import Database
 from visuels.record.ledger import verify_chain
 
-from tests.conftest import render_now
-
-
-@pytest.fixture
-def exported(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer) -> tuple[Path, Path, Path]:
-    """One real output of the demo model: (its file, the output folder, the charter folder)."""
-    out = tmp_path / "outputs"
-    plan = plan_render(
-        make_campaign(
-            steps=2, formats=["instagram_square"], communes={"file": "charter/communes.csv", "names": ["Sète"]}
-        ),
-        out,
-    )
-    [item] = render_now(renderer, plan, out)
-    return out / item.job.relative_path, out, tmp_path / "charter"
+from tests.conftest import ledger_rows, render_now
 
 
 def _cli(out: Path, charter: Path, *argv: str) -> int:
     return main([*argv, "--database", str(out / "visuels.sqlite"), "--charter", str(charter)])
-
-
-def _ledger(out: Path) -> list[dict]:
-    import sqlite3
-
-    with sqlite3.connect(out / "visuels.sqlite") as connection:
-        connection.row_factory = sqlite3.Row
-        return [dict(row) for row in connection.execute("SELECT * FROM ledger ORDER BY id")]
 
 
 def test_a_resaved_stripped_file_finalized_from_its_original_verifies(
@@ -64,7 +42,7 @@ def test_a_resaved_stripped_file_finalized_from_its_original_verifies(
 
     assert _cli(out, charter, "verify", "--json", str(final)) == 0
     [report] = json.loads(capsys.readouterr().out)
-    original_row = _ledger(out)[0]
+    original_row = ledger_rows(out)[0]
     assert report["ok"] and report["c2pa"] in ("Trusted", "Valid")
     assert report["xmp_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
     assert report["c2pa_edited_from"] == original.name
@@ -74,10 +52,10 @@ def test_a_resaved_stripped_file_finalized_from_its_original_verifies(
     assert report["watermark"] != original_row["watermark"]  # a payload of its own
 
     # Again: nothing new is written or recorded.
-    rows = len(_ledger(out))
+    rows = len(ledger_rows(out))
     assert _cli(out, charter, "finalize", str(edited_path), "--from", str(original)) == 0
     assert "already marked" in capsys.readouterr().out
-    assert len(_ledger(out)) == rows
+    assert len(ledger_rows(out)) == rows
     database = Database(f"sqlite:///{out / 'visuels.sqlite'}")
     assert verify_chain(database)[1] is None
     database.close()
@@ -94,7 +72,7 @@ def test_finalize_finds_the_original_through_the_watermark_and_draws_a_hidden_la
     assert _cli(out, charter, "finalize", str(tmp_path / "no-label.jpg"), "-o", str(tmp_path / "out.png")) == 0
     printed = capsys.readouterr().out
     assert "the AI label was drawn again in its place (the edit had hidden it)" in printed
-    assert _ledger(out)[-1]["parent_id"] == _ledger(out)[0]["id"]
+    assert ledger_rows(out)[-1]["parent_id"] == ledger_rows(out)[0]["id"]
     # The deliverable carries its label again: it verifies, label and all.
     assert _cli(out, charter, "verify", "--json", str(tmp_path / "out.png")) == 0
     [report] = json.loads(capsys.readouterr().out)
@@ -185,7 +163,7 @@ def test_a_retouch_changes_only_the_masked_area(
 
     assert _cli(out, charter, "verify", "--json", *map(str, variants)) == 0
     reports = json.loads(capsys.readouterr().out)
-    assert all(report["original"]["file"] == _ledger(out)[0]["file"] for report in reports)
+    assert all(report["original"]["file"] == ledger_rows(out)[0]["file"] for report in reports)
     assert all(report["ledger_record"]["prompt"] == "retouch (inpainting): a red boat" for report in reports)
 
 
@@ -293,8 +271,8 @@ def test_several_edits_at_once_and_a_crash_before_the_record(
     assert _cli(out, charter, "finalize", str(edits[0]), "--from", str(original), "-o", marked) == 130
     assert (tmp_path / "marked" / "edit-0.png").is_file()  # written, not recorded
     monkeypatch.undo()
-    rows = len(_ledger(out))
+    rows = len(ledger_rows(out))
     assert _cli(out, charter, "finalize", *map(str, edits), "--from", str(original), "-o", marked) == 0
     assert sorted(path.name for path in (tmp_path / "marked").iterdir()) == ["edit-0.png", "edit-1.png"]
-    assert len(_ledger(out)) == rows + 2
+    assert len(ledger_rows(out)) == rows + 2
     assert "already marked" not in capsys.readouterr().out

@@ -255,6 +255,53 @@ def qwen_image():
     )
 
 
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def save_tiny_edit_model(folder: Path, licence: str = "apache-2.0") -> Path:
+    """A tiny Qwen-Image-Edit-2509-shaped folder as its publisher ships it: Qwen-Image's tiny
+    transformer and VAE, a Qwen2.5-VL text encoder that sees pictures (its vision tokens in the
+    tokenizer), and a ``processor`` folder naming transformers' Qwen2VLProcessor."""
+    import json
+
+    from diffusers import QwenImageEditPlusPipeline
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = qwen_image()
+        tokenizer = qwen_tokenizer()
+        tokenizer.add_special_tokens({"additional_special_tokens": [IM_START, IM_END, *VISION_TOKENS]})
+        ids = [tokenizer.convert_tokens_to_ids(token) for token in VISION_TOKENS]
+        config = base.text_encoder.config.to_dict()
+        config["text_config"]["vocab_size"] = config["vocab_size"] = len(tokenizer)
+        names = ("vision_start_token_id", "vision_end_token_id", "image_token_id", "video_token_id")
+        config |= dict(zip(names, ids, strict=True))
+        text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config)).eval()
+    # Saved without a processor (transformers' would need torchvision here), which is then written
+    # as the published folders have it: tokenizer files and the image processor's settings.
+    pipeline = QwenImageEditPlusPipeline(
+        scheduler=base.scheduler,
+        vae=base.vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        processor=None,
+        transformer=base.transformer,
+    )
+    pipeline.save_pretrained(folder)
+    tokenizer.save_pretrained(folder / "processor")
+    settings = Qwen2VLImageProcessorPil().to_dict() | {
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2VLProcessor",
+    }
+    (folder / "processor" / "preprocessor_config.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    (folder / "README.md").write_text(_card(licence), encoding="utf-8")
+    return folder
+
+
 # family name -> (builder, licence on its card, licence_name)
 FAMILIES: dict[str, tuple[Callable[[], object], str, str | None]] = {
     "flux1": (flux1_schnell, "apache-2.0", None),

@@ -216,12 +216,18 @@ def retouch(args: argparse.Namespace) -> int:
     from visuels.marking.keys import signing_files
     from visuels.models.devices import choose_device, choose_dtype
     from visuels.models.host import ModelHost
+    from visuels.record import model_sources
     from visuels.review.derivatives import file_type_of, find_original, mark_derivative
-    from visuels.review.retouch import RetouchSettings, retouch, retouch_edit, retouch_model
+    from visuels.review.retouch import RetouchSettings, instruct_model, retouch, retouch_edit, retouch_model
 
     try:
         settings = RetouchSettings(
-            prompt=args.prompt, mode=args.mode, variants=args.variants, strength=args.strength, seed=args.seed
+            prompt=args.prompt,
+            mode=args.mode,
+            variants=args.variants,
+            strength=args.strength,
+            seed=args.seed,
+            steps=args.steps,
         )
     except ValidationError as exc:
         location, message = first_problem(exc)
@@ -234,7 +240,11 @@ def retouch(args: argparse.Namespace) -> int:
         original = find_original(database, args.image, record_folder(database), "IMAGE")
         picture = read_picture(original.path, "IMAGE")
         mask = read_mask(args.mask, picture.size, "--mask") if args.mask else None
-        model = retouch_model(database, original, args.model, args.lora)
+        if settings.mode == "instruct":
+            model = instruct_model(args.edit_model)
+            model_sources.record(database, model.model_hash, model.ref, None, None)  # the record names its files
+        else:
+            model = retouch_model(database, original, args.model, args.lora)
         file_type_of(original.path)  # a format the variants can be written in, before any work
         device = choose_device(args.device)
         console.print(f"{settings.variants} variant(s) of {args.image} with {model.description} on {device}")

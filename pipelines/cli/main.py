@@ -261,14 +261,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     layers.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter they were laid out with"))
 
     retouch = command(
-        "retouch", t("repaint part of an output with the model that made it; each variant is marked again")
+        "retouch",
+        t("repaint part of an output with the model that made it, or by instruction; each variant is marked again"),
     )
     retouch.add_argument("image", type=Path, metavar="IMAGE", help=t("an exported file"))
     retouch.add_argument(
         "--mask", type=Path, help=t("white where to repaint, black elsewhere (or painted on transparency)")
     )
-    retouch.add_argument("--prompt", required=True, help=t("what to paint"))
-    retouch.add_argument("--mode", choices=["inpaint", "img2img"], default="inpaint")
+    retouch.add_argument("--prompt", required=True, help=t("what to paint, or with --mode instruct what to change"))
+    retouch.add_argument(
+        "--mode",
+        choices=["inpaint", "img2img", "instruct"],
+        default="inpaint",
+        help=t("instruct: an edit model (--edit-model) changes the picture as the prompt says (default: inpaint)"),
+    )
+    retouch.add_argument(
+        "--edit-model", metavar="DIR", help=t("an edit model's diffusers folder (Qwen-Image-Edit), for --mode instruct")
+    )
+    retouch.add_argument("--steps", type=positive, help=t("denoising steps (default: the model's own)"))
     retouch.add_argument("--variants", type=positive, default=4, help=t("how many (default: 4)"))
     retouch.add_argument(
         "--strength", type=float, default=0.85, help=t("0 keeps the picture, 1 repaints (default: 0.85)")
@@ -299,6 +309,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help=t("the outputs (default: ./outputs)"))
     studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help=t("for retouching"))
+    studio.add_argument(
+        "--edit-model", metavar="DIR", help=t("an edit model's diffusers folder, to retouch by instruction")
+    )
     studio.add_argument(
         "--charter", type=Path, default=sample_charter(), help=t("the charter to check retouches against")
     )

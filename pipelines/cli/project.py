@@ -173,6 +173,11 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     from visuels.studio.app import Studio, create_app
 
     output_root = args.output_dir.resolve()
+    edit_model = None
+    if args.edit_model:  # described (and its licence checked) now, not at the first retouch
+        from visuels.review.retouch import instruct_model
+
+        edit_model = instruct_model(args.edit_model)
     studio = Studio(
         output_root=output_root,
         database=Database(database_url(output_root)),
@@ -180,6 +185,7 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
         signing=signing_files(),
         device=args.device,
         reviews=reviews,
+        edit_model=edit_model,
     )
     every_address = args.host in ("0.0.0.0", "::")
     hosts = [*args.allow_host, *([] if is_loopback(args.host) or every_address else [args.host])]

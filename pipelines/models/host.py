@@ -36,6 +36,7 @@ from visuels.models.devices import choose_dtype
 from visuels.models.families import FAMILIES, family_of_pipeline
 from visuels.models.float8 import FLOAT8, refresh_float8, to_float8
 from visuels.models.generation import GeneratedPicture, decline, generate
+from visuels.models.instruct import PROCESSOR_CLASSES, processor_from_folder
 from visuels.models.reference import controlnet_class, model_folder, pickle_allowed
 from visuels.models.spec import GenerationJob, batch_signature, generation_identity
 
@@ -104,6 +105,9 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
                 extra["variant"] = "fp16"  # half the bytes to read, and nothing to convert
             # safetensors only, unless pickle was allowed (describe_model refused it before).
             extra["use_safetensors"] = not pickle_allowed()
+            processor = index.get("processor")
+            if isinstance(processor, list) and processor[-1] in PROCESSOR_CLASSES:  # an edit model's
+                extra["processor"] = processor_from_folder(folder / "processor", source)
             return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
         if isinstance(ref, SingleFileRef):
             assert folder is not None

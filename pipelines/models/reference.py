@@ -19,7 +19,7 @@ from visuels.inputs.model_refs import (
     ModelRef,
     SingleFileRef,
 )
-from visuels.models.families import Family, family_of_pipeline
+from visuels.models.families import Family, edit_family_of_pipeline, family_of_pipeline
 from visuels.models.licences import Licence, card_licence, checkpoint_licence
 
 PICKLE_VARIABLE = "VISUELS_ALLOW_PICKLE"
@@ -102,9 +102,31 @@ def _index(folder: Path, source: str) -> dict:
     return index if isinstance(index, dict) else {}
 
 
-def _family(index: dict, folder: Path, source: str) -> Family:
+def _family(index: dict, folder: Path, source: str, edits: bool) -> Family:
+    """The family of a render model, or of an edit model where ``edits``; either is refused in the other's place."""
     class_name = str(index.get("_class_name", ""))
+    if edits:
+        family = edit_family_of_pipeline(class_name)
+        if family is None:
+            raise ModelError(
+                source,
+                "edit model",
+                "{folder}: its pipeline '{class_name}' does not edit pictures by instruction"
+                " (Qwen-Image-Edit does; see docs/models.md)",
+                folder=folder,
+                class_name=class_name,
+            )
+        return family
     family = family_of_pipeline(class_name)
+    if family is None and edit_family_of_pipeline(class_name) is not None:
+        raise ModelError(
+            source,
+            "model",
+            "{folder} is an edit model ('{class_name}'): it retouches pictures by instruction"
+            " (`visuels retouch --mode instruct --edit-model`), it does not render from text",
+            folder=folder,
+            class_name=class_name,
+        )
     if family is None:
         raise ModelError(
             source,
@@ -189,16 +211,17 @@ def _folder_hash(
     return hashes
 
 
-def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
+def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) -> ModelInfo:
     """Hash, family, native size and licence of a model from its files only (nothing is loaded),
     and the reference to load: a hub id is pinned to the commit its revision points at now, so the
-    pictures and the key always come from the same weights."""
+    pictures and the key always come from the same weights. ``edits``: an edit model is wanted
+    (retouching by instruction), and a text-to-image one refused, instead of the other way."""
     hash_cache = cache_dir() / "file-hashes.json"
     native_size = getattr(ref, "native_size", None)
     if isinstance(ref, HubRef):
         snapshot = _hub_snapshot(ref, source)
         commit = snapshot.name  # the cache names each snapshot folder by its commit
-        family = _family(_index(snapshot, source), snapshot, source)
+        family = _family(_index(snapshot, source), snapshot, source, edits)
         size, multiple = _sizes(family, snapshot, source, native_size)
         return ModelInfo(
             hash=sha256_json({"hub": ref.id, "commit": commit}),
@@ -217,7 +240,7 @@ def describe_model(ref: ModelRef, source: str = "model") -> ModelInfo:
             raise _refuse_pickle(source, checkpoint.name)
     folder = model_folder(ref)
     assert folder is not None
-    family = _family(_index(folder, source), folder, source)
+    family = _family(_index(folder, source), folder, source, edits)
     size, multiple = _sizes(family, folder, source, native_size)
     if isinstance(ref, SingleFileRef):
         if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest

@@ -70,6 +70,7 @@ class Edit:
     model_hash: str | None = None  # the retouch's model, when a model made it
     lora_hash: str | None = None
     seed: int | None = None
+    model_licence: str | None = None  # the retouch model's licence id, where known
 
 
 class EditCheck(BaseModel):
@@ -361,7 +362,16 @@ def mark_derivative(
         parent_id=row["id"],
     )
     parent = Ingredient(title=original.path.name, data=original.data, mime_type=f"image/{parent_format.lower()}")
-    context = MarkingContext(creator=charter.spec.creator, model=edit.description[:80], signing=signing)
+    # A retouch's model answers for its licence; a hand edit keeps the original's model and licence,
+    # and a campaign's override holds only while the original's model is the one that drew.
+    same_model = edit.model_hash in (None, row["model_hash"])
+    context = MarkingContext(
+        creator=charter.spec.creator,
+        model=edit.description[:80],
+        signing=signing,
+        model_licence=edit.model_licence if edit.model_hash else row.get("model_licence"),
+        licence_override=row.get("licence_override") if same_model else None,
+    )
     # The original's mark is taken out where its pixels were kept, so only the new payload is read.
     kept = None if edited.size != original_image.size else ~changed_pixels(original_image, edited)
     unmarked = _without_mark(np.asarray(edited), np.asarray(original_image), row["watermark"], signing, kept)

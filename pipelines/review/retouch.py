@@ -1,15 +1,17 @@
-"""Retouching an output with the model that made it: inpaint a masked area, or img2img at a strength.
+"""Retouching an output: with the model that made it (inpaint a masked area, or img2img at a
+strength), or by instruction with an edit model (Qwen-Image-Edit: "make the sky bluer").
 
 The model, LoRA and scale come from the record (``model_sources``: what the original's hashes
-name); a model given by hand must have the same hash. Only the area around the mask goes
-through the model, at the model's own resolution (a poster is far larger than what it was
-generated at), and the result is pasted back through the mask: pixels outside it do not change.
+name); a model given by hand must have the same hash. An edit model is the designer's choice,
+described from its files and refused when its licence does not let a region publish. Only the
+area around the mask goes through the model, at the model's own resolution (a poster is far
+larger than what it was generated at), and the result is pasted back through the mask: pixels
+outside it do not change.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,16 +24,17 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import ModelError
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
-from visuels.models.families import family_named
+from visuels.models.families import EDIT_FAMILIES, family_named
 from visuels.models.generation import derived, img2img_steps, prompt_arguments, use_scheduler
 from visuels.models.host import ModelHost
+from visuels.models.instruct import edit_pictures
 from visuels.models.reference import describe_model
 from visuels.planning.jobs import lora_hash
 from visuels.record import ledger, model_sources
 from visuels.record.database import Database
 from visuels.review.derivatives import Edit, Original, outputs_inputs
 
-RetouchMode = Literal["inpaint", "img2img"]
+RetouchMode = Literal["inpaint", "img2img", "instruct"]
 CONTEXT_SHARE = 0.5  # the model sees the mask's box grown by half its size: enough to match the surroundings
 FEATHER_SHARE = 0.02  # soft inner edge of the paste, as a share of the box's shorter side
 
@@ -42,10 +45,14 @@ class RetouchSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     prompt: str = Field(min_length=1, max_length=1000, description="What to paint in the masked area.")
-    mode: RetouchMode = Field(default="inpaint", description="inpaint the mask, or img2img (the mask's area, or all).")
+    mode: RetouchMode = Field(
+        default="inpaint",
+        description="inpaint the mask, img2img (the mask's area, or all), or instruct (an edit model obeys it).",
+    )
     variants: int = Field(default=4, ge=1, le=16, description="How many variants to make.")
     strength: float = Field(default=0.85, gt=0.0, le=1.0, description="How far from the original: 0 keeps, 1 repaints.")
     seed: int = Field(default=0, ge=0, lt=2**32, description="Variant i uses seed + i.")
+    steps: int | None = Field(default=None, ge=1, le=200, description="Denoising steps; default: the model's.")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class RetouchModel:
     steps: int
     guidance: float
     scheduler: str
+    licence: str | None  # its licence id, recorded with each kept variant; None: unknown
 
 
 def _render_inputs(database: Database, original: Original) -> dict:
@@ -117,6 +125,42 @@ def retouch_model(
         steps=inputs["steps"],
         guidance=inputs["guidance"],
         scheduler=inputs["scheduler"],
+        licence=info.licence.id,
+    )
+
+
+def instruct_model(edit_model: str | None) -> RetouchModel:
+    """The edit model a designer names to retouch by instruction, with its card's settings; one whose
+    licence refuses publication (non-commercial, research-only, revenue-capped) is refused."""
+    if not edit_model:
+        raise ModelError(
+            "retouch",
+            "--edit-model",
+            "retouching by instruction needs an edit model (Qwen-Image-Edit): give its folder with --edit-model",
+        )
+    info = describe_model(parse_model_option(edit_model), source=edit_model, edits=True)
+    if info.licence.refuses_publication:
+        raise ModelError(
+            edit_model,
+            "edit model",
+            "its licence ({licence}) does not let a region publish what it makes: choose another edit model",
+            licence=info.licence.said(),
+        )
+    family = family_named(info.family)
+    return RetouchModel(
+        ref=info.ref,
+        model_hash=info.hash,
+        description=info.description,
+        family=info.family,
+        native_size=info.native_size,
+        size_multiple=info.size_multiple,
+        lora=None,
+        lora_hash=None,
+        negative_prompt="",
+        steps=family.steps,
+        guidance=family.guidance,
+        scheduler="default",
+        licence=info.licence.id,
     )
 
 
@@ -177,36 +221,29 @@ def retouch(
     """``settings.variants`` retouched versions of ``picture``, at its size; outside ``mask`` nothing changes."""
     if settings.mode == "inpaint" and mask is None:
         raise ModelError("retouch", "mask", "inpainting needs a mask: paint where to change the picture")
+    instructed = settings.mode == "instruct"
+    if instructed != (model.family in {family.name for family in EDIT_FAMILIES}):
+        raise ModelError(
+            model.description,
+            "mode",
+            "retouching by instruction takes an edit model, the other modes the model that made the picture",
+        )
     box = context_box(mask, picture.size)
     size = model_size(box, model)
     crop = picture.crop(box).resize(size, Image.Resampling.LANCZOS)
-    arguments: dict = {}
-    if settings.mode == "inpaint":
-        assert mask is not None
-        area = Image.fromarray((mask[box[1] : box[3], box[0] : box[2]] * 255).astype(np.uint8))
-        arguments = {"mask_image": area.resize(size, Image.Resampling.BILINEAR), "width": size[0], "height": size[1]}
+    seeds = [settings.seed + i for i in range(settings.variants)]
     with host.use(model.ref, dtype, model.lora) as loaded:
-        pipeline = _editing_pipeline(loaded, settings.mode, model)
-        use_scheduler(pipeline, model.scheduler)
-        generators = [torch.Generator(device="cpu").manual_seed(settings.seed + i) for i in range(settings.variants)]
-        prompts = [settings.prompt] * settings.variants
-        negatives = [model.negative_prompt] * settings.variants
-        with torch.inference_mode():
-            result = pipeline(
-                **prompt_arguments(family_named(model.family), prompts, negatives, model.guidance),
-                image=crop,
-                strength=settings.strength,
-                num_inference_steps=img2img_steps(model.steps, settings.strength),
-                generator=generators,
-                output_type="np",
-                **arguments,
-            )
+        if instructed:
+            steps = settings.steps or model.steps
+            generated = edit_pictures(loaded, crop, settings.prompt, "", size, seeds, steps, model.guidance)
+        else:
+            generated = _redraw(loaded, model, crop, mask, box, size, settings, seeds)
     weights = paste_weights(mask, box)[..., None]
     original = np.asarray(picture, dtype=np.float32)
     variants = []
-    for generated in _as_uint8(result.images):
+    for pixels_01 in generated:
         new = np.asarray(
-            Image.fromarray(generated).resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS),
+            Image.fromarray(_as_uint8(pixels_01)).resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS),
             dtype=np.float32,
         )
         pixels = original.copy()
@@ -216,16 +253,56 @@ def retouch(
     return variants
 
 
-def _as_uint8(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
-    return [np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8) for image in images]
+def _redraw(
+    pipeline: DiffusionPipeline,
+    model: RetouchModel,
+    crop: Image.Image,
+    mask: np.ndarray | None,
+    box: tuple[int, int, int, int],
+    size: tuple[int, int],
+    settings: RetouchSettings,
+    seeds: list[int],
+) -> list[np.ndarray]:
+    """The crop inpainted through the mask, or redrawn at the settings' strength, by the model that made it."""
+    arguments: dict = {}
+    if settings.mode == "inpaint":
+        assert mask is not None
+        area = Image.fromarray((mask[box[1] : box[3], box[0] : box[2]] * 255).astype(np.uint8))
+        arguments = {"mask_image": area.resize(size, Image.Resampling.BILINEAR), "width": size[0], "height": size[1]}
+    editing = _editing_pipeline(pipeline, settings.mode, model)
+    use_scheduler(editing, model.scheduler)
+    generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+    prompts = [settings.prompt] * len(seeds)
+    negatives = [model.negative_prompt] * len(seeds)
+    steps = img2img_steps(settings.steps or model.steps, settings.strength)
+    with torch.inference_mode():
+        result = editing(
+            **prompt_arguments(family_named(model.family), prompts, negatives, model.guidance),
+            image=crop,
+            strength=settings.strength,
+            num_inference_steps=steps,
+            generator=generators,
+            output_type="np",
+            **arguments,
+        )
+    return list(result.images)
+
+
+def _as_uint8(pixels: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(pixels) * 255.0), 0, 255).astype(np.uint8)
 
 
 def retouch_edit(model: RetouchModel, settings: RetouchSettings, variant: int) -> Edit:
     """How a kept variant was made, as its ledger row records it."""
-    how = "inpainting" if settings.mode == "inpaint" else f"img2img at strength {settings.strength:g}"
+    how = {
+        "inpaint": "inpainting",
+        "img2img": f"img2img at strength {settings.strength:g}",
+        "instruct": f"by instruction with {model.description}",
+    }[settings.mode]
     return Edit(
         description=f"retouch ({how}): {settings.prompt}",
         model_hash=model.model_hash,
         lora_hash=model.lora_hash,
         seed=settings.seed + variant,
+        model_licence=model.licence,
     )

@@ -80,6 +80,7 @@ class RetouchAsk(BaseModel):
     variants: int = 3
     strength: float = 0.85
     seed: int = 0
+    steps: int | None = None
 
 
 class KeepAsk(BaseModel):
@@ -112,6 +113,7 @@ class Studio:
     signing: SigningFiles
     device: DeviceName = "auto"
     reviews: ReviewBackend | None = None
+    edit_model: RetouchModel | None = None  # retouching by instruction, where the studio was given one
     sessions: OrderedDict[str, RetouchSession] = field(default_factory=OrderedDict)
     _host: ModelHost | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)  # the host, the sessions: endpoints run in threads
@@ -379,7 +381,10 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
                 "width": box.width / size[0],
                 "height": box.height / size[1],
             }
-            return templates.TemplateResponse(request, "retouch.html", {"file": file, "locked": locked})
+            edit_model = studio.edit_model.description if studio.edit_model else None
+            return templates.TemplateResponse(
+                request, "retouch.html", {"file": file, "locked": locked, "edit_model": edit_model}
+            )
         chosen = campaign or next(iter(studio.campaigns()), "")
         wanted = {"commune": commune, "format": format, "audience": audience, "language": language}
         context = {"campaign": chosen, "campaigns": studio.campaigns()} | picker_page(
@@ -391,11 +396,16 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     @app.post("/api/retouch")
     def make_variants(request: Request, ask: RetouchAsk) -> JSONResponse:
         from visuels.models.devices import choose_dtype
-        from visuels.review.retouch import RetouchSettings, retouch, retouch_model
+        from visuels.review.retouch import RetouchSettings, instruct_model, retouch, retouch_model
 
         try:
             settings = RetouchSettings(
-                prompt=ask.prompt, mode=ask.mode, variants=ask.variants, strength=ask.strength, seed=ask.seed
+                prompt=ask.prompt,
+                mode=ask.mode,
+                variants=ask.variants,
+                strength=ask.strength,
+                seed=ask.seed,
+                steps=ask.steps,
             )
         except ValidationError as exc:
             location, message = first_problem(exc)
@@ -409,7 +419,10 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
                 mask_file = Path(folder) / "mask.png"
                 mask_file.write_bytes(_decode_upload(ask.mask))
                 mask = read_mask(mask_file, picture.size)
-        model = retouch_model(studio.database, original)
+        if settings.mode == "instruct":
+            model = studio.edit_model or instruct_model(None)  # none given: one line saying how to give one
+        else:
+            model = retouch_model(studio.database, original)
         host = studio.host()
         variants = retouch(host, model, picture, mask, settings, choose_dtype(host.device))
         token = studio.keep_session(

@@ -1,0 +1,149 @@
+"""Retouching by instruction with an edit model (Qwen-Image-Edit-2509's shape, tiny, random weights,
+saved as its publisher ships it: tests/tiny_families.py): described from its files and kept apart
+from the render models, refused by licence, run through the CLI and the studio on a demo output,
+only inside the mask, and marked and recorded with the edit model's hash and licence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from visuels.cli import main
+from visuels.errors import ModelError
+from visuels.inputs.charter import load_charter
+from visuels.inputs.model_refs import DiffusersFolderRef
+from visuels.marking.keys import signing_files
+from visuels.models.reference import describe_model
+from visuels.record.database import Database, database_url
+from visuels.review.retouch import instruct_model
+
+from tests.conftest import SAMPLE_CHARTER_DIR, ledger_rows
+from tests.tiny_families import save_tiny_edit_model
+
+
+@pytest.fixture(scope="session")
+def edit_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_edit_model(tmp_path_factory.mktemp("edit") / "Qwen-Image-Edit-tiny")
+
+
+def test_an_edit_model_is_described_from_its_files_and_kept_apart_from_render_models(edit_model: Path) -> None:
+    info = describe_model(DiffusersFolderRef(path=str(edit_model)), edits=True)
+    assert (info.family, info.native_size, info.size_multiple) == ("qwen-image-edit-plus", 1024, 16)
+    assert (info.licence.id, info.licence.use) == ("apache-2.0", "publishable")
+    with pytest.raises(ModelError, match=r"is an edit model \('QwenImageEditPlusPipeline'\).*does not render"):
+        describe_model(DiffusersFolderRef(path=str(edit_model)))
+    with pytest.raises(ModelError, match="'StableDiffusionPipeline' does not edit pictures by instruction"):
+        instruct_model("demo")
+    with pytest.raises(ModelError, match=r"needs an edit model.*--edit-model") as missing:
+        instruct_model(None)
+    assert missing.value.field == "--edit-model"
+
+
+def test_an_edit_model_whose_licence_refuses_publication_is_refused(edit_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    research = shutil.copytree(edit_model, tmp_path / "research-edit")
+    (research / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"its licence \(cc-by-nc-4.0\) does not let a region publish"):
+        instruct_model(str(research))
+    model = instruct_model(str(edit_model))
+    assert (model.steps, model.guidance, model.licence, model.lora) == (40, 4.0, "apache-2.0", None)
+
+
+def test_the_processor_is_read_without_torchvision_from_the_published_layout(edit_model: Path) -> None:
+    """The folder names transformers' Qwen2VLProcessor (whose default image and video processors need
+    torchvision): the loaded pipeline gets the PIL image processor with the folder's settings."""
+    from visuels.models.host import load_from_files
+    from visuels.models.instruct import PictureOnlyProcessor
+
+    settings = json.loads((edit_model / "processor" / "preprocessor_config.json").read_text(encoding="utf-8"))
+    assert settings["image_processor_type"] == "Qwen2VLImageProcessor"
+    pipeline = load_from_files(DiffusersFolderRef(path=str(edit_model)), torch.float32)
+    assert isinstance(pipeline.processor, PictureOnlyProcessor)
+    assert pipeline.processor.image_processor.patch_size == settings["patch_size"]
+    assert pipeline.processor.image_token_id == pipeline.text_encoder.config.image_token_id
+
+
+@pytest.mark.slow  # renders with the demo model, then the edit model at 1024² pixels of input
+def test_a_retouch_by_instruction_changes_only_the_mask_and_records_the_edit_model(
+    edit_model: Path, exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visuels.marking.c2pa_manifest import read_manifest_state
+    from visuels.record import model_sources
+
+    original, out, charter = exported
+    with Image.open(original) as picture:
+        before = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    mask = np.zeros(before.shape[:2], dtype=bool)
+    mask[150:450, 250:650] = True
+    Image.fromarray((mask * 255).astype(np.uint8)).save(tmp_path / "mask.png")
+    common = ["--database", str(out / "visuels.sqlite"), "--charter", str(charter)]
+    retouch = ["retouch", str(original), "--mask", str(tmp_path / "mask.png"), "--mode", "instruct"]
+    asked = [*retouch, "--prompt", "paint the sky orange", "--steps", "2", "--variants", "2", "--seed", "3"]
+
+    assert main([*asked, *common]) == 2  # no edit model given: one line, nothing written
+    assert "--edit-model" in capsys.readouterr().err and len(ledger_rows(out)) == 1
+
+    code = main([*asked, "--edit-model", str(edit_model), "-o", str(tmp_path / "variants"), *common])
+    assert code in (0, 1), capsys.readouterr()  # 1: a charter finding on random pixels, said
+    capsys.readouterr()
+    variants = sorted((tmp_path / "variants").glob("*-retouch-*.png"))
+    assert [path.name.split("-retouch-")[1] for path in variants] == ["3.png", "4.png"]
+    pictures = []
+    for path in variants:
+        after = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+        changed = np.abs(after - before).max(axis=2) > 16  # the new watermark moves pixels by a few levels only
+        assert changed[~mask].mean() < 0.002 and changed[mask].mean() > 0.5
+        pictures.append(after)
+    assert np.abs(pictures[0] - pictures[1]).max() > 16  # two seeds, two variants
+
+    edit_hash = describe_model(DiffusersFolderRef(path=str(edit_model)), edits=True).hash
+    rows = ledger_rows(out)[1:]
+    assert [(row["model_hash"], row["model_licence"], row["parent_id"]) for row in rows] == [
+        (edit_hash, "apache-2.0", 1)
+    ] * 2
+    assert rows[0]["prompt"] == "retouch (by instruction with Qwen-Image-Edit-tiny): paint the sky orange"
+    manifest = read_manifest_state(variants[0], None)
+    assert manifest.model_licence == "apache-2.0" and manifest.edited_from is not None
+    database = Database(database_url(out))
+    try:
+        assert model_sources.model_for(database, edit_hash) == DiffusersFolderRef(path=str(edit_model))
+    finally:
+        database.close()
+    assert main(["verify", *map(str, variants), *common]) == 0
+
+
+@pytest.mark.slow
+def test_the_studio_retouches_by_instruction_only_when_given_an_edit_model(
+    edit_model: Path, rendered_copy: tuple[Path, str, list[str], list[str]]
+) -> None:
+    from visuels.studio.app import Studio, create_app
+
+    out, _, files, _ = rendered_copy
+    ask = {"file": files[0], "prompt": "make the sea calmer", "mode": "instruct", "variants": 1, "steps": 2}
+    charter, signing = load_charter(SAMPLE_CHARTER_DIR), signing_files()
+    database = Database(database_url(out))
+    try:
+        without = Studio(out, database, charter, signing, device="cpu")
+        with TestClient(create_app(without), base_url="http://127.0.0.1:7860") as client:
+            assert 'value="instruct"' not in client.get("/retouch", params={"file": files[0]}).text
+            refused = client.post("/api/retouch", json=ask)
+            assert refused.status_code == 400 and "--edit-model" in refused.json()["error"]
+        given = Studio(out, database, charter, signing, device="cpu", edit_model=instruct_model(str(edit_model)))
+        with TestClient(create_app(given), base_url="http://127.0.0.1:7860") as client:
+            page = client.get("/retouch", params={"file": files[0]}).text
+            assert 'value="instruct"' in page and "Qwen-Image-Edit-tiny" in page
+            made = client.post("/api/retouch", json=ask)
+            assert made.status_code == 200, made.text
+            kept = client.post("/api/keep", json={"session": made.json()["session"], "variant": 0})
+            assert kept.status_code == 200, kept.text
+        written = out / kept.json()["file"]
+        assert written.is_file() and written.name.endswith("-retouch-0.png")
+        assert ledger_rows(out)[-1]["model_licence"] == "apache-2.0"
+    finally:
+        database.close()
