@@ -728,6 +728,65 @@ def test_a_flux_controlnet_steers_by_the_photos_edges_and_an_sd_one_is_refused(
         plan_render(wrong, tmp_path / "wrong")
 
 
+def _random_qwen_controlnet(folder: Path, pipeline_folder: Path) -> Path:
+    """A tiny Qwen-Image ControlNet shaped after the tiny transformer (as the published ones are
+    after theirs), random weights, its zero-started projections too, saved as a diffusers folder."""
+    import json
+
+    from diffusers import QwenImageControlNetModel
+
+    shape = json.loads((pipeline_folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+    names = ("patch_size", "in_channels", "out_channels", "attention_head_dim", "num_attention_heads")
+    controlnet = QwenImageControlNetModel(
+        **{name: shape[name] for name in (*names, "joint_attention_dim", "axes_dims_rope")}, num_layers=1
+    )
+    return save_random_controlnet(controlnet, [*controlnet.controlnet_blocks, controlnet.controlnet_x_embedder], folder)
+
+
+@pytest.mark.slow
+def test_a_qwen_image_controlnet_steers_from_text_and_with_img2img_is_refused(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    """Qwen-Image steered by a commune photo's edges through its own ControlNet
+    (QwenImageControlNetModel, diffusers' QwenImageControlNetPipeline): the edges change the
+    picture, the key names the ControlNet, a run renders and records it; with img2img from the
+    photo (no such pipeline in diffusers) it is one line naming the field."""
+    from visuels.errors import CampaignError
+    from visuels.models.host import ModelHost
+
+    ref = DiffusersFolderRef(path=str(tiny_models["qwen-image"]), native_size=256)
+    controlnet = _random_qwen_controlnet(tmp_path / "qwen-controlnet", tiny_models["qwen-image"])
+    sete = {"file": "charter/communes.csv", "names": ["Sète"]}
+    fields = {"communes": sete, "formats": ["instagram_square"], "steps": 2, "guidance": None, "scheduler": None}
+
+    def first_job(name: str, scale: float):
+        photos = {"strength": None, "controlnet": {"path": str(controlnet), "scale": scale}}
+        campaign = load_campaign(make_campaign(f"{name}.yaml", model=ref.model_dump(), photos=photos, **fields))
+        return expand_jobs(campaign, describe_model(ref), "float32")[0]
+
+    steered, unsteered = first_job("steered", 1.0), first_job("unsteered", 0.0)
+    assert steered.photo.controlnet_hash and steered.key != unsteered.key
+    host = ModelHost(torch.device("cpu"))
+    with_edges, without = (host.generate(ref, torch.float32, None, [job])[0] for job in (steered, unsteered))
+    assert with_edges.shape == (256, 256, 3)
+    assert np.abs(with_edges.astype(int) - without.astype(int)).mean() > 0.5
+
+    out = tmp_path / "outputs"
+    photos = {"strength": None, "controlnet": {"path": str(controlnet)}}
+    plan = plan_render(make_campaign("run.yaml", model=ref.model_dump(), photos=photos, **fields), out)
+    assert len(render_now(renderer, plan, out)) == len(plan.jobs)
+    recorded = dict(rows(database_url(out), "SELECT file, sha256 FROM outputs"))
+    assert set(recorded) == {job.relative_path for job in plan.jobs}
+
+    with_img2img = {"strength": 0.6, "controlnet": {"path": str(controlnet)}}
+    wrong = make_campaign("wrong.yaml", model=ref.model_dump(), photos=with_img2img, **fields)
+    with pytest.raises(
+        CampaignError, match=r"Qwen-Image models are steered by a photo's edges from text only"
+    ) as refused:
+        plan_render(wrong, tmp_path / "wrong")
+    assert refused.value.field == "photos.strength"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["flux1", "z-image", "qwen-image"])
 def test_a_posters_second_pass_and_a_photo_draw_at_their_own_size(

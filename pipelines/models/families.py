@@ -42,6 +42,8 @@ class Family:
     inpaint: str | None  # the pipeline class for outpainting and retouching; None: none
     # The diffusers class of the ControlNets that steer it by a photo's edges; None: none does.
     controlnet: str | None = None
+    # Whether diffusers has a pipeline for img2img and a ControlNet together (Qwen-Image's steers from text only).
+    controlnet_img2img: bool = True
     # Classifier-free guidance that may stop early: the conditioning tensors its pipelines hold as
     # [unconditional rows; prompt rows], to halve when it stops. None: no such guidance to stop.
     guidance_cutoff: tuple[str, ...] | None = None
@@ -148,6 +150,8 @@ FAMILIES = (
         scheduler="default",
         img2img="QwenImageImg2ImgPipeline",
         inpaint="QwenImageInpaintPipeline",
+        controlnet="QwenImageControlNetModel",
+        controlnet_img2img=False,
         first_block_cache=True,
     ),
 )

@@ -233,7 +233,7 @@ def from_photos(
     pipeline: DiffusionPipeline, jobs: Sequence[GenerationJob], controlnet: torch.nn.Module | None
 ) -> object:
     """The first pass from each job's photo: img2img from it, its edges steering a ControlNet (SD1.5,
-    SDXL, FLUX.1), or both.
+    SDXL, FLUX.1, Qwen-Image from text only), or both.
 
     The derived pipelines share ``pipeline``'s modules (weights, LoRA, scheduler): nothing is
     loaded or copied. Imported here for the reason ``redraw_larger`` gives.
@@ -268,7 +268,7 @@ def from_photos(
     if source.strength is None:
         steer = AutoPipelineForText2Image.from_pipe(pipeline, controlnet=controlnet)
         steer.set_progress_bar_config(disable=True)
-        # The edges: SD's ControlNet pipelines call them ``image``, FLUX's ``control_image``.
+        # The edges: SD's ControlNet pipelines call them ``image``, FLUX's and Qwen-Image's ``control_image``.
         edges_argument = "control_image" if "control_image" in inspect.signature(steer.__call__).parameters else "image"
         return steer(**{edges_argument: edge_batch}, **size, **steering, **common)
     steer = AutoPipelineForImage2Image.from_pipe(pipeline, controlnet=controlnet)

@@ -103,6 +103,14 @@ def check_capabilities(campaign: Campaign, model: ModelInfo) -> None:
                 family=family.label,
                 expected=family.controlnet,
             )
+    if spec.photos.controlnet is not None and spec.photos.strength is not None and not family.controlnet_img2img:
+        raise CampaignError(
+            campaign.path,
+            "photos.strength",
+            "{family} models are steered by a photo's edges from text only (diffusers has no img2img"
+            " ControlNet pipeline for them): set `photos.strength: null` or remove `photos.controlnet`",
+            family=family.label,
+        )
     if spec.photos.strength is not None and family.img2img is None:
         raise CampaignError(
             campaign.path,
