@@ -10,7 +10,10 @@ charter, a local signing chain and a SQLite database of record in a temporary fo
 First the cost per picture of each step, in one process (each step's function timed where the
 stage calls it); the whole stage for PNG, JPEG and WebP outputs; the encoders alone on finished
 pictures, Pillow's PNG encoder (what the stage used before issue #31) beside the one it uses, in
-the same run; then pictures per second for each number of worker processes.
+the same run; then pictures per second for each number of worker processes. Last, the same with
+the pictures cropped, resampled and graded on the rendering device first (VISUELS_FORMAT_ON_DEVICE:
+``visuels.engine.device_format``, on the GPU where there is one, else torch on the CPU): what that
+costs the GPU process per picture, and what it leaves the CPU stage.
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ def step_costs(jobs: list, target: object, pictures: list[np.ndarray]) -> dict[s
 
 
 def whole_stage(
-    jobs: list, target: object, pictures: list[np.ndarray], file_type: str, after_warm_up: Callable = lambda: None
+    jobs: list, target: object, pictures: list, file_type: str, after_warm_up: Callable = lambda: None
 ) -> float:
     """Median milliseconds per picture of the whole stage, its outputs written as ``file_type``;
     the last picture warms the process up (charter, tables, signing) and is not counted."""
@@ -203,7 +206,7 @@ def encoder_costs(pictures: list[np.ndarray]) -> dict[str, tuple[float, float]]:
     return costs
 
 
-def throughput(jobs: list, target: object, pictures: list[np.ndarray], workers: int) -> float:
+def throughput(jobs: list, target: object, pictures: list, workers: int) -> float:
     """Pictures per second through a pool of ``workers`` processes (started and warmed up first)."""
     from visuels.engine.cpu_stage import CpuStage
 
@@ -219,6 +222,24 @@ def throughput(jobs: list, target: object, pictures: list[np.ndarray], workers: 
         return len(futures) / (time.perf_counter() - started)
     finally:
         stage.close()
+
+
+def device_formatting(jobs: list, target: object, pictures: list[np.ndarray]) -> tuple[str, float, list]:
+    """The device, the median milliseconds per picture of formatting there (crop chosen, upload,
+    resample, grade, download), and the formatted pictures."""
+    import torch
+    from visuels.engine.device_format import DeviceFormatter
+    from visuels.inputs.charter import load_charter
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    formatter = DeviceFormatter(device, load_charter(target.charter_path))
+    formatter.format(jobs[0], pictures[0])  # warm: kernels, the offsets table
+    formatted, times = [], []
+    for job, picture in zip(jobs, pictures, strict=True):
+        started = time.perf_counter()
+        formatted.append(formatter.format(job, picture))  # ends with the download: synchronised
+        times.append(time.perf_counter() - started)
+    return str(device), 1000 * statistics.median(times), formatted
 
 
 def main() -> None:
@@ -265,6 +286,15 @@ def main() -> None:
             f"\nAt {per_worker:.2f} pictures/s per worker with {largest} workers, {TARGET_IMAGES_PER_S:.0f} pictures/s"
             f" need about {TARGET_IMAGES_PER_S / per_worker:.1f} worker processes (cores), beside the GPU's feeder."
         )
+        device, milliseconds, formatted = device_formatting(jobs, target, pictures)
+        print(f"\nformatted on the device first ({device}): {milliseconds:.1f} ms per picture in the GPU process")
+        on_device = target.model_copy(update={"output_root": folder / "device-whole"})
+        print(f"{'whole stage, png':34} {whole_stage(jobs[:16], on_device, formatted[:16], 'png'):8.1f}", flush=True)
+        print("workers  pictures/s  per worker")
+        for workers in sorted({min(pools), largest}):
+            pooled = target.model_copy(update={"output_root": folder / f"device-pool-{workers}"})
+            rate = throughput(jobs, pooled, formatted, workers)
+            print(f"{workers:7d}  {rate:10.2f}  {rate / workers:10.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements in one call to a lent GPU machine (docs/development.md, "On a GPU").
 #
-#   bash benchmarks/gpu_lease.sh PART...     # parts: modes families cpu tests noise qwen
+#   bash benchmarks/gpu_lease.sh PART...     # parts: modes families cpu formatting tests noise qwen
 #
 # The machine has PyTorch, transformers and peft but not the rest of visuels' libraries: they
 # travel as wheels in .whl (git-ignored; built and downloaded here, see docs/development.md),
@@ -35,7 +35,11 @@ for name in "$@"; do
         part modes 400 python3 -m benchmarks.gpu_render render --family sd15 --naive 0 --images 96 \
             --modes exact fp8 cutoff-40 fp8+cutoff-40 few-step deep-cache-3 --out "$out/modes.json"
         ;;
-    cpu) part cpu 70 python3 -m benchmarks.cpu_stage --pictures 24 --workers 1 8 14 ;;
+    cpu) part cpu 90 python3 -m benchmarks.cpu_stage --pictures 24 --workers 1 8 14 ;;
+    formatting)
+        part formatting 240 python3 -m benchmarks.gpu_render render --family sd15 --naive 0 --images 96 \
+            --modes exact few-step --format-on-device --out "$out/formatting.json"
+        ;;
     families)
         part families 200 python3 -m benchmarks.family_render --family flux2-klein z-image flux1 --batch 1 4 --calls 1 \
             --first-block-cache 0.1 --float8 --out "$out/families.json"

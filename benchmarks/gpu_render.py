@@ -300,11 +300,20 @@ def renderer_run(renderer: object, plan: object, target: object, batch: int, tim
     }
 
 
-def render_family(family: str, tiny: bool, workers: int, timed: int, naive_images: int, modes: list[str]) -> list[dict]:
+def render_family(
+    family: str,
+    tiny: bool,
+    workers: int,
+    timed: int,
+    naive_images: int,
+    modes: list[str],
+    format_on_device: bool = False,
+) -> list[dict]:
     """Naive against this renderer, end to end, for one model family (or the demo model with
     --tiny), once per speed ``mode`` (the campaign changed as the mode says); then the quality
     guard of each mode's pictures against the exact path's. One renderer serves every mode, so a
-    compiled model compiles each batch shape once, as a render worker would."""
+    compiled model compiles each batch shape once, as a render worker would. ``format_on_device``:
+    the renderer crops, resamples and grades on the GPU before the CPU stage (VISUELS_FORMAT_ON_DEVICE)."""
     import tempfile
 
     from visuels.engine.cpu_stage import CpuStage
@@ -334,7 +343,8 @@ def render_family(family: str, tiny: bool, workers: int, timed: int, naive_image
         naive = naive_rate(model_folder, naive_plan.pending[:naive_images], naive_target, device)
         print(f"{family}: naive {naive:.2f} images/s", flush=True)
     # Two models kept: a mode in float8 holds its own quantized copy beside the bf16 one.
-    renderer = Renderer(ModelHost(torch.device(device), keep_models=2, compile_models=not tiny), CpuStage(workers))
+    host = ModelHost(torch.device(device), keep_models=2, compile_models=not tiny)
+    renderer = Renderer(host, CpuStage(workers), format_on_device=format_on_device)
     results = []
     for mode in modes:
         out = folder / mode
@@ -343,7 +353,8 @@ def render_family(family: str, tiny: bool, workers: int, timed: int, naive_image
         plan = plan_render(write_campaign(out, model, **{**exact, **changes}), out, settings=mode_settings)
         staged = renderer_run(renderer, plan, export_target(plan, out), batch, timed)
         name = "demo (tiny, CPU)" if tiny else family
-        results.append({"family": name, "mode": mode, "batch": batch, "workers": workers, **staged})
+        label = f"{mode}, formatted on device" if format_on_device else mode
+        results.append({"family": name, "mode": label, "batch": batch, "workers": workers, **staged})
         if naive:
             results[-1] |= {"naive_images_per_s": naive, "speed_up": staged["images_per_s"] / naive}
         print(results[-1], flush=True)
@@ -352,8 +363,8 @@ def render_family(family: str, tiny: bool, workers: int, timed: int, naive_image
         pictures = 4 if tiny else batch
         guarded_results = guard(model, device, dtype, pictures, batch, guarded, exact, renderer.host)
         by_mode = {item["mode"]: item for item in guarded_results}
-        for result in results:
-            result["guard"] = by_mode[result["mode"]]
+        for result, mode in zip(results, modes, strict=True):
+            result["guard"] = by_mode[mode]
     renderer.close()
     return results
 
@@ -369,6 +380,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=0, help="timed pictures (default: 256 SD1.5, 64 SDXL)")
     parser.add_argument("--modes", nargs="+", default=["exact"], help="render: speed options (quality_guard.MODES)")
     parser.add_argument("--naive", type=int, help="render: pictures of the naive loop (0: skip it)")
+    parser.add_argument(
+        "--format-on-device", action="store_true", help="render: crop, resample and grade on the GPU first"
+    )
     args = parser.parse_args()
     import diffusers
 
@@ -394,7 +408,9 @@ def main() -> None:
         for family in families:
             timed = args.images or (4 if args.tiny else 256 if family == "sd15" else 64)
             naive_images = args.naive if args.naive is not None else 3 if args.tiny else 13 if family == "sd15" else 5
-            results += render_family(family, args.tiny, args.workers, timed, naive_images, args.modes)
+            results += render_family(
+                family, args.tiny, args.workers, timed, naive_images, args.modes, args.format_on_device
+            )
         args.out.write_text(json.dumps(results, indent=1))
         print(f"{'model':16} {'mode':22} batch workers naive/s   img/s     x GPU busy   GiB  warm-up  PSNR  SSIM")
         for r in results:

@@ -140,3 +140,25 @@ def test_float8_compiles_and_renders_close_to_bf16(make_campaign: Callable[..., 
     fp8 = ModelHost(torch.device("cuda"), compile_models=True).generate(DemoModelRef(), FLOAT8, None, jobs, pad_to=2)
     for a, b in zip(plain, fp8, strict=True):
         assert 0 < np.abs(a.astype(int) - b.astype(int)).mean() < 4.0
+
+
+def test_formatting_on_the_gpu_gives_the_cpus_pictures() -> None:
+    """VISUELS_FORMAT_ON_DEVICE on CUDA: the grading gathers the CPU's bytes, the resampling lands
+    within a level of OpenCV's (the CPU-side checks: tests/test_device_format.py)."""
+    import cv2
+    from PIL import Image
+    from visuels.engine.device_format import grade_on_device, resample_on_device
+    from visuels.postprocess.palette import grade_to_palette, grading_offsets
+    from visuels.postprocess.resize import resample
+
+    palette = tuple(colour.rgb for colour in load_charter(SAMPLE_CHARTER_DIR).spec.palette)
+    offsets = torch.from_numpy(grading_offsets(palette, 0.5)).cuda()
+    rng = np.random.default_rng(3)
+    smooth = cv2.resize(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), (512, 512), interpolation=cv2.INTER_CUBIC)
+    picture = np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.uint8)
+    on_gpu = torch.from_numpy(picture).cuda()
+    assert np.array_equal(grade_on_device(on_gpu, offsets).cpu().numpy(), grade_to_palette(picture, palette, 0.5))
+    for size in ((1080, 1080), (1200, 628), (300, 300)):
+        resized = resample_on_device(on_gpu, *size).cpu().numpy().astype(np.int16)
+        difference = np.abs(resized - resample(Image.fromarray(picture), *size))
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.001

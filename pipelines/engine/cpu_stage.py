@@ -30,7 +30,7 @@ from visuels.inputs.charter import Charter, load_charter
 from visuels.marking.keys import SigningFiles
 from visuels.marking.mark import MarkingContext
 from visuels.planning.jobs import RenderJob
-from visuels.postprocess.chain import postprocess
+from visuels.postprocess.chain import Formatted, postprocess
 from visuels.postprocess.compliance import assess
 from visuels.record.database import Database
 
@@ -82,11 +82,12 @@ def finish_picture(
     resources: WorkerResources,
     target: ExportTarget,
     job: RenderJob,
-    pixels: np.ndarray,
+    pixels: np.ndarray | Formatted,
     key_visual: np.ndarray | None = None,
 ) -> ExportedFile:
-    """Post-process, assess, mark, write and record one generated picture (``key_visual``: the
-    picture it was declined from, recorded as its C2PA ingredient)."""
+    """Post-process, assess, mark, write and record one generated picture, or one the rendering
+    device formatted already (``key_visual``: the picture it was declined from, recorded as its
+    C2PA ingredient)."""
     charter = resources.charter(target.charter_path)
     if job.charter_hash != charter.hash:
         raise CampaignError(target.charter_path, None, "the charter changed since the campaign was planned")
@@ -94,7 +95,7 @@ def finish_picture(
     if job.template_hash is not None and (template is None or template.sha256 != job.template_hash):
         raise CampaignError(target.charter_path, "templates", "a template changed since the campaign was planned")
     result = postprocess(
-        Image.fromarray(pixels),
+        pixels if isinstance(pixels, Formatted) else Image.fromarray(pixels),
         charter,
         job.width,
         job.height,
@@ -172,7 +173,7 @@ def _clean_process_context() -> multiprocessing.context.BaseContext:
 
 
 def _finish_in_worker(
-    target: ExportTarget, job: RenderJob, pixels: np.ndarray, key_visual: np.ndarray | None
+    target: ExportTarget, job: RenderJob, pixels: np.ndarray | Formatted, key_visual: np.ndarray | None
 ) -> ExportedFile:
     assert _process_resources is not None, "runs only in a worker started by CpuStage"
     try:
@@ -223,7 +224,11 @@ class CpuStage:
             return self._pool
 
     def submit(
-        self, target: ExportTarget, job: RenderJob, pixels: np.ndarray, key_visual: np.ndarray | None = None
+        self,
+        target: ExportTarget,
+        job: RenderJob,
+        pixels: np.ndarray | Formatted,
+        key_visual: np.ndarray | None = None,
     ) -> Future[ExportedFile]:
         if self.workers == 0:
             if self._closed:

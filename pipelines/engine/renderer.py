@@ -1,6 +1,7 @@
 """The staged renderer: GPU stage -> bounded queue -> CPU worker processes.
 
     plan's jobs -> batches -> ModelHost.generate (this thread, one device)
+                -> [VISUELS_FORMAT_ON_DEVICE: crop, resample, grade on the device: engine.device_format]
                 -> at most ``max_in_flight`` pictures waiting -> CpuStage (post-process, mark,
                    write, record each file in its own transaction)
 
@@ -26,15 +27,20 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from visuels.config import settings
 from visuels.engine.claims import JobClaims
 from visuels.engine.cpu_stage import CpuStage, ExportTarget
+from visuels.engine.device_format import DeviceFormatter
 from visuels.engine.export import ExportedFile
 from visuels.errors import ExportError, OperationalError, VisuelsError
+from visuels.inputs.charter import load_charter
 from visuels.inputs.model_refs import LoraWeights, ModelRef
 from visuels.models.devices import DeviceName, DtypeName, choose_device, choose_dtype, default_cpu_workers
 from visuels.models.host import ModelHost
 from visuels.planning.jobs import RenderJob, batches
+from visuels.postprocess.chain import Formatted
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,11 @@ class _Work:
     batch_size: int
     claims: JobClaims
     keep_going: Callable[[], str | None]
+    formatter: DeviceFormatter | None = None  # where pictures are formatted on the rendering device
+
+    def picture_for(self, job: RenderJob, pixels: np.ndarray) -> np.ndarray | Formatted:
+        """What the CPU stage starts from: the generated picture, or the job's picture formatted on the device."""
+        return self.formatter.format(job, pixels) if self.formatter else pixels
 
     def stop_if_asked(self) -> None:
         reason = self.keep_going()
@@ -73,10 +84,14 @@ class _Work:
 class Renderer:
     """A model host and a CPU stage; create one per process and close it at the end."""
 
-    def __init__(self, host: ModelHost, cpu: CpuStage, max_in_flight: int | None = None) -> None:
+    def __init__(
+        self, host: ModelHost, cpu: CpuStage, max_in_flight: int | None = None, format_on_device: bool = False
+    ) -> None:
         self.host = host
         self.cpu = cpu
         self.max_in_flight = max_in_flight
+        # Crop, resample and grade on the host's device (engine.device_format): the same pictures.
+        self.format_on_device = format_on_device
 
     @classmethod
     def for_device(
@@ -90,7 +105,7 @@ class Renderer:
             # on 2 cores: 62.9 s with 2 torch threads beside a worker, 49.7 s with 1).
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
         host = ModelHost(chosen, keep_models=keep_models if chosen.type == "cuda" else 1, compile_models=compile_models)
-        return cls(host, CpuStage(workers))
+        return cls(host, CpuStage(workers), format_on_device=settings().format_on_device)
 
     def render(
         self,
@@ -118,7 +133,10 @@ class Renderer:
         with owned as claims:
             # Export records a file only while this call's claim on its job holds (the fence).
             fenced = target.model_copy(update={"claim_owner": claims.owner, "dtype": str(dtype).removeprefix("torch.")})
-            work = _Work(model, dtype, lora, fenced, batch_size, claims, keep_going or _never_stop)
+            formatter = (
+                DeviceFormatter(self.host.device, load_charter(target.charter_path)) if self.format_on_device else None
+            )
+            work = _Work(model, dtype, lora, fenced, batch_size, claims, keep_going or _never_stop, formatter)
 
             waited = claims.unfinished(self._render_claimed(work, jobs, exported))
             if waited:
@@ -184,7 +202,7 @@ class Renderer:
                     noise_key=work.target.signing.watermark.value,
                 )
                 in_flight.extend(
-                    (job, self.cpu.submit(work.target, job, picture.pixels, picture.key_visual))
+                    (job, self.cpu.submit(work.target, job, work.picture_for(job, picture.pixels), picture.key_visual))
                     for job, picture in zip(claimed, pictures, strict=True)
                 )
                 while in_flight and (len(in_flight) > limit or in_flight[0][1].done()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 from visuels.inputs.charter import Charter
 from visuels.inputs.templates import Template
@@ -15,6 +16,21 @@ from visuels.postprocess.palette import conformity, grade_to_palette, score_copy
 from visuels.postprocess.resize import crop_to_aspect, resample
 from visuels.postprocess.template_fill import Layer, fill_template
 from visuels.postprocess.typography import TextBlock, draw_text_block
+
+
+@dataclass(frozen=True)
+class Formatted:
+    """A generated picture already cropped, resampled and graded to its picture size (on the
+    rendering device: ``visuels.engine.device_format``), with the ungraded picture's score copy."""
+
+    graded: np.ndarray  # H×W×3 uint8, at the picture size
+    ungraded_small: np.ndarray  # the ungraded picture at its score size (``palette.score_size``)
+
+
+def picture_size(template: Template | None, width: int, height: int) -> tuple[int, int]:
+    """The picture's own size: a template's ``image`` slot, or the whole format in the built-in layout."""
+    slot = template.slots["image"] if template is not None else None
+    return (round(slot.width), round(slot.height)) if slot is not None else (width, height)
 
 
 @dataclass(frozen=True)
@@ -30,7 +46,7 @@ class PostprocessResult:
 
 
 def postprocess(
-    generated: Image.Image,
+    generated: Image.Image | Formatted,
     charter: Charter,
     width: int,
     height: int,
@@ -45,21 +61,24 @@ def postprocess(
 
     With a ``template``, the picture is fitted to its ``image`` slot and the template is filled;
     else the built-in layout places label, logo and text. ``edited``: the picture was made from a
-    photo (its label says "modifiée")."""
+    photo (its label says "modifiée"). A ``Formatted`` picture was cropped, resampled and graded
+    already, on the rendering device."""
     spec = charter.spec
     palette = tuple(colour.rgb for colour in spec.palette)
     grading = spec.palette_grading
-    # A template's picture fills its image slot; the built-in layout's, the whole format.
-    slot = template.slots["image"] if template is not None else None
-    size = (round(slot.width), round(slot.height)) if slot is not None else (width, height)
-    # Graded after resampling, never before: grading pulls each colour to its nearest palette
-    # colour, so on grain it switches pixel by pixel, and enlarging a graded picture would blur
-    # those switches (24-36 dB away from grading the format's own pixels, measured).
-    formatted = resample(crop_to_aspect(generated, size[0] / size[1]), *size)
-    graded = Image.fromarray(grade_to_palette(formatted, palette, grading.strength))
+    if isinstance(generated, Formatted):
+        graded, before = Image.fromarray(generated.graded), Image.fromarray(generated.ungraded_small)
+    else:
+        size = picture_size(template, width, height)
+        # Graded after resampling, never before: grading pulls each colour to its nearest palette
+        # colour, so on grain it switches pixel by pixel, and enlarging a graded picture would blur
+        # those switches (24-36 dB away from grading the format's own pixels, measured).
+        formatted = resample(crop_to_aspect(generated, size[0] / size[1]), *size)
+        graded = Image.fromarray(grade_to_palette(formatted, palette, grading.strength))
+        before = Image.fromarray(formatted)
     graded_small = score_copy(graded)  # reduced once for both measures (each reduces a larger picture)
     measured = {
-        "palette_before": conformity(Image.fromarray(formatted), palette, grading.tolerance),
+        "palette_before": conformity(before, palette, grading.tolerance),
         "palette_after": conformity(graded_small, palette, grading.tolerance),
         "style": style_signature(graded_small, palette),
     }

@@ -95,6 +95,17 @@ def _palette_lattice(palette_rgb: tuple[tuple[int, int, int], ...]) -> tuple[np.
     return lab, nearest, distance
 
 
+def grading_strength(strength: float) -> float:
+    """The strength as the grading tables are kept (one table per thousandth)."""
+    return round(strength, 3)
+
+
+def score_size(width: int, height: int) -> tuple[int, int]:
+    """The size of a picture's score copy: at most ``SCORE_SIDE`` pixels on its long side."""
+    scale = min(1.0, SCORE_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _cells(rgb: np.ndarray) -> np.ndarray:
     """Index of each pixel's lattice cell."""
     coarse = rgb >> (8 - LUT_BITS)  # shifted while still bytes: a third of the memory traffic
@@ -122,10 +133,9 @@ def score_copy(image: Image.Image) -> Image.Image:
     """The picture in RGB at most ``SCORE_SIDE`` pixels on its long side: what every score reads
     (box-averaged, straight from the picture: no full-size copy first)."""
     rgb = as_rgb(image)
-    scale = SCORE_SIDE / max(rgb.size)
-    if scale >= 1:
+    size = score_size(*rgb.size)
+    if size == rgb.size:
         return rgb
-    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
     return rgb.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
 
 
@@ -145,19 +155,26 @@ def palette_shares(image: Image.Image, palette_rgb: tuple[tuple[int, int, int], 
 
 
 @lru_cache(maxsize=8)
-def _grading_tables(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> tuple[np.ndarray, np.ndarray]:
-    """What grading adds to and takes from each lattice cell's colour: two tables of 64³ uint32,
-    each entry the R, G, B amounts (and an unused fourth byte) packed as the bytes of one word.
+def grading_offsets(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> np.ndarray:
+    """What grading adds to each lattice cell's colour (64³ × 3 int16, cells indexed as ``_cells``).
 
     Offsets vary slowly with the colour, so the offset at a cell's centre serves every colour in
-    the cell: grading is one gather per pixel and table, not an interpolation. Split by sign, the
-    offsets apply as OpenCV's saturating add then subtract, which is exactly clip(colour + offset).
+    the cell: grading is one gather per pixel, not an interpolation, and a graded colour is exactly
+    clip(colour + offset) wherever it is computed (here, or on the rendering device).
     """
     lab, nearest, _ = _palette_lattice(palette_rgb)
     palette_lab = rgb_to_lab(np.array(palette_rgb, dtype=np.float32))
     pull = np.array([strength * LIGHTNESS_PULL, strength, strength], dtype=np.float32)
     graded = lab + (palette_lab[nearest] - lab) * pull
-    offsets = np.rint(lab_to_rgb(graded) - lab_to_rgb(lab)).astype(np.int16)
+    return np.rint(lab_to_rgb(graded) - lab_to_rgb(lab)).astype(np.int16)
+
+
+@lru_cache(maxsize=8)
+def _grading_tables(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """``grading_offsets`` split by sign into two tables of 64³ uint32, each entry the R, G, B
+    amounts (and an unused fourth byte) packed as the bytes of one word: they apply as OpenCV's
+    saturating add then subtract, which is exactly clip(colour + offset)."""
+    offsets = grading_offsets(palette_rgb, strength)
     raised, lowered = (np.zeros((len(offsets), 4), dtype=np.uint8) for _ in range(2))
     raised[:, :3] = np.clip(offsets, 0, 255)
     lowered[:, :3] = np.clip(-offsets, 0, 255)
@@ -168,7 +185,7 @@ def grade_to_palette(rgb: np.ndarray, palette_rgb: tuple[tuple[int, int, int], .
     """Move the colours of ``rgb`` (H×W×3 uint8) towards the palette; strength 0 changes nothing."""
     if strength <= 0:
         return rgb
-    raised, lowered = _grading_tables(palette_rgb, round(strength, 3))
+    raised, lowered = _grading_tables(palette_rgb, grading_strength(strength))
     rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
     cells = _cells_of_words(rgba.view(np.uint32)[..., 0])
     shape = (*rgb.shape[:2], 4)

@@ -52,12 +52,16 @@ def crop_box(image: Image.Image, aspect: float) -> tuple[float, float, float, fl
     return (0.0, top, float(width), top + crop_height)
 
 
-def crop_to_aspect(image: Image.Image, aspect: float) -> Image.Image:
-    """The window of ``image`` with ``aspect`` that keeps the most detail, at the picture's own
-    resolution (rounded to whole pixels: the aspect is off by under a pixel, which resampling
-    to the format's exact size absorbs)."""
+def crop_window(image: Image.Image, aspect: float) -> tuple[int, int, int, int]:
+    """``crop_box`` rounded to whole pixels: the aspect is off by under a pixel, which resampling to
+    the format's exact size absorbs."""
     left, top, right, bottom = (round(value) for value in crop_box(image, aspect))
-    return as_rgb(image).crop((left, top, right, bottom))
+    return left, top, right, bottom
+
+
+def crop_to_aspect(image: Image.Image, aspect: float) -> Image.Image:
+    """The window of ``image`` with ``aspect`` that keeps the most detail, at the picture's own resolution."""
+    return as_rgb(image).crop(crop_window(image, aspect))
 
 
 def resample(image: Image.Image, width: int, height: int) -> np.ndarray:
