@@ -44,7 +44,9 @@ def test_an_edit_model_is_described_from_its_files_and_kept_apart_from_render_mo
     assert missing.value.field == "--edit-model"
 
 
-def test_an_edit_model_whose_licence_refuses_publication_is_refused(edit_model: Path, tmp_path: Path) -> None:
+def test_an_edit_model_whose_licence_refuses_publication_is_refused_and_doctor_says_so(
+    edit_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     research = shutil.copytree(edit_model, tmp_path / "research-edit")
@@ -53,6 +55,13 @@ def test_an_edit_model_whose_licence_refuses_publication_is_refused(edit_model: 
         instruct_model(str(research))
     model = instruct_model(str(edit_model))
     assert (model.steps, model.guidance, model.licence, model.lora) == (40, 4.0, "apache-2.0", None)
+
+    arguments = ["doctor", "--model", str(edit_model), "--model", str(research), "--output-dir", str(tmp_path / "out")]
+    assert main(arguments) == 1  # the refused licence
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "Qwen-Image-Edit-tiny: Qwen-Image-Edit (2509 and later), 1024 px" in shown
+    assert "apache-2.0: a region may publish its pictures" in shown
+    assert "cc-by-nc-4.0 does not let a region publish its pictures: retouching with it is refused" in shown
 
 
 def test_the_processor_is_read_without_torchvision_from_the_published_layout(edit_model: Path) -> None:

@@ -15,7 +15,7 @@ from visuels.inputs.campaign import ModelLicenceUse
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
 from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
 from visuels.marking.watermark_keys import WatermarkKeyError, active_key, ring
-from visuels.models.families import family_named
+from visuels.models.families import EDIT_FAMILIES, family_named
 from visuels.models.licences import known
 from visuels.models.reference import ModelInfo
 from visuels.record.database import database_url, display_url, is_missing
@@ -188,6 +188,15 @@ def _model(topic: Text, info: ModelInfo, declared: ModelLicenceUse | None = None
             ),
             note=True,
         )
+    elif family_named(info.family) in EDIT_FAMILIES:
+        verdict = Finding(
+            topic_licence,
+            False,
+            Text(
+                "{licence} does not let a region publish its pictures: retouching with it is refused",
+                licence=licence.id,
+            ),
+        )
     else:
         verdict = Finding(
             topic_licence,
@@ -219,13 +228,16 @@ def _campaign(path: Path) -> list[Finding]:
 
 
 def _given_models(options: list[str]) -> list[Finding]:
-    """Each ``--model`` described from its files, with its licence."""
+    """Each ``--model`` (a render model, or an edit model for retouching by instruction) described
+    from its files, with its licence."""
     from visuels.inputs.model_refs import parse_model_option
-    from visuels.models.reference import describe_model
+    from visuels.models.reference import describe_model, edits_pictures
 
     findings = []
     for option in options:
-        findings += _model(Text("model {name}", name=option), describe_model(parse_model_option(option), source=option))
+        ref = parse_model_option(option)
+        info = describe_model(ref, source=option, edits=edits_pictures(ref))
+        findings += _model(Text("model {name}", name=option), info)
     return findings
 
 

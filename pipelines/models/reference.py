@@ -102,6 +102,16 @@ def _index(folder: Path, source: str) -> dict:
     return index if isinstance(index, dict) else {}
 
 
+def edits_pictures(ref: ModelRef) -> bool:
+    """Whether a local model is an edit model (retouching by instruction), from its ``model_index.json`` alone."""
+    folder = model_folder(ref) if not isinstance(ref, DemoModelRef) else None
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8")) if folder else {}
+    except (OSError, ValueError):
+        return False  # describe_model says what is wrong with it
+    return isinstance(index, dict) and edit_family_of_pipeline(str(index.get("_class_name", ""))) is not None
+
+
 def _family(index: dict, folder: Path, source: str, edits: bool) -> Family:
     """The family of a render model, or of an edit model where ``edits``; either is refused in the other's place."""
     class_name = str(index.get("_class_name", ""))
