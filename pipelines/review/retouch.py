@@ -203,7 +203,7 @@ def _editing_pipeline(pipeline: DiffusionPipeline, mode: RetouchMode, model: Ret
         raise ModelError(
             model.description,
             "mode",
-            "{family} models have no {mode} pipeline in diffusers: retouch in the other mode",
+            "{family} models have no {mode} pipeline in diffusers: retouch in another mode",
             family=family.label,
             mode=mode,
         )
