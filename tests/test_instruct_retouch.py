@@ -78,6 +78,26 @@ def test_the_processor_is_read_without_torchvision_from_the_published_layout(edi
     assert pipeline.processor.image_token_id == pipeline.text_encoder.config.image_token_id
 
 
+@pytest.mark.slow
+def test_the_first_qwen_image_edit_retouches_through_the_same_code(tmp_path: Path) -> None:
+    """QwenImageEditPipeline (Qwen-Image-Edit before 2509): described as its own family, its
+    processor read the same way, a masked retouch changing only the mask."""
+    from visuels.models.host import ModelHost
+    from visuels.review.retouch import RetouchSettings, retouch
+
+    folder = save_tiny_edit_model(tmp_path / "Qwen-Image-Edit-first", pipeline_class="QwenImageEditPipeline")
+    model = instruct_model(str(folder))
+    assert (model.family, model.steps) == ("qwen-image-edit", 50)
+    rng = np.random.default_rng(1)
+    picture = Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    mask = np.zeros((240, 320), dtype=bool)
+    mask[60:180, 80:240] = True
+    settings = RetouchSettings(prompt="a red door", mode="instruct", variants=1, steps=2)
+    [variant] = retouch(ModelHost(torch.device("cpu")), model, picture, mask, settings, torch.float32)
+    changed = np.abs(np.asarray(variant, dtype=np.int16) - np.asarray(picture, dtype=np.int16)).max(axis=2) > 0
+    assert not changed[~mask].any() and changed[mask].mean() > 0.5
+
+
 @pytest.mark.slow  # renders with the demo model, then the edit model at 1024² pixels of input
 def test_a_retouch_by_instruction_changes_only_the_mask_and_records_the_edit_model(
     edit_model: Path, exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -258,13 +258,16 @@ def qwen_image():
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
 
-def save_tiny_edit_model(folder: Path, licence: str = "apache-2.0") -> Path:
-    """A tiny Qwen-Image-Edit-2509-shaped folder as its publisher ships it: Qwen-Image's tiny
-    transformer and VAE, a Qwen2.5-VL text encoder that sees pictures (its vision tokens in the
-    tokenizer), and a ``processor`` folder naming transformers' Qwen2VLProcessor."""
+def save_tiny_edit_model(
+    folder: Path, licence: str = "apache-2.0", pipeline_class: str = "QwenImageEditPlusPipeline"
+) -> Path:
+    """A tiny Qwen-Image-Edit-2509-shaped folder (``QwenImageEditPipeline``: the first
+    Qwen-Image-Edit's) as its publisher ships it: Qwen-Image's tiny transformer and VAE, a
+    Qwen2.5-VL text encoder that sees pictures (its vision tokens in the tokenizer), and a
+    ``processor`` folder naming transformers' Qwen2VLProcessor."""
     import json
 
-    from diffusers import QwenImageEditPlusPipeline
+    import diffusers
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     with torch.random.fork_rng(devices=[]):
@@ -280,7 +283,7 @@ def save_tiny_edit_model(folder: Path, licence: str = "apache-2.0") -> Path:
         text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config)).eval()
     # Saved without a processor (transformers' would need torchvision here), which is then written
     # as the published folders have it: tokenizer files and the image processor's settings.
-    pipeline = QwenImageEditPlusPipeline(
+    pipeline = getattr(diffusers, pipeline_class)(
         scheduler=base.scheduler,
         vae=base.vae,
         text_encoder=text_encoder,
