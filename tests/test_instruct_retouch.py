@@ -151,6 +151,7 @@ def test_a_retouch_by_instruction_changes_only_the_mask_and_records_the_edit_mod
 def test_the_studio_retouches_by_instruction_only_when_given_an_edit_model(
     edit_model: Path, rendered_copy: tuple[Path, str, list[str], list[str]]
 ) -> None:
+    from visuels.record import model_sources
     from visuels.studio.app import Studio, create_app
 
     out, _, files, _ = rendered_copy
@@ -173,6 +174,8 @@ def test_the_studio_retouches_by_instruction_only_when_given_an_edit_model(
             assert kept.status_code == 200, kept.text
         written = out / kept.json()["file"]
         assert written.is_file() and written.name.endswith("-retouch-0.png")
-        assert ledger_rows(out)[-1]["model_licence"] == "apache-2.0"
+        kept_row = ledger_rows(out)[-1]
+        assert kept_row["model_licence"] == "apache-2.0"
+        assert model_sources.model_for(database, kept_row["model_hash"]) == DiffusersFolderRef(path=str(edit_model))
     finally:
         database.close()

@@ -40,7 +40,7 @@ from visuels.marking.mark import preview_jpeg
 from visuels.models.devices import DeviceName
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess.chain import postprocess
-from visuels.record import ledger
+from visuels.record import ledger, model_sources
 from visuels.record.database import Database, outputs_table
 from visuels.review.decisions import ReviewDecision, review_listing
 from visuels.review.derivatives import (
@@ -455,6 +455,8 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         seed = session.settings.seed + ask.variant
         target = source.with_name(f"{source.stem}-retouch-{seed}{source.suffix}")
         edit = retouch_edit(session.model, session.settings, ask.variant)
+        if session.settings.mode == "instruct":  # the record names the edit model's files, as a render's
+            model_sources.record(studio.database, session.model.model_hash, session.model.ref, None, None)
         done = mark_derivative(
             session.variants[ask.variant],
             original,
