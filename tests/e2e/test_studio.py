@@ -185,6 +185,53 @@ def test_the_retouch_page_paints_a_mask_and_keeps_a_variant(
     assert 0.005 < changed < 0.5  # the brushed stroke, not the whole picture
 
 
+def test_the_retouch_page_retouches_by_instruction_with_the_studios_edit_model(
+    outputs: tuple[Path, str, list[str]], tmp_path: Path
+) -> None:
+    """A studio started with an edit model offers "by instruction": the strength goes grey, the
+    brushed area is redrawn as the prompt says, and the kept variant names the edit model."""
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import signing_files
+    from visuels.record.database import Database, database_url
+    from visuels.review.decisions import review_listing
+    from visuels.review.retouch import instruct_model
+    from visuels.studio.app import Studio, create_app
+
+    from tests.conftest import ledger_rows
+    from tests.e2e.browser import Browser
+    from tests.tiny_families import save_tiny_edit_model
+
+    out, slug, keys = outputs
+    edit_model = instruct_model(str(save_tiny_edit_model(tmp_path / "Qwen-Image-Edit-tiny")))
+    entry = next(iter(review_listing(out, slug, keys).values()))
+    database = Database(database_url(out))
+    studio = Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), "cpu", edit_model=edit_model)
+    browser_path = find_chromium()
+    assert browser_path is not None
+    try:
+        with served(create_app(studio)) as url, Browser(browser_path) as browser:
+            browser.goto(f"{url}/retouch?file={entry['file']}")
+            browser.wait_for(ALL_IMAGES_SHOWN + " && document.getElementById('mask').width > 0")
+            mode = "document.getElementById('mode')"
+            browser.evaluate(f"{mode}.value = 'instruct'; {mode}.dispatchEvent(new Event('change'))")
+            assert browser.evaluate("document.getElementById('strength').disabled")
+            x, y = browser.centre_of("#mask")
+            browser.drag([(x - 60, y - 40), (x, y), (x + 60, y + 40)])
+            browser.evaluate("document.getElementById('prompt').value = 'make the sea green'")
+            browser.evaluate("document.getElementById('variants').value = 1")
+            browser.click_at(*browser.centre_of("#make"))
+            browser.wait_for("document.querySelectorAll('.variant img').length === 1 && " + ALL_IMAGES_SHOWN)
+            browser.screenshot(tmp_path / "instruct.png")
+            browser.click_at(*browser.centre_of(".variant button"))
+            kept = browser.wait_for("document.getElementById('kept').textContent")
+    finally:
+        database.close()
+    assert kept.startswith("Kept and marked"), kept
+    row = ledger_rows(out)[-1]
+    assert row["prompt"] == "retouch (by instruction with Qwen-Image-Edit-tiny): make the sea green"
+    assert row["model_hash"] == edit_model.model_hash and row["model_licence"] == "apache-2.0"
+
+
 def test_the_report_is_served_and_each_card_opens_its_full_picture(
     outputs: tuple[Path, str, list[str]], studio_url: str, tmp_path: Path
 ) -> None:
