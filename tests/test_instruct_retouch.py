@@ -16,7 +16,7 @@ from PIL import Image
 from visuels.cli import main
 from visuels.errors import ModelError
 from visuels.inputs.charter import load_charter
-from visuels.inputs.model_refs import DiffusersFolderRef
+from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef
 from visuels.marking.keys import signing_files
 from visuels.models.reference import describe_model
 from visuels.record.database import Database, database_url
@@ -76,6 +76,30 @@ def test_the_processor_is_read_without_torchvision_from_the_published_layout(edi
     assert isinstance(pipeline.processor, PictureOnlyProcessor)
     assert pipeline.processor.image_processor.patch_size == settings["patch_size"]
     assert pipeline.processor.image_token_id == pipeline.text_encoder.config.image_token_id
+
+
+def test_an_edit_model_from_the_hub_cache_gets_the_same_processor(
+    edit_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hub:ORG/NAME`` of an edit model, from the local hub cache: described as an edit model
+    (doctor included) and loaded with the processor read without torchvision."""
+    import shutil
+
+    import huggingface_hub.constants
+    from visuels.models.host import load_from_files
+    from visuels.models.instruct import PictureOnlyProcessor
+    from visuels.models.reference import edits_pictures
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repository = tmp_path / "models--region--edit"
+    shutil.copytree(edit_model, repository / "snapshots" / ("c" * 40))
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text("c" * 40)
+    assert edits_pictures(HubRef(id="region/edit")) and not edits_pictures(DemoModelRef())
+    model = instruct_model("hub:region/edit")
+    assert model.ref == HubRef(id="region/edit", revision="c" * 40) and model.family == "qwen-image-edit-plus"
+    assert isinstance(load_from_files(model.ref, torch.float32).processor, PictureOnlyProcessor)
 
 
 @pytest.mark.slow

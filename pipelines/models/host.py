@@ -37,7 +37,7 @@ from visuels.models.families import FAMILIES, family_of_pipeline
 from visuels.models.float8 import FLOAT8, refresh_float8, to_float8
 from visuels.models.generation import GeneratedPicture, decline, generate
 from visuels.models.instruct import PROCESSOR_CLASSES, processor_from_folder
-from visuels.models.reference import controlnet_class, model_folder, pickle_allowed
+from visuels.models.reference import controlnet_class, hub_snapshot, model_folder, pickle_allowed
 from visuels.models.spec import GenerationJob, batch_signature, generation_identity
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,15 @@ def _with_single_file_transformer(
     )
 
 
+def _edit_processor(folder: Path, index: dict, source: str) -> dict:
+    """An edit model's processor, read without torchvision (``visuels.models.instruct``), to give
+    ``from_pretrained``; nothing for other models."""
+    processor = index.get("processor")
+    if isinstance(processor, list) and processor[-1] in PROCESSOR_CLASSES:
+        return {"processor": processor_from_folder(folder / "processor", source)}
+    return {}
+
+
 def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
     """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it."""
     quiet_third_party_logs()  # no loading bars
@@ -105,9 +114,7 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
                 extra["variant"] = "fp16"  # half the bytes to read, and nothing to convert
             # safetensors only, unless pickle was allowed (describe_model refused it before).
             extra["use_safetensors"] = not pickle_allowed()
-            processor = index.get("processor")
-            if isinstance(processor, list) and processor[-1] in PROCESSOR_CLASSES:  # an edit model's
-                extra["processor"] = processor_from_folder(folder / "processor", source)
+            extra |= _edit_processor(folder, index, source)
             return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
         if isinstance(ref, SingleFileRef):
             assert folder is not None
@@ -118,8 +125,14 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
             # Without a local config, from_single_file fetches one from the hub: never at run time.
             return pipeline_class.from_single_file(ref.path, config=str(folder), local_files_only=True, dtype=dtype)
         assert isinstance(ref, HubRef)
+        snapshot = hub_snapshot(ref, source)  # what describe_model read: the revision's commit
+        index = json.loads((snapshot / "model_index.json").read_text(encoding="utf-8"))
         return DiffusionPipeline.from_pretrained(
-            ref.id, revision=ref.revision, dtype=dtype, use_safetensors=not pickle_allowed()
+            ref.id,
+            revision=ref.revision,
+            dtype=dtype,
+            use_safetensors=not pickle_allowed(),
+            **_edit_processor(snapshot, index, source),
         )
     except ModelError:
         raise

@@ -103,8 +103,10 @@ def _index(folder: Path, source: str) -> dict:
 
 
 def edits_pictures(ref: ModelRef) -> bool:
-    """Whether a local model is an edit model (retouching by instruction), from its ``model_index.json`` alone."""
-    folder = model_folder(ref) if not isinstance(ref, DemoModelRef) else None
+    """Whether a model is an edit model (retouching by instruction), from its ``model_index.json`` alone."""
+    if isinstance(ref, DemoModelRef):
+        return False
+    folder = hub_snapshot(ref, "model") if isinstance(ref, HubRef) else model_folder(ref)
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8")) if folder else {}
     except (OSError, ValueError):
@@ -183,7 +185,7 @@ def _has_safety_checker(folder: Path) -> bool:
     return isinstance(checker, list) and checker[0] is not None
 
 
-def _hub_snapshot(ref: HubRef, source: str) -> Path:
+def hub_snapshot(ref: HubRef, source: str) -> Path:
     """The local snapshot of a hub model at ``ref.revision``, fetched only where the network is allowed."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -229,7 +231,7 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
     hash_cache = cache_dir() / "file-hashes.json"
     native_size = getattr(ref, "native_size", None)
     if isinstance(ref, HubRef):
-        snapshot = _hub_snapshot(ref, source)
+        snapshot = hub_snapshot(ref, source)
         commit = snapshot.name  # the cache names each snapshot folder by its commit
         family = _family(_index(snapshot, source), snapshot, source, edits)
         size, multiple = _sizes(family, snapshot, source, native_size)
