@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         default=False,
         description="Crop, resample and grade each picture on the GPU that rendered it, before the CPU"
         " stage: less CPU work per picture; the same pictures but for a few pixels that the enlarging"
-        " rounds a level apart (70-81 dB PSNR from the CPU's on the demo model). Default: on the CPU.",
+        " rounds a level apart (70-81 dB PSNR from the CPU's on the demo model). Without a GPU it only moves"
+        " that work into the rendering process (no gain). Default: in the CPU stage.",
     )
     claim_lease_s: float = Field(
         default=40.0,
