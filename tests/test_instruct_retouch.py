@@ -141,6 +141,8 @@ def test_a_retouch_by_instruction_changes_only_the_mask_and_records_the_edit_mod
 
     assert main([*asked, *common]) == 2  # no edit model given: one line, nothing written
     assert "--edit-model" in capsys.readouterr().err and len(ledger_rows(out)) == 1
+    assert main([*asked, "--edit-model", str(edit_model), "--lora", "style.safetensors", *common]) == 2
+    assert "--lora: retouching by instruction uses the edit model alone" in capsys.readouterr().err
 
     code = main([*asked, "--edit-model", str(edit_model), "-o", str(tmp_path / "variants"), *common])
     assert code in (0, 1), capsys.readouterr()  # 1: a charter finding on random pixels, said

@@ -241,6 +241,12 @@ def retouch(args: argparse.Namespace) -> int:
         picture = read_picture(original.path, "IMAGE")
         mask = read_mask(args.mask, picture.size, "--mask") if args.mask else None
         if settings.mode == "instruct":
+            if args.model or args.lora:  # they name what made the picture, which an edit does not use
+                raise VisuelsError(
+                    "visuels retouch",
+                    "--model" if args.model else "--lora",
+                    "retouching by instruction uses the edit model alone: give --edit-model, not --model or --lora",
+                )
             model = instruct_model(args.edit_model)
             model_sources.record(database, model.model_hash, model.ref, None, None)  # the record names its files
         else:
