@@ -15,7 +15,7 @@ from visuels.inputs.campaign import ModelLicenceUse
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
 from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
 from visuels.marking.watermark_keys import WatermarkKeyError, active_key, ring
-from visuels.models.families import EDIT_FAMILIES, family_named
+from visuels.models.families import edits_by_instruction, family_named
 from visuels.models.licences import known
 from visuels.models.reference import ModelInfo
 from visuels.record.database import database_url, display_url, is_missing
@@ -188,7 +188,7 @@ def _model(topic: Text, info: ModelInfo, declared: ModelLicenceUse | None = None
             ),
             note=True,
         )
-    elif family_named(info.family) in EDIT_FAMILIES:
+    elif edits_by_instruction(info.family):
         verdict = Finding(
             topic_licence,
             False,

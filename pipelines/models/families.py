@@ -187,12 +187,18 @@ EDIT_FAMILIES = (
 )
 BY_PIPELINE = {family.pipeline: family for family in FAMILIES}
 EDIT_BY_PIPELINE = {family.pipeline: family for family in EDIT_FAMILIES}
-BY_NAME = {family.name: family for family in (*FAMILIES, *EDIT_FAMILIES)}
+EDIT_BY_NAME = {family.name: family for family in EDIT_FAMILIES}
+BY_NAME = {family.name: family for family in FAMILIES} | EDIT_BY_NAME
 
 
 def family_of_pipeline(class_name: str) -> Family | None:
     """The family of a text-to-image pipeline class (``model_index.json``'s ``_class_name``)."""
     return BY_PIPELINE.get(class_name)
+
+
+def edits_by_instruction(family_name: str) -> bool:
+    """Whether the family is an edit models' one (retouching by instruction), not a text-to-image one."""
+    return family_name in EDIT_BY_NAME
 
 
 def edit_family_of_pipeline(class_name: str) -> Family | None:

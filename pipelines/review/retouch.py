@@ -24,11 +24,11 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import ModelError
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
-from visuels.models.families import EDIT_FAMILIES, family_named
+from visuels.models.families import edits_by_instruction, family_named
 from visuels.models.generation import derived, img2img_steps, prompt_arguments, use_scheduler
 from visuels.models.host import ModelHost
 from visuels.models.instruct import edit_pictures
-from visuels.models.reference import describe_model
+from visuels.models.reference import ModelInfo, describe_model
 from visuels.planning.jobs import lora_hash
 from visuels.record import ledger, model_sources
 from visuels.record.database import Database
@@ -73,6 +73,20 @@ class RetouchModel:
     scheduler: str
     licence: str | None  # its licence id, recorded with each kept variant; None: unknown
 
+    @classmethod
+    def described(cls, info: ModelInfo, **settings: object) -> RetouchModel:
+        """The model as its files describe it, run with ``settings`` (LoRA, prompt, steps...)."""
+        return cls(
+            ref=info.ref,
+            model_hash=info.hash,
+            description=info.description,
+            family=info.family,
+            native_size=info.native_size,
+            size_multiple=info.size_multiple,
+            licence=info.licence.id,
+            **settings,
+        )
+
 
 def _render_inputs(database: Database, original: Original) -> dict:
     """The render job behind ``original``, or behind the first export in its lineage (a retouch of a retouch)."""
@@ -112,20 +126,14 @@ def retouch_model(
         if not Path(path).exists() or lora_hash(Path(path)) != recorded_lora:
             raise ModelError(path, "lora", "not the LoRA that made this picture (missing or other weights)")
         lora = LoraWeights(path=str(path), scale=inputs["lora_scale"])
-    return RetouchModel(
-        ref=info.ref,
-        model_hash=model_hash,
-        description=info.description,
-        family=info.family,
-        native_size=info.native_size,
-        size_multiple=info.size_multiple,
+    return RetouchModel.described(
+        info,
         lora=lora,
         lora_hash=recorded_lora,
         negative_prompt=inputs["negative_prompt"],
         steps=inputs["steps"],
         guidance=inputs["guidance"],
         scheduler=inputs["scheduler"],
-        licence=info.licence.id,
     )
 
 
@@ -147,20 +155,14 @@ def instruct_model(edit_model: str | None) -> RetouchModel:
             licence=info.licence.said(),
         )
     family = family_named(info.family)
-    return RetouchModel(
-        ref=info.ref,
-        model_hash=info.hash,
-        description=info.description,
-        family=info.family,
-        native_size=info.native_size,
-        size_multiple=info.size_multiple,
+    return RetouchModel.described(
+        info,
         lora=None,
         lora_hash=None,
         negative_prompt="",
         steps=family.steps,
         guidance=family.guidance,
         scheduler="default",
-        licence=info.licence.id,
     )
 
 
@@ -222,7 +224,7 @@ def retouch(
     if settings.mode == "inpaint" and mask is None:
         raise ModelError("retouch", "mask", "inpainting needs a mask: paint where to change the picture")
     instructed = settings.mode == "instruct"
-    if instructed != (model.family in {family.name for family in EDIT_FAMILIES}):
+    if instructed != edits_by_instruction(model.family):
         raise ModelError(
             model.description,
             "mode",
@@ -235,7 +237,9 @@ def retouch(
     with host.use(model.ref, dtype, model.lora) as loaded:
         if instructed:
             steps = settings.steps or model.steps
-            generated = edit_pictures(loaded, crop, settings.prompt, "", size, seeds, steps, model.guidance)
+            generated = edit_pictures(
+                loaded, crop, settings.prompt, model.negative_prompt, size, seeds, steps, model.guidance
+            )
         else:
             generated = _redraw(loaded, model, crop, mask, box, size, settings, seeds)
     weights = paste_weights(mask, box)[..., None]
