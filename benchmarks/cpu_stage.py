@@ -247,6 +247,9 @@ def main() -> None:
     parser.add_argument("--pictures", type=int, default=48)
     parser.add_argument("--workers", type=int, nargs="+", help="pool sizes (default: 1, 2, 4, … up to the cores)")
     args = parser.parse_args()
+    from visuels._internal.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as every worker process of the stage does (the one-process timings below)
     cores = os.cpu_count() or 1
     pools = args.workers or sorted({1, 2, *[n for n in (4, 8, 12, 14, 16) if n <= cores], cores})
     print(f"{platform.machine()}, {cores} cores, Python {platform.python_version()}", flush=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
+from visuels._internal.allocator import keep_freed_memory
 from visuels._internal.liveness import is_gone
 from visuels.engine.export import ExportedFile, export_picture
 from visuels.errors import CampaignError, ExportError, VisuelsError
@@ -138,6 +139,7 @@ _process_resources: WorkerResources | None = None
 def _start_worker(owner: int) -> None:
     global _process_resources
     _process_resources = WorkerResources()
+    keep_freed_memory()  # each picture reuses the last one's memory instead of faulting it in again
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cv2
 
