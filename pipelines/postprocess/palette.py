@@ -4,7 +4,7 @@ Score: the share of pixels, on a downsampled copy, within ``tolerance`` ΔE00 of
 colour. Grading: every colour moves a share (the charter's strength) of the way to its nearest
 palette colour in Lab — chroma fully, lightness by half, so shapes and detail survive. The move
 is computed once per palette and strength on a 64³ RGB lattice (a 3D LUT of offsets, gathered
-per pixel: about 15 ms for a 1080² picture).
+per pixel: about 10 ms for a 1080² picture).
 """
 
 from __future__ import annotations
@@ -170,27 +170,23 @@ def grading_offsets(palette_rgb: tuple[tuple[int, int, int], ...], strength: flo
 
 
 @lru_cache(maxsize=8)
-def _grading_tables(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> tuple[np.ndarray, np.ndarray]:
-    """``grading_offsets`` split by sign into two tables of 64³ uint32, each entry the R, G, B
-    amounts (and an unused fourth byte) packed as the bytes of one word: they apply as OpenCV's
-    saturating add then subtract, which is exactly clip(colour + offset)."""
+def _grading_table(palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> np.ndarray:
+    """``grading_offsets`` as 64³ words of 64 bits, each the R, G, B offsets (and an unused fourth)
+    as int16: one gather per pixel, then one saturating add (OpenCV's, in 16 bits, saturated to
+    bytes), which is exactly clip(colour + offset)."""
     offsets = grading_offsets(palette_rgb, strength)
-    raised, lowered = (np.zeros((len(offsets), 4), dtype=np.uint8) for _ in range(2))
-    raised[:, :3] = np.clip(offsets, 0, 255)
-    lowered[:, :3] = np.clip(-offsets, 0, 255)
-    return raised.view(np.uint32).ravel(), lowered.view(np.uint32).ravel()
+    words = np.zeros((len(offsets), 4), dtype=np.int16)
+    words[:, :3] = offsets
+    return words.view(np.uint64).ravel()
 
 
 def grade_to_palette(rgb: np.ndarray, palette_rgb: tuple[tuple[int, int, int], ...], strength: float) -> np.ndarray:
     """Move the colours of ``rgb`` (H×W×3 uint8) towards the palette; strength 0 changes nothing."""
     if strength <= 0:
         return rgb
-    raised, lowered = _grading_tables(palette_rgb, grading_strength(strength))
+    table = _grading_table(palette_rgb, grading_strength(strength))
     rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
     cells = _cells_of_words(rgba.view(np.uint32)[..., 0])
-    shape = (*rgb.shape[:2], 4)
-    graded = cv2.subtract(
-        cv2.add(rgba, np.take(raised, cells).view(np.uint8).reshape(shape)),
-        np.take(lowered, cells).view(np.uint8).reshape(shape),
-    )
+    offsets = np.take(table, cells).view(np.int16).reshape(*rgb.shape[:2], 4)
+    graded = cv2.add(rgba, offsets, dtype=cv2.CV_8U)
     return cv2.cvtColor(graded, cv2.COLOR_RGBA2RGB)
