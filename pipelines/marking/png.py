@@ -28,10 +28,11 @@ METRES_PER_INCH = 0.0254
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    checksum = zlib.crc32(data, zlib.crc32(kind))  # over kind and data, without joining them first
+    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", checksum)))
 
 
-def _filtered_rows(pixels: np.ndarray) -> bytes:
+def _filtered_rows(pixels: np.ndarray) -> np.ndarray:
     """Every scanline with the Up filter: its filter byte, then each byte minus the one above it
     (modulo 256, as PNG defines it; the first row is its own difference from zeros)."""
     height = pixels.shape[0]
@@ -40,7 +41,7 @@ def _filtered_rows(pixels: np.ndarray) -> bytes:
     filtered[:, 0] = FILTER_UP
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps, as PNG's does
-    return filtered.tobytes()
+    return filtered  # deflated straight from the array: no copy as bytes
 
 
 def encode_png(pixels: np.ndarray, dpi: int | None = None, texts: dict[str, str] | None = None) -> bytes:
