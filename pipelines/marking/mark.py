@@ -115,7 +115,7 @@ def write_marked(
         lora_hash=entry.lora_hash,
         watermark_id=entry.watermark,
         watermark_key_id=key.id,
-        image_code=iscc.image_code(Image.fromarray(pixels)),  # from the pixels at hand: no decoding back
+        image_code=iscc.image_code(pixels),  # from the pixels at hand: no decoding back
         parent=parent,
         photo=photo,
         key_visual=key_visual,
