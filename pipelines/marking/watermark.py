@@ -134,7 +134,7 @@ def embed(rgb: np.ndarray, payload: int, key: int) -> np.ndarray:
     # is OpenCV's fastest way to repeat it). OpenCV adds in float32 and rounds half to even with
     # saturation, as rint and clip would: the same bytes, 3x faster. A band of rows at a time:
     # its three-channel offsets stay in the core's cache for the add.
-    marked = np.empty_like(rgb)
+    marked = np.empty(rgb.shape, dtype=np.uint8)  # C order: each band a contiguous destination
     for top in range(0, height, BAND_ROWS):
         rows = slice(top, top + BAND_ROWS)
         three = cv2.cvtColor(offset[rows], cv2.COLOR_GRAY2RGB)

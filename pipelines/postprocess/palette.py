@@ -188,7 +188,7 @@ def grade_to_palette(rgb: np.ndarray, palette_rgb: tuple[tuple[int, int, int], .
     if strength <= 0:
         return rgb
     table = _grading_table(palette_rgb, grading_strength(strength))
-    graded = np.empty_like(rgb)
+    graded = np.empty(rgb.shape, dtype=np.uint8)  # C order: each band a contiguous destination
     for top in range(0, rgb.shape[0], BAND_ROWS):
         band = np.ascontiguousarray(rgb[top : top + BAND_ROWS])
         rgba = cv2.cvtColor(band, cv2.COLOR_RGB2RGBA)
