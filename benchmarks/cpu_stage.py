@@ -134,6 +134,7 @@ def step_costs(jobs: list, target: object, pictures: list[np.ndarray]) -> dict[s
         (chain, "draw_text_block", "commune name + headline"),
         (cpu_stage, "assess", "compliance"),
         (mark.watermark, "embed", "watermark"),
+        (mark.watermark, "read_as_embedded", "watermark read back"),
         (mark, "encode", "PNG encode + XMP"),
         (mark, "sign_asset", "C2PA signing"),
         (export, "save_edge_map", "edge map write"),

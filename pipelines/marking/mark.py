@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ from visuels.marking.png import encode_png
 from visuels.marking.watermark_keys import WatermarkKey
 from visuels.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
 from visuels.record import ledger
+
+log = logging.getLogger(__name__)
 
 SOFTWARE = "visuels"
 
@@ -95,7 +98,11 @@ def write_marked(
     generated picture this format was declined from (generated too: the file stays generated).
     """
     key = context.signing.watermark
-    pixels = watermark.embed(np.asarray(as_rgb(image)), int(entry.watermark, 16), key.value)
+    pixels, strength = watermark.embed_readable(np.asarray(as_rgb(image)), int(entry.watermark, 16), key.value)
+    if strength is None:  # the other marks (XMP, C2PA, the label, the starting noise) still say it
+        log.warning("%s: its invisible watermark does not read back even at twice the usual strength", target.target)
+    elif strength > 1.0:
+        log.info("%s: invisible watermark %.1f times the usual strength, to read back", target.target, strength)
     composite = parent is not None or photo is not None
     source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
     xmp = xmp_packet(
@@ -161,6 +168,6 @@ def preview_jpeg(image: Image.Image, watermark_id: str, creator: str, side: int,
     """
     preview = image.convert("RGB")
     preview.thumbnail((side, side), Image.Resampling.LANCZOS)
-    pixels = watermark.embed(np.asarray(preview), int(watermark_id, 16), key.value)
+    pixels, _ = watermark.embed_readable(np.asarray(preview), int(watermark_id, 16), key.value)
     xmp = xmp_packet(DigitalSourceType.composite, creator, SOFTWARE)
     return encode(pixels, "jpeg", 72, xmp)

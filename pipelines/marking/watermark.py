@@ -19,6 +19,10 @@ Design (tiled spread spectrum with a synchronisation pattern):
   picture, and the autocorrelation's strongest peaks off the axes point along it. Their angles
   (in the picture's own pixels, whatever its aspect) are tried: the luminance is turned back,
   its empty corners masked out, and the search above runs again on it.
+- Read back before a picture leaves: where a picture's own texture happens to oppose enough of
+  the coded bits under its key that the mark does not decode even untouched (about 1 picture and
+  key in 300 on a textured photograph, benchmarks/RESULTS.md), ``embed_readable`` marks it again
+  with the pattern 1.5, then 2 times as strong; the rest keep the usual amplitude, to the byte.
 - Decision: a payload is reported only when the CRC-32 of the decoded message matches. On an
   unmarked picture the decoded message is, as far as the CRC is concerned, random, so each
   decoding matches with probability 2^-32; a picture gets at most MAX_ATTEMPTS decodings
@@ -57,6 +61,7 @@ ROTATION_SIDE = 1024  # the luminance is turned at most this large (pixels, long
 # by up to 10 degrees it is 6.9 or more (benchmarks/RESULTS.md). Only speed depends on it.
 ROTATION_SYNC_GATE = 6.3
 BAND_ROWS = 64  # rows marked at a time (embed)
+STRENGTHS = (1.0, 1.5, 2.0)  # the pattern's amplitude, times AMPLITUDE, tried in turn (embed_readable)
 MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES * (1 + ANGLE_CANDIDATES)
 
 
@@ -123,13 +128,14 @@ def _canonical_pattern(payload: int, key: int) -> np.ndarray:
     return np.tile(tile, (repeats, repeats)).astype(np.float32)
 
 
-def embed(rgb: np.ndarray, payload: int, key: int) -> np.ndarray:
-    """Add the payload's pattern to the luminance of an (h, w, 3) uint8 image; returns uint8."""
+def embed(rgb: np.ndarray, payload: int, key: int, strength: float = 1.0) -> np.ndarray:
+    """Add the payload's pattern, ``strength`` times the usual amplitude, to the luminance of an
+    (h, w, 3) uint8 image; returns uint8."""
     if not 0 <= payload < 2**PAYLOAD_BITS:
         raise ValueError("payload must be a 64-bit unsigned integer")
     height, width = rgb.shape[:2]
     pattern = cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
-    offset = AMPLITUDE * pattern
+    offset = (AMPLITUDE * strength) * pattern
     # Same offset on R, G and B: a pure luminance change, no colour shift (the grey-to-RGB copy
     # is OpenCV's fastest way to repeat it). OpenCV adds in float32 and rounds half to even with
     # saturation, as rint and clip would: the same bytes, 3x faster. A band of rows at a time:
@@ -140,6 +146,26 @@ def embed(rgb: np.ndarray, payload: int, key: int) -> np.ndarray:
         three = cv2.cvtColor(offset[rows], cv2.COLOR_GRAY2RGB)
         cv2.add(np.ascontiguousarray(rgb[rows]), three, dst=marked[rows], dtype=cv2.CV_8U)
     return marked
+
+
+def embed_readable(rgb: np.ndarray, payload: int, key: int) -> tuple[np.ndarray, float | None]:
+    """``embed``, read back as marked (``read_as_embedded``), and marked again more strongly
+    (``STRENGTHS``) while the payload does not come back. Returns the marked pixels and the
+    strength that read back; None where none did (marked at the strongest: the caller says so)."""
+    for strength in STRENGTHS:
+        marked = embed(rgb, payload, key, strength)
+        if read_as_embedded(marked, key) == payload:
+            return marked, strength
+    return marked, None
+
+
+def read_as_embedded(rgb: np.ndarray, key: int) -> int | None:
+    """The payload read where ``embed`` put it: the canonical period, no shift, no turn or flip.
+    ``detect`` searches every geometry and finds whatever this finds on an untouched picture."""
+    residual = _whitened_residual(_luminance(rgb))
+    tiles = CANONICAL // TILE  # at the canonical period, folding is the mean of whole tiles
+    tile = residual.reshape(tiles, TILE, tiles, TILE).mean(axis=(0, 2), dtype=np.float64)
+    return decode(_soft_bits(tile, key))
 
 
 def remove(rgb: np.ndarray, payload: int, key: int, where: np.ndarray | None = None) -> np.ndarray:
@@ -312,15 +338,18 @@ def _sync_spectrum(key: int) -> np.ndarray:
 def _read_bits(tile: np.ndarray, key: int) -> list[np.ndarray]:
     """Align the folded tile on its strongest sync peaks; return their soft-bit vectors."""
     correlation = np.real(np.fft.ifft2(np.fft.fft2(tile) * _sync_spectrum(key)))
-    _, data_cells, bit_of_cell, signs = _layout(key)
     candidates = []
     for flat in np.argsort(correlation.ravel())[::-1][:SYNC_CANDIDATES]:
         shift_y, shift_x = divmod(int(flat), TILE)
-        aligned = np.roll(tile, (-shift_y, -shift_x), axis=(0, 1))
-        chips = aligned.reshape(CHIPS, CHIP, CHIPS, CHIP).mean(axis=(1, 3)).reshape(-1)
-        soft = np.bincount(bit_of_cell, weights=chips[data_cells] * signs, minlength=CODED_BITS)
-        candidates.append(soft)
+        candidates.append(_soft_bits(np.roll(tile, (-shift_y, -shift_x), axis=(0, 1)), key))
     return candidates
+
+
+def _soft_bits(aligned: np.ndarray, key: int) -> np.ndarray:
+    """The coded bits' soft values from a folded tile aligned as embedded: each bit's chips, signed."""
+    _, data_cells, bit_of_cell, signs = _layout(key)
+    chips = aligned.reshape(CHIPS, CHIP, CHIPS, CHIP).mean(axis=(1, 3)).reshape(-1)
+    return np.bincount(bit_of_cell, weights=chips[data_cells] * signs, minlength=CODED_BITS)
 
 
 def _ranked_periods(residual: np.ndarray, key: int) -> list[tuple[float, tuple[float, float]]]:
