@@ -170,7 +170,9 @@ def read_as_embedded(rgb: np.ndarray, key: int) -> int | None:
 
 def remove(rgb: np.ndarray, payload: int, key: int, where: np.ndarray | None = None) -> np.ndarray:
     """Subtract the payload's pattern (where ``where`` is True): a derivative's unchanged areas still
-    carry their original's mark, which would otherwise garble the new payload laid over it."""
+    carry their original's mark, which would otherwise garble the new payload laid over it. At the
+    usual strength: of a mark written stronger (``embed_readable``) a part stays, and the new mark
+    is read back in its turn."""
     height, width = rgb.shape[:2]
     pattern = AMPLITUDE * cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
     if where is not None:
