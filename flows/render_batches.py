@@ -20,7 +20,9 @@ given died before starting it) fails the run within minutes, not hours.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import sys
 import threading
 import time
@@ -319,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile each model (for long nightly runs)")
     args = parser.parse_args(argv)
     quiet_third_party_logs()
+    # `kill -USR1 PID` writes every thread's stack to the worker's log: what a stuck worker waits on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     with rendering_here(RenderSettings(cpu_workers=args.cpu_workers, compile=args.compile)):
         serve(render_chunk_task, limit=CHUNKS_PER_DEVICE)
     return 0

@@ -19,8 +19,10 @@ Last, a render worker killed with SIGKILL mid-chunk fails the run that sent the 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -166,6 +168,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iter
         stop(processes)
 
 
+@pytest.fixture(autouse=True)
+def _render_workers_shown_after_a_failure(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[None]:
+    """After a failed test: each render worker's threads (``kill -USR1``) and log tail, printed
+    where pytest reports the failure, so a stuck chunk says where it waited."""
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        _show_render_workers(cluster.machines)
+
+
+def _show_render_workers(machines: dict[str, Machine]) -> None:
+    for machine in machines.values():
+        if machine.render_worker.poll() is None:
+            os.kill(machine.render_worker.pid, signal.SIGUSR1)
+    time.sleep(1.0)
+    for name, machine in machines.items():
+        lines = (machine.logs / "render-worker.log").read_text(encoding="utf-8", errors="replace").splitlines()
+        print(f"--- machine {name}, render worker, last lines of its log", *lines[-150:], sep="\n")
+
+
 def _render_parameters(out: Path, communes: list[str]) -> dict:
     return {
         "campaign": "campaigns/ete-2027.yaml",
@@ -297,8 +319,6 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
 
 def test_a_render_worker_killed_mid_chunk_fails_its_run_within_a_minute(cluster: Cluster) -> None:
     """Last (it kills a render worker): the run that sent the chunk notices its claims lapse."""
-    import os
-    import signal
 
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
