@@ -4,9 +4,9 @@ Finishing a picture allocates and frees a few dozen arrays of 1-15 MB (pixels, o
 rows). glibc serves blocks that large with fresh ``mmap`` pages and unmaps them on ``free``, so
 every picture faults its working set in again, page by page (about 2,500 faults per 1080²
 picture; without them a worker finishes 22-24 % more pictures per second, benchmarks/RESULTS.md).
-Raising the mmap threshold to its ceiling and the trim
-threshold above it lets those blocks come from the heap and stay there: a worker settles at its
-peak working set (a few hundred MB) and allocates without faulting.
+Raising the mmap threshold to its ceiling and the trim threshold above it lets those blocks come
+from the heap and stay there: a worker settles at its peak working set (a few hundred MB) and
+allocates without faulting.
 
 Only for CPU-stage worker processes (one job, bounded working set); elsewhere, and where the C
 library is not glibc, nothing changes.
@@ -15,7 +15,6 @@ library is not glibc, nothing changes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import platform
 
@@ -32,10 +31,7 @@ def keep_freed_memory() -> bool:
     """Tune this process's allocator as the docstring above says; True where it was changed."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    library = ctypes.util.find_library("c")
-    if library is None:
-        return False
-    mallopt = ctypes.CDLL(library).mallopt
+    mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on: no search for it
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     changed = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
