@@ -78,6 +78,34 @@ def test_the_claims_of_a_dead_process_of_this_machine_are_free_at_once(tmp_path:
         assert keys(claim.take(jobs)) == [jobs[0].key, jobs[2].key]
 
 
+def test_a_killed_process_nobody_has_collected_yet_holds_nothing(tmp_path: Path, any_database_url: str) -> None:
+    """A killed process stays a zombie until its parent collects it (in a container, maybe never):
+    its claims and its half-written files are free all the same."""
+    import subprocess
+
+    from visuels._internal.atomic import remove_leftover_temporaries
+    from visuels._internal.liveness import is_gone
+
+    child = subprocess.Popen(["sleep", "60"])
+    child.kill()
+    deadline = time.monotonic() + 10
+    while not is_gone(child.pid) and time.monotonic() < deadline:  # dead, not yet waited for
+        time.sleep(0.05)
+    try:
+        assert Path(f"/proc/{child.pid}").exists()  # still there, as a zombie
+        assert is_gone(child.pid)
+        url, jobs = any_database_url, fake_jobs(1)
+        hold(url, jobs[0].key, "killed", time.time() + 3600, machine=machine_id(), pid=child.pid)
+        with JobClaims(url, tmp_path) as claim:
+            assert keys(claim.take(jobs)) == [jobs[0].key]
+        leftover = tmp_path / "out" / f".a.png.{machine_id()}.{child.pid}.0a1b2c3d.tmp"
+        leftover.parent.mkdir()
+        leftover.write_bytes(b"half")
+        assert remove_leftover_temporaries(tmp_path / "out") == 1
+    finally:
+        child.wait()
+
+
 def test_a_container_sharing_the_host_name_is_another_machine(tmp_path: Path, any_database_url: str) -> None:
     """Same host name, another pid namespace: its pid means nothing here, so its live claims stay its own."""
     url, jobs = any_database_url, fake_jobs(1)

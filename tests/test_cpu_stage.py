@@ -69,19 +69,11 @@ OWNER = textwrap.dedent(
 def _wait_gone(pids: list[int], within_s: float) -> list[int]:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        alive = [pid for pid in pids if not is_gone(pid) and not _is_zombie(pid)]
+        alive = [pid for pid in pids if not is_gone(pid)]
         if not alive:
             return []
         time.sleep(0.2)
     return alive
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 @pytest.mark.integration

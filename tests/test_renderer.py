@@ -32,6 +32,7 @@ from visuels.planning.request import RenderSettings
 from visuels.record.database import database_url
 
 from tests.conftest import render_now
+from tests.test_processes import wait_until_group_gone
 
 
 class FakeHost:
@@ -275,6 +276,9 @@ def test_a_killed_render_loses_nothing_and_a_rerun_renders_exactly_the_rest(
     assert killed.poll() is None, "the render ended before it could be killed"
     os.killpg(killed.pid, signal.SIGKILL)  # the whole run: CLI, Prefect's server, CPU workers
     killed.wait()
+    # As a person's rerun would: after the killed processes have died (the CPU workers were
+    # still exiting when a rerun planned at once, and their half-written files looked in use).
+    assert not wait_until_group_gone(killed.pid, within_s=30)
     recorded = database_rows(out, "SELECT COUNT(*) FROM outputs")[0][0]
     assert 1 <= recorded < 8
 

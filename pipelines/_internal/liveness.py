@@ -36,11 +36,21 @@ def machine_id() -> str:
 
 
 def is_gone(pid: int) -> bool:
-    """True when no process of this machine has this id (a killed writer); another account's counts as alive."""
+    """True when no process of this machine has this id (a killed writer), or only its zombie: a
+    killed process waits there until its parent (or, the parent killed too, whoever adopts it)
+    collects it, which in a container may be never. Another account's process counts as alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False  # no /proc (not Linux): the signal's answer stands
+    return state in ("Z", "X")
