@@ -119,13 +119,15 @@ def render_chunk_task(
     # The limit's name comes from the run: a render worker has no flow run of its own to ask.
     limit = concurrency(gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext()
     try:
-        # The whole chunk claimed at once, before waiting for the GPU: other runs leave it alone,
-        # and the run that sent it sees it alive while the claims are renewed.
-        with JobClaims(target.database_url, target.output_root) as claims, limit:
+        # The whole chunk claimed at once, before waiting for the GPU (a training run may hold it
+        # for hours): other runs leave it alone, and the run that sent it sees it alive while the
+        # claims are renewed, instead of taking the wait for a dead worker.
+        with JobClaims(target.database_url, target.output_root) as claims:
             claims.take(jobs)
-            keep_going = _keep_going(target.run_id)
-            exported = render_jobs(renderer, setup, jobs, target, settings, claims, keep_going)
-            return [item.job.key for item in exported]
+            with limit:
+                keep_going = _keep_going(target.run_id)
+                exported = render_jobs(renderer, setup, jobs, target, settings, claims, keep_going)
+                return [item.job.key for item in exported]
     except VisuelsError as exc:
         # A full disk, a changed charter: the chunk fails with its one line, and no traceback
         # fills the logs (the run passes the error on to whoever started it).

@@ -296,3 +296,35 @@ def test_a_chunk_on_a_render_worker_stops_once_its_run_has_ended(monkeypatch: py
     assert keep_going() is None
     states["state"] = SimpleNamespace(is_final=lambda: True, name="Failed")
     assert keep_going() == "its run ended (Failed)"
+
+
+def test_a_chunk_waiting_for_the_gpu_holds_its_claims_so_its_run_sees_it_alive(
+    make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training run may hold the pool's GPU limit for hours: a render worker's chunk waiting for
+    it has claimed its jobs already, so the run that sent it waits instead of failing."""
+    from contextlib import contextmanager
+
+    from visuels.engine.claims import abandoned
+    from visuels.record.database import Database
+
+    plan = plan_render(make_campaign(), tmp_path / "outputs")
+    target = export_target(plan, tmp_path / "outputs")
+    database = Database(target.database_url)
+    seen_while_waiting: list[bool] = []
+
+    @contextmanager
+    def gpu_limit_held_by_a_training(name: str, occupy: int, strict: bool):
+        seen_while_waiting.append(abandoned(database, target.output_root, plan.pending))
+        yield
+
+    monkeypatch.setattr(render_batches_module, "concurrency", gpu_limit_held_by_a_training)
+    monkeypatch.setattr(render_batches_module, "render_jobs", lambda *arguments: [])
+    token = render_batches_module.process_renderer.set(FakeRenderer())
+    try:
+        render_batches_module.render_chunk_task.fn(plan.setup, plan.pending, target, RenderSettings(), "gpu")
+    finally:
+        render_batches_module.process_renderer.reset(token)
+    assert seen_while_waiting == [False]  # claimed, and the lease live, before the wait
+    assert abandoned(database, target.output_root, plan.pending)  # released once the chunk ended
+    database.close()
