@@ -9,6 +9,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,12 +24,12 @@ from visuels.models.noise_mark import payload_for_key
 from visuels.models.reference import describe_model
 from visuels.planning.jobs import expand_jobs
 from visuels.planning.plan import plan_render
-from visuels.planning.request import Overrides
+from visuels.planning.request import Overrides, Selection
 from visuels.record.database import database_url
 
 from tests.conftest import render_now
 from tests.test_faults import assert_record_matches_files, rows
-from tests.tiny_families import FAMILIES, save_random_controlnet, save_tiny
+from tests.tiny_families import FAMILIES, save_random_controlnet, save_test_shaped, save_tiny
 
 NEW_FAMILIES = sorted(FAMILIES)
 
@@ -104,6 +105,71 @@ def test_model_dir_renders_a_family_at_its_native_size(
     assert {(job.generation_width, job.generation_height) for job in plan.jobs} == {(1024, 1024)}
     exported = render_now(renderer, plan, out, plan.pending[:1])
     assert len(exported) == 1 and (out / exported[0].job.relative_path).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_a_model_given_for_the_run_renders_the_sample_campaign_as_its_family_does(
+    family: str, make_campaign: Callable[..., Path], tmp_path: Path, renderer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``visuels render campaigns/ete-2027.yaml --model DIR``, DIR shaped as diffusers' own tests
+    make their dummy models: the campaign's SD settings (steps, guidance 4, scheduler euler,
+    photos) give way to the family's with a warning, the pictures stay within the position tables
+    of a VAE of one or two blocks, and they are marked and recorded."""
+    from visuels.review.publish import finish_render
+
+    folder = save_test_shaped(family, tmp_path / family)
+    # The sample's prompt, longer than the test model's text positions (byte-level tokens).
+    prompt = "poster of {commune}, {landmark}, {landscape} landscape, {season}, inviting {audience}" + ", bright" * 30
+    campaign = make_campaign(formats=["instagram_square", "story"], photos={"strength": 0.5}, prompt=prompt)
+    out = tmp_path / "outputs"
+    story = Selection(communes=["Sète"], formats=["story"])  # the tallest format, from a photo where offered
+    with caplog.at_level("WARNING"):
+        plan = plan_render(campaign, out, story, Overrides(model=str(folder), steps=2))
+    defaults, info = family_named(family), describe_model(DiffusersFolderRef(path=str(folder)))
+    assert "are for its own Stable Diffusion 1.5 model" in caplog.text
+    assert {(job.steps, job.guidance, job.scheduler) for job in plan.jobs} == {(2, defaults.guidance, "default")}
+    assert ("cannot start from a photo" in caplog.text) == (defaults.img2img is None)
+    assert any(job.photo is not None for job in plan.jobs) == (defaults.img2img is not None)
+    longest = info.longest_side or 10**6
+    assert all(max(job.generation_width, job.generation_height) <= longest for job in plan.jobs)
+    assert len(render_now(renderer, plan, out)) == len(plan.jobs) == 1
+    finish_render(plan, out)
+    assert_record_matches_files(out, plan)
+
+
+def test_a_model_given_for_the_run_keeps_the_settings_it_can_use_when_the_campaigns_own_is_elsewhere(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The campaign names a folder of another machine: its family is not known to differ, so its
+    steps and guidance stay; only the scheduler the run's model cannot take gives way. A model of
+    the campaign's own family changes nothing."""
+    elsewhere = {"kind": "diffusers", "path": str(tmp_path / "not-here")}
+    campaign = make_campaign(model=elsewhere, formats=["instagram_square"], photos=None)
+    with caplog.at_level("WARNING"):
+        plan = plan_render(campaign, tmp_path / "out", overrides=Overrides(model=str(tiny_models["z-image"])))
+    assert {(job.steps, job.guidance, job.scheduler) for job in plan.jobs} == {(3, 4.0, "default")}
+    assert "scheduler is not one Z-Image models take" in caplog.text
+    caplog.clear()
+    same_family = make_campaign(name="sd.yaml", formats=["instagram_square"], photos=None)
+    demo = plan_render(same_family, tmp_path / "out", overrides=Overrides(model="demo"))
+    assert {(job.steps, job.guidance, job.scheduler) for job in demo.jobs} == {(3, 4.0, "euler")}
+    assert not caplog.text
+
+
+def test_sizes_stay_within_a_models_position_tables(tmp_path: Path) -> None:
+    """Z-Image's RoPE tables reach a fixed count of patches: every format and its high-resolution
+    passes stay within them; the family's 1024 pixels are for its published 8x VAE."""
+    from visuels.inputs.formats import FORMAT_PRESETS
+    from visuels.planning.jobs import generation_size, hires_pass
+
+    info = describe_model(DiffusersFolderRef(path=str(save_test_shaped("z-image", tmp_path / "z"))))
+    assert (info.native_size, info.size_multiple, info.longest_side) == (128, 4, 128)  # 32 patches x 2 x 2
+    for preset in FORMAT_PRESETS.values():
+        width, height = generation_size(preset, info)
+        assert width % 4 == height % 4 == 0 and max(width, height) <= 128
+        for size in (hires_pass(preset, (width, height), info) or SimpleNamespace(sizes=())).sizes:
+            assert max(size) <= 128
 
 
 @pytest.mark.slow
@@ -261,7 +327,7 @@ def test_a_flow_family_starts_from_the_marked_noise_and_its_flow_runs_back_to_it
         starts = {"marked": starting_latents(pipeline, jobs[:1], key), "ordinary": None}
         for start, noise in starts.items():
             final = pipeline(
-                **prompt_arguments(family_defaults, [jobs[0].prompt], [""], family_defaults.guidance),
+                **prompt_arguments(pipeline, family_defaults, [jobs[0].prompt], [""], family_defaults.guidance),
                 latents=noise,
                 height=256,
                 width=256,
@@ -438,8 +504,9 @@ def test_training_refuses_a_family_it_cannot_train(tmp_path: Path) -> None:
 def test_a_model_that_fails_on_a_format_is_one_line_naming_the_job(
     tmp_path: Path, make_campaign: Callable[..., Path]
 ) -> None:
-    """A fine-tune whose position tables are too short for a tall format: a ModelError naming the
-    job's file and size (the CLI's one line), not a traceback."""
+    """A model failing on a job (here a fine-tune's position tables too short for the size asked,
+    which planning keeps within; the job is made taller by hand): a ModelError naming the job's
+    file and size (the CLI's one line), not a traceback."""
     from diffusers import ZImagePipeline
     from visuels.errors import ModelError
     from visuels.models.host import ModelHost
@@ -453,7 +520,9 @@ def test_a_model_that_fails_on_a_format_is_one_line_naming_the_job(
     campaign = make_campaign(
         model=ref.model_dump(), formats=["story"], steps=1, guidance=None, scheduler=None, photos=None
     )
-    [job, *_] = expand_jobs(load_campaign(campaign), describe_model(ref), "float32")
+    [planned, *_] = expand_jobs(load_campaign(campaign), describe_model(ref), "float32")
+    assert max(planned.generation_width, planned.generation_height) <= 64 * 2 * 8  # its tables' reach
+    job = planned.model_copy(update={"generation_width": 768, "generation_height": 1360})
     with pytest.raises(
         ModelError, match=r"the model failed on a 768x1360 picture: index 64 is out of bounds"
     ) as caught:

@@ -314,6 +314,201 @@ FAMILIES: dict[str, tuple[Callable[[], object], str, str | None]] = {
 }
 
 
+# The shapes diffusers' own pipeline tests give their dummy components (a tester's likeliest tiny
+# model): VAEs of one or two blocks, text encoders of two layers, Z-Image's position tables 32
+# patches wide. The hub's test tokenizers are replaced by the byte-level ones above.
+def _test_shaped_flux1():
+    from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    clip, t5 = build_clip_tokenizer(), t5_tokenizer()
+    return FluxPipeline(
+        scheduler=_flow_scheduler(),
+        text_encoder=CLIPTextModel(
+            CLIPTextConfig(
+                hidden_size=32,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=5,
+                vocab_size=len(clip),
+                projection_dim=32,
+            )
+        ),
+        text_encoder_2=T5EncoderModel(T5Config(vocab_size=len(t5), d_model=32, d_kv=8, d_ff=37, num_layers=5)),
+        tokenizer=clip,
+        tokenizer_2=t5,
+        transformer=FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            axes_dims_rope=[4, 4, 8],
+        ),
+        vae=AutoencoderKL(
+            sample_size=32,
+            block_out_channels=(4,),
+            layers_per_block=1,
+            latent_channels=1,
+            norm_num_groups=1,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+        ),
+    )
+
+
+def _test_shaped_qwen3():
+    """The two-layer Qwen3 text encoder of diffusers' FLUX.2 klein and Z-Image tests, at Qwen's vocabulary."""
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        max_position_embeddings=512,
+    )
+
+
+def _test_shaped_klein():
+    from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3ForCausalLM
+
+    return Flux2KleinPipeline(
+        scheduler=_flow_scheduler(),
+        text_encoder=Qwen3ForCausalLM(_test_shaped_qwen3()),
+        tokenizer=qwen_tokenizer(),
+        transformer=Flux2Transformer2DModel(
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=16,
+            timestep_guidance_channels=256,
+            axes_dims_rope=[4, 4, 4, 4],
+            guidance_embeds=False,
+        ),
+        vae=AutoencoderKLFlux2(
+            sample_size=32,
+            down_block_types=("DownEncoderBlock2D",),
+            up_block_types=("UpDecoderBlock2D",),
+            block_out_channels=(4,),
+            layers_per_block=1,
+            latent_channels=1,
+            norm_num_groups=1,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        ),
+    )
+
+
+def _test_shaped_z_image():
+    from diffusers import AutoencoderKL, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Model
+
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        cap_feat_dim=16,
+        axes_dims=[8, 4, 4],
+        axes_lens=[256, 32, 32],
+    )
+    with torch.no_grad():  # left uninitialised (torch.empty) by its constructor
+        transformer.x_pad_token.fill_(1.0)
+        transformer.cap_pad_token.fill_(1.0)
+    return ZImagePipeline(
+        scheduler=_flow_scheduler(),
+        text_encoder=Qwen3Model(_test_shaped_qwen3()),
+        tokenizer=qwen_tokenizer(),
+        transformer=transformer,
+        vae=AutoencoderKL(
+            down_block_types=["DownEncoderBlock2D"] * 2,
+            up_block_types=["UpDecoderBlock2D"] * 2,
+            block_out_channels=[32, 64],
+            layers_per_block=1,
+            latent_channels=16,
+            norm_num_groups=32,
+            sample_size=32,
+            scaling_factor=0.3611,
+            shift_factor=0.1159,
+        ),
+    )
+
+
+def _test_shaped_qwen_image():
+    from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    text = {
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default"},
+    }
+    vision = {"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16}
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, hidden_size=16, vocab_size=152064)
+    return QwenImagePipeline(
+        scheduler=_flow_scheduler(),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
+        tokenizer=qwen_tokenizer(),
+        transformer=QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=16,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=3,
+            joint_attention_dim=16,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 4, 4),
+        ),
+        vae=AutoencoderKLQwenImage(
+            base_dim=24,
+            z_dim=4,
+            dim_mult=[1, 2, 4],
+            num_res_blocks=1,
+            temperal_downsample=[False, True],
+            latents_mean=[0.0] * 4,
+            latents_std=[1.0] * 4,
+        ),
+    )
+
+
+TEST_SHAPED: dict[str, Callable[[], object]] = {
+    "flux1": _test_shaped_flux1,
+    "flux2-klein": _test_shaped_klein,
+    "z-image": _test_shaped_z_image,
+    "qwen-image": _test_shaped_qwen_image,
+}
+
+
+def save_test_shaped(family: str, folder: Path) -> Path:
+    """``family``'s pipeline shaped as diffusers' own tests make it, saved with an Apache-2.0 card."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        pipeline = TEST_SHAPED[family]()
+    pipeline.save_pretrained(folder)
+    (folder / "README.md").write_text(_card("apache-2.0"), encoding="utf-8")
+    return folder
+
+
 def save_tiny(family: str, folder: Path, licence: str | None = None, licence_name: str | None = None) -> Path:
     """Build ``family``'s tiny pipeline (seeded: the same weights every time) and save it to
     ``folder`` with a model card naming its licence (``licence`` replaces the family's)."""

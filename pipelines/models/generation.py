@@ -49,6 +49,11 @@ SCHEDULERS: dict[str, tuple[type, dict]] = {
 }
 
 
+KLEIN_TEXT_LAYERS = (9, 18, 27)  # the hidden layers Flux2KleinPipeline reads by default
+ZIMAGE_TEXT_BUDGET = 512  # ZImagePipeline's default max_sequence_length
+ZIMAGE_TEXT_ROUNDING = 32  # its transformer pads the text to a multiple of this
+
+
 def pipeline_family(pipeline: DiffusionPipeline) -> Family:
     """The family of a loaded text-to-image pipeline (described before it was loaded)."""
     family = family_of_pipeline(type(pipeline).__name__)
@@ -57,21 +62,47 @@ def pipeline_family(pipeline: DiffusionPipeline) -> Family:
     return family
 
 
-def text_arguments(family: Family, jobs: Sequence[GenerationJob], guidance: float) -> dict:
+def text_arguments(pipeline: DiffusionPipeline, family: Family, jobs: Sequence[GenerationJob], guidance: float) -> dict:
     """The prompt and guidance arguments of a call for ``jobs``, as ``family`` takes them."""
-    return prompt_arguments(family, [job.prompt for job in jobs], [job.negative_prompt for job in jobs], guidance)
+    prompts, negatives = [job.prompt for job in jobs], [job.negative_prompt for job in jobs]
+    return prompt_arguments(pipeline, family, prompts, negatives, guidance)
 
 
-def prompt_arguments(family: Family, prompts: list[str], negative_prompts: list[str], guidance: float) -> dict:
+def prompt_arguments(
+    pipeline: DiffusionPipeline, family: Family, prompts: list[str], negative_prompts: list[str], guidance: float
+) -> dict:
     """Prompts and guidance as ``family`` takes them: a negative prompt only where it is read,
-    guidance as ``guidance_scale`` or Qwen-Image's ``true_cfg_scale``."""
+    guidance as ``guidance_scale`` or Qwen-Image's ``true_cfg_scale``; the text read as the
+    model's own configs allow (``text_encoding``)."""
     arguments: dict[str, object] = {"prompt": prompts}
     if family.negative_prompt:
         arguments["negative_prompt"] = negative_prompts
     arguments["true_cfg_scale" if family.guidance_use == "true_cfg" else "guidance_scale"] = guidance
     if family.max_sequence_length is not None:
         arguments["max_sequence_length"] = family.max_sequence_length
-    return arguments
+    return arguments | text_encoding(pipeline)
+
+
+def text_encoding(pipeline: DiffusionPipeline) -> dict:
+    """How to encode the text where a model's configs differ from its published ones, which the
+    pipelines' defaults assume (a test model or a pruned fine-tune): FLUX.2 klein's hidden layers
+    read, as many as its transformer takes, spread over its text encoder as the published three
+    are over Qwen3-4B's 36; Z-Image's token budget, within its position table. Nothing otherwise."""
+    transformer = getattr(pipeline, "transformer", None)
+    config = getattr(transformer, "config", None)
+    kind = type(transformer).__name__
+    if kind == "Flux2Transformer2DModel":
+        text = pipeline.text_encoder.config
+        wanted = config.joint_attention_dim // text.hidden_size
+        if wanted == len(KLEIN_TEXT_LAYERS) and text.num_hidden_layers >= max(KLEIN_TEXT_LAYERS):
+            return {}
+        spread = {max(1, round(text.num_hidden_layers * (n + 1) / (wanted + 1))) for n in range(wanted)}
+        return {"text_encoder_out_layers": tuple(sorted(spread))}
+    if kind == "ZImageTransformer2DModel":
+        # Its text takes positions 1 to its length rounded up to 32, the picture the next one.
+        budget = (config.axes_lens[0] - 2) // ZIMAGE_TEXT_ROUNDING * ZIMAGE_TEXT_ROUNDING
+        return {"max_sequence_length": budget} if budget < ZIMAGE_TEXT_BUDGET else {}
+    return {}
 
 
 def derived(pipeline: DiffusionPipeline, class_name: str | None) -> DiffusionPipeline:
@@ -188,7 +219,7 @@ def generate(
             if first.photo is None:
                 marked = first.noise_mark is not None and noise_key is not None
                 result = pipeline(
-                    **text_arguments(family, jobs, first.guidance),
+                    **text_arguments(pipeline, family, jobs, first.guidance),
                     **cutoff_arguments(family, first.guidance_cutoff),
                     **({"latents": starting_latents(pipeline, jobs, noise_key)} if marked else {}),
                     width=first.generation_width,
@@ -247,7 +278,7 @@ def from_photos(
     photos = fitted_photos(jobs)
     steps = first.steps if source.strength is None else img2img_steps(first.steps, source.strength)
     common = {
-        **text_arguments(family, jobs, first.guidance),
+        **text_arguments(pipeline, family, jobs, first.guidance),
         "num_inference_steps": steps,
         "generator": _generators(jobs),
         "output_type": "pt",
@@ -314,7 +345,7 @@ def redraw_larger(
             larger = torch.nn.functional.interpolate(pictures, size=(height, width), mode="bicubic").clamp(0, 1)
             with feature_reuse(pipeline, first):  # features kept for this pass alone
                 result = redraw(
-                    **text_arguments(family, jobs, first.guidance),
+                    **text_arguments(pipeline, family, jobs, first.guidance),
                     **cutoff_arguments(family, first.guidance_cutoff),
                     image=larger,
                     **sized(redraw, {"width": width, "height": height}),
@@ -386,7 +417,7 @@ def outpaint(
     paint = derived(pipeline, family.inpaint)
     with torch.inference_mode(), model_failures(first):
         result = paint(
-            **text_arguments(family, jobs, first.guidance),
+            **text_arguments(pipeline, family, jobs, first.guidance),
             image=_as_batch([canvas for canvas, _, _ in inputs]),
             mask_image=torch.from_numpy(np.stack([mask for _, mask, _ in inputs]))[:, None],
             width=width,

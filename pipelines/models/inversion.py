@@ -106,7 +106,7 @@ def invert_flow(
     try:
         noise = pipeline(
             # No guidance: Z-Image's scale 0, the distilled families' and Qwen-Image's 1 (no second pass).
-            **prompt_arguments(family, [""], [""], 0.0 if family.guidance_use == "cfg" else 1.0),
+            **prompt_arguments(pipeline, family, [""], [""], 0.0 if family.guidance_use == "cfg" else 1.0),
             latents=latents,
             width=width,
             height=height,

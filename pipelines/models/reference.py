@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +26,8 @@ from visuels.models.licences import Licence, card_licence, checkpoint_licence
 PICKLE_VARIABLE = "VISUELS_ALLOW_PICKLE"
 # The demo model is built by visuels from configs and a seed: the project's own licence.
 DEMO_LICENCE = Licence(id="apache-2.0", use="publishable", source="built in")
+PUBLISHED_VAE_FACTOR = 8  # pixels per latent cell of every transformer family's published VAE
+DEMO_FAMILY = "sd15"  # the demo model is a tiny StableDiffusionPipeline (visuels.models.demo)
 
 
 def pickle_allowed() -> bool:
@@ -53,6 +56,9 @@ class ModelInfo(BaseModel):
     family: str = Field(description="Its family (visuels.models.families), from its pipeline class.")
     native_size: int
     size_multiple: int = Field(description="Width and height must be multiples of this.")
+    longest_side: int | None = Field(
+        default=None, description="The longest side its position tables reach, in pixels; None: no limit."
+    )
     description: str
     licence: Licence
     ref: ModelRef = Field(description="What to load: the reference, a hub id pinned to a commit.")
@@ -150,6 +156,24 @@ def _family(index: dict, folder: Path, source: str, edits: bool) -> Family:
     return family
 
 
+def family_of(ref: ModelRef) -> str | None:
+    """The family a model's ``model_index.json`` names, without hashing or building anything; None
+    where its files cannot be read here (a folder of another machine, a hub id not downloaded)."""
+    if isinstance(ref, DemoModelRef):
+        return DEMO_FAMILY
+    if isinstance(ref, HubRef):  # the local cache only: nothing is fetched to learn a family
+        from huggingface_hub import try_to_load_from_cache
+
+        index = try_to_load_from_cache(ref.id, "model_index.json", revision=ref.revision)
+        folder = Path(index).parent if isinstance(index, str) else None
+    else:
+        folder = model_folder(ref)
+    try:
+        return None if folder is None else _family(_index(folder, "model"), folder, "model", edits=False).name
+    except ModelError:
+        return None
+
+
 def _vae_factor(vae: dict) -> int:
     """How many pixels one latent cell covers, from the VAE's config."""
     if "temperal_downsample" in vae:  # Qwen-Image's causal video VAE
@@ -157,9 +181,17 @@ def _vae_factor(vae: dict) -> int:
     return 2 ** (len(vae["block_out_channels"]) - 1)
 
 
-def _sizes(family: Family, folder: Path, source: str, native_size: int | None) -> tuple[int, int]:
-    """Native pixel size and the size multiple, from the configs (UNet and VAE, or the family's
-    size and the VAE); ``native_size``, where the reference gives one, replaces the family's."""
+@dataclass(frozen=True)
+class _Sizes:
+    native: int
+    multiple: int
+    longest: int | None
+
+
+def _sizes(family: Family, folder: Path, source: str, native_size: int | None) -> _Sizes:
+    """Native pixel size, the size multiple and the longest side, from the configs (UNet and VAE,
+    or the family's size and the VAE); ``native_size``, where the reference gives one, replaces the
+    family's."""
     vae_scale = _vae_factor(_read_config(folder, "vae", source))
     if family.denoiser == "unet":
         unet = _read_config(folder, "unet", source)
@@ -167,10 +199,27 @@ def _sizes(family: Family, folder: Path, source: str, native_size: int | None) -
         sample_size = unet["sample_size"]
         if isinstance(sample_size, list):
             sample_size = min(sample_size)
-        return native_size or int(sample_size) * vae_scale, vae_scale * unet_scale
+        return _Sizes(native_size or int(sample_size) * vae_scale, vae_scale * unet_scale, None)
     assert family.native_size is not None
     multiple = vae_scale * 2  # the transformers read the latent in 2x2 patches
-    return native_size or family.native_size, multiple
+    longest = _longest_side(_read_config(folder, "transformer", source), vae_scale)
+    if native_size:
+        return _Sizes(native_size, multiple, longest)
+    # The family's size is in pixels of its published VAE: a folder with another VAE (a test model
+    # with fewer blocks) keeps the same latent grid, so the same count of tokens to attend over.
+    native = family.native_size * vae_scale // PUBLISHED_VAE_FACTOR
+    if longest is not None:
+        native = min(native, longest)
+    return _Sizes(max(multiple, native - native % multiple), multiple, longest)
+
+
+def _longest_side(transformer: dict, vae_scale: int) -> int | None:
+    """The longest side a transformer's position tables reach, in pixels: Z-Image's RoPE tables
+    (``axes_lens``) hold a fixed count of patch rows and columns; the other families compute theirs."""
+    lengths, patches = transformer.get("axes_lens"), transformer.get("all_patch_size")
+    if not lengths or not patches or len(lengths) < 3:
+        return None
+    return int(min(lengths[1:3])) * int(patches[0]) * vae_scale
 
 
 def _has_safety_checker(folder: Path) -> bool:
@@ -234,12 +283,13 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
         snapshot = hub_snapshot(ref, source)
         commit = snapshot.name  # the cache names each snapshot folder by its commit
         family = _family(_index(snapshot, source), snapshot, source, edits)
-        size, multiple = _sizes(family, snapshot, source, native_size)
+        sizes = _sizes(family, snapshot, source, native_size)
         return ModelInfo(
             hash=sha256_json({"hub": ref.id, "commit": commit}),
             family=family.name,
-            native_size=size,
-            size_multiple=multiple,
+            native_size=sizes.native,
+            size_multiple=sizes.multiple,
+            longest_side=sizes.longest,
             description=f"hub:{ref.id}@{commit[:12]}" + (", safety-checked" if _has_safety_checker(snapshot) else ""),
             licence=card_licence(snapshot),
             ref=ref.model_copy(update={"revision": commit}),
@@ -253,7 +303,7 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
     folder = model_folder(ref)
     assert folder is not None
     family = _family(_index(folder, source), folder, source, edits)
-    size, multiple = _sizes(family, folder, source, native_size)
+    sizes = _sizes(family, folder, source, native_size)
     if isinstance(ref, SingleFileRef):
         if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest
             configs = _folder_hash(folder, hash_cache, skip_weights_of="transformer")
@@ -264,8 +314,9 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
         return ModelInfo(
             hash=sha256_json(files),
             family=family.name,
-            native_size=size,
-            size_multiple=multiple,
+            native_size=sizes.native,
+            size_multiple=sizes.multiple,
+            longest_side=sizes.longest,
             description=checkpoint.name,
             licence=licence if licence.id else card_licence(folder),
             ref=ref,
@@ -282,8 +333,9 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
     return ModelInfo(
         hash=sha256_json(files),
         family=family.name,
-        native_size=size,
-        size_multiple=multiple,
+        native_size=sizes.native,
+        size_multiple=sizes.multiple,
+        longest_side=sizes.longest,
         description=description,
         licence=licence,
         ref=ref,

@@ -104,12 +104,21 @@ def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
 
 
 def size_for_aspect(aspect: float, model: ModelInfo) -> tuple[int, int]:
-    """A picture of ``aspect`` (width / height) at the model's native pixel count, on its size grid."""
+    """A picture of ``aspect`` (width / height) at the model's native pixel count, on its size grid,
+    its longest side within what the model's position tables reach."""
     area = model.native_size**2
+    if model.longest_side is not None:
+        area = min(area, model.longest_side**2 * min(aspect, 1 / aspect))
     multiple = model.size_multiple
-    width = max(multiple, round(math.sqrt(area * aspect) / multiple) * multiple)
-    height = max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple)
+    width = max(multiple, _on_grid(math.sqrt(area * aspect), multiple, model.longest_side))
+    height = max(multiple, _on_grid(math.sqrt(area / aspect), multiple, model.longest_side))
     return width, height
+
+
+def _on_grid(pixels: float, multiple: int, longest: int | None) -> int:
+    """The nearest multiple, or the one below where the nearest would pass ``longest``."""
+    nearest = round(pixels / multiple) * multiple
+    return nearest if longest is None or nearest <= longest else longest - longest % multiple
 
 
 def hires_pass(preset: FormatPreset, generation: tuple[int, int], model: ModelInfo) -> HiresPass | None:
@@ -121,6 +130,8 @@ def hires_pass(preset: FormatPreset, generation: tuple[int, int], model: ModelIn
         return None
     width, height = generation
     scale = min(preset.hires_scale, preset.width / width, preset.height / height)
+    if model.longest_side is not None:
+        scale = min(scale, model.longest_side / max(width, height))
     if scale <= 1:
         return None
     steps = math.ceil(math.log2(scale) - 1e-9)
@@ -128,7 +139,8 @@ def hires_pass(preset: FormatPreset, generation: tuple[int, int], model: ModelIn
     sizes = []
     for step in range(1, steps + 1):
         factor = scale ** (step / steps)
-        sizes.append((round(width * factor / multiple) * multiple, round(height * factor / multiple) * multiple))
+        longest = model.longest_side
+        sizes.append((_on_grid(width * factor, multiple, longest), _on_grid(height * factor, multiple, longest)))
     return HiresPass(sizes=tuple(sizes), strength=HIRES_STRENGTH)
 
 

@@ -6,14 +6,18 @@ Each refusal is one line naming the campaign file and the field, before any job 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from visuels.errors import CampaignError
-from visuels.inputs.campaign import Campaign
+from visuels.inputs.campaign import Campaign, PhotoUse
 from visuels.models.families import Family, family_named
 from visuels.models.licences import Licence, known
 from visuels.models.reference import ModelInfo, controlnet_class
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,66 @@ def generation_settings(campaign: Campaign, model: ModelInfo) -> GenerationSetti
         deep_cache=spec.deep_cache,
         first_block_cache=spec.first_block_cache,
     )
+
+
+def fitted_to_run_model(campaign: Campaign, own_family: str | None, model: ModelInfo) -> Campaign:
+    """The campaign as a run given another model renders it (``--model``, the run form's Model).
+
+    Its steps, guidance and scheduler were chosen for its own model: on a model of another family
+    (``own_family``; None: its files are not on this machine, so it is not known to differ), the
+    run takes that family's own. Speed options and photo uses the run's model cannot serve are
+    left out instead of refusing a campaign file that is right for its own model. Each change is
+    logged as a warning, since the run's pictures are not the campaign's. The run's own ``steps``
+    apply after this.
+    """
+    spec, family = campaign.spec, family_named(model.family)
+    update: dict = {}
+    if own_family is not None and own_family != family.name:
+        written = {field: getattr(spec, field) for field in ("steps", "guidance", "scheduler")}
+        if any(value is not None for value in written.values()):
+            log.warning(
+                "the campaign's steps, guidance and scheduler are for its own %s model: this %s model takes"
+                " its own (%d steps, guidance %g)",
+                family_named(own_family).label,
+                family.label,
+                family.steps,
+                family.guidance,
+            )
+            update |= dict.fromkeys(written)
+    elif spec.scheduler is not None and spec.scheduler.value not in family.schedulers:
+        log.warning("the campaign's scheduler is not one %s models take: their own is used", family.label)
+        update["scheduler"] = None
+    unusable = {
+        "guidance_cutoff": family.guidance_cutoff is None,
+        "deep_cache": family.denoiser != "unet",
+        "first_block_cache": not family.first_block_cache,
+    }
+    for field, cannot in unusable.items():
+        if getattr(spec, field) is not None and cannot:
+            log.warning("%s models cannot use the campaign's %s: left out", family.label, field)
+            update[field] = None
+    photos, controlnet_path = _photo_use_for(campaign, family)
+    if photos != spec.photos:
+        update["photos"] = photos
+    if not update:
+        return campaign
+    return campaign.model_copy(update={"spec": spec.model_copy(update=update), "controlnet_path": controlnet_path})
+
+
+def _photo_use_for(campaign: Campaign, family: Family) -> tuple[PhotoUse | None, Path | None]:
+    """The campaign's use of photos less what the family cannot do (logged), and its ControlNet's folder."""
+    photos, controlnet_path = campaign.spec.photos, campaign.controlnet_path
+    if photos is None or not any(commune.photos for commune in campaign.communes):
+        return photos, controlnet_path
+    if controlnet_path is not None and controlnet_class(controlnet_path) != family.controlnet:
+        log.warning("the campaign's ControlNet is not one for %s models: the photos' edges are not used", family.label)
+        photos, controlnet_path = photos.model_copy(update={"controlnet": None}), None
+    if photos.strength is not None and (family.img2img is None or (controlnet_path and not family.controlnet_img2img)):
+        log.warning("%s models cannot start from a photo here: the pictures are drawn from the text", family.label)
+        photos = photos.model_copy(update={"strength": None})
+    if photos.strength is None and photos.controlnet is None:
+        return None, None
+    return photos, controlnet_path
 
 
 def check_capabilities(campaign: Campaign, model: ModelInfo) -> None:

@@ -19,9 +19,9 @@ from visuels.inputs.campaign import (
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
 from visuels.marking.keys import signing_files
 from visuels.models.devices import DtypeName
-from visuels.models.reference import describe_model
+from visuels.models.reference import ModelInfo, describe_model, family_of
 from visuels.planning.jobs import RenderJob, expand_jobs
-from visuels.planning.model_use import LicenceRecord, licence_record
+from visuels.planning.model_use import LicenceRecord, fitted_to_run_model, licence_record
 from visuels.planning.request import Overrides, RenderSettings, Selection
 from visuels.record import manifest
 from visuels.record.database import Database, database_url, is_missing
@@ -102,8 +102,15 @@ def _override(campaign: Campaign, overrides: Overrides) -> Campaign:
         if spec.lora is None:
             raise CampaignError(campaign.path, "overrides.lora_scale", "this campaign has no LoRA")
         update["lora"] = spec.lora.model_copy(update={"scale": overrides.lora_scale})
-    model = parse_model_option(overrides.model) if overrides.model else campaign.model
-    return campaign.model_copy(update={"spec": spec.model_copy(update=update), "model": model})
+    return campaign.model_copy(update={"spec": spec.model_copy(update=update)})
+
+
+def _on_model(campaign: Campaign, model: ModelInfo, given: bool) -> Campaign:
+    """The campaign on ``model``: its own, or the one its run gives (``given``), fitted to that family."""
+    if not given:
+        return campaign
+    own_family = family_of(campaign.model)
+    return fitted_to_run_model(campaign.model_copy(update={"model": model.ref}), own_family, model)
 
 
 def lora_weights(campaign: Campaign) -> LoraWeights | None:
@@ -127,19 +134,19 @@ def plan_render(
     if output_root.exists() and not output_root.is_dir():
         raise VisuelsError(output_root, None, "is a file: the output folder must be a folder")
     loaded = load_campaign(campaign_path)
-    campaign = _override(_select(loaded, selection or Selection()), overrides or Overrides())
+    overrides = overrides or Overrides()
+    selection = selection or Selection()
     signing_files()  # no keys (signing chain, watermark key), no export: say so before anything is rendered
-    info = describe_model(campaign.model, source=str(campaign.path))
+    model = parse_model_option(overrides.model) if overrides.model else loaded.model
+    info = describe_model(model, source=str(loaded.path))
+    whole_campaign = _override(_on_model(loaded, info, given=bool(overrides.model)), overrides)
+    campaign = _select(whole_campaign, selection)
     precision = (settings or RenderSettings()).dtype
     jobs = expand_jobs(campaign, info, precision)
     if not jobs:
         raise CampaignError(campaign.path, "selection", "the selection is empty: no commune, audience or format left")
     # The report is the whole campaign's, whatever this run renders: a subset run must not shrink it.
-    whole = (
-        jobs
-        if selection in (None, Selection())
-        else expand_jobs(_override(loaded, overrides or Overrides()), info, precision)
-    )
+    whole = jobs if selection == Selection() else expand_jobs(whole_campaign, info, precision)
     jobs, held = hold_flagged(jobs, campaign.spec.render_flagged)
     if held:
         log.warning(

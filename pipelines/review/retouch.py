@@ -281,7 +281,7 @@ def _redraw(
     steps = img2img_steps(settings.steps or model.steps, settings.strength)
     with torch.inference_mode():
         result = editing(
-            **prompt_arguments(family_named(model.family), prompts, negatives, model.guidance),
+            **prompt_arguments(editing, family_named(model.family), prompts, negatives, model.guidance),
             image=crop,
             strength=settings.strength,
             num_inference_steps=steps,

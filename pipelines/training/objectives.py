@@ -21,6 +21,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, DDPMScheduler, DiffusionPipeline
 from diffusers.training_utils import compute_snr
 from visuels.models.families import Family
+from visuels.models.generation import text_encoding
 from visuels.models.latent_space import flux2_normalised, qwen_normalised
 
 UNET_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -164,7 +165,9 @@ class Flux2KleinObjective(FlowObjective):
         return flux2_normalised(self.pipeline, self.pipeline.vae.encode(pixels).latent_dist.mode())
 
     def _conditioning(self, captions: list[str]) -> None:
-        self.embeddings, self.text_ids = self.pipeline.encode_prompt(prompt=captions, device=self.latents.device)
+        self.embeddings, self.text_ids = self.pipeline.encode_prompt(
+            prompt=captions, device=self.latents.device, **text_encoding(self.pipeline)
+        )
 
     def _velocity(self, noisy: torch.Tensor, sigma: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         pipeline = self.pipeline
@@ -190,8 +193,9 @@ class ZImageObjective(FlowObjective):
     target_modules = ZIMAGE_TARGET_MODULES
 
     def _conditioning(self, captions: list[str]) -> None:
+        encoding = text_encoding(self.pipeline)
         self.embeddings = self.pipeline.encode_prompt(
-            prompt=captions, device=self.latents.device, do_classifier_free_guidance=False
+            prompt=captions, device=self.latents.device, do_classifier_free_guidance=False, **encoding
         )[0]
 
     def _velocity(self, noisy: torch.Tensor, sigma: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
