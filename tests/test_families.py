@@ -115,8 +115,13 @@ def test_a_model_given_for_the_run_renders_the_sample_campaign_as_its_family_doe
     """``visuels render campaigns/ete-2027.yaml --model DIR``, DIR shaped as diffusers' own tests
     make their dummy models: the campaign's SD settings (steps, guidance 4, scheduler euler,
     photos) give way to the family's with a warning, the pictures stay within the position tables
-    of a VAE of one or two blocks, and they are marked and recorded."""
+    of a VAE of one or two blocks, and they are marked, recorded and retouched (a tall box) within
+    the same tables."""
+    from visuels.inputs.images import read_picture
+    from visuels.record.database import Database
+    from visuels.review.derivatives import find_original
     from visuels.review.publish import finish_render
+    from visuels.review.retouch import RetouchSettings, retouch, retouch_model
 
     folder = save_test_shaped(family, tmp_path / family)
     # The sample's prompt, longer than the test model's text positions (byte-level tokens).
@@ -133,9 +138,22 @@ def test_a_model_given_for_the_run_renders_the_sample_campaign_as_its_family_doe
     assert any(job.photo is not None for job in plan.jobs) == (defaults.img2img is not None)
     longest = info.longest_side or 10**6
     assert all(max(job.generation_width, job.generation_height) <= longest for job in plan.jobs)
-    assert len(render_now(renderer, plan, out)) == len(plan.jobs) == 1
+    [item] = render_now(renderer, plan, out)
     finish_render(plan, out)
     assert_record_matches_files(out, plan)
+
+    # Retouched with the model that made it, over a tall box: within the same tables.
+    database = Database(database_url(out))
+    try:
+        retouching = retouch_model(database, find_original(database, out / item.job.relative_path, out))
+    finally:
+        database.close()
+    picture = read_picture(out / item.job.relative_path)
+    mask = np.zeros((picture.height, picture.width), dtype=bool)
+    mask[100:1800, 300:700] = True
+    settings = RetouchSettings(prompt="a boat", mode="inpaint", variants=1, strength=0.9, steps=2)
+    [variant] = retouch(renderer.host, retouching, picture, mask, settings, torch.float32)
+    assert variant.size == picture.size
 
 
 def test_a_model_given_for_the_run_keeps_the_settings_it_can_use_when_the_campaigns_own_is_elsewhere(

@@ -165,22 +165,27 @@ def feature_reuse(pipeline: DiffusionPipeline, job: GenerationJob) -> AbstractCo
     return nullcontext()
 
 
-@contextmanager
-def model_failures(job: GenerationJob) -> Iterator[None]:
+def model_failures(job: GenerationJob) -> AbstractContextManager:
     """A model that fails on a job's size or inputs (a fine-tune's position tables too short for a
     format, a broken component) is one line naming the job, not a traceback; running out of GPU
     memory stays what it is (the host halves the batch)."""
+    return failures_in_one_line(job.relative_path, job.generation_width, job.generation_height)
+
+
+@contextmanager
+def failures_in_one_line(file: str | Path, width: int, height: int) -> Iterator[None]:
+    """A model failing on a picture of ``width`` x ``height`` for ``file``: one line naming it."""
     try:
         yield
     except torch.cuda.OutOfMemoryError:
         raise
     except (RuntimeError, IndexError, ValueError) as exc:
         raise ModelError(
-            job.relative_path,
+            file,
             "model",
             "the model failed on a {width}x{height} picture: {reason}",
-            width=job.generation_width,
-            height=job.generation_height,
+            width=width,
+            height=height,
             reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
         ) from exc
 

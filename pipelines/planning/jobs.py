@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 from visuels._internal.hashing import cached_sha256_file, sha256_json
@@ -103,7 +104,18 @@ def generation_size(preset: FormatPreset, model: ModelInfo) -> tuple[int, int]:
     return size_for_aspect(preset.aspect, model)
 
 
-def size_for_aspect(aspect: float, model: ModelInfo) -> tuple[int, int]:
+class ModelSizes(Protocol):
+    """What a model says of the sizes it draws at (``ModelInfo``, a retouch's recorded model)."""
+
+    @property
+    def native_size(self) -> int: ...
+    @property
+    def size_multiple(self) -> int: ...
+    @property
+    def longest_side(self) -> int | None: ...
+
+
+def size_for_aspect(aspect: float, model: ModelSizes) -> tuple[int, int]:
     """A picture of ``aspect`` (width / height) at the model's native pixel count, on its size grid,
     its longest side within what the model's position tables reach."""
     area = model.native_size**2

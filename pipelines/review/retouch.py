@@ -11,7 +11,6 @@ outside it do not change.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,11 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import ModelError
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
 from visuels.models.families import edits_by_instruction, family_named
-from visuels.models.generation import derived, img2img_steps, prompt_arguments, use_scheduler
+from visuels.models.generation import derived, failures_in_one_line, img2img_steps, prompt_arguments, use_scheduler
 from visuels.models.host import ModelHost
 from visuels.models.instruct import edit_pictures
 from visuels.models.reference import ModelInfo, describe_model
-from visuels.planning.jobs import lora_hash
+from visuels.planning.jobs import lora_hash, size_for_aspect
 from visuels.record import ledger, model_sources
 from visuels.record.database import Database
 from visuels.review.derivatives import Edit, Original, outputs_inputs
@@ -65,6 +64,7 @@ class RetouchModel:
     family: str  # visuels.models.families: which editing pipelines it has
     native_size: int
     size_multiple: int
+    longest_side: int | None  # what its position tables reach, in pixels; None: no limit
     lora: LoraWeights | None
     lora_hash: str | None
     negative_prompt: str
@@ -83,6 +83,7 @@ class RetouchModel:
             family=info.family,
             native_size=info.native_size,
             size_multiple=info.size_multiple,
+            longest_side=info.longest_side,
             licence=info.licence.id,
             **settings,
         )
@@ -177,15 +178,6 @@ def context_box(mask: np.ndarray | None, size: tuple[int, int]) -> tuple[int, in
     return (max(0, left - grow), max(0, top - grow), min(width, right + grow), min(height, bottom + grow))
 
 
-def model_size(box: tuple[int, int, int, int], model: RetouchModel) -> tuple[int, int]:
-    """The box's aspect ratio at the model's native pixel count, on its size grid."""
-    aspect = (box[2] - box[0]) / (box[3] - box[1])
-    area, multiple = model.native_size**2, model.size_multiple
-    width = max(multiple, round(math.sqrt(area * aspect) / multiple) * multiple)
-    height = max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple)
-    return width, height
-
-
 def paste_weights(mask: np.ndarray | None, box: tuple[int, int, int, int]) -> np.ndarray:
     """Per-pixel weight of the new pixels in the box: soft inside the mask's edge, exactly 0 outside it."""
     width, height = box[2] - box[0], box[3] - box[1]
@@ -231,10 +223,10 @@ def retouch(
             "retouching by instruction takes an edit model, the other modes the model that made the picture",
         )
     box = context_box(mask, picture.size)
-    size = model_size(box, model)
+    size = size_for_aspect((box[2] - box[0]) / (box[3] - box[1]), model)
     crop = picture.crop(box).resize(size, Image.Resampling.LANCZOS)
     seeds = [settings.seed + i for i in range(settings.variants)]
-    with host.use(model.ref, dtype, model.lora) as loaded:
+    with host.use(model.ref, dtype, model.lora) as loaded, failures_in_one_line(model.description, *size):
         if instructed:
             steps = settings.steps or model.steps
             generated = edit_pictures(
