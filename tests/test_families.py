@@ -506,6 +506,28 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     assert np.abs(host.generate(ref, torch.float32, community, jobs)[0].astype(int) - styled.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["flux2-klein", "z-image"])
+def test_the_charter_lora_trains_on_a_test_shaped_model_within_its_tables(family: str, tmp_path: Path) -> None:
+    """Shaped as diffusers' tests make them: FLUX.2 klein's two-layer text encoder is read at the
+    layers its transformer takes (training, validation grid, evaluation); a resolution beyond
+    Z-Image's position tables is one line naming the field."""
+    from visuels.errors import ModelError
+    from visuels.training import TrainingConfig, run_training
+
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    base = DiffusersFolderRef(path=str(save_test_shaped(family, tmp_path / family)))
+    config = TrainingConfig(steps=2, resolution=64, checkpoint_every=2, validation_seeds=[1])
+    summary = run_training(SAMPLE_CHARTER_DIR, base, config, root=tmp_path / "lora")
+    assert summary.steps == 2 and summary.diffusers_file.is_file() and len(summary.validation_grids) == 1
+    if family == "z-image":
+        too_large = config.model_copy(update={"resolution": 256})
+        with pytest.raises(ModelError, match="position tables reach 128 pixels") as caught:
+            run_training(SAMPLE_CHARTER_DIR, base, too_large, root=tmp_path / "lora")
+        assert caught.value.field == "resolution" and caught.value.file == str(tmp_path / family)
+
+
 def test_training_refuses_a_family_it_cannot_train(tmp_path: Path) -> None:
     from visuels.errors import ModelError
     from visuels.training import TrainingConfig, run_training

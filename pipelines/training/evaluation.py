@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from visuels.models.generation import text_encoding
 
 EVALUATION_PICTURES = 8
 
@@ -53,6 +54,7 @@ def _generate(pipeline: DiffusionPipeline, prompts: list[str], resolution: int, 
             num_inference_steps=steps,
             generator=generator,
             output_type="np",
+            **text_encoding(pipeline),
         ).images[0]
         pictures.append(np.round(image * 255).astype(np.uint8))
     return np.stack(pictures)

@@ -61,18 +61,26 @@ def check_training_inputs(
     if isinstance(base, SingleFileRef):
         raise ModelError(str(base.path), "base", "training needs a diffusers folder (convert the checkpoint first)")
     base_info = describe_model(base)
+    base_folder = model_folder(base)
+    name = str(base_folder) if base_folder is not None else base_info.description  # as the person named it
     if base_info.family not in TRAINABLE_FAMILIES:
         raise ModelError(
-            str(base),
+            name,
             "base",
             "training is built for SD1.5, FLUX.1, FLUX.2 klein, Z-Image and Qwen-Image models, not {family}",
             family=family_named(base_info.family).label,
         )
+    if base_info.longest_side is not None and config.resolution > base_info.longest_side:
+        raise ModelError(
+            name,
+            "resolution",
+            "this model's position tables reach {longest} pixels: train at a resolution of {longest} or less",
+            longest=base_info.longest_side,
+        )
     if config.train_text_encoder and base_info.family != "sd15":
-        raise ModelError(str(base), "train_text_encoder", "only SD1.5 models train a LoRA on their text encoder")
-    base_folder = model_folder(base)
+        raise ModelError(name, "train_text_encoder", "only SD1.5 models train a LoRA on their text encoder")
     if base_folder is None:
-        raise ModelError(str(base), "base", "training needs a local model (the demo model or a diffusers folder)")
+        raise ModelError(name, "base", "training needs a local model (the demo model or a diffusers folder)")
 
     charter_folder = (root or lora_root()) / charter.spec.slug
     run = resume or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

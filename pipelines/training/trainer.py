@@ -30,7 +30,7 @@ from visuels._internal.schema import blank_when_unset
 from visuels.errors import InvalidValueError
 from visuels.inputs.model_refs import DiffusersFolderRef
 from visuels.models.families import Family
-from visuels.models.generation import pipeline_family
+from visuels.models.generation import pipeline_family, text_encoding
 from visuels.models.host import load_from_files
 from visuels.training.dataset import TrainingSet
 from visuels.training.objectives import objective_for
@@ -112,7 +112,12 @@ def _validation_grid(
         for seed in seeds:
             generator = torch.Generator().manual_seed(seed)
             image = pipeline(
-                prompt=prompt, height=resolution, width=resolution, num_inference_steps=steps, generator=generator
+                prompt=prompt,
+                height=resolution,
+                width=resolution,
+                num_inference_steps=steps,
+                generator=generator,
+                **text_encoding(pipeline),
             ).images[0]
             tiles.append(image)
     grid = Image.new("RGB", (resolution * len(seeds), resolution * len(prompts)))
