@@ -117,17 +117,16 @@ def render_chunk_task(
     if renderer is None:
         raise RuntimeError("render-chunk runs only in a render worker or in a render run's own process")
     # The limit's name comes from the run: a render worker has no flow run of its own to ask.
-    limit = concurrency(gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext()
+    gpu_slot = partial(concurrency, gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext
     try:
         # The whole chunk claimed at once, before waiting for the GPU (a training run may hold it
         # for hours): other runs leave it alone, and the run that sent it sees it alive while the
         # claims are renewed, instead of taking the wait for a dead worker.
         with JobClaims(target.database_url, target.output_root) as claims:
             claims.take(jobs)
-            with limit:
-                keep_going = _keep_going(target.run_id)
-                exported = render_jobs(renderer, setup, jobs, target, settings, claims, keep_going)
-                return [item.job.key for item in exported]
+            keep_going = _keep_going(target.run_id)
+            exported = render_jobs(renderer, setup, jobs, target, settings, claims, keep_going, gpu_slot)
+            return [item.job.key for item in exported]
     except VisuelsError as exc:
         # A full disk, a changed charter: the chunk fails with its one line, and no traceback
         # fills the logs (the run passes the error on to whoever started it).

@@ -318,8 +318,13 @@ def test_a_chunk_waiting_for_the_gpu_holds_its_claims_so_its_run_sees_it_alive(
         seen_while_waiting.append(abandoned(database, target.output_root, plan.pending))
         yield
 
+    def render_jobs(*arguments: object) -> list:
+        gpu_slot = arguments[-1]
+        with gpu_slot():  # as the renderer takes it, around its batches
+            return []
+
     monkeypatch.setattr(render_batches_module, "concurrency", gpu_limit_held_by_a_training)
-    monkeypatch.setattr(render_batches_module, "render_jobs", lambda *arguments: [])
+    monkeypatch.setattr(render_batches_module, "render_jobs", render_jobs)
     token = render_batches_module.process_renderer.set(FakeRenderer())
     try:
         render_batches_module.render_chunk_task.fn(plan.setup, plan.pending, target, RenderSettings(), "gpu")

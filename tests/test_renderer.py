@@ -211,6 +211,52 @@ def render_with(plan_for: Callable[[Path], RenderPlan], out: Path, workers: int,
     return pixels_by_file(out)
 
 
+@pytest.mark.timeout(300)
+def test_a_render_waiting_for_another_runs_pictures_holds_no_gpu_slot(campaign_plan, tmp_path: Path, renderer) -> None:
+    """Another run holds one picture's claim: this one renders the rest within a GPU slot, lets
+    the slot go while it waits (the other may be waiting for a slot, holding that claim), and takes
+    a slot again to render the picture once the other's lease has lapsed."""
+    from contextlib import contextmanager
+
+    from sqlalchemy import update
+    from visuels.engine.claims import JobClaims
+    from visuels.record.database import Database, claim_owners_table
+
+    out = tmp_path / "outputs"
+    plan = campaign_plan(out)
+    events: list[str] = []
+
+    @contextmanager
+    def gpu_slot():
+        events.append("taken")
+        yield
+        events.append("given back")
+
+    url = database_url(out)
+    out.mkdir()
+    other = JobClaims(url, out)
+    with other:
+        other.take(plan.pending[-1:])
+        settings = RenderSettings(batch_size=2)
+        rendering = ThreadPoolExecutor(1).submit(
+            render_jobs, renderer, plan.setup, plan.pending, export_target(plan, out), settings, gpu_slot=gpu_slot
+        )
+        deadline = time.monotonic() + 120
+        while events != ["taken", "given back"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # a look or more of its wait
+        assert events == ["taken", "given back"] and not rendering.done()  # waiting, and without the slot
+        database = Database(url)
+        with database.transaction() as connection:  # the other run died: its lease lapses
+            connection.execute(
+                update(claim_owners_table).values(expires=0.0).where(claim_owners_table.c.owner == other.owner)
+            )
+        database.close()
+        exported = rendering.result(timeout=120)
+    assert sorted(item.job.key for item in exported) == sorted(job.key for job in plan.pending)
+    assert events == ["taken", "given back"] * 2
+
+
 @pytest.mark.slow
 def test_pictures_do_not_depend_on_worker_count_or_batch_size(campaign_plan, tmp_path: Path) -> None:
     one_worker = render_with(campaign_plan, tmp_path / "one", workers=1, batch=4)

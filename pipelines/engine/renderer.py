@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +117,7 @@ class Renderer:
         batch_size: int,
         claims: JobClaims | None = None,
         keep_going: Callable[[], str | None] | None = None,
+        gpu_slot: Callable[[], AbstractContextManager] = nullcontext,
     ) -> list[ExportedFile]:
         """Generate, finish and record ``jobs``; return what this call exported, in batch order.
 
@@ -125,7 +126,9 @@ class Renderer:
         campaign, another machine) are left to it and waited for at the end, so every job is
         done when this returns, and none was rendered twice. ``precision`` "auto" is resolved here,
         for this machine's device. ``keep_going``, asked before each batch, returns why to stop
-        (the run failed elsewhere), or None to go on.
+        (the run failed elsewhere), or None to go on. ``gpu_slot`` (the pool's GPU limit) is held
+        while rendering only, never while waiting for another call's pictures: that call may be
+        waiting for a slot itself, holding the claims on them.
         """
         exported: list[ExportedFile] = []
         owned = JobClaims(target.database_url, target.output_root) if claims is None else nullcontext(claims)
@@ -138,7 +141,9 @@ class Renderer:
             )
             work = _Work(model, dtype, lora, fenced, batch_size, claims, keep_going or _never_stop, formatter)
 
-            waited = claims.unfinished(self._render_claimed(work, jobs, exported))
+            with gpu_slot():
+                not_mine = self._render_claimed(work, jobs, exported)
+            waited = claims.unfinished(not_mine)
             if waited:
                 log.info("%d picture(s) are being rendered by another run: waiting for them", len(waited))
             last_progress = time.monotonic()
@@ -150,7 +155,8 @@ class Renderer:
                 still = claims.unfinished(waited)
                 free = claims.claimable(still)
                 if free:
-                    self._render_claimed(work, free, exported)
+                    with gpu_slot():
+                        self._render_claimed(work, free, exported)
                     still = claims.unfinished(still)
                 if len(still) < len(waited):
                     last_progress = time.monotonic()

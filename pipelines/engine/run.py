@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,10 +47,11 @@ def render_jobs(
     settings: RenderSettings,
     claims: JobClaims | None = None,
     keep_going: Callable[[], str | None] | None = None,
+    gpu_slot: Callable[[], AbstractContextManager] = nullcontext,
 ) -> list[ExportedFile]:
     """Render some of a plan's jobs with this process's renderer; each file is recorded as it is written
     (``claims``: the caller's, if it holds some of the jobs already; ``keep_going``: asked before each
-    batch, why to stop, or None)."""
+    batch, why to stop, or None; ``gpu_slot``: held while rendering, ``Renderer.render`` says why)."""
     batch_size = settings.batch_size or default_batch_size(renderer.host.device)
     if jobs:  # so that a retouch can load the same model and LoRA, from their hashes
         database = Database(target.database_url)
@@ -59,7 +61,9 @@ def render_jobs(
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].speed_lora_hash, speed)
         finally:
             database.close()
-    exported = renderer.render(setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims, keep_going)
+    exported = renderer.render(
+        setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims, keep_going, gpu_slot
+    )
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
     log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
     return exported
