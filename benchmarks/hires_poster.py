@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from pathlib import Path
 import torch
 from visuels.planning.jobs import RenderJob
 from visuels.planning.plan import RenderPlan
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as a script path
 
 from benchmarks.full_size_models import save
 from benchmarks.gpu_render import write_campaign
