@@ -106,7 +106,8 @@ class Overrides(_Strict):
     model: str | None = Field(
         default=None,
         title="Model",
-        description="demo, a diffusers folder, FILE.safetensors::CONFIG_DIR or hub:ID. Empty: the campaign's.",
+        description="demo, a diffusers folder, FILE.safetensors::CONFIG_DIR or hub:ID; of another family than the"
+        " campaign's model, its own steps, guidance and scheduler. Empty: the campaign's.",
         json_schema_extra=blank_when_unset,
     )
     steps: int | None = Field(
