@@ -202,7 +202,8 @@ def _sizes(family: Family, folder: Path, source: str, native_size: int | None) -
         return _Sizes(native_size or int(sample_size) * vae_scale, vae_scale * unet_scale, None)
     assert family.native_size is not None
     multiple = vae_scale * 2  # the transformers read the latent in 2x2 patches
-    longest = _longest_side(_read_config(folder, "transformer", source), vae_scale)
+    has_config = (folder / "transformer" / "config.json").is_file()  # a single file's folder may leave it to diffusers
+    longest = _longest_side(_read_config(folder, "transformer", source), vae_scale) if has_config else None
     if native_size:
         return _Sizes(native_size, multiple, longest)
     # The family's size is in pixels of its published VAE: a folder with another VAE (a test model
