@@ -62,7 +62,7 @@ def check_training_inputs(
         raise ModelError(str(base.path), "base", "training needs a diffusers folder (convert the checkpoint first)")
     base_info = describe_model(base)
     base_folder = model_folder(base)
-    name = str(base_folder) if base_folder is not None else base_info.description  # as the person named it
+    name = str(base_folder) if base_folder is not None else base_info.description  # where its files are
     if base_info.family not in TRAINABLE_FAMILIES:
         raise ModelError(
             name,
