@@ -32,7 +32,7 @@ from typing import IO
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.web_guard import is_loopback
 from visuels.config import project_dir
-from visuels.errors import VisuelsError
+from visuels.errors import OperationalError, VisuelsError
 from visuels.flows import prefect_server
 from visuels.flows.forms import form_in_words, plain
 from visuels.flows.names import GPU_LIMIT, RENDER_DEPLOYMENT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
@@ -244,9 +244,17 @@ def wait_for_render_workers(
         while connected_render_workers() < len(render_workers):
             exited = [worker.returncode for worker in render_workers if worker.poll() is not None]
             if exited:
-                raise RuntimeError(f"a render worker exited with code {exited[0]}")
+                raise OperationalError(
+                    "render worker",
+                    None,
+                    "it stopped (exit code {code}) before it connected to the server: its log lines above"
+                    " say why; start again",
+                    code=exited[0],
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the render workers did not connect within {timeout:.0f} s")
+                raise OperationalError(
+                    "render worker", None, "not connected to the server within {seconds:.0f} s", seconds=timeout
+                )
             time.sleep(0.5)
 
 
@@ -332,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         processes[0].wait()
     except KeyboardInterrupt:
         pass
+    except VisuelsError as exc:  # a process of the pool failed to start: one line, everything stopped
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     finally:
         stop(processes)
     return 0

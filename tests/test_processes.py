@@ -196,3 +196,20 @@ def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everythi
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
+
+
+def test_a_render_worker_that_stops_before_connecting_is_one_line_for_make_serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a Prefect server stalled by a locked SQLite database, a render worker once stopped
+    while `make serve` waited for it: the start now ends in one line naming it, not a traceback."""
+    import visuels.flows.render_batches as render_batches_module
+    from visuels.errors import OperationalError
+    from visuels.flows.serve import wait_for_render_workers
+
+    monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: 0)
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    with pytest.raises(OperationalError, match=r"it stopped \(exit code 0\) before it connected") as caught:
+        wait_for_render_workers("http://127.0.0.1:9/api", [stopped], timeout=5)
+    assert caught.value.exit_code == 3 and caught.value.file == "render worker"
