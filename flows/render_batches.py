@@ -36,7 +36,9 @@ from itertools import islice
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from prefect import task
+import httpx
+import websockets.exceptions
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
@@ -48,7 +50,7 @@ from visuels._internal.logs import quiet_third_party_logs
 from visuels.engine.claims import JobClaims, abandoned
 from visuels.engine.cpu_stage import ExportTarget
 from visuels.engine.run import render_jobs
-from visuels.errors import VisuelsError, WorkerLostError
+from visuels.errors import OperationalError, VisuelsError, WorkerLostError
 from visuels.flows.names import SLOTS_PER_GPU
 from visuels.models.devices import GPU_BATCH_SIZE, default_batch_size
 from visuels.planning.jobs import RenderJob
@@ -67,6 +69,10 @@ CHUNK_TIMEOUT_S = 6 * 3600.0  # a chunk still going after this is stuck: the run
 CHECK_EVERY_S = 10.0  # how often a run looks at its chunks' claims: a dead worker is seen within a minute
 CHUNK_START_GRACE_S = 60.0  # a chunk not started this long after it was sent is looked at: is it lost?
 STATE_POLL_S = 0.5
+RECONNECT_AFTER_S = 5.0  # a render worker that lost its server tries again this often, models kept loaded
+# What losing the Prefect server looks like to a task worker: a socket error, its 10 s websocket
+# handshake timing out (a server stalled on a locked database), a handshake or an API call refused.
+LOST_SERVER = (OSError, websockets.exceptions.WebSocketException, httpx.TransportError)
 
 # The renderer of this process: set by a render worker's main() or by the run rendering in its
 # own process, read by the task. A context variable reaches the task worker's and the task
@@ -315,6 +321,37 @@ def _stop_the_others(futures: list[PrefectFuture[list[str]]], sent_away: bool) -
                     client.set_task_run_state(future.task_run_id, Cancelled(message="its run failed"), force=True)
 
 
+def _lost_server(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):  # Prefect's task groups wrap what their tasks raise
+        return error.split(LOST_SERVER)[1] is None
+    return isinstance(error, LOST_SERVER)
+
+
+def serve_until_stopped(
+    task_to_serve: Task, limit: int, retry_after_s: float = RECONNECT_AFTER_S, attempts: int | None = None
+) -> None:
+    """Serve ``task_to_serve`` until the process is stopped, connecting again whenever the server is lost.
+
+    Prefect's task worker returns, as if it had been stopped, when its server does not answer its
+    websocket handshake within 10 s, and raises when the handshake is refused: either way a render
+    worker would end, silently, while the server and the runs it serves carry on without it. With
+    ``attempts``, gives up after that many connections lost (OperationalError)."""
+    lost = 0
+    while True:
+        try:
+            serve(task_to_serve, limit=limit)
+            why = "it did not answer"
+        except BaseException as error:
+            if not _lost_server(error):
+                raise
+            why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        lost += 1
+        if attempts is not None and lost >= attempts:
+            raise OperationalError("Prefect server", None, "lost {count} times in a row: {why}", count=lost, why=why)
+        log.warning("render worker: lost the Prefect server (%s); connecting again in %.0f s", why, retry_after_s)
+        time.sleep(retry_after_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve render-chunk until stopped: one renderer (models, CPU workers) for the process's GPU."""
     parser = argparse.ArgumentParser(description="A render worker: renders chunks for render runs, models kept.")
@@ -325,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     # `kill -USR1 PID` writes every thread's stack to the worker's log: what a stuck worker waits on.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     with rendering_here(RenderSettings(cpu_workers=args.cpu_workers, compile=args.compile)):
-        serve(render_chunk_task, limit=CHUNKS_PER_DEVICE)
+        serve_until_stopped(render_chunk_task, CHUNKS_PER_DEVICE)
     return 0
 
 

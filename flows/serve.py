@@ -3,7 +3,8 @@
     .venv/bin/python -m visuels.flows.serve [--port 4200] [--workers 1] [--host 127.0.0.1]
 
 Process workers run the flows; render workers (visuels.flows.render_batches, one per GPU, or one on a
-machine without) render their batches and keep the model loaded between runs.
+machine without) render their batches and keep the model loaded between runs; one that stops
+(killed, out of memory) is started again.
 
 Everything runs until Ctrl-C or SIGTERM, which stop every process it started; each of them also
 stops by itself if this one is killed. It refuses to start, in one line, on a port already
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import IO
@@ -42,6 +44,8 @@ from visuels.marking.keys import ensure_local_chain, keys_dir
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
 API_AUTH_FILE = "visuels-api-auth"  # in $PREFECT_HOME: the API's credentials when bound beyond loopback
+# A render worker that stops is started again, at most this often: one failing at start does not spin.
+RESTART_AFTER_S = 10.0
 
 
 def prefect_command(*arguments: str) -> list[str]:
@@ -282,6 +286,26 @@ def start_flow_workers(
     return started
 
 
+def keep_render_workers_up(
+    server: subprocess.Popen,
+    render_workers: list[subprocess.Popen],
+    start_again: Callable[[int], subprocess.Popen],
+    started: list[subprocess.Popen],
+) -> None:
+    """Until the server stops: a render worker that stops meanwhile (killed, out of memory) is
+    started again (``start_again(its index)``, added to ``started``), or runs would render in their
+    own processes, loading their models each time, and nothing would say so."""
+    last_start = [time.monotonic()] * len(render_workers)
+    while server.poll() is None:
+        for index, worker in enumerate(render_workers):
+            if worker.poll() is not None and time.monotonic() - last_start[index] >= RESTART_AFTER_S:
+                print(f"a render worker stopped (exit code {worker.returncode}): starting it again", flush=True)
+                render_workers[index] = start_again(index)
+                started.append(render_workers[index])
+                last_start[index] = time.monotonic()
+        time.sleep(1.0)
+
+
 def gpu_count() -> int:
     import torch
 
@@ -331,13 +355,17 @@ def main(argv: list[str] | None = None) -> int:
         register(environment, args.pool_gpus or max(1, gpus))
         processes += start_flow_workers(environment, args.workers or max(1, gpus), gpus)
         # Render workers keep their model loaded between runs: one per GPU, or one on the CPU.
-        render_workers = [
-            start_render_worker(environment, gpu, compile_models=args.compile) for gpu in list(range(gpus)) or [None]
-        ]
+        render_gpus = list(range(gpus)) or [None]
+        render_workers = [start_render_worker(environment, gpu, compile_models=args.compile) for gpu in render_gpus]
         processes += render_workers
         wait_for_render_workers(api_url, render_workers, auth=auth)
         print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployments registered; Ctrl-C stops everything)")
-        processes[0].wait()
+        keep_render_workers_up(
+            processes[0],
+            render_workers,
+            lambda index: start_render_worker(environment, render_gpus[index], compile_models=args.compile),
+            processes,
+        )
     except KeyboardInterrupt:
         pass
     except VisuelsError as exc:  # a process of the pool failed to start: one line, everything stopped

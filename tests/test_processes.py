@@ -1,7 +1,8 @@
 """No process outlives what started it: a killed ``visuels render`` takes its temporary Prefect
-server and its CPU workers with it; ``make serve`` (``python -m visuels.flows.serve``) stops everything it
-started on SIGTERM, refuses a port already taken in one line, and answers only its own user:
-its own Host names, no cross-site requests, and an API key when bound beyond loopback."""
+server and its CPU workers with it; ``make serve`` (``python -m visuels.flows.serve``) starts a
+render worker that stops again, stops everything it started on SIGTERM, refuses a port already
+taken in one line, and answers only its own user: its own Host names, no cross-site requests,
+and an API key when bound beyond loopback."""
 
 from __future__ import annotations
 
@@ -188,6 +189,17 @@ def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everythi
         ]
         started = group_members(serve.pid)
         assert len(started) >= 6, describe(started)  # server, 3 process workers, a render worker, and itself
+
+        # A render worker killed while serving is started again, and subscribes to its task anew.
+        (render_worker,) = [pid for pid in started if "visuels.flows.render_batches" in " ".join(describe([pid]))]
+        os.kill(render_worker, signal.SIGKILL)
+        for line in serve.stdout:
+            lines.append(line)
+            if "Subscribing to runs of task(s): render_chunk_task" in line:
+                break
+        restarted = "".join(lines).split("a render worker stopped (exit code -9): starting it again", 1)
+        assert len(restarted) == 2 and "render_chunk_task" in restarted[1], "".join(lines[-20:])
+
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
         left = wait_until_group_gone(serve.pid, within_s=30)

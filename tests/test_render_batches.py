@@ -7,12 +7,13 @@ recorder, so the queueing logic is checked without a server.
 from __future__ import annotations
 
 import contextvars
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,8 +21,10 @@ from types import SimpleNamespace
 import pytest
 import visuels.flows.render_batches as render_batches_module
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from visuels.engine.run import export_target
-from visuels.flows.render_batches import CHUNKS_PER_DEVICE, render_batches
+from visuels.errors import OperationalError
+from visuels.flows.render_batches import CHUNKS_PER_DEVICE, render_batches, render_chunk_task, serve_until_stopped
 from visuels.planning.jobs import RenderJob
 from visuels.planning.plan import RenderPlan, plan_render
 from visuels.planning.request import RenderSettings
@@ -333,3 +336,43 @@ def test_a_chunk_waiting_for_the_gpu_holds_its_claims_so_its_run_sees_it_alive(
     assert seen_while_waiting == [False]  # claimed, and the lease live, before the wait
     assert abandoned(database, target.output_root, plan.pending)  # released once the chunk ended
     database.close()
+
+
+class UnansweringServer:
+    """A Prefect API address whose server takes connections and answers none: the first one it
+    closes at once (a refused handshake), the others it keeps open in silence (a stalled server)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/api"
+        self.taken: list[socket.socket] = []
+        threading.Thread(target=self._take, daemon=True).start()
+
+    def _take(self) -> None:
+        with suppress(OSError):  # the listener closed: the test is over
+            while True:
+                connection, _ = self.listener.accept()
+                self.taken.append(connection)
+                if len(self.taken) == 1:
+                    connection.close()
+
+    def close(self) -> None:
+        for connection in [self.listener, *self.taken]:
+            connection.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_render_worker_that_loses_its_server_connects_again_instead_of_ending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prefect's task worker returned, as if stopped, after its server stalled for 10 s: a render
+    # worker of `make serve` ended with exit code 0 and runs rendered without it.
+    server = UnansweringServer()
+    try:
+        with temporary_settings({PREFECT_API_URL: server.url}), pytest.raises(OperationalError) as raised:
+            serve_until_stopped(render_chunk_task, 1, retry_after_s=0.01, attempts=2)
+    finally:
+        server.close()
+    assert len(server.taken) == 2  # it came back after the refused handshake, then gave up on the silence
+    assert "lost 2 times in a row: it did not answer" in str(raised.value)
+    assert any("connecting again" in record.message for record in caplog.records)
