@@ -169,6 +169,15 @@ def pink_noise(height: int, width: int, seed: int) -> Image.Image:
     return Image.fromarray(np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8))
 
 
+def blown_up_noise(
+    side: int, factor: int, seed: int, resample: Image.Resampling = Image.Resampling.NEAREST
+) -> Image.Image:
+    """Colour noise drawn small and blown up: what a model with random weights and a small VAE
+    draws (128-256 px), once the formats enlarge it."""
+    small = np.random.default_rng(seed).integers(0, 256, (side // factor, side // factor, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((side, side), resample)
+
+
 def psnr(original: np.ndarray, marked: np.ndarray) -> float:
     mse = np.mean((original.astype(np.float64) - marked) ** 2)
     return float(10 * np.log10(255**2 / mse))

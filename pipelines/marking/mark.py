@@ -100,9 +100,13 @@ def write_marked(
     key = context.signing.watermark
     pixels, strength = watermark.embed_readable(np.asarray(as_rgb(image)), int(entry.watermark, 16), key.value)
     if strength is None:  # the other marks (XMP, C2PA, the label, the starting noise) still say it
-        log.warning("%s: its invisible watermark does not read back even at twice the usual strength", target.target)
-    elif strength > 1.0:
-        log.info("%s: invisible watermark %.1f times the usual strength, to read back", target.target, strength)
+        log.warning("%s: its invisible watermark does not read back even at its strongest", target.target)
+    elif strength != watermark.STRENGTHS[0]:
+        overall, textured = strength
+        on_texture = f" ({overall + textured:.1f} where the picture is busy)" if textured else ""
+        log.info(
+            "%s: invisible watermark %.1f times the usual strength%s, to read back", target.target, overall, on_texture
+        )
     composite = parent is not None or photo is not None
     source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
     xmp = xmp_packet(

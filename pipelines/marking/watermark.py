@@ -22,7 +22,9 @@ Design (tiled spread spectrum with a synchronisation pattern):
 - Read back before a picture leaves: where a picture's own texture happens to oppose enough of
   the coded bits under its key that the mark does not decode even untouched (about 1 picture and
   key in 300 on a textured photograph, benchmarks/RESULTS.md), ``embed_readable`` marks it again
-  with the pattern 1.5, then 2 times as strong; the rest keep the usual amplitude, to the byte.
+  with the pattern 1.5, then 2 times as strong, then stronger still where the picture is busy
+  (3 to 4 times there: blown-up noise, what models with random weights draw, needs it); the rest
+  keep the usual amplitude, to the byte.
 - Decision: a payload is reported only when the CRC-32 of the decoded message matches. On an
   unmarked picture the decoded message is, as far as the CRC is concerned, random, so each
   decoding matches with probability 2^-32; a picture gets at most MAX_ATTEMPTS decodings
@@ -61,7 +63,11 @@ ROTATION_SIDE = 1024  # the luminance is turned at most this large (pixels, long
 # by up to 10 degrees it is 6.9 or more (benchmarks/RESULTS.md). Only speed depends on it.
 ROTATION_SYNC_GATE = 6.3
 BAND_ROWS = 64  # rows marked at a time (embed)
-STRENGTHS = (1.0, 1.5, 2.0)  # the pattern's amplitude, times AMPLITUDE, tried in turn (embed_readable)
+# The pattern's amplitude, times AMPLITUDE, tried in turn (embed_readable): all over, and extra where
+# the picture is busy (times its texture, 0-1). A busy texture is what drowns the usual pattern, and
+# hides a stronger one: blown-up noise (what a model with random weights draws) needs up to 4 there.
+STRENGTHS = ((1.0, 0.0), (1.5, 0.0), (2.0, 0.0), (2.0, 1.0), (2.0, 2.0))
+TEXTURE_KNEE = 16.0  # local contrast (luminance levels, high-passed) at which a picture is fully busy
 MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES * (1 + ANGLE_CANDIDATES)
 
 
@@ -128,14 +134,16 @@ def _canonical_pattern(payload: int, key: int) -> np.ndarray:
     return np.tile(tile, (repeats, repeats)).astype(np.float32)
 
 
-def embed(rgb: np.ndarray, payload: int, key: int, strength: float = 1.0) -> np.ndarray:
-    """Add the payload's pattern, ``strength`` times the usual amplitude, to the luminance of an
-    (h, w, 3) uint8 image; returns uint8."""
+def embed(rgb: np.ndarray, payload: int, key: int, strength: float = 1.0, textured: float = 0.0) -> np.ndarray:
+    """Add the payload's pattern, ``strength`` times the usual amplitude (plus ``textured`` times it
+    where the picture is busy), to the luminance of an (h, w, 3) uint8 image; returns uint8."""
     if not 0 <= payload < 2**PAYLOAD_BITS:
         raise ValueError("payload must be a 64-bit unsigned integer")
     height, width = rgb.shape[:2]
     pattern = cv2.resize(_canonical_pattern(payload, key), (width, height), interpolation=cv2.INTER_LINEAR)
     offset = (AMPLITUDE * strength) * pattern
+    if textured:
+        offset += (AMPLITUDE * textured) * pattern * _texture(rgb)
     # Same offset on R, G and B: a pure luminance change, no colour shift (the grey-to-RGB copy
     # is OpenCV's fastest way to repeat it). OpenCV adds in float32 and rounds half to even with
     # saturation, as rint and clip would: the same bytes, 3x faster. A band of rows at a time:
@@ -148,15 +156,27 @@ def embed(rgb: np.ndarray, payload: int, key: int, strength: float = 1.0) -> np.
     return marked
 
 
-def embed_readable(rgb: np.ndarray, payload: int, key: int) -> tuple[np.ndarray, float | None]:
+def embed_readable(rgb: np.ndarray, payload: int, key: int) -> tuple[np.ndarray, tuple[float, float] | None]:
     """``embed``, read back as marked (``read_as_embedded``), and marked again more strongly
     (``STRENGTHS``) while the payload does not come back. Returns the marked pixels and the
-    strength that read back; None where none did (marked at the strongest: the caller says so)."""
-    for strength in STRENGTHS:
-        marked = embed(rgb, payload, key, strength)
+    strengths that read back (all over, extra on texture); None where none did (marked at the
+    strongest: the caller says so)."""
+    for strength, textured in STRENGTHS:
+        marked = embed(rgb, payload, key, strength, textured)
         if read_as_embedded(marked, key) == payload:
-            return marked, strength
+            return marked, (strength, textured)
     return marked, None
+
+
+def _texture(rgb: np.ndarray) -> np.ndarray:
+    """How busy the picture is around each pixel, 0 (flat) to 1: its high-passed luminance's local
+    contrast, measured on the canonical grid as the detector sees it, over TEXTURE_KNEE."""
+    height, width = rgb.shape[:2]
+    canonical = cv2.resize(_luminance(rgb), (CANONICAL, CANONICAL), interpolation=cv2.INTER_AREA)
+    residual = canonical - cv2.GaussianBlur(canonical, (0, 0), 2.5)
+    contrast = np.sqrt(cv2.GaussianBlur(residual * residual, (0, 0), 8.0))
+    busy = np.minimum(contrast / TEXTURE_KNEE, 1.0)
+    return cv2.resize(busy, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def read_as_embedded(rgb: np.ndarray, key: int) -> int | None:
