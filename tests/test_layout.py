@@ -99,13 +99,14 @@ def test_only_flows_import_prefect() -> None:
 
 
 def test_only_marking_writes_output_pictures() -> None:
-    """Every picture save in the library is in marking (outputs) or export (JPEG thumbnails):
-    no code path writes an output picture without the watermark, XMP, C2PA and its record.
-    Training writes its own diagnostics (validation grids, the loss curve) into the run folder
-    under lora/, which is never published, and its flow shows small copies of them in memory.
-    The layered working file (PSD) keeps the watermark in its picture layer and says in its XMP
-    that it is a working file; what is exported from it goes through finalize. The studio's
-    template preview is drawn in memory over a reference picture, no generated pixel in it."""
+    """Every picture save in the library is in marking (outputs, and their report thumbnails,
+    tagged too) or export (the edge map of an input photo): no code path writes an output picture
+    without the watermark, XMP, C2PA and its record. Training writes its own diagnostics
+    (validation grids, the loss curve) into the run folder under lora/, which is never published,
+    and its flow shows small copies of them in memory. The layered working file (PSD) keeps the
+    watermark in its picture layer and says in its XMP that it is a working file; what is
+    exported from it goes through finalize. The studio's template preview is drawn in memory over
+    a reference picture, no generated pixel in it."""
     allowed = {
         "visuels.review.layers",
         "visuels.studio.app",
@@ -122,8 +123,8 @@ def test_only_marking_writes_output_pictures() -> None:
                 savers.add(name)
     assert savers <= allowed, savers - allowed
     export = modules()["visuels.engine.export"].read_text(encoding="utf-8")
-    # The thumbnail, and the edge map of the input photo (no generated pixel in it): nothing else.
-    assert export.count(".save(") == 2 and 'format="JPEG"' in export and "edges.save(" in export
+    # The edge map of the input photo (no generated pixel in it): nothing else.
+    assert export.count(".save(") == 1 and "edges.save(" in export
 
 
 def test_the_cpu_stage_never_imports_torch() -> None:

@@ -22,14 +22,16 @@ from visuels.marking.c2pa_manifest import Provenance, sign_asset
 from visuels.marking.checkpoints import CHECKPOINT_FILE
 from visuels.marking.keys import TRUST_ANCHORS, init_local_chain, signing_files
 from visuels.marking.mark import encode
+from visuels.marking.watermark_keys import key_id
 from visuels.marking.xmp import DigitalSourceType, xmp_packet
+from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.planning.plan import plan_render
 from visuels.record.database import Database, database_url, url_option
 from visuels.record.ledger import LedgerEntry, append, verify_chain
 from visuels.review.publish import finish_render
 from visuels.review.verify import verify_file
 
-from tests.conftest import SAMPLE_CHARTER_DIR, render_now
+from tests.conftest import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, render_now
 from tests.watermark_attacks import rotate
 
 
@@ -114,6 +116,19 @@ def test_every_exported_file_passes_every_layer(rendered: tuple[Path, list[Path]
         assert report.xmp_source_type.endswith("/compositeWithTrainedAlgorithmicMedia")
         assert report.c2pa_soft_binding == report.watermark == report.ledger_record["watermark"]
         assert report.ledger_record["file"] == str(path.relative_to(out))
+
+
+def test_a_report_thumbnail_says_ai_made_and_leads_to_its_file(
+    rendered: tuple[Path, list[Path]], charter: Charter
+) -> None:
+    """The contact sheet's thumbnails are files too: one taken from the report is no unmarked copy."""
+    out, files = rendered
+    for path in files:
+        file_report = check(path, charter, out)
+        campaign, job_key = path.relative_to(out).parts[0], file_report.ledger_record["job_key"]
+        report = check(out / campaign / "thumbnails" / f"{job_key[:KEY_PREFIX_LENGTH]}.jpg", charter, out)
+        assert report.xmp_source_type == file_report.xmp_source_type
+        assert report.watermark == file_report.watermark and report.ledger_record["file"] == str(path.relative_to(out))
 
 
 @pytest.mark.parametrize(("file_type", "suffix"), [("jpeg", ".jpg"), ("webp", ".webp")])
@@ -481,3 +496,24 @@ def test_a_cut_rewritten_or_wholly_replaced_ledger_fails_against_its_signed_chec
     assert main(["ledger", "verify", "--database", str(wiped)]) == 1
     err = capsys.readouterr().err
     assert "the ledger was cut: 0 rows" in err and "the database lost checkpoints" in err
+
+
+def test_a_file_verified_without_its_watermark_key_says_which_key_is_missing_not_that_the_mark_is_gone(
+    rendered: tuple[Path, list[Path]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run from another folder (no keys/ there), verify said "no watermark found" and "its watermark
+    is gone: render it again" of every intact file."""
+    out, files = rendered
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.delenv("VISUELS_WATERMARK_KEY", raising=False)
+    assert main(["verify", str(files[0]), "--database", str(out / "visuels.sqlite")]) == 1
+    printed = capsys.readouterr().out
+    missing = (
+        f"watermark: not read: marked with watermark key {key_id(TEST_WATERMARK_KEY)}, which {tmp_path / 'elsewhere'}"
+    )
+    assert missing + " does not hold" in printed
+    assert "what to do: verify it with the watermark keys of the deployment that made it" in printed
+    assert "gone" not in printed

@@ -104,6 +104,11 @@ def _print_verdict(report: FileReport) -> None:
 
 def _remedy(report: FileReport, t: Words) -> str:
     """What a BAD file's owner can do about it, from which marks are left."""
+    if report.watermark_key_missing:
+        return t(
+            "verify it with the watermark keys of the deployment that made it: where they are, or with"
+            " VISUELS_KEYS_DIR naming a copy of its keys folder"
+        )
     if report.watermark is None and report.c2pa == "missing":
         return t("it carries none of this project's marks: not one of its pictures, or its marks were removed")
     if report.watermark is not None:

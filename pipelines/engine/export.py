@@ -23,11 +23,10 @@ from visuels.engine import claims
 from visuels.errors import ExportError
 from visuels.inputs.photos import edge_map, fit_photo
 from visuels.marking.c2pa_manifest import Ingredient
-from visuels.marking.mark import MarkingContext, pixels_ingredient, write_marked
+from visuels.marking.mark import MarkingContext, pixels_ingredient, thumbnail_jpeg, write_marked
 from visuels.models.noise_mark import payload_for_key
 from visuels.planning.jobs import KEY_PREFIX_LENGTH, RenderJob
 from visuels.postprocess.compliance import Compliance
-from visuels.postprocess.resize import reduced
 from visuels.record import ledger, manifest
 from visuels.record.database import Database
 
@@ -167,10 +166,8 @@ def export_picture(
             alt_text=alt_text,
             key_visual=key_visual_ingredient(job, key_visual),
         )
-        thumbnail = Image.fromarray(reduced(marked.pixels, THUMBNAIL_SIDE))
-        write_with(
-            output_root / thumbnail_path(job), lambda temporary: thumbnail.save(temporary, format="JPEG", quality=80)
-        )
+        thumbnail = thumbnail_jpeg(marked, THUMBNAIL_SIDE, marking.creator)
+        write_with(output_root / thumbnail_path(job), lambda temporary: temporary.write_bytes(thumbnail))
         created = datetime.now(UTC).isoformat(timespec="seconds")
         with database.transaction() as connection:
             if claim_owner is not None:

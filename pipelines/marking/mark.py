@@ -26,6 +26,7 @@ from visuels.marking.phash import perceptual_hash
 from visuels.marking.png import encode_png
 from visuels.marking.watermark_keys import WatermarkKey
 from visuels.marking.xmp import XMP_PNG_KEY, DigitalSourceType, xmp_packet
+from visuels.postprocess.resize import reduced
 from visuels.record import ledger
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,12 @@ class MarkedFile:
     phash: str
     record: ledger.LedgerEntry  # the file's ledger row, for export to commit with its outputs row
     pixels: np.ndarray  # as stored in the file (JPEG and WebP are lossy)
+    source_type: DigitalSourceType
 
 
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 LOSSY_QUALITY = 92  # JPEG and WebP: the watermark survives far lower (see benchmarks/RESULTS.md)
+THUMBNAIL_QUALITY = 80  # the report's contact sheet: small files
 # libwebp's effort, 0-6 (Pillow's default 4): 1 takes half the time or less for the same PSNR and
 # at most a tenth more bytes (measured on 1080² pictures, benchmarks/RESULTS.md "CPU stage").
 WEBP_METHOD = 1
@@ -154,8 +157,25 @@ def write_marked(
         }
     )
     return MarkedFile(
-        sha256=digest, size=len(signed), watermark=entry.watermark, phash=phash, record=record, pixels=pixels
+        sha256=digest,
+        size=len(signed),
+        watermark=entry.watermark,
+        phash=phash,
+        record=record,
+        pixels=pixels,
+        source_type=source_type,
     )
+
+
+def thumbnail_jpeg(marked: MarkedFile, side: int, creator: str) -> bytes:
+    """The report's thumbnail of a marked file, at most ``side`` pixels: its pixels reduced (its
+    watermark stays readable) and its XMP saying AI-made as the file's does, so a thumbnail taken
+    from the report is no unmarked copy."""
+    buffer = io.BytesIO()
+    xmp = xmp_packet(marked.source_type, creator, SOFTWARE)
+    thumbnail = Image.fromarray(reduced(marked.pixels, side))
+    thumbnail.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY, xmp=xmp.encode("utf-8"))
+    return buffer.getvalue()
 
 
 def pixels_ingredient(pixels: np.ndarray, title: str, description: str) -> Ingredient:

@@ -56,6 +56,8 @@ class FileReport(BaseModel):
     watermark_in_ledger: bool = False
     watermark_geometry: str = ""  # how the picture was found changed: flipped, turned...
     watermark_key: str | None = None  # the id of the deployment's key that read it
+    # Not found, and the manifest names a key this machine does not hold: nothing could read it here.
+    watermark_key_missing: str | None = None
     xmp_source_type: str | None = None
     c2pa: str = "missing"
     c2pa_soft_binding: str | None = None
@@ -147,6 +149,7 @@ class FileMarks:
     found: watermark.Detection
     payload: str | None  # the watermark's, in hex
     key: WatermarkKey | None  # the deployment's key that read it
+    key_ids_tried: frozenset[str]
     source_type: str | None  # the XMP's IPTC digital source type
     manifest: ManifestState
     label_seen: bool
@@ -160,7 +163,8 @@ def read_marks(
     data = read_file(path, "file")
     picture, xmp = read_picture_and_xmp(path, "file", data)
     pixels = np.asarray(picture)
-    found, key = find_mark(pixels, known_keys(keys_dir()) if keys is None else keys)
+    tried = known_keys(keys_dir()) if keys is None else keys
+    found, key = find_mark(pixels, tried)
     source = SOURCE_TYPE.search(xmp) if xmp else None
     return FileMarks(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -169,6 +173,7 @@ def read_marks(
         found=found,
         payload=f"{found.payload:016x}" if found.payload is not None else None,
         key=key,
+        key_ids_tried=frozenset(each.id for each in tried),
         source_type=source.group(1) if source else None,
         manifest=read_manifest_state(path, trust_anchors),
         label_seen=label_seen(pixels, charter),
@@ -205,6 +210,9 @@ def verify_file(
             "watermark_in_ledger": found_by == "watermark",
             "watermark_geometry": found.geometry(),
             "watermark_key": marks.key.id if marks.key else None,
+            "watermark_key_missing": manifest.watermark_key_id
+            if mark is None and manifest.watermark_key_id and manifest.watermark_key_id not in marks.key_ids_tried
+            else None,
             "xmp_source_type": marks.source_type,
             "c2pa": manifest.state,
             "c2pa_soft_binding": manifest.soft_binding,
@@ -229,12 +237,18 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
     generated = {kind.value for kind in DigitalSourceType}
     record = report.ledger_record
     geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
+    not_found = (
+        f"not read: marked with watermark key {report.watermark_key_missing},"
+        f" which {keys_dir().resolve()} does not hold"
+        if report.watermark_key_missing
+        else "no watermark found"
+    )
     checks = {
         "label": Check(
             passed=report.label_seen,
             detail="the charter's AI label is visible" if report.label_seen else "no AI label in any corner",
         ),
-        "watermark": _watermark_alone(report.watermark, geometry)
+        "watermark": _watermark_alone(report.watermark, geometry, not_found)
         if sha256_in_ledger is None
         else Check(
             passed=report.watermark_in_ledger,
@@ -242,7 +256,7 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
             if report.watermark_in_ledger
             else f"payload {report.watermark}, unknown to the ledger"
             if report.watermark
-            else "no watermark found",
+            else not_found,
         ),
         "xmp": Check(
             passed=source in generated,
@@ -275,9 +289,9 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
     return checks
 
 
-def _watermark_alone(payload: str | None, geometry: str) -> Check:
+def _watermark_alone(payload: str | None, geometry: str, not_found: str) -> Check:
     if payload is None:
-        return Check(passed=False, detail="no watermark found")
+        return Check(passed=False, detail=not_found)
     return Check(passed=True, detail=f"payload {payload}{geometry} (no record to look it up in)")
 
 
