@@ -79,6 +79,25 @@ def encode(pixels: np.ndarray, file_type: str, dpi: int, xmp: str) -> bytes:
     return buffer.getvalue()
 
 
+class EncodedFile:
+    """What a file of ``file_type`` holds of marked pixels, as ``embed_readable`` reads the mark
+    back: lossy formats decoded again (JPEG at the exports' quality loses some busy pictures'
+    marks that read back on their pixels). Keeps the last encoding: the file's bytes."""
+
+    def __init__(self, file_type: str, dpi: int, xmp: str) -> None:
+        self.file_type, self.dpi, self.xmp = file_type, dpi, xmp
+        self.encoded, self.decoded = b"", np.empty((0, 0, 3), dtype=np.uint8)
+
+    def __call__(self, marked: np.ndarray) -> np.ndarray:
+        self.encoded = encode(marked, self.file_type, self.dpi, self.xmp)
+        if self.file_type == "png":
+            self.decoded = marked  # lossless, to the byte
+        else:
+            with Image.open(io.BytesIO(self.encoded)) as written:
+                self.decoded = np.asarray(written.convert("RGB"))
+        return self.decoded
+
+
 def write_marked(
     image: Image.Image,
     target: StagedFile,
@@ -100,16 +119,6 @@ def write_marked(
     ``alt_text``: (language, text) for screen readers, written to the XMP. ``key_visual``: the
     generated picture this format was declined from (generated too: the file stays generated).
     """
-    key = context.signing.watermark
-    pixels, strength = watermark.embed_readable(np.asarray(as_rgb(image)), int(entry.watermark, 16), key.value)
-    if strength is None:  # the other marks (XMP, C2PA, the label, the starting noise) still say it
-        log.warning("%s: its invisible watermark does not read back even at its strongest", target.target)
-    elif strength != watermark.STRENGTHS[0]:
-        overall, textured = strength
-        on_texture = f" ({overall + textured:.1f} where the picture is busy)" if textured else ""
-        log.info(
-            "%s: invisible watermark %.1f times the usual strength%s, to read back", target.target, overall, on_texture
-        )
     composite = parent is not None or photo is not None
     source_type = DigitalSourceType.composite if composite else DigitalSourceType.generated
     xmp = xmp_packet(
@@ -121,6 +130,17 @@ def write_marked(
         ai_system=(context.model, entry.model_hash[:12]),
         prompt=entry.prompt if context.disclose_prompt else None,
     )
+    key = context.signing.watermark
+    stored = EncodedFile(file_type, dpi, xmp)
+    pixels, strength = watermark.embed_readable(np.asarray(as_rgb(image)), int(entry.watermark, 16), key.value, stored)
+    if strength is None:  # the other marks (XMP, C2PA, the label, the starting noise) still say it
+        log.warning("%s: its invisible watermark does not read back even at its strongest", target.target)
+    elif strength != watermark.STRENGTHS[0]:
+        overall, textured = strength
+        on_texture = f" ({overall + textured:.1f} where the picture is busy)" if textured else ""
+        log.info(
+            "%s: invisible watermark %.1f times the usual strength%s, to read back", target.target, overall, on_texture
+        )
     provenance = Provenance(
         title=target.target.name,
         source_type=source_type,
@@ -136,16 +156,13 @@ def write_marked(
         model_licence=context.model_licence,
         licence_override=context.licence_override,
     )
-    encoded = encode(pixels, file_type, dpi, xmp)
-    signed = sign_asset(encoded, MIME_TYPES[file_type], provenance, context.signing)  # last
+    signed = sign_asset(stored.encoded, MIME_TYPES[file_type], provenance, context.signing)  # last
     try:
         target.path.write_bytes(signed)
     except OSError as exc:
         raise ExportError(target.target, None, "cannot write it: {reason}", reason=exc.strerror or str(exc)) from None
     digest = hashlib.sha256(signed).hexdigest()
-    if file_type != "png":  # lossy: hash what readers will decode, not what was encoded
-        with Image.open(io.BytesIO(encoded)) as written:
-            pixels = np.asarray(written.convert("RGB"))
+    pixels = stored.decoded  # lossy: hash what readers will decode, not what was encoded
     phash = perceptual_hash(pixels)
     record = entry.model_copy(
         update={
@@ -192,6 +209,6 @@ def preview_jpeg(image: Image.Image, watermark_id: str, creator: str, side: int,
     """
     preview = image.convert("RGB")
     preview.thumbnail((side, side), Image.Resampling.LANCZOS)
-    pixels, _ = watermark.embed_readable(np.asarray(preview), int(watermark_id, 16), key.value)
-    xmp = xmp_packet(DigitalSourceType.composite, creator, SOFTWARE)
-    return encode(pixels, "jpeg", 72, xmp)
+    stored = EncodedFile("jpeg", 72, xmp_packet(DigitalSourceType.composite, creator, SOFTWARE))
+    watermark.embed_readable(np.asarray(preview), int(watermark_id, 16), key.value, stored)
+    return stored.encoded

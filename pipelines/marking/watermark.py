@@ -37,6 +37,7 @@ Design (tiled spread spectrum with a synchronisation pattern):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -156,14 +157,17 @@ def embed(rgb: np.ndarray, payload: int, key: int, strength: float = 1.0, textur
     return marked
 
 
-def embed_readable(rgb: np.ndarray, payload: int, key: int) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """``embed``, read back as marked (``read_as_embedded``), and marked again more strongly
-    (``STRENGTHS``) while the payload does not come back. Returns the marked pixels and the
-    strengths that read back (all over, extra on texture); None where none did (marked at the
-    strongest: the caller says so)."""
+def embed_readable(
+    rgb: np.ndarray, payload: int, key: int, stored: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """``embed``, read back where it was put (``read_as_embedded``) from what the file will hold
+    of it (``stored``: a lossy encoding decoded again; default the marked pixels), and marked
+    again more strongly (``STRENGTHS``) while the payload does not come back. Returns the marked
+    pixels and the strengths that read back (all over, extra on texture); None where none did
+    (marked at the strongest: the caller says so)."""
     for strength, textured in STRENGTHS:
         marked = embed(rgb, payload, key, strength, textured)
-        if read_as_embedded(marked, key) == payload:
+        if read_as_embedded(stored(marked) if stored else marked, key) == payload:
             return marked, (strength, textured)
     return marked, None
 
