@@ -276,6 +276,28 @@ def test_a_non_commercial_model_is_refused_unless_the_campaign_records_why(
     assert recorded == [("flux-1-dev-non-commercial-license", reason)]
 
 
+def test_check_refuses_what_render_would_of_a_campaign_on_its_model(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A campaign copied from the sample with only its model changed said "ok" in `visuels check`,
+    then its render was refused: the sample's `scheduler: euler` is no FLUX.2 klein scheduler."""
+    from visuels.cli.main import main
+
+    model = {"kind": "diffusers", "path": str(tiny_models["flux2-klein"]), "native_size": 256}
+    sample_like = make_campaign(model=model, formats=["instagram_square"], scheduler="euler", photos=None)
+    assert main(["check", str(sample_like)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {sample_like}: scheduler: FLUX.2 klein models use their own flow-matching scheduler:"
+        " write `scheduler: default` or leave it out"
+    )
+    fixed = make_campaign("fixed.yaml", model=model, formats=["instagram_square"], scheduler=None, photos=None)
+    assert main(["check", str(fixed)]) in (0, 1)  # valid; 1 only for review findings
+    assert capsys.readouterr().out.startswith(f"ok  {fixed}")
+    missing = make_campaign("missing.yaml", model={"kind": "diffusers", "path": "/nonexistent/model"}, photos=None)
+    assert main(["check", str(missing)]) == 2  # as a missing LoRA is
+    assert capsys.readouterr().err.strip() == f"error: {missing}: model: /nonexistent/model not found"
+
+
 def test_a_declared_licence_fills_a_silent_card_and_may_not_contradict_one(
     tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -135,8 +135,23 @@ def _check_file(path: Path) -> int:
         return EXIT_FINDING if findings else EXIT_OK
     campaign = load_campaign(path)
     _check_layout(campaign)
+    _check_on_its_model(campaign)
     console.print(f"{t('ok')}  {path}: {_describe_campaign(campaign, t)}", highlight=False)
     return _lint(campaign, t)
+
+
+def _check_on_its_model(campaign: Campaign) -> None:
+    """What a render would refuse of the campaign on its model, as render plans it: settings the
+    model's family cannot take, photo uses it cannot serve, its licence. The model's files are
+    read, never loaded; the demo model once it is built (a first render or `visuels demo`)."""
+    from visuels.config import demo_model_dir
+    from visuels.inputs.model_refs import DemoModelRef
+    from visuels.models.reference import describe_model
+    from visuels.planning.jobs import expand_jobs
+
+    if isinstance(campaign.model, DemoModelRef) and not (demo_model_dir() / "model_index.json").is_file():
+        return
+    expand_jobs(campaign, describe_model(campaign.model, source=str(campaign.path)), "auto")
 
 
 def _check_layout(campaign: Campaign) -> None:
