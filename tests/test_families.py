@@ -709,6 +709,28 @@ def test_first_block_cache_skips_a_transformers_later_blocks_per_picture_and_is_
         plan_render(demo.path, demo.path.parent / "out")
 
 
+def test_first_block_cache_on_a_one_block_transformer_gives_the_full_models_pictures(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path]
+) -> None:
+    """A test-shaped Qwen-Image (one transformer block) with `first_block_cache` failed on every
+    picture ("pop from empty list", diffusers' hook): with no block after the first there is
+    nothing to skip, and the pictures are the full model's."""
+    from visuels.models.host import ModelHost
+
+    ref = DiffusersFolderRef(path=str(tiny_models["qwen-image"]), native_size=256)
+    fields = {"formats": ["instagram_square"], "steps": 2, "guidance": None, "scheduler": None, "photos": None}
+    host = ModelHost(torch.device("cpu"))
+    with host.use(ref, torch.float32, None) as pipeline:
+        assert len(pipeline.transformer.transformer_blocks) == 1
+    pictures = []
+    for settings in ({}, {"first_block_cache": 0.5}):
+        campaign = load_campaign(make_campaign(model=ref.model_dump(), **fields, **settings))
+        pictures.append(
+            host.generate(ref, torch.float32, None, expand_jobs(campaign, describe_model(ref), "float32")[:1])[0]
+        )
+    assert np.array_equal(*pictures)
+
+
 @pytest.mark.slow
 def test_a_kohya_qwen_image_lora_from_the_community_gives_the_pictures_of_its_diffusers_twin(
     tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path
