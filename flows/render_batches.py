@@ -361,8 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party_logs()
     # `kill -USR1 PID` writes every thread's stack to the worker's log: what a stuck worker waits on.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    with rendering_here(RenderSettings(cpu_workers=args.cpu_workers, compile=args.compile)):
-        serve_until_stopped(render_chunk_task, CHUNKS_PER_DEVICE)
+    try:
+        with rendering_here(RenderSettings(cpu_workers=args.cpu_workers, compile=args.compile)):
+            serve_until_stopped(render_chunk_task, CHUNKS_PER_DEVICE)
+    except KeyboardInterrupt:  # Ctrl-C (make serve's too reaches it): a stop asked for, no traceback
+        return 130
     return 0
 
 

@@ -7,7 +7,11 @@ recorder, so the queueing logic is checked without a server.
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -376,3 +380,26 @@ def test_a_render_worker_that_loses_its_server_connects_again_instead_of_ending(
     assert len(server.taken) == 2  # it came back after the refused handshake, then gave up on the silence
     assert "lost 2 times in a row: it did not answer" in str(raised.value)
     assert any("connecting again" in record.message for record in caplog.records)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_a_render_worker_without_a_traceback() -> None:
+    """Ctrl-C in `make serve`'s terminal reaches its render workers too: each printed a
+    KeyboardInterrupt traceback into the console."""
+    server = UnansweringServer()
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "visuels.flows.render_batches"],
+            env=os.environ | {"PREFECT_API_URL": server.url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 90
+        while not server.taken and time.monotonic() < deadline:  # serving: it has tried the server
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGINT)
+        output = worker.communicate(timeout=60)[0]
+    finally:
+        server.close()
+    assert server.taken and worker.returncode == 130 and "Traceback" not in output, output
