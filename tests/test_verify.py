@@ -517,3 +517,32 @@ def test_a_file_verified_without_its_watermark_key_says_which_key_is_missing_not
     assert missing + " does not hold" in printed
     assert "what to do: verify it with the watermark keys of the deployment that made it" in printed
     assert "gone" not in printed
+
+
+def test_a_folder_stands_for_the_pictures_it_holds_less_what_an_output_folder_keeps_for_itself(
+    rendered: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`visuels verify outputs/CAMPAIGN` said "is a folder, not a picture": a region checking a
+    campaign before publishing it had to spell out every file."""
+    out, files = rendered
+    assert list((out / "verification" / "thumbnails").glob("*.jpg")) and list(
+        (out / "verification" / "edges").glob("*")
+    )
+    assert main(["verify", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(line.split(":")[0][4:] for line in printed.splitlines() if line.startswith("ok ")) == sorted(
+        map(str, files)
+    )
+    assert printed.strip().endswith(f"{len(files)} file(s): {len(files)} ok, 0 BAD")
+    linked = tmp_path / "linked"  # links are not followed: a folder's pictures are its own
+    linked.mkdir()
+    shutil.copy(files[0], linked / files[0].name)
+    (linked / "elsewhere").symlink_to(out, target_is_directory=True)
+    (linked / "other.png").symlink_to(files[1])
+    assert main(["verify", str(linked), "--database", str(out / "visuels.sqlite")]) == 0
+    assert capsys.readouterr().out.strip().endswith("1 file(s): 1 ok, 0 BAD")
+    empty = tmp_path / "nothing-here"
+    (empty / "thumbnails").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(empty / "thumbnails" / "kept.jpg")
+    assert main(["verify", str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {empty}: holds no picture (PNG, JPEG or WebP)"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,35 @@ if TYPE_CHECKING:
     from visuels.review.verify import FileReport
 
 
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+# What an output folder keeps for itself and never publishes: the report's thumbnails and the edge
+# maps of the photos renders started from.
+KEPT_FOR_ITSELF = {"thumbnails", "edges"}
+
+
+def pictures_named(paths: Sequence[Path]) -> list[Path]:
+    """The files named, each folder standing for the pictures in it and below (in order), less
+    those an output folder keeps for itself; a folder without any is bad input. Links are not
+    followed: a link named on the command line is checked as the file it is (a link to a folder
+    is refused as one), and links inside a folder are left out."""
+    found = []
+    for path in paths:
+        if path.is_symlink() or not path.is_dir():
+            found.append(path)
+            continue
+        inside = sorted(
+            Path(folder, name)
+            for folder, _, names in os.walk(path)  # links to folders are not walked into
+            if not KEPT_FOR_ITSELF.intersection(Path(folder).relative_to(path).parts)
+            for name in names
+            if Path(name).suffix.lower() in PICTURE_SUFFIXES and not Path(folder, name).is_symlink()
+        )
+        if not inside:
+            raise VisuelsError(path, None, "holds no picture (PNG, JPEG or WebP)")
+        found += inside
+    return found
+
+
 def verify(
     files: Sequence[Path], as_json: bool, database_option: str | None, charter_path: Path, allow_untrusted: bool
 ) -> int:
@@ -30,6 +60,7 @@ def verify(
     from visuels.marking.keys import TRUST_ANCHORS, keys_dir
     from visuels.review.verify import verify_file
 
+    files = pictures_named(files)
     charter = load_charter(charter_path)
     databases: dict[str, Database | None] = {}  # each file is checked against the record of its own output folder
     reports = []

@@ -218,7 +218,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     detector_reports.set_defaults(handler=lambda args, flows: detector_service.reports(args))
 
     verify = command("verify", t("check the AI marking of files, layer by layer"))
-    verify.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    verify.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help=t("pictures, or folders: every picture in them (an output folder's thumbnails/ and edges/ left out)"),
+    )
     verify.add_argument("--json", action="store_true", help=t("one JSON report per file, as a list"))
     verify.add_argument("--database", help=database_help)
     verify.add_argument("--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for"))
