@@ -117,7 +117,12 @@ def test_exit_codes_a_signed_result_and_a_changed_one(
     assert main(["detect", str(ours)]) == 0
     assert main(["detect", str(ours), str(elsewhere), "--json", str(result)]) == 1  # one carries none
     assert main(["detect", str(tmp_path / "nowhere.png")]) == 2
+    folder = tmp_path / "downloads"  # a folder stands for the pictures in it
+    folder.mkdir()
+    shutil.copy(ours, folder / "poster.png")
+    assert main(["detect", str(folder)]) == 0
     printed = capsys.readouterr()
+    assert f"{folder / 'poster.png'}:" in printed.out
     assert "of this deployment (relied on: content credential (C2PA) and invisible watermark)" in printed.out
     assert f"{elsewhere}: no mark of this deployment" in printed.out
     assert "nowhere.png" in printed.err and "Traceback" not in printed.err

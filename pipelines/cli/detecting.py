@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from visuels._internal.atomic import write_text_atomic
 from visuels._internal.i18n import Words, user_language, words
 from visuels.cli.console import console, errors
+from visuels.cli.files import pictures_named
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, Text
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
     from visuels.review.detect import detect_file, signed_result
 
     t = words(user_language())
+    files = pictures_named(files)
     charter = load_charter(charter_path)
     deep = deep_reader(deep_model) if deep_model is not None else None
     detections, status = [], EXIT_OK

@@ -166,7 +166,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))
 
     detect = command("detect", t("whether pictures carry this deployment's AI marks, from the files alone"))
-    detect.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    detect.add_argument("files", nargs="*", type=Path, metavar="FILE", help=t("pictures, or folders of pictures"))
     detect.add_argument("--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for"))
     detect.add_argument(
         "--json", type=Path, metavar="RESULT.json", help=t("also write the result, signed by the detector's key")
