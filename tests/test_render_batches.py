@@ -365,6 +365,7 @@ class UnansweringServer:
             connection.close()
 
 
+@pytest.mark.slow  # Prefect's handshake waits its 10 s
 @pytest.mark.timeout(60)
 def test_a_render_worker_that_loses_its_server_connects_again_instead_of_ending(
     caplog: pytest.LogCaptureFixture,
@@ -382,6 +383,7 @@ def test_a_render_worker_that_loses_its_server_connects_again_instead_of_ending(
     assert any("connecting again" in record.message for record in caplog.records)
 
 
+@pytest.mark.integration  # a render worker process
 @pytest.mark.timeout(120)
 def test_ctrl_c_stops_a_render_worker_without_a_traceback() -> None:
     """Ctrl-C in `make serve`'s terminal reaches its render workers too: each printed a
