@@ -136,7 +136,8 @@ def _render_in_shards(
     return rendered_since_plan(plan, output_root), report(plan, output_root)
 
 
-def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> None:
+def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> str | None:
+    """Start the review run that waits for a designer's approval; its name, or None without its deployment."""
     keys = [job.key for job in rendered]
     t = words(plan.language)
     name = plan.campaign_name
@@ -164,8 +165,10 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
             link=studio_link(str(review.id)),
             link_text=t("{campaign}: review the pictures in the studio (`visuels studio`)", campaign=name),
         )
+        return review.name
     except ObjectNotFound:
         log.warning("no %s deployment: files are rendered but not sent for review", REVIEW_DEPLOYMENT)
+        return None
 
 
 def waits_for_review(choice: ReviewChoice, campaign_says: bool) -> bool:
@@ -213,6 +216,7 @@ def render_campaign(
             rendered, reports = _render_unsharded(plan, output_root, run)
     except VisuelsError as exc:  # a full disk, a picture the model blacked out: one line, as for bad input
         return Failed(message=str(exc), data=exc)
-    if rendered and waits_for_review(review, plan.review):
-        _ask_for_review(plan, rendered, output_root)
-    return summarise(plan, rendered, output_root, reports)
+    waiting = (
+        _ask_for_review(plan, rendered, output_root) if rendered and waits_for_review(review, plan.review) else None
+    )
+    return summarise(plan, rendered, output_root, reports).model_copy(update={"review": waiting})

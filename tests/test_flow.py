@@ -343,3 +343,37 @@ def test_a_run_waits_for_review_as_its_campaign_says_unless_the_run_form_says_ot
 
     assert waits_for_review("as the campaign says", True) and not waits_for_review("as the campaign says", False)
     assert waits_for_review("yes", False) and not waits_for_review("no", True)
+
+
+def test_a_render_that_asks_for_review_says_which_review_waits(
+    make_campaign: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A command-line render of a campaign under review ended on "done" and where the files are:
+    nothing said they wait for a designer's approval, nor where to give it."""
+    import visuels.flows.render_campaign as render_module
+    from visuels.cli import main
+
+    campaign = make_campaign()
+    # This server has no review deployment (`make serve` registers it): the render says nothing of one.
+    alone = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(tmp_path / "alone")})
+    assert alone.rendered and alone.review is None
+    asked: list[dict] = []
+
+    def start_review(name: str, parameters: dict, **options: object) -> SimpleNamespace:
+        assert name == "review-campaign/review-campaign" and options["timeout"] == 0
+        asked.append(parameters)
+        return SimpleNamespace(name="review-quiet-heron", id=uuid4())
+
+    monkeypatch.setattr(render_module, "run_deployment", start_review)
+    out = tmp_path / "served"
+    summary = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(out)})
+    assert summary.review == "review-quiet-heron" and asked[0]["keys"] == summary.job_keys
+    # The command line says it after where the files are.
+    assert main(["render", str(campaign), "--output-dir", str(tmp_path / "cli")], render=lambda _: summary) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "waiting for a designer's approval (review run review-quiet-heron): approve them in the studio,"
+        " `visuels studio`, while `make serve` runs"
+    )

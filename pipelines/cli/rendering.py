@@ -131,6 +131,13 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
         )
     )
     _say_where(Path(summary.output_dir), t, summary.report)
+    if summary.review:
+        waiting = t(
+            "waiting for a designer's approval (review run {name}): approve them in the studio,"
+            " `visuels studio`, while `make serve` runs",
+            name=summary.review,
+        )
+        console.print(waiting, highlight=False, markup=False)
     return EXIT_OK
 
 

@@ -67,6 +67,7 @@ class RenderSummary(BaseModel):
     failed_compliance: int
     files: list[str]
     job_keys: list[str]
+    review: str | None = None  # the review run waiting for a designer's approval, by name
 
 
 def summarise(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
