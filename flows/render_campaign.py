@@ -216,7 +216,7 @@ def render_campaign(
             rendered, reports = _render_unsharded(plan, output_root, run)
     except VisuelsError as exc:  # a full disk, a picture the model blacked out: one line, as for bad input
         return Failed(message=str(exc), data=exc)
-    waiting = (
-        _ask_for_review(plan, rendered, output_root) if rendered and waits_for_review(review, plan.review) else None
-    )
-    return summarise(plan, rendered, output_root, reports).model_copy(update={"review": waiting})
+    asks = bool(rendered) and waits_for_review(review, plan.review)
+    waiting = _ask_for_review(plan, rendered, output_root) if asks else None
+    summary = summarise(plan, rendered, output_root, reports)
+    return summary.model_copy(update={"review": waiting, "review_not_sent": asks and waiting is None})

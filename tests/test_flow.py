@@ -352,14 +352,21 @@ def test_a_render_that_asks_for_review_says_which_review_waits(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A command-line render of a campaign under review ended on "done" and where the files are:
-    nothing said they wait for a designer's approval, nor where to give it."""
+    nothing said they wait for a designer's approval, nor where to give it, nor that they were not
+    sent (no server with the review deployment)."""
     import visuels.flows.render_campaign as render_module
     from visuels.cli import main
 
     campaign = make_campaign()
     # This server has no review deployment (`make serve` registers it): the render says nothing of one.
     alone = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(tmp_path / "alone")})
-    assert alone.rendered and alone.review is None
+    assert alone.rendered and alone.review is None and alone.review_not_sent
+    assert main(["render", str(campaign), "--output-dir", str(tmp_path / "cli-alone")], render=lambda _: alone) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "not sent for review: this Prefect server has no review deployment (`make serve` registers it)"
+    )
+    unasked = render_campaign(campaign=str(campaign), review="no", run={"output_dir": str(tmp_path / "unasked")})
+    assert unasked.review is None and not unasked.review_not_sent
     asked: list[dict] = []
 
     def start_review(name: str, parameters: dict, **options: object) -> SimpleNamespace:

@@ -138,6 +138,9 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
             name=summary.review,
         )
         console.print(waiting, highlight=False, markup=False)
+    elif summary.review_not_sent:
+        unsent = t("not sent for review: this Prefect server has no review deployment (`make serve` registers it)")
+        console.print(unsent, highlight=False, markup=False)
     return EXIT_OK
 
 

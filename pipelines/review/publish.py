@@ -68,6 +68,7 @@ class RenderSummary(BaseModel):
     files: list[str]
     job_keys: list[str]
     review: str | None = None  # the review run waiting for a designer's approval, by name
+    review_not_sent: bool = False  # it asked for one, but no server it reached could start it
 
 
 def summarise(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
