@@ -50,7 +50,7 @@ from visuels._internal.logs import quiet_third_party_logs
 from visuels.engine.claims import JobClaims, abandoned
 from visuels.engine.cpu_stage import ExportTarget
 from visuels.engine.run import render_jobs
-from visuels.errors import OperationalError, VisuelsError, WorkerLostError
+from visuels.errors import OperationalError, VisuelsError, WorkerLostError, first_line
 from visuels.flows.names import SLOTS_PER_GPU
 from visuels.models.devices import GPU_BATCH_SIZE, default_batch_size
 from visuels.planning.jobs import RenderJob
@@ -344,7 +344,7 @@ def serve_until_stopped(
         except BaseException as error:
             if not _lost_server(error):
                 raise
-            why = str(error).splitlines()[0] if str(error) else type(error).__name__
+            why = first_line(error)
         lost += 1
         if attempts is not None and lost >= attempts:
             raise OperationalError("Prefect server", None, "lost {count} times in a row: {why}", count=lost, why=why)

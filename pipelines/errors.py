@@ -52,6 +52,12 @@ def _english(pattern: str, /, **values: Any) -> str:
     return pattern.format(**values) if values else pattern
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (its first), or its type's name where it has none."""
+    message = str(exc)
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
 class InvalidValueError(ValueError):
     """Raised by a pydantic validator: the value's problem as a :class:`Text` pattern and values,
     so the message reaches the reader in their language (``ValueError`` would carry only English)."""

@@ -17,7 +17,7 @@ from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TR
 from visuels.marking.watermark_keys import WatermarkKeyError, active_key, ring
 from visuels.models.families import edits_by_instruction, family_named
 from visuels.models.licences import known
-from visuels.models.reference import ModelInfo
+from visuels.models.reference import ModelInfo, demo_built
 from visuels.record.database import database_url, display_url, is_missing
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-python", "pillow", "opencv-python-headless")
@@ -119,8 +119,7 @@ def _watermark_key() -> Finding:
 
 def _models() -> list[Finding]:
     demo = demo_model_dir()
-    built = (demo / "model_index.json").is_file()
-    demo_text = Text("demo model in {folder}", folder=demo) if built else Text("demo model: built on first use")
+    demo_text = Text("demo model in {folder}", folder=demo) if demo_built() else Text("demo model: built on first use")
     # One per training run (its diffusers file; the kohya copy beside it is the same LoRA).
     loras = sorted(lora_root().rglob(WEIGHTS_FILE)) if lora_root().is_dir() else []
     lora_text = (

@@ -144,12 +144,11 @@ def _check_on_its_model(campaign: Campaign) -> None:
     """What a render would refuse of the campaign on its model, as render plans it: settings the
     model's family cannot take, photo uses it cannot serve, its licence. The model's files are
     read, never loaded; the demo model once it is built (a first render or `visuels demo`)."""
-    from visuels.config import demo_model_dir
     from visuels.inputs.model_refs import DemoModelRef
-    from visuels.models.reference import describe_model
+    from visuels.models.reference import demo_built, describe_model
     from visuels.planning.jobs import expand_jobs
 
-    if isinstance(campaign.model, DemoModelRef) and not (demo_model_dir() / "model_index.json").is_file():
+    if isinstance(campaign.model, DemoModelRef) and not demo_built():
         return
     expand_jobs(campaign, describe_model(campaign.model, source=str(campaign.path)), "auto")
 

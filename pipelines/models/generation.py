@@ -25,7 +25,7 @@ from diffusers import (
     TCDScheduler,
     UniPCMultistepScheduler,
 )
-from visuels.errors import ModelError
+from visuels.errors import ModelError, first_line
 from visuels.inputs.photos import edge_map, fit_photo
 from visuels.models.families import Family, family_of_pipeline
 from visuels.models.feature_cache import feature_cache, first_block_cache
@@ -186,7 +186,7 @@ def failures_in_one_line(file: str | Path, width: int, height: int) -> Iterator[
             "the model failed on a {width}x{height} picture: {reason}",
             width=width,
             height=height,
-            reason=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            reason=first_line(exc),
         ) from exc
 
 

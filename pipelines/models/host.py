@@ -30,7 +30,7 @@ import torch
 from diffusers import DiffusionPipeline
 from visuels._internal.hashing import sha256_json
 from visuels._internal.logs import quiet_third_party_logs
-from visuels.errors import EXIT_ENVIRONMENT, ModelError
+from visuels.errors import EXIT_ENVIRONMENT, ModelError, first_line
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
 from visuels.models.devices import choose_dtype
 from visuels.models.families import FAMILIES, family_of_pipeline
@@ -137,7 +137,7 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
     except ModelError:
         raise
     except (OSError, ValueError) as exc:
-        raise ModelError(source, "model", "cannot load model: {value}", value=str(exc).splitlines()[0]) from None
+        raise ModelError(source, "model", "cannot load model: {value}", value=first_line(exc)) from None
 
 
 @dataclass
@@ -246,7 +246,7 @@ class ModelHost:
             )
         except (OSError, ValueError) as exc:
             raise ModelError(
-                path, "photos.controlnet", "cannot load ControlNet: {value}", value=str(exc).splitlines()[0]
+                path, "photos.controlnet", "cannot load ControlNet: {value}", value=first_line(exc)
             ) from None
         self._controlnet = ((path, dtype), model.to(self.device))
         return self._controlnet[1]
@@ -282,7 +282,7 @@ class ModelHost:
                 hosted.pipeline.load_lora_weights(weights.path, adapter_name=name)
             except (OSError, ValueError, KeyError) as exc:
                 raise ModelError(
-                    weights.path, "lora", "cannot load LoRA weights: {value}", value=str(exc).splitlines()[0]
+                    weights.path, "lora", "cannot load LoRA weights: {value}", value=first_line(exc)
                 ) from None
             hosted.adapters[weights.path] = name
         return name

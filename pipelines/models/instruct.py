@@ -18,7 +18,7 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2VLImageProcessorPil, Qwen2VLProcessor
-from visuels.errors import ModelError
+from visuels.errors import ModelError, first_line
 
 # The processor classes an edit model's ``model_index.json`` may name for its ``processor``.
 PROCESSOR_CLASSES = frozenset({"Qwen2VLProcessor", "Qwen2_5_VLProcessor"})
@@ -47,7 +47,7 @@ def processor_from_folder(folder: Path, source: str = "edit model") -> PictureOn
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelError(
-            source, "processor", "cannot read {folder}: {value}", folder=folder, value=str(exc).splitlines()[0]
+            source, "processor", "cannot read {folder}: {value}", folder=folder, value=first_line(exc)
         ) from None
     return PictureOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer)
 

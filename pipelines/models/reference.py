@@ -64,10 +64,15 @@ class ModelInfo(BaseModel):
     ref: ModelRef = Field(description="What to load: the reference, a hub id pinned to a commit.")
 
 
+def demo_built() -> bool:
+    """Whether the demo model is built on this machine (read, not built)."""
+    return (demo_model_dir() / "model_index.json").is_file()
+
+
 def model_folder(ref: ModelRef) -> Path | None:
     """The local diffusers folder holding the model's configs, if there is one."""
     if isinstance(ref, DemoModelRef):
-        if (demo_model_dir() / "model_index.json").is_file():
+        if demo_built():
             return demo_model_dir()
         # Imported here: building the demo model needs the model libraries, reading it does not.
         from visuels.models.demo import ensure_demo_model

@@ -148,10 +148,9 @@ def hires_pass(preset: FormatPreset, generation: tuple[int, int], model: ModelIn
         return None
     steps = math.ceil(math.log2(scale) - 1e-9)
     multiple = model.size_multiple
-    sizes = []
+    sizes, longest = [], model.longest_side
     for step in range(1, steps + 1):
         factor = scale ** (step / steps)
-        longest = model.longest_side
         sizes.append((_on_grid(width * factor, multiple, longest), _on_grid(height * factor, multiple, longest)))
     return HiresPass(sizes=tuple(sizes), strength=HIRES_STRENGTH)
 

@@ -41,7 +41,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from visuels._internal.atomic import OUTPUT_MODE, make_folders
 from visuels.config import settings
-from visuels.errors import OperationalError, VisuelsError
+from visuels.errors import OperationalError, VisuelsError, first_line
 from visuels.record import migrations
 
 DATABASE_FILE = "visuels.sqlite"
@@ -324,4 +324,4 @@ def _problem(exc: Exception, what: str = "") -> str:
 
 
 def _first_line(exc: Exception) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return first_line(getattr(exc, "orig", None) or exc)  # the driver's own message, where it has one
