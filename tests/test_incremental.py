@@ -4,7 +4,9 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 from visuels.planning.plan import plan_render
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
@@ -64,10 +66,10 @@ def test_one_changed_commune_re_renders_that_commune_only(
 
 def test_a_new_lora_re_renders_everything(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     out = tmp_path / "outputs"
-    (tmp_path / "style.safetensors").write_bytes(b"weights v1")
+    save_file({"w": np.zeros(2)}, str(tmp_path / "style.safetensors"))
     campaign = make_campaign(lora={"path": "style.safetensors", "scale": 0.8})
     keys = pretend_rendered(out, campaign)
-    (tmp_path / "style.safetensors").write_bytes(b"weights v2")
+    save_file({"w": np.ones(2)}, str(tmp_path / "style.safetensors"))
     assert len(plan_render(campaign, out).pending) == len(keys)
 
 

@@ -2,7 +2,9 @@ from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import load_campaign
 from visuels.inputs.formats import FORMAT_PRESETS
@@ -92,13 +94,13 @@ def test_model_and_charter_changes_change_keys(make_campaign: Callable[..., Path
 
 def test_lora_file_and_scale_change_keys(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     lora = tmp_path / "style.safetensors"
-    lora.write_bytes(b"weights-1")
+    save_file({"w": np.zeros(2)}, str(lora))
     with_lora = keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.8}))
     assert all(with_lora[j] != k for j, k in keys(make_campaign()).items())
     assert all(
         with_lora[j] != k for j, k in keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.5})).items()
     )
-    lora.write_bytes(b"weights-2")
+    save_file({"w": np.ones(2)}, str(lora))
     assert all(
         with_lora[j] != k for j, k in keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.8})).items()
     )

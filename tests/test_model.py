@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from visuels.errors import ModelError
 from visuels.inputs.campaign import load_campaign
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, SingleFileRef, parse_model_option
@@ -294,7 +295,7 @@ def test_an_sdxl_checkpoint_renders_at_its_native_size(
     info = describe_model(DiffusersFolderRef(path=str(folder)))
     assert (info.native_size, info.size_multiple) == (128, 16)  # latent 16 x the VAE's 8
     checkpoint = tmp_path / "sdxl.safetensors"
-    checkpoint.write_bytes(b"weights")  # a single file reads its sizes from its config folder
+    save_file({"w": torch.zeros(2)}, str(checkpoint))  # a single file reads its sizes from its config folder
     single = describe_model(SingleFileRef(path=str(checkpoint), config=str(folder)))
     assert (single.native_size, single.size_multiple) == (128, 16)
 

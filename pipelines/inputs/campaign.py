@@ -21,6 +21,7 @@ from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
 from visuels.inputs.model_refs import DemoModelRef, ModelRef, resolve_paths
 from visuels.inputs.referential import load_referential
 from visuels.inputs.slugs import slugify
+from visuels.inputs.weight_files import weights_file_problem, weights_problem
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
@@ -553,6 +554,8 @@ def load_campaign(path: str | Path) -> Campaign:
         lora_path = (base / spec.lora.path).resolve()
         if not lora_path.exists():
             raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
+        if problem := weights_file_problem(lora_path):
+            raise CampaignError(campaign_path, "lora.path", problem)
 
     speed_lora_path = None
     if spec.speed_lora is not None:
@@ -561,6 +564,8 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(
                 campaign_path, "speed_lora.path", "LoRA weights not found: {lora_path}", lora_path=speed_lora_path
             )
+        if problem := weights_file_problem(speed_lora_path):
+            raise CampaignError(campaign_path, "speed_lora.path", problem)
 
     controlnet_path = None
     if spec.photos is not None and spec.photos.controlnet is not None:
@@ -572,6 +577,8 @@ def load_campaign(path: str | Path) -> Campaign:
                 "not a diffusers ControlNet folder (no config.json): {controlnet_path}",
                 controlnet_path=controlnet_path,
             )
+        if problem := weights_problem([controlnet_path]):
+            raise CampaignError(campaign_path, "photos.controlnet.path", problem)
 
     return Campaign(
         spec=spec,

@@ -32,12 +32,13 @@ from visuels._internal.hashing import sha256_json
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.errors import EXIT_ENVIRONMENT, ModelError, first_line
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
+from visuels.inputs.weight_files import pickle_allowed, weights_variant
 from visuels.models.devices import choose_dtype
 from visuels.models.families import FAMILIES, family_of_pipeline
 from visuels.models.float8 import FLOAT8, refresh_float8, to_float8
 from visuels.models.generation import GeneratedPicture, decline, generate
 from visuels.models.instruct import PROCESSOR_CLASSES, processor_from_folder
-from visuels.models.reference import controlnet_class, hub_snapshot, model_folder, pickle_allowed
+from visuels.models.reference import controlnet_class, hub_snapshot, model_components, model_folder
 from visuels.models.spec import GenerationJob, batch_signature, generation_identity
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,6 @@ def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
     return pipeline_class
 
 
-def _every_component_has(folder: Path, variant: str) -> bool:
-    """Whether each component folder with weights also holds them as ``variant`` (``unet/*.fp16.safetensors``)."""
-    components = {path.parent for path in folder.glob("*/*.safetensors")}
-    return bool(components) and all(any(part.glob(f"*.{variant}.safetensors")) for part in components)
-
-
 def _with_single_file_transformer(
     pipeline_class: type[DiffusionPipeline], ref: SingleFileRef, folder: Path, dtype: torch.dtype
 ) -> DiffusionPipeline:
@@ -88,7 +83,14 @@ def _with_single_file_transformer(
         ref.path, config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=dtype
     )
     return pipeline_class.from_pretrained(
-        folder, transformer=transformer, dtype=dtype, local_files_only=True, use_safetensors=not pickle_allowed()
+        folder,
+        transformer=transformer,
+        dtype=dtype,
+        local_files_only=True,
+        use_safetensors=not pickle_allowed(),
+        variant=weights_variant(
+            (path for path in model_components(folder) if path.name != "transformer"), half=dtype != torch.float32
+        ),
     )
 
 
@@ -110,8 +112,7 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
             assert folder is not None
             index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
             extra = {"safety_checker": None} if "safety_checker" in index else {}
-            if dtype != torch.float32 and _every_component_has(folder, "fp16"):
-                extra["variant"] = "fp16"  # half the bytes to read, and nothing to convert
+            extra["variant"] = weights_variant(model_components(folder), half=dtype != torch.float32)
             # safetensors only, unless pickle was allowed (describe_model refused it before).
             extra["use_safetensors"] = not pickle_allowed()
             extra |= _edit_processor(folder, index, source)
@@ -132,12 +133,15 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
             revision=ref.revision,
             dtype=dtype,
             use_safetensors=not pickle_allowed(),
+            variant=weights_variant(model_components(snapshot), half=dtype != torch.float32),
             **_edit_processor(snapshot, index, source),
         )
     except ModelError:
         raise
     except (OSError, ValueError) as exc:
-        raise ModelError(source, "model", "cannot load model: {value}", value=first_line(exc)) from None
+        # Named by its files: a render worker does not know which campaign asked for it.
+        named = ref.path if isinstance(ref, SingleFileRef) else (folder or getattr(ref, "id", source))
+        raise ModelError(named, None, "cannot load model: {value}", value=first_line(exc)) from None
 
 
 @dataclass
@@ -242,7 +246,11 @@ class ModelHost:
             raise ModelError(path, "photos.controlnet", "not a ControlNet visuels knows: {value}", value=name)
         try:
             model = getattr(diffusers, name).from_pretrained(
-                path, torch_dtype=dtype, local_files_only=True, use_safetensors=not pickle_allowed()
+                path,
+                torch_dtype=dtype,
+                local_files_only=True,
+                use_safetensors=not pickle_allowed(),
+                variant=weights_variant([Path(path)], half=dtype != torch.float32),
             )
         except (OSError, ValueError) as exc:
             raise ModelError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from visuels._internal.hashing import cached_sha256_file, sha256_file, sha256_json
-from visuels.config import cache_dir, demo_model_dir, settings
+from visuels.config import cache_dir, demo_model_dir
 from visuels.errors import ModelError
 from visuels.inputs.model_refs import (
     WEIGHT_SUFFIXES,
@@ -20,31 +20,14 @@ from visuels.inputs.model_refs import (
     ModelRef,
     SingleFileRef,
 )
+from visuels.inputs.weight_files import weights_file_problem, weights_problem
 from visuels.models.families import Family, edit_family_of_pipeline, family_of_pipeline
 from visuels.models.licences import Licence, card_licence, checkpoint_licence
 
-PICKLE_VARIABLE = "VISUELS_ALLOW_PICKLE"
 # The demo model is built by visuels from configs and a seed: the project's own licence.
 DEMO_LICENCE = Licence(id="apache-2.0", use="publishable", source="built in")
 PUBLISHED_VAE_FACTOR = 8  # pixels per latent cell of every transformer family's published VAE
 DEMO_FAMILY = "sd15"  # the demo model is a tiny StableDiffusionPipeline (visuels.models.demo)
-
-
-def pickle_allowed() -> bool:
-    """Whether this deployment loads pickle weights (.bin, .ckpt, .pt), which can run code when
-    loaded: only with ``VISUELS_ALLOW_PICKLE=1``, for files from a source it trusts."""
-    return settings().allow_pickle
-
-
-def _refuse_pickle(source: str, what: str) -> ModelError:
-    return ModelError(
-        source,
-        "model.path",
-        "{what} holds pickle weights, which can run code when loaded: convert them to .safetensors, "
-        "or set {PICKLE_VARIABLE}=1 if you trust their source",
-        what=what,
-        PICKLE_VARIABLE=PICKLE_VARIABLE,
-    )
 
 
 class ModelInfo(BaseModel):
@@ -262,6 +245,21 @@ def hub_snapshot(ref: HubRef, source: str) -> Path:
         ) from None
 
 
+def model_components(folder: Path) -> list[Path]:
+    """The component folders of a diffusers model that hold a model (``unet/``, ``vae/``,
+    ``text_encoder/``…): the ones ``model_index.json`` names that have a ``config.json``."""
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    named = [name for name, value in index.items() if isinstance(value, list) and None not in value]
+    return [folder / name for name in sorted(named) if (folder / name / "config.json").is_file()]
+
+
+def _check_weights(folder: Path, source: str, skip: str | None = None) -> None:
+    """Refuse now, in one line, a folder whose weights would fail to load in a render worker: a
+    component with nothing loadable, a safetensors file cut short, a shard missing."""
+    if problem := weights_problem(path for path in model_components(folder) if path.name != skip):
+        raise ModelError(source, "model.path", problem)
+
+
 def _folder_hash(
     folder: Path, hash_cache: Path, skip_weights: bool = False, skip_weights_of: str | None = None
 ) -> dict[str, str]:
@@ -290,6 +288,7 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
         commit = snapshot.name  # the cache names each snapshot folder by its commit
         family = _family(_index(snapshot, source), snapshot, source, edits)
         sizes = _sizes(family, snapshot, source, native_size)
+        _check_weights(snapshot, source)
         return ModelInfo(
             hash=sha256_json({"hub": ref.id, "commit": commit}),
             family=family.name,
@@ -304,14 +303,15 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
         checkpoint = Path(ref.path)
         if not checkpoint.is_file():
             raise ModelError(source, "model.path", "checkpoint not found: {checkpoint}", checkpoint=checkpoint)
-        if checkpoint.suffix != ".safetensors" and not pickle_allowed():
-            raise _refuse_pickle(source, checkpoint.name)
+        if problem := weights_file_problem(checkpoint):
+            raise ModelError(source, "model.path", problem)
     folder = model_folder(ref)
     assert folder is not None
     family = _family(_index(folder, source), folder, source, edits)
     sizes = _sizes(family, folder, source, native_size)
     if isinstance(ref, SingleFileRef):
         if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest
+            _check_weights(folder, source, skip="transformer")
             configs = _folder_hash(folder, hash_cache, skip_weights_of="transformer")
         else:
             configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
@@ -330,8 +330,7 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
     files = _folder_hash(folder, hash_cache)
     if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in files):
         raise ModelError(source, "model.path", "no weight files in {folder}", folder=folder)
-    if not any(name.endswith(".safetensors") for name in files) and not pickle_allowed():
-        raise _refuse_pickle(source, str(folder))
+    _check_weights(folder, source)
     if isinstance(ref, DemoModelRef):
         description, licence = "demo model (random weights)", DEMO_LICENCE
     else:

@@ -1,0 +1,132 @@
+"""Weight files from outside are looked at before anything loads them: a bad copy, a pickle, a
+missing shard or a folder of fp16 files only is one line at planning (or loads), never a failure
+in a render worker halfway through a run."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from visuels.errors import CampaignError, ModelError
+from visuels.inputs.campaign import load_campaign
+from visuels.inputs.model_refs import DiffusersFolderRef, SingleFileRef
+from visuels.inputs.weight_files import weights_file_problem, weights_problem, weights_variant
+from visuels.models.demo import build_demo_pipeline, ensure_demo_model
+from visuels.models.reference import describe_model, model_components
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _cut_short(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_weights_file_is_whole_safetensors_or_a_trusted_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = tmp_path / "style.safetensors"
+    save_file({"lora.down.weight": torch.ones(4, 8)}, str(whole))
+    assert weights_file_problem(whole) is None
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(whole.read_bytes()[:-10])
+    assert "is not a whole safetensors file" in str(weights_file_problem(cut))
+    noise = tmp_path / "noise.safetensors"
+    noise.write_bytes(bytes(range(256)) * 20)
+    assert "is not a whole safetensors file" in str(weights_file_problem(noise))
+    assert "is a folder, not a weights file" in str(weights_file_problem(tmp_path))
+    pickle = tmp_path / "style.pt"
+    pickle.write_bytes(b"pickle")
+    monkeypatch.delenv("VISUELS_ALLOW_PICKLE", raising=False)
+    assert "style.pt holds pickle weights" in str(weights_file_problem(pickle))
+    monkeypatch.setenv("VISUELS_ALLOW_PICKLE", "1")
+    assert weights_file_problem(pickle) is None
+
+
+@pytest.fixture(scope="module")
+def demo_folder() -> Path:
+    return ensure_demo_model()
+
+
+def test_a_folder_of_fp16_files_only_loads_at_any_precision(tmp_path: Path) -> None:
+    """Hub snapshots fetched with ``variant="fp16"`` hold nothing else: the CPU (float32) loads them too."""
+    from visuels.models.host import load_from_files
+
+    folder = tmp_path / "model"
+    build_demo_pipeline().to(torch.float16).save_pretrained(folder, variant="fp16")
+    components = model_components(folder)
+    assert {path.name for path in components} == {"text_encoder", "unet", "vae"}
+    assert weights_variant(components) == "fp16" and weights_problem(components) is None
+    info = describe_model(DiffusersFolderRef(path=str(folder)))
+    pipeline = load_from_files(info.ref, torch.float32)
+    assert pipeline.unet.dtype == torch.float32
+    # One component in fp16 only, the others plain: diffusers reads the others' plain files.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(ensure_demo_model(), mixed)
+    for path in (mixed / "vae").glob("*.safetensors"):
+        path.rename(path.with_name("diffusion_pytorch_model.fp16.safetensors"))
+    assert weights_variant(model_components(mixed)) == "fp16"
+    assert load_from_files(DiffusersFolderRef(path=str(mixed)), torch.float32).vae.dtype == torch.float32
+    # Plain files beside the variant: the plain ones at full precision, the variant at half.
+    both = tmp_path / "both"
+    shutil.copytree(ensure_demo_model(), both)
+    build_demo_pipeline().save_pretrained(both, variant="fp16")
+    assert weights_variant(model_components(both)) is None
+    assert weights_variant(model_components(both), half=True) == "fp16"
+
+
+def test_a_model_folder_that_would_not_load_is_refused_at_planning(tmp_path: Path) -> None:
+    def copy(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(ensure_demo_model(), folder)
+        return folder
+
+    cut = copy("cut")
+    _cut_short(cut / "vae" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(ModelError, match=r"vae/diffusion_pytorch_model\.safetensors is not a whole safetensors file"):
+        describe_model(DiffusersFolderRef(path=str(cut)))
+
+    pickled = copy("pickled")
+    (pickled / "unet" / "diffusion_pytorch_model.safetensors").rename(pickled / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(ModelError, match=r"pickled/unet holds pickle weights"):
+        describe_model(DiffusersFolderRef(path=str(pickled)))
+
+    empty = copy("empty")
+    (empty / "text_encoder" / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"empty/text_encoder holds no safetensors weights to load"):
+        describe_model(DiffusersFolderRef(path=str(empty)))
+
+    sharded = tmp_path / "sharded"
+    build_demo_pipeline().save_pretrained(sharded, max_shard_size="200KB")
+    shards = sorted((sharded / "unet").glob("diffusion_pytorch_model-*.safetensors"))
+    assert len(shards) > 1 and describe_model(DiffusersFolderRef(path=str(sharded))).hash
+    shards[-1].unlink()
+    with pytest.raises(ModelError, match=rf"{shards[-1].name} is missing: its index"):
+        describe_model(DiffusersFolderRef(path=str(sharded)))
+
+    # A single-file checkpoint, and a transformer family's folder around its single file.
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(b"weights")
+    with pytest.raises(ModelError, match=r"model\.safetensors is not a whole safetensors file"):
+        describe_model(SingleFileRef(path=str(checkpoint), config=str(ensure_demo_model())))
+
+
+def test_a_campaign_s_lora_and_controlnet_files_are_looked_at_when_it_loads(
+    make_campaign: Callable[..., Path], tmp_path: Path
+) -> None:
+    cut = tmp_path / "style.safetensors"
+    save_file({"lora.down.weight": torch.ones(4, 8)}, str(cut))
+    _cut_short(cut)
+    with pytest.raises(CampaignError, match=r"lora\.path: .*style\.safetensors is not a whole safetensors file"):
+        load_campaign(make_campaign(lora={"path": str(cut), "scale": 0.8}))
+    with pytest.raises(CampaignError, match=r"speed_lora\.path: .* is a folder, not a weights file"):
+        load_campaign(make_campaign(speed_lora={"path": str(tmp_path), "scale": 1.0}))
+    controlnet = tmp_path / "controlnet"
+    controlnet.mkdir()
+    (controlnet / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    with pytest.raises(CampaignError, match=r"photos\.controlnet\.path: .*controlnet holds no safetensors weights"):
+        load_campaign(make_campaign(photos={"strength": None, "controlnet": {"path": str(controlnet)}}))
