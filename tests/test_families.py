@@ -248,6 +248,27 @@ def test_licences_are_read_and_classified(tmp_path: Path) -> None:
     ]
     (tmp_path / "README.md").write_text("# no front matter\n")
     assert card_licence(tmp_path).id is None
+    # Cards as they come: a byte-order mark, Windows line ends, a list (bound by its most
+    # restrictive member: weights and code under two licences are both bound), front matter
+    # that does not parse (nothing known: a finding, never a guess).
+    cards = {
+        "\ufeff---\nlicense: other\nlicense_name: flux-non-commercial-license\n---\n": (
+            "flux-non-commercial-license",
+            "non_commercial",
+        ),
+        "---\r\nlicense: Apache-2.0\r\n---\r\n": ("apache-2.0", "publishable"),
+        "---\nlicense:\n- apache-2.0\n---\n": ("apache-2.0", "publishable"),
+        "---\nlicense: [apache-2.0, cc-by-nc-4.0]\n---\n": ("apache-2.0, cc-by-nc-4.0", "non_commercial"),
+        "---\nlicense: [other, mit]\nlicense_name: stabilityai-ai-community\n---\n": (
+            "stabilityai-ai-community, mit",
+            "revenue_capped",
+        ),
+        "---\nlicense: other\n---\n": (None, "unknown"),
+        "---\nlicense: [apache\n---\n": (None, "unknown"),
+    }
+    for card, (licence_id, use) in cards.items():
+        (tmp_path / "README.md").write_bytes(card.encode("utf-8"))
+        assert (card_licence(tmp_path).id, card_licence(tmp_path).use) == (licence_id, use), card
 
 
 @pytest.mark.slow

@@ -12,12 +12,14 @@ docs/models.md with its sources; it is not legal advice. Licences not in the tab
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import struct
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict
 
 LicenceUse = Literal["publishable", "non_commercial", "research_only", "revenue_capped", "unknown"]
@@ -91,31 +93,42 @@ def known(licence_id: str, source: str) -> Licence:
 UNKNOWN = Licence(id=None, use="unknown", source="")
 
 
-def _front_matter(card: Path) -> dict[str, str]:
-    """The ``key: value`` lines of a model card's YAML front matter (flat keys only)."""
+def _front_matter(card: Path) -> dict:
+    """A model card's YAML front matter (the block between its first two ``---`` lines); empty
+    where it has none or it does not parse."""
     try:
-        text = card.read_text(encoding="utf-8", errors="replace")[:20_000]
+        text = card.read_text(encoding="utf-8-sig", errors="replace")[:20_000]  # a BOM is no text
     except OSError:
         return {}
-    if not text.startswith("---"):
+    lines = text.splitlines()
+    if not lines or lines[0].rstrip() != "---":
         return {}
-    fields = {}
-    for line in text.splitlines()[1:]:
-        if line.strip() == "---":
-            break
-        key, colon, value = line.partition(":")
-        if colon and not key.startswith((" ", "-")):
-            fields[key.strip()] = value.strip().strip("'\"")
-    return fields
+    block = list(itertools.takewhile(lambda line: line.rstrip() != "---", lines[1:]))
+    try:
+        fields = yaml.safe_load("\n".join(block))
+    except yaml.YAMLError:
+        return {}
+    return fields if isinstance(fields, dict) else {}
+
+
+# From the most permissive use to the most restrictive: what a list of licences allows is the
+# least its members allow (weights under one licence and code under another are both bound).
+_USE_ORDER: tuple[LicenceUse, ...] = ("publishable", "unknown", "revenue_capped", "non_commercial", "research_only")
 
 
 def card_licence(folder: Path) -> Licence:
-    """The licence the model card in ``folder`` declares (``license: other`` names it in ``license_name``)."""
+    """The licence the model card in ``folder`` declares (``license: other`` names it in
+    ``license_name``); a list of licences is bound by the most restrictive of them."""
     fields = _front_matter(folder / "README.md")
-    licence_id = fields.get("license", "")
-    if licence_id.lower() == "other":
-        licence_id = fields.get("license_name", "")
-    return known(licence_id, "model card") if licence_id else UNKNOWN
+    declared = fields.get("license")
+    ids = [str(item) for item in (declared if isinstance(declared, list) else [declared]) if item]
+    name = fields.get("license_name")
+    ids = [str(name) if item.strip().lower() == "other" and name else item for item in ids]
+    ids = [item.strip().lower() for item in ids if item.strip() and item.strip().lower() != "other"]
+    if not ids:
+        return UNKNOWN
+    use = max((licence_use(item) for item in ids), key=_USE_ORDER.index)
+    return Licence(id=", ".join(ids), use=use, source="model card")
 
 
 def checkpoint_licence(checkpoint: Path) -> Licence:
