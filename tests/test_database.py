@@ -105,6 +105,7 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
             "ALTER TABLE ledger DROP COLUMN key_visual",
             "ALTER TABLE ledger DROP COLUMN model_licence",
             "ALTER TABLE ledger DROP COLUMN licence_override",
+            "ALTER TABLE ledger DROP COLUMN noise_mark",
         ]:
             connection.exec_driver_sql(statement)
     old.dispose()
@@ -116,7 +117,7 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     assert ledger.verify_chain(database) == (2, None)  # its row kept, one added
     database.close()
     with create_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0007"
+        assert MigrationContext.configure(connection).get_current_revision() == "0008"
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 

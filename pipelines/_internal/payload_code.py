@@ -11,6 +11,7 @@ mark (``visuels.models.noise_mark``) over the signs of the starting noise.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -56,6 +57,23 @@ def convolve(bits: np.ndarray) -> np.ndarray:
 def coded_bits(payload: int) -> np.ndarray:
     """The 204 coded bits (0/1) a payload is written as."""
     return convolve(message_bits(payload))
+
+
+@lru_cache(maxsize=1)
+def _generator_matrix() -> np.ndarray:
+    """The code as a 96 x 204 matrix over GF(2): row i holds the coded bits of message bit i alone
+    (a convolutional code started from zero is linear), so many payloads encode in one product."""
+    return np.stack([convolve(row) for row in np.eye(MESSAGE_BITS, dtype=np.uint8)]).astype(np.float32)
+
+
+def coded_bits_of_many(payloads: Sequence[int]) -> np.ndarray:
+    """The coded bits of each payload, one row each: ``coded_bits`` for many at once."""
+    data = b"".join(
+        payload.to_bytes(8, "big") + zlib.crc32(payload.to_bytes(8, "big")).to_bytes(4, "big") for payload in payloads
+    )
+    messages = np.unpackbits(np.frombuffer(data, dtype=np.uint8)).reshape(-1, MESSAGE_BITS).astype(np.float32)
+    # A float product is exact here (sums of at most 96 ones) and runs on BLAS; its parity is the code.
+    return (messages @ _generator_matrix()).astype(np.int32).astype(np.uint8) & 1
 
 
 def viterbi(soft: np.ndarray) -> np.ndarray:

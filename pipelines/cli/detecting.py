@@ -62,7 +62,24 @@ def deep_reader(model: str) -> Callable:
     from visuels.review.deep_detect import DeepReader
 
     info = describe_model(parse_model_option(model))
-    return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32)
+    return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32, recorded_noise_marks)
+
+
+def recorded_noise_marks() -> list[int]:
+    """The starting-noise marks the deployment's ledger records (``$VISUELS_DATABASE_URL``, else
+    ./outputs' record); none where there is no record on this machine."""
+    from visuels.cli.console import record_near
+    from visuels.record.database import Database
+    from visuels.record.ledger import noise_marks
+
+    url = record_near(Path("outputs") / "any")
+    if url is None:
+        return []
+    database = Database(url, must_exist=True)
+    try:
+        return noise_marks(database)
+    finally:
+        database.close()
 
 
 def _print_detection(detection: Detection, t: Words) -> None:

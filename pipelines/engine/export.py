@@ -58,7 +58,8 @@ def output_path(output_root: Path, job: RenderJob) -> Path:
 
 
 def watermark_id(job: RenderJob) -> int:
-    """The watermark payload of a job's file (and of its starting noise): the first 64 bits of its key."""
+    """The watermark payload of a job's file: the first 64 bits of its key (its starting noise's is
+    its generated picture's: the first 64 bits of its generation key)."""
     return payload_for_key(job.key)
 
 
@@ -151,6 +152,7 @@ def export_picture(
         width=job.width,
         height=job.height,
         key_visual=job.key_visual.master_job if job.key_visual else None,
+        noise_mark=f"{payload_for_key(job.generation_key):016x}" if job.noise_mark else None,
     )
     save_edge_map(job, output_root)
     with staged(target) as file:

@@ -16,8 +16,10 @@ inversion gets wrong after the export's overlays and attacks.)
 
 Reading: the signs of the recovered noise, XORed with the same keystream, give each coded bit a
 soft vote; the Viterbi decoder finds the payload and its CRC decides (a picture never marked gives
-a payload with probability 2^-32). Given a candidate payload (a file's ledger row), the share of
-coded bits that agree decides too, with its false-positive rate from the binomial law.
+a payload with probability 2^-32). Given candidate payloads (the marks the ledger records), the
+share of coded bits that agree with the best of them decides too, with its false-positive rate
+from the binomial law times the number of candidates tried: a reading too worn to decode (a
+poster's second pass, a layout's overlays on a small latent) is still confirmed at that rate.
 
 This module is numpy only; making noise and inverting the sampler need the model
 (``visuels.models.noise``, ``visuels.models.inversion``).
@@ -27,17 +29,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from visuels._internal.payload_code import CODED_BITS, coded_bits, decode
+from visuels._internal.payload_code import CODED_BITS, coded_bits, coded_bits_of_many, decode
 
 VERSION = "1"  # in every marked job's key: a change of the code re-renders what it marked
 # A candidate payload is confirmed when at least this many of the 204 coded bits agree: a picture
 # the key never marked agrees with a given candidate this well with probability 7.7e-10
 # (``false_positive_rate``).
 AGREEING_BITS = 145
+# What a reading may claim: a picture never marked decodes to a payload with probability 2^-32, and
+# is confirmed against candidates with at most this probability too.
+FALSE_POSITIVE_RATE = 2.0**-32
+CANDIDATES_AT_ONCE = 65_536  # candidates encoded per matrix product (bounded memory)
 
 
 def payload_for_key(key: str) -> int:
@@ -96,3 +103,33 @@ def false_positive_rate(agreeing: int, bits: int = CODED_BITS) -> float:
     """The chance that a picture the key never marked agrees with a given payload on at least
     ``agreeing`` of ``bits`` coded bits (each agrees with probability 1/2, independently)."""
     return sum(math.comb(bits, k) for k in range(agreeing, bits + 1)) / 2**bits
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The candidate payload a reading agrees with most, how many coded bits agree, and the chance
+    that a picture never marked agrees so well with one of the candidates tried."""
+
+    payload: int
+    agreeing: int
+    rate: float
+
+    @property
+    def confirmed(self) -> bool:
+        return self.rate <= FALSE_POSITIVE_RATE
+
+
+def best_candidate(reading: NoiseReading, candidates: Sequence[int], tries: int | None = None) -> Confirmation | None:
+    """The candidate ``reading`` agrees with most (None without candidates). ``tries``: how many
+    candidates were tried in all (several keys' readings: the candidates times the keys)."""
+    best: tuple[int, int] | None = None
+    for start in range(0, len(candidates), CANDIDATES_AT_ONCE):
+        chunk = candidates[start : start + CANDIDATES_AT_ONCE]
+        agreeing = (coded_bits_of_many(chunk) == reading.bits).sum(axis=1)
+        index = int(agreeing.argmax())
+        if best is None or agreeing[index] > best[0]:
+            best = (int(agreeing[index]), chunk[index])
+    if best is None:
+        return None
+    count = tries if tries is not None else len(candidates)
+    return Confirmation(payload=best[1], agreeing=best[0], rate=min(1.0, count * false_positive_rate(best[0])))

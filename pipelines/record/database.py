@@ -67,6 +67,7 @@ LEDGER_FIELDS = (
     "key_visual",
     "model_licence",
     "licence_override",
+    "noise_mark",
 )
 _INTEGER_FIELDS = ("seed", "width", "height", "parent_id")
 # 64 bits: seeds span 2**32 and beyond (SQLite's INTEGER is 64 bits already; PostgreSQL's is 32).

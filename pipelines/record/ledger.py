@@ -42,10 +42,11 @@ class LedgerEntry(BaseModel):
     key_visual: str | None = None  # a declined format's key visual: the job key of its format's file
     model_licence: str | None = None  # the licence id of the model that made it (None: unknown, or before)
     licence_override: str | None = None  # the campaign's reason to publish under a licence that refuses it
+    noise_mark: str | None = None  # the starting-noise mark's payload (16 hex digits); None: not drawn from one
 
 
 # Fields added after the chain began: hashed only when set, so the rows written before keep their hash.
-LATER_FIELDS = ("key_visual", "model_licence", "licence_override")
+LATER_FIELDS = ("key_visual", "model_licence", "licence_override", "noise_mark")
 
 
 def _row_hash(previous: str, values: dict) -> str:
@@ -102,6 +103,13 @@ def by_watermark(database: Database, watermark: str) -> dict | None:
     """The newest row whose file carries this watermark id."""
     rows = _rows(database, ledger_table.c.watermark == watermark)
     return rows[-1] if rows else None
+
+
+def noise_marks(database: Database) -> list[int]:
+    """Every starting-noise payload the ledger records, once each."""
+    with database.reading() as connection:
+        query = select(ledger_table.c.noise_mark).where(ledger_table.c.noise_mark.is_not(None)).distinct()
+        return sorted(int(value, 16) for (value,) in connection.execute(query))
 
 
 def every_row(database: Database) -> list[dict]:
