@@ -295,7 +295,8 @@ def test_an_sdxl_checkpoint_renders_at_its_native_size(
     info = describe_model(DiffusersFolderRef(path=str(folder)))
     assert (info.native_size, info.size_multiple) == (128, 16)  # latent 16 x the VAE's 8
     checkpoint = tmp_path / "sdxl.safetensors"
-    save_file({"w": torch.zeros(2)}, str(checkpoint))  # a single file reads its sizes from its config folder
+    parts = ("model.diffusion_model.", "first_stage_model.", "conditioner.embedders.")
+    save_file({f"{part}w": torch.zeros(2) for part in parts}, str(checkpoint))  # sizes: from its config folder
     single = describe_model(SingleFileRef(path=str(checkpoint), config=str(folder)))
     assert (single.native_size, single.size_multiple) == (128, 16)
 

@@ -161,7 +161,8 @@ def test_a_reading_is_confirmed_against_candidates_at_the_decoder_s_rate() -> No
 
     rng = np.random.default_rng(5)
     payloads = [int(value) for value in rng.integers(0, 2**63, size=300)]
-    assert all(np.array_equal(row, coded_bits(payload)) for row, payload in zip(coded_bits_of_many(payloads), payloads))
+    many = coded_bits_of_many(payloads)
+    assert all(np.array_equal(row, coded_bits(payload)) for row, payload in zip(many, payloads, strict=True))
     truth = coded_bits(payloads[17]).astype(np.float64) * 2 - 1
     worn = truth.copy()
     worn[rng.choice(204, size=40, replace=False)] *= -1  # 164 of 204 agree: too worn to decode here

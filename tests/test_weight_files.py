@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from visuels.errors import CampaignError, ModelError
 from visuels.inputs.campaign import load_campaign
 from visuels.inputs.model_refs import DiffusersFolderRef, SingleFileRef
@@ -130,3 +130,42 @@ def test_a_campaign_s_lora_and_controlnet_files_are_looked_at_when_it_loads(
     (controlnet / "config.json").write_text('{"_class_name": "ControlNetModel"}')
     with pytest.raises(CampaignError, match=r"photos\.controlnet\.path: .*controlnet holds no safetensors weights"):
         load_campaign(make_campaign(photos={"strength": None, "controlnet": {"path": str(controlnet)}}))
+
+
+def test_a_single_file_that_cannot_be_its_config_s_model_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A UNet file given with a FLUX.2 klein config, a diffusers UNet file given as an SD1.5
+    checkpoint, a transformer file of another family: one line naming the file, never a traceback
+    from the loader in a render worker."""
+    from visuels.models.host import load_from_files
+
+    from tests.tiny_families import save_test_shaped
+
+    demo = ensure_demo_model()
+    unet_file = demo / "unet" / "diffusion_pytorch_model.safetensors"
+    with pytest.raises(ModelError, match=r"is not a whole Stable Diffusion 1\.5 checkpoint: it holds no UNet"):
+        describe_model(SingleFileRef(path=str(unet_file), config=str(demo)))
+    parts = {f"{prefix}w": torch.zeros(1) for prefix in ("model.diffusion_model.", "first_stage_model.")}
+    partial = tmp_path / "sd15.safetensors"
+    save_file(parts, str(partial))
+    with pytest.raises(ModelError, match=r"it holds no text encoder \(cond_stage_model\.… weights\)"):
+        describe_model(SingleFileRef(path=str(partial), config=str(demo)))
+    save_file({**parts, "cond_stage_model.w": torch.zeros(1)}, str(partial))
+    assert describe_model(SingleFileRef(path=str(partial), config=str(demo))).family == "sd15"
+
+    klein = save_test_shaped("flux2-klein", tmp_path / "klein")
+    with pytest.raises(ModelError, match=r"holds a UNet's weights, not a FLUX\.2 klein transformer's"):
+        describe_model(SingleFileRef(path=str(unet_file), config=str(klein)))
+    z_image = save_test_shaped("z-image", tmp_path / "z-image")
+    z_image_file = z_image / "transformer" / "diffusion_pytorch_model.safetensors"
+    foreign = SingleFileRef(path=str(z_image_file), config=str(klein))
+    with pytest.raises(ModelError, match=r"cannot load it as the model its config folder .*klein describes"):
+        load_from_files(describe_model(foreign).ref, torch.float32)
+
+    # A folder whose transformer file lacks some weights: diffusers leaves them without data.
+    cut = tmp_path / "klein-cut"
+    shutil.copytree(klein, cut)
+    weights = cut / "transformer" / "diffusion_pytorch_model.safetensors"
+    kept = {name: value for name, value in load_file(str(weights)).items() if not name.startswith("single_")}
+    save_file(kept, str(weights))
+    with pytest.raises(ModelError, match=r"its files hold no weights for transformer\.single_"):
+        load_from_files(DiffusersFolderRef(path=str(cut)), torch.float32)

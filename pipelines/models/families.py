@@ -50,6 +50,9 @@ class Family:
     max_sequence_length: int | None = None  # the text encoder's token budget the pipeline is given
     # diffusers' First Block Cache knows its transformer's blocks (its block registry).
     first_block_cache: bool = False
+    # What a single-file checkpoint of it must hold, as the original (LDM) layout names its parts:
+    # the UNet families read every part from the file; the transformers' file holds the transformer only.
+    single_file_parts: tuple[tuple[str, str], ...] = ()
 
     @property
     def negative_prompt(self) -> bool:
@@ -77,6 +80,11 @@ FAMILIES = (
         inpaint="StableDiffusionInpaintPipeline",
         controlnet="ControlNetModel",
         guidance_cutoff=("prompt_embeds",),
+        single_file_parts=(
+            ("UNet", "model.diffusion_model."),
+            ("VAE", "first_stage_model."),
+            ("text encoder", "cond_stage_model."),
+        ),
     ),
     Family(
         name="sdxl",
@@ -92,6 +100,11 @@ FAMILIES = (
         inpaint="StableDiffusionXLInpaintPipeline",
         controlnet="ControlNetModel",
         guidance_cutoff=("prompt_embeds", "add_text_embeds", "add_time_ids"),
+        single_file_parts=(
+            ("UNet", "model.diffusion_model."),
+            ("VAE", "first_stage_model."),
+            ("text encoders", "conditioner.embedders."),
+        ),
     ),
     Family(
         name="flux1",

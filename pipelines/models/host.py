@@ -104,44 +104,71 @@ def _edit_processor(folder: Path, index: dict, source: str) -> dict:
 
 
 def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") -> DiffusionPipeline:
-    """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it."""
+    """Read a pipeline from its files (on the CPU); never from the network unless a hub id allows it.
+    Files that do not make the model they claim to (a transformer's file given with an SD config,
+    a checkpoint without its text encoder) are one line naming them, whatever the loader raised."""
     quiet_third_party_logs()  # no loading bars
     folder = model_folder(ref)
+    # Named by its files: a render worker does not know which campaign asked for it.
+    named = ref.path if isinstance(ref, SingleFileRef) else (folder or getattr(ref, "id", source))
     try:
-        if isinstance(ref, (DemoModelRef, DiffusersFolderRef)):
-            assert folder is not None
-            index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-            extra = {"safety_checker": None} if "safety_checker" in index else {}
-            extra["variant"] = weights_variant(model_components(folder), half=dtype != torch.float32)
-            # safetensors only, unless pickle was allowed (describe_model refused it before).
-            extra["use_safetensors"] = not pickle_allowed()
-            extra |= _edit_processor(folder, index, source)
-            return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
+        pipeline = _read_pipeline(ref, folder, dtype, source)
+    except (ModelError, MemoryError, torch.OutOfMemoryError):
+        raise  # said already, or the machine's limit (exit 3), not the files'
+    except Exception as exc:  # the loaders raise what their code meets in a foreign file: any type
         if isinstance(ref, SingleFileRef):
-            assert folder is not None
-            pipeline_class = _pipeline_class(folder, source)
-            family = family_of_pipeline(pipeline_class.__name__)
-            if family is not None and family.denoiser == "transformer":
-                return _with_single_file_transformer(pipeline_class, ref, folder, dtype)
-            # Without a local config, from_single_file fetches one from the hub: never at run time.
-            return pipeline_class.from_single_file(ref.path, config=str(folder), local_files_only=True, dtype=dtype)
-        assert isinstance(ref, HubRef)
-        snapshot = hub_snapshot(ref, source)  # what describe_model read: the revision's commit
-        index = json.loads((snapshot / "model_index.json").read_text(encoding="utf-8"))
-        return DiffusionPipeline.from_pretrained(
-            ref.id,
-            revision=ref.revision,
-            dtype=dtype,
-            use_safetensors=not pickle_allowed(),
-            variant=weights_variant(model_components(snapshot), half=dtype != torch.float32),
-            **_edit_processor(snapshot, index, source),
-        )
-    except ModelError:
-        raise
-    except (OSError, ValueError) as exc:
-        # Named by its files: a render worker does not know which campaign asked for it.
-        named = ref.path if isinstance(ref, SingleFileRef) else (folder or getattr(ref, "id", source))
+            raise ModelError(
+                named,
+                None,
+                "cannot load it as the model its config folder {folder} describes: {value}",
+                folder=folder,
+                value=first_line(exc),
+            ) from None
         raise ModelError(named, None, "cannot load model: {value}", value=first_line(exc)) from None
+    for name, component in pipeline.components.items():
+        missing = next((weight for weight, value in _tensors(component) if value.is_meta), None)
+        if missing is not None:  # diffusers leaves a weight its files lack without data
+            raise ModelError(
+                named, None, "its files hold no weights for {component}.{weight}", component=name, weight=missing
+            )
+    return pipeline
+
+
+def _tensors(component: object) -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(component, torch.nn.Module):
+        yield from component.named_parameters()
+        yield from component.named_buffers()
+
+
+def _read_pipeline(ref: ModelRef, folder: Path | None, dtype: torch.dtype, source: str) -> DiffusionPipeline:
+    if isinstance(ref, (DemoModelRef, DiffusersFolderRef)):
+        assert folder is not None
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        extra = {"safety_checker": None} if "safety_checker" in index else {}
+        extra["variant"] = weights_variant(model_components(folder), half=dtype != torch.float32)
+        # safetensors only, unless pickle was allowed (describe_model refused it before).
+        extra["use_safetensors"] = not pickle_allowed()
+        extra |= _edit_processor(folder, index, source)
+        return _pipeline_class(folder, source).from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
+    if isinstance(ref, SingleFileRef):
+        assert folder is not None
+        pipeline_class = _pipeline_class(folder, source)
+        family = family_of_pipeline(pipeline_class.__name__)
+        if family is not None and family.denoiser == "transformer":
+            return _with_single_file_transformer(pipeline_class, ref, folder, dtype)
+        # Without a local config, from_single_file fetches one from the hub: never at run time.
+        return pipeline_class.from_single_file(ref.path, config=str(folder), local_files_only=True, dtype=dtype)
+    assert isinstance(ref, HubRef)
+    snapshot = hub_snapshot(ref, source)  # what describe_model read: the revision's commit
+    index = json.loads((snapshot / "model_index.json").read_text(encoding="utf-8"))
+    return DiffusionPipeline.from_pretrained(
+        ref.id,
+        revision=ref.revision,
+        dtype=dtype,
+        use_safetensors=not pickle_allowed(),
+        variant=weights_variant(model_components(snapshot), half=dtype != torch.float32),
+        **_edit_processor(snapshot, index, source),
+    )
 
 
 @dataclass

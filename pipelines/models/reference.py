@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors import safe_open
 from visuels._internal.hashing import cached_sha256_file, sha256_file, sha256_json
 from visuels.config import cache_dir, demo_model_dir
 from visuels.errors import ModelError
@@ -24,6 +25,8 @@ from visuels.inputs.weight_files import weights_file_problem, weights_problem
 from visuels.models.families import Family, edit_family_of_pipeline, family_of_pipeline
 from visuels.models.licences import Licence, card_licence, checkpoint_licence
 
+# How a UNet's weights begin, in diffusers' layout and in the original (LDM) one.
+UNET_WEIGHTS = ("down_blocks.", "up_blocks.", "mid_block.", "model.diffusion_model.input_blocks.")
 # The demo model is built by visuels from configs and a seed: the project's own licence.
 DEMO_LICENCE = Licence(id="apache-2.0", use="publishable", source="built in")
 PUBLISHED_VAE_FACTOR = 8  # pixels per latent cell of every transformer family's published VAE
@@ -260,6 +263,35 @@ def _check_weights(folder: Path, source: str, skip: str | None = None) -> None:
         raise ModelError(source, "model.path", problem)
 
 
+def _check_single_file(checkpoint: Path, family: Family, source: str) -> None:
+    """Refuse a single file that cannot be the model its config folder describes: a UNet
+    family's checkpoint lacking a part it is read from, or a UNet's weights given for a transformer."""
+    if checkpoint.suffix != ".safetensors":
+        return  # a trusted pickle (VISUELS_ALLOW_PICKLE): not read before loading
+    with safe_open(str(checkpoint), "pt") as weights:
+        names = list(weights.keys())
+    for part, prefix in family.single_file_parts:
+        if not any(name.startswith(prefix) for name in names):
+            raise ModelError(
+                source,
+                "model.path",
+                "{checkpoint} is not a whole {label} checkpoint: it holds no {part} ({prefix}… weights);"
+                " give a diffusers folder, or the checkpoint with every part",
+                checkpoint=checkpoint.name,
+                label=family.label,
+                part=part,
+                prefix=prefix,
+            )
+    if family.denoiser == "transformer" and any(name.startswith(UNET_WEIGHTS) for name in names):
+        raise ModelError(
+            source,
+            "model.path",
+            "{checkpoint} holds a UNet's weights, not a {label} transformer's",
+            checkpoint=checkpoint.name,
+            label=family.label,
+        )
+
+
 def _folder_hash(
     folder: Path, hash_cache: Path, skip_weights: bool = False, skip_weights_of: str | None = None
 ) -> dict[str, str]:
@@ -310,6 +342,7 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
     family = _family(_index(folder, source), folder, source, edits)
     sizes = _sizes(family, folder, source, native_size)
     if isinstance(ref, SingleFileRef):
+        _check_single_file(checkpoint, family, source)
         if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest
             _check_weights(folder, source, skip="transformer")
             configs = _folder_hash(folder, hash_cache, skip_weights_of="transformer")
