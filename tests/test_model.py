@@ -50,6 +50,15 @@ def test_model_options_parse() -> None:
     assert isinstance(single, SingleFileRef) and single.config == "/m/sd-config"
     with pytest.raises(ModelError, match="config folder"):
         parse_model_option("/m/sd.safetensors")
+    # ~ as a laptop's user writes it, where the shell leaves it (after `::`, in a campaign file).
+    home = str(Path.home())
+    single = parse_model_option("~/m/sd.safetensors::~/m/sd-config")
+    assert (single.path, single.config) == (f"{home}/m/sd.safetensors", f"{home}/m/sd-config")
+    from visuels.inputs.model_refs import resolve_paths
+
+    in_campaign = resolve_paths(DiffusersFolderRef(path="~/models/x"), Path("/campaigns"))
+    assert in_campaign.path == f"{home}/models/x"
+    assert resolve_paths(DiffusersFolderRef(path="models/x"), Path("/campaigns")).path == "/campaigns/models/x"
 
 
 def test_missing_or_broken_model_folders_are_clear_errors(tmp_path: Path) -> None:

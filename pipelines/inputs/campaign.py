@@ -18,7 +18,7 @@ from visuels.inputs.communes import Commune, commune_folders, load_communes, ref
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
 from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
-from visuels.inputs.model_refs import DemoModelRef, ModelRef, resolve_paths
+from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, resolve_paths
 from visuels.inputs.referential import load_referential
 from visuels.inputs.slugs import slugify
 from visuels.inputs.weight_files import weights_file_problem, weights_problem
@@ -551,7 +551,7 @@ def load_campaign(path: str | Path) -> Campaign:
             )
         lora_path = (run / WEIGHTS_FILE).resolve()
     elif spec.lora is not None:
-        lora_path = (base / spec.lora.path).resolve()
+        lora_path = local_path(base, spec.lora.path)
         if not lora_path.exists():
             raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
         if problem := weights_file_problem(lora_path):
@@ -559,7 +559,7 @@ def load_campaign(path: str | Path) -> Campaign:
 
     speed_lora_path = None
     if spec.speed_lora is not None:
-        speed_lora_path = (base / spec.speed_lora.path).resolve()
+        speed_lora_path = local_path(base, spec.speed_lora.path)
         if not speed_lora_path.exists():
             raise CampaignError(
                 campaign_path, "speed_lora.path", "LoRA weights not found: {lora_path}", lora_path=speed_lora_path
@@ -569,7 +569,7 @@ def load_campaign(path: str | Path) -> Campaign:
 
     controlnet_path = None
     if spec.photos is not None and spec.photos.controlnet is not None:
-        controlnet_path = (base / spec.photos.controlnet.path).resolve()
+        controlnet_path = local_path(base, spec.photos.controlnet.path)
         if not (controlnet_path / "config.json").is_file():
             raise CampaignError(
                 campaign_path,

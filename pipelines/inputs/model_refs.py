@@ -85,14 +85,18 @@ class LoraWeights(BaseModel):
         return [self.model_copy(update={"speed": None}), *([self.speed] if self.speed else [])]
 
 
+def local_path(base: Path, value: str) -> Path:
+    """A path as a user writes it (``~/models/x``, relative to ``base``, or absolute), absolute."""
+    return (base / Path(value).expanduser()).resolve()
+
+
 def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:
     """Make a reference's relative paths relative to ``base`` (the campaign's folder)."""
     if isinstance(ref, DiffusersFolderRef):
-        return ref.model_copy(update={"path": str((base / ref.path).resolve())})
+        return ref.model_copy(update={"path": str(local_path(base, ref.path))})
     if isinstance(ref, SingleFileRef):
-        return ref.model_copy(
-            update={"path": str((base / ref.path).resolve()), "config": str((base / ref.config).resolve())}
-        )
+        paths = {"path": str(local_path(base, ref.path)), "config": str(local_path(base, ref.config))}
+        return ref.model_copy(update=paths)
     return ref
 
 
@@ -112,5 +116,5 @@ def parse_model_option(value: str) -> ModelRef:
             raise ModelError(
                 "--model", None, "a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR"
             )
-        return SingleFileRef(path=str(Path(path).resolve()), config=str(Path(config).resolve()))
-    return DiffusersFolderRef(path=str(Path(path).resolve()))
+        return SingleFileRef(path=str(local_path(Path.cwd(), path)), config=str(local_path(Path.cwd(), config)))
+    return DiffusersFolderRef(path=str(local_path(Path.cwd(), path)))
