@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from visuels.errors import CampaignError, ModelError
 from visuels.inputs.model_refs import DemoModelRef, LoraWeights
 from visuels.models.devices import choose_device
@@ -89,6 +90,16 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
     with (
         pytest.raises(ModelError, match="cannot load LoRA weights"),
         host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(bogus), scale=1.0)),
+    ):
+        pass
+    # A LoRA for another family (a FLUX transformer's): diffusers only warns that nothing matched.
+    foreign = tmp_path / "flux.safetensors"
+    prefix = "transformer.transformer_blocks.0.attn.to_q"
+    weights = {f"{prefix}.lora_A.weight": torch.ones(4, 32), f"{prefix}.lora_B.weight": torch.ones(32, 4)}
+    save_file(weights, str(foreign))
+    with (
+        pytest.raises(ModelError, match=r"none of its weights names a layer of this model \(Stable Diffusion 1\.5\)"),
+        host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(foreign), scale=1.0)),
     ):
         pass
     with host.use(DemoModelRef(), torch.float32, None):  # the model is still usable

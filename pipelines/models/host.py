@@ -134,6 +134,12 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
     return pipeline
 
 
+def _label(pipeline: DiffusionPipeline) -> str:
+    """The family people know a loaded pipeline by (its class where visuels has no name for it)."""
+    family = family_of_pipeline(type(pipeline).__name__)
+    return family.label if family is not None else type(pipeline).__name__
+
+
 def _tensors(component: object) -> Iterator[tuple[str, torch.Tensor]]:
     if isinstance(component, torch.nn.Module):
         yield from component.named_parameters()
@@ -319,6 +325,15 @@ class ModelHost:
                 raise ModelError(
                     weights.path, "lora", "cannot load LoRA weights: {value}", value=first_line(exc)
                 ) from None
+            applied = hosted.pipeline.get_list_adapters()
+            if not any(name in names for names in applied.values()):
+                # diffusers only warns when no weight names a layer of this model: say it.
+                raise ModelError(
+                    weights.path,
+                    "lora",
+                    "none of its weights names a layer of this model ({family}): a LoRA made for another model?",
+                    family=_label(hosted.pipeline),
+                )
             hosted.adapters[weights.path] = name
         return name
 
