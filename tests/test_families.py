@@ -892,6 +892,9 @@ def test_a_flux_controlnet_steers_by_the_photos_edges_and_an_sd_one_is_refused(
     sd_controlnet = tmp_path / "sd-controlnet"
     sd_controlnet.mkdir()
     (sd_controlnet / "config.json").write_text('{"_class_name": "ControlNetModel"}', encoding="utf-8")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(sd_controlnet / "diffusion_pytorch_model.safetensors"))
     wrong = make_campaign(
         "wrong.yaml",
         model=ref.model_dump(),
