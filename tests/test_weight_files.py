@@ -100,6 +100,11 @@ def test_a_model_folder_that_would_not_load_is_refused_at_planning(tmp_path: Pat
     with pytest.raises(ModelError, match=r"empty/text_encoder holds no safetensors weights to load"):
         describe_model(DiffusersFolderRef(path=str(empty)))
 
+    no_config = copy("no-config")
+    (no_config / "unet" / "config.json").unlink()
+    with pytest.raises(ModelError, match=r"no-config/unet/config\.json not found"):
+        describe_model(DiffusersFolderRef(path=str(no_config)))
+
     sharded = tmp_path / "sharded"
     build_demo_pipeline().save_pretrained(sharded, max_shard_size="200KB")
     shards = sorted((sharded / "unet").glob("diffusion_pytorch_model-*.safetensors"))

@@ -250,16 +250,26 @@ def hub_snapshot(ref: HubRef, source: str) -> Path:
 
 def model_components(folder: Path) -> list[Path]:
     """The component folders of a diffusers model that hold a model (``unet/``, ``vae/``,
-    ``text_encoder/``…): the ones ``model_index.json`` names that have a ``config.json``."""
+    ``text_encoder/``…): the ones ``model_index.json`` names that have a ``config.json`` or weights."""
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    named = [name for name, value in index.items() if isinstance(value, list) and None not in value]
-    return [folder / name for name in sorted(named) if (folder / name / "config.json").is_file()]
+    named = [folder / name for name, value in index.items() if isinstance(value, list) and None not in value]
+    return [path for path in sorted(named) if (path / "config.json").is_file() or _holds_weights(path)]
+
+
+def _holds_weights(folder: Path) -> bool:
+    return folder.is_dir() and any(path.suffix in WEIGHT_SUFFIXES for path in folder.iterdir())
 
 
 def _check_weights(folder: Path, source: str, skip: str | None = None) -> None:
     """Refuse now, in one line, a folder whose weights would fail to load in a render worker: a
-    component with nothing loadable, a safetensors file cut short, a shard missing."""
-    if problem := weights_problem(path for path in model_components(folder) if path.name != skip):
+    component with weights but no config, nothing loadable, a safetensors file cut short, a shard missing."""
+    components = [path for path in model_components(folder) if path.name != skip]
+    for path in components:
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                source, "model", "{path} not found: not a diffusers model folder", path=path / "config.json"
+            )
+    if problem := weights_problem(components):
         raise ModelError(source, "model.path", problem)
 
 
