@@ -97,7 +97,8 @@ def _front_matter(card: Path) -> dict:
     """A model card's YAML front matter (the block between its first two ``---`` lines); empty
     where it has none or it does not parse."""
     try:
-        text = card.read_text(encoding="utf-8-sig", errors="replace")[:20_000]  # a BOM is no text
+        with card.open(encoding="utf-8-sig", errors="replace") as file:  # a BOM is no text
+            text = file.read(20_000)  # front matter is at the top: a huge card is not read whole
     except OSError:
         return {}
     lines = text.splitlines()
