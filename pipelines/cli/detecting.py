@@ -3,6 +3,7 @@ with a result anyone can keep and check (``--json``, ``--check``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,8 +51,10 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
     return status
 
 
-def deep_reader(model: str) -> Callable:
-    """The starting-noise mark's reader: ``model`` loaded on this machine's best device (float32)."""
+def deep_reader(model: str, database_url: str | None = None) -> Callable:
+    """The starting-noise mark's reader: ``model`` loaded on this machine's best device (float32),
+    a worn mark confirmed against the ledger of ``database_url`` (None: the deployment's record,
+    ``$VISUELS_DATABASE_URL`` else ./outputs', where there is one on this machine)."""
     import torch
     from visuels.inputs.model_refs import parse_model_option
     from visuels.marking.keys import keys_dir
@@ -62,17 +65,17 @@ def deep_reader(model: str) -> Callable:
     from visuels.review.deep_detect import DeepReader
 
     info = describe_model(parse_model_option(model))
-    return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32, recorded_noise_marks)
+    recorded = functools.partial(recorded_noise_marks, database_url)
+    return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32, recorded)
 
 
-def recorded_noise_marks() -> list[int]:
-    """The starting-noise marks the deployment's ledger records (``$VISUELS_DATABASE_URL``, else
-    ./outputs' record); none where there is no record on this machine."""
+def recorded_noise_marks(database_url: str | None) -> list[int]:
+    """The starting-noise marks a ledger records; none where there is no record on this machine."""
     from visuels.cli.console import record_near
     from visuels.record.database import Database
     from visuels.record.ledger import noise_marks
 
-    url = record_near(Path("outputs") / "any")
+    url = database_url or record_near(Path("outputs") / "any")
     if url is None:
         return []
     database = Database(url, must_exist=True)

@@ -28,15 +28,16 @@ def serve(args: argparse.Namespace) -> int:
             "the detector listens on this machine only (127.0.0.1): publish it through your web server"
             " and give its public name with --allow-host",
         )
+    database_url = database_url_option(args.database)
     service = DetectorService(
         charter=load_charter(args.charter),
         trust_anchors=keys_dir() / TRUST_ANCHORS,
         keys=known_keys(keys_dir()),
         signing_key=detector_key(),
-        database_url=database_url_option(args.database),
+        database_url=database_url,
         limits=Limits(per_minute=args.per_minute),
         behind_proxy=bool(args.allow_host),
-        deep=deep_reader(args.deep) if args.deep else None,
+        deep=deep_reader(args.deep, database_url) if args.deep else None,
     )
     t = words(user_language())
     console.print(

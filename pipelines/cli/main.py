@@ -175,7 +175,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     detect.add_argument(
         "--deep",
         metavar="MODEL",
-        help=t("also read the starting-noise mark by inverting MODEL (demo | DIR | …): slower, needs its files"),
+        help=t(
+            "also read the starting-noise mark by inverting MODEL (demo | DIR | …): slower, needs its files;"
+            " a worn mark is confirmed against the deployment's ledger where it is on this machine"
+        ),
     )
     detect.set_defaults(handler=_detect)
 
