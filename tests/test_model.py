@@ -75,6 +75,13 @@ def test_configs_shape_the_model_hash_as_much_as_weights(tmp_path: Path) -> None
     config = folder / "scheduler" / "scheduler_config.json"
     config.write_text(config.read_text().replace('"scaled_linear"', '"linear"'))
     assert describe_model(DiffusersFolderRef(path=str(folder))).hash != before
+    # A cloned repository's .git/ (LFS copies of the weights) and a download's .cache/ change
+    # without the model: never hashed (nor read: gigabytes on every plan).
+    changed = describe_model(DiffusersFolderRef(path=str(folder))).hash
+    for hidden in (".git/lfs/objects/ab/abcdef", ".cache/huggingface/download/unet.metadata"):
+        (folder / hidden).parent.mkdir(parents=True)
+        (folder / hidden).write_text("changes with every fetch")
+    assert describe_model(DiffusersFolderRef(path=str(folder))).hash == changed
 
 
 def test_a_hub_id_is_pinned_to_the_commit_its_revision_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -306,12 +306,15 @@ def _folder_hash(
     folder: Path, hash_cache: Path, skip_weights: bool = False, skip_weights_of: str | None = None
 ) -> dict[str, str]:
     """sha256 per file of a model folder: weights (remembered by size and time) and every config,
-    tokenizer and scheduler file, since those shape the pictures as much as the weights do.
+    tokenizer and scheduler file, since those shape the pictures as much as the weights do; never
+    what hidden folders hold (a clone's .git/, a download's .cache/), which change without the model.
     ``skip_weights``: no weights at all; ``skip_weights_of``: none of that component's."""
     hashes = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        is_weights = path.suffix in WEIGHT_SUFFIXES
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in name.split("/")):
+            continue  # .git/ (a cloned repository's LFS copies of the weights), .cache/ of a download
+        is_weights = path.suffix in WEIGHT_SUFFIXES
         if is_weights and (skip_weights or (skip_weights_of and name.startswith(f"{skip_weights_of}/"))):
             continue
         hashes[name] = cached_sha256_file(path, hash_cache) if is_weights else sha256_file(path)
