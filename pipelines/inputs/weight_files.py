@@ -92,12 +92,21 @@ def weights_variant(components: Iterable[Path], half: bool = False) -> str | Non
     ``fp16`` (``unet/diffusion_pytorch_model.fp16.safetensors``) where a component holds only
     those, or where ``half`` precision is wanted and every component has them (half the bytes to
     read). diffusers falls back to the plain files of a component without the variant."""
-    held = [component_weights(folder) for folder in components]
-    if half and held and all("fp16" in weights.variants for weights in held):
+    held = {folder: component_weights(folder) for folder in components}
+    if half and held and all("fp16" in weights.variants for weights in held.values()):
         return "fp16"
-    wanting = [weights.variants for weights in held if not weights.loadable]
-    shared = set.intersection(*wanting) if wanting else set()
+    shared = _shared_variants(_wanting(held))
     return ("fp16" if "fp16" in shared else min(shared)) if shared else None
+
+
+def _wanting(held: dict[Path, ComponentWeights]) -> dict[Path, ComponentWeights]:
+    """The components with no plain weights this deployment loads."""
+    return {folder: weights for folder, weights in held.items() if not weights.loadable}
+
+
+def _shared_variants(wanting: dict[Path, ComponentWeights]) -> set[str]:
+    """The variants every component without plain weights holds (none when there is none such)."""
+    return set.intersection(*(weights.variants for weights in wanting.values())) if wanting else set()
 
 
 def weights_problem(components: Iterable[Path]) -> Text | None:
@@ -105,9 +114,8 @@ def weights_problem(components: Iterable[Path]) -> Text | None:
     nothing loadable (pickles only, where they are not trusted), components that hold only
     different variants, a safetensors file cut short, a shard its index names that is missing."""
     folders = list(components)
-    held = {folder: component_weights(folder) for folder in folders}
-    wanting = {folder: weights for folder, weights in held.items() if not weights.loadable}
-    if wanting and not set.intersection(*(weights.variants for weights in wanting.values())):
+    wanting = _wanting({folder: component_weights(folder) for folder in folders})
+    if wanting and not _shared_variants(wanting):
         folder, weights = next(iter(wanting.items()))
         if weights.pickle and not weights.variants:
             return pickle_refused(folder)
