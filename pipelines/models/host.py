@@ -285,7 +285,9 @@ class ModelHost:
                 use_safetensors=not pickle_allowed(),
                 variant=weights_variant([Path(path)], half=dtype != torch.float32),
             )
-        except (OSError, ValueError) as exc:
+        except (MemoryError, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:  # as for a model: whatever the loader meets in a foreign folder
             raise ModelError(
                 path, "photos.controlnet", "cannot load ControlNet: {value}", value=first_line(exc)
             ) from None
