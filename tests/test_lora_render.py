@@ -102,6 +102,25 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
         host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(foreign), scale=1.0)),
     ):
         pass
+    # A LoRA of the same layer names at another model's widths (an SDXL LoRA on SD1.5).
+    from safetensors.torch import load_file
+
+    from tests.conftest import write_random_lora
+
+    fitting = write_random_lora(tmp_path / "fitting", 3)
+    wider = tmp_path / "wider.safetensors"
+    widths = {
+        name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
+        for name, value in load_file(str(fitting)).items()
+    }
+    save_file(widths, str(wider))
+    with (
+        pytest.raises(ModelError, match=r"its weights' shapes are not this model's \(Stable Diffusion 1\.5\)"),
+        host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(wider), scale=1.0)),
+    ):
+        pass
+    with host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(fitting), scale=1.0)):
+        pass  # nothing the failed one half-injected is left in the way
     with host.use(DemoModelRef(), torch.float32, None):  # the model is still usable
         pass
 

@@ -140,6 +140,12 @@ def _label(pipeline: DiffusionPipeline) -> str:
     return family.label if family is not None else type(pipeline).__name__
 
 
+def _drop_adapter(pipeline: DiffusionPipeline, name: str) -> None:
+    """Take out what a failed LoRA load left of adapter ``name``, so the pipeline is as before."""
+    if any(name in names for names in pipeline.get_list_adapters().values()):
+        pipeline.delete_adapters(name)
+
+
 def _tensors(component: object) -> Iterator[tuple[str, torch.Tensor]]:
     if isinstance(component, torch.nn.Module):
         yield from component.named_parameters()
@@ -323,7 +329,17 @@ class ModelHost:
             name = f"lora{len(hosted.adapters)}"
             try:
                 hosted.pipeline.load_lora_weights(weights.path, adapter_name=name)
-            except (OSError, ValueError, KeyError) as exc:
+            except (MemoryError, torch.OutOfMemoryError):
+                raise
+            except Exception as exc:  # a file for another model: shapes that differ, names it lacks…
+                _drop_adapter(hosted.pipeline, name)  # half injected: the next LoRA takes this name
+                if "size mismatch" in str(exc):  # torch's load_state_dict, one line per weight
+                    raise ModelError(
+                        weights.path,
+                        "lora",
+                        "its weights' shapes are not this model's ({family}): a LoRA made for another model?",
+                        family=_label(hosted.pipeline),
+                    ) from None
                 raise ModelError(
                     weights.path, "lora", "cannot load LoRA weights: {value}", value=first_line(exc)
                 ) from None
