@@ -174,3 +174,18 @@ def test_a_single_file_that_cannot_be_its_config_s_model_is_refused_in_one_line(
     save_file(kept, str(weights))
     with pytest.raises(ModelError, match=r"its files hold no weights for transformer\.single_"):
         load_from_files(DiffusersFolderRef(path=str(cut)), torch.float32)
+
+
+def test_a_loader_s_message_is_said_without_advice_about_its_own_arguments() -> None:
+    from visuels.models.host import _loader_said
+
+    diffusers_said = ValueError(
+        "Cannot load  because x.weight expected shape torch.Size([32, 64]), but got torch.Size([32, 4]). If you"
+        " want to instead overwrite randomly initialized weights, please make sure to pass both"
+        " `low_cpu_mem_usage=False` and `ignore_mismatched_sizes=True`. For more information, see also: https://…"
+    )
+    assert _loader_said(diffusers_said) == (
+        "Cannot load  because x.weight expected shape torch.Size([32, 64]), but got torch.Size([32, 4])"
+    )
+    short = ValueError("Invalid LoRA checkpoint. Make sure all LoRA param names contain `'lora'` substring.")
+    assert _loader_said(short) == str(short)  # both sentences fit

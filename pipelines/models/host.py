@@ -122,9 +122,9 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
                 None,
                 "cannot load it as the model its config folder {folder} describes: {value}",
                 folder=folder,
-                value=first_line(exc),
+                value=_loader_said(exc),
             ) from None
-        raise ModelError(named, None, "cannot load model: {value}", value=first_line(exc)) from None
+        raise ModelError(named, None, "cannot load model: {value}", value=_loader_said(exc)) from None
     for name, component in pipeline.components.items():
         missing = next((weight for weight, value in _tensors(component) if value.is_meta), None)
         if missing is not None:  # diffusers leaves a weight its files lack without data
@@ -138,6 +138,19 @@ def _label(pipeline: DiffusionPipeline) -> str:
     """The family people know a loaded pipeline by (its class where visuels has no name for it)."""
     family = family_of_pipeline(type(pipeline).__name__)
     return family.label if family is not None else type(pipeline).__name__
+
+
+def _loader_said(exc: BaseException, room: int = 160) -> str:
+    """What a loader's exception says, in as many of its first sentences as fit in ``room``
+    characters (the first always): diffusers goes on with advice about its own arguments
+    (``ignore_mismatched_sizes=True``…), which a user of visuels cannot give."""
+    sentences = first_line(exc).split(". ")
+    said = sentences[0]
+    for sentence in sentences[1:]:
+        if len(said) + 2 + len(sentence) > room:
+            return said.rstrip(".")
+        said = f"{said}. {sentence}"
+    return said
 
 
 def _drop_adapter(pipeline: DiffusionPipeline, name: str) -> None:
@@ -295,7 +308,7 @@ class ModelHost:
             raise
         except Exception as exc:  # as for a model: whatever the loader meets in a foreign folder
             raise ModelError(
-                path, "photos.controlnet", "cannot load ControlNet: {value}", value=first_line(exc)
+                path, "photos.controlnet", "cannot load ControlNet: {value}", value=_loader_said(exc)
             ) from None
         self._controlnet = ((path, dtype), model.to(self.device))
         return self._controlnet[1]
@@ -341,7 +354,7 @@ class ModelHost:
                         family=_label(hosted.pipeline),
                     ) from None
                 raise ModelError(
-                    weights.path, "lora", "cannot load LoRA weights: {value}", value=first_line(exc)
+                    weights.path, "lora", "cannot load LoRA weights: {value}", value=_loader_said(exc)
                 ) from None
             applied = hosted.pipeline.get_list_adapters()
             if not any(name in names for names in applied.values()):
