@@ -175,6 +175,51 @@ def test_a_model_given_for_the_run_keeps_the_settings_it_can_use_when_the_campai
     assert not [record for record in caplog.records if record.levelname == "WARNING"]
 
 
+def test_a_lora_for_the_other_kind_of_denoiser_is_refused_or_left_out(
+    tiny_models: dict[str, Path],
+    make_campaign: Callable[..., Path],
+    lora_file: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An SD LoRA named by a campaign on FLUX.2 klein (and a FLUX LoRA on SD1.5) is refused when the
+    campaign is checked or planned, naming the field; a model given for the run leaves it out, as
+    it leaves out the photo uses its family cannot serve."""
+    from safetensors.torch import save_file
+
+    klein = {"kind": "diffusers", "path": str(tiny_models["flux2-klein"]), "native_size": 256}
+    sd_lora_on_klein = make_campaign(
+        "klein.yaml",
+        model=klein,
+        formats=["instagram_square"],
+        scheduler=None,
+        photos=None,
+        guidance=None,
+        lora={"path": str(lora_file), "scale": 0.8},
+    )
+    with pytest.raises(CampaignError, match=r"lora\.path: this LoRA changes a UNet's layers: .* than FLUX\.2 klein"):
+        plan_render(sd_lora_on_klein, tmp_path / "out")
+    flux_lora = tmp_path / "flux.safetensors"
+    prefix = "transformer.transformer_blocks.0.attn.to_q"
+    save_file(
+        {f"{prefix}.lora_A.weight": torch.ones(4, 8), f"{prefix}.lora_B.weight": torch.ones(8, 4)}, str(flux_lora)
+    )
+    on_sd = make_campaign(
+        "sd.yaml", formats=["instagram_square"], photos=None, speed_lora={"path": str(flux_lora), "scale": 1.0}
+    )
+    with pytest.raises(CampaignError, match=r"speed_lora\.path: this LoRA changes a transformer's layers"):
+        plan_render(on_sd, tmp_path / "out")
+
+    with_sd_lora = make_campaign(
+        "run.yaml", formats=["instagram_square"], photos=None, lora={"path": str(lora_file), "scale": 0.8}
+    )
+    with caplog.at_level("WARNING"):
+        plan = plan_render(with_sd_lora, tmp_path / "out", overrides=Overrides(model=str(tiny_models["flux2-klein"])))
+    assert "the campaign's lora was made for another kind of model than FLUX.2 klein: left out" in caplog.text
+    assert {job.lora_hash for job in plan.jobs} == {None}
+    assert {job.lora_hash for job in plan_render(with_sd_lora, tmp_path / "out").jobs} != {None}  # on its own model
+
+
 def test_sizes_stay_within_a_models_position_tables(tmp_path: Path) -> None:
     """Z-Image's RoPE tables reach a fixed count of patches: every format and its high-resolution
     passes stay within them; the family's 1024 pixels are for its published 8x VAE."""

@@ -33,6 +33,7 @@ from visuels.planning.model_use import (
     LicenceRecord,
     cannot_outpaint,
     check_capabilities,
+    check_lora_fits,
     generation_settings,
     licence_record,
 )
@@ -281,6 +282,7 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
     """
     settings = generation_settings(campaign, model)
     check_capabilities(campaign, model)
+    check_lora_fits(campaign, model)
     licence = licence_record(campaign, model)  # refuses before any job is planned
     lora = LoraHashes(style=lora_hash(campaign.lora_path), speed=lora_hash(campaign.speed_lora_path))
     controlnet = folder_hash(campaign.controlnet_path) if campaign.controlnet_path else None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+from safetensors import safe_open
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, PhotoUse
 from visuels.models.families import Family, family_named
@@ -18,6 +19,21 @@ from visuels.models.licences import Licence, known
 from visuels.models.reference import ModelInfo, controlnet_class
 
 log = logging.getLogger(__name__)
+
+# How LoRA files name the layers they change, by the kind of denoiser they were made for: diffusers'
+# own layout ("unet." / "transformer."), kohya's (lora_unet_down_blocks_… / lora_unet_double_blocks_…)
+# and the 2026 families' original one. A LoRA is refused at planning only when its names are all of
+# the other kind; loading it says the rest (visuels.models.host).
+LORA_LAYERS = {
+    "unet": ("unet.", "lora_unet_down_blocks", "lora_unet_up_blocks", "lora_unet_mid_block", "lora_unet_input_blocks"),
+    "transformer": (
+        "transformer.",
+        "lora_transformer_",
+        "lora_unet_double_blocks",
+        "lora_unet_single_blocks",
+        "lora_unet_transformer_blocks",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -122,9 +138,14 @@ def fitted_to_run_model(campaign: Campaign, own_family: str | None, model: Model
     photos, controlnet_path = _photo_use_for(campaign, family)
     if photos != spec.photos:
         update["photos"] = photos
+    paths: dict = {"controlnet_path": controlnet_path}
+    for field, path in _loras(campaign):
+        if made_for_other_denoiser(path, family):
+            log.warning("the campaign's %s was made for another kind of model than %s: left out", field, family.label)
+            update[field], paths[f"{field}_path"] = None, None
     if not update:
         return campaign
-    return campaign.model_copy(update={"spec": spec.model_copy(update=update), "controlnet_path": controlnet_path})
+    return campaign.model_copy(update={"spec": spec.model_copy(update=update), **paths})
 
 
 def _photo_use_for(campaign: Campaign, family: Family) -> tuple[PhotoUse | None, Path | None]:
@@ -219,3 +240,37 @@ def licence_record(campaign: Campaign, model: ModelInfo) -> LicenceRecord:
             licence=licence.said(),
         )
     return LicenceRecord(licence=licence, override=declared.override if licence.refuses_publication else None)
+
+
+def _loras(campaign: Campaign) -> list[tuple[str, Path]]:
+    """The campaign's LoRA files by their field: its style LoRA, its speed LoRA."""
+    named = (("lora", campaign.lora_path), ("speed_lora", campaign.speed_lora_path))
+    return [(field, path) for field, path in named if path is not None]
+
+
+def made_for_other_denoiser(path: Path, family: Family) -> bool:
+    """Whether a LoRA file changes only the layers of the other kind of denoiser than the family's
+    (a FLUX LoRA for SD1.5, an SD LoRA for FLUX.2 klein), by its weights' names (its header only)."""
+    if path.suffix != ".safetensors":
+        return False  # a trusted pickle: loading it says what fits
+    other = "transformer" if family.denoiser == "unet" else "unet"
+    with safe_open(str(path), "pt") as weights:
+        names = list(weights.keys())
+    return any(name.startswith(LORA_LAYERS[other]) for name in names) and not any(
+        name.startswith(LORA_LAYERS[family.denoiser]) for name in names
+    )
+
+
+def check_lora_fits(campaign: Campaign, model: ModelInfo) -> None:
+    """Refuse a style or speed LoRA made for the other kind of denoiser, naming its field, before
+    anything is rendered."""
+    family = family_named(model.family)
+    for field, path in _loras(campaign):
+        if made_for_other_denoiser(path, family):
+            raise CampaignError(
+                campaign.path,
+                f"{field}.path",
+                "this LoRA changes a {other}'s layers: it was made for another kind of model than {family}",
+                other="transformer" if family.denoiser == "unet" else "UNet",
+                family=family.label,
+            )
