@@ -21,9 +21,9 @@ from visuels.models.reference import ModelInfo, controlnet_class
 log = logging.getLogger(__name__)
 
 # How LoRA files name the layers they change, by the kind of denoiser they were made for: diffusers'
-# own layout ("unet." / "transformer."), kohya's (lora_unet_down_blocks_… / lora_unet_double_blocks_…)
-# and the 2026 families' original one. A LoRA is refused at planning only when its names are all of
-# the other kind; loading it says the rest (visuels.models.host).
+# own layout ("unet." / "transformer.") and kohya's (lora_unet_down_blocks_… / lora_unet_double_blocks_…);
+# the original layouts' "diffusion_model." names either kind, so it decides nothing. A LoRA is refused
+# at planning only when its names are all of the other kind; loading it says the rest (models.host).
 LORA_LAYERS = {
     "unet": ("unet.", "lora_unet_down_blocks", "lora_unet_up_blocks", "lora_unet_mid_block", "lora_unet_input_blocks"),
     "transformer": (
