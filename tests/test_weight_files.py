@@ -121,7 +121,7 @@ def test_a_model_folder_that_would_not_load_is_refused_at_planning(tmp_path: Pat
 
 
 def test_a_campaign_s_lora_and_controlnet_files_are_looked_at_when_it_loads(
-    make_campaign: Callable[..., Path], tmp_path: Path
+    make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cut = tmp_path / "style.safetensors"
     save_file({"lora.down.weight": torch.ones(4, 8)}, str(cut))
@@ -135,6 +135,15 @@ def test_a_campaign_s_lora_and_controlnet_files_are_looked_at_when_it_loads(
     (controlnet / "config.json").write_text('{"_class_name": "ControlNetModel"}')
     with pytest.raises(CampaignError, match=r"photos\.controlnet\.path: .*controlnet holds no safetensors weights"):
         load_campaign(make_campaign(photos={"strength": None, "controlnet": {"path": str(controlnet)}}))
+    # The charter's latest trained LoRA, its file damaged since (a full disk during a copy).
+    run = tmp_path / "lora" / "solane" / "20261205-0100"
+    run.mkdir(parents=True)
+    (run / "pytorch_lora_weights.safetensors").write_bytes(b"\x00" * 12)
+    monkeypatch.setenv("VISUELS_LORA_DIR", str(tmp_path / "lora"))
+    with pytest.raises(
+        CampaignError, match=r"lora\.path: .*20261205-0100/pytorch_lora_weights\.safetensors is not a whole"
+    ):
+        load_campaign(make_campaign(lora={"path": "charter:latest", "scale": 0.8}))
 
 
 def test_a_single_file_that_cannot_be_its_config_s_model_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -554,8 +554,8 @@ def load_campaign(path: str | Path) -> Campaign:
         lora_path = local_path(base, spec.lora.path)
         if not lora_path.exists():
             raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
-        if problem := weights_file_problem(lora_path):
-            raise CampaignError(campaign_path, "lora.path", problem)
+    if lora_path is not None and (problem := weights_file_problem(lora_path)):
+        raise CampaignError(campaign_path, "lora.path", problem)  # a trained run's file too: disks fail
 
     speed_lora_path = None
     if spec.speed_lora is not None:
