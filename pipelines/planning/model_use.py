@@ -104,8 +104,8 @@ def fitted_to_run_model(campaign: Campaign, own_family: str | None, model: Model
 
     Its steps, guidance and scheduler were chosen for its own model: on a model of another family
     (``own_family``; None: its files are not on this machine, so it is not known to differ), the
-    run takes that family's own. Speed options and photo uses the run's model cannot serve are
-    left out instead of refusing a campaign file that is right for its own model. Each change is
+    run takes that family's own. Speed options, photo uses and LoRAs the run's model cannot serve
+    are left out instead of refusing a campaign file that is right for its own model. Each change is
     logged as a warning, since the run's pictures are not the campaign's. The run's own ``steps``
     apply after this.
     """
