@@ -100,6 +100,11 @@ def test_a_model_folder_that_would_not_load_is_refused_at_planning(tmp_path: Pat
     with pytest.raises(ModelError, match=r"empty/text_encoder holds no safetensors weights to load"):
         describe_model(DiffusersFolderRef(path=str(empty)))
 
+    no_encoder = copy("no-encoder")
+    shutil.rmtree(no_encoder / "text_encoder")
+    with pytest.raises(ModelError, match=r"no-encoder/text_encoder not found: its model_index\.json names it"):
+        describe_model(DiffusersFolderRef(path=str(no_encoder)))
+
     no_config = copy("no-config")
     (no_config / "unet" / "config.json").unlink()
     with pytest.raises(ModelError, match=r"no-config/unet/config\.json not found"):

@@ -248,12 +248,16 @@ def hub_snapshot(ref: HubRef, source: str) -> Path:
         ) from None
 
 
+def _named_components(folder: Path) -> list[Path]:
+    """The component folders ``model_index.json`` names with a class (``[library, class]``)."""
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    return sorted(folder / name for name, value in index.items() if isinstance(value, list) and None not in value)
+
+
 def model_components(folder: Path) -> list[Path]:
     """The component folders of a diffusers model that hold a model (``unet/``, ``vae/``,
     ``text_encoder/``…): the ones ``model_index.json`` names that have a ``config.json`` or weights."""
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    named = [folder / name for name, value in index.items() if isinstance(value, list) and None not in value]
-    return [path for path in sorted(named) if (path / "config.json").is_file() or _holds_weights(path)]
+    return [path for path in _named_components(folder) if (path / "config.json").is_file() or _holds_weights(path)]
 
 
 def _holds_weights(folder: Path) -> bool:
@@ -263,6 +267,9 @@ def _holds_weights(folder: Path) -> bool:
 def _check_weights(folder: Path, source: str, skip: str | None = None) -> None:
     """Refuse now, in one line, a folder whose weights would fail to load in a render worker: a
     component with weights but no config, nothing loadable, a safetensors file cut short, a shard missing."""
+    missing = next((path for path in _named_components(folder) if not path.is_dir()), None)
+    if missing is not None:
+        raise ModelError(source, "model", "{path} not found: its model_index.json names it", path=missing)
     components = [path for path in model_components(folder) if path.name != skip]
     for path in components:
         if not (path / "config.json").is_file():
