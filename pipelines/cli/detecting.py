@@ -31,7 +31,7 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
     t = words(user_language())
     files = pictures_named(files)
     charter = load_charter(charter_path)
-    deep = deep_reader(deep_model) if deep_model is not None else None
+    deep = deep_reader(deep_model, _records_near(files)) if deep_model is not None else None
     detections, status = [], EXIT_OK
     for path in files:
         try:
@@ -51,10 +51,9 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
     return status
 
 
-def deep_reader(model: str, database_url: str | None = None) -> Callable:
+def deep_reader(model: str, database_urls: Sequence[str]) -> Callable:
     """The starting-noise mark's reader: ``model`` loaded on this machine's best device (float32),
-    a worn mark confirmed against the ledger of ``database_url`` (None: the deployment's record,
-    ``$VISUELS_DATABASE_URL`` else ./outputs', where there is one on this machine)."""
+    a worn mark confirmed against what the ledgers of ``database_urls`` record."""
     import torch
     from visuels.inputs.model_refs import parse_model_option
     from visuels.marking.keys import keys_dir
@@ -65,24 +64,31 @@ def deep_reader(model: str, database_url: str | None = None) -> Callable:
     from visuels.review.deep_detect import DeepReader
 
     info = describe_model(parse_model_option(model))
-    recorded = functools.partial(recorded_noise_marks, database_url)
+    recorded = functools.partial(recorded_noise_marks, tuple(database_urls))
     return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32, recorded)
 
 
-def recorded_noise_marks(database_url: str | None) -> list[int]:
-    """The starting-noise marks a ledger records; none where there is no record on this machine."""
+def _records_near(files: Sequence[Path]) -> list[str]:
+    """The records the files would be in, as ``verify`` finds each file's (the output folder it
+    lies in, else ``$VISUELS_DATABASE_URL`` or ./outputs'); none for files from outside."""
     from visuels.cli.console import record_near
+
+    return sorted({url for path in files if (url := record_near(path)) is not None})
+
+
+def recorded_noise_marks(database_urls: Sequence[str]) -> list[int]:
+    """The starting-noise marks these ledgers record, once each."""
     from visuels.record.database import Database
     from visuels.record.ledger import noise_marks
 
-    url = database_url or record_near(Path("outputs") / "any")
-    if url is None:
-        return []
-    database = Database(url, must_exist=True)
-    try:
-        return noise_marks(database)
-    finally:
-        database.close()
+    recorded: set[int] = set()
+    for url in database_urls:
+        database = Database(url, must_exist=True)
+        try:
+            recorded.update(noise_marks(database))
+        finally:
+            database.close()
+    return sorted(recorded)
 
 
 def _print_detection(detection: Detection, t: Words) -> None:

@@ -37,7 +37,7 @@ def serve(args: argparse.Namespace) -> int:
         database_url=database_url,
         limits=Limits(per_minute=args.per_minute),
         behind_proxy=bool(args.allow_host),
-        deep=deep_reader(args.deep, database_url) if args.deep else None,
+        deep=deep_reader(args.deep, [database_url]) if args.deep else None,
     )
     t = words(user_language())
     console.print(

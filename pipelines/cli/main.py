@@ -177,7 +177,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         metavar="MODEL",
         help=t(
             "also read the starting-noise mark by inverting MODEL (demo | DIR | …): slower, needs its files;"
-            " a worn mark is confirmed against the deployment's ledger where it is on this machine"
+            " a worn mark is confirmed against the ledger of each file's record, where it is on this machine"
         ),
     )
     detect.set_defaults(handler=_detect)
