@@ -147,3 +147,33 @@ def test_an_append_while_a_checkpoint_is_read_never_makes_the_ledger_look_rewrit
     assert checkpoint_problems(database, tmp_path, signing_files()) == []
     database.close()
     other.close()
+
+
+def test_two_machines_recording_one_model_at_once_both_succeed(any_database_url: str) -> None:
+    """Two renders of one campaign start together (two machines on PostgreSQL): each records its
+    model's hash. The second used to see no row (the first not yet committed), insert, then fail on
+    the unique key once the first committed: a run ended with exit 3 for nothing."""
+    from visuels.inputs.model_refs import DemoModelRef
+    from visuels.record import model_sources
+    from visuels.record.database import sources_table
+
+    database = Database(any_database_url)
+    failures: list[BaseException] = []
+
+    def second_machine() -> None:
+        try:
+            model_sources.record(Database(any_database_url), "m" * 64, DemoModelRef(), None, None)
+        except BaseException as exc:  # the test reports what the thread met
+            failures.append(exc)
+
+    with database.transaction() as first:  # the first machine's transaction, not yet committed
+        first.execute(
+            sources_table.insert().values(hash="m" * 64, kind="model", reference=DemoModelRef().model_dump_json())
+        )
+        thread = threading.Thread(target=second_machine)
+        thread.start()
+        thread.join(timeout=1.0)  # it waits on the first's lock (SQLite: the write lock; PostgreSQL: the row)
+    thread.join(timeout=30)
+    assert not thread.is_alive() and failures == []
+    assert model_sources.model_for(database, "m" * 64) == DemoModelRef()
+    database.close()

@@ -11,6 +11,7 @@ import json
 
 from pydantic import TypeAdapter
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from visuels.inputs.model_refs import LoraWeights, ModelRef
 from visuels.record.database import Database, sources_table
 
@@ -25,10 +26,11 @@ def record(
     if lora_hash and lora:
         wanted[lora_hash] = ("lora", json.dumps({"path": lora.path}))
     with database.transaction() as connection:
-        known = set(connection.scalars(select(sources_table.c.hash).where(sources_table.c.hash.in_(wanted))))
-        for hash_, (kind, reference) in wanted.items():
-            if hash_ not in known:
-                connection.execute(sources_table.insert().values(hash=hash_, kind=kind, reference=reference))
+        # Two machines starting one campaign record the same hashes at once: the second insert of a
+        # hash is a no-op, never a unique-key failure (PostgreSQL runs the two transactions side by side).
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        rows = [{"hash": hash_, "kind": kind, "reference": reference} for hash_, (kind, reference) in wanted.items()]
+        connection.execute(dialect.insert(sources_table).values(rows).on_conflict_do_nothing(index_elements=["hash"]))
 
 
 def _reference(database: Database, hash_: str, kind: str) -> str | None:
