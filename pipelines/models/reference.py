@@ -267,7 +267,10 @@ def _holds_weights(folder: Path) -> bool:
 def _check_weights(folder: Path, source: str, skip: str | None = None) -> None:
     """Refuse now, in one line, a folder whose weights would fail to load in a render worker: a
     component with weights but no config, nothing loadable, a safetensors file cut short, a shard missing."""
-    missing = next((path for path in _named_components(folder) if not path.is_dir()), None)
+    # A folder's safety checker is never loaded (host.load_from_files drops it): its index may name
+    # one its copy left out. (A hub model's is loaded: its loader says when it is missing.)
+    named = [path for path in _named_components(folder) if path.name != "safety_checker"]
+    missing = next((path for path in named if not path.is_dir()), None)
     if missing is not None:
         raise ModelError(source, "model", "{path} not found: its model_index.json names it", path=missing)
     components = [path for path in model_components(folder) if path.name != skip]
