@@ -80,35 +80,37 @@ def test_a_folder_of_fp16_files_only_loads_at_any_precision(tmp_path: Path) -> N
 
 
 def test_a_model_folder_that_would_not_load_is_refused_at_planning(tmp_path: Path) -> None:
-    def copy(name: str) -> Path:
+    # Each damage done to a copy of the demo model, and the line that refuses it.
+    damages: dict[str, tuple[Callable[[Path], object], str]] = {
+        "cut": (
+            lambda folder: _cut_short(folder / "vae" / "diffusion_pytorch_model.safetensors"),
+            r"vae/diffusion_pytorch_model\.safetensors is not a whole safetensors file",
+        ),
+        "pickled": (
+            lambda folder: (folder / "unet" / "diffusion_pytorch_model.safetensors").rename(
+                folder / "unet" / "diffusion_pytorch_model.bin"
+            ),
+            r"pickled/unet holds pickle weights",
+        ),
+        "empty": (
+            lambda folder: (folder / "text_encoder" / "model.safetensors").unlink(),
+            r"empty/text_encoder holds no safetensors weights to load",
+        ),
+        "no-encoder": (
+            lambda folder: shutil.rmtree(folder / "text_encoder"),
+            r"no-encoder/text_encoder not found: its model_index\.json names it",
+        ),
+        "no-config": (
+            lambda folder: (folder / "unet" / "config.json").unlink(),
+            r"no-config/unet/config\.json not found",
+        ),
+    }
+    for name, (damage, refusal) in damages.items():
         folder = tmp_path / name
         shutil.copytree(ensure_demo_model(), folder)
-        return folder
-
-    cut = copy("cut")
-    _cut_short(cut / "vae" / "diffusion_pytorch_model.safetensors")
-    with pytest.raises(ModelError, match=r"vae/diffusion_pytorch_model\.safetensors is not a whole safetensors file"):
-        describe_model(DiffusersFolderRef(path=str(cut)))
-
-    pickled = copy("pickled")
-    (pickled / "unet" / "diffusion_pytorch_model.safetensors").rename(pickled / "unet" / "diffusion_pytorch_model.bin")
-    with pytest.raises(ModelError, match=r"pickled/unet holds pickle weights"):
-        describe_model(DiffusersFolderRef(path=str(pickled)))
-
-    empty = copy("empty")
-    (empty / "text_encoder" / "model.safetensors").unlink()
-    with pytest.raises(ModelError, match=r"empty/text_encoder holds no safetensors weights to load"):
-        describe_model(DiffusersFolderRef(path=str(empty)))
-
-    no_encoder = copy("no-encoder")
-    shutil.rmtree(no_encoder / "text_encoder")
-    with pytest.raises(ModelError, match=r"no-encoder/text_encoder not found: its model_index\.json names it"):
-        describe_model(DiffusersFolderRef(path=str(no_encoder)))
-
-    no_config = copy("no-config")
-    (no_config / "unet" / "config.json").unlink()
-    with pytest.raises(ModelError, match=r"no-config/unet/config\.json not found"):
-        describe_model(DiffusersFolderRef(path=str(no_config)))
+        damage(folder)
+        with pytest.raises(ModelError, match=refusal):
+            describe_model(DiffusersFolderRef(path=str(folder)))
 
     sharded = tmp_path / "sharded"
     build_demo_pipeline().save_pretrained(sharded, max_shard_size="200KB")
