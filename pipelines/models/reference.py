@@ -257,23 +257,25 @@ def _named_components(folder: Path) -> list[Path]:
 def model_components(folder: Path) -> list[Path]:
     """The component folders of a diffusers model that hold a model (``unet/``, ``vae/``,
     ``text_encoder/``…): the ones ``model_index.json`` names that have a ``config.json`` or weights."""
-    return [path for path in _named_components(folder) if (path / "config.json").is_file() or _holds_weights(path)]
+    return [path for path in _named_components(folder) if _holds_model(path)]
 
 
-def _holds_weights(folder: Path) -> bool:
+def _holds_model(folder: Path) -> bool:
+    if (folder / "config.json").is_file():
+        return True
     return folder.is_dir() and any(path.suffix in WEIGHT_SUFFIXES for path in folder.iterdir())
 
 
 def _check_weights(folder: Path, source: str, skip: str | None = None) -> None:
     """Refuse now, in one line, a folder whose weights would fail to load in a render worker: a
     component with weights but no config, nothing loadable, a safetensors file cut short, a shard missing."""
+    named = _named_components(folder)  # model_index.json read once
     # A folder's safety checker is never loaded (host.load_from_files drops it): its index may name
     # one its copy left out. (A hub model's is loaded: its loader says when it is missing.)
-    named = [path for path in _named_components(folder) if path.name != "safety_checker"]
-    missing = next((path for path in named if not path.is_dir()), None)
+    missing = next((path for path in named if path.name != "safety_checker" and not path.is_dir()), None)
     if missing is not None:
         raise ModelError(source, "model", "{path} not found: its model_index.json names it", path=missing)
-    components = [path for path in model_components(folder) if path.name != skip]
+    components = [path for path in named if path.name != skip and _holds_model(path)]
     for path in components:
         if not (path / "config.json").is_file():
             raise ModelError(
