@@ -545,4 +545,30 @@ def test_a_folder_stands_for_the_pictures_it_holds_less_what_an_output_folder_ke
     (empty / "thumbnails").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(empty / "thumbnails" / "kept.jpg")
     assert main(["verify", str(empty)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {empty}: holds no picture (PNG, JPEG or WebP)"
+    assert (
+        capsys.readouterr().err.strip() == f"error: {empty}: holds no picture (PNG, JPEG, WebP, AVIF, GIF, TIFF or BMP)"
+    )
+
+
+def test_a_folder_includes_pictures_converted_to_other_formats_and_says_what_they_lost(
+    rendered: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder of GIF, TIFF and BMP copies of an output was "a folder without pictures" or, beside
+    a PNG, silently left out; and a BMP, a format C2PA cannot carry a manifest in, was said to
+    carry a manifest "altered or broken"."""
+    out, files = rendered
+    folder = tmp_path / "to-publish"
+    folder.mkdir()
+    picture = Image.open(files[0]).convert("RGB")
+    for name in ("copy.gif", "copy.tiff", "copy.bmp"):
+        picture.save(folder / name)
+    (folder / "notes.txt").write_text("not a picture")
+    assert main(["verify", str(folder), "--database", str(out / "visuels.sqlite")]) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("BAD ")]
+    assert sorted(line.split(":")[0][4:] for line in lines) == [
+        str(folder / name) for name in ("copy.bmp", "copy.gif", "copy.tiff")
+    ]
+    assert all("C2PA missing" in line for line in lines), lines
+    assert main(["detect", str(folder)]) == 0  # the watermark still names this deployment in each
+    printed = capsys.readouterr().out
+    assert printed.count("AI picture of this deployment") == 3 and "no C2PA manifest" in printed

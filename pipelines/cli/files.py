@@ -21,7 +21,23 @@ if TYPE_CHECKING:
     from visuels.review.verify import FileReport
 
 
-PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+# A folder stands for the files in it with these suffixes: what visuels exports (PNG, JPEG, WebP)
+# and the other formats pictures are published or passed around in, so that a picture someone
+# converted to GIF or TIFF is checked, and found unmarked, rather than silently left out.
+PICTURE_SUFFIXES = {
+    ".png",
+    ".apng",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".webp",
+    ".avif",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".bmp",
+}
 # What an output folder keeps for itself and never publishes: the report's thumbnails and the edge
 # maps of the photos renders started from.
 KEPT_FOR_ITSELF = {"thumbnails", "edges"}
@@ -45,7 +61,7 @@ def pictures_named(paths: Sequence[Path]) -> list[Path]:
             if Path(name).suffix.lower() in PICTURE_SUFFIXES and not Path(folder, name).is_symlink()
         )
         if not inside:
-            raise VisuelsError(path, None, "holds no picture (PNG, JPEG or WebP)")
+            raise VisuelsError(path, None, "holds no picture (PNG, JPEG, WebP, AVIF, GIF, TIFF or BMP)")
         found += inside
     return found
 

@@ -248,7 +248,10 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             store = json.loads(reader.json())
     except c2pa.C2paError as exc:
         text = str(exc)
-        if "ManifestNotFound" in text or "JumbfNotFound" in text or "not found" in text.lower():
+        # No manifest, or a format C2PA cannot carry one in (BMP): missing, not broken.
+        if any(reason in text for reason in ("ManifestNotFound", "JumbfNotFound", "NotSupported")) or (
+            "not found" in text.lower()
+        ):
             return ManifestState(state="missing", soft_binding=None, source_type=None)
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
     manifests = store.get("manifests", {})
@@ -275,8 +278,6 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
                 soft_binding = value
                 name = str(assertion.get("data", {}).get("name") or "")
                 key_id = name.removeprefix(WATERMARK_KEY_NAME) if name.startswith(WATERMARK_KEY_NAME) else None
-        if assertion.get("label") == MODEL_LABEL:
-            licence = assertion.get("data", {}).get("licence")
         if assertion.get("label") == MODEL_LABEL:
             licence = assertion.get("data", {}).get("licence")
         if assertion.get("label", "").startswith("c2pa.actions"):
