@@ -3,6 +3,7 @@ rendered to marked outputs with alt text and layered working files."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -124,15 +125,56 @@ def test_unsafe_svg_features_are_refused(charter_dir: Path, decor: str, words: s
         _load(charter_dir, _template(charter_dir, decor=decor))
 
 
-def test_entities_and_oversized_files_are_refused(charter_dir: Path) -> None:
-    bomb = (
-        '<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>'
-    )
-    with pytest.raises(CharterError, match="DTD or entities"):
-        _load(charter_dir, _template(charter_dir, text=bomb))
+ILLUSTRATOR_HEADER = """<?xml version="1.0" encoding="utf-8"?>
+<!-- Generator: Adobe Illustrator 16.0.0, SVG Export Plug-In . SVG Version: 6.00 Build 0)  -->
+<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd" [
+	<!ENTITY ns_extend "http://ns.adobe.com/Extensibility/1.0/">
+	<!ENTITY ns_ai "http://ns.adobe.com/AdobeIllustrator/10.0/">
+]>
+"""
+
+
+def test_what_illustrator_and_inkscape_write_around_a_drawing_is_read(charter_dir: Path) -> None:
+    """Illustrator's "Save As" declares the SVG 1.1 DTD and entities naming its namespaces, and
+    Inkscape saves compressed SVG (.svgz): both were refused ("declares a DTD", "not well-formed")."""
+    plain = _load(charter_dir, _template(charter_dir))
+    drawing = INKSCAPE.format(before="", decor="", after_label="")
+    body = drawing.split("?>", 1)[1].replace('<svg xmlns="', '<svg xmlns:x="&ns_extend;" xmlns:i="&ns_ai;" xmlns="')
+    illustrator = _load(charter_dir, _template(charter_dir, text=ILLUSTRATOR_HEADER + body))
+    compressed = charter_dir / "square.svgz"
+    compressed.write_bytes(gzip.compress(drawing.encode()))
+    for template in (illustrator, _load(charter_dir, compressed)):
+        assert template.slots == plain.slots and template.parts == plain.parts
+
+
+@pytest.mark.parametrize(
+    ("doctype", "words"),
+    [
+        ('<!DOCTYPE svg [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>', "more than plain text entities"),
+        ('<!DOCTYPE svg [<!ENTITY a SYSTEM "file:///etc/passwd">]>', "more than plain text entities"),
+        ('<!DOCTYPE svg [<!ENTITY % p "x"> %p;]>', "more than plain text entities"),
+        ('<!DOCTYPE svg [<!ATTLIST svg onload CDATA "alert(1)">]>', "more than plain text entities"),
+        ('<!DOCTYPE html [<!ENTITY a "x">]>', "DTD or entities"),
+    ],
+    ids=["nested", "external", "parameter", "attribute list", "another root"],
+)
+def test_declarations_beyond_plain_text_entities_are_refused(charter_dir: Path, doctype: str, words: str) -> None:
+    text = '<?xml version="1.0"?>' + doctype + '<svg xmlns="http://www.w3.org/2000/svg"><text>&a;</text></svg>'
+    with pytest.raises(CharterError, match=words):
+        _load(charter_dir, _template(charter_dir, text=text))
+
+
+def test_oversized_files_are_refused_however_they_grow(charter_dir: Path) -> None:
     padding = "<!--" + "x" * MAX_SVG_BYTES + "-->"
     with pytest.raises(CharterError, match="a template is at most"):
         _load(charter_dir, _template(charter_dir, decor=padding))
+    laughs = '<!DOCTYPE svg [<!ENTITY a "' + "a" * 1000 + '">]><svg xmlns="http://www.w3.org/2000/svg">'
+    with pytest.raises(CharterError, match="its entities expand it beyond"):
+        _load(charter_dir, _template(charter_dir, text=laughs + "&a;" * 5000 + "</svg>"))
+    bomb = charter_dir / "bomb.svgz"  # 3 MB of nothing, compressed to a few kB
+    bomb.write_bytes(gzip.compress(INKSCAPE.format(before="", decor=padding + padding, after_label="").encode()))
+    with pytest.raises(CharterError, match="once decompressed"):
+        _load(charter_dir, bomb)
 
 
 def test_decor_colours_outside_the_palette_are_findings_not_errors(charter_dir: Path) -> None:

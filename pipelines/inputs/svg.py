@@ -6,6 +6,12 @@ is larger than ``MAX_SVG_BYTES``, holds a script, an event handler, a ``foreignO
 external reference (``href`` to a URL, to a file outside its folder, CSS ``url()`` or
 ``@import``). Pictures inside it may be embedded (``data:image/...``) or files beside it.
 
+What design tools write around the drawing is read first (``_plain_svg``): a compressed file
+(``.svgz``, Inkscape's option), and the document type declaration Illustrator's "Save As" writes,
+whose entities only name namespaces: plain text entities are substituted (no entity in another,
+the result within the size limit) and the declaration dropped, so the XML parser never sees a DTD;
+any other declaration (external, parameter, nested entities) is refused.
+
 It is drawn by resvg (``resvg-py``): a maintained renderer in Rust that never runs scripts, never
 fetches anything and ships as a wheel (cairosvg needs the system's cairo; skia's wheels are
 large). Text in decor is set with the charter's font only: system fonts are never looked up, so
@@ -17,6 +23,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree.ElementTree import Element, tostring
@@ -34,6 +41,12 @@ MAX_EMBEDDED_BYTES = 20_000_000  # pictures beside the template, all together
 EMBEDDABLE = (".png", ".jpg", ".jpeg", ".webp")
 REFUSED_ELEMENTS = {"script", "foreignObject", "iframe", "embed", "object", "handler", "listener"}
 _CSS_URL = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
+GZIP_MAGIC = b"\x1f\x8b"
+_DOCTYPE = re.compile(rb"<!DOCTYPE\s+svg\b(?P<external>[^\[>]*)(?:\[(?P<subset>[^\]]*)\])?\s*>", re.IGNORECASE)
+_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+# A general entity whose value is plain text: no markup, no reference to another entity, no quote
+# (substituted into an attribute, a quote would end it where the XML parser would not).
+_TEXT_ENTITY = re.compile(rb"""<!ENTITY\s+(?P<name>[A-Za-z_][\w.-]*)\s+(?P<q>["'])(?P<value>[^"'<>&%]*)(?P=q)\s*>""")
 
 
 class SvgRefusedError(InvalidValueError):
@@ -94,7 +107,7 @@ def read_svg(path: Path) -> Element:
             "{size:,} bytes: a template is at most {MAX_SVG_BYTES:,}", size=size, MAX_SVG_BYTES=MAX_SVG_BYTES
         )
     try:
-        root = SafeXml.fromstring(path.read_bytes(), forbid_dtd=True)
+        root = SafeXml.fromstring(_plain_svg(path.read_bytes()), forbid_dtd=True)
     except DefusedXmlException:
         raise SvgRefusedError("it declares a DTD or entities, which templates may not use") from None
     except (SafeXml.ParseError, ValueError) as exc:
@@ -131,6 +144,41 @@ def read_svg(path: Path) -> Element:
             MAX_EMBEDDED_BYTES=MAX_EMBEDDED_BYTES,
         )
     return root
+
+
+def _plain_svg(data: bytes) -> bytes:
+    """The SVG document itself: uncompressed, its document type declaration resolved (module doc)."""
+    if data.startswith(GZIP_MAGIC):
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(data, MAX_SVG_BYTES + 1)
+        except zlib.error as exc:
+            raise SvgRefusedError("a compressed SVG that does not decompress ({exc})", exc=str(exc)) from None
+        if len(data) > MAX_SVG_BYTES:
+            raise SvgRefusedError(
+                "more than {MAX_SVG_BYTES:,} bytes once decompressed: a template is at most that",
+                MAX_SVG_BYTES=MAX_SVG_BYTES,
+            )
+    doctype = _DOCTYPE.search(data)
+    if doctype is None:
+        return data  # any other DTD is the parser's to refuse
+    subset = _COMMENT.sub(b"", doctype["subset"] or b"")
+    entities = {match["name"]: match["value"] for match in _TEXT_ENTITY.finditer(subset)}
+    if _TEXT_ENTITY.sub(b"", subset).strip():
+        raise SvgRefusedError(
+            "it declares a DTD with more than plain text entities, which templates may not use:"
+            " export it again as plain SVG"
+        )
+    body = data[: doctype.start()] + data[doctype.end() :]
+    for name, value in entities.items():
+        reference = b"&" + name + b";"
+        if len(body) + body.count(reference) * max(len(value) - len(reference), 0) > MAX_SVG_BYTES:
+            raise SvgRefusedError(
+                "its entities expand it beyond {MAX_SVG_BYTES:,} bytes: a template is at most that",
+                MAX_SVG_BYTES=MAX_SVG_BYTES,
+            )
+        body = body.replace(reference, value)
+    return body
 
 
 def inline_pictures(root: Element, folder: Path) -> None:
