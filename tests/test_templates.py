@@ -78,6 +78,32 @@ def test_a_template_drawn_in_inkscape_gives_its_slots_alignment_and_drawing_orde
     assert template.findings == ()  # sable is the charter's
 
 
+# The Inkscape template's picture and name boxes, drawn at twice their size: a group that halves
+# them puts them where the plain template has them.
+DOUBLED = '<rect id="rect2" inkscape:label="image" x="0" y="0" width="2000" height="1200" fill="#999"/>' + (
+    '<rect id="rect3" inkscape:label="Commune-Center" x="0" y="1280" width="2000" height="300" fill="none"/>'
+)
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        '<g transform="matrix(0.5,0,0,0.5,40,40)">' + DOUBLED + "</g>",  # as Affinity writes another resolution
+        '<g transform="translate(40 40) scale(0.5)">' + DOUBLED + "</g>",
+        '<svg x="20"><g transform="translate(20,40) scale(.5)">' + DOUBLED + "</g></svg>",  # a nested viewport
+    ],
+    ids=["matrix", "list", "nested svg"],
+)
+def test_slots_placed_by_scales_and_nested_viewports_are_where_they_are_drawn(charter_dir: Path, group: str) -> None:
+    """A slot in a group scaled along its axes is still an upright rectangle: it was refused as
+    "rotated or scaled" (and a nested <svg>'s x was not counted)."""
+    plain = _load(charter_dir, _template(charter_dir)).slots
+    drawing = INKSCAPE.format(before="", decor="", after_label="")
+    start = drawing.index('<g inkscape:label="Calque 1"')
+    moved = drawing[:start] + group + drawing[drawing.index("</g>") + len("</g>") :]
+    assert _load(charter_dir, _template(charter_dir, text=moved)).slots == plain
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [
@@ -86,8 +112,22 @@ def test_a_template_drawn_in_inkscape_gives_its_slots_alignment_and_drawing_orde
         (lambda svg: svg.replace('viewBox="0 0 1080 1080"', 'viewBox="0 0 1000 1000"'), "1000x1000"),
         (lambda svg: svg.replace('y="860" width="620" height="60"', 'y="860" width="620" height="12"'), "12 px high"),
         (lambda svg: svg.replace('transform="translate(40,40)"', 'transform="rotate(3)"'), "upright"),
+        (lambda svg: svg.replace('transform="translate(40,40)"', 'transform="skewX(5)"'), "upright"),
+        (lambda svg: svg.replace('transform="translate(40,40)"', 'transform="scale(-1,1)"'), "upright"),
+        (lambda svg: svg.replace('transform="translate(40,40)"', 'transform="translate(40 40"'), "cannot read"),
+        (lambda svg: svg.replace("<g ", '<svg viewBox="0 0 9 9"><g ').replace("</g>", "</g></svg>"), "nested <svg>"),
     ],
-    ids=["missing slot", "slot off the artboard", "artboard size", "text box too small", "rotated slot"],
+    ids=[
+        "missing slot",
+        "slot off the artboard",
+        "artboard size",
+        "text box too small",
+        "rotated slot",
+        "skewed slot",
+        "mirrored slot",
+        "broken transform",
+        "nested viewBox",
+    ],
 )
 def test_a_template_that_cannot_be_filled_is_refused_naming_the_file_and_the_slot(
     charter_dir: Path, change, words: str

@@ -112,25 +112,51 @@ def _number(value: str | None, where: str) -> float:
     return float(match.group(1))
 
 
-def _translation(element: Element, where: str) -> tuple[float, float]:
-    """The shift of an element's ``transform``: slots must be upright rectangles, so only a
-    translation (or a matrix that is one) is allowed on a slot and its groups."""
+# One transform of an SVG transform list: its name and its numbers.
+_TRANSFORM = re.compile(r"\s*(translate|scale|matrix|rotate|skewX|skewY)\s*\(([^)]*)\)\s*,?")
+Placement = tuple[float, float, float, float]  # x scale, y scale, x shift, y shift: (x, y) -> (sx x + dx, sy y + dy)
+UNMOVED: Placement = (1.0, 1.0, 0.0, 0.0)
+
+
+def _then(outer: Placement, inner: Placement) -> Placement:
+    """``inner`` applied first, then ``outer``."""
+    return (outer[0] * inner[0], outer[1] * inner[1], outer[0] * inner[2] + outer[2], outer[1] * inner[3] + outer[3])
+
+
+def _placement(element: Element, where: str) -> Placement:
+    """What an element's ``transform`` does to a slot: slots must stay upright rectangles, so only
+    shifts and positive scales along the axes are allowed (as Affinity and PDF imports write them:
+    ``matrix(0.75,0,0,0.75,0,0)``), in any list of ``translate``, ``scale`` and ``matrix``."""
     transform = (element.get("transform") or "").strip()
-    if not transform:
-        return 0.0, 0.0
-    match = re.fullmatch(r"translate\(\s*(-?[\d.e-]+)(?:[\s,]+(-?[\d.e-]+))?\s*\)", transform)
-    if match:
-        return float(match.group(1)), float(match.group(2) or 0)
-    match = re.fullmatch(r"matrix\(([^)]*)\)", transform)
-    if match:
-        values = [float(v) for v in re.split(r"[\s,]+", match.group(1).strip())]
-        if len(values) == 6 and values[:4] == [1, 0, 0, 1]:
-            return values[4], values[5]
-    raise SvgRefusedError(
-        "{where} is rotated or scaled ({transform}): a slot must be an upright rectangle",
-        where=where,
-        transform=transform,
-    )
+    placement = UNMOVED
+    position = 0
+    while position < len(transform):
+        match = _TRANSFORM.match(transform, position)
+        if match is None:
+            raise SvgRefusedError("{where}: cannot read its transform {transform!r}", where=where, transform=transform)
+        position = match.end()
+        try:
+            values = [float(v) for v in re.split(r"[\s,]+", match.group(2).strip()) if v]
+        except ValueError:
+            values = []
+        kind = match.group(1)
+        step = None
+        if kind == "translate" and len(values) in (1, 2):
+            step = (1.0, 1.0, values[0], values[1] if len(values) == 2 else 0.0)
+        elif kind == "scale" and len(values) in (1, 2):
+            step = (values[0], values[-1], 0.0, 0.0)
+        elif kind == "matrix" and len(values) == 6 and values[1] == 0 and values[2] == 0:
+            step = (values[0], values[3], values[4], values[5])
+        elif kind == "rotate" and values and values[0] % 360 == 0:
+            step = UNMOVED
+        if step is None or step[0] <= 0 or step[1] <= 0:
+            raise SvgRefusedError(
+                "{where} is rotated, skewed or mirrored ({transform}): a slot must be an upright rectangle",
+                where=where,
+                transform=transform,
+            )
+        placement = _then(placement, step)
+    return placement
 
 
 def slot_name(element: Element) -> tuple[str, str | None, str | None] | None:
@@ -274,19 +300,24 @@ def load_template(
                 raise refuse(
                     "{where} is a <{value}>: a slot is a rectangle", where=where, value=local_name(element.tag)
                 )
-            dx = dy = 0.0
+            placement = UNMOVED
             for holder in [*parents, element]:
-                shift = _translation(holder, where)
-                dx, dy = dx + shift[0], dy + shift[1]
+                if holder is not root and local_name(holder.tag) == "svg":  # a nested viewport: placed by x, y
+                    if holder.get("viewBox"):
+                        raise refuse("{where} lies in a nested <svg> with a viewBox of its own", where=where)
+                    shift = (1.0, 1.0, _number(holder.get("x"), where), _number(holder.get("y"), where))
+                    placement = _then(placement, shift)
+                placement = _then(placement, _placement(holder, where))
+            x_scale, y_scale, dx, dy = placement
             slot = Slot(
                 name=name,
-                left=_number(element.get("x"), where) + dx,
-                top=_number(element.get("y"), where) + dy,
-                width=_number(element.get("width"), where),
-                height=_number(element.get("height"), where),
+                left=x_scale * _number(element.get("x"), where) + dx,
+                top=y_scale * _number(element.get("y"), where) + dy,
+                width=x_scale * _number(element.get("width"), where),
+                height=y_scale * _number(element.get("height"), where),
                 align={"centre": "center"}.get(align or "", align or "left"),
                 valign=valign or ("bottom" if name == "ai_label" else "top"),
-                radius=_number(element.get("rx") or element.get("ry"), where),
+                radius=x_scale * _number(element.get("rx") or element.get("ry"), where),
             )
             if slot.width <= 0 or slot.height <= 0:
                 raise refuse(
