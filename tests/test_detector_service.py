@@ -5,7 +5,9 @@ in the record and closed from the command line."""
 from __future__ import annotations
 
 import io
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,18 @@ def _png(pixels) -> bytes:  # type: ignore[no-untyped-def]
     return buffer.getvalue()
 
 
+def _png_bomb(width: int, height: int) -> bytes:
+    """A PNG that declares a size its few bytes do not hold: a decompression bomb's beginning."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    )
+
+
 def test_an_output_sent_to_the_api_and_the_page_gets_a_signed_verdict(signing_keys: Path, tmp_path: Path) -> None:
     data = marked_picture(tmp_path).read_bytes()  # as export marks an output
     client = _client(_service(signing_keys, tmp_path))
@@ -68,22 +82,28 @@ def test_an_output_sent_to_the_api_and_the_page_gets_a_signed_verdict(signing_ke
     assert 'download="detection-' in page.text and "/report?sha256=" in page.text
     assert "script" not in page.headers["content-security-policy"] and "<script" not in page.text
 
+    saved_from_a_web_page = io.BytesIO()  # browsers save pictures as the site served them: AVIF too
+    Image.open(io.BytesIO(data)).save(saved_from_a_web_page, format="AVIF", quality=60)
+    answer = client.post("/api/detect", content=saved_from_a_web_page.getvalue(), headers={"X-File-Name": "a.avif"})
+    assert answer.status_code == 200 and answer.json()["detections"][0]["relied_on"] == ["watermark"], answer.text
+
 
 def test_limits_kinds_and_the_rate_are_refused_in_one_line_each(signing_keys: Path, tmp_path: Path) -> None:
-    client = _client(_service(signing_keys, tmp_path, max_bytes=2 * 1024 * 1024, max_pixels=1_000_000, per_minute=5))
+    client = _client(_service(signing_keys, tmp_path, max_bytes=2 * 1024 * 1024, max_pixels=1_000_000, per_minute=6))
     picture = _png(unmarked_pictures(1)[0][:400, :400])
     cases = (
-        (b"%PDF-1.7 not a picture", 415, "PNG, JPEG and WebP"),
+        (b"%PDF-1.7 not a picture", 415, "PNG, JPEG, WebP and AVIF"),
         (b"x" * 3 * 1024 * 1024, 413, "over 2 MB"),
         (_png(np.zeros((1000, 1100, 3), np.uint8)), 413, "over 1 million pixels"),
-        (b"\x89PNG\r\n\x1a\n" + b"\0" * 10, 415, "PNG, JPEG and WebP"),  # a truncated PNG
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 10, 415, "PNG, JPEG, WebP and AVIF"),  # a truncated PNG
+        (_png_bomb(60_000, 60_000), 413, "over 1 million pixels"),  # past Pillow's own bomb limit: not "a kind"
     )
     for body, status, words in cases:
         answer = client.post("/api/detect", content=body, headers={"Content-Type": "application/octet-stream"})
         assert answer.status_code == status and words in answer.json()["error"], answer.text
     answer = client.post("/api/detect", content=picture, headers={"Content-Type": "image/png"})
     assert answer.status_code == 200 and answer.json()["detections"][0]["verdict"] == "unmarked"
-    # Five a minute: the fifth request from this address is the last; another address goes on.
+    # Six a minute: the sixth request from this address is the last; another address goes on.
     limited = client.post("/api/detect", content=picture, headers={"Accept-Language": "fr"})
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     assert "trop d’images" in limited.json()["error"] or "trop d'images" in limited.json()["error"]

@@ -56,7 +56,8 @@ from visuels.review.detect import (
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
-SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}  # what the marks are read from
+# What the marks are read from: what visuels exports, and AVIF, which browsers save web pictures as.
+SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "AVIF": ".avif"}
 LANGUAGE_COOKIE = "visuels_lang"
 REPORT_MAX_BYTES = 16 * 1024
 REPORT_FIELDS = {  # the report form's fields, as its labels say them
@@ -174,10 +175,12 @@ class DetectorService:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 kind, (width, height) = image.format, image.size
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        except Image.DecompressionBombError:  # Pillow's own limit, far above ours: over it too
+            kind, width, height = None, self.limits.max_pixels + 1, 1
+        except (UnidentifiedImageError, OSError, ValueError):
             kind, width, height = None, 0, 0
-        if kind not in SUFFIXES:
-            raise RefusedError(415, Text("the detector reads PNG, JPEG and WebP pictures"))
+        if width * height <= self.limits.max_pixels and kind not in SUFFIXES:
+            raise RefusedError(415, Text("the detector reads PNG, JPEG, WebP and AVIF pictures"))
         if width * height > self.limits.max_pixels:
             raise RefusedError(
                 413, Text("the picture is over {megapixels} million pixels", megapixels=self.limits.max_pixels // 10**6)
