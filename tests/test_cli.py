@@ -209,7 +209,7 @@ def test_command_line_mistakes_are_explained(
         assert words in error and "invalid _positive value" not in error
         assert error.startswith("usage: visuels render")  # the command's usage, not the top level's
     assert main(["render", campaign, "--model", str(tmp_path / "nonexistent")], render=refuse_to_render) == 2
-    assert capsys.readouterr().err.strip().endswith(f"model: {tmp_path / 'nonexistent'} not found")
+    assert capsys.readouterr().err.strip() == f"error: --model: {tmp_path / 'nonexistent'} not found"  # not the file's
     for command in ("check", "verify", "render"):
         with pytest.raises(SystemExit):
             main([command, "-h"])

@@ -60,10 +60,10 @@ def deep_reader(model: str, database_urls: Sequence[str]) -> Callable:
     from visuels.marking.watermark_keys import known_keys
     from visuels.models.devices import choose_device
     from visuels.models.host import ModelHost
-    from visuels.models.reference import describe_model
+    from visuels.models.reference import describe_named_model
     from visuels.review.deep_detect import DeepReader
 
-    info = describe_model(parse_model_option(model))
+    info = describe_named_model(parse_model_option(model, "--deep"), "--deep")
     recorded = functools.partial(recorded_noise_marks, tuple(database_urls))
     return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32, recorded)
 

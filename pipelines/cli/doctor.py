@@ -230,12 +230,12 @@ def _given_models(options: list[str]) -> list[Finding]:
     """Each ``--model`` (a render model, or an edit model for retouching by instruction) described
     from its files, with its licence."""
     from visuels.inputs.model_refs import parse_model_option
-    from visuels.models.reference import describe_model, edits_pictures
+    from visuels.models.reference import describe_named_model, edits_pictures
 
     findings = []
     for option in options:
         ref = parse_model_option(option)
-        info = describe_model(ref, source=option, edits=edits_pictures(ref))
+        info = describe_named_model(ref, "--model", edits=edits_pictures(ref))
         findings += _model(Text("model {name}", name=option), info)
     return findings
 

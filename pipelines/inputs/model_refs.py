@@ -100,8 +100,8 @@ def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:
     return ref
 
 
-def parse_model_option(value: str) -> ModelRef:
-    """Turn a ``--model`` command-line value into a reference.
+def parse_model_option(value: str, option: str = "--model") -> ModelRef:
+    """Turn a ``--model`` (or ``option``) command-line value into a reference.
 
     ``demo``; ``hub:OWNER/NAME``; a folder (diffusers format); or ``FILE.safetensors``, whose
     config folder is given as ``FILE.safetensors::CONFIG_FOLDER``.
@@ -114,7 +114,7 @@ def parse_model_option(value: str) -> ModelRef:
     if Path(path).suffix in WEIGHT_SUFFIXES:
         if not config:
             raise ModelError(
-                "--model", None, "a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR"
+                option, None, "a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR"
             )
         return SingleFileRef(path=str(local_path(Path.cwd(), path)), config=str(local_path(Path.cwd(), config)))
     return DiffusersFolderRef(path=str(local_path(Path.cwd(), path)))

@@ -333,6 +333,15 @@ def _folder_hash(
     return hashes
 
 
+def describe_named_model(ref: ModelRef, option: str, edits: bool = False) -> ModelInfo:
+    """:func:`describe_model` for a model named on the command line (``--model``, ``--deep``,
+    ``--edit-model``): what is wrong with it is said of that option, not of a file's field."""
+    try:
+        return describe_model(ref, source=option, edits=edits)
+    except ModelError as exc:
+        raise ModelError(option, None, exc.text) from None
+
+
 def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) -> ModelInfo:
     """Hash, family, native size and licence of a model from its files only (nothing is loaded),
     and the reference to load: a hub id is pinned to the commit its revision points at now, so the

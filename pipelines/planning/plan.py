@@ -19,7 +19,7 @@ from visuels.inputs.campaign import (
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
 from visuels.marking.keys import signing_files
 from visuels.models.devices import DtypeName
-from visuels.models.reference import ModelInfo, describe_model, family_of
+from visuels.models.reference import ModelInfo, describe_model, describe_named_model, family_of
 from visuels.planning.jobs import RenderJob, expand_jobs
 from visuels.planning.model_use import LicenceRecord, fitted_to_run_model, licence_record
 from visuels.planning.request import Overrides, RenderSettings, Selection
@@ -138,7 +138,7 @@ def plan_render(
     selection = selection or Selection()
     signing_files()  # no keys (signing chain, watermark key), no export: say so before anything is rendered
     model = parse_model_option(overrides.model) if overrides.model else loaded.model
-    info = describe_model(model, source=str(loaded.path))
+    info = describe_named_model(model, "--model") if overrides.model else describe_model(model, str(loaded.path))
     whole_campaign = _override(_on_model(loaded, info, given=bool(overrides.model)), overrides)
     campaign = _select(whole_campaign, selection)
     precision = (settings or RenderSettings()).dtype

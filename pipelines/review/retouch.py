@@ -27,7 +27,7 @@ from visuels.models.families import edits_by_instruction, family_named
 from visuels.models.generation import derived, failures_in_one_line, img2img_steps, prompt_arguments, use_scheduler
 from visuels.models.host import ModelHost
 from visuels.models.instruct import edit_pictures
-from visuels.models.reference import ModelInfo, describe_model
+from visuels.models.reference import ModelInfo, describe_model, describe_named_model
 from visuels.planning.jobs import lora_hash, size_for_aspect
 from visuels.record import ledger, model_sources
 from visuels.record.database import Database
@@ -109,7 +109,7 @@ def retouch_model(
     ref = parse_model_option(model_option) if model_option else model_sources.model_for(database, model_hash)
     if ref is None:
         raise ModelError(original.path, "model", "the record does not say which model made it: give it with --model")
-    info = describe_model(ref, source=str(original.path))
+    info = describe_named_model(ref, "--model") if model_option else describe_model(ref, source=str(original.path))
     if info.hash != model_hash:
         where = "--model" if model_option else "model"
         raise ModelError(
@@ -147,7 +147,7 @@ def instruct_model(edit_model: str | None) -> RetouchModel:
             "--edit-model",
             "retouching by instruction needs an edit model (Qwen-Image-Edit): give its folder with --edit-model",
         )
-    info = describe_model(parse_model_option(edit_model), source=edit_model, edits=True)
+    info = describe_named_model(parse_model_option(edit_model, "--edit-model"), "--edit-model", edits=True)
     if info.licence.refuses_publication:
         raise ModelError(
             edit_model,
