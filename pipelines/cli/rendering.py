@@ -34,6 +34,12 @@ if TYPE_CHECKING:  # planning and rendering import the model libraries: too slow
 
 DEMO_COMMUNES = ["Sète", "Castelnau-d'Estrétefonds", "Collioure"]
 PROGRESS_EVERY_S = 1.0  # how often the progress bar looks at the record
+# The render request's selection fields (the run form's names) and the options that fill them here.
+SELECTION_OPTIONS = {
+    "selection.communes": "--communes",
+    "selection.audiences": "--audiences",
+    "selection.formats": "--formats",
+}
 
 RenderFlow = Callable[[RenderRequest], "RenderSummary"]
 
@@ -89,12 +95,29 @@ def demo_requests(args: argparse.Namespace) -> list[RenderRequest]:
     ]
 
 
-def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
+def _plan(
+    campaign: str | Path, output_root: Path, selection: Selection | None = None, request: RenderRequest | None = None
+) -> RenderPlan:
+    """The campaign's plan for a command: a selection it refuses is said of the option that asked
+    for it (``--communes``), not of the run form's field."""
     from visuels.planning.plan import plan_render
 
+    try:
+        if request is None:
+            return plan_render(campaign, output_root, selection)
+        return plan_render(campaign, output_root, request.selection, request.overrides, request.run)
+    except VisuelsError as exc:
+        field = exc.field or ""
+        option = next((option for name, option in SELECTION_OPTIONS.items() if field.startswith(name)), None)
+        if option is None:
+            raise
+        raise type(exc)(exc.file, option, exc.text) from None
+
+
+def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     # Check everything before starting Prefect: bad input fails in a second, writing nothing.
     output_root = Path(request.run.output_dir).resolve()
-    plan = plan_render(request.campaign, output_root, request.selection, request.overrides, request.run)
+    plan = _plan(request.campaign, output_root, request=request)
     t = words(user_language())
     console.print(
         f"[bold]{escape(plan.campaign_name)}[/bold]: "
@@ -167,7 +190,6 @@ def report(args: argparse.Namespace) -> int:
 def baseline(args: argparse.Namespace) -> int:
     """``visuels baseline``: fix the campaign's style baseline again, from its recorded pictures (of
     some communes), and write its report against it."""
-    from visuels.planning.plan import plan_render
     from visuels.review.publish import fix_campaign_baseline
 
     output_root = Path(args.output_dir).resolve()
@@ -175,7 +197,7 @@ def baseline(args: argparse.Namespace) -> int:
         selection = Selection(communes=split_names(args.communes))
     except ValidationError as exc:
         raise option_error(str(args.campaign), exc) from None
-    plan = plan_render(args.campaign, output_root, selection)
+    plan = _plan(args.campaign, output_root, selection)
     fixed, reports = fix_campaign_baseline(plan, output_root)
     off_tone = sum(1 for row in reports.rows if row["off_style"] == "yes")
     t = words(user_language())
