@@ -19,7 +19,7 @@ from visuels.review.decisions import ReviewDecision
 from visuels.studio.app import PREVIEW_SIDE, Studio, create_app
 from visuels.studio.reviews import ReviewRun
 
-from tests.conftest import SAMPLE_CHARTER_DIR, rendered_campaign_file
+from tests.conftest import SAMPLE_CHARTER_DIR, ledger_rows, rendered_campaign_file
 
 
 class RecordedReviews:
@@ -309,3 +309,28 @@ def test_the_picker_filters_and_pages_with_readable_captions(studio: tuple) -> N
 
     page = studio[0].get("/retouch?status=ok&language=fr").text
     assert "of" in page and "outputs" in page and '<option value="fr" selected>' in page
+
+
+def test_a_dropped_file_of_any_name_is_finalized_once_whatever_the_retries(studio: tuple) -> None:
+    """A dropped file named ".." ended in a server error (its bytes written to a folder), as a
+    name with a NUL or over 255 bytes would; and the same drop sent again (a retry after a lost
+    answer) made a second published file and record of the same edit."""
+    client, out, files, _ = studio
+    original = out / files[1]
+    edited = Image.open(original).convert("RGB")
+    ImageDraw.Draw(edited).ellipse((200, 200, 420, 380), fill=(200, 60, 40))
+    buffer = io.BytesIO()
+    edited.save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    rows = len(ledger_rows(out))
+    made = set()
+    for name in ("..", "a\x00b.png", "x" * 300 + ".png", "../../ailleurs.png", "C:\\Users\\lea\\retouche.png", ""):
+        for _ in range(2):  # sent twice: the second is the first's file
+            answer = client.post("/api/finalize", json={"file": files[1], "name": name, "data": data})
+            assert answer.status_code == 200, (name, answer.text)
+            made.add(answer.json()["file"])
+    # Four names as the record says them: "edited" (for ".." and no name), "edited.png" (for the
+    # names no file system takes), "ailleurs.png" and "retouche.png": one file and row each.
+    assert len(made) == 4 and all((out / file).parent == original.parent for file in made)
+    assert len(ledger_rows(out)) == rows + 4
+    assert not list(out.parent.glob("ailleurs*"))

@@ -124,8 +124,13 @@ def by_sha256(database: Database, sha256: str) -> dict | None:
 
 
 def by_job_key(database: Database, job_key: str) -> dict | None:
-    rows = _rows(database, ledger_table.c.job_key == job_key)
+    rows = with_job_key(database, job_key)
     return rows[-1] if rows else None
+
+
+def with_job_key(database: Database, job_key: str) -> list[dict]:
+    """Every row recorded under ``job_key``, oldest first (an edit finalized as PNG, then as JPEG)."""
+    return _rows(database, ledger_table.c.job_key == job_key)
 
 
 def derivatives(database: Database, job_keys: list[str]) -> dict[str, list[dict]]:

@@ -294,6 +294,25 @@ def _recorded_name(target: Path, output_root: Path | None) -> str:
     return str(resolved)
 
 
+def _made_already(rows: list[dict], target: Path, output_root: Path | None) -> tuple[Path, dict] | None:
+    """The file recorded for the same edit (``rows``: its key's), when it is still there as
+    recorded: ``target`` itself, or a file of its type beside it (the studio names each dropped
+    file anew: the same drop sent twice, a retry after a lost answer, is the file made the first
+    time), with its row."""
+    for row in reversed(rows):
+        recorded = Path(row["file"])
+        if not recorded.is_absolute() and output_root is not None:
+            recorded = output_root / recorded
+        for candidate in (target, recorded):
+            same_place = candidate == target or (
+                candidate.parent.resolve() == target.parent.resolve()
+                and candidate.suffix.lower() == target.suffix.lower()
+            )
+            if same_place and candidate.is_file() and _sha256(candidate.read_bytes()) == row["sha256"]:
+                return candidate, row
+    return None
+
+
 def _without_mark(
     edited: np.ndarray, original: np.ndarray, payload: str, signing: SigningFiles, kept: np.ndarray | None
 ) -> np.ndarray:
@@ -332,11 +351,12 @@ def mark_derivative(
         sha256=original.row["sha256"],
         ledger_id=original.row["id"],
     )
-    done = ledger.by_job_key(database, key)
-    if done is not None and target.is_file() and _sha256(target.read_bytes()) == done["sha256"]:
+    already = _made_already(ledger.with_job_key(database, key), target, output_root)
+    if already is not None:
+        made, done = already
         # The same edit, already marked and recorded here: nothing to do, nothing recorded twice.
         return Derivative(
-            file=str(target),
+            file=str(made),
             sha256=done["sha256"],
             watermark=done["watermark"],
             job_key=key,

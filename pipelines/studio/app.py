@@ -12,6 +12,7 @@ import base64
 import binascii
 import io
 import json
+import re
 import secrets
 import tempfile
 import threading
@@ -63,6 +64,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 # of record, keys, or a temporary file being written.
 SERVED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".html", ".csv", ".json"})
 PREVIEW_SIDE = 1024  # variants are shown at most this large; only a kept one is written, marked
+MAX_NAME_BYTES = 200  # a dropped file's name kept as it is; longer: "edited" (file systems stop at 255)
 KEPT_SESSIONS = 8  # retouch sessions (their variants, in memory) kept at once
 PAGE_SIZE = 24  # outputs a picker page shows
 # Pictures a review page shows at once (``?per_page=``: 1 to REVIEW_MOST_PER_PAGE); the others are
@@ -253,6 +255,17 @@ def template_sample(charter: Charter, template: Template) -> bytes:
     buffer = io.BytesIO()
     preview.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _dropped_name(name: str) -> str:
+    """The dropped file's name as a plain file name (its record says it, its suffix may choose the
+    finalized file's type): the last part of a path written with either slash; a name that is not
+    one (``..``, a NUL, over 200 bytes) is ``edited`` with its suffix when that is a plain one."""
+    plain = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if plain.strip(".") and "\x00" not in plain and len(plain.encode("utf-8", "replace")) <= MAX_NAME_BYTES:
+        return plain
+    suffix = Path(plain).suffix
+    return "edited" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,5}", suffix) else "")
 
 
 def _decode_upload(data: str) -> bytes:
@@ -511,9 +524,8 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     @app.post("/api/finalize")
     def finalize_upload(ask: FinalizeAsk) -> JSONResponse:
         source = studio.path_of(ask.file)
-        name = Path(ask.name).name or "edited.png"
         with tempfile.TemporaryDirectory() as folder:
-            dropped = Path(folder) / name
+            dropped = Path(folder) / _dropped_name(ask.name)
             dropped.write_bytes(_decode_upload(ask.data))
             target = finalized_name(source, dropped, ask.keep)
             done = finalize_file(
