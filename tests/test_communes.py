@@ -1,3 +1,6 @@
+import csv
+import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,29 @@ def test_a_file_saved_with_a_byte_order_mark_reads_like_any_other(tmp_path: Path
     path = tmp_path / "communes.csv"
     path.write_text("\ufeff" + HEADER + "34301,Sète,34,sea,phare\n", encoding="utf-8")  # as spreadsheets save
     assert [commune.name for commune in load_communes(path)] == ["Sète"]
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding"),
+    [(";", "utf-8-sig"), ("\t", "utf-16"), (",", "utf-16")],
+    ids=["French spreadsheet (semicolons)", "Excel's Unicode text (tabs, UTF-16)", "UTF-16 commas"],
+)
+def test_a_file_a_spreadsheet_saves_reads_like_the_sample(tmp_path: Path, delimiter: str, encoding: str) -> None:
+    """French Excel saves CSV with semicolons (quoting a list that holds one); its "Unicode text" is
+    UTF-16 with tabs: both were "missing column(s): insee, name…" or "not UTF-8 text"."""
+    sample = SAMPLE_CHARTER_DIR / "communes.csv"
+    with sample.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    saved = io.StringIO(newline="")
+    csv.writer(saved, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
+    path = tmp_path / "communes.csv"
+    path.write_bytes(saved.getvalue().encode(encoding))
+    shutil.copytree(SAMPLE_CHARTER_DIR / "photos", tmp_path / "photos")
+    assert '"mountain;heritage"' in saved.getvalue() or delimiter != ";"
+
+    def read(file: Path) -> list[tuple]:
+        return [
+            (c.insee, c.name, c.landscapes, c.landmarks, [p.path.name for p in c.photos]) for c in load_communes(file)
+        ]
+
+    assert read(path) == read(sample)

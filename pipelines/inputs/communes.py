@@ -7,7 +7,9 @@ folder of the commune's photos, relative to the CSV (``visuels.inputs.photos``);
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +23,7 @@ from visuels.inputs.yamlfiles import field_path, not_utf8, plain_message
 
 COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
 OPTIONAL_COLUMNS = ("photos",)
+DELIMITERS = (",", ";", "\t")  # the first wins a tie: a one-column header is comma-separated
 
 
 class Landscape(StrEnum):
@@ -95,6 +98,21 @@ class Commune(BaseModel):
         return slugify(self.name)
 
 
+def _csv_text(data: bytes) -> str:
+    """A CSV file's text: UTF-8, with or without the byte order mark spreadsheets write, or UTF-16
+    with its mark (Excel's "Unicode text")."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
+
+
+def _delimiter(text: str) -> str:
+    """The separator of the header line: a comma, or the semicolon a French spreadsheet writes
+    (Excel's "CSV (point-virgule)"), or a tab; column names hold none of them."""
+    header = text.split("\n", 1)[0]
+    return max(DELIMITERS, key=header.count)
+
+
 def load_communes(path: str | Path, against_referential: bool = True) -> list[Commune]:
     """Load and validate a communes CSV; errors name the file, the row and the column.
 
@@ -102,21 +120,21 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
     name than its own, is an error (``visuels check`` lists them all itself)."""
     csv_path = Path(path)
     try:
-        # utf-8-sig: a file saved by a spreadsheet may start with a byte order mark.
-        with csv_path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [column for column in COLUMNS if column not in header]
-            if missing:
-                raise CommunesError(csv_path, "header", "missing column(s): {value}", value=", ".join(missing))
-            extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS]
-            if extra:
-                raise CommunesError(csv_path, "header", "unknown column(s): {value}", value=", ".join(extra))
-            rows = list(reader)
+        text = _csv_text(csv_path.read_bytes())
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+        header = reader.fieldnames or []
+        missing = [column for column in COLUMNS if column not in header]
+        if missing:
+            raise CommunesError(csv_path, "header", "missing column(s): {value}", value=", ".join(missing))
+        extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS]
+        if extra:
+            raise CommunesError(csv_path, "header", "unknown column(s): {value}", value=", ".join(extra))
+        rows = list(reader)
     except FileNotFoundError:
         raise CommunesError(csv_path, None, "file not found") from None
     except UnicodeDecodeError as exc:
-        raise CommunesError(csv_path, None, not_utf8(exc)) from None
+        problem = not_utf8(exc)
+        raise CommunesError(csv_path, None, "{problem} (a spreadsheet: “CSV UTF-8”)", problem=problem) from None
     except (OSError, csv.Error) as exc:
         raise CommunesError(csv_path, None, "cannot read CSV ({exc})", exc=str(exc)) from None
 
