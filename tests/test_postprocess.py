@@ -5,6 +5,7 @@ import pytest
 from PIL import Image, ImageFont
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.colour import contrast_ratio, relative_luminance
+from visuels.inputs.fonts import typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.postprocess.chain import postprocess
 from visuels.postprocess.compliance import assess
@@ -13,7 +14,7 @@ from visuels.postprocess.layout import margin
 from visuels.postprocess.logo import place_logo
 from visuels.postprocess.palette import ciede2000, conformity, grade_to_palette, rgb_to_lab
 from visuels.postprocess.resize import crop_box, crop_to_aspect, reduced, resample
-from visuels.postprocess.typography import break_points, fit, typographic
+from visuels.postprocess.typography import break_points, fit
 
 from tests.conftest import SAMPLE_CHARTER_DIR
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from visuels.errors import CampaignError, InvalidValueError, Text, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.communes import Commune, commune_folders, load_communes, referential_communes
+from visuels.inputs.fonts import missing_glyphs, typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
 from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
@@ -363,6 +364,48 @@ def check_texts(spec: CampaignSpec, charter: Charter, path: Path) -> None:
                 )
 
 
+def check_glyphs(spec: CampaignSpec, font: Path, communes: list[Commune], path: Path) -> None:
+    """Every text the pictures set (commune names, headlines, calls to action) has its glyphs in the
+    charter's font: a missing one would be drawn as an empty box ("S□te") on every picture."""
+    texts: list[tuple[str, str]] = []
+    for field, value in [("headline", spec.headline)] + [
+        (f"audiences.{name}.{part}", getattr(audience, part))
+        for name, audience in spec.audiences.items()
+        for part in ("headline", "call_to_action")
+    ]:
+        if isinstance(value, dict):
+            texts += [(f"{field}.{language}", text) for language, text in value.items()]
+        elif value:
+            texts.append((field, value))
+    for field, text in texts:
+        if missing := missing_glyphs(font, text):
+            raise CampaignError(
+                path,
+                field,
+                "the charter's font {font} has no glyph for {characters} (in {text!r}): the pictures would show an"
+                " empty box in its place; change the text or the charter's font",
+                font=font.name,
+                characters=" ".join(missing),
+                text=text,
+            )
+    # Every name's characters at once: a campaign over the COG has tens of thousands of names.
+    unset = missing_glyphs(font, "".join(sorted({character for commune in communes for character in commune.name})))
+    for commune in communes if unset else ():
+        if missing := "".join(
+            dict.fromkeys(character for character in typographic(commune.name) if character in unset)
+        ):
+            raise CampaignError(
+                path,
+                "communes",
+                "the charter's font {font} has no glyph for {characters} of {name} ({insee}): its pictures would"
+                " show an empty box in its place; the charter needs a font that has it",
+                font=font.name,
+                characters=" ".join(missing),
+                name=commune.name,
+                insee=commune.insee,
+            )
+
+
 class Campaign(BaseModel):
     """A validated campaign with its charter loaded and its communes selected."""
 
@@ -526,6 +569,7 @@ def load_campaign(path: str | Path) -> Campaign:
 
     all_communes = communes_to_choose_from(spec.communes, base, campaign_path)
     communes = select_communes(spec.communes, all_communes, campaign_path)
+    check_glyphs(spec, charter.font, communes, campaign_path)
     for format_name in spec.formats:
         check_logo_fits(charter, FORMAT_PRESETS[format_name])
     if spec.layout is not None and spec.layout not in charter.templates:

@@ -26,6 +26,7 @@ from pydantic import (
 from visuels._internal.hashing import sha256_file
 from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
+from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.templates import Template, load_template
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
@@ -347,6 +348,25 @@ def _check_font(charter_path: Path, path: Path) -> None:
         raise CharterError(charter_path, "typography.font", "not a TrueType/OpenType font: {path}", path=path) from None
 
 
+def _check_label_glyphs(charter_path: Path, label: AiLabel, font: Path) -> None:
+    """The AI label is set in the charter's font, in every language: a missing glyph would be an
+    empty box in the very words the law asks for."""
+    texts = [("ai_label.badge", label.badge)]
+    texts += [(f"ai_label.text.{language}", text) for language, text in label.text.items()]
+    texts += [(f"ai_label.edited_text.{language}", text) for language, text in label.edited_text.items()]
+    for field, text in texts:
+        if missing := missing_glyphs(font, text):
+            raise CharterError(
+                charter_path,
+                field,
+                "the font {font} has no glyph for {characters} (in {text!r}): the pictures would show an empty"
+                " box in its place; choose a font that has it",
+                font=font.name,
+                characters=" ".join(missing),
+                text=text,
+            )
+
+
 def _charter_hash(charter_path: Path, asset_paths: list[Path]) -> str:
     digest = hashlib.sha256(charter_path.read_bytes())
     for asset in asset_paths:
@@ -394,6 +414,7 @@ def load_charter(path: str | Path) -> Charter:
         logos[variant] = logo_path
     font = _inside(charter_path, "typography.font", folder, spec.typography.font)
     _check_font(charter_path, font)
+    _check_label_glyphs(charter_path, spec.ai_label, font)
     licence = _inside(charter_path, "typography.font_licence", folder, spec.typography.font_licence)
     if not licence.is_file():
         raise CharterError(charter_path, "typography.font_licence", "file not found: {licence}", licence=licence)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign
+from visuels.inputs.fonts import typographic
 from visuels.inputs.templates import Template
 from visuels.postprocess.label import label_plate
 from visuels.postprocess.template_fill import SLOT_LABELS, fit_in_slot
-from visuels.postprocess.typography import typographic
 
 
 def check_layout(campaign: Campaign, template: Template, text, checked: set[tuple]) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from visuels.inputs.charter import Charter
 from visuels.inputs.colour import darkest_and_lightest, relative_luminance
+from visuels.inputs.fonts import typographic
 from visuels.inputs.svg import rasterize
 from visuels.inputs.templates import LINE_SPACING, Slot, Template
 from visuels.postprocess.crops import crops_kept
@@ -30,7 +31,6 @@ from visuels.postprocess.typography import (
     TextBlock,
     background_range,
     font,
-    typographic,
     worst_contrast,
     wrap,
 )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
+from visuels.inputs.fonts import typographic
 from visuels.postprocess.layout import Box, app_covered
 
 SIZE_STEP = 0.92  # each try sets the text this much smaller
@@ -31,11 +32,6 @@ def font(path: Path, size: int) -> ImageFont.FreeTypeFont:
 
 # French typography: "Saint-|Genest" or "Sainte-|Croix" must not end a line.
 NO_BREAK_AFTER = {"saint-", "sainte-", "st-", "ste-"}
-
-
-def typographic(text: str) -> str:
-    """The typographic apostrophe (’) for the typewriter one: "l'été" is set "l’été"."""
-    return text.replace("'", "’")
 
 
 def break_points(text: str) -> list[tuple[str, str]]:
