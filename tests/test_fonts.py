@@ -37,7 +37,7 @@ def font_without(characters: str, target: Path) -> Path:
 
 
 def test_the_characters_a_font_lacks_are_found_as_they_are_set() -> None:
-    assert missing_glyphs(SAMPLE_FONT, "Sète, Aicí, vivèm l'estiu — L’Haÿ-les-Roses, Œuilly") == ""
+    assert missing_glyphs(SAMPLE_FONT, "Sète, Aicí, vivèm l’estiu — L’Haÿ-les-Roses, Œuilly") == ""
     assert missing_glyphs(SAMPLE_FONT, "L'été 🌞 中") == "🌞中"
 
 

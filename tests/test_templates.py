@@ -217,6 +217,13 @@ def test_oversized_files_are_refused_however_they_grow(charter_dir: Path) -> Non
         _load(charter_dir, bomb)
 
 
+def test_decor_text_the_charter_font_cannot_set_is_refused(charter_dir: Path) -> None:
+    """Decor text is drawn in the charter's font only: a character it lacks would vanish."""
+    decor = '<text x="60" y="60" fill="#1B4F72">L’été <tspan>☀ 🌞</tspan></text>'
+    with pytest.raises(CharterError, match="<text>: the charter's font has no glyph for 🌞"):
+        _load(charter_dir, _template(charter_dir, decor=decor))
+
+
 def test_decor_colours_outside_the_palette_are_findings_not_errors(charter_dir: Path) -> None:
     template = _load(
         charter_dir, _template(charter_dir, decor='<rect id="tache" width="90" height="90" fill="#00ff00"/>')

@@ -378,7 +378,7 @@ def check_glyphs(spec: CampaignSpec, font: Path, communes: list[Commune], path: 
         elif value:
             texts.append((field, value))
     for field, text in texts:
-        if missing := missing_glyphs(font, text):
+        if missing := missing_glyphs(font, typographic(text)):
             raise CampaignError(
                 path,
                 field,
@@ -389,7 +389,9 @@ def check_glyphs(spec: CampaignSpec, font: Path, communes: list[Commune], path: 
                 text=text,
             )
     # Every name's characters at once: a campaign over the COG has tens of thousands of names.
-    unset = missing_glyphs(font, "".join(sorted({character for commune in communes for character in commune.name})))
+    unset = missing_glyphs(
+        font, "".join({character for commune in communes for character in typographic(commune.name)})
+    )
     for commune in communes if unset else ():
         if missing := "".join(
             dict.fromkeys(character for character in typographic(commune.name) if character in unset)

@@ -32,11 +32,12 @@ def _drawing(font: Path, character: str) -> tuple:
 
 
 def missing_glyphs(font: Path, text: str) -> str:
-    """The characters of ``text``, as it is set (:func:`typographic`), that ``font`` has no glyph
-    for, each once, in the order they first appear; "" when it can set them all."""
+    """The characters of ``text`` (as it is drawn: :func:`typographic` for the commune and campaign
+    texts) that ``font`` has no glyph for, each once, in the order they first appear; "" when it
+    can set them all."""
     notdef = _drawing(font, NOT_A_CHARACTER)
     missing = ""
-    for character in typographic(text):
+    for character in text:
         if character in missing or character.isspace() or not character.isprintable():
             continue
         if _drawing(font, character) == notdef:

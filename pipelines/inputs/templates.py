@@ -34,6 +34,7 @@ from xml.etree.ElementTree import Element
 
 import numpy as np
 from visuels.errors import CharterError, Text
+from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.svg import (
     INKSCAPE_NS,
     SvgRefusedError,
@@ -355,6 +356,14 @@ def load_template(
                 min_label_px=min_label_px,
                 label_needs=label_needs,
             )
+        for element in root.iter():
+            if local_name(element.tag) == "text" and (missing := missing_glyphs(font, "".join(element.itertext()))):
+                raise refuse(
+                    "{where}: the charter's font has no glyph for {characters}: decor text is set in it only,"
+                    " and would lose them",
+                    where=describe(element),
+                    characters=" ".join(missing),
+                )
         inline_pictures(root, path.parent)
         parts = _split(root, slot_elements)
     except SvgRefusedError as exc:
