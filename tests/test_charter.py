@@ -95,3 +95,48 @@ def test_invalid_yaml_names_the_line(charter_dir: Path) -> None:
     with pytest.raises(CharterError) as caught:
         load_charter(charter_dir / "charter.yaml")
     assert caught.value.field is not None and caught.value.field.startswith("line ")
+
+
+def _svg_logo(fill: str, lettering: str = '<path d="M220 60 h300 v30 h-300 z" fill="{fill}"/>') -> str:
+    """A logo as brand kits ship it: a mark and its lettering as outlines, on nothing."""
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 600 200">'
+        f'<circle cx="100" cy="100" r="80" fill="{fill}"/>{lettering.format(fill=fill)}</svg>'
+    )
+
+
+def test_svg_logos_are_drawn_crisp_at_any_size_and_placed_like_pngs(charter_dir: Path) -> None:
+    """A brand kit's SVG logos were "not a readable image": a region had to export PNGs first."""
+    from visuels.inputs.logo_fit import logo_geometry
+    from visuels.postprocess.logo import place_logo
+
+    for variant, fill in (("colour", "#1B4F72"), ("light", "#FFFFFF"), ("dark", "#2B2B2B")):
+        (charter_dir / "logos" / f"mark-{variant}.svg").write_text(_svg_logo(fill), encoding="utf-8")
+    charter_file = edit_yaml(
+        charter_dir / "charter.yaml",
+        lambda data: data["logo"].update(
+            {variant: f"logos/mark-{variant}.svg" for variant in ("colour", "light", "dark")}
+        ),
+    )
+    charter = load_charter(charter_file)
+    width, height, _ = logo_geometry(charter, 1080, 1080)
+    assert abs(width / height - 3.0) < 0.05  # the viewBox's aspect (whole pixels)
+    picture, placement = place_logo(Image.new("RGB", (1080, 1080), (250, 250, 250)), charter, avoid=[])
+    assert placement.variant == "colour" and placement.contrast >= 3.0
+    mark = picture.crop(placement.box.as_tuple())
+    assert (27, 79, 114) in {colour for _, colour in mark.getcolors(1_000_000)}  # the logo's blue, drawn
+
+
+@pytest.mark.parametrize(
+    ("logo", "words"),
+    [
+        (_svg_logo("#1B4F72", '<text x="220" y="120" fill="{fill}">Solane</text>'), "convert it to outlines"),
+        (_svg_logo("#1B4F72", "<script>alert(1)</script>"), "scripts"),
+        ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 60 20"></svg>', "draws nothing"),
+    ],
+    ids=["live text", "script", "empty"],
+)
+def test_an_svg_logo_that_cannot_be_drawn_as_drawn_is_refused(charter_dir: Path, logo: str, words: str) -> None:
+    (charter_dir / "logos" / "mark.svg").write_text(logo, encoding="utf-8")
+    error = _break(charter_dir, lambda data: data["logo"].update(dark="logos/mark.svg"))
+    assert error.field == "logo.dark" and "mark.svg" in error.message and words in error.message

@@ -28,6 +28,8 @@ from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.inputs.logos import SVG_SUFFIXES, read_logo
+from visuels.inputs.svg import SvgRefusedError
 from visuels.inputs.templates import Template, load_template
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
@@ -311,6 +313,14 @@ def _inside(charter_path: Path, field: str, folder: Path, relative: str) -> Path
 def _check_logo(charter_path: Path, field: str, path: Path) -> None:
     if not path.is_file():
         raise CharterError(charter_path, field, "logo file not found: {path}", path=path)
+    if path.suffix.lower() in SVG_SUFFIXES:
+        try:
+            drawn = read_logo(path)
+        except SvgRefusedError as exc:
+            raise CharterError(charter_path, field, "{name}: {problem}", name=path.name, problem=exc.text) from None
+        if drawn.getchannel("A").getextrema() == (0, 0):
+            raise CharterError(charter_path, field, "{name} draws nothing", name=path.name)
+        return
     try:
         with warnings.catch_warnings():  # Pillow's own bomb warning: the size check below says it
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -4,25 +4,17 @@ when a campaign is loaded, and the geometry post-processing places the logo with
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from pathlib import Path
 
-from PIL import Image
 from visuels.errors import CharterError
 from visuels.inputs.charter import Charter
 from visuels.inputs.formats import FormatPreset
-
-
-@lru_cache(maxsize=16)
-def _logo_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as logo:  # the header only: no pixel is decoded
-        return logo.size
+from visuels.inputs.logos import logo_size
 
 
 def logo_geometry(charter: Charter, width: int, height: int) -> tuple[int, int, int]:
     """Logo width and height at the charter's minimum share, and the clear zone, in pixels."""
     rules = charter.spec.logo
-    reference = _logo_size(charter.logo_colour)
+    reference = logo_size(charter.logo_colour)
     logo_width = math.ceil(rules.min_width_share * min(width, height))
     logo_height = max(1, round(logo_width * reference[1] / reference[0]))
     return logo_width, logo_height, math.ceil(rules.clear_zone * logo_height)

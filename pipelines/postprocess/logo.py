@@ -13,6 +13,7 @@ from PIL import Image
 from visuels.inputs.charter import Charter
 from visuels.inputs.colour import relative_luminance
 from visuels.inputs.logo_fit import logo_geometry
+from visuels.inputs.logos import read_logo
 from visuels.postprocess.layout import Box, box_in_corner, margin
 
 # WCAG 2 asks for 3:1 for graphical objects; below that the colour logo gives way to a monochrome one.
@@ -42,8 +43,8 @@ def clutter(region: np.ndarray) -> float:
 
 @lru_cache(maxsize=16)
 def load_logo(path: Path) -> Image.Image:
-    with Image.open(path) as logo:
-        return logo.convert("RGBA")
+    """The logo in RGBA, read (an SVG drawn) once per process."""
+    return read_logo(path)
 
 
 @lru_cache(maxsize=16)
