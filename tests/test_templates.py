@@ -229,6 +229,9 @@ def test_decor_colours_outside_the_palette_are_findings_not_errors(charter_dir: 
         charter_dir, _template(charter_dir, decor='<rect id="tache" width="90" height="90" fill="#00ff00"/>')
     )
     assert template.findings == ("decor colour #00ff00 (<rect id='tache'>) is not in the charter's palette",)
+    # A clip path's fill is never seen (Figma writes fill="white" in each frame's): no finding.
+    clipped = '<clipPath id="c"><rect width="1080" height="1080" fill="white"/></clipPath><g clip-path="url(#c)"/>'
+    assert _load(charter_dir, _template(charter_dir, decor=clipped)).findings == ()
 
 
 def _fill(charter_dir: Path, commune: str, before: str = "", picture: Image.Image | None = None):

@@ -204,8 +204,9 @@ def _colours(element: Element) -> list[tuple[str, tuple[int, int, int]]]:
 def palette_findings(root: Element, palette: list[tuple[int, int, int]]) -> list[str]:
     findings = []
     seen = set()
-    for element in root.iter():
-        if slot_name(element):
+    for element, parents in iter_with_parents(root):
+        # A clip path's or a mask's fill only says where (Figma writes fill="white" there): never seen.
+        if slot_name(element) or any(local_name(parent.tag) in ("clipPath", "mask") for parent in parents):
             continue
         for written, rgb in _colours(element):
             near = min(sum((a - b) ** 2 for a, b in zip(rgb, colour, strict=True)) ** 0.5 for colour in palette)
