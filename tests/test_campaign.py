@@ -97,3 +97,25 @@ def test_validator_messages_have_no_pydantic_prefix(make_campaign: Callable[...,
     with pytest.raises(CampaignError) as caught:
         load_campaign(make_campaign(formats=["billboard"]))
     assert not caught.value.message.startswith("Value error")
+
+
+def test_a_key_given_twice_is_refused_and_a_merged_one_overridden(make_campaign: Callable[..., Path]) -> None:
+    """PyYAML keeps the last of two equal keys: a second `formats:` at the foot of a campaign
+    silently replaced the first. YAML's merge (`<<: *defaults`) still lets a key be overridden."""
+    campaign = make_campaign()
+    text = campaign.read_text(encoding="utf-8")
+    campaign.write_text(text + "formats: [story]\n", encoding="utf-8")
+    first = 1 + next(number for number, line in enumerate(text.splitlines()) if line.startswith("formats:"))
+    with pytest.raises(CampaignError, match=rf"'formats' is given twice \(first on line {first}\)") as twice:
+        load_campaign(campaign)
+    assert str(twice.value.field) == f"line {len(text.splitlines()) + 1}"
+    campaign.write_text(
+        text.replace(
+            "audiences:\n  residents: local families\n",
+            "audiences:\n  residents: &people {prompt: local families, tone: [warm]}\n"
+            "  visitors: {<<: *people, prompt: visitors}\n",
+        ),
+        encoding="utf-8",
+    )
+    audiences = load_campaign(campaign).spec.audiences
+    assert audiences["visitors"].prompt == "visitors" and audiences["visitors"].tone == ["warm"]

@@ -13,6 +13,28 @@ from pydantic_core import PydanticKnownError
 from visuels.errors import InvalidValueError, Text, VisuelsError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`: its keys may be overridden, as YAML says
+
+
+class _KeyGivenTwice(yaml.constructor.ConstructorError):
+    def __init__(self, key: str, first_line: int, mark: yaml.Mark) -> None:
+        super().__init__(None, None, "a key given twice", mark)
+        self.key, self.first_line = key, first_line
+
+
+class _OneKeyOnceLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key written twice in one mapping: PyYAML keeps the last
+    silently, so a second `formats:` further down a campaign would quietly replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == MERGE_TAG:
+                continue
+            if (key.tag, key.value) in first_line:
+                raise _KeyGivenTwice(key.value, first_line[(key.tag, key.value)], key.start_mark)
+            first_line[(key.tag, key.value)] = key.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, Any]:
@@ -26,7 +48,12 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
     except OSError as exc:
         raise error_type(path, None, "cannot read file ({reason})", reason=exc.strerror or str(exc)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_OneKeyOnceLoader)  # a SafeLoader: plain data, no Python objects
+    except _KeyGivenTwice as exc:
+        where = Text("line {line}", line=exc.problem_mark.line + 1)
+        raise error_type(
+            path, where, "{key!r} is given twice (first on line {first})", key=exc.key, first=exc.first_line
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = Text("line {line}", line=mark.line + 1) if mark is not None else None
