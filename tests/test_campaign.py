@@ -119,3 +119,37 @@ def test_a_key_given_twice_is_refused_and_a_merged_one_overridden(make_campaign:
     )
     audiences = load_campaign(campaign).spec.audiences
     assert audiences["visitors"].prompt == "visitors" and audiences["visitors"].tone == ["warm"]
+
+
+def test_headlines_and_calls_to_action_name_each_commune_and_refuse_unknown_placeholders(
+    make_campaign: Callable[..., Path],
+) -> None:
+    """`headline: "Entreprendre à {commune}"` was set as it was written: "{commune}" on every
+    poster, marked compliant. The texts' placeholders are filled per commune; an unknown one is
+    refused, as the prompt's are."""
+    from visuels.planning.jobs import job_texts
+
+    audiences = {
+        "residents": {
+            "prompt": "local families",
+            "headline": "Vivre à {commune} ({department}), en {season}",
+            "call_to_action": "solane.example/{insee} — {{agenda}}",
+        }
+    }
+    campaign = load_campaign(make_campaign(audiences=audiences, season="été"))
+    texts = {(text.commune.name, text.headline, text.call_to_action) for text in job_texts(campaign)}
+    assert texts == {
+        ("Sète", "Vivre à Sète (34), en été", "solane.example/34301 — {agenda}"),
+        (
+            "Castelnau-d'Estrétefonds",
+            "Vivre à Castelnau-d'Estrétefonds (31), en été",
+            "solane.example/31118 — {agenda}",
+        ),
+    }
+    audiences["residents"]["call_to_action"] = "solane.example/{code_postal}"
+    with pytest.raises(CampaignError, match=r"unknown placeholder\(s\) \['code_postal'\]") as unknown:
+        load_campaign(make_campaign(audiences=audiences))
+    assert unknown.value.field == "audiences.residents.call_to_action"
+    with pytest.raises(CampaignError, match="malformed template") as malformed:
+        load_campaign(make_campaign(headline={"fr": "Vivre en Solane {"}, languages=["fr"]))
+    assert malformed.value.field == "headline"

@@ -26,6 +26,8 @@ from visuels.inputs.weight_files import weights_file_problem, weights_problem
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
+# What a headline or a call to action may name, filled for each commune ("solane.example/{insee}").
+TEXT_PLACEHOLDERS = ("commune", "insee", "department", "season")
 LATEST_LORA = "charter:latest"  # the newest complete LoRA trained on the campaign's charter
 AudienceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
@@ -54,6 +56,27 @@ class SeedPolicy(StrEnum):
     fixed = "fixed"  # one seed for every image
     per_commune = "per_commune"  # a commune's audiences and formats share a seed
     per_job = "per_job"  # every image has its own seed
+
+
+def _checked_template(value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` if its ``{placeholders}`` are among ``allowed`` (``{{`` and ``}}`` are braces)."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise InvalidValueError("malformed template ({exc})", exc=str(exc)) from None
+    unknown = sorted({name for name in fields if name not in allowed})
+    if unknown:
+        raise InvalidValueError(
+            "unknown placeholder(s) {unknown}; allowed: {value}", unknown=unknown, value=", ".join(allowed)
+        )
+    return value
+
+
+def _checked_texts(value: Texts | None) -> Texts | None:
+    """A headline or call to action, in one language or per language, with known placeholders only."""
+    if isinstance(value, dict):
+        return {language: _checked_template(text, TEXT_PLACEHOLDERS) for language, text in value.items()}
+    return None if value is None else _checked_template(value, TEXT_PLACEHOLDERS)
 
 
 class _Strict(BaseModel):
@@ -108,8 +131,14 @@ class Audience(_Strict):
 
     prompt: str = Field(min_length=1, description="Words for this audience in the prompt ({audience}).")
     tone: list[str] = Field(default_factory=list, description="Tone words added to the prompt (e.g. lively, calm).")
-    headline: Texts | None = Field(default=None, description="Set under the commune name; none: the campaign's.")
-    call_to_action: Texts = Field(default="", description="Set under the headline, e.g. a web address.")
+    headline: Texts | None = Field(
+        default=None,
+        description="Set under the commune name; none: the campaign's. {commune}, {insee}, {department} and"
+        " {season} are filled for each commune.",
+    )
+    call_to_action: Texts = Field(
+        default="", description="Set under the headline, e.g. a web address (solane.example/{insee})."
+    )
     languages: list[LanguageCode] | None = Field(
         default=None, min_length=1, description="The languages of this audience's pictures; none: the campaign's."
     )
@@ -118,6 +147,11 @@ class Audience(_Strict):
     @classmethod
     def _words_only(cls, data: object) -> object:
         return {"prompt": data} if isinstance(data, str) else data
+
+    @field_validator("headline", "call_to_action")
+    @classmethod
+    def _known_placeholders(cls, value: Texts | None) -> Texts | None:
+        return _checked_texts(value)
 
 
 class ControlNetRef(_Strict):
@@ -296,16 +330,12 @@ class CampaignSpec(_Strict):
     @field_validator("prompt")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
-        try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError as exc:
-            raise InvalidValueError("malformed template ({exc})", exc=str(exc)) from None
-        unknown = sorted({name for name in fields if name not in PLACEHOLDERS})
-        if unknown:
-            raise InvalidValueError(
-                "unknown placeholder(s) {unknown}; allowed: {value}", unknown=unknown, value=", ".join(PLACEHOLDERS)
-            )
-        return value
+        return _checked_template(value, PLACEHOLDERS)
+
+    @field_validator("headline")
+    @classmethod
+    def _known_text_placeholders(cls, value: Texts) -> Texts:
+        return _checked_texts(value)
 
     @field_validator("formats")
     @classmethod
@@ -323,6 +353,11 @@ class CampaignSpec(_Strict):
 def text_in(texts: str | dict[str, str], language: str) -> str:
     """A text in ``language``: a plain string serves every language (``check_texts`` allows it for one)."""
     return texts if isinstance(texts, str) else texts.get(language, "")
+
+
+def filled_text(text: str, commune: Commune, season: str) -> str:
+    """A headline or call to action for ``commune``: its placeholders (``TEXT_PLACEHOLDERS``) filled."""
+    return text.format(commune=commune.name, insee=commune.insee, department=commune.department, season=season)
 
 
 def check_texts(spec: CampaignSpec, charter: Charter, path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 from visuels._internal.hashing import cached_sha256_file, sha256_json
 from visuels.config import cache_dir
-from visuels.inputs.campaign import Campaign, SeedPolicy
+from visuels.inputs.campaign import Campaign, SeedPolicy, filled_text
 from visuels.inputs.charter import Fairness
 from visuels.inputs.communes import Commune
 from visuels.inputs.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
@@ -260,7 +260,9 @@ def job_texts(campaign: Campaign) -> Iterator[JobText]:
     for commune in campaign.communes:
         for audience in spec.audiences:
             for language in spec.audience_languages(audience):
-                headline, call_to_action = spec.texts(audience, language)
+                headline, call_to_action = (
+                    filled_text(text, commune, spec.season) for text in spec.texts(audience, language)
+                )
                 for format_name in spec.formats:
                     # A key visual's formats share its seed: they are one picture.
                     seeded_as = spec.master_format or format_name
