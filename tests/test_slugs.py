@@ -26,6 +26,12 @@ def test_examples(name: str, slug: str) -> None:
     assert slugify(name) == slug
 
 
+def test_names_without_ascii_letters_keep_folders_of_their_own() -> None:
+    """Two campaigns named "🌞" and "日本" both went to outputs/unnamed: one report over both."""
+    assert slugify("🌞") != slugify("日本") and slugify("🌞").startswith("unnamed-")
+    assert slugify("🌞") == slugify("🌞")
+
+
 def test_any_text_gives_a_safe_path_component() -> None:
     rng = random.Random(1)
     alphabet = "abcÉéèçœæßøÿ'-. /\\:*?\"<>|\0\n\t…—日本ا" + "".join(chr(c) for c in range(0x20, 0x7F))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -26,8 +27,8 @@ def slugify(text: str) -> str:
     ascii_text = ascii_text.encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
     slug = slug[:MAX_LENGTH].rstrip("-")
-    if not slug:
-        return "unnamed"
+    if not slug:  # nothing ASCII: names written otherwise ("🌞", "日本") keep folders of their own
+        return "unnamed" + (f"-{hashlib.sha256(text.encode()).hexdigest()[:8]}" if text.strip(" .-/") else "")
     if slug in _RESERVED:
         return f"{slug}-x"
     return slug
