@@ -28,6 +28,17 @@ def test_check_accepts_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("ok  ") == 3 and "984 images" in out and "2 commune(s) rendered from their photos" in out
 
 
+def test_check_says_what_training_would_refuse_in_a_charters_references(
+    charter_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`visuels check charter.yaml` said ok to references `visuels train` then stopped on (a
+    picture without its caption): a finding now, as rendering does not need them."""
+    (charter_dir / "references" / "03-hills.txt").unlink()
+    assert main(["check", str(charter_dir / "charter.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "references: " in out and "missing caption file 03-hills.txt (`visuels train` would stop there)" in out
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

@@ -14,6 +14,7 @@ from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError,
 
 if TYPE_CHECKING:
     from visuels.inputs.campaign import Campaign
+    from visuels.inputs.charter import Charter
     from visuels.studio.reviews import ReviewBackend
     from visuels.training.run import TrainingSummary
 
@@ -129,7 +130,7 @@ def _check_file(path: Path) -> int:
             for files in charter.templates.values()
             for template in files.values()
             for finding in template.findings
-        ]
+        ] + _training_set_findings(charter, t)
         for finding in findings:
             console.print(f"    {finding}", highlight=False, markup=False)
         return EXIT_FINDING if findings else EXIT_OK
@@ -151,6 +152,18 @@ def _check_on_its_model(campaign: Campaign) -> None:
     if isinstance(campaign.model, DemoModelRef) and not demo_built():
         return
     expand_jobs(campaign, describe_model(campaign.model, source=str(campaign.path)), "auto")
+
+
+def _training_set_findings(charter: Charter, t: Words) -> list[str]:
+    """What `visuels train` would refuse in the charter's references (a caption missing, a picture
+    too small at the default resolution): a finding, as rendering does not need them."""
+    from visuels.training.dataset import DEFAULT_RESOLUTION, load_training_set
+
+    try:
+        load_training_set(charter.references, DEFAULT_RESOLUTION)
+    except VisuelsError as exc:
+        return [t("references: {problem} (`visuels train` would stop there)", problem=exc.said(t))]
+    return []
 
 
 def _check_layout(campaign: Campaign) -> None:

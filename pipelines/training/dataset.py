@@ -13,6 +13,7 @@ from visuels.inputs.images import ImageInputError, read_picture
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_IMAGES = 5
+DEFAULT_RESOLUTION = 256  # training pictures' side unless a run asks for another
 
 
 class DatasetError(VisuelsError):

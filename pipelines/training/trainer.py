@@ -32,7 +32,7 @@ from visuels.inputs.model_refs import DiffusersFolderRef
 from visuels.models.families import Family
 from visuels.models.generation import pipeline_family, text_encoding
 from visuels.models.host import load_from_files
-from visuels.training.dataset import TrainingSet
+from visuels.training.dataset import DEFAULT_RESOLUTION, TrainingSet
 from visuels.training.objectives import objective_for
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class TrainingConfig(BaseModel):
         json_schema_extra=blank_when_unset,
     )
     seed: int = Field(default=0, ge=0)
-    resolution: int = Field(default=256, ge=64, le=2048)
+    resolution: int = Field(default=DEFAULT_RESOLUTION, ge=64, le=2048)
     checkpoint_every: int = Field(default=100, ge=1)
     validation_seeds: list[int] = Field(default_factory=lambda: [1, 2])
 
