@@ -276,3 +276,22 @@ def test_several_edits_at_once_and_a_crash_before_the_record(
     assert sorted(path.name for path in (tmp_path / "marked").iterdir()) == ["edit-0.png", "edit-1.png"]
     assert len(ledger_rows(out)) == rows + 2
     assert "already marked" not in capsys.readouterr().out
+
+
+def test_a_second_edit_of_the_same_file_never_replaces_the_first_finalized_one(
+    exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """poster.png edited, finalized, edited again and finalized again: the second run wrote over
+    poster-final.png, a marked file its record names and a region may have published (lost from
+    disk, its row left pointing at other bytes). It goes beside it now, as poster-final-2.png."""
+    original, out, charter = exported
+    edited_path = tmp_path / "poster.png"
+    finals = []
+    for colour in [(200, 30, 30), (30, 30, 200)]:
+        edited = Image.open(original).convert("RGB")
+        ImageDraw.Draw(edited).rectangle((300, 200, 500, 400), fill=colour)
+        edited.save(edited_path)
+        assert _cli(out, charter, "finalize", str(edited_path), "--from", str(original)) == 0
+        finals.append(capsys.readouterr().out.split(" -> ")[1].split(":")[0])
+    assert finals == [str(tmp_path / "poster-final.png"), str(tmp_path / "poster-final-2.png")]
+    assert _cli(out, charter, "verify", *finals) == 0  # each file the bytes its record names

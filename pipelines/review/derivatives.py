@@ -313,6 +313,17 @@ def _made_already(rows: list[dict], target: Path, output_root: Path | None) -> t
     return None
 
 
+def _free_target(target: Path, database: Database) -> Path:
+    """``target``, unless a recorded file is there (an earlier edit's, perhaps published): then
+    ``NAME-2.EXT``, ``NAME-3.EXT``... beside it. A file there that no record knows (a write cut
+    short before its record) is replaced, so a re-run finishes it instead of making another."""
+    candidate, number = target, 1
+    while candidate.is_file() and ledger.by_sha256(database, _sha256(candidate.read_bytes())) is not None:
+        number += 1
+        candidate = target.with_name(f"{target.stem}-{number}{target.suffix}")
+    return candidate
+
+
 def _without_mark(
     edited: np.ndarray, original: np.ndarray, payload: str, signing: SigningFiles, kept: np.ndarray | None
 ) -> np.ndarray:
@@ -365,6 +376,7 @@ def mark_derivative(
             check=check,
             already_done=True,
         )
+    target = _free_target(target, database)
     row = original.row
     entry = ledger.LedgerEntry(
         file=_recorded_name(target, output_root),
