@@ -121,6 +121,12 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
     csv_path = Path(path)
     try:
         text = _csv_text(csv_path.read_bytes())
+        if re.match(r"sep=.\r?\n", text):  # what some export for Excel writes above the header
+            raise CommunesError(
+                csv_path,
+                "line 1",
+                "a 'sep=' line is not part of a communes file: remove it (the header says the separator)",
+            )
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
         header = reader.fieldnames or []
         missing = [column for column in COLUMNS if column not in header]
