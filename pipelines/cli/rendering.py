@@ -96,16 +96,18 @@ def demo_requests(args: argparse.Namespace) -> list[RenderRequest]:
 
 
 def _plan(
-    campaign: str | Path, output_root: Path, selection: Selection | None = None, request: RenderRequest | None = None
+    campaign: str | Path,
+    output_root: Path,
+    selection: Selection,
+    overrides: Overrides | None = None,
+    run: RunSettings | None = None,
 ) -> RenderPlan:
-    """The campaign's plan for a command: a selection it refuses is said of the option that asked
-    for it (``--communes``), not of the run form's field."""
+    """``plan_render`` for a command: a selection it refuses is said of the option that asked for it
+    (``--communes``), not of the run form's field."""
     from visuels.planning.plan import plan_render
 
     try:
-        if request is None:
-            return plan_render(campaign, output_root, selection)
-        return plan_render(campaign, output_root, request.selection, request.overrides, request.run)
+        return plan_render(campaign, output_root, selection, overrides, run)
     except VisuelsError as exc:
         field = exc.field or ""
         option = next((option for name, option in SELECTION_OPTIONS.items() if field.startswith(name)), None)
@@ -117,7 +119,7 @@ def _plan(
 def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     # Check everything before starting Prefect: bad input fails in a second, writing nothing.
     output_root = Path(request.run.output_dir).resolve()
-    plan = _plan(request.campaign, output_root, request=request)
+    plan = _plan(request.campaign, output_root, request.selection, request.overrides, request.run)
     t = words(user_language())
     console.print(
         f"[bold]{escape(plan.campaign_name)}[/bold]: "

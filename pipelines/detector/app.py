@@ -19,6 +19,7 @@ import email.parser
 import email.policy
 import io
 import json
+import math
 import tempfile
 import threading
 import time
@@ -174,14 +175,14 @@ class DetectorService:
             raise RefusedError(413, Text("the picture is over {mb} MB", mb=self.limits.max_bytes // (1024 * 1024)))
         try:
             with Image.open(io.BytesIO(data)) as image:
-                kind, (width, height) = image.format, image.size
-        except Image.DecompressionBombError:  # Pillow's own limit, far above ours: over it too
-            kind, width, height = None, self.limits.max_pixels + 1, 1
+                kind, pixels = image.format, image.width * image.height
+        except Image.DecompressionBombError:  # past Pillow's own limit, far above ours
+            kind, pixels = None, math.inf
         except (UnidentifiedImageError, OSError, ValueError):
-            kind, width, height = None, 0, 0
-        if width * height <= self.limits.max_pixels and kind not in SUFFIXES:
+            kind, pixels = None, 0
+        if pixels <= self.limits.max_pixels and kind not in SUFFIXES:
             raise RefusedError(415, Text("the detector reads PNG, JPEG, WebP and AVIF pictures"))
-        if width * height > self.limits.max_pixels:
+        if pixels > self.limits.max_pixels:
             raise RefusedError(
                 413, Text("the picture is over {megapixels} million pixels", megapixels=self.limits.max_pixels // 10**6)
             )

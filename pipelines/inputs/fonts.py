@@ -24,10 +24,14 @@ def typographic(text: str) -> str:
     return text.replace("'", "’")
 
 
+@lru_cache(maxsize=8)
+def _typeface(font: Path) -> ImageFont.FreeTypeFont:
+    return ImageFont.FreeTypeFont(str(font), PROBE_SIZE)
+
+
 @lru_cache(maxsize=4096)
 def _drawing(font: Path, character: str) -> tuple:
-    typeface = ImageFont.FreeTypeFont(str(font), PROBE_SIZE)
-    mask, offset = typeface.getmask2(character, mode="L")
+    mask, offset = _typeface(font).getmask2(character, mode="L")
     return mask.size, offset, bytes(mask)
 
 

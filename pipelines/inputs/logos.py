@@ -15,9 +15,11 @@ SVG_SUFFIXES = (".svg", ".svgz")
 LOGO_SIDE = 2048  # an SVG logo's longest side once drawn: an A3 poster at 300 dpi sets it at about 800
 
 
+@lru_cache(maxsize=16)
 def read_logo(path: Path) -> Image.Image:
-    """The logo at ``path`` in RGBA pixels; :class:`SvgRefusedError` for an SVG that is unsafe or
-    has live text, ``OSError`` for a picture Pillow cannot read."""
+    """The logo at ``path`` in RGBA pixels, read (an SVG drawn) once per process: read only, callers
+    composite it, never change it. :class:`SvgRefusedError` for an SVG that is unsafe or has live
+    text, ``OSError`` for a picture Pillow cannot read."""
     if path.suffix.lower() not in SVG_SUFFIXES:
         with Image.open(path) as image:
             return image.convert("RGBA")
@@ -30,7 +32,7 @@ def read_logo(path: Path) -> Image.Image:
 
 @lru_cache(maxsize=16)
 def logo_size(path: Path) -> tuple[int, int]:
-    """The logo's size in pixels, from a picture's header alone (an SVG is drawn once per process)."""
+    """The logo's size in pixels, from a picture's header alone (an SVG is drawn: its size is its drawing's)."""
     if path.suffix.lower() in SVG_SUFFIXES:
         return read_logo(path).size
     with Image.open(path) as logo:

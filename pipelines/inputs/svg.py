@@ -215,15 +215,11 @@ def rasterize(svg: str, width: int, height: int, font: Path) -> Image.Image:
 
 def draw_scalable(svg: str, longest: int) -> Image.Image:
     """An SVG that carries its own aspect (a logo) drawn RGBA with its longest side ``longest``
-    pixels; no font is loaded (text must be outlines)."""
-    png = resvg_py.svg_to_bytes(svg_string=svg, width=longest, skip_system_fonts=True)
+    pixels (resvg fits it in the square, keeping its aspect: however thin, never larger); no font
+    is loaded (text must be outlines)."""
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=longest, height=longest, skip_system_fonts=True)
     with Image.open(io.BytesIO(bytes(png))) as image:
-        drawn = image.convert("RGBA")
-    if drawn.height > drawn.width:  # taller than wide: the height is the longest side
-        png = resvg_py.svg_to_bytes(svg_string=svg, height=longest, skip_system_fonts=True)
-        with Image.open(io.BytesIO(bytes(png))) as image:
-            drawn = image.convert("RGBA")
-    return drawn
+        return image.convert("RGBA")
 
 
 def _family_name(font: Path) -> str:

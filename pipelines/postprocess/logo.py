@@ -42,15 +42,9 @@ def clutter(region: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=16)
-def load_logo(path: Path) -> Image.Image:
-    """The logo in RGBA, read (an SVG drawn) once per process."""
-    return read_logo(path)
-
-
-@lru_cache(maxsize=16)
 def _opaque_luminance(path: Path) -> np.ndarray:
     """Relative luminance of the opaque pixels of a small copy of the logo."""
-    small = load_logo(path).copy()
+    small = read_logo(path).copy()
     small.thumbnail((160, 160), Image.Resampling.BOX)
     pixels = np.asarray(small, dtype=np.float64).reshape(-1, 4)
     return relative_luminance(pixels[pixels[:, 3] >= 128, :3])
@@ -76,7 +70,7 @@ def resize_premultiplied(logo: Image.Image, size: tuple[int, int]) -> Image.Imag
 def scaled_logo(path: Path, size: tuple[int, int]) -> Image.Image:
     """The logo at ``path`` resampled to ``size``, once per worker process: every picture of a
     format places it at the same size. Read only: callers composite it, never change it."""
-    return resize_premultiplied(load_logo(path), size)
+    return resize_premultiplied(read_logo(path), size)
 
 
 def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[Image.Image, LogoPlacement]:

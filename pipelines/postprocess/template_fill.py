@@ -18,12 +18,13 @@ from PIL import Image, ImageDraw
 from visuels.inputs.charter import Charter
 from visuels.inputs.colour import darkest_and_lightest, relative_luminance
 from visuels.inputs.fonts import typographic
+from visuels.inputs.logos import read_logo
 from visuels.inputs.svg import rasterize
 from visuels.inputs.templates import LINE_SPACING, Slot, Template
 from visuels.postprocess.crops import crops_kept
 from visuels.postprocess.label import LabelPlacement, label_plate, label_text_size
 from visuels.postprocess.layout import Box
-from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST, LogoPlacement, load_logo, logo_contrast, scaled_logo
+from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST, LogoPlacement, logo_contrast, scaled_logo
 from visuels.postprocess.typography import (
     MIN_TEXT_CONTRAST,
     SIZE_STEP,
@@ -141,7 +142,7 @@ def _logo_layer(slot: Slot, charter: Charter, behind: Image.Image) -> tuple[Imag
     """The logo as large as the slot takes, in the variant that reads best on what is behind it;
     its clear zone is checked once every text is placed (``fill_template``)."""
     variants = {"colour": charter.logo_colour, "light": charter.logo_light, "dark": charter.logo_dark}
-    source = load_logo(charter.logo_colour)
+    source = read_logo(charter.logo_colour)
     scale = min(slot.width / source.width, slot.height / source.height)
     size = (max(1, round(source.width * scale)), max(1, round(source.height * scale)))
     left, top = _aligned(slot, size)
