@@ -121,10 +121,12 @@ def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(run_form: str
         browser.evaluate(_input_after("Steps"))
         browser.call("Input.insertText", text="500")
         browser.evaluate(SUBMIT)
+        # The form asks the server to check the values (/api/ui/schemas/validate): slow while the
+        # suite's other process renders, so the message gets the time the runs below get.
         message = browser.wait_for(
             "[...document.querySelectorAll('*')].map(e => e.children.length ? '' : e.textContent)"
             ".find(t => t.includes('500 is'))",
-            timeout=30,
+            timeout=60,
         )
         assert "500 is greater than the maximum of 150" in message
         assert not _deployed_runs(api_url)
