@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +20,11 @@ from visuels.errors import CommunesError
 from visuels.inputs.campaign import load_campaign
 from visuels.inputs.communes import load_communes
 from visuels.inputs.model_refs import DemoModelRef
-from visuels.inputs.photos import edge_map, fit_photo
-from visuels.marking.c2pa_manifest import read_manifest_state
+from visuels.inputs.photos import PHOTO_MEDIA_TYPES, PHOTO_SUFFIXES, edge_map, fit_photo
+from visuels.marking import iscc
+from visuels.marking.c2pa_manifest import Ingredient, Provenance, read_manifest_state, sign_asset
+from visuels.marking.keys import signing_files
+from visuels.marking.png import encode_png
 from visuels.marking.xmp import DigitalSourceType
 from visuels.models.generation import generate
 from visuels.models.host import ModelHost, load_from_files
@@ -113,6 +119,75 @@ def test_an_unreadable_photo_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(CommunesError) as caught:
         load_communes(csv_path)
     assert caught.value.field == "photos[0].file" and "not a readable image" in caught.value.message
+
+
+def _credited_folder(tmp_path: Path, name: str) -> Path:
+    """A communes file whose one commune has a folder holding the photo ``name``, credited."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "photos.yaml").write_text(
+        f"photos:\n  - {{file: {name}, author: X, licence: CC0, date: 2025-01-01}}\n", encoding="utf-8"
+    )
+    csv_path = tmp_path / "communes.csv"
+    csv_path.write_text("insee,name,department,landscapes,landmarks,photos\n34301,Sète,34,sea,canaux,p\n", "utf-8")
+    return csv_path
+
+
+def test_a_truncated_photo_is_refused_when_the_file_is_read_not_mid_render(tmp_path: Path) -> None:
+    """Only its header was read: a half-copied JPEG passed `visuels check`, then the render stopped on
+    a traceback after other communes were made."""
+    csv_path = _credited_folder(tmp_path, "a.jpg")
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    (tmp_path / "p" / "a.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(CommunesError) as caught:
+        load_communes(csv_path)
+    assert caught.value.field == "photos[0].file" and "truncated" in caught.value.message
+
+
+def test_a_photo_past_pillows_own_bomb_limit_is_refused_in_one_line(tmp_path: Path) -> None:
+    csv_path = _credited_folder(tmp_path, "a.png")
+    header = struct.pack(">IIBBBBB", 20000, 12000, 8, 0, 0, 0, 0)  # 240 megapixels, no pixel data
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    (tmp_path / "p" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b""))
+    with pytest.raises(CommunesError) as caught:
+        load_communes(csv_path)
+    assert caught.value.field == "photos[0].file" and "too large" in caught.value.message
+
+
+def test_photos_as_photographers_deliver_them_are_read_and_transparency_is_paper_white(tmp_path: Path) -> None:
+    """TIFF was refused; a transparent area came out as the hidden pixels under it (black here)."""
+    csv_path = _credited_folder(tmp_path, "port.tiff")
+    _two_squares().save(tmp_path / "p" / "port.tiff", compression="tiff_lzw")
+    (photo,) = load_communes(csv_path)[0].photos
+    assert np.array_equal(fit_photo(photo.path, 256, 192), np.asarray(_two_squares()))
+    Image.new("RGBA", (64, 48), (0, 0, 0, 0)).save(tmp_path / "cut-out.png")
+    assert (fit_photo(tmp_path / "cut-out.png", 64, 48) == 255).all()  # as the retouch and the studio read it
+
+
+@pytest.mark.parametrize("suffix", PHOTO_SUFFIXES)
+def test_every_photo_format_signs_as_the_pictures_ingredient(tmp_path: Path, suffix: str) -> None:
+    """A TIFF photo rendered, then stopped the export: its C2PA ingredient had no media type."""
+    path = tmp_path / f"port{suffix}"
+    _two_squares().save(path)
+    photo = Ingredient(title=path.name, data=path.read_bytes(), mime_type=PHOTO_MEDIA_TYPES[suffix], credit="X")
+    provenance = Provenance(
+        title="out.png",
+        source_type=DigitalSourceType.composite,
+        model="demo",
+        model_hash="0" * 64,
+        lora_hash=None,
+        watermark_id="0123456789abcdef",
+        watermark_key_id=signing_files().watermark.id,
+        image_code=iscc.image_code(_two_squares()),
+        photo=photo,
+    )
+    signed = tmp_path / "out.png"
+    signed.write_bytes(sign_asset(encode_png(np.asarray(_two_squares())), "image/png", provenance, signing_files()))
+    assert read_manifest_state(signed, None).photos == ("Photo: X",)
 
 
 @pytest.fixture(scope="module")
