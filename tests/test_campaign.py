@@ -121,6 +121,20 @@ def test_a_key_given_twice_is_refused_and_a_merged_one_overridden(make_campaign:
     assert audiences["visitors"].prompt == "visitors" and audiences["visitors"].tone == ["warm"]
 
 
+def test_codes_written_as_yaml_numbers_select_the_communes_they_name(make_campaign: Callable[..., Path]) -> None:
+    """`departments: [34, 9]` was "Input should be a valid string"; `names: [01004]` was worse: YAML
+    1.1 reads it as the octal number 516. Codes are read as the codes they are written as."""
+    campaign = make_campaign()
+    text = campaign.read_text(encoding="utf-8")
+    start, end = text.index("communes:"), text.index("model:")
+    campaign.write_text(text[:start] + "communes: {file: charter/communes.csv, departments: [34, 9]}\n" + text[end:])
+    assert {c.department for c in load_campaign(campaign).communes} == {"34", "09"}
+    campaign.write_text(text[:start] + "communes: {file: charter/communes.csv, names: [34301, 09122]}\n" + text[end:])
+    assert [c.name for c in load_campaign(campaign).communes] == ["Sète", "Foix"]
+    campaign.write_text(text[:start] + "communes: {names: [01004, 2A004]}\n" + text[end:])  # from the COG
+    assert [c.name for c in load_campaign(campaign).communes] == ["Ambérieu-en-Bugey", "Ajaccio"]
+
+
 def test_headlines_and_calls_to_action_name_each_commune_and_refuse_unknown_placeholders(
     make_campaign: Callable[..., Path],
 ) -> None:

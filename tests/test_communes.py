@@ -26,7 +26,8 @@ def test_sample_communes_are_real_names_with_their_accents() -> None:
 @pytest.mark.parametrize(
     ("row", "field", "words"),
     [
-        ("3430,Sète,34,sea,phare", "line 2, insee", "is not an INSEE code"),
+        ("343,Sète,34,sea,phare", "line 2, insee", "is not an INSEE code"),
+        ("3430,Sète,34,sea,phare", "line 2", "INSEE code 03430 is not in department 34"),
         ("34301,Sète,31,sea,phare", "line 2", "not in department 31"),
         ("34301,Sète,34,beach,phare", "line 2, landscapes", "sea"),
         ("34301,Sète,34,sea,", "line 2, landmarks", "at least 1"),
@@ -89,3 +90,11 @@ def test_a_file_a_spreadsheet_saves_reads_like_the_sample(tmp_path: Path, delimi
         ]
 
     assert read(path) == read(sample)
+
+
+def test_codes_a_spreadsheet_stripped_of_their_leading_zero_read_as_the_codes_they_were(tmp_path: Path) -> None:
+    """Excel reads 01004 as the number 1004 and saves it so (and department 01 as 1): the file was
+    refused, "'1004' is not an INSEE code", though no code has four digits."""
+    path = tmp_path / "communes.csv"
+    path.write_text(HEADER + "1004,Ambérieu-en-Bugey,1,mountain,gare\n9122,Foix,9,mountain,château\n", "utf-8")
+    assert [(c.insee, c.department) for c in load_communes(path)] == [("01004", "01"), ("09122", "09")]

@@ -14,7 +14,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from visuels.errors import CampaignError, InvalidValueError, Text, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
-from visuels.inputs.communes import Commune, commune_folders, load_communes, referential_communes
+from visuels.inputs.communes import (
+    DEPARTMENT_WIDTH,
+    INSEE_WIDTH,
+    SIREN_WIDTH,
+    Commune,
+    commune_folders,
+    load_communes,
+    referential_communes,
+    with_leading_zero,
+)
 from visuels.inputs.fonts import missing_glyphs, typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
@@ -108,6 +117,13 @@ class CommuneSelection(_Strict):
     epci: list[str] = Field(default_factory=list, description="SIREN codes of intercommunalities.")
     names: list[str] = Field(default_factory=list)
     population: PopulationRange | None = None
+
+    @field_validator("regions", "departments", "epci", "names", mode="before")
+    @classmethod
+    def _codes_as_written(cls, values: object, info: ValidationInfo) -> object:
+        """`departments: [34, 1]` and `names: [34301]` (numbers in YAML) are the codes 34, 01 and 34301."""
+        width = {"names": INSEE_WIDTH, "epci": SIREN_WIDTH}.get(info.field_name or "", DEPARTMENT_WIDTH)
+        return [with_leading_zero(value, width) for value in values] if isinstance(values, list) else values
 
     @model_validator(mode="after")
     def _one_source(self) -> CommuneSelection:

@@ -23,7 +23,17 @@ from visuels.inputs.yamlfiles import field_path, not_utf8, plain_message
 
 COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
 OPTIONAL_COLUMNS = ("photos",)
+INSEE_WIDTH, DEPARTMENT_WIDTH, SIREN_WIDTH = 5, 2, 9  # a region code is two digits too; SIREN: an EPCI
 DELIMITERS = (",", ";", "\t")  # the first wins a tie: a one-column header is comma-separated
+
+
+def with_leading_zero(value: object, width: int) -> object:
+    """A code as written, or with the leading zero a spreadsheet (or a YAML number) drops: a
+    department 1 is 01, a commune 1004 is 01004. Numbers become the codes they stand for."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) == width - 1:
+        return "0" + text
+    return text
 
 
 class Landscape(StrEnum):
@@ -45,6 +55,16 @@ class Commune(BaseModel):
     insee: str = Field(description="INSEE code (COG).")
     name: str = Field(min_length=1, description="Official name, with its accents and hyphens.")
     department: str
+
+    @field_validator("insee", mode="before")
+    @classmethod
+    def _insee_leading_zero(cls, value: object) -> object:
+        return with_leading_zero(value, INSEE_WIDTH)
+
+    @field_validator("department", mode="before")
+    @classmethod
+    def _department_leading_zero(cls, value: object) -> object:
+        return with_leading_zero(value, DEPARTMENT_WIDTH)
 
     @field_validator("insee")
     @classmethod

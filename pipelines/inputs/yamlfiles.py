@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -14,6 +15,8 @@ from visuels.errors import InvalidValueError, Text, VisuelsError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`: its keys may be overridden, as YAML says
+INT_TAG = "tag:yaml.org,2002:int"
+PLAIN_INTEGER = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0b[01_]+|0x[0-9a-fA-F_]+)$")
 
 
 class _KeyGivenTwice(yaml.constructor.ConstructorError):
@@ -22,9 +25,20 @@ class _KeyGivenTwice(yaml.constructor.ConstructorError):
         self.key, self.first_line = key, first_line
 
 
-class _OneKeyOnceLoader(yaml.SafeLoader):
-    """YAML's safe loader that refuses a key written twice in one mapping: PyYAML keeps the last
-    silently, so a second `formats:` further down a campaign would quietly replace the first."""
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, with two of YAML 1.1's surprises taken out.
+
+    A key written twice in one mapping is refused: PyYAML keeps the last silently, so a second
+    `formats:` further down a campaign would quietly replace the first. A number written with a
+    leading zero stays as written: YAML 1.1 reads `01004` (a commune's INSEE code) as the octal
+    number 516, and `1:30` as 90; as YAML 1.2 does, only plain decimals (and 0x, 0b) are integers.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag != INT_TAG]
+        + ([(INT_TAG, PLAIN_INTEGER)] if first and first in "-+0123456789" else [])
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first_line: dict[tuple[str, str], int] = {}
@@ -48,7 +62,7 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
     except OSError as exc:
         raise error_type(path, None, "cannot read file ({reason})", reason=exc.strerror or str(exc)) from None
     try:
-        data = yaml.load(text, Loader=_OneKeyOnceLoader)  # a SafeLoader: plain data, no Python objects
+        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: plain data, no Python objects
     except _KeyGivenTwice as exc:
         where = Text("line {line}", line=exc.problem_mark.line + 1)
         raise error_type(
