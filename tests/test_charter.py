@@ -97,6 +97,27 @@ def test_invalid_yaml_names_the_line(charter_dir: Path) -> None:
     assert caught.value.field is not None and caught.value.field.startswith("line ")
 
 
+@pytest.mark.parametrize(
+    ("written", "line"),
+    [
+        ("  - name: bleu-mer\n    hex: #1B4F72\n    role: primary\n", 9),  # was "hex: Input should be a valid string"
+        ("  - {name: bleu-mer, hex: #1b4f72, role: primary}\n", 8),  # was "line 9: expected the node content"
+    ],
+)
+def test_a_colour_written_without_quotes_is_named_on_its_line(charter_dir: Path, written: str, line: int) -> None:
+    """In YAML, `#` after a space starts a comment: a bare colour silently became nothing."""
+    path = charter_dir / "charter.yaml"
+    text = path.read_text(encoding="utf-8")
+    first = next(row for row in text.splitlines(keepends=True) if "#1B4F72" in row)
+    path.write_text(text.replace(first, written), encoding="utf-8")
+    assert text.splitlines().index(first.rstrip("\n")) + 1 == 8  # the palette's first line
+    with pytest.raises(CharterError) as caught:
+        load_charter(path)
+    assert caught.value.field == f"line {line}" and "write it in quotes" in caught.value.message
+    path.write_text(text.replace("# for mid-tone", "# for mid-tone: #FFF"), encoding="utf-8")  # a comment: fine
+    load_charter(path)
+
+
 def _svg_logo(fill: str, lettering: str = '<path d="M220 60 h300 v30 h-300 z" fill="{fill}"/>') -> str:
     """A logo as brand kits ship it: a mark and its lettering as outlines, on nothing."""
     return (

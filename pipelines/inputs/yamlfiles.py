@@ -16,6 +16,10 @@ from visuels.errors import InvalidValueError, Text, VisuelsError
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`: its keys may be overridden, as YAML says
 INT_TAG = "tag:yaml.org,2002:int"
+# A colour written bare where a value starts (`hex: #1B4F72`, `- #fff`, `[#1B4F72, ...`): YAML reads
+# it as a comment, so the value is silently empty (or the line no longer parses).
+COLOUR = re.compile(r"#(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{3})(?![0-9A-Za-z])")
+VALUE_STARTS = (":", "-", "[", ",", "{")
 PLAIN_INTEGER = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0b[01_]+|0x[0-9a-fA-F_]+)$")
 
 
@@ -61,6 +65,7 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
         raise error_type(path, None, not_utf8(exc)) from None
     except OSError as exc:
         raise error_type(path, None, "cannot read file ({reason})", reason=exc.strerror or str(exc)) from None
+    _refuse_bare_colours(text, path, error_type)
     try:
         data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: plain data, no Python objects
     except _KeyGivenTwice as exc:
@@ -78,6 +83,33 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
     if not isinstance(data, dict):
         raise error_type(path, None, "expected a mapping of fields at the top level")
     return data
+
+
+def _comment_start(line: str) -> int | None:
+    """Where YAML's comment begins in ``line``: the first # outside quotes, at its start or after a space."""
+    quote = None
+    for index, character in enumerate(line):
+        if quote:
+            quote = None if character == quote else quote
+        elif character in "\"'":
+            quote = character
+        elif character == "#" and (index == 0 or line[index - 1] in " \t[,{"):
+            return index
+    return None
+
+
+def _refuse_bare_colours(text: str, path: Path, error_type: type[VisuelsError]) -> None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        start = _comment_start(line)
+        before = line[:start].rstrip() if start is not None else ""
+        colour = COLOUR.match(line, start) if start is not None and before.endswith(VALUE_STARTS) else None
+        if colour:
+            raise error_type(
+                path,
+                Text("line {line}", line=number),
+                '{colour} is read as a comment (in YAML, # after a space starts one): write it in quotes, "{colour}"',
+                colour=colour.group(0),
+            )
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
