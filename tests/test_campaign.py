@@ -43,11 +43,18 @@ def test_selection_by_name_code_and_department(make_campaign: Callable[..., Path
         ({"scheduler": "magic"}, "scheduler", "euler"),
         ({"language": "de"}, "languages[0]", "no AI label text"),
         ({"charter": "nowhere/charter.yaml"}, "charter", "not found"),
-        ({"model": {"kind": "diffusers"}}, "model.diffusers.path", "required"),
+        ({"model": {"kind": "diffusers"}}, "model.path", "required"),
         ({"model": {"kind": "telepathy"}}, "model", "does not match"),
         ({"audiences": {"Grand Public": "everyone"}}, "audiences.Grand Public.[key]", "pattern"),
         ({"lora": {"path": "missing.safetensors"}}, "lora.path", "not found"),
         ({"colour": "blue"}, "colour", "unknown key"),
+        # Said as the file says them: not "Input should be a valid string", not pydantic's
+        # "headline.constrained-str", "model.diffusers.path" or "instance of Audience".
+        ({"season": None}, "season", "empty: give it a value"),
+        ({"audiences": {"residents": None}}, "audiences.residents", "empty"),
+        ({"formats": "story"}, "formats", "a list is expected: write [story]"),
+        ({"headline": {"fr": 3}}, "headline.fr", "valid string"),
+        ({"audiences": {"residents": 3}}, "audiences.residents", "Input should be a valid dictionary"),
     ],
 )
 def test_bad_campaign_names_file_and_field(

@@ -138,6 +138,13 @@ def plain_message(error: Mapping[str, Any]) -> Text:
     context), without the validator-kind prefix people need not see."""
     if error["type"] == "missing":
         return Text("required, and missing")
+    given = error.get("input")
+    if given is None:  # `season:` with nothing after it: YAML's null
+        return Text("empty: give it a value")
+    if error["type"] == "list_type" and re.fullmatch(r"[\w-]+", str(given)):  # `formats: story`
+        return Text("a list is expected: write [{value}]", value=given)
+    if error["type"] == "model_type":  # pydantic's words name our class
+        return Text("Input should be a valid dictionary")
     context = dict(error.get("ctx") or {})
     cause = context.get("error")
     if isinstance(cause, InvalidValueError):
@@ -159,15 +166,21 @@ def plain_message(error: Mapping[str, Any]) -> Text:
     return Text(pattern, **context) if context else Text(pattern)
 
 
-def first_problem(exc: ValidationError) -> tuple[tuple[int | str, ...], Text]:
-    """The error to report first, as (location, message).
+def first_problem(exc: ValidationError, data: Any = None) -> tuple[tuple[int | str, ...], Text]:
+    """The error to report first, as (location, message); ``data``: what was validated, when it was
+    read from a file, to say each place as the file does.
 
     A misspelt key fails twice, as an unknown key and as a missing one; the unknown key is the
-    cause, so it comes first, with the missing key it probably meant.
+    cause, so it comes first, with the missing key it probably meant. A field that may be one of
+    several kinds fails once per kind: the failure that went deepest into what was written says most.
     """
     errors = exc.errors(include_url=False)
+    if data is not None:
+        errors = [{**error, "loc": _in_file(error["loc"], error["type"], data)} for error in errors]
     unknown = [error for error in errors if error["type"] == "extra_forbidden"]
     chosen = unknown[0] if unknown else errors[0]
+    deeper = [error for error in errors if error["loc"][: len(chosen["loc"])] == chosen["loc"]]
+    chosen = chosen if unknown else max(deeper, key=lambda error: len(error["loc"]))
     location = tuple(part for part in chosen["loc"] if not str(part).startswith("function-"))
     if not unknown:
         return location, plain_message(chosen)
@@ -182,6 +195,23 @@ def first_problem(exc: ValidationError) -> tuple[tuple[int | str, ...], Text]:
     return location, Text("unknown key")
 
 
+def _in_file(location: tuple[int | str, ...], kind: str, data: Any) -> tuple[int | str, ...]:
+    """``location`` without the parts pydantic adds that are not in the file: the kind tried for a
+    field that may be one of several (`headline.constrained-str`, `model.diffusers.path`)."""
+    kept: list[int | str] = []
+    here = data
+    for index, part in enumerate(location):
+        written = (isinstance(here, dict) and part in here) or (
+            isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here)
+        )
+        if written:
+            here = here[part]
+        elif part != "[key]" and not (kind == "missing" and index == len(location) - 1):
+            continue  # a kind's name, or a key a validator put there (a one-line audience's `prompt`)
+        kept.append(part)
+    return tuple(kept)
+
+
 def validate_model(
     model_type: type[ModelT],
     data: dict[str, Any],
@@ -192,5 +222,5 @@ def validate_model(
     try:
         return model_type.model_validate(data)
     except ValidationError as exc:
-        location, message = first_problem(exc)
+        location, message = first_problem(exc, data)
         raise error_type(path, field_path(location), message) from None
