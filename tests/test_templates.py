@@ -352,6 +352,12 @@ def test_a_template_campaign_renders_marked_outputs_with_alt_text_and_a_layered_
     flattened = np.asarray(psd.composite().convert("RGB"), dtype=np.int16)
     original = np.asarray(Image.open(square).convert("RGB"), dtype=np.int16)
     assert np.abs(flattened - original).mean() < 2  # the layers put back together are the output
+    # Sète's pictures start from its photo: the output's label says "modifiée", and so does the
+    # label layer (it said "générée": a designer exporting from it published the wrong label).
+    label = next(layer for layer in psd if layer.name == "mention IA")
+    box = (slice(label.top, label.bottom), slice(label.left, label.right))
+    assert all(item.job.photo is not None for item in exported)
+    assert (np.abs(flattened[box] - original[box]).max(axis=2) > 24).mean() < 0.01  # but the mark's few levels
     # The picture layer is the output's own pixels wherever nothing lay over the picture: the
     # watermark's signal is kept there, untouched.
     full = [Image.new("RGBA", psd.size) for _ in psd]

@@ -70,7 +70,10 @@ def output_layers(output: Image.Image, inputs: dict, charter: Charter, source: P
     pixels = output.convert("RGB")
     texts = {name: inputs.get(key, "") for name, key in
              (("commune", "commune_name"), ("headline", "headline"), ("call_to_action", "call_to_action"))}  # fmt: skip
-    filled = fill_template(template, pixels.crop((left, top, right, bottom)), charter, inputs["language"], texts)
+    made_from_a_photo = inputs.get("photo") is not None  # its label says "modifiée", as the output's does
+    filled = fill_template(
+        template, pixels.crop((left, top, right, bottom)), charter, inputs["language"], texts, made_from_a_photo
+    )
     picture_index = next(index for index, layer in enumerate(filled.layers) if layer.kind == "picture")
     covered = np.zeros((template.height, template.width), dtype=bool)
     for layer in filled.layers[picture_index + 1 :]:
