@@ -278,6 +278,25 @@ def test_several_edits_at_once_and_a_crash_before_the_record(
     assert "already marked" not in capsys.readouterr().out
 
 
+def test_tiff_and_psd_exports_finalized_into_a_folder_come_out_as_png(
+    exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Print work exports TIFF (and Photoshop saves PSD): `finalize *.tiff -o marked/` stopped on
+    "unsupported file type '.tiff'" with no way to name another type for a folder."""
+    from psd_tools import PSDImage
+
+    original, out, charter = exported
+    edited = Image.open(original).convert("RGB")
+    ImageDraw.Draw(edited).rectangle((300, 200, 500, 400), fill=(30, 90, 160))
+    edited.save(tmp_path / "print.tiff", compression="tiff_lzw")
+    PSDImage.frompil(edited).save(str(tmp_path / "poster.psd"))
+    edits = [tmp_path / "print.tiff", tmp_path / "poster.psd"]
+    marked = tmp_path / "marked"
+    assert _cli(out, charter, "finalize", *map(str, edits), "--from", str(original), "-o", str(marked)) == 0
+    assert sorted(path.name for path in marked.iterdir()) == ["poster.png", "print.png"]
+    assert _cli(out, charter, "verify", str(marked)) == 0
+
+
 def test_a_second_edit_of_the_same_file_never_replaces_the_first_finalized_one(
     exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

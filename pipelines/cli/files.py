@@ -170,13 +170,16 @@ def _remedy(report: FileReport, t: Words) -> str:
 
 
 def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path | None]:
+    from visuels.review.derivatives import FILE_TYPES
+
     if output is None:
         return [None] * len(files)
     # A folder: several files, an existing folder, or a name without a picture suffix.
     if len(files) > 1 or output.is_dir() or not output.suffix:
         if output.exists() and not output.is_dir():
             raise VisuelsError(output, "--output", "with several files, OUT must be a folder")
-        return [output / path.name for path in files]
+        # Named as each edited file; a TIFF or PSD export (print work) comes out as a PNG, lossless too.
+        return [output / (path.name if path.suffix.lower() in FILE_TYPES else f"{path.stem}.png") for path in files]
     return [output]
 
 
