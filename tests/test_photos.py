@@ -19,8 +19,9 @@ from visuels.engine.renderer import Renderer
 from visuels.errors import CommunesError
 from visuels.inputs.campaign import load_campaign
 from visuels.inputs.communes import load_communes
+from visuels.inputs.images import PICTURE_MEDIA_TYPES, PICTURE_SUFFIXES
 from visuels.inputs.model_refs import DemoModelRef
-from visuels.inputs.photos import PHOTO_MEDIA_TYPES, PHOTO_SUFFIXES, edge_map, fit_photo
+from visuels.inputs.photos import edge_map, fit_photo
 from visuels.marking import iscc
 from visuels.marking.c2pa_manifest import Ingredient, Provenance, read_manifest_state, sign_asset
 from visuels.marking.keys import signing_files
@@ -168,12 +169,12 @@ def test_photos_as_photographers_deliver_them_are_read_and_transparency_is_paper
     assert (fit_photo(tmp_path / "cut-out.png", 64, 48) == 255).all()  # as the retouch and the studio read it
 
 
-@pytest.mark.parametrize("suffix", PHOTO_SUFFIXES)
+@pytest.mark.parametrize("suffix", PICTURE_SUFFIXES)
 def test_every_photo_format_signs_as_the_pictures_ingredient(tmp_path: Path, suffix: str) -> None:
     """A TIFF photo rendered, then stopped the export: its C2PA ingredient had no media type."""
     path = tmp_path / f"port{suffix}"
     _two_squares().save(path)
-    photo = Ingredient(title=path.name, data=path.read_bytes(), mime_type=PHOTO_MEDIA_TYPES[suffix], credit="X")
+    photo = Ingredient(title=path.name, data=path.read_bytes(), mime_type=PICTURE_MEDIA_TYPES[suffix], credit="X")
     provenance = Provenance(
         title="out.png",
         source_type=DigitalSourceType.composite,

@@ -47,6 +47,8 @@ def references(tmp_path: Path) -> Path:
         (lambda f: (f / "03-hills.txt").write_text("  \n"), "caption", "empty"),
         (lambda f: (f / "03-hills.png").write_bytes(b"\x89PNG broken"), None, "not a picture"),
         (lambda f: Image.new("RGB", (32, 32)).save(f / "03-hills.png"), "size", "smaller than 64"),
+        # Notepad's "ANSI" (Windows-1252): a traceback in `visuels check` and `visuels train`.
+        (lambda f: (f / "03-hills.txt").write_bytes("slnstyle, Sète".encode("cp1252")), "caption", "not UTF-8"),
     ],
 )
 def test_bad_training_sets_name_the_file(references: Path, damage: Callable, field: str | None, words: str) -> None:
@@ -61,6 +63,21 @@ def test_sample_references_make_a_training_set() -> None:
     assert dataset.pixels.shape == (12, 64, 64, 3)
     assert all(caption.startswith("slnstyle") for caption in dataset.captions)
     assert dataset.hash == load_training_set(SAMPLE_CHARTER_DIR / "references", 64).hash
+
+
+def test_references_and_captions_as_windows_and_photographers_save_them(references: Path) -> None:
+    """A caption saved with a byte order mark (Notepad) kept it in the prompt; UTF-16 ("Unicode") was
+    refused; TIFF references were silently left out of the training set."""
+    sample = load_training_set(references, 64)
+    caption = (references / "01-sea.txt").read_text(encoding="utf-8")
+    (references / "01-sea.txt").write_bytes(caption.encode("utf-8-sig"))
+    (references / "02-sea-village.txt").write_bytes(caption.encode("utf-16"))
+    Image.open(references / "03-hills.png").save(references / "03-hills.tiff")
+    (references / "03-hills.png").unlink()
+    dataset = load_training_set(references, 64)
+    assert dataset.captions[:2] == [caption.strip()] * 2
+    assert [path.name for path in dataset.files][2] == "03-hills.tiff"
+    assert np.array_equal(dataset.pixels[2], sample.pixels[2])
 
 
 def test_every_documented_training_option_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:

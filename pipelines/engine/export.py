@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict
 from visuels._internal.atomic import staged, write_with
 from visuels.engine import claims
 from visuels.errors import ExportError
-from visuels.inputs.photos import PHOTO_MEDIA_TYPES, edge_map, fit_photo
+from visuels.inputs.images import PICTURE_MEDIA_TYPES
+from visuels.inputs.photos import edge_map, fit_photo
 from visuels.marking.c2pa_manifest import Ingredient
 from visuels.marking.mark import MarkingContext, pixels_ingredient, thumbnail_jpeg, write_marked
 from visuels.models.noise_mark import payload_for_key
@@ -81,7 +82,7 @@ def photo_ingredient(job: RenderJob) -> Ingredient | None:
     except OSError as exc:
         raise ExportError(path, None, "cannot read the commune photo: {strerror}", strerror=exc.strerror) from None
     return Ingredient(
-        title=path.name, data=data, mime_type=PHOTO_MEDIA_TYPES[path.suffix.lower()], credit=job.photo.credit
+        title=path.name, data=data, mime_type=PICTURE_MEDIA_TYPES[path.suffix.lower()], credit=job.photo.credit
     )
 
 

@@ -7,7 +7,6 @@ folder of the commune's photos, relative to the CSV (``visuels.inputs.photos``);
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import re
@@ -19,7 +18,8 @@ from visuels.errors import CommunesError, InvalidValueError, Text
 from visuels.inputs.photos import CommunePhoto, load_photo_folder
 from visuels.inputs.referential import Finding, load_referential
 from visuels.inputs.slugs import slugify
-from visuels.inputs.yamlfiles import field_path, not_utf8, plain_message
+from visuels.inputs.text_files import decoded_text, not_utf8
+from visuels.inputs.yamlfiles import field_path, plain_message
 
 COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
 OPTIONAL_COLUMNS = ("photos",)
@@ -118,14 +118,6 @@ class Commune(BaseModel):
         return slugify(self.name)
 
 
-def _csv_text(data: bytes) -> str:
-    """A CSV file's text: UTF-8, with or without the byte order mark spreadsheets write, or UTF-16
-    with its mark (Excel's "Unicode text")."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16")
-    return data.decode("utf-8-sig")
-
-
 def _delimiter(text: str) -> str:
     """The separator of the header line: a comma, or the semicolon a French spreadsheet writes
     (Excel's "CSV (point-virgule)"), or a tab; column names hold none of them."""
@@ -140,7 +132,7 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
     name than its own, is an error (``visuels check`` lists them all itself)."""
     csv_path = Path(path)
     try:
-        text = _csv_text(csv_path.read_bytes())
+        text = decoded_text(csv_path.read_bytes())
         if re.match(r"sep=.\r?\n", text):  # what some export for Excel writes above the header
             raise CommunesError(
                 csv_path,

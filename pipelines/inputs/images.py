@@ -16,6 +16,19 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from visuels.errors import VisuelsError
 
+# The pictures people bring (photos, references), by the media type a C2PA ingredient gives them:
+# what cameras, phones and design tools export, TIFF as photographers deliver it. HEIC needs a
+# plug-in Pillow lacks.
+PICTURE_MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".avif": "image/avif",
+}
+PICTURE_SUFFIXES = tuple(PICTURE_MEDIA_TYPES)
 XMP_PNG_KEY = "XML:com.adobe.xmp"  # the iTXt keyword under which PNG files carry XMP
 MAX_PIXELS = 120_000_000  # a 13,000 x 9,000 poster; above: refused as a possible decompression bomb
 MASK_THRESHOLD = 128  # mask pixels at least this bright (or opaque) are repainted

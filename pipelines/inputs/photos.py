@@ -21,22 +21,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import CommunesError, Text
-from visuels.inputs.images import MAX_PIXELS, read_picture
+from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 CREDITS_FILE = "photos.yaml"
-# What cameras and phones export and photographers deliver (TIFF), by the media type their C2PA
-# ingredient is given; HEIC needs a plug-in Pillow lacks.
-PHOTO_MEDIA_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-    ".avif": "image/avif",
-}
-PHOTO_SUFFIXES = tuple(PHOTO_MEDIA_TYPES)
 CHECK_SCALE = 8  # a JPEG is checked decoded at 1/8 size: every byte still read, eight times faster
 
 
@@ -120,15 +108,15 @@ def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[
         if credit.file in seen:
             raise CommunesError(credits_file, field, "{file} is credited twice", file=credit.file)
         seen.add(credit.file)
-        if not credit.file.lower().endswith(PHOTO_SUFFIXES):
+        if not credit.file.lower().endswith(PICTURE_SUFFIXES):
             raise CommunesError(
-                credits_file, field, "{file}: a photo is {value}", file=credit.file, value=", ".join(PHOTO_SUFFIXES)
+                credits_file, field, "{file}: a photo is {value}", file=credit.file, value=", ".join(PICTURE_SUFFIXES)
             )
         path = folder / credit.file
         _check_readable(credits_file, field, path)
         photos.append(CommunePhoto(path=path.resolve(), credit=credit))
     uncredited = sorted(
-        path.name for path in folder.iterdir() if path.suffix.lower() in PHOTO_SUFFIXES and path.name not in seen
+        path.name for path in folder.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES and path.name not in seen
     )
     if uncredited:  # a photo without author and licence must never reach a published picture
         raise CommunesError(

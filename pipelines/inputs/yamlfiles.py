@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticKnownError
 from visuels.errors import InvalidValueError, Text, VisuelsError
+from visuels.inputs.text_files import not_utf8
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`: its keys may be overridden, as YAML says
@@ -121,15 +122,6 @@ def field_path(location: tuple[int | str, ...]) -> str:
         else:
             rendered += f".{part}" if rendered else str(part)
     return rendered or "(top level)"
-
-
-def not_utf8(exc: UnicodeDecodeError) -> Text:
-    """Where a file stops being UTF-8 text, and what to do."""
-    return Text(
-        "not UTF-8 text (byte 0x{byte:02x} at position {position}): save it as UTF-8",
-        byte=exc.object[exc.start],
-        position=exc.start,
-    )
 
 
 def plain_message(error: Mapping[str, Any]) -> Text:

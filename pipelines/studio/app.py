@@ -33,7 +33,7 @@ from visuels._internal.i18n import LANGUAGES, browser_language, user_language, w
 from visuels._internal.web_guard import LocalOnly
 from visuels.errors import VisuelsError
 from visuels.inputs.charter import Charter
-from visuels.inputs.images import read_mask, read_picture
+from visuels.inputs.images import PICTURE_SUFFIXES, read_mask, read_picture
 from visuels.inputs.templates import Template
 from visuels.inputs.yamlfiles import first_problem
 from visuels.marking.keys import SigningFiles
@@ -246,8 +246,7 @@ SAMPLE_TEXTS = {
 def template_sample(charter: Charter, template: Template) -> bytes:
     """A template filled with sample texts over the charter's first reference picture, as a PNG
     (a preview: never marked, never written)."""
-    pictures = (".png", ".jpg", ".jpeg")
-    references = sorted(path for path in charter.references.iterdir() if path.suffix.lower() in pictures)
+    references = sorted(path for path in charter.references.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES)
     picture = read_picture(references[0]) if references else Image.new("RGB", (512, 512), (128, 128, 128))
     result = postprocess(picture, charter, template.width, template.height, "fr", *SAMPLE_TEXTS.values(), template)
     preview = result.image

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from visuels.errors import VisuelsError
-from visuels.inputs.images import ImageInputError, read_picture
+from visuels.inputs.images import PICTURE_SUFFIXES, ImageInputError, read_picture
+from visuels.inputs.text_files import decoded_text, not_utf8
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_IMAGES = 5
 DEFAULT_RESOLUTION = 256  # training pictures' side unless a run asks for another
 
@@ -32,7 +32,7 @@ def load_training_set(folder: Path, size: int) -> TrainingSet:
     """Validate the folder and return its pictures at ``size`` x ``size`` with their captions."""
     if not folder.is_dir():
         raise DatasetError(folder, None, "folder not found")
-    files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(path for path in folder.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES)
     if len(files) < MIN_IMAGES:
         raise DatasetError(
             folder,
@@ -47,7 +47,10 @@ def load_training_set(folder: Path, size: int) -> TrainingSet:
         caption_file = path.with_suffix(".txt")
         if not caption_file.is_file():
             raise DatasetError(path, "caption", "missing caption file {name}", name=caption_file.name)
-        caption = caption_file.read_text(encoding="utf-8").strip()
+        try:
+            caption = decoded_text(caption_file.read_bytes()).strip()  # as Notepad or TextEdit saved it
+        except UnicodeDecodeError as exc:
+            raise DatasetError(caption_file, "caption", not_utf8(exc)) from None
         if not caption:
             raise DatasetError(caption_file, "caption", "caption is empty")
         try:
