@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/watermark_code_attacks.py          # all (a few minutes on one core)
     .venv/bin/python benchmarks/watermark_code_attacks.py --quick  # no regeneration
 
-Categories: a screenshot (rescaled inside a browser-like frame, re-encoded), print-and-scan
+Categories: a screenshot (rescaled inside a browser-like frame, re-encoded; or a post on a page,
+the picture a fifth to a third of the screen's width with text around it), print-and-scan
 (enlarged, a perspective warp, blur, halftone-like dots and noise, a colour shift, JPEG, back to
 size), local blurring and inpainting over part of the picture, regeneration by img2img at
 strengths 0.1 to 0.5 (the demo model: random weights, so its VAE and UNet are not a real model's;
@@ -28,6 +29,7 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -46,6 +48,7 @@ from tests.watermark_attacks import (  # noqa: E402
     SAMPLE_CHARTER_DIR,
     chain_output,
     encode,
+    page_screenshot,
     pink_noise,
     psnr,
     unmarked_pictures,
@@ -187,6 +190,17 @@ def main() -> None:
         "screenshot 80 %, frame, JPEG 85": ("screenshot", screenshot, False),
         "screenshot 125 %, frame, JPEG 75": ("screenshot", lambda image: screenshot(image, 1.25, 75), False),
         "screenshot 50 %, frame, PNG": ("screenshot", lambda image: screenshot(image, 0.5, 100), False),
+        "post on a page, 22 % of the screen's width, JPEG 80": (
+            "screenshot",
+            partial(page_screenshot, shown_share=0.22),
+            False,
+        ),
+        "post on a page, 30 % of the width, JPEG 80": ("screenshot", partial(page_screenshot, shown_share=0.3), False),
+        "post on a phone, across its width, JPEG 80": (
+            "screenshot",
+            partial(page_screenshot, shown_share=1.0, phone=True),
+            False,
+        ),
         "print and scan": ("print-and-scan", print_and_scan, False),
         "print and scan, another sheet": ("print-and-scan", lambda image: print_and_scan(image, 3), False),
         "blur σ8 over the centre 25 %": ("local blurring", lambda image: local(image, 0.25, "blur"), True),

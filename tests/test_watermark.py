@@ -7,12 +7,14 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 from visuels.inputs.charter import Charter, load_charter
+from visuels.marking.framing import picture_boxes
 from visuels.marking.mark import LOSSY_QUALITY, EncodedFile
-from visuels.marking.watermark import MAX_ATTEMPTS, detect, embed, embed_readable
+from visuels.marking.watermark import MAX_ATTEMPTS, detect, embed, embed_readable, read_as_embedded
 from visuels.marking.watermark_keys import DEMO_KEY
 from visuels.marking.xmp import DigitalSourceType, xmp_packet
 from visuels.postprocess.label import draw_ai_label
@@ -24,6 +26,7 @@ from tests.watermark_attacks import (
     blown_up_noise,
     chain_output,
     encode,
+    page_screenshot,
     pink_noise,
     psnr,
     unmarked_pictures,
@@ -131,6 +134,22 @@ def test_a_flipped_picture_is_found_flipped(marked: dict[str, np.ndarray]) -> No
         assert turned.payload == PAYLOAD and turned.quarter_turns == 1 and not turned.flipped
 
 
+@pytest.mark.parametrize(("shown_share", "phone"), [(0.22, False), (0.3, False), (1.0, True)])
+def test_a_screenshot_of_a_post_showing_the_picture_small_is_found_where_it_is_shown(
+    marked: dict[str, np.ndarray], outputs: dict[str, np.ndarray], shown_share: float, phone: bool
+) -> None:
+    """The public checks what they saw: a screenshot of a page where the picture takes a fifth of
+    the width, text around it. Its tiles were too small to search on the whole screenshot: "no mark"."""
+    for name in ("illustration 1080x1080", "1/f noise 1920x1080"):
+        found = detect(page_screenshot(marked[name], shown_share, phone), KEY)
+        assert found.payload == PAYLOAD and found.within is not None, name
+        assert found.attempts <= MAX_ATTEMPTS
+        unmarked = detect(page_screenshot(outputs[name], shown_share, phone), KEY)
+        assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
+    # A picture with no page around it is not searched again, piece by piece: it costs nothing.
+    assert picture_boxes(cv2.cvtColor(outputs["1/f noise 1920x1080"], cv2.COLOR_RGB2GRAY).astype(np.float32)) == []
+
+
 def test_the_mark_written_is_the_one_files_already_carry() -> None:
     """Files marked before must still verify: the pattern written for a payload is pinned (a
     change to it needs a version, and a detector that reads both)."""
@@ -146,7 +165,7 @@ def test_a_mark_that_does_not_read_back_is_written_again_stronger(charter: Chart
     keep the usual mark, to the byte."""
     picture = chain_output(charter, pink_noise(540, 720, seed=7), 720, 540)
     key, payload = 126514724312030807647575512133354482235, 0x0123_4567_89AB_CDEF
-    assert detect(embed(picture, payload, key), key).payload is None
+    assert read_as_embedded(embed(picture, payload, key), key) is None
     marked, strength = embed_readable(picture, payload, key)
     assert strength == (1.5, 0.0)
     assert detect(marked, key).payload == payload
@@ -160,7 +179,7 @@ def test_a_busy_picture_that_drowns_even_twice_the_mark_is_marked_stronger_where
     marks did not read back even at twice the usual strength (29 of 40, benchmarks/RESULTS.md):
     such files left with a mark nobody could read. The extra goes where the picture is busy only."""
     picture = chain_output(charter, blown_up_noise(1024, 8, seed=7), 1024, 1024)
-    assert detect(embed(picture, PAYLOAD, KEY, 2.0), KEY).payload is None
+    assert read_as_embedded(embed(picture, PAYLOAD, KEY, 2.0), KEY) is None
     marked, strength = embed_readable(picture, PAYLOAD, KEY)
     assert strength is not None and strength[1] > 0
     assert detect(marked, KEY).payload == PAYLOAD

@@ -241,6 +241,37 @@ def _text_screenshot(rng: np.random.Generator, size: int, font_path: str) -> np.
     return np.asarray(page)
 
 
+def page_screenshot(picture: np.ndarray, shown_share: float, phone: bool = False, quality: int = 80) -> np.ndarray:
+    """A screenshot of a post showing ``picture`` (bilinear) at ``shown_share`` of the screen's width:
+    a desktop page (1920x1080: a bar, columns of text either side, the post's header and text above
+    the picture) or a phone's (1170x2532, the picture across, text above and below), as JPEG."""
+    width, height = (1170, 2532) if phone else (1920, 1080)
+    page = Image.new("RGB", (width, height), (255, 255, 255) if phone else (240, 242, 245))
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(str(SAMPLE_CHARTER_DIR / "fonts" / "DejaVuSans-Bold.ttf"), 18)
+    rng = np.random.default_rng(round(shown_share * 1000))
+
+    def text(left: int, top: int, columns: int, lines: int) -> None:
+        for line in range(lines):
+            words = ("".join(chr(97 + int(c)) for c in rng.integers(0, 26, int(rng.integers(2, 9)))) for _ in range(12))
+            draw.text((left, top + 26 * line), " ".join(words)[:columns], font=font, fill=(40, 40, 40))
+
+    shown_width = round(width * shown_share)
+    shown = Image.fromarray(picture).resize(
+        (shown_width, round(picture.shape[0] * shown_width / picture.shape[1])), Image.Resampling.BILINEAR
+    )
+    left = (width - shown_width) // 2
+    draw.rectangle((0, 0, width, 56), fill=(250, 250, 250) if phone else (255, 255, 255))
+    if not phone:
+        text(20, 100, 30, 20)
+        text(width - 420, 100, 40, 25)
+        draw.rectangle((left - 20, 80, left + shown_width + 20, height), fill=(255, 255, 255))
+    text(left + 10, 90, shown_width // 10, 3)  # the post's text, a line's gap above the picture
+    page.paste(shown, (left, 190))
+    text(left + 10, 230 + shown.height, shown_width // 10, 8)  # comments, under a bar of buttons
+    return encode(np.asarray(page), "JPEG", quality=quality)
+
+
 def _drawn_photo(rng: np.random.Generator, size: int) -> np.ndarray:
     rows = np.linspace(0.0, 1.0, size)[:, None, None]
     sky, ground = rng.uniform(80, 240, size=3), rng.uniform(20, 160, size=3)

@@ -29,21 +29,26 @@ Design (tiled spread spectrum with a synchronisation pattern):
   unmarked picture the decoded message is, as far as the CRC is concerned, random, so each
   decoding matches with probability 2^-32; a picture gets at most MAX_ATTEMPTS decodings
   (PERIOD_CANDIDATES x SYNC_CANDIDATES = 10 on the picture as it is, and as many again for each
-  of at most ANGLE_CANDIDATES angles: 30; ranking periods, orientations and angles by the sync
-  peak decodes nothing), so the false-positive rate is at most 30 * 2^-32 = 7.0e-9 per picture,
-  far under the 1e-6 asked (union bound; 160 unmarked pictures in the tests, 10,000 in
-  benchmarks/watermark_false_positives.py).
+  of at most ANGLE_CANDIDATES angles and FRAMED_CANDIDATES places inside the upload: 70; ranking
+  periods, orientations and angles by the sync peak decodes nothing), so the false-positive rate
+  is at most 70 * 2^-32 = 1.6e-8 per picture, far under the 1e-6 asked (union bound; 160 unmarked
+  pictures in the tests, 10,000 in benchmarks/watermark_false_positives.py).
+- A screenshot: a picture shown small inside a page has tiles too small for the search on the
+  whole upload; the places where a picture may sit (``visuels.marking.framing``) are ranked by
+  how clearly the sync pattern shows in each (no decoding), and the clearest FRAMED_CANDIDATES
+  searched again as crops; the detection says where (``within``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import cv2
 import numpy as np
 from visuels._internal.payload_code import CODED_BITS, PAYLOAD_BITS, coded_bits, decode
+from visuels.marking.framing import Box, picture_boxes
 
 CANONICAL = 512
 TILE = 128
@@ -63,13 +68,18 @@ ROTATION_SIDE = 1024  # the luminance is turned at most this large (pixels, long
 # unmarked pictures it stays under 6.1 (200 measured, 99th percentile 5.7), on marked ones turned
 # by up to 10 degrees it is 6.9 or more (benchmarks/RESULTS.md). Only speed depends on it.
 ROTATION_SYNC_GATE = 6.3
+# The same for a place inside a larger upload (a screenshot): on unmarked pages the places' sync
+# peaks are 4.9 (median), 6.0 (99th percentile) of 526 measured; marked pictures shown a fifth of
+# the screen wide on the hardest host, 6.0 and more. Only speed depends on it.
+FRAMED_SYNC_GATE = 5.8
 BAND_ROWS = 64  # rows marked at a time (embed)
 # The pattern's amplitude, times AMPLITUDE, tried in turn (embed_readable): all over, and extra where
 # the picture is busy (times its texture, 0-1). A busy texture is what drowns the usual pattern, and
 # hides a stronger one: blown-up noise (what a model with random weights draws) needs up to 4 there.
 STRENGTHS = ((1.0, 0.0), (1.5, 0.0), (2.0, 0.0), (2.0, 1.0), (2.0, 2.0))
 TEXTURE_KNEE = 16.0  # local contrast (luminance levels, high-passed) at which a picture is fully busy
-MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES * (1 + ANGLE_CANDIDATES)
+FRAMED_CANDIDATES = 4  # places inside a larger upload (a screenshot) searched when the whole gives nothing
+MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES * (1 + ANGLE_CANDIDATES + FRAMED_CANDIDATES)
 
 
 @dataclass(frozen=True)
@@ -80,10 +90,12 @@ class Detection:
     flipped: bool = False  # found mirrored (a horizontal or vertical flip)
     quarter_turns: int = 0  # found turned by this many quarter turns (counter-clockwise)
     rotation: float = 0.0  # found turned by this many degrees besides (counter-clockwise)
+    within: Box | None = None  # found in this part of a larger upload (a screenshot), not the whole
 
     def geometry(self) -> str:
         """How the picture was found changed, in words ("flipped, turned +3.0°"); empty if as marked."""
-        parts = ["flipped"] if self.flipped else []
+        parts = [] if self.within is None else ["inside the upload at ({}, {})-({}, {})".format(*self.within)]
+        parts += ["flipped"] if self.flipped else []
         if self.quarter_turns:
             parts.append(f"turned {90 * self.quarter_turns}°")
         if self.rotation:
@@ -441,7 +453,24 @@ def detect(rgb: np.ndarray, key: int) -> Detection:
                 rotation=-angle,
             )
         best_sync = max(best_sync, found.sync_strength)
-    return Detection(payload=None, sync_strength=best_sync, attempts=found.attempts)
+    attempts = found.attempts
+    # Places inside the upload, ranked by how clearly the sync pattern shows (no decoding: free of
+    # false-positive cost); the clearest few are searched.
+    framed = []
+    for box in picture_boxes(luminance):
+        left, top, right, bottom = box
+        residual = _whitened_residual(luminance[top:bottom, left:right])
+        strongest = _periods(residual)[:1]  # the autocorrelation's strongest pair: a quick measure
+        clarity = max(
+            _oriented(_fold(residual, *period), key)[0] for period in [(float(TILE), float(TILE)), *strongest]
+        )
+        framed.append((clarity, box, residual))
+    for _, box, residual in sorted(framed, key=lambda item: -item[0])[:FRAMED_CANDIDATES]:
+        found = _search(residual, key, attempts, gate=FRAMED_SYNC_GATE)
+        if found.payload is not None:
+            return replace(found, within=box)
+        attempts, best_sync = found.attempts, max(best_sync, found.sync_strength)
+    return Detection(payload=None, sync_strength=best_sync, attempts=attempts)
 
 
 def best_guess_bits(rgb: np.ndarray, key: int) -> np.ndarray:

@@ -1,0 +1,120 @@
+"""Where a picture may sit inside a larger upload: a screenshot of a page, a post or a viewer.
+
+The watermark's tiles are sought on a grid stretched over the whole upload, so a picture shown
+small inside a screenshot has tiles too small to find. These boxes are the crops to look in
+again: the upload without its plain border (a picture viewer's, a letterbox), then its large busy
+areas. A picture has detail nearly everywhere; a page's background and bars are flat, and its text
+is detail in thin lines with flat gaps, which the density threshold leaves apart from a picture.
+Each box is only a place to look: the decision stays the watermark's (a CRC-checked payload).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom in the upload's pixels
+
+SEARCH_SIDE = 512  # the upload is looked over at most this large (long side): speed
+PLAIN_LEVELS = 6.0  # a border row or column within this of the border's colour, for most of it, is plain
+PLAIN_SHARE = 0.98
+DETAIL_LEVELS = 3.0  # luminance levels off the local mean that make a pixel detailed (above JPEG's noise)
+DENSITY_WINDOW = 7  # pixels (at SEARCH_SIDE) over which detail is counted
+BUSY_DENSITY = 0.5  # share of detailed pixels that makes a place busy: pictures, not lines of text
+MAX_CORE_PLAIN = 0.5  # rows (then columns) at a busy area's ends plainer than this are not its picture's
+LINE_ROWS = 9  # rows (at SEARCH_SIDE) a line of text and its gap take: plainness is averaged over them
+TRIMMED_AREAS = 2  # busy areas also tried less one of their ends
+END_SHARES = (0.25, 1 / 3)
+MAX_BOXES = 20  # each is ranked by how clearly the mark's sync pattern shows in it (no decoding)
+MIN_PAGE_SHARE = 0.15  # of an upload in one plain level (a page's background) before boxes are looked for
+MIN_SHARE = 0.03  # of the upload's area: smaller boxes hold too few tiles to carry the mark
+MAX_SHARE = 0.9  # larger, it is the upload itself, already searched
+MIN_SIDE = 96  # pixels of the upload: a box narrower or lower holds too few chips
+
+
+def picture_boxes(luminance: np.ndarray) -> list[Box]:
+    """Boxes of ``luminance`` (H×W, float) where a picture may be (at most MAX_BOXES), likeliest
+    first: the upload without its plain border, then each busy area (the least plain first), its
+    core without the lines of text at its ends, and, for the likeliest, the area less a quarter or
+    a third at one end (text run together with the picture, which no rule tells from it)."""
+    height, width = luminance.shape
+    scale = min(1.0, SEARCH_SIDE / max(height, width))
+    small = luminance
+    if scale < 1.0:
+        small = cv2.resize(luminance, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    if _plain_share(small, (0, 0, small.shape[1], small.shape[0])) < MIN_PAGE_SHARE:
+        return []  # a picture, not a page around one: searched whole already
+    boxes = [_without_plain_border(small)]
+    detailed = np.abs(small - cv2.GaussianBlur(small, (0, 0), 1.0)) > DETAIL_LEVELS
+    density = cv2.blur(detailed.astype(np.float32), (DENSITY_WINDOW, DENSITY_WINDOW))
+    busy = cv2.morphologyEx((density > BUSY_DENSITY).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    _, _, stats, _ = cv2.connectedComponentsWithStats(busy, connectivity=4)
+    areas = [(x, y, x + w, y + h) for x, y, w, h, _ in stats[1:] if w * h >= MIN_SHARE * busy.size]
+    areas.sort(key=lambda area: _plain_share(small, area))  # pictures before text
+    for rank, area in enumerate(areas):
+        boxes += [area, _picture_core(small, area)] + (_less_one_end(area) if rank < TRIMMED_AREAS else [])
+    kept: list[Box] = []
+    for left, top, right, bottom in boxes:
+        right, bottom = min(width, int(np.ceil(right / scale))), min(height, int(np.ceil(bottom / scale)))
+        box = (int(left / scale), int(top / scale), right, bottom)
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        sized = MIN_SHARE * width * height <= area <= MAX_SHARE * width * height
+        if sized and min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE and box not in kept:
+            kept.append(box)
+    return kept[:MAX_BOXES]
+
+
+def _less_one_end(box: Box) -> list[Box]:
+    """``box`` less a quarter, or a third, of its height at its top or its bottom, or of its width at a side."""
+    left, top, right, bottom = box
+    width, height = right - left, bottom - top
+    boxes = []
+    for share in END_SHARES:
+        cut_x, cut_y = round(width * share), round(height * share)
+        boxes += [(left, top + cut_y, right, bottom), (left, top, right, bottom - cut_y)]
+        boxes += [(left + cut_x, top, right, bottom), (left, top, right - cut_x, bottom)]
+    return boxes
+
+
+def _plain_share(luminance: np.ndarray, box: Box) -> float:
+    """The share of ``box`` in its commonest level: a page's background between lines of text (half
+    or more), little of a picture (its flat sky still varies, and carries the mark)."""
+    left, top, right, bottom = box
+    levels = np.rint(luminance[top:bottom, left:right]).astype(np.int64).ravel()
+    commonest = int(np.bincount(np.clip(levels, 0, 255), minlength=256).argmax())
+    return float((np.abs(levels - commonest) <= PLAIN_LEVELS).mean())
+
+
+def _picture_core(luminance: np.ndarray, box: Box) -> Box:
+    """``box`` less its rows, then its columns, at the ends that are mostly plain: lines of text (a
+    post's, a caption, comments) run together with the picture next to them."""
+    left, top, right, bottom = box
+    rows = np.flatnonzero(_plain_lines(luminance[top:bottom, left:right]) <= MAX_CORE_PLAIN)
+    if len(rows):
+        top, bottom = top + int(rows[0]), top + int(rows[-1]) + 1
+    columns = np.flatnonzero(_plain_lines(luminance[top:bottom, left:right].T) <= MAX_CORE_PLAIN)
+    if len(columns):
+        left, right = left + int(columns[0]), left + int(columns[-1]) + 1
+    return (left, top, right, bottom)
+
+
+def _plain_lines(luminance: np.ndarray) -> np.ndarray:
+    """Per row, the share of it in its own commonest level, averaged over a line of text's height
+    around it: text on any background is mostly that background; a picture's row is not."""
+    levels = np.clip(np.rint(luminance), 0, 255).astype(np.int64)
+    shares = []
+    for row in levels:
+        commonest = int(np.bincount(row, minlength=256).argmax())
+        shares.append(float((np.abs(row - commonest) <= PLAIN_LEVELS).mean()))
+    return np.convolve(shares, np.ones(LINE_ROWS) / LINE_ROWS, mode="same")
+
+
+def _without_plain_border(luminance: np.ndarray) -> Box:
+    """The upload less the rows and columns at its edges in the colour of its corner."""
+    border = float(np.median([luminance[0, 0], luminance[0, -1], luminance[-1, 0], luminance[-1, -1]]))
+    plain = np.abs(luminance - border) <= PLAIN_LEVELS
+    rows = np.flatnonzero(plain.mean(axis=1) < PLAIN_SHARE)
+    columns = np.flatnonzero(plain.mean(axis=0) < PLAIN_SHARE)
+    if not len(rows) or not len(columns):
+        return (0, 0, luminance.shape[1], luminance.shape[0])
+    return (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
