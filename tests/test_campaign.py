@@ -1,3 +1,4 @@
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -140,6 +141,14 @@ def test_codes_written_as_yaml_numbers_select_the_communes_they_name(make_campai
     assert [c.name for c in load_campaign(campaign).communes] == ["Sète", "Foix"]
     campaign.write_text(text[:start] + "communes: {names: [01004, 2A004]}\n" + text[end:])  # from the COG
     assert [c.name for c in load_campaign(campaign).communes] == ["Ambérieu-en-Bugey", "Ajaccio"]
+
+
+def test_texts_saved_decomposed_are_read_composed(make_campaign: Callable[..., Path]) -> None:
+    """A campaign saved by a tool that writes "é" as "e" + a combining accent: its headline would
+    have keyed and drawn otherwise than the same words typed elsewhere."""
+    path = make_campaign(headline={"fr": "Été à Sète"})
+    path.write_text(unicodedata.normalize("NFD", path.read_text(encoding="utf-8")), encoding="utf-8")
+    assert load_campaign(path).spec.headline == {"fr": "Été à Sète"}
 
 
 def test_headlines_and_calls_to_action_name_each_commune_and_refuse_unknown_placeholders(

@@ -1,11 +1,12 @@
 import csv
 import io
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
 from visuels.errors import CommunesError
-from visuels.inputs.communes import load_communes
+from visuels.inputs.communes import load_communes, referential_findings
 
 from tests.conftest import SAMPLE_CHARTER_DIR
 
@@ -98,3 +99,13 @@ def test_codes_a_spreadsheet_stripped_of_their_leading_zero_read_as_the_codes_th
     path = tmp_path / "communes.csv"
     path.write_text(HEADER + "1004,Ambérieu-en-Bugey,1,mountain,gare\n9122,Foix,9,mountain,château\n", "utf-8")
     assert [(c.insee, c.department) for c in load_communes(path)] == [("01004", "01"), ("09122", "09")]
+
+
+def test_names_saved_decomposed_read_as_the_official_ones(tmp_path: Path) -> None:
+    """macOS tools may save "è" as "e" + a combining accent: every accented name was a finding ("the
+    official spelling is 'Nîmes'", identical to the eye) and would have made another key and folder."""
+    path = tmp_path / "communes.csv"
+    path.write_text(unicodedata.normalize("NFD", HEADER + "34301,Sète,34,sea,phare\n30189,Nîmes,30,city,arènes\n"))
+    communes = load_communes(path)
+    assert [c.name for c in communes] == ["Sète", "Nîmes"] and communes[1].landmarks == ["arènes"]
+    assert referential_findings(communes) == []

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import codecs
+import unicodedata
 
 from visuels.errors import Text
 
 
 def decoded_text(data: bytes) -> str:
     """A text file's text: UTF-8, with or without the byte order mark Windows tools write, or UTF-16
-    with its mark (Excel's "Unicode text", Notepad's "Unicode"); ``UnicodeDecodeError`` otherwise."""
+    with its mark (Excel's "Unicode text", Notepad's "Unicode"); ``UnicodeDecodeError`` otherwise.
+    In composed form (``composed``)."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16")
-    return data.decode("utf-8-sig")
+        return composed(data.decode("utf-16"))
+    return composed(data.decode("utf-8-sig"))
+
+
+def composed(text: str) -> str:
+    """``text`` with each accented letter as one character (Unicode NFC): macOS and some exports
+    write "è" as "e" and a combining accent, which looks the same, but compares, hashes and names
+    files otherwise (a commune's key and folder would change with the tool that saved its name)."""
+    return unicodedata.normalize("NFC", text)
 
 
 def not_utf8(exc: UnicodeDecodeError) -> Text:

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticKnownError
 from visuels.errors import InvalidValueError, Text, VisuelsError
-from visuels.inputs.text_files import not_utf8
+from visuels.inputs.text_files import composed, not_utf8
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`: its keys may be overridden, as YAML says
@@ -59,7 +59,7 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, Any]:
     """Parse a YAML file whose top level must be a mapping."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = composed(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error_type(path, None, "file not found") from None
     except UnicodeDecodeError as exc:
