@@ -105,6 +105,18 @@ def test_masks_white_on_black_or_painted_on_transparency(tmp_path: Path) -> None
     assert selected[:, 10:].all() and not selected[:, :10].any()
 
 
+def test_a_mask_of_the_pictures_shape_at_another_size_is_brought_to_its_size(tmp_path: Path) -> None:
+    """A canvas on a high-density screen exports twice the pixels: "is 40x20 but the picture is 20x10"."""
+    for factor, mode in ((2, "L"), (0.5, "RGBA"), (3, "RGB")):
+        mask = Image.new(mode, (round(20 * factor), round(10 * factor)), 0)
+        mask.paste(
+            (255,) * len(mode) if mode != "RGBA" else (255, 0, 0, 255), (0, 0, round(5 * factor), round(10 * factor))
+        )
+        mask.save(tmp_path / "mask.png")
+        selected = read_mask(tmp_path / "mask.png", (20, 10))
+        assert selected.shape == (10, 20) and selected[:, :4].all() and not selected[:, 6:].any()
+
+
 def test_a_mask_that_does_not_match_is_explained(tmp_path: Path) -> None:
     Image.new("L", (10, 10), 255).save(tmp_path / "small.png")
     with pytest.raises(ImageInputError, match=r"mask: is 10x10 but the picture is 20x10"):

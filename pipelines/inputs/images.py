@@ -139,9 +139,13 @@ def read_mask(path: Path, size: tuple[int, int], field: str = "mask") -> np.ndar
     """A boolean H×W mask (True: repaint) for a picture of ``size``.
 
     A mask is white where to repaint on black, or painted areas on a transparent layer (its
-    alpha channel is then the mask). Size and colour are explained when they do not match.
+    alpha channel is then the mask). One of the picture's shape at another size (a canvas drawn at
+    twice the pixels on a high-density screen, a half-size export) is brought to its size. Size and
+    colour are explained when they do not match.
     """
     image = ImageOps.exif_transpose(_open(path, field))
+    if image.size != size and _same_shape(image.size, size):
+        image = image.convert("RGBA" if _has_alpha(image) else "RGB").resize(size, Image.Resampling.BILINEAR)
     if image.size != size:
         raise ImageInputError(
             path,
@@ -153,7 +157,7 @@ def read_mask(path: Path, size: tuple[int, int], field: str = "mask") -> np.ndar
             picture_width=size[0],
             picture_height=size[1],
         )
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if _has_alpha(image):
         alpha = np.asarray(image.convert("RGBA").getchannel("A"))
         if alpha.min() < MASK_THRESHOLD:  # a real transparent layer: what is painted is the mask
             selected = alpha >= MASK_THRESHOLD
@@ -171,6 +175,17 @@ def read_mask(path: Path, size: tuple[int, int], field: str = "mask") -> np.ndar
             mode=image.mode,
         )
     return _non_empty(rgb.mean(axis=2) >= MASK_THRESHOLD, path, field)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _same_shape(mask: tuple[int, int], picture: tuple[int, int]) -> bool:
+    """Whether ``mask`` is ``picture``'s width and height scaled by one factor, to the pixel."""
+    return (
+        abs(mask[0] * picture[1] / picture[0] - mask[1]) <= 1 and abs(mask[1] * picture[0] / picture[1] - mask[0]) <= 1
+    )
 
 
 def _non_empty(selected: np.ndarray, path: Path, field: str) -> np.ndarray:
