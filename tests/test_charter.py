@@ -118,6 +118,16 @@ def test_a_colour_written_without_quotes_is_named_on_its_line(charter_dir: Path,
     load_charter(path)
 
 
+def test_a_file_named_in_another_case_is_pointed_at(charter_dir: Path) -> None:
+    """A charter made on macOS (whose disk ignores case) read on the Linux render machine: "logo file
+    not found: …/solane-colour.png" while the folder showed Solane-Colour.png."""
+    (charter_dir / "logos").rename(charter_dir / "Logos")
+    (charter_dir / "Logos" / "solane-colour.png").rename(charter_dir / "Logos" / "Solane-Colour.png")
+    error = _break(charter_dir, lambda data: None)
+    assert error.field == "logo.colour"
+    assert error.message.endswith(f"(there is {charter_dir / 'Logos' / 'Solane-Colour.png'}: the names differ in case)")
+
+
 def _svg_logo(fill: str, lettering: str = '<path d="M220 60 h300 v30 h-300 z" fill="{fill}"/>') -> str:
     """A logo as brand kits ship it: a mark and its lettering as outlines, on nothing."""
     return (

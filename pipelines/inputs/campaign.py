@@ -24,6 +24,7 @@ from visuels.inputs.communes import (
     referential_communes,
     with_leading_zero,
 )
+from visuels.inputs.file_names import case_hint
 from visuels.inputs.fonts import missing_glyphs, typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
@@ -600,7 +601,13 @@ def communes_to_choose_from(selection: CommuneSelection, base: Path, campaign_pa
         except VisuelsError as exc:
             if exc.field is None and exc.message == "file not found":
                 field = "communes.file" if selection.file else "communes.details"
-                raise CampaignError(campaign_path, field, "file not found: {value}", value=base / source) from None
+                raise CampaignError(
+                    campaign_path,
+                    field,
+                    "file not found: {value}{hint}",
+                    value=base / source,
+                    hint=case_hint(base / source),
+                ) from None
             raise
     if selection.file is not None:
         return table
@@ -616,7 +623,13 @@ def load_campaign(path: str | Path) -> Campaign:
 
     charter_file = base / spec.charter
     if not charter_file.exists():
-        raise CampaignError(campaign_path, "charter", "charter not found: {charter_file}", charter_file=charter_file)
+        raise CampaignError(
+            campaign_path,
+            "charter",
+            "charter not found: {charter_file}{hint}",
+            charter_file=charter_file,
+            hint=case_hint(charter_file),
+        )
     charter = load_charter(charter_file)  # CharterError names the charter file itself
     check_texts(spec, charter, campaign_path)
 

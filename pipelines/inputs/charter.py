@@ -26,6 +26,7 @@ from pydantic import (
 from visuels._internal.hashing import sha256_file
 from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
+from visuels.inputs.file_names import case_hint
 from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logos import SVG_SUFFIXES, read_logo
@@ -312,7 +313,7 @@ def _inside(charter_path: Path, field: str, folder: Path, relative: str) -> Path
 
 def _check_logo(charter_path: Path, field: str, path: Path) -> None:
     if not path.is_file():
-        raise CharterError(charter_path, field, "logo file not found: {path}", path=path)
+        raise CharterError(charter_path, field, "logo file not found: {path}{hint}", path=path, hint=case_hint(path))
     if path.suffix.lower() in SVG_SUFFIXES:
         try:
             drawn = read_logo(path)
@@ -350,7 +351,9 @@ def _check_logo(charter_path: Path, field: str, path: Path) -> None:
 
 def _check_font(charter_path: Path, path: Path) -> None:
     if not path.is_file():
-        raise CharterError(charter_path, "typography.font", "font file not found: {path}", path=path)
+        raise CharterError(
+            charter_path, "typography.font", "font file not found: {path}{hint}", path=path, hint=case_hint(path)
+        )
     try:
         # Not ImageFont.truetype: on failure it quietly loads a system font of the same file name.
         ImageFont.FreeTypeFont(str(path), 24)
@@ -393,7 +396,7 @@ def _load_templates(charter_path: Path, spec: CharterSpec, folder: Path, font: P
             field = f"templates.{name}.{format_name}"
             path = _inside(charter_path, field, folder, relative)
             if not path.is_file():
-                raise CharterError(charter_path, field, "file not found: {path}", path=path)
+                raise CharterError(charter_path, field, "file not found: {path}{hint}", path=path, hint=case_hint(path))
             preset = FORMAT_PRESETS[format_name]
             sets[name][format_name] = load_template(
                 path,

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import CommunesError, Text
+from visuels.inputs.file_names import case_hint
 from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
@@ -61,7 +62,7 @@ class CommunePhoto(_Strict):
 def _check_readable(credits_file: Path, field: str, path: Path) -> None:
     """The photo decodes to its last byte: a truncated file is refused here, not in the middle of a render."""
     if not path.is_file():
-        raise CommunesError(credits_file, field, "photo not found: {path}", path=path)
+        raise CommunesError(credits_file, field, "photo not found: {path}{hint}", path=path, hint=case_hint(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -90,7 +91,9 @@ def _check_readable(credits_file: Path, field: str, path: Path) -> None:
 def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[CommunePhoto, ...]:
     """The photos of one commune's folder, each credited; ``where`` is the CSV row's field for errors."""
     if not folder.is_dir():
-        raise CommunesError(csv_path, where, "photo folder not found: {folder}", folder=folder)
+        raise CommunesError(
+            csv_path, where, "photo folder not found: {folder}{hint}", folder=folder, hint=case_hint(folder)
+        )
     credits_file = folder / CREDITS_FILE
     if not credits_file.is_file():
         raise CommunesError(
