@@ -33,7 +33,7 @@ def test_sample_communes_are_real_names_with_their_accents() -> None:
         ("34301,Sète,34,beach,phare", "line 2, landscapes", "sea"),
         ("34301,Sète,34,sea,", "line 2, landmarks", "at least 1"),
         ("34301,Sète,34,sea,phare;port;canal", "line 2, landmarks", "at most 2"),
-        ("34301, Sète,34,sea,phare", "line 2, name", "spaces"),
+        ("34301,Sète ,34,sea,phare", "line 2, name", "spaces"),
         ("34301,Sète,34,sea,phare,extra", "line 2", "more values"),
         ("34301,../../etc/passwd,34,sea,phare", "line 2, name", "is not a commune name"),
         ("34301,/abs,34,sea,phare", "line 2, name", "is not a commune name"),
@@ -109,3 +109,12 @@ def test_names_saved_decomposed_read_as_the_official_ones(tmp_path: Path) -> Non
     communes = load_communes(path)
     assert [c.name for c in communes] == ["Sète", "Nîmes"] and communes[1].landmarks == ["arènes"]
     assert referential_findings(communes) == []
+
+
+def test_a_header_in_capitals_and_spaces_after_the_commas_read_as_typed(tmp_path: Path) -> None:
+    """`INSEE,Name,…` was "missing column(s): insee, name…"; `insee, name, department` missed every
+    column but the first."""
+    path = tmp_path / "communes.csv"
+    path.write_text("INSEE, Name, Department, Landscapes, Landmarks\n34301, Sète, 34, sea, phare\n", "utf-8")
+    (commune,) = load_communes(path)
+    assert (commune.insee, commune.name, commune.department, commune.landmarks) == ("34301", "Sète", "34", ["phare"])

@@ -171,11 +171,11 @@ def test_a_retouch_refuses_another_model_and_a_mask_of_another_size(
     exported: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     original, out, charter = exported
-    Image.new("L", (100, 100), 255).save(tmp_path / "small-mask.png")
+    Image.new("L", (100, 60), 255).save(tmp_path / "small-mask.png")  # another shape (the same is resized)
     assert (
         _cli(out, charter, "retouch", str(original), "--mask", str(tmp_path / "small-mask.png"), "--prompt", "x") == 2
     )
-    assert "--mask: is 100x100 but the picture is" in capsys.readouterr().err
+    assert "--mask: is 100x60 but the picture is" in capsys.readouterr().err
     other = tmp_path / "other-model"
     (other / "unet").mkdir(parents=True)
     assert (

@@ -155,9 +155,9 @@ def test_retouch_refusals_are_one_line(studio: tuple) -> None:
     client, _, files, _ = studio
     wrong = client.post(
         "/api/retouch",
-        json={"file": files[0], "prompt": "x", "mask": _png_data_url(Image.new("RGBA", (10, 10), (255, 0, 0, 255)))},
+        json={"file": files[0], "prompt": "x", "mask": _png_data_url(Image.new("RGBA", (10, 6), (255, 0, 0, 255)))},
     )
-    assert wrong.status_code == 400 and "is 10x10 but the picture is" in wrong.json()["error"]
+    assert wrong.status_code == 400 and "is 10x6 but the picture is" in wrong.json()["error"]
     empty = client.post("/api/retouch", json={"file": files[0], "prompt": ""})
     assert empty.status_code == 422 and "prompt" in empty.json()["error"]
     no_mask = client.post("/api/retouch", json={"file": files[0], "prompt": "x", "mode": "inpaint"})

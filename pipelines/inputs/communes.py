@@ -139,8 +139,10 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
                 "line 1",
                 "a 'sep=' line is not part of a communes file: remove it (the header says the separator)",
             )
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
-        header = reader.fieldnames or []
+        # A space after a separator (`34301, Sète, 34`, as people type a CSV) is not part of the value.
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text), skipinitialspace=True)
+        header = [name.strip().lower() for name in reader.fieldnames or []]  # `INSEE,Name`: the same columns
+        reader.fieldnames = header
         missing = [column for column in COLUMNS if column not in header]
         if missing:
             raise CommunesError(csv_path, "header", "missing column(s): {value}", value=", ".join(missing))
