@@ -3,9 +3,11 @@
 The watermark's tiles are sought on a grid stretched over the whole upload, so a picture shown
 small inside a screenshot has tiles too small to find. These boxes are the crops to look in
 again: the upload without its plain border (a picture viewer's, a letterbox), then its large busy
-areas. A picture has detail nearly everywhere; a page's background and bars are flat, and its text
-is detail in thin lines with flat gaps, which the density threshold leaves apart from a picture.
-Each box is only a place to look: the decision stays the watermark's (a CRC-checked payload).
+areas. A picture has detail nearly everywhere; a page's background and bars are flat. Lines of
+text are busy too, and run together with a picture next to them: each area is also tried without
+its plain lines at its ends, and the likeliest without a share of one end. Which box holds the
+picture is left to the watermark's sync pattern (``watermark.detect`` ranks them by it), and the
+decision to its CRC-checked payload: a box is only a place to look.
 """
 
 from __future__ import annotations
