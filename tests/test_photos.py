@@ -21,7 +21,7 @@ from visuels.inputs.campaign import load_campaign
 from visuels.inputs.communes import load_communes
 from visuels.inputs.images import PICTURE_MEDIA_TYPES, PICTURE_SUFFIXES
 from visuels.inputs.model_refs import DemoModelRef
-from visuels.inputs.photos import edge_map, fit_photo
+from visuels.inputs.photos import check_decodes, edge_map, fit_photo
 from visuels.marking import iscc
 from visuels.marking.c2pa_manifest import Ingredient, Provenance, read_manifest_state, sign_asset
 from visuels.marking.keys import signing_files
@@ -134,15 +134,18 @@ def _credited_folder(tmp_path: Path, name: str) -> Path:
     return csv_path
 
 
-def test_a_truncated_photo_is_refused_when_the_file_is_read_not_mid_render(tmp_path: Path) -> None:
+def test_a_truncated_photo_is_refused_before_anything_renders_not_mid_render(tmp_path: Path) -> None:
     """Only its header was read: a half-copied JPEG passed `visuels check`, then the render stopped on
-    a traceback after other communes were made."""
+    a traceback after other communes were made. The photos a campaign uses are decoded when it is
+    loaded (a communes file's own check decodes all of them); a library's others are not."""
     csv_path = _credited_folder(tmp_path, "a.jpg")
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(buffer, "JPEG")
     (tmp_path / "p" / "a.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (commune,) = load_communes(csv_path)  # the header is whole
     with pytest.raises(CommunesError) as caught:
-        load_communes(csv_path)
+        check_decodes(commune.photos)
+    assert caught.value.file == str(tmp_path / "p" / "photos.yaml")
     assert caught.value.field == "photos[0].file" and "truncated" in caught.value.message
 
 

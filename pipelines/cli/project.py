@@ -90,11 +90,13 @@ def _check_file(path: Path) -> int:
     from visuels.inputs.campaign import load_campaign
     from visuels.inputs.charter import load_charter
     from visuels.inputs.communes import load_communes, referential_findings
+    from visuels.inputs.photos import check_decodes
     from visuels.inputs.yamlfiles import read_yaml_mapping
 
     t = words(user_language())
     if path.suffix.lower() == ".csv":
         communes = load_communes(path, against_referential=False)
+        check_decodes(photo for commune in communes for photo in commune.photos)  # every one, asked for
         findings = referential_findings(communes)  # one line each, the blocking ones as errors
         for finding in findings:
             line = f"{path}: line {finding.line}, {finding.field}: {finding.message.said(t)}"

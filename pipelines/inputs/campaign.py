@@ -30,6 +30,7 @@ from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
 from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
 from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, resolve_paths
+from visuels.inputs.photos import check_decodes
 from visuels.inputs.referential import load_referential
 from visuels.inputs.slugs import slugify
 from visuels.inputs.weight_files import weights_file_problem, weights_problem
@@ -635,6 +636,8 @@ def load_campaign(path: str | Path) -> Campaign:
 
     all_communes = communes_to_choose_from(spec.communes, base, campaign_path)
     communes = select_communes(spec.communes, all_communes, campaign_path)
+    if spec.photos is not None:
+        check_decodes(photo for commune in communes for photo in commune.photos)
     check_glyphs(spec, charter.font, communes, campaign_path)
     for format_name in spec.formats:
         check_logo_fits(charter, FORMAT_PRESETS[format_name])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -52,6 +53,7 @@ class CommunePhoto(_Strict):
 
     path: Path
     credit: PhotoCredit
+    field: str = Field(description="Where photos.yaml credits it, for errors: photos[0].file.")
 
     def credit_line(self) -> str:
         """How the photo is credited in metadata and reports: "Author, licence, date"."""
@@ -59,8 +61,9 @@ class CommunePhoto(_Strict):
         return f"{self.credit.author} ({made}{self.credit.licence}, {self.credit.date.isoformat()})"
 
 
-def _check_readable(credits_file: Path, field: str, path: Path) -> None:
-    """The photo decodes to its last byte: a truncated file is refused here, not in the middle of a render."""
+def _check_readable(credits_file: Path, field: str, path: Path, decode: bool = False) -> None:
+    """The photo's header (a folder of large photos checks fast), or with ``decode`` every byte of
+    it: a truncated file is then refused before anything renders, not in the middle of a render."""
     if not path.is_file():
         raise CommunesError(credits_file, field, "photo not found: {path}{hint}", path=path, hint=case_hint(path))
     try:
@@ -76,8 +79,9 @@ def _check_readable(credits_file: Path, field: str, path: Path) -> None:
                         height=image.height,
                         path=path,
                     )
-                image.draft("RGB", (image.width // CHECK_SCALE, image.height // CHECK_SCALE))  # JPEG only
-                image.load()
+                if decode:
+                    image.draft("RGB", (image.width // CHECK_SCALE, image.height // CHECK_SCALE))  # JPEG only
+                    image.load()
     except Image.DecompressionBombError:  # Pillow's own limit, past ours: the header is not even read
         raise CommunesError(
             credits_file, field, "more than {MAX_PIXELS:,} pixels, too large: {path}", MAX_PIXELS=MAX_PIXELS, path=path
@@ -86,6 +90,13 @@ def _check_readable(credits_file: Path, field: str, path: Path) -> None:
         raise CommunesError(
             credits_file, field, "not a readable image: {path} ({exc})", path=path, exc=str(exc)
         ) from None
+
+
+def check_decodes(photos: Iterable[CommunePhoto]) -> None:
+    """Each photo decodes to its last byte (only the photos a campaign uses: a region's library may
+    hold thousands); a truncated or damaged one is refused naming its credit."""
+    for photo in photos:
+        _check_readable(photo.path.parent / CREDITS_FILE, photo.field, photo.path, decode=True)
 
 
 def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[CommunePhoto, ...]:
@@ -117,7 +128,7 @@ def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[
             )
         path = folder / credit.file
         _check_readable(credits_file, field, path)
-        photos.append(CommunePhoto(path=path.resolve(), credit=credit))
+        photos.append(CommunePhoto(path=path.resolve(), credit=credit, field=field))
     uncredited = sorted(
         path.name for path in folder.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES and path.name not in seen
     )
