@@ -143,6 +143,15 @@ def test_codes_written_as_yaml_numbers_select_the_communes_they_name(make_campai
     assert [c.name for c in load_campaign(campaign).communes] == ["Ambérieu-en-Bugey", "Ajaccio"]
 
 
+def test_names_of_formats_file_types_and_schedulers_as_people_write_them(make_campaign: Callable[..., Path]) -> None:
+    """`file_type: jpg` (JPEG's usual name) was "Input should be 'png', 'jpeg' or 'webp'"; `Web_Banner`
+    and `web-banner` were unknown formats."""
+    spec = load_campaign(
+        make_campaign(file_type="JPG", formats=["Web-Banner", "instagram square"], scheduler="Euler")
+    ).spec
+    assert (spec.file_type, spec.formats, spec.scheduler) == ("jpeg", ["web_banner", "instagram_square"], "euler")
+
+
 def test_texts_saved_decomposed_are_read_composed(make_campaign: Callable[..., Path]) -> None:
     """A campaign saved by a tool that writes "é" as "e" + a combining accent: its headline would
     have keyed and drawn otherwise than the same words typed elsewhere."""

@@ -6,6 +6,7 @@ Paths in a campaign file are relative to the file's own folder.
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from enum import StrEnum
 from pathlib import Path
@@ -354,6 +355,23 @@ class CampaignSpec(_Strict):
     @classmethod
     def _known_text_placeholders(cls, value: Texts) -> Texts:
         return _checked_texts(value)
+
+    @field_validator("file_type", "scheduler", mode="before")
+    @classmethod
+    def _name_as_written(cls, value: object) -> object:
+        """`file_type: JPG`, `scheduler: Euler`: the names in any case; jpg is JPEG's usual name."""
+        if not isinstance(value, str):
+            return value
+        name = value.strip().lower()
+        return "jpeg" if name == "jpg" else name
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _format_names_as_written(cls, value: object) -> object:
+        """`Web_Banner`, `web-banner` or `web banner`: the format web_banner."""
+        if not isinstance(value, list):
+            return value
+        return [re.sub(r"[\s-]+", "_", name.strip().lower()) if isinstance(name, str) else name for name in value]
 
     @field_validator("formats")
     @classmethod
