@@ -130,6 +130,12 @@ def plain_message(error: Mapping[str, Any]) -> Text:
     context), without the validator-kind prefix people need not see."""
     if error["type"] == "missing":
         return Text("required, and missing")
+    context = dict(error.get("ctx") or {})
+    cause = context.get("error")
+    if isinstance(cause, InvalidValueError):
+        return cause.text
+    if isinstance(cause, Exception):  # a plain ValueError or assertion: its English words
+        return Text(str(cause))
     given = error.get("input")
     if given is None:  # `season:` with nothing after it: YAML's null
         return Text("empty: give it a value")
@@ -137,12 +143,6 @@ def plain_message(error: Mapping[str, Any]) -> Text:
         return Text("a list is expected: write [{value}]", value=given)
     if error["type"] == "model_type":  # pydantic's words name our class
         return Text("Input should be a valid dictionary")
-    context = dict(error.get("ctx") or {})
-    cause = context.get("error")
-    if isinstance(cause, InvalidValueError):
-        return cause.text
-    if isinstance(cause, Exception):  # a plain ValueError or assertion: its English words
-        return Text(str(cause))
     try:
         pattern = PydanticKnownError(error["type"], context or None).message_template
     except (KeyError, TypeError, ValueError):  # a custom kind: pydantic's own message
