@@ -118,3 +118,15 @@ def test_a_header_in_capitals_and_spaces_after_the_commas_read_as_typed(tmp_path
     path.write_text("INSEE, Name, Department, Landscapes, Landmarks\n34301, Sète, 34, sea, phare\n", "utf-8")
     (commune,) = load_communes(path)
     assert (commune.insee, commune.name, commune.department, commune.landmarks) == ("34301", "Sète", "34", ["phare"])
+
+
+def test_rows_and_columns_a_spreadsheet_left_empty_are_left_out(tmp_path: Path) -> None:
+    """Excel keeps rows that were cleared (`;;;;`) and trailing separators: "line 3, insee: '' is
+    not an INSEE code" and "unknown column(s): , "."""
+    path = tmp_path / "communes.csv"
+    path.write_text(HEADER.rstrip("\n") + ",,\n34301,Sète,34,sea,phare,,\n,,,,,,\n,,,,,,\n", "utf-8")
+    assert [commune.name for commune in load_communes(path)] == ["Sète"]
+    path.write_text(HEADER.rstrip("\n") + ",\n34301,Sète,34,sea,phare,forgotten\n", "utf-8")
+    with pytest.raises(CommunesError, match="column 6 holds a value but has no name") as caught:
+        load_communes(path)
+    assert caught.value.field == "line 2"

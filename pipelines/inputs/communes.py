@@ -142,11 +142,14 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
         # A space after a separator (`34301, Sète, 34`, as people type a CSV) is not part of the value.
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text), skipinitialspace=True)
         header = [name.strip().lower() for name in reader.fieldnames or []]  # `INSEE,Name`: the same columns
+        # Columns without a name (a spreadsheet's trailing separators) are numbered: they must stay empty.
+        unnamed = {f"({index + 1})": index + 1 for index, name in enumerate(header) if not name}
+        header = [name or f"({index + 1})" for index, name in enumerate(header)]
         reader.fieldnames = header
         missing = [column for column in COLUMNS if column not in header]
         if missing:
             raise CommunesError(csv_path, "header", "missing column(s): {value}", value=", ".join(missing))
-        extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS]
+        extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS + tuple(unnamed)]
         if extra:
             raise CommunesError(csv_path, "header", "unknown column(s): {value}", value=", ".join(extra))
         rows = list(reader)
@@ -163,6 +166,16 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         if None in row:
             raise CommunesError(csv_path, Text("line {line}", line=line), "more values than columns")
+        if not any(value.strip() for value in row.values()):
+            continue  # a row a spreadsheet cleared but kept: `;;;;`
+        for column, number in unnamed.items():
+            if row.pop(column).strip():
+                raise CommunesError(
+                    csv_path,
+                    Text("line {line}", line=line),
+                    "column {number} holds a value but has no name",
+                    number=number,
+                )
         photo_folder = (row.pop("photos", None) or "").strip()
         try:
             commune = Commune.model_validate(row)
