@@ -130,3 +130,14 @@ def test_rows_and_columns_a_spreadsheet_left_empty_are_left_out(tmp_path: Path) 
     with pytest.raises(CommunesError, match="column 6 holds a value but has no name") as caught:
         load_communes(path)
     assert caught.value.field == "line 2"
+
+
+def test_a_bad_row_after_blank_lines_is_named_by_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "communes.csv"
+    path.write_text(HEADER + "34301,Sète,34,sea,phare\n\n\n3430,Agde,34,sea,phare\n", "utf-8")
+    with pytest.raises(CommunesError) as caught:
+        load_communes(path)
+    assert caught.value.field == "line 5"  # it said line 3: the blank lines were not counted
+    path.write_text(HEADER + ",,,,\n34301,Sète,34,sea,phare\n\n34302,Sete,34,sea,phare\n", "utf-8")
+    # 34302 is another commune than "Sete": said on its own line, past an emptied row and a blank line.
+    assert [finding.line for finding in referential_findings(load_communes(path, False))] == [5]

@@ -85,6 +85,7 @@ class Commune(BaseModel):
     landscapes: list[Landscape] = Field(default_factory=list, min_length=1)
     landmarks: list[str] = Field(default_factory=list, min_length=1, max_length=2)
     photos: tuple[CommunePhoto, ...] = ()
+    line: int | None = Field(default=None, exclude=True, description="Its line in the communes file, for findings.")
 
     @field_validator("landscapes", "landmarks", mode="before")
     @classmethod
@@ -152,7 +153,7 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
         extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS + tuple(unnamed)]
         if extra:
             raise CommunesError(csv_path, "header", "unknown column(s): {value}", value=", ".join(extra))
-        rows = list(reader)
+        rows = [(reader.line_num, row) for row in reader]  # the line each ends on: blank lines are skipped
     except FileNotFoundError:
         raise CommunesError(csv_path, None, "file not found") from None
     except UnicodeDecodeError as exc:
@@ -163,7 +164,7 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
 
     communes: list[Commune] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):  # line 1 is the header
+    for line, row in rows:
         if None in row:
             raise CommunesError(csv_path, Text("line {line}", line=line), "more values than columns")
         if not any(value.strip() for value in row.values()):
@@ -178,7 +179,7 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
                 )
         photo_folder = (row.pop("photos", None) or "").strip()
         try:
-            commune = Commune.model_validate(row)
+            commune = Commune.model_validate({**row, "line": line})
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = (
@@ -216,7 +217,7 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
 def referential_findings(communes: list[Commune]) -> list[Finding]:
     """What the 2026 COG says against a communes file's rows (in file order: line 2 onwards)."""
     referential = load_referential()
-    checked = (referential.check_row(line, c.insee, c.name) for line, c in enumerate(communes, start=2))
+    checked = (referential.check_row(c.line or line, c.insee, c.name) for line, c in enumerate(communes, start=2))
     return [finding for finding in checked if finding is not None]
 
 
