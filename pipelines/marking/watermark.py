@@ -453,19 +453,25 @@ def detect(rgb: np.ndarray, key: int) -> Detection:
                 rotation=-angle,
             )
         best_sync = max(best_sync, found.sync_strength)
-    attempts = found.attempts
-    # Places inside the upload, ranked by how clearly the sync pattern shows (no decoding: free of
-    # false-positive cost); the clearest few are searched.
-    framed = []
+    framed = _search_framed(luminance, key, found.attempts)
+    if framed.payload is not None:
+        return framed
+    return Detection(payload=None, sync_strength=max(best_sync, framed.sync_strength), attempts=framed.attempts)
+
+
+def _search_framed(luminance: np.ndarray, key: int, attempts: int) -> Detection:
+    """Search the places inside a larger upload where a picture may sit (a screenshot of a page),
+    ranked by how clearly the sync pattern shows in each (no decoding: free of false-positive cost);
+    the clearest FRAMED_CANDIDATES are searched as crops. Found, the detection says where (``within``)."""
+    ranked = []
     for box in picture_boxes(luminance):
         left, top, right, bottom = box
         residual = _whitened_residual(luminance[top:bottom, left:right])
         strongest = _periods(residual)[:1]  # the autocorrelation's strongest pair: a quick measure
-        clarity = max(
-            _oriented(_fold(residual, *period), key)[0] for period in [(float(TILE), float(TILE)), *strongest]
-        )
-        framed.append((clarity, box, residual))
-    for _, box, residual in sorted(framed, key=lambda item: -item[0])[:FRAMED_CANDIDATES]:
+        periods = [(float(TILE), float(TILE)), *strongest]
+        ranked.append((max(_oriented(_fold(residual, *period), key)[0] for period in periods), box, residual))
+    best_sync = 0.0
+    for _, box, residual in sorted(ranked, key=lambda item: -item[0])[:FRAMED_CANDIDATES]:
         found = _search(residual, key, attempts, gate=FRAMED_SYNC_GATE)
         if found.payload is not None:
             return replace(found, within=box)
