@@ -147,9 +147,9 @@ def test_names_of_formats_file_types_and_schedulers_as_people_write_them(make_ca
     """`file_type: jpg` (JPEG's usual name) was "Input should be 'png', 'jpeg' or 'webp'"; `Web_Banner`
     and `web-banner` were unknown formats."""
     spec = load_campaign(
-        make_campaign(file_type="JPG", formats=["Web-Banner", "instagram square"], scheduler="Euler")
+        make_campaign(file_type="JPG", formats=["Web-Banner", "instagram square"], scheduler="Euler A")
     ).spec
-    assert (spec.file_type, spec.formats, spec.scheduler) == ("jpeg", ["web_banner", "instagram_square"], "euler")
+    assert (spec.file_type, spec.formats, spec.scheduler) == ("jpeg", ["web_banner", "instagram_square"], "euler_a")
 
 
 def test_texts_saved_decomposed_are_read_composed(make_campaign: Callable[..., Path]) -> None:

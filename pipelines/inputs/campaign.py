@@ -359,10 +359,11 @@ class CampaignSpec(_Strict):
     @field_validator("file_type", "scheduler", mode="before")
     @classmethod
     def _name_as_written(cls, value: object) -> object:
-        """`file_type: JPG`, `scheduler: Euler`: the names in any case; jpg is JPEG's usual name."""
+        """`file_type: JPG`, `scheduler: Euler A`: the names in any case, spaces or dashes for
+        underscores; jpg is JPEG's usual name."""
         if not isinstance(value, str):
             return value
-        name = value.strip().lower()
+        name = re.sub(r"[\s-]+", "_", value.strip().lower())
         return "jpeg" if name == "jpg" else name
 
     @field_validator("formats", mode="before")
