@@ -139,7 +139,7 @@ def test_codes_written_as_yaml_numbers_select_the_communes_they_name(make_campai
     assert {c.department for c in load_campaign(campaign).communes} == {"34", "09"}
     campaign.write_text(text[:start] + "communes: {file: charter/communes.csv, names: [34301, 09122]}\n" + text[end:])
     assert [c.name for c in load_campaign(campaign).communes] == ["Sète", "Foix"]
-    campaign.write_text(text[:start] + "communes: {names: [01004, 2A004]}\n" + text[end:])  # from the COG
+    campaign.write_text(text[:start] + "communes: {names: [01004, 2a004]}\n" + text[end:])  # from the COG
     assert [c.name for c in load_campaign(campaign).communes] == ["Ambérieu-en-Bugey", "Ajaccio"]
 
 

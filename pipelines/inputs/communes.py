@@ -29,8 +29,11 @@ DELIMITERS = (",", ";", "\t")  # the first wins a tie: a one-column header is co
 
 def with_leading_zero(value: object, width: int) -> object:
     """A code as written, or with the leading zero a spreadsheet (or a YAML number) drops: a
-    department 1 is 01, a commune 1004 is 01004. Numbers become the codes they stand for."""
+    department 1 is 01, a commune 1004 is 01004. Numbers become the codes they stand for, and
+    Corsica's 2a004 is 2A004."""
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str) and re.fullmatch(r"2[ab]\d*", text):
+        return text.upper()
     if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) == width - 1:
         return "0" + text
     return text
