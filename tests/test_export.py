@@ -139,8 +139,9 @@ def test_a_file_and_its_record_are_committed_together(jobs: list[RenderJob], tmp
     assert entry["compliance"]["passed"] is True and entry["ledger_id"] == exported[0].ledger_id
     rows = ledger.latest_for_jobs(database, [first.key, second.key])
     assert rows[first.key]["sha256"] == exported[0].sha256 == entry["sha256"]
-    path = manifest.write_manifest_json(database, tmp_path, first.campaign, "Test")
-    assert set(json.loads(path.read_text(encoding="utf-8"))["files"]) == {first.key, second.key}
+    path = manifest.write_manifest_json(database, tmp_path, first.campaign, "Test", {first.key})
+    files = json.loads(path.read_text(encoding="utf-8"))["files"]
+    assert {key: entry["current"] for key, entry in files.items()} == {first.key: True, second.key: False}
     (tmp_path / first.relative_path).unlink()
     assert not manifest.is_done(tmp_path, first.relative_path, recorded[first.key])
     assert not manifest.is_done(tmp_path, jobs[2].relative_path, recorded.get(jobs[2].key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,22 @@ def test_the_report_reads_at_a_glance_in_the_campaigns_language(
         relative = item.job.relative_path.removeprefix(f"{plan.campaign_slug}/")
         assert f'href="{relative}"' in page
         assert (reports.html.parent / relative).is_file()
+
+
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
+def test_earlier_versions_after_a_change_to_the_campaign_are_told_apart(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    """A headline corrected and rendered again: the folder and manifest.json held both versions of
+    every picture with nothing to tell which the campaign has now."""
+    out, first, _, _ = _render(make_campaign, tmp_path, renderer, formats=["instagram_square"], headline="Bonjour")
+    _, second, _, reports = _render(make_campaign, tmp_path, renderer, formats=["instagram_square"], headline="Bonsoir")
+    files = json.loads((out / second.campaign_slug / "manifest.json").read_text(encoding="utf-8"))["files"]
+    assert {key for key, entry in files.items() if entry["current"]} == set(second.campaign_keys)
+    assert {key for key, entry in files.items() if not entry["current"]} == set(first.campaign_keys)
+    page = reports.html.read_text(encoding="utf-8")
+    assert f"depuis un changement de ses textes, communes ou réglages : {len(first.campaign_keys)}," in page
+    assert len(reports.rows) == len(second.campaign_keys)  # the report covers the campaign as it is
 
 
 def test_an_english_campaign_gets_an_english_report(

@@ -8,6 +8,7 @@ campaign's entries in one query and skips the jobs whose file is on disk at the 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -95,9 +96,16 @@ def manifest_path(output_root: Path, campaign_slug: str) -> Path:
     return output_root / campaign_slug / MANIFEST_NAME
 
 
-def write_manifest_json(database: Database, output_root: Path, campaign_slug: str, campaign_name: str) -> Path:
-    """Export the campaign's entries as ``manifest.json``, for people and other tools."""
+def write_manifest_json(
+    database: Database, output_root: Path, campaign_slug: str, campaign_name: str, current: Collection[str]
+) -> Path:
+    """Export the campaign's entries as ``manifest.json``, for people and other tools. ``current``:
+    the keys of the campaign as the run planned it; an entry outside them (``"current": false``) is
+    an earlier version, kept and recorded, from before a change to the campaign's texts or settings."""
     target = manifest_path(output_root, campaign_slug)
-    document = {"campaign": campaign_name, "files": dict(sorted(entries(database, campaign_slug).items()))}
+    files = {
+        key: {**entry, "current": key in current} for key, entry in sorted(entries(database, campaign_slug).items())
+    }
+    document = {"campaign": campaign_name, "files": files}
     write_text_atomic(target, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return target

@@ -26,7 +26,9 @@ def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
     database = Database(database_url(output_root))
     try:
         sync_approved(database, output_root, plan.campaign_slug)
-        manifest.write_manifest_json(database, output_root, plan.campaign_slug, plan.campaign_name)
+        manifest.write_manifest_json(
+            database, output_root, plan.campaign_slug, plan.campaign_name, set(plan.campaign_keys)
+        )
         reports = write_reports(database, output_root, plan, charter)
         write_checkpoint(database, output_root, signing_files())
         return reports

@@ -94,6 +94,7 @@ class Wording:
     to_review_one: str
     to_review_many: str
     counts_text: str
+    earlier: str  # "{count}": recorded pictures the campaign no longer has (it changed since)
     review_first: str
     to_look_at: str  # "{count}", "{reasons}": off-style or flagged pictures, compliant or not
     why_off_style: str  # "{count}": the same words as the cards' flags, so the headline tells their story
@@ -189,6 +190,8 @@ WORDINGS = {
         to_review_one="1 image à revoir",
         to_review_many="{count} images à revoir",
         counts_text="{total} image{s}, {communes} commune{c}",
+        earlier="Versions antérieures, que la campagne n’a plus depuis un changement de ses textes, communes"
+        ' ou réglages : {count}, gardées dans le dossier et le registre (manifest.json : "current": false).',
         review_first="À revoir d’abord :",
         to_look_at="{count} à regarder en premier : {reasons}",
         why_off_style="{count} hors ton de la campagne",
@@ -252,6 +255,8 @@ WORDINGS = {
         to_review_one="1 picture to review",
         to_review_many="{count} pictures to review",
         counts_text="{total} picture{s}, {communes} commune{c}",
+        earlier="Earlier versions the campaign no longer has since its texts, communes or settings changed:"
+        ' {count}, kept in the folder and the record (manifest.json: "current": false).',
         review_first="Review first:",
         to_look_at="{count} to look at first: {reasons}",
         why_off_style="{count} off the campaign's style",
@@ -515,6 +520,7 @@ def _html(
     baseline: StyleBaseline | None,
     cards: list[dict],
     held: list[dict],
+    earlier: int = 0,
 ) -> str:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     # Per commune, one row per audience and language: its formats side by side, as one series.
@@ -539,6 +545,7 @@ def _html(
         first=review_order(cards),
         cards=cards,
         held=held,
+        earlier=earlier,
     )
 
 
@@ -583,5 +590,6 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
         _card(entry, coherence.get(entry["key"]), words, limits, plan.campaign_slug, made.get(entry["key"], []))
         for entry in entries
     ]
-    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, baseline, cards, _held(plan)))
+    earlier = len(recorded) - len(entries)  # superseded by a change to the campaign: kept, recorded
+    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, baseline, cards, _held(plan), earlier))
     return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))
