@@ -6,7 +6,6 @@ Paths in a campaign file are relative to the file's own folder.
 from __future__ import annotations
 
 import difflib
-import re
 import string
 from enum import StrEnum
 from pathlib import Path
@@ -33,7 +32,7 @@ from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
 from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, resolve_paths
 from visuels.inputs.photos import check_decodes
 from visuels.inputs.referential import load_referential
-from visuels.inputs.slugs import slugify
+from visuels.inputs.slugs import name_key, slugify
 from visuels.inputs.weight_files import weights_file_problem, weights_problem
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
@@ -363,7 +362,7 @@ class CampaignSpec(_Strict):
         underscores; jpg is JPEG's usual name."""
         if not isinstance(value, str):
             return value
-        name = re.sub(r"[\s-]+", "_", value.strip().lower())
+        name = name_key(value)
         return "jpeg" if name == "jpg" else name
 
     @field_validator("formats", mode="before")
@@ -372,7 +371,7 @@ class CampaignSpec(_Strict):
         """`Web_Banner`, `web-banner` or `web banner`: the format web_banner."""
         if not isinstance(value, list):
             return value
-        return [re.sub(r"[\s-]+", "_", name.strip().lower()) if isinstance(name, str) else name for name in value]
+        return [name_key(name) if isinstance(name, str) else name for name in value]
 
     @field_validator("formats")
     @classmethod

@@ -32,3 +32,9 @@ def slugify(text: str) -> str:
     if slug in _RESERVED:
         return f"{slug}-x"
     return slug
+
+
+def name_key(text: str) -> str:
+    """A name as people write it, as the project's names are spelt: lower case, an underscore for
+    each run of spaces or dashes ("Web-Banner", "web banner": web_banner)."""
+    return re.sub(r"[\s-]+", "_", text.strip().lower())

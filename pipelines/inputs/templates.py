@@ -35,6 +35,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 from visuels.errors import CharterError, Text
 from visuels.inputs.fonts import missing_glyphs
+from visuels.inputs.slugs import name_key
 from visuels.inputs.svg import (
     INKSCAPE_NS,
     SvgRefusedError,
@@ -165,8 +166,7 @@ def slot_name(element: Element) -> tuple[str, str | None, str | None] | None:
     for attribute in _NAME_ATTRIBUTES:
         value = element.get(attribute)
         if value:
-            normal = re.sub(r"[\s-]+", "_", value.strip().lower())
-            match = _SLOT_NAME.match(normal)
+            match = _SLOT_NAME.match(name_key(value))
             if match:
                 return match.group(1), match.group(2), match.group(3)
     return None
