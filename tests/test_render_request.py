@@ -24,6 +24,17 @@ def test_a_selection_narrows_communes_audiences_and_formats(make_campaign: Calla
     assert chosen.jobs[0].key in {job.key for job in everything.jobs}  # same job, same key
 
 
+def test_a_selection_reads_format_names_as_the_campaign_file_does() -> None:
+    # `--formats Instagram-Square` was refused though the campaign file accepts the name so written.
+    assert Selection(formats=["Instagram-Square", "web banner", " Story"]).formats == [
+        "instagram_square",
+        "web_banner",
+        "story",
+    ]
+    with pytest.raises(ValidationError):
+        Selection(formats=["billboard"])
+
+
 def test_overrides_change_the_pictures_and_so_the_keys(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     campaign = make_campaign()
     plain = plan_render(campaign, tmp_path).jobs

@@ -13,13 +13,21 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from visuels._internal.schema import blank_when_unset
 from visuels.config import campaigns_dir
 from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.inputs.slugs import name_key
 from visuels.models.devices import DeviceName, DtypeName
 
-FormatName = Literal[tuple(FORMAT_PRESETS)]  # type: ignore[valid-type]
+
+
+def _name_as_written(value: object) -> object:
+    """`--formats Web-Banner` as the campaign file accepts it: the format web_banner."""
+    return name_key(value) if isinstance(value, str) else value
+
+
+FormatName = Annotated[Literal[tuple(FORMAT_PRESETS)], BeforeValidator(_name_as_written)]  # type: ignore[valid-type]
 
 
 def known_campaigns(folder: Path | None = None) -> list[str]:
