@@ -21,7 +21,6 @@ from visuels.inputs.slugs import name_key
 from visuels.models.devices import DeviceName, DtypeName
 
 
-
 def _name_as_written(value: object) -> object:
     """`--formats Web-Banner` as the campaign file accepts it: the format web_banner."""
     return name_key(value) if isinstance(value, str) else value
