@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from visuels.cli import main
@@ -20,7 +21,7 @@ from visuels.marking.keys import DETECTOR_KEY, TRUST_ANCHORS, signing_files
 from visuels.review.detect import detect_file
 
 from tests.conftest import SAMPLE_CHARTER_DIR
-from tests.watermark_attacks import unmarked_pictures
+from tests.watermark_attacks import page_screenshot, unmarked_pictures
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,31 @@ def test_an_edited_copy_is_still_found_by_its_watermark(
     detection = detect_file(edited, charter, signing_keys / TRUST_ANCHORS)
     assert detection.verdict == "marked" and detection.relied_on == ["watermark"], detection
     assert detection.marks["c2pa"].basis == "no C2PA manifest" and not detection.marks["xmp"].found
+
+
+@pytest.mark.parametrize(("shown_share", "phone"), [(0.3, False), (1.0, True)])
+def test_a_screenshot_of_a_post_says_whether_the_label_shows_on_the_picture(
+    rendered_sample: tuple[Path, str, list[str], list[str]],
+    charter,  # type: ignore[no-untyped-def]
+    signing_keys: Path,
+    tmp_path: Path,
+    shown_share: float,
+    phone: bool,
+) -> None:
+    """The label was looked for in the corners of the whole screenshot, where the page's bar is:
+    "no AI label" though it showed on the picture. A picture marked without the label says so."""
+    from visuels.marking.watermark import embed
+
+    with Image.open(_outputs(rendered_sample)[0]) as image:
+        labelled = np.asarray(image.convert("RGB"))
+    unlabelled = embed(unmarked_pictures(1)[0], 0x1234, signing_files().watermark.value)
+    for name, pixels, seen in (("labelled", labelled, True), ("unlabelled", unlabelled, False)):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(page_screenshot(pixels, shown_share, phone)).save(path)
+        detection = detect_file(path, charter, signing_keys / TRUST_ANCHORS)
+        assert detection.verdict == "marked" and "inside the upload" in detection.marks["watermark"].basis, name
+        label = detection.marks["label"]
+        assert label.found == seen and "on the picture shown" in label.basis, (name, label)
 
 
 def test_pictures_from_elsewhere_are_not_claimed(charter, signing_keys: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -142,7 +142,7 @@ def detect_file(
             if source_type
             else Text("no IPTC digital source type"),
         ),
-        "label": Mark.of(seen, Text("the charter's AI label in a corner") if seen else Text("no AI label in a corner")),
+        "label": _label_mark(seen, shown=found.within is not None),
     }
     if deep is not None:
         marks["noise"] = deep(read.picture)
@@ -161,6 +161,15 @@ def detect_file(
         verdict="marked" if relied_on else "unmarked",
         relied_on=relied_on,
     )
+
+
+def _label_mark(seen: bool, shown: bool) -> Mark:
+    """The visible label: in a corner of the picture, or, in a screenshot (``shown``: the picture
+    found inside the upload), anywhere on the picture shown."""
+    if shown:
+        seen_text = Text("the charter's AI label on the picture shown")
+        return Mark.of(seen, seen_text if seen else Text("no AI label on the picture shown"))
+    return Mark.of(seen, Text("the charter's AI label in a corner") if seen else Text("no AI label in a corner"))
 
 
 def _watermark_mark(payload: str | None, key: WatermarkKey | None, how: Text | str) -> Mark:

@@ -29,6 +29,7 @@ from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.images import ImageInputError, read_file, read_picture_and_xmp
 from visuels.marking import watermark
 from visuels.marking.c2pa_manifest import ManifestState, read_manifest_state
+from visuels.marking.framing import Box
 from visuels.marking.keys import keys_dir
 from visuels.marking.phash import MATCH_DISTANCE, distance, perceptual_hash
 from visuels.marking.watermark_keys import WatermarkKey, find_mark, known_keys
@@ -39,6 +40,13 @@ from visuels.record.database import Database
 
 LABEL_MATCH = 0.75  # normalised correlation above which the label's badge counts as seen
 CORNER_SHARE = 0.4  # the label is looked for in the top and bottom bands this high
+# In a screenshot the picture is shown smaller than made: its label's text down to this size, where
+# a small badge looks more like a page's words, so it must match more closely to count.
+SHOWN_TEXT_PX = 5
+SHOWN_LABEL_MATCH = 0.8
+# Correlation ignores contrast: a flat sky with a faint grain can match the badge's shape. A badge
+# seen has at least this share of the drawn one's contrast (standard deviation).
+BADGE_CONTRAST_SHARE = 0.5
 SOURCE_TYPE = re.compile(r"DigitalSourceType(?:=\"|>)\s*([^\"<\s]+)")
 
 
@@ -76,13 +84,14 @@ class FileReport(BaseModel):
         return self._error_text.said(words) if self._error_text else (self.error or "")
 
 
-def _badge_templates(charter: Charter) -> tuple[np.ndarray, ...]:
-    """The label's badge ("IA" on its plate) at text sizes from the charter minimum to ~100 px."""
+def _badge_templates(charter: Charter) -> tuple[tuple[int, np.ndarray], ...]:
+    """The label's badge ("IA" on its plate) at text sizes from the charter minimum to ~100 px:
+    each with its text size."""
     return _drawn_badges(charter.path, charter.hash)
 
 
 @lru_cache(maxsize=4)
-def _drawn_badges(charter_path: Path, charter_hash: str) -> tuple[np.ndarray, ...]:
+def _drawn_badges(charter_path: Path, charter_hash: str) -> tuple[tuple[int, np.ndarray], ...]:
     # Keyed by the charter's hash, so an edited charter is drawn again; drawn once per process.
     charter = load_charter(charter_path)
     templates = []
@@ -94,9 +103,46 @@ def _drawn_badges(charter_path: Path, charter_hash: str) -> tuple[np.ndarray, ..
         padding = max(3, label.text_px // 3)
         badge_right = box.left + padding + round(label.text_px * 1.6) + 3 * padding
         crop = labelled.crop((box.left, box.top, min(box.right, badge_right), box.bottom)).convert("L")
-        templates.append(np.asarray(crop, dtype=np.float32))
+        templates.append((label.text_px, np.asarray(crop, dtype=np.float32)))
         size = round(size * 1.15) + 1
     return tuple(templates)
+
+
+def _shown_badges(charter: Charter) -> tuple[np.ndarray, ...]:
+    """The badges as a picture shown at another size shows them, text from ``SHOWN_TEXT_PX`` to
+    100 px in steps of a tenth (a screenshot's scale is anything): each drawn one scaled down."""
+    drawn = _badge_templates(charter)
+    shown, size = [], SHOWN_TEXT_PX
+    while size <= drawn[-1][0]:
+        text_px, template = next((text_px, template) for text_px, template in drawn if text_px >= size)
+        factor = size / text_px
+        shown.append(cv2.resize(template, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA))
+        size = max(size + 1, round(size * 1.1))
+    return tuple(shown)
+
+
+def label_seen_around(rgb: np.ndarray, charter: Charter, part: Box) -> bool:
+    """Whether the charter's label badge appears near ``part`` of an upload (a screenshot of a page),
+    where the watermark was found: the part grown by its own size each way, because the part found
+    may be only the picture's busiest area and the label sits at its edge."""
+    left, top, right, bottom = part
+    width, height = right - left, bottom - top
+    around = rgb[max(0, top - height) : bottom + height, max(0, left - width) : right + width]
+    grey = cv2.cvtColor(np.ascontiguousarray(around), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return any(_badge_in(grey, template, SHOWN_LABEL_MATCH) for template in _shown_badges(charter))
+
+
+def _badge_in(grey: np.ndarray, template: np.ndarray, threshold: float) -> bool:
+    """Whether ``template`` matches somewhere in ``grey`` at ``threshold``, with a badge's contrast."""
+    height, width = template.shape
+    if grey.shape[0] < height or grey.shape[1] < width:
+        return False
+    scores = cv2.matchTemplate(grey, template, cv2.TM_CCOEFF_NORMED)
+    least_contrast = BADGE_CONTRAST_SHARE * float(template.std())
+    return any(
+        float(grey[top : top + height, left : left + width].std()) >= least_contrast
+        for top, left in np.argwhere(scores >= threshold)
+    )
 
 
 def label_seen(rgb: np.ndarray, charter: Charter) -> bool:
@@ -106,13 +152,7 @@ def label_seen(rgb: np.ndarray, charter: Charter) -> bool:
     height = grey.shape[0]
     band = max(1, round(height * CORNER_SHARE))
     bands = [grey[:band], grey[height - band :]]
-    for template in _badge_templates(charter):
-        for area in bands:
-            if area.shape[0] < template.shape[0] or area.shape[1] < template.shape[1]:
-                continue
-            if cv2.matchTemplate(area, template, cv2.TM_CCOEFF_NORMED).max() >= LABEL_MATCH:
-                return True
-    return False
+    return any(_badge_in(area, template, LABEL_MATCH) for _, template in _badge_templates(charter) for area in bands)
 
 
 def _original(chain: list[dict]) -> dict | None:
@@ -176,7 +216,9 @@ def read_marks(
         key_ids_tried=frozenset(each.id for each in tried),
         source_type=source.group(1) if source else None,
         manifest=read_manifest_state(path, trust_anchors),
-        label_seen=label_seen(pixels, charter),
+        label_seen=label_seen(pixels, charter)
+        if found.within is None
+        else label_seen_around(pixels, charter, found.within),
     )
 
 
