@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from visuels._internal.i18n import words
 from visuels.cli import main
 from visuels.inputs.charter import load_charter
 from visuels.marking.c2pa_manifest import read_manifest_state
@@ -118,6 +119,9 @@ def test_a_screenshot_of_a_post_says_whether_the_label_shows_on_the_picture(
         assert detection.verdict == "marked" and "inside the upload" in detection.marks["watermark"].basis, name
         label = detection.marks["label"]
         assert label.found == seen and "on the picture shown" in label.basis, (name, label)
+        # Said in French on the public's page: where it was found too (it stayed in English).
+        said = detection.marks["watermark"].said(words("fr"))
+        assert "dans l’envoi, en (" in said and "inside" not in said, said
 
 
 def test_pictures_from_elsewhere_are_not_claimed(charter, signing_keys: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

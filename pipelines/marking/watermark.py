@@ -48,6 +48,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 from visuels._internal.payload_code import CODED_BITS, PAYLOAD_BITS, coded_bits, decode
+from visuels.errors import Text
 from visuels.marking.framing import Box, picture_boxes
 
 CANONICAL = 512
@@ -92,15 +93,24 @@ class Detection:
     rotation: float = 0.0  # found turned by this many degrees besides (counter-clockwise)
     within: Box | None = None  # found in this part of a larger upload (a screenshot), not the whole
 
-    def geometry(self) -> str:
-        """How the picture was found changed, in words ("flipped, turned +3.0°"); empty if as marked."""
-        parts = [] if self.within is None else ["inside the upload at ({}, {})-({}, {})".format(*self.within)]
-        parts += ["flipped"] if self.flipped else []
+    def geometry(self) -> Text | None:
+        """How the picture was found changed, in words ("flipped, turned +3.0°"); None if as marked."""
+        parts = []
+        if self.within is not None:
+            left, top, right, bottom = self.within
+            box = {"left": left, "top": top, "right": right, "bottom": bottom}
+            parts.append(Text("inside the upload at ({left}, {top})-({right}, {bottom})", **box))
+        parts += [Text("flipped")] if self.flipped else []
         if self.quarter_turns:
-            parts.append(f"turned {90 * self.quarter_turns}°")
+            parts.append(Text("turned {degrees}°", degrees=90 * self.quarter_turns))
         if self.rotation:
-            parts.append(f"turned {self.rotation:+.1f}°")
-        return ", ".join(parts)
+            parts.append(Text("turned {degrees}°", degrees=f"{self.rotation:+.1f}"))
+        if not parts:
+            return None
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = Text("{first}, {then}", first=joined, then=part)
+        return joined
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,8 @@ def detect_file(
             if manifest.soft_binding is None and payload is None
             else Text(
                 "the manifest's soft binding ({binding}) is not the watermark read ({payload})",
-                binding=manifest.soft_binding or "none",
-                payload=payload or "none",
+                binding=manifest.soft_binding or Text("none"),
+                payload=payload or Text("none"),
             ),
         ),
         "iscc": _iscc_mark(read.picture, manifest.image_code),

@@ -250,7 +250,7 @@ def verify_file(
             "label_seen": marks.label_seen,
             "watermark": mark,
             "watermark_in_ledger": found_by == "watermark",
-            "watermark_geometry": found.geometry(),
+            "watermark_geometry": str(found.geometry() or ""),
             "watermark_key": marks.key.id if marks.key else None,
             "watermark_key_missing": manifest.watermark_key_id
             if mark is None and manifest.watermark_key_id and manifest.watermark_key_id not in marks.key_ids_tried
