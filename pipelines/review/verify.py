@@ -44,6 +44,7 @@ CORNER_SHARE = 0.4  # the label is looked for in the top and bottom bands this h
 # a small badge looks more like a page's words, so it must match more closely to count.
 SHOWN_TEXT_PX = 5
 SHOWN_LABEL_MATCH = 0.8
+SHOWN_AREA_SIDE = 2600  # pixels: a phone's screenshot, whole; a larger area is looked at scaled down to it
 # Correlation ignores contrast: a flat sky with a faint grain can match the badge's shape. A badge
 # seen has at least this share of the drawn one's contrast (standard deviation).
 BADGE_CONTRAST_SHARE = 0.5
@@ -129,6 +130,9 @@ def label_seen_around(rgb: np.ndarray, charter: Charter, part: Box) -> bool:
     width, height = right - left, bottom - top
     around = rgb[max(0, top - height) : bottom + height, max(0, left - width) : right + width]
     grey = cv2.cvtColor(np.ascontiguousarray(around), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    factor = SHOWN_AREA_SIDE / max(grey.shape)
+    if factor < 1:  # a photograph of a screen: its label is large, its pixels many
+        grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
     return any(_badge_in(grey, template, SHOWN_LABEL_MATCH) for template in _shown_badges(charter))
 
 
