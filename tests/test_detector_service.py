@@ -89,10 +89,12 @@ def test_an_output_sent_to_the_api_and_the_page_gets_a_signed_verdict(signing_ke
 
 
 def test_limits_kinds_and_the_rate_are_refused_in_one_line_each(signing_keys: Path, tmp_path: Path) -> None:
-    client = _client(_service(signing_keys, tmp_path, max_bytes=2 * 1024 * 1024, max_pixels=1_000_000, per_minute=6))
+    client = _client(_service(signing_keys, tmp_path, max_bytes=2 * 1024 * 1024, max_pixels=1_000_000, per_minute=8))
     picture = _png(unmarked_pictures(1)[0][:400, :400])
     cases = (
-        (b"%PDF-1.7 not a picture", 415, "PNG, JPEG, WebP and AVIF"),
+        (b"%PDF-1.7 not a picture", 415, "a PDF document, not a picture: export the page as PNG or JPEG"),
+        (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64, 415, "an HEIC/HEIF photo (as phones save them)"),
+        (b"GIF89a" + b"\0" * 64, 415, "PNG, JPEG, WebP and AVIF"),  # a kind it does not read, unnamed
         (b"x" * 3 * 1024 * 1024, 413, "over 2 MB"),
         (_png(np.zeros((1000, 1100, 3), np.uint8)), 413, "over 1 million pixels"),
         (b"\x89PNG\r\n\x1a\n" + b"\0" * 10, 415, "PNG, JPEG, WebP and AVIF"),  # a truncated PNG
@@ -103,7 +105,7 @@ def test_limits_kinds_and_the_rate_are_refused_in_one_line_each(signing_keys: Pa
         assert answer.status_code == status and words in answer.json()["error"], answer.text
     answer = client.post("/api/detect", content=picture, headers={"Content-Type": "image/png"})
     assert answer.status_code == 200 and answer.json()["detections"][0]["verdict"] == "unmarked"
-    # Six a minute: the sixth request from this address is the last; another address goes on.
+    # Eight a minute: the eighth request from this address is the last; another address goes on.
     limited = client.post("/api/detect", content=picture, headers={"Accept-Language": "fr"})
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     assert "trop d’images" in limited.json()["error"] or "trop d'images" in limited.json()["error"]

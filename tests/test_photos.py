@@ -119,7 +119,9 @@ def test_an_unreadable_photo_is_refused_naming_it(tmp_path: Path) -> None:
     csv_path.write_text("insee,name,department,landscapes,landmarks,photos\n34301,Sète,34,sea,canaux,p\n", "utf-8")
     with pytest.raises(CommunesError) as caught:
         load_communes(csv_path)
-    assert caught.value.field == "photos[0].file" and "not a readable image" in caught.value.message
+    assert caught.value.field == "photos[0].file" and caught.value.message.endswith(
+        "a.jpg: not a picture that can be read (PNG, JPEG, WebP, TIFF, AVIF)"
+    )
 
 
 def _credited_folder(tmp_path: Path, name: str) -> Path:

@@ -376,7 +376,7 @@ def test_with_no_record_each_file_gets_its_own_verdict_from_its_marks(
     )
     assert any(line.startswith(f"BAD {photo}: label no, watermark none") for line in lines)
     assert captured.err.strip().splitlines() == [
-        f"error: {empty}: not a picture Pillow can read (PNG, JPEG, WebP, TIFF...)"
+        f"error: {empty}: not a picture that can be read (PNG, JPEG, WebP, TIFF, AVIF)"
     ]
     assert main(["verify", str(valid)]) == 0 and main(["verify", str(photo)]) == 1
     capsys.readouterr()

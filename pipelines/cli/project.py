@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from visuels.training.run import TrainingSummary
 
 Trainer = Callable[[str, str, dict, str, str], "TrainingSummary"]  # "": no resume, the default LoRA folder
+CHECKED_SUFFIXES = (".yaml", ".yml", ".csv", "")  # and a charter's folder
 
 
 def training_options(t: Words) -> dict[str, tuple[type, str]]:
@@ -94,6 +95,10 @@ def _check_file(path: Path) -> int:
     from visuels.inputs.yamlfiles import read_yaml_mapping
 
     t = words(user_language())
+    if path.suffix.lower() not in CHECKED_SUFFIXES and not path.is_dir():
+        raise VisuelsError(
+            path, None, "not a file `visuels check` reads: charters and campaigns (.yaml), communes files (.csv)"
+        )
     if path.suffix.lower() == ".csv":
         communes = load_communes(path, against_referential=False)
         check_decodes(photo for commune in communes for photo in commune.photos)  # every one, asked for

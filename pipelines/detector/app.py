@@ -41,7 +41,7 @@ from visuels._internal.i18n import LANGUAGES, browser_language, user_language, w
 from visuels._internal.web_guard import LocalOnly, is_loopback
 from visuels.errors import Text
 from visuels.inputs.charter import Charter
-from visuels.inputs.images import ImageInputError
+from visuels.inputs.images import ImageInputError, mistaken_kind
 from visuels.marking.watermark_keys import WatermarkKey
 from visuels.record.database import Database
 from visuels.record.reports import LabelReport, add_report
@@ -181,7 +181,8 @@ class DetectorService:
         except (UnidentifiedImageError, OSError, ValueError):
             kind, pixels = None, 0
         if pixels <= self.limits.max_pixels and kind not in SUFFIXES:
-            raise RefusedError(415, Text("the detector reads PNG, JPEG, WebP and AVIF pictures"))
+            read_here = Text("the detector reads PNG, JPEG, WebP and AVIF pictures")
+            raise RefusedError(415, (kind is None and mistaken_kind(data)) or read_here)
         if pixels > self.limits.max_pixels:
             raise RefusedError(
                 413, Text("the picture is over {megapixels} million pixels", megapixels=self.limits.max_pixels // 10**6)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
-from visuels.errors import VisuelsError
+from visuels.errors import Text, VisuelsError
 
 # The pictures people bring (photos, references), by the media type a C2PA ingredient gives them:
 # what cameras, phones and design tools export, TIFF as photographers deliver it. HEIC needs a
@@ -34,6 +34,8 @@ MAX_PIXELS = 120_000_000  # a 13,000 x 9,000 poster; above: refused as a possibl
 MASK_THRESHOLD = 128  # mask pixels at least this bright (or opaque) are repainted
 MAX_MASK_CHROMA = 24  # a mask is black and white: channels further apart than this mean a colour picture
 BACKGROUND = (255, 255, 255)  # transparent areas become paper white, as a printer would show them
+# The brands of the HEIF pictures phones save (ISO/IEC 23008-12), as their file's "ftyp" box names them.
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
@@ -53,6 +55,23 @@ def read_file(path: Path, field: str) -> bytes:
         raise ImageInputError(path, field, "file not found") from None
     except IsADirectoryError:
         raise ImageInputError(path, field, "is a folder, not a picture") from None
+
+
+def unreadable_kind(data: bytes) -> Text:
+    """Why a file no reader here decodes is not a picture, from its first bytes."""
+    return mistaken_kind(data) or Text("not a picture that can be read (PNG, JPEG, WebP, TIFF, AVIF)")
+
+
+def mistaken_kind(data: bytes) -> Text | None:
+    """The kinds of files people bring for a picture that are not read here, named from their first
+    bytes with what to do instead; None for any other."""
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return Text("an HEIC/HEIF photo (as phones save them), which is not read here: export it as JPEG or PNG")
+    if data.startswith(b"%PDF"):
+        return Text("a PDF document, not a picture: export the page as PNG or JPEG")
+    if b"<svg" in data[:2048].lower():
+        return Text("an SVG drawing, not a picture: export it as PNG")
+    return None
 
 
 def _open(path: Path, field: str, data: bytes | None = None) -> Image.Image:
@@ -77,7 +96,7 @@ def _open(path: Path, field: str, data: bytes | None = None) -> Image.Image:
                 path, field, "more than {MAX_PIXELS:,} pixels: refused (decompression bomb?)", MAX_PIXELS=MAX_PIXELS
             ) from None
         except UnidentifiedImageError:
-            raise ImageInputError(path, field, "not a picture Pillow can read (PNG, JPEG, WebP, TIFF...)") from None
+            raise ImageInputError(path, field, unreadable_kind(data)) from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageInputError(path, field, "truncated or damaged picture ({exc})", exc=str(exc)) from None
     return image

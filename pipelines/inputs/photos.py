@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import CommunesError, Text
 from visuels.inputs.file_names import case_hint
-from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture
+from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture, unreadable_kind
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 CREDITS_FILE = "photos.yaml"
@@ -86,7 +86,11 @@ def _check_readable(credits_file: Path, field: str, path: Path, decode: bool = F
         raise CommunesError(
             credits_file, field, "more than {MAX_PIXELS:,} pixels, too large: {path}", MAX_PIXELS=MAX_PIXELS, path=path
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        with path.open("rb") as file:
+            kind = unreadable_kind(file.read(2048))
+        raise CommunesError(credits_file, field, "{path}: {kind}", path=path, kind=kind) from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise CommunesError(
             credits_file, field, "not a readable image: {path} ({exc})", path=path, exc=str(exc)
         ) from None
