@@ -33,6 +33,7 @@ def test_a_selection_reads_format_names_as_the_campaign_file_does() -> None:
     ]
     with pytest.raises(ValidationError):
         Selection(formats=["billboard"])
+    assert Selection(audiences=["Residents ", "Young-Families"]).audiences == ["residents", "young-families"]
 
 
 def test_overrides_change_the_pictures_and_so_the_keys(make_campaign: Callable[..., Path], tmp_path: Path) -> None:

@@ -29,6 +29,14 @@ def _name_as_written(value: object) -> object:
 FormatName = Annotated[Literal[tuple(FORMAT_PRESETS)], BeforeValidator(_name_as_written)]  # type: ignore[valid-type]
 
 
+def _lower_case(value: object) -> object:
+    """`--audiences Residents`: audience names are lower case (their dashes stay: names may hold them)."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+AudienceChoice = Annotated[str, BeforeValidator(_lower_case)]
+
+
 def known_campaigns(folder: Path | None = None) -> list[str]:
     """The campaigns of a campaigns/ folder (by default the project's), as the run form offers
     them."""
@@ -99,7 +107,7 @@ class Selection(_Strict):
         description="The first N of those selected, 1 to 100,000. Empty: no limit.",
         json_schema_extra=blank_when_unset,
     )
-    audiences: list[str] = Field(
+    audiences: list[AudienceChoice] = Field(
         default_factory=list, title="Audiences", description="Empty: every audience of the campaign."
     )
     formats: list[FormatName] = Field(
