@@ -3,54 +3,72 @@
     .venv/bin/python benchmarks/poster_photographs.py
 
 A marked 1080x1080 picture (the sample charter's references, marked as exports mark them) is
-pasted into a 4032x2268 photograph (a phone's, 1/f noise for the street around it) at a fifth to
-nearly half of its width, turned away by a keystone (one side shorter by 0-10 % of the width),
-saved as JPEG q85. The watermark is sought in the whole photograph, then in the photograph cropped
-to the poster's box, as a person does with a phone's photo editor before sending it.
+pasted into a 4032x2268 photograph (a phone's, 1/f noise for the street around it: tests/
+watermark_attacks.py's ``street_photograph``) at a fifth to nearly half of its width, turned away
+by a keystone (one side shorter by 0-10 % of the width), saved as JPEG q85. The watermark is
+sought in the whole photograph, then in the photograph cropped to the poster's box, as a person
+does with a phone's photo editor before sending it. ``--unmarked N``: instead, N unmarked
+pictures so photographed (at random sizes and keystones): false payloads, and the time a
+photograph with no mark costs.
 """
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = 0x9E3779B97F4A7C15F39CC0605CEDC834  # fixed: runs compare
 PAYLOAD = 0x0123456789ABCDEF
-PHOTO = (4032, 2268)
 SHARES = (0.2, 0.3, 0.45)
 KEYSTONES = (0.0, 0.03, 0.06, 0.1)
 sys.path.insert(0, str(REPO))
 
-from visuels.marking.watermark import detect, embed_readable  # noqa: E402
+from visuels.marking.watermark import MAX_ATTEMPTS, detect, embed_readable  # noqa: E402
 
-from tests.watermark_attacks import REFERENCES, encode, pink_noise  # noqa: E402
+from tests.watermark_attacks import REFERENCES, street_photograph, unmarked_pictures  # noqa: E402
 
 
-def photographed(poster: np.ndarray, share: float, keystone: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The photograph, and the poster's box in it."""
-    width, height = PHOTO
-    street = np.asarray(pink_noise(height, width, 3).convert("RGB"))
-    shown = round(width * share)
-    left, top = (width - shown) // 2, (height - shown) // 2
-    corners = np.float32([[0, 0], [poster.shape[1], 0], [poster.shape[1], poster.shape[0]], [0, poster.shape[0]]])
-    inset = keystone * shown
-    right, bottom = left + shown, top + shown
-    placed = np.float32([[left, top + inset], [right, top], [right, bottom], [left, bottom - inset]])
-    warp = cv2.getPerspectiveTransform(corners, placed)
-    drawn = cv2.warpPerspective(poster, warp, PHOTO, flags=cv2.INTER_LINEAR)
-    inside = cv2.warpPerspective(np.ones(poster.shape[:2], np.uint8), warp, PHOTO)
-    photo = np.where(inside[..., None] > 0, drawn, street)
-    return encode(photo, "JPEG", quality=85), (left, top, right, bottom)
+def _unmarked_photograph(picture: np.ndarray, share: float, keystone: float) -> tuple[bool, int, float]:
+    """(a payload found, decodings made, seconds) for an unmarked picture photographed."""
+    photo, _ = street_photograph(picture, share, keystone)
+    started = time.perf_counter()
+    found = detect(photo, KEY)
+    return found.payload is not None, found.attempts, time.perf_counter() - started
+
+
+def false_positives(count: int, workers: int) -> None:
+    rng = np.random.default_rng(4032)
+    shares = rng.uniform(0.15, 0.6, count)
+    keystones = rng.uniform(0.0, 0.1, count)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_unmarked_photograph, unmarked_pictures(count, seed=55_000), shares, keystones))
+    attempts = np.array([result[1] for result in results])
+    seconds = np.array([result[2] for result in results])
+    print(f"{count} unmarked pictures photographed, {time.perf_counter() - started:.0f} s on {workers} workers")
+    print(f"false payloads: {sum(result[0] for result in results)}")
+    print(f"decodings: at most {attempts.max()} (bound {MAX_ATTEMPTS}), mean {attempts.mean():.1f}")
+    print(f"per photograph: median {np.median(seconds) * 1000:.0f} ms, max {seconds.max() * 1000:.0f} ms")
 
 
 def main() -> None:
     from PIL import Image
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unmarked", type=int, default=0, help="false positives on this many unmarked pictures")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    if args.unmarked:
+        false_positives(args.unmarked, args.workers)
+        return
     with Image.open(REFERENCES[0]) as reference:
         picture = np.asarray(reference.convert("RGB").resize((1080, 1080), Image.Resampling.LANCZOS))
     poster, _ = embed_readable(picture, PAYLOAD, KEY)
@@ -58,7 +76,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for share in SHARES:
         for keystone in KEYSTONES:
-            photo, (left, top, right, bottom) = photographed(poster, share, keystone)
+            photo, (left, top, right, bottom) = street_photograph(poster, share, keystone)
             started = time.perf_counter()
             whole = detect(photo, KEY).payload == PAYLOAD
             middle = time.perf_counter()

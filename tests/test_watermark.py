@@ -29,6 +29,7 @@ from tests.watermark_attacks import (
     page_screenshot,
     pink_noise,
     psnr,
+    street_photograph,
     unmarked_pictures,
 )
 
@@ -148,6 +149,22 @@ def test_a_screenshot_of_a_post_showing_the_picture_small_is_found_where_it_is_s
         assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
     # A picture with no page around it is not searched again, piece by piece: it costs nothing.
     assert picture_boxes(cv2.cvtColor(outputs["1/f noise 1920x1080"], cv2.COLOR_RGB2GRAY).astype(np.float32)) == []
+
+
+@pytest.mark.parametrize("shown_share", [0.2, 0.45])
+def test_a_poster_photographed_in_the_street_is_found_where_it_is(
+    marked: dict[str, np.ndarray], outputs: dict[str, np.ndarray], shown_share: float
+) -> None:
+    """The public photographs a poster in the street, turned a little away: no page is around it
+    to frame, and its tiles were too small to search on the whole photograph: "no mark"."""
+    name = "illustration 1080x1080"
+    photo, (left, top, right, bottom) = street_photograph(marked[name], shown_share, keystone=0.03)
+    found = detect(photo, KEY)
+    assert found.payload == PAYLOAD and found.within is not None and found.attempts <= MAX_ATTEMPTS
+    inside_left, inside_top, inside_right, inside_bottom = found.within
+    assert max(left, inside_left) < min(right, inside_right) and max(top, inside_top) < min(bottom, inside_bottom)
+    unmarked = detect(street_photograph(outputs[name], shown_share, keystone=0.03)[0], KEY)
+    assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
 
 
 def test_the_mark_written_is_the_one_files_already_carry() -> None:

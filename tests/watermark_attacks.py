@@ -272,6 +272,28 @@ def page_screenshot(picture: np.ndarray, shown_share: float, phone: bool = False
     return encode(np.asarray(page), "JPEG", quality=quality)
 
 
+def street_photograph(
+    picture: np.ndarray, shown_share: float, keystone: float, quality: int = 85
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A phone's photograph (4032x2268, 1/f noise for the street around) of ``picture`` as a poster
+    ``shown_share`` of its width wide, turned away by ``keystone`` (one side shorter by that share
+    of its width), as JPEG; and the poster's box in it."""
+    width, height = 4032, 2268
+    street = np.asarray(pink_noise(height, width, 3).convert("RGB"))
+    shown_width = round(width * shown_share)
+    shown_height = round(picture.shape[0] * shown_width / picture.shape[1])
+    left, top = (width - shown_width) // 2, max(0, (height - shown_height) // 2)
+    right, bottom = left + shown_width, min(height, top + shown_height)
+    inset = keystone * shown_width
+    corners = np.float32([[0, 0], [picture.shape[1], 0], [picture.shape[1], picture.shape[0]], [0, picture.shape[0]]])
+    placed = np.float32([[left, top + inset], [right, top], [right, bottom], [left, bottom - inset]])
+    warp = cv2.getPerspectiveTransform(corners, placed)
+    drawn = cv2.warpPerspective(picture, warp, (width, height), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(np.ones(picture.shape[:2], np.uint8), warp, (width, height))
+    photo = np.where(inside[..., None] > 0, drawn, street)
+    return encode(photo, "JPEG", quality=quality), (left, top, right, bottom)
+
+
 def _drawn_photo(rng: np.random.Generator, size: int) -> np.ndarray:
     rows = np.linspace(0.0, 1.0, size)[:, None, None]
     sky, ground = rng.uniform(80, 240, size=3), rng.uniform(20, 160, size=3)

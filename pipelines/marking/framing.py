@@ -1,13 +1,17 @@
-"""Where a picture may sit inside a larger upload: a screenshot of a page, a post or a viewer.
+"""Where a picture may sit inside a larger upload: a screenshot of a page, a post or a viewer, or
+a photograph of a poster in the street.
 
 The watermark's tiles are sought on a grid stretched over the whole upload, so a picture shown
 small inside a screenshot has tiles too small to find. These boxes are the crops to look in
-again: the upload without its plain border (a picture viewer's, a letterbox), then its large busy
-areas. A picture has detail nearly everywhere; a page's background and bars are flat. Lines of
-text are busy too, and run together with a picture next to them: each area is also tried without
-its plain lines at its ends, and the likeliest without a share of one end. Which box holds the
-picture is left to the watermark's sync pattern (``watermark.detect`` ranks them by it), and the
-decision to its CRC-checked payload: a box is only a place to look.
+again. In a page (a flat background around): the upload without its plain border (a picture
+viewer's, a letterbox), then its large busy areas. A picture has detail nearly everywhere; a
+page's background and bars are flat. Lines of text are busy too, and run together with a picture
+next to them: each area is also tried without its plain lines at its ends, and the likeliest
+without a share of one end. In a photograph (no flat background: a street, a wall) nothing tells
+the poster from what is around it, so squares of three sizes are laid over it, each overlapping
+its neighbours by half: one of them falls inside the poster. Which box holds the picture is left
+to the watermark's sync pattern (``watermark.detect`` ranks them by it), and the decision to its
+CRC-checked payload: a box is only a place to look.
 """
 
 from __future__ import annotations
@@ -32,20 +36,31 @@ MIN_PAGE_SHARE = 0.15  # of an upload in one plain level (a page's background) b
 MIN_SHARE = 0.03  # of the upload's area: smaller boxes hold too few tiles to carry the mark
 MAX_SHARE = 0.9  # larger, it is the upload itself, already searched
 MIN_SIDE = 96  # pixels of the upload: a box narrower or lower holds too few chips
+# A photograph is searched in squares when its short side has at least this many pixels: a phone's
+# (3024), or as a messaging app sends it (1200); a post (1080), a story or a screenshot (1080, 1170)
+# is what was sent, searched whole (and a screenshot as a page). Squares of these shares of its short side:
+PHOTO_MIN_SIDE = 1200
+PHOTO_SQUARES = (0.6, 0.42, 0.3)
 
 
 def picture_boxes(luminance: np.ndarray) -> list[Box]:
     """Boxes of ``luminance`` (H×W, float) where a picture may be (at most MAX_BOXES), likeliest
     first: the upload without its plain border, then each busy area (the least plain first), its
     core without the lines of text at its ends, and, for the likeliest, the area less a quarter or
-    a third at one end (text run together with the picture, which no rule tells from it)."""
+    a third at one end (text run together with the picture, which no rule tells from it). Then,
+    an upload as large as a photograph, squares over it (``_photo_squares``: 50 to 80 of them)."""
     height, width = luminance.shape
     scale = min(1.0, SEARCH_SIDE / max(height, width))
     small = luminance
     if scale < 1.0:
         small = cv2.resize(luminance, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-    if _plain_share(small, (0, 0, small.shape[1], small.shape[0])) < MIN_PAGE_SHARE:
-        return []  # a picture, not a page around one: searched whole already
+    page = _plain_share(small, (0, 0, small.shape[1], small.shape[0])) >= MIN_PAGE_SHARE
+    # A street's flat wall can pass for a page's background: the squares are laid over either.
+    return (_page_boxes(small, scale, width, height) if page else []) + _photo_squares(width, height)
+
+
+def _page_boxes(small: np.ndarray, scale: float, width: int, height: int) -> list[Box]:
+    """The places of a page (``small``: it at ``scale``) where a picture may sit, in the upload's pixels."""
     boxes = [_without_plain_border(small)]
     detailed = np.abs(small - cv2.GaussianBlur(small, (0, 0), 1.0)) > DETAIL_LEVELS
     density = cv2.blur(detailed.astype(np.float32), (DENSITY_WINDOW, DENSITY_WINDOW))
@@ -64,6 +79,24 @@ def picture_boxes(luminance: np.ndarray) -> list[Box]:
         if sized and min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE and box not in kept:
             kept.append(box)
     return kept[:MAX_BOXES]
+
+
+def _photo_squares(width: int, height: int) -> list[Box]:
+    """Squares over a photograph, the largest first, each size's overlapping by half; none for an
+    upload too small to be a photograph of a picture (it is the picture, searched whole)."""
+    short = min(width, height)
+    if short < PHOTO_MIN_SIDE:
+        return []
+    squares = []
+    for share in PHOTO_SQUARES:
+        side = round(short * share)
+        step = side // 2
+        squares += [
+            (left, top, left + side, top + side)
+            for top in range(0, height - side + 1, step)
+            for left in range(0, width - side + 1, step)
+        ]
+    return squares
 
 
 def _less_one_end(box: Box) -> list[Box]:

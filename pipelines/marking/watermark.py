@@ -33,9 +33,10 @@ Design (tiled spread spectrum with a synchronisation pattern):
   periods, orientations and angles by the sync peak decodes nothing), so the false-positive rate
   is at most 70 * 2^-32 = 1.6e-8 per picture, far under the 1e-6 asked (union bound; 160 unmarked
   pictures in the tests, 10,000 in benchmarks/watermark_false_positives.py).
-- A screenshot: a picture shown small inside a page has tiles too small for the search on the
-  whole upload; the places where a picture may sit (``visuels.marking.framing``) are ranked by
-  how clearly the sync pattern shows in each (no decoding), and the clearest FRAMED_CANDIDATES
+- A screenshot, or a photograph of a poster: a picture shown small inside a page or a street has
+  tiles too small for the search on the whole upload; the places where a picture may sit
+  (``visuels.marking.framing``: a page's busy areas, squares over a photograph) are ranked by how
+  clearly the sync pattern shows in each (no decoding), and the clearest FRAMED_CANDIDATES
   searched again as crops; the detection says where (``within``).
 """
 
