@@ -44,8 +44,8 @@ PHOTO_SQUARES = (0.6, 0.42, 0.3)
 
 
 def picture_boxes(luminance: np.ndarray) -> list[Box]:
-    """Boxes of ``luminance`` (H×W, float) where a picture may be (at most MAX_BOXES), likeliest
-    first: the upload without its plain border, then each busy area (the least plain first), its
+    """Boxes of ``luminance`` (H×W, float) where a picture may be. In a page (at most MAX_BOXES),
+    likeliest first: the upload without its plain border, then each busy area (the least plain first), its
     core without the lines of text at its ends, and, for the likeliest, the area less a quarter or
     a third at one end (text run together with the picture, which no rule tells from it). Then,
     an upload as large as a photograph, squares over it (``_photo_squares``: 50 to 80 of them)."""
