@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = 0x9E3779B97F4A7C15F39CC0605CEDC834  # fixed: runs compare
@@ -60,8 +61,6 @@ def false_positives(count: int, workers: int) -> None:
 
 
 def main() -> None:
-    from PIL import Image
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unmarked", type=int, default=0, help="false positives on this many unmarked pictures")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)

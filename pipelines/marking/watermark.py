@@ -108,9 +108,9 @@ class Detection:
             parts.append(Text("turned {degrees}°", degrees=f"{self.rotation:+.1f}"))
         if not parts:
             return None
-        joined = parts[0]
-        for part in parts[1:]:
-            joined = Text("{first}, {then}", first=joined, then=part)
+        joined = parts[-1]
+        for part in reversed(parts[:-1]):
+            joined = Text("{first}, {rest}", first=part, rest=joined)  # as the verdict lists marks
         return joined
 
 
