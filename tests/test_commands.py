@@ -10,6 +10,8 @@ commands (train, demo) use one server set in ``PREFECT_API_URL``, as a served us
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
 import subprocess
@@ -135,6 +137,36 @@ def test_render(project: Project, rendered: list[Path]) -> None:
         encoding="utf-8",
     )
     project.refuses("render", "steps.yaml", words="steps: Input should be less than or equal to 150")
+
+
+def test_a_plain_run_after_a_trial_publishes_the_campaign_again(project: Project, rendered: list[Path]) -> None:
+    """A trial on other settings (float32 here; another model likewise) makes its own pictures the
+    current ones; the campaign's next plain run renders nothing, yet puts manifest.json and the
+    report back on the campaign's pictures. So does a run after one killed before its manifest."""
+    shutil.copytree(project.folder / "outputs", project.folder / "trial")
+    folder = project.folder / "trial" / "commandes"
+
+    def current() -> set[str]:
+        files = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["files"]
+        return {entry["file"] for entry in files.values() if entry["current"]}
+
+    def reported() -> set[str]:
+        with (folder / "report.csv").open(encoding="utf-8") as report:
+            return {row["file"] for row in csv.DictReader(report)}
+
+    campaign = current()
+    assert len(campaign) == 2 and reported() == campaign
+    trial = project.run(
+        "render", "campaign.yaml", "--output-dir", "trial", "--dtype", "float32", "--cpu-workers", "1", served=True
+    )
+    assert trial.returncode == 0 and "2 rendered" in trial.stdout, trial.stdout + trial.stderr
+    assert len(current()) == 2 and not current() & campaign and reported() == current()
+    again = project.run("render", "campaign.yaml", "--output-dir", "trial")
+    assert again.returncode == 0 and "nothing to render" in again.stdout, again.stdout + again.stderr
+    assert current() == campaign and reported() == campaign
+    (folder / "manifest.json").unlink()  # killed after its last file
+    assert "nothing to render" in project.run("render", "campaign.yaml", "--output-dir", "trial").stdout
+    assert current() == campaign
 
 
 def test_verify(project: Project, rendered: list[Path]) -> None:

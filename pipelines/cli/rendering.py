@@ -133,12 +133,16 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
         )
     )
     if not plan.pending:
-        # Every file is there, recorded: no flow run, no model, no rewritten report.
+        from visuels.review.publish import publish_if_behind
+
+        # Every file is there, recorded: no flow run, no model; the report is written again only
+        # if the manifest is behind the record or this plan.
+        reports = publish_if_behind(plan, output_root)
         console.print(
             f"[green]{t('done')}[/green]: "
             + t("nothing to render, all {count} images are up to date", count=len(plan.jobs))
         )
-        _say_where(output_root / plan.campaign_slug, t)
+        _say_where(output_root / plan.campaign_slug, t, reports.html if reports and reports.rows else None)
         return EXIT_OK
     started = time.perf_counter()
     with _progress_bar(plan, output_root, t), _prefect_console(verbose):

@@ -96,6 +96,13 @@ def manifest_path(output_root: Path, campaign_slug: str) -> Path:
     return output_root / campaign_slug / MANIFEST_NAME
 
 
+def _manifest_text(database: Database, campaign_slug: str, campaign_name: str, current: Collection[str]) -> str:
+    files = {
+        key: {**entry, "current": key in current} for key, entry in sorted(entries(database, campaign_slug).items())
+    }
+    return json.dumps({"campaign": campaign_name, "files": files}, indent=2, ensure_ascii=False) + "\n"
+
+
 def write_manifest_json(
     database: Database, output_root: Path, campaign_slug: str, campaign_name: str, current: Collection[str]
 ) -> Path:
@@ -103,9 +110,17 @@ def write_manifest_json(
     the keys of the campaign as the run planned it; an entry outside them (``"current": false``) is
     an earlier version, kept and recorded, from before a change to the campaign's texts or settings."""
     target = manifest_path(output_root, campaign_slug)
-    files = {
-        key: {**entry, "current": key in current} for key, entry in sorted(entries(database, campaign_slug).items())
-    }
-    document = {"campaign": campaign_name, "files": files}
-    write_text_atomic(target, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(target, _manifest_text(database, campaign_slug, campaign_name, current))
     return target
+
+
+def manifest_is_up_to_date(
+    database: Database, output_root: Path, campaign_slug: str, campaign_name: str, current: Collection[str]
+) -> bool:
+    """Whether ``manifest.json`` says what the record and ``current`` say now: a run killed after its
+    last file, or a trial run that planned other keys (another model), leaves it behind."""
+    try:
+        written = manifest_path(output_root, campaign_slug).read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
+    return written == _manifest_text(database, campaign_slug, campaign_name, current)

@@ -14,7 +14,7 @@ from visuels.planning.jobs import RenderJob
 from visuels.planning.plan import RenderPlan
 from visuels.postprocess.coherence import StyleBaseline, StyleSignature, fix_baseline
 from visuels.record import manifest
-from visuels.record.database import Database, database_url
+from visuels.record.database import Database, database_url, is_missing
 from visuels.review.decisions import sync_approved
 from visuels.review.report import Reports, write_reports
 
@@ -26,14 +26,32 @@ def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
     database = Database(database_url(output_root))
     try:
         sync_approved(database, output_root, plan.campaign_slug)
+        write_checkpoint(database, output_root, signing_files())
+        reports = write_reports(database, output_root, plan, charter)
+        # Last: an up-to-date manifest.json says the rest was written too (publish_if_behind).
         manifest.write_manifest_json(
             database, output_root, plan.campaign_slug, plan.campaign_name, set(plan.campaign_keys)
         )
-        reports = write_reports(database, output_root, plan, charter)
-        write_checkpoint(database, output_root, signing_files())
         return reports
     finally:
         database.close()
+
+
+def publish_if_behind(plan: RenderPlan, output_root: Path) -> Reports | None:
+    """``finish_render`` for a run with nothing to render, when the campaign's manifest.json is not
+    what its record and this plan say (a run killed after its last file, a trial on another model
+    since): the reports and manifest follow the campaign as it is planned now. None: they did already."""
+    url = database_url(output_root)
+    if is_missing(url):
+        return None  # nothing was ever recorded here: nothing to publish
+    database = Database(url)
+    try:
+        current = set(plan.campaign_keys)
+        if manifest.manifest_is_up_to_date(database, output_root, plan.campaign_slug, plan.campaign_name, current):
+            return None
+    finally:
+        database.close()
+    return finish_render(plan, output_root)
 
 
 def fix_campaign_baseline(plan: RenderPlan, output_root: Path) -> tuple[StyleBaseline, Reports]:
