@@ -102,6 +102,7 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
             "DROP TABLE claims",
             "DROP TABLE claim_owners",
             "DROP TABLE label_reports",
+            "DROP TABLE campaign_folders",
             "ALTER TABLE ledger DROP COLUMN key_visual",
             "ALTER TABLE ledger DROP COLUMN model_licence",
             "ALTER TABLE ledger DROP COLUMN licence_override",
@@ -117,7 +118,7 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
     assert ledger.verify_chain(database) == (2, None)  # its row kept, one added
     database.close()
     with create_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0008"
+        assert MigrationContext.configure(connection).get_current_revision() == "0009"
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 
@@ -177,3 +178,39 @@ def test_two_machines_recording_one_model_at_once_both_succeed(any_database_url:
     assert not thread.is_alive() and failures == []
     assert model_sources.model_for(database, "m" * 64) == DemoModelRef()
     database.close()
+
+
+def test_two_machines_starting_two_campaigns_of_one_name_record_one_charter(
+    tmp_path: Path, any_database_url: str
+) -> None:
+    """Both machines record the folder's charter at once: one wins; the other charter is refused,
+    the winner's own second claim is not."""
+    from visuels.errors import CampaignError
+    from visuels.record import campaign_folders
+    from visuels.record.campaign_folders import CharterIdentity
+
+    solane, ardenne = (
+        CharterIdentity(slug="solane", name="Région Solane"),
+        CharterIdentity(slug="ardenne", name="Ardenne"),
+    )
+    databases = [Database(any_database_url), Database(any_database_url)]
+    outcomes: dict[str, str] = {}
+
+    def start(database: Database, charter: CharterIdentity) -> None:
+        try:
+            campaign_folders.claim(database, "ete-2027", charter, tmp_path / "charter.yaml")
+            outcomes[charter.slug] = "recorded"
+        except CampaignError as exc:
+            outcomes[charter.slug] = str(exc)
+
+    threads = [threading.Thread(target=start, args=pair) for pair in zip(databases, (solane, ardenne), strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    winner = next(slug for slug, outcome in outcomes.items() if outcome == "recorded")
+    loser = next(slug for slug in outcomes if slug != winner)
+    assert "is in this output folder already" in outcomes[loser], outcomes
+    campaign_folders.claim(databases[0], "ete-2027", solane if winner == "solane" else ardenne, tmp_path)
+    for database in databases:
+        database.close()

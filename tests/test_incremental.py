@@ -100,3 +100,32 @@ def test_the_report_covers_the_whole_campaign_after_a_subset_render(
         communes = {row["commune"] for row in csv.DictReader(report)}
     assert communes == {"Sète", "Castelnau-d'Estrétefonds"}, communes
     assert len(reports.rows) == 2
+
+
+def test_a_campaign_of_the_same_name_under_another_charter_is_refused(
+    make_campaign: Callable[..., Path], charter_dir: Path, tmp_path: Path
+) -> None:
+    """Two regions' "Été 2027" in one output folder would share a folder, a manifest and a report:
+    the folder belongs to the charter of its first run; another charter's campaign of that name is
+    refused at planning, and at rendering if two machines start both at once."""
+    from visuels.errors import CampaignError
+    from visuels.record import campaign_folders
+
+    campaign, out = make_campaign(), tmp_path / "outputs"
+    pretend_rendered(out, campaign)
+    plan = plan_render(campaign, out)
+    database = Database(database_url(out))
+    campaign_folders.claim(database, plan.campaign_slug, plan.setup.charter, plan.setup.charter_path)  # its run
+    edit_yaml(charter_dir / "charter.yaml", lambda d: d["palette"][0].update(hex="#1B4F73"))
+    assert len(plan_render(campaign, out).pending) == len(plan.jobs)  # the same charter, edited: its own folder
+    edit_yaml(charter_dir / "charter.yaml", lambda d: d.update(name="Région Ardenne", slug="ardenne"))
+    with pytest.raises(CampaignError) as refused:
+        plan_render(campaign, out)
+    assert (refused.value.file, refused.value.field) == (str(campaign), "name")
+    assert "of charter 'Région Solane' is in this output folder already" in str(refused.value)
+    other = plan.setup.charter.model_copy(update={"slug": "ardenne"})
+    with pytest.raises(CampaignError, match="Région Solane"):
+        campaign_folders.claim(database, plan.campaign_slug, other, plan.setup.charter_path)
+    campaign_folders.claim(database, plan.campaign_slug, plan.setup.charter, plan.setup.charter_path)  # its own again
+    database.close()
+    assert plan_render(campaign, tmp_path / "elsewhere").pending  # another output folder is free

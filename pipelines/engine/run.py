@@ -17,7 +17,7 @@ from visuels.models.devices import default_batch_size
 from visuels.planning.jobs import RenderJob
 from visuels.planning.plan import RenderPlan, RenderSetup, pending_jobs
 from visuels.planning.request import RenderSettings
-from visuels.record import model_sources
+from visuels.record import campaign_folders, model_sources
 from visuels.record.database import Database, database_url
 
 if TYPE_CHECKING:  # the renderer imports the model libraries: planning does not need them
@@ -53,9 +53,10 @@ def render_jobs(
     (``claims``: the caller's, if it holds some of the jobs already; ``keep_going``: asked before each
     batch, why to stop, or None; ``gpu_slot``: held while rendering, ``Renderer.render`` says why)."""
     batch_size = settings.batch_size or default_batch_size(renderer.host.device)
-    if jobs:  # so that a retouch can load the same model and LoRA, from their hashes
+    if jobs:  # the folder's charter, then what a retouch needs to load the same model and LoRA
         database = Database(target.database_url)
         try:
+            campaign_folders.claim(database, jobs[0].campaign, setup.charter, setup.charter_path)
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].lora_hash, setup.lora)
             speed = setup.lora.applied()[-1] if setup.lora else None  # the speed LoRA is applied last
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].speed_lora_hash, speed)

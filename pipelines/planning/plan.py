@@ -23,7 +23,8 @@ from visuels.models.reference import ModelInfo, describe_model, describe_named_m
 from visuels.planning.jobs import RenderJob, expand_jobs
 from visuels.planning.model_use import LicenceRecord, fitted_to_run_model, licence_record
 from visuels.planning.request import Overrides, RenderSettings, Selection
-from visuels.record import manifest
+from visuels.record import campaign_folders, manifest
+from visuels.record.campaign_folders import CharterIdentity
 from visuels.record.database import Database, database_url, is_missing
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class RenderSetup(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     charter_path: Path
+    charter: CharterIdentity  # whose campaign folder this is (visuels.record.campaign_folders)
     model: ModelRef
     model_description: str
     model_licence: LicenceRecord  # what every picture records of the model's licence
@@ -155,6 +157,7 @@ def plan_render(
             len(held),
             "; ".join(sorted({reason for job in held for reason in job.banned + job.review})),
         )
+    _check_folder_is_free(campaign, output_root)
     pending = pending_jobs(jobs, output_root, campaign.slug)
     if pending:
         # What a killed run left half-written has no record, so its jobs are among these.
@@ -165,6 +168,7 @@ def plan_render(
         campaign_slug=campaign.slug,
         setup=RenderSetup(
             charter_path=campaign.charter.path,
+            charter=charter_identity(campaign),
             model=info.ref,
             model_description=info.description,
             model_licence=licence_record(campaign, info),
@@ -186,6 +190,24 @@ def hold_flagged(jobs: list[RenderJob], render_flagged: bool) -> tuple[list[Rend
     allowed = [job for job in jobs if not job.banned and (render_flagged or not job.review)]
     kept = {job.key for job in allowed}
     return allowed, [job for job in jobs if job.key not in kept]
+
+
+def charter_identity(campaign: Campaign) -> CharterIdentity:
+    return CharterIdentity(slug=campaign.charter.spec.slug, name=campaign.charter.spec.name)
+
+
+def _check_folder_is_free(campaign: Campaign, output_root: Path) -> None:
+    """Refuse a campaign whose name another charter's campaign has in this output folder."""
+    url = database_url(output_root)
+    if is_missing(url):
+        return
+    database = Database(url)
+    try:
+        campaign_folders.check_free(
+            database, campaign.slug, charter_identity(campaign), campaign.path, campaign.spec.name
+        )
+    finally:
+        database.close()
 
 
 def pending_jobs(jobs: list[RenderJob], output_root: Path, campaign_slug: str) -> list[RenderJob]:

@@ -112,6 +112,13 @@ sources_table = Table(
     Column("kind", Text, nullable=False),  # model or lora
     Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA path)
 )
+campaign_folders_table = Table(
+    "campaign_folders",  # the charter each campaign folder belongs to: see campaign_folders.py
+    metadata,
+    Column("campaign", Text, primary_key=True),  # the campaign's slug, its folder's name
+    Column("charter_slug", Text, nullable=False),
+    Column("charter_name", Text, nullable=False),  # for the message that refuses another charter's campaign
+)
 claim_owners_table = Table(
     "claim_owners",  # the rendering calls holding claims, each a lease it renews: see claims.py
     metadata,
