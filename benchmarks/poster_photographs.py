@@ -9,7 +9,8 @@ by a keystone (one side shorter by 0-10 % of the width), saved as JPEG q85. The 
 sought in the whole photograph, then in the photograph cropped to the poster's box, as a person
 does with a phone's photo editor before sending it. ``--unmarked N``: instead, N unmarked
 pictures so photographed (at random sizes and keystones): false payloads, and the time a
-photograph with no mark costs.
+photograph with no mark costs; ``--keys K`` searches each with a ring of K keys, as the detector
+tries a deployment's keys and the demo key (``find_mark``).
 """
 
 from __future__ import annotations
@@ -33,40 +34,44 @@ KEYSTONES = (0.0, 0.03, 0.06, 0.1)
 sys.path.insert(0, str(REPO))
 
 from visuels.marking.watermark import MAX_ATTEMPTS, detect, embed_readable  # noqa: E402
+from visuels.marking.watermark_keys import WatermarkKey, find_mark  # noqa: E402
 
 from tests.watermark_attacks import REFERENCES, street_photograph, unmarked_pictures  # noqa: E402
 
 
-def _unmarked_photograph(picture: np.ndarray, share: float, keystone: float) -> tuple[bool, int, float]:
-    """(a payload found, decodings made, seconds) for an unmarked picture photographed."""
+def _unmarked_photograph(picture: np.ndarray, share: float, keystone: float, keys: int) -> tuple[bool, int, float]:
+    """(a payload found, decodings made with the first key, seconds) for an unmarked picture photographed."""
     photo, _ = street_photograph(picture, share, keystone)
+    ring = [WatermarkKey(id=f"wk-{number}", value=KEY + number) for number in range(keys)]
     started = time.perf_counter()
-    found = detect(photo, KEY)
+    found = detect(photo, KEY) if keys == 1 else find_mark(photo, ring)[0]
     return found.payload is not None, found.attempts, time.perf_counter() - started
 
 
-def false_positives(count: int, workers: int) -> None:
+def false_positives(count: int, keys: int, workers: int) -> None:
     rng = np.random.default_rng(4032)
     shares = rng.uniform(0.15, 0.6, count)
     keystones = rng.uniform(0.0, 0.1, count)
     started = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = list(pool.map(_unmarked_photograph, unmarked_pictures(count, seed=55_000), shares, keystones))
+        pictures = unmarked_pictures(count, seed=55_000)
+        results = list(pool.map(_unmarked_photograph, pictures, shares, keystones, [keys] * count))
     attempts = np.array([result[1] for result in results])
     seconds = np.array([result[2] for result in results])
     print(f"{count} unmarked pictures photographed, {time.perf_counter() - started:.0f} s on {workers} workers")
-    print(f"false payloads: {sum(result[0] for result in results)}")
-    print(f"decodings: at most {attempts.max()} (bound {MAX_ATTEMPTS}), mean {attempts.mean():.1f}")
+    print(f"false payloads: {sum(result[0] for result in results)}, searched with {keys} key(s) each")
+    print(f"decodings per key: at most {attempts.max()} (bound {MAX_ATTEMPTS}), mean {attempts.mean():.1f}")
     print(f"per photograph: median {np.median(seconds) * 1000:.0f} ms, max {seconds.max() * 1000:.0f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unmarked", type=int, default=0, help="false positives on this many unmarked pictures")
+    parser.add_argument("--keys", type=int, default=1, help="with --unmarked: keys tried on each, as the detector does")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if args.unmarked:
-        false_positives(args.unmarked, args.workers)
+        false_positives(args.unmarked, args.keys, args.workers)
         return
     with Image.open(REFERENCES[0]) as reference:
         picture = np.asarray(reference.convert("RGB").resize((1080, 1080), Image.Resampling.LANCZOS))

@@ -75,6 +75,26 @@ def test_keys_init_makes_a_secret_key_with_an_id_then_rotation_keeps_old_picture
     assert [key.id for key in ring(own_keys)] == [first.id, second.id]
 
 
+def test_every_key_tried_shares_the_searches_work_on_the_picture(
+    picture: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unmarked upload tried with a ring of keys is whitened (as it is, turned back, in each
+    place a picture may sit) once, not once per key; each key's search ends as its own would."""
+    from visuels.marking.watermark_keys import WatermarkKey
+
+    page = np.full((1400, 1000, 3), 235, np.uint8)
+    page[200:740, 100:820] = np.roll(picture, 40, axis=1)  # a screenshot of an unmarked page
+    whitened = []
+    original = watermark._whitened_residual
+    monkeypatch.setattr(watermark, "_whitened_residual", lambda *args: whitened.append(1) or original(*args))
+    alone = watermark.detect(page, 11)
+    once = len(whitened)
+    keys = [WatermarkKey(id=f"wk-{value}", value=value) for value in (11, 12, 13)]
+    found, by = find_mark(page, keys)
+    assert once > 3 and len(whitened) == 2 * once  # the detect alone, then the ring's three searches
+    assert (found, by) == (alone, None)
+
+
 def test_the_demo_key_marks_only_when_asked_for_on_purpose(
     own_keys: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -401,14 +401,56 @@ def _soft_bits(aligned: np.ndarray, key: int) -> np.ndarray:
     return np.bincount(bit_of_cell, weights=chips[data_cells] * signs, minlength=CODED_BITS)
 
 
-def _ranked_periods(residual: np.ndarray, key: int) -> list[tuple[float, tuple[float, float]]]:
+class _Residual:
+    """A whitened residual with its autocorrelation's candidate periods, found once for every key."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    @cached_property
+    def periods(self) -> list[tuple[float, float]]:
+        return _periods(self.values)
+
+
+class Views:
+    """What detection derives from a picture whatever the key, computed when first needed and
+    kept for the next key tried (``find_mark`` tries a deployment's keys in turn): the whitened
+    residual as the picture is, turned back by each candidate angle, and in each place a picture
+    may sit inside a larger upload."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.luminance = _luminance(rgb)
+        self._turned: dict[float, _Residual] = {}
+
+    @cached_property
+    def whole(self) -> _Residual:
+        return _Residual(_whitened_residual(self.luminance))
+
+    @cached_property
+    def angles(self) -> list[float]:
+        return _angles(_autocorrelation(self.whole.values), *self.luminance.shape)
+
+    def turned(self, angle: float) -> _Residual:
+        if angle not in self._turned:
+            self._turned[angle] = _Residual(_whitened_residual(*_turned_back(self.luminance, angle)))
+        return self._turned[angle]
+
+    @cached_property
+    def framed(self) -> list[tuple[Box, _Residual]]:
+        return [
+            (box, _Residual(_whitened_residual(self.luminance[box[1] : box[3], box[0] : box[2]])))
+            for box in picture_boxes(self.luminance)
+        ]
+
+
+def _ranked_periods(residual: _Residual, key: int) -> list[tuple[float, tuple[float, float]]]:
     """The autocorrelation's periods, each with how clearly the sync pattern appears at it, best
     first (no decoding, so no false-positive cost)."""
-    scored = [(_oriented(_fold(residual, *period), key)[0], period) for period in _periods(residual)]
+    scored = [(_oriented(_fold(residual.values, *period), key)[0], period) for period in residual.periods]
     return sorted(scored, key=lambda item: -item[0])
 
 
-def _search(residual: np.ndarray, key: int, attempts: int, gate: float = 0.0) -> Detection:
+def _search(residual: _Residual, key: int, attempts: int, gate: float = 0.0) -> Detection:
     """Look for a payload in one canonical residual: the canonical period first, then the
     autocorrelation's, refined; each fold read in its best orientation. Attempts are counted
     from ``attempts``. ``gate``: decode nothing unless the sync pattern stands out this clearly
@@ -417,7 +459,7 @@ def _search(residual: np.ndarray, key: int, attempts: int, gate: float = 0.0) ->
     ranked = None
     if gate:
         ranked = _ranked_periods(residual, key)
-        clearest = max([_oriented(_fold(residual, *canonical), key)[0], *(sync for sync, _ in ranked[:1])])
+        clearest = max([_oriented(_fold(residual.values, *canonical), key)[0], *(sync for sync, _ in ranked[:1])])
         if clearest < gate:
             return Detection(payload=None, sync_strength=clearest, attempts=attempts)
     best_sync = 0.0
@@ -426,10 +468,10 @@ def _search(residual: np.ndarray, key: int, attempts: int, gate: float = 0.0) ->
     for index in range(PERIOD_CANDIDATES):
         if index == 1:
             ranked = ranked or _ranked_periods(residual, key)
-            periods += [_refine(residual, *period, key) for _, period in ranked[: PERIOD_CANDIDATES - 1]]
+            periods += [_refine(residual.values, *period, key) for _, period in ranked[: PERIOD_CANDIDATES - 1]]
         if index >= len(periods):
             break
-        tile = _fold(residual, *periods[index])
+        tile = _fold(residual.values, *periods[index])
         sync, way = _oriented(tile, key)
         best_sync = max(best_sync, sync)
         for soft in _read_bits(way.apply(tile), key):
@@ -444,15 +486,17 @@ def _search(residual: np.ndarray, key: int, attempts: int, gate: float = 0.0) ->
 
 def detect(rgb: np.ndarray, key: int) -> Detection:
     """Look for a payload in an (h, w, 3) uint8 image of any size, flipped or turned."""
-    luminance = _luminance(rgb)
-    residual = _whitened_residual(luminance)
-    found = _search(residual, key, 0)
+    return detect_in(Views(rgb), key)
+
+
+def detect_in(views: Views, key: int) -> Detection:
+    """``detect`` on a picture's views, which other keys' searches share."""
+    found = _search(views.whole, key, 0)
     if found.payload is not None:
         return found
     best_sync = found.sync_strength
-    for angle in _angles(_autocorrelation(residual), *luminance.shape):
-        turned, valid = _turned_back(luminance, angle)
-        found = _search(_whitened_residual(turned, valid), key, found.attempts, gate=ROTATION_SYNC_GATE)
+    for angle in views.angles:
+        found = _search(views.turned(angle), key, found.attempts, gate=ROTATION_SYNC_GATE)
         if found.payload is not None:
             # Turning back by ``angle`` (counter-clockwise) undid a turn by -angle.
             return Detection(
@@ -464,23 +508,21 @@ def detect(rgb: np.ndarray, key: int) -> Detection:
                 rotation=-angle,
             )
         best_sync = max(best_sync, found.sync_strength)
-    framed = _search_framed(luminance, key, found.attempts)
+    framed = _search_framed(views, key, found.attempts)
     if framed.payload is not None:
         return framed
     return Detection(payload=None, sync_strength=max(best_sync, framed.sync_strength), attempts=framed.attempts)
 
 
-def _search_framed(luminance: np.ndarray, key: int, attempts: int) -> Detection:
+def _search_framed(views: Views, key: int, attempts: int) -> Detection:
     """Search the places inside a larger upload where a picture may sit (a screenshot of a page),
     ranked by how clearly the sync pattern shows in each (no decoding: free of false-positive cost);
     the clearest FRAMED_CANDIDATES are searched as crops. Found, the detection says where (``within``)."""
     ranked = []
-    for box in picture_boxes(luminance):
-        left, top, right, bottom = box
-        residual = _whitened_residual(luminance[top:bottom, left:right])
-        strongest = _periods(residual)[:1]  # the autocorrelation's strongest pair: a quick measure
-        periods = [(float(TILE), float(TILE)), *strongest]
-        ranked.append((max(_oriented(_fold(residual, *period), key)[0] for period in periods), box, residual))
+    for box, residual in views.framed:
+        # The canonical period and the autocorrelation's strongest pair: a quick measure.
+        periods = [(float(TILE), float(TILE)), *residual.periods[:1]]
+        ranked.append((max(_oriented(_fold(residual.values, *period), key)[0] for period in periods), box, residual))
     best_sync = 0.0
     for _, box, residual in sorted(ranked, key=lambda item: -item[0])[:FRAMED_CANDIDATES]:
         found = _search(residual, key, attempts, gate=FRAMED_SYNC_GATE)

@@ -163,10 +163,11 @@ def known_keys(folder: Path) -> list[WatermarkKey]:
 def find_mark(rgb: np.ndarray, keys: list[WatermarkKey]) -> tuple[watermark.Detection, WatermarkKey | None]:
     """The watermark read with the first key that finds one, and that key; else what the first key
     saw, and None. Each key tried adds its own 2^-32 chances per decoding of a false find."""
+    views = watermark.Views(rgb)  # what every key's search shares, computed once
     first = None
     for key in keys:
-        found = watermark.detect(rgb, key.value)
+        found = watermark.detect_in(views, key.value)
         if found.payload is not None:
             return found, key
         first = first or found
-    return first or watermark.detect(rgb, DEMO_KEY), None
+    return first or watermark.detect_in(views, DEMO_KEY), None
