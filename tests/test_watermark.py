@@ -167,6 +167,27 @@ def test_a_poster_photographed_in_the_street_is_found_where_it_is(
     assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
 
 
+@pytest.mark.parametrize("far_side", ["left", "bottom"])
+def test_a_poster_photographed_at_an_angle_is_found_straightened(
+    marked: dict[str, np.ndarray], outputs: dict[str, np.ndarray], far_side: str
+) -> None:
+    """A poster photographed from a few steps to one side, its far side 20 % shorter, then cropped
+    to it on the phone: its tiles shrink across it beyond what one period fits. Straightened as if
+    seen at an angle from each side, it is found, and the result says so; unmarked, nothing is."""
+    name = "illustration 1080x1080"
+    turns = {"left": 0, "bottom": 1}[far_side]  # the street photograph's far side is its left
+    poster = np.ascontiguousarray(np.rot90(marked[name], -turns))
+    photo, (left, top, right, bottom) = street_photograph(poster, 0.3, keystone=0.1)
+    cropped = np.ascontiguousarray(np.rot90(photo[top:bottom, left:right], turns))
+    found = detect(cropped, KEY)
+    assert found.payload == PAYLOAD and found.far_side == far_side and found.attempts <= MAX_ATTEMPTS
+    assert str(found.geometry()).endswith("seen at an angle")
+    plain = np.ascontiguousarray(np.rot90(outputs[name], -turns))
+    photo, (left, top, right, bottom) = street_photograph(plain, 0.3, keystone=0.1)
+    unmarked = detect(np.ascontiguousarray(np.rot90(photo[top:bottom, left:right], turns)), KEY)
+    assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
+
+
 def test_the_mark_written_is_the_one_files_already_carry() -> None:
     """Files marked before must still verify: the pattern written for a payload is pinned (a
     change to it needs a version, and a detector that reads both)."""

@@ -9,17 +9,23 @@ page's background and bars are flat. Lines of text are busy too, and run togethe
 next to them: each area is also tried without its plain lines at its ends, and the likeliest
 without a share of one end. In a photograph (no flat background: a street, a wall) nothing tells
 the poster from what is around it, so squares of three sizes are laid over it, each overlapping
-its neighbours by half: one of them falls inside the poster. Which box holds the picture is left
-to the watermark's sync pattern (``watermark.detect`` ranks them by it), and the decision to its
-CRC-checked payload: a box is only a place to look.
+its neighbours by half: one of them falls inside the poster. A poster photographed at an angle
+has its far side shorter: its tiles shrink across it, beyond what one tile period fits, so the
+upload and the likeliest boxes are also straightened as if seen at an angle from each side
+(``keystone_corners``). Which place holds the picture is left to the watermark's sync pattern
+(``watermark.detect`` ranks them by it), and the decision to its CRC-checked payload: a place is
+only somewhere to look.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import cv2
 import numpy as np
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom in the upload's pixels
+Side = Literal["left", "right", "top", "bottom"]
 
 SEARCH_SIDE = 512  # the upload is looked over at most this large (long side): speed
 PLAIN_LEVELS = 6.0  # a border row or column within this of the border's colour, for most of it, is plain
@@ -41,6 +47,12 @@ MIN_SIDE = 96  # pixels of the upload: a box narrower or lower holds too few chi
 # is what was sent, searched whole (and a screenshot as a page). Squares of these shares of its short side:
 PHOTO_MIN_SIDE = 1200
 PHOTO_SQUARES = (0.6, 0.42, 0.3)
+# A picture seen at an angle: its far side shorter by twice one of these shares of its length (8 to
+# 24 %: a poster photographed from a few steps to one side). The search itself bears about 6 %.
+KEYSTONE_INSETS = (0.04, 0.08, 0.12)
+KEYSTONES: tuple[tuple[Side, float], ...] = tuple(
+    (side, inset) for side in ("left", "right", "top", "bottom") for inset in KEYSTONE_INSETS
+)
 
 
 def picture_boxes(luminance: np.ndarray) -> list[Box]:
@@ -153,3 +165,17 @@ def _without_plain_border(luminance: np.ndarray) -> Box:
     if not len(rows) or not len(columns):
         return (0, 0, luminance.shape[1], luminance.shape[0])
     return (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+
+
+def keystone_corners(width: int, height: int, far_side: Side, inset: float) -> np.ndarray:
+    """The corners (top-left, top-right, bottom-right, bottom-left; float32, 4x2) of a picture that
+    fills a ``width`` x ``height`` box seen at an angle: ``far_side`` shorter by ``inset`` of its
+    length at each end."""
+    shift_y, shift_x = inset * height, inset * width
+    corners = {
+        "left": [[0, shift_y], [width, 0], [width, height], [0, height - shift_y]],
+        "right": [[0, 0], [width, shift_y], [width, height - shift_y], [0, height]],
+        "top": [[shift_x, 0], [width - shift_x, 0], [width, height], [0, height]],
+        "bottom": [[0, 0], [width, 0], [width - shift_x, height], [shift_x, height]],
+    }
+    return np.float32(corners[far_side])

@@ -38,6 +38,10 @@ Design (tiled spread spectrum with a synchronisation pattern):
   (``visuels.marking.framing``: a page's busy areas, squares over a photograph) are ranked by how
   clearly the sync pattern shows in each (no decoding), and the clearest FRAMED_CANDIDATES
   searched again as crops; the detection says where (``within``).
+- A poster photographed at an angle: its far side shorter, its tiles shrink across it beyond what
+  one period fits (the search bears a side about 12 % shorter). The upload and the two likeliest
+  places in it are also straightened as if seen at an angle from each side (``framing.KEYSTONES``)
+  and ranked with the places above, the same FRAMED_CANDIDATES searched: no more decodings.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import cv2
 import numpy as np
 from visuels._internal.payload_code import CODED_BITS, PAYLOAD_BITS, coded_bits, decode
 from visuels.errors import Text
-from visuels.marking.framing import Box, picture_boxes
+from visuels.marking.framing import KEYSTONES, Box, Side, keystone_corners, picture_boxes
 
 CANONICAL = 512
 TILE = 128
@@ -81,6 +85,7 @@ BAND_ROWS = 64  # rows marked at a time (embed)
 STRENGTHS = ((1.0, 0.0), (1.5, 0.0), (2.0, 0.0), (2.0, 1.0), (2.0, 2.0))
 TEXTURE_KNEE = 16.0  # local contrast (luminance levels, high-passed) at which a picture is fully busy
 FRAMED_CANDIDATES = 4  # places inside a larger upload (a screenshot) searched when the whole gives nothing
+STRAIGHTENED_BOXES = 2  # of those places, the likeliest also straightened as if seen at an angle
 MAX_ATTEMPTS = PERIOD_CANDIDATES * SYNC_CANDIDATES * (1 + ANGLE_CANDIDATES + FRAMED_CANDIDATES)
 
 
@@ -93,6 +98,7 @@ class Detection:
     quarter_turns: int = 0  # found turned by this many quarter turns (counter-clockwise)
     rotation: float = 0.0  # found turned by this many degrees besides (counter-clockwise)
     within: Box | None = None  # found in this part of a larger upload (a screenshot), not the whole
+    far_side: Side | None = None  # found straightened: seen at an angle, this side farther (shorter)
 
     def geometry(self) -> Text | None:
         """How the picture was found changed, in words ("flipped, turned +3.0°"); None if as marked."""
@@ -101,6 +107,7 @@ class Detection:
             left, top, right, bottom = self.within
             box = {"left": left, "top": top, "right": right, "bottom": bottom}
             parts.append(Text("inside the upload at ({left}, {top})-({right}, {bottom})", **box))
+        parts += [Text("seen at an angle")] if self.far_side else []
         parts += [Text("flipped")] if self.flipped else []
         if self.quarter_turns:
             parts.append(Text("turned {degrees}°", degrees=90 * self.quarter_turns))
@@ -421,6 +428,7 @@ class Views:
     def __init__(self, rgb: np.ndarray) -> None:
         self.luminance = _luminance(rgb)
         self._turned: dict[float, _Residual] = {}
+        self._straightened: dict[tuple[Box | None, Side, float], _Residual] = {}
 
     @cached_property
     def whole(self) -> _Residual:
@@ -437,10 +445,25 @@ class Views:
 
     @cached_property
     def framed(self) -> list[tuple[Box, _Residual]]:
-        return [
-            (box, _Residual(_whitened_residual(self.luminance[box[1] : box[3], box[0] : box[2]])))
-            for box in picture_boxes(self.luminance)
-        ]
+        return [(box, _Residual(_whitened_residual(self._inside(box)))) for box in picture_boxes(self.luminance)]
+
+    def straightened(self, box: Box | None, far_side: Side, inset: float) -> _Residual:
+        """The upload (``box`` None) or a box in it, straightened as if seen at an angle."""
+        if (box, far_side, inset) not in self._straightened:
+            part = self._inside(box)
+            height, width = part.shape
+            scale = min(1.0, ROTATION_SIDE / max(height, width))  # the residual's grid is coarser still
+            if scale < 1.0:
+                width, height = round(width * scale), round(height * scale)
+                part = cv2.resize(part, (width, height), interpolation=cv2.INTER_AREA)
+            rectangle = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+            warp = cv2.getPerspectiveTransform(keystone_corners(width, height, far_side, inset), rectangle)
+            straight = cv2.warpPerspective(part, warp, (width, height), flags=cv2.INTER_LINEAR)
+            self._straightened[(box, far_side, inset)] = _Residual(_whitened_residual(straight))
+        return self._straightened[(box, far_side, inset)]
+
+    def _inside(self, box: Box | None) -> np.ndarray:
+        return self.luminance if box is None else self.luminance[box[1] : box[3], box[0] : box[2]]
 
 
 def _ranked_periods(residual: _Residual, key: int) -> list[tuple[float, tuple[float, float]]]:
@@ -515,21 +538,34 @@ def detect_in(views: Views, key: int) -> Detection:
 
 
 def _search_framed(views: Views, key: int, attempts: int) -> Detection:
-    """Search the places inside a larger upload where a picture may sit (a screenshot of a page),
-    ranked by how clearly the sync pattern shows in each (no decoding: free of false-positive cost);
-    the clearest FRAMED_CANDIDATES are searched as crops. Found, the detection says where (``within``)."""
-    ranked = []
-    for box, residual in views.framed:
+    """Search the places inside a larger upload where a picture may sit (a screenshot of a page,
+    a photograph of a poster), and the upload and the likeliest of those places straightened as if
+    seen at an angle; all ranked by how clearly the sync pattern shows in each (no decoding: free of
+    false-positive cost), the clearest FRAMED_CANDIDATES searched. Found, the detection says where
+    (``within``) and whether straightened (``far_side``)."""
+
+    def clarity(residual: _Residual) -> float:
         # The canonical period and the autocorrelation's strongest pair: a quick measure.
         periods = [(float(TILE), float(TILE)), *residual.periods[:1]]
-        ranked.append((max(_oriented(_fold(residual.values, *period), key)[0] for period in periods), box, residual))
+        return max(_oriented(_fold(residual.values, *period), key)[0] for period in periods)
+
+    boxes = sorted(((clarity(residual), box, None, residual) for box, residual in views.framed), key=_clearest)
+    places = list(boxes)
+    for box in [None, *(box for _, box, _, _ in boxes[:STRAIGHTENED_BOXES])]:
+        for far_side, inset in KEYSTONES:
+            residual = views.straightened(box, far_side, inset)
+            places.append((clarity(residual), box, far_side, residual))
     best_sync = 0.0
-    for _, box, residual in sorted(ranked, key=lambda item: -item[0])[:FRAMED_CANDIDATES]:
+    for _, box, far_side, residual in sorted(places, key=_clearest)[:FRAMED_CANDIDATES]:
         found = _search(residual, key, attempts, gate=FRAMED_SYNC_GATE)
         if found.payload is not None:
-            return replace(found, within=box)
+            return replace(found, within=box, far_side=far_side)
         attempts, best_sync = found.attempts, max(best_sync, found.sync_strength)
     return Detection(payload=None, sync_strength=best_sync, attempts=attempts)
+
+
+def _clearest(place: tuple) -> float:
+    return -place[0]
 
 
 def best_guess_bits(rgb: np.ndarray, key: int) -> np.ndarray:
