@@ -185,7 +185,8 @@ def train_lora(
 
     existing = _checkpoints(run_dir)
     if existing:
-        state = torch.load(existing[-1], map_location="cpu", weights_only=False)
+        # Tensors and plain values only: a resume file swapped in cannot run code as it loads.
+        state = torch.load(existing[-1], map_location="cpu", weights_only=True)
         set_peft_model_state_dict(accelerator.unwrap_model(denoiser), state["lora"])
         if config.train_text_encoder:
             set_peft_model_state_dict(accelerator.unwrap_model(text_encoder), state["text_encoder_lora"])
