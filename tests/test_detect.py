@@ -22,7 +22,7 @@ from visuels.marking.keys import DETECTOR_KEY, TRUST_ANCHORS, signing_files
 from visuels.review.detect import detect_file
 
 from tests.conftest import SAMPLE_CHARTER_DIR
-from tests.watermark_attacks import page_screenshot, unmarked_pictures
+from tests.watermark_attacks import page_screenshot, street_photograph, unmarked_pictures
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,27 @@ def test_a_screenshot_of_a_post_says_whether_the_label_shows_on_the_picture(
         # Said in French on the public's page: where it was found too (it stayed in English).
         said = detection.marks["watermark"].said(words("fr"))
         assert "dans l’envoi, en (" in said and "inside" not in said, said
+
+
+def test_a_poster_photographed_at_an_angle_is_found_with_its_label(
+    charter,  # type: ignore[no-untyped-def]
+    signing_keys: Path,
+    tmp_path: Path,
+) -> None:
+    """A poster photographed from one side, its far side a fifth shorter, cropped on the phone: the
+    watermark is found straightened, and the label looked for in the straightened picture's
+    corners (it was "no AI label in a corner", the corners being skewed)."""
+    from tests.conftest import marked_picture
+
+    with Image.open(marked_picture(tmp_path)) as image:
+        poster = np.asarray(image.convert("RGB"))
+    photo, (left, top, right, bottom) = street_photograph(poster, 0.45, keystone=0.1)
+    path = tmp_path / "cropped.png"
+    Image.fromarray(photo[top:bottom, left:right]).save(path)
+    detection = detect_file(path, charter, signing_keys / TRUST_ANCHORS)
+    assert detection.verdict == "marked" and "at an angle" in detection.marks["watermark"].basis, detection
+    assert detection.marks["label"].found, detection.marks["label"]
+    assert "de biais" in detection.marks["watermark"].said(words("fr"))
 
 
 def test_pictures_from_elsewhere_are_not_claimed(charter, signing_keys: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

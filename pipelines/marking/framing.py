@@ -12,13 +12,14 @@ the poster from what is around it, so squares of three sizes are laid over it, e
 its neighbours by half: one of them falls inside the poster. A poster photographed at an angle
 has its far side shorter: its tiles shrink across it, beyond what one tile period fits, so the
 upload and the likeliest boxes are also straightened as if seen at an angle from each side
-(``keystone_corners``). Which place holds the picture is left to the watermark's sync pattern
+(``KEYSTONES``). Which place holds the picture is left to the watermark's sync pattern
 (``watermark.detect`` ranks them by it), and the decision to its CRC-checked payload: a place is
 only somewhere to look.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -50,9 +51,6 @@ PHOTO_SQUARES = (0.6, 0.42, 0.3)
 # A picture seen at an angle: its far side shorter by twice one of these shares of its length (8 to
 # 24 %: a poster photographed from a few steps to one side). The search itself bears about 6 %.
 KEYSTONE_INSETS = (0.04, 0.08, 0.12)
-KEYSTONES: tuple[tuple[Side, float], ...] = tuple(
-    (side, inset) for side in ("left", "right", "top", "bottom") for inset in KEYSTONE_INSETS
-)
 
 
 def picture_boxes(luminance: np.ndarray) -> list[Box]:
@@ -167,15 +165,31 @@ def _without_plain_border(luminance: np.ndarray) -> Box:
     return (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
 
 
-def keystone_corners(width: int, height: int, far_side: Side, inset: float) -> np.ndarray:
-    """The corners (top-left, top-right, bottom-right, bottom-left; float32, 4x2) of a picture that
-    fills a ``width`` x ``height`` box seen at an angle: ``far_side`` shorter by ``inset`` of its
-    length at each end."""
-    shift_y, shift_x = inset * height, inset * width
-    corners = {
-        "left": [[0, shift_y], [width, 0], [width, height], [0, height - shift_y]],
-        "right": [[0, 0], [width, shift_y], [width, height - shift_y], [0, height]],
-        "top": [[shift_x, 0], [width - shift_x, 0], [width, height], [0, height]],
-        "bottom": [[0, 0], [width, 0], [width - shift_x, height], [shift_x, height]],
-    }
-    return np.float32(corners[far_side])
+@dataclass(frozen=True)
+class Keystone:
+    """A picture seen at an angle: ``far_side`` shorter by ``inset`` of its length at each end."""
+
+    far_side: Side
+    inset: float
+
+    def corners(self, width: int, height: int) -> np.ndarray:
+        """Where the corners (top-left, top-right, bottom-right, bottom-left; float32, 4x2) of a
+        picture seen so are, in the ``width`` x ``height`` box it fills."""
+        shift_y, shift_x = self.inset * height, self.inset * width
+        corners = {
+            "left": [[0, shift_y], [width, 0], [width, height], [0, height - shift_y]],
+            "right": [[0, 0], [width, shift_y], [width, height - shift_y], [0, height]],
+            "top": [[shift_x, 0], [width - shift_x, 0], [width, height], [0, height]],
+            "bottom": [[0, 0], [width, 0], [width - shift_x, height], [shift_x, height]],
+        }
+        return np.float32(corners[self.far_side])
+
+    def straighten(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (H×W, or H×W×C) as the picture it shows would be seen face on, at its size."""
+        height, width = image.shape[:2]
+        rectangle = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+        warp = cv2.getPerspectiveTransform(self.corners(width, height), rectangle)
+        return cv2.warpPerspective(image, warp, (width, height), flags=cv2.INTER_LINEAR)
+
+
+KEYSTONES = tuple(Keystone(side, inset) for side in ("left", "right", "top", "bottom") for inset in KEYSTONE_INSETS)

@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 from visuels._internal.payload_code import CODED_BITS, PAYLOAD_BITS, coded_bits, decode
 from visuels.errors import Text
-from visuels.marking.framing import KEYSTONES, Box, Side, keystone_corners, picture_boxes
+from visuels.marking.framing import KEYSTONES, Box, Keystone, picture_boxes
 
 CANONICAL = 512
 TILE = 128
@@ -98,7 +98,7 @@ class Detection:
     quarter_turns: int = 0  # found turned by this many quarter turns (counter-clockwise)
     rotation: float = 0.0  # found turned by this many degrees besides (counter-clockwise)
     within: Box | None = None  # found in this part of a larger upload (a screenshot), not the whole
-    far_side: Side | None = None  # found straightened: seen at an angle, this side farther (shorter)
+    keystone: Keystone | None = None  # found straightened: seen at an angle, so
 
     def geometry(self) -> Text | None:
         """How the picture was found changed, in words ("flipped, turned +3.0°"); None if as marked."""
@@ -107,7 +107,7 @@ class Detection:
             left, top, right, bottom = self.within
             box = {"left": left, "top": top, "right": right, "bottom": bottom}
             parts.append(Text("inside the upload at ({left}, {top})-({right}, {bottom})", **box))
-        parts += [Text("seen at an angle")] if self.far_side else []
+        parts += [Text("at an angle")] if self.keystone else []
         parts += [Text("flipped")] if self.flipped else []
         if self.quarter_turns:
             parts.append(Text("turned {degrees}°", degrees=90 * self.quarter_turns))
@@ -428,7 +428,7 @@ class Views:
     def __init__(self, rgb: np.ndarray) -> None:
         self.luminance = _luminance(rgb)
         self._turned: dict[float, _Residual] = {}
-        self._straightened: dict[tuple[Box | None, Side, float], _Residual] = {}
+        self._straightened: dict[tuple[Box | None, Keystone], _Residual] = {}
 
     @cached_property
     def whole(self) -> _Residual:
@@ -447,20 +447,16 @@ class Views:
     def framed(self) -> list[tuple[Box, _Residual]]:
         return [(box, _Residual(_whitened_residual(self._inside(box)))) for box in picture_boxes(self.luminance)]
 
-    def straightened(self, box: Box | None, far_side: Side, inset: float) -> _Residual:
+    def straightened(self, box: Box | None, keystone: Keystone) -> _Residual:
         """The upload (``box`` None) or a box in it, straightened as if seen at an angle."""
-        if (box, far_side, inset) not in self._straightened:
+        if (box, keystone) not in self._straightened:
             part = self._inside(box)
             height, width = part.shape
             scale = min(1.0, ROTATION_SIDE / max(height, width))  # the residual's grid is coarser still
             if scale < 1.0:
-                width, height = round(width * scale), round(height * scale)
-                part = cv2.resize(part, (width, height), interpolation=cv2.INTER_AREA)
-            rectangle = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-            warp = cv2.getPerspectiveTransform(keystone_corners(width, height, far_side, inset), rectangle)
-            straight = cv2.warpPerspective(part, warp, (width, height), flags=cv2.INTER_LINEAR)
-            self._straightened[(box, far_side, inset)] = _Residual(_whitened_residual(straight))
-        return self._straightened[(box, far_side, inset)]
+                part = cv2.resize(part, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            self._straightened[(box, keystone)] = _Residual(_whitened_residual(keystone.straighten(part)))
+        return self._straightened[(box, keystone)]
 
     def _inside(self, box: Box | None) -> np.ndarray:
         return self.luminance if box is None else self.luminance[box[1] : box[3], box[0] : box[2]]
@@ -542,7 +538,7 @@ def _search_framed(views: Views, key: int, attempts: int) -> Detection:
     a photograph of a poster), and the upload and the likeliest of those places straightened as if
     seen at an angle; all ranked by how clearly the sync pattern shows in each (no decoding: free of
     false-positive cost), the clearest FRAMED_CANDIDATES searched. Found, the detection says where
-    (``within``) and whether straightened (``far_side``)."""
+    (``within``) and how it was straightened (``keystone``)."""
 
     def clarity(residual: _Residual) -> float:
         # The canonical period and the autocorrelation's strongest pair: a quick measure.
@@ -552,14 +548,14 @@ def _search_framed(views: Views, key: int, attempts: int) -> Detection:
     boxes = sorted(((clarity(residual), box, None, residual) for box, residual in views.framed), key=_clearest)
     places = list(boxes)
     for box in [None, *(box for _, box, _, _ in boxes[:STRAIGHTENED_BOXES])]:
-        for far_side, inset in KEYSTONES:
-            residual = views.straightened(box, far_side, inset)
-            places.append((clarity(residual), box, far_side, residual))
+        for keystone in KEYSTONES:
+            residual = views.straightened(box, keystone)
+            places.append((clarity(residual), box, keystone, residual))
     best_sync = 0.0
-    for _, box, far_side, residual in sorted(places, key=_clearest)[:FRAMED_CANDIDATES]:
+    for _, box, keystone, residual in sorted(places, key=_clearest)[:FRAMED_CANDIDATES]:
         found = _search(residual, key, attempts, gate=FRAMED_SYNC_GATE)
         if found.payload is not None:
-            return replace(found, within=box, far_side=far_side)
+            return replace(found, within=box, keystone=keystone)
         attempts, best_sync = found.attempts, max(best_sync, found.sync_strength)
     return Detection(payload=None, sync_strength=best_sync, attempts=attempts)
 

@@ -220,10 +220,16 @@ def read_marks(
         key_ids_tried=frozenset(each.id for each in tried),
         source_type=source.group(1) if source else None,
         manifest=read_manifest_state(path, trust_anchors),
-        label_seen=label_seen(pixels, charter)
-        if found.within is None
-        else label_seen_around(pixels, charter, found.within),
+        label_seen=_label_seen_where_found(pixels, charter, found),
     )
+
+
+def _label_seen_where_found(pixels: np.ndarray, charter: Charter, found: watermark.Detection) -> bool:
+    """The label looked for where the watermark says the picture is: around the part of a larger
+    upload it was found in, or in the corners of the upload, straightened if seen at an angle."""
+    if found.within is not None:
+        return label_seen_around(pixels, charter, found.within)
+    return label_seen(found.keystone.straighten(pixels) if found.keystone else pixels, charter)
 
 
 def verify_file(
