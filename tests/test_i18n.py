@@ -147,8 +147,11 @@ def _is_words_call(node: ast.AST) -> bool:
 
 
 def test_every_text_asked_for_has_its_french() -> None:
+    from visuels.postprocess import findings
+
     catalogue = json.loads((LOCALES / "fr.json").read_text(encoding="utf-8"))
     asked = _asked_in_templates() | _asked_in_code() | _pydantic_patterns() | _asked_in_run_forms()
+    asked |= set(findings.PATTERNS + findings.CORNERS)  # recorded in English, said in French
     assert len(asked) > 50
     missing = sorted(asked - set(catalogue))
     assert not missing, f"no French for {missing} in pipelines/_internal/locales/fr.json"
@@ -250,3 +253,22 @@ def test_the_run_form_is_said_in_french_and_sends_the_same_values() -> None:
     for unchanged in ("enum", "default"):  # what the form sends: the flow's values
         assert french["properties"]["review"][unchanged] == schema["properties"]["review"][unchanged]
     assert french["properties"]["run"]["default"] == schema["properties"]["run"]["default"]
+
+
+def test_the_charter_checks_findings_are_said_in_french_earlier_records_included() -> None:
+    """The record keeps each reason and note in English, as earlier records have them; the report
+    and the studio read them back through their patterns and say them in the page's language."""
+    from visuels.postprocess import findings
+    from visuels.review.report import WORDINGS
+
+    for pattern in findings.PATTERNS:
+        recorded = pattern.format(**{name: "2.5" for name in re.findall(r"{(\w+)}", pattern)})
+        assert findings.said(recorded, words("en")) == recorded
+        french = findings.said(recorded, words("fr"))
+        assert french == words("fr")(pattern, **{name: "2,5" for name in re.findall(r"{(\w+)}", pattern)})
+        assert french != recorded, pattern
+    recorded = ["logo moved from top left: contrast there 2.1:1 < 3:1", "a finding of another kind"]
+    assert WORDINGS["fr"].findings(recorded) == [
+        "logo déplacé de son coin (en haut à gauche) : contraste là 2,1:1 < 3:1",
+        "a finding of another kind",
+    ]

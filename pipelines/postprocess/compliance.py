@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 from visuels.inputs.charter import Charter
+from visuels.postprocess import findings
 from visuels.postprocess.chain import PostprocessResult
 from visuels.postprocess.coherence import StyleSignature
 from visuels.postprocess.logo import MIN_GRAPHIC_CONTRAST
@@ -38,22 +39,26 @@ def assess(result: PostprocessResult, charter: Charter) -> Compliance:
     spec = charter.spec
     reasons = []
     if result.palette_after < spec.palette_grading.min_conformity:
-        reasons.append(f"palette {result.palette_after:.0%} < {spec.palette_grading.min_conformity:.0%}")
+        minimum = f"{spec.palette_grading.min_conformity:.0%}"
+        reasons.append(findings.PALETTE_UNDER.format(conformity=f"{result.palette_after:.0%}", minimum=minimum))
     if result.logo.contrast < MIN_GRAPHIC_CONTRAST:
-        reasons.append(f"logo contrast {result.logo.contrast:.1f}:1 < {MIN_GRAPHIC_CONTRAST}:1")
+        contrast = f"{result.logo.contrast:.1f}"
+        reasons.append(findings.LOGO_CONTRAST_UNDER.format(contrast=contrast, minimum=MIN_GRAPHIC_CONTRAST))
     if not result.logo.clear_zone_ok or not result.logo.width_ok:
-        reasons.append("logo clear zone or minimum width not respected")
+        reasons.append(findings.LOGO_ZONE)
     if result.label.text_px < spec.ai_label.min_text_px:
-        reasons.append(f"label text {result.label.text_px}px < {spec.ai_label.min_text_px}px")
+        reasons.append(findings.LABEL_TEXT_UNDER.format(size=result.label.text_px, minimum=spec.ai_label.min_text_px))
     if result.label.contrast < MIN_TEXT_CONTRAST:
-        reasons.append(f"label contrast {result.label.contrast:.1f}:1 < {MIN_TEXT_CONTRAST}:1")
+        contrast = f"{result.label.contrast:.1f}"
+        reasons.append(findings.LABEL_CONTRAST_UNDER.format(contrast=contrast, minimum=MIN_TEXT_CONTRAST))
     if result.text.overflow:
-        reasons.append("commune name, headline or call to action does not fit")
+        reasons.append(findings.TEXT_DOES_NOT_FIT)
     if result.text.contrast < result.text.required_contrast:
-        reasons.append(f"text contrast {result.text.contrast:.1f}:1 < {result.text.required_contrast:g}:1")
+        contrast, minimum = f"{result.text.contrast:.1f}", f"{result.text.required_contrast:g}"
+        reasons.append(findings.TEXT_CONTRAST_UNDER.format(contrast=contrast, minimum=minimum))
     reasons += result.text.collisions
     lost = [ratio for ratio in spec.ai_label.keep_in_crops if not result.label.crops.get(ratio, True)]
-    label_note = f"label outside the centred {', '.join(lost)} crop (no room there)" if lost else None
+    label_note = findings.LABEL_OUTSIDE_CROPS.format(crops=", ".join(lost)) if lost else None
     return Compliance(
         palette_before=round(result.palette_before, 4),
         palette_after=round(result.palette_after, 4),

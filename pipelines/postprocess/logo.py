@@ -14,6 +14,7 @@ from visuels.inputs.charter import Charter
 from visuels.inputs.colour import relative_luminance
 from visuels.inputs.logo_fit import logo_geometry
 from visuels.inputs.logos import read_logo
+from visuels.postprocess import findings
 from visuels.postprocess.layout import Box, box_in_corner, margin
 
 # WCAG 2 asks for 3:1 for graphical objects; below that the colour logo gives way to a monochrome one.
@@ -108,9 +109,10 @@ def place_logo(image: Image.Image, charter: Charter, avoid: list[Box]) -> tuple[
         calm = [candidate for candidate in candidates if candidate[0] <= calmest * CLUTTER_SLACK + 1e-6]
         _, contrast, corner, box, zone, variant = max(calm, key=lambda candidate: candidate[1])
         if corner != preferred[2]:
-            note = (
-                f"logo moved from {preferred[2].value.replace('_', ' ')}: contrast there"
-                f" {preferred[1]:.1f}:1 < {MIN_GRAPHIC_CONTRAST:g}:1"
+            note = findings.LOGO_MOVED.format(
+                corner=preferred[2].value.replace("_", " "),
+                contrast=f"{preferred[1]:.1f}",
+                minimum=f"{MIN_GRAPHIC_CONTRAST:g}",
             )
 
     logo = scaled_logo(variants[variant], (box.width, box.height))

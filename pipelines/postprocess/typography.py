@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 from visuels.inputs.fonts import typographic
+from visuels.postprocess import findings
 from visuels.postprocess.layout import Box, app_covered
 
 SIZE_STEP = 0.92  # each try sets the text this much smaller
@@ -199,9 +200,10 @@ def draw_text_block(
     text_width = max(font(font_path, fitted.size).getlength(line) for fitted in (name, *below) for line in fitted.lines)
     top = upper + pad if position == "top" else lower - pad - block_height
     box = Box(inset + pad, top, min(max_width, ceil(text_width)), block_height)
-    collisions = [f"text overlaps element {index}" for index, other in enumerate(obstacles) if box.overlaps(other)]
+    overlapped = [index for index, other in enumerate(obstacles) if box.overlaps(other)]
+    collisions = [findings.TEXT_OVERLAPS.format(index=index) for index in overlapped]
     if box.top < 0 or box.bottom > height:
-        collisions.append("text runs off the picture")
+        collisions.append(findings.TEXT_RUNS_OFF)
 
     # One tone for every picture of a series: light text on a dark plate; the other way round
     # only where the plate cannot carry the text (the placement then says why).
@@ -213,7 +215,7 @@ def draw_text_block(
         inverse = _with_plate(image, box, pad, light)
         inverse_contrast = worst_contrast(dark, background_range(inverse, box))
         if inverse_contrast > contrast:
-            note = f"dark text on a light plate: light text reached only {contrast:.1f}:1 here"
+            note = findings.DARK_TEXT.format(contrast=f"{contrast:.1f}")
             colour, composed, contrast = dark, inverse, inverse_contrast
 
     draw = ImageDraw.Draw(composed)

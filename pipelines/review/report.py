@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from visuels._internal.atomic import write_text_atomic
+from visuels._internal.i18n import words as i18n_words
 from visuels.engine.export import edges_path
 from visuels.inputs.charter import Charter
 from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.postprocess import findings
 from visuels.postprocess.coherence import (
     Coherence,
     StyleBaseline,
@@ -137,6 +139,10 @@ class Wording:
             (self.why_flagged, sum(1 for card in cards if card["terms_flagged"])),
         )
         return ", ".join(wording.format(count=count) for wording, count in counts if count)
+
+    def findings(self, recorded: list[str]) -> list[str]:
+        """The charter checks' reasons or notes, recorded in English, in the report's language."""
+        return [findings.said(finding, i18n_words(self.lang)) for finding in recorded]
 
     def to_review(self, count: int) -> str:
         return (self.to_review_one if count == 1 else self.to_review_many).format(count=count)
@@ -428,7 +434,7 @@ def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slu
         measures = [line for line, _ in _measures(check, words, limits)]
         values = (
             ("✔ " + words.compliant) if check["passed"] else ("✖ " + words.not_compliant),
-            "; ".join(check["reasons"] + check.get("notes", []) + inputs.get("review", [])),
+            "; ".join(words.findings(check["reasons"] + check.get("notes", [])) + inputs.get("review", [])),
             inputs["commune_name"],
             inputs["format"],
             inputs["audience"],
@@ -475,8 +481,8 @@ def _card(
         "photo": words.photo.format(credit=credit) if credit else "",
         "key_visual": _declined(inputs.get("key_visual"), words),
         "passed": check["passed"],
-        "reasons": check["reasons"],
-        "notes": check.get("notes", []),
+        "reasons": words.findings(check["reasons"]),
+        "notes": words.findings(check.get("notes", [])),
         "flags": flags,
         "outlier": style is not None and style.outlier,
         "terms_flagged": bool(inputs.get("review")),

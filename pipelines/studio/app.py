@@ -29,7 +29,7 @@ from fastapi.templating import Jinja2Templates
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
-from visuels._internal.i18n import LANGUAGES, browser_language, user_language, words
+from visuels._internal.i18n import LANGUAGES, Words, browser_language, user_language, words
 from visuels._internal.web_guard import LocalOnly
 from visuels.errors import VisuelsError
 from visuels.inputs.charter import Charter
@@ -40,6 +40,7 @@ from visuels.marking.keys import SigningFiles
 from visuels.marking.mark import preview_jpeg
 from visuels.models.devices import DeviceName
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
+from visuels.postprocess import findings
 from visuels.postprocess.chain import postprocess
 from visuels.record import ledger, model_sources
 from visuels.record.database import Database, outputs_table
@@ -274,7 +275,8 @@ def _decode_upload(data: str) -> bytes:
         raise HTTPException(400, "the upload is not base64 data") from None
 
 
-def _derivative_json(done: Derivative, output_root: Path) -> dict:
+def _derivative_json(done: Derivative, output_root: Path, t: Words) -> dict:
+    """A retouched or finalized file for the page's script, its charter check in the page's language."""
     path = Path(done.file).resolve()
     shown = (
         path.relative_to(output_root.resolve()).as_posix() if path.is_relative_to(output_root.resolve()) else done.file
@@ -284,7 +286,8 @@ def _derivative_json(done: Derivative, output_root: Path) -> dict:
         "ledger_id": done.ledger_id,
         "original": done.original.file,
         "already_done": done.already_done,
-        "check": done.check.model_dump(),
+        "check": done.check.model_dump()
+        | {name: [findings.said(text, t) for text in getattr(done.check, name)] for name in ("reasons", "notes")},
     }
 
 
@@ -294,6 +297,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     and ``token`` when it is bound beyond loopback."""
     app = FastAPI(title="visuels studio", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(TEMPLATES), context_processors=[page_words])
+    templates.env.filters["finding"] = findings.said  # a recorded reason in the page's words
 
     @app.exception_handler(VisuelsError)
     async def _bad_input(request: Request, exc: VisuelsError) -> JSONResponse:
@@ -479,7 +483,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             studio.signing,
             studio.output_root,
         )
-        return JSONResponse(_derivative_json(done, studio.output_root))
+        return JSONResponse(_derivative_json(done, studio.output_root, words(page_language(request))))
 
     @app.get("/templates/{name}", response_class=HTMLResponse)
     def template_set(request: Request, name: str) -> HTMLResponse:
@@ -521,7 +525,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         return templates.TemplateResponse(request, "finalize.html", {"file": file})
 
     @app.post("/api/finalize")
-    def finalize_upload(ask: FinalizeAsk) -> JSONResponse:
+    def finalize_upload(request: Request, ask: FinalizeAsk) -> JSONResponse:
         source = studio.path_of(ask.file)
         with tempfile.TemporaryDirectory() as folder:
             dropped = Path(folder) / _dropped_name(ask.name)
@@ -530,6 +534,6 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             done = finalize_file(
                 dropped, source, target, studio.charter, studio.database, studio.signing, studio.output_root
             )
-        return JSONResponse(_derivative_json(done, studio.output_root))
+        return JSONResponse(_derivative_json(done, studio.output_root, words(page_language(request))))
 
     return LocalOnly(app, hosts, token)
