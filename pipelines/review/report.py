@@ -321,12 +321,14 @@ CORNERS = {
         "top_right": "en haut à droite",
         "bottom_left": "en bas à gauche",
         "bottom_right": "en bas à droite",
+        "template": "place du gabarit",  # a layout template's logo slot
     },
     "en": {
         "top_left": "top left",
         "top_right": "top right",
         "bottom_left": "bottom left",
         "bottom_right": "bottom right",
+        "template": "template's place",
     },
 }
 
