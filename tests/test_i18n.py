@@ -272,3 +272,9 @@ def test_the_charter_checks_findings_are_said_in_french_earlier_records_included
         "logo déplacé de son coin (en haut à gauche) : contraste là 2,1:1 < 3:1",
         "a finding of another kind",
     ]
+    from visuels.review.decisions import attention
+
+    failed = {"compliance": {"passed": False, "reasons": ["palette 45% < 50%", "text runs off the picture"]}}
+    [why] = attention(failed)  # the studio's review list, and the review run's description
+    assert why.said(words("fr")) == "non conforme : palette 45 % < 50 % ; le texte sort de l’image"
+    assert str(why) == "not compliant: palette 45% < 50%; text runs off the picture"

@@ -8,9 +8,11 @@ the report and the studio can say them in French, earlier records included.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from visuels._internal.i18n import Words
+from visuels.errors import Text
 
 PALETTE_UNDER = "palette {conformity} < {minimum}"
 LOGO_CONTRAST_UNDER = "logo contrast {contrast}:1 < {minimum}:1"
@@ -66,3 +68,18 @@ def _value(value: str, words: Words) -> str:
     if words.lang == "fr":
         return re.sub(r"(\d)\.(\d)", r"\1,\2", value).replace("%", " %")  # as the report writes them
     return value
+
+
+class Finding(Text):
+    """A recorded finding as a text said in the reader's language (``said`` above)."""
+
+    def said(self, words: Callable[..., str]) -> str:
+        return said(self.pattern, words) if isinstance(words, Words) else self.pattern  # English as recorded
+
+
+def all_said(recorded: list[str]) -> Text:
+    """Recorded findings as one text, joined with semicolons, each said in the reader's language."""
+    joined: Text = Finding(recorded[-1] if recorded else "")
+    for finding in reversed(recorded[:-1]):
+        joined = Text("{first}; {rest}", first=Finding(finding), rest=joined)
+    return joined

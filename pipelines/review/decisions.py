@@ -26,6 +26,7 @@ from visuels._internal.atomic import StagedFile, staged
 from visuels._internal.hashing import sha256_file
 from visuels.errors import ExportError, InvalidValueError, ReviewError, Text
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
+from visuels.postprocess import findings
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
@@ -116,7 +117,7 @@ def attention(entry: dict) -> list[Text]:
         reasons.append(Text("off the campaign's style (distance {distance:.1f})", distance=style["distance"]))
     check = entry.get("compliance") or {}
     if check and not check.get("passed", True):
-        reasons.append(Text("not compliant: {reasons}", reasons="; ".join(check.get("reasons", []))))
+        reasons.append(Text("not compliant: {reasons}", reasons=findings.all_said(check.get("reasons", []))))
     # The fairness review's findings, as recorded with the job (English: they quote its terms).
     reasons += [Text(finding) for finding in (entry.get("inputs") or {}).get("review", [])]
     return reasons
