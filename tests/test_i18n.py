@@ -147,11 +147,13 @@ def _is_words_call(node: ast.AST) -> bool:
 
 
 def test_every_text_asked_for_has_its_french() -> None:
+    from visuels.planning import fairness
     from visuels.postprocess import findings
 
     catalogue = json.loads((LOCALES / "fr.json").read_text(encoding="utf-8"))
     asked = _asked_in_templates() | _asked_in_code() | _pydantic_patterns() | _asked_in_run_forms()
     asked |= set(findings.PATTERNS + findings.CORNERS)  # recorded in English, said in French
+    asked |= set(fairness.FLAG_PATTERNS + fairness.SEVERITIES)
     assert len(asked) > 50
     missing = sorted(asked - set(catalogue))
     assert not missing, f"no French for {missing} in pipelines/_internal/locales/fr.json"
@@ -278,3 +280,18 @@ def test_the_charter_checks_findings_are_said_in_french_earlier_records_included
     [why] = attention(failed)  # the studio's review list, and the review run's description
     assert why.said(words("fr")) == "non conforme : palette 45 % < 50 % ; le texte sort de l’image"
     assert str(why) == "not compliant: palette 45% < 50%; text runs off the picture"
+
+
+def test_the_bias_reviews_flags_are_said_in_french() -> None:
+    """A job's flags are recorded in English with it; the report, the studio's review list and
+    `visuels check` say them in the reader's language, the charter's terms as written."""
+    from visuels.planning.fairness import Finding, said
+    from visuels.review.decisions import attention
+
+    flag = Finding("sensitive", "immigrés", "prompt", commune="Sète", audience="residents", language="fr").message()
+    assert flag == "sensitive term 'immigrés' in prompt (commune Sète, audience residents, language fr)"
+    french = "terme sensible « immigrés » dans prompt (commune Sète, public residents, langue fr)"
+    assert said(flag, words("fr")) == french and said(flag, words("en")) == flag
+    assert said(Finding("banned", "x", "headline").message(), words("fr")) == "terme interdit « x » dans headline"
+    [why] = attention({"inputs": {"review": [flag]}})
+    assert why.said(words("fr")) == french and str(why) == flag

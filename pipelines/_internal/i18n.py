@@ -5,19 +5,23 @@ English is written in the code; ``locales/fr.json`` gives each English text its 
 is a ``str.format`` pattern: its ``{names}`` are kept). ``tests/test_i18n.py`` fails when a text
 the code or a template asks for has no French. The language is the user's (the ``language`` setting,
 else the locale: ``LANG``...), the browser's for the studio, the campaign's for what a run shows.
-The report has its own wordings (``visuels.review.report``).
+The report has its own wordings (``visuels.review.report``). Texts the record keeps in English
+(the charter checks' findings, the bias review's flags) are read back through the patterns that
+made them (``read_back``) and said in the reader's language (``RecordedText``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from visuels.config import settings
+from visuels.errors import Text
 
 LANGUAGES = ("en", "fr")
 LOCALES = Path(__file__).parent / "locales"
@@ -78,3 +82,41 @@ def browser_language(accept_language: str | None) -> str | None:
         if tag.split("-")[0].lower() in LANGUAGES:
             asked.append((-quality, position, tag.split("-")[0].lower()))
     return min(asked)[2] if asked else None
+
+
+def read_back(recorded: str, patterns: Iterable[str]) -> tuple[str, dict[str, str]] | None:
+    """The first of ``patterns`` that made ``recorded`` (an English text kept in the record), with
+    the values it was filled with; None if none did."""
+    for pattern in patterns:
+        match = _reader(pattern).fullmatch(recorded)
+        if match:
+            return pattern, match.groupdict()
+    return None
+
+
+@lru_cache(maxsize=64)
+def _reader(pattern: str) -> re.Pattern[str]:
+    """A pattern's text with its {values} as named groups."""
+    parts = re.split(r"\{(\w+)\}", pattern)  # text, name, text, name, ..., text
+    return re.compile(
+        "".join(re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+?)" for index, part in enumerate(parts))
+    )
+
+
+class RecordedText(Text):
+    """A text the record keeps in English, said in the reader's language by ``translate``."""
+
+    def __init__(self, recorded: str, translate: Callable[[str, Words], str]) -> None:
+        super().__init__(recorded)
+        self.translate = translate
+
+    def said(self, words: Callable[..., str]) -> str:
+        return self.translate(self.pattern, words) if isinstance(words, Words) else self.pattern  # English as kept
+
+
+def joined(recorded: list[str], translate: Callable[[str, Words], str]) -> Text:
+    """Recorded texts as one, joined with semicolons, each said in the reader's language."""
+    text: Text = RecordedText(recorded[-1] if recorded else "", translate)
+    for earlier in reversed(recorded[:-1]):
+        text = Text("{first}; {rest}", first=RecordedText(earlier, translate), rest=text)
+    return text

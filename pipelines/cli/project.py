@@ -68,11 +68,12 @@ def _describe_campaign(campaign: Campaign, t: Words) -> str:
 
 def _lint(campaign: Campaign, t: Words) -> int:
     """Print the campaign's bias and stereotype findings; 1 if there is any."""
+    from visuels.planning.fairness import said
     from visuels.planning.lint import lint_campaign
 
     report = lint_campaign(campaign)
     for finding in report.findings:
-        console.print(f"    {finding.message()}", highlight=False, markup=False)
+        console.print(f"    {said(finding.message(), t)}", highlight=False, markup=False)
     if report.from_templates:
         more = t("... and {count} job(s) holding those template terms", count=report.from_templates)
         console.print(f"    {more}", highlight=False)

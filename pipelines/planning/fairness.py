@@ -16,9 +16,18 @@ from functools import lru_cache
 from typing import Literal
 
 from visuels._internal.hashing import sha256_json
+from visuels._internal.i18n import Words, read_back
 from visuels.inputs.charter import Fairness
 
 Severity = Literal["banned", "sensitive"]
+SEVERITIES = ("banned", "sensitive")  # said in the reader's language too
+# A flag as the record keeps it with its job, in English; read back to be said in another language.
+TERM_IN = "{severity} term '{term}' in {field}"
+TERM_IN_WHERE = "{found} ({where})"
+COMMUNE_PART = "commune {name}"
+AUDIENCE_PART = "audience {name}"
+LANGUAGE_PART = "language {name}"
+FLAG_PATTERNS = (TERM_IN, TERM_IN_WHERE, COMMUNE_PART, AUDIENCE_PART, LANGUAGE_PART)
 
 
 @lru_cache(maxsize=4096)  # a commune's prompt and the campaign's texts recur in every format
@@ -53,16 +62,28 @@ class Finding:
     language: str | None = None
 
     def message(self) -> str:
-        where = ", ".join(
-            part
-            for part in (
-                f"commune {self.commune}" if self.commune else "",
-                f"audience {self.audience}" if self.audience else "",
-                f"language {self.language}" if self.language else "",
-            )
-            if part
-        )
-        return f"{self.severity} term '{self.term}' in {self.field}" + (f" ({where})" if where else "")
+        """In English, as the record keeps it with the job (``said`` gives it in another language)."""
+        parts = ((COMMUNE_PART, self.commune), (AUDIENCE_PART, self.audience), (LANGUAGE_PART, self.language))
+        where = ", ".join(part.format(name=name) for part, name in parts if name)
+        found = TERM_IN.format(severity=self.severity, term=self.term, field=self.field)
+        return TERM_IN_WHERE.format(found=found, where=where) if where else found
+
+
+def said(flag: str, words: Words) -> str:
+    """A flag as the record keeps it (``Finding.message``) in ``words``' language; another text as it is."""
+    found = read_back(flag, (TERM_IN_WHERE, TERM_IN))
+    if found is None:
+        return flag
+    pattern, values = found
+    if pattern == TERM_IN:
+        return words(TERM_IN, **(values | {"severity": words(values["severity"])}))
+    places = []
+    for part in values["where"].split(", "):
+        place = read_back(part, (COMMUNE_PART, AUDIENCE_PART, LANGUAGE_PART))
+        if place is None:
+            return flag
+        places.append(words(place[0], **place[1]))
+    return words(TERM_IN_WHERE, found=said(values["found"], words), where=", ".join(places))
 
 
 def scan(

@@ -8,10 +8,8 @@ the report and the studio can say them in French, earlier records included.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from functools import lru_cache
 
-from visuels._internal.i18n import Words
+from visuels._internal.i18n import Words, joined, read_back
 from visuels.errors import Text
 
 PALETTE_UNDER = "palette {conformity} < {minimum}"
@@ -43,22 +41,13 @@ PATTERNS = (
 )
 
 
-@lru_cache(maxsize=len(PATTERNS))
-def _reader(pattern: str) -> re.Pattern[str]:
-    """A pattern's text with its {values} as named groups."""
-    parts = re.split(r"\{(\w+)\}", pattern)  # text, name, text, name, ..., text
-    return re.compile(
-        "".join(re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+?)" for index, part in enumerate(parts))
-    )
-
-
 def said(finding: str, words: Words) -> str:
     """A recorded reason or note in ``words``' language; one these patterns did not make, as it is."""
-    for pattern in PATTERNS:
-        match = _reader(pattern).fullmatch(finding)
-        if match:
-            return words(pattern, **{name: _value(value, words) for name, value in match.groupdict().items()})
-    return finding
+    found = read_back(finding, PATTERNS)
+    if found is None:
+        return finding
+    pattern, values = found
+    return words(pattern, **{name: _value(value, words) for name, value in values.items()})
 
 
 def _value(value: str, words: Words) -> str:
@@ -70,16 +59,6 @@ def _value(value: str, words: Words) -> str:
     return value
 
 
-class Finding(Text):
-    """A recorded finding as a text said in the reader's language (``said`` above)."""
-
-    def said(self, words: Callable[..., str]) -> str:
-        return said(self.pattern, words) if isinstance(words, Words) else self.pattern  # English as recorded
-
-
 def all_said(recorded: list[str]) -> Text:
-    """Recorded findings as one text, joined with semicolons, each said in the reader's language."""
-    joined: Text = Finding(recorded[-1] if recorded else "")
-    for finding in reversed(recorded[:-1]):
-        joined = Text("{first}; {rest}", first=Finding(finding), rest=joined)
-    return joined
+    """Recorded findings as one text, each said in the reader's language."""
+    return joined(recorded, said)

@@ -24,7 +24,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from visuels._internal.atomic import StagedFile, staged
 from visuels._internal.hashing import sha256_file
+from visuels._internal.i18n import RecordedText
 from visuels.errors import ExportError, InvalidValueError, ReviewError, Text
+from visuels.planning import fairness
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess import findings
 from visuels.postprocess.coherence import read_coherence
@@ -118,8 +120,8 @@ def attention(entry: dict) -> list[Text]:
     check = entry.get("compliance") or {}
     if check and not check.get("passed", True):
         reasons.append(Text("not compliant: {reasons}", reasons=findings.all_said(check.get("reasons", []))))
-    # The fairness review's findings, as recorded with the job (English: they quote its terms).
-    reasons += [Text(finding) for finding in (entry.get("inputs") or {}).get("review", [])]
+    # The bias review's flags, as recorded with the job (in English), said in the reader's language.
+    reasons += [RecordedText(flag, fairness.said) for flag in (entry.get("inputs") or {}).get("review", [])]
     return reasons
 
 

@@ -24,6 +24,7 @@ from visuels._internal.i18n import words as i18n_words
 from visuels.engine.export import edges_path
 from visuels.inputs.charter import Charter
 from visuels.inputs.formats import FORMAT_PRESETS
+from visuels.planning import fairness
 from visuels.postprocess import findings
 from visuels.postprocess.coherence import (
     Coherence,
@@ -143,6 +144,10 @@ class Wording:
     def findings(self, recorded: list[str]) -> list[str]:
         """The charter checks' reasons or notes, recorded in English, in the report's language."""
         return [findings.said(finding, i18n_words(self.lang)) for finding in recorded]
+
+    def flags(self, recorded: list[str]) -> list[str]:
+        """The bias review's flags of a job, recorded in English, in the report's language."""
+        return [fairness.said(flag, i18n_words(self.lang)) for flag in recorded]
 
     def to_review(self, count: int) -> str:
         return (self.to_review_one if count == 1 else self.to_review_many).format(count=count)
@@ -434,9 +439,10 @@ def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slu
     for entry in entries:
         inputs, check = entry["inputs"], entry["compliance"]
         measures = [line for line, _ in _measures(check, words, limits)]
+        said = words.findings(check["reasons"] + check.get("notes", [])) + words.flags(inputs.get("review", []))
         values = (
             ("✔ " + words.compliant) if check["passed"] else ("✖ " + words.not_compliant),
-            "; ".join(words.findings(check["reasons"] + check.get("notes", [])) + inputs.get("review", [])),
+            "; ".join(said),
             inputs["commune_name"],
             inputs["format"],
             inputs["audience"],
@@ -465,7 +471,7 @@ def _card(
             words.off_style.format(distance=words.number(style.distance), limit=words.number(limits.style_distance))
         )
     if inputs.get("review"):
-        flags.append(words.flagged.format(reasons="; ".join(inputs["review"])))
+        flags.append(words.flagged.format(reasons="; ".join(words.flags(inputs["review"]))))
     credit = _photo_credit(inputs)
     return {
         "anchor": Path(entry["file"]).stem,
@@ -557,14 +563,14 @@ def _html(
     )
 
 
-def _held(plan: RenderPlan) -> list[dict]:
+def _held(plan: RenderPlan, words: Wording) -> list[dict]:
     return [
         {
             "commune": job.commune_name,
             "audience": job.audience,
             "language": job.language,
             "format": job.format,
-            "reasons": "; ".join(job.banned + job.review),
+            "reasons": "; ".join(words.flags(job.banned + job.review)),
         }
         for job in plan.held
     ]
@@ -599,5 +605,5 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
         for entry in entries
     ]
     earlier = len(recorded) - len(entries)  # superseded by a change to the campaign: kept, recorded
-    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, baseline, cards, _held(plan), earlier))
+    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, baseline, cards, _held(plan, words), earlier))
     return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))
