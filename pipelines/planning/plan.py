@@ -157,7 +157,8 @@ def plan_render(
             len(held),
             "; ".join(sorted({reason for job in held for reason in job.banned + job.review})),
         )
-    _check_folder_is_free(campaign, output_root)
+    charter = CharterIdentity(slug=campaign.charter.spec.slug, name=campaign.charter.spec.name)
+    _check_folder_is_free(campaign, charter, output_root)
     pending = pending_jobs(jobs, output_root, campaign.slug)
     if pending:
         # What a killed run left half-written has no record, so its jobs are among these.
@@ -168,7 +169,7 @@ def plan_render(
         campaign_slug=campaign.slug,
         setup=RenderSetup(
             charter_path=campaign.charter.path,
-            charter=charter_identity(campaign),
+            charter=charter,
             model=info.ref,
             model_description=info.description,
             model_licence=licence_record(campaign, info),
@@ -192,20 +193,14 @@ def hold_flagged(jobs: list[RenderJob], render_flagged: bool) -> tuple[list[Rend
     return allowed, [job for job in jobs if job.key not in kept]
 
 
-def charter_identity(campaign: Campaign) -> CharterIdentity:
-    return CharterIdentity(slug=campaign.charter.spec.slug, name=campaign.charter.spec.name)
-
-
-def _check_folder_is_free(campaign: Campaign, output_root: Path) -> None:
+def _check_folder_is_free(campaign: Campaign, charter: CharterIdentity, output_root: Path) -> None:
     """Refuse a campaign whose name another charter's campaign has in this output folder."""
     url = database_url(output_root)
     if is_missing(url):
         return
     database = Database(url)
     try:
-        campaign_folders.check_free(
-            database, campaign.slug, charter_identity(campaign), campaign.path, campaign.spec.name
-        )
+        campaign_folders.check_free(database, campaign.slug, charter, campaign.path, campaign.spec.name)
     finally:
         database.close()
 

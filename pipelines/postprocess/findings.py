@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from visuels._internal.i18n import Words, joined, read_back
-from visuels.errors import Text
+from visuels._internal.i18n import Words, read_back
 
 PALETTE_UNDER = "palette {conformity} < {minimum}"
 LOGO_CONTRAST_UNDER = "logo contrast {contrast}:1 < {minimum}:1"
@@ -57,8 +56,3 @@ def _value(value: str, words: Words) -> str:
     if words.lang == "fr":
         return re.sub(r"(\d)\.(\d)", r"\1,\2", value).replace("%", " %")  # as the report writes them
     return value
-
-
-def all_said(recorded: list[str]) -> Text:
-    """Recorded findings as one text, each said in the reader's language."""
-    return joined(recorded, said)

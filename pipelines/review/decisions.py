@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from visuels._internal.atomic import StagedFile, staged
 from visuels._internal.hashing import sha256_file
-from visuels._internal.i18n import RecordedText
+from visuels._internal.i18n import RecordedText, joined
 from visuels.errors import ExportError, InvalidValueError, ReviewError, Text
 from visuels.planning import fairness
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
@@ -119,7 +119,7 @@ def attention(entry: dict) -> list[Text]:
         reasons.append(Text("off the campaign's style (distance {distance:.1f})", distance=style["distance"]))
     check = entry.get("compliance") or {}
     if check and not check.get("passed", True):
-        reasons.append(Text("not compliant: {reasons}", reasons=findings.all_said(check.get("reasons", []))))
+        reasons.append(Text("not compliant: {reasons}", reasons=joined(check.get("reasons", []), findings.said)))
     # The bias review's flags, as recorded with the job (in English), said in the reader's language.
     reasons += [RecordedText(flag, fairness.said) for flag in (entry.get("inputs") or {}).get("review", [])]
     return reasons
