@@ -89,10 +89,10 @@ def review_campaign(
     problem, previous = "", {}
     for attempt in range(MAX_ANSWERS):
         description = t(
-            "{count} file(s) of **{campaign}** to review, as pictures in the studio: [{link}]({link})"
+            "{files} of **{campaign}** to review, as pictures in the studio: [{link}]({link})"
             " (`visuels studio`).\n\nOr here: pick the files to reject by their code (see the contact sheet"
             " artifact) and say why; every other file is approved. Submit with nothing picked to approve them all.",
-            count=len(listing),
+            files=t.plural("1 file", "{count} files", len(listing)),
             campaign=campaign_slug,
             link=studio_link(run_id),
         )

@@ -25,7 +25,7 @@ def test_check_accepts_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
     files = [str(SAMPLE_CAMPAIGN), str(SAMPLE_CHARTER_DIR / "charter.yaml"), str(SAMPLE_CHARTER_DIR / "communes.csv")]
     assert main(["check", *files]) == 0
     out = capsys.readouterr().out
-    assert out.count("ok  ") == 3 and "984 images" in out and "2 commune(s) rendered from their photos" in out
+    assert out.count("ok  ") == 3 and "984 images" in out and "2 communes rendered from their photos" in out
 
 
 def test_check_says_what_training_would_refuse_in_a_charters_references(
@@ -202,7 +202,7 @@ def test_doctor_says_note_for_what_works_but_matters_and_counts_a_training_run_o
     assert keys.startswith("note") and "development keys" in keys
     if not torch.cuda.is_available():
         assert next(line for line in lines if "CUDA:" in line).startswith("note")
-    assert "1 trained LoRA(s)" in next(line for line in lines if "LoRA:" in line)
+    assert "1 trained LoRA under" in next(line for line in lines if "LoRA:" in line)
 
 
 def test_command_line_mistakes_are_explained(

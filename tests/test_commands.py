@@ -121,7 +121,7 @@ def test_keys(project: Project, rendered: list[Path]) -> None:
 def test_check(project: Project) -> None:
     result = project.run("check", "campaign.yaml", str(SAMPLE_CHARTER_DIR))
     assert result.returncode == 0, result.stderr
-    assert "campaign 'Commandes': 1 communes" in result.stdout and "charter 'Région Solane'" in result.stdout
+    assert "campaign 'Commandes': 1 commune x " in result.stdout and "charter 'Région Solane'" in result.stdout
     (project.folder / "broken.yaml").write_text("name: [unclosed\n", encoding="utf-8")
     project.refuses("check", "broken.yaml", words="invalid YAML")
 
@@ -173,7 +173,7 @@ def test_verify(project: Project, rendered: list[Path]) -> None:
     result = project.run("verify", *map(str, rendered))
     assert result.returncode == 0, result.stdout + result.stderr
     *verdicts, total = [line for line in result.stdout.splitlines() if line.strip()]
-    assert all(line.startswith("ok ") for line in verdicts) and total == "2 file(s): 2 ok, 0 BAD"
+    assert all(line.startswith("ok ") for line in verdicts) and total == "2 files: 2 ok, 0 BAD"
     copy = project.folder / "copy.png"
     with Image.open(rendered[0]) as picture:
         picture.convert("RGB").save(copy)  # its metadata gone, its pixels (and watermark) kept
@@ -182,7 +182,7 @@ def test_verify(project: Project, rendered: list[Path]) -> None:
     assert result.returncode == 1 and first.startswith("BAD ") and "copy.png: label yes" in first, result.stdout
     assert "what to do: an edited copy of one of its pictures: `visuels finalize " in result.stdout
     assert "copy.png` marks it again" in result.stdout
-    assert result.stdout.rstrip().endswith("2 file(s): 1 ok, 1 BAD")
+    assert result.stdout.rstrip().endswith("2 files: 1 ok, 1 BAD")
     (project.folder / "notes.png").write_text("not a picture")
     result = project.run("verify", "notes.png")
     assert result.returncode == 2 and result.stderr.startswith("error: notes.png: not a picture")

@@ -79,6 +79,40 @@ def test_finalize_finds_the_original_through_the_watermark_and_draws_a_hidden_la
     assert report["label_seen"] and report["ok"]
 
 
+def test_finalize_and_verify_speak_french_and_keep_english_for_tools(
+    exported: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a French designer reads after an edit: the verdicts, each failed check and the charter's
+    notes in French; ``--json`` keeps them in English for tools."""
+    original, out, charter = exported
+    monkeypatch.setenv("VISUELS_LANGUAGE", "fr")
+    edited = Image.open(original).convert("RGB")
+    width, height = edited.size
+    ImageDraw.Draw(edited).rectangle((width // 2, 0, width, height // 4), fill=(250, 250, 250))  # over the label
+    edited.save(tmp_path / "edited.jpg", quality=90)
+
+    assert _cli(out, charter, "verify", str(tmp_path / "edited.jpg")) == 1
+    printed = capsys.readouterr().out
+    assert f"BAD {tmp_path / 'edited.jpg'} : mention non, filigrane " in printed
+    assert "C2PA manque ; registre n° 1 par filigrane" in printed
+    assert "    c2pa: aucun manifeste C2PA" in printed and "    label: aucune mention IA dans un coin" in printed
+    assert "1 fichier : 0 ok, 1 BAD" in printed
+    for english in ("label no", "ledger #", "no C2PA manifest", "file: 0 ok"):
+        assert english not in printed
+
+    assert _cli(out, charter, "finalize", str(tmp_path / "edited.jpg"), "-o", str(tmp_path / "final.png")) == 0
+    printed = capsys.readouterr().out
+    assert ": marqué (registre n° 2, d’après " in printed and " des pixels modifiés" in printed, printed
+    assert "la mention IA a été redessinée à sa place (la retouche l’avait cachée)" in printed, printed
+
+    assert _cli(out, charter, "verify", "--json", str(tmp_path / "edited.jpg")) == 1
+    [report] = json.loads(capsys.readouterr().out)
+    assert report["checks"]["c2pa"]["detail"] == "no C2PA manifest"
+
+
 def test_an_unchanged_output_reexported_as_jpeg_is_not_an_edit_of_its_logo_or_label(
     exported: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:

@@ -60,7 +60,7 @@ def test_the_lint_names_a_planted_term_with_its_commune(
         "sensitive term 'typical locals' in prompt (commune Castelnau-d'Estrétefonds, audience residents, language fr)"
         in out
     )
-    assert "4 job(s) held back, 0 rendered and marked for review" in out
+    assert "4 jobs held back, 0 rendered and marked for review" in out
 
 
 def test_a_term_in_a_template_is_reported_once_by_its_field(

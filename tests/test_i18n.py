@@ -21,6 +21,8 @@ STUDIO_TEMPLATES = REPO / "pipelines" / "studio" / "templates"
 DETECTOR_TEMPLATES = REPO / "pipelines" / "detector" / "templates"
 # A call ``_("...")``, ``_.plural("...", "...", n)`` or ``words(lang)("...")`` in a template or in the code.
 TEMPLATE_TEXT = re.compile(r'_(?:\.plural)?\(\s*"((?:[^"\\]|\\.)*)"(?:\s*,\s*"((?:[^"\\]|\\.)*)")?')
+# Run by the project's maintainers only, never by a designer: English.
+MAINTAINERS_SCRIPTS = {"build_referential.py"}
 # Words that are the same in both languages: names, units, symbols.
 SAME_IN_BOTH = {"visuels studio", "English", "Français", "img2img", "PSD", "UTC"}
 # The kinds of pydantic error a charter, a campaign, an option or a form can give (with the
@@ -123,6 +125,26 @@ def _messages_written_in_place() -> list[str]:
     return found
 
 
+def _printed_in_place() -> list[str]:
+    """Lines the ``visuels`` command prints with words of their own (``print(f"... of {n} files")``):
+    words the catalogue cannot hold, said in English to every reader."""
+    found = []
+    for path in (REPO / "pipelines").rglob("*.py"):
+        if path.name in MAINTAINERS_SCRIPTS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and _called(node) == "print" and node.args):
+                continue
+            printed = node.args[0]
+            parts = printed.values if isinstance(printed, ast.JoinedStr) else [printed]
+            own = " ".join(
+                part.value for part in parts if isinstance(part, ast.Constant) and isinstance(part.value, str)
+            )
+            if re.search(r"[A-Za-z]{3,}", re.sub(r"\[/?[\w ]+\]", "", own)):  # rich's [bold] tags are not words
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    return found
+
+
 def _asked_in_run_forms() -> set[str]:
     """The deployments' descriptions and their run forms' labels and explanations, as `make serve`
     registers them (``prefect.yaml``, the flows' parameter schemas)."""
@@ -166,6 +188,11 @@ def test_every_text_asked_for_has_its_french() -> None:
 def test_error_messages_are_patterns_the_catalogue_can_hold() -> None:
     """``SomeError(file, field, "unknown commune '{name}'", name=...)``, never an f-string."""
     assert not _messages_written_in_place()
+
+
+def test_what_the_command_prints_goes_through_the_catalogue() -> None:
+    """Every line ``visuels`` prints has its words from ``t(...)`` or a ``Text``, never its own."""
+    assert not _printed_in_place()
 
 
 def test_every_visible_text_of_a_studio_page_goes_through_the_catalogue() -> None:

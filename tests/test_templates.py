@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from visuels._internal.i18n import words
 from visuels.errors import CampaignError, CharterError
 from visuels.inputs.charter import load_charter
 from visuels.inputs.formats import FORMAT_PRESETS
@@ -228,7 +229,12 @@ def test_decor_colours_outside_the_palette_are_findings_not_errors(charter_dir: 
     template = _load(
         charter_dir, _template(charter_dir, decor='<rect id="tache" width="90" height="90" fill="#00ff00"/>')
     )
-    assert template.findings == ("decor colour #00ff00 (<rect id='tache'>) is not in the charter's palette",)
+    assert [str(finding) for finding in template.findings] == [
+        "decor colour #00ff00 (<rect id='tache'>) is not in the charter's palette"
+    ]
+    assert [finding.said(words("fr")) for finding in template.findings] == [
+        "la couleur de décor #00ff00 (<rect id='tache'>) n’est pas dans la palette de la charte"
+    ]
     # A clip path's fill is never seen (Figma writes fill="white" in each frame's): no finding.
     clipped = '<clipPath id="c"><rect width="1080" height="1080" fill="white"/></clipPath><g clip-path="url(#c)"/>'
     assert _load(charter_dir, _template(charter_dir, decor=clipped)).findings == ()

@@ -533,14 +533,14 @@ def test_a_folder_stands_for_the_pictures_it_holds_less_what_an_output_folder_ke
     assert sorted(line.split(":")[0][4:] for line in printed.splitlines() if line.startswith("ok ")) == sorted(
         map(str, files)
     )
-    assert printed.strip().endswith(f"{len(files)} file(s): {len(files)} ok, 0 BAD")
+    assert printed.strip().endswith(f"{len(files)} files: {len(files)} ok, 0 BAD")
     linked = tmp_path / "linked"  # links are not followed: a folder's pictures are its own
     linked.mkdir()
     shutil.copy(files[0], linked / files[0].name)
     (linked / "elsewhere").symlink_to(out, target_is_directory=True)
     (linked / "other.png").symlink_to(files[1])
     assert main(["verify", str(linked), "--database", str(out / "visuels.sqlite")]) == 0
-    assert capsys.readouterr().out.strip().endswith("1 file(s): 1 ok, 0 BAD")
+    assert capsys.readouterr().out.strip().endswith("1 file: 1 ok, 0 BAD")
     empty = tmp_path / "nothing-here"
     (empty / "thumbnails").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(empty / "thumbnails" / "kept.jpg")

@@ -37,7 +37,11 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
     """``listing`` maps the names shown to designers to manifest entries (with key and thumbnail), in
     the order to show them (``review_listing``: those to look at first first); in the words of ``t``."""
     t = t or words("en")
-    count = t("{count} file(s). Codes in bold name the files in the review form.", count=len(listing))
+    count = t.plural(
+        "1 file. Codes in bold name the files in the review form.",
+        "{count} files. Codes in bold name the files in the review form.",
+        len(listing),
+    )
     lines = [f"# {title}", "", count, ""]
     names = list(listing)
     shown = names[:MAX_THUMBNAILS]

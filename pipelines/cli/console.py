@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from rich.console import Console
 from visuels.config import settings
-from visuels.errors import VisuelsError
+from visuels.errors import Text, VisuelsError
 from visuels.inputs.yamlfiles import first_problem
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def database_url_option(option: str | None, near: Path | None = None) -> str:
                 return f"sqlite:///{folder / DATABASE_FILE}"
     url = database_url(Path("outputs"))
     if is_missing(url):
-        looked = f"in the folders above {near} and " if near is not None else ""
+        looked = Text("in the folders above {folder} and ", folder=near) if near is not None else ""
         raise DatabaseOptionError(
             near or "outputs",
             "--database",

@@ -92,13 +92,13 @@ def recorded_noise_marks(database_urls: Sequence[str]) -> list[int]:
 
 
 def _print_detection(detection: Detection, t: Words) -> None:
-    from visuels.review.detect import verdict_line
+    from visuels.review.detect import MARK_NAMES, verdict_line
 
     marked = detection.verdict == "marked"
     console.print(("[green]" if marked else "[yellow]") + verdict_line(detection).said(t), highlight=False)
     for name, mark in detection.marks.items():
-        sign = "+" if mark.found else "-"
-        console.print(f"    {sign} {name}: {mark.said(t)}", highlight=False, markup=False)
+        said = t("{mark}: {basis}", mark=MARK_NAMES[name].said(t), basis=mark.said(t))
+        console.print(f"    {'+' if mark.found else '-'} {said}", highlight=False, markup=False)
 
 
 def check(result: Path) -> int:

@@ -82,5 +82,5 @@ def reports(args: argparse.Namespace) -> int:
             if report[name]:
                 console.print(f"    {name}: {report[name]}", highlight=False, markup=False)
     open_count = sum(report["status"] == "open" for report in found)
-    console.print(t("{count} open report(s)", count=open_count), highlight=False)
+    console.print(t.plural("1 open report", "{count} open reports", open_count), highlight=False)
     return EXIT_FINDING if open_count else EXIT_OK

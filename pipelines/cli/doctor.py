@@ -114,7 +114,12 @@ def _watermark_key() -> Finding:
         return Finding(topic, False, exc.text)
     if key.demo:  # set on purpose, but its marks prove nothing: anyone can write them
         return Finding(topic, True, Text("the public demo key: fine to try things, not to publish"), note=True)
-    return Finding(topic, True, Text("{id} marks; {count} key(s) in the ring detect", id=key.id, count=held))
+    detect = (
+        Text("{id} marks and detects: the ring holds no other key", id=key.id)
+        if held == 1
+        else Text("{id} marks; {count} keys in the ring detect", id=key.id, count=held)
+    )
+    return Finding(topic, True, detect)
 
 
 def _models() -> list[Finding]:
@@ -123,8 +128,10 @@ def _models() -> list[Finding]:
     # One per training run (its diffusers file; the kohya copy beside it is the same LoRA).
     loras = sorted(lora_root().rglob(WEIGHTS_FILE)) if lora_root().is_dir() else []
     lora_text = (
-        Text(
-            "{count} trained LoRA(s) under {folder}, newest {newest}",
+        Text("1 trained LoRA under {folder}: {newest}", folder=lora_root(), newest=loras[0])
+        if len(loras) == 1
+        else Text(
+            "{count} trained LoRAs under {folder}, newest {newest}",
             count=len(loras),
             folder=lora_root(),
             newest=max(loras, key=lambda p: p.stat().st_mtime),

@@ -105,7 +105,9 @@ def verify(
         unreadable = sum(report.error is not None for report in reports)
         bad = len(reports) - good - unreadable
         t = words(user_language())
-        total = t("{count} file(s): {good} ok, {bad} BAD", count=len(reports), good=good, bad=bad)
+        total = t.plural(
+            "1 file: {good} ok, {bad} BAD", "{count} files: {good} ok, {bad} BAD", len(reports), good=good, bad=bad
+        )
         console.print(total + (t(", {count} unreadable", count=unreadable) if unreadable else ""), highlight=False)
     if any(report.error for report in reports):
         return EXIT_BAD_INPUT
@@ -114,38 +116,16 @@ def verify(
 
 def _print_verdict(report: FileReport) -> None:
     """One file's line (ok or BAD, each layer), its failed checks, and for a BAD one what to do."""
+    t = words(user_language())
     if report.error:
-        t = words(user_language())
         message = f"{report.file}: {report.error_said(t)}"
         errors.print(t("error: {message}", message=message), highlight=False, markup=False)
         return
-    record = report.ledger_record
-    where = (
-        f"ledger #{record['id']} by {report.found_by} (job {record['job_key'][:12]})"
-        if record
-        else "no ledger record"
-        if report.record_searched
-        else "no record found: judged from its marks alone"
-    )
-    if report.original:
-        original = report.original
-        where += (
-            f"; made from {original['file']} (ledger #{original['ledger_id']},"
-            f" job {original['job_key'][:12]}, sha256 {original['sha256'][:12]})"
-        )
-    geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
-    console.print(
-        f"{'ok ' if report.ok else 'BAD'} {report.file}: label {'yes' if report.label_seen else 'no'}, "
-        f"watermark {report.watermark or 'none'}{geometry}, XMP {'yes' if report.xmp_source_type else 'no'}, "
-        f"C2PA {report.c2pa}; {where}",
-        highlight=False,
-        markup=False,
-    )
+    console.print(report.summary().said(t), highlight=False, markup=False)
     for name, check in report.checks.items():
         if not check.passed:
-            console.print(f"    {name}: {check.detail}", highlight=False, markup=False)
+            console.print(f"    {name}: {check.said(t)}", highlight=False, markup=False)
     if not report.ok:
-        t = words(user_language())
         console.print("    " + t("what to do: {remedy}", remedy=_remedy(report, t)), highlight=False, markup=False)
 
 
@@ -234,34 +214,48 @@ def layers(args: argparse.Namespace) -> int:
 
     charter = load_charter(args.charter)
     database = open_record(args.database, args.files[0])
+    t = words(user_language())
     try:
         for path in args.files:
             written = layered_file(path, charter, database, record_folder(database))
-            console.print(
-                f"{path} -> {written.path}: {len(written.layers)} layers ({', '.join(written.layers)});"
-                " export from it, then `visuels finalize` the exported file",
-                highlight=False,
-                markup=False,
+            line = t(
+                "{file} -> {layered}: {count} layers ({names}); export from it, then `visuels finalize` the exported"
+                " file",
+                file=path,
+                layered=written.path,
+                count=len(written.layers),
+                names=", ".join(written.layers),
             )
+            console.print(line, highlight=False, markup=False)
     finally:
         database.close()
     return 0
 
 
 def _print_derivative(source: Path, done: Derivative) -> None:
+    from visuels.postprocess import findings
+
+    t = words(user_language())
     check = done.check
-    state = "already marked" if done.already_done else "marked"
-    where = f"changed {check.changed_share:.1%} of the pixels" + (
-        f" in {check.changed_box}" if check.changed_box else ""
+    where = t("changed {share} of the pixels", share=findings.as_written(f"{check.changed_share:.1%}", t)) + (
+        t(" in {box}", box=check.changed_box) if check.changed_box else ""
     )
-    verdict = "charter ok" if check.passed else "charter: " + "; ".join(check.reasons)
-    verdict += "".join(f"; {note}" for note in check.notes)
-    console.print(
-        f"{'ok ' if check.passed else 'CHECK'} {source} -> {done.file}: {state} (ledger #{done.ledger_id},"
-        f" from {done.original.file} #{done.original.ledger_id}); {where}; {verdict}",
-        highlight=False,
-        markup=False,
+    reasons = "; ".join(findings.said(reason, t) for reason in check.reasons)
+    verdict = t("charter ok") if check.passed else t("charter: {reasons}", reasons=reasons)
+    verdict += "".join(f"; {findings.said(note, t)}" for note in check.notes)
+    line = t(
+        "{state} {source} -> {file}: {done} (ledger #{id}, from {original} #{original_id}); {where}; {verdict}",
+        state="ok " if check.passed else "CHECK",
+        source=source,
+        file=done.file,
+        done=t("already marked") if done.already_done else t("marked"),
+        id=done.ledger_id,
+        original=done.original.file,
+        original_id=done.original.ledger_id,
+        where=where,
+        verdict=verdict,
     )
+    console.print(line, highlight=False, markup=False)
 
 
 def retouch(args: argparse.Namespace) -> int:
@@ -308,7 +302,18 @@ def retouch(args: argparse.Namespace) -> int:
             model = retouch_model(database, original, args.model, args.lora)
         file_type_of(original.path)  # a format the variants can be written in, before any work
         device = choose_device(args.device)
-        console.print(f"{settings.variants} variant(s) of {args.image} with {model.description} on {device}")
+        console.print(
+            words(user_language()).plural(
+                "1 variant of {image} with {model} on {device}",
+                "{count} variants of {image} with {model} on {device}",
+                settings.variants,
+                image=args.image,
+                model=model.description,
+                device=device,
+            ),
+            highlight=False,
+            markup=False,
+        )
         variants = retouch(ModelHost(device), model, picture, mask, settings, choose_dtype(device))
         folder = args.output_dir or args.image.parent
         for number, variant in enumerate(variants):

@@ -406,7 +406,7 @@ def main(
         errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
-        errors.print("interrupted")
+        errors.print(words(user_language())("interrupted"))
         return 130
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from visuels._internal.i18n import Words, user_language, words
 from visuels.cli.console import console, errors, open_record, record_folder
-from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError, VisuelsError
+from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError, Text, VisuelsError
 
 if TYPE_CHECKING:
     from visuels.inputs.campaign import Campaign
@@ -50,20 +50,23 @@ def _describe_campaign(campaign: Campaign, t: Words) -> str:
     count = len(campaign.communes) * versions * len(spec.formats)
     photos = sum(1 for commune in campaign.communes if commune.photos)
     from_photos = (
-        t(", {count} commune(s) rendered from their photos", count=photos) if photos and spec.photos is not None else ""
+        t.plural(", 1 commune rendered from its photos", ", {count} communes rendered from their photos", photos)
+        if photos and spec.photos is not None
+        else ""
     )
-    return (
-        t(
-            "campaign '{name}': {communes} communes x {versions} audience-languages x {formats} formats"
-            " = {count} images",
-            name=spec.name,
-            communes=len(campaign.communes),
-            versions=versions,
-            formats=len(spec.formats),
-            count=count,
-        )
-        + from_photos
+    factors = (
+        t.plural("1 commune", "{count} communes", len(campaign.communes)),
+        t.plural("1 audience-language", "{count} audience-languages", versions),
+        t.plural("1 format", "{count} formats", len(spec.formats)),
     )
+    described = t.plural(
+        "campaign '{name}': {factors} = 1 image",
+        "campaign '{name}': {factors} = {count} images",
+        count,
+        name=spec.name,
+        factors=" x ".join(factors),
+    )
+    return described + from_photos
 
 
 def _lint(campaign: Campaign, t: Words) -> int:
@@ -75,13 +78,15 @@ def _lint(campaign: Campaign, t: Words) -> int:
     for finding in report.findings:
         console.print(f"    {said(finding.message(), t)}", highlight=False, markup=False)
     if report.from_templates:
-        more = t("... and {count} job(s) holding those template terms", count=report.from_templates)
+        more = t.plural(
+            "... and 1 job holding those template terms",
+            "... and {count} jobs holding those template terms",
+            report.from_templates,
+        )
         console.print(f"    {more}", highlight=False)
     if report.held or report.for_review:
-        held = t(
-            "{held} job(s) held back, {review} rendered and marked for review",
-            held=report.held,
-            review=report.for_review,
+        held = t.plural("1 job held back", "{count} jobs held back", report.held) + t.plural(
+            ", 1 rendered and marked for review", ", {count} rendered and marked for review", report.for_review
         )
         console.print(f"    {held}", highlight=False)
     return EXIT_FINDING if report.findings else EXIT_OK
@@ -129,12 +134,13 @@ def _check_file(path: Path) -> int:
         )
         if charter.templates:
             sets = ", ".join(
-                t("{name} ({count} formats)", name=name, count=len(files)) for name, files in charter.templates.items()
+                t.plural("{name} (1 format)", "{name} ({count} formats)", len(files), name=name)
+                for name, files in charter.templates.items()
             )
             description += t(", templates: {sets}", sets=sets)
         console.print(f"{t('ok')}  {path}: {description}", highlight=False)
         findings = [
-            f"{template.path.name}: {finding}"
+            f"{template.path.name}: {finding.said(t)}"
             for files in charter.templates.values()
             for template in files.values()
             for finding in template.findings
@@ -227,9 +233,10 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     # Beyond loopback, other people's browsers can reach it: only those given the token get in.
     token = None if is_loopback(args.host) else new_token()
     address = f"http://{'127.0.0.1' if every_address else args.host}:{args.port}"
+    shown = f"[bold]{address}{f'/?token={token}' if token else ''}[/bold]"
+    t = words(user_language())
     console.print(
-        f"studio on [bold]{address}{f'/?token={token}' if token else ''}[/bold] for {output_root} (Ctrl-C to stop)",
-        highlight=False,
+        t("studio on {address} for {folder} (Ctrl-C to stop)", address=shown, folder=output_root), highlight=False
     )
     try:
         uvicorn.run(create_app(studio, hosts, token), host=args.host, port=args.port, log_level="warning")
@@ -299,14 +306,16 @@ def ledger_verify(database_option: str | None) -> int:
         database.close()
     where = display_url(database.url)
     if broken is not None:
-        problems.insert(0, f"row {broken}: hash chain broken (edited or deleted rows)")
+        problems.insert(0, Text("row {row}: hash chain broken (edited or deleted rows)", row=broken))
+    t = words(user_language())
     for problem in problems:
-        errors.print(
-            words(user_language())("error: {message}", message=f"{where}: {problem}"), highlight=False, markup=False
-        )
+        errors.print(t("error: {message}", message=f"{where}: {problem.said(t)}"), highlight=False, markup=False)
     if problems:
         return EXIT_FINDING
-    console.print(f"ok  {where}: {rows} rows, hash chain intact, as its signed checkpoints say", highlight=False)
+    console.print(
+        t("ok  {where}: {rows} rows, hash chain intact, as its signed checkpoints say", where=where, rows=rows),
+        highlight=False,
+    )
     return EXIT_OK
 
 
@@ -329,10 +338,17 @@ def train(args: argparse.Namespace, train: Trainer) -> int:
     root = Path(args.lora_dir) if args.lora_dir else None
     check_training_inputs(args.charter, parse_model_option(args.base), config, args.resume, root)
     summary = train(str(args.charter), args.base, options, args.resume or "", args.lora_dir or "")
-    console.print(
-        f"[green]done[/green]: {summary.steps} steps, loss {summary.first_loss:.4f} -> {summary.last_loss:.4f}"
-        f" ({summary.loss_drop:.1%} lower); colour distance to the references"
-        f" {summary.colour_distance_without_lora:.1f} -> {summary.colour_distance_with_lora:.1f}"
+    t = words(user_language())
+    done = t(
+        "done: {steps} steps, loss {first:.4f} -> {last:.4f} ({drop:.1%} lower); colour distance to the references"
+        " {without:.1f} -> {with_lora:.1f}",
+        steps=summary.steps,
+        first=summary.first_loss,
+        last=summary.last_loss,
+        drop=summary.loss_drop,
+        without=summary.colour_distance_without_lora,
+        with_lora=summary.colour_distance_with_lora,
     )
-    console.print(f"LoRA in [bold]{summary.folder}[/bold]", highlight=False)
+    console.print(done, style="green", highlight=False, markup=False)
+    console.print(t("LoRA in {folder}", folder=summary.folder), highlight=False, markup=False)
     return EXIT_OK

@@ -296,4 +296,7 @@ def ensure_demo_keys() -> None:
     from visuels.marking.keys import ensure_local_chain, keys_dir
 
     if ensure_local_chain(keys_dir()):
-        console.print(f"made a local signing chain in {keys_dir()} (for the demo; see `visuels keys init`)")
+        made = words(user_language())(
+            "made a local signing chain in {folder} (for the demo; see `visuels keys init`)", folder=keys_dir()
+        )
+        console.print(made, highlight=False, markup=False)

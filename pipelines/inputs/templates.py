@@ -102,7 +102,7 @@ class Template:
     slots: dict[str, Slot]
     parts: tuple[TemplatePart, ...]  # in drawing order
     sha256: str
-    findings: tuple[str, ...] = ()  # decor colours outside the palette
+    findings: tuple[Text, ...] = ()  # decor colours outside the palette
 
 
 def _number(value: str | None, where: str) -> float:
@@ -201,7 +201,7 @@ def _colours(element: Element) -> list[tuple[str, tuple[int, int, int]]]:
     return found  # type: ignore[return-value]
 
 
-def palette_findings(root: Element, palette: list[tuple[int, int, int]]) -> list[str]:
+def palette_findings(root: Element, palette: list[tuple[int, int, int]]) -> list[Text]:
     findings = []
     seen = set()
     for element, parents in iter_with_parents(root):
@@ -212,7 +212,13 @@ def palette_findings(root: Element, palette: list[tuple[int, int, int]]) -> list
             near = min(sum((a - b) ** 2 for a, b in zip(rgb, colour, strict=True)) ** 0.5 for colour in palette)
             if near > PALETTE_TOLERANCE and written not in seen:
                 seen.add(written)
-                findings.append(f"decor colour {written} ({describe(element)}) is not in the charter's palette")
+                findings.append(
+                    Text(
+                        "decor colour {colour} ({element}) is not in the charter's palette",
+                        colour=written,
+                        element=describe(element),
+                    )
+                )
     return findings
 
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select
 from visuels._internal.atomic import write_text_atomic
+from visuels.errors import Text
 from visuels.marking.keys import SigningFiles
 from visuels.record.database import Database, checkpoints_table, ledger_table
 
@@ -85,31 +86,34 @@ def _newest_recorded(database: Database) -> Checkpoint | None:
     return Checkpoint(**{name: row._mapping[name] for name in Checkpoint.model_fields}) if row else None
 
 
-def _signature_problem(checkpoint: Checkpoint, where: str, signing: SigningFiles | None) -> str | None:
+def _signature_problem(checkpoint: Checkpoint, where: Text | str, signing: SigningFiles | None) -> Text | None:
     certificate = x509.load_pem_x509_certificate(checkpoint.certificate.encode("ascii"))
     if signing is not None and signing.chain.is_file() and certificate != _leaf_certificate(signing):
-        return f"the checkpoint in {where} is signed by another certificate than this deployment's signer"
+        return Text(
+            "the checkpoint in {where} is signed by another certificate than this deployment's signer", where=where
+        )
     public_key = certificate.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     try:
         public_key.verify(base64.b64decode(checkpoint.signature), checkpoint.payload(), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
-        return f"the checkpoint in {where} has a bad signature (edited)"
+        return Text("the checkpoint in {where} has a bad signature (edited)", where=where)
     return None
 
 
-def checkpoint_problems(database: Database, output_root: Path, signing: SigningFiles | None) -> list[str]:
+def checkpoint_problems(database: Database, output_root: Path, signing: SigningFiles | None) -> list[Text]:
     """What the ledger's checkpoints say is wrong with it now: nothing when it only grew since."""
-    found: list[tuple[str, Checkpoint]] = []
+    in_database = Text("the database")
+    found: list[tuple[Text | str, Checkpoint]] = []
     recorded = _newest_recorded(database)
     if recorded is not None:
-        found.append(("the database", recorded))
+        found.append((in_database, recorded))
     beside = output_root / CHECKPOINT_FILE
     if beside.is_file():
         try:
             found.append((str(beside), Checkpoint(**json.loads(beside.read_text(encoding="utf-8")))))
         except (ValueError, TypeError):
-            return [f"{beside} is not a ledger checkpoint (damaged)"]
+            return [Text("{file} is not a ledger checkpoint (damaged)", file=beside)]
     problems = []
     rows, _ = _head(database)
     for where, checkpoint in found:
@@ -118,15 +122,25 @@ def checkpoint_problems(database: Database, output_root: Path, signing: SigningF
             problems.append(bad_signature)
         elif rows < checkpoint.count:
             problems.append(
-                f"the ledger was cut: {rows} rows, the checkpoint of {checkpoint.created}"
-                f" in {where} signed {checkpoint.count}"
+                Text(
+                    "the ledger was cut: {rows} rows, the checkpoint of {created} in {where} signed {count}",
+                    rows=rows,
+                    created=checkpoint.created,
+                    where=where,
+                    count=checkpoint.count,
+                )
             )
         elif checkpoint.count and _hash_of_row(database, checkpoint.count) != checkpoint.head:
             problems.append(
-                f"the ledger was rewritten: its row {checkpoint.count} is not the one the checkpoint of"
-                f" {checkpoint.created} in {where} signed"
+                Text(
+                    "the ledger was rewritten: its row {count} is not the one the checkpoint of {created} in {where}"
+                    " signed",
+                    count=checkpoint.count,
+                    created=checkpoint.created,
+                    where=where,
+                )
             )
-    newest_beside = found[-1][1] if found and found[-1][0] != "the database" else None
+    newest_beside = found[-1][1] if found and found[-1][0] is not in_database else None
     if newest_beside is not None and (recorded is None or newest_beside.count > recorded.count):
-        problems.append(f"the database lost checkpoints: {beside} is newer than any it holds")
+        problems.append(Text("the database lost checkpoints: {file} is newer than any it holds", file=beside))
     return problems

@@ -23,8 +23,21 @@ TEXT_CONTRAST_UNDER = "text contrast {contrast}:1 < {minimum}:1"
 TEXT_OVERLAPS = "text overlaps element {index}"
 TEXT_RUNS_OFF = "text runs off the picture"
 DARK_TEXT = "dark text on a light plate: light text reached only {contrast}:1 here"
+# A retouched or edited copy, against its original (``visuels finalize``, the studio's retouch).
+EDIT_SIZE_CHANGED = "size changed from {before} to {after} (the format's size)"
+EDIT_LABEL_HIDDEN = "the AI label was drawn again in its place (the edit had hidden it)"
+EDIT_LABEL_TOUCHED = "the AI label was drawn again in its place (the edit had touched it)"
+EDIT_LOGO_TOUCHED = "the logo's area changed: check its clear zone and contrast"
+EDIT_PALETTE_UNDER = "palette {conformity} < {minimum} (the original had {before})"
+EDIT_OTHER_CHARTER = "checked against another charter than the one the original was made with"
 CORNERS = ("top left", "top right", "bottom left", "bottom right")  # LOGO_MOVED's {corner}, said too
-PATTERNS = (
+PATTERNS = (  # a pattern before any other that would read its text too
+    EDIT_SIZE_CHANGED,
+    EDIT_LABEL_HIDDEN,
+    EDIT_LABEL_TOUCHED,
+    EDIT_LOGO_TOUCHED,
+    EDIT_PALETTE_UNDER,
+    EDIT_OTHER_CHARTER,
     PALETTE_UNDER,
     LOGO_CONTRAST_UNDER,
     LOGO_ZONE,
@@ -46,10 +59,10 @@ def said(finding: str, words: Words) -> str:
     if found is None:
         return finding
     pattern, values = found
-    return words(pattern, **{name: _value(value, words) for name, value in values.items()})
+    return words(pattern, **{name: as_written(value, words) for name, value in values.items()})
 
 
-def _value(value: str, words: Words) -> str:
+def as_written(value: str, words: Words) -> str:
     """A value as the language writes it: French "2,1" and "45 %", corners in words."""
     if value in CORNERS:
         return words(value)

@@ -35,6 +35,7 @@ from visuels.marking.keys import SigningFiles, keys_dir
 from visuels.marking.mark import MarkingContext, write_marked
 from visuels.marking.phash import perceptual_hash
 from visuels.marking.watermark_keys import find_mark, known_keys
+from visuels.postprocess import findings
 from visuels.postprocess.layout import Box, box_in_corner, margin
 from visuels.postprocess.palette import conformity
 from visuels.postprocess.relabel import label_place, relabel
@@ -221,8 +222,9 @@ def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, rec
     size_changed = edited.size != original.size
     if size_changed:
         reasons.append(
-            f"size changed from {original.width}x{original.height} to {edited.width}x{edited.height}"
-            " (the format's size)"
+            findings.EDIT_SIZE_CHANGED.format(
+                before=f"{original.width}x{original.height}", after=f"{edited.width}x{edited.height}"
+            )
         )
     changed = changed_pixels(original, edited)
     rows, columns = np.nonzero(changed)
@@ -236,19 +238,21 @@ def check_edit(original: Image.Image, edited: Image.Image, charter: Charter, rec
     notes = []
     if not seen or label_touched:
         # Drawn again in its place before the file is marked (``relabelled``): said, not a fault.
-        notes.append(
-            "the AI label was drawn again in its place (the edit had " + ("hidden it)" if not seen else "touched it)")
-        )
+        notes.append(findings.EDIT_LABEL_HIDDEN if not seen else findings.EDIT_LABEL_TOUCHED)
     if logo_touched:
-        reasons.append("the logo's area changed: check its clear zone and contrast")
+        reasons.append(findings.EDIT_LOGO_TOUCHED)
     palette = tuple(colour.rgb for colour in charter.spec.palette)
     tolerance = charter.spec.palette_grading.tolerance
     before, after = conformity(original, palette, tolerance), conformity(edited, palette, tolerance)
     minimum = charter.spec.palette_grading.min_conformity
     if after < minimum and after < before:
-        reasons.append(f"palette {after:.0%} < {minimum:.0%} (the original had {before:.0%})")
+        reasons.append(
+            findings.EDIT_PALETTE_UNDER.format(
+                conformity=f"{after:.0%}", minimum=f"{minimum:.0%}", before=f"{before:.0%}"
+            )
+        )
     if record.row["charter_hash"] != charter.hash:
-        reasons.append("checked against another charter than the one the original was made with")
+        reasons.append(findings.EDIT_OTHER_CHARTER)
     return EditCheck(
         changed_share=round(float(changed.mean()), 5),
         changed_box=changed_box,

@@ -100,7 +100,9 @@ class Wording:
     earlier: str  # "{count}": recorded pictures the campaign no longer has (it changed since)
     review_first: str
     to_look_at: str  # "{count}", "{reasons}": off-style or flagged pictures, compliant or not
-    why_off_style: str  # "{count}": the same words as the cards' flags, so the headline tells their story
+    why_off_style: (
+        str  # "{count}" ("{s}": a plural's): the same words as the cards' flags, so the headline tells their story
+    )
     why_flagged: str
     why_failing: str
     and_more: str  # "{count}": beyond the first ones listed
@@ -139,7 +141,7 @@ class Wording:
             (self.why_failing, sum(1 for card in cards if not card["passed"])),
             (self.why_flagged, sum(1 for card in cards if card["terms_flagged"])),
         )
-        return ", ".join(wording.format(count=count) for wording, count in counts if count)
+        return ", ".join(wording.format(count=count, s="" if count == 1 else "s") for wording, count in counts if count)
 
     def findings(self, recorded: list[str]) -> list[str]:
         """The charter checks' reasons or notes, recorded in English, in the report's language."""
@@ -206,8 +208,8 @@ WORDINGS = {
         review_first="À revoir d’abord :",
         to_look_at="{count} à regarder en premier : {reasons}",
         why_off_style="{count} hors ton de la campagne",
-        why_flagged="{count} signalée(s) pour relecture",
-        why_failing="{count} non conforme(s)",
+        why_flagged="{count} signalée{s} pour relecture",
+        why_failing="{count} non conforme{s}",
         and_more="et {count} autres (marquées ⚑ ci-dessous)",
         rules="Règles vérifiées sur chaque image",
         rule_palette="Palette : au moins {palette} des pixels proches d’une couleur de la charte (écart ΔE00).",

@@ -49,11 +49,31 @@ SHOWN_AREA_SIDE = 2600  # pixels: a phone's screenshot, whole; a larger area is 
 # seen has at least this share of the drawn one's contrast (standard deviation).
 BADGE_CONTRAST_SHARE = 0.5
 SOURCE_TYPE = re.compile(r"DigitalSourceType(?:=\"|>)\s*([^\"<\s]+)")
+C2PA_STATES = {
+    "Trusted": Text("Trusted"),
+    "Valid": Text("Valid"),
+    "Invalid": Text("Invalid"),
+    "missing": Text("missing"),
+}
+FOUND_BY = {"watermark": Text("watermark"), "perceptual hash": Text("perceptual hash")}  # how a record was found
 
 
 class Check(BaseModel):
+    """One layer or cross-check: whether it passed, and why (in English in ``--json``; ``said``
+    gives the words in the reader's language)."""
+
     passed: bool
     detail: str
+    _text: Text | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of(cls, passed: bool, text: Text) -> Check:
+        check = cls(passed=passed, detail=str(text))
+        check._text = text
+        return check
+
+    def said(self, words: Callable[..., str]) -> str:
+        return self._text.said(words) if self._text else self.detail
 
 
 class FileReport(BaseModel):
@@ -79,10 +99,47 @@ class FileReport(BaseModel):
     checks: dict[str, Check] = {}  # each layer and cross-check, by name; ``ok`` when all pass
     ok: bool = False
     _error_text: Text | None = PrivateAttr(default=None)  # ``error`` in any language
+    _geometry: Text | None = PrivateAttr(default=None)  # ``watermark_geometry`` in any language
 
     def error_said(self, words: Callable[..., str]) -> str:
         """Why the file could not be read, in the language of ``words``."""
         return self._error_text.said(words) if self._error_text else (self.error or "")
+
+    def summary(self) -> Text:
+        """The file's verdict in one line: ok or BAD, each layer, and its record."""
+        record, original = self.ledger_record, self.original
+        where = (
+            Text(
+                "ledger #{id} by {how} (job {job})",
+                id=record["id"],
+                how=FOUND_BY[self.found_by],
+                job=record["job_key"][:12],
+            )
+            if record and self.found_by
+            else Text("no ledger record")
+            if self.record_searched
+            else Text("no record found: judged from its marks alone")
+        )
+        if original:
+            where = Text(
+                "{where}; made from {file} (ledger #{id}, job {job}, sha256 {sha256})",
+                where=where,
+                file=original["file"],
+                id=original["ledger_id"],
+                job=original["job_key"][:12],
+                sha256=original["sha256"][:12],
+            )
+        return Text(
+            "{state} {file}: label {label}, watermark {watermark}{geometry}, XMP {xmp}, C2PA {c2pa}; {where}",
+            state="ok " if self.ok else "BAD",
+            file=self.file,
+            label=Text("yes") if self.label_seen else Text("no"),
+            watermark=self.watermark or Text("none"),
+            geometry=Text(" (found {how})", how=self._geometry) if self._geometry else "",
+            xmp=Text("yes") if self.xmp_source_type else Text("no"),
+            c2pa=C2PA_STATES.get(self.c2pa, self.c2pa),
+            where=where,
+        )
 
 
 def _badge_templates(charter: Charter) -> tuple[tuple[int, np.ndarray], ...]:
@@ -277,6 +334,7 @@ def verify_file(
             ],
         }
     )
+    report._geometry = found.geometry()
     in_ledger = bool(ledger.by_sha256(database, digest)) if database else None
     checks = marking_checks(report, allow_untrusted, sha256_in_ledger=in_ledger)
     return report.model_copy(update={"checks": checks, "ok": all(check.passed for check in checks.values())})
@@ -288,74 +346,88 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
     source = report.xmp_source_type
     generated = {kind.value for kind in DigitalSourceType}
     record = report.ledger_record
-    geometry = f" (found {report.watermark_geometry})" if report.watermark_geometry else ""
+    geometry = Text(" (found {how})", how=report._geometry) if report._geometry else ""
     not_found = (
-        f"not read: marked with watermark key {report.watermark_key_missing},"
-        f" which {keys_dir().resolve()} does not hold"
+        Text(
+            "not read: marked with watermark key {key}, which {folder} does not hold",
+            key=report.watermark_key_missing,
+            folder=keys_dir().resolve(),
+        )
         if report.watermark_key_missing
-        else "no watermark found"
+        else Text("no watermark found")
     )
+    bound = report.c2pa_soft_binding is not None and report.c2pa_soft_binding == report.watermark
     checks = {
-        "label": Check(
-            passed=report.label_seen,
-            detail="the charter's AI label is visible" if report.label_seen else "no AI label in any corner",
+        "label": Check.of(
+            report.label_seen,
+            Text("the charter's AI label is visible") if report.label_seen else Text("no AI label in any corner"),
         ),
         "watermark": _watermark_alone(report.watermark, geometry, not_found)
         if sha256_in_ledger is None
-        else Check(
-            passed=report.watermark_in_ledger,
-            detail=f"payload {report.watermark}, in the ledger{geometry}"
+        else Check.of(
+            report.watermark_in_ledger,
+            Text("payload {payload}, in the ledger{geometry}", payload=report.watermark, geometry=geometry)
             if report.watermark_in_ledger
-            else f"payload {report.watermark}, unknown to the ledger"
+            else Text("payload {payload}, unknown to the ledger", payload=report.watermark)
             if report.watermark
             else not_found,
         ),
-        "xmp": Check(
-            passed=source in generated,
-            detail=f"IPTC digital source type {source}"
+        "xmp": Check.of(
+            source in generated,
+            Text("IPTC digital source type {source}", source=source)
             if source in generated
-            else f"IPTC digital source type {source} does not say AI-generated"
+            else Text("IPTC digital source type {source} does not say AI-generated", source=source)
             if source
-            else "no IPTC digital source type",
+            else Text("no IPTC digital source type"),
         ),
         "c2pa": _c2pa_check(report.c2pa, allow_untrusted),
-        "soft_binding": Check(
-            passed=report.c2pa_soft_binding is not None and report.c2pa_soft_binding == report.watermark,
-            detail="the C2PA soft binding is the watermark"
-            if report.c2pa_soft_binding is not None and report.c2pa_soft_binding == report.watermark
-            else f"the C2PA soft binding ({report.c2pa_soft_binding or 'none'}) is not the watermark"
-            f" ({report.watermark or 'none'})",
+        "soft_binding": Check.of(
+            bound,
+            Text("the C2PA soft binding is the watermark")
+            if bound
+            else Text(
+                "the C2PA soft binding ({binding}) is not the watermark ({payload})",
+                binding=report.c2pa_soft_binding or Text("none"),
+                payload=report.watermark or Text("none"),
+            ),
         ),
     }
     if sha256_in_ledger is not None:  # else nothing to compare with: the report says no record was found
-        checks["ledger"] = Check(
-            passed=sha256_in_ledger,
-            detail=f"sha256 {report.sha256} recorded (ledger #{record['id']})"
+        checks["ledger"] = Check.of(
+            sha256_in_ledger,
+            Text("sha256 {sha256} recorded (ledger #{id})", sha256=report.sha256, id=record["id"])
             if sha256_in_ledger and record
-            else f"sha256 {report.sha256} recorded"
+            else Text("sha256 {sha256} recorded", sha256=report.sha256)
             if sha256_in_ledger
-            else f"sha256 {report.sha256} is in no ledger row: the file changed since it was exported"
+            else Text(
+                "sha256 {sha256} is in no ledger row: the file changed since it was exported", sha256=report.sha256
+            )
             if record
-            else "no ledger record of this file",
+            else Text("no ledger record of this file"),
         )
     return checks
 
 
-def _watermark_alone(payload: str | None, geometry: str, not_found: str) -> Check:
+def _watermark_alone(payload: str | None, geometry: Text | str, not_found: Text) -> Check:
     if payload is None:
-        return Check(passed=False, detail=not_found)
-    return Check(passed=True, detail=f"payload {payload}{geometry} (no record to look it up in)")
+        return Check.of(False, not_found)
+    return Check.of(
+        True, Text("payload {payload}{geometry} (no record to look it up in)", payload=payload, geometry=geometry)
+    )
 
 
 def _c2pa_check(state: str, allow_untrusted: bool) -> Check:
     if state == "Trusted":
-        return Check(passed=True, detail="signed by a certificate the trust anchors know")
+        return Check.of(True, Text("signed by a certificate the trust anchors know"))
     if state == "Valid":
-        return Check(
-            passed=allow_untrusted,
-            detail="intact, but signed by a certificate the trust anchors do not know"
-            + (" (allowed)" if allow_untrusted else "; --allow-untrusted accepts it"),
+        return Check.of(
+            allow_untrusted,
+            Text("intact, but signed by a certificate the trust anchors do not know (allowed)")
+            if allow_untrusted
+            else Text(
+                "intact, but signed by a certificate the trust anchors do not know; --allow-untrusted accepts it"
+            ),
         )
     if state == "Invalid":
-        return Check(passed=False, detail="the manifest does not match the file (altered or broken)")
-    return Check(passed=False, detail="no C2PA manifest")
+        return Check.of(False, Text("the manifest does not match the file (altered or broken)"))
+    return Check.of(False, Text("no C2PA manifest"))
