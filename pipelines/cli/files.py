@@ -308,7 +308,7 @@ def retouch(args: argparse.Namespace) -> int:
                 "{count} variants of {image} with {model} on {device}",
                 settings.variants,
                 image=args.image,
-                model=model.description,
+                model=words(user_language())(model.description),  # the demo model's in the reader's words
                 device=device,
             ),
             highlight=False,

@@ -121,17 +121,14 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     output_root = Path(request.run.output_dir).resolve()
     plan = _plan(request.campaign, output_root, request.selection, request.overrides, request.run)
     t = words(user_language())
-    console.print(
-        f"[bold]{escape(plan.campaign_name)}[/bold]: "
-        + escape(
-            t(
-                "{count} images, {pending} to render with {model}",
-                count=len(plan.jobs),
-                pending=len(plan.pending),
-                model=plan.setup.model_description,
-            )
-        )
+    planned = t(
+        "{campaign}: {count} images, {pending} to render with {model}",
+        campaign=f"[bold]{escape(plan.campaign_name)}[/bold]",
+        count=len(plan.jobs),
+        pending=len(plan.pending),
+        model=escape(t(plan.setup.model_description)),  # the demo model's in the reader's words, a folder's as named
     )
+    console.print(planned)
     if not plan.pending:
         from visuels.review.publish import publish_if_behind
 
@@ -139,8 +136,7 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
         # if the manifest is behind the record or this plan.
         reports = publish_if_behind(plan, output_root)
         console.print(
-            f"[green]{t('done')}[/green]: "
-            + t("nothing to render, all {count} images are up to date", count=len(plan.jobs))
+            t("done: nothing to render, all {count} images are up to date", count=len(plan.jobs)), style="green"
         )
         _say_where(output_root / plan.campaign_slug, t, reports.html if reports and reports.rows else None)
         return EXIT_OK
@@ -148,17 +144,14 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     with _progress_bar(plan, output_root, t), _prefect_console(verbose):
         summary = render(request)
     elapsed = time.perf_counter() - started
-    console.print(
-        f"[green]{t('done')}[/green] "
-        + t(
-            "in {seconds} s: {rendered} rendered, {up_to_date} already up to date,"
-            " {failed} not compliant with the charter",
-            seconds=f"{elapsed:.1f}",
-            rendered=summary.rendered,
-            up_to_date=summary.jobs - summary.rendered,
-            failed=summary.failed_compliance,
-        )
+    done = t(
+        "done in {seconds} s: {rendered}, {up_to_date} already up to date, {failed} with the charter",
+        seconds=f"{elapsed:.1f}".replace(".", "," if t.lang == "fr" else "."),
+        rendered=t.plural("1 rendered", "{count} rendered", summary.rendered),
+        up_to_date=summary.jobs - summary.rendered,
+        failed=t.plural("1 not compliant", "{count} not compliant", summary.failed_compliance),
     )
+    console.print(done, style="green", highlight=False, markup=False)
     _say_where(Path(summary.output_dir), t, summary.report)
     if summary.review:
         waiting = t(

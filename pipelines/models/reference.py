@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors import safe_open
 from visuels._internal.hashing import cached_sha256_file, sha256_file, sha256_json
 from visuels.config import cache_dir, demo_model_dir
-from visuels.errors import ModelError
+from visuels.errors import ModelError, Text
 from visuels.inputs.model_refs import (
     WEIGHT_SUFFIXES,
     DemoModelRef,
@@ -29,6 +29,8 @@ from visuels.models.licences import Licence, card_licence, checkpoint_licence
 UNET_WEIGHTS = ("down_blocks.", "up_blocks.", "mid_block.", "model.diffusion_model.input_blocks.")
 # The demo model is built by visuels from configs and a seed: the project's own licence.
 DEMO_LICENCE = Licence(id="apache-2.0", use="publishable", source="built in")
+# Recorded in English (manifests, the ledger); a command says it in its reader's words.
+DEMO_DESCRIPTION = Text("demo model (random weights)")
 PUBLISHED_VAE_FACTOR = 8  # pixels per latent cell of every transformer family's published VAE
 DEMO_FAMILY = "sd15"  # the demo model is a tiny StableDiffusionPipeline (visuels.models.demo)
 
@@ -399,7 +401,7 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
         raise ModelError(source, "model.path", "no weight files in {folder}", folder=folder)
     _check_weights(folder, source)
     if isinstance(ref, DemoModelRef):
-        description, licence = "demo model (random weights)", DEMO_LICENCE
+        description, licence = str(DEMO_DESCRIPTION), DEMO_LICENCE
     else:
         description, licence = folder.name, card_licence(folder)
     return ModelInfo(
