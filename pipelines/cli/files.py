@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from visuels._internal.i18n import Words, user_language, words
+from visuels._internal.i18n import Words, joined, user_language, words
 from visuels.cli.console import console, database_url_option, errors, open_record, record_folder, record_near
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, VisuelsError
 from visuels.inputs.yamlfiles import first_problem
@@ -240,9 +240,12 @@ def _print_derivative(source: Path, done: Derivative) -> None:
     where = t("changed {share} of the pixels", share=findings.as_written(f"{check.changed_share:.1%}", t)) + (
         t(" in {box}", box=check.changed_box) if check.changed_box else ""
     )
-    reasons = "; ".join(findings.said(reason, t) for reason in check.reasons)
-    verdict = t("charter ok") if check.passed else t("charter: {reasons}", reasons=reasons)
-    verdict += "".join(f"; {findings.said(note, t)}" for note in check.notes)
+    verdict = (
+        t("charter ok")
+        if check.passed
+        else t("charter: {reasons}", reasons=joined(check.reasons, findings.said).said(t))
+    )
+    verdict = joined([verdict, *check.notes], findings.said).said(t)  # the notes after it, each in the reader's words
     line = t(
         "{state} {source} -> {file}: {done} (ledger #{id}, from {original} #{original_id}); {where}; {verdict}",
         state="ok " if check.passed else "CHECK",

@@ -147,6 +147,10 @@ class Wording:
         """The charter checks' reasons or notes, recorded in English, in the report's language."""
         return [findings.said(finding, i18n_words(self.lang)) for finding in recorded]
 
+    def listed(self, said: list[str]) -> str:
+        """Texts one after the other, as the language separates them: French spaces its semicolons."""
+        return (" ; " if self.lang == "fr" else "; ").join(said)
+
     def flags(self, recorded: list[str]) -> list[str]:
         """The bias review's flags of a job, recorded in English, in the report's language."""
         return [fairness.said(flag, i18n_words(self.lang)) for flag in recorded]
@@ -444,7 +448,7 @@ def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slu
         said = words.findings(check["reasons"] + check.get("notes", [])) + words.flags(inputs.get("review", []))
         values = (
             ("✔ " + words.compliant) if check["passed"] else ("✖ " + words.not_compliant),
-            "; ".join(said),
+            words.listed(said),
             inputs["commune_name"],
             inputs["format"],
             inputs["audience"],
@@ -473,7 +477,7 @@ def _card(
             words.off_style.format(distance=words.number(style.distance), limit=words.number(limits.style_distance))
         )
     if inputs.get("review"):
-        flags.append(words.flagged.format(reasons="; ".join(words.flags(inputs["review"]))))
+        flags.append(words.flagged.format(reasons=words.listed(words.flags(inputs["review"]))))
     credit = _photo_credit(inputs)
     return {
         "anchor": Path(entry["file"]).stem,
@@ -572,7 +576,7 @@ def _held(plan: RenderPlan, words: Wording) -> list[dict]:
             "audience": job.audience,
             "language": job.language,
             "format": job.format,
-            "reasons": "; ".join(words.flags(job.banned + job.review)),
+            "reasons": words.listed(words.flags(job.banned + job.review)),
         }
         for job in plan.held
     ]
