@@ -68,7 +68,7 @@ def main() -> None:
                 seconds.append(elapsed)
                 if detection.payload is not None:
                     found.append((batch + index, f"{detection.payload:016x}"))
-            print(f"{batch + BATCH:>6} pictures, {len(found)} payload(s) found", flush=True)
+            print(f"{batch + len(pictures):>6} pictures, {len(found)} payload(s) found", flush=True)
     total = time.perf_counter() - started
     print(f"\n{args.count} unmarked pictures, {args.workers} worker(s), {total:.0f} s")
     print(f"payloads found: {len(found)} {found[:10]}")

@@ -147,8 +147,46 @@ def test_a_screenshot_of_a_post_showing_the_picture_small_is_found_where_it_is_s
         assert found.attempts <= MAX_ATTEMPTS
         unmarked = detect(page_screenshot(outputs[name], shown_share, phone), KEY)
         assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
-    # A picture with no page around it is not searched again, piece by piece: it costs nothing.
-    assert picture_boxes(cv2.cvtColor(outputs["1/f noise 1920x1080"], cv2.COLOR_RGB2GRAY).astype(np.float32)) == []
+    # A picture with no page around it is searched again only in its halves and quarters, where
+    # the pictures of a collage would be.
+    boxes = picture_boxes(cv2.cvtColor(outputs["1/f noise 1920x1080"], cv2.COLOR_RGB2GRAY).astype(np.float32))
+    assert sorted(boxes) == sorted(
+        (left, top, right, bottom)
+        for left, right in ((0, 960), (960, 1920), (0, 1920))
+        for top, bottom in ((0, 540), (540, 1080), (0, 1080))
+        if (left, right, top, bottom) != (0, 1920, 0, 1080)
+    )
+
+
+@pytest.mark.parametrize("layout", ["side by side", "grid of 4", "grid of 9 with gutters"])
+def test_pictures_in_a_collage_are_found_in_their_cell(outputs: dict[str, np.ndarray], layout: str) -> None:
+    """Campaign pictures shown together: side by side in a newsletter, four posted as one, nine in a
+    profile's grid. Each keeps its mark, but the search over the whole upload folded the different
+    marks together and read none: "no mark". Unmarked, a collage reads nothing."""
+    columns, rows, gutter = {"side by side": (2, 1, 0), "grid of 4": (2, 2, 0), "grid of 9 with gutters": (3, 3, 6)}[
+        layout
+    ]
+    cell = 1080 // columns
+    hosts = [
+        outputs["illustration 1080x1080"],
+        outputs["photo 1080x1350"][135:1215],
+        outputs["1/f noise 1920x1080"][:, 420:1500],
+    ]
+    payloads = [PAYLOAD + number for number in range(columns * rows)]
+
+    def collage(pictures: list[np.ndarray]) -> np.ndarray:
+        canvas = np.full((cell * rows, cell * columns, 3), 255, np.uint8)
+        for index, picture in enumerate(pictures):
+            top, left = (index // columns) * cell + gutter, (index % columns) * cell + gutter
+            shown = cv2.resize(picture, (cell - 2 * gutter, cell - 2 * gutter), interpolation=cv2.INTER_AREA)
+            canvas[top : top + cell - 2 * gutter, left : left + cell - 2 * gutter] = shown
+        return encode(canvas, "JPEG", quality=85)
+
+    hosted = [hosts[index % len(hosts)] for index in range(columns * rows)]
+    found = detect(collage([embed(host, payload, KEY) for host, payload in zip(hosted, payloads, strict=True)]), KEY)
+    assert found.payload in payloads and found.within is not None and found.attempts <= MAX_ATTEMPTS
+    unmarked = detect(collage(hosted), KEY)
+    assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
 
 
 @pytest.mark.parametrize("shown_share", [0.2, 0.45])

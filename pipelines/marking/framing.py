@@ -9,17 +9,20 @@ page's background and bars are flat. Lines of text are busy too, and run togethe
 next to them: each area is also tried without its plain lines at its ends, and the likeliest
 without a share of one end. In a photograph (no flat background: a street, a wall) nothing tells
 the poster from what is around it, so squares of three sizes are laid over it, each overlapping
-its neighbours by half: one of them falls inside the poster. A poster photographed at an angle
-has its far side shorter: its tiles shrink across it, beyond what one tile period fits, so the
-upload and the likeliest boxes are also straightened as if seen at an angle from each side
-(``KEYSTONES``). Which place holds the picture is left to the watermark's sync pattern
-(``watermark.detect`` ranks them by it), and the decision to its CRC-checked payload: a place is
-only somewhere to look.
+its neighbours by half: one of them falls inside the poster. In a collage (pictures side by side
+or in a grid) each picture's mark is whole, but the whole upload's search folds them together:
+its halves, its quarters and, where lines cross it there, its thirds are places. A poster
+photographed at an angle has its far side shorter: its tiles shrink across it, beyond what one
+tile period fits, so the upload and the likeliest boxes are also straightened as if seen at an
+angle from each side (``KEYSTONES``). Which place holds the picture is left to the watermark's
+sync pattern (``watermark.detect`` ranks them by it), and the decision to its CRC-checked payload:
+a place is only somewhere to look.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import cv2
@@ -48,6 +51,22 @@ MIN_SIDE = 96  # pixels of the upload: a box narrower or lower holds too few chi
 # is what was sent, searched whole (and a screenshot as a page). Squares of these shares of its short side:
 PHOTO_MIN_SIDE = 1200
 PHOTO_SQUARES = (0.6, 0.42, 0.3)
+# A collage (pictures side by side or in a grid, as a newsletter or a profile's grid shows them):
+# each picture's mark is whole, but the search over the whole upload folds them together. Its cells
+# are places: always its halves and quarters (two pictures of one charter side by side can meet
+# with no edge between them, and they cost about 10 ms each); its thirds and ninths, and two parts
+# of unequal widths, where lines across the whole upload say so. A line is there where the
+# luminance jumps across it along most of its length (a picture's edge against the next picture or
+# a gutter; a picture's own edges rarely run the whole way), within a band around it.
+THIRDS = (1 / 3, 2 / 3)  # shares of the side
+# Of the upload's short side: a smaller one is a thumbnail, no collage (its halves would hold few
+# tiles, and searching them doubled what an unmarked thumbnail costs).
+GRID_MIN_SIDE = 480
+SPLIT_RANGE = (0.2, 0.8)  # two pictures of unequal widths: the strongest line in here
+SEAM_BAND = 0.025  # of the side, each way: a gutter's width, a collage not quite even
+SEAM_LEVELS = 10.0  # luminance levels between the pixels either side of a one-pixel line: an edge
+SEAM_SHARE = 0.6  # of the line's length,
+SEAM_OVER_TYPICAL = 1.5  # and this many times the median line's (a busy picture jumps everywhere)
 # A picture seen at an angle: its far side shorter by twice one of these shares of its length (8 to
 # 24 %: a poster photographed from a few steps to one side). The search itself bears about 6 %.
 KEYSTONE_INSETS = (0.04, 0.08, 0.12)
@@ -58,7 +77,8 @@ def picture_boxes(luminance: np.ndarray) -> list[Box]:
     likeliest first: the upload without its plain border, then each busy area (the least plain first), its
     core without the lines of text at its ends, and, for the likeliest, the area less a quarter or
     a third at one end (text run together with the picture, which no rule tells from it). Then,
-    an upload as large as a photograph, squares over it (``_photo_squares``: 50 to 80 of them)."""
+    an upload as large as a photograph, squares over it (``_photo_squares``: 50 to 80 of them).
+    Then a collage's cells (``_grid_cells``: 8 to 24)."""
     height, width = luminance.shape
     scale = min(1.0, SEARCH_SIDE / max(height, width))
     small = luminance
@@ -66,7 +86,49 @@ def picture_boxes(luminance: np.ndarray) -> list[Box]:
         small = cv2.resize(luminance, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
     page = _plain_share(small, (0, 0, small.shape[1], small.shape[0])) >= MIN_PAGE_SHARE
     # A street's flat wall can pass for a page's background: the squares are laid over either.
-    return (_page_boxes(small, scale, width, height) if page else []) + _photo_squares(width, height)
+    boxes = (_page_boxes(small, scale, width, height) if page else []) + _photo_squares(width, height)
+    return boxes + [cell for cell in _grid_cells(small, width, height) if cell not in boxes]
+
+
+def _grid_cells(small: np.ndarray, width: int, height: int) -> list[Box]:
+    """Where the pictures of a collage may be, in the upload's pixels (``small``: it at most
+    SEARCH_SIDE): its halves and quarters; its thirds and ninths, where lines cross it at both its
+    thirds; its two parts, where a line crosses it elsewhere; one way or both. None in a thumbnail."""
+    if min(width, height) < GRID_MIN_SIDE:
+        return []
+    columns, rows = _spans(small), _spans(np.ascontiguousarray(small.T))
+    cells = [
+        (round(left * width), round(top * height), round(right * width), round(bottom * height))
+        for left, right in columns
+        for top, bottom in rows
+    ]
+    return [cell for cell in cells if _searchable(cell, width, height)]
+
+
+def _spans(luminance: np.ndarray) -> list[tuple[float, float]]:
+    """Spans of ``luminance``'s width (shares of it) a collage's columns may take: the whole, its
+    halves, its thirds where lines cross it at both, and the two sides of the strongest line
+    crossing it elsewhere (two pictures of unequal widths)."""
+    width = luminance.shape[1]
+    jumps = (np.abs(luminance[:, 2:] - luminance[:, :-2]) > SEAM_LEVELS).mean(axis=0)  # at columns 1..W-2
+    band = max(1, round(SEAM_BAND * width))
+    seam = max(SEAM_SHARE, SEAM_OVER_TYPICAL * float(np.median(jumps)))
+
+    def crossed(line: float) -> bool:
+        at = round(line * width) - 1
+        return float(jumps[max(0, at - band) : at + band + 1].max()) >= seam
+
+    cuts: list[tuple[float, ...]] = [(0.5,)] + ([THIRDS] if all(crossed(line) for line in THIRDS) else [])
+    start, end = (round(share * width) - 1 for share in SPLIT_RANGE)
+    strongest = start + int(jumps[start:end].argmax())
+    line = (strongest + 1) / width
+    if jumps[strongest] >= seam and all(abs(line - at) > SEAM_BAND for lines in cuts for at in lines):
+        cuts.append((line,))
+    spans = [(0.0, 1.0)]
+    for lines in cuts:
+        ends = (0.0, *lines, 1.0)
+        spans += list(pairwise(ends))
+    return spans
 
 
 def _page_boxes(small: np.ndarray, scale: float, width: int, height: int) -> list[Box]:
@@ -84,11 +146,16 @@ def _page_boxes(small: np.ndarray, scale: float, width: int, height: int) -> lis
     for left, top, right, bottom in boxes:
         right, bottom = min(width, int(np.ceil(right / scale))), min(height, int(np.ceil(bottom / scale)))
         box = (int(left / scale), int(top / scale), right, bottom)
-        area = (box[2] - box[0]) * (box[3] - box[1])
-        sized = MIN_SHARE * width * height <= area <= MAX_SHARE * width * height
-        if sized and min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE and box not in kept:
+        if _searchable(box, width, height) and box not in kept:
             kept.append(box)
     return kept[:MAX_BOXES]
+
+
+def _searchable(box: Box, width: int, height: int) -> bool:
+    """Whether ``box`` may hold a picture's mark, and is not the upload itself."""
+    box_width, box_height = box[2] - box[0], box[3] - box[1]
+    sized = MIN_SHARE * width * height <= box_width * box_height <= MAX_SHARE * width * height
+    return sized and min(box_width, box_height) >= MIN_SIDE
 
 
 def _photo_squares(width: int, height: int) -> list[Box]:

@@ -35,7 +35,7 @@ Design (tiled spread spectrum with a synchronisation pattern):
   pictures in the tests, 10,000 in benchmarks/watermark_false_positives.py).
 - A screenshot, or a photograph of a poster: a picture shown small inside a page or a street has
   tiles too small for the search on the whole upload; the places where a picture may sit
-  (``visuels.marking.framing``: a page's busy areas, squares over a photograph) are ranked by how
+  (``visuels.marking.framing``: a page's busy areas, squares over a photograph, a collage's cells) are ranked by how
   clearly the sync pattern shows in each (no decoding), and the clearest FRAMED_CANDIDATES
   searched again as crops; the detection says where (``within``).
 - A poster photographed at an angle: its far side shorter, its tiles shrink across it beyond what
