@@ -121,7 +121,7 @@ def _check_file(path: Path) -> int:
         described = t(
             "communes: {count} communes in {departments} departments", count=len(communes), departments=departments
         )
-        console.print(f"{t('ok')}  {path}: {described}", highlight=False)
+        console.print(f"{t('ok')}  " + t("{path}: {kind}", path=path, kind=described), highlight=False)
         return EXIT_FINDING if findings else EXIT_OK
     if path.is_dir() or read_yaml_mapping(path, CampaignError).get("palette") is not None:
         charter = load_charter(path)
@@ -138,7 +138,7 @@ def _check_file(path: Path) -> int:
                 for name, files in charter.templates.items()
             )
             description += t(", templates: {sets}", sets=sets)
-        console.print(f"{t('ok')}  {path}: {description}", highlight=False)
+        console.print(f"{t('ok')}  " + t("{path}: {kind}", path=path, kind=description), highlight=False)
         findings = [
             f"{template.path.name}: {finding.said(t)}"
             for files in charter.templates.values()
@@ -151,7 +151,9 @@ def _check_file(path: Path) -> int:
     campaign = load_campaign(path)
     _check_layout(campaign)
     _check_on_its_model(campaign)
-    console.print(f"{t('ok')}  {path}: {_describe_campaign(campaign, t)}", highlight=False)
+    console.print(
+        f"{t('ok')}  " + t("{path}: {kind}", path=path, kind=_describe_campaign(campaign, t)), highlight=False
+    )
     return _lint(campaign, t)
 
 
