@@ -305,18 +305,16 @@ def retouch(args: argparse.Namespace) -> int:
             model = retouch_model(database, original, args.model, args.lora)
         file_type_of(original.path)  # a format the variants can be written in, before any work
         device = choose_device(args.device)
-        console.print(
-            words(user_language()).plural(
-                "1 variant of {image} with {model} on {device}",
-                "{count} variants of {image} with {model} on {device}",
-                settings.variants,
-                image=args.image,
-                model=words(user_language())(model.description),  # the demo model's in the reader's words
-                device=device,
-            ),
-            highlight=False,
-            markup=False,
+        t = words(user_language())
+        making = t.plural(
+            "1 variant of {image} with {model} on {device}",
+            "{count} variants of {image} with {model} on {device}",
+            settings.variants,
+            image=args.image,
+            model=t(model.description),  # the demo model's in the reader's words, a folder's as named
+            device=device,
         )
+        console.print(making, highlight=False, markup=False)
         variants = retouch(ModelHost(device), model, picture, mask, settings, choose_dtype(device))
         folder = args.output_dir or args.image.parent
         for number, variant in enumerate(variants):
