@@ -186,6 +186,29 @@ def test_the_charters_templates_are_shown_filled_with_sample_texts_before_any_re
     assert not list(out.rglob("*story*.png"))  # shown, never written
 
 
+def test_a_finalized_edits_charter_notes_are_said_in_the_pages_language(studio: tuple) -> None:
+    """The charter's notes on an edited copy (its size changed, its label painted over and drawn
+    again) in French on a French page; the record keeps them in English."""
+    client, out, files, _ = studio
+    edited = Image.open(out / files[1]).convert("RGB")
+    width, height = edited.size
+    ImageDraw.Draw(edited).rectangle((width // 2, 0, width, height // 4), fill=(250, 250, 250))  # over the label
+    buffer = io.BytesIO()
+    edited.resize((width - 80, height - 80)).save(buffer, format="PNG")
+    data = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    done = client.post(
+        "/api/finalize",
+        json={"file": files[1], "name": "retouche.png", "data": data},
+        headers={"Accept-Language": "fr"},
+    )
+    assert done.status_code == 200, done.text
+    check = done.json()["check"]
+    assert check["reasons"] == [
+        f"taille changée de {width}x{height} en {width - 80}x{height - 80} (la taille du format)"
+    ]
+    assert "la mention IA a été redessinée à sa place (la retouche l’avait cachée)" in check["notes"]
+
+
 def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
     client, out, files, _ = studio
     original = out / files[0]
