@@ -299,7 +299,10 @@ def keep_render_workers_up(
     while server.poll() is None:
         for index, worker in enumerate(render_workers):
             if worker.poll() is not None and time.monotonic() - last_start[index] >= RESTART_AFTER_S:
-                print(f"a render worker stopped (exit code {worker.returncode}): starting it again", flush=True)
+                stopped = words(user_language())(
+                    "a render worker stopped (exit code {code}): starting it again", code=worker.returncode
+                )
+                print(stopped, flush=True)
                 render_workers[index] = start_again(index)
                 started.append(render_workers[index])
                 last_start[index] = time.monotonic()
@@ -331,22 +334,28 @@ def main(argv: list[str] | None = None) -> int:
         "--pool-gpus", type=int, help="GPUs of every machine serving the pool, this one included (default: this one's)"
     )
     args = parser.parse_args(argv)
+    t = words(user_language())
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         free_port_or_refuse(args.port, "0.0.0.0" if args.host in ("0.0.0.0", "::") else args.host)
     except VisuelsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(t("error: {message}", message=exc.said(t)), file=sys.stderr)
         return exc.exit_code
     api_url = f"http://127.0.0.1:{args.port}/api"
     if ensure_local_chain(keys_dir()):
         # A first run would otherwise fail on export: no key to sign its C2PA manifests with.
-        print(f"made a local signing chain in {keys_dir()} for trials; production: see `visuels keys init`")
+        print(
+            t(
+                "made a local signing chain in {folder} for trials; production: see `visuels keys init`",
+                folder=keys_dir(),
+            )
+        )
     auth = None
     if not is_loopback(args.host):
         from prefect.settings import PREFECT_HOME
 
         auth = api_credentials(PREFECT_HOME.value())
-        print(f"the API asks for a key beyond loopback: {PREFECT_HOME.value() / API_AUTH_FILE} (0600)")
+        print(t("the API asks for a key beyond loopback: {file} (0600)", file=PREFECT_HOME.value() / API_AUTH_FILE))
     environment = serving_environment(api_url, auth=auth)
     gpus = gpu_count()
     processes = [start_server(args.port, environment, args.host, args.allow_host)]
@@ -359,7 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         render_workers = [start_render_worker(environment, gpu, compile_models=args.compile) for gpu in render_gpus]
         processes += render_workers
         wait_for_render_workers(api_url, render_workers, auth=auth)
-        print(f"Prefect UI: http://127.0.0.1:{args.port}  (deployments registered; Ctrl-C stops everything)")
+        print(
+            t(
+                "Prefect UI: {address}  (deployments registered; Ctrl-C stops everything)",
+                address=f"http://127.0.0.1:{args.port}",
+            )
+        )
         keep_render_workers_up(
             processes[0],
             render_workers,
@@ -369,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except VisuelsError as exc:  # a process of the pool failed to start: one line, everything stopped
-        print(f"error: {exc}", file=sys.stderr)
+        print(t("error: {message}", message=exc.said(t)), file=sys.stderr)
         return exc.exit_code
     finally:
         stop(processes)

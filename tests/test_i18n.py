@@ -126,10 +126,10 @@ def _messages_written_in_place() -> list[str]:
 
 
 def _printed_in_place() -> list[str]:
-    """Lines the ``visuels`` command prints with words of their own (``print(f"... of {n} files")``):
-    words the catalogue cannot hold, said in English to every reader."""
+    """Lines the ``visuels`` command or ``make serve`` prints with words of their own
+    (``print(f"... of {n} files")``): words the catalogue cannot hold, said in English to every reader."""
     found = []
-    for path in (REPO / "pipelines").rglob("*.py"):
+    for path in [*(REPO / "pipelines").rglob("*.py"), *(REPO / "flows").rglob("*.py")]:
         if path.name in MAINTAINERS_SCRIPTS:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -191,7 +191,7 @@ def test_error_messages_are_patterns_the_catalogue_can_hold() -> None:
 
 
 def test_what_the_command_prints_goes_through_the_catalogue() -> None:
-    """Every line ``visuels`` prints has its words from ``t(...)`` or a ``Text``, never its own."""
+    """Every line ``visuels`` and ``make serve`` print has its words from ``t(...)`` or a ``Text``."""
     assert not _printed_in_place()
 
 
