@@ -140,7 +140,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iter
             },
         )
     server_database = prefect_database_url.replace("+psycopg", "+asyncpg")
-    processes = [start_server(port, environments["a"] | {"PREFECT_API_DATABASE_CONNECTION_URL": server_database})]
+    server_environment = environments["a"] | {
+        "PREFECT_API_DATABASE_CONNECTION_URL": server_database,
+        # No scheduler: the nightly's schedule (02:00 Paris) would start it, its renders and their
+        # reviews on its own when the test runs at that hour (it did, and counted four reviews).
+        # The test starts the nightly itself; test_processes checks `make serve` schedules it.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    }
+    processes = [start_server(port, server_environment)]
     machines = {}
     try:
         with ExitStack() as files:
@@ -254,6 +261,8 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
             poll_interval=2,
         )
         assert nightly.state is not None and nightly.state.is_completed(), nightly.state
+        # Only the runs the test starts: none scheduled for the coming nights, to start on their own.
+        assert [run.state_type for run in _flow_runs(client, "render-nightly")] == ["COMPLETED"]
         renders = _flow_runs(client, "render-campaign")
         assert len(renders) == 2 + 2 + 2  # the overlapping runs, the nightly's two, nuit-a's two shards
         assert all(run.state and run.state.is_completed() for run in renders)
