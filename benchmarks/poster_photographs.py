@@ -5,7 +5,8 @@
 A marked 1080x1080 picture (the sample charter's references, marked as exports mark them) is
 pasted into a 4032x2268 photograph (a phone's, 1/f noise for the street around it: tests/
 watermark_attacks.py's ``street_photograph``) at a fifth to nearly half of its width, turned away
-by a keystone (one side shorter by 0-10 % of the width), saved as JPEG q85. The watermark is
+by a keystone (one side shorter by 0-10 % of the width; ``--from-below S``: its top shorter too, by
+S of the width at each end, as a poster high on a wall), saved as JPEG q85. The watermark is
 sought in the whole photograph, then in the photograph cropped to the poster's box, as a person
 does with a phone's photo editor before sending it. ``--unmarked N``: instead, N unmarked
 pictures so photographed (at random sizes and keystones): false payloads, and the time a
@@ -69,6 +70,9 @@ def main() -> None:
     parser.add_argument("--unmarked", type=int, default=0, help="false positives on this many unmarked pictures")
     parser.add_argument("--keys", type=int, default=1, help="with --unmarked: keys tried on each, as the detector does")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--from-below", type=float, default=0.0, help="the poster seen from below too: its top shorter by this share"
+    )
     args = parser.parse_args()
     if args.unmarked:
         false_positives(args.unmarked, args.keys, args.workers)
@@ -80,7 +84,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for share in SHARES:
         for keystone in KEYSTONES:
-            photo, (left, top, right, bottom) = street_photograph(poster, share, keystone)
+            photo, (left, top, right, bottom) = street_photograph(poster, share, keystone, from_below=args.from_below)
             started = time.perf_counter()
             whole = detect(photo, KEY).payload == PAYLOAD
             middle = time.perf_counter()

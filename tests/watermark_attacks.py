@@ -273,11 +273,12 @@ def page_screenshot(picture: np.ndarray, shown_share: float, phone: bool = False
 
 
 def street_photograph(
-    picture: np.ndarray, shown_share: float, keystone: float, quality: int = 85
+    picture: np.ndarray, shown_share: float, keystone: float, quality: int = 85, from_below: float = 0.0
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A phone's photograph (4032x2268, 1/f noise for the street around) of ``picture`` as a poster
     ``shown_share`` of its width wide, turned away by ``keystone`` (one side shorter by that share
-    of its width), as JPEG; and the poster's box in it."""
+    of its width) and, ``from_below``, seen from below too (its top shorter by that share at each
+    end), as JPEG; and the poster's box in it."""
     width, height = 4032, 2268
     street = np.asarray(pink_noise(height, width, 3).convert("RGB"))
     shown_width = round(width * shown_share)
@@ -286,7 +287,8 @@ def street_photograph(
     right, bottom = left + shown_width, min(height, top + shown_height)
     inset = keystone * shown_width
     corners = np.float32([[0, 0], [picture.shape[1], 0], [picture.shape[1], picture.shape[0]], [0, picture.shape[0]]])
-    placed = np.float32([[left, top + inset], [right, top], [right, bottom], [left, bottom - inset]])
+    below = from_below * shown_width
+    placed = np.float32([[left + below, top + inset], [right - below, top], [right, bottom], [left, bottom - inset]])
     warp = cv2.getPerspectiveTransform(corners, placed)
     drawn = cv2.warpPerspective(picture, warp, (width, height), flags=cv2.INTER_LINEAR)
     inside = cv2.warpPerspective(np.ones(picture.shape[:2], np.uint8), warp, (width, height))
