@@ -245,7 +245,8 @@ def _print_derivative(source: Path, done: Derivative) -> None:
         if check.passed
         else t("charter: {reasons}", reasons=joined(check.reasons, findings.said).said(t))
     )
-    verdict = joined([verdict, *check.notes], findings.said).said(t)  # the notes after it, each in the reader's words
+    if check.notes:
+        verdict = t("{first}; {rest}", first=verdict, rest=joined(check.notes, findings.said).said(t))
     line = t(
         "{state} {source} -> {file}: {done} (ledger #{id}, from {original} #{original_id}); {where}; {verdict}",
         state="ok " if check.passed else "CHECK",

@@ -103,17 +103,17 @@ def _signature_problem(checkpoint: Checkpoint, where: Text | str, signing: Signi
 
 def checkpoint_problems(database: Database, output_root: Path, signing: SigningFiles | None) -> list[Text]:
     """What the ledger's checkpoints say is wrong with it now: nothing when it only grew since."""
-    in_database = Text("the database")
     found: list[tuple[Text | str, Checkpoint]] = []
     recorded = _newest_recorded(database)
     if recorded is not None:
-        found.append((in_database, recorded))
-    beside = output_root / CHECKPOINT_FILE
+        found.append((Text("the database"), recorded))
+    beside, written_beside = output_root / CHECKPOINT_FILE, None
     if beside.is_file():
         try:
-            found.append((str(beside), Checkpoint(**json.loads(beside.read_text(encoding="utf-8")))))
+            written_beside = Checkpoint(**json.loads(beside.read_text(encoding="utf-8")))
         except (ValueError, TypeError):
             return [Text("{file} is not a ledger checkpoint (damaged)", file=beside)]
+        found.append((str(beside), written_beside))
     problems = []
     rows, _ = _head(database)
     for where, checkpoint in found:
@@ -140,7 +140,6 @@ def checkpoint_problems(database: Database, output_root: Path, signing: SigningF
                     where=where,
                 )
             )
-    newest_beside = found[-1][1] if found and found[-1][0] is not in_database else None
-    if newest_beside is not None and (recorded is None or newest_beside.count > recorded.count):
+    if written_beside is not None and (recorded is None or written_beside.count > recorded.count):
         problems.append(Text("the database lost checkpoints: {file} is newer than any it holds", file=beside))
     return problems

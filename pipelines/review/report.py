@@ -148,8 +148,9 @@ class Wording:
         return [findings.said(finding, i18n_words(self.lang)) for finding in recorded]
 
     def listed(self, said: list[str]) -> str:
-        """Texts one after the other, as the language separates them: French spaces its semicolons."""
-        return (" ; " if self.lang == "fr" else "; ").join(said)
+        """Texts one after the other, separated as the catalogue's "{first}; {rest}" says (French
+        spaces its semicolons)."""
+        return i18n_words(self.lang)("{first}; {rest}", first="", rest="").join(said)
 
     def flags(self, recorded: list[str]) -> list[str]:
         """The bias review's flags of a job, recorded in English, in the report's language."""
