@@ -96,6 +96,22 @@ def _asked_in_code() -> set[str]:
     return asked
 
 
+def _singular_forms() -> set[str]:
+    """The singular forms given to ``plural`` in the code and the templates that say a number: French
+    says 0 things in the singular too, so its singular names ``{count}`` where the English says 1."""
+    forms = set()
+    for folder in ("pipelines", "flows"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and _called(node) == "plural" and isinstance(node.args[0], ast.Constant):
+                    forms.add(node.args[0].value)
+    for path in [*STUDIO_TEMPLATES.glob("*.html"), *DETECTOR_TEMPLATES.glob("*.html")]:
+        forms |= {
+            json.loads(f'"{one}"') for one, many in TEMPLATE_TEXT.findall(path.read_text(encoding="utf-8")) if many
+        }
+    return {form for form in forms if re.search(r"(?<![\d,.])1(?![\d,.:])", form)}
+
+
 def _called(node: ast.Call) -> str:
     function = node.func
     if isinstance(function, ast.Name):
@@ -179,8 +195,10 @@ def test_every_text_asked_for_has_its_french() -> None:
     assert len(asked) > 50
     missing = sorted(asked - set(catalogue))
     assert not missing, f"no French for {missing} in pipelines/_internal/locales/fr.json"
-    for english, french in catalogue.items():  # the same {names} in both
-        assert set(re.findall(r"{(\w*)}", english)) == set(re.findall(r"{(\w*)}", french)), english
+    singular = _singular_forms()
+    for english, french in catalogue.items():  # the same {names} in both, and the count in French's singular
+        named = set(re.findall(r"{(\w*)}", english)) | ({"count"} if english in singular else set())
+        assert named == set(re.findall(r"{(\w*)}", french)), english
     unused = sorted(set(catalogue) - asked)
     assert not unused, f"French for texts nothing asks for: {unused}"
 
@@ -229,6 +247,10 @@ def test_words_fill_their_values_and_count() -> None:
     assert french("Page {page} of {pages}", page=2, pages=7) == "Page 2 sur 7"
     assert words("en").plural("1 output", "{count} outputs", 3) == "3 outputs"
     assert french.plural("1 output", "{count} outputs", 1) == "1 image"
+    # French counts none in the singular, English in the plural.
+    assert french.plural("1 not compliant", "{count} not compliant", 0) == "0 non conforme"
+    assert words("en").plural("1 not compliant", "{count} not compliant", 0) == "0 not compliant"
+    assert french.plural("1 file", "{count} files", 2) == "2 fichiers"
 
 
 def test_the_command_line_speaks_the_users_language(

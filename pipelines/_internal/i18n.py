@@ -25,6 +25,8 @@ from visuels.errors import Text
 
 LANGUAGES = ("en", "fr")
 LOCALES = Path(__file__).parent / "locales"
+# Which whole counts take the singular (CLDR's "one"): French says "0 image", English "0 pictures".
+SINGULAR_COUNTS = {"en": (1,), "fr": (0, 1)}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,11 @@ class Words:
         return translated.format(**values) if values else translated
 
     def plural(self, one: str, many: str, count: int, **values: object) -> str:
-        return self(one if count == 1 else many, count=count, **values)
+        return self(one if self.singular(count) else many, count=count, **values)
+
+    def singular(self, count: int) -> bool:
+        """Whether ``count`` things are said in the singular in this language."""
+        return count in SINGULAR_COUNTS[self.lang]
 
 
 @lru_cache(maxsize=len(LANGUAGES))

@@ -141,7 +141,7 @@ class Wording:
             (self.why_failing, sum(1 for card in cards if not card["passed"])),
             (self.why_flagged, sum(1 for card in cards if card["terms_flagged"])),
         )
-        return ", ".join(wording.format(count=count, s="" if count == 1 else "s") for wording, count in counts if count)
+        return ", ".join(wording.format(count=count, s=self._s(count)) for wording, count in counts if count)
 
     def findings(self, recorded: list[str]) -> list[str]:
         """The charter checks' reasons or notes, recorded in English, in the report's language."""
@@ -157,12 +157,17 @@ class Wording:
         return [fairness.said(flag, i18n_words(self.lang)) for flag in recorded]
 
     def to_review(self, count: int) -> str:
-        return (self.to_review_one if count == 1 else self.to_review_many).format(count=count)
+        return (self.to_review_one if self._singular(count) else self.to_review_many).format(count=count)
 
     def counts(self, total: int, communes: int) -> str:
-        return self.counts_text.format(
-            total=total, communes=communes, s="s" if total > 1 else "", c="s" if communes > 1 else ""
-        )
+        return self.counts_text.format(total=total, communes=communes, s=self._s(total), c=self._s(communes))
+
+    def _singular(self, count: int) -> bool:
+        return i18n_words(self.lang).singular(count)
+
+    def _s(self, count: int) -> str:
+        """The plural's "s", where this language puts one after ``count``."""
+        return "" if self._singular(count) else "s"
 
     def legend(self, limits: Thresholds, baseline: StyleBaseline | None) -> list[str]:
         values = self._values(limits) | {"baseline": self.baseline(baseline)}
@@ -205,7 +210,7 @@ WORDINGS = {
         title="conformité à la charte",
         subtitle="Conformité à la charte graphique : toutes les images de la campagne.",
         all_ok="Toutes les images sont conformes à la charte",
-        to_review_one="1 image à revoir",
+        to_review_one="{count} image à revoir",
         to_review_many="{count} images à revoir",
         counts_text="{total} image{s}, {communes} commune{c}",
         earlier="Versions antérieures, que la campagne n’a plus depuis un changement de ses textes, communes"
@@ -270,7 +275,7 @@ WORDINGS = {
         title="brand charter compliance",
         subtitle="Compliance with the brand charter: every picture of the campaign.",
         all_ok="Every picture complies with the charter",
-        to_review_one="1 picture to review",
+        to_review_one="{count} picture to review",
         to_review_many="{count} pictures to review",
         counts_text="{total} picture{s}, {communes} commune{c}",
         earlier="Earlier versions the campaign no longer has since its texts, communes or settings changed:"
