@@ -137,9 +137,13 @@ def test_make_serve_answers_its_own_user_refuses_a_taken_port_and_stops_everythi
     tmp_path: Path,
 ) -> None:
     port = free_port()
+    # A project with no campaign: the scheduler stays on (checked below), and should the nightly
+    # fall due while the test runs (02:00 Paris), it renders nothing into the checkout.
+    (tmp_path / "project" / "campaigns").mkdir(parents=True)
     environment = os.environ | {
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "VISUELS_KEYS_DIR": str(tmp_path / "keys"),
+        "VISUELS_HOME": str(tmp_path / "project"),
     }
     environment.pop("PREFECT_API_URL", None)
     serve = subprocess.Popen(
