@@ -76,6 +76,8 @@ formats: [instagram_square]
     sd15 = ModelInfo(
         hash="0" * 64,
         family="sd15",
+        steps=25,
+        guidance=7.0,
         licence=DEMO_LICENCE,
         native_size=512,
         size_multiple=64,

@@ -26,6 +26,8 @@ from visuels.record.database import Database, database_url
 MODEL = ModelInfo(
     hash="a" * 64,
     family="sd15",
+    steps=25,
+    guidance=7.0,
     licence=DEMO_LICENCE,
     native_size=512,
     size_multiple=64,

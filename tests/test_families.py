@@ -93,6 +93,44 @@ def test_each_family_renders_marks_and_records_from_its_campaign_file(
     assert manifest.model_licence == "apache-2.0" and manifest.soft_binding is not None
 
 
+def test_a_klein_base_folder_takes_its_cards_steps_and_guidance(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, renderer
+) -> None:
+    """FLUX.2 klein Base says so in its pipeline's config (``is_distilled: false``): 50 steps at
+    guidance 4, classifier-free, where the distilled klein takes 4 steps without; a campaign's own
+    settings still win. Z-Image Turbo: 8 steps, its card's 8 model evaluations in diffusers 0.42."""
+    import json
+
+    from visuels.review.publish import finish_render
+
+    base = shutil.copytree(tiny_models["flux2-klein"], tmp_path / "klein-base")
+    index = json.loads((base / "model_index.json").read_text(encoding="utf-8"))
+    (base / "model_index.json").write_text(json.dumps(index | {"is_distilled": False}), encoding="utf-8")
+    distilled, undistilled = (
+        describe_model(DiffusersFolderRef(path=str(folder))) for folder in (tiny_models["flux2-klein"], base)
+    )
+    assert (distilled.steps, distilled.guidance) == (4, 1.0)
+    assert (undistilled.steps, undistilled.guidance) == (50, 4.0) and undistilled.family == "flux2-klein"
+    assert undistilled.hash != distilled.hash  # its config is part of the model's files
+    assert describe_model(DiffusersFolderRef(path=str(tiny_models["z-image"]))).steps == 8
+
+    model = {"kind": "diffusers", "path": str(base), "native_size": 256}
+    one = {"file": "charter/communes.csv", "names": ["Sète"]}
+    defaults = {"steps": None, "guidance": None, "scheduler": None, "photos": None}
+    campaign = make_campaign(model=model, communes=one, formats=["instagram_square"], **defaults)
+    [job] = expand_jobs(load_campaign(campaign), undistilled, "float32")
+    assert (job.steps, job.guidance) == (50, 4.0)
+    own = make_campaign(model=model, communes=one, formats=["instagram_square"], **defaults | {"steps": 28})
+    assert expand_jobs(load_campaign(own), undistilled, "float32")[0].steps == 28
+
+    out = tmp_path / "outputs"
+    plan = plan_render(campaign, out, overrides=Overrides(steps=2))
+    [item] = render_now(renderer, plan, out)  # guided: the pipeline runs its empty-prompt pass
+    assert (item.job.steps, item.job.guidance) == (2, 4.0)
+    finish_render(plan, out)
+    assert_record_matches_files(out, plan)
+
+
 @pytest.mark.slow
 def test_model_dir_renders_a_family_at_its_native_size(
     tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, renderer
@@ -133,7 +171,11 @@ def test_a_model_given_for_the_run_renders_the_sample_campaign_as_its_family_doe
         plan = plan_render(campaign, out, story, Overrides(model=str(folder), steps=2))
     defaults, info = family_named(family), describe_model(DiffusersFolderRef(path=str(folder)))
     assert "are for its own Stable Diffusion 1.5 model" in caplog.text
-    assert {(job.steps, job.guidance, job.scheduler) for job in plan.jobs} == {(2, defaults.guidance, "default")}
+    # Its own guidance: diffusers' test klein is the undistilled base (``is_distilled`` left false).
+    assert {(job.steps, job.guidance, job.scheduler) for job in plan.jobs} == {(2, info.guidance, "default")}
+    assert (info.steps, info.guidance) == (
+        (50, 4.0) if family == "flux2-klein" else (defaults.steps, defaults.guidance)
+    )
     assert ("cannot start from a photo" in caplog.text) == (defaults.img2img is None)
     assert any(job.photo is not None for job in plan.jobs) == (defaults.img2img is not None)
     longest = info.longest_side or 10**6

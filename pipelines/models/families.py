@@ -14,6 +14,7 @@ Guidance, as each family uses it (``Family.guidance_use``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,6 +51,9 @@ class Family:
     max_sequence_length: int | None = None  # the text encoder's token budget the pipeline is given
     # diffusers' First Block Cache knows its transformer's blocks (its block registry).
     first_block_cache: bool = False
+    # Steps and guidance of its undistilled base variant, which its pipeline's config tells apart
+    # (``is_distilled: false``); None: it has no such variant.
+    base_variant: tuple[int, float] | None = None
     # What a single-file checkpoint of it must hold, as the original (LDM) layout names its parts:
     # the UNet families read every part from the file; the transformers' file holds the transformer only.
     single_file_parts: tuple[tuple[str, str], ...] = ()
@@ -134,6 +138,7 @@ FAMILIES = (
         scheduler="default",
         img2img=None,  # its image input is a reference to follow, not a start to redraw at a strength
         inpaint="Flux2KleinInpaintPipeline",
+        base_variant=(50, 4.0),  # klein Base 4B's card: classifier-free guidance against an empty prompt
         # diffusers 0.42's First Block Cache breaks on its single-stream blocks (they return one
         # tensor where the cache expects the double-stream blocks' pair): not served.
     ),
@@ -143,7 +148,9 @@ FAMILIES = (
         pipeline="ZImagePipeline",
         denoiser="transformer",
         native_size=1024,
-        steps=9,  # Turbo: 8 model evaluations; Base takes about 50 at guidance 4
+        # Turbo's card: 8 model evaluations, which diffusers 0.42 makes 8 steps (9 before it);
+        # Base takes about 50 at guidance 4 (its files do not tell it apart: the campaign says so).
+        steps=8,
         guidance=0.0,
         guidance_use="cfg",
         scheduler="default",
@@ -221,3 +228,11 @@ def edit_family_of_pipeline(class_name: str) -> Family | None:
 
 def family_named(name: str) -> Family:
     return BY_NAME[name]
+
+
+def own_defaults(family: Family, pipeline_config: Mapping[str, object]) -> tuple[int, float]:
+    """A model's default steps and guidance: its family's, or its base variant's where its
+    pipeline's config (``model_index.json``) says it is not distilled (FLUX.2 klein Base)."""
+    if family.base_variant is not None and pipeline_config.get("is_distilled") is False:
+        return family.base_variant
+    return family.steps, family.guidance

@@ -22,7 +22,7 @@ from visuels.inputs.model_refs import (
     SingleFileRef,
 )
 from visuels.inputs.weight_files import weights_file_problem, weights_problem
-from visuels.models.families import Family, edit_family_of_pipeline, family_of_pipeline
+from visuels.models.families import Family, edit_family_of_pipeline, family_of_pipeline, own_defaults
 from visuels.models.licences import Licence, card_licence, checkpoint_licence
 
 # How a UNet's weights begin, in diffusers' layout and in the original (LDM) one.
@@ -47,6 +47,8 @@ class ModelInfo(BaseModel):
     longest_side: int | None = Field(
         default=None, description="The longest side its position tables reach, in pixels; None: no limit."
     )
+    steps: int = Field(description="Its default steps: its family's, or its variant's as its files say.")
+    guidance: float = Field(description="Its default guidance, as its steps.")
     description: str
     licence: Licence
     ref: ModelRef = Field(description="What to load: the reference, a hub id pinned to a commit.")
@@ -354,8 +356,10 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
     if isinstance(ref, HubRef):
         snapshot = hub_snapshot(ref, source)
         commit = snapshot.name  # the cache names each snapshot folder by its commit
-        family = _family(_index(snapshot, source), snapshot, source, edits)
+        index = _index(snapshot, source)
+        family = _family(index, snapshot, source, edits)
         sizes = _sizes(family, snapshot, source, native_size)
+        steps, guidance = own_defaults(family, index)
         _check_weights(snapshot, source)
         return ModelInfo(
             hash=sha256_json({"hub": ref.id, "commit": commit}),
@@ -363,6 +367,8 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
             native_size=sizes.native,
             size_multiple=sizes.multiple,
             longest_side=sizes.longest,
+            steps=steps,
+            guidance=guidance,
             description=f"hub:{ref.id}@{commit[:12]}" + (", safety-checked" if _has_safety_checker(snapshot) else ""),
             licence=card_licence(snapshot),
             ref=ref.model_copy(update={"revision": commit}),
@@ -375,8 +381,10 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
             raise ModelError(source, "model.path", problem)
     folder = model_folder(ref)
     assert folder is not None
-    family = _family(_index(folder, source), folder, source, edits)
+    index = _index(folder, source)
+    family = _family(index, folder, source, edits)
     sizes = _sizes(family, folder, source, native_size)
+    steps, guidance = own_defaults(family, index)
     if isinstance(ref, SingleFileRef):
         _check_single_file(checkpoint, family, source)
         if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest
@@ -392,6 +400,8 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
             native_size=sizes.native,
             size_multiple=sizes.multiple,
             longest_side=sizes.longest,
+            steps=steps,
+            guidance=guidance,
             description=checkpoint.name,
             licence=licence if licence.id else card_licence(folder),
             ref=ref,
@@ -410,6 +420,8 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
         native_size=sizes.native,
         size_multiple=sizes.multiple,
         longest_side=sizes.longest,
+        steps=steps,
+        guidance=guidance,
         description=description,
         licence=licence,
         ref=ref,

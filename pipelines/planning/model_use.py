@@ -90,8 +90,8 @@ def generation_settings(campaign: Campaign, model: ModelInfo) -> GenerationSetti
             family=family.label,
         )
     return GenerationSettings(
-        steps=spec.steps if spec.steps is not None else family.steps,
-        guidance=spec.guidance if spec.guidance is not None else family.guidance,
+        steps=spec.steps if spec.steps is not None else model.steps,
+        guidance=spec.guidance if spec.guidance is not None else model.guidance,
         scheduler=scheduler,
         guidance_cutoff=spec.guidance_cutoff,
         deep_cache=spec.deep_cache,
@@ -119,8 +119,8 @@ def fitted_to_run_model(campaign: Campaign, own_family: str | None, model: Model
                 " its own (%d steps, guidance %g)",
                 family_named(own_family).label,
                 family.label,
-                family.steps,
-                family.guidance,
+                model.steps,
+                model.guidance,
             )
             update |= dict.fromkeys(written)
     elif spec.scheduler is not None and spec.scheduler.value not in family.schedulers:

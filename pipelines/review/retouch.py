@@ -155,14 +155,13 @@ def instruct_model(edit_model: str | None) -> RetouchModel:
             "its licence ({licence}) does not let a region publish what it makes: choose another edit model",
             licence=info.licence.said(),
         )
-    family = family_named(info.family)
     return RetouchModel.described(
         info,
         lora=None,
         lora_hash=None,
         negative_prompt="",
-        steps=family.steps,
-        guidance=family.guidance,
+        steps=info.steps,
+        guidance=info.guidance,
         scheduler="default",
     )
 

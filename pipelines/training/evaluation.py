@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
-from visuels.models.generation import text_encoding
+from visuels.models.families import own_defaults
+from visuels.models.generation import pipeline_family, prompt_arguments
 
 EVALUATION_PICTURES = 8
 
@@ -43,25 +44,32 @@ def colour_distance(pictures: np.ndarray, references: np.ndarray) -> float:
     return float(np.linalg.norm(colour_statistics(pictures) - colour_statistics(references)))
 
 
-def _generate(pipeline: DiffusionPipeline, prompts: list[str], resolution: int, steps: int) -> np.ndarray:
+def sampling_arguments(pipeline: DiffusionPipeline, prompt: str) -> dict:
+    """How validation and evaluation pictures are drawn: with the model's own guidance, taken as
+    its renders take it (no negative prompt), and its own steps (20 for a UNet family)."""
+    family = pipeline_family(pipeline)
+    steps, guidance = own_defaults(family, pipeline.config)
+    arguments = prompt_arguments(pipeline, family, [prompt], [""], guidance)
+    return arguments | {"num_inference_steps": 20 if family.denoiser == "unet" else steps}
+
+
+def _generate(pipeline: DiffusionPipeline, prompts: list[str], resolution: int) -> np.ndarray:
     pictures = []
     for seed, prompt in enumerate(prompts):
         generator = torch.Generator().manual_seed(seed)
         image = pipeline(
-            prompt=prompt,
             height=resolution,
             width=resolution,
-            num_inference_steps=steps,
             generator=generator,
             output_type="np",
-            **text_encoding(pipeline),
+            **sampling_arguments(pipeline, prompt),
         ).images[0]
         pictures.append(np.round(image * 255).astype(np.uint8))
     return np.stack(pictures)
 
 
 def evaluate_colours(
-    pipeline: DiffusionPipeline, captions: list[str], references: np.ndarray, resolution: int, steps: int
+    pipeline: DiffusionPipeline, captions: list[str], references: np.ndarray, resolution: int
 ) -> ColourEvaluation:
     """Generate from the references' own captions, with the LoRA switched off then on, and compare."""
     prompts = captions[:EVALUATION_PICTURES]
@@ -70,11 +78,11 @@ def evaluate_colours(
     for module in adapted:
         module.disable_adapters()
     try:
-        without = _generate(pipeline, prompts, resolution, steps)
+        without = _generate(pipeline, prompts, resolution)
     finally:
         for module in adapted:
             module.enable_adapters()
-    with_lora = _generate(pipeline, prompts, resolution, steps)
+    with_lora = _generate(pipeline, prompts, resolution)
     return ColourEvaluation(
         without_lora=colour_distance(without, references), with_lora=colour_distance(with_lora, references)
     )

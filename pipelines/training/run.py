@@ -29,7 +29,7 @@ from visuels.training.export import (
     write_model_card,
 )
 from visuels.training.objectives import TRAINABLE_FAMILIES
-from visuels.training.trainer import TrainingConfig, train_lora, validation_steps
+from visuels.training.trainer import TrainingConfig, train_lora
 
 
 class TrainingRunError(VisuelsError):
@@ -110,8 +110,7 @@ def run_training(
     style = charter.spec.style.prompt
     prompts = [f"{style}, the sea and a village", f"{style}, hills and vineyards"]
     pipeline, result = train_lora(base_folder, dataset, config, partial, prompts, on_step)
-    steps = validation_steps(family_named(base_info.family))
-    colours = evaluate_colours(pipeline, dataset.captions, dataset.pixels, config.resolution, steps)
+    colours = evaluate_colours(pipeline, dataset.captions, dataset.pixels, config.resolution)
 
     metadata = metadata_for(
         charter=charter.spec.name,

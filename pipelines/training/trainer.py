@@ -29,10 +29,10 @@ from visuels._internal.logs import quiet_third_party_logs
 from visuels._internal.schema import blank_when_unset
 from visuels.errors import InvalidValueError
 from visuels.inputs.model_refs import DiffusersFolderRef
-from visuels.models.families import Family
-from visuels.models.generation import pipeline_family, text_encoding
+from visuels.models.generation import pipeline_family
 from visuels.models.host import load_from_files
 from visuels.training.dataset import DEFAULT_RESOLUTION, TrainingSet
+from visuels.training.evaluation import sampling_arguments
 from visuels.training.objectives import objective_for
 
 log = logging.getLogger(__name__)
@@ -106,18 +106,12 @@ def _validation_grid(
     pipeline: DiffusionPipeline, prompts: list[str], seeds: list[int], resolution: int, target: Path
 ) -> Path:
     """Pictures for fixed prompts (rows) and seeds (columns), saved as one grid."""
-    steps = validation_steps(pipeline_family(pipeline))
     tiles = []
     for prompt in prompts:
         for seed in seeds:
             generator = torch.Generator().manual_seed(seed)
             image = pipeline(
-                prompt=prompt,
-                height=resolution,
-                width=resolution,
-                num_inference_steps=steps,
-                generator=generator,
-                **text_encoding(pipeline),
+                height=resolution, width=resolution, generator=generator, **sampling_arguments(pipeline, prompt)
             ).images[0]
             tiles.append(image)
     grid = Image.new("RGB", (resolution * len(seeds), resolution * len(prompts)))
@@ -125,11 +119,6 @@ def _validation_grid(
         grid.paste(tile, ((index % len(seeds)) * resolution, (index // len(seeds)) * resolution))
     write_with(target, lambda temporary: grid.save(temporary, format="PNG"))
     return target
-
-
-def validation_steps(family: Family) -> int:
-    """Steps of the validation and evaluation pictures: 20, or a few-step family's own."""
-    return 20 if family.denoiser == "unet" else family.steps
 
 
 def train_lora(
