@@ -129,7 +129,7 @@ def test_only_its_own_names_and_nothing_kept(signing_keys: Path, tmp_path: Path)
 
 
 def test_a_wrong_label_report_is_kept_and_closed_from_the_command_line(
-    signing_keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    signing_keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = _service(signing_keys, tmp_path)
     client = _client(service)
@@ -155,4 +155,11 @@ def test_a_wrong_label_report_is_kept_and_closed_from_the_command_line(
     assert main(["detector", "reports", "--database", record, "--close", "1", "--answer", "label removed"]) == 0
     assert main(["detector", "reports", "--database", record]) == 0
     assert main(["detector", "reports", "--database", record, "--all"]) == 0
-    assert "answer: label removed" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "closed  labelled as AI-made, but it is not  seen: https://example.org/article" in listed
+    assert "answer: label removed" in listed
+    monkeypatch.setenv("VISUELS_LANGUAGE", "fr")  # the operator's language, as the report page speaks
+    assert main(["detector", "reports", "--database", record, "--all"]) == 0
+    listed = capsys.readouterr().out
+    assert "clos  étiquetée comme faite par IA, mais elle ne l’est pas  vu : https://example.org/article" in listed
+    assert "réponse : label removed" in listed and "0 signalement ouvert" in listed

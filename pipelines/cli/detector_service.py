@@ -7,7 +7,16 @@ import argparse
 
 from visuels._internal.i18n import user_language, words
 from visuels.cli.console import console, database_url_option, open_record
-from visuels.errors import EXIT_FINDING, EXIT_OK, VisuelsError
+from visuels.errors import EXIT_FINDING, EXIT_OK, Text, VisuelsError
+
+# A report's kind and state as the detector's report page says them, and its optional fields.
+REPORT_KINDS = {
+    "not_ai": Text("labelled as AI-made, but it is not"),
+    "unlabelled": Text("AI-made by the region, but not labelled"),
+    "other": Text("something else"),
+}
+REPORT_STATES = {"open": Text("open"), "closed": Text("closed")}
+REPORT_FIELDS = {"sha256": Text("SHA-256"), "contact": Text("contact"), "answer": Text("answer")}
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -72,15 +81,14 @@ def reports(args: argparse.Namespace) -> int:
     finally:
         database.close()
     for report in found:
-        console.print(
-            f"#{report['id']}  {report['received']}  {report['status']}  {report['kind']}  {report['where_seen']}",
-            highlight=False,
-            markup=False,
-        )
+        state, kind = REPORT_STATES[report["status"]].said(t), REPORT_KINDS[report["kind"]].said(t)
+        seen = t("seen: {where}", where=report["where_seen"])
+        console.print(f"#{report['id']}  {report['received']}  {state}  {kind}  {seen}", highlight=False, markup=False)
         console.print(f"    {report['description']}", highlight=False, markup=False)
-        for name in ("sha256", "contact", "answer"):
+        for name, field in REPORT_FIELDS.items():
             if report[name]:
-                console.print(f"    {name}: {report[name]}", highlight=False, markup=False)
+                line = t("{field}: {value}", field=field.said(t), value=report[name])
+                console.print(f"    {line}", highlight=False, markup=False)
     open_count = sum(report["status"] == "open" for report in found)
     console.print(t.plural("1 open report", "{count} open reports", open_count), highlight=False)
     return EXIT_FINDING if open_count else EXIT_OK

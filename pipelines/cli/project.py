@@ -257,8 +257,9 @@ def doctor(output_root: Path, campaign: Path | None, models: list[str] | None = 
     for finding in findings:
         kind = "missing" if not finding.ok else "note" if finding.note else "ok"
         colour = {"missing": "red", "note": "yellow", "ok": "green"}[kind]
-        console.print(f"[{colour}]{marks[kind].ljust(width)}[/{colour}]{finding.topic.said(t)}: ", end="")
-        console.print(finding.text.said(t), highlight=False, markup=False)
+        console.print(f"[{colour}]{marks[kind].ljust(width)}[/{colour}]", end="")
+        line = t("{field}: {value}", field=finding.topic.said(t), value=finding.text.said(t))
+        console.print(line, highlight=False, markup=False)
     return EXIT_OK if all(finding.ok for finding in findings) else EXIT_FINDING
 
 
