@@ -62,6 +62,8 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
         text = composed(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error_type(path, None, "file not found") from None
+    except IsADirectoryError:  # an output folder given for its campaign, say
+        raise error_type(path, None, "a folder, where a YAML file is wanted") from None
     except UnicodeDecodeError as exc:
         raise error_type(path, None, not_utf8(exc)) from None
     except OSError as exc:
