@@ -201,12 +201,15 @@ def baseline(args: argparse.Namespace) -> int:
     off_tone = sum(1 for row in reports.rows if row["off_style"] == "yes")
     t = words(user_language())
     said = t(
-        "style baseline of {campaign} fixed from {count} pictures; against it, {off_tone} of the campaign's"
-        " {total} pictures are off-tone",
+        "style baseline of {campaign} fixed from {pictures}; against it, {off_tone}",
         campaign=plan.campaign_name,
-        count=fixed.pictures,
-        off_tone=off_tone,
-        total=len(reports.rows),
+        pictures=t.plural("1 picture", "{count} pictures", fixed.pictures),
+        off_tone=t.plural(
+            "1 of the campaign's {total} pictures is off-tone",
+            "{count} of the campaign's {total} pictures are off-tone",
+            off_tone,
+            total=len(reports.rows),
+        ),
     )
     console.print(said, highlight=False, markup=False)
     _say_where(output_root / plan.campaign_slug, t, reports.html)
