@@ -119,7 +119,9 @@ def _check_file(path: Path) -> int:
             return EXIT_BAD_INPUT
         departments = len({c.department for c in communes})
         described = t(
-            "communes: {count} communes in {departments} departments", count=len(communes), departments=departments
+            "communes: {communes} in {departments}",
+            communes=t.plural("1 commune", "{count} communes", len(communes)),
+            departments=t.plural("1 department", "{count} departments", departments),
         )
         console.print(f"{t('ok')}  " + t("{path}: {kind}", path=path, kind=described), highlight=False)
         return EXIT_FINDING if findings else EXIT_OK
@@ -316,7 +318,11 @@ def ledger_verify(database_option: str | None) -> int:
     if problems:
         return EXIT_FINDING
     console.print(
-        t("ok  {where}: {rows} rows, hash chain intact, as its signed checkpoints say", where=where, rows=rows),
+        t(
+            "ok  {where}: {rows}, hash chain intact, as its signed checkpoints say",
+            where=where,
+            rows=t.plural("1 row", "{count} rows", rows),
+        ),
         highlight=False,
     )
     return EXIT_OK

@@ -136,7 +136,12 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
         # if the manifest is behind the record or this plan.
         reports = publish_if_behind(plan, output_root)
         console.print(
-            t("done: nothing to render, all {count} images are up to date", count=len(plan.jobs)), style="green"
+            t.plural(
+                "done: nothing to render, its 1 picture is up to date",
+                "done: nothing to render, all {count} images are up to date",
+                len(plan.jobs),
+            ),
+            style="green",
         )
         _say_where(output_root / plan.campaign_slug, t, reports.html if reports and reports.rows else None)
         return EXIT_OK
@@ -177,9 +182,9 @@ def report(args: argparse.Namespace) -> int:
     reports = finish_render(plan, output_root)
     t = words(user_language())
     said = t(
-        "{count} pictures reported, {failed} not compliant with the charter",
-        count=len(reports.rows),
-        failed=reports.failed,
+        "{pictures} reported, {failed} with the charter",
+        pictures=t.plural("1 picture", "{count} pictures", len(reports.rows)),
+        failed=t.plural("1 not compliant", "{count} not compliant", reports.failed),
     )
     console.print(said, highlight=False, markup=False)
     _say_where(output_root / plan.campaign_slug, t, reports.html)
