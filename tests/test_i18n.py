@@ -265,6 +265,7 @@ def test_the_command_line_speaks_the_users_language(
     parser, commands = build_parser()
     assert "utilisation :" in parser.format_help() and "valider des chartes" in parser.format_help()
     assert "afficher cette aide et quitter" in commands["render"].format_help()
+    assert "\noptions :\n" in commands["render"].format_help()  # French spaces the heading's colon
     monkeypatch.setenv("VISUELS_LANGUAGE", "")
     monkeypatch.setenv("LANG", "fr_FR.UTF-8")  # no setting: the locale's
     monkeypatch.delenv("LANGUAGE", raising=False)

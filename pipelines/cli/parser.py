@@ -62,6 +62,11 @@ class Parser(argparse.ArgumentParser):
             def add_usage(self, usage, actions, groups, prefix=None) -> None:  # type: ignore[no-untyped-def]
                 super().add_usage(usage, actions, groups, t("usage: ") if prefix is None else prefix)
 
+            def start_section(self, heading: str | None) -> None:
+                # argparse puts the colon after a heading itself: French spaces it ("options :").
+                punctuated = t("{heading}:", heading=heading).removesuffix(":") if heading else heading
+                super().start_section(punctuated)
+
         super().__init__(*args, formatter_class=Formatter, add_help=False, **kwargs)  # type: ignore[arg-type]
         self.words = t
         self._positionals.title = t("positional arguments")
