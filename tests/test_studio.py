@@ -329,6 +329,8 @@ def test_the_picker_filters_and_pages_with_readable_captions(studio: tuple) -> N
     assert sete_oc["matching"] == 6 and {(o["commune"], o["language"]) for o in sete_oc["outputs"]} == {("Sète", "oc")}
     to_review = picker_page(outputs, wanted, "review", 1)
     assert to_review["matching"] == 12 and not any(output["passed"] for output in to_review["outputs"])
+    unknown = picker_page(outputs, wanted | {"commune": "Sète", "language": "de"}, "later", 1)  # as the menus show
+    assert unknown["matching"] == 12 and unknown["wanted"] == wanted | {"commune": "Sète", "status": ""}
 
     page = studio[0].get("/retouch?status=ok&language=fr").text
     assert "of" in page and "outputs" in page and '<option value="fr" selected>' in page

@@ -216,8 +216,11 @@ def page_words(request: Request) -> dict:
 
 def picker_page(outputs: list[dict], wanted: dict[str, str], status: str, page: int) -> dict:
     """The outputs a picker shows: those matching the chosen commune, format, audience, language
-    and status, PAGE_SIZE a page; and the values each filter offers."""
+    and status, PAGE_SIZE a page; and the values each filter offers. A value no output has (an
+    address written by hand, a campaign since rendered again) filters nothing, as its menu shows."""
     choices = {name: sorted({output[name] for output in outputs if output[name]}) for name in wanted}
+    wanted = {name: value if value in choices[name] else "" for name, value in wanted.items()}
+    status = status if status in ("ok", "review") else ""
     shown = [
         output
         for output in outputs
