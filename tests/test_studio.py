@@ -175,7 +175,10 @@ def test_a_layered_file_is_offered_and_refused_for_the_built_in_layout_in_one_li
 
 def test_the_charters_templates_are_shown_filled_with_sample_texts_before_any_render(studio: tuple) -> None:
     client, out, _, _ = studio
-    assert '<a href="/templates/bande">bande</a>' in client.get("/").text
+    home = client.get("/").text
+    assert '<a href="/templates/bande">bande: instagram_square, story, web_banner, poster_a3</a>' in home
+    french = client.get("/?lang=fr").text  # French spaces the colon
+    assert '<a href="/templates/bande">bande : instagram_square, story, web_banner, poster_a3</a>' in french
     page = client.get("/templates/bande")
     assert page.status_code == 200 and page.text.count("/api/template-preview/bande/") == 4
     preview = client.get("/api/template-preview/bande/story.png")
