@@ -21,6 +21,8 @@ STUDIO_TEMPLATES = REPO / "pipelines" / "studio" / "templates"
 DETECTOR_TEMPLATES = REPO / "pipelines" / "detector" / "templates"
 # A call ``_("...")``, ``_.plural("...", "...", n)`` or ``words(lang)("...")`` in a template or in the code.
 TEMPLATE_TEXT = re.compile(r'_(?:\.plural)?\(\s*"((?:[^"\\]|\\.)*)"(?:\s*,\s*"((?:[^"\\]|\\.)*)")?')
+# A page script's text said with a count: the pair [_("1 …"), _("{count} …")].
+SCRIPT_PAIR = re.compile(r'\[_\("((?:[^"\\]|\\.)*)"\), _\("((?:[^"\\]|\\.)*)"\)\]')
 # Run by the project's maintainers only, never by a designer: English.
 MAINTAINERS_SCRIPTS = {"build_referential.py"}
 # Words that are the same in both languages: names, units, symbols.
@@ -106,9 +108,9 @@ def _singular_forms() -> set[str]:
                 if isinstance(node, ast.Call) and _called(node) == "plural" and isinstance(node.args[0], ast.Constant):
                     forms.add(node.args[0].value)
     for path in [*STUDIO_TEMPLATES.glob("*.html"), *DETECTOR_TEMPLATES.glob("*.html")]:
-        forms |= {
-            json.loads(f'"{one}"') for one, many in TEMPLATE_TEXT.findall(path.read_text(encoding="utf-8")) if many
-        }
+        source = path.read_text(encoding="utf-8")
+        pairs = TEMPLATE_TEXT.findall(source) + SCRIPT_PAIR.findall(source)
+        forms |= {json.loads(f'"{one}"') for one, many in pairs if many}
     return {form for form in forms if re.search(r"(?<![\d,.])1(?![\d,.:])", form)}
 
 

@@ -90,7 +90,17 @@ def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
         with Browser(browser_path) as browser:
             # One picture a page (``?per_page=``): the pages step through every picture, and a
             # decision stays with its picture when its page is left.
-            browser.goto(f"{studio_url}/review/{run_id}?per_page=1")
+            # In French first, as its designer may read it: none decided yet, counted in French.
+            browser.goto(f"{studio_url}/review/{run_id}?lang=fr")
+            browser.wait_for(ALL_IMAGES_SHOWN)
+            browser.click_at(*browser.centre_of("#submit"))
+            left = browser.wait_for("document.getElementById('status').textContent")
+            assert left.startswith(f"{len(keys)} images pas encore décidées : approuvez-les"), left
+            assert (
+                browser.evaluate("document.getElementById('shown').textContent")
+                == f"{len(keys)} images affichées sur {len(keys)}"
+            )
+            browser.goto(f"{studio_url}/review/{run_id}?lang=en&per_page=1")
             visible = "[...document.querySelectorAll('.card')].filter(c => c.style.display !== 'none')"
             page = "document.getElementById('page').textContent"
             assert browser.wait_for(f"{page} === 'Page 1 of {len(keys)}' && {page}")
