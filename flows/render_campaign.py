@@ -63,7 +63,11 @@ def report(plan: RenderPlan, output_root: Path) -> Reports:
     t = words(plan.language)
     name = plan.campaign_name
     if reports.rows:
-        held = t("; {count} held back for their prompt or texts (see the report)", count=len(plan.held))
+        held = t.plural(
+            "; 1 held back for its prompt or texts (see the report)",
+            "; {count} held back for their prompt or texts (see the report)",
+            len(plan.held),
+        )
         create_table_artifact(
             key=f"compliance-{plan.campaign_slug}",
             table=reports.table,

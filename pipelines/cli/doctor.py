@@ -80,15 +80,21 @@ def _keys() -> Finding:
     folder = keys_dir()
     missing = [name for name in (SIGNER_KEY, CHAIN, TRUST_ANCHORS) if not (folder / name).is_file()]
     if missing:
-        return Finding(
-            Text("signing keys"),
-            False,
+        files = ", ".join(missing)
+        said = (
             Text(
-                "{folder}: {files} missing: run `visuels keys init` (or set VISUELS_KEYS_DIR)",
+                "{folder}: {files} is missing: run `visuels keys init` (or set VISUELS_KEYS_DIR)",
                 folder=folder,
-                files=", ".join(missing),
-            ),
+                files=files,
+            )
+            if len(missing) == 1
+            else Text(
+                "{folder}: {files} are missing: run `visuels keys init` (or set VISUELS_KEYS_DIR)",
+                folder=folder,
+                files=files,
+            )
         )
+        return Finding(Text("signing keys"), False, said)
     leaf = x509.load_pem_x509_certificates((folder / CHAIN).read_bytes())[0]
     subject = leaf.subject.rfc4514_string()
     until = f"{leaf.not_valid_after_utc:%Y-%m-%d}"

@@ -108,7 +108,8 @@ def verify(
         total = t.plural(
             "1 file: {good} ok, {bad} BAD", "{count} files: {good} ok, {bad} BAD", len(reports), good=good, bad=bad
         )
-        console.print(total + (t(", {count} unreadable", count=unreadable) if unreadable else ""), highlight=False)
+        unread = t.plural(", 1 unreadable", ", {count} unreadable", unreadable) if unreadable else ""
+        console.print(total + unread, highlight=False)
     if any(report.error for report in reports):
         return EXIT_BAD_INPUT
     return EXIT_OK if all(report.ok for report in reports) else EXIT_FINDING
