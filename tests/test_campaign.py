@@ -186,7 +186,7 @@ def test_headlines_and_calls_to_action_name_each_commune_and_refuse_unknown_plac
         ),
     }
     audiences["residents"]["call_to_action"] = "solane.example/{code_postal}"
-    with pytest.raises(CampaignError, match=r"unknown placeholder\(s\) \['code_postal'\]") as unknown:
+    with pytest.raises(CampaignError, match=r"unknown placeholder \{code_postal\}; allowed: \{commune\}") as unknown:
         load_campaign(make_campaign(audiences=audiences))
     assert unknown.value.field == "audiences.residents.call_to_action"
     with pytest.raises(CampaignError, match="malformed template") as malformed:

@@ -369,6 +369,6 @@ def test_a_picture_the_safety_checker_blacked_out_is_never_exported_silently(
     jobs = expand_jobs(load_campaign(make_campaign()), describe_model(DemoModelRef()), "float32")[:2]
     refuse_flagged(jobs, SimpleNamespace(images=None))  # no checker: nothing to say
     refuse_flagged(jobs, SimpleNamespace(nsfw_content_detected=[False, False]))
-    with pytest.raises(ModelError, match="safety checker blacked out 1 picture") as caught:
+    with pytest.raises(ModelError, match="safety checker blacked out this picture") as caught:
         refuse_flagged(jobs, SimpleNamespace(nsfw_content_detected=[False, True]))
     assert caught.value.file == jobs[1].relative_path

@@ -76,10 +76,14 @@ def _checked_template(value: str, allowed: tuple[str, ...]) -> str:
     except ValueError as exc:
         raise InvalidValueError("malformed template ({exc})", exc=str(exc)) from None
     unknown = sorted({name for name in fields if name not in allowed})
+    said = {
+        "unknown": ", ".join(f"{{{name}}}" for name in unknown),
+        "value": ", ".join(f"{{{name}}}" for name in allowed),
+    }
+    if len(unknown) == 1:
+        raise InvalidValueError("unknown placeholder {unknown}; allowed: {value}", **said)
     if unknown:
-        raise InvalidValueError(
-            "unknown placeholder(s) {unknown}; allowed: {value}", unknown=unknown, value=", ".join(allowed)
-        )
+        raise InvalidValueError("unknown placeholders {unknown}; allowed: {value}", **said)
     return value
 
 

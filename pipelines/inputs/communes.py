@@ -151,11 +151,15 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
         header = [name or f"({index + 1})" for index, name in enumerate(header)]
         reader.fieldnames = header
         missing = [column for column in COLUMNS if column not in header]
+        if len(missing) == 1:
+            raise CommunesError(csv_path, "header", "missing column: {value}", value=missing[0])
         if missing:
-            raise CommunesError(csv_path, "header", "missing column(s): {value}", value=", ".join(missing))
+            raise CommunesError(csv_path, "header", "missing columns: {value}", value=", ".join(missing))
         extra = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS + tuple(unnamed)]
+        if len(extra) == 1:
+            raise CommunesError(csv_path, "header", "unknown column: {value}", value=extra[0])
         if extra:
-            raise CommunesError(csv_path, "header", "unknown column(s): {value}", value=", ".join(extra))
+            raise CommunesError(csv_path, "header", "unknown columns: {value}", value=", ".join(extra))
         rows = [(reader.line_num, row) for row in reader]  # the line each ends on: blank lines are skipped
     except FileNotFoundError:
         raise CommunesError(csv_path, None, "file not found") from None

@@ -319,12 +319,17 @@ def refuse_flagged(jobs: Sequence[GenerationJob], result: object) -> None:
     a black picture must never be exported as if it were the render."""
     flags = getattr(result, "nsfw_content_detected", None) or []
     flagged = [job for job, flag in zip(jobs, flags, strict=False) if flag]
+    if len(flagged) == 1:
+        raise ModelError(
+            flagged[0].relative_path,
+            "safety checker",
+            "the model's safety checker blacked out this picture: none is exported; change the prompt or the seed",
+        )
     if flagged:
         raise ModelError(
             flagged[0].relative_path,
             "safety checker",
-            "the model's safety checker blacked out {count} picture(s): none is exported; change the "
-            "prompt or the seed",
+            "the model's safety checker blacked out {count} pictures: none is exported; change the prompt or the seed",
             count=len(flagged),
         )
 

@@ -34,12 +34,11 @@ def load_training_set(folder: Path, size: int) -> TrainingSet:
         raise DatasetError(folder, None, "folder not found")
     files = sorted(path for path in folder.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES)
     if len(files) < MIN_IMAGES:
+        count = len(files)
+        if count == 1:
+            raise DatasetError(folder, None, "1 picture; training needs at least {MIN_IMAGES}", MIN_IMAGES=MIN_IMAGES)
         raise DatasetError(
-            folder,
-            None,
-            "{count} image(s); training needs at least {MIN_IMAGES}",
-            count=len(files),
-            MIN_IMAGES=MIN_IMAGES,
+            folder, None, "{count} pictures; training needs at least {MIN_IMAGES}", count=count, MIN_IMAGES=MIN_IMAGES
         )
     pixels, captions = [], []
     digest = hashlib.sha256()
