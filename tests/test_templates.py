@@ -240,6 +240,31 @@ def test_decor_colours_outside_the_palette_are_findings_not_errors(charter_dir: 
     assert _load(charter_dir, _template(charter_dir, decor=clipped)).findings == ()
 
 
+def test_decor_text_asking_for_another_font_is_a_finding(charter_dir: Path) -> None:
+    """Set in the charter's font all the same: its designer is told, whichever way the tool wrote it."""
+    asking = (
+        '<text id="slogan" x="60" y="1000" font-family="\'Montserrat\', sans-serif">Solane</text>',  # Figma, Inkscape
+        '<text x="60" y="1000" style="font-size:20px;font-family:Montserrat-Bold">Solane</text>',
+        '<g font-family="Montserrat"><text x="60" y="1000">Solane</text></g>',  # from its group
+        # Illustrator: a class of the style sheet
+        "<defs><style>.cls-1,.cls-2{fill:#1b4f72;font-family:Montserrat-Bold, Montserrat;}</style></defs>"
+        '<text class="cls-2" x="60" y="1000">Solane</text>',
+    )
+    for decor in asking:
+        [finding] = _load(charter_dir, _template(charter_dir, decor=decor)).findings
+        assert "asks for the font Montserrat" in str(finding) and "DejaVu Sans" in str(finding), decor
+    said = finding.said(words("fr"))
+    assert said.startswith("le texte de décor <text> demande la police Montserrat-Bold : il est composé dans")
+    fine = (
+        '<text x="60" y="1000" font-family="DejaVu Sans">Solane</text>',  # the charter's own
+        '<text x="60" y="1000" font-family="sans-serif">Solane</text>',
+        '<text x="60" y="1000">Solane</text>',
+        '<clipPath id="c"><text font-family="Montserrat">x</text></clipPath>',  # never drawn
+    )
+    for decor in fine:
+        assert _load(charter_dir, _template(charter_dir, decor=decor)).findings == (), decor
+
+
 def _fill(charter_dir: Path, commune: str, before: str = "", picture: Image.Image | None = None):
     """The test template filled, with ``before`` drawn under its picture and texts."""
     svg = _template(charter_dir, before=before)

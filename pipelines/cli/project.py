@@ -142,7 +142,7 @@ def _check_file(path: Path) -> int:
             description += t(", templates: {sets}", sets=sets)
         console.print(f"{t('ok')}  " + t("{path}: {kind}", path=path, kind=description), highlight=False)
         findings = [
-            f"{template.path.name}: {finding.said(t)}"
+            t("{field}: {value}", field=template.path.name, value=finding.said(t))
             for files in charter.templates.values()
             for template in files.values()
             for finding in template.findings

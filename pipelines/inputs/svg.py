@@ -204,7 +204,7 @@ def rasterize(svg: str, width: int, height: int, font: Path) -> Image.Image:
         height=height,
         skip_system_fonts=True,
         font_files=[str(font)],
-        font_family=_family_name(font),
+        font_family=font_family(font),
     )
     with Image.open(io.BytesIO(bytes(png))) as image:
         drawn = image.convert("RGBA")
@@ -222,7 +222,8 @@ def draw_scalable(svg: str, longest: int) -> Image.Image:
         return image.convert("RGBA")
 
 
-def _family_name(font: Path) -> str:
+def font_family(font: Path) -> str:
+    """The family a font file names itself by ("DejaVu Sans")."""
     return ImageFont.FreeTypeFont(str(font), 12).getname()[0]
 
 

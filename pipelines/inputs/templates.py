@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
@@ -40,6 +41,7 @@ from visuels.inputs.svg import (
     INKSCAPE_NS,
     SvgRefusedError,
     describe,
+    font_family,
     inline_pictures,
     iter_with_parents,
     local_name,
@@ -49,6 +51,10 @@ from visuels.inputs.svg import (
 )
 
 SLOT_NAMES = ("image", "commune", "headline", "call_to_action", "logo", "ai_label")
+# Families a text may name without asking for a font of its own.
+GENERIC_FONT_FAMILIES = {"serif", "sans-serif", "monospace", "cursive", "fantasy", "system-ui", "inherit"}
+_FONT_FAMILY = re.compile(r"font-family\s*:\s*([^;}]+)")
+_CLASS_RULE = re.compile(r"((?:\.[\w-]+[\s,]*)+)\{([^}]*)\}")
 TEXT_SLOTS = ("commune", "headline", "call_to_action")
 REQUIRED_SLOTS = ("image", "commune", "logo", "ai_label")
 LINE_SPACING = 1.15  # as the built-in layout's text (visuels.postprocess.typography)
@@ -222,6 +228,54 @@ def palette_findings(root: Element, palette: list[tuple[int, int, int]]) -> list
     return findings
 
 
+def font_findings(root: Element, font: Path) -> list[Text]:
+    """Decor text that asks for another font than the charter's: it is set in the charter's all
+    the same (system fonts are never looked up), which its designer should know before a render."""
+    charter_family = font_family(font)
+    by_class = _class_fonts(root)
+    findings = []
+    for element, parents in iter_with_parents(root):
+        if local_name(element.tag) != "text" or any(local_name(parent.tag) in NOT_DRAWN for parent in parents):
+            continue
+        asked = next((family for family in _asked_fonts(element, parents, by_class) if family), None)
+        if asked and asked.casefold() not in {charter_family.casefold(), *GENERIC_FONT_FAMILIES}:
+            findings.append(
+                Text(
+                    "decor text {element} asks for the font {family}: it is set in the charter's, {charter_font};"
+                    " outline it in your design tool to keep its own",
+                    element=describe(element),
+                    family=asked,
+                    charter_font=charter_family,
+                )
+            )
+    return findings
+
+
+def _font_of(declarations: str) -> str | None:
+    """The first family a ``font-family`` declaration names, unquoted (None: it names none)."""
+    found = _FONT_FAMILY.search(declarations)
+    return found.group(1).split(",")[0].strip().strip("'\"") if found else None
+
+
+def _class_fonts(root: Element) -> dict[str, str]:
+    """The font each CSS class of the template's style sheets asks for (Illustrator's ``.cls-3``)."""
+    fonts = {}
+    for element in root.iter():
+        if local_name(element.tag) == "style":
+            for selectors, declarations in _CLASS_RULE.findall(element.text or ""):
+                if family := _font_of(declarations):
+                    fonts |= dict.fromkeys(re.findall(r"\.([\w-]+)", selectors), family)
+    return fonts
+
+
+def _asked_fonts(element: Element, parents: list[Element], by_class: dict[str, str]) -> Iterator[str | None]:
+    """The fonts a text asks for, nearest first: its own style, attribute and classes, then its groups'."""
+    for holder in (element, *reversed(parents)):
+        yield _font_of(holder.get("style", ""))
+        yield _font_of(f"font-family: {holder.get('font-family')}") if holder.get("font-family") else None
+        yield next((by_class[name] for name in holder.get("class", "").split() if name in by_class), None)
+
+
 def _drawn_elements(root: Element) -> list[Element]:
     """The elements that paint, in document order (not those inside defs, masks or a text)."""
     drawn = []
@@ -384,7 +438,7 @@ def load_template(
         slots=slots,
         parts=parts,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        findings=tuple(palette_findings(root, palette)),
+        findings=tuple(palette_findings(root, palette) + font_findings(root, font)),
     )
 
 
