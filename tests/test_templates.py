@@ -246,6 +246,7 @@ def test_decor_text_asking_for_another_font_is_a_finding(charter_dir: Path) -> N
         '<text id="slogan" x="60" y="1000" font-family="\'Montserrat\', sans-serif">Solane</text>',  # Figma, Inkscape
         '<text x="60" y="1000" style="font-size:20px;font-family:Montserrat-Bold">Solane</text>',
         '<g font-family="Montserrat"><text x="60" y="1000">Solane</text></g>',  # from its group
+        '<text x="60" y="1000"><tspan style="font-family:Montserrat">Solane</tspan></text>',  # a span's own
         # Illustrator: a class of the style sheet
         "<defs><style>.cls-1,.cls-2{fill:#1b4f72;font-family:Montserrat-Bold, Montserrat;}</style></defs>"
         '<text class="cls-2" x="60" y="1000">Solane</text>',

@@ -232,19 +232,24 @@ def font_findings(root: Element, font: Path) -> list[Text]:
     """Decor text that asks for another font than the charter's: it is set in the charter's all
     the same (system fonts are never looked up), which its designer should know before a render."""
     charter_family = font_family(font)
+    allowed = {charter_family.casefold(), *GENERIC_FONT_FAMILIES}
     by_class = _class_fonts(root)
     findings = []
     for element, parents in iter_with_parents(root):
         if local_name(element.tag) != "text" or any(local_name(parent.tag) in NOT_DRAWN for parent in parents):
             continue
-        asked = next((family for family in _asked_fonts(element, parents, by_class) if family), None)
-        if asked and asked.casefold() not in {charter_family.casefold(), *GENERIC_FONT_FAMILIES}:
+        # Its own font, then any its spans ask for (Inkscape's and Figma's <tspan>).
+        asked = [_nearest(_asked_fonts(element, parents, by_class))] + [
+            _nearest(_asked_fonts(span, [], by_class)) for span in element.iter() if local_name(span.tag) == "tspan"
+        ]
+        others = [family for family in asked if family and family.casefold() not in allowed]
+        if others:
             findings.append(
                 Text(
                     "decor text {element} asks for the font {family}: it is set in the charter's, {charter_font};"
                     " outline it in your design tool to keep its own",
                     element=describe(element),
-                    family=asked,
+                    family=others[0],
                     charter_font=charter_family,
                 )
             )
@@ -266,6 +271,10 @@ def _class_fonts(root: Element) -> dict[str, str]:
                 if family := _font_of(declarations):
                     fonts |= dict.fromkeys(re.findall(r"\.([\w-]+)", selectors), family)
     return fonts
+
+
+def _nearest(fonts: Iterator[str | None]) -> str | None:
+    return next((family for family in fonts if family), None)
 
 
 def _asked_fonts(element: Element, parents: list[Element], by_class: dict[str, str]) -> Iterator[str | None]:
