@@ -14,7 +14,15 @@ from PIL import Image
 from visuels.inputs.charter import Charter, load_charter
 from visuels.marking.framing import picture_boxes
 from visuels.marking.mark import LOSSY_QUALITY, EncodedFile
-from visuels.marking.watermark import MAX_ATTEMPTS, detect, embed, embed_readable, read_as_embedded
+from visuels.marking.watermark import (
+    AMPLITUDE,
+    FLAT_SHARE,
+    MAX_ATTEMPTS,
+    detect,
+    embed,
+    embed_readable,
+    read_as_embedded,
+)
 from visuels.marking.watermark_keys import DEMO_KEY
 from visuels.marking.xmp import DigitalSourceType, xmp_packet
 from visuels.postprocess.label import draw_ai_label
@@ -38,6 +46,8 @@ PAYLOAD = 0xC0FFEE_5EA_B10B_5
 # from key to key (benchmarks/watermark.py --keys measures random 128-bit keys: RESULTS.md).
 KEY = DEMO_KEY
 PINNED_MARK = "868e4042d9ef7ee75d95dc55abd677fbe831d134bc207bb6ba995501bcfdfb6e"  # version 1, as written since issue 4
+# The same pattern, at 0.6 of its amplitude where the picture is flat (perceptual masking, 2026-12-06).
+PINNED_MASKED_MARK = "fec83f985a2b8fe94a0b5d91b788be23454b89d59b84423b66e255714dcc4bd4"
 FAMILIES = {
     "geometry": [
         name for name in ATTACKS if name.startswith(("rotate ", "resize", "scale", "crop ")) and "+ " not in name
@@ -227,12 +237,18 @@ def test_a_poster_photographed_at_an_angle_is_found_straightened(
     assert unmarked.payload is None and unmarked.attempts <= MAX_ATTEMPTS
 
 
-def test_the_mark_written_is_the_one_files_already_carry() -> None:
+def test_the_mark_written_is_the_one_files_already_carry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files marked before must still verify: the pattern written for a payload is pinned (a
-    change to it needs a version, and a detector that reads both)."""
+    change to it needs a version, and a detector that reads both). Masking changed its amplitude
+    on flat parts, not the pattern: files marked at the full amplitude read as before."""
     flat = np.full((300, 400, 3), 128, dtype=np.uint8)
-    written = hashlib.sha256(embed(flat, PAYLOAD, DEMO_KEY).tobytes()).hexdigest()
-    assert written == PINNED_MARK
+    masked = embed(flat, PAYLOAD, DEMO_KEY)
+    monkeypatch.setattr("visuels.marking.watermark.FLAT_SHARE", 1.0)  # no masking: as marked before it
+    unmasked = embed(flat, PAYLOAD, DEMO_KEY)
+    assert hashlib.sha256(unmasked.tobytes()).hexdigest() == PINNED_MARK
+    assert detect(unmasked, DEMO_KEY).payload == PAYLOAD
+    assert hashlib.sha256(masked.tobytes()).hexdigest() == PINNED_MASKED_MARK
+    assert np.abs(masked.astype(int) - 128).max() == np.ceil(AMPLITUDE * FLAT_SHARE)  # less on a flat picture
 
 
 def test_a_mark_that_does_not_read_back_is_written_again_stronger(charter: Charter) -> None:
