@@ -101,3 +101,34 @@ def test_the_detector_pages_in_both_languages_by_keyboard(detector_url: str, tmp
             labelled = "[...document.querySelectorAll('input,select,textarea')].every(e => e.labels.length)"
             assert browser.evaluate(labelled)
             browser.screenshot(tmp_path / f"detector-report-{lang}.png")
+
+
+# How far the page reaches past the screen's right edge, in CSS pixels (0: nothing to scroll sideways).
+SIDEWAYS = "document.documentElement.scrollWidth - window.innerWidth"
+
+
+@pytest.mark.timeout(300)
+def test_the_detector_pages_fit_a_phones_screen(detector_url: str, tmp_path: Path) -> None:
+    """The public often checks a picture on the phone they saw it on: no page, the result with its
+    hashes and addresses least of all, may be wider than a 360 px screen."""
+    from tests.e2e.browser import Browser
+
+    picture = marked_picture(tmp_path)
+    chromium = find_chromium()
+    assert chromium is not None
+    with Browser(chromium, width=360, height=740) as browser:
+        # Not emulated as mobile: a phone would zoom a too-wide page out (every text smaller) where
+        # this layout shows it as a page that scrolls sideways, which SIDEWAYS measures.
+        browser.call("Emulation.setDeviceMetricsOverride", width=360, height=740, deviceScaleFactor=1, mobile=False)
+        for lang in ("fr", "en"):
+            for page in ("", "marks", "report"):
+                browser.goto(f"{detector_url}/{page}?lang={lang}")
+                assert browser.evaluate(SIDEWAYS) <= 0, (page, lang)
+            browser.goto(f"{detector_url}/?lang={lang}")
+            document = browser.call("DOM.getDocument")["root"]["nodeId"]
+            node = browser.call("DOM.querySelector", nodeId=document, selector="#file")
+            browser.call("DOM.setFileInputFiles", nodeId=node["nodeId"], files=[str(picture)])
+            browser.evaluate("document.querySelector('form').submit()")
+            browser.wait_for("document.querySelector('.verdict') !== null", timeout=120)
+            browser.screenshot(tmp_path / f"detector-result-phone-{lang}.png")
+            assert browser.evaluate(SIDEWAYS) <= 0, lang
