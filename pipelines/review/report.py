@@ -233,7 +233,7 @@ WORDINGS = {
         rule_style=(
             "Cohérence : couleurs à moins de {style} (écart de style) de la référence de la campagne,"
             " {baseline} ; au-delà, l’image est signalée « hors ton » et revue en premier."
-            " Le rendu d’autres communes ne la change pas : `visuels baseline` la fixe à nouveau."
+            " Le rendu d’autres communes ne la change pas : la commande « visuels baseline » la fixe à nouveau."
         ),
         baseline_first="la médiane des {count} images de son premier rapport, fixée le {date}",
         baseline_designer="la médiane de {count} images choisies par la graphiste, fixée le {date}",
@@ -294,7 +294,7 @@ WORDINGS = {
         rule_style=(
             "Coherence: colours within {style} (style distance) of the campaign's baseline, {baseline};"
             " beyond, the picture is flagged off-tone and reviewed first. Rendering other communes does"
-            " not change it: `visuels baseline` fixes it again."
+            " not change it: the command “visuels baseline” fixes it again."
         ),
         baseline_first="the median of the {count} pictures of its first report, fixed on {date}",
         baseline_designer="the median of {count} pictures the designer chose, fixed on {date}",
