@@ -27,9 +27,6 @@ def form_group(title: str, default: BaseModel) -> tuple[WithJsonSchema, FieldInf
     return WithJsonSchema(inline), Field(json_schema_extra={"title": title, "default": default_shown})
 
 
-SHOWN = ("title", "description")  # what of a parameter schema the run form shows as words
-
-
 def plain(text: str) -> str:
     """A label or explanation on one line, as the catalogue holds it (docstrings wrap theirs)."""
     return " ".join(text.split())

@@ -14,8 +14,6 @@ REVIEWS_QUEUE = "reviews"
 # The render deployment (flow name/deployment name): the nightly starts it, `make serve` fills its form.
 RENDER_DEPLOYMENT = "render-campaign/render-campaign"
 
-DEFAULT_STUDIO_URL = "http://127.0.0.1:7860"  # `visuels studio`'s default address
-
 
 def studio_url(path: str) -> str:
     """A page of the studio (``$VISUELS_STUDIO_URL``, else its default address): what artifacts link to."""

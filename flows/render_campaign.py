@@ -34,7 +34,7 @@ from visuels.planning.jobs import RenderJob, shard_by_commune
 from visuels.planning.plan import RenderPlan, plan_render
 from visuels.planning.request import CampaignPath, Overrides, RenderSettings, RunSettings, Selection
 from visuels.review.decisions import review_listing
-from visuels.review.publish import RenderSummary, finish_render, summarise
+from visuels.review.publish import RenderSummary, finish_render, publish_what_is_done, summarise
 from visuels.review.report import Reports
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _export_what_is_done(plan: RenderPlan, output_root: Path) -> None:
     they are recorded already; manifest.json and the report show them too. What fails here (the
     same full disk) is logged: the run's own error is the one to report."""
     try:
-        finish_render(plan, output_root)
+        publish_what_is_done(plan, output_root)
     except VisuelsError as exc:
         log.warning("could not list the files finished before the failure: %s", exc)
 

@@ -83,6 +83,18 @@ def test_a_speed_lora_is_applied_with_the_style_lora_keyed_and_taken_off_exactly
         plan_render(missing, tmp_path)
 
 
+def _lora_at_other_widths(lora: Path, path: Path) -> Path:
+    """``lora``'s layer names at twice their input widths: a LoRA made for a wider model."""
+    from safetensors.torch import load_file
+
+    widths = {
+        name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
+        for name, value in load_file(str(lora)).items()
+    }
+    save_file(widths, str(path))
+    return path
+
+
 def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not safetensors")
@@ -103,17 +115,8 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
     ):
         pass
     # A LoRA of the same layer names at another model's widths (an SDXL LoRA on SD1.5).
-    from safetensors.torch import load_file
-
-    from tests.conftest import write_random_lora
-
     fitting = write_random_lora(tmp_path / "fitting", 3)
-    wider = tmp_path / "wider.safetensors"
-    widths = {
-        name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
-        for name, value in load_file(str(fitting)).items()
-    }
-    save_file(widths, str(wider))
+    wider = _lora_at_other_widths(fitting, tmp_path / "wider.safetensors")
     with (
         pytest.raises(ModelError, match=r"its weights' shapes are not this model's \(Stable Diffusion 1\.5\)"),
         host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(wider), scale=1.0)),
@@ -144,3 +147,49 @@ def test_a_lora_that_fails_to_load_leaves_no_stale_lora_state(
         host.generate(DemoModelRef(), torch.float32, LoraWeights(path=str(bogus), scale=1.0), jobs)
     again = host.generate(DemoModelRef(), torch.float32, style, jobs)[0]
     assert np.array_equal(again, with_style)
+
+
+def test_a_style_lora_with_its_speed_lora_loads_without_the_loaders_warnings(
+    tmp_path: Path, lora_file: Path, recwarn: pytest.WarningsRecorder, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two adapters at once are what a few-step run always has: peft's "multiple adapters, make sure
+    you know what you are doing" is no news to print in the middle of every such render."""
+    speed = LoraWeights(path=str(write_random_lora(tmp_path / "speed", 4)), scale=1.0)
+    host = ModelHost(choose_device("cpu"))
+    with host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(lora_file), scale=1.0, speed=speed)) as pipeline:
+        assert sorted(pipeline.get_list_adapters()["unet"]) == ["lora0", "lora1"]
+    assert not [str(warning.message) for warning in recwarn], [str(warning.message) for warning in recwarn]
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_lora_for_another_model_is_one_line_through_render_and_reports_nothing(
+    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+) -> None:
+    """Found only when the model loads it, in the flow: the designer still reads one line (diffusers
+    logged every mismatched weight before it, a line each), and a run that finished no picture
+    writes no report of nothing."""
+    import subprocess
+    import sys
+
+    wider = _lora_at_other_widths(lora_file, tmp_path / "sdxl-style.safetensors")
+    campaign = make_campaign(
+        formats=["instagram_square"],
+        communes={"file": "charter/communes.csv", "names": ["Sète"]},
+        lora={"path": str(wider), "scale": 0.8},
+    )
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "visuels"), "render", str(campaign), "--output-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Test campagne: 1 image, 1 to render with" in result.stdout  # one picture: said so
+    assert result.stderr.strip() == (
+        f"error: {wider}: lora: its weights' shapes are not this model's (Stable Diffusion 1.5):"
+        " a LoRA made for another model?"
+    )
+    assert not [path for path in out.rglob("*") if path.suffix in (".html", ".csv", ".json", ".png")]

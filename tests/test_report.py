@@ -89,3 +89,25 @@ def test_the_contact_sheet_is_a_grid_with_captions(
     pictures, captions = rows[2], rows[3]
     assert pictures.count("![") == 4
     assert "Sète · story · residents" in captions and captions.count("**") == 8
+
+
+def test_the_baseline_of_one_picture_is_said_in_the_singular() -> None:
+    """A first report of one picture (a trial on one commune, one format) fixes the baseline from it."""
+    from visuels.postprocess.coherence import StyleBaseline, StyleSignature
+    from visuels.review.report import WORDINGS
+
+    signature = StyleSignature(lab_mean=[50.0, 0.0, 0.0], lab_spread=[10.0, 5.0, 5.0], palette=[1.0])
+    said = {
+        (lang, count, by): WORDINGS[lang].baseline(
+            StyleBaseline(signature=signature, pictures=count, fixed_at="2026-12-06T10:00:00+00:00", fixed_by=by)
+        )
+        for lang in ("en", "fr")
+        for count in (1, 2)
+        for by in ("first report", "designer")
+    }
+    assert said[("en", 1, "first report")] == "the one picture of its first report, fixed on 2026-12-06"
+    assert said[("fr", 1, "first report")] == "l’image de son premier rapport, fixée le 06/12/2026"
+    assert said[("en", 1, "designer")] == "a picture the designer chose, fixed on 2026-12-06"
+    assert said[("fr", 1, "designer")] == "une image choisie par la graphiste, fixée le 06/12/2026"
+    assert said[("en", 2, "first report")] == "the median of the 2 pictures of its first report, fixed on 2026-12-06"
+    assert said[("fr", 2, "designer")] == "la médiane de 2 images choisies par la graphiste, fixée le 06/12/2026"

@@ -121,10 +121,11 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     output_root = Path(request.run.output_dir).resolve()
     plan = _plan(request.campaign, output_root, request.selection, request.overrides, request.run)
     t = words(user_language())
-    planned = t(
+    planned = t.plural(
+        "{campaign}: 1 image, {pending} to render with {model}",
         "{campaign}: {count} images, {pending} to render with {model}",
+        len(plan.jobs),
         campaign=f"[bold]{escape(plan.campaign_name)}[/bold]",
-        count=len(plan.jobs),
         pending=len(plan.pending),
         model=escape(t(plan.setup.model_description)),  # the demo model's in the reader's words, a folder's as named
     )

@@ -34,7 +34,6 @@ from defusedxml import ElementTree as SafeXml
 from PIL import Image, ImageFont
 from visuels.errors import InvalidValueError
 
-SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 MAX_SVG_BYTES = 2_000_000  # a layout is a few kB to a few hundred; beyond, a mistake or an attack
 MAX_EMBEDDED_BYTES = 20_000_000  # pictures beside the template, all together

@@ -50,7 +50,6 @@ from visuels.inputs.svg import (
     to_text,
 )
 
-SLOT_NAMES = ("image", "commune", "headline", "call_to_action", "logo", "ai_label")
 # Families a text may name without asking for a font of its own.
 GENERIC_FONT_FAMILIES = {"serif", "sans-serif", "monospace", "cursive", "fantasy", "system-ui", "inherit"}
 _FONT_FAMILY = re.compile(r"font-family\s*:\s*([^;}]+)")

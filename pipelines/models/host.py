@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -151,6 +152,21 @@ def _loader_said(exc: BaseException, room: int = 160) -> str:
             return said.rstrip(".")
         said = f"{said}. {sentence}"
     return said
+
+
+@contextmanager
+def _loader_quiet() -> Iterator[None]:
+    """A LoRA load without its loaders' chatter: diffusers logs the whole error of a file that does
+    not fit (a line per weight) before raising it, said here in one line instead; peft warns at
+    every adapter after the first, as a style LoRA with its speed LoRA always has."""
+    logger = logging.getLogger("diffusers.loaders.peft")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+            yield
+    finally:
+        logger.disabled = disabled
 
 
 def _drop_adapter(pipeline: DiffusionPipeline, name: str) -> None:
@@ -341,7 +357,8 @@ class ModelHost:
         if name is None:
             name = f"lora{len(hosted.adapters)}"
             try:
-                hosted.pipeline.load_lora_weights(weights.path, adapter_name=name)
+                with _loader_quiet():
+                    hosted.pipeline.load_lora_weights(weights.path, adapter_name=name)
             except (MemoryError, torch.OutOfMemoryError):
                 raise
             except Exception as exc:  # a file for another model: shapes that differ, names it lacks…

@@ -37,6 +37,23 @@ def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
         database.close()
 
 
+def publish_what_is_done(plan: RenderPlan, output_root: Path) -> None:
+    """``finish_render`` after a run failed: the files it finished are listed and reported. A run
+    that failed before its first file (a LoRA for another model), where the campaign had none,
+    writes no report of nothing."""
+    url = database_url(output_root)
+    if is_missing(url):
+        return
+    if not manifest.manifest_path(output_root, plan.campaign_slug).exists():
+        database = Database(url)
+        try:
+            if not manifest.entries(database, plan.campaign_slug):
+                return
+        finally:
+            database.close()
+    finish_render(plan, output_root)
+
+
 def publish_if_behind(plan: RenderPlan, output_root: Path) -> Reports | None:
     """``finish_render`` for a run with nothing to render, when the campaign's manifest.json is not
     what its record and this plan say (a run killed after its last file, a trial on another model

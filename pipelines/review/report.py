@@ -113,7 +113,9 @@ class Wording:
     rule_text: str
     rule_style: str  # "{style}": the limit; "{baseline}": what the campaign's baseline is
     baseline_first: str  # "{count}", "{date}": fixed by the campaign's first report
+    baseline_first_one: str  # "{date}": by a first report of one picture
     baseline_designer: str  # "{count}", "{date}": fixed again by the designer
+    baseline_designer_one: str  # "{date}": from one picture
     open_full: str
     alt_text: str
     off_style: str  # "{distance}" "{limit}"
@@ -178,7 +180,11 @@ class Wording:
         """Which baseline the campaign's pictures are measured against, and since when."""
         if baseline is None:
             return ""
-        wording = self.baseline_first if baseline.fixed_by == "first report" else self.baseline_designer
+        one = self._singular(baseline.pictures)
+        if baseline.fixed_by == "first report":
+            wording = self.baseline_first_one if one else self.baseline_first
+        else:
+            wording = self.baseline_designer_one if one else self.baseline_designer
         day = baseline.fixed_at[:10]
         date = "/".join(reversed(day.split("-"))) if self.lang == "fr" else day
         return wording.format(count=baseline.pictures, date=date)
@@ -236,7 +242,9 @@ WORDINGS = {
             " Le rendu d’autres communes ne la change pas : la commande « visuels baseline » la fixe à nouveau."
         ),
         baseline_first="la médiane des {count} images de son premier rapport, fixée le {date}",
+        baseline_first_one="l’image de son premier rapport, fixée le {date}",
         baseline_designer="la médiane de {count} images choisies par la graphiste, fixée le {date}",
+        baseline_designer_one="une image choisie par la graphiste, fixée le {date}",
         open_full="Ouvrir l’image en taille réelle",
         alt_text="Texte alternatif",
         off_style="Hors ton de la campagne : écart {distance} (max {limit})",
@@ -297,7 +305,9 @@ WORDINGS = {
             " not change it: the command “visuels baseline” fixes it again."
         ),
         baseline_first="the median of the {count} pictures of its first report, fixed on {date}",
+        baseline_first_one="the one picture of its first report, fixed on {date}",
         baseline_designer="the median of {count} pictures the designer chose, fixed on {date}",
+        baseline_designer_one="a picture the designer chose, fixed on {date}",
         open_full="Open the full-size picture",
         alt_text="Alt text",
         off_style="Off the campaign's style: distance {distance} (max {limit})",

@@ -27,11 +27,6 @@ class ColourEvaluation:
     without_lora: float
     with_lora: float
 
-    @property
-    def improvement(self) -> float:
-        """The share of the distance the LoRA removed (negative when it moved away)."""
-        return (self.without_lora - self.with_lora) / self.without_lora if self.without_lora > 0 else 0.0
-
 
 def colour_statistics(pictures: np.ndarray) -> np.ndarray:
     """Mean and standard deviation of L*, a*, b* over RGB pictures (N, H, W, 3) of uint8."""
