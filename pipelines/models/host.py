@@ -145,7 +145,7 @@ def _loader_said(exc: BaseException, room: int = 160) -> str:
     """What a loader's exception says, in as many of its first sentences as fit in ``room``
     characters (the first always): diffusers goes on with advice about its own arguments
     (``ignore_mismatched_sizes=True``…), which a user of visuels cannot give."""
-    sentences = first_line(exc).split(". ")
+    sentences = " ".join(first_line(exc).split()).split(". ")  # "Cannot load  because": a name left empty
     said = sentences[0]
     for sentence in sentences[1:]:
         if len(said) + 2 + len(sentence) > room:
