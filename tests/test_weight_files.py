@@ -200,8 +200,8 @@ def test_a_loader_s_message_is_said_without_advice_about_its_own_arguments() -> 
         " want to instead overwrite randomly initialized weights, please make sure to pass both"
         " `low_cpu_mem_usage=False` and `ignore_mismatched_sizes=True`. For more information, see also: https://…"
     )
-    assert _loader_said(diffusers_said) == (
-        "Cannot load  because x.weight expected shape torch.Size([32, 64]), but got torch.Size([32, 4])"
+    assert _loader_said(diffusers_said) == (  # its empty name's two spaces read as one
+        "Cannot load because x.weight expected shape torch.Size([32, 64]), but got torch.Size([32, 4])"
     )
     short = ValueError("Invalid LoRA checkpoint. Make sure all LoRA param names contain `'lora'` substring.")
     assert _loader_said(short) == str(short)  # both sentences fit

@@ -120,6 +120,11 @@ def test_the_run_form_reads_plainly_says_ranges_and_sends_no_nulls(run_form: str
         # Out of range: the message says the range.
         browser.evaluate(_input_after("Steps"))
         browser.call("Input.insertText", text="500")
+        # Taken in before the first click: the field left (its change event) and a moment for the
+        # form's own update, else a click under load could still send the defaults, a valid run.
+        browser.wait_for("document.activeElement.value === '500'")
+        browser.evaluate("document.activeElement.blur()")
+        time.sleep(1.0)
         # The form asks the server to check the values (/api/ui/schemas/validate): slow while the
         # suite's other process renders, and under load a click can come before the form has taken
         # the value in (a CI run waited 60 s for a message that never came): click again until it
