@@ -111,3 +111,11 @@ def test_the_baseline_of_one_picture_is_said_in_the_singular() -> None:
     assert said[("fr", 1, "designer")] == "une image choisie par la graphiste, fixée le 06/12/2026"
     assert said[("en", 2, "first report")] == "the median of the 2 pictures of its first report, fixed on 2026-12-06"
     assert said[("fr", 2, "designer")] == "la médiane de 2 images choisies par la graphiste, fixée le 06/12/2026"
+
+
+def test_one_more_to_look_at_is_said_in_the_singular() -> None:
+    from visuels.review.report import WORDINGS
+
+    assert WORDINGS["fr"].more(1) == "et 1 autre (marquée ⚑ ci-dessous)"
+    assert WORDINGS["fr"].more(3) == "et 3 autres (marquées ⚑ ci-dessous)"
+    assert WORDINGS["en"].more(1) == "and 1 more (marked ⚑ below)"

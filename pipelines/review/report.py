@@ -105,7 +105,7 @@ class Wording:
     )
     why_flagged: str
     why_failing: str
-    and_more: str  # "{count}": beyond the first ones listed
+    and_more: str  # "{count}", "{s}": beyond the first ones listed
     rules: str
     rule_palette: str
     rule_logo: str
@@ -157,6 +157,10 @@ class Wording:
     def flags(self, recorded: list[str]) -> list[str]:
         """The bias review's flags of a job, recorded in English, in the report's language."""
         return [fairness.said(flag, i18n_words(self.lang)) for flag in recorded]
+
+    def more(self, count: int) -> str:
+        """``count`` more to look at than the list shows."""
+        return self.and_more.format(count=count, s=self._s(count))
 
     def to_review(self, count: int) -> str:
         return (self.to_review_one if self._singular(count) else self.to_review_many).format(count=count)
@@ -226,7 +230,7 @@ WORDINGS = {
         why_off_style="{count} hors ton de la campagne",
         why_flagged="{count} signalée{s} pour relecture",
         why_failing="{count} non conforme{s}",
-        and_more="et {count} autres (marquées ⚑ ci-dessous)",
+        and_more="et {count} autre{s} (marquée{s} ⚑ ci-dessous)",
         rules="Règles vérifiées sur chaque image",
         rule_palette="Palette : au moins {palette} des pixels proches d’une couleur de la charte (écart ΔE00).",
         rule_logo=(
