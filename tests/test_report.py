@@ -119,3 +119,16 @@ def test_one_more_to_look_at_is_said_in_the_singular() -> None:
     assert WORDINGS["fr"].more(1) == "et 1 autre (marquée ⚑ ci-dessous)"
     assert WORDINGS["fr"].more(3) == "et 3 autres (marquées ⚑ ci-dessous)"
     assert WORDINGS["en"].more(1) == "and 1 more (marked ⚑ below)"
+
+
+def test_a_contact_sheet_one_past_its_thumbnails_says_one_more(tmp_path: Path) -> None:
+    from visuels._internal.i18n import words
+    from visuels.flows.artifacts.contact_sheet import MAX_THUMBNAILS
+
+    listing = {
+        f"picture-{number}.png": {"key": f"{number:064x}", "thumbnail": f"thumbnails/{number}.jpg"}
+        for number in range(MAX_THUMBNAILS + 1)
+    }
+    assert "… and 1 more (see the campaign report):" in contact_sheet_markdown("Review", tmp_path, listing)
+    french = contact_sheet_markdown("Relecture", tmp_path, listing, words("fr"))
+    assert "… et 1 autre (voir le rapport de la campagne) :" in french

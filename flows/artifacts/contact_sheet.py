@@ -58,6 +58,11 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
         lines.append("| " + " | ".join(pictures + padding) + " |")
         lines.append("| " + " | ".join(captions + padding) + " |")
     if len(names) > MAX_THUMBNAILS:
-        lines += ["", t("… and {count} more (see the campaign report):", count=len(names) - MAX_THUMBNAILS)]
+        more = t.plural(
+            "… and 1 more (see the campaign report):",
+            "… and {count} more (see the campaign report):",
+            len(names) - MAX_THUMBNAILS,
+        )
+        lines += ["", more]
         lines += [f"- **{listing[name]['key'][:12]}** `{name}`" for name in names[MAX_THUMBNAILS:]]
     return "\n".join(lines) + "\n"
