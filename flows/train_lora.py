@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 from PIL import Image
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
@@ -24,6 +24,7 @@ from visuels.training.run import TrainingSummary, run_training
 from visuels.training.trainer import TrainingConfig
 
 PROGRESS_UPDATES = 50  # artifact updates per run, whatever the number of steps
+LOG_LINES = 10  # progress lines in the run's log (and `visuels train`'s terminal) per run
 DEFAULT_TRAINING = TrainingConfig()  # frozen: safe as a shared default
 
 
@@ -44,10 +45,14 @@ def train_task(
     t = words(user_language())
     progress = RunProgress(t("LoRA training"), config.steps, t("steps"), t)
     every = max(1, config.steps // PROGRESS_UPDATES)
+    said_every = max(1, config.steps // LOG_LINES)
+    logger = get_run_logger()
 
     def on_step(step: int, loss: float) -> None:
         if step % every == 0 or step == config.steps:
             progress.update(step)
+        if step % said_every == 0 or step == config.steps:
+            logger.info(t("step {step} of {total}, loss {loss:.4f}", step=step, total=config.steps, loss=loss))
 
     root = Path(lora_dir) if lora_dir else None
     # A deployed run takes a whole GPU's slots of the pool's limit: rendering and training share

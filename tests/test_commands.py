@@ -226,6 +226,7 @@ def test_train(project: Project) -> None:
     result = project.run("train", str(SAMPLE_CHARTER_DIR), *small, "--lora-dir", "lora", served=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done: 2 steps" in result.stdout and "LoRA in" in result.stdout
+    assert "step 2 of 2, loss" in result.stdout + result.stderr  # the run's progress, in its log and here
     project.refuses("train", str(SAMPLE_CHARTER_DIR), "--steps", "0", words="--steps")
 
 

@@ -242,3 +242,13 @@ def test_a_text_encoder_lora_is_exported_and_loads_in_both_formats_at_its_alpha(
     assert any(key.startswith("text_encoder.") for key in diffusers_keys)
     assert any(key.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj.") for key in kohya_keys)
     np.testing.assert_allclose(picture(summary.community_file), picture(summary.diffusers_file), atol=1e-5)
+
+
+def test_a_short_runs_loss_is_compared_between_its_halves() -> None:
+    """A run of 50 steps or fewer compared its whole mean with itself ("0.0% lower") whatever it learnt."""
+    from visuels.training.run import loss_at_ends
+
+    assert loss_at_ends([0.5, 0.4, 0.2, 0.1]) == pytest.approx((0.45, 0.15))
+    assert loss_at_ends([0.3]) == (0.3, 0.3)
+    long = [1.0] * 50 + [0.5] * 100 + [0.25] * 50
+    assert loss_at_ends(long) == (1.0, 0.25)

@@ -7,7 +7,7 @@ never looks complete; ``--resume RUN`` continues it from its last checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +30,8 @@ from visuels.training.export import (
 )
 from visuels.training.objectives import TRAINABLE_FAMILIES
 from visuels.training.trainer import TrainingConfig, train_lora
+
+LOSS_WINDOW = 50  # steps averaged at each end of a run, to say how far its loss fell
 
 
 class TrainingRunError(VisuelsError):
@@ -92,6 +94,13 @@ def check_training_inputs(
     return charter, dataset, base_info, base_folder, partial, final
 
 
+def loss_at_ends(losses: Sequence[float]) -> tuple[float, float]:
+    """The mean loss of the first steps and of the last (50 each, or each half of a shorter run:
+    windows that overlap would hide what it learnt)."""
+    window = max(1, min(LOSS_WINDOW, len(losses) // 2))
+    return sum(losses[:window]) / window, sum(losses[-window:]) / window
+
+
 def run_training(
     charter_path: Path,
     base: ModelRef,
@@ -139,9 +148,7 @@ def run_training(
     write_model_card(partial, metadata, community_file.name)
     partial.rename(final)  # complete: only now does the run look like one
     moved = [final / grid.relative_to(partial) for grid in result.validation_grids]
-    window = min(50, len(result.losses))  # compare the first and the last steps, averaged
-    first_loss = sum(result.losses[:window]) / window
-    last_loss = sum(result.losses[-window:]) / window
+    first_loss, last_loss = loss_at_ends(result.losses)
     return TrainingSummary(
         run=run,
         folder=final,
