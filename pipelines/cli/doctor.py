@@ -102,7 +102,7 @@ def _keys() -> Finding:
     if DEVELOPMENT_ORGANISATION in subject:
         # Made by `visuels keys init`: fine to try things, not to publish (no one trusts its root).
         text = Text(
-            "{folder}: signer {subject}, valid until {until}; development keys: publish with the region’s own"
+            "{folder}: signer {subject}, valid until {until}; development keys: publish with the region's own"
             " certificate (docs/compliance.md, Keys)",
             folder=folder,
             subject=subject,
