@@ -94,6 +94,9 @@ def test_an_edited_copy_is_still_found_by_its_watermark(
     detection = detect_file(edited, charter, signing_keys / TRUST_ANCHORS)
     assert detection.verdict == "marked" and detection.relied_on == ["watermark"], detection
     assert detection.marks["c2pa"].basis == "no C2PA manifest" and not detection.marks["xmp"].found
+    payload = detection.marks["watermark"].basis.split()[1].rstrip(",")  # "payload 8de887f908059b50, read with …"
+    said = detection.marks["soft_binding"].basis  # not "the manifest's soft binding (none)": there is none
+    assert said == f"no manifest names a watermark; the one read is {payload}", said
 
 
 @pytest.mark.parametrize(("shown_share", "phone"), [(0.3, False), (1.0, True)])

@@ -119,22 +119,10 @@ def detect_file(
         ),
         "Invalid": Text("present, but it does not match the file (altered or broken)"),
     }.get(manifest.state, Text("no C2PA manifest"))
-    bound = payload is not None and manifest.soft_binding == payload
     marks = {
         "c2pa": Mark.of(manifest.state == "Trusted", c2pa_basis),
         "watermark": _watermark_mark(payload, read.key, how),
-        "soft_binding": Mark.of(
-            bound,
-            Text("the manifest's soft binding is the watermark read")
-            if bound
-            else Text("neither a soft binding nor a watermark to compare")
-            if manifest.soft_binding is None and payload is None
-            else Text(
-                "the manifest's soft binding ({binding}) is not the watermark read ({payload})",
-                binding=manifest.soft_binding or Text("none"),
-                payload=payload or Text("none"),
-            ),
-        ),
+        "soft_binding": _soft_binding_mark(manifest.soft_binding, payload),
         "iscc": _iscc_mark(read.picture, manifest.image_code),
         "xmp": Mark.of(
             source_type in generated,
@@ -186,6 +174,28 @@ def _watermark_mark(payload: str | None, key: WatermarkKey | None, how: Text | s
         )
     said = Text("payload {payload}, read with this deployment's key {key}{how}", payload=payload, key=key.id, how=how)
     return Mark.of(True, said)
+
+
+def _soft_binding_mark(binding: str | None, payload: str | None) -> Mark:
+    """Whether the watermark the manifest names (its soft binding) is the one read in the pixels."""
+    if binding is not None and binding == payload:
+        return Mark.of(True, Text("the manifest's soft binding is the watermark read"))
+    if binding is None and payload is None:
+        return Mark.of(False, Text("neither a soft binding nor a watermark to compare"))
+    if binding is None:  # a copy that lost its manifest (a screenshot, a social network's)
+        return Mark.of(False, Text("no manifest names a watermark; the one read is {payload}", payload=payload))
+    if payload is None:
+        return Mark.of(
+            False, Text("the manifest names watermark {binding}, which the pixels do not carry", binding=binding)
+        )
+    return Mark.of(
+        False,
+        Text(
+            "the manifest's soft binding ({binding}) is not the watermark read ({payload})",
+            binding=binding,
+            payload=payload,
+        ),
+    )
 
 
 def _iscc_mark(picture: Image.Image, named: str | None) -> Mark:
