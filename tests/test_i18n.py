@@ -14,7 +14,7 @@ import pytest
 import yaml
 from jinja2 import Environment
 from pydantic_core import PydanticKnownError
-from visuels._internal.i18n import LOCALES, browser_language, language_of, words
+from visuels._internal.i18n import LOCALES, WrittenNumber, browser_language, language_of, words
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIO_TEMPLATES = REPO / "pipelines" / "studio" / "templates"
@@ -347,3 +347,22 @@ def test_the_bias_reviews_flags_are_said_in_french() -> None:
     assert said(Finding("banned", "x", "headline").message(), words("fr")) == "terme interdit « x » dans headline"
     [why] = attention({"inputs": {"review": [flag]}})
     assert why.said(words("fr")) == french and str(why) == flag
+
+
+def test_numbers_are_written_as_each_language_writes_them() -> None:
+    """A French line said "perte 0.3912 (12.5% de moins)" and, in one sentence, "3.2:1" beside "4,5:1"."""
+    import numpy as np
+
+    french, english = words("fr"), words("en")
+    pattern = "the palette's lightest and darkest colours contrast {ratio:.1f}:1, text needs 4.5:1"
+    assert english(pattern, ratio=3.25) == "the palette's lightest and darkest colours contrast 3.2:1, text needs 4.5:1"
+    assert french(pattern, ratio=3.25).endswith("contrastent à 3,2:1, le texte demande 4,5:1")
+    assert french("step {step} of {total}, loss {loss:.4f}", step=1200, total=5000, loss=np.float32(0.12345)) == (
+        "pas 1200 sur 5000, perte 0,1235"
+    )
+    assert format(WrittenNumber(0.125, "fr"), ".1%") == "12,5 %" and format(WrittenNumber(1234567, "fr"), ",") == (
+        "1\u202f234\u202f567"
+    )
+    assert format(WrittenNumber(0.125, "en"), ".1%") == "12.5%" and repr(WrittenNumber(2, "fr")) == "2"
+    # Texts stay as they are, a version or a name with its dots.
+    assert french("{count} pictures, run {run}", count=3, run="2026.12") == "3 images, rendu 2026.12"

@@ -252,3 +252,32 @@ def test_a_short_runs_loss_is_compared_between_its_halves() -> None:
     assert loss_at_ends([0.3]) == (0.3, 0.3)
     long = [1.0] * 50 + [0.5] * 100 + [0.25] * 50
     assert loss_at_ends(long) == (1.0, 0.25)
+
+
+@pytest.mark.parametrize(("first", "last", "said"), [(0.4, 0.3, "(25.0% lower)"), (0.2, 0.3, "(50.0% higher)")])
+def test_the_end_of_a_run_says_whether_its_loss_fell_or_rose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: float, last: float, said: str
+) -> None:
+    """A short run's loss may end higher: "(-50.0% lower)" said it backwards."""
+    from visuels.training.run import TrainingSummary
+
+    def trained(*arguments: object) -> TrainingSummary:
+        folder = tmp_path / "solane" / "run"
+        return TrainingSummary(
+            run="run",
+            folder=folder,
+            diffusers_file=folder / "pytorch_lora_weights.safetensors",
+            community_file=folder / "lora_kohya.safetensors",
+            loss_curve=folder / "loss_curve.png",
+            validation_grids=[],
+            steps=2,
+            first_loss=first,
+            last_loss=last,
+            loss_drop=(first - last) / first,
+            colour_distance_without_lora=27.5,
+            colour_distance_with_lora=27.0,
+        )
+
+    argv = ["train", str(SAMPLE_CHARTER_DIR), "--lora-dir", str(tmp_path), "--steps", "2", "--resolution", "64"]
+    assert main(argv, train=trained) == 0
+    assert said in capsys.readouterr().out

@@ -13,6 +13,7 @@ made them (``read_back``) and said in the reader's language (``RecordedText``).
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +28,27 @@ LANGUAGES = ("en", "fr")
 LOCALES = Path(__file__).parent / "locales"
 # Which whole counts take the singular (CLDR's "one"): French says "0 image", English "0 pictures".
 SINGULAR_COUNTS = {"en": (1,), "fr": (0, 1)}
+# How each language writes numbers: its decimal mark, what parts thousands, what comes before "%".
+NUMBER_MARKS = {"en": (".", ",", ""), "fr": (",", "\u202f", " ")}
+
+
+class WrittenNumber:
+    """A number formatted as ``lang`` writes it (``{ratio:.1f}``: "4.5" in English, "4,5" in French)."""
+
+    def __init__(self, value: numbers.Real, lang: str) -> None:
+        self.value, self.lang = value, lang
+
+    def __format__(self, spec: str) -> str:
+        decimal, thousands, before_percent = NUMBER_MARKS[self.lang]
+        text = format(self.value, spec)
+        swapped = {".": decimal, ",": thousands, "%": before_percent + "%"}
+        return "".join(swapped.get(character, character) for character in text)
+
+    def __str__(self) -> str:
+        return format(self, "")
+
+    def __repr__(self) -> str:  # ``{key!r}``: the number as the file holds it
+        return repr(self.value)
 
 
 @dataclass(frozen=True)
@@ -38,7 +60,11 @@ class Words:
 
     def __call__(self, text: str, /, **values: object) -> str:
         translated = self.catalogue.get(text, text)
-        return translated.format(**values) if values else translated
+        if not values:
+            return translated
+        if self.lang != "en":
+            values = {name: _written(value, self.lang) for name, value in values.items()}
+        return translated.format(**values)
 
     def plural(self, one: str, many: str, count: int, **values: object) -> str:
         return self(one if self.singular(count) else many, count=count, **values)
@@ -46,6 +72,13 @@ class Words:
     def singular(self, count: int) -> bool:
         """Whether ``count`` things are said in the singular in this language."""
         return count in SINGULAR_COUNTS[self.lang]
+
+
+def _written(value: object, lang: str) -> object:
+    """Numbers as ``lang`` writes them; anything else (texts, ids, versions) as it is."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy's scalars too
+        return WrittenNumber(value, lang)
+    return value
 
 
 @lru_cache(maxsize=len(LANGUAGES))

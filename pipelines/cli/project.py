@@ -348,15 +348,26 @@ def train(args: argparse.Namespace, train: Trainer) -> int:
     check_training_inputs(args.charter, parse_model_option(args.base), config, args.resume, root)
     summary = train(str(args.charter), args.base, options, args.resume or "", args.lora_dir or "")
     t = words(user_language())
-    done = t(
-        "done: {steps} steps, loss {first:.4f} -> {last:.4f} ({drop:.1%} lower); colour distance to the references"
-        " {without:.1f} -> {with_lora:.1f}",
-        steps=summary.steps,
-        first=summary.first_loss,
-        last=summary.last_loss,
-        drop=summary.loss_drop,
-        without=summary.colour_distance_without_lora,
-        with_lora=summary.colour_distance_with_lora,
+    values = {
+        "steps": summary.steps,
+        "first": summary.first_loss,
+        "last": summary.last_loss,
+        "drop": abs(summary.loss_drop),
+        "without": summary.colour_distance_without_lora,
+        "with_lora": summary.colour_distance_with_lora,
+    }
+    done = (  # a short run's loss may end higher than it began
+        t(
+            "done: {steps} steps, loss {first:.4f} -> {last:.4f} ({drop:.1%} lower); colour distance to the"
+            " references {without:.1f} -> {with_lora:.1f}",
+            **values,
+        )
+        if summary.loss_drop >= 0
+        else t(
+            "done: {steps} steps, loss {first:.4f} -> {last:.4f} ({drop:.1%} higher); colour distance to the"
+            " references {without:.1f} -> {with_lora:.1f}",
+            **values,
+        )
     )
     console.print(done, style="green", highlight=False, markup=False)
     console.print(t("LoRA in {folder}", folder=summary.folder), highlight=False, markup=False)
