@@ -152,7 +152,7 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
     elapsed = time.perf_counter() - started
     done = t(
         "done in {seconds} s: {rendered}, {up_to_date} already up to date, {failed} with the charter",
-        seconds=f"{elapsed:.1f}".replace(".", "," if t.lang == "fr" else "."),
+        seconds=round(elapsed, 1),  # written as the reader's language writes it (9.2, 9,2)
         rendered=t.plural("1 rendered", "{count} rendered", summary.rendered),
         up_to_date=summary.jobs - summary.rendered,
         failed=t.plural("1 not compliant", "{count} not compliant", summary.failed_compliance),
