@@ -122,6 +122,22 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
         host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(wider), scale=1.0)),
     ):
         pass
+    # An SDXL LoRA in kohya's layout: its UNet blocks (input_blocks.4, output_blocks.0) are not SD1.5's.
+    sdxl = tmp_path / "sdxl_kohya.safetensors"
+    blocks = {"input_blocks_4_1": 640, "output_blocks_0_1": 1280}
+    save_file(
+        {
+            f"lora_unet_{block}_transformer_blocks_0_attn1_to_q.{part}": torch.ones(shape)
+            for block, width in blocks.items()
+            for part, shape in (("lora_down.weight", (4, width)), ("lora_up.weight", (width, 4)))
+        },
+        str(sdxl),
+    )
+    with (
+        pytest.raises(ModelError, match=r"it names layers this model \(Stable Diffusion 1\.5\) does not have"),
+        host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(sdxl), scale=1.0)),
+    ):
+        pass
     with host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(fitting), scale=1.0)):
         pass  # nothing the failed one half-injected is left in the way
     with host.use(DemoModelRef(), torch.float32, None):  # the model is still usable

@@ -370,6 +370,13 @@ class ModelHost:
                         "its weights' shapes are not this model's ({family}): a LoRA made for another model?",
                         family=_label(hosted.pipeline),
                     ) from None
+                if "not found in the base model" in str(exc):  # peft: layers named that this model lacks
+                    raise ModelError(
+                        weights.path,
+                        "lora",
+                        "it names layers this model ({family}) does not have: a LoRA made for another model?",
+                        family=_label(hosted.pipeline),
+                    ) from None
                 raise ModelError(
                     weights.path, "lora", "cannot load LoRA weights: {value}", value=_loader_said(exc)
                 ) from None
