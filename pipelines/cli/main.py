@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,26 +80,38 @@ def _no_action(command: argparse.ArgumentParser, actions: str, t: Words) -> int:
     command.error(t("say what to do: {actions}", actions=actions))  # exits with 2
 
 
+# Adds one command to ``visuels`` (its name, and the line ``visuels -h`` shows for it); returns its parser.
+CommandMaker = Callable[[str, str], argparse.ArgumentParser]
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """Every command, its options, and its handler (``handler``: what ``main`` runs)."""
+    """Every command, its options, and its handler (``handler``: what ``main`` runs), in the order
+    ``visuels -h`` lists them."""
     t = words(user_language())
-    database_help = t(
-        "the database of record: a SQLAlchemy URL or a SQLite file"
-        " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
-    )
-    keys_actions = t(
-        "init: create a local root, intermediate and signer, and a secret watermark key;"
-        " rotate: a new watermark key marks from now on (the old ones still detect); list: the keys' ids"
-    )
-    ledger_actions = t("verify: check the hash chain")
     parser = Parser(prog="visuels", description=t("Per-commune campaign visuals, marked as AI-generated."), words=t)
     commands = parser.add_subparsers(dest="command", required=True, title=t("commands"))
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
-        # The line `visuels -h` shows for a command is also the description of `visuels NAME -h`.
-        description = summary[0].upper() + summary[1:] + "."
-        return commands.add_parser(name, help=summary, description=description, words=t)
+        return commands.add_parser(name, help=summary, description=_described(summary), words=t)
 
+    database_help = t(
+        "the database of record: a SQLAlchemy URL or a SQLite file"
+        " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
+    )
+    _add_campaign_commands(command, t)
+    _add_marking_commands(command, t, database_help)
+    _add_retouching_commands(command, t, database_help)
+    _add_machine_commands(command, t, database_help)
+    return parser, commands.choices
+
+
+def _described(summary: str) -> str:
+    """A command's description (``visuels NAME -h``): the line ``visuels -h`` shows for it, as a sentence."""
+    return summary[0].upper() + summary[1:] + "."
+
+
+def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
+    """check, render, demo, report, baseline: a campaign from its files to its report."""
     check = command("check", t("validate charters, campaigns or communes CSV files"))
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(handler=lambda args, flows: project.check(args.files))
@@ -165,6 +177,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     baseline.add_argument("--output-dir", default="outputs", help=t("where it was rendered (default: ./outputs)"))
     baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))
 
+
+def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -> None:
+    """detect, detector, verify, finalize, timestamp: the marks, read and written again."""
     detect = command("detect", t("whether pictures carry this deployment's AI marks, from the files alone"))
     detect.add_argument("files", nargs="*", type=Path, metavar="FILE", help=t("pictures, or folders of pictures"))
     detect.add_argument("--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for"))
@@ -186,7 +201,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     detector_actions = detector.add_subparsers(dest="action", required=True, title=t("actions"))
     serve_summary = t("serve the detector on this machine, for your web server to publish")
     detector_serve = detector_actions.add_parser(
-        "serve", help=serve_summary, description=serve_summary.capitalize() + ".", words=t
+        "serve", help=serve_summary, description=_described(serve_summary), words=t
     )
     detector_serve.add_argument("--port", type=positive, default=8790, help=t("(default: 8790)"))
     detector_serve.add_argument("--host", default="127.0.0.1", help=t("the address to listen on (default: 127.0.0.1)"))
@@ -212,7 +227,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     detector_serve.set_defaults(handler=lambda args, flows: detector_service.serve(args))
     reports_summary = t("the wrong-label reports the public sent")
     detector_reports = detector_actions.add_parser(
-        "reports", help=reports_summary, description=reports_summary.capitalize() + ".", words=t
+        "reports", help=reports_summary, description=_described(reports_summary), words=t
     )
     detector_reports.add_argument("--database", help=database_help)
     detector_reports.add_argument("--all", action="store_true", help=t("closed ones too"))
@@ -236,6 +251,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         action="store_true",
         help=t("accept a C2PA signature by a certificate the trust anchors do not know (default: refused)"),
     )
+    verify.set_defaults(
+        handler=lambda args, flows: files.verify(
+            args.files, args.json, args.database, args.charter, args.allow_untrusted
+        )
+    )
 
     finalize = command(
         "finalize", t("mark again files edited outside visuels (Photoshop, GIMP...) from their original")
@@ -256,18 +276,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help=t("a file, or a folder for several (default: beside each, NAME-final.EXT)"),
     )
     finalize.add_argument("--database", help=database_help)
+    finalize.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
+    finalize.set_defaults(handler=lambda args, flows: files.finalize(args))
 
     timestamp = command(
         "timestamp", t("add an RFC 3161 time-stamp to exported pictures signed without one, before publishing them")
     )
     timestamp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     timestamp.add_argument("--database", help=database_help)
-    finalize.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
+    timestamp.set_defaults(handler=lambda args, flows: files.timestamp(args))
 
+
+def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str) -> None:
+    """layers, retouch, studio: an output worked on by a designer."""
     layers = command("layers", t("a layered working file (PSD) of an output laid out in a template, for retouching"))
     layers.add_argument("files", nargs="+", type=Path, metavar="FILE", help=t("exported files"))
     layers.add_argument("--database", help=database_help)
     layers.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter they were laid out with"))
+    layers.set_defaults(handler=lambda args, flows: files.layers(args))
 
     retouch = command(
         "retouch",
@@ -299,6 +325,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
     retouch.add_argument("--database", help=database_help)
     retouch.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
+    retouch.set_defaults(handler=_retouch)
 
     studio = command(
         "studio", t("the designers' studio in a browser: review runs, retouch outputs, finalize edited files")
@@ -324,17 +351,31 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     studio.add_argument(
         "--charter", type=Path, default=sample_charter(), help=t("the charter to check retouches against")
     )
+    studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
 
+
+def _add_machine_commands(command: CommandMaker, t: Words, database_help: str) -> None:
+    """doctor, keys, train, ledger: the machine, its keys, the charter's LoRA and the record."""
     doctor = command("doctor", t("what this machine has (GPU, versions, model, keys) and what is missing"))
     doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help=t("also its model and LoRA"))
     doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
     doctor.add_argument(
         "--model", action="append", default=[], metavar="MODEL", help=t("also this model and its licence (repeatable)")
     )
+    doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign, args.model))
 
+    keys_actions = t(
+        "init: create a local root, intermediate and signer, and a secret watermark key;"
+        " rotate: a new watermark key marks from now on (the old ones still detect); list: the keys' ids"
+    )
     keys = command("keys", t("signing keys for C2PA manifests, and the watermark's secret keys"))
     keys.add_argument("action", nargs="?", choices=["init", "rotate", "list"], help=keys_actions)
     keys.add_argument("--dir", type=Path, help=t("where (default: $VISUELS_KEYS_DIR or ./keys)"))
+    keys.set_defaults(
+        handler=lambda args, flows: (
+            project.keys(args.action, args.dir) if args.action else _no_action(keys, keys_actions, t)
+        )
+    )
 
     train = command("train", t("train the charter's style LoRA on its reference images"))
     train.add_argument("charter", type=Path, metavar="CHARTER_DIR")
@@ -346,33 +387,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None, help=explanation)
         else:
             train.add_argument(f"--{option.replace('_', '-')}", type=kind, help=explanation)
+    train.set_defaults(handler=_train)
 
+    ledger_actions = t("verify: check the hash chain")
     ledger_command = command("ledger", t("the provenance ledger"))
     ledger_command.add_argument("action", nargs="?", choices=["verify"], help=ledger_actions)
     ledger_command.add_argument("--database", help=database_help)
-    verify.set_defaults(
-        handler=lambda args, flows: files.verify(
-            args.files, args.json, args.database, args.charter, args.allow_untrusted
-        )
-    )
-    finalize.set_defaults(handler=lambda args, flows: files.finalize(args))
-    timestamp.set_defaults(handler=lambda args, flows: files.timestamp(args))
-    layers.set_defaults(handler=lambda args, flows: files.layers(args))
-    retouch.set_defaults(handler=_retouch)
-    studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
-    doctor.set_defaults(handler=lambda args, flows: project.doctor(args.output_dir, args.campaign, args.model))
-    keys.set_defaults(
-        handler=lambda args, flows: (
-            project.keys(args.action, args.dir) if args.action else _no_action(keys, keys_actions, t)
-        )
-    )
-    train.set_defaults(handler=_train)
     ledger_command.set_defaults(
         handler=lambda args, flows: (
             project.ledger_verify(args.database) if args.action else _no_action(ledger_command, ledger_actions, t)
         )
     )
-    return parser, commands.choices
 
 
 def offline_defaults() -> None:
