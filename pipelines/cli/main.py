@@ -116,26 +116,26 @@ def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(handler=lambda args, flows: project.check(args.files))
 
-    def add_render_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--output-dir", default="outputs", help=t("where to write (default: ./outputs)"))
-        command.add_argument(
+    def add_render_options(options: argparse.ArgumentParser) -> None:
+        options.add_argument("--output-dir", default="outputs", help=t("where to write (default: ./outputs)"))
+        options.add_argument(
             "--batch-size", type=positive, help=t("images per model call (default: 16 on a GPU, else 4)")
         )
-        command.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
-        command.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "float8"], default="auto")
-        command.add_argument(
+        options.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+        options.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "float8"], default="auto")
+        options.add_argument(
             "--cpu-workers", type=positive, help=t("processes that finish the pictures (default: by device)")
         )
-        command.add_argument(
+        options.add_argument(
             "--compile", action="store_true", help=t("torch.compile the model (faster on a GPU after a minute)")
         )
-        command.add_argument(
+        options.add_argument(
             "-v", "--verbose", action="store_true", help=t("show the flow's log lines (Prefect's, each task's)")
         )
 
-    def add_selection_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--audiences", help=t("comma-separated, some of the campaign's (default: all)"))
-        command.add_argument(
+    def add_selection_options(options: argparse.ArgumentParser) -> None:
+        options.add_argument("--audiences", help=t("comma-separated, some of the campaign's (default: all)"))
+        options.add_argument(
             "--formats", help=t("comma-separated, some of the campaign's, e.g. instagram_square (default: all)")
         )
 
