@@ -1,5 +1,6 @@
 """A campaign's LoRA is applied for real: renders with and without it differ."""
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,6 +96,20 @@ def _lora_at_other_widths(lora: Path, path: Path) -> Path:
     return path
 
 
+def _sdxl_lora_in_kohyas_layout(path: Path) -> Path:
+    """Two layers of an SDXL LoRA as kohya names them: blocks SD1.5's UNet does not have."""
+    blocks = {"input_blocks_4_1": 640, "output_blocks_0_1": 1280}
+    save_file(
+        {
+            f"lora_unet_{block}_transformer_blocks_0_attn1_to_q.{part}": torch.ones(shape)
+            for block, width in blocks.items()
+            for part, shape in (("lora_down.weight", (4, width)), ("lora_up.weight", (width, 4)))
+        },
+        str(path),
+    )
+    return path
+
+
 def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not safetensors")
@@ -123,16 +138,7 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
     ):
         pass
     # An SDXL LoRA in kohya's layout: its UNet blocks (input_blocks.4, output_blocks.0) are not SD1.5's.
-    sdxl = tmp_path / "sdxl_kohya.safetensors"
-    blocks = {"input_blocks_4_1": 640, "output_blocks_0_1": 1280}
-    save_file(
-        {
-            f"lora_unet_{block}_transformer_blocks_0_attn1_to_q.{part}": torch.ones(shape)
-            for block, width in blocks.items()
-            for part, shape in (("lora_down.weight", (4, width)), ("lora_up.weight", (width, 4)))
-        },
-        str(sdxl),
-    )
+    sdxl = _sdxl_lora_in_kohyas_layout(tmp_path / "sdxl_kohya.safetensors")
     with (
         pytest.raises(ModelError, match=r"it names layers this model \(Stable Diffusion 1\.5\) does not have"),
         host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(sdxl), scale=1.0)),
@@ -178,22 +184,47 @@ def test_a_style_lora_with_its_speed_lora_loads_without_the_loaders_warnings(
     assert capfd.readouterr().err == ""
 
 
+def test_a_lora_for_another_models_widths_or_layers_is_refused_before_the_run(
+    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+) -> None:
+    """Read from the headers of its file and of the model's: a nightly on a wrong LoRA stops at
+    `visuels check`, or before a render writes anything, not at 01:00 when the model loads it."""
+    from safetensors.torch import load_file
+    from visuels.cli import main
+
+    wider = _lora_at_other_widths(lora_file, tmp_path / "wider.safetensors")
+    elsewhere = tmp_path / "elsewhere.safetensors"
+    renamed = {name.replace("down_blocks", "input_blocks"): value for name, value in load_file(str(lora_file)).items()}
+    save_file(renamed, str(elsewhere))  # SD1.5's widths, at layers of another UNet's names
+    said = {
+        "wider": "its weights' shapes are not this model's (Stable Diffusion 1.5): a LoRA made for another model?",
+        "elsewhere": "it names layers this model (Stable Diffusion 1.5) does not have: a LoRA made for another model?",
+    }
+    for name, path in (("wider", wider), ("elsewhere", elsewhere)):
+        for field in ("lora", "speed_lora"):
+            campaign = make_campaign(f"{name}-{field}.yaml", **{field: {"path": str(path), "scale": 1.0}})
+            with pytest.raises(CampaignError, match=re.escape(f"{field}.path: {said[name]}")):
+                plan_render(campaign, tmp_path / "out")
+    assert main(["check", str(make_campaign("fits.yaml", lora={"path": str(lora_file), "scale": 1.0}))]) in (0, 1)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_a_lora_for_another_model_is_one_line_through_render_and_reports_nothing(
-    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+    make_campaign: Callable[..., Path], tmp_path: Path
 ) -> None:
-    """Found only when the model loads it, in the flow: the designer still reads one line (diffusers
-    logged every mismatched weight before it, a line each), and a run that finished no picture
-    writes no report of nothing."""
+    """Kohya's layout is left to loading, in the flow: the designer still reads one line (diffusers
+    logged every weight it could not place before it), and a run that finished no picture writes no
+    report of nothing."""
     import subprocess
     import sys
 
-    wider = _lora_at_other_widths(lora_file, tmp_path / "sdxl-style.safetensors")
+    sdxl = _sdxl_lora_in_kohyas_layout(tmp_path / "sdxl-style.safetensors")
     campaign = make_campaign(
         formats=["instagram_square"],
         communes={"file": "charter/communes.csv", "names": ["Sète"]},
-        lora={"path": str(wider), "scale": 0.8},
+        lora={"path": str(sdxl), "scale": 0.8},
     )
     out = tmp_path / "out"
     result = subprocess.run(
@@ -205,7 +236,7 @@ def test_a_lora_for_another_model_is_one_line_through_render_and_reports_nothing
     assert result.returncode == 2, result.stderr
     assert "Test campagne: 1 image, 1 to render with" in result.stdout  # one picture: said so
     assert result.stderr.strip() == (
-        f"error: {wider}: lora: its weights' shapes are not this model's (Stable Diffusion 1.5):"
+        f"error: {sdxl}: lora: it names layers this model (Stable Diffusion 1.5) does not have:"
         " a LoRA made for another model?"
     )
     assert not [path for path in out.rglob("*") if path.suffix in (".html", ".csv", ".json", ".png")]

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from safetensors import safe_open
+from visuels.config import demo_model_dir
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, PhotoUse
+from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef
 from visuels.models.families import Family, family_named
 from visuels.models.licences import Licence, known
-from visuels.models.reference import ModelInfo, controlnet_class
+from visuels.models.reference import ModelInfo, controlnet_class, demo_built
 
 log = logging.getLogger(__name__)
 
@@ -261,10 +263,54 @@ def made_for_other_denoiser(path: Path, family: Family) -> bool:
     )
 
 
+# How diffusers' own LoRA layout names a layer's two factors, and which axis of the layer's weight
+# each must match: A reads the layer's input (its weight's axis 1), B writes its output (axis 0).
+LORA_FACTORS = ((".lora_A.weight", 1), (".lora_B.weight", 0), (".lora.down.weight", 1), (".lora.up.weight", 0))
+
+
+def denoiser_shapes(model: ModelInfo, denoiser: str) -> dict[str, tuple[int, ...]]:
+    """The shapes of the model's denoiser weights by name, from its files' headers; empty where its
+    files are not a diffusers folder at hand (a single file, a hub id, a demo model not built yet)."""
+    if isinstance(model.ref, DiffusersFolderRef):
+        folder = Path(model.ref.path)
+    elif isinstance(model.ref, DemoModelRef) and demo_built():
+        folder = demo_model_dir()
+    else:
+        return {}
+    shapes = {}
+    for file in sorted((folder / denoiser).glob("*.safetensors")):  # shards and variants alike
+        with safe_open(str(file), "pt") as weights:
+            shapes |= {name: tuple(weights.get_slice(name).get_shape()) for name in list(weights.keys())}
+    return shapes
+
+
+def lora_misfit(path: Path, shapes: dict[str, tuple[int, ...]], denoiser: str) -> str | None:
+    """How a LoRA in diffusers' layout does not fit a denoiser of these weight ``shapes``: "layers"
+    (it names one the model lacks), "shapes" (widths that differ: an SDXL LoRA on SD1.5), or None.
+    Other layouts (kohya's, ComfyUI's) are left to loading, which converts them."""
+    if path.suffix != ".safetensors":
+        return None
+    prefix = f"{denoiser}."
+    with safe_open(str(path), "pt") as weights:
+        for name in list(weights.keys()):  # a safetensors file is no mapping
+            factor = next(((end, axis) for end, axis in LORA_FACTORS if name.endswith(end)), None)
+            if not name.startswith(prefix) or factor is None:
+                continue
+            end, axis = factor
+            layer = shapes.get(name[len(prefix) : -len(end)] + ".weight")
+            if layer is None:
+                return "layers"
+            if weights.get_slice(name).get_shape()[axis] != layer[axis]:
+                return "shapes"
+    return None
+
+
 def check_lora_fits(campaign: Campaign, model: ModelInfo) -> None:
-    """Refuse a style or speed LoRA made for the other kind of denoiser, naming its field, before
-    anything is rendered."""
+    """Refuse a style or speed LoRA made for another model, naming its field, before anything is
+    rendered: one for the other kind of denoiser (by its weights' names), or one whose layers or
+    widths are not this model's (by its weights' shapes, against the model's files)."""
     family = family_named(model.family)
+    shapes: dict[str, tuple[int, ...]] | None = None
     for field, path in _loras(campaign):
         if made_for_other_denoiser(path, family):
             raise CampaignError(
@@ -272,5 +318,16 @@ def check_lora_fits(campaign: Campaign, model: ModelInfo) -> None:
                 f"{field}.path",
                 "this LoRA changes a {other}'s layers: it was made for another kind of model than {family}",
                 other="transformer" if family.denoiser == "unet" else "UNet",
+                family=family.label,
+            )
+        shapes = denoiser_shapes(model, family.denoiser) if shapes is None else shapes
+        misfit = lora_misfit(path, shapes, family.denoiser) if shapes else None
+        if misfit is not None:
+            raise CampaignError(
+                campaign.path,
+                f"{field}.path",
+                "it names layers this model ({family}) does not have: a LoRA made for another model?"
+                if misfit == "layers"
+                else "its weights' shapes are not this model's ({family}): a LoRA made for another model?",
                 family=family.label,
             )
