@@ -261,6 +261,29 @@ def test_a_lora_for_the_other_kind_of_denoiser_is_refused_or_left_out(
     assert {job.lora_hash for job in plan.jobs} == {None}
     assert {job.lora_hash for job in plan_render(with_sd_lora, tmp_path / "out").jobs} != {None}  # on its own model
 
+    # A UNet of the same kind whose widths the LoRA's are not (an SDXL for the run): left out too.
+    from safetensors.torch import load_file
+
+    from tests.test_model import save_tiny_sdxl
+
+    sdxl = save_tiny_sdxl(tmp_path / "sdxl")
+    wider = tmp_path / "wider.safetensors"
+    save_file(
+        {
+            name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
+            for name, value in load_file(str(lora_file)).items()
+        },
+        str(wider),
+    )
+    with_wider_lora = make_campaign(
+        "wider.yaml", formats=["instagram_square"], photos=None, lora={"path": str(wider), "scale": 0.8}
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        plan = plan_render(with_wider_lora, tmp_path / "out", overrides=Overrides(model=str(sdxl)))
+    assert "the campaign's lora does not fit Stable Diffusion XL (its layers or widths): left out" in caplog.text
+    assert {job.lora_hash for job in plan.jobs} == {None}
+
 
 def test_sizes_stay_within_a_models_position_tables(tmp_path: Path) -> None:
     """Z-Image's RoPE tables reach a fixed count of patches: every format and its high-resolution

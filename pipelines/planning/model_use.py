@@ -141,9 +141,15 @@ def fitted_to_run_model(campaign: Campaign, own_family: str | None, model: Model
     if photos != spec.photos:
         update["photos"] = photos
     paths: dict = {"controlnet_path": controlnet_path}
+    shapes: dict[str, tuple[int, ...]] | None = None
     for field, path in _loras(campaign):
         if made_for_other_denoiser(path, family):
             log.warning("the campaign's %s was made for another kind of model than %s: left out", field, family.label)
+            update[field], paths[f"{field}_path"] = None, None
+            continue
+        shapes = denoiser_shapes(model, family.denoiser) if shapes is None else shapes
+        if shapes and lora_misfit(path, shapes, family.denoiser) is not None:
+            log.warning("the campaign's %s does not fit %s (its layers or widths): left out", field, family.label)
             update[field], paths[f"{field}_path"] = None, None
     if not update:
         return campaign
