@@ -163,6 +163,19 @@ def write_random_lora(folder: Path, seed: int) -> Path:
     return folder / "pytorch_lora_weights.safetensors"
 
 
+def write_lora_at_other_widths(lora: Path, path: Path) -> Path:
+    """``lora``'s layer names at twice their input widths: a LoRA made for a wider model."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    widths = {
+        name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
+        for name, value in load_file(str(lora)).items()
+    }
+    save_file(widths, str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA on the demo UNet's attention projections, with random (non-zero) weights."""

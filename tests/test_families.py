@@ -262,19 +262,11 @@ def test_a_lora_for_the_other_kind_of_denoiser_is_refused_or_left_out(
     assert {job.lora_hash for job in plan_render(with_sd_lora, tmp_path / "out").jobs} != {None}  # on its own model
 
     # A UNet of the same kind whose widths the LoRA's are not (an SDXL for the run): left out too.
-    from safetensors.torch import load_file
-
+    from tests.conftest import write_lora_at_other_widths
     from tests.test_model import save_tiny_sdxl
 
     sdxl = save_tiny_sdxl(tmp_path / "sdxl")
-    wider = tmp_path / "wider.safetensors"
-    save_file(
-        {
-            name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
-            for name, value in load_file(str(lora_file)).items()
-        },
-        str(wider),
-    )
+    wider = write_lora_at_other_widths(lora_file, tmp_path / "wider.safetensors")
     with_wider_lora = make_campaign(
         "wider.yaml", formats=["instagram_square"], photos=None, lora={"path": str(wider), "scale": 0.8}
     )

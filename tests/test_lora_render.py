@@ -14,7 +14,7 @@ from visuels.models.devices import choose_device
 from visuels.models.host import ModelHost
 from visuels.planning.plan import plan_render
 
-from tests.conftest import write_random_lora
+from tests.conftest import write_lora_at_other_widths, write_random_lora
 
 
 def render_first(host: ModelHost, plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:
@@ -84,18 +84,6 @@ def test_a_speed_lora_is_applied_with_the_style_lora_keyed_and_taken_off_exactly
         plan_render(missing, tmp_path)
 
 
-def _lora_at_other_widths(lora: Path, path: Path) -> Path:
-    """``lora``'s layer names at twice their input widths: a LoRA made for a wider model."""
-    from safetensors.torch import load_file
-
-    widths = {
-        name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
-        for name, value in load_file(str(lora)).items()
-    }
-    save_file(widths, str(path))
-    return path
-
-
 def _sdxl_lora_in_kohyas_layout(path: Path) -> Path:
     """Two layers of an SDXL LoRA as kohya names them: blocks SD1.5's UNet does not have."""
     blocks = {"input_blocks_4_1": 640, "output_blocks_0_1": 1280}
@@ -131,7 +119,7 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
         pass
     # A LoRA of the same layer names at another model's widths (an SDXL LoRA on SD1.5).
     fitting = write_random_lora(tmp_path / "fitting", 3)
-    wider = _lora_at_other_widths(fitting, tmp_path / "wider.safetensors")
+    wider = write_lora_at_other_widths(fitting, tmp_path / "wider.safetensors")
     with (
         pytest.raises(ModelError, match=r"its weights' shapes are not this model's \(Stable Diffusion 1\.5\)"),
         host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(wider), scale=1.0)),
@@ -192,7 +180,7 @@ def test_a_lora_for_another_models_widths_or_layers_is_refused_before_the_run(
     from safetensors.torch import load_file
     from visuels.cli import main
 
-    wider = _lora_at_other_widths(lora_file, tmp_path / "wider.safetensors")
+    wider = write_lora_at_other_widths(lora_file, tmp_path / "wider.safetensors")
     elsewhere = tmp_path / "elsewhere.safetensors"
     renamed = {name.replace("down_blocks", "input_blocks"): value for name, value in load_file(str(lora_file)).items()}
     save_file(renamed, str(elsewhere))  # SD1.5's widths, at layers of another UNet's names

@@ -7,6 +7,7 @@ Each refusal is one line naming the campaign file and the field, before any job 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,16 +142,12 @@ def fitted_to_run_model(campaign: Campaign, own_family: str | None, model: Model
     if photos != spec.photos:
         update["photos"] = photos
     paths: dict = {"controlnet_path": controlnet_path}
-    shapes: dict[str, tuple[int, ...]] | None = None
-    for field, path in _loras(campaign):
-        if made_for_other_denoiser(path, family):
+    for field, misfit in _misfitting_loras(campaign, model, family):
+        if misfit == "denoiser":
             log.warning("the campaign's %s was made for another kind of model than %s: left out", field, family.label)
-            update[field], paths[f"{field}_path"] = None, None
-            continue
-        shapes = denoiser_shapes(model, family.denoiser) if shapes is None else shapes
-        if shapes and lora_misfit(path, shapes, family.denoiser) is not None:
+        else:
             log.warning("the campaign's %s does not fit %s (its layers or widths): left out", field, family.label)
-            update[field], paths[f"{field}_path"] = None, None
+        update[field], paths[f"{field}_path"] = None, None
     if not update:
         return campaign
     return campaign.model_copy(update={"spec": spec.model_copy(update=update), **paths})
@@ -274,7 +271,7 @@ def made_for_other_denoiser(path: Path, family: Family) -> bool:
 LORA_FACTORS = ((".lora_A.weight", 1), (".lora_B.weight", 0), (".lora.down.weight", 1), (".lora.up.weight", 0))
 
 
-def denoiser_shapes(model: ModelInfo, denoiser: str) -> dict[str, tuple[int, ...]]:
+def _denoiser_shapes(model: ModelInfo, denoiser: str) -> dict[str, tuple[int, ...]]:
     """The shapes of the model's denoiser weights by name, from its files' headers; empty where its
     files are not a diffusers folder at hand (a single file, a hub id, a demo model not built yet)."""
     if isinstance(model.ref, DiffusersFolderRef):
@@ -290,7 +287,7 @@ def denoiser_shapes(model: ModelInfo, denoiser: str) -> dict[str, tuple[int, ...
     return shapes
 
 
-def lora_misfit(path: Path, shapes: dict[str, tuple[int, ...]], denoiser: str) -> str | None:
+def _lora_misfit(path: Path, shapes: dict[str, tuple[int, ...]], denoiser: str) -> str | None:
     """How a LoRA in diffusers' layout does not fit a denoiser of these weight ``shapes``: "layers"
     (it names one the model lacks), "shapes" (widths that differ: an SDXL LoRA on SD1.5), or None.
     Other layouts (kohya's, ComfyUI's) are left to loading, which converts them."""
@@ -311,14 +308,27 @@ def lora_misfit(path: Path, shapes: dict[str, tuple[int, ...]], denoiser: str) -
     return None
 
 
+def _misfitting_loras(campaign: Campaign, model: ModelInfo, family: Family) -> Iterator[tuple[str, str]]:
+    """The campaign's LoRAs that do not fit the model, by field, and how: "denoiser" (made for the
+    other kind, by its weights' names), "layers" or "shapes" (``_lora_misfit``, against its files)."""
+    shapes: dict[str, tuple[int, ...]] | None = None  # read once, for the first LoRA that needs them
+    for field, path in _loras(campaign):
+        if made_for_other_denoiser(path, family):
+            yield field, "denoiser"
+            continue
+        shapes = _denoiser_shapes(model, family.denoiser) if shapes is None else shapes
+        misfit = _lora_misfit(path, shapes, family.denoiser) if shapes else None
+        if misfit is not None:
+            yield field, misfit
+
+
 def check_lora_fits(campaign: Campaign, model: ModelInfo) -> None:
     """Refuse a style or speed LoRA made for another model, naming its field, before anything is
     rendered: one for the other kind of denoiser (by its weights' names), or one whose layers or
     widths are not this model's (by its weights' shapes, against the model's files)."""
     family = family_named(model.family)
-    shapes: dict[str, tuple[int, ...]] | None = None
-    for field, path in _loras(campaign):
-        if made_for_other_denoiser(path, family):
+    for field, misfit in _misfitting_loras(campaign, model, family):
+        if misfit == "denoiser":
             raise CampaignError(
                 campaign.path,
                 f"{field}.path",
@@ -326,14 +336,11 @@ def check_lora_fits(campaign: Campaign, model: ModelInfo) -> None:
                 other="transformer" if family.denoiser == "unet" else "UNet",
                 family=family.label,
             )
-        shapes = denoiser_shapes(model, family.denoiser) if shapes is None else shapes
-        misfit = lora_misfit(path, shapes, family.denoiser) if shapes else None
-        if misfit is not None:
-            raise CampaignError(
-                campaign.path,
-                f"{field}.path",
-                "it names layers this model ({family}) does not have: a LoRA made for another model?"
-                if misfit == "layers"
-                else "its weights' shapes are not this model's ({family}): a LoRA made for another model?",
-                family=family.label,
-            )
+        raise CampaignError(
+            campaign.path,
+            f"{field}.path",
+            "it names layers this model ({family}) does not have: a LoRA made for another model?"
+            if misfit == "layers"
+            else "its weights' shapes are not this model's ({family}): a LoRA made for another model?",
+            family=family.label,
+        )
