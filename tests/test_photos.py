@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from PIL import Image
+from PIL import ExifTags, Image
 from visuels.engine.export import edges_path
 from visuels.engine.renderer import Renderer
 from visuels.errors import CommunesError
@@ -21,16 +21,18 @@ from visuels.inputs.campaign import load_campaign
 from visuels.inputs.communes import load_communes
 from visuels.inputs.images import PICTURE_MEDIA_TYPES, PICTURE_SUFFIXES
 from visuels.inputs.model_refs import DemoModelRef
-from visuels.inputs.photos import check_decodes, edge_map, fit_photo
+from visuels.inputs.photos import check_decodes, edge_map, enlargement, fit_photo, upright_size
 from visuels.marking import iscc
 from visuels.marking.c2pa_manifest import Ingredient, Provenance, read_manifest_state, sign_asset
 from visuels.marking.keys import signing_files
 from visuels.marking.png import encode_png
 from visuels.marking.xmp import DigitalSourceType
+from visuels.models.demo import ensure_demo_model
 from visuels.models.generation import generate
 from visuels.models.host import ModelHost, load_from_files
 from visuels.models.reference import describe_model
 from visuels.planning.jobs import RenderJob, expand_jobs
+from visuels.planning.photo_sizes import soft_photos
 from visuels.planning.plan import plan_render
 from visuels.review.publish import finish_render
 
@@ -351,3 +353,49 @@ def test_a_short_schedule_at_a_low_strength_still_runs_a_step(
     photo = fit_photo(Path(job.photo.path), job.generation_width, job.generation_height)
     picture = generate(demo_pipeline, [job])[0]
     assert picture.shape == photo.shape and 0 < _mean_distance(picture, photo) < 35
+
+
+def test_a_turned_photo_is_measured_as_it_is_shown(tmp_path: Path) -> None:
+    """A camera's portrait photo is stored landscape with an EXIF orientation: its size, and so
+    how much it is enlarged, is the portrait's, as ``fit_photo`` reads it."""
+    path = tmp_path / "portrait.jpg"
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # turned a quarter clockwise to be shown
+    Image.new("RGB", (768, 512), (90, 120, 150)).save(path, exif=exif)
+    assert upright_size(path) == (512, 768)
+    assert fit_photo(path, 512, 768).shape == (768, 512, 3)
+    assert enlargement(upright_size(path), 512, 768) == 1.0
+    assert enlargement((768, 512), 512, 768) == 1.5  # as stored, it would be cropped and enlarged
+
+
+def test_a_photo_enlarged_past_twice_its_pixels_is_said_by_check_and_by_render(
+    make_campaign: Callable[..., Path],
+    charter_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sample's 768x512 photos drawn at 1024-pixel models' 768x1360 story size are enlarged
+    2.7 times: the pictures came out soft and nothing said why. `visuels check` says it (a finding:
+    exit 1) and a render's plan warns, naming the photo's credits and field, once per photo."""
+    from visuels.cli.main import main
+
+    model = {"kind": "diffusers", "path": str(ensure_demo_model()), "native_size": 1024}
+    campaign = make_campaign(communes=_sete(), formats=["instagram_square", "story"], model=model, photos={})
+    assert main(["check", str(campaign)]) == 1
+    said = [line.strip() for line in capsys.readouterr().out.splitlines() if "look soft" in line]
+    credits = charter_dir / SETE_PHOTOS / "photos.yaml"
+    assert len(said) == 1 and said[0].startswith(f"{credits}, photos[")
+    assert said[0].endswith(
+        ".jpg is 768x512: enlarged 2.7x to the 768x1360 its pictures are drawn at, they will look soft"
+        " (a photo of 2040x1360 or more draws them sharp)"
+    )
+    with caplog.at_level("WARNING"):
+        plan = plan_render(campaign, tmp_path / "outputs")
+    assert [record.getMessage() for record in caplog.records if "look soft" in record.getMessage()] == said
+    # The square alone enlarges it 2x (its 512 pixels high to 1024): at the limit, not said.
+    square = [job for job in plan.jobs if job.format == "instagram_square"]
+    assert soft_photos(load_campaign(campaign), square) == []
+    at_512 = make_campaign("sd15.yaml", communes=_sete(), formats=["story"], model=model | {"native_size": 512})
+    assert main(["check", str(at_512)]) == 0  # 1.75x
+    assert "look soft" not in capsys.readouterr().out

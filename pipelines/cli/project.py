@@ -15,6 +15,7 @@ from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError,
 if TYPE_CHECKING:
     from visuels.inputs.campaign import Campaign
     from visuels.inputs.charter import Charter
+    from visuels.planning.photo_sizes import SoftPhoto
     from visuels.studio.reviews import ReviewBackend
     from visuels.training.run import TrainingSummary
 
@@ -152,24 +153,29 @@ def _check_file(path: Path) -> int:
         return EXIT_FINDING if findings else EXIT_OK
     campaign = load_campaign(path)
     _check_layout(campaign)
-    _check_on_its_model(campaign)
+    soft_photos = _check_on_its_model(campaign)
     console.print(
         f"{t('ok')}  " + t("{path}: {kind}", path=path, kind=_describe_campaign(campaign, t)), highlight=False
     )
-    return _lint(campaign, t)
+    for soft in soft_photos:
+        console.print(f"    {soft.where}: {soft.message().said(t)}", highlight=False, markup=False)
+    return max(_lint(campaign, t), EXIT_FINDING if soft_photos else EXIT_OK)
 
 
-def _check_on_its_model(campaign: Campaign) -> None:
+def _check_on_its_model(campaign: Campaign) -> list[SoftPhoto]:
     """What a render would refuse of the campaign on its model, as render plans it: settings the
-    model's family cannot take, photo uses it cannot serve, its licence. The model's files are
-    read, never loaded; the demo model once it is built (a first render or `visuels demo`)."""
+    model's family cannot take, photo uses it cannot serve, its licence; and the photos it would
+    enlarge until they look soft. The model's files are read, never loaded; the demo model once it
+    is built (a first render or `visuels demo`)."""
     from visuels.inputs.model_refs import DemoModelRef
     from visuels.models.reference import demo_built, describe_model
     from visuels.planning.jobs import expand_jobs
+    from visuels.planning.photo_sizes import soft_photos
 
     if isinstance(campaign.model, DemoModelRef) and not demo_built():
-        return
-    expand_jobs(campaign, describe_model(campaign.model, source=str(campaign.path)), "auto")
+        return []
+    jobs = expand_jobs(campaign, describe_model(campaign.model, source=str(campaign.path)), "auto")
+    return soft_photos(campaign, jobs)
 
 
 def _training_set_findings(charter: Charter, t: Words) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import CommunesError, Text
 from visuels.inputs.file_names import case_hint
@@ -28,6 +28,7 @@ from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 CREDITS_FILE = "photos.yaml"
 CHECK_SCALE = 8  # a JPEG is checked decoded at 1/8 size: every byte still read, eight times faster
+TURNED = (5, 6, 7, 8)  # EXIF orientations that show the stored picture turned a quarter
 
 
 class _Strict(BaseModel):
@@ -148,6 +149,22 @@ def fit_photo(path: Path, width: int, height: int) -> np.ndarray:
     ratio around its centre and resized: H×W×3 uint8."""
     fitted = ImageOps.fit(read_picture(path, "photo"), (width, height), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
     return np.asarray(fitted)
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """The photo's width and height as it is shown (its EXIF orientation applied), from its header."""
+    with Image.open(path) as image:
+        width, height = image.size
+        try:
+            turned = image.getexif().get(ExifTags.Base.Orientation) in TURNED
+        except (OSError, SyntaxError, ValueError):  # unreadable EXIF: shown as stored, as read_picture does
+            turned = False
+    return (height, width) if turned else (width, height)
+
+
+def enlargement(size: tuple[int, int], width: int, height: int) -> float:
+    """How many times ``fit_photo`` enlarges a photo of ``size`` to fill width×height (under 1: reduced)."""
+    return max(width / size[0], height / size[1])
 
 
 def edge_map(pixels: np.ndarray, low: int, high: int) -> np.ndarray:

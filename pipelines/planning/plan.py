@@ -22,6 +22,7 @@ from visuels.models.devices import DtypeName
 from visuels.models.reference import ModelInfo, describe_model, describe_named_model, family_of
 from visuels.planning.jobs import RenderJob, expand_jobs
 from visuels.planning.model_use import LicenceRecord, fitted_to_run_model, licence_record
+from visuels.planning.photo_sizes import soft_photos
 from visuels.planning.request import Overrides, RenderSettings, Selection
 from visuels.record import campaign_folders, manifest
 from visuels.record.campaign_folders import CharterIdentity
@@ -163,6 +164,8 @@ def plan_render(
     if pending:
         # What a killed run left half-written has no record, so its jobs are among these.
         remove_leftover_temporaries(output_root / campaign.slug)
+    for soft in soft_photos(campaign, pending):
+        log.warning("%s: %s", soft.where, soft.message())
     log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
     return RenderPlan(
         campaign_name=campaign.spec.name,
