@@ -35,8 +35,7 @@ def wait_for_runs(
                 break
             if time.monotonic() > deadline:
                 waiting = [client.read_flow_run(run_id).name for run_id in run_ids if run_id not in finished]
-                raise TimeoutError(
-                    f"{len(waiting)} run(s) still not finished after {limit_s / 3600:.0f} h: {', '.join(waiting)}"
-                )
+                runs = "1 run" if len(waiting) == 1 else f"{len(waiting)} runs"
+                raise TimeoutError(f"{runs} still not finished after {limit_s / 3600:.0f} h: {', '.join(waiting)}")
             time.sleep(POLL_SECONDS)
     return [finished[run_id] for run_id in run_ids]

@@ -32,7 +32,7 @@ def test_a_run_that_never_ends_fails_the_wait_after_its_limit(monkeypatch: pytes
     monkeypatch.setattr(visuels.flows.sub_runs, "get_client", lambda sync_client: FakeClient({done}))
     monkeypatch.setattr(visuels.flows.sub_runs, "POLL_SECONDS", 0.01)
     seen: list[int] = []
-    with pytest.raises(TimeoutError, match=rf"1 run\(s\) still not finished after 0 h: run-{str(stuck)[:4]}"):
+    with pytest.raises(TimeoutError, match=rf"1 run still not finished after 0 h: run-{str(stuck)[:4]}"):
         wait_for_runs([done, stuck], on_finished=seen.append, limit_s=0.1)
     assert seen == [1]  # the one that ended was counted
     monkeypatch.setattr(visuels.flows.sub_runs, "get_client", lambda sync_client: FakeClient({done, stuck}))
