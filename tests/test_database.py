@@ -214,3 +214,17 @@ def test_two_machines_starting_two_campaigns_of_one_name_record_one_charter(
     campaign_folders.claim(databases[0], "ete-2027", solane if winner == "solane" else ardenne, tmp_path)
     for database in databases:
         database.close()
+
+
+def test_the_ledger_tells_whether_a_watermarks_picture_was_drawn_from_marked_noise(tmp_path: Path) -> None:
+    """`detect --deep` reads no starting-noise mark where the ledger says none was drawn (a photo's
+    picture, one from before the mark); an edit of a marked picture keeps most of its mark."""
+    database = Database(f"sqlite:///{tmp_path / 'record.sqlite'}")
+    with database.transaction() as connection:
+        from_photo = ledger.append(connection, entry(1))
+        marked = ledger.append(connection, entry(2).model_copy(update={"noise_mark": "ab" * 8}))
+        ledger.append(connection, entry(3).model_copy(update={"parent_id": marked}))  # a retouch of it
+        ledger.append(connection, entry(4).model_copy(update={"parent_id": from_photo}))
+    drawn = {number: ledger.drawn_from_marked_noise(database, f"{number:016x}") for number in (1, 2, 3, 4, 5)}
+    database.close()
+    assert drawn == {1: False, 2: True, 3: True, 4: False, 5: None}

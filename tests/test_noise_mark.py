@@ -226,3 +226,40 @@ def test_detect_deep_confirms_a_worn_mark_against_the_ledger(
         noise = recover_noise(pipeline, unmarked, unmarked.shape[1], unmarked.shape[0])
     assert not confirming(Image.fromarray(unmarked)).found
     assert read_bits(noise, keys[0].value).payload is None
+
+
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
+def test_detect_deep_says_no_mark_is_expected_on_a_photos_picture_without_inverting(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A picture drawn from a commune photo starts from the photo, not from marked noise: `detect
+    --deep` said "no starting-noise mark of this deployment's keys" of it, as of a stranger's
+    picture. The ledger knows it by the pixel watermark: said so, and the inversion is not run."""
+    from visuels.cli.main import main
+    from visuels.marking.keys import keys_dir
+    from visuels.marking.watermark_keys import known_keys
+    from visuels.review.deep_detect import DeepReader
+
+    campaign = make_campaign(formats=["instagram_square"], photos={"strength": 0.3})
+    out = tmp_path / "outputs"
+    exported = render_now(renderer, plan_render(campaign, out), out)
+    from_photo = [out / item.job.relative_path for item in exported if item.job.photo is not None]
+    from_text = [out / item.job.relative_path for item in exported if item.job.photo is None]
+    assert from_photo and from_text  # Sète has photos, Castelnau none
+    capsys.readouterr()
+    assert main(["detect", "--deep", "demo", str(from_photo[0]), str(from_text[0])]) == 0
+    said = [line.strip() for line in capsys.readouterr().out.splitlines() if "starting-noise mark:" in line]
+    watermark = from_photo[0].stem.rsplit("-", 1)[1]
+    assert said[0].startswith(
+        f"- starting-noise mark: none expected: the ledger records the picture of watermark {watermark}"
+    )
+    assert said[1].startswith("+ starting-noise mark: payload ")
+
+    class NoInversion:
+        def use(self, *args: object) -> None:
+            raise AssertionError("no inversion where the ledger says no mark was drawn")
+
+    model, keys = describe_model(DemoModelRef()), known_keys(keys_dir())
+    reader = DeepReader(NoInversion(), model, keys, drawn_marked=lambda _: False)  # type: ignore[arg-type]
+    mark = reader(Image.open(from_photo[0]), watermark)
+    assert not mark.found and "none expected" in str(mark.basis)

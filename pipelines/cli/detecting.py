@@ -64,8 +64,10 @@ def deep_reader(model: str, database_urls: Sequence[str]) -> Callable:
     from visuels.review.deep_detect import DeepReader
 
     info = describe_named_model(parse_model_option(model, "--deep"), "--deep")
-    recorded = functools.partial(recorded_noise_marks, tuple(database_urls))
-    return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32, recorded)
+    urls = tuple(database_urls)
+    recorded = functools.partial(recorded_noise_marks, urls)
+    drawn_marked = functools.partial(drawn_from_marked_noise, urls)
+    return DeepReader(ModelHost(choose_device()), info, known_keys(keys_dir()), torch.float32, recorded, drawn_marked)
 
 
 def _records_near(files: Sequence[Path]) -> list[str]:
@@ -89,6 +91,25 @@ def recorded_noise_marks(database_urls: Sequence[str]) -> list[int]:
         finally:
             database.close()
     return sorted(recorded)
+
+
+def drawn_from_marked_noise(database_urls: Sequence[str], watermark: str) -> bool | None:
+    """Whether these ledgers record the picture of ``watermark`` as drawn from marked starting
+    noise: True if one does, False if one knows it drawn without, None if none knows it."""
+    from visuels.record import ledger
+    from visuels.record.database import Database
+
+    known = None
+    for url in database_urls:
+        database = Database(url, must_exist=True)
+        try:
+            drawn = ledger.drawn_from_marked_noise(database, watermark)
+        finally:
+            database.close()
+        if drawn:
+            return True
+        known = drawn if drawn is not None else known
+    return known
 
 
 def _print_detection(detection: Detection, t: Words) -> None:

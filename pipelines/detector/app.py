@@ -122,7 +122,7 @@ class DetectorService:
     limits: Limits = field(default_factory=Limits)
     behind_proxy: bool = False  # trust X-Forwarded-For from a proxy on this machine, for the rate limit
     # Reads the starting-noise mark by inverting a model (``visuels.review.deep_detect``); None: not read.
-    deep: Callable[[Image.Image], Mark] | None = None
+    deep: Callable[[Image.Image, str | None], Mark] | None = None
     _rate: RateLimit = field(init=False)
     _running: threading.BoundedSemaphore = field(init=False)
     _database: Database | None = None

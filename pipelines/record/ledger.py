@@ -105,6 +105,21 @@ def by_watermark(database: Database, watermark: str) -> dict | None:
     return rows[-1] if rows else None
 
 
+def drawn_from_marked_noise(database: Database, watermark: str) -> bool | None:
+    """Whether the picture of this watermark id was drawn from noise carrying the starting-noise
+    mark, or edited from one that was (a retouch keeps most of it); None: the ledger does not know
+    the watermark. False: an export from a photo, or from before the mark."""
+    row = by_watermark(database, watermark)
+    if row is None:
+        return None
+    while row is not None:
+        if row["noise_mark"] is not None:
+            return True
+        parents = _rows(database, ledger_table.c.id == row["parent_id"]) if row["parent_id"] is not None else []
+        row = parents[0] if parents else None
+    return False
+
+
 def noise_marks(database: Database) -> list[int]:
     """Every starting-noise payload the ledger records, once each."""
     with database.reading() as connection:

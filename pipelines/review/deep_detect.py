@@ -40,8 +40,22 @@ class DeepReader:
     keys: list[WatermarkKey]
     dtype: torch.dtype = torch.float32
     recorded: Callable[[], Sequence[int]] | None = None  # the ledger's noise marks, read when needed
+    # Whether the ledger records the picture of a pixel watermark as drawn from marked noise (None: unknown).
+    drawn_marked: Callable[[str], bool | None] | None = None
 
-    def __call__(self, picture: Image.Image) -> Mark:
+    def __call__(self, picture: Image.Image, watermark: str | None = None) -> Mark:
+        """The mark read from ``picture``; ``watermark``: the payload its pixel watermark gave with a
+        key of the deployment's, which may tell that no starting-noise mark is there to read."""
+        if watermark is not None and self.drawn_marked is not None and self.drawn_marked(watermark) is False:
+            # Drawn from a photo (or before the mark): an inversion, seconds on a CPU, would find nothing.
+            return Mark.of(
+                False,
+                Text(
+                    "none expected: the ledger records the picture of watermark {payload} as drawn without one"
+                    " (from a commune photo, or before the mark was made)",
+                    payload=watermark,
+                ),
+            )
         pixels = np.asarray(picture.convert("RGB"))
         width, height = size_for_aspect(pixels.shape[1] / pixels.shape[0], self.model)
         with self.host.use(self.model.ref, self.dtype, None) as pipeline:

@@ -95,7 +95,7 @@ def detect_file(
     charter: Charter,
     trust_anchors: Path | None,
     keys: list[WatermarkKey] | None = None,
-    deep: Callable[[Image.Image], Mark] | None = None,
+    deep: Callable[[Image.Image, str | None], Mark] | None = None,
 ) -> Detection:
     """Read every mark of ``path`` (the watermark with ``keys``, default: every key the deployment
     holds); an unreadable file raises :class:`ImageInputError`. ``deep``: also read the starting-
@@ -133,7 +133,7 @@ def detect_file(
         "label": _label_mark(seen, shown=found.within is not None),
     }
     if deep is not None:
-        marks["noise"] = deep(read.picture)
+        marks["noise"] = deep(read.picture, payload if read.key is not None and not read.key.demo else None)
     # Only what needs the deployment's secrets to make: its signing key, its watermark key (the
     # public demo key is no secret: anyone can write its mark).
     secret_mark = read.key is not None and not read.key.demo
