@@ -102,6 +102,7 @@ def test_every_documented_training_option_is_accepted(capsys: pytest.CaptureFixt
         ),
         (["--resume", "20990101-000000"], "no interrupted run '20990101-000000' to resume"),
         (["--train-text-encoder", "--rank", "0"], "--rank: Input should be greater than or equal to 1"),
+        (["--base", "/nonexistent/model"], "error: base: /nonexistent/model not found"),  # not "model: model:"
     ],
 )
 def test_bad_training_options_are_refused_before_anything_runs(

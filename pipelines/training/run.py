@@ -17,7 +17,7 @@ from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.lora_runs import lora_root
 from visuels.inputs.model_refs import ModelRef, SingleFileRef
 from visuels.models.families import family_named
-from visuels.models.reference import ModelInfo, describe_model, model_folder
+from visuels.models.reference import ModelInfo, describe_named_model, model_folder
 from visuels.training.dataset import TrainingSet, load_training_set
 from visuels.training.evaluation import evaluate_colours
 from visuels.training.export import (
@@ -62,7 +62,7 @@ def check_training_inputs(
     dataset = load_training_set(charter.references, config.resolution)
     if isinstance(base, SingleFileRef):
         raise ModelError(str(base.path), "base", "training needs a diffusers folder (convert the checkpoint first)")
-    base_info = describe_model(base)
+    base_info = describe_named_model(base, "base")  # said of the option, as a run model is
     base_folder = model_folder(base)
     name = str(base_folder) if base_folder is not None else base_info.description  # where its files are
     if base_info.family not in TRAINABLE_FAMILIES:
