@@ -277,6 +277,40 @@ def test_a_lora_for_the_other_kind_of_denoiser_is_refused_or_left_out(
     assert {job.lora_hash for job in plan.jobs} == {None}
 
 
+# Each family's ComfyUI export, checked against a family whose layers it does not name (the tiny
+# FLUX.2 klein and Qwen-Image share their double blocks' names and widths: the full ones do not).
+OTHER_FAMILY = {"flux1": "z-image", "flux2-klein": "z-image", "qwen-image": "z-image", "z-image": "flux1"}
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_a_loras_comfyui_export_fits_its_family_and_is_refused_on_another_before_the_run(
+    tiny_models: dict[str, Path], make_campaign: Callable[..., Path], tmp_path: Path, family: str
+) -> None:
+    """The layout `visuels train` exports for ComfyUI (``diffusion_model.`` names, FLUX.2's fused BFL
+    layers) was left to loading: a LoRA for another family stopped the night's run when its model
+    loaded it. It is read as diffusers converts it, from its header, when the campaign is planned."""
+    from diffusers import DiffusionPipeline
+    from peft import LoraConfig
+    from visuels.training.export import export_comfyui
+    from visuels.training.objectives import FLUX2_TARGET_MODULES, JOINT_TARGET_MODULES, ZIMAGE_TARGET_MODULES
+
+    targets = {"flux2-klein": FLUX2_TARGET_MODULES, "z-image": ZIMAGE_TARGET_MODULES}.get(family, JOINT_TARGET_MODULES)
+    pipeline = DiffusionPipeline.from_pretrained(tiny_models[family])
+    pipeline.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets))
+    exported = export_comfyui(pipeline, family, tmp_path, 4.0, {"rank": "4"})
+    settings = {"formats": ["instagram_square"], "steps": 2, "guidance": None, "scheduler": None, "photos": None}
+    lora = {"path": str(exported), "scale": 0.8}
+    for model_family in (family, OTHER_FAMILY[family]):
+        model = {"kind": "diffusers", "path": str(tiny_models[model_family]), "native_size": 256}
+        campaign = make_campaign(f"{model_family}.yaml", model=model, lora=lora, **settings)
+        if model_family == family:
+            assert plan_render(campaign, tmp_path / "out").setup.lora is not None
+        else:
+            label = re.escape(family_named(model_family).label)
+            with pytest.raises(CampaignError, match=rf"lora\.path: .*\({label}\)(: | does not have: )a LoRA made for"):
+                plan_render(campaign, tmp_path / "out")
+
+
 def test_sizes_stay_within_a_models_position_tables(tmp_path: Path) -> None:
     """Z-Image's RoPE tables reach a fixed count of patches: every format and its high-resolution
     passes stay within them; the family's 1024 pixels are for its published 8x VAE."""

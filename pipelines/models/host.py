@@ -363,7 +363,9 @@ class ModelHost:
                 raise
             except Exception as exc:  # a file for another model: shapes that differ, names it lacks…
                 _drop_adapter(hosted.pipeline, name)  # half injected: the next LoRA takes this name
-                if "size mismatch" in str(exc):  # torch's load_state_dict, one line per weight
+                # torch's load_state_dict says "size mismatch" once per weight; transformers' loading
+                # of a text encoder's, "ignore_mismatched_sizes" after a table it logged
+                if "size mismatch" in str(exc) or "ignore_mismatched_sizes" in str(exc):
                     raise ModelError(
                         weights.path,
                         "lora",
@@ -376,6 +378,12 @@ class ModelHost:
                         "lora",
                         "it names layers this model ({family}) does not have: a LoRA made for another model?",
                         family=_label(hosted.pipeline),
+                    ) from None
+                if "Could not automatically infer state dict type" in str(exc):  # kohya's, some projections only
+                    raise ModelError(
+                        weights.path,
+                        "lora",
+                        "cannot load LoRA weights: diffusers cannot tell the layout of its text encoder weights",
                     ) from None
                 raise ModelError(
                     weights.path, "lora", "cannot load LoRA weights: {value}", value=_loader_said(exc)

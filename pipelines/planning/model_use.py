@@ -6,6 +6,7 @@ Each refusal is one line naming the campaign file and the field, before any job 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from visuels.inputs.campaign import Campaign, PhotoUse
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef
 from visuels.models.families import Family, family_named
 from visuels.models.licences import Licence, known
+from visuels.models.lora_layout import PEFT_FACTORS, lora_factors
 from visuels.models.reference import ModelInfo, controlnet_class, demo_built
 
 log = logging.getLogger(__name__)
@@ -266,44 +268,45 @@ def made_for_other_denoiser(path: Path, family: Family) -> bool:
     )
 
 
-# How diffusers' own LoRA layout names a layer's two factors, and which axis of the layer's weight
-# each must match: A reads the layer's input (its weight's axis 1), B writes its output (axis 0).
-LORA_FACTORS = ((".lora_A.weight", 1), (".lora_B.weight", 0), (".lora.down.weight", 1), (".lora.up.weight", 0))
-
-
-def _denoiser_shapes(model: ModelInfo, denoiser: str) -> dict[str, tuple[int, ...]]:
-    """The shapes of the model's denoiser weights by name, from its files' headers; empty where its
-    files are not a diffusers folder at hand (a single file, a hub id, a demo model not built yet)."""
+def _model_folder(model: ModelInfo) -> Path | None:
+    """The model's diffusers folder at hand; None for a single file, a hub id, a demo model not built yet."""
     if isinstance(model.ref, DiffusersFolderRef):
-        folder = Path(model.ref.path)
-    elif isinstance(model.ref, DemoModelRef) and demo_built():
-        folder = demo_model_dir()
-    else:
-        return {}
+        return Path(model.ref.path)
+    if isinstance(model.ref, DemoModelRef) and demo_built():
+        return demo_model_dir()
+    return None
+
+
+def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """The shapes of a component's weights by name, from its files' headers (shards and variants
+    alike); a text encoder's without the ``text_model.`` that older files put before them."""
     shapes = {}
-    for file in sorted((folder / denoiser).glob("*.safetensors")):  # shards and variants alike
+    for file in sorted(folder.glob("*.safetensors")):
         with safe_open(str(file), "pt") as weights:
             shapes |= {name: tuple(weights.get_slice(name).get_shape()) for name in list(weights.keys())}
-    return shapes
+    return {name.removeprefix("text_model."): shape for name, shape in shapes.items()}
 
 
-def _lora_misfit(path: Path, shapes: dict[str, tuple[int, ...]], denoiser: str) -> str | None:
-    """How a LoRA in diffusers' layout does not fit a denoiser of these weight ``shapes``: "layers"
-    (it names one the model lacks), "shapes" (widths that differ: an SDXL LoRA on SD1.5), or None.
-    Other layouts (kohya's, ComfyUI's) are left to loading, which converts them."""
-    if path.suffix != ".safetensors":
-        return None
-    prefix = f"{denoiser}."
-    with safe_open(str(path), "pt") as weights:
-        for name in list(weights.keys()):  # a safetensors file is no mapping
-            factor = next(((end, axis) for end, axis in LORA_FACTORS if name.endswith(end)), None)
-            if not name.startswith(prefix) or factor is None:
-                continue
-            end, axis = factor
-            layer = shapes.get(name[len(prefix) : -len(end)] + ".weight")
+def _lora_misfit(path: Path, folder: Path, family: Family, shapes: dict[str, dict]) -> str | None:
+    """How a LoRA does not fit the model in ``folder`` (``MISFITS``): "none" (no weight for this
+    kind of model), "layers" (it names one the model lacks), "shapes" (widths that differ: an SDXL
+    LoRA on SD1.5), or None. Its factors are read in any layout diffusers loads (its own, kohya's,
+    ComfyUI's, BFL's) as diffusers converts them, for the denoiser and the text encoders;
+    ``shapes``: the components' weights read so far, by component."""
+    unet_config = folder / "unet" / "config.json"
+    config = json.loads(unet_config.read_text(encoding="utf-8")) if family.denoiser == "unet" else None
+    components = lora_factors(path, family.pipeline, config)
+    if components == {}:
+        return "none"
+    for component, factors in (components or {}).items():
+        if component not in shapes:
+            shapes[component] = _weight_shapes(folder / component) if (folder / component).is_dir() else {}
+        for name, shape in factors.items():
+            end, axis = next((end, axis) for end, axis in PEFT_FACTORS if name.endswith(end))
+            layer = shapes[component].get(name[: -len(end)].removeprefix("text_model.") + ".weight")
             if layer is None:
                 return "layers"
-            if weights.get_slice(name).get_shape()[axis] != layer[axis]:
+            if shape[axis] != layer[axis]:
                 return "shapes"
     return None
 
@@ -311,15 +314,23 @@ def _lora_misfit(path: Path, shapes: dict[str, tuple[int, ...]], denoiser: str) 
 def _misfitting_loras(campaign: Campaign, model: ModelInfo, family: Family) -> Iterator[tuple[str, str]]:
     """The campaign's LoRAs that do not fit the model, by field, and how: "denoiser" (made for the
     other kind, by its weights' names), "layers" or "shapes" (``_lora_misfit``, against its files)."""
-    shapes: dict[str, tuple[int, ...]] | None = None  # read once, for the first LoRA that needs them
+    folder = _model_folder(model)
+    shapes: dict[str, dict] = {}  # each component's read once, for the first LoRA that needs it
     for field, path in _loras(campaign):
         if made_for_other_denoiser(path, family):
             yield field, "denoiser"
             continue
-        shapes = _denoiser_shapes(model, family.denoiser) if shapes is None else shapes
-        misfit = _lora_misfit(path, shapes, family.denoiser) if shapes else None
+        misfit = _lora_misfit(path, folder, family, shapes) if folder is not None else None
         if misfit is not None:
             yield field, misfit
+
+
+# What a LoRA that does not fit its model is told, by how it does not (``_lora_misfit``).
+MISFITS = {
+    "none": "none of its weights names a layer of this model ({family}): a LoRA made for another model?",
+    "layers": "it names layers this model ({family}) does not have: a LoRA made for another model?",
+    "shapes": "its weights' shapes are not this model's ({family}): a LoRA made for another model?",
+}
 
 
 def check_lora_fits(campaign: Campaign, model: ModelInfo) -> None:
@@ -336,11 +347,4 @@ def check_lora_fits(campaign: Campaign, model: ModelInfo) -> None:
                 other="transformer" if family.denoiser == "unet" else "UNet",
                 family=family.label,
             )
-        raise CampaignError(
-            campaign.path,
-            f"{field}.path",
-            "it names layers this model ({family}) does not have: a LoRA made for another model?"
-            if misfit == "layers"
-            else "its weights' shapes are not this model's ({family}): a LoRA made for another model?",
-            family=family.label,
-        )
+        raise CampaignError(campaign.path, f"{field}.path", MISFITS[misfit], family=family.label)
