@@ -240,6 +240,12 @@ def test_a_lora_in_kohyas_layout_is_read_as_diffusers_converts_it_and_refused_wh
         campaign = make_campaign(f"{path.stem}.yaml", lora={"path": str(path), "scale": 1.0})
         with pytest.raises(CampaignError, match=re.escape(f"lora.path: {refusal} (Stable Diffusion 1.5)")):
             plan_render(campaign, tmp_path / "out")
+    # Where only loading can tell (a model given as a single file): the same words, not transformers'
+    # "ignore_mismatched_sizes ... look at the above report" with no report shown.
+    host = ModelHost(choose_device("cpu"))
+    wider = LoraWeights(path=str(tmp_path / "sd2-te.safetensors"), scale=1.0)
+    with pytest.raises(ModelError, match=re.escape("lora: its weights' shapes are not this model's")):
+        host.generate(DemoModelRef(), torch.float32, wider, [])
     fitting = [kohya, _text_encoder_lora_in_kohyas_layout(tmp_path / "te.safetensors", 64, wide_text_encoder)]
     for path in fitting:
         plan = plan_render(make_campaign(f"{path.stem}.yaml", lora={"path": str(path), "scale": 1.0}), tmp_path / "o")
