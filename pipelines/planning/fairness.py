@@ -40,14 +40,19 @@ def normalise(text: str) -> str:
 def find_terms(text: str, terms: list[str]) -> list[str]:
     """The terms that occur in ``text`` as whole words (a term may be several words)."""
     plain = normalise(text)
-    return [term for term, pattern in _patterns(tuple(terms)) if pattern.search(plain)]
+    # A substring test first: most texts hold no term, and it costs a tenth of a pattern's search.
+    return [term for term, needle, pattern in _patterns(tuple(terms)) if needle in plain and pattern.search(plain)]
 
 
 @lru_cache(maxsize=64)
-def _patterns(terms: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    """Each term's whole-word pattern, compiled once: a campaign of 35,000 communes scans its
-    jobs' texts against the same charter terms 100,000 times."""
-    return tuple((term, re.compile(rf"(?<!\w){re.escape(normalise(term.strip()))}(?!\w)")) for term in terms)
+def _patterns(terms: tuple[str, ...]) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    """Each term, as found in a normalised text and as a whole-word pattern, compiled once: a
+    campaign of 35,000 communes scans its jobs' texts against the same charter terms 100,000 times."""
+    needles = [normalise(term.strip()) for term in terms]
+    return tuple(
+        (term, needle, re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)"))
+        for term, needle in zip(terms, needles, strict=True)
+    )
 
 
 @dataclass(frozen=True)
