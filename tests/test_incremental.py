@@ -1,17 +1,16 @@
 """Incremental runs: same key, nothing to render; a changed commune or LoRA re-renders what it shapes."""
 
 import csv
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
 from visuels.planning.plan import plan_render
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
 
-from tests.conftest import edit_yaml
+from tests.conftest import edit_yaml, write_random_lora
 
 
 def pretend_rendered(out: Path, campaign: Path) -> list[str]:
@@ -64,12 +63,12 @@ def test_one_changed_commune_re_renders_that_commune_only(
     assert len(pending) == len([job for job in plan_render(campaign, out).jobs if job.commune_name == "Sète"])
 
 
-def test_a_new_lora_re_renders_everything(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+def test_a_new_lora_re_renders_everything(make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path) -> None:
     out = tmp_path / "outputs"
-    save_file({"w": np.zeros(2)}, str(tmp_path / "style.safetensors"))
+    shutil.copyfile(lora_file, tmp_path / "style.safetensors")
     campaign = make_campaign(lora={"path": "style.safetensors", "scale": 0.8})
     keys = pretend_rendered(out, campaign)
-    save_file({"w": np.ones(2)}, str(tmp_path / "style.safetensors"))
+    shutil.copyfile(write_random_lora(tmp_path / "retrained", seed=2), tmp_path / "style.safetensors")
     assert len(plan_render(campaign, out).pending) == len(keys)
 
 

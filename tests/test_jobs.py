@@ -1,10 +1,9 @@
+import shutil
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import load_campaign
 from visuels.inputs.formats import FORMAT_PRESETS
@@ -12,7 +11,7 @@ from visuels.inputs.model_refs import DemoModelRef
 from visuels.models.reference import DEMO_LICENCE, ModelInfo
 from visuels.planning.jobs import batches, expand_jobs, generation_size, hires_pass
 
-from tests.conftest import edit_yaml
+from tests.conftest import edit_yaml, write_random_lora
 
 MODEL = ModelInfo(
     hash="a" * 64,
@@ -94,15 +93,15 @@ def test_model_and_charter_changes_change_keys(make_campaign: Callable[..., Path
     assert all(before[j] != k for j, k in keys(path).items())
 
 
-def test_lora_file_and_scale_change_keys(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
+def test_lora_file_and_scale_change_keys(make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path) -> None:
     lora = tmp_path / "style.safetensors"
-    save_file({"w": np.zeros(2)}, str(lora))
+    shutil.copyfile(lora_file, lora)
     with_lora = keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.8}))
     assert all(with_lora[j] != k for j, k in keys(make_campaign()).items())
     assert all(
         with_lora[j] != k for j, k in keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.5})).items()
     )
-    save_file({"w": np.ones(2)}, str(lora))
+    shutil.copyfile(write_random_lora(tmp_path / "retrained", seed=2), lora)  # the same layers, other weights
     assert all(
         with_lora[j] != k for j, k in keys(make_campaign(lora={"path": "style.safetensors", "scale": 0.8})).items()
     )
