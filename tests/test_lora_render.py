@@ -213,7 +213,7 @@ def _text_encoder_lora_in_kohyas_layout(path: Path, width: int, projections: tup
 
 
 def test_a_lora_in_kohyas_layout_is_read_as_diffusers_converts_it_and_refused_when_it_does_not_fit(
-    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """kohya's layout (A1111's, ComfyUI's for SD) was left to loading: an SDXL LoRA on SD1.5 stopped
     the night's run when the model loaded it. Its names go through diffusers' own conversion
@@ -240,6 +240,13 @@ def test_a_lora_in_kohyas_layout_is_read_as_diffusers_converts_it_and_refused_wh
         campaign = make_campaign(f"{path.stem}.yaml", lora={"path": str(path), "scale": 1.0})
         with pytest.raises(CampaignError, match=re.escape(f"lora.path: {refusal} (Stable Diffusion 1.5)")):
             plan_render(campaign, tmp_path / "out")
+    # `visuels doctor CAMPAIGN` said "ok campaign LoRA" of the same file: it says what render would.
+    from visuels.cli import main
+
+    capsys.readouterr()
+    assert main(["doctor", str(campaign), "--output-dir", str(tmp_path / "out")]) == 1
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"refused campaign LoRA: {path}: {refusal} (Stable Diffusion 1.5)" in shown
     # Where only loading can tell (a model given as a single file): the same words, not transformers'
     # "ignore_mismatched_sizes ... look at the above report" with no report shown.
     host = ModelHost(choose_device("cpu"))

@@ -29,6 +29,7 @@ class Finding:
     ok: bool  # False: something is missing, and the command exits 1
     text: Text
     note: bool = False  # works, but worth knowing (no GPU, development keys): not "ok"
+    refused: bool = False  # not ok because a render would refuse it (a licence, a LoRA), not missing
 
 
 def _hardware() -> list[Finding]:
@@ -208,6 +209,7 @@ def _model(topic: Text, info: ModelInfo, declared: ModelLicenceUse | None = None
                 "{licence} does not let a region publish its pictures: retouching with it is refused",
                 licence=licence.id,
             ),
+            refused=True,
         )
     else:
         verdict = Finding(
@@ -218,24 +220,43 @@ def _model(topic: Text, info: ModelInfo, declared: ModelLicenceUse | None = None
                 " records why (`model_licence.override`)",
                 licence=licence.id,
             ),
+            refused=True,
         )
     return [Finding(topic, True, said), verdict]
 
 
 def _campaign(path: Path) -> list[Finding]:
-    """The model and LoRA a campaign would render with (a bad campaign raises its usual error)."""
+    """The model and LoRAs a campaign would render with, and whether they fit it (a bad campaign
+    raises its usual error)."""
+    from visuels.errors import CampaignError
     from visuels.inputs.campaign import load_campaign
     from visuels.models.reference import describe_model
     from visuels.planning.jobs import lora_hash
+    from visuels.planning.model_use import check_lora_fits
 
     campaign = load_campaign(path)
     info = describe_model(campaign.model, source=str(path))
     findings = _model(Text("campaign model"), info, campaign.spec.model_licence)
-    if campaign.lora_path is None:
-        findings.append(Finding(Text("campaign LoRA"), True, Text("none")))
-    else:
-        lora = Text("{path} (hash {hash})", path=campaign.lora_path, hash=(lora_hash(campaign.lora_path) or "")[:12])
-        findings.append(Finding(Text("campaign LoRA"), True, lora))
+    try:
+        check_lora_fits(campaign, info)
+        misfit = None
+    except CampaignError as exc:  # said as a finding: the rest of the machine is still worth seeing
+        misfit = exc
+    for topic, field, lora_path in (
+        (Text("campaign LoRA"), "lora", campaign.lora_path),
+        (Text("campaign speed LoRA"), "speed_lora", campaign.speed_lora_path),
+    ):
+        if lora_path is None:
+            if field == "lora":
+                findings.append(Finding(topic, True, Text("none")))
+            continue
+        if misfit is not None and misfit.field == f"{field}.path":
+            findings.append(
+                Finding(topic, False, Text("{path}: {problem}", path=lora_path, problem=misfit.text), refused=True)
+            )
+        else:
+            said = Text("{path} (hash {hash})", path=lora_path, hash=(lora_hash(lora_path) or "")[:12])
+            findings.append(Finding(topic, True, said))
     return findings
 
 

@@ -260,11 +260,11 @@ def doctor(output_root: Path, campaign: Path | None, models: list[str] | None = 
 
     t = words(user_language())
     findings = diagnose(output_root, campaign, models)
-    marks = {"missing": t("missing"), "note": t("note"), "ok": t("ok")}
+    marks = {"missing": t("missing"), "refused": t("refused"), "note": t("note"), "ok": t("ok")}
     width = max(len(mark) for mark in marks.values()) + 1
     for finding in findings:
-        kind = "missing" if not finding.ok else "note" if finding.note else "ok"
-        colour = {"missing": "red", "note": "yellow", "ok": "green"}[kind]
+        kind = ("refused" if finding.refused else "missing") if not finding.ok else "note" if finding.note else "ok"
+        colour = {"missing": "red", "refused": "red", "note": "yellow", "ok": "green"}[kind]
         console.print(f"[{colour}]{marks[kind].ljust(width)}[/{colour}]", end="")
         line = t("{field}: {value}", field=finding.topic.said(t), value=finding.text.said(t))
         console.print(line, highlight=False, markup=False)
