@@ -132,3 +132,49 @@ def test_a_contact_sheet_one_past_its_thumbnails_says_one_more(tmp_path: Path) -
     assert "… and 1 more (see the campaign report):" in contact_sheet_markdown("Review", tmp_path, listing)
     french = contact_sheet_markdown("Relecture", tmp_path, listing, words("fr"))
     assert "… et 1 autre (voir le rapport de la campagne) :" in french
+
+
+def test_report_pages_hold_whole_communes_in_order_at_most_a_page_of_pictures() -> None:
+    from visuels.review.report import _pages
+
+    def commune(pictures: int) -> dict[str, list[dict]]:
+        return {"residents · fr": [{}] * pictures}
+
+    communes = {"Agde": commune(3), "Albi": commune(2), "Alès": commune(6), "Arles": commune(1), "Auch": commune(4)}
+    pages = _pages(communes, most=5)
+    assert [(page.name, page.communes) for page in pages] == [
+        ("report.html", ["Agde", "Albi"]),
+        ("report-2.html", ["Alès"]),  # more than a page: a page of its own, never cut
+        ("report-3.html", ["Arles", "Auch"]),
+    ]
+    assert [page.name for page in _pages(communes, most=2000)] == ["report.html"]
+
+
+@pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
+def test_a_large_campaigns_report_is_pages_a_browser_opens(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A region-wide campaign (106,704 pictures over 4,446 communes) made one report.html of about
+    120 MB: no browser opens it. Past PAGE_PICTURES, report.html says the whole campaign's verdict
+    and what to review first, and links pages of whole communes; a smaller report later leaves no
+    page of the larger one behind."""
+    import visuels.review.report as report
+
+    monkeypatch.setattr(report, "PAGE_PICTURES", 2)
+    out, plan, exported, reports = _render(make_campaign, tmp_path, renderer)
+    folder = reports.html.parent
+    pages = {path.name: path.read_text(encoding="utf-8") for path in sorted(folder.glob("report*.html"))}
+    assert list(pages) == ["report-2.html", "report.html"]
+    headings = {name: re.findall(r"<h2>([^<]+) <small>", page) for name, page in pages.items()}
+    assert headings == {"report.html": ["Castelnau-d&#39;Estrétefonds"], "report-2.html": ["Sète"]}
+    for page in pages.values():
+        assert "4 images, 2 communes" in page  # the whole campaign's verdict on every page
+        assert 'href="report-2.html">Sète</a>' in page or "<b>Sète</b>" in page
+    anchors = [anchor for page in pages.values() for anchor in re.findall(r'class="card[^"]*" id="([^"]+)"', page)]
+    assert sorted(anchors) == sorted(Path(item.job.relative_path).stem for item in exported)  # each once
+    first = re.search(r'<div class="first">(.*?)</div>', pages["report.html"], re.S)
+    for target, anchor in re.findall(r'href="([^"#]*)#([^"]+)"', first.group(1) if first else ""):
+        assert f'id="{anchor}"' in pages[target or "report.html"]  # what to review first, wherever its card
+    monkeypatch.setattr(report, "PAGE_PICTURES", 2000)
+    finish_render(plan, out)
+    assert [path.name for path in folder.glob("report*.html")] == ["report.html"]

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from visuels.planning.plan import RenderPlan
 
 TEMPLATES = Path(__file__).parent / "templates"
+# A report page's pictures at most (about 2 MB of HTML a browser opens at once): a larger campaign's
+# report is report.html and report-2.html, report-3.html…, each with whole communes in order.
+PAGE_PICTURES = 2000
 COLUMNS = (
     "verdict",
     "reasons",
@@ -106,6 +109,7 @@ class Wording:
     why_flagged: str
     why_failing: str
     and_more: str  # "{count}", "{s}": beyond the first ones listed
+    pages: str  # before the links to a large campaign's report pages
     rules: str
     rule_palette: str
     rule_logo: str
@@ -231,6 +235,7 @@ WORDINGS = {
         why_flagged="{count} signalée{s} pour relecture",
         why_failing="{count} non conforme{s}",
         and_more="et {count} autre{s} (marquée{s} ⚑ ci-dessous)",
+        pages="Pages du rapport, par commune :",
         rules="Règles vérifiées sur chaque image",
         rule_palette="Palette : au moins {palette} des pixels proches d’une couleur de la charte (écart ΔE00).",
         rule_logo=(
@@ -298,6 +303,7 @@ WORDINGS = {
         why_flagged="{count} flagged for review",
         why_failing="{count} not compliant",
         and_more="and {count} more (marked ⚑ below)",
+        pages="The report's pages, by commune:",
         rules="Rules checked on every picture",
         rule_palette="Palette: at least {palette} of the pixels close to a charter colour (ΔE00 distance).",
         rule_logo="Logo: contrast of at least {logo} with its background (WCAG, graphics), clear zone free.",
@@ -553,15 +559,44 @@ def review_order(cards: list[dict]) -> list[dict]:
     return outliers + failing + flagged
 
 
-def _html(
+@dataclass(frozen=True)
+class ReportPage:
+    """One page of the report: its file name and the communes it shows, first to last."""
+
+    name: str
+    communes: list[str]
+
+
+def _pages(communes: dict[str, dict[str, list[dict]]], most: int) -> list[ReportPage]:
+    """The report's pages: whole communes in order, at most ``most`` pictures a page (a commune
+    with more has a page of its own); one page, report.html, for most campaigns."""
+    pages: list[list[str]] = [[]]
+    count = 0
+    for commune, rows in communes.items():
+        size = sum(len(series) for series in rows.values())
+        if pages[-1] and count + size > most:
+            pages.append([])
+            count = 0
+        pages[-1].append(commune)
+        count += size
+    return [
+        ReportPage("report.html" if number == 1 else f"report-{number}.html", names)
+        for number, names in enumerate(pages, start=1)
+    ]
+
+
+def _html_pages(
     campaign_name: str,
     words: Wording,
     limits: Thresholds,
     baseline: StyleBaseline | None,
     cards: list[dict],
     held: list[dict],
-    earlier: int = 0,
-) -> str:
+    earlier: int,
+    most: int,
+) -> dict[str, str]:
+    """The report's HTML pages by file name: report.html first (the verdict, what to review first,
+    the pictures held back), then, for a large campaign, the pages it links to."""
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     # Per commune, one row per audience and language: its formats side by side, as one series.
     communes: dict[str, dict[str, list[dict]]] = {}
@@ -573,20 +608,32 @@ def _html(
         for series in rows.values():
             # The key visual first, then the formats declined from it.
             series.sort(key=lambda card: (bool(card["key_visual"]), formats.index(card["format"])))
-    return environment.get_template("report.html").render(
-        lang=words.lang,
-        t=words,
-        thresholds=limits,
-        baseline=baseline,
-        campaign_name=campaign_name,
-        communes=communes,
-        total=len(cards),
-        failed=sum(1 for card in cards if not card["passed"]),
-        first=review_order(cards),
-        cards=cards,
-        held=held,
-        earlier=earlier,
-    )
+    pages = _pages(communes, most)
+    page_of = {commune: page.name for page in pages for commune in page.communes}
+    for card in cards:  # the pictures to review first link to their card, wherever its page
+        card["href"] = f"{page_of[card['commune']] if len(pages) > 1 else ''}#{card['anchor']}"
+    template = environment.get_template("report.html")
+    first = review_order(cards)
+    return {
+        page.name: template.render(
+            lang=words.lang,
+            t=words,
+            thresholds=limits,
+            baseline=baseline,
+            campaign_name=campaign_name,
+            communes={commune: communes[commune] for commune in page.communes},
+            total=len(cards),
+            commune_count=len(communes),
+            failed=sum(1 for card in cards if not card["passed"]),
+            first=first if page is pages[0] else [],
+            cards=cards,
+            held=held if page is pages[0] else [],
+            earlier=earlier,
+            pages=pages if len(pages) > 1 else [],
+            current=page.name,
+        )
+        for page in pages
+    }
 
 
 def _held(plan: RenderPlan, words: Wording) -> list[dict]:
@@ -631,5 +678,11 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
         for entry in entries
     ]
     earlier = len(recorded) - len(entries)  # superseded by a change to the campaign: kept, recorded
-    write_text_atomic(html_path, _html(plan.campaign_name, words, limits, baseline, cards, _held(plan, words), earlier))
+    held = _held(plan, words)
+    pages = _html_pages(plan.campaign_name, words, limits, baseline, cards, held, earlier, PAGE_PICTURES)
+    for name, page in pages.items():
+        write_text_atomic(folder / name, page)
+    for stale in folder.glob("report-*.html"):  # pages of a larger report than this one
+        if stale.name not in pages:
+            stale.unlink()
     return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))
