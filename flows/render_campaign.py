@@ -44,6 +44,9 @@ ReviewChoice = Literal["as the campaign says", "yes", "no"]
 EVERYTHING = Selection()  # frozen models: safe as shared defaults
 NO_OVERRIDES = Overrides()
 DEFAULT_RUN = RunSettings()
+# The compliance table artifact's rows at most, those to review first: the Prefect UI shows the
+# table whole, and a region's 100,000 pictures are the report's and report.csv's to list.
+ARTIFACT_ROWS = 1000
 
 
 @task(name="plan-campaign", cache_policy=NO_CACHE)
@@ -68,11 +71,20 @@ def report(plan: RenderPlan, output_root: Path) -> Reports:
             "; {count} held back for their prompt or texts (see the report)",
             len(plan.held),
         )
+        if len(reports.table) <= ARTIFACT_ROWS:
+            described = t("Charter compliance of {campaign}, every picture of the campaign", campaign=name)
+        else:
+            described = t(
+                "Charter compliance of {campaign}: the {shown} of its {total} pictures to review first"
+                " (every picture in the report and report.csv)",
+                campaign=name,
+                shown=ARTIFACT_ROWS,
+                total=len(reports.table),
+            )
         create_table_artifact(
             key=f"compliance-{plan.campaign_slug}",
-            table=reports.table,
-            description=t("Charter compliance of {campaign}, every picture of the campaign", campaign=name)
-            + (held if plan.held else ""),
+            table=reports.table_to_review_first(ARTIFACT_ROWS),
+            description=described + (held if plan.held else ""),
         )
         # Over http, through the studio (browsers refuse file:// links from a web page).
         relative = reports.html.relative_to(output_root).as_posix()

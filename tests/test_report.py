@@ -178,3 +178,21 @@ def test_a_large_campaigns_report_is_pages_a_browser_opens(
     monkeypatch.setattr(report, "PAGE_PICTURES", 2000)
     finish_render(plan, out)
     assert [path.name for path in folder.glob("report*.html")] == ["report.html"]
+
+
+def test_the_table_to_review_first_puts_failing_then_flagged_pictures_first(tmp_path: Path) -> None:
+    from visuels.review.report import Reports
+
+    kinds = {
+        "ok": ("pass", "no", ""),
+        "off": ("pass", "yes", ""),
+        "fail": ("fail", "no", ""),
+        "flag": ("pass", "no", "x"),
+    }
+    order = ["ok", "off", "ok", "fail", "flag", "fail"]
+    rows = [dict(zip(("verdict", "off_style", "flagged"), kinds[kind], strict=True)) for kind in order]
+    table = [{"Picture": f"{kind}-{index}"} for index, kind in enumerate(order)]
+    reports = Reports(csv=tmp_path / "report.csv", html=tmp_path / "report.html", rows=rows, table=table)
+    shown = [row["Picture"] for row in reports.table_to_review_first(4)]
+    assert shown == ["fail-3", "fail-5", "off-1", "flag-4"]
+    assert len(reports.table_to_review_first(1000)) == 6

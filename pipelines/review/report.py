@@ -381,6 +381,13 @@ class Reports:
     def failed(self) -> int:
         return sum(1 for row in self.rows if row["verdict"] != "pass")
 
+    def table_to_review_first(self, most: int) -> list[dict[str, str]]:
+        """At most ``most`` of the table's rows: the pictures not compliant first, then those off
+        the campaign's style or flagged, then the others, each in the campaign's order."""
+        attention = [(row["verdict"] == "pass", row["off_style"] != "yes" and not row["flagged"]) for row in self.rows]
+        order = sorted(range(len(self.table)), key=lambda index: attention[index])
+        return [self.table[index] for index in order[:most]]
+
 
 def _within_campaign(path: str, campaign_slug: str) -> str:
     return path.removeprefix(f"{campaign_slug}/")
