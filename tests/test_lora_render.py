@@ -213,7 +213,11 @@ def _text_encoder_lora_in_kohyas_layout(path: Path, width: int, projections: tup
 
 
 def test_a_lora_in_kohyas_layout_is_read_as_diffusers_converts_it_and_refused_when_it_does_not_fit(
-    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path, capsys: pytest.CaptureFixture[str]
+    make_campaign: Callable[..., Path],
+    tmp_path: Path,
+    lora_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """kohya's layout (A1111's, ComfyUI's for SD) was left to loading: an SDXL LoRA on SD1.5 stopped
     the night's run when the model loaded it. Its names go through diffusers' own conversion
@@ -240,6 +244,20 @@ def test_a_lora_in_kohyas_layout_is_read_as_diffusers_converts_it_and_refused_wh
         campaign = make_campaign(f"{path.stem}.yaml", lora={"path": str(path), "scale": 1.0})
         with pytest.raises(CampaignError, match=re.escape(f"lora.path: {refusal} (Stable Diffusion 1.5)")):
             plan_render(campaign, tmp_path / "out")
+    # A hub id's snapshot in the local cache is read as a folder is.
+    import shutil
+
+    import huggingface_hub.constants
+    from visuels.models.demo import ensure_demo_model
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repository = tmp_path / "hub" / "models--region--sd"
+    shutil.copytree(ensure_demo_model(), repository / "snapshots" / ("a" * 40))
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text("a" * 40)
+    on_hub = make_campaign("hub.yaml", model={"kind": "hub", "id": "region/sd"}, lora={"path": str(path), "scale": 1.0})
+    with pytest.raises(CampaignError, match=re.escape(f"lora.path: {refusal} (Stable Diffusion 1.5)")):
+        plan_render(on_hub, tmp_path / "out")
     # `visuels doctor CAMPAIGN` said "ok campaign LoRA" of the same file: it says what render would.
     from visuels.cli import main
 

@@ -17,11 +17,11 @@ from safetensors import safe_open
 from visuels.config import demo_model_dir
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, PhotoUse
-from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef
+from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef
 from visuels.models.families import Family, family_named
 from visuels.models.licences import Licence, known
 from visuels.models.lora_layout import PEFT_FACTORS, lora_factors
-from visuels.models.reference import ModelInfo, controlnet_class, demo_built
+from visuels.models.reference import ModelInfo, controlnet_class, demo_built, hub_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -269,9 +269,13 @@ def made_for_other_denoiser(path: Path, family: Family) -> bool:
 
 
 def _model_folder(model: ModelInfo) -> Path | None:
-    """The model's diffusers folder at hand; None for a single file, a hub id, a demo model not built yet."""
+    """The model's diffusers folder at hand (a hub id's: its snapshot in the local cache, at the
+    commit it is pinned to); None for a single file (its weights bear the original layout's
+    names) or a demo model not built yet."""
     if isinstance(model.ref, DiffusersFolderRef):
         return Path(model.ref.path)
+    if isinstance(model.ref, HubRef):
+        return hub_snapshot(model.ref, "model")
     if isinstance(model.ref, DemoModelRef) and demo_built():
         return demo_model_dir()
     return None
