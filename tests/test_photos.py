@@ -374,6 +374,7 @@ def test_a_photo_enlarged_past_twice_its_pixels_is_said_by_check_and_by_render(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The sample's 768x512 photos drawn at 1024-pixel models' 768x1360 story size are enlarged
     2.7 times: the pictures came out soft and nothing said why. `visuels check` says it (a finding:
@@ -393,6 +394,15 @@ def test_a_photo_enlarged_past_twice_its_pixels_is_said_by_check_and_by_render(
     with caplog.at_level("WARNING"):
         plan = plan_render(campaign, tmp_path / "outputs")
     assert [record.getMessage() for record in caplog.records if "look soft" in record.getMessage()] == said
+    # A region's thousands of photos: the first named, the others counted, not a line each.
+    import visuels.planning.plan as planning
+
+    monkeypatch.setattr(planning, "SHOWN", 0)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        plan_render(campaign, tmp_path / "outputs")
+    assert "... and 1 more photo enlarged more than twice (`visuels check` names it)" in caplog.messages
+    assert not [message for message in caplog.messages if "look soft" in message]
     # The square alone enlarges it 2x (its 512 pixels high to 1024): at the limit, not said.
     square = [job for job in plan.jobs if job.format == "instagram_square"]
     assert soft_photos(load_campaign(campaign), square) == []

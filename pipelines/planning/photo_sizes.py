@@ -18,6 +18,7 @@ from visuels.inputs.photos import CREDITS_FILE, CommunePhoto, enlargement, uprig
 from visuels.planning.jobs import RenderJob
 
 SOFT_ENLARGEMENT = 2.0
+SHOWN = 10  # photos named one by one; a region's thousands are counted after them
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,10 @@ def soft_photos(campaign: Campaign, jobs: Iterable[RenderJob]) -> list[SoftPhoto
         if found.enlargement > SOFT_ENLARGEMENT and (path not in worst or found.enlargement > worst[path].enlargement):
             worst[path] = found
     return list(worst.values())
+
+
+def more_soft_photos(count: int) -> Text:
+    """What follows the first SHOWN photos named: how many more are enlarged that much."""
+    if count == 1:
+        return Text("... and 1 more photo enlarged more than twice (`visuels check` names it)")
+    return Text("... and {count} more photos enlarged more than twice (`visuels check` names each)", count=count)

@@ -22,7 +22,7 @@ from visuels.models.devices import DtypeName
 from visuels.models.reference import ModelInfo, describe_model, describe_named_model, family_of
 from visuels.planning.jobs import RenderJob, expand_jobs
 from visuels.planning.model_use import LicenceRecord, fitted_to_run_model, licence_record
-from visuels.planning.photo_sizes import soft_photos
+from visuels.planning.photo_sizes import SHOWN, more_soft_photos, soft_photos
 from visuels.planning.request import Overrides, RenderSettings, Selection
 from visuels.record import campaign_folders, manifest
 from visuels.record.campaign_folders import CharterIdentity
@@ -164,8 +164,11 @@ def plan_render(
     if pending:
         # What a killed run left half-written has no record, so its jobs are among these.
         remove_leftover_temporaries(output_root / campaign.slug)
-    for soft in soft_photos(campaign, pending):
-        log.warning("%s: %s", soft.where, soft.message())
+    soft = soft_photos(campaign, pending)
+    for photo in soft[:SHOWN]:
+        log.warning("%s: %s", photo.where, photo.message())
+    if len(soft) > SHOWN:
+        log.warning("%s", more_soft_photos(len(soft) - SHOWN))
     log.info("%s: %d jobs, %d to render", campaign.slug, len(jobs), len(pending))
     return RenderPlan(
         campaign_name=campaign.spec.name,
