@@ -15,6 +15,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Failed, State
 from pydantic import Field
+from visuels._internal.i18n import counted
 from visuels.config import campaigns_dir, project_dir
 from visuels.errors import VisuelsError
 from visuels.flows.forms import form_parameter
@@ -70,7 +71,7 @@ def render_nightly(
             reason = (run.state.message or "").strip() if run.state else ""
             failures[name] = states[name] + (f": {reason}" if reason else "")
     if failures:
-        message = f"{len(failures)} campaign(s) did not complete: " + "; ".join(
+        message = f"{counted(len(failures), 'campaign')} did not complete: " + "; ".join(
             f"{name}: {reason}" for name, reason in sorted(failures.items())
         )
         return Failed(message=message, data=states)

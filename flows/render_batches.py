@@ -46,6 +46,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, Failed, State
 from prefect.task_worker import serve
+from visuels._internal.i18n import counted
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.engine.claims import JobClaims, abandoned
 from visuels.engine.cpu_stage import ExportTarget
@@ -267,7 +268,7 @@ def render_batches(
     workers = connected_render_workers()
     sent_away = workers > 0
     if sent_away:
-        log.info("sending the chunks to %d render worker(s)", workers)
+        log.info("sending the chunks to %s", counted(workers, "render worker"))
     done: list[str] = []
     stop = threading.Event()
     with nullcontext() if sent_away else rendering_here(settings) as renderer, ExitStack() as closing:

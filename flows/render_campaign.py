@@ -18,7 +18,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
-from visuels._internal.i18n import language_of, words
+from visuels._internal.i18n import counted, language_of, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.engine.run import export_target, rendered_since_plan
 from visuels.errors import VisuelsError
@@ -148,7 +148,7 @@ def _render_in_shards(
     finished = wait_for_runs([run.id for run in runs], on_finished=progress.update)
     failed = [run.name for run in finished if not (run.state and run.state.is_completed())]
     if failed:
-        raise RuntimeError(f"{len(failed)} shard(s) did not complete: {', '.join(failed)}")
+        raise RuntimeError(f"{counted(len(failed), 'shard')} did not complete: {', '.join(failed)}")
     return rendered_since_plan(plan, output_root), report(plan, output_root)
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from visuels._internal.i18n import counted
 
 POLL_SECONDS = 2.0
 # A campaign's run or shard not ended after a night and a half is stuck, not slow: the waiting
@@ -35,7 +36,9 @@ def wait_for_runs(
                 break
             if time.monotonic() > deadline:
                 waiting = [client.read_flow_run(run_id).name for run_id in run_ids if run_id not in finished]
-                runs = "1 run" if len(waiting) == 1 else f"{len(waiting)} runs"
-                raise TimeoutError(f"{runs} still not finished after {limit_s / 3600:.0f} h: {', '.join(waiting)}")
+                hours = f"{limit_s / 3600:.0f} h"
+                raise TimeoutError(
+                    f"{counted(len(waiting), 'run')} still not finished after {hours}: {', '.join(waiting)}"
+                )
             time.sleep(POLL_SECONDS)
     return [finished[run_id] for run_id in run_ids]

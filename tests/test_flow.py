@@ -284,7 +284,7 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
     }
     # ...but the night fails, naming each campaign that did not complete with its reason.
     assert night.is_failed()
-    assert night.message.startswith("3 campaign(s) did not complete: c-broken.yaml: ")
+    assert night.message.startswith("3 campaigns did not complete: c-broken.yaml: ")
     assert "d-refused.yaml: not started: Validation failed for field 'campaign'" in night.message
     assert "e-failing.yaml: Failed: outputs/x.png: cannot write it: No space" in night.message
     assert night.result(raise_on_failure=False) == {

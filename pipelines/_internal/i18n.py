@@ -82,6 +82,12 @@ def _written(value: object, lang: str) -> object:
 
 
 @lru_cache(maxsize=len(LANGUAGES))
+def counted(count: int, noun: str) -> str:
+    """``count`` and an English noun, plural where it needs one ("1 job", "3 jobs"): log lines,
+    which are English for whoever operates the machines."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def words(lang: str) -> Words:
     """The words of ``lang`` (a language other than French and English reads English)."""
     lang = language_of(lang)

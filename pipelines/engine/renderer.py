@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from visuels._internal.i18n import counted
 from visuels.config import settings
 from visuels.engine.claims import JobClaims
 from visuels.engine.cpu_stage import CpuStage, ExportTarget
@@ -145,7 +146,7 @@ class Renderer:
                 not_mine = self._render_claimed(work, jobs, exported)
             waited = claims.unfinished(not_mine)
             if waited:
-                log.info("%d picture(s) are being rendered by another run: waiting for them", len(waited))
+                log.info("%s rendered by another run: waiting for them", counted(len(waited), "picture"))
             last_progress = time.monotonic()
             while waited:
                 time.sleep(WAIT_POLL_S)

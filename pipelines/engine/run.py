@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from visuels._internal.i18n import counted
 from visuels.engine.claims import JobClaims
 from visuels.engine.cpu_stage import ExportTarget
 from visuels.engine.export import ExportedFile
@@ -66,7 +67,7 @@ def render_jobs(
         setup.model, setup.precision, setup.lora, jobs, target, batch_size, claims, keep_going, gpu_slot
     )
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
-    log.info("rendered %d image(s): %s", len(exported), ", ".join(what))
+    log.info("rendered %s: %s", counted(len(exported), "image"), ", ".join(what))
     return exported
 
 

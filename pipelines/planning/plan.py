@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from visuels._internal.atomic import remove_leftover_temporaries
+from visuels._internal.i18n import counted
 from visuels.errors import CampaignError, VisuelsError
 from visuels.inputs.campaign import (
     Campaign,
@@ -153,9 +154,9 @@ def plan_render(
     jobs, held = hold_flagged(jobs, campaign.spec.render_flagged)
     if held:
         log.warning(
-            "%s: %d job(s) held back for their prompt or texts (see `visuels check`): %s",
+            "%s: %s held back for their prompt or texts (see `visuels check`): %s",
             campaign.slug,
-            len(held),
+            counted(len(held), "job"),
             "; ".join(sorted({reason for job in held for reason in job.banned + job.review})),
         )
     charter = CharterIdentity(slug=campaign.charter.spec.slug, name=campaign.charter.spec.name)
