@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from visuels.errors import CampaignError, ModelError
 from visuels.inputs.model_refs import DemoModelRef, LoraWeights
 from visuels.models.devices import choose_device
@@ -309,3 +309,54 @@ def test_a_lora_for_another_model_is_one_line_through_render_and_reports_nothing
         " diffusers cannot tell the layout of its text encoder weights"
     )
     assert not [path for path in out.rglob("*") if path.suffix in (".html", ".csv", ".json", ".png")]
+
+
+def test_a_loras_header_is_read_without_loading_its_weights_even_an_alpha_that_is_no_scalar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a scalar alpha is read from a file from outside: an "alpha" of a billion values is a
+    shape like the others (the conversion then cannot take it: left to loading)."""
+    import visuels.models.lora_layout as lora_layout
+    from safetensors import safe_open
+    from visuels.models.lora_layout import lora_factors
+
+    read: list[str] = []
+
+    class Spying:
+        def __init__(self, *args: object) -> None:
+            self.file = safe_open(*args)
+
+        def __enter__(self) -> "Spying":
+            self.opened = self.file.__enter__()
+            return self
+
+        def __exit__(self, *args: object) -> None:
+            self.file.__exit__(*args)
+
+        def get_tensor(self, name: str) -> torch.Tensor:
+            read.append(name)
+            return self.opened.get_tensor(name)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.opened, name)
+
+    monkeypatch.setattr(lora_layout, "safe_open", Spying)
+
+    path = _text_encoder_lora_in_kohyas_layout(
+        tmp_path / "te.safetensors", 64, ("q_proj", "k_proj", "v_proj", "out_proj")
+    )
+    assert lora_factors(path, "StableDiffusionPipeline", None) == {
+        "text_encoder": {
+            f"text_model.encoder.layers.{layer}.self_attn.{projection}.lora_{factor}.weight": shape
+            for layer in range(2)
+            for projection in ("q_proj", "k_proj", "v_proj", "out_proj")
+            for factor, shape in (("A", (4, 64)), ("B", (64, 4)))
+        }
+    }
+    weights = load_file(str(path))
+    assert read and all(name.endswith(".alpha") for name in read)  # no weight, only the alphas
+    weights["lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha"] = torch.zeros(1000)
+    save_file(weights, str(path))
+    read.clear()
+    assert lora_factors(path, "StableDiffusionPipeline", None) is None
+    assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha" not in read

@@ -11,6 +11,7 @@ another model is refused when a campaign is checked, not when the night's run lo
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -38,12 +39,14 @@ def lora_factors(
     if path.suffix != ".safetensors" or loader is None:
         return None
     with safe_open(str(path), "pt") as weights:
+        shapes = {name: weights.get_slice(name).get_shape() for name in list(weights.keys())}
         shaped = {
-            # an alpha (a scalar) is read: conversions divide by it; every other tensor is its shape
+            # an alpha (a scalar: never a large tensor from an untrusted file) is read, as conversions
+            # divide by it; every other tensor is only its shape
             name: weights.get_tensor(name)
-            if name.endswith(".alpha")
-            else torch.empty(weights.get_slice(name).get_shape(), device="meta")
-            for name in list(weights.keys())
+            if name.endswith(".alpha") and math.prod(shape) <= 1
+            else torch.empty(shape, device="meta")
+            for name, shape in shapes.items()
         }
     options = {"unet_config": FrozenDict(unet_config)} if unet_config is not None else {}
     logger = logging.getLogger("diffusers")  # its conversions warn of every key they leave out
