@@ -258,6 +258,17 @@ def test_a_lora_in_kohyas_layout_is_read_as_diffusers_converts_it_and_refused_wh
     on_hub = make_campaign("hub.yaml", model={"kind": "hub", "id": "region/sd"}, lora={"path": str(path), "scale": 1.0})
     with pytest.raises(CampaignError, match=re.escape(f"lora.path: {refusal} (Stable Diffusion 1.5)")):
         plan_render(on_hub, tmp_path / "out")
+    # A single file names its weights in the original layout: its config folder gives the shapes.
+    stub = tmp_path / "sd15.safetensors"
+    parts = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")
+    save_file({f"{part}w": torch.zeros(1) for part in parts}, str(stub))  # what describe_model reads of it
+    single = {"kind": "single_file", "path": str(stub), "config": str(ensure_demo_model())}
+    with pytest.raises(CampaignError, match=re.escape(f"lora.path: {refusal} (Stable Diffusion 1.5)")):
+        plan_render(make_campaign("single.yaml", model=single, lora={"path": str(path), "scale": 1.0}), tmp_path / "o")
+    for fits in (kohya, lora_file):
+        plan_render(
+            make_campaign("single-fits.yaml", model=single, lora={"path": str(fits), "scale": 1.0}), tmp_path / "o"
+        )
     # `visuels doctor CAMPAIGN` said "ok campaign LoRA" of the same file: it says what render would.
     from visuels.cli import main
 

@@ -90,3 +90,28 @@ def _in_peft_names(component: str, state: dict) -> dict:
     if component.startswith("text_encoder"):
         return convert_state_dict_to_peft(convert_state_dict_to_diffusers(mine))
     return convert_unet_state_dict_to_peft(mine)  # older names: lora.down, to_q_lora
+
+
+def shapes_from_config(folder: Path, component: str) -> dict[str, tuple[int, ...]]:
+    """The shapes of a component's weights by name, from its config alone (the model built on
+    PyTorch's ``meta`` device, no memory, no weights): a single-file checkpoint's config folder,
+    whose own file names its weights in the original layout. Empty where the folder's
+    ``model_index.json`` names no such component."""
+    import importlib
+    import json
+
+    import torch
+
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    library, class_name = (index.get(component) or [None, None])[:2]
+    if library not in ("diffusers", "transformers") or not (folder / component).is_dir():
+        return {}
+    model_class = getattr(importlib.import_module(library), class_name)
+    with torch.device("meta"):
+        if library == "diffusers":
+            model = model_class.from_config(model_class.load_config(folder / component))
+        else:
+            from transformers import AutoConfig
+
+            model = model_class(AutoConfig.from_pretrained(folder / component))
+    return {name.removeprefix("text_model."): tuple(value.shape) for name, value in model.state_dict().items()}

@@ -17,10 +17,10 @@ from safetensors import safe_open
 from visuels.config import demo_model_dir
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, PhotoUse
-from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef
+from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, SingleFileRef
 from visuels.models.families import Family, family_named
 from visuels.models.licences import Licence, known
-from visuels.models.lora_layout import PEFT_FACTORS, lora_factors
+from visuels.models.lora_layout import PEFT_FACTORS, lora_factors, shapes_from_config
 from visuels.models.reference import ModelInfo, controlnet_class, demo_built, hub_snapshot
 
 log = logging.getLogger(__name__)
@@ -270,15 +270,24 @@ def made_for_other_denoiser(path: Path, family: Family) -> bool:
 
 def _model_folder(model: ModelInfo) -> Path | None:
     """The model's diffusers folder at hand (a hub id's: its snapshot in the local cache, at the
-    commit it is pinned to); None for a single file (its weights bear the original layout's
-    names) or a demo model not built yet."""
+    commit it is pinned to; a single file's: its config folder); None for a demo model not built yet."""
     if isinstance(model.ref, DiffusersFolderRef):
         return Path(model.ref.path)
+    if isinstance(model.ref, SingleFileRef):
+        return Path(model.ref.config)
     if isinstance(model.ref, HubRef):
         return hub_snapshot(model.ref, "model")
     if isinstance(model.ref, DemoModelRef) and demo_built():
         return demo_model_dir()
     return None
+
+
+def _component_shapes(model: ModelInfo, folder: Path, component: str) -> dict[str, tuple[int, ...]]:
+    """A component's weight shapes: from its files' headers, or a single file's from its config
+    (the file names its weights in the original layout)."""
+    if isinstance(model.ref, SingleFileRef):
+        return shapes_from_config(folder, component)
+    return _weight_shapes(folder / component) if (folder / component).is_dir() else {}
 
 
 def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
@@ -291,7 +300,7 @@ def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     return {name.removeprefix("text_model."): shape for name, shape in shapes.items()}
 
 
-def _lora_misfit(path: Path, folder: Path, family: Family, shapes: dict[str, dict]) -> str | None:
+def _lora_misfit(path: Path, model: ModelInfo, folder: Path, family: Family, shapes: dict[str, dict]) -> str | None:
     """How a LoRA does not fit the model in ``folder`` (``MISFITS``): "none" (no weight for this
     kind of model), "layers" (it names one the model lacks), "shapes" (widths that differ: an SDXL
     LoRA on SD1.5), or None. Its factors are read in any layout diffusers loads (its own, kohya's,
@@ -304,7 +313,7 @@ def _lora_misfit(path: Path, folder: Path, family: Family, shapes: dict[str, dic
         return "none"
     for component, factors in (components or {}).items():
         if component not in shapes:
-            shapes[component] = _weight_shapes(folder / component) if (folder / component).is_dir() else {}
+            shapes[component] = _component_shapes(model, folder, component)
         for name, shape in factors.items():
             end, axis = next((end, axis) for end, axis in PEFT_FACTORS if name.endswith(end))
             layer = shapes[component].get(name[: -len(end)].removeprefix("text_model.") + ".weight")
@@ -324,7 +333,7 @@ def _misfitting_loras(campaign: Campaign, model: ModelInfo, family: Family) -> I
         if made_for_other_denoiser(path, family):
             yield field, "denoiser"
             continue
-        misfit = _lora_misfit(path, folder, family, shapes) if folder is not None else None
+        misfit = _lora_misfit(path, model, folder, family, shapes) if folder is not None else None
         if misfit is not None:
             yield field, misfit
 
