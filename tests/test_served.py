@@ -298,7 +298,7 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
     for name, machine in cluster.machines.items():
         log = (machine.logs / "render-worker.log").read_text(encoding="utf-8")
         assert log.count("loading model demo") <= 1, log  # kept loaded between runs
-        rendered[name] = sum(int(count) for count in re.findall(r"rendered (\d+) image\(s\)", log))
+        rendered[name] = sum(int(count) for count in re.findall(r"rendered (\d+) images?:", log))
 
     # The record: exactly these files, one export row each, the chain valid, every file verifying.
     elsewhere = out.parent / "planned"
