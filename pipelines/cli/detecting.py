@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,11 +86,8 @@ def recorded_noise_marks(database_urls: Sequence[str]) -> list[int]:
 
     recorded: set[int] = set()
     for url in database_urls:
-        database = Database(url, must_exist=True)
-        try:
+        with closing(Database(url, must_exist=True)) as database:
             recorded.update(noise_marks(database))
-        finally:
-            database.close()
     return sorted(recorded)
 
 
@@ -101,11 +99,8 @@ def drawn_from_marked_noise(database_urls: Sequence[str], watermark: str) -> boo
 
     known = None
     for url in database_urls:
-        database = Database(url, must_exist=True)
-        try:
+        with closing(Database(url, must_exist=True)) as database:
             drawn = ledger.drawn_from_marked_noise(database, watermark)
-        finally:
-            database.close()
         if drawn:
             return True
         known = drawn if drawn is not None else known

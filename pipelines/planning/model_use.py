@@ -300,23 +300,35 @@ def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     return {name.removeprefix("text_model."): shape for name, shape in shapes.items()}
 
 
-def _lora_misfit(path: Path, model: ModelInfo, folder: Path, family: Family, shapes: dict[str, dict]) -> str | None:
-    """How a LoRA does not fit the model in ``folder`` (``MISFITS``): "none" (no weight for this
-    kind of model), "layers" (it names one the model lacks), "shapes" (widths that differ: an SDXL
-    LoRA on SD1.5), or None. Its factors are read in any layout diffusers loads (its own, kohya's,
-    ComfyUI's, BFL's) as diffusers converts them, for the denoiser and the text encoders;
-    ``shapes``: the components' weights read so far, by component."""
-    unet_config = folder / "unet" / "config.json"
-    config = json.loads(unet_config.read_text(encoding="utf-8")) if family.denoiser == "unet" else None
-    components = lora_factors(path, family.pipeline, config)
+@dataclass
+class _ModelFiles:
+    """A model's files as a LoRA's fit reads them: its folder, its UNet's config, and each
+    component's weight shapes, read once, for the first LoRA that needs them."""
+
+    model: ModelInfo
+    folder: Path
+    unet_config: dict | None
+    read: dict[str, dict[str, tuple[int, ...]]]  # by component, as they are asked for
+
+    def shapes(self, component: str) -> dict[str, tuple[int, ...]]:
+        if component not in self.read:
+            self.read[component] = _component_shapes(self.model, self.folder, component)
+        return self.read[component]
+
+
+def _lora_misfit(path: Path, files: _ModelFiles, family: Family) -> str | None:
+    """How a LoRA does not fit the model (``MISFITS``): "none" (no weight for this kind of model),
+    "layers" (it names one the model lacks), "shapes" (widths that differ: an SDXL LoRA on SD1.5),
+    or None. Its factors are read in any layout diffusers loads (its own, kohya's, ComfyUI's,
+    BFL's) as diffusers converts them, for the denoiser and the text encoders."""
+    components = lora_factors(path, family.pipeline, files.unet_config)
     if components == {}:
         return "none"
     for component, factors in (components or {}).items():
-        if component not in shapes:
-            shapes[component] = _component_shapes(model, folder, component)
+        shapes = files.shapes(component)
         for name, shape in factors.items():
             end, axis = next((end, axis) for end, axis in PEFT_FACTORS if name.endswith(end))
-            layer = shapes[component].get(name[: -len(end)].removeprefix("text_model.") + ".weight")
+            layer = shapes.get(name[: -len(end)].removeprefix("text_model.") + ".weight")
             if layer is None:
                 return "layers"
             if shape[axis] != layer[axis]:
@@ -327,13 +339,18 @@ def _lora_misfit(path: Path, model: ModelInfo, folder: Path, family: Family, sha
 def _misfitting_loras(campaign: Campaign, model: ModelInfo, family: Family) -> Iterator[tuple[str, str]]:
     """The campaign's LoRAs that do not fit the model, by field, and how: "denoiser" (made for the
     other kind, by its weights' names), "layers" or "shapes" (``_lora_misfit``, against its files)."""
-    folder = _model_folder(model)
-    shapes: dict[str, dict] = {}  # each component's read once, for the first LoRA that needs it
-    for field, path in _loras(campaign):
+    loras = _loras(campaign)
+    folder = _model_folder(model) if loras else None  # a campaign without a LoRA reads nothing
+    files = None
+    if folder is not None:
+        config = folder / "unet" / "config.json"
+        unet_config = json.loads(config.read_text(encoding="utf-8")) if family.denoiser == "unet" else None
+        files = _ModelFiles(model, folder, unet_config, {})
+    for field, path in loras:
         if made_for_other_denoiser(path, family):
             yield field, "denoiser"
             continue
-        misfit = _lora_misfit(path, model, folder, family, shapes) if folder is not None else None
+        misfit = _lora_misfit(path, files, family) if files is not None else None
         if misfit is not None:
             yield field, misfit
 
