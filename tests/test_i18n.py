@@ -255,6 +255,19 @@ def test_words_fill_their_values_and_count() -> None:
     assert french.plural("1 file", "{count} files", 2) == "2 fichiers"
 
 
+def test_a_catalogue_is_read_once_however_often_its_words_are_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report asks for the words of its language for each row: a region's 100,000 rows read
+    fr.json 300,000 times (half of the report's minute) when the catalogue was not kept."""
+    words.cache_clear()
+    read = []
+    monkeypatch.setattr(Path, "read_text", lambda path, *args, **kwargs: read.append(path.name) or "{}")
+    for _ in range(3):
+        words("fr")
+        words("fr_FR.UTF-8")
+    assert read == ["fr.json"] * 2  # the tag as asked, once each
+    words.cache_clear()
+
+
 def test_the_command_line_speaks_the_users_language(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

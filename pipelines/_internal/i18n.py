@@ -81,15 +81,16 @@ def _written(value: object, lang: str) -> object:
     return value
 
 
-@lru_cache(maxsize=len(LANGUAGES))
 def counted(count: int, noun: str) -> str:
     """``count`` and an English noun, plural where it needs one ("1 job", "3 jobs"): log lines,
     which are English for whoever operates the machines."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+@lru_cache(maxsize=len(LANGUAGES))
 def words(lang: str) -> Words:
-    """The words of ``lang`` (a language other than French and English reads English)."""
+    """The words of ``lang`` (a language other than French and English reads English); its
+    catalogue read once a process: a region's report asks for it for each of 100,000 rows."""
     lang = language_of(lang)
     if lang == "en":
         return Words("en")
