@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, event, func, select
 from visuels.marking.checkpoints import checkpoint_problems, write_checkpoint
 from visuels.marking.keys import signing_files
 from visuels.record import ledger
-from visuels.record.database import Database, DatabaseError, ledger_table, metadata
+from visuels.record.database import READ_AT_ONCE, Database, DatabaseError, ledger_table, metadata
 from visuels.record.ledger import LedgerEntry
 
 
@@ -228,3 +228,40 @@ def test_the_ledger_tells_whether_a_watermarks_picture_was_drawn_from_marked_noi
     drawn = {number: ledger.drawn_from_marked_noise(database, f"{number:016x}") for number in (1, 2, 3, 4, 5)}
     database.close()
     assert drawn == {1: False, 2: True, 3: True, 4: False, 5: None}
+
+
+def test_a_picture_without_its_watermark_is_found_by_the_nearest_perceptual_hash(any_database_url: str) -> None:
+    """Every row's hash is compared, more rows than one read brings; the nearest within reach wins,
+    the oldest of equals; a derivative's row (its hash set when marked) never blocks the search."""
+    database = Database(any_database_url)
+    hashes = {1: "ffff0000ffff0000", 2: "ffff0000ffff0003", 3: "ffff0000ffff0001", 4: "ffff0000ffff0001"}
+    with database.transaction() as connection:
+        ledger.append(connection, entry(0).model_copy(update={"phash": ""}))
+        for number in range(5, 5 + READ_AT_ONCE):  # distinct pictures: far from the ones looked for
+            ledger.append(
+                connection, entry(number).model_copy(update={"phash": f"{number * 0x9E3779B97F4A7C15 % 2**64:016x}"})
+            )
+        for number, phash in hashes.items():
+            ledger.append(connection, entry(number).model_copy(update={"phash": phash}))
+    found = ledger.nearest_by_phash(database, "ffff0000ffff0000", within=6)
+    assert found is not None and found["watermark"] == f"{1:016x}"
+    found = ledger.nearest_by_phash(database, "ffff0000ffff0005", within=6)  # 1 bit from rows 3 and 4, 2 from 2
+    assert found is not None and found["watermark"] == f"{3:016x}" and found["seed"] == 2**40 + 3
+    assert ledger.nearest_by_phash(database, "0000ffff0000ffff", within=6) is None
+    database.close()
+
+
+def test_verify_names_the_first_row_edited_behind_the_ledgers_back(any_database_url: str) -> None:
+    """Read a part at a time, the chain is checked whole: a row edited past the first part is
+    found, and the count is every row's."""
+    database = Database(any_database_url)
+    with database.transaction() as connection:
+        ids = [ledger.append(connection, entry(number)) for number in range(READ_AT_ONCE + 40)]
+    assert ledger.verify_chain(database) == (len(ids), None)
+    trigger = "ledger_append_only ON ledger" if "postgresql" in any_database_url else "ledger_no_update"
+    edited = ids[READ_AT_ONCE + 10]
+    with database.transaction() as connection:
+        connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
+        connection.execute(ledger_table.update().where(ledger_table.c.id == edited).values(prompt="other"))
+    assert ledger.verify_chain(database) == (len(ids), edited)
+    database.close()

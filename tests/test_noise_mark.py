@@ -188,7 +188,7 @@ def test_detect_deep_confirms_a_worn_mark_against_the_ledger(
     from visuels.models.inversion import recover_noise
     from visuels.models.noise_mark import read_bits
     from visuels.record.database import Database, database_url
-    from visuels.record.ledger import every_row, noise_marks
+    from visuels.record.ledger import latest_for_jobs, noise_marks
     from visuels.review.deep_detect import DeepReader
 
     campaign = make_campaign(formats=["poster_a3", "web_banner"], steps=12, photos=None)
@@ -196,7 +196,7 @@ def test_detect_deep_confirms_a_worn_mark_against_the_ledger(
     plan = plan_render(campaign, out)
     exported = render_now(renderer, plan, out)
     database = Database(database_url(out))
-    rows = {row["job_key"]: row for row in every_row(database)}
+    rows = latest_for_jobs(database, [item.job.key for item in exported])
     recorded = noise_marks(database)
     database.close()
     assert all(

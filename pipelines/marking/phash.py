@@ -14,7 +14,3 @@ def perceptual_hash(rgb: np.ndarray) -> str:
     low = cv2.dct(small)[:8, :8].ravel()[1:]  # lowest frequencies, without the mean
     bits = np.concatenate([[0], low > np.median(low)])
     return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
-
-
-def distance(first: str, second: str) -> int:
-    return (int(first, 16) ^ int(second, 16)).bit_count()

@@ -46,6 +46,9 @@ from visuels.record import migrations
 
 DATABASE_FILE = "visuels.sqlite"
 OPEN_PATIENCE_S = 60.0  # as long as a writer waits for SQLite's lock (the connections' timeout)
+# Rows fetched at a time from a long result, and keys asked for in one IN list (bounded for any
+# database): a region-wide campaign's 100,000 records are never all in memory unless kept.
+READ_AT_ONCE = 500
 
 LEDGER_FIELDS = (
     "created",

@@ -14,10 +14,8 @@ import json
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, insert, select
-from visuels.record.database import LEDGER_FIELDS, Database, ledger_table
-
-KEYS_PER_QUERY = 500  # bounded IN lists, for any database
+from sqlalchemy import Connection, func, insert, select
+from visuels.record.database import LEDGER_FIELDS, READ_AT_ONCE, Database, ledger_table
 
 GENESIS = "0" * 64
 
@@ -79,24 +77,44 @@ def _rows(database: Database, *conditions: object) -> list[dict]:
 
 
 def verify_chain(database: Database) -> tuple[int, int | None]:
-    """(rows checked, id of the first broken row or None)."""
-    previous = GENESIS
-    rows = _rows(database)
-    for row in rows:
-        values = {name: row[name] for name in LEDGER_FIELDS}
-        if row["previous_hash"] != previous or row["row_hash"] != _row_hash(previous, values):
-            return len(rows), row["id"]
-        previous = row["row_hash"]
-    return len(rows), None
+    """(rows checked, id of the first broken row or None), the rows read ``READ_AT_ONCE`` at a time."""
+    previous, checked = GENESIS, 0
+    with database.reading() as connection:
+        query = select(ledger_table).order_by(ledger_table.c.id)
+        for row in connection.execution_options(yield_per=READ_AT_ONCE).execute(query):
+            checked += 1
+            values = {name: getattr(row, name) for name in LEDGER_FIELDS}
+            if row.previous_hash != previous or row.row_hash != _row_hash(previous, values):
+                return checked + _count_after(connection, row.id), row.id
+            previous = row.row_hash
+    return checked, None
+
+
+def _count_after(connection: Connection, row_id: int) -> int:
+    query = select(func.count()).select_from(ledger_table).where(ledger_table.c.id > row_id)
+    return int(connection.execute(query).scalar_one())
 
 
 def latest_for_jobs(database: Database, job_keys: list[str]) -> dict[str, dict]:
     """The newest row of each job (its export, or the last review of it)."""
     latest: dict[str, dict] = {}
-    for start in range(0, len(job_keys), 500):  # bounded IN lists, for any database
-        for row in _rows(database, ledger_table.c.job_key.in_(job_keys[start : start + 500])):
+    for start in range(0, len(job_keys), READ_AT_ONCE):
+        for row in _rows(database, ledger_table.c.job_key.in_(job_keys[start : start + READ_AT_ONCE])):
             latest[row["job_key"]] = row  # ordered by id: the newest row wins
     return latest
+
+
+def approvals(database: Database, job_keys: list[str]) -> dict[str, str]:
+    """The approval of each job's newest row ("pending" until a designer decides): the only
+    column of the ledger that keeping the approved folder in line needs."""
+    found: dict[str, str] = {}
+    table = ledger_table
+    with database.reading() as connection:
+        for start in range(0, len(job_keys), READ_AT_ONCE):
+            part = job_keys[start : start + READ_AT_ONCE]
+            query = select(table.c.job_key, table.c.approval).where(table.c.job_key.in_(part)).order_by(table.c.id)
+            found.update({key: approval for key, approval in connection.execute(query)})  # the newest row wins
+    return found
 
 
 def by_watermark(database: Database, watermark: str) -> dict | None:
@@ -127,9 +145,18 @@ def noise_marks(database: Database) -> list[int]:
         return sorted(int(value, 16) for (value,) in connection.execute(query))
 
 
-def every_row(database: Database) -> list[dict]:
-    """Every row, oldest first (a search by perceptual hash reads them all)."""
-    return _rows(database)
+def nearest_by_phash(database: Database, phash: str, within: int) -> dict | None:
+    """The row whose perceptual hash is nearest ``phash``, at most ``within`` bits from it (the
+    oldest of equals): a picture whose watermark is gone. Every row's hash is compared, read
+    ``READ_AT_ONCE`` at a time with its id only; the row found is read whole."""
+    wanted, nearest = int(phash, 16), None
+    with database.reading() as connection:
+        query = select(ledger_table.c.id, ledger_table.c.phash).where(ledger_table.c.phash != "").order_by("id")
+        for row_id, other in connection.execution_options(yield_per=READ_AT_ONCE).execute(query):
+            apart = (wanted ^ int(other, 16)).bit_count()
+            if apart <= within and (nearest is None or apart < nearest[0]):
+                nearest = (apart, row_id)
+    return _rows(database, ledger_table.c.id == nearest[1])[0] if nearest else None
 
 
 def by_sha256(database: Database, sha256: str) -> dict | None:
@@ -155,11 +182,11 @@ def derivatives(database: Database, job_keys: list[str]) -> dict[str, list[dict]
     made_from = ledger_table.alias("made_from")
     found: dict[str, list[dict]] = {}
     with database.reading() as connection:
-        for start in range(0, len(job_keys), KEYS_PER_QUERY):
+        for start in range(0, len(job_keys), READ_AT_ONCE):
             query = (
                 select(made_from.c.job_key.label("original_key"), ledger_table)
                 .join(made_from, ledger_table.c.parent_id == made_from.c.id)
-                .where(made_from.c.job_key.in_(job_keys[start : start + KEYS_PER_QUERY]))
+                .where(made_from.c.job_key.in_(job_keys[start : start + READ_AT_ONCE]))
                 .where(ledger_table.c.job_key != made_from.c.job_key)
                 .order_by(ledger_table.c.id)
             )

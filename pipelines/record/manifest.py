@@ -8,12 +8,13 @@ campaign's entries in one query and skips the jobs whose file is on disk at the 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import closing
 from pathlib import Path
 
-from sqlalchemy import Connection, delete, insert, select, update
-from visuels._internal.atomic import write_text_atomic
-from visuels.record.database import Database, outputs_table
+from sqlalchemy import Connection, Select, delete, insert, select, update
+from visuels._internal.atomic import write_with
+from visuels.record.database import READ_AT_ONCE, Database, outputs_table
 
 MANIFEST_NAME = "manifest.json"
 
@@ -58,12 +59,25 @@ def recorded_sizes(database: Database, campaign: str) -> dict[str, tuple[str, in
         return {key: (file, size) for key, file, size in rows}
 
 
-def entries(database: Database, campaign: str) -> dict[str, dict]:
-    """Every recorded output of a campaign, by job key, as ``manifest.json`` lists them."""
+def entries(database: Database, campaign: str, keys: Collection[str] | None = None) -> dict[str, dict]:
+    """Every recorded output of a campaign (or those of ``keys``), by job key, as ``manifest.json``
+    lists them."""
     with database.reading() as connection:
-        rows = connection.execute(select(outputs_table).where(outputs_table.c.campaign == campaign))
-        return {
-            row.job_key: {
+        if keys is None:
+            return dict(_entries(connection, select(outputs_table).where(outputs_table.c.campaign == campaign)))
+        found: dict[str, dict] = {}
+        for part in _parts(sorted(keys)):
+            query = select(outputs_table).where(outputs_table.c.campaign == campaign, outputs_table.c.job_key.in_(part))
+            found.update(_entries(connection, query))
+        return found
+
+
+def _entries(connection: Connection, query: Select) -> Iterator[tuple[str, dict]]:
+    """The query's outputs rows as entries, ``READ_AT_ONCE`` rows read at a time."""
+    for row in connection.execution_options(yield_per=READ_AT_ONCE).execute(query):
+        yield (
+            row.job_key,
+            {
                 "file": row.file,
                 "sha256": row.sha256,
                 "size": row.size,
@@ -73,9 +87,13 @@ def entries(database: Database, campaign: str) -> dict[str, dict]:
                 "ledger_id": row.ledger_id,
                 "compliance": json.loads(row.compliance),
                 "inputs": json.loads(row.inputs),
-            }
-            for row in rows
-        }
+            },
+        )
+
+
+def _parts(keys: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(keys), READ_AT_ONCE):
+        yield keys[start : start + READ_AT_ONCE]
 
 
 def is_done(output_root: Path, relative_path: str, recorded: tuple[str, int] | None) -> bool:
@@ -96,11 +114,23 @@ def manifest_path(output_root: Path, campaign_slug: str) -> Path:
     return output_root / campaign_slug / MANIFEST_NAME
 
 
-def _manifest_text(database: Database, campaign_slug: str, campaign_name: str, current: Collection[str]) -> str:
-    files = {
-        key: {**entry, "current": key in current} for key, entry in sorted(entries(database, campaign_slug).items())
-    }
-    return json.dumps({"campaign": campaign_name, "files": files}, indent=2, ensure_ascii=False) + "\n"
+def _manifest_pieces(
+    database: Database, campaign_slug: str, campaign_name: str, current: Collection[str]
+) -> Iterator[str]:
+    """``manifest.json``'s text, an entry at a time, in the order of the job keys: the text
+    ``json.dumps(..., indent=2)`` makes of the whole, which a region's campaign would hold in memory
+    several times over (3 KB an entry)."""
+    yield '{\n  "campaign": ' + json.dumps(campaign_name, ensure_ascii=False) + ',\n  "files": {'
+    listed = False
+    with database.reading() as connection:
+        query = select(outputs_table).where(outputs_table.c.campaign == campaign_slug).order_by(outputs_table.c.job_key)
+        for key, entry in _entries(connection, query):
+            text = json.dumps({**entry, "current": key in current}, indent=2, ensure_ascii=False)
+            # An entry is two levels deep; JSON strings hold no raw line break, so each line is one of its own.
+            yield ",\n    " if listed else "\n    "
+            yield json.dumps(key, ensure_ascii=False) + ": " + text.replace("\n", "\n    ")
+            listed = True
+    yield "\n  }\n}\n" if listed else "}\n}\n"
 
 
 def write_manifest_json(
@@ -110,7 +140,12 @@ def write_manifest_json(
     the keys of the campaign as the run planned it; an entry outside them (``"current": false``) is
     an earlier version, kept and recorded, from before a change to the campaign's texts or settings."""
     target = manifest_path(output_root, campaign_slug)
-    write_text_atomic(target, _manifest_text(database, campaign_slug, campaign_name, current))
+
+    def write(temporary: Path) -> None:
+        with temporary.open("w", encoding="utf-8") as file:
+            file.writelines(_manifest_pieces(database, campaign_slug, campaign_name, current))
+
+    write_with(target, write)
     return target
 
 
@@ -118,9 +153,17 @@ def manifest_is_up_to_date(
     database: Database, output_root: Path, campaign_slug: str, campaign_name: str, current: Collection[str]
 ) -> bool:
     """Whether ``manifest.json`` says what the record and ``current`` say now: a run killed after its
-    last file, or a trial run that planned other keys (another model), leaves it behind."""
+    last file, or a trial run that planned other keys (another model), leaves it behind. Read a
+    piece at a time against what it would be written as, up to the first difference."""
     try:
-        written = manifest_path(output_root, campaign_slug).read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
+        with (
+            manifest_path(output_root, campaign_slug).open("rb") as written,
+            closing(_manifest_pieces(database, campaign_slug, campaign_name, current)) as pieces,
+        ):
+            for piece in pieces:
+                expected = piece.encode("utf-8")
+                if written.read(len(expected)) != expected:
+                    return False
+            return written.read(1) == b""
+    except FileNotFoundError:
         return False
-    return written == _manifest_text(database, campaign_slug, campaign_name, current)

@@ -32,7 +32,7 @@ from visuels.postprocess import findings
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
-from visuels.record.ledger import LedgerEntry, append, latest_for_jobs
+from visuels.record.ledger import LedgerEntry, append, approvals, latest_for_jobs
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> di
     each with its coherence (from the campaign's last report) and why it needs attention."""
     database = Database(database_url(output_root))
     try:
-        recorded = manifest.entries(database, campaign_slug)
+        recorded = manifest.entries(database, campaign_slug, keys)
     finally:
         database.close()
     missing = [key for key in keys if key not in recorded]
@@ -211,12 +211,11 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
     """Make ``approved/`` hold exactly the files the record approves (each job's newest decision):
     remove a copy it does not approve, copy again an approved one that is missing."""
     folder = output_root / campaign_slug / APPROVED_FOLDER
-    recorded = manifest.entries(database, campaign_slug)
-    latest = latest_for_jobs(database, list(recorded))
+    decided = approvals(database, list(manifest.recorded_sizes(database, campaign_slug)))
+    approved = [key for key, approval in decided.items() if (approval or "").startswith("approved")]
     wanted = {
         _within_campaign(entry["file"], campaign_slug): entry
-        for key, entry in recorded.items()
-        if latest.get(key, {}).get("approval", "").startswith("approved")
+        for entry in manifest.entries(database, campaign_slug, approved).values()
     }
     if folder.is_dir():
         for path in folder.rglob("*"):

@@ -31,7 +31,7 @@ from visuels.marking import watermark
 from visuels.marking.c2pa_manifest import ManifestState, read_manifest_state
 from visuels.marking.framing import Box
 from visuels.marking.keys import keys_dir
-from visuels.marking.phash import MATCH_DISTANCE, distance, perceptual_hash
+from visuels.marking.phash import MATCH_DISTANCE, perceptual_hash
 from visuels.marking.watermark_keys import WatermarkKey, find_mark, known_keys
 from visuels.marking.xmp import DigitalSourceType
 from visuels.postprocess.label import draw_ai_label
@@ -233,10 +233,9 @@ def find_record(
         if row is not None:
             return row, "watermark"
     if phash:
-        scored = [(distance(phash, row["phash"]), row) for row in ledger.every_row(database)]
-        close = [item for item in scored if item[0] <= MATCH_DISTANCE]
-        if close:
-            return min(close, key=lambda item: item[0])[1], "perceptual hash"
+        row = ledger.nearest_by_phash(database, phash, MATCH_DISTANCE)
+        if row is not None:
+            return row, "perceptual hash"
     return None, None
 
 
