@@ -95,6 +95,14 @@ def _count_after(connection: Connection, row_id: int) -> int:
     return int(connection.execute(query).scalar_one())
 
 
+def newest_id(database: Database) -> int:
+    """The id of the ledger's newest row (0 when empty): it changes whenever an output is recorded or
+    replaced, a file is made from one, or a decision is taken, as each appends a row (appenders
+    are serialised, so ids follow the order of commits)."""
+    with database.reading() as connection:
+        return connection.execute(select(func.max(ledger_table.c.id))).scalar() or 0
+
+
 def latest_for_jobs(database: Database, job_keys: list[str]) -> dict[str, dict]:
     """The newest row of each job (its export, or the last review of it)."""
     latest: dict[str, dict] = {}

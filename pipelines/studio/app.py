@@ -120,6 +120,7 @@ class Studio:
     sessions: OrderedDict[str, RetouchSession] = field(default_factory=OrderedDict)
     _host: ModelHost | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)  # the host, the sessions: endpoints run in threads
+    _listed: dict[str, tuple[int, list[dict]]] = field(default_factory=dict)  # outputs(): as of a ledger row
 
     def host(self) -> ModelHost:
         """The model host, created on first retouch: the other pages never load torch."""
@@ -167,7 +168,20 @@ class Studio:
 
     def outputs(self, campaign: str) -> list[dict]:
         """The campaign's outputs as pages show them, each with the files retouched or edited from it
-        (``derivatives``: their paths under the output folder, or absolute when written elsewhere)."""
+        (``derivatives``: their paths under the output folder, or absolute when written elsewhere).
+        The last campaign's are kept until the ledger grows: a region's 100,000 take seconds to
+        read, and each of the picker's filters and pages asks for them."""
+        newest = ledger.newest_id(self.database)  # before reading: a row added meanwhile reads them again
+        with self._lock:
+            kept = self._listed.get(campaign)
+        if kept is not None and kept[0] == newest:
+            return kept[1]
+        listed = self._read_outputs(campaign)
+        with self._lock:
+            self._listed = {campaign: (newest, listed)}
+        return listed
+
+    def _read_outputs(self, campaign: str) -> list[dict]:
         with self.database.reading() as connection:
             query = select(outputs_table).where(outputs_table.c.campaign == campaign).order_by(outputs_table.c.file)
             rows = [dict(row._mapping) for row in connection.execute(query)]
