@@ -134,6 +134,23 @@ def test_a_contact_sheet_one_past_its_thumbnails_says_one_more(tmp_path: Path) -
     assert "… et 1 autre (voir le rapport de la campagne) :" in french
 
 
+def test_a_region_wide_contact_sheet_lists_the_first_names_and_counts_the_others(tmp_path: Path) -> None:
+    """A region's 106,704 names made an artifact of 8 MB that Prefect's UI draws as one list."""
+    from visuels._internal.i18n import words
+    from visuels.flows.artifacts.contact_sheet import MAX_LISTED, MAX_THUMBNAILS
+
+    listing = {
+        f"picture-{number}.png": {"key": f"{number:064x}", "thumbnail": f"thumbnails/{number}.jpg"}
+        for number in range(MAX_THUMBNAILS + MAX_LISTED + 2)
+    }
+    sheet = contact_sheet_markdown("Review", tmp_path, listing)
+    assert f"… and {MAX_LISTED + 2} more (see the campaign report):" in sheet
+    assert sheet.count("\n- **") == MAX_LISTED and f"`picture-{MAX_THUMBNAILS + MAX_LISTED - 1}.png`" in sheet
+    assert sheet.endswith("… 2 others: in the report.\n")
+    french = contact_sheet_markdown("Relecture", tmp_path, dict(list(listing.items())[:-1]), words("fr"))
+    assert french.endswith("… 1 autre : dans le rapport.\n")
+
+
 def test_report_pages_hold_whole_communes_in_order_at_most_a_page_of_pictures() -> None:
     from visuels.review.report import _pages
 

@@ -4,7 +4,7 @@ Artifacts are stored by the Prefect server and shown by its UI, which cannot rea
 folder: the small JPEG thumbnails written at export travel inside the markdown as data URLs.
 The sheet is a grid (a markdown table, which the UI renders): a row of pictures, then a row with
 each one's code, commune, format, audience and charter verdict. Past ``MAX_THUMBNAILS`` the
-sheet lists the rest by name and points to the campaign report.
+sheet lists the next ``MAX_LISTED`` by name and points to the campaign report for all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from visuels._internal.i18n import Words, words
 
 MAX_THUMBNAILS = 48  # ~15 kB each: a sheet stays under a megabyte in the server's database
+MAX_LISTED = 1000  # names after the thumbnails: a region's 100,000 would make megabytes no page shows
 COLUMNS = 4
 
 
@@ -64,5 +65,9 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
             len(names) - MAX_THUMBNAILS,
         )
         lines += ["", more]
-        lines += [f"- **{listing[name]['key'][:12]}** `{name}`" for name in names[MAX_THUMBNAILS:]]
+        listed = names[MAX_THUMBNAILS : MAX_THUMBNAILS + MAX_LISTED]
+        lines += [f"- **{listing[name]['key'][:12]}** `{name}`" for name in listed]
+        if len(names) > MAX_THUMBNAILS + MAX_LISTED:
+            unlisted = len(names) - MAX_THUMBNAILS - MAX_LISTED
+            lines += ["", t.plural("… 1 other: in the report.", "… {count} others: in the report.", unlisted)]
     return "\n".join(lines) + "\n"
