@@ -355,13 +355,15 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             raise HTTPException(404, f"no review run {run_id}")
         listing = review_listing(Path(run.output_dir), run.campaign_slug, run.keys)
         t = words(page_language(request))
-        pictures = [
-            {
-                **_describe({**entry, "job_key": entry["key"]}),
+        described = ((name, _describe({**entry, "job_key": entry["key"]}), entry) for name, entry in listing.items())
+        pictures = [  # the page's script shows them, those to look at first first
+            picture
+            | {
                 "name": name,
                 "attention": [reason.said(t) for reason in entry["attention"]],
+                "reasons": "; ".join(findings.said(reason, t) for reason in picture["reasons"]),
             }
-            for name, entry in listing.items()  # those to look at first first
+            for name, picture, entry in described
         ]
         context = {
             "run": run,

@@ -106,11 +106,11 @@ def test_the_review_grid_rejects_the_clicked_picture_and_resumes_the_run(
             assert browser.wait_for(f"{page} === 'Page 1 of {len(keys)}' && {page}")
             assert browser.evaluate(f"{visible}.length") == 1
             browser.evaluate(f"{visible}[0].querySelector('.reject').click()")
+            on_first_page = browser.evaluate(f"{visible}[0].dataset.code")
             browser.click_at(*browser.centre_of("#next"))
             assert browser.evaluate(page) == f"Page 2 of {len(keys)}"
-            assert browser.evaluate(f"{visible}[0].dataset.code") != browser.evaluate(
-                "document.querySelector('.card').dataset.code"
-            )
+            assert browser.evaluate(f"{visible}[0].dataset.code") != on_first_page
+            assert browser.evaluate("document.querySelectorAll('.card').length") == 1  # only the page's cards are made
             browser.click_at(*browser.centre_of("#previous"))
             assert browser.evaluate(f"{visible}[0].classList.contains('rejected')")
 
