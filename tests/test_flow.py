@@ -79,7 +79,7 @@ def test_flow_renders_then_skips_what_is_done(
     # The compliance report covers every output, with thumbnails; the flow published it too.
     report_csv = (out_dir / "test-campagne" / "report.csv").read_text(encoding="utf-8").splitlines()
     assert len(report_csv) == 1 + 4 and report_csv[0].startswith(
-        "verdict,reasons,commune,format,audience,language,file"
+        "verdict,reasons,commune,insee,format,audience,language,file"
     )
     page = (out_dir / "test-campagne" / "report.html").read_text(encoding="utf-8")
     cards = page.split("<h2>", 1)[1]  # past the "review first" thumbnails: the communes and their cards

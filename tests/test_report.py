@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Callable
@@ -195,6 +196,53 @@ def test_a_large_campaigns_report_is_pages_a_browser_opens(
     monkeypatch.setattr(report, "PAGE_PICTURES", 2000)
     finish_render(plan, out)
     assert [path.name for path in folder.glob("report*.html")] == ["report.html"]
+
+
+def test_communes_of_one_name_are_named_with_their_code_where_they_meet() -> None:
+    from visuels.review.report import commune_labels
+
+    labels = commune_labels(
+        [("09002", "Aigues-Vives"), ("34301", "Sète"), ("11001", "Aigues-Vives"), ("34301", "Sète")]
+    )
+    assert labels == {"09002": "Aigues-Vives (09002)", "11001": "Aigues-Vives (11001)", "34301": "Sète"}
+
+
+def test_the_report_and_the_studio_tell_apart_communes_that_share_a_name(
+    make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
+) -> None:
+    """Occitanie has four Aigues-Vives (164 names shared by 2 or more communes): the report merged
+    their pictures under one heading and counted 4,243 communes for 4,446; the studio's filters
+    offered one Aigues-Vives."""
+    from fastapi.testclient import TestClient
+    from visuels.inputs.charter import load_charter
+    from visuels.marking.keys import signing_files
+    from visuels.record.database import Database, database_url
+    from visuels.studio.app import Studio, create_app
+
+    from tests.conftest import SAMPLE_CHARTER_DIR
+
+    campaign = make_campaign(communes={"names": ["09002", "11001", "Sète"]}, formats=["instagram_square"])
+    out, plan, _, reports = _render(lambda **fields: campaign, tmp_path, renderer)
+    page = reports.html.read_text(encoding="utf-8")
+    headings = re.findall(r"<h2>([^<]+) <small>", page)
+    assert headings == ["Aigues-Vives (09002)", "Aigues-Vives (11001)", "Sète"]
+    assert "3 pictures, 3 communes" in page or "3 images, 3 communes" in page
+    rows = list(csv.DictReader(reports.csv.open(encoding="utf-8")))
+    assert sorted((row["commune"], row["insee"]) for row in rows) == [
+        ("Aigues-Vives (09002)", "09002"),
+        ("Aigues-Vives (11001)", "11001"),
+        ("Sète", "34301"),
+    ]
+    assert sorted(row["Commune"] for row in reports.table)[:2] == ["Aigues-Vives (09002)", "Aigues-Vives (11001)"]
+    database = Database(database_url(out))
+    studio = Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), device="cpu")
+    with TestClient(create_app(studio), base_url="http://127.0.0.1:7860") as client:
+        picker = client.get(f"/retouch?campaign={plan.campaign_slug}&commune=Aigues-Vives (11001)").text
+    database.close()
+    assert (
+        '<option value="Aigues-Vives (11001)" selected>' in picker and '<option value="Aigues-Vives (09002)"' in picker
+    )
+    assert "1 of 3" in picker or "1 sur 3" in picker, re.findall(r".{40}of 3.{10}", picker)
 
 
 def test_the_table_to_review_first_puts_failing_then_flagged_pictures_first(tmp_path: Path) -> None:

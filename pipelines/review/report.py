@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ COLUMNS = (
     "verdict",
     "reasons",
     "commune",
+    "insee",
     "format",
     "audience",
     "language",
@@ -408,7 +410,8 @@ def report_rows(entries: list[dict], coherence: dict[str, Coherence]) -> list[di
             {
                 "verdict": "pass" if check["passed"] else "fail",
                 "reasons": "; ".join(check["reasons"]),
-                "commune": inputs["commune_name"],
+                "commune": entry["commune"],
+                "insee": inputs.get("commune_insee", ""),
                 "format": inputs["format"],
                 "audience": inputs["audience"],
                 "language": inputs.get("language", ""),
@@ -482,7 +485,7 @@ def _table(entries: list[dict], words: Wording, limits: Thresholds, campaign_slu
         values = (
             ("✔ " + words.compliant) if check["passed"] else ("✖ " + words.not_compliant),
             words.listed(said),
-            inputs["commune_name"],
+            entry["commune"],
             inputs["format"],
             inputs["audience"],
             inputs.get("language", ""),
@@ -520,7 +523,7 @@ def _card(
         "edges": _within_campaign(edges_path(campaign_slug, entry["key"]), campaign_slug)
         if inputs.get("photo")
         else None,
-        "commune": inputs["commune_name"],
+        "commune": entry["commune"],
         "format": inputs["format"],
         "audience": inputs["audience"],
         "language": inputs.get("language", ""),
@@ -643,10 +646,20 @@ def _html_pages(
     }
 
 
-def _held(plan: RenderPlan, words: Wording) -> list[dict]:
+def commune_labels(communes: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """How the report names each commune, by INSEE code, from (code, name) pairs: its name, and its
+    code after it where communes of one name meet (Occitanie has four Aigues-Vives, 164 names
+    shared), as their folders are named."""
+    codes: dict[str, set[str]] = {}
+    for code, name in communes:
+        codes.setdefault(name, set()).add(code)
+    return {code: name if len(same) == 1 else f"{name} ({code})" for name, same in codes.items() for code in same}
+
+
+def _held(plan: RenderPlan, words: Wording, labels: dict[str, str]) -> list[dict]:
     return [
         {
-            "commune": job.commune_name,
+            "commune": labels[job.commune_insee],
             "audience": job.audience,
             "language": job.language,
             "format": job.format,
@@ -660,6 +673,13 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
     """Write report.csv, report.html and coherence.json for the outputs of the whole campaign the record holds."""
     recorded = manifest.entries(database, plan.campaign_slug)
     entries = [{**recorded[key], "key": key} for key in plan.campaign_keys if key in recorded]
+    named = [
+        (entry["inputs"].get("commune_insee") or entry["inputs"]["commune_name"], entry["inputs"]["commune_name"])
+        for entry in entries
+    ]
+    labels = commune_labels([*named, *((job.commune_insee, job.commune_name) for job in plan.held)])
+    for entry, (code, _) in zip(entries, named, strict=True):
+        entry["commune"] = labels[code]
     signatures = {
         entry["key"]: StyleSignature.model_validate(entry["compliance"]["style"])
         for entry in entries
@@ -685,7 +705,7 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
         for entry in entries
     ]
     earlier = len(recorded) - len(entries)  # superseded by a change to the campaign: kept, recorded
-    held = _held(plan, words)
+    held = _held(plan, words, labels)
     pages = _html_pages(plan.campaign_name, words, limits, baseline, cards, held, earlier, PAGE_PICTURES)
     for name, page in pages.items():
         write_text_atomic(folder / name, page)

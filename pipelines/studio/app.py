@@ -54,6 +54,7 @@ from visuels.review.derivatives import (
     label_box,
     mark_derivative,
 )
+from visuels.review.report import commune_labels
 from visuels.studio.reviews import ReviewBackend
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
@@ -186,14 +187,25 @@ class Studio:
             query = select(outputs_table).where(outputs_table.c.campaign == campaign).order_by(outputs_table.c.file)
             rows = [dict(row._mapping) for row in connection.execute(query)]
         made = ledger.derivatives(self.database, [row["job_key"] for row in rows])
-        return [
-            _describe(row) | {"derivatives": [_derived(done) for done in made.get(row["job_key"], [])]} for row in rows
-        ]
+        return _with_commune_labels(
+            [
+                _describe(row) | {"derivatives": [_derived(done) for done in made.get(row["job_key"], [])]}
+                for row in rows
+            ]
+        )
 
 
 def _derived(row: dict) -> dict:
     """A retouched or edited file: served (``/files/``) when it lies in the output folder."""
     return {"name": Path(row["file"]).name, "file": row["file"], "served": not Path(row["file"]).is_absolute()}
+
+
+def _with_commune_labels(described: list[dict]) -> list[dict]:
+    """Communes of one name told apart by their code, as the report and the folders do."""
+    labels = commune_labels((picture["insee"], picture["commune"]) for picture in described)
+    for picture in described:
+        picture["commune"] = labels[picture["insee"]]
+    return described
 
 
 def _describe(row: dict) -> dict:
@@ -206,6 +218,7 @@ def _describe(row: dict) -> dict:
         "thumbnail": row["thumbnail"],
         "id": (row.get("job_key") or row.get("key") or "")[:KEY_PREFIX_LENGTH],
         "commune": inputs.get("commune_name", ""),
+        "insee": inputs.get("commune_insee") or inputs.get("commune_name", ""),
         "format": inputs.get("format", ""),
         "audience": inputs.get("audience", ""),
         "language": inputs.get("language", ""),
@@ -355,7 +368,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             raise HTTPException(404, f"no review run {run_id}")
         listing = review_listing(Path(run.output_dir), run.campaign_slug, run.keys)
         t = words(page_language(request))
-        described = ((name, _describe({**entry, "job_key": entry["key"]}), entry) for name, entry in listing.items())
+        described = _with_commune_labels([_describe({**entry, "job_key": entry["key"]}) for entry in listing.values()])
         pictures = [  # the page's script shows them, those to look at first first
             picture
             | {
@@ -363,7 +376,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
                 "attention": [reason.said(t) for reason in entry["attention"]],
                 "reasons": "; ".join(findings.said(reason, t) for reason in picture["reasons"]),
             }
-            for name, picture, entry in described
+            for (name, entry), picture in zip(listing.items(), described, strict=True)
         ]
         context = {
             "run": run,
