@@ -42,8 +42,8 @@ def render_one_commune(campaign: Path, out: Path, commune: str) -> None:
 
 
 def copy_records(campaign: Path, out: Path, communes: int | None) -> None:
-    """Every job of the plan recorded, from the rendered commune's entries of the same audience,
-    language and format."""
+    """Every job of the plan recorded, with its own inputs and the compliance of the rendered
+    commune's entry of the same audience, language and format."""
     from visuels.engine.export import thumbnail_path
     from visuels.planning.plan import plan_render
     from visuels.planning.request import Selection
@@ -63,7 +63,7 @@ def copy_records(campaign: Path, out: Path, communes: int | None) -> None:
                 continue
             entry = model[(job.audience, job.language, job.format)]
             copied = {**entry, "file": job.relative_path, "thumbnail": thumbnail_path(job)}
-            copied["inputs"] = {**entry["inputs"], **json.loads(job.model_dump_json(include={"commune", "prompt"}))}
+            copied["inputs"] = json.loads(job.model_dump_json(exclude={"key", "relative_path"}))
             manifest.add(connection, job.key, job.campaign, copied)
     database.close()
 
