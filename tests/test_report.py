@@ -234,6 +234,8 @@ def test_the_report_and_the_studio_tell_apart_communes_that_share_a_name(
         ("Sète", "34301"),
     ]
     assert sorted(row["Commune"] for row in reports.table)[:2] == ["Aigues-Vives (09002)", "Aigues-Vives (11001)"]
+    listing = review_listing(out, plan.campaign_slug, list(plan.campaign_keys))
+    assert "Aigues-Vives (11001) · instagram_square" in contact_sheet_markdown("Review", out, listing)
     database = Database(database_url(out))
     studio = Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), device="cpu")
     with TestClient(create_app(studio), base_url="http://127.0.0.1:7860") as client:

@@ -13,6 +13,7 @@ import base64
 from pathlib import Path
 
 from visuels._internal.i18n import Words, words
+from visuels.review.report import commune_labels
 
 MAX_THUMBNAILS = 48  # ~15 kB each: a sheet stays under a megabyte in the server's database
 MAX_LISTED = 1000  # names after the thumbnails: a region's 100,000 would make megabytes no page shows
@@ -23,13 +24,18 @@ def _inline_jpeg(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _caption(name: str, entry: dict, t: Words) -> str:
+def _commune_code(entry: dict) -> str:
+    inputs = entry.get("inputs") or {}
+    return inputs.get("commune_insee") or inputs.get("commune_name") or ""
+
+
+def _caption(name: str, entry: dict, commune: str, t: Words) -> str:
     inputs = entry.get("inputs") or {}
     check = entry.get("compliance") or {}
     # Text symbols, not emoji: they show in any font, where an emoji may be an empty box.
     verdict = "" if not check else (" ✔" if check.get("passed") else " ⚠")
     flags = " ⚑ " + "; ".join(reason.said(t) for reason in entry["attention"]) if entry.get("attention") else ""
-    parts = (inputs.get("commune_name"), inputs.get("format"), inputs.get("audience"), inputs.get("language"))
+    parts = (commune, inputs.get("format"), inputs.get("audience"), inputs.get("language"))
     what = " · ".join(part for part in parts if part)
     return f"**{entry['key'][:12]}** {what or name}{verdict}{flags}".replace("|", "/")
 
@@ -45,6 +51,10 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
     )
     lines = [f"# {title}", "", count, ""]
     names = list(listing)
+    # Communes of one name are told apart by their code, as in the report and the studio.
+    communes = commune_labels(
+        (_commune_code(entry), (entry.get("inputs") or {}).get("commune_name", "")) for entry in listing.values()
+    )
     shown = names[:MAX_THUMBNAILS]
     if shown:
         lines += ["| " + " | ".join([" "] * COLUMNS) + " |", "|" + "---|" * COLUMNS]
@@ -54,7 +64,7 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
         for name in row:
             thumbnail = output_root / listing[name]["thumbnail"]
             pictures.append(f"![{name}]({_inline_jpeg(thumbnail)})" if thumbnail.is_file() else name)
-            captions.append(_caption(name, listing[name], t))
+            captions.append(_caption(name, listing[name], communes[_commune_code(listing[name])], t))
         padding = [" "] * (COLUMNS - len(row))
         lines.append("| " + " | ".join(pictures + padding) + " |")
         lines.append("| " + " | ".join(captions + padding) + " |")
