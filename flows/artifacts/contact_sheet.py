@@ -13,7 +13,7 @@ import base64
 from pathlib import Path
 
 from visuels._internal.i18n import Words, words
-from visuels.review.report import commune_labels
+from visuels.review.report import commune_code, commune_labels
 
 MAX_THUMBNAILS = 48  # ~15 kB each: a sheet stays under a megabyte in the server's database
 MAX_LISTED = 1000  # names after the thumbnails: a region's 100,000 would make megabytes no page shows
@@ -22,11 +22,6 @@ COLUMNS = 4
 
 def _inline_jpeg(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _commune_code(entry: dict) -> str:
-    inputs = entry.get("inputs") or {}
-    return inputs.get("commune_insee") or inputs.get("commune_name") or ""
 
 
 def _caption(name: str, entry: dict, commune: str, t: Words) -> str:
@@ -52,9 +47,8 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
     lines = [f"# {title}", "", count, ""]
     names = list(listing)
     # Communes of one name are told apart by their code, as in the report and the studio.
-    communes = commune_labels(
-        (_commune_code(entry), (entry.get("inputs") or {}).get("commune_name", "")) for entry in listing.values()
-    )
+    recorded = {name: entry.get("inputs") or {} for name, entry in listing.items()}
+    communes = commune_labels((commune_code(inputs), inputs.get("commune_name", "")) for inputs in recorded.values())
     shown = names[:MAX_THUMBNAILS]
     if shown:
         lines += ["| " + " | ".join([" "] * COLUMNS) + " |", "|" + "---|" * COLUMNS]
@@ -64,7 +58,7 @@ def contact_sheet_markdown(title: str, output_root: Path, listing: dict[str, dic
         for name in row:
             thumbnail = output_root / listing[name]["thumbnail"]
             pictures.append(f"![{name}]({_inline_jpeg(thumbnail)})" if thumbnail.is_file() else name)
-            captions.append(_caption(name, listing[name], communes[_commune_code(listing[name])], t))
+            captions.append(_caption(name, listing[name], communes[commune_code(recorded[name])], t))
         padding = [" "] * (COLUMNS - len(row))
         lines.append("| " + " | ".join(pictures + padding) + " |")
         lines.append("| " + " | ".join(captions + padding) + " |")

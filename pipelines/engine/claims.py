@@ -33,7 +33,6 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -44,7 +43,14 @@ from visuels.config import settings
 from visuels.errors import WorkerLostError
 from visuels.planning.jobs import RenderJob
 from visuels.record import manifest
-from visuels.record.database import Database, DatabaseError, claim_owners_table, claims_table, outputs_table
+from visuels.record.database import (
+    Database,
+    DatabaseError,
+    claim_owners_table,
+    claims_table,
+    in_parts,
+    outputs_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,6 @@ RENEW_EVERY_SHARE = 1 / 8
 RENEW_PATIENCE_SHARE = 1 / 10
 STOP_MARGIN_SHARE = 3 / 8
 FORGET_OWNERS_AFTER_S = 3600.0  # lapsed owners' rows are deleted by the next owner to register
-KEYS_PER_STATEMENT = 500  # bounded IN lists and VALUES, for any database
 
 
 def settle(connection: Connection, key: str, owner: str) -> None:
@@ -84,7 +89,7 @@ def abandoned(database: Database, output_root: Path, jobs: list[RenderJob]) -> b
         if len(_done(connection, output_root, jobs)) == len(jobs):
             return False
         now = time.time()
-        for part in _parts([job.key for job in jobs]):
+        for part in in_parts([job.key for job in jobs]):
             live = (
                 select(claims_table.c.job_key)
                 .join(claim_owners_table, claim_owners_table.c.owner == claims_table.c.owner)
@@ -98,7 +103,7 @@ def abandoned(database: Database, output_root: Path, jobs: list[RenderJob]) -> b
 def _done(connection: Connection, output_root: Path, jobs: list[RenderJob]) -> set[str]:
     """The keys of ``jobs`` whose file is recorded and on disk at its recorded size."""
     recorded: dict[str, tuple[str, int]] = {}
-    for part in _parts([job.key for job in jobs]):
+    for part in in_parts([job.key for job in jobs]):
         rows = connection.execute(
             select(outputs_table.c.job_key, outputs_table.c.file, outputs_table.c.size).where(
                 outputs_table.c.job_key.in_(part)
@@ -106,11 +111,6 @@ def _done(connection: Connection, output_root: Path, jobs: list[RenderJob]) -> s
         )
         recorded |= {key: (file, size) for key, file, size in rows}
     return {job.key for job in jobs if manifest.is_done(output_root, job.relative_path, recorded.get(job.key))}
-
-
-def _parts(keys: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(keys), KEYS_PER_STATEMENT):
-        yield keys[start : start + KEYS_PER_STATEMENT]
 
 
 def _free_owners(connection: Connection, owners: set[str], now: float) -> list[str]:
@@ -181,7 +181,7 @@ class JobClaims:
         keys = [job.key for job in jobs]
         claimed: set[str] = set()
         with self.database.transaction() as connection:
-            for part in _parts(keys):
+            for part in in_parts(keys):
                 claimed |= self._claim(connection, part)
             done = _done(connection, self.output_root, [job for job in jobs if job.key in claimed])
             for key in done:  # recorded since this call's plan was made: nothing to render
@@ -200,7 +200,7 @@ class JobClaims:
         now = time.time()
         holders: dict[str, str] = {}
         with self.database.reading() as connection:
-            for part in _parts([job.key for job in jobs]):
+            for part in in_parts([job.key for job in jobs]):
                 rows = connection.execute(
                     select(claims_table.c.job_key, claims_table.c.owner).where(claims_table.c.job_key.in_(part))
                 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -164,6 +164,12 @@ label_reports_table = Table(
     Column("answer", Text),
     Index("label_reports_status", "status"),
 )
+
+
+def in_parts(keys: Sequence[str]) -> Iterator[list[str]]:
+    """``keys`` in lists of ``READ_AT_ONCE``, for IN lists any database accepts."""
+    for start in range(0, len(keys), READ_AT_ONCE):
+        yield list(keys[start : start + READ_AT_ONCE])
 
 
 class DatabaseError(OperationalError):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, insert, select
-from visuels.record.database import LEDGER_FIELDS, READ_AT_ONCE, Database, ledger_table
+from visuels.record.database import LEDGER_FIELDS, READ_AT_ONCE, Database, in_parts, ledger_table
 
 GENESIS = "0" * 64
 
@@ -106,8 +106,8 @@ def newest_id(database: Database) -> int:
 def latest_for_jobs(database: Database, job_keys: list[str]) -> dict[str, dict]:
     """The newest row of each job (its export, or the last review of it)."""
     latest: dict[str, dict] = {}
-    for start in range(0, len(job_keys), READ_AT_ONCE):
-        for row in _rows(database, ledger_table.c.job_key.in_(job_keys[start : start + READ_AT_ONCE])):
+    for part in in_parts(job_keys):
+        for row in _rows(database, ledger_table.c.job_key.in_(part)):
             latest[row["job_key"]] = row  # ordered by id: the newest row wins
     return latest
 
@@ -118,8 +118,7 @@ def approvals(database: Database, job_keys: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     table = ledger_table
     with database.reading() as connection:
-        for start in range(0, len(job_keys), READ_AT_ONCE):
-            part = job_keys[start : start + READ_AT_ONCE]
+        for part in in_parts(job_keys):
             query = select(table.c.job_key, table.c.approval).where(table.c.job_key.in_(part)).order_by(table.c.id)
             found.update({key: approval for key, approval in connection.execute(query)})  # the newest row wins
     return found
@@ -190,11 +189,11 @@ def derivatives(database: Database, job_keys: list[str]) -> dict[str, list[dict]
     made_from = ledger_table.alias("made_from")
     found: dict[str, list[dict]] = {}
     with database.reading() as connection:
-        for start in range(0, len(job_keys), READ_AT_ONCE):
+        for part in in_parts(job_keys):
             query = (
                 select(made_from.c.job_key.label("original_key"), ledger_table)
                 .join(made_from, ledger_table.c.parent_id == made_from.c.id)
-                .where(made_from.c.job_key.in_(job_keys[start : start + READ_AT_ONCE]))
+                .where(made_from.c.job_key.in_(part))
                 .where(ledger_table.c.job_key != made_from.c.job_key)
                 .order_by(ledger_table.c.id)
             )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Select, delete, insert, select, update
 from visuels._internal.atomic import write_with
-from visuels.record.database import READ_AT_ONCE, Database, outputs_table
+from visuels.record.database import READ_AT_ONCE, Database, in_parts, outputs_table
 
 MANIFEST_NAME = "manifest.json"
 
@@ -66,7 +66,7 @@ def entries(database: Database, campaign: str, keys: Collection[str] | None = No
         if keys is None:
             return dict(_entries(connection, select(outputs_table).where(outputs_table.c.campaign == campaign)))
         found: dict[str, dict] = {}
-        for part in _parts(sorted(keys)):
+        for part in in_parts(sorted(keys)):
             query = select(outputs_table).where(outputs_table.c.campaign == campaign, outputs_table.c.job_key.in_(part))
             found.update(_entries(connection, query))
         return found
@@ -89,11 +89,6 @@ def _entries(connection: Connection, query: Select) -> Iterator[tuple[str, dict]
                 "inputs": json.loads(row.inputs),
             },
         )
-
-
-def _parts(keys: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(keys), READ_AT_ONCE):
-        yield keys[start : start + READ_AT_ONCE]
 
 
 def is_done(output_root: Path, relative_path: str, recorded: tuple[str, int] | None) -> bool:

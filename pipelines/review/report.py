@@ -646,6 +646,12 @@ def _html_pages(
     }
 
 
+def commune_code(inputs: dict) -> str:
+    """What tells a record's commune from another of its name: its INSEE code (its name in records
+    made before they kept the code)."""
+    return inputs.get("commune_insee") or inputs.get("commune_name", "")
+
+
 def commune_labels(communes: Iterable[tuple[str, str]]) -> dict[str, str]:
     """How the report names each commune, by INSEE code, from (code, name) pairs: its name, and its
     code after it where communes of one name meet (Occitanie has four Aigues-Vives, 164 names
@@ -673,10 +679,7 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
     """Write report.csv, report.html and coherence.json for the outputs of the whole campaign the record holds."""
     recorded = manifest.entries(database, plan.campaign_slug)
     entries = [{**recorded[key], "key": key} for key in plan.campaign_keys if key in recorded]
-    named = [
-        (entry["inputs"].get("commune_insee") or entry["inputs"]["commune_name"], entry["inputs"]["commune_name"])
-        for entry in entries
-    ]
+    named = [(commune_code(entry["inputs"]), entry["inputs"]["commune_name"]) for entry in entries]
     labels = commune_labels([*named, *((job.commune_insee, job.commune_name) for job in plan.held)])
     for entry, (code, _) in zip(entries, named, strict=True):
         entry["commune"] = labels[code]

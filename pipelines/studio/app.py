@@ -54,7 +54,7 @@ from visuels.review.derivatives import (
     label_box,
     mark_derivative,
 )
-from visuels.review.report import commune_labels
+from visuels.review.report import commune_code, commune_labels
 from visuels.studio.reviews import ReviewBackend
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
@@ -218,7 +218,7 @@ def _describe(row: dict) -> dict:
         "thumbnail": row["thumbnail"],
         "id": (row.get("job_key") or row.get("key") or "")[:KEY_PREFIX_LENGTH],
         "commune": inputs.get("commune_name", ""),
-        "insee": inputs.get("commune_insee") or inputs.get("commune_name", ""),
+        "insee": commune_code(inputs),
         "format": inputs.get("format", ""),
         "audience": inputs.get("audience", ""),
         "language": inputs.get("language", ""),
