@@ -8,8 +8,9 @@ The sample campaign (campaigns/ete-2027.yaml) over every commune of a region of 
 is rendered for real on the demo model; its records are then copied to every other job of the plan
 (the same compliance and inputs sizes as real ones; no picture files). Each step of publishing then
 runs in a fresh process, which prints its time and the memory it added to the planned campaign's:
-the approved folder, the ledger checkpoint, the reports, manifest.json, and the check a no-op run
-makes of manifest.json.
+the approved folder, the ledger checkpoint, the reports, manifest.json, the check a no-op run
+makes of manifest.json, and the pictures a review asks about, frozen in the record; then what the
+review run's parameters weigh in Prefect, as job keys and as the id they are frozen under.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ["approved", "checkpoint", "reports", "manifest", "manifest_check"]
+STEPS = ["approved", "checkpoint", "reports", "manifest", "manifest_check", "review_frozen"]
 
 
 def make_campaign(folder: Path, region: str) -> None:
@@ -108,6 +109,10 @@ def run():
         manifest.write_manifest_json(database, out, slug, name, keys)
     elif step == "manifest_check":
         assert manifest.manifest_is_up_to_date(database, out, slug, name, keys), "manifest.json is behind"
+    elif step == "review_frozen":  # what a render run asking for review records, under a new id each time
+        import uuid
+        from visuels.review.decisions import freeze_review
+        assert len(freeze_review(out, slug, str(uuid.uuid4()), [job.key for job in plan.jobs])) == len(keys)
 
 
 started = time.perf_counter()
@@ -152,6 +157,9 @@ def main() -> None:
                 sys.exit(result.stderr[-3000:])
             seconds, megabytes = result.stdout.split()
             print(f"| {step} | {float(seconds):.1f} s | {float(megabytes):,.0f} MB |", flush=True)
+        keys = [f"{number:064x}" for number in range(pictures)]  # job keys are 64 hex digits
+        as_keys, as_batch = json.dumps({"keys": keys}), json.dumps({"batch": "0" * 36})
+        print(f"review run's parameters: {len(as_keys) / 1e6:.1f} MB as job keys, {len(as_batch)} bytes as a batch id")
         size = next(out.glob("*/manifest.json")).stat().st_size
         print(f"manifest.json: {size / 1e6:.0f} MB, {size / pictures / 1e3:.1f} KB a picture")
 

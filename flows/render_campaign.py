@@ -28,12 +28,12 @@ from visuels.flows.forms import form_group, form_parameter
 from visuels.flows.names import GPU_LIMIT, SHARDS_QUEUE, studio_url
 from visuels.flows.progress import RunProgress
 from visuels.flows.render_batches import render_batches
-from visuels.flows.review_campaign import studio_link
+from visuels.flows.review_campaign import open_reviews, studio_link
 from visuels.flows.sub_runs import wait_for_runs
 from visuels.planning.jobs import RenderJob, shard_by_commune
 from visuels.planning.plan import RenderPlan, plan_render
 from visuels.planning.request import CampaignPath, Overrides, RenderSettings, RunSettings, Selection
-from visuels.review.decisions import review_listing
+from visuels.review.decisions import freeze_review, review_listing, unfreeze_review
 from visuels.review.publish import RenderSummary, finish_render, publish_what_is_done, summarise
 from visuels.review.report import Reports
 
@@ -152,9 +152,19 @@ def _render_in_shards(
     return rendered_since_plan(plan, output_root), report(plan, output_root)
 
 
-def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> str | None:
-    """Start the review run that waits for a designer's approval; its name, or None without its deployment."""
-    keys = [job.key for job in rendered]
+def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> tuple[str | None, bool]:
+    """Start the review run that waits for a designer's approval: of what this run rendered, and of
+    the pictures of its plan that earlier runs exported and no review asks about yet (a run killed
+    before it asked, a run with review off, a review that ran out of time). Its name (None: nothing
+    to review, or no review deployment to start), and whether it could not be sent."""
+    render_id = str(flow_run.get_id())
+    among = [job.key for job in plan.jobs]
+    keys = freeze_review(
+        output_root, plan.campaign_slug, render_id, among, *open_reviews(plan.campaign_slug, output_root)
+    )
+    if not keys:
+        log.info("every picture of %s has a decision or a review waiting for one", plan.campaign_slug)
+        return None, False
     t = words(plan.language)
     name = plan.campaign_name
     listing = review_listing(output_root, plan.campaign_slug, keys)
@@ -167,24 +177,33 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
             name=REVIEW_DEPLOYMENT,
             parameters={
                 "campaign_slug": plan.campaign_slug,
-                "keys": keys,
+                "batch": render_id,  # its pictures, frozen in the record: not 100,000 keys in Prefect
                 "output_dir": str(output_root),
                 "language": language_of(plan.language),
             },
             flow_run_name=f"review-{flow_run.name}",
             timeout=0,
             as_subflow=False,  # its own run: this one ends, and its model with it
+            idempotency_key=f"review-{render_id}",  # this run started again: the same review
         )
-        log.info("review waiting in flow run %s (%s)", review.name, review.id)
-        create_link_artifact(
-            key=f"studio-review-{plan.campaign_slug}",
-            link=studio_link(str(review.id)),
-            link_text=t("{campaign}: review the pictures in the studio (`visuels studio`)", campaign=name),
-        )
-        return review.name
     except ObjectNotFound:
         log.warning("no %s deployment: files are rendered but not sent for review", REVIEW_DEPLOYMENT)
-        return None
+        unfreeze_review(output_root, render_id)  # a command-line render every night: no rows for nothing
+        return None, True
+    earlier = len(set(keys).difference(job.key for job in rendered))
+    log.info(
+        "review waiting in flow run %s (%s): %d pictures, %d of earlier runs",
+        review.name,
+        review.id,
+        len(keys),
+        earlier,
+    )
+    create_link_artifact(
+        key=f"studio-review-{plan.campaign_slug}",
+        link=studio_link(str(review.id)),
+        link_text=t("{campaign}: review the pictures in the studio (`visuels studio`)", campaign=name),
+    )
+    return review.name, False
 
 
 def waits_for_review(choice: ReviewChoice, campaign_says: bool) -> bool:
@@ -232,7 +251,8 @@ def render_campaign(
             rendered, reports = _render_unsharded(plan, output_root, run)
     except VisuelsError as exc:  # a full disk, a picture the model blacked out: one line, as for bad input
         return Failed(message=str(exc), data=exc)
-    asks = bool(rendered) and waits_for_review(review, plan.review)
-    waiting = _ask_for_review(plan, rendered, output_root) if asks else None
+    waiting, not_sent = (
+        _ask_for_review(plan, rendered, output_root) if waits_for_review(review, plan.review) else (None, False)
+    )
     summary = summarise(plan, rendered, output_root, reports)
-    return summary.model_copy(update={"review": waiting, "review_not_sent": asks and waiting is None})
+    return summary.model_copy(update={"review": waiting, "review_not_sent": not_sent})

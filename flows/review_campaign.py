@@ -15,6 +15,15 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
@@ -26,10 +35,23 @@ from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
 from visuels.flows.forms import form_parameter
 from visuels.flows.names import studio_url
 from visuels.inputs.yamlfiles import plain_message
-from visuels.review.decisions import ReviewDecision, ReviewOutcome, apply_review, review_listing, short_id
+from visuels.review.decisions import (
+    ReviewDecision,
+    ReviewOutcome,
+    apply_review,
+    freeze_review,
+    pictures_to_review,
+    review_listing,
+    short_id,
+)
 
 REVIEW_TIMEOUT = timedelta(days=3)  # a long weekend; after that the run fails and can be re-run
 MAX_ANSWERS = 5  # a form answer that cannot be applied is asked again, this many times at most
+REVIEW_FLOW = "review-campaign"
+# A review run in these states may still ask a designer about its pictures; one that ended (done,
+# failed, timed out, cancelled, crashed) asks no more, and its undecided pictures await the next.
+OPEN_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
+RUNS_PER_READ = 200  # the Prefect server's most flow runs per request
 
 
 class ReviewForm(RunInput, ReviewDecision):
@@ -59,24 +81,72 @@ def studio_link(run_id: str) -> str:
     return studio_url(f"review/{run_id}")
 
 
-@flow(name="review-campaign")
+def open_reviews(campaign_slug: str, output_root: Path, but: str | None = None) -> tuple[set[str], set[str]]:
+    """What the campaign's review runs that may still ask a designer (``but`` that one) ask about:
+    the ids their pictures are frozen under, and the job keys of those started with keys."""
+    batches: set[str] = set()
+    keys: set[str] = set()
+    state = FlowRunFilterState(type=FlowRunFilterStateType(any_=OPEN_STATES))
+    offset = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[REVIEW_FLOW])),
+                flow_run_filter=FlowRunFilter(state=state),
+                limit=RUNS_PER_READ,
+                offset=offset,
+            )
+            for run in runs:
+                asks = run.parameters
+                same_folder = Path(asks.get("output_dir", "outputs")).resolve() == output_root
+                if str(run.id) != but and asks.get("campaign_slug") == campaign_slug and same_folder:
+                    keys.update(asks.get("keys") or [])
+                    batches.add(asks.get("batch") or str(run.id))
+            if len(runs) < RUNS_PER_READ:  # the last page
+                return batches, keys
+            offset += RUNS_PER_READ
+
+
+def _pictures(campaign_slug: str, batch: str, keys: list[str] | None, output_root: Path, run_id: str) -> list[str]:
+    """The job keys this review asks about: those it was started with, those the render run froze
+    under ``batch``, or (started by hand with neither) the campaign's pictures awaiting a decision
+    that no other open review asks about, frozen under this run's id when it first starts."""
+    if keys or batch:
+        pictures = pictures_to_review(output_root, batch, keys or [])
+    else:
+        pictures = freeze_review(
+            output_root, campaign_slug, run_id, None, *open_reviews(campaign_slug, output_root, run_id)
+        )
+    if not pictures:
+        where, field = output_root / campaign_slug, "batch" if batch else "campaign_slug"
+        raise ReviewError(where, field, "no picture to review: every one has a decision, or another review asks")
+    return pictures
+
+
+@flow(name=REVIEW_FLOW)
 def review_campaign(
     campaign_slug: Annotated[str, form_parameter("Campaign folder")],
-    keys: Annotated[list[str], form_parameter("Pictures (job keys)")],
+    batch: Annotated[str, form_parameter("Pictures of render run (its id; empty: those awaiting a decision)")] = "",
+    keys: Annotated[list[str] | None, form_parameter("Pictures (job keys)")] = None,
     output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
     language: Annotated[Literal["fr", "en"], form_parameter("Language")] = "en",
 ) -> ReviewOutcome:
-    """Ask a designer to approve a render run's files, then publish them and record the decisions.
+    """Ask a designer to approve a campaign's files, then publish them and record the decisions.
 
     Args:
         campaign_slug: The campaign's folder name under the output folder.
-        keys: Job keys of the files to review (those the render run wrote).
+        batch: The render run whose pictures to review: the id they were recorded under when it
+            asked for review. Empty: every picture of the campaign awaiting a decision that no
+            other open review asks about.
+        keys: Job keys of the files to review, instead (scripts).
         output_dir: The render run's output folder.
         language: Of the contact sheet and the form's words: the campaign's.
     """
     quiet_third_party_logs()
     logger = get_run_logger()
     output_root = Path(output_dir).resolve()
+    run_id = flow_run.get_id()
+    keys = _pictures(campaign_slug, batch, keys, output_root, run_id)
     listing = review_listing(output_root, campaign_slug, keys)
     t = words(language)
     create_markdown_artifact(
@@ -84,7 +154,6 @@ def review_campaign(
         markdown=contact_sheet_markdown(t("Review: {campaign}", campaign=campaign_slug), output_root, listing, t),
         description=t("Files awaiting review; resume the run to approve or reject them."),
     )
-    run_id = flow_run.get_id()
     form_class = review_form(sorted(short_id(key) for key in keys))
     problem, previous = "", {}
     for attempt in range(MAX_ANSWERS):

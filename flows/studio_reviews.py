@@ -18,10 +18,9 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from visuels.flows.review_campaign import REVIEW_FLOW
 from visuels.review.decisions import ReviewDecision
 from visuels.studio.reviews import ReviewRun
-
-REVIEW_FLOW = "review-campaign"
 
 
 def _review_run(run: FlowRun) -> ReviewRun:
@@ -30,7 +29,8 @@ def _review_run(run: FlowRun) -> ReviewRun:
         id=str(run.id),
         name=run.name,
         campaign_slug=parameters.get("campaign_slug", ""),
-        keys=list(parameters.get("keys", [])),
+        batch=parameters.get("batch") or str(run.id),  # one started by hand froze its own pictures
+        keys=list(parameters.get("keys") or []),
         output_dir=str(parameters.get("output_dir", "outputs")),
         paused=bool(run.state and run.state.is_paused()),
         state=run.state.name if run.state else "unknown",

@@ -13,7 +13,10 @@ from PIL import Image
 from prefect import flow
 from prefect.client.schemas.objects import Artifact
 from prefect.exceptions import PrefectHTTPStatusError
+from sqlalchemy import func, select
 from visuels.flows.render_campaign import render_campaign
+from visuels.record.database import Database, database_url, review_pictures_table
+from visuels.review.decisions import pictures_to_review
 
 pytestmark = pytest.mark.integration
 
@@ -376,6 +379,10 @@ def test_a_render_that_asks_for_review_says_which_review_waits(
     # This server has no review deployment (`make serve` registers it): the render says nothing of one.
     alone = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(tmp_path / "alone")})
     assert alone.rendered and alone.review is None and alone.review_not_sent
+    database = Database(database_url(tmp_path / "alone"))
+    with database.reading() as connection:  # no pictures frozen for a review that was not started
+        assert connection.execute(select(func.count()).select_from(review_pictures_table)).scalar() == 0
+    database.close()
     assert main(["render", str(campaign), "--output-dir", str(tmp_path / "cli-alone")], render=lambda _: alone) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
         "not sent for review: this Prefect server has no review deployment (`make serve` registers it)"
@@ -392,10 +399,88 @@ def test_a_render_that_asks_for_review_says_which_review_waits(
     monkeypatch.setattr(render_module, "run_deployment", start_review)
     out = tmp_path / "served"
     summary = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(out)})
-    assert summary.review == "review-quiet-heron" and asked[0]["keys"] == summary.job_keys
+    # The review run is handed the id its pictures are recorded under, not 100,000 job keys.
+    assert summary.review == "review-quiet-heron" and "keys" not in asked[0]
+    assert pictures_to_review(out.resolve(), asked[0]["batch"], []) == sorted(summary.job_keys)
     # The command line says it after where the files are.
     assert main(["render", str(campaign), "--output-dir", str(tmp_path / "cli")], render=lambda _: summary) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
         "waiting for a designer's approval (review run review-quiet-heron): approve them in the studio,"
         " `visuels studio`, while `make serve` runs"
     )
+
+
+def test_the_open_reviews_of_a_campaign_are_read_past_the_first_page(tmp_path: Path) -> None:
+    """Open reviews are read 200 runs at a time: those of later pages ask about pictures too."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Paused, Scheduled
+    from visuels.flows.review_campaign import RUNS_PER_READ, open_reviews, review_campaign
+
+    here, out = str(tmp_path / "out"), tmp_path.resolve() / "out"
+    rendered = {f"render-{number}" for number in range(RUNS_PER_READ + 2)}
+    asks = {"campaign_slug": "paged", "output_dir": here}
+    made = []
+    with get_client(sync_client=True) as client:
+        try:
+            for number, batch in enumerate(sorted(rendered)):
+                state = Paused() if number % 2 else Scheduled()
+                made.append(client.create_flow_run(review_campaign, parameters=asks | {"batch": batch}, state=state))
+            made.append(client.create_flow_run(review_campaign, parameters=asks | {"batch": "x"}, state=Completed()))
+            made.append(client.create_flow_run(review_campaign, parameters=asks | {"output_dir": "y", "batch": "y"}))
+            made.append(client.create_flow_run(review_campaign, parameters=asks | {"campaign_slug": "z", "batch": "z"}))
+            by_hand = client.create_flow_run(review_campaign, parameters=asks)
+            with_keys = client.create_flow_run(review_campaign, parameters=asks | {"keys": ["k1"]})
+            made += [by_hand, with_keys]
+            batches, keys = open_reviews("paged", out)
+            assert batches == rendered | {str(by_hand.id), str(with_keys.id)} and keys == {"k1"}
+            assert str(by_hand.id) not in open_reviews("paged", out, but=str(by_hand.id))[0]
+        finally:  # paused runs of review-campaign: other tests wait for theirs
+            for run in made:
+                client.delete_flow_run(run.id)
+
+
+def test_every_exported_picture_is_asked_about_once_whatever_run_exported_it(
+    make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review was asked for only of what the asking run rendered: the pictures of a run killed
+    before it asked (or run with review off) were never asked about, so never approved nor
+    published; and the run's job keys went to Prefect as a parameter, 7 MB for a region."""
+    import threading
+
+    import visuels.flows.render_campaign as render_module
+    from prefect.flow_runs import resume_flow_run
+    from visuels.flows.review_campaign import review_campaign
+
+    campaign, out = make_campaign(), tmp_path / "outputs"
+    earlier = render_campaign(campaign=str(campaign), review="no", run={"output_dir": str(out)})
+    assert earlier.rendered and earlier.review is None
+    asked: list[dict] = []
+
+    def start_review(name: str, parameters: dict, **options: object) -> SimpleNamespace:
+        asked.append(parameters | {"idempotency_key": options["idempotency_key"]})
+        return SimpleNamespace(name=f"review-{len(asked)}", id=uuid4())
+
+    monkeypatch.setattr(render_module, "run_deployment", start_review)
+    # A run with nothing left to render still asks about what the earlier one left undecided.
+    again = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(out)})
+    assert again.rendered == 0 and again.review == "review-1"
+    assert pictures_to_review(out.resolve(), asked[0]["batch"], []) == sorted(earlier.job_keys)
+    assert asked[0]["idempotency_key"] == f"review-{asked[0]['batch']}"  # that run started again: the same review
+    # A review started by hand asks about every picture awaiting a decision (that started review
+    # is not in Prefect here: its pictures are free), frozen when it starts; while it waits, a
+    # run asks for no other review of them.
+    result: dict = {}
+    reviewer = threading.Thread(
+        target=lambda: result.update(outcome=review_campaign(campaign_slug=earlier.campaign, output_dir=str(out)))
+    )
+    reviewer.start()
+    try:
+        run_id = wait_until_paused("review-campaign")
+        while_open = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(out)})
+        assert while_open.review is None and not while_open.review_not_sent and len(asked) == 1
+        resume_flow_run(run_id, run_input={"reviewer": "Léa"})
+    finally:
+        reviewer.join(timeout=60)
+    assert sorted(result["outcome"].approved) == sorted(file.split("/", 1)[1] for file in earlier.files)
+    decided = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(out)})
+    assert decided.review is None and len(asked) == 1  # every picture has its decision

@@ -17,7 +17,8 @@ from visuels.cli import main as cli
 from visuels.inputs.charter import load_charter
 from visuels.marking.keys import signing_files
 from visuels.record.database import Database, database_url
-from visuels.review.decisions import ReviewDecision
+from visuels.record.review_batches import record_review
+from visuels.review.decisions import ReviewDecision, pictures_to_review
 from visuels.studio.app import PREVIEW_SIDE, Studio, create_app
 from visuels.studio.reviews import ReviewRun
 
@@ -46,18 +47,19 @@ def studio(
     rendered_copy: tuple[Path, str, list[str], list[str]],
 ) -> Iterator[tuple[TestClient, Path, list[str], RecordedReviews]]:
     out, slug, files, keys = rendered_copy
+    database = Database(database_url(out))
+    record_review(database, "render-1", slug, keys)  # as the render run that asked for review froze them
     reviews = RecordedReviews(
         ReviewRun(
             id="run-1",
             name="review-x",
             campaign_slug=slug,
-            keys=keys,
+            batch="render-1",
             output_dir=str(out),
             paused=True,
             state="Paused",
         )
     )
-    database = Database(database_url(out))
     app = create_app(
         Studio(out, database, load_charter(SAMPLE_CHARTER_DIR), signing_files(), device="cpu", reviews=reviews)
     )
@@ -75,7 +77,8 @@ def _png_data_url(image: Image.Image) -> str:
 def test_home_and_review_grid_list_the_pictures(studio: tuple) -> None:
     client, _, files, _ = studio
     home = client.get("/")
-    assert home.status_code == 200 and "/review/run-1" in home.text and "test-campagne" in home.text
+    assert home.status_code == 200 and "/review/run-1" in home.text
+    assert f"test-campagne: {len(files)} pictures" in home.text  # counted in the record
     grid = client.get("/review/run-1")
     assert grid.status_code == 200
     # The page's script makes the cards of the page shown from the pictures' data (tests/e2e looks).
@@ -89,14 +92,15 @@ def test_home_and_review_grid_list_the_pictures(studio: tuple) -> None:
 
 
 def test_a_review_answer_is_checked_then_sent(studio: tuple) -> None:
-    client, _, _, reviews = studio
-    code = reviews.review.keys[0][:12]
+    client, out, _, reviews = studio
+    keys = pictures_to_review(out, "render-1", [])
+    code = keys[0][:12]
     refused = client.post("/api/review/run-1", json={"rejected": [code]})
     assert refused.status_code == 422 and "needs a comment" in refused.json()["error"]
     assert client.post("/api/review/run-1", json={"rejected": ["nope"], "comment": "x"}).status_code == 422
     assert reviews.sent == []
     sent = client.post("/api/review/run-1", json={"rejected": [code], "comments": {code: "blurry"}, "reviewer": "Léa"})
-    assert sent.status_code == 200 and sent.json() == {"rejected": 1, "approved": len(reviews.review.keys) - 1}
+    assert sent.status_code == 200 and sent.json() == {"rejected": 1, "approved": len(keys) - 1}
     assert reviews.sent == [ReviewDecision(rejected=[code], comments={code: "blurry"}, reviewer="Léa")]
 
 
@@ -114,12 +118,12 @@ def test_nothing_outside_the_output_folder_is_served(studio: tuple) -> None:
 
 def test_a_rebound_name_or_another_site_is_refused(studio: tuple) -> None:
     """DNS rebinding (another name, resolved to 127.0.0.1) and cross-site requests get nothing."""
-    client, _, files, reviews = studio
+    client, out, files, reviews = studio
     assert client.get(f"/files/{files[0]}").status_code == 200
     assert client.get(f"/files/{files[0]}", headers={"Host": "localhost:7860"}).status_code == 200
     rebound = client.get(f"/files/{files[0]}", headers={"Host": "evil.example:7860"})
     assert rebound.status_code == 403 and b"\x89PNG" not in rebound.content and "evil.example" in rebound.text
-    code = reviews.review.keys[0][:12]
+    code = pictures_to_review(out, "render-1", [])[0][:12]
     decision = {"rejected": [code], "comment": "x"}
     for origin in ("http://evil.example", "http://127.0.0.1:9999", "null"):
         refused = client.post("/api/review/run-1", json=decision, headers={"Origin": origin})

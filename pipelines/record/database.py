@@ -122,6 +122,14 @@ campaign_folders_table = Table(
     Column("charter_slug", Text, nullable=False),
     Column("charter_name", Text, nullable=False),  # for the message that refuses another charter's campaign
 )
+review_pictures_table = Table(
+    "review_pictures",  # which pictures each review asks about, as it froze them: see review_batches.py
+    metadata,
+    Column("review", Text, primary_key=True),  # the batch's id: the render run's that asked for it
+    Column("job_key", Text, primary_key=True),
+    Column("campaign", Text, nullable=False),
+    Index("review_pictures_campaign", "campaign"),
+)
 claim_owners_table = Table(
     "claim_owners",  # the rendering calls holding claims, each a lease it renews: see claims.py
     metadata,

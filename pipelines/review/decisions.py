@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Collection
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,14 @@ from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
 from visuels.record.ledger import LedgerEntry, append, approvals, latest_for_jobs
+from visuels.record.review_batches import (
+    awaiting_decision,
+    forget_review,
+    pictures_of_review,
+    pictures_of_reviews,
+    record_review,
+    review_sizes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +95,57 @@ def _within_campaign(relative_path: str, campaign_slug: str) -> str:
 def short_id(key: str) -> str:
     """How reviewers name a file: its key's first characters, as in its file name."""
     return key[:KEY_PREFIX_LENGTH]
+
+
+def freeze_review(
+    output_root: Path,
+    campaign_slug: str,
+    review_id: str,
+    among: Collection[str] | None = None,
+    open_reviews: Collection[str] = (),
+    open_keys: Collection[str] = (),
+) -> list[str]:
+    """Freeze under ``review_id`` the campaign's pictures awaiting a decision (of ``among`` only,
+    if given), but those that reviews still open ask about (``open_reviews``, by id, and
+    ``open_keys``): the review's pictures, the same ones each time it is asked (empty: none await)."""
+    database = Database(database_url(output_root))
+    try:
+        if frozen := pictures_of_review(database, review_id):
+            return frozen
+        asked = pictures_of_reviews(database, open_reviews) | set(open_keys)
+        keys = [key for key in awaiting_decision(database, campaign_slug, among) if key not in asked]
+        return record_review(database, review_id, campaign_slug, keys) if keys else []
+    finally:
+        database.close()
+
+
+def unfreeze_review(output_root: Path, review_id: str) -> None:
+    """Forget what ``freeze_review`` froze under ``review_id``: its review could not be started."""
+    database = Database(database_url(output_root))
+    try:
+        forget_review(database, review_id)
+    finally:
+        database.close()
+
+
+def pictures_to_review(output_root: Path, review_id: str, keys: list[str]) -> list[str]:
+    """What a review asks about: the job keys it was started with, else those frozen under its id."""
+    if keys:
+        return keys
+    database = Database(database_url(output_root))
+    try:
+        return pictures_of_review(database, review_id)
+    finally:
+        database.close()
+
+
+def count_to_review(output_root: Path, review_ids: Collection[str]) -> dict[str, int]:
+    """How many pictures each review frozen under ``review_ids`` asks about."""
+    database = Database(database_url(output_root))
+    try:
+        return review_sizes(database, review_ids)
+    finally:
+        database.close()
 
 
 def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:

@@ -44,7 +44,7 @@ from visuels.postprocess import findings
 from visuels.postprocess.chain import postprocess
 from visuels.record import ledger, model_sources
 from visuels.record.database import Database, outputs_table
-from visuels.review.decisions import ReviewDecision, review_listing
+from visuels.review.decisions import ReviewDecision, count_to_review, pictures_to_review, review_listing
 from visuels.review.derivatives import (
     Derivative,
     Original,
@@ -55,7 +55,7 @@ from visuels.review.derivatives import (
     mark_derivative,
 )
 from visuels.review.report import commune_code, commune_labels
-from visuels.studio.reviews import ReviewBackend
+from visuels.studio.reviews import ReviewBackend, ReviewRun
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
     from visuels.models.host import ModelHost
@@ -227,6 +227,22 @@ def _describe(row: dict) -> dict:
     }
 
 
+def _pictures(run: ReviewRun) -> list[str]:
+    """The job keys a review run asks about."""
+    return pictures_to_review(Path(run.output_dir), run.batch, run.keys)
+
+
+def _review_sizes(runs: list[ReviewRun]) -> list[int]:
+    """How many pictures each run asks about: one count a database, none read whole."""
+    by_folder: dict[str, dict[str, int]] = {}
+    for folder in {run.output_dir for run in runs if not run.keys}:
+        try:
+            by_folder[folder] = count_to_review(Path(folder), [run.batch for run in runs if run.output_dir == folder])
+        except VisuelsError:  # a folder moved or gone since: the run's page says so
+            by_folder[folder] = {}
+    return [len(run.keys) if run.keys else by_folder[run.output_dir].get(run.batch, 0) for run in runs]
+
+
 def page_language(request: Request) -> str:
     """The page's language: the one picked (``?lang=``, then its cookie), else the browser's, else the user's."""
     picked = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
@@ -333,9 +349,9 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     async def _bad_input(request: Request, exc: VisuelsError) -> JSONResponse:
         return JSONResponse({"error": exc.said(words(page_language(request)))}, status_code=400)
 
-    def _home(reviews: list, review_error: str) -> dict:
+    def _home(reviews: list[ReviewRun], review_error: str) -> dict:
         return {
-            "reviews": reviews,
+            "reviews": [(run, count) for run, count in zip(reviews, _review_sizes(reviews), strict=True)],
             "review_error": review_error,
             "no_server": studio.reviews is None,
             "campaigns": studio.campaigns(),
@@ -366,7 +382,7 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         run = studio.reviews.run(run_id)
         if run is None:
             raise HTTPException(404, f"no review run {run_id}")
-        listing = review_listing(Path(run.output_dir), run.campaign_slug, run.keys)
+        listing = review_listing(Path(run.output_dir), run.campaign_slug, _pictures(run))
         t = words(page_language(request))
         described = _with_commune_labels([_describe({**entry, "job_key": entry["key"]}) for entry in listing.values()])
         pictures = [  # the page's script shows them, those to look at first first
@@ -398,12 +414,13 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             decision = ReviewDecision(**answer)
         except ValidationError as exc:
             return JSONResponse({"error": first_problem(exc)[1].said(t)}, status_code=422)
-        known = {key[:KEY_PREFIX_LENGTH] for key in run.keys}
+        keys = _pictures(run)
+        known = {key[:KEY_PREFIX_LENGTH] for key in keys}
         unknown = [code for code in decision.rejected if code not in known]
         if unknown:
             return JSONResponse({"error": t("{code} is not one of this run's files", code=unknown[0])}, status_code=422)
         studio.reviews.resume(run_id, decision)
-        return JSONResponse({"rejected": len(decision.rejected), "approved": len(run.keys) - len(decision.rejected)})
+        return JSONResponse({"rejected": len(decision.rejected), "approved": len(keys) - len(decision.rejected)})
 
     @app.get("/retouch", response_class=HTMLResponse)
     def retouch_page(  # the picker's filters are the page's query parameters

@@ -18,7 +18,8 @@ class ReviewRun(BaseModel):
     id: str
     name: str
     campaign_slug: str
-    keys: list[str]
+    batch: str = ""  # the id its pictures are frozen under in the record
+    keys: list[str] = []  # or the job keys it was started with
     output_dir: str
     paused: bool
     state: str

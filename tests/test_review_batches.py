@@ -1,0 +1,89 @@
+"""The pictures of each review, frozen in the record when the review is asked for (SQLite and
+PostgreSQL): what awaits a decision, what a review asks about, however often it is asked again."""
+
+from __future__ import annotations
+
+import pytest
+from visuels.record import ledger, manifest
+from visuels.record.database import READ_AT_ONCE, Database
+from visuels.record.review_batches import (
+    awaiting_decision,
+    pictures_of_review,
+    pictures_of_reviews,
+    record_review,
+    review_sizes,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _export(database: Database, campaign: str, count: int, start: int = 0) -> list[str]:
+    """``count`` outputs of ``campaign``, each with its export row ("pending")."""
+    keys = [f"{campaign}{number:060x}" for number in range(start, start + count)]
+    with database.transaction() as connection:
+        for key in keys:
+            row = ledger.LedgerEntry(
+                file=f"{campaign}/{key}.png",
+                sha256=key,
+                phash="0" * 16,
+                watermark=key[:16],
+                job_key=key,
+                model_hash="m",
+                lora_hash=None,
+                charter_hash="c",
+                prompt="p",
+                seed=1,
+                width=8,
+                height=8,
+            )
+            row_id = ledger.append(connection, row)
+            entry = {
+                "file": row.file,
+                "sha256": key,
+                "size": 8,
+                "watermark": key[:16],
+                "thumbnail": "",
+                "ledger_id": row_id,
+            }
+            manifest.add(connection, key, campaign, entry | {"compliance": {}, "inputs": {}, "created": "2026-12-06"})
+    return keys
+
+
+def _decide(database: Database, keys: list[str], approval: str) -> None:
+    """A designer's decision on ``keys``: a new row for each, pointing at its export."""
+    with database.transaction() as connection:
+        for key in keys:
+            previous = ledger.by_job_key(database, key)
+            fields = {name: previous[name] for name in ledger.LedgerEntry.model_fields}
+            ledger.append(
+                connection, ledger.LedgerEntry(**fields | {"approval": approval, "parent_id": previous["id"]})
+            )
+
+
+def test_what_awaits_a_decision_is_the_exported_and_undecided(any_database_url: str) -> None:
+    database = Database(any_database_url)
+    keys = _export(database, "c", READ_AT_ONCE + 7)  # asked for in two parts
+    other = _export(database, "d", 3)
+    _decide(database, keys[:2], "approved (by Léa)")
+    _decide(database, keys[2:3], "rejected: too dark")
+    assert awaiting_decision(database, "c") == sorted(keys[3:])
+    assert awaiting_decision(database, "c", among=keys[:5] + other) == sorted(keys[3:5])  # the plan's, this campaign's
+    assert awaiting_decision(database, "d") == sorted(other)
+    database.close()
+
+
+def test_a_review_keeps_the_pictures_it_was_asked_about(any_database_url: str) -> None:
+    database = Database(any_database_url)
+    keys = _export(database, "c", 2 * READ_AT_ONCE + 3)
+    assert pictures_of_review(database, "run-1") == []  # no such review
+    assert record_review(database, "run-1", "c", keys[5:]) == keys[5:]
+    # Asked again (a render run started again, a review resumed), after more pictures were
+    # exported or some decided: the same pictures, the ones the designer was shown.
+    more = _export(database, "c", 4, start=len(keys))
+    assert record_review(database, "run-1", "c", keys + more) == sorted(keys[5:])
+    assert pictures_of_review(database, "run-1") == sorted(keys[5:])
+    assert record_review(database, "run-2", "c", more) == more
+    assert review_sizes(database, ["run-1", "run-2", "run-3"]) == {"run-1": len(keys) - 5, "run-2": 4}
+    assert pictures_of_reviews(database, ["run-2"]) == set(more)
+    assert pictures_of_reviews(database, []) == set()
+    database.close()
