@@ -47,6 +47,7 @@ from visuels.review.decisions import (
 
 REVIEW_TIMEOUT = timedelta(days=3)  # a long weekend; after that the run fails and can be re-run
 MAX_ANSWERS = 5  # a form answer that cannot be applied is asked again, this many times at most
+MAX_CHOICES = 1000  # codes the Resume form offers to pick from, as many as the contact sheet names
 REVIEW_FLOW = "review-campaign"
 # A review run in these states may still ask a designer about its pictures; one that ended (done,
 # failed, timed out, cancelled, crashed) asks no more, and its undecided pictures await the next.
@@ -59,8 +60,10 @@ class ReviewForm(RunInput, ReviewDecision):
 
 
 def review_form(short_ids: list[str]) -> type[ReviewForm]:
-    """The form with ``rejected`` as a multi-select of this run's short ids: no path to type."""
-    choices = Literal[tuple(short_ids)]  # type: ignore[valid-type]
+    """The form with ``rejected`` as a multi-select of this run's short ids: no path to type. Past
+    ``MAX_CHOICES``, a list to type codes in (checked when the answer is applied): a region's
+    100,000 choices would put a 1.3 MB form in Prefect's page."""
+    choices = Literal[tuple(short_ids)] if len(short_ids) <= MAX_CHOICES else str  # type: ignore[valid-type]
     rejected = (
         list[choices],
         Field(default_factory=list, description="Files to reject (their codes, as in the contact sheet)."),

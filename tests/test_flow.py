@@ -484,3 +484,15 @@ def test_every_exported_picture_is_asked_about_once_whatever_run_exported_it(
     assert sorted(result["outcome"].approved) == sorted(file.split("/", 1)[1] for file in earlier.files)
     decided = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(out)})
     assert decided.review is None and len(asked) == 1  # every picture has its decision
+
+
+def test_the_resume_form_offers_codes_to_pick_up_to_a_thousand() -> None:
+    """A region's review made the Resume form a multi-select of 106,704 codes (a 1.3 MB schema)."""
+    from visuels.flows.review_campaign import MAX_CHOICES, review_form
+
+    few, many = [f"{n:012x}" for n in range(3)], [f"{n:012x}" for n in range(MAX_CHOICES + 1)]
+    picked = review_form(few).model_json_schema()["properties"]["rejected"]
+    assert picked["items"]["enum"] == few
+    typed = review_form(many).model_json_schema()
+    assert typed["properties"]["rejected"]["items"] == {"type": "string"} and len(json.dumps(typed)) < 5000
+    assert review_form(many)(rejected=[many[-1]], comment="blurry").rejected == [many[-1]]
