@@ -253,6 +253,9 @@ def test_words_fill_their_values_and_count() -> None:
     assert french.plural("1 not compliant", "{count} not compliant", 0) == "0 non conforme"
     assert words("en").plural("1 not compliant", "{count} not compliant", 0) == "0 not compliant"
     assert french.plural("1 file", "{count} files", 2) == "2 fichiers"
+    # A region's counts, their thousands parted as each language writes them ("106704 pictures" before).
+    assert words("en").plural("1 file", "{count} files", 106_704) == "106,704 files"
+    assert french.plural("1 file", "{count} files", 106_704) == "106\u202f704 fichiers"
 
 
 def test_a_catalogue_is_read_once_however_often_its_words_are_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,6 +120,9 @@ def test_one_more_to_look_at_is_said_in_the_singular() -> None:
     assert WORDINGS["fr"].more(1) == "et 1 autre (marquée ⚑ ci-dessous)"
     assert WORDINGS["fr"].more(3) == "et 3 autres (marquées ⚑ ci-dessous)"
     assert WORDINGS["en"].more(1) == "and 1 more (marked ⚑ below)"
+    # A region's counts with their thousands parted: "106704 pictures, 4446 communes" before.
+    assert WORDINGS["en"].counts(106_704, 4_446) == "106,704 pictures, 4,446 communes"
+    assert WORDINGS["fr"].counts(106_704, 4_446) == "106\u202f704 images, 4\u202f446 communes"
 
 
 def test_a_contact_sheet_one_past_its_thumbnails_says_one_more(tmp_path: Path) -> None:
@@ -145,7 +148,7 @@ def test_a_region_wide_contact_sheet_lists_the_first_names_and_counts_the_others
         for number in range(MAX_THUMBNAILS + MAX_LISTED + 2)
     }
     sheet = contact_sheet_markdown("Review", tmp_path, listing)
-    assert f"… and {MAX_LISTED + 2} more (see the campaign report):" in sheet
+    assert f"… and {MAX_LISTED + 2:,} more (see the campaign report):" in sheet  # counts parted: "1,002"
     assert sheet.count("\n- **") == MAX_LISTED and f"`picture-{MAX_THUMBNAILS + MAX_LISTED - 1}.png`" in sheet
     assert sheet.endswith("… 2 others: in the report.\n")
     french = contact_sheet_markdown("Relecture", tmp_path, dict(list(listing.items())[:-1]), words("fr"))

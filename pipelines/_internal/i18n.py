@@ -51,6 +51,13 @@ class WrittenNumber:
         return repr(self.value)
 
 
+class WrittenCount(WrittenNumber):
+    """A count, its thousands parted as ``lang`` writes them: "106,704", "106 704" in French."""
+
+    def __format__(self, spec: str) -> str:
+        return super().__format__(spec or ",")
+
+
 @dataclass(frozen=True)
 class Words:
     """``words("Done in {seconds} s", seconds=3)``: the text in this language, filled in."""
@@ -67,7 +74,7 @@ class Words:
         return translated.format(**values)
 
     def plural(self, one: str, many: str, count: int, **values: object) -> str:
-        return self(one if self.singular(count) else many, count=count, **values)
+        return self(one if self.singular(count) else many, count=WrittenCount(count, self.lang), **values)
 
     def singular(self, count: int) -> bool:
         """Whether ``count`` things are said in the singular in this language."""

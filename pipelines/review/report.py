@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from visuels._internal.atomic import write_text_atomic
+from visuels._internal.i18n import WrittenCount
 from visuels._internal.i18n import words as i18n_words
 from visuels.engine.export import edges_path
 from visuels.inputs.charter import Charter
@@ -149,7 +150,9 @@ class Wording:
             (self.why_failing, sum(1 for card in cards if not card["passed"])),
             (self.why_flagged, sum(1 for card in cards if card["terms_flagged"])),
         )
-        return ", ".join(wording.format(count=count, s=self._s(count)) for wording, count in counts if count)
+        return ", ".join(
+            wording.format(count=self.count(count), s=self._s(count)) for wording, count in counts if count
+        )
 
     def findings(self, recorded: list[str]) -> list[str]:
         """The charter checks' reasons or notes, recorded in English, in the report's language."""
@@ -166,13 +169,18 @@ class Wording:
 
     def more(self, count: int) -> str:
         """``count`` more to look at than the list shows."""
-        return self.and_more.format(count=count, s=self._s(count))
+        return self.and_more.format(count=self.count(count), s=self._s(count))
 
     def to_review(self, count: int) -> str:
-        return (self.to_review_one if self._singular(count) else self.to_review_many).format(count=count)
+        return (self.to_review_one if self._singular(count) else self.to_review_many).format(count=self.count(count))
 
     def counts(self, total: int, communes: int) -> str:
-        return self.counts_text.format(total=total, communes=communes, s=self._s(total), c=self._s(communes))
+        values = {"total": self.count(total), "communes": self.count(communes)}
+        return self.counts_text.format(**values, s=self._s(total), c=self._s(communes))
+
+    def count(self, count: int) -> WrittenCount:
+        """A count as this language writes it: "106,704", "106 704"."""
+        return WrittenCount(count, self.lang)
 
     def _singular(self, count: int) -> bool:
         return i18n_words(self.lang).singular(count)
@@ -197,7 +205,7 @@ class Wording:
             wording = self.baseline_designer_one if one else self.baseline_designer
         day = baseline.fixed_at[:10]
         date = "/".join(reversed(day.split("-"))) if self.lang == "fr" else day
-        return wording.format(count=baseline.pictures, date=date)
+        return wording.format(count=self.count(baseline.pictures), date=date)
 
     def _values(self, limits: Thresholds) -> dict[str, str]:
         return {
