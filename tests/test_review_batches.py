@@ -3,7 +3,10 @@ PostgreSQL): what awaits a decision, what a review asks about, however often it 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from visuels.errors import ReviewError
 from visuels.record import ledger, manifest
 from visuels.record.database import READ_AT_ONCE, Database
 from visuels.record.review_batches import (
@@ -87,3 +90,16 @@ def test_a_review_keeps_the_pictures_it_was_asked_about(any_database_url: str) -
     assert pictures_of_reviews(database, ["run-2"]) == set(more)
     assert pictures_of_reviews(database, []) == set()
     database.close()
+
+
+def test_looking_for_a_review_in_a_folder_with_no_record_makes_none(tmp_path: Path) -> None:
+    """A review run whose output folder was moved (the studio's home counts its pictures): asking
+    made an empty database where the folder had been."""
+    from visuels.review.decisions import count_to_review, freeze_review, pictures_to_review, review_listing
+
+    gone = tmp_path / "moved" / "outputs"
+    assert freeze_review(gone, "c", "run-1") == [] and pictures_to_review(gone, "run-1", []) == []
+    assert count_to_review(gone, ["run-1"]) == {}
+    with pytest.raises(ReviewError, match="no output for job"):
+        review_listing(gone, "c", ["0" * 64])
+    assert not (tmp_path / "moved").exists()

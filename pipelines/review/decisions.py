@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection
-from contextlib import ExitStack
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess import findings
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
-from visuels.record.database import Database, database_url
+from visuels.record.database import Database, database_url, is_missing
 from visuels.record.ledger import LedgerEntry, append, approvals, latest_for_jobs
 from visuels.record.review_batches import (
     awaiting_decision,
@@ -97,6 +97,21 @@ def short_id(key: str) -> str:
     return key[:KEY_PREFIX_LENGTH]
 
 
+@contextmanager
+def _record(output_root: Path) -> Iterator[Database | None]:
+    """The output folder's database of record; None where nothing was ever recorded (a folder
+    moved or mistyped: looking into it makes no database there)."""
+    url = database_url(output_root)
+    if is_missing(url):
+        yield None
+        return
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
 def freeze_review(
     output_root: Path,
     campaign_slug: str,
@@ -108,54 +123,42 @@ def freeze_review(
     """Freeze under ``review_id`` the campaign's pictures awaiting a decision (of ``among`` only,
     if given), but those that reviews still open ask about (``open_reviews``, by id, and
     ``open_keys``): the review's pictures, the same ones each time it is asked (empty: none await)."""
-    database = Database(database_url(output_root))
-    try:
+    with _record(output_root) as database:
+        if database is None:
+            return []
         if frozen := pictures_of_review(database, review_id):
             return frozen
         asked = pictures_of_reviews(database, open_reviews) | set(open_keys)
         keys = [key for key in awaiting_decision(database, campaign_slug, among) if key not in asked]
         return record_review(database, review_id, campaign_slug, keys) if keys else []
-    finally:
-        database.close()
 
 
 def unfreeze_review(output_root: Path, review_id: str) -> None:
     """Forget what ``freeze_review`` froze under ``review_id``: its review could not be started."""
-    database = Database(database_url(output_root))
-    try:
-        forget_review(database, review_id)
-    finally:
-        database.close()
+    with _record(output_root) as database:
+        if database is not None:
+            forget_review(database, review_id)
 
 
 def pictures_to_review(output_root: Path, review_id: str, keys: list[str]) -> list[str]:
     """What a review asks about: the job keys it was started with, else those frozen under its id."""
     if keys:
         return keys
-    database = Database(database_url(output_root))
-    try:
-        return pictures_of_review(database, review_id)
-    finally:
-        database.close()
+    with _record(output_root) as database:
+        return [] if database is None else pictures_of_review(database, review_id)
 
 
 def count_to_review(output_root: Path, review_ids: Collection[str]) -> dict[str, int]:
     """How many pictures each review frozen under ``review_ids`` asks about."""
-    database = Database(database_url(output_root))
-    try:
-        return review_sizes(database, review_ids)
-    finally:
-        database.close()
+    with _record(output_root) as database:
+        return {} if database is None else review_sizes(database, review_ids)
 
 
 def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:
     """The recorded outputs of ``keys``, by the file name reviewers see, those to look at first first;
     each with its coherence (from the campaign's last report) and why it needs attention."""
-    database = Database(database_url(output_root))
-    try:
-        recorded = manifest.entries(database, campaign_slug, keys)
-    finally:
-        database.close()
+    with _record(output_root) as database:
+        recorded = {} if database is None else manifest.entries(database, campaign_slug, keys)
     missing = [key for key in keys if key not in recorded]
     if missing:
         raise ReviewError(output_root / campaign_slug, "files", "no output for job {value}", value=missing[0][:12])
