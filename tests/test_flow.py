@@ -496,3 +496,22 @@ def test_the_resume_form_offers_codes_to_pick_up_to_a_thousand() -> None:
     typed = review_form(many).model_json_schema()
     assert typed["properties"]["rejected"]["items"] == {"type": "string"} and len(json.dumps(typed)) < 5000
     assert review_form(many)(rejected=[many[-1]], comment="blurry").rejected == [many[-1]]
+
+
+def test_a_review_started_by_hand_finds_its_campaign_by_folder_or_by_name(tmp_path: Path) -> None:
+    """The form asks for the campaign's folder; a designer types its name, or a folder not there."""
+    from visuels.errors import ReviewError
+    from visuels.flows.review_campaign import _campaign_folder
+
+    (tmp_path / "ete-2027-vivre-en-solane").mkdir()
+    (tmp_path / "hiver-2027").mkdir()
+    assert _campaign_folder(tmp_path, "ete-2027-vivre-en-solane") == "ete-2027-vivre-en-solane"
+    assert _campaign_folder(tmp_path, "Été 2027 — Vivre en Solane") == "ete-2027-vivre-en-solane"
+    with pytest.raises(ReviewError) as refused:
+        _campaign_folder(tmp_path, "Printemps")
+    assert str(refused.value).endswith(
+        "campaign_slug: no campaign 'Printemps' in this output folder"
+        " (its campaigns: ete-2027-vivre-en-solane, hiver-2027)"
+    )
+    with pytest.raises(ReviewError):
+        _campaign_folder(tmp_path / "ete-2027-vivre-en-solane", "..")
