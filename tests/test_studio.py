@@ -91,6 +91,39 @@ def test_home_and_review_grid_list_the_pictures(studio: tuple) -> None:
     assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
 
 
+def test_a_review_page_is_made_again_only_when_what_it_shows_changes(
+    studio: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A region's review page takes 12 s to make from the record: opened again, it was made again."""
+    import visuels.studio.app as app_module
+    from visuels.record import ledger
+
+    client, out, _, _ = studio
+    made = []
+    listing = app_module.review_listing
+    monkeypatch.setattr(app_module, "review_listing", lambda *args: made.append(args) or listing(*args))
+    first = client.get("/review/run-1")
+    assert client.get("/review/run-1").text == first.text and len(made) == 1
+    assert 'lang="fr"' in client.get("/review/run-1?lang=fr").text and len(made) == 2  # another language
+    assert client.get("/review/run-1", params={"per_page": 8}).status_code == 200 and len(made) == 3
+    assert client.get("/review/run-1").text == first.text and len(made) == 4  # the last one only is kept
+    assert client.get("/review/run-1").text == first.text and len(made) == 4
+    database = Database(database_url(out))  # a decision, a retouch recorded meanwhile: made again
+    row = ledger.by_job_key(database, pictures_to_review(out, "render-1", [])[0])
+    fields = {name: row[name] for name in ledger.LedgerEntry.model_fields} | {
+        "approval": "approved",
+        "parent_id": row["id"],
+    }
+    with database.transaction() as connection:
+        ledger.append(connection, ledger.LedgerEntry(**fields))
+    database.close()
+    client.get("/review/run-1")
+    assert len(made) == 5
+    (out / "test-campagne" / "coherence.json").touch()  # `visuels baseline` fixed the style again
+    client.get("/review/run-1")
+    assert len(made) == 6
+
+
 def test_a_review_answer_is_checked_then_sent(studio: tuple) -> None:
     client, out, _, reviews = studio
     keys = pictures_to_review(out, "render-1", [])

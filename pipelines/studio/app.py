@@ -42,6 +42,7 @@ from visuels.models.devices import DeviceName
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess import findings
 from visuels.postprocess.chain import postprocess
+from visuels.postprocess.coherence import COHERENCE_FILE
 from visuels.record import ledger, model_sources
 from visuels.record.database import Database, outputs_table
 from visuels.review.decisions import ReviewDecision, count_to_review, pictures_to_review, review_listing
@@ -122,6 +123,7 @@ class Studio:
     _host: ModelHost | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)  # the host, the sessions: endpoints run in threads
     _listed: dict[str, tuple[int, list[dict]]] = field(default_factory=dict)  # outputs(): as of a ledger row
+    _review_page: tuple[tuple, bytes] | None = None  # the last review page served, and what it was made of
 
     def host(self) -> ModelHost:
         """The model host, created on first retouch: the other pages never load torch."""
@@ -181,6 +183,26 @@ class Studio:
         with self._lock:
             self._listed = {campaign: (newest, listed)}
         return listed
+
+    def review_page_state(self, run: ReviewRun, *shown: object) -> tuple | None:
+        """What a review page of ``run`` is made of, to serve it again while none of it changes (a
+        region's takes 12 s to make): the run, how it is shown, the ledger's newest row, the
+        campaign's coherence. None for a run of another output folder: made each time."""
+        if Path(run.output_dir) != self.output_root:
+            return None
+        coherence = self.output_root / run.campaign_slug / COHERENCE_FILE
+        changed = coherence.stat().st_mtime_ns if coherence.is_file() else 0
+        return (run.model_dump_json(), *shown, ledger.newest_id(self.database), changed)
+
+    def kept_review_page(self, state: tuple | None) -> bytes | None:
+        with self._lock:
+            kept = self._review_page
+        return kept[1] if state is not None and kept is not None and kept[0] == state else None
+
+    def keep_review_page(self, state: tuple | None, page: bytes) -> None:
+        if state is not None:
+            with self._lock:
+                self._review_page = (state, page)
 
     def _read_outputs(self, campaign: str) -> list[dict]:
         with self.database.reading() as connection:
@@ -382,6 +404,10 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         run = studio.reviews.run(run_id)
         if run is None:
             raise HTTPException(404, f"no review run {run_id}")
+        per_page = min(max(per_page, 1), REVIEW_MOST_PER_PAGE)
+        state = studio.review_page_state(run, page_language(request), per_page)
+        if (kept := studio.kept_review_page(state)) is not None:
+            return HTMLResponse(kept)
         listing = review_listing(Path(run.output_dir), run.campaign_slug, _pictures(run))
         t = words(page_language(request))
         described = _with_commune_labels([_describe({**entry, "job_key": entry["key"]}) for entry in listing.values()])
@@ -398,9 +424,11 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
             "run": run,
             "pictures": pictures,
             "root_matches": Path(run.output_dir) == studio.output_root,
-            "per_page": min(max(per_page, 1), REVIEW_MOST_PER_PAGE),
+            "per_page": per_page,
         }
-        return templates.TemplateResponse(request, "review.html", context)
+        page = templates.TemplateResponse(request, "review.html", context)
+        studio.keep_review_page(state, bytes(page.body))
+        return page
 
     @app.post("/api/review/{run_id}")
     def review_answer(request: Request, run_id: str, answer: dict) -> JSONResponse:
