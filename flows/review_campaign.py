@@ -27,11 +27,13 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
+from prefect.states import Failed
 from pydantic import Field, ValidationError, create_model
 from visuels._internal.i18n import words
 from visuels._internal.logs import quiet_third_party_logs
-from visuels.errors import ReviewError
+from visuels.errors import ReviewError, Text
 from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
+from visuels.flows.failures import log_known_failures_in_one_line
 from visuels.flows.forms import form_parameter
 from visuels.flows.names import studio_url
 from visuels.inputs.slugs import slugify
@@ -50,6 +52,9 @@ REVIEW_TIMEOUT = timedelta(days=3)  # a long weekend; after that the run fails a
 MAX_ANSWERS = 5  # a form answer that cannot be applied is asked again, this many times at most
 MAX_CHOICES = 1000  # codes the Resume form offers to pick from, as many as the contact sheet names
 REVIEW_FLOW = "review-campaign"
+# The form's labels, which its refusals name too.
+CAMPAIGN_FIELD = "Campaign folder"
+BATCH_FIELD = "Pictures of render run (its id; empty: those awaiting a decision)"
 # A review run in these states may still ask a designer about its pictures; one that ended (done,
 # failed, timed out, cancelled, crashed) asks no more, and its undecided pictures await the next.
 OPEN_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
@@ -120,7 +125,7 @@ def _campaign_folder(output_root: Path, given: str) -> str:
     known = sorted(path.name for path in output_root.iterdir() if path.is_dir()) if output_root.is_dir() else []
     raise ReviewError(
         output_root,
-        "campaign_slug",
+        Text(CAMPAIGN_FIELD),
         "no campaign '{given}' in this output folder (its campaigns: {known})",
         given=given,
         known=", ".join(known) or "-",
@@ -138,15 +143,15 @@ def _pictures(campaign_slug: str, batch: str, keys: list[str] | None, output_roo
             output_root, campaign_slug, run_id, None, *open_reviews(campaign_slug, output_root, run_id)
         )
     if not pictures:
-        where, field = output_root / campaign_slug, "batch" if batch else "campaign_slug"
+        where, field = output_root / campaign_slug, Text(BATCH_FIELD if batch else CAMPAIGN_FIELD)
         raise ReviewError(where, field, "no picture to review: every one has a decision, or another review asks")
     return pictures
 
 
 @flow(name=REVIEW_FLOW)
 def review_campaign(
-    campaign_slug: Annotated[str, form_parameter("Campaign folder")],
-    batch: Annotated[str, form_parameter("Pictures of render run (its id; empty: those awaiting a decision)")] = "",
+    campaign_slug: Annotated[str, form_parameter(CAMPAIGN_FIELD)],
+    batch: Annotated[str, form_parameter(BATCH_FIELD)] = "",
     keys: Annotated[list[str] | None, form_parameter("Pictures (job keys)")] = None,
     output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
     language: Annotated[Literal["fr", "en"], form_parameter("Language")] = "en",
@@ -163,11 +168,15 @@ def review_campaign(
         language: Of the contact sheet and the form's words: the campaign's.
     """
     quiet_third_party_logs()
+    log_known_failures_in_one_line()
     logger = get_run_logger()
     output_root = Path(output_dir).resolve()
-    campaign_slug = _campaign_folder(output_root, campaign_slug)
     run_id = flow_run.get_id()
-    keys = _pictures(campaign_slug, batch, keys, output_root, run_id)
+    try:
+        campaign_slug = _campaign_folder(output_root, campaign_slug)
+        keys = _pictures(campaign_slug, batch, keys, output_root, run_id)
+    except ReviewError as exc:  # the run fails with the one line, in the designer's words, no traceback
+        return Failed(message=exc.said(words(language)), data=exc)
     listing = review_listing(output_root, campaign_slug, keys)
     t = words(language)
     create_markdown_artifact(
@@ -204,10 +213,11 @@ def review_campaign(
         except ReviewError as exc:
             problem = exc.said(t)
         logger.warning("review answer refused: %s", problem)
-    raise ReviewError(
+    refused = ReviewError(
         campaign_slug,
         "review",
         "no applicable answer after {tries} tries: {problem}",
         tries=MAX_ANSWERS,
         problem=problem,
     )
+    return Failed(message=refused.said(t), data=refused)

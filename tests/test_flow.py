@@ -510,8 +510,24 @@ def test_a_review_started_by_hand_finds_its_campaign_by_folder_or_by_name(tmp_pa
     with pytest.raises(ReviewError) as refused:
         _campaign_folder(tmp_path, "Printemps")
     assert str(refused.value).endswith(
-        "campaign_slug: no campaign 'Printemps' in this output folder"
+        "Campaign folder: no campaign 'Printemps' in this output folder"
         " (its campaigns: ete-2027-vivre-en-solane, hiver-2027)"
     )
     with pytest.raises(ReviewError):
         _campaign_folder(tmp_path / "ete-2027-vivre-en-solane", "..")
+
+
+def test_a_review_with_nothing_to_ask_fails_in_one_line_in_the_campaigns_language(tmp_path: Path) -> None:
+    """Its state said "Flow run encountered an exception: ReviewError: ...", in English."""
+    from visuels.flows.review_campaign import review_campaign
+
+    (tmp_path / "hiver-2027").mkdir()
+    state = review_campaign(campaign_slug="Printemps", output_dir=str(tmp_path), language="fr", return_state=True)
+    assert state.is_failed() and "ReviewError" not in state.message
+    assert state.message.endswith(
+        "pas de campagne « Printemps » dans ce dossier de sortie (ses campagnes : hiver-2027)"
+    )
+    state = review_campaign(campaign_slug="hiver-2027", output_dir=str(tmp_path), return_state=True)
+    assert state.is_failed() and state.message.endswith(
+        "no picture to review: every one has a decision, or another review asks"
+    )
