@@ -450,6 +450,7 @@ def test_every_exported_picture_is_asked_about_once_whatever_run_exported_it(
     import visuels.flows.render_campaign as render_module
     from prefect.flow_runs import resume_flow_run
     from visuels.flows.review_campaign import review_campaign
+    from visuels.record import review_batches
 
     campaign, out = make_campaign(), tmp_path / "outputs"
     earlier = render_campaign(campaign=str(campaign), review="no", run={"output_dir": str(out)})
@@ -466,9 +467,14 @@ def test_every_exported_picture_is_asked_about_once_whatever_run_exported_it(
     assert again.rendered == 0 and again.review == "review-1"
     assert pictures_to_review(out.resolve(), asked[0]["batch"], []) == sorted(earlier.job_keys)
     assert asked[0]["idempotency_key"] == f"review-{asked[0]['batch']}"  # that run started again: the same review
-    # A review started by hand asks about every picture awaiting a decision (that started review
-    # is not in Prefect here: its pictures are free), frozen when it starts; while it waits, a
-    # run asks for no other review of them.
+    # Frozen just now, that review may not be in Prefect yet (two machines ending two runs at once):
+    # a review started by hand at once finds nothing to ask.
+    refused = review_campaign(campaign_slug=earlier.campaign, output_dir=str(out), return_state=True)
+    assert refused.is_failed() and refused.message.endswith("every one has a decision, or another review asks")
+    # That review never came (it is not in Prefect here): past RECENT_S, its pictures are free. A
+    # review started by hand asks about every picture awaiting a decision, frozen when it starts;
+    # while it waits, a run asks for no other review of them.
+    monkeypatch.setattr(review_batches, "RECENT_S", 0.0)
     result: dict = {}
     reviewer = threading.Thread(
         target=lambda: result.update(outcome=review_campaign(campaign_slug=earlier.campaign, output_dir=str(out)))

@@ -103,3 +103,36 @@ def test_looking_for_a_review_in_a_folder_with_no_record_makes_none(tmp_path: Pa
     with pytest.raises(ReviewError, match="no output for job"):
         review_listing(gone, "c", ["0" * 64])
     assert not (tmp_path / "moved").exists()
+
+
+def test_no_picture_is_frozen_for_two_reviews_that_may_both_ask(
+    any_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two machines ending two runs of one campaign at once: each froze their shared pictures,
+    neither review being in Prefect yet when the other looked."""
+    import threading
+
+    from visuels.record import review_batches
+
+    database = Database(any_database_url)
+    keys = _export(database, "c", READ_AT_ONCE + 100)
+    frozen: dict[str, list[str]] = {}
+    start = threading.Barrier(2)
+
+    def freeze(review: str) -> None:
+        other = Database(any_database_url)
+        start.wait()
+        frozen[review] = record_review(other, review, "c", keys)
+        other.close()
+
+    machines = [threading.Thread(target=freeze, args=(review,)) for review in ("machine-a", "machine-b")]
+    for machine in machines:
+        machine.start()
+    for machine in machines:
+        machine.join(timeout=60)
+    assert sorted(frozen["machine-a"] + frozen["machine-b"]) == sorted(keys)  # each once, none lost
+    # Past RECENT_S, a review not in the orchestrator (never started) leaves its pictures free;
+    # one still open there does not.
+    monkeypatch.setattr(review_batches, "RECENT_S", 0.0)
+    assert record_review(database, "later", "c", keys, open_reviews=["machine-a"]) == frozen["machine-b"]
+    database.close()

@@ -128,6 +128,7 @@ review_pictures_table = Table(
     Column("review", Text, primary_key=True),  # the batch's id: the render run's that asked for it
     Column("job_key", Text, primary_key=True),
     Column("campaign", Text, nullable=False),
+    Column("created", Float, nullable=False),  # seconds since the epoch: one frozen just now may not run yet
     Index("review_pictures_campaign", "campaign"),
 )
 claim_owners_table = Table(

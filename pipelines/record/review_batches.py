@@ -8,29 +8,46 @@ it is resumed, so what a designer approves is what the review showed.
 
 A picture awaits a decision while it is exported and its newest ledger row says "pending". What a
 run killed before it asked for review exported, or a run with review off, or a review that ran out
-of time: the next review of the campaign asks about it (see ``awaiting_decision``).
+of time: the next review of the campaign asks about it (see ``awaiting_decision``). No picture is
+frozen for two reviews that may both ask about it: one at a time freezes (a lock), leaving out
+what the reviews still open ask about, and what was frozen in the last ``RECENT_S`` (its review
+may not be in the orchestrator yet: two machines ending two runs of one campaign at once).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 from visuels.record.database import Database, in_parts, outputs_table, review_pictures_table
 from visuels.record.ledger import approvals
 
+RECENT_S = 600.0  # a review frozen this recently may not be in the orchestrator yet
 
-def record_review(database: Database, review: str, campaign: str, keys: Sequence[str]) -> list[str]:
-    """Freeze ``keys`` as the pictures of ``review``, unless it has pictures already (a render run
-    asked again, a review resumed): the review's pictures either way."""
+
+def record_review(
+    database: Database, review: str, campaign: str, keys: Sequence[str], open_reviews: Collection[str] = ()
+) -> list[str]:
+    """Freeze as the pictures of ``review`` those of ``keys`` that no other review asks about (one
+    of ``open_reviews``, or one frozen in the last ``RECENT_S``), unless it has pictures already (a
+    render run asked again, a review resumed): the review's pictures either way."""
     table = review_pictures_table
+    now = time.time()
     with database.transaction() as connection:
-        frozen = connection.execute(select(table.c.job_key).where(table.c.review == review).limit(1)).first()
-        if frozen is None:
-            for part in in_parts(sorted(set(keys))):
-                rows = [{"review": review, "job_key": key, "campaign": campaign} for key in part]
-                connection.execute(insert(table), rows)
-    return list(keys) if frozen is None else pictures_of_review(database, review)
+        if connection.dialect.name != "sqlite":  # SQLite's writers are one at a time already
+            connection.exec_driver_sql("LOCK TABLE review_pictures IN SHARE ROW EXCLUSIVE MODE")
+        frozen = list(connection.execute(select(table.c.job_key).where(table.c.review == review)).scalars())
+        if frozen:
+            return sorted(frozen)
+        recent = select(table.c.review).where(table.c.campaign == campaign, table.c.created >= now - RECENT_S)
+        others = (set(open_reviews) | set(connection.execute(recent.distinct()).scalars())) - {review}
+        asked = _pictures_of(connection, others)
+        free = [key for key in dict.fromkeys(keys) if key not in asked]
+        for part in in_parts(free):
+            rows = [{"review": review, "job_key": key, "campaign": campaign, "created": now} for key in part]
+            connection.execute(insert(table), rows)
+    return free
 
 
 def forget_review(database: Database, review: str) -> None:
@@ -61,11 +78,15 @@ def review_sizes(database: Database, reviews: Collection[str]) -> dict[str, int]
 
 def pictures_of_reviews(database: Database, reviews: Collection[str]) -> set[str]:
     """The job keys any of ``reviews`` asks about."""
+    with database.reading() as connection:
+        return _pictures_of(connection, reviews)
+
+
+def _pictures_of(connection: Connection, reviews: Collection[str]) -> set[str]:
     table = review_pictures_table
     found: set[str] = set()
-    with database.reading() as connection:
-        for part in in_parts(sorted(reviews)):
-            found.update(connection.execute(select(table.c.job_key).where(table.c.review.in_(part))).scalars())
+    for part in in_parts(sorted(reviews)):
+        found.update(connection.execute(select(table.c.job_key).where(table.c.review.in_(part))).scalars())
     return found
 
 

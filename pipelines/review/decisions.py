@@ -38,7 +38,6 @@ from visuels.record.review_batches import (
     awaiting_decision,
     forget_review,
     pictures_of_review,
-    pictures_of_reviews,
     record_review,
     review_sizes,
 )
@@ -121,16 +120,16 @@ def freeze_review(
     open_keys: Collection[str] = (),
 ) -> list[str]:
     """Freeze under ``review_id`` the campaign's pictures awaiting a decision (of ``among`` only,
-    if given), but those that reviews still open ask about (``open_reviews``, by id, and
-    ``open_keys``): the review's pictures, the same ones each time it is asked (empty: none await)."""
+    if given), but those that other reviews ask about (``open_reviews``, by id, ``open_keys``, and
+    any frozen just now): the review's pictures, the same ones each time it is asked (empty: none)."""
     with _record(output_root) as database:
         if database is None:
             return []
         if frozen := pictures_of_review(database, review_id):
             return frozen
-        asked = pictures_of_reviews(database, open_reviews) | set(open_keys)
-        keys = [key for key in awaiting_decision(database, campaign_slug, among) if key not in asked]
-        return record_review(database, review_id, campaign_slug, keys) if keys else []
+        started_with = set(open_keys)
+        keys = [key for key in awaiting_decision(database, campaign_slug, among) if key not in started_with]
+        return record_review(database, review_id, campaign_slug, keys, open_reviews) if keys else []
 
 
 def unfreeze_review(output_root: Path, review_id: str) -> None:

@@ -14,6 +14,7 @@ def upgrade() -> None:
         sa.Column("review", sa.Text, primary_key=True),
         sa.Column("job_key", sa.Text, primary_key=True),
         sa.Column("campaign", sa.Text, nullable=False),
+        sa.Column("created", sa.Float, nullable=False),
     )
     op.create_index("review_pictures_campaign", "review_pictures", ["campaign"])
 
