@@ -76,13 +76,8 @@ def review_sizes(database: Database, reviews: Collection[str]) -> dict[str, int]
     return sizes
 
 
-def pictures_of_reviews(database: Database, reviews: Collection[str]) -> set[str]:
-    """The job keys any of ``reviews`` asks about."""
-    with database.reading() as connection:
-        return _pictures_of(connection, reviews)
-
-
 def _pictures_of(connection: Connection, reviews: Collection[str]) -> set[str]:
+    """The job keys any of ``reviews`` asks about."""
     table = review_pictures_table
     found: set[str] = set()
     for part in in_parts(sorted(reviews)):
