@@ -36,12 +36,12 @@ from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
 from visuels.flows.failures import log_known_failures_in_one_line
 from visuels.flows.forms import form_parameter
 from visuels.flows.names import studio_url
-from visuels.inputs.slugs import slugify
 from visuels.inputs.yamlfiles import plain_message
 from visuels.review.decisions import (
     ReviewDecision,
     ReviewOutcome,
     apply_review,
+    campaign_folder,
     freeze_review,
     pictures_to_review,
     review_listing,
@@ -116,22 +116,6 @@ def open_reviews(campaign_slug: str, output_root: Path, but: str | None = None) 
             offset += RUNS_PER_READ
 
 
-def _campaign_folder(output_root: Path, given: str) -> str:
-    """The campaign's folder under the output folder: as given, or the one its name makes ("Été
-    2027 — Vivre en Solane": ete-2027-vivre-en-solane), as a designer starting a review types it."""
-    for folder in (given, slugify(given)):
-        if folder == Path(folder).name and not folder.startswith(".") and (output_root / folder).is_dir():
-            return folder
-    known = sorted(path.name for path in output_root.iterdir() if path.is_dir()) if output_root.is_dir() else []
-    raise ReviewError(
-        output_root,
-        Text(CAMPAIGN_FIELD),
-        "no campaign '{given}' in this output folder (its campaigns: {known})",
-        given=given,
-        known=", ".join(known) or "-",
-    )
-
-
 def _pictures(campaign_slug: str, batch: str, keys: list[str] | None, output_root: Path, run_id: str) -> list[str]:
     """The job keys this review asks about: those it was started with, those the render run froze
     under ``batch``, or (started by hand with neither) the campaign's pictures awaiting a decision
@@ -173,7 +157,7 @@ def review_campaign(
     output_root = Path(output_dir).resolve()
     run_id = flow_run.get_id()
     try:
-        campaign_slug = _campaign_folder(output_root, campaign_slug)
+        campaign_slug = campaign_folder(output_root, campaign_slug, Text(CAMPAIGN_FIELD))
         keys = _pictures(campaign_slug, batch, keys, output_root, run_id)
     except ReviewError as exc:  # the run fails with the one line, in the designer's words, no traceback
         return Failed(message=exc.said(words(language)), data=exc)

@@ -504,25 +504,6 @@ def test_the_resume_form_offers_codes_to_pick_up_to_a_thousand() -> None:
     assert review_form(many)(rejected=[many[-1]], comment="blurry").rejected == [many[-1]]
 
 
-def test_a_review_started_by_hand_finds_its_campaign_by_folder_or_by_name(tmp_path: Path) -> None:
-    """The form asks for the campaign's folder; a designer types its name, or a folder not there."""
-    from visuels.errors import ReviewError
-    from visuels.flows.review_campaign import _campaign_folder
-
-    (tmp_path / "ete-2027-vivre-en-solane").mkdir()
-    (tmp_path / "hiver-2027").mkdir()
-    assert _campaign_folder(tmp_path, "ete-2027-vivre-en-solane") == "ete-2027-vivre-en-solane"
-    assert _campaign_folder(tmp_path, "Été 2027 — Vivre en Solane") == "ete-2027-vivre-en-solane"
-    with pytest.raises(ReviewError) as refused:
-        _campaign_folder(tmp_path, "Printemps")
-    assert str(refused.value).endswith(
-        "Campaign folder: no campaign 'Printemps' in this output folder"
-        " (its campaigns: ete-2027-vivre-en-solane, hiver-2027)"
-    )
-    with pytest.raises(ReviewError):
-        _campaign_folder(tmp_path / "ete-2027-vivre-en-solane", "..")
-
-
 def test_a_review_with_nothing_to_ask_fails_in_one_line_in_the_campaigns_language(tmp_path: Path) -> None:
     """Its state said "Flow run encountered an exception: ReviewError: ...", in English."""
     from visuels.flows.review_campaign import review_campaign

@@ -133,3 +133,23 @@ def test_no_picture_is_frozen_for_two_reviews_that_may_both_ask(
     monkeypatch.setattr(review_batches, "RECENT_S", 0.0)
     assert record_review(database, "later", "c", keys, open_reviews=["machine-a"]) == frozen["machine-b"]
     database.close()
+
+
+def test_a_review_started_by_hand_finds_its_campaign_by_folder_or_by_name(tmp_path: Path) -> None:
+    """The form asks for the campaign's folder; a designer types its name, or a folder not there."""
+    from visuels.errors import Text
+    from visuels.review.decisions import campaign_folder
+
+    field = Text("Campaign folder")
+    (tmp_path / "ete-2027-vivre-en-solane").mkdir()
+    (tmp_path / "hiver-2027").mkdir()
+    assert campaign_folder(tmp_path, "ete-2027-vivre-en-solane", field) == "ete-2027-vivre-en-solane"
+    assert campaign_folder(tmp_path, "Été 2027 — Vivre en Solane", field) == "ete-2027-vivre-en-solane"
+    with pytest.raises(ReviewError) as refused:
+        campaign_folder(tmp_path, "Printemps", field)
+    assert str(refused.value).endswith(
+        "Campaign folder: no campaign 'Printemps' in this output folder"
+        " (its campaigns: ete-2027-vivre-en-solane, hiver-2027)"
+    )
+    with pytest.raises(ReviewError):
+        campaign_folder(tmp_path / "ete-2027-vivre-en-solane", "..", field)

@@ -27,6 +27,7 @@ from visuels._internal.atomic import StagedFile, staged
 from visuels._internal.hashing import sha256_file
 from visuels._internal.i18n import RecordedText, joined
 from visuels.errors import ExportError, InvalidValueError, ReviewError, Text
+from visuels.inputs.slugs import slugify
 from visuels.planning import fairness
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess import findings
@@ -109,6 +110,23 @@ def _record(output_root: Path) -> Iterator[Database | None]:
         yield database
     finally:
         database.close()
+
+
+def campaign_folder(output_root: Path, given: str, field: Text) -> str:
+    """The campaign's folder under the output folder: as given, or the one its name makes ("Été
+    2027 — Vivre en Solane": ete-2027-vivre-en-solane), as a designer starting a review types it in
+    ``field``; one not there is refused with those that are."""
+    for folder in (given, slugify(given)):
+        if folder == Path(folder).name and not folder.startswith(".") and (output_root / folder).is_dir():
+            return folder
+    known = sorted(path.name for path in output_root.iterdir() if path.is_dir()) if output_root.is_dir() else []
+    raise ReviewError(
+        output_root,
+        field,
+        "no campaign '{given}' in this output folder (its campaigns: {known})",
+        given=given,
+        known=", ".join(known) or "-",
+    )
 
 
 def freeze_review(
