@@ -260,7 +260,7 @@ def _review_sizes(runs: list[ReviewRun]) -> list[int]:
     for folder in {run.output_dir for run in runs if not run.keys}:
         try:
             by_folder[folder] = count_to_review(Path(folder), [run.batch for run in runs if run.output_dir == folder])
-        except VisuelsError:  # a folder moved or gone since: the run's page says so
+        except VisuelsError:  # its database unreadable: the home still lists the run, its page says why
             by_folder[folder] = {}
     return [len(run.keys) if run.keys else by_folder[run.output_dir].get(run.batch, 0) for run in runs]
 
