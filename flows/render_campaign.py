@@ -152,11 +152,12 @@ def _render_in_shards(
     return rendered_since_plan(plan, output_root), report(plan, output_root)
 
 
-def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> tuple[str | None, bool]:
+def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Path) -> dict[str, str | int | bool]:
     """Start the review run that waits for a designer's approval: of what this run rendered, and of
     the pictures of its plan that earlier runs exported and no review asks about yet (a run killed
-    before it asked, a run with review off, a review that ran out of time). Its name (None: nothing
-    to review, or no review deployment to start), and whether it could not be sent."""
+    before it asked, a run with review off, a review that ran out of time). What the summary says
+    of it: its name (none: nothing to review, or no review deployment to start), whether it could
+    not be sent, how many of its pictures earlier runs exported."""
     render_id = str(flow_run.get_id())
     among = [job.key for job in plan.jobs]
     keys = freeze_review(
@@ -164,7 +165,7 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
     )
     if not keys:
         log.info("every picture of %s has a decision or a review waiting for one", plan.campaign_slug)
-        return None, False
+        return {}
     t = words(plan.language)
     name = plan.campaign_name
     listing = review_listing(output_root, plan.campaign_slug, keys)
@@ -189,7 +190,7 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
     except ObjectNotFound:
         log.warning("no %s deployment: files are rendered but not sent for review", REVIEW_DEPLOYMENT)
         unfreeze_review(output_root, render_id)  # a command-line render every night: no rows for nothing
-        return None, True
+        return {"review_not_sent": True}
     earlier = len(set(keys).difference(job.key for job in rendered))
     log.info(
         "review waiting in flow run %s (%s): %d pictures, %d of earlier runs",
@@ -203,7 +204,7 @@ def _ask_for_review(plan: RenderPlan, rendered: list[RenderJob], output_root: Pa
         link=studio_link(str(review.id)),
         link_text=t("{campaign}: review the pictures in the studio (`visuels studio`)", campaign=name),
     )
-    return review.name, False
+    return {"review": review.name, "review_earlier": earlier}
 
 
 def waits_for_review(choice: ReviewChoice, campaign_says: bool) -> bool:
@@ -251,8 +252,5 @@ def render_campaign(
             rendered, reports = _render_unsharded(plan, output_root, run)
     except VisuelsError as exc:  # a full disk, a picture the model blacked out: one line, as for bad input
         return Failed(message=str(exc), data=exc)
-    waiting, not_sent = (
-        _ask_for_review(plan, rendered, output_root) if waits_for_review(review, plan.review) else (None, False)
-    )
-    summary = summarise(plan, rendered, output_root, reports)
-    return summary.model_copy(update={"review": waiting, "review_not_sent": not_sent})
+    asked = _ask_for_review(plan, rendered, output_root) if waits_for_review(review, plan.review) else {}
+    return summarise(plan, rendered, output_root, reports).model_copy(update=asked)

@@ -440,7 +440,10 @@ def test_the_open_reviews_of_a_campaign_are_read_past_the_first_page(tmp_path: P
 
 
 def test_every_exported_picture_is_asked_about_once_whatever_run_exported_it(
-    make_campaign: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_campaign: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Review was asked for only of what the asking run rendered: the pictures of a run killed
     before it asked (or run with review off) were never asked about, so never approved nor
@@ -449,6 +452,7 @@ def test_every_exported_picture_is_asked_about_once_whatever_run_exported_it(
 
     import visuels.flows.render_campaign as render_module
     from prefect.flow_runs import resume_flow_run
+    from visuels.cli import main
     from visuels.flows.review_campaign import review_campaign
     from visuels.record import review_batches
 
@@ -464,7 +468,12 @@ def test_every_exported_picture_is_asked_about_once_whatever_run_exported_it(
     monkeypatch.setattr(render_module, "run_deployment", start_review)
     # A run with nothing left to render still asks about what the earlier one left undecided.
     again = render_campaign(campaign=str(campaign), review="yes", run={"output_dir": str(out)})
-    assert again.rendered == 0 and again.review == "review-1"
+    assert again.rendered == 0 and again.review == "review-1" and again.review_earlier == len(earlier.job_keys)
+    assert main(["render", str(campaign), "--output-dir", str(out)], render=lambda _: again) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f"the review also asks about {len(earlier.job_keys)} pictures earlier runs exported"
+        " that no review had asked about"
+    )
     assert pictures_to_review(out.resolve(), asked[0]["batch"], []) == sorted(earlier.job_keys)
     assert asked[0]["idempotency_key"] == f"review-{asked[0]['batch']}"  # that run started again: the same review
     # Frozen just now, that review may not be in Prefect yet (two machines ending two runs at once):

@@ -166,6 +166,13 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
             name=summary.review,
         )
         console.print(waiting, highlight=False, markup=False)
+        if summary.review_earlier:
+            earlier = t.plural(
+                "the review also asks about 1 picture an earlier run exported that no review had asked about",
+                "the review also asks about {count} pictures earlier runs exported that no review had asked about",
+                summary.review_earlier,
+            )
+            console.print(earlier, highlight=False, markup=False)
     elif summary.review_not_sent:
         unsent = t("not sent for review: this Prefect server has no review deployment (`make serve` registers it)")
         console.print(unsent, highlight=False, markup=False)

@@ -106,6 +106,7 @@ class RenderSummary(BaseModel):
     job_keys: list[str]
     review: str | None = None  # the review run waiting for a designer's approval, by name
     review_not_sent: bool = False  # it asked for one, but no server it reached could start it
+    review_earlier: int = 0  # of the pictures the review asks about, those earlier runs exported
 
 
 def summarise(plan: RenderPlan, rendered: list[RenderJob], output_root: Path, reports: Reports) -> RenderSummary:
