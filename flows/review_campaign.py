@@ -120,9 +120,9 @@ def _pictures(campaign_slug: str, batch: str, keys: list[str] | None, output_roo
     """The job keys this review asks about: those it was started with, those the render run froze
     under ``batch``, or (started by hand with neither) the campaign's pictures awaiting a decision
     that no other open review asks about, frozen under this run's id when it first starts."""
-    if keys or batch:
-        pictures = pictures_to_review(output_root, batch, keys or [])
-    else:
+    # Resumed after a suspension, a review started by hand finds what it froze: Prefect is not asked again.
+    pictures = pictures_to_review(output_root, batch or run_id, keys or [])
+    if not (pictures or keys or batch):
         pictures = freeze_review(
             output_root, campaign_slug, run_id, None, *open_reviews(campaign_slug, output_root, run_id)
         )
