@@ -8,9 +8,10 @@ The sample campaign (campaigns/ete-2027.yaml) over every commune of a region of 
 is rendered for real on the demo model; its records are then copied to every other job of the plan
 (the same compliance and inputs sizes as real ones; no picture files). Each step of publishing then
 runs in a fresh process, which prints its time and the memory it added to the planned campaign's:
-the approved folder, the ledger checkpoint, the reports, manifest.json, the check a no-op run
-makes of manifest.json, and the pictures a review asks about, frozen in the record; then what the
-review run's parameters weigh in Prefect, as job keys and as the id they are frozen under.
+the plan, the approved folder, the ledger checkpoint, the reports, manifest.json, the check a no-op
+run makes of manifest.json, the pictures a review asks about, frozen in the record, and their
+records read for review; then what the review run's parameters weigh in Prefect, as job keys and as
+the id they are frozen under.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ["approved", "checkpoint", "reports", "manifest", "manifest_check", "review_frozen"]
+STEPS = ["plan", "approved", "checkpoint", "reports", "manifest", "manifest_check", "review_frozen", "review_listing"]
 
 
 def make_campaign(folder: Path, region: str) -> None:
@@ -94,7 +95,9 @@ slug, name, keys = plan.campaign_slug, plan.campaign_name, set(plan.campaign_key
 
 
 def run():
-    if step == "approved":
+    if step == "plan":  # what every run does first: the campaign expanded into its jobs
+        plan_render(campaign, out, Selection(max_communes=int(communes) if communes != "all" else None))
+    elif step == "approved":
         from visuels.review.decisions import sync_approved
         sync_approved(database, out, slug)
     elif step == "checkpoint":
@@ -109,17 +112,28 @@ def run():
         manifest.write_manifest_json(database, out, slug, name, keys)
     elif step == "manifest_check":
         assert manifest.manifest_is_up_to_date(database, out, slug, name, keys), "manifest.json is behind"
-    elif step == "review_frozen":  # what a render run asking for review records, under a new id each time
-        import uuid
+    elif step == "review_frozen":  # what a render run asking for review records
         from visuels.review.decisions import freeze_review
-        assert len(freeze_review(out, slug, str(uuid.uuid4()), [job.key for job in plan.jobs])) == len(keys)
+        assert len(freeze_review(out, slug, "benchmark", [job.key for job in plan.jobs])) == len(keys)
+    elif step == "review_listing":  # the review's records read (contact sheet, studio, applying a decision)
+        from visuels.review.decisions import review_listing
+        assert len(review_listing(out, slug, sorted(keys))) == len(keys)
 
 
+def prepare():
+    if step == "review_frozen":  # the pictures the step froze before are free again
+        from visuels.review.decisions import unfreeze_review
+        unfreeze_review(out, "benchmark")
+
+
+prepare()
 started = time.perf_counter()
 run()
 elapsed = time.perf_counter() - started
+prepare()
 tracemalloc.start()  # again, traced: the most the step holds at once
 run()
+prepare()
 print(f"{elapsed:.2f} {tracemalloc.get_traced_memory()[1] / 2**20:.0f}")
 """
 
@@ -129,6 +143,7 @@ def main() -> None:
     parser.add_argument("--region", default="76", help="an INSEE region code (default: 76, Occitanie)")
     parser.add_argument("--communes", type=int, help="only the region's first N communes")
     parser.add_argument("--folder", type=Path, help="made there and kept; made already: measured again")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=STEPS, help="only these steps (default: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.folder or Path(scratch)
@@ -147,7 +162,7 @@ def main() -> None:
         print(f"{pictures:,} pictures recorded")
         communes = str(args.communes) if args.communes else "all"
         print("| step | time | memory at its peak (Python's) |\n|---|---|---|")
-        for step in STEPS:
+        for step in args.steps:
             result = subprocess.run(
                 [sys.executable, "-c", STEP_SCRIPT, str(campaign), str(out), step, communes],
                 capture_output=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from visuels._internal.atomic import remove_leftover_temporaries
+from visuels._internal.collector import cycles_collected_after
 from visuels._internal.i18n import counted
 from visuels.errors import CampaignError, VisuelsError
 from visuels.inputs.campaign import (
@@ -127,6 +128,7 @@ def lora_weights(campaign: Campaign) -> LoraWeights | None:
     return style.model_copy(update={"speed": speed})
 
 
+@cycles_collected_after()  # a region's plan: 106,704 jobs
 def plan_render(
     campaign_path: str | Path,
     output_root: Path,

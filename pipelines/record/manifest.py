@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Select, delete, insert, select, update
 from visuels._internal.atomic import write_with
+from visuels._internal.collector import cycles_collected_after
 from visuels.record.database import READ_AT_ONCE, Database, in_parts, outputs_table
 
 MANIFEST_NAME = "manifest.json"
@@ -59,6 +60,7 @@ def recorded_sizes(database: Database, campaign: str) -> dict[str, tuple[str, in
         return {key: (file, size) for key, file, size in rows}
 
 
+@cycles_collected_after()
 def entries(database: Database, campaign: str, keys: Collection[str] | None = None) -> dict[str, dict]:
     """Every recorded output of a campaign (or those of ``keys``), by job key, as ``manifest.json``
     lists them."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from visuels._internal.atomic import StagedFile, staged
+from visuels._internal.collector import cycles_collected_after
 from visuels._internal.hashing import sha256_file
 from visuels._internal.i18n import RecordedText, joined
 from visuels.errors import ExportError, InvalidValueError, ReviewError, Text
@@ -171,6 +172,7 @@ def count_to_review(output_root: Path, review_ids: Collection[str]) -> dict[str,
         return {} if database is None else review_sizes(database, review_ids)
 
 
+@cycles_collected_after()
 def review_listing(output_root: Path, campaign_slug: str, keys: list[str]) -> dict[str, dict]:
     """The recorded outputs of ``keys``, by the file name reviewers see, those to look at first first;
     each with its coherence (from the campaign's last report) and why it needs attention."""

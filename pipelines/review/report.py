@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from visuels._internal.atomic import write_text_atomic
+from visuels._internal.collector import cycles_collected_after
 from visuels._internal.i18n import WrittenCount
 from visuels._internal.i18n import words as i18n_words
 from visuels.engine.export import edges_path
@@ -683,6 +684,7 @@ def _held(plan: RenderPlan, words: Wording, labels: dict[str, str]) -> list[dict
     ]
 
 
+@cycles_collected_after()  # a region's report holds its 106,704 records
 def write_reports(database: Database, output_root: Path, plan: RenderPlan, charter: Charter) -> Reports:
     """Write report.csv, report.html and coherence.json for the outputs of the whole campaign the record holds."""
     recorded = manifest.entries(database, plan.campaign_slug)

@@ -29,6 +29,7 @@ from fastapi.templating import Jinja2Templates
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
+from visuels._internal.collector import cycles_collected_after
 from visuels._internal.i18n import LANGUAGES, Words, browser_language, user_language, words
 from visuels._internal.web_guard import LocalOnly
 from visuels.errors import VisuelsError
@@ -254,6 +255,22 @@ def _pictures(run: ReviewRun) -> list[str]:
     return pictures_to_review(Path(run.output_dir), run.batch, run.keys)
 
 
+@cycles_collected_after()  # a region's review: 106,704 pictures
+def _review_pictures(run: ReviewRun, t: Words) -> list[dict]:
+    """The pictures a review run asks about, as its page's script shows them: those to look at first first."""
+    listing = review_listing(Path(run.output_dir), run.campaign_slug, _pictures(run))
+    described = _with_commune_labels([_describe({**entry, "job_key": entry["key"]}) for entry in listing.values()])
+    return [
+        picture
+        | {
+            "name": name,
+            "attention": [reason.said(t) for reason in entry["attention"]],
+            "reasons": "; ".join(findings.said(reason, t) for reason in picture["reasons"]),
+        }
+        for (name, entry), picture in zip(listing.items(), described, strict=True)
+    ]
+
+
 def _review_sizes(runs: list[ReviewRun]) -> list[int]:
     """How many pictures each run asks about: one count a database, none read whole."""
     by_folder: dict[str, dict[str, int]] = {}
@@ -408,21 +425,9 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
         state = studio.review_page_state(run, page_language(request), per_page)
         if (kept := studio.kept_review_page(state)) is not None:
             return HTMLResponse(kept)
-        listing = review_listing(Path(run.output_dir), run.campaign_slug, _pictures(run))
-        t = words(page_language(request))
-        described = _with_commune_labels([_describe({**entry, "job_key": entry["key"]}) for entry in listing.values()])
-        pictures = [  # the page's script shows them, those to look at first first
-            picture
-            | {
-                "name": name,
-                "attention": [reason.said(t) for reason in entry["attention"]],
-                "reasons": "; ".join(findings.said(reason, t) for reason in picture["reasons"]),
-            }
-            for (name, entry), picture in zip(listing.items(), described, strict=True)
-        ]
         context = {
             "run": run,
-            "pictures": pictures,
+            "pictures": _review_pictures(run, words(page_language(request))),
             "root_matches": Path(run.output_dir) == studio.output_root,
             "per_page": per_page,
         }
