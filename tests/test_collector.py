@@ -87,11 +87,14 @@ def low_thresholds() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("low_thresholds")
-def test_a_campaigns_plan_report_and_review_run_without_collections(
+def test_a_campaigns_plan_jobs_report_and_review_run_without_collections(
     rendered_copy: tuple[Path, str, list[str], list[str]],
 ) -> None:
     from visuels._internal.i18n import words
+    from visuels.inputs.campaign import load_campaign
     from visuels.inputs.charter import load_charter
+    from visuels.models.reference import describe_model
+    from visuels.planning.jobs import expand_jobs
     from visuels.planning.plan import plan_render
     from visuels.record import manifest
     from visuels.record.database import Database, database_url
@@ -105,9 +108,12 @@ def test_a_campaigns_plan_report_and_review_run_without_collections(
     charter = load_charter(SAMPLE_CHARTER_DIR)
     run = ReviewRun(id="r", name="r", campaign_slug=slug, keys=keys, output_dir=str(out), paused=True, state="Paused")
     campaign = rendered_campaign_file(out)
-    watched = [plan_render, manifest.entries, review_listing, _review_pictures, write_reports]
+    loaded = load_campaign(campaign)
+    model = describe_model(loaded.model, source=str(campaign))
+    watched = [plan_render, expand_jobs, manifest.entries, review_listing, _review_pictures, write_reports]
     inside = collections_inside(watched)
     plan = plan_render(campaign, out)
+    expand_jobs(loaded, model, "auto")  # as `visuels check` does
     manifest.entries(database, slug)
     review_listing(out, slug, keys)
     _review_pictures(run, words("en"))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
+from visuels._internal.collector import cycles_collected_after
 from visuels._internal.hashing import cached_sha256_file, sha256_json
 from visuels.config import cache_dir
 from visuels.inputs.campaign import Campaign, SeedPolicy, filled_text
@@ -271,6 +272,7 @@ def job_texts(campaign: Campaign) -> Iterator[JobText]:
                     yield JobText(commune, audience, language, format_name, seed, prompt, headline, call_to_action)
 
 
+@cycles_collected_after()  # a region's 106,704 jobs: `visuels check` expands them too
 def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> list[RenderJob]:
     """Every (commune, audience, language, format) of the campaign as a render job, in a stable order.
 
