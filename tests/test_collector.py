@@ -100,7 +100,7 @@ def test_a_campaigns_plan_jobs_report_and_review_run_without_collections(
     from visuels.record.database import Database, database_url
     from visuels.review.decisions import review_listing
     from visuels.review.report import write_reports
-    from visuels.studio.app import _review_pictures
+    from visuels.studio.reviewing import review_pictures
     from visuels.studio.reviews import ReviewRun
 
     out, slug, _files, keys = rendered_copy
@@ -110,13 +110,13 @@ def test_a_campaigns_plan_jobs_report_and_review_run_without_collections(
     campaign = rendered_campaign_file(out)
     loaded = load_campaign(campaign)
     model = describe_model(loaded.model, source=str(campaign))
-    watched = [plan_render, expand_jobs, manifest.entries, review_listing, _review_pictures, write_reports]
+    watched = [plan_render, expand_jobs, manifest.entries, review_listing, review_pictures, write_reports]
     inside = collections_inside(watched)
     plan = plan_render(campaign, out)
     expand_jobs(loaded, model, "auto")  # as `visuels check` does
     manifest.entries(database, slug)
     review_listing(out, slug, keys)
-    _review_pictures(run, words("en"))
+    review_pictures(run, words("en"))
     write_reports(database, out, plan, charter)
     assert inside() == []
 

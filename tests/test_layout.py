@@ -109,7 +109,7 @@ def test_only_marking_writes_output_pictures() -> None:
     a reference picture, no generated pixel in it."""
     allowed = {
         "visuels.review.layers",
-        "visuels.studio.app",
+        "visuels.studio.template_previews",
         "visuels.marking.mark",
         "visuels.engine.export",
         "visuels.training.trainer",

@@ -19,7 +19,8 @@ from visuels.marking.keys import signing_files
 from visuels.record.database import Database, database_url
 from visuels.record.review_batches import record_review
 from visuels.review.decisions import ReviewDecision, pictures_to_review
-from visuels.studio.app import PREVIEW_SIDE, Studio, create_app
+from visuels.studio.app import Studio, create_app
+from visuels.studio.pages import PREVIEW_SIDE
 from visuels.studio.reviews import ReviewRun
 
 from tests.conftest import SAMPLE_CHARTER_DIR, ledger_rows, rendered_campaign_file
@@ -95,13 +96,13 @@ def test_a_review_page_is_made_again_only_when_what_it_shows_changes(
     studio: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A region's review page takes 12 s to make from the record: opened again, it was made again."""
-    import visuels.studio.app as app_module
+    import visuels.studio.reviewing as reviewing
     from visuels.record import ledger
 
     client, out, _, _ = studio
     made = []
-    listing = app_module.review_listing
-    monkeypatch.setattr(app_module, "review_listing", lambda *args: made.append(args) or listing(*args))
+    listing = reviewing.review_listing
+    monkeypatch.setattr(reviewing, "review_listing", lambda *args: made.append(args) or listing(*args))
     first = client.get("/review/run-1")
     assert client.get("/review/run-1").text == first.text and len(made) == 1
     assert 'lang="fr"' in client.get("/review/run-1?lang=fr").text and len(made) == 2  # another language
@@ -360,7 +361,7 @@ def test_pages_speak_the_browsers_language_or_the_one_picked(studio: tuple) -> N
 
 
 def test_the_picker_filters_and_pages_with_readable_captions(studio: tuple) -> None:
-    from visuels.studio.app import PAGE_SIZE, picker_page
+    from visuels.studio.retouching import PAGE_SIZE, picker_page
 
     outputs = [
         {"commune": commune, "format": "story", "audience": "families", "language": language, "passed": number % 3 > 0}
