@@ -44,9 +44,6 @@ ReviewChoice = Literal["as the campaign says", "yes", "no"]
 EVERYTHING = Selection()  # frozen models: safe as shared defaults
 NO_OVERRIDES = Overrides()
 DEFAULT_RUN = RunSettings()
-# The compliance table artifact's rows at most, those to review first: the Prefect UI shows the
-# table whole, and a region's 100,000 pictures are the report's and report.csv's to list.
-ARTIFACT_ROWS = 1000
 
 
 @task(name="plan-campaign", cache_policy=NO_CACHE)
@@ -71,19 +68,19 @@ def report(plan: RenderPlan, output_root: Path) -> Reports:
             "; {count} held back for their prompt or texts (see the report)",
             len(plan.held),
         )
-        if len(reports.table) <= ARTIFACT_ROWS:
+        if len(reports.table) == len(reports.rows):
             described = t("Charter compliance of {campaign}, every picture of the campaign", campaign=name)
         else:
             described = t(
                 "Charter compliance of {campaign}: the {shown} of its {total} pictures to review first"
                 " (every picture in the report and report.csv)",
                 campaign=name,
-                shown=ARTIFACT_ROWS,
-                total=len(reports.table),
+                shown=len(reports.table),
+                total=len(reports.rows),
             )
         create_table_artifact(
             key=f"compliance-{plan.campaign_slug}",
-            table=reports.table_to_review_first(ARTIFACT_ROWS),
+            table=reports.table,
             description=described + (held if plan.held else ""),
         )
         # Over http, through the studio (browsers refuse file:// links from a web page).

@@ -105,13 +105,14 @@ def test_flow_renders_then_skips_what_is_done(
 
     # A region's 100,000 pictures are not one table in the Prefect UI: those to review first, said so.
     import visuels.flows.render_campaign as flow_module
+    import visuels.review.report as report_module
     from visuels.planning.plan import plan_render
 
     @flow
     def publish_again() -> None:
         flow_module.report(plan_render(campaign, out_dir), out_dir)
 
-    monkeypatch.setattr(flow_module, "ARTIFACT_ROWS", 3)
+    monkeypatch.setattr(report_module, "TABLE_ROWS", 3)
     publish_again()
     assert len(published_table("compliance-test-campagne")) == 3
     assert "les 3 de ses 4 images à revoir d’abord" in newest_artifact("compliance-test-campagne").description

@@ -15,7 +15,7 @@ from visuels.planning.plan import plan_render
 from visuels.review.decisions import review_listing
 from visuels.review.publish import finish_render
 
-from tests.conftest import render_now
+from tests.conftest import SAMPLE_CHARTER_DIR, render_now, rendered_campaign_file
 
 
 def _render(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, **fields: object) -> tuple:
@@ -250,8 +250,8 @@ def test_the_report_and_the_studio_tell_apart_communes_that_share_a_name(
     assert "1 of 3" in picker or "1 sur 3" in picker, re.findall(r".{40}of 3.{10}", picker)
 
 
-def test_the_table_to_review_first_puts_failing_then_flagged_pictures_first(tmp_path: Path) -> None:
-    from visuels.review.report import Reports
+def test_the_table_to_review_first_puts_failing_then_flagged_pictures_first() -> None:
+    from visuels.review.report import to_review_first
 
     kinds = {
         "ok": ("pass", "no", ""),
@@ -261,8 +261,24 @@ def test_the_table_to_review_first_puts_failing_then_flagged_pictures_first(tmp_
     }
     order = ["ok", "off", "ok", "fail", "flag", "fail"]
     rows = [dict(zip(("verdict", "off_style", "flagged"), kinds[kind], strict=True)) for kind in order]
-    table = [{"Picture": f"{kind}-{index}"} for index, kind in enumerate(order)]
-    reports = Reports(csv=tmp_path / "report.csv", html=tmp_path / "report.html", rows=rows, table=table)
-    shown = [row["Picture"] for row in reports.table_to_review_first(4)]
-    assert shown == ["fail-3", "fail-5", "off-1", "flag-4"]
-    assert len(reports.table_to_review_first(1000)) == 6
+    shown = [f"{order[index]}-{index}" for index in to_review_first(rows)]
+    assert shown == ["fail-3", "fail-5", "off-1", "flag-4", "ok-0", "ok-2"]
+
+
+def test_the_table_holds_the_pictures_to_review_first_only(
+    rendered_copy: tuple[Path, str, list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A region's 106,704 pictures made 106,704 table rows, of which Prefect's artifact showed 1,000."""
+    import visuels.review.report as report
+    from visuels.inputs.charter import load_charter
+    from visuels.record.database import Database, database_url
+
+    out, _slug, files, _keys = rendered_copy
+    plan = plan_render(rendered_campaign_file(out), out)
+    database = Database(database_url(out))
+    monkeypatch.setattr(report, "TABLE_ROWS", 2)
+    reports = report.write_reports(database, out, plan, load_charter(SAMPLE_CHARTER_DIR))
+    database.close()
+    assert len(reports.rows) == len(files) > 2 and len(reports.table) == 2
+    first = [reports.rows[index]["file"] for index in report.to_review_first(reports.rows)[:2]]
+    assert [list(row.values())[-1] for row in reports.table] == [file.split("/", 1)[1] for file in first]  # its file

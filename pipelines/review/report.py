@@ -6,7 +6,8 @@ texts), the rules and their thresholds spelt out, the pictures grouped by commun
 audience, language and photo credit, each one click from its full-size file, and the jobs held
 back; always the whole campaign, whatever a run rendered. ``report.csv``: the same measurements,
 verdict first, for spreadsheets. ``Reports.table``: the rows Prefect's table artifact shows,
-with plain headers. ``coherence.json``: each output's style distance, for the review pages.
+with plain headers, those to review first (at most ``TABLE_ROWS``). ``coherence.json``: each
+output's style distance, for the review pages.
 """
 
 from __future__ import annotations
@@ -381,23 +382,28 @@ CORNERS = {
 }
 
 
+# The compliance table's rows at most (Prefect's table artifact, which shows them whole): those to
+# review first. A region's 100,000 pictures are the report's and report.csv's to list.
+TABLE_ROWS = 1000
+
+
 @dataclass(frozen=True)
 class Reports:
     csv: Path
     html: Path
     rows: list[dict[str, str]]  # report.csv's rows
-    table: list[dict[str, str]]  # the table artifact's rows: plain headers, verdict first
+    table: list[dict[str, str]]  # the table artifact's rows, those to review first: plain headers, verdict first
 
     @property
     def failed(self) -> int:
         return sum(1 for row in self.rows if row["verdict"] != "pass")
 
-    def table_to_review_first(self, most: int) -> list[dict[str, str]]:
-        """At most ``most`` of the table's rows: the pictures not compliant first, then those off
-        the campaign's style or flagged, then the others, each in the campaign's order."""
-        attention = [(row["verdict"] == "pass", row["off_style"] != "yes" and not row["flagged"]) for row in self.rows]
-        order = sorted(range(len(self.table)), key=lambda index: attention[index])
-        return [self.table[index] for index in order[:most]]
+
+def to_review_first(rows: list[dict[str, str]]) -> list[int]:
+    """The rows' positions, the pictures not compliant first, then those off the campaign's style
+    or flagged, then the others, each in the campaign's order."""
+    attention = [(row["verdict"] == "pass", row["off_style"] != "yes" and not row["flagged"]) for row in rows]
+    return sorted(range(len(rows)), key=lambda index: attention[index])
 
 
 def _within_campaign(path: str, campaign_slug: str) -> str:
@@ -725,4 +731,5 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
     for stale in folder.glob("report-*.html"):  # pages of a larger report than this one
         if stale.name not in pages:
             stale.unlink()
-    return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(entries, words, limits, plan.campaign_slug))
+    first = [entries[index] for index in to_review_first(rows)[:TABLE_ROWS]]
+    return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(first, words, limits, plan.campaign_slug))
