@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         default=Path("keys"),
         description="The C2PA signing chain (signer key 0600, chain, trust anchors); relative to the current folder.",
     )
+    charter: Path | None = Field(
+        default=None,
+        description="The deployment's charter folder: the one `verify`, `detect`, `detector serve`, `finalize`,"
+        " `layers`, `retouch` and the studio check pictures against when no --charter is given. Default: the"
+        " sample charter (the fictitious Région Solane).",
+    )
     tsa_url: str = Field(default="", description="An RFC 3161 time-stamp authority for C2PA signatures. Default: none.")
     watermark_key: str = Field(
         default="",
@@ -125,6 +131,12 @@ def _sample_folder(name: str) -> Path:
     package = Path(__file__).resolve().parent
     installed = package / "sample" / name
     return installed if installed.is_dir() else package.parent / name
+
+
+def default_charter() -> Path:
+    """The charter commands check pictures against when none is given: the deployment's
+    (``VISUELS_CHARTER``), else the sample's."""
+    return settings().charter or sample_charter()
 
 
 def sample_campaign() -> Path:

@@ -271,3 +271,33 @@ def _in_a_terminal(command: list[str], environment: dict[str, str]) -> str:
     process.wait(timeout=60)
     os.close(main_end)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_the_deployments_charter_is_what_commands_check_against_without_charter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A region with its own charter set it once (VISUELS_CHARTER): seven commands defaulted to
+    the sample's, whose label and palette its pictures are not made with."""
+    from visuels.cli import main as cli
+    from visuels.cli.main import build_parser
+
+    mine = tmp_path / "region-charter"
+    monkeypatch.setenv("VISUELS_CHARTER", str(mine))
+    _, commands = build_parser()
+    defaults = {
+        name: action.default
+        for name, command in commands.items()
+        for action in command._actions
+        if "--charter" in action.option_strings
+    }
+    assert set(defaults) >= {"detect", "verify", "finalize", "layers", "retouch", "studio"}
+    assert set(defaults.values()) == {mine}
+    assert cli(["verify", str(tmp_path / "picture.png")]) == 2  # its charter is read first, and is not there
+    assert f"error: {mine}: file not found" in capsys.readouterr().err
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(tmp_path / "no-keys"))
+    cli(["doctor", "--output-dir", str(tmp_path)])
+    assert f"charter: {mine}: file not found (VISUELS_CHARTER)" in capsys.readouterr().out
+    monkeypatch.delenv("VISUELS_CHARTER")
+    cli(["doctor", "--output-dir", str(tmp_path)])
+    said = capsys.readouterr().out
+    assert "note    charter: the sample charter (Région Solane)" in said and "VISUELS_CHARTER" in said

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from cryptography import x509
-from visuels.config import demo_model_dir
+from visuels.config import default_charter, demo_model_dir, settings
 from visuels.errors import Text
 from visuels.inputs.campaign import ModelLicenceUse
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
@@ -150,6 +150,27 @@ def _models() -> list[Finding]:
     return [Finding(Text("model"), True, model), Finding(Text("LoRA"), True, lora_text)]
 
 
+def _charter() -> Finding:
+    """The charter pictures are checked against when a command is given none (``VISUELS_CHARTER``)."""
+    from visuels.errors import VisuelsError
+    from visuels.inputs.charter import load_charter
+
+    topic, folder = Text("charter"), default_charter()
+    try:
+        name = load_charter(folder).spec.name
+    except VisuelsError as exc:
+        return Finding(topic, False, Text("{where}: {problem} (VISUELS_CHARTER)", where=exc.where, problem=exc.text))
+    if settings().charter is None:
+        sample = Text(
+            "the sample charter ({name}), unless a command is given --charter: set VISUELS_CHARTER to your region's",
+            name=name,
+        )
+        return Finding(topic, True, sample, note=True)
+    return Finding(
+        topic, True, Text("{folder} ({name}), unless a command is given --charter", folder=folder, name=name)
+    )
+
+
 def _record(output_root: Path) -> Finding:
     url = database_url(output_root)
     state = Text("not created yet (the first render does)") if is_missing(url) else Text("present")
@@ -279,4 +300,4 @@ def diagnose(output_root: Path, campaign: Path | None = None, models: list[str] 
     if campaign is not None:
         found += _campaign(campaign)
     found += _given_models(models or [])
-    return [*found, _keys(), _watermark_key(), _record(output_root), _prefect()]
+    return [*found, _charter(), _keys(), _watermark_key(), _record(output_root), _prefect()]

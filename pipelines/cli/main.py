@@ -20,7 +20,7 @@ from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
 from visuels.cli.console import errors, positive
 from visuels.cli.parser import Parser
-from visuels.config import sample_charter
+from visuels.config import default_charter
 from visuels.errors import VisuelsError
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     """detect, detector, verify, finalize, timestamp: the marks, read and written again."""
     detect = command("detect", t("whether pictures carry this deployment's AI marks, from the files alone"))
     detect.add_argument("files", nargs="*", type=Path, metavar="FILE", help=t("pictures, or folders of pictures"))
-    detect.add_argument("--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for"))
+    detect.add_argument("--charter", type=Path, default=default_charter(), help=t("charter whose label to look for"))
     detect.add_argument(
         "--json", type=Path, metavar="RESULT.json", help=t("also write the result, signed by the detector's key")
     )
@@ -213,7 +213,7 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
         help=t("the public name your web server gives it (repeatable); its X-Forwarded-For is then trusted"),
     )
     detector_serve.add_argument(
-        "--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for")
+        "--charter", type=Path, default=default_charter(), help=t("charter whose label to look for")
     )
     detector_serve.add_argument("--database", help=t("where wrong-label reports are kept (the database of record)"))
     detector_serve.add_argument(
@@ -245,7 +245,7 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     )
     verify.add_argument("--json", action="store_true", help=t("one JSON report per file, as a list"))
     verify.add_argument("--database", help=database_help)
-    verify.add_argument("--charter", type=Path, default=sample_charter(), help=t("charter whose label to look for"))
+    verify.add_argument("--charter", type=Path, default=default_charter(), help=t("charter whose label to look for"))
     verify.add_argument(
         "--allow-untrusted",
         action="store_true",
@@ -276,7 +276,9 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
         help=t("a file, or a folder for several (default: beside each, NAME-final.EXT)"),
     )
     finalize.add_argument("--database", help=database_help)
-    finalize.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
+    finalize.add_argument(
+        "--charter", type=Path, default=default_charter(), help=t("the charter to check them against")
+    )
     finalize.set_defaults(handler=lambda args, flows: files.finalize(args))
 
     timestamp = command(
@@ -292,7 +294,9 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
     layers = command("layers", t("a layered working file (PSD) of an output laid out in a template, for retouching"))
     layers.add_argument("files", nargs="+", type=Path, metavar="FILE", help=t("exported files"))
     layers.add_argument("--database", help=database_help)
-    layers.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter they were laid out with"))
+    layers.add_argument(
+        "--charter", type=Path, default=default_charter(), help=t("the charter they were laid out with")
+    )
     layers.set_defaults(handler=lambda args, flows: files.layers(args))
 
     retouch = command(
@@ -324,7 +328,7 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
     retouch.add_argument("--lora", help=t("the LoRA that made IMAGE, if its record cannot say where it is"))
     retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
     retouch.add_argument("--database", help=database_help)
-    retouch.add_argument("--charter", type=Path, default=sample_charter(), help=t("the charter to check them against"))
+    retouch.add_argument("--charter", type=Path, default=default_charter(), help=t("the charter to check them against"))
     retouch.set_defaults(handler=_retouch)
 
     studio = command(
@@ -349,7 +353,7 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
         "--edit-model", metavar="DIR", help=t("an edit model's diffusers folder, to retouch by instruction")
     )
     studio.add_argument(
-        "--charter", type=Path, default=sample_charter(), help=t("the charter to check retouches against")
+        "--charter", type=Path, default=default_charter(), help=t("the charter to check retouches against")
     )
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
 
