@@ -45,9 +45,9 @@ class Settings(BaseSettings):
     )
     charter: Path | None = Field(
         default=None,
-        description="The deployment's charter folder: the one `verify`, `detect`, `detector serve`, `finalize`,"
-        " `layers`, `retouch` and the studio check pictures against when no --charter is given. Default: the"
-        " sample charter (the fictitious Région Solane).",
+        description="The deployment's charter folder: the one `verify`, `detect`, `detector serve` and the studio"
+        " check pictures against when no --charter is given, and `finalize`, `layers` and `retouch` when the"
+        " record names none for an output. Default: the sample charter (the fictitious Région Solane).",
     )
     tsa_url: str = Field(default="", description="An RFC 3161 time-stamp authority for C2PA signatures. Default: none.")
     watermark_key: str = Field(

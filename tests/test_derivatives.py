@@ -348,3 +348,32 @@ def test_a_second_edit_of_the_same_file_never_replaces_the_first_finalized_one(
         finals.append(capsys.readouterr().out.split(" -> ")[1].split(":")[0])
     assert finals == [str(tmp_path / "poster-final.png"), str(tmp_path / "poster-final-2.png")]
     assert _cli(out, charter, "verify", *finals) == 0  # each file the bytes its record names
+
+
+def test_an_edit_is_checked_against_the_charter_its_original_was_made_with(
+    make_campaign: Callable[..., Path],
+    charter_dir: Path,
+    renderer: Renderer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without --charter, finalize checked every edit against the sample charter: a region's own
+    pictures were all "checked against another charter than the one the original was made with"."""
+    from tests.conftest import edit_yaml
+
+    edit_yaml(charter_dir / "charter.yaml", lambda charter: charter.update(name="Région Autre"))
+    out = tmp_path / "outputs"
+    one = {"file": "charter/communes.csv", "names": ["Sète"]}
+    plan = plan_render(make_campaign(steps=2, formats=["instagram_square"], communes=one), out)
+    [item] = render_now(renderer, plan, out)
+    original = out / item.job.relative_path
+    database = ["--database", str(out / "visuels.sqlite")]
+    for number, charter_there in enumerate((True, False)):
+        if not charter_there:  # moved since: the deployment's charter (here the sample's) is what is left
+            charter_dir.rename(tmp_path / "moved")
+        edited = Image.open(original).convert("RGB")
+        ImageDraw.Draw(edited).rectangle((400, 300, 500 + 50 * number, 400), fill=(40, 90, 160))
+        edited.save(tmp_path / f"edited-{number}.png")
+        main(["finalize", str(tmp_path / f"edited-{number}.png"), "--from", str(original), *database])
+        printed = capsys.readouterr().out
+        assert ("another charter than the one the original was made with" in printed) is not charter_there, printed

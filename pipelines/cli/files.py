@@ -170,7 +170,7 @@ def finalize(args: argparse.Namespace) -> int:
     from visuels.marking.keys import signing_files
     from visuels.review.derivatives import finalize_file
 
-    charter = load_charter(args.charter)
+    charter = load_charter(args.charter) if args.charter else None  # None: each original's own
     signing = signing_files()
     targets = _finalize_targets(args.files, args.output)
     database = open_record(args.database, args.original or args.files[0])
@@ -213,7 +213,7 @@ def layers(args: argparse.Namespace) -> int:
     from visuels.inputs.charter import load_charter
     from visuels.review.layers import layered_file
 
-    charter = load_charter(args.charter)
+    charter = load_charter(args.charter) if args.charter else None  # None: each original's own
     database = open_record(args.database, args.files[0])
     t = words(user_language())
     try:
@@ -286,7 +286,7 @@ def retouch(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         location, message = first_problem(exc)
         raise VisuelsError("visuels retouch", "--" + str(location[-1]), message) from None
-    charter = load_charter(args.charter)
+    charter = load_charter(args.charter) if args.charter else None  # None: each original's own
     signing = signing_files()
     database = open_record(args.database, args.image)
     status = 0

@@ -277,7 +277,11 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     )
     finalize.add_argument("--database", help=database_help)
     finalize.add_argument(
-        "--charter", type=Path, default=default_charter(), help=t("the charter to check them against")
+        "--charter",
+        type=Path,
+        help=t(
+            "the charter to check them against (default: the one each original was made with, as the record names it)"
+        ),
     )
     finalize.set_defaults(handler=lambda args, flows: files.finalize(args))
 
@@ -295,7 +299,9 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
     layers.add_argument("files", nargs="+", type=Path, metavar="FILE", help=t("exported files"))
     layers.add_argument("--database", help=database_help)
     layers.add_argument(
-        "--charter", type=Path, default=default_charter(), help=t("the charter they were laid out with")
+        "--charter",
+        type=Path,
+        help=t("the charter they were laid out with (default: the one each was made with, as the record names it)"),
     )
     layers.set_defaults(handler=lambda args, flows: files.layers(args))
 
@@ -328,7 +334,13 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
     retouch.add_argument("--lora", help=t("the LoRA that made IMAGE, if its record cannot say where it is"))
     retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
     retouch.add_argument("--database", help=database_help)
-    retouch.add_argument("--charter", type=Path, default=default_charter(), help=t("the charter to check them against"))
+    retouch.add_argument(
+        "--charter",
+        type=Path,
+        help=t(
+            "the charter to check them against (default: the one each original was made with, as the record names it)"
+        ),
+    )
     retouch.set_defaults(handler=_retouch)
 
     studio = command(

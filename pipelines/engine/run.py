@@ -58,6 +58,7 @@ def render_jobs(
         database = Database(target.database_url)
         try:
             campaign_folders.claim(database, jobs[0].campaign, setup.charter, setup.charter_path)
+            model_sources.record_charter(database, jobs[0].charter_hash, setup.charter_path)
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].lora_hash, setup.lora)
             speed = setup.lora.applied()[-1] if setup.lora else None  # the speed LoRA is applied last
             model_sources.record(database, jobs[0].model_hash, setup.model, jobs[0].speed_lora_hash, speed)

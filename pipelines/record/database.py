@@ -111,9 +111,9 @@ outputs_table = Table(
 sources_table = Table(
     "sources",
     metadata,
-    Column("hash", Text, primary_key=True),  # a model's or LoRA's hash, as jobs and ledger rows hold it
-    Column("kind", Text, nullable=False),  # model or lora
-    Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA path)
+    Column("hash", Text, primary_key=True),  # a model's, LoRA's or charter's hash, as jobs and ledger rows hold it
+    Column("kind", Text, nullable=False),  # model, lora or charter
+    Column("reference", Text, nullable=False),  # JSON: what to load (a model reference, a LoRA or charter path)
 )
 campaign_folders_table = Table(
     "campaign_folders",  # the charter each campaign folder belongs to: see campaign_folders.py

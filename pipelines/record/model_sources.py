@@ -1,13 +1,16 @@
-"""Which model and LoRA files a hash names: recorded as a run renders, read back to retouch its pictures.
+"""Which model, LoRA and charter files a hash names: recorded as a run renders, read back to
+retouch, lay out and finalize its pictures.
 
 Jobs and ledger rows hold only hashes. To retouch a picture with the model, LoRA and scale that
-made it, the studio needs to know what to load: each render records its model reference and
-LoRA path under their hashes, once.
+made it, the studio needs to know what to load; to check an edit against the charter it was made
+with, which charter that is: each render records its model reference, LoRA path and charter file
+under their hashes, once.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pydantic import TypeAdapter
 from sqlalchemy import select
@@ -25,6 +28,15 @@ def record(
     wanted = {model_hash: ("model", model.model_dump_json())}
     if lora_hash and lora:
         wanted[lora_hash] = ("lora", json.dumps({"path": lora.path}))
+    _insert(database, wanted)
+
+
+def record_charter(database: Database, charter_hash: str, charter_file: Path) -> None:
+    """Remember which charter file ``charter_hash`` names, unless already known."""
+    _insert(database, {charter_hash: ("charter", json.dumps({"path": str(charter_file.resolve())}))})
+
+
+def _insert(database: Database, wanted: dict[str, tuple[str, str]]) -> None:
     with database.transaction() as connection:
         # Two machines starting one campaign record the same hashes at once: the second insert of a
         # hash is a no-op, never a unique-key failure (PostgreSQL runs the two transactions side by side).
@@ -47,3 +59,9 @@ def model_for(database: Database, model_hash: str) -> ModelRef | None:
 def lora_path_for(database: Database, lora_hash: str) -> str | None:
     reference = _reference(database, lora_hash, "lora")
     return json.loads(reference)["path"] if reference else None
+
+
+def charter_file_for(database: Database, charter_hash: str) -> Path | None:
+    """The charter file a render recorded under ``charter_hash`` (it may have moved or changed since)."""
+    reference = _reference(database, charter_hash, "charter")
+    return Path(json.loads(reference)["path"]) if reference else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,8 +25,9 @@ from PIL import Image
 from pydantic import BaseModel
 from visuels._internal.atomic import staged
 from visuels._internal.hashing import sha256_json
+from visuels.config import default_charter
 from visuels.errors import VisuelsError
-from visuels.inputs.charter import Charter
+from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.images import ImageInputError, read_file, read_picture
 from visuels.inputs.logo_fit import logo_geometry
 from visuels.inputs.templates import Template
@@ -39,10 +41,11 @@ from visuels.postprocess import findings
 from visuels.postprocess.layout import Box, box_in_corner, margin
 from visuels.postprocess.palette import conformity
 from visuels.postprocess.relabel import label_place, relabel
-from visuels.record import ledger
+from visuels.record import ledger, model_sources
 from visuels.record.database import Database, outputs_table
 from visuels.review.verify import find_record, label_seen
 
+log = logging.getLogger(__name__)
 CHANGE_THRESHOLD = 16  # a pixel changed when a channel moved by more than this, both pictures smoothed
 # Both pictures are smoothed before they are compared: a lossy re-export (JPEG, WebP) rings around
 # every edge by more than CHANGE_THRESHOLD, pixel by pixel, but not on average over its 8x8 blocks;
@@ -170,6 +173,19 @@ def find_original(database: Database, path: Path, output_root: Path | None, fiel
         inputs=json.loads(outputs["inputs"]) if outputs else None,
         compliance=json.loads(outputs["compliance"]) if outputs else None,
     )
+
+
+def original_charter(database: Database, original: Original) -> Charter:
+    """The charter an output was made with: the file its render recorded under its hash, wherever it
+    is still there (edited since: the region's charter still, which the edit check says differs);
+    else the deployment's (``VISUELS_CHARTER``, else the sample's)."""
+    recorded = model_sources.charter_file_for(database, original.row["charter_hash"])
+    if recorded is not None:
+        try:
+            return load_charter(recorded)
+        except VisuelsError:  # moved or broken since: the deployment's says what it can
+            log.info("the charter %s that made %s cannot be read now", recorded, original.path)
+    return load_charter(default_charter())
 
 
 def _label_language(charter: Charter, original: Original) -> str:
@@ -344,12 +360,14 @@ def mark_derivative(
     original: Original,
     target: Path,
     edit: Edit,
-    charter: Charter,
+    charter: Charter | None,
     database: Database,
     signing: SigningFiles,
     output_root: Path | None = None,
 ) -> Derivative:
-    """Check, mark (watermark, XMP, C2PA ``c2pa.edited`` with the original as ingredient), write, record."""
+    """Check, mark (watermark, XMP, C2PA ``c2pa.edited`` with the original as ingredient), write, record;
+    against ``charter``, else the one the original was made with (``original_charter``)."""
+    charter = charter or original_charter(database, original)
     file_type = file_type_of(target)
     with Image.open(io.BytesIO(original.data)) as decoded:
         original_image = decoded.convert("RGB")
@@ -450,12 +468,13 @@ def finalize_file(
     edited_path: Path,
     original_path: Path | None,
     target: Path | None,
-    charter: Charter,
+    charter: Charter | None,
     database: Database,
     signing: SigningFiles,
     output_root: Path | None = None,
 ) -> Derivative:
-    """Mark again a file edited outside visuels; its original is ``original_path``, else found by its marks."""
+    """Mark again a file edited outside visuels; its original is ``original_path``, else found by its
+    marks. ``charter``: the one to check the edit against; None: the original's (``original_charter``)."""
     edited = read_picture(edited_path, "edited")
     if original_path is not None:
         original = find_original(database, original_path, output_root, "--from")

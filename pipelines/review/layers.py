@@ -30,7 +30,7 @@ from visuels.inputs.images import read_picture
 from visuels.marking.xmp import DigitalSourceType, xmp_packet
 from visuels.postprocess.template_fill import Layer, fill_template
 from visuels.record.database import Database
-from visuels.review.derivatives import find_original
+from visuels.review.derivatives import find_original, original_charter
 
 INPAINT_RADIUS = 5  # pixels around each covered pixel that its fill is drawn from
 WORKING_FILE_NOTE = "Fichier de travail (calques) : à finaliser avec « visuels finalize » avant publication"
@@ -105,12 +105,14 @@ def write_psd(layers: list[Layer], size: tuple[int, int], target: Path, creator:
 
 
 def layered_file(
-    path: Path, charter: Charter, database: Database, output_root: Path | None, target: Path | None = None
+    path: Path, charter: Charter | None, database: Database, output_root: Path | None, target: Path | None = None
 ) -> LayeredFile:
-    """Write the layered working file of the output at ``path`` (by default beside it, .psd)."""
+    """Write the layered working file of the output at ``path`` (by default beside it, .psd), laid
+    out in ``charter``, else in the one it was made with (``original_charter``)."""
     original = find_original(database, path, output_root)
     if original.inputs is None:
         raise LayersError(path, None, "the record does not hold how this output was made")
+    charter = charter or original_charter(database, original)
     output = read_picture(path, "file")
     layers = output_layers(output, original.inputs, charter, path)
     target = target or path.with_suffix(".psd")
