@@ -45,9 +45,10 @@ class Settings(BaseSettings):
     )
     charter: Path | None = Field(
         default=None,
-        description="The deployment's charter folder: the one `verify`, `detect`, `detector serve` and the studio"
-        " check pictures against when no --charter is given, and `finalize`, `layers` and `retouch` when the"
-        " record names none for an output. Default: the sample charter (the fictitious Région Solane).",
+        description="The deployment's charter folder: what `verify`, `detect` and `detector serve` check pictures"
+        " against and the studio shows the templates of, when no --charter is given; `finalize`, `layers`,"
+        " `retouch` and the studio's edits take the charter each output was made with (the record names it),"
+        " else this one. Default: the sample charter (the fictitious Région Solane).",
     )
     tsa_url: str = Field(default="", description="An RFC 3161 time-stamp authority for C2PA signatures. Default: none.")
     watermark_key: str = Field(

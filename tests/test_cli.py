@@ -293,7 +293,7 @@ def test_the_deployments_charter_is_what_commands_check_against_without_charter(
     assert set(defaults) >= {"detect", "verify", "finalize", "layers", "retouch", "studio"}
     # Those that change an output check it against the charter it was made with (test_derivatives).
     assert {name: default for name, default in defaults.items() if default != mine} == dict.fromkeys(
-        ("finalize", "layers", "retouch")
+        ("finalize", "layers", "retouch", "studio")
     )
     assert cli(["verify", str(tmp_path / "picture.png")]) == 2  # its charter is read first, and is not there
     assert f"error: {mine}: file not found" in capsys.readouterr().err

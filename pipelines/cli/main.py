@@ -365,7 +365,9 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
         "--edit-model", metavar="DIR", help=t("an edit model's diffusers folder, to retouch by instruction")
     )
     studio.add_argument(
-        "--charter", type=Path, default=default_charter(), help=t("the charter to check retouches against")
+        "--charter",
+        type=Path,
+        help=t("the charter to check retouches against (default: each output's own, as the record names it)"),
     )
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
 

@@ -218,6 +218,7 @@ def check(files: Sequence[Path]) -> int:
 def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     import uvicorn
     from visuels._internal.web_guard import is_loopback, new_token
+    from visuels.config import default_charter
     from visuels.inputs.charter import load_charter
     from visuels.marking.keys import signing_files
     from visuels.record.database import Database, database_url
@@ -232,11 +233,12 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     studio = Studio(
         output_root=output_root,
         database=Database(database_url(output_root)),
-        charter=load_charter(args.charter),
+        charter=load_charter(args.charter or default_charter()),
         signing=signing_files(),
         device=args.device,
         reviews=reviews,
         edit_model=edit_model,
+        charter_given=args.charter is not None,
     )
     every_address = args.host in ("0.0.0.0", "::")
     hosts = [*args.allow_host, *([] if is_loopback(args.host) or every_address else [args.host])]

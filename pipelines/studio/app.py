@@ -34,6 +34,7 @@ from visuels.models.devices import DeviceName
 from visuels.postprocess.coherence import COHERENCE_FILE
 from visuels.record import ledger
 from visuels.record.database import Database, outputs_table
+from visuels.review.derivatives import Original, original_charter
 from visuels.studio.finalizing import finalize_routes
 from visuels.studio.pages import derived_file, describe_output, page_language, page_templates, with_commune_labels
 from visuels.studio.retouching import RetouchSession, retouch_routes
@@ -57,7 +58,7 @@ class Studio:
 
     output_root: Path
     database: Database
-    charter: Charter
+    charter: Charter  # the template pages' and, when given (``charter_given``), what edits are checked against
     signing: SigningFiles
     device: DeviceName = "auto"
     reviews: ReviewBackend | None = None
@@ -67,6 +68,14 @@ class Studio:
     _lock: threading.Lock = field(default_factory=threading.Lock)  # the host, the sessions: endpoints run in threads
     _listed: dict[str, tuple[int, list[dict]]] = field(default_factory=dict)  # outputs(): as of a ledger row
     _review_page: tuple[tuple, bytes] | None = None  # the last review page served, and what it was made of
+    charter_given: bool = False  # False: each output's edits are checked against the charter it was made with
+
+    def edit_charter(self) -> Charter | None:
+        """The charter edits are checked against; None: each output's own (``original_charter``)."""
+        return self.charter if self.charter_given else None
+
+    def charter_of(self, original: Original) -> Charter:
+        return self.edit_charter() or original_charter(self.database, original)
 
     def host(self) -> ModelHost:
         """The model host, created on first retouch: the other pages never load torch."""

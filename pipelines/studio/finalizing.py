@@ -59,7 +59,7 @@ def finalize_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
             dropped.write_bytes(decoded_upload(ask.data))
             target = finalized_name(source, dropped, ask.keep)
             done = finalize_file(
-                dropped, source, target, studio.charter, studio.database, studio.signing, studio.output_root
+                dropped, source, target, studio.edit_charter(), studio.database, studio.signing, studio.output_root
             )
         return JSONResponse(derivative_json(done, studio.output_root, words(page_language(request))))
 
@@ -72,7 +72,7 @@ def finalize_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
         source = studio.path_of(file)
         with tempfile.TemporaryDirectory() as folder:
             target = Path(folder) / f"{source.stem}.psd"
-            layered_file(source, studio.charter, studio.database, studio.output_root, target)
+            layered_file(source, studio.edit_charter(), studio.database, studio.output_root, target)
             data = target.read_bytes()
         headers = {"Content-Disposition": f'attachment; filename="{source.stem}.psd"'}
         return Response(data, media_type="image/vnd.adobe.photoshop", headers=headers)

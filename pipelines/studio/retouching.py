@@ -100,7 +100,7 @@ def retouch_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
             original = find_original(studio.database, studio.path_of(file), studio.output_root)
             with Image.open(original.path) as opened:
                 size = opened.size
-            box = label_box(studio.charter, original, size)
+            box = label_box(studio.charter_of(original), original, size)
             # As shares of the picture: the page draws the locked zone over the picture at any size.
             locked = {
                 "left": box.left / size[0],
@@ -189,7 +189,7 @@ def retouch_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
             original,
             target,
             edit,
-            studio.charter,
+            studio.edit_charter(),
             studio.database,
             studio.signing,
             studio.output_root,
