@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
@@ -325,6 +325,106 @@ def _split(root: Element, slot_elements: dict[int, str]) -> tuple[TemplatePart, 
     return tuple(parts)
 
 
+def _slot(
+    element: Element, parents: list[Element], root: Element, name: str, align: str | None, valign: str | None
+) -> Slot:
+    """The slot ``element`` draws, placed on the artboard through its groups' and nested
+    viewports' shifts and scales."""
+    where = f"slot '{name}'"
+    if local_name(element.tag) != "rect":
+        raise SvgRefusedError(
+            "{where} is a <{value}>: a slot is a rectangle", where=where, value=local_name(element.tag)
+        )
+    placement = UNMOVED
+    for holder in [*parents, element]:
+        if holder is not root and local_name(holder.tag) == "svg":  # a nested viewport: placed by x, y
+            if holder.get("viewBox"):
+                raise SvgRefusedError("{where} lies in a nested <svg> with a viewBox of its own", where=where)
+            shift = (1.0, 1.0, _number(holder.get("x"), where), _number(holder.get("y"), where))
+            placement = _then(placement, shift)
+        placement = _then(placement, _placement(holder, where))
+    x_scale, y_scale, dx, dy = placement
+    return Slot(
+        name=name,
+        left=x_scale * _number(element.get("x"), where) + dx,
+        top=y_scale * _number(element.get("y"), where) + dy,
+        width=x_scale * _number(element.get("width"), where),
+        height=y_scale * _number(element.get("height"), where),
+        align={"centre": "center"}.get(align or "", align or "left"),
+        valign=valign or ("bottom" if name == "ai_label" else "top"),
+        radius=x_scale * _number(element.get("rx") or element.get("ry"), where),
+    )
+
+
+def _slots(root: Element, width: float, height: float) -> tuple[dict[str, Slot], dict[int, str]]:
+    """The template's slots by name, each inside the artboard, and the name of each slot's element
+    by its ``id()`` (for the drawing order)."""
+    slots: dict[str, Slot] = {}
+    slot_elements: dict[int, str] = {}
+    for element, parents in iter_with_parents(root):
+        named = slot_name(element)
+        if named is None:
+            continue
+        name, align, valign = named
+        where = f"slot '{name}'"
+        if name in slots:
+            raise SvgRefusedError("{where} is drawn twice", where=where)
+        slot = _slot(element, parents, root, name, align, valign)
+        if slot.width <= 0 or slot.height <= 0:
+            raise SvgRefusedError(
+                "{where} is empty ({width:g}x{height:g})", where=where, width=slot.width, height=slot.height
+            )
+        if (
+            slot.left < -0.5
+            or slot.top < -0.5
+            or slot.left + slot.width > width + 0.5
+            or slot.top + slot.height > height + 0.5
+        ):
+            raise SvgRefusedError(
+                "{where} runs outside the {width:g}x{height:g} artboard", where=where, width=width, height=height
+            )
+        slots[name] = slot
+        slot_elements[id(element)] = name
+    for name in REQUIRED_SLOTS:
+        if name not in slots:
+            raise SvgRefusedError("slot '{name}' is missing (a rectangle with id or layer name '{name}')", name=name)
+    return slots, slot_elements
+
+
+def _check_text_room(slots: dict[str, Slot], min_text_px: int, min_label_px: int) -> None:
+    """Each text slot holds a line at the charter's smallest text size, the label slot its plate."""
+    for name in TEXT_SLOTS:
+        if name in slots and slots[name].height < ceil(min_text_px * LINE_SPACING):
+            raise SvgRefusedError(
+                "slot '{name}' is {height:g} px high: the charter's smallest text ({min_text_px} px) needs {value}",
+                name=name,
+                height=slots[name].height,
+                min_text_px=min_text_px,
+                value=ceil(min_text_px * LINE_SPACING),
+            )
+    label_needs = ceil(min_label_px * LABEL_PADDING_LINES)
+    if slots["ai_label"].height < label_needs:
+        raise SvgRefusedError(
+            "slot 'ai_label' is {height:g} px high: the label at the charter's smallest size "
+            "({min_label_px} px) needs {label_needs}",
+            height=slots["ai_label"].height,
+            min_label_px=min_label_px,
+            label_needs=label_needs,
+        )
+
+
+def _check_decor_glyphs(root: Element, font: Path) -> None:
+    """Decor text is set in the charter's font only: every character it writes must be in it."""
+    for element in root.iter():
+        if local_name(element.tag) == "text" and (missing := missing_glyphs(font, "".join(element.itertext()))):
+            raise SvgRefusedError(
+                "{where}: the charter's font has no glyph for {characters}: decor text is set in it only,"
+                " and would lose them",
+                where=describe(element),
+                characters=" ".join(missing),
+            )
+
+
 def load_template(
     path: Path,
     format_name: str,
@@ -339,15 +439,14 @@ def load_template(
     """Read and check one template for a format of ``size``; every refusal is a
     :class:`CharterError` naming the charter, the field and the slot or element."""
 
-    def refuse(message: str | Text, **values: object) -> CharterError:
-        problem = message if isinstance(message, Text) else Text(message, **values)
+    def refuse(problem: Text) -> CharterError:
         return CharterError(charter_path, field, "{name}: {problem}", name=path.name, problem=problem)
 
     try:
         root = read_svg(path)
         width, height = _artboard(root, "the artboard")
         if (round(width), round(height)) != size:
-            raise refuse(
+            raise SvgRefusedError(
                 "the artboard is {width:g}x{height:g}, the format {format_name} is "
                 "{format_width}x{format_height} pixels",
                 width=width,
@@ -356,83 +455,9 @@ def load_template(
                 format_width=size[0],
                 format_height=size[1],
             )
-        slots: dict[str, Slot] = {}
-        slot_elements: dict[int, str] = {}
-        for element, parents in iter_with_parents(root):
-            named = slot_name(element)
-            if named is None:
-                continue
-            name, align, valign = named
-            where = f"slot '{name}'"
-            if name in slots:
-                raise refuse("{where} is drawn twice", where=where)
-            if local_name(element.tag) != "rect":
-                raise refuse(
-                    "{where} is a <{value}>: a slot is a rectangle", where=where, value=local_name(element.tag)
-                )
-            placement = UNMOVED
-            for holder in [*parents, element]:
-                if holder is not root and local_name(holder.tag) == "svg":  # a nested viewport: placed by x, y
-                    if holder.get("viewBox"):
-                        raise refuse("{where} lies in a nested <svg> with a viewBox of its own", where=where)
-                    shift = (1.0, 1.0, _number(holder.get("x"), where), _number(holder.get("y"), where))
-                    placement = _then(placement, shift)
-                placement = _then(placement, _placement(holder, where))
-            x_scale, y_scale, dx, dy = placement
-            slot = Slot(
-                name=name,
-                left=x_scale * _number(element.get("x"), where) + dx,
-                top=y_scale * _number(element.get("y"), where) + dy,
-                width=x_scale * _number(element.get("width"), where),
-                height=y_scale * _number(element.get("height"), where),
-                align={"centre": "center"}.get(align or "", align or "left"),
-                valign=valign or ("bottom" if name == "ai_label" else "top"),
-                radius=x_scale * _number(element.get("rx") or element.get("ry"), where),
-            )
-            if slot.width <= 0 or slot.height <= 0:
-                raise refuse(
-                    "{where} is empty ({width:g}x{height:g})", where=where, width=slot.width, height=slot.height
-                )
-            if (
-                slot.left < -0.5
-                or slot.top < -0.5
-                or slot.left + slot.width > width + 0.5
-                or (slot.top + slot.height > height + 0.5)
-            ):
-                raise refuse(
-                    "{where} runs outside the {width:g}x{height:g} artboard", where=where, width=width, height=height
-                )
-            slots[name] = slot
-            slot_elements[id(element)] = name
-        for name in REQUIRED_SLOTS:
-            if name not in slots:
-                raise refuse("slot '{name}' is missing (a rectangle with id or layer name '{name}')", name=name)
-        for name in TEXT_SLOTS:
-            if name in slots and slots[name].height < ceil(min_text_px * LINE_SPACING):
-                raise refuse(
-                    "slot '{name}' is {height:g} px high: the charter's smallest text ({min_text_px} px) needs {value}",
-                    name=name,
-                    height=slots[name].height,
-                    min_text_px=min_text_px,
-                    value=ceil(min_text_px * LINE_SPACING),
-                )
-        label_needs = ceil(min_label_px * LABEL_PADDING_LINES)
-        if slots["ai_label"].height < label_needs:
-            raise refuse(
-                "slot 'ai_label' is {height:g} px high: the label at the charter's smallest size "
-                "({min_label_px} px) needs {label_needs}",
-                height=slots["ai_label"].height,
-                min_label_px=min_label_px,
-                label_needs=label_needs,
-            )
-        for element in root.iter():
-            if local_name(element.tag) == "text" and (missing := missing_glyphs(font, "".join(element.itertext()))):
-                raise refuse(
-                    "{where}: the charter's font has no glyph for {characters}: decor text is set in it only,"
-                    " and would lose them",
-                    where=describe(element),
-                    characters=" ".join(missing),
-                )
+        slots, slot_elements = _slots(root, width, height)
+        _check_text_room(slots, min_text_px, min_label_px)
+        _check_decor_glyphs(root, font)
         inline_pictures(root, path.parent)
         parts = _split(root, slot_elements)
     except SvgRefusedError as exc:
@@ -450,11 +475,19 @@ def load_template(
     )
 
 
-def _check_label_is_clear(parts, label: Slot, size: tuple[int, int], font: Path, refuse) -> None:
+def _check_label_is_clear(
+    parts: tuple[TemplatePart, ...],
+    label: Slot,
+    size: tuple[int, int],
+    font: Path,
+    refuse: Callable[[Text], CharterError],
+) -> None:
     """Decor drawn after the label slot must leave its box untouched: the label zone is locked."""
     after = [part for part in parts[[part.slot for part in parts].index("ai_label") + 1 :] if part.slot is None]
     left, top, right, bottom = label.box()
     for part in after:
         alpha = np.asarray(rasterize(part.svg, *size, font).getchannel("A"))[top:bottom, left:right]
         if alpha.size and alpha.max() > 0:
-            raise refuse("decor ({name}) is drawn over the 'ai_label' slot: the label zone is locked", name=part.name)
+            raise refuse(
+                Text("decor ({name}) is drawn over the 'ai_label' slot: the label zone is locked", name=part.name)
+            )
