@@ -23,6 +23,7 @@ from visuels.postprocess.coherence import (
     campaign_baseline,
     new_baseline,
     read_baseline,
+    style_distances,
     style_signature,
     write_coherence,
 )
@@ -147,3 +148,15 @@ def test_a_damaged_baseline_file_is_fixed_again_and_a_sound_one_is_kept(tmp_path
     again = campaign_baseline(tmp_path, [other])
     assert again is not None and again.signature == other and read_baseline(tmp_path) == again
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_style_distance_is_the_formula_the_module_states() -> None:
+    """|Δ mean Lab| + ½ |Δ spread Lab| + 100 × half the L1 distance of the palette shares, for
+    each signature at once."""
+    to = StyleSignature(lab_mean=[50.0, 0.0, 0.0], lab_spread=[10.0, 10.0, 10.0], palette=[0.5, 0.5])
+    signatures = [
+        to,
+        StyleSignature(lab_mean=[53.0, 4.0, 0.0], lab_spread=[10.0, 10.0, 10.0], palette=[0.5, 0.5]),
+        StyleSignature(lab_mean=[50.0, 0.0, 0.0], lab_spread=[16.0, 18.0, 10.0], palette=[0.8, 0.2]),
+    ]
+    assert style_distances(signatures, to).tolist() == pytest.approx([0.0, 5.0, 0.5 * 10.0 + 100.0 * 0.3])

@@ -126,3 +126,26 @@ def test_entries_asked_by_key_are_found_by_key_not_by_reading_the_campaign(tmp_p
         plan = " ".join(row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
     assert "outputs_campaign" not in plan and "sqlite_autoindex_outputs_1" in plan, plan
     database.close()
+
+
+def test_each_entry_gives_the_campaigns_entries_a_few_at_a_time(any_database_url: str, tmp_path: Path) -> None:
+    """What a caller keeping a part of each entry reads (the report: a region's entries whole weigh
+    a gigabyte)."""
+    database = Database(any_database_url)
+    keys = _record(database, 6 * manifest.READ_AT_ONCE + 3, padding=2000)
+    with database.transaction() as connection:
+        manifest.add(connection, "other-key", "d", _entry(9))
+    assert dict(manifest.each_entry(database, "c")) == manifest.entries(database, "c")
+    assert sorted(key for key, _ in manifest.each_entry(database, "c")) == sorted(keys)
+    tracemalloc.start()
+    try:
+        whole = manifest.entries(database, "c")
+        whole_peak = tracemalloc.get_traced_memory()[1]
+        del whole
+        tracemalloc.reset_peak()
+        kept = {key: entry["sha256"] for key, entry in manifest.each_entry(database, "c")}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == len(keys) and peak < whole_peak / 3, (peak, whole_peak)
+    database.close()

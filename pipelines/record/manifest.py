@@ -77,6 +77,14 @@ def entries(database: Database, campaign: str, keys: Collection[str] | None = No
         return found
 
 
+def each_entry(database: Database, campaign: str) -> Iterator[tuple[str, dict]]:
+    """Every recorded output of a campaign as (job key, entry), read a few hundred rows at a time:
+    for a caller that keeps only part of each (a region's records whole weigh a gigabyte). The read
+    stays open until the last is taken."""
+    with database.reading() as connection:
+        yield from _entries(connection, select(outputs_table).where(outputs_table.c.campaign == campaign), campaign)
+
+
 def _entries(connection: Connection, query: Select, campaign: str) -> Iterator[tuple[str, dict]]:
     """The query's outputs rows of ``campaign`` as entries, ``READ_AT_ONCE`` rows read at a time."""
     for row in connection.execution_options(yield_per=READ_AT_ONCE).execute(query):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -619,9 +619,10 @@ def _html_pages(
     held: list[dict],
     earlier: int,
     most: int,
-) -> dict[str, str]:
-    """The report's HTML pages by file name: report.html first (the verdict, what to review first,
-    the pictures held back), then, for a large campaign, the pages it links to."""
+) -> Iterator[tuple[str, str]]:
+    """The report's HTML pages, each as (file name, page), made one at a time: report.html first
+    (the verdict, what to review first, the pictures held back), then, for a large campaign, the
+    pages it links to."""
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     # Per commune, one row per audience and language: its formats side by side, as one series.
     communes: dict[str, dict[str, list[dict]]] = {}
@@ -639,26 +640,27 @@ def _html_pages(
         card["href"] = f"{page_of[card['commune']] if len(pages) > 1 else ''}#{card['anchor']}"
     template = environment.get_template("report.html")
     first = review_order(cards)
-    return {
-        page.name: template.render(
-            lang=words.lang,
-            t=words,
-            thresholds=limits,
-            baseline=baseline,
-            campaign_name=campaign_name,
-            communes={commune: communes[commune] for commune in page.communes},
-            total=len(cards),
-            commune_count=len(communes),
-            failed=sum(1 for card in cards if not card["passed"]),
-            first=first if page is pages[0] else [],
-            cards=cards,
-            held=held if page is pages[0] else [],
-            earlier=earlier,
-            pages=pages if len(pages) > 1 else [],
-            current=page.name,
+    for page in pages:
+        yield (
+            page.name,
+            template.render(
+                lang=words.lang,
+                t=words,
+                thresholds=limits,
+                baseline=baseline,
+                campaign_name=campaign_name,
+                communes={commune: communes[commune] for commune in page.communes},
+                total=len(cards),
+                commune_count=len(communes),
+                failed=sum(1 for card in cards if not card["passed"]),
+                first=first if page is pages[0] else [],
+                cards=cards,
+                held=held if page is pages[0] else [],
+                earlier=earlier,
+                pages=pages if len(pages) > 1 else [],
+                current=page.name,
+            ),
         )
-        for page in pages
-    }
 
 
 def commune_code(inputs: dict) -> str:
@@ -690,11 +692,48 @@ def _held(plan: RenderPlan, words: Wording, labels: dict[str, str]) -> list[dict
     ]
 
 
+# What the report reads of a record's inputs: the rest (prompts, hashes, settings) it never shows.
+REPORTED_INPUTS = (
+    "commune_insee", "commune_name", "format", "audience", "language", "photo", "review", "alt_text", "key_visual"
+)  # fmt: skip
+
+
+def _reported(key: str, entry: dict) -> dict:
+    """The part of a record the report reads, with its job key."""
+    inputs = entry["inputs"]
+    return {
+        "key": key,
+        "file": entry["file"],
+        "thumbnail": entry["thumbnail"],
+        "compliance": entry["compliance"],
+        "inputs": {name: inputs[name] for name in REPORTED_INPUTS if name in inputs},
+    }
+
+
+def _campaign_entries(database: Database, plan: RenderPlan) -> tuple[list[dict], int]:
+    """What the report reads of the records of the campaign's jobs, in the plan's order; and how
+    many earlier records the campaign has, superseded by a change to it (kept, recorded)."""
+    wanted, reported, earlier = set(plan.campaign_keys), {}, 0
+    for key, entry in manifest.each_entry(database, plan.campaign_slug):
+        if key in wanted:
+            reported[key] = _reported(key, entry)
+        else:
+            earlier += 1
+    return [reported[key] for key in plan.campaign_keys if key in reported], earlier
+
+
+def _csv_text(rows: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 @cycles_collected_after()  # a region's report holds its 106,704 records
 def write_reports(database: Database, output_root: Path, plan: RenderPlan, charter: Charter) -> Reports:
     """Write report.csv, report.html and coherence.json for the outputs of the whole campaign the record holds."""
-    recorded = manifest.entries(database, plan.campaign_slug)
-    entries = [{**recorded[key], "key": key} for key in plan.campaign_keys if key in recorded]
+    entries, earlier = _campaign_entries(database, plan)
     named = [(commune_code(entry["inputs"]), entry["inputs"]["commune_name"]) for entry in entries]
     labels = commune_labels([*named, *((job.commune_insee, job.commune_name) for job in plan.held)])
     for entry, (code, _) in zip(entries, named, strict=True):
@@ -710,12 +749,8 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
     words = WORDINGS.get(plan.language, WORDINGS["en"])
     limits = Thresholds.of(charter)
     rows = report_rows(entries, coherence)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
     csv_path, html_path = folder / "report.csv", folder / "report.html"
-    write_text_atomic(csv_path, buffer.getvalue())
+    write_text_atomic(csv_path, _csv_text(rows))
     write_coherence(folder, coherence)
     # Links are relative to the report, so the folder can be moved, or served as is by the studio.
     made = ledger.derivatives(database, [entry["key"] for entry in entries])
@@ -723,13 +758,13 @@ def write_reports(database: Database, output_root: Path, plan: RenderPlan, chart
         _card(entry, coherence.get(entry["key"]), words, limits, plan.campaign_slug, made.get(entry["key"], []))
         for entry in entries
     ]
-    earlier = len(recorded) - len(entries)  # superseded by a change to the campaign: kept, recorded
     held = _held(plan, words, labels)
-    pages = _html_pages(plan.campaign_name, words, limits, baseline, cards, held, earlier, PAGE_PICTURES)
-    for name, page in pages.items():
-        write_text_atomic(folder / name, page)
+    written = set()
+    for name, page in _html_pages(plan.campaign_name, words, limits, baseline, cards, held, earlier, PAGE_PICTURES):
+        write_text_atomic(folder / name, page)  # one page held at a time: a region's weigh 190 MB
+        written.add(name)
     for stale in folder.glob("report-*.html"):  # pages of a larger report than this one
-        if stale.name not in pages:
+        if stale.name not in written:
             stale.unlink()
     first = [entries[index] for index in to_review_first(rows)[:TABLE_ROWS]]
     return Reports(csv=csv_path, html=html_path, rows=rows, table=_table(first, words, limits, plan.campaign_slug))
