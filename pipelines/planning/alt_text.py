@@ -9,6 +9,7 @@ landmark): the generator is told these, nothing reads the pixels back.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from visuels.inputs.communes import Commune
 
@@ -48,6 +49,7 @@ def alt_text(campaign: str, commune: Commune, language: str, label: str) -> str:
     return _without_empty_parts(sentence)
 
 
+@lru_cache(maxsize=256)  # a commune's sentence recurs in each of its formats and audiences
 def _without_empty_parts(text: str) -> str:
     """A commune taken from the COG alone has no landscapes or landmark: drop their empty places."""
     text = re.sub(r"(\s*,\s*)+\.", ".", text)  # ", ." at the end of a list

@@ -39,9 +39,14 @@ def normalise(text: str) -> str:
 
 def find_terms(text: str, terms: list[str]) -> list[str]:
     """The terms that occur in ``text`` as whole words (a term may be several words)."""
+    return list(_terms_in(text, tuple(terms)))
+
+
+@lru_cache(maxsize=4096)  # a commune's prompt recurs in each language, its texts in each format
+def _terms_in(text: str, terms: tuple[str, ...]) -> tuple[str, ...]:
     plain = normalise(text)
     # A substring test first: most texts hold no term, and it costs a tenth of a pattern's search.
-    return [term for term, needle, pattern in _patterns(tuple(terms)) if needle in plain and pattern.search(plain)]
+    return tuple(term for term, needle, pattern in _patterns(terms) if needle in plain and pattern.search(plain))
 
 
 @lru_cache(maxsize=64)

@@ -260,15 +260,18 @@ def job_texts(campaign: Campaign) -> Iterator[JobText]:
     spec = campaign.spec
     for commune in campaign.communes:
         for audience in spec.audiences:
+            # A format's seed and prompt are the same in every language; a key visual's formats
+            # share its seed: they are one picture.
+            prompted: dict[str, tuple[int, str]] = {}
+            for seeded_as in dict.fromkeys(spec.master_format or name for name in spec.formats):
+                seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, seeded_as)
+                prompted[seeded_as] = (seed, build_prompt(campaign, commune, audience, seed))
             for language in spec.audience_languages(audience):
                 headline, call_to_action = (
                     filled_text(text, commune, spec.season) for text in spec.texts(audience, language)
                 )
                 for format_name in spec.formats:
-                    # A key visual's formats share its seed: they are one picture.
-                    seeded_as = spec.master_format or format_name
-                    seed = derive_seed(spec.seed.policy, spec.seed.base, commune, audience, seeded_as)
-                    prompt = build_prompt(campaign, commune, audience, seed)
+                    seed, prompt = prompted[spec.master_format or format_name]
                     yield JobText(commune, audience, language, format_name, seed, prompt, headline, call_to_action)
 
 
