@@ -115,16 +115,20 @@ def test_limits_kinds_and_the_rate_are_refused_in_one_line_each(signing_keys: Pa
     assert page.status_code == 415 and 'role="alert"' in page.text
 
 
-def test_only_its_own_names_and_nothing_kept(signing_keys: Path, tmp_path: Path) -> None:
+def test_only_its_own_names_and_nothing_kept(
+    signing_keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     service = _service(signing_keys, tmp_path)
+    uploads = tmp_path / "temporary"  # this test's own: tests running beside it detect too
+    uploads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(uploads))
     assert _client(service, host="attacker.example").get("/").status_code == 403  # DNS rebinding
     client = _client(service)
     assert client.get("/").status_code == 200 and client.get("/marks").status_code == 200
     cross = client.post("/report", data={"kind": "other"}, headers={"Origin": "https://attacker.example"})
     assert cross.status_code == 403
-    before = set(Path(tempfile.gettempdir()).glob("visuels-detect-*"))
-    client.post("/api/detect", content=_png(unmarked_pictures(1)[0]), headers={"Content-Type": "image/png"})
-    assert set(Path(tempfile.gettempdir()).glob("visuels-detect-*")) == before
+    answer = client.post("/api/detect", content=_png(unmarked_pictures(1)[0]), headers={"Content-Type": "image/png"})
+    assert answer.status_code == 200 and list(uploads.iterdir()) == []
     assert main(["detector", "serve", "--host", "0.0.0.0"]) == 2  # never on an open port of its own
 
 
