@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from PIL import Image, UnidentifiedImageError
@@ -231,15 +231,16 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     raise RefusedError(400, Text("choose a picture to check"))
 
 
-def create_app(service: DetectorService, hosts: tuple[str, ...] = ()) -> LocalOnly:
-    """The detector's app, answering only to loopback and ``hosts`` (the names the region's web
-    server publishes it under), behind the checks of ``LocalOnly``."""
-    app = FastAPI(title=DETECTOR, docs_url=None, redoc_url=None, openapi_url=None)
-    templates = Jinja2Templates(directory=TEMPLATES)
+class Pages:
+    """The detector's pages, in the reader's language (a ``lang`` query parameter, kept in a
+    cookie, else the browser's)."""
 
-    def page(request: Request, name: str, status: int = 200, **values: object) -> HTMLResponse:
+    def __init__(self) -> None:
+        self.templates = Jinja2Templates(directory=TEMPLATES)
+
+    def __call__(self, request: Request, name: str, status: int = 200, **values: object) -> HTMLResponse:
         lang = page_language(request)
-        response = templates.TemplateResponse(
+        response = self.templates.TemplateResponse(
             request,
             name,
             {"_": words(lang), "lang": lang, "version": detector_version(), **values},
@@ -249,36 +250,16 @@ def create_app(service: DetectorService, hosts: tuple[str, ...] = ()) -> LocalOn
             response.set_cookie(LANGUAGE_COOKIE, request.query_params["lang"], samesite="strict")
         return response
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        # No script, no frame, nothing from elsewhere: a page that cannot be turned against its reader.
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self';"
-            " frame-ancestors 'none'; base-uri 'none'"
-        )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        # same-origin, not no-referrer: with no-referrer a browser sends its forms with "Origin: null",
-        # which the origin check refuses.
-        response.headers["Referrer-Policy"] = "same-origin"
-        return response
 
-    @app.exception_handler(RefusedError)
-    async def _refused(request: Request, refusal: RefusedError) -> Response:
-        said = refusal.text.said(words(page_language(request)))
-        headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": said}, status_code=refusal.status, headers=headers)
-        response = page(request, "home.html", status=refusal.status, error=said)
-        if headers:
-            response.headers.update(headers)
-        return response
+def detection_routes(service: DetectorService, page: Pages) -> APIRouter:
+    """The upload page and its result, the API, and the page describing the marks."""
+    router = APIRouter()
 
-    @app.get("/")
+    @router.get("/")
     def home(request: Request) -> HTMLResponse:
         return page(request, "home.html")
 
-    @app.post("/")
+    @router.post("/")
     async def detect_page(request: Request) -> HTMLResponse:
         service.admit(request)
         data, name = await read_upload(request, service.limits.max_bytes)
@@ -294,36 +275,42 @@ def create_app(service: DetectorService, hosts: tuple[str, ...] = ()) -> LocalOn
             download="data:application/json;base64," + base64.b64encode(document.encode()).decode("ascii"),
         )
 
-    @app.post("/api/detect")
+    @router.post("/api/detect")
     async def detect_api(request: Request) -> JSONResponse:
         service.admit(request)
         data, name = await read_upload(request, service.limits.max_bytes)
         detection = await run_in_threadpool(service.detect, data, name)
         return JSONResponse(service.signed(detection))
 
-    @app.get("/api/public-key")
+    @router.get("/api/public-key")
     def public_key() -> Response:
         return Response(service.public_key_pem(), media_type="application/x-pem-file")
 
-    @app.get("/marks")
+    @router.get("/marks")
     def marks(request: Request) -> HTMLResponse:
         example = f'curl --data-binary @picture.jpg -H "Content-Type: image/jpeg" {request.base_url}api/detect'
         shown = {"limits": service.limits, "public_key": service.public_key_pem(), "api_example": example}
         return page(request, "marks.html", **shown)
 
-    @app.get("/report")
+    return router
+
+
+def report_routes(service: DetectorService, page: Pages) -> APIRouter:
+    """The form to report a wrong label, kept in the record for the region to answer."""
+    router = APIRouter()
+
+    @router.get("/report")
     def report_form(request: Request, sha256: str = "") -> HTMLResponse:
         return page(request, "report.html", sha256=sha256[:64], values={})
 
-    @app.post("/report")
+    @router.post("/report")
     async def report_sent(request: Request) -> HTMLResponse:
         service.admit(request)
         body = await request.body()  # a url-encoded form: a few short fields, no file
         if len(body) > REPORT_MAX_BYTES:
             raise RefusedError(413, Text("the report is too long"))
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        fields = ("kind", "where_seen", "description", "sha256", "contact")
-        values = {name: form.get(name, "").strip() for name in fields}
+        values = {name: form.get(name, "").strip() for name in REPORT_FIELDS}
         try:
             report = LabelReport(
                 kind=values["kind"],  # type: ignore[arg-type]
@@ -341,4 +328,41 @@ def create_app(service: DetectorService, hosts: tuple[str, ...] = ()) -> LocalOn
         number = await run_in_threadpool(add_report, service.database(), report)
         return page(request, "report.html", sha256="", values={}, received=number)
 
+    return router
+
+
+async def _safe_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+    response = await call_next(request)
+    # No script, no frame, nothing from elsewhere: a page that cannot be turned against its reader.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self';"
+        " frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # same-origin, not no-referrer: with no-referrer a browser sends its forms with "Origin: null",
+    # which the origin check refuses.
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def create_app(service: DetectorService, hosts: tuple[str, ...] = ()) -> LocalOnly:
+    """The detector's app, answering only to loopback and ``hosts`` (the names the region's web
+    server publishes it under), behind the checks of ``LocalOnly``."""
+    app = FastAPI(title=DETECTOR, docs_url=None, redoc_url=None, openapi_url=None)
+    page = Pages()
+    app.middleware("http")(_safe_headers)
+
+    @app.exception_handler(RefusedError)
+    async def _refused(request: Request, refusal: RefusedError) -> Response:
+        said = refusal.text.said(words(page_language(request)))
+        headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": said}, status_code=refusal.status, headers=headers)
+        response = page(request, "home.html", status=refusal.status, error=said)
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    app.include_router(detection_routes(service, page))
+    app.include_router(report_routes(service, page))
     return LocalOnly(app, hosts)
