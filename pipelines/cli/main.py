@@ -99,6 +99,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
     )
     _add_campaign_commands(command, t)
+    _add_detection_commands(command, t, database_help)
     _add_marking_commands(command, t, database_help)
     _add_retouching_commands(command, t, database_help)
     _add_machine_commands(command, t, database_help)
@@ -178,8 +179,8 @@ def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
     baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))
 
 
-def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -> None:
-    """detect, detector, verify, finalize, timestamp: the marks, read and written again."""
+def _add_detection_commands(command: CommandMaker, t: Words, database_help: str) -> None:
+    """detect, detector: whether pictures carry the marks, for anyone."""
     detect = command("detect", t("whether pictures carry this deployment's AI marks, from the files alone"))
     detect.add_argument("files", nargs="*", type=Path, metavar="FILE", help=t("pictures, or folders of pictures"))
     detect.add_argument("--charter", type=Path, default=default_charter(), help=t("charter whose label to look for"))
@@ -235,6 +236,9 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     detector_reports.add_argument("--answer", help=t("what was done about it (with --close)"))
     detector_reports.set_defaults(handler=lambda args, flows: detector_service.reports(args))
 
+
+def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -> None:
+    """verify, finalize, timestamp: the marks of files, checked layer by layer and written again."""
     verify = command("verify", t("check the AI marking of files, layer by layer"))
     verify.add_argument(
         "files",
