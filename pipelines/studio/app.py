@@ -37,7 +37,7 @@ from visuels.record.database import Database, outputs_table
 from visuels.review.derivatives import Original, original_charter
 from visuels.studio.finalizing import finalize_routes
 from visuels.studio.pages import derived_file, describe_output, page_language, page_templates, with_commune_labels
-from visuels.studio.retouching import RetouchSession, retouch_routes
+from visuels.studio.retouching import RetouchSession, picker_routes, retouch_routes
 from visuels.studio.reviewing import review_routes
 from visuels.studio.reviews import ReviewBackend, ReviewRun
 from visuels.studio.template_previews import template_routes
@@ -184,6 +184,6 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     def files(relative: str) -> FileResponse:
         return FileResponse(studio.path_of(relative))
 
-    for routes in (review_routes, retouch_routes, finalize_routes, template_routes):
+    for routes in (review_routes, picker_routes, retouch_routes, finalize_routes, template_routes):
         app.include_router(routes(studio, templates))
     return LocalOnly(app, hosts, token)

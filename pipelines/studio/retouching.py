@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -80,8 +81,30 @@ def picker_page(outputs: list[dict], wanted: dict[str, str], status: str, page: 
     }
 
 
-def retouch_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
-    """The picker and retouch page, and the variants made, previewed and kept."""
+def locked_zone(studio: Studio, original: Original) -> dict[str, float]:
+    """Where the AI label lies on an output, as shares of the picture: the retouch page draws the
+    locked zone over the picture at any size."""
+    with Image.open(original.path) as opened:
+        size = opened.size
+    box = label_box(studio.charter_of(original), original, size)
+    return {
+        "left": box.left / size[0],
+        "top": box.top / size[1],
+        "width": box.width / size[0],
+        "height": box.height / size[1],
+    }
+
+
+def brushed_mask(data_url: str, size: tuple[int, int]) -> np.ndarray:
+    """The strokes a designer brushed (a PNG data URL), read and checked as a mask file is."""
+    with tempfile.TemporaryDirectory() as folder:
+        mask_file = Path(folder) / "mask.png"
+        mask_file.write_bytes(decoded_upload(data_url))
+        return read_mask(mask_file, size)
+
+
+def picker_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
+    """The picker of the campaign's outputs, and the retouch page of the one picked."""
     router = APIRouter()
 
     @router.get("/retouch", response_class=HTMLResponse)
@@ -98,20 +121,9 @@ def retouch_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
     ) -> HTMLResponse:
         if file:
             original = find_original(studio.database, studio.path_of(file), studio.output_root)
-            with Image.open(original.path) as opened:
-                size = opened.size
-            box = label_box(studio.charter_of(original), original, size)
-            # As shares of the picture: the page draws the locked zone over the picture at any size.
-            locked = {
-                "left": box.left / size[0],
-                "top": box.top / size[1],
-                "width": box.width / size[0],
-                "height": box.height / size[1],
-            }
             edit_model = studio.edit_model.description if studio.edit_model else None
-            return templates.TemplateResponse(
-                request, "retouch.html", {"file": file, "locked": locked, "edit_model": edit_model}
-            )
+            shown = {"file": file, "locked": locked_zone(studio, original), "edit_model": edit_model}
+            return templates.TemplateResponse(request, "retouch.html", shown)
         chosen = campaign or next(iter(studio.campaigns()), "")
         wanted = {"commune": commune, "format": format, "audience": audience, "language": language}
         context = {"campaign": chosen, "campaigns": studio.campaigns()} | picker_page(
@@ -119,6 +131,13 @@ def retouch_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
         )
         context["query"] = urlencode({"campaign": chosen, **wanted, "status": status})
         return templates.TemplateResponse(request, "pick.html", context)
+
+    return router
+
+
+def retouch_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
+    """A retouch's variants made, previewed, and the one kept."""
+    router = APIRouter()
 
     @router.post("/api/retouch")
     def make_variants(request: Request, ask: RetouchAsk) -> JSONResponse:
@@ -140,12 +159,7 @@ def retouch_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
             return JSONResponse({"error": f"{location[-1]}: {said}"}, status_code=422)
         original = find_original(studio.database, studio.path_of(ask.file), studio.output_root)
         picture = read_picture(original.path)
-        mask = None
-        if ask.mask:
-            with tempfile.TemporaryDirectory() as folder:
-                mask_file = Path(folder) / "mask.png"
-                mask_file.write_bytes(decoded_upload(ask.mask))
-                mask = read_mask(mask_file, picture.size)
+        mask = brushed_mask(ask.mask, picture.size) if ask.mask else None
         if settings.mode == "instruct":
             model = studio.edit_model or instruct_model(None)  # none given: one line saying how to give one
         else:
