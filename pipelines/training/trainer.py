@@ -33,11 +33,12 @@ from visuels.models.generation import pipeline_family
 from visuels.models.host import load_from_files
 from visuels.training.dataset import DEFAULT_RESOLUTION, TrainingSet
 from visuels.training.evaluation import sampling_arguments
-from visuels.training.objectives import objective_for
+from visuels.training.objectives import FlowObjective, UnetObjective, objective_for
 
 log = logging.getLogger(__name__)
 
 TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
+Objective = UnetObjective | FlowObjective
 
 
 class TrainingConfig(BaseModel):
@@ -87,11 +88,6 @@ class TrainingResult:
     validation_grids: list[Path] = field(default_factory=list)
 
 
-def _set_training(modules: list[torch.nn.Module], training: bool) -> None:
-    for module in modules:
-        module.train(training)
-
-
 def _lora_config(config: TrainingConfig, target_modules: list[str]) -> LoraConfig:
     return LoraConfig(
         r=config.rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=target_modules
@@ -121,6 +117,108 @@ def _validation_grid(
     return target
 
 
+def _frozen_pipeline(base_folder: Path, device: torch.device) -> DiffusionPipeline:
+    """The base model, read as the renderer reads it (safetensors only, no safety checker, nothing
+    fetched), every weight frozen: only the LoRAs added later learn."""
+    pipeline = load_from_files(DiffusersFolderRef(path=str(base_folder)), torch.float32, "base")
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.to(device)
+    for name in ("unet", "transformer", "vae", "text_encoder"):
+        module = getattr(pipeline, name, None)
+        if module is not None:
+            module.requires_grad_(False)
+    return pipeline
+
+
+@dataclass
+class Learner:
+    """What a run updates, and how: the denoiser's LoRA (and the text encoder's, when it trains),
+    their optimizer and learning-rate schedule, and the generator every random draw comes from."""
+
+    accelerator: Accelerator
+    config: TrainingConfig
+    denoiser: torch.nn.Module
+    text_encoder: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+
+    @classmethod
+    def start(
+        cls, pipeline: DiffusionPipeline, objective: Objective, config: TrainingConfig, accelerator: Accelerator
+    ) -> Learner:
+        """LoRAs added (their initial weights drawn from the run's seed) and prepared; the
+        objective and the pipeline then run the prepared modules."""
+        denoiser, text_encoder = objective.module, pipeline.text_encoder
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            denoiser.add_adapter(_lora_config(config, objective.target_modules))
+            if config.train_text_encoder:
+                text_encoder.add_adapter(_lora_config(config, TEXT_ENCODER_TARGET_MODULES))
+        if config.gradient_checkpointing:
+            denoiser.enable_gradient_checkpointing()
+        learning = [denoiser, text_encoder] if config.train_text_encoder else [denoiser]
+        parameters = [parameter for module in learning for parameter in module.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
+        schedule = get_scheduler(
+            config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
+        )
+        denoiser, text_encoder, optimizer = accelerator.prepare(denoiser, text_encoder, optimizer)
+        objective.module = denoiser
+        if config.train_text_encoder:
+            objective.train_text_encoder = True
+            pipeline.text_encoder = text_encoder
+        generator = torch.Generator().manual_seed(config.seed)
+        return cls(accelerator, config, denoiser, text_encoder, optimizer, schedule, generator)
+
+    @property
+    def trained(self) -> list[torch.nn.Module]:
+        return [self.denoiser, self.text_encoder] if self.config.train_text_encoder else [self.denoiser]
+
+    def set_training(self, training: bool) -> None:
+        for module in self.trained:
+            module.train(training)
+
+    def step(self, objective: Objective) -> float:
+        """One optimizer step over ``gradient_accumulation`` batches; their summed loss."""
+        config, step_loss = self.config, 0.0
+        for _ in range(config.gradient_accumulation):
+            index = torch.randint(len(objective), (config.batch_size,), generator=self.generator)
+            loss = objective.losses(index, self.generator, self.accelerator.autocast).mean()
+            loss = loss / config.gradient_accumulation
+            self.accelerator.backward(loss)
+            step_loss += float(loss.detach())
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return step_loss
+
+    def state(self, done: int, losses: list[float]) -> dict:
+        """What a checkpoint keeps, tensors and plain values only."""
+        unwrap = self.accelerator.unwrap_model
+        return {
+            "step": done,
+            "lora": get_peft_model_state_dict(unwrap(self.denoiser)),
+            "text_encoder_lora": (
+                get_peft_model_state_dict(unwrap(self.text_encoder)) if self.config.train_text_encoder else None
+            ),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "generator": self.generator.get_state(),
+            "losses": losses,
+        }
+
+    def resume(self, state: dict) -> tuple[list[float], int]:
+        """Back where a checkpoint's ``state`` was taken; its losses so far and its step."""
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.denoiser), state["lora"])
+        if self.config.train_text_encoder:
+            set_peft_model_state_dict(self.accelerator.unwrap_model(self.text_encoder), state["text_encoder_lora"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
+        return state["losses"], state["step"]
+
+
 def train_lora(
     base_folder: Path,
     dataset: TrainingSet,
@@ -132,98 +230,39 @@ def train_lora(
     """Train (or resume, when ``run_dir`` holds checkpoints) and return the pipeline with its LoRA."""
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda, gradient_accumulation_steps=1)
-    device = accelerator.device
     quiet_third_party_logs()  # no loading bars
-    # Read as the renderer reads it: safetensors only, no safety checker, nothing fetched.
-    pipeline = load_from_files(DiffusersFolderRef(path=str(base_folder)), torch.float32, "base")
-    pipeline.set_progress_bar_config(disable=True)
-    pipeline.to(device)
+    pipeline = _frozen_pipeline(base_folder, accelerator.device)
     family = pipeline_family(pipeline)
-    frozen = [getattr(pipeline, name, None) for name in ("unet", "transformer", "vae", "text_encoder")]
-    for module in frozen:
-        if module is not None:
-            module.requires_grad_(False)
-
     # Cached once: the frozen VAE never runs in the loop, nor does a frozen text encoder.
-    pixels = torch.from_numpy(dataset.pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+    pixels = torch.from_numpy(dataset.pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(accelerator.device)
     objective = objective_for(family, pipeline, pixels, dataset.captions, config.min_snr_gamma)
-    denoiser, text_encoder = objective.module, pipeline.text_encoder
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # the LoRAs' initial weights
-        denoiser.add_adapter(_lora_config(config, objective.target_modules))
-        if config.train_text_encoder:
-            text_encoder.add_adapter(_lora_config(config, TEXT_ENCODER_TARGET_MODULES))
-    if config.gradient_checkpointing:
-        denoiser.enable_gradient_checkpointing()
-    learning = [denoiser, text_encoder] if config.train_text_encoder else [denoiser]
-    parameters = [parameter for module in learning for parameter in module.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
-    schedule = get_scheduler(
-        config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
-    )
-    denoiser, text_encoder, optimizer = accelerator.prepare(denoiser, text_encoder, optimizer)
-    objective.module = denoiser  # the prepared modules are the ones the loop runs
-    if config.train_text_encoder:
-        objective.train_text_encoder = True
-        pipeline.text_encoder = text_encoder
-    trained = [denoiser, text_encoder] if config.train_text_encoder else [denoiser]
-    generator = torch.Generator().manual_seed(config.seed)  # every random draw of the loop
+    learner = Learner.start(pipeline, objective, config, accelerator)
     losses: list[float] = []
     start = 0
-
-    existing = _checkpoints(run_dir)
-    if existing:
+    if existing := _checkpoints(run_dir):
         # Tensors and plain values only: a resume file swapped in cannot run code as it loads.
-        state = torch.load(existing[-1], map_location="cpu", weights_only=True)
-        set_peft_model_state_dict(accelerator.unwrap_model(denoiser), state["lora"])
-        if config.train_text_encoder:
-            set_peft_model_state_dict(accelerator.unwrap_model(text_encoder), state["text_encoder_lora"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        losses, start = state["losses"], state["step"]
+        losses, start = learner.resume(torch.load(existing[-1], map_location="cpu", weights_only=True))
         log.info("resuming %s from step %d", run_dir.name, start)
-
     grids: list[Path] = []
-    _set_training(trained, True)
+    learner.set_training(True)
     for step in range(start, config.steps):
-        step_loss = 0.0
-        for _ in range(config.gradient_accumulation):
-            index = torch.randint(len(objective), (config.batch_size,), generator=generator)
-            loss = objective.losses(index, generator, accelerator.autocast).mean() / config.gradient_accumulation
-            accelerator.backward(loss)
-            step_loss += float(loss.detach())
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        step_loss = learner.step(objective)
         losses.append(step_loss)
         done = step + 1
         if done % config.checkpoint_every == 0 or done == config.steps:
-            state = {
-                "step": done,
-                "lora": get_peft_model_state_dict(accelerator.unwrap_model(denoiser)),
-                "text_encoder_lora": (
-                    get_peft_model_state_dict(accelerator.unwrap_model(text_encoder))
-                    if config.train_text_encoder
-                    else None
-                ),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "generator": generator.get_state(),
-                "losses": losses,
-            }
+            state = learner.state(done, losses)
             target_file = run_dir / "checkpoints" / f"step-{done:06d}.pt"
             write_with(target_file, lambda temporary, state=state: torch.save(state, temporary))
-            _set_training(trained, False)
+            learner.set_training(False)
             grid = run_dir / "validation" / f"step-{done:06d}.png"
             grids.append(
                 _validation_grid(pipeline, validation_prompts, config.validation_seeds, config.resolution, grid)
             )
-            _set_training(trained, True)
+            learner.set_training(True)
         if on_step is not None:
             on_step(done, step_loss)
-    _set_training(trained, False)
-    setattr(pipeline, "unet" if family.denoiser == "unet" else "transformer", accelerator.unwrap_model(denoiser))
-    pipeline.text_encoder = accelerator.unwrap_model(text_encoder)
+    learner.set_training(False)
+    unwrap = accelerator.unwrap_model
+    setattr(pipeline, "unet" if family.denoiser == "unet" else "transformer", unwrap(learner.denoiser))
+    pipeline.text_encoder = unwrap(learner.text_encoder)
     return pipeline, TrainingResult(losses=losses, steps=config.steps, validation_grids=grids)
