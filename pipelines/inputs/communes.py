@@ -129,12 +129,10 @@ def _delimiter(text: str) -> str:
     return max(DELIMITERS, key=header.count)
 
 
-def load_communes(path: str | Path, against_referential: bool = True) -> list[Commune]:
-    """Load and validate a communes CSV; errors name the file, the row and the column.
-
-    ``against_referential``: a row whose code names no current commune of the COG, or another
-    name than its own, is an error (``visuels check`` lists them all itself)."""
-    csv_path = Path(path)
+def _rows(csv_path: Path) -> tuple[list[tuple[int, dict[str, str]]], dict[str, int]]:
+    """The file's rows, each with the line it ends on (blank lines are skipped), by lower-case
+    column name; and its unnamed columns (a spreadsheet's trailing separators), numbered, which
+    must stay empty."""
     try:
         text = decoded_text(csv_path.read_bytes())
         if re.match(r"sep=.\r?\n", text):  # what some export for Excel writes above the header
@@ -146,7 +144,6 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
         # A space after a separator (`34301, Sète, 34`, as people type a CSV) is not part of the value.
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text), skipinitialspace=True)
         header = [name.strip().lower() for name in reader.fieldnames or []]  # `INSEE,Name`: the same columns
-        # Columns without a name (a spreadsheet's trailing separators) are numbered: they must stay empty.
         unnamed = {f"({index + 1})": index + 1 for index, name in enumerate(header) if not name}
         header = [name or f"({index + 1})" for index, name in enumerate(header)]
         reader.fieldnames = header
@@ -160,7 +157,7 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
             raise CommunesError(csv_path, "header", "unknown column: {value}", value=extra[0])
         if extra:
             raise CommunesError(csv_path, "header", "unknown columns: {value}", value=", ".join(extra))
-        rows = [(reader.line_num, row) for row in reader]  # the line each ends on: blank lines are skipped
+        return [(reader.line_num, row) for row in reader], unnamed
     except FileNotFoundError:
         raise CommunesError(csv_path, None, "file not found") from None
     except UnicodeDecodeError as exc:
@@ -169,37 +166,50 @@ def load_communes(path: str | Path, against_referential: bool = True) -> list[Co
     except (OSError, csv.Error) as exc:
         raise CommunesError(csv_path, None, "cannot read CSV ({exc})", exc=str(exc)) from None
 
+
+def _commune(csv_path: Path, line: int, row: dict[str, str], unnamed: dict[str, int]) -> Commune | None:
+    """The commune of one row, its photos read; None for a row a spreadsheet cleared but kept (`;;;;`)."""
+    if None in row:
+        raise CommunesError(csv_path, Text("line {line}", line=line), "more values than columns")
+    if not any(value.strip() for value in row.values()):
+        return None
+    for column, number in unnamed.items():
+        if row.pop(column).strip():
+            raise CommunesError(
+                csv_path, Text("line {line}", line=line), "column {number} holds a value but has no name", number=number
+            )
+    photo_folder = (row.pop("photos", None) or "").strip()
+    try:
+        commune = Commune.model_validate({**row, "line": line})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = (
+            Text("line {line}, {field}", line=line, field=field_path(tuple(first["loc"][:1])))
+            if first["loc"]
+            else Text("line {line}", line=line)
+        )
+        raise CommunesError(csv_path, where, plain_message(first)) from None
+    if photo_folder:
+        photos = load_photo_folder(
+            csv_path.parent / photo_folder, csv_path, Text("line {line}, {field}", line=line, field="photos")
+        )
+        commune = commune.model_copy(update={"photos": photos})
+    return commune
+
+
+def load_communes(path: str | Path, against_referential: bool = True) -> list[Commune]:
+    """Load and validate a communes CSV; errors name the file, the row and the column.
+
+    ``against_referential``: a row whose code names no current commune of the COG, or another
+    name than its own, is an error (``visuels check`` lists them all itself)."""
+    csv_path = Path(path)
+    rows, unnamed = _rows(csv_path)
     communes: list[Commune] = []
     seen: dict[str, int] = {}
     for line, row in rows:
-        if None in row:
-            raise CommunesError(csv_path, Text("line {line}", line=line), "more values than columns")
-        if not any(value.strip() for value in row.values()):
-            continue  # a row a spreadsheet cleared but kept: `;;;;`
-        for column, number in unnamed.items():
-            if row.pop(column).strip():
-                raise CommunesError(
-                    csv_path,
-                    Text("line {line}", line=line),
-                    "column {number} holds a value but has no name",
-                    number=number,
-                )
-        photo_folder = (row.pop("photos", None) or "").strip()
-        try:
-            commune = Commune.model_validate({**row, "line": line})
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = (
-                Text("line {line}, {field}", line=line, field=field_path(tuple(first["loc"][:1])))
-                if first["loc"]
-                else Text("line {line}", line=line)
-            )
-            raise CommunesError(csv_path, where, plain_message(first)) from None
-        if photo_folder:
-            photos = load_photo_folder(
-                csv_path.parent / photo_folder, csv_path, Text("line {line}, {field}", line=line, field="photos")
-            )
-            commune = commune.model_copy(update={"photos": photos})
+        commune = _commune(csv_path, line, row, unnamed)
+        if commune is None:
+            continue
         if commune.insee in seen:
             raise CommunesError(
                 csv_path,
