@@ -637,14 +637,8 @@ def communes_to_choose_from(selection: CommuneSelection, base: Path, campaign_pa
     return referential_communes({commune.insee: commune for commune in table})
 
 
-def load_campaign(path: str | Path) -> Campaign:
-    """Load a campaign, its charter and communes; every error names its file and field."""
-    campaign_path = Path(path)
-    data = read_yaml_mapping(campaign_path, CampaignError)
-    spec = validate_model(CampaignSpec, data, campaign_path, CampaignError)
-    base = campaign_path.parent
-
-    charter_file = base / spec.charter
+def _charter(spec: CampaignSpec, campaign_path: Path) -> Charter:
+    charter_file = campaign_path.parent / spec.charter
     if not charter_file.exists():
         raise CampaignError(
             campaign_path,
@@ -653,7 +647,69 @@ def load_campaign(path: str | Path) -> Campaign:
             charter_file=charter_file,
             hint=case_hint(charter_file),
         )
-    charter = load_charter(charter_file)  # CharterError names the charter file itself
+    return load_charter(charter_file)  # CharterError names the charter file itself
+
+
+def _lora_file(spec: CampaignSpec, charter: Charter, campaign_path: Path) -> Path | None:
+    """The style LoRA's file: the charter's latest trained run's, or the one named; whole."""
+    if spec.lora is None:
+        return None
+    if spec.lora.path == LATEST_LORA:
+        run = latest_run(charter.spec.slug)
+        if run is None:
+            raise CampaignError(
+                campaign_path,
+                "lora.path",
+                "no trained LoRA for charter '{slug}' under {value}: run `visuels train`",
+                slug=charter.spec.slug,
+                value=lora_root(),
+            )
+        lora_path = (run / WEIGHTS_FILE).resolve()
+    else:
+        lora_path = local_path(campaign_path.parent, spec.lora.path)
+        if not lora_path.exists():
+            raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
+    if problem := weights_file_problem(lora_path):
+        raise CampaignError(campaign_path, "lora.path", problem)  # a trained run's file too: disks fail
+    return lora_path
+
+
+def _speed_lora_file(spec: CampaignSpec, campaign_path: Path) -> Path | None:
+    if spec.speed_lora is None:
+        return None
+    speed_lora_path = local_path(campaign_path.parent, spec.speed_lora.path)
+    if not speed_lora_path.exists():
+        raise CampaignError(
+            campaign_path, "speed_lora.path", "LoRA weights not found: {lora_path}", lora_path=speed_lora_path
+        )
+    if problem := weights_file_problem(speed_lora_path):
+        raise CampaignError(campaign_path, "speed_lora.path", problem)
+    return speed_lora_path
+
+
+def _controlnet_folder(spec: CampaignSpec, campaign_path: Path) -> Path | None:
+    if spec.photos is None or spec.photos.controlnet is None:
+        return None
+    controlnet_path = local_path(campaign_path.parent, spec.photos.controlnet.path)
+    if not (controlnet_path / "config.json").is_file():
+        raise CampaignError(
+            campaign_path,
+            "photos.controlnet.path",
+            "not a diffusers ControlNet folder (no config.json): {controlnet_path}",
+            controlnet_path=controlnet_path,
+        )
+    if problem := weights_problem([controlnet_path]):
+        raise CampaignError(campaign_path, "photos.controlnet.path", problem)
+    return controlnet_path
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Load a campaign, its charter and communes; every error names its file and field."""
+    campaign_path = Path(path)
+    data = read_yaml_mapping(campaign_path, CampaignError)
+    spec = validate_model(CampaignSpec, data, campaign_path, CampaignError)
+    base = campaign_path.parent
+    charter = _charter(spec, campaign_path)
     check_texts(spec, charter, campaign_path)
 
     all_communes = communes_to_choose_from(spec.communes, base, campaign_path)
@@ -672,49 +728,9 @@ def load_campaign(path: str | Path) -> Campaign:
             layout=spec.layout,
             known=known,
         )
-
-    lora_path = None
-    if spec.lora is not None and spec.lora.path == LATEST_LORA:
-        run = latest_run(charter.spec.slug)
-        if run is None:
-            raise CampaignError(
-                campaign_path,
-                "lora.path",
-                "no trained LoRA for charter '{slug}' under {value}: run `visuels train`",
-                slug=charter.spec.slug,
-                value=lora_root(),
-            )
-        lora_path = (run / WEIGHTS_FILE).resolve()
-    elif spec.lora is not None:
-        lora_path = local_path(base, spec.lora.path)
-        if not lora_path.exists():
-            raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
-    if lora_path is not None and (problem := weights_file_problem(lora_path)):
-        raise CampaignError(campaign_path, "lora.path", problem)  # a trained run's file too: disks fail
-
-    speed_lora_path = None
-    if spec.speed_lora is not None:
-        speed_lora_path = local_path(base, spec.speed_lora.path)
-        if not speed_lora_path.exists():
-            raise CampaignError(
-                campaign_path, "speed_lora.path", "LoRA weights not found: {lora_path}", lora_path=speed_lora_path
-            )
-        if problem := weights_file_problem(speed_lora_path):
-            raise CampaignError(campaign_path, "speed_lora.path", problem)
-
-    controlnet_path = None
-    if spec.photos is not None and spec.photos.controlnet is not None:
-        controlnet_path = local_path(base, spec.photos.controlnet.path)
-        if not (controlnet_path / "config.json").is_file():
-            raise CampaignError(
-                campaign_path,
-                "photos.controlnet.path",
-                "not a diffusers ControlNet folder (no config.json): {controlnet_path}",
-                controlnet_path=controlnet_path,
-            )
-        if problem := weights_problem([controlnet_path]):
-            raise CampaignError(campaign_path, "photos.controlnet.path", problem)
-
+    lora_path = _lora_file(spec, charter, campaign_path)
+    speed_lora_path = _speed_lora_file(spec, campaign_path)
+    controlnet_path = _controlnet_folder(spec, campaign_path)
     return Campaign(
         spec=spec,
         path=campaign_path.resolve(),
