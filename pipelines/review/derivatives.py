@@ -363,6 +363,42 @@ def _without_mark(
     return watermark.remove(edited, found.payload, key.value, kept)
 
 
+def _ledger_entry(original: Original, edit: Edit, size: tuple[int, int], key: str, file: str) -> ledger.LedgerEntry:
+    """The derivative's ledger row, before its file is written (hashes filled in as it is): the
+    model that drew it (a retouch's own, else the original's), and the original as its parent."""
+    row = original.row
+    return ledger.LedgerEntry(
+        file=file,
+        sha256="",
+        phash="",
+        watermark=key[:16],
+        job_key=key,
+        model_hash=edit.model_hash or row["model_hash"],
+        lora_hash=edit.lora_hash if edit.model_hash else row["lora_hash"],
+        charter_hash=row["charter_hash"],
+        prompt=edit.description,
+        seed=edit.seed if edit.seed is not None else row["seed"],
+        width=size[0],
+        height=size[1],
+        parent_id=row["id"],
+    )
+
+
+def _marking_context(original: Original, edit: Edit, charter: Charter, signing: SigningFiles) -> MarkingContext:
+    """What the derivative's marks say. A retouch's model answers for its licence; a hand edit keeps
+    the original's model and licence, and a campaign's override holds only while the original's
+    model is the one that drew."""
+    row = original.row
+    same_model = edit.model_hash in (None, row["model_hash"])
+    return MarkingContext(
+        creator=charter.spec.creator,
+        model=edit.description[:80],
+        signing=signing,
+        model_licence=edit.model_licence if edit.model_hash else row.get("model_licence"),
+        licence_override=row.get("licence_override") if same_model else None,
+    )
+
+
 def mark_derivative(
     edited: Image.Image,
     original: Original,
@@ -408,32 +444,9 @@ def mark_derivative(
         )
     target = _free_target(target, database)
     row = original.row
-    entry = ledger.LedgerEntry(
-        file=_recorded_name(target, output_root),
-        sha256="",
-        phash="",
-        watermark=key[:16],
-        job_key=key,
-        model_hash=edit.model_hash or row["model_hash"],
-        lora_hash=edit.lora_hash if edit.model_hash else row["lora_hash"],
-        charter_hash=row["charter_hash"],
-        prompt=edit.description,
-        seed=edit.seed if edit.seed is not None else row["seed"],
-        width=edited.width,
-        height=edited.height,
-        parent_id=row["id"],
-    )
+    entry = _ledger_entry(original, edit, edited.size, key, _recorded_name(target, output_root))
     parent = Ingredient(title=original.path.name, data=original.data, mime_type=f"image/{parent_format.lower()}")
-    # A retouch's model answers for its licence; a hand edit keeps the original's model and licence,
-    # and a campaign's override holds only while the original's model is the one that drew.
-    same_model = edit.model_hash in (None, row["model_hash"])
-    context = MarkingContext(
-        creator=charter.spec.creator,
-        model=edit.description[:80],
-        signing=signing,
-        model_licence=edit.model_licence if edit.model_hash else row.get("model_licence"),
-        licence_override=row.get("licence_override") if same_model else None,
-    )
+    context = _marking_context(original, edit, charter, signing)
     # The original's mark is taken out where its pixels were kept, so only the new payload is read.
     kept = None if edited.size != original_image.size else ~changed_pixels(original_image, edited)
     unmarked = _without_mark(np.asarray(edited), np.asarray(original_image), row["watermark"], signing, kept)
