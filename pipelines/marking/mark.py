@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -98,6 +99,19 @@ class EncodedFile:
         return self.decoded
 
 
+def _watermarked(image: Image.Image, payload: str, key: int, stored: EncodedFile, name: Path) -> np.ndarray:
+    """The pixels with the invisible watermark of ``payload`` (hex), as strong as it takes to read
+    back from ``stored``'s encoding (which it leaves encoded); what it took is logged."""
+    pixels, strength = watermark.embed_readable(np.asarray(as_rgb(image)), int(payload, 16), key, stored)
+    if strength is None:  # the other marks (XMP, C2PA, the label, the starting noise) still say it
+        log.warning("%s: its invisible watermark does not read back even at its strongest", name)
+    elif strength != watermark.STRENGTHS[0]:
+        overall, textured = strength
+        on_texture = f" ({overall + textured:.1f} where the picture is busy)" if textured else ""
+        log.info("%s: invisible watermark %.1f times the usual strength%s, to read back", name, overall, on_texture)
+    return pixels
+
+
 def write_marked(
     image: Image.Image,
     target: StagedFile,
@@ -132,15 +146,7 @@ def write_marked(
     )
     key = context.signing.watermark
     stored = EncodedFile(file_type, dpi, xmp)
-    pixels, strength = watermark.embed_readable(np.asarray(as_rgb(image)), int(entry.watermark, 16), key.value, stored)
-    if strength is None:  # the other marks (XMP, C2PA, the label, the starting noise) still say it
-        log.warning("%s: its invisible watermark does not read back even at its strongest", target.target)
-    elif strength != watermark.STRENGTHS[0]:
-        overall, textured = strength
-        on_texture = f" ({overall + textured:.1f} where the picture is busy)" if textured else ""
-        log.info(
-            "%s: invisible watermark %.1f times the usual strength%s, to read back", target.target, overall, on_texture
-        )
+    pixels = _watermarked(image, entry.watermark, key.value, stored, target.target)
     provenance = Provenance(
         title=target.target.name,
         source_type=source_type,
