@@ -360,6 +360,42 @@ GENERATION_FIELDS = (
 LATER_GENERATION_FIELDS = ("first_block_cache", "speed_lora_hash", "speed_lora_scale")
 
 
+def _set_only(
+    campaign: Campaign,
+    settings: GenerationSettings,
+    licence: LicenceRecord,
+    lora: LoraHashes,
+    photo: PhotoSource | None,
+    hires: HiresPass | None,
+    key_visual: KeyVisual | None,
+) -> dict[str, object]:
+    """What shapes some jobs only, each in their key only where it is set: the keys of the other
+    jobs, and of campaigns made before it existed, stay as they were."""
+    shaping: dict[str, object] = {}
+    if licence.licence.source == "campaign" or licence.override:  # a card's licence is in the model's hash
+        shaping["model_licence"] = licence.model_dump(mode="json")
+    if settings.guidance_cutoff is not None:
+        shaping["guidance_cutoff"] = settings.guidance_cutoff
+    if photo is None:
+        # Text to image starts from noise carrying the keyed mark (visuels.models.noise).
+        shaping["noise_mark"] = NOISE_MARK_VERSION
+    if settings.deep_cache is not None:
+        shaping["deep_cache"] = settings.deep_cache
+    speed_lora = campaign.spec.speed_lora
+    if lora.speed is not None and speed_lora is not None:
+        shaping["speed_lora_hash"] = lora.speed
+        shaping["speed_lora_scale"] = speed_lora.scale
+    if settings.first_block_cache is not None and photo is None:  # text to image only (generation.feature_reuse)
+        shaping["first_block_cache"] = settings.first_block_cache
+    if hires is not None:
+        shaping["hires"] = hires.model_dump(mode="json")
+    if photo is not None:
+        shaping["photo"] = photo.shaping()
+    if key_visual is not None:
+        shaping["key_visual"] = key_visual.model_dump(mode="json")
+    return shaping
+
+
 def _job(
     campaign: Campaign,
     model: ModelInfo,
@@ -410,26 +446,7 @@ def _job(
         "language": text.language,  # the texts' and the AI label's
         "file_type": spec.file_type,
     }
-    if licence.licence.source == "campaign" or licence.override:  # a card's licence is in the model's hash
-        shaping["model_licence"] = licence.model_dump(mode="json")
-    if settings.guidance_cutoff is not None:  # only when set: other campaigns keep their keys
-        shaping["guidance_cutoff"] = settings.guidance_cutoff
-    if photo is None:
-        # Text to image starts from noise carrying the keyed mark (visuels.models.noise).
-        shaping["noise_mark"] = NOISE_MARK_VERSION
-    if settings.deep_cache is not None:  # only when set: other campaigns keep their keys
-        shaping["deep_cache"] = settings.deep_cache
-    if lora.speed is not None and spec.speed_lora is not None:  # only when set, likewise
-        shaping["speed_lora_hash"] = lora.speed
-        shaping["speed_lora_scale"] = spec.speed_lora.scale
-    if settings.first_block_cache is not None and photo is None:  # text to image only (generation.feature_reuse)
-        shaping["first_block_cache"] = settings.first_block_cache
-    if hires is not None:  # only when set: the keys of other formats stay as they were
-        shaping["hires"] = hires.model_dump(mode="json")
-    if photo is not None:
-        shaping["photo"] = photo.shaping()
-    if key_visual is not None:  # only when set: native jobs keep their keys
-        shaping["key_visual"] = key_visual.model_dump(mode="json")
+    shaping |= _set_only(campaign, settings, licence, lora, photo, hires, key_visual)
     template = campaign.charter.template(spec.layout, text.format_name)
     if template is not None:  # only when set: jobs in the built-in layout keep their keys
         check_layout(campaign, template, text, checked)
