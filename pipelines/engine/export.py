@@ -109,6 +109,27 @@ def save_edge_map(job: RenderJob, output_root: Path) -> None:
     write_with(output_root / edges_path(job.campaign, job.key), lambda temporary: edges.save(temporary, format="PNG"))
 
 
+def _ledger_entry(job: RenderJob) -> ledger.LedgerEntry:
+    """The job's ledger row, before its file is written (hashes filled in as it is): its payloads
+    (the pixel watermark's, the starting noise's), what made it, and its key visual's job."""
+    return ledger.LedgerEntry(
+        file=job.relative_path,
+        sha256="",
+        phash="",
+        watermark=f"{watermark_id(job):016x}",
+        job_key=job.key,
+        model_hash=job.model_hash,
+        lora_hash=job.lora_hash,
+        charter_hash=job.charter_hash,
+        prompt=job.prompt,
+        seed=job.seed,
+        width=job.width,
+        height=job.height,
+        key_visual=job.key_visual.master_job if job.key_visual else None,
+        noise_mark=f"{payload_for_key(job.generation_key):016x}" if job.noise_mark else None,
+    )
+
+
 def export_picture(
     image: Image.Image,
     job: RenderJob,
@@ -138,22 +159,7 @@ def export_picture(
             got_width=image.size[0],
             got_height=image.size[1],
         )
-    entry = ledger.LedgerEntry(
-        file=job.relative_path,
-        sha256="",
-        phash="",
-        watermark=f"{watermark_id(job):016x}",
-        job_key=job.key,
-        model_hash=job.model_hash,
-        lora_hash=job.lora_hash,
-        charter_hash=job.charter_hash,
-        prompt=job.prompt,
-        seed=job.seed,
-        width=job.width,
-        height=job.height,
-        key_visual=job.key_visual.master_job if job.key_visual else None,
-        noise_mark=f"{payload_for_key(job.generation_key):016x}" if job.noise_mark else None,
-    )
+    entry = _ledger_entry(job)
     save_edge_map(job, output_root)
     with staged(target) as file:
         alt_text = (job.language, job.alt_text) if job.alt_text else None
