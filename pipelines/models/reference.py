@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors import safe_open
@@ -346,67 +347,73 @@ def describe_named_model(ref: ModelRef, option: str, edits: bool = False) -> Mod
         raise ModelError(option, None, exc.text) from None
 
 
+def _as_configured(folder: Path, source: str, edits: bool, native_size: int | None) -> tuple[Family, dict[str, Any]]:
+    """The family a model's configs name, and what they say of the model: its native size, size
+    multiple and longest side, its default steps and guidance."""
+    index = _index(folder, source)
+    family = _family(index, folder, source, edits)
+    sizes = _sizes(family, folder, source, native_size)
+    steps, guidance = own_defaults(family, index)
+    shape = {"native_size": sizes.native, "size_multiple": sizes.multiple, "longest_side": sizes.longest}
+    return family, {"family": family.name, **shape, "steps": steps, "guidance": guidance}
+
+
+def _hub_model(ref: HubRef, source: str, edits: bool) -> ModelInfo:
+    """A hub model, pinned to the commit of the snapshot on this machine."""
+    snapshot = hub_snapshot(ref, source)
+    commit = snapshot.name  # the cache names each snapshot folder by its commit
+    _, configured = _as_configured(snapshot, source, edits, ref.native_size)
+    _check_weights(snapshot, source)
+    return ModelInfo(
+        hash=sha256_json({"hub": ref.id, "commit": commit}),
+        description=f"hub:{ref.id}@{commit[:12]}" + (", safety-checked" if _has_safety_checker(snapshot) else ""),
+        licence=card_licence(snapshot),
+        ref=ref.model_copy(update={"revision": commit}),
+        **configured,
+    )
+
+
+def _single_file_model(ref: SingleFileRef, source: str, edits: bool) -> ModelInfo:
+    """A checkpoint file and the folder of its configs: the file the user named is checked first."""
+    checkpoint = Path(ref.path)
+    if not checkpoint.is_file():
+        raise ModelError(source, "model.path", "checkpoint not found: {checkpoint}", checkpoint=checkpoint)
+    if problem := weights_file_problem(checkpoint):
+        raise ModelError(source, "model.path", problem)
+    folder = model_folder(ref)
+    assert folder is not None
+    family, configured = _as_configured(folder, source, edits, ref.native_size)
+    _check_single_file(checkpoint, family, source)
+    hash_cache = cache_dir() / "file-hashes.json"
+    if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest
+        _check_weights(folder, source, skip="transformer")
+        configs = _folder_hash(folder, hash_cache, skip_weights_of="transformer")
+    else:
+        configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
+    files = {"checkpoint": cached_sha256_file(checkpoint, hash_cache), "config": sha256_json(configs)}
+    licence = checkpoint_licence(checkpoint)
+    return ModelInfo(
+        hash=sha256_json(files),
+        description=checkpoint.name,
+        licence=licence if licence.id else card_licence(folder),
+        ref=ref,
+        **configured,
+    )
+
+
 def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) -> ModelInfo:
     """Hash, family, native size and licence of a model from its files only (nothing is loaded),
     and the reference to load: a hub id is pinned to the commit its revision points at now, so the
     pictures and the key always come from the same weights. ``edits``: an edit model is wanted
     (retouching by instruction), and a text-to-image one refused, instead of the other way."""
-    hash_cache = cache_dir() / "file-hashes.json"
-    native_size = getattr(ref, "native_size", None)
     if isinstance(ref, HubRef):
-        snapshot = hub_snapshot(ref, source)
-        commit = snapshot.name  # the cache names each snapshot folder by its commit
-        index = _index(snapshot, source)
-        family = _family(index, snapshot, source, edits)
-        sizes = _sizes(family, snapshot, source, native_size)
-        steps, guidance = own_defaults(family, index)
-        _check_weights(snapshot, source)
-        return ModelInfo(
-            hash=sha256_json({"hub": ref.id, "commit": commit}),
-            family=family.name,
-            native_size=sizes.native,
-            size_multiple=sizes.multiple,
-            longest_side=sizes.longest,
-            steps=steps,
-            guidance=guidance,
-            description=f"hub:{ref.id}@{commit[:12]}" + (", safety-checked" if _has_safety_checker(snapshot) else ""),
-            licence=card_licence(snapshot),
-            ref=ref.model_copy(update={"revision": commit}),
-        )
-    if isinstance(ref, SingleFileRef):  # the file the user named first, then its configs
-        checkpoint = Path(ref.path)
-        if not checkpoint.is_file():
-            raise ModelError(source, "model.path", "checkpoint not found: {checkpoint}", checkpoint=checkpoint)
-        if problem := weights_file_problem(checkpoint):
-            raise ModelError(source, "model.path", problem)
+        return _hub_model(ref, source, edits)
+    if isinstance(ref, SingleFileRef):
+        return _single_file_model(ref, source, edits)
     folder = model_folder(ref)
     assert folder is not None
-    index = _index(folder, source)
-    family = _family(index, folder, source, edits)
-    sizes = _sizes(family, folder, source, native_size)
-    steps, guidance = own_defaults(family, index)
-    if isinstance(ref, SingleFileRef):
-        _check_single_file(checkpoint, family, source)
-        if family.denoiser == "transformer":  # the file holds the transformer; the folder, the rest
-            _check_weights(folder, source, skip="transformer")
-            configs = _folder_hash(folder, hash_cache, skip_weights_of="transformer")
-        else:
-            configs = _folder_hash(folder, hash_cache, skip_weights=True)  # from_single_file reads only these
-        files = {"checkpoint": cached_sha256_file(checkpoint, hash_cache), "config": sha256_json(configs)}
-        licence = checkpoint_licence(checkpoint)
-        return ModelInfo(
-            hash=sha256_json(files),
-            family=family.name,
-            native_size=sizes.native,
-            size_multiple=sizes.multiple,
-            longest_side=sizes.longest,
-            steps=steps,
-            guidance=guidance,
-            description=checkpoint.name,
-            licence=licence if licence.id else card_licence(folder),
-            ref=ref,
-        )
-    files = _folder_hash(folder, hash_cache)
+    _, configured = _as_configured(folder, source, edits, getattr(ref, "native_size", None))
+    files = _folder_hash(folder, cache_dir() / "file-hashes.json")
     if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in files):
         raise ModelError(source, "model.path", "no weight files in {folder}", folder=folder)
     _check_weights(folder, source)
@@ -414,15 +421,4 @@ def describe_model(ref: ModelRef, source: str = "model", edits: bool = False) ->
         description, licence = str(DEMO_DESCRIPTION), DEMO_LICENCE
     else:
         description, licence = folder.name, card_licence(folder)
-    return ModelInfo(
-        hash=sha256_json(files),
-        family=family.name,
-        native_size=sizes.native,
-        size_multiple=sizes.multiple,
-        longest_side=sizes.longest,
-        steps=steps,
-        guidance=guidance,
-        description=description,
-        licence=licence,
-        ref=ref,
-    )
+    return ModelInfo(hash=sha256_json(files), description=description, licence=licence, ref=ref, **configured)
