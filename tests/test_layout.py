@@ -1,5 +1,5 @@
 """Design rules that keep the code base in shape: the layers of pyproject.toml, Prefect only in
-flows, pictures written only by marking, a CPU stage without torch."""
+flows, pictures written only by marking, a CPU stage without torch, functions read in one screen."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Where each installed name lives in the repository (pyproject.toml's package-dir).
 FOLDERS = {"visuels.flows": REPO / "flows", "visuels": REPO / "pipelines"}
+# A function a newcomer reads in one screen: longer ones were split into named steps (the
+# maintainers' review, §2.13), and this keeps them so.
+MOST_FUNCTION_LINES = 80
 
 
 def modules() -> dict[str, Path]:
@@ -132,3 +135,15 @@ def test_the_cpu_stage_never_imports_torch() -> None:
     script = "import sys, visuels.engine.cpu_stage; print(sorted({'torch', 'diffusers', 'prefect'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_every_function_reads_in_one_screen() -> None:
+    longer = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in modules().values()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MOST_FUNCTION_LINES
+    ]
+    assert longer == []
