@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from visuels._internal.strict import StrictModel
 from visuels.errors import CampaignError, InvalidValueError, Text, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.communes import (
@@ -94,21 +95,17 @@ def _checked_texts(value: Texts | None) -> Texts | None:
     return None if value is None else _checked_template(value, TEXT_PLACEHOLDERS)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Seeds(_Strict):
+class Seeds(StrictModel):
     policy: SeedPolicy = SeedPolicy.per_job
     base: int = Field(default=0, ge=0, lt=2**32)
 
 
-class PopulationRange(_Strict):
+class PopulationRange(StrictModel):
     min: int | None = Field(default=None, ge=0)
     max: int | None = Field(default=None, ge=0)
 
 
-class CommuneSelection(_Strict):
+class CommuneSelection(StrictModel):
     """The communes to choose from: those of ``file`` (a communes CSV), or every current commune
     of the 2026 COG (``visuels.inputs.referential``), with ``details`` joining a CSV's columns
     (landscapes, landmarks, photos) by INSEE code. Then all of them, or those of some regions,
@@ -140,12 +137,12 @@ class CommuneSelection(_Strict):
         return self
 
 
-class LoraRef(_Strict):
+class LoraRef(StrictModel):
     path: str
     scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
-class Audience(_Strict):
+class Audience(StrictModel):
     """Who a picture speaks to: words in the prompt, tone, and its own texts.
 
     Written as a plain string, an audience is its prompt words only.
@@ -176,12 +173,12 @@ class Audience(_Strict):
         return _checked_texts(value)
 
 
-class ControlNetRef(_Strict):
+class ControlNetRef(StrictModel):
     path: str = Field(description="A ControlNet for edges (Canny), as a local diffusers folder.")
     scale: float = Field(default=1.0, ge=0.0, le=2.0, description="How strongly the edges steer the picture.")
 
 
-class PhotoUse(_Strict):
+class PhotoUse(StrictModel):
     """How a commune's photos shape its pictures: img2img from the photo, its edges through a ControlNet, or both."""
 
     strength: float | None = Field(
@@ -200,7 +197,7 @@ class PhotoUse(_Strict):
         return self
 
 
-class ModelLicenceUse(_Strict):
+class ModelLicenceUse(StrictModel):
     """What a campaign says of its model's licence (docs/models.md)."""
 
     licence: str | None = Field(
@@ -219,7 +216,7 @@ class ModelLicenceUse(_Strict):
     )
 
 
-class CampaignSpec(_Strict):
+class CampaignSpec(StrictModel):
     """The campaign file as written."""
 
     name: str = Field(min_length=1, max_length=120)

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 from visuels._internal.hashing import sha256_file
+from visuels._internal.strict import StrictModel
 from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 from visuels.inputs.file_names import case_hint
@@ -60,11 +61,7 @@ class Corner(StrEnum):
     bottom_right = "bottom_right"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PaletteColour(_Strict):
+class PaletteColour(StrictModel):
     name: str = Field(min_length=1)
     hex: HexColour
     role: ColourRole
@@ -74,7 +71,7 @@ class PaletteColour(_Strict):
         return tuple(int(self.hex[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-class LogoRules(_Strict):
+class LogoRules(StrictModel):
     colour: str = Field(description="Full-colour logo, PNG with alpha.")
     light: str = Field(description="Light monochrome logo for dark backgrounds, PNG with alpha.")
     dark: str = Field(description="Dark monochrome logo for light backgrounds, PNG with alpha.")
@@ -83,7 +80,7 @@ class LogoRules(_Strict):
     clear_zone: float = Field(ge=0, le=2, description="Free margin, in logo heights.")
 
 
-class Typography(_Strict):
+class Typography(StrictModel):
     font: str
     font_licence: str
     position: Literal["top", "bottom"] = Field(default="bottom", description="Where the commune name goes.")
@@ -93,13 +90,13 @@ class Typography(_Strict):
     max_name_lines: int = Field(default=3, ge=1, le=6)
 
 
-class PaletteGrading(_Strict):
+class PaletteGrading(StrictModel):
     tolerance: float = Field(default=20.0, gt=0, le=100, description="ΔE00 within which a pixel is on-palette.")
     strength: float = Field(default=0.6, ge=0, le=1, description="Share of the way colours move to the palette.")
     min_conformity: float = Field(default=0.5, ge=0, le=1, description="On-palette share an output must reach.")
 
 
-class AiLabel(_Strict):
+class AiLabel(StrictModel):
     text: dict[str, str] = Field(description="Label text per language code; 'fr' is required.")
     edited_text: dict[str, str] = Field(
         default_factory=lambda: {"fr": "Image modifiée par IA", "en": "AI-edited image"},
@@ -134,7 +131,7 @@ class AiLabel(_Strict):
         return self
 
 
-class Style(_Strict):
+class Style(StrictModel):
     trigger_word: str = Field(min_length=2, pattern=r"^\S+$")
     prompt: str = Field(min_length=1)
     negative_prompt: str = ""
@@ -148,7 +145,7 @@ class Style(_Strict):
         return value
 
 
-class Fairness(_Strict):
+class Fairness(StrictModel):
     """How prompts and texts are reviewed for bias and stereotypes (``visuels.planning.fairness``).
 
     Terms match whole words, ignoring case and accents; a term may be several words.
@@ -186,7 +183,7 @@ class Fairness(_Strict):
         return slots
 
 
-class Coherence(_Strict):
+class Coherence(StrictModel):
     """How far an output's colours may stray from the rest of its campaign (``visuels.postprocess.coherence``)."""
 
     max_distance: float = Field(
@@ -200,7 +197,7 @@ class Coherence(_Strict):
     )
 
 
-class CharterSpec(_Strict):
+class CharterSpec(StrictModel):
     """charter.yaml as written, before its files are checked."""
 
     name: str = Field(min_length=1)

@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from visuels._internal.strict import StrictModel
 from visuels.errors import ModelError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
 
 
-class _Reference(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DemoModelRef(_Reference):
+class DemoModelRef(StrictModel):
     """The built-in tiny model with random weights (abstract pictures)."""
 
     kind: Literal["demo"] = "demo"
@@ -38,7 +35,7 @@ NativeSize = Annotated[
 ]
 
 
-class DiffusersFolderRef(_Reference):
+class DiffusersFolderRef(StrictModel):
     """A local folder in diffusers format (model_index.json and component folders)."""
 
     kind: Literal["diffusers"] = "diffusers"
@@ -46,7 +43,7 @@ class DiffusersFolderRef(_Reference):
     native_size: NativeSize = None
 
 
-class SingleFileRef(_Reference):
+class SingleFileRef(StrictModel):
     """A single .safetensors checkpoint; ``config`` is a local diffusers folder of configs."""
 
     kind: Literal["single_file"] = "single_file"
@@ -55,7 +52,7 @@ class SingleFileRef(_Reference):
     native_size: NativeSize = None
 
 
-class HubRef(_Reference):
+class HubRef(StrictModel):
     """A Hugging Face hub id: needs the network or a filled local hub cache.
 
     Planning pins ``revision`` (a branch such as ``main`` moves) to the commit it names then.

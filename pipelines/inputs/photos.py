@@ -20,7 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+from visuels._internal.strict import StrictModel
 from visuels.errors import CommunesError, Text
 from visuels.inputs.file_names import case_hint
 from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture, unreadable_kind
@@ -31,11 +32,7 @@ CHECK_SCALE = 8  # a JPEG is checked decoded at 1/8 size: every byte still read,
 TURNED = (5, 6, 7, 8)  # EXIF orientations that show the stored picture turned a quarter
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PhotoCredit(_Strict):
+class PhotoCredit(StrictModel):
     """One photo's entry in ``photos.yaml``: who took it, under which licence, when."""
 
     file: str = Field(min_length=1, pattern=r"^[^/\\]+$", description="File name in the same folder.")
@@ -45,11 +42,11 @@ class PhotoCredit(_Strict):
     stand_in: bool = Field(default=False, description="Drawn by code for the sample: not a real photo.")
 
 
-class PhotoCredits(_Strict):
+class PhotoCredits(StrictModel):
     photos: list[PhotoCredit] = Field(min_length=1)
 
 
-class CommunePhoto(_Strict):
+class CommunePhoto(StrictModel):
     """A checked photo of a commune and its credit."""
 
     path: Path

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from visuels._internal.schema import blank_when_unset
+from visuels._internal.strict import StrictModel
 from visuels.config import campaigns_dir
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.slugs import name_key
@@ -87,11 +88,7 @@ CampaignPath = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Selection(_Strict):
+class Selection(StrictModel):
     """Which of the campaign's pictures to render; empty means all of them."""
 
     communes: list[Annotated[str, Field(min_length=1)]] = Field(
@@ -115,7 +112,7 @@ class Selection(_Strict):
     )
 
 
-class Overrides(_Strict):
+class Overrides(StrictModel):
     """Generation settings that replace the campaign's for this run (they change the pictures)."""
 
     model: str | None = Field(
@@ -206,7 +203,7 @@ class RunSettings(RenderSettings):
     )
 
 
-class RenderRequest(_Strict):
+class RenderRequest(StrictModel):
     """Everything the CLI hands to the render flow: its parameters."""
 
     campaign: str
