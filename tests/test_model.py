@@ -135,7 +135,10 @@ def test_the_host_keeps_its_models(host: ModelHost, demo_pipeline) -> None:
     single = ModelHost(choose_device("cpu"), keep_models=1)
     _loaded(single, DemoModelRef(), torch.float32, None)
     _loaded(single, as_folder, torch.float32, None)
-    assert not single.holds(DemoModelRef(), torch.float32) and single.holds(as_folder, torch.float32)
+    _loaded(single, as_folder, torch.float32, None)  # the one it keeps: not read again
+    assert single.loads == 2
+    _loaded(single, DemoModelRef(), torch.float32, None)  # the one it let go: read again
+    assert single.loads == 3
 
 
 @pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop

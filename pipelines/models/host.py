@@ -262,10 +262,6 @@ class ModelHost:
         # The native size changes the jobs' sizes, not the weights: one loaded copy serves both.
         return sha256_json({"ref": ref.model_dump(mode="json", exclude={"native_size"}), "dtype": str(dtype)})
 
-    def holds(self, ref: ModelRef, dtype: torch.dtype) -> bool:
-        """Whether the model is loaded now (what ``keep_models`` kept)."""
-        return self.model_key(ref, dtype) in self._models
-
     @contextmanager
     def use(self, ref: ModelRef, dtype: torch.dtype, lora: LoraWeights | None) -> Iterator[DiffusionPipeline]:
         """The pipeline for ``ref`` in ``dtype`` with ``lora``, for this block alone: no other
