@@ -115,7 +115,7 @@ def main() -> None:
     from visuels.planning.plan import plan_render
     from visuels.planning.request import RenderSettings
 
-    from tests.conftest import write_small_campaign
+    from tests.helpers import write_small_campaign
 
     init_local_chain(folder / "keys")
     shutil.copytree(REPO / "brand_assets" / "solane", folder / "charter")

@@ -1,8 +1,8 @@
-"""Shared fixtures: the sample charter, campaign files to tweak, an isolated cache."""
+"""Shared fixtures (the sample charter, campaigns to tweak, an isolated cache, signing keys, a
+renderer, databases) and the session's set-up; what they use is ``tests.helpers``."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -11,16 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
+
+from tests.helpers import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, render_now, write_random_lora, write_small_campaign
 
 if TYPE_CHECKING:
-    from visuels.engine.export import ExportedFile
     from visuels.engine.renderer import Renderer
-    from visuels.planning.plan import RenderPlan
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CHARTER_DIR = REPO / "brand_assets" / "solane"
-SAMPLE_CAMPAIGN = REPO / "campaigns" / "ete-2027.yaml"
 
 # Before any library import reads them: no network, quiet model libraries, no telemetry, and
 # Prefect's files (the temporary servers' database) in a folder of this session, not ~/.prefect.
@@ -79,13 +75,6 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-# The test sessions' watermark key: the same in every session, so that a test's outcome does not
-# depend on a random key. The tiny random-weight models make dense colour noise, where the pixel
-# watermark is hardest to read (its documented limit): with a new key each session, a FLUX.2 klein
-# picture failed to decode once in a day of passing sessions, and such a failure cannot be replayed.
-TEST_WATERMARK_KEY = int.from_bytes(hashlib.sha256(b"visuels test sessions").digest()[:16], "big")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local C2PA signing chain for the whole test session, its watermark key ``TEST_WATERMARK_KEY``."""
@@ -108,34 +97,6 @@ def charter_dir(tmp_path: Path) -> Path:
     return target
 
 
-def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    change(data)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def write_small_campaign(path: Path, **fields: Any) -> Path:
-    """A small campaign over a copy of the sample charter in ``charter/`` beside ``path`` (Sète and
-    Castelnau, one audience, two formats, 3 steps); keyword arguments replace its fields."""
-    data: dict[str, Any] = {
-        "name": "Test campagne",
-        "charter": "charter/charter.yaml",
-        "communes": {"file": "charter/communes.csv", "names": ["Sète", "Castelnau-d'Estrétefonds"]},
-        "model": {"kind": "demo"},
-        "prompt": "poster of {commune}, {landmark}, {landscape}, {season}, for {audience}",
-        "season": "summer",
-        "audiences": {"residents": "local families"},
-        "formats": ["instagram_square", "story"],
-        "steps": 3,
-        "guidance": 4.0,
-        "scheduler": "euler",
-        "seed": {"policy": "per_job", "base": 7},
-    } | fields
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def make_campaign(charter_dir: Path, tmp_path: Path) -> Callable[..., Path]:
     """Write a small campaign over the copied charter; keyword arguments replace its fields."""
@@ -144,36 +105,6 @@ def make_campaign(charter_dir: Path, tmp_path: Path) -> Callable[..., Path]:
         return write_small_campaign(tmp_path / name, **fields)
 
     return make
-
-
-def write_random_lora(folder: Path, seed: int) -> Path:
-    """A LoRA on the demo UNet's attention projections, with random (non-zero) weights."""
-    import torch
-    from diffusers import StableDiffusionPipeline
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-    from visuels.models.demo import build_demo_pipeline
-
-    unet = build_demo_pipeline().unet
-    torch.manual_seed(seed)
-    unet.add_adapter(
-        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
-    )
-    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
-    return folder / "pytorch_lora_weights.safetensors"
-
-
-def write_lora_at_other_widths(lora: Path, path: Path) -> Path:
-    """``lora``'s layer names at twice their input widths: a LoRA made for a wider model."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    widths = {
-        name: torch.ones(value.shape[0], value.shape[1] * 2) if "lora_A" in name else value
-        for name, value in load_file(str(lora)).items()
-    }
-    save_file(widths, str(path))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -195,15 +126,6 @@ def renderer() -> Iterator[Renderer]:
     rendering.close()
 
 
-def render_now(renderer: Renderer, plan: RenderPlan, out: Path, jobs: list | None = None) -> list[ExportedFile]:
-    """Render ``jobs`` (default: the plan's pending ones) and record them, as a run does."""
-    from visuels.engine.run import export_target, render_jobs
-    from visuels.planning.request import RenderSettings
-
-    chosen = plan.pending if jobs is None else jobs
-    return render_jobs(renderer, plan.setup, chosen, export_target(plan, out), RenderSettings(batch_size=4))
-
-
 @pytest.fixture(scope="session")
 def rendered_sample(
     tmp_path_factory: pytest.TempPathFactory, renderer: Renderer
@@ -221,16 +143,6 @@ def rendered_sample(
     exported = render_now(renderer, plan, out)
     finish_render(plan, out)
     return out, plan.campaign_slug, [item.job.relative_path for item in exported], [item.job.key for item in exported]
-
-
-def rendered_campaign_file(out: Path) -> Path:
-    """The campaign ``rendered_sample`` rendered, for a copy ``out`` of its output folder: the same
-    campaign file, its charter beside it."""
-    campaign = out.parent / "campaign.yaml"
-    if not campaign.exists():
-        shutil.copytree(SAMPLE_CHARTER_DIR, out.parent / "charter")
-        write_small_campaign(campaign, steps=2)
-    return campaign
 
 
 @pytest.fixture
@@ -256,15 +168,6 @@ def exported(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Rende
     return out / item.job.relative_path, out, tmp_path / "charter"
 
 
-def ledger_rows(out: Path) -> list[dict]:
-    """The ledger of an output folder's SQLite record, oldest first."""
-    import sqlite3
-
-    with sqlite3.connect(out / "visuels.sqlite") as connection:
-        connection.row_factory = sqlite3.Row
-        return [dict(row) for row in connection.execute("SELECT * FROM ledger ORDER BY id")]
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL server of this test session (skipped, saying why, where none can run here)."""
@@ -287,39 +190,3 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from tests.postgres import new_database
 
     return new_database(request.getfixturevalue("postgres_url"), f"test_{uuid4().hex[:12]}")
-
-
-def marked_picture(folder: Path, name: str = "marked.png") -> Path:
-    """A picture marked and signed as export marks its outputs (label, watermark, XMP, C2PA),
-    without a model or a record: for tests of what reads the marks (detect, the detector)."""
-    from PIL import Image
-    from visuels._internal.atomic import staged
-    from visuels.inputs.charter import load_charter
-    from visuels.marking.keys import signing_files
-    from visuels.marking.mark import MarkingContext, write_marked
-    from visuels.postprocess.label import draw_ai_label
-    from visuels.record.ledger import LedgerEntry
-
-    charter = load_charter(SAMPLE_CHARTER_DIR)
-    with Image.open(sorted((SAMPLE_CHARTER_DIR / "references").glob("*.png"))[1]) as reference:
-        labelled, _ = draw_ai_label(reference.convert("RGB").resize((768, 768)), charter, "fr")
-    entry = LedgerEntry(
-        file=name,
-        sha256="",
-        phash="",
-        watermark="5ea51de02027c0de",
-        job_key="5ea51de02027c0de" + "0" * 48,
-        model_hash="0" * 64,
-        lora_hash=None,
-        charter_hash=charter.hash,
-        prompt="a harbour",
-        seed=1,
-        width=768,
-        height=768,
-    )
-    context = MarkingContext(creator=charter.spec.creator, model="demo", signing=signing_files())
-    target = folder / name
-    with staged(target) as file:
-        write_marked(labelled, file, "png", entry, 72, context)
-        file.publish()
-    return target

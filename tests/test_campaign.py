@@ -6,7 +6,7 @@ import pytest
 from visuels.errors import CampaignError, CharterError
 from visuels.inputs.campaign import load_campaign
 
-from tests.conftest import SAMPLE_CAMPAIGN, edit_yaml
+from tests.helpers import SAMPLE_CAMPAIGN, edit_yaml
 
 
 def test_sample_campaign_loads() -> None:

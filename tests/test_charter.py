@@ -5,7 +5,7 @@ from PIL import Image
 from visuels.errors import CharterError
 from visuels.inputs.charter import load_charter
 
-from tests.conftest import SAMPLE_CHARTER_DIR, edit_yaml
+from tests.helpers import SAMPLE_CHARTER_DIR, edit_yaml
 
 
 def test_sample_charter_loads() -> None:

@@ -14,7 +14,7 @@ from visuels.errors import VisuelsError
 from visuels.planning.request import RenderRequest
 from visuels.review.publish import RenderSummary
 
-from tests.conftest import SAMPLE_CAMPAIGN, SAMPLE_CHARTER_DIR, edit_yaml
+from tests.helpers import SAMPLE_CAMPAIGN, SAMPLE_CHARTER_DIR, edit_yaml
 
 
 def refuse_to_render(request: RenderRequest) -> RenderSummary:

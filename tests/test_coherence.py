@@ -31,7 +31,7 @@ from visuels.review.decisions import review_listing
 from visuels.review.publish import finish_render
 from visuels.review.report import review_order
 
-from tests.conftest import render_now
+from tests.helpers import render_now
 
 
 def _shift_colours(image: Image.Image) -> Image.Image:

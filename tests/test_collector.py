@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from visuels._internal.collector import MANY_OBJECTS, cycles_collected_after
 
-from tests.conftest import SAMPLE_CHARTER_DIR, rendered_campaign_file
+from tests.helpers import SAMPLE_CHARTER_DIR, rendered_campaign_file
 
 
 def test_held_off_inside_running_again_after() -> None:

@@ -26,7 +26,7 @@ from PIL import Image
 from visuels.flows.prefect_server import temporary_server
 from visuels.flows.processes import free_port
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 from visuels.errors import CommunesError
 from visuels.inputs.communes import load_communes, referential_findings
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 
 HEADER = "insee,name,department,landscapes,landmarks\n"
 

@@ -16,7 +16,7 @@ from visuels.planning.plan import plan_render
 from visuels.record.database import Database
 from visuels.record.ledger import verify_chain
 
-from tests.conftest import ledger_rows, render_now
+from tests.helpers import ledger_rows, render_now
 
 
 def _cli(out: Path, charter: Path, *argv: str) -> int:
@@ -359,7 +359,7 @@ def test_an_edit_is_checked_against_the_charter_its_original_was_made_with(
 ) -> None:
     """Without --charter, finalize checked every edit against the sample charter: a region's own
     pictures were all "checked against another charter than the one the original was made with"."""
-    from tests.conftest import edit_yaml
+    from tests.helpers import edit_yaml
 
     edit_yaml(charter_dir / "charter.yaml", lambda charter: charter.update(name="Région Autre"))
     out = tmp_path / "outputs"

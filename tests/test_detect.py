@@ -21,7 +21,7 @@ from visuels.marking.c2pa_manifest import read_manifest_state
 from visuels.marking.keys import DETECTOR_KEY, TRUST_ANCHORS, signing_files
 from visuels.review.detect import detect_file
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 from tests.watermark_attacks import page_screenshot, street_photograph, unmarked_pictures
 
 
@@ -135,7 +135,7 @@ def test_a_poster_photographed_at_an_angle_is_found_with_its_label(
     """A poster photographed from one side, its far side a fifth shorter, cropped on the phone: the
     watermark is found straightened, and the label looked for in the straightened picture's
     corners (it was "no AI label in a corner", the corners being skewed)."""
-    from tests.conftest import marked_picture
+    from tests.helpers import marked_picture
 
     with Image.open(marked_picture(tmp_path)) as image:
         poster = np.asarray(image.convert("RGB"))

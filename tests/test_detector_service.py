@@ -23,7 +23,7 @@ from visuels.record.database import Database, database_url
 from visuels.record.reports import reports
 from visuels.review.detect import check_result
 
-from tests.conftest import SAMPLE_CHARTER_DIR, marked_picture
+from tests.helpers import SAMPLE_CHARTER_DIR, marked_picture
 from tests.watermark_attacks import unmarked_pictures
 
 PUBLIC_NAME = "detecteur.region.example"

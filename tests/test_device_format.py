@@ -17,7 +17,7 @@ from visuels.inputs.charter import load_charter
 from visuels.postprocess.palette import grade_to_palette, grading_offsets
 from visuels.postprocess.resize import resample
 
-from tests.conftest import SAMPLE_CHARTER_DIR, render_now, write_small_campaign
+from tests.helpers import SAMPLE_CHARTER_DIR, render_now, write_small_campaign
 from tests.test_faults import assert_record_matches_files
 
 

@@ -16,7 +16,7 @@ from visuels.planning.jobs import expand_jobs
 from visuels.planning.lint import lint_campaign
 from visuels.planning.plan import plan_render
 
-from tests.conftest import edit_yaml
+from tests.helpers import edit_yaml
 
 
 def _plant_landmark(charter_dir: Path, commune: str, landmark: str) -> None:

@@ -27,7 +27,7 @@ from visuels.planning.plan import plan_render
 from visuels.planning.request import Overrides, Selection
 from visuels.record.database import database_url
 
-from tests.conftest import render_now
+from tests.helpers import render_now
 from tests.test_faults import assert_record_matches_files, rows
 from tests.tiny_families import FAMILIES, save_random_controlnet, save_test_shaped, save_tiny
 
@@ -262,7 +262,7 @@ def test_a_lora_for_the_other_kind_of_denoiser_is_refused_or_left_out(
     assert {job.lora_hash for job in plan_render(with_sd_lora, tmp_path / "out").jobs} != {None}  # on its own model
 
     # A UNet of the same kind whose widths the LoRA's are not (an SDXL for the run): left out too.
-    from tests.conftest import write_lora_at_other_widths
+    from tests.helpers import write_lora_at_other_widths
     from tests.test_model import save_tiny_sdxl
 
     sdxl = save_tiny_sdxl(tmp_path / "sdxl")
@@ -639,7 +639,7 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     from visuels.models.host import ModelHost
     from visuels.training import TrainingConfig, run_training
 
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
 
     base = DiffusersFolderRef(path=str(tiny_models[family]))
     config = TrainingConfig(
@@ -694,7 +694,7 @@ def test_the_charter_lora_trains_on_a_test_shaped_model_within_its_tables(family
     from visuels.errors import ModelError
     from visuels.training import TrainingConfig, run_training
 
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
 
     base = DiffusersFolderRef(path=str(save_test_shaped(family, tmp_path / family)))
     config = TrainingConfig(steps=2, resolution=64, checkpoint_every=2, validation_seeds=[1])
@@ -711,7 +711,7 @@ def test_training_refuses_a_family_it_cannot_train(tmp_path: Path) -> None:
     from visuels.errors import ModelError
     from visuels.training import TrainingConfig, run_training
 
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
     from tests.test_model import save_tiny_sdxl
 
     sdxl = DiffusersFolderRef(path=str(save_tiny_sdxl(tmp_path / "sdxl")))

@@ -25,7 +25,7 @@ from visuels.record.database import Database, database_url
 from visuels.review.publish import finish_render
 from visuels.review.verify import verify_file
 
-from tests.conftest import render_now
+from tests.helpers import render_now
 
 pytestmark = pytest.mark.integration
 

@@ -144,7 +144,7 @@ def test_training_flow_publishes_progress_and_results(tmp_path: Path) -> None:
     from visuels.flows.train_lora import train_charter_lora
     from visuels.training.trainer import TrainingConfig
 
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
 
     config = TrainingConfig(steps=4, resolution=64, rank=4, batch_size=2, checkpoint_every=2)
     summary = train_charter_lora(charter=str(SAMPLE_CHARTER_DIR), config=config, lora_dir=str(tmp_path))
@@ -310,7 +310,7 @@ def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[...
     from visuels.record.database import Database, database_url
     from visuels.studio.app import Studio, create_app
 
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
 
     out = tmp_path / "outputs"
     summary = render_campaign(campaign=str(make_campaign()), run={"output_dir": str(out)})

@@ -14,7 +14,7 @@ from visuels.inputs.campaign import load_campaign
 from visuels.inputs.charter import load_charter
 from visuels.inputs.fonts import missing_glyphs
 
-from tests.conftest import SAMPLE_CHARTER_DIR, edit_yaml
+from tests.helpers import SAMPLE_CHARTER_DIR, edit_yaml
 
 SAMPLE_FONT = SAMPLE_CHARTER_DIR / "fonts" / "DejaVuSans-Bold.ttf"
 

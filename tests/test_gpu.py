@@ -23,7 +23,7 @@ from visuels.planning.request import RenderSettings
 from visuels.record.database import Database, database_url
 from visuels.review.verify import verify_file
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

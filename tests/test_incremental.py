@@ -10,7 +10,7 @@ from visuels.planning.plan import plan_render
 from visuels.record import manifest
 from visuels.record.database import Database, database_url
 
-from tests.conftest import edit_yaml, write_random_lora
+from tests.helpers import edit_yaml, write_random_lora
 
 
 def pretend_rendered(out: Path, campaign: Path) -> list[str]:
@@ -88,7 +88,7 @@ def test_the_report_covers_the_whole_campaign_after_a_subset_render(
     from visuels.planning.request import Selection
     from visuels.review.publish import finish_render
 
-    from tests.conftest import render_now
+    from tests.helpers import render_now
 
     campaign, out = make_campaign(steps=2, formats=["instagram_square"]), tmp_path / "outputs"
     for commune in ("Sète", "Castelnau-d'Estrétefonds"):  # two runs, one commune each

@@ -22,7 +22,7 @@ from visuels.models.reference import describe_model
 from visuels.record.database import Database, database_url
 from visuels.review.retouch import instruct_model
 
-from tests.conftest import SAMPLE_CHARTER_DIR, ledger_rows
+from tests.helpers import SAMPLE_CHARTER_DIR, ledger_rows
 from tests.tiny_families import save_tiny_edit_model
 
 

@@ -11,7 +11,7 @@ from visuels.inputs.model_refs import DemoModelRef
 from visuels.models.reference import DEMO_LICENCE, ModelInfo
 from visuels.planning.jobs import batches, expand_jobs, generation_size, hires_pass
 
-from tests.conftest import edit_yaml, write_random_lora
+from tests.helpers import edit_yaml, write_random_lora
 
 MODEL = ModelInfo(
     hash="a" * 64,

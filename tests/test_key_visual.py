@@ -21,7 +21,7 @@ from visuels.models.host import ModelHost
 from visuels.models.reference import describe_model
 from visuels.planning.jobs import CROP_MIN_SHARE, batches, expand_jobs
 
-from tests.conftest import render_now, write_small_campaign
+from tests.helpers import render_now, write_small_campaign
 
 # The key visual where a format shows it, against the key visual resized to that place: the same
 # pixels but for the resampling, so at least this PSNR (measured: 53-55 dB on the demo model).

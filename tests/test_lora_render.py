@@ -14,7 +14,7 @@ from visuels.models.devices import choose_device
 from visuels.models.host import ModelHost
 from visuels.planning.plan import plan_render
 
-from tests.conftest import write_lora_at_other_widths, write_random_lora
+from tests.helpers import write_lora_at_other_widths, write_random_lora
 
 
 def render_first(host: ModelHost, plan_campaign: Path, out: Path, lora: LoraWeights | None) -> np.ndarray:

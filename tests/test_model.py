@@ -308,7 +308,7 @@ def test_an_sdxl_checkpoint_renders_at_its_native_size(
 ) -> None:
     from visuels.planning.plan import plan_render
 
-    from tests.conftest import render_now
+    from tests.helpers import render_now
 
     folder = save_tiny_sdxl(tmp_path / "sdxl")
     info = describe_model(DiffusersFolderRef(path=str(folder)))

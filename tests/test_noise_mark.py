@@ -21,7 +21,7 @@ from visuels.models.reference import describe_model
 from visuels.planning.jobs import expand_jobs
 from visuels.planning.plan import plan_render
 
-from tests.conftest import SAMPLE_CHARTER_DIR, render_now
+from tests.helpers import SAMPLE_CHARTER_DIR, render_now
 
 KEY = 0x0F1E2D3C4B5A69788796A5B4C3D2E1F0
 

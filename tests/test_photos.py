@@ -36,7 +36,7 @@ from visuels.planning.photo_sizes import soft_photos
 from visuels.planning.plan import plan_render
 from visuels.review.publish import finish_render
 
-from tests.conftest import render_now
+from tests.helpers import render_now
 
 SETE_PHOTOS = "photos/34301-sete"
 

@@ -16,7 +16,7 @@ from visuels.postprocess.palette import ciede2000, conformity, grade_to_palette,
 from visuels.postprocess.resize import crop_box, crop_to_aspect, reduced, resample
 from visuels.postprocess.typography import break_points, fit
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 
 LONGEST_NAME = "Saint-Remy-en-Bouzemont-Saint-Genest-et-Isson"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from visuels.flows.processes import free_port
 
-from tests.conftest import REPO, SAMPLE_CHARTER_DIR
+from tests.helpers import REPO, SAMPLE_CHARTER_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from visuels.inputs.campaign import load_campaign
 from visuels.inputs.communes import load_communes
 from visuels.inputs.referential import REFERENTIAL_FILE, load_referential
 
-from tests.conftest import write_small_campaign
+from tests.helpers import write_small_campaign
 
 HEADER = "insee,name,department,landscapes,landmarks\n"
 

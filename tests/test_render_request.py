@@ -135,7 +135,7 @@ def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_pa
 def test_every_deployment_says_what_it_does_and_a_schedule_shows_its_time_zone() -> None:
     import yaml
 
-    from tests.conftest import SAMPLE_CAMPAIGN
+    from tests.helpers import SAMPLE_CAMPAIGN
 
     project = yaml.safe_load((SAMPLE_CAMPAIGN.parents[1] / "prefect.yaml").read_text(encoding="utf-8"))
     for deployment in project["deployments"]:

@@ -31,7 +31,7 @@ from visuels.planning.plan import RenderPlan, plan_render
 from visuels.planning.request import RenderSettings
 from visuels.record.database import database_url
 
-from tests.conftest import render_now
+from tests.helpers import render_now
 from tests.test_processes import wait_until_group_gone
 
 
@@ -165,7 +165,7 @@ def test_a_render_asked_to_stop_starts_no_further_batch(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def campaign_plan(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], RenderPlan]:
     """4 jobs (2 communes x 2 audiences, one format) planned into any output folder."""
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
 
     folder = tmp_path_factory.mktemp("campaign")
     campaign = folder / "campaign.yaml"

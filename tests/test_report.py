@@ -15,7 +15,7 @@ from visuels.planning.plan import plan_render
 from visuels.review.decisions import review_listing
 from visuels.review.publish import finish_render
 
-from tests.conftest import SAMPLE_CHARTER_DIR, render_now, rendered_campaign_file
+from tests.helpers import SAMPLE_CHARTER_DIR, render_now, rendered_campaign_file
 
 
 def _render(make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, **fields: object) -> tuple:
@@ -222,7 +222,7 @@ def test_the_report_and_the_studio_tell_apart_communes_that_share_a_name(
     from visuels.record.database import Database, database_url
     from visuels.studio.app import Studio, create_app
 
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
 
     campaign = make_campaign(communes={"names": ["09002", "11001", "Sète"]}, formats=["instagram_square"])
     out, plan, _, reports = _render(lambda **fields: campaign, tmp_path, renderer)

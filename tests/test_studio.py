@@ -23,7 +23,7 @@ from visuels.studio.app import Studio, create_app
 from visuels.studio.pages import PREVIEW_SIDE
 from visuels.studio.reviews import ReviewRun
 
-from tests.conftest import SAMPLE_CHARTER_DIR, ledger_rows, rendered_campaign_file
+from tests.helpers import SAMPLE_CHARTER_DIR, ledger_rows, rendered_campaign_file
 
 
 class RecordedReviews:

@@ -23,7 +23,7 @@ from visuels.postprocess.compliance import assess
 from visuels.postprocess.template_fill import LARGE_TEXT_PX, MIN_LARGE_TEXT_CONTRAST
 from visuels.postprocess.typography import MIN_TEXT_CONTRAST
 
-from tests.conftest import render_now, write_small_campaign
+from tests.helpers import render_now, write_small_campaign
 
 SQUARE = (1080, 1080)
 # A template as Inkscape saves it: layer names in inkscape:label, groups moved by translate().

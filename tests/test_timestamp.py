@@ -17,7 +17,7 @@ from visuels.record.database import Database
 from visuels.review.detect import detect_file
 from visuels.review.verify import verify_file
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 from tests.tsa import available, time_stamp_authority
 
 pytestmark = pytest.mark.skipif(not available(), reason="openssl is not installed")

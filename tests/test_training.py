@@ -22,7 +22,7 @@ from visuels.training.evaluation import colour_distance
 from visuels.training.run import TrainingSummary, run_training
 from visuels.training.trainer import TrainingConfig
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 
 # Measured on this machine kind (benchmarks/RESULTS.md), 300 steps at 64 px, batch 4, lr 3e-3
 # cosine, training seeds 0, 1, 2: the mean loss of the last 50 steps is 41%, 37%, 46% below that
@@ -81,7 +81,7 @@ def test_references_and_captions_as_windows_and_photographers_save_them(referenc
 
 
 def test_every_documented_training_option_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import SAMPLE_CAMPAIGN
+    from tests.helpers import SAMPLE_CAMPAIGN
 
     guide = (SAMPLE_CAMPAIGN.parents[1] / "docs" / "designers.md").read_text(encoding="utf-8")
     with pytest.raises(SystemExit):

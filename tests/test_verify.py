@@ -31,7 +31,7 @@ from visuels.record.ledger import LedgerEntry, append, verify_chain
 from visuels.review.publish import finish_render
 from visuels.review.verify import verify_file
 
-from tests.conftest import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, render_now
+from tests.helpers import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, render_now
 from tests.watermark_attacks import rotate
 
 

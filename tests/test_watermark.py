@@ -27,7 +27,7 @@ from visuels.marking.watermark_keys import DEMO_KEY
 from visuels.marking.xmp import DigitalSourceType, xmp_packet
 from visuels.postprocess.label import draw_ai_label
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 from tests.watermark_attacks import (
     ATTACKS,
     REFERENCES,

@@ -29,7 +29,7 @@ PAYLOAD = 0x0123_4567_89AB_CDEF
 def picture() -> np.ndarray:
     from visuels.inputs.charter import load_charter
 
-    from tests.conftest import SAMPLE_CHARTER_DIR
+    from tests.helpers import SAMPLE_CHARTER_DIR
 
     return chain_output(load_charter(SAMPLE_CHARTER_DIR), pink_noise(540, 720, seed=7), 720, 540)
 
@@ -147,7 +147,7 @@ def test_rendering_without_a_watermark_key_is_refused_in_one_line(
 ) -> None:
     from visuels.marking.keys import init_local_chain
 
-    from tests.conftest import SAMPLE_CAMPAIGN
+    from tests.helpers import SAMPLE_CAMPAIGN
 
     init_local_chain(own_keys)
     (own_keys / WATERMARK_KEYS).unlink()

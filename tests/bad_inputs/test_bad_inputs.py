@@ -18,7 +18,7 @@ import yaml
 from PIL import Image
 from visuels.cli import main
 
-from tests.conftest import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases.yaml").read_text(encoding="utf-8"))
 CAMPAIGN = {

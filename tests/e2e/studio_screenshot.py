@@ -23,9 +23,9 @@ from visuels.record.database import Database, database_url
 from visuels.review.retouch import instruct_model
 from visuels.studio.app import Studio, create_app
 
-from tests.conftest import SAMPLE_CHARTER_DIR
 from tests.e2e.browser import Browser
 from tests.e2e.run_form import find_chromium
+from tests.helpers import SAMPLE_CHARTER_DIR
 
 
 def main() -> int:

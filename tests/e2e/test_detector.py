@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE_CHARTER_DIR, marked_picture
 from tests.e2e.run_form import find_chromium
 from tests.e2e.servers import served
+from tests.helpers import SAMPLE_CHARTER_DIR, marked_picture
 
 pytestmark = [
     pytest.mark.e2e,

@@ -16,9 +16,9 @@ import yaml
 from PIL import Image
 from visuels.flows.render_campaign import render_campaign
 
-from tests.conftest import SAMPLE_CAMPAIGN
 from tests.e2e.browser import Browser
 from tests.e2e.run_form import RENDER_DEPLOYMENT, deployment_id, find_chromium, served_run_form
+from tests.helpers import SAMPLE_CAMPAIGN
 
 pytestmark = [
     pytest.mark.e2e,

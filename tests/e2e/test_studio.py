@@ -13,9 +13,9 @@ from visuels.engine.renderer import Renderer
 from visuels.planning.plan import plan_render
 from visuels.review.publish import finish_render
 
-from tests.conftest import SAMPLE_CHARTER_DIR, render_now
 from tests.e2e.run_form import find_chromium
 from tests.e2e.servers import served
+from tests.helpers import SAMPLE_CHARTER_DIR, render_now
 
 pytestmark = [
     pytest.mark.e2e,
@@ -207,8 +207,8 @@ def test_the_retouch_page_retouches_by_instruction_with_the_studios_edit_model(
     from visuels.review.retouch import instruct_model
     from visuels.studio.app import Studio, create_app
 
-    from tests.conftest import ledger_rows
     from tests.e2e.browser import Browser
+    from tests.helpers import ledger_rows
     from tests.tiny_families import save_tiny_edit_model
 
     out, slug, keys = outputs
