@@ -640,6 +640,7 @@ def _html_pages(
         card["href"] = f"{page_of[card['commune']] if len(pages) > 1 else ''}#{card['anchor']}"
     template = environment.get_template("report.html")
     first = review_order(cards)
+    failed = sum(1 for card in cards if not card["passed"])
     for page in pages:
         yield (
             page.name,
@@ -652,7 +653,7 @@ def _html_pages(
                 communes={commune: communes[commune] for commune in page.communes},
                 total=len(cards),
                 commune_count=len(communes),
-                failed=sum(1 for card in cards if not card["passed"]),
+                failed=failed,
                 first=first if page is pages[0] else [],
                 cards=cards,
                 held=held if page is pages[0] else [],
