@@ -87,18 +87,25 @@ class VisuelsError(Exception):
     def said(self, words: Callable[..., str]) -> str:
         """``file: field: message``, the message in the language of ``words``."""
         field = self.field_text.said(words) if self.field_text else self.field
-        return f"{self.file}: {field}: {self.text.said(words)}" if field else f"{self.file}: {self.text.said(words)}"
+        said = f"{self.file}: {field}: {self.text.said(words)}" if field else f"{self.file}: {self.text.said(words)}"
+        return _one_line(said)
 
     @property
     def where(self) -> str:
         return f"{self.file}: {self.field}" if self.field else self.file
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        return _one_line(f"{self.where}: {self.message}")
 
     def __reduce__(self) -> tuple:
         # Rebuilt from its parts when it crosses a process boundary (a CPU worker's error).
         return (type(self), (self.file, self.field_text or self.field, self.text))
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line, a line break a value brought in (a file name, a commune's name
+    typed with one) shown as ``\\n``: the error stays the one line it is said to be."""
+    return message.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
 
 
 class OperationalError(VisuelsError):

@@ -148,6 +148,10 @@ def test_nothing_outside_the_output_folder_is_served(studio: tuple) -> None:
     assert (out / "visuels.sqlite").is_file() and client.get("/files/visuels.sqlite").status_code == 404
     (out / ".a.png.host.1.0123abcd.tmp").write_bytes(b"x")
     assert client.get("/files/.a.png.host.1.0123abcd.tmp").status_code == 404
+    # Names no file system could have: not found either, not a server error.
+    for impossible in ("%00.png", "a" * 300 + ".png", "/".join(["b" * 200] * 30)):
+        assert client.get(f"/files/{impossible}").status_code == 404
+        assert client.get("/api/layers", params={"file": impossible.replace("%00", "\0")}).status_code == 404
 
 
 def test_a_rebound_name_or_another_site_is_refused(studio: tuple) -> None:

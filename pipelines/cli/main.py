@@ -8,6 +8,7 @@ script (``visuels.flows.cli``) hands in as ``Flows``: the library never imports 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +22,8 @@ from visuels.cli import detecting, detector_service, files, project, rendering
 from visuels.cli.console import errors, positive
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
-from visuels.errors import VisuelsError
+from visuels.errors import EXIT_BAD_INPUT, VisuelsError
+from visuels.inputs.file_names import NAME_MOST_BYTES
 
 if TYPE_CHECKING:
     from visuels.cli.project import Trainer
@@ -446,14 +448,21 @@ def main(
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its own usage line
         command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    t = words(user_language())
     try:
         return args.handler(args, Flows(render=render, train=train, reviews=reviews))
     except VisuelsError as exc:
-        t = words(user_language())
         errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise  # the environment failing: someone must see where
+        # A name given on the command line, or made from one, longer than file systems allow.
+        message = t("the name is too long for a file system ({most} bytes a name)", most=NAME_MOST_BYTES)
+        errors.print(t("error: {message}", message=f"{exc.filename}: {message}"), highlight=False, markup=False)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        errors.print(words(user_language())("interrupted"))
+        errors.print(t("interrupted"))
         return 130
 
 

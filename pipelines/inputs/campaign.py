@@ -25,7 +25,7 @@ from visuels.inputs.communes import (
     referential_communes,
     with_leading_zero,
 )
-from visuels.inputs.file_names import case_hint
+from visuels.inputs.file_names import PathText, case_hint
 from visuels.inputs.fonts import missing_glyphs, typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
@@ -111,8 +111,8 @@ class CommuneSelection(StrictModel):
     (landscapes, landmarks, photos) by INSEE code. Then all of them, or those of some regions,
     departments, EPCI (SIREN) and population range, or a list (names or INSEE codes)."""
 
-    file: str | None = Field(default=None, description="A communes CSV to choose from; none: the COG 2026.")
-    details: str | None = Field(
+    file: PathText | None = Field(default=None, description="A communes CSV to choose from; none: the COG 2026.")
+    details: PathText | None = Field(
         default=None, description="Without file: a communes CSV joined by INSEE code to the COG's communes."
     )
     regions: list[str] = Field(default_factory=list, description="INSEE region codes (76: Occitanie).")
@@ -138,7 +138,7 @@ class CommuneSelection(StrictModel):
 
 
 class LoraRef(StrictModel):
-    path: str
+    path: PathText
     scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
@@ -174,7 +174,7 @@ class Audience(StrictModel):
 
 
 class ControlNetRef(StrictModel):
-    path: str = Field(description="A ControlNet for edges (Canny), as a local diffusers folder.")
+    path: PathText = Field(description="A ControlNet for edges (Canny), as a local diffusers folder.")
     scale: float = Field(default=1.0, ge=0.0, le=2.0, description="How strongly the edges steer the picture.")
 
 
@@ -220,7 +220,7 @@ class CampaignSpec(StrictModel):
     """The campaign file as written."""
 
     name: str = Field(min_length=1, max_length=120)
-    charter: str
+    charter: PathText
     communes: CommuneSelection
     model: ModelRef = DemoModelRef()
     lora: LoraRef | None = None

@@ -27,7 +27,7 @@ from visuels._internal.hashing import sha256_file
 from visuels._internal.strict import StrictModel
 from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
-from visuels.inputs.file_names import case_hint
+from visuels.inputs.file_names import PathText, case_hint
 from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logos import SVG_SUFFIXES, read_logo
@@ -72,17 +72,17 @@ class PaletteColour(StrictModel):
 
 
 class LogoRules(StrictModel):
-    colour: str = Field(description="Full-colour logo, PNG with alpha.")
-    light: str = Field(description="Light monochrome logo for dark backgrounds, PNG with alpha.")
-    dark: str = Field(description="Dark monochrome logo for light backgrounds, PNG with alpha.")
+    colour: PathText = Field(description="Full-colour logo, PNG with alpha.")
+    light: PathText = Field(description="Light monochrome logo for dark backgrounds, PNG with alpha.")
+    dark: PathText = Field(description="Dark monochrome logo for light backgrounds, PNG with alpha.")
     allowed_corners: list[Corner] = Field(min_length=1)
     min_width_share: float = Field(gt=0, le=0.5, description="Minimum width / short side.")
     clear_zone: float = Field(ge=0, le=2, description="Free margin, in logo heights.")
 
 
 class Typography(StrictModel):
-    font: str
-    font_licence: str
+    font: PathText
+    font_licence: PathText
     position: Literal["top", "bottom"] = Field(default="bottom", description="Where the commune name goes.")
     name_size_share: float = Field(default=0.09, gt=0, le=0.3, description="Commune name size / short side.")
     headline_size_share: float = Field(default=0.045, gt=0, le=0.2, description="Headline size / short side.")
@@ -208,7 +208,7 @@ class CharterSpec(StrictModel):
     typography: Typography
     ai_label: AiLabel
     style: Style
-    references: str = Field(description="Folder of reference images with .txt captions.")
+    references: PathText = Field(description="Folder of reference images with .txt captions.")
     fairness: Fairness = Fairness()
     coherence: Coherence = Coherence()
     creator: str = Field(min_length=1, description="Credit written into output metadata.")
@@ -217,7 +217,7 @@ class CharterSpec(StrictModel):
         description="Write each picture's prompt into its IPTC metadata (AIPromptInformation): off unless"
         " the region chooses to publish its prompts.",
     )
-    templates: dict[str, dict[str, str]] = Field(
+    templates: dict[str, dict[str, PathText]] = Field(
         default_factory=dict,
         description="Layout template sets: set name -> format name -> SVG file (visuels.inputs.templates);"
         " a campaign chooses a set with `layout`; a format without a template keeps the built-in layout.",

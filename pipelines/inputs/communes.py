@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from visuels.errors import CommunesError, InvalidValueError, Text
+from visuels.inputs.file_names import usable_path
 from visuels.inputs.photos import CommunePhoto, load_photo_folder
 from visuels.inputs.referential import Finding, load_referential
 from visuels.inputs.slugs import slugify
@@ -24,6 +25,7 @@ from visuels.inputs.yamlfiles import field_path, plain_message
 COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
 OPTIONAL_COLUMNS = ("photos",)
 INSEE_WIDTH, DEPARTMENT_WIDTH, SIREN_WIDTH = 5, 2, 9  # a region code is two digits too; SIREN: an EPCI
+_LINE_BREAK = re.compile(r"[\r\n]")
 DELIMITERS = (",", ";", "\t")  # the first wins a tie: a one-column header is comma-separated
 
 
@@ -129,6 +131,16 @@ def _delimiter(text: str) -> str:
     return max(DELIMITERS, key=header.count)
 
 
+def _first_filled_line(text: str, after: int) -> int:
+    """The number of the first line after line ``after`` that is not empty (as the CSV reader
+    counts them, and skips empty ones)."""
+    lines = io.StringIO(text, newline="").readlines()
+    line = after + 1
+    while line <= len(lines) and not lines[line - 1].rstrip("\r\n"):
+        line += 1
+    return line
+
+
 def _rows(csv_path: Path) -> tuple[list[tuple[int, dict[str, str]]], dict[str, int]]:
     """The file's rows, each with the line it ends on (blank lines are skipped), by lower-case
     column name; and its unnamed columns (a spreadsheet's trailing separators), numbered, which
@@ -157,7 +169,15 @@ def _rows(csv_path: Path) -> tuple[list[tuple[int, dict[str, str]]], dict[str, i
             raise CommunesError(csv_path, "header", "unknown column: {value}", value=extra[0])
         if extra:
             raise CommunesError(csv_path, "header", "unknown columns: {value}", value=", ".join(extra))
-        return [(reader.line_num, row) for row in reader], unnamed
+        rows, ended_on = [], reader.line_num
+        for row in reader:
+            if any(isinstance(value, str) and _LINE_BREAK.search(value) for value in row.values()):
+                # No column holds a line break: a quote left open ran on through the lines below.
+                line = Text("line {line}", line=_first_filled_line(text, ended_on))
+                raise CommunesError(csv_path, line, 'a quote (") opens a value that runs past the end of its line')
+            rows.append((reader.line_num, row))
+            ended_on = reader.line_num
+        return rows, unnamed
     except FileNotFoundError:
         raise CommunesError(csv_path, None, "file not found") from None
     except UnicodeDecodeError as exc:
@@ -190,9 +210,12 @@ def _commune(csv_path: Path, line: int, row: dict[str, str], unnamed: dict[str, 
         )
         raise CommunesError(csv_path, where, plain_message(first)) from None
     if photo_folder:
-        photos = load_photo_folder(
-            csv_path.parent / photo_folder, csv_path, Text("line {line}, {field}", line=line, field="photos")
-        )
+        photos_field = Text("line {line}, {field}", line=line, field="photos")
+        try:
+            usable_path(photo_folder)
+        except InvalidValueError as exc:
+            raise CommunesError(csv_path, photos_field, exc.text) from None
+        photos = load_photo_folder(csv_path.parent / photo_folder, csv_path, photos_field)
         commune = commune.model_copy(update={"photos": photos})
     return commune
 

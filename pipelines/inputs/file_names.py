@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated
 
-from visuels.errors import Text
+from pydantic import AfterValidator
+from visuels.errors import InvalidValueError, Text
+
+# What file systems allow (Linux's ext4 and tmpfs, macOS's APFS, NTFS): 255 bytes a name, 4,096 a
+# path with the NUL that ends it. A longer one is refused where it is read, naming its field, rather
+# than failing when the file is opened.
+NAME_MOST_BYTES = 255
+PATH_MOST_BYTES = 4095
+
+
+def usable_path(text: str) -> str:
+    """``text`` if a file system could have a file by that name; else the reason, for its field."""
+    if "\x00" in text:
+        raise InvalidValueError("a file name cannot hold a NUL character")
+    if len(os.fsencode(text)) > PATH_MOST_BYTES:
+        raise InvalidValueError(
+            "a path of {size} bytes: file systems allow at most {most}",
+            size=len(os.fsencode(text)),
+            most=PATH_MOST_BYTES,
+        )
+    for name in Path(text).parts:
+        if len(os.fsencode(name)) > NAME_MOST_BYTES:
+            raise InvalidValueError(
+                "a name of {size} bytes ('{start}…'): file systems allow at most {most}",
+                size=len(os.fsencode(name)),
+                start=name[:20],
+                most=NAME_MOST_BYTES,
+            )
+    return text
+
+
+# A path as a charter or campaign writes it (relative to its file, or absolute).
+PathText = Annotated[str, AfterValidator(usable_path)]
 
 
 def case_hint(path: Path) -> Text | str:

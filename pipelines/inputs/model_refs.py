@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from visuels._internal.strict import StrictModel
 from visuels.errors import ModelError
+from visuels.inputs.file_names import PathText
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
 
@@ -39,7 +40,7 @@ class DiffusersFolderRef(StrictModel):
     """A local folder in diffusers format (model_index.json and component folders)."""
 
     kind: Literal["diffusers"] = "diffusers"
-    path: str
+    path: PathText
     native_size: NativeSize = None
 
 
@@ -47,8 +48,8 @@ class SingleFileRef(StrictModel):
     """A single .safetensors checkpoint; ``config`` is a local diffusers folder of configs."""
 
     kind: Literal["single_file"] = "single_file"
-    path: str
-    config: str = Field(description="Local diffusers folder with configs and tokenizer (weights not needed).")
+    path: PathText
+    config: PathText = Field(description="Local diffusers folder with configs and tokenizer (weights not needed).")
     native_size: NativeSize = None
 
 

@@ -23,7 +23,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from pydantic import Field
 from visuels._internal.strict import StrictModel
 from visuels.errors import CommunesError, Text
-from visuels.inputs.file_names import case_hint
+from visuels.inputs.file_names import PathText, case_hint
 from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture, unreadable_kind
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
@@ -35,7 +35,7 @@ TURNED = (5, 6, 7, 8)  # EXIF orientations that show the stored picture turned a
 class PhotoCredit(StrictModel):
     """One photo's entry in ``photos.yaml``: who took it, under which licence, when."""
 
-    file: str = Field(min_length=1, pattern=r"^[^/\\]+$", description="File name in the same folder.")
+    file: PathText = Field(min_length=1, pattern=r"^[^/\\]+$", description="File name in the same folder.")
     author: str = Field(min_length=1, max_length=200)
     licence: str = Field(min_length=1, max_length=200)
     date: dt.date

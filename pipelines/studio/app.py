@@ -27,8 +27,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import func, select
 from visuels._internal.i18n import words
 from visuels._internal.web_guard import LocalOnly
-from visuels.errors import VisuelsError
+from visuels.errors import InvalidValueError, VisuelsError
 from visuels.inputs.charter import Charter
+from visuels.inputs.file_names import usable_path
 from visuels.marking.keys import SigningFiles
 from visuels.models.devices import DeviceName
 from visuels.postprocess.coherence import COHERENCE_FILE
@@ -90,6 +91,10 @@ class Studio:
     def path_of(self, relative: str) -> Path:
         """An output file under the output folder; nothing outside it, and nothing but outputs and
         reports in it (not the database, not a key, not a temporary file), is ever served or read."""
+        try:
+            usable_path(relative)  # a NUL, a name longer than file systems allow: no such file either
+        except InvalidValueError:
+            raise HTTPException(404, f"{relative}: no such output") from None
         path = (self.output_root / relative).resolve()
         root = self.output_root.resolve()
         if (
