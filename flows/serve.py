@@ -33,6 +33,7 @@ from typing import IO
 
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.web_guard import is_loopback
+from visuels.cli.console import port, positive
 from visuels.config import project_dir
 from visuels.errors import OperationalError, VisuelsError
 from visuels.flows import prefect_server
@@ -321,17 +322,19 @@ def _stop_on_sigterm(_signal: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("--port", type=port, default=4200)
     parser.add_argument(
         "--host", default="127.0.0.1", help="the address to listen on; beyond loopback the API asks for a key"
     )
     parser.add_argument(
         "--allow-host", action="append", default=[], metavar="NAME", help="a name the server is reached by (repeatable)"
     )
-    parser.add_argument("--workers", type=int, help="process workers, which run the flows (default: one per GPU)")
+    parser.add_argument("--workers", type=positive, help="process workers, which run the flows (default: one per GPU)")
     parser.add_argument("--compile", action="store_true", help="render workers torch.compile their models")
     parser.add_argument(
-        "--pool-gpus", type=int, help="GPUs of every machine serving the pool, this one included (default: this one's)"
+        "--pool-gpus",
+        type=positive,
+        help="GPUs of every machine serving the pool, this one included (default: this one's)",
     )
     args = parser.parse_args(argv)
     t = words(user_language())

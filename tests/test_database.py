@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, event, func, select
 from visuels.marking.checkpoints import checkpoint_problems, write_checkpoint
 from visuels.marking.keys import signing_files
 from visuels.record import ledger
-from visuels.record.database import READ_AT_ONCE, Database, DatabaseError, ledger_table, metadata
+from visuels.record.database import READ_AT_ONCE, Database, DatabaseError, DatabaseOptionError, ledger_table, metadata
 from visuels.record.ledger import LedgerEntry
 
 
@@ -41,6 +41,29 @@ def test_the_migrated_schema_is_the_one_queries_use(any_database_url: str) -> No
     with database.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     database.close()
+
+
+def test_a_postgresql_url_as_libpq_writes_it_opens_with_the_driver_visuels_ships(postgres_url: str) -> None:
+    """``postgresql://`` and ``postgres://`` (as psql, Django and hosting panels write them) read
+    with psycopg 3; a driver this machine lacks, or another database, is one line of bad input."""
+    from tests.postgres import new_database
+
+    url = new_database(postgres_url, "test_libpq_url")
+    for written in (
+        url.replace("postgresql+psycopg://", "postgresql://"),
+        url.replace("postgresql+psycopg://", "postgres://"),
+    ):
+        database = Database(written)
+        with database.transaction() as connection:
+            ledger.append(connection, entry(1))
+        assert ledger.verify_chain(database)[1] is None and database.url == written  # messages say it as written
+        database.close()
+    for other, said in [
+        (url.replace("+psycopg", "+psycopg2"), "no psycopg2 driver here"),
+        ("mysql://visuels@127.0.0.1/visuels", "kept in SQLite or PostgreSQL, not mysql"),
+    ]:
+        with pytest.raises(DatabaseOptionError, match=said):
+            Database(other)
 
 
 def test_the_ledger_refuses_updates_and_deletes_even_after_its_trigger_was_dropped(any_database_url: str) -> None:

@@ -31,6 +31,13 @@ def positive(value: str) -> int:
     return number
 
 
+def port(value: str) -> int:
+    number = positive(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"{number}: a port is a number from 1 to 65535")
+    return number
+
+
 def option_error(source: str, exc: ValidationError) -> VisuelsError:
     """A validation error of a command line value, named as its option: ``--max-communes``."""
     location, message = first_problem(exc)

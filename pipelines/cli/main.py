@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
-from visuels.cli.console import errors, positive
+from visuels.cli.console import errors, port, positive
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
 from visuels.errors import EXIT_BAD_INPUT, VisuelsError
@@ -206,7 +206,7 @@ def _add_detection_commands(command: CommandMaker, t: Words, database_help: str)
     detector_serve = detector_actions.add_parser(
         "serve", help=serve_summary, description=_described(serve_summary), words=t
     )
-    detector_serve.add_argument("--port", type=positive, default=8790, help=t("(default: 8790)"))
+    detector_serve.add_argument("--port", type=port, default=8790, help=t("(default: 8790)"))
     detector_serve.add_argument("--host", default="127.0.0.1", help=t("the address to listen on (default: 127.0.0.1)"))
     detector_serve.add_argument(
         "--allow-host",
@@ -352,7 +352,7 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
     studio = command(
         "studio", t("the designers' studio in a browser: review runs, retouch outputs, finalize edited files")
     )
-    studio.add_argument("--port", type=int, default=7860, help=t("(default: 7860)"))
+    studio.add_argument("--port", type=port, default=7860, help=t("(default: 7860)"))
     studio.add_argument(
         "--host",
         default="127.0.0.1",

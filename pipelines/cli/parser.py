@@ -29,6 +29,7 @@ OPTION_MESSAGES = (
     Text("ignored explicit argument {value}"),
     Text("'{value}' is not a whole number"),
     Text("{number}: must be at least 1"),
+    Text("{number}: a port is a number from 1 to 65535"),
 )
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from visuels._internal.atomic import OUTPUT_MODE, make_folders
@@ -242,25 +242,49 @@ def _create_shared_file(path: Path) -> None:
     os.close(descriptor)
 
 
+def _driven(url: str) -> URL:
+    """``url`` parsed, with the driver visuels ships: a PostgreSQL URL as libpq and other tools
+    write it (``postgresql://``, ``postgres://``) is read with psycopg 3, not with SQLAlchemy's
+    default driver (psycopg2, not installed); a database other than SQLite or PostgreSQL is refused."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseOptionError(
+            url, None, "not a database URL (expected e.g. sqlite:///path or postgresql://…)"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseOptionError(
+            display_url(url),
+            None,
+            "the record is kept in SQLite or PostgreSQL, not {backend}",
+            backend=parsed.drivername,
+        )
+    return parsed
+
+
 class Database:
     """One connection pool to the database of record; create one per process and pass it along."""
 
     def __init__(self, url: str, must_exist: bool = False) -> None:
         self.url = url
-        try:
-            parsed = make_url(url)
-        except ArgumentError:
-            raise DatabaseOptionError(
-                url, None, "not a database URL (expected e.g. sqlite:///path or postgresql://…)"
-            ) from None
+        parsed = _driven(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if must_exist and is_missing(url):
             raise DatabaseOptionError(str(parsed.database), None, "database not found")
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             _create_shared_file(Path(parsed.database))
         try:
-            self.engine = self._engine(url)
-        except SQLAlchemyError as exc:  # a driver missing for the URL's database
+            self.engine = self._engine(parsed)
+        except ImportError:  # a driver named that this machine does not have
+            raise DatabaseOptionError(
+                display_url(url),
+                None,
+                "no {driver} driver here: write postgresql://… (read with psycopg 3)",
+                driver=parsed.get_driver_name(),
+            ) from None
+        except SQLAlchemyError as exc:
             raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
         deadline = time.monotonic() + OPEN_PATIENCE_S
         while True:
@@ -275,7 +299,7 @@ class Database:
                     raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
             time.sleep(0.05)
 
-    def _engine(self, url: str) -> Engine:
+    def _engine(self, url: URL) -> Engine:
         if not self.is_sqlite:
             return create_engine(url, pool_pre_ping=True)
         # One connection per use: worker processes and threads each open their own.
