@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from visuels._internal.liveness import is_gone, machine_id
-from visuels.errors import ExportError
+from visuels.errors import ExportError, VisuelsError
 
 OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
 FOLDER_MODE = 0o755  # and their folders listed, whatever the umask of the process that made them
@@ -77,6 +77,16 @@ def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
     with staged(target, mode) as file:
         yield file.path
         file.publish()
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before anything is written, an output folder that cannot be made or written in: a
+    file in its place or above it, a folder this process may not write in."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise VisuelsError(existing, None, "is a file: the output folder must be a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VisuelsError(existing, None, "no permission to write here: choose another output folder")
 
 
 def make_folders(folder: Path) -> None:

@@ -45,9 +45,13 @@ def option_error(source: str, exc: ValidationError) -> VisuelsError:
     return VisuelsError(source, "--" + option.replace("_", "-"), message)
 
 
-def split_names(option: str | None) -> list[str]:
-    """A comma-separated option's names."""
-    return [name.strip() for name in option.split(",") if name.strip()] if option else []
+def names(value: str) -> list[str]:
+    """A comma-separated option's names; given, it names one at least (``--communes ,`` is not
+    every commune)."""
+    found = [name.strip() for name in value.split(",") if name.strip()]
+    if not found:
+        raise argparse.ArgumentTypeError(f"'{value}' names nothing: give names separated by commas")
+    return found
 
 
 def database_url_option(option: str | None, near: Path | None = None) -> str:

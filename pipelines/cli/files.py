@@ -265,6 +265,7 @@ def _print_derivative(source: Path, done: Derivative) -> None:
 
 def retouch(args: argparse.Namespace) -> int:
     """Variants of an output, each marked and recorded; 1 if one fails a charter check."""
+    from visuels._internal.atomic import check_output_folder
     from visuels.inputs.charter import load_charter
     from visuels.inputs.images import read_mask, read_picture
     from visuels.marking.keys import signing_files
@@ -306,6 +307,8 @@ def retouch(args: argparse.Namespace) -> int:
         else:
             model = retouch_model(database, original, args.model, args.lora)
         file_type_of(original.path)  # a format the variants can be written in, before any work
+        folder = args.output_dir or args.image.parent
+        check_output_folder(folder)
         device = choose_device(args.device)
         t = words(user_language())
         making = t.plural(
@@ -318,7 +321,6 @@ def retouch(args: argparse.Namespace) -> int:
         )
         console.print(making, highlight=False, markup=False)
         variants = retouch(ModelHost(device), model, picture, mask, settings, choose_dtype(device))
-        folder = args.output_dir or args.image.parent
         for number, variant in enumerate(variants):
             target = folder / f"{args.image.stem}-retouch-{settings.seed + number}{original.path.suffix}"
             edit = retouch_edit(model, settings, number)

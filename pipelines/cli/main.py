@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
-from visuels.cli.console import errors, port, positive
+from visuels.cli.console import errors, names, port, positive
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
 from visuels.errors import EXIT_BAD_INPUT, VisuelsError
@@ -137,14 +137,20 @@ def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
         )
 
     def add_selection_options(options: argparse.ArgumentParser) -> None:
-        options.add_argument("--audiences", help=t("comma-separated, some of the campaign's (default: all)"))
         options.add_argument(
-            "--formats", help=t("comma-separated, some of the campaign's, e.g. instagram_square (default: all)")
+            "--audiences", type=names, help=t("comma-separated, some of the campaign's (default: all)")
+        )
+        options.add_argument(
+            "--formats",
+            type=names,
+            help=t("comma-separated, some of the campaign's, e.g. instagram_square (default: all)"),
         )
 
     render = command("render", t("render a campaign through the Prefect flow"))
     render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
-    render.add_argument("--communes", help=t("comma-separated names or INSEE codes, a subset of the campaign's"))
+    render.add_argument(
+        "--communes", type=names, help=t("comma-separated names or INSEE codes, a subset of the campaign's")
+    )
     render.add_argument("--max-communes", type=positive, help=t("only the first N selected communes"))
     render.add_argument(
         "--model", help=t("override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME")
@@ -156,6 +162,7 @@ def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
     demo = command("demo", t("render the two sample campaigns for a few communes with the demo model"))
     demo.add_argument(
         "--communes",
+        type=names,
         help=t(
             "comma-separated, some of the demo's: {communes} (default: all)",
             communes=", ".join(rendering.DEMO_COMMUNES),
@@ -175,7 +182,9 @@ def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
     )
     baseline.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
     baseline.add_argument(
-        "--communes", help=t("from these communes' pictures only, comma-separated (default: every recorded picture)")
+        "--communes",
+        type=names,
+        help=t("from these communes' pictures only, comma-separated (default: every recorded picture)"),
     )
     baseline.add_argument("--output-dir", default="outputs", help=t("where it was rendered (default: ./outputs)"))
     baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))

@@ -30,6 +30,7 @@ OPTION_MESSAGES = (
     Text("'{value}' is not a whole number"),
     Text("{number}: must be at least 1"),
     Text("{number}: a port is a number from 1 to 65535"),
+    Text("'{value}' names nothing: give names separated by commas"),
 )
 
 

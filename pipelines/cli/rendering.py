@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from visuels._internal.i18n import Words, user_language, words
-from visuels.cli.console import console, option_error, split_names
+from visuels.cli.console import console, option_error
 from visuels.config import sample_campaign, sample_template_campaign
 from visuels.errors import EXIT_OK, VisuelsError
 from visuels.planning.request import Overrides, RenderRequest, RunSettings, Selection
@@ -62,7 +62,7 @@ def render_request(args: argparse.Namespace, run: RunSettings) -> RenderRequest:
     try:
         return RenderRequest(
             campaign=str(args.campaign),
-            selection=_selection(args, split_names(args.communes), args.max_communes),
+            selection=_selection(args, args.communes or [], args.max_communes),
             overrides=Overrides(model=args.model),
             run=run,
         )
@@ -75,8 +75,8 @@ def _selection(args: argparse.Namespace, communes: list[str], max_communes: int 
     return Selection(
         communes=communes,
         max_communes=max_communes,
-        audiences=split_names(args.audiences),
-        formats=split_names(args.formats),
+        audiences=args.audiences or [],
+        formats=args.formats or [],
     )
 
 
@@ -84,7 +84,7 @@ def demo_requests(args: argparse.Namespace) -> list[RenderRequest]:
     """The two sample campaigns (built-in layout, then the charter's templates) on the demo model,
     for some of their communes (all three by default)."""
     try:
-        selection = _selection(args, split_names(args.communes) or DEMO_COMMUNES)
+        selection = _selection(args, args.communes or DEMO_COMMUNES)
     except ValidationError as exc:
         raise option_error("visuels demo", exc) from None
     return [
@@ -206,7 +206,7 @@ def baseline(args: argparse.Namespace) -> int:
 
     output_root = Path(args.output_dir).resolve()
     try:
-        selection = Selection(communes=split_names(args.communes))
+        selection = Selection(communes=args.communes or [])
     except ValidationError as exc:
         raise option_error(str(args.campaign), exc) from None
     plan = _plan(args.campaign, output_root, selection)

@@ -7,13 +7,15 @@ reference that may use the network); and a LoRA file with its scale.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from visuels._internal.strict import StrictModel
-from visuels.errors import ModelError
+from visuels.errors import InvalidValueError, ModelError
 from visuels.inputs.file_names import PathText
+from visuels.inputs.yamlfiles import first_problem
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
 
@@ -53,6 +55,12 @@ class SingleFileRef(StrictModel):
     native_size: NativeSize = None
 
 
+def _hub_id(value: str) -> str:
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+        raise InvalidValueError("'{value}' is not a hub model: write OWNER/NAME", value=value)
+    return value
+
+
 class HubRef(StrictModel):
     """A Hugging Face hub id: needs the network or a filled local hub cache.
 
@@ -60,7 +68,7 @@ class HubRef(StrictModel):
     """
 
     kind: Literal["hub"] = "hub"
-    id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    id: Annotated[str, AfterValidator(_hub_id)]
     revision: str = "main"
     native_size: NativeSize = None
 
@@ -104,6 +112,13 @@ def parse_model_option(value: str, option: str = "--model") -> ModelRef:
     ``demo``; ``hub:OWNER/NAME``; a folder (diffusers format); or ``FILE.safetensors``, whose
     config folder is given as ``FILE.safetensors::CONFIG_FOLDER``.
     """
+    try:
+        return _model_ref(value, option)
+    except ValidationError as exc:  # `hub:` without a name, a path no file system can have
+        raise ModelError(option, None, first_problem(exc)[1]) from None
+
+
+def _model_ref(value: str, option: str) -> ModelRef:
     if value == "demo":
         return DemoModelRef()
     if value.startswith("hub:"):

@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
-from visuels._internal.atomic import remove_leftover_temporaries
+from visuels._internal.atomic import check_output_folder, remove_leftover_temporaries
 from visuels._internal.collector import cycles_collected_after
 from visuels._internal.i18n import counted
-from visuels.errors import CampaignError, VisuelsError
+from visuels.errors import CampaignError
 from visuels.inputs.campaign import (
     Campaign,
     CommuneSelection,
@@ -137,8 +137,7 @@ def plan_render(
     settings: RenderSettings | None = None,
 ) -> RenderPlan:
     """Load and check the campaign, narrow and adjust it, expand it, find the jobs still to render."""
-    if output_root.exists() and not output_root.is_dir():
-        raise VisuelsError(output_root, None, "is a file: the output folder must be a folder")
+    check_output_folder(output_root)
     loaded = load_campaign(campaign_path)
     overrides = overrides or Overrides()
     selection = selection or Selection()
