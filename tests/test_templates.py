@@ -158,8 +158,19 @@ def test_the_label_zone_is_locked_against_decor_drawn_over_it(charter_dir: Path)
         ('<image href="../../secret.png" width="9" height="9"/>', "outside the template's folder"),
         ("<style>@import url(https://example.org/x.css);</style>", "imports a style sheet"),
         ('<rect width="9" height="9" style="fill:url(https://example.org/p.svg#g)"/>', "outside the template"),
+        ("<g>" * 5000 + "</g>" * 5000, "nested 5001 deep: at most 100"),  # recursed past Python's stack
     ],
-    ids=["script", "event handler", "foreignObject", "URL", "file URL", "outside folder", "@import", "CSS url"],
+    ids=[
+        "script",
+        "event handler",
+        "foreignObject",
+        "URL",
+        "file URL",
+        "outside folder",
+        "@import",
+        "CSS url",
+        "nesting",
+    ],
 )
 def test_unsafe_svg_features_are_refused(charter_dir: Path, decor: str, words: str) -> None:
     with pytest.raises(CharterError, match=words):

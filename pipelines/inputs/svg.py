@@ -2,9 +2,9 @@
 
 A layout template is drawn by a designer in Illustrator, Figma, Inkscape or Affinity and comes
 from outside the project: it is parsed with defusedxml (no DTD, no entities), and refused when it
-is larger than ``MAX_SVG_BYTES``, holds a script, an event handler, a ``foreignObject`` or an
-external reference (``href`` to a URL, to a file outside its folder, CSS ``url()`` or
-``@import``). Pictures inside it may be embedded (``data:image/...``) or files beside it.
+is larger than ``MAX_SVG_BYTES``, nested deeper than ``MAX_DEPTH``, holds a script, an event
+handler, a ``foreignObject`` or an external reference (``href`` to a URL, to a file outside its
+folder, CSS ``url()`` or ``@import``). Pictures inside it may be embedded (``data:image/...``) or files beside it.
 
 What design tools write around the drawing is read first (``_plain_svg``): a compressed file
 (``.svgz``, Inkscape's option), and the document type declaration Illustrator's "Save As" writes,
@@ -37,6 +37,7 @@ from visuels.errors import InvalidValueError
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 MAX_SVG_BYTES = 2_000_000  # a layout is a few kB to a few hundred; beyond, a mistake or an attack
 MAX_EMBEDDED_BYTES = 20_000_000  # pictures beside the template, all together
+MAX_DEPTH = 100  # elements inside elements: a designer's groups go a few tens deep; the copy recurses
 EMBEDDABLE = (".png", ".jpg", ".jpeg", ".webp")
 REFUSED_ELEMENTS = {"script", "foreignObject", "iframe", "embed", "object", "handler", "listener"}
 _CSS_URL = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
@@ -95,6 +96,15 @@ def describe(element: Element) -> str:
     return f"<{local_name(element.tag)} id={name!r}>" if name else f"<{local_name(element.tag)}>"
 
 
+def _deepest(root: Element) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
+
+
 def read_svg(path: Path) -> Element:
     """The root element of a safe SVG file; :class:`SvgRefusedError` says why it is not."""
     try:
@@ -113,6 +123,8 @@ def read_svg(path: Path) -> Element:
         raise SvgRefusedError("not well-formed XML ({exc})", exc=str(exc)) from None
     if local_name(root.tag) != "svg":
         raise SvgRefusedError("its root element is <{value}>, not <svg>", value=local_name(root.tag))
+    if (depth := _deepest(root)) > MAX_DEPTH:
+        raise SvgRefusedError("elements nested {depth} deep: at most {most}", depth=depth, most=MAX_DEPTH)
     folder = path.parent
     embedded = 0
     for element in root.iter():
