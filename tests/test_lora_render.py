@@ -107,6 +107,14 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(tmp_path: Path) -> None:
         host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(bogus), scale=1.0)),
     ):
         pass
+    # In kohya's layout, a down projection without its up one (a file cut short by its exporter).
+    incomplete = tmp_path / "incomplete.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(incomplete))
+    with (
+        pytest.raises(ModelError, match=r"proj_in\.lora_up\.weight is missing: the LoRA file is incomplete"),
+        host.use(DemoModelRef(), torch.float32, LoraWeights(path=str(incomplete), scale=1.0)),
+    ):
+        pass
     # A LoRA for another family (a FLUX transformer's): diffusers only warns that nothing matched.
     foreign = tmp_path / "flux.safetensors"
     prefix = "transformer.transformer_blocks.0.attn.to_q"

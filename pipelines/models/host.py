@@ -375,6 +375,10 @@ class ModelHost:
                         "it names layers this model ({family}) does not have: a LoRA made for another model?",
                         family=_label(hosted.pipeline),
                     ) from None
+                if isinstance(exc, KeyError):  # a down projection whose up one is not in the file
+                    raise ModelError(
+                        weights.path, "lora", "{name} is missing: the LoRA file is incomplete", name=exc.args[0]
+                    ) from None
                 if "Could not automatically infer state dict type" in str(exc):  # kohya's, some projections only
                     raise ModelError(
                         weights.path,
