@@ -222,7 +222,7 @@ def test_ledger(project: Project, rendered: list[Path]) -> None:
 
 
 def test_train(project: Project) -> None:
-    small = ["--steps", "2", "--resolution", "64", "--rank", "2", "--checkpoint-every", "2"]
+    small = ["--steps", "2", "--resolution", "64", "--rank", "2", "--checkpoint-every", "2", "--sample-steps", "2"]
     result = project.run("train", str(SAMPLE_CHARTER_DIR), *small, "--lora-dir", "lora", served=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done: 2 steps" in result.stdout and "LoRA in" in result.stdout

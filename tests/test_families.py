@@ -643,7 +643,14 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
 
     base = DiffusersFolderRef(path=str(tiny_models[family]))
     config = TrainingConfig(
-        steps=20, resolution=128, rank=8, learning_rate=5e-3, batch_size=4, checkpoint_every=10, validation_seeds=[1]
+        steps=20,
+        resolution=128,
+        rank=8,
+        learning_rate=5e-3,
+        batch_size=4,
+        checkpoint_every=10,
+        validation_seeds=[1],
+        sample_steps=2,
     )
     straight = run_training(SAMPLE_CHARTER_DIR, base, config, root=tmp_path / "straight")
     assert len(straight.validation_grids) == 2
@@ -697,7 +704,7 @@ def test_the_charter_lora_trains_on_a_test_shaped_model_within_its_tables(family
     from tests.helpers import SAMPLE_CHARTER_DIR
 
     base = DiffusersFolderRef(path=str(save_test_shaped(family, tmp_path / family)))
-    config = TrainingConfig(steps=2, resolution=64, checkpoint_every=2, validation_seeds=[1])
+    config = TrainingConfig(steps=2, resolution=64, checkpoint_every=2, validation_seeds=[1], sample_steps=2)
     summary = run_training(SAMPLE_CHARTER_DIR, base, config, root=tmp_path / "lora")
     assert summary.steps == 2 and summary.diffusers_file.is_file() and len(summary.validation_grids) == 1
     if family == "z-image":

@@ -146,7 +146,7 @@ def test_training_flow_publishes_progress_and_results(tmp_path: Path) -> None:
 
     from tests.helpers import SAMPLE_CHARTER_DIR
 
-    config = TrainingConfig(steps=4, resolution=64, rank=4, batch_size=2, checkpoint_every=2)
+    config = TrainingConfig(steps=4, resolution=64, rank=4, batch_size=2, checkpoint_every=2, sample_steps=2)
     summary = train_charter_lora(charter=str(SAMPLE_CHARTER_DIR), config=config, lora_dir=str(tmp_path))
     assert summary.diffusers_file.is_file() and summary.folder.parent == tmp_path / "solane"
     from prefect.client.orchestration import get_client

@@ -18,7 +18,7 @@ from visuels.inputs.lora_runs import latest_run
 from visuels.inputs.model_refs import DemoModelRef
 from visuels.models.demo import ensure_demo_model
 from visuels.training.dataset import DatasetError, load_training_set
-from visuels.training.evaluation import colour_distance
+from visuels.training.evaluation import colour_distance, sampling_arguments
 from visuels.training.run import TrainingSummary, run_training
 from visuels.training.trainer import TrainingConfig
 
@@ -161,6 +161,14 @@ def test_a_complete_run_folder(trained: TrainingSummary) -> None:
     assert {"base_model_hash", "charter_hash", "versions"} <= set(metadata)
 
 
+def test_validation_and_evaluation_pictures_take_the_steps_asked_else_the_models_own() -> None:
+    pipeline = StableDiffusionPipeline.from_pretrained(ensure_demo_model(), safety_checker=None)
+    assert sampling_arguments(pipeline, "the sea")["num_inference_steps"] == 20  # a UNet's, at its guidance
+    assert sampling_arguments(pipeline, "the sea", 2)["num_inference_steps"] == 2
+    with pytest.raises(ValueError, match="sample_steps"):
+        TrainingConfig(sample_steps=0)
+
+
 def picture(lora_file: Path | None) -> np.ndarray:
     pipeline = StableDiffusionPipeline.from_pretrained(ensure_demo_model(), safety_checker=None)
     pipeline.set_progress_bar_config(disable=True)
@@ -202,7 +210,14 @@ def test_charter_latest_without_a_trained_lora_is_a_clear_error(
 @pytest.mark.slow
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
     config = TrainingConfig(
-        steps=8, resolution=64, rank=4, learning_rate=1e-3, batch_size=2, checkpoint_every=4, train_text_encoder=True
+        steps=8,
+        resolution=64,
+        rank=4,
+        learning_rate=1e-3,
+        batch_size=2,
+        checkpoint_every=4,
+        train_text_encoder=True,
+        sample_steps=2,
     )
     straight = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path / "straight")
 
@@ -234,6 +249,7 @@ def test_a_text_encoder_lora_is_exported_and_loads_in_both_formats_at_its_alpha(
         batch_size=2,
         checkpoint_every=20,
         train_text_encoder=True,
+        sample_steps=2,
     )
     summary = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path)
     with safe_open(str(summary.diffusers_file), "pt") as weights:

@@ -42,6 +42,10 @@ def training_options(t: Words) -> dict[str, tuple[type, str]]:
         "min_snr_gamma": (float, t("Min-SNR loss weighting gamma, > 0 (default: 5)")),
         "seed": (int, t("random seed, >= 0 (default: 0)")),
         "checkpoint_every": (int, t("save a resumable checkpoint every N steps (default: 100)")),
+        "sample_steps": (
+            int,
+            t("denoising steps of the validation and evaluation pictures, 1-200 (default: the model's own)"),
+        ),
     }
 
 

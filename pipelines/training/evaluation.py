@@ -39,16 +39,16 @@ def colour_distance(pictures: np.ndarray, references: np.ndarray) -> float:
     return float(np.linalg.norm(colour_statistics(pictures) - colour_statistics(references)))
 
 
-def sampling_arguments(pipeline: DiffusionPipeline, prompt: str) -> dict:
+def sampling_arguments(pipeline: DiffusionPipeline, prompt: str, steps: int | None = None) -> dict:
     """How validation and evaluation pictures are drawn: with the model's own guidance, taken as
-    its renders take it (no negative prompt), and its own steps (20 for a UNet family)."""
+    its renders take it (no negative prompt), and ``steps``, else its own (20 for a UNet family)."""
     family = pipeline_family(pipeline)
-    steps, guidance = own_defaults(family, pipeline.config)
+    own_steps, guidance = own_defaults(family, pipeline.config)
     arguments = prompt_arguments(pipeline, family, [prompt], [""], guidance)
-    return arguments | {"num_inference_steps": 20 if family.denoiser == "unet" else steps}
+    return arguments | {"num_inference_steps": steps or (20 if family.denoiser == "unet" else own_steps)}
 
 
-def _generate(pipeline: DiffusionPipeline, prompts: list[str], resolution: int) -> np.ndarray:
+def _generate(pipeline: DiffusionPipeline, prompts: list[str], resolution: int, steps: int | None) -> np.ndarray:
     pictures = []
     for seed, prompt in enumerate(prompts):
         generator = torch.Generator().manual_seed(seed)
@@ -57,27 +57,28 @@ def _generate(pipeline: DiffusionPipeline, prompts: list[str], resolution: int) 
             width=resolution,
             generator=generator,
             output_type="np",
-            **sampling_arguments(pipeline, prompt),
+            **sampling_arguments(pipeline, prompt, steps),
         ).images[0]
         pictures.append(np.round(image * 255).astype(np.uint8))
     return np.stack(pictures)
 
 
 def evaluate_colours(
-    pipeline: DiffusionPipeline, captions: list[str], references: np.ndarray, resolution: int
+    pipeline: DiffusionPipeline, captions: list[str], references: np.ndarray, resolution: int, steps: int | None = None
 ) -> ColourEvaluation:
-    """Generate from the references' own captions, with the LoRA switched off then on, and compare."""
+    """Generate from the references' own captions, with the LoRA switched off then on, and compare
+    (``steps``: the pictures' denoising steps; None: the model's own)."""
     prompts = captions[:EVALUATION_PICTURES]
     modules = [getattr(pipeline, name, None) for name in ("unet", "transformer", "text_encoder")]
     adapted = [module for module in modules if getattr(module, "peft_config", None)]
     for module in adapted:
         module.disable_adapters()
     try:
-        without = _generate(pipeline, prompts, resolution)
+        without = _generate(pipeline, prompts, resolution, steps)
     finally:
         for module in adapted:
             module.enable_adapters()
-    with_lora = _generate(pipeline, prompts, resolution)
+    with_lora = _generate(pipeline, prompts, resolution, steps)
     return ColourEvaluation(
         without_lora=colour_distance(without, references), with_lora=colour_distance(with_lora, references)
     )

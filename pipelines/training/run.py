@@ -119,7 +119,7 @@ def run_training(
     style = charter.spec.style.prompt
     prompts = [f"{style}, the sea and a village", f"{style}, hills and vineyards"]
     pipeline, result = train_lora(base_folder, dataset, config, partial, prompts, on_step)
-    colours = evaluate_colours(pipeline, dataset.captions, dataset.pixels, config.resolution)
+    colours = evaluate_colours(pipeline, dataset.captions, dataset.pixels, config.resolution, config.sample_steps)
 
     metadata = metadata_for(
         charter=charter.spec.name,

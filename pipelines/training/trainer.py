@@ -68,6 +68,13 @@ class TrainingConfig(BaseModel):
     resolution: int = Field(default=DEFAULT_RESOLUTION, ge=64, le=2048)
     checkpoint_every: int = Field(default=100, ge=1)
     validation_seeds: list[int] = Field(default_factory=lambda: [1, 2])
+    sample_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Steps of the validation grids' and the colour evaluation's pictures; empty: the model's own.",
+        json_schema_extra=blank_when_unset,
+    )
 
     @field_validator("resolution")
     @classmethod
@@ -98,18 +105,14 @@ def _checkpoints(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "checkpoints").glob("step-*.pt"))
 
 
-def _validation_grid(
-    pipeline: DiffusionPipeline, prompts: list[str], seeds: list[int], resolution: int, target: Path
-) -> Path:
+def _validation_grid(pipeline: DiffusionPipeline, prompts: list[str], config: TrainingConfig, target: Path) -> Path:
     """Pictures for fixed prompts (rows) and seeds (columns), saved as one grid."""
-    tiles = []
+    tiles, seeds, resolution = [], config.validation_seeds, config.resolution
     for prompt in prompts:
         for seed in seeds:
             generator = torch.Generator().manual_seed(seed)
-            image = pipeline(
-                height=resolution, width=resolution, generator=generator, **sampling_arguments(pipeline, prompt)
-            ).images[0]
-            tiles.append(image)
+            arguments = sampling_arguments(pipeline, prompt, config.sample_steps)
+            tiles.append(pipeline(height=resolution, width=resolution, generator=generator, **arguments).images[0])
     grid = Image.new("RGB", (resolution * len(seeds), resolution * len(prompts)))
     for index, tile in enumerate(tiles):
         grid.paste(tile, ((index % len(seeds)) * resolution, (index // len(seeds)) * resolution))
@@ -255,9 +258,7 @@ def train_lora(
             write_with(target_file, lambda temporary, state=state: torch.save(state, temporary))
             learner.set_training(False)
             grid = run_dir / "validation" / f"step-{done:06d}.png"
-            grids.append(
-                _validation_grid(pipeline, validation_prompts, config.validation_seeds, config.resolution, grid)
-            )
+            grids.append(_validation_grid(pipeline, validation_prompts, config, grid))
             learner.set_training(True)
         if on_step is not None:
             on_step(done, step_loss)
