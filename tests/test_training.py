@@ -169,6 +169,23 @@ def test_validation_and_evaluation_pictures_take_the_steps_asked_else_the_models
         TrainingConfig(sample_steps=0)
 
 
+def test_a_run_whose_loss_stops_being_a_number_stops_there_and_exports_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learning rate too high (or half precision overflowing) makes the loss NaN: every weight
+    after it is noise, and a LoRA of them would render noise into a whole campaign."""
+    from visuels.training.trainer import DivergedError, Learner
+
+    steps = iter([0.9, 0.8, float("nan")])
+    monkeypatch.setattr(Learner, "step", lambda self, objective: next(steps))
+    config = TrainingConfig(steps=6, resolution=64, checkpoint_every=2, sample_steps=2, learning_rate=0.5)
+    with pytest.raises(DivergedError, match=r"the loss became nan at step 3: .* lower learning rate than 0\.5"):
+        run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path)
+    assert latest_run("solane", tmp_path) is None  # nothing exported; the step-2 checkpoint stays to resume from
+    [partial] = list((tmp_path / "solane").glob(".*.partial"))
+    assert [path.name for path in (partial / "checkpoints").iterdir()] == ["step-000002.pt"]
+
+
 def picture(lora_file: Path | None) -> np.ndarray:
     pipeline = StableDiffusionPipeline.from_pretrained(ensure_demo_model(), safety_checker=None)
     pipeline.set_progress_bar_config(disable=True)

@@ -11,6 +11,7 @@ seed, same device).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from visuels._internal.atomic import write_with
 from visuels._internal.logs import quiet_third_party_logs
 from visuels._internal.schema import blank_when_unset
-from visuels.errors import InvalidValueError
+from visuels.errors import InvalidValueError, VisuelsError
 from visuels.inputs.model_refs import DiffusersFolderRef
 from visuels.models.generation import pipeline_family
 from visuels.models.host import load_from_files
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
 Objective = UnetObjective | FlowObjective
+
+
+class DivergedError(VisuelsError):
+    """The loss stopped being a number: the options (a learning rate too high), not the machine."""
 
 
 class TrainingConfig(BaseModel):
@@ -250,6 +255,16 @@ def train_lora(
     learner.set_training(True)
     for step in range(start, config.steps):
         step_loss = learner.step(objective)
+        if not math.isfinite(step_loss):  # every weight from here on is noise: stop before it is saved
+            raise DivergedError(
+                run_dir,
+                "--learning-rate",
+                "the loss became {loss} at step {step}: training diverged; start again with a lower learning"
+                " rate than {rate}",
+                loss=step_loss,
+                step=step + 1,
+                rate=config.learning_rate,
+            )
         losses.append(step_loss)
         done = step + 1
         if done % config.checkpoint_every == 0 or done == config.steps:
