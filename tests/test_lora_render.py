@@ -41,6 +41,23 @@ def test_lora_changes_pixels_and_scale_zero_does_not(
     assert host.loads == 1
 
 
+@pytest.mark.slow
+def test_a_lora_of_weights_that_are_not_numbers_exports_nothing(
+    make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path
+) -> None:
+    """NaN weights (a run that diverged, elsewhere) decode to black: the batch is refused, naming
+    its first picture, and the model still renders without that LoRA."""
+    broken = tmp_path / "diverged.safetensors"
+    save_file({name: torch.full_like(value, float("nan")) for name, value in load_file(str(lora_file)).items()}, broken)
+    host = ModelHost(choose_device("cpu"))
+    plan = plan_render(make_campaign(formats=["instagram_square"], photos=None), tmp_path / "out")
+    jobs = plan.jobs[:2]
+    with pytest.raises(ModelError, match=r"drew 2 of 2 pictures with values that are not numbers") as refused:
+        host.generate(plan.setup.model, torch.float32, LoraWeights(path=str(broken), scale=1.0), jobs)
+    assert refused.value.file == jobs[0].relative_path
+    assert len(host.generate(plan.setup.model, torch.float32, None, jobs[:1])) == 1
+
+
 def test_campaign_lora_reaches_the_plan(make_campaign: Callable[..., Path], tmp_path: Path, lora_file: Path) -> None:
     plan = plan_render(make_campaign(lora={"path": str(lora_file), "scale": 0.7}), tmp_path)
     assert plan.setup.lora == LoraWeights(path=str(lora_file), scale=0.7)

@@ -239,9 +239,7 @@ def generate(
         pictures = result.images
         if first.hires is not None:
             pictures = redraw_larger(pipeline, jobs, pictures, first.hires)
-        # The same rounding as diffusers' own conversion to PIL: float32, x 255, round half to even.
-        pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return list(pixels.cpu().numpy())
+        return as_pixels(jobs, pictures)
 
 
 def _as_batch(pictures: list[np.ndarray]) -> torch.Tensor:
@@ -312,6 +310,24 @@ def from_photos(
     return steer(
         image=_as_batch(photos), control_image=edge_batch, strength=source.strength, **size, **steering, **common
     )
+
+
+def as_pixels(jobs: Sequence[GenerationJob], pictures: torch.Tensor) -> list[np.ndarray]:
+    """A pipeline's B×3×H×W pictures in [0, 1] as H×W×3 uint8, rounded as diffusers' own conversion
+    to PIL is (float32, × 255, half to even); a picture with values that are not numbers is refused:
+    they would be exported black (a LoRA or checkpoint with broken weights, float16 overflowing)."""
+    broken = [job for job, picture in zip(jobs, pictures, strict=True) if not torch.isfinite(picture).all()]
+    if broken:
+        raise ModelError(
+            broken[0].relative_path,
+            "model",
+            "the model drew {count} of {total} pictures with values that are not numbers (NaN): none is"
+            " exported; its weights or its LoRA's may be broken, or float16 overflows (try --dtype bfloat16)",
+            count=len(broken),
+            total=len(jobs),
+        )
+    pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return list(pixels.cpu().numpy())
 
 
 def refuse_flagged(jobs: Sequence[GenerationJob], result: object) -> None:
@@ -438,8 +454,7 @@ def outpaint(
             output_type="pt",
         )
         refuse_flagged(jobs, result)
-        painted = (result.images.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        painted = list(painted.cpu().numpy())
+        painted = as_pixels(jobs, result.images)
     finished = []
     for (canvas, _, weight), picture in zip(inputs, painted, strict=True):
         blend = weight[..., None]
