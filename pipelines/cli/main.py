@@ -22,7 +22,7 @@ from visuels.cli import detecting, detector_service, files, project, rendering
 from visuels.cli.console import errors, names, port, positive
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
-from visuels.errors import EXIT_BAD_INPUT, VisuelsError
+from visuels.errors import VisuelsError
 from visuels.inputs.file_names import NAME_MOST_BYTES
 
 if TYPE_CHECKING:
@@ -467,9 +467,11 @@ def main(
         if exc.errno != errno.ENAMETOOLONG:
             raise  # the environment failing: someone must see where
         # A name given on the command line, or made from one, longer than file systems allow.
-        message = t("the name is too long for a file system ({most} bytes a name)", most=NAME_MOST_BYTES)
-        errors.print(t("error: {message}", message=f"{exc.filename}: {message}"), highlight=False, markup=False)
-        return EXIT_BAD_INPUT
+        too_long = VisuelsError(
+            exc.filename, None, "the name is too long for a file system ({most} bytes a name)", most=NAME_MOST_BYTES
+        )
+        errors.print(t("error: {message}", message=too_long.said(t)), highlight=False, markup=False)
+        return too_long.exit_code
     except KeyboardInterrupt:
         errors.print(t("interrupted"))
         return 130
