@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
+from safetensors.torch import load_file, save_file
 from visuels.cli import main
 from visuels.engine.renderer import Renderer
 from visuels.errors import ModelError
+from visuels.inputs.model_refs import LoraWeights
 from visuels.planning.plan import plan_render
 from visuels.record.database import Database
 from visuels.record.ledger import verify_chain
@@ -222,8 +226,9 @@ def test_a_retouch_refuses_another_model_and_a_mask_of_another_size(
 def test_retouch_uses_the_recorded_lora_and_its_scale(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer, lora_file: Path
 ) -> None:
+    from visuels.inputs.images import read_picture
     from visuels.review.derivatives import find_original
-    from visuels.review.retouch import retouch_model
+    from visuels.review.retouch import RetouchSettings, retouch, retouch_model
 
     out = tmp_path / "outputs"
     one = {"file": "charter/communes.csv", "names": ["Sète"]}
@@ -243,13 +248,19 @@ def test_retouch_uses_the_recorded_lora_and_its_scale(
             retouch_model(database, original, lora_option=str(other))
     finally:
         database.close()
+    # A LoRA whose weights are not numbers redraws black: no variant is made
+    broken = tmp_path / "diverged.safetensors"
+    save_file({name: torch.full_like(value, float("nan")) for name, value in load_file(str(lora_file)).items()}, broken)
+    diverged = dataclasses.replace(model, lora=LoraWeights(path=str(broken), scale=0.7))
+    settings = RetouchSettings(prompt="a boat", mode="img2img", variants=2, steps=2)
+    with pytest.raises(ModelError, match=r"drew 2 of 2 pictures with values that are not numbers"):
+        retouch(renderer.host, diverged, read_picture(original.path), None, settings, torch.float32)
 
 
 @pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
 def test_an_sdxl_picture_is_retouched_with_its_own_pipeline(
     make_campaign: Callable[..., Path], tmp_path: Path, renderer: Renderer
 ) -> None:
-    import torch
     from visuels.inputs.images import read_picture
     from visuels.review.derivatives import find_original
     from visuels.review.retouch import RetouchSettings, retouch, retouch_model

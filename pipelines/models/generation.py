@@ -314,20 +314,29 @@ def from_photos(
 
 def as_pixels(jobs: Sequence[GenerationJob], pictures: torch.Tensor) -> list[np.ndarray]:
     """A pipeline's B×3×H×W pictures in [0, 1] as H×W×3 uint8, rounded as diffusers' own conversion
-    to PIL is (float32, × 255, half to even); a picture with values that are not numbers is refused:
-    they would be exported black (a LoRA or checkpoint with broken weights, float16 overflowing)."""
-    broken = [job for job, picture in zip(jobs, pictures, strict=True) if not torch.isfinite(picture).all()]
+    to PIL is (float32, × 255, half to even)."""
+    refuse_not_numbers([job.relative_path for job in jobs], pictures)
+    pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return list(pixels.cpu().numpy())
+
+
+def refuse_not_numbers(names: Sequence[str], pictures: Sequence[torch.Tensor] | Sequence[np.ndarray]) -> None:
+    """Refuse the batch when a picture holds values that are not numbers, naming the first: they
+    would be exported black (a LoRA or checkpoint with broken weights, float16 overflowing)."""
+    broken = [
+        name
+        for name, picture in zip(names, pictures, strict=True)
+        if not bool(torch.isfinite(torch.as_tensor(picture)).all())
+    ]
     if broken:
         raise ModelError(
-            broken[0].relative_path,
+            broken[0],
             "model",
             "the model drew {count} of {total} pictures with values that are not numbers (NaN): none is"
             " exported; its weights or its LoRA's may be broken, or float16 overflows (try --dtype bfloat16)",
             count=len(broken),
-            total=len(jobs),
+            total=len(names),
         )
-    pixels = (pictures.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return list(pixels.cpu().numpy())
 
 
 def refuse_flagged(jobs: Sequence[GenerationJob], result: object) -> None:

@@ -24,7 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from visuels.errors import ModelError
 from visuels.inputs.model_refs import LoraWeights, ModelRef, parse_model_option
 from visuels.models.families import edits_by_instruction, family_named
-from visuels.models.generation import derived, failures_in_one_line, img2img_steps, prompt_arguments, use_scheduler
+from visuels.models.generation import (
+    derived,
+    failures_in_one_line,
+    img2img_steps,
+    prompt_arguments,
+    refuse_not_numbers,
+    use_scheduler,
+)
 from visuels.models.host import ModelHost
 from visuels.models.instruct import edit_pictures
 from visuels.models.reference import ModelInfo, describe_model, describe_named_model
@@ -233,6 +240,7 @@ def retouch(
             )
         else:
             generated = _redraw(loaded, model, crop, mask, box, size, settings, seeds)
+    refuse_not_numbers([model.description] * len(generated), generated)
     weights = paste_weights(mask, box)[..., None]
     original = np.asarray(picture, dtype=np.float32)
     variants = []
