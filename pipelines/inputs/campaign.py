@@ -34,7 +34,7 @@ from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, resolv
 from visuels.inputs.photos import check_decodes
 from visuels.inputs.referential import load_referential
 from visuels.inputs.slugs import name_key, slugify
-from visuels.inputs.weight_files import weights_file_problem, weights_problem
+from visuels.inputs.weight_files import lora_file_problem, weights_problem
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
@@ -666,7 +666,7 @@ def _lora_file(spec: CampaignSpec, charter: Charter, campaign_path: Path) -> Pat
         lora_path = local_path(campaign_path.parent, spec.lora.path)
         if not lora_path.exists():
             raise CampaignError(campaign_path, "lora.path", "LoRA weights not found: {lora_path}", lora_path=lora_path)
-    if problem := weights_file_problem(lora_path):
+    if problem := lora_file_problem(lora_path):
         raise CampaignError(campaign_path, "lora.path", problem)  # a trained run's file too: disks fail
     return lora_path
 
@@ -679,7 +679,7 @@ def _speed_lora_file(spec: CampaignSpec, campaign_path: Path) -> Path | None:
         raise CampaignError(
             campaign_path, "speed_lora.path", "LoRA weights not found: {lora_path}", lora_path=speed_lora_path
         )
-    if problem := weights_file_problem(speed_lora_path):
+    if problem := lora_file_problem(speed_lora_path):
         raise CampaignError(campaign_path, "speed_lora.path", problem)
     return speed_lora_path
 

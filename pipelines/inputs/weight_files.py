@@ -60,6 +60,23 @@ def weights_file_problem(path: Path) -> Text | None:
     return safetensors_problem(path)
 
 
+def lora_file_problem(path: Path) -> Text | None:
+    """What stops a LoRA file from being loaded, or None; a LoRA being small, each of its values
+    is read too: one that is not a number (a training run that diverged) draws black pictures."""
+    if (problem := weights_file_problem(path)) or path.suffix != ".safetensors":
+        return problem
+    with safe_open(str(path), "pt") as weights:
+        for name in weights.keys():  # noqa: SIM118 (a safetensors file is no dict: keys() is its listing)
+            if not weights.get_tensor(name).isfinite().all():
+                return Text(
+                    "{path} holds values that are not numbers (NaN) in {tensor}: they draw black pictures;"
+                    " a training run that diverged exports such weights: train it again",
+                    path=str(path),
+                    tensor=name,
+                )
+    return None
+
+
 @dataclass
 class ComponentWeights:
     """The weights one component folder of a diffusers model holds: plain, and which variants."""

@@ -78,6 +78,7 @@ def _apply(case: dict, root: Path, places: dict[str, str]) -> None:
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text.format(**places), encoding="utf-8")
     for relative, hexadecimal in case.get("bytes", {}).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(bytes.fromhex(hexadecimal))
     for relative, kind in case.get("picture", {}).items():
         _picture(kind, root / relative)
