@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -87,6 +88,12 @@ def check_output_folder(folder: Path) -> None:
         raise VisuelsError(existing, None, "is a file: the output folder must be a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise VisuelsError(existing, None, "no permission to write here: choose another output folder")
+    try:  # what the permissions do not say: a file system made by the kernel (/proc), read-only
+        os.rmdir(tempfile.mkdtemp(prefix=".visuels-probe-", dir=existing))
+    except OSError as exc:
+        raise VisuelsError(
+            existing, None, "cannot make a folder here ({reason}): choose another output folder", reason=exc.strerror
+        ) from exc
 
 
 def make_folders(folder: Path) -> None:
