@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import cv2
@@ -280,7 +280,7 @@ def street_photograph(
     of its width) and, ``from_below``, seen from below too (its top shorter by that share at each
     end), as JPEG; and the poster's box in it."""
     width, height = 4032, 2268
-    street = np.asarray(pink_noise(height, width, 3).convert("RGB"))
+    street = _street(height, width)
     shown_width = round(width * shown_share)
     shown_height = round(picture.shape[0] * shown_width / picture.shape[1])
     left, top = (width - shown_width) // 2, max(0, (height - shown_height) // 2)
@@ -294,6 +294,13 @@ def street_photograph(
     inside = cv2.warpPerspective(np.ones(picture.shape[:2], np.uint8), warp, (width, height))
     photo = np.where(inside[..., None] > 0, drawn, street)
     return encode(photo, "JPEG", quality=quality), (left, top, right, bottom)
+
+
+@cache  # the same street behind every poster: 6 s of Fourier transforms, once per process
+def _street(height: int, width: int) -> np.ndarray:
+    street = np.asarray(pink_noise(height, width, 3).convert("RGB"))
+    street.flags.writeable = False
+    return street
 
 
 def _drawn_photo(rng: np.random.Generator, size: int) -> np.ndarray:
