@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -68,7 +68,7 @@ CHUNKS_PER_DEVICE = SLOTS_PER_GPU  # one being generated, one being finished: th
 BATCHES_PER_CHUNK = 8  # a task's size: Prefect's per-task cost stays under 1 % of its time
 CHUNK_TIMEOUT_S = 6 * 3600.0  # a chunk still going after this is stuck: the run fails instead of waiting
 CHECK_EVERY_S = 10.0  # how often a run looks at its chunks' claims: a dead worker is seen within a minute
-CHUNK_START_GRACE_S = 60.0  # a chunk not started this long after it was sent is looked at: is it lost?
+CHUNK_START_GRACE_S = 20.0  # a chunk not started this long after it was sent is looked at: is it lost?
 STATE_POLL_S = 0.5
 RECONNECT_AFTER_S = 5.0  # a render worker that lost its server tries again this often, models kept loaded
 # What losing the Prefect server looks like to a task worker: a socket error, its 10 s websocket
@@ -103,12 +103,21 @@ def _keep_going(run_id: str | None) -> Callable[[], str | None]:
     return keep_going
 
 
-@dataclass(frozen=True)
+@dataclass
 class RemoteWatch:
     """How a run watches the chunks it sent to render workers."""
 
     abandoned: Callable[[list[RenderJob]], bool]  # unfinished, and nobody holds a live claim on them
-    room: Callable[[], tuple[int, int]]  # render workers connected now, and chunks running on them
+    room: Callable[[], tuple[frozenset[str], int]]  # render workers connected now, and chunks running on them
+    seen: set[str] = field(default_factory=set)  # the render workers this run has seen connected
+    gone: set[str] = field(default_factory=set)  # those of them no longer connected: stopped, or lost
+
+    def look(self) -> tuple[int, int]:
+        """(render workers connected, chunks running on them), noting the workers gone since the last look."""
+        workers, running = self.room()
+        self.gone.update(self.seen - workers)
+        self.seen.update(workers)
+        return len(workers), running
 
 
 @task(name="render-chunk", cache_policy=NO_CACHE)
@@ -140,17 +149,17 @@ def render_chunk_task(
         return Failed(message=str(exc), data=exc)
 
 
-def connected_render_workers() -> int:
-    """How many render workers the API knows now (a temporary local server never has any)."""
+def connected_render_workers() -> frozenset[str]:
+    """The render workers the API knows now, by their identifiers (a temporary local server never has any)."""
     with get_client(sync_client=True) as client:
         response = client.request(
             "POST", "/task_workers/filter", json={"task_worker_filter": {"task_keys": [render_chunk_task.task_key]}}
         )
     response.raise_for_status()
-    return len(response.json())
+    return frozenset(str(worker["identifier"]) for worker in response.json())
 
 
-def render_room() -> tuple[int, int]:
+def render_room() -> tuple[frozenset[str], int]:
     """(render workers connected, render chunks running now): whether a worker has room for a chunk."""
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName, TaskRunFilterState
     from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypes
@@ -174,7 +183,9 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
     live claim at two looks in a row, the worker is gone (leases lapse ``claim_lease_s`` after their
     owner stops renewing them), and the run fails within a minute, saying what to do. A chunk not started
     ``CHUNK_START_GRACE_S`` after it was sent is lost when no render worker is connected, or when
-    one has room and none takes it (the worker it was given died before starting it).
+    one has room, none takes it and a render worker the run saw is gone: the one it was given died
+    before starting it. A worker busy with other runs' chunks may hold it meanwhile (a Prefect task
+    worker takes the next task before it has room to run it): with none gone, it waits its turn.
     """
     if watch is None:
         return future.result()
@@ -209,12 +220,13 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
             looked_dead = dead
             continue
         # Not started yet. Either it waits for a render worker with room (they are all busy with
-        # other chunks), or the worker it was given died before starting it: the server gives a
-        # chunk to one worker only, so it would wait for ever. After a grace, if no worker is
-        # connected, or one has had room at two looks in a row and none took it, it is lost.
+        # other chunks, or a busy one holds it), or the worker it was given died before starting
+        # it: the server gives a chunk to one worker only, so it would wait for ever. After a grace,
+        # if no worker is connected, or one has had room at two looks in a row, none took it and
+        # a worker is gone, it is lost.
         if now - sent < CHUNK_START_GRACE_S:
             continue
-        workers, running = watch.room()
+        workers, running = watch.look()
         if workers == 0:
             raise WorkerLostError(
                 chunk[0].relative_path,
@@ -224,7 +236,7 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
                 CHUNK_START_GRACE_S=CHUNK_START_GRACE_S,
             )
         has_room = running < workers * CHUNKS_PER_DEVICE
-        if has_room and had_room:
+        if has_room and had_room and watch.gone:
             raise WorkerLostError(
                 chunk[0].relative_path,
                 None,
@@ -266,9 +278,9 @@ def render_batches(
     if not plan.pending:
         return []  # a quiet night: no question to the API either
     workers = connected_render_workers()
-    sent_away = workers > 0
+    sent_away = bool(workers)
     if sent_away:
-        log.info("sending the chunks to %s", counted(workers, "render worker"))
+        log.info("sending the chunks to %s", counted(len(workers), "render worker"))
     done: list[str] = []
     stop = threading.Event()
     with nullcontext() if sent_away else rendering_here(settings) as renderer, ExitStack() as closing:
@@ -276,13 +288,13 @@ def render_batches(
         if sent_away:  # chunks sent away are watched through their claims: one database opening for all
             record = Database(target.database_url)
             closing.callback(record.close)
-            watch = RemoteWatch(partial(abandoned, record, target.output_root), render_room)
+            watch = RemoteWatch(partial(abandoned, record, target.output_root), render_room, seen=set(workers))
         else:  # the chunks of this process see it from the context they are submitted in
             closing.callback(local_stop.reset, local_stop.set(stop))
         # Render workers choose their batch size when the run sets none: chunks are sized for a GPU.
         automatic = default_batch_size(renderer.host.device) if renderer else GPU_BATCH_SIZE
         chunk_size = BATCHES_PER_CHUNK * (settings.batch_size or automatic)
-        window = CHUNKS_PER_DEVICE * max(1, workers)
+        window = CHUNKS_PER_DEVICE * max(1, len(workers))
         queued: deque[tuple[PrefectFuture[list[str]], list[RenderJob]]] = deque()
 
         def collect_oldest() -> None:

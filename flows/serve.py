@@ -246,7 +246,7 @@ def wait_for_render_workers(
 
     deadline = time.monotonic() + timeout
     with temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}):
-        while connected_render_workers() < len(render_workers):
+        while len(connected_render_workers()) < len(render_workers):
             exited = [worker.returncode for worker in render_workers if worker.poll() is not None]
             if exited:
                 raise OperationalError(

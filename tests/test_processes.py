@@ -223,7 +223,7 @@ def test_a_render_worker_that_stops_before_connecting_is_one_line_for_make_serve
     from visuels.errors import OperationalError
     from visuels.flows.serve import wait_for_render_workers
 
-    monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: 0)
+    monkeypatch.setattr(render_batches_module, "connected_render_workers", frozenset)
     stopped = subprocess.Popen([sys.executable, "-c", "pass"])
     stopped.wait()
     with pytest.raises(OperationalError, match=r"it stopped \(exit code 0\) before it connected") as caught:

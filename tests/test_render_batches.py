@@ -97,7 +97,7 @@ def with_one_render_worker(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Fak
         workers = FakeWorkers(drop, stateless_waits)
         workers.api = FakeClient()
         monkeypatch.setattr(render_batches_module, "get_client", lambda sync_client: workers.api)
-        monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: 1)
+        monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: frozenset({"worker-1"}))
         monkeypatch.setattr(render_batches_module, "render_chunk_task", workers)
         monkeypatch.setattr(render_batches_module, "BATCHES_PER_CHUNK", 1)
         monkeypatch.setattr(render_batches_module, "STATE_POLL_S", 0.0)
@@ -159,8 +159,14 @@ class StartedChunk:
         return ["done"]
 
 
-def _watch(abandoned: Callable[[list], bool], workers: int = 1, running: int = 0) -> render_batches_module.RemoteWatch:
-    return render_batches_module.RemoteWatch(abandoned=abandoned, room=lambda: (workers, running))
+def _watch(
+    abandoned: Callable[[list], bool], workers: int = 1, running: int = 0, seen: int | None = None
+) -> render_batches_module.RemoteWatch:
+    """A watch over ``workers`` render workers running ``running`` chunks; the run saw ``seen`` at its
+    start (more: some of them are gone since)."""
+    connected = frozenset(f"worker-{n}" for n in range(workers))
+    started_with = {f"worker-{n}" for n in range(workers if seen is None else seen)}
+    return render_batches_module.RemoteWatch(abandoned=abandoned, room=lambda: (connected, running), seen=started_with)
 
 
 def test_a_chunk_whose_render_worker_died_fails_the_run_once_its_claims_lapse(
@@ -196,7 +202,7 @@ class WaitingChunk:
         return None
 
 
-def test_a_chunk_nobody_starts_fails_the_run_unless_every_worker_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chunk_nobody_starts_fails_the_run_once_a_worker_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
     from visuels.errors import WorkerLostError
 
     monkeypatch.setattr(render_batches_module, "CHUNK_START_GRACE_S", 0.05)
@@ -206,13 +212,20 @@ def test_a_chunk_nobody_starts_fails_the_run_unless_every_worker_is_busy(monkeyp
     nobody = lambda jobs: False  # noqa: E731 - no claim anywhere: it never started
     with pytest.raises(WorkerLostError, match="no render worker took its chunk"):
         render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(nobody, workers=0))
-    # A worker has room and does not take it: the worker it was given died before starting it.
+    # A worker has room, none takes it, and one of the run's workers is gone: it took the chunk and
+    # died before starting it.
     with pytest.raises(WorkerLostError, match="stopped before starting it"):
-        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(nobody, workers=2, running=3))
+        render_batches_module._chunk_result(WaitingChunk(), chunk, _watch(nobody, workers=2, running=3, seen=3))
     # Every worker busy with other runs' chunks: it waits its turn (here until the long timeout).
     busy = _watch(nobody, workers=2, running=2 * render_batches_module.CHUNKS_PER_DEVICE)
     with pytest.raises(TimeoutError):
         render_batches_module._chunk_result(WaitingChunk(), chunk, busy)
+    # A worker has room but none is gone: a busy worker holds the chunk (Prefect's task workers take
+    # the next task before they have room to run it) and starts it when it has room. It waits.
+    held = _watch(nobody, workers=2, running=3)
+    with pytest.raises(TimeoutError):
+        render_batches_module._chunk_result(WaitingChunk(), chunk, held)
+    assert held.seen == {"worker-0", "worker-1"} and not held.gone
 
 
 class LocalChunks:
@@ -269,7 +282,7 @@ def test_a_failing_chunk_stops_the_runs_other_chunks_and_the_run_waits_for_them(
 ) -> None:
     plan = plan_render(make_campaign(), tmp_path / "outputs")  # 4 chunks of one job
     chunks = LocalChunks(failing=0)
-    monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: 0)
+    monkeypatch.setattr(render_batches_module, "connected_render_workers", frozenset)
     monkeypatch.setattr(render_batches_module, "render_chunk_task", chunks)
     monkeypatch.setattr(render_batches_module, "BATCHES_PER_CHUNK", 1)
     monkeypatch.setattr(render_batches_module, "rendering_here", lambda settings: nullcontext(FakeRenderer()))

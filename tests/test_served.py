@@ -279,7 +279,7 @@ def test_two_machines_render_two_overlapping_runs_once_and_the_nightly_completes
         every_run = [*renders, *reviews, nightly]
         # Both render workers served the pool to the end. Which one a chunk goes to is Prefect's
         # delivery (either may take them all while the other waits): not asserted.
-        assert connected_render_workers() == len(cluster.machines)
+        assert len(connected_render_workers()) == len(cluster.machines)
 
     # Each flow run started once, on one machine or the other; the answered review once more.
     started_runs = _started_by(cluster.machines["a"]) + _started_by(cluster.machines["b"])
