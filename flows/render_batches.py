@@ -110,14 +110,15 @@ class RemoteWatch:
     abandoned: Callable[[list[RenderJob]], bool]  # unfinished, and nobody holds a live claim on them
     room: Callable[[], tuple[frozenset[str], int]]  # render workers connected now, and chunks running on them
     seen: set[str] = field(default_factory=set)  # the render workers this run has seen connected
-    gone: set[str] = field(default_factory=set)  # those of them no longer connected: stopped, or lost
 
-    def look(self) -> tuple[int, int]:
-        """(render workers connected, chunks running on them), noting the workers gone since the last look."""
+    def look(self) -> tuple[int, int, bool]:
+        """(render workers connected, chunks running on them, whether one the run saw is gone). A
+        worker's identifier is its host and process: one started again is another; one that
+        reconnected after a blip is back."""
         workers, running = self.room()
-        self.gone.update(self.seen - workers)
+        gone = bool(self.seen - workers)
         self.seen.update(workers)
-        return len(workers), running
+        return len(workers), running, gone
 
 
 @task(name="render-chunk", cache_policy=NO_CACHE)
@@ -226,7 +227,7 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
         # a worker is gone, it is lost.
         if now - sent < CHUNK_START_GRACE_S:
             continue
-        workers, running = watch.look()
+        workers, running, gone = watch.look()
         if workers == 0:
             raise WorkerLostError(
                 chunk[0].relative_path,
@@ -236,7 +237,7 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
                 CHUNK_START_GRACE_S=CHUNK_START_GRACE_S,
             )
         has_room = running < workers * CHUNKS_PER_DEVICE
-        if has_room and had_room and watch.gone:
+        if has_room and had_room and gone:
             raise WorkerLostError(
                 chunk[0].relative_path,
                 None,
