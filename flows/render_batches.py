@@ -209,6 +209,9 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
         if state is not None and state.is_final():
             return future.result()
         now = time.monotonic()
+        # At every look, so that a worker that joins during the run and takes a chunk is known
+        # before it can die with it.
+        workers, running, gone = watch.look()
         if state is not None and state.is_running():
             dead = watch.abandoned(chunk)
             if dead and looked_dead:
@@ -227,7 +230,6 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
         # a worker is gone, it is lost.
         if now - sent < CHUNK_START_GRACE_S:
             continue
-        workers, running, gone = watch.look()
         if workers == 0:
             raise WorkerLostError(
                 chunk[0].relative_path,

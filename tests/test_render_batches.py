@@ -98,6 +98,7 @@ def with_one_render_worker(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Fak
         workers.api = FakeClient()
         monkeypatch.setattr(render_batches_module, "get_client", lambda sync_client: workers.api)
         monkeypatch.setattr(render_batches_module, "connected_render_workers", lambda: frozenset({"worker-1"}))
+        monkeypatch.setattr(render_batches_module, "render_room", lambda: (frozenset({"worker-1"}), 1))
         monkeypatch.setattr(render_batches_module, "render_chunk_task", workers)
         monkeypatch.setattr(render_batches_module, "BATCHES_PER_CHUNK", 1)
         monkeypatch.setattr(render_batches_module, "STATE_POLL_S", 0.0)
@@ -233,6 +234,14 @@ def test_a_chunk_nobody_starts_fails_the_run_once_a_worker_is_gone(monkeypatch: 
     )
     with pytest.raises(TimeoutError):
         render_batches_module._chunk_result(WaitingChunk(), chunk, blip)
+    # A worker that joined during the run is seen at the looks while another chunk runs: when it
+    # dies holding a chunk, that chunk is lost.
+    connected = [frozenset({"worker-0", "worker-1"})]
+    joined = render_batches_module.RemoteWatch(abandoned=nobody, room=lambda: (connected[0], 1), seen={"worker-0"})
+    assert render_batches_module._chunk_result(StartedChunk(waits=2), chunk, joined) == ["done"]
+    connected[0] = frozenset({"worker-0"})
+    with pytest.raises(WorkerLostError, match="stopped before starting it"):
+        render_batches_module._chunk_result(WaitingChunk(), chunk, joined)
 
 
 class LocalChunks:
