@@ -110,15 +110,24 @@ class RemoteWatch:
     abandoned: Callable[[list[RenderJob]], bool]  # unfinished, and nobody holds a live claim on them
     room: Callable[[], tuple[frozenset[str], int]]  # render workers connected now, and chunks running on them
     seen: set[str] = field(default_factory=set)  # the render workers this run has seen connected
+    gone_at: dict[str, float] = field(default_factory=dict)  # those no longer connected, since when
 
-    def look(self) -> tuple[int, int, bool]:
-        """(render workers connected, chunks running on them, whether one the run saw is gone). A
+    def look(self) -> tuple[int, int]:
+        """(render workers connected, chunks running on them), noting which the run saw are gone. A
         worker's identifier is its host and process: one started again is another; one that
         reconnected after a blip is back."""
         workers, running = self.room()
-        gone = bool(self.seen - workers)
+        now = time.monotonic()
+        for worker in self.seen - workers:
+            self.gone_at.setdefault(worker, now)
+        for worker in workers:
+            self.gone_at.pop(worker, None)
         self.seen.update(workers)
-        return len(workers), running, gone
+        return len(workers), running
+
+    def gone_since(self, moment: float) -> bool:
+        """Whether a worker was found gone after ``moment``: one gone before a chunk was sent cannot hold it."""
+        return any(at > moment for at in self.gone_at.values())
 
 
 @task(name="render-chunk", cache_policy=NO_CACHE)
@@ -174,7 +183,9 @@ def render_room() -> tuple[frozenset[str], int]:
         return connected_render_workers(), len(client.read_task_runs(task_run_filter=running))
 
 
-def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watch: RemoteWatch | None) -> list[str]:
+def _chunk_result(
+    future: PrefectFuture[list[str]], chunk: list[RenderJob], watch: RemoteWatch | None, sent: float | None = None
+) -> list[str]:
     """Wait for a chunk; a lost one fails the run rather than hang it.
 
     ``watch`` is given for a chunk sent to a render worker. Right after it starts, and for a
@@ -184,13 +195,14 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
     live claim at two looks in a row, the worker is gone (leases lapse ``claim_lease_s`` after their
     owner stops renewing them), and the run fails within a minute, saying what to do. A chunk not started
     ``CHUNK_START_GRACE_S`` after it was sent is lost when no render worker is connected, or when
-    one has room, none takes it and a render worker the run saw is gone: the one it was given died
-    before starting it. A worker busy with other runs' chunks may hold it meanwhile (a Prefect task
-    worker takes the next task before it has room to run it): with none gone, it waits its turn.
+    one has room, none takes it and a render worker the run saw was found gone since it was sent:
+    the one it was given died before starting it. A worker busy with other runs' chunks may hold
+    it meanwhile (a Prefect task worker takes the next task before it has room to run it): with
+    none gone since, it waits its turn.
     """
     if watch is None:
         return future.result()
-    sent = time.monotonic()
+    sent = time.monotonic() if sent is None else sent  # when it was sent: the grace counts from there
     deadline = sent + CHUNK_TIMEOUT_S
     looked_dead = had_room = False
     while time.monotonic() < deadline:
@@ -211,7 +223,7 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
         now = time.monotonic()
         # At every look, so that a worker that joins during the run and takes a chunk is known
         # before it can die with it.
-        workers, running, gone = watch.look()
+        workers, running = watch.look()
         if state is not None and state.is_running():
             dead = watch.abandoned(chunk)
             if dead and looked_dead:
@@ -239,7 +251,7 @@ def _chunk_result(future: PrefectFuture[list[str]], chunk: list[RenderJob], watc
                 CHUNK_START_GRACE_S=CHUNK_START_GRACE_S,
             )
         has_room = running < workers * CHUNKS_PER_DEVICE
-        if has_room and had_room and gone:
+        if has_room and had_room and watch.gone_since(sent):
             raise WorkerLostError(
                 chunk[0].relative_path,
                 None,
@@ -298,11 +310,11 @@ def render_batches(
         automatic = default_batch_size(renderer.host.device) if renderer else GPU_BATCH_SIZE
         chunk_size = BATCHES_PER_CHUNK * (settings.batch_size or automatic)
         window = CHUNKS_PER_DEVICE * max(1, len(workers))
-        queued: deque[tuple[PrefectFuture[list[str]], list[RenderJob]]] = deque()
+        queued: deque[tuple[PrefectFuture[list[str]], list[RenderJob], float]] = deque()
 
         def collect_oldest() -> None:
-            future, chunk = queued.popleft()
-            done.extend(_chunk_result(future, chunk, watch))
+            future, chunk, sent = queued.popleft()
+            done.extend(_chunk_result(future, chunk, watch, sent))
             on_progress(len(done))
 
         try:
@@ -311,12 +323,12 @@ def render_batches(
                     collect_oldest()
                 arguments = (plan.setup, chunk, target, settings, gpu_limit)
                 future = render_chunk_task.delay(*arguments) if sent_away else render_chunk_task.submit(*arguments)
-                queued.append((future, chunk))
+                queued.append((future, chunk, time.monotonic()))
             while queued:
                 collect_oldest()
         except BaseException:
             stop.set()  # this process's chunks stop before their next batch...
-            _stop_the_others([future for future, _chunk in queued], sent_away)
+            _stop_the_others([future for future, _chunk, _sent in queued], sent_away)
             raise
     return done
 

@@ -242,6 +242,9 @@ def test_a_chunk_nobody_starts_fails_the_run_once_a_worker_is_gone(monkeypatch: 
     connected[0] = frozenset({"worker-0"})
     with pytest.raises(WorkerLostError, match="stopped before starting it"):
         render_batches_module._chunk_result(WaitingChunk(), chunk, joined)
+    # A worker found gone before a chunk was sent cannot hold it: that chunk waits its turn.
+    with pytest.raises(TimeoutError):
+        render_batches_module._chunk_result(WaitingChunk(), chunk, joined, sent=time.monotonic())
 
 
 class LocalChunks:
