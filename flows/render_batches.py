@@ -239,7 +239,7 @@ def _chunk_result(
         # other chunks, or a busy one holds it), or the worker it was given died before starting
         # it: the server gives a chunk to one worker only, so it would wait for ever. After a grace,
         # if no worker is connected, or one has had room at two looks in a row, none took it and
-        # a worker is gone, it is lost.
+        # a worker was found gone since it was sent, it is lost.
         if now - sent < CHUNK_START_GRACE_S:
             continue
         if workers == 0:
