@@ -113,6 +113,10 @@ def test_limits_kinds_and_the_rate_are_refused_in_one_line_each(signing_keys: Pa
     assert other.status_code == 200  # the proxy's word for the client, from loopback only
     page = client.post("/", files={"file": ("x.pdf", b"%PDF", "application/pdf")}, headers={"X-Forwarded-For": "b"})
     assert page.status_code == 415 and 'role="alert"' in page.text
+    # A form of several pictures: an answer for the first alone would leave the others seemingly checked.
+    several = [("file", (f"{n}.png", picture, "image/png")) for n in range(3)]
+    answer = client.post("/api/detect", files=several, headers={"X-Forwarded-For": "c"})
+    assert answer.status_code == 400 and "one picture per request" in answer.json()["error"], answer.text
 
 
 def test_only_its_own_names_and_nothing_kept(

@@ -224,11 +224,12 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {kind}\r\n\r\n".encode("latin-1") + bytes(body)
     )
-    for part in form.iter_parts():
-        if part.get_param("name", header="content-disposition") == "file":
-            payload = part.get_payload(decode=True) or b""
-            return payload, (part.get_filename() or "upload")[:200]
-    raise RefusedError(400, Text("choose a picture to check"))
+    files = [part for part in form.iter_parts() if part.get_param("name", header="content-disposition") == "file"]
+    if not files:
+        raise RefusedError(400, Text("choose a picture to check"))
+    if len(files) > 1:  # answering for the first alone would leave the others seemingly checked
+        raise RefusedError(400, Text("one picture per request: send each picture on its own"))
+    return files[0].get_payload(decode=True) or b"", (files[0].get_filename() or "upload")[:200]
 
 
 class Pages:
