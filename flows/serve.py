@@ -33,7 +33,7 @@ from typing import IO
 
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.web_guard import is_loopback
-from visuels.cli.console import port, positive
+from visuels.cli.console import port, positive, settings_refused
 from visuels.config import project_dir
 from visuels.errors import OperationalError, VisuelsError
 from visuels.flows import prefect_server
@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         help="GPUs of every machine serving the pool, this one included (default: this one's)",
     )
     args = parser.parse_args(argv)
+    if refused := settings_refused():
+        return refused
     t = words(user_language())
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

@@ -12,12 +12,14 @@ serve`` runs its workers in the project folder (``VISUELS_HOME``) and gives them
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from visuels.errors import InvalidValueError, SettingsError, plain_message
 
 DEMO_VERSION = 3  # bump when the demo model (visuels.models.demo) changes; 3: v-prediction
 SAMPLE_CAMPAIGN_FILE = "ete-2027.yaml"
@@ -50,7 +52,10 @@ class Settings(BaseSettings):
         " `retouch` and the studio's edits take the charter each output was made with (the record names it),"
         " else this one. Default: the sample charter (the fictitious Région Solane).",
     )
-    tsa_url: str = Field(default="", description="An RFC 3161 time-stamp authority for C2PA signatures. Default: none.")
+    tsa_url: str = Field(
+        default="",
+        description="An RFC 3161 time-stamp authority for C2PA signatures (its http or https address). Default: none.",
+    )
     watermark_key: str = Field(
         default="",
         description="Overrides the watermark key ring of the keys folder: a secret key, hexadecimal, at most"
@@ -95,6 +100,16 @@ class Settings(BaseSettings):
         description="Where the studio is reached: the address Prefect artifacts link to.",
     )
 
+    @field_validator("tsa_url")
+    @classmethod
+    def _tsa_is_a_web_address(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^/\s?#]+(?:[/?#]\S*)?", value):
+            raise InvalidValueError(
+                "not a time-stamp authority's address: write it as http://… or https://…, e.g."
+                " http://timestamp.digicert.com"
+            )
+        return value
+
     def cache_folder(self) -> Path:
         if self.cache_dir is not None:
             return self.cache_dir
@@ -103,8 +118,24 @@ class Settings(BaseSettings):
 
 
 def settings() -> Settings:
-    """The settings as the environment gives them now."""
-    return Settings()
+    """The settings as the environment gives them now; a variable that is not valid raises
+    :class:`SettingsError` naming it (bad input: the command says it in one line)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        refused = SettingsError(f"VISUELS_{str(errors[0]['loc'][0]).upper()}", None, plain_message(errors[0]))
+        refused.language = _language_despite({str(error["loc"][0]) for error in errors})
+        raise refused from None
+
+
+def _language_despite(at_fault: set[str]) -> str:
+    """The language setting, read with the variables ``at_fault`` left at their defaults: what the
+    message about them is said in ("" where the language setting is one of them)."""
+    if "language" in at_fault:
+        return ""
+    defaults = {name: Settings.model_fields[name].get_default(call_default_factory=True) for name in at_fault}
+    return Settings(**defaults).language
 
 
 def cache_dir() -> Path:
@@ -168,7 +199,8 @@ CONFIGURATION_PAGE = """# Configuration
 
 Every setting is an environment variable, read by `visuels.config.Settings` (pydantic-settings);
 this table is generated from it (`.venv/bin/python -m visuels.config > docs/configuration.md`) and
-a test fails when the two differ. `visuels doctor` shows what this machine has. Prefect's own
+a test fails when the two differ. A variable that is not valid stops every command as it starts,
+in one line naming it (exit code 2). `visuels doctor` shows what this machine has. Prefect's own
 settings (`PREFECT_API_URL`, `PREFECT_HOME`, `PREFECT_API_DATABASE_CONNECTION_URL`…) are
 Prefect's: see [Operations](operations.md).
 

@@ -12,9 +12,12 @@ one thing each (README, "Exit codes"):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import PydanticKnownError
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -67,6 +70,40 @@ class InvalidValueError(ValueError):
         super().__init__(str(self.text))
 
 
+def plain_message(error: Mapping[str, Any]) -> Text:
+    """A pydantic error's message as a pattern the reader's language has: our validators'
+    :class:`InvalidValueError`, else pydantic's own pattern for its kind of error (filled with its
+    context), without the validator-kind prefix people need not see."""
+    if error["type"] == "missing":
+        return Text("required, and missing")
+    context = dict(error.get("ctx") or {})
+    cause = context.get("error")
+    if isinstance(cause, InvalidValueError):
+        return cause.text
+    if isinstance(cause, Exception):  # a plain ValueError or assertion: its English words
+        return Text(str(cause))
+    given = error.get("input")
+    if given is None:  # `season:` with nothing after it: YAML's null
+        return Text("empty: give it a value")
+    if error["type"] == "list_type" and re.fullmatch(r"[\w-]+", str(given)):  # `formats: story`
+        return Text("a list is expected: write [{value}]", value=given)
+    if error["type"] == "model_type":  # pydantic's words name our class
+        return Text("Input should be a valid dictionary")
+    try:
+        pattern = PydanticKnownError(error["type"], context or None).message_template
+    except (KeyError, TypeError, ValueError):  # a custom kind: pydantic's own message
+        return Text(error["msg"])
+    # Said as pydantic says them: a bound of 0.0 reads 0.
+    context = {
+        name: int(value) if isinstance(value, float) and value.is_integer() else value
+        for name, value in context.items()
+    }
+    if "{expected_plural}" in pattern:  # pydantic works this one out itself, from the length
+        length = context.get("min_length", context.get("max_length", 0))
+        context["expected_plural"] = "" if length == 1 else "s"
+    return Text(pattern, **context) if context else Text(pattern)
+
+
 class VisuelsError(Exception):
     """Bad input: carries the file and the field so the message can point at them.
 
@@ -112,6 +149,12 @@ class OperationalError(VisuelsError):
     """The environment failed (disk, database, a worker, the device), not the input: exit code 3."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class SettingsError(VisuelsError):
+    """A ``VISUELS_*`` environment variable that is not valid (the variable is its file)."""
+
+    language = ""  # the language setting where it is valid: what to say this in
 
 
 class CharterError(VisuelsError):

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
+    from PIL import Image
     from visuels.engine.export import ExportedFile
     from visuels.engine.renderer import Renderer
+    from visuels.marking.c2pa_manifest import Provenance
     from visuels.planning.plan import RenderPlan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +28,27 @@ SAMPLE_CAMPAIGN = REPO / "campaigns" / "ete-2027.yaml"
 # watermark is hardest to read (its documented limit): with a new key each session, a FLUX.2 klein
 # picture failed to decode once in a day of passing sessions, and such a failure cannot be replayed.
 TEST_WATERMARK_KEY = int.from_bytes(hashlib.sha256(b"visuels test sessions").digest()[:16], "big")
+
+
+def provenance_of(picture: Image.Image, **fields: Any) -> Provenance:
+    """What a manifest says of a generated ``picture`` signed with the session's keys (its ISCC code,
+    a payload of its own); keyword arguments replace its fields."""
+    from visuels.marking import iscc
+    from visuels.marking.c2pa_manifest import Provenance
+    from visuels.marking.keys import signing_files
+    from visuels.marking.xmp import DigitalSourceType
+
+    made = {
+        "title": "out.png",
+        "source_type": DigitalSourceType.generated,
+        "model": "demo",
+        "model_hash": "0" * 64,
+        "lora_hash": None,
+        "watermark_id": "0123456789abcdef",
+        "watermark_key_id": signing_files().watermark.id,
+        "image_code": iscc.image_code(picture),
+    }
+    return Provenance(**(made | fields))
 
 
 def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:

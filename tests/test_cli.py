@@ -126,6 +126,28 @@ def test_a_command_without_its_action_says_which_there_are(capsys: pytest.Captur
         assert f"visuels {command}: error: say what to do: {words}" in error and "required" not in error
 
 
+def test_a_setting_that_is_not_valid_stops_every_entry_point_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A VISUELS_* variable out of its range, or the language setting itself, before anything runs:
+    `make serve`'s entry point too. Said in the language setting's language, else the locale's."""
+    from visuels.flows.processes import free_port
+    from visuels.flows.serve import main as serve
+
+    monkeypatch.setenv("VISUELS_CLAIM_LEASE_S", "5")
+    monkeypatch.setenv("VISUELS_LANGUAGE", "fr")
+    assert main(["doctor"]) == 2
+    assert capsys.readouterr().err == "erreur : VISUELS_CLAIM_LEASE_S: la valeur doit être supérieure ou égale à 10\n"
+    monkeypatch.setenv("VISUELS_LANGUAGE", "en")
+    assert serve(["--port", str(free_port())]) == 2  # nothing started
+    assert capsys.readouterr().err == "error: VISUELS_CLAIM_LEASE_S: Input should be greater than or equal to 10\n"
+    monkeypatch.delenv("VISUELS_CLAIM_LEASE_S")
+    monkeypatch.setenv("VISUELS_LANGUAGE", "de")
+    monkeypatch.setenv("LANGUAGE", "fr_FR")
+    assert main(["doctor"]) == 2
+    assert capsys.readouterr().err.startswith("erreur : VISUELS_LANGUAGE: la valeur doit être")
+
+
 @pytest.mark.integration
 def test_console_script_prints_no_traceback(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     campaign = make_campaign(steps=500)

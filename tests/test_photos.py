@@ -22,8 +22,7 @@ from visuels.inputs.communes import load_communes
 from visuels.inputs.images import PICTURE_MEDIA_TYPES, PICTURE_SUFFIXES
 from visuels.inputs.model_refs import DemoModelRef
 from visuels.inputs.photos import check_decodes, edge_map, enlargement, fit_photo, upright_size
-from visuels.marking import iscc
-from visuels.marking.c2pa_manifest import Ingredient, Provenance, read_manifest_state, sign_asset
+from visuels.marking.c2pa_manifest import Ingredient, read_manifest_state, sign_asset
 from visuels.marking.keys import signing_files
 from visuels.marking.png import encode_png
 from visuels.marking.xmp import DigitalSourceType
@@ -36,7 +35,7 @@ from visuels.planning.photo_sizes import soft_photos
 from visuels.planning.plan import plan_render
 from visuels.review.publish import finish_render
 
-from tests.helpers import render_now
+from tests.helpers import provenance_of, render_now
 
 SETE_PHOTOS = "photos/34301-sete"
 
@@ -182,17 +181,7 @@ def test_every_photo_format_signs_as_the_pictures_ingredient(tmp_path: Path, suf
     path = tmp_path / f"port{suffix}"
     _two_squares().save(path)
     photo = Ingredient(title=path.name, data=path.read_bytes(), mime_type=PICTURE_MEDIA_TYPES[suffix], credit="X")
-    provenance = Provenance(
-        title="out.png",
-        source_type=DigitalSourceType.composite,
-        model="demo",
-        model_hash="0" * 64,
-        lora_hash=None,
-        watermark_id="0123456789abcdef",
-        watermark_key_id=signing_files().watermark.id,
-        image_code=iscc.image_code(_two_squares()),
-        photo=photo,
-    )
+    provenance = provenance_of(_two_squares(), source_type=DigitalSourceType.composite, photo=photo)
     signed = tmp_path / "out.png"
     signed.write_bytes(sign_asset(encode_png(np.asarray(_two_squares())), "image/png", provenance, signing_files()))
     assert read_manifest_state(signed, None).photos == ("Photo: X",)

@@ -1,23 +1,32 @@
 """`visuels timestamp`: an exported picture signed without a time-stamp gets one later, from a real
 RFC 3161 authority (OpenSSL's, on 127.0.0.1): its marks stay, its new bytes are recorded, a re-run
-changes nothing."""
+changes nothing; an authority out of reach is the environment failing, and changes nothing."""
 
 from __future__ import annotations
 
 import hashlib
+import http.server
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from visuels.cli.main import main
+from visuels.flows.processes import free_port
 from visuels.inputs.charter import load_charter
-from visuels.marking.c2pa_manifest import read_manifest_state
-from visuels.marking.keys import TRUST_ANCHORS
-from visuels.record import manifest
+from visuels.marking.c2pa_manifest import read_manifest_state, sign_asset
+from visuels.marking.keys import TRUST_ANCHORS, TimeStampError, signing_files
+from visuels.marking.png import encode_png
+from visuels.record import ledger, manifest
 from visuels.record.database import Database
 from visuels.review.detect import detect_file
 from visuels.review.verify import verify_file
 
-from tests.helpers import SAMPLE_CHARTER_DIR
+from tests.helpers import SAMPLE_CHARTER_DIR, provenance_of
 from tests.tsa import available, time_stamp_authority
 
 pytestmark = pytest.mark.skipif(not available(), reason="openssl is not installed")
@@ -67,3 +76,60 @@ def test_a_picture_is_time_stamped_later_and_stays_marked_and_recorded(
     (entry,) = [entry for entry in recorded.values() if entry["file"].endswith(path.name)]
     assert entry["sha256"] == sha256 and entry["size"] == path.stat().st_size  # a re-run renders nothing
     assert report.lineage[0]["sha256"] == sha256 and len(report.lineage) == 2  # one row more, no more
+
+
+@contextmanager
+def refusing_authority() -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers every time-stamp request with 503, as an authority
+    down for maintenance does behind its web server."""
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_error(503)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/tsr"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_authority_out_of_reach_is_the_environment_failing_and_changes_nothing(
+    rendered_copy: tuple[Path, str, list[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing listening, or an error answered: one line naming VISUELS_TSA_URL and what came back,
+    exit code 3 (the environment, not the picture); the picture and its record stay as they were.
+    Signing an export through it is refused the same way (a render then stops, as on a full disk)."""
+    out, _, files, _ = rendered_copy
+    path = out / files[0]
+    before = path.read_bytes()
+    database_file = str(out / "visuels.sqlite")
+    provenance = provenance_of(Image.new("RGB", (64, 64)))
+    with refusing_authority() as answering_503:
+        down = f"http://127.0.0.1:{free_port()}/tsr"
+        for url, why in ((down, "no answer"), (answering_503, "it answered HTTP 503")):
+            monkeypatch.setenv("VISUELS_TSA_URL", url)
+            assert main(["timestamp", str(path), "--database", database_file]) == 3
+            said = capsys.readouterr().err.strip()
+            assert said == (
+                f"error: VISUELS_TSA_URL: the time-stamp authority {url} gave no time-stamp ({why}): check that"
+                " this machine reaches it, then run again"
+            )
+            with pytest.raises(TimeStampError, match=re.escape(f"gave no time-stamp ({why})")) as refused:
+                sign_asset(encode_png(np.zeros((64, 64, 3), np.uint8)), "image/png", provenance, signing_files())
+            assert refused.value.exit_code == 3 and "`visuels timestamp`" in str(refused.value)
+    assert path.read_bytes() == before
+    database = Database(f"sqlite:///{database_file}")
+    try:
+        assert ledger.by_sha256(database, hashlib.sha256(before).hexdigest())
+    finally:
+        database.close()

@@ -17,8 +17,7 @@ from PIL import Image
 from visuels.cli import main
 from visuels.engine.renderer import Renderer
 from visuels.inputs.charter import Charter, load_charter
-from visuels.marking import iscc
-from visuels.marking.c2pa_manifest import Provenance, sign_asset
+from visuels.marking.c2pa_manifest import sign_asset
 from visuels.marking.checkpoints import CHECKPOINT_FILE
 from visuels.marking.keys import TRUST_ANCHORS, init_local_chain, signing_files
 from visuels.marking.mark import encode
@@ -31,7 +30,7 @@ from visuels.record.ledger import LedgerEntry, append, verify_chain
 from visuels.review.publish import finish_render
 from visuels.review.verify import verify_file
 
-from tests.helpers import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, render_now
+from tests.helpers import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, provenance_of, render_now
 from tests.watermark_attacks import rotate
 
 
@@ -407,16 +406,7 @@ def test_a_soft_binding_that_is_not_the_watermark_fails(
     report = check(files[0], charter, out)
     with Image.open(files[0]) as image:
         pixels = image.convert("RGB")  # the watermark stays in the pixels
-    provenance = Provenance(
-        title="forged.png",
-        source_type=DigitalSourceType.generated,
-        model="demo",
-        model_hash="0" * 64,
-        lora_hash=None,
-        watermark_id="0123456789abcdef",  # another payload than the one in the pixels
-        watermark_key_id=signing_files().watermark.id,
-        image_code=iscc.image_code(pixels),
-    )
+    provenance = provenance_of(pixels, title="forged.png")  # another payload than the one in the pixels
     forged = tmp_path / "forged.png"
     encoded = encode(np.asarray(pixels), "png", 72, xmp_packet(DigitalSourceType.generated, "x", "visuels"))
     forged.write_bytes(sign_asset(encoded, "image/png", provenance, signing_files()))

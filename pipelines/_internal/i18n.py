@@ -114,9 +114,11 @@ def language_of(tag: str | None) -> str:
 def user_language() -> str:
     """The command line's and the studio's language: the ``language`` setting, else the locale's
     (the variables gettext reads, in its order)."""
-    chosen = settings().language
-    if chosen:
-        return chosen
+    return settings().language or locale_language()
+
+
+def locale_language() -> str:
+    """The locale's language (the variables gettext reads, in its order), else English."""
     for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
         if os.environ.get(name):
             return language_of(os.environ[name].split(":")[0])

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from rich.console import Console
+from visuels._internal.i18n import locale_language, words
 from visuels.config import settings
-from visuels.errors import Text, VisuelsError
+from visuels.errors import SettingsError, Text, VisuelsError
 from visuels.inputs.yamlfiles import first_problem
 
 if TYPE_CHECKING:
@@ -19,6 +20,18 @@ if TYPE_CHECKING:
 # soft_wrap: a message stays on one line whatever the terminal width.
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+
+
+def settings_refused() -> int:
+    """0 when every ``VISUELS_*`` variable is valid; else the first that is not, said in one line
+    (in the language setting's language, else the locale's), and its exit code."""
+    try:
+        settings()
+    except SettingsError as exc:
+        t = words(exc.language or locale_language())
+        errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
+        return exc.exit_code
+    return 0
 
 
 def positive(value: str) -> int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
-from visuels.cli.console import errors, names, port, positive
+from visuels.cli.console import errors, names, port, positive, settings_refused
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
 from visuels.errors import VisuelsError
@@ -453,6 +453,8 @@ def main(
 ) -> int:
     """Run the CLI; return the exit code."""
     offline_defaults()
+    if refused := settings_refused():  # every VISUELS_* variable checked once, before anything reads one
+        return refused
     parser, command_parsers = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its own usage line

@@ -14,13 +14,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from visuels.errors import CommunesError, InvalidValueError, Text
+from visuels.errors import CommunesError, InvalidValueError, Text, plain_message
 from visuels.inputs.file_names import usable_path
 from visuels.inputs.photos import CommunePhoto, load_photo_folder
 from visuels.inputs.referential import Finding, load_referential
 from visuels.inputs.slugs import slugify
 from visuels.inputs.text_files import decoded_text, not_utf8
-from visuels.inputs.yamlfiles import field_path, plain_message
+from visuels.inputs.yamlfiles import field_path
 
 COLUMNS = ("insee", "name", "department", "landscapes", "landmarks")
 OPTIONAL_COLUMNS = ("photos",)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticKnownError
-from visuels.errors import InvalidValueError, Text, VisuelsError
+from visuels.errors import Text, VisuelsError, plain_message
 from visuels.inputs.text_files import composed, not_utf8
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -124,40 +122,6 @@ def field_path(location: tuple[int | str, ...]) -> str:
         else:
             rendered += f".{part}" if rendered else str(part)
     return rendered or "(top level)"
-
-
-def plain_message(error: Mapping[str, Any]) -> Text:
-    """A pydantic error's message as a pattern the reader's language has: our validators'
-    :class:`InvalidValueError`, else pydantic's own pattern for its kind of error (filled with its
-    context), without the validator-kind prefix people need not see."""
-    if error["type"] == "missing":
-        return Text("required, and missing")
-    context = dict(error.get("ctx") or {})
-    cause = context.get("error")
-    if isinstance(cause, InvalidValueError):
-        return cause.text
-    if isinstance(cause, Exception):  # a plain ValueError or assertion: its English words
-        return Text(str(cause))
-    given = error.get("input")
-    if given is None:  # `season:` with nothing after it: YAML's null
-        return Text("empty: give it a value")
-    if error["type"] == "list_type" and re.fullmatch(r"[\w-]+", str(given)):  # `formats: story`
-        return Text("a list is expected: write [{value}]", value=given)
-    if error["type"] == "model_type":  # pydantic's words name our class
-        return Text("Input should be a valid dictionary")
-    try:
-        pattern = PydanticKnownError(error["type"], context or None).message_template
-    except (KeyError, TypeError, ValueError):  # a custom kind: pydantic's own message
-        return Text(error["msg"])
-    # Said as pydantic says them: a bound of 0.0 reads 0.
-    context = {
-        name: int(value) if isinstance(value, float) and value.is_integer() else value
-        for name, value in context.items()
-    }
-    if "{expected_plural}" in pattern:  # pydantic works this one out itself, from the length
-        length = context.get("min_length", context.get("max_length", 0))
-        context["expected_plural"] = "" if length == 1 else "s"
-    return Text(pattern, **context) if context else Text(pattern)
 
 
 def first_problem(exc: ValidationError, data: Any = None) -> tuple[tuple[int | str, ...], Text]:

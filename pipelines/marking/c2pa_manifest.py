@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
 import c2pa
+from visuels.errors import Text
 from visuels.marking import iscc
-from visuels.marking.keys import SigningError, SigningFiles
+from visuels.marking.keys import SigningError, SigningFiles, TimeStampError
 from visuels.marking.xmp import DigitalSourceType
 
 WATERMARK_ALGORITHM = "org.visuels.tiled-spread-spectrum.1"
@@ -163,8 +165,30 @@ def sign_asset(data: bytes, mime_type: str, provenance: Provenance, files: Signi
         output = io.BytesIO()
         builder.sign(signer, mime_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
+        if files.tsa_url and (why := _time_stamp_failure(str(exc))):
+            raise TimeStampError(
+                "VISUELS_TSA_URL",
+                None,
+                "the time-stamp authority {url} gave no time-stamp ({why}): check that this machine reaches it,"
+                " or unset VISUELS_TSA_URL and time-stamp the pictures later with `visuels timestamp`",
+                url=files.tsa_url,
+                why=why,
+            ) from None
         raise SigningError(files.chain, None, "C2PA signing failed: {exc}", exc=str(exc)) from None
     return output.getvalue()
+
+
+def _time_stamp_failure(message: str) -> Text | None:
+    """Why a time-stamp authority gave none, where a C2PA signing error says it came from asking one
+    (c2pa names the HTTP client's failure in its message); None: another failure."""
+    status = re.search(r"status = (\d+)|HttpErrorResponse\((\d+)", message)
+    if status:
+        return Text("it answered HTTP {status}", status=status.group(1) or status.group(2))
+    if "http resolver" in message or "HttpResolverError" in message:
+        return Text("no answer")
+    if "timestamp" in message.lower() or "time-stamp" in message.lower():
+        return Text("its answer holds no time-stamp")
+    return None
 
 
 def time_stamp(data: bytes, mime_type: str, title: str, files: SigningFiles) -> bytes:
@@ -197,7 +221,17 @@ def time_stamp(data: bytes, mime_type: str, title: str, files: SigningFiles) -> 
         output = io.BytesIO()
         builder.sign(c2pa.Signer.from_info(info), mime_type, io.BytesIO(data), output)
     except c2pa.C2paError as exc:
-        raise SigningError(files.tsa_url, None, "time-stamping failed: {exc}", exc=str(exc)) from None
+        why = _time_stamp_failure(str(exc))
+        if why is None:
+            raise SigningError(files.chain, None, "time-stamping failed: {exc}", exc=str(exc)) from None
+        raise TimeStampError(
+            "VISUELS_TSA_URL",
+            None,
+            "the time-stamp authority {url} gave no time-stamp ({why}): check that this machine reaches it, then"
+            " run again",
+            url=files.tsa_url,
+            why=why,
+        ) from None
     return output.getvalue()
 
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from visuels._internal.atomic import staged, write_bytes_atomic
 from visuels.config import settings
-from visuels.errors import VisuelsError
+from visuels.errors import OperationalError, VisuelsError
 from visuels.marking.watermark_keys import WatermarkKey, active_key, ensure_key
 
 SIGNER_KEY = "signer.key"
@@ -36,6 +36,11 @@ DETECTOR_KEY = "detector.key"  # signs `visuels detect`'s results: the detector'
 
 class SigningError(VisuelsError):
     """Signing keys or certificates are missing or unusable."""
+
+
+class TimeStampError(OperationalError):
+    """The time-stamp authority gave no time-stamp (out of reach, or answering an error): the
+    environment failed, not the picture or the keys."""
 
 
 @dataclass(frozen=True)

@@ -128,9 +128,11 @@ def _run(argv: list[str]) -> int:
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
 def test_bad_input_is_one_line_its_exit_code_and_nothing_written(
-    case: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, places = _corpus(case, tmp_path)
+    for name, value in case.get("env", {}).items():
+        monkeypatch.setenv(name, value)
     before = _files(root)
 
     argv = [argument.format(**places) for argument in case["argv"]]
@@ -154,6 +156,8 @@ def test_bad_input_is_said_in_french_to_a_french_user(
     """The same line in French: its words from the catalogue, the names and values as they were
     (the case's ``expect_fr`` when it gives the exact line)."""
     _, places = _corpus(case, tmp_path)
+    for name, value in case.get("env", {}).items():
+        monkeypatch.setenv(name, value)
     argv = [argument.format(**places) for argument in case["argv"]]
     assert _run(argv) == case.get("exit", 2)
     english = capsys.readouterr().err.strip().splitlines()[-1]
