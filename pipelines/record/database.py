@@ -254,6 +254,11 @@ def _driven(url: str) -> URL:
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # Each connection of the pool would open its own empty database: the record would keep nothing.
+        raise DatabaseOptionError(
+            url, None, "a SQLite database in memory keeps nothing: name its file, e.g. sqlite:///outputs/visuels.sqlite"
+        )
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise DatabaseOptionError(
             display_url(url),
@@ -273,8 +278,8 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if must_exist and is_missing(url):
             raise DatabaseOptionError(str(parsed.database), None, "database not found")
-        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
-            _create_shared_file(Path(parsed.database))
+        if self.is_sqlite:
+            _create_shared_file(Path(str(parsed.database)))
         try:
             self.engine = self._engine(parsed)
         except ImportError:  # a driver named that this machine does not have
