@@ -8,13 +8,14 @@ it stops.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from visuels.cli import main as cli_main
 from visuels.cli import offline_defaults
-from visuels.errors import OperationalError
+from visuels.errors import OperationalError, Text, VisuelsError, first_line
 from visuels.planning.request import RenderRequest
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def _prefect_server() -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():
+        _refuse_a_server_that_is_not_there(PREFECT_API_URL.value())
         yield
         return
     from visuels.flows.prefect_server import temporary_server
@@ -47,6 +49,27 @@ def _prefect_server() -> Iterator[None]:
                 exc=str(exc),
             ) from None
         yield
+
+
+def _refuse_a_server_that_is_not_there(api_url: str) -> None:
+    """One line naming PREFECT_API_URL, not Prefect's traceback, when the server it names cannot be
+    used: not an address (bad input), or nothing answering its health check there (the environment)."""
+    from prefect.client.orchestration import get_client
+
+    if not re.fullmatch(r"https?://\S+", api_url):
+        raise VisuelsError("PREFECT_API_URL", None, "not a Prefect server's address: write it http://HOST:PORT/api")
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()  # with the API key the settings give, where one is set
+    if problem is not None:
+        status = getattr(getattr(problem, "response", None), "status_code", None)
+        raise OperationalError(
+            "PREFECT_API_URL",
+            None,
+            "no Prefect server answers at {url} ({why}): start it (`make serve`), or unset PREFECT_API_URL to"
+            " run on a temporary server of this command's own",
+            url=api_url,
+            why=Text("it answered HTTP {status}", status=status) if status else first_line(problem),
+        )
 
 
 def _with_server(run: Callable[[], Result]) -> Result:
