@@ -36,6 +36,22 @@ def test_demo_model_is_a_diffusers_folder_described_without_loading() -> None:
     assert (demo.native_size, demo.size_multiple) == (256, 16)
 
 
+def test_a_cache_folder_that_cannot_be_made_is_one_line_naming_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo model cannot be built without its folder: the setting to change is named. The
+    file-hash cache is only a cache: a hash is still given when it cannot be written."""
+    from visuels._internal.hashing import cached_sha256_file, sha256_file
+    from visuels.errors import SettingsError
+
+    monkeypatch.setenv("VISUELS_CACHE_DIR", "/proc/visuels-cache")  # no folder can be made there, even as root
+    with pytest.raises(SettingsError, match=r"^VISUELS_CACHE_DIR: cannot make the demo model's folder in /proc/"):
+        ensure_demo_model()
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"0123456789")
+    assert cached_sha256_file(weights, Path("/proc/visuels-cache/file-hashes.json")) == sha256_file(weights)
+
+
 def test_cpu_gets_float32() -> None:
     device = choose_device("cpu")
     assert choose_dtype(device) == torch.float32

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from visuels._internal.atomic import write_text_atomic
+from visuels.errors import ExportError
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -42,5 +46,8 @@ def cached_sha256_file(path: Path, cache_file: Path) -> str:
         return cache[entry_key]
     digest = sha256_file(path)
     cache[entry_key] = digest
-    write_text_atomic(cache_file, json.dumps(cache, indent=0, sort_keys=True))
+    try:
+        write_text_atomic(cache_file, json.dumps(cache, indent=0, sort_keys=True))
+    except ExportError as exc:  # only a cache: the hash is right, it is worked out again next time
+        log.warning("the file-hash cache %s cannot be written (%s): hashes are worked out again", cache_file, exc)
     return digest

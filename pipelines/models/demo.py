@@ -18,6 +18,7 @@ import torch
 from diffusers import AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from visuels.config import demo_model_dir
+from visuels.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +169,19 @@ def ensure_demo_model() -> Path:
     target = demo_model_dir()
     if (target / "model_index.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".demo-model-"))
+    except OSError as exc:
+        raise SettingsError(
+            "VISUELS_CACHE_DIR",
+            None,
+            "cannot make the demo model's folder in {folder} ({reason}): set VISUELS_CACHE_DIR to a folder"
+            " this user may write",
+            folder=target.parent,
+            reason=exc.strerror or type(exc).__name__,
+        ) from None
     log.info("building the demo model in %s", target)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".demo-model-"))
     try:
         build_demo_pipeline().save_pretrained(staging)
         try:
