@@ -132,7 +132,7 @@ def test_bad_input_is_one_line_its_exit_code_and_nothing_written(
 ) -> None:
     root, places = _corpus(case, tmp_path)
     for name, value in case.get("env", {}).items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.format(**places))
     before = _files(root)
 
     argv = [argument.format(**places) for argument in case["argv"]]
@@ -157,7 +157,7 @@ def test_bad_input_is_said_in_french_to_a_french_user(
     (the case's ``expect_fr`` when it gives the exact line)."""
     _, places = _corpus(case, tmp_path)
     for name, value in case.get("env", {}).items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.format(**places))
     argv = [argument.format(**places) for argument in case["argv"]]
     assert _run(argv) == case.get("exit", 2)
     english = capsys.readouterr().err.strip().splitlines()[-1]
