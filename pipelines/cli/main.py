@@ -41,25 +41,21 @@ class Flows:
 
 
 def _render(args: argparse.Namespace, flows: Flows) -> int:
-    quiet_third_party_logs()
     request = rendering.render_request(args, rendering.run_settings(args))
     return rendering.render(request, _flow(flows.render, args.command), args.verbose)
 
 
 def _demo(args: argparse.Namespace, flows: Flows) -> int:
-    quiet_third_party_logs()
     requests = rendering.demo_requests(args)  # bad options refused before anything is written
     rendering.ensure_demo_keys()
     return max(rendering.render(request, _flow(flows.render, args.command), args.verbose) for request in requests)
 
 
 def _retouch(args: argparse.Namespace, flows: Flows) -> int:
-    quiet_third_party_logs()
     return files.retouch(args)
 
 
 def _train(args: argparse.Namespace, flows: Flows) -> int:
-    quiet_third_party_logs()
     return project.train(args, _flow(flows.train, args.command))
 
 
@@ -455,6 +451,7 @@ def main(
     offline_defaults()
     if refused := settings_refused():  # every VISUELS_* variable checked once, before anything reads one
         return refused
+    quiet_third_party_logs()  # before the model libraries are imported: any command may build the demo model
     parser, command_parsers = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its own usage line

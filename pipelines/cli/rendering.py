@@ -186,7 +186,12 @@ def report(args: argparse.Namespace) -> int:
     from visuels.review.publish import finish_render
 
     output_root = Path(args.output_dir).resolve()
+    _refuse_a_folder_without_record(output_root)
     plan = plan_render(args.campaign, output_root)
+    if len(plan.pending) == len(plan.jobs):  # a report of nothing would stand for one of the campaign
+        raise VisuelsError(
+            output_root / plan.campaign_slug, None, "no recorded picture of this campaign: render it first"
+        )
     reports = finish_render(plan, output_root)
     t = words(user_language())
     said = t(
@@ -209,6 +214,7 @@ def baseline(args: argparse.Namespace) -> int:
         selection = Selection(communes=args.communes or [])
     except ValidationError as exc:
         raise option_error(str(args.campaign), exc) from None
+    _refuse_a_folder_without_record(output_root)
     plan = _plan(args.campaign, output_root, selection)
     fixed, reports = fix_campaign_baseline(plan, output_root)
     off_tone = sum(1 for row in reports.rows if row["off_style"] == "yes")
@@ -227,6 +233,19 @@ def baseline(args: argparse.Namespace) -> int:
     console.print(said, highlight=False, markup=False)
     _say_where(output_root / plan.campaign_slug, t, reports.html)
     return EXIT_OK
+
+
+def _refuse_a_folder_without_record(output_root: Path) -> None:
+    """``report`` and ``baseline`` read what renders recorded: a folder none rendered into is
+    refused before a record is made there."""
+    from visuels.record.database import database_url, is_missing
+
+    if is_missing(database_url(output_root)):
+        raise VisuelsError(
+            output_root,
+            "--output-dir",
+            "nothing was rendered here (no visuels.sqlite): give the output folder the campaign was rendered into",
+        )
 
 
 def _say_where(campaign_folder: Path, t: Words, report: Path | None = None) -> None:
