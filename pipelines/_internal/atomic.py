@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from visuels._internal.liveness import is_gone, machine_id
-from visuels.errors import ExportError, VisuelsError
+from visuels.errors import ExportError, Text, VisuelsError
 
 OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
 FOLDER_MODE = 0o755  # and their folders listed, whatever the umask of the process that made them
@@ -80,19 +80,25 @@ def atomic_path(target: Path, mode: int = OUTPUT_MODE) -> Iterator[Path]:
         file.publish()
 
 
-def check_output_folder(folder: Path) -> None:
-    """Refuse, before anything is written, an output folder that cannot be made or written in: a
-    file in its place or above it, a folder this process may not write in."""
+def check_output_folder(folder: Path, field: str | None = None, kind: Text | None = None) -> None:
+    """Refuse, before anything is written, a folder (``kind``: the output folder, the keys folder...)
+    that cannot be made or written in: a file in its place or above it, a folder this process may
+    not write in; said of its first part that exists, and of ``field`` (the option or setting)."""
+    kind = kind or Text("output folder")
     existing = next(path for path in (folder, *folder.parents) if path.exists())
     if not existing.is_dir():
-        raise VisuelsError(existing, None, "is a file: the output folder must be a folder")
+        raise VisuelsError(existing, field, "is a file: the {kind} must be a folder", kind=kind)
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise VisuelsError(existing, None, "no permission to write here: choose another output folder")
+        raise VisuelsError(existing, field, "no permission to write here: choose another {kind}", kind=kind)
     try:  # what the permissions do not say: a file system made by the kernel (/proc), read-only
         os.rmdir(tempfile.mkdtemp(prefix=".visuels-probe-", dir=existing))
     except OSError as exc:
         raise VisuelsError(
-            existing, None, "cannot make a folder here ({reason}): choose another output folder", reason=exc.strerror
+            existing,
+            field,
+            "cannot make a folder here ({reason}): choose another {kind}",
+            reason=exc.strerror,
+            kind=kind,
         ) from exc
 
 

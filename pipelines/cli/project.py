@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from visuels._internal.atomic import check_output_folder
 from visuels._internal.i18n import Words, user_language, words
 from visuels.cli.console import console, errors, open_record, record_folder
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, CampaignError, Text, VisuelsError
@@ -284,6 +285,8 @@ def keys(action: str, folder: Path | None) -> int:
     from visuels.marking.watermark_keys import WATERMARK_KEYS, add_key, ensure_key, ring
 
     t = words(user_language())
+    if action in ("init", "rotate"):  # before a key is made: a chain half-written is worse than none
+        check_output_folder(folder or keys_dir(), "--dir" if folder else "VISUELS_KEYS_DIR", Text("keys folder"))
     folder = folder or keys_dir()
     if action == "rotate":
         key = add_key(folder)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from visuels._internal.atomic import check_output_folder
-from visuels.errors import ModelError, VisuelsError
+from visuels.errors import ModelError, Text, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.lora_runs import lora_root
 from visuels.inputs.model_refs import ModelRef, SingleFileRef
@@ -86,10 +86,8 @@ def check_training_inputs(
         raise ModelError(name, "base", "training needs a local model (the demo model or a diffusers folder)")
 
     charter_folder = (root or lora_root()) / charter.spec.slug
-    try:  # before the model is loaded: a folder the run cannot write in fails it at its end otherwise
-        check_output_folder(charter_folder)
-    except VisuelsError as exc:
-        raise TrainingRunError(exc.file, "--lora-dir" if root else "VISUELS_LORA_DIR", exc.text) from None
+    # Before the model is loaded: a folder the run cannot write in would fail it at its end.
+    check_output_folder(charter_folder, "--lora-dir" if root else "VISUELS_LORA_DIR", Text("LoRA folder"))
     run = resume or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     partial, final = charter_folder / f".{run}.partial", charter_folder / run
     if resume and not partial.is_dir():
