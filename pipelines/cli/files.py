@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from visuels._internal.atomic import check_output_folder
 from visuels._internal.i18n import Words, joined, user_language, words
 from visuels.cli.console import console, database_url_option, errors, open_record, record_folder, record_near
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, VisuelsError
@@ -159,8 +160,10 @@ def _finalize_targets(files: Sequence[Path], output: Path | None) -> list[Path |
     if len(files) > 1 or output.is_dir() or not output.suffix:
         if output.exists() and not output.is_dir():
             raise VisuelsError(output, "--output", "with several files, OUT must be a folder")
+        check_output_folder(output, "--output")  # before a file is marked: none half-done
         # Named as each edited file; a TIFF or PSD export (print work) comes out as a PNG, lossless too.
         return [output / (path.name if path.suffix.lower() in FILE_TYPES else f"{path.stem}.png") for path in files]
+    check_output_folder(output.parent, "--output")
     return [output]
 
 
