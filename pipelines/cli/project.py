@@ -230,6 +230,7 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     from visuels.studio.app import Studio, create_app
 
     output_root = args.output_dir.resolve()
+    check_output_folder(output_root, "--output-dir")  # its record is made there, and retouches written
     edit_model = None
     if args.edit_model:  # described (and its licence checked) now, not at the first retouch
         from visuels.review.retouch import instruct_model

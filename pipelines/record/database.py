@@ -233,11 +233,13 @@ def display_url(url: str) -> str:
 def _create_shared_file(path: Path) -> None:
     """A new SQLite file readable by the other accounts that share the outputs, whatever the
     umask (SQLite gives its -wal and -shm files the mode of the database file)."""
-    make_folders(path.parent)
     try:
+        make_folders(path.parent)
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OUTPUT_MODE)
     except FileExistsError:
         return
+    except OSError as exc:  # a file where its folder should be, a folder it may not write in, a full disk
+        raise DatabaseError(path, None, "cannot create the record here: {reason}", reason=exc.strerror) from None
     os.fchmod(descriptor, OUTPUT_MODE)
     os.close(descriptor)
 
