@@ -289,3 +289,16 @@ def test_verify_names_the_first_row_edited_behind_the_ledgers_back(any_database_
         connection.execute(ledger_table.update().where(ledger_table.c.id == edited).values(prompt="other"))
     assert ledger.verify_chain(database) == (len(ids), edited)
     database.close()
+
+
+def test_a_record_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    """Its folder a file (an output folder mistyped onto a picture), or a SQLite database in memory,
+    which every connection would open empty: said in one line, nothing made."""
+    picture = tmp_path / "poster.png"
+    picture.write_bytes(b"not a folder")
+    with pytest.raises(DatabaseError, match="cannot create the record here: Not a directory") as raised:
+        Database(f"sqlite:///{picture}/visuels.sqlite")
+    assert raised.value.file == str(picture / "visuels.sqlite") and picture.read_bytes() == b"not a folder"
+    for in_memory in ("sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(DatabaseOptionError, match="in memory keeps nothing"):
+            Database(in_memory)
