@@ -186,7 +186,7 @@ def report(args: argparse.Namespace) -> int:
     from visuels.review.publish import finish_render
 
     output_root = Path(args.output_dir).resolve()
-    _refuse_a_folder_without_record(output_root)
+    _refuse_a_folder_without_record(args.campaign, output_root)
     plan = plan_render(args.campaign, output_root)
     if len(plan.pending) == len(plan.jobs):  # a report of nothing would stand for one of the campaign
         raise VisuelsError(
@@ -214,7 +214,7 @@ def baseline(args: argparse.Namespace) -> int:
         selection = Selection(communes=args.communes or [])
     except ValidationError as exc:
         raise option_error(str(args.campaign), exc) from None
-    _refuse_a_folder_without_record(output_root)
+    _refuse_a_folder_without_record(args.campaign, output_root)
     plan = _plan(args.campaign, output_root, selection)
     fixed, reports = fix_campaign_baseline(plan, output_root)
     off_tone = sum(1 for row in reports.rows if row["off_style"] == "yes")
@@ -235,11 +235,13 @@ def baseline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refuse_a_folder_without_record(output_root: Path) -> None:
+def _refuse_a_folder_without_record(campaign: str | Path, output_root: Path) -> None:
     """``report`` and ``baseline`` read what renders recorded: a folder none rendered into is
-    refused before a record is made there."""
+    refused before a record is made there (the campaign's own mistakes said first)."""
+    from visuels.inputs.campaign import load_campaign
     from visuels.record.database import database_url, is_missing
 
+    load_campaign(campaign)
     if is_missing(database_url(output_root)):
         raise VisuelsError(
             output_root,
