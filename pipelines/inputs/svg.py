@@ -3,7 +3,7 @@
 A layout template is drawn by a designer in Illustrator, Figma, Inkscape or Affinity and comes
 from outside the project: it is parsed with defusedxml (no DTD, no entities), and refused when it
 is larger than ``MAX_SVG_BYTES``, nested deeper than ``MAX_DEPTH``, holds a script, an event
-handler, a ``foreignObject`` or an external reference (``href`` to a URL, to a file outside its
+handler, an animation, a ``foreignObject`` or an external reference (``href`` to a URL, to a file outside its
 folder, CSS ``url()`` or ``@import``). Pictures inside it may be embedded (``data:image/...``) or files beside it.
 
 What design tools write around the drawing is read first (``_plain_svg``): a compressed file
@@ -40,6 +40,8 @@ MAX_EMBEDDED_BYTES = 20_000_000  # pictures beside the template, all together
 MAX_DEPTH = 100  # elements inside elements: a designer's groups go a few tens deep; the copy recurses
 EMBEDDABLE = (".png", ".jpg", ".jpeg", ".webp")
 REFUSED_ELEMENTS = {"script", "foreignObject", "iframe", "embed", "object", "handler", "listener"}
+# SMIL animation: nothing a still layout needs, and it can set a link or an event handler once shown.
+ANIMATION_ELEMENTS = {"animate", "set", "animateMotion", "animateTransform", "animateColor", "discard"}
 _CSS_URL = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
 GZIP_MAGIC = b"\x1f\x8b"
 _DOCTYPE = re.compile(rb"<!DOCTYPE\s+svg\b(?P<external>[^\[>]*)(?:\[(?P<subset>[^\]]*)\])?\s*>", re.IGNORECASE)
@@ -132,6 +134,8 @@ def read_svg(path: Path) -> Element:
         where = describe(element)
         if name in REFUSED_ELEMENTS:
             raise SvgRefusedError("{where}: scripts and embedded documents are refused", where=where)
+        if name in ANIMATION_ELEMENTS:
+            raise SvgRefusedError("{where}: animations are refused: a template is a still layout", where=where)
         for attribute, value in element.attrib.items():
             attribute_name = local_name(attribute)
             if attribute_name.lower().startswith("on"):
