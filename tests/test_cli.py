@@ -164,6 +164,19 @@ def test_console_script_prints_no_traceback(make_campaign: Callable[..., Path], 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has the GPU asked for")
+def test_a_device_this_machine_lacks_is_one_line_before_anything_is_planned(
+    make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(["render", str(make_campaign()), "--device", "cuda", "--output-dir", str(out)], render=refuse_to_render)
+        == 3
+    )
+    assert capsys.readouterr().err.startswith("error: --device cuda: no CUDA GPU on this machine (")
+    assert not out.exists()
+
+
 def test_an_output_folder_that_is_a_file_is_one_line(
     make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

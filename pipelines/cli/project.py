@@ -226,11 +226,13 @@ def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:
     from visuels.config import default_charter
     from visuels.inputs.charter import load_charter
     from visuels.marking.keys import signing_files
+    from visuels.models.devices import check_device
     from visuels.record.database import Database, database_url
     from visuels.studio.app import Studio, create_app
 
     output_root = args.output_dir.resolve()
     check_output_folder(output_root, "--output-dir")  # its record is made there, and retouches written
+    check_device(args.device)  # at start, not at a designer's first retouch
     edit_model = None
     if args.edit_model:  # described (and its licence checked) now, not at the first retouch
         from visuels.review.retouch import instruct_model

@@ -45,6 +45,9 @@ RenderFlow = Callable[[RenderRequest], "RenderSummary"]
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
+    from visuels.models.devices import check_device
+
+    check_device(args.device)  # before anything is planned: the run would fail at its first batch
     try:
         return RunSettings(
             output_dir=args.output_dir,

@@ -7,6 +7,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Literal
 
+from visuels.errors import OperationalError, Text
+
 if TYPE_CHECKING:
     import torch
 
@@ -18,10 +20,26 @@ GPU_BATCH_SIZE = 16  # SD1.5 on an H100: 97 % of batch 32's speed for half its m
 CPU_BATCH_SIZE = 4
 
 
+def check_device(requested: DeviceName) -> None:
+    """Refuse a device this machine does not have, in one line naming the option (the machine, not
+    the input: a driver that did not load on a GPU machine is what it usually means)."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        built_without = torch.version.cuda is None
+        why = Text("PyTorch here is built without CUDA") if built_without else Text("none visible: see `nvidia-smi`")
+        raise OperationalError(
+            "--device cuda", None, "no CUDA GPU on this machine ({why}): --device auto or cpu", why=why
+        )
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise OperationalError("--device mps", None, "no Apple GPU (MPS) on this machine: --device auto or cpu")
+
+
 def choose_device(requested: DeviceName = "auto") -> torch.device:
     import torch  # here, so that importing the names above stays cheap
 
     if requested != "auto":
+        check_device(requested)
         return torch.device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda")
