@@ -41,9 +41,14 @@ def render_nightly(
             0 to 1,000,000; 0: never split.
     """
     logger = get_run_logger()
-    project = project_dir()
+    project, folder = project_dir(), campaigns_dir()
+    if not folder.is_dir():  # a night that renders nothing must not pass for a quiet one
+        return Failed(
+            message=f"no campaigns folder at {folder}: set VISUELS_HOME to the project folder, whose"
+            " campaigns/ the nightly renders"
+        )
     started, states, failures = {}, {}, {}
-    for path in sorted(campaigns_dir().glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         try:
             if not load_campaign(path).spec.active:
                 continue

@@ -299,6 +299,17 @@ def test_nightly_starts_a_reviewed_render_run_per_active_campaign(
     }
 
 
+def test_a_nightly_without_its_campaigns_folder_fails_saying_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import visuels.flows.nightly
+
+    monkeypatch.setenv("VISUELS_HOME", str(tmp_path))  # a project folder with no campaigns/
+    night = visuels.flows.nightly.render_nightly(return_state=True)
+    assert night.is_failed()
+    assert night.message.startswith(f"no campaigns folder at {tmp_path / 'campaigns'}: set VISUELS_HOME")
+
+
 def test_the_studio_review_resumes_a_real_paused_run(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     import threading
 
