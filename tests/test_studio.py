@@ -295,14 +295,19 @@ def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
     assert client.post("/api/finalize", json={"file": files[0], "name": "x.png", "data": "%%%"}).status_code == 400
 
 
+async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
+    """A bare ASGI app's start and stop, as TestClient drives them."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 def test_bound_beyond_loopback_it_asks_for_its_token(tmp_path: Path) -> None:
     from visuels._internal.web_guard import LocalOnly
 
     async def hello(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"hello"})
@@ -317,6 +322,35 @@ def test_bound_beyond_loopback_it_asks_for_its_token(tmp_path: Path) -> None:
         assert "HttpOnly" in first.headers["set-cookie"] and "SameSite=Strict" in first.headers["set-cookie"]
         assert client.get("/").text == "hello"  # the cookie from now on
         assert client.get("/", headers={"Host": "evil.example"}).status_code == 403
+
+
+def test_a_body_past_the_studios_limit_is_refused_or_cut_off() -> None:
+    """Declared too long: 413 before the app reads it; sent without a length: the app sees its
+    client leave where the body passes the limit, having read no further."""
+    from visuels._internal.web_guard import LocalOnly
+    from visuels.studio.app import MAX_REQUEST_BYTES
+
+    async def count(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        read, message = 0, await receive()
+        while message["type"] == "http.request":
+            read += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+            message = await receive()
+        said = f"cut off at {read}" if message["type"] == "http.disconnect" else f"read {read}"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": said.encode()})
+
+    with TestClient(LocalOnly(count, max_body_bytes=1000), base_url="http://127.0.0.1:7860") as client:
+        assert client.post("/api/finalize", content=b"x" * 1000).text == "read 1000"
+        refused = client.post("/api/finalize", content=b"x" * 1001)
+        assert refused.status_code == 413 and "over 0 MB" in refused.text
+        chunks = client.post("/api/finalize", content=iter([b"x" * 600, b"x" * 600, b"x" * 600]))
+        assert chunks.text.startswith("cut off at ") and int(chunks.text.rsplit(" ", 1)[1]) <= 1000
+    assert MAX_REQUEST_BYTES >= 4 * 360 * 2**20 // 3  # a 120-megapixel print TIFF, base64
 
 
 def test_without_a_prefect_server_the_studio_says_so_in_its_pages(

@@ -13,7 +13,9 @@ serve``) and refuses, before the app sees it:
   as Prefect's workers, are let through: a browser always sends one for these);
 - when a token is set (a server bound beyond loopback), a request without it: the token comes
   once in the address printed at start (``?token=…``), which sets a cookie for the browser, or
-  as ``Authorization: Bearer …`` for programs.
+  as ``Authorization: Bearer …`` for programs;
+- when a limit is set (the studio, which takes pictures dropped on its pages), a request whose
+  body is larger: refused from its declared length, or cut off where it passes the limit.
 """
 
 from __future__ import annotations
@@ -56,10 +58,13 @@ def _host_name(value: str) -> str:
 class LocalOnly:
     """ASGI middleware: the Host, Origin and (when set) token checks above, for HTTP and WebSocket."""
 
-    def __init__(self, app: ASGIApp, hosts: Iterable[str] = (), token: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, hosts: Iterable[str] = (), token: str | None = None, max_body_bytes: int | None = None
+    ) -> None:
         self.app = app
         self.hosts = {name.lower() for name in (*LOOPBACK_NAMES, *hosts)}
         self.token = token
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -75,6 +80,8 @@ class LocalOnly:
             if given is not None and hmac.compare_digest(given, self.token):
                 await _remember_token(scope, send, self.token)  # the address printed at start: once
                 return
+        if self.max_body_bytes is not None and scope["type"] == "http":
+            receive = _cut_off_past(receive, self.max_body_bytes)
         await self.app(scope, receive, send)
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
@@ -87,6 +94,9 @@ class LocalOnly:
             return 403, f"refused: a request from another site ({origin})"
         if self.token is not None and not self._has_token(scope, headers):
             return 401, "this server asks for its token: open the address it printed when it started"
+        declared = headers.get("content-length", "")
+        if self.max_body_bytes is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return 413, f"refused: a request over {self.max_body_bytes // 2**20} MB"
         return None
 
     def _is_own_origin(self, origin: str, scope: Scope) -> bool:
@@ -108,6 +118,23 @@ class LocalOnly:
             return True
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         return hmac.compare_digest(query.get(TOKEN_PARAMETER, ""), self.token)
+
+
+def _cut_off_past(receive: Receive, most: int) -> Receive:
+    """``receive``, ending the request as if its client left once its body passes ``most`` bytes
+    (a body sent without a declared length)."""
+    received = 0
+
+    async def capped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > most:
+                return {"type": "http.disconnect"}
+        return message
+
+    return capped
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:

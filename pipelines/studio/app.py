@@ -174,6 +174,11 @@ class Studio:
         )
 
 
+# A dropped file travels as base64 (4/3 of its size): 512 MB holds a 120-megapixel print TIFF
+# (360 MB), the largest picture read at all; beyond, the studio would only fill its memory.
+MAX_REQUEST_BYTES = 512 * 2**20
+
+
 def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = None) -> LocalOnly:
     """The studio, behind the checks every served page has (``visuels._internal.web_guard``): the Host
     names it answers to (``hosts`` besides loopback's), the Origin of state-changing requests,
@@ -191,4 +196,4 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
 
     for routes in (review_routes, picker_routes, retouch_routes, finalize_routes, template_routes):
         app.include_router(routes(studio, templates))
-    return LocalOnly(app, hosts, token)
+    return LocalOnly(app, hosts, token, max_body_bytes=MAX_REQUEST_BYTES)
