@@ -246,6 +246,9 @@ def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:
     assert "signing keys" in printed and "visuels keys init" in printed
     assert cli(["doctor", str(SAMPLE_CAMPAIGN), "--output-dir", str(tmp_path)]) == 1
     assert "campaign model: demo model (random weights)" in capsys.readouterr().out
+    monkeypatch.setenv("VISUELS_CACHE_DIR", "/proc/visuels-cache")  # the demo model cannot be built there
+    assert cli(["doctor", "--output-dir", str(tmp_path)]) == 1
+    assert "model: the demo model cannot be built in /proc: cannot make a folder here" in capsys.readouterr().out
 
 
 def test_doctor_says_note_for_what_works_but_matters_and_counts_a_training_run_once(

@@ -9,8 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from cryptography import x509
+from visuels._internal.atomic import check_output_folder
 from visuels.config import default_charter, demo_model_dir, settings
-from visuels.errors import Text
+from visuels.errors import Text, VisuelsError
 from visuels.inputs.campaign import ModelLicenceUse
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
 from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
@@ -147,7 +148,23 @@ def _models() -> list[Finding]:
         else Text("no LoRA under {folder}: `visuels train` makes the charter's", folder=lora_root())
     )
     model = Text("{demo}; a campaign's `model:` (or --model) names a real checkpoint", demo=demo_text)
-    return [Finding(Text("model"), True, model), Finding(Text("LoRA"), True, lora_text)]
+    return [_demo_buildable() or Finding(Text("model"), True, model), Finding(Text("LoRA"), True, lora_text)]
+
+
+def _demo_buildable() -> Finding | None:
+    """A finding when the demo model is not built and its folder cannot be made (None: it can)."""
+    if demo_built():
+        return None
+    try:
+        check_output_folder(demo_model_dir().parent, kind=Text("cache folder"))
+    except VisuelsError as exc:
+        said = Text(
+            "the demo model cannot be built in {folder}: {problem} (VISUELS_CACHE_DIR)",
+            folder=exc.file,
+            problem=exc.text,
+        )
+        return Finding(Text("model"), False, said)
+    return None
 
 
 def _charter() -> Finding:
