@@ -210,30 +210,26 @@ def test_a_prefect_server_that_is_not_there_is_one_line_naming_the_setting() -> 
     """PREFECT_API_URL set, and no Prefect behind it: not an address (bad input), nothing listening
     or another server answering (the environment), each said of the setting, not in a traceback."""
     import http.server
-    import threading
 
     import visuels.flows.cli
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from visuels.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT
     from visuels.flows.processes import free_port
 
-    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    threading.Thread(target=other.serve_forever, daemon=True).start()
+    from tests.tsa import serving
+
     nothing_there = f"http://127.0.0.1:{free_port()}/api"
-    cases = (
-        ("127.0.0.1:4200/api", EXIT_BAD_INPUT, "not a Prefect server's address: write it http://HOST:PORT/api"),
-        (nothing_there, EXIT_ENVIRONMENT, f"no Prefect server answers at {nothing_there} ("),
-        (f"http://127.0.0.1:{other.server_address[1]}/api", EXIT_ENVIRONMENT, "(it answered HTTP 404): start it"),
-    )
-    try:
+    with serving(http.server.SimpleHTTPRequestHandler) as other:
+        cases = (
+            ("127.0.0.1:4200/api", EXIT_BAD_INPUT, "not a Prefect server's address: write it http://HOST:PORT/api"),
+            (nothing_there, EXIT_ENVIRONMENT, f"no Prefect server answers at {nothing_there} ("),
+            (f"{other}api", EXIT_ENVIRONMENT, "(it answered HTTP 404): start it"),
+        )
         for url, code, words in cases:
             with temporary_settings(updates={PREFECT_API_URL: url}), pytest.raises(VisuelsError) as raised:
                 visuels.flows.cli.run_render_flow(RenderRequest(campaign="campaigns/ete-2027.yaml"))
             assert raised.value.exit_code == code and words in str(raised.value)
             assert str(raised.value).startswith("PREFECT_API_URL: ")
-    finally:
-        other.shutdown()
-        other.server_close()
 
 
 def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:

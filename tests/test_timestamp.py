@@ -5,11 +5,7 @@ changes nothing; an authority out of reach is the environment failing, and chang
 from __future__ import annotations
 
 import hashlib
-import http.server
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +23,7 @@ from visuels.review.detect import detect_file
 from visuels.review.verify import verify_file
 
 from tests.helpers import SAMPLE_CHARTER_DIR, provenance_of
-from tests.tsa import available, time_stamp_authority
+from tests.tsa import available, refusing_authority, time_stamp_authority
 
 pytestmark = pytest.mark.skipif(not available(), reason="openssl is not installed")
 
@@ -76,29 +72,6 @@ def test_a_picture_is_time_stamped_later_and_stays_marked_and_recorded(
     (entry,) = [entry for entry in recorded.values() if entry["file"].endswith(path.name)]
     assert entry["sha256"] == sha256 and entry["size"] == path.stat().st_size  # a re-run renders nothing
     assert report.lineage[0]["sha256"] == sha256 and len(report.lineage) == 2  # one row more, no more
-
-
-@contextmanager
-def refusing_authority() -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 that answers every time-stamp request with 503, as an authority
-    down for maintenance does behind its web server."""
-
-    class Unavailable(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            self.send_error(503)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/tsr"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_an_authority_out_of_reach_is_the_environment_failing_and_changes_nothing(

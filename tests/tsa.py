@@ -1,5 +1,6 @@
 """A real RFC 3161 time-stamp authority on 127.0.0.1 for tests: OpenSSL's `openssl ts -reply`
-behind a small HTTP server, with its own root and a time-stamping certificate."""
+behind a small HTTP server, with its own root and a time-stamping certificate; and one that is
+down, answering 503."""
 
 from __future__ import annotations
 
@@ -136,11 +137,35 @@ def time_stamp_authority() -> Iterator[tuple[str, Path]]:
             def log_message(self, *_: object) -> None:
                 return
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stamper)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/", folder / "root.pem"
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
+        with serving(Stamper) as url:
+            yield url, folder / "root.pem"
+
+
+@contextmanager
+def refusing_authority() -> Iterator[str]:
+    """An authority down for maintenance behind its web server: every request answered 503."""
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_error(503)
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    with serving(Unavailable) as url:
+        yield f"{url}tsr"
+
+
+@contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 answering with ``handler`` while the block runs: its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
