@@ -244,8 +244,8 @@ def _refuse_a_folder_without_record(campaign: str | Path, output_root: Path) -> 
     from visuels.inputs.campaign import load_campaign
     from visuels.record.database import database_url, is_missing
 
-    load_campaign(campaign)
     if is_missing(database_url(output_root)):
+        load_campaign(campaign)  # read again by the plan otherwise: here only to say its mistakes first
         raise VisuelsError(
             output_root,
             "--output-dir",
