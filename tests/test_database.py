@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, inspect, select
 from visuels.marking.checkpoints import checkpoint_problems, write_checkpoint
 from visuels.marking.keys import signing_files
 from visuels.record import ledger
@@ -302,3 +302,20 @@ def test_a_record_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     for in_memory in ("sqlite://", "sqlite:///:memory:"):
         with pytest.raises(DatabaseOptionError, match="in memory keeps nothing"):
             Database(in_memory)
+
+
+def test_a_command_that_reads_the_record_leaves_another_applications_database_as_it_was(
+    any_database_url: str,
+) -> None:
+    """``ledger verify``, ``layers``, ``retouch``… given a database the renders did not record into
+    say so, and build no table in it; once a render has recorded there, they open it."""
+    foreign = create_engine(any_database_url.replace("postgresql://", "postgresql+psycopg://"))
+    with foreign.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    with pytest.raises(DatabaseOptionError, match="holds no visuels record"):
+        Database(any_database_url, must_exist=True)
+    assert set(inspect(foreign).get_table_names()) == {"notes"}
+    Database(any_database_url).close()  # a render records there
+    Database(any_database_url, must_exist=True).close()
+    assert {"notes", "ledger", "alembic_version"} <= set(inspect(foreign).get_table_names())
+    foreign.dispose()

@@ -17,9 +17,10 @@ heads of the ledger).
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from sqlalchemy import (
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -293,6 +295,8 @@ class Database:
             ) from None
         except SQLAlchemyError as exc:
             raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
+        if must_exist:
+            self._refuse_a_database_without_record()
         deadline = time.monotonic() + OPEN_PATIENCE_S
         while True:
             try:
@@ -305,6 +309,28 @@ class Database:
                 if not (self.is_sqlite and "database is locked" in str(exc) and time.monotonic() < deadline):
                     raise DatabaseError(display_url(url), None, _problem(exc, "not a usable database")) from None
             time.sleep(0.05)
+
+    def _refuse_a_database_without_record(self) -> None:
+        """A command that reads the record, given another application's database (or an empty
+        one), says so instead of building the record's tables in it."""
+        try:
+            tables = self._table_names()
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise DatabaseError(display_url(self.url), None, _problem(exc, "not a usable database")) from None
+        if not tables & {"alembic_version", "ledger"}:  # a database made before migrations has its ledger
+            self.engine.dispose()
+            raise DatabaseOptionError(
+                display_url(self.url), None, "holds no visuels record: name the database the renders recorded into"
+            )
+
+    def _table_names(self) -> set[str]:
+        if not self.is_sqlite:
+            with self.engine.connect() as connection:
+                return set(inspect(connection).get_table_names())
+        # Read-only, outside the engine: its connections switch the file to WAL, which writes it.
+        location = Path(str(make_url(self.url).database)).resolve().as_uri() + "?mode=ro"
+        with closing(sqlite3.connect(location, uri=True)) as connection:
+            return {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def _engine(self, url: URL) -> Engine:
         if not self.is_sqlite:
