@@ -253,6 +253,36 @@ def test_decor_colours_outside_the_palette_are_findings_not_errors(charter_dir: 
     assert _load(charter_dir, _template(charter_dir, decor=clipped)).findings == ()
 
 
+def test_check_of_a_template_checks_it_with_the_charter_that_names_it(
+    charter_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``visuels check layouts/square.svg``, as a designer runs it while drawing: the charter above
+    it that names it holds it to its font, palette and label; its findings follow, exit 1."""
+    from visuels.cli.main import main
+
+    (charter_dir / "layouts").mkdir()
+    svg = _template(charter_dir / "layouts", decor='<rect id="tache" width="90" height="90" fill="#00ff00"/>')
+    charter = _use_templates(charter_dir, {"instagram_square": "layouts/square.svg", "story": "layouts/square.svg"})
+    assert main(["check", str(svg)]) == 2  # one file for two formats: the story's artboard differs
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("square.svg: the artboard is 1080x1080, the format story is 1080x1920 pixels")
+    )
+    _use_templates(charter_dir, {"instagram_square": "layouts/square.svg"})
+    assert main(["check", str(svg)]) == 1
+    shown = capsys.readouterr().out.splitlines()
+    assert shown == [
+        f"ok  {svg}: template of layout 'maison' for instagram_square (1080x1080), slots image, commune, logo,"
+        f" headline, ai_label, with charter {charter.resolve()}",
+        "    decor colour #00ff00 (<rect id='tache'>) is not in the charter's palette",
+    ]
+    elsewhere = charter_dir.parent / "brouillon.svg"  # drawn, not yet named by any charter
+    shutil.copy(svg, elsewhere)
+    assert main(["check", str(elsewhere)]) == 2
+    assert "names this template: name it under a charter's templates" in capsys.readouterr().err
+
+
 def test_decor_text_asking_for_another_font_is_a_finding(charter_dir: Path) -> None:
     """Set in the charter's font all the same: its designer is told, whichever way the tool wrote it."""
     asking = (

@@ -103,13 +103,18 @@ def _check_file(path: Path) -> int:
     from visuels.inputs.campaign import load_campaign
     from visuels.inputs.charter import load_charter
     from visuels.inputs.communes import load_communes, referential_findings
+    from visuels.inputs.logos import SVG_SUFFIXES
     from visuels.inputs.photos import check_decodes
     from visuels.inputs.yamlfiles import read_yaml_mapping
 
     t = words(user_language())
+    if path.suffix.lower() in SVG_SUFFIXES:
+        return _check_template(path, t)
     if path.suffix.lower() not in CHECKED_SUFFIXES and not path.is_dir():
         raise VisuelsError(
-            path, None, "not a file `visuels check` reads: charters and campaigns (.yaml), communes files (.csv)"
+            path,
+            None,
+            "not a file `visuels check` reads: charters and campaigns (.yaml), communes files (.csv), templates (.svg)",
         )
     if path.suffix.lower() == ".csv":
         communes = load_communes(path, against_referential=False)
@@ -165,6 +170,35 @@ def _check_file(path: Path) -> int:
     for soft in soft_photos:
         console.print(f"    {soft.where}: {soft.message().said(t)}", highlight=False, markup=False)
     return max(_lint(campaign, t), EXIT_FINDING if soft_photos else EXIT_OK)
+
+
+def _check_template(path: Path, t: Words) -> int:
+    """A designer's template, checked with the charter that names it (its font, palette, label and
+    formats): one line per layout and format it serves, then its findings."""
+    from visuels.inputs.charter import charter_naming, load_charter
+
+    if not path.is_file():
+        raise VisuelsError(path, None, "file not found")
+    charter = load_charter(charter_naming(path))
+    status = EXIT_OK
+    for layout, files in charter.templates.items():
+        for template in files.values():
+            if template.path.resolve() != path.resolve():
+                continue
+            described = t(
+                "template of layout '{layout}' for {format} ({width}x{height}), slots {slots}, with charter {charter}",
+                layout=layout,
+                format=template.format_name,
+                width=template.width,
+                height=template.height,
+                slots=", ".join(template.slots),
+                charter=charter.path,
+            )
+            console.print(f"{t('ok')}  " + t("{path}: {kind}", path=path, kind=described), highlight=False)
+            for finding in template.findings:
+                console.print(f"    {finding.said(t)}", highlight=False, markup=False)
+                status = EXIT_FINDING
+    return status
 
 
 def _check_on_its_model(campaign: Campaign) -> list[SoftPhoto]:

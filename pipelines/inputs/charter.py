@@ -444,3 +444,39 @@ def load_charter(path: str | Path) -> Charter:
         references=references,
         hash=_charter_hash(charter_path, [*logos.values(), font]),
     )
+
+
+CHARTER_SEARCH_DEPTH = 3  # a template's folder and two above it: where charters keep their templates
+
+
+def charter_naming(template: Path) -> Path:
+    """The charter that names ``template`` under its ``templates``: a ``charter.yaml`` in the
+    template's folder or one of the two above it. A template is checked with its charter, which
+    holds the font, palette and label it is held to."""
+    template = template.resolve()
+    folders = [template.parent, *template.parent.parents][:CHARTER_SEARCH_DEPTH]
+    for folder in folders:
+        candidate = folder / "charter.yaml"
+        if candidate.is_file() and template in _templates_named_in(candidate):
+            return candidate
+    raise CharterError(
+        template,
+        None,
+        "no charter.yaml in {folders} names this template: name it under a charter's templates, then check it",
+        folders=", ".join(str(folder) for folder in folders),
+    )
+
+
+def _templates_named_in(charter_path: Path) -> list[Path]:
+    """The files a charter names as templates, read before it is validated (its own mistakes are
+    said when it is loaded)."""
+    sets = read_yaml_mapping(charter_path, CharterError).get("templates")
+    if not isinstance(sets, dict):
+        return []
+    return [
+        (charter_path.parent / file).resolve()
+        for files in sets.values()
+        if isinstance(files, dict)
+        for file in files.values()
+        if isinstance(file, str)
+    ]
