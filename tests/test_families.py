@@ -41,6 +41,26 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {family: save_tiny(family, folder / family) for family in NEW_FAMILIES}
 
 
+@pytest.mark.parametrize("family", ["flux2-klein", "qwen-image"])
+def test_a_language_models_prompt_is_read_without_its_vocabulary_head(
+    tiny_models: dict[str, Path], family: str
+) -> None:
+    """FLUX.2 klein and Qwen-Image read their text encoder's hidden layers only: it is loaded
+    without the causal LM's head, and a prompt gives the very embeddings it gave with it."""
+    import diffusers
+    from visuels.models.host import load_from_files
+
+    folder = tiny_models[family]
+    loaded = load_from_files(DiffusersFolderRef(path=str(folder)), torch.float32)
+    assert not hasattr(loaded.text_encoder, "lm_head")
+    whole = diffusers.DiffusionPipeline.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    assert hasattr(whole.text_encoder, "lm_head")
+    prompt = "poster of Sète, the lighthouse, summer"
+    with torch.no_grad():
+        (ours, *_), (theirs, *_) = (pipeline.encode_prompt(prompt=prompt) for pipeline in (loaded, whole))
+    assert torch.equal(ours, theirs)
+
+
 @pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_each_family_is_described_from_its_files(tiny_models: dict[str, Path], family: str) -> None:
     info = describe_model(DiffusersFolderRef(path=str(tiny_models[family])))

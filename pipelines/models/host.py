@@ -132,7 +132,24 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
             raise ModelError(
                 named, None, "its files hold no weights for {component}.{weight}", component=name, weight=missing
             )
+    _read_hidden_states_only(pipeline)
     return pipeline
+
+
+# Pipelines that read their language model's hidden states only, never its next-token logits.
+_HIDDEN_STATES_READERS = {
+    "Flux2KleinPipeline": "Qwen3ForCausalLM",
+    "QwenImagePipeline": "Qwen2_5_VLForConditionalGeneration",
+}
+
+
+def _read_hidden_states_only(pipeline: DiffusionPipeline) -> None:
+    """FLUX.2 klein and Qwen-Image encode a prompt with a language model and read its hidden
+    layers: its vocabulary projection (152k logits per token, 512 tokens) is work nothing reads, so
+    the pipeline is given the model under that head. The weights are the same, shared."""
+    encoder = getattr(pipeline, "text_encoder", None)
+    if _HIDDEN_STATES_READERS.get(type(pipeline).__name__) == type(encoder).__name__:
+        pipeline.register_modules(text_encoder=encoder.model)
 
 
 def _label(pipeline: DiffusionPipeline) -> str:
