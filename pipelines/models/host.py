@@ -140,11 +140,13 @@ def load_from_files(ref: ModelRef, dtype: torch.dtype, source: str = "model") ->
 _HIDDEN_STATES_READERS = {
     "Flux2KleinPipeline": "Qwen3ForCausalLM",
     "QwenImagePipeline": "Qwen2_5_VLForConditionalGeneration",
+    "QwenImageEditPipeline": "Qwen2_5_VLForConditionalGeneration",  # its vision tower stays, under the head
+    "QwenImageEditPlusPipeline": "Qwen2_5_VLForConditionalGeneration",
 }
 
 
 def _read_hidden_states_only(pipeline: DiffusionPipeline) -> None:
-    """FLUX.2 klein and Qwen-Image encode a prompt with a language model and read its hidden
+    """FLUX.2 klein and Qwen-Image (and its edit models) encode a prompt with a language model and read its hidden
     layers: its vocabulary projection (152k logits per token, 512 tokens) is work nothing reads, so
     the pipeline is given the model under that head. The weights are the same, shared."""
     encoder = getattr(pipeline, "text_encoder", None)
