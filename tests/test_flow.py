@@ -422,14 +422,19 @@ def test_a_render_that_asks_for_review_says_which_review_waits(
     )
 
 
-def test_the_open_reviews_of_a_campaign_are_read_past_the_first_page(tmp_path: Path) -> None:
-    """Open reviews are read 200 runs at a time: those of later pages ask about pictures too."""
+def test_the_open_reviews_of_a_campaign_are_read_past_the_first_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Open reviews are read a page of runs at a time (200, the server's most; 4 here, so that
+    the test makes a few runs, not hundreds): those of later pages ask about pictures too."""
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Paused, Scheduled
-    from visuels.flows.review_campaign import RUNS_PER_READ, open_reviews, review_campaign
+    from visuels.flows import review_campaign as reviews
+    from visuels.flows.review_campaign import open_reviews, review_campaign
 
+    monkeypatch.setattr(reviews, "RUNS_PER_READ", 4)
     here, out = str(tmp_path / "out"), tmp_path.resolve() / "out"
-    rendered = {f"render-{number}" for number in range(RUNS_PER_READ + 2)}
+    rendered = {f"render-{number}" for number in range(2 * reviews.RUNS_PER_READ + 2)}
     asks = {"campaign_slug": "paged", "output_dir": here}
     made = []
     with get_client(sync_client=True) as client:
