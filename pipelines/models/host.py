@@ -146,9 +146,9 @@ _HIDDEN_STATES_READERS = {
 
 
 def _read_hidden_states_only(pipeline: DiffusionPipeline) -> None:
-    """FLUX.2 klein and Qwen-Image (and its edit models) encode a prompt with a language model and read its hidden
-    layers: its vocabulary projection (152k logits per token, 512 tokens) is work nothing reads, so
-    the pipeline is given the model under that head. The weights are the same, shared."""
+    """FLUX.2 klein and Qwen-Image (its edit models too) encode a prompt with a language model and
+    read its hidden layers: its vocabulary projection (152k logits per token, 512 tokens) is work
+    nothing reads, so the pipeline is given the model under that head, the same weights."""
     encoder = getattr(pipeline, "text_encoder", None)
     if _HIDDEN_STATES_READERS.get(type(pipeline).__name__) == type(encoder).__name__:
         pipeline.register_modules(text_encoder=encoder.model)
