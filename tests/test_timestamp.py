@@ -106,3 +106,52 @@ def test_an_authority_out_of_reach_is_the_environment_failing_and_changes_nothin
         assert ledger.by_sha256(database, hashlib.sha256(before).hexdigest())
     finally:
         database.close()
+
+
+def test_a_stamp_written_whose_record_was_not_is_recorded_by_the_next_run(
+    rendered_copy: tuple[Path, str, list[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Killed after the stamped bytes replaced the file, before their record was committed: the
+    next run records them (no second stamp), and the one after finds nothing to do. The same
+    bytes under another picture's name are not its stamp, and are refused."""
+    from visuels._internal.atomic import StagedFile
+
+    out, slug, files, _ = rendered_copy
+    path, other = out / files[0], out / files[1]
+    database_file = str(out / "visuels.sqlite")
+    publish = StagedFile.publish
+
+    def published_then_killed(self: StagedFile) -> None:
+        publish(self)
+        raise KeyboardInterrupt  # what the record's transaction sees of a kill: it is not committed
+
+    with time_stamp_authority() as (url, _):
+        monkeypatch.setenv("VISUELS_TSA_URL", url)
+        with monkeypatch.context() as killed:
+            killed.setattr(StagedFile, "publish", published_then_killed)
+            assert main(["timestamp", str(path), "--database", database_file]) == 130
+        stamped = path.read_bytes()
+        database = Database(f"sqlite:///{database_file}")
+        try:
+            assert ledger.by_sha256(database, hashlib.sha256(stamped).hexdigest()) is None  # not recorded
+        finally:
+            database.close()
+        other.write_bytes(stamped)  # the same unrecorded stamp under another picture's name: not its own
+        assert main(["timestamp", str(other), "--database", database_file]) == 2
+        assert "no ledger record of these bytes" in capsys.readouterr().err
+        assert main(["timestamp", str(path), "--database", database_file]) == 0
+        assert "time-stamped" in capsys.readouterr().out
+        assert path.read_bytes() == stamped  # recorded as it was, not stamped again
+        assert main(["timestamp", str(path), "--database", database_file]) == 0
+        assert "already time-stamped" in capsys.readouterr().out
+    database = Database(f"sqlite:///{database_file}")
+    try:
+        sha256 = hashlib.sha256(stamped).hexdigest()
+        (entry,) = [entry for entry in manifest.entries(database, slug).values() if entry["file"].endswith(path.name)]
+        assert entry["sha256"] == sha256 and entry["size"] == len(stamped)
+        assert ledger.verify_chain(database)[1] is None
+        assert len([row for row in ledger.with_job_key(database, ledger.by_sha256(database, sha256)["job_key"])]) == 2
+    finally:
+        database.close()

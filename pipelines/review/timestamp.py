@@ -5,21 +5,25 @@ gets an update manifest with an RFC 3161 time-stamp of its manifest
 (``visuels.marking.c2pa_manifest.time_stamp``): the pixels, the watermark and the original
 manifest stay as they were. The new bytes are recorded like any export: a ledger row pointing at
 the file's previous row, and its outputs row moved to the new sha256 and size in the same
-transaction, so ``verify`` finds the file recorded and a re-run renders nothing again.
+transaction, so ``verify`` finds the file recorded and a re-run renders nothing again. A stamp
+written whose record was not (the process killed between the two) is recorded by the next run.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from visuels._internal.atomic import staged
 from visuels.errors import ExportError
-from visuels.inputs.images import ImageInputError, read_file
-from visuels.marking.c2pa_manifest import read_manifest_state, time_stamp
+from visuels.inputs.images import ImageInputError, read_file, read_picture
+from visuels.marking.c2pa_manifest import ManifestState, read_manifest_state, time_stamp
 from visuels.marking.keys import SigningFiles
 from visuels.marking.mark import MIME_TYPES
+from visuels.marking.phash import perceptual_hash
 from visuels.record import ledger, manifest
 from visuels.record.database import Database
 from visuels.review.derivatives import FILE_TYPES
@@ -43,23 +47,51 @@ def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> Ti
     mime_type = MIME_TYPES[file_type]
     digest = hashlib.sha256(data).hexdigest()
     row = ledger.by_sha256(database, digest)
-    if row is None:
-        raise ImageInputError(path, "file", "no ledger record of these bytes: only exported files are time-stamped")
     before = read_manifest_state(path, signing.trust_anchors)
+    if row is None:
+        stamped_of = _stamp_left_unrecorded(path, digest, before, database)
+        if stamped_of is None:
+            raise ImageInputError(path, "file", "no ledger record of these bytes: only exported files are time-stamped")
+        _record(stamped_of, data, database)
+        return TimeStamped(str(path), digest, before.signed_at, already=False)
     if before.signed_at:
         return TimeStamped(str(path), digest, before.signed_at, already=True)
     stamped = time_stamp(data, mime_type, path.name, signing)
-    sha256 = hashlib.sha256(stamped).hexdigest()
-    renewed = ("created", "sha256", "parent_id")
-    kept = {name: row[name] for name in ledger.LedgerEntry.model_fields if name not in renewed}
-    entry = ledger.LedgerEntry(**kept, sha256=sha256, parent_id=row["id"])  # the same picture, its new bytes
     with staged(path) as file:
         try:
             file.path.write_bytes(stamped)
         except OSError as exc:
             raise ExportError(path, None, "cannot write it: {reason}", reason=exc.strerror or str(exc)) from None
-        with database.transaction() as connection:
-            ledger_id = ledger.append(connection, entry)
-            manifest.replace_file(connection, digest, sha256, len(stamped), ledger_id)
-            file.publish()  # inside the transaction: a file on disk is always a recorded one
+        # Published inside the transaction: a stamp whose record fails is found again by a re-run
+        # (_stamp_left_unrecorded), the picture's old bytes then being gone.
+        _record(row, stamped, database, publish=file.publish)
+    sha256 = hashlib.sha256(stamped).hexdigest()
     return TimeStamped(str(path), sha256, read_manifest_state(path, signing.trust_anchors).signed_at, already=False)
+
+
+def _record(row: dict, stamped: bytes, database: Database, publish: Callable[[], None] | None = None) -> None:
+    """Record ``stamped`` as the new bytes of the file ``row`` recorded: a ledger row pointing at
+    it, and its outputs row moved to them, in one transaction (``publish`` run inside it)."""
+    sha256 = hashlib.sha256(stamped).hexdigest()
+    renewed = ("created", "sha256", "parent_id")
+    kept = {name: row[name] for name in ledger.LedgerEntry.model_fields if name not in renewed}
+    entry = ledger.LedgerEntry(**kept, sha256=sha256, parent_id=row["id"])  # the same picture, its new bytes
+    with database.transaction() as connection:
+        ledger_id = ledger.append(connection, entry)
+        manifest.replace_file(connection, row["sha256"], sha256, len(stamped), ledger_id)
+        if publish is not None:
+            publish()
+
+
+def _stamp_left_unrecorded(path: Path, digest: str, state: ManifestState, database: Database) -> dict | None:
+    """The row of the recorded file that ``path`` is the time-stamped version of, when the stamp
+    was written in place but its record was not (killed between the two): a valid manifest with a
+    time-stamp, naming the watermark of a row of this file's name whose bytes are no longer here,
+    over the same pixels (their perceptual hash). None for anything else."""
+    if state.state not in ("Trusted", "Valid") or not state.signed_at or state.soft_binding is None:
+        return None
+    row = ledger.by_watermark(database, state.soft_binding)
+    if row is None or row["sha256"] == digest or Path(row["file"]).name != path.name:
+        return None
+    pixels = np.asarray(read_picture(path, "file").convert("RGB"))
+    return row if perceptual_hash(pixels) == row["phash"] else None
