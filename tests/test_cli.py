@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from visuels.cli import main
 from visuels.errors import VisuelsError
 from visuels.planning.request import RenderRequest
@@ -32,11 +33,19 @@ def test_check_says_what_training_would_refuse_in_a_charters_references(
     charter_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`visuels check charter.yaml` said ok to references `visuels train` then stopped on (a
-    picture without its caption): a finding now, as rendering does not need them."""
+    picture without its caption): a finding now, as rendering does not need them; every one of
+    them, so that they are mended at once."""
     (charter_dir / "references" / "03-hills.txt").unlink()
+    (charter_dir / "references" / "05-small.txt").write_text("a small picture", encoding="utf-8")
+    Image.new("RGB", (120, 90)).save(charter_dir / "references" / "05-small.png")
     assert main(["check", str(charter_dir / "charter.yaml")]) == 1
-    out = capsys.readouterr().out
-    assert "references: " in out and "missing caption file 03-hills.txt (`visuels train` would stop there)" in out
+    found = [line.strip() for line in capsys.readouterr().out.splitlines() if "references: " in line]
+    assert found == [
+        f"references: {charter_dir / 'references' / '03-hills.png'}: caption: missing caption file 03-hills.txt"
+        " (`visuels train` would stop there)",
+        f"references: {charter_dir / 'references' / '05-small.png'}: size: 120x90 is smaller than 256 px"
+        " (`visuels train` would stop there)",
+    ]
 
 
 @pytest.mark.parametrize(

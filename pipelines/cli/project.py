@@ -219,14 +219,13 @@ def _check_on_its_model(campaign: Campaign) -> list[SoftPhoto]:
 
 def _training_set_findings(charter: Charter, t: Words) -> list[str]:
     """What `visuels train` would refuse in the charter's references (a caption missing, a picture
-    too small at the default resolution): a finding, as rendering does not need them."""
-    from visuels.training.dataset import DEFAULT_RESOLUTION, load_training_set
+    too small at the default resolution), every one: findings, as rendering does not need them."""
+    from visuels.training.dataset import DEFAULT_RESOLUTION, training_set_problems
 
-    try:
-        load_training_set(charter.references, DEFAULT_RESOLUTION)
-    except VisuelsError as exc:
-        return [t("references: {problem} (`visuels train` would stop there)", problem=exc.said(t))]
-    return []
+    return [
+        t("references: {problem} (`visuels train` would stop there)", problem=problem.said(t))
+        for problem in training_set_problems(charter.references, DEFAULT_RESOLUTION)
+    ]
 
 
 def _check_layout(campaign: Campaign) -> None:
