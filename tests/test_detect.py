@@ -197,6 +197,10 @@ def test_exit_codes_a_signed_result_and_a_changed_one(
     assert main(["detect", "--check", str(changed)]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"erreur : {changed}: signature: la signature ne correspond pas : le résultat a été modifié"
+    nested = tmp_path / "nested.json"  # deeper than Python's parser recurses: was a RecursionError
+    nested.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert main(["detect", "--check", str(nested)]) == 2
+    assert capsys.readouterr().err.strip() == f"erreur : {nested}: pas un résultat de détection signé"
 
 
 def test_detect_reads_a_picture_without_torch(

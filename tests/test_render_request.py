@@ -122,6 +122,25 @@ def test_the_run_form_has_plain_labels_dropdowns_ranges_and_no_null_switches() -
         assert not [title for title in titles if "_" in title or title.islower()]  # never python_names
 
 
+def test_the_run_form_leaves_out_a_campaign_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make serve` lists the campaigns' audiences and which wait for review: a file saved in
+    Latin-1, or nested deeper than the YAML parser recurses, stopped it (UnicodeDecodeError,
+    RecursionError); it is left out, and said when it is used (`visuels check` names it)."""
+    from visuels.cli import main
+    from visuels.planning.request import campaigns_waiting_for_review, known_audiences
+
+    (tmp_path / "latin.yaml").write_bytes("name: Campagne d'été\nreview: true\n".encode("latin-1"))
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    (tmp_path / "fine.yaml").write_text("review: true\naudiences: {residents: local families}\n", encoding="utf-8")
+    assert campaigns_waiting_for_review(tmp_path) == ["campaigns/fine.yaml"]
+    assert known_audiences(tmp_path) == ["residents"]
+    assert main(["check", str(nested)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {nested}: invalid YAML: nested too deeply to be read"
+
+
 def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     jobs = plan_render(make_campaign(), tmp_path).jobs  # 2 communes x 2 formats
     assert shard_by_commune(jobs, 2) == [["34301"], ["31118"]]  # Sète, Castelnau-d'Estrétefonds

@@ -104,6 +104,15 @@ def test_a_model_folder_that_would_not_load_is_refused_at_planning(tmp_path: Pat
             lambda folder: (folder / "unet" / "config.json").unlink(),
             r"no-config/unet/config\.json not found",
         ),
+        # Python's parser recurses once a level: this raised RecursionError, a traceback.
+        "nested": (
+            lambda folder: (folder / "model_index.json").write_text("[" * 100_000 + "]" * 100_000),
+            r"nested/model_index\.json is not valid JSON \(nested too deeply to be read\)",
+        ),
+        "nested-config": (
+            lambda folder: (folder / "unet" / "config.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+            r"nested-config/unet/config\.json is not valid JSON \(nested too deeply to be read\)",
+        ),
     }
     for name, (damage, refusal) in damages.items():
         folder = tmp_path / name

@@ -6,13 +6,13 @@ a render worker halfway through a run.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
+from visuels._internal.json_text import read_json
 from visuels.config import settings
 from visuels.errors import Text, first_line
 from visuels.inputs.model_refs import WEIGHT_SUFFIXES
@@ -149,7 +149,7 @@ def weights_problem(components: Iterable[Path]) -> Text | None:
 
 def _missing_shard(index: Path) -> Path | None:
     try:
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        weight_map = read_json(index).get("weight_map", {})
     except (OSError, ValueError, AttributeError):
         return None  # the loader says what is wrong with an index it cannot read
     for name in sorted(set(weight_map.values()) if isinstance(weight_map, dict) else ()):

@@ -81,6 +81,8 @@ def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, A
         if problem:  # the parser's words, in English
             raise error_type(path, where, "invalid YAML: {problem}", problem=problem) from None
         raise error_type(path, where, "invalid YAML") from None
+    except RecursionError:  # the parser recurses once a level: a file of 100,000 `[` goes past Python's stack
+        raise error_type(path, None, "invalid YAML: nested too deeply to be read") from None
     if not isinstance(data, dict):
         raise error_type(path, None, "expected a mapping of fields at the top level")
     return data

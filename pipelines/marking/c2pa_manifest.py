@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import c2pa
+from visuels._internal.json_text import loads
 from visuels.errors import Text
 from visuels.marking import iscc
 from visuels.marking.keys import SigningError, SigningFiles, TimeStampError
@@ -279,7 +280,7 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
     try:
         with c2pa.Reader(str(path), context=_context(anchors)) as reader:
             state = reader.get_validation_state() or "Invalid"
-            store = json.loads(reader.json())
+            store = loads(reader.json())
     except c2pa.C2paError as exc:
         text = str(exc)
         # No manifest, or a format C2PA cannot carry one in (BMP): missing, not broken.
@@ -287,6 +288,8 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
             "not found" in text.lower()
         ):
             return ManifestState(state="missing", soft_binding=None, source_type=None)
+        return ManifestState(state="Invalid", soft_binding=None, source_type=None)
+    except ValueError:  # a manifest store whose assertions nest deeper than anything can read
         return ManifestState(state="Invalid", soft_binding=None, source_type=None)
     manifests = store.get("manifests", {})
     active = manifests.get(store.get("active_manifest", ""), {})

@@ -11,7 +11,6 @@ the same row at that count. Each render run ends with a checkpoint.
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select
 from visuels._internal.atomic import write_text_atomic
+from visuels._internal.json_text import read_json
 from visuels.errors import Text
 from visuels.marking.keys import SigningFiles
 from visuels.record.database import Database, checkpoints_table, ledger_table
@@ -110,7 +110,7 @@ def checkpoint_problems(database: Database, output_root: Path, signing: SigningF
     beside, written_beside = output_root / CHECKPOINT_FILE, None
     if beside.is_file():
         try:
-            written_beside = Checkpoint(**json.loads(beside.read_text(encoding="utf-8")))
+            written_beside = Checkpoint(**read_json(beside))
         except (ValueError, TypeError):
             return [Text("{file} is not a ledger checkpoint (damaged)", file=beside)]
         found.append((str(beside), written_beside))

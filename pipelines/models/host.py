@@ -15,7 +15,6 @@ private. Like InvokeAI's model manager, a model is used only inside such a block
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import threading
 import warnings
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from visuels._internal.hashing import sha256_json
+from visuels._internal.json_text import read_json
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.errors import EXIT_ENVIRONMENT, ModelError, first_line
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, LoraWeights, ModelRef, SingleFileRef
@@ -59,7 +59,7 @@ class GpuMemoryError(ModelError):
 
 
 def _pipeline_class(folder: Path, source: str) -> type[DiffusionPipeline]:
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index = read_json(folder / "model_index.json")
     class_name = index.get("_class_name", "")
     pipeline_class = getattr(diffusers, class_name, None)
     if pipeline_class is None:
@@ -78,7 +78,7 @@ def _with_single_file_transformer(
 ) -> DiffusionPipeline:
     """A 2026 family from its transformer's single file (as BFL and ComfyUI share them: diffusers
     converts the original layer names) and the rest of its diffusers folder (VAE, text encoders)."""
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index = read_json(folder / "model_index.json")
     transformer_class = getattr(diffusers, index["transformer"][1])
     transformer = transformer_class.from_single_file(
         ref.path, config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=dtype
@@ -203,7 +203,7 @@ def _tensors(component: object) -> Iterator[tuple[str, torch.Tensor]]:
 def _read_pipeline(ref: ModelRef, folder: Path | None, dtype: torch.dtype, source: str) -> DiffusionPipeline:
     if isinstance(ref, (DemoModelRef, DiffusersFolderRef)):
         assert folder is not None
-        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        index = read_json(folder / "model_index.json")
         extra = {"safety_checker": None} if "safety_checker" in index else {}
         extra["variant"] = weights_variant(model_components(folder), half=dtype != torch.float32)
         # safetensors only, unless pickle was allowed (describe_model refused it before).
@@ -220,7 +220,7 @@ def _read_pipeline(ref: ModelRef, folder: Path | None, dtype: torch.dtype, sourc
         return pipeline_class.from_single_file(ref.path, config=str(folder), local_files_only=True, dtype=dtype)
     assert isinstance(ref, HubRef)
     snapshot = hub_snapshot(ref, source)  # what describe_model read: the revision's commit
-    index = json.loads((snapshot / "model_index.json").read_text(encoding="utf-8"))
+    index = read_json(snapshot / "model_index.json")
     return DiffusionPipeline.from_pretrained(
         ref.id,
         revision=ref.revision,

@@ -13,7 +13,6 @@ docs/models.md with its sources; it is not legal advice. Licences not in the tab
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import struct
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
+from visuels._internal.json_text import loads
 
 LicenceUse = Literal["publishable", "non_commercial", "research_only", "revenue_capped", "unknown"]
 REFUSED_USES: tuple[LicenceUse, ...] = ("non_commercial", "research_only", "revenue_capped")
@@ -107,7 +107,7 @@ def _front_matter(card: Path) -> dict:
     block = list(itertools.takewhile(lambda line: line.rstrip() != "---", lines[1:]))
     try:
         fields = yaml.safe_load("\n".join(block))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # a card nested deeper than the parser recurses: no licence read
         return {}
     return fields if isinstance(fields, dict) else {}
 
@@ -139,7 +139,7 @@ def checkpoint_licence(checkpoint: Path) -> Licence:
             (length,) = struct.unpack("<Q", file.read(8))
             if length > 100_000_000:  # not a header: a broken or foreign file
                 return UNKNOWN
-            header = json.loads(file.read(length))
+            header = loads(file.read(length))
     except (OSError, ValueError, struct.error):
         return UNKNOWN
     metadata = header.get("__metadata__") or {}

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from safetensors import safe_open
+from visuels._internal.json_text import read_json
 
 # How peft names a layer's two factors, and which axis of the layer's weight each must match:
 # A reads the layer's input (its weight's axis 1), B writes its output (axis 0).
@@ -98,11 +99,10 @@ def shapes_from_config(folder: Path, component: str) -> dict[str, tuple[int, ...
     whose own file names its weights in the original layout. Empty where the folder's
     ``model_index.json`` names no such component."""
     import importlib
-    import json
 
     import torch
 
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index = read_json(folder / "model_index.json")
     library, class_name = (index.get(component) or [None, None])[:2]
     if library not in ("diffusers", "transformers") or not (folder / component).is_dir():
         return {}

@@ -3,7 +3,6 @@ description, from its files alone (the reference a campaign names is ``visuels.i
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors import safe_open
 from visuels._internal.hashing import cached_sha256_file, sha256_file, sha256_json
+from visuels._internal.json_text import read_json
 from visuels.config import cache_dir, demo_model_dir
 from visuels.errors import ModelError, Text
 from visuels.inputs.model_refs import (
@@ -79,7 +79,7 @@ def model_folder(ref: ModelRef) -> Path | None:
 def _read_config(folder: Path, component: str, source: str, name: str = "config.json") -> dict:
     path = folder / component / name
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except FileNotFoundError:
         raise ModelError(source, "model", "{path} not found: not a diffusers model folder", path=path) from None
     except ValueError as exc:
@@ -110,7 +110,7 @@ def edits_pictures(ref: ModelRef) -> bool:
         return False
     folder = hub_snapshot(ref, "model") if isinstance(ref, HubRef) else model_folder(ref)
     try:
-        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8")) if folder else {}
+        index = read_json(folder / "model_index.json") if folder else {}
     except (OSError, ValueError):
         return False  # describe_model says what is wrong with it
     return isinstance(index, dict) and edit_family_of_pipeline(str(index.get("_class_name", ""))) is not None
@@ -224,7 +224,7 @@ def _has_safety_checker(folder: Path) -> bool:
     loaded without). Its verdict is recorded in the model's description, which every exported
     picture's C2PA manifest carries: a picture it flags is refused, never exported."""
     try:
-        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        index = read_json(folder / "model_index.json")
     except (OSError, ValueError):
         return False
     checker = index.get("safety_checker")
@@ -255,7 +255,7 @@ def hub_snapshot(ref: HubRef, source: str) -> Path:
 
 def _named_components(folder: Path) -> list[Path]:
     """The component folders ``model_index.json`` names with a class (``[library, class]``)."""
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index = read_json(folder / "model_index.json")
     return sorted(folder / name for name, value in index.items() if isinstance(value, list) and None not in value)
 
 

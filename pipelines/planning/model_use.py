@@ -6,7 +6,6 @@ Each refusal is one line naming the campaign file and the field, before any job 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from safetensors import safe_open
+from visuels._internal.json_text import read_json
 from visuels.config import demo_model_dir
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, PhotoUse
@@ -344,7 +344,7 @@ def _misfitting_loras(campaign: Campaign, model: ModelInfo, family: Family) -> I
     files = None
     if folder is not None:
         config = folder / "unet" / "config.json"
-        unet_config = json.loads(config.read_text(encoding="utf-8")) if family.denoiser == "unet" else None
+        unet_config = read_json(config) if family.denoiser == "unet" else None
         files = _ModelFiles(model, folder, unet_config, {})
     for field, path in loras:
         if made_for_other_denoiser(path, family):

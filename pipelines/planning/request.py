@@ -12,13 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from visuels._internal.schema import blank_when_unset
 from visuels._internal.strict import StrictModel
 from visuels.config import campaigns_dir
+from visuels.errors import CampaignError
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.slugs import name_key
+from visuels.inputs.yamlfiles import read_yaml_mapping
 from visuels.models.devices import DeviceName, DtypeName
 
 
@@ -60,9 +61,9 @@ def campaigns_waiting_for_review(folder: Path | None = None) -> list[str]:
     waiting = []
     for path in sorted((folder or campaigns_dir()).glob("*.yaml")):
         try:
-            if (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("review") is True:
+            if read_yaml_mapping(path, CampaignError).get("review") is True:
                 waiting.append(f"campaigns/{path.name}")
-        except (OSError, yaml.YAMLError, AttributeError):
+        except CampaignError:
             continue  # a broken campaign is reported when it is used, not here
     return waiting
 
@@ -72,8 +73,8 @@ def _every(key: str, folder: Path | None) -> list[str]:
     names: set[str] = set()
     for path in sorted((folder or campaigns_dir()).glob("*.yaml")):
         try:
-            names.update((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(key, []))
-        except (OSError, yaml.YAMLError, AttributeError, TypeError):
+            names.update(read_yaml_mapping(path, CampaignError).get(key, []))
+        except (CampaignError, TypeError):
             continue  # a broken campaign is reported when it is used, not here
     return sorted(names)
 

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 from visuels._internal.atomic import staged, write_text_atomic
+from visuels._internal.json_text import read_json
 from visuels.inputs.charter import Charter
 from visuels.postprocess.palette import palette_shares, rgb_to_lab, score_copy
 
@@ -187,7 +188,7 @@ def write_coherence(folder: Path, assessed: dict[str, Coherence]) -> Path:
 
 def read_coherence(folder: Path) -> dict[str, Coherence]:
     try:
-        data = json.loads((folder / COHERENCE_FILE).read_text(encoding="utf-8"))
+        data = read_json(folder / COHERENCE_FILE)
     except (OSError, ValueError):
         return {}  # no report written yet: nothing is an outlier so far
     return {key: Coherence.model_validate(value) for key, value in data.items()}

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from PIL import Image
 from pydantic import BaseModel, PrivateAttr, ValidationError
+from visuels._internal.json_text import read_json
 from visuels.errors import Text, VisuelsError
 from visuels.inputs.charter import Charter
 from visuels.marking import iscc
@@ -253,7 +254,7 @@ def check_result(path: Path, known: ec.EllipticCurvePublicKey | None) -> tuple[l
     ``known`` (this deployment's detector key). A changed or unsigned result raises
     :class:`DetectionError`."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = read_json(path)
         signature = base64.b64decode(document.pop("signature"), validate=True)
         public = serialization.load_pem_public_key(document["public_key"].encode("ascii"))
     except FileNotFoundError:
