@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
-from visuels.inputs.images import MAX_PIXELS, ImageInputError, read_mask, read_picture
+from visuels.inputs.images import MAX_FILE_BYTES, MAX_PIXELS, ImageInputError, read_mask, read_picture
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -80,6 +81,21 @@ def test_truncated_and_non_pictures_are_refused_in_one_line(tmp_path: Path) -> N
         read_picture(tmp_path / "notes.png")
     with pytest.raises(ImageInputError, match="file not found"):
         read_picture(tmp_path / "missing.png")
+
+
+def test_a_pipe_a_device_or_a_file_larger_than_any_picture_is_refused_unread(tmp_path: Path) -> None:
+    """A named pipe would block the read for ever, ``/dev/zero`` fill the memory; a file past the
+    largest picture is refused from its size (a sparse one here: nothing is written)."""
+    pipe = tmp_path / "upload.png"
+    os.mkfifo(pipe)
+    for path in (pipe, Path("/dev/zero")):
+        with pytest.raises(ImageInputError, match=r"not a plain file \(a device, a pipe or a socket\)"):
+            read_picture(path)
+    huge = tmp_path / "huge.tif"
+    with huge.open("wb") as file:
+        file.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(ImageInputError, match=r"larger than any picture read here \(at most 1024 MB\)"):
+        read_picture(huge)
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:

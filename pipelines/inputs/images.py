@@ -9,6 +9,7 @@ decompression bombs; truncated or unreadable files refused with one line.
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from pathlib import Path
 
@@ -31,6 +32,7 @@ PICTURE_MEDIA_TYPES = {
 PICTURE_SUFFIXES = tuple(PICTURE_MEDIA_TYPES)
 XMP_PNG_KEY = "XML:com.adobe.xmp"  # the iTXt keyword under which PNG files carry XMP
 MAX_PIXELS = 120_000_000  # a 13,000 x 9,000 poster; above: refused as a possible decompression bomb
+MAX_FILE_BYTES = 2**30  # a file of MAX_PIXELS pixels, 16-bit RGBA, uncompressed (a print TIFF): 960 MB
 MASK_THRESHOLD = 128  # mask pixels at least this bright (or opaque) are repainted
 MAX_MASK_CHROMA = 24  # a mask is black and white: channels further apart than this mean a colour picture
 BACKGROUND = (255, 255, 255)  # transparent areas become paper white, as a printer would show them
@@ -48,13 +50,28 @@ class ImageInputError(VisuelsError):
 
 
 def read_file(path: Path, field: str) -> bytes:
-    """A supplied file's bytes; a missing file or a folder is said in one line."""
+    """A supplied file's bytes; a missing file, a folder, anything but a plain file (a pipe would
+    never end its read, ``/dev/zero`` never stop) and a file larger than any picture are said in
+    one line."""
     try:
-        return path.read_bytes()
+        found = path.stat()
+        if stat.S_ISDIR(found.st_mode):
+            raise ImageInputError(path, field, "is a folder, not a picture")
+        if not stat.S_ISREG(found.st_mode):
+            raise ImageInputError(path, field, "not a plain file (a device, a pipe or a socket), not a picture")
+        data = b""
+        if found.st_size <= MAX_FILE_BYTES:
+            with path.open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # to the limit: a file may grow while it is read
     except FileNotFoundError:
         raise ImageInputError(path, field, "file not found") from None
-    except IsADirectoryError:
-        raise ImageInputError(path, field, "is a folder, not a picture") from None
+    except PermissionError:
+        raise ImageInputError(path, field, "no permission to read it") from None
+    if found.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
+        raise ImageInputError(
+            path, field, "larger than any picture read here (at most {limit} MB)", limit=MAX_FILE_BYTES // 2**20
+        )
+    return data
 
 
 def unreadable_kind(data: bytes) -> Text:
