@@ -155,3 +155,55 @@ def test_a_stamp_written_whose_record_was_not_is_recorded_by_the_next_run(
         assert len([row for row in ledger.with_job_key(database, ledger.by_sha256(database, sha256)["job_key"])]) == 2
     finally:
         database.close()
+
+
+def test_two_runs_stamping_one_file_at_once_record_one_stamp(
+    rendered_copy: tuple[Path, str, list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two machines time-stamp the same picture at once: both read it unstamped and get a stamp;
+    the first records and publishes its own, the second finds it recorded and leaves the file
+    alone. One stamp row, the file on disk the recorded one."""
+    import threading
+
+    import visuels.review.timestamp as stamping
+    from visuels.review.timestamp import time_stamp_file
+
+    out, slug, files, _ = rendered_copy
+    path = out / files[0]
+    url = f"sqlite:///{out / 'visuels.sqlite'}"
+    both_stamped = threading.Barrier(2, timeout=60)
+    stamp = stamping.time_stamp
+
+    def stamped_while_the_other_stamps_too(*arguments):  # type: ignore[no-untyped-def]
+        result = stamp(*arguments)
+        both_stamped.wait()  # each has read the picture unstamped, neither has recorded yet
+        return result
+
+    monkeypatch.setattr(stamping, "time_stamp", stamped_while_the_other_stamps_too)
+    done: list = []
+
+    def run() -> None:
+        database = Database(url)
+        try:
+            done.append(time_stamp_file(path, database, signing_files()))
+        finally:
+            database.close()
+
+    with time_stamp_authority() as (authority, _):
+        monkeypatch.setenv("VISUELS_TSA_URL", authority)
+        runs = [threading.Thread(target=run) for _ in range(2)]
+        for thread in runs:
+            thread.start()
+        for thread in runs:
+            thread.join(timeout=120)
+    assert sorted(result.already for result in done) == [False, True]
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert {result.sha256 for result in done} == {sha256}
+    database = Database(url)
+    try:
+        (entry,) = [entry for entry in manifest.entries(database, slug).values() if entry["file"].endswith(path.name)]
+        assert entry["sha256"] == sha256
+        job_rows = ledger.with_job_key(database, ledger.by_sha256(database, sha256)["job_key"])
+        assert len(job_rows) == 2 and ledger.verify_chain(database)[1] is None  # the export, one stamp
+    finally:
+        database.close()

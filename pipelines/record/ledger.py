@@ -57,10 +57,7 @@ def append(connection: Connection, entry: LedgerEntry) -> int:
     """Add one row at the end of the chain, in the caller's write transaction; return its id."""
     values = entry.model_dump()
     values["created"] = values["created"] or datetime.now(UTC).isoformat(timespec="seconds")
-    if connection.dialect.name == "postgresql":
-        # One appender at a time, readers never blocked: without it two transactions would read
-        # the same tip (SQLite's writers are serialised by BEGIN IMMEDIATE already).
-        connection.exec_driver_sql("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")
+    _one_appender(connection)
     tip = connection.execute(select(ledger_table.c.row_hash).order_by(ledger_table.c.id.desc()).limit(1)).first()
     previous = tip[0] if tip else GENESIS
     row = {name: values[name] for name in LEDGER_FIELDS}
@@ -170,6 +167,26 @@ def by_sha256(database: Database, sha256: str) -> dict | None:
     """The newest row recording a file with exactly these bytes."""
     rows = _rows(database, ledger_table.c.sha256 == sha256)
     return rows[-1] if rows else None
+
+
+def _one_appender(connection: Connection) -> None:
+    """One appender at a time, readers never blocked: without it two transactions would read the
+    same tip (SQLite's writers are serialised by BEGIN IMMEDIATE already)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")
+
+
+def has_new_bytes(connection: Connection, row: dict) -> bool:
+    """Whether a later row of the same picture records other bytes than ``row``'s (a time-stamp
+    added to them), read in the caller's write transaction as the next appender (two runs
+    stamping one file at once: the second finds the first's row)."""
+    _one_appender(connection)
+    query = select(ledger_table.c.id).where(
+        ledger_table.c.parent_id == row["id"],
+        ledger_table.c.job_key == row["job_key"],
+        ledger_table.c.sha256 != row["sha256"],
+    )
+    return connection.execute(query.limit(1)).first() is not None
 
 
 def by_job_key(database: Database, job_key: str) -> dict | None:

@@ -52,8 +52,8 @@ def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> Ti
         stamped_of = _stamp_left_unrecorded(path, digest, before, database)
         if stamped_of is None:
             raise ImageInputError(path, "file", "no ledger record of these bytes: only exported files are time-stamped")
-        _record(stamped_of, data, database)
-        return TimeStamped(str(path), digest, before.signed_at, already=False)
+        recorded = _record(stamped_of, data, database)  # not where another run recorded it first
+        return TimeStamped(str(path), digest, before.signed_at, already=not recorded)
     if before.signed_at:
         return TimeStamped(str(path), digest, before.signed_at, already=True)
     stamped = time_stamp(data, mime_type, path.name, signing)
@@ -64,23 +64,29 @@ def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> Ti
             raise ExportError(path, None, "cannot write it: {reason}", reason=exc.strerror or str(exc)) from None
         # Published inside the transaction: a stamp whose record fails is found again by a re-run
         # (_stamp_left_unrecorded), the picture's old bytes then being gone.
-        _record(row, stamped, database, publish=file.publish)
+        if not _record(row, stamped, database, publish=file.publish):  # another run stamped it meanwhile
+            state = read_manifest_state(path, signing.trust_anchors)
+            return TimeStamped(str(path), hashlib.sha256(read_file(path, "file")).hexdigest(), state.signed_at, True)
     sha256 = hashlib.sha256(stamped).hexdigest()
     return TimeStamped(str(path), sha256, read_manifest_state(path, signing.trust_anchors).signed_at, already=False)
 
 
-def _record(row: dict, stamped: bytes, database: Database, publish: Callable[[], None] | None = None) -> None:
+def _record(row: dict, stamped: bytes, database: Database, publish: Callable[[], None] | None = None) -> bool:
     """Record ``stamped`` as the new bytes of the file ``row`` recorded: a ledger row pointing at
-    it, and its outputs row moved to them, in one transaction (``publish`` run inside it)."""
+    it, and its outputs row moved to them, in one transaction (``publish`` run inside it). False,
+    nothing recorded or published, where another run (another machine) recorded new bytes first."""
     sha256 = hashlib.sha256(stamped).hexdigest()
     renewed = ("created", "sha256", "parent_id")
     kept = {name: row[name] for name in ledger.LedgerEntry.model_fields if name not in renewed}
     entry = ledger.LedgerEntry(**kept, sha256=sha256, parent_id=row["id"])  # the same picture, its new bytes
     with database.transaction() as connection:
+        if ledger.has_new_bytes(connection, row):
+            return False
         ledger_id = ledger.append(connection, entry)
         manifest.replace_file(connection, row["sha256"], sha256, len(stamped), ledger_id)
         if publish is not None:
             publish()
+    return True
 
 
 def _stamp_left_unrecorded(path: Path, digest: str, state: ManifestState, database: Database) -> dict | None:
