@@ -10,11 +10,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visuels._internal.atomic import write_text_atomic
+from visuels._internal.atomic import check_output_folder, write_text_atomic
 from visuels._internal.i18n import Words, user_language, words
 from visuels.cli.console import console, errors
 from visuels.cli.files import pictures_named
-from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, Text
+from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, Text, VisuelsError
 
 if TYPE_CHECKING:
     from visuels.review.detect import Detection
@@ -30,6 +30,8 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
     from visuels.review.detect import detect_file, signed_result
 
     t = words(user_language())
+    if result is not None:  # said before any picture is read, not after them all
+        _check_result_target(result)
     files = pictures_named(files)
     charter = load_charter(charter_path)
     deep = deep_reader(deep_model, _records_near(files)) if deep_model is not None else None
@@ -50,6 +52,13 @@ def detect(files: Sequence[Path], charter_path: Path, result: Path | None, deep_
         write_text_atomic(result, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
         console.print(t("signed result: {file}", file=result), highlight=False)
     return status
+
+
+def _check_result_target(result: Path) -> None:
+    """Where ``--json`` writes: a file in a folder this process may write in."""
+    if result.is_dir():
+        raise VisuelsError(result, "--json", "is a folder: name the result's file, e.g. result.json")
+    check_output_folder(result.parent, "--json", Text("folder for the result"))
 
 
 def deep_reader(model: str, database_urls: Sequence[str]) -> Callable:
