@@ -311,7 +311,7 @@ def retouch(args: argparse.Namespace) -> int:
             model = retouch_model(database, original, args.model, args.lora)
         file_type_of(original.path)  # a format the variants can be written in, before any work
         folder = args.output_dir or args.image.parent
-        check_output_folder(folder)
+        check_output_folder(folder, "--output-dir" if args.output_dir else None)
         device = choose_device(args.device)
         t = words(user_language())
         making = t.plural(
