@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from visuels._internal.atomic import staged
 from visuels.errors import ExportError
-from visuels.inputs.images import ImageInputError, read_file, read_picture
+from visuels.inputs.images import ImageInputError, read_file, read_picture_and_xmp
 from visuels.marking.c2pa_manifest import ManifestState, read_manifest_state, time_stamp
 from visuels.marking.keys import SigningFiles
 from visuels.marking.mark import MIME_TYPES
@@ -49,7 +49,7 @@ def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> Ti
     row = ledger.by_sha256(database, digest)
     before = read_manifest_state(path, signing.trust_anchors)
     if row is None:
-        stamped_of = _stamp_left_unrecorded(path, digest, before, database)
+        stamped_of = _stamp_left_unrecorded(path, data, digest, before, database)
         if stamped_of is None:
             raise ImageInputError(path, "file", "no ledger record of these bytes: only exported files are time-stamped")
         recorded = _record(stamped_of, data, database)  # not where another run recorded it first
@@ -89,7 +89,9 @@ def _record(row: dict, stamped: bytes, database: Database, publish: Callable[[],
     return True
 
 
-def _stamp_left_unrecorded(path: Path, digest: str, state: ManifestState, database: Database) -> dict | None:
+def _stamp_left_unrecorded(
+    path: Path, data: bytes, digest: str, state: ManifestState, database: Database
+) -> dict | None:
     """The row of the recorded file that ``path`` is the time-stamped version of, when the stamp
     was written in place but its record was not (killed between the two): a valid manifest with a
     time-stamp, naming the watermark of a row of this file's name whose bytes are no longer here,
@@ -99,5 +101,5 @@ def _stamp_left_unrecorded(path: Path, digest: str, state: ManifestState, databa
     row = ledger.by_watermark(database, state.soft_binding)
     if row is None or row["sha256"] == digest or Path(row["file"]).name != path.name:
         return None
-    pixels = np.asarray(read_picture(path, "file").convert("RGB"))
+    pixels = np.asarray(read_picture_and_xmp(path, "file", data)[0])  # the bytes read already, in RGB
     return row if perceptual_hash(pixels) == row["phash"] else None
