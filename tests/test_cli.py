@@ -316,6 +316,89 @@ def test_a_first_serve_or_demo_makes_local_keys_once(tmp_path: Path, monkeypatch
     assert serving_environment("http://127.0.0.1:1/api")["VISUELS_KEYS_DIR"] == str(folder)
 
 
+def _expired_signer(folder: Path) -> None:
+    """Give ``folder``'s signer a certificate that expired yesterday, issued as the first one was."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from visuels.marking.keys import CHAIN, INTERMEDIATE_KEY, SIGNER_KEY, read_certificates, read_private_key
+
+    leaf, intermediate = read_certificates(folder / CHAIN)[:2]
+    now = datetime.datetime.now(datetime.UTC)
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(leaf.subject)
+        .issuer_name(leaf.issuer)
+        .public_key(read_private_key(folder / SIGNER_KEY).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=400))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .sign(read_private_key(folder / INTERMEDIATE_KEY), hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (folder / CHAIN).write_bytes(expired.public_bytes(pem) + intermediate.public_bytes(pem))
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "said"),
+    [
+        (lambda k, other: (k / "signer.key").write_text("garbage\n"), "signer.key", "not a private key in PEM form"),
+        (
+            lambda k, other: (k / "signer.key").write_bytes((other / "signer.key").read_bytes()),
+            "chain.pem",
+            "its first certificate is not signer.key's",
+        ),
+        (
+            lambda k, other: (k / "signer.key").write_bytes(_encrypted(k / "signer.key")),
+            "signer.key",
+            "the key is protected by a password",
+        ),
+        (lambda k, other: (k / "chain.pem").write_text(""), "chain.pem", "holds no certificate in PEM form"),
+        (lambda k, other: (k / "trust-anchors.pem").write_text("x"), "trust-anchors.pem", "holds no certificate"),
+        (lambda k, other: _expired_signer(k), "chain.pem", "the signer's certificate expired on "),
+    ],
+    ids=["garbage-key", "another-chains-key", "encrypted-key", "empty-chain", "no-anchor", "expired"],
+)
+def test_keys_that_cannot_sign_are_refused_before_anything_is_rendered(
+    damage: Callable[[Path, Path], object],
+    file: str,
+    said: str,
+    make_campaign: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A damaged signer key, another chain's key, an expired certificate: a render generated its
+    first batch, then stopped at the first signature, naming chain.pem whatever was wrong, and
+    `doctor` said the keys were fine (or ended in a traceback on a damaged chain)."""
+    from visuels.marking.keys import init_local_chain
+
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    init_local_chain(keys)
+    init_local_chain(other)
+    damage(keys, other)
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(keys))
+    out_dir = tmp_path / "outputs"
+    assert main(["render", str(make_campaign()), "--output-dir", str(out_dir)], render=refuse_to_render) == 2
+    assert capsys.readouterr().err.startswith(f"error: {keys / file}: {said}")
+    assert not out_dir.exists()
+    assert main(["doctor", "--output-dir", str(tmp_path)]) == 1
+    line = next(line for line in capsys.readouterr().out.splitlines() if "signing keys:" in line)
+    assert line.startswith("refused") and f"{keys / file}: {said}" in line
+
+
+def _encrypted(key_file: Path) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from visuels.marking.keys import read_private_key
+
+    return read_private_key(key_file).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+
+
 def test_prefect_prints_no_telemetry_notice_in_a_terminal(tmp_path: Path) -> None:
     """Prefect shows new users a telemetry notice in interactive terminals, in the middle of the
     first progress bar, and would send usage events: the command line turns both off first."""

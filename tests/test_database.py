@@ -4,6 +4,7 @@ deletes; concurrent writers never fork its hash chain; a signed checkpoint pins 
 
 from __future__ import annotations
 
+import datetime
 import threading
 from pathlib import Path
 
@@ -172,6 +173,46 @@ def test_an_append_while_a_checkpoint_is_read_never_makes_the_ledger_look_rewrit
     assert checkpoint_problems(database, tmp_path, signing_files()) == []
     database.close()
     other.close()
+
+
+def test_a_checkpoint_edited_beside_the_outputs_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    """`ledger verify` read the checkpoint file's certificate and key as if they could not be
+    wrong: an edited certificate ended in a traceback, an RSA one in a failed assertion."""
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from visuels.marking.checkpoints import CHECKPOINT_FILE
+
+    database = Database(f"sqlite:///{tmp_path / 'record.sqlite'}")
+    with database.transaction() as connection:
+        ledger.append(connection, entry(1))
+    write_checkpoint(database, tmp_path, signing_files())
+    beside = tmp_path / CHECKPOINT_FILE
+    written = json.loads(beside.read_text())
+    name = x509.Name([])
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.UTC)
+    rsa_certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(rsa_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(rsa_key, hashes.SHA256())
+    )
+    for certificate, said in (
+        ("-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n", "holds no readable certificate"),
+        (rsa_certificate.public_bytes(serialization.Encoding.PEM).decode(), "has a bad signature"),
+    ):
+        beside.write_text(json.dumps(written | {"certificate": certificate}))
+        # As read where the signer's files are not (another machine than the one that signs).
+        problems = [str(problem) for problem in checkpoint_problems(database, tmp_path, None)]
+        assert any(said in problem and str(beside) in problem for problem in problems), problems
+    database.close()
 
 
 def test_two_machines_recording_one_model_at_once_both_succeed(any_database_url: str) -> None:

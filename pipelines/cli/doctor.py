@@ -8,13 +8,20 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from cryptography import x509
 from visuels._internal.atomic import check_output_folder
 from visuels.config import default_charter, demo_model_dir, settings
 from visuels.errors import Text, VisuelsError
 from visuels.inputs.campaign import ModelLicenceUse
 from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
-from visuels.marking.keys import CHAIN, DEVELOPMENT_ORGANISATION, SIGNER_KEY, TRUST_ANCHORS, keys_dir
+from visuels.marking.keys import (
+    CHAIN,
+    DEVELOPMENT_ORGANISATION,
+    SIGNER_KEY,
+    TRUST_ANCHORS,
+    SigningError,
+    keys_dir,
+    signer_certificate,
+)
 from visuels.marking.watermark_keys import WatermarkKeyError, active_key, ring
 from visuels.models.families import edits_by_instruction, family_named
 from visuels.models.licences import known
@@ -97,7 +104,12 @@ def _keys() -> Finding:
             )
         )
         return Finding(Text("signing keys"), False, said)
-    leaf = x509.load_pem_x509_certificates((folder / CHAIN).read_bytes())[0]
+    try:
+        leaf = signer_certificate(folder)
+    except SigningError as exc:
+        return Finding(
+            Text("signing keys"), False, Text("{path}: {problem}", path=exc.file, problem=exc.text), refused=True
+        )
     subject = leaf.subject.rfc4514_string()
     until = f"{leaf.not_valid_after_utc:%Y-%m-%d}"
     text = Text("{folder}: signer {subject}, valid until {until}", folder=folder, subject=subject, until=until)

@@ -356,7 +356,7 @@ def ledger_verify(database_option: str | None) -> int:
     database = open_record(database_option)
     try:
         rows, broken = verify_chain(database)
-        signing = signing_files() if (keys_dir() / SIGNER_KEY).exists() else None
+        signing = signing_files(to_sign=False) if (keys_dir() / SIGNER_KEY).exists() else None
         problems = checkpoint_problems(database, record_folder(database), signing)
     finally:
         database.close()

@@ -23,7 +23,7 @@ from sqlalchemy import func, insert, select
 from visuels._internal.atomic import write_text_atomic
 from visuels._internal.json_text import read_json
 from visuels.errors import Text
-from visuels.marking.keys import SigningFiles
+from visuels.marking.keys import SigningFiles, read_certificates, read_private_key
 from visuels.record.database import Database, checkpoints_table, ledger_table
 
 CHECKPOINT_FILE = "ledger-checkpoint.json"
@@ -60,14 +60,13 @@ def _hash_of_row(database: Database, position: int) -> str:
 
 
 def _leaf_certificate(signing: SigningFiles) -> x509.Certificate:
-    return x509.load_pem_x509_certificates(signing.chain.read_bytes())[0]
+    return read_certificates(signing.chain)[0]
 
 
 def write_checkpoint(database: Database, output_root: Path, signing: SigningFiles) -> Checkpoint:
     """Sign the ledger's current length and head; record it in the database and beside the outputs."""
     count, head = _head(database)
-    key = serialization.load_pem_private_key(signing.private_key.read_bytes(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    key = read_private_key(signing.private_key)
     certificate = _leaf_certificate(signing).public_bytes(serialization.Encoding.PEM).decode("ascii")
     unsigned = Checkpoint(
         count=count, head=head, created=datetime.now(UTC).isoformat(timespec="seconds"), signature="", certificate=""
@@ -87,13 +86,17 @@ def _newest_recorded(database: Database) -> Checkpoint | None:
 
 
 def _signature_problem(checkpoint: Checkpoint, where: Text | str, signing: SigningFiles | None) -> Text | None:
-    certificate = x509.load_pem_x509_certificate(checkpoint.certificate.encode("ascii"))
+    try:
+        certificate = x509.load_pem_x509_certificate(checkpoint.certificate.encode("utf-8"))
+    except ValueError:
+        return Text("the checkpoint in {where} holds no readable certificate (damaged)", where=where)
     if signing is not None and signing.chain.is_file() and certificate != _leaf_certificate(signing):
         return Text(
             "the checkpoint in {where} is signed by another certificate than this deployment's signer", where=where
         )
     public_key = certificate.public_key()
-    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return Text("the checkpoint in {where} has a bad signature (edited)", where=where)
     try:
         public_key.verify(base64.b64decode(checkpoint.signature), checkpoint.payload(), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -57,12 +58,16 @@ def keys_dir() -> Path:
     return settings().keys_dir
 
 
-def signing_files(folder: Path | None = None) -> SigningFiles:
-    """The signing files and the watermark key in ``folder``; a clear error if one is missing."""
+def signing_files(folder: Path | None = None, *, to_sign: bool = True) -> SigningFiles:
+    """The signing files and the watermark key in ``folder``; a clear error if one is missing or,
+    ``to_sign``, if its key cannot sign with its chain today: said before any picture is made,
+    not at the first one's signature. Reading old signatures needs only the certificates."""
     folder = folder or keys_dir()
     for path in (folder / SIGNER_KEY, folder / CHAIN, folder / TRUST_ANCHORS):
         if not path.is_file():
             raise SigningError(path, None, "signing file not found: run `visuels keys init` (or set VISUELS_KEYS_DIR)")
+    if to_sign:
+        signer_certificate(folder)
     return SigningFiles(
         private_key=folder / SIGNER_KEY,
         chain=folder / CHAIN,
@@ -70,6 +75,60 @@ def signing_files(folder: Path | None = None) -> SigningFiles:
         tsa_url=settings().tsa_url or None,
         watermark=active_key(folder),
     )
+
+
+def read_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The ES256 (EC P-256) private key in ``path``, unencrypted PEM: the one kind C2PA signs with here."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except TypeError:  # cryptography's word for a key that needs a password
+        raise SigningError(path, None, "the key is protected by a password: give it unencrypted, mode 0600") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise SigningError(path, None, "not a private key in PEM form") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise SigningError(path, None, "not an EC P-256 key: C2PA manifests are signed here with ES256")
+    return key
+
+
+def read_certificates(path: Path) -> list[x509.Certificate]:
+    """The certificates in ``path`` (PEM), at least one."""
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except ValueError:  # no certificate, or a damaged one
+        raise SigningError(path, None, "holds no certificate in PEM form") from None
+
+
+def signer_certificate(folder: Path) -> x509.Certificate:
+    """The signer's certificate in ``folder``, once its key and chain are found to sign now: the
+    chain starts with the key's own certificate, valid today, and the trust anchors are readable."""
+    key_file, chain_file = folder / SIGNER_KEY, folder / CHAIN
+    key = read_private_key(key_file)
+    leaf = read_certificates(chain_file)[0]
+    read_certificates(folder / TRUST_ANCHORS)
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise SigningError(
+            chain_file,
+            None,
+            "its first certificate is not {key}'s: the chain starts with the signer's certificate, then its issuers",
+            key=key_file.name,
+        )
+    now = datetime.datetime.now(datetime.UTC)
+    if now < leaf.not_valid_before_utc:
+        raise SigningError(
+            chain_file,
+            None,
+            "the signer's certificate is valid only from {start:%Y-%m-%d %H:%M} UTC: check this machine's clock",
+            start=leaf.not_valid_before_utc,
+        )
+    if now > leaf.not_valid_after_utc:
+        raise SigningError(
+            chain_file,
+            None,
+            "the signer's certificate expired on {end:%Y-%m-%d}: sign with a renewed one (docs/compliance.md, Keys)",
+            end=leaf.not_valid_after_utc,
+        )
+    return leaf
 
 
 def _name(common_name: str, organisation: str) -> x509.Name:
@@ -167,7 +226,4 @@ def detector_key(folder: Path | None = None) -> ec.EllipticCurvePrivateKey:
             _write_key(file.path, key)
             with suppress(FileExistsError):  # another detector made one meanwhile: that one is kept
                 os.link(file.path, path)
-    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-        raise SigningError(path, None, "not an EC private key")
-    return loaded
+    return read_private_key(path)
