@@ -217,3 +217,73 @@ def test_a_run_whose_claim_was_taken_records_nothing_and_leaves_the_file_to_the_
         exported = export_picture(picture(job), job, tmp_path, CHECK, marking(), database, claim_owner=taker.owner)
         assert (tmp_path / job.relative_path).is_file() and exported.ledger_id == 1
     database.close()
+
+
+def test_an_output_saved_over_is_kept_beside_it_when_it_is_made_again(jobs: list[RenderJob], tmp_path: Path) -> None:
+    """A designer edits an output in place (Photoshop's Save) and the nightly render makes it again
+    (its recorded size no longer matches): the edit was overwritten without a word. It is kept
+    beside the output, once however often the render is cut short; the job's own file, written
+    but not recorded (a run killed in between), is replaced, never kept as an edit."""
+    job = jobs[0]
+    export(picture(job), job, tmp_path)
+    written = tmp_path / job.relative_path
+    own = written.read_bytes()
+    edited = picture(job).convert("L").convert("RGB")  # pixels changed, marks gone, as an editor saves
+    edited.save(written, format="PNG")
+    edit = written.read_bytes()
+    kept = written.with_name(f"{written.stem}-edited{written.suffix}")
+    export(picture(job), job, tmp_path)
+    assert kept.read_bytes() == edit and written.read_bytes() != edit
+    # Killed after the edit was kept, before the output replaced it: kept once, not twice.
+    written.write_bytes(edit)
+    export(picture(job), job, tmp_path)
+    assert sorted(path.name for path in written.parent.glob(f"{written.stem}*")) == sorted([written.name, kept.name])
+    # A second edit saved over the output made again: kept as the next one.
+    Image.new("RGB", (job.width, job.height), (200, 30, 30)).save(written, format="PNG")
+    second = written.read_bytes()
+    export(picture(job), job, tmp_path)
+    assert written.with_name(f"{written.stem}-edited-2{written.suffix}").read_bytes() == second
+    # The job's own marked file, unrecorded: replaced, nothing kept.
+    written.write_bytes(own)
+    export(picture(job), job, tmp_path)
+    assert len(list(written.parent.glob(f"{written.stem}-edited*"))) == 2
+
+
+def test_an_output_saved_over_in_place_is_explained_when_finalized(jobs: list[RenderJob], tmp_path: Path) -> None:
+    """`visuels finalize` of the output itself, edited in place: its original is gone. It said
+    "comes from <the same file>, which is not here: give it with --from"."""
+    from visuels.errors import VisuelsError
+    from visuels.review.derivatives import find_original
+
+    job = jobs[0]
+    export(picture(job), job, tmp_path)
+    written = tmp_path / job.relative_path
+    edited = np.asarray(Image.open(written).convert("RGB")).copy()
+    edited[:40, :40] = (20, 60, 120)
+    Image.fromarray(edited).save(written, format="PNG")
+    database = Database(database_url(tmp_path))
+    try:
+        with pytest.raises(VisuelsError, match="the output itself, saved over since it was exported") as refused:
+            find_original(database, written, tmp_path)
+    finally:
+        database.close()
+    assert f"{written.stem}-edited{written.suffix}" in str(refused.value)
+
+
+def test_an_edit_is_kept_on_a_file_system_without_hard_links(
+    jobs: list[RenderJob], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visuels.engine import export as exporting
+
+    def no_links(source: Path, target: Path) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")  # as exFAT or some network shares answer
+
+    job = jobs[0]
+    export(picture(job), job, tmp_path)
+    written = tmp_path / job.relative_path
+    Image.new("RGB", (job.width, job.height), (10, 90, 40)).save(written, format="PNG")
+    edit = written.read_bytes()
+    monkeypatch.setattr(exporting.os, "link", no_links)
+    export(picture(job), job, tmp_path)
+    kept = written.with_name(f"{written.stem}-edited{written.suffix}")
+    assert kept.read_bytes() == edit and kept.stat().st_mode & 0o777 == 0o644

@@ -282,3 +282,21 @@ def test_the_table_holds_the_pictures_to_review_first_only(
     assert len(reports.rows) == len(files) > 2 and len(reports.table) == 2
     first = [reports.rows[index]["file"] for index in report.to_review_first(reports.rows)[:2]]
     assert [list(row.values())[-1] for row in reports.table] == [file.split("/", 1)[1] for file in first]  # its file
+
+
+def test_report_counts_recorded_pictures_no_longer_in_the_folder(
+    rendered_copy: tuple[Path, str, list[str], list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`visuels report` after a picture was removed from the folder listed it as reported and
+    compliant, and said nothing: a designer would publish a folder one picture short."""
+    from visuels.cli import main
+
+    out, _slug, files, _keys = rendered_copy
+    (out / files[0]).unlink()
+    assert main(["report", str(rendered_campaign_file(out)), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "1 reported picture is no longer in the folder as it was recorded (removed or changed since):"
+        " `visuels render` makes it again" in printed
+    )
+    assert "not rendered yet" not in printed  # the small campaign is rendered whole

@@ -203,6 +203,24 @@ def report(args: argparse.Namespace) -> int:
         failed=t.plural("1 not compliant", "{count} not compliant", reports.failed),
     )
     console.print(said, highlight=False, markup=False)
+    reported = {row["file"] for row in reports.rows}
+    removed = sum(1 for job in plan.pending if job.relative_path in reported)
+    if removed:  # recorded, reported from the record, but no longer in the folder at its recorded size
+        said = t.plural(
+            "1 reported picture is no longer in the folder as it was recorded (removed or changed since):"
+            " `visuels render` makes it again",
+            "{count} reported pictures are no longer in the folder as they were recorded (removed or changed"
+            " since): `visuels render` makes them again",
+            removed,
+        )
+        console.print(said, highlight=False, markup=False)
+    if len(plan.pending) > removed:
+        said = t.plural(
+            "1 picture of the campaign is not rendered yet: `visuels render` makes it",
+            "{count} pictures of the campaign are not rendered yet: `visuels render` makes them",
+            len(plan.pending) - removed,
+        )
+        console.print(said, highlight=False, markup=False)
     _say_where(output_root / plan.campaign_slug, t, reports.html)
     return EXIT_OK
 

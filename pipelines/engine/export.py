@@ -7,11 +7,16 @@ Then one transaction of the database of record confirms that the job's claim is 
 run's and releases it (``visuels.engine.claims.settle``: the fence), moves the file into place, and
 adds its ledger row and its outputs row. A run whose claim lapsed records nothing and leaves the
 file to the run that took the job. A file moved into place but not yet recorded (a kill in
-between) is simply rendered again by the next run, over the same path, and recorded once.
+between) is simply rendered again by the next run, over the same path, and recorded once; a
+file someone saved over an output (an edit made in place) is kept beside it, never overwritten.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +28,7 @@ from visuels.engine import claims
 from visuels.errors import ExportError
 from visuels.inputs.images import PICTURE_MEDIA_TYPES
 from visuels.inputs.photos import edge_map, fit_photo
-from visuels.marking.c2pa_manifest import Ingredient
+from visuels.marking.c2pa_manifest import Ingredient, read_manifest_state
 from visuels.marking.mark import MarkingContext, pixels_ingredient, thumbnail_jpeg, write_marked
 from visuels.models.noise_mark import payload_for_key
 from visuels.planning.jobs import KEY_PREFIX_LENGTH, RenderJob
@@ -31,7 +36,11 @@ from visuels.postprocess.compliance import Compliance
 from visuels.record import ledger, manifest
 from visuels.record.database import Database
 
+log = logging.getLogger(__name__)
+
 THUMBNAIL_SIDE = 320
+EDIT_KEPT_AS = "{stem}-edited{number}{suffix}"  # beside its output: "poster-1069fe734bdf-edited.png", then "-edited-2"
+NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK)
 
 
 class ExportedFile(BaseModel):
@@ -176,6 +185,7 @@ def export_picture(
         )
         thumbnail = thumbnail_jpeg(marked, THUMBNAIL_SIDE, marking.creator)
         write_with(output_root / thumbnail_path(job), lambda temporary: temporary.write_bytes(thumbnail))
+        keep_an_edit_aside(target, entry.watermark)
         created = datetime.now(UTC).isoformat(timespec="seconds")
         with database.transaction() as connection:
             if claim_owner is not None:
@@ -195,6 +205,42 @@ def export_picture(
             )
             manifest.add(connection, job.key, job.campaign, manifest_entry(exported))
     return exported
+
+
+def keep_an_edit_aside(target: Path, watermark: str) -> Path | None:
+    """Before a job's file replaces what is at ``target``: a file there that is not the job's own
+    export (a valid manifest, made for its ``watermark`` payload) was saved over the output by
+    someone (an edit in Photoshop, saved in place). Its work is never lost: it is kept beside,
+    under ``EDIT_KEPT_AS``, once, and the output is made again. Returns where it was kept.
+
+    A file of this job's own, written but not recorded (a run killed in between), is replaced."""
+    if not target.is_file():
+        return None
+    made = read_manifest_state(target, None)
+    if made.state in ("Valid", "Trusted") and made.edited_from is None and made.soft_binding == watermark:
+        return None
+    data = target.read_bytes()
+    for number in range(1, 1000):
+        aside = target.with_name(
+            EDIT_KEPT_AS.format(stem=target.stem, number=f"-{number}" if number > 1 else "", suffix=target.suffix)
+        )
+        if aside.is_file() and aside.read_bytes() == data:
+            return aside  # kept by a run killed before it replaced the output
+        if aside.exists():
+            continue
+        try:
+            os.link(target, aside)  # never over another file: the link fails if one appeared meanwhile
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            with staged(aside) as copy:  # a file system without hard links (a USB drive's exFAT)
+                shutil.copyfile(target, copy.path)
+                copy.publish()
+        log.warning("%s: changed since it was rendered, kept as %s; the output is made again", target, aside.name)
+        return aside
+    raise ExportError(target, None, "changed since it was rendered, and 999 edits are kept beside it already")
 
 
 def manifest_entry(exported: ExportedFile) -> dict:

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from visuels._internal.atomic import staged
 from visuels._internal.hashing import sha256_json
 from visuels.config import default_charter
+from visuels.engine.export import EDIT_KEPT_AS
 from visuels.errors import VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.images import ImageInputError, read_file, read_picture
@@ -130,10 +131,15 @@ def outputs_inputs(database: Database, job_key: str) -> dict | None:
     return json.loads(row["inputs"]) if row else None
 
 
+def _recorded_place(row: dict, output_root: Path | None) -> Path:
+    """Where a ledger row says its file was written."""
+    recorded = Path(row["file"])
+    return recorded if recorded.is_absolute() or output_root is None else output_root / recorded
+
+
 def _recorded_file(row: dict, output_root: Path | None) -> Path | None:
     """Where the file a ledger row records is, if it is still there with the same bytes."""
-    recorded = Path(row["file"])
-    path = recorded if recorded.is_absolute() or output_root is None else output_root / recorded
+    path = _recorded_place(row, output_root)
     if path.is_file() and _sha256(path.read_bytes()) == row["sha256"]:
         return path
     return None
@@ -157,6 +163,15 @@ def find_original(database: Database, path: Path, output_root: Path | None, fiel
                 path, field, "no ledger record: not a file exported by visuels (or recorded in another database)"
             )
         recorded = _recorded_file(row, output_root)
+        if recorded is None and path.resolve() == _recorded_place(row, output_root).resolve():
+            raise ImageInputError(
+                path,
+                field,
+                "the output itself, saved over since it was exported (ledger #{row}), so its original is gone:"
+                " `visuels render` keeps this edit beside it as {kept} and makes the output again; finalize that",
+                row=row["id"],
+                kept=EDIT_KEPT_AS.format(stem=path.stem, number="", suffix=path.suffix),
+            )
         if recorded is None:
             raise ImageInputError(
                 path,
