@@ -273,7 +273,7 @@ def test_an_output_saved_over_in_place_is_explained_when_finalized(jobs: list[Re
 def test_an_edit_is_kept_on_a_file_system_without_hard_links(
     jobs: list[RenderJob], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from visuels.engine import export as exporting
+    from visuels._internal import atomic
 
     def no_links(source: Path, target: Path) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")  # as exFAT or some network shares answer
@@ -283,7 +283,7 @@ def test_an_edit_is_kept_on_a_file_system_without_hard_links(
     written = tmp_path / job.relative_path
     Image.new("RGB", (job.width, job.height), (10, 90, 40)).save(written, format="PNG")
     edit = written.read_bytes()
-    monkeypatch.setattr(exporting.os, "link", no_links)
+    monkeypatch.setattr(atomic.os, "link", no_links)
     export(picture(job), job, tmp_path)
     kept = written.with_name(f"{written.stem}-edited{written.suffix}")
     assert kept.read_bytes() == edit and kept.stat().st_mode & 0o777 == 0o644

@@ -194,3 +194,35 @@ def test_a_review_applied_again_for_the_same_run_records_nothing_more(rendered: 
 def test_inconsistent_decisions_are_refused(values: dict, words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         ReviewDecision(**values)
+
+
+def test_the_approved_folder_publishes_only_exported_files_and_loses_none(
+    rendered: tuple[Path, str, list[str]],
+) -> None:
+    """An approved copy edited in place (cropped for a newsletter), or a file someone put in
+    `approved/`: the first stayed there unmarked, in the folder a region publishes; the second was
+    deleted at the next report. Both are moved to `set-aside/`, and the approved copy is made again."""
+    from PIL import Image
+    from visuels.review.decisions import sync_approved
+
+    out, slug, keys = rendered
+    names = sorted(review_listing(out, slug, keys))
+    apply_review(out, slug, keys, ReviewDecision())
+    approved = out / slug / "approved"
+    edited = approved / names[0]
+    with Image.open(edited) as picture:
+        picture.convert("RGB").crop((0, 0, 200, 100)).save(edited, format="PNG")
+    edit = edited.read_bytes()
+    (approved / "notes").mkdir()
+    (approved / "notes" / "poster-v2.png").write_bytes(b"a designer's own file")
+    database = Database(database_url(out))
+    try:
+        sync_approved(database, out, slug)
+        sync_approved(database, out, slug)  # once put right, nothing more moves
+    finally:
+        database.close()
+    assert approved_files(out, slug) == names
+    assert edited.read_bytes() == (out / slug / names[0]).read_bytes()  # the exported file again
+    aside = out / slug / "set-aside"
+    assert (aside / names[0]).read_bytes() == edit
+    assert (aside / "notes" / "poster-v2.png").read_bytes() == b"a designer's own file"

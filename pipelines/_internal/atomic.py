@@ -8,9 +8,11 @@ says what "this machine" is: a container sharing the host name is another).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +25,8 @@ from visuels.errors import ExportError, Text, VisuelsError
 OUTPUT_MODE = 0o644  # outputs are read by the other accounts that share them
 FOLDER_MODE = 0o755  # and their folders listed, whatever the umask of the process that made them
 FOREIGN_STALE_AFTER_S = 24 * 3600  # another machine's leftover: its process cannot be asked
+NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK)  # exFAT, some network shares
+KEPT_COPIES = 999  # names tried for a kept copy before giving up
 _TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
@@ -130,6 +134,32 @@ def write_with(target: Path, writer: Callable[[Path], None]) -> None:
     """Let ``writer`` fill a temporary file, then move it onto ``target``."""
     with atomic_path(target) as temporary:
         writer(temporary)
+
+
+def keep_copy(source: Path, named: Callable[[int], Path]) -> Path:
+    """A copy of ``source`` under the first free name of ``named(1)``, ``named(2)``…, never over
+    another file, or the one that holds its bytes already (kept by a run cut short); returns it.
+    Hard-linked where the file system allows it, else copied. ``FileExistsError`` when every
+    name is taken."""
+    data = source.read_bytes()
+    for number in range(1, KEPT_COPIES + 1):
+        copy = named(number)
+        if copy.is_file() and copy.read_bytes() == data:
+            return copy
+        if copy.exists():
+            continue
+        try:
+            os.link(source, copy)  # fails, rather than replace, a file that appeared meanwhile
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            with staged(copy) as staging:
+                shutil.copyfile(source, staging.path)
+                staging.publish()
+        return copy
+    raise FileExistsError(errno.EEXIST, f"{KEPT_COPIES} copies are kept already", str(source))
 
 
 def _is_leftover(path: Path, host: str, now: float) -> bool:

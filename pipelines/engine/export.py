@@ -13,17 +13,14 @@ file someone saved over an output (an edit made in place) is kept beside it, nev
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
-from visuels._internal.atomic import staged, write_with
+from visuels._internal.atomic import keep_copy, staged, write_with
 from visuels.engine import claims
 from visuels.errors import ExportError
 from visuels.inputs.images import PICTURE_MEDIA_TYPES
@@ -40,7 +37,6 @@ log = logging.getLogger(__name__)
 
 THUMBNAIL_SIDE = 320
 EDIT_KEPT_AS = "{stem}-edited{number}{suffix}"  # beside its output: "poster-1069fe734bdf-edited.png", then "-edited-2"
-NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK)
 
 
 class ExportedFile(BaseModel):
@@ -219,28 +215,20 @@ def keep_an_edit_aside(target: Path, watermark: str) -> Path | None:
     made = read_manifest_state(target, None)
     if made.state in ("Valid", "Trusted") and made.edited_from is None and made.soft_binding == watermark:
         return None
-    data = target.read_bytes()
-    for number in range(1, 1000):
-        aside = target.with_name(
+
+    def named(number: int) -> Path:
+        return target.with_name(
             EDIT_KEPT_AS.format(stem=target.stem, number=f"-{number}" if number > 1 else "", suffix=target.suffix)
         )
-        if aside.is_file() and aside.read_bytes() == data:
-            return aside  # kept by a run killed before it replaced the output
-        if aside.exists():
-            continue
-        try:
-            os.link(target, aside)  # never over another file: the link fails if one appeared meanwhile
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno not in NO_HARD_LINKS:
-                raise
-            with staged(aside) as copy:  # a file system without hard links (a USB drive's exFAT)
-                shutil.copyfile(target, copy.path)
-                copy.publish()
-        log.warning("%s: changed since it was rendered, kept as %s; the output is made again", target, aside.name)
-        return aside
-    raise ExportError(target, None, "changed since it was rendered, and 999 edits are kept beside it already")
+
+    try:
+        aside = keep_copy(target, named)
+    except FileExistsError:
+        raise ExportError(
+            target, None, "changed since it was rendered, and 999 edits are kept beside it already"
+        ) from None
+    log.warning("%s: changed since it was rendered, kept as %s; the output is made again", target, aside.name)
+    return aside
 
 
 def manifest_entry(exported: ExportedFile) -> dict:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from visuels._internal.atomic import StagedFile, staged
+from visuels._internal.atomic import StagedFile, keep_copy, make_folders, staged
 from visuels._internal.collector import cycles_collected_after
 from visuels._internal.hashing import sha256_file
 from visuels._internal.i18n import RecordedText, joined
@@ -35,7 +35,7 @@ from visuels.postprocess import findings
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
 from visuels.record.database import Database, database_url, is_missing
-from visuels.record.ledger import LedgerEntry, append, approvals, latest_for_jobs
+from visuels.record.ledger import LedgerEntry, append, approvals, by_sha256, latest_for_jobs
 from visuels.record.review_batches import (
     awaiting_decision,
     forget_review,
@@ -47,6 +47,7 @@ from visuels.record.review_batches import (
 log = logging.getLogger(__name__)
 
 APPROVED_FOLDER = "approved"
+SET_ASIDE_FOLDER = "set-aside"  # what approved/ held that no record approves, unmarked: kept, not published
 COPY_CHUNK = 1 << 20  # approving streams each file: a run of posters never sits in memory at once
 
 
@@ -291,7 +292,9 @@ def _record_and_publish(
 
 def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> None:
     """Make ``approved/`` hold exactly the files the record approves (each job's newest decision):
-    remove a copy it does not approve, copy again an approved one that is missing."""
+    remove a copy it does not approve, copy again an approved one that is missing. What is there
+    and is no exported file (a copy edited in place, a file someone put there) is moved out to
+    ``SET_ASIDE_FOLDER``, never deleted: the folder a region publishes holds only marked files."""
     folder = output_root / campaign_slug / APPROVED_FOLDER
     decided = approvals(database, list(manifest.recorded_sizes(database, campaign_slug)))
     approved = [key for key, approval in decided.items() if (approval or "").startswith("approved")]
@@ -301,10 +304,8 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
     }
     if folder.is_dir():
         for path in folder.rglob("*"):
-            name = path.relative_to(folder).as_posix()
-            if path.is_file() and not path.name.startswith(".") and name not in wanted:
-                log.warning("%s: approved copy without an approval on record, removed", path)
-                path.unlink()
+            if path.is_file() and not path.name.startswith("."):
+                _put_right(database, folder, path, wanted.get(path.relative_to(folder).as_posix()))
     for name, entry in wanted.items():
         target = folder / name
         if not target.is_file():
@@ -314,6 +315,31 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
                     copy.publish()
             except (ReviewError, OSError) as exc:
                 log.warning("%s: approved, but could not be copied again: %s", target, exc)
+
+
+def _put_right(database: Database, folder: Path, path: Path, entry: dict | None) -> None:
+    """One file of the approved ``folder``: kept where it is the approved copy (its recorded size:
+    reading every copy's bytes at each report would cost a region's whole folder), removed where it
+    is an exported file no longer approved, set aside otherwise."""
+    if entry is not None and path.stat().st_size == entry["size"]:
+        return
+    if entry is None and by_sha256(database, sha256_file(path)) is not None:
+        log.warning("%s: approved copy without an approval on record, removed", path)
+        path.unlink(missing_ok=True)  # or by another machine's report, meanwhile
+        return
+    name = path.relative_to(folder)
+    aside = folder.parent / SET_ASIDE_FOLDER / name.parent
+
+    def named(number: int) -> Path:
+        return aside / (name.name if number == 1 else f"{path.stem}-{number}{path.suffix}")
+
+    make_folders(aside)
+    try:
+        kept = keep_copy(path, named)
+        path.unlink()
+    except FileNotFoundError:  # set aside by another machine's report meanwhile
+        return
+    log.warning("%s: not an exported file (edited, or put there), moved to %s", path, kept)
 
 
 def _check_unchanged(path: Path, sha256: str) -> None:
