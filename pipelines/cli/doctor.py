@@ -20,6 +20,7 @@ from visuels.marking.keys import (
     TRUST_ANCHORS,
     SigningError,
     keys_dir,
+    require_signing_files,
     signer_certificate,
 )
 from visuels.marking.watermark_keys import WatermarkKeyError, active_key, ring
@@ -88,7 +89,7 @@ def _versions() -> list[Finding]:
 def _keys() -> Finding:
     folder = keys_dir()
     missing = [name for name in (SIGNER_KEY, CHAIN, TRUST_ANCHORS) if not (folder / name).is_file()]
-    if missing:
+    if SIGNER_KEY in missing:
         files = ", ".join(missing)
         said = (
             Text(
@@ -105,11 +106,11 @@ def _keys() -> Finding:
         )
         return Finding(Text("signing keys"), False, said)
     try:
+        require_signing_files(folder)
         leaf = signer_certificate(folder)
-    except SigningError as exc:
-        return Finding(
-            Text("signing keys"), False, Text("{path}: {problem}", path=exc.file, problem=exc.text), refused=True
-        )
+    except SigningError as exc:  # missing beside the key, or there and unable to sign: a render refuses
+        said = Text("{path}: {problem}", path=exc.file, problem=exc.text)
+        return Finding(Text("signing keys"), False, said, refused=Path(exc.file).is_file())
     subject = leaf.subject.rfc4514_string()
     until = f"{leaf.not_valid_after_utc:%Y-%m-%d}"
     text = Text("{folder}: signer {subject}, valid until {until}", folder=folder, subject=subject, until=until)

@@ -332,7 +332,11 @@ def keys(action: str, folder: Path | None) -> int:
             console.print(f"{key.id}  {key.created}", highlight=False)
     elif (folder / SIGNER_KEY).exists():  # init, on a folder from before watermark keys
         if not ensure_key(folder):
-            raise SigningError(folder / SIGNER_KEY, None, "a signing key already exists here; not overwritten")
+            raise SigningError(
+                folder / SIGNER_KEY,
+                None,
+                "a signing key already exists here; not overwritten (for a new chain, move this folder aside first)",
+            )
         console.print(t("watermark key {id} added in {folder}", id=ring(folder)[-1].id, folder=folder / WATERMARK_KEYS))
     else:
         files = init_local_chain(folder)

@@ -63,9 +63,7 @@ def signing_files(folder: Path | None = None, *, to_sign: bool = True) -> Signin
     ``to_sign``, if its key cannot sign with its chain today: said before any picture is made,
     not at the first one's signature. Reading old signatures needs only the certificates."""
     folder = folder or keys_dir()
-    for path in (folder / SIGNER_KEY, folder / CHAIN, folder / TRUST_ANCHORS):
-        if not path.is_file():
-            raise SigningError(path, None, "signing file not found: run `visuels keys init` (or set VISUELS_KEYS_DIR)")
+    require_signing_files(folder)
     if to_sign:
         signer_certificate(folder)
     return SigningFiles(
@@ -75,6 +73,21 @@ def signing_files(folder: Path | None = None, *, to_sign: bool = True) -> Signin
         tsa_url=settings().tsa_url or None,
         watermark=active_key(folder),
     )
+
+
+def require_signing_files(folder: Path) -> None:
+    """The key, chain and trust anchors are in ``folder``; else a ``SigningError`` naming the first
+    missing one, and what to do (`keys init` makes a chain, but never over a key that is there)."""
+    for path in (folder / SIGNER_KEY, folder / CHAIN, folder / TRUST_ANCHORS):
+        if not path.is_file() and (folder / SIGNER_KEY).is_file():
+            raise SigningError(
+                path,
+                None,
+                "signing file not found beside signer.key: put it back from where the key came from"
+                " (development keys: move this folder aside and run `visuels keys init`)",
+            )
+        if not path.is_file():
+            raise SigningError(path, None, "signing file not found: run `visuels keys init` (or set VISUELS_KEYS_DIR)")
 
 
 def read_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -183,7 +196,11 @@ def init_local_chain(folder: Path, organisation: str = DEVELOPMENT_ORGANISATION)
     """Create root, intermediate and signer keys and certificates in ``folder`` (keys mode 0600),
     and a first watermark key unless the folder has one."""
     if (folder / SIGNER_KEY).exists():
-        raise SigningError(folder / SIGNER_KEY, None, "a signing key already exists here; not overwritten")
+        raise SigningError(
+            folder / SIGNER_KEY,
+            None,
+            "a signing key already exists here; not overwritten (for a new chain, move this folder aside first)",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     ensure_key(folder)
