@@ -445,6 +445,17 @@ def test_a_template_campaign_renders_marked_outputs_with_alt_text_and_a_layered_
     kept = np.asarray(full[picture].convert("RGB"), dtype=np.int16)
     assert np.array_equal(kept[free], original[free])
     assert b"Fichier de travail" in psd.image_resources.get_data(1060)  # XMP: a working file
+    # Asked again: the same file, once; a designer's work saved in it is never written over.
+    database = Database(database_url(out))
+    try:
+        assert layered_file(square, charter, database, out).path == written.path
+        with written.path.open("ab") as worked_on:
+            worked_on.write(b"a designer's layers")
+        again = layered_file(square, charter, database, out).path
+    finally:
+        database.close()
+    assert again == written.path.with_stem(f"{written.path.stem}-2")
+    assert written.path.read_bytes().endswith(b"a designer's layers")
 
 
 def test_the_report_holds_large_template_text_to_three_to_one(charter_dir: Path) -> None:

@@ -23,7 +23,7 @@ from psd_tools import PSDImage
 from psd_tools.api.layers import PixelLayer
 from psd_tools.constants import Resource
 from psd_tools.psd.image_resources import ImageResource
-from visuels._internal.atomic import write_with
+from visuels._internal.atomic import keep_copy, staged, write_with
 from visuels.errors import VisuelsError
 from visuels.inputs.charter import Charter
 from visuels.inputs.images import read_picture
@@ -107,14 +107,24 @@ def write_psd(layers: list[Layer], size: tuple[int, int], target: Path, creator:
 def layered_file(
     path: Path, charter: Charter | None, database: Database, output_root: Path | None, target: Path | None = None
 ) -> LayeredFile:
-    """Write the layered working file of the output at ``path`` (by default beside it, .psd), laid
-    out in ``charter``, else in the one it was made with (``original_charter``)."""
+    """Write the layered working file of the output at ``path`` (by default beside it, .psd; a
+    designer's working file there is never written over: ``-2.psd`` then), laid out in ``charter``,
+    else in the one it was made with (``original_charter``)."""
     original = find_original(database, path, output_root)
     if original.inputs is None:
         raise LayersError(path, None, "the record does not hold how this output was made")
     charter = charter or original_charter(database, original)
     output = read_picture(path, "file")
     layers = output_layers(output, original.inputs, charter, path)
-    target = target or path.with_suffix(".psd")
-    write_psd(layers, output.size, target, charter.spec.creator)
+    if target is not None:
+        write_psd(layers, output.size, target, charter.spec.creator)
+    else:
+        beside = path.with_suffix(".psd")
+        with staged(beside) as draft:  # then under the first name free, or holding these very bytes
+            write_psd(layers, output.size, draft.path, charter.spec.creator)
+            target = keep_copy(draft.path, lambda number: beside.with_stem(_numbered(beside.stem, number)))
     return LayeredFile(path=target, layers=[layer.name for layer in layers if layer.image.getbbox()])
+
+
+def _numbered(stem: str, number: int) -> str:
+    return stem if number == 1 else f"{stem}-{number}"
