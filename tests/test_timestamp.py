@@ -207,3 +207,13 @@ def test_two_runs_stamping_one_file_at_once_record_one_stamp(
         assert len(job_rows) == 2 and ledger.verify_chain(database)[1] is None  # the export, one stamp
     finally:
         database.close()
+
+
+def test_an_answer_that_cannot_be_read_is_the_authority_failing() -> None:
+    """Seen when two stamps were asked of one authority at once and one reply came back broken:
+    c2pa's "decode error" was said as "time-stamping failed", exit 2, naming chain.pem, as if the
+    keys were at fault (they are read before anything is signed)."""
+    from visuels.marking.c2pa_manifest import _time_stamp_failure
+
+    seen = "Signature: internal error (decode error (trailing data (at position 49)))"
+    assert str(_time_stamp_failure(seen)) == "its answer could not be read"

@@ -111,10 +111,12 @@ def time_stamp_authority() -> Iterator[tuple[str, Path]]:
             folder=folder,
         )
 
+        one_at_a_time = threading.Lock()  # `openssl ts` reads and writes its serial file unlocked
+
         class Stamper(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 query = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with tempfile.TemporaryDirectory(dir=folder) as work:
+                with one_at_a_time, tempfile.TemporaryDirectory(dir=folder) as work:
                     (Path(work) / "q.tsq").write_bytes(query)
                     _openssl(
                         "ts",

@@ -189,6 +189,8 @@ def _time_stamp_failure(message: str) -> Text | None:
         return Text("no answer")
     if "timestamp" in message.lower() or "time-stamp" in message.lower():
         return Text("its answer holds no time-stamp")
+    if "decode error" in message:  # the keys were read before signing: what could not be decoded is its answer
+        return Text("its answer could not be read")
     return None
 
 
