@@ -215,6 +215,9 @@ def test_the_approved_folder_publishes_only_exported_files_and_loses_none(
     edit = edited.read_bytes()
     (approved / "notes").mkdir()
     (approved / "notes" / "poster-v2.png").write_bytes(b"a designer's own file")
+    # An exported file in another's place (as an output's bytes before `visuels timestamp`
+    # replaced them): the record's file is copied in its place, nothing set aside.
+    (approved / names[1]).write_bytes((out / slug / names[2]).read_bytes())
     database = Database(database_url(out))
     try:
         sync_approved(database, out, slug)
@@ -226,3 +229,7 @@ def test_the_approved_folder_publishes_only_exported_files_and_loses_none(
     aside = out / slug / "set-aside"
     assert (aside / names[0]).read_bytes() == edit
     assert (aside / "notes" / "poster-v2.png").read_bytes() == b"a designer's own file"
+    assert (approved / names[1]).read_bytes() == (out / slug / names[1]).read_bytes()
+    assert sorted(path.name for path in aside.rglob("*") if path.is_file()) == sorted(
+        [names[0].split("/")[-1], "poster-v2.png"]
+    )

@@ -319,12 +319,13 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
 
 def _put_right(database: Database, folder: Path, path: Path, entry: dict | None) -> None:
     """One file of the approved ``folder``: kept where it is the approved copy (its recorded size:
-    reading every copy's bytes at each report would cost a region's whole folder), removed where it
-    is an exported file no longer approved, set aside otherwise."""
+    reading every copy's bytes at each report would cost a region's whole folder); removed where
+    it is an exported file, but not the approved one now (no longer approved, or its bytes before
+    a time-stamp replaced them): copied again if approved; set aside otherwise."""
     if entry is not None and path.stat().st_size == entry["size"]:
         return
-    if entry is None and by_sha256(database, sha256_file(path)) is not None:
-        log.warning("%s: approved copy without an approval on record, removed", path)
+    if by_sha256(database, sha256_file(path)) is not None:
+        log.warning("%s: not the approved file the record holds now, removed", path)
         path.unlink(missing_ok=True)  # or by another machine's report, meanwhile
         return
     name = path.relative_to(folder)
