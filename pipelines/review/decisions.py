@@ -340,6 +340,9 @@ def _put_right(database: Database, folder: Path, path: Path, entry: dict | None)
         path.unlink()
     except FileNotFoundError:  # set aside by another machine's report meanwhile
         return
+    except FileExistsError:
+        log.error("%s: not an exported file, and %s holds 999 of that name: move it out by hand", path, aside)
+        return
     log.warning("%s: not an exported file (edited, or put there), moved to %s", path, kept)
 
 

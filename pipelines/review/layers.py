@@ -122,7 +122,10 @@ def layered_file(
         beside = path.with_suffix(".psd")
         with staged(beside) as draft:  # then under the first name free, or holding these very bytes
             write_psd(layers, output.size, draft.path, charter.spec.creator)
-            target = keep_copy(draft.path, lambda number: beside.with_stem(_numbered(beside.stem, number)))
+            try:
+                target = keep_copy(draft.path, lambda number: beside.with_stem(_numbered(beside.stem, number)))
+            except FileExistsError:
+                raise LayersError(beside, None, "999 layered files are beside this output already") from None
     return LayeredFile(path=target, layers=[layer.name for layer in layers if layer.image.getbbox()])
 
 
