@@ -40,7 +40,7 @@ from visuels.flows import prefect_server
 from visuels.flows.forms import form_in_words, plain
 from visuels.flows.names import GPU_LIMIT, RENDER_DEPLOYMENT, REVIEWS_QUEUE, SHARDS_QUEUE, SLOTS_PER_GPU
 from visuels.flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
-from visuels.marking.keys import ensure_local_chain, keys_dir
+from visuels.marking.keys import ensure_local_chain, keys_dir, signing_files
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "visuels"
@@ -355,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
                 folder=keys_dir(),
             )
         )
+    try:  # keys that cannot sign would fail every run the pool is sent, one by one: say it once, now
+        signing_files()
+    except VisuelsError as exc:
+        print(t("error: {message}", message=exc.said(t)), file=sys.stderr)
+        return exc.exit_code
     auth = None
     if not is_loopback(args.host):
         from prefect.settings import PREFECT_HOME

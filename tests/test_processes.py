@@ -229,3 +229,21 @@ def test_a_render_worker_that_stops_before_connecting_is_one_line_for_make_serve
     with pytest.raises(OperationalError, match=r"it stopped \(exit code 0\) before it connected") as caught:
         wait_for_render_workers("http://127.0.0.1:9/api", [stopped], timeout=5)
     assert caught.value.exit_code == 3 and caught.value.file == "render worker"
+
+
+def test_make_serve_refuses_keys_that_cannot_sign_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pool started with a damaged signer key took every run and failed each at its plan: it
+    says so once, at its start, in one line (exit 2), and starts no process."""
+    import visuels.flows.serve as serve
+    from visuels.marking.keys import init_local_chain
+
+    keys = tmp_path / "keys"
+    init_local_chain(keys)
+    (keys / "signer.key").write_text("garbage\n")
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(keys))
+    monkeypatch.setattr(serve, "start_server", lambda *arguments: pytest.fail("a process was started"))
+    monkeypatch.setattr(serve.signal, "signal", lambda *arguments: None)  # this test process keeps its own
+    assert serve.main(["--port", str(free_port())]) == 2
+    assert capsys.readouterr().err == f"error: {keys / 'signer.key'}: not a private key in PEM form\n"
