@@ -129,14 +129,19 @@ def test_the_run_form_leaves_out_a_campaign_file_it_cannot_read(
     Latin-1, or nested deeper than the YAML parser recurses, stopped it (UnicodeDecodeError,
     RecursionError); it is left out, and said when it is used (`visuels check` names it)."""
     from visuels.cli import main
-    from visuels.planning.request import campaigns_waiting_for_review, known_audiences
+    from visuels.planning.request import campaigns_waiting_for_review, known_audiences, known_formats
 
     (tmp_path / "latin.yaml").write_bytes("name: Campagne d'été\nreview: true\n".encode("latin-1"))
     nested = tmp_path / "nested.yaml"
     nested.write_text("name: " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
     (tmp_path / "fine.yaml").write_text("review: true\naudiences: {residents: local families}\n", encoding="utf-8")
+    # Names written as no campaign holds them: one name alone (its letters were offered), numbers
+    # (the form's sort failed on them beside names), a list of mappings.
+    (tmp_path / "alone.yaml").write_text("audiences: students\nformats: story\n", encoding="utf-8")
+    (tmp_path / "numbers.yaml").write_text("audiences: [1, 2]\nformats: [{story: 1}]\n", encoding="utf-8")
     assert campaigns_waiting_for_review(tmp_path) == ["campaigns/fine.yaml"]
     assert known_audiences(tmp_path) == ["residents"]
+    assert known_formats(tmp_path) == []
     assert main(["check", str(nested)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {nested}: invalid YAML: nested too deeply to be read"
 

@@ -73,9 +73,11 @@ def _every(key: str, folder: Path | None) -> list[str]:
     names: set[str] = set()
     for path in sorted((folder or campaigns_dir()).glob("*.yaml")):
         try:
-            names.update(read_yaml_mapping(path, CampaignError).get(key, []))
-        except (CampaignError, TypeError):
+            given = read_yaml_mapping(path, CampaignError).get(key)
+        except CampaignError:
             continue  # a broken campaign is reported when it is used, not here
+        if isinstance(given, list | dict):  # a name written alone, or a number, is that campaign's error
+            names.update(name for name in given if isinstance(name, str))
     return sorted(names)
 
 
