@@ -478,5 +478,5 @@ def _templates_named_in(charter_path: Path) -> list[Path]:
         for files in sets.values()
         if isinstance(files, dict)
         for file in files.values()
-        if isinstance(file, str)
+        if isinstance(file, str) and "\0" not in file  # a name no file can have: the charter's error
     ]
