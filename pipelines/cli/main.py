@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from visuels.cli.rendering import RenderFlow
     from visuels.studio.reviews import ReviewBackend
 
+SYMLINK_LOOP = "Symlink loop from "  # how pathlib (Python 3.11, 3.12) says a link leads back to itself
+
 
 @dataclass(frozen=True)
 class Flows:
@@ -463,17 +465,30 @@ def main(
         errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
         return exc.exit_code
     except OSError as exc:
-        if exc.errno != errno.ENAMETOOLONG:
+        if exc.errno not in (errno.ENAMETOOLONG, errno.ELOOP):
             raise  # the environment failing: someone must see where
-        # A name given on the command line, or made from one, longer than file systems allow.
-        too_long = VisuelsError(
-            exc.filename, None, "the name is too long for a file system ({most} bytes a name)", most=NAME_MOST_BYTES
-        )
-        errors.print(t("error: {message}", message=too_long.said(t)), highlight=False, markup=False)
-        return too_long.exit_code
+        said = _path_refused(exc.filename, exc.errno)
+        errors.print(t("error: {message}", message=said.said(t)), highlight=False, markup=False)
+        return said.exit_code
+    except RuntimeError as exc:  # Python before 3.13 resolves a symbolic link loop into this
+        if not str(exc).startswith(SYMLINK_LOOP):
+            raise
+        said = _path_refused(str(exc).removeprefix(SYMLINK_LOOP).strip("'\""), errno.ELOOP)
+        errors.print(t("error: {message}", message=said.said(t)), highlight=False, markup=False)
+        return said.exit_code
     except KeyboardInterrupt:
         errors.print(t("interrupted"))
         return 130
+
+
+def _path_refused(path: str | Path, number: int) -> VisuelsError:
+    """A path given on the command line, or made from one, that no file system call can follow:
+    longer than file systems allow, or a symbolic link that leads back to itself."""
+    if number == errno.ELOOP:
+        return VisuelsError(path, None, "a symbolic link that leads back to itself: give the file or folder it means")
+    return VisuelsError(
+        path, None, "the name is too long for a file system ({most} bytes a name)", most=NAME_MOST_BYTES
+    )
 
 
 if __name__ == "__main__":
