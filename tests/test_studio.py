@@ -152,6 +152,8 @@ def test_nothing_outside_the_output_folder_is_served(studio: tuple) -> None:
     for impossible in ("%00.png", "a" * 300 + ".png", "/".join(["b" * 200] * 30)):
         assert client.get(f"/files/{impossible}").status_code == 404
         assert client.get("/api/layers", params={"file": impossible.replace("%00", "\0")}).status_code == 404
+    (out / "loop.png").symlink_to(out / "loop.png")  # a link that leads back to itself names no file
+    assert client.get("/files/loop.png").status_code == 404
 
 
 def test_a_rebound_name_or_another_site_is_refused(studio: tuple) -> None:

@@ -95,7 +95,10 @@ class Studio:
             usable_path(relative)  # a NUL, a name longer than file systems allow: no such file either
         except InvalidValueError:
             raise HTTPException(404, f"{relative}: no such output") from None
-        path = (self.output_root / relative).resolve()
+        try:
+            path = (self.output_root / relative).resolve()
+        except (RuntimeError, OSError):  # a symbolic link that leads back to itself: it names no file
+            raise HTTPException(404, f"{relative}: no such output") from None
         root = self.output_root.resolve()
         if (
             not path.is_relative_to(root)
