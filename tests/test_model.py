@@ -50,6 +50,10 @@ def test_a_cache_folder_that_cannot_be_made_is_one_line_naming_its_setting(
     weights = tmp_path / "weights.safetensors"
     weights.write_bytes(b"0123456789")
     assert cached_sha256_file(weights, Path("/proc/visuels-cache/file-hashes.json")) == sha256_file(weights)
+    damaged = tmp_path / "file-hashes.json"  # valid JSON, but not the cache's mapping: a TypeError
+    for content in ("[]", "12", "[" * 100_000):
+        damaged.write_text(content)
+        assert cached_sha256_file(weights, damaged) == sha256_file(weights)
 
 
 def test_cpu_gets_float32() -> None:

@@ -129,6 +129,7 @@ def test_a_broken_key_ring_is_named_with_its_field(own_keys: Path) -> None:
     ring_file = own_keys / WATERMARK_KEYS
     for content, field, words in (
         ("{", None, "not a watermark key ring"),
+        ("[" * 100_000 + "]" * 100_000, None, "not a watermark key ring"),  # was a RecursionError
         ('{"keys": 3}', "keys", "a list of keys"),
         ('{"keys": [{"key": 12}]}', "keys[0]", "a key is expected"),
         ('{"keys": [{"key": "zz"}]}', "keys[0]", "not a hexadecimal number"),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from visuels._internal.atomic import write_text_atomic
+from visuels._internal.json_text import read_json
 from visuels.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,10 @@ def cached_sha256_file(path: Path, cache_file: Path) -> str:
     stat = path.stat()
     entry_key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     try:
-        cache: dict[str, str] = json.loads(cache_file.read_text(encoding="utf-8"))
+        cache = read_json(cache_file)
     except (OSError, ValueError):
+        cache = {}
+    if not isinstance(cache, dict):  # damaged by hand or by a full disk: only a cache, made again
         cache = {}
     if entry_key in cache:
         return cache[entry_key]

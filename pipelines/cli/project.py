@@ -330,6 +330,8 @@ def keys(action: str, folder: Path | None) -> int:
     elif action == "list":
         for key in ring(folder):
             console.print(f"{key.id}  {key.created}", highlight=False)
+        if not ring(folder):
+            console.print(t("no watermark key in {folder}: `visuels keys init` makes one", folder=folder))
     elif (folder / SIGNER_KEY).exists():  # init, on a folder from before watermark keys
         if not ensure_key(folder):
             raise SigningError(

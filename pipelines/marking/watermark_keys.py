@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from visuels._internal.atomic import write_bytes_atomic
+from visuels._internal.json_text import read_json
 from visuels.config import settings
 from visuels.errors import VisuelsError
 from visuels.marking import watermark
@@ -91,7 +92,7 @@ def ring(folder: Path) -> list[WatermarkKey]:
     """The keys of the ring in ``folder``, oldest first; none when it has no ring yet."""
     path = folder / WATERMARK_KEYS
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = read_json(path)
     except FileNotFoundError:
         return []
     except (OSError, ValueError):
