@@ -233,3 +233,15 @@ def test_the_approved_folder_publishes_only_exported_files_and_loses_none(
     assert sorted(path.name for path in aside.rglob("*") if path.is_file()) == sorted(
         [names[0].split("/")[-1], "poster-v2.png"]
     )
+
+
+def test_a_damaged_coherence_file_leaves_the_review_listing_without_outliers(
+    rendered: tuple[Path, str, list[str]],
+) -> None:
+    """coherence.json is written again by each report: one damaged by hand (a list, a value that
+    is not an assessment) stopped the review page and the review flow (AttributeError, ValidationError)."""
+    out, slug, keys = rendered
+    for damaged in ("[]", '{"' + keys[0] + '": {"distance": "far"}}'):
+        (out / slug / "coherence.json").write_text(damaged, encoding="utf-8")
+        listing = review_listing(out, slug, keys)
+        assert len(listing) == len(keys) and all(entry["coherence"] is None for entry in listing.values())

@@ -189,6 +189,9 @@ def write_coherence(folder: Path, assessed: dict[str, Coherence]) -> Path:
 def read_coherence(folder: Path) -> dict[str, Coherence]:
     try:
         data = read_json(folder / COHERENCE_FILE)
-    except (OSError, ValueError):
-        return {}  # no report written yet: nothing is an outlier so far
-    return {key: Coherence.model_validate(value) for key, value in data.items()}
+        if isinstance(data, dict):
+            return {key: Coherence.model_validate(value) for key, value in data.items()}
+    except (OSError, ValueError):  # a pydantic ValidationError is a ValueError too
+        pass
+    # No report written yet, or the file damaged: nothing is an outlier so far; the next report writes it.
+    return {}
