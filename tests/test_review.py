@@ -218,6 +218,9 @@ def test_the_approved_folder_publishes_only_exported_files_and_loses_none(
     # An exported file in another's place (as an output's bytes before `visuels timestamp`
     # replaced them): the record's file is copied in its place, nothing set aside.
     (approved / names[1]).write_bytes((out / slug / names[2]).read_bytes())
+    # An export moved there, not copied: the only one of its bytes, kept.
+    moved = (out / slug / names[-1]).read_bytes()
+    (out / slug / names[-1]).rename(approved / "moved-here.png")
     database = Database(database_url(out))
     try:
         sync_approved(database, out, slug)
@@ -230,9 +233,9 @@ def test_the_approved_folder_publishes_only_exported_files_and_loses_none(
     assert (aside / names[0]).read_bytes() == edit
     assert (aside / "notes" / "poster-v2.png").read_bytes() == b"a designer's own file"
     assert (approved / names[1]).read_bytes() == (out / slug / names[1]).read_bytes()
-    assert sorted(path.name for path in aside.rglob("*") if path.is_file()) == sorted(
-        [names[0].split("/")[-1], "poster-v2.png"]
-    )
+    assert (aside / "moved-here.png").read_bytes() == moved
+    kept = sorted(path.name for path in aside.rglob("*") if path.is_file())
+    assert kept == sorted([names[0].split("/")[-1], "poster-v2.png", "moved-here.png"])
 
 
 def test_a_damaged_coherence_file_leaves_the_review_listing_without_outliers(

@@ -320,11 +320,14 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
 def _put_right(database: Database, folder: Path, path: Path, entry: dict | None) -> None:
     """One file of the approved ``folder``: kept where it is the approved copy (its recorded size:
     reading every copy's bytes at each report would cost a region's whole folder); removed where
-    it is an exported file, but not the approved one now (no longer approved, or its bytes before
-    a time-stamp replaced them): copied again if approved; set aside otherwise."""
+    it is a copy of an exported file still in its place, but not the approved one now (no longer
+    approved, or its bytes before a time-stamp replaced them): copied again if approved; set aside
+    otherwise (an edit, a file put there by hand, an export moved there rather than copied)."""
     if entry is not None and path.stat().st_size == entry["size"]:
         return
-    if by_sha256(database, sha256_file(path)) is not None:
+    digest = sha256_file(path)
+    row = by_sha256(database, digest)
+    if row is not None and _kept_elsewhere(row, folder.parent.parent, path, digest):
         log.warning("%s: not the approved file the record holds now, removed", path)
         path.unlink(missing_ok=True)  # or by another machine's report, meanwhile
         return
@@ -344,6 +347,14 @@ def _put_right(database: Database, folder: Path, path: Path, entry: dict | None)
         log.error("%s: not an exported file, and %s holds 999 of that name: move it out by hand", path, aside)
         return
     log.warning("%s: not an exported file (edited, or put there), moved to %s", path, kept)
+
+
+def _kept_elsewhere(row: dict, output_root: Path, copy: Path, sha256: str) -> bool:
+    """Whether the file a ledger row records is still where it was written, with the bytes of
+    ``copy``: then ``copy`` is only a copy (a file moved into approved/ by hand is not)."""
+    recorded = Path(row["file"])
+    place = recorded if recorded.is_absolute() else output_root / recorded
+    return place.is_file() and not place.samefile(copy) and sha256_file(place) == sha256
 
 
 def _check_unchanged(path: Path, sha256: str) -> None:
