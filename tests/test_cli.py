@@ -316,6 +316,27 @@ def test_a_first_serve_or_demo_makes_local_keys_once(tmp_path: Path, monkeypatch
     assert serving_environment("http://127.0.0.1:1/api")["VISUELS_KEYS_DIR"] == str(folder)
 
 
+def test_a_render_says_first_which_outputs_were_saved_over(
+    make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outputs edited in place are made again, their edits kept beside them: said before the
+    render starts (a run's own log, in the Prefect UI, names each)."""
+    from visuels.planning.plan import plan_render
+
+    campaign, out_dir = make_campaign(), tmp_path / "outputs"
+    for job in plan_render(campaign, out_dir).jobs[:2]:
+        (out_dir / job.relative_path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (job.width, job.height), (200, 40, 40)).save(out_dir / job.relative_path)
+    def stop_at_the_flow(request: RenderRequest) -> RenderSummary:
+        raise KeyboardInterrupt  # what was said before the render is all this test reads
+
+    assert main(["render", str(campaign), "--output-dir", str(out_dir)], render=stop_at_the_flow) == 130
+    assert (
+        "2 outputs were changed since they were rendered (saved over): each is kept beside it as NAME-edited.png"
+        " and made again; `visuels finalize` the edits to publish them" in capsys.readouterr().out
+    )
+
+
 def _expired_signer(folder: Path) -> None:
     """Give ``folder``'s signer a certificate that expired yesterday, issued as the first one was."""
     import datetime

@@ -232,7 +232,7 @@ def test_an_output_saved_over_is_kept_beside_it_when_it_is_made_again(jobs: list
     edited.save(written, format="PNG")
     edit = written.read_bytes()
     kept = written.with_name(f"{written.stem}-edited{written.suffix}")
-    export(picture(job), job, tmp_path)
+    assert export(picture(job), job, tmp_path).edit_kept_as == kept.name  # the run says it (its log)
     assert kept.read_bytes() == edit and written.read_bytes() != edit
     # Killed after the edit was kept, before the output replaced it: kept once, not twice.
     written.write_bytes(edit)

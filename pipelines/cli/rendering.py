@@ -133,6 +133,7 @@ def render(request: RenderRequest, render: RenderFlow, verbose: bool) -> int:
         model=escape(t(plan.setup.model_description)),  # the demo model's in the reader's words, a folder's as named
     )
     console.print(planned)
+    _say_saved_over(plan, output_root, t)
     if not plan.pending:
         from visuels.review.publish import publish_if_behind
 
@@ -277,6 +278,25 @@ def _say_where(campaign_folder: Path, t: Words, report: Path | None = None) -> N
     report = report or (campaign_folder / "report.html" if (campaign_folder / "report.html").is_file() else None)
     if report:
         console.print(t("compliance report: {path}", path=report), highlight=False, markup=False)
+
+
+def _say_saved_over(plan: RenderPlan, output_root: Path, t: Words) -> None:
+    """Before rendering: the outputs to be made again over someone's work saved in their place,
+    which export keeps beside them (``keep_an_edit_aside``)."""
+    from visuels.engine.export import EDIT_KEPT_AS, output_path, saved_over, watermark_payload
+
+    count = sum(1 for job in plan.pending if saved_over(output_path(output_root, job), watermark_payload(job)))
+    if count:
+        kept = EDIT_KEPT_AS.format(stem="NAME", number="", suffix=".png")
+        said = t.plural(
+            "1 output was changed since it was rendered (saved over): it is kept beside it as {kept} and made"
+            " again; `visuels finalize` the edit to publish it",
+            "{count} outputs were changed since they were rendered (saved over): each is kept beside it as {kept}"
+            " and made again; `visuels finalize` the edits to publish them",
+            count,
+            kept=kept,
+        )
+        console.print(said, highlight=False, markup=False)
 
 
 @contextmanager

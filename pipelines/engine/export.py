@@ -13,7 +13,6 @@ file someone saved over an output (an edit made in place) is kept beside it, nev
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,8 +32,6 @@ from visuels.postprocess.compliance import Compliance
 from visuels.record import ledger, manifest
 from visuels.record.database import Database
 
-log = logging.getLogger(__name__)
-
 THUMBNAIL_SIDE = 320
 EDIT_KEPT_AS = "{stem}-edited{number}{suffix}"  # beside its output: "poster-1069fe734bdf-edited.png", then "-edited-2"
 
@@ -53,6 +50,7 @@ class ExportedFile(BaseModel):
     created: str
     ledger_id: int
     dtype: str = ""  # the precision the picture was rendered in, when the job asked for "auto"
+    edit_kept_as: str | None = None  # where an edit saved over the output was kept, beside it (its name)
 
 
 def output_path(output_root: Path, job: RenderJob) -> Path:
@@ -121,7 +119,7 @@ def _ledger_entry(job: RenderJob) -> ledger.LedgerEntry:
         file=job.relative_path,
         sha256="",
         phash="",
-        watermark=f"{watermark_id(job):016x}",
+        watermark=watermark_payload(job),
         job_key=job.key,
         model_hash=job.model_hash,
         lora_hash=job.lora_hash,
@@ -181,7 +179,7 @@ def export_picture(
         )
         thumbnail = thumbnail_jpeg(marked, THUMBNAIL_SIDE, marking.creator)
         write_with(output_root / thumbnail_path(job), lambda temporary: temporary.write_bytes(thumbnail))
-        keep_an_edit_aside(target, entry.watermark)
+        kept = keep_an_edit_aside(target, entry.watermark)
         created = datetime.now(UTC).isoformat(timespec="seconds")
         with database.transaction() as connection:
             if claim_owner is not None:
@@ -198,9 +196,24 @@ def export_picture(
                 created=created,
                 ledger_id=ledger_id,
                 dtype=dtype,
+                edit_kept_as=kept.name if kept else None,
             )
             manifest.add(connection, job.key, job.campaign, manifest_entry(exported))
     return exported
+
+
+def saved_over(target: Path, watermark: str) -> bool:
+    """Whether a file is at ``target`` that is not the export of the job whose watermark payload is
+    ``watermark`` (a valid manifest made for it): someone's work saved over the output."""
+    if not target.is_file():
+        return False
+    made = read_manifest_state(target, None)
+    return not (made.state in ("Valid", "Trusted") and made.edited_from is None and made.soft_binding == watermark)
+
+
+def watermark_payload(job: RenderJob) -> str:
+    """``watermark_id`` as the ledger and the manifest write it: 16 hexadecimal digits."""
+    return f"{watermark_id(job):016x}"
 
 
 def keep_an_edit_aside(target: Path, watermark: str) -> Path | None:
@@ -210,10 +223,7 @@ def keep_an_edit_aside(target: Path, watermark: str) -> Path | None:
     under ``EDIT_KEPT_AS``, once, and the output is made again. Returns where it was kept.
 
     A file of this job's own, written but not recorded (a run killed in between), is replaced."""
-    if not target.is_file():
-        return None
-    made = read_manifest_state(target, None)
-    if made.state in ("Valid", "Trusted") and made.edited_from is None and made.soft_binding == watermark:
+    if not saved_over(target, watermark):
         return None
 
     def named(number: int) -> Path:
@@ -227,7 +237,6 @@ def keep_an_edit_aside(target: Path, watermark: str) -> Path | None:
         raise ExportError(
             target, None, "changed since it was rendered, and 999 edits are kept beside it already"
         ) from None
-    log.warning("%s: changed since it was rendered, kept as %s; the output is made again", target, aside.name)
     return aside
 
 

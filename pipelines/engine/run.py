@@ -69,6 +69,15 @@ def render_jobs(
     )
     what = sorted({f"{item.job.commune_name} {item.job.format}" for item in exported})
     log.info("rendered %s: %s", counted(len(exported), "image"), ", ".join(what))
+    for item in exported:
+        if item.edit_kept_as:  # said where the run is watched: the console, or the Prefect run's log
+            log.warning(
+                "%s had been changed since it was rendered (saved over): kept as %s beside it; the output was made"
+                " again (`visuels finalize %s` marks the edit)",
+                item.job.relative_path,
+                item.edit_kept_as,
+                item.edit_kept_as,
+            )
     return exported
 
 
