@@ -327,6 +327,7 @@ def test_a_render_says_first_which_outputs_were_saved_over(
     for job in plan_render(campaign, out_dir).jobs[:2]:
         (out_dir / job.relative_path).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (job.width, job.height), (200, 40, 40)).save(out_dir / job.relative_path)
+
     def stop_at_the_flow(request: RenderRequest) -> RenderSummary:
         raise KeyboardInterrupt  # what was said before the render is all this test reads
 
