@@ -144,7 +144,7 @@ def keep_copy(source: Path, named: Callable[[int], Path]) -> Path:
     data = source.read_bytes()
     for number in range(1, KEPT_COPIES + 1):
         copy = named(number)
-        if copy.is_file() and copy.read_bytes() == data:
+        if copy.is_file() and copy.stat().st_size == len(data) and copy.read_bytes() == data:
             return copy
         if copy.exists():
             continue

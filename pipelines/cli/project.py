@@ -328,9 +328,10 @@ def keys(action: str, folder: Path | None) -> int:
         key = add_key(folder)
         console.print(t("new watermark key {id}: it marks from now on; the older ones still detect", id=key.id))
     elif action == "list":
-        for key in ring(folder):
+        held = ring(folder)
+        for key in held:
             console.print(f"{key.id}  {key.created}", highlight=False)
-        if not ring(folder):
+        if not held:
             console.print(t("no watermark key in {folder}: `visuels keys init` makes one", folder=folder))
     elif (folder / SIGNER_KEY).exists():  # init, on a folder from before watermark keys
         if not ensure_key(folder):

@@ -283,9 +283,10 @@ def _say_where(campaign_folder: Path, t: Words, report: Path | None = None) -> N
 def _say_saved_over(plan: RenderPlan, output_root: Path, t: Words) -> None:
     """Before rendering: the outputs to be made again over someone's work saved in their place,
     which export keeps beside them (``keep_an_edit_aside``)."""
-    from visuels.engine.export import EDIT_KEPT_AS, output_path, saved_over, watermark_payload
+    from visuels.engine.export import EDIT_KEPT_AS, saved_over, watermark_payload
 
-    count = sum(1 for job in plan.pending if saved_over(output_path(output_root, job), watermark_payload(job)))
+    # A stat per pending job (a region's first night: 100,000), a manifest read only where a file is.
+    count = sum(1 for job in plan.pending if saved_over(output_root / job.relative_path, watermark_payload(job)))
     if count:
         kept = EDIT_KEPT_AS.format(stem="NAME", number="", suffix=".png")
         said = t.plural(

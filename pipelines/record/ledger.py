@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, insert, select
@@ -167,6 +168,12 @@ def by_sha256(database: Database, sha256: str) -> dict | None:
     """The newest row recording a file with exactly these bytes."""
     rows = _rows(database, ledger_table.c.sha256 == sha256)
     return rows[-1] if rows else None
+
+
+def recorded_place(row: dict, output_root: Path | None) -> Path:
+    """Where a row says its file was written: relative to the output folder, unless absolute."""
+    recorded = Path(row["file"])
+    return recorded if recorded.is_absolute() or output_root is None else output_root / recorded
 
 
 def _one_appender(connection: Connection) -> None:

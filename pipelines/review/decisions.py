@@ -35,7 +35,7 @@ from visuels.postprocess import findings
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
 from visuels.record.database import Database, database_url, is_missing
-from visuels.record.ledger import LedgerEntry, append, approvals, by_sha256, latest_for_jobs
+from visuels.record.ledger import LedgerEntry, append, approvals, by_sha256, latest_for_jobs, recorded_place
 from visuels.record.review_batches import (
     awaiting_decision,
     forget_review,
@@ -352,8 +352,7 @@ def _put_right(database: Database, folder: Path, path: Path, entry: dict | None)
 def _kept_elsewhere(row: dict, output_root: Path, copy: Path, sha256: str) -> bool:
     """Whether the file a ledger row records is still where it was written, with the bytes of
     ``copy``: then ``copy`` is only a copy (a file moved into approved/ by hand is not)."""
-    recorded = Path(row["file"])
-    place = recorded if recorded.is_absolute() else output_root / recorded
+    place = recorded_place(row, output_root)
     return place.is_file() and not place.samefile(copy) and sha256_file(place) == sha256
 
 

@@ -131,15 +131,9 @@ def outputs_inputs(database: Database, job_key: str) -> dict | None:
     return json.loads(row["inputs"]) if row else None
 
 
-def _recorded_place(row: dict, output_root: Path | None) -> Path:
-    """Where a ledger row says its file was written."""
-    recorded = Path(row["file"])
-    return recorded if recorded.is_absolute() or output_root is None else output_root / recorded
-
-
 def _recorded_file(row: dict, output_root: Path | None) -> Path | None:
     """Where the file a ledger row records is, if it is still there with the same bytes."""
-    path = _recorded_place(row, output_root)
+    path = ledger.recorded_place(row, output_root)
     if path.is_file() and _sha256(path.read_bytes()) == row["sha256"]:
         return path
     return None
@@ -163,7 +157,7 @@ def find_original(database: Database, path: Path, output_root: Path | None, fiel
                 path, field, "no ledger record: not a file exported by visuels (or recorded in another database)"
             )
         recorded = _recorded_file(row, output_root)
-        if recorded is None and path.resolve() == _recorded_place(row, output_root).resolve():
+        if recorded is None and path.resolve() == ledger.recorded_place(row, output_root).resolve():
             raise ImageInputError(
                 path,
                 field,
