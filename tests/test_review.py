@@ -238,6 +238,36 @@ def test_the_approved_folder_publishes_only_exported_files_and_loses_none(
     assert kept == sorted([names[0].split("/")[-1], "poster-v2.png", "moved-here.png"])
 
 
+def test_an_approved_copy_edited_to_its_own_size_is_set_aside(rendered: tuple[Path, str, list[str]]) -> None:
+    """An edit in place that keeps the file's size (a few bytes written over) was taken for the
+    approved copy: sizes alone were compared. A copy whose time is not the one it was given is
+    read; one of the right bytes (made by an earlier version, or touched) is kept, and given it."""
+    import os
+
+    from visuels.review.decisions import sync_approved
+
+    out, slug, keys = rendered
+    names = sorted(review_listing(out, slug, keys))
+    apply_review(out, slug, keys, ReviewDecision())
+    approved = out / slug / "approved"
+    edited, touched = approved / names[0], approved / names[1]
+    given = touched.stat().st_mtime_ns
+    with edited.open("r+b") as file:  # the same size, other bytes
+        file.seek(edited.stat().st_size // 2)
+        file.write(b"edited")
+    edit = edited.read_bytes()
+    os.utime(touched, ns=(given, given + 5_000_000_000))
+    database = Database(database_url(out))
+    try:
+        sync_approved(database, out, slug)
+    finally:
+        database.close()
+    assert edited.read_bytes() == (out / slug / names[0]).read_bytes()
+    assert (out / slug / "set-aside" / names[0]).read_bytes() == edit
+    assert touched.stat().st_mtime_ns == given  # the right bytes: kept, its time put back
+    assert not (out / slug / "set-aside" / names[1]).exists()
+
+
 def test_a_damaged_coherence_file_leaves_the_review_listing_without_outliers(
     rendered: tuple[Path, str, list[str]],
 ) -> None:

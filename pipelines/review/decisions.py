@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Collection, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def apply_review(
         with ExitStack() as copies:
             staged_copies = [copies.enter_context(staged(approved_folder / name)) for name in approved]
             for name, copy in zip(approved, staged_copies, strict=True):
-                _copy_checked(output_root / listing[name]["file"], copy.path, listing[name]["sha256"])
+                _copy_checked(output_root / listing[name]["file"], copy.path, listing[name])
             _record_and_publish(database, listing, rejected, reasons, decision, previous_rows, run_id, staged_copies)
     finally:
         database.close()
@@ -311,21 +312,21 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
         if not target.is_file():
             try:
                 with staged(target) as copy:
-                    _copy_checked(output_root / entry["file"], copy.path, entry["sha256"])
+                    _copy_checked(output_root / entry["file"], copy.path, entry)
                     copy.publish()
             except (ReviewError, OSError) as exc:
                 log.warning("%s: approved, but could not be copied again: %s", target, exc)
 
 
 def _put_right(database: Database, folder: Path, path: Path, entry: dict | None) -> None:
-    """One file of the approved ``folder``: kept where it is the approved copy (its recorded size:
-    reading every copy's bytes at each report would cost a region's whole folder); removed where
+    """One file of the approved ``folder``: kept where it is the approved copy; removed where
     it is a copy of an exported file still in its place, but not the approved one now (no longer
     approved, or its bytes before a time-stamp replaced them): copied again if approved; set aside
     otherwise (an edit, a file put there by hand, an export moved there rather than copied)."""
-    if entry is not None and path.stat().st_size == entry["size"]:
+    digest = None if entry is None else _approved_copy_digest(path, entry)
+    if entry is not None and digest == entry["sha256"]:
         return
-    digest = sha256_file(path)
+    digest = digest or sha256_file(path)
     row = by_sha256(database, digest)
     if row is not None and _kept_elsewhere(row, folder.parent.parent, path, digest):
         log.warning("%s: not the approved file the record holds now, removed", path)
@@ -349,6 +350,31 @@ def _put_right(database: Database, folder: Path, path: Path, entry: dict | None)
     log.warning("%s: not an exported file (edited, or put there), moved to %s", path, kept)
 
 
+def _approved_copy_digest(path: Path, entry: dict) -> str:
+    """``entry``'s sha256 where ``path`` is its approved copy as written (its size and the time it
+    was given), else the bytes' sha256 read now: reading every copy at each report would cost a
+    region's whole folder, and an edit in place changes the time even where the size stays. A copy
+    of the right bytes with another time (made before copies were given one) is given it now."""
+    stat = path.stat()
+    written = _copy_time_ns(entry["created"])
+    if stat.st_size == entry["size"] and stat.st_mtime_ns == written:
+        return str(entry["sha256"])
+    digest = sha256_file(path)
+    if digest == entry["sha256"] and written is not None:
+        with suppress(OSError):  # a folder this account may not change: read whole again next time
+            os.utime(path, ns=(stat.st_atime_ns, written))
+    return digest
+
+
+def _copy_time_ns(created: str) -> int | None:
+    """The modification time an approved copy is given: when its picture was exported (as `cp -p`
+    keeps a file's time), to the second, from the record; None for a time the record cannot give."""
+    try:
+        return int(datetime.fromisoformat(created).timestamp()) * 1_000_000_000
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _kept_elsewhere(row: dict, output_root: Path, copy: Path, sha256: str) -> bool:
     """Whether the file a ledger row records is still where it was written, with the bytes of
     ``copy``: then ``copy`` is only a copy (a file moved into approved/ by hand is not)."""
@@ -362,9 +388,11 @@ def _check_unchanged(path: Path, sha256: str) -> None:
         raise ReviewError(path, "sha256", "the file changed since it was rendered")
 
 
-def _copy_checked(source: Path, target: Path, sha256: str) -> None:
-    """Copy ``source`` to ``target`` in chunks, hashing what is copied: a file changed since it was
-    checked is refused (its partial copy is the caller's temporary, removed with it)."""
+def _copy_checked(source: Path, target: Path, entry: dict) -> None:
+    """Copy ``entry``'s file ``source`` to ``target`` in chunks, hashing what is copied: a file
+    changed since it was checked is refused (its partial copy is the caller's temporary, removed
+    with it). The copy is given the time ``_copy_time_ns`` says: an edit in place is then seen."""
+    sha256 = entry["sha256"]
     digest = hashlib.sha256()
     try:
         with source.open("rb") as reading, target.open("wb") as writing:
@@ -377,3 +405,5 @@ def _copy_checked(source: Path, target: Path, sha256: str) -> None:
         ) from None
     if digest.hexdigest() != sha256:
         raise ReviewError(source, "sha256", "the file changed since it was rendered")
+    if (written := _copy_time_ns(entry["created"])) is not None:
+        os.utime(target, ns=(written, written))
