@@ -297,6 +297,33 @@ def test_a_dropped_edit_is_finalized_beside_its_original(studio: tuple) -> None:
     assert client.post("/api/finalize", json={"file": files[0], "name": "x.png", "data": "%%%"}).status_code == 400
 
 
+def test_an_edit_a_render_kept_beside_its_output_is_listed_and_finalized_where_it_is(studio: tuple) -> None:
+    """A render keeps an edit saved over an output beside it (NAME-edited.png) and makes the output
+    again: the studio said nothing of it. The picker's card and the finalize page list it, and the
+    finalize page marks it again where it lies, from its output; then it is listed no more."""
+    client, out, files, _ = studio
+    original = out / files[0]
+    edited = Image.open(original).convert("RGB")
+    ImageDraw.Draw(edited).rectangle((300, 200, 500, 400), fill=(20, 60, 120))
+    kept = original.with_name(f"{original.stem}-edited{original.suffix}")
+    edited.save(kept, format="PNG")
+    (out / files[0].split("/")[0] / "approved").mkdir()
+    edited.save(out / files[0].split("/")[0] / "approved" / kept.name)  # not beside an output: not listed
+    kept_name = kept.relative_to(out).as_posix()
+    campaign = files[0].split("/")[0]
+    assert "the edit is kept:" in client.get(f"/retouch?campaign={campaign}").text
+    page = client.get("/finalize").text
+    assert page.count(f'data-edit="{kept_name}"') == 1 and f"saved over {original.name}" in page
+    assert client.post("/api/finalize-kept", json={"file": files[0]}).status_code == 404  # an output, not a kept edit
+    assert client.post("/api/finalize-kept", json={"file": "../" + kept_name}).status_code == 404
+    done = client.post("/api/finalize-kept", json={"file": kept_name})
+    assert done.status_code == 200, done.text
+    assert done.json()["file"] == kept.with_name(f"{kept.stem}-final{kept.suffix}").relative_to(out).as_posix()
+    assert done.json()["original"] == files[0]
+    assert "data-edit=" not in client.get("/finalize").text
+    assert "the edit is kept:" not in client.get(f"/retouch?campaign={campaign}").text
+
+
 async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
     """A bare ASGI app's start and stop, as TestClient drives them."""
     while (await receive())["type"] != "lifespan.shutdown":

@@ -1,6 +1,6 @@
 """Working on an output elsewhere (Photoshop, GIMP, Krita…): its layered working file out, and the
 finalize page, where the file edited elsewhere is dropped beside its original, marked again from
-it and recorded."""
+it and recorded; or, saved over the output and kept beside it by a render, finalized where it is."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from visuels._internal.i18n import words
+from visuels.review import kept_edits
 from visuels.review.derivatives import finalize_file, finalized_name
 from visuels.studio.pages import decoded_upload, derivative_json, page_language
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from visuels.studio.app import Studio
 
 MAX_NAME_BYTES = 200  # a dropped file's name kept as it is; longer: "edited" (file systems stop at 255)
+MOST_KEPT_EDITS_LISTED = 200  # the finalize page's list of kept edits: finalizing them empties it
+
+
+class KeptEditAsk(BaseModel):
+    file: str  # an edit a render kept beside its output, relative to the output folder
 
 
 class FinalizeAsk(BaseModel):
@@ -49,7 +55,23 @@ def finalize_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
     def finalize_page(request: Request, file: str = "") -> HTMLResponse:
         if file:
             studio.path_of(file)
-        return templates.TemplateResponse(request, "finalize.html", {"file": file})
+            return templates.TemplateResponse(request, "finalize.html", {"file": file})
+        root = studio.output_root.resolve()
+        edits = kept_edits.waiting(root, MOST_KEPT_EDITS_LISTED)
+        kept = [(edit.relative_to(root).as_posix(), output.relative_to(root).as_posix()) for edit, output in edits]
+        more = len(edits) == MOST_KEPT_EDITS_LISTED
+        return templates.TemplateResponse(request, "finalize.html", {"file": "", "kept": kept, "more": more})
+
+    @router.post("/api/finalize-kept")
+    def finalize_kept(request: Request, ask: KeptEditAsk) -> JSONResponse:
+        """An edit a render kept beside its output, marked again from that output where it lies."""
+        edit = studio.path_of(ask.file)
+        output = kept_edits.output_of(edit)
+        if output is None:
+            raise HTTPException(404, f"{ask.file}: no edit kept beside an output")
+        charter = studio.edit_charter()
+        done = finalize_file(edit, output, None, charter, studio.database, studio.signing, studio.output_root)
+        return JSONResponse(derivative_json(done, studio.output_root, words(page_language(request))))
 
     @router.post("/api/finalize")
     def finalize_upload(request: Request, ask: FinalizeAsk) -> JSONResponse:

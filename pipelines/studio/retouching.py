@@ -21,6 +21,7 @@ from visuels.inputs.images import read_mask, read_picture
 from visuels.inputs.yamlfiles import first_problem
 from visuels.marking.mark import preview_jpeg
 from visuels.record import model_sources
+from visuels.review import kept_edits
 from visuels.review.derivatives import Original, find_original, label_box, mark_derivative
 from visuels.studio.pages import PREVIEW_SIDE, decoded_upload, derivative_json, page_language
 
@@ -81,6 +82,13 @@ def picker_page(outputs: list[dict], wanted: dict[str, str], status: str, page: 
     }
 
 
+def edits_kept(studio: Studio, output: dict) -> list[str]:
+    """The edits a render found saved over ``output`` and kept beside it, not finalized yet: the
+    picker's card says so, and finalizes them (names under the output folder)."""
+    root = studio.output_root.resolve()
+    return [edit.relative_to(root).as_posix() for edit in kept_edits.waiting_beside(root / output["file"])]
+
+
 def locked_zone(studio: Studio, original: Original) -> dict[str, float]:
     """Where the AI label lies on an output, as shares of the picture: the retouch page draws the
     locked zone over the picture at any size."""
@@ -129,6 +137,7 @@ def picker_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
         context = {"campaign": chosen, "campaigns": studio.campaigns()} | picker_page(
             studio.outputs(chosen), wanted, status, page
         )
+        context["outputs"] = [output | {"kept_edits": edits_kept(studio, output)} for output in context["outputs"]]
         context["query"] = urlencode({"campaign": chosen, **wanted, "status": status})
         return templates.TemplateResponse(request, "pick.html", context)
 

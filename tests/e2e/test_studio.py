@@ -262,3 +262,30 @@ def test_the_report_is_served_and_each_card_opens_its_full_picture(
     assert width >= 1080  # the full-size picture, not its thumbnail
     with Image.open(tmp_path / "report.png") as shot:
         assert shot.width >= 1000
+
+
+def test_the_finalize_page_finalizes_an_edit_a_render_kept(
+    outputs: tuple[Path, str, list[str]], studio_url: str, tmp_path: Path
+) -> None:
+    """An edit saved over an output, kept beside it by a render: listed on the finalize page, and
+    finalized there by its button, which then says so."""
+    from visuels.review.decisions import review_listing
+
+    from tests.e2e.browser import Browser
+
+    out, slug, keys = outputs
+    original = out / next(iter(review_listing(out, slug, keys).values()))["file"]
+    with Image.open(original) as opened:
+        opened.convert("RGB").rotate(180).save(original.with_name(f"{original.stem}-edited{original.suffix}"))
+    browser_path = find_chromium()
+    assert browser_path is not None
+    with Browser(browser_path) as browser:
+        browser.goto(f"{studio_url}/finalize")
+        browser.wait_for("document.querySelectorAll('#kept button').length === 1")
+        browser.click_at(*browser.centre_of("#kept button"))
+        said = browser.wait_for(
+            "document.querySelector('#kept span').className && document.querySelector('#kept span').textContent"
+        )
+        browser.screenshot(tmp_path / "finalize.png")
+    assert said.startswith("Marked: ") and f"{original.stem}-edited-final{original.suffix}" in said, said
+    assert original.with_name(f"{original.stem}-edited-final{original.suffix}").is_file()
