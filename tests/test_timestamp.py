@@ -217,3 +217,46 @@ def test_an_answer_that_cannot_be_read_is_the_authority_failing() -> None:
 
     seen = "Signature: internal error (decode error (trailing data (at position 49)))"
     assert str(_time_stamp_failure(seen)) == "its answer could not be read"
+
+
+def test_the_approved_copies_follow_their_exports_time_stamp_whichever_is_stamped(
+    rendered_copy: tuple[Path, str, list[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Time-stamping before publishing, a region stamps what it publishes: `approved/`. Stamping
+    an approved copy recorded bytes that were not where the record says the picture is: the next
+    render made it again and the report set the approved picture aside. Stamping an export set its
+    approved copy aside too, as "not an exported file". Now a copy stamps its export and takes its
+    bytes; an approved copy of an export stamped since is replaced by the stamped bytes; nothing is
+    set aside, and nothing is rendered again."""
+    from visuels.planning.plan import plan_render
+    from visuels.review.decisions import ReviewDecision, apply_review, sync_approved
+
+    from tests.helpers import rendered_campaign_file
+
+    out, slug, files, keys = rendered_copy
+    apply_review(out, slug, keys, ReviewDecision())
+    database_file = str(out / "visuels.sqlite")
+    copy = out / slug / "approved" / Path(files[0]).relative_to(slug)
+    other_copy = out / slug / "approved" / Path(files[1]).relative_to(slug)
+    with time_stamp_authority() as (url, _):
+        monkeypatch.setenv("VISUELS_TSA_URL", url)
+        assert main(["timestamp", str(copy), "--database", database_file]) == 0
+        assert f"a copy of {out / files[0]}, which is time-stamped" in capsys.readouterr().out
+        assert main(["timestamp", str(out / files[1]), "--database", database_file]) == 0
+        assert main(["timestamp", str(copy), "--database", database_file]) == 0
+        assert "already time-stamped" in capsys.readouterr().out
+    assert copy.read_bytes() == (out / files[0]).read_bytes()
+    assert read_manifest_state(out / files[0], None).signed_at
+    database = Database(f"sqlite:///{database_file}")
+    try:
+        recorded = {entry["file"]: entry for entry in manifest.entries(database, slug).values()}
+        for file in files[:2]:
+            assert recorded[file]["sha256"] == hashlib.sha256((out / file).read_bytes()).hexdigest()
+        sync_approved(database, out, slug)
+    finally:
+        database.close()
+    assert other_copy.read_bytes() == (out / files[1]).read_bytes()  # the stamped bytes, copied again
+    assert not (out / slug / "set-aside").exists()
+    assert plan_render(rendered_campaign_file(out), out).pending == []

@@ -199,12 +199,18 @@ def timestamp(args: argparse.Namespace) -> int:
     database = open_record(args.database, args.files[0])
     try:
         for path in args.files:
-            done = time_stamp_file(path, database, signing)
-            said = (
-                t("{file}: already time-stamped ({time})", file=path, time=done.signed_at)
-                if done.already
-                else t("{file}: time-stamped {time}, recorded", file=path, time=done.signed_at)
-            )
+            done = time_stamp_file(path, database, signing, record_folder(database))
+            if done.already:
+                said = t("{file}: already time-stamped ({time})", file=path, time=done.signed_at)
+            elif done.copy_of:
+                said = t(
+                    "{file}: a copy of {export}, which is time-stamped {time} and recorded; the copy has its bytes now",
+                    file=path,
+                    export=done.copy_of,
+                    time=done.signed_at,
+                )
+            else:
+                said = t("{file}: time-stamped {time}, recorded", file=path, time=done.signed_at)
             console.print(said, highlight=False, markup=False)
     finally:
         database.close()

@@ -36,7 +36,15 @@ from visuels.postprocess import findings
 from visuels.postprocess.coherence import read_coherence
 from visuels.record import manifest
 from visuels.record.database import Database, database_url, is_missing
-from visuels.record.ledger import LedgerEntry, append, approvals, by_sha256, latest_for_jobs, recorded_place
+from visuels.record.ledger import (
+    LedgerEntry,
+    append,
+    approvals,
+    by_job_key,
+    by_sha256,
+    latest_for_jobs,
+    recorded_place,
+)
 from visuels.record.review_batches import (
     awaiting_decision,
     forget_review,
@@ -328,8 +336,8 @@ def _put_right(database: Database, folder: Path, path: Path, entry: dict | None)
         return
     digest = digest or sha256_file(path)
     row = by_sha256(database, digest)
-    if row is not None and _kept_elsewhere(row, folder.parent.parent, path, digest):
-        log.warning("%s: not the approved file the record holds now, removed", path)
+    if row is not None and _kept_elsewhere(database, row, folder.parent.parent, path, digest):
+        log.info("%s: not the approved file the record holds now, removed", path)
         path.unlink(missing_ok=True)  # or by another machine's report, meanwhile
         return
     name = path.relative_to(folder)
@@ -375,11 +383,15 @@ def _copy_time_ns(created: str) -> int | None:
         return None
 
 
-def _kept_elsewhere(row: dict, output_root: Path, copy: Path, sha256: str) -> bool:
-    """Whether the file a ledger row records is still where it was written, with the bytes of
-    ``copy``: then ``copy`` is only a copy (a file moved into approved/ by hand is not)."""
+def _kept_elsewhere(database: Database, row: dict, output_root: Path, copy: Path, sha256: str) -> bool:
+    """Whether the picture a ledger row records is still where it was written, with the bytes of
+    ``copy`` or those the record holds for it now (time-stamped since ``copy`` was made): then
+    ``copy`` is only a copy (a file moved into approved/ by hand is not)."""
     place = recorded_place(row, output_root)
-    return place.is_file() and not place.samefile(copy) and sha256_file(place) == sha256
+    if not place.is_file() or place.samefile(copy):
+        return False
+    newest = by_job_key(database, row["job_key"])
+    return sha256_file(place) in {sha256, newest["sha256"] if newest else sha256}
 
 
 def _check_unchanged(path: Path, sha256: str) -> None:

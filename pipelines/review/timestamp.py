@@ -7,6 +7,10 @@ manifest stay as they were. The new bytes are recorded like any export: a ledger
 the file's previous row, and its outputs row moved to the new sha256 and size in the same
 transaction, so ``verify`` finds the file recorded and a re-run renders nothing again. A stamp
 written whose record was not (the process killed between the two) is recorded by the next run.
+
+A copy of an export (the approved folder's, one sent by mail) is not stamped apart from it: that
+would record bytes that are not where the record says the picture is, and the next render would
+make it again. The export is stamped where it lies, and the copy is given its stamped bytes.
 """
 
 from __future__ import annotations
@@ -35,11 +39,15 @@ class TimeStamped:
     sha256: str
     signed_at: str | None  # the time-stamp authority's time
     already: bool  # it had one: nothing written, nothing recorded
+    copy_of: str | None = None  # the export a copy was given the stamped bytes of
 
 
-def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> TimeStamped:
+def time_stamp_file(
+    path: Path, database: Database, signing: SigningFiles, output_root: Path | None = None
+) -> TimeStamped:
     """Time-stamp one exported file in place and record it; a file that is not a recorded export
-    raises :class:`ImageInputError`."""
+    raises :class:`ImageInputError`. A copy of an export found under ``output_root``, where the
+    record says it is, stamps that export and takes its bytes."""
     data = read_file(path, "file")
     file_type = FILE_TYPES.get(path.suffix.lower())
     if file_type is None:
@@ -47,6 +55,8 @@ def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> Ti
     mime_type = MIME_TYPES[file_type]
     digest = hashlib.sha256(data).hexdigest()
     row = ledger.by_sha256(database, digest)
+    if row is not None and (export := _export_of_copy(row, path, output_root)) is not None:
+        return _stamp_a_copy(path, export, row, database, signing, output_root)
     before = read_manifest_state(path, signing.trust_anchors)
     if row is None:
         stamped_of = _stamp_left_unrecorded(path, data, digest, before, database)
@@ -69,6 +79,49 @@ def time_stamp_file(path: Path, database: Database, signing: SigningFiles) -> Ti
             return TimeStamped(str(path), hashlib.sha256(read_file(path, "file")).hexdigest(), state.signed_at, True)
     sha256 = hashlib.sha256(stamped).hexdigest()
     return TimeStamped(str(path), sha256, read_manifest_state(path, signing.trust_anchors).signed_at, already=False)
+
+
+def _export_of_copy(row: dict, path: Path, output_root: Path | None) -> Path | None:
+    """The export ``path`` is a copy of, where ``row`` (its bytes' record) says the export lies;
+    None where ``path`` is that file, or the export is not there to be stamped instead."""
+    if output_root is None:
+        return None
+    place = ledger.recorded_place(row, output_root)
+    try:
+        return place if place.is_file() and not place.samefile(path) else None
+    except OSError:
+        return None
+
+
+def _stamp_a_copy(
+    path: Path, export: Path, row: dict, database: Database, signing: SigningFiles, output_root: Path | None
+) -> TimeStamped:
+    """Stamp ``export`` (or find it stamped already), then give the copy ``path`` its bytes, when
+    they are the record's newest of the picture ``row`` records; else the copy is left as it is."""
+    stamped = time_stamp_file(export, database, signing, output_root)
+    newest = ledger.by_job_key(database, row["job_key"])
+    if newest is None or newest["sha256"] != stamped.sha256:
+        raise ImageInputError(
+            path,
+            "file",
+            "a copy of {export}, which has changed since it was exported: time-stamp that file once it is"
+            " rendered again",
+            export=str(export),
+        )
+    if hashlib.sha256(read_file(path, "file")).hexdigest() == stamped.sha256:
+        return TimeStamped(str(path), stamped.sha256, stamped.signed_at, already=True, copy_of=str(export))
+    data = read_file(export, "file")
+    if hashlib.sha256(data).hexdigest() != stamped.sha256:  # changed between the two reads: written again
+        raise ImageInputError(
+            path, "file", "a copy of {export}, which changed meanwhile: try again", export=str(export)
+        )
+    with staged(path) as file:
+        try:
+            file.path.write_bytes(data)
+        except OSError as exc:
+            raise ExportError(path, None, "cannot write it: {reason}", reason=exc.strerror or str(exc)) from None
+        file.publish()
+    return TimeStamped(str(path), stamped.sha256, stamped.signed_at, already=False, copy_of=str(export))
 
 
 def _record(row: dict, stamped: bytes, database: Database, publish: Callable[[], None] | None = None) -> bool:
