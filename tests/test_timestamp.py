@@ -221,6 +221,7 @@ def test_an_answer_that_cannot_be_read_is_the_authority_failing() -> None:
 
 def test_the_approved_copies_follow_their_exports_time_stamp_whichever_is_stamped(
     rendered_copy: tuple[Path, str, list[str], list[str]],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -260,3 +261,15 @@ def test_the_approved_copies_follow_their_exports_time_stamp_whichever_is_stampe
     assert other_copy.read_bytes() == (out / files[1]).read_bytes()  # the stamped bytes, copied again
     assert not (out / slug / "set-aside").exists()
     assert plan_render(rendered_campaign_file(out), out).pending == []
+    # A database away from the outputs (PostgreSQL, a SQLite file elsewhere) does not say where the
+    # export is: an approved copy's own place does.
+    elsewhere = tmp_path / "elsewhere" / "record.sqlite"
+    elsewhere.parent.mkdir()
+    for suffix in ("", "-wal"):  # the record whole, what its write-ahead log holds too
+        if Path(database_file + suffix).is_file():
+            Path(f"{elsewhere}{suffix}").write_bytes(Path(database_file + suffix).read_bytes())
+    third = out / slug / "approved" / Path(files[2]).relative_to(slug)
+    with time_stamp_authority() as (url, _):
+        monkeypatch.setenv("VISUELS_TSA_URL", url)
+        assert main(["timestamp", str(third), "--database", str(elsewhere)]) == 0
+    assert third.read_bytes() == (out / files[2]).read_bytes() and read_manifest_state(third, None).signed_at

@@ -103,6 +103,18 @@ def _within_campaign(relative_path: str, campaign_slug: str) -> str:
     return relative_path[len(prefix) :] if relative_path.startswith(prefix) else relative_path
 
 
+def export_of_approved_copy(copy: Path, recorded_file: str) -> Path | None:
+    """Where the export an approved copy was made of lies, found from the copy's own place (the
+    approved copy of ``<campaign>/<sub path>`` is ``<campaign>/approved/<sub path>``), whatever the
+    database; None where ``copy`` is not in an approved folder as a copy of ``recorded_file``."""
+    campaign, _, within = recorded_file.partition("/")
+    sub = Path(within).parts
+    parts = copy.absolute().parts
+    if not sub or len(parts) < len(sub) + 2 or parts[-len(sub) - 2 :] != (campaign, APPROVED_FOLDER, *sub):
+        return None
+    return Path(*parts[: -len(sub) - 1], *sub)
+
+
 def short_id(key: str) -> str:
     """How reviewers name a file: its key's first characters, as in its file name."""
     return key[:KEY_PREFIX_LENGTH]

@@ -30,6 +30,7 @@ from visuels.marking.mark import MIME_TYPES
 from visuels.marking.phash import perceptual_hash
 from visuels.record import ledger, manifest
 from visuels.record.database import Database
+from visuels.review.decisions import export_of_approved_copy
 from visuels.review.derivatives import FILE_TYPES
 
 
@@ -82,15 +83,18 @@ def time_stamp_file(
 
 
 def _export_of_copy(row: dict, path: Path, output_root: Path | None) -> Path | None:
-    """The export ``path`` is a copy of, where ``row`` (its bytes' record) says the export lies;
-    None where ``path`` is that file, or the export is not there to be stamped instead."""
-    if output_root is None:
-        return None
-    place = ledger.recorded_place(row, output_root)
-    try:
-        return place if place.is_file() and not place.samefile(path) else None
-    except OSError:
-        return None
+    """The export ``path`` is a copy of, where ``row`` (its bytes' record) says the export lies
+    under ``output_root``, or beside the approved folder ``path`` is in; None where ``path`` is that
+    file, or the export is not there to be stamped instead."""
+    places = [ledger.recorded_place(row, output_root)] if output_root is not None else []
+    places.append(export_of_approved_copy(path, row["file"]) or path)
+    for place in places:
+        try:
+            if place.is_file() and not place.samefile(path):
+                return place
+        except OSError:
+            continue
+    return None
 
 
 def _stamp_a_copy(
