@@ -116,6 +116,33 @@ def test_bad_training_options_are_refused_before_anything_runs(
     assert not lora_dir.exists()
 
 
+def test_resume_takes_a_run_by_its_name_or_its_folder_and_says_a_finished_one_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--resume lora/solane/.20990101-000000.partial` (the folder's path, as `ls` shows it) was
+    refused naming `lora/solane/.lora/solane/….partial`; a finished run said "no interrupted run"."""
+    lora_dir = tmp_path / "lora"
+    charter_folder = lora_dir / "solane"
+    (charter_folder / ".20990101-000000.partial").mkdir(parents=True)
+    (charter_folder / "20990102-000000").mkdir()
+    asked: list[str] = []
+
+    def recorded(charter: str, base: str, options: dict, resume: str, root: str) -> None:
+        asked.append(resume)
+        raise KeyboardInterrupt  # the options passed: nothing more to see
+
+    def train(*argv: str) -> int:
+        return main(["train", str(SAMPLE_CHARTER_DIR), "--lora-dir", str(lora_dir), *argv], train=recorded)
+
+    for given in ("20990101-000000", str(charter_folder / ".20990101-000000.partial"), "lora/solane/20990101-000000"):
+        assert train("--resume", given) == 130
+    assert len(asked) == 3
+    assert train("--resume", str(charter_folder / "20990102-000000")) == 2
+    assert "--resume: this run is already complete" in capsys.readouterr().err
+    assert train("--resume", "..") == 2
+    assert "not a training run's name" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainingSummary:
     root = tmp_path_factory.mktemp("lora")

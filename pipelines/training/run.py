@@ -33,6 +33,7 @@ from visuels.training.objectives import TRAINABLE_FAMILIES
 from visuels.training.trainer import TrainingConfig, train_lora
 
 LOSS_WINDOW = 50  # steps averaged at each end of a run, to say how far its loss fell
+PARTIAL_SUFFIX = ".partial"  # a run's folder while it trains: ``.<run>.partial``, renamed ``<run>`` at its end
 
 
 class TrainingRunError(VisuelsError):
@@ -88,13 +89,24 @@ def check_training_inputs(
     charter_folder = (root or lora_root()) / charter.spec.slug
     # Before the model is loaded: a folder the run cannot write in would fail it at its end.
     check_output_folder(charter_folder, "--lora-dir" if root else "VISUELS_LORA_DIR", Text("LoRA folder"))
-    run = resume or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    partial, final = charter_folder / f".{run}.partial", charter_folder / run
-    if resume and not partial.is_dir():
-        raise TrainingRunError(partial, "--resume", "no interrupted run '{run}' to resume", run=run)
+    run = run_name(resume) if resume else datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    partial, final = charter_folder / f".{run}{PARTIAL_SUFFIX}", charter_folder / run
     if final.exists():
-        raise TrainingRunError(final, None, "this run is already complete")
+        raise TrainingRunError(final, "--resume" if resume else None, "this run is already complete")
+    if resume and not partial.is_dir():
+        raise TrainingRunError(charter_folder, "--resume", "no interrupted run '{run}' to resume", run=run)
     return charter, dataset, base_info, base_folder, partial, final
+
+
+def run_name(resume: str) -> str:
+    """The run ``--resume`` names: as `visuels train` said it (``20261207-102222``), or by the path of
+    its folder, finished or not (``lora/solane/.20261207-102222.partial``)."""
+    name = Path(resume.strip()).name
+    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+        name = name[1 : -len(PARTIAL_SUFFIX)]
+    if not name or name in (".", ".."):
+        raise TrainingRunError(resume, "--resume", "not a training run's name")
+    return name
 
 
 def loss_at_ends(losses: Sequence[float]) -> tuple[float, float]:
