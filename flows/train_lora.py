@@ -14,8 +14,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment
+from prefect.states import Failed, State
 from visuels._internal.i18n import user_language, words
 from visuels._internal.logs import quiet_third_party_logs
+from visuels.errors import VisuelsError
+from visuels.flows.failures import log_known_failures_in_one_line
 from visuels.flows.forms import form_group, form_parameter
 from visuels.flows.names import GPU_LIMIT, SLOTS_PER_GPU
 from visuels.flows.progress import RunProgress
@@ -41,7 +44,7 @@ def _inline_png(path: Path, width: int = 480) -> str:
 @task(name="train-lora", cache_policy=NO_CACHE)
 def train_task(
     charter: str, base: str, config: TrainingConfig, resume: str | None, lora_dir: str | None
-) -> TrainingSummary:
+) -> TrainingSummary | State:
     t = words(user_language())
     progress = RunProgress(t("LoRA training"), config.steps, t("steps"), t)
     every = max(1, config.steps // PROGRESS_UPDATES)
@@ -58,8 +61,11 @@ def train_task(
     # A deployed run takes a whole GPU's slots of the pool's limit: rendering and training share
     # the GPUs, each waiting for the other (the CLI's temporary server has no such limit).
     limit = concurrency(GPU_LIMIT, occupy=SLOTS_PER_GPU, strict=False) if deployment.id else nullcontext()
-    with limit:
-        return run_training(Path(charter), parse_model_option(base), config, resume, root, on_step)
+    try:
+        with limit:
+            return run_training(Path(charter), parse_model_option(base), config, resume, root, on_step)
+    except VisuelsError as exc:  # bad input, a diverged loss: its one line, no traceback in the log
+        return Failed(message=str(exc), data=exc)
 
 
 @flow(name="train-charter-lora")
@@ -69,7 +75,7 @@ def train_charter_lora(
     config: Annotated[TrainingConfig, *form_group("Training options", DEFAULT_TRAINING)] = DEFAULT_TRAINING,
     resume: Annotated[str, form_parameter("Resume run")] = "",
     lora_dir: Annotated[str, form_parameter("LoRA folder")] = "",
-) -> TrainingSummary:
+) -> TrainingSummary | State:
     """Train the charter's style LoRA on its reference images.
 
     Args:
@@ -80,7 +86,11 @@ def train_charter_lora(
         lora_dir: Root of the LoRA folders. Empty: ./lora.
     """
     quiet_third_party_logs()
-    summary = train_task(charter, base, config, resume or None, lora_dir or None)
+    log_known_failures_in_one_line()
+    trained = train_task(charter, base, config, resume or None, lora_dir or None, return_state=True)
+    if trained.is_failed():  # the run ends failed with the input error's one line
+        return Failed(message=trained.message, data=trained.result(raise_on_failure=False))
+    summary = trained.result()
     grids = "\n".join(f"![{grid.name}]({_inline_png(grid)})" for grid in summary.validation_grids[-2:])
     create_markdown_artifact(
         key="lora-training",

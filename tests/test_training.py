@@ -19,7 +19,7 @@ from visuels.inputs.model_refs import DemoModelRef
 from visuels.models.demo import ensure_demo_model
 from visuels.training.dataset import DatasetError, load_training_set
 from visuels.training.evaluation import colour_distance, sampling_arguments
-from visuels.training.run import TrainingSummary, run_training
+from visuels.training.run import TrainingSummary, check_training_inputs, run_training
 from visuels.training.trainer import TrainingConfig
 
 from tests.helpers import SAMPLE_CHARTER_DIR
@@ -211,6 +211,42 @@ def test_a_run_whose_loss_stops_being_a_number_stops_there_and_exports_nothing(
     assert latest_run("solane", tmp_path) is None  # nothing exported; the step-2 checkpoint stays to resume from
     [partial] = list((tmp_path / "solane").glob(".*.partial"))
     assert [path.name for path in (partial / "checkpoints").iterdir()] == ["step-000002.pt"]
+
+
+def test_a_resume_keeps_the_options_its_run_started_with_and_passes_over_a_damaged_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--resume` with another `--rank` ended in a traceback of 200 "size mismatch" lines; a
+    checkpoint cut short (a copy, a full disk elsewhere), in PyTorch's "failed finding central
+    directory". Options that shape the run are checked against those it started with, before the
+    model loads; a damaged checkpoint is passed over for the one before it, and said."""
+    from visuels.training.run import RUN_OPTIONS_FILE, TrainingRunError
+    from visuels.training.trainer import CheckpointError, DivergedError, Learner
+
+    losses = iter([0.9, 0.8, 0.7, 0.6, float("nan")])
+    config = TrainingConfig(steps=6, resolution=64, checkpoint_every=2, sample_steps=1)
+    with monkeypatch.context() as diverging:  # stopped after step 4's checkpoint, as by a kill
+        diverging.setattr(Learner, "step", lambda self, objective: next(losses))
+        with pytest.raises(DivergedError):
+            run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path)
+    [partial] = list((tmp_path / "solane").glob(".*.partial"))
+    run = partial.name[1 : -len(".partial")]
+    with pytest.raises(TrainingRunError, match=r"--rank: this run started with 8, not 4: resume it with the options"):
+        check_training_inputs(SAMPLE_CHARTER_DIR, DemoModelRef(), config.model_copy(update={"rank": 4}), run, tmp_path)
+    started_with = (partial / RUN_OPTIONS_FILE).read_bytes()
+    (partial / RUN_OPTIONS_FILE).unlink()  # a run from before runs recorded their options: its checkpoints say it
+    with pytest.raises(CheckpointError, match=r"step-000004\.pt: --resume: .* does not fit this one"):
+        run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config.model_copy(update={"rank": 4}), run, tmp_path)
+    (partial / RUN_OPTIONS_FILE).write_bytes(started_with)
+    newest = partial / "checkpoints" / "step-000004.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with caplog.at_level("WARNING", logger="visuels.training.trainer"):
+        summary = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, run, tmp_path)
+    assert (
+        "step-000004.pt: passed over (it cannot be read" in caplog.text
+        and "resuming from step-000002.pt" in caplog.text
+    )
+    assert summary.steps == 6 and summary.folder.name == run
 
 
 def picture(lora_file: Path | None) -> np.ndarray:

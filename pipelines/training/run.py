@@ -7,13 +7,15 @@ never looks complete; ``--resume RUN`` continues it from its last checkpoint.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
-from visuels._internal.atomic import check_output_folder
-from visuels.errors import ModelError, Text, VisuelsError
+from visuels._internal.atomic import check_output_folder, write_text_atomic
+from visuels._internal.json_text import read_json
+from visuels.errors import ModelError, Text, VisuelsError, first_line
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.lora_runs import lora_root
 from visuels.inputs.model_refs import ModelRef, SingleFileRef
@@ -34,6 +36,22 @@ from visuels.training.trainer import TrainingConfig, train_lora
 
 LOSS_WINDOW = 50  # steps averaged at each end of a run, to say how far its loss fell
 PARTIAL_SUFFIX = ".partial"  # a run's folder while it trains: ``.<run>.partial``, renamed ``<run>`` at its end
+RUN_OPTIONS_FILE = "run-options.json"  # in the run's folder: the options it started with
+# The options that shape a run's checkpoints and where it goes from them: a resume keeps them.
+# Steps, checkpoints, validation steps and gradient checkpointing may change.
+KEPT_ON_RESUME = (
+    "rank",
+    "lora_alpha",
+    "learning_rate",
+    "lr_schedule",
+    "warmup_steps",
+    "batch_size",
+    "gradient_accumulation",
+    "train_text_encoder",
+    "min_snr_gamma",
+    "seed",
+    "resolution",
+)
 
 
 class TrainingRunError(VisuelsError):
@@ -95,7 +113,50 @@ def check_training_inputs(
         raise TrainingRunError(final, "--resume" if resume else None, "this run is already complete")
     if resume and not partial.is_dir():
         raise TrainingRunError(charter_folder, "--resume", "no interrupted run '{run}' to resume", run=run)
+    if resume:
+        _check_resumed_as_started(partial / RUN_OPTIONS_FILE, run_options(config, base_info))
     return charter, dataset, base_info, base_folder, partial, final
+
+
+def run_options(config: TrainingConfig, base_info: ModelInfo) -> dict:
+    """What a run records when it starts, for a resume to be checked against (``KEPT_ON_RESUME``)."""
+    return {"base": base_info.description, "base_hash": base_info.hash} | {
+        name: getattr(config, name) for name in KEPT_ON_RESUME
+    }
+
+
+def _check_resumed_as_started(recorded: Path, given: dict) -> None:
+    """Refuse a resume with other options than its run started with: its checkpoints have other
+    shapes (another rank, another model), or it would go on as another run would (a learning
+    rate, a seed). A run started before runs recorded their options is not checked."""
+    try:
+        started = read_json(recorded)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise TrainingRunError(
+            recorded, "--resume", "cannot be read ({reason}): delete it to resume unchecked", reason=first_line(exc)
+        ) from None
+    if not isinstance(started, dict):
+        raise TrainingRunError(recorded, "--resume", "not the options of a training run: delete it to resume unchecked")
+    if started.get("base_hash", given["base_hash"]) != given["base_hash"]:
+        raise TrainingRunError(
+            recorded,
+            "--base",
+            "this run started from {started}, not {given}: resume it from the model it started from",
+            started=started.get("base", "?"),
+            given=given["base"],
+        )
+    for name in KEPT_ON_RESUME:
+        if name in started and started[name] != given[name]:
+            option = "--alpha" if name == "lora_alpha" else "--" + name.replace("_", "-")
+            raise TrainingRunError(
+                recorded,
+                option,
+                "this run started with {started}, not {given}: resume it with the options it started with",
+                started=started[name],
+                given=given[name],
+            )
 
 
 def run_name(resume: str) -> str:
@@ -130,6 +191,8 @@ def run_training(
     )
     run = final.name
     partial.mkdir(parents=True, exist_ok=True)
+    if not (partial / RUN_OPTIONS_FILE).exists():  # a resumed run keeps what it started with
+        write_text_atomic(partial / RUN_OPTIONS_FILE, json.dumps(run_options(config, base_info), indent=1))
 
     style = charter.spec.style.prompt
     prompts = [f"{style}, the sea and a village", f"{style}, hills and vineyards"]

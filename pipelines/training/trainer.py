@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from visuels._internal.atomic import write_with
 from visuels._internal.logs import quiet_third_party_logs
 from visuels._internal.schema import blank_when_unset
-from visuels.errors import InvalidValueError, VisuelsError
+from visuels.errors import InvalidValueError, Text, VisuelsError, first_line
 from visuels.inputs.model_refs import DiffusersFolderRef
 from visuels.models.generation import pipeline_family
 from visuels.models.host import load_from_files
@@ -44,6 +45,16 @@ Objective = UnetObjective | FlowObjective
 
 class DivergedError(VisuelsError):
     """The loss stopped being a number: the options (a learning rate too high), not the machine."""
+
+
+class CheckpointError(VisuelsError):
+    """No checkpoint of a run to resume can be used (damaged copies, or other options' shapes)."""
+
+
+# What a checkpoint that cannot be used raises as it loads (cut short, not a checkpoint, holding
+# more than tensors and plain values) or as it is put back (another rank, another model).
+UNREADABLE_CHECKPOINT = (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError)
+UNFITTING_CHECKPOINT = (RuntimeError, ValueError, KeyError, TypeError)
 
 
 class TrainingConfig(BaseModel):
@@ -108,6 +119,37 @@ def _lora_config(config: TrainingConfig, target_modules: list[str]) -> LoraConfi
 
 def _checkpoints(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "checkpoints").glob("step-*.pt"))
+
+
+def _resume(learner: Learner, run_dir: Path) -> tuple[list[float], int]:
+    """Back at the newest checkpoint of ``run_dir`` that can be used (the losses so far and the
+    step), or at the start when it has none. One that cannot (a damaged copy) is passed over for
+    the one before, and said; none usable: ``CheckpointError``."""
+    existing = _checkpoints(run_dir)
+    passed_over: list[tuple[Path, Text]] = []
+    for checkpoint in reversed(existing):
+        try:
+            # Tensors and plain values only: a resume file swapped in cannot run code as it loads.
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except UNREADABLE_CHECKPOINT as exc:
+            passed_over.append((checkpoint, Text("it cannot be read: {reason}", reason=first_line(exc))))
+            continue
+        try:
+            losses, start = learner.resume(state)
+        except UNFITTING_CHECKPOINT:
+            why = Text("its LoRA does not fit this one: other options (--rank, --base, --train-text-encoder)")
+            passed_over.append((checkpoint, why))
+            continue
+        for unused, why in passed_over:
+            log.warning("%s: passed over (%s), resuming from %s", unused.name, why, checkpoint.name)
+        log.info("resuming %s from step %d", run_dir.name, start)
+        return losses, start
+    if existing:
+        newest, why = passed_over[0]
+        raise CheckpointError(
+            newest, "--resume", "cannot be used, nor can an earlier checkpoint of this run: {why}", why=why
+        )
+    return [], 0
 
 
 def _validation_grid(pipeline: DiffusionPipeline, prompts: list[str], config: TrainingConfig, target: Path) -> Path:
@@ -245,12 +287,7 @@ def train_lora(
     pixels = torch.from_numpy(dataset.pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(accelerator.device)
     objective = objective_for(family, pipeline, pixels, dataset.captions, config.min_snr_gamma)
     learner = Learner.start(pipeline, objective, config, accelerator)
-    losses: list[float] = []
-    start = 0
-    if existing := _checkpoints(run_dir):
-        # Tensors and plain values only: a resume file swapped in cannot run code as it loads.
-        losses, start = learner.resume(torch.load(existing[-1], map_location="cpu", weights_only=True))
-        log.info("resuming %s from step %d", run_dir.name, start)
+    losses, start = _resume(learner, run_dir)
     grids: list[Path] = []
     learner.set_training(True)
     for step in range(start, config.steps):
