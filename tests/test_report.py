@@ -293,6 +293,9 @@ def test_report_counts_recorded_pictures_no_longer_in_the_folder(
 
     out, _slug, files, _keys = rendered_copy
     (out / files[0]).unlink()
+    for file in files[1:3]:  # two edits a render kept beside their outputs: counted too
+        kept = out / file
+        kept.with_name(f"{kept.stem}-edited{kept.suffix}").write_bytes(kept.read_bytes())
     assert main(["report", str(rendered_campaign_file(out)), "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert (
@@ -300,3 +303,4 @@ def test_report_counts_recorded_pictures_no_longer_in_the_folder(
         " `visuels render` makes it again" in printed
     )
     assert "not rendered yet" not in printed  # the small campaign is rendered whole
+    assert "2 edits saved over outputs wait to be finalized (kept beside them as NAME-edited.png)" in printed

@@ -187,6 +187,7 @@ def report(args: argparse.Namespace) -> int:
     """``visuels report``: write the campaign's report again from its record (after retouches,
     finalized edits or reviews), rendering nothing."""
     from visuels.planning.plan import plan_render
+    from visuels.review import kept_edits
     from visuels.review.publish import finish_render
 
     output_root = Path(args.output_dir).resolve()
@@ -220,6 +221,15 @@ def report(args: argparse.Namespace) -> int:
             "1 picture of the campaign is not rendered yet: `visuels render` makes it",
             "{count} pictures of the campaign are not rendered yet: `visuels render` makes them",
             len(plan.pending) - removed,
+        )
+        console.print(said, highlight=False, markup=False)
+    if edits := len(kept_edits.waiting(output_root / plan.campaign_slug)):
+        said = t.plural(
+            "1 edit saved over an output waits to be finalized (kept beside it as NAME-edited.png):"
+            " `visuels finalize` it, or use the studio's Finalize page",
+            "{count} edits saved over outputs wait to be finalized (kept beside them as NAME-edited.png):"
+            " `visuels finalize` them, or use the studio's Finalize page",
+            edits,
         )
         console.print(said, highlight=False, markup=False)
     _say_where(output_root / plan.campaign_slug, t, reports.html)

@@ -54,9 +54,9 @@ def waiting_beside(output: Path) -> list[Path]:
     )
 
 
-def waiting(output_root: Path, most: int) -> list[tuple[Path, Path]]:
-    """The kept edits of the whole output folder not finalized yet, each with its output, at most
-    ``most`` (walked in name order; a region's folder of 600,000 files takes about a second)."""
+def waiting(output_root: Path, most: int | None = None) -> list[tuple[Path, Path]]:
+    """The kept edits of the whole output folder (or a campaign's) not finalized yet, each with its
+    output, at most ``most`` (walked in name order; a region's 600,000 files take about a second)."""
     found: list[tuple[Path, Path]] = []
     for folder, subfolders, names in os.walk(output_root):
         subfolders[:] = sorted(name for name in subfolders if name not in NOT_OUTPUTS and not name.startswith("."))
