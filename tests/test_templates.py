@@ -456,6 +456,17 @@ def test_a_template_campaign_renders_marked_outputs_with_alt_text_and_a_layered_
         database.close()
     assert again == written.path.with_stem(f"{written.path.stem}-2")
     assert written.path.read_bytes().endswith(b"a designer's layers")
+    # Of an approved copy: beside its export, never in approved/ (the next report sets aside
+    # whatever is there unapproved).
+    copy = out / plan.campaign_slug / "approved" / square.relative_to(out / plan.campaign_slug)
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(square, copy)
+    database = Database(database_url(out))
+    try:
+        of_the_copy = layered_file(copy, charter, database, out).path
+    finally:
+        database.close()
+    assert of_the_copy == again and not list(copy.parent.glob("*.psd"))  # the same layers: the same file
 
 
 def test_the_report_holds_large_template_text_to_three_to_one(charter_dir: Path) -> None:

@@ -281,6 +281,7 @@ def retouch(args: argparse.Namespace) -> int:
     from visuels.models.devices import choose_device, choose_dtype
     from visuels.models.host import ModelHost
     from visuels.record import model_sources
+    from visuels.review.decisions import outside_approved
     from visuels.review.derivatives import file_type_of, find_original, mark_derivative
     from visuels.review.retouch import RetouchSettings, instruct_model, retouch, retouch_edit, retouch_model
 
@@ -316,7 +317,7 @@ def retouch(args: argparse.Namespace) -> int:
         else:
             model = retouch_model(database, original, args.model, args.lora)
         file_type_of(original.path)  # a format the variants can be written in, before any work
-        folder = args.output_dir or args.image.parent
+        folder = args.output_dir or outside_approved(args.image, original.row["file"]).parent
         check_output_folder(folder, "--output-dir" if args.output_dir else None)
         device = choose_device(args.device)
         t = words(user_language())

@@ -115,6 +115,14 @@ def export_of_approved_copy(copy: Path, recorded_file: str) -> Path | None:
     return Path(*parts[: -len(sub) - 1], *sub)
 
 
+def outside_approved(path: Path, recorded_file: str) -> Path:
+    """``path``, or for an approved copy the export it was made of: what is written beside an
+    output (its layered file, retouched variants) never goes into approved/, which holds only
+    approved files (the next report would set it aside, its record then naming a file gone)."""
+    export = export_of_approved_copy(path, recorded_file)
+    return export if export is not None and export.parent.is_dir() else path
+
+
 def short_id(key: str) -> str:
     """How reviewers name a file: its key's first characters, as in its file name."""
     return key[:KEY_PREFIX_LENGTH]

@@ -30,6 +30,7 @@ from visuels.inputs.images import read_picture
 from visuels.marking.xmp import DigitalSourceType, xmp_packet
 from visuels.postprocess.template_fill import Layer, fill_template
 from visuels.record.database import Database
+from visuels.review.decisions import outside_approved
 from visuels.review.derivatives import find_original, original_charter
 
 INPAINT_RADIUS = 5  # pixels around each covered pixel that its fill is drawn from
@@ -107,9 +108,9 @@ def write_psd(layers: list[Layer], size: tuple[int, int], target: Path, creator:
 def layered_file(
     path: Path, charter: Charter | None, database: Database, output_root: Path | None, target: Path | None = None
 ) -> LayeredFile:
-    """Write the layered working file of the output at ``path`` (by default beside it, .psd; a
-    designer's working file there is never written over: ``-2.psd`` then), laid out in ``charter``,
-    else in the one it was made with (``original_charter``)."""
+    """Write the layered working file of the output at ``path`` (by default beside it, .psd, or
+    beside its export for an approved copy; a designer's working file there is never written over:
+    ``-2.psd`` then), laid out in ``charter``, else in the one it was made with (``original_charter``)."""
     original = find_original(database, path, output_root)
     if original.inputs is None:
         raise LayersError(path, None, "the record does not hold how this output was made")
@@ -119,7 +120,7 @@ def layered_file(
     if target is not None:
         write_psd(layers, output.size, target, charter.spec.creator)
     else:
-        beside = path.with_suffix(".psd")
+        beside = outside_approved(path, original.row["file"]).with_suffix(".psd")
         with staged(beside) as draft:  # then under the first name free, or holding these very bytes
             write_psd(layers, output.size, draft.path, charter.spec.creator)
             try:
