@@ -101,7 +101,8 @@ def _stamp_a_copy(
     path: Path, export: Path, row: dict, database: Database, signing: SigningFiles, output_root: Path | None
 ) -> TimeStamped:
     """Stamp ``export`` (or find it stamped already), then give the copy ``path`` its bytes, when
-    they are the record's newest of the picture ``row`` records; else the copy is left as it is."""
+    they are the record's newest of the picture ``row`` records; else the copy is left as it is,
+    and said (the export was changed since: saved over, say)."""
     stamped = time_stamp_file(export, database, signing, output_root)
     newest = ledger.by_job_key(database, row["job_key"])
     if newest is None or newest["sha256"] != stamped.sha256:
