@@ -562,3 +562,71 @@ def test_a_folder_includes_pictures_converted_to_other_formats_and_says_what_the
     assert main(["detect", str(folder)]) == 0  # the watermark still names this deployment in each
     printed = capsys.readouterr().out
     assert printed.count("AI picture of this deployment") == 3 and "no C2PA manifest" in printed
+
+
+def _expiring_chain(folder: Path, seconds: float) -> None:
+    """Give ``folder``'s signer a certificate that expires ``seconds`` from now, issued as its own was."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from visuels.marking.keys import CHAIN, INTERMEDIATE_KEY, SIGNER_KEY, read_certificates, read_private_key
+
+    leaf, intermediate = read_certificates(folder / CHAIN)[:2]
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(leaf.subject)
+        .issuer_name(leaf.issuer)
+        .public_key(read_private_key(folder / SIGNER_KEY).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(seconds=seconds))
+    )
+    for extension in leaf.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    renewed = builder.sign(read_private_key(folder / INTERMEDIATE_KEY), hashes.SHA256())
+    pem = serialization.Encoding.PEM
+    (folder / CHAIN).write_bytes(renewed.public_bytes(pem) + intermediate.public_bytes(pem))
+
+
+def test_a_manifest_whose_certificate_expired_since_is_said_so_not_taken_for_an_altered_file(
+    charter: Charter, tmp_path: Path
+) -> None:
+    """Without a time-stamp, C2PA readers check a signer's certificate against today: a year on (the
+    local signer's life), every picture exported unstamped reads Invalid. The public detector said
+    "it does not match the file (altered or broken)", verify the same, and a render finding its own
+    export at its place (a lost record) took it for an edit saved over it."""
+    import time
+
+    from visuels.engine.export import saved_over
+    from visuels.marking.c2pa_manifest import read_manifest_state
+    from visuels.marking.keys import SigningFiles
+    from visuels.marking.png import encode_png
+    from visuels.review.detect import detect_file
+
+    folder = tmp_path / "keys"
+    shutil.copytree(signing_files().chain.parent, folder)
+    _expiring_chain(folder, seconds=3)
+    pixels = np.random.default_rng(5).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    provenance = provenance_of(Image.fromarray(pixels), watermark_id="0123456789abcdef")
+    files = SigningFiles(
+        folder / "signer.key", folder / "chain.pem", folder / TRUST_ANCHORS, None, signing_files().watermark
+    )
+    signed = tmp_path / "signed.png"
+    signed.write_bytes(sign_asset(encode_png(pixels), "image/png", provenance, files))
+    altered = tmp_path / "altered.png"
+    data = bytearray(signed.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # in the pixels' compressed stream, far from the manifest
+    altered.write_bytes(bytes(data))
+    time.sleep(4.0)  # the certificate has expired
+    state = read_manifest_state(signed, folder / TRUST_ANCHORS)
+    assert state.state == "Invalid" and state.expired_only, state.failures
+    assert not read_manifest_state(altered, folder / TRUST_ANCHORS).expired_only
+    assert not saved_over(signed, "0123456789abcdef")  # its own export, as signed
+    assert saved_over(altered, "0123456789abcdef") and saved_over(signed, "fedcba9876543210")
+    detected = detect_file(signed, charter, folder / TRUST_ANCHORS)
+    assert "signed by a certificate that has expired since, with no time-stamp" in str(detected.marks["c2pa"].basis)
+    report = verify_file(signed, charter, None, folder / TRUST_ANCHORS)
+    assert "its signer's certificate has expired since" in str(report.checks["c2pa"].detail)
+    assert not report.checks["c2pa"].passed

@@ -30,6 +30,10 @@ PHOTO_LABEL = "photo"
 KEY_VISUAL_LABEL = "key_visual"
 KEY_VISUAL_DESCRIPTION = "Key visual"  # how a reader tells the key visual from a photo (both inputTo)
 MODEL_LABEL = "org.visuels.model"  # the model that made the picture and its licence
+# Validation failures that say nothing of the file: its signer's certificate has expired since it
+# signed (read without a time-stamp, against today), or is unknown to a reader given no anchors.
+EXPIRED = "signingCredential.expired"
+UNTRUSTED = "signingCredential.untrusted"
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,15 @@ class ManifestState:
     signer: str | None = None  # the signing certificate's subject (common name, organisation)
     signed_at: str | None = None  # the time-stamp authority's time, when the manifest has one
     model_licence: str | None = None  # the licence of the model that made it, as the manifest says
+    failures: tuple[str, ...] = ()  # the validation failure codes of its active manifest
+
+    @property
+    def expired_only(self) -> bool:
+        """Invalid only because its signer's certificate has expired since it signed, with no
+        time-stamp to show it was valid then (C2PA readers check it against today): the file and
+        its manifest are intact, as signed."""
+        failures = set(self.failures)
+        return self.state == "Invalid" and EXPIRED in failures and failures <= {EXPIRED, UNTRUSTED}
 
 
 def _made_by(manifest: dict, manifests: dict) -> dict:
@@ -336,4 +349,14 @@ def read_manifest_state(path: Path, trust_anchors: Path | None) -> ManifestState
         signer=signer,
         signed_at=signature.get("time"),
         model_licence=licence,
+        failures=tuple(str(item.get("code")) for item in _failures(store)),
     )
+
+
+def _failures(store: dict) -> list[dict]:
+    """The validation failures of the active manifest (as c2pa 0.38 reports them; an older report's
+    flat status list otherwise)."""
+    results = store.get("validation_results")
+    if isinstance(results, dict):
+        return list((results.get("activeManifest") or {}).get("failure") or [])
+    return [item for item in store.get("validation_status") or [] if isinstance(item, dict)]

@@ -118,7 +118,13 @@ def detect_file(
         "Valid": Text(
             "intact, but signed by a certificate this deployment's trust anchors do not know{signer}", signer=signer
         ),
-        "Invalid": Text("present, but it does not match the file (altered or broken)"),
+        "Invalid": Text(
+            "intact, but signed by a certificate that has expired since, with no time-stamp to show it was valid"
+            " then{signer}",
+            signer=signer,
+        )
+        if manifest.expired_only
+        else Text("present, but it does not match the file (altered or broken)"),
     }.get(manifest.state, Text("no C2PA manifest"))
     marks = {
         "c2pa": Mark.of(manifest.state == "Trusted", c2pa_basis),

@@ -89,6 +89,7 @@ class FileReport(BaseModel):
     watermark_key_missing: str | None = None
     xmp_source_type: str | None = None
     c2pa: str = "missing"
+    c2pa_expired: bool = False  # Invalid only as its signer's certificate expired since (no time-stamp)
     c2pa_soft_binding: str | None = None
     c2pa_edited_from: str | None = None  # the parent ingredient's title, for an edited file
     record_searched: bool = True  # False: no database of record was at hand, only the file's own marks
@@ -137,7 +138,9 @@ class FileReport(BaseModel):
             watermark=self.watermark or Text("none"),
             geometry=Text(" (found {how})", how=self._geometry) if self._geometry else "",
             xmp=Text("yes") if self.xmp_source_type else Text("no"),
-            c2pa=C2PA_STATES.get(self.c2pa, self.c2pa),
+            c2pa=Text("Invalid (its certificate expired since)")
+            if self.c2pa_expired
+            else C2PA_STATES.get(self.c2pa, self.c2pa),
             where=where,
         )
 
@@ -323,6 +326,7 @@ def verify_file(
             else None,
             "xmp_source_type": marks.source_type,
             "c2pa": manifest.state,
+            "c2pa_expired": manifest.expired_only,
             "c2pa_soft_binding": manifest.soft_binding,
             "c2pa_edited_from": manifest.edited_from,
             "ledger_record": record,
@@ -379,7 +383,7 @@ def marking_checks(report: FileReport, allow_untrusted: bool, sha256_in_ledger: 
             if source
             else Text("no IPTC digital source type"),
         ),
-        "c2pa": _c2pa_check(report.c2pa, allow_untrusted),
+        "c2pa": _c2pa_check(report.c2pa, report.c2pa_expired, allow_untrusted),
         "soft_binding": Check.of(
             bound,
             Text("the C2PA soft binding is the watermark")
@@ -415,7 +419,16 @@ def _watermark_alone(payload: str | None, geometry: Text | str, not_found: Text)
     )
 
 
-def _c2pa_check(state: str, allow_untrusted: bool) -> Check:
+def _c2pa_check(state: str, expired: bool, allow_untrusted: bool) -> Check:
+    if expired:
+        return Check.of(
+            False,
+            Text(
+                "intact, but its signer's certificate has expired since, and without a time-stamp to show it was"
+                " valid when it signed, C2PA readers reject it: time-stamp pictures as they are exported"
+                " (VISUELS_TSA_URL), or with `visuels timestamp` before their certificate expires"
+            ),
+        )
     if state == "Trusted":
         return Check.of(True, Text("signed by a certificate the trust anchors know"))
     if state == "Valid":
