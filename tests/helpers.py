@@ -4,6 +4,7 @@ a marked picture. Imported by tests and benchmarks alike (``tests/conftest.py`` 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import shutil
 from collections.abc import Callable
@@ -171,3 +172,27 @@ def marked_picture(folder: Path, name: str = "marked.png") -> Path:
         write_marked(labelled, file, "png", entry, 72, context)
         file.publish()
     return target
+
+
+def reissue_signer(folder: Path, not_before: datetime.datetime, not_after: datetime.datetime) -> None:
+    """Give ``folder``'s signer a certificate valid from ``not_before`` to ``not_after``, issued as its
+    own was (same subject, key, issuer and extensions): an expired one, one about to expire."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from visuels.marking.keys import CHAIN, INTERMEDIATE_KEY, SIGNER_KEY, read_certificates, read_private_key
+
+    leaf, intermediate = read_certificates(folder / CHAIN)[:2]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(leaf.subject)
+        .issuer_name(leaf.issuer)
+        .public_key(read_private_key(folder / SIGNER_KEY).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for extension in leaf.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    reissued = builder.sign(read_private_key(folder / INTERMEDIATE_KEY), hashes.SHA256())
+    pem = serialization.Encoding.PEM
+    (folder / CHAIN).write_bytes(reissued.public_bytes(pem) + intermediate.public_bytes(pem))

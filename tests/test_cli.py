@@ -339,27 +339,13 @@ def test_a_render_says_first_which_outputs_were_saved_over(
 
 
 def _expired_signer(folder: Path) -> None:
-    """Give ``folder``'s signer a certificate that expired yesterday, issued as the first one was."""
+    """Give ``folder``'s signer a certificate that expired yesterday."""
     import datetime
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from visuels.marking.keys import CHAIN, INTERMEDIATE_KEY, SIGNER_KEY, read_certificates, read_private_key
+    from tests.helpers import reissue_signer
 
-    leaf, intermediate = read_certificates(folder / CHAIN)[:2]
     now = datetime.datetime.now(datetime.UTC)
-    expired = (
-        x509.CertificateBuilder()
-        .subject_name(leaf.subject)
-        .issuer_name(leaf.issuer)
-        .public_key(read_private_key(folder / SIGNER_KEY).public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=400))
-        .not_valid_after(now - datetime.timedelta(days=1))
-        .sign(read_private_key(folder / INTERMEDIATE_KEY), hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (folder / CHAIN).write_bytes(expired.public_bytes(pem) + intermediate.public_bytes(pem))
+    reissue_signer(folder, now - datetime.timedelta(days=400), now - datetime.timedelta(days=1))
 
 
 @pytest.mark.parametrize(

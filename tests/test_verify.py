@@ -30,7 +30,7 @@ from visuels.record.ledger import LedgerEntry, append, verify_chain
 from visuels.review.publish import finish_render
 from visuels.review.verify import verify_file
 
-from tests.helpers import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, provenance_of, render_now
+from tests.helpers import SAMPLE_CHARTER_DIR, TEST_WATERMARK_KEY, provenance_of, reissue_signer, render_now
 from tests.watermark_attacks import rotate
 
 
@@ -564,32 +564,6 @@ def test_a_folder_includes_pictures_converted_to_other_formats_and_says_what_the
     assert printed.count("AI picture of this deployment") == 3 and "no C2PA manifest" in printed
 
 
-def _expiring_chain(folder: Path, seconds: float) -> None:
-    """Give ``folder``'s signer a certificate that expires ``seconds`` from now, issued as its own was."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from visuels.marking.keys import CHAIN, INTERMEDIATE_KEY, SIGNER_KEY, read_certificates, read_private_key
-
-    leaf, intermediate = read_certificates(folder / CHAIN)[:2]
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(leaf.subject)
-        .issuer_name(leaf.issuer)
-        .public_key(read_private_key(folder / SIGNER_KEY).public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(seconds=seconds))
-    )
-    for extension in leaf.extensions:
-        builder = builder.add_extension(extension.value, extension.critical)
-    renewed = builder.sign(read_private_key(folder / INTERMEDIATE_KEY), hashes.SHA256())
-    pem = serialization.Encoding.PEM
-    (folder / CHAIN).write_bytes(renewed.public_bytes(pem) + intermediate.public_bytes(pem))
-
-
 def test_a_manifest_whose_certificate_expired_since_is_said_so_not_taken_for_an_altered_file(
     charter: Charter, tmp_path: Path
 ) -> None:
@@ -597,6 +571,7 @@ def test_a_manifest_whose_certificate_expired_since_is_said_so_not_taken_for_an_
     local signer's life), every picture exported unstamped reads Invalid. The public detector said
     "it does not match the file (altered or broken)", verify the same, and a render finding its own
     export at its place (a lost record) took it for an edit saved over it."""
+    import datetime
     import time
 
     from visuels.engine.export import saved_over
@@ -607,7 +582,8 @@ def test_a_manifest_whose_certificate_expired_since_is_said_so_not_taken_for_an_
 
     folder = tmp_path / "keys"
     shutil.copytree(signing_files().chain.parent, folder)
-    _expiring_chain(folder, seconds=3)
+    now = datetime.datetime.now(datetime.UTC)
+    reissue_signer(folder, now - datetime.timedelta(minutes=1), now + datetime.timedelta(seconds=3))
     pixels = np.random.default_rng(5).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     provenance = provenance_of(Image.fromarray(pixels), watermark_id="0123456789abcdef")
     files = SigningFiles(
