@@ -249,6 +249,31 @@ def test_a_resume_keeps_the_options_its_run_started_with_and_passes_over_a_damag
     assert summary.steps == 6 and summary.folder.name == run
 
 
+def test_one_process_at_a_time_trains_a_run(tmp_path: Path) -> None:
+    """Two resumes of one run at once (a form sent twice) trained in one folder: the first renamed
+    it, the second failed at its end with a traceback and left a folder that could not be resumed.
+    The second is now refused in one line, before it trains; a lock whose process is gone is taken over."""
+    import subprocess
+    import sys
+
+    from visuels._internal.liveness import machine_id
+    from visuels.training.run_lock import RunLockedError, training_alone
+
+    charter_folder = tmp_path / "solane"
+    partial, final = charter_folder / ".20990101-000000.partial", charter_folder / "20990101-000000"
+    partial.mkdir(parents=True)
+    config = TrainingConfig(steps=2, resolution=64, checkpoint_every=1, sample_steps=1)
+    held = r"\.20990101-000000\.lock: --resume: this run is being trained by another"
+    # Held, as by a run training now:
+    with training_alone(partial, final, "--resume"), pytest.raises(RunLockedError, match=held):
+        run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, "20990101-000000", tmp_path)
+    assert not (charter_folder / ".20990101-000000.lock").exists() and not final.exists()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (charter_folder / ".20990101-000000.lock").write_text(f"{machine_id()} {gone.stdout.strip()}\n")  # killed
+    summary = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, "20990101-000000", tmp_path)
+    assert summary.folder == final and not list(charter_folder.glob(".*"))  # no lock, no folder left behind
+
+
 def picture(lora_file: Path | None) -> np.ndarray:
     pipeline = StableDiffusionPipeline.from_pretrained(ensure_demo_model(), safety_checker=None)
     pipeline.set_progress_bar_config(disable=True)

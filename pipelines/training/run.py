@@ -32,6 +32,7 @@ from visuels.training.export import (
     write_model_card,
 )
 from visuels.training.objectives import TRAINABLE_FAMILIES
+from visuels.training.run_lock import training_alone
 from visuels.training.trainer import TrainingConfig, train_lora
 
 LOSS_WINDOW = 50  # steps averaged at each end of a run, to say how far its loss fell
@@ -189,11 +190,24 @@ def run_training(
     charter, dataset, base_info, base_folder, partial, final = check_training_inputs(
         charter_path, base, config, resume, root
     )
-    run = final.name
-    partial.mkdir(parents=True, exist_ok=True)
-    if not (partial / RUN_OPTIONS_FILE).exists():  # a resumed run keeps what it started with
-        write_text_atomic(partial / RUN_OPTIONS_FILE, json.dumps(run_options(config, base_info), indent=1))
+    with training_alone(partial, final, "--resume" if resume else None):
+        partial.mkdir(parents=True, exist_ok=True)
+        if not (partial / RUN_OPTIONS_FILE).exists():  # a resumed run keeps what it started with
+            write_text_atomic(partial / RUN_OPTIONS_FILE, json.dumps(run_options(config, base_info), indent=1))
+        return _train_and_export(charter, dataset, base_info, base_folder, config, partial, final, on_step)
 
+
+def _train_and_export(
+    charter: Charter,
+    dataset: TrainingSet,
+    base_info: ModelInfo,
+    base_folder: Path,
+    config: TrainingConfig,
+    partial: Path,
+    final: Path,
+    on_step: Callable[[int, float], None] | None,
+) -> TrainingSummary:
+    """Train in ``partial``, export the LoRA in each layout, and rename the folder ``final``."""
     style = charter.spec.style.prompt
     prompts = [f"{style}, the sea and a village", f"{style}, hills and vineyards"]
     pipeline, result = train_lora(base_folder, dataset, config, partial, prompts, on_step)
@@ -228,7 +242,7 @@ def run_training(
     moved = [final / grid.relative_to(partial) for grid in result.validation_grids]
     first_loss, last_loss = loss_at_ends(result.losses)
     return TrainingSummary(
-        run=run,
+        run=final.name,
         folder=final,
         diffusers_file=final / diffusers_file.name,
         community_file=final / community_file.name,
