@@ -190,21 +190,22 @@ def _chunk_result(
 
     ``watch`` is given for a chunk sent to a render worker. Right after it starts, and for a
     moment after it ends, the server may not have recorded a state for the task run (states
-    arrive as events): that is waited through, never taken for a failure. Once the worker has
-    started it, the chunk's claims are its sign of life: when none of its unfinished jobs has a
-    live claim at two looks in a row, the worker is gone (leases lapse ``claim_lease_s`` after their
-    owner stops renewing them), and the run fails within a minute, saying what to do. A chunk not started
-    ``CHUNK_START_GRACE_S`` after it was sent is lost when no render worker is connected, or when
-    one has room, none takes it and a render worker the run saw was found gone since it was sent:
-    the one it was given died before starting it. A worker busy with other runs' chunks may hold
-    it meanwhile (a Prefect task worker takes the next task before it has room to run it): with
-    none gone since, it waits its turn.
+    arrive as events): that is waited through, never taken for a failure. Once a worker has
+    started it (or taken it, pending: after ``CHUNK_START_GRACE_S``, time to claim it), its claims
+    are its sign of life: when none of its unfinished jobs has a live claim at two looks in a row,
+    the worker is gone (leases lapse ``claim_lease_s`` after their owner stops renewing them), and
+    the run fails within a minute, saying what to do. A chunk not taken ``CHUNK_START_GRACE_S``
+    after it was sent is lost when no render worker is connected, or when one has room, none takes
+    it and a render worker the run saw was found gone since it was sent: the one it was given died
+    before starting it. A worker busy with other runs' chunks may hold it meanwhile (a Prefect task
+    worker takes the next task before it has room to run it): with none gone since, it waits.
     """
     if watch is None:
         return future.result()
     sent = time.monotonic() if sent is None else sent  # when it was sent: the grace counts from there
     deadline = sent + CHUNK_TIMEOUT_S
     looked_dead = had_room = False
+    taken_at: float | None = None  # when the chunk was first seen taken by a worker (pending, or running)
     while time.monotonic() < deadline:
         try:
             future.wait(timeout=CHECK_EVERY_S)
@@ -224,8 +225,10 @@ def _chunk_result(
         # At every look, so that a worker that joins during the run and takes a chunk is known
         # before it can die with it.
         workers, running = watch.look()
-        if state is not None and state.is_running():
-            dead = watch.abandoned(chunk)
+        # Pending: a render worker took it and is starting it (it claims it within a moment).
+        if state is not None and (state.is_running() or state.is_pending()):
+            taken_at = now if taken_at is None else taken_at
+            dead = watch.abandoned(chunk) and (state.is_running() or now - taken_at >= CHUNK_START_GRACE_S)
             if dead and looked_dead:
                 raise WorkerLostError(
                     chunk[0].relative_path,

@@ -150,7 +150,9 @@ class StartedChunk:
 
     def __init__(self, waits: int | None) -> None:
         self.left = waits
-        self.state = SimpleNamespace(is_final=lambda: self.left == 0, is_running=lambda: self.left != 0)
+        self.state = SimpleNamespace(
+            is_final=lambda: self.left == 0, is_running=lambda: self.left != 0, is_pending=lambda: False
+        )
 
     def wait(self, timeout: float) -> None:
         if self.left:
@@ -197,7 +199,7 @@ class WaitingChunk:
     """A chunk's task run that never starts (no worker took it, or the one that did died first)."""
 
     task_run_id = "chunk-1"
-    state = SimpleNamespace(is_final=lambda: False, is_running=lambda: False)
+    state = SimpleNamespace(is_final=lambda: False, is_running=lambda: False, is_pending=lambda: False)
 
     def wait(self, timeout: float) -> None:
         return None
@@ -245,6 +247,36 @@ def test_a_chunk_nobody_starts_fails_the_run_once_a_worker_is_gone(monkeypatch: 
     # A worker found gone before a chunk was sent cannot hold it: that chunk waits its turn.
     with pytest.raises(TimeoutError):
         render_batches_module._chunk_result(WaitingChunk(), chunk, joined, sent=time.monotonic())
+
+
+class PendingChunk:
+    """A chunk's task run a render worker took (pending: Prefect's task worker says so as it starts
+    it) and never started: the worker died in between."""
+
+    task_run_id = "chunk-1"
+    state = SimpleNamespace(is_final=lambda: False, is_running=lambda: False, is_pending=lambda: True)
+
+    def wait(self, timeout: float) -> None:
+        return None
+
+
+def test_a_chunk_a_worker_took_and_died_with_before_starting_it_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that joined between two of the run's looks, took a chunk and died before it started
+    it was never seen gone: the chunk waited for the six-hour bound. Taken, it is pending; once
+    the worker had time to claim it, no live claim means the worker is gone."""
+    from visuels.errors import WorkerLostError
+
+    monkeypatch.setattr(render_batches_module, "CHUNK_START_GRACE_S", 0.05)
+    monkeypatch.setattr(render_batches_module, "CHECK_EVERY_S", 0.01)
+    monkeypatch.setattr(render_batches_module, "CHUNK_TIMEOUT_S", 0.5)
+    chunk = [SimpleNamespace(key="0" * 64, relative_path="c/0.png")]
+    claimed = {"live": True}
+    watch = _watch(lambda jobs: not claimed["live"], workers=1, running=0)  # never seen gone
+    with pytest.raises(TimeoutError):  # claimed: at work, waiting (here until the short bound)
+        render_batches_module._chunk_result(PendingChunk(), chunk, watch)
+    claimed["live"] = False
+    with pytest.raises(WorkerLostError, match="the render worker rendering it stopped"):
+        render_batches_module._chunk_result(PendingChunk(), chunk, watch)
 
 
 class LocalChunks:
