@@ -268,6 +268,10 @@ def test_doctor_says_note_for_what_works_but_matters_and_counts_a_training_run_o
     run.mkdir(parents=True)
     (run / "pytorch_lora_weights.safetensors").write_bytes(b"")  # and its kohya copy beside it:
     (run / "lora_kohya.safetensors").write_bytes(b"")
+    # A run killed after its files were written, before its folder was renamed: no LoRA yet.
+    interrupted = tmp_path / "lora" / "solane" / ".20261204-0100.partial"
+    interrupted.mkdir()
+    (interrupted / "pytorch_lora_weights.safetensors").write_bytes(b"")
     monkeypatch.setenv("VISUELS_LORA_DIR", str(tmp_path / "lora"))
     assert cli(["doctor", "--output-dir", str(tmp_path)]) == 0  # nothing missing
     lines = capsys.readouterr().out.splitlines()
@@ -276,6 +280,8 @@ def test_doctor_says_note_for_what_works_but_matters_and_counts_a_training_run_o
     if not torch.cuda.is_available():
         assert next(line for line in lines if "CUDA:" in line).startswith("note")
     assert "1 trained LoRA under" in next(line for line in lines if "LoRA:" in line)
+    training = next(line for line in lines if "training:" in line)
+    assert training.startswith("note") and "did not end: 1, newest 20261204-0100; `visuels train" in training
 
 
 def test_command_line_mistakes_are_explained(

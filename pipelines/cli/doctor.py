@@ -12,7 +12,7 @@ from visuels._internal.atomic import check_output_folder
 from visuels.config import default_charter, demo_model_dir, settings
 from visuels.errors import Text, VisuelsError
 from visuels.inputs.campaign import ModelLicenceUse
-from visuels.inputs.lora_runs import WEIGHTS_FILE, lora_root
+from visuels.inputs.lora_runs import WEIGHTS_FILE, complete_runs, interrupted_runs, lora_root
 from visuels.marking.keys import (
     CHAIN,
     DEVELOPMENT_ORGANISATION,
@@ -146,8 +146,8 @@ def _watermark_key() -> Finding:
 def _models() -> list[Finding]:
     demo = demo_model_dir()
     demo_text = Text("demo model in {folder}", folder=demo) if demo_built() else Text("demo model: built on first use")
-    # One per training run (its diffusers file; the kohya copy beside it is the same LoRA).
-    loras = sorted(lora_root().rglob(WEIGHTS_FILE)) if lora_root().is_dir() else []
+    # One per complete training run (an interrupted one is no LoRA yet: said apart).
+    loras = [run / WEIGHTS_FILE for run in complete_runs(lora_root())]
     lora_text = (
         Text("1 trained LoRA under {folder}: {newest}", folder=lora_root(), newest=loras[0])
         if len(loras) == 1
@@ -155,13 +155,23 @@ def _models() -> list[Finding]:
             "{count} trained LoRAs under {folder}, newest {newest}",
             count=len(loras),
             folder=lora_root(),
-            newest=max(loras, key=lambda p: p.stat().st_mtime),
+            newest=loras[-1],
         )
         if loras
         else Text("no LoRA under {folder}: `visuels train` makes the charter's", folder=lora_root())
     )
     model = Text("{demo}; a campaign's `model:` (or --model) names a real checkpoint", demo=demo_text)
-    return [_demo_buildable() or Finding(Text("model"), True, model), Finding(Text("LoRA"), True, lora_text)]
+    found = [_demo_buildable() or Finding(Text("model"), True, model), Finding(Text("LoRA"), True, lora_text)]
+    if interrupted := interrupted_runs(lora_root()):
+        said = Text(
+            "training runs under {folder} that did not end: {count}, newest {newest};"
+            " `visuels train CHARTER_DIR --resume RUN` continues one",
+            folder=lora_root(),
+            count=len(interrupted),
+            newest=interrupted[-1],
+        )
+        found.append(Finding(Text("training"), True, said, note=True))
+    return found
 
 
 def _demo_buildable() -> Finding | None:

@@ -17,7 +17,7 @@ from visuels._internal.atomic import check_output_folder, write_text_atomic
 from visuels._internal.json_text import read_json
 from visuels.errors import ModelError, Text, VisuelsError, first_line
 from visuels.inputs.charter import Charter, load_charter
-from visuels.inputs.lora_runs import lora_root
+from visuels.inputs.lora_runs import PARTIAL_SUFFIX, lora_root
 from visuels.inputs.model_refs import ModelRef, SingleFileRef
 from visuels.models.families import family_named
 from visuels.models.reference import ModelInfo, describe_named_model, model_folder
@@ -36,7 +36,6 @@ from visuels.training.run_lock import training_alone
 from visuels.training.trainer import TrainingConfig, train_lora
 
 LOSS_WINDOW = 50  # steps averaged at each end of a run, to say how far its loss fell
-PARTIAL_SUFFIX = ".partial"  # a run's folder while it trains: ``.<run>.partial``, renamed ``<run>`` at its end
 RUN_OPTIONS_FILE = "run-options.json"  # in the run's folder: the options it started with
 # The options that shape a run's checkpoints and where it goes from them: a resume keeps them.
 # Steps, checkpoints, validation steps and gradient checkpointing may change.
