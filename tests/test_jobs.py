@@ -42,6 +42,18 @@ def test_expansion_covers_communes_audiences_formats(make_campaign: Callable[...
     assert {job.relative_path.split("/")[1] for job in jobs} == {"sete", "castelnau-d-estretefonds"}
 
 
+def test_two_audiences_alike_but_their_names_are_refused(make_campaign: Callable[..., Path]) -> None:
+    """A copied audience whose words were not changed yet made the same pictures under two names,
+    one key each pair: the render failed on "this run's claim on the picture lapsed" and recorded
+    one file of the two. Refused at planning (and by `visuels check`), naming both files."""
+    path = make_campaign(
+        audiences={"residents": "families", "locals": "families"}, seed={"policy": "per_commune", "base": 7}
+    )
+    alike = r"audiences\.locals: .*/locals-fr-(\w{12})\.png would be the same picture as .*/residents-fr-\1\.png"
+    with pytest.raises(CampaignError, match=alike):
+        expand_jobs(load_campaign(path), MODEL, "float32")
+
+
 def test_same_inputs_same_keys(make_campaign: Callable[..., Path]) -> None:
     assert keys(make_campaign()) == keys(make_campaign())
 

@@ -172,6 +172,18 @@ class Audience(StrictModel):
     def _known_placeholders(cls, value: Texts | None) -> Texts | None:
         return _checked_texts(value)
 
+    @field_validator("languages")
+    @classmethod
+    def _distinct_languages(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else distinct_languages(value)
+
+
+def distinct_languages(value: list[str]) -> list[str]:
+    """A list of languages, each once: one twice would plan each of its pictures twice."""
+    if len(set(value)) != len(value):
+        raise InvalidValueError("a language is listed twice")
+    return value
+
 
 class ControlNetRef(StrictModel):
     path: PathText = Field(description="A ControlNet for edges (Canny), as a local diffusers folder.")
@@ -316,9 +328,7 @@ class CampaignSpec(StrictModel):
     @field_validator("languages")
     @classmethod
     def _distinct_languages(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise InvalidValueError("a language is listed twice")
-        return value
+        return distinct_languages(value)
 
     @field_validator("key_visual_format")
     @classmethod

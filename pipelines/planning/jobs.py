@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from visuels._internal.collector import cycles_collected_after
 from visuels._internal.hashing import cached_sha256_file, sha256_json
 from visuels.config import cache_dir
+from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, SeedPolicy, filled_text
 from visuels.inputs.charter import Fairness
 from visuels.inputs.communes import Commune
@@ -317,7 +318,27 @@ def expand_jobs(campaign: Campaign, model: ModelInfo, precision: DtypeName) -> l
                 campaign, model, settings, licence, precision, lora, text, photos[where], findings, checked, key_visual
             )
         )
+    _one_job_per_picture(campaign, jobs)
     return jobs
+
+
+def _one_job_per_picture(campaign: Campaign, jobs: list[RenderJob]) -> None:
+    """Refuse two jobs of one key: the same picture under two names, which the record (one row per
+    key) cannot hold. Two audiences alike in all but their names make them (a copied audience
+    whose words were not changed yet)."""
+    seen: dict[str, RenderJob] = {}
+    for job in jobs:
+        first = seen.setdefault(job.key, job)
+        if first is not job:
+            field = f"audiences.{job.audience}" if job.audience != first.audience else None
+            raise CampaignError(
+                campaign.path,
+                field,
+                "{second} would be the same picture as {first}: nothing that makes it differs but a name;"
+                " give the audiences different words, texts or languages, or keep one",
+                first=first.relative_path,
+                second=job.relative_path,
+            )
 
 
 def declination(master_job: RenderJob, preset: FormatPreset, model: ModelInfo) -> KeyVisual:
