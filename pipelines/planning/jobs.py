@@ -330,14 +330,20 @@ def _one_job_per_picture(campaign: Campaign, jobs: list[RenderJob]) -> None:
     for job in jobs:
         first = seen.setdefault(job.key, job)
         if first is not job:
-            field = f"audiences.{job.audience}" if job.audience != first.audience else None
+            names = {"first": first.relative_path, "second": job.relative_path}
+            if job.audience == first.audience:
+                raise CampaignError(
+                    campaign.path,
+                    None,
+                    "{second} would be the same picture as {first}: nothing that makes it differs but a name",
+                    **names,
+                )
             raise CampaignError(
                 campaign.path,
-                field,
+                f"audiences.{job.audience}",
                 "{second} would be the same picture as {first}: nothing that makes it differs but a name;"
                 " give the audiences different words, texts or languages, or keep one",
-                first=first.relative_path,
-                second=job.relative_path,
+                **names,
             )
 
 
