@@ -583,7 +583,8 @@ def test_a_manifest_whose_certificate_expired_since_is_said_so_not_taken_for_an_
     folder = tmp_path / "keys"
     shutil.copytree(signing_files().chain.parent, folder)
     now = datetime.datetime.now(datetime.UTC)
-    reissue_signer(folder, now - datetime.timedelta(minutes=1), now + datetime.timedelta(seconds=3))
+    expires = now + datetime.timedelta(seconds=5)  # time enough to sign on a loaded machine
+    reissue_signer(folder, now - datetime.timedelta(minutes=1), expires)
     pixels = np.random.default_rng(5).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     provenance = provenance_of(Image.fromarray(pixels), watermark_id="0123456789abcdef")
     files = SigningFiles(
@@ -595,7 +596,7 @@ def test_a_manifest_whose_certificate_expired_since_is_said_so_not_taken_for_an_
     data = bytearray(signed.read_bytes())
     data[len(data) // 2] ^= 0xFF  # in the pixels' compressed stream, far from the manifest
     altered.write_bytes(bytes(data))
-    time.sleep(4.0)  # the certificate has expired
+    time.sleep(max(0.0, (expires - datetime.datetime.now(datetime.UTC)).total_seconds()) + 1.0)  # expired since
     state = read_manifest_state(signed, folder / TRUST_ANCHORS)
     assert state.state == "Invalid" and state.expired_only, state.failures
     assert not read_manifest_state(altered, folder / TRUST_ANCHORS).expired_only
