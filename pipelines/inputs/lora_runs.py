@@ -32,4 +32,12 @@ def interrupted_runs(root: Path) -> list[str]:
     """The names of the runs under ``root`` that did not end (``.<run>.partial``), oldest first:
     ``visuels train --resume RUN`` continues one."""
     folders = [path for path in root.glob(f"[!.]*/.*{PARTIAL_SUFFIX}") if path.is_dir()] if root.is_dir() else []
-    return sorted(folder.name[1:].removesuffix(PARTIAL_SUFFIX) for folder in folders)
+    return sorted(run for folder in folders if (run := run_of_partial(folder.name)))
+
+
+def run_of_partial(name: str) -> str | None:
+    """The run a folder named ``name`` trains, when it is a run's folder while it trains
+    (``.<run>.partial``); else None."""
+    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+        return name[1 : -len(PARTIAL_SUFFIX)]
+    return None

@@ -477,7 +477,11 @@ def mark_derivative(
 
 def default_target(edited: Path, original: Original) -> Path:
     """Beside the edited file, named after it, in the original's file type: ``poster-final.png``."""
-    suffix = Path(original.row["file"]).suffix or original.path.suffix
+    return finalized_beside(edited, Path(original.row["file"]).suffix or original.path.suffix)
+
+
+def finalized_beside(edited: Path, suffix: str) -> Path:
+    """``edited``'s finalized file beside it, in the file type ``suffix`` says: ``poster-final.png``."""
     return edited.with_name(f"{edited.stem}-final{suffix}")
 
 

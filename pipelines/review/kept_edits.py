@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from visuels.engine.export import EDIT_KEPT_AS
+from visuels.review.derivatives import finalized_beside
 
 _KEPT_NAME = re.compile(
     "^"
@@ -38,7 +39,7 @@ def output_of(edit: Path) -> Path | None:
 
 def finalized(edit: Path) -> Path:
     """Where finalizing ``edit`` writes, as `visuels finalize EDIT` does: beside it, ``NAME-final``."""
-    return edit.with_name(f"{edit.stem}-final{edit.suffix}")
+    return finalized_beside(edit, edit.suffix)  # the kept edit is in its output's file type
 
 
 def waiting_beside(output: Path) -> list[Path]:

@@ -113,7 +113,7 @@ def _stamp_a_copy(
             " rendered again",
             export=str(export),
         )
-    if hashlib.sha256(read_file(path, "file")).hexdigest() == stamped.sha256:
+    if row["sha256"] == stamped.sha256:  # the copy's bytes, read already: the stamped ones
         return TimeStamped(str(path), stamped.sha256, stamped.signed_at, already=True, copy_of=str(export))
     data = read_file(export, "file")
     if hashlib.sha256(data).hexdigest() != stamped.sha256:  # changed between the two reads: written again

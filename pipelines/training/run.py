@@ -17,7 +17,7 @@ from visuels._internal.atomic import check_output_folder, write_text_atomic
 from visuels._internal.json_text import read_json
 from visuels.errors import ModelError, Text, VisuelsError, first_line
 from visuels.inputs.charter import Charter, load_charter
-from visuels.inputs.lora_runs import PARTIAL_SUFFIX, lora_root
+from visuels.inputs.lora_runs import PARTIAL_SUFFIX, lora_root, run_of_partial
 from visuels.inputs.model_refs import ModelRef, SingleFileRef
 from visuels.models.families import family_named
 from visuels.models.reference import ModelInfo, describe_named_model, model_folder
@@ -163,8 +163,8 @@ def run_name(resume: str) -> str:
     """The run ``--resume`` names: as `visuels train` said it (``20261207-102222``), or by the path of
     its folder, finished or not (``lora/solane/.20261207-102222.partial``)."""
     name = Path(resume.strip()).name
-    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
-        name = name[1 : -len(PARTIAL_SUFFIX)]
+    if (partial := run_of_partial(name)) is not None:
+        name = partial
     if not name or name in (".", ".."):
         raise TrainingRunError(resume, "--resume", "not a training run's name")
     return name

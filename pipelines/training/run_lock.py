@@ -18,7 +18,6 @@ from pathlib import Path
 
 from visuels._internal.liveness import is_gone, machine_id
 from visuels.errors import VisuelsError
-from visuels.inputs.lora_runs import PARTIAL_SUFFIX
 
 LOCK_SUFFIX = ".lock"
 
@@ -32,7 +31,7 @@ def training_alone(partial: Path, final: Path, field: str | None) -> Iterator[No
     """Hold the lock of the run whose folder is ``partial`` (``final`` once complete) while the block
     runs; ``RunLockedError`` (said of ``field``) when another process holds it, or when the run
     was completed meanwhile by the process that held it."""
-    lock = partial.with_name(partial.name.removesuffix(PARTIAL_SUFFIX) + LOCK_SUFFIX)
+    lock = final.with_name(f".{final.name}{LOCK_SUFFIX}")
     lock.parent.mkdir(parents=True, exist_ok=True)
     _take(lock, field)
     try:
