@@ -462,23 +462,20 @@ def main(
     try:
         return args.handler(args, Flows(render=render, train=train, reviews=reviews))
     except VisuelsError as exc:
-        errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
-        return exc.exit_code
+        refused = exc
     except OSError as exc:
         if exc.errno not in (errno.ENAMETOOLONG, errno.ELOOP):
             raise  # the environment failing: someone must see where
-        said = _path_refused(exc.filename, exc.errno)
-        errors.print(t("error: {message}", message=said.said(t)), highlight=False, markup=False)
-        return said.exit_code
+        refused = _path_refused(exc.filename, exc.errno)
     except RuntimeError as exc:  # Python before 3.13 resolves a symbolic link loop into this
         if not str(exc).startswith(SYMLINK_LOOP):
             raise
-        said = _path_refused(str(exc).removeprefix(SYMLINK_LOOP).strip("'\""), errno.ELOOP)
-        errors.print(t("error: {message}", message=said.said(t)), highlight=False, markup=False)
-        return said.exit_code
+        refused = _path_refused(str(exc).removeprefix(SYMLINK_LOOP).strip("'\""), errno.ELOOP)
     except KeyboardInterrupt:
         errors.print(t("interrupted"))
         return 130
+    errors.print(t("error: {message}", message=refused.said(t)), highlight=False, markup=False)
+    return refused.exit_code
 
 
 def _path_refused(path: str | Path, number: int) -> VisuelsError:
