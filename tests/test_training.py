@@ -313,33 +313,48 @@ def test_charter_latest_without_a_trained_lora_is_a_clear_error(
 
 
 @pytest.mark.slow
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_resume_gives_the_same_weights_and_grids_as_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed while it drew a checkpoint's validation grid kept that checkpoint without its
+    grid, and a resume never drew it; the summary listed only the grids drawn after the resume."""
+    from visuels.training import trainer
+
     config = TrainingConfig(
         steps=8,
         resolution=64,
         rank=4,
         learning_rate=1e-3,
         batch_size=2,
-        checkpoint_every=4,
+        checkpoint_every=2,
         train_text_encoder=True,
         sample_steps=2,
     )
     straight = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path / "straight")
+    drawn = trainer._validation_grid
 
-    def power_cut(step: int, loss: float) -> None:
-        if step == 5:  # after the step-4 checkpoint, before the end
+    def power_cut(pipeline: object, prompts: list[str], config: TrainingConfig, target: Path) -> Path:
+        if target.name == "step-000004.png":  # after the step-2 checkpoint, at the step-4 one
             raise KeyboardInterrupt
+        return drawn(pipeline, prompts, config, target)
 
+    monkeypatch.setattr(trainer, "_validation_grid", power_cut)
     with pytest.raises(KeyboardInterrupt):
-        run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path / "resumed", on_step=power_cut)
+        run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path / "resumed")
+    monkeypatch.undo()
     [partial] = list((tmp_path / "resumed" / "solane").glob(".*.partial"))
     assert latest_run("solane", tmp_path / "resumed") is None  # an interrupted run never looks complete
+    checkpoints = {path.stem for path in (partial / "checkpoints").glob("*.pt")}
+    assert checkpoints == {"step-000002"} <= {path.stem for path in (partial / "validation").glob("*.png")}
     resumed = run_training(
         SAMPLE_CHARTER_DIR, DemoModelRef(), config, resume=partial.name[1:-8], root=tmp_path / "resumed"
     )
     first, second = load_file(str(straight.diffusers_file)), load_file(str(resumed.diffusers_file))
     assert first.keys() == second.keys()
     assert all(torch.equal(first[key], second[key]) for key in first)
+    assert [grid.name for grid in resumed.validation_grids] == [f"step-{step:06d}.png" for step in (2, 4, 6, 8)]
+    for grid, twin in zip(resumed.validation_grids, straight.validation_grids, strict=True):
+        assert grid.parent == resumed.folder / "validation" and grid.read_bytes() == twin.read_bytes()
 
 
 @pytest.mark.slow

@@ -288,7 +288,6 @@ def train_lora(
     objective = objective_for(family, pipeline, pixels, dataset.captions, config.min_snr_gamma)
     learner = Learner.start(pipeline, objective, config, accelerator)
     losses, start = _resume(learner, run_dir)
-    grids: list[Path] = []
     learner.set_training(True)
     for step in range(start, config.steps):
         step_loss = learner.step(objective)
@@ -306,16 +305,18 @@ def train_lora(
         done = step + 1
         if done % config.checkpoint_every == 0 or done == config.steps:
             state = learner.state(done, losses)
+            learner.set_training(False)
+            # The grid before its checkpoint: a run killed between the two resumes from the checkpoint
+            # before and draws this grid again, the same pixels; never a checkpoint without its grid.
+            _validation_grid(pipeline, validation_prompts, config, run_dir / "validation" / f"step-{done:06d}.png")
+            learner.set_training(True)
             target_file = run_dir / "checkpoints" / f"step-{done:06d}.pt"
             write_with(target_file, lambda temporary, state=state: torch.save(state, temporary))
-            learner.set_training(False)
-            grid = run_dir / "validation" / f"step-{done:06d}.png"
-            grids.append(_validation_grid(pipeline, validation_prompts, config, grid))
-            learner.set_training(True)
         if on_step is not None:
             on_step(done, step_loss)
     learner.set_training(False)
     unwrap = accelerator.unwrap_model
     setattr(pipeline, "unet" if family.denoiser == "unet" else "transformer", unwrap(learner.denoiser))
     pipeline.text_encoder = unwrap(learner.text_encoder)
+    grids = sorted((run_dir / "validation").glob("step-*.png"))  # those drawn before a resume too
     return pipeline, TrainingResult(losses=losses, steps=config.steps, validation_grids=grids)
