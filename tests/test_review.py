@@ -155,9 +155,14 @@ def test_a_failure_while_recording_takes_back_every_published_copy(
 
 def test_the_approved_folder_follows_the_record_after_a_crash(rendered: tuple[Path, str, list[str]]) -> None:
     """A kill between the renames and the commit leaves copies with no decision; one approved on
-    record may have lost its copy. The next review (and each report) puts the folder right."""
+    record may have lost its copy; a kill while copying leaves the copies' temporaries (hidden, but
+    published with the folder: a copy of a picture per try). The next review (and each report)
+    puts the folder right."""
     import shutil
+    import subprocess
+    import sys
 
+    from visuels._internal.liveness import machine_id
     from visuels.review.decisions import sync_approved
 
     out, slug, keys = rendered
@@ -167,12 +172,16 @@ def test_the_approved_folder_follows_the_record_after_a_crash(rendered: tuple[Pa
     orphan.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / slug / names[0], orphan)  # published, then killed before the commit
     (out / slug / "approved" / names[1]).unlink()  # approved on record, its copy lost
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    half_copy = orphan.parent / f".{orphan.name}.{machine_id()}.{dead.stdout.strip()}.0123abcd.tmp"
+    half_copy.write_bytes(b"half a picture")  # a review killed while it copied a file it then rejected
     database = Database(database_url(out))
     try:
         sync_approved(database, out, slug)
     finally:
         database.close()
     assert approved_files(out, slug) == names[1:]
+    assert not half_copy.exists()
 
 
 def test_a_review_applied_again_for_the_same_run_records_nothing_more(rendered: tuple[Path, str, list[str]]) -> None:

@@ -59,6 +59,7 @@ def staged(target: Path, mode: int = OUTPUT_MODE) -> Iterator[StagedFile]:
     file = StagedFile(target, temporary)
     try:
         make_folders(target.parent)
+        _remove_leftovers_of(target)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         os.chmod(temporary, mode)  # whatever the umask: outputs are shared, keys are not
         yield file
@@ -68,6 +69,18 @@ def staged(target: Path, mode: int = OUTPUT_MODE) -> Iterator[StagedFile]:
         if not file.published:
             with suppress(OSError):
                 temporary.unlink(missing_ok=True)
+
+
+def _remove_leftovers_of(target: Path) -> None:
+    """Delete the temporaries of ``target`` that writers killed mid-write left beside it: a folder
+    no render sweeps (``approved/``, a designer's folder of edits) does not gather them, each
+    retry of a killed write leaving one more copy of the picture."""
+    own = re.compile(re.escape(f".{target.name}.") + r"[A-Za-z0-9_-]+\.\d+\.[0-9a-f]{8}\.tmp")
+    host, now = machine_id(), time.time()
+    with suppress(OSError), os.scandir(target.parent) as entries:  # a sweep that fails leaves them: no harm
+        for entry in entries:
+            if own.fullmatch(entry.name) and _is_leftover(Path(entry.path), host, now):
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def _write_error(target: Path, exc: OSError) -> ExportError:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from visuels._internal.atomic import StagedFile, keep_copy, make_folders, staged
+from visuels._internal.atomic import StagedFile, keep_copy, make_folders, remove_leftover_temporaries, staged
 from visuels._internal.collector import cycles_collected_after
 from visuels._internal.hashing import sha256_file
 from visuels._internal.i18n import RecordedText, joined
@@ -325,6 +325,7 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
     and is no exported file (a copy edited in place, a file someone put there) is moved out to
     ``SET_ASIDE_FOLDER``, never deleted: the folder a region publishes holds only marked files."""
     folder = output_root / campaign_slug / APPROVED_FOLDER
+    remove_leftover_temporaries(folder)  # copies a review killed mid-way was writing
     decided = approvals(database, list(manifest.recorded_sizes(database, campaign_slug)))
     approved = [key for key, approval in decided.items() if (approval or "").startswith("approved")]
     wanted = {
