@@ -293,12 +293,16 @@ def test_an_sdxl_picture_is_retouched_with_its_own_pipeline(
 
 
 @pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop
-def test_several_edits_at_once_and_a_crash_before_the_record(
+def test_several_edits_at_once_and_a_crash_before_the_record_or_while_writing(
     exported: tuple[Path, Path, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import subprocess
+    import sys
+
+    from visuels._internal.liveness import machine_id
     from visuels.record import ledger
 
     original, out, charter = exported
@@ -318,6 +322,9 @@ def test_several_edits_at_once_and_a_crash_before_the_record(
     assert _cli(out, charter, "finalize", str(edits[0]), "--from", str(original), "-o", marked) == 130
     assert (tmp_path / "marked" / "edit-0.png").is_file()  # written, not recorded
     monkeypatch.undo()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    half = tmp_path / "marked" / f".edit-1.png.{machine_id()}.{dead.stdout.strip()}.0123abcd.tmp"
+    half.write_bytes(b"half a picture")  # killed while writing the other: hidden, and no render sweeps here
     rows = len(ledger_rows(out))
     assert _cli(out, charter, "finalize", *map(str, edits), "--from", str(original), "-o", marked) == 0
     assert sorted(path.name for path in (tmp_path / "marked").iterdir()) == ["edit-0.png", "edit-1.png"]

@@ -59,7 +59,6 @@ def staged(target: Path, mode: int = OUTPUT_MODE) -> Iterator[StagedFile]:
     file = StagedFile(target, temporary)
     try:
         make_folders(target.parent)
-        _remove_leftovers_of(target)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         os.chmod(temporary, mode)  # whatever the umask: outputs are shared, keys are not
         yield file
@@ -69,18 +68,6 @@ def staged(target: Path, mode: int = OUTPUT_MODE) -> Iterator[StagedFile]:
         if not file.published:
             with suppress(OSError):
                 temporary.unlink(missing_ok=True)
-
-
-def _remove_leftovers_of(target: Path) -> None:
-    """Delete the temporaries of ``target`` that writers killed mid-write left beside it: a folder
-    no render sweeps (``approved/``, a designer's folder of edits) does not gather them, each
-    retry of a killed write leaving one more copy of the picture."""
-    own = re.compile(re.escape(f".{target.name}.") + r"[A-Za-z0-9_-]+\.\d+\.[0-9a-f]{8}\.tmp")
-    host, now = machine_id(), time.time()
-    with suppress(OSError), os.scandir(target.parent) as entries:  # a sweep that fails leaves them: no harm
-        for entry in entries:
-            if own.fullmatch(entry.name) and _is_leftover(Path(entry.path), host, now):
-                Path(entry.path).unlink(missing_ok=True)
 
 
 def _write_error(target: Path, exc: OSError) -> ExportError:
@@ -199,3 +186,16 @@ def remove_leftover_temporaries(folder: Path) -> int:
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def remove_leftovers_of(target: Path) -> None:
+    """Delete the temporaries of ``target`` alone that writers killed mid-write left beside it: for
+    writes into folders no render sweeps (a designer's folder of edits), each retry of a killed
+    write would leave one more copy of the picture there. It lists the folder: not for outputs,
+    whose flat folders (thumbnails/) hold a campaign's worth of files."""
+    own = re.compile(re.escape(f".{target.name}.") + r"[A-Za-z0-9_-]+\.\d+\.[0-9a-f]{8}\.tmp")
+    host, now = machine_id(), time.time()
+    with suppress(OSError), os.scandir(target.parent) as entries:  # a sweep that fails leaves them: no harm
+        for entry in entries:
+            if own.fullmatch(entry.name) and _is_leftover(Path(entry.path), host, now):
+                Path(entry.path).unlink(missing_ok=True)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel
-from visuels._internal.atomic import staged
+from visuels._internal.atomic import remove_leftovers_of, staged
 from visuels._internal.hashing import sha256_json
 from visuels.config import default_charter
 from visuels.engine.export import EDIT_KEPT_AS
@@ -459,6 +459,7 @@ def mark_derivative(
     # The original's mark is taken out where its pixels were kept, so only the new payload is read.
     kept = None if edited.size != original_image.size else ~changed_pixels(original_image, edited)
     unmarked = _without_mark(np.asarray(edited), np.asarray(original_image), row["watermark"], signing, kept)
+    remove_leftovers_of(target)  # a designer's folder: no render sweeps what a killed finalize left there
     with staged(target) as file:
         marked = write_marked(Image.fromarray(unmarked), file, file_type, entry, dpi, context, parent=parent)
         file.publish()
