@@ -317,7 +317,12 @@ def test_resume_gives_the_same_weights_and_grids_as_an_uninterrupted_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run killed while it drew a checkpoint's validation grid kept that checkpoint without its
-    grid, and a resume never drew it; the summary listed only the grids drawn after the resume."""
+    grid, and a resume never drew it; the summary listed only the grids drawn after the resume.
+    A checkpoint a killed run was saving stayed in the exported folder, half written."""
+    import subprocess
+    import sys
+
+    from visuels._internal.liveness import machine_id
     from visuels.training import trainer
 
     config = TrainingConfig(
@@ -346,6 +351,9 @@ def test_resume_gives_the_same_weights_and_grids_as_an_uninterrupted_run(
     assert latest_run("solane", tmp_path / "resumed") is None  # an interrupted run never looks complete
     checkpoints = {path.stem for path in (partial / "checkpoints").glob("*.pt")}
     assert checkpoints == {"step-000002"} <= {path.stem for path in (partial / "validation").glob("*.png")}
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    half = partial / "checkpoints" / f".step-000004.pt.{machine_id()}.{dead.stdout.strip()}.0123abcd.tmp"
+    half.write_bytes(b"half a checkpoint")  # a run killed while it saved one (an SDXL LoRA's: hundreds of MB)
     resumed = run_training(
         SAMPLE_CHARTER_DIR, DemoModelRef(), config, resume=partial.name[1:-8], root=tmp_path / "resumed"
     )
@@ -353,6 +361,7 @@ def test_resume_gives_the_same_weights_and_grids_as_an_uninterrupted_run(
     assert first.keys() == second.keys()
     assert all(torch.equal(first[key], second[key]) for key in first)
     assert [grid.name for grid in resumed.validation_grids] == [f"step-{step:06d}.png" for step in (2, 4, 6, 8)]
+    assert not [path for path in resumed.folder.rglob("*") if path.name.endswith(".tmp")]
     for grid, twin in zip(resumed.validation_grids, straight.validation_grids, strict=True):
         assert grid.parent == resumed.folder / "validation" and grid.read_bytes() == twin.read_bytes()
 

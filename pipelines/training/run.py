@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
-from visuels._internal.atomic import check_output_folder, write_text_atomic
+from visuels._internal.atomic import check_output_folder, remove_leftover_temporaries, write_text_atomic
 from visuels._internal.json_text import read_json
 from visuels.errors import ModelError, Text, VisuelsError, first_line
 from visuels.inputs.charter import Charter, load_charter
@@ -191,6 +191,7 @@ def run_training(
     )
     with training_alone(partial, final, "--resume" if resume else None):
         partial.mkdir(parents=True, exist_ok=True)
+        remove_leftover_temporaries(partial)  # a checkpoint a killed run was writing: never exported with the LoRA
         if not (partial / RUN_OPTIONS_FILE).exists():  # a resumed run keeps what it started with
             write_text_atomic(partial / RUN_OPTIONS_FILE, json.dumps(run_options(config, base_info), indent=1))
         return _train_and_export(charter, dataset, base_info, base_folder, config, partial, final, on_step)
