@@ -159,3 +159,24 @@ def test_rendering_without_a_watermark_key_is_refused_in_one_line(
     assert not out.exists()
     with pytest.raises(SigningError):
         signing_files(tmp_path / "elsewhere")
+
+
+def test_keys_init_killed_before_its_last_file_is_run_again_to_the_end(
+    own_keys: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`keys init` killed while it wrote its files (after the signer's key, before the chain's
+    trust anchor) left a key that could not sign, which `keys init` then refused to replace."""
+    import visuels.marking.keys as keys_module
+
+    written = keys_module.write_bytes_atomic
+
+    def killed(path: Path, data: bytes, mode: int = 0o644) -> None:
+        if path.name == keys_module.TRUST_ANCHORS:
+            raise KeyboardInterrupt
+        written(path, data, mode)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(keys_module, "write_bytes_atomic", killed)
+        assert main(["keys", "init"]) == 130
+    assert main(["keys", "init"]) == 0
+    assert signing_files(own_keys).private_key.is_file()  # a key that signs with its chain today

@@ -214,10 +214,12 @@ def init_local_chain(folder: Path, organisation: str = DEVELOPMENT_ORGANISATION)
     )
     _write_key(folder / ROOT_KEY, root_key)
     _write_key(folder / INTERMEDIATE_KEY, intermediate_key)
-    _write_key(folder / SIGNER_KEY, signer_key)
     pem = serialization.Encoding.PEM
     write_bytes_atomic(folder / CHAIN, signer.public_bytes(pem) + intermediate.public_bytes(pem))
     write_bytes_atomic(folder / TRUST_ANCHORS, root.public_bytes(pem))
+    # The signer's key last: its presence says the chain is complete, so a run of this killed
+    # before it is simply run again (a key without its chain could not sign, and is never replaced).
+    _write_key(folder / SIGNER_KEY, signer_key)
     return signing_files(folder)
 
 
