@@ -338,10 +338,10 @@ def test_resume_gives_the_same_weights_and_grids_as_an_uninterrupted_run(
     straight = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, root=tmp_path / "straight")
     drawn = trainer._validation_grid
 
-    def power_cut(pipeline: object, prompts: list[str], config: TrainingConfig, target: Path) -> Path:
+    def power_cut(pipeline: object, prompts: list[str], config: TrainingConfig, target: Path) -> None:
         if target.name == "step-000004.png":  # after the step-2 checkpoint, at the step-4 one
             raise KeyboardInterrupt
-        return drawn(pipeline, prompts, config, target)
+        drawn(pipeline, prompts, config, target)
 
     monkeypatch.setattr(trainer, "_validation_grid", power_cut)
     with pytest.raises(KeyboardInterrupt):

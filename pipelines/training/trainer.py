@@ -152,7 +152,7 @@ def _resume(learner: Learner, run_dir: Path) -> tuple[list[float], int]:
     return [], 0
 
 
-def _validation_grid(pipeline: DiffusionPipeline, prompts: list[str], config: TrainingConfig, target: Path) -> Path:
+def _validation_grid(pipeline: DiffusionPipeline, prompts: list[str], config: TrainingConfig, target: Path) -> None:
     """Pictures for fixed prompts (rows) and seeds (columns), saved as one grid."""
     tiles, seeds, resolution = [], config.validation_seeds, config.resolution
     for prompt in prompts:
@@ -164,7 +164,6 @@ def _validation_grid(pipeline: DiffusionPipeline, prompts: list[str], config: Tr
     for index, tile in enumerate(tiles):
         grid.paste(tile, ((index % len(seeds)) * resolution, (index // len(seeds)) * resolution))
     write_with(target, lambda temporary: grid.save(temporary, format="PNG"))
-    return target
 
 
 def _frozen_pipeline(base_folder: Path, device: torch.device) -> DiffusionPipeline:
