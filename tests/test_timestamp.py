@@ -108,6 +108,39 @@ def test_an_authority_out_of_reach_is_the_environment_failing_and_changes_nothin
         database.close()
 
 
+def test_a_campaign_folder_is_stamped_whole_and_what_is_no_export_is_said_and_left(
+    rendered_copy: tuple[Path, str, list[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`visuels timestamp outputs/CAMPAIGN` said "is a folder, not a picture": a region had to name
+    every file. A folder stands for its pictures: the exports are stamped, an edit kept beside its
+    output is said and left as it is, and the half-written copy of a stamp killed mid-write (hidden,
+    but published with the folder) is removed."""
+    import subprocess
+    import sys
+
+    from visuels._internal.liveness import machine_id
+
+    out, slug, files, _ = rendered_copy
+    kept = (out / files[0]).with_name("kept-edited.png")
+    Image.new("RGB", (64, 64), "red").save(kept)  # no export: a designer's edit kept beside its output
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stamped = out / files[1]
+    half = stamped.parent / f".{stamped.name}.{machine_id()}.{dead.stdout.strip()}.0123abcd.tmp"
+    half.write_bytes(b"half a picture")
+    with time_stamp_authority() as (url, _):
+        monkeypatch.setenv("VISUELS_TSA_URL", url)
+        assert main(["timestamp", str(out / slug), "--database", str(out / "visuels.sqlite")]) == 0
+    said = capsys.readouterr().out
+    assert sorted(
+        line.split(": time-stamped ")[0] for line in said.splitlines() if line.endswith(", recorded")
+    ) == sorted(str(out / file) for file in files)
+    assert f"left as it is: {kept}: file: no ledger record of these bytes" in said
+    assert not half.exists() and kept.is_file()
+    assert all(read_manifest_state(out / file, signing_files().trust_anchors).signed_at for file in files)
+
+
 def test_a_stamp_written_whose_record_was_not_is_recorded_by_the_next_run(
     rendered_copy: tuple[Path, str, list[str], list[str]],
     monkeypatch: pytest.MonkeyPatch,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from visuels._internal.atomic import check_output_folder
+from visuels._internal.atomic import check_output_folder, remove_leftover_temporaries, remove_leftovers_of
 from visuels._internal.i18n import Words, joined, user_language, words
 from visuels.cli.console import console, database_url_option, errors, open_record, record_folder, record_near
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, VisuelsError
@@ -190,16 +190,33 @@ def finalize(args: argparse.Namespace) -> int:
 
 
 def timestamp(args: argparse.Namespace) -> int:
-    """0: every file time-stamped (now or before); 2: a file not recorded, or no time-stamp authority."""
+    """0: every file time-stamped (now or before), a folder's pictures that are not exports said and
+    left; 2: a file named that is not recorded, or no time-stamp authority."""
+    from visuels.inputs.images import ImageInputError
     from visuels.marking.keys import signing_files
     from visuels.review.timestamp import time_stamp_file
 
     t = words(user_language())
     signing = signing_files()
-    database = open_record(args.database, args.files[0])
+    files = pictures_named(args.files)
+    named = {path for path in args.files if path.is_symlink() or not path.is_dir()}
+    for given in args.files:  # what a stamp killed mid-write left, before the pictures are published
+        if given in named:
+            remove_leftovers_of(given)
+        else:
+            remove_leftover_temporaries(given)
+    database = open_record(args.database, files[0])
     try:
-        for path in args.files:
-            done = time_stamp_file(path, database, signing, record_folder(database))
+        for path in files:
+            try:
+                done = time_stamp_file(path, database, signing, record_folder(database))
+            except ImageInputError as exc:
+                if path in named:
+                    raise
+                # Found in a folder: a region stamps a campaign's folder, where an edit kept beside
+                # its output or a file set aside is no export; said, and the others stamped.
+                console.print(t("left as it is: {reason}", reason=exc.said(t)), highlight=False, markup=False)
+                continue
             if done.already:
                 said = t("{file}: already time-stamped ({time})", file=path, time=done.signed_at)
             elif done.copy_of:

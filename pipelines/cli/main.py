@@ -301,7 +301,15 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     timestamp = command(
         "timestamp", t("add an RFC 3161 time-stamp to exported pictures signed without one, before publishing them")
     )
-    timestamp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    timestamp.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help=t(
+            "exported pictures, or folders: every exported picture in them (what is not one is said and left as it is)"
+        ),
+    )
     timestamp.add_argument("--database", help=database_help)
     timestamp.set_defaults(handler=lambda args, flows: files.timestamp(args))
 
