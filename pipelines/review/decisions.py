@@ -415,15 +415,19 @@ def _kept_elsewhere(database: Database, row: dict, output_root: Path, copy: Path
     return sha256_file(place) in {sha256, newest["sha256"] if newest else sha256}
 
 
+def _changed_since_rendered(path: Path) -> ReviewError:
+    return ReviewError(
+        path,
+        "sha256",
+        "the file changed since it was rendered: render the campaign again (an edit saved over it is kept"
+        " beside it, for `visuels finalize`)",
+    )
+
+
 def _check_unchanged(path: Path, sha256: str) -> None:
     """Never publish a file that is not the one the reviewer saw in the contact sheet."""
     if sha256_file(path) != sha256:
-        raise ReviewError(
-            path,
-            "sha256",
-            "the file changed since it was rendered: render the campaign again (an edit saved over it is kept"
-            " beside it, for `visuels finalize`)",
-        )
+        raise _changed_since_rendered(path)
 
 
 def _copy_checked(source: Path, target: Path, entry: dict) -> None:
@@ -442,11 +446,6 @@ def _copy_checked(source: Path, target: Path, entry: dict) -> None:
             target, None, "cannot write the approved copy: {reason}", reason=exc.strerror or str(exc)
         ) from None
     if digest.hexdigest() != sha256:
-        raise ReviewError(
-            source,
-            "sha256",
-            "the file changed since it was rendered: render the campaign again (an edit saved over it is kept"
-            " beside it, for `visuels finalize`)",
-        )
+        raise _changed_since_rendered(source)
     if (written := _copy_time_ns(entry["created"])) is not None:
         os.utime(target, ns=(written, written))
