@@ -184,12 +184,31 @@ def test_the_approved_folder_follows_the_record_after_a_crash(rendered: tuple[Pa
     assert not half_copy.exists()
 
 
-def test_a_review_applied_again_for_the_same_run_records_nothing_more(rendered: tuple[Path, str, list[str]]) -> None:
+def test_a_review_applied_again_for_the_same_run_records_nothing_more(
+    rendered: tuple[Path, str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also when the two are applied at once (two processes that both read the record before
+    either had written): each picture got two decisions of one run, the second's overriding."""
+    import visuels.review.decisions
+    from visuels.record.ledger import latest_for_jobs
+
     out, slug, keys = rendered
+    names = sorted(review_listing(out, slug, keys))
+    database = Database(database_url(out))
+    try:
+        before = latest_for_jobs(database, keys)
+    finally:
+        database.close()
     apply_review(out, slug, keys, ReviewDecision(), run_id="run-1")
     after_first = len(ledger_rows(out))
     outcome = apply_review(out, slug, keys, ReviewDecision(), run_id="run-1")  # a retried task, say
     assert len(ledger_rows(out)) == after_first and len(outcome.approved) == len(keys)
+    # The same run's answer applied at once by another process, which read the record before this
+    # one's decision was committed:
+    monkeypatch.setattr(visuels.review.decisions, "latest_for_jobs", lambda database, keys: before)
+    apply_review(out, slug, keys, ReviewDecision(rejected=[names[0]], comment="too dark"), run_id="run-1")
+    assert len(ledger_rows(out)) == after_first
+    assert approved_files(out, slug) == names  # the first answer stands, whole
 
 
 @pytest.mark.parametrize(

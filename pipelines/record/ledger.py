@@ -196,6 +196,20 @@ def has_new_bytes(connection: Connection, row: dict) -> bool:
     return connection.execute(query.limit(1)).first() is not None
 
 
+def decided_in_run(connection: Connection, job_keys: list[str], run_id: str) -> bool:
+    """Whether review run ``run_id`` recorded its decision on these jobs already, read in the
+    caller's write transaction as the next appender (one run's answer applied twice at once: the
+    second finds the first's rows). A run's decisions are recorded whole: one row is enough."""
+    _one_appender(connection)
+    for part in in_parts(sorted(job_keys)):
+        query = select(ledger_table.c.id).where(
+            ledger_table.c.run_id == run_id, ledger_table.c.job_key.in_(part), ledger_table.c.approval != "pending"
+        )
+        if connection.execute(query.limit(1)).first() is not None:
+            return True
+    return False
+
+
 def by_job_key(database: Database, job_key: str) -> dict | None:
     rows = with_job_key(database, job_key)
     return rows[-1] if rows else None

@@ -42,6 +42,7 @@ from visuels.record.ledger import (
     approvals,
     by_job_key,
     by_sha256,
+    decided_in_run,
     latest_for_jobs,
     recorded_place,
 )
@@ -304,6 +305,10 @@ def _record_and_publish(
     by = f" (by {decision.reviewer})" if decision.reviewer else ""
     try:
         with database.transaction() as connection:
+            keys = [entry["key"] for entry in listing.values()]
+            if run_id is not None and decided_in_run(connection, keys, run_id):
+                log.info("this run's decision was recorded meanwhile: nothing more recorded")
+                return  # its copies, unpublished, are removed with their temporaries
             for name, entry in sorted(listing.items()):
                 verdict = f"approved{by}" if name not in rejected else f"rejected: {reasons[name]}{by}"
                 previous = previous_rows[entry["key"]]
