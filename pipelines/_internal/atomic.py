@@ -174,6 +174,13 @@ def _is_leftover(path: Path, host: str, now: float) -> bool:
     return is_gone(int(match["pid"]))  # its writer is gone: killed mid-write
 
 
+def remove_if_leftover(path: Path) -> None:
+    """Delete ``path`` if it is a temporary file whose writer crashed (for a caller already walking
+    its folder: ``remove_leftover_temporaries`` walks one itself)."""
+    if path.name.endswith(".tmp") and _is_leftover(path, machine_id(), time.time()):
+        path.unlink(missing_ok=True)
+
+
 def remove_leftover_temporaries(folder: Path) -> int:
     """Delete the temporary files that crashed writers left under ``folder``; return how many."""
     if not folder.is_dir():

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from visuels._internal.atomic import StagedFile, keep_copy, make_folders, remove_leftover_temporaries, staged
+from visuels._internal.atomic import StagedFile, keep_copy, make_folders, remove_if_leftover, staged
 from visuels._internal.collector import cycles_collected_after
 from visuels._internal.hashing import sha256_file
 from visuels._internal.i18n import RecordedText, joined
@@ -306,7 +306,7 @@ def _record_and_publish(
     try:
         with database.transaction() as connection:
             keys = [entry["key"] for entry in listing.values()]
-            if run_id is not None and decided_in_run(connection, keys, run_id):
+            if run_id is not None and keys and decided_in_run(connection, keys, run_id):
                 log.info("this run's decision was recorded meanwhile: nothing more recorded")
                 return  # its copies, unpublished, are removed with their temporaries
             for name, entry in sorted(listing.items()):
@@ -330,7 +330,6 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
     and is no exported file (a copy edited in place, a file someone put there) is moved out to
     ``SET_ASIDE_FOLDER``, never deleted: the folder a region publishes holds only marked files."""
     folder = output_root / campaign_slug / APPROVED_FOLDER
-    remove_leftover_temporaries(folder)  # copies a review killed mid-way was writing
     decided = approvals(database, list(manifest.recorded_sizes(database, campaign_slug)))
     approved = [key for key, approval in decided.items() if (approval or "").startswith("approved")]
     wanted = {
@@ -339,7 +338,11 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
     }
     if folder.is_dir():
         for path in folder.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
+            if not path.is_file():
+                continue
+            if path.name.startswith("."):
+                remove_if_leftover(path)  # a copy a review killed mid-way was writing
+            else:
                 _put_right(database, folder, path, wanted.get(path.relative_to(folder).as_posix()))
     for name, entry in wanted.items():
         target = folder / name
