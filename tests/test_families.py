@@ -699,6 +699,11 @@ def test_the_charter_lora_trains_on_a_flow_family_resumes_exactly_and_renders(
     resumed = run_training(SAMPLE_CHARTER_DIR, base, config, resume=partial.name[1:-8], root=tmp_path / "resumed")
     first, second = load_file(str(straight.diffusers_file)), load_file(str(resumed.diffusers_file))
     assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+    for file, twin in (
+        (resumed.diffusers_file, straight.diffusers_file),
+        (resumed.community_file, straight.community_file),
+    ):
+        assert file.read_bytes() == twin.read_bytes()  # one LoRA hash: nothing rendered again for it
 
     ref = DiffusersFolderRef(path=str(tiny_models[family]), native_size=256)
     campaign = make_campaign(model=ref.model_dump(), steps=2, guidance=None, scheduler=None, photos=None)

@@ -284,6 +284,32 @@ def picture(lora_file: Path | None) -> np.ndarray:
     return pipeline(prompt, height=64, width=64, num_inference_steps=8, generator=generator, output_type="np").images[0]
 
 
+def test_the_same_weights_and_metadata_give_the_same_lora_file(tmp_path: Path) -> None:
+    """safetensors wrote its header's metadata in a new order at every call, and peft lists the
+    target modules in the process's hash order: two identical trainings gave two different files,
+    so two LoRA hashes, and every picture of a campaign was rendered again."""
+    from peft import LoraConfig
+    from visuels.training import export
+
+    tensors = {f"down_blocks.{index}.to_q.lora_A.weight": torch.full((2, 3), float(index)) for index in range(6)}
+    tensors |= {"mid.alpha": torch.tensor(4.0), "up.lora_B.weight": torch.ones(3, 2, dtype=torch.bfloat16)}
+    metadata = {f"key_{index}": f"value {index} é" for index in range(12)}
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    export._save_safetensors(first, tensors, metadata)
+    export._save_safetensors(second, dict(reversed(tensors.items())), dict(reversed(metadata.items())))
+    assert first.read_bytes() == second.read_bytes()
+    loaded = load_file(str(first))
+    assert loaded.keys() == tensors.keys() and all(torch.equal(loaded[key], tensors[key]) for key in tensors)
+    with safe_open(str(first), "pt") as weights:
+        assert weights.metadata() == metadata
+
+    targets = [f"blocks.{index}.attn.to_{part}" for index in range(8) for part in "qkv"]
+    module = torch.nn.Module()
+    module.peft_config = {"default": LoraConfig(r=4, target_modules=targets)}
+    assert isinstance(module.peft_config["default"].target_modules, set)  # peft keeps them as a set
+    assert export._adapter_config(module)["target_modules"] == sorted(targets)
+
+
 @pytest.mark.slow
 def test_diffusers_and_kohya_files_load_and_agree(trained: TrainingSummary) -> None:
     plain = picture(None)
@@ -360,6 +386,9 @@ def test_resume_gives_the_same_weights_and_grids_as_an_uninterrupted_run(
     first, second = load_file(str(straight.diffusers_file)), load_file(str(resumed.diffusers_file))
     assert first.keys() == second.keys()
     assert all(torch.equal(first[key], second[key]) for key in first)
+    # The same weights in the same file: one LoRA hash, so the campaign's pictures stay rendered.
+    assert resumed.diffusers_file.read_bytes() == straight.diffusers_file.read_bytes()
+    assert resumed.community_file.read_bytes() == straight.community_file.read_bytes()
     assert [grid.name for grid in resumed.validation_grids] == [f"step-{step:06d}.png" for step in (2, 4, 6, 8)]
     assert not [path for path in resumed.folder.rglob("*") if path.name.endswith(".tmp")]
     for grid, twin in zip(resumed.validation_grids, straight.validation_grids, strict=True):

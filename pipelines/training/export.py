@@ -13,12 +13,14 @@ from diffusers import DiffusionPipeline
 from peft.utils import get_peft_model_state_dict
 from PIL import Image, ImageDraw
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from visuels._internal.atomic import write_text_atomic, write_with
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 KOHYA_FILE = "lora_kohya.safetensors"
 COMFYUI_FILE = "lora_comfyui.safetensors"
+HEADER_LENGTH_BYTES = 8  # a safetensors file starts with its JSON header's length
+HEADER_ALIGNMENT = 8
 
 
 def library_versions() -> dict[str, str]:
@@ -26,14 +28,39 @@ def library_versions() -> dict[str, str]:
 
 
 def _save_safetensors(target: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write ``tensors`` with ``metadata``; the same weights and metadata always give the same bytes.
+
+    safetensors writes its header's metadata in an order that changes from call to call (a Rust
+    hash map): the same training would give a new file, so a new LoRA hash in every job key and a
+    whole campaign rendered again. The header is written again here, metadata sorted, tensors in
+    the order of their data (the library lays the data out by dtype and name)."""
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
-    write_with(target, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+    data = save(tensors, metadata=metadata)
+    length = int.from_bytes(data[:HEADER_LENGTH_BYTES], "little")
+    header = json.loads(data[HEADER_LENGTH_BYTES : HEADER_LENGTH_BYTES + length])
+    entries = sorted(
+        (item for item in header.items() if item[0] != "__metadata__"), key=lambda item: item[1]["data_offsets"]
+    )
+    ordered = {"__metadata__": dict(sorted(header.get("__metadata__", {}).items())), **dict(entries)}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % HEADER_ALIGNMENT)  # as the library pads it: the data stays aligned
+
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as file:
+            file.write(len(text).to_bytes(HEADER_LENGTH_BYTES, "little") + text)
+            file.write(memoryview(data)[HEADER_LENGTH_BYTES + length :])
+
+    write_with(target, write)
 
 
 def _adapter_config(module: torch.nn.Module) -> dict | None:
-    """The module's LoRA configuration (rank, alpha, targets) as peft writes it, or None without a LoRA."""
+    """The module's LoRA configuration (rank, alpha, targets) as peft writes it, or None without a LoRA.
+    Its sets (the target modules) are sorted: listed as they are, their order changes per process."""
     configs = getattr(module, "peft_config", None)
-    return next(iter(configs.values())).to_dict() if configs else None
+    if not configs:
+        return None
+    config = next(iter(configs.values())).to_dict()
+    return {key: sorted(value) if isinstance(value, set) else value for key, value in config.items()}
 
 
 def export_diffusers(pipeline: DiffusionPipeline, folder: Path, metadata: dict[str, str]) -> Path:
