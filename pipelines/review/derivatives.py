@@ -462,9 +462,9 @@ def mark_derivative(
     remove_leftovers_of(target)  # a designer's folder: no render sweeps what a killed finalize left there
     with staged(target) as file:
         marked = write_marked(Image.fromarray(unmarked), file, file_type, entry, dpi, context, parent=parent)
-        file.publish()
-    with database.transaction() as connection:
-        ledger_id = ledger.append(connection, marked.record)
+        with database.transaction() as connection:  # as an export: moved into place once the record is ours
+            file.publish()
+            ledger_id = ledger.append(connection, marked.record)
     return Derivative(
         file=str(target),
         sha256=marked.sha256,
