@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -330,6 +331,55 @@ def test_several_edits_at_once_and_a_crash_before_the_record_or_while_writing(
     assert sorted(path.name for path in (tmp_path / "marked").iterdir()) == ["edit-0.png", "edit-1.png"]
     assert len(ledger_rows(out)) == rows + 2
     assert "already marked" not in capsys.readouterr().out
+
+
+def test_one_edit_finalized_by_two_processes_at_once_is_one_file_and_one_record(
+    exported: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two finalizes of one edit at once (a form sent twice, two designers) both found it not done,
+    both wrote and recorded it: two ledger rows for one file, the first's bytes gone from disk."""
+    import threading
+
+    from visuels.marking.keys import signing_files
+    from visuels.review import derivatives
+
+    original, out, _ = exported
+    edited = Image.open(original).convert("RGB")
+    ImageDraw.Draw(edited).rectangle((300, 200, 500, 400), fill=(200, 30, 30))
+    edited.save(tmp_path / "poster.png")
+    both_marking = threading.Barrier(2, timeout=60)
+    marked = derivatives.write_marked
+
+    def in_step(*args: object, **kwargs: object) -> object:
+        both_marking.wait()  # each has looked for the edit already: neither found it
+        return marked(*args, **kwargs)
+
+    monkeypatch.setattr(derivatives, "write_marked", in_step)
+    results: list[object] = []
+
+    def finalize() -> None:
+        database = Database(f"sqlite:///{out / 'visuels.sqlite'}")
+        try:
+            target = tmp_path / "final" / "poster.png"
+            results.append(
+                derivatives.finalize_file(tmp_path / "poster.png", original, target, None, database, signing_files())
+            )
+        except Exception as exc:
+            results.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=finalize) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert all(isinstance(result, derivatives.Derivative) for result in results), results
+    assert sorted(result.already_done for result in results) == [False, True]
+    assert [path.name for path in (tmp_path / "final").iterdir()] == ["poster.png"]
+    [row] = [row for row in ledger_rows(out) if row["parent_id"] is not None]
+    assert row["sha256"] == hashlib.sha256((tmp_path / "final" / "poster.png").read_bytes()).hexdigest()
+    assert {result.ledger_id for result in results} == {row["id"]}
 
 
 def test_tiff_and_psd_exports_finalized_into_a_folder_come_out_as_png(

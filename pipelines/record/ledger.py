@@ -208,6 +208,14 @@ def decided_in_run(connection: Connection, job_keys: list[str], run_id: str) -> 
     return connection.execute(query.limit(1)).first() is not None
 
 
+def with_job_key_as_appender(connection: Connection, job_key: str) -> list[dict]:
+    """Every row recorded under ``job_key``, oldest first, read in the caller's write transaction as
+    the next appender (one edit marked by two processes at once: the second finds the first's row)."""
+    _one_appender(connection)
+    query = select(ledger_table).where(ledger_table.c.job_key == job_key).order_by(ledger_table.c.id)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
 def by_job_key(database: Database, job_key: str) -> dict | None:
     rows = with_job_key(database, job_key)
     return rows[-1] if rows else None

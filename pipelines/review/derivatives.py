@@ -438,19 +438,8 @@ def mark_derivative(
         ledger_id=original.row["id"],
     )
     already = _made_already(ledger.with_job_key(database, key), target, output_root)
-    if already is not None:
-        made, done = already
-        # The same edit, already marked and recorded here: nothing to do, nothing recorded twice.
-        return Derivative(
-            file=str(made),
-            sha256=done["sha256"],
-            watermark=done["watermark"],
-            job_key=key,
-            ledger_id=done["id"],
-            original=original_ref,
-            check=check,
-            already_done=True,
-        )
+    if already is not None:  # the same edit, already marked and recorded here: nothing recorded twice
+        return _made_before(*already, original_ref, check)
     target = _free_target(target, database)
     row = original.row
     entry = _ledger_entry(original, edit, edited.size, key, _recorded_name(target, output_root))
@@ -463,8 +452,14 @@ def mark_derivative(
     with staged(target) as file:
         marked = write_marked(Image.fromarray(unmarked), file, file_type, entry, dpi, context, parent=parent)
         with database.transaction() as connection:  # as an export: moved into place once the record is ours
-            file.publish()
-            ledger_id = ledger.append(connection, marked.record)
+            # Looked for again as the next appender: the same edit marked by another process since
+            # (a form sent twice, two designers at once) keeps its file, and this one is dropped.
+            already = _made_already(ledger.with_job_key_as_appender(connection, key), target, output_root)
+            if already is None:
+                file.publish()
+                ledger_id = ledger.append(connection, marked.record)
+    if already is not None:
+        return _made_before(*already, original_ref, check)
     return Derivative(
         file=str(target),
         sha256=marked.sha256,
@@ -473,6 +468,20 @@ def mark_derivative(
         ledger_id=ledger_id,
         original=original_ref,
         check=check,
+    )
+
+
+def _made_before(made: Path, row: dict, original: OriginalRef, check: EditCheck) -> Derivative:
+    """The derivative an earlier run (or another process) marked and recorded as ``row``, at ``made``."""
+    return Derivative(
+        file=str(made),
+        sha256=row["sha256"],
+        watermark=row["watermark"],
+        job_key=row["job_key"],
+        ledger_id=row["id"],
+        original=original,
+        check=check,
+        already_done=True,
     )
 
 
