@@ -180,3 +180,44 @@ def test_keys_init_killed_before_its_last_file_is_run_again_to_the_end(
         assert main(["keys", "init"]) == 130
     assert main(["keys", "init"]) == 0
     assert signing_files(own_keys).private_key.is_file()  # a key that signs with its chain today
+
+
+def test_two_processes_starting_at_once_on_a_fresh_machine_make_one_set_of_keys(tmp_path: Path) -> None:
+    """The demo beside `make serve`, or two render machines sharing a keys folder, on their first
+    start: each made a watermark key and a chain and wrote over the other's, so pictures the first
+    marked carried a key the ring no longer held (and a signer's key could end up another's
+    certificate's). The second now waits for the first and finds its keys."""
+    import subprocess
+    import sys
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from visuels.marking.keys import CHAIN, SIGNER_KEY
+
+    folder, go = tmp_path / "keys", tmp_path / "go"
+    script = (
+        "import sys, time; from pathlib import Path\n"
+        "from visuels.marking.keys import ensure_local_chain\n"
+        "from visuels.marking.watermark_keys import active_key\n"
+        "print('ready', flush=True)\n"
+        "while not Path(sys.argv[2]).exists(): time.sleep(0.001)\n"
+        "made = ensure_local_chain(Path(sys.argv[1]))\n"
+        "print(made, active_key(Path(sys.argv[1])).id, flush=True)\n"
+    )
+    starts = [
+        subprocess.Popen([sys.executable, "-c", script, str(folder), str(go)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for process in starts:
+        assert process.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    go.touch()
+    answers = [process.communicate(timeout=60)[0].split() for process in starts]
+    assert sorted(made for made, _ in answers) == ["False", "True"]  # one made them, the other found them
+    ring = json.loads((folder / "watermark-keys.json").read_text())["keys"]
+    assert [key["id"] for key in ring] == [answers[0][1]] == [answers[1][1]]  # each marks with the one kept
+    certificate = x509.load_pem_x509_certificates((folder / CHAIN).read_bytes())[0]
+    signer = serialization.load_pem_private_key((folder / SIGNER_KEY).read_bytes(), None)
+    assert certificate.public_key().public_numbers() == signer.public_key().public_numbers()
+    assert not list(folder.glob(".*lock*"))

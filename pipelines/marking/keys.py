@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from visuels._internal.atomic import staged, write_bytes_atomic
 from visuels.config import settings
 from visuels.errors import OperationalError, VisuelsError
-from visuels.marking.watermark_keys import WatermarkKey, active_key, ensure_key
+from visuels.marking.watermark_keys import WatermarkKey, active_key, first_key, keys_folder_alone, ring
 
 SIGNER_KEY = "signer.key"
 CHAIN = "chain.pem"
@@ -195,15 +195,34 @@ DEVELOPMENT_ORGANISATION = "visuels (local development)"  # the organisation of 
 def init_local_chain(folder: Path, organisation: str = DEVELOPMENT_ORGANISATION) -> SigningFiles:
     """Create root, intermediate and signer keys and certificates in ``folder`` (keys mode 0600),
     and a first watermark key unless the folder has one."""
+    with keys_folder_alone(folder):
+        return _make_chain(folder, organisation)
+
+
+def ensure_local_chain(folder: Path) -> bool:
+    """Make a local chain and a watermark key in ``folder`` unless they are there (for trials: the
+    demo, a first `make serve`); True if the chain was made. Production signs with its own
+    certificate (`visuels keys init` explains)."""
+    if (folder / SIGNER_KEY).exists() and ring(folder):
+        return False  # nothing to make: no lock (a deployment's keys folder may be read-only)
+    with keys_folder_alone(folder):  # another process may be making them now: found once it has
+        if (folder / SIGNER_KEY).exists():
+            first_key(folder)  # a folder from before watermark keys had ids
+            return False
+        _make_chain(folder, DEVELOPMENT_ORGANISATION)
+        return True
+
+
+def _make_chain(folder: Path, organisation: str) -> SigningFiles:
+    """``init_local_chain`` for a caller holding ``keys_folder_alone``."""
     if (folder / SIGNER_KEY).exists():
         raise SigningError(
             folder / SIGNER_KEY,
             None,
             "a signing key already exists here; not overwritten (for a new chain, move this folder aside first)",
         )
-    folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    ensure_key(folder)
+    first_key(folder)
     root_key, intermediate_key, signer_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
     root_name = _name("visuels local root CA", organisation)
     intermediate_name = _name("visuels local intermediate CA", organisation)
@@ -221,17 +240,6 @@ def init_local_chain(folder: Path, organisation: str = DEVELOPMENT_ORGANISATION)
     # before it is simply run again (a key without its chain could not sign, and is never replaced).
     _write_key(folder / SIGNER_KEY, signer_key)
     return signing_files(folder)
-
-
-def ensure_local_chain(folder: Path) -> bool:
-    """Make a local chain and a watermark key in ``folder`` unless they are there (for trials: the
-    demo, a first `make serve`); True if the chain was made. Production signs with its own
-    certificate (`visuels keys init` explains)."""
-    if (folder / SIGNER_KEY).exists():
-        ensure_key(folder)  # a folder from before watermark keys had ids
-        return False
-    init_local_chain(folder)
-    return True
 
 
 def detector_key(folder: Path | None = None) -> ec.EllipticCurvePrivateKey:

@@ -21,12 +21,16 @@ import datetime
 import hashlib
 import json
 import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from visuels._internal.atomic import write_bytes_atomic
 from visuels._internal.json_text import read_json
+from visuels._internal.lock_files import release, try_lock
 from visuels.config import settings
 from visuels.errors import VisuelsError
 from visuels.marking import watermark
@@ -37,6 +41,9 @@ KEY_BITS = 128
 DEMO_KEY = 0x56495355454C53  # "VISUELS": public on purpose, for the demo and the tests; proves nothing
 DEMO_KEY_ID = "demo"
 DEMO_SETTING = "demo"  # VISUELS_WATERMARK_KEY=demo: the demo key, chosen on purpose
+KEYS_LOCK = ".keys.lock"  # held while keys are made (the ring's, the signing chain's)
+KEYS_LOCK_WAIT_S = 60.0  # making keys takes milliseconds: a holder this long is stuck, or gone on another machine
+KEYS_LOCK_POLL_S = 0.05
 
 
 class WatermarkKeyError(VisuelsError):
@@ -112,9 +119,58 @@ def ring(folder: Path) -> list[WatermarkKey]:
     return keys
 
 
+@contextmanager
+def keys_folder_alone(folder: Path) -> Iterator[None]:
+    """Hold the keys folder's lock (``.keys.lock``) while the block runs, waiting for another
+    process that holds it. Two processes starting at once on a fresh machine (the demo beside
+    `make serve`, render machines sharing the folder) each made a key and a chain, writing over
+    the other's files: pictures marked with a key the ring no longer held, a signer's key that
+    was not its certificate's. The second now waits for the first, then finds its keys."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / KEYS_LOCK
+    deadline = time.monotonic() + KEYS_LOCK_WAIT_S
+    while (holder := try_lock(lock)) is not None:
+        if time.monotonic() > deadline:
+            raise WatermarkKeyError(
+                lock,
+                None,
+                "another process ({machine}, process {pid}) has been making keys here for {seconds:.0f} s:"
+                " if it is gone, delete this file",
+                machine=holder.machine or "?",
+                pid=holder.pid or "?",
+                seconds=KEYS_LOCK_WAIT_S,
+            )
+        time.sleep(KEYS_LOCK_POLL_S)
+    try:
+        yield
+    finally:
+        release(lock)
+
+
 def add_key(folder: Path) -> WatermarkKey:
     """A new random key, appended to the ring in ``folder`` (made, 0600, if missing): it marks
     from now on; the older ones still detect."""
+    with keys_folder_alone(folder):
+        return _append_key(folder)
+
+
+def ensure_key(folder: Path) -> bool:
+    """Make the ring's first key unless there is one; True if it was made."""
+    if ring(folder):
+        return False  # nothing to write: no lock (a deployment's keys folder may be read-only)
+    with keys_folder_alone(folder):
+        return first_key(folder)
+
+
+def first_key(folder: Path) -> bool:
+    """``ensure_key`` for a caller holding ``keys_folder_alone``."""
+    if ring(folder):
+        return False
+    _append_key(folder)
+    return True
+
+
+def _append_key(folder: Path) -> WatermarkKey:
     keys = ring(folder)
     value = 0
     while value == 0 or value == DEMO_KEY:
@@ -122,17 +178,8 @@ def add_key(folder: Path) -> WatermarkKey:
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     added = _key(value, created)
     entries = [{"id": key.id, "key": f"{key.value:032x}", "created": key.created} for key in [*keys, added]]
-    folder.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(folder / WATERMARK_KEYS, (json.dumps({"keys": entries}, indent=1) + "\n").encode(), mode=0o600)
     return added
-
-
-def ensure_key(folder: Path) -> bool:
-    """Make the ring's first key unless there is one; True if it was made."""
-    if ring(folder):
-        return False
-    add_key(folder)
-    return True
 
 
 def active_key(folder: Path) -> WatermarkKey:
