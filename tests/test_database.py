@@ -175,6 +175,34 @@ def test_an_append_while_a_checkpoint_is_read_never_makes_the_ledger_look_rewrit
     other.close()
 
 
+def test_runs_ending_together_never_leave_an_older_checkpoint_over_a_newer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two machines' runs end together: the one that read the ledger first wrote its checkpoint
+    last, and the newest checkpoint (in the database and beside the outputs) pinned fewer rows."""
+    import json
+
+    from visuels.marking import checkpoints
+    from visuels.marking.checkpoints import CHECKPOINT_FILE
+
+    database = Database(f"sqlite:///{tmp_path / 'record.sqlite'}")
+    with database.transaction() as connection:
+        for number in range(3):
+            ledger.append(connection, entry(number))
+    slow_head = checkpoints._head(database)  # the slow run read the ledger here...
+    with database.transaction() as connection:
+        ledger.append(connection, entry(3))
+    fast = write_checkpoint(database, tmp_path, signing_files())  # ...the other read and wrote after it
+    with monkeypatch.context() as patched:
+        patched.setattr(checkpoints, "_head", lambda _database: slow_head)
+        slow = write_checkpoint(database, tmp_path, signing_files())
+    assert (slow.count, fast.count) == (3, 4)
+    assert json.loads((tmp_path / CHECKPOINT_FILE).read_text())["count"] == 4
+    assert checkpoints._longest_recorded(database).count == 4  # what `ledger verify` holds the ledger to
+    assert checkpoint_problems(database, tmp_path, signing_files()) == []
+    database.close()
+
+
 def test_a_checkpoint_edited_beside_the_outputs_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     """`ledger verify` read the checkpoint file's certificate and key as if they could not be
     wrong: an edited certificate ended in a traceback, an RSA one in a failed assertion."""

@@ -3,7 +3,7 @@
 The hash chain shows an edited row, but a chain cut at its tail, or rewritten from the start
 after the append-only triggers were dropped, is consistent again. A checkpoint pins it: the
 ledger's row count and head hash at a time, signed with the signing key, kept in the database
-and, newest only, in ``ledger-checkpoint.json`` beside the outputs (a copy of the database
+and, the longest only, in ``ledger-checkpoint.json`` beside the outputs (a copy of the database
 rewritten whole still disagrees with the file). A later ledger must be at least as long and hold
 the same row at that count. Each render run ends with a checkpoint.
 """
@@ -75,13 +75,19 @@ def write_checkpoint(database: Database, output_root: Path, signing: SigningFile
     checkpoint = unsigned.model_copy(update={"signature": signature, "certificate": certificate})
     with database.transaction() as connection:
         connection.execute(insert(checkpoints_table).values(**checkpoint.model_dump()))
-    write_text_atomic(output_root / CHECKPOINT_FILE, checkpoint.model_dump_json(indent=2) + "\n")
+    # Runs ending together (machines sharing the database): the one that read the ledger first may
+    # write last. The file holds the longest checkpoint recorded, never an older one over a newer.
+    longest = _longest_recorded(database) or checkpoint
+    write_text_atomic(output_root / CHECKPOINT_FILE, longest.model_dump_json(indent=2) + "\n")
     return checkpoint
 
 
-def _newest_recorded(database: Database) -> Checkpoint | None:
+def _longest_recorded(database: Database) -> Checkpoint | None:
+    """The checkpoint that pins the most rows (the ledger only grows: the newest but for runs that
+    ended together)."""
+    order = (checkpoints_table.c.count.desc(), checkpoints_table.c.id.desc())
     with database.reading() as connection:
-        row = connection.execute(select(checkpoints_table).order_by(checkpoints_table.c.id.desc()).limit(1)).first()
+        row = connection.execute(select(checkpoints_table).order_by(*order).limit(1)).first()
     return Checkpoint(**{name: row._mapping[name] for name in Checkpoint.model_fields}) if row else None
 
 
@@ -107,7 +113,7 @@ def _signature_problem(checkpoint: Checkpoint, where: Text | str, signing: Signi
 def checkpoint_problems(database: Database, output_root: Path, signing: SigningFiles | None) -> list[Text]:
     """What the ledger's checkpoints say is wrong with it now: nothing when it only grew since."""
     found: list[tuple[Text | str, Checkpoint]] = []
-    recorded = _newest_recorded(database)
+    recorded = _longest_recorded(database)
     if recorded is not None:
         found.append((Text("the database"), recorded))
     beside, written_beside = output_root / CHECKPOINT_FILE, None
