@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from visuels.errors import CommunesError, InvalidValueError, Text, plain_message
@@ -187,6 +189,22 @@ def _rows(csv_path: Path) -> tuple[list[tuple[int, dict[str, str]]], dict[str, i
         raise CommunesError(csv_path, None, "cannot read CSV ({exc})", exc=str(exc)) from None
 
 
+def _how_many(error: Mapping[str, Any]) -> Text | None:
+    """A designer's words for a landscapes or landmarks cell with too few or too many values
+    (pydantic's say "List should have at least 1 item after validation")."""
+    column = error["loc"][0] if error["loc"] else None
+    count = (error.get("ctx") or {}).get("actual_length")
+    if error["type"] == "too_short" and column == "landscapes":
+        return Text("none given: at least one landscape (sea, mountain, village…), several separated by ';'")
+    if error["type"] == "too_short" and column == "landmarks":
+        return Text(
+            "none given: one or two landmarks the pictures can show (a lighthouse, a church…), separated by ';'"
+        )
+    if error["type"] == "too_long" and column == "landmarks":
+        return Text("{count} given, two at most: keep the two the pictures should show", count=count)
+    return None
+
+
 def _commune(csv_path: Path, line: int, row: dict[str, str], unnamed: dict[str, int]) -> Commune | None:
     """The commune of one row, its photos read; None for a row a spreadsheet cleared but kept (`;;;;`)."""
     if None in row:
@@ -208,7 +226,7 @@ def _commune(csv_path: Path, line: int, row: dict[str, str], unnamed: dict[str, 
             if first["loc"]
             else Text("line {line}", line=line)
         )
-        raise CommunesError(csv_path, where, plain_message(first)) from None
+        raise CommunesError(csv_path, where, _how_many(first) or plain_message(first)) from None
     if photo_folder:
         photos_field = Text("line {line}, {field}", line=line, field="photos")
         try:
