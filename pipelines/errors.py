@@ -89,6 +89,16 @@ def plain_message(error: Mapping[str, Any]) -> Text:
         return Text("a list is expected: write [{value}]", value=given)
     if error["type"] == "model_type":  # pydantic's words name our class
         return Text("Input should be a valid dictionary")
+    # A list or table with too few or too many entries: pydantic's words ("Dictionary should have at
+    # least 1 item after validation, not 0") name its own steps.
+    if error["type"] == "too_short":
+        return Text(
+            "at least {minimum} needed ({actual} here)", minimum=context["min_length"], actual=context["actual_length"]
+        )
+    if error["type"] == "too_long":
+        return Text(
+            "at most {maximum} allowed ({actual} here)", maximum=context["max_length"], actual=context["actual_length"]
+        )
     try:
         pattern = PydanticKnownError(error["type"], context or None).message_template
     except (KeyError, TypeError, ValueError):  # a custom kind: pydantic's own message
