@@ -49,13 +49,7 @@ def postgres_server() -> Iterator[str]:
     run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
     subprocess.run(_as_postgres([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]), **run)
     port = free_port()
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} -c fsync=off"
-    subprocess.run(
-        _as_postgres(
-            [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-        ),
-        **run,
-    )
+    start_server(folder, port)
     try:
         deadline = time.monotonic() + 60
         while subprocess.run([str(binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
@@ -75,6 +69,26 @@ def postgres_server() -> Iterator[str]:
         # Hundreds of databases' files: removed in the background, so that a slow disk at the end
         # of the session never counts against the last test's time limit.
         subprocess.Popen(["rm", "-rf", str(folder)], start_new_session=True)
+
+
+def start_server(folder: Path, port: int) -> None:
+    """Start the server whose cluster is in ``folder``/data (made by ``postgres_server``) on ``port``."""
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} -c fsync=off"
+    command = [str(BINARIES[0] / "pg_ctl"), "-D", str(folder / "data"), "-o", options, "-l", str(folder / "log")]
+    subprocess.run(_as_postgres([*command, "-w", "start"]), check=True, capture_output=True, timeout=120)
+
+
+def stop_server(url: str) -> tuple[Path, int]:
+    """Stop the server of ``url`` (started by ``postgres_server``), as a restart or a failover
+    would; its folder and port, to start it again with ``start_server``."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    for pid_file in Path(tempfile.gettempdir()).glob("visuels-postgres-*/data/postmaster.pid"):
+        if str(port) in pid_file.read_text().splitlines()[3:4]:
+            folder = pid_file.parent.parent
+            command = [str(BINARIES[0] / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "-w", "stop"]
+            subprocess.run(_as_postgres(command), check=True, capture_output=True, timeout=120)
+            return folder, port
+    raise LookupError(f"no server of this session listens on port {port}")
 
 
 def new_database(server_url: str, name: str) -> str:

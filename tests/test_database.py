@@ -147,6 +147,39 @@ def test_a_database_made_before_migrations_is_brought_under_them_with_its_rows(t
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 
+def test_a_database_server_restarted_mid_run_is_waited_for_not_taken_for_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The PostgreSQL server restarted (a maintenance, a managed database's failover) while a render
+    ran: the next picture's record failed with "connection refused" and the whole run stopped, to be
+    run again. A server reached once is now asked again for up to half a minute, then said."""
+    from visuels.record import database as database_module
+
+    from tests.postgres import missing_reason, postgres_server, start_server, stop_server
+
+    if missing_reason() is not None:
+        pytest.skip(missing_reason())
+    with postgres_server() as url:  # its own server: the session's serves other tests meanwhile
+        database = Database(url)
+        with database.transaction() as connection:
+            ledger.append(connection, entry(0))
+        folder, port = stop_server(url)
+        restarted = threading.Timer(2.0, start_server, args=(folder, port))
+        restarted.start()
+        try:
+            with database.transaction() as connection:  # asked while the server is down
+                ledger.append(connection, entry(1))
+        finally:
+            restarted.join()
+        assert ledger.verify_chain(database) == (2, None)
+        monkeypatch.setattr(database_module, "RECONNECT_PATIENCE_S", 1.0)
+        folder, port = stop_server(url)  # down for longer than that
+        with pytest.raises(DatabaseError, match=r"did not answer for 1 s .*run the command again"), database.reading():
+            pass
+        start_server(folder, port)
+        database.close()
+
+
 def test_an_append_while_a_checkpoint_is_read_never_makes_the_ledger_look_rewritten(
     tmp_path: Path, any_database_url: str
 ) -> None:

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError as ServerUnreachable
 from sqlalchemy.pool import NullPool
 from visuels._internal.atomic import OUTPUT_MODE, make_folders
 from visuels.config import settings
@@ -48,6 +49,10 @@ from visuels.record import migrations
 
 DATABASE_FILE = "visuels.sqlite"
 OPEN_PATIENCE_S = 60.0  # as long as a writer waits for SQLite's lock (the connections' timeout)
+# How long a database server reached once may not answer before the caller is told: a restart,
+# a managed database's failover. A nightly rides through them instead of stopping.
+RECONNECT_PATIENCE_S = 30.0
+RECONNECT_EVERY_S = 0.5
 # Rows fetched at a time from a long result, and keys asked for in one IN list (bounded for any
 # database): a region-wide campaign's 100,000 records are never all in memory unless kept.
 READ_AT_ONCE = 500
@@ -365,7 +370,7 @@ class Database:
         (default: as long as any writer, ``OPEN_PATIENCE_S``); claim renewals ask for less.
         """
         try:
-            with self.engine.connect() as connection:
+            with self._connect(patience_s) as connection:
                 if patience_s is not None:
                     connection = connection.execution_options(patience_ms=round(patience_s * 1000))
                 with connection.begin():
@@ -381,12 +386,34 @@ class Database:
     def reading(self) -> Iterator[Connection]:
         """A read-only transaction (it takes no write lock on SQLite)."""
         try:
-            with self.engine.connect() as connection:
+            with self._connect() as connection:
                 connection = connection.execution_options(read_only=True)
                 with connection.begin():
                     yield connection
         except SQLAlchemyError as exc:
             raise DatabaseError(display_url(self.url), None, _problem(exc)) from None
+
+    def _connect(self, patience_s: float | None = None) -> Connection:
+        """A connection; a server that does not answer (it was reached when this database was
+        opened) is asked again for up to ``RECONNECT_PATIENCE_S``, or ``patience_s`` if shorter."""
+        waited = min(patience_s or RECONNECT_PATIENCE_S, RECONNECT_PATIENCE_S)
+        deadline = time.monotonic() + waited
+        while True:
+            try:
+                return self.engine.connect()
+            except ServerUnreachable as exc:
+                if self.is_sqlite:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DatabaseError(
+                        display_url(self.url),
+                        None,
+                        "the server did not answer for {seconds:.0f} s ({reason}): once it is back, run the"
+                        " command again; what was recorded is kept",
+                        seconds=waited,
+                        reason=_first_line(exc),
+                    ) from None
+            time.sleep(RECONNECT_EVERY_S)
 
     def close(self) -> None:
         self.engine.dispose()
