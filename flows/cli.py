@@ -8,13 +8,16 @@ it stops.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from visuels.cli import main as cli_main
 from visuels.cli import offline_defaults
+from visuels.cli.console import console, say_refused
 from visuels.errors import OperationalError, Text, VisuelsError, first_line
 from visuels.planning.request import RenderRequest
 
@@ -39,7 +42,7 @@ def _prefect_server() -> Iterator[None]:
 
     with ExitStack() as stack:
         try:
-            stack.enter_context(temporary_server(free_port()))
+            stack.enter_context(temporary_server(free_port(), on_lost=_end_without_server))
         except RuntimeError as exc:
             raise OperationalError(
                 "Prefect",
@@ -49,6 +52,25 @@ def _prefect_server() -> Iterator[None]:
                 exc=str(exc),
             ) from None
         yield
+
+
+def _end_without_server() -> None:
+    """The temporary server stopped by itself mid-run (killed, out of memory). The run can no
+    longer report to it: every call would be retried for minutes, then Prefect's exit handlers
+    would wait for it. Said in one line, and the command ends as a kill ends it: what was recorded
+    is kept, and running it again does the rest (its CPU workers end with it)."""
+    code = say_refused(
+        OperationalError(
+            "Prefect",
+            None,
+            "the temporary server of this command stopped during the run (killed, or out of memory?):"
+            " run the command again; what was recorded is kept",
+        )
+    )
+    console.show_cursor(True)  # a progress bar hides it until it ends; this one will not
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _refuse_a_server_that_is_not_there(api_url: str) -> None:
@@ -96,8 +118,6 @@ def run_training_flow(charter: str, base: str, options: dict, resume: str, lora_
 
 
 def main() -> int:
-    import sys
-
     offline_defaults()  # before Prefect is imported, here for the studio
     reviews = None
     if sys.argv[1:2] == ["studio"]:  # only the studio talks to Prefect's API directly

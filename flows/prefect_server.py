@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from visuels._internal.liveness import is_gone
 from visuels.flows.processes import die_with_parent, free_port_or_refuse, stop, wait_until_healthy
 
 PARENT_CHECK_S = 1.0
+SERVER_CHECK_S = 1.0
 SHUTDOWN_PATIENCE_S = 10.0
 START_PATIENCE_S = 120.0  # a first start migrates Prefect's database: slow on a busy machine
 DRAIN_PATIENCE_S = 15.0
@@ -52,9 +53,10 @@ def command(port: int, host: str = "127.0.0.1", allowed: list[str] | None = None
 
 
 @contextmanager
-def temporary_server(port: int) -> Iterator[str]:
+def temporary_server(port: int, on_lost: Callable[[], None] | None = None) -> Iterator[str]:
     """A Prefect server for one command's runs, on ``port`` of 127.0.0.1; yields its API URL. It
-    stops when the block ends, and by itself if this process is killed."""
+    stops when the block ends, and by itself if this process is killed. ``on_lost`` is called, from
+    another thread, if the server stops by itself while the block runs (killed, out of memory)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     free_port_or_refuse(port)
@@ -69,15 +71,29 @@ def temporary_server(port: int) -> Iterator[str]:
         preexec_fn=die_with_parent,
     )
     api_url = f"http://127.0.0.1:{port}/api"
+    ended = threading.Event()
     try:
         wait_until_healthy(api_url, server, START_PATIENCE_S)
+        if on_lost is not None:
+            watch = threading.Thread(target=_watch, args=(server, ended, on_lost), daemon=True, name="server-watch")
+            watch.start()
         with temporary_settings({PREFECT_API_URL: api_url}):
             try:
                 yield api_url
             finally:
-                _send_what_is_queued()
+                ended.set()
+                if server.poll() is None:  # nothing to send to a server that is gone
+                    _send_what_is_queued()
     finally:
+        ended.set()
         stop([server])
+
+
+def _watch(server: subprocess.Popen, ended: threading.Event, on_lost: Callable[[], None]) -> None:
+    while not ended.wait(SERVER_CHECK_S):
+        if server.poll() is not None:
+            on_lost()
+            return
 
 
 def _send_what_is_queued() -> None:

@@ -57,8 +57,9 @@ def describe(pids: list[int]) -> list[str]:
     return described
 
 
-@pytest.mark.timeout(420)
-def test_a_killed_render_leaves_no_process_of_its_group(tmp_path: Path) -> None:
+def _start_a_render(tmp_path: Path) -> subprocess.Popen:
+    """`visuels render` of a campaign of 12 pictures at 12 steps, in a process group of its own
+    (everything it starts is in it), with a keys folder of its own; what it says in ``said.txt``."""
     (tmp_path / "campaign.yaml").write_text(
         f"""
 name: Tuée
@@ -78,14 +79,19 @@ photos: null
     environment.pop("PREFECT_API_URL", None)
     script = str(Path(sys.executable).parent / "visuels")
     subprocess.run([script, "keys", "init"], cwd=tmp_path, env=environment, check=True, capture_output=True)
-    render = subprocess.Popen(
+    return subprocess.Popen(
         [script, "render", "campaign.yaml", "--cpu-workers", "2", "--batch-size", "1"],
         cwd=tmp_path,
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: everything it starts is in it
+        stderr=(tmp_path / "said.txt").open("w"),  # a file: a pipe left unread would fill and stop it
+        start_new_session=True,
     )
+
+
+@pytest.mark.timeout(420)
+def test_a_killed_render_leaves_no_process_of_its_group(tmp_path: Path) -> None:
+    render = _start_a_render(tmp_path)
     deadline = time.monotonic() + 300
     out = tmp_path / "outputs"
     while not list(out.rglob("thumbnails/*.jpg")) and time.monotonic() < deadline:  # pictures being recorded
@@ -95,6 +101,35 @@ photos: null
     assert len(members) >= 4, describe(members)  # the CLI, its Prefect server, the CPU workers...
     os.kill(render.pid, signal.SIGKILL)
     render.wait()
+    left = wait_until_group_gone(render.pid, within_s=30)
+    assert left == [], describe(left)
+
+
+@pytest.mark.timeout(300)
+def test_a_render_whose_temporary_server_is_killed_says_so_in_one_line_and_ends(tmp_path: Path) -> None:
+    """The CLI's own Prefect server killed mid-run (the out-of-memory killer's pick): the render
+    stopped with Prefect's 60-line traceback, and its process then waited at exit for the server,
+    for ever (Prefect's exit handlers). Now: one line, exit 3, within seconds, nothing left."""
+    render = _start_a_render(tmp_path)
+    deadline = time.monotonic() + 240
+    servers: list[int] = []
+    while not servers and time.monotonic() < deadline:
+        assert render.poll() is None, (tmp_path / "said.txt").read_text()
+        servers = [pid for pid in group_members(render.pid) if "prefect_server" in " ".join(describe([pid]))]
+        time.sleep(0.2)
+    while not list((tmp_path / "outputs").rglob("thumbnails/*.jpg")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # rendering
+    os.kill(servers[0], signal.SIGKILL)
+    killed = time.monotonic()
+    render.wait(timeout=60)
+    stderr = (tmp_path / "said.txt").read_text()
+    assert render.returncode == 3 and time.monotonic() - killed < 30, stderr
+    said = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert said == [
+        "error: Prefect: the temporary server of this command stopped during the run (killed, or out of"
+        " memory?): run the command again; what was recorded is kept"
+    ], stderr
+    assert "Traceback" not in stderr
     left = wait_until_group_gone(render.pid, within_s=30)
     assert left == [], describe(left)
 

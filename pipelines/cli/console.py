@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from rich.console import Console
-from visuels._internal.i18n import locale_language, words
+from visuels._internal.i18n import locale_language, user_language, words
 from visuels.config import settings
 from visuels.errors import SettingsError, Text, VisuelsError
 from visuels.inputs.yamlfiles import first_problem
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 # soft_wrap: a message stays on one line whatever the terminal width.
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+
+
+def say_refused(refused: VisuelsError) -> int:
+    """Say why a command was refused or failed, in one line in the user's language; its exit code."""
+    t = words(user_language())
+    errors.print(t("error: {message}", message=refused.said(t)), highlight=False, markup=False)
+    return refused.exit_code
 
 
 def settings_refused() -> int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
-from visuels.cli.console import errors, names, port, positive, settings_refused
+from visuels.cli.console import errors, names, port, positive, say_refused, settings_refused
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
 from visuels.errors import VisuelsError
@@ -482,8 +482,7 @@ def main(
     except KeyboardInterrupt:
         errors.print(t("interrupted"))
         return 130
-    errors.print(t("error: {message}", message=refused.said(t)), highlight=False, markup=False)
-    return refused.exit_code
+    return say_refused(refused)
 
 
 def _path_refused(path: str | Path, number: int) -> VisuelsError:
