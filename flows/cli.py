@@ -3,7 +3,7 @@
 The library never imports Prefect, so the flows are handed to the CLI from here. A render or a
 training run started from the command line without a Prefect server (no ``PREFECT_API_URL``)
 runs against a temporary one of its own (``visuels.flows.prefect_server``), which stops with it, however
-it stops.
+it stops; and if that server stops first (killed), the command says so in one line and ends.
 """
 
 from __future__ import annotations
