@@ -70,8 +70,12 @@ def append(connection: Connection, entry: LedgerEntry) -> int:
 
 def _rows(database: Database, *conditions: object) -> list[dict]:
     with database.reading() as connection:
-        query = select(ledger_table).where(*conditions).order_by(ledger_table.c.id)
-        return [dict(row._mapping) for row in connection.execute(query)]
+        return _rows_in(connection, *conditions)
+
+
+def _rows_in(connection: Connection, *conditions: object) -> list[dict]:
+    query = select(ledger_table).where(*conditions).order_by(ledger_table.c.id)
+    return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def verify_chain(database: Database) -> tuple[int, int | None]:
@@ -212,8 +216,7 @@ def with_job_key_as_appender(connection: Connection, job_key: str) -> list[dict]
     """Every row recorded under ``job_key``, oldest first, read in the caller's write transaction as
     the next appender (one edit marked by two processes at once: the second finds the first's row)."""
     _one_appender(connection)
-    query = select(ledger_table).where(ledger_table.c.job_key == job_key).order_by(ledger_table.c.id)
-    return [dict(row._mapping) for row in connection.execute(query)]
+    return _rows_in(connection, ledger_table.c.job_key == job_key)
 
 
 def by_job_key(database: Database, job_key: str) -> dict | None:
