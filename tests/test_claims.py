@@ -263,3 +263,29 @@ def test_jobs_are_abandoned_when_unfinished_and_no_live_owner_holds_any(tmp_path
         connection.execute(update(claim_owners_table).values(expires=time.time() - 1))  # it stopped renewing
     assert claims.abandoned(database, tmp_path, jobs)
     database.close()
+
+
+@pytest.mark.parametrize("drift_s", [120.0, -120.0])
+def test_machines_whose_clocks_drift_compare_leases_by_the_servers_clock(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, drift_s: float
+) -> None:
+    """A render machine sharing PostgreSQL whose own clock runs two minutes ahead (a host without NTP)
+    saw a live owner's lease as lapsed and took its jobs; one running behind registered a lease that
+    was lapsed already for the others. Leases are read and written by the server's clock."""
+    from uuid import uuid4
+
+    from tests.postgres import new_database
+
+    url, jobs = new_database(postgres_url, f"test_{uuid4().hex[:12]}"), fake_jobs(4)
+    true_time = time.time
+    with JobClaims(url, tmp_path, renew_every_s=30.0) as on_time:
+        assert keys(on_time.take(jobs[:2])) == keys(jobs[:2])
+        with monkeypatch.context() as patched:
+            patched.setattr(time, "time", lambda: true_time() + drift_s)  # this process's clock
+            with JobClaims(url, tmp_path, renew_every_s=30.0) as drifted:
+                assert keys(drifted.take(jobs)) == keys(jobs[2:])  # the on-time owner's are live
+                assert drifted.claimable(jobs) == []
+                assert not claims.abandoned(drifted.database, tmp_path, jobs)
+                patched.undo()
+                assert keys(on_time.take(jobs)) == keys(jobs[:2])  # its own, and no more
+                assert on_time.claimable(jobs[2:]) == []  # the drifted owner's lease is live too

@@ -17,9 +17,10 @@ have passed since its last renewal, ``take`` and ``check`` raise, so it starts n
 its run fails loudly. What it has already generated is protected by the fence: export confirms,
 in the transaction that records a file and before the file is moved into place, that the job's
 claim is still this owner's, and only then deletes it (``settle``). A claim is released only by
-its owner, only when its file is recorded. Hosts' clocks are assumed to agree to within a few
-seconds (NTP). A render worker claims its whole chunk when it starts it, so the run that sent
-the chunk can tell a worker at work from a dead one.
+its owner, only when its file is recorded. Leases are written and compared by the database
+server's clock (``visuels.record.database.clock``): machines whose own clocks disagree (a host
+without NTP) still agree on which lease is live. A render worker claims its whole chunk when it
+starts it, so the run that sent the chunk can tell a worker at work from a dead one.
 
 Claiming is one ``INSERT … ON CONFLICT (job_key) DO UPDATE … WHERE <the claim is free> RETURNING
 job_key``: PostgreSQL locks each conflicting row for the statement, and SQLite's writers are
@@ -48,6 +49,7 @@ from visuels.record.database import (
     DatabaseError,
     claim_owners_table,
     claims_table,
+    clock,
     in_parts,
     outputs_table,
 )
@@ -88,7 +90,7 @@ def abandoned(database: Database, output_root: Path, jobs: list[RenderJob]) -> b
     with database.reading() as connection:
         if len(_done(connection, output_root, jobs)) == len(jobs):
             return False
-        now = time.time()
+        now = clock(connection)
         for part in in_parts([job.key for job in jobs]):
             live = (
                 select(claims_table.c.job_key)
@@ -197,9 +199,9 @@ class JobClaims:
     def claimable(self, jobs: list[RenderJob]) -> list[RenderJob]:
         """Read-only: the jobs of ``jobs`` held by no live owner (nobody's, or a lapsed or dead one's).
         A call waiting for others asks this first and claims only when it finds some."""
-        now = time.time()
         holders: dict[str, str] = {}
         with self.database.reading() as connection:
+            now = clock(connection)
             for part in in_parts([job.key for job in jobs]):
                 rows = connection.execute(
                     select(claims_table.c.job_key, claims_table.c.owner).where(claims_table.c.job_key.in_(part))
@@ -209,7 +211,7 @@ class JobClaims:
         return [job for job in jobs if holders.get(job.key) in free or job.key not in holders]
 
     def _claim(self, connection: Connection, keys: list[str]) -> set[str]:
-        now = time.time()
+        now = clock(connection)
         owners = set(
             connection.execute(
                 select(claims_table.c.owner).where(claims_table.c.job_key.in_(keys)).distinct()
@@ -226,8 +228,8 @@ class JobClaims:
         return set(connection.execute(statement).scalars())
 
     def _register(self) -> None:
-        now = time.time()
         with self.database.transaction() as connection:
+            now = clock(connection)
             connection.execute(
                 delete(claim_owners_table).where(claim_owners_table.c.expires < now - FORGET_OWNERS_AFTER_S)
             )
@@ -243,8 +245,8 @@ class JobClaims:
 
     def _renew(self) -> bool:
         """Extend the lease; False when it had lapsed already (then it stays lapsed)."""
-        now = time.time()
         with self.database.transaction(patience_s=self.renew_patience_s) as connection:
+            now = clock(connection)
             renewed = connection.execute(
                 update(claim_owners_table)
                 .where(claim_owners_table.c.owner == self.owner, claim_owners_table.c.expires >= now)

@@ -188,6 +188,15 @@ def in_parts(keys: Sequence[str]) -> Iterator[list[str]]:
         yield list(keys[start : start + READ_AT_ONCE])
 
 
+def clock(connection: Connection) -> float:
+    """Now, in seconds since 1970, by the clock of the database server: what machines sharing it
+    compare leases and ages by, whatever their own clocks say (a host without NTP drifts by minutes).
+    A SQLite file is shared by the processes of one machine: its clock."""
+    if connection.dialect.name == "sqlite":
+        return time.time()
+    return float(connection.exec_driver_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").scalar_one())
+
+
 class DatabaseError(OperationalError):
     """The database of record cannot be opened or used (unreachable, damaged, locked too long)."""
 

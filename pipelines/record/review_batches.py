@@ -16,11 +16,10 @@ may not be in the orchestrator yet: two machines ending two runs of one campaign
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection, delete, func, insert, select
-from visuels.record.database import Database, in_parts, outputs_table, review_pictures_table
+from visuels.record.database import Database, clock, in_parts, outputs_table, review_pictures_table
 from visuels.record.ledger import approvals
 
 RECENT_S = 600.0  # a review frozen this recently may not be in the orchestrator yet
@@ -33,8 +32,8 @@ def record_review(
     of ``open_reviews``, or one frozen in the last ``RECENT_S``), unless it has pictures already (a
     render run asked again, a review resumed): the review's pictures either way."""
     table = review_pictures_table
-    now = time.time()
     with database.transaction() as connection:
+        now = clock(connection)  # another machine's review is compared by the same clock
         if connection.dialect.name != "sqlite":  # SQLite's writers are one at a time already
             connection.exec_driver_sql("LOCK TABLE review_pictures IN SHARE ROW EXCLUSIVE MODE")
         frozen = list(connection.execute(select(table.c.job_key).where(table.c.review == review)).scalars())
