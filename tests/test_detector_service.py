@@ -145,11 +145,11 @@ def test_a_wrong_label_report_is_kept_and_closed_from_the_command_line(
     assert 'value="' + "ab" * 32 + '"' in form.text and "Signaler une étiquette erronée" in form.text
     missing = client.post("/report", data={"kind": "not_ai", "where_seen": "", "description": "x"})
     assert missing.status_code == 400 and 'aria-invalid="true"' in missing.text
-    sent = client.post(
-        "/report",
-        data={"kind": "not_ai", "where_seen": "https://example.org/article", "description": "Ma photo.", "sha256": ""},
-    )
+    said = {"kind": "not_ai", "where_seen": "https://example.org/article", "description": "Ma photo.", "sha256": ""}
+    sent = client.post("/report", data=said)
     assert sent.status_code == 200 and "n° 1" in sent.text  # the language picked is kept (cookie)
+    again = client.post("/report", data=said)  # sent twice (a double click, the page reloaded)
+    assert again.status_code == 200 and "n° 1" in again.text
     database = Database(database_url(tmp_path / "record"))
     try:
         (report,) = reports(database)

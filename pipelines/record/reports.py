@@ -26,12 +26,20 @@ class LabelReport(BaseModel):
 
 
 def add_report(database: Database, report: LabelReport) -> int:
-    """Keep ``report``, open; its number."""
+    """Keep ``report``, open; its number. The same report sent again while it is open (a form sent
+    twice, a page reloaded) is the one kept already: the region answers each report once."""
     received = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    table, fields = label_reports_table, report.model_dump()
     with database.transaction() as connection:
-        result = connection.execute(
-            insert(label_reports_table).values(**report.model_dump(), received=received, status="open")
+        if connection.dialect.name != "sqlite":  # SQLite's writers are one at a time already
+            connection.exec_driver_sql("LOCK TABLE label_reports IN SHARE ROW EXCLUSIVE MODE")
+        same = select(table.c.id).where(
+            table.c.status == "open", *(table.c[name].is_not_distinct_from(value) for name, value in fields.items())
         )
+        kept = connection.execute(same.limit(1)).scalar_one_or_none()
+        if kept is not None:
+            return int(kept)
+        result = connection.execute(insert(table).values(**fields, received=received, status="open"))
     return int(result.inserted_primary_key[0])
 
 
