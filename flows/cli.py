@@ -8,13 +8,13 @@ it stops; and if that server stops first (killed), the command says so in one li
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
+from visuels._internal.exit_now import exit_now
 from visuels.cli import main as cli_main
 from visuels.cli import offline_defaults
 from visuels.cli.console import console, say_refused
@@ -70,7 +70,7 @@ def _end_without_server() -> None:
     console.show_cursor(True)  # a progress bar hides it until it ends; this one will not
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    exit_now(code)
 
 
 def _refuse_a_server_that_is_not_there(api_url: str) -> None:
