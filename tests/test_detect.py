@@ -158,6 +158,15 @@ def test_pictures_from_elsewhere_are_not_claimed(charter, signing_keys: Path, tm
         assert detection.verdict == "unmarked" and not detection.relied_on, (index, detection)
 
 
+@pytest.mark.parametrize("size", [(20000, 1), (1, 20000), (5000, 3), (2, 2)])
+def test_a_strip_or_a_speck_is_read_like_any_picture(charter, signing_keys: Path, tmp_path: Path, size) -> None:  # type: ignore[no-untyped-def]
+    """A banner 20,000 pixels long and one high, scaled for the search, was 0 pixels high: OpenCV's
+    traceback instead of a verdict."""
+    path = tmp_path / "strip.png"
+    Image.new("RGB", size, (200, 30, 40)).save(path)
+    assert detect_file(path, charter, signing_keys / TRUST_ANCHORS).verdict == "unmarked"
+
+
 def test_exit_codes_a_signed_result_and_a_changed_one(
     rendered_sample: tuple[Path, str, list[str], list[str]],
     tmp_path: Path,

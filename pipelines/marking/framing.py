@@ -80,14 +80,22 @@ def picture_boxes(luminance: np.ndarray) -> list[Box]:
     an upload as large as a photograph, squares over it (``_photo_squares``: 50 to 80 of them).
     Then a collage's cells (``_grid_cells``: 8 to 24)."""
     height, width = luminance.shape
-    scale = min(1.0, SEARCH_SIDE / max(height, width))
-    small = luminance
-    if scale < 1.0:
-        small = cv2.resize(luminance, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    scale, small = min(1.0, SEARCH_SIDE / max(height, width)), at_most(luminance, SEARCH_SIDE)
     page = _plain_share(small, (0, 0, small.shape[1], small.shape[0])) >= MIN_PAGE_SHARE
     # A street's flat wall can pass for a page's background: the squares are laid over either.
     boxes = (_page_boxes(small, scale, width, height) if page else []) + _photo_squares(width, height)
     return boxes + [cell for cell in _grid_cells(small, width, height) if cell not in boxes]
+
+
+def at_most(luminance: np.ndarray, side: int) -> np.ndarray:
+    """The luminance scaled down to at most ``side`` pixels on its long side, for speed; a side
+    never less than one pixel (a strip 20,000 pixels long and one high stays a strip)."""
+    height, width = luminance.shape
+    scale = min(1.0, side / max(height, width))
+    if scale == 1.0:
+        return luminance
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(luminance, size, interpolation=cv2.INTER_AREA)
 
 
 def _grid_cells(small: np.ndarray, width: int, height: int) -> list[Box]:

@@ -58,7 +58,7 @@ import cv2
 import numpy as np
 from visuels._internal.payload_code import CODED_BITS, PAYLOAD_BITS, coded_bits, decode
 from visuels.errors import Text
-from visuels.marking.framing import KEYSTONES, Box, Keystone, picture_boxes
+from visuels.marking.framing import KEYSTONES, Box, Keystone, at_most, picture_boxes
 
 CANONICAL = 512
 TILE = 128
@@ -358,22 +358,12 @@ def _angles(autocorrelation: np.ndarray, height: int, width: int) -> list[float]
 def _turned_back(luminance: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """The luminance turned by ``angle`` degrees (at most ROTATION_SIDE on its long side), and where
     it holds the picture's own pixels (1) rather than the empty corners (0)."""
-    luminance = _at_most(luminance, ROTATION_SIDE)
+    luminance = at_most(luminance, ROTATION_SIDE)
     height, width = luminance.shape
     turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
     turned = cv2.warpAffine(luminance, turn, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
     valid = cv2.warpAffine(np.ones_like(luminance), turn, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
     return turned, valid
-
-
-def _at_most(luminance: np.ndarray, side: int) -> np.ndarray:
-    """The luminance scaled down to at most ``side`` pixels on its long side, for speed: the
-    residual's canonical grid is coarser still."""
-    height, width = luminance.shape
-    scale = min(1.0, side / max(height, width))
-    if scale == 1.0:
-        return luminance
-    return cv2.resize(luminance, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
 
 
 def _oriented(tile: np.ndarray, key: int) -> tuple[float, _Orientation]:
@@ -491,7 +481,7 @@ class Views:
     def straightened(self, box: Box | None, keystone: Keystone) -> _Residual:
         """The upload (``box`` None) or a box in it, straightened as if seen at an angle."""
         if (box, keystone) not in self._straightened:
-            part = _at_most(self._inside(box), ROTATION_SIDE)
+            part = at_most(self._inside(box), ROTATION_SIDE)
             self._straightened[(box, keystone)] = _Residual(_whitened_residual(keystone.straighten(part)))
         return self._straightened[(box, keystone)]
 
