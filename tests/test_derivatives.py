@@ -155,6 +155,13 @@ def test_finalize_refuses_what_it_cannot_link(
     error = capsys.readouterr().err
     assert "stranger.png: original: no ledger record" in error and "Traceback" not in error
     assert not (tmp_path / "stranger-final.png").exists()
+    rows = len(ledger_rows(out))
+    with Image.open(original) as picture:  # cut down to a strip: no room for the label it would carry
+        picture.crop((0, 0, picture.width, 12)).save(tmp_path / "strip.png")
+    assert _cli(out, charter, "finalize", str(tmp_path / "strip.png"), "--from", str(original)) == 2
+    error = capsys.readouterr().err
+    assert "strip.png: edited: 1080x12 pixels: too small to carry the AI label, " in error, error
+    assert not (tmp_path / "strip-final.png").exists() and len(ledger_rows(out)) == rows
 
 
 @pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop

@@ -508,6 +508,23 @@ def finalized_name(original: Path, dropped: Path, keep: Literal["original", "upl
     return target
 
 
+def _refuse_too_small_for_the_label(path: Path, size: tuple[int, int], charter: Charter, original: Original) -> None:
+    """An edit cut down to a strip or a thumbnail cannot carry the AI label it is marked with: drawn
+    again over its corner, the plate would be cut off, and the file would leave without a label."""
+    box = label_place(size, charter, _label_language(charter, original), _template(charter, original)).box
+    if box.left < 0 or box.top < 0 or box.right > size[0] or box.bottom > size[1]:
+        raise ImageInputError(
+            path,
+            "edited",
+            "{width}x{height} pixels: too small to carry the AI label, {label_width}x{label_height} pixels at its"
+            " smallest: finalize a larger picture",
+            width=size[0],
+            height=size[1],
+            label_width=box.width,
+            label_height=box.height,
+        )
+
+
 def finalize_file(
     edited_path: Path,
     original_path: Path | None,
@@ -526,6 +543,7 @@ def finalize_file(
         original = find_original(database, edited_path, output_root, "original")
     if _sha256(edited_path.read_bytes()) == original.row["sha256"]:
         raise ImageInputError(edited_path, "edited", "is the exported file itself, unchanged: nothing to finalize")
+    _refuse_too_small_for_the_label(edited_path, edited.size, charter or original_charter(database, original), original)
     edit = Edit(description=f"edited outside visuels ({edited_path.name})")
     return mark_derivative(
         edited, original, target or default_target(edited_path, original), edit, charter, database, signing, output_root
