@@ -152,6 +152,17 @@ def test_a_truncated_photo_is_refused_before_anything_renders_not_mid_render(tmp
     assert caught.value.field == "photos[0].file" and "truncated" in caught.value.message
 
 
+@pytest.mark.parametrize("size", [(1, 4000), (6000, 2)])
+def test_a_strip_of_a_photo_decodes_like_any_photo(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Read at a quarter of its size to check it decodes, a JPEG 2 pixels high asked Pillow for a
+    draft 0 pixels high: a ZeroDivisionError's traceback from `visuels check` and `render`."""
+    csv_path = _credited_folder(tmp_path, "a.jpg")
+    Image.new("RGB", size, (20, 90, 160)).save(tmp_path / "p" / "a.jpg")
+    (commune,) = load_communes(csv_path)
+    check_decodes(commune.photos)
+    assert fit_photo(tmp_path / "p" / "a.jpg", 64, 96).shape == (96, 64, 3)
+
+
 def test_a_photo_past_pillows_own_bomb_limit_is_refused_in_one_line(tmp_path: Path) -> None:
     csv_path = _credited_folder(tmp_path, "a.png")
     header = struct.pack(">IIBBBBB", 20000, 12000, 8, 0, 0, 0, 0)  # 240 megapixels, no pixel data

@@ -78,7 +78,8 @@ def _check_readable(credits_file: Path, field: str, path: Path, decode: bool = F
                         path=path,
                     )
                 if decode:
-                    image.draft("RGB", (image.width // CHECK_SCALE, image.height // CHECK_SCALE))  # JPEG only
+                    # JPEG only; a side never under 1 pixel (Pillow divides by it: a strip of a photo)
+                    image.draft("RGB", (max(1, image.width // CHECK_SCALE), max(1, image.height // CHECK_SCALE)))
                     image.load()
     except Image.DecompressionBombError:  # Pillow's own limit, past ours: the header is not even read
         raise CommunesError(
