@@ -117,6 +117,14 @@ def test_slots_placed_by_scales_and_nested_viewports_are_where_they_are_drawn(ch
         (lambda svg: svg.replace('transform="translate(40,40)"', 'transform="scale(-1,1)"'), "upright"),
         (lambda svg: svg.replace('transform="translate(40,40)"', 'transform="translate(40 40"'), "cannot read"),
         (lambda svg: svg.replace("<g ", '<svg viewBox="0 0 9 9"><g ').replace("</g>", "</g></svg>"), "nested <svg>"),
+        # Python reads "nan" and "1e400" as numbers; SVG does not: a NaN slot failed the render itself.
+        (lambda svg: svg.replace("translate(40,40)", "matrix(1 0 0 1 nan 40)"), "cannot read"),
+        (lambda svg: svg.replace("translate(40,40)", "translate(1e400)"), "cannot read"),
+        (lambda svg: svg.replace('viewBox="0 0 1080 1080"', 'viewBox="0 0 inf 1080"'), "four numbers"),
+        (
+            lambda svg: svg.replace('x="60" y="860" width="300" height="120"', 'x="60" y="860" width="30" height="12"'),
+            "the logo drawn in it is 30 px wide, the charter's smallest is 238 px",
+        ),
     ],
     ids=[
         "missing slot",
@@ -128,6 +136,10 @@ def test_slots_placed_by_scales_and_nested_viewports_are_where_they_are_drawn(ch
         "mirrored slot",
         "broken transform",
         "nested viewBox",
+        "NaN in a transform",
+        "infinity in a transform",
+        "infinity in the viewBox",
+        "logo slot under the charter's smallest logo",
     ],
 )
 def test_a_template_that_cannot_be_filled_is_refused_naming_the_file_and_the_slot(

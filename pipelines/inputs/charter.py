@@ -10,6 +10,7 @@ import hashlib
 import re
 import warnings
 from enum import StrEnum
+from math import ceil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,7 +31,7 @@ from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative
 from visuels.inputs.file_names import PathText, case_hint
 from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.formats import FORMAT_PRESETS
-from visuels.inputs.logos import SVG_SUFFIXES, read_logo
+from visuels.inputs.logos import SVG_SUFFIXES, logo_size, read_logo
 from visuels.inputs.svg import SvgRefusedError
 from visuels.inputs.templates import Template, load_template
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
@@ -384,7 +385,30 @@ def _charter_hash(charter_path: Path, asset_paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _load_templates(charter_path: Path, spec: CharterSpec, folder: Path, font: Path) -> dict[str, dict[str, Template]]:
+def _check_logo_room(charter_path: Path, field: str, template: Template, logo: tuple[int, int], share: float) -> None:
+    """The logo, as large as the template's ``logo`` slot takes it (``template_fill``), is at least the
+    charter's smallest width: else every picture of the layout fails the charter."""
+    slot = template.slots["logo"]
+    drawn = logo[0] * min(slot.width / logo[0], slot.height / logo[1])
+    needed = share * min(template.width, template.height)
+    if round(drawn) < needed:
+        raise CharterError(
+            charter_path,
+            field,
+            "{name}: slot 'logo' is {width:g}x{height:g} px: the logo drawn in it is {drawn} px wide, the charter's"
+            " smallest is {needed} px ({share:.0%} of the format's short side)",
+            name=template.path.name,
+            width=slot.width,
+            height=slot.height,
+            drawn=round(drawn),
+            needed=ceil(needed),
+            share=share,
+        )
+
+
+def _load_templates(
+    charter_path: Path, spec: CharterSpec, folder: Path, font: Path, logo: Path
+) -> dict[str, dict[str, Template]]:
     palette = [colour.rgb for colour in spec.palette]
     sets: dict[str, dict[str, Template]] = {}
     for name, files in spec.templates.items():
@@ -395,7 +419,7 @@ def _load_templates(charter_path: Path, spec: CharterSpec, folder: Path, font: P
             if not path.is_file():
                 raise CharterError(charter_path, field, "file not found: {path}{hint}", path=path, hint=case_hint(path))
             preset = FORMAT_PRESETS[format_name]
-            sets[name][format_name] = load_template(
+            template = load_template(
                 path,
                 format_name,
                 (preset.width, preset.height),
@@ -406,6 +430,8 @@ def _load_templates(charter_path: Path, spec: CharterSpec, folder: Path, font: P
                 spec.ai_label.min_text_px,
                 palette,
             )
+            _check_logo_room(charter_path, field, template, logo_size(logo), spec.logo.min_width_share)
+            sets[name][format_name] = template
     return sets
 
 
@@ -431,7 +457,7 @@ def load_charter(path: str | Path) -> Charter:
     references = _inside(charter_path, "references", folder, spec.references)
     if not references.is_dir():
         raise CharterError(charter_path, "references", "folder not found: {references}", references=references)
-    templates = _load_templates(charter_path, spec, folder, font)
+    templates = _load_templates(charter_path, spec, folder, font, logos["colour"])
     return Charter(
         spec=spec,
         templates=templates,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -110,13 +111,32 @@ class Template:
     findings: tuple[Text, ...] = ()  # decor colours outside the palette
 
 
+# A number as SVG writes one (``12``, ``-0.5``, ``.75``, ``1e-3``): never Python's ``nan`` or ``inf``.
+_SVG_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+
+
+def _finite(text: str) -> float | None:
+    """``text`` as an SVG number, if it is one and finite (``1e400`` is not)."""
+    if not re.fullmatch(_SVG_NUMBER, text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _numbers(text: str) -> list[float] | None:
+    """A list of SVG numbers (a viewBox, a transform's arguments); None if any is not one."""
+    values = [_finite(part) for part in re.split(r"[\s,]+", text.strip()) if part]
+    return None if None in values else values  # type: ignore[return-value]
+
+
 def _number(value: str | None, where: str) -> float:
     if value is None:
         return 0.0
-    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*(px)?\s*", value)
-    if not match:
+    match = re.fullmatch(r"\s*([^\s]*?)\s*(px)?\s*", value)
+    number = _finite(match.group(1)) if match else None
+    if number is None:
         raise SvgRefusedError("{where}: {value!r} is not a length in pixels", where=where, value=value)
-    return float(match.group(1))
+    return number
 
 
 # One transform of an SVG transform list: its name and its numbers.
@@ -139,13 +159,10 @@ def _placement(element: Element, where: str) -> Placement:
     position = 0
     while position < len(transform):
         match = _TRANSFORM.match(transform, position)
-        if match is None:
+        values = _numbers(match.group(2)) if match else None
+        if match is None or values is None:  # not SVG's syntax, or numbers that are not (nan, 1e400)
             raise SvgRefusedError("{where}: cannot read its transform {transform!r}", where=where, transform=transform)
         position = match.end()
-        try:
-            values = [float(v) for v in re.split(r"[\s,]+", match.group(2).strip()) if v]
-        except ValueError:
-            values = []
         kind = match.group(1)
         step = None
         if kind == "translate" and len(values) in (1, 2):
@@ -180,10 +197,12 @@ def slot_name(element: Element) -> tuple[str, str | None, str | None] | None:
 def _artboard(root: Element, where: str) -> tuple[float, float]:
     view_box = root.get("viewBox")
     if view_box:
-        values = [float(v) for v in re.split(r"[\s,]+", view_box.strip())]
-        if len(values) != 4 or values[0] or values[1]:
+        values = _numbers(view_box)
+        if values is None or len(values) != 4 or values[0] or values[1]:
             raise SvgRefusedError(
-                "{where}: the viewBox must start at 0 0, it is {view_box!r}", where=where, view_box=view_box
+                "{where}: the viewBox must be four numbers starting at 0 0, it is {view_box!r}",
+                where=where,
+                view_box=view_box,
             )
         return values[2], values[3]
     return _number(root.get("width"), where), _number(root.get("height"), where)
