@@ -1,6 +1,7 @@
 """The base of the models read from a user's files and forms (charter, campaign, photos' credits,
 model references, a run's selection): an unknown key is refused, so a misspelt one is an error and
-not silently ignored, and what was read cannot change afterwards."""
+not silently ignored, what was read cannot change afterwards, and a number is a finite one (YAML
+reads ``.inf`` and ``.nan`` as numbers, pydantic the strings ``"inf"`` and ``"nan"``)."""
 
 from __future__ import annotations
 
@@ -8,4 +9,4 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -58,9 +58,10 @@ UNFITTING_CHECKPOINT = (RuntimeError, ValueError, KeyError, TypeError)
 
 
 class TrainingConfig(BaseModel):
-    """Training options (all shape the result, so all go into the LoRA's metadata)."""
+    """Training options (all shape the result, so all go into the LoRA's metadata); numbers finite
+    (an alpha of ``inf`` trained a LoRA of NaNs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rank: int = Field(default=8, ge=1, le=256)
     alpha: float | None = Field(
