@@ -212,6 +212,11 @@ def test_retouch_refusals_are_one_line(studio: tuple) -> None:
     assert empty.status_code == 422 and "prompt" in empty.json()["error"]
     no_mask = client.post("/api/retouch", json={"file": files[0], "prompt": "x", "mode": "inpaint"})
     assert no_mask.status_code == 400 and "needs a mask" in no_mask.json()["error"]
+    # Not what its pages send: a picture posted as a form (FastAPI's own answer was a 500 on its bytes).
+    form = client.post("/api/finalize", files={"file": ("edit.png", b"\x89PNG\r\n\x1a\n\xff\xfe", "image/png")})
+    assert form.status_code == 422 and form.json()["error"].startswith("/api/finalize: body: Input should be")
+    missing = client.post("/api/keep", json={}, headers={"Accept-Language": "fr"})
+    assert missing.status_code == 422 and ": requis, et absent" in missing.json()["error"]
 
 
 def test_a_layered_file_is_offered_and_refused_for_the_built_in_layout_in_one_line(studio: tuple) -> None:

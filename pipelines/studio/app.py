@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import func, select
 from visuels._internal.i18n import words
 from visuels._internal.web_guard import LocalOnly
-from visuels.errors import InvalidValueError, VisuelsError
+from visuels.errors import InvalidValueError, VisuelsError, plain_message
 from visuels.inputs.charter import Charter
 from visuels.inputs.file_names import usable_path
 from visuels.marking.keys import SigningFiles
@@ -192,6 +193,15 @@ def create_app(studio: Studio, hosts: Sequence[str] = (), token: str | None = No
     @app.exception_handler(VisuelsError)
     async def _bad_input(request: Request, exc: VisuelsError) -> JSONResponse:
         return JSONResponse({"error": exc.said(words(page_language(request)))}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _not_as_sent(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A request the studio's pages never send (a script, a page of an older studio): one line,
+        never its body echoed (FastAPI's own answer failed with a 500 on a body that is not text)."""
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        refused = VisuelsError(request.url.path, where, plain_message(first))
+        return JSONResponse({"error": refused.said(words(page_language(request)))}, status_code=422)
 
     @app.get("/files/{relative:path}")
     def files(relative: str) -> FileResponse:
