@@ -22,6 +22,7 @@ from visuels.flows.forms import form_parameter
 from visuels.flows.names import RENDER_DEPLOYMENT
 from visuels.flows.sub_runs import wait_for_runs
 from visuels.inputs.campaign import load_campaign
+from visuels.planning.request import campaign_files
 
 
 @flow(name="render-nightly")
@@ -48,7 +49,7 @@ def render_nightly(
             " campaigns/ the nightly renders"
         )
     started, states, failures = {}, {}, {}
-    for path in sorted(folder.glob("*.yaml")):
+    for path in campaign_files(folder):
         try:
             if not load_campaign(path).spec.active:
                 continue

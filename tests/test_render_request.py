@@ -146,6 +146,21 @@ def test_the_run_form_leaves_out_a_campaign_file_it_cannot_read(
     assert capsys.readouterr().err.strip() == f"error: {nested}: invalid YAML: nested too deeply to be read"
 
 
+def test_campaigns_saved_as_yml_are_found_and_hidden_files_are_not(tmp_path: Path) -> None:
+    """A campaign saved as `.yml` passed `visuels check` and was never rendered by the nightly nor
+    offered by the run form; a Mac's `._ete.yaml` beside it (AppleDouble, on a shared drive) was
+    read as a broken campaign, and failed every nightly."""
+    from visuels.planning.request import campaign_files, campaigns_waiting_for_review, known_campaigns
+
+    (tmp_path / "ete.yaml").write_text("review: true\n", encoding="utf-8")
+    (tmp_path / "printemps.yml").write_text("review: true\n", encoding="utf-8")
+    (tmp_path / "._ete.yaml").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    (tmp_path / "notes.txt").write_text("not a campaign\n", encoding="utf-8")
+    assert campaign_files(tmp_path) == [tmp_path / "ete.yaml", tmp_path / "printemps.yml"]
+    assert known_campaigns(tmp_path) == ["campaigns/ete.yaml", "campaigns/printemps.yml"]
+    assert campaigns_waiting_for_review(tmp_path) == ["campaigns/ete.yaml", "campaigns/printemps.yml"]
+
+
 def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     jobs = plan_render(make_campaign(), tmp_path).jobs  # 2 communes x 2 formats
     assert shard_by_commune(jobs, 2) == [["34301"], ["31118"]]  # Sète, Castelnau-d'Estrétefonds

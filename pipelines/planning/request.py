@@ -39,10 +39,24 @@ def _lower_case(value: object) -> object:
 AudienceChoice = Annotated[str, BeforeValidator(_lower_case)]
 
 
+CAMPAIGN_SUFFIXES = (".yaml", ".yml")
+
+
+def campaign_files(folder: Path | None = None) -> list[Path]:
+    """The campaign files of a campaigns/ folder (by default the project's), by name: ``.yaml`` and
+    ``.yml`` alike (a campaign saved as ``.yml`` was checked, then never rendered by the nightly);
+    never a hidden file (``._ete.yaml``, what a Mac leaves on a shared drive, failed every night)."""
+    return sorted(
+        path
+        for path in (folder or campaigns_dir()).glob("*")
+        if path.suffix.lower() in CAMPAIGN_SUFFIXES and not path.name.startswith(".")
+    )
+
+
 def known_campaigns(folder: Path | None = None) -> list[str]:
     """The campaigns of a campaigns/ folder (by default the project's), as the run form offers
     them."""
-    return [f"campaigns/{path.name}" for path in sorted((folder or campaigns_dir()).glob("*.yaml"))]
+    return [f"campaigns/{path.name}" for path in campaign_files(folder)]
 
 
 def known_audiences(folder: Path | None = None) -> list[str]:
@@ -59,7 +73,7 @@ def known_formats(folder: Path | None = None) -> list[str]:
 def campaigns_waiting_for_review(folder: Path | None = None) -> list[str]:
     """The campaigns of the folder whose runs wait for review (``review: true``), as the run form says."""
     waiting = []
-    for path in sorted((folder or campaigns_dir()).glob("*.yaml")):
+    for path in campaign_files(folder):
         try:
             if read_yaml_mapping(path, CampaignError).get("review") is True:
                 waiting.append(f"campaigns/{path.name}")
@@ -71,7 +85,7 @@ def campaigns_waiting_for_review(folder: Path | None = None) -> list[str]:
 def _every(key: str, folder: Path | None) -> list[str]:
     """The names under ``key`` (a mapping's keys, or a list) in every campaign of the folder."""
     names: set[str] = set()
-    for path in sorted((folder or campaigns_dir()).glob("*.yaml")):
+    for path in campaign_files(folder):
         try:
             given = read_yaml_mapping(path, CampaignError).get(key)
         except CampaignError:
