@@ -14,6 +14,7 @@ from visuels._internal.atomic import check_output_folder, remove_leftover_tempor
 from visuels._internal.i18n import Words, joined, user_language, words
 from visuels.cli.console import console, database_url_option, errors, open_record, record_folder, record_near
 from visuels.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK, VisuelsError
+from visuels.inputs.file_names import is_hidden
 from visuels.inputs.yamlfiles import first_problem
 
 if TYPE_CHECKING:
@@ -44,6 +45,12 @@ PICTURE_SUFFIXES = {
 KEPT_FOR_ITSELF = {"thumbnails", "edges"}
 
 
+def _left_out(parts: Sequence[str]) -> bool:
+    """A folder whose pictures a folder named stands for none of: what an output folder keeps for
+    itself, and hidden folders (``.Trash``, a copy's ``.git``)."""
+    return bool(KEPT_FOR_ITSELF.intersection(parts)) or any(is_hidden(part) for part in parts)
+
+
 def pictures_named(paths: Sequence[Path]) -> list[Path]:
     """The files named, each folder standing for the pictures in it and below (in order), less
     those an output folder keeps for itself; a folder without any is bad input. Links are not
@@ -57,9 +64,11 @@ def pictures_named(paths: Sequence[Path]) -> list[Path]:
         inside = sorted(
             Path(folder, name)
             for folder, _, names in os.walk(path)  # links to folders are not walked into
-            if not KEPT_FOR_ITSELF.intersection(Path(folder).relative_to(path).parts)
+            if not _left_out(Path(folder).relative_to(path).parts)
             for name in names
-            if Path(name).suffix.lower() in PICTURE_SUFFIXES and not Path(folder, name).is_symlink()
+            if Path(name).suffix.lower() in PICTURE_SUFFIXES
+            and not is_hidden(name)  # a Mac's ._poster.png beside each picture on a shared drive
+            and not Path(folder, name).is_symlink()
         )
         if not inside:
             raise VisuelsError(path, None, "holds no picture (PNG, JPEG, WebP, AVIF, GIF, TIFF or BMP)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,18 @@ def usable_path(text: str) -> str:
 
 # A path as a charter or campaign writes it (relative to its file, or absolute).
 PathText = Annotated[str, AfterValidator(usable_path)]
+
+
+def is_hidden(name: str) -> bool:
+    """A name file managers hide: ``.DS_Store``, ``.git``, and ``._poster.png``, the AppleDouble a Mac
+    writes beside each file it copies to a shared drive. Never a picture, a campaign or weights."""
+    return name.startswith(".")
+
+
+def files_in(folder: Path, suffixes: Collection[str]) -> list[Path]:
+    """The entries of ``folder`` whose suffix (in any case) is one of ``suffixes``, by name; never a
+    hidden one (``is_hidden``)."""
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in suffixes and not is_hidden(path.name))
 
 
 def case_hint(path: Path) -> Text | str:

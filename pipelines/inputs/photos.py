@@ -23,7 +23,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from pydantic import Field
 from visuels._internal.strict import StrictModel
 from visuels.errors import CommunesError, Text
-from visuels.inputs.file_names import PathText, case_hint
+from visuels.inputs.file_names import PathText, case_hint, files_in
 from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture, unreadable_kind
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
@@ -132,9 +132,7 @@ def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[
         path = folder / credit.file
         _check_readable(credits_file, field, path)
         photos.append(CommunePhoto(path=path.resolve(), credit=credit, field=field))
-    uncredited = sorted(
-        path.name for path in folder.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES and path.name not in seen
-    )
+    uncredited = sorted(path.name for path in files_in(folder, PICTURE_SUFFIXES) if path.name not in seen)
     if uncredited:  # a photo without author and licence must never reach a published picture
         raise CommunesError(
             credits_file, "photos", "{uncredited} is in the folder but not credited here", uncredited=uncredited[0]

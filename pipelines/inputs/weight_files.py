@@ -15,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from visuels._internal.json_text import read_json
 from visuels.config import settings
 from visuels.errors import Text, first_line
+from visuels.inputs.file_names import is_hidden
 from visuels.inputs.model_refs import WEIGHT_SUFFIXES
 
 PICKLE_VARIABLE = "VISUELS_ALLOW_PICKLE"
@@ -94,6 +95,8 @@ def component_weights(folder: Path) -> ComponentWeights:
     """What ``folder`` (a component: ``unet/``, ``transformer/``…) holds as weights."""
     held = ComponentWeights()
     for path in folder.iterdir():
+        if is_hidden(path.name):  # a Mac's ._model.safetensors beside the weights: no weights
+            continue
         match = _WEIGHTS_NAME.match(path.name)
         if match and match["variant"]:
             held.variants.add(match["variant"])
@@ -138,10 +141,10 @@ def weights_problem(components: Iterable[Path]) -> Text | None:
             return pickle_refused(folder)
         return Text("{path} holds no safetensors weights to load", path=str(folder))
     for folder in folders:
-        for path in sorted(folder.glob("*.safetensors")):
+        for path in sorted(folder.glob("[!.]*.safetensors")):
             if problem := safetensors_problem(path):
                 return problem
-        for index in sorted(folder.glob("*.safetensors.index*.json")):
+        for index in sorted(folder.glob("[!.]*.safetensors.index*.json")):
             if missing := _missing_shard(index):
                 return Text("{path} is missing: its index {index} names it", path=str(missing), index=str(index))
     return None

@@ -21,6 +21,7 @@ from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, SeedPolicy, filled_text
 from visuels.inputs.charter import Fairness
 from visuels.inputs.communes import Commune
+from visuels.inputs.file_names import is_hidden
 from visuels.inputs.formats import FORMAT_PRESETS, HIRES_STRENGTH, FormatPreset
 from visuels.models.devices import DtypeName
 from visuels.models.families import family_named
@@ -194,8 +195,11 @@ def file_hash(path: Path) -> str:
 
 
 def folder_hash(path: Path, pattern: str = "*.safetensors") -> str:
-    """Hash of a folder's weight files together, each under its path in the folder."""
-    files = sorted(path.rglob(pattern))
+    """Hash of a folder's weight files together, each under its path in the folder; never a hidden
+    file's (a Mac's ``._NAME`` beside each, whose bytes change with no weight)."""
+    files = sorted(
+        file for file in path.rglob(pattern) if not any(is_hidden(part) for part in file.relative_to(path).parts)
+    )
     return sha256_json([[file.relative_to(path).as_posix(), file_hash(file)] for file in files])
 
 

@@ -294,7 +294,7 @@ def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     """The shapes of a component's weights by name, from its files' headers (shards and variants
     alike); a text encoder's without the ``text_model.`` that older files put before them."""
     shapes = {}
-    for file in sorted(folder.glob("*.safetensors")):
+    for file in sorted(folder.glob("[!.]*.safetensors")):  # not a Mac's ._NAME beside them
         with safe_open(str(file), "pt") as weights:
             shapes |= {name: tuple(weights.get_slice(name).get_shape()) for name in list(weights.keys())}
     return {name.removeprefix("text_model."): shape for name, shape in shapes.items()}

@@ -17,6 +17,7 @@ from visuels._internal.schema import blank_when_unset
 from visuels._internal.strict import StrictModel
 from visuels.config import campaigns_dir
 from visuels.errors import CampaignError
+from visuels.inputs.file_names import files_in
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.slugs import name_key
 from visuels.inputs.yamlfiles import read_yaml_mapping
@@ -46,11 +47,7 @@ def campaign_files(folder: Path | None = None) -> list[Path]:
     """The campaign files of a campaigns/ folder (by default the project's), by name: ``.yaml`` and
     ``.yml`` alike (a campaign saved as ``.yml`` was checked, then never rendered by the nightly);
     never a hidden file (``._ete.yaml``, what a Mac leaves on a shared drive, failed every night)."""
-    return sorted(
-        path
-        for path in (folder or campaigns_dir()).glob("*")
-        if path.suffix.lower() in CAMPAIGN_SUFFIXES and not path.name.startswith(".")
-    )
+    return files_in(folder or campaigns_dir(), CAMPAIGN_SUFFIXES)
 
 
 def known_campaigns(folder: Path | None = None) -> list[str]:

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from visuels._internal.atomic import staged, write_text_atomic
 from visuels._internal.json_text import read_json
 from visuels.inputs.charter import Charter
+from visuels.inputs.file_names import files_in
 from visuels.postprocess.palette import palette_shares, rgb_to_lab, score_copy
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,9 @@ def reference_signature(charter: Charter) -> StyleSignature | None:
     """The median signature of the charter's reference images (what the brand looks like)."""
     palette = tuple(colour.rgb for colour in charter.spec.palette)
     signatures = []
-    for path in sorted(charter.references.iterdir()):
-        if path.suffix.lower() in REFERENCE_SUFFIXES:
-            with Image.open(path) as image:
-                signatures.append(style_signature(image, palette))
+    for path in files_in(charter.references, REFERENCE_SUFFIXES):
+        with Image.open(path) as image:
+            signatures.append(style_signature(image, palette))
     return median_signature(signatures) if signatures else None
 
 

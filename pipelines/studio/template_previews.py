@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 from visuels.inputs.charter import Charter
+from visuels.inputs.file_names import files_in
 from visuels.inputs.images import PICTURE_SUFFIXES, read_picture
 from visuels.inputs.templates import Template
 from visuels.postprocess.chain import postprocess
@@ -30,7 +31,7 @@ SAMPLE_TEXTS = {
 def template_sample(charter: Charter, template: Template) -> bytes:
     """A template filled with sample texts over the charter's first reference picture, as a PNG
     (a preview: never marked, never written)."""
-    references = sorted(path for path in charter.references.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES)
+    references = files_in(charter.references, PICTURE_SUFFIXES)
     picture = read_picture(references[0]) if references else Image.new("RGB", (512, 512), (128, 128, 128))
     result = postprocess(picture, charter, template.width, template.height, "fr", *SAMPLE_TEXTS.values(), template)
     preview = result.image

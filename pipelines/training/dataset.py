@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from visuels.errors import VisuelsError
+from visuels.inputs.file_names import files_in
 from visuels.inputs.images import PICTURE_SUFFIXES, ImageInputError, read_picture
 from visuels.inputs.text_files import decoded_text, not_utf8
 
@@ -62,7 +63,7 @@ def training_set_problems(folder: Path, size: int) -> list[DatasetError]:
 def _picture_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DatasetError(folder, None, "folder not found")
-    files = sorted(path for path in folder.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES)
+    files = files_in(folder, PICTURE_SUFFIXES)
     if len(files) < MIN_IMAGES:
         count = len(files)
         if count == 1:
