@@ -57,7 +57,13 @@ def files_in(folder: Path, suffixes: Collection[str]) -> list[Path]:
 def case_hint(path: Path) -> Text | str:
     """For a file not found: `` (there is …/Logo.png: the names differ in case)`` when ``path``
     names an existing file in another case (a charter made on macOS or Windows, whose disks ignore
-    case, read on Linux, whose disks do not); else nothing."""
+    case, read on Linux, whose disks do not); `` (there is logos/x.png: write / between folders…)``
+    when it is written with Windows' ``\\`` (``logos\\x.png``: one file's name on Linux); else nothing."""
+    as_written_on_windows = Path(str(path).replace("\\", "/"))
+    if as_written_on_windows != path:
+        found = as_written_on_windows if as_written_on_windows.exists() else _in_any_case(as_written_on_windows)
+        if found:
+            return Text(" (there is {found}: write / between folders, which Windows reads too)", found=found)
     found = _in_any_case(path)
     return Text(" (there is {found}: the names differ in case)", found=found) if found else ""
 
