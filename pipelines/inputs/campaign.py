@@ -25,7 +25,7 @@ from visuels.inputs.communes import (
     referential_communes,
     with_leading_zero,
 )
-from visuels.inputs.file_names import PathText, case_hint
+from visuels.inputs.file_names import PathText, as_on_disk, case_hint
 from visuels.inputs.fonts import missing_glyphs, typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
@@ -627,7 +627,7 @@ def communes_to_choose_from(selection: CommuneSelection, base: Path, campaign_pa
     table = []
     if source is not None:
         try:
-            table = load_communes(base / source)
+            table = load_communes(as_on_disk(base / source))
         except VisuelsError as exc:
             if exc.field is None and exc.message == "file not found":
                 field = "communes.file" if selection.file else "communes.details"
@@ -645,7 +645,7 @@ def communes_to_choose_from(selection: CommuneSelection, base: Path, campaign_pa
 
 
 def _charter(spec: CampaignSpec, campaign_path: Path) -> Charter:
-    charter_file = campaign_path.parent / spec.charter
+    charter_file = as_on_disk(campaign_path.parent / spec.charter)
     if not charter_file.exists():
         raise CampaignError(
             campaign_path,

@@ -28,7 +28,7 @@ from visuels._internal.hashing import sha256_file
 from visuels._internal.strict import StrictModel
 from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
-from visuels.inputs.file_names import PathText, case_hint
+from visuels.inputs.file_names import PathText, as_on_disk, case_hint
 from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logos import SVG_SUFFIXES, logo_size, read_logo
@@ -301,7 +301,7 @@ class Charter(BaseModel):
 def _inside(charter_path: Path, field: str, folder: Path, relative: str) -> Path:
     """``relative`` under the charter's folder; a path (or a link) that leads out of it is refused:
     a charter names its own assets, never other files of the machine."""
-    path = folder / relative
+    path = as_on_disk(folder / relative)
     if not path.resolve().is_relative_to(folder):
         raise CharterError(
             charter_path, field, "{relative} leads outside the charter's folder: refused", relative=relative

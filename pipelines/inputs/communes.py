@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from visuels.errors import CommunesError, InvalidValueError, Text, plain_message
-from visuels.inputs.file_names import usable_path
+from visuels.inputs.file_names import as_on_disk, usable_path
 from visuels.inputs.photos import CommunePhoto, load_photo_folder
 from visuels.inputs.referential import Finding, load_referential
 from visuels.inputs.slugs import slugify
@@ -233,7 +233,7 @@ def _commune(csv_path: Path, line: int, row: dict[str, str], unnamed: dict[str, 
             usable_path(photo_folder)
         except InvalidValueError as exc:
             raise CommunesError(csv_path, photos_field, exc.text) from None
-        photos = load_photo_folder(csv_path.parent / photo_folder, csv_path, photos_field)
+        photos = load_photo_folder(as_on_disk(csv_path.parent / photo_folder), csv_path, photos_field)
         commune = commune.model_copy(update={"photos": photos})
     return commune
 

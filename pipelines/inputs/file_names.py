@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+import unicodedata
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +55,19 @@ def files_in(folder: Path, suffixes: Collection[str]) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.suffix.lower() in suffixes and not is_hidden(path.name))
 
 
+def same_name(name: str) -> str:
+    """``name`` as a person reads it: "Sète" typed (``è`` one character) and "Sète" as macOS stores
+    it (``e`` then a combining accent) are one name, though their bytes differ."""
+    return unicodedata.normalize("NFC", name)
+
+
+def as_on_disk(path: Path) -> Path:
+    """``path``, or, where it is not there, the one path on disk that spells each missing part in
+    another Unicode form (``same_name``): a photo named on a Mac is found from a credit typed
+    anywhere. The path unchanged when there is no such one."""
+    return _spelt_otherwise(path, same_name) or path
+
+
 def case_hint(path: Path) -> Text | str:
     """For a file not found: `` (there is …/Logo.png: the names differ in case)`` when ``path``
     names an existing file in another case (a charter made on macOS or Windows, whose disks ignore
@@ -70,6 +84,12 @@ def case_hint(path: Path) -> Text | str:
 
 def _in_any_case(path: Path) -> Path | None:
     """The one existing path that is ``path`` but for the case of its missing parts."""
+    return _spelt_otherwise(path, str.lower)
+
+
+def _spelt_otherwise(path: Path, read_as: Callable[[str], str]) -> Path | None:
+    """The one existing path whose missing parts ``read_as`` reads as ``path``'s; None when ``path``
+    exists itself, or there is none, or more than one."""
     existing, missing = path, []
     while not existing.exists():
         if existing.parent == existing:
@@ -78,7 +98,7 @@ def _in_any_case(path: Path) -> Path | None:
         existing = existing.parent
     for name in reversed(missing):
         try:
-            same = [entry for entry in existing.iterdir() if entry.name.lower() == name.lower()]
+            same = [entry for entry in existing.iterdir() if read_as(entry.name) == read_as(name)]
         except OSError:
             return None
         if len(same) != 1:

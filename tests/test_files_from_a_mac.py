@@ -1,10 +1,13 @@
-"""Hidden files beside a project's own: a Mac copying to a shared drive writes ``._NAME`` (its
-AppleDouble: resource fork and Finder data, not a picture) beside each file, Finder a
-``.DS_Store``, a bin ``.Trash/``. None is a photo, a reference, a picture to verify or weights."""
+"""Files as a Mac leaves them. Hidden files beside a project's own: copying to a shared drive, it
+writes ``._NAME`` (its AppleDouble: resource fork and Finder data, not a picture) beside each
+file, Finder a ``.DS_Store``, a bin ``.Trash/``; none is a photo, a reference, a picture to verify
+or weights. Names with accents stored decomposed (``e`` then a combining accent), which a credit
+or a charter typed elsewhere spells composed: the same name to a person, found as such."""
 
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,30 @@ def test_a_hidden_campaign_file_is_no_campaign(tmp_path: Path, name: str) -> Non
     (tmp_path / "ete-2027.yaml").write_text("name: x\n", encoding="utf-8")
     (tmp_path / name).write_bytes(APPLE_DOUBLE)
     assert campaign_files(tmp_path) == [tmp_path / "ete-2027.yaml"]
+
+
+def test_a_photo_and_a_logo_named_on_a_mac_are_found_from_names_typed_elsewhere(tmp_path: Path) -> None:
+    """ "Sète-port.jpg" as macOS stores it (decomposed) was "photo not found" for its credit, typed
+    composed, then "in the folder but not credited"; a logo likewise."""
+    typed = "Sète-port.jpg"
+    stored = unicodedata.normalize("NFD", typed)
+    assert stored != typed
+    folder = tmp_path / "p"
+    folder.mkdir()
+    Image.new("RGB", (320, 240), (20, 90, 160)).save(folder / stored)
+    (folder / "photos.yaml").write_text(
+        f"photos:\n  - {{file: {typed}, author: X, licence: CC0, date: 2025-01-01}}\n", encoding="utf-8"
+    )
+    csv_path = tmp_path / "communes.csv"
+    csv_path.write_text("insee,name,department,landscapes,landmarks,photos\n34301,Sète,34,sea,canaux,p\n", "utf-8")
+    (commune,) = load_communes(csv_path)
+    assert [photo.path.name for photo in commune.photos] == [stored]
+    charter_dir = tmp_path / "charter"
+    shutil.copytree(SAMPLE_CHARTER_DIR, charter_dir)
+    (charter_dir / "logos" / "solane-colour.png").rename(
+        charter_dir / "logos" / unicodedata.normalize("NFD", "sòlane.png")
+    )
+    charter_file = charter_dir / "charter.yaml"
+    text = charter_file.read_text(encoding="utf-8").replace("logos/solane-colour.png", "logos/sòlane.png")
+    charter_file.write_text(text, encoding="utf-8")
+    assert load_charter(charter_dir).logo_colour.name == unicodedata.normalize("NFD", "sòlane.png")
