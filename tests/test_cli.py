@@ -105,6 +105,11 @@ def test_logo_too_large_for_a_format_is_refused(
     edit_yaml(charter_dir / "charter.yaml", lambda d: d["logo"].update(min_width_share=0.45, clear_zone=1.5))
     campaign = make_campaign(formats=["web_banner"])
     assert main(["check", str(campaign)]) == 2
+    err = capsys.readouterr().err.strip()  # the charter's templates first: their logo slots are too small now
+    assert err.startswith(f"error: {charter_dir / 'charter.yaml'}: templates.bande.")
+    assert "the logo drawn in it is 250 px wide, the charter's smallest is 486 px (45% of" in err
+    edit_yaml(charter_dir / "charter.yaml", lambda d: d.pop("templates"))  # the built-in layout alone
+    assert main(["check", str(campaign)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {charter_dir / 'charter.yaml'}: logo.min_width_share: ")
     assert "more than a quarter of web_banner (1920x1080)" in err
