@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import unicodedata
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator
 from visuels.errors import InvalidValueError, Text
+from visuels.inputs.text_files import composed
 
 # What file systems allow (Linux's ext4 and tmpfs, macOS's APFS, NTFS): 255 bytes a name, 4,096 a
 # path with the NUL that ends it. A longer one is refused where it is read, naming its field, rather
@@ -55,17 +55,12 @@ def files_in(folder: Path, suffixes: Collection[str]) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.suffix.lower() in suffixes and not is_hidden(path.name))
 
 
-def same_name(name: str) -> str:
-    """``name`` as a person reads it: "Sète" typed (``è`` one character) and "Sète" as macOS stores
-    it (``e`` then a combining accent) are one name, though their bytes differ."""
-    return unicodedata.normalize("NFC", name)
-
-
 def as_on_disk(path: Path) -> Path:
     """``path``, or, where it is not there, the one path on disk that spells each missing part in
-    another Unicode form (``same_name``): a photo named on a Mac is found from a credit typed
-    anywhere. The path unchanged when there is no such one."""
-    return _spelt_otherwise(path, same_name) or path
+    another Unicode form (``composed``: "Sète" as macOS stores it, ``e`` then a combining accent):
+    a photo named on a Mac is found from a credit typed anywhere. The path unchanged when there is
+    no such one."""
+    return _spelt_otherwise(path, composed) or path
 
 
 def case_hint(path: Path) -> Text | str:

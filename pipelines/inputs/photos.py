@@ -23,8 +23,9 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from pydantic import Field
 from visuels._internal.strict import StrictModel
 from visuels.errors import CommunesError, Text
-from visuels.inputs.file_names import PathText, as_on_disk, case_hint, files_in, same_name
+from visuels.inputs.file_names import PathText, as_on_disk, case_hint, files_in
 from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture, unreadable_kind
+from visuels.inputs.text_files import composed
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 CREDITS_FILE = "photos.yaml"
@@ -119,12 +120,12 @@ def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[
         )
     credits = validate_model(PhotoCredits, read_yaml_mapping(credits_file, CommunesError), credits_file, CommunesError)
     photos = []
-    seen: set[str] = set()  # as a person reads the names (``same_name``)
+    seen: set[str] = set()  # as a person reads the names (``composed``)
     for index, credit in enumerate(credits.photos):
         field = f"photos[{index}].file"
-        if same_name(credit.file) in seen:
+        if composed(credit.file) in seen:
             raise CommunesError(credits_file, field, "{file} is credited twice", file=credit.file)
-        seen.add(same_name(credit.file))
+        seen.add(composed(credit.file))
         if not credit.file.lower().endswith(PICTURE_SUFFIXES):
             raise CommunesError(
                 credits_file, field, "{file}: a photo is {value}", file=credit.file, value=", ".join(PICTURE_SUFFIXES)
@@ -132,7 +133,7 @@ def load_photo_folder(folder: Path, csv_path: Path, where: str | Text) -> tuple[
         path = as_on_disk(folder / credit.file)
         _check_readable(credits_file, field, path)
         photos.append(CommunePhoto(path=path.resolve(), credit=credit, field=field))
-    uncredited = sorted(path.name for path in files_in(folder, PICTURE_SUFFIXES) if same_name(path.name) not in seen)
+    uncredited = sorted(path.name for path in files_in(folder, PICTURE_SUFFIXES) if composed(path.name) not in seen)
     if uncredited:  # a photo without author and licence must never reach a published picture
         raise CommunesError(
             credits_file, "photos", "{uncredited} is in the folder but not credited here", uncredited=uncredited[0]
