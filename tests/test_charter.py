@@ -90,6 +90,16 @@ def test_font_that_is_not_a_font_is_refused(charter_dir: Path) -> None:
     assert "not a TrueType" in error.message
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_charter_saved_by_notepad_is_read_as_saved(charter_dir: Path, encoding: str) -> None:
+    """Notepad saves UTF-8 with a byte order mark, or UTF-16 ("Unicode"): the communes CSV and the
+    captions read both; the YAML files said "not UTF-8 text" of the second."""
+    charter_file = charter_dir / "charter.yaml"
+    text = charter_file.read_text(encoding="utf-8")
+    charter_file.write_bytes(text.replace("\n", "\r\n").encode(encoding))
+    assert load_charter(charter_file).spec.name == "Région Solane"
+
+
 def test_invalid_yaml_names_the_line(charter_dir: Path) -> None:
     (charter_dir / "charter.yaml").write_text("name: [unclosed\nslug: x\n", encoding="utf-8")
     with pytest.raises(CharterError) as caught:

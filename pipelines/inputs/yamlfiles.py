@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 from visuels.errors import Text, VisuelsError, plain_message
-from visuels.inputs.text_files import composed, not_utf8
+from visuels.inputs.text_files import decoded_text, not_utf8
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`: its keys may be overridden, as YAML says
@@ -57,7 +57,7 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_yaml_mapping(path: Path, error_type: type[VisuelsError]) -> dict[str, Any]:
     """Parse a YAML file whose top level must be a mapping."""
     try:
-        text = composed(path.read_text(encoding="utf-8"))
+        text = decoded_text(path.read_bytes())  # UTF-8, with Windows' mark or not, or UTF-16 (Notepad's "Unicode")
     except FileNotFoundError:
         raise error_type(path, None, "file not found") from None
     except IsADirectoryError:  # an output folder given for its campaign, say
