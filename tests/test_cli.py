@@ -261,6 +261,30 @@ def test_doctor_names_what_is_missing(tmp_path, monkeypatch, capsys) -> None:
     assert "model: the demo model cannot be built in /proc: cannot make a folder here" in capsys.readouterr().out
 
 
+def test_doctor_says_when_the_sqlite_record_is_on_a_network_file_system(tmp_path, monkeypatch, capsys) -> None:
+    """Two machines rendering into one folder on a NAS, without PostgreSQL, share a SQLite file whose
+    locks do not hold between them: the docs said so; `visuels doctor` says it of the folder."""
+    from visuels.cli import doctor
+    from visuels.cli import main as cli
+
+    share = tmp_path / "share"
+    (share / "outputs").mkdir(parents=True)
+    mounts = f"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:52 / {share} rw,relatime shared:7 - nfs4 nas:/visuels rw\n"
+    assert doctor.network_filesystem(share / "outputs" / "not-made-yet", mounts) == "nfs4"
+    assert doctor.network_filesystem(tmp_path / "local", mounts) is None
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(mounts, encoding="utf-8")
+    monkeypatch.setattr(doctor, "MOUNTS", mountinfo)
+    monkeypatch.setenv("VISUELS_KEYS_DIR", str(tmp_path / "no-keys"))
+    cli(["doctor", "--output-dir", str(share / "outputs")])
+    said = next(line for line in capsys.readouterr().out.splitlines() if "database" in line)
+    assert said.startswith("note") and "on a network file system (nfs4)" in said and "VISUELS_DATABASE_URL" in said
+    monkeypatch.setenv("VISUELS_DATABASE_URL", "postgresql+psycopg://render@db.region.fr/visuels")
+    cli(["doctor", "--output-dir", str(share / "outputs")])
+    said = next(line for line in capsys.readouterr().out.splitlines() if "database" in line)
+    assert said.startswith("ok") and "network" not in said
+
+
 def test_doctor_says_note_for_what_works_but_matters_and_counts_a_training_run_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

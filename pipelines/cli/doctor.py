@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -29,6 +30,9 @@ from visuels.models.licences import known
 from visuels.models.reference import ModelInfo, demo_built
 from visuels.record.database import database_url, display_url, is_missing
 
+# File systems whose locks SQLite cannot trust between machines (its WAL needs one host's memory).
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "ceph", "fuse.sshfs", "glusterfs", "lustre"}
+MOUNTS = Path("/proc/self/mountinfo")
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-python", "pillow", "opencv-python-headless")
 
 
@@ -211,10 +215,42 @@ def _charter() -> Finding:
     )
 
 
-def _record(output_root: Path) -> Finding:
+def _record(output_root: Path, mounts: str) -> Finding:
     url = database_url(output_root)
     state = Text("not created yet (the first render does)") if is_missing(url) else Text("present")
-    return Finding(Text("database"), True, Text("{url}: {state}", url=display_url(url), state=state))
+    said = Text("{url}: {state}", url=display_url(url), state=state)
+    shared = network_filesystem(output_root, mounts) if url.startswith("sqlite") else None
+    if shared is None:
+        return Finding(Text("database"), True, said)
+    return Finding(
+        Text("database"),
+        True,
+        Text(
+            "{said}, on a network file system ({kind}): right for this machine alone; machines that share"
+            " this folder need a PostgreSQL record (VISUELS_DATABASE_URL), SQLite's locks do not hold between them",
+            said=said,
+            kind=shared,
+        ),
+        note=True,
+    )
+
+
+def network_filesystem(path: Path, mounts: str) -> str | None:
+    """The kind of network file system ``path`` (or its nearest existing folder) is on, from the
+    text of ``/proc/self/mountinfo``; None for a local one, or where it cannot be told."""
+    where = path.absolute()
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    where = where.resolve()
+    best, kind = -1, None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if "-" not in fields or len(fields) < 5:
+            continue
+        point = Path(re.sub(r"\\([0-7]{3})", lambda code: chr(int(code[1], 8)), fields[4]))  # a space is \040
+        if where.is_relative_to(point) and len(point.parts) > best:
+            best, kind = len(point.parts), fields[fields.index("-") + 1]
+    return kind if kind in NETWORK_FILESYSTEMS else None
 
 
 def _prefect() -> Finding:
@@ -340,4 +376,8 @@ def diagnose(output_root: Path, campaign: Path | None = None, models: list[str] 
     if campaign is not None:
         found += _campaign(campaign)
     found += _given_models(models or [])
-    return [*found, _charter(), _keys(), _watermark_key(), _record(output_root), _prefect()]
+    try:
+        mounts = MOUNTS.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: nothing to tell
+        mounts = ""
+    return [*found, _charter(), _keys(), _watermark_key(), _record(output_root, mounts), _prefect()]
