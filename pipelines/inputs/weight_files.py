@@ -141,10 +141,10 @@ def weights_problem(components: Iterable[Path]) -> Text | None:
             return pickle_refused(folder)
         return Text("{path} holds no safetensors weights to load", path=str(folder))
     for folder in folders:
-        for path in sorted(folder.glob("[!.]*.safetensors")):
+        for path in sorted(path for path in folder.glob("*.safetensors") if not is_hidden(path.name)):
             if problem := safetensors_problem(path):
                 return problem
-        for index in sorted(folder.glob("[!.]*.safetensors.index*.json")):
+        for index in sorted(path for path in folder.glob("*.safetensors.index*.json") if not is_hidden(path.name)):
             if missing := _missing_shard(index):
                 return Text("{path} is missing: its index {index} names it", path=str(missing), index=str(index))
     return None

@@ -17,6 +17,7 @@ from visuels._internal.json_text import read_json
 from visuels.config import demo_model_dir
 from visuels.errors import CampaignError
 from visuels.inputs.campaign import Campaign, PhotoUse
+from visuels.inputs.file_names import is_hidden
 from visuels.inputs.model_refs import DemoModelRef, DiffusersFolderRef, HubRef, SingleFileRef
 from visuels.models.families import Family, family_named
 from visuels.models.licences import Licence, known
@@ -294,7 +295,7 @@ def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     """The shapes of a component's weights by name, from its files' headers (shards and variants
     alike); a text encoder's without the ``text_model.`` that older files put before them."""
     shapes = {}
-    for file in sorted(folder.glob("[!.]*.safetensors")):  # not a Mac's ._NAME beside them
+    for file in sorted(path for path in folder.glob("*.safetensors") if not is_hidden(path.name)):  # a Mac's ._NAME
         with safe_open(str(file), "pt") as weights:
             shapes |= {name: tuple(weights.get_slice(name).get_shape()) for name in list(weights.keys())}
     return {name.removeprefix("text_model."): shape for name, shape in shapes.items()}
