@@ -99,6 +99,13 @@ def plain_message(error: Mapping[str, Any]) -> Text:
         return Text(
             "at most {maximum} allowed ({actual} here)", maximum=context["max_length"], actual=context["actual_length"]
         )
+    if error["type"] in ("string_too_short", "string_too_long") and isinstance(given, str):
+        # Pydantic's words leave out how long the text is: a designer shortening a headline needs it.
+        bound = context.get("min_length", context.get("max_length"))
+        said = {"bound": bound, "plural": "" if bound == 1 else "s", "actual": len(given)}
+        if error["type"] == "string_too_short":
+            return Text("at least {bound} character{plural} ({actual} here)", **said)
+        return Text("at most {bound} character{plural} ({actual} here)", **said)
     try:
         pattern = PydanticKnownError(error["type"], context or None).message_template
     except (KeyError, TypeError, ValueError):  # a custom kind: pydantic's own message
