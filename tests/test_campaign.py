@@ -46,7 +46,7 @@ def test_selection_by_name_code_and_department(make_campaign: Callable[..., Path
         ({"charter": "nowhere/charter.yaml"}, "charter", "not found"),
         ({"model": {"kind": "diffusers"}}, "model.path", "required"),
         ({"model": {"kind": "telepathy"}}, "model", "does not match"),
-        ({"audiences": {"Grand Public": "everyone"}}, "audiences.Grand Public.[key]", "pattern"),
+        ({"audiences": {"Grand Public": "everyone"}}, "audiences.Grand Public", "cannot name an audience"),
         ({"lora": {"path": "missing.safetensors"}}, "lora.path", "not found"),
         ({"colour": "blue"}, "colour", "unknown key"),
         # Said as the file says them: not "Input should be a valid string", not pydantic's

@@ -6,12 +6,22 @@ Paths in a campaign file are relative to the file's own folder.
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from visuels._internal.strict import StrictModel
 from visuels.errors import CampaignError, InvalidValueError, Text, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
@@ -41,8 +51,29 @@ PLACEHOLDERS = ("commune", "landmark", "landscape", "audience", "season")
 # What a headline or a call to action may name, filled for each commune ("solane.example/{insee}").
 TEXT_PLACEHOLDERS = ("commune", "insee", "department", "season")
 LATEST_LORA = "charter:latest"  # the newest complete LoRA trained on the campaign's charter
-AudienceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
-LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+
+
+def _audience_name(value: str) -> str:
+    # Said in words, not as the rule's regular expression: designers write these names.
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+        raise InvalidValueError(
+            "'{value}' cannot name an audience: lowercase letters without accents, digits, - and _"
+            " (e.g. residents, young-families)",
+            value=value,
+        )
+    return value
+
+
+def _language_code(value: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,3}", value):
+        raise InvalidValueError(
+            "'{value}' is not a language code: two or three lowercase letters, as fr, en or oc", value=value
+        )
+    return value
+
+
+AudienceName = Annotated[str, StringConstraints(max_length=40), AfterValidator(_audience_name)]
+LanguageCode = Annotated[str, AfterValidator(_language_code)]
 # A text in one language (a campaign in one language), or per language code.
 Texts = (
     Annotated[str, StringConstraints(max_length=80)]

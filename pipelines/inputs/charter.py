@@ -133,9 +133,18 @@ class AiLabel(StrictModel):
 
 
 class Style(StrictModel):
-    trigger_word: str = Field(min_length=2, pattern=r"^\S+$")
+    trigger_word: str = Field(min_length=2)
     prompt: str = Field(min_length=1)
     negative_prompt: str = ""
+
+    @field_validator("trigger_word")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if re.search(r"\s", value):
+            raise InvalidValueError(
+                "'{value}' is not one word: the trigger word is written without spaces", value=value
+            )
+        return value
 
     @field_validator("prompt")
     @classmethod
@@ -202,7 +211,7 @@ class CharterSpec(StrictModel):
     """charter.yaml as written, before its files are checked."""
 
     name: str = Field(min_length=1)
-    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    slug: str
     palette: list[PaletteColour] = Field(min_length=2)
     palette_grading: PaletteGrading = PaletteGrading()
     logo: LogoRules
@@ -223,6 +232,16 @@ class CharterSpec(StrictModel):
         description="Layout template sets: set name -> format name -> SVG file (visuels.inputs.templates);"
         " a campaign chooses a set with `layout`; a format without a template keeps the built-in layout.",
     )
+
+    @field_validator("slug")
+    @classmethod
+    def _a_slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+            raise InvalidValueError(
+                "'{value}' cannot be a slug: lowercase letters without accents, digits and - (e.g. solane, grand-est)",
+                value=value,
+            )
+        return value
 
     @field_validator("templates")
     @classmethod

@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
-from pydantic import Field
+from pydantic import Field, field_validator
 from visuels._internal.strict import StrictModel
-from visuels.errors import CommunesError, Text
+from visuels.errors import CommunesError, InvalidValueError, Text
 from visuels.inputs.file_names import PathText, as_on_disk, case_hint, files_in
 from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture, unreadable_kind
 from visuels.inputs.text_files import composed
@@ -36,11 +36,21 @@ TURNED = (5, 6, 7, 8)  # EXIF orientations that show the stored picture turned a
 class PhotoCredit(StrictModel):
     """One photo's entry in ``photos.yaml``: who took it, under which licence, when."""
 
-    file: PathText = Field(min_length=1, pattern=r"^[^/\\]+$", description="File name in the same folder.")
+    file: PathText = Field(min_length=1, description="File name in the same folder.")
     author: str = Field(min_length=1, max_length=200)
     licence: str = Field(min_length=1, max_length=200)
     date: dt.date
     stand_in: bool = Field(default=False, description="Drawn by code for the sample: not a real photo.")
+
+    @field_validator("file")
+    @classmethod
+    def _in_the_same_folder(cls, value: str) -> str:
+        if "/" in value or "\\" in value:
+            raise InvalidValueError(
+                "'{value}' is not a file name: a photo's credit names a file in its own folder, without / or \\",
+                value=value,
+            )
+        return value
 
 
 class PhotoCredits(StrictModel):

@@ -116,9 +116,12 @@ def _refuse_bare_colours(text: str, path: Path, error_type: type[VisuelsError]) 
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
-    """Render a pydantic error location as ``palette[2].hex``."""
+    """Render a pydantic error location as ``palette[2].hex``; a key at fault is said by the
+    message, at the key's own place (``audiences.Résidents``, not pydantic's ``…Résidents.[key]``)."""
     rendered = ""
     for part in location:
+        if part == "[key]":
+            continue
         if isinstance(part, int):
             rendered += f"[{part}]"
         else:
