@@ -13,6 +13,7 @@ steer a ControlNet. Both read the photo fitted to the generation size, through t
 from __future__ import annotations
 
 import datetime as dt
+import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +42,28 @@ class PhotoCredit(StrictModel):
     licence: str = Field(min_length=1, max_length=200)
     date: dt.date
     stand_in: bool = Field(default=False, description="Drawn by code for the sample: not a real photo.")
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _a_date(cls, value: object) -> object:
+        """A date as YAML reads it (2025-06-14), or written in quotes the same way; a French one
+        (14/06/2025) is refused saying how to write it, never read month first."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        day_first = re.fullmatch(r"\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*", value)
+        try:
+            meant = dt.date(*map(int, reversed(day_first.groups()))) if day_first else None
+        except ValueError:
+            meant = None
+        if meant:
+            raise InvalidValueError(
+                "'{value}': write the date year first, {meant}", value=value, meant=meant.isoformat()
+            )
+        raise InvalidValueError("'{value}' is not a date: write it year first, as 2025-06-14", value=value)
 
     @field_validator("file")
     @classmethod
