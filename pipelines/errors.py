@@ -83,7 +83,8 @@ def plain_message(error: Mapping[str, Any]) -> Text:
     if isinstance(cause, Exception):  # a plain ValueError or assertion: its English words
         return Text(str(cause))
     given = error.get("input")
-    if given is None:  # `season:` with nothing after it: YAML's null
+    if given is None or (error["type"] == "string_too_short" and isinstance(given, str) and not given.strip()):
+        # `season:` with nothing after it (YAML's null), "" or a prompt of spaces alone
         return Text("empty: give it a value")
     if error["type"] == "list_type" and re.fullmatch(r"[\w-]+", str(given)):  # `formats: story`
         return Text("a list is expected: write [{value}]", value=given)

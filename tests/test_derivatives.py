@@ -230,6 +230,8 @@ def test_a_retouch_refuses_another_model_and_a_mask_of_another_size(
     assert "Traceback" not in capsys.readouterr().err
     assert _cli(out, charter, "retouch", str(original), "--prompt", "x", "-o", str(original)) == 2  # a file, as folder
     assert capsys.readouterr().err.strip().endswith(": --output-dir: is a file: the output folder must be a folder")
+    assert _cli(out, charter, "retouch", str(original), "--mode", "img2img", "--prompt", "  ") == 2  # spaces: no prompt
+    assert capsys.readouterr().err.strip().endswith("--prompt: empty: give it a value")
 
 
 @pytest.mark.slow  # renders with the demo model: `make test`, not the edit loop

@@ -46,9 +46,9 @@ FEATHER_SHARE = 0.02  # soft inner edge of the paste, as a share of the box's sh
 
 
 class RetouchSettings(BaseModel):
-    """What a designer asks for."""
+    """What a designer asks for: a prompt of spaces alone is no prompt."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
 
     prompt: str = Field(min_length=1, max_length=1000, description="What to paint in the masked area.")
     mode: RetouchMode = Field(
