@@ -19,6 +19,7 @@ from visuels._internal.liveness import host_name, machine_id
 from visuels.engine import claims
 from visuels.engine.claims import JobClaims
 from visuels.errors import WorkerLostError
+from visuels.record import manifest
 from visuels.record.database import Database, DatabaseError, claim_owners_table, claims_table, outputs_table
 
 QUICK = {"lease_s": 1.2, "renew_every_s": 0.1, "renew_patience_s": 0.1, "stop_margin_s": 0.6}
@@ -120,11 +121,15 @@ def test_a_job_recorded_since_the_plan_is_not_claimed(tmp_path: Path, any_databa
     url, jobs = any_database_url, fake_jobs(2)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "0.png").write_bytes(b"x" * 10)
+    created = "2026-12-06T10:00:00+00:00"
+    manifest.stamp_as_exported(tmp_path / "c" / "0.png", created)
     database = Database(url)
     with database.transaction() as connection:
         row = {"campaign": "c", "sha256": "", "watermark": "", "thumbnail": "", "compliance": "{}", "inputs": "{}"}
         connection.execute(
-            insert(outputs_table).values(job_key=jobs[0].key, file="c/0.png", size=10, created="", ledger_id=1, **row)
+            insert(outputs_table).values(
+                job_key=jobs[0].key, file="c/0.png", size=10, created=created, ledger_id=1, **row
+            )
         )
     with JobClaims(url, tmp_path) as claim:
         assert keys(claim.take(jobs)) == [jobs[1].key]

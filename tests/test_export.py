@@ -1,8 +1,10 @@
 import errno
 import json
 import os
+import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from visuels.marking.watermark import detect
 from visuels.marking.xmp import XMP_PNG_KEY
 from visuels.models.reference import DEMO_LICENCE, ModelInfo
 from visuels.planning.jobs import RenderJob, expand_jobs
+from visuels.planning.plan import pending_jobs
 from visuels.postprocess.compliance import Compliance
 from visuels.record import ledger, manifest
 from visuels.record.database import Database, database_url
@@ -134,7 +137,7 @@ def test_a_file_and_its_record_are_committed_together(jobs: list[RenderJob], tmp
     first, second = jobs[0], jobs[1]
     exported = [export(picture(j), j, tmp_path) for j in (first, second)]
     database = Database(database_url(tmp_path))
-    recorded = manifest.recorded_sizes(database, first.campaign)
+    recorded = manifest.recorded_files(database, first.campaign)
     assert manifest.is_done(tmp_path, first.relative_path, recorded[first.key])
     entry = manifest.entries(database, first.campaign)[first.key]
     assert entry["file"] == first.relative_path and entry["inputs"]["seed"] == first.seed
@@ -148,6 +151,32 @@ def test_a_file_and_its_record_are_committed_together(jobs: list[RenderJob], tmp
     assert not manifest.is_done(tmp_path, first.relative_path, recorded[first.key])
     assert not manifest.is_done(tmp_path, jobs[2].relative_path, recorded.get(jobs[2].key))
     database.close()
+
+
+def test_a_file_changed_in_place_at_its_size_is_not_done_and_one_copied_is_hashed_once(
+    jobs: list[RenderJob], tmp_path: Path
+) -> None:
+    """A byte changed in an output (a disk, a hex editor, an edit saved at the same size) is seen as
+    a truncated file is: made again. The same bytes written again later (a folder copied without
+    its times, a touch) are hashed once, and given their export's time back."""
+    job = jobs[0]
+    export(picture(job), job, tmp_path)
+    database = Database(database_url(tmp_path))
+    recorded = manifest.recorded_files(database, job.campaign)[job.key]
+    database.close()
+    path = tmp_path / job.relative_path
+    own = path.read_bytes()
+    later = time.time() + 3600
+    os.utime(path, (later, later))  # copied an hour on: the same bytes
+    assert manifest.is_done(tmp_path, job.relative_path, recorded)
+    assert path.stat().st_mtime <= datetime.fromisoformat(recorded.created).timestamp() + 1
+    middle = len(own) // 2
+    path.write_bytes(own[:middle] + bytes([own[middle] ^ 0xFF]) + own[middle + 1 :])  # one byte, in place
+    assert path.stat().st_size == recorded.size
+    assert not manifest.is_done(tmp_path, job.relative_path, recorded)
+    assert pending_jobs([job], tmp_path, job.campaign) == [job]
+    path.write_bytes(own)
+    assert pending_jobs([job], tmp_path, job.campaign) == []
 
 
 def test_outputs_are_readable_by_all_and_keys_by_their_owner(jobs: list[RenderJob], tmp_path: Path) -> None:
@@ -231,7 +260,7 @@ def test_a_run_whose_claim_was_taken_records_nothing_and_leaves_the_file_to_the_
 
 def test_an_output_saved_over_is_kept_beside_it_when_it_is_made_again(jobs: list[RenderJob], tmp_path: Path) -> None:
     """A designer edits an output in place (Photoshop's Save) and the nightly render makes it again
-    (its recorded size no longer matches): the edit was overwritten without a word. It is kept
+    (its recorded size, or its hash, no longer matches): the edit was overwritten without a word. It is kept
     beside the output, once however often the render is cut short; the job's own file, written
     but not recorded (a run killed in between), is replaced, never kept as an edit."""
     job = jobs[0]

@@ -1,8 +1,10 @@
 """Incremental runs: same key, nothing to render; a changed commune or LoRA re-renders what it shapes."""
 
 import csv
+import hashlib
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from visuels.record import manifest
 from visuels.record.database import Database, database_url
 
 from tests.helpers import edit_yaml, write_random_lora
+
+PICTURE_SHA256 = hashlib.sha256(b"picture").hexdigest()
 
 
 def pretend_rendered(out: Path, campaign: Path) -> list[str]:
@@ -22,8 +26,10 @@ def pretend_rendered(out: Path, campaign: Path) -> list[str]:
             path = out / job.relative_path
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"picture")
-            entry = {"file": job.relative_path, "size": 7, "sha256": "", "watermark": "", "thumbnail": ""}
-            entry |= {"compliance": {}, "inputs": {}, "created": "", "ledger_id": 0}
+            created = datetime.now(UTC).isoformat(timespec="seconds")
+            manifest.stamp_as_exported(path, created)
+            entry = {"file": job.relative_path, "size": 7, "sha256": PICTURE_SHA256, "watermark": "", "thumbnail": ""}
+            entry |= {"compliance": {}, "inputs": {}, "created": created, "ledger_id": 0}
             manifest.add(connection, job.key, job.campaign, entry)
     database.close()
     return [job.key for job in plan.jobs]

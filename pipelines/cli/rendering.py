@@ -348,7 +348,7 @@ def _progress_bar(plan: RenderPlan, output_root: Path, t: Words) -> Iterator[Non
     database = Database(database_url(output_root))
 
     def recorded() -> int:
-        return len(pending & manifest.recorded_sizes(database, plan.campaign_slug).keys())
+        return len(pending & manifest.recorded_files(database, plan.campaign_slug).keys())
 
     already = recorded()  # recorded, but their file was missing: rendered again, counted when recorded again
     with Progress(*columns, console=console) as bar:

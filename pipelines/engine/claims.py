@@ -51,7 +51,6 @@ from visuels.record.database import (
     claims_table,
     clock,
     in_parts,
-    outputs_table,
 )
 
 log = logging.getLogger(__name__)
@@ -103,15 +102,8 @@ def abandoned(database: Database, output_root: Path, jobs: list[RenderJob]) -> b
 
 
 def _done(connection: Connection, output_root: Path, jobs: list[RenderJob]) -> set[str]:
-    """The keys of ``jobs`` whose file is recorded and on disk at its recorded size."""
-    recorded: dict[str, tuple[str, int]] = {}
-    for part in in_parts([job.key for job in jobs]):
-        rows = connection.execute(
-            select(outputs_table.c.job_key, outputs_table.c.file, outputs_table.c.size).where(
-                outputs_table.c.job_key.in_(part)
-            )
-        )
-        recorded |= {key: (file, size) for key, file, size in rows}
+    """The keys of ``jobs`` whose file is recorded and on disk as it was exported."""
+    recorded = manifest.recorded_of(connection, [job.key for job in jobs])
     return {job.key for job in jobs if manifest.is_done(output_root, job.relative_path, recorded.get(job.key))}
 
 

@@ -181,6 +181,7 @@ def export_picture(
         write_with(output_root / thumbnail_path(job), lambda temporary: temporary.write_bytes(thumbnail))
         kept = keep_an_edit_aside(target, entry.watermark)
         created = datetime.now(UTC).isoformat(timespec="seconds")
+        manifest.stamp_as_exported(file.path, created)
         with database.transaction() as connection:
             if claim_owner is not None:
                 claims.settle(connection, job.key, claim_owner)  # still ours: nobody else records this job

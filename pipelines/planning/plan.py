@@ -214,13 +214,13 @@ def _check_folder_is_free(campaign: Campaign, charter: CharterIdentity, output_r
 
 
 def pending_jobs(jobs: list[RenderJob], output_root: Path, campaign_slug: str) -> list[RenderJob]:
-    """The jobs whose file is not on disk at the size the record holds."""
+    """The jobs whose file is not on disk as the record holds it."""
     url = database_url(output_root)
     if is_missing(url):
         return list(jobs)  # planning writes nothing: a first run creates the database as it exports
     database = Database(url)
     try:
-        recorded = manifest.recorded_sizes(database, campaign_slug)
+        recorded = manifest.recorded_files(database, campaign_slug)
     finally:
         database.close()
     return [job for job in jobs if not manifest.is_done(output_root, job.relative_path, recorded.get(job.key))]

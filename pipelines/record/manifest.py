@@ -1,23 +1,36 @@
 """What is done and where: the outputs table of the database of record, per job key.
 
 Export adds an entry in the same transaction as the file's ledger row. Planning reads a
-campaign's entries in one query and skips the jobs whose file is on disk at the recorded size.
+campaign's entries in one query and skips the jobs whose file is on disk as it was exported.
 ``manifest.json`` is only an export of these entries for people, written at the end of a run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
+from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Select, delete, insert, select, update
 from visuels._internal.atomic import write_with
 from visuels._internal.collector import cycles_collected_after
+from visuels._internal.hashing import sha256_file
 from visuels.record.database import READ_AT_ONCE, Database, in_parts, outputs_table
 
 MANIFEST_NAME = "manifest.json"
+
+
+class RecordedFile(NamedTuple):
+    """What planning needs of an output's row to tell whether its file is still the one exported."""
+
+    file: str
+    size: int
+    sha256: str
+    created: str  # ISO 8601, to the second
 
 
 def add(connection: Connection, key: str, campaign: str, entry: dict) -> None:
@@ -50,14 +63,25 @@ def replace_file(connection: Connection, old_sha256: str, sha256: str, size: int
     )
 
 
-def recorded_sizes(database: Database, campaign: str) -> dict[str, tuple[str, int]]:
-    """(file, size) per job key of a campaign: all that planning needs, in one light query."""
-    table = outputs_table
+_RECORDED = select(
+    outputs_table.c.job_key, outputs_table.c.file, outputs_table.c.size, outputs_table.c.sha256, outputs_table.c.created
+)
+
+
+def recorded_files(database: Database, campaign: str) -> dict[str, RecordedFile]:
+    """Each recorded output of a campaign by job key: all that planning needs, in one light query."""
     with database.reading() as connection:
-        rows = connection.execute(
-            select(table.c.job_key, table.c.file, table.c.size).where(table.c.campaign == campaign)
-        )
-        return {key: (file, size) for key, file, size in rows}
+        rows = connection.execute(_RECORDED.where(outputs_table.c.campaign == campaign))
+        return {key: RecordedFile(*rest) for key, *rest in rows}
+
+
+def recorded_of(connection: Connection, keys: Collection[str]) -> dict[str, RecordedFile]:
+    """The recorded outputs of these job keys, in the caller's transaction."""
+    found: dict[str, RecordedFile] = {}
+    for part in in_parts(sorted(keys)):
+        rows = connection.execute(_RECORDED.where(outputs_table.c.job_key.in_(part)))
+        found |= {key: RecordedFile(*rest) for key, *rest in rows}
+    return found
 
 
 @cycles_collected_after()
@@ -106,18 +130,49 @@ def _entries(connection: Connection, query: Select, campaign: str) -> Iterator[t
         )
 
 
-def is_done(output_root: Path, relative_path: str, recorded: tuple[str, int] | None) -> bool:
-    """Recorded, and its file is on disk, whole, where the job wants it.
+def is_done(output_root: Path, relative_path: str, recorded: RecordedFile | None) -> bool:
+    """Recorded, and its file is on disk, as it was exported, where the job wants it.
 
-    The size recorded at export catches truncated or replaced files without hashing thousands
-    of pictures on every nightly run.
+    Without hashing thousands of pictures on every nightly run: a file of another size is not the
+    export (truncated, replaced, edited); one of its size is hashed only where its modification
+    time is not its record's (``stamp_as_exported``): written to since (an edit saved in place, a
+    byte changed), copied or touched. Found the same, it is given its record's time back: a copied
+    folder is hashed once, not on every run.
     """
-    if recorded is None or recorded[0] != relative_path:
+    if recorded is None or recorded.file != relative_path:
         return False
+    path = output_root / relative_path
     try:
-        return (output_root / relative_path).stat().st_size == recorded[1]
+        status = path.stat()
+        if status.st_size != recorded.size:
+            return False
+        written = exported_time_ns(recorded.created)
+        if written is not None and status.st_mtime_ns == written:
+            return True
+        if sha256_file(path) != recorded.sha256:
+            return False
     except FileNotFoundError:
         return False
+    with suppress(OSError):  # a folder this user may read but not change: hashed again next time
+        stamp_as_exported(path, recorded.created)
+    return True
+
+
+def stamp_as_exported(path: Path, created: str) -> None:
+    """Give an exported file, or its approved copy, its record's time (``created``) as its
+    modification time, as `cp -p` keeps a file's time: any later write to it changes that, even
+    within the same second, which is what ``is_done`` and the approved folder look for."""
+    if (written := exported_time_ns(created)) is not None:
+        os.utime(path, ns=(written, written))
+
+
+def exported_time_ns(created: str) -> int | None:
+    """The modification time ``stamp_as_exported`` gives: when the picture was exported, to the
+    second, from the record; None for a time the record cannot give."""
+    try:
+        return int(datetime.fromisoformat(created).timestamp()) * 1_000_000_000
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def manifest_path(output_root: Path, campaign_slug: str) -> Path:

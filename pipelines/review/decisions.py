@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
@@ -330,7 +329,7 @@ def sync_approved(database: Database, output_root: Path, campaign_slug: str) -> 
     and is no exported file (a copy edited in place, a file someone put there) is moved out to
     ``SET_ASIDE_FOLDER``, never deleted: the folder a region publishes holds only marked files."""
     folder = output_root / campaign_slug / APPROVED_FOLDER
-    decided = approvals(database, list(manifest.recorded_sizes(database, campaign_slug)))
+    decided = approvals(database, list(manifest.recorded_files(database, campaign_slug)))
     approved = [key for key, approval in decided.items() if (approval or "").startswith("approved")]
     wanted = {
         _within_campaign(entry["file"], campaign_slug): entry
@@ -393,23 +392,13 @@ def _approved_copy_digest(path: Path, entry: dict) -> str:
     region's whole folder, and an edit in place changes the time even where the size stays. A copy
     of the right bytes with another time (made before copies were given one) is given it now."""
     stat = path.stat()
-    written = _copy_time_ns(entry["created"])
-    if stat.st_size == entry["size"] and stat.st_mtime_ns == written:
+    if stat.st_size == entry["size"] and stat.st_mtime_ns == manifest.exported_time_ns(entry["created"]):
         return str(entry["sha256"])
     digest = sha256_file(path)
-    if digest == entry["sha256"] and written is not None:
+    if digest == entry["sha256"]:
         with suppress(OSError):  # a folder this account may not change: read whole again next time
-            os.utime(path, ns=(stat.st_atime_ns, written))
+            manifest.stamp_as_exported(path, entry["created"])
     return digest
-
-
-def _copy_time_ns(created: str) -> int | None:
-    """The modification time an approved copy is given: when its picture was exported (as `cp -p`
-    keeps a file's time), to the second, from the record; None for a time the record cannot give."""
-    try:
-        return int(datetime.fromisoformat(created).timestamp()) * 1_000_000_000
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 def _kept_elsewhere(database: Database, row: dict, output_root: Path, copy: Path, sha256: str) -> bool:
@@ -441,7 +430,7 @@ def _check_unchanged(path: Path, sha256: str) -> None:
 def _copy_checked(source: Path, target: Path, entry: dict) -> None:
     """Copy ``entry``'s file ``source`` to ``target`` in chunks, hashing what is copied: a file
     changed since it was checked is refused (its partial copy is the caller's temporary, removed
-    with it). The copy is given the time ``_copy_time_ns`` says: an edit in place is then seen."""
+    with it). The copy is given its export's time (``stamp_as_exported``): an edit in place is then seen."""
     sha256 = entry["sha256"]
     digest = hashlib.sha256()
     try:
@@ -455,5 +444,4 @@ def _copy_checked(source: Path, target: Path, entry: dict) -> None:
         ) from None
     if digest.hexdigest() != sha256:
         raise _changed_since_rendered(source)
-    if (written := _copy_time_ns(entry["created"])) is not None:
-        os.utime(target, ns=(written, written))
+    manifest.stamp_as_exported(target, entry["created"])

@@ -47,7 +47,7 @@ def publish_what_is_done(plan: RenderPlan, output_root: Path) -> None:
     if not manifest.manifest_path(output_root, plan.campaign_slug).exists():
         database = Database(url)
         try:
-            if not manifest.recorded_sizes(database, plan.campaign_slug):
+            if not manifest.recorded_files(database, plan.campaign_slug):
                 return
         finally:
             database.close()
