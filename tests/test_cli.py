@@ -5,6 +5,7 @@ import pty
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -336,6 +337,16 @@ def test_command_line_mistakes_are_explained(
     with pytest.raises(SystemExit):
         main(["train", "-h"])
     assert "optimiser steps, 1-100,000" in capsys.readouterr().out
+
+
+def test_version_is_the_installed_package_s(capsys: pytest.CaptureFixture[str]) -> None:
+    """What a bug report needs: the version pip installed, the one the package says it is."""
+    import visuels
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"visuels {version('visuels')}" == f"visuels {visuels.__version__}"
 
 
 def test_a_first_serve_or_demo_makes_local_keys_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

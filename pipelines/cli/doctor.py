@@ -33,7 +33,17 @@ from visuels.record.database import database_url, display_url, is_missing
 # File systems whose locks SQLite cannot trust between machines (its WAL needs one host's memory).
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "ceph", "fuse.sshfs", "glusterfs", "lustre"}
 MOUNTS = Path("/proc/self/mountinfo")
-LIBRARIES = ("torch", "diffusers", "transformers", "peft", "prefect", "c2pa-python", "pillow", "opencv-python-headless")
+LIBRARIES = (
+    "visuels",
+    "torch",
+    "diffusers",
+    "transformers",
+    "peft",
+    "prefect",
+    "c2pa-python",
+    "pillow",
+    "opencv-python-headless",
+)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,6 +90,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     ``visuels -h`` lists them."""
     t = words(user_language())
     parser = Parser(prog="visuels", description=t("Per-commune campaign visuals, marked as AI-generated."), words=t)
+    # The installed package's version (what a bug report needs), as pip and the wheel know it.
+    parser.add_argument(
+        "--version", action="version", version=f"visuels {version('visuels')}", help=t("show visuels' version and exit")
+    )
     commands = parser.add_subparsers(dest="command", required=True, title=t("commands"))
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
