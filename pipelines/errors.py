@@ -86,6 +86,11 @@ def plain_message(error: Mapping[str, Any]) -> Text:
     if given is None or (error["type"] == "string_too_short" and isinstance(given, str) and not given.strip()):
         # `season:` with nothing after it (YAML's null), "" or a prompt of spaces alone
         return Text("empty: give it a value")
+    if error["type"] == "float_parsing" and isinstance(given, str) and re.fullmatch(r"\s*[-+]?\d+,\d+\s*", given):
+        # `guidance: 5,5`, as French writes a decimal
+        return Text(
+            "'{value}': write the number with a point, {number}", value=given, number=given.strip().replace(",", ".")
+        )
     if error["type"] == "list_type" and re.fullmatch(r"[\w-]+", str(given)):  # `formats: story`
         return Text("a list is expected: write [{value}]", value=given)
     if error["type"] == "model_type":  # pydantic's words name our class

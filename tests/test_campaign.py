@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from visuels.errors import CampaignError, CharterError
 from visuels.inputs.campaign import load_campaign
+from visuels.inputs.model_refs import DiffusersFolderRef
+from visuels.planning.plan import plan_render
 
 from tests.helpers import SAMPLE_CAMPAIGN, edit_yaml
 
@@ -150,6 +152,27 @@ def test_names_of_formats_file_types_and_schedulers_as_people_write_them(make_ca
         make_campaign(file_type="JPG", formats=["Web-Banner", "instagram square"], scheduler="Euler A")
     ).spec
     assert (spec.file_type, spec.formats, spec.scheduler) == ("jpeg", ["web_banner", "instagram_square"], "euler_a")
+
+
+def test_one_line_forms_are_the_forms_they_stand_for(make_campaign: Callable[..., Path], lora_file: Path) -> None:
+    """`model: demo`, `communes: FILE.csv`, `seed: 2027`, `lora: FILE` were "Input should be a valid
+    dictionary": each is now the mapping it stands for, to the jobs' keys."""
+    written_out = make_campaign(
+        "long.yaml",
+        model={"kind": "demo"},
+        communes={"file": "charter/communes.csv"},
+        seed={"base": 2027},
+        lora={"path": str(lora_file)},
+    )
+    one_line = make_campaign(
+        "short.yaml", model="demo", communes="charter/communes.csv", seed=2027, lora=str(lora_file)
+    )
+    assert load_campaign(one_line).spec == load_campaign(written_out).spec
+    long_plan, short_plan = (plan_render(path, path.parent / "outputs") for path in (written_out, one_line))
+    assert short_plan.setup == long_plan.setup
+    assert [job.key for job in short_plan.jobs] == [job.key for job in long_plan.jobs] and len(long_plan.jobs) > 100
+    folder = make_campaign("folder.yaml", model="models/sd15")  # a folder, as --model takes it
+    assert load_campaign(folder).model == DiffusersFolderRef(path=str(folder.parent / "models" / "sd15"))
 
 
 def test_texts_saved_decomposed_are_read_composed(make_campaign: Callable[..., Path]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,17 @@ def positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number}: must be at least 1")
     return number
+
+
+def number(value: str) -> float:
+    """A decimal number, as ``float`` reads it; ``0,5`` (as French writes it) says to write ``0.5``."""
+    try:
+        return float(value)
+    except ValueError:
+        if re.fullmatch(r"\s*[-+]?\d+,\d+\s*", value):
+            fixed = value.strip().replace(",", ".")
+            raise argparse.ArgumentTypeError(f"'{value}': write the number with a point, {fixed}") from None
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number") from None  # cli.parser translates
 
 
 def port(value: str) -> int:

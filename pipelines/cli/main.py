@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
-from visuels.cli.console import errors, names, port, positive, say_refused, settings_refused
+from visuels.cli.console import errors, names, number, port, positive, say_refused, settings_refused
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
 from visuels.errors import VisuelsError
@@ -352,7 +352,7 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
     retouch.add_argument("--steps", type=positive, help=t("denoising steps (default: the model's own)"))
     retouch.add_argument("--variants", type=positive, default=4, help=t("how many (default: 4)"))
     retouch.add_argument(
-        "--strength", type=float, default=0.85, help=t("0 keeps the picture, 1 repaints (default: 0.85)")
+        "--strength", type=number, default=0.85, help=t("0 keeps the picture, 1 repaints (default: 0.85)")
     )
     retouch.add_argument("--seed", type=int, default=0, help=t("variant i uses seed + i (default: 0)"))
     retouch.add_argument("-o", "--output-dir", type=Path, help=t("where to write the variants (default: beside IMAGE)"))
@@ -430,7 +430,9 @@ def _add_machine_commands(command: CommandMaker, t: Words, database_help: str) -
         if kind is bool:
             train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None, help=explanation)
         else:
-            train.add_argument(f"--{option.replace('_', '-')}", type=kind, help=explanation)
+            train.add_argument(
+                f"--{option.replace('_', '-')}", type=number if kind is float else kind, help=explanation
+            )
     train.set_defaults(handler=_train)
 
     ledger_actions = t("verify: check the hash chain")

@@ -28,6 +28,8 @@ OPTION_MESSAGES = (
     Text("not allowed with argument {name}"),
     Text("ignored explicit argument {value}"),
     Text("'{value}' is not a whole number"),
+    Text("'{value}': write the number with a point, {number}"),
+    Text("'{value}' is not a number"),
     Text("{number}: must be at least 1"),
     Text("{number}: a port is a number from 1 to 65535"),
     Text("'{value}' names nothing: give names separated by commas"),

@@ -40,7 +40,7 @@ from visuels.inputs.fonts import missing_glyphs, typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
 from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
-from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, resolve_paths
+from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, model_in_one_line, resolve_paths
 from visuels.inputs.photos import check_decodes
 from visuels.inputs.referential import load_referential
 from visuels.inputs.slugs import name_key, slugify
@@ -360,6 +360,20 @@ class CampaignSpec(StrictModel):
     @classmethod
     def _distinct_languages(cls, value: list[str]) -> list[str]:
         return distinct_languages(value)
+
+    @field_validator("communes", "model", "lora", "speed_lora", "seed", mode="before")
+    @classmethod
+    def _in_one_line(cls, value: object, info: ValidationInfo) -> object:
+        """The one-line forms a designer writes first, as an audience may be its words alone:
+        `communes: communes.csv` (all of its communes), `model: demo` (or as `--model` takes it),
+        `lora: charter:latest` (at scale 1), `seed: 2027` (the base of the default policy)."""
+        if info.field_name == "seed":
+            return {"base": value} if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(value, str):
+            return value
+        if info.field_name == "model":
+            return model_in_one_line(value)
+        return {"file": value} if info.field_name == "communes" else {"path": value}
 
     @field_validator("key_visual_format")
     @classmethod

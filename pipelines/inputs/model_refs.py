@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from visuels._internal.strict import StrictModel
 from visuels.errors import InvalidValueError, ModelError
 from visuels.inputs.file_names import PathText
@@ -107,11 +107,8 @@ def resolve_paths(ref: ModelRef, base: Path) -> ModelRef:
 
 
 def parse_model_option(value: str, option: str = "--model") -> ModelRef:
-    """Turn a ``--model`` (or ``option``) command-line value into a reference.
-
-    ``demo``; ``hub:OWNER/NAME``; a folder (diffusers format); or ``FILE.safetensors``, whose
-    config folder is given as ``FILE.safetensors::CONFIG_FOLDER``.
-    """
+    """Turn a ``--model`` (or ``option``) command-line value into a reference (``model_in_one_line``),
+    its paths relative to the working folder."""
     try:
         return _model_ref(value, option)
     except ValidationError as exc:  # `hub:` without a name, a path no file system can have
@@ -119,15 +116,24 @@ def parse_model_option(value: str, option: str = "--model") -> ModelRef:
 
 
 def _model_ref(value: str, option: str) -> ModelRef:
+    try:
+        fields = model_in_one_line(value)
+    except InvalidValueError as exc:
+        raise ModelError(option, None, exc.text) from None
+    return resolve_paths(TypeAdapter(ModelRef).validate_python(fields), Path.cwd())
+
+
+def model_in_one_line(value: str) -> dict[str, str]:
+    """A model written in one line, as ``--model`` and a campaign's ``model:`` take it, as the
+    fields of its reference (paths as written): ``demo``; ``hub:OWNER/NAME``; a folder (diffusers
+    format); or ``FILE.safetensors``, whose config folder is given as ``FILE.safetensors::CONFIG_FOLDER``."""
     if value == "demo":
-        return DemoModelRef()
+        return {"kind": "demo"}
     if value.startswith("hub:"):
-        return HubRef(id=value.removeprefix("hub:"))
+        return {"kind": "hub", "id": value.removeprefix("hub:")}
     path, _, config = value.partition("::")
     if Path(path).suffix in WEIGHT_SUFFIXES:
         if not config:
-            raise ModelError(
-                option, None, "a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR"
-            )
-        return SingleFileRef(path=str(local_path(Path.cwd(), path)), config=str(local_path(Path.cwd(), config)))
-    return DiffusersFolderRef(path=str(local_path(Path.cwd(), path)))
+            raise InvalidValueError("a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR")
+        return {"kind": "single_file", "path": path, "config": config}
+    return {"kind": "diffusers", "path": path}
