@@ -304,3 +304,34 @@ def test_report_counts_recorded_pictures_no_longer_in_the_folder(
     )
     assert "not rendered yet" not in printed  # the small campaign is rendered whole
     assert "2 edits saved over outputs wait to be finalized (kept beside them as NAME-edited.png)" in printed
+
+
+def test_a_picture_another_run_records_while_this_one_publishes_is_in_what_it_publishes(
+    rendered_copy: tuple[Path, str, list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of a campaign (two machines) ending together: the other records its last picture
+    after this one read the record, and publishes before this one's files replace its own. This
+    run's manifest.json and report, read before, would leave that picture out until the next run."""
+    from visuels.record import manifest
+    from visuels.record.database import Database, database_url, outputs_table
+
+    out, slug, files, keys = rendered_copy
+    plan = plan_render(rendered_campaign_file(out), out)
+    database = Database(database_url(out))
+    late = manifest.entries(database, slug, [keys[-1]])[keys[-1]]
+    with database.transaction() as connection:  # not recorded yet, by the other run
+        connection.execute(outputs_table.delete().where(outputs_table.c.job_key == keys[-1]))
+    written = manifest.write_manifest_json
+
+    def written_then_recorded_elsewhere(*arguments: object) -> Path:
+        target = written(*arguments)
+        if keys[-1] not in json.loads(target.read_text(encoding="utf-8"))["files"]:
+            with database.transaction() as connection:
+                manifest.add(connection, keys[-1], slug, late)
+        return target
+
+    monkeypatch.setattr(manifest, "write_manifest_json", written_then_recorded_elsewhere)
+    reports = finish_render(plan, out)
+    database.close()
+    assert set(json.loads((out / slug / "manifest.json").read_text(encoding="utf-8"))["files"]) == set(keys)
+    assert {row["file"] for row in reports.rows} == set(files)

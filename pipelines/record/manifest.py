@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Select, delete, insert, select, update
+from sqlalchemy import Connection, Select, delete, func, insert, select, update
 from visuels._internal.atomic import write_with
 from visuels._internal.collector import cycles_collected_after
 from visuels._internal.hashing import sha256_file
@@ -73,6 +73,17 @@ def recorded_files(database: Database, campaign: str) -> dict[str, RecordedFile]
     with database.reading() as connection:
         rows = connection.execute(_RECORDED.where(outputs_table.c.campaign == campaign))
         return {key: RecordedFile(*rest) for key, *rest in rows}
+
+
+def campaign_state(database: Database, campaign: str) -> tuple[int, int | None]:
+    """How far a campaign's record has come: its outputs, and the newest ledger row among them
+    (an export, a re-export or a time-stamp adds a newer one). What was written from it is behind
+    once this moves."""
+    table = outputs_table
+    with database.reading() as connection:
+        query = select(func.count(), func.max(table.c.ledger_id)).where(table.c.campaign == campaign)
+        count, newest = connection.execute(query).one()
+        return count, newest
 
 
 def recorded_of(connection: Connection, keys: Collection[str]) -> dict[str, RecordedFile]:

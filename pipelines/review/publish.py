@@ -18,20 +18,30 @@ from visuels.record.database import Database, database_url, is_missing
 from visuels.review.decisions import sync_approved
 from visuels.review.report import Reports, write_reports
 
+WRITTEN_AT_MOST = 3  # times a run publishes the campaign over pictures another run records meanwhile
+
 
 def finish_render(plan: RenderPlan, output_root: Path) -> Reports:
     """Export the campaign's record as manifest.json, report on every output of the plan, and sign a
-    checkpoint of the ledger as it now is; the approved folder is put in line with the record."""
+    checkpoint of the ledger as it now is; the approved folder is put in line with the record.
+
+    Another run of the campaign (another machine) may record its last pictures and publish them
+    while this one writes: its files replaced by this run's, read before, would leave them out.
+    So where the record moved meanwhile, everything is written again from it."""
     charter = load_charter(plan.setup.charter_path)
     database = Database(database_url(output_root))
     try:
-        sync_approved(database, output_root, plan.campaign_slug)
-        write_checkpoint(database, output_root, signing_files())
-        reports = write_reports(database, output_root, plan, charter)
-        # Last: an up-to-date manifest.json says the rest was written too (publish_if_behind).
-        manifest.write_manifest_json(
-            database, output_root, plan.campaign_slug, plan.campaign_name, set(plan.campaign_keys)
-        )
+        for _ in range(WRITTEN_AT_MOST):
+            read_at = manifest.campaign_state(database, plan.campaign_slug)
+            sync_approved(database, output_root, plan.campaign_slug)
+            write_checkpoint(database, output_root, signing_files())
+            reports = write_reports(database, output_root, plan, charter)
+            # Last: an up-to-date manifest.json says the rest was written too (publish_if_behind).
+            manifest.write_manifest_json(
+                database, output_root, plan.campaign_slug, plan.campaign_name, set(plan.campaign_keys)
+            )
+            if manifest.campaign_state(database, plan.campaign_slug) == read_at:
+                break  # else still rendering elsewhere: its own end publishes what it adds after the last try
         return reports
     finally:
         database.close()
