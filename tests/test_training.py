@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from visuels.cli import main
 from visuels.inputs.campaign import load_campaign
-from visuels.inputs.lora_runs import latest_run
+from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run
 from visuels.inputs.model_refs import DemoModelRef
 from visuels.models.demo import ensure_demo_model
 from visuels.training.dataset import DatasetError, load_training_set
@@ -272,6 +272,32 @@ def test_one_process_at_a_time_trains_a_run(tmp_path: Path) -> None:
     (charter_folder / ".20990101-000000.lock").write_text(f"{machine_id()} {gone.stdout.strip()}\n")  # killed
     summary = run_training(SAMPLE_CHARTER_DIR, DemoModelRef(), config, "20990101-000000", tmp_path)
     assert summary.folder == final and not list(charter_folder.glob(".*"))  # no lock, no folder left behind
+
+
+def test_new_runs_started_in_the_same_second_each_train_under_a_name_of_their_own(tmp_path: Path) -> None:
+    from visuels.training.run_lock import new_run_alone
+
+    folder = tmp_path / "solane"
+    with new_run_alone(folder, "20990101-000000") as (partial, final):
+        assert final == folder / "20990101-000000" and partial == folder / ".20990101-000000.partial"
+        partial.mkdir()
+        with new_run_alone(folder, "20990101-000000") as (second, second_final):  # launched with it
+            assert second_final.name == "20990101-000000-2"
+            second.mkdir()
+            second.rename(second_final)
+            (second_final / WEIGHTS_FILE).write_bytes(b"")
+        partial.rename(final)
+        (final / WEIGHTS_FILE).write_bytes(b"")
+    with new_run_alone(folder, "20990101-000000") as (_, third):
+        assert third.name == "20990101-000000-3"
+    (folder / "20990101-000001").mkdir()
+    (folder / "20990101-000001" / WEIGHTS_FILE).write_bytes(b"")
+    assert [run.name for run in sorted(folder.glob("2*"))] == [
+        "20990101-000000",
+        "20990101-000000-2",
+        "20990101-000001",
+    ]
+    assert latest_run("solane", tmp_path) == folder / "20990101-000001" and not list(folder.glob(".*.lock"))
 
 
 def picture(lora_file: Path | None) -> np.ndarray:

@@ -32,7 +32,7 @@ from visuels.training.export import (
     write_model_card,
 )
 from visuels.training.objectives import TRAINABLE_FAMILIES
-from visuels.training.run_lock import training_alone
+from visuels.training.run_lock import new_run_alone, training_alone
 from visuels.training.trainer import TrainingConfig, train_lora
 
 LOSS_WINDOW = 50  # steps averaged at each end of a run, to say how far its loss fell
@@ -109,8 +109,8 @@ def check_training_inputs(
     check_output_folder(charter_folder, "--lora-dir" if root else "VISUELS_LORA_DIR", Text("LoRA folder"))
     run = run_name(resume) if resume else datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     partial, final = charter_folder / f".{run}{PARTIAL_SUFFIX}", charter_folder / run
-    if final.exists():
-        raise TrainingRunError(final, "--resume" if resume else None, "this run is already complete")
+    if resume and final.exists():
+        raise TrainingRunError(final, "--resume", "this run is already complete")
     if resume and not partial.is_dir():
         raise TrainingRunError(charter_folder, "--resume", "no interrupted run '{run}' to resume", run=run)
     if resume:
@@ -189,7 +189,8 @@ def run_training(
     charter, dataset, base_info, base_folder, partial, final = check_training_inputs(
         charter_path, base, config, resume, root
     )
-    with training_alone(partial, final, "--resume" if resume else None):
+    alone = training_alone(partial, final, "--resume") if resume else new_run_alone(final.parent, final.name)
+    with alone as (partial, final):
         partial.mkdir(parents=True, exist_ok=True)
         remove_leftover_temporaries(partial)  # a checkpoint a killed run was writing: never exported with the LoRA
         if not (partial / RUN_OPTIONS_FILE).exists():  # a resumed run keeps what it started with
