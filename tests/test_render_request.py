@@ -142,6 +142,9 @@ def test_the_run_form_leaves_out_a_campaign_file_it_cannot_read(
     assert campaigns_waiting_for_review(tmp_path) == ["campaigns/fine.yaml"]
     assert known_audiences(tmp_path) == ["residents"]
     assert known_formats(tmp_path) == []
+    # Named as the campaign reads them: `Web-Banner` is web_banner (it was left out of the form).
+    (tmp_path / "written.yaml").write_text("formats: [Web-Banner, instagram square]\n", encoding="utf-8")
+    assert known_formats(tmp_path) == ["instagram_square", "web_banner"]
     assert main(["check", str(nested)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {nested}: invalid YAML: nested too deeply to be read"
 

@@ -62,8 +62,9 @@ def known_audiences(folder: Path | None = None) -> list[str]:
 
 
 def known_formats(folder: Path | None = None) -> list[str]:
-    """Every format those campaigns use, in the presets' order: the run form offers no other."""
-    used = set(_every("formats", folder))
+    """Every format those campaigns use, in the presets' order: the run form offers no other.
+    Named as a campaign may write them (`Web-Banner` is web_banner, as the campaign reads it)."""
+    used = {name_key(name) for name in _every("formats", folder)}
     return [name for name in FORMAT_PRESETS if name in used]
 
 
