@@ -30,6 +30,29 @@ def test_check_accepts_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("ok  ") == 3 and "984 images" in out and "2 communes rendered from their photos" in out
 
 
+def test_check_of_a_campaigns_folder_checks_each_campaign_the_nightly_would_render(
+    make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`visuels check campaigns/` read the folder as a charter's ("campaigns/charter.yaml: file not
+    found"): it checks each campaign in it now, a charter's folder stays a charter."""
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    inside = {"charter": "../charter/charter.yaml", "communes": {"file": "../charter/communes.csv", "names": ["Sète"]}}
+    make_campaign("campaigns/ete.yaml", **inside)
+    make_campaign("campaigns/hiver.yml", **inside, steps=0)
+    (folder / "._ete.yaml").write_bytes(b"\x00\x05\x16\x07")  # what a Mac leaves beside it
+    assert main(["check", str(folder)]) == 2
+    said = capsys.readouterr()
+    assert said.out.startswith(f"ok  {folder / 'ete.yaml'}: campaign")
+    assert said.err.strip() == f"error: {folder / 'hiver.yml'}: steps: Input should be greater than or equal to 1"
+    assert main(["check", str(tmp_path / "charter")]) == 0 and "charter 'Région Solane'" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert main(["check", str(tmp_path / "empty")]) == 2
+    assert (
+        capsys.readouterr().err.strip().endswith("empty: a folder with no charter.yaml and no campaign (.yaml) in it")
+    )
+
+
 def test_check_says_what_training_would_refuse_in_a_charters_references(
     charter_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -243,14 +243,36 @@ def _check_layout(campaign: Campaign) -> None:
 def check(files: Sequence[Path]) -> int:
     """0: every file valid, no review finding; 1: valid, with review findings; 2: a file is invalid."""
     status = 0
-    for path in files:
+    for given in files:
         try:
-            status = max(status, _check_file(path))
+            for path in _checked_in(given):
+                try:
+                    status = max(status, _check_file(path))
+                except VisuelsError as exc:
+                    status = max(status, _said(exc))
         except VisuelsError as exc:
-            t = words(user_language())
-            errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
-            status = max(status, exc.exit_code)
+            status = max(status, _said(exc))
     return status
+
+
+def _checked_in(path: Path) -> list[Path]:
+    """What checking ``path`` checks: the path, or for a folder holding no charter.yaml (a
+    ``campaigns/`` folder), each campaign in it, as the nightly renders them."""
+    from visuels.inputs.charter import CHARTER_FILE
+    from visuels.planning.request import campaign_files
+
+    if not path.is_dir() or (path / CHARTER_FILE).exists():
+        return [path]
+    campaigns = campaign_files(path)
+    if not campaigns:
+        raise VisuelsError(path, None, "a folder with no charter.yaml and no campaign (.yaml) in it")
+    return campaigns
+
+
+def _said(exc: VisuelsError) -> int:
+    t = words(user_language())
+    errors.print(t("error: {message}", message=exc.said(t)), highlight=False, markup=False)
+    return exc.exit_code
 
 
 def studio(args: argparse.Namespace, reviews: ReviewBackend | None) -> int:

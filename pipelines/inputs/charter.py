@@ -37,6 +37,7 @@ from visuels.inputs.templates import Template, load_template
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
 MAX_LOGO_PIXELS = 25_000_000  # a 5000 x 5000 logo; beyond, a mistake or a decompression bomb
+CHARTER_FILE = "charter.yaml"  # a charter's folder holds it
 
 
 def _hex_colour(value: str) -> str:
@@ -458,7 +459,7 @@ def load_charter(path: str | Path) -> Charter:
     """Load and fully validate a charter; raise :class:`CharterError` naming file and field."""
     charter_path = Path(path)
     if charter_path.is_dir():
-        charter_path = charter_path / "charter.yaml"
+        charter_path = charter_path / CHARTER_FILE
     data = read_yaml_mapping(charter_path, CharterError)
     spec = validate_model(CharterSpec, data, charter_path, CharterError)
     folder = charter_path.parent.resolve()
@@ -501,7 +502,7 @@ def charter_naming(template: Path) -> Path:
     template = template.resolve()
     folders = [template.parent, *template.parent.parents][:CHARTER_SEARCH_DEPTH]
     for folder in folders:
-        candidate = folder / "charter.yaml"
+        candidate = folder / CHARTER_FILE
         if candidate.is_file() and template in _templates_named_in(candidate):
             return candidate
     raise CharterError(
