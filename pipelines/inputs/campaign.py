@@ -647,6 +647,7 @@ def select_communes(
                     department=found.department,
                 )
         if not matches:
+            _refuse_a_commune_elsewhere_in_france(wanted, campaign_path, where)
             close = difflib.get_close_matches(wanted, [c.name for c in communes], n=1)
             hint = Text(" (did you mean '{name}'?)", name=close[0]) if close else ""
             raise CampaignError(campaign_path, where, "unknown commune '{wanted}'{hint}", wanted=wanted, hint=hint)
@@ -663,6 +664,30 @@ def select_communes(
         if matches[0] not in chosen:
             chosen.append(matches[0])
     return chosen
+
+
+def _refuse_a_commune_elsewhere_in_france(wanted: str, campaign_path: Path, where: str) -> None:
+    """A name or code the campaign's communes do not hold, that the COG does (`--communes Paris` for a
+    region's campaign): said as a commune outside the campaign, not as an unknown one."""
+    everywhere = referential_communes({})
+    found = _find_communes(wanted, {c.insee: c for c in everywhere}, _by_name(everywhere))
+    if len(found) == 1:
+        raise CampaignError(
+            campaign_path,
+            where,
+            "{name} ({insee}, department {department}) is not among the communes this campaign chooses from",
+            name=found[0].name,
+            insee=found[0].insee,
+            department=found[0].department,
+        )
+    if found:
+        raise CampaignError(
+            campaign_path,
+            where,
+            "'{wanted}' names {count} communes of France, none among those this campaign chooses from",
+            wanted=wanted,
+            count=len(found),
+        )
 
 
 def communes_to_choose_from(selection: CommuneSelection, base: Path, campaign_path: Path) -> list[Commune]:
