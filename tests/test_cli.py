@@ -143,10 +143,14 @@ def test_unknown_commune_override_is_refused(
     make_campaign: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_dir = tmp_path / "outputs"
+    argv = ["render", str(make_campaign()), "--communes", "Sète,Atlantis", "--output-dir", str(out_dir)]
+    assert main(argv, render=refuse_to_render) == 2
+    assert "unknown commune 'Atlantis'" in capsys.readouterr().err
+    assert not out_dir.exists()
+    # Paris is a commune of France, not of this campaign's communes file: said so, not "unknown".
     argv = ["render", str(make_campaign()), "--communes", "Sète,Paris", "--output-dir", str(out_dir)]
     assert main(argv, render=refuse_to_render) == 2
-    assert "unknown commune 'Paris'" in capsys.readouterr().err
-    assert not out_dir.exists()
+    assert "--communes: Paris (75056, department 75) is not among the communes this campaign" in capsys.readouterr().err
     # Foix is in the communes file, not among the campaign's communes: said so, not "unknown".
     argv = ["render", str(make_campaign()), "--communes", "Foix", "--output-dir", str(out_dir)]
     assert main(argv, render=refuse_to_render) == 2
