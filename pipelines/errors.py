@@ -55,6 +55,11 @@ def _english(pattern: str, /, **values: Any) -> str:
     return pattern.format(**values) if values else pattern
 
 
+def with_a_point(value: str) -> str | None:
+    """``5,5`` (a decimal as French writes it) as Python reads it, ``5.5``; None for anything else."""
+    return value.strip().replace(",", ".") if re.fullmatch(r"\s*[-+]?\d+,\d+\s*", value) else None
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message in one line (its first), or its type's name where it has none."""
     message = str(exc)
@@ -86,11 +91,8 @@ def plain_message(error: Mapping[str, Any]) -> Text:
     if given is None or (error["type"] == "string_too_short" and isinstance(given, str) and not given.strip()):
         # `season:` with nothing after it (YAML's null), "" or a prompt of spaces alone
         return Text("empty: give it a value")
-    if error["type"] == "float_parsing" and isinstance(given, str) and re.fullmatch(r"\s*[-+]?\d+,\d+\s*", given):
-        # `guidance: 5,5`, as French writes a decimal
-        return Text(
-            "'{value}': write the number with a point, {number}", value=given, number=given.strip().replace(",", ".")
-        )
+    if error["type"] == "float_parsing" and isinstance(given, str) and (meant := with_a_point(given)):
+        return Text("'{value}': write the number with a point, {number}", value=given, number=meant)
     if error["type"] == "list_type" and re.fullmatch(r"[\w-]+", str(given)):  # `formats: story`
         return Text("a list is expected: write [{value}]", value=given)
     if error["type"] == "model_type":  # pydantic's words name our class

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from visuels._internal.i18n import locale_language, user_language, words
 from visuels.config import settings
-from visuels.errors import SettingsError, Text, VisuelsError
+from visuels.errors import SettingsError, Text, VisuelsError, with_a_point
 from visuels.inputs.yamlfiles import first_problem
 
 if TYPE_CHECKING:
@@ -57,9 +56,8 @@ def number(value: str) -> float:
     try:
         return float(value)
     except ValueError:
-        if re.fullmatch(r"\s*[-+]?\d+,\d+\s*", value):
-            fixed = value.strip().replace(",", ".")
-            raise argparse.ArgumentTypeError(f"'{value}': write the number with a point, {fixed}") from None
+        if meant := with_a_point(value):
+            raise argparse.ArgumentTypeError(f"'{value}': write the number with a point, {meant}") from None
         raise argparse.ArgumentTypeError(f"'{value}' is not a number") from None  # cli.parser translates
 
 
