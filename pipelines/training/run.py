@@ -17,7 +17,7 @@ from visuels._internal.atomic import check_output_folder, remove_leftover_tempor
 from visuels._internal.json_text import read_json
 from visuels.errors import ModelError, Text, VisuelsError, first_line
 from visuels.inputs.charter import Charter, load_charter
-from visuels.inputs.lora_runs import PARTIAL_SUFFIX, lora_root, run_of_partial
+from visuels.inputs.lora_runs import lora_root, run_of_partial
 from visuels.inputs.model_refs import ModelRef, SingleFileRef
 from visuels.models.families import family_named
 from visuels.models.reference import ModelInfo, describe_named_model, model_folder
@@ -32,7 +32,7 @@ from visuels.training.export import (
     write_model_card,
 )
 from visuels.training.objectives import TRAINABLE_FAMILIES
-from visuels.training.run_lock import new_run_alone, training_alone
+from visuels.training.run_lock import new_run_alone, run_folders, training_alone
 from visuels.training.trainer import TrainingConfig, train_lora
 
 LOSS_WINDOW = 50  # steps averaged at each end of a run, to say how far its loss fell
@@ -108,7 +108,7 @@ def check_training_inputs(
     # Before the model is loaded: a folder the run cannot write in would fail it at its end.
     check_output_folder(charter_folder, "--lora-dir" if root else "VISUELS_LORA_DIR", Text("LoRA folder"))
     run = run_name(resume) if resume else datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    partial, final = charter_folder / f".{run}{PARTIAL_SUFFIX}", charter_folder / run
+    partial, final = run_folders(charter_folder, run)
     if resume and final.exists():
         raise TrainingRunError(final, "--resume", "this run is already complete")
     if resume and not partial.is_dir():

@@ -26,6 +26,15 @@ LOCK_SUFFIX = ".lock"
 RUNS_IN_ONE_SECOND = 99  # new runs of one charter started in the same second: named NAME, NAME-2… NAME-99
 
 
+def run_folders(folder: Path, run: str) -> tuple[Path, Path]:
+    """A run's folder while it trains (``.<run>.partial``) and once complete (``<run>``)."""
+    return folder / f".{run}{PARTIAL_SUFFIX}", folder / run
+
+
+def _lock_of(final: Path) -> Path:
+    return final.with_name(f".{final.name}{LOCK_SUFFIX}")
+
+
 class RunLockedError(VisuelsError):
     """Another process trains this run now."""
 
@@ -35,7 +44,7 @@ def training_alone(partial: Path, final: Path, field: str | None) -> Iterator[tu
     """Hold the lock of the run whose folder is ``partial`` (``final`` once complete) while the block
     runs; ``RunLockedError`` (said of ``field``) when another process holds it, or when the run
     was completed meanwhile by the process that held it."""
-    lock = final.with_name(f".{final.name}{LOCK_SUFFIX}")
+    lock = _lock_of(final)
     lock.parent.mkdir(parents=True, exist_ok=True)
     _take(lock, field)
     try:
@@ -54,9 +63,8 @@ def new_run_alone(folder: Path, name: str) -> Iterator[tuple[Path, Path]]:
     of ``name-2``, ``name-3``…: each launch trains, none is refused for another's name."""
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(1, RUNS_IN_ONE_SECOND + 1):
-        run = name if number == 1 else f"{name}-{number}"
-        partial, final = folder / f".{run}{PARTIAL_SUFFIX}", folder / run
-        lock = folder / f".{run}{LOCK_SUFFIX}"
+        partial, final = run_folders(folder, name if number == 1 else f"{name}-{number}")
+        lock = _lock_of(final)
         if partial.exists() or final.exists() or try_lock(lock) is not None:
             continue
         try:
