@@ -164,6 +164,17 @@ def test_campaigns_saved_as_yml_are_found_and_hidden_files_are_not(tmp_path: Pat
     assert campaigns_waiting_for_review(tmp_path) == ["campaigns/ete.yaml", "campaigns/printemps.yml"]
 
 
+def test_a_campaign_waiting_for_review_is_read_as_the_campaign_reads_it(tmp_path: Path) -> None:
+    """`review: "yes"` (quoted) or `review: 1` makes the campaign wait for approval, yet the run form
+    said no campaign here waited for it; a value the campaign refuses waits for nothing."""
+    from visuels.planning.request import campaigns_waiting_for_review
+
+    for name, review in {"a": '"yes"', "b": "1", "c": "on", "d": '"no"', "e": "maybe", "f": "[true]"}.items():
+        (tmp_path / f"{name}.yaml").write_text(f"review: {review}\n", encoding="utf-8")
+    (tmp_path / "g.yaml").write_text("name: no review said\n", encoding="utf-8")
+    assert campaigns_waiting_for_review(tmp_path) == ["campaigns/a.yaml", "campaigns/b.yaml", "campaigns/c.yaml"]
+
+
 def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     jobs = plan_render(make_campaign(), tmp_path).jobs  # 2 communes x 2 formats
     assert shard_by_commune(jobs, 2) == [["34301"], ["31118"]]  # Sète, Castelnau-d'Estrétefonds

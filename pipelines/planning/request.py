@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from visuels._internal.schema import blank_when_unset
 from visuels._internal.strict import StrictModel
 from visuels.config import campaigns_dir
@@ -68,14 +68,19 @@ def known_formats(folder: Path | None = None) -> list[str]:
     return [name for name in FORMAT_PRESETS if name in used]
 
 
+_AS_THE_CAMPAIGN_READS_IT = TypeAdapter(bool)
+
+
 def campaigns_waiting_for_review(folder: Path | None = None) -> list[str]:
     """The campaigns of the folder whose runs wait for review (``review: true``), as the run form says."""
     waiting = []
     for path in campaign_files(folder):
         try:
-            if read_yaml_mapping(path, CampaignError).get("review") is True:
+            review = read_yaml_mapping(path, CampaignError).get("review", False)
+            # Read as the campaign reads it: `review: "yes"` or `review: 1` waits too.
+            if _AS_THE_CAMPAIGN_READS_IT.validate_python(review):
                 waiting.append(f"campaigns/{path.name}")
-        except CampaignError:
+        except (CampaignError, ValidationError):
             continue  # a broken campaign is reported when it is used, not here
     return waiting
 
