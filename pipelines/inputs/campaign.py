@@ -43,7 +43,7 @@ from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
 from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, model_in_one_line, resolve_paths
 from visuels.inputs.photos import check_decodes
 from visuels.inputs.referential import load_referential
-from visuels.inputs.slugs import name_key, slugify
+from visuels.inputs.slugs import is_a_name, name_key, slugify
 from visuels.inputs.weight_files import lora_file_problem, weights_problem
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
 
@@ -55,7 +55,7 @@ LATEST_LORA = "charter:latest"  # the newest complete LoRA trained on the campai
 
 def _audience_name(value: str) -> str:
     # Said in words, not as the rule's regular expression: designers write these names.
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+    if not is_a_name(value):
         raise InvalidValueError(
             "'{value}' cannot name an audience: lowercase letters without accents, digits, - and _"
             " (e.g. residents, young-families)",

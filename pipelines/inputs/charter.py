@@ -32,6 +32,7 @@ from visuels.inputs.file_names import PathText, as_on_disk, case_hint
 from visuels.inputs.fonts import missing_glyphs
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logos import SVG_SUFFIXES, logo_size, read_logo
+from visuels.inputs.slugs import is_a_name
 from visuels.inputs.svg import SvgRefusedError
 from visuels.inputs.templates import Template, load_template
 from visuels.inputs.yamlfiles import read_yaml_mapping, validate_model
@@ -248,7 +249,7 @@ class CharterSpec(StrictModel):
     @classmethod
     def _templates_name_known_formats(cls, sets: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         for name, files in sets.items():
-            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            if not is_a_name(name):
                 raise InvalidValueError("template set '{name}': use lower-case letters, digits, - and _", name=name)
             for format_name in files:
                 if format_name not in FORMAT_PRESETS:

@@ -38,3 +38,9 @@ def name_key(text: str) -> str:
     """A name as people write it, as the project's names are spelt: lower case, an underscore for
     each run of spaces or dashes ("Web-Banner", "web banner": web_banner)."""
     return re.sub(r"[\s-]+", "_", text.strip().lower())
+
+
+def is_a_name(text: str) -> bool:
+    """Whether ``text`` is written as the project's own names (audiences, template sets) are: lower-case
+    letters without accents, digits, - and _, starting with a letter or a digit."""
+    return re.fullmatch(r"[a-z0-9][a-z0-9_-]*", text) is not None
