@@ -95,6 +95,13 @@ def plain_message(error: Mapping[str, Any]) -> Text:
         return Text("'{value}': write the number with a point, {number}", value=given, number=meant)
     if error["type"] == "list_type" and re.fullmatch(r"[\w-]+", str(given)):  # `formats: story`
         return Text("a list is expected: write [{value}]", value=given)
+    if error["type"] == "union_tag_invalid":  # pydantic's words name its "tags" and "discriminator"
+        name = context["discriminator"].strip("'")
+        return Text(
+            "{name} '{tag}' is not one of {expected}", name=name, tag=context["tag"], expected=context["expected_tags"]
+        )
+    if error["type"] == "union_tag_not_found":
+        return Text("its {name} is missing", name=context["discriminator"].strip("'"))
     if error["type"] == "model_type":  # pydantic's words name our class
         return Text("Input should be a valid dictionary")
     # A list or table with too few or too many entries: pydantic's words ("Dictionary should have at

@@ -47,7 +47,7 @@ def test_selection_by_name_code_and_department(make_campaign: Callable[..., Path
         ({"language": "de"}, "languages[0]", "no AI label text"),
         ({"charter": "nowhere/charter.yaml"}, "charter", "not found"),
         ({"model": {"kind": "diffusers"}}, "model.path", "required"),
-        ({"model": {"kind": "telepathy"}}, "model", "does not match"),
+        ({"model": {"kind": "telepathy"}}, "model", "kind 'telepathy' is not one of 'demo', 'diffusers'"),
         ({"audiences": {"Grand Public": "everyone"}}, "audiences.Grand Public", "cannot name an audience"),
         ({"lora": {"path": "missing.safetensors"}}, "lora.path", "not found"),
         ({"colour": "blue"}, "colour", "unknown key"),

@@ -81,6 +81,23 @@ def test_model_options_parse() -> None:
     assert resolve_paths(DiffusersFolderRef(path="models/x"), Path("/campaigns")).path == "/campaigns/models/x"
 
 
+def test_a_models_kind_is_read_as_written_or_from_its_fields() -> None:
+    """`kind: Diffusers` or `kind: single-file` was refused in pydantic's words ("Input tag ... does
+    not match any of the expected tags"), and `{path: /models/sd15}` as "Unable to extract tag
+    using discriminator 'kind'"; a kind the project has not stays as written, to be said so."""
+    from visuels.inputs.model_refs import kind_as_written
+
+    assert kind_as_written({"kind": "Diffusers", "path": "/m"}) == {"kind": "diffusers", "path": "/m"}
+    assert kind_as_written({"kind": "single-file", "path": "/m.safetensors"})["kind"] == "single_file"
+    assert kind_as_written({"path": "/models/sd15"})["kind"] == "diffusers"
+    assert kind_as_written({"path": "/m/sd.safetensors"})["kind"] == "single_file"
+    assert kind_as_written({"path": "/m/sd", "config": "/m/config"})["kind"] == "single_file"
+    assert kind_as_written({"id": "org/model", "revision": "v1"})["kind"] == "hub"
+    assert kind_as_written({"kind": "Telepathy"}) == {"kind": "Telepathy"}
+    assert kind_as_written({"kind": None}) == {"kind": None}
+    assert kind_as_written({"native_size": 512}) == {"native_size": 512}
+
+
 def test_missing_or_broken_model_folders_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"no model_index\.json"):
         describe_model(DiffusersFolderRef(path=str(tmp_path)))

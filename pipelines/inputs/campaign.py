@@ -40,7 +40,14 @@ from visuels.inputs.fonts import missing_glyphs, typographic
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.logo_fit import check_logo_fits
 from visuels.inputs.lora_runs import WEIGHTS_FILE, latest_run, lora_root
-from visuels.inputs.model_refs import DemoModelRef, ModelRef, local_path, model_in_one_line, resolve_paths
+from visuels.inputs.model_refs import (
+    DemoModelRef,
+    ModelRef,
+    kind_as_written,
+    local_path,
+    model_in_one_line,
+    resolve_paths,
+)
 from visuels.inputs.photos import check_decodes
 from visuels.inputs.referential import load_referential
 from visuels.inputs.slugs import is_a_name, name_key, slugify
@@ -366,9 +373,12 @@ class CampaignSpec(StrictModel):
     def _in_one_line(cls, value: object, info: ValidationInfo) -> object:
         """The one-line forms a designer writes first, as an audience may be its words alone:
         `communes: communes.csv` (all of its communes), `model: demo` (or as `--model` takes it),
-        `lora: charter:latest` (at scale 1), `seed: 2027` (the base of the default policy)."""
+        `lora: charter:latest` (at scale 1), `seed: 2027` (the base of the default policy); and a
+        model's kind as written, or left out where its fields say it."""
         if info.field_name == "seed":
             return {"base": value} if isinstance(value, int) and not isinstance(value, bool) else value
+        if info.field_name == "model" and isinstance(value, dict):
+            return kind_as_written(value)
         if not isinstance(value, str):
             return value
         if info.field_name == "model":

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from visuels._internal.strict import StrictModel
 from visuels.errors import InvalidValueError, ModelError
 from visuels.inputs.file_names import PathText
+from visuels.inputs.slugs import name_key
 from visuels.inputs.yamlfiles import first_problem
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
@@ -73,7 +74,9 @@ class HubRef(StrictModel):
     native_size: NativeSize = None
 
 
+_MODEL_REFS = (DemoModelRef, DiffusersFolderRef, SingleFileRef, HubRef)
 ModelRef = Annotated[DemoModelRef | DiffusersFolderRef | SingleFileRef | HubRef, Field(discriminator="kind")]
+MODEL_KINDS = tuple(ref.model_fields["kind"].default for ref in _MODEL_REFS)
 
 
 class LoraWeights(BaseModel):
@@ -137,3 +140,19 @@ def model_in_one_line(value: str) -> dict[str, str]:
             raise InvalidValueError("a single-file checkpoint needs its config folder: FILE.safetensors::CONFIG_DIR")
         return {"kind": "single_file", "path": path, "config": config}
     return {"kind": "diffusers", "path": path}
+
+
+def kind_as_written(fields: dict) -> dict:
+    """A model's fields as a designer may write them: its kind in any case (``Diffusers``,
+    ``single-file``), or left out where the other fields say it (an ``id``: the hub; a ``config``
+    or a weights file: a single file; a ``path`` alone: a diffusers folder)."""
+    if "kind" in fields:
+        kind = fields["kind"]
+        known = isinstance(kind, str) and name_key(kind) in MODEL_KINDS
+        return fields | {"kind": name_key(kind)} if known else fields  # else said as written
+    path = fields.get("path")
+    if "id" in fields:
+        return {"kind": "hub"} | fields
+    if "config" in fields or (isinstance(path, str) and Path(path).suffix in WEIGHT_SUFFIXES):
+        return {"kind": "single_file"} | fields
+    return {"kind": "diffusers"} | fields if "path" in fields else fields
