@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from visuels._internal.strict import StrictModel
+from visuels._internal.strict import Filled, StrictModel
 from visuels.errors import CampaignError, InvalidValueError, Text, VisuelsError
 from visuels.inputs.charter import Charter, load_charter
 from visuels.inputs.communes import (
@@ -186,7 +186,7 @@ class Audience(StrictModel):
     Written as a plain string, an audience is its prompt words only.
     """
 
-    prompt: str = Field(min_length=1, description="Words for this audience in the prompt ({audience}).")
+    prompt: Filled = Field(description="Words for this audience in the prompt ({audience}).")
     tone: list[str] = Field(default_factory=list, description="Tone words added to the prompt (e.g. lively, calm).")
     headline: Texts | None = Field(
         default=None,
@@ -269,7 +269,7 @@ class ModelLicenceUse(StrictModel):
 class CampaignSpec(StrictModel):
     """The campaign file as written."""
 
-    name: str = Field(min_length=1, max_length=120)
+    name: Filled = Field(max_length=120)
     charter: PathText
     communes: CommuneSelection
     model: ModelRef = DemoModelRef()
@@ -279,8 +279,8 @@ class CampaignSpec(StrictModel):
         description="A few-step LoRA (LCM-LoRA, TCD, SDXL-Lightning, Hyper-SD) applied with the style LoRA;"
         " give it the steps, scheduler and guidance it was distilled for.",
     )
-    prompt: str = Field(min_length=1, description="Template; placeholders: " + ", ".join(PLACEHOLDERS))
-    season: str = Field(min_length=1)
+    prompt: Filled = Field(description="Template; placeholders: " + ", ".join(PLACEHOLDERS))
+    season: Filled
     headline: Texts = Field(default="", description="Set under the commune name: one text, or one per language.")
     audiences: dict[AudienceName, Audience] = Field(
         min_length=1, description="Audience name -> its prompt words, or its prompt, tone, texts and languages."

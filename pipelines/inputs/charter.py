@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 from visuels._internal.hashing import sha256_file
-from visuels._internal.strict import StrictModel
+from visuels._internal.strict import Filled, StrictModel
 from visuels.errors import CharterError, InvalidValueError
 from visuels.inputs.colour import contrast_ratio, darkest_and_lightest, relative_luminance
 from visuels.inputs.file_names import PathText, as_on_disk, case_hint
@@ -65,7 +65,7 @@ class Corner(StrEnum):
 
 
 class PaletteColour(StrictModel):
-    name: str = Field(min_length=1)
+    name: Filled
     hex: HexColour
     role: ColourRole
 
@@ -100,13 +100,13 @@ class PaletteGrading(StrictModel):
 
 
 class AiLabel(StrictModel):
-    text: dict[str, str] = Field(description="Label text per language code; 'fr' is required.")
-    edited_text: dict[str, str] = Field(
+    text: dict[str, Filled] = Field(description="Label text per language code; 'fr' is required.")
+    edited_text: dict[str, Filled] = Field(
         default_factory=lambda: {"fr": "Image modifiée par IA", "en": "AI-edited image"},
         description="Label text of an edited or photo-based picture, per language code: every language of"
         " 'text' needs one.",
     )
-    badge: str = Field(default="IA", min_length=1, max_length=4)
+    badge: Filled = Field(default="IA", max_length=4)
     # Top right: where the Code of Practice's example puts it, clear of a feed's own overlays.
     position: Corner = Corner.top_right
     keep_in_crops: list[Literal["1:1", "4:5", "9:16", "16:9"]] = Field(
@@ -136,7 +136,7 @@ class AiLabel(StrictModel):
 
 class Style(StrictModel):
     trigger_word: str = Field(min_length=2)
-    prompt: str = Field(min_length=1)
+    prompt: Filled
     negative_prompt: str = ""
 
     @field_validator("trigger_word")
@@ -212,7 +212,7 @@ class Coherence(StrictModel):
 class CharterSpec(StrictModel):
     """charter.yaml as written, before its files are checked."""
 
-    name: str = Field(min_length=1)
+    name: Filled
     slug: str
     palette: list[PaletteColour] = Field(min_length=2)
     palette_grading: PaletteGrading = PaletteGrading()
@@ -223,7 +223,7 @@ class CharterSpec(StrictModel):
     references: PathText = Field(description="Folder of reference images with .txt captions.")
     fairness: Fairness = Fairness()
     coherence: Coherence = Coherence()
-    creator: str = Field(min_length=1, description="Credit written into output metadata.")
+    creator: Filled = Field(description="Credit written into output metadata.")
     disclose_prompt: bool = Field(
         default=False,
         description="Write each picture's prompt into its IPTC metadata (AIPromptInformation): off unless"

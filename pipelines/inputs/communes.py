@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from visuels._internal.strict import Filled
 from visuels.errors import CommunesError, InvalidValueError, Text, plain_message
 from visuels.inputs.file_names import as_on_disk, usable_path
 from visuels.inputs.photos import CommunePhoto, load_photo_folder
@@ -60,7 +61,7 @@ class Commune(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     insee: str = Field(description="INSEE code (COG).")
-    name: str = Field(min_length=1, description="Official name, with its accents and hyphens.")
+    name: Filled = Field(description="Official name, with its accents and hyphens.")
     department: str
 
     @field_validator("insee", mode="before")

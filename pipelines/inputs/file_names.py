@@ -19,7 +19,10 @@ PATH_MOST_BYTES = 4095
 
 
 def usable_path(text: str) -> str:
-    """``text`` if a file system could have a file by that name; else the reason, for its field."""
+    """``text`` if a file system could have a file by that name; else the reason, for its field.
+    Never empty: "" would be read as the file's own folder (`references: ""`, the charter's)."""
+    if not text.strip():
+        raise InvalidValueError("empty: give it a value")
     if "\x00" in text:
         raise InvalidValueError("a file name cannot hold a NUL character")
     if len(os.fsencode(text)) > PATH_MOST_BYTES:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from pydantic import Field, field_validator
-from visuels._internal.strict import StrictModel
+from visuels._internal.strict import Filled, StrictModel
 from visuels.errors import CommunesError, InvalidValueError, Text
 from visuels.inputs.file_names import PathText, as_on_disk, case_hint, files_in
 from visuels.inputs.images import MAX_PIXELS, PICTURE_SUFFIXES, read_picture, unreadable_kind
@@ -38,8 +38,8 @@ class PhotoCredit(StrictModel):
     """One photo's entry in ``photos.yaml``: who took it, under which licence, when."""
 
     file: PathText = Field(min_length=1, description="File name in the same folder.")
-    author: str = Field(min_length=1, max_length=200)
-    licence: str = Field(min_length=1, max_length=200)
+    author: Filled = Field(max_length=200)
+    licence: Filled = Field(max_length=200)
     date: dt.date
     stand_in: bool = Field(default=False, description="Drawn by code for the sample: not a real photo.")
 

@@ -73,7 +73,7 @@ def _select(campaign: Campaign, selection: Selection) -> Campaign:
     spec = campaign.spec
     communes = campaign.communes
     if selection.communes:
-        names = CommuneSelection(file="", names=selection.communes)
+        names = CommuneSelection(names=selection.communes)
         every = communes_to_choose_from(spec.communes, campaign.path.parent, campaign.path)
         selected = {commune.insee for commune in communes}
         left_out = [commune for commune in every if commune.insee not in selected]
