@@ -187,7 +187,7 @@ class Audience(StrictModel):
     """
 
     prompt: Filled = Field(description="Words for this audience in the prompt ({audience}).")
-    tone: list[str] = Field(default_factory=list, description="Tone words added to the prompt (e.g. lively, calm).")
+    tone: list[Filled] = Field(default_factory=list, description="Tone words added to the prompt (e.g. lively, calm).")
     headline: Texts | None = Field(
         default=None,
         description="Set under the commune name; none: the campaign's. {commune}, {insee}, {department} and"
