@@ -41,11 +41,16 @@ def settings_refused() -> int:
     return 0
 
 
-def positive(value: str) -> int:
+def whole_number(value: str) -> int:
+    """An integer, as ``int`` reads it, said in words where it is not (argparse says "invalid int value")."""
     try:
-        number = int(value)
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None  # cli.parser translates
+
+
+def positive(value: str) -> int:
+    number = whole_number(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number}: must be at least 1")
     return number

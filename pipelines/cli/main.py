@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
-from visuels.cli.console import errors, names, number, port, positive, say_refused, settings_refused
+from visuels.cli.console import errors, names, number, port, positive, say_refused, settings_refused, whole_number
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
 from visuels.errors import VisuelsError
@@ -246,7 +246,7 @@ def _add_detection_commands(command: CommandMaker, t: Words, database_help: str)
     )
     detector_reports.add_argument("--database", help=database_help)
     detector_reports.add_argument("--all", action="store_true", help=t("closed ones too"))
-    detector_reports.add_argument("--close", type=int, metavar="N", help=t("close report N"))
+    detector_reports.add_argument("--close", type=positive, metavar="N", help=t("close report N"))
     detector_reports.add_argument("--answer", help=t("what was done about it (with --close)"))
     detector_reports.set_defaults(handler=lambda args, flows: detector_service.reports(args))
 
@@ -354,7 +354,7 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
     retouch.add_argument(
         "--strength", type=number, default=0.85, help=t("0 keeps the picture, 1 repaints (default: 0.85)")
     )
-    retouch.add_argument("--seed", type=int, default=0, help=t("variant i uses seed + i (default: 0)"))
+    retouch.add_argument("--seed", type=whole_number, default=0, help=t("variant i uses seed + i (default: 0)"))
     retouch.add_argument("-o", "--output-dir", type=Path, help=t("where to write the variants (default: beside IMAGE)"))
     retouch.add_argument("--model", help=t("the model that made IMAGE, if its record cannot say where it is"))
     retouch.add_argument("--lora", help=t("the LoRA that made IMAGE, if its record cannot say where it is"))
@@ -431,7 +431,9 @@ def _add_machine_commands(command: CommandMaker, t: Words, database_help: str) -
             train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None, help=explanation)
         else:
             train.add_argument(
-                f"--{option.replace('_', '-')}", type=number if kind is float else kind, help=explanation
+                f"--{option.replace('_', '-')}",
+                type={float: number, int: whole_number}.get(kind, kind),
+                help=explanation,
             )
     train.set_defaults(handler=_train)
 
