@@ -22,12 +22,13 @@ from visuels.flows.forms import form_parameter
 from visuels.flows.names import RENDER_DEPLOYMENT
 from visuels.flows.sub_runs import wait_for_runs
 from visuels.inputs.campaign import load_campaign
+from visuels.inputs.file_names import PathText
 from visuels.planning.request import campaign_files
 
 
 @flow(name="render-nightly")
 def render_nightly(
-    output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
+    output_dir: Annotated[PathText, form_parameter("Output folder")] = "outputs",
     shard_size: Annotated[int, Field(ge=0, le=1_000_000), form_parameter("Split above this many pictures")] = 2000,
 ) -> dict[str, str] | State:
     """Render every active campaign, each in its own run; return each campaign's final state.

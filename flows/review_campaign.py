@@ -36,6 +36,7 @@ from visuels.flows.artifacts.contact_sheet import contact_sheet_markdown
 from visuels.flows.failures import log_known_failures_in_one_line
 from visuels.flows.forms import form_parameter
 from visuels.flows.names import studio_url
+from visuels.inputs.file_names import PathText
 from visuels.inputs.yamlfiles import plain_message
 from visuels.review.decisions import (
     ReviewDecision,
@@ -137,7 +138,7 @@ def review_campaign(
     campaign_slug: Annotated[str, form_parameter(CAMPAIGN_FIELD)],
     batch: Annotated[str, form_parameter(BATCH_FIELD)] = "",
     keys: Annotated[list[str] | None, form_parameter("Pictures (job keys)")] = None,
-    output_dir: Annotated[str, form_parameter("Output folder")] = "outputs",
+    output_dir: Annotated[PathText, form_parameter("Output folder")] = "outputs",
     language: Annotated[Literal["fr", "en"], form_parameter("Language")] = "en",
 ) -> ReviewOutcome:
     """Ask a designer to approve a campaign's files, then publish them and record the decisions.

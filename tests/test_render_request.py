@@ -175,6 +175,17 @@ def test_a_campaign_waiting_for_review_is_read_as_the_campaign_reads_it(tmp_path
     assert campaigns_waiting_for_review(tmp_path) == ["campaigns/a.yaml", "campaigns/b.yaml", "campaigns/c.yaml"]
 
 
+def test_an_output_folder_cleared_in_the_run_form_is_refused() -> None:
+    """An empty output folder was the worker's own folder: a run cleared in the form wrote its
+    campaign folders into the project's."""
+    from pydantic import ValidationError
+    from visuels.planning.request import RunSettings
+
+    for cleared in ("", "  "):
+        with pytest.raises(ValidationError, match="empty: give it a value"):
+            RunSettings(output_dir=cleared)
+
+
 def test_shards_never_split_a_commune(make_campaign: Callable[..., Path], tmp_path: Path) -> None:
     jobs = plan_render(make_campaign(), tmp_path).jobs  # 2 communes x 2 formats
     assert shard_by_commune(jobs, 2) == [["34301"], ["31118"]]  # Sète, Castelnau-d'Estrétefonds

@@ -41,6 +41,20 @@ def settings_refused() -> int:
     return 0
 
 
+def not_empty(value: str) -> str:
+    """An option's value that says something: a script's ``--database "$DB"`` whose variable is unset
+    would otherwise mean the default."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty: give it a value")  # cli.parser translates
+    return value
+
+
+def a_path(value: str) -> Path:
+    """A file or folder named on the command line; never an empty name, which ``Path`` reads as the
+    working folder (``visuels verify "$FILE"`` with ``FILE`` unset checked every picture below it)."""
+    return Path(not_empty(value))
+
+
 def whole_number(value: str) -> int:
     """An integer, as ``int`` reads it, said in words where it is not (argparse says "invalid int value")."""
     try:

@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING
 from visuels._internal.i18n import Words, user_language, words
 from visuels._internal.logs import quiet_third_party_logs
 from visuels.cli import detecting, detector_service, files, project, rendering
-from visuels.cli.console import errors, names, number, port, positive, say_refused, settings_refused, whole_number
+from visuels.cli.console import (
+    a_path,
+    errors,
+    names,
+    not_empty,
+    number,
+    port,
+    positive,
+    say_refused,
+    settings_refused,
+    whole_number,
+)
 from visuels.cli.parser import Parser
 from visuels.config import default_charter
 from visuels.errors import VisuelsError
@@ -104,9 +115,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
     )
     _add_campaign_commands(command, t)
+    _add_report_commands(command, t)
     _add_detection_commands(command, t, database_help)
     _add_marking_commands(command, t, database_help)
     _add_retouching_commands(command, t, database_help)
+    _add_studio_command(command, t)
     _add_machine_commands(command, t, database_help)
     return parser, commands.choices
 
@@ -117,13 +130,15 @@ def _described(summary: str) -> str:
 
 
 def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
-    """check, render, demo, report, baseline: a campaign from its files to its report."""
+    """check, render, demo: a campaign from its files to its pictures."""
     check = command("check", t("validate charters, campaigns or communes CSV files"))
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("files", nargs="+", type=a_path, metavar="FILE")
     check.set_defaults(handler=lambda args, flows: project.check(args.files))
 
     def add_render_options(options: argparse.ArgumentParser) -> None:
-        options.add_argument("--output-dir", default="outputs", help=t("where to write (default: ./outputs)"))
+        options.add_argument(
+            "--output-dir", type=not_empty, default="outputs", help=t("where to write (default: ./outputs)")
+        )
         options.add_argument(
             "--batch-size", type=positive, help=t("images per model call (default: 16 on a GPU, else 4)")
         )
@@ -150,13 +165,15 @@ def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
         )
 
     render = command("render", t("render a campaign through the Prefect flow"))
-    render.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
+    render.add_argument("campaign", type=a_path, metavar="CAMPAIGN.yaml")
     render.add_argument(
         "--communes", type=names, help=t("comma-separated names or INSEE codes, a subset of the campaign's")
     )
     render.add_argument("--max-communes", type=positive, help=t("only the first N selected communes"))
     render.add_argument(
-        "--model", help=t("override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME")
+        "--model",
+        type=not_empty,
+        help=t("override the campaign's model: demo | DIR | FILE.safetensors::CONFIG_DIR | hub:OWNER/NAME"),
     )
     add_selection_options(render)
     add_render_options(render)
@@ -175,35 +192,43 @@ def _add_campaign_commands(command: CommandMaker, t: Words) -> None:
     add_render_options(demo)
     demo.set_defaults(handler=_demo)
 
+
+def _add_report_commands(command: CommandMaker, t: Words) -> None:
+    """report, baseline: a rendered campaign's report, from its record."""
     report = command("report", t("write a campaign's report again from its record (after retouches, edits or reviews)"))
-    report.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
-    report.add_argument("--output-dir", default="outputs", help=t("where it was rendered (default: ./outputs)"))
+    report.add_argument("campaign", type=a_path, metavar="CAMPAIGN.yaml")
+    report.add_argument(
+        "--output-dir", type=not_empty, default="outputs", help=t("where it was rendered (default: ./outputs)")
+    )
     report.set_defaults(handler=lambda args, flows: rendering.report(args))
 
     baseline = command(
         "baseline", t("fix again the campaign's style baseline, which off-tone pictures are measured against")
     )
-    baseline.add_argument("campaign", type=Path, metavar="CAMPAIGN.yaml")
+    baseline.add_argument("campaign", type=a_path, metavar="CAMPAIGN.yaml")
     baseline.add_argument(
         "--communes",
         type=names,
         help=t("from these communes' pictures only, comma-separated (default: every recorded picture)"),
     )
-    baseline.add_argument("--output-dir", default="outputs", help=t("where it was rendered (default: ./outputs)"))
+    baseline.add_argument(
+        "--output-dir", type=not_empty, default="outputs", help=t("where it was rendered (default: ./outputs)")
+    )
     baseline.set_defaults(handler=lambda args, flows: rendering.baseline(args))
 
 
 def _add_detection_commands(command: CommandMaker, t: Words, database_help: str) -> None:
     """detect, detector: whether pictures carry the marks, for anyone."""
     detect = command("detect", t("whether pictures carry this deployment's AI marks, from the files alone"))
-    detect.add_argument("files", nargs="*", type=Path, metavar="FILE", help=t("pictures, or folders of pictures"))
-    detect.add_argument("--charter", type=Path, default=default_charter(), help=t("charter whose label to look for"))
+    detect.add_argument("files", nargs="*", type=a_path, metavar="FILE", help=t("pictures, or folders of pictures"))
+    detect.add_argument("--charter", type=a_path, default=default_charter(), help=t("charter whose label to look for"))
     detect.add_argument(
-        "--json", type=Path, metavar="RESULT.json", help=t("also write the result, signed by the detector's key")
+        "--json", type=a_path, metavar="RESULT.json", help=t("also write the result, signed by the detector's key")
     )
-    detect.add_argument("--check", type=Path, metavar="RESULT.json", help=t("check a signed result instead"))
+    detect.add_argument("--check", type=a_path, metavar="RESULT.json", help=t("check a signed result instead"))
     detect.add_argument(
         "--deep",
+        type=not_empty,
         metavar="MODEL",
         help=t(
             "also read the starting-noise mark by inverting MODEL (demo | DIR | …): slower, needs its files;"
@@ -228,14 +253,17 @@ def _add_detection_commands(command: CommandMaker, t: Words, database_help: str)
         help=t("the public name your web server gives it (repeatable); its X-Forwarded-For is then trusted"),
     )
     detector_serve.add_argument(
-        "--charter", type=Path, default=default_charter(), help=t("charter whose label to look for")
+        "--charter", type=a_path, default=default_charter(), help=t("charter whose label to look for")
     )
-    detector_serve.add_argument("--database", help=t("where wrong-label reports are kept (the database of record)"))
+    detector_serve.add_argument(
+        "--database", type=not_empty, help=t("where wrong-label reports are kept (the database of record)")
+    )
     detector_serve.add_argument(
         "--per-minute", type=positive, default=20, help=t("pictures a client may check per minute (default: 20)")
     )
     detector_serve.add_argument(
         "--deep",
+        type=not_empty,
         metavar="MODEL",
         help=t("also read the starting-noise mark by inverting MODEL (seconds per picture: keep --per-minute low)"),
     )
@@ -244,7 +272,7 @@ def _add_detection_commands(command: CommandMaker, t: Words, database_help: str)
     detector_reports = detector_actions.add_parser(
         "reports", help=reports_summary, description=_described(reports_summary), words=t
     )
-    detector_reports.add_argument("--database", help=database_help)
+    detector_reports.add_argument("--database", type=not_empty, help=database_help)
     detector_reports.add_argument("--all", action="store_true", help=t("closed ones too"))
     detector_reports.add_argument("--close", type=positive, metavar="N", help=t("close report N"))
     detector_reports.add_argument("--answer", help=t("what was done about it (with --close)"))
@@ -257,13 +285,13 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     verify.add_argument(
         "files",
         nargs="+",
-        type=Path,
+        type=a_path,
         metavar="FILE",
         help=t("pictures, or folders: every picture in them (an output folder's thumbnails/ and edges/ left out)"),
     )
     verify.add_argument("--json", action="store_true", help=t("one JSON report per file, as a list"))
-    verify.add_argument("--database", help=database_help)
-    verify.add_argument("--charter", type=Path, default=default_charter(), help=t("charter whose label to look for"))
+    verify.add_argument("--database", type=not_empty, help=database_help)
+    verify.add_argument("--charter", type=a_path, default=default_charter(), help=t("charter whose label to look for"))
     verify.add_argument(
         "--allow-untrusted",
         action="store_true",
@@ -278,25 +306,25 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     finalize = command(
         "finalize", t("mark again files edited outside visuels (Photoshop, GIMP...) from their original")
     )
-    finalize.add_argument("files", nargs="+", type=Path, metavar="EDITED")
+    finalize.add_argument("files", nargs="+", type=a_path, metavar="EDITED")
     finalize.add_argument(
         "--from",
         dest="original",
-        type=Path,
+        type=a_path,
         metavar="ORIGINAL",
         help=t("the exported file they were edited from (default: found through each file's watermark)"),
     )
     finalize.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=a_path,
         metavar="OUT",
         help=t("a file, or a folder for several (default: beside each, NAME-final.EXT)"),
     )
-    finalize.add_argument("--database", help=database_help)
+    finalize.add_argument("--database", type=not_empty, help=database_help)
     finalize.add_argument(
         "--charter",
-        type=Path,
+        type=a_path,
         help=t(
             "the charter to check them against (default: the one each original was made with, as the record names it)"
         ),
@@ -309,24 +337,24 @@ def _add_marking_commands(command: CommandMaker, t: Words, database_help: str) -
     timestamp.add_argument(
         "files",
         nargs="+",
-        type=Path,
+        type=a_path,
         metavar="FILE",
         help=t(
             "exported pictures, or folders: every exported picture in them (what is not one is said and left as it is)"
         ),
     )
-    timestamp.add_argument("--database", help=database_help)
+    timestamp.add_argument("--database", type=not_empty, help=database_help)
     timestamp.set_defaults(handler=lambda args, flows: files.timestamp(args))
 
 
 def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str) -> None:
-    """layers, retouch, studio: an output worked on by a designer."""
+    """layers, retouch: an output worked on by a designer."""
     layers = command("layers", t("a layered working file (PSD) of an output laid out in a template, for retouching"))
-    layers.add_argument("files", nargs="+", type=Path, metavar="FILE", help=t("exported files"))
-    layers.add_argument("--database", help=database_help)
+    layers.add_argument("files", nargs="+", type=a_path, metavar="FILE", help=t("exported files"))
+    layers.add_argument("--database", type=not_empty, help=database_help)
     layers.add_argument(
         "--charter",
-        type=Path,
+        type=a_path,
         help=t("the charter they were laid out with (default: the one each was made with, as the record names it)"),
     )
     layers.set_defaults(handler=lambda args, flows: files.layers(args))
@@ -335,9 +363,9 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
         "retouch",
         t("repaint part of an output with the model that made it, or by instruction; each variant is marked again"),
     )
-    retouch.add_argument("image", type=Path, metavar="IMAGE", help=t("an exported file"))
+    retouch.add_argument("image", type=a_path, metavar="IMAGE", help=t("an exported file"))
     retouch.add_argument(
-        "--mask", type=Path, help=t("white where to repaint, black elsewhere (or painted on transparency)")
+        "--mask", type=a_path, help=t("white where to repaint, black elsewhere (or painted on transparency)")
     )
     retouch.add_argument("--prompt", required=True, help=t("what to paint, or with --mode instruct what to change"))
     retouch.add_argument(
@@ -347,7 +375,10 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
         help=t("instruct: an edit model (--edit-model) changes the picture as the prompt says (default: inpaint)"),
     )
     retouch.add_argument(
-        "--edit-model", metavar="DIR", help=t("an edit model's diffusers folder (Qwen-Image-Edit), for --mode instruct")
+        "--edit-model",
+        type=not_empty,
+        metavar="DIR",
+        help=t("an edit model's diffusers folder (Qwen-Image-Edit), for --mode instruct"),
     )
     retouch.add_argument("--steps", type=positive, help=t("denoising steps (default: the model's own)"))
     retouch.add_argument("--variants", type=positive, default=4, help=t("how many (default: 4)"))
@@ -355,20 +386,29 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
         "--strength", type=number, default=0.85, help=t("0 keeps the picture, 1 repaints (default: 0.85)")
     )
     retouch.add_argument("--seed", type=whole_number, default=0, help=t("variant i uses seed + i (default: 0)"))
-    retouch.add_argument("-o", "--output-dir", type=Path, help=t("where to write the variants (default: beside IMAGE)"))
-    retouch.add_argument("--model", help=t("the model that made IMAGE, if its record cannot say where it is"))
-    retouch.add_argument("--lora", help=t("the LoRA that made IMAGE, if its record cannot say where it is"))
+    retouch.add_argument(
+        "-o", "--output-dir", type=a_path, help=t("where to write the variants (default: beside IMAGE)")
+    )
+    retouch.add_argument(
+        "--model", type=not_empty, help=t("the model that made IMAGE, if its record cannot say where it is")
+    )
+    retouch.add_argument(
+        "--lora", type=not_empty, help=t("the LoRA that made IMAGE, if its record cannot say where it is")
+    )
     retouch.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
-    retouch.add_argument("--database", help=database_help)
+    retouch.add_argument("--database", type=not_empty, help=database_help)
     retouch.add_argument(
         "--charter",
-        type=Path,
+        type=a_path,
         help=t(
             "the charter to check them against (default: the one each original was made with, as the record names it)"
         ),
     )
     retouch.set_defaults(handler=_retouch)
 
+
+def _add_studio_command(command: CommandMaker, t: Words) -> None:
+    """studio: the designers' pages in a browser."""
     studio = command(
         "studio", t("the designers' studio in a browser: review runs, retouch outputs, finalize edited files")
     )
@@ -385,14 +425,19 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
         metavar="NAME",
         help=t("a name the studio is reached by besides 127.0.0.1 and localhost (repeatable)"),
     )
-    studio.add_argument("--output-dir", type=Path, default=Path("outputs"), help=t("the outputs (default: ./outputs)"))
+    studio.add_argument(
+        "--output-dir", type=a_path, default=Path("outputs"), help=t("the outputs (default: ./outputs)")
+    )
     studio.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto", help=t("for retouching"))
     studio.add_argument(
-        "--edit-model", metavar="DIR", help=t("an edit model's diffusers folder, to retouch by instruction")
+        "--edit-model",
+        type=not_empty,
+        metavar="DIR",
+        help=t("an edit model's diffusers folder, to retouch by instruction"),
     )
     studio.add_argument(
         "--charter",
-        type=Path,
+        type=a_path,
         help=t("the charter to check retouches against (default: each output's own, as the record names it)"),
     )
     studio.set_defaults(handler=lambda args, flows: project.studio(args, flows.reviews))
@@ -401,8 +446,8 @@ def _add_retouching_commands(command: CommandMaker, t: Words, database_help: str
 def _add_machine_commands(command: CommandMaker, t: Words, database_help: str) -> None:
     """doctor, keys, train, ledger: the machine, its keys, the charter's LoRA and the record."""
     doctor = command("doctor", t("what this machine has (GPU, versions, model, keys) and what is missing"))
-    doctor.add_argument("campaign", type=Path, nargs="?", metavar="CAMPAIGN.yaml", help=t("also its model and LoRA"))
-    doctor.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    doctor.add_argument("campaign", type=a_path, nargs="?", metavar="CAMPAIGN.yaml", help=t("also its model and LoRA"))
+    doctor.add_argument("--output-dir", type=a_path, default=Path("outputs"))
     doctor.add_argument(
         "--model", action="append", default=[], metavar="MODEL", help=t("also this model and its licence (repeatable)")
     )
@@ -414,7 +459,7 @@ def _add_machine_commands(command: CommandMaker, t: Words, database_help: str) -
     )
     keys = command("keys", t("signing keys for C2PA manifests, and the watermark's secret keys"))
     keys.add_argument("action", nargs="?", choices=["init", "rotate", "list"], help=keys_actions)
-    keys.add_argument("--dir", type=Path, help=t("where (default: $VISUELS_KEYS_DIR or ./keys)"))
+    keys.add_argument("--dir", type=a_path, help=t("where (default: $VISUELS_KEYS_DIR or ./keys)"))
     keys.set_defaults(
         handler=lambda args, flows: (
             project.keys(args.action, args.dir) if args.action else _no_action(keys, keys_actions, t)
@@ -422,10 +467,16 @@ def _add_machine_commands(command: CommandMaker, t: Words, database_help: str) -
     )
 
     train = command("train", t("train the charter's style LoRA on its reference images"))
-    train.add_argument("charter", type=Path, metavar="CHARTER_DIR")
-    train.add_argument("--base", default="demo", help=t("base model: demo or a diffusers folder (default: demo)"))
-    train.add_argument("--resume", metavar="RUN", help=t("continue an interrupted run from its last checkpoint"))
-    train.add_argument("--lora-dir", help=t("root of the LoRA folders (default: $VISUELS_LORA_DIR or ./lora)"))
+    train.add_argument("charter", type=a_path, metavar="CHARTER_DIR")
+    train.add_argument(
+        "--base", type=not_empty, default="demo", help=t("base model: demo or a diffusers folder (default: demo)")
+    )
+    train.add_argument(
+        "--resume", type=not_empty, metavar="RUN", help=t("continue an interrupted run from its last checkpoint")
+    )
+    train.add_argument(
+        "--lora-dir", type=not_empty, help=t("root of the LoRA folders (default: $VISUELS_LORA_DIR or ./lora)")
+    )
     for option, (kind, explanation) in project.training_options(t).items():
         if kind is bool:
             train.add_argument(f"--{option.replace('_', '-')}", action="store_true", default=None, help=explanation)
@@ -440,7 +491,7 @@ def _add_machine_commands(command: CommandMaker, t: Words, database_help: str) -
     ledger_actions = t("verify: check the hash chain")
     ledger_command = command("ledger", t("the provenance ledger"))
     ledger_command.add_argument("action", nargs="?", choices=["verify"], help=ledger_actions)
-    ledger_command.add_argument("--database", help=database_help)
+    ledger_command.add_argument("--database", type=not_empty, help=database_help)
     ledger_command.set_defaults(
         handler=lambda args, flows: (
             project.ledger_verify(args.database) if args.action else _no_action(ledger_command, ledger_actions, t)

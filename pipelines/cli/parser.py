@@ -33,6 +33,7 @@ OPTION_MESSAGES = (
     Text("{number}: must be at least 1"),
     Text("{number}: a port is a number from 1 to 65535"),
     Text("'{value}' names nothing: give names separated by commas"),
+    Text("empty: give it a value"),
 )
 
 

@@ -17,7 +17,7 @@ from visuels._internal.schema import blank_when_unset
 from visuels._internal.strict import StrictModel
 from visuels.config import campaigns_dir
 from visuels.errors import CampaignError
-from visuels.inputs.file_names import files_in
+from visuels.inputs.file_names import PathText, files_in
 from visuels.inputs.formats import FORMAT_PRESETS
 from visuels.inputs.slugs import name_key
 from visuels.inputs.yamlfiles import read_yaml_mapping
@@ -208,7 +208,7 @@ class RunSettings(RenderSettings):
 
     model_config = ConfigDict(extra="forbid")
 
-    output_dir: str = Field(
+    output_dir: PathText = Field(
         default="outputs",
         title="Output folder",
         description="Receives campaign/commune/format/ files; relative to the project folder.",
