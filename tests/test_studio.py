@@ -208,6 +208,13 @@ def test_retouch_refusals_are_one_line(studio: tuple) -> None:
         json={"file": files[0], "prompt": "x", "mask": _png_data_url(Image.new("RGBA", (10, 6), (255, 0, 0, 255)))},
     )
     assert wrong.status_code == 400 and "is 10x6 but the picture is" in wrong.json()["error"]
+    # Named as the designer knows them, not by the server's temporary folder (/tmp/tmpk3x…/mask.png).
+    assert wrong.json()["error"].startswith("brushed-mask.png: mask: ")
+    tiny = client.post(
+        "/api/finalize",
+        json={"file": files[0], "name": "retouche.png", "data": _png_data_url(Image.new("RGB", (8, 8)))},
+    )
+    assert tiny.status_code == 400 and tiny.json()["error"].startswith("retouche.png: edited: 8x8 pixels: too small")
     empty = client.post("/api/retouch", json={"file": files[0], "prompt": ""})
     assert empty.status_code == 422 and "prompt" in empty.json()["error"]
     no_mask = client.post("/api/retouch", json={"file": files[0], "prompt": "x", "mode": "inpaint"})

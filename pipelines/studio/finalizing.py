@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from visuels._internal.i18n import words
 from visuels.review import kept_edits
 from visuels.review.derivatives import finalize_file, finalized_name
-from visuels.studio.pages import decoded_upload, derivative_json, page_language
+from visuels.studio.pages import decoded_upload, derivative_json, page_language, upload_folder
 
 if TYPE_CHECKING:
     from visuels.studio.app import Studio
@@ -76,8 +76,8 @@ def finalize_routes(studio: Studio, templates: Jinja2Templates) -> APIRouter:
     @router.post("/api/finalize")
     def finalize_upload(request: Request, ask: FinalizeAsk) -> JSONResponse:
         source = studio.path_of(ask.file)
-        with tempfile.TemporaryDirectory() as folder:
-            dropped = Path(folder) / _dropped_name(ask.name)
+        with upload_folder() as folder:
+            dropped = folder / _dropped_name(ask.name)
             dropped.write_bytes(decoded_upload(ask.data))
             target = finalized_name(source, dropped, ask.keep)
             done = finalize_file(

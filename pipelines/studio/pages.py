@@ -6,11 +6,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import HTTPException, Request
 from fastapi.templating import Jinja2Templates
 from visuels._internal.i18n import LANGUAGES, Words, browser_language, user_language, words
+from visuels.errors import VisuelsError
 from visuels.planning.jobs import KEY_PREFIX_LENGTH
 from visuels.postprocess import findings
 from visuels.review.derivatives import Derivative
@@ -79,6 +83,18 @@ def decoded_upload(data: str) -> bytes:
         return base64.b64decode(data.split(",", 1)[1] if data.startswith("data:") else data, validate=True)
     except (binascii.Error, ValueError):
         raise HTTPException(400, "the upload is not base64 data") from None
+
+
+@contextmanager
+def upload_folder() -> Iterator[Path]:
+    """A temporary folder for what a designer uploads; a refusal names the upload as the designer
+    knows it (``retouche.png: 8x8 pixels…``), not by the server's temporary path."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            yield Path(folder)
+        except VisuelsError as refused:
+            refused.file = refused.file.removeprefix(f"{folder}/")
+            raise
 
 
 def derivative_json(done: Derivative, output_root: Path, t: Words) -> dict:

@@ -4,9 +4,7 @@ variants, the variant kept (marked again and recorded)."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
@@ -23,7 +21,7 @@ from visuels.marking.mark import preview_jpeg
 from visuels.record import model_sources
 from visuels.review import kept_edits
 from visuels.review.derivatives import Original, find_original, label_box, mark_derivative
-from visuels.studio.pages import PREVIEW_SIDE, decoded_upload, derivative_json, page_language
+from visuels.studio.pages import PREVIEW_SIDE, decoded_upload, derivative_json, page_language, upload_folder
 
 if TYPE_CHECKING:  # these import torch: only the retouch endpoints load them
     from visuels.review.retouch import RetouchModel, RetouchSettings
@@ -105,8 +103,8 @@ def locked_zone(studio: Studio, original: Original) -> dict[str, float]:
 
 def brushed_mask(data_url: str, size: tuple[int, int]) -> np.ndarray:
     """The strokes a designer brushed (a PNG data URL), read and checked as a mask file is."""
-    with tempfile.TemporaryDirectory() as folder:
-        mask_file = Path(folder) / "mask.png"
+    with upload_folder() as folder:
+        mask_file = folder / "brushed-mask.png"
         mask_file.write_bytes(decoded_upload(data_url))
         return read_mask(mask_file, size)
 
