@@ -71,6 +71,8 @@ def test_a_picture_is_time_stamped_later_and_stays_marked_and_recorded(
     assert report.ok, {name: check.detail for name, check in report.checks.items() if not check.passed}
     (entry,) = [entry for entry in recorded.values() if entry["file"].endswith(path.name)]
     assert entry["sha256"] == sha256 and entry["size"] == path.stat().st_size  # a re-run renders nothing
+    # Given its export's time back, as every export is: the next night need not read it again.
+    assert path.stat().st_mtime_ns == manifest.exported_time_ns(entry["created"])
     assert report.lineage[0]["sha256"] == sha256 and len(report.lineage) == 2  # one row more, no more
 
 
@@ -292,6 +294,9 @@ def test_the_approved_copies_follow_their_exports_time_stamp_whichever_is_stampe
     finally:
         database.close()
     assert other_copy.read_bytes() == (out / files[1]).read_bytes()  # the stamped bytes, copied again
+    for file, stamped in ((files[0], copy), (files[0], out / files[0]), (files[1], out / files[1])):
+        # At their export's time, as an export and its copies are given it: not read again.
+        assert stamped.stat().st_mtime_ns == manifest.exported_time_ns(recorded[file]["created"])
     assert not (out / slug / "set-aside").exists()
     assert plan_render(rendered_campaign_file(out), out).pending == []
     # A database away from the outputs (PostgreSQL, a SQLite file elsewhere) does not say where the

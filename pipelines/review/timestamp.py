@@ -68,11 +68,14 @@ def time_stamp_file(
     if before.signed_at:
         return TimeStamped(str(path), digest, before.signed_at, already=True)
     stamped = time_stamp(data, mime_type, path.name, signing)
+    exported_at = _exported_at(database, row["job_key"], digest)
     with staged(path) as file:
         try:
             file.path.write_bytes(stamped)
         except OSError as exc:
             raise ExportError(path, None, "cannot write it: {reason}", reason=exc.strerror or str(exc)) from None
+        if exported_at is not None:  # the record's new bytes keep its export's time: not read again
+            manifest.stamp_as_exported(file.path, exported_at)
         # Published inside the transaction: a stamp whose record fails is found again by a re-run
         # (_stamp_left_unrecorded), the picture's old bytes then being gone.
         if not _record(row, stamped, database, publish=file.publish):  # another run stamped it meanwhile
@@ -120,13 +123,25 @@ def _stamp_a_copy(
         raise ImageInputError(
             path, "file", "a copy of {export}, which changed meanwhile: try again", export=str(export)
         )
+    exported_at = _exported_at(database, row["job_key"], stamped.sha256)
     with staged(path) as file:
         try:
             file.path.write_bytes(data)
         except OSError as exc:
             raise ExportError(path, None, "cannot write it: {reason}", reason=exc.strerror or str(exc)) from None
+        if exported_at is not None:  # as an approved copy is given it: not read again by the report
+            manifest.stamp_as_exported(file.path, exported_at)
         file.publish()
     return TimeStamped(str(path), stamped.sha256, stamped.signed_at, already=False, copy_of=str(export))
+
+
+def _exported_at(database: Database, job_key: str, sha256: str) -> str | None:
+    """When the output of ``job_key`` was exported, where its record holds the bytes ``sha256``: the
+    time its file and copies are given (``manifest.stamp_as_exported``), so that planning and the
+    report need not read them again. None where the record says otherwise (rendered again since)."""
+    with database.reading() as connection:
+        recorded = manifest.recorded_of(connection, [job_key]).get(job_key)
+    return recorded.created if recorded is not None and recorded.sha256 == sha256 else None
 
 
 def _record(row: dict, stamped: bytes, database: Database, publish: Callable[[], None] | None = None) -> bool:
