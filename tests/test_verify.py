@@ -461,6 +461,8 @@ def test_a_cut_rewritten_or_wholly_replaced_ledger_fails_against_its_signed_chec
     out, _ = rendered
     assert main(["ledger", "verify", "--database", str(out / "visuels.sqlite")]) == 0
     assert "as its signed checkpoints say" in capsys.readouterr().out
+    assert main(["ledger", "verify", "--database", str(out)]) == 0  # the output folder: its record
+    assert f"{out / 'visuels.sqlite'}: " in capsys.readouterr().out
 
     cut = tampered_copy(out, tmp_path / "cut", "DELETE FROM ledger WHERE id = (SELECT max(id) FROM ledger)")
     assert verify_chain(Database(url_option(str(cut))))[1] is None  # the chain alone sees nothing

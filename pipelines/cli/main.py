@@ -111,7 +111,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         return commands.add_parser(name, help=summary, description=_described(summary), words=t)
 
     database_help = t(
-        "the database of record: a SQLAlchemy URL or a SQLite file"
+        "the database of record: a SQLAlchemy URL, a SQLite file or the output folder holding it"
         " (default: $VISUELS_DATABASE_URL, else outputs/visuels.sqlite)"
     )
     _add_campaign_commands(command, t)

@@ -210,9 +210,34 @@ def database_url(output_root: Path) -> str:
     return settings().database_url or f"sqlite:///{output_root.resolve() / DATABASE_FILE}"
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
 def url_option(value: str) -> str:
-    """A command-line ``--database`` value: a SQLAlchemy URL, or the path of a SQLite file."""
-    return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
+    """A command-line ``--database`` value: a SQLAlchemy URL, the path of a SQLite file, or an output
+    folder, whose record is its ``visuels.sqlite``. A file that is neither named nor made as a SQLite
+    database (a picture, a report named by mistake) is the option's mistake, said as such; a
+    ``.sqlite`` file that does not read as one is a damaged record (the environment failing)."""
+    if "://" in value:
+        return value
+    path = Path(value).resolve()
+    if path.is_dir():
+        if not (path / DATABASE_FILE).is_file():
+            raise DatabaseOptionError(
+                value, "--database", "a folder without {name}: name the record's file", name=DATABASE_FILE
+            )
+        path = path / DATABASE_FILE
+    elif path.is_file() and path.suffix.lower() not in SQLITE_SUFFIXES and path.stat().st_size > 0:
+        with path.open("rb") as file:
+            if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise DatabaseOptionError(
+                    value,
+                    "--database",
+                    "not a SQLite database: name {name} (in an output folder) or a database URL",
+                    name=DATABASE_FILE,
+                )
+    return f"sqlite:///{path}"
 
 
 def is_missing(url: str) -> bool:
