@@ -30,8 +30,9 @@ os.environ.setdefault("VISUELS_LANGUAGE", "en")  # the messages tests read, what
 # The longest files (minutes each, measured), started first: ``make test`` runs the files in two
 # processes, which then finish together instead of one waiting for the other's last long file.
 LONGEST_FIRST = (
-    "tests/test_served.py",
     "tests/test_commands.py",
+    "tests/test_served.py",
+    "tests/test_families.py",
     "tests/test_faults.py",
     "tests/test_processes.py",
     "tests/test_watermark.py",
